@@ -1,0 +1,210 @@
+//! Conformance suites for the seams. A backend's test calls each suite with a
+//! fresh handle; the suites use unique tenant ids so they can share a real
+//! Kafka or CQL cluster with other runs.
+
+use std::time::Duration;
+
+use herald_core::model::{
+    Account, Content, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, Price,
+    RecipientSpec, Template, Tenant, Work,
+};
+use herald_core::now_ms;
+use herald_core::seams::{ConfigStore, Enqueue, Queue, Store};
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn message(tenant: &str, recipients: usize) -> Message {
+    Message {
+        id: unique("msg"),
+        tenant: tenant.into(),
+        channel: "webhook".into(),
+        account: "hook".into(),
+        content: Content { text: Some("hi {{ name }}".into()), ..Default::default() },
+        template: None,
+        variables: Default::default(),
+        recipients: (0..recipients).map(|i| RecipientSpec { to: format!("r{i}"), variables: Default::default() }).collect(),
+        metadata: Default::default(),
+        accepted_at: now_ms(),
+        send_at: None,
+    }
+}
+
+fn enqueue(m: &Message, not_before: i64) -> Enqueue {
+    Enqueue { key: m.tenant.clone(), not_before, work: Work::Message(m.clone()) }
+}
+
+/// Lease until `want` items of `tenant` are seen or `timeout` passes.
+async fn lease_tenant(q: &dyn Queue, tenant: &str, want: usize, timeout: Duration) -> Vec<herald_core::seams::Leased> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        for l in q.lease(64, 1_000).await.expect("lease") {
+            if l.work.tenant() == tenant {
+                got.push(l);
+            }
+        }
+        if got.len() < want {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    got
+}
+
+/// Queue: durability of publish, scheduling, leases, redelivery, ack.
+pub async fn queue_suite(q: &dyn Queue) {
+    let tenant = unique("qt");
+    let now = now_ms();
+    let a = message(&tenant, 1);
+    let b = message(&tenant, 2);
+    let later = message(&tenant, 1);
+    q.publish(vec![enqueue(&a, now), enqueue(&b, now), enqueue(&later, now + 1_500)]).await.expect("publish");
+    assert!(q.depth().await.expect("depth") >= 3, "depth counts scheduled items too");
+
+    let got = lease_tenant(q, &tenant, 2, Duration::from_secs(10)).await;
+    let ids: Vec<_> = got.iter().map(|l| match &l.work { Work::Message(m) => m.id.clone(), _ => panic!("retry?") }).collect();
+    assert_eq!(ids, vec![a.id.clone(), b.id.clone()], "due items in publish order, scheduled one held back");
+    assert_eq!(got[0].work, Work::Message(a.clone()), "payload round-trips");
+    assert!(got.iter().all(|l| l.redeliveries == 0));
+
+    // a is acked; b is not, so its lease (1 s) runs out and it comes back.
+    q.ack(vec![got[0].token.clone()]).await.expect("ack");
+    let again = lease_tenant(q, &tenant, 2, Duration::from_secs(10)).await;
+    let mut again_ids: Vec<_> =
+        again.iter().map(|l| match &l.work { Work::Message(m) => m.id.clone(), _ => panic!() }).collect();
+    again_ids.sort();
+    let mut want = vec![b.id.clone(), later.id.clone()];
+    want.sort();
+    assert_eq!(again_ids, want, "unacked item redelivered, scheduled item now due, acked item gone");
+    let b_again = again.iter().find(|l| matches!(&l.work, Work::Message(m) if m.id == b.id)).unwrap();
+    assert_eq!(b_again.redeliveries, 1);
+    q.ack(again.iter().map(|l| l.token.clone()).collect()).await.expect("ack");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(lease_tenant(q, &tenant, 1, Duration::from_millis(300)).await.is_empty(), "acked items never return");
+}
+
+fn update(m: &Message, i: usize, status: DeliveryStatus, attempts: u32) -> DeliveryUpdate {
+    DeliveryUpdate {
+        delivery_id: m.delivery_id(i),
+        message_id: m.id.clone(),
+        tenant: m.tenant.clone(),
+        status,
+        attempts,
+        detail: Some(format!("{status:?}")),
+        provider_id: Some(format!("p-{}", m.delivery_id(i))),
+        at: now_ms(),
+    }
+}
+
+fn debit(m: &Message, i: usize, amount: i64) -> LedgerEntry {
+    LedgerEntry {
+        id: format!("{}:debit", m.delivery_id(i)),
+        tenant: m.tenant.clone(),
+        kind: LedgerKind::Debit,
+        channel: m.channel.clone(),
+        account: m.account.clone(),
+        delivery_id: Some(m.delivery_id(i)),
+        units: 1,
+        amount_minor: amount,
+        currency: "CNY".into(),
+        at: now_ms(),
+    }
+}
+
+/// Store: message records, delivery state machine, ledger, idempotency, tenant isolation.
+pub async fn store_suite(s: &dyn Store) {
+    let tenant = unique("st");
+    let m = message(&tenant, 3);
+    s.record_message(&m).await.expect("record");
+    s.record_message(&m).await.expect("replay is a no-op");
+    let view = s.message(&tenant, &m.id).await.unwrap().expect("message");
+    assert_eq!(view.deliveries.len(), 3);
+    assert!(view.deliveries.iter().all(|d| d.status == DeliveryStatus::Queued && d.attempts == 0));
+    assert_eq!(view.deliveries[2].recipient, "r2");
+    assert!(s.message("other-tenant", &m.id).await.unwrap().is_none(), "tenant-scoped");
+    assert_eq!(s.queued_deliveries(&tenant, &m.id).await.unwrap(), vec![m.delivery_id(0), m.delivery_id(1), m.delivery_id(2)]);
+
+    let ledger = vec![debit(&m, 0, 5)];
+    let ups = vec![update(&m, 0, DeliveryStatus::Sent, 1), update(&m, 1, DeliveryStatus::Retrying, 1), update(&m, 2, DeliveryStatus::Failed, 1)];
+    s.record(ups.clone(), ledger.clone()).await.expect("record outcomes");
+    s.record(ups, ledger).await.expect("replayed record");
+    assert_eq!(s.queued_deliveries(&tenant, &m.id).await.unwrap(), Vec::<String>::new());
+    assert!(s.retry_due(&tenant, &m.delivery_id(1), 2).await.unwrap());
+    assert!(!s.retry_due(&tenant, &m.delivery_id(1), 3).await.unwrap());
+    assert!(!s.retry_due(&tenant, &m.delivery_id(0), 2).await.unwrap());
+    assert_eq!(s.balance(&tenant).await.unwrap(), -5, "replayed ledger entry counted once");
+
+    // A receipt upgrades sent→delivered; a late "sent" does not downgrade it.
+    s.record(vec![update(&m, 0, DeliveryStatus::Delivered, 1)], vec![]).await.unwrap();
+    s.record(vec![update(&m, 0, DeliveryStatus::Sent, 1)], vec![]).await.unwrap();
+    let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
+    assert_eq!(view.deliveries[0].status, DeliveryStatus::Delivered);
+    assert_eq!(view.deliveries[0].cost_minor, 5);
+    assert_eq!(view.deliveries[1].cost_minor, 0);
+    let (mid, rec) = s.delivery_by_provider_id(&tenant, &format!("p-{}", m.delivery_id(0))).await.unwrap().expect("by provider id");
+    assert_eq!((mid.as_str(), rec.id.as_str()), (m.id.as_str(), m.delivery_id(0).as_str()));
+    assert!(s.delivery_by_provider_id("other", &format!("p-{}", m.delivery_id(0))).await.unwrap().is_none());
+
+    let mut credit = debit(&m, 0, 2);
+    credit.id = format!("{}:credit", m.delivery_id(0));
+    credit.kind = LedgerKind::Credit;
+    s.record(vec![], vec![credit]).await.unwrap();
+    assert_eq!(s.balance(&tenant).await.unwrap(), -3);
+    let entries = s.ledger(&tenant, 10).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(herald_core::ledger::net(&entries), -3);
+
+    let now = now_ms();
+    let rec = IdempotencyRecord {
+        tenant: tenant.clone(),
+        key: "k1".into(),
+        request_hash: "h".into(),
+        message_id: m.id.clone(),
+        response: "{}".into(),
+        expires_at: now + 60_000,
+    };
+    s.put_idempotency(rec.clone()).await.unwrap();
+    assert_eq!(s.idempotency(&tenant, "k1", now).await.unwrap(), Some(rec.clone()));
+    assert_eq!(s.idempotency("other", "k1", now).await.unwrap(), None);
+    assert_eq!(s.idempotency(&tenant, "k1", now + 61_000).await.unwrap(), None, "expired keys are gone");
+}
+
+/// ConfigStore: tenants, API keys, accounts, templates, price overrides.
+pub async fn config_suite(c: &dyn ConfigStore) {
+    let t = Tenant { id: unique("ct"), name: "Acme".into(), currency: "CNY".into() };
+    c.upsert_tenant(&t).await.unwrap();
+    c.upsert_tenant(&Tenant { name: "Acme Ltd".into(), ..t.clone() }).await.unwrap();
+    assert_eq!(c.tenant(&t.id).await.unwrap().unwrap().name, "Acme Ltd");
+    assert!(c.tenants().await.unwrap().iter().any(|x| x.id == t.id));
+
+    let key = unique("keyhash");
+    c.add_api_key(&t.id, &key).await.unwrap();
+    assert_eq!(c.tenant_by_api_key(&key).await.unwrap().map(|x| x.id), Some(t.id.clone()));
+    assert!(c.tenant_by_api_key("nope").await.unwrap().is_none());
+
+    let acc = Account {
+        tenant: t.id.clone(),
+        name: "hook".into(),
+        plugin: "webhook".into(),
+        config: serde_json::json!({"url": "http://127.0.0.1:1/x", "secret": "s"}),
+        rate_per_sec: Some(10),
+    };
+    c.upsert_account(&acc).await.unwrap();
+    assert_eq!(c.account(&t.id, "hook").await.unwrap(), Some(acc.clone()));
+    assert_eq!(c.accounts(&t.id).await.unwrap(), vec![acc]);
+    assert!(c.account("other", "hook").await.unwrap().is_none());
+
+    let tpl = Template { tenant: t.id.clone(), id: "welcome".into(), content: Content { subject: Some("Hi".into()), text: Some("t".into()), html: None } };
+    c.upsert_template(&tpl).await.unwrap();
+    assert_eq!(c.template(&t.id, "welcome").await.unwrap(), Some(tpl));
+    assert!(c.template(&t.id, "missing").await.unwrap().is_none());
+
+    let channel = unique("ch");
+    assert!(c.price(&t.id, &channel).await.unwrap().is_none());
+    c.set_price("*", &Price { channel: channel.clone(), unit_minor: 5, currency: "CNY".into() }).await.unwrap();
+    assert_eq!(c.price(&t.id, &channel).await.unwrap().unwrap().unit_minor, 5);
+    c.set_price(&t.id, &Price { channel: channel.clone(), unit_minor: 3, currency: "CNY".into() }).await.unwrap();
+    assert_eq!(c.price(&t.id, &channel).await.unwrap().unwrap().unit_minor, 3, "tenant override wins");
+    assert_eq!(c.price("another", &channel).await.unwrap().unwrap().unit_minor, 5);
+}

@@ -1,0 +1,68 @@
+//! Errors. `ApiError` is what a client sees (mapped to HTTP only at the edge);
+//! `StoreError` is what a backend reports.
+
+use serde::Serialize;
+
+/// A client-facing error: a stable code, a message, and the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// What class of failure an `ApiError` is; the edge maps it to a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Invalid,
+    Unauthenticated,
+    NotFound,
+    Conflict,
+    TooLarge,
+    Unavailable,
+    Internal,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        Self { kind, code, message: message.into(), field: None }
+    }
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: Some(field.into()), ..Self::new(ErrorKind::Invalid, "invalid_field", message) }
+    }
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn not_found(what: &str, field: &str) -> Self {
+        Self::new(ErrorKind::NotFound, "not_found", format!("{what} not found")).with_field(field)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, "unavailable", message)
+    }
+}
+
+/// A backend failure. `Unavailable` means "try again later" (the edge answers
+/// 503 + Retry-After); everything else is a bug or corruption.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("backend error: {0}")]
+    Backend(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ApiError::unavailable(m),
+            other => ApiError::new(ErrorKind::Internal, "internal", other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Ledger arithmetic. Money is integer minor units (fen, cents); never floats.
+
+use crate::model::{LedgerEntry, LedgerKind, Price};
+use crate::Millis;
+
+/// Cost of `units` billable units at `price`, saturating instead of overflowing.
+pub fn cost(price: &Price, units: u32) -> i64 {
+    price.unit_minor.saturating_mul(i64::from(units.max(1)))
+}
+
+/// Facts needed to bill one sent delivery.
+pub struct Billable<'a> {
+    pub tenant: &'a str,
+    pub channel: &'a str,
+    pub account: &'a str,
+    pub delivery_id: &'a str,
+    pub units: u32,
+    pub at: Millis,
+}
+
+/// The debit for a sent delivery, or `None` when the channel is free.
+/// The id is deterministic so a replayed record is ignored by the store.
+pub fn debit(price: Option<&Price>, b: &Billable<'_>) -> Option<LedgerEntry> {
+    let price = price?;
+    let amount = cost(price, b.units);
+    (amount > 0).then(|| LedgerEntry {
+        id: format!("{}:debit", b.delivery_id),
+        tenant: b.tenant.to_string(),
+        kind: LedgerKind::Debit,
+        channel: b.channel.to_string(),
+        account: b.account.to_string(),
+        delivery_id: Some(b.delivery_id.to_string()),
+        units: b.units.max(1),
+        amount_minor: amount,
+        currency: price.currency.clone(),
+        at: b.at,
+    })
+}
+
+/// Net effect of entries on a balance.
+pub fn net(entries: &[LedgerEntry]) -> i64 {
+    entries.iter().map(|e| e.kind.signed(e.amount_minor)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(unit: i64) -> Price {
+        Price { channel: "sms".into(), unit_minor: unit, currency: "CNY".into() }
+    }
+    fn billable(units: u32) -> Billable<'static> {
+        Billable { tenant: "t", channel: "sms", account: "a", delivery_id: "m.0", units, at: 1 }
+    }
+
+    #[test]
+    fn cost_is_units_times_price_and_zero_units_bill_one() {
+        assert_eq!(cost(&price(5), 3), 15);
+        assert_eq!(cost(&price(5), 0), 5);
+        assert_eq!(cost(&price(i64::MAX), 2), i64::MAX);
+    }
+
+    #[test]
+    fn debit_has_deterministic_id_and_skips_free_channels() {
+        let d = debit(Some(&price(7)), &billable(2)).unwrap();
+        assert_eq!(d.id, "m.0:debit");
+        assert_eq!(d.amount_minor, 14);
+        assert_eq!(d.units, 2);
+        assert!(debit(Some(&price(0)), &billable(1)).is_none());
+        assert!(debit(None, &billable(1)).is_none());
+    }
+
+    #[test]
+    fn net_subtracts_debits_and_adds_credits() {
+        let mut d = debit(Some(&price(10)), &billable(1)).unwrap();
+        let mut entries = vec![d.clone()];
+        d.kind = LedgerKind::Credit;
+        d.amount_minor = 4;
+        entries.push(d.clone());
+        d.kind = LedgerKind::TopUp;
+        d.amount_minor = 100;
+        entries.push(d);
+        assert_eq!(net(&entries), -10 + 4 + 100);
+    }
+}

@@ -1,0 +1,378 @@
+//! The domain model shared by the gateway, the admin service and every backend.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Millis;
+
+/// Free-form template variables.
+pub type Vars = Map<String, Value>;
+
+/// The body of `POST /v1/messages`, as the client sends it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Channel (plugin name), e.g. "webhook", "email".
+    pub channel: String,
+    /// Sender account name; optional when the tenant has exactly one account on the channel.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Id of a stored template; exclusive with `content`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Inline content; exclusive with `template`.
+    #[serde(default)]
+    pub content: Option<Content>,
+    /// Variables shared by all recipients.
+    #[serde(default)]
+    pub variables: Vars,
+    pub recipients: Vec<RecipientSpec>,
+    /// RFC 3339 time to send at; absent or past means now.
+    #[serde(default)]
+    pub send_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// String metadata passed through to the plugin and the delivery record.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Message content: templates in minijinja syntax, rendered per recipient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Content {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+/// One recipient and its own variables (override the shared ones).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientSpec {
+    pub to: String,
+    #[serde(default)]
+    pub variables: Vars,
+}
+
+/// An accepted message: what ingest makes durable and dispatch consumes.
+/// Also the documented payload of the ingest log (see `Work`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub tenant: String,
+    pub channel: String,
+    pub account: String,
+    /// Content to render: inline, or copied from the template at accept time so
+    /// that a later template edit does not change an accepted message.
+    pub content: Content,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub variables: Vars,
+    pub recipients: Vec<RecipientSpec>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    pub accepted_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<Millis>,
+}
+
+impl Message {
+    /// Deterministic delivery id of the recipient at `index`.
+    pub fn delivery_id(&self, index: usize) -> String {
+        delivery_id(&self.id, index)
+    }
+}
+
+/// Deterministic delivery id: the same message and recipient always map to the
+/// same id, which is what makes redelivery after a crash detectable.
+pub fn delivery_id(message_id: &str, index: usize) -> String {
+    format!("{message_id}.{index}")
+}
+
+/// A rendered notification for one recipient (what a plugin receives).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rendered {
+    pub delivery_id: String,
+    pub recipient: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A retry of one delivery, due at the queue item's `not_before`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryJob {
+    pub message_id: String,
+    pub tenant: String,
+    pub channel: String,
+    pub account: String,
+    pub delivery: Rendered,
+    /// The attempt this job performs (2 = first retry).
+    pub attempt: u32,
+    pub accepted_at: Millis,
+}
+
+/// A unit of work on the ingest log. `v` is the schema version producers set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Work {
+    Message(Message),
+    Retry(RetryJob),
+}
+
+impl Work {
+    pub fn tenant(&self) -> &str {
+        match self {
+            Work::Message(m) => &m.tenant,
+            Work::Retry(r) => &r.tenant,
+        }
+    }
+}
+
+/// Delivery status, as stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Accepted, not yet attempted (or scheduled for later).
+    Queued,
+    /// An attempt failed transiently; a retry is scheduled.
+    Retrying,
+    /// The provider accepted it.
+    Sent,
+    /// The provider reported delivery.
+    Delivered,
+    /// The recipient read or acknowledged it.
+    Read,
+    /// Permanently failed (provider said no, or content could not be rendered).
+    Failed,
+    /// Retries exhausted; in the dead-letter list, re-drivable.
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Retrying => "retrying",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Self::Queued,
+            "retrying" => Self::Retrying,
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "read" => Self::Read,
+            "failed" => Self::Failed,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// What dispatch learned about one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    Sent,
+    Retry,
+    Throttled,
+    Failed,
+}
+
+/// The per-delivery result of one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub delivery_id: String,
+    pub kind: OutcomeKind,
+    pub retry_after_ms: Option<u64>,
+    pub provider_id: Option<String>,
+    /// Billable units (>= 1 when sent).
+    pub units: u32,
+    pub detail: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(delivery_id: impl Into<String>, kind: OutcomeKind, detail: Option<String>) -> Self {
+        Self { delivery_id: delivery_id.into(), kind, retry_after_ms: None, provider_id: None, units: 1, detail }
+    }
+}
+
+/// A change to one delivery row, written by the recorder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryUpdate {
+    pub delivery_id: String,
+    pub message_id: String,
+    pub tenant: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub detail: Option<String>,
+    pub provider_id: Option<String>,
+    pub at: Millis,
+}
+
+/// One append-only ledger line. Amounts are integer minor units (fen, cents).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Deterministic: `<delivery id>:<kind>`, so a replayed write is a no-op.
+    pub id: String,
+    pub tenant: String,
+    pub kind: LedgerKind,
+    pub channel: String,
+    pub account: String,
+    pub delivery_id: Option<String>,
+    pub units: u32,
+    /// Positive for debits and credits alike; `kind` gives the sign.
+    pub amount_minor: i64,
+    pub currency: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    /// A billable send.
+    Debit,
+    /// A refund (e.g. a send the provider did not bill).
+    Credit,
+    /// Money added to a prepaid balance.
+    TopUp,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debit => "debit",
+            Self::Credit => "credit",
+            Self::TopUp => "top_up",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "debit" => Self::Debit,
+            "credit" => Self::Credit,
+            "top_up" => Self::TopUp,
+            _ => return None,
+        })
+    }
+    /// Effect on the tenant's balance: debits subtract.
+    pub fn signed(self, amount: i64) -> i64 {
+        match self {
+            Self::Debit => -amount,
+            Self::Credit | Self::TopUp => amount,
+        }
+    }
+}
+
+/// A delivery as stored and shown to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub recipient: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// Net cost in minor units (debits minus credits).
+    pub cost_minor: i64,
+    pub updated_at: Millis,
+}
+
+/// A message with its deliveries, as `GET /v1/messages/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub id: String,
+    pub tenant: String,
+    pub channel: String,
+    pub account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    pub accepted_at: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<Millis>,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// A tenant (an enterprise).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    /// Currency of the tenant's ledger (ISO 4217).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+pub fn default_currency() -> String {
+    "CNY".into()
+}
+
+/// A sender account: which plugin, with what configuration (secrets inside).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub tenant: String,
+    pub name: String,
+    pub plugin: String,
+    /// Plugin-specific JSON object, validated by the plugin's `validate-account`.
+    pub config: Value,
+    /// Provider rate limit for this account, sends per second (None = unlimited).
+    #[serde(default)]
+    pub rate_per_sec: Option<u32>,
+}
+
+impl std::fmt::Debug for Account {
+    // Never print the config: it holds secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("plugin", &self.plugin)
+            .field("rate_per_sec", &self.rate_per_sec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub tenant: String,
+    pub id: String,
+    #[serde(flatten)]
+    pub content: Content,
+}
+
+/// The price of one billable unit on a channel, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub channel: String,
+    pub unit_minor: i64,
+    pub currency: String,
+}
+
+/// An idempotency record: the answer given to the first request with a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub tenant: String,
+    pub key: String,
+    /// SHA-256 of the request body, to detect a key reused with another body.
+    pub request_hash: String,
+    pub message_id: String,
+    pub response: String,
+    pub expires_at: Millis,
+}

@@ -1,0 +1,186 @@
+//! Template rendering with minijinja, sandboxed: no loader (templates cannot
+//! include files), a fuel limit (no runaway loops), HTML auto-escaping in the
+//! rich-text part, and an output size cap.
+
+use std::collections::BTreeMap;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+
+use crate::model::{Content, RecipientSpec, Rendered, Vars};
+
+/// Fuel per render: enough for real templates, stops `{% for i in range(10**9) %}`.
+const FUEL: u64 = 100_000;
+/// Largest rendered part.
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+
+const PARTS: [&str; 3] = ["subject", "text", "html"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{part}: {message}")]
+pub struct RenderError {
+    /// Which content part failed: "subject", "text" or "html".
+    pub part: &'static str,
+    pub message: String,
+}
+
+/// A message's content compiled once, rendered once per recipient.
+pub struct Compiled<'a> {
+    env: Environment<'a>,
+    present: [bool; 3],
+}
+
+fn part_source(content: &Content, i: usize) -> Option<&String> {
+    match i {
+        0 => content.subject.as_ref(),
+        1 => content.text.as_ref(),
+        _ => content.html.as_ref(),
+    }
+}
+
+impl<'a> Compiled<'a> {
+    /// Compile every part; a syntax error names the part.
+    pub fn new(content: &'a Content) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        env.set_auto_escape_callback(|name| if name == "html" { AutoEscape::Html } else { AutoEscape::None });
+        let mut present = [false; 3];
+        for (i, part) in PARTS.iter().enumerate() {
+            if let Some(src) = part_source(content, i) {
+                env.add_template(part, src).map_err(|e| RenderError { part, message: describe(&e) })?;
+                present[i] = true;
+            }
+        }
+        Ok(Self { env, present })
+    }
+
+    fn part(&self, i: usize, ctx: &minijinja::Value) -> Result<Option<String>, RenderError> {
+        if !self.present[i] {
+            return Ok(None);
+        }
+        let part = PARTS[i];
+        let out = self
+            .env
+            .get_template(part)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| RenderError { part, message: describe(&e) })?;
+        if out.len() > MAX_OUTPUT_BYTES {
+            return Err(RenderError { part, message: format!("rendered output exceeds {MAX_OUTPUT_BYTES} bytes") });
+        }
+        Ok(Some(out))
+    }
+
+    /// Render for one recipient. Recipient variables override shared ones;
+    /// `recipient` is always the recipient's address.
+    pub fn render(
+        &self,
+        delivery_id: String,
+        shared: &Vars,
+        recipient: &RecipientSpec,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Rendered, RenderError> {
+        let mut vars = shared.clone();
+        vars.extend(recipient.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.insert("recipient".into(), recipient.to.clone().into());
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&vars));
+        let subject = self.part(0, &ctx)?;
+        let html = self.part(2, &ctx)?;
+        let text = match self.part(1, &ctx)? {
+            Some(t) => t,
+            None => html.as_deref().map(strip_tags).unwrap_or_default(),
+        };
+        let mut md = metadata.clone();
+        for (k, v) in &recipient.variables {
+            md.entry(k.clone()).or_insert_with(|| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        }
+        Ok(Rendered { delivery_id, recipient: recipient.to.clone(), subject, text, html, metadata: md })
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => format!("{} ({d})", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+/// A plain-text fallback for HTML-only content: tags removed, whitespace folded.
+pub fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: serde_json::Value) -> Vars {
+        v.as_object().unwrap().clone()
+    }
+    fn rcpt(to: &str, v: serde_json::Value) -> RecipientSpec {
+        RecipientSpec { to: to.into(), variables: vars(v) }
+    }
+
+    #[test]
+    fn recipient_variables_override_shared_ones() {
+        let content = Content { subject: Some("Hi {{ name }}".into()), text: Some("{{ greeting }}, {{ name }} <{{ recipient }}>".into()), html: None };
+        let c = Compiled::new(&content).unwrap();
+        let r = c
+            .render("m.0".into(), &vars(json!({"greeting": "Hello", "name": "all"})), &rcpt("a@x", json!({"name": "Ann"})), &BTreeMap::new())
+            .unwrap();
+        assert_eq!(r.subject.as_deref(), Some("Hi Ann"));
+        assert_eq!(r.text, "Hello, Ann <a@x>");
+        assert_eq!(r.metadata.get("name").map(String::as_str), Some("Ann"));
+    }
+
+    #[test]
+    fn html_part_is_escaped_text_part_is_not() {
+        let content = Content { subject: None, text: Some("{{ v }}".into()), html: Some("<p>{{ v }}</p>".into()) };
+        let c = Compiled::new(&content).unwrap();
+        let r = c.render("m.0".into(), &vars(json!({"v": "<b>&"})), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
+        assert_eq!(r.text, "<b>&");
+        assert_eq!(r.html.as_deref(), Some("<p>&lt;b&gt;&amp;</p>"));
+    }
+
+    #[test]
+    fn html_only_content_gets_a_text_fallback() {
+        let content = Content { subject: None, text: None, html: Some("<h1>Title</h1><p>Body {{ n }}</p>".into()) };
+        let r = Compiled::new(&content).unwrap().render("m.0".into(), &vars(json!({"n": 3})), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
+        assert_eq!(r.text, "Title Body 3");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_part() {
+        let content = Content { subject: Some("ok".into()), text: Some("{% if %}".into()), html: None };
+        let err = Compiled::new(&content).err().unwrap();
+        assert_eq!(err.part, "text");
+    }
+
+    #[test]
+    fn runaway_loops_run_out_of_fuel() {
+        let content = Content { subject: None, text: Some("{% for i in range(100000000) %}x{% endfor %}".into()), html: None };
+        let c = Compiled::new(&content).unwrap();
+        let err = c.render("m.0".into(), &Vars::new(), &rcpt("a", json!({})), &BTreeMap::new()).unwrap_err();
+        assert_eq!(err.part, "text");
+    }
+
+    #[test]
+    fn templates_cannot_include_other_templates() {
+        let content = Content { subject: None, text: Some("{% include '/etc/passwd' %}".into()), html: None };
+        let c = Compiled::new(&content).unwrap();
+        assert!(c.render("m.0".into(), &Vars::new(), &rcpt("a", json!({})), &BTreeMap::new()).is_err());
+    }
+}

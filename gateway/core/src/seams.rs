@@ -1,0 +1,103 @@
+//! The seams. Each has one trait; every backend (embedded SQLite, Kafka, CQL)
+//! implements it and passes the same conformance suite.
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::{
+    Account, DeliveryRecord, DeliveryUpdate, IdempotencyRecord, LedgerEntry, Message, MessageView, Price,
+    Template, Tenant, Work,
+};
+use crate::Millis;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An item to put on the ingest log.
+#[derive(Debug, Clone)]
+pub struct Enqueue {
+    /// Partition key: the tenant, so one tenant's work keeps its order and lands
+    /// on one consumer.
+    pub key: String,
+    /// Not to be handed out before this time (scheduled sends, retry delays).
+    pub not_before: Millis,
+    pub work: Work,
+}
+
+/// An item handed to a consumer. It comes back (to this or another consumer)
+/// unless it is acknowledged before its lease runs out.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub token: LeaseToken,
+    pub work: Work,
+    /// How many times this item was handed out before (0 on the first lease).
+    pub redeliveries: u32,
+}
+
+/// Opaque handle used to acknowledge a leased item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseToken(pub String);
+
+/// The ingest log (Kafka, or the embedded SQLite queue).
+///
+/// `publish` returns only once the items are durable. Delivery is
+/// at-least-once: an item leased and not acknowledged is handed out again.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    async fn publish(&self, items: Vec<Enqueue>) -> Result<()>;
+    /// Up to `max` items that are due, leased for `lease_ms`.
+    async fn lease(&self, max: usize, lease_ms: i64) -> Result<Vec<Leased>>;
+    /// Forget items whose effects are durable.
+    async fn ack(&self, tokens: Vec<LeaseToken>) -> Result<()>;
+    /// Items waiting (due or scheduled), for the queue-depth metric.
+    async fn depth(&self) -> Result<u64>;
+    /// Called once at start by the single owner of an embedded queue: leases
+    /// held by a previous (crashed) process are released at once.
+    async fn recover(&self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Records of what was accepted and what happened to it: messages,
+/// deliveries, the ledger and idempotency keys.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Insert the message and one `queued` delivery per recipient. Replaying
+    /// the same message is a no-op.
+    async fn record_message(&self, message: &Message) -> Result<()>;
+    /// Ids of the message's deliveries that were never attempted (`queued`).
+    async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>>;
+    /// Whether the delivery is waiting for exactly this retry attempt.
+    async fn retry_due(&self, tenant: &str, delivery_id: &str, attempt: u32) -> Result<bool>;
+    /// Apply status updates and append ledger entries, atomically. Replayed
+    /// ledger entries (same id) are ignored.
+    async fn record(&self, updates: Vec<DeliveryUpdate>, ledger: Vec<LedgerEntry>) -> Result<()>;
+    async fn message(&self, tenant: &str, message_id: &str) -> Result<Option<MessageView>>;
+    /// Find a delivery by the provider's id (for receipts).
+    async fn delivery_by_provider_id(&self, tenant: &str, provider_id: &str) -> Result<Option<(String, DeliveryRecord)>>;
+    async fn idempotency(&self, tenant: &str, key: &str, now: Millis) -> Result<Option<IdempotencyRecord>>;
+    async fn put_idempotency(&self, record: IdempotencyRecord) -> Result<()>;
+    /// Sum of signed ledger amounts for the tenant (its prepaid balance).
+    async fn balance(&self, tenant: &str) -> Result<i64>;
+    async fn ledger(&self, tenant: &str, limit: usize) -> Result<Vec<LedgerEntry>>;
+}
+
+/// Configuration the admin service owns and the gateway reads: tenants, API
+/// keys, sender accounts, templates, prices.
+#[async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
+    async fn upsert_tenant(&self, tenant: &Tenant) -> Result<()>;
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    async fn tenants(&self) -> Result<Vec<Tenant>>;
+    /// Register an API key by its SHA-256 (keys themselves are never stored).
+    async fn add_api_key(&self, tenant: &str, key_sha256: &str) -> Result<()>;
+    async fn tenant_by_api_key(&self, key_sha256: &str) -> Result<Option<Tenant>>;
+    async fn upsert_account(&self, account: &Account) -> Result<()>;
+    async fn account(&self, tenant: &str, name: &str) -> Result<Option<Account>>;
+    async fn accounts(&self, tenant: &str) -> Result<Vec<Account>>;
+    async fn upsert_template(&self, template: &Template) -> Result<()>;
+    async fn template(&self, tenant: &str, id: &str) -> Result<Option<Template>>;
+    /// Price for the channel: the tenant's override, else the default (tenant "*").
+    async fn price(&self, tenant: &str, channel: &str) -> Result<Option<Price>>;
+    /// Set a price for a tenant, or the default when `tenant` is "*".
+    async fn set_price(&self, tenant: &str, price: &Price) -> Result<()>;
+}

@@ -1,0 +1,336 @@
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap};
+
+use crate::allow::HostPatterns;
+use crate::types::{
+    CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, Outbound, Outcome, PluginError, PluginInfo, Request,
+    Response,
+};
+use crate::{ChannelPlugin, ChannelPluginPre};
+
+/// Limits applied to every plugin call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// Wall-clock budget of one call.
+    pub deadline_ms: u64,
+    /// Linear memory cap per instance.
+    pub memory_bytes: usize,
+    /// Total bytes of bodies and headers one `build` may return.
+    pub max_output_bytes: usize,
+    /// Most outbound requests one `build` may return.
+    pub max_outbounds: usize,
+    /// Concurrent instances (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self { deadline_ms: 1_000, memory_bytes: 64 << 20, max_output_bytes: 8 << 20, max_outbounds: 1_000, max_instances: 64 }
+    }
+}
+
+/// Why a plugin call did not produce a usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin exceeded its deadline of {0} ms")]
+    Deadline(u64),
+    #[error("plugin exceeded its memory limit: {0}")]
+    Memory(String),
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    #[error("plugin output rejected: {0}")]
+    Output(String),
+    #[error("plugin asked for host {0:?}, which is not allowed")]
+    HostDenied(String),
+    #[error("plugin error: {0}")]
+    Plugin(String),
+    #[error("plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl CallError {
+    /// Metric label for the failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Deadline(_) => "deadline",
+            Self::Memory(_) => "memory",
+            Self::Trap(_) => "trap",
+            Self::Output(_) => "output",
+            Self::HostDenied(_) => "host_denied",
+            Self::Plugin(_) => "plugin_error",
+            Self::Instantiate(_) => "instantiate",
+        }
+    }
+    /// Whether trying again later could help (a busy machine can miss a deadline).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Deadline(_) | Self::Instantiate(_))
+    }
+}
+
+fn plugin_error(e: PluginError) -> CallError {
+    CallError::Plugin(match e {
+        PluginError::BadConfig(m) => format!("bad account config: {m}"),
+        PluginError::InvalidDelivery(m) => format!("invalid delivery: {m}"),
+        PluginError::Internal(m) => format!("internal: {m}"),
+    })
+}
+
+struct State {
+    limits: StoreLimits,
+}
+
+/// A loaded plugin: its facts and a cached, pre-linked instance template.
+pub struct LoadedPlugin {
+    pub info: PluginInfo,
+    pub path: PathBuf,
+    /// SHA-256 of the .wasm file.
+    pub digest: String,
+    hosts: HostPatterns,
+    operator_hosts: Option<HostPatterns>,
+    pre: ChannelPluginPre<State>,
+    engine: Engine,
+    cfg: HostConfig,
+}
+
+/// The result of `build`: requests to send, and deliveries the plugin left out.
+#[derive(Debug)]
+pub struct Built {
+    pub outbounds: Vec<Outbound>,
+    pub uncovered: Vec<String>,
+}
+
+/// Compiles, caches and calls plugins.
+pub struct PluginHost {
+    engine: Engine,
+    cfg: HostConfig,
+    plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    /// Operator allowlists per plugin name; when present a host must match both
+    /// the plugin's declaration and this list.
+    operator_hosts: HashMap<String, HostPatterns>,
+}
+
+impl PluginHost {
+    pub fn new(cfg: HostConfig, operator_hosts: HashMap<String, Vec<String>>) -> Result<Self, String> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(cfg.max_instances)
+            .total_core_instances(cfg.max_instances * 4)
+            .total_memories(cfg.max_instances * 2)
+            .total_tables(cfg.max_instances * 4)
+            .max_memory_size(cfg.memory_bytes)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16);
+        let mut config = Config::new();
+        config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| format!("wasm engine: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("herald-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let operator_hosts = operator_hosts.into_iter().map(|(k, v)| (k, HostPatterns::new(v))).collect();
+        Ok(Self { engine, cfg, plugins: RwLock::new(HashMap::new()), operator_hosts })
+    }
+
+    /// Load every `*.wasm` in `dir`. Returns one result per file; a broken
+    /// file does not stop the others.
+    pub fn load_dir(&self, dir: &Path) -> Vec<(PathBuf, Result<Arc<LoadedPlugin>, String>)> {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect(),
+            Err(e) => return vec![(dir.to_path_buf(), Err(format!("cannot read plugin directory: {e}")))],
+        };
+        files.sort();
+        files.into_iter().map(|p| { let r = self.load_file(&p); (p, r) }).collect()
+    }
+
+    /// Compile and register one plugin (replacing one of the same name).
+    pub fn load_file(&self, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let plugin = Arc::new(self.compile(path, &bytes)?);
+        self.plugins.write().expect("plugins lock").insert(plugin.info.name.clone(), plugin.clone());
+        Ok(plugin)
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, String> {
+        use sha2::Digest;
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{}: not a valid component: {}", path.display(), e.root_cause()))?;
+        let mut linker: Linker<State> = Linker::new(&self.engine);
+        // No WASI: whatever the guest imports traps if called.
+        linker.define_unknown_imports_as_traps(&component).map_err(|e| e.to_string())?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| format!("{}: {}", path.display(), e.root_cause()))?;
+        let pre = ChannelPluginPre::new(instance_pre)
+            .map_err(|e| format!("{}: does not implement herald:channel@1.0.0: {}", path.display(), e.root_cause()))?;
+        let mut plugin = LoadedPlugin {
+            info: PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                channel: String::new(),
+                formats: vec![],
+                max_batch: 1,
+                account_schema: String::new(),
+                secret_fields: vec![],
+                hosts: vec![],
+                billing_unit: String::new(),
+            },
+            path: path.to_path_buf(),
+            digest: hex::encode(sha2::Sha256::digest(bytes)),
+            hosts: HostPatterns::default(),
+            operator_hosts: None,
+            pre,
+            engine: self.engine.clone(),
+            cfg: self.cfg.clone(),
+        };
+        let info = plugin.call(|p, s| p.call_describe(s)).map_err(|e| format!("{}: describe failed: {e}", path.display()))?;
+        check_info(&info).map_err(|e| format!("{}: {e}", path.display()))?;
+        plugin.hosts = HostPatterns::new(info.hosts.clone());
+        plugin.operator_hosts = self.operator_hosts.get(&info.name).cloned();
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins.read().expect("plugins lock").get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.plugins.read().expect("plugins lock").keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+fn check_info(info: &PluginInfo) -> Result<(), String> {
+    let name_ok = !info.name.is_empty()
+        && info.name.len() <= 64
+        && info.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(format!("invalid plugin name {:?} (lower-case letters, digits, - and _)", info.name));
+    }
+    if info.max_batch == 0 {
+        return Err("max-batch must be at least 1".into());
+    }
+    if !info.account_schema.is_empty() && serde_json::from_str::<serde_json::Value>(&info.account_schema).is_err() {
+        return Err("account-schema is not valid JSON".into());
+    }
+    Ok(())
+}
+
+fn classify(e: wasmtime::Error, deadline_ms: u64) -> CallError {
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return CallError::Deadline(deadline_ms);
+    }
+    let root = e.root_cause().to_string();
+    if root.contains("growing memory") || root.contains("memory") && root.contains("limit") {
+        CallError::Memory(root)
+    } else {
+        CallError::Trap(root)
+    }
+}
+
+fn request_host(req: &Request) -> Result<String, CallError> {
+    match req {
+        Request::Http(h) => {
+            let uri: http::Uri = h.url.parse().map_err(|_| CallError::Output(format!("invalid URL {:?}", h.url)))?;
+            match uri.scheme_str() {
+                Some("http") | Some("https") => {}
+                _ => return Err(CallError::Output(format!("URL {:?} is not http(s)", h.url))),
+            }
+            uri.host().map(str::to_string).ok_or_else(|| CallError::Output(format!("URL {:?} has no host", h.url)))
+        }
+        Request::Smtp(m) => Ok(m.relay.host.clone()),
+    }
+}
+
+fn request_size(req: &Request) -> usize {
+    match req {
+        Request::Http(h) => h.url.len() + h.body.len() + h.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
+        Request::Smtp(m) => m.mime.len() + m.recipients.iter().map(String::len).sum::<usize>(),
+    }
+}
+
+impl LoadedPlugin {
+    /// One call on a fresh instance with a deadline and memory cap.
+    fn call<T>(&self, f: impl FnOnce(&ChannelPlugin, &mut Store<State>) -> wasmtime::Result<T>) -> Result<T, CallError> {
+        let limits = StoreLimitsBuilder::new().memory_size(self.cfg.memory_bytes).instances(16).trap_on_grow_failure(true).build();
+        let mut store = Store::new(&self.engine, State { limits });
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.cfg.deadline_ms.max(1));
+        let instance = self.pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
+        f(&instance, &mut store).map_err(|e| classify(e, self.cfg.deadline_ms))
+    }
+
+    /// A host must be declared by the plugin and, when the operator set a
+    /// list for this plugin, be on that list too.
+    pub fn allows_host(&self, host: &str) -> bool {
+        self.hosts.allows(host) && self.operator_hosts.as_ref().is_none_or(|op| op.allows(host))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Whether the plugin accepts this content format.
+    pub fn accepts(&self, format: ContentFormat) -> bool {
+        self.info.formats.contains(&format)
+    }
+
+    pub fn validate_account(&self, account: &str) -> Result<(), CallError> {
+        self.call(|p, s| p.call_validate_account(s, account))?.map_err(plugin_error)
+    }
+
+    /// Build requests for a batch, then check them: size, count, hosts, and
+    /// that every delivery id belongs to the batch and appears once.
+    pub fn build(&self, ctx: &CallContext, account: &str, batch: &[Delivery]) -> Result<Built, CallError> {
+        let outbounds = self.call(|p, s| p.call_build(s, ctx, account, batch))?.map_err(plugin_error)?;
+        if outbounds.len() > self.cfg.max_outbounds {
+            return Err(CallError::Output(format!("{} requests; at most {}", outbounds.len(), self.cfg.max_outbounds)));
+        }
+        let total: usize = outbounds.iter().map(|o| request_size(&o.request)).sum();
+        if total > self.cfg.max_output_bytes {
+            return Err(CallError::Output(format!("{total} bytes of requests; at most {}", self.cfg.max_output_bytes)));
+        }
+        let ids: HashSet<&str> = batch.iter().map(|d| d.id.as_str()).collect();
+        let mut seen = HashSet::new();
+        for o in &outbounds {
+            let host = request_host(&o.request)?;
+            if !self.allows_host(&host) {
+                return Err(CallError::HostDenied(host));
+            }
+            for id in &o.deliveries {
+                if !ids.contains(id.as_str()) {
+                    return Err(CallError::Output(format!("unknown delivery id {id:?}")));
+                }
+                if !seen.insert(id.clone()) {
+                    return Err(CallError::Output(format!("delivery id {id:?} in two requests")));
+                }
+            }
+        }
+        let uncovered = batch.iter().filter(|d| !seen.contains(&d.id)).map(|d| d.id.clone()).collect();
+        Ok(Built { outbounds, uncovered })
+    }
+
+    /// Interpret a response. Outcomes for ids not in `deliveries` are dropped;
+    /// deliveries the plugin gave no outcome for are reported as missing by the caller.
+    pub fn interpret(&self, ctx: &CallContext, account: &str, deliveries: &[String], response: &Response) -> Result<Vec<Outcome>, CallError> {
+        let mut outcomes = self.call(|p, s| p.call_interpret(s, ctx, account, deliveries, response))?;
+        outcomes.retain(|o| deliveries.contains(&o.delivery_id));
+        Ok(outcomes)
+    }
+
+    pub fn parse_callback(&self, ctx: &CallContext, account: &str, request: &HttpRequest) -> Result<CallbackReply, CallError> {
+        self.call(|p, s| p.call_parse_callback(s, ctx, account, request))?.map_err(plugin_error)
+    }
+}

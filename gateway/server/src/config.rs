@@ -1,0 +1,272 @@
+//! Gateway configuration: one TOML file plus `HERALD_*` environment overrides
+//! (nested keys with `__`, e.g. `HERALD_DISPATCH__CONCURRENCY=32`). With no
+//! file at all the gateway runs on the embedded defaults with a demo tenant.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use herald_core::model::Content;
+use herald_core::retry::RetryPolicy;
+use herald_core::validate::Limits;
+use herald_plugin_host::HostConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Where the embedded database and plugins live.
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub plugins: PluginsConfig,
+    pub limits: Limits,
+    pub dispatch: DispatchConfig,
+    pub retry: RetryPolicy,
+    /// How long an Idempotency-Key is remembered.
+    pub idempotency_ttl_hours: u32,
+    /// Default prices, per channel (tenants may override).
+    pub prices: Vec<PriceConfig>,
+    pub tenants: Vec<TenantConfig>,
+    /// Create a demo tenant when no tenant exists (default: true).
+    pub demo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("addr"),
+            data_dir: PathBuf::from("data"),
+            storage: StorageConfig::default(),
+            plugins: PluginsConfig::default(),
+            limits: Limits::default(),
+            dispatch: DispatchConfig::default(),
+            retry: RetryPolicy::default(),
+            idempotency_ttl_hours: 24,
+            prices: vec![
+                PriceConfig { channel: "email".into(), unit_minor: 0, currency: "CNY".into() },
+                PriceConfig { channel: "webhook".into(), unit_minor: 0, currency: "CNY".into() },
+            ],
+            tenants: Vec::new(),
+            demo: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// "sqlite" (embedded). Distributed backends come with their own keys.
+    pub backend: String,
+    /// SQLite file; default `<data_dir>/herald.db`.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { backend: "sqlite".into(), path: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory of `*.wasm` plugins; default `<data_dir>/plugins`.
+    pub dir: Option<PathBuf>,
+    /// Operator allowlists of outbound hosts, per plugin name.
+    pub allow_hosts: HashMap<String, Vec<String>>,
+    /// Sandbox limits per call.
+    pub sandbox: HostConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Run the dispatch role in this process.
+    pub enabled: bool,
+    /// Most deliveries per batch (a plugin's own max-batch may be lower).
+    pub max_batch: usize,
+    pub max_batch_bytes: usize,
+    /// How long a batch waits to fill up.
+    pub linger_ms: u64,
+    /// Batches in flight at once.
+    pub concurrency: usize,
+    /// Queue items leased per poll.
+    pub lease_batch: usize,
+    /// How long a leased item is hidden from other consumers.
+    pub lease_ms: i64,
+    /// Poll interval when the queue is empty.
+    pub poll_ms: u64,
+    /// On shutdown, how long in-flight batches may take to finish.
+    pub drain_timeout_ms: u64,
+    /// Timeout of one provider request (HTTP or SMTP).
+    pub request_timeout_ms: u64,
+    /// Default per-(tenant, channel) rate, sends per second; none = unlimited.
+    pub tenant_channel_rate_per_sec: Option<u32>,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_batch: 100,
+            max_batch_bytes: 1 << 20,
+            linger_ms: 10,
+            concurrency: 64,
+            lease_batch: 256,
+            lease_ms: 120_000,
+            poll_ms: 50,
+            drain_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
+            tenant_channel_rate_per_sec: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub channel: String,
+    /// Price of one billable unit in minor units (fen, cents).
+    pub unit_minor: i64,
+    #[serde(default = "herald_core::model::default_currency")]
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "herald_core::model::default_currency")]
+    pub currency: String,
+    /// API keys accepted for this tenant (stored only as SHA-256).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub templates: Vec<TemplateConfig>,
+    #[serde(default)]
+    pub prices: Vec<PriceConfig>,
+    /// Per-channel send rate for this tenant, sends per second.
+    #[serde(default)]
+    pub channel_rate_per_sec: HashMap<String, u32>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub name: String,
+    pub plugin: String,
+    /// Plugin-specific settings (secrets included; never logged).
+    pub config: serde_json::Value,
+    #[serde(default)]
+    pub rate_per_sec: Option<u32>,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig").field("name", &self.name).field("plugin", &self.plugin).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub id: String,
+    #[serde(flatten)]
+    pub content: Content,
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `HERALD_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("HERALD_").split("__").ignore(&["log"]));
+        let cfg: Config = fig.extract().map_err(|e| {
+            e.into_iter().map(|e| {
+                let field = e.path.join(".");
+                if field.is_empty() { e.to_string() } else { format!("{field}: {e}") }
+            }).collect::<Vec<_>>().join("; ")
+        })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.storage.backend != "sqlite" {
+            return Err(format!("storage.backend: unknown backend {:?} (supported: \"sqlite\")", self.storage.backend));
+        }
+        if self.dispatch.max_batch == 0 || self.dispatch.concurrency == 0 || self.dispatch.lease_batch == 0 {
+            return Err("dispatch.max_batch, dispatch.concurrency and dispatch.lease_batch must be at least 1".into());
+        }
+        if self.retry.max_attempts == 0 {
+            return Err("retry.max_attempts must be at least 1".into());
+        }
+        let all_prices = self.prices.iter().map(|p| ("prices", p)).chain(
+            self.tenants.iter().flat_map(|t| t.prices.iter().map(|p| ("tenants.prices", p))),
+        );
+        for (field, p) in all_prices {
+            if p.unit_minor < 0 {
+                return Err(format!("{field}: unit_minor for {:?} must not be negative", p.channel));
+            }
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            if t.id.trim().is_empty() {
+                return Err(format!("tenants[{i}].id must not be empty"));
+            }
+            for (k, key) in t.api_keys.iter().enumerate() {
+                if key.len() < 16 {
+                    return Err(format!("tenants[{i}].api_keys[{k}]: API keys must be at least 16 characters"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.storage.path.clone().unwrap_or_else(|| self.data_dir.join("herald.db"))
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins.dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_and_errors_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:9999\"\n[dispatch]\nconcurrency = 3\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.dispatch.concurrency, 3);
+        assert_eq!(c.dispatch.max_batch, 100, "defaults fill the rest");
+
+        std::fs::write(&p, "[dispatch]\nconcurrency = \"many\"\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err();
+        assert!(e.contains("dispatch.concurrency"), "{e}");
+        std::fs::write(&p, "[dispatch]\nconcurency = 3\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err();
+        assert!(e.contains("concurency"), "{e}");
+        std::fs::write(&p, "[[tenants]]\nid = \"a\"\napi_keys = [\"short\"]\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err();
+        assert!(e.contains("tenants[0].api_keys[0]"), "{e}");
+        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The dispatch role: lease work from the Queue, resolve and render it, batch
+//! by (tenant, channel, account), rate-limit, hand batches to plugins, send
+//! what they build, and record outcomes, ledger entries and retries.
+//!
+//! ```text
+//! consume ─jobs─▶ batch ─batches─▶ send (N at once) ─settled─▶ record ─tokens─▶ ack
+//! ```
+//! A queue item is acknowledged only after every delivery it produced is
+//! recorded (or its retry is durably scheduled). A crash before that means the
+//! item is leased again and its still-`queued` deliveries are sent again:
+//! at-least-once, with duplicates limited to deliveries in flight at the crash.
+
+mod consume;
+mod record;
+mod send;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use herald_core::batch::{BatchKey, Batcher, Bounds};
+use herald_core::model::{Account, Outcome, Rendered};
+use herald_core::retry::RetryPolicy;
+use herald_core::seams::{ConfigStore, LeaseToken, Queue, Store};
+use herald_plugin_host::PluginHost;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DispatchConfig;
+use crate::limits::Limiters;
+use crate::metrics::Metrics;
+use crate::transport::Transport;
+
+/// Everything the dispatch tasks share.
+pub struct Dispatch {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub config: Arc<dyn ConfigStore>,
+    pub plugins: Arc<PluginHost>,
+    pub transport: Arc<dyn Transport>,
+    pub metrics: Arc<Metrics>,
+    pub limiters: Limiters,
+    pub cfg: DispatchConfig,
+    pub retry: RetryPolicy,
+    /// Per-(tenant, channel) rates from the config file.
+    pub tenant_rates: HashMap<(String, String), u32>,
+}
+
+/// Tracks one leased queue item until all its deliveries are recorded.
+pub struct ItemTracker {
+    token: LeaseToken,
+    remaining: AtomicUsize,
+    acks: mpsc::UnboundedSender<LeaseToken>,
+}
+
+impl ItemTracker {
+    fn new(token: LeaseToken, jobs: usize, acks: mpsc::UnboundedSender<LeaseToken>) -> Arc<Self> {
+        let t = Arc::new(Self { token, remaining: AtomicUsize::new(jobs), acks });
+        if jobs == 0 {
+            let _ = t.acks.send(t.token.clone());
+        }
+        t
+    }
+
+    /// One delivery of this item is recorded.
+    fn done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.acks.send(self.token.clone());
+        }
+    }
+}
+
+/// One delivery attempt in flight.
+pub struct Job {
+    pub rendered: Rendered,
+    pub attempt: u32,
+    pub message_id: String,
+    pub channel: String,
+    pub account: Arc<Account>,
+    pub accepted_at: i64,
+    pub max_batch: usize,
+    pub currency: String,
+    item: Arc<ItemTracker>,
+}
+
+impl Job {
+    fn key(&self) -> BatchKey {
+        BatchKey { tenant: self.account.tenant.clone(), channel: self.channel.clone(), account: self.account.name.clone() }
+    }
+    fn size(&self) -> usize {
+        self.rendered.text.len() + self.rendered.html.as_ref().map_or(0, String::len) + self.rendered.recipient.len() + 64
+    }
+}
+
+/// A job and what happened to it.
+pub struct Settled {
+    pub job: Job,
+    pub outcome: Outcome,
+}
+
+pub struct Batch {
+    pub key: BatchKey,
+    pub jobs: Vec<Job>,
+}
+
+impl Dispatch {
+    /// Run until `shutdown` is cancelled, then drain in-flight work within
+    /// `drain_timeout_ms`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let recovered = self.queue.recover().await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "queue recovery failed");
+            0
+        });
+        if recovered > 0 {
+            tracing::info!(items = recovered, "re-queued work leased by a previous process");
+        }
+        let (job_tx, job_rx) = mpsc::channel::<Job>(8_192);
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(self.cfg.concurrency * 2);
+        let (settled_tx, settled_rx) = mpsc::channel::<Settled>(16_384);
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<LeaseToken>();
+
+        let acker = tokio::spawn(record::ack_loop(self.queue.clone(), ack_rx));
+        let recorder = tokio::spawn(record::record_loop(self.clone(), settled_rx));
+        let sender = tokio::spawn(send::send_loop(self.clone(), batch_rx, settled_tx.clone()));
+        let batcher = tokio::spawn(batch_loop(self.cfg.clone(), job_rx, batch_tx));
+        let depth = tokio::spawn(depth_loop(self.clone(), shutdown.clone()));
+
+        consume::consume_loop(self.clone(), shutdown.clone(), job_tx, settled_tx, ack_tx).await;
+        // The consumer dropped its senders: each stage drains and closes the next.
+        let drain = async {
+            let _ = batcher.await;
+            let _ = sender.await;
+            let _ = recorder.await;
+            let _ = acker.await;
+        };
+        if tokio::time::timeout(Duration::from_millis(self.cfg.drain_timeout_ms), drain).await.is_err() {
+            tracing::warn!(timeout_ms = self.cfg.drain_timeout_ms, "drain timed out; unfinished work is redelivered on restart");
+        }
+        depth.abort();
+    }
+}
+
+async fn batch_loop(cfg: DispatchConfig, mut jobs: mpsc::Receiver<Job>, out: mpsc::Sender<Batch>) {
+    let mut batcher: Batcher<Job> = Batcher::new(Bounds {
+        max_items: cfg.max_batch,
+        max_bytes: cfg.max_batch_bytes,
+        linger: Duration::from_millis(cfg.linger_ms),
+    });
+    loop {
+        let deadline = batcher.next_deadline();
+        let full = tokio::select! {
+            job = jobs.recv() => match job {
+                Some(job) => {
+                    let (key, size, max) = (job.key(), job.size(), job.max_batch);
+                    batcher.push(key, job, size, max, Instant::now()).into_iter().collect::<Vec<_>>()
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                batcher.due(Instant::now())
+            }
+        };
+        for (key, jobs) in full {
+            if out.send(Batch { key, jobs }).await.is_err() {
+                return;
+            }
+        }
+    }
+    for (key, jobs) in batcher.drain() {
+        let _ = out.send(Batch { key, jobs }).await;
+    }
+}
+
+async fn depth_loop(d: Arc<Dispatch>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        if let Ok(n) = d.queue.depth().await {
+            d.metrics.queue_depth.set(n as i64);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Record outcomes: delivery rows and ledger entries in one batched write,
+//! retries scheduled on the queue first, then the queue items acknowledged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::ledger::{Billable, debit};
+use herald_core::model::{DeliveryStatus, DeliveryUpdate, LedgerEntry, OutcomeKind, Price, RetryJob, Work};
+use herald_core::seams::{Enqueue, LeaseToken, Queue};
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use super::{Dispatch, Settled};
+
+/// Most outcomes folded into one write.
+const MAX_GROUP: usize = 2_048;
+
+pub(super) async fn record_loop(d: Arc<Dispatch>, mut rx: mpsc::Receiver<Settled>) {
+    let mut buf = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut buf, MAX_GROUP).await > 0 {
+        let group = std::mem::take(&mut buf);
+        record_group(&d, group).await;
+    }
+}
+
+/// What one group turns into.
+struct Plan {
+    retries: Vec<Enqueue>,
+    updates: Vec<DeliveryUpdate>,
+    ledger: Vec<LedgerEntry>,
+}
+
+async fn record_group(d: &Dispatch, group: Vec<Settled>) {
+    let now = herald_core::now_ms();
+    let mut prices: HashMap<(String, String), Option<Price>> = HashMap::new();
+    for s in &group {
+        let key = (s.job.account.tenant.clone(), s.job.channel.clone());
+        if s.outcome.kind == OutcomeKind::Sent && !prices.contains_key(&key) {
+            let price = d.config.price(&key.0, &key.1).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "price lookup failed; not billing this group");
+                None
+            });
+            prices.insert(key, price);
+        }
+    }
+    let plan = plan(d, &group, &prices, now);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match write(d, &plan).await {
+            Ok(()) => break,
+            Err(e) if delay < Duration::from_secs(10) => {
+                tracing::warn!(error = %e, "recording outcomes failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                // Not acknowledged: the items are redelivered after their lease.
+                tracing::error!(error = %e, deliveries = group.len(), "recording outcomes failed; work will be redelivered");
+                return;
+            }
+        }
+    }
+    let debits: HashMap<&str, i64> =
+        plan.ledger.iter().filter_map(|e| e.delivery_id.as_deref().map(|id| (id, e.amount_minor))).collect();
+    // `plan.updates[i]` is the update for `group[i]`.
+    for (s, u) in group.iter().zip(&plan.updates) {
+        observe(d, s, u.status, debits.get(s.outcome.delivery_id.as_str()).copied(), now);
+        s.job.item.done();
+    }
+}
+
+async fn write(d: &Dispatch, plan: &Plan) -> Result<(), herald_core::StoreError> {
+    // Retries first: if we crash after this, the delivery is still `queued`
+    // and the original item resends it; the retry job then finds it not due.
+    if !plan.retries.is_empty() {
+        d.queue.publish(plan.retries.clone()).await?;
+    }
+    d.store.record(plan.updates.clone(), plan.ledger.clone()).await
+}
+
+fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Option<Price>>, now: i64) -> Plan {
+    let mut p = Plan { retries: Vec::new(), updates: Vec::new(), ledger: Vec::new() };
+    let mut rng = rand::rng();
+    for s in group {
+        let (job, o) = (&s.job, &s.outcome);
+        let tenant = &job.account.tenant;
+        let mut detail = o.detail.clone();
+        let status = match o.kind {
+            OutcomeKind::Sent => {
+                let price = prices.get(&(tenant.clone(), job.channel.clone())).and_then(Option::as_ref);
+                let b = Billable { tenant, channel: &job.channel, account: &job.account.name, delivery_id: &o.delivery_id, units: o.units, at: now };
+                p.ledger.extend(debit(price, &b));
+                DeliveryStatus::Sent
+            }
+            OutcomeKind::Failed => DeliveryStatus::Failed,
+            OutcomeKind::Retry | OutcomeKind::Throttled => match d.retry.next_delay(job.attempt, o.retry_after_ms, rng.random::<f64>()) {
+                Some(delay) => {
+                    p.retries.push(Enqueue {
+                        key: tenant.clone(),
+                        not_before: now + delay as i64,
+                        work: Work::Retry(RetryJob {
+                            message_id: job.message_id.clone(),
+                            tenant: tenant.clone(),
+                            channel: job.channel.clone(),
+                            account: job.account.name.clone(),
+                            delivery: job.rendered.clone(),
+                            attempt: job.attempt + 1,
+                            accepted_at: job.accepted_at,
+                        }),
+                    });
+                    DeliveryStatus::Retrying
+                }
+                None => {
+                    detail = Some(format!("gave up after {} attempts: {}", job.attempt, o.detail.as_deref().unwrap_or("")));
+                    DeliveryStatus::Dead
+                }
+            },
+        };
+        p.updates.push(DeliveryUpdate {
+            delivery_id: o.delivery_id.clone(),
+            message_id: job.message_id.clone(),
+            tenant: tenant.clone(),
+            status,
+            attempts: job.attempt,
+            detail,
+            provider_id: o.provider_id.clone(),
+            at: now,
+        });
+    }
+    p
+}
+
+fn observe(d: &Dispatch, s: &Settled, status: DeliveryStatus, debit: Option<i64>, now: i64) {
+    let m = d.metrics.channel(&s.job.account.tenant, &s.job.channel, &s.job.currency);
+    match status {
+        DeliveryStatus::Sent => {
+            m.sent.inc();
+            m.end_to_end.observe(((now - s.job.accepted_at).max(0) as f64) / 1000.0);
+            m.ledger_minor.inc_by(debit.unwrap_or(0).max(0) as u64);
+        }
+        DeliveryStatus::Failed => m.failed.inc(),
+        DeliveryStatus::Dead => m.dead.inc(),
+        DeliveryStatus::Retrying if s.outcome.kind == OutcomeKind::Throttled => m.throttled.inc(),
+        DeliveryStatus::Retrying => m.retried.inc(),
+        _ => {}
+    }
+}
+
+pub(super) async fn ack_loop(queue: Arc<dyn Queue>, mut rx: mpsc::UnboundedReceiver<LeaseToken>) {
+    let mut buf = Vec::new();
+    while rx.recv_many(&mut buf, 4_096).await > 0 {
+        let tokens = std::mem::take(&mut buf);
+        if let Err(e) = queue.ack(tokens).await {
+            // Unacknowledged items come back after their lease; their
+            // deliveries are no longer `queued`, so nothing is resent.
+            tracing::warn!(error = %e, "ack failed");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Send batches: rate limits, plugin `build`, transport, plugin `interpret`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use herald_core::model::{Outcome, OutcomeKind};
+use herald_plugin_host::types::{CallContext, Delivery, Outcome as PluginOutcome, OutcomeKind as PluginKind, Request, Response};
+use herald_plugin_host::{CallError, LoadedPlugin};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::{Batch, Dispatch, Job, Settled};
+use crate::limits::Limiters;
+
+pub(super) async fn send_loop(d: Arc<Dispatch>, mut batches: mpsc::Receiver<Batch>, settled: mpsc::Sender<Settled>) {
+    let permits = Arc::new(Semaphore::new(d.cfg.concurrency));
+    let mut tasks = JoinSet::new();
+    while let Some(batch) = batches.recv().await {
+        let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+        let (d, settled) = (d.clone(), settled.clone());
+        tasks.spawn(async move {
+            d.metrics.inflight_batches.inc();
+            for s in send_batch(&d, batch).await {
+                let _ = settled.send(s).await;
+            }
+            d.metrics.inflight_batches.dec();
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn settle_all(jobs: Vec<Job>, kind: OutcomeKind, detail: &str) -> Vec<Settled> {
+    jobs.into_iter()
+        .map(|job| {
+            let outcome = Outcome::new(job.rendered.delivery_id.clone(), kind, Some(detail.to_string()));
+            Settled { job, outcome }
+        })
+        .collect()
+}
+
+async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
+    let Batch { key, jobs } = batch;
+    let account = jobs[0].account.clone();
+    let metrics = d.metrics.channel(&key.tenant, &key.channel, &jobs[0].currency);
+    let [tenant_key, account_key] = Limiters::keys(&key.tenant, &key.channel, &key.account);
+    let tenant_rate = d.tenant_rates.get(&(key.tenant.clone(), key.channel.clone())).copied().or(d.cfg.tenant_channel_rate_per_sec);
+    let waited = d.limiters.acquire(&tenant_key, tenant_rate, jobs.len()).await
+        | d.limiters.acquire(&account_key, account.rate_per_sec, jobs.len()).await;
+    if waited {
+        metrics.limiter_waits.inc();
+    }
+
+    let Some(plugin) = d.plugins.get(&account.plugin) else {
+        return settle_all(jobs, OutcomeKind::Retry, &format!("plugin {:?} is not loaded", account.plugin));
+    };
+    let ctx = CallContext {
+        now_ms: herald_core::now_ms().max(0) as u64,
+        tenant: key.tenant.clone(),
+        attempt: jobs.iter().map(|j| j.attempt).max().unwrap_or(1),
+    };
+    let account_json = Arc::new(account.config.to_string());
+    let deliveries: Vec<Delivery> = jobs
+        .iter()
+        .map(|j| Delivery {
+            id: j.rendered.delivery_id.clone(),
+            recipient: j.rendered.recipient.clone(),
+            subject: j.rendered.subject.clone(),
+            text: j.rendered.text.clone(),
+            html: j.rendered.html.clone(),
+            metadata: j.rendered.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
+        .collect();
+
+    let built = {
+        let (p, c, a) = (plugin.clone(), ctx.clone(), account_json.clone());
+        call_plugin(d, &plugin, "build", move || p.build(&c, &a, &deliveries)).await
+    };
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            let kind = if e.is_transient() { OutcomeKind::Retry } else { OutcomeKind::Failed };
+            tracing::warn!(plugin = plugin.name(), tenant = %key.tenant, account = %key.account, error = %e, "plugin build failed");
+            return settle_all(jobs, kind, &e.to_string());
+        }
+    };
+
+    let mut by_id: HashMap<String, Job> = jobs.into_iter().map(|j| (j.rendered.delivery_id.clone(), j)).collect();
+    let mut settled: Vec<Settled> = Vec::new();
+    for id in built.uncovered {
+        if let Some(job) = by_id.remove(&id) {
+            settled.extend(settle_all(vec![job], OutcomeKind::Failed, "plugin built no request for this delivery"));
+        }
+    }
+    let sends = built.outbounds.into_iter().map(|o| {
+        let (ctx, account_json, plugin) = (ctx.clone(), account_json.clone(), plugin.clone());
+        async move {
+            let protocol = match &o.request {
+                Request::Http(_) => "http",
+                Request::Smtp(_) => "smtp",
+            };
+            let started = Instant::now();
+            let response = d.transport.send(o.request).await;
+            d.metrics.provider_latency.with_label_values(&[plugin.name(), protocol]).observe(started.elapsed().as_secs_f64());
+            let outcomes = match response {
+                Err(e) => {
+                    tracing::debug!(plugin = plugin.name(), error = %e, "transport error");
+                    Err((OutcomeKind::Retry, format!("transport: {e}")))
+                }
+                Ok(resp) => interpret(d, &plugin, ctx, account_json, o.deliveries.clone(), resp).await,
+            };
+            (o.deliveries, outcomes)
+        }
+    });
+    for (ids, outcomes) in join_all(sends).await {
+        let mut outcomes: HashMap<String, PluginOutcome> = match outcomes {
+            Ok(list) => list.into_iter().map(|o| (o.delivery_id.clone(), o)).collect(),
+            Err((kind, detail)) => {
+                settled.extend(settle_all(ids.iter().filter_map(|id| by_id.remove(id)).collect(), kind, &detail));
+                continue;
+            }
+        };
+        for id in ids {
+            let Some(job) = by_id.remove(&id) else { continue };
+            let outcome = match outcomes.remove(&id) {
+                Some(o) => from_plugin(o),
+                None => Outcome::new(id, OutcomeKind::Failed, Some("sent, but the plugin reported no outcome".into())),
+            };
+            settled.push(Settled { job, outcome });
+        }
+    }
+    settled
+}
+
+async fn interpret(
+    d: &Dispatch,
+    plugin: &Arc<LoadedPlugin>,
+    ctx: CallContext,
+    account_json: Arc<String>,
+    ids: Vec<String>,
+    resp: Response,
+) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
+    let p = plugin.clone();
+    // The request reached the provider: never resend on a plugin failure here.
+    call_plugin(d, plugin, "interpret", move || p.interpret(&ctx, &account_json, &ids, &resp))
+        .await
+        .map_err(|e| (OutcomeKind::Failed, format!("sent, but the outcome is unknown: {e}")))
+}
+
+/// Run a plugin call off the async threads, with timing and failure metrics.
+async fn call_plugin<T: Send + 'static>(
+    d: &Dispatch,
+    plugin: &LoadedPlugin,
+    function: &'static str,
+    f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
+) -> Result<T, CallError> {
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(CallError::Trap(format!("host task failed: {e}"))));
+    d.metrics.plugin_call.with_label_values(&[plugin.name(), function]).observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        d.metrics.plugin_failures.with_label_values(&[plugin.name(), e.kind()]).inc();
+    }
+    result
+}
+
+fn from_plugin(o: PluginOutcome) -> Outcome {
+    let kind = match o.kind {
+        PluginKind::Sent => OutcomeKind::Sent,
+        PluginKind::Retry => OutcomeKind::Retry,
+        PluginKind::Throttled => OutcomeKind::Throttled,
+        PluginKind::Failed => OutcomeKind::Failed,
+    };
+    Outcome { delivery_id: o.delivery_id, kind, retry_after_ms: o.retry_after_ms, provider_id: o.provider_id, units: o.units.max(1), detail: o.detail }
+}

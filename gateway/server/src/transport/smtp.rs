@@ -1,0 +1,83 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use herald_plugin_host::types::{SmtpMessage, SmtpRelay, SmtpReply, TlsMode};
+use lettre::address::Envelope;
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use sha2::{Digest, Sha256};
+
+use super::TransportError;
+
+type Pool = AsyncSmtpTransport<Tokio1Executor>;
+
+/// Pooled SMTP connections, keyed by relay and credentials.
+pub struct SmtpTransport {
+    pools: Mutex<HashMap<String, Pool>>,
+    timeout: Duration,
+}
+
+fn pool_key(r: &SmtpRelay) -> String {
+    // The password enters the key only as a hash, so keys are safe to keep.
+    let pw = r.password.as_deref().map(|p| hex::encode(Sha256::digest(p.as_bytes()))).unwrap_or_default();
+    format!("{:?}|{}|{}|{}|{}", r.tls, r.host, r.port, r.username.as_deref().unwrap_or(""), pw)
+}
+
+impl SmtpTransport {
+    pub fn new(timeout: Duration) -> Self {
+        Self { pools: Mutex::new(HashMap::new()), timeout }
+    }
+
+    fn pool(&self, r: &SmtpRelay) -> Result<Pool, TransportError> {
+        let key = pool_key(r);
+        if let Some(p) = self.pools.lock().expect("smtp pools").get(&key) {
+            return Ok(p.clone());
+        }
+        let tls_err = |e: lettre::transport::smtp::Error| TransportError::Connect(format!("TLS setup for {}: {e}", r.host));
+        let mut b = match r.tls {
+            TlsMode::None => Pool::builder_dangerous(&r.host),
+            TlsMode::Starttls => Pool::starttls_relay(&r.host).map_err(tls_err)?,
+            TlsMode::Implicit => Pool::relay(&r.host).map_err(tls_err)?,
+        }
+        .port(r.port)
+        .timeout(Some(self.timeout))
+        .pool_config(PoolConfig::new().max_size(8));
+        if let Some(user) = &r.username {
+            b = b.credentials(Credentials::new(user.clone(), r.password.clone().unwrap_or_default()));
+        }
+        let pool = b.build();
+        self.pools.lock().expect("smtp pools").insert(key, pool.clone());
+        Ok(pool)
+    }
+
+    pub async fn send(&self, m: SmtpMessage) -> Result<SmtpReply, TransportError> {
+        let bad = |what: &str, e: String| TransportError::Protocol(format!("{what}: {e}"));
+        let from: Address = m.sender.parse().map_err(|e: lettre::address::AddressError| bad("sender", e.to_string()))?;
+        let to = m
+            .recipients
+            .iter()
+            .map(|r| r.parse::<Address>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("recipient", e.to_string()))?;
+        let envelope = Envelope::new(Some(from), to).map_err(|e| bad("envelope", e.to_string()))?;
+        let pool = self.pool(&m.relay)?;
+        let sent = tokio::time::timeout(self.timeout, pool.send_raw(&envelope, &m.mime))
+            .await
+            .map_err(|_| TransportError::Timeout(self.timeout))?;
+        match sent {
+            Ok(resp) => Ok(SmtpReply { code: code_number(&resp.code().to_string()), message: resp.message().collect::<Vec<_>>().join(" ") }),
+            // The server answered with an error code: the plugin interprets it.
+            Err(e) if e.status().is_some() => {
+                let code = e.status().map(|c| code_number(&c.to_string())).unwrap_or(0);
+                Ok(SmtpReply { code, message: e.to_string() })
+            }
+            Err(e) => Err(TransportError::Connect(e.to_string())),
+        }
+    }
+}
+
+fn code_number(s: &str) -> u16 {
+    s.trim().parse().unwrap_or(0)
+}

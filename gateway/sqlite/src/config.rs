@@ -1,0 +1,190 @@
+//! Tenants, API keys, sender accounts, templates and prices.
+
+use async_trait::async_trait;
+use herald_core::StoreError;
+use herald_core::model::{Account, Content, Price, Template, Tenant};
+use herald_core::seams::{ConfigStore, Result};
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::db::{Db, backend};
+
+fn tenant_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant { id: r.get(0)?, name: r.get(1)?, currency: r.get(2)? })
+}
+
+fn account_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, Option<u32>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_account((tenant, name, plugin, config, rate_per_sec): (String, String, String, String, Option<u32>)) -> Result<Account> {
+    let config = serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(format!("account {tenant}/{name}: {e}")))?;
+    Ok(Account { tenant, name, plugin, config, rate_per_sec })
+}
+
+#[async_trait]
+impl ConfigStore for Db {
+    async fn upsert_tenant(&self, t: &Tenant) -> Result<()> {
+        let t = t.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO tenants (id, name, currency) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, currency = excluded.currency",
+                params![t.id, t.name, t.currency],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            c.query_row("SELECT id, name, currency FROM tenants WHERE id = ?1", [id], tenant_row).optional().map_err(backend)
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT id, name, currency FROM tenants ORDER BY id").map_err(backend)?;
+            st.query_map([], tenant_row).map_err(backend)?.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn add_api_key(&self, tenant: &str, key_sha256: &str) -> Result<()> {
+        let (t, k) = (tenant.to_string(), key_sha256.to_string());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO api_keys (key_sha256, tenant) VALUES (?1, ?2) ON CONFLICT (key_sha256) DO UPDATE SET tenant = excluded.tenant",
+                params![k, t],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn tenant_by_api_key(&self, key_sha256: &str) -> Result<Option<Tenant>> {
+        let k = key_sha256.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT t.id, t.name, t.currency FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_sha256 = ?1",
+                [k],
+                tenant_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn upsert_account(&self, a: &Account) -> Result<()> {
+        let a = a.clone();
+        let config = serde_json::to_string(&a.config).map_err(backend)?;
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO accounts (tenant, name, plugin, config, rate_per_sec) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, name) DO UPDATE SET plugin = excluded.plugin, config = excluded.config,
+                     rate_per_sec = excluded.rate_per_sec",
+                params![a.tenant, a.name, a.plugin, config, a.rate_per_sec],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn account(&self, tenant: &str, name: &str) -> Result<Option<Account>> {
+        let (t, n) = (tenant.to_string(), name.to_string());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT tenant, name, plugin, config, rate_per_sec FROM accounts WHERE tenant = ?1 AND name = ?2",
+                params![t, n],
+                account_row,
+            )
+            .optional()
+            .map_err(backend)?
+            .map(to_account)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn accounts(&self, tenant: &str) -> Result<Vec<Account>> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached("SELECT tenant, name, plugin, config, rate_per_sec FROM accounts WHERE tenant = ?1 ORDER BY name")
+                .map_err(backend)?;
+            st.query_map([t], account_row).map_err(backend)?.map(|r| r.map_err(backend).and_then(to_account)).collect()
+        })
+        .await
+    }
+
+    async fn upsert_template(&self, t: &Template) -> Result<()> {
+        let t = t.clone();
+        let content = serde_json::to_string(&t.content).map_err(backend)?;
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO templates (tenant, id, content) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, id) DO UPDATE SET content = excluded.content",
+                params![t.tenant, t.id, content],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn template(&self, tenant: &str, id: &str) -> Result<Option<Template>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| {
+            let content: Option<String> = c
+                .query_row("SELECT content FROM templates WHERE tenant = ?1 AND id = ?2", params![t, i], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            content
+                .map(|s| {
+                    serde_json::from_str::<Content>(&s)
+                        .map(|content| Template { tenant: t.clone(), id: i.clone(), content })
+                        .map_err(|e| StoreError::Corrupt(format!("template {t}/{i}: {e}")))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn price(&self, tenant: &str, channel: &str) -> Result<Option<Price>> {
+        let (t, ch) = (tenant.to_string(), channel.to_string());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT channel, unit_minor, currency FROM prices WHERE channel = ?2 AND tenant IN (?1, '*')
+                 ORDER BY tenant = '*' LIMIT 1",
+                params![t, ch],
+                |r| Ok(Price { channel: r.get(0)?, unit_minor: r.get(1)?, currency: r.get(2)? }),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_price(&self, tenant: &str, p: &Price) -> Result<()> {
+        if p.unit_minor < 0 {
+            return Err(StoreError::Backend(format!("price for {}: negative", p.channel)));
+        }
+        let (t, p) = (tenant.to_string(), p.clone());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO prices (tenant, channel, unit_minor, currency) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, channel) DO UPDATE SET unit_minor = excluded.unit_minor, currency = excluded.currency",
+                params![t, p.channel, p.unit_minor, p.currency],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+}

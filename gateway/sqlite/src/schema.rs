@@ -1,0 +1,110 @@
+//! Schema and migrations, tracked by SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry migrates from version i to i+1. Append only.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE queue (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key          TEXT NOT NULL,
+    not_before   INTEGER NOT NULL,
+    leased_until INTEGER NOT NULL DEFAULT 0,
+    redeliveries INTEGER NOT NULL DEFAULT 0,
+    work         TEXT NOT NULL
+);
+CREATE INDEX queue_due ON queue (not_before, seq);
+
+CREATE TABLE messages (
+    tenant      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    account     TEXT NOT NULL,
+    template    TEXT,
+    accepted_at INTEGER NOT NULL,
+    send_at     INTEGER,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+
+CREATE TABLE deliveries (
+    tenant      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    recipient   TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    detail      TEXT,
+    provider_id TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_by_message ON deliveries (tenant, message_id, seq);
+CREATE INDEX deliveries_by_provider ON deliveries (tenant, provider_id) WHERE provider_id IS NOT NULL;
+
+CREATE TABLE ledger (
+    id           TEXT PRIMARY KEY,
+    tenant       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    account      TEXT NOT NULL,
+    delivery_id  TEXT,
+    units        INTEGER NOT NULL,
+    amount_minor INTEGER NOT NULL CHECK (amount_minor >= 0),
+    currency     TEXT NOT NULL,
+    at           INTEGER NOT NULL
+);
+CREATE INDEX ledger_by_tenant ON ledger (tenant, at);
+CREATE INDEX ledger_by_delivery ON ledger (tenant, delivery_id);
+
+CREATE TABLE idempotency (
+    tenant       TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    response     TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+
+CREATE TABLE tenants (
+    id       TEXT PRIMARY KEY,
+    name     TEXT NOT NULL,
+    currency TEXT NOT NULL
+);
+CREATE TABLE api_keys (
+    key_sha256 TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL REFERENCES tenants (id)
+);
+CREATE TABLE accounts (
+    tenant       TEXT NOT NULL REFERENCES tenants (id),
+    name         TEXT NOT NULL,
+    plugin       TEXT NOT NULL,
+    config       TEXT NOT NULL,
+    rate_per_sec INTEGER,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+CREATE TABLE templates (
+    tenant  TEXT NOT NULL REFERENCES tenants (id),
+    id      TEXT NOT NULL,
+    content TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE TABLE prices (
+    tenant     TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    unit_minor INTEGER NOT NULL CHECK (unit_minor >= 0),
+    currency   TEXT NOT NULL,
+    PRIMARY KEY (tenant, channel)
+) WITHOUT ROWID;
+"#];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Messages, deliveries, ledger and idempotency keys.
+
+use async_trait::async_trait;
+use herald_core::model::{
+    DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView,
+};
+use herald_core::seams::{Result, Store};
+use herald_core::{Millis, StoreError};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::db::{Db, backend};
+
+fn delivery_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, u32, Option<String>, Option<String>, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.recipient, d.status, d.attempts, d.detail, d.provider_id, d.updated_at,
+    COALESCE((SELECT SUM(CASE l.kind WHEN 'debit' THEN l.amount_minor ELSE -l.amount_minor END)
+              FROM ledger l WHERE l.tenant = d.tenant AND l.delivery_id = d.id), 0)";
+
+fn to_record(row: (String, String, String, u32, Option<String>, Option<String>, i64, i64)) -> Result<DeliveryRecord> {
+    let (id, recipient, status, attempts, detail, provider_id, updated_at, cost_minor) = row;
+    let status = DeliveryStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("delivery {id}: status {status}")))?;
+    Ok(DeliveryRecord { id, recipient, status, attempts, detail, provider_id, cost_minor, updated_at })
+}
+
+fn ledger_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, Option<String>, u32, i64, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
+}
+
+fn insert_message(c: &Connection, m: &Message) -> Result<()> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO messages (tenant, id, channel, account, template, accepted_at, send_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| st.execute(params![m.tenant, m.id, m.channel, m.account, m.template, m.accepted_at, m.send_at]))
+    .map_err(backend)?;
+    let mut st = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (tenant, id, message_id, seq, recipient, status, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
+        )
+        .map_err(backend)?;
+    for (i, r) in m.recipients.iter().enumerate() {
+        st.execute(params![m.tenant, m.delivery_id(i), m.id, i as i64, r.to, m.accepted_at]).map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> Result<()> {
+    // A late "sent" never overwrites a receipt that already arrived.
+    let mut upd = c
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?3, attempts = MAX(attempts, ?4), detail = ?5,
+                 provider_id = COALESCE(?6, provider_id), updated_at = ?7
+             WHERE tenant = ?1 AND id = ?2
+               AND NOT (?3 IN ('sent', 'retrying') AND status IN ('delivered', 'read', 'failed', 'dead'))",
+        )
+        .map_err(backend)?;
+    for u in updates {
+        upd.execute(params![u.tenant, u.delivery_id, u.status.as_str(), u.attempts, u.detail, u.provider_id, u.at])
+            .map_err(backend)?;
+    }
+    let mut ins = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO ledger (id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(backend)?;
+    for e in ledger {
+        if e.amount_minor < 0 {
+            return Err(StoreError::Backend(format!("ledger entry {}: negative amount", e.id)));
+        }
+        ins.execute(params![
+            e.id,
+            e.tenant,
+            e.kind.as_str(),
+            e.channel,
+            e.account,
+            e.delivery_id,
+            e.units,
+            e.amount_minor,
+            e.currency,
+            e.at
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for Db {
+    async fn record_message(&self, message: &Message) -> Result<()> {
+        let m = message.clone();
+        self.write(move |c| insert_message(c, &m)).await
+    }
+
+    async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>> {
+        let (t, m) = (tenant.to_string(), message_id.to_string());
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached("SELECT id FROM deliveries WHERE tenant = ?1 AND message_id = ?2 AND status = 'queued' ORDER BY seq")
+                .map_err(backend)?;
+            st.query_map(params![t, m], |r| r.get(0)).map_err(backend)?.collect::<rusqlite::Result<Vec<String>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn retry_due(&self, tenant: &str, delivery_id: &str, attempt: u32) -> Result<bool> {
+        let (t, d) = (tenant.to_string(), delivery_id.to_string());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT 1 FROM deliveries WHERE tenant = ?1 AND id = ?2 AND status = 'retrying' AND attempts = ?3",
+                params![t, d, attempt.saturating_sub(1)],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn record(&self, updates: Vec<DeliveryUpdate>, ledger: Vec<LedgerEntry>) -> Result<()> {
+        self.write(move |c| apply(c, &updates, &ledger)).await
+    }
+
+    async fn message(&self, tenant: &str, message_id: &str) -> Result<Option<MessageView>> {
+        let (t, m) = (tenant.to_string(), message_id.to_string());
+        self.read(move |c| {
+            let head = c
+                .query_row(
+                    "SELECT channel, account, template, accepted_at, send_at FROM messages WHERE tenant = ?1 AND id = ?2",
+                    params![t, m],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((channel, account, template, accepted_at, send_at)) = head else { return Ok(None) };
+            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.tenant = ?1 AND d.message_id = ?2 ORDER BY d.seq");
+            let mut st = c.prepare_cached(&sql).map_err(backend)?;
+            let deliveries = st
+                .query_map(params![t, m], delivery_row)
+                .map_err(backend)?
+                .map(|r| r.map_err(backend).and_then(to_record))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some(MessageView { id: m, tenant: t, channel, account, template, accepted_at, send_at, deliveries }))
+        })
+        .await
+    }
+
+    async fn delivery_by_provider_id(&self, tenant: &str, provider_id: &str) -> Result<Option<(String, DeliveryRecord)>> {
+        let (t, p) = (tenant.to_string(), provider_id.to_string());
+        self.read(move |c| {
+            let sql = format!("SELECT {DELIVERY_COLUMNS}, d.message_id FROM deliveries d WHERE d.tenant = ?1 AND d.provider_id = ?2 LIMIT 1");
+            c.query_row(&sql, params![t, p], |r| Ok((delivery_row(r)?, r.get::<_, String>(8)?)))
+                .optional()
+                .map_err(backend)?
+                .map(|(row, mid)| to_record(row).map(|rec| (mid, rec)))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn idempotency(&self, tenant: &str, key: &str, now: Millis) -> Result<Option<IdempotencyRecord>> {
+        let (t, k) = (tenant.to_string(), key.to_string());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT request_hash, message_id, response, expires_at FROM idempotency
+                 WHERE tenant = ?1 AND key = ?2 AND expires_at > ?3",
+                params![t, k, now],
+                |r| {
+                    Ok(IdempotencyRecord {
+                        tenant: t.clone(),
+                        key: k.clone(),
+                        request_hash: r.get(0)?,
+                        message_id: r.get(1)?,
+                        response: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_idempotency(&self, rec: IdempotencyRecord) -> Result<()> {
+        self.write(move |c| {
+            c.execute("DELETE FROM idempotency WHERE expires_at <= ?1 AND tenant = ?2", params![herald_core::now_ms(), rec.tenant])
+                .map_err(backend)?;
+            c.execute(
+                "INSERT OR REPLACE INTO idempotency (tenant, key, request_hash, message_id, response, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![rec.tenant, rec.key, rec.request_hash, rec.message_id, rec.response, rec.expires_at],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn balance(&self, tenant: &str) -> Result<i64> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(CASE kind WHEN 'debit' THEN -amount_minor ELSE amount_minor END), 0) FROM ledger WHERE tenant = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn ledger(&self, tenant: &str, limit: usize) -> Result<Vec<LedgerEntry>> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at
+                     FROM ledger WHERE tenant = ?1 ORDER BY at DESC, id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            st.query_map(params![t, limit as i64], ledger_row)
+                .map_err(backend)?
+                .map(|r| {
+                    let (id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at) = r.map_err(backend)?;
+                    let kind = LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger {id}: kind {kind}")))?;
+                    Ok(LedgerEntry { id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at })
+                })
+                .collect()
+        })
+        .await
+    }
+}
