@@ -19,6 +19,8 @@ pub struct ApiError {
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     Invalid,
+    /// Well-formed, but names something that does not exist (account, template, channel).
+    Unprocessable,
     Unauthenticated,
     NotFound,
     Conflict,
@@ -37,6 +39,9 @@ impl ApiError {
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
+    }
+    pub fn unknown(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unprocessable, code, message).with_field(field)
     }
     pub fn not_found(what: &str, field: &str) -> Self {
         Self::new(ErrorKind::NotFound, "not_found", format!("{what} not found")).with_field(field)

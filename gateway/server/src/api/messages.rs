@@ -1,0 +1,161 @@
+//! `POST /v1/messages` and `GET /v1/messages/{id}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald_core::ApiError;
+use herald_core::error::ErrorKind;
+use herald_core::model::{Content, IdempotencyRecord, Message, SendRequest, Tenant, Work};
+use herald_core::render::Compiled;
+use herald_core::seams::Enqueue;
+use herald_core::validate::{idempotency_key, validate};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Failure, authenticate};
+use crate::app::App;
+
+/// Namespace for message ids derived from idempotency keys.
+const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6865_7261_6c64_2d6d_7367_2d69_6473_0001);
+
+fn parse(body: &[u8]) -> Result<SendRequest, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_field" };
+        let mut err = ApiError::new(ErrorKind::Invalid, code, inner.to_string());
+        if field != "." && !field.is_empty() {
+            err = err.with_field(field);
+        }
+        err
+    })
+}
+
+pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, Failure> {
+    let tenant = authenticate(&app, &headers).await?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(idempotency_key(v.to_str().unwrap_or(""))?.to_string()),
+        None => None,
+    };
+    let req = parse(&body)?;
+    let now = herald_core::now_ms();
+    validate(&req, &app.cfg.limits, now)?;
+    let request_hash = hex::encode(Sha256::digest(&body));
+
+    let Some(key) = key else {
+        let (status, answer) = accept(&app, &tenant, req, uuid::Uuid::now_v7().to_string(), now).await?;
+        return Ok((status, axum::Json(answer)).into_response());
+    };
+    // One request per key at a time in this process; the store remembers answers.
+    let _guard = app.idempotency_guard(&tenant.id, &key).await;
+    if let Some(rec) = app.store.idempotency(&tenant.id, &key, now).await? {
+        if rec.request_hash != request_hash {
+            return Err(ApiError::new(ErrorKind::Conflict, "idempotency_key_reused", "this Idempotency-Key was used with a different request body")
+                .with_field("Idempotency-Key")
+                .into());
+        }
+        let answer: serde_json::Value = serde_json::from_str(&rec.response).unwrap_or_else(|_| json!({"id": rec.message_id}));
+        let mut resp = (StatusCode::ACCEPTED, axum::Json(answer)).into_response();
+        resp.headers_mut().insert("idempotent-replayed", "true".parse().expect("header"));
+        return Ok(resp);
+    }
+    let id = uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{}\n{key}", tenant.id).as_bytes()).to_string();
+    let (status, answer) = accept(&app, &tenant, req, id.clone(), now).await?;
+    let ttl = i64::from(app.cfg.idempotency_ttl_hours) * 3_600_000;
+    app.store
+        .put_idempotency(IdempotencyRecord {
+            tenant: tenant.id.clone(),
+            key,
+            request_hash,
+            message_id: id,
+            response: answer.to_string(),
+            expires_at: now + ttl,
+        })
+        .await?;
+    Ok((status, axum::Json(answer)).into_response())
+}
+
+/// Resolve references, make the message durable, and answer.
+async fn accept(app: &App, tenant: &Tenant, req: SendRequest, id: String, now: i64) -> Result<(StatusCode, serde_json::Value), Failure> {
+    let Some(plugin) = app.plugins.get(&req.channel) else {
+        return Err(ApiError::unknown("unknown_channel", "channel", format!("no plugin named {:?} is loaded", req.channel)).into());
+    };
+    let account = match &req.account {
+        Some(name) => app
+            .config
+            .account(&tenant.id, name)
+            .await?
+            .ok_or_else(|| ApiError::unknown("unknown_account", "account", format!("no sender account named {name:?}")))?,
+        None => {
+            let mut fitting: Vec<_> = app.config.accounts(&tenant.id).await?.into_iter().filter(|a| a.plugin == req.channel).collect();
+            match fitting.len() {
+                1 => fitting.remove(0),
+                0 => return Err(ApiError::unknown("unknown_account", "account", format!("no sender account for channel {:?}", req.channel)).into()),
+                _ => return Err(ApiError::invalid("account", "several accounts serve this channel; name one").into()),
+            }
+        }
+    };
+    if account.plugin != plugin.info.name {
+        return Err(ApiError::unknown("account_channel_mismatch", "account", format!("account {:?} sends via {:?}, not {:?}", account.name, account.plugin, req.channel)).into());
+    }
+    let content: Content = match (&req.template, req.content) {
+        (Some(tid), _) => app
+            .config
+            .template(&tenant.id, tid)
+            .await?
+            .ok_or_else(|| ApiError::unknown("unknown_template", "template", format!("no template named {tid:?}")))?
+            .content,
+        (None, Some(c)) => c,
+        (None, None) => unreachable!("validated"),
+    };
+    if let Err(e) = Compiled::new(&content) {
+        let field = if req.template.is_some() { "template".to_string() } else { format!("content.{}", e.part) };
+        return Err(ApiError::new(ErrorKind::Invalid, "invalid_template", e.to_string()).with_field(field).into());
+    }
+    let send_at = req.send_at.map(|t| t.timestamp_millis()).filter(|t| *t > now);
+    let message = Message {
+        id,
+        tenant: tenant.id.clone(),
+        channel: req.channel,
+        account: account.name,
+        content,
+        template: req.template,
+        variables: req.variables,
+        recipients: req.recipients,
+        metadata: req.metadata,
+        accepted_at: now,
+        send_at,
+    };
+    let recipients = message.recipients.len();
+    // Rows first (so a status query right after 202 finds them), then the log.
+    app.store.record_message(&message).await?;
+    let (tenant_id, channel) = (message.tenant.clone(), message.channel.clone());
+    app.queue
+        .publish(vec![Enqueue { key: tenant_id.clone(), not_before: send_at.unwrap_or(now), work: Work::Message(message.clone()) }])
+        .await?;
+    app.metrics.channel(&tenant_id, &channel, &tenant.currency).accepted.inc_by(recipients as u64);
+    tracing::info!(tenant = %tenant_id, message = %message.id, channel = %channel, recipients, "accepted");
+    let mut answer = json!({"id": message.id, "status": "accepted", "recipients": recipients});
+    if let Some(at) = send_at {
+        answer["send_at"] = json!(chrono::DateTime::from_timestamp_millis(at).map(|t| t.to_rfc3339()));
+    }
+    Ok((StatusCode::ACCEPTED, answer))
+}
+
+pub async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Failure> {
+    let tenant = authenticate(&app, &headers).await?;
+    // Another tenant's message is indistinguishable from a missing one.
+    let view = app.store.message(&tenant.id, &id).await?.ok_or_else(|| ApiError::not_found("message", "id"))?;
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for d in &view.deliveries {
+        *counts.entry(d.status.as_str()).or_default() += 1;
+    }
+    let mut body = serde_json::to_value(&view).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?;
+    body["summary"] = json!(counts);
+    body["cost_minor"] = json!(view.deliveries.iter().map(|d| d.cost_minor).sum::<i64>());
+    Ok(axum::Json(body).into_response())
+}

@@ -1,0 +1,164 @@
+//! The HTTP edge: routes, authentication, and the one place where errors
+//! become status codes.
+
+mod callbacks;
+mod messages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use herald_core::ApiError;
+use herald_core::error::ErrorKind;
+use herald_core::model::Tenant;
+use serde_json::json;
+
+use crate::app::App;
+
+pub fn router(app: Arc<App>) -> Router {
+    let body_limit = app.cfg.limits.max_body_bytes;
+    let mut r = Router::new()
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/plugins", get(plugins))
+        .route("/v1/callbacks/{tenant}/{account}", post(callbacks::receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics));
+    if app.demo_inbox.is_some() {
+        r = r.route("/demo/inbox", post(demo_receive).get(demo_list));
+    }
+    r.layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
+        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
+        .with_state(app)
+}
+
+/// An `ApiError` on its way out.
+pub struct Failure(pub ApiError);
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<herald_core::StoreError> for Failure {
+    fn from(e: herald_core::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match e.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = if e.kind == ErrorKind::Internal {
+            // Details go to the log, not to the client.
+            tracing::error!(error = %e.message, "internal error");
+            "internal error".to_string()
+        } else {
+            e.message.clone()
+        };
+        let mut body = json!({"error": {"code": e.code, "message": message}});
+        if let Some(f) = &e.field {
+            body["error"]["field"] = json!(f);
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// The tenant of a request, from `Authorization: Bearer <api key>`.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Tenant, Failure> {
+    let unauth = |m: &str| Failure(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", m));
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| unauth("missing Authorization: Bearer <api key>"))?;
+    let key = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| unauth("Authorization must be: Bearer <api key>"))?;
+    app.tenant_for_key(key).await?.ok_or_else(|| unauth("unknown API key"))
+}
+
+async fn count_requests(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    app.metrics.http_requests.with_label_values(&[&route, resp.status().as_str()]).inc();
+    resp
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    match app.queue.depth().await {
+        Ok(_) if !app.plugins.names().is_empty() => (StatusCode::OK, "ready").into_response(),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "no plugins loaded").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue unavailable: {e}")).into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}
+
+async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+    authenticate(&app, &headers).await?;
+    let list: Vec<_> = app
+        .plugins
+        .names()
+        .into_iter()
+        .filter_map(|n| app.plugins.get(&n))
+        .map(|p| {
+            let i = &p.info;
+            json!({
+                "name": i.name, "version": i.version, "channel": i.channel,
+                "formats": i.formats.iter().map(|f| format!("{f:?}").to_lowercase()).collect::<Vec<_>>(),
+                "max_batch": i.max_batch, "hosts": i.hosts, "billing_unit": i.billing_unit,
+                "account_schema": serde_json::from_str::<serde_json::Value>(&i.account_schema).unwrap_or(serde_json::Value::Null),
+                "secret_fields": i.secret_fields, "sha256": p.digest,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "plugins": list })).into_response())
+}
+
+/// The demo tenant's webhook account posts here, so a newcomer sees
+/// deliveries arrive without running anything else.
+async fn demo_receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let Some(inbox) = &app.demo_inbox else { return StatusCode::NOT_FOUND };
+    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
+    let signed = headers.get("x-herald-signature").is_some();
+    tracing::info!(delivery = ?headers.get("x-herald-delivery"), "demo inbox received a notification");
+    let mut inbox = inbox.lock().expect("demo inbox");
+    if inbox.len() >= 100 {
+        inbox.pop_front();
+    }
+    inbox.push_back(json!({"received_at": herald_core::now_ms(), "signed": signed, "body": parsed}));
+    StatusCode::NO_CONTENT
+}
+
+async fn demo_list(State(app): State<Arc<App>>) -> Response {
+    let items: Vec<_> = app.demo_inbox.as_ref().map(|i| i.lock().expect("demo inbox").iter().cloned().collect()).unwrap_or_default();
+    axum::Json(json!({ "received": items })).into_response()
+}

@@ -1,0 +1,255 @@
+//! Process wiring: open the backends, load plugins, seed configuration, run
+//! the ingest API and the dispatch role until shutdown.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_core::model::{Account, Price, Template, Tenant};
+use herald_core::seams::{ConfigStore, Queue, Store};
+use herald_plugin_host::PluginHost;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dispatch::Dispatch;
+use crate::limits::Limiters;
+use crate::metrics::Metrics;
+use crate::transport::Transports;
+
+/// How long an API key lookup is cached.
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+
+pub struct App {
+    pub cfg: Config,
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub config: Arc<dyn ConfigStore>,
+    pub plugins: Arc<PluginHost>,
+    pub metrics: Arc<Metrics>,
+    pub demo_inbox: Option<Mutex<VecDeque<serde_json::Value>>>,
+    auth_cache: Mutex<HashMap<String, (Tenant, Instant)>>,
+    idempotency_inflight: Mutex<HashSet<(String, String)>>,
+    idempotency_released: tokio::sync::Notify,
+}
+
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Releases an in-flight idempotency key when dropped.
+pub struct IdempotencyGuard<'a> {
+    app: &'a App,
+    key: (String, String),
+}
+
+impl Drop for IdempotencyGuard<'_> {
+    fn drop(&mut self) {
+        self.app.idempotency_inflight.lock().expect("idempotency set").remove(&self.key);
+        self.app.idempotency_released.notify_waiters();
+    }
+}
+
+impl App {
+    pub async fn tenant_for_key(&self, key: &str) -> Result<Option<Tenant>, herald_core::StoreError> {
+        let hash = key_hash(key);
+        if let Some((t, at)) = self.auth_cache.lock().expect("auth cache").get(&hash) {
+            if at.elapsed() < AUTH_CACHE_TTL {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let tenant = self.config.tenant_by_api_key(&hash).await?;
+        if let Some(t) = &tenant {
+            self.auth_cache.lock().expect("auth cache").insert(hash, (t.clone(), Instant::now()));
+        }
+        Ok(tenant)
+    }
+
+    /// Serialise requests that carry the same Idempotency-Key.
+    pub async fn idempotency_guard(&self, tenant: &str, key: &str) -> IdempotencyGuard<'_> {
+        let k = (tenant.to_string(), key.to_string());
+        loop {
+            let notified = self.idempotency_released.notified();
+            if self.idempotency_inflight.lock().expect("idempotency set").insert(k.clone()) {
+                return IdempotencyGuard { app: self, key: k };
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Start everything; returns when shut down.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let db = herald_sqlite::open(&cfg.db_path()).map_err(|e| anyhow::anyhow!("storage: {e}"))?;
+    let queue: Arc<dyn Queue> = Arc::new(herald_sqlite::SqliteQueue::new(db.clone()));
+    let store: Arc<dyn Store> = Arc::new(db.clone());
+    let config: Arc<dyn ConfigStore> = Arc::new(db);
+
+    let plugins = Arc::new(
+        PluginHost::new(cfg.plugins.sandbox.clone(), cfg.plugins.allow_hosts.clone()).map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let dir = cfg.plugins_dir();
+    for (path, result) in plugins.load_dir(&dir) {
+        match result {
+            Ok(p) => tracing::info!(plugin = %p.info.name, version = %p.info.version, path = %path.display(), "plugin loaded"),
+            Err(e) => tracing::error!(error = %e, "plugin not loaded"),
+        }
+    }
+    if plugins.names().is_empty() {
+        tracing::warn!(dir = %dir.display(), "no plugins loaded; build them with `make plugins`");
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    seed(&cfg, config.as_ref(), &plugins).await?;
+    let demo = cfg.demo && cfg.tenants.is_empty() && ensure_demo(&cfg, config.as_ref(), addr).await?;
+
+    let metrics = Metrics::new();
+    let app = Arc::new(App {
+        cfg: cfg.clone(),
+        queue: queue.clone(),
+        store: store.clone(),
+        config: config.clone(),
+        plugins: plugins.clone(),
+        metrics: metrics.clone(),
+        demo_inbox: demo.then(|| Mutex::new(VecDeque::new())),
+        auth_cache: Mutex::new(HashMap::new()),
+        idempotency_inflight: Mutex::new(HashSet::new()),
+        idempotency_released: tokio::sync::Notify::new(),
+    });
+
+    let dispatch = cfg.dispatch.enabled.then(|| {
+        let d = Arc::new(Dispatch {
+            queue,
+            store,
+            config,
+            plugins,
+            transport: Arc::new(Transports::new(Duration::from_millis(cfg.dispatch.request_timeout_ms))),
+            metrics,
+            limiters: Limiters::default(),
+            cfg: cfg.dispatch.clone(),
+            retry: cfg.retry.clone(),
+            tenant_rates: cfg
+                .tenants
+                .iter()
+                .flat_map(|t| t.channel_rate_per_sec.iter().map(|(c, r)| ((t.id.clone(), c.clone()), *r)))
+                .collect(),
+        });
+        tokio::spawn(d.run(shutdown.clone()))
+    });
+
+    println!("herald-gateway listening on http://{addr}");
+    let router = crate::api::router(app);
+    let stop = shutdown.clone();
+    axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    if let Some(d) = dispatch {
+        let _ = d.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Write the config file's tenants, keys, accounts, templates and prices to
+/// the config store. Accounts are checked by their plugin first.
+async fn seed(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost) -> anyhow::Result<()> {
+    for p in &cfg.prices {
+        store.set_price("*", &Price { channel: p.channel.clone(), unit_minor: p.unit_minor, currency: p.currency.clone() }).await?;
+    }
+    for (i, t) in cfg.tenants.iter().enumerate() {
+        let tenant = Tenant { id: t.id.clone(), name: t.name.clone().unwrap_or_else(|| t.id.clone()), currency: t.currency.clone() };
+        store.upsert_tenant(&tenant).await?;
+        for key in &t.api_keys {
+            store.add_api_key(&t.id, &key_hash(key)).await?;
+        }
+        for (j, a) in t.accounts.iter().enumerate() {
+            let field = format!("tenants[{i}].accounts[{j}]");
+            match plugins.get(&a.plugin) {
+                Some(p) => {
+                    let config = a.config.to_string();
+                    let p2 = p.clone();
+                    tokio::task::spawn_blocking(move || p2.validate_account(&config))
+                        .await?
+                        .map_err(|e| anyhow::anyhow!("{field} ({}): {e}", a.name))?;
+                }
+                None => tracing::warn!(account = %a.name, plugin = %a.plugin, "{field}: plugin not loaded; account not validated"),
+            }
+            store
+                .upsert_account(&Account {
+                    tenant: t.id.clone(),
+                    name: a.name.clone(),
+                    plugin: a.plugin.clone(),
+                    config: a.config.clone(),
+                    rate_per_sec: a.rate_per_sec,
+                })
+                .await?;
+        }
+        for tpl in &t.templates {
+            herald_core::render::Compiled::new(&tpl.content)
+                .map_err(|e| anyhow::anyhow!("tenants[{i}].templates ({}): {e}", tpl.id))?;
+            store.upsert_template(&Template { tenant: t.id.clone(), id: tpl.id.clone(), content: tpl.content.clone() }).await?;
+        }
+        for p in &t.prices {
+            store.set_price(&t.id, &Price { channel: p.channel.clone(), unit_minor: p.unit_minor, currency: p.currency.clone() }).await?;
+        }
+    }
+    Ok(())
+}
+
+const DEMO: &str = "demo";
+
+/// A demo tenant whose webhook account posts to this gateway's own demo inbox.
+/// Its API key is printed once, when it is created.
+async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, addr: SocketAddr) -> anyhow::Result<bool> {
+    let existing = store.tenants().await?;
+    if existing.iter().any(|t| t.id != DEMO) {
+        return Ok(false);
+    }
+    if existing.is_empty() {
+        let key = format!("hk_demo_{}", hex::encode(rand::rng().random::<[u8; 16]>()));
+        store.upsert_tenant(&Tenant { id: DEMO.into(), name: "Demo".into(), currency: "CNY".into() }).await?;
+        store.add_api_key(DEMO, &key_hash(&key)).await?;
+        store
+            .upsert_template(&Template {
+                tenant: DEMO.into(),
+                id: "welcome".into(),
+                content: herald_core::model::Content {
+                    subject: Some("Welcome, {{ name }}".into()),
+                    text: Some("Hello {{ name }}, welcome to Herald.".into()),
+                    html: Some("<p>Hello <b>{{ name }}</b>, welcome to Herald.</p>".into()),
+                },
+            })
+            .await?;
+        println!("\n  Demo tenant created. API key (shown once): {key}\n");
+    }
+    let port = addr.port();
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let secret = match store.account(DEMO, "demo-webhook").await? {
+        Some(a) => a.config.get("secret").and_then(|s| s.as_str()).map(str::to_string),
+        None => None,
+    }
+    .unwrap_or_else(|| hex::encode(rand::rng().random::<[u8; 16]>()));
+    store
+        .upsert_account(&Account {
+            tenant: DEMO.into(),
+            name: "demo-webhook".into(),
+            plugin: "webhook".into(),
+            config: serde_json::json!({"url": format!("http://{host}:{port}/demo/inbox"), "secret": secret}),
+            rate_per_sec: None,
+        })
+        .await?;
+    store
+        .upsert_account(&Account {
+            tenant: DEMO.into(),
+            name: "demo-email".into(),
+            plugin: "email".into(),
+            config: serde_json::json!({"from": "demo@herald.localhost", "from_name": "Herald demo",
+                "smtp": {"host": "127.0.0.1", "port": 1025, "tls": "none"}}),
+            rate_per_sec: None,
+        })
+        .await?;
+    let _ = cfg;
+    Ok(true)
+}
