@@ -31,7 +31,7 @@ run: plugins gateway
 test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet 'aiosmtpd==1.4.6'
 
-test: toolchain test-deps plugins
+test: toolchain test-deps plugins gateway
 	HERALD_TEST_PLUGIN_DIR=$(PLUGIN_OUT) cargo test --release --workspace --exclude herald-plugin-webhook --exclude herald-plugin-email --exclude herald-plugin-hostile --exclude herald-plugin-sdk
 	cargo test --release -p herald-plugin-sdk -p herald-plugin-webhook -p herald-plugin-email -p herald-plugin-hostile
 

@@ -193,7 +193,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(Env::prefixed("HERALD_").split("__").ignore(&["log"]));
+        // Only variables that name a config section; HERALD_CONFIG, HERALD_LOG and
+        // others are read elsewhere or belong to other tools.
+        const SECTIONS: &[&str] = &[
+            "listen", "data_dir", "storage", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
+        ];
+        fig = fig.merge(
+            Env::prefixed("HERALD_").split("__").filter(|k| SECTIONS.contains(&k.as_str().split('.').next().unwrap_or(""))),
+        );
         let cfg: Config = fig.extract().map_err(|e| {
             e.into_iter().map(|e| {
                 let field = e.path.join(".");

@@ -19,7 +19,8 @@
 //! - `smtp.host`, `smtp.port` (required), `smtp.tls` (required: `none`,
 //!   `starttls` or `implicit`), `smtp.username` / `smtp.password` (optional,
 //!   both or neither; refused with `tls: none` so credentials never travel in
-//!   clear).
+//!   clear, unless `smtp.allow_plaintext_auth` is true — an explicit opt-in for
+//!   a relay on loopback or a trusted network).
 //!
 //! Unknown fields are refused; errors name the field (`smtp.port: ...`).
 //! The secret field is declared as `smtp.password` (a dotted path; see the
@@ -89,7 +90,8 @@ const SCHEMA: &str = r#"{
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "tls": {"enum": ["none", "starttls", "implicit"]},
         "username": {"type": "string"},
-        "password": {"type": "string", "writeOnly": true}
+        "password": {"type": "string", "writeOnly": true},
+        "allow_plaintext_auth": {"type": "boolean", "default": false}
       }
     }
   }
@@ -117,6 +119,10 @@ struct Smtp {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// Opt-in for AUTH over an unencrypted connection (a relay on a trusted
+    /// network or loopback). Off by default.
+    #[serde(default)]
+    allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -158,10 +164,10 @@ impl Account {
             (None, Some(_)) => {
                 return Err(bad("smtp.username", "required when smtp.password is set"));
             }
-            (Some(_), Some(_)) if a.smtp.tls == Tls::None => {
+            (Some(_), Some(_)) if a.smtp.tls == Tls::None && !a.smtp.allow_plaintext_auth => {
                 return Err(bad(
                     "smtp.tls",
-                    "credentials are refused with tls \"none\" (use starttls or implicit)",
+                    "credentials are refused with tls \"none\" (use starttls or implicit, or set smtp.allow_plaintext_auth for a trusted relay)",
                 ));
             }
             _ => {}
@@ -590,6 +596,9 @@ mod tests {
         );
         assert!(err(r#"{"from":"a@b.test","from_name":"a\r\nBcc: x","smtp":{"host":"h","port":25,"tls":"none"}}"#).starts_with("from_name: "));
         assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none","username":"u","password":"p"}}"#).starts_with("smtp.tls: "));
+        assert!(
+            Account::parse(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none","username":"u","password":"p","allow_plaintext_auth":true}}"#).is_ok()
+        );
         assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"implicit","username":"u"}}"#).starts_with("smtp.password: "));
         assert!(
             err(r#"{"from":"a@b.test","host":"h","smtp":{"host":"h","port":25,"tls":"none"}}"#)

@@ -138,7 +138,7 @@ async fn accept(app: &App, tenant: &Tenant, req: SendRequest, id: String, now: i
         .publish(vec![Enqueue { key: tenant_id.clone(), not_before: send_at.unwrap_or(now), work: Work::Message(message.clone()) }])
         .await?;
     app.metrics.channel(&tenant_id, &channel, &tenant.currency).accepted.inc_by(recipients as u64);
-    tracing::info!(tenant = %tenant_id, message = %message.id, channel = %channel, recipients, "accepted");
+    tracing::info!(tenant = %tenant_id, message_id = %message.id, channel = %channel, recipients, "accepted");
     let mut answer = json!({"id": message.id, "status": "accepted", "recipients": recipients});
     if let Some(at) = send_at {
         answer["send_at"] = json!(chrono::DateTime::from_timestamp_millis(at).map(|t| t.to_rfc3339()));

@@ -26,6 +26,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/messages", post(messages::create))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/plugins", get(plugins))
+        .route("/v1/ledger", get(ledger))
         .route("/v1/callbacks/{tenant}/{account}", post(callbacks::receive))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -141,6 +142,27 @@ async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
         })
         .collect();
     Ok(axum::Json(json!({ "plugins": list })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct LedgerQuery {
+    limit: Option<usize>,
+}
+
+/// The tenant's balance and most recent ledger entries.
+async fn ledger(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<LedgerQuery>,
+) -> Result<Response, Failure> {
+    let tenant = authenticate(&app, &headers).await?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::invalid("limit", "must be 1..1000").into());
+    }
+    let balance = app.store.balance(&tenant.id).await?;
+    let entries = app.store.ledger(&tenant.id, limit).await?;
+    Ok(axum::Json(json!({"tenant": tenant.id, "currency": tenant.currency, "balance_minor": balance, "entries": entries})).into_response())
 }
 
 /// The demo tenant's webhook account posts here, so a newcomer sees

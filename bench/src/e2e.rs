@@ -1,0 +1,410 @@
+//! End to end: C clients POST /v1/messages (R recipients each) until N
+//! notifications are accepted, while the sink records when each delivery
+//! arrives. Meanwhile a sampler watches the gateway's /metrics and /proc.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+
+use crate::gateway::{self, API_KEY, Gateway};
+use crate::http::{self, Client};
+use crate::sink::Sink;
+use crate::stats::{Latency, now_ns, rate};
+
+/// One accepted request.
+struct Accepted {
+    id: String,
+    send_ns: u64,
+    done_ns: u64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Failures {
+    /// Non-202 answers by status.
+    statuses: BTreeMap<u16, u64>,
+    /// Transport errors and timeouts.
+    errors: u64,
+    /// Requests given up on (their notifications are not part of the target).
+    abandoned: u64,
+    /// First few non-202 bodies / errors, verbatim.
+    samples: Vec<String>,
+}
+
+pub struct Sample {
+    pub t_s: f64,
+    pub accepted: u64,
+    pub arrived: u64,
+    pub queue_depth: Option<f64>,
+    pub inflight_batches: Option<f64>,
+    pub gateway_cpu_s: Option<f64>,
+    pub gateway_rss_kib: Option<u64>,
+}
+
+pub struct E2eResult {
+    pub requested: u64,
+    pub accepted: u64,
+    pub accepted_requests: u64,
+    pub arrived_unique: u64,
+    pub sink_deliveries: u64,
+    pub duplicates: u64,
+    pub unknown_ids: u64,
+    pub missing: u64,
+    pub bad_bodies: u64,
+    pub sink_requests: u64,
+    pub timed_out: bool,
+    pub gateway_exited_early: Option<String>,
+    pub ingest_span_ns: u64,
+    pub ingest_per_sec: Option<f64>,
+    pub ingest_latency: Latency,
+    pub e2e_span_ns: u64,
+    pub e2e_per_sec: Option<f64>,
+    pub drain_after_ingest_ns: Option<u64>,
+    pub added_latency: Latency,
+    pub statuses: BTreeMap<u16, u64>,
+    pub transport_errors: u64,
+    pub abandoned_requests: u64,
+    pub failure_samples: Vec<String>,
+    pub samples: Vec<Sample>,
+    pub gateway_cpu_s: Option<f64>,
+    pub bench_cpu_s: Option<f64>,
+    /// Busy CPU of the whole machine over the same interval.
+    pub machine_busy_s: Option<f64>,
+    /// The interval the CPU figures cover (first request to the end of the settle).
+    pub cpu_interval_ns: u64,
+    pub metrics: Vec<(String, f64)>,
+}
+
+fn message_body(first: u64, count: u64) -> Bytes {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(120 + count as usize * 40);
+    s.push_str(r#"{"channel":"webhook","account":"sink","content":{"text":"hi {{ n }}"},"recipients":["#);
+    for k in first..first + count {
+        if k > first {
+            s.push(',');
+        }
+        let _ = write!(s, r#"{{"to":"r{k}","variables":{{"n":{k}}}}}"#);
+    }
+    s.push_str("]}");
+    Bytes::from(s)
+}
+
+const MAX_ATTEMPTS: u32 = 5;
+/// Stop the load when this many requests were given up on.
+const MAX_ABANDONED: u64 = 20;
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    client: &Client,
+    meta_client: &Client,
+    sink: &Arc<Sink>,
+    gw: &mut Gateway,
+    notifications: u64,
+    per_request: u64,
+    concurrency: usize,
+    wait_timeout: Duration,
+    progress: bool,
+) -> E2eResult {
+    sink.reset(true);
+    let base: SocketAddr = gw.addr;
+    let uri: hyper::Uri = format!("http://{base}/v1/messages").parse().expect("uri");
+    let metrics_url = format!("http://{base}/metrics");
+    let per_request = per_request.max(1);
+    let total_requests = notifications.div_ceil(per_request);
+    let next = Arc::new(AtomicU64::new(0));
+    let accepted_n = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Failures::default()));
+
+    // Sampler: once a second until told to stop.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (meta, sink, accepted_n, sampling, url) = (meta_client.clone(), sink.clone(), accepted_n.clone(), sampling.clone(), metrics_url.clone());
+        let pid = gw.pid;
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut last_print = 0u64;
+            while sampling.load(Ordering::SeqCst) {
+                let m = match http::get(&meta, &url, Duration::from_secs(5)).await {
+                    Ok((200, b)) => gateway::parse_metrics(&String::from_utf8_lossy(&b)),
+                    _ => Vec::new(),
+                };
+                let s = Sample {
+                    t_s: now_ns() as f64 / 1e9,
+                    accepted: accepted_n.load(Ordering::Relaxed),
+                    arrived: sink.unique.load(Ordering::Relaxed),
+                    queue_depth: gateway::metric_sum(&m, "herald_queue_depth", &[]),
+                    inflight_batches: gateway::metric_sum(&m, "herald_inflight_batches", &[]),
+                    gateway_cpu_s: gateway::cpu_seconds(&format!("/proc/{pid}/stat")),
+                    gateway_rss_kib: std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
+                        s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+                    }),
+                };
+                if progress && (s.t_s as u64) >= last_print + 5 {
+                    last_print = s.t_s as u64;
+                    eprintln!(
+                        "  [{:7.1}s] accepted {:>8}  arrived {:>8}  queue_depth {:>6}  inflight {:>3}  gw cpu {:6.1}s  rss {:>7} KiB",
+                        s.t_s,
+                        s.accepted,
+                        s.arrived,
+                        s.queue_depth.map_or("-".into(), |v| format!("{v}")),
+                        s.inflight_batches.map_or("-".into(), |v| format!("{v}")),
+                        s.gateway_cpu_s.unwrap_or(0.0),
+                        s.gateway_rss_kib.unwrap_or(0),
+                    );
+                }
+                out.push(s);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            out
+        })
+    };
+
+    let gw_cpu0 = gw.cpu_seconds();
+    let bench_cpu0 = gateway::cpu_seconds("/proc/self/stat");
+    let busy0 = gateway::machine_busy_seconds();
+    let start = now_ns();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, uri, next, accepted_n, stop, failures) =
+            (client.clone(), uri.clone(), next.clone(), accepted_n.clone(), stop.clone(), failures.clone());
+        workers.push(tokio::spawn(async move {
+            let mut done: Vec<Accepted> = Vec::new();
+            let mut lat = Vec::new();
+            'requests: loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total_requests || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let first = i * per_request;
+                let count = per_request.min(notifications - first);
+                let body = message_body(first, count);
+                for attempt in 1..=MAX_ATTEMPTS {
+                    let req = Request::builder()
+                        .method(Method::POST)
+                        .uri(uri.clone())
+                        .header("content-type", "application/json")
+                        .header("authorization", format!("Bearer {API_KEY}"))
+                        .body(Full::new(body.clone()))
+                        .expect("request");
+                    let send_ns = now_ns();
+                    let res = tokio::time::timeout(Duration::from_secs(30), async {
+                        let resp = client.request(req).await?;
+                        let status = resp.status().as_u16();
+                        let b = resp.into_body().collect().await?.to_bytes();
+                        anyhow::Ok((status, b))
+                    })
+                    .await;
+                    let done_ns = now_ns();
+                    let retryable = match res {
+                        Ok(Ok((202, b))) => {
+                            let id = serde_json::from_slice::<serde_json::Value>(&b)
+                                .ok()
+                                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
+                            match id {
+                                Some(id) => {
+                                    lat.push(done_ns - send_ns);
+                                    accepted_n.fetch_add(count, Ordering::Relaxed);
+                                    done.push(Accepted { id, send_ns, done_ns, count });
+                                    continue 'requests;
+                                }
+                                None => {
+                                    let mut f = failures.lock().expect("failures");
+                                    *f.statuses.entry(202).or_default() += 1;
+                                    if f.samples.len() < 10 {
+                                        f.samples.push(format!("202 without an id: {}", String::from_utf8_lossy(&b)));
+                                    }
+                                    false
+                                }
+                            }
+                        }
+                        Ok(Ok((status, b))) => {
+                            let mut f = failures.lock().expect("failures");
+                            *f.statuses.entry(status).or_default() += 1;
+                            if f.samples.len() < 10 {
+                                f.samples.push(format!("{status}: {}", String::from_utf8_lossy(&b[..b.len().min(500)])));
+                            }
+                            status == 429 || status >= 500
+                        }
+                        Ok(Err(e)) => {
+                            let mut f = failures.lock().expect("failures");
+                            f.errors += 1;
+                            if f.samples.len() < 10 {
+                                f.samples.push(format!("transport error: {e:#}"));
+                            }
+                            true
+                        }
+                        Err(_) => {
+                            let mut f = failures.lock().expect("failures");
+                            f.errors += 1;
+                            if f.samples.len() < 10 {
+                                f.samples.push("timed out after 30 s".into());
+                            }
+                            true
+                        }
+                    };
+                    if !retryable || attempt == MAX_ATTEMPTS {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                let mut f = failures.lock().expect("failures");
+                f.abandoned += 1;
+                if f.abandoned >= MAX_ABANDONED {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            (done, lat)
+        }));
+    }
+    let mut accepted: Vec<Accepted> = Vec::new();
+    let mut ingest_lat = Vec::new();
+    for w in workers {
+        if let Ok((d, l)) = w.await {
+            accepted.extend(d);
+            ingest_lat.extend(l);
+        }
+    }
+    let ingest_end = accepted.iter().map(|a| a.done_ns).max().unwrap_or(start);
+    let first_send = accepted.iter().map(|a| a.send_ns).min().unwrap_or(start);
+    let target: u64 = accepted.iter().map(|a| a.count).sum();
+
+    // Wait for the sink to see every accepted notification (bounded).
+    let wait_until = now_ns() + wait_timeout.as_nanos() as u64;
+    let mut timed_out = false;
+    let mut exited = None;
+    loop {
+        if sink.unique.load(Ordering::SeqCst) >= target {
+            break;
+        }
+        if let Some(s) = gw.exited() {
+            exited = Some(s);
+            break;
+        }
+        if now_ns() > wait_until {
+            timed_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A short settle to catch late duplicates before the books are closed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gw_cpu1 = gw.cpu_seconds();
+    let bench_cpu1 = gateway::cpu_seconds("/proc/self/stat");
+    let busy1 = gateway::machine_busy_seconds();
+    let measured_ns = now_ns() - start;
+    sampling.store(false, Ordering::SeqCst);
+    let samples = sampler.await.unwrap_or_default();
+    let metrics = match http::get(meta_client, &metrics_url, Duration::from_secs(5)).await {
+        Ok((200, b)) => gateway::parse_metrics(&String::from_utf8_lossy(&b)),
+        _ => Vec::new(),
+    };
+
+    let arrivals = sink.take_arrivals();
+    let mut added = Vec::with_capacity(target as usize);
+    let mut matched = 0u64;
+    let mut last_arrival = None::<u64>;
+    for a in &accepted {
+        for i in 0..a.count {
+            if let Some(&t) = arrivals.get(&format!("{}.{i}", a.id)) {
+                matched += 1;
+                added.push(t.saturating_sub(a.send_ns));
+                last_arrival = Some(last_arrival.map_or(t, |l| l.max(t)));
+            }
+        }
+    }
+    let unknown_ids = arrivals.len() as u64 - matched;
+    let e2e_span = last_arrival.map_or(0, |l| l.saturating_sub(first_send));
+    let f = std::mem::take(&mut *failures.lock().expect("failures"));
+    E2eResult {
+        requested: notifications,
+        accepted: target,
+        accepted_requests: accepted.len() as u64,
+        arrived_unique: matched,
+        sink_deliveries: sink.deliveries.load(Ordering::SeqCst),
+        duplicates: sink.duplicates.load(Ordering::SeqCst),
+        unknown_ids,
+        missing: target - matched,
+        bad_bodies: sink.bad_bodies.load(Ordering::SeqCst),
+        sink_requests: sink.requests.load(Ordering::SeqCst),
+        timed_out,
+        gateway_exited_early: exited,
+        ingest_span_ns: ingest_end.saturating_sub(first_send),
+        ingest_per_sec: rate(target, ingest_end.saturating_sub(first_send)),
+        ingest_latency: Latency::from_ns(ingest_lat),
+        e2e_span_ns: e2e_span,
+        e2e_per_sec: rate(matched, e2e_span),
+        drain_after_ingest_ns: last_arrival.map(|l| l.saturating_sub(ingest_end)),
+        added_latency: Latency::from_ns(added),
+        statuses: f.statuses,
+        transport_errors: f.errors,
+        abandoned_requests: f.abandoned,
+        failure_samples: f.samples,
+        samples,
+        gateway_cpu_s: gw_cpu0.zip(gw_cpu1).map(|(a, b)| b - a),
+        bench_cpu_s: bench_cpu0.zip(bench_cpu1).map(|(a, b)| b - a),
+        machine_busy_s: busy0.zip(busy1).map(|(a, b)| b - a),
+        cpu_interval_ns: measured_ns,
+        metrics,
+    }
+}
+
+impl E2eResult {
+    pub fn json(&self) -> serde_json::Value {
+        let metrics: serde_json::Map<String, serde_json::Value> = self
+            .metrics
+            .iter()
+            .filter(|(k, _)| k.starts_with("herald_") && !k.contains("_bucket{"))
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        let statuses: HashMap<String, u64> = self.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        serde_json::json!({
+            "requested": self.requested,
+            "accepted": self.accepted,
+            "accepted_requests": self.accepted_requests,
+            "arrived_unique": self.arrived_unique,
+            "missing": self.missing,
+            "duplicates": self.duplicates,
+            "unknown_ids": self.unknown_ids,
+            "bad_bodies": self.bad_bodies,
+            "sink_requests": self.sink_requests,
+            "sink_deliveries": self.sink_deliveries,
+            "timed_out": self.timed_out,
+            "gateway_exited_early": self.gateway_exited_early,
+            "ingest": {
+                "span_s": self.ingest_span_ns as f64 / 1e9,
+                "accepted_per_sec": self.ingest_per_sec,
+                "request_latency": self.ingest_latency.json(),
+            },
+            "end_to_end": {
+                "span_s": self.e2e_span_ns as f64 / 1e9,
+                "deliveries_per_sec": self.e2e_per_sec,
+                "drain_after_ingest_s": self.drain_after_ingest_ns.map(|n| n as f64 / 1e9),
+                "added_latency": self.added_latency.json(),
+            },
+            "non_202_statuses": statuses,
+            "transport_errors": self.transport_errors,
+            "abandoned_requests": self.abandoned_requests,
+            "failure_samples": self.failure_samples,
+            "cpu_seconds": {
+                "interval_s": self.cpu_interval_ns as f64 / 1e9,
+                "gateway": self.gateway_cpu_s,
+                "bench": self.bench_cpu_s,
+                "machine_busy": self.machine_busy_s,
+                "other_processes": self.machine_busy_s.map(|m| m - self.gateway_cpu_s.unwrap_or(0.0) - self.bench_cpu_s.unwrap_or(0.0)),
+            },
+            "timeline": self.samples.iter().map(|s| serde_json::json!({
+                "t_s": s.t_s, "accepted": s.accepted, "arrived": s.arrived,
+                "queue_depth": s.queue_depth, "inflight_batches": s.inflight_batches,
+                "gateway_cpu_s": s.gateway_cpu_s, "gateway_rss_kib": s.gateway_rss_kib,
+            })).collect::<Vec<_>>(),
+            "gateway_metrics": metrics,
+        })
+    }
+}

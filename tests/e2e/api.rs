@@ -1,0 +1,132 @@
+//! The ingest API's contract: authentication, validation with field-naming
+//! errors, idempotency, tenant isolation. Rejected requests record nothing.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{API_KEY, Gateway, OTHER_KEY, tenant};
+use crate::sinks::WebhookSink;
+
+fn config(url: &str) -> String {
+    let accounts = format!(
+        "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{url}\" }}\n\
+         [[tenants.accounts]]\nname = \"hook2\"\nplugin = \"webhook\"\nconfig = {{ url = \"{url}\" }}\n\
+         [[tenants.accounts]]\nname = \"mail\"\nplugin = \"email\"\nconfig = {{ from = \"a@b.test\", smtp = {{ host = \"127.0.0.1\", port = 1, tls = \"none\" }} }}\n"
+    );
+    format!(
+        "[limits]\nmax_body_bytes = 20000\nmax_recipients = 5\n{}{}",
+        tenant("acme", API_KEY, &accounts),
+        tenant("globex", OTHER_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{url}\" }}\n"))
+    )
+}
+
+fn ok_body() -> serde_json::Value {
+    json!({"channel": "webhook", "account": "hook", "content": {"text": "hi"}, "recipients": [{"to": "a"}]})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_documented_errors_and_record_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let gw = Gateway::start(dir.path(), &config(&sink.url));
+    let json_ct = [("content-type", "application/json")];
+
+    let cases: Vec<(&str, Option<&str>, String, u16, &str, Option<&str>)> = vec![
+        ("no key", None, ok_body().to_string(), 401, "unauthenticated", None),
+        ("bad key", Some("hk_wrong_0000000000000000"), ok_body().to_string(), 401, "unauthenticated", None),
+        ("malformed JSON", Some(API_KEY), "{\"channel\": ".into(), 400, "invalid_json", None),
+        ("wrong type", Some(API_KEY), json!({"channel": "webhook", "recipients": "a"}).to_string(), 400, "invalid_field", Some("recipients")),
+        ("unknown field", Some(API_KEY), json!({"channel": "webhook", "recipients": [], "colour": 1}).to_string(), 400, "invalid_field", None),
+        ("no recipients", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": []}).to_string(), 400, "invalid_field", Some("recipients")),
+        ("too many recipients", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"},
+            "recipients": (0..6).map(|i| json!({"to": format!("r{i}")})).collect::<Vec<_>>()}).to_string(), 400, "limit_exceeded", Some("recipients")),
+        ("empty recipient", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}, {"to": ""}]}).to_string(), 400, "invalid_field", Some("recipients[1].to")),
+        ("unknown channel", Some(API_KEY), json!({"channel": "pigeon", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_channel", Some("channel")),
+        ("unknown account", Some(API_KEY), json!({"channel": "webhook", "account": "nope", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_account", Some("account")),
+        ("ambiguous account", Some(API_KEY), json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 400, "invalid_field", Some("account")),
+        ("account of another channel", Some(API_KEY), json!({"channel": "webhook", "account": "mail", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "account_channel_mismatch", Some("account")),
+        ("another tenant's account", Some(OTHER_KEY), json!({"channel": "webhook", "account": "hook2", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_account", Some("account")),
+        ("unknown template", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "template": "nope", "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_template", Some("template")),
+        ("template syntax error", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "{% if %}"}, "recipients": [{"to": "a"}]}).to_string(), 400, "invalid_template", Some("content.text")),
+        ("oversize body", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x".repeat(30_000)}, "recipients": [{"to": "a"}]}).to_string(), 413, "", None),
+    ];
+    for (name, key, body, status, code, field) in cases {
+        let r = gw.post("/v1/messages", key, &json_ct, body).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text());
+        if !code.is_empty() {
+            let (got_code, got_field) = r.error();
+            assert_eq!(got_code, code, "{name}: {}", r.text());
+            if field.is_some() {
+                assert_eq!(got_field.as_deref(), field, "{name}: {}", r.text());
+            }
+        }
+    }
+    let r = gw.post("/v1/messages", Some(API_KEY), &[("content-type", "application/json"), ("idempotency-key", "has space")], ok_body().to_string()).await;
+    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("Idempotency-Key")));
+
+    // Nothing was accepted, queued or sent.
+    let metrics = gw.metrics().await;
+    assert!(!metrics.contains("herald_accepted_total{"), "{metrics}");
+    assert!(metrics.contains("herald_queue_depth 0") || !metrics.contains("herald_queue_depth 1"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.received().is_empty());
+    assert_eq!(gw.get("/v1/ledger", Some(API_KEY)).await.json()["entries"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_cannot_see_each_others_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let gw = Gateway::start(dir.path(), &config(&sink.url));
+    let id = gw.send(&ok_body()).await.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(gw.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await.status, 200);
+    let other = gw.get(&format!("/v1/messages/{id}"), Some(OTHER_KEY)).await;
+    assert_eq!(other.status, 404, "another tenant's id looks like a missing one");
+    assert!(!other.text().contains(&id[..8]) || other.error().0 == "not_found");
+    assert_eq!(gw.get("/v1/messages/does-not-exist", Some(API_KEY)).await.status, 404);
+    assert_eq!(gw.get(&format!("/v1/messages/{id}"), None).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_key_replays_the_first_answer_and_sends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let gw = Gateway::start(dir.path(), &config(&sink.url));
+    let h = [("content-type", "application/json"), ("idempotency-key", "order-42")];
+    let first = gw.post("/v1/messages", Some(API_KEY), &h, ok_body().to_string()).await;
+    assert_eq!(first.status, 202);
+    // Concurrent and later repeats.
+    let repeats = futures_join(&gw, &h, 5).await;
+    for r in &repeats {
+        assert_eq!(r.status, 202);
+        assert_eq!(r.json()["id"], first.json()["id"]);
+        assert_eq!(r.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    }
+    let mut other = ok_body();
+    other["content"]["text"] = json!("different");
+    let conflict = gw.post("/v1/messages", Some(API_KEY), &h, other.to_string()).await;
+    assert_eq!((conflict.status, conflict.error().0.as_str()), (409, "idempotency_key_reused"));
+    // The same key is another tenant's own key.
+    let theirs = gw.post("/v1/messages", Some(OTHER_KEY), &h, ok_body().to_string()).await;
+    assert_eq!(theirs.status, 202);
+    assert_ne!(theirs.json()["id"], first.json()["id"]);
+
+    crate::harness::eventually(Duration::from_secs(10), "two deliveries", || sink.delivery_ids().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.delivery_ids().len(), 2, "one per tenant, none duplicated");
+}
+
+async fn futures_join(gw: &Gateway, h: &[(&str, &str)], n: usize) -> Vec<crate::harness::Resp> {
+    let body = ok_body().to_string();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (url, body) = (gw.url.clone(), body.clone());
+        let h: Vec<(String, String)> = h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        set.spawn(async move {
+            let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            crate::harness::request("POST", &format!("{url}/v1/messages"), Some(API_KEY), &h, body.into()).await
+        });
+    }
+    set.join_all().await
+}

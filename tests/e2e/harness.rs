@@ -1,0 +1,205 @@
+//! Start and stop the real gateway binary; talk HTTP to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+pub const API_KEY: &str = "hk_test_0123456789abcdef";
+pub const OTHER_KEY: &str = "hk_other_0123456789abcdef";
+
+fn target_dir() -> PathBuf {
+    // <target>/release/deps/e2e-<hash>
+    let exe = std::env::current_exe().expect("test exe");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn gateway_bin() -> PathBuf {
+    let bin = target_dir().join("herald-gateway");
+    assert!(bin.exists(), "{} is missing: run `make test` (it builds the gateway first)", bin.display());
+    bin
+}
+
+/// Directory holding webhook.wasm, email.wasm and hostile.wasm.
+pub fn plugin_dir() -> PathBuf {
+    let dir = std::env::var_os("HERALD_TEST_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().parent().expect("target").join("herald-plugins"));
+    assert!(dir.join("webhook.wasm").exists(), "plugins missing in {}: run `make test`", dir.display());
+    dir
+}
+
+pub struct Gateway {
+    child: Option<Child>,
+    pub url: String,
+    pub data: PathBuf,
+    config: PathBuf,
+}
+
+impl Gateway {
+    /// Write `config` (TOML, without `listen`/`data_dir`/plugin dir) and start.
+    pub fn start(data: &Path, config: &str) -> Gateway {
+        std::fs::create_dir_all(data).unwrap();
+        let path = data.join("herald.toml");
+        let full = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\n{}\n[plugins]\ndir = \"{}\"\n",
+            data.display(),
+            config,
+            plugin_dir().display()
+        );
+        std::fs::write(&path, full).unwrap();
+        Self::spawn(data, &path)
+    }
+
+    fn spawn(data: &Path, config: &Path) -> Gateway {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("gateway.log")).unwrap();
+        let mut child = Command::new(gateway_bin())
+            .arg("--config")
+            .arg(config)
+            .env("HERALD_LOG", "info,herald_gateway=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start gateway");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("herald-gateway listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data.join("gateway.log")).unwrap_or_default();
+                panic!("gateway did not start; log:\n{log}");
+            }
+        };
+        Gateway { child: Some(child), url, data: data.to_path_buf(), config: config.to_path_buf() }
+    }
+
+    /// kill -9: no chance to drain or flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait; returns how long the exit took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+            c.wait().unwrap();
+        }
+        started.elapsed()
+    }
+
+    /// Start again on the same data and config.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let next = Self::spawn(&self.data, &self.config);
+        *self = next;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("gateway.log")).unwrap_or_default()
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+        request("POST", &format!("{}{path}", self.url), key, headers, body.into()).await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Resp {
+        request("GET", &format!("{}{path}", self.url), key, &[], Bytes::new()).await
+    }
+
+    /// POST /v1/messages with the test tenant's key.
+    pub async fn send(&self, body: &Value) -> Resp {
+        self.post("/v1/messages", Some(API_KEY), &[("content-type", "application/json")], body.to_string()).await
+    }
+
+    /// Poll a message until `done(view)` or the timeout.
+    pub async fn wait_message(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await;
+            if r.status == 200 && done(&r.json()) {
+                return r.json();
+            }
+            if Instant::now() > deadline {
+                panic!("message {id} not done in {timeout:?}; last: {} {}\nlog:\n{}", r.status, r.text(), self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics", None).await.text()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+    /// `error.code` and `error.field` of an error answer.
+    pub fn error(&self) -> (String, Option<String>) {
+        let j = self.json();
+        (j["error"]["code"].as_str().unwrap_or("").to_string(), j["error"]["field"].as_str().map(str::to_string))
+    }
+}
+
+pub async fn request(method: &str, url: &str, key: Option<&str>, headers: &[(&str, &str)], body: Bytes) -> Resp {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut b = hyper::Request::builder().method(method).uri(url);
+    if let Some(k) = key {
+        b = b.header("authorization", format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = client.request(b.body(Full::new(body)).unwrap()).await.expect("request");
+    let (parts, body) = resp.into_parts();
+    Resp { status: parts.status.as_u16(), headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+}
+
+/// Wait until `f()` is true, or panic with `what`.
+pub async fn eventually(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A tenant section for the config, with the test API key.
+pub fn tenant(id: &str, key: &str, rest: &str) -> String {
+    format!("[[tenants]]\nid = \"{id}\"\napi_keys = [\"{key}\"]\n{rest}\n")
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests against the real gateway binary. Run with `make test`.
+
+mod api;
+mod delivery;
+mod harness;
+mod resilience;
+mod sandbox;
+mod sinks;
