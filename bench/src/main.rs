@@ -308,10 +308,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("                        {s}");
         }
     }
-    if let Some(r) = &raw {
-        if r.errors > 0 || r.non_200 > 0 || r.timed_out || r.sink_deliveries != r.deliveries {
-            println!("raw problems            errors {}, non-200 {}, timed out {}, sink saw {} of {}", r.errors, r.non_200, r.timed_out, r.sink_deliveries, r.deliveries);
-        }
+    if let Some(r) = raw.as_ref().filter(|r| r.errors > 0 || r.non_200 > 0 || r.timed_out || r.sink_deliveries != r.deliveries) {
+        println!("raw problems            errors {}, non-200 {}, timed out {}, sink saw {} of {}", r.errors, r.non_200, r.timed_out, r.sink_deliveries, r.deliveries);
     }
     println!("queue                   max herald_queue_depth {}, max herald_inflight_batches {}", fmt_opt(max_depth, 0), fmt_opt(max_inflight, 0));
     for (name, rows) in [("plugin calls", &plugin_calls), ("provider latency", &provider), ("gateway e2e histogram", &gw_e2e)] {

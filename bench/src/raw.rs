@@ -78,6 +78,7 @@ fn body(request: u64, count: u64, batch: bool) -> Bytes {
     Bytes::from(s)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: &Client,
     sink: &Arc<Sink>,

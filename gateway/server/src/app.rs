@@ -221,7 +221,9 @@ async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, addr: SocketAddr) ->
                 },
             })
             .await?;
-        println!("\n  Demo tenant created. API key (shown once): {key}\n");
+        let key_file = cfg.data_dir.join("demo-api-key");
+        write_private(&key_file, &key)?;
+        println!("\n  Demo tenant created. API key: {key}\n  (also saved to {}; it is not printed again)\n", key_file.display());
     }
     let port = addr.port();
     let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
@@ -250,6 +252,17 @@ async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, addr: SocketAddr) ->
             rate_per_sec: None,
         })
         .await?;
-    let _ = cfg;
     Ok(true)
+}
+
+/// Write a file readable only by its owner.
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    writeln!(f, "{contents}")?;
+    Ok(())
 }
