@@ -140,6 +140,11 @@ pub async fn store_suite(s: &dyn Store) {
     s.record(vec![update(&m, 0, DeliveryStatus::Sent, 1)], vec![]).await.unwrap();
     let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Delivered);
+    // A read receipt beats a late delivery report.
+    s.record(vec![update(&m, 0, DeliveryStatus::Read, 1)], vec![]).await.unwrap();
+    s.record(vec![update(&m, 0, DeliveryStatus::Delivered, 1)], vec![]).await.unwrap();
+    let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
+    assert_eq!(view.deliveries[0].status, DeliveryStatus::Read);
     assert_eq!(view.deliveries[0].cost_minor, 5);
     assert_eq!(view.deliveries[1].cost_minor, 0);
     let (mid, rec) = s.delivery_by_provider_id(&tenant, &format!("p-{}", m.delivery_id(0))).await.unwrap().expect("by provider id");

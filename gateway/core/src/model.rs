@@ -118,7 +118,9 @@ pub struct RetryJob {
     pub delivery: Rendered,
     /// The attempt this job performs (2 = first retry).
     pub attempt: u32,
-    pub accepted_at: Millis,
+    /// When the notification first became due (accepted, or its `send_at`);
+    /// end-to-end latency is measured from here.
+    pub due_at: Millis,
 }
 
 /// A unit of work on the ingest log. `v` is the schema version producers set.

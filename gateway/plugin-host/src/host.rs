@@ -168,7 +168,8 @@ impl PluginHost {
         use sha2::Digest;
         let component = Component::new(&self.engine, bytes).map_err(|e| format!("{}: not a valid component: {}", path.display(), e.root_cause()))?;
         let mut linker: Linker<State> = Linker::new(&self.engine);
-        // No WASI: whatever the guest imports traps if called.
+        provide_hash_seed(&self.engine, &component, &mut linker).map_err(|e| e.to_string())?;
+        // No other WASI: whatever else the guest imports traps if called.
         linker.define_unknown_imports_as_traps(&component).map_err(|e| e.to_string())?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| format!("{}: {}", path.display(), e.root_cause()))?;
         let pre = ChannelPluginPre::new(instance_pre)
@@ -210,6 +211,22 @@ impl PluginHost {
         v.sort();
         v
     }
+}
+
+/// `wasi:random/insecure-seed` is the one WASI function plugins get: Rust's
+/// `HashMap` asks it for a seed when created, so without it every plugin (and
+/// dependency) using a `HashMap` would trap. It is a fresh random seed per call,
+/// which grants no capability (no I/O, no clock).
+fn provide_hash_seed(engine: &Engine, component: &Component, linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    for (name, _) in component.component_type().imports(engine) {
+        if name.starts_with("wasi:random/insecure-seed@") {
+            linker
+                .root()
+                .instance(name)?
+                .func_wrap("insecure-seed", |_store, (): ()| Ok(((rand::random::<u64>(), rand::random::<u64>()),)))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_info(info: &PluginInfo) -> Result<(), String> {

@@ -82,6 +82,7 @@ impl App {
 
 /// Start everything; returns when shut down.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let _lock = lock_data(&cfg.db_path())?;
     let db = herald_sqlite::open(&cfg.db_path()).map_err(|e| anyhow::anyhow!("storage: {e}"))?;
     let queue: Arc<dyn Queue> = Arc::new(herald_sqlite::SqliteQueue::new(db.clone()));
     let store: Arc<dyn Store> = Arc::new(db.clone());
@@ -136,6 +137,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
                 .iter()
                 .flat_map(|t| t.channel_rate_per_sec.iter().map(|(c, r)| ((t.id.clone(), c.clone()), *r)))
                 .collect(),
+            inflight: Default::default(),
         });
         tokio::spawn(d.run(shutdown.clone()))
     });
@@ -253,6 +255,18 @@ async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, addr: SocketAddr) ->
         })
         .await?;
     Ok(true)
+}
+
+/// The embedded queue has one owner: a second gateway on the same database
+/// would hand out the same work twice, so it is refused.
+fn lock_data(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = db.with_extension("lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    file.try_lock().map_err(|_| anyhow::anyhow!("{} is in use by another herald-gateway (lock {})", db.display(), path.display()))?;
+    Ok(file)
 }
 
 /// Write a file readable only by its owner.

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use herald_plugin_host::{CallError, LoadedPlugin};
 use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
@@ -109,3 +111,20 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+/// Run a plugin call off the async threads, with timing and failure metrics.
+pub async fn call_plugin<T: Send + 'static>(
+    metrics: &Metrics,
+    plugin: &LoadedPlugin,
+    function: &'static str,
+    f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
+) -> Result<T, CallError> {
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(CallError::Trap(format!("host task failed: {e}"))));
+    metrics.plugin_call.with_label_values(&[plugin.name(), function]).observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        metrics.plugin_failures.with_label_values(&[plugin.name(), e.kind()]).inc();
+    }
+    result
+}
+

@@ -63,11 +63,23 @@ impl Queue for SqliteQueue {
                     .prepare_cached("UPDATE queue SET leased_until = ?2, redeliveries = ?3 WHERE seq = ?1")
                     .map_err(backend)?;
                 let mut out = Vec::with_capacity(rows.len());
-                for (seq, work, redeliveries, leased_until) in rows {
+                for (seq, raw, redeliveries, leased_until) in rows {
+                    let work: Work = match serde_json::from_str(&raw) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            // Set aside, so one bad row cannot block the queue.
+                            tracing::error!(seq, error = %e, "unreadable queue item moved to queue_dead");
+                            c.execute(
+                                "INSERT INTO queue_dead (seq, work, error, at) VALUES (?1, ?2, ?3, ?4)",
+                                params![seq, raw, e.to_string(), now],
+                            )
+                            .map_err(backend)?;
+                            c.execute("DELETE FROM queue WHERE seq = ?1", [seq]).map_err(backend)?;
+                            continue;
+                        }
+                    };
                     let redeliveries = redeliveries + u32::from(leased_until > 0);
                     upd.execute(params![seq, now + lease_ms, redeliveries]).map_err(backend)?;
-                    let work: Work = serde_json::from_str(&work)
-                        .map_err(|e| StoreError::Corrupt(format!("queue item {seq}: {e}")))?;
                     out.push(Leased { token: LeaseToken(seq.to_string()), work, redeliveries });
                 }
                 Ok(out)

@@ -96,6 +96,13 @@ CREATE TABLE prices (
     currency   TEXT NOT NULL,
     PRIMARY KEY (tenant, channel)
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE queue_dead (
+    seq   INTEGER PRIMARY KEY,
+    work  TEXT NOT NULL,
+    error TEXT NOT NULL,
+    at    INTEGER NOT NULL
+);
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

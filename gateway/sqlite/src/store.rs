@@ -54,7 +54,8 @@ fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> 
             "UPDATE deliveries SET status = ?3, attempts = MAX(attempts, ?4), detail = ?5,
                  provider_id = COALESCE(?6, provider_id), updated_at = ?7
              WHERE tenant = ?1 AND id = ?2
-               AND NOT (?3 IN ('sent', 'retrying') AND status IN ('delivered', 'read', 'failed', 'dead'))",
+               AND NOT (?3 IN ('sent', 'retrying') AND status IN ('delivered', 'read', 'failed', 'dead'))
+               AND NOT (?3 = 'delivered' AND status = 'read')",
         )
         .map_err(backend)?;
     for u in updates {

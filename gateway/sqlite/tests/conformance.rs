@@ -45,3 +45,27 @@ async fn queue_survives_reopen_and_recover_releases_leases() {
     assert_eq!(again[0].redeliveries, 1);
     assert_eq!(again[0].work, herald_core::model::Work::Message(m));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_queue_row_is_set_aside_not_blocking() {
+    use herald_core::seams::{Enqueue, Queue};
+    let (_dir, db) = db();
+    db.write(|c| {
+        c.execute("INSERT INTO queue (key, not_before, work) VALUES ('t', 0, 'not json')", [])
+            .map(|_| ())
+            .map_err(|e| herald_core::StoreError::Backend(e.to_string()))
+    })
+    .await
+    .unwrap();
+    let q = herald_sqlite::SqliteQueue::new(db.clone());
+    let m = herald_conformance::message("t", 1);
+    q.publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(m.clone()) }]).await.unwrap();
+    let got = q.lease(10, 1000).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].work, herald_core::model::Work::Message(m));
+    let dead: i64 = db
+        .read(|c| c.query_row("SELECT COUNT(*) FROM queue_dead", [], |r| r.get(0)).map_err(|e| herald_core::StoreError::Backend(e.to_string())))
+        .await
+        .unwrap();
+    assert_eq!(dead, 1);
+}

@@ -35,9 +35,8 @@ pub async fn receive(
     let ctx = CallContext { now_ms: herald_core::now_ms().max(0) as u64, tenant: tenant.clone(), attempt: 1 };
     let config = account.config.to_string();
     let p = plugin.clone();
-    let reply = tokio::task::spawn_blocking(move || p.parse_callback(&ctx, &config, &request))
+    let reply = crate::metrics::call_plugin(&app.metrics, &plugin, "parse_callback", move || p.parse_callback(&ctx, &config, &request))
         .await
-        .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
         .map_err(|e| ApiError::new(ErrorKind::Invalid, "callback_rejected", e.to_string()))?;
 
     let now = herald_core::now_ms();

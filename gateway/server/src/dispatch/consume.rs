@@ -35,8 +35,15 @@ pub(super) async fn consume_loop(
             }
         }
         for item in leased {
+            // A lease that ran out while this process still works on the item
+            // (a long wait behind a rate limit) hands it back to us: skip it.
+            if !d.inflight.lock().expect("inflight").insert(item.token.clone()) {
+                continue;
+            }
+            let token = item.token.clone();
             if let Err(e) = resolve(&d, item, &jobs, &settled, &acks).await {
                 // Left unacknowledged: the item comes back when its lease runs out.
+                d.inflight.lock().expect("inflight").remove(&token);
                 tracing::warn!(error = %e, "could not resolve work item");
             }
         }
@@ -50,9 +57,9 @@ async fn resolve(
     settled: &mpsc::Sender<Settled>,
     acks: &mpsc::UnboundedSender<LeaseToken>,
 ) -> Result<(), herald_core::StoreError> {
-    let (tenant, channel, account_name, message_id, accepted_at) = match &item.work {
-        Work::Message(m) => (m.tenant.clone(), m.channel.clone(), m.account.clone(), m.id.clone(), m.accepted_at),
-        Work::Retry(r) => (r.tenant.clone(), r.channel.clone(), r.account.clone(), r.message_id.clone(), r.accepted_at),
+    let (tenant, channel, account_name, message_id, due_at) = match &item.work {
+        Work::Message(m) => (m.tenant.clone(), m.channel.clone(), m.account.clone(), m.id.clone(), m.send_at.unwrap_or(m.accepted_at).max(m.accepted_at)),
+        Work::Retry(r) => (r.tenant.clone(), r.channel.clone(), r.account.clone(), r.message_id.clone(), r.due_at),
     };
     // Which deliveries still need this attempt, with their rendered content.
     let pending: Vec<(Result<herald_core::model::Rendered, String>, u32)> = match &item.work {
@@ -73,7 +80,7 @@ async fn resolve(
         rate_per_sec: None,
     }));
     let currency = d.config.tenant(&tenant).await?.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency);
-    let tracker = ItemTracker::new(item.token, pending.len(), acks.clone());
+    let tracker = ItemTracker::new(item.token, pending.len(), acks.clone(), d.inflight.clone());
     for (rendered, attempt) in pending {
         let (rendered, failure) = match rendered {
             Ok(r) if account_missing => (r, Some("sender account no longer exists".to_string())),
@@ -90,7 +97,7 @@ async fn resolve(
             message_id: message_id.clone(),
             channel: channel.clone(),
             account: account.clone(),
-            accepted_at,
+            due_at,
             max_batch,
             currency: currency.clone(),
             item: tracker.clone(),

@@ -14,8 +14,8 @@ mod consume;
 mod record;
 mod send;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ pub struct Dispatch {
     pub retry: RetryPolicy,
     /// Per-(tenant, channel) rates from the config file.
     pub tenant_rates: HashMap<(String, String), u32>,
+    /// Queue items this process is working on.
+    pub inflight: Arc<Mutex<HashSet<LeaseToken>>>,
 }
 
 /// Tracks one leased queue item until all its deliveries are recorded.
@@ -52,13 +54,19 @@ pub struct ItemTracker {
     token: LeaseToken,
     remaining: AtomicUsize,
     acks: mpsc::UnboundedSender<LeaseToken>,
+    inflight: Arc<Mutex<HashSet<LeaseToken>>>,
 }
 
 impl ItemTracker {
-    fn new(token: LeaseToken, jobs: usize, acks: mpsc::UnboundedSender<LeaseToken>) -> Arc<Self> {
-        let t = Arc::new(Self { token, remaining: AtomicUsize::new(jobs), acks });
+    fn new(
+        token: LeaseToken,
+        jobs: usize,
+        acks: mpsc::UnboundedSender<LeaseToken>,
+        inflight: Arc<Mutex<HashSet<LeaseToken>>>,
+    ) -> Arc<Self> {
+        let t = Arc::new(Self { token, remaining: AtomicUsize::new(jobs), acks, inflight });
         if jobs == 0 {
-            let _ = t.acks.send(t.token.clone());
+            t.finish();
         }
         t
     }
@@ -66,8 +74,13 @@ impl ItemTracker {
     /// One delivery of this item is recorded.
     fn done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _ = self.acks.send(self.token.clone());
+            self.finish();
         }
+    }
+
+    fn finish(&self) {
+        self.inflight.lock().expect("inflight").remove(&self.token);
+        let _ = self.acks.send(self.token.clone());
     }
 }
 
@@ -78,7 +91,7 @@ pub struct Job {
     pub message_id: String,
     pub channel: String,
     pub account: Arc<Account>,
-    pub accepted_at: i64,
+    pub due_at: i64,
     pub max_batch: usize,
     pub currency: String,
     item: Arc<ItemTracker>,

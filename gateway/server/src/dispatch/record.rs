@@ -106,7 +106,7 @@ fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Opti
                             account: job.account.name.clone(),
                             delivery: job.rendered.clone(),
                             attempt: job.attempt + 1,
-                            accepted_at: job.accepted_at,
+                            due_at: job.due_at,
                         }),
                     });
                     DeliveryStatus::Retrying
@@ -136,7 +136,7 @@ fn observe(d: &Dispatch, s: &Settled, status: DeliveryStatus, debit: Option<i64>
     match status {
         DeliveryStatus::Sent => {
             m.sent.inc();
-            m.end_to_end.observe(((now - s.job.accepted_at).max(0) as f64) / 1000.0);
+            m.end_to_end.observe(((now - s.job.due_at).max(0) as f64) / 1000.0);
             m.ledger_minor.inc_by(debit.unwrap_or(0).max(0) as u64);
         }
         DeliveryStatus::Failed => m.failed.inc(),

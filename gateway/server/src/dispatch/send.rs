@@ -7,12 +7,13 @@ use std::time::Instant;
 use futures::future::join_all;
 use herald_core::model::{Outcome, OutcomeKind};
 use herald_plugin_host::types::{CallContext, Delivery, Outcome as PluginOutcome, OutcomeKind as PluginKind, Request, Response};
-use herald_plugin_host::{CallError, LoadedPlugin};
+use herald_plugin_host::LoadedPlugin;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::{Batch, Dispatch, Job, Settled};
 use crate::limits::Limiters;
+use crate::metrics::call_plugin;
 
 pub(super) async fn send_loop(d: Arc<Dispatch>, mut batches: mpsc::Receiver<Batch>, settled: mpsc::Sender<Settled>) {
     let permits = Arc::new(Semaphore::new(d.cfg.concurrency));
@@ -77,7 +78,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
 
     let built = {
         let (p, c, a) = (plugin.clone(), ctx.clone(), account_json.clone());
-        call_plugin(d, &plugin, "build", move || p.build(&c, &a, &deliveries)).await
+        call_plugin(&d.metrics, &plugin, "build", move || p.build(&c, &a, &deliveries)).await
     };
     let built = match built {
         Ok(b) => b,
@@ -145,25 +146,9 @@ async fn interpret(
 ) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
     let p = plugin.clone();
     // The request reached the provider: never resend on a plugin failure here.
-    call_plugin(d, plugin, "interpret", move || p.interpret(&ctx, &account_json, &ids, &resp))
+    call_plugin(&d.metrics, plugin, "interpret", move || p.interpret(&ctx, &account_json, &ids, &resp))
         .await
         .map_err(|e| (OutcomeKind::Failed, format!("sent, but the outcome is unknown: {e}")))
-}
-
-/// Run a plugin call off the async threads, with timing and failure metrics.
-async fn call_plugin<T: Send + 'static>(
-    d: &Dispatch,
-    plugin: &LoadedPlugin,
-    function: &'static str,
-    f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
-) -> Result<T, CallError> {
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(CallError::Trap(format!("host task failed: {e}"))));
-    d.metrics.plugin_call.with_label_values(&[plugin.name(), function]).observe(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
-        d.metrics.plugin_failures.with_label_values(&[plugin.name(), e.kind()]).inc();
-    }
-    result
 }
 
 fn from_plugin(o: PluginOutcome) -> Outcome {

@@ -2,14 +2,15 @@
 //! tests. Never deploy it.
 //!
 //! `describe`: name `hostile`, channel `webhook`, formats `[text]`,
-//! max-batch 10, hosts `["allowed.test"]`, billing unit `request`.
+//! max-batch 10, hosts `["allowed.test", "127.0.0.1"]`, billing unit `request`.
 //!
-//! The account configuration is `{"mode": "<mode>"}`; `validate-account`
+//! The account configuration is `{"mode": "<mode>", "url": "<optional target>"}`
+//! (`url` defaults to `http://allowed.test/ok`); `validate-account`
 //! rejects unknown modes (`bad-config` naming `mode`). `build` behaves by mode:
 //!
 //! | mode | `build` does |
 //! | --- | --- |
-//! | `ok` | behaves: one `POST http://allowed.test/ok` per delivery, body `{"id": "<delivery id>"}` |
+//! | `ok` | behaves: one `POST <url>` per delivery, body `{"id": "<delivery id>"}` |
 //! | `loop` | spins forever (a `black_box` counter, so it is not optimized away): needs the deadline |
 //! | `grow` | allocates 1 MiB chunks, writes every page of each and keeps them, until memory runs out: needs the memory cap |
 //! | `huge` | returns 12 outbounds of 2 MiB bodies each (24 MiB in total) to `http://allowed.test/huge`: needs the output cap. The first outbound carries every delivery id, the 11 others carry none |
@@ -17,7 +18,7 @@
 //! | `panic` | `panic!("boom")`: a trap |
 //! | `print` | `println!`: calls WASI stdout, which the host does not provide (a trap) |
 //! | `clock` | reads `SystemTime::now()`: calls the WASI clock (a trap) |
-//! | `random` | creates a `std::collections::HashMap` (its `RandomState` asks WASI for a seed: a trap) |
+//! | `random` | creates a `std::collections::HashMap` (its `RandomState` asks WASI for `insecure-seed`, which the host provides), then behaves like `ok` |
 //! | `duplicate` | like `ok`, plus a second outbound for the first delivery id (contract violation) |
 //! | `missing` | like `ok`, without an outbound for the last delivery (contract violation) |
 //! | `invalid` | returns `invalid-delivery("hostile: invalid on purpose")` |
@@ -37,7 +38,8 @@ const SCHEMA: &str = r#"{
   "type": "object",
   "required": ["mode"],
   "properties": {
-    "mode": {"enum": ["ok", "loop", "grow", "huge", "badhost", "panic", "print", "clock", "random", "duplicate", "missing", "invalid"]}
+    "mode": {"enum": ["ok", "loop", "grow", "huge", "badhost", "panic", "print", "clock", "random", "duplicate", "missing", "invalid"]},
+    "url": {"type": "string"}
   }
 }"#;
 
@@ -93,12 +95,20 @@ fn post(url: &str, ids: Vec<String>, body: Vec<u8>) -> Outbound {
     }
 }
 
-fn ok_outbounds(batch: &[Delivery]) -> Vec<Outbound> {
+fn target(account: &str) -> String {
+    json::parse_account::<json::Value>(account)
+        .ok()
+        .and_then(|v| v.get("url").and_then(|u| u.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "http://allowed.test/ok".to_string())
+}
+
+fn ok_outbounds(account: &str, batch: &[Delivery]) -> Vec<Outbound> {
+    let url = target(account);
     batch
         .iter()
         .map(|d| {
             let body = json::json!({ "id": d.id }).to_string().into_bytes();
-            post("http://allowed.test/ok", vec![d.id.clone()], body)
+            post(&url, vec![d.id.clone()], body)
         })
         .collect()
 }
@@ -131,7 +141,7 @@ impl Plugin for Hostile {
             max_batch: 10,
             account_schema: SCHEMA.into(),
             secret_fields: vec![],
-            hosts: vec!["allowed.test".into()],
+            hosts: vec!["allowed.test".into(), "127.0.0.1".into()],
             billing_unit: "request".into(),
         }
     }
@@ -147,7 +157,7 @@ impl Plugin for Hostile {
     ) -> Result<Vec<Outbound>, PluginError> {
         let ids: Vec<String> = batch.iter().map(|d| d.id.clone()).collect();
         match mode(account)? {
-            Mode::Ok => Ok(ok_outbounds(&batch)),
+            Mode::Ok => Ok(ok_outbounds(account, &batch)),
             Mode::Loop => spin(),
             Mode::Grow => grow(),
             Mode::Huge => {
@@ -162,21 +172,21 @@ impl Plugin for Hostile {
             Mode::Panic => panic!("boom"),
             Mode::Print => {
                 println!("hostile plugin printing at {}", ctx.now_ms);
-                Ok(ok_outbounds(&batch))
+                Ok(ok_outbounds(account, &batch))
             }
             Mode::Clock => {
                 let now = std::time::SystemTime::now();
                 black_box(now);
-                Ok(ok_outbounds(&batch))
+                Ok(ok_outbounds(account, &batch))
             }
             Mode::Random => {
                 let mut map = std::collections::HashMap::new();
                 map.insert(ctx.attempt, ctx.now_ms);
                 black_box(map);
-                Ok(ok_outbounds(&batch))
+                Ok(ok_outbounds(account, &batch))
             }
             Mode::Duplicate => {
-                let mut out = ok_outbounds(&batch);
+                let mut out = ok_outbounds(account, &batch);
                 if let Some(first) = batch.first() {
                     out.push(post(
                         "http://allowed.test/ok",
@@ -187,7 +197,7 @@ impl Plugin for Hostile {
                 Ok(out)
             }
             Mode::Missing => {
-                let mut out = ok_outbounds(&batch);
+                let mut out = ok_outbounds(account, &batch);
                 out.pop();
                 Ok(out)
             }
