@@ -9,10 +9,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::allow::HostPatterns;
 use crate::types::{
-    CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, Outbound, Outcome, PluginError, PluginInfo, Request,
+    AccessToken, CallContext, CallbackReply, HttpResponse, ContentFormat, Delivery, HttpRequest, Outbound, Outcome, PluginError, PluginInfo, Request,
     Response,
 };
-use crate::{ChannelPlugin, ChannelPluginPre};
+use crate::{ChannelPlugin, ChannelPluginAuth, ChannelPluginAuthPre, ChannelPluginPre};
 
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +95,8 @@ pub struct LoadedPlugin {
     hosts: HostPatterns,
     operator_hosts: Option<HostPatterns>,
     pre: ChannelPluginPre<State>,
+    /// Present when the plugin exports the 1.1 access-token functions.
+    auth: Option<ChannelPluginAuthPre<State>>,
     engine: Engine,
     cfg: HostConfig,
 }
@@ -172,8 +174,9 @@ impl PluginHost {
         // No other WASI: whatever else the guest imports traps if called.
         linker.define_unknown_imports_as_traps(&component).map_err(|e| e.to_string())?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| format!("{}: {}", path.display(), e.root_cause()))?;
+        let auth = ChannelPluginAuthPre::new(instance_pre.clone()).ok();
         let pre = ChannelPluginPre::new(instance_pre)
-            .map_err(|e| format!("{}: does not implement herald:channel@1.0.0: {}", path.display(), e.root_cause()))?;
+            .map_err(|e| format!("{}: does not implement herald:channel 1.x: {}", path.display(), e.root_cause()))?;
         let mut plugin = LoadedPlugin {
             info: PluginInfo {
                 name: String::new(),
@@ -191,6 +194,7 @@ impl PluginHost {
             hosts: HostPatterns::default(),
             operator_hosts: None,
             pre,
+            auth,
             engine: self.engine.clone(),
             cfg: self.cfg.clone(),
         };
@@ -279,14 +283,57 @@ fn request_size(req: &Request) -> usize {
 }
 
 impl LoadedPlugin {
-    /// One call on a fresh instance with a deadline and memory cap.
-    fn call<T>(&self, f: impl FnOnce(&ChannelPlugin, &mut Store<State>) -> wasmtime::Result<T>) -> Result<T, CallError> {
+    fn store(&self) -> Store<State> {
         let limits = StoreLimitsBuilder::new().memory_size(self.cfg.memory_bytes).instances(16).trap_on_grow_failure(true).build();
         let mut store = Store::new(&self.engine, State { limits });
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.cfg.deadline_ms.max(1));
+        store
+    }
+
+    /// One call on a fresh instance with a deadline and memory cap.
+    fn call<T>(&self, f: impl FnOnce(&ChannelPlugin, &mut Store<State>) -> wasmtime::Result<T>) -> Result<T, CallError> {
+        let mut store = self.store();
         let instance = self.pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
         f(&instance, &mut store).map_err(|e| classify(e, self.cfg.deadline_ms))
+    }
+
+    /// Like `call`, for the 1.1 access-token functions.
+    fn call_auth<T>(&self, f: impl FnOnce(&ChannelPluginAuth, &mut Store<State>) -> wasmtime::Result<T>) -> Result<Option<T>, CallError> {
+        let Some(pre) = &self.auth else { return Ok(None) };
+        let mut store = self.store();
+        let instance = pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
+        f(&instance, &mut store).map(Some).map_err(|e| classify(e, self.cfg.deadline_ms))
+    }
+
+    /// Whether the plugin implements the 1.1 access-token functions.
+    pub fn uses_tokens(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// The request that obtains an access token, checked against the host
+    /// allowlist; `None` when the plugin or this account needs no token.
+    pub fn token_request(&self, ctx: &CallContext, account: &str) -> Result<Option<HttpRequest>, CallError> {
+        let req = self.call_auth(|p, s| p.call_token_request(s, ctx, account))?.flatten();
+        if let Some(r) = &req {
+            let host = request_host(&Request::Http(r.clone()))?;
+            if !self.allows_host(&host) {
+                return Err(CallError::HostDenied(host));
+            }
+        }
+        Ok(req)
+    }
+
+    pub fn parse_token(&self, ctx: &CallContext, account: &str, response: &HttpResponse) -> Result<AccessToken, CallError> {
+        match self.call_auth(|p, s| p.call_parse_token(s, ctx, account, response))? {
+            Some(r) => r.map_err(plugin_error),
+            None => Err(CallError::Plugin("plugin has no parse-token".into())),
+        }
+    }
+
+    /// Whether a provider answer rejected the access token (false for plugins without tokens).
+    pub fn token_expired(&self, response: &Response) -> Result<bool, CallError> {
+        Ok(self.call_auth(|p, s| p.call_token_expired(s, response))?.unwrap_or(false))
     }
 
     /// A host must be declared by the plugin and, when the operator set a

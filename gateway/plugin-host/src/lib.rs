@@ -15,12 +15,29 @@ mod host;
 pub use allow::HostPatterns;
 pub use host::{CallError, HostConfig, LoadedPlugin, PluginHost, Built};
 
-wasmtime::component::bindgen!({
-    world: "channel-plugin",
-    path: "../../sdk/wit/herald-channel-1.0.0",
-});
+/// Bindings of the newest contract. Plugins built against an older 1.x
+/// contract load too: the component model matches records and variants by
+/// structure and 1.x never changes an existing type or export.
+mod base {
+    wasmtime::component::bindgen!({
+        world: "channel-plugin",
+        path: "../../sdk/wit/herald-channel-1.1.0",
+    });
+}
+
+/// The 1.1 world with access-token functions, for plugins that export them.
+mod auth {
+    wasmtime::component::bindgen!({
+        world: "channel-plugin-auth",
+        path: "../../sdk/wit/herald-channel-1.1.0",
+        with: { "herald:channel/types": crate::base::herald::channel::types },
+    });
+}
+
+use auth::{ChannelPluginAuth, ChannelPluginAuthPre};
+use base::{ChannelPlugin, ChannelPluginPre};
 
 /// The contract's types, as the gateway uses them.
 pub mod types {
-    pub use crate::herald::channel::types::*;
+    pub use crate::base::herald::channel::types::*;
 }
