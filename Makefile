@@ -4,8 +4,9 @@
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/herald/target
 PLUGIN_OUT := $(CARGO_TARGET_DIR)/herald-plugins
-PLUGINS := webhook email
-TEST_PLUGINS := hostile
+# Every folder under plugins/ is a first-party plugin crate named herald-plugin-<folder>.
+PLUGINS := $(notdir $(patsubst %/,%,$(wildcard plugins/*/)))
+TEST_PLUGINS := hostile legacy
 DATA ?= data
 
 .PHONY: run test plugins gateway toolchain test-deps bench clean-data
@@ -18,7 +19,7 @@ toolchain:
 plugins: toolchain
 	cargo build --profile plugin --target wasm32-wasip2 $(foreach p,$(PLUGINS) $(TEST_PLUGINS),-p herald-plugin-$(p))
 	@mkdir -p $(PLUGIN_OUT) $(DATA)/plugins
-	@for p in $(PLUGINS) $(TEST_PLUGINS); do cp $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin/herald_plugin_$$p.wasm $(PLUGIN_OUT)/$$p.wasm; done
+	@for p in $(PLUGINS) $(TEST_PLUGINS); do cp $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin/herald_plugin_$${p//-/_}.wasm $(PLUGIN_OUT)/$$p.wasm; done
 	@for p in $(PLUGINS); do cp $(PLUGIN_OUT)/$$p.wasm $(DATA)/plugins/$$p.wasm; done
 
 gateway:
@@ -32,8 +33,8 @@ test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet 'aiosmtpd==1.4.6'
 
 test: toolchain test-deps plugins gateway
-	HERALD_TEST_PLUGIN_DIR=$(PLUGIN_OUT) cargo test --release --workspace --exclude herald-plugin-webhook --exclude herald-plugin-email --exclude herald-plugin-hostile --exclude herald-plugin-sdk
-	cargo test --release -p herald-plugin-sdk -p herald-plugin-webhook -p herald-plugin-email -p herald-plugin-hostile
+	HERALD_TEST_PLUGIN_DIR=$(PLUGIN_OUT) cargo test --release --workspace $(foreach p,$(PLUGINS) $(TEST_PLUGINS),--exclude herald-plugin-$(p)) --exclude herald-plugin-sdk
+	cargo test --release -p herald-plugin-sdk $(foreach p,$(PLUGINS) hostile,-p herald-plugin-$(p))
 
 bench: plugins
 	cargo build --release -p herald-gateway -p herald-bench

@@ -22,7 +22,7 @@ fn target_dir() -> PathBuf {
 }
 
 pub fn gateway_bin() -> PathBuf {
-    let bin = target_dir().join("herald-gateway");
+    let bin = std::env::var_os("HERALD_GATEWAY_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("herald-gateway"));
     assert!(bin.exists(), "{} is missing: run `make test` (it builds the gateway first)", bin.display());
     bin
 }

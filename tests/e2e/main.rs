@@ -6,3 +6,5 @@ mod harness;
 mod resilience;
 mod sandbox;
 mod sinks;
+
+mod providers;

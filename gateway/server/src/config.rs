@@ -80,6 +80,10 @@ pub struct PluginsConfig {
     pub allow_hosts: HashMap<String, Vec<String>>,
     /// Sandbox limits per call.
     pub sandbox: HostConfig,
+    /// Send requests for a provider host to another base URL instead, e.g.
+    /// `{ "oapi.dingtalk.com" = "http://127.0.0.1:9000" }` for a staging mock.
+    /// Applied after the allowlist check, so plugins keep their real URLs.
+    pub redirect_hosts: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

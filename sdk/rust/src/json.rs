@@ -32,6 +32,14 @@ pub fn parse_account<T: DeserializeOwned>(account: &str) -> core::result::Result
     Ok(value)
 }
 
+/// The access token the host put into the account as `"$token"` (plugins
+/// implementing [`crate::Plugin::token_request`] only). A typed account struct
+/// with `deny_unknown_fields` must declare the field too:
+/// `#[serde(rename = "$token", default)] token: Option<String>`.
+pub fn token(account: &str) -> Option<String> {
+    serde_json::from_str::<Value>(account).ok()?.get("$token")?.as_str().map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +105,12 @@ mod tests {
             r#"{"from":"a@b.c","smtp":{"host":"h","port":1}} x"#,
         ));
         assert!(m.starts_with("account: trailing"), "{m}");
+    }
+
+    #[test]
+    fn token_is_read_from_the_account() {
+        assert_eq!(token(r#"{"corp_id":"x","$token":"abc"}"#).as_deref(), Some("abc"));
+        assert_eq!(token(r#"{"corp_id":"x"}"#), None);
+        assert_eq!(token("not json"), None);
     }
 }

@@ -29,10 +29,14 @@
 //!
 //! Sandbox rules (enforced by the host, which traps the plugin otherwise): no
 //! WASI clock, randomness, filesystem, network or stdio. Never call
-//! `SystemTime::now`, never print (`println!` traps), and do not use
-//! `std::collections::HashMap`/`HashSet` with the default hasher (creating one
-//! asks WASI for a random seed and traps); use `BTreeMap`/`BTreeSet`. The
-//! current time is [`types::CallContext::now_ms`].
+//! `SystemTime::now`, never print (`println!` traps). `HashMap` works: the
+//! host provides `wasi:random/insecure-seed`, the one WASI function plugins
+//! get. The current time is [`types::CallContext::now_ms`].
+//!
+//! Providers that need an access token (WeCom apps, DingTalk corp apps)
+//! implement [`Plugin::token_request`], [`Plugin::parse_token`] and
+//! [`Plugin::token_expired`]; the host caches the token per account and passes
+//! it to `build` as the account field `"$token"` ([`json::token`]).
 //!
 //! The helper modules are small and independent: [`json`] (account parsing),
 //! [`sign`] (HMAC, hashes, encodings), [`http`] (requests and response
@@ -60,8 +64,8 @@ pub mod __private {
     #[allow(missing_docs, clippy::all)]
     pub mod bindings {
         wit_bindgen::generate!({
-            world: "channel-plugin",
-            path: "../wit/herald-channel-1.0.0",
+            world: "channel-plugin-auth",
+            path: "../wit/herald-channel-1.1.0",
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "$crate::__private::bindings",
@@ -105,10 +109,23 @@ pub mod __private {
         ) -> Result<CallbackReply, PluginError> {
             P::parse_callback(ctx, &account, request)
         }
+        fn token_request(ctx: CallContext, account: String) -> Option<HttpRequest> {
+            P::token_request(ctx, &account)
+        }
+        fn parse_token(
+            ctx: CallContext,
+            account: String,
+            response: HttpResponse,
+        ) -> Result<AccessToken, PluginError> {
+            P::parse_token(ctx, &account, response)
+        }
+        fn token_expired(response: Response) -> bool {
+            P::token_expired(response)
+        }
     }
 }
 
-/// The contract's data types (`herald:channel/types@1.0.0`), as Rust types.
+/// The contract's data types (`herald:channel/types@1.1.0`), as Rust types.
 ///
 /// Records are plain structs with public fields (WIT `kebab-case` becomes
 /// `snake_case`), variants and enums are Rust enums (`PluginError::BadConfig`,
@@ -116,7 +133,7 @@ pub mod __private {
 /// `Clone`, `Debug` and `PartialEq`.
 pub mod types {
     pub use crate::__private::bindings::herald::channel::types::{
-        CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, HttpResponse, Outbound,
+        AccessToken, CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, HttpResponse, Outbound,
         Outcome, OutcomeKind, PluginError, PluginInfo, Receipt, ReceiptStatus, Request, Response,
         SmtpMessage, SmtpRelay, SmtpReply, TlsMode,
     };
@@ -161,6 +178,26 @@ pub trait Plugin {
     ) -> Result<CallbackReply, PluginError> {
         let _ = (ctx, account, request);
         Err(PluginError::Internal("callbacks not supported".into()))
+    }
+
+    /// The request that obtains an access token for this account, or `None`
+    /// (the default) when the provider needs none.
+    fn token_request(ctx: CallContext, account: &str) -> Option<HttpRequest> {
+        let _ = (ctx, account);
+        None
+    }
+
+    /// Read the access token from the provider's answer to `token_request`.
+    fn parse_token(ctx: CallContext, account: &str, response: HttpResponse) -> Result<AccessToken, PluginError> {
+        let _ = (ctx, account, response);
+        Err(PluginError::Internal("access tokens not supported".into()))
+    }
+
+    /// Whether a provider answer rejected the token as expired or invalid; the
+    /// host then fetches a new one and retries once. Default: never.
+    fn token_expired(response: Response) -> bool {
+        let _ = response;
+        false
     }
 }
 

@@ -13,6 +13,7 @@
 mod consume;
 mod record;
 mod send;
+mod tokens;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,8 @@ pub struct Dispatch {
     pub tenant_rates: HashMap<(String, String), u32>,
     /// Queue items this process is working on.
     pub inflight: Arc<Mutex<HashSet<LeaseToken>>>,
+    /// Provider access tokens, per (tenant, account).
+    pub tokens: tokens::Tokens,
 }
 
 /// Tracks one leased queue item until all its deliveries are recorded.

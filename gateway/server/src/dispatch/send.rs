@@ -63,7 +63,10 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
         tenant: key.tenant.clone(),
         attempt: jobs.iter().map(|j| j.attempt).max().unwrap_or(1),
     };
-    let account_json = Arc::new(account.config.to_string());
+    let account_json = match d.tokens.account_json(d, &plugin, &ctx, &account).await {
+        Ok(a) => Arc::new(a),
+        Err(reason) => return settle_all(jobs, OutcomeKind::Retry, &reason),
+    };
     let deliveries: Vec<Delivery> = jobs
         .iter()
         .map(|j| Delivery {
@@ -96,6 +99,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
             settled.extend(settle_all(vec![job], OutcomeKind::Failed, "plugin built no request for this delivery"));
         }
     }
+    let key = &key;
     let sends = built.outbounds.into_iter().map(|o| {
         let (ctx, account_json, plugin) = (ctx.clone(), account_json.clone(), plugin.clone());
         async move {
@@ -110,6 +114,10 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
                 Err(e) => {
                     tracing::debug!(plugin = plugin.name(), error = %e, "transport error");
                     Err((OutcomeKind::Retry, format!("transport: {e}")))
+                }
+                Ok(resp) if token_rejected(d, &plugin, &resp).await => {
+                    d.tokens.invalidate(&key.tenant, &key.account);
+                    Err((OutcomeKind::Retry, "the provider rejected the access token; a new one is fetched for the retry".to_string()))
                 }
                 Ok(resp) => interpret(d, &plugin, ctx, account_json, o.deliveries.clone(), resp).await,
             };
@@ -134,6 +142,14 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
         }
     }
     settled
+}
+
+async fn token_rejected(d: &Dispatch, plugin: &Arc<LoadedPlugin>, resp: &Response) -> bool {
+    if !plugin.uses_tokens() {
+        return false;
+    }
+    let (p, r) = (plugin.clone(), resp.clone());
+    call_plugin(&d.metrics, plugin, "token_expired", move || p.token_expired(&r)).await.unwrap_or(false)
 }
 
 async fn interpret(

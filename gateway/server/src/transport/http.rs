@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +18,22 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct HttpTransport {
     client: Client<Connector, Full<Bytes>>,
     timeout: Duration,
+    /// host → base URL (scheme and authority) to send that host's requests to.
+    redirects: HashMap<String, hyper::Uri>,
 }
 
 impl HttpTransport {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, redirect_hosts: HashMap<String, String>) -> Self {
+        let redirects = redirect_hosts
+            .into_iter()
+            .filter_map(|(host, base)| match base.parse::<hyper::Uri>() {
+                Ok(u) if u.scheme().is_some() && u.authority().is_some() => Some((host.to_ascii_lowercase(), u)),
+                _ => {
+                    tracing::error!(host, base, "plugins.redirect_hosts: not an absolute URL; ignored");
+                    None
+                }
+            })
+            .collect();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -40,11 +53,21 @@ impl HttpTransport {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Self { client, timeout }
+        Self { client, timeout, redirects }
+    }
+
+    /// The URL to connect to: the plugin's, or its redirect.
+    fn target(&self, url: &str) -> Result<hyper::Uri, TransportError> {
+        let uri: hyper::Uri = url.parse().map_err(|e| TransportError::Protocol(format!("URL: {e}")))?;
+        let Some(base) = uri.host().and_then(|h| self.redirects.get(&h.to_ascii_lowercase())) else { return Ok(uri) };
+        let mut parts = uri.into_parts();
+        parts.scheme = base.scheme().cloned();
+        parts.authority = base.authority().cloned();
+        hyper::Uri::from_parts(parts).map_err(|e| TransportError::Protocol(format!("redirect: {e}")))
     }
 
     pub async fn send(&self, r: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let mut builder = hyper::Request::builder().method(r.method.as_str()).uri(&r.url);
+        let mut builder = hyper::Request::builder().method(r.method.as_str()).uri(self.target(&r.url)?);
         for (k, v) in &r.headers {
             builder = builder.header(k, v);
         }

@@ -36,8 +36,8 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(timeout: Duration) -> Self {
-        Self { http: HttpTransport::new(timeout), smtp: SmtpTransport::new(timeout) }
+    pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>) -> Self {
+        Self { http: HttpTransport::new(timeout, redirect_hosts), smtp: SmtpTransport::new(timeout) }
     }
 }
 
