@@ -75,9 +75,11 @@ pub struct E2eResult {
     pub gateway_cpu_s: Option<f64>,
     pub bench_cpu_s: Option<f64>,
     /// Busy CPU of the whole machine over the same interval.
-    pub machine_busy_s: Option<f64>,
+    pub machine: Option<gateway::MachineCpu>,
     /// The interval the CPU figures cover (first request to the end of the settle).
     pub cpu_interval_ns: u64,
+    /// Gateway CPU per thread name over the same interval: (name, threads, total s, busiest thread s).
+    pub gateway_threads: Vec<(String, usize, f64, f64)>,
     pub metrics: Vec<(String, f64)>,
 }
 
@@ -167,8 +169,9 @@ pub async fn run(
     };
 
     let gw_cpu0 = gw.cpu_seconds();
+    let threads0 = gateway::thread_cpu(gw.pid);
     let bench_cpu0 = gateway::cpu_seconds("/proc/self/stat");
-    let busy0 = gateway::machine_busy_seconds();
+    let busy0 = gateway::MachineCpu::read();
     let start = now_ns();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -296,8 +299,9 @@ pub async fn run(
     // A short settle to catch late duplicates before the books are closed.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let gw_cpu1 = gw.cpu_seconds();
+    let threads1 = gateway::thread_cpu(gw.pid);
     let bench_cpu1 = gateway::cpu_seconds("/proc/self/stat");
-    let busy1 = gateway::machine_busy_seconds();
+    let busy1 = gateway::MachineCpu::read();
     let measured_ns = now_ns() - start;
     sampling.store(false, Ordering::SeqCst);
     let samples = sampler.await.unwrap_or_default();
@@ -349,8 +353,9 @@ pub async fn run(
         samples,
         gateway_cpu_s: gw_cpu0.zip(gw_cpu1).map(|(a, b)| b - a),
         bench_cpu_s: bench_cpu0.zip(bench_cpu1).map(|(a, b)| b - a),
-        machine_busy_s: busy0.zip(busy1).map(|(a, b)| b - a),
+        machine: busy0.zip(busy1).map(|(a, b)| b.since(&a)),
         cpu_interval_ns: measured_ns,
+        gateway_threads: gateway::thread_cpu_delta(&threads0, &threads1),
         metrics,
     }
 }
@@ -396,8 +401,9 @@ impl E2eResult {
                 "interval_s": self.cpu_interval_ns as f64 / 1e9,
                 "gateway": self.gateway_cpu_s,
                 "bench": self.bench_cpu_s,
-                "machine_busy": self.machine_busy_s,
-                "other_processes": self.machine_busy_s.map(|m| m - self.gateway_cpu_s.unwrap_or(0.0) - self.bench_cpu_s.unwrap_or(0.0)),
+                "machine": self.machine.map(|m| m.json()),
+                "gateway_threads": self.gateway_threads.iter().map(|(n, c, t, m)| serde_json::json!({"name": n, "threads": c, "cpu_s": t, "busiest_thread_cpu_s": m})).collect::<Vec<_>>(),
+                "other_processes": self.machine.map(|m| m.busy() - self.gateway_cpu_s.unwrap_or(0.0) - self.bench_cpu_s.unwrap_or(0.0)),
             },
             "timeline": self.samples.iter().map(|s| serde_json::json!({
                 "t_s": s.t_s, "accepted": s.accepted, "arrived": s.arrived,

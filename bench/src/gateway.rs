@@ -320,13 +320,77 @@ pub fn digest_log(path: &Path, keep: usize) -> LogDigest {
     d
 }
 
-/// Busy CPU time of the whole machine so far (all cpus, /proc/stat), seconds.
-pub fn machine_busy_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = s.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let total: f64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4).unwrap_or(&0.0);
-    Some((total - idle) / clock_ticks())
+/// CPU time of the whole machine so far (all cpus, /proc/stat), seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    pub user: f64,
+    pub system: f64,
+    pub irq: f64,
+    pub iowait: f64,
+    pub steal: f64,
+    pub idle: f64,
+}
+
+impl MachineCpu {
+    pub fn read() -> Option<Self> {
+        let s = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = s.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let g = |i: usize| v.get(i).copied().unwrap_or(0.0) / clock_ticks();
+        // user nice system idle iowait irq softirq steal (guest time is already in user).
+        Some(MachineCpu { user: g(0) + g(1), system: g(2), idle: g(3), iowait: g(4), irq: g(5) + g(6), steal: g(7) })
+    }
+
+    pub fn since(&self, before: &MachineCpu) -> MachineCpu {
+        MachineCpu {
+            user: self.user - before.user,
+            system: self.system - before.system,
+            irq: self.irq - before.irq,
+            iowait: self.iowait - before.iowait,
+            steal: self.steal - before.steal,
+            idle: self.idle - before.idle,
+        }
+    }
+
+    /// Time the cpus ran something (user + system + irq).
+    pub fn busy(&self) -> f64 {
+        self.user + self.system + self.irq
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"user": self.user, "system": self.system, "irq_softirq": self.irq, "iowait": self.iowait, "steal": self.steal, "idle": self.idle})
+    }
+}
+
+/// CPU seconds per thread of a process: tid → (thread name, seconds).
+pub fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (String, f64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
+        if let Some(cpu) = cpu_seconds(&entry.path().join("stat").to_string_lossy()) {
+            out.insert(tid, (name, cpu));
+        }
+    }
+    out
+}
+
+/// Per thread name between two snapshots: (name, threads, total CPU s, busiest thread CPU s),
+/// busiest first. Threads that ended in between are not counted.
+pub fn thread_cpu_delta(
+    before: &std::collections::HashMap<u32, (String, f64)>,
+    after: &std::collections::HashMap<u32, (String, f64)>,
+) -> Vec<(String, usize, f64, f64)> {
+    let mut by_name: std::collections::BTreeMap<String, (usize, f64, f64)> = Default::default();
+    for (tid, (name, cpu)) in after {
+        let d = cpu - before.get(tid).map_or(0.0, |b| b.1);
+        let e = by_name.entry(name.clone()).or_default();
+        e.0 += 1;
+        e.1 += d;
+        e.2 = e.2.max(d);
+    }
+    let mut v: Vec<_> = by_name.into_iter().map(|(n, (c, t, m))| (n, c, t, m)).collect();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2));
+    v
 }

@@ -156,8 +156,22 @@ fn machine() -> serde_json::Value {
     })
 }
 
+/// Which build of the gateway was measured: modification time and SHA-256.
+fn binary_id(path: &std::path::Path) -> serde_json::Value {
+    let out = |c: &str, a: &[&str]| {
+        std::process::Command::new(c).args(a).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    };
+    let p = path.to_string_lossy();
+    serde_json::json!({
+        "modified_utc": out("date", &["-u", "-r", &p, "+%Y-%m-%dT%H:%M:%SZ"]),
+        "sha256": out("sha256sum", &[&p]).and_then(|s| s.split_whitespace().next().map(str::to_string)),
+    })
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let machine = machine();
+    let gateway_build = binary_id(&args.gateway);
+    let plugin_build = binary_id(&args.plugins.join("webhook.wasm"));
     let client = http::client(args.concurrency);
     let meta_client = http::client(2);
     let sink = Arc::new(sink::Sink::default());
@@ -238,6 +252,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("herald-bench  {}  N={} R={} C={} batch={}", machine["date_utc"].as_str().unwrap_or("?"), args.notifications, args.per_request, args.concurrency, args.batch);
     println!("machine       {} cpus, {}", machine["nproc"], machine["cpu_model"].as_str().unwrap_or("?"));
     println!("gateway       {} (pid {gw_pid}, {gw_addr}, ready in {:.2} s), embedded SQLite, webhook plugin", args.gateway.display(), startup.as_secs_f64());
+    println!(
+        "builds        gateway {} sha256 {}…, webhook.wasm {}",
+        gateway_build["modified_utc"].as_str().unwrap_or("?"),
+        gateway_build["sha256"].as_str().map_or("?", |s| &s[..12.min(s.len())]),
+        plugin_build["modified_utc"].as_str().unwrap_or("?"),
+    );
     println!();
     println!("{:<34} {:>14} {:>10} {:>10} {:>10}", "phase", "per second", "p50 ms", "p99 ms", "max ms");
     if let Some(r) = &raw {
@@ -270,9 +290,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("e2e / raw               {}", ratio.map_or("-".into(), |r| format!("{:.1} %", r * 100.0)));
     println!("gateway peak RSS        {} (VmHWM; {} at start, {} threads)", mib(peak_rss_kib), mib(rss_before_kib), threads.map_or("-".into(), |t| t.to_string()));
     let cpu_wall = e.cpu_interval_ns.max(1) as f64 / 1e9;
-    let other = e.machine_busy_s.map(|m| (m - e.gateway_cpu_s.unwrap_or(0.0) - e.bench_cpu_s.unwrap_or(0.0)).max(0.0));
+    let other = e.machine.map(|m| (m.busy() - e.gateway_cpu_s.unwrap_or(0.0) - e.bench_cpu_s.unwrap_or(0.0)).max(0.0));
     println!(
-        "CPU during e2e          over {:.2} s x {} cpus: gateway {} s ({:.0} % of one cpu), bench {} s, other processes {} s",
+        "CPU during e2e          over {:.2} s x {} cpus: gateway {} s ({:.0} % of one cpu), bench {} s, rest of the machine {} s",
         cpu_wall,
         cores,
         fmt_opt(e.gateway_cpu_s, 1),
@@ -280,12 +300,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         fmt_opt(e.bench_cpu_s, 1),
         fmt_opt(other, 1),
     );
+    if let Some(m) = e.machine {
+        println!(
+            "  machine (/proc/stat)  user {:.1} s, system {:.1} s, irq+softirq {:.1} s, iowait {:.1} s, steal {:.1} s, idle {:.1} s",
+            m.user, m.system, m.irq, m.iowait, m.steal, m.idle
+        );
+    }
+    println!(
+        "  gateway threads       {}",
+        e.gateway_threads
+            .iter()
+            .filter(|t| t.2 >= 0.05)
+            .map(|(n, c, t, m)| format!("{n} x{c}: {t:.1} s (busiest {m:.1} s)"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     if let Some(r) = &raw {
         println!(
-            "CPU during raw limit    over {:.2} s: bench {} s, other processes {} s",
+            "CPU during raw limit    over {:.2} s: bench {} s, rest of the machine {} s",
             r.elapsed_ns as f64 / 1e9,
             fmt_opt(r.bench_cpu_s, 2),
-            fmt_opt(r.machine_busy_s.zip(r.bench_cpu_s).map(|(m, b)| (m - b).max(0.0)), 2),
+            fmt_opt(r.machine.zip(r.bench_cpu_s).map(|(m, b)| (m.busy() - b).max(0.0)), 2),
         );
     }
     println!(
@@ -339,7 +374,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "batch": args.batch,
             "timeout_s": args.timeout.as_secs(),
             "gateway": args.gateway.display().to_string(),
+            "gateway_build": gateway_build,
             "plugins": args.plugins.display().to_string(),
+            "webhook_plugin_build": plugin_build,
             "backend": "sqlite (embedded)",
             "plugin": "webhook",
             "dispatch": {"max_batch": 100, "linger_ms": 10, "concurrency": 64},

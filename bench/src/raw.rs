@@ -27,7 +27,7 @@ pub struct RawResult {
     pub latency: Latency,
     pub timed_out: bool,
     pub bench_cpu_s: Option<f64>,
-    pub machine_busy_s: Option<f64>,
+    pub machine: Option<crate::gateway::MachineCpu>,
 }
 
 impl RawResult {
@@ -44,8 +44,8 @@ impl RawResult {
             "timed_out": self.timed_out,
             "cpu_seconds": {
                 "bench": self.bench_cpu_s,
-                "machine_busy": self.machine_busy_s,
-                "other_processes": self.machine_busy_s.zip(self.bench_cpu_s).map(|(m, b)| m - b),
+                "machine": self.machine.map(|m| m.json()),
+                "other_processes": self.machine.zip(self.bench_cpu_s).map(|(m, b)| m.busy() - b),
             },
         })
     }
@@ -102,7 +102,7 @@ pub async fn run(
     let errors = Arc::new(AtomicU64::new(0));
     let non_200 = Arc::new(AtomicU64::new(0));
     let cpu0 = crate::gateway::cpu_seconds("/proc/self/stat");
-    let busy0 = crate::gateway::machine_busy_seconds();
+    let busy0 = crate::gateway::MachineCpu::read();
     let start = now_ns();
     let stop_at = start + deadline.as_nanos() as u64;
     let mut workers = Vec::new();
@@ -152,7 +152,7 @@ pub async fn run(
     }
     let elapsed = now_ns() - start;
     let cpu1 = crate::gateway::cpu_seconds("/proc/self/stat");
-    let busy1 = crate::gateway::machine_busy_seconds();
+    let busy1 = crate::gateway::MachineCpu::read();
     let sink_deliveries = sink.deliveries.load(Ordering::SeqCst);
     let requests = lat.len() as u64;
     RawResult {
@@ -166,6 +166,6 @@ pub async fn run(
         latency: Latency::from_ns(lat),
         timed_out: next.load(Ordering::SeqCst) < total_requests,
         bench_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
-        machine_busy_s: busy0.zip(busy1).map(|(a, b)| b - a),
+        machine: busy0.zip(busy1).map(|(a, b)| b.since(&a)),
     }
 }

@@ -46,13 +46,18 @@ pub struct Gateway {
 impl Gateway {
     /// Write `config` (TOML, without `listen`/`data_dir`/plugin dir) and start.
     pub fn start(data: &Path, config: &str) -> Gateway {
+        Self::start_with_plugins(data, config, &plugin_dir())
+    }
+
+    /// Like `start`, loading plugins from `plugins`.
+    pub fn start_with_plugins(data: &Path, config: &str, plugins: &Path) -> Gateway {
         std::fs::create_dir_all(data).unwrap();
         let path = data.join("herald.toml");
         let full = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\n{}\n[plugins]\ndir = \"{}\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\nplugins.dir = \"{}\"\n{}\n",
             data.display(),
-            config,
-            plugin_dir().display()
+            plugins.display(),
+            config
         );
         std::fs::write(&path, full).unwrap();
         Self::spawn(data, &path)

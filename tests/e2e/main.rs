@@ -3,6 +3,7 @@
 mod api;
 mod delivery;
 mod harness;
+mod plugins;
 mod resilience;
 mod sandbox;
 mod sinks;

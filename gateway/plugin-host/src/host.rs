@@ -116,6 +116,30 @@ pub struct PluginHost {
     /// Operator allowlists per plugin name; when present a host must match both
     /// the plugin's declaration and this list.
     operator_hosts: HashMap<String, HostPatterns>,
+    /// What was loaded from which file, to reload only what changed.
+    files: std::sync::Mutex<HashMap<PathBuf, LoadedFile>>,
+    /// Files that failed to load, with the stamp they had, so they are retried only when they change.
+    failed: std::sync::Mutex<HashMap<PathBuf, ((std::time::SystemTime, u64), String)>>,
+}
+
+struct LoadedFile {
+    stamp: (std::time::SystemTime, u64),
+    digest: String,
+    name: String,
+}
+
+/// What one pass over the plugin directory did.
+#[derive(Debug, Default, Serialize)]
+pub struct SyncReport {
+    /// Plugins loaded or replaced: (name, version, sha256).
+    pub loaded: Vec<(String, String, String)>,
+    /// Plugins whose file disappeared and which were unloaded.
+    pub removed: Vec<String>,
+    /// Files that failed to load in this pass (the previous version, if any, keeps serving).
+    pub errors: Vec<(PathBuf, String)>,
+    /// Every file currently failing, including ones that failed in an earlier pass and did not change.
+    pub failing: Vec<(PathBuf, String)>,
+    pub unchanged: usize,
 }
 
 impl PluginHost {
@@ -144,26 +168,81 @@ impl PluginHost {
             })
             .map_err(|e| e.to_string())?;
         let operator_hosts = operator_hosts.into_iter().map(|(k, v)| (k, HostPatterns::new(v))).collect();
-        Ok(Self { engine, cfg, plugins: RwLock::new(HashMap::new()), operator_hosts })
+        Ok(Self { engine, cfg, plugins: RwLock::new(HashMap::new()), operator_hosts, files: Default::default(), failed: Default::default() })
     }
 
-    /// Load every `*.wasm` in `dir`. Returns one result per file; a broken
-    /// file does not stop the others.
-    pub fn load_dir(&self, dir: &Path) -> Vec<(PathBuf, Result<Arc<LoadedPlugin>, String>)> {
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+    /// Bring the loaded set in line with `*.wasm` files in `dir`: load new and
+    /// changed files, unload plugins whose file is gone. A file that fails to
+    /// load is reported and the version already loaded keeps serving.
+    pub fn sync_dir(&self, dir: &Path) -> SyncReport {
+        use sha2::Digest;
+        let mut report = SyncReport::default();
+        let mut present: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect(),
-            Err(e) => return vec![(dir.to_path_buf(), Err(format!("cannot read plugin directory: {e}")))],
+            Err(e) => {
+                report.errors.push((dir.to_path_buf(), format!("cannot read plugin directory: {e}")));
+                return report;
+            }
         };
-        files.sort();
-        files.into_iter().map(|p| { let r = self.load_file(&p); (p, r) }).collect()
-    }
-
-    /// Compile and register one plugin (replacing one of the same name).
-    pub fn load_file(&self, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let plugin = Arc::new(self.compile(path, &bytes)?);
-        self.plugins.write().expect("plugins lock").insert(plugin.info.name.clone(), plugin.clone());
-        Ok(plugin)
+        present.sort();
+        let mut files = self.files.lock().expect("plugin files");
+        let mut failed = self.failed.lock().expect("failed plugin files");
+        failed.retain(|p, _| present.contains(p));
+        for path in &present {
+            let stamp = match std::fs::metadata(path) {
+                Ok(m) => (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len()),
+                Err(e) => {
+                    report.errors.push((path.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            if files.get(path).is_some_and(|f| f.stamp == stamp) && !failed.contains_key(path) {
+                report.unchanged += 1;
+                continue;
+            }
+            if failed.get(path).is_some_and(|(s, _)| *s == stamp) {
+                continue;
+            }
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.errors.push((path.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let digest = hex::encode(sha2::Sha256::digest(&bytes));
+            if let Some(f) = files.get_mut(path).filter(|f| f.digest == digest) {
+                f.stamp = stamp;
+                failed.remove(path);
+                report.unchanged += 1;
+                continue;
+            }
+            match self.compile(path, &bytes) {
+                Ok(plugin) => {
+                    let name = plugin.info.name.clone();
+                    report.loaded.push((name.clone(), plugin.info.version.clone(), digest.clone()));
+                    self.plugins.write().expect("plugins lock").insert(name.clone(), Arc::new(plugin));
+                    files.insert(path.clone(), LoadedFile { stamp, digest, name });
+                    failed.remove(path);
+                }
+                Err(e) => {
+                    report.errors.push((path.clone(), e.clone()));
+                    failed.insert(path.clone(), (stamp, e));
+                }
+            }
+        }
+        report.failing = failed.iter().map(|(p, (_, e))| (p.clone(), e.clone())).collect();
+        report.failing.sort();
+        let gone: Vec<PathBuf> = files.keys().filter(|p| !present.contains(p)).cloned().collect();
+        for path in gone {
+            let f = files.remove(&path).expect("present");
+            // Unload only if no other file now provides that name.
+            if !files.values().any(|o| o.name == f.name) {
+                self.plugins.write().expect("plugins lock").remove(&f.name);
+                report.removed.push(f.name);
+            }
+        }
+        report
     }
 
     fn compile(&self, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, String> {

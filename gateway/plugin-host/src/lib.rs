@@ -13,7 +13,7 @@ mod allow;
 mod host;
 
 pub use allow::HostPatterns;
-pub use host::{CallError, HostConfig, LoadedPlugin, PluginHost, Built};
+pub use host::{Built, CallError, HostConfig, LoadedPlugin, PluginHost, SyncReport};
 
 /// Bindings of the newest contract. Plugins built against an older 1.x
 /// contract load too: the component model matches records and variants by

@@ -92,12 +92,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         PluginHost::new(cfg.plugins.sandbox.clone(), cfg.plugins.allow_hosts.clone()).map_err(|e| anyhow::anyhow!(e))?,
     );
     let dir = cfg.plugins_dir();
-    for (path, result) in plugins.load_dir(&dir) {
-        match result {
-            Ok(p) => tracing::info!(plugin = %p.info.name, version = %p.info.version, path = %path.display(), "plugin loaded"),
-            Err(e) => tracing::error!(error = %e, "plugin not loaded"),
-        }
-    }
+    log_sync(&plugins.sync_dir(&dir));
     if plugins.names().is_empty() {
         tracing::warn!(dir = %dir.display(), "no plugins loaded; build them with `make plugins`");
     }
@@ -108,6 +103,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let demo = cfg.demo && cfg.tenants.is_empty() && ensure_demo(&cfg, config.as_ref(), addr).await?;
 
     let metrics = Metrics::new();
+    let plugins_for_watch = plugins.clone();
     let app = Arc::new(App {
         cfg: cfg.clone(),
         queue: queue.clone(),
@@ -143,6 +139,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         tokio::spawn(d.run(shutdown.clone()))
     });
 
+    if cfg.plugins.reload_interval_ms > 0 {
+        tokio::spawn(watch_plugins(plugins_for_watch, dir, Duration::from_millis(cfg.plugins.reload_interval_ms), shutdown.clone()));
+    }
     println!("herald-gateway listening on http://{addr}");
     let router = crate::api::router(app);
     let stop = shutdown.clone();
@@ -152,6 +151,33 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Log what a pass over the plugin directory did.
+pub fn log_sync(r: &herald_plugin_host::SyncReport) {
+    for (name, version, sha) in &r.loaded {
+        tracing::info!(plugin = %name, version = %version, sha256 = %&sha[..12], "plugin loaded");
+    }
+    for name in &r.removed {
+        tracing::info!(plugin = %name, "plugin unloaded: its file was removed");
+    }
+    for (path, e) in &r.errors {
+        tracing::error!(path = %path.display(), error = %e, "plugin not loaded; any previous version keeps serving");
+    }
+}
+
+/// Hot reload: poll the plugin directory and load what changed.
+async fn watch_plugins(plugins: Arc<PluginHost>, dir: std::path::PathBuf, every: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let (p, d) = (plugins.clone(), dir.clone());
+        if let Ok(report) = tokio::task::spawn_blocking(move || p.sync_dir(&d)).await {
+            log_sync(&report);
+        }
+    }
 }
 
 /// Write the config file's tenants, keys, accounts, templates and prices to

@@ -33,6 +33,9 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// Create a demo tenant when no tenant exists (default: true).
     pub demo: bool,
+    /// Bearer token for the operator endpoints under `/admin` (plugin reload);
+    /// without it those endpoints are off.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             ],
             tenants: Vec::new(),
             demo: true,
+            admin_token: None,
         }
     }
 }
@@ -71,7 +75,7 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Directory of `*.wasm` plugins; default `<data_dir>/plugins`.
@@ -80,10 +84,25 @@ pub struct PluginsConfig {
     pub allow_hosts: HashMap<String, Vec<String>>,
     /// Sandbox limits per call.
     pub sandbox: HostConfig,
+    /// How often the plugin directory is checked for new or changed files
+    /// (hot reload); 0 turns it off. `POST /admin/plugins/reload` reloads now.
+    pub reload_interval_ms: u64,
     /// Send requests for a provider host to another base URL instead, e.g.
     /// `{ "oapi.dingtalk.com" = "http://127.0.0.1:9000" }` for a staging mock.
     /// Applied after the allowlist check, so plugins keep their real URLs.
     pub redirect_hosts: HashMap<String, String>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            allow_hosts: HashMap::new(),
+            sandbox: HostConfig::default(),
+            reload_interval_ms: 2_000,
+            redirect_hosts: HashMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,6 +220,7 @@ impl Config {
         // others are read elsewhere or belong to other tools.
         const SECTIONS: &[&str] = &[
             "listen", "data_dir", "storage", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
+            "admin_token",
         ];
         fig = fig.merge(
             Env::prefixed("HERALD_").split("__").filter(|k| SECTIONS.contains(&k.as_str().split('.').next().unwrap_or(""))),

@@ -28,6 +28,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/plugins", get(plugins))
         .route("/v1/ledger", get(ledger))
         .route("/v1/callbacks/{tenant}/{account}", post(callbacks::receive))
+        .route("/admin/plugins/reload", post(reload_plugins))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics));
@@ -142,6 +143,27 @@ async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
         })
         .collect();
     Ok(axum::Json(json!({ "plugins": list })).into_response())
+}
+
+/// Operator endpoint: reload the plugin directory now and report.
+async fn reload_plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+    let Some(expected) = &app.cfg.admin_token else {
+        return Err(ApiError::new(ErrorKind::NotFound, "not_found", "operator endpoints are off (set admin_token)").into());
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| g.len() == expected.len() && g.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+    if !ok {
+        return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "operator token required").into());
+    }
+    let (plugins, dir) = (app.plugins.clone(), app.cfg.plugins_dir());
+    let report = tokio::task::spawn_blocking(move || plugins.sync_dir(&dir))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?;
+    crate::app::log_sync(&report);
+    let errors: Vec<_> = report.failing.iter().map(|(p, e)| json!({"file": p.display().to_string(), "error": e})).collect();
+    let loaded: Vec<_> = report.loaded.iter().map(|(n, v, sha)| json!({"name": n, "version": v, "sha256": sha})).collect();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok((status, axum::Json(json!({"loaded": loaded, "removed": report.removed, "unchanged": report.unchanged, "errors": errors, "plugins": app.plugins.names()}))).into_response())
 }
 
 #[derive(serde::Deserialize)]
