@@ -9,7 +9,7 @@ PLUGINS := $(notdir $(patsubst %/,%,$(wildcard plugins/*/)))
 TEST_PLUGINS := hostile legacy
 DATA ?= data
 
-.PHONY: run test plugins gateway toolchain test-deps bench clean-data
+.PHONY: run test plugins gateway toolchain test-deps bench clean-data conformance new-plugin template-check
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "Rust is required: https://rustup.rs"; exit 1; }
@@ -35,6 +35,32 @@ test-deps:
 test: toolchain test-deps plugins gateway
 	HERALD_TEST_PLUGIN_DIR=$(PLUGIN_OUT) cargo test --release --workspace $(foreach p,$(PLUGINS) $(TEST_PLUGINS),--exclude herald-plugin-$(p)) --exclude herald-plugin-sdk
 	cargo test --release -p herald-plugin-sdk $(foreach p,$(PLUGINS) hostile,-p herald-plugin-$(p))
+	$(MAKE) --no-print-directory conformance
+	$(MAKE) --no-print-directory template-check
+
+# The conformance kit over every first-party plugin that ships fixtures.
+conformance: plugins
+	cargo build --release -p herald-plugin-check
+	@fail=0; for p in $(PLUGINS); do \
+	  if [ -d plugins/$$p/conformance ]; then \
+	    $(CARGO_TARGET_DIR)/release/herald-plugin-check $(PLUGIN_OUT)/$$p.wasm --fixtures plugins/$$p/conformance || fail=1; \
+	  else echo "plugins/$$p has no conformance/ fixtures"; fail=1; fi; \
+	done; exit $$fail
+
+# The vendor template builds on its own and passes the kit.
+template-check: toolchain
+	cd sdk/template && cargo build --release --target wasm32-wasip2
+	cargo build --release -p herald-plugin-check
+	$(CARGO_TARGET_DIR)/release/herald-plugin-check $(CARGO_TARGET_DIR)/wasm32-wasip2/release/herald_plugin_template.wasm --fixtures sdk/template/conformance
+
+# Start a plugin from the template: make new-plugin NAME=acme-sms
+new-plugin:
+	@test -n "$(NAME)" || { echo "usage: make new-plugin NAME=<name>"; exit 2; }
+	@test ! -e plugins/$(NAME) || { echo "plugins/$(NAME) exists"; exit 2; }
+	cp -r sdk/template plugins/$(NAME) && rm -f plugins/$(NAME)/Cargo.lock
+	sed -i -e 's/herald-plugin-template/herald-plugin-$(NAME)/' -e 's|path = "../rust"|path = "../../sdk/rust"|' -e '/^# Standalone/,$$d' plugins/$(NAME)/Cargo.toml
+	sed -i 's/"template"/"$(NAME)"/' plugins/$(NAME)/src/lib.rs
+	@echo "plugins/$(NAME) created: edit src/lib.rs and conformance/, then: make conformance"
 
 bench: plugins
 	cargo build --release -p herald-gateway -p herald-bench

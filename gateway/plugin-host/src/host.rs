@@ -171,6 +171,14 @@ impl PluginHost {
         Ok(Self { engine, cfg, plugins: RwLock::new(HashMap::new()), operator_hosts, files: Default::default(), failed: Default::default() })
     }
 
+    /// Compile and register one plugin file (replacing one of the same name).
+    pub fn load_file(&self, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let plugin = Arc::new(self.compile(path, &bytes)?);
+        self.plugins.write().expect("plugins lock").insert(plugin.info.name.clone(), plugin.clone());
+        Ok(plugin)
+    }
+
     /// Bring the loaded set in line with `*.wasm` files in `dir`: load new and
     /// changed files, unload plugins whose file is gone. A file that fails to
     /// load is reported and the version already loaded keeps serving.

@@ -22,6 +22,7 @@ mod base {
     wasmtime::component::bindgen!({
         world: "channel-plugin",
         path: "../../sdk/wit/herald-channel-1.1.0",
+        additional_derives: [PartialEq],
     });
 }
 

@@ -99,7 +99,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
             settled.extend(settle_all(vec![job], OutcomeKind::Failed, "plugin built no request for this delivery"));
         }
     }
-    let key = &key;
+    let account = &account;
     let sends = built.outbounds.into_iter().map(|o| {
         let (ctx, account_json, plugin) = (ctx.clone(), account_json.clone(), plugin.clone());
         async move {
@@ -116,7 +116,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
                     Err((OutcomeKind::Retry, format!("transport: {e}")))
                 }
                 Ok(resp) if token_rejected(d, &plugin, &resp).await => {
-                    d.tokens.invalidate(&key.tenant, &key.account);
+                    d.tokens.invalidate(account);
                     Err((OutcomeKind::Retry, "the provider rejected the access token; a new one is fetched for the retry".to_string()))
                 }
                 Ok(resp) => interpret(d, &plugin, ctx, account_json, o.deliveries.clone(), resp).await,

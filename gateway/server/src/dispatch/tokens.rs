@@ -12,9 +12,17 @@ use herald_plugin_host::types::{CallContext, Request, Response};
 use super::Dispatch;
 use crate::metrics::call_plugin;
 
+type Key = (String, String, String);
+
+fn key(account: &herald_core::model::Account) -> Key {
+    (account.tenant.clone(), account.name.clone(), account.config.to_string())
+}
+
 #[derive(Default)]
 pub struct Tokens {
-    cache: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Keyed by (tenant, account, account config), so an edited account gets a
+    /// new token. `None` = this account needs no token (also cached).
+    cache: Mutex<HashMap<Key, (Option<String>, Instant)>>,
 }
 
 impl Tokens {
@@ -30,10 +38,9 @@ impl Tokens {
         if !plugin.uses_tokens() {
             return Ok(account.config.to_string());
         }
-        let key = (account.tenant.clone(), account.name.clone());
-        let cached = self.cache.lock().expect("tokens").get(&key).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone());
+        let cached = self.cache.lock().expect("tokens").get(&key(account)).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone());
         let token = match cached {
-            Some(t) => Some(t),
+            Some(t) => t,
             None => self.fetch(d, plugin, ctx, account).await?,
         };
         let mut config = account.config.clone();
@@ -53,7 +60,10 @@ impl Tokens {
         let config = account.config.to_string();
         let (p, c, a) = (plugin.clone(), ctx.clone(), config.clone());
         let req = call_plugin(&d.metrics, plugin, "token_request", move || p.token_request(&c, &a)).await.map_err(|e| e.to_string())?;
-        let Some(req) = req else { return Ok(None) };
+        let Some(req) = req else {
+            self.cache.lock().expect("tokens").insert(key(account), (None, Instant::now() + Duration::from_secs(3600)));
+            return Ok(None);
+        };
         let resp = match d.transport.send(Request::Http(req)).await {
             Ok(Response::Http(r)) => r,
             Ok(_) => return Err("token request got a non-HTTP answer".into()),
@@ -66,12 +76,12 @@ impl Tokens {
         // Refresh a little early: a tenth of the lifetime, at most a minute.
         let life = Duration::from_millis(token.expires_in_ms);
         let until = Instant::now() + life.saturating_sub((life / 10).min(Duration::from_secs(60)));
-        self.cache.lock().expect("tokens").insert((account.tenant.clone(), account.name.clone()), (token.value.clone(), until));
+        self.cache.lock().expect("tokens").insert(key(account), (Some(token.value.clone()), until));
         tracing::info!(tenant = %account.tenant, account = %account.name, plugin = plugin.name(), expires_in_ms = token.expires_in_ms, "access token fetched");
         Ok(Some(token.value))
     }
 
-    pub fn invalidate(&self, tenant: &str, account: &str) {
-        self.cache.lock().expect("tokens").remove(&(tenant.to_string(), account.to_string()));
+    pub fn invalidate(&self, account: &herald_core::model::Account) {
+        self.cache.lock().expect("tokens").remove(&key(account));
     }
 }
