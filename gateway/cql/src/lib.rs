@@ -1,0 +1,1 @@
+//! CQL backends (in progress).

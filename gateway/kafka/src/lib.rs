@@ -1,0 +1,393 @@
+//! The distributed ingest log: Herald's `Queue` seam on Apache Kafka.
+//!
+//! - **Produce** (ingest role): JSON `Work` records keyed by tenant, so one
+//!   tenant's work stays ordered on one partition and one dispatch node owns
+//!   it. Idempotent producer with `acks=all`: `publish` returns only after the
+//!   brokers have the record; if they cannot be reached within
+//!   `produce_timeout_ms` it fails with `Unavailable` (the API answers 503).
+//!   The header `herald-not-before` carries the due time.
+//! - **Consume** (dispatch role): one consumer-group member per process.
+//!   Offsets are stored only for records whose effects are recorded: `ack`
+//!   marks an offset done and the per-partition **watermark** (highest offset
+//!   below which everything is done) is stored; librdkafka commits stored
+//!   offsets in the background. Records finishing out of order wait for the
+//!   ones before them.
+//! - **Leases**: a record handed out and not acknowledged within its lease is
+//!   handed out again by this process (the same contract as the embedded
+//!   queue). After a crash or a rebalance, everything after the committed
+//!   watermark is redelivered to the partition's new owner.
+//! - **Delays** (retries, `send_at`): a record not yet due is held in memory
+//!   and handed out when due; its offset is not stored before then, so it
+//!   survives a crash. Long schedules therefore hold back the watermark of
+//!   their partition (redelivered, then skipped as already handled, after a
+//!   restart); a time-bucketed schedule store is the planned remedy.
+//! - **Rebalance**: before partitions are revoked the consumer waits (bounded)
+//!   for their in-flight records to be acknowledged and commits, so the next
+//!   owner starts after them.
+//!
+//! Message schema (for enterprise systems producing directly): the value is
+//! the JSON of `herald_core::model::Work` (`{"type": "message", ...}`), the key
+//! is the tenant id, and the optional header `herald-not-before` is the due
+//! time in Unix milliseconds (decimal ASCII).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use herald_core::model::Work;
+use herald_core::seams::{Enqueue, LeaseToken, Leased, Queue, Result};
+use herald_core::{StoreError, now_ms};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+const NOT_BEFORE: &str = "herald-not-before";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    pub topic: String,
+    /// Consumer group of the dispatch nodes.
+    pub group: String,
+    /// Partitions when Herald creates the topic (the unit of dispatch scale-out).
+    pub partitions: i32,
+    pub replication: i32,
+    /// How long `publish` waits for the brokers before answering Unavailable.
+    pub produce_timeout_ms: u64,
+    /// How long a rebalance waits for in-flight records of revoked partitions.
+    pub drain_on_revoke_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "herald.work".into(),
+            group: "herald-dispatch".into(),
+            partitions: 8,
+            replication: 1,
+            produce_timeout_ms: 5_000,
+            drain_on_revoke_ms: 10_000,
+        }
+    }
+}
+
+/// A record handed out and not yet acknowledged.
+struct Pending {
+    work: Work,
+    not_before: i64,
+    lease_until: Option<Instant>,
+    redeliveries: u32,
+    done: bool,
+}
+
+/// Per-partition bookkeeping: offset → record, in offset order.
+#[derive(Default)]
+struct Tracker {
+    partitions: HashMap<i32, BTreeMap<i64, Pending>>,
+}
+
+impl Tracker {
+    /// Remove the done prefix of a partition; the offset to store is the
+    /// first one not done (or one past the last).
+    fn advance(&mut self, partition: i32) -> Option<i64> {
+        let map = self.partitions.get_mut(&partition)?;
+        let mut next = None;
+        while let Some((&off, p)) = map.iter().next() {
+            if !p.done {
+                break;
+            }
+            map.remove(&off);
+            next = Some(off + 1);
+        }
+        next
+    }
+
+    fn in_flight(&self, partition: i32) -> usize {
+        self.partitions.get(&partition).map_or(0, |m| m.values().filter(|p| !p.done).count())
+    }
+}
+
+struct Ctx {
+    tracker: Arc<Mutex<Tracker>>,
+    drain: Duration,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, _base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            let deadline = Instant::now() + self.drain;
+            // Let in-flight work of the revoked partitions finish (bounded).
+            loop {
+                let busy: usize = {
+                    let t = self.tracker.lock().expect("tracker");
+                    parts.iter().map(|p| t.in_flight(*p)).sum()
+                };
+                if busy == 0 || Instant::now() > deadline {
+                    if busy > 0 {
+                        tracing::warn!(records = busy, "rebalance: revoking partitions with work in flight; it will be redelivered");
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut t = self.tracker.lock().expect("tracker");
+            for p in parts {
+                t.partitions.remove(&p);
+            }
+        }
+    }
+}
+
+pub struct KafkaQueue {
+    cfg: KafkaConfig,
+    producer: FutureProducer,
+    consumer: tokio::sync::OnceCell<Arc<StreamConsumer<Ctx>>>,
+    inspector: tokio::sync::OnceCell<Arc<BaseConsumer>>,
+    tracker: Arc<Mutex<Tracker>>,
+}
+
+fn unavailable(e: KafkaError) -> StoreError {
+    StoreError::Unavailable(format!("kafka: {e}"))
+}
+
+impl KafkaQueue {
+    /// Connect a producer and make sure the topic exists.
+    pub async fn connect(cfg: KafkaConfig) -> Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
+            .create()
+            .map_err(unavailable)?;
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &cfg.brokers).create().map_err(unavailable)?;
+        let topic = NewTopic::new(&cfg.topic, cfg.partitions, TopicReplication::Fixed(cfg.replication));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(Duration::from_secs(10)));
+        match admin.create_topics(&[topic], &opts).await {
+            Ok(results) => {
+                for r in results {
+                    match r {
+                        Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((t, code)) => return Err(StoreError::Unavailable(format!("kafka: create topic {t}: {code}"))),
+                    }
+                }
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+        Ok(Self { cfg, producer, consumer: Default::default(), inspector: Default::default(), tracker: Default::default() })
+    }
+
+    async fn consumer(&self) -> Result<Arc<StreamConsumer<Ctx>>> {
+        self.consumer
+            .get_or_try_init(|| async {
+                let ctx = Ctx { tracker: self.tracker.clone(), drain: Duration::from_millis(self.cfg.drain_on_revoke_ms) };
+                let c: StreamConsumer<Ctx> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.cfg.brokers)
+                    .set("group.id", &self.cfg.group)
+                    .set("enable.auto.commit", "true")
+                    .set("auto.commit.interval.ms", "1000")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("session.timeout.ms", "10000")
+                    .set("heartbeat.interval.ms", "1000")
+                    .create_with_context(ctx)
+                    .map_err(unavailable)?;
+                c.subscribe(&[&self.cfg.topic]).map_err(unavailable)?;
+                Ok(Arc::new(c))
+            })
+            .await
+            .cloned()
+    }
+
+    fn parse_token(t: &LeaseToken) -> Result<(i32, i64)> {
+        let (p, o) = t.0.split_once(':').ok_or_else(|| StoreError::Corrupt(format!("bad lease token {}", t.0)))?;
+        match (p.parse(), o.parse()) {
+            (Ok(p), Ok(o)) => Ok((p, o)),
+            _ => Err(StoreError::Corrupt(format!("bad lease token {}", t.0))),
+        }
+    }
+
+    /// Records of the tracker that are due (not before, lease expired or never leased).
+    fn due_from_tracker(&self, max: usize, lease: Duration) -> Vec<Leased> {
+        let now = now_ms();
+        let at = Instant::now();
+        let mut t = self.tracker.lock().expect("tracker");
+        let mut out = Vec::new();
+        for (partition, map) in t.partitions.iter_mut() {
+            for (offset, p) in map.iter_mut() {
+                if out.len() >= max {
+                    return out;
+                }
+                let leasable = !p.done && p.not_before <= now && p.lease_until.is_none_or(|u| u <= at);
+                if leasable {
+                    if p.lease_until.is_some() {
+                        p.redeliveries += 1;
+                    }
+                    p.lease_until = Some(at + lease);
+                    out.push(Leased { token: LeaseToken(format!("{partition}:{offset}")), work: p.work.clone(), redeliveries: p.redeliveries });
+                }
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Queue for KafkaQueue {
+    async fn publish(&self, items: Vec<Enqueue>) -> Result<()> {
+        let sends = items.into_iter().map(|i| async move {
+            let payload = serde_json::to_vec(&i.work).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let nb = i.not_before.to_string();
+            let headers = OwnedHeaders::new().insert(Header { key: NOT_BEFORE, value: Some(nb.as_bytes()) });
+            let record = FutureRecord::to(&self.cfg.topic).key(&i.key).payload(&payload).headers(headers);
+            self.producer
+                .send(record, Duration::from_millis(self.cfg.produce_timeout_ms))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| unavailable(e))
+        });
+        for r in futures::future::join_all(sends).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn lease(&self, max: usize, lease_ms: i64) -> Result<Vec<Leased>> {
+        let lease = Duration::from_millis(lease_ms.max(1) as u64);
+        let consumer = self.consumer().await?;
+        // Poll what is available now (briefly), into the tracker.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        let mut polled = 0;
+        while polled < max {
+            let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Ok(Ok(m)) => m,
+            };
+            polled += 1;
+            let (partition, offset) = (msg.partition(), msg.offset());
+            let not_before = msg
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == NOT_BEFORE).and_then(|h| h.value))
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+                .unwrap_or(0);
+            let parsed = msg.payload().map(serde_json::from_slice::<Work>);
+            let mut t = self.tracker.lock().expect("tracker");
+            let map = t.partitions.entry(partition).or_default();
+            match parsed {
+                Some(Ok(work)) => {
+                    map.entry(offset).or_insert(Pending { work, not_before, lease_until: None, redeliveries: 0, done: false });
+                }
+                _ => {
+                    // Unreadable: logged and skipped so the partition moves on.
+                    tracing::error!(partition, offset, "unreadable record on the ingest log; skipped");
+                    map.insert(offset, Pending { work: placeholder(), not_before: 0, lease_until: None, redeliveries: 0, done: true });
+                }
+            }
+        }
+        Ok(self.due_from_tracker(max, lease))
+    }
+
+    async fn ack(&self, tokens: Vec<LeaseToken>) -> Result<()> {
+        let consumer = self.consumer().await?;
+        let mut touched = Vec::new();
+        {
+            let mut t = self.tracker.lock().expect("tracker");
+            for tok in &tokens {
+                let (p, o) = Self::parse_token(tok)?;
+                if let Some(rec) = t.partitions.get_mut(&p).and_then(|m| m.get_mut(&o)) {
+                    rec.done = true;
+                    touched.push(p);
+                }
+            }
+            touched.sort();
+            touched.dedup();
+            for p in &touched {
+                if let Some(next) = t.advance(*p) {
+                    // Not ours any more after a rebalance: nothing to store.
+                    if let Err(e) = consumer.store_offset(&self.cfg.topic, *p, next - 1) {
+                        tracing::debug!(partition = p, error = %e, "offset not stored");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<u64> {
+        // Consumer lag of the group over the whole topic: high watermark minus
+        // committed offset, per partition. Read with a separate client that
+        // never joins the group, so ingest-only nodes can report it too.
+        let inspector = self
+            .inspector
+            .get_or_try_init(|| async {
+                ClientConfig::new()
+                    .set("bootstrap.servers", &self.cfg.brokers)
+                    .set("group.id", &self.cfg.group)
+                    .create::<BaseConsumer>()
+                    .map(Arc::new)
+                    .map_err(unavailable)
+            })
+            .await?
+            .clone();
+        let topic = self.cfg.topic.clone();
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let timeout = Duration::from_secs(2);
+            let meta = inspector.fetch_metadata(Some(&topic), timeout).map_err(unavailable)?;
+            let mut tpl = TopicPartitionList::new();
+            for t in meta.topics() {
+                for p in t.partitions() {
+                    tpl.add_partition(&topic, p.id());
+                }
+            }
+            let committed = inspector.committed_offsets(tpl.clone(), timeout).map_err(unavailable)?;
+            let mut lag = 0u64;
+            for e in tpl.elements_for_topic(&topic) {
+                let (low, high) = inspector.fetch_watermarks(&topic, e.partition(), timeout).map_err(unavailable)?;
+                let done = match committed.find_partition(&topic, e.partition()).map(|c| c.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                lag += (high - done).max(0) as u64;
+            }
+            Ok(lag)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn placeholder() -> Work {
+    Work::Retry(herald_core::model::RetryJob {
+        message_id: String::new(),
+        tenant: String::new(),
+        channel: String::new(),
+        account: String::new(),
+        delivery: herald_core::model::Rendered {
+            delivery_id: String::new(),
+            recipient: String::new(),
+            subject: None,
+            text: String::new(),
+            html: None,
+            metadata: Default::default(),
+        },
+        attempt: 0,
+        due_at: 0,
+    })
+}
