@@ -2,6 +2,7 @@
 
 mod api;
 mod delivery;
+mod distributed;
 mod harness;
 mod plugins;
 mod resilience;

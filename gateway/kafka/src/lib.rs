@@ -179,16 +179,18 @@ impl KafkaQueue {
             ClientConfig::new().set("bootstrap.servers", &cfg.brokers).create().map_err(unavailable)?;
         let topic = NewTopic::new(&cfg.topic, cfg.partitions, TopicReplication::Fixed(cfg.replication));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(Duration::from_secs(10)));
+        // A broker that is down now must not stop the gateway from starting:
+        // publishing answers Unavailable (503) until it is back.
         match admin.create_topics(&[topic], &opts).await {
             Ok(results) => {
                 for r in results {
                     match r {
                         Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((t, code)) => return Err(StoreError::Unavailable(format!("kafka: create topic {t}: {code}"))),
+                        Err((t, code)) => tracing::warn!(topic = %t, %code, "could not create the topic; relying on broker auto-creation"),
                     }
                 }
             }
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => tracing::warn!(error = %e, "kafka unreachable at start; publishing will answer Unavailable until it is back"),
         }
         Ok(Self { cfg, producer, consumer: Default::default(), inspector: Default::default(), tracker: Default::default() })
     }

@@ -67,12 +67,10 @@ async fn an_unreachable_broker_is_unavailable_not_accepted() {
     use herald_core::seams::{Enqueue, Queue};
     // Port 1 on loopback: nothing listens.
     let cfg = KafkaConfig { brokers: "127.0.0.1:1".into(), produce_timeout_ms: 1_000, ..Default::default() };
-    let err = match KafkaQueue::connect(cfg).await {
-        Err(e) => e,
-        Ok(q) => q
-            .publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(herald_conformance::message("t", 1)) }])
-            .await
-            .unwrap_err(),
-    };
+    let q = KafkaQueue::connect(cfg).await.expect("starts without a broker");
+    let err = q
+        .publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(herald_conformance::message("t", 1)) }])
+        .await
+        .unwrap_err();
     assert!(matches!(err, herald_core::StoreError::Unavailable(_)), "{err:?}");
 }

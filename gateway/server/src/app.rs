@@ -84,7 +84,14 @@ impl App {
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let _lock = lock_data(&cfg.db_path())?;
     let db = herald_sqlite::open(&cfg.db_path()).map_err(|e| anyhow::anyhow!("storage: {e}"))?;
-    let queue: Arc<dyn Queue> = Arc::new(herald_sqlite::SqliteQueue::new(db.clone()));
+    let queue: Arc<dyn Queue> = match cfg.queue.backend.as_str() {
+        "kafka" => Arc::new(
+            herald_kafka::KafkaQueue::connect(cfg.queue.kafka.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("queue.kafka ({}): {e}", cfg.queue.kafka.brokers))?,
+        ),
+        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.clone())),
+    };
     let store: Arc<dyn Store> = Arc::new(db.clone());
     let config: Arc<dyn ConfigStore> = Arc::new(db);
 

@@ -22,6 +22,7 @@ pub struct Config {
     /// Where the embedded database and plugins live.
     pub data_dir: PathBuf,
     pub storage: StorageConfig,
+    pub queue: QueueConfig,
     pub plugins: PluginsConfig,
     pub limits: Limits,
     pub dispatch: DispatchConfig,
@@ -44,6 +45,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("addr"),
             data_dir: PathBuf::from("data"),
             storage: StorageConfig::default(),
+            queue: QueueConfig::default(),
             plugins: PluginsConfig::default(),
             limits: Limits::default(),
             dispatch: DispatchConfig::default(),
@@ -72,6 +74,21 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self { backend: "sqlite".into(), path: None }
+    }
+}
+
+/// The ingest log: the embedded queue in the SQLite file, or Kafka.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// "sqlite" (embedded, the default) or "kafka".
+    pub backend: String,
+    pub kafka: herald_kafka::KafkaConfig,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { backend: "sqlite".into(), kafka: herald_kafka::KafkaConfig::default() }
     }
 }
 
@@ -219,7 +236,7 @@ impl Config {
         // Only variables that name a config section; HERALD_CONFIG, HERALD_LOG and
         // others are read elsewhere or belong to other tools.
         const SECTIONS: &[&str] = &[
-            "listen", "data_dir", "storage", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
+            "listen", "data_dir", "storage", "queue", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
             "admin_token",
         ];
         fig = fig.merge(
@@ -238,6 +255,9 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if self.storage.backend != "sqlite" {
             return Err(format!("storage.backend: unknown backend {:?} (supported: \"sqlite\")", self.storage.backend));
+        }
+        if !["sqlite", "kafka"].contains(&self.queue.backend.as_str()) {
+            return Err(format!("queue.backend: unknown backend {:?} (supported: \"sqlite\", \"kafka\")", self.queue.backend));
         }
         if self.dispatch.max_batch == 0 || self.dispatch.concurrency == 0 || self.dispatch.lease_batch == 0 {
             return Err("dispatch.max_batch, dispatch.concurrency and dispatch.lease_batch must be at least 1".into());
