@@ -14,6 +14,9 @@ DATA ?= data
 toolchain:
 	@command -v cargo >/dev/null || { echo "Rust is required: https://rustup.rs"; exit 1; }
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@# librdkafka (bundled, built with cmake) needs the curl headers.
+	@command -v cmake >/dev/null && dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq cmake libcurl4-openssl-dev; }
 
 # Every plugin (first-party and test-only) as a wasm32-wasip2 component.
 plugins: toolchain
@@ -28,15 +31,14 @@ gateway:
 run: plugins gateway
 	HERALD_DATA_DIR=$(DATA) $(CARGO_TARGET_DIR)/release/herald-gateway $(if $(CONFIG),--config $(CONFIG))
 
-# Test dependencies: a real SMTP server (aiosmtpd) for the e-mail tests.
+# Test dependencies: a real SMTP server (aiosmtpd) for the e-mail tests;
+# Java 17 and Maven for Kafka and Cassandra (deploy/services/); curl headers for librdkafka.
 test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet 'aiosmtpd==1.4.6'
+	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "Java 17 and Maven are needed for the Kafka/Cassandra tests (apt-get install openjdk-17-jdk-headless maven)"; exit 1; }
 
-test: toolchain test-deps plugins gateway
-	HERALD_TEST_PLUGIN_DIR=$(PLUGIN_OUT) cargo test --release --workspace $(foreach p,$(PLUGINS) $(TEST_PLUGINS),--exclude herald-plugin-$(p)) --exclude herald-plugin-sdk
-	cargo test --release -p herald-plugin-sdk $(foreach p,$(PLUGINS) hostile,-p herald-plugin-$(p))
-	$(MAKE) --no-print-directory conformance
-	$(MAKE) --no-print-directory template-check
+test: toolchain test-deps
+	tests/run.sh
 
 # The conformance kit over every first-party plugin that ships fixtures.
 conformance: plugins
