@@ -19,6 +19,8 @@ pub enum LimitKey {
 #[derive(Default)]
 pub struct Limiters {
     limiters: Mutex<HashMap<LimitKey, Arc<DefaultDirectRateLimiter>>>,
+    /// Keys a provider throttled, and until when to hold back.
+    paused: Mutex<HashMap<LimitKey, std::time::Instant>>,
 }
 
 impl Limiters {
@@ -37,6 +39,27 @@ impl Limiters {
             .entry(key.clone())
             .or_insert_with(|| Arc::new(RateLimiter::direct(Quota::per_second(per_sec))))
             .clone()
+    }
+
+    /// A provider said "slow down" for this key: hold new batches back until
+    /// `for_ms` has passed (the provider's Retry-After, or a second).
+    pub fn pause(&self, key: &LimitKey, for_ms: u64) {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(for_ms.clamp(100, 60_000));
+        let mut paused = self.paused.lock().expect("paused");
+        let e = paused.entry(key.clone()).or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    /// Wait out a pause set by `pause`; returns whether it waited.
+    pub async fn wait_pause(&self, key: &LimitKey) -> bool {
+        let until = self.paused.lock().expect("paused").get(key).copied();
+        match until {
+            Some(u) if u > std::time::Instant::now() => {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(u)).await;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Wait until `n` sends are allowed under `per_sec`. Returns whether it had
@@ -71,6 +94,18 @@ mod tests {
         assert_eq!(b, LimitKey::Account { tenant: "t1".into(), account: "aliyun".into() });
         let [c, _] = Limiters::keys("t2", "sms", "aliyun");
         assert_ne!(a, c, "tenants never share a quota");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_key_waits_out_its_pause_and_others_do_not() {
+        let l = Limiters::default();
+        let [a, b] = Limiters::keys("t", "sms", "acct");
+        l.pause(&b, 300);
+        assert!(!l.wait_pause(&a).await, "tenant key not paused");
+        let start = std::time::Instant::now();
+        assert!(l.wait_pause(&b).await);
+        assert!(start.elapsed() >= std::time::Duration::from_millis(250), "{:?}", start.elapsed());
+        assert!(!l.wait_pause(&b).await, "the pause is over");
     }
 
     #[tokio::test]

@@ -49,7 +49,8 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     let metrics = d.metrics.channel(&key.tenant, &key.channel, &jobs[0].currency);
     let [tenant_key, account_key] = Limiters::keys(&key.tenant, &key.channel, &key.account);
     let tenant_rate = d.tenant_rates.get(&(key.tenant.clone(), key.channel.clone())).copied().or(d.cfg.tenant_channel_rate_per_sec);
-    let waited = d.limiters.acquire(&tenant_key, tenant_rate, jobs.len()).await
+    let waited = d.limiters.wait_pause(&account_key).await
+        | d.limiters.acquire(&tenant_key, tenant_rate, jobs.len()).await
         | d.limiters.acquire(&account_key, account.rate_per_sec, jobs.len()).await;
     if waited {
         metrics.limiter_waits.inc();
@@ -140,6 +141,10 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
             };
             settled.push(Settled { job, outcome });
         }
+    }
+    // The provider throttled this account: hold its next batches back.
+    if let Some(ms) = settled.iter().filter(|s| s.outcome.kind == OutcomeKind::Throttled).map(|s| s.outcome.retry_after_ms.unwrap_or(1_000)).max() {
+        d.limiters.pause(&account_key, ms);
     }
     settled
 }
