@@ -82,18 +82,36 @@ impl App {
 
 /// Start everything; returns when shut down.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _lock = lock_data(&cfg.db_path())?;
-    let db = herald_sqlite::open(&cfg.db_path()).map_err(|e| anyhow::anyhow!("storage: {e}"))?;
+    // The embedded database is opened (and locked: one owner) only when used.
+    let mut _lock = None;
+    let mut db = None;
+    if cfg.storage.backend == "sqlite" || cfg.queue.backend == "sqlite" {
+        _lock = Some(lock_data(&cfg.db_path())?);
+        db = Some(herald_sqlite::open(&cfg.db_path()).map_err(|e| anyhow::anyhow!("storage: {e}"))?);
+    }
     let queue: Arc<dyn Queue> = match cfg.queue.backend.as_str() {
         "kafka" => Arc::new(
             herald_kafka::KafkaQueue::connect(cfg.queue.kafka.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("queue.kafka ({}): {e}", cfg.queue.kafka.brokers))?,
         ),
-        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.clone())),
+        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.clone().expect("opened above"))),
     };
-    let store: Arc<dyn Store> = Arc::new(db.clone());
-    let config: Arc<dyn ConfigStore> = Arc::new(db);
+    let (store, config): (Arc<dyn Store>, Arc<dyn ConfigStore>) = match cfg.storage.backend.as_str() {
+        "cql" => {
+            let c = &cfg.storage.cql;
+            let cql = Arc::new(
+                herald_cql::open(&c.contact_points, &c.keyspace, &c.replication)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("storage.cql ({}): {e}", c.contact_points.join(",")))?,
+            );
+            (cql.clone(), cql)
+        }
+        _ => {
+            let db = db.expect("opened above");
+            (Arc::new(db.clone()), Arc::new(db))
+        }
+    };
 
     let plugins = Arc::new(
         PluginHost::new(cfg.plugins.sandbox.clone(), cfg.plugins.allow_hosts.clone()).map_err(|e| anyhow::anyhow!(e))?,

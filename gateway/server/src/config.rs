@@ -65,15 +65,36 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// "sqlite" (embedded). Distributed backends come with their own keys.
+    /// "sqlite" (embedded, the default) or "cql" (ScyllaDB / Cassandra).
     pub backend: String,
     /// SQLite file; default `<data_dir>/herald.db`.
     pub path: Option<PathBuf>,
+    pub cql: CqlConfig,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { backend: "sqlite".into(), path: None }
+        Self { backend: "sqlite".into(), path: None, cql: CqlConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CqlConfig {
+    /// `host:port` of ScyllaDB / Cassandra nodes.
+    pub contact_points: Vec<String>,
+    pub keyspace: String,
+    /// Replication used when Herald creates the keyspace.
+    pub replication: String,
+}
+
+impl Default for CqlConfig {
+    fn default() -> Self {
+        Self {
+            contact_points: vec!["127.0.0.1:9042".into()],
+            keyspace: "herald".into(),
+            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+        }
     }
 }
 
@@ -240,7 +261,10 @@ impl Config {
             "admin_token",
         ];
         fig = fig.merge(
-            Env::prefixed("HERALD_").split("__").filter(|k| SECTIONS.contains(&k.as_str().split('.').next().unwrap_or(""))),
+            Env::prefixed("HERALD_").split("__").filter(|k| {
+                let section = k.as_str().split('.').next().unwrap_or("");
+                SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+            }),
         );
         let cfg: Config = fig.extract().map_err(|e| {
             e.into_iter().map(|e| {
@@ -253,8 +277,11 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.storage.backend != "sqlite" {
-            return Err(format!("storage.backend: unknown backend {:?} (supported: \"sqlite\")", self.storage.backend));
+        if !["sqlite", "cql"].contains(&self.storage.backend.as_str()) {
+            return Err(format!("storage.backend: unknown backend {:?} (supported: \"sqlite\", \"cql\")", self.storage.backend));
+        }
+        if self.storage.backend == "cql" && self.queue.backend == "sqlite" {
+            return Err("queue.backend: the embedded queue lives in the SQLite file; with storage.backend = \"cql\" use queue.backend = \"kafka\"".into());
         }
         if !["sqlite", "kafka"].contains(&self.queue.backend.as_str()) {
             return Err(format!("queue.backend: unknown backend {:?} (supported: \"sqlite\", \"kafka\")", self.queue.backend));
@@ -319,5 +346,23 @@ mod tests {
         let e = Config::load(Some(&p)).unwrap_err();
         assert!(e.contains("tenants[0].api_keys[0]"), "{e}");
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_unrelated_variables_are_ignored() {
+        // The only test that touches the environment (it is process-wide).
+        unsafe {
+            std::env::set_var("HERALD_DISPATCH__LINGER_MS", "77");
+            std::env::set_var("HERALD_LISTEN", "127.0.0.1:7777");
+            std::env::set_var("HERALD_SOMETHING_ELSE", "x");
+        }
+        let c = Config::load(None).unwrap();
+        unsafe {
+            std::env::remove_var("HERALD_DISPATCH__LINGER_MS");
+            std::env::remove_var("HERALD_LISTEN");
+            std::env::remove_var("HERALD_SOMETHING_ELSE");
+        }
+        assert_eq!(c.dispatch.linger_ms, 77);
+        assert_eq!(c.listen.port(), 7777);
     }
 }

@@ -41,8 +41,9 @@
 //! The helper modules are small and independent: [`json`] (account parsing),
 //! [`sign`] (HMAC, hashes, encodings), [`http`] (requests and response
 //! headers), [`outcome`] (outcome constructors and the conventional HTTP
-//! status mapping) and [`time`] (RFC 3339 / RFC 2822 formatting without a
-//! clock crate).
+//! status mapping), [`sms`] (GSM 03.38 / UCS-2 segment counting for SMS
+//! billing) and [`time`] (RFC 3339 / RFC 2822 formatting without a clock
+//! crate).
 
 #![warn(missing_docs)]
 
@@ -50,6 +51,7 @@ pub mod http;
 pub mod json;
 pub mod outcome;
 pub mod sign;
+pub mod sms;
 pub mod time;
 
 pub use serde;

@@ -1,12 +1,23 @@
-//! Signing, hashing and encoding helpers (HMAC-SHA256, SHA-256, hex, base64).
+//! Signing, hashing and encoding helpers (HMAC-SHA256, HMAC-SHA1, SHA-256,
+//! hex, base64).
 
 use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 /// HMAC-SHA256 of `msg` under `key` (any key length).
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA1 of `msg` under `key` (any key length). Only for providers that
+/// still require it: Aliyun RPC signatures (`SignatureMethod=HMAC-SHA1`) and
+/// Twilio's `X-Twilio-Signature`.
+pub fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(msg);
     mac.finalize().into_bytes().into()
 }
@@ -56,6 +67,26 @@ mod tests {
         assert_eq!(
             hex(&mac),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn hmac_sha1_rfc2202() {
+        // RFC 2202 test cases 1, 2 and 6 (a key longer than the block size).
+        assert_eq!(
+            hex(&hmac_sha1(&[0x0b; 20], b"Hi There")),
+            "b617318655057264e28bc0b6fb378c8ef146be00"
+        );
+        assert_eq!(
+            hex(&hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+        assert_eq!(
+            hex(&hmac_sha1(
+                &[0xaa; 80],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "aa4ae5e15272d00e95705637ce8a3b55ed402112"
         );
     }
 

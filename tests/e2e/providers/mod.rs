@@ -2,3 +2,9 @@
 //! real API checks (auth or signature, payload shape, limits, error codes).
 //! The gateway reaches a fake through `plugins.redirect_hosts`, so plugins keep
 //! their real provider URLs.
+mod sms_support;
+mod sms_aliyun;
+mod sms_aliyun_voice;
+mod sms_tencent;
+mod sms_twilio;
+mod sms_twilio_voice;

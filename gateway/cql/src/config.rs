@@ -1,0 +1,203 @@
+//! `ConfigStore`: tenants, API keys, sender accounts, templates and prices.
+//! Small and read-mostly (the gateway caches it); every write is an upsert.
+
+use async_trait::async_trait;
+use herald_core::StoreError;
+use herald_core::model::{Account, Content, Price, Template, Tenant};
+use herald_core::seams::{ConfigStore, Result};
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+
+use crate::{CqlStore, Profiles, prepare, to_i32};
+
+pub(crate) struct Statements {
+    tenant_upsert: PreparedStatement,
+    tenant_select: PreparedStatement,
+    tenants_select: PreparedStatement,
+    api_key_upsert: PreparedStatement,
+    api_key_select: PreparedStatement,
+    account_upsert: PreparedStatement,
+    account_select: PreparedStatement,
+    accounts_select: PreparedStatement,
+    template_upsert: PreparedStatement,
+    template_select: PreparedStatement,
+    price_upsert: PreparedStatement,
+    price_select: PreparedStatement,
+}
+
+impl Statements {
+    pub(crate) async fn prepare(s: &Session, ks: &str, p: &Profiles) -> Result<Self> {
+        let (w, r) = (&p.write, &p.read);
+        Ok(Self {
+            tenant_upsert: prepare(s, ks, "INSERT INTO {ks}.tenants (id, name, currency) VALUES (?, ?, ?)", w, true)
+                .await?,
+            tenant_select: prepare(s, ks, "SELECT id, name, currency FROM {ks}.tenants WHERE id = ?", r, true).await?,
+            tenants_select: prepare(s, ks, "SELECT id, name, currency FROM {ks}.tenants", r, true).await?,
+            api_key_upsert: prepare(s, ks, "INSERT INTO {ks}.api_keys (key_sha256, tenant) VALUES (?, ?)", w, true)
+                .await?,
+            api_key_select: prepare(s, ks, "SELECT tenant FROM {ks}.api_keys WHERE key_sha256 = ?", r, true).await?,
+            // Nulls here are deliberate: an upsert replaces the whole account.
+            account_upsert: prepare(
+                s,
+                ks,
+                "INSERT INTO {ks}.accounts (tenant, name, plugin, config, rate_per_sec) VALUES (?, ?, ?, ?, ?)",
+                w,
+                true,
+            )
+            .await?,
+            account_select: prepare(
+                s,
+                ks,
+                "SELECT tenant, name, plugin, config, rate_per_sec FROM {ks}.accounts WHERE tenant = ? AND name = ?",
+                r,
+                true,
+            )
+            .await?,
+            accounts_select: prepare(
+                s,
+                ks,
+                "SELECT tenant, name, plugin, config, rate_per_sec FROM {ks}.accounts WHERE tenant = ?",
+                r,
+                true,
+            )
+            .await?,
+            template_upsert: prepare(
+                s,
+                ks,
+                "INSERT INTO {ks}.templates (tenant, id, subject, body_text, body_html) VALUES (?, ?, ?, ?, ?)",
+                w,
+                true,
+            )
+            .await?,
+            template_select: prepare(
+                s,
+                ks,
+                "SELECT subject, body_text, body_html FROM {ks}.templates WHERE tenant = ? AND id = ?",
+                r,
+                true,
+            )
+            .await?,
+            price_upsert: prepare(
+                s,
+                ks,
+                "INSERT INTO {ks}.prices (tenant, channel, unit_minor, currency) VALUES (?, ?, ?, ?)",
+                w,
+                true,
+            )
+            .await?,
+            price_select: prepare(
+                s,
+                ks,
+                "SELECT channel, unit_minor, currency FROM {ks}.prices WHERE tenant = ? AND channel = ?",
+                r,
+                true,
+            )
+            .await?,
+        })
+    }
+}
+
+type AccountRow = (String, String, String, String, Option<i32>);
+
+fn to_account((tenant, name, plugin, config, rate): AccountRow) -> Result<Account> {
+    let config =
+        serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(format!("account {tenant}/{name}: {e}")))?;
+    let rate_per_sec = rate
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt(format!("account {tenant}/{name}: negative rate")))?;
+    Ok(Account { tenant, name, plugin, config, rate_per_sec })
+}
+
+fn to_tenant((id, name, currency): (String, String, String)) -> Tenant {
+    Tenant { id, name, currency }
+}
+
+impl CqlStore {
+    async fn price_row(&self, tenant: &str, channel: &str) -> Result<Option<Price>> {
+        Ok(self
+            .read_one::<(String, i64, String)>(&self.cfg.price_select, (tenant, channel))
+            .await?
+            .map(|(channel, unit_minor, currency)| Price { channel, unit_minor, currency }))
+    }
+}
+
+#[async_trait]
+impl ConfigStore for CqlStore {
+    async fn upsert_tenant(&self, t: &Tenant) -> Result<()> {
+        self.exec(&self.cfg.tenant_upsert, (&t.id, &t.name, &t.currency)).await.map(|_| ())
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        Ok(self.read_one(&self.cfg.tenant_select, (id,)).await?.map(to_tenant))
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let mut all: Vec<Tenant> = self
+            .read_all::<(String, String, String)>(&self.cfg.tenants_select, ())
+            .await?
+            .into_iter()
+            .map(to_tenant)
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    async fn add_api_key(&self, tenant: &str, key_sha256: &str) -> Result<()> {
+        self.exec(&self.cfg.api_key_upsert, (key_sha256, tenant)).await.map(|_| ())
+    }
+
+    async fn tenant_by_api_key(&self, key_sha256: &str) -> Result<Option<Tenant>> {
+        match self.read_one::<(String,)>(&self.cfg.api_key_select, (key_sha256,)).await? {
+            Some((tenant,)) => self.tenant(&tenant).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn upsert_account(&self, a: &Account) -> Result<()> {
+        let config = serde_json::to_string(&a.config).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let rate = a.rate_per_sec.map(|r| to_i32("rate_per_sec", r)).transpose()?;
+        self.exec(&self.cfg.account_upsert, (&a.tenant, &a.name, &a.plugin, config, rate)).await.map(|_| ())
+    }
+
+    async fn account(&self, tenant: &str, name: &str) -> Result<Option<Account>> {
+        self.read_one::<AccountRow>(&self.cfg.account_select, (tenant, name)).await?.map(to_account).transpose()
+    }
+
+    async fn accounts(&self, tenant: &str) -> Result<Vec<Account>> {
+        // Clustered by name: already in the order SQLite gives.
+        self.read_all::<AccountRow>(&self.cfg.accounts_select, (tenant,)).await?.into_iter().map(to_account).collect()
+    }
+
+    async fn upsert_template(&self, t: &Template) -> Result<()> {
+        let c = &t.content;
+        self.exec(&self.cfg.template_upsert, (&t.tenant, &t.id, &c.subject, &c.text, &c.html)).await.map(|_| ())
+    }
+
+    async fn template(&self, tenant: &str, id: &str) -> Result<Option<Template>> {
+        Ok(self
+            .read_one::<(Option<String>, Option<String>, Option<String>)>(&self.cfg.template_select, (tenant, id))
+            .await?
+            .map(|(subject, text, html)| Template {
+                tenant: tenant.to_string(),
+                id: id.to_string(),
+                content: Content { subject, text, html },
+            }))
+    }
+
+    async fn price(&self, tenant: &str, channel: &str) -> Result<Option<Price>> {
+        if tenant == "*" {
+            return self.price_row("*", channel).await;
+        }
+        // Both rows at once: one round trip whether or not there is an override.
+        let (own, default) = futures::try_join!(self.price_row(tenant, channel), self.price_row("*", channel))?;
+        Ok(own.or(default))
+    }
+
+    async fn set_price(&self, tenant: &str, p: &Price) -> Result<()> {
+        if p.unit_minor < 0 {
+            return Err(StoreError::Backend(format!("price for {}: negative", p.channel)));
+        }
+        self.exec(&self.cfg.price_upsert, (tenant, &p.channel, p.unit_minor, &p.currency)).await.map(|_| ())
+    }
+}

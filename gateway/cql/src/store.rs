@@ -1,0 +1,589 @@
+//! `Store`: messages, deliveries, the ledger and idempotency keys.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use herald_core::model::{
+    DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView,
+};
+use herald_core::seams::{Result, Store};
+use herald_core::{Millis, StoreError};
+use scylla::client::session::Session;
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::Counter;
+use uuid::Uuid;
+
+use crate::error::{Classify, cql, decode};
+use crate::fold::{DeliveryRow, day_of, fold, month_of, seq_in, split_delivery_id};
+use crate::{BATCH_ROWS, CqlStore, Profiles, prepare, run_all, to_i32, ttl_secs, unset};
+
+pub(crate) struct Statements {
+    message_head: PreparedStatement,
+    delivery_created: PreparedStatement,
+    delivery_event: PreparedStatement,
+    message_rows: PreparedStatement,
+    delivery_rows: PreparedStatement,
+    message_costs: PreparedStatement,
+    delivery_costs: PreparedStatement,
+    cost_insert: PreparedStatement,
+    provider_insert: PreparedStatement,
+    provider_select: PreparedStatement,
+    day_insert: PreparedStatement,
+    day_select: PreparedStatement,
+    ledger_claim: PreparedStatement,
+    ledger_claimed: PreparedStatement,
+    ledger_insert: PreparedStatement,
+    ledger_month_insert: PreparedStatement,
+    ledger_months: PreparedStatement,
+    ledger_recent: PreparedStatement,
+    ledger_month_all: PreparedStatement,
+    balance_add: PreparedStatement,
+    balance_select: PreparedStatement,
+    idem_insert: PreparedStatement,
+    idem_select: PreparedStatement,
+}
+
+const DELIVERY_COLUMNS: &str = "seq, at, event, recipient, attempts, detail, provider_id";
+const LEDGER_COLUMNS: &str = "kind, channel, account, delivery_id, units, amount_minor, currency, at";
+
+impl Statements {
+    pub(crate) async fn prepare(s: &Session, ks: &str, p: &Profiles) -> Result<Self> {
+        let (w, r, c) = (&p.write, &p.read, &p.console);
+        Ok(Self {
+            message_head: prepare(s, ks,
+                "INSERT INTO {ks}.deliveries_by_message (tenant, message_id, channel, account, template, accepted_at, send_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)", w, true).await?,
+            // The header is repeated on every creation row so that all rows of
+            // a batch bind the same shape; it is one static cell per partition.
+            delivery_created: prepare(s, ks,
+                "INSERT INTO {ks}.deliveries_by_message
+                   (tenant, message_id, seq, at, event, recipient, channel, account, template, accepted_at, send_at)
+                 VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)", w, true).await?,
+            delivery_event: prepare(s, ks,
+                "INSERT INTO {ks}.deliveries_by_message (tenant, message_id, seq, at, event, attempts, detail, provider_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)", w, true).await?,
+            message_rows: prepare(s, ks, &format!(
+                "SELECT {DELIVERY_COLUMNS}, channel, account, template, accepted_at, send_at
+                 FROM {{ks}}.deliveries_by_message WHERE tenant = ? AND message_id = ?"), r, true).await?,
+            delivery_rows: prepare(s, ks, &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM {{ks}}.deliveries_by_message WHERE tenant = ? AND message_id = ? AND seq = ?"),
+                r, true).await?,
+            message_costs: prepare(s, ks,
+                "SELECT seq, amount_minor FROM {ks}.delivery_costs WHERE tenant = ? AND message_id = ?", r, true).await?,
+            delivery_costs: prepare(s, ks,
+                "SELECT seq, amount_minor FROM {ks}.delivery_costs WHERE tenant = ? AND message_id = ? AND seq = ?", r, true).await?,
+            cost_insert: prepare(s, ks,
+                "INSERT INTO {ks}.delivery_costs (tenant, message_id, seq, entry_id, amount_minor) VALUES (?, ?, ?, ?, ?)",
+                w, true).await?,
+            provider_insert: prepare(s, ks,
+                "INSERT INTO {ks}.deliveries_by_provider_id (tenant, provider_id, message_id, seq) VALUES (?, ?, ?, ?)",
+                w, true).await?,
+            provider_select: prepare(s, ks,
+                "SELECT message_id, seq FROM {ks}.deliveries_by_provider_id WHERE tenant = ? AND provider_id = ?", r, true).await?,
+            day_insert: prepare(s, ks,
+                "INSERT INTO {ks}.deliveries_by_day (tenant, day, at, delivery_id, message_id, recipient, channel, account)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)", w, true).await?,
+            day_select: prepare(s, ks,
+                "SELECT at, delivery_id, message_id, recipient, channel, account
+                 FROM {ks}.deliveries_by_day WHERE tenant = ? AND day = ?", c, true).await?,
+            // Not marked idempotent: the driver must not retry an LWT on its own;
+            // `claim` retries it with the same claim id and reads the outcome.
+            ledger_claim: prepare(s, ks,
+                "INSERT INTO {ks}.ledger_by_id
+                   (tenant, id, claim, kind, channel, account, delivery_id, units, amount_minor, currency, at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", w, false).await?,
+            ledger_claimed: prepare(s, ks, &format!(
+                "SELECT claim, {LEDGER_COLUMNS} FROM {{ks}}.ledger_by_id WHERE tenant = ? AND id = ?"), r, true).await?,
+            ledger_insert: prepare(s, ks,
+                "INSERT INTO {ks}.ledger_entries
+                   (tenant, month, at, id, kind, channel, account, delivery_id, units, amount_minor, currency)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", w, true).await?,
+            ledger_month_insert: prepare(s, ks,
+                "INSERT INTO {ks}.ledger_months (tenant, month) VALUES (?, ?)", w, true).await?,
+            ledger_months: prepare(s, ks,
+                "SELECT month FROM {ks}.ledger_months WHERE tenant = ?", r, true).await?,
+            ledger_recent: prepare(s, ks, &format!(
+                "SELECT id, {LEDGER_COLUMNS} FROM {{ks}}.ledger_entries WHERE tenant = ? AND month = ? LIMIT ?"), r, true).await?,
+            ledger_month_all: prepare(s, ks,
+                "SELECT kind, amount_minor FROM {ks}.ledger_entries WHERE tenant = ? AND month = ?", r, true).await?,
+            // Counter increments are not idempotent: never retried by the driver.
+            balance_add: prepare(s, ks,
+                "UPDATE {ks}.balances SET balance_minor = balance_minor + ? WHERE tenant = ?", w, false).await?,
+            balance_select: prepare(s, ks,
+                "SELECT balance_minor FROM {ks}.balances WHERE tenant = ?", r, true).await?,
+            idem_insert: prepare(s, ks,
+                "INSERT INTO {ks}.idempotency (tenant, idem_key, request_hash, message_id, response, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?) USING TTL ?", w, true).await?,
+            idem_select: prepare(s, ks,
+                "SELECT request_hash, message_id, response, expires_at FROM {ks}.idempotency WHERE tenant = ? AND idem_key = ?",
+                r, true).await?,
+        })
+    }
+}
+
+type RowTuple = (i32, i64, String, Option<String>, Option<i32>, Option<String>, Option<String>);
+/// A `message_rows` row: clustering columns are null on a partition that has
+/// only the static header (a message without recipients).
+type MessageRow = (
+    Option<i32>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+type LedgerTuple = (String, String, String, Option<String>, i32, i64, String, i64);
+
+fn to_row((seq, at, event, recipient, attempts, detail, provider_id): RowTuple) -> DeliveryRow {
+    DeliveryRow { seq, at, event, recipient, attempts, detail, provider_id }
+}
+
+fn ledger_entry(
+    tenant: &str,
+    id: String,
+    (kind, channel, account, delivery_id, units, amount_minor, currency, at): LedgerTuple,
+) -> Result<LedgerEntry> {
+    let kind = LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger {id}: kind {kind}")))?;
+    let units = u32::try_from(units).map_err(|_| StoreError::Corrupt(format!("ledger {id}: units {units}")))?;
+    Ok(LedgerEntry {
+        id,
+        tenant: tenant.to_string(),
+        kind,
+        channel,
+        account,
+        delivery_id,
+        units,
+        amount_minor,
+        currency,
+        at,
+    })
+}
+
+/// What a delivery's net cost gains from an entry (SQLite: debits minus everything else).
+fn cost_effect(e: &LedgerEntry) -> i64 {
+    match e.kind {
+        LedgerKind::Debit => e.amount_minor,
+        LedgerKind::Credit | LedgerKind::TopUp => -e.amount_minor,
+    }
+}
+
+/// One row of the console's per-day delivery list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayEntry {
+    /// When the message was accepted.
+    pub at: Millis,
+    pub delivery_id: String,
+    pub message_id: String,
+    pub recipient: String,
+    pub channel: String,
+    pub account: String,
+}
+
+/// One page of [`CqlStore::deliveries_by_day`].
+#[derive(Debug, Clone)]
+pub struct DayPage {
+    pub entries: Vec<DayEntry>,
+    /// Where the next page starts; `None` on the last page. Serialize it for a
+    /// URL cursor with `as_bytes_slice()` and rebuild it with
+    /// `PagingState::new_from_raw_bytes`.
+    pub next: Option<PagingState>,
+}
+
+impl CqlStore {
+    /// Rows of a message partition: `(header, rows)`, header `None` when the message is unknown.
+    async fn message_rows(&self, tenant: &str, message_id: &str) -> Result<(Option<Header>, Vec<DeliveryRow>)> {
+        let raw: Vec<MessageRow> = self.read_all(&self.st.message_rows, (tenant, message_id)).await?;
+        let mut header = None;
+        let mut rows = Vec::with_capacity(raw.len());
+        for (
+            seq,
+            at,
+            event,
+            recipient,
+            attempts,
+            detail,
+            provider_id,
+            channel,
+            account,
+            template,
+            accepted_at,
+            send_at,
+        ) in raw
+        {
+            if header.is_none()
+                && let (Some(channel), Some(account), Some(accepted_at)) = (channel, account, accepted_at)
+            {
+                header = Some(Header { channel, account, template, accepted_at, send_at });
+            }
+            if let (Some(seq), Some(at), Some(event)) = (seq, at, event) {
+                rows.push(DeliveryRow { seq, at, event, recipient, attempts, detail, provider_id });
+            }
+        }
+        Ok((header, rows))
+    }
+
+    async fn costs(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<BTreeMap<i32, i64>> {
+        let rows: Vec<(i32, i64)> = self.read_all(st, values).await?;
+        let mut costs = BTreeMap::new();
+        for (seq, amount) in rows {
+            *costs.entry(seq).or_insert(0) += amount;
+        }
+        Ok(costs)
+    }
+
+    /// One delivery, folded from its slice of the message partition (with
+    /// its net cost only when asked: `retry_due` does not need it).
+    async fn delivery(
+        &self,
+        tenant: &str,
+        message_id: &str,
+        seq: i32,
+        with_cost: bool,
+    ) -> Result<Option<DeliveryRecord>> {
+        let rows = self.read_all::<RowTuple>(&self.st.delivery_rows, (tenant, message_id, seq));
+        let costs = async {
+            if with_cost {
+                self.costs(&self.st.delivery_costs, (tenant, message_id, seq)).await
+            } else {
+                Ok(BTreeMap::new())
+            }
+        };
+        let (rows, costs) = futures::try_join!(rows, costs)?;
+        Ok(fold(message_id, rows.into_iter().map(to_row), &costs)?.into_iter().next())
+    }
+
+    /// Claim a ledger id (LWT). Returns whether this call owns the claim, and
+    /// the canonical entry (ours, or the one claimed first).
+    async fn claim(&self, e: &LedgerEntry) -> Result<(bool, LedgerEntry)> {
+        let token = Uuid::new_v4();
+        let units = to_i32("ledger units", e.units)?;
+        let values = (
+            &e.tenant,
+            &e.id,
+            token,
+            e.kind.as_str(),
+            &e.channel,
+            &e.account,
+            unset(e.delivery_id.as_deref()),
+            units,
+            e.amount_minor,
+            &e.currency,
+            e.at,
+        );
+        let mut tries = 0;
+        let applied = loop {
+            match self.session().execute_unpaged(&self.st.ledger_claim, &values).await {
+                Ok(res) => break crate::schema::lwt_applied(res)?,
+                // A timed-out Paxos round may or may not have committed; asking
+                // again with the same claim id finds out.
+                Err(err) if tries < 2 && err.transient() => {
+                    tries += 1;
+                    tracing::warn!(error = %err, tenant = %e.tenant, id = %e.id, "ledger claim failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                }
+                Err(err) => return Err(cql(err)),
+            }
+        };
+        if applied {
+            return Ok((true, e.clone()));
+        }
+        let (claim, rest): (Uuid, LedgerTuple) = self
+            .read_one::<(Uuid, String, String, String, Option<String>, i32, i64, String, i64)>(
+                &self.st.ledger_claimed,
+                (&e.tenant, &e.id),
+            )
+            .await?
+            .map(|(c, k, ch, a, d, u, m, cur, at)| (c, (k, ch, a, d, u, m, cur, at)))
+            .ok_or_else(|| StoreError::Backend(format!("ledger {}: claim not applied but not readable", e.id)))?;
+        Ok((claim == token, ledger_entry(&e.tenant, e.id.clone(), rest)?))
+    }
+
+    /// Append one ledger entry: claim, count once, then write the idempotent rows.
+    async fn append_ledger(&self, e: &LedgerEntry) -> Result<()> {
+        let (owner, e) = self.claim(e).await?;
+        if owner {
+            self.exec(&self.st.balance_add, (Counter(e.kind.signed(e.amount_minor)), &e.tenant)).await?;
+        }
+        let month = month_of(e.at)?;
+        let units = to_i32("ledger units", e.units)?;
+        let entry = self.exec(
+            &self.st.ledger_insert,
+            (
+                &e.tenant,
+                month,
+                e.at,
+                &e.id,
+                e.kind.as_str(),
+                &e.channel,
+                &e.account,
+                unset(e.delivery_id.as_deref()),
+                units,
+                e.amount_minor,
+                &e.currency,
+            ),
+        );
+        let months = self.exec(&self.st.ledger_month_insert, (&e.tenant, month));
+        let cost = async {
+            match e.delivery_id.as_deref().and_then(split_delivery_id) {
+                Some((message_id, seq)) => self
+                    .exec(&self.st.cost_insert, (&e.tenant, message_id, seq, &e.id, cost_effect(&e)))
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        futures::try_join!(entry, months, cost)?;
+        Ok(())
+    }
+
+    /// One page of a tenant's deliveries accepted on `day` (UTC), newest
+    /// first. Start with `PagingState::start()`; pass back `next` for the
+    /// following page. Reads at the console profile (`LOCAL_ONE`).
+    pub async fn deliveries_by_day(
+        &self,
+        tenant: &str,
+        day: chrono::NaiveDate,
+        page_size: i32,
+        page: PagingState,
+    ) -> Result<DayPage> {
+        let mut st = self.st.day_select.clone();
+        st.set_page_size(page_size.clamp(1, 5_000));
+        let (res, next) = self.session().execute_single_page(&st, (tenant, day), page).await.map_err(cql)?;
+        let rows = res.into_rows_result().map_err(decode)?;
+        let entries = rows
+            .rows::<(i64, String, String, String, String, String)>()
+            .map_err(decode)?
+            .map(|r| {
+                r.map(|(at, delivery_id, message_id, recipient, channel, account)| DayEntry {
+                    at,
+                    delivery_id,
+                    message_id,
+                    recipient,
+                    channel,
+                    account,
+                })
+                .map_err(decode)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = match next {
+            PagingStateResponse::HasMorePages { state } => Some(state),
+            PagingStateResponse::NoMorePages => None,
+        };
+        Ok(DayPage { entries, next })
+    }
+
+    /// The tenant's balance recomputed from its ledger entries (reads every
+    /// month partition). `balance` reads the counter instead; the two differ
+    /// only if a counter increment was lost (see the crate docs).
+    pub async fn ledger_sum(&self, tenant: &str) -> Result<i64> {
+        let months: Vec<(i32,)> = self.read_all(&self.st.ledger_months, (tenant,)).await?;
+        let mut sum = 0i64;
+        for (month,) in months {
+            let rows: Vec<(String, i64)> = self.read_all(&self.st.ledger_month_all, (tenant, month)).await?;
+            for (kind, amount) in rows {
+                let kind =
+                    LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger kind {kind}")))?;
+                sum = sum.saturating_add(kind.signed(amount));
+            }
+        }
+        Ok(sum)
+    }
+}
+
+struct Header {
+    channel: String,
+    account: String,
+    template: Option<String>,
+    accepted_at: Millis,
+    send_at: Option<Millis>,
+}
+
+#[async_trait]
+impl Store for CqlStore {
+    async fn record_message(&self, m: &Message) -> Result<()> {
+        let template = m.template.as_deref();
+        if m.recipients.is_empty() {
+            let values = (&m.tenant, &m.id, &m.channel, &m.account, unset(template), m.accepted_at, unset(m.send_at));
+            return self.exec(&self.st.message_head, values).await.map(|_| ());
+        }
+        let day = day_of(m.accepted_at)?;
+        let mut created = Vec::with_capacity(m.recipients.len());
+        let mut by_day = Vec::with_capacity(m.recipients.len());
+        for (i, r) in m.recipients.iter().enumerate() {
+            let seq = to_i32("recipient index", i)?;
+            created.push((
+                &m.tenant,
+                &m.id,
+                seq,
+                m.accepted_at,
+                &r.to,
+                &m.channel,
+                &m.account,
+                unset(template),
+                m.accepted_at,
+                unset(m.send_at),
+            ));
+            by_day.push((&m.tenant, day, m.accepted_at, m.delivery_id(i), &m.id, &r.to, &m.channel, &m.account));
+        }
+        let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
+        for chunk in created.chunks(BATCH_ROWS) {
+            tasks.push(self.batch(&self.st.delivery_created, chunk).boxed());
+        }
+        for chunk in by_day.chunks(BATCH_ROWS) {
+            tasks.push(self.batch(&self.st.day_insert, chunk).boxed());
+        }
+        run_all(tasks).await
+    }
+
+    async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>> {
+        let (_, rows) = self.message_rows(tenant, message_id).await?;
+        Ok(fold(message_id, rows, &BTreeMap::new())?
+            .into_iter()
+            .filter(|d| d.status == DeliveryStatus::Queued)
+            .map(|d| d.id)
+            .collect())
+    }
+
+    async fn retry_due(&self, tenant: &str, delivery_id: &str, attempt: u32) -> Result<bool> {
+        let Some((message_id, seq)) = split_delivery_id(delivery_id) else { return Ok(false) };
+        Ok(self
+            .delivery(tenant, message_id, seq, false)
+            .await?
+            .is_some_and(|d| d.status == DeliveryStatus::Retrying && d.attempts == attempt.saturating_sub(1)))
+    }
+
+    async fn record(&self, updates: Vec<DeliveryUpdate>, ledger: Vec<LedgerEntry>) -> Result<()> {
+        if let Some(e) = ledger.iter().find(|e| e.amount_minor < 0) {
+            return Err(StoreError::Backend(format!("ledger entry {}: negative amount", e.id)));
+        }
+        // Status events, grouped by message partition → one unlogged batch each.
+        let mut events: HashMap<(&str, &str), Vec<_>> = HashMap::new();
+        let mut lookups = Vec::new();
+        for u in &updates {
+            let Some(seq) = seq_in(&u.message_id, &u.delivery_id) else {
+                // Not an id `record_message` creates: no such delivery (SQLite: no row updated).
+                tracing::warn!(tenant = %u.tenant, delivery = %u.delivery_id, message = %u.message_id, "update for an unknown delivery id ignored");
+                continue;
+            };
+            let attempts = i32::try_from(u.attempts).unwrap_or(i32::MAX);
+            events.entry((u.tenant.as_str(), u.message_id.as_str())).or_default().push((
+                u.tenant.as_str(),
+                u.message_id.as_str(),
+                seq,
+                u.at,
+                u.status.as_str(),
+                attempts,
+                unset(u.detail.as_deref()),
+                unset(u.provider_id.as_deref()),
+            ));
+            if let Some(p) = &u.provider_id {
+                lookups.push((u.tenant.as_str(), p.as_str(), u.message_id.as_str(), seq));
+            }
+        }
+        let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
+        for rows in events.values() {
+            for chunk in rows.chunks(BATCH_ROWS) {
+                tasks.push(self.batch(&self.st.delivery_event, chunk).boxed());
+            }
+        }
+        for l in lookups {
+            tasks.push(self.exec(&self.st.provider_insert, l).map(|r| r.map(|_| ())).boxed());
+        }
+        for e in &ledger {
+            tasks.push(self.append_ledger(e).boxed());
+        }
+        run_all(tasks).await
+    }
+
+    async fn message(&self, tenant: &str, message_id: &str) -> Result<Option<MessageView>> {
+        let ((header, rows), costs) = futures::try_join!(
+            self.message_rows(tenant, message_id),
+            self.costs(&self.st.message_costs, (tenant, message_id)),
+        )?;
+        let Some(h) = header else { return Ok(None) };
+        Ok(Some(MessageView {
+            id: message_id.to_string(),
+            tenant: tenant.to_string(),
+            channel: h.channel,
+            account: h.account,
+            template: h.template,
+            accepted_at: h.accepted_at,
+            send_at: h.send_at,
+            deliveries: fold(message_id, rows, &costs)?,
+        }))
+    }
+
+    async fn delivery_by_provider_id(
+        &self,
+        tenant: &str,
+        provider_id: &str,
+    ) -> Result<Option<(String, DeliveryRecord)>> {
+        let Some((message_id, seq)) =
+            self.read_one::<(String, i32)>(&self.st.provider_select, (tenant, provider_id)).await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.delivery(tenant, &message_id, seq, true).await?.map(|d| (message_id, d)))
+    }
+
+    async fn idempotency(&self, tenant: &str, key: &str, now: Millis) -> Result<Option<IdempotencyRecord>> {
+        let row = self.read_one::<(String, String, String, i64)>(&self.st.idem_select, (tenant, key)).await?;
+        Ok(row.filter(|r| r.3 > now).map(|(request_hash, message_id, response, expires_at)| IdempotencyRecord {
+            tenant: tenant.to_string(),
+            key: key.to_string(),
+            request_hash,
+            message_id,
+            response,
+            expires_at,
+        }))
+    }
+
+    async fn put_idempotency(&self, r: IdempotencyRecord) -> Result<()> {
+        let ttl = ttl_secs(r.expires_at, herald_core::now_ms());
+        let values = (&r.tenant, &r.key, &r.request_hash, &r.message_id, &r.response, r.expires_at, ttl);
+        self.exec(&self.st.idem_insert, values).await.map(|_| ())
+    }
+
+    async fn balance(&self, tenant: &str) -> Result<i64> {
+        Ok(self
+            .read_one::<(Option<Counter>,)>(&self.st.balance_select, (tenant,))
+            .await?
+            .and_then(|(c,)| c)
+            .map_or(0, |c| c.0))
+    }
+
+    async fn ledger(&self, tenant: &str, limit: usize) -> Result<Vec<LedgerEntry>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let months: Vec<(i32,)> = self.read_all(&self.st.ledger_months, (tenant,)).await?;
+        for (month,) in months {
+            let want = to_i32("ledger limit", limit - out.len()).unwrap_or(i32::MAX);
+            let rows: Vec<(String, String, String, String, Option<String>, i32, i64, String, i64)> =
+                self.read_all(&self.st.ledger_recent, (tenant, month, want)).await?;
+            for (id, k, ch, a, d, u, m, cur, at) in rows {
+                out.push(ledger_entry(tenant, id, (k, ch, a, d, u, m, cur, at))?);
+            }
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
