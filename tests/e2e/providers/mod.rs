@@ -4,6 +4,12 @@
 //! their real provider URLs.
 mod sms_support;
 mod sms_aliyun;
+mod im_common;
+mod im_dingtalk;
+mod im_wecom;
+mod im_feishu;
+mod im_slack;
+mod im_welink;
 mod sms_aliyun_voice;
 mod sms_tencent;
 mod sms_twilio;
