@@ -397,13 +397,13 @@ async fn dingtalk_work_wrong_app_secret_never_sends_and_reports_dingtalks_reason
     let id = send(&gw, "dingtalk-work", "work", json!({"text": "x"}), &["user01"]).await;
     let v = settle(&gw, &id).await;
     let d = &v["deliveries"][0];
-    // The host retries token failures (see the report): the delivery ends dead, not failed.
-    assert_eq!(d["status"], "dead", "{v}");
+    // The provider refused the credentials: failed at once, not retried.
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("failed"), Some(1)), "{v}");
     let detail = d["detail"].as_str().unwrap();
     assert!(detail.contains("40096") && detail.contains("不合法的appKey或appSecret"), "{detail}");
     assert!(!detail.contains("not-the-secret"), "no secret in details");
     assert_eq!(fake.with(|s| (s.issued, s.send_calls)), (0, 0));
-    assert_eq!(fake.with(|s| s.token_requests), 8, "one token request per attempt");
+    assert_eq!(fake.with(|s| s.token_requests), 1, "one token request, no retries");
 }
 
 #[tokio::test(flavor = "multi_thread")]

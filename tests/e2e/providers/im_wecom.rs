@@ -343,12 +343,12 @@ async fn wecom_app_wrong_secret_never_sends_and_reports_wecoms_reason() {
     let id = send(&gw, "wecom-app", "app", json!({"text": "x"}), &["zhangsan"]).await;
     let v = settle(&gw, &id).await;
     let d = &v["deliveries"][0];
-    // The host retries token failures (see the report): dead, not failed.
-    assert_eq!(d["status"], "dead", "{v}");
+    // The provider refused the credentials: failed at once, not retried.
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("failed"), Some(1)), "{v}");
     let detail = d["detail"].as_str().unwrap();
     assert!(detail.contains("corp_secret") && detail.contains("40001"), "{detail}");
     assert!(!detail.contains("not-the-secret"));
-    assert_eq!(fake.with(|s| (s.issued, s.send_calls, s.token_requests)), (0, 0, 8));
+    assert_eq!(fake.with(|s| (s.issued, s.send_calls, s.token_requests)), (0, 0, 1), "one gettoken, no retries");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -66,7 +66,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     };
     let account_json = match d.tokens.account_json(d, &plugin, &ctx, &account).await {
         Ok(a) => Arc::new(a),
-        Err(reason) => return settle_all(jobs, OutcomeKind::Retry, &reason),
+        Err(e) => return settle_all(jobs, if e.permanent { OutcomeKind::Failed } else { OutcomeKind::Retry }, &e.reason),
     };
     let deliveries: Vec<Delivery> = jobs
         .iter()
@@ -144,7 +144,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     }
     // The provider throttled this account: hold its next batches back.
     if let Some(ms) = settled.iter().filter(|s| s.outcome.kind == OutcomeKind::Throttled).map(|s| s.outcome.retry_after_ms.unwrap_or(1_000)).max() {
-        d.limiters.pause(&account_key, ms);
+        d.limiters.pause(&account_key, ms.min(d.retry.max_retry_after_ms));
     }
     settled
 }
