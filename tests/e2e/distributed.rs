@@ -213,3 +213,64 @@ async fn two_dispatchers_one_killed_mid_stream_deliver_everything_and_the_ledger
     }
     let _ = (&mut a, b_gw);
 }
+
+fn cassandra_script(verb: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/services/cassandra.sh");
+    let out = Command::new("bash").arg(script).arg(verb).output().expect("cassandra.sh");
+    assert!(out.status.success(), "cassandra.sh {verb}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// The CQL server restarts mid-run: while it is down ingest answers 503
+/// (nothing is accepted that cannot be recorded) and dispatch keeps its work
+/// unacknowledged; afterwards everything accepted is delivered and recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cql_restart_during_a_run_loses_nothing() {
+    let (Some(b), Some(c)) = (brokers(), cql()) else { return };
+    let _serial = BROKER.lock().await;
+    let sink = WebhookSink::start().await;
+    let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let cfg = format!(
+        "[dispatch]\nlease_ms = 5000\n\
+         [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_restart_{id}\"\n\
+         [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.cqlrestart.{id}\"\ngroup = \"herald-cqlrestart-{id}\"\npartitions = 2\n{}",
+        tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url))
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), &cfg);
+    let mut accepted = Vec::new();
+    for i in 0..5 {
+        let r = send(&gw, i).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        accepted.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    cassandra_script("stop");
+    let r = send(&gw, 100).await;
+    if r.status != 503 {
+        cassandra_script("restart");
+    }
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.headers.get("retry-after").is_some());
+    cassandra_script("restart");
+    cassandra_script("wait");
+    for i in 5..10 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = send(&gw, i).await;
+            if r.status == 202 {
+                accepted.push(r.json()["id"].as_str().unwrap().to_string());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not accepted after the CQL server came back: {}", r.text());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let want: Vec<String> = accepted.iter().map(|m| format!("{m}.0")).collect();
+    eventually(Duration::from_secs(90), "everything accepted delivered", || {
+        let seen = counts(&sink.delivery_ids());
+        want.iter().all(|id| seen.contains_key(id))
+    })
+    .await;
+    for m in &accepted {
+        gw.wait_message(m, Duration::from_secs(60), |v| v["deliveries"][0]["status"] == "sent").await;
+    }
+}

@@ -17,7 +17,9 @@
 //! `account.json` (a sample account), `responses/*.json`
 //! (`{"now_ms"?, "response": {"http": {"status", "headers": [[k, v]], "body"}} | {"smtp": {"code", "message"}}, "expect": "sent"|"retry"|"throttled"|"failed"}`),
 //! `callbacks/*.json` (`{"now_ms"?, "request": {"method", "url", "headers", "body"}, "expect": ["delivered"|"failed"|"read", ...]}` or `"expect_error": true`),
-//! and `token.json` (`{"response": {"status", "headers", "body"}, "expect_value": "..."}`).
+//! `token.json` (`{"response": {"status", "headers", "body"}, "expect_value": "..."}`), and
+//! optionally `sample.json` (`{"recipients": ["group", "@all"]}`: recipient
+//! addresses to use, cycled, for channels whose addresses have a special form).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,11 +146,17 @@ fn ctx(now_ms: u64) -> CallContext {
     CallContext { now_ms, tenant: "conformance".into(), attempt: 1 }
 }
 
-fn sample(i: usize, channel: &str) -> Delivery {
-    let recipient = match channel {
-        "email" => format!("user{i}@example.com"),
-        "sms" | "voice" => format!("+86138000{:05}", i % 100_000),
-        _ => format!("user{i}"),
+#[derive(Deserialize)]
+struct Sample {
+    recipients: Vec<String>,
+}
+
+fn sample(i: usize, channel: &str, recipients: &[String]) -> Delivery {
+    let recipient = match (recipients.is_empty(), channel) {
+        (false, _) => recipients[i % recipients.len()].clone(),
+        (true, "email") => format!("user{i}@example.com"),
+        (true, "sms" | "voice") => format!("+86138000{:05}", i % 100_000),
+        (true, _) => format!("user{i}"),
     };
     Delivery {
         id: format!("conformance-msg.{i}"),
@@ -236,9 +244,20 @@ pub fn check(path: &Path, opts: &Options) -> Report {
     let account = if plugin.uses_tokens() { with_token(&plugin, &account, now, opts, &mut report) } else { account };
     let channel = plugin.info.channel.clone();
     let max = (plugin.info.max_batch as usize).clamp(1, 50);
+    let recipients: Vec<String> = match opts.fixtures.as_ref().map(|d| d.join("sample.json")).filter(|p| p.exists()) {
+        Some(file) => match read_json::<Sample>(&file) {
+            Ok(s) => s.recipients,
+            Err(e) => {
+                report.record("sample.json", Err(e));
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
     let mut first_request = None;
-    for n in [1, max] {
-        let batch: Vec<Delivery> = (0..n).map(|i| sample(i, &channel)).collect();
+    let sizes: Vec<usize> = if max == 1 { vec![1] } else { vec![1, max] };
+    for n in sizes {
+        let batch: Vec<Delivery> = (0..n).map(|i| sample(i, &channel, &recipients)).collect();
         let result = plugin.build(&ctx(now), &account, &batch);
         let again = plugin.build(&ctx(now), &account, &batch);
         report.record(
