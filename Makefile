@@ -7,6 +7,9 @@ PLUGIN_OUT := $(CARGO_TARGET_DIR)/herald-plugins
 # Every folder under plugins/ is a first-party plugin crate named herald-plugin-<folder>.
 PLUGINS := $(notdir $(patsubst %/,%,$(wildcard plugins/*/)))
 TEST_PLUGINS := hostile legacy
+# Host-side crates: everything but the wasm plugins. Every host build uses this
+# same set so that Cargo unifies features once and reuses the artifacts.
+HOST := --workspace $(foreach p,$(PLUGINS) $(TEST_PLUGINS),--exclude herald-plugin-$(p)) --exclude herald-plugin-sdk
 DATA ?= data
 
 .PHONY: run test plugins gateway toolchain test-deps bench clean-data conformance new-plugin template-check
@@ -25,8 +28,9 @@ plugins: toolchain
 	@for p in $(PLUGINS) $(TEST_PLUGINS); do cp $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin/herald_plugin_$${p//-/_}.wasm $(PLUGIN_OUT)/$$p.wasm; done
 	@for p in $(PLUGINS); do cp $(PLUGIN_OUT)/$$p.wasm $(DATA)/plugins/$$p.wasm; done
 
+# TESTS=1 also builds the tests (what tests/run.sh does), so the features match.
 gateway:
-	cargo build --release -p herald-gateway
+	cargo build --release $(HOST) --bins $(if $(TESTS),--tests)
 
 run: plugins gateway
 	HERALD_DATA_DIR=$(DATA) $(CARGO_TARGET_DIR)/release/herald-gateway $(if $(CONFIG),--config $(CONFIG))
@@ -41,8 +45,7 @@ test: toolchain test-deps
 	tests/run.sh
 
 # The conformance kit over every first-party plugin that ships fixtures.
-conformance: plugins
-	cargo build --release -p herald-plugin-check
+conformance: plugins gateway
 	@fail=0; for p in $(PLUGINS); do \
 	  if [ -d plugins/$$p/conformance ]; then \
 	    $(CARGO_TARGET_DIR)/release/herald-plugin-check $(PLUGIN_OUT)/$$p.wasm --fixtures plugins/$$p/conformance || fail=1; \
@@ -50,9 +53,8 @@ conformance: plugins
 	done; exit $$fail
 
 # The vendor template builds on its own and passes the kit.
-template-check: toolchain
+template-check: toolchain gateway
 	cd sdk/template && cargo build --release --target wasm32-wasip2
-	cargo build --release -p herald-plugin-check
 	$(CARGO_TARGET_DIR)/release/herald-plugin-check $(CARGO_TARGET_DIR)/wasm32-wasip2/release/herald_plugin_template.wasm --fixtures sdk/template/conformance
 
 # Start a plugin from the template: make new-plugin NAME=acme-sms
@@ -65,7 +67,7 @@ new-plugin:
 	@echo "plugins/$(NAME) created: edit src/lib.rs and conformance/, then: make conformance"
 
 bench: plugins
-	cargo build --release -p herald-gateway -p herald-bench
+	cargo build --release $(HOST) --bins
 	$(CARGO_TARGET_DIR)/release/herald-bench --gateway $(CARGO_TARGET_DIR)/release/herald-gateway --plugins $(PLUGIN_OUT)
 
 clean-data:

@@ -27,8 +27,10 @@ if [ "$services" = 1 ]; then
   deploy/services/cassandra.sh start
 fi
 
-make --no-print-directory plugins gateway
-cargo build --release --workspace --tests $(for p in $(ls plugins) hostile legacy; do printf -- '--exclude herald-plugin-%s ' "$p"; done) --exclude herald-plugin-sdk
+host=(--workspace $(for p in $(ls plugins) hostile legacy; do printf -- '--exclude herald-plugin-%s ' "$p"; done) --exclude herald-plugin-sdk)
+make --no-print-directory plugins
+# One build of every host binary and test, with one feature set (see HOST in the Makefile).
+cargo build --release "${host[@]}" --bins --tests
 
 if [ "$services" = 1 ]; then
   deploy/services/kafka.sh wait
@@ -37,10 +39,9 @@ if [ "$services" = 1 ]; then
 fi
 export HERALD_TEST_PLUGIN_DIR="$CARGO_TARGET_DIR/herald-plugins"
 
-cargo test --release --workspace $(for p in $(ls plugins) hostile legacy; do printf -- '--exclude herald-plugin-%s ' "$p"; done) --exclude herald-plugin-sdk
+cargo test --release "${host[@]}"
 cargo test --release -p herald-plugin-sdk $(for p in $(ls plugins) hostile; do printf -- '-p herald-plugin-%s ' "$p"; done)
-make --no-print-directory conformance
-make --no-print-directory template-check
+make --no-print-directory TESTS=1 conformance template-check
 
 # Alert rules: promtool unit tests (Debian's prometheus package brings promtool).
 command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }

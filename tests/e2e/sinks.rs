@@ -18,6 +18,8 @@ use serde_json::Value;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request arrived (Unix ms).
+    pub at_ms: i64,
 }
 
 impl Received {
@@ -105,7 +107,8 @@ async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
     }
     // Only requests answered 2xx count as received.
     if (200..300).contains(&answer.status) {
-        inner.received.lock().unwrap().push(Received { headers, body });
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        inner.received.lock().unwrap().push(Received { headers, body, at_ms });
     }
     let mut resp = (StatusCode::from_u16(answer.status).unwrap(), "").into_response();
     for (k, v) in answer.headers {

@@ -99,6 +99,34 @@ pub struct LoadedPlugin {
     auth: Option<ChannelPluginAuthPre<State>>,
     engine: Engine,
     cfg: HostConfig,
+    slots: Arc<Slots>,
+}
+
+/// Counts instances in use so that calls wait for a pooling-allocator slot
+/// instead of failing when more calls run at once than `max_instances`.
+struct Slots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn take(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().expect("slots");
+        while *free == 0 {
+            free = self.freed.wait(free).expect("slots");
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("slots") += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// The result of `build`: requests to send, and deliveries the plugin left out.
@@ -112,6 +140,7 @@ pub struct Built {
 pub struct PluginHost {
     engine: Engine,
     cfg: HostConfig,
+    slots: Arc<Slots>,
     plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     /// Operator allowlists per plugin name; when present a host must match both
     /// the plugin's declaration and this list.
@@ -168,7 +197,9 @@ impl PluginHost {
             })
             .map_err(|e| e.to_string())?;
         let operator_hosts = operator_hosts.into_iter().map(|(k, v)| (k, HostPatterns::new(v))).collect();
-        Ok(Self { engine, cfg, plugins: RwLock::new(HashMap::new()), operator_hosts, files: Default::default(), failed: Default::default() })
+        // Each call instantiates one component; keep a margin for its core instances.
+        let slots = Arc::new(Slots { free: std::sync::Mutex::new(cfg.max_instances.max(1) as usize), freed: std::sync::Condvar::new() });
+        Ok(Self { engine, cfg, slots, plugins: RwLock::new(HashMap::new()), operator_hosts, files: Default::default(), failed: Default::default() })
     }
 
     /// Compile and register one plugin file (replacing one of the same name).
@@ -284,6 +315,7 @@ impl PluginHost {
             auth,
             engine: self.engine.clone(),
             cfg: self.cfg.clone(),
+            slots: self.slots.clone(),
         };
         let info = plugin.call(|p, s| p.call_describe(s)).map_err(|e| format!("{}: describe failed: {e}", path.display()))?;
         check_info(&info).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -380,6 +412,7 @@ impl LoadedPlugin {
 
     /// One call on a fresh instance with a deadline and memory cap.
     fn call<T>(&self, f: impl FnOnce(&ChannelPlugin, &mut Store<State>) -> wasmtime::Result<T>) -> Result<T, CallError> {
+        let _slot = self.slots.take();
         let mut store = self.store();
         let instance = self.pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
         f(&instance, &mut store).map_err(|e| classify(e, self.cfg.deadline_ms))
@@ -388,6 +421,7 @@ impl LoadedPlugin {
     /// Like `call`, for the 1.1 access-token functions.
     fn call_auth<T>(&self, f: impl FnOnce(&ChannelPluginAuth, &mut Store<State>) -> wasmtime::Result<T>) -> Result<Option<T>, CallError> {
         let Some(pre) = &self.auth else { return Ok(None) };
+        let _slot = self.slots.take();
         let mut store = self.store();
         let instance = pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
         f(&instance, &mut store).map(Some).map_err(|e| classify(e, self.cfg.deadline_ms))

@@ -97,10 +97,12 @@
 use std::collections::BTreeMap;
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome};
+use herald_plugin_sdk::{Plugin, export_plugin, json, outcome};
 use serde::Deserialize;
 
 mod rpc;
+
+pub use rpc::error_outcome;
 
 /// The plugin type exported to the host.
 pub struct AliyunSms;
@@ -206,18 +208,9 @@ pub fn aliyun_number(recipient: &str) -> String {
     r.to_string()
 }
 
-fn meta<'a>(d: &'a Delivery, key: &str) -> Option<&'a str> {
-    // The last value wins, like a map built from the list.
-    d.metadata
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// `TemplateParam` for a delivery, if any.
 fn template_param(acc: &Account, d: &Delivery) -> Option<String> {
-    if let Some(raw) = meta(d, "template_param") {
+    if let Some(raw) = d.meta("template_param") {
         return Some(raw.to_string());
     }
     if acc.template_params.is_empty() {
@@ -226,7 +219,7 @@ fn template_param(acc: &Account, d: &Delivery) -> Option<String> {
     let obj: BTreeMap<&str, &str> = acc
         .template_params
         .iter()
-        .filter_map(|k| meta(d, k).map(|v| (k.as_str(), v)))
+        .filter_map(|k| d.meta(k).map(|v| (k.as_str(), v)))
         .collect();
     json::to_string(&obj).ok()
 }
@@ -236,11 +229,11 @@ fn params(acc: &Account, d: &Delivery) -> BTreeMap<String, String> {
     p.insert("PhoneNumbers".to_string(), aliyun_number(&d.recipient));
     p.insert(
         "SignName".to_string(),
-        meta(d, "sign_name").unwrap_or(&acc.sign_name).to_string(),
+        d.meta("sign_name").unwrap_or(&acc.sign_name).to_string(),
     );
     p.insert(
         "TemplateCode".to_string(),
-        meta(d, "template_code")
+        d.meta("template_code")
             .unwrap_or(&acc.template_code)
             .to_string(),
     );
@@ -251,38 +244,7 @@ fn params(acc: &Account, d: &Delivery) -> BTreeMap<String, String> {
 }
 
 fn clip(s: &str) -> String {
-    if s.len() <= MAX_DETAIL {
-        return s.to_string();
-    }
-    let mut end = MAX_DETAIL;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
-/// The outcome of an Aliyun RPC answer `code` (not `OK`) for one delivery.
-pub fn error_outcome(
-    id: &str,
-    status: u16,
-    code: &str,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Outcome {
-    let detail = clip(&format!("{code}: {message}"));
-    if code == "isv.BUSINESS_LIMIT_CONTROL" || code.starts_with("Throttling") {
-        outcome::throttled(id, detail).with_retry_after_ms(retry_after)
-    } else if matches!(
-        code,
-        "isp.SYSTEM_ERROR" | "InternalError" | "SignatureNonceUsed"
-    ) || code.starts_with("ServiceUnavailable")
-        || code.starts_with("InvalidTimeStamp")
-        || status >= 500
-    {
-        outcome::retry(id, detail).with_retry_after_ms(retry_after)
-    } else {
-        outcome::failed(id, detail)
-    }
+    outcome::clip(s, MAX_DETAIL)
 }
 
 #[derive(Deserialize)]
@@ -332,10 +294,7 @@ impl Plugin for AliyunSms {
             .map(|d| {
                 let nonce = rpc::nonce(&[&d.id], ctx.attempt, ctx.now_ms);
                 let req = rpc::request(&api, "SendSms", params(&acc, d), ctx.now_ms, nonce);
-                Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                }
+                Outbound::http_one(d.id.clone(), req)
             })
             .collect())
     }
@@ -349,38 +308,7 @@ impl Plugin for AliyunSms {
         let Response::Http(resp) = response else {
             return outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"));
         };
-        let retry_after = http::retry_after_ms(&resp, ctx.now_ms);
-        match rpc::parse_answer(&resp.body) {
-            Some((code, _, v)) if code == "OK" && (200..300).contains(&resp.status) => {
-                let biz_id = v
-                    .get("BizId")
-                    .and_then(|b| b.as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                outcome::for_all(&deliveries, |id| {
-                    let o = outcome::sent(id, "").with_units(1);
-                    if biz_id.is_empty() {
-                        o
-                    } else {
-                        o.with_provider_id(biz_id.clone())
-                    }
-                })
-            }
-            Some((code, message, _)) => outcome::for_all(&deliveries, |id| {
-                error_outcome(id, resp.status, &code, &message, retry_after)
-            }),
-            // Not an RPC answer (a proxy error page, say): the HTTP status decides.
-            None => outcome::from_http_status(&deliveries, &resp, ctx.now_ms)
-                .into_iter()
-                .map(|o| {
-                    if o.kind == OutcomeKind::Sent {
-                        outcome::retry(o.delivery_id, "answer without a Code")
-                    } else {
-                        o
-                    }
-                })
-                .collect(),
-        }
+        rpc::interpret(&deliveries, &resp, ctx.now_ms, "BizId")
     }
 
     fn parse_callback(
@@ -421,14 +349,7 @@ impl Plugin for AliyunSms {
             .collect();
         Ok(CallbackReply {
             receipts,
-            response: HttpResponse {
-                status: 200,
-                headers: vec![(
-                    "Content-Type".into(),
-                    "application/json; charset=utf-8".into(),
-                )],
-                body: r#"{"code":0,"msg":"成功"}"#.as_bytes().to_vec(),
-            },
+            response: rpc::report_ack(),
         })
     }
 }

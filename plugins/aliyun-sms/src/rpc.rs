@@ -17,21 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use herald_plugin_sdk::types::HttpRequest;
-use herald_plugin_sdk::{json, sign, time};
+use herald_plugin_sdk::types::{HttpRequest, HttpResponse, Outcome, OutcomeKind};
+use herald_plugin_sdk::{http, json, outcome, sign, time};
 
 /// Percent-encoding of Aliyun's RPC signature (RFC 3986 unreserved set).
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use herald_plugin_sdk::http::percent_encode;
 
 /// `Timestamp`: ISO 8601 UTC without fractions, `yyyy-MM-ddTHH:mm:ssZ`.
 pub fn timestamp(now_ms: u64) -> String {
@@ -152,6 +142,89 @@ pub fn parse_answer(body: &[u8]) -> Option<(String, String, json::Value)> {
     Some((code, message, v))
 }
 
+/// Longest provider message put in an outcome detail, in bytes.
+const MAX_DETAIL: usize = 300;
+
+/// One outcome per delivery for the answer to an RPC call: `Code` `OK` with
+/// a 2xx status is `sent` (one unit) with the answer's `id_field` (`BizId`,
+/// `CallId`) as provider id; any other `Code` goes through
+/// [`error_outcome`]; an answer without a `Code` (a proxy error page, say)
+/// is decided by the HTTP status, a 2xx one becoming `retry`.
+pub fn interpret(
+    deliveries: &[String],
+    resp: &HttpResponse,
+    now_ms: u64,
+    id_field: &str,
+) -> Vec<Outcome> {
+    let retry_after = http::retry_after_ms(resp, now_ms);
+    match parse_answer(&resp.body) {
+        Some((code, _, v)) if code == "OK" && (200..300).contains(&resp.status) => {
+            let provider_id = v
+                .get(id_field)
+                .and_then(|b| b.as_str())
+                .unwrap_or_default()
+                .to_string();
+            outcome::for_all(deliveries, |id| {
+                let o = outcome::sent(id, "").with_units(1);
+                if provider_id.is_empty() {
+                    o
+                } else {
+                    o.with_provider_id(provider_id.clone())
+                }
+            })
+        }
+        Some((code, message, _)) => outcome::for_all(deliveries, |id| {
+            error_outcome(id, resp.status, &code, &message, retry_after)
+        }),
+        None => outcome::from_http_status(deliveries, resp, now_ms)
+            .into_iter()
+            .map(|o| {
+                if o.kind == OutcomeKind::Sent {
+                    outcome::retry(o.delivery_id, "answer without a Code")
+                } else {
+                    o
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The outcome of an Aliyun RPC answer `code` (not `OK`) for one delivery.
+pub fn error_outcome(
+    id: &str,
+    status: u16,
+    code: &str,
+    message: &str,
+    retry_after: Option<u64>,
+) -> Outcome {
+    let detail = outcome::clip(&format!("{code}: {message}"), MAX_DETAIL);
+    if code == "isv.BUSINESS_LIMIT_CONTROL" || code.starts_with("Throttling") {
+        outcome::throttled(id, detail).with_retry_after_ms(retry_after)
+    } else if matches!(
+        code,
+        "isp.SYSTEM_ERROR" | "InternalError" | "SignatureNonceUsed"
+    ) || code.starts_with("ServiceUnavailable")
+        || code.starts_with("InvalidTimeStamp")
+        || status >= 500
+    {
+        outcome::retry(id, detail).with_retry_after_ms(retry_after)
+    } else {
+        outcome::failed(id, detail)
+    }
+}
+
+/// The answer Aliyun expects to a report push (`SmsReport`, `VoiceReport`).
+pub fn report_ack() -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![(
+            "Content-Type".into(),
+            "application/json; charset=utf-8".into(),
+        )],
+        body: r#"{"code":0,"msg":"成功"}"#.as_bytes().to_vec(),
+    }
+}
+
 /// The query parameter `name` of a URL or origin-form request target
 /// (`/path?a=1&b=2`), percent-decoded.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
@@ -163,41 +236,10 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 }
 
 /// `%XY` and `+` (as space) decoding; invalid escapes are kept verbatim.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
+pub use herald_plugin_sdk::http::percent_decode;
 
 /// Constant-time equality of two secrets.
-pub fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use herald_plugin_sdk::sign::same_secret;
 
 #[cfg(test)]
 mod tests {

@@ -79,7 +79,7 @@
 use std::collections::BTreeMap;
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome};
+use herald_plugin_sdk::{Plugin, export_plugin, json, outcome};
 use serde::Deserialize;
 
 #[path = "../../aliyun-sms/src/rpc.rs"]
@@ -196,29 +196,21 @@ pub fn called_number(recipient: &str) -> String {
     r.to_string()
 }
 
-fn meta<'a>(d: &'a Delivery, key: &str) -> Option<&'a str> {
-    d.metadata
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 fn params(acc: &Account, d: &Delivery) -> BTreeMap<String, String> {
     let mut p = BTreeMap::new();
     p.insert("CalledNumber".to_string(), called_number(&d.recipient));
     p.insert(
         "TtsCode".to_string(),
-        meta(d, "tts_code").unwrap_or(&acc.tts_code).to_string(),
+        d.meta("tts_code").unwrap_or(&acc.tts_code).to_string(),
     );
-    let tts_param = match meta(d, "tts_param") {
+    let tts_param = match d.meta("tts_param") {
         Some(raw) => Some(raw.to_string()),
         None if acc.tts_params.is_empty() => None,
         None => {
             let obj: BTreeMap<&str, &str> = acc
                 .tts_params
                 .iter()
-                .filter_map(|k| meta(d, k).map(|v| (k.as_str(), v)))
+                .filter_map(|k| d.meta(k).map(|v| (k.as_str(), v)))
                 .collect();
             json::to_string(&obj).ok()
         }
@@ -226,7 +218,10 @@ fn params(acc: &Account, d: &Delivery) -> BTreeMap<String, String> {
     if let Some(tp) = tts_param {
         p.insert("TtsParam".to_string(), tp);
     }
-    if let Some(show) = meta(d, "called_show_number").or(acc.called_show_number.as_deref()) {
+    if let Some(show) = d
+        .meta("called_show_number")
+        .or(acc.called_show_number.as_deref())
+    {
         p.insert("CalledShowNumber".to_string(), show.to_string());
     }
     if let Some(n) = acc.play_times {
@@ -242,37 +237,7 @@ fn params(acc: &Account, d: &Delivery) -> BTreeMap<String, String> {
 }
 
 fn clip(s: &str) -> String {
-    if s.len() <= MAX_DETAIL {
-        return s.to_string();
-    }
-    let mut end = MAX_DETAIL;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
-fn error_outcome(
-    id: &str,
-    status: u16,
-    code: &str,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Outcome {
-    let detail = clip(&format!("{code}: {message}"));
-    if code == "isv.BUSINESS_LIMIT_CONTROL" || code.starts_with("Throttling") {
-        outcome::throttled(id, detail).with_retry_after_ms(retry_after)
-    } else if matches!(
-        code,
-        "isp.SYSTEM_ERROR" | "InternalError" | "SignatureNonceUsed"
-    ) || code.starts_with("ServiceUnavailable")
-        || code.starts_with("InvalidTimeStamp")
-        || status >= 500
-    {
-        outcome::retry(id, detail).with_retry_after_ms(retry_after)
-    } else {
-        outcome::failed(id, detail)
-    }
+    outcome::clip(s, MAX_DETAIL)
 }
 
 /// A `VoiceReport` item. Aliyun sends some numbers as strings and some as
@@ -338,10 +303,7 @@ impl Plugin for AliyunVoice {
             .map(|d| {
                 let nonce = rpc::nonce(&[&d.id], ctx.attempt, ctx.now_ms);
                 let req = rpc::request(&api, "SingleCallByTts", params(&acc, d), ctx.now_ms, nonce);
-                Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                }
+                Outbound::http_one(d.id.clone(), req)
             })
             .collect())
     }
@@ -355,37 +317,7 @@ impl Plugin for AliyunVoice {
         let Response::Http(resp) = response else {
             return outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"));
         };
-        let retry_after = http::retry_after_ms(&resp, ctx.now_ms);
-        match rpc::parse_answer(&resp.body) {
-            Some((code, _, v)) if code == "OK" && (200..300).contains(&resp.status) => {
-                let call_id = v
-                    .get("CallId")
-                    .and_then(|b| b.as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                outcome::for_all(&deliveries, |id| {
-                    let o = outcome::sent(id, "").with_units(1);
-                    if call_id.is_empty() {
-                        o
-                    } else {
-                        o.with_provider_id(call_id.clone())
-                    }
-                })
-            }
-            Some((code, message, _)) => outcome::for_all(&deliveries, |id| {
-                error_outcome(id, resp.status, &code, &message, retry_after)
-            }),
-            None => outcome::from_http_status(&deliveries, &resp, ctx.now_ms)
-                .into_iter()
-                .map(|o| {
-                    if o.kind == OutcomeKind::Sent {
-                        outcome::retry(o.delivery_id, "answer without a Code")
-                    } else {
-                        o
-                    }
-                })
-                .collect(),
-        }
+        rpc::interpret(&deliveries, &resp, ctx.now_ms, "CallId")
     }
 
     fn parse_callback(
@@ -429,14 +361,7 @@ impl Plugin for AliyunVoice {
             .collect();
         Ok(CallbackReply {
             receipts,
-            response: HttpResponse {
-                status: 200,
-                headers: vec![(
-                    "Content-Type".into(),
-                    "application/json; charset=utf-8".into(),
-                )],
-                body: r#"{"code":0,"msg":"成功"}"#.as_bytes().to_vec(),
-            },
+            response: rpc::report_ack(),
         })
     }
 }

@@ -73,7 +73,7 @@
 //! | 2xx that is not DingTalk's JSON | failed (the outcome is unknown; never resent) |
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome, sign};
+use herald_plugin_sdk::{Plugin, export_plugin, http, json, outbound, outcome, sign};
 use serde::{Deserialize, Serialize};
 
 /// The plugin type exported to the host.
@@ -140,10 +140,6 @@ fn bad(field: &str, msg: impl std::fmt::Display) -> PluginError {
     PluginError::BadConfig(format!("{field}: {msg}"))
 }
 
-fn is_unreserved(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
-}
-
 impl Config {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
@@ -166,7 +162,7 @@ impl Config {
             }
         }
         let access_token = access_token.ok_or_else(|| bad("webhook", "access_token is missing"))?;
-        if access_token.is_empty() || !access_token.chars().all(is_unreserved) {
+        if access_token.is_empty() || !access_token.chars().all(http::is_unreserved) {
             return Err(bad(
                 "webhook",
                 "access_token must be a non-empty token of letters and digits",
@@ -193,23 +189,10 @@ impl Config {
     }
 }
 
-/// Percent-encoding of everything but RFC 3986 unreserved characters.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if is_unreserved(b as char) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The `sign` query value for `timestamp_ms`: already URL-encoded.
 pub fn signature(secret: &str, timestamp_ms: u64) -> String {
     let string_to_sign = format!("{timestamp_ms}\n{secret}");
-    urlencode(&sign::base64(&sign::hmac_sha256(
+    http::percent_encode(&sign::base64(&sign::hmac_sha256(
         secret.as_bytes(),
         string_to_sign.as_bytes(),
     )))
@@ -343,7 +326,10 @@ fn first_line(text: &str) -> String {
 }
 
 fn send_url(cfg: &Config, now_ms: u64) -> String {
-    let mut url = format!("{SEND_URL}?access_token={}", urlencode(&cfg.access_token));
+    let mut url = format!(
+        "{SEND_URL}?access_token={}",
+        http::percent_encode(&cfg.access_token)
+    );
     if let Some(secret) = &cfg.secret {
         url.push_str(&format!(
             "&timestamp={now_ms}&sign={}",
@@ -370,19 +356,7 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
         return outcome::from_http_status(deliveries, resp, ctx.now_ms);
     }
     let Ok(answer) = json::from_slice::<Answer>(&resp.body) else {
-        let excerpt: String = String::from_utf8_lossy(&resp.body)
-            .chars()
-            .take(120)
-            .collect();
-        return outcome::for_all(deliveries, |id| {
-            outcome::failed(
-                id,
-                format!(
-                    "unexpected answer from DingTalk (HTTP {}): {excerpt}",
-                    resp.status
-                ),
-            )
-        });
+        return outcome::unexpected_answer(deliveries, "DingTalk", resp);
     };
     if answer.punish.as_deref() == Some("deny")
         && answer.status == Some(1111)
@@ -438,36 +412,16 @@ impl Plugin for DingtalkRobot {
     ) -> Result<Vec<Outbound>, PluginError> {
         let cfg = Config::parse(account)?;
         let url = send_url(&cfg, ctx.now_ms);
-        if let [d] = batch.as_slice() {
-            // A single delivery fails with its own reason.
+        // A single delivery fails with its own reason; in larger batches (a
+        // host ignoring max-batch) unsendable deliveries are left out.
+        outbound::one_per_delivery(&batch, |d| {
             let body = body(&cfg, d).map_err(PluginError::InvalidDelivery)?;
-            let req = http::post_json(
+            http::post_json(
                 &url,
                 &[("Content-Type", "application/json; charset=utf-8")],
                 &body,
-            )?;
-            return Ok(vec![Outbound {
-                deliveries: vec![d.id.clone()],
-                request: Request::Http(req),
-            }]);
-        }
-        // Larger batches (a host ignoring max-batch): deliveries that cannot be
-        // sent are left out, and the host fails them.
-        let mut out = Vec::with_capacity(batch.len());
-        for d in &batch {
-            if let Ok(body) = body(&cfg, d) {
-                let req = http::post_json(
-                    &url,
-                    &[("Content-Type", "application/json; charset=utf-8")],
-                    &body,
-                )?;
-                out.push(Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                });
-            }
-        }
-        Ok(out)
+            )
+        })
     }
 
     fn interpret(
@@ -476,12 +430,9 @@ impl Plugin for DingtalkRobot {
         deliveries: Vec<String>,
         response: Response,
     ) -> Vec<Outcome> {
-        match response {
-            Response::Http(resp) => classify(&ctx, &deliveries, &resp),
-            Response::Smtp(_) => outcome::for_all(&deliveries, |id| {
-                outcome::failed(id, "unexpected SMTP response")
-            }),
-        }
+        outcome::http_only(&deliveries, response, |resp| {
+            classify(&ctx, &deliveries, resp)
+        })
     }
 }
 
@@ -542,7 +493,7 @@ mod tests {
             signature("SECtest", 1_700_000_000_000),
             "aZLLrriXgn05YbwaGR7knYsLeJADjr9NwLaNNKpxh4g%3D"
         );
-        assert_eq!(urlencode("a+b/c=d é"), "a%2Bb%2Fc%3Dd%20%C3%A9");
+        assert_eq!(http::percent_encode("a+b/c=d é"), "a%2Bb%2Fc%3Dd%20%C3%A9");
     }
 
     #[test]

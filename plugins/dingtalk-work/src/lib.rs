@@ -70,7 +70,7 @@
 //! | 2xx that is not DingTalk's JSON | failed (never resent) |
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome};
+use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome, token};
 use serde::Deserialize;
 
 /// The plugin type exported to the host.
@@ -150,19 +150,6 @@ impl Account {
         }
         Ok(a)
     }
-}
-
-/// Percent-encoding of everything but RFC 3986 unreserved characters.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn first_line(text: &str) -> String {
@@ -288,19 +275,7 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
         return outcome::from_http_status(deliveries, resp, ctx.now_ms);
     }
     let Ok(answer) = json::from_slice::<Answer>(&resp.body) else {
-        let excerpt: String = String::from_utf8_lossy(&resp.body)
-            .chars()
-            .take(120)
-            .collect();
-        return outcome::for_all(deliveries, |id| {
-            outcome::failed(
-                id,
-                format!(
-                    "unexpected answer from DingTalk (HTTP {}): {excerpt}",
-                    resp.status
-                ),
-            )
-        });
+        return outcome::unexpected_answer(deliveries, "DingTalk", resp);
     };
     if answer.punish.as_deref() == Some("deny")
         && answer.status == Some(1111)
@@ -373,7 +348,7 @@ impl Plugin for DingtalkWork {
             .clone()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| PluginError::Internal("no access token from the host".into()))?;
-        let url = format!("{SEND_URL}?access_token={}", urlencode(&token));
+        let url = format!("{SEND_URL}?access_token={}", http::percent_encode(&token));
         if let [d] = batch.as_slice()
             && !valid_userid(d.recipient.trim())
         {
@@ -387,7 +362,7 @@ impl Plugin for DingtalkWork {
             .map(|g| {
                 let body = json::json!({"agent_id": a.agent_id, "userid_list": g.users.join(","), "msg": g.msg});
                 let req = http::post_json(&url, &[], &body)?;
-                Ok(Outbound { deliveries: g.ids, request: Request::Http(req) })
+                Ok(Outbound::http(g.ids, req))
             })
             .collect()
     }
@@ -398,26 +373,18 @@ impl Plugin for DingtalkWork {
         deliveries: Vec<String>,
         response: Response,
     ) -> Vec<Outcome> {
-        match response {
-            Response::Http(resp) => classify(&ctx, &deliveries, &resp),
-            Response::Smtp(_) => outcome::for_all(&deliveries, |id| {
-                outcome::failed(id, "unexpected SMTP response")
-            }),
-        }
+        outcome::http_only(&deliveries, response, |resp| {
+            classify(&ctx, &deliveries, resp)
+        })
     }
 
     fn token_request(_ctx: CallContext, account: &str) -> Option<HttpRequest> {
         let a = Account::parse(account).ok()?;
-        Some(HttpRequest {
-            method: "GET".into(),
-            url: format!(
-                "{TOKEN_URL}?appkey={}&appsecret={}",
-                urlencode(&a.app_key),
-                urlencode(&a.app_secret)
-            ),
-            headers: vec![],
-            body: vec![],
-        })
+        Some(http::get(&format!(
+            "{TOKEN_URL}?appkey={}&appsecret={}",
+            http::percent_encode(&a.app_key),
+            http::percent_encode(&a.app_secret)
+        )))
     }
 
     fn parse_token(
@@ -425,37 +392,13 @@ impl Plugin for DingtalkWork {
         _account: &str,
         response: HttpResponse,
     ) -> Result<AccessToken, PluginError> {
-        #[derive(Deserialize)]
-        struct TokenAnswer {
-            errcode: Option<i64>,
-            #[serde(default)]
-            errmsg: String,
-            access_token: Option<String>,
-            expires_in: Option<u64>,
-        }
-        if !(200..300).contains(&response.status) {
-            return Err(PluginError::Internal(format!(
-                "gettoken answered HTTP {}",
-                response.status
-            )));
-        }
-        let t: TokenAnswer = json::from_slice(&response.body)
-            .map_err(|e| PluginError::Internal(format!("gettoken answer is not JSON: {e}")))?;
-        match (t.errcode, t.access_token) {
-            (Some(0) | None, Some(token)) if !token.is_empty() => Ok(AccessToken {
-                value: token,
-                expires_in_ms: t.expires_in.unwrap_or(7200).saturating_mul(1000),
-            }),
-            (Some(code @ (40089 | 40095 | 40096)), _) => Err(PluginError::BadConfig(format!(
-                "app_key/app_secret: DingTalk refused them (errcode {code}: {})",
-                t.errmsg
-            ))),
-            (code, _) => Err(PluginError::Internal(format!(
-                "gettoken failed (errcode {}: {})",
-                code.map_or("none".to_string(), |c| c.to_string()),
-                t.errmsg
-            ))),
-        }
+        token::parse_errcode_answer(&response, |code, errmsg| {
+            matches!(code, 40089 | 40095 | 40096).then(|| {
+                PluginError::BadConfig(format!(
+                    "app_key/app_secret: DingTalk refused them (errcode {code}: {errmsg})"
+                ))
+            })
+        })
     }
 
     fn token_expired(response: Response) -> bool {

@@ -54,7 +54,7 @@
 //! | 2xx that is not Feishu's JSON | failed (never resent) |
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome, sign};
+use herald_plugin_sdk::{Plugin, export_plugin, http, json, outbound, outcome, sign};
 use serde::Deserialize;
 
 /// The plugin type exported to the host.
@@ -226,19 +226,7 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
         if !(200..300).contains(&resp.status) {
             return outcome::from_http_status(deliveries, resp, ctx.now_ms);
         }
-        let excerpt: String = String::from_utf8_lossy(&resp.body)
-            .chars()
-            .take(120)
-            .collect();
-        return outcome::for_all(deliveries, |id| {
-            outcome::failed(
-                id,
-                format!(
-                    "unexpected answer from Feishu (HTTP {}): {excerpt}",
-                    resp.status
-                ),
-            )
-        });
+        return outcome::unexpected_answer(deliveries, "Feishu", resp);
     };
     let detail = format!("Feishu code {code}: {msg}");
     let wait = wait_ms(resp, ctx.now_ms);
@@ -276,33 +264,17 @@ impl Plugin for Feishu {
         batch: Vec<Delivery>,
     ) -> Result<Vec<Outbound>, PluginError> {
         let a = Account::parse(account)?;
-        let request = |body: Vec<u8>| {
-            http::post(
+        outbound::one_per_delivery(&batch, |d| {
+            let body = body(&a, d, ctx.now_ms).map_err(PluginError::InvalidDelivery)?;
+            Ok(http::post(
                 &a.webhook,
                 vec![(
                     "Content-Type".into(),
                     "application/json; charset=utf-8".into(),
                 )],
                 body,
-            )
-        };
-        if let [d] = batch.as_slice() {
-            let body = body(&a, d, ctx.now_ms).map_err(PluginError::InvalidDelivery)?;
-            return Ok(vec![Outbound {
-                deliveries: vec![d.id.clone()],
-                request: Request::Http(request(body)),
-            }]);
-        }
-        Ok(batch
-            .iter()
-            .filter_map(|d| {
-                let body = body(&a, d, ctx.now_ms).ok()?;
-                Some(Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(request(body)),
-                })
-            })
-            .collect())
+            ))
+        })
     }
 
     fn interpret(
@@ -311,12 +283,9 @@ impl Plugin for Feishu {
         deliveries: Vec<String>,
         response: Response,
     ) -> Vec<Outcome> {
-        match response {
-            Response::Http(resp) => classify(&ctx, &deliveries, &resp),
-            Response::Smtp(_) => outcome::for_all(&deliveries, |id| {
-                outcome::failed(id, "unexpected SMTP response")
-            }),
-        }
+        outcome::http_only(&deliveries, response, |resp| {
+            classify(&ctx, &deliveries, resp)
+        })
     }
 }
 

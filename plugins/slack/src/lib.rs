@@ -39,7 +39,7 @@
 //! error code in the detail.
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome};
+use herald_plugin_sdk::{Plugin, export_plugin, http, json, outbound, outcome};
 use serde::Deserialize;
 
 /// The plugin type exported to the host.
@@ -192,25 +192,10 @@ impl Plugin for Slack {
         batch: Vec<Delivery>,
     ) -> Result<Vec<Outbound>, PluginError> {
         let a = Account::parse(account)?;
-        if let [d] = batch.as_slice() {
+        outbound::one_per_delivery(&batch, |d| {
             let body = body(&a, d).map_err(PluginError::InvalidDelivery)?;
-            let req = http::post_json(&a.webhook, &[], &body)?;
-            return Ok(vec![Outbound {
-                deliveries: vec![d.id.clone()],
-                request: Request::Http(req),
-            }]);
-        }
-        let mut out = Vec::with_capacity(batch.len());
-        for d in &batch {
-            if let Ok(body) = body(&a, d) {
-                let req = http::post_json(&a.webhook, &[], &body)?;
-                out.push(Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                });
-            }
-        }
-        Ok(out)
+            http::post_json(&a.webhook, &[], &body)
+        })
     }
 
     fn interpret(
@@ -219,12 +204,9 @@ impl Plugin for Slack {
         deliveries: Vec<String>,
         response: Response,
     ) -> Vec<Outcome> {
-        match response {
-            Response::Http(resp) => outcome::from_http_status(&deliveries, &resp, ctx.now_ms),
-            Response::Smtp(_) => outcome::for_all(&deliveries, |id| {
-                outcome::failed(id, "unexpected SMTP response")
-            }),
-        }
+        outcome::http_only(&deliveries, response, |resp| {
+            outcome::from_http_status(&deliveries, resp, ctx.now_ms)
+        })
     }
 }
 

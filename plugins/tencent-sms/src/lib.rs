@@ -265,14 +265,6 @@ fn domestic(recipient: &str) -> bool {
     r.starts_with("+86") || r.starts_with("0086") || !(r.starts_with('+') || r.starts_with("00"))
 }
 
-fn meta<'a>(d: &'a Delivery, key: &str) -> Option<&'a str> {
-    d.metadata
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// What deliveries must share to go in one request.
 #[derive(PartialEq, Eq, PartialOrd, Ord, Clone)]
 struct Key {
@@ -283,7 +275,10 @@ struct Key {
 }
 
 fn key(acc: &Account, d: &Delivery) -> Key {
-    let params = match meta(d, "template_param_set").map(json::from_str::<Vec<json::Value>>) {
+    let params = match d
+        .meta("template_param_set")
+        .map(json::from_str::<Vec<json::Value>>)
+    {
         // Numbers and strings alike become strings; anything else is sent as its JSON.
         Some(Ok(list)) => list
             .into_iter()
@@ -293,23 +288,21 @@ fn key(acc: &Account, d: &Delivery) -> Key {
                     .unwrap_or_else(|| v.to_string())
             })
             .collect(),
-        Some(Err(_)) => vec![
-            meta(d, "template_param_set")
-                .unwrap_or_default()
-                .to_string(),
-        ],
+        Some(Err(_)) => vec![d.meta("template_param_set").unwrap_or_default().to_string()],
         None => acc
             .template_params
             .iter()
-            .map(|k| meta(d, k).unwrap_or_default().to_string())
+            .map(|k| d.meta(k).unwrap_or_default().to_string())
             .collect(),
     };
     Key {
         domestic: domestic(&d.recipient),
-        template_id: meta(d, "template_id")
+        template_id: d
+            .meta("template_id")
             .unwrap_or(&acc.template_id)
             .to_string(),
-        sign_name: meta(d, "sign_name")
+        sign_name: d
+            .meta("sign_name")
             .map(str::to_string)
             .or_else(|| acc.sign_name.clone()),
         params,
@@ -370,14 +363,7 @@ fn request(
 }
 
 fn clip(s: &str) -> String {
-    if s.len() <= MAX_DETAIL {
-        return s.to_string();
-    }
-    let mut end = MAX_DETAIL;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    outcome::clip(s, MAX_DETAIL)
 }
 
 /// The outcome of a request-level error `code`.
@@ -483,32 +469,8 @@ fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
+        (k == name).then(|| http::percent_decode(v))
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() && hex(b[i + 1]).is_some() && hex(b[i + 2]).is_some() => {
-                out.push(hex(b[i + 1]).unwrap_or(0) << 4 | hex(b[i + 2]).unwrap_or(0));
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Plugin for TencentSms {
@@ -555,10 +517,10 @@ impl Plugin for TencentSms {
             for chunk in chunks {
                 let numbers = chunk.iter().map(|d| d.recipient.trim()).collect();
                 let req = request(&acc, key, numbers, ctx.now_ms)?;
-                out.push(Outbound {
-                    deliveries: chunk.iter().map(|d| d.id.clone()).collect(),
-                    request: Request::Http(req),
-                });
+                out.push(Outbound::http(
+                    chunk.iter().map(|d| d.id.clone()).collect(),
+                    req,
+                ));
             }
         }
         Ok(out)
@@ -621,7 +583,7 @@ impl Plugin for TencentSms {
         let acc = Account::parse(account)?;
         if let Some(token) = &acc.callback_token {
             match query_param(&request.url, "token") {
-                Some(t) if same_secret(&t, token) => {}
+                Some(t) if sign::same_secret(&t, token) => {}
                 _ => return Err(reject("missing or wrong token")),
             }
         }

@@ -193,10 +193,7 @@ impl Plugin for TwilioSms {
                     pairs.push(("StatusCallback", cb.as_str()));
                 }
                 let req = twilio::post(&acc.account_sid, &acc.auth_token, "Messages.json", &pairs);
-                Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                }
+                Outbound::http_one(d.id.clone(), req)
             })
             .collect())
     }

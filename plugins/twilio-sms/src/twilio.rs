@@ -39,28 +39,9 @@ pub fn form_decode(body: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
+            (http::percent_decode(k), http::percent_decode(v))
         })
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() && hex(b[i + 1]).is_some() && hex(b[i + 2]).is_some() => {
-                out.push(hex(b[i + 1]).unwrap_or(0) << 4 | hex(b[i + 2]).unwrap_or(0));
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `Authorization: Basic base64(AccountSid:AuthToken)`.
@@ -98,14 +79,7 @@ pub fn is_sid(s: &str, prefix: &str) -> bool {
 }
 
 fn clip(s: &str) -> String {
-    if s.len() <= MAX_DETAIL {
-        return s.to_string();
-    }
-    let mut end = MAX_DETAIL;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    outcome::clip(s, MAX_DETAIL)
 }
 
 /// The outcome of a non-2xx Twilio answer for one delivery.
@@ -177,11 +151,6 @@ fn url_variants(url: &str) -> Vec<String> {
     out
 }
 
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Check a status callback: its `X-Twilio-Signature` against `callback_url`
 /// (the `StatusCallback` Twilio was given) and its form parameters, and that
 /// it is for this account. Returns the parameters.
@@ -205,7 +174,7 @@ pub fn verified_params(
     let params = form_decode(body);
     if !url_variants(url)
         .iter()
-        .any(|u| same(&signature(auth_token, u, &params), given))
+        .any(|u| sign::same_secret(&signature(auth_token, u, &params), given))
     {
         return Err(reject("X-Twilio-Signature does not match"));
     }

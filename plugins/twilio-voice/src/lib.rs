@@ -216,10 +216,7 @@ impl Plugin for TwilioVoice {
                     pairs.push(("StatusCallback", cb.as_str()));
                 }
                 let req = twilio::post(&acc.account_sid, &acc.auth_token, "Calls.json", &pairs);
-                Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                }
+                Outbound::http_one(d.id.clone(), req)
             })
             .collect())
     }

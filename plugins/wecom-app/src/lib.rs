@@ -67,7 +67,7 @@
 //! | 2xx that is not WeCom's JSON | failed (never resent) |
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome};
+use herald_plugin_sdk::{Plugin, export_plugin, http, json, outbound, outcome, token};
 use serde::Deserialize;
 
 /// The plugin type exported to the host.
@@ -147,19 +147,6 @@ impl Account {
         }
         Ok(a)
     }
-}
-
-/// Percent-encoding of everything but RFC 3986 unreserved characters.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn content(d: &Delivery, msgtype: MsgType) -> String {
@@ -265,38 +252,22 @@ impl Plugin for WecomApp {
             .clone()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| PluginError::Internal("no access token from the host".into()))?;
-        let url = format!("{SEND_URL}?access_token={}", urlencode(&token));
-        let request = |d: &Delivery| -> Result<Result<Outbound, String>, PluginError> {
+        let url = format!("{SEND_URL}?access_token={}", http::percent_encode(&token));
+        // Larger batches (a host ignoring max-batch): unsendable ones are left out.
+        outbound::one_per_delivery(&batch, |d| {
             let user = d.recipient.trim();
             if !valid_userid(user) {
-                return Ok(Err(format!(
+                return Err(PluginError::InvalidDelivery(format!(
                     "{:?} is not a WeCom UserID (no '|', spaces or @all)",
                     d.recipient
                 )));
             }
             let content = truncate(content(d, a.msgtype), MAX_CONTENT_BYTES);
             if content.trim().is_empty() {
-                return Ok(Err("the text is empty".into()));
+                return Err(PluginError::InvalidDelivery("the text is empty".into()));
             }
-            let req = http::post_json(&url, &[], &request_body(&a, user, &content))?;
-            Ok(Ok(Outbound {
-                deliveries: vec![d.id.clone()],
-                request: Request::Http(req),
-            }))
-        };
-        if let [d] = batch.as_slice() {
-            return request(d)?
-                .map(|o| vec![o])
-                .map_err(PluginError::InvalidDelivery);
-        }
-        // Larger batches (a host ignoring max-batch): unsendable ones are left out.
-        let mut out = Vec::with_capacity(batch.len());
-        for d in &batch {
-            if let Ok(o) = request(d)? {
-                out.push(o);
-            }
-        }
-        Ok(out)
+            http::post_json(&url, &[], &request_body(&a, user, &content))
+        })
     }
 
     fn interpret(
@@ -305,83 +276,18 @@ impl Plugin for WecomApp {
         deliveries: Vec<String>,
         response: Response,
     ) -> Vec<Outcome> {
-        let Response::Http(resp) = response else {
-            return outcome::for_all(&deliveries, |id| {
-                outcome::failed(id, "unexpected SMTP response")
-            });
-        };
-        if !(200..300).contains(&resp.status) {
-            return outcome::from_http_status(&deliveries, &resp, ctx.now_ms);
-        }
-        let Some(answer) = json::from_slice::<Answer>(&resp.body)
-            .ok()
-            .filter(|a| a.errcode.is_some())
-        else {
-            let excerpt: String = String::from_utf8_lossy(&resp.body)
-                .chars()
-                .take(120)
-                .collect();
-            return outcome::for_all(&deliveries, |id| {
-                outcome::failed(
-                    id,
-                    format!(
-                        "unexpected answer from WeCom (HTTP {}): {excerpt}",
-                        resp.status
-                    ),
-                )
-            });
-        };
-        let code = answer.errcode.unwrap_or_default();
-        let detail = format!("WeCom errcode {code}: {}", answer.errmsg);
-        if code != 0 {
-            return outcome::for_all(&deliveries, |id| match code {
-                45009 => outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(60_000)),
-                45033 | -1 => outcome::retry(id, detail.clone()),
-                c if TOKEN_ERRCODES.contains(&c) => outcome::retry(id, detail.clone()),
-                _ => outcome::failed(id, detail.clone()),
-            });
-        }
-        // Success. Each request carries one recipient, so a recipient WeCom
-        // lists as invalid or unlicensed is the delivery's own.
-        let invalid = names(&answer.invaliduser);
-        let unlicensed = names(&answer.unlicenseduser);
-        let msgid = answer.msgid.clone().filter(|m| !m.is_empty());
-        outcome::for_all(&deliveries, |id| {
-            if !invalid.is_empty() {
-                outcome::failed(
-                    id,
-                    format!(
-                        "WeCom: invalid recipient {} (unknown, or outside the app's visible range)",
-                        invalid.join("|")
-                    ),
-                )
-            } else if !unlicensed.is_empty() {
-                outcome::failed(
-                    id,
-                    format!("WeCom: recipient {} has no license", unlicensed.join("|")),
-                )
-            } else {
-                let o = outcome::sent(id, "");
-                match &msgid {
-                    Some(m) => o.with_provider_id(m.clone()),
-                    None => o,
-                }
-            }
+        outcome::http_only(&deliveries, response, |resp| {
+            classify(&ctx, &deliveries, resp)
         })
     }
 
     fn token_request(_ctx: CallContext, account: &str) -> Option<HttpRequest> {
         let a = Account::parse(account).ok()?;
-        Some(HttpRequest {
-            method: "GET".into(),
-            url: format!(
-                "{TOKEN_URL}?corpid={}&corpsecret={}",
-                urlencode(&a.corp_id),
-                urlencode(&a.corp_secret)
-            ),
-            headers: vec![],
-            body: vec![],
-        })
+        Some(http::get(&format!(
+            "{TOKEN_URL}?corpid={}&corpsecret={}",
+            http::percent_encode(&a.corp_id),
+            http::percent_encode(&a.corp_secret)
+        )))
     }
 
     fn parse_token(
@@ -389,41 +295,15 @@ impl Plugin for WecomApp {
         _account: &str,
         response: HttpResponse,
     ) -> Result<AccessToken, PluginError> {
-        #[derive(Deserialize)]
-        struct TokenAnswer {
-            errcode: Option<i64>,
-            #[serde(default)]
-            errmsg: String,
-            access_token: Option<String>,
-            expires_in: Option<u64>,
-        }
-        if !(200..300).contains(&response.status) {
-            return Err(PluginError::Internal(format!(
-                "gettoken answered HTTP {}",
-                response.status
-            )));
-        }
-        let t: TokenAnswer = json::from_slice(&response.body)
-            .map_err(|e| PluginError::Internal(format!("gettoken answer is not JSON: {e}")))?;
-        match (t.errcode, t.access_token) {
-            (Some(0) | None, Some(token)) if !token.is_empty() => Ok(AccessToken {
-                value: token,
-                expires_in_ms: t.expires_in.unwrap_or(7200).saturating_mul(1000),
-            }),
-            (Some(40001), _) => Err(PluginError::BadConfig(format!(
-                "corp_secret: WeCom refused it (errcode 40001: {})",
-                t.errmsg
+        token::parse_errcode_answer(&response, |code, errmsg| match code {
+            40001 => Some(PluginError::BadConfig(format!(
+                "corp_secret: WeCom refused it (errcode 40001: {errmsg})"
             ))),
-            (Some(40013), _) => Err(PluginError::BadConfig(format!(
-                "corp_id: WeCom refused it (errcode 40013: {})",
-                t.errmsg
+            40013 => Some(PluginError::BadConfig(format!(
+                "corp_id: WeCom refused it (errcode 40013: {errmsg})"
             ))),
-            (code, _) => Err(PluginError::Internal(format!(
-                "gettoken failed (errcode {}: {})",
-                code.map_or("none".to_string(), |c| c.to_string()),
-                t.errmsg
-            ))),
-        }
+            _ => None,
+        })
     }
 
     fn token_expired(response: Response) -> bool {
@@ -433,6 +313,55 @@ impl Plugin for WecomApp {
             Response::Smtp(_) => false,
         }
     }
+}
+
+fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Vec<Outcome> {
+    if !(200..300).contains(&resp.status) {
+        return outcome::from_http_status(deliveries, resp, ctx.now_ms);
+    }
+    let Some(answer) = json::from_slice::<Answer>(&resp.body)
+        .ok()
+        .filter(|a| a.errcode.is_some())
+    else {
+        return outcome::unexpected_answer(deliveries, "WeCom", resp);
+    };
+    let code = answer.errcode.unwrap_or_default();
+    let detail = format!("WeCom errcode {code}: {}", answer.errmsg);
+    if code != 0 {
+        return outcome::for_all(deliveries, |id| match code {
+            45009 => outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(60_000)),
+            45033 | -1 => outcome::retry(id, detail.clone()),
+            c if TOKEN_ERRCODES.contains(&c) => outcome::retry(id, detail.clone()),
+            _ => outcome::failed(id, detail.clone()),
+        });
+    }
+    // Success. Each request carries one recipient, so a recipient WeCom
+    // lists as invalid or unlicensed is the delivery's own.
+    let invalid = names(&answer.invaliduser);
+    let unlicensed = names(&answer.unlicenseduser);
+    let msgid = answer.msgid.clone().filter(|m| !m.is_empty());
+    outcome::for_all(deliveries, |id| {
+        if !invalid.is_empty() {
+            outcome::failed(
+                id,
+                format!(
+                    "WeCom: invalid recipient {} (unknown, or outside the app's visible range)",
+                    invalid.join("|")
+                ),
+            )
+        } else if !unlicensed.is_empty() {
+            outcome::failed(
+                id,
+                format!("WeCom: recipient {} has no license", unlicensed.join("|")),
+            )
+        } else {
+            let o = outcome::sent(id, "");
+            match &msgid {
+                Some(m) => o.with_provider_id(m.clone()),
+                None => o,
+            }
+        }
+    })
 }
 
 export_plugin!(WecomApp);

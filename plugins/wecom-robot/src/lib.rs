@@ -52,7 +52,7 @@
 //! | 2xx that is not WeCom's JSON | failed (never resent) |
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome};
+use herald_plugin_sdk::{Plugin, export_plugin, http, json, outbound, outcome};
 use serde::Deserialize;
 
 /// The plugin type exported to the host.
@@ -106,10 +106,6 @@ fn bad(field: &str, msg: impl std::fmt::Display) -> PluginError {
     PluginError::BadConfig(format!("{field}: {msg}"))
 }
 
-fn is_unreserved(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
-}
-
 impl Config {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
@@ -121,7 +117,7 @@ impl Config {
             Some(("key", k)) if !k.contains('&') => k,
             _ => return Err(bad("webhook", "only the key query parameter is expected")),
         };
-        if key.is_empty() || !key.chars().all(is_unreserved) {
+        if key.is_empty() || !key.chars().all(http::is_unreserved) {
             return Err(bad(
                 "webhook",
                 "key must be a non-empty token of letters, digits and dashes",
@@ -246,19 +242,7 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
         .ok()
         .and_then(|a| a.errcode.map(|c| (c, a.errmsg)))
     else {
-        let excerpt: String = String::from_utf8_lossy(&resp.body)
-            .chars()
-            .take(120)
-            .collect();
-        return outcome::for_all(deliveries, |id| {
-            outcome::failed(
-                id,
-                format!(
-                    "unexpected answer from WeCom (HTTP {}): {excerpt}",
-                    resp.status
-                ),
-            )
-        });
+        return outcome::unexpected_answer(deliveries, "WeCom", resp);
     };
     let detail = format!("WeCom errcode {code}: {msg}");
     outcome::for_all(deliveries, |id| match code {
@@ -296,25 +280,10 @@ impl Plugin for WecomRobot {
     ) -> Result<Vec<Outbound>, PluginError> {
         let cfg = Config::parse(account)?;
         let url = format!("{SEND_URL}?key={}", cfg.key);
-        if let [d] = batch.as_slice() {
+        outbound::one_per_delivery(&batch, |d| {
             let body = body(&cfg, d).map_err(PluginError::InvalidDelivery)?;
-            let req = http::post_json(&url, &[], &body)?;
-            return Ok(vec![Outbound {
-                deliveries: vec![d.id.clone()],
-                request: Request::Http(req),
-            }]);
-        }
-        let mut out = Vec::with_capacity(batch.len());
-        for d in &batch {
-            if let Ok(body) = body(&cfg, d) {
-                let req = http::post_json(&url, &[], &body)?;
-                out.push(Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                });
-            }
-        }
-        Ok(out)
+            http::post_json(&url, &[], &body)
+        })
     }
 
     fn interpret(
@@ -323,12 +292,9 @@ impl Plugin for WecomRobot {
         deliveries: Vec<String>,
         response: Response,
     ) -> Vec<Outcome> {
-        match response {
-            Response::Http(resp) => classify(&ctx, &deliveries, &resp),
-            Response::Smtp(_) => outcome::for_all(&deliveries, |id| {
-                outcome::failed(id, "unexpected SMTP response")
-            }),
-        }
+        outcome::http_only(&deliveries, response, |resp| {
+            classify(&ctx, &deliveries, resp)
+        })
     }
 }
 

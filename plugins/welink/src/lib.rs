@@ -61,7 +61,7 @@
 //! | 2xx that is not WeLink's JSON | failed (never resent) |
 
 use herald_plugin_sdk::types::*;
-use herald_plugin_sdk::{Plugin, export_plugin, http, json, outcome, sign};
+use herald_plugin_sdk::{Plugin, export_plugin, http, json, outbound, outcome, sign};
 use serde::Deserialize;
 
 /// The plugin type exported to the host.
@@ -99,10 +99,6 @@ fn bad(msg: impl std::fmt::Display) -> PluginError {
     PluginError::BadConfig(format!("webhook: {msg}"))
 }
 
-fn is_unreserved(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
-}
-
 impl Config {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
@@ -123,10 +119,10 @@ impl Config {
             }
         }
         let token = token
-            .filter(|t| !t.is_empty() && t.chars().all(is_unreserved))
+            .filter(|t| !t.is_empty() && t.chars().all(http::is_unreserved))
             .ok_or_else(|| bad("token is missing or malformed"))?;
         let channel = channel
-            .filter(|c| !c.is_empty() && c.chars().all(is_unreserved))
+            .filter(|c| !c.is_empty() && c.chars().all(http::is_unreserved))
             .ok_or_else(|| bad("channel is missing (channel=standard)"))?;
         Ok(Config {
             token: token.to_string(),
@@ -227,19 +223,7 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
         if !(200..300).contains(&resp.status) {
             return outcome::from_http_status(deliveries, resp, ctx.now_ms);
         }
-        let excerpt: String = String::from_utf8_lossy(&resp.body)
-            .chars()
-            .take(120)
-            .collect();
-        return outcome::for_all(deliveries, |id| {
-            outcome::failed(
-                id,
-                format!(
-                    "unexpected answer from WeLink (HTTP {}): {excerpt}",
-                    resp.status
-                ),
-            )
-        });
+        return outcome::unexpected_answer(deliveries, "WeLink", resp);
     };
     let detail = format!("WeLink code {code}: {message}");
     let retry_after = http::retry_after_ms(resp, ctx.now_ms);
@@ -285,25 +269,10 @@ impl Plugin for Welink {
             ("Content-Type", "application/json"),
             ("Accept-Charset", "UTF-8"),
         ];
-        if let [d] = batch.as_slice() {
+        outbound::one_per_delivery(&batch, |d| {
             let body = body(d, &ctx).map_err(PluginError::InvalidDelivery)?;
-            let req = http::post_json(&url, &headers, &body)?;
-            return Ok(vec![Outbound {
-                deliveries: vec![d.id.clone()],
-                request: Request::Http(req),
-            }]);
-        }
-        let mut out = Vec::with_capacity(batch.len());
-        for d in &batch {
-            if let Ok(body) = body(d, &ctx) {
-                let req = http::post_json(&url, &headers, &body)?;
-                out.push(Outbound {
-                    deliveries: vec![d.id.clone()],
-                    request: Request::Http(req),
-                });
-            }
-        }
-        Ok(out)
+            http::post_json(&url, &headers, &body)
+        })
     }
 
     fn interpret(
@@ -312,12 +281,9 @@ impl Plugin for Welink {
         deliveries: Vec<String>,
         response: Response,
     ) -> Vec<Outcome> {
-        match response {
-            Response::Http(resp) => classify(&ctx, &deliveries, &resp),
-            Response::Smtp(_) => outcome::for_all(&deliveries, |id| {
-                outcome::failed(id, "unexpected SMTP response")
-            }),
-        }
+        outcome::http_only(&deliveries, response, |resp| {
+            classify(&ctx, &deliveries, resp)
+        })
     }
 }
 

@@ -41,6 +41,65 @@ pub fn post(url: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> HttpReq
     }
 }
 
+/// A `GET` request with no headers and no body (e.g. a token endpoint whose
+/// parameters are all in the query string).
+pub fn get(url: &str) -> HttpRequest {
+    HttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: vec![],
+        body: vec![],
+    }
+}
+
+/// Whether `c` is in the RFC 3986 unreserved set: ASCII letters and digits,
+/// `-`, `.`, `_` and `~`.
+pub fn is_unreserved(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
+}
+
+/// Percent-encoding of every byte of `s` (UTF-8) outside the RFC 3986
+/// unreserved set ([`is_unreserved`]), with uppercase hex digits: `a b/é`
+/// becomes `a%20b%2F%C3%A9`. Suitable for query values and for signature
+/// schemes that use RFC 3986 encoding (space is `%20`, never `+`).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if is_unreserved(b as char) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decoding of `%XY` escapes (either hex case) and of `+` as a space, as in
+/// `application/x-www-form-urlencoded` bodies and query strings. Invalid or
+/// truncated escapes are kept verbatim; invalid UTF-8 in the result is
+/// replaced by U+FFFD.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The first value of the response header `name` (compared ASCII
 /// case-insensitively), trimmed of surrounding whitespace.
 pub fn header<'a>(resp: &'a HttpResponse, name: &str) -> Option<&'a str> {
@@ -106,6 +165,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.headers.len(), 1);
+    }
+
+    #[test]
+    fn get_request() {
+        let r = get("https://x.test/token?a=1");
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.url, "https://x.test/token?a=1");
+        assert!(r.headers.is_empty() && r.body.is_empty());
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(percent_encode("a b+c*d/e"), "a%20b%2Bc%2Ad%2Fe");
+        assert_eq!(percent_encode("é="), "%C3%A9%3D");
+        assert_eq!(percent_encode(""), "");
+        assert!(is_unreserved('~') && !is_unreserved('*') && !is_unreserved('é'));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c%2b%2F"), "a b c+/");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(percent_decode("%FF"), "\u{fffd}");
+        for s in ["a b/é~*+", "", "%%"] {
+            assert_eq!(percent_decode(&percent_encode(s)), s);
+        }
     }
 
     #[test]

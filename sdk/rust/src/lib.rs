@@ -39,20 +39,24 @@
 //! it to `build` as the account field `"$token"` ([`json::token`]).
 //!
 //! The helper modules are small and independent: [`json`] (account parsing),
-//! [`sign`] (HMAC, hashes, encodings), [`http`] (requests and response
-//! headers), [`outcome`] (outcome constructors and the conventional HTTP
-//! status mapping), [`sms`] (GSM 03.38 / UCS-2 segment counting for SMS
-//! billing) and [`time`] (RFC 3339 / RFC 2822 formatting without a clock
-//! crate).
+//! [`sign`] (HMAC, hashes, encodings, constant-time comparison), [`http`]
+//! (requests, response headers, RFC 3986 percent-encoding), [`outbound`]
+//! (`Outbound` constructors, one request per delivery), [`outcome`] (outcome
+//! constructors, the conventional HTTP status mapping, HTTP-only
+//! interpretation), [`token`] (`errcode`-style access-token answers),
+//! [`sms`] (GSM 03.38 / UCS-2 segment counting for SMS billing) and [`time`]
+//! (RFC 3339 / RFC 2822 formatting without a clock crate).
 
 #![warn(missing_docs)]
 
 pub mod http;
 pub mod json;
+pub mod outbound;
 pub mod outcome;
 pub mod sign;
 pub mod sms;
 pub mod time;
+pub mod token;
 
 pub use serde;
 pub use serde_json;
@@ -219,6 +223,18 @@ macro_rules! export_plugin {
             );
         };
     };
+}
+
+impl Delivery {
+    /// The metadata value for `key`; when the key appears more than once the
+    /// last value wins, as in a map built from the list.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl Outcome {

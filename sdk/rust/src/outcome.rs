@@ -5,7 +5,7 @@
 //! [`Outcome::with_provider_id`], [`Outcome::with_retry_after_ms`] and
 //! [`Outcome::with_units`].
 
-use crate::types::{HttpResponse, Outcome, OutcomeKind};
+use crate::types::{HttpResponse, Outcome, OutcomeKind, Response};
 
 /// Longest response-body excerpt put in a detail, in bytes.
 const MAX_BODY_EXCERPT: usize = 200;
@@ -48,6 +48,26 @@ pub fn for_all(deliveries: &[String], f: impl Fn(&str) -> Outcome) -> Vec<Outcom
     deliveries.iter().map(|id| f(id)).collect()
 }
 
+/// For HTTP-only plugins: `f(resp)` for an HTTP answer, and `failed` with
+/// the detail `unexpected SMTP response` for every delivery otherwise (a host
+/// never sends an SMTP reply to a plugin that only builds HTTP requests).
+///
+/// ```ignore
+/// fn interpret(ctx: CallContext, _: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+///     outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
+/// }
+/// ```
+pub fn http_only(
+    deliveries: &[String],
+    response: Response,
+    f: impl FnOnce(&HttpResponse) -> Vec<Outcome>,
+) -> Vec<Outcome> {
+    match response {
+        Response::Http(resp) => f(&resp),
+        Response::Smtp(_) => for_all(deliveries, |id| failed(id, "unexpected SMTP response")),
+    }
+}
+
 /// The conventional mapping of an HTTP status to one outcome per delivery:
 ///
 /// | status | outcome |
@@ -76,6 +96,44 @@ pub fn from_http_status(deliveries: &[String], resp: &HttpResponse, now_ms: u64)
         }),
         _ => for_all(deliveries, |id| failed(id, detail.clone())),
     }
+}
+
+/// `failed` for every delivery when a provider answered something it should
+/// not have (not JSON, no result code): the detail reads
+/// `unexpected answer from <provider> (HTTP <status>): <start of the body>`,
+/// with at most 120 characters of the body, kept as they are.
+pub fn unexpected_answer(
+    deliveries: &[String],
+    provider: &str,
+    resp: &HttpResponse,
+) -> Vec<Outcome> {
+    let excerpt: String = String::from_utf8_lossy(&resp.body)
+        .chars()
+        .take(120)
+        .collect();
+    for_all(deliveries, |id| {
+        failed(
+            id,
+            format!(
+                "unexpected answer from {provider} (HTTP {}): {excerpt}",
+                resp.status
+            ),
+        )
+    })
+}
+
+/// `s` cut to at most `max_bytes` bytes (on a UTF-8 character boundary),
+/// with `...` appended when anything was cut; for provider messages put in
+/// outcome or receipt details.
+pub fn clip(s: &str, max_bytes: usize) -> String {
+    if s.len() <= max_bytes {
+        return s.to_string();
+    }
+    let mut end = max_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
 
 /// `HTTP <status>` followed by the start of the body, if any.
@@ -145,6 +203,46 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a", "b"]
         );
+    }
+
+    #[test]
+    fn unexpected_answers() {
+        let v = unexpected_answer(&ids(), "Acme", &resp(200, &[], b"<html>\nhi"));
+        assert_eq!(kinds(&v), [OutcomeKind::Failed; 2]);
+        assert_eq!(
+            v[0].detail.as_deref(),
+            Some("unexpected answer from Acme (HTTP 200): <html>\nhi")
+        );
+        let long = "é".repeat(200);
+        let v = unexpected_answer(&ids(), "Acme", &resp(202, &[], long.as_bytes()));
+        let d = v[1].detail.clone().unwrap();
+        assert_eq!(d.chars().filter(|&c| c == 'é').count(), 120);
+    }
+
+    #[test]
+    fn clipping() {
+        assert_eq!(clip("short", 5), "short");
+        assert_eq!(clip("longer", 4), "long...");
+        assert_eq!(clip("aé", 2), "a...");
+        assert_eq!(clip("é", 0), "...");
+        assert_eq!(clip("", 0), "");
+    }
+
+    #[test]
+    fn http_only_dispatches() {
+        let v = http_only(&ids(), Response::Http(resp(200, &[], b"")), |r| {
+            for_all(&ids(), |id| sent(id, format!("{}", r.status)))
+        });
+        assert_eq!(kinds(&v), [OutcomeKind::Sent; 2]);
+        assert_eq!(v[0].detail.as_deref(), Some("200"));
+        let smtp = Response::Smtp(crate::types::SmtpReply {
+            code: 250,
+            message: "ok".into(),
+        });
+        let v = http_only(&ids(), smtp, |_| unreachable!());
+        assert_eq!(kinds(&v), [OutcomeKind::Failed; 2]);
+        assert_eq!(v[1].delivery_id, "b");
+        assert_eq!(v[1].detail.as_deref(), Some("unexpected SMTP response"));
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub fn base64(data: &[u8]) -> String {
     ::base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// Equality of two secrets (signatures, tokens) in time that depends only on
+/// their lengths, not on where they first differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +107,14 @@ mod tests {
         assert_eq!(base64(b""), "");
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn same_secret_compares_whole_strings() {
+        assert!(same_secret("abc", "abc"));
+        assert!(same_secret("", ""));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+        assert!(!same_secret("", "a"));
     }
 }

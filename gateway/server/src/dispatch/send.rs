@@ -64,8 +64,8 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
         tenant: key.tenant.clone(),
         attempt: jobs.iter().map(|j| j.attempt).max().unwrap_or(1),
     };
-    let account_json = match d.tokens.account_json(d, &plugin, &ctx, &account).await {
-        Ok(a) => Arc::new(a),
+    let (account_json, has_token) = match d.tokens.account_json(d, &plugin, &ctx, &account).await {
+        Ok((a, t)) => (Arc::new(a), t),
         Err(e) => return settle_all(jobs, if e.permanent { OutcomeKind::Failed } else { OutcomeKind::Retry }, &e.reason),
     };
     let deliveries: Vec<Delivery> = jobs
@@ -116,7 +116,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
                     tracing::debug!(plugin = plugin.name(), error = %e, "transport error");
                     Err((OutcomeKind::Retry, format!("transport: {e}")))
                 }
-                Ok(resp) if token_rejected(d, &plugin, &resp).await => {
+                Ok(resp) if has_token && token_rejected(d, &plugin, &resp).await => {
                     d.tokens.invalidate(account);
                     Err((OutcomeKind::Retry, "the provider rejected the access token; a new one is fetched for the retry".to_string()))
                 }
@@ -150,9 +150,6 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
 }
 
 async fn token_rejected(d: &Dispatch, plugin: &Arc<LoadedPlugin>, resp: &Response) -> bool {
-    if !plugin.uses_tokens() {
-        return false;
-    }
     let (p, r) = (plugin.clone(), resp.clone());
     call_plugin(&d.metrics, plugin, "token_expired", move || p.token_expired(&r)).await.unwrap_or(false)
 }
@@ -169,7 +166,10 @@ async fn interpret(
     // The request reached the provider: never resend on a plugin failure here.
     call_plugin(&d.metrics, plugin, "interpret", move || p.interpret(&ctx, &account_json, &ids, &resp))
         .await
-        .map_err(|e| (OutcomeKind::Failed, format!("sent, but the outcome is unknown: {e}")))
+        .map_err(|e| {
+            tracing::warn!(plugin = plugin.name(), error = %e, "interpret failed after the provider answered; deliveries marked failed");
+            (OutcomeKind::Failed, format!("sent, but the outcome is unknown: {e}"))
+        })
 }
 
 fn from_plugin(o: PluginOutcome) -> Outcome {

@@ -40,17 +40,17 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// The account config to pass to the plugin: with `"$token"` for plugins
-    /// that use tokens. `Err` is a human-readable reason (retryable).
+    /// The account config to pass to the plugin, with `"$token"` when the
+    /// account uses one, and whether it does.
     pub async fn account_json(
         &self,
         d: &Dispatch,
         plugin: &std::sync::Arc<LoadedPlugin>,
         ctx: &CallContext,
         account: &herald_core::model::Account,
-    ) -> Result<String, TokenError> {
+    ) -> Result<(String, bool), TokenError> {
         if !plugin.uses_tokens() {
-            return Ok(account.config.to_string());
+            return Ok((account.config.to_string(), false));
         }
         let token = match self.cached(account) {
             Some(t) => t,
@@ -68,7 +68,7 @@ impl Tokens {
         if let (Some(t), Some(obj)) = (&token, config.as_object_mut()) {
             obj.insert("$token".into(), t.clone().into());
         }
-        Ok(config.to_string())
+        Ok((config.to_string(), token.is_some()))
     }
 
     fn cached(&self, account: &herald_core::model::Account) -> Option<Option<String>> {
