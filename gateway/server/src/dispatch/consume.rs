@@ -124,10 +124,15 @@ fn empty_rendered(id: String) -> herald_core::model::Rendered {
 /// Render the message's never-attempted deliveries. A render failure is
 /// returned as `Err("<id>\n<reason>")` for that delivery only.
 async fn render_queued(d: &Dispatch, m: &Message) -> Result<Vec<Result<herald_core::model::Rendered, String>>, herald_core::StoreError> {
-    // Replaying a message whose record is missing (crash between publish and
-    // record) recreates the rows first; it is a no-op otherwise.
-    d.store.record_message(m).await?;
-    let queued = d.store.queued_deliveries(&m.tenant, &m.id).await?;
+    // Ingest records the rows before publishing, so they are normally there.
+    // A message produced straight to the log (or a record lost in a crash)
+    // has none: record it then, and look again. Recording is a no-op for a
+    // message whose deliveries are all done, so only that case pays the write.
+    let mut queued = d.store.queued_deliveries(&m.tenant, &m.id).await?;
+    if queued.is_empty() {
+        d.store.record_message(m).await?;
+        queued = d.store.queued_deliveries(&m.tenant, &m.id).await?;
+    }
     let compiled = Compiled::new(&m.content);
     Ok(queued
         .into_iter()
