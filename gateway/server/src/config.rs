@@ -325,9 +325,15 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// `Config::load` reads the process environment, which one test changes:
+    /// every test that loads a config holds this lock so they never overlap.
+    static ENV: Mutex<()> = Mutex::new(());
 
     #[test]
     fn file_values_and_errors_name_the_field() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("h.toml");
         std::fs::write(&p, "listen = \"127.0.0.1:9999\"\n[dispatch]\nconcurrency = 3\n").unwrap();
@@ -351,6 +357,7 @@ mod tests {
     #[test]
     fn environment_overrides_the_file_and_unrelated_variables_are_ignored() {
         // The only test that touches the environment (it is process-wide).
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         unsafe {
             std::env::set_var("HERALD_DISPATCH__LINGER_MS", "77");
             std::env::set_var("HERALD_LISTEN", "127.0.0.1:7777");
