@@ -3,9 +3,12 @@
 //! schedule, ledger arithmetic). No I/O lives here.
 
 pub mod batch;
+pub mod billing;
+pub mod bills;
 pub mod error;
 pub mod ledger;
 pub mod model;
+pub mod quiet;
 pub mod render;
 pub mod retry;
 pub mod seams;
