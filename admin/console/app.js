@@ -1,0 +1,1645 @@
+// Herald web console: a single-page app over the admin JSON API (admin/API.md).
+// Plain ES modules, no build step. Every piece of text that reaches the DOM goes
+// through `html` (escaped by default) or textContent; `raw()` marks markup that
+// this file wrote itself.
+import { t, getLang, setLang, LANGS } from './i18n.js';
+
+// ---------------------------------------------------------------- HTML helpers
+
+class Safe {
+  constructor(s) { this.s = s; }
+  toString() { return this.s; }
+}
+const raw = (s) => new Safe(String(s));
+const ESC = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+function esc(v) { return String(v ?? '').replace(/[&<>"']/g, (c) => ESC[c]); }
+function part(v) {
+  if (v instanceof Safe) return v.s;
+  if (Array.isArray(v)) return v.map(part).join('');
+  if (v === null || v === undefined || v === false) return '';
+  return esc(v);
+}
+/** Tagged template: interpolated values are escaped unless they are Safe. */
+function html(strings, ...vals) {
+  let out = strings[0];
+  vals.forEach((v, i) => { out += part(v) + strings[i + 1]; });
+  return new Safe(out);
+}
+function setHtml(el, safe) {
+  if (!(safe instanceof Safe)) throw new Error('setHtml needs html``');
+  el.innerHTML = safe.s;
+}
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+const on = (root, sel, ev, fn) => $$(sel, root).forEach((el) => el.addEventListener(ev, fn));
+
+// ------------------------------------------------------------------- API layer
+
+class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message || code);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+const state = { me: null, perms: new Set(), accountTypes: null };
+
+/** The one way to talk to the backend. Throws ApiError; 401 → login page. */
+async function api(method, path, body, opts = {}) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (opts.form) init.body = opts.form;
+  else if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch('/api/v1' + path, init);
+  } catch (e) {
+    throw new ApiError(0, 'network', t('err.network'));
+  }
+  const text = res.status === 204 ? '' : await res.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = null; }
+  }
+  if (!res.ok) {
+    const e = (data && data.error) || {};
+    const err = new ApiError(res.status, e.code || String(res.status), e.message || `${res.status} ${res.statusText}`, e.field);
+    if (res.status === 401 && !opts.no401) {
+      const wasIn = !!state.me;
+      state.me = null;
+      state.perms = new Set();
+      if (!['#/login', '#/register'].includes(location.hash)) {
+        if (wasIn) toast(t('err.session'), 'error');
+        go('#/login');
+      }
+    }
+    throw err;
+  }
+  return data;
+}
+const items = (d) => (Array.isArray(d) ? d : (d && Array.isArray(d.items) ? d.items : []));
+function qs(params) {
+  const p = Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== '');
+  return p.length ? '?' + p.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&') : '';
+}
+const can = (p) => state.perms.has(p);
+
+// ------------------------------------------------------------ feedback helpers
+
+function toast(message, kind = 'info') {
+  const box = $('#toasts');
+  const el = document.createElement('div');
+  el.className = `toast ${kind}`;
+  el.dataset.testid = kind === 'error' ? 'toast-error' : 'toast';
+  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  el.textContent = message;
+  box.appendChild(el);
+  setTimeout(() => el.remove(), kind === 'error' ? 8000 : 4000);
+}
+
+/** Show an API error in a form: message in its error box, the named field highlighted. */
+function showError(form, err) {
+  const box = form ? $('.form-error', form) : null;
+  if (form) $$('.invalid', form).forEach((el) => el.classList.remove('invalid'));
+  if (!box) { toast(err.message, 'error'); return; }
+  box.textContent = err.message;
+  box.hidden = false;
+  if (err.field) {
+    const f = String(err.field);
+    const cands = [f, f.replace(/\[\d+\]/g, ''), f.split('.')[0].replace(/\[\d+\]/g, ''), f.split('.').pop()];
+    for (const name of cands) {
+      const el = form.querySelector(`[name="${CSS.escape(name)}"]`) || form.querySelector(`[data-field="${CSS.escape(name)}"]`);
+      if (el) { el.classList.add('invalid'); el.focus?.(); break; }
+    }
+  }
+}
+function clearError(form) {
+  const box = $('.form-error', form);
+  if (box) { box.hidden = true; box.textContent = ''; }
+  $$('.invalid', form).forEach((el) => el.classList.remove('invalid'));
+}
+const errorBox = () => html`<div class="form-error" data-testid="form-error" role="alert" hidden></div>`;
+
+function fmtTime(s) {
+  if (!s) return '';
+  const d = new Date(s);
+  return isNaN(d) ? String(s) : d.toLocaleString(getLang() === 'zh' ? 'zh-CN' : 'en-GB');
+}
+function fmtMoney(minor, currency) {
+  if (minor === null || minor === undefined || minor === '') return '';
+  const n = Number(minor) / 100;
+  return `${n.toFixed(2)} ${currency || ''}`.trim();
+}
+/** "2026-05-01T10:00" (local) → RFC 3339 */
+function localToRfc3339(v) { return v ? new Date(v).toISOString() : null; }
+function rfc3339ToLocal(s) {
+  if (!s) return '';
+  const d = new Date(s);
+  if (isNaN(d)) return '';
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+// -------------------------------------------------------------------- dialogs
+
+/** Open a modal; returns {el, close}. `body` is Safe HTML. */
+function modal(title, body, testid = 'dialog') {
+  const root = $('#modal-root');
+  const wrap = document.createElement('div');
+  wrap.className = 'modal-backdrop';
+  setHtml(wrap, html`<div class="modal" role="dialog" aria-modal="true" data-testid="${testid}">
+    <div class="modal-head"><h2>${title}</h2><button type="button" class="icon" data-close data-testid="dialog-close" aria-label="${t('common.close')}">×</button></div>
+    <div class="modal-body">${body}</div></div>`);
+  root.appendChild(wrap);
+  const close = () => wrap.remove();
+  on(wrap, '[data-close]', 'click', close);
+  wrap.addEventListener('keydown', (e) => { if (e.key === 'Escape') close(); });
+  setTimeout(() => $('input:not([type=hidden]),select,textarea,button:not([data-close])', wrap)?.focus(), 0);
+  return { el: wrap, close };
+}
+function confirmDialog(message) {
+  return new Promise((resolve) => {
+    const { el, close } = modal(t('common.confirm'), html`<p>${message}</p>
+      <div class="actions"><button type="button" class="primary" data-testid="confirm-ok">${t('common.ok')}</button>
+      <button type="button" data-testid="confirm-cancel">${t('common.cancel')}</button></div>`, 'confirm-dialog');
+    $('[data-testid=confirm-ok]', el).onclick = () => { close(); resolve(true); };
+    $('[data-testid=confirm-cancel]', el).onclick = () => { close(); resolve(false); };
+    $('[data-close]', el).addEventListener('click', () => resolve(false));
+  });
+}
+/** A form in a dialog. onSubmit(form) may throw ApiError → shown in the form. */
+function formDialog(title, fields, onSubmit, testid = 'form-dialog') {
+  const { el, close } = modal(title, html`<form novalidate data-testid="${testid}-form">${fields}${errorBox()}
+    <div class="actions"><button type="submit" class="primary" data-testid="dialog-submit">${t('common.save')}</button>
+    <button type="button" data-close>${t('common.cancel')}</button></div></form>`, testid);
+  const form = $('form', el);
+  on(el, 'button[data-close]', 'click', close);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    const btn = $('[data-testid=dialog-submit]', form);
+    btn.disabled = true;
+    try {
+      const keep = await onSubmit(form);
+      if (keep !== 'keep') close();
+    } catch (err) {
+      if (err instanceof ApiError) showError(form, err); else showError(form, new ApiError(0, 'client', err.message));
+    } finally { btn.disabled = false; }
+  });
+  return { el, form, close };
+}
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const ta = document.createElement('textarea');
+    ta.value = text;
+    document.body.appendChild(ta);
+    ta.select();
+    const ok = document.execCommand('copy');
+    ta.remove();
+    return ok;
+  }
+}
+function showKeyDialog(key) {
+  const { el } = modal(t('apps.keyTitle'), html`<p class="warn">${t('apps.keyOnce')}</p>
+    <div class="keybox"><code data-testid="api-key-value">${key}</code>
+    <button type="button" data-testid="api-key-copy">${t('common.copy')}</button></div>
+    <p class="muted" data-testid="api-key-copied" hidden>${t('common.copied')}</p>
+    <div class="actions"><button type="button" class="primary" data-close data-testid="api-key-done">${t('common.done')}</button></div>`, 'api-key-dialog');
+  $('[data-testid=api-key-copy]', el).onclick = async () => {
+    if (await copyText(key)) $('[data-testid=api-key-copied]', el).hidden = false;
+  };
+}
+
+// -------------------------------------------------------------------- org tree
+
+/** Units → nested nodes. Units whose parent is not visible become roots. */
+function buildTree(units) {
+  const byId = new Map(units.map((u) => [u.id, { ...u, children: [] }]));
+  const roots = [];
+  for (const n of byId.values()) {
+    if (n.parent && byId.has(n.parent)) byId.get(n.parent).children.push(n);
+    else roots.push(n);
+  }
+  const sort = (list) => { list.sort((a, b) => String(a.name).localeCompare(String(b.name))); list.forEach((c) => sort(c.children)); };
+  sort(roots);
+  return { roots, byId };
+}
+function subtreeIds(node) {
+  const out = [node.id];
+  node.children.forEach((c) => out.push(...subtreeIds(c)));
+  return out;
+}
+/** Flattened (node, depth) in tree order. */
+function flatTree(roots, depth = 0, out = []) {
+  for (const n of roots) { out.push([n, depth]); flatTree(n.children, depth + 1, out); }
+  return out;
+}
+function unitOptions(roots, selected, exclude = new Set()) {
+  return flatTree(roots).filter(([n]) => !exclude.has(n.id)).map(([n, d]) =>
+    html`<option value="${n.id}" ${raw(n.id === selected ? 'selected' : '')}>${'\u00a0\u00a0'.repeat(d)}${n.name}</option>`);
+}
+function treeCheckboxes(roots, checked, name = 'units') {
+  const set = new Set(checked || []);
+  const li = (n) => html`<li><label><input type="checkbox" name="${name}" value="${n.id}" data-name="${n.name}" ${raw(set.has(n.id) ? 'checked' : '')}> ${n.name}</label>
+    ${n.children.length ? html`<ul>${n.children.map(li)}</ul>` : ''}</li>`;
+  return html`<ul class="tree checks">${roots.map(li)}</ul>`;
+}
+async function loadUnits() {
+  const d = await api('GET', '/units');
+  return items(d);
+}
+
+// ------------------------------------------------------------- target picker
+
+/**
+ * Recipients editor: users (picked), units (picked from the tree), list (uploaded
+ * .xls/.xlsx). `prefix` keeps test ids unique when several are on one page.
+ */
+function targetsEditor(container, targets, ctx, prefix = 'push') {
+  const tg = { users: [...(targets?.users || [])], units: [...(targets?.units || [])], list: [...(targets?.list || [])] };
+  const userNames = new Map();
+  const render = () => {
+    const unitName = (id) => ctx.unitsById.get(id)?.name || id;
+    setHtml(container, html`<div class="targets">
+      <div class="target-row"><span class="lbl">${t('targets.users')}</span>
+        <span class="chips" data-testid="${prefix}-target-users">${tg.users.map((id) => html`<span class="chip">${userNames.get(id) || id}<button type="button" class="icon" data-rm-user="${id}" aria-label="${t('common.remove')}">×</button></span>`)}</span>
+        ${ctx.readonly ? '' : html`<button type="button" data-testid="${prefix}-pick-users">${t('targets.pickUsers')}</button>`}</div>
+      <div class="target-row"><span class="lbl">${t('targets.units')}</span>
+        <span class="chips" data-testid="${prefix}-target-units">${tg.units.map((id) => html`<span class="chip">${unitName(id)}<button type="button" class="icon" data-rm-unit="${id}" aria-label="${t('common.remove')}">×</button></span>`)}</span>
+        ${ctx.readonly ? '' : html`<button type="button" data-testid="${prefix}-pick-units">${t('targets.pickUnits')}</button>`}</div>
+      <div class="target-row"><span class="lbl">${t('targets.list')}</span>
+        <span data-testid="${prefix}-target-list-count">${t('targets.listCount', { n: tg.list.length })}</span>
+        ${ctx.readonly ? '' : html`<label class="filebtn">${t('targets.upload')}<input type="file" accept=".xls,.xlsx" data-testid="${prefix}-upload"></label>
+        ${tg.list.length ? html`<button type="button" data-testid="${prefix}-clear-list">${t('targets.clearList')}</button>` : ''}`}</div>
+      <div class="upload-result" data-testid="${prefix}-upload-result"></div>
+      ${tg.list.length ? html`<details><summary>${t('targets.showList')}</summary><table class="small"><thead><tr><th>${t('targets.to')}</th><th>${t('common.name')}</th><th>${t('targets.variables')}</th></tr></thead>
+        <tbody>${tg.list.slice(0, 200).map((r) => html`<tr><td>${r.to}</td><td>${r.name || ''}</td><td>${r.variables ? JSON.stringify(r.variables) : ''}</td></tr>`)}</tbody></table></details>` : ''}
+    </div>`);
+    if (ctx.readonly) { $$('[data-rm-user],[data-rm-unit]', container).forEach((b) => b.remove()); return; }
+    on(container, '[data-rm-user]', 'click', (e) => { tg.users = tg.users.filter((x) => x !== e.currentTarget.dataset.rmUser); render(); });
+    on(container, '[data-rm-unit]', 'click', (e) => { tg.units = tg.units.filter((x) => x !== e.currentTarget.dataset.rmUnit); render(); });
+    on(container, `[data-testid=${prefix}-clear-list]`, 'click', () => { tg.list = []; render(); });
+    on(container, `[data-testid=${prefix}-pick-units]`, 'click', () => {
+      const { el, form } = formDialog(t('targets.pickUnits'), treeCheckboxes(ctx.roots, tg.units), async (f) => {
+        tg.units = $$('input[name=units]:checked', f).map((i) => i.value);
+        render();
+      }, 'units-picker');
+      void el; void form;
+    });
+    on(container, `[data-testid=${prefix}-pick-users]`, 'click', () => pickUsers(tg.users, (picked) => {
+      picked.forEach((u) => userNames.set(u.id, `${u.name}${u.login ? ' (' + u.login + ')' : ''}`));
+      tg.users = picked.map((u) => u.id);
+      render();
+    }));
+    on(container, `[data-testid=${prefix}-upload]`, 'change', async (e) => {
+      const file = e.target.files[0];
+      if (!file) return;
+      const out = $(`[data-testid=${prefix}-upload-result]`, container);
+      const fd = new FormData();
+      fd.append('file', file, file.name);
+      out.textContent = t('common.loading');
+      try {
+        const r = await api('POST', '/pushes/upload', undefined, { form: fd });
+        const rows = r.rows || [];
+        tg.list = tg.list.concat(rows);
+        render();
+        const res = $(`[data-testid=${prefix}-upload-result]`, container);
+        setHtml(res, html`<p data-testid="${prefix}-upload-summary">${t('targets.parsed', { file: file.name, n: rows.length, e: (r.errors || []).length })}</p>
+          ${(r.errors || []).length ? html`<ul class="errors" data-testid="${prefix}-upload-errors">${r.errors.map((er) => html`<li>${t('targets.rowError', { row: er.row })}: ${er.message}</li>`)}</ul>` : ''}`);
+      } catch (err) {
+        out.textContent = '';
+        const p = document.createElement('p');
+        p.className = 'error';
+        p.dataset.testid = `${prefix}-upload-error`;
+        p.textContent = err.message;
+        out.appendChild(p);
+        e.target.value = '';
+      }
+    });
+  };
+  // Resolve names of already-picked users (best effort).
+  if (tg.users.length && can('directory.view')) {
+    Promise.all(tg.users.map((id) => api('GET', `/users/${encodeURIComponent(id)}`).then((u) => userNames.set(id, u.name + (u.login ? ` (${u.login})` : '')), () => {})))
+      .then(() => { if (container.isConnected) render(); });
+  }
+  render();
+  return { value: () => ({ users: [...tg.users], units: [...tg.units], list: [...tg.list] }) };
+}
+
+function pickUsers(current, done) {
+  const picked = new Map(current.map((id) => [id, { id, name: id }]));
+  const { el, form } = formDialog(t('targets.pickUsers'), html`<div class="searchbar">
+      <input type="search" name="q" placeholder="${t('users.searchPh')}" data-testid="user-picker-search">
+      <button type="button" data-testid="user-picker-go">${t('common.search')}</button></div>
+      <div class="picker-list" data-testid="user-picker-list"></div>`, async () => {
+    done([...picked.values()]);
+  }, 'user-picker');
+  const list = $('[data-testid=user-picker-list]', el);
+  const load = async () => {
+    try {
+      const d = await api('GET', '/users' + qs({ q: form.elements.q.value, limit: 200 }));
+      const us = items(d);
+      us.forEach((u) => { if (picked.has(u.id)) picked.set(u.id, u); });
+      setHtml(list, us.length ? html`${us.map((u) => html`<label class="pick"><input type="checkbox" value="${u.id}" ${raw(picked.has(u.id) ? 'checked' : '')} data-login="${u.login || ''}"> ${u.name} <span class="muted">${u.login || ''} ${u.email || ''} ${u.mobile || ''}</span></label>`)}` : html`<p class="muted">${t('common.empty')}</p>`);
+      on(list, 'input[type=checkbox]', 'change', (e) => {
+        const u = us.find((x) => x.id === e.target.value);
+        if (e.target.checked) picked.set(u.id, u); else picked.delete(u.id);
+      });
+    } catch (err) { showError(form, err); }
+  };
+  $('[data-testid=user-picker-go]', el).onclick = load;
+  form.elements.q.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); load(); } });
+  load();
+}
+
+// ------------------------------------------------------------ rich text editor
+
+const ALLOWED_TAGS = new Set(['A', 'B', 'STRONG', 'I', 'EM', 'U', 'P', 'BR', 'DIV', 'SPAN', 'UL', 'OL', 'LI', 'H1', 'H2', 'H3', 'H4', 'BLOCKQUOTE', 'PRE', 'CODE', 'TABLE', 'THEAD', 'TBODY', 'TR', 'TD', 'TH', 'HR', 'IMG', 'FONT', 'S', 'SUB', 'SUP']);
+const ALLOWED_ATTRS = new Set(['href', 'src', 'alt', 'title', 'colspan', 'rowspan', 'color', 'style', 'target', 'rel']);
+/**
+ * Client-side clean-up before HTML is shown in the editor (the server is the
+ * authority and sanitizes on save; this only keeps the editor inert). Parsed in
+ * an inert document, so nothing runs while cleaning.
+ */
+function cleanHtml(s) {
+  const doc = new DOMParser().parseFromString(`<body>${s || ''}</body>`, 'text/html');
+  const walk = (node) => {
+    for (const ch of Array.from(node.children)) {
+      if (!ALLOWED_TAGS.has(ch.tagName)) {
+        if (['SCRIPT', 'STYLE', 'IFRAME', 'OBJECT', 'EMBED', 'TEMPLATE', 'NOSCRIPT', 'SVG', 'MATH'].includes(ch.tagName)) { ch.remove(); continue; }
+        walk(ch);
+        ch.replaceWith(...Array.from(ch.childNodes));
+        continue;
+      }
+      for (const a of Array.from(ch.attributes)) {
+        const n = a.name.toLowerCase();
+        const v = a.value.replace(/[\s\u0000-\u001f]/g, '').toLowerCase();
+        if (!ALLOWED_ATTRS.has(n) || ((n === 'href' || n === 'src') && /^(javascript|vbscript|data):/.test(v)) || (n === 'style' && /expression|url\(/.test(v))) ch.removeAttribute(a.name);
+      }
+      walk(ch);
+    }
+  };
+  walk(doc.body);
+  return doc.body.innerHTML;
+}
+
+function richEditor(container, initial, { readonly = false, name = 'html', testid = 'rich' } = {}) {
+  setHtml(container, html`<div class="rich">
+    ${readonly ? '' : html`<div class="toolbar" role="toolbar">
+      <button type="button" data-cmd="bold" title="${t('rich.bold')}" data-testid="${testid}-bold"><b>B</b></button>
+      <button type="button" data-cmd="italic" title="${t('rich.italic')}" data-testid="${testid}-italic"><i>I</i></button>
+      <button type="button" data-cmd="createLink" title="${t('rich.link')}" data-testid="${testid}-link">🔗</button>
+      <button type="button" data-cmd="insertUnorderedList" title="${t('rich.ul')}" data-testid="${testid}-ul">•≡</button>
+      <button type="button" data-cmd="insertOrderedList" title="${t('rich.ol')}" data-testid="${testid}-ol">1≡</button>
+      <button type="button" data-source title="${t('rich.source')}" data-testid="${testid}-source">&lt;/&gt;</button>
+    </div>`}
+    <div class="editable" contenteditable="${readonly ? 'false' : 'true'}" data-testid="${testid}-editor" data-field="${name}" role="textbox" aria-multiline="true"></div>
+    <textarea class="source" name="${name}" data-testid="${testid}-html" hidden></textarea></div>`);
+  const ed = $('.editable', container);
+  const src = $('textarea.source', container);
+  ed.innerHTML = cleanHtml(initial); // cleaned in an inert document first
+  let sourceMode = false;
+  on(container, '[data-cmd]', 'mousedown', (e) => e.preventDefault());
+  on(container, '[data-cmd]', 'click', (e) => {
+    const cmd = e.currentTarget.dataset.cmd;
+    ed.focus();
+    if (cmd === 'createLink') {
+      const url = prompt(t('rich.linkPrompt'), 'https://');
+      if (url && /^(https?:|mailto:)/i.test(url)) document.execCommand('createLink', false, url);
+    } else document.execCommand(cmd, false, null);
+  });
+  on(container, '[data-source]', 'click', () => {
+    sourceMode = !sourceMode;
+    if (sourceMode) { src.value = ed.innerHTML; src.hidden = false; ed.hidden = true; src.focus(); }
+    else { ed.innerHTML = cleanHtml(src.value); src.hidden = true; ed.hidden = false; }
+    $$('[data-cmd]', container).forEach((b) => { b.disabled = sourceMode; });
+  });
+  // In source mode the typed HTML is sent as typed: the server sanitizes it.
+  return { value: () => (sourceMode ? src.value : ed.innerHTML), text: () => (sourceMode ? src.value.replace(/<[^>]*>/g, ' ') : ed.innerText) };
+}
+
+// ------------------------------------------------------------------ pagination
+
+function pager(total, offset, limit, onPage) {
+  const wrap = document.createElement('div');
+  wrap.className = 'pager';
+  const from = total ? offset + 1 : 0;
+  const to = Math.min(offset + limit, total);
+  setHtml(wrap, html`<span data-testid="pager-info">${t('common.range', { from, to, total })}</span>
+    <button type="button" data-p="prev" ${raw(offset <= 0 ? 'disabled' : '')}>‹</button>
+    <button type="button" data-p="next" ${raw(offset + limit >= total ? 'disabled' : '')}>›</button>`);
+  $('[data-p=prev]', wrap).onclick = () => onPage(Math.max(0, offset - limit));
+  $('[data-p=next]', wrap).onclick = () => onPage(offset + limit);
+  return wrap;
+}
+const PAGE = 50;
+
+// ====================================================================== pages
+
+// ------------------------------------------------------------- login/register
+
+function pageLogin(root) {
+  const remembered = sessionStorage.getItem('herald.lastLogin') || '';
+  setHtml(root, html`<section class="auth" data-testid="page-login">
+    <h1>${t('login.title')}</h1>
+    <form data-testid="login-form" novalidate>
+      <label>${t('login.login')}<input name="login" autocomplete="username" data-testid="login-login" value="${remembered}" required></label>
+      <label>${t('login.password')}<input name="password" type="password" autocomplete="current-password" data-testid="login-password" required></label>
+      ${errorBox()}
+      <div class="actions"><button type="submit" class="primary" data-testid="login-submit">${t('login.submit')}</button>
+      <a href="#/register" data-testid="goto-register">${t('register.link')}</a></div>
+    </form></section>`);
+  const form = $('form', root);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    try {
+      await api('POST', '/login', { login: form.elements.login.value.trim(), password: form.elements.password.value }, { no401: true });
+      sessionStorage.setItem('herald.lastLogin', form.elements.login.value.trim());
+      await loadMe();
+      go(firstPage());
+    } catch (err) { showError(form, err); }
+  });
+}
+
+function pageRegister(root) {
+  setHtml(root, html`<section class="auth wide" data-testid="page-register">
+    <h1>${t('register.title')}</h1>
+    <form data-testid="register-form" novalidate>
+      <label>${t('register.enterprise')}<input name="enterprise_name" data-testid="reg-enterprise" required></label>
+      <label>${t('register.adminName')}<input name="admin_name" data-testid="reg-name" required></label>
+      <label>${t('register.adminLogin')}<input name="admin_login" data-testid="reg-login" autocomplete="username" required></label>
+      <label>${t('register.password')}<input name="admin_password" type="password" data-testid="reg-password" autocomplete="new-password" required minlength="10">
+        <small class="muted">${t('register.passwordHint')}</small></label>
+      <label>${t('register.email')}<input name="admin_email" type="email" data-testid="reg-email"></label>
+      <label>${t('register.mobile')}<input name="admin_mobile" data-testid="reg-mobile"></label>
+      ${errorBox()}
+      <div class="actions"><button type="submit" class="primary" data-testid="reg-submit">${t('register.submit')}</button>
+      <a href="#/login" data-testid="goto-login">${t('login.link')}</a></div>
+    </form></section>`);
+  const form = $('form', root);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    const f = form.elements;
+    const body = { enterprise_name: f.enterprise_name.value.trim(), admin_name: f.admin_name.value.trim(), admin_login: f.admin_login.value.trim(), admin_password: f.admin_password.value };
+    if (f.admin_email.value.trim()) body.admin_email = f.admin_email.value.trim();
+    if (f.admin_mobile.value.trim()) body.admin_mobile = f.admin_mobile.value.trim();
+    try {
+      await api('POST', '/register', body, { no401: true });
+      sessionStorage.setItem('herald.lastLogin', body.admin_login);
+      toast(t('register.done'));
+      go('#/login');
+    } catch (err) { showError(form, err); }
+  });
+}
+
+// -------------------------------------------------------------------- directory
+
+async function pageDirectory(root) {
+  const edit = can('directory.edit');
+  let units = await loadUnits();
+  let tree = buildTree(units);
+  let selected = sessionStorage.getItem('herald.unit');
+  if (!tree.byId.has(selected)) selected = tree.roots[0]?.id || null;
+  let q = '';
+  let offset = 0;
+  let roles = null;
+
+  setHtml(root, html`<section data-testid="page-directory"><h1>${t('menu.directory')}</h1>
+    <div class="split">
+      <aside class="panel"><div class="panel-head"><h2>${t('dir.units')}</h2></div>
+        ${edit ? html`<div class="btnrow">
+          <button type="button" data-testid="unit-add">${t('dir.addChild')}</button>
+          <button type="button" data-testid="unit-rename">${t('dir.rename')}</button>
+          <button type="button" data-testid="unit-move">${t('dir.move')}</button>
+          <button type="button" class="danger" data-testid="unit-delete">${t('common.delete')}</button></div>` : ''}
+        <div data-testid="unit-tree" class="tree-wrap"></div></aside>
+      <div class="panel grow"><div class="panel-head"><h2 data-testid="users-title"></h2>
+        ${edit ? html`<button type="button" class="primary" data-testid="user-add">${t('users.add')}</button>` : ''}</div>
+        <form class="searchbar" data-testid="user-search-form"><input type="search" name="q" placeholder="${t('users.searchPh')}" data-testid="user-search">
+          <button type="submit" data-testid="user-search-go">${t('common.search')}</button></form>
+        <div data-testid="users-table-wrap"></div></div>
+    </div></section>`);
+
+  const treeEl = $('[data-testid=unit-tree]', root);
+  const renderTree = () => {
+    const li = (n) => html`<li><a href="#" data-testid="unit-node" data-id="${n.id}" data-name="${n.name}" class="${n.id === selected ? 'selected' : ''}" ${raw(n.id === selected ? 'aria-current="true"' : '')}>${n.name}</a>
+      ${n.children.length ? html`<ul>${n.children.map(li)}</ul>` : ''}</li>`;
+    setHtml(treeEl, html`<ul class="tree">${tree.roots.map(li)}</ul>`);
+    on(treeEl, 'a[data-id]', 'click', (e) => {
+      e.preventDefault();
+      selected = e.currentTarget.dataset.id;
+      sessionStorage.setItem('herald.unit', selected);
+      offset = 0;
+      renderTree();
+      loadUsers();
+    });
+    $$('[data-testid=unit-rename],[data-testid=unit-move],[data-testid=unit-delete],[data-testid=unit-add]', root).forEach((b) => { b.disabled = !selected; });
+  };
+  const reloadUnits = async () => {
+    units = await loadUnits();
+    tree = buildTree(units);
+    if (!tree.byId.has(selected)) selected = tree.roots[0]?.id || null;
+    renderTree();
+  };
+
+  const wrap = $('[data-testid=users-table-wrap]', root);
+  const loadUsers = async () => {
+    const unit = tree.byId.get(selected);
+    $('[data-testid=users-title]', root).textContent = unit ? t('users.inUnit', { unit: unit.name }) : t('users.title');
+    try {
+      const d = await api('GET', '/users' + qs({ q, unit: selected, offset, limit: PAGE }));
+      const us = items(d);
+      const total = d.total ?? us.length;
+      setHtml(wrap, html`<table data-testid="users-table"><thead><tr><th>${t('common.name')}</th><th>${t('users.login')}</th><th>${t('users.mobile')}</th><th>${t('users.email')}</th><th>${t('users.unit')}</th><th></th></tr></thead>
+        <tbody>${us.length ? us.map((u) => html`<tr data-testid="user-row" data-login="${u.login || ''}" data-id="${u.id}"><td>${u.name}</td><td>${u.login || ''}</td><td>${u.mobile || ''}</td><td>${u.email || ''}</td>
+          <td>${tree.byId.get(u.unit)?.name || u.unit || ''}</td>
+          <td class="rowbtns">${edit ? html`<button type="button" data-edit="${u.id}" data-testid="user-edit">${t('common.edit')}</button>
+          <button type="button" class="danger" data-del="${u.id}" data-testid="user-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted" data-testid="users-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      wrap.appendChild(pager(total, offset, PAGE, (o) => { offset = o; loadUsers(); }));
+      on(wrap, '[data-edit]', 'click', (e) => userDialog(us.find((u) => u.id === e.currentTarget.dataset.edit)));
+      on(wrap, '[data-del]', 'click', async (e) => {
+        const u = us.find((x) => x.id === e.currentTarget.dataset.del);
+        if (!(await confirmDialog(t('users.confirmDelete', { name: u.name })))) return;
+        try { await api('DELETE', `/users/${encodeURIComponent(u.id)}`); toast(t('common.deleted')); loadUsers(); } catch (err) { toast(err.message, 'error'); }
+      });
+    } catch (err) {
+      setHtml(wrap, html`<p class="error" data-testid="users-error">${err.message}</p>`);
+    }
+  };
+
+  const userDialog = async (user) => {
+    if (roles === null) {
+      roles = can('roles.view') ? await api('GET', '/roles').then(items, () => []) : [];
+    }
+    const u = user || { unit: selected, roles: [] };
+    const ur = new Set(u.roles || []);
+    const { form } = formDialog(user ? t('users.edit') : t('users.add'), html`<div class="grid2">
+      <label>${t('common.name')} *<input name="name" value="${u.name || ''}" data-testid="uf-name" required></label>
+      <label>${t('users.login')}<input name="login" value="${u.login || ''}" data-testid="uf-login" autocomplete="off"></label>
+      <label>${t('users.password')}<input name="password" type="password" data-testid="uf-password" autocomplete="new-password" placeholder="${user ? t('users.passwordKeep') : ''}"></label>
+      <label>${t('users.mobile')}<input name="mobile" value="${u.mobile || ''}" data-testid="uf-mobile"></label>
+      <label>${t('users.email')}<input name="email" type="email" value="${u.email || ''}" data-testid="uf-email"></label>
+      <label>${t('users.wecom')}<input name="wecom_id" value="${u.wecom_id || ''}" data-testid="uf-wecom"></label>
+      <label>${t('users.dingtalk')}<input name="dingtalk_id" value="${u.dingtalk_id || ''}" data-testid="uf-dingtalk"></label>
+      <label>${t('users.welink')}<input name="welink_id" value="${u.welink_id || ''}" data-testid="uf-welink"></label>
+      <label>${t('users.unit')} *<select name="unit" data-testid="uf-unit">${unitOptions(tree.roots, u.unit)}</select></label>
+      </div>
+      ${roles.length ? html`<fieldset data-field="roles"><legend>${t('users.roles')}</legend>${roles.map((r) => html`<label class="inline"><input type="checkbox" name="roles" value="${r.id}" data-name="${r.name}" ${raw(ur.has(r.id) ? 'checked' : '')}> ${r.name}</label>`)}</fieldset>` : ''}`,
+    async (f) => {
+      const e = f.elements;
+      const body = { name: e.name.value.trim(), unit: e.unit.value, roles: $$('input[name=roles]:checked', f).map((i) => i.value) };
+      for (const k of ['login', 'mobile', 'email', 'wecom_id', 'dingtalk_id', 'welink_id']) {
+        const v = e[k].value.trim();
+        if (v || user) body[k] = v || null;
+      }
+      if (e.password.value) body.password = e.password.value;
+      if (!roles.length && user) delete body.roles;
+      if (user) await api('PATCH', `/users/${encodeURIComponent(user.id)}`, body);
+      else await api('POST', '/users', body);
+      toast(t('common.saved'));
+      loadUsers();
+    }, 'user-dialog');
+    void form;
+  };
+
+  const nameDialog = (title, value, submit) => formDialog(title, html`<label>${t('common.name')}<input name="name" value="${value || ''}" data-testid="unit-name" required></label>`, async (f) => submit(f.elements.name.value.trim()), 'unit-dialog');
+
+  if (edit) {
+    $('[data-testid=unit-add]', root).onclick = () => nameDialog(t('dir.addChildOf', { unit: tree.byId.get(selected)?.name || '' }), '', async (name) => {
+      const u = await api('POST', '/units', { name, parent: selected });
+      selected = u?.id || selected;
+      sessionStorage.setItem('herald.unit', selected);
+      toast(t('common.saved'));
+      await reloadUnits();
+      loadUsers();
+    });
+    $('[data-testid=unit-rename]', root).onclick = () => {
+      const n = tree.byId.get(selected);
+      nameDialog(t('dir.rename'), n.name, async (name) => {
+        await api('PATCH', `/units/${encodeURIComponent(n.id)}`, { name });
+        toast(t('common.saved'));
+        await reloadUnits();
+        loadUsers();
+      });
+    };
+    $('[data-testid=unit-move]', root).onclick = () => {
+      const n = tree.byId.get(selected);
+      const exclude = new Set(subtreeIds(n));
+      formDialog(t('dir.moveUnit', { unit: n.name }), html`<label>${t('dir.newParent')}<select name="parent" data-testid="unit-parent">${unitOptions(tree.roots, n.parent, exclude)}</select></label>`, async (f) => {
+        await api('PATCH', `/units/${encodeURIComponent(n.id)}`, { parent: f.elements.parent.value });
+        toast(t('common.saved'));
+        await reloadUnits();
+      }, 'unit-dialog');
+    };
+    $('[data-testid=unit-delete]', root).onclick = async () => {
+      const n = tree.byId.get(selected);
+      if (!(await confirmDialog(t('dir.confirmDelete', { unit: n.name })))) return;
+      try {
+        await api('DELETE', `/units/${encodeURIComponent(n.id)}`);
+        toast(t('common.deleted'));
+        selected = n.parent;
+        await reloadUnits();
+        loadUsers();
+      } catch (err) { toast(err.message, 'error'); }
+    };
+    $('[data-testid=user-add]', root).onclick = () => userDialog(null);
+  }
+  $('[data-testid=user-search-form]', root).addEventListener('submit', (e) => {
+    e.preventDefault();
+    q = e.currentTarget.elements.q.value.trim();
+    offset = 0;
+    loadUsers();
+  });
+  renderTree();
+  loadUsers();
+}
+
+// ------------------------------------------------------------------- app market
+
+async function pageApps(root) {
+  const manage = can('apps.manage');
+  setHtml(root, html`<section data-testid="page-apps"><h1>${t('menu.apps')}</h1>
+    <div class="cards" data-testid="apps-list"></div>
+    <div class="panel"><div class="panel-head"><h2>${t('apps.keys')}</h2>
+      ${manage ? html`<button type="button" class="primary" data-testid="api-key-create">${t('apps.createKey')}</button>` : ''}</div>
+      <div data-testid="api-keys-wrap"></div></div></section>`);
+  const list = $('[data-testid=apps-list]', root);
+  const keysWrap = $('[data-testid=api-keys-wrap]', root);
+  const loadApps = async () => {
+    const apps = items(await api('GET', '/apps'));
+    setHtml(list, html`${apps.map((a) => html`<article class="card" data-testid="app-card" data-id="${a.id}">
+      <h3>${t('app.' + a.id + '.name', {}, a.name)}</h3><p>${t('app.' + a.id + '.desc', {}, a.description)}</p>
+      ${a.enabled ? html`<p class="ok" data-testid="app-enabled">${t('apps.enabledAt', { at: fmtTime(a.enabled_at), by: a.enabled_by || '' })}</p>`
+        : (manage ? html`<button type="button" class="primary" data-enable="${a.id}" data-testid="app-enable-${a.id}">${t('apps.enable')}</button>` : html`<p class="muted">${t('apps.notEnabled')}</p>`)}
+    </article>`)}`);
+    on(list, '[data-enable]', 'click', async (e) => {
+      const id = e.currentTarget.dataset.enable;
+      e.currentTarget.disabled = true;
+      try {
+        const r = await api('POST', `/apps/${encodeURIComponent(id)}/enable`);
+        toast(t('apps.enabled'));
+        if (r && r.api_key) showKeyDialog(r.api_key);
+        loadApps();
+        loadKeys();
+      } catch (err) { toast(err.message, 'error'); e.currentTarget.disabled = false; }
+    });
+  };
+  const loadKeys = async () => {
+    try {
+      const keys = items(await api('GET', '/api-keys'));
+      setHtml(keysWrap, html`<table data-testid="api-keys-table"><thead><tr><th>${t('apps.prefix')}</th><th>${t('common.createdAt')}</th><th>${t('common.createdBy')}</th><th></th></tr></thead>
+        <tbody>${keys.length ? keys.map((k) => html`<tr data-testid="api-key-row" data-id="${k.id}"><td><code>${k.prefix}…</code></td><td>${fmtTime(k.created_at)}</td><td>${k.created_by || ''}</td>
+        <td>${manage ? html`<button type="button" class="danger" data-revoke="${k.id}" data-testid="api-key-revoke">${t('apps.revoke')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="4" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      on(keysWrap, '[data-revoke]', 'click', async (e) => {
+        const id = e.currentTarget.dataset.revoke;
+        if (!(await confirmDialog(t('apps.confirmRevoke')))) return;
+        try { await api('DELETE', `/api-keys/${encodeURIComponent(id)}`); toast(t('apps.revoked')); loadKeys(); } catch (err) { toast(err.message, 'error'); }
+      });
+    } catch (err) { setHtml(keysWrap, html`<p class="error">${err.message}</p>`); }
+  };
+  if (manage) {
+    $('[data-testid=api-key-create]', root).onclick = async () => {
+      try {
+        const r = await api('POST', '/api-keys');
+        showKeyDialog(r.api_key);
+        loadKeys();
+      } catch (err) { toast(err.message, 'error'); }
+    };
+  }
+  await loadApps();
+  loadKeys();
+}
+
+// ------------------------------------------------------------------------ roles
+
+async function pageRoles(root) {
+  const manage = can('roles.manage');
+  setHtml(root, html`<section data-testid="page-roles"><h1>${t('menu.roles')}</h1>
+    <div class="panel"><div class="panel-head"><h2>${t('roles.list')}</h2>
+      ${manage ? html`<button type="button" class="primary" data-testid="role-add">${t('roles.add')}</button>` : ''}</div>
+      <div data-testid="roles-wrap"></div></div></section>`);
+  const wrap = $('[data-testid=roles-wrap]', root);
+  const [catalogue, units] = await Promise.all([api('GET', '/permissions').then(items), loadUnits().catch(() => [])]);
+  const tree = buildTree(units);
+  const load = async () => {
+    const roles = items(await api('GET', '/roles'));
+    setHtml(wrap, html`<table data-testid="roles-table"><thead><tr><th>${t('common.name')}</th><th>${t('roles.perms')}</th><th>${t('roles.data')}</th><th></th></tr></thead>
+      <tbody>${roles.map((r) => html`<tr data-testid="role-row" data-name="${r.name}"><td>${r.name}</td><td>${(r.permissions || []).length}</td>
+        <td>${r.all_units ? t('roles.allUnits') : (r.units || []).map((id) => tree.byId.get(id)?.name || id).join(', ')}</td>
+        <td class="rowbtns">${manage ? html`<button type="button" data-edit="${r.id}" data-testid="role-edit">${t('common.edit')}</button>
+        <button type="button" class="danger" data-del="${r.id}" data-testid="role-delete">${t('common.delete')}</button>` : html`<button type="button" data-edit="${r.id}" data-testid="role-view">${t('common.view')}</button>`}</td></tr>`)}</tbody></table>`);
+    on(wrap, '[data-edit]', 'click', (e) => roleDialog(roles.find((r) => r.id === e.currentTarget.dataset.edit)));
+    on(wrap, '[data-del]', 'click', async (e) => {
+      const r = roles.find((x) => x.id === e.currentTarget.dataset.del);
+      if (!(await confirmDialog(t('roles.confirmDelete', { name: r.name })))) return;
+      try { await api('DELETE', `/roles/${encodeURIComponent(r.id)}`); toast(t('common.deleted')); load(); } catch (err) { toast(err.message, 'error'); }
+    });
+  };
+  const roleDialog = (role) => {
+    const r = role || { name: '', permissions: [], all_units: false, units: [] };
+    const has = new Set(r.permissions || []);
+    const groups = new Map();
+    for (const p of catalogue) {
+      if (!groups.has(p.menu)) groups.set(p.menu, []);
+      groups.get(p.menu).push(p);
+    }
+    const { el, form } = formDialog(role ? t('roles.edit') : t('roles.add'), html`
+      <label>${t('common.name')} *<input name="name" value="${r.name}" data-testid="role-name" required></label>
+      <fieldset data-field="permissions"><legend>${t('roles.perms')}</legend><div class="permgrid">
+      ${[...groups.entries()].map(([menu, ps]) => html`<div class="permgroup" data-testid="perm-group" data-menu="${menu}"><h4>${t('menu.' + menuKey(menu), {}, menu)}</h4>
+        ${ps.map((p) => html`<label class="inline"><input type="checkbox" name="permissions" value="${p.id}" data-testid="perm-${p.id}" ${raw(has.has(p.id) ? 'checked' : '')}> ${t('perm.' + p.id, {}, p.id)} <span class="muted">(${t('perm.kind.' + p.kind, {}, p.kind)})</span></label>`)}</div>`)}
+      </div></fieldset>
+      <fieldset data-field="units"><legend>${t('roles.data')}</legend>
+        <label class="inline"><input type="radio" name="scope" value="all" data-testid="role-all-units" ${raw(r.all_units ? 'checked' : '')}> ${t('roles.allUnits')}</label>
+        <label class="inline"><input type="radio" name="scope" value="some" data-testid="role-some-units" ${raw(!r.all_units ? 'checked' : '')}> ${t('roles.someUnits')}</label>
+        <div class="role-units" data-testid="role-units">${treeCheckboxes(tree.roots, r.units)}</div></fieldset>`,
+    async (f) => {
+      const all = f.elements.scope.value === 'all';
+      const body = { name: f.elements.name.value.trim(), permissions: $$('input[name=permissions]:checked', f).map((i) => i.value), all_units: all, units: all ? [] : $$('input[name=units]:checked', f).map((i) => i.value) };
+      if (role) await api('PATCH', `/roles/${encodeURIComponent(role.id)}`, body);
+      else await api('POST', '/roles', body);
+      toast(t('common.saved'));
+      load();
+    }, 'role-dialog');
+    const sync = () => { $('.role-units', el).classList.toggle('disabled', form.elements.scope.value === 'all'); $$('.role-units input', el).forEach((i) => { i.disabled = form.elements.scope.value === 'all'; }); };
+    on(el, 'input[name=scope]', 'change', sync);
+    sync();
+    if (!manage) { $$('input,select,textarea', form).forEach((i) => { i.disabled = true; }); $('[data-testid=dialog-submit]', form).hidden = true; }
+  };
+  if (manage) $('[data-testid=role-add]', root).onclick = () => roleDialog(null);
+  await load();
+}
+/** Catalogue menus may be ids ("directory") or names; map to our menu keys. */
+function menuKey(menu) {
+  const m = String(menu).toLowerCase();
+  const map = { '通讯录': 'directory', '应用市场': 'apps', '角色权限': 'roles', '消息推送': 'pushes', '分级推送': 'tiered', '账户设置': 'accounts', '费用管理': 'cost', '报表': 'reports', push: 'pushes', app: 'apps', role: 'roles', account: 'accounts', report: 'reports' };
+  return map[m] || map[menu] || m;
+}
+
+// ----------------------------------------------------------------------- pushes
+
+const PUSH_STATUSES = ['draft', 'scheduled', 'sent', 'disabled'];
+
+async function accountTypes() {
+  if (!state.accountTypes) state.accountTypes = items(await api('GET', '/account-types'));
+  return state.accountTypes;
+}
+const channelName = (types, ch) => {
+  const tp = types.find((x) => x.channel === ch);
+  return t('channel.' + ch, {}, tp?.name || ch);
+};
+
+async function pagePushes(root) {
+  const editp = can('push.edit');
+  const send = can('push.send');
+  const f = JSON.parse(sessionStorage.getItem('herald.pushFilter') || '{}');
+  let offset = 0;
+  setHtml(root, html`<section data-testid="page-pushes"><h1>${t('menu.pushes')}</h1>
+    <div class="panel"><div class="panel-head"><h2>${t('push.list')}</h2>
+      ${editp ? html`<a class="button primary" href="#/pushes/new" data-testid="push-add">${t('push.add')}</a>` : ''}</div>
+    <form class="searchbar" data-testid="push-filter">
+      <input name="number" placeholder="${t('common.number')}" value="${f.number || ''}" data-testid="push-filter-number">
+      <input name="title" placeholder="${t('common.title')}" value="${f.title || ''}" data-testid="push-filter-title">
+      <select name="status" data-testid="push-filter-status"><option value="">${t('common.allStatuses')}</option>
+        ${PUSH_STATUSES.map((s) => html`<option value="${s}" ${raw(f.status === s ? 'selected' : '')}>${t('status.' + s)}</option>`)}</select>
+      <button type="submit" data-testid="push-search">${t('common.search')}</button>
+      <button type="button" data-testid="push-reset">${t('common.reset')}</button></form>
+    <div data-testid="pushes-wrap"></div></div></section>`);
+  const form = $('[data-testid=push-filter]', root);
+  const wrap = $('[data-testid=pushes-wrap]', root);
+  const types = await accountTypes().catch(() => []);
+  const load = async () => {
+    const e = form.elements;
+    const filt = { number: e.number.value.trim(), title: e.title.value.trim(), status: e.status.value };
+    sessionStorage.setItem('herald.pushFilter', JSON.stringify(filt));
+    try {
+      const d = await api('GET', '/pushes' + qs({ ...filt, offset, limit: PAGE }));
+      const ps = items(d);
+      setHtml(wrap, html`<table data-testid="pushes-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('push.channel')}</th><th>${t('common.status')}</th><th>${t('push.schedule')}</th><th>${t('common.updatedAt')}</th><th></th></tr></thead>
+        <tbody>${ps.length ? ps.map((p) => html`<tr data-testid="push-row" data-number="${p.number}" data-id="${p.id}" data-status="${p.status}">
+          <td>${p.number}</td><td><a href="#/pushes/${encodeURIComponent(p.id)}" data-testid="push-title-link">${p.title}</a></td>
+          <td>${channelName(types, p.channel)}</td>
+          <td><span class="badge s-${p.status}" data-testid="push-status">${t('status.' + p.status, {}, p.status)}</span>${p.enabled ? '' : html` <span class="badge s-disabled" data-testid="push-disabled">${t('common.disabled')}</span>`}</td>
+          <td>${p.schedule?.mode === 'at' ? fmtTime(p.schedule.at) : t('push.now')}</td><td>${fmtTime(p.updated_at || p.created_at)}</td>
+          <td class="rowbtns">
+            <a class="button" href="#/pushes/${encodeURIComponent(p.id)}/deliveries" data-testid="push-deliveries">${t('push.deliveries')}</a>
+            ${editp ? html`<button type="button" data-copy="${p.id}" data-testid="push-copy">${t('common.copy')}</button>` : ''}
+            ${send ? html`<button type="button" data-toggle="${p.id}" data-testid="push-toggle">${p.enabled ? t('common.disable') : t('common.enable')}</button>` : ''}
+            ${editp ? html`<button type="button" class="danger" data-del="${p.id}" data-testid="push-delete" title="${t('push.deleteHint')}">${t('common.delete')}</button>` : ''}
+          </td></tr>`) : html`<tr><td colspan="7" class="muted" data-testid="pushes-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      wrap.appendChild(pager(d.total ?? ps.length, offset, PAGE, (o) => { offset = o; load(); }));
+      const byId = (id) => ps.find((p) => p.id === id);
+      on(wrap, '[data-copy]', 'click', async (ev) => {
+        try { const c = await api('POST', `/pushes/${encodeURIComponent(ev.currentTarget.dataset.copy)}/copy`); toast(t('push.copied', { number: c?.number || '' })); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+      on(wrap, '[data-toggle]', 'click', async (ev) => {
+        const p = byId(ev.currentTarget.dataset.toggle);
+        try { await api('POST', `/pushes/${encodeURIComponent(p.id)}/${p.enabled ? 'disable' : 'enable'}`); toast(t('common.saved')); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+      on(wrap, '[data-del]', 'click', async (ev) => {
+        const p = byId(ev.currentTarget.dataset.del);
+        if (!(await confirmDialog(t('push.confirmDelete', { number: p.number })))) return;
+        try { await api('DELETE', `/pushes/${encodeURIComponent(p.id)}`); toast(t('common.deleted')); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+    } catch (err) { setHtml(wrap, html`<p class="error" data-testid="pushes-error">${err.message}</p>`); }
+  };
+  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
+  $('[data-testid=push-reset]', root).onclick = () => { form.reset(); $$('input', form).forEach((i) => { i.value = ''; }); form.elements.status.value = ''; offset = 0; load(); };
+  await load();
+}
+
+async function loadAccounts(channel) {
+  const d = await api('GET', '/accounts' + qs({ limit: 200 }));
+  return items(d).filter((a) => !channel || a.channel === channel);
+}
+async function treeCtx(readonly) {
+  const units = await loadUnits().catch(() => []);
+  const tree = buildTree(units);
+  return { roots: tree.roots, unitsById: tree.byId, readonly };
+}
+
+async function pagePushEdit(root, id) {
+  const isNew = id === 'new';
+  const p = isNew ? { title: '', channel: '', account: '', content: {}, targets: { users: [], units: [], list: [] }, schedule: { mode: 'now' }, enabled: true }
+    : await api('GET', `/pushes/${encodeURIComponent(id)}`);
+  const readonly = !can('push.edit') || p.status === 'sent';
+  const types = await accountTypes();
+  if (!p.channel) p.channel = types.find((x) => x.channel === 'email')?.channel || types[0]?.channel || '';
+  setHtml(root, html`<section data-testid="page-push-edit"><h1>${isNew ? t('push.add') : html`${t('push.view')} <span class="muted" data-testid="push-number">${p.number}</span>`}</h1>
+    ${!isNew ? html`<p><span class="badge s-${p.status}" data-testid="push-status">${t('status.' + p.status, {}, p.status)}</span>
+      ${p.message_id ? html` <span class="muted">${t('push.messageId')}: <code>${p.message_id}</code></span>` : ''}
+      <a href="#/pushes/${encodeURIComponent(p.id)}/deliveries" data-testid="push-deliveries-link">${t('push.deliveries')}</a></p>` : ''}
+    ${p.status === 'sent' ? html`<p class="muted" data-testid="push-readonly">${t('push.sentReadonly')}</p>` : ''}
+    <form class="panel" data-testid="push-form" novalidate>
+      <div class="grid2">
+        <label>${t('common.title')} *<input name="title" value="${p.title}" data-testid="push-title" required></label>
+        <label>${t('push.channel')} *<select name="channel" data-testid="push-channel">${types.map((tp) => html`<option value="${tp.channel}" ${raw(tp.channel === p.channel ? 'selected' : '')}>${channelName(types, tp.channel)}</option>`)}</select></label>
+        <label>${t('push.account')} *<select name="account" data-testid="push-account"></select></label>
+      </div>
+      <fieldset><legend>${t('push.content')}</legend><div data-testid="push-content"></div></fieldset>
+      <fieldset data-field="targets"><legend>${t('push.targets')}</legend><div data-testid="push-targets"></div></fieldset>
+      <fieldset><legend>${t('push.advanced')}</legend>
+        <label class="inline"><input type="radio" name="mode" value="now" data-testid="push-mode-now" ${raw(p.schedule?.mode !== 'at' ? 'checked' : '')}> ${t('push.now')}</label>
+        <label class="inline"><input type="radio" name="mode" value="at" data-testid="push-mode-at" ${raw(p.schedule?.mode === 'at' ? 'checked' : '')}> ${t('push.at')}</label>
+        <input type="datetime-local" name="schedule.at" data-testid="push-at" value="${rfc3339ToLocal(p.schedule?.at)}">
+        ${isNew ? html`<label class="inline"><input type="checkbox" name="enabled" data-testid="push-enabled" ${raw(p.enabled !== false ? 'checked' : '')}> ${t('push.enableOnSave')}</label>` : ''}
+      </fieldset>
+      ${errorBox()}
+      <div class="actions">${readonly ? '' : html`<button type="submit" class="primary" data-testid="push-save">${isNew ? t('push.create') : t('common.save')}</button>`}
+        <a class="button" href="#/pushes" data-testid="push-back">${t('common.back')}</a></div>
+    </form></section>`);
+  const form = $('[data-testid=push-form]', root);
+  const ctx = await treeCtx(readonly);
+  const targets = targetsEditor($('[data-testid=push-targets]', root), p.targets, ctx, 'push');
+  let content = null;
+  const renderContent = () => {
+    const box = $('[data-testid=push-content]', root);
+    const ch = form.elements.channel.value;
+    const c = p.content || {};
+    if (ch === 'email') {
+      setHtml(box, html`<label>${t('push.subject')} *<input name="content.subject" value="${c.subject || ''}" data-testid="push-subject"></label>
+        <div class="lbl">${t('push.body')}</div><div data-testid="push-rich"></div>`);
+      const ed = richEditor($('[data-testid=push-rich]', box), c.html || (c.text ? esc(c.text) : ''), { readonly, name: 'content.html', testid: 'rich' });
+      content = () => {
+        const subject = form.elements['content.subject'].value;
+        const h = ed.value();
+        return { subject, html: h, text: ed.text().trim() };
+      };
+    } else {
+      setHtml(box, html`<label>${t('push.text')} *<textarea name="content.text" rows="6" data-testid="push-text">${c.text || ''}</textarea></label>`);
+      content = () => ({ text: form.elements['content.text'].value });
+    }
+    if (readonly) $$('input,textarea,select', box).forEach((i) => { i.disabled = true; });
+  };
+  const fillAccounts = async () => {
+    const sel = form.elements.account;
+    const ch = form.elements.channel.value;
+    let accs = [];
+    try { accs = await loadAccounts(ch); } catch (err) { toast(err.message, 'error'); }
+    setHtml(sel, html`<option value="">${t('push.pickAccount')}</option>${accs.map((a) => html`<option value="${a.name}" ${raw(a.name === p.account ? 'selected' : '')}>${a.name}${a.config?.from ? ` <${a.config.from}>` : ''}</option>`)}`);
+    if (!sel.value && accs.length === 1) sel.value = accs[0].name;
+  };
+  form.elements.channel.addEventListener('change', () => { renderContent(); fillAccounts(); });
+  const syncMode = () => { form.elements['schedule.at'].disabled = readonly || form.elements.mode.value !== 'at'; };
+  on(form, 'input[name=mode]', 'change', syncMode);
+  renderContent();
+  await fillAccounts();
+  syncMode();
+  if (readonly) $$('input,select,textarea', form).forEach((i) => { i.disabled = true; });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    const el = form.elements;
+    const mode = el.mode.value;
+    const body = { title: el.title.value.trim(), channel: el.channel.value, account: el.account.value, content: content(), targets: targets.value(),
+      schedule: mode === 'at' ? { mode: 'at', at: localToRfc3339(el['schedule.at'].value) } : { mode: 'now' } };
+    if (isNew) body.enabled = el.enabled.checked;
+    const btn = $('[data-testid=push-save]', form);
+    btn.disabled = true;
+    try {
+      const saved = isNew ? await api('POST', '/pushes', body) : await api('PUT', `/pushes/${encodeURIComponent(p.id)}`, body);
+      toast(t('push.saved', { number: saved?.number || p.number || '' }));
+      go('#/pushes');
+    } catch (err) { showError(form, err); } finally { btn.disabled = false; }
+  });
+}
+
+async function pageDeliveries(root, id) {
+  const p = await api('GET', `/pushes/${encodeURIComponent(id)}`);
+  setHtml(root, html`<section data-testid="page-deliveries"><h1>${t('push.deliveries')}: <span data-testid="push-number">${p.number}</span> ${p.title}</h1>
+    <p><a href="#/pushes/${encodeURIComponent(p.id)}" data-testid="push-title-link">${t('push.view')}</a> · <a href="#/pushes">${t('common.back')}</a>
+      <button type="button" data-testid="deliveries-refresh">${t('common.refresh')}</button></p>
+    <div class="panel" data-testid="deliveries-wrap"></div></section>`);
+  const wrap = $('[data-testid=deliveries-wrap]', root);
+  const load = async () => {
+    try {
+      const d = await api('GET', `/pushes/${encodeURIComponent(id)}/deliveries`);
+      const ds = d?.deliveries || [];
+      const counts = {};
+      ds.forEach((x) => { counts[x.status] = (counts[x.status] || 0) + 1; });
+      setHtml(wrap, html`<p>${t('push.messageId')}: <code data-testid="deliveries-message-id">${d?.message_id || '—'}</code>
+        <span data-testid="deliveries-summary">${Object.entries(counts).map(([s, n]) => html`<span class="badge s-${s}">${t('dstatus.' + s, {}, s)} ${n}</span> `)}</span></p>
+        <table data-testid="deliveries-table"><thead><tr><th>${t('deliv.recipient')}</th><th>${t('common.status')}</th><th>${t('deliv.attempts')}</th><th>${t('deliv.detail')}</th><th>${t('deliv.cost')}</th><th>${t('common.updatedAt')}</th></tr></thead>
+        <tbody>${ds.length ? ds.map((x) => html`<tr data-testid="delivery-row" data-recipient="${x.recipient}" data-status="${x.status}"><td>${x.recipient}</td>
+          <td><span class="badge s-${x.status}" data-testid="delivery-status">${t('dstatus.' + x.status, {}, x.status)}</span></td><td>${x.attempts}</td><td>${x.detail || ''}</td>
+          <td>${fmtMoney(x.cost_minor, x.currency)}</td><td>${fmtTime(x.updated_at)}</td></tr>`) : html`<tr><td colspan="6" class="muted" data-testid="deliveries-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+    } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
+  };
+  $('[data-testid=deliveries-refresh]', root).onclick = load;
+  await load();
+}
+
+// ----------------------------------------------------------------- tiered push
+
+const EDITORS = ['text', 'rich_text', 'voice'];
+
+async function pageTemplates(root) {
+  const editp = can('tiered.edit');
+  setHtml(root, html`<section data-testid="page-templates"><h1>${t('menu.tiered')} · ${t('tiered.templates')}</h1>
+    ${tieredTabs('templates')}
+    <div class="panel"><div class="panel-head"><h2>${t('tiered.templates')}</h2>
+      ${editp ? html`<a class="button primary" href="#/tiered/templates/new" data-testid="tpl-add">${t('tiered.addTemplate')}</a>` : ''}</div>
+    <form class="searchbar" data-testid="tpl-filter"><input name="number" placeholder="${t('common.number')}" data-testid="tpl-filter-number">
+      <input name="title" placeholder="${t('common.title')}" data-testid="tpl-filter-title"><button type="submit" data-testid="tpl-search">${t('common.search')}</button></form>
+    <div data-testid="tpl-wrap"></div></div></section>`);
+  const form = $('[data-testid=tpl-filter]', root);
+  const wrap = $('[data-testid=tpl-wrap]', root);
+  let offset = 0;
+  const load = async () => {
+    try {
+      const d = await api('GET', '/tiered/templates' + qs({ number: form.elements.number.value.trim(), title: form.elements.title.value.trim(), offset, limit: PAGE }));
+      const ts = items(d);
+      setHtml(wrap, html`<table data-testid="tpl-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('tiered.editor')}</th><th>${t('tiered.variables')}</th><th>${t('common.updatedAt')}</th><th></th></tr></thead>
+        <tbody>${ts.length ? ts.map((x) => html`<tr data-testid="tpl-row" data-number="${x.number}" data-title="${x.title}"><td>${x.number}</td>
+        <td><a href="#/tiered/templates/${encodeURIComponent(x.id)}" data-testid="tpl-title-link">${x.title}</a></td><td>${t('editor.' + x.editor, {}, x.editor)}</td>
+        <td>${(x.variables || []).join(', ')}</td><td>${fmtTime(x.updated_at || x.created_at)}</td>
+        <td class="rowbtns">${editp ? html`<button type="button" class="danger" data-del="${x.id}" data-testid="tpl-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      wrap.appendChild(pager(d.total ?? ts.length, offset, PAGE, (o) => { offset = o; load(); }));
+      on(wrap, '[data-del]', 'click', async (e) => {
+        const x = ts.find((y) => y.id === e.currentTarget.dataset.del);
+        if (!(await confirmDialog(t('tiered.confirmDeleteTpl', { number: x.number })))) return;
+        try { await api('DELETE', `/tiered/templates/${encodeURIComponent(x.id)}`); toast(t('common.deleted')); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+    } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
+  };
+  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
+  await load();
+}
+function tieredTabs(active) {
+  return html`<nav class="tabs"><a href="#/tiered/templates" class="${active === 'templates' ? 'active' : ''}" data-testid="tab-templates">${t('tiered.templates')}</a>
+    <a href="#/tiered/actions" class="${active === 'actions' ? 'active' : ''}" data-testid="tab-actions">${t('tiered.actions')}</a></nav>`;
+}
+
+async function pageTemplateEdit(root, id) {
+  const isNew = id === 'new';
+  const x = isNew ? { editor: 'text', title: '', subject: '', body: '', variables: [] } : await api('GET', `/tiered/templates/${encodeURIComponent(id)}`);
+  const readonly = !can('tiered.edit');
+  setHtml(root, html`<section data-testid="page-template-edit"><h1>${isNew ? t('tiered.addTemplate') : html`${t('tiered.template')} <span class="muted" data-testid="tpl-number">${x.number}</span>`}</h1>
+    <form class="panel" data-testid="tpl-form" novalidate>
+      <div class="grid2">
+        <label>${t('tiered.editor')} *<select name="editor" data-testid="tpl-editor">${EDITORS.map((ed) => html`<option value="${ed}" ${raw(ed === x.editor ? 'selected' : '')}>${t('editor.' + ed)}</option>`)}</select></label>
+        <label>${t('common.title')} *<input name="title" value="${x.title}" data-testid="tpl-title" required></label>
+      </div>
+      <p class="muted" data-testid="tpl-channel-hint"></p>
+      <label data-testid="tpl-subject-wrap">${t('push.subject')} *<input name="subject" value="${x.subject || ''}" data-testid="tpl-subject"></label>
+      <div class="lbl">${t('tiered.body')} *</div><div data-testid="tpl-body"></div>
+      <label>${t('tiered.variables')}<input name="variables" value="${(x.variables || []).join(', ')}" data-testid="tpl-variables" placeholder="${t('tiered.variablesPh')}"></label>
+      ${errorBox()}
+      <div class="actions">${readonly ? '' : html`<button type="submit" class="primary" data-testid="tpl-save">${t('common.save')}</button>`}
+        <a class="button" href="#/tiered/templates" data-testid="tpl-back">${t('common.back')}</a></div>
+    </form></section>`);
+  const form = $('[data-testid=tpl-form]', root);
+  let body = null;
+  let current = x.body || '';
+  const render = () => {
+    const ed = form.elements.editor.value;
+    $('[data-testid=tpl-subject-wrap]', root).hidden = ed !== 'rich_text';
+    $('[data-testid=tpl-channel-hint]', root).textContent = t('tiered.channelRule.' + ed);
+    const box = $('[data-testid=tpl-body]', root);
+    if (ed === 'rich_text') {
+      const r = richEditor(box, current, { readonly, name: 'body', testid: 'tpl-rich' });
+      body = () => r.value();
+    } else {
+      setHtml(box, html`<textarea name="body" rows="6" data-testid="tpl-text">${current.replace(/<[^>]*>/g, '')}</textarea>`);
+      body = () => form.elements.body.value;
+    }
+  };
+  form.elements.editor.addEventListener('change', () => { current = body(); render(); });
+  render();
+  if (readonly) $$('input,select,textarea', form).forEach((i) => { i.disabled = true; });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    const el = form.elements;
+    const data = { editor: el.editor.value, title: el.title.value.trim(), body: body(),
+      variables: el.variables.value.split(/[,，\s]+/).map((s) => s.trim()).filter(Boolean) };
+    if (data.editor === 'rich_text') data.subject = el.subject.value;
+    try {
+      const saved = isNew ? await api('POST', '/tiered/templates', data) : await api('PUT', `/tiered/templates/${encodeURIComponent(x.id)}`, data);
+      toast(t('tiered.savedTpl', { number: saved?.number || x.number || '' }));
+      go('#/tiered/templates');
+    } catch (err) { showError(form, err); }
+  });
+}
+
+async function pageActions(root) {
+  const editp = can('tiered.edit');
+  setHtml(root, html`<section data-testid="page-actions"><h1>${t('menu.tiered')} · ${t('tiered.actions')}</h1>
+    ${tieredTabs('actions')}
+    <div class="panel"><div class="panel-head"><h2>${t('tiered.actions')}</h2>
+      ${editp ? html`<a class="button primary" href="#/tiered/actions/new" data-testid="action-add">${t('tiered.addAction')}</a>` : ''}</div>
+    <form class="searchbar" data-testid="action-filter"><input name="number" placeholder="${t('common.number')}" data-testid="action-filter-number">
+      <input name="title" placeholder="${t('common.title')}" data-testid="action-filter-title">
+      <select name="status" data-testid="action-filter-status"><option value="">${t('common.allStatuses')}</option><option value="enabled">${t('common.enabled')}</option><option value="disabled">${t('common.disabled')}</option></select>
+      <button type="submit" data-testid="action-search">${t('common.search')}</button></form>
+    <div data-testid="action-wrap"></div></div></section>`);
+  const form = $('[data-testid=action-filter]', root);
+  const wrap = $('[data-testid=action-wrap]', root);
+  let offset = 0;
+  const load = async () => {
+    try {
+      const el = form.elements;
+      const d = await api('GET', '/tiered/actions' + qs({ number: el.number.value.trim(), title: el.title.value.trim(), status: el.status.value, offset, limit: PAGE }));
+      const as = items(d);
+      setHtml(wrap, html`<table data-testid="action-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('tiered.rules')}</th><th>${t('common.status')}</th><th>${t('common.updatedAt')}</th><th></th></tr></thead>
+        <tbody>${as.length ? as.map((a) => html`<tr data-testid="action-row" data-number="${a.number}" data-title="${a.title}" data-enabled="${a.enabled ? 'true' : 'false'}"><td>${a.number}</td>
+        <td><a href="#/tiered/actions/${encodeURIComponent(a.id)}" data-testid="action-title-link">${a.title}</a></td><td>${(a.rules || []).length}</td>
+        <td><span class="badge ${a.enabled ? 's-sent' : 's-disabled'}" data-testid="action-status">${a.enabled ? t('common.enabled') : t('common.disabled')}</span></td><td>${fmtTime(a.updated_at || a.created_at)}</td>
+        <td class="rowbtns">${editp ? html`<button type="button" data-toggle="${a.id}" data-testid="action-toggle">${a.enabled ? t('common.disable') : t('common.enable')}</button>
+          <button type="button" data-copy="${a.id}" data-testid="action-copy">${t('common.copy')}</button>
+          <button type="button" class="danger" data-del="${a.id}" data-testid="action-delete" title="${t('push.deleteHint')}">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      wrap.appendChild(pager(d.total ?? as.length, offset, PAGE, (o) => { offset = o; load(); }));
+      const byId = (id) => as.find((a) => a.id === id);
+      on(wrap, '[data-toggle]', 'click', async (e) => {
+        const a = byId(e.currentTarget.dataset.toggle);
+        try { await api('POST', `/tiered/actions/${encodeURIComponent(a.id)}/${a.enabled ? 'disable' : 'enable'}`); toast(t('common.saved')); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+      on(wrap, '[data-copy]', 'click', async (e) => {
+        try { const c = await api('POST', `/tiered/actions/${encodeURIComponent(e.currentTarget.dataset.copy)}/copy`); toast(t('push.copied', { number: c?.number || '' })); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+      on(wrap, '[data-del]', 'click', async (e) => {
+        const a = byId(e.currentTarget.dataset.del);
+        if (!(await confirmDialog(t('tiered.confirmDeleteAction', { number: a.number })))) return;
+        try { await api('DELETE', `/tiered/actions/${encodeURIComponent(a.id)}`); toast(t('common.deleted')); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+    } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
+  };
+  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
+  await load();
+}
+
+const LEVELS = ['urgent', 'normal', 'info'];
+const CONDITIONS = ['not_acknowledged', 'not_delivered'];
+
+async function pageActionEdit(root, id) {
+  const isNew = id === 'new';
+  const a = isNew ? { title: '', templates: [], rules: [], enabled: true } : await api('GET', `/tiered/actions/${encodeURIComponent(id)}`);
+  const readonly = !can('tiered.edit');
+  const [types, tpls, accounts, ctx] = await Promise.all([
+    accountTypes().catch(() => []),
+    api('GET', '/tiered/templates' + qs({ limit: 200 })).then(items),
+    loadAccounts().catch(() => []),
+    treeCtx(readonly),
+  ]);
+  const chosen = new Set(a.templates || []);
+  setHtml(root, html`<section data-testid="page-action-edit"><h1>${isNew ? t('tiered.addAction') : html`${t('tiered.action')} <span class="muted" data-testid="action-number">${a.number}</span>`}</h1>
+    <form class="panel" data-testid="action-form" novalidate>
+      <label>${t('common.title')} *<input name="title" value="${a.title}" data-testid="action-title" required></label>
+      <fieldset data-field="templates"><legend>${t('tiered.pickTemplates')}</legend><div class="picker-list" data-testid="action-templates">
+        ${tpls.length ? tpls.map((x) => html`<label class="pick"><input type="checkbox" name="templates" value="${x.id}" data-number="${x.number}" data-title="${x.title}" ${raw(chosen.has(x.id) ? 'checked' : '')}> ${x.number} · ${x.title} <span class="muted">(${t('editor.' + x.editor, {}, x.editor)})</span></label>`) : html`<p class="muted">${t('tiered.noTemplates')}</p>`}
+      </div></fieldset>
+      <fieldset data-field="rules"><legend>${t('tiered.rules')}</legend><div class="rule-cards" data-testid="rule-cards"></div>
+        ${readonly ? '' : html`<button type="button" data-testid="rule-add">＋ ${t('tiered.addRule')}</button>`}</fieldset>
+      ${errorBox()}
+      <div class="actions">${readonly ? '' : html`<button type="submit" class="primary" data-testid="action-save">${t('common.save')}</button>`}
+        <a class="button" href="#/tiered/actions" data-testid="action-back">${t('common.back')}</a></div>
+    </form></section>`);
+  const form = $('[data-testid=action-form]', root);
+  const cardsEl = $('[data-testid=rule-cards]', root);
+  const cards = []; // {el, value()}
+  let seq = 0;
+  const addCard = (rule) => {
+    const r = rule || { level: 'normal', channels: [{ channel: '', account: '' }], recipients: { users: [], units: [], list: [] }, escalate: null, repeat: 0 };
+    const n = seq++;
+    const el = document.createElement('div');
+    el.className = 'card rule-card';
+    el.dataset.testid = 'rule-card';
+    const esc0 = r.escalate;
+    const minutes = esc0 && esc0.after_secs % 60 === 0 && esc0.after_secs >= 60;
+    setHtml(el, html`<div class="panel-head"><h3>${t('tiered.rule')} <span data-testid="rule-index"></span></h3>
+      ${readonly ? '' : html`<button type="button" class="danger" data-testid="rule-remove">${t('common.remove')}</button>`}</div>
+      <label>${t('tiered.level')}<select name="level" data-testid="rule-level">${LEVELS.map((l) => html`<option value="${l}" ${raw(l === r.level ? 'selected' : '')}>${t('level.' + l)}</option>`)}</select></label>
+      <div class="lbl">${t('tiered.channels')}</div><div class="rule-channels" data-testid="rule-channels"></div>
+      ${readonly ? '' : html`<button type="button" data-testid="rule-channel-add">＋ ${t('tiered.addChannel')}</button>`}
+      <div class="lbl">${t('tiered.recipients')}</div><div data-testid="rule-recipients"></div>
+      <div class="escalate"><label class="inline"><input type="checkbox" name="esc" data-testid="rule-escalate" ${raw(esc0 ? 'checked' : '')}> ${t('tiered.escalate')}</label>
+        <span class="esc-fields"><label class="inline">${t('tiered.after')} <input type="number" min="1" name="after" data-testid="rule-after" value="${esc0 ? (minutes ? esc0.after_secs / 60 : esc0.after_secs) : 5}" style="width:6em"></label>
+        <select name="unit" data-testid="rule-after-unit"><option value="s" ${raw(!minutes ? 'selected' : '')}>${t('tiered.seconds')}</option><option value="m" ${raw(minutes ? 'selected' : '')}>${t('tiered.minutes')}</option></select>
+        <select name="condition" data-testid="rule-condition">${CONDITIONS.map((c) => html`<option value="${c}" ${raw(esc0?.condition === c ? 'selected' : '')}>${t('cond.' + c)}</option>`)}</select></span></div>`);
+    cardsEl.appendChild(el);
+    const chBox = $('[data-testid=rule-channels]', el);
+    const channelRow = (c) => {
+      const row = document.createElement('div');
+      row.className = 'channel-row';
+      row.dataset.testid = 'rule-channel-row';
+      const accOpts = (ch) => html`<option value="">${t('push.pickAccount')}</option>${accounts.filter((x) => x.channel === ch).map((x) => html`<option value="${x.name}" ${raw(x.name === c.account ? 'selected' : '')}>${x.name}</option>`)}`;
+      setHtml(row, html`<select name="channel" data-testid="rule-channel"><option value="">${t('tiered.pickChannel')}</option>${types.map((tp) => html`<option value="${tp.channel}" ${raw(tp.channel === c.channel ? 'selected' : '')}>${channelName(types, tp.channel)}</option>`)}</select>
+        <select name="account" data-testid="rule-account">${accOpts(c.channel)}</select>
+        ${readonly ? '' : html`<button type="button" class="icon" data-testid="rule-channel-remove" aria-label="${t('common.remove')}">×</button>`}`);
+      $('[name=channel]', row).addEventListener('change', (e) => { c.account = ''; setHtml($('[name=account]', row), accOpts(e.target.value)); const s = $('[name=account]', row); if (s.options.length === 2) s.selectedIndex = 1; });
+      $('[data-testid=rule-channel-remove]', row)?.addEventListener('click', () => row.remove());
+      chBox.appendChild(row);
+    };
+    (r.channels?.length ? r.channels : [{ channel: '', account: '' }]).forEach((c) => channelRow({ ...c }));
+    $('[data-testid=rule-channel-add]', el)?.addEventListener('click', () => channelRow({ channel: '', account: '' }));
+    const recips = targetsEditor($('[data-testid=rule-recipients]', el), r.recipients, ctx, `rule${n}`);
+    const syncEsc = () => { $('.esc-fields', el).hidden = !$('[name=esc]', el).checked; };
+    $('[name=esc]', el).addEventListener('change', syncEsc);
+    syncEsc();
+    const card = {
+      el,
+      value: () => {
+        const escOn = $('[name=esc]', el).checked;
+        const after = Number($('[name=after]', el).value || 0) * ($('[name=unit]', el).value === 'm' ? 60 : 1);
+        return {
+          level: $('[name=level]', el).value,
+          channels: $$('[data-testid=rule-channel-row]', el).map((row) => ({ channel: $('[name=channel]', row).value, account: $('[name=account]', row).value })).filter((c) => c.channel),
+          recipients: recips.value(),
+          escalate: escOn ? { after_secs: after, condition: $('[name=condition]', el).value } : null,
+          repeat: r.repeat || 0,
+        };
+      },
+    };
+    $('[data-testid=rule-remove]', el)?.addEventListener('click', () => { el.remove(); cards.splice(cards.indexOf(card), 1); renumber(); });
+    cards.push(card);
+    renumber();
+  };
+  const renumber = () => cards.forEach((c, i) => { $('[data-testid=rule-index]', c.el).textContent = String(i + 1); });
+  (a.rules?.length ? a.rules : [null]).forEach(addCard);
+  $('[data-testid=rule-add]', root)?.addEventListener('click', () => addCard(null));
+  if (readonly) $$('input,select,textarea', form).forEach((i) => { i.disabled = true; });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    const body = { title: form.elements.title.value.trim(), templates: $$('input[name=templates]:checked', form).map((i) => i.value), rules: cards.map((c) => c.value()) };
+    try {
+      const saved = isNew ? await api('POST', '/tiered/actions', body) : await api('PUT', `/tiered/actions/${encodeURIComponent(a.id)}`, body);
+      toast(t('tiered.savedAction', { number: saved?.number || a.number || '' }));
+      go('#/tiered/actions');
+    } catch (err) { showError(form, err); }
+  });
+}
+
+// --------------------------------------------------------------------- accounts
+
+const TLS_MODES = [['none', 'none'], ['starttls', 'starttls'], ['implicit', 'tls']];
+
+function getPath(obj, path) { return path.split('.').reduce((o, k) => (o && typeof o === 'object' ? o[k] : undefined), obj); }
+function setPath(obj, path, v) {
+  const ks = path.split('.');
+  let o = obj;
+  ks.slice(0, -1).forEach((k) => { if (typeof o[k] !== 'object' || o[k] === null) o[k] = {}; o = o[k]; });
+  o[ks[ks.length - 1]] = v;
+}
+/** Was the secret at `path` stored? Accepts "<field>_set" next to it or at the top with the dotted name. */
+function secretSet(config, path) {
+  if (!config) return false;
+  if (config[`${path}_set`]) return true;
+  const ks = path.split('.');
+  const parent = ks.length > 1 ? getPath(config, ks.slice(0, -1).join('.')) : config;
+  return !!(parent && parent[`${ks[ks.length - 1]}_set`]);
+}
+
+/** Render fields for a JSON Schema object (string/integer/number/boolean/enum, nested objects). */
+function schemaFields(schema, config, secrets, prefix = '') {
+  const props = schema?.properties || {};
+  const req = new Set(schema?.required || []);
+  return Object.entries(props).map(([key, p]) => {
+    const path = prefix ? `${prefix}.${key}` : key;
+    const label = html`${p.title || key}${req.has(key) ? ' *' : ''}`;
+    const hint = p.description ? html`<small class="muted">${p.description}</small>` : '';
+    const val = getPath(config || {}, path);
+    if (p.type === 'object' && p.properties) {
+      return html`<fieldset class="nested"><legend>${p.title || key}</legend>${schemaFields(p, config, secrets, path)}</fieldset>`;
+    }
+    const isSecret = secrets.has(path) || secrets.has(key) || p.writeOnly;
+    if (Array.isArray(p.enum)) {
+      return html`<label>${label}<select name="${path}" data-testid="acc-field-${path}" data-kind="enum" data-required="${req.has(key) ? '1' : ''}">
+        ${req.has(key) ? '' : html`<option value=""></option>`}${p.enum.map((o) => html`<option value="${o}" ${raw(String(o) === String(val ?? p.default ?? '') ? 'selected' : '')}>${o}</option>`)}</select>${hint}</label>`;
+    }
+    if (p.type === 'boolean') {
+      return html`<label class="inline"><input type="checkbox" name="${path}" data-kind="boolean" data-testid="acc-field-${path}" ${raw((val ?? p.default) ? 'checked' : '')}> ${p.title || key}</label>${hint}`;
+    }
+    if (p.type === 'integer' || p.type === 'number') {
+      return html`<label>${label}<input type="number" name="${path}" data-kind="${p.type}" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${val ?? p.default ?? ''}" ${raw(p.minimum !== undefined ? `min="${Number(p.minimum)}"` : '')} ${raw(p.maximum !== undefined ? `max="${Number(p.maximum)}"` : '')}>${hint}</label>`;
+    }
+    if (isSecret) {
+      return html`<label>${label}<input type="password" name="${path}" data-kind="secret" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" autocomplete="new-password" placeholder="${secretSet(config, path) ? t('acc.secretKeep') : ''}">${hint}</label>`;
+    }
+    return html`<label>${label}<input name="${path}" data-kind="string" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${typeof val === 'object' && val !== null ? JSON.stringify(val) : (val ?? '')}">${hint}</label>`;
+  });
+}
+function readSchemaFields(box) {
+  const cfg = {};
+  $$('[data-kind]', box).forEach((el) => {
+    const k = el.dataset.kind;
+    if (k === 'boolean') { setPath(cfg, el.name, el.checked); return; }
+    const v = el.value;
+    if (v === '') return; // omitted: optional, or a secret kept on edit
+    if (k === 'integer') setPath(cfg, el.name, parseInt(v, 10));
+    else if (k === 'number') setPath(cfg, el.name, Number(v));
+    else setPath(cfg, el.name, v);
+  });
+  return cfg;
+}
+
+async function pageAccounts(root) {
+  const editp = can('accounts.edit');
+  setHtml(root, html`<section data-testid="page-accounts"><h1>${t('menu.accounts')}</h1>
+    <div class="panel"><div class="panel-head"><h2>${t('acc.list')}</h2>
+      ${editp ? html`<button type="button" class="primary" data-testid="account-add">${t('acc.add')}</button>` : ''}</div>
+    <form class="searchbar" data-testid="account-filter"><input type="search" name="q" placeholder="${t('acc.searchPh')}" data-testid="account-search">
+      <button type="submit" data-testid="account-search-go">${t('common.search')}</button></form>
+    <div data-testid="accounts-wrap"></div></div></section>`);
+  const types = await accountTypes();
+  const form = $('[data-testid=account-filter]', root);
+  const wrap = $('[data-testid=accounts-wrap]', root);
+  const sender = (a) => a.config?.from || a.config?.sender || a.config?.address || a.config?.sign_name || '';
+  const load = async () => {
+    try {
+      const d = await api('GET', '/accounts' + qs({ q: form.elements.q.value.trim(), limit: 200 }));
+      const as = items(d);
+      setHtml(wrap, html`<table data-testid="accounts-table"><thead><tr><th>${t('common.name')}</th><th>${t('acc.type')}</th><th>${t('acc.sender')}</th><th>${t('common.createdAt')}</th><th></th></tr></thead>
+        <tbody>${as.length ? as.map((a) => html`<tr data-testid="account-row" data-name="${a.name}"><td>${a.name}</td><td>${channelName(types, a.channel)}</td><td>${sender(a)}</td><td>${fmtTime(a.created_at)}</td>
+        <td class="rowbtns">${editp ? html`<button type="button" data-edit="${a.name}" data-testid="account-edit">${t('common.edit')}</button>
+          <button type="button" class="danger" data-del="${a.name}" data-testid="account-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="5" class="muted" data-testid="accounts-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      on(wrap, '[data-edit]', 'click', (e) => accountDialog(as.find((a) => a.name === e.currentTarget.dataset.edit)));
+      on(wrap, '[data-del]', 'click', async (e) => {
+        const name = e.currentTarget.dataset.del;
+        if (!(await confirmDialog(t('acc.confirmDelete', { name })))) return;
+        try { await api('DELETE', `/accounts/${encodeURIComponent(name)}`); toast(t('common.deleted')); load(); } catch (err) { toast(err.message, 'error'); }
+      });
+    } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
+  };
+  const accountDialog = (acc) => {
+    const isNew = !acc;
+    const a = acc || { name: '', channel: types.find((x) => x.channel === 'email') ? 'email' : types[0]?.channel, config: {} };
+    const { el, form: f } = formDialog(isNew ? t('acc.add') : t('acc.edit'), html`<div class="grid2">
+      <label>${t('common.name')} *<input name="name" value="${a.name}" data-testid="acc-name" ${raw(isNew ? '' : 'readonly')} required></label>
+      <label>${t('acc.type')} *<select name="channel" data-testid="acc-type" ${raw(isNew ? '' : 'disabled')}>${types.map((tp) => html`<option value="${tp.channel}" ${raw(tp.channel === a.channel ? 'selected' : '')}>${channelName(types, tp.channel)}</option>`)}</select></label></div>
+      <div data-testid="acc-config"></div>`, async (form) => {
+      const channel = form.elements.channel.value;
+      const config = readConfig();
+      const body = { name: form.elements.name.value.trim(), channel, config };
+      if (isNew) await api('POST', '/accounts', body);
+      else await api('PUT', `/accounts/${encodeURIComponent(a.name)}`, body);
+      toast(t('acc.saved'));
+      load();
+    }, 'account-dialog');
+    let readConfig = () => ({});
+    const renderConfig = () => {
+      const ch = f.elements.channel.value;
+      const box = $('[data-testid=acc-config]', el);
+      const cfg = ch === a.channel ? a.config || {} : {};
+      if (ch === 'email') {
+        const smtp = cfg.smtp || {};
+        setHtml(box, html`<div class="grid2">
+          <label>${t('acc.address')} *<input name="from" type="email" data-testid="acc-from" value="${cfg.from || ''}"></label>
+          <label>${t('acc.fromName')}<input name="from_name" data-testid="acc-from-name" value="${cfg.from_name || ''}"></label>
+          <label>${t('acc.username')}<input name="smtp.username" data-testid="acc-username" value="${smtp.username || ''}" placeholder="${t('acc.usernamePh')}"></label>
+          <label>${t('acc.password')}<input name="smtp.password" type="password" data-testid="acc-password" autocomplete="new-password" placeholder="${secretSet(cfg, 'smtp.password') ? t('acc.secretKeep') : ''}"></label>
+          <label>${t('acc.host')} *<input name="smtp.host" data-testid="acc-host" value="${smtp.host || ''}"></label>
+          <label>${t('acc.port')} *<input name="smtp.port" type="number" min="1" max="65535" data-testid="acc-port" value="${smtp.port ?? 465}"></label>
+          <label>${t('acc.tls')} *<select name="smtp.tls" data-testid="acc-tls">${TLS_MODES.map(([v, l]) => html`<option value="${v}" ${raw(v === (smtp.tls || 'implicit') ? 'selected' : '')}>${t('tls.' + l)}</option>`)}</select></label>
+          <label class="inline" data-testid="acc-plain-wrap"><input type="checkbox" name="smtp.allow_plaintext_auth" data-testid="acc-plaintext" ${raw(smtp.allow_plaintext_auth ? 'checked' : '')}> ${t('acc.allowPlain')}</label>
+          </div>`);
+        const syncTls = () => { $('[data-testid=acc-plain-wrap]', box).hidden = f.elements['smtp.tls'].value !== 'none'; };
+        f.elements['smtp.tls'].addEventListener('change', syncTls);
+        syncTls();
+        readConfig = () => {
+          const e = f.elements;
+          const from = e.from.value.trim();
+          const password = e['smtp.password'].value;
+          const username = e['smtp.username'].value.trim() || (password || secretSet(cfg, 'smtp.password') ? from : '');
+          const smtp2 = { host: e['smtp.host'].value.trim(), port: parseInt(e['smtp.port'].value, 10) || 0, tls: e['smtp.tls'].value };
+          if (username) smtp2.username = username;
+          if (password) smtp2.password = password;
+          if (smtp2.tls === 'none' && e['smtp.allow_plaintext_auth'].checked) smtp2.allow_plaintext_auth = true;
+          const c = { from, smtp: smtp2 };
+          if (e.from_name.value.trim()) c.from_name = e.from_name.value.trim();
+          if (cfg.reply_to) c.reply_to = cfg.reply_to;
+          return c;
+        };
+      } else {
+        const tp = types.find((x) => x.channel === ch);
+        let schema = tp?.account_schema;
+        if (typeof schema === 'string') { try { schema = JSON.parse(schema); } catch { schema = {}; } }
+        const secrets = new Set(tp?.secret_fields || []);
+        setHtml(box, html`${schemaFields(schema, cfg, secrets)}`);
+        readConfig = () => readSchemaFields(box);
+      }
+    };
+    f.elements.channel.addEventListener('change', renderConfig);
+    renderConfig();
+  };
+  if (editp) $('[data-testid=account-add]', root).onclick = () => accountDialog(null);
+  form.addEventListener('submit', (e) => { e.preventDefault(); load(); });
+  await load();
+}
+
+// ------------------------------------------------------------------------- cost
+
+/** A table for rows of unknown shape: columns from the keys, money and times formatted. */
+function genericTable(rows, testid, rowTestid) {
+  if (!rows.length) return html`<table data-testid="${testid}"><tbody><tr><td class="muted">${t('common.empty')}</td></tr></tbody></table>`;
+  const cols = [];
+  rows.forEach((r) => Object.keys(r).forEach((k) => { if (!cols.includes(k) && k !== 'currency' && typeof r[k] !== 'object') cols.push(k); }));
+  const cell = (r, k) => {
+    const v = r[k];
+    if (k.endsWith('_minor')) return fmtMoney(v, r.currency);
+    if (k.endsWith('_at') || k === 'at' || k === 'time') return fmtTime(v);
+    if (typeof v === 'boolean') return v ? '✓' : '';
+    return v ?? '';
+  };
+  return html`<table data-testid="${testid}"><thead><tr>${cols.map((k) => html`<th>${t('col.' + k, {}, k)}</th>`)}</tr></thead>
+    <tbody>${rows.map((r) => html`<tr data-testid="${rowTestid}">${cols.map((k) => html`<td>${cell(r, k)}</td>`)}</tr>`)}</tbody></table>`;
+}
+const ym = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}`;
+
+async function pageCost(root) {
+  const manage = can('cost.manage');
+  const now = new Date();
+  const from = ym(new Date(now.getFullYear(), now.getMonth() - 5, 1));
+  setHtml(root, html`<section data-testid="page-cost"><h1>${t('menu.cost')}</h1>
+    <div class="cards">
+      <article class="card"><h3>${t('cost.balance')}</h3><p class="big" data-testid="cost-balance"></p><p class="muted" data-testid="cost-alert-info"></p></article>
+      <article class="card"><h3>${t('cost.alert')}</h3><form data-testid="cost-alert-form" novalidate>
+        <label>${t('cost.lowBalance')}<input type="number" step="0.01" min="0" name="low_balance_minor" data-testid="cost-low"></label>
+        <label>${t('cost.policy')}<select name="policy" data-testid="cost-policy"><option value="refuse">${t('policy.refuse')}</option><option value="fallback_free">${t('policy.fallback_free')}</option></select></label>
+        ${errorBox()}${manage ? html`<button type="submit" class="primary" data-testid="cost-alert-save">${t('common.save')}</button>` : ''}</form></article>
+    </div>
+    <nav class="tabs" data-testid="cost-tabs">
+      <a href="#" data-tab="bills" class="active" data-testid="cost-tab-bills">${t('cost.bills')}</a>
+      <a href="#" data-tab="details" data-testid="cost-tab-details">${t('cost.details')}</a>
+      <a href="#" data-tab="transactions" data-testid="cost-tab-transactions">${t('cost.transactions')}</a></nav>
+    <div class="panel" data-testid="cost-tab-body"></div></section>`);
+  const alertForm = $('[data-testid=cost-alert-form]', root);
+  let currency = '';
+  const loadBalance = async () => {
+    const b = await api('GET', '/cost/balance');
+    currency = b.currency;
+    $('[data-testid=cost-balance]', root).textContent = fmtMoney(b.balance_minor, b.currency);
+    $('[data-testid=cost-alert-info]', root).textContent = t('cost.alertInfo', { low: fmtMoney(b.low_balance_minor, b.currency), policy: t('policy.' + b.policy, {}, b.policy || '') });
+    alertForm.elements.low_balance_minor.value = b.low_balance_minor != null ? (b.low_balance_minor / 100).toFixed(2) : '';
+    if (b.policy) alertForm.elements.policy.value = b.policy;
+    if (!manage) $$('input,select', alertForm).forEach((i) => { i.disabled = true; });
+  };
+  alertForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(alertForm);
+    try {
+      await api('PUT', '/cost/alert', { low_balance_minor: Math.round(Number(alertForm.elements.low_balance_minor.value || 0) * 100), policy: alertForm.elements.policy.value });
+      toast(t('common.saved'));
+      loadBalance();
+    } catch (err) { showError(alertForm, err); }
+  });
+  const body = $('[data-testid=cost-tab-body]', root);
+  const tabs = {
+    bills: async () => {
+      setHtml(body, html`<form class="searchbar" data-testid="bills-filter"><label class="inline">${t('cost.from')} <input type="month" name="from" value="${from}" data-testid="bills-from"></label>
+        <label class="inline">${t('cost.to')} <input type="month" name="to" value="${ym(now)}" data-testid="bills-to"></label><button type="submit">${t('common.search')}</button></form><div data-testid="bills-wrap"></div>`);
+      const f = $('form', body);
+      const load = async () => {
+        const d = await api('GET', '/cost/bills' + qs({ from: f.elements.from.value, to: f.elements.to.value }));
+        const rows = items(d).length ? items(d) : (d?.lines || d?.bills || []);
+        setHtml($('[data-testid=bills-wrap]', body), genericTable(rows.map((r) => ({ currency, ...r })), 'bills-table', 'bill-row'));
+      };
+      f.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
+      await load();
+    },
+    details: async () => {
+      const d = await api('GET', '/cost/details' + qs({ limit: 200 }));
+      const rows = items(d).length ? items(d) : (d?.entries || []);
+      setHtml(body, genericTable(rows.map((r) => ({ currency, ...r })), 'details-table', 'detail-row'));
+    },
+    transactions: async () => {
+      const d = await api('GET', '/cost/transactions');
+      const rows = items(d).length ? items(d) : (d?.transactions || []);
+      setHtml(body, genericTable(rows.map((r) => ({ currency, ...r })), 'transactions-table', 'transaction-row'));
+    },
+  };
+  const show = async (name) => {
+    $$('[data-tab]', root).forEach((a) => a.classList.toggle('active', a.dataset.tab === name));
+    try { await tabs[name](); } catch (err) { setHtml(body, html`<p class="error">${err.message}</p>`); }
+  };
+  on(root, '[data-tab]', 'click', (e) => { e.preventDefault(); show(e.currentTarget.dataset.tab); });
+  await loadBalance();
+  await show('bills');
+}
+
+// ---------------------------------------------------------------------- reports
+
+/** A horizontal bar chart as inline SVG. data: [{label, value, text}] */
+function barChart(data, testid, color = '#3b6fd8') {
+  const w = 560;
+  const bh = 22;
+  const lw = 120;
+  const max = Math.max(1, ...data.map((d) => d.value));
+  const h = Math.max(1, data.length) * (bh + 6) + 8;
+  return html`<svg class="chart" data-testid="${testid}" viewBox="0 0 ${w} ${h}" width="100%" role="img" aria-label="${testid}">
+    ${data.length ? data.map((d, i) => {
+      const y = 4 + i * (bh + 6);
+      const bw = Math.round(((w - lw - 80) * d.value) / max);
+      return html`<g data-testid="bar"><text x="${lw - 6}" y="${y + 15}" text-anchor="end" font-size="12">${d.label}</text>
+        <rect x="${lw}" y="${y}" width="${Math.max(bw, d.value ? 2 : 0)}" height="${bh}" fill="${color}" rx="3"><title>${d.label}: ${d.text ?? d.value}</title></rect>
+        <text x="${lw + bw + 6}" y="${y + 15}" font-size="12">${d.text ?? d.value}</text></g>`;
+    }) : html`<text x="10" y="16" font-size="12">${t('common.empty')}</text>`}</svg>`;
+}
+
+async function pageReports(root) {
+  setHtml(root, html`<section data-testid="page-reports"><h1>${t('menu.reports')}</h1>
+    <form class="searchbar" data-testid="reports-filter"><label class="inline">${t('reports.days')}
+      <select name="days" data-testid="reports-days">${[7, 30, 90].map((n) => html`<option value="${n}" ${raw(n === 30 ? 'selected' : '')}>${t('reports.lastDays', { n })}</option>`)}</select></label></form>
+    <div data-testid="reports-body"></div></section>`);
+  const form = $('[data-testid=reports-filter]', root);
+  const body = $('[data-testid=reports-body]', root);
+  const load = async () => {
+    let currency = '';
+    try { currency = (await api('GET', '/cost/balance')).currency; } catch { /* no cost.view */ }
+    const d = await api('GET', '/reports/summary' + qs({ days: form.elements.days.value }));
+    const byDayRows = d?.by_day || [];
+    const byChan = new Map();
+    (d?.by_channel?.length ? d.by_channel : byDayRows).forEach((r) => {
+      const c = byChan.get(r.channel) || { channel: r.channel, sent: 0, failed: 0, cost_minor: 0 };
+      c.sent += r.sent || 0; c.failed += r.failed || 0; c.cost_minor += r.cost_minor || 0;
+      byChan.set(r.channel, c);
+    });
+    const days = new Map();
+    byDayRows.forEach((r) => {
+      const c = days.get(r.day) || { day: r.day, sent: 0, failed: 0, cost_minor: 0 };
+      c.sent += r.sent || 0; c.failed += r.failed || 0; c.cost_minor += r.cost_minor || 0;
+      days.set(r.day, c);
+    });
+    const chans = [...byChan.values()];
+    const dayList = [...days.values()].sort((a, b) => String(a.day).localeCompare(String(b.day)));
+    const chn = (c) => t('channel.' + c, {}, c);
+    setHtml(body, html`<div class="cards">
+      <article class="card wide"><h3>${t('reports.sendsByChannel')}</h3>${barChart(chans.map((c) => ({ label: chn(c.channel), value: c.sent })), 'chart-sends-channel')}</article>
+      <article class="card wide"><h3>${t('reports.spendByChannel')}</h3>${barChart(chans.map((c) => ({ label: chn(c.channel), value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-channel', '#d8843b')}</article>
+      <article class="card wide"><h3>${t('reports.sendsByDay')}</h3>${barChart(dayList.map((c) => ({ label: c.day, value: c.sent })), 'chart-sends-day')}</article>
+      <article class="card wide"><h3>${t('reports.spendByDay')}</h3>${barChart(dayList.map((c) => ({ label: c.day, value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-day', '#d8843b')}</article></div>
+      <div class="panel"><h2>${t('reports.byChannel')}</h2><table data-testid="report-channel-table"><thead><tr><th>${t('push.channel')}</th><th>${t('reports.sent')}</th><th>${t('reports.failed')}</th><th>${t('reports.spend')}</th></tr></thead>
+        <tbody>${chans.length ? chans.map((c) => html`<tr data-testid="report-channel-row" data-channel="${c.channel}"><td>${chn(c.channel)}</td><td>${c.sent}</td><td>${c.failed}</td><td>${fmtMoney(c.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="4" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>
+      <div class="panel"><h2>${t('reports.byDay')}</h2><table data-testid="report-day-table"><thead><tr><th>${t('reports.day')}</th><th>${t('push.channel')}</th><th>${t('reports.sent')}</th><th>${t('reports.failed')}</th><th>${t('reports.spend')}</th></tr></thead>
+        <tbody>${byDayRows.length ? byDayRows.map((r) => html`<tr data-testid="report-day-row"><td>${r.day}</td><td>${chn(r.channel)}</td><td>${r.sent}</td><td>${r.failed}</td><td>${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="5" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>`);
+  };
+  form.elements.days.addEventListener('change', () => load().catch((err) => toast(err.message, 'error')));
+  await load();
+}
+
+// ======================================================================= shell
+
+const MENUS = [
+  { key: 'directory', perm: 'directory.view', href: '#/directory' },
+  { key: 'apps', perm: 'apps.view', href: '#/apps' },
+  { key: 'roles', perm: 'roles.view', href: '#/roles' },
+  { key: 'pushes', perm: 'push.view', href: '#/pushes' },
+  { key: 'tiered', perm: 'tiered.view', href: '#/tiered/templates' },
+  { key: 'accounts', perm: 'accounts.view', href: '#/accounts' },
+  { key: 'cost', perm: 'cost.view', href: '#/cost' },
+  { key: 'reports', perm: 'reports.view', href: '#/reports' },
+];
+
+const ROUTES = [
+  [/^#\/login$/, pageLogin, null, true],
+  [/^#\/register$/, pageRegister, null, true],
+  [/^#\/directory$/, pageDirectory, 'directory.view'],
+  [/^#\/apps$/, pageApps, 'apps.view'],
+  [/^#\/roles$/, pageRoles, 'roles.view'],
+  [/^#\/pushes$/, pagePushes, 'push.view'],
+  [/^#\/pushes\/([^/]+)\/deliveries$/, pageDeliveries, 'push.view'],
+  [/^#\/pushes\/([^/]+)$/, pagePushEdit, 'push.view'],
+  [/^#\/tiered\/templates$/, pageTemplates, 'tiered.view'],
+  [/^#\/tiered\/templates\/([^/]+)$/, pageTemplateEdit, 'tiered.view'],
+  [/^#\/tiered\/actions$/, pageActions, 'tiered.view'],
+  [/^#\/tiered\/actions\/([^/]+)$/, pageActionEdit, 'tiered.view'],
+  [/^#\/accounts$/, pageAccounts, 'accounts.view'],
+  [/^#\/cost$/, pageCost, 'cost.view'],
+  [/^#\/reports$/, pageReports, 'reports.view'],
+];
+
+function go(hash) {
+  if (location.hash === hash) route(); else location.hash = hash;
+}
+function firstPage() {
+  const m = MENUS.find((x) => can(x.perm));
+  return m ? m.href : '#/home';
+}
+async function loadMe() {
+  const me = await api('GET', '/me', undefined, { no401: true });
+  state.me = me;
+  state.perms = new Set(me.permissions || []);
+  state.accountTypes = null;
+  return me;
+}
+
+function renderShell() {
+  const me = state.me;
+  const path = location.hash;
+  setHtml($('#header'), html`<div class="brand" data-testid="brand">Herald <span class="muted">${t('app.subtitle')}</span></div>
+    <div class="hright">
+      <select data-testid="lang-switch" aria-label="${t('common.language')}">${LANGS.map(([code, label]) => html`<option value="${code}" ${raw(code === getLang() ? 'selected' : '')}>${label}</option>`)}</select>
+      ${me ? html`<span class="who" data-testid="whoami">${me.user?.name || ''} · ${me.tenant?.name || ''}</span>
+        <button type="button" data-testid="logout">${t('login.logout')}</button>` : ''}
+    </div>`);
+  $('[data-testid=lang-switch]').addEventListener('change', (e) => { setLang(e.target.value); document.documentElement.lang = getLang() === 'zh' ? 'zh-CN' : 'en'; route(); });
+  $('[data-testid=logout]')?.addEventListener('click', async () => {
+    try { await api('POST', '/logout', undefined, { no401: true }); } catch { /* already out */ }
+    state.me = null;
+    state.perms = new Set();
+    go('#/login');
+  });
+  const nav = $('#nav');
+  nav.hidden = !me;
+  if (me) {
+    setHtml(nav, html`<ul>${MENUS.filter((m) => can(m.perm)).map((m) => html`<li><a href="${m.href}" data-testid="nav-${m.key}" class="${path.startsWith(m.href.replace(/\/templates$/, '')) ? 'active' : ''}">${t('menu.' + m.key)}</a></li>`)}</ul>`);
+  }
+  document.title = `Herald · ${t('app.subtitle')}`;
+}
+
+let routing = 0;
+async function route() {
+  const my = ++routing;
+  const hash = location.hash || '#/';
+  const main = $('#page');
+  let match = null;
+  for (const [re, fn, perm, open] of ROUTES) {
+    const m = hash.match(re);
+    if (m) { match = { fn, perm, open, args: m.slice(1).map(decodeURIComponent) }; break; }
+  }
+  if (!match?.open && !state.me) {
+    try { await loadMe(); } catch {
+      if (my !== routing) return;
+      state.me = null;
+      renderShell();
+      if (hash !== '#/login') { location.hash = '#/login'; return; }
+    }
+  }
+  if (my !== routing) return;
+  if (match?.open && state.me && hash === '#/login') { /* allow switching user: stay on login */ }
+  renderShell();
+  if (!match) {
+    if (state.me) { const first = firstPage(); if (first !== hash && first !== '#/home') { location.hash = first; return; } }
+    setHtml(main, html`<section data-testid="page-home"><h1>${t('home.title')}</h1><p>${state.me ? t('home.noMenus') : ''}</p></section>`);
+    return;
+  }
+  if (match.perm && !can(match.perm)) {
+    setHtml(main, html`<section data-testid="page-forbidden"><h1>${t('err.forbiddenTitle')}</h1><p>${t('err.forbidden')}</p></section>`);
+    return;
+  }
+  setHtml(main, html`<p class="muted" data-testid="loading">${t('common.loading')}</p>`);
+  const page = document.createElement('div');
+  try {
+    await match.fn(page, ...match.args);
+    if (my !== routing) return;
+    main.replaceChildren(page);
+  } catch (err) {
+    if (my !== routing) return;
+    if (err instanceof ApiError && err.status === 401) return;
+    setHtml(main, html`<section data-testid="page-error"><h1>${t('err.title')}</h1><p class="error" data-testid="page-error-message">${err.message}</p></section>`);
+    if (!(err instanceof ApiError)) console.error(err);
+  }
+}
+
+window.addEventListener('hashchange', route);
+document.documentElement.lang = getLang() === 'zh' ? 'zh-CN' : 'en';
+route();
