@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use herald_core::model::{
-    Account, Content, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, Price,
+    Account, Content, DeliveryStatus, Doc, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, Price,
     RecipientSpec, Template, Tenant, Work,
 };
 use herald_core::now_ms;
@@ -199,6 +199,15 @@ pub async fn config_suite(c: &dyn ConfigStore) {
     assert_eq!(c.account(&t.id, "hook").await.unwrap(), Some(acc.clone()));
     assert_eq!(c.accounts(&t.id).await.unwrap(), vec![acc]);
     assert!(c.account("other", "hook").await.unwrap().is_none());
+    assert!(!c.delete_account("other", "hook").await.unwrap());
+    assert!(c.delete_account(&t.id, "hook").await.unwrap());
+    assert!(c.account(&t.id, "hook").await.unwrap().is_none());
+    assert!(!c.delete_account(&t.id, "hook").await.unwrap(), "deleting twice reports nothing deleted");
+
+    assert!(!c.remove_api_key("other-tenant", &key).await.unwrap(), "a tenant cannot revoke another's key");
+    assert!(c.tenant_by_api_key(&key).await.unwrap().is_some());
+    assert!(c.remove_api_key(&t.id, &key).await.unwrap());
+    assert!(c.tenant_by_api_key(&key).await.unwrap().is_none());
 
     let tpl = Template { tenant: t.id.clone(), id: "welcome".into(), content: Content { subject: Some("Hi".into()), text: Some("t".into()), html: None } };
     c.upsert_template(&tpl).await.unwrap();
@@ -212,4 +221,33 @@ pub async fn config_suite(c: &dyn ConfigStore) {
     c.set_price(&t.id, &Price { channel: channel.clone(), unit_minor: 3, currency: "CNY".into() }).await.unwrap();
     assert_eq!(c.price(&t.id, &channel).await.unwrap().unwrap().unit_minor, 3, "tenant override wins");
     assert_eq!(c.price("another", &channel).await.unwrap().unwrap().unit_minor, 5);
+
+    docs_suite(c, &t.id).await;
+}
+
+async fn docs_suite(c: &dyn ConfigStore, tenant: &str) {
+    let doc = |id: &str, n: i64| Doc {
+        tenant: tenant.into(),
+        kind: "unit".into(),
+        id: id.into(),
+        body: serde_json::json!({"name": format!("unit {id}"), "n": n, "nested": {"list": [1, 2]}}),
+        updated_at: 1_700_000_000_000 + n,
+    };
+    assert!(c.docs(tenant, "unit").await.unwrap().is_empty());
+    assert!(c.create_doc(&doc("b", 1)).await.unwrap());
+    assert!(!c.create_doc(&doc("b", 2)).await.unwrap(), "create never overwrites");
+    assert_eq!(c.doc(tenant, "unit", "b").await.unwrap(), Some(doc("b", 1)));
+    c.put_doc(&doc("b", 3)).await.unwrap();
+    c.put_doc(&doc("a", 4)).await.unwrap();
+    assert_eq!(c.docs(tenant, "unit").await.unwrap(), vec![doc("a", 4), doc("b", 3)], "ordered by id");
+    assert!(c.docs(tenant, "user").await.unwrap().is_empty(), "kinds are separate");
+    assert!(c.doc("other", "unit", "a").await.unwrap().is_none(), "tenants are separate");
+    assert!(!c.delete_doc("other", "unit", "a").await.unwrap());
+    assert!(c.delete_doc(tenant, "unit", "a").await.unwrap());
+    assert!(!c.delete_doc(tenant, "unit", "a").await.unwrap());
+    assert_eq!(c.docs(tenant, "unit").await.unwrap(), vec![doc("b", 3)]);
+    // A unique claim: many concurrent creates of one id, exactly one wins.
+    let contenders: Vec<Doc> = (0..8).map(|i| doc("claim", i)).collect();
+    let claims = futures::future::join_all(contenders.iter().map(|d| c.create_doc(d))).await;
+    assert_eq!(claims.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
 }

@@ -359,6 +359,18 @@ pub struct Template {
     pub content: Content,
 }
 
+/// A document owned by the admin service (org units, users, roles, pushes,
+/// tiered templates, actions, …): a JSON body keyed by (tenant, kind, id).
+/// Tenant `"*"` holds platform-wide documents (logins, sessions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Doc {
+    pub tenant: String,
+    pub kind: String,
+    pub id: String,
+    pub body: Value,
+    pub updated_at: Millis,
+}
+
 /// The price of one billable unit on a channel, in minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {

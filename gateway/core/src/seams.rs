@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::model::{
-    Account, DeliveryRecord, DeliveryUpdate, IdempotencyRecord, LedgerEntry, Message, MessageView, Price,
+    Account, DeliveryRecord, Doc, DeliveryUpdate, IdempotencyRecord, LedgerEntry, Message, MessageView, Price,
     Template, Tenant, Work,
 };
 use crate::Millis;
@@ -100,4 +100,19 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn price(&self, tenant: &str, channel: &str) -> Result<Option<Price>>;
     /// Set a price for a tenant, or the default when `tenant` is "*".
     async fn set_price(&self, tenant: &str, price: &Price) -> Result<()>;
+    /// Revoke an API key; false if the tenant had no such key.
+    async fn remove_api_key(&self, tenant: &str, key_sha256: &str) -> Result<bool>;
+    /// Delete a sender account; false if there was none.
+    async fn delete_account(&self, tenant: &str, name: &str) -> Result<bool>;
+
+    /// Insert or replace a document.
+    async fn put_doc(&self, doc: &Doc) -> Result<()>;
+    /// Insert a document only if none has its (tenant, kind, id); false when
+    /// one exists (unique claims: login names, sequence numbers).
+    async fn create_doc(&self, doc: &Doc) -> Result<bool>;
+    async fn doc(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Doc>>;
+    /// All documents of a kind for a tenant, ordered by id.
+    async fn docs(&self, tenant: &str, kind: &str) -> Result<Vec<Doc>>;
+    /// False if there was none.
+    async fn delete_doc(&self, tenant: &str, kind: &str, id: &str) -> Result<bool>;
 }

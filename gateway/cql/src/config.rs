@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use herald_core::StoreError;
-use herald_core::model::{Account, Content, Price, Template, Tenant};
+use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -23,6 +23,13 @@ pub(crate) struct Statements {
     template_select: PreparedStatement,
     price_upsert: PreparedStatement,
     price_select: PreparedStatement,
+    api_key_delete: PreparedStatement,
+    account_delete: PreparedStatement,
+    doc_upsert: PreparedStatement,
+    doc_create: PreparedStatement,
+    doc_select: PreparedStatement,
+    docs_select: PreparedStatement,
+    doc_delete: PreparedStatement,
 }
 
 impl Statements {
@@ -93,8 +100,60 @@ impl Statements {
                 true,
             )
             .await?,
+            // Lightweight transactions: deletes report whether a row existed,
+            // and a create claims an id once across all gateways and admins.
+            api_key_delete: prepare(s, ks, "DELETE FROM {ks}.api_keys WHERE key_sha256 = ? IF tenant = ?", w, false).await?,
+            account_delete: prepare(s, ks, "DELETE FROM {ks}.accounts WHERE tenant = ? AND name = ? IF EXISTS", w, false)
+                .await?,
+            doc_upsert: prepare(
+                s,
+                ks,
+                "INSERT INTO {ks}.docs (tenant, kind, id, body, updated_at) VALUES (?, ?, ?, ?, ?)",
+                w,
+                true,
+            )
+            .await?,
+            doc_create: prepare(
+                s,
+                ks,
+                "INSERT INTO {ks}.docs (tenant, kind, id, body, updated_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
+                w,
+                false,
+            )
+            .await?,
+            doc_select: prepare(
+                s,
+                ks,
+                "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ?",
+                r,
+                true,
+            )
+            .await?,
+            // Paged by the driver: a kind's partition can outgrow one page.
+            docs_select: prepare(
+                s,
+                ks,
+                "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ?",
+                &p.console,
+                true,
+            )
+            .await?,
+            doc_delete: prepare(s, ks, "DELETE FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ? IF EXISTS", w, false)
+                .await?,
         })
     }
+}
+
+type DocRow = (String, String, String, String, i64);
+
+fn to_doc((tenant, kind, id, body, updated_at): DocRow) -> Result<Doc> {
+    let body = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("doc {tenant}/{kind}/{id}: {e}")))?;
+    Ok(Doc { tenant, kind, id, body, updated_at })
+}
+
+fn doc_values(d: &Doc) -> Result<(&str, &str, &str, String, i64)> {
+    let body = serde_json::to_string(&d.body).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok((&d.tenant, &d.kind, &d.id, body, d.updated_at))
 }
 
 type AccountRow = (String, String, String, String, Option<i32>);
@@ -199,5 +258,38 @@ impl ConfigStore for CqlStore {
             return Err(StoreError::Backend(format!("price for {}: negative", p.channel)));
         }
         self.exec(&self.cfg.price_upsert, (tenant, &p.channel, p.unit_minor, &p.currency)).await.map(|_| ())
+    }
+
+    async fn remove_api_key(&self, tenant: &str, key_sha256: &str) -> Result<bool> {
+        let res = self.exec(&self.cfg.api_key_delete, (key_sha256, tenant)).await?;
+        crate::schema::lwt_applied(res)
+    }
+
+    async fn delete_account(&self, tenant: &str, name: &str) -> Result<bool> {
+        let res = self.exec(&self.cfg.account_delete, (tenant, name)).await?;
+        crate::schema::lwt_applied(res)
+    }
+
+    async fn put_doc(&self, d: &Doc) -> Result<()> {
+        self.exec(&self.cfg.doc_upsert, doc_values(d)?).await.map(|_| ())
+    }
+
+    async fn create_doc(&self, d: &Doc) -> Result<bool> {
+        let res = self.exec(&self.cfg.doc_create, doc_values(d)?).await?;
+        crate::schema::lwt_applied(res)
+    }
+
+    async fn doc(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Doc>> {
+        self.read_one::<DocRow>(&self.cfg.doc_select, (tenant, kind, id)).await?.map(to_doc).transpose()
+    }
+
+    async fn docs(&self, tenant: &str, kind: &str) -> Result<Vec<Doc>> {
+        // Clustered by id: already in the order SQLite gives.
+        self.read_all::<DocRow>(&self.cfg.docs_select, (tenant, kind)).await?.into_iter().map(to_doc).collect()
+    }
+
+    async fn delete_doc(&self, tenant: &str, kind: &str, id: &str) -> Result<bool> {
+        let res = self.exec(&self.cfg.doc_delete, (tenant, kind, id)).await?;
+        crate::schema::lwt_applied(res)
     }
 }

@@ -174,6 +174,20 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
             )",
         ],
     ),
+    (
+        3,
+        "admin documents: one partition per (tenant, kind), clustered by id",
+        &[
+            "CREATE TABLE IF NOT EXISTS {ks}.docs (
+                tenant text,
+                kind text,
+                id text,
+                body text,
+                updated_at bigint,
+                PRIMARY KEY ((tenant, kind), id)
+            )",
+        ],
+    ),
 ];
 
 /// Bootstrap tables: created before any migration runs, so themselves unversioned.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::model::{Account, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Queue, Store};
+use herald_backends::Sealer;
 use herald_plugin_host::PluginHost;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -28,6 +29,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub config: Arc<dyn ConfigStore>,
     pub plugins: Arc<PluginHost>,
+    /// Opens sealed account secrets for plugin calls.
+    pub sealer: Arc<Sealer>,
     pub metrics: Arc<Metrics>,
     pub demo_inbox: Option<Mutex<VecDeque<serde_json::Value>>>,
     auth_cache: Mutex<HashMap<String, (Tenant, Instant)>>,
@@ -83,35 +86,9 @@ impl App {
 /// Start everything; returns when shut down.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // The embedded database is opened (and locked: one owner) only when used.
-    let mut _lock = None;
-    let mut db = None;
-    if cfg.storage.backend == "sqlite" || cfg.queue.backend == "sqlite" {
-        _lock = Some(lock_data(&cfg.db_path())?);
-        db = Some(herald_sqlite::open(&cfg.db_path()).map_err(|e| anyhow::anyhow!("storage: {e}"))?);
-    }
-    let queue: Arc<dyn Queue> = match cfg.queue.backend.as_str() {
-        "kafka" => Arc::new(
-            herald_kafka::KafkaQueue::connect(cfg.queue.kafka.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("queue.kafka ({}): {e}", cfg.queue.kafka.brokers))?,
-        ),
-        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.clone().expect("opened above"))),
-    };
-    let (store, config): (Arc<dyn Store>, Arc<dyn ConfigStore>) = match cfg.storage.backend.as_str() {
-        "cql" => {
-            let c = &cfg.storage.cql;
-            let cql = Arc::new(
-                herald_cql::open(&c.contact_points, &c.keyspace, &c.replication)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("storage.cql ({}): {e}", c.contact_points.join(",")))?,
-            );
-            (cql.clone(), cql)
-        }
-        _ => {
-            let db = db.expect("opened above");
-            (Arc::new(db.clone()), Arc::new(db))
-        }
-    };
+    let backends = herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Owner).await?;
+    let (queue, store, config) = (backends.queue.clone(), backends.store.clone(), backends.config.clone());
+    let sealer = Arc::new(herald_backends::Sealer::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?);
 
     let plugins = Arc::new(
         PluginHost::new(cfg.plugins.sandbox.clone(), cfg.plugins.allow_hosts.clone()).map_err(|e| anyhow::anyhow!(e))?,
@@ -124,8 +101,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    seed(&cfg, config.as_ref(), &plugins).await?;
-    let demo = cfg.demo && cfg.tenants.is_empty() && ensure_demo(&cfg, config.as_ref(), addr).await?;
+    seed(&cfg, config.as_ref(), &plugins, &sealer).await?;
+    let demo = cfg.demo && cfg.tenants.is_empty() && ensure_demo(&cfg, config.as_ref(), &plugins, &sealer, addr).await?;
 
     let metrics = Metrics::new();
     let plugins_for_watch = plugins.clone();
@@ -135,6 +112,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         store: store.clone(),
         config: config.clone(),
         plugins: plugins.clone(),
+        sealer: sealer.clone(),
         metrics: metrics.clone(),
         demo_inbox: demo.then(|| Mutex::new(VecDeque::new())),
         auth_cache: Mutex::new(HashMap::new()),
@@ -148,6 +126,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             store,
             config,
             plugins,
+            sealer,
             transport: Arc::new(Transports::new(Duration::from_millis(cfg.dispatch.request_timeout_ms), cfg.plugins.redirect_hosts.clone())),
             tokens: Default::default(),
             metrics,
@@ -207,7 +186,7 @@ async fn watch_plugins(plugins: Arc<PluginHost>, dir: std::path::PathBuf, every:
 
 /// Write the config file's tenants, keys, accounts, templates and prices to
 /// the config store. Accounts are checked by their plugin first.
-async fn seed(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost) -> anyhow::Result<()> {
+async fn seed(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost, sealer: &Sealer) -> anyhow::Result<()> {
     for p in &cfg.prices {
         store.set_price("*", &Price { channel: p.channel.clone(), unit_minor: p.unit_minor, currency: p.currency.clone() }).await?;
     }
@@ -219,6 +198,13 @@ async fn seed(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost) -> an
         }
         for (j, a) in t.accounts.iter().enumerate() {
             let field = format!("tenants[{i}].accounts[{j}]");
+            let mut account = Account {
+                tenant: t.id.clone(),
+                name: a.name.clone(),
+                plugin: a.plugin.clone(),
+                config: a.config.clone(),
+                rate_per_sec: a.rate_per_sec,
+            };
             match plugins.get(&a.plugin) {
                 Some(p) => {
                     let config = a.config.to_string();
@@ -229,15 +215,8 @@ async fn seed(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost) -> an
                 }
                 None => tracing::warn!(account = %a.name, plugin = %a.plugin, "{field}: plugin not loaded; account not validated"),
             }
-            store
-                .upsert_account(&Account {
-                    tenant: t.id.clone(),
-                    name: a.name.clone(),
-                    plugin: a.plugin.clone(),
-                    config: a.config.clone(),
-                    rate_per_sec: a.rate_per_sec,
-                })
-                .await?;
+            seal(plugins, sealer, &mut account).map_err(|e| anyhow::anyhow!("{field}: {e}"))?;
+            store.upsert_account(&account).await?;
         }
         for tpl in &t.templates {
             herald_core::render::Compiled::new(&tpl.content)
@@ -251,11 +230,19 @@ async fn seed(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost) -> an
     Ok(())
 }
 
+/// Seal the fields the account's plugin declares secret (none if it is not loaded).
+fn seal(plugins: &PluginHost, sealer: &Sealer, account: &mut Account) -> Result<(), herald_backends::SealError> {
+    match plugins.get(&account.plugin) {
+        Some(p) => sealer.seal(account, &p.info.secret_fields),
+        None => Ok(()),
+    }
+}
+
 const DEMO: &str = "demo";
 
 /// A demo tenant whose webhook account posts to this gateway's own demo inbox.
 /// Its API key is printed once, when it is created.
-async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, addr: SocketAddr) -> anyhow::Result<bool> {
+async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost, sealer: &Sealer, addr: SocketAddr) -> anyhow::Result<bool> {
     let existing = store.tenants().await?;
     if existing.iter().any(|t| t.id != DEMO) {
         return Ok(false);
@@ -287,38 +274,17 @@ async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, addr: SocketAddr) ->
         None => None,
     }
     .unwrap_or_else(|| hex::encode(rand::rng().random::<[u8; 16]>()));
-    store
-        .upsert_account(&Account {
-            tenant: DEMO.into(),
-            name: "demo-webhook".into(),
-            plugin: "webhook".into(),
-            config: serde_json::json!({"url": format!("http://{host}:{port}/demo/inbox"), "secret": secret}),
-            rate_per_sec: None,
-        })
-        .await?;
-    store
-        .upsert_account(&Account {
-            tenant: DEMO.into(),
-            name: "demo-email".into(),
-            plugin: "email".into(),
-            config: serde_json::json!({"from": "demo@herald.localhost", "from_name": "Herald demo",
-                "smtp": {"host": "127.0.0.1", "port": 1025, "tls": "none"}}),
-            rate_per_sec: None,
-        })
-        .await?;
-    Ok(true)
-}
-
-/// The embedded queue has one owner: a second gateway on the same database
-/// would hand out the same work twice, so it is refused.
-fn lock_data(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = db.with_extension("lock");
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+    let demo_accounts = [
+        ("demo-webhook", "webhook", serde_json::json!({"url": format!("http://{host}:{port}/demo/inbox"), "secret": secret})),
+        ("demo-email", "email", serde_json::json!({"from": "demo@herald.localhost", "from_name": "Herald demo",
+            "smtp": {"host": "127.0.0.1", "port": 1025, "tls": "none"}})),
+    ];
+    for (name, plugin, config) in demo_accounts {
+        let mut account = Account { tenant: DEMO.into(), name: name.into(), plugin: plugin.into(), config, rate_per_sec: None };
+        seal(plugins, sealer, &mut account)?;
+        store.upsert_account(&account).await?;
     }
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    file.try_lock().map_err(|_| anyhow::anyhow!("{} is in use by another herald-gateway (lock {})", db.display(), path.display()))?;
-    Ok(file)
+    Ok(true)
 }
 
 /// Write a file readable only by its owner.

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use herald_core::model::Content;
 use herald_core::retry::RetryPolicy;
 use herald_core::validate::Limits;
+pub use herald_backends::{QueueConfig, StorageConfig};
 use herald_plugin_host::HostConfig;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,10 @@ pub struct Config {
     /// Bearer token for the operator endpoints under `/admin` (plugin reload);
     /// without it those endpoints are off.
     pub admin_token: Option<String>,
+    /// Base64 of the 32-byte key sealing sender-account secrets; default: the
+    /// key file `<data_dir>/secret.key` (created on first start). Set the same
+    /// key on every gateway and admin process of a distributed deployment.
+    pub secrets_key: Option<String>,
 }
 
 impl Default for Config {
@@ -58,58 +63,8 @@ impl Default for Config {
             tenants: Vec::new(),
             demo: true,
             admin_token: None,
+            secrets_key: None,
         }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
-    /// "sqlite" (embedded, the default) or "cql" (ScyllaDB / Cassandra).
-    pub backend: String,
-    /// SQLite file; default `<data_dir>/herald.db`.
-    pub path: Option<PathBuf>,
-    pub cql: CqlConfig,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self { backend: "sqlite".into(), path: None, cql: CqlConfig::default() }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CqlConfig {
-    /// `host:port` of ScyllaDB / Cassandra nodes.
-    pub contact_points: Vec<String>,
-    pub keyspace: String,
-    /// Replication used when Herald creates the keyspace.
-    pub replication: String,
-}
-
-impl Default for CqlConfig {
-    fn default() -> Self {
-        Self {
-            contact_points: vec!["127.0.0.1:9042".into()],
-            keyspace: "herald".into(),
-            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-        }
-    }
-}
-
-/// The ingest log: the embedded queue in the SQLite file, or Kafka.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueueConfig {
-    /// "sqlite" (embedded, the default) or "kafka".
-    pub backend: String,
-    pub kafka: herald_kafka::KafkaConfig,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        Self { backend: "sqlite".into(), kafka: herald_kafka::KafkaConfig::default() }
     }
 }
 
@@ -258,7 +213,7 @@ impl Config {
         // others are read elsewhere or belong to other tools.
         const SECTIONS: &[&str] = &[
             "listen", "data_dir", "storage", "queue", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
-            "admin_token",
+            "admin_token", "secrets_key",
         ];
         fig = fig.merge(
             Env::prefixed("HERALD_").split("__").filter(|k| {
@@ -277,15 +232,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        if !["sqlite", "cql"].contains(&self.storage.backend.as_str()) {
-            return Err(format!("storage.backend: unknown backend {:?} (supported: \"sqlite\", \"cql\")", self.storage.backend));
-        }
-        if self.storage.backend == "cql" && self.queue.backend == "sqlite" {
-            return Err("queue.backend: the embedded queue lives in the SQLite file; with storage.backend = \"cql\" use queue.backend = \"kafka\"".into());
-        }
-        if !["sqlite", "kafka"].contains(&self.queue.backend.as_str()) {
-            return Err(format!("queue.backend: unknown backend {:?} (supported: \"sqlite\", \"kafka\")", self.queue.backend));
-        }
+        herald_backends::check(&self.storage, &self.queue)?;
         if self.dispatch.max_batch == 0 || self.dispatch.concurrency == 0 || self.dispatch.lease_batch == 0 {
             return Err("dispatch.max_batch, dispatch.concurrency and dispatch.lease_batch must be at least 1".into());
         }
@@ -311,10 +258,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    pub fn db_path(&self) -> PathBuf {
-        self.storage.path.clone().unwrap_or_else(|| self.data_dir.join("herald.db"))
     }
 
     pub fn plugins_dir(&self) -> PathBuf {

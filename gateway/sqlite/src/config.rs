@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use herald_core::StoreError;
-use herald_core::model::{Account, Content, Price, Template, Tenant};
+use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -183,6 +183,97 @@ impl ConfigStore for Db {
                 params![t, p.channel, p.unit_minor, p.currency],
             )
             .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn remove_api_key(&self, tenant: &str, key_sha256: &str) -> Result<bool> {
+        let (t, k) = (tenant.to_string(), key_sha256.to_string());
+        self.write(move |c| {
+            c.execute("DELETE FROM api_keys WHERE key_sha256 = ?1 AND tenant = ?2", params![k, t]).map(|n| n > 0).map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_account(&self, tenant: &str, name: &str) -> Result<bool> {
+        let (t, n) = (tenant.to_string(), name.to_string());
+        self.write(move |c| {
+            c.execute("DELETE FROM accounts WHERE tenant = ?1 AND name = ?2", params![t, n]).map(|n| n > 0).map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_doc(&self, d: &Doc) -> Result<()> {
+        self.write_doc(d, "INSERT OR REPLACE").await.map(|_| ())
+    }
+
+    async fn create_doc(&self, d: &Doc) -> Result<bool> {
+        self.write_doc(d, "INSERT OR IGNORE").await
+    }
+
+    async fn doc(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Doc>> {
+        let (t, k, i) = (tenant.to_string(), kind.to_string(), id.to_string());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT tenant, kind, id, body, updated_at FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+                params![t, k, i],
+                doc_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await?
+        .map(to_doc)
+        .transpose()
+    }
+
+    async fn docs(&self, tenant: &str, kind: &str) -> Result<Vec<Doc>> {
+        let (t, k) = (tenant.to_string(), kind.to_string());
+        let rows = self
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached("SELECT tenant, kind, id, body, updated_at FROM docs WHERE tenant = ?1 AND kind = ?2 ORDER BY id")
+                    .map_err(backend)?;
+                st.query_map(params![t, k], doc_row).map_err(backend)?.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            })
+            .await?;
+        rows.into_iter().map(to_doc).collect()
+    }
+
+    async fn delete_doc(&self, tenant: &str, kind: &str, id: &str) -> Result<bool> {
+        let (t, k, i) = (tenant.to_string(), kind.to_string(), id.to_string());
+        self.write(move |c| {
+            c.execute("DELETE FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3", params![t, k, i])
+                .map(|n| n > 0)
+                .map_err(backend)
+        })
+        .await
+    }
+}
+
+type DocRow = (String, String, String, String, i64);
+
+fn doc_row(r: &Row<'_>) -> rusqlite::Result<DocRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_doc((tenant, kind, id, body, updated_at): DocRow) -> Result<Doc> {
+    let body = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("doc {tenant}/{kind}/{id}: {e}")))?;
+    Ok(Doc { tenant, kind, id, body, updated_at })
+}
+
+impl Db {
+    /// `verb` is "INSERT OR REPLACE" or "INSERT OR IGNORE"; true when a row was written.
+    async fn write_doc(&self, d: &Doc, verb: &'static str) -> Result<bool> {
+        let body = serde_json::to_string(&d.body).map_err(backend)?;
+        let d = Doc { body: serde_json::Value::Null, ..d.clone() };
+        self.write(move |c| {
+            c.execute(
+                &format!("{verb} INTO docs (tenant, kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![d.tenant, d.kind, d.id, body, d.updated_at],
+            )
+            .map(|n| n > 0)
             .map_err(backend)
         })
         .await

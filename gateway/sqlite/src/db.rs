@@ -113,7 +113,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut txn = match conn.transaction() {
+        // IMMEDIATE: another process on the same file (the admin service) makes
+        // this wait on the busy timeout instead of failing a lock upgrade.
+        let mut txn = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(t) => t,
             Err(e) => {
                 // Dropping the jobs drops their reply channels: callers see Unavailable.

@@ -103,12 +103,27 @@ CREATE TABLE queue_dead (
     error TEXT NOT NULL,
     at    INTEGER NOT NULL
 );
+"#, r#"
+CREATE TABLE docs (
+    tenant     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, id)
+) WITHOUT ROWID;
 "#];
 
+/// Several processes may open one file (the gateway and the admin service):
+/// each migration runs in an IMMEDIATE transaction that re-reads the version,
+/// so two processes starting together never apply the same step twice.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current = tx.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+        if current > i {
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;

@@ -25,6 +25,10 @@ pub async fn receive(
 ) -> Result<Response, Failure> {
     let not_found = || Failure(ApiError::not_found("callback endpoint", "account"));
     let account = app.config.account(&tenant, &account).await?.ok_or_else(not_found)?;
+    let account = app.sealer.open(&account).map_err(|e| {
+        tracing::error!(%tenant, account = %account.name, error = %e, "account secrets do not open");
+        not_found()
+    })?;
     let plugin = app.plugins.get(&account.plugin).ok_or_else(not_found)?;
     let request = HttpRequest {
         method: method.to_string(),

@@ -66,7 +66,14 @@ async fn resolve(
         Work::Message(m) => render_queued(d, m).await?.into_iter().map(|r| (r, 1)).collect(),
         Work::Retry(r) => retry_pending(d, r).await?,
     };
-    let stored = d.config.account(&tenant, &account_name).await?;
+    let stored = d.config.account(&tenant, &account_name).await?.and_then(|a| match d.sealer.open(&a) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            // Treated like a missing account: its deliveries fail with that reason.
+            tracing::error!(%tenant, account = %account_name, error = %e, "account secrets do not open");
+            None
+        }
+    });
     let account_missing = stored.is_none();
     let plugin = stored.as_ref().and_then(|a| d.plugins.get(&a.plugin));
     let max_batch = plugin.as_ref().map_or(1, |p| p.info.max_batch as usize);

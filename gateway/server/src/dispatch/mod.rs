@@ -38,6 +38,8 @@ pub struct Dispatch {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
     pub config: Arc<dyn ConfigStore>,
+    /// Opens sealed account secrets just before plugin calls.
+    pub sealer: Arc<herald_backends::Sealer>,
     pub plugins: Arc<PluginHost>,
     pub transport: Arc<dyn Transport>,
     pub metrics: Arc<Metrics>,

@@ -1,0 +1,147 @@
+//! What the gateway and the admin service share to reach the same data: the
+//! storage and queue settings, opening those backends, and the key that seals
+//! sender-account secrets at rest.
+
+mod secrets;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use herald_core::seams::{ConfigStore, Queue, Store};
+use serde::{Deserialize, Serialize};
+
+pub use secrets::{SealError, Sealer};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// "sqlite" (embedded, the default) or "cql" (ScyllaDB / Cassandra).
+    pub backend: String,
+    /// SQLite file; default `<data_dir>/herald.db`.
+    pub path: Option<PathBuf>,
+    pub cql: CqlConfig,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { backend: "sqlite".into(), path: None, cql: CqlConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CqlConfig {
+    /// `host:port` of ScyllaDB / Cassandra nodes.
+    pub contact_points: Vec<String>,
+    pub keyspace: String,
+    /// Replication used when Herald creates the keyspace.
+    pub replication: String,
+}
+
+impl Default for CqlConfig {
+    fn default() -> Self {
+        Self {
+            contact_points: vec!["127.0.0.1:9042".into()],
+            keyspace: "herald".into(),
+            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+        }
+    }
+}
+
+/// The ingest log: the embedded queue in the SQLite file, or Kafka.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// "sqlite" (embedded, the default) or "kafka".
+    pub backend: String,
+    pub kafka: herald_kafka::KafkaConfig,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { backend: "sqlite".into(), kafka: herald_kafka::KafkaConfig::default() }
+    }
+}
+
+/// Check the backend names and their combination; errors name the field.
+pub fn check(storage: &StorageConfig, queue: &QueueConfig) -> Result<(), String> {
+    if !["sqlite", "cql"].contains(&storage.backend.as_str()) {
+        return Err(format!("storage.backend: unknown backend {:?} (supported: \"sqlite\", \"cql\")", storage.backend));
+    }
+    if !["sqlite", "kafka"].contains(&queue.backend.as_str()) {
+        return Err(format!("queue.backend: unknown backend {:?} (supported: \"sqlite\", \"kafka\")", queue.backend));
+    }
+    if storage.backend == "cql" && queue.backend == "sqlite" {
+        return Err("queue.backend: the embedded queue lives in the SQLite file; with storage.backend = \"cql\" use queue.backend = \"kafka\"".into());
+    }
+    Ok(())
+}
+
+/// The SQLite file for these settings.
+pub fn db_path(storage: &StorageConfig, data_dir: &Path) -> PathBuf {
+    storage.path.clone().unwrap_or_else(|| data_dir.join("herald.db"))
+}
+
+/// Who opens the embedded database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The gateway: takes the file's lock (one dispatcher owns the embedded queue).
+    Owner,
+    /// The admin service: shares the file with its owner (SQLite WAL, busy timeout).
+    Shared,
+}
+
+pub struct Backends {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub config: Arc<dyn ConfigStore>,
+    /// Held for the life of the process by the embedded database's owner.
+    _lock: Option<std::fs::File>,
+}
+
+/// Open the configured queue and stores.
+pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path, role: Role) -> anyhow::Result<Backends> {
+    let mut lock = None;
+    let mut db = None;
+    if storage.backend == "sqlite" || queue.backend == "sqlite" {
+        let path = db_path(storage, data_dir);
+        if role == Role::Owner {
+            lock = Some(lock_file(&path)?);
+        }
+        db = Some(herald_sqlite::open(&path).map_err(|e| anyhow::anyhow!("storage ({}): {e}", path.display()))?);
+    }
+    let q: Arc<dyn Queue> = match queue.backend.as_str() {
+        "kafka" => Arc::new(
+            herald_kafka::KafkaQueue::connect(queue.kafka.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("queue.kafka ({}): {e}", queue.kafka.brokers))?,
+        ),
+        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.clone().expect("opened above"))),
+    };
+    let (store, config): (Arc<dyn Store>, Arc<dyn ConfigStore>) = match storage.backend.as_str() {
+        "cql" => {
+            let c = &storage.cql;
+            let cql = Arc::new(
+                herald_cql::open(&c.contact_points, &c.keyspace, &c.replication)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("storage.cql ({}): {e}", c.contact_points.join(",")))?,
+            );
+            (cql.clone(), cql)
+        }
+        _ => {
+            let db = db.expect("opened above");
+            (Arc::new(db.clone()), Arc::new(db))
+        }
+    };
+    Ok(Backends { queue: q, store, config, _lock: lock })
+}
+
+fn lock_file(db: &Path) -> anyhow::Result<std::fs::File> {
+    let path = db.with_extension("lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    file.try_lock().map_err(|_| anyhow::anyhow!("{} is in use by another herald-gateway (lock {})", db.display(), path.display()))?;
+    Ok(file)
+}

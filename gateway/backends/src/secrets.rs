@@ -1,0 +1,199 @@
+//! Sealing sender-account secrets at rest.
+//!
+//! A plugin names its secret fields (`describe().secret-fields`). The admin
+//! service (and the gateway, for accounts from its config file) replaces each
+//! such top-level field of the account JSON with the string
+//! `sealed:v1:<base64(nonce ‖ ChaCha20-Poly1305 ciphertext)>`; the associated
+//! data binds it to its tenant, account and field, so a sealed value copied to
+//! another account does not open. The gateway opens the values just before a
+//! plugin call. The 32-byte key comes from configuration (`secrets_key`,
+//! base64) or from `<data_dir>/secret.key`, created readable only by its owner
+//! on first use and shared by the processes on one machine.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use herald_core::model::Account;
+use serde_json::Value;
+
+const PREFIX: &str = "sealed:v1:";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealError(pub String);
+
+impl std::fmt::Display for SealError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SealError {}
+
+pub struct Sealer {
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+impl Sealer {
+    /// A key given as base64 of 32 bytes.
+    pub fn from_base64(key: &str) -> Result<Self, SealError> {
+        let bytes = B64.decode(key.trim()).map_err(|_| SealError("secrets_key: not base64".into()))?;
+        if bytes.len() != 32 {
+            return Err(SealError(format!("secrets_key: {} bytes, expected 32", bytes.len())));
+        }
+        Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) })
+    }
+
+    /// The configured key, else the machine's key file (created on first use).
+    pub fn load(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(k) = configured {
+            return Ok(Self::from_base64(k)?);
+        }
+        let path = data_dir.join("secret.key");
+        if !path.exists() {
+            create_key_file(&path)?;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Seal the named top-level fields of the account's config that are not sealed yet.
+    pub fn seal(&self, account: &mut Account, fields: &[String]) -> Result<(), SealError> {
+        let id = account_id(&account.tenant, &account.name);
+        let Value::Object(map) = &mut account.config else { return Ok(()) };
+        for f in fields {
+            let Some(v) = map.get_mut(f) else { continue };
+            if v.as_str().is_some_and(|s| s.starts_with(PREFIX)) || v.is_null() {
+                continue;
+            }
+            let plain = match &*v {
+                Value::String(s) => s.clone().into_bytes(),
+                other => serde_json::to_vec(other).map_err(|e| SealError(e.to_string()))?,
+            };
+            let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+            let aad = aad(id.clone(), f, v.is_string());
+            let ct = self
+                .cipher
+                .encrypt(&nonce, Payload { msg: &plain, aad: aad.as_bytes() })
+                .map_err(|_| SealError(format!("{f}: cannot seal")))?;
+            let mut out = nonce.to_vec();
+            out.extend_from_slice(&ct);
+            *v = Value::String(format!("{PREFIX}{}", B64.encode(out)));
+        }
+        Ok(())
+    }
+
+    /// A copy of the account with every sealed field opened (what a plugin sees).
+    pub fn open(&self, account: &Account) -> Result<Account, SealError> {
+        let mut out = account.clone();
+        let Value::Object(map) = &mut out.config else { return Ok(out) };
+        for (f, v) in map.iter_mut() {
+            let Some(sealed) = v.as_str().and_then(|s| s.strip_prefix(PREFIX)) else { continue };
+            let raw = B64.decode(sealed).map_err(|_| SealError(format!("account {}: field {f}: damaged", account.name)))?;
+            if raw.len() < 12 {
+                return Err(SealError(format!("account {}: field {f}: damaged", account.name)));
+            }
+            let (nonce, ct) = raw.split_at(12);
+            let id = account_id(&account.tenant, &account.name);
+            // Strings were sealed as their bytes, other JSON values as JSON.
+            let opened = [true, false].into_iter().find_map(|is_string| {
+                let aad = aad(id.clone(), f, is_string);
+                let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() }).ok()?;
+                if is_string {
+                    String::from_utf8(plain).ok().map(Value::String)
+                } else {
+                    serde_json::from_slice(&plain).ok()
+                }
+            });
+            *v = opened.ok_or_else(|| {
+                SealError(format!("account {}: field {f} does not open with this key (was secrets_key changed?)", account.name))
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+fn account_id(tenant: &str, name: &str) -> String {
+    format!("{tenant}\u{0}{name}")
+}
+
+fn aad(id: String, field: &str, is_string: bool) -> String {
+    format!("herald-account\u{0}{id}\u{0}{field}\u{0}{}", if is_string { "s" } else { "j" })
+}
+
+/// Write a fresh key next to `path`, then link it into place: of two processes
+/// starting together, one key wins and both read it.
+fn create_key_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".secret.key.{}", std::process::id()));
+    let key = ChaCha20Poly1305::generate_key(&mut OsRng);
+    {
+        let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
+        writeln!(f, "{}", B64.encode(key))?;
+        f.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str) -> Account {
+        Account {
+            tenant: "t".into(),
+            name: name.into(),
+            plugin: "email".into(),
+            config: serde_json::json!({"host": "smtp.example.com", "password": "p@ss", "port": 587, "pin": 1234}),
+            rate_per_sec: None,
+        }
+    }
+
+    #[test]
+    fn sealed_fields_hide_the_secret_and_open_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sealer::load(None, dir.path()).unwrap();
+        let mut a = account("a");
+        s.seal(&mut a, &["password".into(), "pin".into(), "absent".into()]).unwrap();
+        let text = a.config.to_string();
+        assert!(!text.contains("p@ss") && !text.contains("1234"), "{text}");
+        assert_eq!(a.config["host"], "smtp.example.com", "other fields untouched");
+        let again = a.clone();
+        s.seal(&mut a, &["password".into()]).unwrap();
+        assert_eq!(a, again, "sealing twice changes nothing");
+        assert_eq!(s.open(&a).unwrap(), account("a"));
+        // The same key file serves a second process.
+        let s2 = Sealer::load(None, dir.path()).unwrap();
+        assert_eq!(s2.open(&a).unwrap(), account("a"));
+    }
+
+    #[test]
+    fn a_sealed_value_does_not_open_elsewhere_or_with_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sealer::load(None, dir.path()).unwrap();
+        let mut a = account("a");
+        s.seal(&mut a, &["password".into()]).unwrap();
+        let moved = Account { name: "b".into(), ..a.clone() };
+        assert!(s.open(&moved).unwrap_err().0.contains("password"));
+        let other = Sealer::from_base64(&B64.encode([7u8; 32])).unwrap();
+        assert!(other.open(&a).is_err());
+        assert!(Sealer::from_base64("c2hvcnQ=").unwrap_err().0.contains("secrets_key"));
+    }
+}
