@@ -1252,6 +1252,10 @@ function schemaFields(schema, config, secrets, prefix = '') {
       return html`<fieldset class="nested"><legend>${p.title || key}</legend>${schemaFields(p, config, secrets, path)}</fieldset>`;
     }
     const isSecret = secrets.has(path) || secrets.has(key) || p.writeOnly;
+    if (p.type === 'object' || p.type === 'array') {
+      // Free-form maps and lists: edited as JSON.
+      return html`<label>${label}<textarea name="${path}" rows="3" data-kind="json" data-testid="acc-field-${path}" placeholder="${p.type === 'array' ? '[]' : '{}'}">${val !== undefined ? JSON.stringify(val, null, 1) : ''}</textarea>${hint}</label>`;
+    }
     if (Array.isArray(p.enum)) {
       return html`<label>${label}<select name="${path}" data-testid="acc-field-${path}" data-kind="enum" data-required="${req.has(key) ? '1' : ''}">
         ${req.has(key) ? '' : html`<option value=""></option>`}${p.enum.map((o) => html`<option value="${o}" ${raw(String(o) === String(val ?? p.default ?? '') ? 'selected' : '')}>${o}</option>`)}</select>${hint}</label>`;
@@ -1275,7 +1279,9 @@ function readSchemaFields(box) {
     if (k === 'boolean') { setPath(cfg, el.name, el.checked); return; }
     const v = el.value;
     if (v === '') return; // omitted: optional, or a secret kept on edit
-    if (k === 'integer') setPath(cfg, el.name, parseInt(v, 10));
+    if (k === 'json') {
+      try { setPath(cfg, el.name, JSON.parse(v)); } catch { throw new ApiError(0, 'client', `${el.name}: ${t('acc.badJson')}`, el.name); }
+    } else if (k === 'integer') setPath(cfg, el.name, parseInt(v, 10));
     else if (k === 'number') setPath(cfg, el.name, Number(v));
     else setPath(cfg, el.name, v);
   });

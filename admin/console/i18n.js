@@ -84,7 +84,7 @@ const zh = {
   'acc.searchPh': '按发送地址或名称搜索', 'acc.address': '发件地址', 'acc.fromName': '发件人名称', 'acc.username': 'SMTP 用户名',
   'acc.usernamePh': '默认同发件地址', 'acc.password': '密码', 'acc.host': 'SMTP 服务器', 'acc.port': '端口', 'acc.tls': '加密方式',
   'acc.allowPlain': '允许无加密认证（仅限可信的内网中继）', 'acc.secretKeep': '已设置，留空保持不变', 'acc.saved': '账户已保存并验证通过',
-  'acc.confirmDelete': '确定删除账户“{name}”？',
+  'acc.confirmDelete': '确定删除账户“{name}”？', 'acc.badJson': '不是有效的 JSON',
   'tls.none': '无', 'tls.starttls': 'STARTTLS', 'tls.tls': 'SSL/TLS',
   'channel.email': '邮件', 'channel.webhook': 'Webhook', 'channel.sms': '短信', 'channel.voice': '语音',
   'channel.aliyun-sms': '阿里云短信', 'channel.aliyun-voice': '阿里云语音', 'channel.tencent-sms': '腾讯云短信',
@@ -189,7 +189,7 @@ const en = {
   'acc.searchPh': 'Search by sender address or name', 'acc.address': 'Sender address', 'acc.fromName': 'Sender name', 'acc.username': 'SMTP user',
   'acc.usernamePh': 'Defaults to the sender address', 'acc.password': 'Password', 'acc.host': 'SMTP host', 'acc.port': 'Port', 'acc.tls': 'TLS mode',
   'acc.allowPlain': 'Allow authentication without TLS (trusted relay only)', 'acc.secretKeep': 'Set; leave empty to keep', 'acc.saved': 'Account saved and verified',
-  'acc.confirmDelete': 'Delete the account “{name}”?',
+  'acc.confirmDelete': 'Delete the account “{name}”?', 'acc.badJson': 'not valid JSON',
   'tls.none': 'None', 'tls.starttls': 'STARTTLS', 'tls.tls': 'SSL/TLS',
   'channel.email': 'Email', 'channel.webhook': 'Webhook', 'channel.sms': 'SMS', 'channel.voice': 'Voice',
 

@@ -1,0 +1,125 @@
+// Sender accounts: an email account verified against the real SMTP sink (wrong
+// password refused with the server's reply), a plugin account from its JSON
+// Schema with a secret field, search by sender address, delete and in_use.
+import { test, before, after } from 'node:test';
+import { assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, errorToast, items, SMTP } from '../lib.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+async function fillEmail(page, { name, password }) {
+  await page.getByTestId('account-add').click();
+  await page.getByTestId('acc-name').fill(name);
+  await page.getByTestId('acc-type').selectOption('email');
+  await page.getByTestId('acc-from').fill(SMTP.user);
+  await page.getByTestId('acc-from-name').fill('通知中心');
+  await page.getByTestId('acc-host').fill('127.0.0.1');
+  await page.getByTestId('acc-port').fill(String(SMTP.port));
+  await page.getByTestId('acc-tls').selectOption('none');
+  await page.getByTestId('acc-plaintext').check();
+  await page.getByTestId('acc-password').fill(password);
+}
+
+test('email account: wrong SMTP password refused with the reply, right one verified; search; delete', { timeout: 60_000 }, async (t) => {
+  assert.ok(SMTP.port, 'the SMTP sink runs');
+  const tn = await freshTenant('acc');
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.getByTestId('nav-accounts').click();
+    await page.getByTestId('page-accounts').waitFor();
+    const name = uniq('mail');
+    await fillEmail(page, { name, password: 'definitely-wrong' });
+    await page.getByTestId('dialog-submit').click();
+    const err = page.locator('[data-testid=account-dialog] [data-testid=form-error]');
+    await err.waitFor({ state: 'visible' });
+    const text = await err.textContent();
+    assert.match(text, /535|auth|认证|credential/i, `the SMTP reply is shown: ${text}`);
+    assert.equal(items(await tn.api.get('/accounts')).length, 0, 'nothing saved');
+
+    await page.getByTestId('acc-password').fill(SMTP.password);
+    await page.getByTestId('dialog-submit').click();
+    await page.getByTestId('account-dialog').waitFor({ state: 'detached' });
+    const row = page.locator(`[data-testid=account-row][data-name="${name}"]`);
+    await row.waitFor();
+    assert.match(await row.textContent(), new RegExp(SMTP.user.replace('.', '\\.')));
+    const saved = items(await tn.api.get('/accounts')).find((a) => a.name === name);
+    assert.equal(saved.channel, 'email');
+    assert.ok(!JSON.stringify(saved).includes(SMTP.password), 'the password is never returned');
+
+    // Edit without a password keeps the stored one (verification passes again).
+    await row.getByTestId('account-edit').click();
+    assert.equal(await page.getByTestId('acc-password').inputValue(), '');
+    assert.ok((await page.getByTestId('acc-password').getAttribute('placeholder')).length > 0, 'says a password is set');
+    await page.getByTestId('acc-from-name').fill('通知中心二');
+    await page.getByTestId('dialog-submit').click();
+    await page.getByTestId('account-dialog').waitFor({ state: 'detached' });
+
+    // Search by sender address.
+    await page.getByTestId('account-search').fill(SMTP.user.split('@')[0]);
+    await page.getByTestId('account-search-go').click();
+    await row.waitFor();
+    await page.getByTestId('account-search').fill('no-such-sender@nowhere.test');
+    await page.getByTestId('account-search-go').click();
+    await page.getByTestId('accounts-empty').waitFor();
+    await page.getByTestId('account-search').fill('');
+    await page.getByTestId('account-search-go').click();
+
+    // In use by a push → 409 shown; the account stays.
+    const root = items(await tn.api.get('/units'))[0];
+    const push = await tn.api.post('/pushes', { title: 'uses the account', channel: 'email', account: name, content: { subject: 's', text: 't', html: '<p>t</p>' },
+      targets: { users: [], units: [root.id], list: [] }, schedule: { mode: 'at', at: new Date(Date.now() + 86400_000).toISOString() }, enabled: false });
+    await clickAndConfirm(page, row.getByTestId('account-delete'));
+    assert.ok((await errorToast(page)).length > 0);
+    await row.waitFor();
+    await tn.api.ok('DELETE', `/pushes/${push.id}`);
+    await clickAndConfirm(page, row.getByTestId('account-delete'));
+    await row.waitFor({ state: 'detached' });
+  });
+});
+
+test('plugin account form rendered from account_schema, secret fields as password inputs', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('sch');
+  const types = items(await tn.api.get('/account-types'));
+  const webhook = types.find((x) => x.channel === 'webhook');
+  assert.ok(webhook, 'the webhook plugin is installed');
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.getByTestId('nav-accounts').click();
+    await page.getByTestId('account-add').click();
+    // Every plugin is offered.
+    const offered = await page.getByTestId('acc-type').locator('option').evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual([...offered].sort(), types.map((x) => x.channel).sort());
+    await page.getByTestId('acc-type').selectOption('webhook');
+    const url = page.getByTestId('acc-field-url');
+    await url.waitFor();
+    assert.equal(await page.getByTestId('acc-field-secret').getAttribute('type'), 'password', 'the secret is a password input');
+    assert.equal(await page.getByTestId('acc-field-batch').getAttribute('type'), 'checkbox', 'booleans are checkboxes');
+    // Schema validation by the plugin: a bad URL is refused with its field.
+    const name = uniq('hook');
+    await page.getByTestId('acc-name').fill(name);
+    await url.fill('ftp://nope');
+    await page.getByTestId('acc-field-secret').fill('hook-secret-1');
+    await page.getByTestId('dialog-submit').click();
+    await page.locator('[data-testid=account-dialog] [data-testid=form-error]').waitFor({ state: 'visible' });
+    await url.fill('http://127.0.0.1:9/hook');
+    await page.getByTestId('dialog-submit').click();
+    await page.getByTestId('account-dialog').waitFor({ state: 'detached' });
+    await page.locator(`[data-testid=account-row][data-name="${name}"]`).waitFor();
+    const acc = items(await tn.api.get('/accounts')).find((a) => a.name === name);
+    assert.equal(acc.config.url, 'http://127.0.0.1:9/hook');
+    assert.equal(acc.config.secret, undefined, 'the secret is not returned');
+
+    // Other types render too, e.g. an SMS plugin with enum/required fields.
+    await page.getByTestId('account-add').click();
+    for (const tp of types.filter((x) => x.channel !== 'email')) {
+      await page.getByTestId('acc-type').selectOption(tp.channel);
+      const n = await page.locator('[data-testid=acc-config] [data-kind]').count();
+      assert.ok(n > 0, `${tp.channel}: fields rendered from the schema`);
+      for (const s of tp.secret_fields || []) {
+        const f = page.getByTestId(`acc-field-${s}`);
+        if (await f.count()) assert.equal(await f.getAttribute('type'), 'password', `${tp.channel}.${s} is a password input`);
+      }
+    }
+  });
+});

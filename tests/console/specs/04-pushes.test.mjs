@@ -1,0 +1,165 @@
+// Message push: an email push with rich text (scripts and event handlers typed
+// into the HTML are gone when viewed again), targets = a unit + uploaded .xlsx
+// and .xls lists, scheduled send, search by number + title, copy, disable, delete.
+import { test, before, after } from 'node:test';
+import path from 'node:path';
+import { ADMIN, assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, errorToast, items, emailAccount, localDateTime, FIXTURES } from '../lib.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+const EVIL = '<script>alert("xss-script")</script><img src="x" onerror="alert(\'xss-img\')"><a href="javascript:alert(3)">坏链接</a>';
+
+test('email push: rich text sanitized, unit + xlsx + xls targets, schedule, search, copy, disable, delete', { timeout: 120_000 }, async (t) => {
+  const tn = await freshTenant('psh');
+  const account = await emailAccount(tn.api);
+  const root = items(await tn.api.get('/units'))[0];
+  const unit = await tn.api.post('/units', { name: '客服部', parent: root.id });
+  await tn.api.post('/users', { name: '客服一', email: 'cs-one@example.test', unit: unit.id, roles: [] });
+  const title = uniq('季度通知');
+
+  await withPage(t, browser, async (page) => {
+    const dialogs = [];
+    page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+    await uiLogin(page, tn.login, tn.password);
+    await page.getByTestId('nav-pushes').click();
+    await page.getByTestId('page-pushes').waitFor();
+    await page.getByTestId('push-add').click();
+    await page.getByTestId('page-push-edit').waitFor();
+    await page.getByTestId('push-title').fill(title);
+    await page.getByTestId('push-channel').selectOption('email');
+    await page.getByTestId('push-account').selectOption(account);
+    await page.getByTestId('push-subject').fill('关于季度例会的通知');
+
+    // Rich text with the toolbar…
+    const ed = page.getByTestId('rich-editor');
+    await ed.click();
+    await page.keyboard.type('各位同事：');
+    await page.getByTestId('rich-bold').click();
+    await page.keyboard.type('请准时参加');
+    await page.getByTestId('rich-bold').click();
+    assert.match(await ed.innerHTML(), /<(b|strong)>请准时参加<\/(b|strong)>/);
+    // …and hostile HTML typed into the source view.
+    await page.getByTestId('rich-source').click();
+    const src = page.getByTestId('rich-html');
+    await src.waitFor({ state: 'visible' });
+    await src.fill((await src.inputValue()) + EVIL);
+
+    // Targets: a unit, an .xlsx list (one bad row) and an .xls list.
+    await page.getByTestId('push-pick-units').click();
+    await page.locator(`[data-testid=units-picker] input[value="${unit.id}"]`).check();
+    await page.getByTestId('dialog-submit').click();
+    await page.getByTestId('push-target-units').filter({ hasText: '客服部' }).waitFor();
+    await page.getByTestId('push-upload').setInputFiles(path.join(FIXTURES, 'list.xlsx'));
+    const summary = page.getByTestId('push-upload-summary');
+    await summary.waitFor();
+    assert.match(await summary.textContent(), /list\.xlsx.*2.*1/, 'two rows parsed, one with an error');
+    assert.equal(await page.getByTestId('push-upload-errors').locator('li').count(), 1, 'the bad row is listed');
+    assert.match(await page.getByTestId('push-target-list-count').textContent(), /^2\b/);
+    await page.getByTestId('push-upload').setInputFiles(path.join(FIXTURES, 'list.xls'));
+    await page.getByTestId('push-upload-summary').filter({ hasText: 'list.xls' }).waitFor();
+    assert.match(await page.getByTestId('push-upload-summary').textContent(), /list\.xls\b.*2.*0/);
+    assert.match(await page.getByTestId('push-target-list-count').textContent(), /^4\b/);
+
+    // Advanced: scheduled in two days.
+    const at = localDateTime(2);
+    await page.getByTestId('push-mode-at').check();
+    await page.getByTestId('push-at').fill(at);
+    await page.getByTestId('push-save').click();
+    await page.getByTestId('page-pushes').waitFor();
+    const row = page.getByTestId('push-row').filter({ hasText: title });
+    await row.waitFor();
+    const number = await row.getAttribute('data-number');
+    const id = await row.getAttribute('data-id');
+    assert.match(number, /^P\d{6}$/);
+
+    // View again: the hostile parts are gone, the formatting stays.
+    await row.getByTestId('push-title-link').click();
+    await page.getByTestId('page-push-edit').waitFor();
+    assert.equal((await page.getByTestId('push-number').textContent()).trim(), number);
+    assert.equal(await page.getByTestId('push-subject').inputValue(), '关于季度例会的通知');
+    const shown = await page.getByTestId('rich-editor').innerHTML();
+    assert.match(shown, /请准时参加/);
+    await page.getByTestId('rich-source').click();
+    const again = await page.getByTestId('rich-html').inputValue();
+    for (const bad of ['<script', 'onerror', 'javascript:', 'xss-script', 'xss-img']) {
+      assert.ok(!again.toLowerCase().includes(bad), `"${bad}" is gone from the HTML shown: ${again}`);
+    }
+    const stored = await tn.api.get(`/pushes/${id}`);
+    const html = stored.content.html.toLowerCase();
+    for (const bad of ['<script', 'onerror', 'javascript:']) assert.ok(!html.includes(bad), `the server stored no "${bad}": ${html}`);
+    assert.match(html, /<(b|strong)>请准时参加/);
+    assert.equal(dialogs.length, 0, `no script ran: ${dialogs.join(', ')}`);
+    // Targets and schedule round-trip.
+    await page.getByTestId('push-target-units').filter({ hasText: '客服部' }).waitFor();
+    assert.match(await page.getByTestId('push-target-list-count').textContent(), /^4\b/);
+    assert.equal(await page.getByTestId('push-at').inputValue(), at);
+    assert.equal(stored.schedule.mode, 'at');
+    assert.equal(new Date(stored.schedule.at).getTime(), new Date(at).getTime(), 'RFC 3339 time of the local input');
+    assert.deepEqual(stored.targets.units, [unit.id]);
+    assert.equal(stored.targets.list.length, 4);
+    await page.getByTestId('push-back').click();
+
+    // A second push, for the search.
+    const other = await tn.api.post('/pushes', { title: uniq('其他公告'), channel: 'email', account, content: { subject: 's', html: '<p>x</p>', text: 'x' },
+      targets: { users: [], units: [unit.id], list: [] }, schedule: { mode: 'at', at: new Date(Date.now() + 3 * 86400_000).toISOString() }, enabled: false });
+    const f = async (num, ttl, status = '') => {
+      await page.getByTestId('push-filter-number').fill(num);
+      await page.getByTestId('push-filter-title').fill(ttl);
+      await page.getByTestId('push-filter-status').selectOption(status);
+      await page.getByTestId('push-search').click();
+      await page.getByTestId('pushes-table').waitFor();
+    };
+    await f(number, '季度通知');
+    await page.locator(`[data-testid=push-row][data-number="${other.number}"]`).waitFor({ state: 'detached' });
+    assert.equal(await page.getByTestId('push-row').count(), 1);
+    await f(number, '其他公告');
+    await page.getByTestId('pushes-empty').waitFor();
+    await f(other.number, '其他公告');
+    await page.locator(`[data-testid=push-row][data-number="${other.number}"]`).waitFor();
+    assert.equal(await page.getByTestId('push-row').count(), 1);
+    await f('', '', 'sent');
+    await page.locator(`[data-testid=push-row][data-number="${number}"]`).waitFor({ state: 'detached' });
+    await page.getByTestId('push-reset').click();
+    await page.locator(`[data-testid=push-row][data-number="${number}"]`).waitFor();
+
+    // Copy: a new draft with a new number.
+    const mine = page.locator(`[data-testid=push-row][data-number="${number}"]`);
+    await mine.getByTestId('push-copy').click();
+    await page.getByTestId('push-row').filter({ hasText: title }).nth(1).waitFor();
+    const numbers = await page.getByTestId('push-row').filter({ hasText: title }).evaluateAll((rs) => rs.map((r) => r.dataset.number));
+    assert.equal(new Set(numbers).size, 2, 'the copy has its own number');
+
+    // Delete while enabled → refused; disable, then delete.
+    await clickAndConfirm(page, mine.getByTestId('push-delete'));
+    assert.ok((await errorToast(page)).length > 0, 'the 409 message is shown');
+    await mine.waitFor();
+    await mine.getByTestId('push-toggle').click();
+    await mine.getByTestId('push-disabled').or(mine.locator('[data-status=disabled]')).first().waitFor();
+    assert.equal((await tn.api.get(`/pushes?number=${number}`)).items[0].enabled, false);
+    await clickAndConfirm(page, mine.getByTestId('push-delete'));
+    await mine.waitFor({ state: 'detached' });
+    void ADMIN;
+  });
+});
+
+test('push editor: SMS-like channels get a plain textarea; validation errors name their field', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('pse');
+  const types = items(await tn.api.get('/account-types'));
+  const plain = types.find((x) => x.channel !== 'email');
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.goto(`${ADMIN}/#/pushes/new`);
+    await page.getByTestId('page-push-edit').waitFor();
+    await page.getByTestId('push-channel').selectOption(plain.channel);
+    await page.getByTestId('push-text').waitFor();
+    assert.equal(await page.getByTestId('rich-editor').count(), 0, 'no rich editor');
+    await page.getByTestId('push-channel').selectOption('email');
+    await page.getByTestId('rich-editor').waitFor();
+    // Nothing filled in: the API refuses and the form shows why.
+    await page.getByTestId('push-save').click();
+    await page.getByTestId('form-error').waitFor({ state: 'visible' });
+    assert.ok((await page.getByTestId('form-error').textContent()).trim().length > 0);
+  });
+});

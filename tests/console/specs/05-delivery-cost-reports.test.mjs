@@ -1,0 +1,111 @@
+// A push sent now travels admin → queue → gateway → SMTP sink; the console's
+// delivery view shows it sent; the cost page shows the balance and a ledger
+// entry; the reports page draws its charts.
+import { test, before, after } from 'node:test';
+import { ADMIN, Api, assert, launch, uniq, withPage, uiLogin, freshTenant, items, emailAccount, eventually, smtpMessages, OPERATOR_TOKEN } from '../lib.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test('send now: arrives at the SMTP sink through the gateway, shown as sent; cost and reports follow', { timeout: 120_000 }, async (t) => {
+  const tn = await freshTenant('dlv');
+  // The messaging app (the gateway's tenant and key) and a top-up by the platform operator.
+  await tn.api.post('/apps/messaging/enable');
+  if (OPERATOR_TOKEN) {
+    const r = await new Api(OPERATOR_TOKEN).req('POST', `/operator/tenants/${tn.me.tenant.id}/top-ups`, { amount_minor: 10_000, note: 'console test top-up' });
+    assert.ok(r.status < 300, `top-up → ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  const account = await emailAccount(tn.api);
+  const root = items(await tn.api.get('/units'))[0];
+  const unit = await tn.api.post('/units', { name: '值班组', parent: root.id });
+  const tag = uniq('d');
+  const rcpts = [`duty-a-${tag}@example.test`, `duty-b-${tag}@example.test`];
+  for (const [i, email] of rcpts.entries()) await tn.api.post('/users', { name: `值班${i + 1}`, email, unit: unit.id, roles: [] });
+  const subject = `送达测试 ${tag}`;
+
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.goto(`${ADMIN}/#/pushes/new`);
+    await page.getByTestId('page-push-edit').waitFor();
+    await page.getByTestId('push-title').fill(`送达 ${tag}`);
+    await page.getByTestId('push-channel').selectOption('email');
+    await page.getByTestId('push-account').selectOption(account);
+    await page.getByTestId('push-subject').fill(subject);
+    await page.getByTestId('rich-editor').click();
+    await page.keyboard.type('今晚值班请注意。');
+    await page.getByTestId('push-pick-units').click();
+    await page.locator(`[data-testid=units-picker] input[value="${unit.id}"]`).check();
+    await page.getByTestId('dialog-submit').click();
+    await page.getByTestId('push-mode-now').check();
+    assert.ok(await page.getByTestId('push-enabled').isChecked());
+    await page.getByTestId('push-save').click();
+    const row = page.getByTestId('push-row').filter({ hasText: `送达 ${tag}` });
+    await row.waitFor();
+
+    // The SMTP sink receives one message per recipient.
+    const got = await eventually(() => {
+      const ms = smtpMessages().filter((m) => m.headers.Subject === subject);
+      return ms.length >= 2 ? ms : null;
+    }, 45_000, 'the messages at the SMTP sink');
+    assert.deepEqual(got.flatMap((m) => m.rcpt_tos).sort(), [...rcpts].sort());
+    assert.match(got[0].html || '', /今晚值班请注意/);
+
+    // The console shows them sent.
+    await row.getByTestId('push-deliveries').click();
+    await page.getByTestId('page-deliveries').waitFor();
+    await eventually(async () => {
+      await page.getByTestId('deliveries-refresh').click();
+      await page.getByTestId('deliveries-table').waitFor();
+      const statuses = await page.getByTestId('delivery-row').evaluateAll((rs) => rs.map((r) => r.dataset.status));
+      return statuses.length === 2 && statuses.every((s) => s === 'sent' || s === 'delivered');
+    }, 30_000, 'both deliveries sent in the console');
+    const shown = await page.getByTestId('delivery-status').allTextContents();
+    assert.ok(shown.every((s) => /已发送|已送达/.test(s)), `status text: ${shown}`);
+    const recips = await page.getByTestId('delivery-row').evaluateAll((rs) => rs.map((r) => r.dataset.recipient));
+    assert.deepEqual(recips.sort(), [...rcpts].sort());
+    await page.goto(`${ADMIN}/#/pushes`);
+    await page.getByTestId('push-row').filter({ hasText: `送达 ${tag}` }).locator('[data-testid=push-status]').filter({ hasText: '已发送' }).waitFor();
+
+    // Cost: balance with its currency; the ledger has the deliveries; the top-up is a transaction.
+    await page.getByTestId('nav-cost').click();
+    await page.getByTestId('page-cost').waitFor();
+    const bal = await tn.api.get('/cost/balance');
+    const balText = await page.getByTestId('cost-balance').textContent();
+    assert.ok(balText.includes(bal.currency), `balance shows the currency: ${balText}`);
+    assert.ok(balText.includes((bal.balance_minor / 100).toFixed(2)), `balance shows ${bal.balance_minor}: ${balText}`);
+    await page.getByTestId('cost-tab-details').click();
+    await page.getByTestId('details-table').waitFor();
+    await eventually(async () => {
+      await page.getByTestId('cost-tab-details').click();
+      return (await page.getByTestId('detail-row').count()) >= 1;
+    }, 15_000, 'a ledger entry');
+    if (OPERATOR_TOKEN) {
+      await page.getByTestId('cost-tab-transactions').click();
+      await page.getByTestId('transaction-row').first().waitFor();
+      assert.match(await page.getByTestId('transactions-table').textContent(), /100\.00/);
+    }
+    await page.getByTestId('cost-tab-bills').click();
+    await page.getByTestId('bills-table').waitFor();
+    // Alert setting round-trip.
+    await page.getByTestId('cost-low').fill('12.5');
+    await page.getByTestId('cost-policy').selectOption('fallback_free');
+    await page.getByTestId('cost-alert-save').click();
+    await eventually(async () => (await tn.api.get('/cost/balance')).low_balance_minor === 1250, 5000, 'the alert setting saved');
+    assert.equal((await tn.api.get('/cost/balance')).policy, 'fallback_free');
+
+    // Reports: the charts and the per-channel table.
+    await page.getByTestId('nav-reports').click();
+    await page.getByTestId('page-reports').waitFor();
+    for (const c of ['chart-sends-channel', 'chart-spend-channel', 'chart-sends-day', 'chart-spend-day']) await page.getByTestId(c).waitFor();
+    await eventually(async () => {
+      await page.reload();
+      await page.getByTestId('report-channel-table').waitFor();
+      const r = page.locator('[data-testid=report-channel-row][data-channel=email]');
+      if (!(await r.count())) return false;
+      const cells = await r.locator('td').allTextContents();
+      return Number(cells[1]) >= 2;
+    }, 15_000, 'the email sends in the report');
+    assert.ok(await page.getByTestId('chart-sends-channel').locator('[data-testid=bar]').count() >= 1, 'a bar per channel');
+  });
+});

@@ -1,0 +1,172 @@
+// Tiered push: text and rich-text templates; an action with two rule cards
+// (channels + accounts, recipients, escalation); delete refusals (template
+// linked to an action; action enabled); copy, disable, delete.
+import { test, before, after } from 'node:test';
+import { assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, errorToast, items, emailAccount } from '../lib.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test('templates and an action with two rule cards; refusals; copy, disable, delete', { timeout: 120_000 }, async (t) => {
+  const tn = await freshTenant('tie');
+  const account = await emailAccount(tn.api);
+  const root = items(await tn.api.get('/units'))[0];
+  const unit = await tn.api.post('/units', { name: '应急小组', parent: root.id });
+  const boss = await tn.api.post('/users', { name: '值班经理', login: uniq('boss'), email: 'boss@example.test', unit: unit.id, roles: [] });
+  const tText = uniq('磁盘告警');
+  const tRich = uniq('故障通报');
+  const aTitle = uniq('生产故障');
+
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.getByTestId('nav-tiered').click();
+    await page.getByTestId('page-templates').waitFor();
+
+    // A text template.
+    await page.getByTestId('tpl-add').click();
+    await page.getByTestId('tpl-editor').selectOption('text');
+    assert.equal(await page.getByTestId('tpl-subject-wrap').isVisible(), false, 'no subject for text');
+    await page.getByTestId('tpl-title').fill(tText);
+    await page.getByTestId('tpl-text').fill('{{host}} 磁盘使用率 {{usage}}，请处理。');
+    await page.getByTestId('tpl-variables').fill('host, usage');
+    await page.getByTestId('tpl-save').click();
+    const rowText = page.locator(`[data-testid=tpl-row][data-title="${tText}"]`);
+    await rowText.waitFor();
+    assert.match(await rowText.getAttribute('data-number'), /^T\d{6}$/);
+
+    // A rich-text template with a subject.
+    await page.getByTestId('tpl-add').click();
+    await page.getByTestId('tpl-editor').selectOption('rich_text');
+    await page.getByTestId('tpl-subject').waitFor();
+    await page.getByTestId('tpl-title').fill(tRich);
+    await page.getByTestId('tpl-subject').fill('【故障】{{system}}');
+    await page.getByTestId('tpl-rich-editor').click();
+    await page.getByTestId('tpl-rich-bold').click();
+    await page.keyboard.type('系统故障');
+    await page.getByTestId('tpl-variables').fill('system');
+    await page.getByTestId('tpl-save').click();
+    const rowRich = page.locator(`[data-testid=tpl-row][data-title="${tRich}"]`);
+    await rowRich.waitFor();
+
+    // View/edit it again.
+    await rowRich.getByTestId('tpl-title-link').click();
+    await page.getByTestId('page-template-edit').waitFor();
+    assert.equal(await page.getByTestId('tpl-editor').inputValue(), 'rich_text');
+    assert.equal(await page.getByTestId('tpl-subject').inputValue(), '【故障】{{system}}');
+    assert.match(await page.getByTestId('tpl-rich-editor').innerHTML(), /<(b|strong)>系统故障<\/(b|strong)>/);
+    assert.equal(await page.getByTestId('tpl-variables').inputValue(), 'system');
+    await page.getByTestId('tpl-back').click();
+
+    // Search by title.
+    await page.getByTestId('tpl-filter-title').fill(tText);
+    await page.getByTestId('tpl-search').click();
+    await rowRich.waitFor({ state: 'detached' });
+    await rowText.waitFor();
+    await page.getByTestId('tpl-filter-title').fill('');
+    await page.getByTestId('tpl-search').click();
+    await rowRich.waitFor();
+
+    // The action: both templates, two rule cards.
+    await page.getByTestId('tab-actions').click();
+    await page.getByTestId('page-actions').waitFor();
+    await page.getByTestId('action-add').click();
+    await page.getByTestId('page-action-edit').waitFor();
+    await page.getByTestId('action-title').fill(aTitle);
+    await page.locator(`[data-testid=action-templates] input[data-title="${tText}"]`).check();
+    await page.locator(`[data-testid=action-templates] input[data-title="${tRich}"]`).check();
+    const cards = page.getByTestId('rule-card');
+    assert.equal(await cards.count(), 1, 'one card to start with');
+    const c1 = cards.nth(0);
+    await c1.getByTestId('rule-level').selectOption('urgent');
+    await c1.getByTestId('rule-channel').selectOption('email');
+    await c1.getByTestId('rule-account').selectOption(account);
+    await c1.getByTestId('rule0-pick-units').click();
+    await page.locator(`[data-testid=units-picker] input[value="${unit.id}"]`).check();
+    await page.getByTestId('dialog-submit').click();
+    await c1.getByTestId('rule0-target-units').filter({ hasText: '应急小组' }).waitFor();
+    await c1.getByTestId('rule-escalate').check();
+    await c1.getByTestId('rule-after').fill('5');
+    await c1.getByTestId('rule-after-unit').selectOption('m');
+    await c1.getByTestId('rule-condition').selectOption('not_acknowledged');
+
+    await page.getByTestId('rule-add').click();
+    assert.equal(await cards.count(), 2);
+    const c2 = cards.nth(1);
+    await c2.getByTestId('rule-level').selectOption('info');
+    await c2.getByTestId('rule-channel').selectOption('email');
+    await c2.getByTestId('rule-account').selectOption(account);
+    await c2.getByTestId('rule1-pick-users').click();
+    await page.getByTestId('user-picker-search').fill('值班经理');
+    await page.getByTestId('user-picker-go').click();
+    await page.locator(`[data-testid=user-picker-list] input[value="${boss.id}"]`).check();
+    await page.getByTestId('dialog-submit').click();
+    await c2.getByTestId('rule1-target-users').filter({ hasText: '值班经理' }).waitFor();
+    // A third card, removed again.
+    await page.getByTestId('rule-add').click();
+    assert.equal(await cards.count(), 3);
+    await cards.nth(2).getByTestId('rule-remove').click();
+    assert.equal(await cards.count(), 2);
+    await page.getByTestId('action-save').click();
+    await page.getByTestId('page-actions').waitFor();
+    const aRow = page.locator(`[data-testid=action-row][data-title="${aTitle}"]`);
+    await aRow.waitFor();
+    const aNumber = await aRow.getAttribute('data-number');
+    const byNumber = page.locator(`[data-testid=action-row][data-number="${aNumber}"]`);
+    assert.match(aNumber, /^A\d{6}$/);
+    assert.equal(await byNumber.getAttribute('data-enabled'), 'true', 'enabled on creation');
+
+    const saved = items(await tn.api.get(`/tiered/actions?number=${aNumber}`))[0];
+    assert.equal(saved.templates.length, 2);
+    assert.equal(saved.rules.length, 2);
+    assert.equal(saved.rules[0].level, 'urgent');
+    assert.deepEqual(saved.rules[0].channels, [{ channel: 'email', account }]);
+    assert.deepEqual(saved.rules[0].recipients.units, [unit.id]);
+    assert.deepEqual(saved.rules[0].escalate, { after_secs: 300, condition: 'not_acknowledged' });
+    assert.equal(saved.rules[1].level, 'info');
+    assert.deepEqual(saved.rules[1].recipients.users, [boss.id]);
+    assert.equal(saved.rules[1].escalate, null);
+
+    // View again: two cards, the escalation in minutes.
+    await byNumber.getByTestId('action-title-link').click();
+    await page.getByTestId('page-action-edit').waitFor();
+    assert.equal(await cards.count(), 2);
+    assert.equal(await cards.nth(0).getByTestId('rule-after').inputValue(), '5');
+    assert.equal(await cards.nth(0).getByTestId('rule-after-unit').inputValue(), 'm');
+    assert.equal(await cards.nth(0).getByTestId('rule-escalate').isChecked(), true);
+    assert.equal(await cards.nth(1).getByTestId('rule-escalate').isChecked(), false);
+    await page.getByTestId('action-back').click();
+
+    // Search by number + title + status.
+    await page.getByTestId('action-filter-number').fill(aNumber);
+    await page.getByTestId('action-filter-title').fill(aTitle.slice(0, 4));
+    await page.getByTestId('action-filter-status').selectOption('disabled');
+    await page.getByTestId('action-search').click();
+    await byNumber.waitFor({ state: 'detached' });
+    await page.getByTestId('action-filter-status').selectOption('enabled');
+    await page.getByTestId('action-search').click();
+    await byNumber.waitFor();
+    await page.getByTestId('action-filter-number').fill('');
+    await page.getByTestId('action-filter-title').fill('');
+    await page.getByTestId('action-filter-status').selectOption('');
+    await page.getByTestId('action-search').click();
+
+    // Refusals: an enabled action; a template linked to an action.
+    await clickAndConfirm(page, byNumber.getByTestId('action-delete'));
+    assert.ok((await errorToast(page)).length > 0, 'the refusal for an enabled action is shown');
+    await byNumber.waitFor();
+    await page.getByTestId('tab-templates').click();
+    await clickAndConfirm(page, rowText.getByTestId('tpl-delete'));
+    assert.ok((await errorToast(page)).length > 0, 'the refusal for a linked template is shown');
+    await rowText.waitFor();
+
+    // Copy, disable, delete.
+    await page.getByTestId('tab-actions').click();
+    await byNumber.getByTestId('action-copy').click();
+    await page.getByTestId('action-row').filter({ hasText: aTitle }).nth(1).waitFor();
+    await byNumber.getByTestId('action-toggle').click();
+    await page.locator(`[data-testid=action-row][data-number="${aNumber}"][data-enabled=false]`).waitFor();
+    await clickAndConfirm(page, page.locator(`[data-testid=action-row][data-number="${aNumber}"] [data-testid=action-delete]`));
+    await page.locator(`[data-testid=action-row][data-number="${aNumber}"]`).waitFor({ state: 'detached' });
+  });
+});
