@@ -65,16 +65,6 @@ python3 -u "$repo/tests/fixtures/smtp_sink.py" "$work/smtp.jsonl" "$smtp_user" "
 pids+=($!)
 smtp_port=$(wait_for "$work/smtp.log" 'PORT [0-9]+' "${pids[-1]}" | cut -d' ' -f2)
 
-operator_token=op-$RANDOM$RANDOM$RANDOM
-HERALD_ADMIN_LISTEN=127.0.0.1:0 \
-HERALD_ADMIN_DATA_DIR="$work/data" \
-HERALD_ADMIN_OPERATOR_TOKEN="$operator_token" \
-HERALD_ADMIN_PLUGINS__DIR="$plugin_dir" \
-HERALD_LOG=${HERALD_LOG:-info} \
-  "$admin_bin" >"$work/admin.out" 2>"$work/admin.log" &
-pids+=($!)
-admin_url=$(wait_for "$work/admin.out" 'https?://127\.0\.0\.1:[0-9]+' "${pids[-1]}")
-
 cat >"$work/gateway.toml" <<EOF
 listen = "127.0.0.1:0"
 data_dir = "$work/data"
@@ -84,6 +74,16 @@ EOF
 HERALD_LOG=${HERALD_LOG:-info} "$gateway_bin" --config "$work/gateway.toml" >"$work/gateway.out" 2>"$work/gateway.log" &
 pids+=($!)
 gateway_url=$(wait_for "$work/gateway.out" 'https?://127\.0\.0\.1:[0-9]+' "${pids[-1]}")
+
+operator_token=operator-token-$(date +%s%N)
+HERALD_ADMIN_LISTEN=127.0.0.1:0 \
+HERALD_ADMIN_DATA_DIR="$work/data" \
+HERALD_ADMIN_OPERATOR_TOKEN="$operator_token" \
+HERALD_ADMIN_PLUGINS_DIR="$plugin_dir" \
+HERALD_ADMIN_LOG=${HERALD_ADMIN_LOG:-info} \
+  "$admin_bin" >"$work/admin.out" 2>"$work/admin.log" &
+pids+=($!)
+admin_url=$(wait_for "$work/admin.out" 'https?://127\.0\.0\.1:[0-9]+' "${pids[-1]}")
 
 echo "console tests: admin $admin_url, gateway $gateway_url, smtp 127.0.0.1:$smtp_port, screenshots of failures in $shots"
 export HERALD_ADMIN_URL=$admin_url HERALD_GATEWAY_URL=$gateway_url \
