@@ -125,8 +125,9 @@ function clearError(form) {
 const errorBox = () => html`<div class="form-error" data-testid="form-error" role="alert" hidden></div>`;
 
 function fmtTime(s) {
-  if (!s) return '';
-  const d = new Date(s);
+  if (s === null || s === undefined || s === '') return '';
+  // RFC 3339 per the contract; epoch numbers (ms, or s when small) are accepted too.
+  const d = typeof s === 'number' ? new Date(s < 1e11 ? s * 1000 : s) : new Date(s);
   return isNaN(d) ? String(s) : d.toLocaleString(getLang() === 'zh' ? 'zh-CN' : 'en-GB');
 }
 function fmtMoney(minor, currency) {
@@ -327,7 +328,7 @@ function targetsEditor(container, targets, ctx, prefix = 'push') {
   // Resolve names of already-picked users (best effort).
   if (tg.users.length && can('directory.view')) {
     Promise.all(tg.users.map((id) => api('GET', `/users/${encodeURIComponent(id)}`).then((u) => userNames.set(id, u.name + (u.login ? ` (${u.login})` : '')), () => {})))
-      .then(() => { if (container.isConnected) render(); });
+      .then(() => render());
   }
   render();
   return { value: () => ({ users: [...tg.users], units: [...tg.units], list: [...tg.list] }) };
@@ -395,7 +396,7 @@ function richEditor(container, initial, { readonly = false, name = 'html', testi
     ${readonly ? '' : html`<div class="toolbar" role="toolbar">
       <button type="button" data-cmd="bold" title="${t('rich.bold')}" data-testid="${testid}-bold"><b>B</b></button>
       <button type="button" data-cmd="italic" title="${t('rich.italic')}" data-testid="${testid}-italic"><i>I</i></button>
-      <button type="button" data-cmd="createLink" title="${t('rich.link')}" data-testid="${testid}-link">🔗</button>
+      <button type="button" data-cmd="createLink" title="${t('rich.link')}" data-testid="${testid}-link">${t('rich.link')}</button>
       <button type="button" data-cmd="insertUnorderedList" title="${t('rich.ul')}" data-testid="${testid}-ul">•≡</button>
       <button type="button" data-cmd="insertOrderedList" title="${t('rich.ol')}" data-testid="${testid}-ol">1≡</button>
       <button type="button" data-source title="${t('rich.source')}" data-testid="${testid}-source">&lt;/&gt;</button>
