@@ -3,6 +3,7 @@
 //! sender-account secrets at rest.
 
 mod secrets;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use herald_core::seams::{ConfigStore, Queue, Store};
 use serde::{Deserialize, Serialize};
 
-pub use secrets::{SealError, Sealer};
+pub use secrets::{SealError, Sealer, field_mut};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

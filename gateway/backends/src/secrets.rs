@@ -66,12 +66,12 @@ impl Sealer {
         Self::from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    /// Seal the named top-level fields of the account's config that are not sealed yet.
+    /// Seal the named fields (dotted paths such as `smtp.password`) of the
+    /// account's config that are present and not sealed yet.
     pub fn seal(&self, account: &mut Account, fields: &[String]) -> Result<(), SealError> {
         let id = account_id(&account.tenant, &account.name);
-        let Value::Object(map) = &mut account.config else { return Ok(()) };
         for f in fields {
-            let Some(v) = map.get_mut(f) else { continue };
+            let Some(v) = field_mut(&mut account.config, f) else { continue };
             if v.as_str().is_some_and(|s| s.starts_with(PREFIX)) || v.is_null() {
                 continue;
             }
@@ -95,31 +95,43 @@ impl Sealer {
     /// A copy of the account with every sealed field opened (what a plugin sees).
     pub fn open(&self, account: &Account) -> Result<Account, SealError> {
         let mut out = account.clone();
-        let Value::Object(map) = &mut out.config else { return Ok(out) };
-        for (f, v) in map.iter_mut() {
-            let Some(sealed) = v.as_str().and_then(|s| s.strip_prefix(PREFIX)) else { continue };
-            let raw = B64.decode(sealed).map_err(|_| SealError(format!("account {}: field {f}: damaged", account.name)))?;
-            if raw.len() < 12 {
-                return Err(SealError(format!("account {}: field {f}: damaged", account.name)));
-            }
-            let (nonce, ct) = raw.split_at(12);
-            let id = account_id(&account.tenant, &account.name);
-            // Strings were sealed as their bytes, other JSON values as JSON.
-            let opened = [true, false].into_iter().find_map(|is_string| {
-                let aad = aad(id.clone(), f, is_string);
-                let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() }).ok()?;
-                if is_string {
-                    String::from_utf8(plain).ok().map(Value::String)
-                } else {
-                    serde_json::from_slice(&plain).ok()
-                }
-            });
-            *v = opened.ok_or_else(|| {
-                SealError(format!("account {}: field {f} does not open with this key (was secrets_key changed?)", account.name))
-            })?;
-        }
+        let id = account_id(&account.tenant, &account.name);
+        self.open_in(&mut out.config, "", &id, &account.name)?;
         Ok(out)
     }
+
+    fn open_in(&self, value: &mut Value, path: &str, id: &str, name: &str) -> Result<(), SealError> {
+        let Value::Object(map) = value else { return Ok(()) };
+        for (k, v) in map.iter_mut() {
+            let f = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            if v.is_object() {
+                self.open_in(v, &f, id, name)?;
+                continue;
+            }
+            let Some(sealed) = v.as_str().and_then(|s| s.strip_prefix(PREFIX)) else { continue };
+            let damaged = || SealError(format!("account {name}: field {f}: damaged"));
+            let raw = B64.decode(sealed).map_err(|_| damaged())?;
+            if raw.len() < 12 {
+                return Err(damaged());
+            }
+            let (nonce, ct) = raw.split_at(12);
+            // Strings were sealed as their bytes, other JSON values as JSON.
+            let opened = [true, false].into_iter().find_map(|is_string| {
+                let aad = aad(id.to_string(), &f, is_string);
+                let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() }).ok()?;
+                if is_string { String::from_utf8(plain).ok().map(Value::String) } else { serde_json::from_slice(&plain).ok() }
+            });
+            *v = opened.ok_or_else(|| {
+                SealError(format!("account {name}: field {f} does not open with this key (was secrets_key changed?)"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The value at a dotted path inside nested objects.
+pub fn field_mut<'a>(config: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    path.split('.').try_fold(config, |v, k| v.as_object_mut()?.get_mut(k))
 }
 
 fn account_id(tenant: &str, name: &str) -> String {
@@ -161,7 +173,8 @@ mod tests {
             tenant: "t".into(),
             name: name.into(),
             plugin: "email".into(),
-            config: serde_json::json!({"host": "smtp.example.com", "password": "p@ss", "port": 587, "pin": 1234}),
+            config: serde_json::json!({"host": "smtp.example.com", "password": "p@ss", "port": 587, "pin": 1234,
+                "smtp": {"password": "nested", "user": "u"}}),
             rate_per_sec: None,
         }
     }
@@ -171,9 +184,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Sealer::load(None, dir.path()).unwrap();
         let mut a = account("a");
-        s.seal(&mut a, &["password".into(), "pin".into(), "absent".into()]).unwrap();
+        s.seal(&mut a, &["password".into(), "pin".into(), "absent".into(), "smtp.password".into(), "x.y".into()]).unwrap();
         let text = a.config.to_string();
-        assert!(!text.contains("p@ss") && !text.contains("1234"), "{text}");
+        assert!(!text.contains("p@ss") && !text.contains("1234") && !text.contains("nested"), "{text}");
+        assert_eq!(a.config["smtp"]["user"], "u");
         assert_eq!(a.config["host"], "smtp.example.com", "other fields untouched");
         let again = a.clone();
         s.seal(&mut a, &["password".into()]).unwrap();

@@ -22,11 +22,33 @@ pub enum ErrorKind {
     /// Well-formed, but names something that does not exist (account, template, channel).
     Unprocessable,
     Unauthenticated,
+    /// Authenticated, but without the permission.
+    Forbidden,
     NotFound,
     Conflict,
     TooLarge,
+    /// Slow down (e.g. a login locked after repeated failures).
+    TooManyRequests,
     Unavailable,
     Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status an edge answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Invalid => 400,
+            Self::Unprocessable => 422,
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::TooLarge => 413,
+            Self::TooManyRequests => 429,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
 }
 
 impl ApiError {
@@ -48,6 +70,22 @@ impl ApiError {
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, "unavailable", message)
+    }
+
+    /// The JSON body clients see: `{"error": {"code", "message", "field"?}}`.
+    /// Internal details are logged here and replaced by "internal error".
+    pub fn body(&self) -> serde_json::Value {
+        let message = if self.kind == ErrorKind::Internal {
+            tracing::error!(error = %self.message, "internal error");
+            "internal error".to_string()
+        } else {
+            self.message.clone()
+        };
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": message}});
+        if let Some(f) = &self.field {
+            body["error"]["field"] = serde_json::json!(f);
+        }
+        body
     }
 }
 

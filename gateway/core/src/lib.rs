@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod billing;
 pub mod bills;
+pub mod directory;
 pub mod error;
 pub mod ledger;
 pub mod model;
@@ -12,6 +13,7 @@ pub mod quiet;
 pub mod render;
 pub mod retry;
 pub mod seams;
+pub mod tiered;
 pub mod validate;
 
 pub use error::{ApiError, StoreError};

@@ -59,27 +59,8 @@ impl From<herald_core::StoreError> for Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = match e.kind {
-            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let message = if e.kind == ErrorKind::Internal {
-            // Details go to the log, not to the client.
-            tracing::error!(error = %e.message, "internal error");
-            "internal error".to_string()
-        } else {
-            e.message.clone()
-        };
-        let mut body = json!({"error": {"code": e.code, "message": message}});
-        if let Some(f) = &e.field {
-            body["error"]["field"] = json!(f);
-        }
+        let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = e.body();
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -4,14 +4,11 @@ use std::time::Duration;
 
 use herald_plugin_host::types::{SmtpMessage, SmtpRelay, SmtpReply, TlsMode};
 use lettre::address::Envelope;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use herald_backends::smtp::{SmtpPool as Pool, SmtpTls};
+use lettre::{Address, AsyncTransport};
 use sha2::{Digest, Sha256};
 
 use super::TransportError;
-
-type Pool = AsyncSmtpTransport<Tokio1Executor>;
 
 /// Pooled SMTP connections, keyed by relay and credentials.
 pub struct SmtpTransport {
@@ -35,19 +32,13 @@ impl SmtpTransport {
         if let Some(p) = self.pools.lock().expect("smtp pools").get(&key) {
             return Ok(p.clone());
         }
-        let tls_err = |e: lettre::transport::smtp::Error| TransportError::Connect(format!("TLS setup for {}: {e}", r.host));
-        let mut b = match r.tls {
-            TlsMode::None => Pool::builder_dangerous(&r.host),
-            TlsMode::Starttls => Pool::starttls_relay(&r.host).map_err(tls_err)?,
-            TlsMode::Implicit => Pool::relay(&r.host).map_err(tls_err)?,
-        }
-        .port(r.port)
-        .timeout(Some(self.timeout))
-        .pool_config(PoolConfig::new().max_size(8));
-        if let Some(user) = &r.username {
-            b = b.credentials(Credentials::new(user.clone(), r.password.clone().unwrap_or_default()));
-        }
-        let pool = b.build();
+        let tls = match r.tls {
+            TlsMode::None => SmtpTls::None,
+            TlsMode::Starttls => SmtpTls::Starttls,
+            TlsMode::Implicit => SmtpTls::Implicit,
+        };
+        let credentials = r.username.clone().map(|u| (u, r.password.clone().unwrap_or_default()));
+        let pool = herald_backends::smtp::transport(&r.host, r.port, tls, credentials, self.timeout, 8).map_err(TransportError::Connect)?;
         self.pools.lock().expect("smtp pools").insert(key, pool.clone());
         Ok(pool)
     }

@@ -1,0 +1,222 @@
+//! Sender accounts (账户设置): one form per installed plugin (from its account
+//! schema), checked by the plugin, e-mail accounts verified by a real SMTP
+//! connect + AUTH, secrets sealed at rest and never returned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use herald_backends::smtp::{self, SmtpTls};
+use herald_core::error::{ApiError, ErrorKind};
+use herald_core::model::Account;
+use herald_core::tiered::{ACTION, Action};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::pushes::{PUSH, Push};
+use super::{Body, ListQuery, Result, Routes, conflict, created, no_content};
+use crate::app::App;
+use crate::auth::Caller;
+
+pub fn routes(r: Routes) -> Routes {
+    r.add("GET", "/account-types", "Account types: one per installed plugin, with its form schema", types)
+        .add("GET", "/accounts", "Sender accounts (search by sender address)", list)
+        .add("POST", "/accounts", "Create a sender account (checked; e-mail verified over SMTP)", create)
+        .add("GET", "/accounts/{name}", "One sender account (secrets omitted)", get)
+        .add("PUT", "/accounts/{name}", "Edit a sender account (omitted secrets are kept)", update)
+        .add("DELETE", "/accounts/{name}", "Delete an account no push or action uses", delete)
+}
+
+/// A channel's content formats ("text", "html", "markdown", "voice").
+pub fn formats(app: &App, channel: &str) -> Vec<String> {
+    app.plugins.get(channel).map(|p| p.info.formats.iter().map(|f| format!("{f:?}").to_lowercase()).collect()).unwrap_or_default()
+}
+
+async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    caller.require("accounts.view")?;
+    let items: Vec<_> = app
+        .plugins
+        .names()
+        .into_iter()
+        .filter_map(|n| app.plugins.get(&n))
+        .map(|p| {
+            let i = &p.info;
+            json!({
+                "channel": i.name, "name": i.name, "version": i.version, "formats": formats(&app, &i.name),
+                "account_schema": serde_json::from_str::<Value>(&i.account_schema).unwrap_or(Value::Null),
+                "secret_fields": i.secret_fields, "billing_unit": i.billing_unit,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"items": items})).into_response())
+}
+
+fn secret_fields(app: &App, channel: &str) -> Vec<String> {
+    app.plugins.get(channel).map(|p| p.info.secret_fields.clone()).unwrap_or_default()
+}
+
+/// The account as the API shows it: secret fields removed, `<field>_set: true` instead.
+fn view(app: &App, a: &Account) -> Value {
+    let mut config = a.config.clone();
+    for f in secret_fields(app, &a.plugin) {
+        let (parent, leaf) = match f.rsplit_once('.') {
+            Some((p, l)) => (herald_backends::field_mut(&mut config, p), l.to_string()),
+            None => (Some(&mut config), f.clone()),
+        };
+        if let Some(Value::Object(m)) = parent {
+            if m.remove(&leaf).is_some() {
+                m.insert(format!("{leaf}_set"), Value::Bool(true));
+            }
+        }
+    }
+    json!({"name": a.name, "channel": a.plugin, "config": config, "rate_per_sec": a.rate_per_sec})
+}
+
+fn sender(a: &Account) -> String {
+    ["from", "sender", "address", "sign_name", "from_number"]
+        .iter()
+        .find_map(|k| a.config.get(*k).and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+    caller.require("accounts.view")?;
+    let accounts = app.config.accounts(&caller.tenant).await?;
+    let items: Vec<_> = accounts
+        .iter()
+        .filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name)))
+        .map(|a| view(&app, a))
+        .collect();
+    Ok(axum::Json(q.page(items)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountBody {
+    #[serde(default)]
+    name: Option<String>,
+    channel: String,
+    config: Value,
+    #[serde(default)]
+    rate_per_sec: Option<u32>,
+}
+
+/// Plugin check, SMTP verification for e-mail, then sealing.
+async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result<(), ApiError> {
+    let plugin = app
+        .plugins
+        .get(&account.plugin)
+        .ok_or_else(|| ApiError::unknown("unknown_channel", "channel", format!("no plugin {:?} is installed", account.plugin)))?;
+    if !account.config.is_object() {
+        return Err(ApiError::invalid("config", "an object"));
+    }
+    let text = account.config.to_string();
+    let p = plugin.clone();
+    tokio::task::spawn_blocking(move || p.validate_account(&text))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorKind::Unprocessable, "invalid_account", e.to_string()).with_field("config"))?;
+    if account.plugin == "email" {
+        verify_smtp(app, &account.config).await?;
+    }
+    app.sealer.seal(account, &plugin.info.secret_fields).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))
+}
+
+/// Connect, EHLO, STARTTLS/TLS and AUTH as the gateway will.
+async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiError> {
+    let s = &config["smtp"];
+    let host = s["host"].as_str().unwrap_or_default();
+    let port = s["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(25);
+    let tls = match s["tls"].as_str() {
+        Some("starttls") => SmtpTls::Starttls,
+        Some("implicit") => SmtpTls::Implicit,
+        _ => SmtpTls::None,
+    };
+    let creds = s["username"].as_str().map(|u| (u.to_string(), s["password"].as_str().unwrap_or_default().to_string()));
+    let timeout = Duration::from_millis(app.cfg.smtp_check_timeout_ms);
+    let failed = |m: String| ApiError::new(ErrorKind::Unprocessable, "smtp_check_failed", format!("SMTP check failed: {m}")).with_field("config.smtp");
+    let t = smtp::transport(host, port, tls, creds, timeout, 1).map_err(failed)?;
+    match tokio::time::timeout(timeout, t.test_connection()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(failed(format!("{host}:{port} did not answer"))),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Err(_) => Err(failed(format!("{host}:{port} timed out"))),
+    }
+}
+
+async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AccountBody>) -> Result<Response> {
+    caller.require("accounts.edit")?;
+    let name = b.name.as_deref().map(str::trim).unwrap_or("").to_string();
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(ApiError::invalid("name", "1–64 characters: letters, digits, - _ .").into());
+    }
+    if app.config.account(&caller.tenant, &name).await?.is_some() {
+        return Err(conflict("exists", format!("an account named {name} exists")).into());
+    }
+    let mut account = Account { tenant: caller.tenant.clone(), name, plugin: b.channel, config: b.config, rate_per_sec: b.rate_per_sec };
+    check_and_seal(&app, &mut account).await?;
+    app.config.upsert_account(&account).await?;
+    tracing::info!(tenant = %caller.tenant, account = %account.name, channel = %account.plugin, "sender account saved");
+    Ok(created(view(&app, &account)))
+}
+
+async fn existing(app: &App, caller: &Caller, name: &str) -> std::result::Result<Account, ApiError> {
+    app.config.account(&caller.tenant, name).await?.ok_or_else(|| ApiError::not_found("account", "name"))
+}
+
+async fn get(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
+    caller.require("accounts.view")?;
+    Ok(axum::Json(view(&app, &existing(&app, &caller, &name).await?)).into_response())
+}
+
+async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>, Body(b): Body<AccountBody>) -> Result<Response> {
+    caller.require("accounts.edit")?;
+    let old = existing(&app, &caller, &name).await?;
+    if b.channel != old.plugin {
+        return Err(ApiError::invalid("channel", "the channel of an account cannot change").into());
+    }
+    // Secrets left out keep their stored values.
+    let old = app.sealer.open(&old).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))?;
+    let mut config = b.config;
+    for f in secret_fields(&app, &old.plugin) {
+        let keep = herald_backends::field_mut(&mut old.config.clone(), &f).cloned();
+        let given = herald_backends::field_mut(&mut config, &f).is_some_and(|v| !v.is_null() && v != "");
+        if let (Some(v), false) = (keep, given) {
+            set_path(&mut config, &f, v);
+        }
+    }
+    let mut account = Account { config, rate_per_sec: b.rate_per_sec, ..old };
+    check_and_seal(&app, &mut account).await?;
+    app.config.upsert_account(&account).await?;
+    Ok(axum::Json(view(&app, &account)).into_response())
+}
+
+fn set_path(config: &mut Value, path: &str, v: Value) {
+    let mut cur = config;
+    let parts: Vec<&str> = path.split('.').collect();
+    for k in &parts[..parts.len() - 1] {
+        let Some(m) = cur.as_object_mut() else { return };
+        cur = m.entry(k.to_string()).or_insert_with(|| json!({}));
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.insert(parts[parts.len() - 1].to_string(), v);
+    }
+}
+
+async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
+    caller.require("accounts.edit")?;
+    existing(&app, &caller, &name).await?;
+    let repo = caller.repo(&app);
+    let pushes: Vec<Push> = repo.list(PUSH).await?;
+    if let Some(p) = pushes.iter().find(|p| p.account == name) {
+        return Err(conflict("in_use", format!("push {} uses this account", p.number)).into());
+    }
+    let actions: Vec<Action> = repo.list(ACTION).await?;
+    if let Some(a) = actions.iter().find(|a| a.rules.iter().any(|r| r.channels.iter().any(|c| c.account == name))) {
+        return Err(conflict("in_use", format!("action {} uses this account", a.number)).into());
+    }
+    app.config.delete_account(&caller.tenant, &name).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,172 @@
+//! Cost management (费用管理): balance, low-balance alert and policy, monthly
+//! bills, ledger details, transactions; reports; the operator's top-ups.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use herald_core::error::{ApiError, ErrorKind};
+use herald_core::model::{LedgerEntry, LedgerKind};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::session::rfc3339;
+use super::{Body, Result, Routes, created};
+use crate::app::App;
+use crate::auth::Caller;
+
+pub fn routes(r: Routes) -> Routes {
+    r.add("GET", "/cost/balance", "Prepaid balance, alert threshold and policy", balance)
+        .add("PUT", "/cost/alert", "Set the low-balance alert threshold and the policy for paid sends", set_alert)
+        .add("GET", "/cost/bills", "Monthly bill lines per channel (from=YYYY-MM, to=YYYY-MM)", bills)
+        .add("GET", "/cost/details", "Ledger entries, newest first", details)
+        .add("GET", "/cost/transactions", "Top-ups and refunds", transactions)
+        .add("GET", "/reports/summary", "Billed sends and spend by day and channel", summary)
+        .add("POST", "/operator/tenants/{id}/top-ups", "Operator: add money to a tenant's prepaid balance", top_up)
+}
+
+/// Tenant billing settings (document `billing/settings`), read by the gateway too.
+pub const BILLING: &str = "billing";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Billing {
+    pub low_balance_minor: i64,
+    /// "refuse" or "fallback_free".
+    pub policy: String,
+}
+
+impl Default for Billing {
+    fn default() -> Self {
+        Self { low_balance_minor: 0, policy: "refuse".into() }
+    }
+}
+
+/// How many ledger entries the console reads at most.
+const LEDGER_WINDOW: usize = 10_000;
+/// Bills are shown in China Standard Time.
+const BILL_OFFSET_MINUTES: i32 = 8 * 60;
+
+async fn balance(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    caller.require("cost.view")?;
+    let b: Billing = caller.repo(&app).get(BILLING, "settings").await?.unwrap_or_default();
+    let tenant = app.config.tenant(&caller.tenant).await?;
+    Ok(axum::Json(json!({
+        "balance_minor": app.store.balance(&caller.tenant).await?,
+        "currency": tenant.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency),
+        "low_balance_minor": b.low_balance_minor, "policy": b.policy,
+    }))
+    .into_response())
+}
+
+async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Billing>) -> Result<Response> {
+    caller.require("cost.manage")?;
+    if b.low_balance_minor < 0 {
+        return Err(ApiError::invalid("low_balance_minor", "must not be negative").into());
+    }
+    if !["refuse", "fallback_free"].contains(&b.policy.as_str()) {
+        return Err(ApiError::invalid("policy", "\"refuse\" or \"fallback_free\"").into());
+    }
+    caller.repo(&app).put(BILLING, "settings", &b).await?;
+    Ok(axum::Json(b).into_response())
+}
+
+#[derive(Deserialize)]
+struct Range {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+    days: Option<i64>,
+}
+
+async fn bills(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
+    caller.require("cost.view")?;
+    let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
+    let lines: Vec<_> = herald_core::bills::monthly_bills(&entries, BILL_OFFSET_MINUTES)
+        .into_iter()
+        .filter(|l| r.from.as_deref().filter(|f| !f.is_empty()).is_none_or(|f| l.period.as_str() >= f))
+        .filter(|l| r.to.as_deref().filter(|t| !t.is_empty()).is_none_or(|t| l.period.as_str() <= t))
+        .collect();
+    Ok(axum::Json(json!({"items": lines})).into_response())
+}
+
+fn entry_view(e: &LedgerEntry) -> serde_json::Value {
+    json!({"id": e.id, "kind": e.kind, "channel": e.channel, "account": e.account, "delivery_id": e.delivery_id,
+           "units": e.units, "amount_minor": e.amount_minor, "signed_minor": e.kind.signed(e.amount_minor),
+           "currency": e.currency, "at": rfc3339(e.at)})
+}
+
+async fn details(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
+    caller.require("cost.view")?;
+    let entries = app.store.ledger(&caller.tenant, r.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(axum::Json(json!({"items": entries.iter().map(entry_view).collect::<Vec<_>>()})).into_response())
+}
+
+async fn transactions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    caller.require("cost.view")?;
+    let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
+    let items: Vec<_> = entries.iter().filter(|e| e.kind != LedgerKind::Debit).map(entry_view).collect();
+    Ok(axum::Json(json!({"items": items})).into_response())
+}
+
+async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
+    caller.require("reports.view")?;
+    let days = r.days.unwrap_or(30).clamp(1, 366);
+    let since = herald_core::now_ms() - days * 86_400_000;
+    let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
+    let mut by_day: BTreeMap<(String, String), (u64, u64, i64)> = BTreeMap::new();
+    let mut by_channel: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.at >= since && e.kind != LedgerKind::TopUp) {
+        let day = chrono::DateTime::from_timestamp_millis(e.at + i64::from(BILL_OFFSET_MINUTES) * 60_000)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        let (sent, units, cost) = if e.kind == LedgerKind::Debit { (1, u64::from(e.units), e.amount_minor) } else { (0, 0, -e.amount_minor) };
+        for slot in [by_day.entry((day.clone(), e.channel.clone())).or_default(), by_channel.entry(e.channel.clone()).or_default()] {
+            slot.0 += sent;
+            slot.1 += units;
+            slot.2 += cost;
+        }
+    }
+    let by_day: Vec<_> = by_day.into_iter().map(|((day, channel), (sent, units, cost))| json!({"day": day, "channel": channel, "sent": sent, "units": units, "cost_minor": cost})).collect();
+    let by_channel: Vec<_> = by_channel.into_iter().map(|(channel, (sent, units, cost))| json!({"channel": channel, "sent": sent, "units": units, "cost_minor": cost})).collect();
+    Ok(axum::Json(json!({"days": days, "by_day": by_day, "by_channel": by_channel})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUp {
+    amount_minor: i64,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn top_up(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, Body(b): Body<TopUp>) -> Result<Response> {
+    let Some(expected) = &app.cfg.operator_token else {
+        return Err(ApiError::new(ErrorKind::NotFound, "not_found", "operator endpoints are off (set operator_token)").into());
+    };
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let same = given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same {
+        return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "operator token required").into());
+    }
+    if b.amount_minor <= 0 {
+        return Err(ApiError::invalid("amount_minor", "a positive amount in minor units").into());
+    }
+    let tenant = app.config.tenant(&id).await?.ok_or_else(|| ApiError::not_found("tenant", "id"))?;
+    let entry = LedgerEntry {
+        id: format!("top_up:{}", crate::repo::new_id()),
+        tenant: tenant.id.clone(),
+        kind: LedgerKind::TopUp,
+        channel: String::new(),
+        account: b.note.unwrap_or_default().chars().take(100).collect(),
+        delivery_id: None,
+        units: 0,
+        amount_minor: b.amount_minor,
+        currency: tenant.currency.clone(),
+        at: herald_core::now_ms(),
+    };
+    app.store.record(vec![], vec![entry.clone()]).await?;
+    tracing::info!(tenant = %tenant.id, amount_minor = b.amount_minor, "top-up");
+    Ok(created(json!({"entry": entry_view(&entry), "balance_minor": app.store.balance(&tenant.id).await?})))
+}

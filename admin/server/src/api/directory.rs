@@ -1,0 +1,283 @@
+//! The directory (通讯录): the org tree and its users, within the caller's data scope.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use herald_core::directory::{self, UNIT, USER, Unit, User};
+use herald_core::error::{ApiError, ErrorKind};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::session::{check_login_name, user_view};
+use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
+use crate::app::App;
+use crate::auth::{self, Caller, Login, PLATFORM, ROLE, Role};
+use crate::repo::{Repo, new_id};
+
+pub fn routes(r: Routes) -> Routes {
+    r.add("GET", "/units", "Org units in the caller's data scope", list_units)
+        .add("POST", "/units", "Create a child unit", create_unit)
+        .add("PATCH", "/units/{id}", "Rename or move a unit", update_unit)
+        .add("DELETE", "/units/{id}", "Delete an empty unit", delete_unit)
+        .add("GET", "/users", "Search users (q, unit subtree)", list_users)
+        .add("POST", "/users", "Create a user", create_user)
+        .add("GET", "/users/{id}", "One user", get_user)
+        .add("PATCH", "/users/{id}", "Edit a user", update_user)
+        .add("DELETE", "/users/{id}", "Delete a user", delete_user)
+}
+
+/// Root-to-unit path of ids.
+fn path_of(units: &[Unit], id: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut cur = Some(id.to_string());
+    while let Some(c) = cur {
+        if out.contains(&c) {
+            break;
+        }
+        cur = units.iter().find(|u| u.id == c).and_then(|u| u.parent.clone());
+        out.push(c);
+    }
+    out.reverse();
+    out
+}
+
+async fn list_units(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    caller.require("directory.view")?;
+    let units: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
+    let items: Vec<_> = units
+        .iter()
+        .filter(|u| caller.sees_unit(&u.id))
+        .map(|u| json!({"id": u.id, "name": u.name, "parent": u.parent, "path": path_of(&units, &u.id)}))
+        .collect();
+    Ok(axum::Json(json!({"items": items})).into_response())
+}
+
+/// A unit the caller may see, or 404.
+async fn visible_unit(app: &App, caller: &Caller, id: &str, field: &str) -> std::result::Result<Unit, ApiError> {
+    let unit: Option<Unit> = caller.repo(app).get(UNIT, id).await?;
+    unit.filter(|u| caller.sees_unit(&u.id)).ok_or_else(|| ApiError::not_found("org unit", field))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUnit {
+    name: String,
+    parent: String,
+}
+
+async fn create_unit(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewUnit>) -> Result<Response> {
+    caller.require("directory.edit")?;
+    let name = text("name", &b.name, 100)?;
+    let parent = visible_unit(&app, &caller, &b.parent, "parent").await?;
+    let unit = Unit { id: new_id(), name, parent: Some(parent.id), created_at: herald_core::now_ms() };
+    caller.repo(&app).put(UNIT, &unit.id, &unit).await?;
+    Ok(created(&unit))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnitPatch {
+    name: Option<String>,
+    parent: Option<String>,
+}
+
+async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UnitPatch>) -> Result<Response> {
+    caller.require("directory.edit")?;
+    let mut unit = visible_unit(&app, &caller, &id, "id").await?;
+    if let Some(n) = &b.name {
+        unit.name = text("name", n, 100)?;
+    }
+    if let Some(p) = &b.parent {
+        if unit.parent.is_none() {
+            return Err(ApiError::invalid("parent", "the root unit cannot be moved").into());
+        }
+        let target = visible_unit(&app, &caller, p, "parent").await?;
+        let all: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
+        if directory::subtree(&all, &unit.id).contains(&target.id) {
+            return Err(ApiError::invalid("parent", "a unit cannot move under itself or its own subunits").into());
+        }
+        unit.parent = Some(target.id);
+    }
+    caller.repo(&app).put(UNIT, &unit.id, &unit).await?;
+    Ok(axum::Json(&unit).into_response())
+}
+
+async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("directory.edit")?;
+    let unit = visible_unit(&app, &caller, &id, "id").await?;
+    if unit.parent.is_none() {
+        return Err(conflict("root", "the root unit cannot be deleted").into());
+    }
+    let repo = caller.repo(&app);
+    let units: Vec<Unit> = repo.list(UNIT).await?;
+    let users: Vec<User> = repo.list(USER).await?;
+    let children = units.iter().filter(|u| u.parent.as_deref() == Some(&id)).count();
+    let members = users.iter().filter(|u| u.unit == id).count();
+    if children + members > 0 {
+        return Err(conflict("not_empty", format!("the unit has {children} subunits and {members} users; move or delete them first")).into());
+    }
+    repo.delete(UNIT, &id).await?;
+    Ok(no_content())
+}
+
+async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+    caller.require("directory.view")?;
+    let repo = caller.repo(&app);
+    let in_unit = match q.unit.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => Some(directory::subtree(&repo.list::<Unit>(UNIT).await?, u)),
+        None => None,
+    };
+    let users: Vec<User> = repo.list(USER).await?;
+    let items: Vec<_> = users
+        .iter()
+        .filter(|u| caller.sees_unit(&u.unit))
+        .filter(|u| in_unit.as_ref().is_none_or(|s| s.contains(&u.unit)))
+        .filter(|u| {
+            let hay = [Some(&u.name), u.login.as_ref(), u.mobile.as_ref(), u.email.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
+            ListQuery::matches(&q.q, &hay)
+        })
+        .map(user_view)
+        .collect();
+    Ok(axum::Json(q.page(items)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    name: Option<String>,
+    login: Option<String>,
+    password: Option<String>,
+    mobile: Option<String>,
+    email: Option<String>,
+    wecom_id: Option<String>,
+    dingtalk_id: Option<String>,
+    welink_id: Option<String>,
+    time_zone: Option<String>,
+    unit: Option<String>,
+    roles: Option<Vec<String>>,
+}
+
+fn opt(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Apply a body to a user (create or edit); claims a new login name.
+async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody) -> std::result::Result<(), ApiError> {
+    if let Some(n) = &b.name {
+        user.name = text("name", n, 100)?;
+    }
+    if let Some(unit) = &b.unit {
+        user.unit = visible_unit(app, caller, unit, "unit").await?.id;
+    }
+    if let Some(m) = b.mobile {
+        let m = opt(Some(m));
+        if let Some(v) = &m {
+            if !v.chars().all(|c| c.is_ascii_digit() || "+- ".contains(c)) || v.len() > 20 {
+                return Err(ApiError::invalid("mobile", "a phone number: digits, optional leading +"));
+            }
+        }
+        user.mobile = m;
+    }
+    if let Some(e) = b.email {
+        let e = opt(Some(e));
+        if let Some(v) = &e {
+            if !v.contains('@') || v.len() > 254 || v.contains(char::is_whitespace) {
+                return Err(ApiError::invalid("email", "not an e-mail address"));
+            }
+        }
+        user.email = e;
+    }
+    for (field, value, slot) in [
+        ("wecom_id", b.wecom_id, &mut user.wecom_id),
+        ("dingtalk_id", b.dingtalk_id, &mut user.dingtalk_id),
+        ("welink_id", b.welink_id, &mut user.welink_id),
+        ("time_zone", b.time_zone, &mut user.time_zone),
+    ] {
+        if let Some(v) = value {
+            if v.len() > 128 {
+                return Err(ApiError::invalid(field, "at most 128 characters"));
+            }
+            *slot = opt(Some(v));
+        }
+    }
+    if let Some(roles) = b.roles {
+        caller.require("roles.manage").map_err(|e| e.with_field("roles"))?;
+        for (i, r) in roles.iter().enumerate() {
+            if caller.repo(app).get::<Role>(ROLE, r).await?.is_none() {
+                return Err(ApiError::unknown("unknown_role", &format!("roles[{i}]"), format!("no role {r}")));
+            }
+        }
+        user.roles = roles;
+    }
+    if let Some(p) = &b.password {
+        auth::check_password("password", p)?;
+        user.password_hash = Some(auth::hash_password(p).await?);
+    }
+    let new_login = opt(b.login).map(|l| auth::normalize_login(&l));
+    if new_login != user.login && b.password.is_none() && new_login.is_some() && user.password_hash.is_none() {
+        return Err(ApiError::invalid("password", "a user who logs in needs a password"));
+    }
+    if let Some(l) = &new_login {
+        if Some(l) != user.login.as_ref() {
+            check_login_name("login", l)?;
+            let platform = Repo::new(app.config.as_ref(), PLATFORM);
+            let claim = Login { tenant: caller.tenant.clone(), user: user.id.clone(), ..Default::default() };
+            if !platform.create(auth::LOGIN, l, &claim).await? {
+                return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("login"));
+            }
+            if let Some(old) = user.login.replace(l.clone()) {
+                platform.delete(auth::LOGIN, &old).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
+    caller.require("directory.edit")?;
+    let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;
+    let unit = b.unit.clone().ok_or_else(|| ApiError::invalid("unit", "unit is required"))?;
+    let mut user = User { id: new_id(), name, unit, created_at: herald_core::now_ms(), ..Default::default() };
+    let roles_given = b.roles.as_ref().is_some_and(|r| !r.is_empty());
+    let b = if roles_given { b } else { UserBody { roles: None, ..b } };
+    apply(&app, &caller, &mut user, b).await?;
+    caller.repo(&app).put(USER, &user.id, &user).await?;
+    Ok(created(user_view(&user)))
+}
+
+async fn visible_user(app: &App, caller: &Caller, id: &str) -> std::result::Result<User, ApiError> {
+    let user: Option<User> = caller.repo(app).get(USER, id).await?;
+    user.filter(|u| caller.sees_unit(&u.unit)).ok_or_else(|| ApiError::not_found("user", "id"))
+}
+
+async fn get_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("directory.view")?;
+    Ok(axum::Json(user_view(&visible_user(&app, &caller, &id).await?)).into_response())
+}
+
+async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UserBody>) -> Result<Response> {
+    caller.require("directory.edit")?;
+    let mut user = visible_user(&app, &caller, &id).await?;
+    apply(&app, &caller, &mut user, b).await?;
+    caller.repo(&app).put(USER, &user.id, &user).await?;
+    Ok(axum::Json(user_view(&user)).into_response())
+}
+
+async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("directory.edit")?;
+    let user = visible_user(&app, &caller, &id).await?;
+    if user.id == caller.user.id {
+        return Err(conflict("self", "you cannot delete yourself").into());
+    }
+    if let Some(l) = &user.login {
+        Repo::new(app.config.as_ref(), PLATFORM).delete(auth::LOGIN, l).await?;
+    }
+    caller.repo(&app).delete(USER, &id).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,211 @@
+//! The admin REST API (`/api/v1`), its OpenAPI document, and the console's
+//! static files. Errors become HTTP answers only here.
+
+pub mod accounts;
+pub mod cost;
+pub mod directory;
+pub mod pushes;
+pub mod rbac;
+pub mod session;
+pub mod tiered;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use axum::Router;
+use herald_core::error::{ApiError, ErrorKind};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::app::App;
+
+/// An `ApiError` on its way out.
+pub struct Failure(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, axum::Json(self.0.body())).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failure>;
+
+/// A JSON body; a malformed one is a 400 naming the field.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorKind::TooLarge, "too_large", e.body_text()))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let field = e.path().to_string();
+            let err = ApiError::new(ErrorKind::Invalid, "invalid_body", e.inner().to_string());
+            Failure(if field == "." { err } else { err.with_field(field) })
+        })
+    }
+}
+
+/// Common list filters: `?q=&number=&title=&status=&offset=&limit=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub q: Option<String>,
+    pub number: Option<String>,
+    pub title: Option<String>,
+    pub status: Option<String>,
+    pub unit: Option<String>,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+}
+
+impl ListQuery {
+    /// Case-insensitive containment; an empty filter matches everything.
+    pub fn matches(filter: &Option<String>, value: &str) -> bool {
+        filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).is_none_or(|f| value.to_lowercase().contains(&f.to_lowercase()))
+    }
+
+    /// `{"items": [...], "total": n}` for one page.
+    pub fn page<T: serde::Serialize>(&self, items: Vec<T>) -> Value {
+        let total = items.len();
+        let limit = self.limit.unwrap_or(50).clamp(1, 200);
+        let page: Vec<T> = items.into_iter().skip(self.offset.unwrap_or(0)).take(limit).collect();
+        json!({"items": page, "total": total})
+    }
+}
+
+/// Routes that document themselves into the OpenAPI paths as they are added.
+pub struct Routes {
+    router: Router<Arc<App>>,
+    paths: serde_json::Map<String, Value>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self { router: Router::new(), paths: serde_json::Map::new() }
+    }
+
+    pub fn add<H, T>(mut self, method: &str, path: &str, summary: &str, handler: H) -> Self
+    where
+        H: Handler<T, Arc<App>>,
+        T: 'static,
+    {
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "PATCH" => MethodFilter::PATCH,
+            "DELETE" => MethodFilter::DELETE,
+            other => panic!("unsupported method {other}"),
+        };
+        let full = format!("/api/v1{path}");
+        self.router = self.router.route(&full, on(filter, handler));
+        let public = ["/register", "/login", "/openapi.json"].contains(&path);
+        let mut op = json!({
+            "summary": summary,
+            "responses": {"default": {"description": "JSON; errors are {\"error\": {\"code\", \"message\", \"field\"}}"}},
+        });
+        if !public {
+            op["security"] = json!([{"session": []}]);
+        }
+        let entry = self.paths.entry(full).or_insert_with(|| json!({}));
+        entry[method.to_lowercase()] = op;
+        self
+    }
+
+    fn openapi(&self) -> Value {
+        json!({
+            "openapi": "3.1.0",
+            "info": {"title": "Herald admin API", "version": "1"},
+            "components": {"securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::COOKIE},
+            }},
+            "paths": self.paths,
+        })
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let r = Routes::new();
+    let r = session::routes(r);
+    let r = directory::routes(r);
+    let r = rbac::routes(r);
+    let r = pushes::routes(r);
+    let r = tiered::routes(r);
+    let r = accounts::routes(r);
+    let r = cost::routes(r);
+    let doc = r.openapi();
+    let r = r.add("GET", "/openapi.json", "This document", move || {
+        let doc = doc.clone();
+        async move { axum::Json(doc) }
+    });
+    r.router
+        .route("/", axum::routing::get(|| static_file("text/html; charset=utf-8", include_str!("../../../console/index.html"))))
+        .route("/app.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/app.js"))))
+        .route("/i18n.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/i18n.js"))))
+        .route("/style.css", axum::routing::get(|| static_file("text/css; charset=utf-8", include_str!("../../../console/style.css"))))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
+        .layer(axum::extract::DefaultBodyLimit::max(app.cfg.max_upload_bytes + 64 * 1024))
+        .with_state(app)
+}
+
+async fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// 201 with a JSON body.
+pub fn created(v: impl serde::Serialize) -> Response {
+    (StatusCode::CREATED, axum::Json(v)).into_response()
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// A required, trimmed, bounded text field.
+pub fn text(field: &str, value: &str, max: usize) -> std::result::Result<String, ApiError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ApiError::invalid(field, format!("{field} must not be empty")));
+    }
+    if v.chars().count() > max {
+        return Err(ApiError::invalid(field, format!("{field} must have at most {max} characters")));
+    }
+    Ok(v.to_string())
+}
+
+pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::Conflict, code, message)
+}

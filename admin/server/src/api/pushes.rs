@@ -1,0 +1,402 @@
+//! Message pushes (消息推送): created in the console, published to the queue
+//! like any API request (the admin never sends), on their own scheduler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use herald_core::directory::{self, Targets, UNIT, USER, Unit, User};
+use herald_core::error::{ApiError, ErrorKind};
+use herald_core::model::{Content, Message, Work};
+use herald_core::seams::Enqueue;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
+use crate::app::App;
+use crate::auth::Caller;
+use crate::repo::{Repo, new_id};
+
+pub const PUSH: &str = "push";
+
+pub fn routes(r: Routes) -> Routes {
+    r.add("GET", "/pushes", "Search pushes by number, title, status", list)
+        .add("POST", "/pushes", "Create a push (sends now, or at its scheduled time, when enabled)", create)
+        .add("POST", "/pushes/upload", "Parse a recipient list (.xls/.xlsx)", upload)
+        .add("GET", "/pushes/{id}", "One push", get)
+        .add("PUT", "/pushes/{id}", "Edit a push that has not been sent", update)
+        .add("DELETE", "/pushes/{id}", "Delete a disabled push", delete)
+        .add("POST", "/pushes/{id}/copy", "Copy a push (the copy starts disabled)", copy)
+        .add("POST", "/pushes/{id}/enable", "Enable (a due push is sent)", enable)
+        .add("POST", "/pushes/{id}/disable", "Disable (nothing more is sent)", disable)
+        .add("GET", "/pushes/{id}/deliveries", "Per-recipient delivery status", deliveries)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// "now" or "at".
+    pub mode: String,
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Push {
+    pub id: String,
+    pub number: String,
+    pub title: String,
+    pub channel: String,
+    pub account: String,
+    pub content: Content,
+    pub targets: Targets,
+    pub schedule: Schedule,
+    pub enabled: bool,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub sent_at: Option<i64>,
+    #[serde(default)]
+    pub recipients: usize,
+    /// Directory users without an address on the channel when it was sent.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+    /// The creator's org unit (data permission).
+    pub unit: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Push {
+    pub fn status(&self) -> &'static str {
+        match (self.message_id.is_some(), self.enabled, self.schedule.mode.as_str()) {
+            (true, ..) => "sent",
+            (false, false, _) => "disabled",
+            (false, true, "at") => "scheduled",
+            _ => "draft",
+        }
+    }
+
+    fn view(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["status"] = json!(self.status());
+        v
+    }
+
+    fn due(&self, now: i64) -> bool {
+        self.enabled
+            && self.message_id.is_none()
+            && match self.schedule.mode.as_str() {
+                "at" => self.schedule.at.is_some_and(|t| t.timestamp_millis() <= now),
+                _ => true,
+            }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    title: String,
+    channel: String,
+    account: String,
+    #[serde(default)]
+    content: Content,
+    #[serde(default)]
+    targets: Targets,
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+/// Rich text is sanitized (no scripts, handlers, javascript: URLs).
+pub fn sanitize_html(html: &str) -> String {
+    ammonia::clean(html)
+}
+
+async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
+    push.title = text("title", &b.title, 200)?;
+    let account = app
+        .config
+        .account(&caller.tenant, &b.account)
+        .await?
+        .ok_or_else(|| ApiError::unknown("unknown_account", "account", format!("no sender account {:?}", b.account)))?;
+    if account.plugin != b.channel {
+        return Err(ApiError::unknown("account_channel", "account", format!("account {:?} sends on {}, not {}", b.account, account.plugin, b.channel)));
+    }
+    let mut content = b.content;
+    content.html = content.html.as_deref().map(sanitize_html).filter(|h| !h.trim().is_empty());
+    if b.channel == "email" {
+        text("content.subject", content.subject.as_deref().unwrap_or(""), 500)?;
+        if content.html.is_none() && content.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return Err(ApiError::invalid("content.html", "write the message"));
+        }
+    } else {
+        content.html = None;
+        text("content.text", content.text.as_deref().unwrap_or(""), 20_000)?;
+    }
+    herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.to_string()))?;
+    if b.targets.is_empty() {
+        return Err(ApiError::invalid("targets", "pick users, org units or upload a list"));
+    }
+    let schedule = b.schedule.unwrap_or(Schedule { mode: "now".into(), at: None });
+    match (schedule.mode.as_str(), schedule.at) {
+        ("now", _) => {}
+        ("at", Some(t)) if t.timestamp_millis() > herald_core::now_ms() => {}
+        ("at", _) => return Err(ApiError::invalid("schedule.at", "pick a time in the future")),
+        _ => return Err(ApiError::invalid("schedule.mode", "\"now\" or \"at\"")),
+    }
+    push.channel = b.channel;
+    push.account = b.account;
+    push.content = content;
+    push.targets = b.targets;
+    push.schedule = schedule;
+    if let Some(e) = b.enabled {
+        push.enabled = e;
+    }
+    push.updated_at = herald_core::now_ms();
+    Ok(())
+}
+
+/// Publish the push's message if it is due; idempotent (the message id is
+/// derived from the push id, so a repeated publish is recognised downstream).
+pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::result::Result<bool, ApiError> {
+    let now = herald_core::now_ms();
+    if !push.due(now) {
+        return Ok(false);
+    }
+    let repo = Repo::new(app.config.as_ref(), tenant);
+    let units: Vec<Unit> = repo.list(UNIT).await?;
+    let users: Vec<User> = repo.list(USER).await?;
+    let expanded = directory::expand(&push.targets, &units, &users, &push.channel);
+    if expanded.recipients.is_empty() {
+        return Err(ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel")
+            .with_field("targets"));
+    }
+    let limits = herald_core::validate::Limits::default();
+    if expanded.recipients.len() > limits.max_recipients {
+        return Err(ApiError::invalid("targets", format!("{} recipients; at most {}", expanded.recipients.len(), limits.max_recipients)));
+    }
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("herald-push:{tenant}:{}", push.id).as_bytes()).simple().to_string();
+    let message = Message {
+        id: id.clone(),
+        tenant: tenant.to_string(),
+        channel: push.channel.clone(),
+        account: push.account.clone(),
+        content: push.content.clone(),
+        template: None,
+        variables: Default::default(),
+        recipients: expanded.recipients,
+        metadata: [("push".to_string(), push.number.clone())].into(),
+        accepted_at: now,
+        send_at: None,
+    };
+    app.store.record_message(&message).await?;
+    app.queue.publish(vec![Enqueue { key: tenant.to_string(), not_before: now, work: Work::Message(message.clone()) }]).await?;
+    push.message_id = Some(id);
+    push.sent_at = Some(now);
+    push.recipients = message.recipients.len();
+    push.skipped = expanded.skipped;
+    repo.put(PUSH, &push.id, push).await?;
+    tracing::info!(%tenant, push = %push.number, message_id = %message.id, recipients = push.recipients, "push published");
+    Ok(true)
+}
+
+/// Publishes scheduled pushes when due.
+pub async fn scheduler(app: Arc<App>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(e) = publish_due(&app).await {
+            tracing::warn!(error = %e.message, "scheduled pushes: will retry");
+        }
+    }
+}
+
+async fn publish_due(app: &App) -> std::result::Result<(), ApiError> {
+    let now = herald_core::now_ms();
+    for t in app.config.tenants().await? {
+        let pushes: Vec<Push> = Repo::new(app.config.as_ref(), &t.id).list(PUSH).await?;
+        for mut p in pushes.into_iter().filter(|p| p.schedule.mode == "at" && p.due(now)) {
+            if let Err(e) = send_if_due(app, &t.id, &mut p).await {
+                tracing::warn!(tenant = %t.id, push = %p.number, error = %e.message, "scheduled push not sent");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn visible(app: &App, caller: &Caller, id: &str) -> std::result::Result<Push, ApiError> {
+    let p: Option<Push> = caller.repo(app).get(PUSH, id).await?;
+    p.filter(|p| caller.sees_unit(&p.unit)).ok_or_else(|| ApiError::not_found("push", "id"))
+}
+
+async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+    caller.require("push.view")?;
+    let mut pushes: Vec<Push> = caller.repo(&app).list(PUSH).await?;
+    pushes.retain(|p| {
+        caller.sees_unit(&p.unit)
+            && ListQuery::matches(&q.number, &p.number)
+            && ListQuery::matches(&q.title, &p.title)
+            && q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == p.status())
+    });
+    pushes.sort_by(|a, b| b.number.cmp(&a.number));
+    Ok(axum::Json(q.page(pushes.iter().map(Push::view).collect())).into_response())
+}
+
+async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushBody>) -> Result<Response> {
+    caller.require("push.edit")?;
+    let now = herald_core::now_ms();
+    let mut push = Push {
+        id: new_id(),
+        number: String::new(),
+        title: String::new(),
+        channel: String::new(),
+        account: String::new(),
+        content: Content::default(),
+        targets: Targets::default(),
+        schedule: Schedule { mode: "now".into(), at: None },
+        enabled: true,
+        message_id: None,
+        sent_at: None,
+        recipients: 0,
+        skipped: vec![],
+        unit: caller.user.unit.clone(),
+        created_by: caller.user.name.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    checked(&app, &caller, b, &mut push).await?;
+    if push.enabled {
+        caller.require("push.send")?;
+    }
+    push.number = caller.repo(&app).next_number("P").await?;
+    // Sending stores the push; a push that cannot be sent is not stored.
+    if !send_if_due(&app, &caller.tenant, &mut push).await? {
+        caller.repo(&app).put(PUSH, &push.id, &push).await?;
+    }
+    Ok(created(push.view()))
+}
+
+async fn get(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("push.view")?;
+    Ok(axum::Json(visible(&app, &caller, &id).await?.view()).into_response())
+}
+
+async fn update(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PushBody>) -> Result<Response> {
+    caller.require("push.edit")?;
+    let mut push = visible(&app, &caller, &id).await?;
+    if push.message_id.is_some() {
+        return Err(conflict("sent", "this push was sent; copy it to send again").into());
+    }
+    checked(&app, &caller, b, &mut push).await?;
+    if push.enabled {
+        caller.require("push.send")?;
+    }
+    if !send_if_due(&app, &caller.tenant, &mut push).await? {
+        caller.repo(&app).put(PUSH, &push.id, &push).await?;
+    }
+    Ok(axum::Json(push.view()).into_response())
+}
+
+async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("push.edit")?;
+    let push = visible(&app, &caller, &id).await?;
+    if push.enabled {
+        return Err(conflict("enabled", "disable the push before deleting it").into());
+    }
+    caller.repo(&app).delete(PUSH, &id).await?;
+    Ok(no_content())
+}
+
+async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("push.edit")?;
+    let orig = visible(&app, &caller, &id).await?;
+    let now = herald_core::now_ms();
+    let push = Push {
+        id: new_id(),
+        number: caller.repo(&app).next_number("P").await?,
+        title: format!("{} (copy)", orig.title).chars().take(200).collect(),
+        enabled: false,
+        message_id: None,
+        sent_at: None,
+        recipients: 0,
+        skipped: vec![],
+        unit: caller.user.unit.clone(),
+        created_by: caller.user.name.clone(),
+        created_at: now,
+        updated_at: now,
+        schedule: if orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t.timestamp_millis() <= now) {
+            Schedule { mode: "now".into(), at: None }
+        } else {
+            orig.schedule.clone()
+        },
+        ..orig
+    };
+    caller.repo(&app).put(PUSH, &push.id, &push).await?;
+    Ok(created(push.view()))
+}
+
+async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
+    caller.require("push.send")?;
+    let mut push = visible(app, caller, id).await?;
+    push.enabled = enabled;
+    push.updated_at = herald_core::now_ms();
+    if !send_if_due(app, &caller.tenant, &mut push).await? {
+        caller.repo(app).put(PUSH, &push.id, &push).await?;
+    }
+    Ok(axum::Json(push.view()).into_response())
+}
+
+async fn enable(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    set_enabled(&app, &caller, &id, true).await
+}
+
+async fn disable(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    set_enabled(&app, &caller, &id, false).await
+}
+
+async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("push.view")?;
+    let push = visible(&app, &caller, &id).await?;
+    let Some(mid) = &push.message_id else {
+        return Ok(axum::Json(json!({"message_id": null, "deliveries": []})).into_response());
+    };
+    let view = app.store.message(&caller.tenant, mid).await?;
+    let deliveries = view.map(|v| v.deliveries).unwrap_or_default();
+    let items: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            json!({"recipient": d.recipient, "status": d.status, "attempts": d.attempts, "detail": d.detail,
+                   "cost_minor": d.cost_minor, "updated_at": super::session::rfc3339(d.updated_at)})
+        })
+        .collect();
+    Ok(axum::Json(json!({"message_id": mid, "deliveries": items})).into_response())
+}
+
+async fn upload(State(app): State<Arc<App>>, caller: Caller, mut form: Multipart) -> Result<Response> {
+    caller.require("push.edit")?;
+    let bad = |m: String| ApiError::invalid("file", m);
+    while let Some(field) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("").to_string();
+        let bytes = field.bytes().await.map_err(|e| bad(e.body_text()))?;
+        if bytes.len() > app.cfg.max_upload_bytes {
+            return Err(ApiError::new(ErrorKind::TooLarge, "too_large", format!("at most {} bytes", app.cfg.max_upload_bytes)).with_field("file").into());
+        }
+        let max = app.cfg.max_upload_rows;
+        let parsed = tokio::task::spawn_blocking(move || crate::excel::parse(&name, bytes.to_vec(), max))
+            .await
+            .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
+            .map_err(bad)?;
+        return Ok(axum::Json(parsed).into_response());
+    }
+    Err(bad("send the spreadsheet in the form field `file`".into()).into())
+}

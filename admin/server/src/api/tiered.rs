@@ -1,0 +1,271 @@
+//! Tiered push (分级推送): templates with an editor type and actions made of
+//! rule cards, stored in the shape the gateway's escalation engine runs.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use herald_core::error::ApiError;
+use herald_core::model::Content;
+use herald_core::tiered::{ACTION, Action, Editor, LEVELS, Rule, TEMPLATE, TieredTemplate};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
+use crate::app::App;
+use crate::auth::Caller;
+use crate::repo::new_id;
+
+pub fn routes(r: Routes) -> Routes {
+    r.add("GET", "/tiered/templates", "Search tiered templates by number and title", list_templates)
+        .add("POST", "/tiered/templates", "Create a template", create_template)
+        .add("GET", "/tiered/templates/{id}", "One template", get_template)
+        .add("PUT", "/tiered/templates/{id}", "Edit a template", update_template)
+        .add("DELETE", "/tiered/templates/{id}", "Delete a template no action links", delete_template)
+        .add("GET", "/tiered/actions", "Search actions by number, title, status", list_actions)
+        .add("POST", "/tiered/actions", "Create an action (enabled on creation)", create_action)
+        .add("GET", "/tiered/actions/{id}", "One action", get_action)
+        .add("PUT", "/tiered/actions/{id}", "Edit an action", update_action)
+        .add("DELETE", "/tiered/actions/{id}", "Delete a disabled action", delete_action)
+        .add("POST", "/tiered/actions/{id}/copy", "Copy an action", copy_action)
+        .add("POST", "/tiered/actions/{id}/enable", "Enable an action", enable_action)
+        .add("POST", "/tiered/actions/{id}/disable", "Disable an action", disable_action)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateBody {
+    title: String,
+    editor: Editor,
+    #[serde(default)]
+    subject: Option<String>,
+    body: String,
+    #[serde(default)]
+    variables: Vec<String>,
+}
+
+fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Result<(), ApiError> {
+    t.title = text("title", &b.title, 200)?;
+    t.editor = b.editor;
+    let body = text("body", &b.body, 20_000)?;
+    t.body = if b.editor == Editor::RichText { super::pushes::sanitize_html(&body) } else { body };
+    t.subject = match b.editor {
+        Editor::RichText => Some(text("subject", b.subject.as_deref().unwrap_or(""), 500)?),
+        _ => None,
+    };
+    let content = match t.editor {
+        Editor::RichText => Content { subject: t.subject.clone(), text: None, html: Some(t.body.clone()) },
+        _ => Content { subject: None, text: Some(t.body.clone()), html: None },
+    };
+    herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    for (i, v) in b.variables.iter().enumerate() {
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ApiError::invalid(format!("variables[{i}]"), "letters, digits and _"));
+        }
+    }
+    t.variables = b.variables;
+    t.updated_at = herald_core::now_ms();
+    Ok(())
+}
+
+async fn list_templates(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+    caller.require("tiered.view")?;
+    let mut items: Vec<TieredTemplate> = caller.repo(&app).list(TEMPLATE).await?;
+    items.retain(|t| ListQuery::matches(&q.number, &t.number) && ListQuery::matches(&q.title, &t.title));
+    items.sort_by(|a, b| b.number.cmp(&a.number));
+    Ok(axum::Json(q.page(items)).into_response())
+}
+
+async fn create_template(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<TemplateBody>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let now = herald_core::now_ms();
+    let mut t = TieredTemplate {
+        id: new_id(),
+        number: String::new(),
+        title: String::new(),
+        editor: Editor::Text,
+        subject: None,
+        body: String::new(),
+        variables: vec![],
+        created_at: now,
+        updated_at: now,
+    };
+    check_template(b, &mut t)?;
+    t.number = caller.repo(&app).next_number("T").await?;
+    caller.repo(&app).put(TEMPLATE, &t.id, &t).await?;
+    Ok(created(&t))
+}
+
+async fn get_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("tiered.view")?;
+    let t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;
+    Ok(axum::Json(t).into_response())
+}
+
+async fn update_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<TemplateBody>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let mut t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;
+    check_template(b, &mut t)?;
+    caller.repo(&app).put(TEMPLATE, &t.id, &t).await?;
+    Ok(axum::Json(t).into_response())
+}
+
+async fn delete_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let repo = caller.repo(&app);
+    let _: TieredTemplate = repo.need(TEMPLATE, &id, "template").await?;
+    let actions: Vec<Action> = repo.list(ACTION).await?;
+    if let Some(a) = actions.iter().find(|a| a.templates.contains(&id)) {
+        return Err(conflict("in_use", format!("action {} ({}) uses this template", a.number, a.title)).into());
+    }
+    repo.delete(TEMPLATE, &id).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    title: String,
+    templates: Vec<String>,
+    rules: Vec<Rule>,
+}
+
+async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action) -> std::result::Result<(), ApiError> {
+    a.title = text("title", &b.title, 200)?;
+    if b.templates.is_empty() {
+        return Err(ApiError::invalid("templates", "pick at least one template"));
+    }
+    let mut editors = vec![];
+    for (i, id) in b.templates.iter().enumerate() {
+        let t: Option<TieredTemplate> = caller.repo(app).get(TEMPLATE, id).await?;
+        let t = t.ok_or_else(|| ApiError::unknown("unknown_template", &format!("templates[{i}]"), format!("no template {id}")))?;
+        editors.push(t.editor);
+    }
+    if b.rules.is_empty() {
+        return Err(ApiError::invalid("rules", "add at least one rule"));
+    }
+    for (i, r) in b.rules.iter().enumerate() {
+        let f = |s: &str| format!("rules[{i}].{s}");
+        if !LEVELS.contains(&r.level.as_str()) {
+            return Err(ApiError::invalid(f("level"), format!("one of {}", LEVELS.join(", "))));
+        }
+        if r.channels.is_empty() {
+            return Err(ApiError::invalid(f("channels"), "pick at least one channel"));
+        }
+        for (j, c) in r.channels.iter().enumerate() {
+            let field = format!("rules[{i}].channels[{j}]");
+            let account = app.config.account(&caller.tenant, &c.account).await?;
+            if account.is_none_or(|acc| acc.plugin != c.channel) {
+                return Err(ApiError::unknown("unknown_account", &field, format!("no {} account {:?}", c.channel, c.account)));
+            }
+            let formats = super::accounts::formats(app, &c.channel);
+            if !editors.iter().any(|e| e.fits(&formats)) {
+                return Err(ApiError::invalid(field, format!("none of the action's templates fits {} (text → SMS/IM/voice, rich text → e-mail, voice → voice)", c.channel)));
+            }
+        }
+        if r.recipients.is_empty() {
+            return Err(ApiError::invalid(f("recipients"), "pick recipients"));
+        }
+        if let Some(e) = &r.escalate {
+            if e.after_secs == 0 || e.after_secs > 7 * 24 * 3600 {
+                return Err(ApiError::invalid(f("escalate.after_secs"), "between 1 second and 7 days"));
+            }
+        }
+        if r.repeat > 10 {
+            return Err(ApiError::invalid(f("repeat"), "at most 10"));
+        }
+        if r.repeat > 0 && r.escalate.is_none() {
+            return Err(ApiError::invalid(f("repeat"), "a repeating rule needs an escalation wait"));
+        }
+    }
+    a.templates = b.templates;
+    a.rules = b.rules;
+    a.updated_at = herald_core::now_ms();
+    Ok(())
+}
+
+fn action_view(a: &Action) -> serde_json::Value {
+    let mut v = serde_json::to_value(a).unwrap_or_default();
+    v["status"] = json!(if a.enabled { "enabled" } else { "disabled" });
+    v
+}
+
+async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+    caller.require("tiered.view")?;
+    let mut items: Vec<Action> = caller.repo(&app).list(ACTION).await?;
+    items.retain(|a| {
+        ListQuery::matches(&q.number, &a.number)
+            && ListQuery::matches(&q.title, &a.title)
+            && q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| (s == "enabled") == a.enabled)
+    });
+    items.sort_by(|a, b| b.number.cmp(&a.number));
+    Ok(axum::Json(q.page(items.iter().map(action_view).collect())).into_response())
+}
+
+async fn create_action(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<ActionBody>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let now = herald_core::now_ms();
+    let mut a = Action { id: new_id(), number: String::new(), title: String::new(), templates: vec![], rules: vec![], enabled: true, created_at: now, updated_at: now };
+    check_action(&app, &caller, b, &mut a).await?;
+    a.number = caller.repo(&app).next_number("A").await?;
+    caller.repo(&app).put(ACTION, &a.id, &a).await?;
+    Ok(created(action_view(&a)))
+}
+
+async fn get_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("tiered.view")?;
+    let a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
+    Ok(axum::Json(action_view(&a)).into_response())
+}
+
+async fn update_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<ActionBody>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let mut a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
+    check_action(&app, &caller, b, &mut a).await?;
+    caller.repo(&app).put(ACTION, &a.id, &a).await?;
+    Ok(axum::Json(action_view(&a)).into_response())
+}
+
+async fn delete_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
+    if a.enabled {
+        return Err(conflict("enabled", "disable the action before deleting it").into());
+    }
+    caller.repo(&app).delete(ACTION, &id).await?;
+    Ok(no_content())
+}
+
+async fn copy_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let orig: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
+    let now = herald_core::now_ms();
+    let a = Action {
+        id: new_id(),
+        number: caller.repo(&app).next_number("A").await?,
+        title: format!("{} (copy)", orig.title).chars().take(200).collect(),
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+        ..orig
+    };
+    caller.repo(&app).put(ACTION, &a.id, &a).await?;
+    Ok(created(action_view(&a)))
+}
+
+async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    let mut a: Action = caller.repo(app).need(ACTION, id, "action").await?;
+    a.enabled = enabled;
+    a.updated_at = herald_core::now_ms();
+    caller.repo(app).put(ACTION, &a.id, &a).await?;
+    Ok(axum::Json(action_view(&a)).into_response())
+}
+
+async fn enable_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    set_enabled(&app, &caller, &id, true).await
+}
+
+async fn disable_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    set_enabled(&app, &caller, &id, false).await
+}

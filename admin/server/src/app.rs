@@ -1,0 +1,62 @@
+//! Process wiring: the shared backends, the plugin catalogue (for account
+//! forms and checks), the API, the console, and the scheduler of pushes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_backends::Sealer;
+use herald_core::seams::{ConfigStore, Queue, Store};
+use herald_plugin_host::{HostConfig, PluginHost};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+pub struct App {
+    pub cfg: Config,
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub config: Arc<dyn ConfigStore>,
+    pub plugins: Arc<PluginHost>,
+    pub sealer: Sealer,
+}
+
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let backends = herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Shared).await?;
+    let sealer = Sealer::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
+    // The admin never runs plugin sends; it only asks plugins to describe
+    // themselves and check account settings.
+    let plugins = Arc::new(PluginHost::new(HostConfig::default(), HashMap::new()).map_err(|e| anyhow::anyhow!(e))?);
+    let dir = cfg.plugins_dir();
+    for (path, e) in plugins.sync_dir(&dir).errors {
+        tracing::warn!(path = %path.display(), error = %e, "plugin not loaded");
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        cfg,
+        queue: backends.queue.clone(),
+        store: backends.store.clone(),
+        config: backends.config.clone(),
+        plugins: plugins.clone(),
+        sealer,
+    });
+    tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
+    tokio::spawn(crate::api::pushes::scheduler(app.clone(), shutdown.clone()));
+    println!("herald-admin listening on http://{addr}");
+    let stop = shutdown.clone();
+    axum::serve(listener, crate::api::router(app)).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    Ok(())
+}
+
+/// Plugins the gateway hot-loads show up here too.
+async fn refresh_plugins(plugins: Arc<PluginHost>, dir: std::path::PathBuf, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        let (p, d) = (plugins.clone(), dir.clone());
+        let _ = tokio::task::spawn_blocking(move || p.sync_dir(&d)).await;
+    }
+}

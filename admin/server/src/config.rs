@@ -1,0 +1,91 @@
+//! Admin configuration: one TOML file (`HERALD_ADMIN_CONFIG`) plus
+//! `HERALD_ADMIN_*` environment overrides (nested keys with `__`). Storage and
+//! queue use the gateway's settings and must name the same backends.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use herald_backends::{QueueConfig, StorageConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the API and console.
+    pub listen: SocketAddr,
+    /// Shared with the gateway: the embedded database, plugins and the secrets key live here.
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub queue: QueueConfig,
+    /// Plugin directory (the gateway's); default `<data_dir>/plugins`.
+    pub plugins_dir: Option<PathBuf>,
+    /// Base64 key sealing account secrets; default `<data_dir>/secret.key` (as the gateway).
+    pub secrets_key: Option<String>,
+    /// A session ends after this long without a request.
+    pub session_idle_minutes: u32,
+    /// Bearer token of the platform operator (top-ups); without it those endpoints are off.
+    pub operator_token: Option<String>,
+    /// Largest upload (spreadsheets).
+    pub max_upload_bytes: usize,
+    /// Most rows read from one spreadsheet.
+    pub max_upload_rows: usize,
+    /// Timeout of the SMTP check when an e-mail account is saved.
+    pub smtp_check_timeout_ms: u64,
+    /// Mark the session cookie `Secure` (serve the console over HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".parse().expect("addr"),
+            data_dir: PathBuf::from("data"),
+            storage: StorageConfig::default(),
+            queue: QueueConfig::default(),
+            plugins_dir: None,
+            secrets_key: None,
+            session_idle_minutes: 8 * 60,
+            operator_token: None,
+            max_upload_bytes: 5 * 1024 * 1024,
+            max_upload_rows: 10_000,
+            smtp_check_timeout_ms: 10_000,
+            secure_cookies: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Self, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("HERALD_ADMIN_").split("__").ignore(&["config", "log"]));
+        let cfg: Config = fig.extract().map_err(|e| {
+            e.into_iter()
+                .map(|e| {
+                    let field = e.path.join(".");
+                    if field.is_empty() { e.to_string() } else { format!("{field}: {e}") }
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        herald_backends::check(&cfg.storage, &cfg.queue)?;
+        if cfg.session_idle_minutes == 0 {
+            return Err("session_idle_minutes must be at least 1".into());
+        }
+        if cfg.operator_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err("operator_token: at least 16 characters".into());
+        }
+        Ok(cfg)
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
+}

@@ -1,0 +1,80 @@
+//! Typed access to one tenant's admin documents.
+
+use herald_core::error::{ApiError, ErrorKind};
+use herald_core::model::Doc;
+use herald_core::seams::ConfigStore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub struct Repo<'a> {
+    pub store: &'a dyn ConfigStore,
+    pub tenant: &'a str,
+}
+
+fn corrupt(kind: &str, id: &str, e: serde_json::Error) -> ApiError {
+    ApiError::new(ErrorKind::Internal, "internal", format!("{kind}/{id}: {e}"))
+}
+
+impl<'a> Repo<'a> {
+    pub fn new(store: &'a dyn ConfigStore, tenant: &'a str) -> Self {
+        Self { store, tenant }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>, ApiError> {
+        match self.store.doc(self.tenant, kind, id).await? {
+            Some(d) => serde_json::from_value(d.body).map(Some).map_err(|e| corrupt(kind, id, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The document, or 404 naming `what`.
+    pub async fn need<T: DeserializeOwned>(&self, kind: &str, id: &str, what: &str) -> Result<T, ApiError> {
+        self.get(kind, id).await?.ok_or_else(|| ApiError::not_found(what, "id"))
+    }
+
+    pub async fn list<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, ApiError> {
+        self.store
+            .docs(self.tenant, kind)
+            .await?
+            .into_iter()
+            .map(|d| serde_json::from_value(d.body).map_err(|e| corrupt(kind, &d.id, e)))
+            .collect()
+    }
+
+    fn doc<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<Doc, ApiError> {
+        let body = serde_json::to_value(body).map_err(|e| corrupt(kind, id, e))?;
+        Ok(Doc { tenant: self.tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: herald_core::now_ms() })
+    }
+
+    pub async fn put<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<(), ApiError> {
+        Ok(self.store.put_doc(&self.doc(kind, id, body)?).await?)
+    }
+
+    /// Insert unless the id exists; false when it does.
+    pub async fn create<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<bool, ApiError> {
+        Ok(self.store.create_doc(&self.doc(kind, id, body)?).await?)
+    }
+
+    pub async fn delete(&self, kind: &str, id: &str) -> Result<bool, ApiError> {
+        Ok(self.store.delete_doc(self.tenant, kind, id).await?)
+    }
+
+    /// The next free human number with this prefix ("P000001"), claimed once
+    /// even when several admins create at the same moment.
+    pub async fn next_number(&self, prefix: &str) -> Result<String, ApiError> {
+        let kind = format!("number.{prefix}");
+        let mut n = self.store.docs(self.tenant, &kind).await?.len() + 1;
+        loop {
+            let number = format!("{prefix}{n:06}");
+            if self.create(&kind, &number, &serde_json::json!({})).await? {
+                return Ok(number);
+            }
+            n += 1;
+        }
+    }
+}
+
+/// A fresh document id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}

@@ -1,0 +1,207 @@
+//! The tenant's directory (通讯录) as the admin service stores it (documents of
+//! kinds `unit` and `user`), and how push targets expand to recipients.
+//! Shared by the admin service (pushes) and the gateway (tiered triggers).
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+use crate::model::{RecipientSpec, Vars};
+
+pub const UNIT: &str = "unit";
+pub const USER: &str = "user";
+
+/// An org unit; the root has no parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub created_at: Millis,
+}
+
+/// A person in the directory. `password_hash` is set only for users who log in
+/// to the console and is never part of an API answer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub login: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub mobile: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub wecom_id: Option<String>,
+    #[serde(default)]
+    pub dingtalk_id: Option<String>,
+    #[serde(default)]
+    pub welink_id: Option<String>,
+    /// IANA time zone for quiet hours; the tenant's when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    pub unit: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub created_at: Millis,
+}
+
+impl User {
+    /// The user's address on a channel (plugin name), if the directory has one:
+    /// e-mail for `email`, the mobile number for SMS and voice plugins, the IM
+    /// id for WeCom, DingTalk and WeLink plugins.
+    pub fn address(&self, channel: &str) -> Option<&str> {
+        let field = match channel {
+            "email" => &self.email,
+            c if c.contains("sms") || c.contains("voice") => &self.mobile,
+            c if c.starts_with("wecom") => &self.wecom_id,
+            c if c.starts_with("dingtalk") => &self.dingtalk_id,
+            c if c.starts_with("welink") => &self.welink_id,
+            _ => return None,
+        };
+        field.as_deref().filter(|s| !s.trim().is_empty())
+    }
+}
+
+/// Whom a push or a rule goes to.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Org units: every user in the unit's subtree.
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Raw addresses (typed, or uploaded as a spreadsheet).
+    #[serde(default)]
+    pub list: Vec<ListEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListEntry {
+    pub to: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub variables: Vars,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.units.is_empty() && self.list.is_empty()
+    }
+}
+
+/// Ids of `root` and every unit below it.
+pub fn subtree(units: &[Unit], root: &str) -> HashSet<String> {
+    let mut out: HashSet<String> = HashSet::from([root.to_string()]);
+    loop {
+        let before = out.len();
+        for u in units {
+            if u.parent.as_ref().is_some_and(|p| out.contains(p)) {
+                out.insert(u.id.clone());
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+/// Recipients on `channel`, deduplicated by address, with `name` as a variable.
+#[derive(Debug, Default, PartialEq)]
+pub struct Expanded {
+    pub recipients: Vec<RecipientSpec>,
+    /// Users who have no address on the channel.
+    pub skipped: Vec<String>,
+    /// The directory user behind each recipient (None for list entries).
+    pub user_ids: Vec<Option<String>>,
+}
+
+pub fn expand(targets: &Targets, units: &[Unit], users: &[User], channel: &str) -> Expanded {
+    let mut wanted_units = HashSet::new();
+    for u in &targets.units {
+        wanted_units.extend(subtree(units, u));
+    }
+    let wanted_users: HashSet<&str> = targets.users.iter().map(String::as_str).collect();
+    let mut out = Expanded::default();
+    let mut seen = HashSet::new();
+    for user in users.iter().filter(|u| wanted_users.contains(u.id.as_str()) || wanted_units.contains(&u.unit)) {
+        match user.address(channel) {
+            Some(addr) if seen.insert(addr.to_string()) => {
+                let mut variables = Vars::new();
+                variables.insert("name".into(), user.name.clone().into());
+                out.recipients.push(RecipientSpec { to: addr.to_string(), variables });
+                out.user_ids.push(Some(user.id.clone()));
+            }
+            Some(_) => {}
+            None => out.skipped.push(user.id.clone()),
+        }
+    }
+    for entry in &targets.list {
+        let to = entry.to.trim();
+        if to.is_empty() || !seen.insert(to.to_string()) {
+            continue;
+        }
+        let mut variables = entry.variables.clone();
+        if let Some(n) = &entry.name {
+            variables.entry("name").or_insert_with(|| n.clone().into());
+        }
+        out.recipients.push(RecipientSpec { to: to.to_string(), variables });
+        out.user_ids.push(None);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(id: &str, parent: Option<&str>) -> Unit {
+        Unit { id: id.into(), name: id.into(), parent: parent.map(Into::into), created_at: 0 }
+    }
+
+    fn user(id: &str, unit: &str, email: Option<&str>, mobile: Option<&str>) -> User {
+        User {
+            id: id.into(),
+            name: format!("User {id}"),
+            email: email.map(Into::into),
+            mobile: mobile.map(Into::into),
+            unit: unit.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn units_expand_to_their_subtree_and_addresses_follow_the_channel() {
+        let units = vec![unit("root", None), unit("eng", Some("root")), unit("ops", Some("eng")), unit("sales", Some("root"))];
+        let users = vec![
+            user("a", "eng", Some("a@x.cn"), Some("+8613800000001")),
+            user("b", "ops", Some("b@x.cn"), None),
+            user("c", "sales", Some("c@x.cn"), Some("+8613800000003")),
+        ];
+        assert_eq!(subtree(&units, "eng"), HashSet::from(["eng".to_string(), "ops".to_string()]));
+        let t = Targets {
+            users: vec!["c".into()],
+            units: vec!["eng".into()],
+            list: vec![
+                ListEntry { to: "a@x.cn".into(), name: None, variables: Default::default() },
+                ListEntry { to: "d@x.cn".into(), name: Some("D".into()), variables: Default::default() },
+            ],
+        };
+        let e = expand(&t, &units, &users, "email");
+        let to: Vec<_> = e.recipients.iter().map(|r| r.to.as_str()).collect();
+        assert_eq!(to, ["a@x.cn", "b@x.cn", "c@x.cn", "d@x.cn"], "deduplicated by address");
+        assert_eq!(e.recipients[3].variables["name"], "D");
+        let sms = expand(&t, &units, &users, "aliyun-sms");
+        assert_eq!(sms.skipped, ["b"], "no mobile");
+        assert_eq!(sms.recipients.len(), 4);
+    }
+}
