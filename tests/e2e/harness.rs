@@ -36,6 +36,28 @@ pub fn plugin_dir() -> PathBuf {
     dir
 }
 
+/// Start `cmd` with stderr appended to `log`; returns once it prints `prefix<url>` on stdout.
+pub fn spawn_logged(mut cmd: Command, log: &Path, prefix: &'static str) -> (Child, String) {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(file).spawn().expect("start process");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix(prefix) {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(u) => (child, u),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("process did not start; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+    }
+}
+
 pub struct Gateway {
     child: Option<Child>,
     pub url: String,
@@ -64,32 +86,9 @@ impl Gateway {
     }
 
     fn spawn(data: &Path, config: &Path) -> Gateway {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("gateway.log")).unwrap();
-        let mut child = Command::new(gateway_bin())
-            .arg("--config")
-            .arg(config)
-            .env("HERALD_LOG", "info,herald_gateway=debug")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start gateway");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("herald-gateway listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(data.join("gateway.log")).unwrap_or_default();
-                panic!("gateway did not start; log:\n{log}");
-            }
-        };
+        let mut cmd = Command::new(gateway_bin());
+        cmd.arg("--config").arg(config).env("HERALD_LOG", "info,herald_gateway=debug");
+        let (child, url) = spawn_logged(cmd, &data.join("gateway.log"), "herald-gateway listening on ");
         Gateway { child: Some(child), url, data: data.to_path_buf(), config: config.to_path_buf() }
     }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests against the real gateway binary. Run with `make test`.
 
+mod admin;
 mod api;
 mod delivery;
 mod distributed;

@@ -468,6 +468,21 @@ impl LoadedPlugin {
     }
 
     /// Whether the plugin accepts this content format.
+    /// The declared content formats as the WIT names them: "text", "html", "markdown", "voice".
+    pub fn format_names(&self) -> Vec<String> {
+        self.info
+            .formats
+            .iter()
+            .map(|f| match f {
+                ContentFormat::Text => "text",
+                ContentFormat::Html => "html",
+                ContentFormat::Markdown => "markdown",
+                ContentFormat::Voice => "voice",
+            })
+            .map(String::from)
+            .collect()
+    }
+
     pub fn accepts(&self, format: ContentFormat) -> bool {
         self.info.formats.contains(&format)
     }

@@ -30,7 +30,7 @@ pub fn routes(r: Routes) -> Routes {
 
 /// A channel's content formats ("text", "html", "markdown", "voice").
 pub fn formats(app: &App, channel: &str) -> Vec<String> {
-    app.plugins.get(channel).map(|p| p.info.formats.iter().map(|f| format!("{f:?}").to_lowercase()).collect()).unwrap_or_default()
+    app.plugins.get(channel).map(|p| p.format_names()).unwrap_or_default()
 }
 
 async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
