@@ -1395,10 +1395,11 @@ function genericTable(rows, testid, rowTestid) {
     if (k.endsWith('_minor')) return fmtMoney(v, r.currency);
     if (k.endsWith('_at') || k === 'at' || k === 'time') return fmtTime(v);
     if (typeof v === 'boolean') return v ? '✓' : '';
+    if (k === 'kind' || k === 'channel') return t(`${k === 'kind' ? 'kind' : 'channel'}.${v}`, {}, v);
     return v ?? '';
   };
   return html`<table data-testid="${testid}"><thead><tr>${cols.map((k) => html`<th>${t('col.' + k, {}, k)}</th>`)}</tr></thead>
-    <tbody>${rows.map((r) => html`<tr data-testid="${rowTestid}">${cols.map((k) => html`<td>${cell(r, k)}</td>`)}</tr>`)}</tbody></table>`;
+    <tbody>${rows.map((r) => html`<tr data-testid="${rowTestid}" data-channel="${r.channel ?? ''}" data-kind="${r.kind ?? ''}">${cols.map((k) => html`<td>${cell(r, k)}</td>`)}</tr>`)}</tbody></table>`;
 }
 const ym = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}`;
 

@@ -70,6 +70,12 @@ listen = "127.0.0.1:0"
 data_dir = "$work/data"
 demo = false
 plugins.dir = "$plugin_dir"
+
+# A price for e-mail, so that sends are billed: ledger, bills and reports have lines.
+[[prices]]
+channel = "email"
+unit_minor = 3
+currency = "CNY"
 EOF
 HERALD_LOG=${HERALD_LOG:-info} "$gateway_bin" --config "$work/gateway.toml" >"$work/gateway.out" 2>"$work/gateway.log" &
 pids+=($!)

@@ -62,8 +62,8 @@ test('a role limited to directory.view + push.view on one unit: menus, buttons, 
   const unitA = await tn.api.post('/units', { name: '华东区', parent: root.id });
   const unitA1 = await tn.api.post('/units', { name: '上海办', parent: unitA.id });
   const unitB = await tn.api.post('/units', { name: '华南区', parent: root.id });
-  const inA = await tn.api.post('/users', { name: '东区同事', login: uniq('ea'), email: 'east@example.test', unit: unitA1.id, roles: [] });
-  const inB = await tn.api.post('/users', { name: '南区同事', login: uniq('so'), email: 'south@example.test', unit: unitB.id, roles: [] });
+  const inA = await tn.api.post('/users', { name: '东区同事', login: uniq('ea'), password: 'User-password-1', email: 'east@example.test', unit: unitA1.id, roles: [] });
+  const inB = await tn.api.post('/users', { name: '南区同事', login: uniq('so'), password: 'User-password-1', email: 'south@example.test', unit: unitB.id, roles: [] });
   const limitedLogin = uniq('lim');
   const roleName = uniq('华东只读');
 
@@ -140,7 +140,7 @@ test('a role limited to directory.view + push.view on one unit: menus, buttons, 
     const call = async (method, path, data) => (await page.request.fetch(`${ADMIN}/api/v1${path}`, { method, data, failOnStatusCode: false })).status();
     assert.equal(await call('GET', '/roles'), 403, 'roles.view missing');
     assert.equal(await call('POST', '/units', { name: 'x', parent: unitA.id }), 403, 'directory.edit missing');
-    assert.equal(await call('POST', '/pushes', { title: 'x' }), 403, 'push.edit missing');
+    assert.equal(await call('POST', '/pushes', { title: 'x', channel: 'email', account: 'x' }), 403, 'push.edit missing');
     assert.equal(await call('GET', '/accounts'), 403, 'accounts.view missing');
     assert.equal(await call('GET', '/users/' + inA.id), 200, 'a user in their units');
     assert.ok([403, 404].includes(await call('GET', '/users/' + inB.id)), 'a user outside their units is not served');

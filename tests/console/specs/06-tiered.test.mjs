@@ -13,7 +13,7 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
   const account = await emailAccount(tn.api);
   const root = items(await tn.api.get('/units'))[0];
   const unit = await tn.api.post('/units', { name: '应急小组', parent: root.id });
-  const boss = await tn.api.post('/users', { name: '值班经理', login: uniq('boss'), email: 'boss@example.test', unit: unit.id, roles: [] });
+  const boss = await tn.api.post('/users', { name: '值班经理', login: uniq('boss'), password: 'User-password-1', email: 'boss@example.test', unit: unit.id, roles: [] });
   const tText = uniq('磁盘告警');
   const tRich = uniq('故障通报');
   const aTitle = uniq('生产故障');
