@@ -1,5 +1,5 @@
 # Herald — the two commands a newcomer needs:
-#   make run    build plugins + gateway, start on the embedded defaults (SQLite, ./data)
+#   make run    build plugins + gateway + admin, start both on the embedded defaults (SQLite, ./data)
 #   make test   install test dependencies, build everything, run all tests
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/herald/target
@@ -32,8 +32,12 @@ plugins: toolchain
 gateway:
 	cargo build --release $(HOST) --bins $(if $(TESTS),--tests)
 
+# The gateway owns the embedded database; the admin shares it. Ctrl-C stops both.
 run: plugins gateway
-	HERALD_DATA_DIR=$(DATA) $(CARGO_TARGET_DIR)/release/herald-gateway $(if $(CONFIG),--config $(CONFIG))
+	@trap 'kill 0' INT TERM EXIT; \
+	HERALD_DATA_DIR=$(DATA) $(CARGO_TARGET_DIR)/release/herald-gateway $(if $(CONFIG),--config $(CONFIG)) & \
+	sleep 1; HERALD_ADMIN_DATA_DIR=$(DATA) $(CARGO_TARGET_DIR)/release/herald-admin & \
+	wait
 
 # Test dependencies: a real SMTP server (aiosmtpd) for the e-mail tests;
 # Java 17 and Maven for Kafka and Cassandra (deploy/services/); curl headers for librdkafka.
