@@ -1528,7 +1528,7 @@ async function pageReports(root) {
       <div class="panel"><h2>${t('reports.byChannel')}</h2><table data-testid="report-channel-table"><thead><tr><th>${t('push.channel')}</th><th>${t('reports.sent')}</th><th>${t('reports.failed')}</th><th>${t('reports.spend')}</th></tr></thead>
         <tbody>${chans.length ? chans.map((c) => html`<tr data-testid="report-channel-row" data-channel="${c.channel}"><td>${chn(c.channel)}</td><td>${c.sent}</td><td>${c.failed}</td><td>${fmtMoney(c.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="4" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>
       <div class="panel"><h2>${t('reports.byDay')}</h2><table data-testid="report-day-table"><thead><tr><th>${t('reports.day')}</th><th>${t('push.channel')}</th><th>${t('reports.sent')}</th><th>${t('reports.failed')}</th><th>${t('reports.spend')}</th></tr></thead>
-        <tbody>${byDayRows.length ? byDayRows.map((r) => html`<tr data-testid="report-day-row"><td>${r.day}</td><td>${chn(r.channel)}</td><td>${r.sent}</td><td>${r.failed}</td><td>${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="5" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>`);
+        <tbody>${byDayRows.length ? byDayRows.map((r) => html`<tr data-testid="report-day-row"><td>${r.day}</td><td>${chn(r.channel)}</td><td>${r.sent ?? 0}</td><td>${r.failed ?? 0}</td><td>${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="5" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>`);
   };
   form.elements.days.addEventListener('change', () => load().catch((err) => toast(err.message, 'error')));
   await load();
