@@ -93,14 +93,14 @@ async fn config_suite() {
 async fn migrations_are_idempotent_on_reopen() {
     with_store("migrations", async |s, nodes| {
         let ks = s.keyspace().to_string();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3]);
         let t = herald_core::model::Tenant { id: unique("mt"), name: "M".into(), currency: "CNY".into() };
         s.upsert_tenant(&t).await.unwrap();
 
         // Two processes opening at once: both succeed, nothing is applied twice.
         let (a, b) = tokio::join!(open(nodes, &ks, REPLICATION), open(nodes, &ks, REPLICATION));
         let (a, b) = (a.expect("reopen a"), b.expect("reopen b"));
-        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3]);
         assert_eq!(a.tenant(&t.id).await.unwrap(), Some(t.clone()), "data survives a reopen");
 
         // A crash after running a migration's DDL but before recording it: the
@@ -111,7 +111,7 @@ async fn migrations_are_idempotent_on_reopen() {
             .unwrap();
         assert_eq!(s.applied_migrations().await.unwrap(), vec![1]);
         let c = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost version row");
-        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3]);
         assert_eq!(c.tenant(&t.id).await.unwrap(), Some(t), "re-running DDL keeps the data");
 
         let lock = s
@@ -459,7 +459,7 @@ async fn concurrent_first_open_migrates_once() {
     println!("concurrent_first_open: {:?}", t0.elapsed());
     let result = AssertUnwindSafe(async {
         let (a, b) = (a.expect("open a"), b.expect("open b"));
-        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2]);
+        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3]);
         let rows = a
             .session()
             .query_unpaged(format!("SELECT version FROM {ks}.schema_migrations WHERE scope = 'herald'"), ())
