@@ -1385,11 +1385,15 @@ async function pageAccounts(root) {
 
 // ------------------------------------------------------------------------- cost
 
+const COL_ORDER = ['period', 'month', 'day', 'at', 'created_at', 'kind', 'channel', 'account', 'recipient', 'delivery_id', 'message_id', 'note',
+  'debit_count', 'count', 'debit_units', 'units', 'unit_minor', 'debit_minor', 'credit_minor', 'top_up_minor', 'amount_minor', 'signed_minor', 'net_minor', 'balance_minor'];
 /** A table for rows of unknown shape: columns from the keys, money and times formatted. */
 function genericTable(rows, testid, rowTestid) {
   if (!rows.length) return html`<table data-testid="${testid}"><tbody><tr><td class="muted">${t('common.empty')}</td></tr></tbody></table>`;
   const cols = [];
-  rows.forEach((r) => Object.keys(r).forEach((k) => { if (!cols.includes(k) && k !== 'currency' && typeof r[k] !== 'object') cols.push(k); }));
+  rows.forEach((r) => Object.keys(r).forEach((k) => { if (!cols.includes(k) && !['currency', 'id'].includes(k) && typeof r[k] !== 'object') cols.push(k); }));
+  const rank = (k) => { const i = COL_ORDER.indexOf(k); return i < 0 ? COL_ORDER.length : i; };
+  cols.sort((a, b) => rank(a) - rank(b));
   const cell = (r, k) => {
     const v = r[k];
     if (k.endsWith('_minor')) return fmtMoney(v, r.currency);
@@ -1608,6 +1612,7 @@ let routing = 0;
 async function route() {
   const my = ++routing;
   const hash = location.hash || '#/';
+  $('#modal-root').replaceChildren(); // a dialog belongs to the page it was opened on
   const main = $('#page');
   let match = null;
   for (const [re, fn, perm, open] of ROUTES) {
