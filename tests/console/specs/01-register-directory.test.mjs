@@ -50,6 +50,7 @@ test('register an enterprise in the console, then log in', { timeout: 60_000 }, 
     await page.getByTestId('reg-password').fill('Correct-horse-9');
     await page.getByTestId('reg-submit').click();
     await page.getByTestId('form-error').waitFor({ state: 'visible' });
+    await page.locator('[data-testid=reg-login].invalid').waitFor();
     await page.getByTestId('goto-login').click();
 
     // Wrong password: the error is shown, no navigation.
@@ -204,6 +205,7 @@ test('users: create in a unit, edit, search by name and email, delete', { timeou
     await page.getByTestId('uf-password').fill('User-password-1');
     await page.getByTestId('dialog-submit').click();
     await page.locator('[data-testid=user-dialog] [data-testid=form-error]').waitFor({ state: 'visible' });
+    await page.locator('[data-testid=uf-login].invalid').waitFor();
     await page.getByTestId('dialog-close').click();
 
     // Delete.

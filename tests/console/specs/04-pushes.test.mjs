@@ -161,5 +161,11 @@ test('push editor: SMS-like channels get a plain textarea; validation errors nam
     await page.getByTestId('push-save').click();
     await page.getByTestId('form-error').waitFor({ state: 'visible' });
     assert.ok((await page.getByTestId('form-error').textContent()).trim().length > 0);
+    await page.locator('[data-testid=push-title].invalid').waitFor();
+    // With a title, the next complaint is about the account.
+    await page.getByTestId('push-title').fill('没有账户');
+    await page.getByTestId('push-save').click();
+    await page.locator('[data-testid=push-account].invalid').waitFor();
+    assert.equal(await page.locator('[data-testid=push-title].invalid').count(), 0, 'the old highlight is cleared');
   });
 });
