@@ -40,6 +40,8 @@ test('app market: enabling messaging shows the API key once; keys are listed, cr
     if (process.env.HERALD_GATEWAY_URL) {
       const ok = await fetch(`${process.env.HERALD_GATEWAY_URL}/v1/plugins`, { headers: { Authorization: `Bearer ${key}` } });
       assert.equal(ok.status, 200, 'the gateway accepts the issued key');
+      const bad = await fetch(`${process.env.HERALD_GATEWAY_URL}/v1/plugins`, { headers: { Authorization: `Bearer ${key.slice(0, -2)}xx` } });
+      assert.equal(bad.status, 401, 'and refuses a wrong one');
     }
 
     // Another key, then revoke it.
