@@ -1399,6 +1399,7 @@ function genericTable(rows, testid, rowTestid) {
     if (k.endsWith('_minor')) return fmtMoney(v, r.currency);
     if (k.endsWith('_at') || k === 'at' || k === 'time') return fmtTime(v);
     if (typeof v === 'boolean') return v ? '✓' : '';
+    if (v === null || v === undefined || v === '') return '';
     if (k === 'kind' || k === 'channel') return t(`${k === 'kind' ? 'kind' : 'channel'}.${v}`, {}, v);
     return v ?? '';
   };
