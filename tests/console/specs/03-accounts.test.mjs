@@ -118,7 +118,8 @@ test('plugin account form rendered from account_schema, secret fields as passwor
       assert.ok(n > 0, `${tp.channel}: fields rendered from the schema`);
       for (const s of tp.secret_fields || []) {
         const f = page.getByTestId(`acc-field-${s}`);
-        if (await f.count()) assert.equal(await f.getAttribute('type'), 'password', `${tp.channel}.${s} is a password input`);
+        assert.equal(await f.count(), 1, `${tp.channel}: secret field ${s} rendered`);
+        assert.equal(await f.getAttribute('type'), 'password', `${tp.channel}.${s} is a password input`);
       }
     }
   });
