@@ -1118,6 +1118,15 @@ async function pageActions(root) {
   await load();
 }
 
+/** Which template editor fits a channel's content formats (as the server decides). */
+function editorFits(editor, formats) {
+  const has = (f) => formats.includes(f);
+  const rich = has('html');
+  if (editor === 'rich_text') return rich;
+  if (editor === 'voice') return has('voice');
+  return has('voice') || (!rich && (has('text') || has('markdown')));
+}
+
 const LEVELS = ['urgent', 'normal', 'info'];
 const CONDITIONS = ['not_acknowledged', 'not_delivered'];
 
@@ -1179,6 +1188,7 @@ async function pageActionEdit(root, id) {
       $('[name=channel]', row).addEventListener('change', (e) => { c.account = ''; setHtml($('[name=account]', row), accOpts(e.target.value)); const s = $('[name=account]', row); if (s.options.length === 2) s.selectedIndex = 1; });
       $('[data-testid=rule-channel-remove]', row)?.addEventListener('click', () => row.remove());
       chBox.appendChild(row);
+      markChannels(row);
     };
     (r.channels?.length ? r.channels : [{ channel: '', account: '' }]).forEach((c) => channelRow({ ...c }));
     $('[data-testid=rule-channel-add]', el)?.addEventListener('click', () => channelRow({ channel: '', account: '' }));
@@ -1205,6 +1215,17 @@ async function pageActionEdit(root, id) {
     renumber();
   };
   const renumber = () => cards.forEach((c, i) => { $('[data-testid=rule-index]', c.el).textContent = String(i + 1); });
+  // Channels that none of the picked templates fits are greyed out (the server has the same rule).
+  const markChannels = (scope) => {
+    const editors = $$('input[name=templates]:checked', form).map((i) => tpls.find((x) => x.id === i.value)?.editor).filter(Boolean);
+    $$('select[name=channel] option[value]:not([value=""])', scope).forEach((o) => {
+      const formats = types.find((x) => x.channel === o.value)?.formats || [];
+      const ok = !editors.length || editors.some((ed) => editorFits(ed, formats));
+      o.disabled = !ok && !o.selected;
+      o.classList.toggle('unfit', !ok);
+    });
+  };
+  on(form, 'input[name=templates]', 'change', () => markChannels(cardsEl));
   (a.rules?.length ? a.rules : [null]).forEach(addCard);
   $('[data-testid=rule-add]', root)?.addEventListener('click', () => addCard(null));
   if (readonly) $$('input,select,textarea', form).forEach((i) => { i.disabled = true; });

@@ -73,9 +73,13 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
     await page.getByTestId('action-add').click();
     await page.getByTestId('page-action-edit').waitFor();
     await page.getByTestId('action-title').fill(aTitle);
-    await page.locator(`[data-testid=action-templates] input[data-title="${tText}"]`).check();
-    await page.locator(`[data-testid=action-templates] input[data-title="${tRich}"]`).check();
     const cards = page.getByTestId('rule-card');
+    // With only the text template, e-mail does not fit (text → SMS/IM/voice); with the rich one it does.
+    await page.locator(`[data-testid=action-templates] input[data-title="${tText}"]`).check();
+    const emailOpt = cards.nth(0).locator('[data-testid=rule-channel] option[value=email]');
+    assert.equal(await emailOpt.isDisabled(), true, 'e-mail is greyed out for a text template');
+    await page.locator(`[data-testid=action-templates] input[data-title="${tRich}"]`).check();
+    assert.equal(await emailOpt.isDisabled(), false, 'e-mail fits the rich-text template');
     assert.equal(await cards.count(), 1, 'one card to start with');
     const c1 = cards.nth(0);
     await c1.getByTestId('rule-level').selectOption('urgent');
