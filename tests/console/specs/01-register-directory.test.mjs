@@ -134,6 +134,20 @@ test('org tree: child under the selected unit, rename, move, delete empty, refus
     await addChild(page, '研发部', '测试组');
     const r = await tn.api.req('DELETE', `/units/${rdId}`);
     assert.equal(r.status, 409);
+
+    // Names are text, never markup.
+    const dialogs = [];
+    page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+    const evil = '<img src=x onerror=alert("unit")><b>粗</b>';
+    const root0 = items(await tn.api.get('/units')).find((u) => u.parent === null);
+    await tn.api.post('/units', { name: evil, parent: root0.id });
+    await tn.api.post('/users', { name: '<script>alert("user")</script>', unit: root0.id, roles: [] });
+    await page.reload();
+    await page.getByTestId('unit-node').filter({ hasText: evil }).waitFor();
+    await node(page, root).click();
+    await page.getByTestId('user-row').filter({ hasText: '<script>alert("user")</script>' }).waitFor();
+    assert.equal(await page.locator('[data-testid=unit-tree] img, [data-testid=unit-tree] b, [data-testid=users-table] script').count(), 0, 'no markup from names');
+    assert.deepEqual(dialogs, [], 'nothing ran');
   });
 });
 
