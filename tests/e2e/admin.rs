@@ -14,15 +14,15 @@ use sha2::Sha256;
 use crate::harness::{Gateway, Resp, eventually, plugin_dir, request, spawn_logged};
 use crate::sinks::WebhookSink;
 
-const OPERATOR: &str = "operator-token-0123456789";
+pub(crate) const OPERATOR: &str = "operator-token-0123456789";
 
-struct Admin {
+pub(crate) struct Admin {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Admin {
-    fn start(data: &Path) -> Admin {
+    pub(crate) fn start(data: &Path) -> Admin {
         let bin = crate::harness::gateway_bin().with_file_name("herald-admin");
         let mut cmd = Command::new(&bin);
         cmd.env("HERALD_ADMIN_LISTEN", "127.0.0.1:0")
@@ -34,13 +34,13 @@ impl Admin {
         Admin { child, url }
     }
 
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub(crate) async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
         let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         request(method, &format!("{}/api/v1{path}", self.url), token, &[("content-type", "application/json")], body).await
     }
 
     /// Register an enterprise and log its administrator in; returns (tenant id, token).
-    async fn register(&self, enterprise: &str, login: &str) -> (String, String) {
+    pub(crate) async fn register(&self, enterprise: &str, login: &str) -> (String, String) {
         let r = self
             .call("POST", "/register", None, Some(json!({"enterprise_name": enterprise, "admin_login": login,
                 "admin_password": "correct horse battery", "admin_name": "Boss"})))
@@ -50,14 +50,14 @@ impl Admin {
         (tenant, self.login(login, "correct horse battery").await)
     }
 
-    async fn login(&self, login: &str, password: &str) -> String {
+    pub(crate) async fn login(&self, login: &str, password: &str) -> String {
         let r = self.call("POST", "/login", None, Some(json!({"login": login, "password": password}))).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.headers["set-cookie"].to_str().unwrap().contains("HttpOnly; SameSite=Strict"));
         r.json()["token"].as_str().unwrap().to_string()
     }
 
-    async fn root_unit(&self, token: &str) -> String {
+    pub(crate) async fn root_unit(&self, token: &str) -> String {
         let units = self.call("GET", "/units", Some(token), None).await.json();
         units["items"].as_array().unwrap().iter().find(|u| u["parent"].is_null()).unwrap()["id"].as_str().unwrap().to_string()
     }
@@ -70,7 +70,7 @@ impl Drop for Admin {
     }
 }
 
-fn id(r: &Resp) -> String {
+pub(crate) fn id(r: &Resp) -> String {
     assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.text());
     r.json()["id"].as_str().unwrap().to_string()
 }

@@ -9,5 +9,6 @@ mod plugins;
 mod resilience;
 mod sandbox;
 mod sinks;
+mod tiered;
 
 mod providers;

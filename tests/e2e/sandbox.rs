@@ -22,7 +22,7 @@ async fn misbehaving_plugins_are_stopped_and_others_keep_flowing() {
         ));
     }
     let cfg = format!(
-        "[retry]\nmax_attempts = 1\n[plugins.sandbox]\ndeadline_ms = 200\nmemory_bytes = 33554432\nmax_output_bytes = 4194304\n{}",
+        "[retry]\nmax_attempts = 1\n[plugins.sandbox]\ndeadline_ms = 1000\nmemory_bytes = 33554432\nmax_output_bytes = 4194304\n{}",
         tenant("acme", API_KEY, &accounts)
     );
     let gw = Gateway::start(dir.path(), &cfg);

@@ -72,7 +72,7 @@ pub fn parse(file_name: &str, bytes: Vec<u8>, max_rows: usize) -> Result<Parsed,
             }
         }
         let name = name_col.and_then(|j| row.get(j)).map(cell_text).filter(|n| !n.is_empty());
-        out.rows.push(ListEntry { to, name, variables });
+        out.rows.push(ListEntry { to, name, channel: None, variables });
     }
     Ok(out)
 }

@@ -18,6 +18,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use herald_core::model::Account;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use serde_json::Value;
 
 const PREFIX: &str = "sealed:v1:";
@@ -35,6 +37,8 @@ impl std::error::Error for SealError {}
 
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    /// HMAC-SHA256 of "herald-ack" under the key: signs acknowledgement links.
+    ack_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -50,7 +54,10 @@ impl Sealer {
         if bytes.len() != 32 {
             return Err(SealError(format!("secrets_key: {} bytes, expected 32", bytes.len())));
         }
-        Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) })
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&bytes).map_err(|_| SealError("secrets_key: unusable".into()))?;
+        mac.update(b"herald-ack");
+        let ack_key = mac.finalize().into_bytes().into();
+        Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)), ack_key })
     }
 
     /// The configured key, else the machine's key file (created on first use).
@@ -64,6 +71,21 @@ impl Sealer {
         }
         let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Self::from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Sign `payload` (acknowledgement links): hex HMAC-SHA256 under a key derived from the secrets key.
+    pub fn sign(&self, payload: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.ack_key).expect("any key length");
+        mac.update(payload.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is `sign(payload)` (constant time).
+    pub fn verify(&self, payload: &str, signature: &str) -> bool {
+        let Ok(sig) = hex::decode(signature) else { return false };
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.ack_key).expect("any key length");
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&sig).is_ok()
     }
 
     /// Seal the named fields (dotted paths such as `smtp.password`) of the

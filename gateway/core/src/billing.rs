@@ -222,3 +222,32 @@ mod tests {
         assert!(crossed_below(i64::MAX, i64::MIN, 0));
     }
 }
+
+/// A tenant's billing settings (document `billing/settings`, set in the admin
+/// console, read by the gateway).
+pub const BILLING: &str = "billing";
+pub const BILLING_SETTINGS: &str = "settings";
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BillingSettings {
+    /// Prepaid tenants are checked before paid sends; others are billed afterwards.
+    #[serde(default)]
+    pub prepaid: bool,
+    /// Alert the tenant's administrators when the balance falls below this (0 = off).
+    #[serde(default)]
+    pub low_balance_minor: i64,
+    /// When a prepaid balance is too low: "refuse" the paid send, or
+    /// "fallback_free" to a free channel (tiered push).
+    #[serde(default = "default_policy")]
+    pub policy: String,
+}
+
+fn default_policy() -> String {
+    "refuse".into()
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self { prepaid: false, low_balance_minor: 0, policy: default_policy() }
+    }
+}

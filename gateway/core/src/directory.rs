@@ -89,6 +89,9 @@ pub struct ListEntry {
     pub to: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Only for this channel (a raw address in a multi-channel rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     #[serde(default)]
     pub variables: Vars,
 }
@@ -145,7 +148,7 @@ pub fn expand(targets: &Targets, units: &[Unit], users: &[User], channel: &str) 
             None => out.skipped.push(user.id.clone()),
         }
     }
-    for entry in &targets.list {
+    for entry in targets.list.iter().filter(|e| e.channel.as_deref().is_none_or(|c| c == channel)) {
         let to = entry.to.trim();
         if to.is_empty() || !seen.insert(to.to_string()) {
             continue;
@@ -192,8 +195,9 @@ mod tests {
             users: vec!["c".into()],
             units: vec!["eng".into()],
             list: vec![
-                ListEntry { to: "a@x.cn".into(), name: None, variables: Default::default() },
-                ListEntry { to: "d@x.cn".into(), name: Some("D".into()), variables: Default::default() },
+                ListEntry { to: "a@x.cn".into(), name: None, channel: None, variables: Default::default() },
+                ListEntry { to: "d@x.cn".into(), name: Some("D".into()), channel: None, variables: Default::default() },
+                ListEntry { to: "+8613800000009".into(), name: None, channel: Some("aliyun-sms".into()), variables: Default::default() },
             ],
         };
         let e = expand(&t, &units, &users, "email");
@@ -202,6 +206,6 @@ mod tests {
         assert_eq!(e.recipients[3].variables["name"], "D");
         let sms = expand(&t, &units, &users, "aliyun-sms");
         assert_eq!(sms.skipped, ["b"], "no mobile");
-        assert_eq!(sms.recipients.len(), 4);
+        assert_eq!(sms.recipients.len(), 5, "the sms-only entry joins on sms");
     }
 }

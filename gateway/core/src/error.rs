@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// Authenticated, but without the permission.
     Forbidden,
+    /// A prepaid balance too low for the send.
+    PaymentRequired,
     NotFound,
     Conflict,
     TooLarge,
@@ -41,6 +43,7 @@ impl ErrorKind {
             Self::Unprocessable => 422,
             Self::Unauthenticated => 401,
             Self::Forbidden => 403,
+            Self::PaymentRequired => 402,
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::TooLarge => 413,

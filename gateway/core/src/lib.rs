@@ -21,7 +21,16 @@ pub use error::{ApiError, StoreError};
 /// Milliseconds since the Unix epoch, the one clock unit used across seams.
 pub type Millis = i64;
 
-/// Current wall-clock time in milliseconds.
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Current time in milliseconds: the wall clock, plus whatever a test moved
+/// it forward by (`advance_clock`; zero in production).
 pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
+    chrono::Utc::now().timestamp_millis() + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Move this process's clock forward (tests with escalation waits of minutes;
+/// the gateway exposes it only when `testing_clock = true`). Returns the new offset.
+pub fn advance_clock(ms: Millis) -> Millis {
+    CLOCK_OFFSET_MS.fetch_add(ms.max(0), std::sync::atomic::Ordering::Relaxed) + ms.max(0)
 }

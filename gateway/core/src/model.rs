@@ -129,6 +129,18 @@ pub struct RetryJob {
 pub enum Work {
     Message(Message),
     Retry(RetryJob),
+    /// The next step of a tiered-push incident, due at the item's `not_before`
+    /// (an escalation wait). Fires at most once: the incident records it.
+    Step(StepJob),
+}
+
+/// A durable escalation timer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepJob {
+    pub tenant: String,
+    pub incident: String,
+    /// Index into the incident's steps.
+    pub step: u32,
 }
 
 impl Work {
@@ -136,6 +148,7 @@ impl Work {
         match self {
             Work::Message(m) => &m.tenant,
             Work::Retry(r) => &r.tenant,
+            Work::Step(s) => &s.tenant,
         }
     }
 }

@@ -95,11 +95,106 @@ pub struct Action {
     pub templates: Vec<String>,
     pub rules: Vec<Rule>,
     pub enabled: bool,
+    /// What an acknowledgement stops (the whole incident by default).
+    #[serde(default)]
+    pub ack_scope: AckScope,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
 
 pub const LEVELS: [&str; 3] = ["urgent", "normal", "info"];
+
+pub const INCIDENT: &str = "incident";
+/// Index documents: `incident_dedup/<dedup key>` and `incident_msg/<message id>` → incident id.
+pub const INCIDENT_DEDUP: &str = "incident_dedup";
+pub const INCIDENT_MSG: &str = "incident_msg";
+
+/// What an acknowledgement stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckScope {
+    /// Every pending step of the incident.
+    #[default]
+    Incident,
+    /// Further steps skip the recipient who acknowledged.
+    Recipient,
+}
+
+/// One step of an incident: a rule fired once (a repeating rule gives several steps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub rule: usize,
+    pub repeat: u32,
+    /// Wait after this step before the next one, and what must still hold then.
+    #[serde(default)]
+    pub escalate: Option<Escalate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at: Millis,
+    /// fired | deferred | refused | fallback | skipped | acknowledged | stopped | done
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A triggered action: its steps, what fired, who acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub action: String,
+    pub level: String,
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+    #[serde(default)]
+    pub variables: crate::model::Vars,
+    /// Added to every rule's recipients.
+    #[serde(default)]
+    pub targets: Targets,
+    pub steps: Vec<Step>,
+    /// Steps already fired (each fires once).
+    #[serde(default)]
+    pub fired: Vec<u32>,
+    /// "open", "acknowledged" or "done".
+    pub state: String,
+    #[serde(default)]
+    pub ack_scope: AckScope,
+    /// Recipient keys (directory user id, or the raw address) who acknowledged.
+    #[serde(default)]
+    pub acked: Vec<String>,
+    /// Messages sent per step, for the "not delivered" condition.
+    #[serde(default)]
+    pub messages: Vec<(u32, String)>,
+    /// Address → recipient key, for read receipts.
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, String>,
+    pub timeline: Vec<TimelineEvent>,
+    /// How many times the dedup key folded a new trigger into this incident.
+    #[serde(default)]
+    pub repeats: u32,
+    pub created_at: Millis,
+}
+
+impl Action {
+    /// The steps a trigger at `level` runs: that level's rules in order, each repeated.
+    pub fn steps_for(&self, level: &str) -> Vec<Step> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.level == level)
+            .flat_map(|(i, r)| (0..=r.repeat).map(move |n| Step { rule: i, repeat: n, escalate: r.escalate.clone() }))
+            .collect()
+    }
+}
 
 #[cfg(test)]
 mod tests {

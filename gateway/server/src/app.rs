@@ -31,6 +31,7 @@ pub struct App {
     pub plugins: Arc<PluginHost>,
     /// Opens sealed account secrets for plugin calls.
     pub sealer: Arc<Sealer>,
+    pub engine: Arc<crate::escalation::Engine>,
     pub metrics: Arc<Metrics>,
     pub demo_inbox: Option<Mutex<VecDeque<serde_json::Value>>>,
     auth_cache: Mutex<HashMap<String, (Tenant, Instant)>>,
@@ -104,6 +105,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     seed(&cfg, config.as_ref(), &plugins, &sealer).await?;
     let demo = cfg.demo && cfg.tenants.is_empty() && ensure_demo(&cfg, config.as_ref(), &plugins, &sealer, addr).await?;
 
+    let engine = Arc::new(crate::escalation::Engine {
+        queue: queue.clone(),
+        store: store.clone(),
+        config: config.clone(),
+        plugins: plugins.clone(),
+        sealer: sealer.clone(),
+        public_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+    });
     let metrics = Metrics::new();
     let plugins_for_watch = plugins.clone();
     let app = Arc::new(App {
@@ -113,6 +122,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         config: config.clone(),
         plugins: plugins.clone(),
         sealer: sealer.clone(),
+        engine: engine.clone(),
         metrics: metrics.clone(),
         demo_inbox: demo.then(|| Mutex::new(VecDeque::new())),
         auth_cache: Mutex::new(HashMap::new()),
@@ -127,6 +137,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             config,
             plugins,
             sealer,
+            engine,
             transport: Arc::new(Transports::new(Duration::from_millis(cfg.dispatch.request_timeout_ms), cfg.plugins.redirect_hosts.clone())),
             tokens: Default::default(),
             metrics,

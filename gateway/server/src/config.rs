@@ -42,6 +42,11 @@ pub struct Config {
     /// key file `<data_dir>/secret.key` (created on first start). Set the same
     /// key on every gateway and admin process of a distributed deployment.
     pub secrets_key: Option<String>,
+    /// Base URL recipients use to reach this gateway (acknowledgement links);
+    /// default `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Tests only: `POST /admin/clock` moves this process's clock forward.
+    pub testing_clock: bool,
 }
 
 impl Default for Config {
@@ -64,6 +69,8 @@ impl Default for Config {
             demo: true,
             admin_token: None,
             secrets_key: None,
+            public_url: None,
+            testing_clock: false,
         }
     }
 }
@@ -213,7 +220,7 @@ impl Config {
         // others are read elsewhere or belong to other tools.
         const SECTIONS: &[&str] = &[
             "listen", "data_dir", "storage", "queue", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
-            "admin_token", "secrets_key",
+            "admin_token", "secrets_key", "public_url", "testing_clock",
         ];
         fig = fig.merge(
             Env::prefixed("HERALD_").split("__").filter(|k| {

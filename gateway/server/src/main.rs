@@ -4,6 +4,7 @@ mod api;
 mod app;
 mod config;
 mod dispatch;
+mod escalation;
 mod limits;
 mod metrics;
 mod transport;

@@ -2,7 +2,7 @@
 //! real API checks (auth or signature, payload shape, limits, error codes).
 //! The gateway reaches a fake through `plugins.redirect_hosts`, so plugins keep
 //! their real provider URLs.
-mod sms_support;
+pub(crate) mod sms_support;
 mod sms_aliyun;
 mod im_common;
 mod im_dingtalk;
@@ -12,5 +12,5 @@ mod im_slack;
 mod im_welink;
 mod sms_aliyun_voice;
 mod sms_tencent;
-mod sms_twilio;
+pub(crate) mod sms_twilio;
 mod sms_twilio_voice;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings as Billing};
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::{LedgerEntry, LedgerKind};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::session::rfc3339;
@@ -27,22 +28,6 @@ pub fn routes(r: Routes) -> Routes {
         .add("POST", "/operator/tenants/{id}/top-ups", "Operator: add money to a tenant's prepaid balance", top_up)
 }
 
-/// Tenant billing settings (document `billing/settings`), read by the gateway too.
-pub const BILLING: &str = "billing";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Billing {
-    pub low_balance_minor: i64,
-    /// "refuse" or "fallback_free".
-    pub policy: String,
-}
-
-impl Default for Billing {
-    fn default() -> Self {
-        Self { low_balance_minor: 0, policy: "refuse".into() }
-    }
-}
-
 /// How many ledger entries the console reads at most.
 const LEDGER_WINDOW: usize = 10_000;
 /// Bills are shown in China Standard Time.
@@ -50,26 +35,45 @@ const BILL_OFFSET_MINUTES: i32 = 8 * 60;
 
 async fn balance(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require("cost.view")?;
-    let b: Billing = caller.repo(&app).get(BILLING, "settings").await?.unwrap_or_default();
+    let b: Billing = caller.repo(&app).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
     let tenant = app.config.tenant(&caller.tenant).await?;
     Ok(axum::Json(json!({
         "balance_minor": app.store.balance(&caller.tenant).await?,
         "currency": tenant.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency),
-        "low_balance_minor": b.low_balance_minor, "policy": b.policy,
+        "low_balance_minor": b.low_balance_minor, "policy": b.policy, "prepaid": b.prepaid,
     }))
     .into_response())
 }
 
-async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Billing>) -> Result<Response> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertBody {
+    low_balance_minor: Option<i64>,
+    policy: Option<String>,
+    prepaid: Option<bool>,
+}
+
+async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AlertBody>) -> Result<Response> {
     caller.require("cost.manage")?;
-    if b.low_balance_minor < 0 {
-        return Err(ApiError::invalid("low_balance_minor", "must not be negative").into());
+    let repo = caller.repo(&app);
+    let mut s: Billing = repo.get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
+    if let Some(v) = b.low_balance_minor {
+        if v < 0 {
+            return Err(ApiError::invalid("low_balance_minor", "must not be negative").into());
+        }
+        s.low_balance_minor = v;
     }
-    if !["refuse", "fallback_free"].contains(&b.policy.as_str()) {
-        return Err(ApiError::invalid("policy", "\"refuse\" or \"fallback_free\"").into());
+    if let Some(p) = b.policy {
+        if !["refuse", "fallback_free"].contains(&p.as_str()) {
+            return Err(ApiError::invalid("policy", "\"refuse\" or \"fallback_free\"").into());
+        }
+        s.policy = p;
     }
-    caller.repo(&app).put(BILLING, "settings", &b).await?;
-    Ok(axum::Json(b).into_response())
+    if let Some(p) = b.prepaid {
+        s.prepaid = p;
+    }
+    repo.put(BILLING, BILLING_SETTINGS, &s).await?;
+    Ok(axum::Json(s).into_response())
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,28 @@ pub fn routes(r: Routes) -> Routes {
         .add("POST", "/tiered/actions/{id}/copy", "Copy an action", copy_action)
         .add("POST", "/tiered/actions/{id}/enable", "Enable an action", enable_action)
         .add("POST", "/tiered/actions/{id}/disable", "Disable an action", disable_action)
+        .add("GET", "/tiered/quiet-hours", "The tenant's quiet hours (null when none)", get_quiet)
+        .add("PUT", "/tiered/quiet-hours", "Set quiet hours: info/normal levels wait until the window ends", put_quiet)
+}
+
+/// Read by the gateway's escalation engine (document `settings/quiet_hours`).
+const SETTINGS: &str = "settings";
+const QUIET_HOURS: &str = "quiet_hours";
+
+async fn get_quiet(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    caller.require("tiered.view")?;
+    let q: Option<herald_core::quiet::QuietHours> = caller.repo(&app).get(SETTINGS, QUIET_HOURS).await?;
+    Ok(axum::Json(q).into_response())
+}
+
+async fn put_quiet(State(app): State<Arc<App>>, caller: Caller, Body(q): Body<herald_core::quiet::QuietHours>) -> Result<Response> {
+    caller.require("tiered.edit")?;
+    q.validate().map_err(|e| {
+        let field = e.split(':').next().unwrap_or("").to_string();
+        ApiError::invalid(field, e)
+    })?;
+    caller.repo(&app).put(SETTINGS, QUIET_HOURS, &q).await?;
+    Ok(axum::Json(q).into_response())
 }
 
 #[derive(Deserialize)]
@@ -128,6 +150,8 @@ struct ActionBody {
     title: String,
     templates: Vec<String>,
     rules: Vec<Rule>,
+    #[serde(default)]
+    ack_scope: Option<herald_core::tiered::AckScope>,
 }
 
 async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action) -> std::result::Result<(), ApiError> {
@@ -180,6 +204,9 @@ async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action)
     }
     a.templates = b.templates;
     a.rules = b.rules;
+    if let Some(scope) = b.ack_scope {
+        a.ack_scope = scope;
+    }
     a.updated_at = herald_core::now_ms();
     Ok(())
 }
@@ -205,7 +232,7 @@ async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Que
 async fn create_action(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<ActionBody>) -> Result<Response> {
     caller.require("tiered.edit")?;
     let now = herald_core::now_ms();
-    let mut a = Action { id: new_id(), number: String::new(), title: String::new(), templates: vec![], rules: vec![], enabled: true, created_at: now, updated_at: now };
+    let mut a = Action { id: new_id(), number: String::new(), title: String::new(), templates: vec![], rules: vec![], enabled: true, ack_scope: Default::default(), created_at: now, updated_at: now };
     check_action(&app, &caller, b, &mut a).await?;
     a.number = caller.repo(&app).next_number("A").await?;
     caller.repo(&app).put(ACTION, &a.id, &a).await?;

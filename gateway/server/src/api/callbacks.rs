@@ -60,6 +60,12 @@ pub async fn receive(
             ReceiptStatus::Failed => DeliveryStatus::Failed,
             ReceiptStatus::Read => DeliveryStatus::Read,
         };
+        if status == DeliveryStatus::Read {
+            // A read receipt acknowledges a tiered-push incident.
+            if let Err(e) = app.engine.read_receipt(&tenant, &message_id, &delivery.recipient).await {
+                tracing::warn!(%tenant, error = %e.message, "read receipt not applied to its incident");
+            }
+        }
         updates.push(DeliveryUpdate {
             delivery_id: delivery.id,
             message_id,

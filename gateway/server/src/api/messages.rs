@@ -21,7 +21,7 @@ use crate::app::App;
 /// Namespace for message ids derived from idempotency keys.
 const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6865_7261_6c64_2d6d_7367_2d69_6473_0001);
 
-fn parse(body: &[u8]) -> Result<SendRequest, ApiError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -41,7 +41,7 @@ pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         Some(v) => Some(idempotency_key(v.to_str().unwrap_or(""))?.to_string()),
         None => None,
     };
-    let req = parse(&body)?;
+    let req: SendRequest = parse(&body)?;
     let now = herald_core::now_ms();
     validate(&req, &app.cfg.limits, now)?;
     let request_hash = hex::encode(Sha256::digest(&body));
@@ -130,6 +130,7 @@ async fn accept(app: &App, tenant: &Tenant, req: SendRequest, id: String, now: i
         accepted_at: now,
         send_at,
     };
+    crate::escalation::check_prepaid(app.config.as_ref(), app.store.as_ref(), &message).await?;
     let recipients = message.recipients.len();
     // Rows first (so a status query right after 202 finds them), then the log.
     app.store.record_message(&message).await?;

@@ -2,6 +2,7 @@
 //! become status codes.
 
 mod callbacks;
+mod incidents;
 mod messages;
 
 use std::sync::Arc;
@@ -29,6 +30,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ledger", get(ledger))
         .route("/v1/callbacks/{tenant}/{account}", post(callbacks::receive))
         .route("/admin/plugins/reload", post(reload_plugins))
+        .route("/v1/actions/{id}/trigger", post(incidents::trigger))
+        .route("/v1/incidents/{id}", get(incidents::get))
+        .route("/v1/incidents/{id}/ack", post(incidents::ack))
+        .route("/v1/ack/{token}", get(incidents::ack_link).post(incidents::ack_link))
+        .route("/admin/clock", post(incidents::advance_clock))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics));
@@ -126,8 +132,8 @@ async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
     Ok(axum::Json(json!({ "plugins": list })).into_response())
 }
 
-/// Operator endpoint: reload the plugin directory now and report.
-async fn reload_plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+/// Operator endpoints need `Authorization: Bearer <admin_token>`; without an admin_token they are off.
+pub fn operator(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
     let Some(expected) = &app.cfg.admin_token else {
         return Err(ApiError::new(ErrorKind::NotFound, "not_found", "operator endpoints are off (set admin_token)").into());
     };
@@ -136,6 +142,12 @@ async fn reload_plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Resu
     if !ok {
         return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "operator token required").into());
     }
+    Ok(())
+}
+
+/// Operator endpoint: reload the plugin directory now and report.
+async fn reload_plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+    operator(&app, &headers)?;
     let (plugins, dir) = (app.plugins.clone(), app.cfg.plugins_dir());
     let report = tokio::task::spawn_blocking(move || plugins.sync_dir(&dir))
         .await

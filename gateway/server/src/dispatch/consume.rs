@@ -57,7 +57,14 @@ async fn resolve(
     settled: &mpsc::Sender<Settled>,
     acks: &mpsc::UnboundedSender<LeaseToken>,
 ) -> Result<(), herald_core::StoreError> {
+    if let Work::Step(step) = &item.work {
+        // Errors leave the item unacknowledged: the timer comes back after its lease.
+        d.engine.fire(step).await.map_err(|e| herald_core::StoreError::Unavailable(e.message))?;
+        ItemTracker::new(item.token, 0, acks.clone(), d.inflight.clone());
+        return Ok(());
+    }
     let (tenant, channel, account_name, message_id, due_at) = match &item.work {
+        Work::Step(_) => unreachable!("handled above"),
         Work::Message(m) => (m.tenant.clone(), m.channel.clone(), m.account.clone(), m.id.clone(), m.send_at.unwrap_or(m.accepted_at).max(m.accepted_at)),
         Work::Retry(r) => (r.tenant.clone(), r.channel.clone(), r.account.clone(), r.message_id.clone(), r.due_at),
     };
@@ -65,6 +72,7 @@ async fn resolve(
     let pending: Vec<(Result<herald_core::model::Rendered, String>, u32)> = match &item.work {
         Work::Message(m) => render_queued(d, m).await?.into_iter().map(|r| (r, 1)).collect(),
         Work::Retry(r) => retry_pending(d, r).await?,
+        Work::Step(_) => vec![],
     };
     let stored = d.config.account(&tenant, &account_name).await?.and_then(|a| match d.sealer.open(&a) {
         Ok(a) => Some(a),

@@ -40,6 +40,8 @@ pub struct Dispatch {
     pub config: Arc<dyn ConfigStore>,
     /// Opens sealed account secrets just before plugin calls.
     pub sealer: Arc<herald_backends::Sealer>,
+    /// Runs tiered-push steps.
+    pub engine: Arc<crate::escalation::Engine>,
     pub plugins: Arc<PluginHost>,
     pub transport: Arc<dyn Transport>,
     pub metrics: Arc<Metrics>,

@@ -63,6 +63,14 @@ async fn record_group(d: &Dispatch, group: Vec<Settled>) {
     }
     let debits: HashMap<&str, i64> =
         plan.ledger.iter().filter_map(|e| e.delivery_id.as_deref().map(|id| (id, e.amount_minor))).collect();
+    let mut debited: Vec<&str> = plan.ledger.iter().filter(|e| e.amount_minor > 0).map(|e| e.tenant.as_str()).collect();
+    debited.sort_unstable();
+    debited.dedup();
+    for tenant in debited {
+        if let Err(e) = d.engine.after_debits(tenant).await {
+            tracing::warn!(%tenant, error = %e.message, "low-balance check failed");
+        }
+    }
     // `plan.updates[i]` is the update for `group[i]`.
     for (s, u) in group.iter().zip(&plan.updates) {
         observe(d, s, u.status, debits.get(s.outcome.delivery_id.as_str()).copied(), now);
@@ -89,7 +97,10 @@ fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Opti
         let status = match o.kind {
             OutcomeKind::Sent => {
                 let price = prices.get(&(tenant.clone(), job.channel.clone())).and_then(Option::as_ref);
-                let b = Billable { tenant, channel: &job.channel, account: &job.account.name, delivery_id: &o.delivery_id, units: o.units, at: now };
+                // SMS billed per segment: the host counts them by the GSM-7/UCS-2 rules.
+                let per_segment = d.plugins.get(&job.account.plugin).is_some_and(|p| p.info.billing_unit == "segment");
+                let units = if per_segment { o.units.max(herald_core::billing::sms_segments(&job.rendered.text).units) } else { o.units };
+                let b = Billable { tenant, channel: &job.channel, account: &job.account.name, delivery_id: &o.delivery_id, units, at: now };
                 p.ledger.extend(debit(price, &b));
                 DeliveryStatus::Sent
             }

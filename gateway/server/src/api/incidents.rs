@@ -1,0 +1,94 @@
+//! Tiered push over HTTP: trigger an action, read an incident's timeline,
+//! acknowledge (API call or the signed link in a message).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use herald_core::ApiError;
+use herald_core::error::ErrorKind;
+use herald_core::validate::idempotency_key;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::messages::parse;
+use super::{Failure, authenticate, operator};
+use crate::app::App;
+use crate::escalation::Trigger;
+
+pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, Failure> {
+    let tenant = authenticate(&app, &headers).await?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(idempotency_key(v.to_str().unwrap_or(""))?.to_string()),
+        None => None,
+    };
+    let t: Trigger = parse(&body)?;
+    let _guard = match &key {
+        Some(k) => Some(app.idempotency_guard(&tenant.id, &format!("incident:{k}")).await),
+        None => None,
+    };
+    let (incident, folded) = app.engine.trigger(&tenant.id, &id, t, key.as_deref()).await?;
+    tracing::info!(tenant = %tenant.id, action = %id, %incident, folded, "action triggered");
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": incident, "deduplicated": folded}))).into_response())
+}
+
+pub async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Failure> {
+    let tenant = authenticate(&app, &headers).await?;
+    let inc = app.engine.incident(&tenant.id, &id).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
+    Ok(axum::Json(json!({
+        "id": inc.id, "action": inc.action, "level": inc.level, "state": inc.state, "dedup_key": inc.dedup_key,
+        "repeats": inc.repeats, "acknowledged_by": inc.acked, "steps": inc.steps.len(), "fired": inc.fired,
+        "timeline": inc.timeline, "created_at": inc.created_at,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    /// A directory user id or raw address; absent = the whole incident.
+    #[serde(default)]
+    recipient: Option<String>,
+}
+
+pub async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, Failure> {
+    let tenant = authenticate(&app, &headers).await?;
+    let b: AckBody = if body.is_empty() { AckBody::default() } else { parse(&body)? };
+    let inc = app.engine.ack(&tenant.id, &id, b.recipient.as_deref(), "API").await?;
+    Ok(axum::Json(json!({"id": inc.id, "state": inc.state, "acknowledged_by": inc.acked})).into_response())
+}
+
+/// The link in a message: no API key, the signature is the credential.
+pub async fn ack_link(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
+    let result = async {
+        let (tenant, incident, key) = app.engine.open_ack_token(&token)?;
+        app.engine.ack(&tenant, &incident, Some(&key), "link").await
+    }
+    .await;
+    match result {
+        Ok(_) => Html("<!doctype html><meta charset=utf-8><title>Herald</title><p>Acknowledged. 已确认。</p>").into_response(),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, Html(format!("<!doctype html><meta charset=utf-8><title>Herald</title><p>{}</p>", e.message))).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    advance_ms: i64,
+}
+
+/// Tests only (`testing_clock = true` and the operator token): move the clock forward.
+pub async fn advance_clock(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, Failure> {
+    if !app.cfg.testing_clock {
+        return Err(ApiError::new(ErrorKind::NotFound, "not_found", "no such route").into());
+    }
+    operator(&app, &headers)?;
+    let a: Advance = parse(&body)?;
+    let offset = herald_core::advance_clock(a.advance_ms);
+    Ok(axum::Json(json!({"offset_ms": offset, "now_ms": herald_core::now_ms()})).into_response())
+}

@@ -1,0 +1,556 @@
+//! Tiered push at run time: triggering an action opens an incident whose steps
+//! (the level's rules, in order, each repeated) fire from durable queue timers
+//! (`Work::Step`). A step sends each channel's fitting template to the rule's
+//! recipients, with a signed acknowledgement link; the next step waits for its
+//! rule's escalation time and fires only while its condition (not acknowledged /
+//! not delivered) still holds. Quiet hours defer info and normal levels;
+//! prepaid balances gate paid channels (refuse, or fall back to a free one).
+//!
+//! Fire-once: a step is recorded in the incident (`fired`) and its messages
+//! have ids derived from (incident, step, channel), so a replayed timer after a
+//! crash re-publishes the same messages, which dispatch recognises as sent.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use herald_backends::Sealer;
+use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings};
+use herald_core::directory::{self, Targets, UNIT, USER, Unit, User};
+use herald_core::error::{ApiError, ErrorKind};
+use herald_core::model::{Content, Message, RecipientSpec, StepJob, Vars, Work};
+use herald_core::quiet::{QuietHours, release_at};
+use herald_core::seams::{ConfigStore, Enqueue, Queue, Store};
+use herald_core::tiered::{
+    ACTION, AckScope, Action, Condition, Editor, INCIDENT, INCIDENT_MSG, Incident, TEMPLATE, TieredTemplate, TimelineEvent,
+};
+use herald_core::{Millis, StoreError, now_ms};
+use herald_plugin_host::PluginHost;
+use serde::Deserialize;
+
+/// Tenant quiet hours: document `settings/quiet_hours`.
+pub const SETTINGS: &str = "settings";
+pub const QUIET_HOURS: &str = "quiet_hours";
+/// How long an acknowledgement link stays valid.
+const ACK_LINK_TTL_MS: Millis = 7 * 24 * 3_600_000;
+
+pub struct Engine {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub config: Arc<dyn ConfigStore>,
+    pub plugins: Arc<PluginHost>,
+    pub sealer: Arc<Sealer>,
+    /// Base URL of this gateway as recipients reach it (for ack links).
+    pub public_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    pub level: String,
+    #[serde(default)]
+    pub recipients: Targets,
+    #[serde(default)]
+    pub variables: Vars,
+    /// Repeated triggers with this key fold into the open incident.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    e.into()
+}
+
+async fn get<T: serde::de::DeserializeOwned>(c: &dyn ConfigStore, tenant: &str, kind: &str, id: &str) -> Result<Option<T>, ApiError> {
+    match c.doc(tenant, kind, id).await.map_err(store_err)? {
+        Some(d) => serde_json::from_value(d.body)
+            .map(Some)
+            .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("{kind}/{id}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+async fn list<T: serde::de::DeserializeOwned>(c: &dyn ConfigStore, tenant: &str, kind: &str) -> Result<Vec<T>, ApiError> {
+    let docs = c.docs(tenant, kind).await.map_err(store_err)?;
+    Ok(docs.into_iter().filter_map(|d| serde_json::from_value(d.body).ok()).collect())
+}
+
+async fn put<T: serde::Serialize>(c: &dyn ConfigStore, tenant: &str, kind: &str, id: &str, body: &T) -> Result<(), ApiError> {
+    let body = serde_json::to_value(body).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?;
+    let doc = herald_core::model::Doc { tenant: tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: now_ms() };
+    c.put_doc(&doc).await.map_err(store_err)
+}
+
+fn event(kind: &str, step: Option<u32>) -> TimelineEvent {
+    TimelineEvent { at: now_ms(), kind: kind.into(), step, channel: None, recipients: vec![], message_id: None, detail: None }
+}
+
+fn derived_id(parts: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, parts.as_bytes()).simple().to_string()
+}
+
+impl Engine {
+    /// Open an incident (or fold into the open one with the same dedup key)
+    /// and arm its first step. Returns (incident id, folded).
+    pub async fn trigger(&self, tenant: &str, action_id: &str, t: Trigger, idempotency: Option<&str>) -> Result<(String, bool), ApiError> {
+        let c = self.config.as_ref();
+        if let Some(key) = idempotency {
+            if let Some(d) = c.doc(tenant, "incident_idem", key).await.map_err(store_err)? {
+                return Ok((d.body["incident"].as_str().unwrap_or_default().to_string(), true));
+            }
+        }
+        let action: Action = get(c, tenant, ACTION, action_id).await?.ok_or_else(|| ApiError::not_found("action", "id"))?;
+        if !action.enabled {
+            return Err(ApiError::new(ErrorKind::Conflict, "action_disabled", format!("action {} is disabled; enable it in the console first", action.number)));
+        }
+        if !herald_core::tiered::LEVELS.contains(&t.level.as_str()) {
+            return Err(ApiError::invalid("level", format!("one of {}", herald_core::tiered::LEVELS.join(", "))));
+        }
+        let steps = action.steps_for(&t.level);
+        if steps.is_empty() {
+            return Err(ApiError::unknown("no_rules", "level", format!("action {} has no rule for level {}", action.number, t.level)));
+        }
+        let dedup = t.dedup_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string);
+        if let Some(k) = &dedup {
+            if k.len() > 200 {
+                return Err(ApiError::invalid("dedup_key", "at most 200 characters"));
+            }
+            let key = format!("{action_id}:{k}");
+            if let Some(d) = c.doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key).await.map_err(store_err)? {
+                let id = d.body["incident"].as_str().unwrap_or_default().to_string();
+                if let Some(mut inc) = get::<Incident>(c, tenant, INCIDENT, &id).await? {
+                    if inc.state == "open" {
+                        inc.repeats += 1;
+                        inc.timeline.push(TimelineEvent { detail: Some("triggered again; folded into this incident".into()), ..event("repeated", None) });
+                        self.save(tenant, inc).await?;
+                        return Ok((id, true));
+                    }
+                }
+            }
+        }
+        let id = match idempotency {
+            Some(k) => derived_id(&format!("herald-incident:{tenant}:{k}")),
+            None => uuid::Uuid::now_v7().simple().to_string(),
+        };
+        let inc = Incident {
+            id: id.clone(),
+            action: action.id.clone(),
+            level: t.level,
+            dedup_key: dedup.clone(),
+            variables: t.variables,
+            targets: t.recipients,
+            steps,
+            fired: vec![],
+            state: "open".into(),
+            ack_scope: action.ack_scope,
+            acked: vec![],
+            messages: vec![],
+            keys: Default::default(),
+            timeline: vec![event("triggered", None)],
+            repeats: 0,
+            created_at: now_ms(),
+        };
+        put(c, tenant, INCIDENT, &id, &inc).await?;
+        if let Some(k) = &dedup {
+            put(c, tenant, herald_core::tiered::INCIDENT_DEDUP, &format!("{action_id}:{k}"), &serde_json::json!({"incident": id})).await?;
+        }
+        if let Some(k) = idempotency {
+            put(c, tenant, "incident_idem", k, &serde_json::json!({"incident": id})).await?;
+        }
+        self.arm(tenant, &id, 0, now_ms()).await?;
+        Ok((id, false))
+    }
+
+    async fn arm(&self, tenant: &str, incident: &str, step: u32, at: Millis) -> Result<(), ApiError> {
+        let work = Work::Step(StepJob { tenant: tenant.into(), incident: incident.into(), step });
+        self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work }]).await.map_err(store_err)
+    }
+
+    /// Write the incident, keeping acknowledgements and events another
+    /// process recorded since it was read.
+    async fn save(&self, tenant: &str, mut inc: Incident) -> Result<Incident, ApiError> {
+        if let Some(cur) = get::<Incident>(self.config.as_ref(), tenant, INCIDENT, &inc.id).await? {
+            for k in cur.acked {
+                if !inc.acked.contains(&k) {
+                    inc.acked.push(k);
+                }
+            }
+            if cur.state != "open" && inc.state == "open" {
+                inc.state = cur.state;
+            }
+            for e in cur.timeline {
+                if !inc.timeline.contains(&e) {
+                    inc.timeline.push(e);
+                }
+            }
+            inc.timeline.sort_by_key(|e| e.at);
+            for f in cur.fired {
+                if !inc.fired.contains(&f) {
+                    inc.fired.push(f);
+                }
+            }
+        }
+        put(self.config.as_ref(), tenant, INCIDENT, &inc.id, &inc).await?;
+        Ok(inc)
+    }
+
+    pub async fn incident(&self, tenant: &str, id: &str) -> Result<Option<Incident>, ApiError> {
+        get(self.config.as_ref(), tenant, INCIDENT, id).await
+    }
+
+    /// Run a due step (a `Work::Step` leased from the queue).
+    pub async fn fire(&self, job: &StepJob) -> Result<(), ApiError> {
+        let (tenant, c) = (job.tenant.as_str(), self.config.as_ref());
+        let Some(mut inc) = get::<Incident>(c, tenant, INCIDENT, &job.incident).await? else {
+            tracing::warn!(%tenant, incident = %job.incident, "step of an unknown incident; dropped");
+            return Ok(());
+        };
+        if inc.fired.contains(&job.step) {
+            return Ok(());
+        }
+        if inc.state != "open" {
+            // The first step that finds the incident closed says so on the timeline.
+            if !inc.timeline.iter().any(|e| e.kind == "stopped") {
+                inc.timeline.push(TimelineEvent { detail: Some(inc.state.clone()), ..event("stopped", Some(job.step)) });
+                self.save(tenant, inc).await?;
+            }
+            return Ok(());
+        }
+        let Some(step) = inc.steps.get(job.step as usize).cloned() else { return Ok(()) };
+        // The previous step's condition must still hold.
+        if job.step > 0 {
+            let prev = &inc.steps[job.step as usize - 1];
+            if let Some(e) = &prev.escalate {
+                if let Some(reason) = self.condition_cleared(tenant, &inc, job.step - 1, e.condition).await? {
+                    inc.state = "done".into();
+                    inc.timeline.push(TimelineEvent { detail: Some(reason), ..event("stopped", Some(job.step)) });
+                    self.save(tenant, inc).await?;
+                    return Ok(());
+                }
+            }
+        }
+        let Some(action) = get::<Action>(c, tenant, ACTION, &inc.action).await? else {
+            inc.state = "done".into();
+            inc.timeline.push(TimelineEvent { detail: Some("the action was deleted".into()), ..event("stopped", Some(job.step)) });
+            self.save(tenant, inc).await?;
+            return Ok(());
+        };
+        let Some(rule) = action.rules.get(step.rule).cloned() else { return Ok(()) };
+        let mut templates = vec![];
+        for t in &action.templates {
+            if let Some(t) = get::<TieredTemplate>(c, tenant, TEMPLATE, t).await? {
+                templates.push(t);
+            }
+        }
+        let units: Vec<Unit> = list(c, tenant, UNIT).await?;
+        let users: Vec<User> = list(c, tenant, USER).await?;
+        let quiet: Option<QuietHours> = get(c, tenant, SETTINGS, QUIET_HOURS).await?;
+        let billing: BillingSettings = get(c, tenant, BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
+        let mut targets = rule.recipients.clone();
+        targets.users.extend(inc.targets.users.iter().cloned());
+        targets.units.extend(inc.targets.units.iter().cloned());
+        targets.list.extend(inc.targets.list.iter().cloned());
+        let now = now_ms();
+        let mut latest_release = now;
+        let mut used_free_fallback = false;
+        for chan in &rule.channels {
+            let mut channel = chan.channel.clone();
+            let mut account = chan.account.clone();
+            // Balance gate for prepaid tenants: refuse, or fall back to a free channel.
+            if billing.prepaid {
+                if let Some(reason) = self.short_of_money(tenant, &channel, &targets, &units, &users).await? {
+                    let fallback = if billing.policy == "fallback_free" && !used_free_fallback {
+                        self.free_channel(tenant, &templates).await?
+                    } else {
+                        None
+                    };
+                    match fallback {
+                        Some((ch, acc)) => {
+                            used_free_fallback = true;
+                            inc.timeline.push(TimelineEvent {
+                                channel: Some(channel.clone()),
+                                detail: Some(format!("{reason}; falling back to {ch}")),
+                                ..event("fallback", Some(job.step))
+                            });
+                            channel = ch;
+                            account = acc;
+                        }
+                        None => {
+                            inc.timeline.push(TimelineEvent { channel: Some(channel.clone()), detail: Some(reason), ..event("refused", Some(job.step)) });
+                            continue;
+                        }
+                    }
+                }
+            }
+            let formats = self.plugins.get(&channel).map(|p| p.format_names()).unwrap_or_default();
+            let Some(tpl) = templates.iter().find(|t| t.editor.fits(&formats)) else {
+                inc.timeline.push(TimelineEvent {
+                    channel: Some(channel.clone()),
+                    detail: Some("no template of the action fits this channel".into()),
+                    ..event("skipped", Some(job.step))
+                });
+                continue;
+            };
+            let expanded = directory::expand(&targets, &units, &users, &channel);
+            let mut groups: std::collections::BTreeMap<Millis, Vec<RecipientSpec>> = Default::default();
+            for (r, user_id) in expanded.recipients.into_iter().zip(expanded.user_ids) {
+                let key = user_id.clone().unwrap_or_else(|| r.to.clone());
+                if inc.ack_scope == AckScope::Recipient && inc.acked.contains(&key) {
+                    continue;
+                }
+                inc.keys.insert(r.to.clone(), key.clone());
+                let tz = user_id.and_then(|u| users.iter().find(|x| x.id == u)).and_then(|u| u.time_zone.clone());
+                let at = quiet.as_ref().and_then(|q| release_at(q, now, &inc.level, tz.as_deref())).unwrap_or(now);
+                let mut r = r;
+                for (k, v) in &inc.variables {
+                    r.variables.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                r.variables.insert("ack_url".into(), self.ack_url(tenant, &inc.id, &key).into());
+                r.variables.insert("level".into(), inc.level.clone().into());
+                groups.entry(at).or_default().push(r);
+            }
+            if groups.is_empty() {
+                inc.timeline.push(TimelineEvent { channel: Some(channel.clone()), detail: Some("no recipient with an address on this channel".into()), ..event("skipped", Some(job.step)) });
+                continue;
+            }
+            for (at, recipients) in groups {
+                let id = derived_id(&format!("herald-step:{tenant}:{}:{}:{channel}:{at}", inc.id, job.step));
+                let to: Vec<String> = recipients.iter().map(|r| r.to.clone()).collect();
+                let message = Message {
+                    id: id.clone(),
+                    tenant: tenant.into(),
+                    channel: channel.clone(),
+                    account: account.clone(),
+                    content: content(tpl, formats.iter().any(|f| f == "voice")),
+                    template: None,
+                    variables: Default::default(),
+                    recipients,
+                    metadata: [("incident".to_string(), inc.id.clone()), ("level".to_string(), inc.level.clone())].into(),
+                    accepted_at: now,
+                    send_at: (at > now).then_some(at),
+                };
+                self.store.record_message(&message).await.map_err(store_err)?;
+                put(c, tenant, INCIDENT_MSG, &id, &serde_json::json!({"incident": inc.id})).await?;
+                self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work: Work::Message(message) }]).await.map_err(store_err)?;
+                inc.messages.push((job.step, id.clone()));
+                let (kind, detail) = if at > now {
+                    latest_release = latest_release.max(at);
+                    ("deferred", Some(format!("quiet hours: sent at {}", chrono::DateTime::from_timestamp_millis(at).map(|t| t.to_rfc3339()).unwrap_or_default())))
+                } else {
+                    ("fired", None)
+                };
+                inc.timeline.push(TimelineEvent { channel: Some(channel.clone()), recipients: to, message_id: Some(id), detail, ..event(kind, Some(job.step)) });
+            }
+        }
+        inc.fired.push(job.step);
+        let next = job.step + 1;
+        if (next as usize) < inc.steps.len() {
+            let wait = step.escalate.as_ref().map_or(0, |e| e.after_secs as i64 * 1000);
+            // Armed before the incident is saved: a crash in between replays
+            // this step (recognised as fired), never loses the next one.
+            self.arm(tenant, &inc.id, next, latest_release + wait).await?;
+        } else if step.escalate.is_none() {
+            inc.timeline.push(event("done", None));
+        }
+        self.save(tenant, inc).await?;
+        Ok(())
+    }
+
+    /// Why the condition to escalate after `step` no longer holds, if it does not.
+    async fn condition_cleared(&self, tenant: &str, inc: &Incident, step: u32, cond: Condition) -> Result<Option<String>, ApiError> {
+        match cond {
+            Condition::NotAcknowledged => {
+                let all_acked = inc.ack_scope == AckScope::Recipient && !inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k));
+                Ok((inc.state == "acknowledged" || all_acked).then(|| "acknowledged".to_string()))
+            }
+            Condition::NotDelivered => {
+                let mut any = false;
+                for (_, id) in inc.messages.iter().filter(|(s, _)| *s == step) {
+                    let Some(view) = self.store.message(tenant, id).await.map_err(store_err)? else { return Ok(None) };
+                    for d in &view.deliveries {
+                        any = true;
+                        if !matches!(d.status, herald_core::model::DeliveryStatus::Delivered | herald_core::model::DeliveryStatus::Read) {
+                            return Ok(None);
+                        }
+                    }
+                }
+                Ok(any.then(|| "delivered".to_string()))
+            }
+        }
+    }
+
+    /// A reason when the tenant's balance cannot pay this channel's sends.
+    async fn short_of_money(&self, tenant: &str, channel: &str, targets: &Targets, units: &[Unit], users: &[User]) -> Result<Option<String>, ApiError> {
+        let price = self.config.price(tenant, channel).await.map_err(store_err)?;
+        let Some(price) = price.filter(|p| p.unit_minor > 0) else { return Ok(None) };
+        let n = directory::expand(targets, units, users, channel).recipients.len() as i64;
+        let need = price.unit_minor.saturating_mul(n);
+        let balance = self.store.balance(tenant).await.map_err(store_err)?;
+        Ok((balance < need).then(|| format!("balance {balance} < {need} {} needed for {n} sends on {channel}", price.currency)))
+    }
+
+    /// A free channel (price 0 or none) with an account and a fitting template.
+    async fn free_channel(&self, tenant: &str, templates: &[TieredTemplate]) -> Result<Option<(String, String)>, ApiError> {
+        for a in self.config.accounts(tenant).await.map_err(store_err)? {
+            let price = self.config.price(tenant, &a.plugin).await.map_err(store_err)?;
+            let formats = self.plugins.get(&a.plugin).map(|p| p.format_names()).unwrap_or_default();
+            if price.is_none_or(|p| p.unit_minor == 0) && templates.iter().any(|t| t.editor.fits(&formats)) {
+                return Ok(Some((a.plugin, a.name)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After debits were recorded: a tenant whose balance is below its alert
+    /// threshold gets one alert e-mail to its administrators per crossing (the
+    /// `alert/low_balance` document marks it sent; a balance back above the
+    /// threshold clears it).
+    pub async fn after_debits(&self, tenant: &str) -> Result<(), ApiError> {
+        let c = self.config.as_ref();
+        let billing: BillingSettings = get(c, tenant, BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
+        if billing.low_balance_minor <= 0 {
+            return Ok(());
+        }
+        let balance = self.store.balance(tenant).await.map_err(store_err)?;
+        if balance >= billing.low_balance_minor {
+            c.delete_doc(tenant, "alert", "low_balance").await.map_err(store_err)?;
+            return Ok(());
+        }
+        let now = now_ms();
+        let claim = herald_core::model::Doc {
+            tenant: tenant.into(),
+            kind: "alert".into(),
+            id: "low_balance".into(),
+            body: serde_json::json!({"at": now, "balance_minor": balance}),
+            updated_at: now,
+        };
+        if !c.create_doc(&claim).await.map_err(store_err)? {
+            return Ok(());
+        }
+        let roles: Vec<serde_json::Value> = list(c, tenant, "role").await?;
+        let managers: Vec<&str> = roles
+            .iter()
+            .filter(|r| r["permissions"].as_array().is_some_and(|p| p.iter().any(|x| x == "cost.manage")))
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        let users: Vec<User> = list(c, tenant, USER).await?;
+        let recipients: Vec<RecipientSpec> = users
+            .iter()
+            .filter(|u| u.roles.iter().any(|r| managers.contains(&r.as_str())))
+            .filter_map(|u| u.email.clone())
+            .map(|to| RecipientSpec { to, variables: Default::default() })
+            .collect();
+        let account = self.config.accounts(tenant).await.map_err(store_err)?.into_iter().find(|a| a.plugin == "email");
+        let (Some(account), false) = (account, recipients.is_empty()) else {
+            tracing::warn!(%tenant, balance, "balance below the alert threshold, but no e-mail account or administrator with an address to tell");
+            return Ok(());
+        };
+        let currency = self.config.tenant(tenant).await.map_err(store_err)?.map(|t| t.currency).unwrap_or_default();
+        let text = format!(
+            "Your Herald balance is {balance} (minor units, {currency}), below the alert threshold of {}. Top up to keep paid channels sending.\n余额不足：当前余额 {balance}，低于提醒阈值 {}。",
+            billing.low_balance_minor, billing.low_balance_minor
+        );
+        let message = Message {
+            id: derived_id(&format!("herald-low-balance:{tenant}:{now}")),
+            tenant: tenant.into(),
+            channel: "email".into(),
+            account: account.name,
+            content: Content { subject: Some("Herald: low balance / 余额不足提醒".into()), text: Some(text), html: None },
+            template: None,
+            variables: Default::default(),
+            recipients,
+            metadata: [("alert".to_string(), "low_balance".to_string())].into(),
+            accepted_at: now,
+            send_at: None,
+        };
+        self.store.record_message(&message).await.map_err(store_err)?;
+        self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: now, work: Work::Message(message) }]).await.map_err(store_err)?;
+        tracing::info!(%tenant, balance, threshold = billing.low_balance_minor, "low-balance alert sent");
+        Ok(())
+    }
+
+    fn ack_url(&self, tenant: &str, incident: &str, key: &str) -> String {
+        let payload = format!("{tenant}\n{incident}\n{key}\n{}", now_ms() + ACK_LINK_TTL_MS);
+        let token = format!("{}.{}", B64.encode(payload.as_bytes()), self.sealer.sign(&payload));
+        format!("{}/v1/ack/{token}", self.public_url.trim_end_matches('/'))
+    }
+
+    /// Check an ack link's token: (tenant, incident, recipient key).
+    pub fn open_ack_token(&self, token: &str) -> Result<(String, String, String), ApiError> {
+        let bad = || ApiError::new(ErrorKind::NotFound, "invalid_link", "this acknowledgement link is not valid");
+        let (p, sig) = token.split_once('.').ok_or_else(bad)?;
+        let payload = String::from_utf8(B64.decode(p).map_err(|_| bad())?).map_err(|_| bad())?;
+        if !self.sealer.verify(&payload, sig) {
+            return Err(bad());
+        }
+        let parts: Vec<&str> = payload.split('\n').collect();
+        let [tenant, incident, key, exp] = parts[..] else { return Err(bad()) };
+        if exp.parse::<Millis>().map_err(|_| bad())? < now_ms() {
+            return Err(ApiError::new(ErrorKind::NotFound, "expired_link", "this acknowledgement link has expired"));
+        }
+        Ok((tenant.into(), incident.into(), key.into()))
+    }
+
+    /// Record an acknowledgement; pending steps see it when their timer fires.
+    pub async fn ack(&self, tenant: &str, incident: &str, key: Option<&str>, via: &str) -> Result<Incident, ApiError> {
+        let mut inc: Incident =
+            get(self.config.as_ref(), tenant, INCIDENT, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
+        let who = key.map(str::to_string);
+        if let Some(k) = &who {
+            if !inc.acked.contains(k) {
+                inc.acked.push(k.clone());
+            }
+        }
+        let all = inc.ack_scope == AckScope::Incident || who.is_none() || (!inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k)));
+        if all && inc.state == "open" {
+            inc.state = "acknowledged".into();
+        }
+        inc.timeline.push(TimelineEvent { recipients: who.into_iter().collect(), detail: Some(format!("via {via}")), ..event("acknowledged", None) });
+        self.save(tenant, inc).await
+    }
+
+    /// A provider read receipt for a delivery of an incident's message.
+    pub async fn read_receipt(&self, tenant: &str, message_id: &str, recipient: &str) -> Result<(), ApiError> {
+        let Some(d) = self.config.doc(tenant, INCIDENT_MSG, message_id).await.map_err(store_err)? else { return Ok(()) };
+        let incident = d.body["incident"].as_str().unwrap_or_default().to_string();
+        let Some(inc) = self.incident(tenant, &incident).await? else { return Ok(()) };
+        let key = inc.keys.get(recipient).cloned().unwrap_or_else(|| recipient.to_string());
+        self.ack(tenant, &incident, Some(&key), "read receipt").await.map(|_| ())
+    }
+}
+
+/// A prepaid tenant whose balance cannot pay for a message is refused (402).
+pub async fn check_prepaid(c: &dyn ConfigStore, store: &dyn Store, m: &Message) -> Result<(), ApiError> {
+    let billing: BillingSettings = get(c, &m.tenant, BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
+    if !billing.prepaid {
+        return Ok(());
+    }
+    let Some(price) = c.price(&m.tenant, &m.channel).await.map_err(store_err)?.filter(|p| p.unit_minor > 0) else { return Ok(()) };
+    let need = price.unit_minor.saturating_mul(m.recipients.len() as i64);
+    let balance = store.balance(&m.tenant).await.map_err(store_err)?;
+    if balance < need {
+        return Err(ApiError::new(
+            ErrorKind::PaymentRequired,
+            "insufficient_balance",
+            format!("the prepaid balance ({balance}) does not cover {need} {} for {} sends on {}", price.currency, m.recipients.len(), m.channel),
+        ));
+    }
+    Ok(())
+}
+
+/// The template as message content; the ack link goes into text and rich text
+/// (not into what a voice call reads aloud).
+fn content(t: &TieredTemplate, voice: bool) -> Content {
+    if voice {
+        return Content { subject: None, text: Some(t.body.clone()), html: None };
+    }
+    match t.editor {
+        Editor::RichText => Content {
+            subject: t.subject.clone(),
+            text: None,
+            html: Some(format!("{}<p><a href=\"{{{{ ack_url }}}}\">Acknowledge / 确认</a></p>", t.body)),
+        },
+        Editor::Text if !t.body.contains("ack_url") => Content { subject: None, text: Some(format!("{}\nAck: {{{{ ack_url }}}}", t.body)), html: None },
+        _ => Content { subject: None, text: Some(t.body.clone()), html: None },
+    }
+}
