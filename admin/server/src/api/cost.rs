@@ -24,14 +24,13 @@ pub fn routes(r: Routes) -> Routes {
         .add("GET", "/cost/bills", "Monthly bill lines per channel (from=YYYY-MM, to=YYYY-MM)", bills)
         .add("GET", "/cost/details", "Ledger entries, newest first", details)
         .add("GET", "/cost/transactions", "Top-ups and refunds", transactions)
-        .add("GET", "/reports/summary", "Billed sends and spend by day and channel", summary)
         .add("POST", "/operator/tenants/{id}/top-ups", "Operator: add money to a tenant's prepaid balance", top_up)
 }
 
 /// How many ledger entries the console reads at most.
-const LEDGER_WINDOW: usize = 10_000;
+pub(super) const LEDGER_WINDOW: usize = 10_000;
 /// Bills are shown in China Standard Time.
-const BILL_OFFSET_MINUTES: i32 = 8 * 60;
+pub(super) const BILL_OFFSET_MINUTES: i32 = 8 * 60;
 
 async fn balance(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require("cost.view")?;
@@ -77,11 +76,11 @@ async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Al
 }
 
 #[derive(Deserialize)]
-struct Range {
+pub(super) struct Range {
     from: Option<String>,
     to: Option<String>,
     limit: Option<usize>,
-    days: Option<i64>,
+    pub(super) days: Option<i64>,
 }
 
 async fn bills(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
@@ -112,29 +111,6 @@ async fn transactions(State(app): State<Arc<App>>, caller: Caller) -> Result<Res
     let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
     let items: Vec<_> = entries.iter().filter(|e| e.kind != LedgerKind::Debit).map(entry_view).collect();
     Ok(axum::Json(json!({"items": items})).into_response())
-}
-
-async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
-    caller.require("reports.view")?;
-    let days = r.days.unwrap_or(30).clamp(1, 366);
-    let since = herald_core::now_ms() - days * 86_400_000;
-    let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
-    let mut by_day: BTreeMap<(String, String), (u64, u64, i64)> = BTreeMap::new();
-    let mut by_channel: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.at >= since && e.kind != LedgerKind::TopUp) {
-        let day = chrono::DateTime::from_timestamp_millis(e.at + i64::from(BILL_OFFSET_MINUTES) * 60_000)
-            .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_default();
-        let (sent, units, cost) = if e.kind == LedgerKind::Debit { (1, u64::from(e.units), e.amount_minor) } else { (0, 0, -e.amount_minor) };
-        for slot in [by_day.entry((day.clone(), e.channel.clone())).or_default(), by_channel.entry(e.channel.clone()).or_default()] {
-            slot.0 += sent;
-            slot.1 += units;
-            slot.2 += cost;
-        }
-    }
-    let by_day: Vec<_> = by_day.into_iter().map(|((day, channel), (sent, units, cost))| json!({"day": day, "channel": channel, "sent": sent, "units": units, "cost_minor": cost})).collect();
-    let by_channel: Vec<_> = by_channel.into_iter().map(|(channel, (sent, units, cost))| json!({"channel": channel, "sent": sent, "units": units, "cost_minor": cost})).collect();
-    Ok(axum::Json(json!({"days": days, "by_day": by_day, "by_channel": by_channel})).into_response())
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod directory;
 pub mod pushes;
 pub mod rbac;
+pub mod reports;
 pub mod session;
 pub mod tiered;
 
@@ -153,6 +154,7 @@ pub fn router(app: Arc<App>) -> Router {
     let r = tiered::routes(r);
     let r = accounts::routes(r);
     let r = cost::routes(r);
+    let r = reports::routes(r);
     let doc = r.openapi();
     let r = r.add("GET", "/openapi.json", "This document", move || {
         let doc = doc.clone();

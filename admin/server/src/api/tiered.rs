@@ -30,8 +30,24 @@ pub fn routes(r: Routes) -> Routes {
         .add("POST", "/tiered/actions/{id}/copy", "Copy an action", copy_action)
         .add("POST", "/tiered/actions/{id}/enable", "Enable an action", enable_action)
         .add("POST", "/tiered/actions/{id}/disable", "Disable an action", disable_action)
+        .add("GET", "/tiered/incidents", "Triggered actions (incidents), newest first (?status=open|acknowledged|done)", list_incidents)
+        .add("GET", "/tiered/incidents/{id}", "One incident with its timeline", get_incident)
         .add("GET", "/tiered/quiet-hours", "The tenant's quiet hours (null when none)", get_quiet)
         .add("PUT", "/tiered/quiet-hours", "Set quiet hours: info/normal levels wait until the window ends", put_quiet)
+}
+
+async fn list_incidents(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+    caller.require("tiered.view")?;
+    let mut items: Vec<herald_core::tiered::Incident> = caller.repo(&app).list(herald_core::tiered::INCIDENT).await?;
+    items.retain(|i| q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == i.state));
+    items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(axum::Json(q.page(items)).into_response())
+}
+
+async fn get_incident(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("tiered.view")?;
+    let i: herald_core::tiered::Incident = caller.repo(&app).need(herald_core::tiered::INCIDENT, &id, "incident").await?;
+    Ok(axum::Json(i).into_response())
 }
 
 /// Read by the gateway's escalation engine (document `settings/quiet_hours`).
