@@ -394,8 +394,8 @@ async fn aliyun_sms_sends_signed_requests_fails_bad_numbers_alone_and_matches_re
     assert_eq!(statuses(&v), ["delivered", "failed", "failed"]);
     assert!(delivery(&v, 2)["detail"].as_str().unwrap().contains("MK:0001"), "{v}");
 
-    // Billing: one unit per send (the Aliyun answer has no segment count and
-    // `interpret` cannot see the text in contract 1.1), only for sent ones.
+    // Billing: per segment of the rendered text (counted by the host; the
+    // Aliyun answer has no segment count), only for sent ones.
     let ledger = ledger_for(&gw, &id).await;
     assert_eq!(ledger.len(), 2, "{ledger:?}");
     assert!(ledger.iter().all(|e| e["kind"] == "debit" && e["units"] == 1 && e["amount_minor"] == 5), "{ledger:?}");
@@ -410,7 +410,9 @@ async fn aliyun_sms_sends_signed_requests_fails_bad_numbers_alone_and_matches_re
     assert_eq!(statuses(&wait_settled(&gw, &id2).await), ["sent"]);
     let ledger = ledger_for(&gw, &id2).await;
     assert_eq!(fake.accepted().last().unwrap().params["TemplateParam"], json!({"code": long}).to_string());
-    assert_eq!(ledger[0]["units"], 1, "Aliyun would bill 2 segments (【Herald】 + 106 characters > 70); see the plugin docs");
+    // The host counts segments of the rendered text (UCS-2: 106 characters > 70 → 2 parts).
+    assert_eq!(ledger[0]["units"], 2, "billed per segment");
+    assert_eq!(ledger[0]["amount_minor"], 10);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,6 @@
 //! Cost management (费用管理): balance, low-balance alert and policy, monthly
 //! bills, ledger details, transactions; reports; the operator's top-ups.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
