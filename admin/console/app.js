@@ -1016,8 +1016,152 @@ async function pageTemplates(root) {
   await load();
 }
 function tieredTabs(active) {
-  return html`<nav class="tabs"><a href="#/tiered/templates" class="${active === 'templates' ? 'active' : ''}" data-testid="tab-templates">${t('tiered.templates')}</a>
-    <a href="#/tiered/actions" class="${active === 'actions' ? 'active' : ''}" data-testid="tab-actions">${t('tiered.actions')}</a></nav>`;
+  const tab = (key, label) => html`<a href="#/tiered/${key}" class="${active === key ? 'active' : ''}" data-testid="tab-${key}">${label}</a>`;
+  return html`<nav class="tabs">${tab('templates', t('tiered.templates'))}
+    ${tab('actions', t('tiered.actions'))}
+    ${tab('incidents', t('tiered.incidents'))}
+    ${tab('quiet-hours', t('tiered.quietHours'))}</nav>`;
+}
+
+// Incidents (triggered actions) and their timelines.
+
+const INCIDENT_STATES = ['open', 'acknowledged', 'done'];
+const TIMELINE_KINDS = ['triggered', 'repeated', 'fired', 'deferred', 'refused', 'fallback', 'skipped', 'acknowledged', 'stopped', 'done'];
+
+/** id → action, for showing an incident's action by number and title (best effort). */
+async function actionsById() {
+  try {
+    const as = items(await api('GET', '/tiered/actions' + qs({ limit: 200 })));
+    return new Map(as.map((a) => [a.id, a]));
+  } catch { return new Map(); }
+}
+const actionLabel = (byId, id) => {
+  const a = byId.get(id);
+  return a ? html`<a href="#/tiered/actions/${encodeURIComponent(a.id)}" data-testid="incident-action-link">${a.number} · ${a.title}</a>` : html`<span class="muted" title="${id}">${t('tiered.unknownAction')}</span>`;
+};
+const stateBadge = (s) => html`<span class="badge st-${s}" data-testid="incident-state">${t('istate.' + s, {}, s)}</span>`;
+
+async function pageIncidents(root) {
+  const f = JSON.parse(sessionStorage.getItem('herald.incidentFilter') || '{}');
+  setHtml(root, html`<section data-testid="page-incidents"><h1>${t('menu.tiered')} · ${t('tiered.incidents')}</h1>
+    ${tieredTabs('incidents')}
+    <div class="panel"><div class="panel-head"><h2>${t('tiered.incidents')}</h2>
+      <button type="button" data-testid="incident-refresh">${t('common.refresh')}</button></div>
+    <form class="searchbar" data-testid="incident-filter">
+      <select name="status" data-testid="incident-filter-status"><option value="">${t('common.allStatuses')}</option>
+        ${INCIDENT_STATES.map((s) => html`<option value="${s}" ${raw(f.status === s ? 'selected' : '')}>${t('istate.' + s)}</option>`)}</select>
+      <button type="submit" data-testid="incident-search">${t('common.search')}</button></form>
+    <div data-testid="incident-wrap"></div></div></section>`);
+  const form = $('[data-testid=incident-filter]', root);
+  const wrap = $('[data-testid=incident-wrap]', root);
+  const byAction = await actionsById();
+  let offset = 0;
+  const load = async () => {
+    const status = form.elements.status.value;
+    sessionStorage.setItem('herald.incidentFilter', JSON.stringify({ status }));
+    try {
+      const d = await api('GET', '/tiered/incidents' + qs({ status, offset, limit: PAGE }));
+      const is = items(d);
+      setHtml(wrap, html`<table data-testid="incident-table"><thead><tr><th>${t('tiered.triggeredAt')}</th><th>${t('tiered.action')}</th><th>${t('tiered.level')}</th><th>${t('common.status')}</th>
+        <th class="num">${t('tiered.stepsFired')}</th><th class="num">${t('tiered.repeats')}</th><th>${t('tiered.ackedBy')}</th><th></th></tr></thead>
+        <tbody>${is.length ? is.map((i) => html`<tr data-testid="incident-row" data-id="${i.id}" data-state="${i.state}" data-action="${i.action}" data-level="${i.level}">
+          <td>${fmtTime(i.created_at)}</td><td>${actionLabel(byAction, i.action)}</td><td>${t('level.' + i.level, {}, i.level)}</td><td>${stateBadge(i.state)}</td>
+          <td class="num">${(i.fired || []).length}${i.steps ? html`<span class="muted"> / ${i.steps.length}</span>` : ''}</td><td class="num">${i.repeats ?? 0}</td><td>${(i.acked || []).join(', ')}</td>
+          <td class="rowbtns"><a class="button" href="#/tiered/incidents/${encodeURIComponent(i.id)}" data-testid="incident-view">${t('common.view')}</a></td></tr>`)
+          : html`<tr><td colspan="8" class="muted" data-testid="incident-empty">${t('tiered.noIncidents')}</td></tr>`}</tbody></table>`);
+      wrap.appendChild(pager(d.total ?? is.length, offset, PAGE, (o) => { offset = o; load(); }));
+    } catch (err) { setHtml(wrap, html`<p class="error" data-testid="incident-error">${err.message}</p>`); }
+  };
+  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
+  form.elements.status.addEventListener('change', () => { offset = 0; load(); });
+  $('[data-testid=incident-refresh]', root).onclick = load;
+  await load();
+}
+
+async function pageIncident(root, id) {
+  const byAction = await actionsById();
+  setHtml(root, html`<section data-testid="page-incident"><h1>${t('tiered.incident')}</h1>
+    ${tieredTabs('incidents')}
+    <p><a href="#/tiered/incidents" data-testid="incident-back">${t('common.back')}</a>
+      <button type="button" data-testid="incident-detail-refresh">${t('common.refresh')}</button></p>
+    <div data-testid="incident-body"></div></section>`);
+  const box = $('[data-testid=incident-body]', root);
+  const load = async () => {
+    const i = await api('GET', `/tiered/incidents/${encodeURIComponent(id)}`);
+    const tl = [...(i.timeline || [])].sort((a, b) => (a.at || 0) - (b.at || 0));
+    setHtml(box, html`<div class="panel"><dl class="facts" data-testid="incident-facts">
+        <dt>${t('tiered.action')}</dt><dd>${actionLabel(byAction, i.action)}</dd>
+        <dt>${t('tiered.level')}</dt><dd data-testid="incident-level">${t('level.' + i.level, {}, i.level)}</dd>
+        <dt>${t('common.status')}</dt><dd>${stateBadge(i.state)}</dd>
+        <dt>${t('tiered.triggeredAt')}</dt><dd>${fmtTime(i.created_at)}</dd>
+        <dt>${t('tiered.ackScope')}</dt><dd>${t('ackScope.' + (i.ack_scope || 'incident'), {}, i.ack_scope)}</dd>
+        <dt>${t('tiered.stepsFired')}</dt><dd>${(i.fired || []).length}${i.steps ? ` / ${i.steps.length}` : ''}</dd>
+        <dt>${t('tiered.repeats')}</dt><dd>${i.repeats ?? 0}</dd>
+        ${i.dedup_key ? html`<dt>${t('tiered.dedupKey')}</dt><dd><code>${i.dedup_key}</code></dd>` : ''}
+        <dt>${t('tiered.ackedBy')}</dt><dd data-testid="incident-acked">${(i.acked || []).join(', ') || '—'}</dd>
+        <dt>ID</dt><dd><code>${i.id}</code></dd></dl></div>
+      <div class="panel"><h2>${t('tiered.timeline')}</h2>
+        <table data-testid="timeline-table"><thead><tr><th>${t('tiered.at')}</th><th>${t('tiered.event')}</th><th class="num">${t('tiered.step')}</th><th>${t('push.channel')}</th>
+          <th>${t('tiered.recipients')}</th><th>${t('push.messageId')}</th><th>${t('deliv.detail')}</th></tr></thead>
+        <tbody>${tl.length ? tl.map((e) => html`<tr data-testid="timeline-row" data-kind="${e.kind}"><td>${fmtTime(e.at)}</td>
+          <td><span class="badge ev-${TIMELINE_KINDS.includes(e.kind) ? e.kind : 'other'}">${t('ev.' + e.kind, {}, e.kind)}</span></td>
+          <td class="num">${typeof e.step === 'number' ? e.step + 1 : ''}</td><td>${e.channel ? t('channel.' + e.channel, {}, e.channel) : ''}</td>
+          <td>${(e.recipients || []).join(', ')}</td><td>${e.message_id ? html`<code>${e.message_id}</code>` : ''}</td><td>${e.detail || ''}</td></tr>`)
+          : html`<tr><td colspan="7" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>`);
+  };
+  $('[data-testid=incident-detail-refresh]', root).onclick = () => load().catch((err) => toast(err.message, 'error'));
+  await load();
+}
+
+// Quiet hours: info/normal sends wait until the window ends (levels in levels_exempt go at once).
+
+const COMMON_ZONES = ['Asia/Shanghai', 'Asia/Hong_Kong', 'Asia/Taipei', 'Asia/Singapore', 'Asia/Tokyo', 'Asia/Kolkata', 'Asia/Dubai',
+  'Europe/London', 'Europe/Berlin', 'Europe/Paris', 'America/New_York', 'America/Chicago', 'America/Los_Angeles', 'Australia/Sydney', 'UTC'];
+
+async function pageQuietHours(root) {
+  const readonly = !can('tiered.edit');
+  setHtml(root, html`<section data-testid="page-quiet-hours"><h1>${t('menu.tiered')} · ${t('tiered.quietHours')}</h1>
+    ${tieredTabs('quiet-hours')}
+    <form class="panel" data-testid="quiet-form" novalidate>
+      <p class="muted" data-testid="quiet-state"></p>
+      <p class="muted">${t('quiet.hint')}</p>
+      <div class="grid2">
+        <label>${t('quiet.start')} *<input name="start" placeholder="HH:MM" maxlength="5" inputmode="numeric" data-testid="quiet-start" required></label>
+        <label>${t('quiet.end')} *<input name="end" placeholder="HH:MM" maxlength="5" inputmode="numeric" data-testid="quiet-end" required></label>
+      </div>
+      <label>${t('quiet.timeZone')} *<input name="time_zone" list="quiet-zones" data-testid="quiet-zone" required>
+        <datalist id="quiet-zones">${COMMON_ZONES.map((z) => html`<option value="${z}"></option>`)}</datalist></label>
+      <fieldset data-field="levels_exempt"><legend>${t('quiet.exempt')}</legend>
+        ${LEVELS.map((l) => html`<label class="inline"><input type="checkbox" name="levels_exempt" value="${l}" data-testid="quiet-exempt-${l}"> ${t('level.' + l)}</label> `)}</fieldset>
+      ${errorBox()}
+      <div class="actions">${readonly ? '' : html`<button type="submit" class="primary" data-testid="quiet-save">${t('common.save')}</button>`}</div>
+    </form></section>`);
+  const form = $('[data-testid=quiet-form]', root);
+  const fill = (q) => {
+    const v = q || { start: '22:00', end: '08:00', time_zone: 'Asia/Shanghai', levels_exempt: ['urgent'] };
+    form.elements.start.value = v.start || '';
+    form.elements.end.value = v.end || '';
+    form.elements.time_zone.value = v.time_zone || '';
+    const ex = new Set((v.levels_exempt || []).map((l) => String(l).toLowerCase()));
+    $$('input[name=levels_exempt]', form).forEach((i) => { i.checked = ex.has(i.value); });
+    const st = $('[data-testid=quiet-state]', root);
+    st.dataset.set = q ? 'true' : 'false';
+    st.textContent = !q ? t('quiet.unset') : (q.start === q.end ? t('quiet.off') : t('quiet.active', { start: q.start, end: q.end, zone: q.time_zone }));
+  };
+  fill(await api('GET', '/tiered/quiet-hours'));
+  if (readonly) $$('input', form).forEach((i) => { i.disabled = true; });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    const el = form.elements;
+    const body = { start: el.start.value.trim(), end: el.end.value.trim(), time_zone: el.time_zone.value.trim(),
+      levels_exempt: $$('input[name=levels_exempt]:checked', form).map((i) => i.value) };
+    try {
+      const saved = await api('PUT', '/tiered/quiet-hours', body);
+      fill(saved || body);
+      toast(t('common.saved'));
+    } catch (err) { showError(form, err); }
+  });
 }
 
 async function pageTemplateEdit(root, id) {
@@ -1147,6 +1291,7 @@ async function pageActionEdit(root, id) {
       <fieldset data-field="templates"><legend>${t('tiered.pickTemplates')}</legend><div class="picker-list" data-testid="action-templates">
         ${tpls.length ? tpls.map((x) => html`<label class="pick"><input type="checkbox" name="templates" value="${x.id}" data-number="${x.number}" data-title="${x.title}" ${raw(chosen.has(x.id) ? 'checked' : '')}> ${x.number} · ${x.title} <span class="muted">(${t('editor.' + x.editor, {}, x.editor)})</span></label>`) : html`<p class="muted">${t('tiered.noTemplates')}</p>`}
       </div></fieldset>
+      <label>${t('tiered.ackScope')}<select name="ack_scope" data-testid="action-ack-scope">${['incident', 'recipient'].map((s) => html`<option value="${s}" ${raw(s === (a.ack_scope || 'incident') ? 'selected' : '')}>${t('ackScope.' + s)}</option>`)}</select></label>
       <fieldset data-field="rules"><legend>${t('tiered.rules')}</legend><div class="rule-cards" data-testid="rule-cards"></div>
         ${readonly ? '' : html`<button type="button" data-testid="rule-add">＋ ${t('tiered.addRule')}</button>`}</fieldset>
       ${errorBox()}
@@ -1232,7 +1377,7 @@ async function pageActionEdit(root, id) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     clearError(form);
-    const body = { title: form.elements.title.value.trim(), templates: $$('input[name=templates]:checked', form).map((i) => i.value), rules: cards.map((c) => c.value()) };
+    const body = { title: form.elements.title.value.trim(), templates: $$('input[name=templates]:checked', form).map((i) => i.value), rules: cards.map((c) => c.value()), ack_scope: form.elements.ack_scope.value };
     try {
       const saved = isNew ? await api('POST', '/tiered/actions', body) : await api('PUT', `/tiered/actions/${encodeURIComponent(a.id)}`, body);
       toast(t('tiered.savedAction', { number: saved?.number || a.number || '' }));
@@ -1439,6 +1584,8 @@ async function pageCost(root) {
       <article class="card"><h3>${t('cost.alert')}</h3><form data-testid="cost-alert-form" novalidate>
         <label>${t('cost.lowBalance')}<input type="number" step="0.01" min="0" name="low_balance_minor" data-testid="cost-low"></label>
         <label>${t('cost.policy')}<select name="policy" data-testid="cost-policy"><option value="refuse">${t('policy.refuse')}</option><option value="fallback_free">${t('policy.fallback_free')}</option></select></label>
+        <label class="inline"><input type="checkbox" name="prepaid" data-testid="cost-prepaid"> ${t('cost.prepaid')}</label>
+        <p class="muted small">${t('cost.prepaidHint')}</p>
         ${errorBox()}${manage ? html`<button type="submit" class="primary" data-testid="cost-alert-save">${t('common.save')}</button>` : ''}</form></article>
     </div>
     <nav class="tabs" data-testid="cost-tabs">
@@ -1452,16 +1599,19 @@ async function pageCost(root) {
     const b = await api('GET', '/cost/balance');
     currency = b.currency;
     $('[data-testid=cost-balance]', root).textContent = fmtMoney(b.balance_minor, b.currency);
-    $('[data-testid=cost-alert-info]', root).textContent = t('cost.alertInfo', { low: fmtMoney(b.low_balance_minor, b.currency), policy: t('policy.' + b.policy, {}, b.policy || '') });
+    $('[data-testid=cost-alert-info]', root).textContent = t('cost.alertInfo', { low: fmtMoney(b.low_balance_minor, b.currency), policy: t('policy.' + b.policy, {}, b.policy || '') })
+      + ' · ' + (b.prepaid ? t('cost.prepaidOn') : t('cost.prepaidOff'));
     alertForm.elements.low_balance_minor.value = b.low_balance_minor != null ? (b.low_balance_minor / 100).toFixed(2) : '';
     if (b.policy) alertForm.elements.policy.value = b.policy;
+    alertForm.elements.prepaid.checked = !!b.prepaid;
     if (!manage) $$('input,select', alertForm).forEach((i) => { i.disabled = true; });
   };
   alertForm.addEventListener('submit', async (e) => {
     e.preventDefault();
     clearError(alertForm);
     try {
-      await api('PUT', '/cost/alert', { low_balance_minor: Math.round(Number(alertForm.elements.low_balance_minor.value || 0) * 100), policy: alertForm.elements.policy.value });
+      const el = alertForm.elements;
+      await api('PUT', '/cost/alert', { low_balance_minor: Math.round(Number(el.low_balance_minor.value || 0) * 100), policy: el.policy.value, prepaid: el.prepaid.checked });
       toast(t('common.saved'));
       loadBalance();
     } catch (err) { showError(alertForm, err); }
@@ -1519,6 +1669,19 @@ function barChart(data, testid, color = '#3b6fd8') {
     }) : html`<text x="10" y="16" font-size="12">${t('common.empty')}</text>`}</svg>`;
 }
 
+const COUNT_COLS = ['sent', 'delivered', 'failed', 'acknowledged', 'pending'];
+/** Sum rows' counts by a key (rows may lack some counts: older servers). */
+function sumBy(rows, key, fields) {
+  const m = new Map();
+  rows.forEach((r) => {
+    const k = r[key];
+    const c = m.get(k) || Object.fromEntries([[key, k], ...fields.map((f) => [f, 0])]);
+    fields.forEach((f) => { c[f] += Number(r[f] || 0); });
+    m.set(k, c);
+  });
+  return m;
+}
+
 async function pageReports(root) {
   setHtml(root, html`<section data-testid="page-reports"><h1>${t('menu.reports')}</h1>
     <form class="searchbar" data-testid="reports-filter"><label class="inline">${t('reports.days')}
@@ -1531,30 +1694,41 @@ async function pageReports(root) {
     try { currency = (await api('GET', '/cost/balance')).currency; } catch { /* no cost.view */ }
     const d = await api('GET', '/reports/summary' + qs({ days: form.elements.days.value }));
     const byDayRows = d?.by_day || [];
-    const byChan = new Map();
-    (d?.by_channel?.length ? d.by_channel : byDayRows).forEach((r) => {
-      const c = byChan.get(r.channel) || { channel: r.channel, sent: 0, failed: 0, cost_minor: 0 };
-      c.sent += r.sent || 0; c.failed += r.failed || 0; c.cost_minor += r.cost_minor || 0;
-      byChan.set(r.channel, c);
-    });
-    const days = new Map();
-    byDayRows.forEach((r) => {
-      const c = days.get(r.day) || { day: r.day, sent: 0, failed: 0, cost_minor: 0 };
-      c.sent += r.sent || 0; c.failed += r.failed || 0; c.cost_minor += r.cost_minor || 0;
-      days.set(r.day, c);
-    });
-    const chans = [...byChan.values()];
-    const dayList = [...days.values()].sort((a, b) => String(a.day).localeCompare(String(b.day)));
+    const fields = [...COUNT_COLS, 'cost_minor'];
+    const chans = [...sumBy(d?.by_channel?.length ? d.by_channel : byDayRows, 'channel', fields).values()];
+    const dayList = [...sumBy(byDayRows, 'day', fields).values()].sort((a, b) => String(a.day).localeCompare(String(b.day)));
+    // Spend comes from the ledger (every billed send, whatever its source); older servers lack it → the deliveries' cost.
+    const spendRows = Array.isArray(d?.spend_by_day) ? d.spend_by_day : byDayRows;
+    const spendDays = [...sumBy(spendRows, 'day', ['cost_minor', 'units']).values()].sort((a, b) => String(a.day).localeCompare(String(b.day)));
+    const spendChans = [...sumBy(spendRows, 'channel', ['cost_minor', 'units']).values()];
+    const perPush = d?.per_push || [];
+    const perAction = d?.per_action || [];
     const chn = (c) => t('channel.' + c, {}, c);
+    const countTds = (c) => COUNT_COLS.map((k) => html`<td class="num" data-col="${k}">${c?.[k] ?? 0}</td>`);
+    const countThs = COUNT_COLS.map((k) => html`<th class="num">${t('reports.' + k)}</th>`);
     setHtml(body, html`<div class="cards">
       <article class="card wide"><h3>${t('reports.sendsByChannel')}</h3>${barChart(chans.map((c) => ({ label: chn(c.channel), value: c.sent })), 'chart-sends-channel')}</article>
-      <article class="card wide"><h3>${t('reports.spendByChannel')}</h3>${barChart(chans.map((c) => ({ label: chn(c.channel), value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-channel', '#d8843b')}</article>
+      <article class="card wide"><h3>${t('reports.spendByChannel')}</h3>${barChart(spendChans.map((c) => ({ label: chn(c.channel), value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-channel', '#d8843b')}</article>
       <article class="card wide"><h3>${t('reports.sendsByDay')}</h3>${barChart(dayList.map((c) => ({ label: c.day, value: c.sent })), 'chart-sends-day')}</article>
-      <article class="card wide"><h3>${t('reports.spendByDay')}</h3>${barChart(dayList.map((c) => ({ label: c.day, value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-day', '#d8843b')}</article></div>
-      <div class="panel"><h2>${t('reports.byChannel')}</h2><table data-testid="report-channel-table"><thead><tr><th>${t('push.channel')}</th><th>${t('reports.sent')}</th><th>${t('reports.failed')}</th><th>${t('reports.spend')}</th></tr></thead>
-        <tbody>${chans.length ? chans.map((c) => html`<tr data-testid="report-channel-row" data-channel="${c.channel}"><td>${chn(c.channel)}</td><td>${c.sent}</td><td>${c.failed}</td><td>${fmtMoney(c.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="4" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>
-      <div class="panel"><h2>${t('reports.byDay')}</h2><table data-testid="report-day-table"><thead><tr><th>${t('reports.day')}</th><th>${t('push.channel')}</th><th>${t('reports.sent')}</th><th>${t('reports.failed')}</th><th>${t('reports.spend')}</th></tr></thead>
-        <tbody>${byDayRows.length ? byDayRows.map((r) => html`<tr data-testid="report-day-row"><td>${r.day}</td><td>${chn(r.channel)}</td><td>${r.sent ?? 0}</td><td>${r.failed ?? 0}</td><td>${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="5" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>`);
+      <article class="card wide"><h3>${t('reports.spendByDay')}</h3>${barChart(spendDays.map((c) => ({ label: c.day, value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-day', '#d8843b')}</article></div>
+      <div class="panel"><h2>${t('reports.byChannel')}</h2><table data-testid="report-channel-table"><thead><tr><th>${t('push.channel')}</th>${countThs}<th class="num">${t('reports.cost')}</th></tr></thead>
+        <tbody>${chans.length ? chans.map((c) => html`<tr data-testid="report-channel-row" data-channel="${c.channel}"><td>${chn(c.channel)}</td>${countTds(c)}<td class="num" data-col="cost">${fmtMoney(c.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="7" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>
+      <div class="panel"><h2>${t('reports.perPush')}</h2><table data-testid="report-push-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('push.channel')}</th>${countThs}<th class="num">${t('reports.cost')}</th></tr></thead>
+        <tbody>${perPush.length ? perPush.map((p) => html`<tr class="clickable" data-testid="report-push-row" data-id="${p.id}" data-number="${p.number}" title="${t('push.view')}"><td>${p.number}</td>
+          <td><a href="#/pushes/${encodeURIComponent(p.id)}" data-testid="report-push-link">${p.title}</a></td><td>${chn(p.channel)}</td>${countTds(p.counts)}<td class="num" data-col="cost">${fmtMoney(p.counts?.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="9" class="muted" data-testid="report-push-empty">${t('common.empty')}</td></tr>`}</tbody></table></div>
+      <div class="panel"><h2>${t('reports.perAction')}</h2><table data-testid="report-action-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th class="num">${t('reports.incidents')}</th><th class="num">${t('reports.ackedIncidents')}</th>${countThs}<th class="num">${t('reports.cost')}</th></tr></thead>
+        <tbody>${perAction.length ? perAction.map((a) => html`<tr data-testid="report-action-row" data-id="${a.id}" data-number="${a.number ?? ''}"><td>${a.number ?? ''}</td>
+          <td>${a.number ? html`<a href="#/tiered/actions/${encodeURIComponent(a.id)}" data-testid="report-action-link">${a.title ?? ''}</a>` : html`<span class="muted">${t('reports.deletedAction')}</span>`}</td>
+          <td class="num" data-col="incidents">${a.incidents ?? 0}</td><td class="num" data-col="acknowledged_incidents">${a.acknowledged_incidents ?? 0}</td>${countTds(a.counts)}<td class="num" data-col="cost">${fmtMoney(a.counts?.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="10" class="muted" data-testid="report-action-empty">${t('common.empty')}</td></tr>`}</tbody></table></div>
+      <div class="panel"><h2>${t('reports.byDay')}</h2><table data-testid="report-day-table"><thead><tr><th>${t('reports.day')}</th><th>${t('push.channel')}</th>${countThs}<th class="num">${t('reports.cost')}</th></tr></thead>
+        <tbody>${byDayRows.length ? byDayRows.map((r) => html`<tr data-testid="report-day-row" data-day="${r.day}" data-channel="${r.channel}"><td>${r.day}</td><td>${chn(r.channel)}</td>${countTds(r)}<td class="num" data-col="cost">${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="8" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>
+      <div class="panel"><h2>${t('reports.spendTable')}</h2><p class="muted">${t('reports.spendHint')}</p><table data-testid="report-spend-table"><thead><tr><th>${t('reports.day')}</th><th>${t('push.channel')}</th><th class="num">${t('col.units')}</th><th class="num">${t('reports.spend')}</th></tr></thead>
+        <tbody>${spendRows.length ? spendRows.map((r) => html`<tr data-testid="report-spend-row" data-day="${r.day}" data-channel="${r.channel}"><td>${r.day}</td><td>${chn(r.channel)}</td><td class="num">${r.units ?? ''}</td><td class="num">${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="4" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>`);
+    // A per-push row opens the push (the title is a link too, for keyboards).
+    on(body, '[data-testid=report-push-row]', 'click', (e) => {
+      if (e.target.closest('a')) return;
+      go(`#/pushes/${encodeURIComponent(e.currentTarget.dataset.id)}`);
+    });
   };
   form.elements.days.addEventListener('change', () => load().catch((err) => toast(err.message, 'error')));
   await load();
@@ -1586,6 +1760,9 @@ const ROUTES = [
   [/^#\/tiered\/templates\/([^/]+)$/, pageTemplateEdit, 'tiered.view'],
   [/^#\/tiered\/actions$/, pageActions, 'tiered.view'],
   [/^#\/tiered\/actions\/([^/]+)$/, pageActionEdit, 'tiered.view'],
+  [/^#\/tiered\/incidents$/, pageIncidents, 'tiered.view'],
+  [/^#\/tiered\/incidents\/([^/]+)$/, pageIncident, 'tiered.view'],
+  [/^#\/tiered\/quiet-hours$/, pageQuietHours, 'tiered.view'],
   [/^#\/accounts$/, pageAccounts, 'accounts.view'],
   [/^#\/cost$/, pageCost, 'cost.view'],
   [/^#\/reports$/, pageReports, 'reports.view'],

@@ -35,7 +35,7 @@ const zh = {
 
   'app.messaging.name': '消息推送', 'app.messaging.desc': '通过邮件、短信、语音和即时通讯发送消息；启用时签发 API 密钥。',
   'app.tiered-push.name': '分级推送', 'app.tiered-push.desc': '按级别、渠道和升级规则推送告警与通知。',
-  'app.reports.name': '报表', 'app.reports.desc': '按渠道和日期统计发送量与费用。',
+  'app.reports.name': '报表', 'app.reports.desc': '按渠道、日期、推送和动作统计送达、失败、确认与费用。',
   'apps.enable': '启用', 'apps.enabled': '已启用', 'apps.enabledAt': '已于 {at} 由 {by} 启用', 'apps.notEnabled': '未启用',
   'apps.keys': 'API 密钥', 'apps.createKey': '新建密钥', 'apps.prefix': '前缀', 'apps.revoke': '吊销', 'apps.revoked': '密钥已吊销',
   'apps.confirmRevoke': '吊销后使用该密钥的调用将被拒绝，确定吊销？', 'apps.keyTitle': 'API 密钥',
@@ -106,7 +106,26 @@ const zh = {
 
   'reports.days': '时间范围', 'reports.lastDays': '最近 {n} 天', 'reports.sendsByChannel': '各渠道发送量', 'reports.spendByChannel': '各渠道费用',
   'reports.sendsByDay': '每日发送量', 'reports.spendByDay': '每日费用', 'reports.byChannel': '按渠道', 'reports.byDay': '按日期',
-  'reports.day': '日期', 'reports.sent': '成功', 'reports.failed': '失败', 'reports.spend': '费用',
+  'reports.day': '日期', 'reports.sent': '已发送', 'reports.failed': '失败', 'reports.spend': '费用',
+  'reports.delivered': '已送达', 'reports.acknowledged': '已确认', 'reports.pending': '处理中', 'reports.cost': '费用',
+  'reports.perPush': '按推送', 'reports.perAction': '按推送动作', 'reports.incidents': '事件数', 'reports.ackedIncidents': '已确认事件',
+  'reports.deletedAction': '（动作已删除）', 'reports.spendTable': '每日费用（账本）',
+  'reports.spendHint': '费用来自账本，包含通过 API 直接发送的消息；上面各表的费用只统计推送和事件的投递。',
+
+  'tiered.incidents': '事件', 'tiered.incident': '事件', 'tiered.quietHours': '免打扰时段', 'tiered.unknownAction': '（未知动作）',
+  'tiered.triggeredAt': '触发时间', 'tiered.stepsFired': '已执行步骤', 'tiered.repeats': '重复触发', 'tiered.ackedBy': '确认人',
+  'tiered.noIncidents': '暂无事件。动作通过网关 API 触发后会显示在这里。', 'tiered.dedupKey': '去重键', 'tiered.timeline': '时间线',
+  'tiered.at': '时间', 'tiered.event': '事件', 'tiered.step': '步骤', 'tiered.ackScope': '确认后停止',
+  'ackScope.incident': '整个事件（停止所有后续步骤）', 'ackScope.recipient': '仅该接收人（其他人继续升级）',
+  'istate.open': '处理中', 'istate.acknowledged': '已确认', 'istate.done': '已结束',
+  'ev.triggered': '触发', 'ev.repeated': '重复触发', 'ev.fired': '已发送', 'ev.deferred': '免打扰延后', 'ev.refused': '拒绝发送',
+  'ev.fallback': '改用免费渠道', 'ev.skipped': '跳过', 'ev.acknowledged': '已确认', 'ev.stopped': '已停止', 'ev.done': '结束',
+  'quiet.hint': '免打扰时段内，未豁免级别的消息会等到时段结束再发送（按接收人时区，未知时按此时区）。开始与结束相同表示不启用。',
+  'quiet.start': '开始时间 (HH:MM)', 'quiet.end': '结束时间 (HH:MM)', 'quiet.timeZone': '时区 (IANA，例如 Asia/Shanghai)',
+  'quiet.exempt': '不受免打扰限制的级别', 'quiet.unset': '尚未设置免打扰时段。', 'quiet.off': '免打扰已关闭（开始与结束相同）。',
+  'quiet.active': '当前免打扰时段：{start}–{end}（{zone}）',
+  'cost.prepaid': '预付费', 'cost.prepaidHint': '预付费：付费发送前先检查余额，余额不足时拒绝发送（分级推送可按上面的策略改用免费渠道）；不勾选则发送后计费。',
+  'cost.prepaidOn': '预付费', 'cost.prepaidOff': '后付费',
 };
 
 const en = {
@@ -143,7 +162,7 @@ const en = {
 
   'app.messaging.name': 'Messaging', 'app.messaging.desc': 'Send email, SMS, voice and IM messages; enabling it issues an API key.',
   'app.tiered-push.name': 'Tiered push', 'app.tiered-push.desc': 'Alerts and notices by level, channel and escalation rules.',
-  'app.reports.name': 'Reports', 'app.reports.desc': 'Sends and spend by channel and by day.',
+  'app.reports.name': 'Reports', 'app.reports.desc': 'Deliveries, failures, acknowledgements and spend by channel, day, push and action.',
   'apps.enable': 'Enable', 'apps.enabled': 'Enabled', 'apps.enabledAt': 'Enabled {at} by {by}', 'apps.notEnabled': 'Not enabled',
   'apps.keys': 'API keys', 'apps.createKey': 'New key', 'apps.prefix': 'Prefix', 'apps.revoke': 'Revoke', 'apps.revoked': 'Key revoked',
   'apps.confirmRevoke': 'Calls with this key will be refused. Revoke it?', 'apps.keyTitle': 'API key',
@@ -211,6 +230,25 @@ const en = {
   'reports.days': 'Period', 'reports.lastDays': 'Last {n} days', 'reports.sendsByChannel': 'Sends by channel', 'reports.spendByChannel': 'Spend by channel',
   'reports.sendsByDay': 'Sends by day', 'reports.spendByDay': 'Spend by day', 'reports.byChannel': 'By channel', 'reports.byDay': 'By day',
   'reports.day': 'Day', 'reports.sent': 'Sent', 'reports.failed': 'Failed', 'reports.spend': 'Spend',
+  'reports.delivered': 'Delivered', 'reports.acknowledged': 'Acknowledged', 'reports.pending': 'Pending', 'reports.cost': 'Cost',
+  'reports.perPush': 'Per push', 'reports.perAction': 'Per action', 'reports.incidents': 'Incidents', 'reports.ackedIncidents': 'Acknowledged incidents',
+  'reports.deletedAction': '(action deleted)', 'reports.spendTable': 'Spend by day (ledger)',
+  'reports.spendHint': 'Spend comes from the ledger and includes messages sent straight through the API; the cost in the tables above counts only the deliveries of pushes and incidents.',
+
+  'tiered.incidents': 'Incidents', 'tiered.incident': 'Incident', 'tiered.quietHours': 'Quiet hours', 'tiered.unknownAction': '(unknown action)',
+  'tiered.triggeredAt': 'Triggered', 'tiered.stepsFired': 'Steps fired', 'tiered.repeats': 'Repeats', 'tiered.ackedBy': 'Acknowledged by',
+  'tiered.noIncidents': 'No incidents. Actions triggered through the gateway API show here.', 'tiered.dedupKey': 'Dedup key', 'tiered.timeline': 'Timeline',
+  'tiered.at': 'Time', 'tiered.event': 'Event', 'tiered.step': 'Step', 'tiered.ackScope': 'Acknowledgement stops',
+  'ackScope.incident': 'the whole incident (all further steps)', 'ackScope.recipient': 'only that recipient (others keep escalating)',
+  'istate.open': 'Open', 'istate.acknowledged': 'Acknowledged', 'istate.done': 'Done',
+  'ev.triggered': 'Triggered', 'ev.repeated': 'Triggered again', 'ev.fired': 'Sent', 'ev.deferred': 'Deferred (quiet hours)', 'ev.refused': 'Refused',
+  'ev.fallback': 'Fell back to a free channel', 'ev.skipped': 'Skipped', 'ev.acknowledged': 'Acknowledged', 'ev.stopped': 'Stopped', 'ev.done': 'Done',
+  'quiet.hint': 'During quiet hours, messages of levels not exempt wait until the window ends (in the recipient\'s time zone when known, else this one). Start equal to end means no quiet hours.',
+  'quiet.start': 'Start (HH:MM)', 'quiet.end': 'End (HH:MM)', 'quiet.timeZone': 'Time zone (IANA, e.g. Asia/Shanghai)',
+  'quiet.exempt': 'Levels exempt from quiet hours', 'quiet.unset': 'No quiet hours set yet.', 'quiet.off': 'Quiet hours are off (start equals end).',
+  'quiet.active': 'Quiet hours: {start}–{end} ({zone})',
+  'cost.prepaid': 'Prepaid', 'cost.prepaidHint': 'Prepaid: paid sends are checked against the balance first; a balance too low refuses the send (tiered push may fall back to a free channel, per the policy above). Unticked: billed after sending.',
+  'cost.prepaidOn': 'Prepaid', 'cost.prepaidOff': 'Postpaid',
 };
 
 export const MESSAGES = { zh, en };
