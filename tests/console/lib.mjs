@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 
 export { assert };
 export const ADMIN = need('HERALD_ADMIN_URL');
+export const GATEWAY = (process.env.HERALD_GATEWAY_URL || '').replace(/\/$/, '');
 export const SHOT_DIR = process.env.SHOT_DIR || fs.mkdtempSync('/tmp/herald-console-shots-');
 export const TIMEOUT = 10_000;
 export const SMTP = {

@@ -1,6 +1,7 @@
 // A push sent now travels admin → queue → gateway → SMTP sink; the console's
 // delivery view shows it sent; the cost page shows the balance and a ledger
-// entry; the reports page draws its charts.
+// entry, and the alert settings (threshold, policy, prepaid) round-trip; the
+// reports page draws its charts and shows the push with its counts.
 import { test, before, after } from 'node:test';
 import { ADMIN, Api, assert, launch, uniq, withPage, uiLogin, freshTenant, items, emailAccount, eventually, smtpMessages, OPERATOR_TOKEN } from '../lib.mjs';
 
@@ -43,6 +44,8 @@ test('send now: arrives at the SMTP sink through the gateway, shown as sent; cos
     await page.getByTestId('push-save').click();
     const row = page.getByTestId('push-row').filter({ hasText: `送达 ${tag}` });
     await row.waitFor();
+    const pushId = await row.getAttribute('data-id');
+    const pushNumber = await row.getAttribute('data-number');
 
     // The SMTP sink receives one message per recipient.
     const got = await eventually(() => {
@@ -97,6 +100,22 @@ test('send now: arrives at the SMTP sink through the gateway, shown as sent; cos
     await page.getByTestId('cost-alert-save').click();
     await eventually(async () => (await tn.api.get('/cost/balance')).low_balance_minor === 1250, 5000, 'the alert setting saved');
     assert.equal((await tn.api.get('/cost/balance')).policy, 'fallback_free');
+    // Prepaid round-trip: ticked, saved, shown ticked after a reload; then back to postpaid.
+    assert.equal(await page.getByTestId('cost-prepaid').isChecked(), false, 'postpaid by default');
+    await page.getByTestId('cost-prepaid').check();
+    await page.getByTestId('cost-alert-save').click();
+    await eventually(async () => (await tn.api.get('/cost/balance')).prepaid === true, 5000, 'prepaid saved');
+    assert.equal((await tn.api.get('/cost/balance')).low_balance_minor, 1250, 'the threshold kept');
+    await page.reload();
+    await page.getByTestId('cost-alert-info').filter({ hasText: '预付费' }).waitFor();
+    assert.equal(await page.getByTestId('cost-prepaid').isChecked(), true, 'prepaid shown after a reload');
+    assert.equal(await page.getByTestId('cost-policy').inputValue(), 'fallback_free');
+    await page.getByTestId('cost-prepaid').uncheck();
+    await page.getByTestId('cost-alert-save').click();
+    await eventually(async () => (await tn.api.get('/cost/balance')).prepaid === false, 5000, 'postpaid saved');
+    await page.reload();
+    await page.getByTestId('cost-alert-info').filter({ hasText: '后付费' }).waitFor();
+    assert.equal(await page.getByTestId('cost-prepaid').isChecked(), false, 'postpaid shown after a reload');
 
     // Reports: the charts and the per-channel table.
     await page.getByTestId('nav-reports').click();
@@ -111,5 +130,35 @@ test('send now: arrives at the SMTP sink through the gateway, shown as sent; cos
       return Number(cells[1]) >= 2;
     }, 15_000, 'the email sends in the report');
     assert.ok(await page.getByTestId('chart-sends-channel').locator('[data-testid=bar]').count() >= 1, 'a bar per channel');
+    assert.ok(await page.getByTestId('chart-spend-day').locator('[data-testid=bar]').count() >= 1, 'spend by day from the ledger');
+    assert.ok(await page.locator('[data-testid=report-spend-row][data-channel=email]').count() >= 1, 'a ledger spend row for e-mail');
+    for (const col of ['delivered', 'failed', 'acknowledged']) {
+      assert.match(await page.locator(`[data-testid=report-channel-row][data-channel=email] [data-col=${col}]`).textContent(), /^\d+$/, `channel ${col} column`);
+    }
+
+    // Per push: the push sent above, with its delivered / failed counts as its deliveries have them.
+    const ds = (await tn.api.get(`/pushes/${pushId}/deliveries`)).deliveries;
+    const delivered = ds.filter((x) => x.status === 'delivered' || x.status === 'read').length;
+    const pushRow = page.locator(`[data-testid=report-push-row][data-id="${pushId}"]`);
+    await pushRow.waitFor();
+    assert.equal(await pushRow.getAttribute('data-number'), pushNumber);
+    assert.match(await pushRow.textContent(), new RegExp(`送达 ${tag}`));
+    const cell = async (col) => (await pushRow.locator(`[data-col=${col}]`).textContent()).trim();
+    assert.equal(await cell('sent'), '2', 'two sent');
+    assert.equal(await cell('delivered'), String(delivered), 'delivered as the deliveries say');
+    assert.equal(await cell('failed'), '0', 'none failed');
+    const cost = ds.reduce((n, x) => n + (x.cost_minor || 0), 0);
+    assert.equal(await cell('cost'), `${(cost / 100).toFixed(2)} ${bal.currency}`, 'the deliveries\' cost');
+    // The per-action table is there (this tenant has no actions).
+    await page.getByTestId('report-action-table').waitFor();
+    // English headers.
+    await page.getByTestId('lang-switch').selectOption('en');
+    await page.getByTestId('report-push-table').locator('th').filter({ hasText: 'Delivered' }).waitFor();
+    await page.getByTestId('lang-switch').selectOption('zh');
+    await page.getByTestId('report-push-table').locator('th').filter({ hasText: '已送达' }).waitFor();
+    // A click on the row opens the push.
+    await page.locator(`[data-testid=report-push-row][data-id="${pushId}"] td`).first().click();
+    await page.getByTestId('page-push-edit').waitFor();
+    assert.ok(page.url().endsWith(`#/pushes/${pushId}`), page.url());
   });
 });

@@ -1,8 +1,11 @@
 // Tiered push: text and rich-text templates; an action with two rule cards
-// (channels + accounts, recipients, escalation); delete refusals (template
-// linked to an action; action enabled); copy, disable, delete.
+// (channels + accounts, recipients, escalation, acknowledgement scope); delete
+// refusals (template linked to an action; action enabled); copy, disable,
+// delete. An incident triggered through the gateway API shows in the incidents
+// list with its timeline and in the reports; quiet hours save, reload and
+// show a bad time on its field.
 import { test, before, after } from 'node:test';
-import { assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, errorToast, items, emailAccount } from '../lib.mjs';
+import { ADMIN, GATEWAY, assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, errorToast, items, emailAccount, eventually, smtpMessages } from '../lib.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -106,6 +109,8 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
     await page.locator(`[data-testid=user-picker-list] input[value="${boss.id}"]`).check();
     await page.getByTestId('dialog-submit').click();
     await c2.getByTestId('rule1-target-users').filter({ hasText: '值班经理' }).waitFor();
+    assert.equal(await page.getByTestId('action-ack-scope').inputValue(), 'incident', 'the whole incident by default');
+    await page.getByTestId('action-ack-scope').selectOption('recipient');
     // A third card, removed again.
     await page.getByTestId('rule-add').click();
     assert.equal(await cards.count(), 3);
@@ -130,6 +135,7 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
     assert.equal(saved.rules[1].level, 'info');
     assert.deepEqual(saved.rules[1].recipients.users, [boss.id]);
     assert.equal(saved.rules[1].escalate, null);
+    assert.equal(saved.ack_scope, 'recipient');
 
     // View again: two cards, the escalation in minutes.
     await byNumber.getByTestId('action-title-link').click();
@@ -139,7 +145,103 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
     assert.equal(await cards.nth(0).getByTestId('rule-after-unit').inputValue(), 'm');
     assert.equal(await cards.nth(0).getByTestId('rule-escalate').isChecked(), true);
     assert.equal(await cards.nth(1).getByTestId('rule-escalate').isChecked(), false);
-    await page.getByTestId('action-back').click();
+    assert.equal(await page.getByTestId('action-ack-scope').inputValue(), 'recipient');
+    // Back to the whole incident, saved.
+    await page.getByTestId('action-ack-scope').selectOption('incident');
+    await page.getByTestId('action-save').click();
+    await page.getByTestId('page-actions').waitFor();
+    await eventually(async () => items(await tn.api.get(`/tiered/actions?number=${aNumber}`))[0].ack_scope === 'incident', 5000, 'ack_scope saved');
+
+    // Incidents: none yet; then one triggered through the gateway API (urgent → rule 1: e-mail to 应急小组).
+    await page.getByTestId('tab-incidents').click();
+    await page.getByTestId('page-incidents').waitFor();
+    await page.getByTestId('incident-empty').waitFor();
+    const key = (await tn.api.post('/apps/messaging/enable')).api_key;
+    assert.ok(key, 'the messaging app gives an API key');
+    assert.ok(GATEWAY, 'run.sh gives the gateway URL');
+    const trig = await fetch(`${GATEWAY}/v1/actions/${saved.id}/trigger`, {
+      method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ level: 'urgent', variables: { system: '支付', host: 'db1', usage: '95%' }, recipients: {} }),
+    });
+    const trigBody = await trig.text();
+    assert.ok(trig.status < 300, `trigger → ${trig.status} ${trigBody}`);
+    await eventually(() => smtpMessages().some((m) => m.rcpt_tos.includes('boss@example.test') && /支付/.test(m.headers.Subject || '')), 30_000, 'the urgent e-mail to the manager');
+    const incRow = page.locator(`[data-testid=incident-row][data-action="${saved.id}"]`);
+    await eventually(async () => { await page.getByTestId('incident-refresh').click(); return (await incRow.count()) === 1; }, 15_000, 'the incident in the list');
+    assert.equal(await incRow.getAttribute('data-state'), 'open');
+    assert.equal(await incRow.getAttribute('data-level'), 'urgent');
+    assert.match(await incRow.textContent(), new RegExp(aNumber));
+    assert.match(await incRow.getByTestId('incident-state').textContent(), /处理中/);
+    // The status filter.
+    await page.getByTestId('incident-filter-status').selectOption('acknowledged');
+    await incRow.waitFor({ state: 'detached' });
+    await page.getByTestId('incident-filter-status').selectOption('open');
+    await incRow.waitFor();
+    // The incident view: its timeline (triggered, then the e-mail step fired).
+    await incRow.getByTestId('incident-view').click();
+    await page.getByTestId('page-incident').waitFor();
+    await eventually(async () => {
+      await page.getByTestId('incident-detail-refresh').click();
+      return (await page.locator('[data-testid=timeline-row][data-kind=fired]').count()) >= 1;
+    }, 15_000, 'the fired step in the timeline');
+    await page.locator('[data-testid=timeline-row][data-kind=triggered]').waitFor();
+    const fired = page.locator('[data-testid=timeline-row][data-kind=fired]').first();
+    assert.match(await fired.textContent(), /boss@example\.test|邮件/);
+    await page.getByTestId('incident-back').click();
+    await page.getByTestId('page-incidents').waitFor();
+    await page.getByTestId('incident-filter-status').selectOption('');
+
+    // Reports: a per-action row with the incident.
+    await page.getByTestId('nav-reports').click();
+    const repRow = page.locator(`[data-testid=report-action-row][data-id="${saved.id}"]`);
+    await repRow.waitFor();
+    assert.equal(await repRow.getAttribute('data-number'), aNumber);
+    assert.equal((await repRow.locator('[data-col=incidents]').textContent()).trim(), '1');
+
+    // Quiet hours: unset; saved; reloaded; a bad time named on its field.
+    await page.goto(`${ADMIN}/#/tiered/quiet-hours`);
+    await page.getByTestId('page-quiet-hours').waitFor();
+    assert.equal(await page.getByTestId('quiet-state').getAttribute('data-set'), 'false', 'no quiet hours yet');
+    assert.equal(await tn.api.get('/tiered/quiet-hours'), null);
+    await page.getByTestId('quiet-start').fill('23:00');
+    await page.getByTestId('quiet-end').fill('07:30');
+    await page.getByTestId('quiet-zone').fill('Asia/Shanghai');
+    await page.getByTestId('quiet-exempt-urgent').check();
+    await page.getByTestId('quiet-exempt-normal').check();
+    await page.getByTestId('quiet-exempt-info').uncheck();
+    await page.getByTestId('quiet-save').click();
+    await page.locator('[data-testid=quiet-state][data-set=true]').waitFor();
+    assert.deepEqual(await tn.api.get('/tiered/quiet-hours'), { start: '23:00', end: '07:30', time_zone: 'Asia/Shanghai', levels_exempt: ['urgent', 'normal'] });
+    await page.reload();
+    await page.locator('[data-testid=quiet-state][data-set=true]').waitFor();
+    assert.equal(await page.getByTestId('quiet-start').inputValue(), '23:00');
+    assert.equal(await page.getByTestId('quiet-end').inputValue(), '07:30');
+    assert.equal(await page.getByTestId('quiet-zone').inputValue(), 'Asia/Shanghai');
+    assert.equal(await page.getByTestId('quiet-exempt-urgent').isChecked(), true);
+    assert.equal(await page.getByTestId('quiet-exempt-normal').isChecked(), true);
+    assert.equal(await page.getByTestId('quiet-exempt-info').isChecked(), false);
+    await page.getByTestId('quiet-start').fill('25:00');
+    await page.getByTestId('quiet-save').click();
+    const qErr = page.getByTestId('quiet-form').getByTestId('form-error');
+    await qErr.waitFor({ state: 'visible' });
+    assert.match(await qErr.textContent(), /start/);
+    assert.equal(await page.getByTestId('quiet-start').evaluate((el) => el.classList.contains('invalid')), true, 'the start field is marked');
+    assert.equal(await page.getByTestId('quiet-end').evaluate((el) => el.classList.contains('invalid')), false);
+    assert.equal((await tn.api.get('/tiered/quiet-hours')).start, '23:00', 'nothing saved');
+    // A bad zone, then fixed.
+    await page.getByTestId('quiet-start').fill('22:15');
+    await page.getByTestId('quiet-zone').fill('Mars/Olympus');
+    await page.getByTestId('quiet-save').click();
+    await qErr.filter({ hasText: 'time_zone' }).waitFor();
+    assert.equal(await page.getByTestId('quiet-zone').evaluate((el) => el.classList.contains('invalid')), true, 'the zone field is marked');
+    await page.getByTestId('quiet-zone').fill('Europe/Berlin');
+    await page.getByTestId('quiet-save').click();
+    await qErr.waitFor({ state: 'hidden' });
+    await eventually(async () => (await tn.api.get('/tiered/quiet-hours'))?.time_zone === 'Europe/Berlin', 5000, 'the fixed quiet hours saved');
+    assert.equal((await tn.api.get('/tiered/quiet-hours')).start, '22:15');
+
+    await page.getByTestId('tab-actions').click();
+    await page.getByTestId('page-actions').waitFor();
 
     // Search by number + title + status.
     await page.getByTestId('action-filter-number').fill(aNumber);
