@@ -238,11 +238,40 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     }
     assert_eq!(statuses, ["sent", "sent"]);
 
+    // A list larger than the gateway's per-message limit goes out as several messages.
+    let acc = admin
+        .call("POST", "/accounts", Some(&t), Some(json!({"name": "bulk", "channel": "webhook", "config": {"url": sink.url, "batch": true}})))
+        .await;
+    assert_eq!(acc.status, 201, "{}", acc.text());
+    let list: Vec<Value> = (0..10_050).map(|i| json!({"to": format!("room-{i}")})).collect();
+    let big = admin
+        .call("POST", "/pushes", Some(&t), Some(json!({"title": "Bulk", "channel": "webhook", "account": "bulk",
+            "content": {"text": "hi"}, "targets": {"list": list}})))
+        .await;
+    assert_eq!(big.status, 201, "{}", big.text());
+    assert_eq!((big.json()["recipients"].as_u64(), big.json()["message_ids"].as_array().map(Vec::len)), (Some(10_050), Some(2)));
+    let big_id = big.json()["id"].as_str().unwrap().to_string();
+    let mut total = 0;
+    for _ in 0..300 {
+        let d = admin.call("GET", &format!("/pushes/{big_id}/deliveries?limit=5000"), Some(&t), None).await.json();
+        total = d["total"].as_u64().unwrap();
+        let sent = d["deliveries"].as_array().unwrap().iter().filter(|x| x["status"] == "sent").count();
+        if total == 10_050 && sent == 5000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(total, 10_050);
+    eventually(Duration::from_secs(60), "every bulk recipient reached the sink", || {
+        sink.delivery_ids().len() >= 10_052
+    })
+    .await;
+
     // Copy starts disabled; an enabled push cannot be deleted, a disabled one can.
     let copy = admin.call("POST", &format!("/pushes/{pid}/copy"), Some(&t), None).await.json();
-    assert_eq!((copy["status"].as_str(), copy["number"].as_str()), (Some("disabled"), Some("P000002")));
+    assert_eq!((copy["status"].as_str(), copy["number"].as_str()), (Some("disabled"), Some("P000003")));
     assert_eq!(admin.call("DELETE", &format!("/pushes/{pid}"), Some(&t), None).await.error().0, "enabled");
-    let found = admin.call("GET", "/pushes?number=02&title=copy", Some(&t), None).await.json();
+    let found = admin.call("GET", "/pushes?number=03&title=copy", Some(&t), None).await.json();
     assert_eq!(found["total"], 1);
 
     // The messaging app's key is accepted by the gateway.
@@ -251,7 +280,7 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     let key = enabled.json()["api_key"].as_str().unwrap().to_string();
     let sent = gw
         .post("/v1/messages", Some(&key), &[("content-type", "application/json")],
-            json!({"channel": "webhook", "content": {"text": "via API"}, "recipients": [{"to": "room-3"}]}).to_string())
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "via API"}, "recipients": [{"to": "room-3"}]}).to_string())
         .await;
     assert_eq!(sent.status, 202, "{}", sent.text());
     assert!(!admin.call("GET", "/api-keys", Some(&t), None).await.text().contains(&key), "keys are shown once");

@@ -49,7 +49,7 @@ impl Default for Config {
             session_idle_minutes: 8 * 60,
             operator_token: None,
             max_upload_bytes: 5 * 1024 * 1024,
-            max_upload_rows: 10_000,
+            max_upload_rows: 100_000,
             smtp_check_timeout_ms: 10_000,
             secure_cookies: false,
         }

@@ -21,6 +21,8 @@ use crate::auth::Caller;
 use crate::repo::{Repo, new_id};
 
 pub const PUSH: &str = "push";
+/// Most recipients one push may have.
+const MAX_PUSH_RECIPIENTS: usize = 100_000;
 
 pub fn routes(r: Routes) -> Routes {
     r.add("GET", "/pushes", "Search pushes by number, title, status", list)
@@ -55,8 +57,12 @@ pub struct Push {
     pub targets: Targets,
     pub schedule: Schedule,
     pub enabled: bool,
+    /// The first (or only) message the push was published as…
     #[serde(default)]
     pub message_id: Option<String>,
+    /// …and all of them (a list larger than the gateway's per-message limit is split).
+    #[serde(default)]
+    pub message_ids: Vec<String>,
     #[serde(default)]
     pub sent_at: Option<i64>,
     #[serde(default)]
@@ -176,32 +182,40 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
         return Err(ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel")
             .with_field("targets"));
     }
-    let limits = herald_core::validate::Limits::default();
-    if expanded.recipients.len() > limits.max_recipients {
-        return Err(ApiError::invalid("targets", format!("{} recipients; at most {}", expanded.recipients.len(), limits.max_recipients)));
+    if expanded.recipients.len() > MAX_PUSH_RECIPIENTS {
+        return Err(ApiError::invalid("targets", format!("{} recipients; at most {MAX_PUSH_RECIPIENTS}", expanded.recipients.len())));
     }
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("herald-push:{tenant}:{}", push.id).as_bytes()).simple().to_string();
-    let message = Message {
-        id: id.clone(),
-        tenant: tenant.to_string(),
-        channel: push.channel.clone(),
-        account: push.account.clone(),
-        content: push.content.clone(),
-        template: None,
-        variables: Default::default(),
-        recipients: expanded.recipients,
-        metadata: [("push".to_string(), push.number.clone())].into(),
-        accepted_at: now,
-        send_at: None,
-    };
-    app.store.record_message(&message).await?;
-    app.queue.publish(vec![Enqueue { key: tenant.to_string(), not_before: now, work: Work::Message(message.clone()) }]).await?;
-    push.message_id = Some(id);
+    // Large lists go out as several messages within the gateway's per-message limit.
+    let per_message = herald_core::validate::Limits::default().max_recipients.max(1);
+    let total = expanded.recipients.len();
+    let mut ids = vec![];
+    for (i, chunk) in expanded.recipients.chunks(per_message).enumerate() {
+        let seed = if i == 0 { format!("herald-push:{tenant}:{}", push.id) } else { format!("herald-push:{tenant}:{}:{i}", push.id) };
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
+        let message = Message {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            channel: push.channel.clone(),
+            account: push.account.clone(),
+            content: push.content.clone(),
+            template: None,
+            variables: Default::default(),
+            recipients: chunk.to_vec(),
+            metadata: [("push".to_string(), push.number.clone())].into(),
+            accepted_at: now,
+            send_at: None,
+        };
+        app.store.record_message(&message).await?;
+        app.queue.publish(vec![Enqueue { key: tenant.to_string(), not_before: now, work: Work::Message(message) }]).await?;
+        ids.push(id);
+    }
+    push.message_id = ids.first().cloned();
+    push.message_ids = ids;
     push.sent_at = Some(now);
-    push.recipients = message.recipients.len();
+    push.recipients = total;
     push.skipped = expanded.skipped;
     repo.put(PUSH, &push.id, push).await?;
-    tracing::info!(%tenant, push = %push.number, message_id = %message.id, recipients = push.recipients, "push published");
+    tracing::info!(%tenant, push = %push.number, messages = push.message_ids.len(), recipients = push.recipients, "push published");
     Ok(true)
 }
 
@@ -263,6 +277,7 @@ async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushB
         schedule: Schedule { mode: "now".into(), at: None },
         enabled: true,
         message_id: None,
+        message_ids: vec![],
         sent_at: None,
         recipients: 0,
         skipped: vec![],
@@ -324,6 +339,7 @@ async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String
         title: format!("{} (copy)", orig.title).chars().take(200).collect(),
         enabled: false,
         message_id: None,
+        message_ids: vec![],
         sent_at: None,
         recipients: 0,
         skipped: vec![],
@@ -361,22 +377,28 @@ async fn disable(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Str
     set_enabled(&app, &caller, &id, false).await
 }
 
-async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+impl Push {
+    /// Every message the push was published as.
+    pub fn messages(&self) -> Vec<String> {
+        if self.message_ids.is_empty() { self.message_id.iter().cloned().collect() } else { self.message_ids.clone() }
+    }
+}
+
+async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require("push.view")?;
     let push = visible(&app, &caller, &id).await?;
-    let Some(mid) = &push.message_id else {
-        return Ok(axum::Json(json!({"message_id": null, "deliveries": []})).into_response());
-    };
-    let view = app.store.message(&caller.tenant, mid).await?;
-    let deliveries = view.map(|v| v.deliveries).unwrap_or_default();
-    let items: Vec<_> = deliveries
-        .iter()
-        .map(|d| {
-            json!({"recipient": d.recipient, "status": d.status, "attempts": d.attempts, "detail": d.detail,
-                   "cost_minor": d.cost_minor, "updated_at": super::session::rfc3339(d.updated_at)})
-        })
-        .collect();
-    Ok(axum::Json(json!({"message_id": mid, "deliveries": items})).into_response())
+    let mut items = vec![];
+    for mid in push.messages() {
+        if let Some(view) = app.store.message(&caller.tenant, &mid).await? {
+            items.extend(view.deliveries.iter().map(|d| {
+                json!({"recipient": d.recipient, "status": d.status, "attempts": d.attempts, "detail": d.detail,
+                       "cost_minor": d.cost_minor, "updated_at": super::session::rfc3339(d.updated_at)})
+            }));
+        }
+    }
+    let total = items.len();
+    let items: Vec<_> = items.into_iter().skip(q.offset.unwrap_or(0)).take(q.limit.unwrap_or(500).clamp(1, 5000)).collect();
+    Ok(axum::Json(json!({"message_id": push.message_id, "message_ids": push.messages(), "deliveries": items, "total": total})).into_response())
 }
 
 async fn upload(State(app): State<Arc<App>>, caller: Caller, mut form: Multipart) -> Result<Response> {

@@ -47,6 +47,15 @@ impl Counts {
         }
         self.cost_minor += cost;
     }
+
+    fn merge(&mut self, o: &Counts) {
+        self.sent += o.sent;
+        self.delivered += o.delivered;
+        self.failed += o.failed;
+        self.acknowledged += o.acknowledged;
+        self.pending += o.pending;
+        self.cost_minor += o.cost_minor;
+    }
 }
 
 fn day(ms: i64) -> String {
@@ -84,11 +93,13 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
     pushes.sort_by(|a, b| b.sent_at.cmp(&a.sent_at));
     let mut per_push = vec![];
     for p in pushes.iter().take(MAX_SOURCES) {
-        let Some(mid) = &p.message_id else { continue };
-        if let Some(view) = app.store.message(&caller.tenant, mid).await? {
-            let c = tally.message(&view);
-            per_push.push(json!({"id": p.id, "number": p.number, "title": p.title, "channel": p.channel, "counts": c}));
+        let mut own = Counts::default();
+        for mid in p.messages() {
+            if let Some(view) = app.store.message(&caller.tenant, &mid).await? {
+                own.merge(&tally.message(&view));
+            }
         }
+        per_push.push(json!({"id": p.id, "number": p.number, "title": p.title, "channel": p.channel, "counts": own}));
     }
 
     let actions: Vec<Action> = repo.list(ACTION).await?;
@@ -102,16 +113,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
         entry.1 += u64::from(inc.state == "acknowledged");
         for (_, mid) in &inc.messages {
             if let Some(view) = app.store.message(&caller.tenant, mid).await? {
-                let c = tally.message(&view);
-                let t = &mut entry.2;
-                (t.sent, t.delivered, t.failed, t.acknowledged, t.pending, t.cost_minor) = (
-                    t.sent + c.sent,
-                    t.delivered + c.delivered,
-                    t.failed + c.failed,
-                    t.acknowledged + c.acknowledged,
-                    t.pending + c.pending,
-                    t.cost_minor + c.cost_minor,
-                );
+                entry.2.merge(&tally.message(&view));
             }
         }
     }
