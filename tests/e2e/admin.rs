@@ -297,3 +297,45 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     let tx = admin.call("GET", "/cost/transactions", Some(&t), None).await.json();
     assert_eq!(tx["items"][0]["kind"], "top_up");
 }
+
+#[tokio::test]
+async fn a_recurring_push_sends_each_occurrence_once_across_an_admin_crash_until_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let _gw = Gateway::start(dir.path(), "");
+    let mut admin = Admin::start(dir.path());
+    let (_, t) = admin.register("Acme", "boss").await;
+    let acc = admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "hook", "channel": "webhook", "config": {"url": sink.url}}))).await;
+    assert_eq!(acc.status, 201, "{}", acc.text());
+    let bad = admin
+        .call("POST", "/pushes", Some(&t), Some(json!({"title": "R", "channel": "webhook", "account": "hook", "content": {"text": "tick"},
+            "targets": {"list": [{"to": "room"}]}, "schedule": {"mode": "cron", "cron": "every minute"}})))
+        .await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("schedule.cron")));
+    let push = admin
+        .call("POST", "/pushes", Some(&t), Some(json!({"title": "Reminder", "channel": "webhook", "account": "hook", "content": {"text": "tick"},
+            "targets": {"list": [{"to": "room"}]}, "schedule": {"mode": "cron", "cron": "*/2 * * * * *", "time_zone": "UTC"}})))
+        .await;
+    assert_eq!(push.status, 201, "{}", push.text());
+    assert_eq!(push.json()["status"], "recurring");
+    let pid = push.json()["id"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(30), "two occurrences", || sink.received().len() >= 2).await;
+
+    // kill -9 and restart: the schedule resumes; no occurrence is sent twice.
+    admin.child.kill().unwrap();
+    admin.child.wait().unwrap();
+    admin = Admin::start(dir.path());
+    let seen = sink.received().len();
+    eventually(Duration::from_secs(30), "an occurrence after the restart", || sink.received().len() > seen).await;
+    let t = admin.login("boss", "correct horse battery").await;
+    assert_eq!(admin.call("POST", &format!("/pushes/{pid}/disable"), Some(&t), None).await.status, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = sink.received().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sink.received().len(), stopped, "a disabled push sends nothing");
+    let ids = sink.delivery_ids();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "each occurrence once: {ids:?}");
+    let p = admin.call("GET", &format!("/pushes/{pid}"), Some(&t), None).await.json();
+    assert!(p["runs"].as_u64().unwrap() >= 3, "{p}");
+}

@@ -40,10 +40,35 @@ pub fn routes(r: Routes) -> Routes {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
-    /// "now" or "at".
+    /// "now", "at" (once, at `at`) or "cron" (recurring, by `cron` in `time_zone`).
     pub mode: String,
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
+    /// Cron expression: "min hour day month weekday" (or with leading seconds), e.g. "0 9 * * Mon-Fri".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// IANA zone of the cron expression; default Asia/Shanghai.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+impl Schedule {
+    /// The parsed recurrence of a "cron" schedule; the error names the field.
+    fn recurrence(&self) -> std::result::Result<(cron::Schedule, chrono_tz::Tz), ApiError> {
+        let expr = self.cron.as_deref().map(str::trim).unwrap_or("");
+        let full = if expr.split_whitespace().count() == 5 { format!("0 {expr}") } else { expr.to_string() };
+        let schedule = full.parse::<cron::Schedule>().map_err(|e| ApiError::invalid("schedule.cron", format!("not a cron expression: {e}")))?;
+        let tz = self.time_zone.as_deref().unwrap_or("Asia/Shanghai");
+        let tz = tz.parse::<chrono_tz::Tz>().map_err(|_| ApiError::invalid("schedule.time_zone", format!("unknown time zone {tz:?}")))?;
+        Ok((schedule, tz))
+    }
+
+    /// The latest occurrence after `after` and at or before `now` (missed ones collapse into it).
+    fn occurrence(&self, after: i64, now: i64) -> Option<i64> {
+        let (schedule, tz) = self.recurrence().ok()?;
+        let start = DateTime::from_timestamp_millis(after)?.with_timezone(&tz);
+        schedule.after(&start).map(|t| t.timestamp_millis()).take_while(|t| *t <= now).last()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +90,11 @@ pub struct Push {
     pub message_ids: Vec<String>,
     #[serde(default)]
     pub sent_at: Option<i64>,
+    /// Recurring pushes: the occurrence last sent, and how many were.
+    #[serde(default)]
+    pub last_run: Option<i64>,
+    #[serde(default)]
+    pub runs: u32,
     #[serde(default)]
     pub recipients: usize,
     /// Directory users without an address on the channel when it was sent.
@@ -83,6 +113,7 @@ impl Push {
             (true, ..) => "sent",
             (false, false, _) => "disabled",
             (false, true, "at") => "scheduled",
+            (false, true, "cron") => "recurring",
             _ => "draft",
         }
     }
@@ -93,13 +124,16 @@ impl Push {
         v
     }
 
-    fn due(&self, now: i64) -> bool {
-        self.enabled
-            && self.message_id.is_none()
-            && match self.schedule.mode.as_str() {
-                "at" => self.schedule.at.is_some_and(|t| t.timestamp_millis() <= now),
-                _ => true,
-            }
+    /// When due: the time the send stands for (now, the `at` time, or a cron occurrence).
+    fn due(&self, now: i64) -> Option<i64> {
+        if !self.enabled || self.message_id.is_some() {
+            return None;
+        }
+        match self.schedule.mode.as_str() {
+            "at" => self.schedule.at.map(|t| t.timestamp_millis()).filter(|t| *t <= now),
+            "cron" => self.schedule.occurrence(self.last_run.unwrap_or(self.created_at - 1), now),
+            _ => Some(now),
+        }
     }
 }
 
@@ -148,12 +182,15 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     if b.targets.is_empty() {
         return Err(ApiError::invalid("targets", "pick users, org units or upload a list"));
     }
-    let schedule = b.schedule.unwrap_or(Schedule { mode: "now".into(), at: None });
+    let schedule = b.schedule.unwrap_or(Schedule { mode: "now".into(), at: None, cron: None, time_zone: None });
     match (schedule.mode.as_str(), schedule.at) {
         ("now", _) => {}
+        ("cron", _) => {
+            schedule.recurrence()?;
+        }
         ("at", Some(t)) if t.timestamp_millis() > herald_core::now_ms() => {}
         ("at", _) => return Err(ApiError::invalid("schedule.at", "pick a time in the future")),
-        _ => return Err(ApiError::invalid("schedule.mode", "\"now\" or \"at\"")),
+        _ => return Err(ApiError::invalid("schedule.mode", "\"now\", \"at\" or \"cron\"")),
     }
     push.channel = b.channel;
     push.account = b.account;
@@ -171,9 +208,10 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
 /// derived from the push id, so a repeated publish is recognised downstream).
 pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::result::Result<bool, ApiError> {
     let now = herald_core::now_ms();
-    if !push.due(now) {
+    let Some(occurrence) = push.due(now) else {
         return Ok(false);
-    }
+    };
+    let recurring = push.schedule.mode == "cron";
     let repo = Repo::new(app.config.as_ref(), tenant);
     let units: Vec<Unit> = repo.list(UNIT).await?;
     let users: Vec<User> = repo.list(USER).await?;
@@ -190,7 +228,8 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
     let total = expanded.recipients.len();
     let mut ids = vec![];
     for (i, chunk) in expanded.recipients.chunks(per_message).enumerate() {
-        let seed = if i == 0 { format!("herald-push:{tenant}:{}", push.id) } else { format!("herald-push:{tenant}:{}:{i}", push.id) };
+        let run = if recurring { format!("@{occurrence}") } else { String::new() };
+        let seed = if i == 0 { format!("herald-push:{tenant}:{}{run}", push.id) } else { format!("herald-push:{tenant}:{}{run}:{i}", push.id) };
         let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
         let message = Message {
             id: id.clone(),
@@ -209,7 +248,12 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
         app.queue.publish(vec![Enqueue { key: tenant.to_string(), not_before: now, work: Work::Message(message) }]).await?;
         ids.push(id);
     }
-    push.message_id = ids.first().cloned();
+    if recurring {
+        push.last_run = Some(occurrence);
+        push.runs += 1;
+    } else {
+        push.message_id = ids.first().cloned();
+    }
     push.message_ids = ids;
     push.sent_at = Some(now);
     push.recipients = total;
@@ -236,7 +280,7 @@ async fn publish_due(app: &App) -> std::result::Result<(), ApiError> {
     let now = herald_core::now_ms();
     for t in app.config.tenants().await? {
         let pushes: Vec<Push> = Repo::new(app.config.as_ref(), &t.id).list(PUSH).await?;
-        for mut p in pushes.into_iter().filter(|p| p.schedule.mode == "at" && p.due(now)) {
+        for mut p in pushes.into_iter().filter(|p| p.schedule.mode != "now" && p.due(now).is_some()) {
             if let Err(e) = send_if_due(app, &t.id, &mut p).await {
                 tracing::warn!(tenant = %t.id, push = %p.number, error = %e.message, "scheduled push not sent");
             }
@@ -274,11 +318,13 @@ async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushB
         account: String::new(),
         content: Content::default(),
         targets: Targets::default(),
-        schedule: Schedule { mode: "now".into(), at: None },
+        schedule: Schedule { mode: "now".into(), at: None, cron: None, time_zone: None },
         enabled: true,
         message_id: None,
         message_ids: vec![],
         sent_at: None,
+        last_run: None,
+        runs: 0,
         recipients: 0,
         skipped: vec![],
         unit: caller.user.unit.clone(),
@@ -341,6 +387,8 @@ async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String
         message_id: None,
         message_ids: vec![],
         sent_at: None,
+        last_run: None,
+        runs: 0,
         recipients: 0,
         skipped: vec![],
         unit: caller.user.unit.clone(),
@@ -348,7 +396,7 @@ async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String
         created_at: now,
         updated_at: now,
         schedule: if orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t.timestamp_millis() <= now) {
-            Schedule { mode: "now".into(), at: None }
+            Schedule { mode: "now".into(), at: None, cron: None, time_zone: None }
         } else {
             orig.schedule.clone()
         },
