@@ -37,6 +37,23 @@ pub fn debit(price: Option<&Price>, b: &Billable<'_>) -> Option<LedgerEntry> {
     })
 }
 
+/// The refund of a billed delivery that finally failed (the provider does not
+/// bill it): its net cost back, once (`<delivery id>:credit`; a replay is ignored).
+pub fn refund(delivery_id: &str, channel: &str, account: &str, amount_minor: i64, currency: &str, tenant: &str, at: crate::Millis) -> LedgerEntry {
+    LedgerEntry {
+        id: format!("{delivery_id}:credit"),
+        tenant: tenant.to_string(),
+        kind: LedgerKind::Credit,
+        channel: channel.to_string(),
+        account: account.to_string(),
+        delivery_id: Some(delivery_id.to_string()),
+        units: 0,
+        amount_minor: amount_minor.max(0),
+        currency: currency.to_string(),
+        at,
+    }
+}
+
 /// Net effect of entries on a balance.
 pub fn net(entries: &[LedgerEntry]) -> i64 {
     entries.iter().map(|e| e.kind.signed(e.amount_minor)).sum()

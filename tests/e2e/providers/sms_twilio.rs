@@ -330,6 +330,14 @@ async fn twilio_sms_sends_with_basic_auth_bills_segments_and_checks_callback_sig
     assert_eq!(r.status, 204);
     let v2 = wait_delivery(&gw, &id2, 0, "failed").await;
     assert_eq!(delivery(&v2, 0)["detail"], "undelivered: Twilio error 30003");
+    // Undelivered is not billed: the debit is refunded once, even if Twilio reports again.
+    let again = fake.callback(&gw, &mg.sid, &[("MessageSid", &mg.sid), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")], AUTH_TOKEN).await;
+    assert_eq!(again.status, 204);
+    let ledger = ledger_for(&gw, &id2).await;
+    let kinds: Vec<_> = ledger.iter().map(|e| (e["kind"].as_str().unwrap().to_string(), e["amount_minor"].as_i64().unwrap())).collect();
+    assert_eq!(kinds.len(), 2, "{ledger:?}");
+    assert!(kinds.contains(&("debit".into(), 14)) && kinds.contains(&("credit".into(), 14)), "{ledger:?}");
+    assert_eq!(delivery(&v2, 0)["cost_minor"], 0, "net cost after the refund");
 }
 
 #[tokio::test(flavor = "multi_thread")]

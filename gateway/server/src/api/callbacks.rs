@@ -45,6 +45,7 @@ pub async fn receive(
 
     let now = herald_core::now_ms();
     let mut updates = Vec::new();
+    let mut refunds = Vec::new();
     for r in &reply.receipts {
         let found = match (&r.delivery_id, &r.provider_id) {
             (Some(id), _) => {
@@ -60,6 +61,13 @@ pub async fn receive(
             ReceiptStatus::Failed => DeliveryStatus::Failed,
             ReceiptStatus::Read => DeliveryStatus::Read,
         };
+        // A send that finally failed is not billed by the provider: refund its debit once.
+        if status == DeliveryStatus::Failed && delivery.cost_minor > 0 {
+            if let Some(m) = app.store.message(&tenant, &message_id).await? {
+                let currency = app.config.tenant(&tenant).await?.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency);
+                refunds.push(herald_core::ledger::refund(&delivery.id, &m.channel, &m.account, delivery.cost_minor, &currency, &tenant, now));
+            }
+        }
         if status == DeliveryStatus::Read {
             // A read receipt acknowledges a tiered-push incident.
             if let Err(e) = app.engine.read_receipt(&tenant, &message_id, &delivery.recipient).await {
@@ -78,7 +86,7 @@ pub async fn receive(
         });
     }
     tracing::info!(tenant = %tenant, plugin = plugin.name(), receipts = reply.receipts.len(), matched = updates.len(), "callback");
-    app.store.record(updates, Vec::new()).await?;
+    app.store.record(updates, refunds).await?;
     let status = StatusCode::from_u16(reply.response.status).unwrap_or(StatusCode::OK);
     let mut resp = (status, reply.response.body).into_response();
     for (k, v) in &reply.response.headers {
