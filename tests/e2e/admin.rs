@@ -23,8 +23,14 @@ pub(crate) struct Admin {
 
 impl Admin {
     pub(crate) fn start(data: &Path) -> Admin {
+        Self::start_with(data, &[])
+    }
+
+    /// Start with extra `HERALD_ADMIN_*` variables (e.g. the Kafka queue).
+    pub(crate) fn start_with(data: &Path, env: &[(String, String)]) -> Admin {
         let bin = crate::harness::gateway_bin().with_file_name("herald-admin");
         let mut cmd = Command::new(&bin);
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.env("HERALD_ADMIN_LISTEN", "127.0.0.1:0")
             .env("HERALD_ADMIN_DATA_DIR", data)
             .env("HERALD_ADMIN_PLUGINS_DIR", plugin_dir())

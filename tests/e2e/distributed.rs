@@ -13,9 +13,9 @@ use crate::harness::{API_KEY, Gateway, eventually, tenant};
 use crate::sinks::{Answer, WebhookSink};
 
 /// Tests that restart the shared broker must not overlap the others.
-static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn brokers() -> Option<String> {
+pub(crate) fn brokers() -> Option<String> {
     let b = std::env::var("HERALD_TEST_KAFKA").ok().filter(|b| !b.is_empty());
     if b.is_none() {
         println!("skipping: HERALD_TEST_KAFKA not set");

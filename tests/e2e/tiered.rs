@@ -32,14 +32,31 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        Self::start_on(None).await
+    }
+
+    /// With `Some(brokers)`, the queue (and so every escalation timer) is Kafka.
+    async fn start_on(kafka: Option<&str>) -> World {
         let dir = tempfile::tempdir().unwrap();
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let (queue, admin_env) = match kafka {
+            Some(b) => (
+                format!("[queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.tiered.{run}\"\ngroup = \"herald-tiered-{run}\"\npartitions = 2\n"),
+                vec![
+                    ("HERALD_ADMIN_QUEUE__BACKEND".to_string(), "kafka".to_string()),
+                    ("HERALD_ADMIN_QUEUE__KAFKA__BROKERS".to_string(), b.to_string()),
+                    ("HERALD_ADMIN_QUEUE__KAFKA__TOPIC".to_string(), format!("herald.tiered.{run}")),
+                ],
+            ),
+            None => (String::new(), vec![]),
+        };
         let smtp = SmtpSink::start(dir.path(), "mailer", "pa55word");
         let twilio = FakeTwilio::start().await;
         let prices = "[[prices]]\nchannel = \"email\"\nunit_minor = 0\n[[prices]]\nchannel = \"twilio-sms\"\nunit_minor = 7\n\
                       [[prices]]\nchannel = \"twilio-voice\"\nunit_minor = 20\n";
-        let cfg = format!("testing_clock = true\nadmin_token = \"{GW_OPERATOR}\"\n{}{prices}", config(&[(HOST, &twilio.url)], ""));
+        let cfg = format!("testing_clock = true\nadmin_token = \"{GW_OPERATOR}\"\n{queue}{}{prices}", config(&[(HOST, &twilio.url)], ""));
         let gw = Gateway::start(dir.path(), &cfg);
-        let admin = Admin::start(dir.path());
+        let admin = Admin::start_with(dir.path(), &admin_env);
         let (tenant, token) = admin.register("Acme", "boss").await;
         let t = Some(token.as_str());
         let me = admin.call("GET", "/me", t, None).await.json();
@@ -141,7 +158,18 @@ async fn quiet_for(secs: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_ack_email_then_sms_then_voice_fire_on_time_once_even_across_a_crash() {
-    let mut w = World::start().await;
+    escalate_across_a_crash(World::start().await).await;
+}
+
+/// The same on Kafka: the timers are records held until due, re-read after kill -9.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_kafka_the_escalation_timers_survive_kill_9_and_fire_once() {
+    let Some(b) = crate::distributed::brokers() else { return };
+    let _serial = crate::distributed::BROKER.lock().await;
+    escalate_across_a_crash(World::start_on(Some(&b)).await).await;
+}
+
+async fn escalate_across_a_crash(mut w: World) {
     let (status, body) = w.trigger("urgent", "disk-db1").await;
     assert_eq!(status, 202, "{body}");
     let inc = body["id"].as_str().unwrap().to_string();
