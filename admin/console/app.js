@@ -305,15 +305,30 @@ function targetsEditor(container, targets, ctx, prefix = 'push') {
       const out = $(`[data-testid=${prefix}-upload-result]`, container);
       const fd = new FormData();
       fd.append('file', file, file.name);
-      out.textContent = t('common.loading');
+      setHtml(out, uploadProgressHtml(prefix, file.name));
+      const bar = $('progress', out);
+      const pctEl = $(`[data-testid=${prefix}-upload-percent]`, out);
+      let last = 0;
+      const progress = (pct) => {
+        pct = Math.max(last, Math.min(100, Math.round(pct))); // never backwards
+        last = pct;
+        bar.value = pct;
+        bar.setAttribute('aria-valuenow', String(pct));
+        pctEl.textContent = `${pct}%`;
+      };
       try {
-        const r = await api('POST', '/pushes/upload', undefined, { form: fd });
+        const r = await uploadWithProgress('/pushes/upload', fd, progress);
+        progress(100);
         const rows = r.rows || [];
+        const errors = r.errors || [];
         tg.list = tg.list.concat(rows);
         render();
         const res = $(`[data-testid=${prefix}-upload-result]`, container);
-        setHtml(res, html`<p data-testid="${prefix}-upload-summary">${t('targets.parsed', { file: file.name, n: rows.length, e: (r.errors || []).length })}</p>
-          ${(r.errors || []).length ? html`<ul class="errors" data-testid="${prefix}-upload-errors">${r.errors.map((er) => html`<li>${t('targets.rowError', { row: er.row })}: ${er.message}</li>`)}</ul>` : ''}`);
+        setHtml(res, html`${uploadProgressHtml(prefix, file.name, 100)}
+          <p data-testid="${prefix}-upload-summary">${t('targets.parsed', { file: file.name, n: rows.length, e: errors.length })}</p>
+          ${errors.length ? html`<table class="small errors" data-testid="${prefix}-upload-errors"><caption>${t('targets.rowErrors')}</caption>
+            <thead><tr><th class="num">${t('targets.errRow')}</th><th>${t('targets.errColumn')}</th><th>${t('targets.errMessage')}</th></tr></thead>
+            <tbody>${errors.map((er) => html`<tr data-testid="${prefix}-upload-error-row" data-row="${er.row ?? ''}"><td class="num">${er.row ?? ''}</td><td>${er.column ?? '—'}</td><td>${er.message}</td></tr>`)}</tbody></table>` : ''}`);
       } catch (err) {
         out.textContent = '';
         const p = document.createElement('p');
@@ -332,6 +347,46 @@ function targetsEditor(container, targets, ctx, prefix = 'push') {
   }
   render();
   return { value: () => ({ users: [...tg.users], units: [...tg.units], list: [...tg.list] }) };
+}
+
+/** The upload bar: a <progress> with its percentage (also for screen readers). */
+function uploadProgressHtml(prefix, name, pct = 0) {
+  return html`<div class="upload-progress" data-testid="${prefix}-upload-progress-wrap">
+    <span class="muted">${t(pct >= 100 ? 'targets.uploaded' : 'targets.uploading', { file: name })}</span>
+    <progress max="100" value="${pct}" data-testid="${prefix}-upload-progress" aria-label="${t('targets.uploadProgress')}" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${pct}"></progress>
+    <span class="pct" data-testid="${prefix}-upload-percent">${pct}%</span></div>`;
+}
+
+/**
+ * POST a form with upload progress (XMLHttpRequest: fetch has no upload
+ * progress). onProgress(percent) gets 0–100; answers and errors as api().
+ */
+function uploadWithProgress(path, form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/api/v1' + path);
+    xhr.withCredentials = true;
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.upload.addEventListener('progress', (ev) => { if (ev.lengthComputable && ev.total) onProgress((ev.loaded / ev.total) * 100); });
+    xhr.upload.addEventListener('load', () => onProgress(100));
+    xhr.addEventListener('error', () => reject(new ApiError(0, 'network', t('err.network'))));
+    xhr.addEventListener('abort', () => reject(new ApiError(0, 'network', t('err.network'))));
+    xhr.addEventListener('load', () => {
+      let data = null;
+      try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = null; }
+      if (xhr.status >= 200 && xhr.status < 300) { resolve(data || {}); return; }
+      const e = (data && data.error) || {};
+      if (xhr.status === 401) {
+        state.me = null;
+        state.perms = new Set();
+        toast(t('err.session'), 'error');
+        go('#/login');
+      }
+      reject(new ApiError(xhr.status, e.code || String(xhr.status), e.message || `${xhr.status} ${xhr.statusText}`, e.field));
+    });
+    onProgress(0);
+    xhr.send(form);
+  });
 }
 
 function pickUsers(current, done) {
@@ -425,6 +480,106 @@ function richEditor(container, initial, { readonly = false, name = 'html', testi
   // In source mode the typed HTML is sent as typed: the server sanitizes it.
   return { value: () => (sourceMode ? src.value : ed.innerHTML), text: () => (sourceMode ? src.value.replace(/<[^>]*>/g, ' ') : ed.innerText) };
 }
+
+// ------------------------------------------------------ table sorting, scrolling
+
+/**
+ * Every table with a header row gets (1) a wrapper that scrolls sideways on
+ * narrow screens and (2) clickable column headers that sort the loaded rows
+ * (▲ ascending / ▼ descending, aria-sort). Applied to tables as they are added
+ * to the DOM (a MutationObserver below), so the page renderers stay as they are.
+ * The last sort of a table (by its data-testid) is kept while the page is open,
+ * so a reload of the list after an edit keeps its order.
+ */
+const sortMemory = new Map(); // table testid → {col, dir}
+const DMY = /^(\d{1,2})\/(\d{1,2})\/(\d{4}),?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?$/; // en-GB fmtTime
+const YMD = /^(\d{4})[/-](\d{1,2})[/-](\d{1,2})[ T,]*(\d{1,2}):(\d{2})(?::(\d{2}))?$/; // zh-CN fmtTime, ISO
+function sortKey(td) {
+  if (!td) return { s: '' };
+  const v = (td.dataset.sort ?? td.textContent).trim();
+  const pad = (n) => String(n).padStart(2, '0');
+  let m = v.match(DMY);
+  if (m) return { s: `${m[3]}-${pad(m[2])}-${pad(m[1])} ${pad(m[4])}:${m[5]}:${m[6] || '00'}` };
+  m = v.match(YMD);
+  if (m) return { s: `${m[1]}-${pad(m[2])}-${pad(m[3])} ${pad(m[4])}:${m[5]}:${m[6] || '00'}` };
+  // Numbers, also "12.30 CNY", "3 / 5", "1,234".
+  m = v.match(/^-?\d[\d,]*(\.\d+)?(?=$|\s)/);
+  if (m) return { n: Number(m[0].replace(/,/g, '')), s: v };
+  return { s: v };
+}
+function compareKeys(a, b) {
+  if (a.n !== undefined && b.n !== undefined) return a.n - b.n || a.s.localeCompare(b.s);
+  if (a.n !== undefined && b.s === '') return 1;
+  if (b.n !== undefined && a.s === '') return -1;
+  return a.s.localeCompare(b.s, getLang() === 'zh' ? 'zh-CN' : 'en', { numeric: true, sensitivity: 'base' });
+}
+function sortTable(table, col, dir) {
+  const tbody = table.tBodies[0];
+  if (!tbody) return;
+  const rows = Array.from(tbody.rows);
+  // An "empty" placeholder row (one cell spanning the table) is not data.
+  if (rows.length < 2 || rows.some((r) => r.cells.length === 1 && r.cells[0].colSpan > 1)) { markSorted(table, col, dir); return; }
+  const keyed = rows.map((r, i) => ({ r, i, k: sortKey(r.cells[col]) }));
+  keyed.sort((x, y) => (compareKeys(x.k, y.k) || x.i - y.i) * (dir === 'desc' ? -1 : 1));
+  keyed.forEach(({ r }) => tbody.appendChild(r));
+  markSorted(table, col, dir);
+}
+function markSorted(table, col, dir) {
+  const ths = Array.from(table.tHead.rows[0].cells);
+  ths.forEach((th, i) => {
+    const ind = $('.sort-ind', th);
+    if (!ind) return;
+    const on = i === col;
+    th.setAttribute('aria-sort', on ? (dir === 'desc' ? 'descending' : 'ascending') : 'none');
+    th.classList.toggle('sorted', on);
+    ind.textContent = on ? (dir === 'desc' ? '▼' : '▲') : '';
+  });
+  table.dataset.sortCol = String(col);
+  table.dataset.sortDir = dir;
+}
+function enhanceTable(table) {
+  if (table.dataset.enhanced) return;
+  table.dataset.enhanced = '1';
+  if (!table.parentElement?.classList.contains('table-scroll')) {
+    const box = document.createElement('div');
+    box.className = 'table-scroll';
+    table.replaceWith(box);
+    box.appendChild(table);
+  }
+  const head = table.tHead?.rows[0];
+  if (!head) return;
+  Array.from(head.cells).forEach((th, col) => {
+    const label = th.textContent.trim();
+    if (!label || th.colSpan > 1) return; // row-button columns
+    th.classList.add('sortable');
+    th.setAttribute('aria-sort', 'none');
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = 'th-sort';
+    btn.dataset.testid = 'sort-header';
+    btn.title = t('common.sortBy', { col: label });
+    btn.append(...Array.from(th.childNodes));
+    const ind = document.createElement('span');
+    ind.className = 'sort-ind';
+    ind.setAttribute('aria-hidden', 'true');
+    btn.appendChild(ind);
+    th.replaceChildren(btn);
+    btn.addEventListener('click', () => {
+      const dir = table.dataset.sortCol === String(col) && table.dataset.sortDir === 'asc' ? 'desc' : 'asc';
+      sortTable(table, col, dir);
+      if (table.dataset.testid) sortMemory.set(table.dataset.testid, { col, dir });
+    });
+  });
+  const mem = table.dataset.testid && sortMemory.get(table.dataset.testid);
+  if (mem && head.cells[mem.col]?.classList.contains('sortable')) sortTable(table, mem.col, mem.dir);
+}
+function enhanceTables(root) {
+  if (root.tagName === 'TABLE') enhanceTable(root);
+  else if (root.querySelectorAll) root.querySelectorAll('table').forEach(enhanceTable);
+}
+new MutationObserver((muts) => {
+  for (const m of muts) m.addedNodes.forEach((n) => { if (n.nodeType === 1) enhanceTables(n); });
+}).observe(document.body, { childList: true, subtree: true });
 
 // ------------------------------------------------------------------ pagination
 

@@ -63,6 +63,8 @@ const zh = {
   'targets.users': '用户', 'targets.units': '部门', 'targets.list': '批量名单', 'targets.pickUsers': '选择用户', 'targets.pickUnits': '选择部门',
   'targets.upload': '上传名单 (.xls/.xlsx)', 'targets.clearList': '清空名单', 'targets.listCount': '{n} 人', 'targets.showList': '查看名单',
   'targets.to': '收件人', 'targets.variables': '变量', 'targets.parsed': '{file}：解析 {n} 行，{e} 行有错误', 'targets.rowError': '第 {row} 行',
+  'targets.rowErrors': '有错误的行', 'targets.errRow': '行', 'targets.errColumn': '列', 'targets.errMessage': '错误',
+  'targets.uploading': '正在上传 {file}…', 'targets.uploaded': '{file} 已上传', 'targets.uploadProgress': '上传进度', 'common.sortBy': '按“{col}”排序（再点一次反向）',
   'rich.bold': '加粗', 'rich.italic': '斜体', 'rich.link': '插入链接', 'rich.ul': '无序列表', 'rich.ol': '有序列表', 'rich.source': 'HTML 源码',
   'rich.linkPrompt': '链接地址',
 
@@ -190,6 +192,8 @@ const en = {
   'targets.users': 'Users', 'targets.units': 'Units', 'targets.list': 'Batch list', 'targets.pickUsers': 'Pick users', 'targets.pickUnits': 'Pick units',
   'targets.upload': 'Upload list (.xls/.xlsx)', 'targets.clearList': 'Clear list', 'targets.listCount': '{n} recipients', 'targets.showList': 'Show list',
   'targets.to': 'To', 'targets.variables': 'Variables', 'targets.parsed': '{file}: {n} rows parsed, {e} rows with errors', 'targets.rowError': 'Row {row}',
+  'targets.rowErrors': 'Rows with errors', 'targets.errRow': 'Row', 'targets.errColumn': 'Column', 'targets.errMessage': 'Error',
+  'targets.uploading': 'Uploading {file}…', 'targets.uploaded': '{file} uploaded', 'targets.uploadProgress': 'Upload progress', 'common.sortBy': 'Sort by {col} (click again to reverse)',
   'rich.bold': 'Bold', 'rich.italic': 'Italic', 'rich.link': 'Link', 'rich.ul': 'Bulleted list', 'rich.ol': 'Numbered list', 'rich.source': 'HTML source',
   'rich.linkPrompt': 'Link URL',
 

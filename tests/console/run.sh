@@ -4,7 +4,8 @@
 # the same data dir, and the SMTP sink (tests/fixtures/smtp_sink.py).
 # Called by tests/run.sh after the cargo tests; on its own:
 #   CARGO_TARGET_DIR=~/.cache/herald/target tests/console/run.sh [spec files…]
-# Screenshots of failures go to a temp dir whose path is printed.
+# Screenshots of failures, and the full-page screenshots of the layout checks
+# (specs/08, in layout/), go to a temp dir whose path is printed.
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$PWD
@@ -91,7 +92,7 @@ HERALD_ADMIN_LOG=${HERALD_ADMIN_LOG:-info} \
 pids+=($!)
 admin_url=$(wait_for "$work/admin.out" 'https?://127\.0\.0\.1:[0-9]+' "${pids[-1]}")
 
-echo "console tests: admin $admin_url, gateway $gateway_url, smtp 127.0.0.1:$smtp_port, screenshots of failures in $shots"
+echo "console tests: admin $admin_url, gateway $gateway_url, smtp 127.0.0.1:$smtp_port, screenshots (failures, layout checks) in $shots"
 export HERALD_ADMIN_URL=$admin_url HERALD_GATEWAY_URL=$gateway_url \
   SMTP_PORT=$smtp_port SMTP_USER=$smtp_user SMTP_PASSWORD=$smtp_password SMTP_OUT=$work/smtp.jsonl \
   FIXTURES=$work/fixtures SHOT_DIR=$shots OPERATOR_TOKEN=$operator_token
@@ -104,6 +105,6 @@ set -e
 if [ "$rc" != 0 ]; then
   echo "console tests FAILED (exit $rc); screenshots in $shots" >&2
 else
-  rmdir "$shots" 2>/dev/null || true
+  rmdir "$shots" 2>/dev/null || echo "console tests: screenshots (layout checks) in $shots"
 fi
 exit "$rc"

@@ -51,11 +51,33 @@ test('email push: rich text sanitized, unit + xlsx + xls targets, schedule, sear
     await page.locator(`[data-testid=units-picker] input[value="${unit.id}"]`).check();
     await page.getByTestId('dialog-submit').click();
     await page.getByTestId('push-target-units').filter({ hasText: '客服部' }).waitFor();
+    // The upload shows a progress bar with its percentage (values recorded as they change), then the summary
+    // and the row errors as a table (row, column, message).
+    await page.evaluate(() => {
+      window.__pct = [];
+      new MutationObserver(() => {
+        const p = document.querySelector('[data-testid=push-upload-percent]');
+        if (p && window.__pct[window.__pct.length - 1] !== p.textContent) window.__pct.push(p.textContent);
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
     await page.getByTestId('push-upload').setInputFiles(path.join(FIXTURES, 'list.xlsx'));
     const summary = page.getByTestId('push-upload-summary');
     await summary.waitFor();
     assert.match(await summary.textContent(), /list\.xlsx.*2.*1/, 'two rows parsed, one with an error');
-    assert.equal(await page.getByTestId('push-upload-errors').locator('li').count(), 1, 'the bad row is listed');
+    assert.equal(await page.getByTestId('push-upload-progress').getAttribute('value'), '100');
+    assert.equal((await page.getByTestId('push-upload-percent').textContent()).trim(), '100%');
+    const seen = await page.evaluate(() => window.__pct);
+    assert.ok(seen.length >= 2 && seen[0] === '0%' && seen[seen.length - 1] === '100%', `the percentage went from 0% to 100%: ${seen}`);
+    const nums = seen.map((x) => parseInt(x, 10));
+    assert.ok(nums.every((n, i) => i === 0 || n >= nums[i - 1]), `never backwards: ${seen}`);
+    const errTable = page.getByTestId('push-upload-errors');
+    assert.equal(await errTable.locator('tbody tr').count(), 1, 'the bad row is listed');
+    const headers = (await errTable.locator('thead th').allTextContents()).map((s) => s.replace(/[▲▼]/g, '').trim());
+    assert.deepEqual(headers, ['行', '列', '错误']);
+    const errCells = (await errTable.locator('tbody tr td').allTextContents()).map((s) => s.trim());
+    assert.match(errCells[0], /^[34]$/, `the bad row's number (3rd data row, 4th sheet row): ${errCells}`);
+    assert.ok(errCells[1].length > 0, 'a column (or —)');
+    assert.ok(errCells[2].length > 0, `a message: ${errCells}`);
     assert.match(await page.getByTestId('push-target-list-count').textContent(), /^2\b/);
     await page.getByTestId('push-upload').setInputFiles(path.join(FIXTURES, 'list.xls'));
     await page.getByTestId('push-upload-summary').filter({ hasText: 'list.xls' }).waitFor();
