@@ -266,6 +266,20 @@ test('layout: every page, zh + en, desktop + phone: screenshots; no overflow, no
           await check(page, `${lang}-${vp.name}-${name}`);
         }
       }
+      // The checks do find what they look for (on a page spoiled on purpose).
+      await page.evaluate(() => {
+        const box = document.createElement('div');
+        box.innerHTML = '<div style="width:3000px">wide</div>'
+          + '<table style="width:60px;table-layout:fixed"><thead><tr><th style="width:60px">一个很长很长的表头不会换行的</th></tr></thead></table>'
+          + '<div class="btnrow"><button style="position:relative">甲</button><button style="position:relative;left:-30px">乙</button></div>'
+          + '<p>push.notTranslated</p>';
+        box.querySelector('th').style.whiteSpace = 'nowrap';
+        document.getElementById('page').appendChild(box);
+      });
+      const found = (await page.evaluate(layoutProblems)).join('\n');
+      for (const kind of [/document is \d+px wide/, /text overflows its box/, /buttons overlap/, /untranslated key "push\.notTranslated"/]) {
+        assert.match(found, kind, `the spoiled page is caught: ${found}`);
+      }
     });
   }
   console.log(`layout screenshots (${shots}): ${dir}`);
