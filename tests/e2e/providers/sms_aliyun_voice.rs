@@ -69,10 +69,14 @@ async fn aliyun_voice_places_signed_tts_calls_and_matches_call_reports() {
     let r = gw.post("/v1/callbacks/acme/call", None, &[("content-type", "application/json")], "not json").await;
     assert_eq!(r.status, 400, "a malformed push is refused so Aliyun pushes again");
 
-    // One minute billed per placed call.
+    // One minute billed per placed call; the unanswered one is refunded.
     let ledger = ledger_for(&gw, &id).await;
-    assert_eq!(ledger.len(), 2);
-    assert!(ledger.iter().all(|e| e["units"] == 1 && e["amount_minor"] == 12), "{ledger:?}");
+    let (debits, credits): (Vec<_>, Vec<_>) = ledger.iter().partition(|e| e["kind"] == "debit");
+    assert_eq!(debits.len(), 2, "{ledger:?}");
+    assert!(debits.iter().all(|e| e["units"] == 1 && e["amount_minor"] == 12), "{ledger:?}");
+    assert_eq!(credits.len(), 1, "{ledger:?}");
+    assert_eq!(credits[0]["delivery_id"], delivery(&v, 2)["id"]);
+    assert_eq!(credits[0]["amount_minor"], 12);
 }
 
 #[tokio::test(flavor = "multi_thread")]

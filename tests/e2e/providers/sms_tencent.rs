@@ -318,9 +318,12 @@ async fn tencent_sms_batches_numbers_with_tc3_signatures_and_maps_each_status() 
     assert_eq!(statuses(&v), ["delivered", "failed", "failed", "failed"]);
     assert_eq!(delivery(&v, 3)["detail"], "MK:0005 停机");
 
-    // Billing follows Tencent's Fee: 1 segment each here.
+    // Billing follows Tencent's Fee: 1 segment each here; a send the report fails is refunded.
     let ledger = ledger_for(&gw, &id).await;
-    assert_eq!(ledger.iter().map(|e| e["units"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 1]);
+    let debits: Vec<_> = ledger.iter().filter(|e| e["kind"] == "debit").map(|e| e["units"].as_u64().unwrap()).collect();
+    assert_eq!(debits, [1, 1], "{ledger:?}");
+    let credits = ledger.iter().filter(|e| e["kind"] == "credit").count();
+    assert_eq!(credits, 1, "{ledger:?}");
 
     // A long Chinese message: 【Herald】 (8) + 100 characters = 108 > 70 → 2 segments at 5.
     let long = "长".repeat(100);
