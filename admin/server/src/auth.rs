@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Failure;
 use crate::app::App;
-use crate::repo::Repo;
+use herald_core::docs::Repo;
 
 pub const COOKIE: &str = "herald_session";
 /// Platform-wide documents (logins, sessions) live under this tenant.

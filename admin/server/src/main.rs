@@ -5,7 +5,6 @@ mod app;
 mod auth;
 mod config;
 mod excel;
-mod repo;
 
 use tokio_util::sync::CancellationToken;
 

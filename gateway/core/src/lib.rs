@@ -6,6 +6,7 @@ pub mod batch;
 pub mod billing;
 pub mod bills;
 pub mod directory;
+pub mod docs;
 pub mod error;
 pub mod ledger;
 pub mod model;
@@ -20,6 +21,12 @@ pub use error::{ApiError, StoreError};
 
 /// Milliseconds since the Unix epoch, the one clock unit used across seams.
 pub type Millis = i64;
+
+/// Compare a presented token with the expected one in time independent of
+/// where they differ (operator tokens).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
 
 static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 

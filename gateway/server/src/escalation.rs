@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use herald_backends::Sealer;
 use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings};
 use herald_core::directory::{self, Targets, UNIT, USER, Unit, User};
+use herald_core::docs::Repo;
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::{Content, Message, RecipientSpec, StepJob, Vars, Work};
 use herald_core::quiet::{QuietHours, release_at};
@@ -61,26 +62,6 @@ fn store_err(e: StoreError) -> ApiError {
     e.into()
 }
 
-async fn get<T: serde::de::DeserializeOwned>(c: &dyn ConfigStore, tenant: &str, kind: &str, id: &str) -> Result<Option<T>, ApiError> {
-    match c.doc(tenant, kind, id).await.map_err(store_err)? {
-        Some(d) => serde_json::from_value(d.body)
-            .map(Some)
-            .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("{kind}/{id}: {e}"))),
-        None => Ok(None),
-    }
-}
-
-async fn list<T: serde::de::DeserializeOwned>(c: &dyn ConfigStore, tenant: &str, kind: &str) -> Result<Vec<T>, ApiError> {
-    let docs = c.docs(tenant, kind).await.map_err(store_err)?;
-    Ok(docs.into_iter().filter_map(|d| serde_json::from_value(d.body).ok()).collect())
-}
-
-async fn put<T: serde::Serialize>(c: &dyn ConfigStore, tenant: &str, kind: &str, id: &str, body: &T) -> Result<(), ApiError> {
-    let body = serde_json::to_value(body).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?;
-    let doc = herald_core::model::Doc { tenant: tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: now_ms() };
-    c.put_doc(&doc).await.map_err(store_err)
-}
-
 fn event(kind: &str, step: Option<u32>) -> TimelineEvent {
     TimelineEvent { at: now_ms(), kind: kind.into(), step, channel: None, recipients: vec![], message_id: None, detail: None }
 }
@@ -99,7 +80,7 @@ impl Engine {
                 return Ok((d.body["incident"].as_str().unwrap_or_default().to_string(), true));
             }
         }
-        let action: Action = get(c, tenant, ACTION, action_id).await?.ok_or_else(|| ApiError::not_found("action", "id"))?;
+        let action: Action = Repo::new(c, tenant).get(ACTION, action_id).await?.ok_or_else(|| ApiError::not_found("action", "id"))?;
         if !action.enabled {
             return Err(ApiError::new(ErrorKind::Conflict, "action_disabled", format!("action {} is disabled; enable it in the console first", action.number)));
         }
@@ -118,7 +99,7 @@ impl Engine {
             let key = format!("{action_id}:{k}");
             if let Some(d) = c.doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key).await.map_err(store_err)? {
                 let id = d.body["incident"].as_str().unwrap_or_default().to_string();
-                if let Some(mut inc) = get::<Incident>(c, tenant, INCIDENT, &id).await? {
+                if let Some(mut inc) = Repo::new(c, tenant).get::<Incident>(INCIDENT, &id).await? {
                     if inc.state == "open" {
                         inc.repeats += 1;
                         inc.timeline.push(TimelineEvent { detail: Some("triggered again; folded into this incident".into()), ..event("repeated", None) });
@@ -150,12 +131,12 @@ impl Engine {
             repeats: 0,
             created_at: now_ms(),
         };
-        put(c, tenant, INCIDENT, &id, &inc).await?;
+        Repo::new(c, tenant).put(INCIDENT, &id, &inc).await?;
         if let Some(k) = &dedup {
-            put(c, tenant, herald_core::tiered::INCIDENT_DEDUP, &format!("{action_id}:{k}"), &serde_json::json!({"incident": id})).await?;
+            Repo::new(c, tenant).put(herald_core::tiered::INCIDENT_DEDUP, &format!("{action_id}:{k}"), &serde_json::json!({"incident": id})).await?;
         }
         if let Some(k) = idempotency {
-            put(c, tenant, "incident_idem", k, &serde_json::json!({"incident": id})).await?;
+            Repo::new(c, tenant).put("incident_idem", k, &serde_json::json!({"incident": id})).await?;
         }
         self.arm(tenant, &id, 0, now_ms()).await?;
         Ok((id, false))
@@ -169,7 +150,7 @@ impl Engine {
     /// Write the incident, keeping acknowledgements and events another
     /// process recorded since it was read.
     async fn save(&self, tenant: &str, mut inc: Incident) -> Result<Incident, ApiError> {
-        if let Some(cur) = get::<Incident>(self.config.as_ref(), tenant, INCIDENT, &inc.id).await? {
+        if let Some(cur) = Repo::new(self.config.as_ref(), tenant).get::<Incident>(INCIDENT, &inc.id).await? {
             for k in cur.acked {
                 if !inc.acked.contains(&k) {
                     inc.acked.push(k);
@@ -190,18 +171,18 @@ impl Engine {
                 }
             }
         }
-        put(self.config.as_ref(), tenant, INCIDENT, &inc.id, &inc).await?;
+        Repo::new(self.config.as_ref(), tenant).put(INCIDENT, &inc.id, &inc).await?;
         Ok(inc)
     }
 
     pub async fn incident(&self, tenant: &str, id: &str) -> Result<Option<Incident>, ApiError> {
-        get(self.config.as_ref(), tenant, INCIDENT, id).await
+        Repo::new(self.config.as_ref(), tenant).get(INCIDENT, id).await
     }
 
     /// Run a due step (a `Work::Step` leased from the queue).
     pub async fn fire(&self, job: &StepJob) -> Result<(), ApiError> {
         let (tenant, c) = (job.tenant.as_str(), self.config.as_ref());
-        let Some(mut inc) = get::<Incident>(c, tenant, INCIDENT, &job.incident).await? else {
+        let Some(mut inc) = Repo::new(c, tenant).get::<Incident>(INCIDENT, &job.incident).await? else {
             tracing::warn!(%tenant, incident = %job.incident, "step of an unknown incident; dropped");
             return Ok(());
         };
@@ -229,7 +210,7 @@ impl Engine {
                 }
             }
         }
-        let Some(action) = get::<Action>(c, tenant, ACTION, &inc.action).await? else {
+        let Some(action) = Repo::new(c, tenant).get::<Action>(ACTION, &inc.action).await? else {
             inc.state = "done".into();
             inc.timeline.push(TimelineEvent { detail: Some("the action was deleted".into()), ..event("stopped", Some(job.step)) });
             self.save(tenant, inc).await?;
@@ -238,14 +219,14 @@ impl Engine {
         let Some(rule) = action.rules.get(step.rule).cloned() else { return Ok(()) };
         let mut templates = vec![];
         for t in &action.templates {
-            if let Some(t) = get::<TieredTemplate>(c, tenant, TEMPLATE, t).await? {
+            if let Some(t) = Repo::new(c, tenant).get::<TieredTemplate>(TEMPLATE, t).await? {
                 templates.push(t);
             }
         }
-        let units: Vec<Unit> = list(c, tenant, UNIT).await?;
-        let users: Vec<User> = list(c, tenant, USER).await?;
-        let quiet: Option<QuietHours> = get(c, tenant, SETTINGS, QUIET_HOURS).await?;
-        let billing: BillingSettings = get(c, tenant, BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
+        let units: Vec<Unit> = Repo::new(c, tenant).list(UNIT).await?;
+        let users: Vec<User> = Repo::new(c, tenant).list(USER).await?;
+        let quiet: Option<QuietHours> = Repo::new(c, tenant).get(SETTINGS, QUIET_HOURS).await?;
+        let billing: BillingSettings = Repo::new(c, tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
         let mut targets = rule.recipients.clone();
         targets.users.extend(inc.targets.users.iter().cloned());
         targets.units.extend(inc.targets.units.iter().cloned());
@@ -330,7 +311,7 @@ impl Engine {
                     send_at: (at > now).then_some(at),
                 };
                 self.store.record_message(&message).await.map_err(store_err)?;
-                put(c, tenant, INCIDENT_MSG, &id, &serde_json::json!({"incident": inc.id})).await?;
+                Repo::new(c, tenant).put(INCIDENT_MSG, &id, &serde_json::json!({"incident": inc.id})).await?;
                 self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work: Work::Message(message) }]).await.map_err(store_err)?;
                 inc.messages.push((job.step, id.clone()));
                 let (kind, detail) = if at > now {
@@ -407,7 +388,7 @@ impl Engine {
     /// threshold clears it).
     pub async fn after_debits(&self, tenant: &str) -> Result<(), ApiError> {
         let c = self.config.as_ref();
-        let billing: BillingSettings = get(c, tenant, BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
+        let billing: BillingSettings = Repo::new(c, tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
         if billing.low_balance_minor <= 0 {
             return Ok(());
         }
@@ -427,13 +408,13 @@ impl Engine {
         if !c.create_doc(&claim).await.map_err(store_err)? {
             return Ok(());
         }
-        let roles: Vec<serde_json::Value> = list(c, tenant, "role").await?;
+        let roles: Vec<serde_json::Value> = Repo::new(c, tenant).list("role").await?;
         let managers: Vec<&str> = roles
             .iter()
             .filter(|r| r["permissions"].as_array().is_some_and(|p| p.iter().any(|x| x == "cost.manage")))
             .filter_map(|r| r["id"].as_str())
             .collect();
-        let users: Vec<User> = list(c, tenant, USER).await?;
+        let users: Vec<User> = Repo::new(c, tenant).list(USER).await?;
         let recipients: Vec<RecipientSpec> = users
             .iter()
             .filter(|u| u.roles.iter().any(|r| managers.contains(&r.as_str())))
@@ -494,7 +475,7 @@ impl Engine {
     /// Record an acknowledgement; pending steps see it when their timer fires.
     pub async fn ack(&self, tenant: &str, incident: &str, key: Option<&str>, via: &str) -> Result<Incident, ApiError> {
         let mut inc: Incident =
-            get(self.config.as_ref(), tenant, INCIDENT, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
+            Repo::new(self.config.as_ref(), tenant).get(INCIDENT, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
         let who = key.map(str::to_string);
         if let Some(k) = &who {
             if !inc.acked.contains(k) {
@@ -521,7 +502,7 @@ impl Engine {
 
 /// A prepaid tenant whose balance cannot pay for a message is refused (402).
 pub async fn check_prepaid(c: &dyn ConfigStore, store: &dyn Store, m: &Message) -> Result<(), ApiError> {
-    let billing: BillingSettings = get(c, &m.tenant, BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
+    let billing: BillingSettings = Repo::new(c, &m.tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
     if !billing.prepaid {
         return Ok(());
     }

@@ -125,7 +125,7 @@ async fn top_up(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
         return Err(ApiError::new(ErrorKind::NotFound, "not_found", "operator endpoints are off (set operator_token)").into());
     };
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    let same = given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    let same = herald_core::same_secret(given, expected);
     if !same {
         return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "operator token required").into());
     }
@@ -134,7 +134,7 @@ async fn top_up(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
     }
     let tenant = app.config.tenant(&id).await?.ok_or_else(|| ApiError::not_found("tenant", "id"))?;
     let entry = LedgerEntry {
-        id: format!("top_up:{}", crate::repo::new_id()),
+        id: format!("top_up:{}", herald_core::docs::new_id()),
         tenant: tenant.id.clone(),
         kind: LedgerKind::TopUp,
         channel: String::new(),

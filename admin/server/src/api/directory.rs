@@ -13,7 +13,7 @@ use super::session::{check_login_name, user_view};
 use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
 use crate::auth::{self, Caller, Login, PLATFORM, ROLE, Role};
-use crate::repo::{Repo, new_id};
+use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes) -> Routes {
     r.add("GET", "/units", "Org units in the caller's data scope", list_units)

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
 use crate::auth::Caller;
-use crate::repo::{Repo, new_id};
+use herald_core::docs::{Repo, new_id};
 
 pub const PUSH: &str = "push";
 /// Most recipients one push may have.

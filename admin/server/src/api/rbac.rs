@@ -15,7 +15,7 @@ use super::session::rfc3339;
 use super::{Body, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
 use crate::auth::{Caller, PERMISSIONS, ROLE, Role};
-use crate::repo::new_id;
+use herald_core::docs::new_id;
 
 pub fn routes(r: Routes) -> Routes {
     r.add("GET", "/apps", "The app market with enablement records", list_apps)

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{Body, Result, Routes, created, text};
 use crate::app::App;
 use crate::auth::{self, Caller, Login, PERMISSIONS, PLATFORM, ROLE, Role};
-use crate::repo::{Repo, new_id};
+use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes) -> Routes {
     r.add("POST", "/register", "Register an enterprise and its first administrator", register)

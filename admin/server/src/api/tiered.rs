@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
 use crate::auth::Caller;
-use crate::repo::new_id;
+use herald_core::docs::new_id;
 
 pub fn routes(r: Routes) -> Routes {
     r.add("GET", "/tiered/templates", "Search tiered templates by number and title", list_templates)

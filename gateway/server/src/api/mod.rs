@@ -138,7 +138,7 @@ pub fn operator(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
         return Err(ApiError::new(ErrorKind::NotFound, "not_found", "operator endpoints are off (set admin_token)").into());
     };
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|g| g.len() == expected.len() && g.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+    let ok = given.is_some_and(|g| herald_core::same_secret(g, expected));
     if !ok {
         return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "operator token required").into());
     }

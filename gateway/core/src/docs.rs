@@ -1,8 +1,9 @@
-//! Typed access to one tenant's admin documents.
+//! Typed access to one tenant's documents (`ConfigStore` docs), for the
+//! admin service and the gateway's escalation engine alike.
 
-use herald_core::error::{ApiError, ErrorKind};
-use herald_core::model::Doc;
-use herald_core::seams::ConfigStore;
+use crate::error::{ApiError, ErrorKind};
+use crate::model::Doc;
+use crate::seams::ConfigStore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -43,7 +44,7 @@ impl<'a> Repo<'a> {
 
     fn doc<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<Doc, ApiError> {
         let body = serde_json::to_value(body).map_err(|e| corrupt(kind, id, e))?;
-        Ok(Doc { tenant: self.tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: herald_core::now_ms() })
+        Ok(Doc { tenant: self.tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: crate::now_ms() })
     }
 
     pub async fn put<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<(), ApiError> {
