@@ -1743,6 +1743,7 @@ async function pageCost(root) {
         <p class="muted small">${t('cost.prepaidHint')}</p>
         ${errorBox()}${manage ? html`<button type="submit" class="primary" data-testid="cost-alert-save">${t('common.save')}</button>` : ''}</form></article>
     </div>
+    <article class="card wide" data-testid="cost-sends"><h3>${t('cost.sendsOverTime')}</h3><div data-testid="cost-sends-chart"></div></article>
     <nav class="tabs" data-testid="cost-tabs">
       <a href="#" data-tab="bills" class="active" data-testid="cost-tab-bills">${t('cost.bills')}</a>
       <a href="#" data-tab="details" data-testid="cost-tab-details">${t('cost.details')}</a>
@@ -1761,6 +1762,16 @@ async function pageCost(root) {
     alertForm.elements.prepaid.checked = !!b.prepaid;
     if (!manage) $$('input,select', alertForm).forEach((i) => { i.disabled = true; });
   };
+  // Overview: sends by channel over time (needs reports.view; hidden without it).
+  const sendsCard = $('[data-testid=cost-sends]', root);
+  if (can('reports.view')) {
+    api('GET', '/reports/summary' + qs({ days: 30 }))
+      .then((d) => setHtml($('[data-testid=cost-sends-chart]', root),
+        barChart((d?.by_day || []).map((r) => ({ label: `${r.day} ${t('channel.' + r.channel, {}, r.channel)}`, value: r.sent || 0 })), 'chart-cost-sends')))
+      .catch(() => { sendsCard.hidden = true; });
+  } else {
+    sendsCard.hidden = true;
+  }
   alertForm.addEventListener('submit', async (e) => {
     e.preventDefault();
     clearError(alertForm);
@@ -1780,7 +1791,19 @@ async function pageCost(root) {
       const load = async () => {
         const d = await api('GET', '/cost/bills' + qs({ from: f.elements.from.value, to: f.elements.to.value }));
         const rows = items(d).length ? items(d) : (d?.lines || d?.bills || []);
-        setHtml($('[data-testid=bills-wrap]', body), genericTable(rows.map((r) => ({ currency, ...r })), 'bills-table', 'bill-row'));
+        // Spend = debits − refunds; top-up lines carry neither.
+        const spend = (r) => (r.debit_minor || 0) - (r.credit_minor || 0);
+        const byPeriod = new Map();
+        const byChannel = new Map();
+        rows.forEach((r) => {
+          byPeriod.set(r.period, (byPeriod.get(r.period) || 0) + spend(r));
+          if (r.channel) byChannel.set(r.channel, (byChannel.get(r.channel) || 0) + spend(r));
+        });
+        const bar = ([label, v]) => ({ label, value: v, text: fmtMoney(v, currency) });
+        setHtml($('[data-testid=bills-wrap]', body), html`<p>${t('cost.currentPeriod')}: <b data-testid="bills-current">${fmtMoney(byPeriod.get(ym(now)) || 0, currency)}</b></p>
+          <div class="cards"><article class="card wide"><h3>${t('cost.trend')}</h3>${barChart([...byPeriod].sort().map(bar), 'chart-bills-trend')}</article>
+          <article class="card wide"><h3>${t('cost.spendByChannel')}</h3>${barChart([...byChannel].sort().map(bar), 'chart-bills-channel')}</article></div>
+          ${genericTable(rows.map((r) => ({ currency, ...r })), 'bills-table', 'bill-row')}`);
       };
       f.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
       await load();

@@ -94,6 +94,7 @@ const zh = {
   'channel.dingtalk-work': '钉钉工作通知', 'channel.wecom-robot': '企业微信机器人', 'channel.wecom-app': '企业微信应用',
   'channel.welink': 'WeLink', 'channel.feishu': '飞书', 'channel.slack': 'Slack',
 
+  'cost.currentPeriod': '本期（当月）支出', 'cost.trend': '支出趋势（按月）', 'cost.spendByChannel': '按渠道支出', 'cost.sendsOverTime': '近 30 天各渠道发送量（按日）',
   'cost.balance': '账户余额', 'cost.alert': '余额告警', 'cost.lowBalance': '低余额阈值', 'cost.policy': '余额不足时',
   'cost.alertInfo': '低于 {low} 时：{policy}', 'cost.bills': '账单', 'cost.details': '明细', 'cost.transactions': '交易记录',
   'cost.from': '从', 'cost.to': '到',
@@ -219,6 +220,7 @@ const en = {
   'tls.none': 'None', 'tls.starttls': 'STARTTLS', 'tls.tls': 'SSL/TLS',
   'channel.email': 'Email', 'channel.webhook': 'Webhook', 'channel.sms': 'SMS', 'channel.voice': 'Voice',
 
+  'cost.currentPeriod': 'This billing period (month) spend', 'cost.trend': 'Spend trend (by month)', 'cost.spendByChannel': 'Spend by channel', 'cost.sendsOverTime': 'Sends by channel per day (last 30 days)',
   'cost.balance': 'Balance', 'cost.alert': 'Low-balance alert', 'cost.lowBalance': 'Threshold', 'cost.policy': 'When the balance is too low',
   'cost.alertInfo': 'Below {low}: {policy}', 'cost.bills': 'Bills', 'cost.details': 'Details', 'cost.transactions': 'Transactions',
   'cost.from': 'From', 'cost.to': 'To',

@@ -94,6 +94,15 @@ test('send now: arrives at the SMTP sink through the gateway, shown as sent; cos
     assert.match(await page.getByTestId('transactions-table').textContent(), /100\.00/);
     await page.getByTestId('cost-tab-bills').click();
     await page.locator('[data-testid=bill-row][data-channel=email]').first().waitFor();
+    // Overview and bills: current-period spend equals the month's debits minus refunds; trend and per-channel charts; sends over time.
+    const month = new Date().toISOString().slice(0, 7);
+    const lines = (await tn.api.get('/cost/bills')).items.filter((l) => l.period === month);
+    const spent = lines.reduce((s, l) => s + (l.debit_minor || 0) - (l.credit_minor || 0), 0);
+    assert.ok(spent > 0, `the month has spend: ${JSON.stringify(lines)}`);
+    assert.ok((await page.getByTestId('bills-current').textContent()).includes((spent / 100).toFixed(2)), 'current period spend shown');
+    assert.ok(await page.locator('[data-testid=chart-bills-trend] [data-testid=bar]').count() >= 1, 'spend trend chart');
+    assert.ok(await page.locator('[data-testid=chart-bills-channel] [data-testid=bar]').count() >= 1, 'spend by channel chart');
+    await page.locator('[data-testid=chart-cost-sends] [data-testid=bar]').first().waitFor();
     // Alert setting round-trip.
     await page.getByTestId('cost-low').fill('12.5');
     await page.getByTestId('cost-policy').selectOption('fallback_free');
