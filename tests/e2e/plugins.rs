@@ -32,13 +32,16 @@ async fn send(gw: &Gateway, channel: &str, account: &str) -> crate::harness::Res
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn plugins_built_for_1_0_and_1_1_serve_side_by_side() {
+async fn plugins_built_for_1_0_and_1_2_serve_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
     let gw = Gateway::start(dir.path(), &accounts(&sink.url));
     let plugins = gw.get("/v1/plugins", Some(API_KEY)).await.json();
     let names: Vec<&str> = plugins["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"legacy") && names.contains(&"webhook"), "{names:?}");
+    let worlds = |name: &str| plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["worlds"].clone();
+    assert_eq!(worlds("legacy"), json!(["channel-plugin"]), "built against contract 1.0");
+    assert_eq!(worlds("webhook"), json!(["channel-plugin", "channel-plugin-auth", "channel-plugin-metered"]), "built with the 1.2 SDK");
     for (channel, account) in [("legacy", "old"), ("webhook", "new")] {
         assert_eq!(send(&gw, channel, account).await.status, 202);
     }

@@ -9,7 +9,9 @@
 //!   (the rest is the user data header). An escape pair and a UTF-16
 //!   surrogate pair are never split across parts, so such a character that
 //!   does not fit moves whole to the next part.
-//! - [`voice_minutes`]: voice calls bill per started minute.
+//! - Voice calls bill per started minute: the plugin reports the minutes from
+//!   the provider's call report (contract 1.2 `callback-usage`) and
+//!   [`crate::ledger::usage`] bills the difference to the send's debit.
 //! - [`crossed_below`]: whether a balance change crosses a low-balance
 //!   threshold, so that an alert fires once per crossing.
 //!
@@ -99,12 +101,6 @@ pub fn sms_segments(text: &str) -> SmsSegments {
     };
     let (units, length) = count_parts(&costs, single, multi);
     SmsSegments { encoding, units, length }
-}
-
-/// Billed minutes of a voice call: per started minute (0 s = 0, 1..=60 s = 1,
-/// 61 s = 2).
-pub fn voice_minutes(duration_secs: u32) -> u32 {
-    duration_secs.div_ceil(60)
 }
 
 /// True exactly when a balance moves from at or above `threshold_minor` to
@@ -199,16 +195,6 @@ mod tests {
         assert_eq!(seg("`").0, Ucs2);
         assert_eq!(seg("\t").0, Ucs2);
         assert_eq!(seg("\u{1b}").0, Ucs2, "a raw escape is not a character");
-    }
-
-    #[test]
-    fn voice_bills_per_started_minute() {
-        assert_eq!(voice_minutes(0), 0);
-        assert_eq!(voice_minutes(1), 1);
-        assert_eq!(voice_minutes(60), 1);
-        assert_eq!(voice_minutes(61), 2);
-        assert_eq!(voice_minutes(120), 2);
-        assert_eq!(voice_minutes(u32::MAX), u32::MAX.div_ceil(60));
     }
 
     #[test]

@@ -54,6 +54,22 @@ pub fn refund(delivery_id: &str, channel: &str, account: &str, amount_minor: i64
     }
 }
 
+/// The debit for usage a provider reported after the send (a call's started
+/// minutes): `b.units` in total at `price`, less `billed_minor` already billed
+/// for the delivery. `<delivery id>:usage`, so a replayed report bills nothing
+/// more; `None` when nothing is owed beyond the send's debit.
+pub fn usage(price: Option<&Price>, b: &Billable<'_>, billed_minor: i64) -> Option<LedgerEntry> {
+    let price = price?;
+    let amount = cost(price, b.units).saturating_sub(billed_minor.max(0));
+    let billed_units = if price.unit_minor > 0 { billed_minor.max(0) / price.unit_minor } else { 0 };
+    (amount > 0).then(|| LedgerEntry {
+        id: format!("{}:usage", b.delivery_id),
+        units: u32::try_from(i64::from(b.units).saturating_sub(billed_units)).unwrap_or(0),
+        amount_minor: amount,
+        ..debit(Some(price), b).expect("a positive amount implies a positive price")
+    })
+}
+
 /// Net effect of entries on a balance.
 pub fn net(entries: &[LedgerEntry]) -> i64 {
     entries.iter().map(|e| e.kind.signed(e.amount_minor)).sum()
@@ -85,6 +101,19 @@ mod tests {
         assert_eq!(d.units, 2);
         assert!(debit(Some(&price(0)), &billable(1)).is_none());
         assert!(debit(None, &billable(1)).is_none());
+    }
+
+    #[test]
+    fn usage_bills_only_what_exceeds_the_send() {
+        // A 3-minute call billed 1 minute at send owes 2 more.
+        let u = usage(Some(&price(20)), &billable(3), 20).unwrap();
+        assert_eq!((u.id.as_str(), u.kind, u.units, u.amount_minor), ("m.0:usage", LedgerKind::Debit, 2, 40));
+        assert_eq!(u.delivery_id.as_deref(), Some("m.0"));
+        // Nothing more when the report is within what was billed, or for free channels.
+        assert!(usage(Some(&price(20)), &billable(1), 20).is_none());
+        assert!(usage(Some(&price(20)), &billable(0), 20).is_none());
+        assert!(usage(Some(&price(0)), &billable(5), 0).is_none());
+        assert!(usage(None, &billable(5), 0).is_none());
     }
 
     #[test]

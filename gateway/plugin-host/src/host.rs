@@ -10,9 +10,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::allow::HostPatterns;
 use crate::types::{
     AccessToken, CallContext, CallbackReply, HttpResponse, ContentFormat, Delivery, HttpRequest, Outbound, Outcome, PluginError, PluginInfo, Request,
-    Response,
+    Response, Usage,
 };
-use crate::{ChannelPlugin, ChannelPluginAuth, ChannelPluginAuthPre, ChannelPluginPre};
+use crate::{ChannelPlugin, ChannelPluginAuth, ChannelPluginAuthPre, ChannelPluginMetered, ChannelPluginMeteredPre, ChannelPluginPre};
 
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +97,8 @@ pub struct LoadedPlugin {
     pre: ChannelPluginPre<State>,
     /// Present when the plugin exports the 1.1 access-token functions.
     auth: Option<ChannelPluginAuthPre<State>>,
+    /// Present when the plugin exports the 1.2 `callback-usage`.
+    metered: Option<ChannelPluginMeteredPre<State>>,
     engine: Engine,
     cfg: HostConfig,
     slots: Arc<Slots>,
@@ -293,6 +295,7 @@ impl PluginHost {
         linker.define_unknown_imports_as_traps(&component).map_err(|e| e.to_string())?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| format!("{}: {}", path.display(), e.root_cause()))?;
         let auth = ChannelPluginAuthPre::new(instance_pre.clone()).ok();
+        let metered = ChannelPluginMeteredPre::new(instance_pre.clone()).ok();
         let pre = ChannelPluginPre::new(instance_pre)
             .map_err(|e| format!("{}: does not implement herald:channel 1.x: {}", path.display(), e.root_cause()))?;
         let mut plugin = LoadedPlugin {
@@ -313,6 +316,7 @@ impl PluginHost {
             operator_hosts: None,
             pre,
             auth,
+            metered,
             engine: self.engine.clone(),
             cfg: self.cfg.clone(),
             slots: self.slots.clone(),
@@ -412,19 +416,49 @@ impl LoadedPlugin {
 
     /// One call on a fresh instance with a deadline and memory cap.
     fn call<T>(&self, f: impl FnOnce(&ChannelPlugin, &mut Store<State>) -> wasmtime::Result<T>) -> Result<T, CallError> {
+        self.call_on(|s| self.pre.instantiate(s), f)
+    }
+
+    /// Take a slot, instantiate one world's bindings on a fresh store, call.
+    fn call_on<B, T>(
+        &self,
+        instantiate: impl FnOnce(&mut Store<State>) -> wasmtime::Result<B>,
+        f: impl FnOnce(&B, &mut Store<State>) -> wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
         let _slot = self.slots.take();
         let mut store = self.store();
-        let instance = self.pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
+        let instance = instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
         f(&instance, &mut store).map_err(|e| classify(e, self.cfg.deadline_ms))
     }
 
     /// Like `call`, for the 1.1 access-token functions.
     fn call_auth<T>(&self, f: impl FnOnce(&ChannelPluginAuth, &mut Store<State>) -> wasmtime::Result<T>) -> Result<Option<T>, CallError> {
         let Some(pre) = &self.auth else { return Ok(None) };
-        let _slot = self.slots.take();
-        let mut store = self.store();
-        let instance = pre.instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
-        f(&instance, &mut store).map(Some).map_err(|e| classify(e, self.cfg.deadline_ms))
+        self.call_on(|s| pre.instantiate(s), f).map(Some)
+    }
+
+    /// Like `call`, for the 1.2 `callback-usage`.
+    fn call_metered<T>(&self, f: impl FnOnce(&ChannelPluginMetered, &mut Store<State>) -> wasmtime::Result<T>) -> Result<Option<T>, CallError> {
+        let Some(pre) = &self.metered else { return Ok(None) };
+        self.call_on(|s| pre.instantiate(s), f).map(Some)
+    }
+
+    /// The contract worlds the plugin implements: `channel-plugin` (1.0),
+    /// `channel-plugin-auth` (1.1), `channel-plugin-metered` (1.2).
+    pub fn worlds(&self) -> Vec<&'static str> {
+        let mut w = vec!["channel-plugin"];
+        w.extend(self.auth.as_ref().map(|_| "channel-plugin-auth"));
+        w.extend(self.metered.as_ref().map(|_| "channel-plugin-metered"));
+        w
+    }
+
+    /// The usage a provider callback reports (empty for plugins without
+    /// `callback-usage`). Call it only after `parse_callback` accepted the request.
+    pub fn callback_usage(&self, ctx: &CallContext, account: &str, request: &HttpRequest) -> Result<Vec<Usage>, CallError> {
+        match self.call_metered(|p, s| p.call_callback_usage(s, ctx, account, request))? {
+            Some(r) => r.map_err(plugin_error),
+            None => Ok(vec![]),
+        }
     }
 
     /// Whether the plugin implements the 1.1 access-token functions.

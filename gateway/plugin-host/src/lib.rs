@@ -1,4 +1,4 @@
-//! The wasmtime host for channel plugins (`herald:channel@1.0.0`).
+//! The wasmtime host for channel plugins (`herald:channel@1.x`).
 //!
 //! - Each plugin is compiled once; its `InstancePre` is cached and every call
 //!   gets a fresh `Store` and instance from the pooling allocator, so no state
@@ -21,7 +21,7 @@ pub use host::{Built, CallError, HostConfig, LoadedPlugin, PluginHost, SyncRepor
 mod base {
     wasmtime::component::bindgen!({
         world: "channel-plugin",
-        path: "../../sdk/wit/herald-channel-1.1.0",
+        path: "../../sdk/wit/herald-channel-1.2.0",
         additional_derives: [PartialEq],
     });
 }
@@ -30,12 +30,22 @@ mod base {
 mod auth {
     wasmtime::component::bindgen!({
         world: "channel-plugin-auth",
-        path: "../../sdk/wit/herald-channel-1.1.0",
+        path: "../../sdk/wit/herald-channel-1.2.0",
+        with: { "herald:channel/types": crate::base::herald::channel::types },
+    });
+}
+
+/// The 1.2 world with `callback-usage`, for plugins that export it.
+mod metered {
+    wasmtime::component::bindgen!({
+        world: "channel-plugin-metered",
+        path: "../../sdk/wit/herald-channel-1.2.0",
         with: { "herald:channel/types": crate::base::herald::channel::types },
     });
 }
 
 use auth::{ChannelPluginAuth, ChannelPluginAuthPre};
+use metered::{ChannelPluginMetered, ChannelPluginMeteredPre};
 use base::{ChannelPlugin, ChannelPluginPre};
 
 /// The contract's types, as the gateway uses them.

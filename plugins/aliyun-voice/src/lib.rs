@@ -58,8 +58,9 @@
 //! else (`SignatureDoesNotMatch`, `InvalidAccessKeyId.NotFound`, other
 //! `isv.*`) → `failed` with `<Code>: <Message>`.
 //!
-//! Units (`minute`): 1 per call. The call's length is only known from the
-//! report (`duration`), and receipts cannot carry units (contract 1.1).
+//! Units (`minute`): 1 per call at send. The call's length is only known from
+//! the report (`duration`, seconds): `callback-usage` (contract 1.2) reports
+//! an answered call's started minutes, which the host bills beyond the first.
 //!
 //! # Call reports (`parse-callback`)
 //!
@@ -79,6 +80,7 @@
 use std::collections::BTreeMap;
 
 use herald_plugin_sdk::types::*;
+use herald_plugin_sdk::time::started_minutes;
 use herald_plugin_sdk::{Plugin, export_plugin, json, outcome};
 use serde::Deserialize;
 
@@ -325,35 +327,24 @@ impl Plugin for AliyunVoice {
         account: &str,
         request: HttpRequest,
     ) -> Result<CallbackReply, PluginError> {
-        let acc = Account::parse(account)?;
-        if let Some(token) = &acc.callback_token {
-            match rpc::query_param(&request.url, "token") {
-                Some(t) if rpc::same_secret(&t, token) => {}
-                _ => return Err(reject("missing or wrong token")),
-            }
-        }
-        let reports: Vec<Report> = json::from_slice(&request.body)
-            .map_err(|e| reject(&format!("not a VoiceReport array: {e}")))?;
-        let receipts = reports
+        let receipts = reports(account, &request)?
             .into_iter()
             .filter_map(|r| {
-                let call_id = r.call_id.filter(|c| !c.is_empty())?;
-                let code = loose(&r.status_code).unwrap_or_default();
-                let status = match code.as_str() {
+                let status = match r.code.as_str() {
                     "200000" | "200001" => ReceiptStatus::Delivered,
                     "200100" | "200101" | "200102" | "200103" | "200201" | "300000" => return None,
                     _ => ReceiptStatus::Failed,
                 };
-                let mut detail = code.clone();
-                if let Some(m) = r.status_msg.as_deref().filter(|m| !m.is_empty()) {
+                let mut detail = r.code.clone();
+                if let Some(m) = r.message.as_deref().filter(|m| !m.is_empty()) {
                     detail = format!("{detail} {m}");
                 }
-                if let Some(d) = loose(&r.duration) {
+                if let Some(d) = &r.duration {
                     detail = format!("{detail}, duration {d}s");
                 }
                 Some(Receipt {
                     delivery_id: None,
-                    provider_id: Some(call_id),
+                    provider_id: Some(r.call_id),
                     status,
                     detail: Some(clip(detail.trim())),
                 })
@@ -364,6 +355,53 @@ impl Plugin for AliyunVoice {
             response: rpc::report_ack(),
         })
     }
+
+    fn callback_usage(
+        _ctx: CallContext,
+        account: &str,
+        request: HttpRequest,
+    ) -> Result<Vec<Usage>, PluginError> {
+        Ok(reports(account, &request)?
+            .into_iter()
+            .filter(|r| matches!(r.code.as_str(), "200000" | "200001"))
+            .map(|r| {
+                let secs = r.duration.as_deref().and_then(|d| d.parse().ok()).unwrap_or(0);
+                Usage::for_provider_id(r.call_id, started_minutes(secs))
+            })
+            .collect())
+    }
+}
+
+/// One call's report, as read from the push.
+struct CallReport {
+    call_id: String,
+    code: String,
+    message: Option<String>,
+    duration: Option<String>,
+}
+
+/// Check the push's token and read its `VoiceReport` items that name a call.
+fn reports(account: &str, request: &HttpRequest) -> Result<Vec<CallReport>, PluginError> {
+    let acc = Account::parse(account)?;
+    if let Some(token) = &acc.callback_token {
+        match rpc::query_param(&request.url, "token") {
+            Some(t) if rpc::same_secret(&t, token) => {}
+            _ => return Err(reject("missing or wrong token")),
+        }
+    }
+    let reports: Vec<Report> = json::from_slice(&request.body)
+        .map_err(|e| reject(&format!("not a VoiceReport array: {e}")))?;
+    Ok(reports
+        .into_iter()
+        .filter_map(|r| {
+            Some(CallReport {
+                call_id: r.call_id.filter(|c| !c.is_empty())?,
+                code: loose(&r.status_code).unwrap_or_default(),
+                message: r.status_msg,
+                duration: loose(&r.duration),
+            })
+        })
+        .collect())
 }
 
 export_plugin!(AliyunVoice);
@@ -577,6 +615,18 @@ mod tests {
             headers: vec![],
             body: b"nope".to_vec(),
         };
-        assert!(AliyunVoice::parse_callback(ctx(), ACCOUNT, bad).is_err());
+        assert!(AliyunVoice::parse_callback(ctx(), ACCOUNT, bad.clone()).is_err());
+        // Usage: answered calls' started minutes (49 s → 1, 3 s → 1).
+        let req = HttpRequest {
+            method: "POST".into(),
+            url: "/cb".into(),
+            headers: vec![],
+            body: body.replace("\"duration\":\"49\"", "\"duration\":\"121\"").into_bytes(),
+        };
+        assert_eq!(
+            AliyunVoice::callback_usage(ctx(), ACCOUNT, req).unwrap(),
+            [Usage::for_provider_id("c1", 3), Usage::for_provider_id("c4", 1)]
+        );
+        assert!(AliyunVoice::callback_usage(ctx(), ACCOUNT, bad).is_err());
     }
 }

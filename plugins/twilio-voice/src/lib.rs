@@ -33,9 +33,10 @@
 //! # Outcomes
 //!
 //! 2xx → `sent`, provider id = the call `sid` (`CA…`), units 1 (billing unit
-//! `minute`: the call has not happened yet when Twilio answers, and receipts
-//! cannot carry units in contract 1.1, so the real minutes from
-//! `CallDuration` are not billed). 429 / error 20429 → `throttled` (with
+//! `minute`: the call has not happened yet when Twilio answers; the status
+//! callback of the completed call reports `CallDuration`, and
+//! `callback-usage` (contract 1.2) turns it into started minutes, which the
+//! host bills beyond the first). 429 / error 20429 → `throttled` (with
 //! `Retry-After`); 5xx, 408 → `retry`; every other error → `failed` with
 //! `Twilio <code>: <message>` (21211 invalid `To`, 21215 geographic
 //! permission, 21210 unverified `From`, 20003 authentication, …).
@@ -49,6 +50,9 @@
 //! `completed` → `delivered` (detail: the duration); `busy`, `no-answer`,
 //! `failed`, `canceled` → `failed`; `queued`, `initiated`, `ringing`,
 //! `in-progress` give no receipt. The answer is an empty 204.
+//! `callback-usage` reports a `completed` call's started minutes
+//! (`CallDuration` 125 → 3), billed by the host beyond the minute billed at
+//! send, once per call.
 //!
 //! # Limits
 //!
@@ -56,6 +60,7 @@
 //! calls-per-second limit (1 CPS by default) and answers 429 past its queue.
 
 use herald_plugin_sdk::types::*;
+use herald_plugin_sdk::time::started_minutes;
 use herald_plugin_sdk::{Plugin, export_plugin, json, outcome};
 use serde::Deserialize;
 
@@ -252,43 +257,74 @@ impl Plugin for TwilioVoice {
         account: &str,
         request: HttpRequest,
     ) -> Result<CallbackReply, PluginError> {
-        let acc = Account::parse(account)?;
-        let params = twilio::verified_params(
-            &request,
-            &acc.auth_token,
-            &acc.account_sid,
-            acc.status_callback.as_deref(),
-        )?;
-        let mut receipts = Vec::new();
-        if let (Some(sid), Some(status)) = (
-            twilio::param(&params, "CallSid"),
-            twilio::param(&params, "CallStatus"),
-        ) {
-            let receipt = |s: ReceiptStatus, detail: String| Receipt {
-                delivery_id: None,
-                provider_id: Some(sid.to_string()),
-                status: s,
-                detail: Some(detail),
-            };
-            match status {
-                "completed" => {
-                    let secs = twilio::param(&params, "CallDuration").unwrap_or("0");
-                    receipts.push(receipt(
+        let receipts = call_status(account, &request)?
+            .and_then(|c| {
+                let (status, detail) = match c.status.as_str() {
+                    "completed" => (
                         ReceiptStatus::Delivered,
-                        format!("completed, CallDuration {secs}s"),
-                    ));
-                }
-                "busy" | "no-answer" | "failed" | "canceled" => {
-                    receipts.push(receipt(ReceiptStatus::Failed, status.to_string()))
-                }
-                _ => {}
-            }
-        }
+                        format!("completed, CallDuration {}s", c.duration.unwrap_or(0)),
+                    ),
+                    "busy" | "no-answer" | "failed" | "canceled" => {
+                        (ReceiptStatus::Failed, c.status.clone())
+                    }
+                    _ => return None,
+                };
+                Some(Receipt {
+                    delivery_id: None,
+                    provider_id: Some(c.sid),
+                    status,
+                    detail: Some(detail),
+                })
+            })
+            .into_iter()
+            .collect();
         Ok(CallbackReply {
             receipts,
             response: twilio::no_content(),
         })
     }
+
+    fn callback_usage(
+        _ctx: CallContext,
+        account: &str,
+        request: HttpRequest,
+    ) -> Result<Vec<Usage>, PluginError> {
+        Ok(call_status(account, &request)?
+            .filter(|c| c.status == "completed")
+            .map(|c| Usage::for_provider_id(c.sid, started_minutes(c.duration.unwrap_or(0))))
+            .into_iter()
+            .collect())
+    }
+}
+
+/// A verified call status callback: `CallSid`, `CallStatus`, `CallDuration`.
+struct CallStatus {
+    sid: String,
+    status: String,
+    duration: Option<u32>,
+}
+
+/// Check the callback's `X-Twilio-Signature` and read the call's status;
+/// `None` when the request names no call.
+fn call_status(account: &str, request: &HttpRequest) -> Result<Option<CallStatus>, PluginError> {
+    let acc = Account::parse(account)?;
+    let params = twilio::verified_params(
+        request,
+        &acc.auth_token,
+        &acc.account_sid,
+        acc.status_callback.as_deref(),
+    )?;
+    let (Some(sid), Some(status)) = (
+        twilio::param(&params, "CallSid"),
+        twilio::param(&params, "CallStatus"),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(CallStatus {
+        sid: sid.to_string(),
+        status: status.to_string(),
+        duration: twilio::param(&params, "CallDuration").and_then(|d| d.parse().ok()),
+    }))
 }
 
 export_plugin!(TwilioVoice);
@@ -477,5 +513,13 @@ mod tests {
             )
             .is_err()
         );
+        // Usage: started minutes of completed calls only, signature checked.
+        let usage = |body: &str, token: &str| TwilioVoice::callback_usage(ctx(), ACCOUNT, signed(body, token));
+        assert_eq!(
+            usage("CallSid=CAaaa&CallStatus=completed&CallDuration=125", "tok").unwrap(),
+            [Usage::for_provider_id("CAaaa", 3)]
+        );
+        assert!(usage("CallSid=CAaaa&CallStatus=no-answer&CallDuration=0", "tok").unwrap().is_empty());
+        assert!(usage("CallSid=CAaaa&CallStatus=completed&CallDuration=125", "bad").is_err());
     }
 }

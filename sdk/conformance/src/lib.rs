@@ -9,14 +9,15 @@
 //!    input gives the same output (plugins must be pure);
 //! 5. interpret: synthetic answers (success, throttle, server error, client error)
 //!    give one outcome per delivery; recorded answers give the recorded outcome;
-//! 6. parse-callback: recorded callbacks give the recorded receipts;
+//! 6. parse-callback: recorded callbacks give the recorded receipts (and, for
+//!    1.2 plugins with `callback-usage`, the recorded usage units);
 //! 7. tokens (1.1 plugins): the token request goes to a declared host; a recorded
 //!    token answer parses.
 //!
 //! Fixtures live in a folder (by convention `plugins/<name>/conformance/`):
 //! `account.json` (a sample account), `responses/*.json`
 //! (`{"now_ms"?, "response": {"http": {"status", "headers": [[k, v]], "body"}} | {"smtp": {"code", "message"}}, "expect": "sent"|"retry"|"throttled"|"failed"}`),
-//! `callbacks/*.json` (`{"now_ms"?, "request": {"method", "url", "headers", "body"}, "expect": ["delivered"|"failed"|"read", ...]}` or `"expect_error": true`),
+//! `callbacks/*.json` (`{"now_ms"?, "request": {"method", "url", "headers", "body"}, "expect": ["delivered"|"failed"|"read", ...], "expect_usage"?: [units, ...]}` or `"expect_error": true`),
 //! `token.json` (`{"response": {"status", "headers", "body"}, "expect_value": "..."}`), and
 //! optionally `sample.json` (`{"recipients": ["group", "@all"]}`: recipient
 //! addresses to use, cycled, for channels whose addresses have a special form).
@@ -121,6 +122,9 @@ struct RecordedCallback {
     expect: Vec<String>,
     #[serde(default)]
     expect_error: bool,
+    /// Contract 1.2: the units `callback-usage` reports, in order.
+    #[serde(default)]
+    expect_usage: Option<Vec<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -217,7 +221,7 @@ pub fn check(path: &Path, opts: &Options) -> Report {
     };
     report.record(
         "loads as a herald:channel 1.x component",
-        Ok(format!("access-token functions (1.1): {}", if plugin.uses_tokens() { "yes" } else { "no" })),
+        Ok(format!("worlds {}", plugin.worlds().join(", "))),
     );
     report.record("describe", check_describe(&plugin));
 
@@ -334,7 +338,13 @@ pub fn check(path: &Path, opts: &Options) -> Report {
                 (Err(e), false) => Err(e.to_string()),
                 (Ok(r), false) => {
                     let got: Vec<&str> = r.receipts.iter().map(|x| receipt_name(x.status)).collect();
-                    if got == c.expect.iter().map(String::as_str).collect::<Vec<_>>() { Ok(got.join(",")) } else { Err(format!("expected {:?}, got {got:?}", c.expect)) }
+                    if got != c.expect.iter().map(String::as_str).collect::<Vec<_>>() {
+                        return Err(format!("expected {:?}, got {got:?}", c.expect));
+                    }
+                    let Some(expect_usage) = &c.expect_usage else { return Ok(got.join(",")) };
+                    let usage = plugin.callback_usage(&ctx(c.now_ms.unwrap_or(now)), &account, &req).map_err(|e| format!("callback-usage: {e}"))?;
+                    let units: Vec<u32> = usage.iter().map(|u| u.units).collect();
+                    if &units == expect_usage { Ok(format!("{}; usage {units:?}", got.join(","))) } else { Err(format!("expected usage {expect_usage:?}, got {units:?}")) }
                 }
             }
         });

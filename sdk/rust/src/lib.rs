@@ -1,8 +1,8 @@
 //! Guest SDK for Herald channel plugins.
 //!
 //! A Herald channel plugin is a WebAssembly component (target `wasm32-wasip2`)
-//! that implements the `herald:channel@1.0.0` contract
-//! (`sdk/wit/herald-channel-1.0.0/channel.wit`). It is a pure translator: it
+//! that implements the `herald:channel@1.2.0` contract
+//! (`sdk/wit/herald-channel-1.2.0/channel.wit`; hosts load 1.0 and 1.1 plugins too). It is a pure translator: it
 //! turns a batch of deliveries into outbound HTTP or SMTP requests and turns the
 //! provider's answer into one outcome per delivery. The host does all I/O.
 //!
@@ -38,6 +38,11 @@
 //! [`Plugin::token_expired`]; the host caches the token per account and passes
 //! it to `build` as the account field `"$token"` ([`json::token`]).
 //!
+//! Providers that report usage only after the send (a voice call's duration)
+//! implement [`Plugin::callback_usage`]: the units a delivery report states in
+//! total, e.g. [`time::started_minutes`]; the host bills what exceeds the
+//! units billed at send, once per delivery.
+//!
 //! The helper modules are small and independent: [`json`] (account parsing),
 //! [`sign`] (HMAC, hashes, encodings, constant-time comparison), [`http`]
 //! (requests, response headers, RFC 3986 percent-encoding), [`outbound`]
@@ -70,8 +75,8 @@ pub mod __private {
     #[allow(missing_docs, clippy::all)]
     pub mod bindings {
         wit_bindgen::generate!({
-            world: "channel-plugin-auth",
-            path: "../wit/herald-channel-1.1.0",
+            world: "channel-plugin-metered",
+            path: "../wit/herald-channel-1.2.0",
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "$crate::__private::bindings",
@@ -128,10 +133,17 @@ pub mod __private {
         fn token_expired(response: Response) -> bool {
             P::token_expired(response)
         }
+        fn callback_usage(
+            ctx: CallContext,
+            account: String,
+            request: HttpRequest,
+        ) -> Result<Vec<Usage>, PluginError> {
+            P::callback_usage(ctx, &account, request)
+        }
     }
 }
 
-/// The contract's data types (`herald:channel/types@1.1.0`), as Rust types.
+/// The contract's data types (`herald:channel/types@1.2.0`), as Rust types.
 ///
 /// Records are plain structs with public fields (WIT `kebab-case` becomes
 /// `snake_case`), variants and enums are Rust enums (`PluginError::BadConfig`,
@@ -141,7 +153,7 @@ pub mod types {
     pub use crate::__private::bindings::herald::channel::types::{
         AccessToken, CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, HttpResponse, Outbound,
         Outcome, OutcomeKind, PluginError, PluginInfo, Receipt, ReceiptStatus, Request, Response,
-        SmtpMessage, SmtpRelay, SmtpReply, TlsMode,
+        SmtpMessage, SmtpRelay, SmtpReply, TlsMode, Usage,
     };
 }
 
@@ -205,6 +217,16 @@ pub trait Plugin {
         let _ = response;
         false
     }
+
+    /// The billable units a provider callback reports per delivery, in total
+    /// (contract 1.2; e.g. a call's started minutes, [`time::started_minutes`]).
+    /// The host calls it after [`Plugin::parse_callback`] accepted the same
+    /// request and bills what exceeds the units billed at send, once. The
+    /// default reports nothing.
+    fn callback_usage(ctx: CallContext, account: &str, request: HttpRequest) -> Result<Vec<Usage>, PluginError> {
+        let _ = (ctx, account, request);
+        Ok(vec![])
+    }
 }
 
 /// Export a [`Plugin`] implementation as the component's `channel-plugin`
@@ -234,6 +256,13 @@ impl Delivery {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Usage {
+    /// `units` in total for the delivery the provider knows as `provider_id`.
+    pub fn for_provider_id(provider_id: impl Into<String>, units: u32) -> Self {
+        Usage { delivery_id: None, provider_id: Some(provider_id.into()), units }
     }
 }
 

@@ -65,6 +65,12 @@ fn parts(now_ms: u64) -> Parts {
     }
 }
 
+/// Started minutes of a duration in seconds, as voice providers bill calls:
+/// 0 s is 0, 1–60 s is 1, 61 s is 2.
+pub fn started_minutes(duration_secs: u32) -> u32 {
+    duration_secs.div_ceil(60)
+}
+
 /// RFC 3339 / ISO 8601 UTC timestamp with milliseconds, e.g.
 /// `2023-11-14T22:13:20.123Z`.
 pub fn rfc3339(now_ms: u64) -> String {
@@ -140,6 +146,12 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn started_minutes_round_up() {
+        let got: Vec<u32> = [0, 1, 59, 60, 61, 125, 3600].into_iter().map(started_minutes).collect();
+        assert_eq!(got, [0, 1, 1, 1, 2, 3, 60]);
+    }
 
     #[test]
     fn civil_round_trip() {

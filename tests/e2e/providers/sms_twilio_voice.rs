@@ -51,12 +51,16 @@ async fn twilio_voice_places_twiml_calls_and_checks_signed_call_status() {
     let r = fake.callback(&gw, &c.sid, &[("CallSid", &c.sid), ("CallStatus", "ringing")], AUTH_TOKEN).await;
     assert_eq!(r.status, 204);
     assert_eq!(statuses(&gw.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await.json()), ["sent", "failed"]);
-    let r = fake
-        .callback(&gw, &c.sid, &[("CallSid", &c.sid), ("CallStatus", "completed"), ("CallDuration", "42"), ("Duration", "1")], AUTH_TOKEN)
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text());
+    // A 125 s call: 3 started minutes, 2 more than billed at send. Twilio may
+    // send the report again; it is billed once.
+    let completed = [("CallSid", c.sid.as_str()), ("CallStatus", "completed"), ("CallDuration", "125"), ("Duration", "3")];
+    for _ in 0..2 {
+        let r = fake.callback(&gw, &c.sid, &completed, AUTH_TOKEN).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
     let v = wait_delivery(&gw, &id, 0, "delivered").await;
-    assert_eq!(delivery(&v, 0)["detail"], "completed, CallDuration 42s");
+    assert_eq!(delivery(&v, 0)["detail"], "completed, CallDuration 125s");
+    assert_eq!(delivery(&v, 0)["cost_minor"], 60, "3 minutes at 20: {v}");
 
     // A call nobody answers.
     let id2 = send(&gw, &call("tv", "hello", &["+14155550101"])).await;
@@ -68,8 +72,12 @@ async fn twilio_voice_places_twiml_calls_and_checks_signed_call_status() {
     assert_eq!(delivery(&v2, 0)["detail"], "no-answer");
 
     let ledger = ledger_for(&gw, &id).await;
-    assert_eq!(ledger.len(), 1);
-    assert_eq!((ledger[0]["units"].as_u64(), ledger[0]["amount_minor"].as_i64()), (Some(1), Some(20)), "one minute per placed call");
+    let mut lines: Vec<_> = ledger.iter().map(|e| (e["kind"].as_str(), e["units"].as_u64(), e["amount_minor"].as_i64())).collect();
+    lines.sort();
+    assert_eq!(lines, [(Some("debit"), Some(1), Some(20)), (Some("debit"), Some(2), Some(40))], "a minute at send, the rest from the report: {ledger:?}");
+    // The unanswered call keeps its one-minute debit refunded and bills no usage.
+    let net: i64 = ledger_for(&gw, &id2).await.iter().map(|e| if e["kind"] == "credit" { -e["amount_minor"].as_i64().unwrap() } else { e["amount_minor"].as_i64().unwrap() }).sum();
+    assert_eq!(net, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

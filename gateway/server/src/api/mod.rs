@@ -125,7 +125,7 @@ async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
                 "formats": p.format_names(),
                 "max_batch": i.max_batch, "hosts": i.hosts, "billing_unit": i.billing_unit,
                 "account_schema": serde_json::from_str::<serde_json::Value>(&i.account_schema).unwrap_or(serde_json::Value::Null),
-                "secret_fields": i.secret_fields, "sha256": p.digest,
+                "secret_fields": i.secret_fields, "sha256": p.digest, "worlds": p.worlds(),
             })
         })
         .collect();
