@@ -12,7 +12,7 @@ TEST_PLUGINS := hostile legacy
 HOST := --workspace $(foreach p,$(PLUGINS) $(TEST_PLUGINS),--exclude herald-plugin-$(p)) --exclude herald-plugin-sdk
 DATA ?= data
 
-.PHONY: run test plugins gateway toolchain test-deps bench clean-data conformance new-plugin template-check
+.PHONY: run test plugins gateway toolchain test-deps bench bench-distributed clean-data conformance new-plugin template-check
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "Rust is required: https://rustup.rs"; exit 1; }
@@ -73,6 +73,19 @@ new-plugin:
 bench: plugins
 	cargo build --release $(HOST) --bins
 	$(CARGO_TARGET_DIR)/release/herald-bench --gateway $(CARGO_TARGET_DIR)/release/herald-gateway --plugins $(PLUGIN_OUT)
+
+# The same bench on Kafka + Cassandra (deploy/services, started here if not running and
+# then stopped again; services already running are used and left running).
+BENCH_DIST_ARGS ?= --dispatchers 2 --tenants 8
+bench-distributed: plugins
+	cargo build --release $(HOST) --bins
+	@started=""; trap 'for s in $$started; do deploy/services/$$s.sh stop; done' EXIT; \
+	for s in kafka cassandra; do \
+	  deploy/services/$$s.sh status >/dev/null 2>&1 || { deploy/services/$$s.sh start && started="$$started $$s"; } || exit 1; \
+	done; \
+	deploy/services/kafka.sh wait && deploy/services/cassandra.sh wait && \
+	$(CARGO_TARGET_DIR)/release/herald-bench --gateway $(CARGO_TARGET_DIR)/release/herald-gateway --plugins $(PLUGIN_OUT) \
+	  --backend kafka-cql $(BENCH_DIST_ARGS)
 
 clean-data:
 	rm -rf $(DATA)

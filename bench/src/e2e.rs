@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 
-use crate::gateway::{self, API_KEY, Gateway};
+use crate::gateway::{self, Gateway, Tenant, Watched};
 use crate::http::{self, Client};
 use crate::sink::Sink;
 use crate::stats::{Latency, now_ns, rate};
@@ -41,10 +41,43 @@ pub struct Sample {
     pub t_s: f64,
     pub accepted: u64,
     pub arrived: u64,
+    /// Largest `herald_queue_depth` over the gateway processes (on Kafka: the
+    /// consumer group's lag in records, read by every dispatch node).
+    pub queue_depth: Option<f64>,
+    /// Sum over the gateway processes.
+    pub inflight_batches: Option<f64>,
+    /// Sum over the gateway processes.
+    pub gateway_cpu_s: Option<f64>,
+    /// Sum over the gateway processes.
+    pub gateway_rss_kib: Option<u64>,
+    /// Per gateway process, in start order.
+    pub nodes: Vec<NodeSample>,
+    /// Per watched service (Kafka, Cassandra JVMs): (cpu s, rss KiB).
+    pub services: Vec<(Option<f64>, Option<u64>)>,
+}
+
+pub struct NodeSample {
     pub queue_depth: Option<f64>,
     pub inflight_batches: Option<f64>,
-    pub gateway_cpu_s: Option<f64>,
-    pub gateway_rss_kib: Option<u64>,
+    pub sent: Option<f64>,
+    pub cpu_s: Option<f64>,
+    pub rss_kib: Option<u64>,
+}
+
+/// One gateway process over the end-to-end interval.
+pub struct NodeResult {
+    pub cpu_s: Option<f64>,
+    pub threads: Vec<(String, usize, f64, f64)>,
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// A watched service over the end-to-end interval.
+pub struct ServiceResult {
+    pub name: String,
+    pub pid: u32,
+    pub cpu_s: Option<f64>,
+    pub rss_kib: Option<u64>,
+    pub hwm_kib: Option<u64>,
 }
 
 pub struct E2eResult {
@@ -79,11 +112,50 @@ pub struct E2eResult {
     /// The interval the CPU figures cover (first request to the end of the settle).
     pub cpu_interval_ns: u64,
     /// Gateway CPU per thread name over the same interval: (name, threads, total s, busiest thread s).
+    /// The first process (the one that takes the load).
     pub gateway_threads: Vec<(String, usize, f64, f64)>,
+    /// Metrics at the end, summed over the gateway processes (gauges too).
     pub metrics: Vec<(String, f64)>,
+    /// Per gateway process, in start order.
+    pub nodes: Vec<NodeResult>,
+    pub services: Vec<ServiceResult>,
+}
+
+/// Sum series of the same name and labels over several scrapes (first-seen order).
+pub fn merge_metrics(all: &[Vec<(String, f64)>]) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for m in all {
+        for (k, v) in m {
+            match index.get(k) {
+                Some(&i) => out[i].1 += v,
+                None => {
+                    index.insert(k.clone(), out.len());
+                    out.push((k.clone(), *v));
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn scrape(client: &Client, url: &str) -> Vec<(String, f64)> {
+    match http::get(client, url, Duration::from_secs(5)).await {
+        Ok((200, b)) => gateway::parse_metrics(&String::from_utf8_lossy(&b)),
+        _ => Vec::new(),
+    }
+}
+
+fn max_opt(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    v.flatten().fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))
+}
+
+fn sum_opt(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    v.flatten().fold(None, |a: Option<f64>, x| Some(a.unwrap_or(0.0) + x))
 }
 
 fn message_body(first: u64, count: u64) -> Bytes {
+    // The account is named the same in every tenant.
     use std::fmt::Write;
     let mut s = String::with_capacity(120 + count as usize * 40);
     s.push_str(r#"{"channel":"webhook","account":"sink","content":{"text":"hi {{ n }}"},"recipients":["#);
@@ -106,7 +178,9 @@ pub async fn run(
     client: &Client,
     meta_client: &Client,
     sink: &Arc<Sink>,
-    gw: &mut Gateway,
+    gws: &mut [Gateway],
+    tenants: &[Tenant],
+    watch: &[Watched],
     notifications: u64,
     per_request: u64,
     concurrency: usize,
@@ -114,9 +188,13 @@ pub async fn run(
     progress: bool,
 ) -> E2eResult {
     sink.reset(true);
-    let base: SocketAddr = gw.addr;
+    // The load goes to the first process; every process is watched.
+    let base: SocketAddr = gws[0].addr;
     let uri: hyper::Uri = format!("http://{base}/v1/messages").parse().expect("uri");
-    let metrics_url = format!("http://{base}/metrics");
+    let metrics_urls: Vec<String> = gws.iter().map(|g| format!("http://{}/metrics", g.addr)).collect();
+    let pids: Vec<u32> = gws.iter().map(|g| g.pid).collect();
+    let watch: Vec<Watched> = watch.to_vec();
+    let keys: Arc<Vec<String>> = Arc::new(tenants.iter().map(|t| format!("Bearer {}", t.api_key)).collect());
     let per_request = per_request.max(1);
     let total_requests = notifications.div_ceil(per_request);
     let next = Arc::new(AtomicU64::new(0));
@@ -127,26 +205,37 @@ pub async fn run(
     // Sampler: once a second until told to stop.
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
-        let (meta, sink, accepted_n, sampling, url) = (meta_client.clone(), sink.clone(), accepted_n.clone(), sampling.clone(), metrics_url.clone());
-        let pid = gw.pid;
+        let (meta, sink, accepted_n, sampling, urls, pids, watch) =
+            (meta_client.clone(), sink.clone(), accepted_n.clone(), sampling.clone(), metrics_urls.clone(), pids.clone(), watch.clone());
         tokio::spawn(async move {
             let mut out = Vec::new();
             let mut last_print = 0u64;
             while sampling.load(Ordering::SeqCst) {
-                let m = match http::get(&meta, &url, Duration::from_secs(5)).await {
-                    Ok((200, b)) => gateway::parse_metrics(&String::from_utf8_lossy(&b)),
-                    _ => Vec::new(),
-                };
+                let scrapes = scrape_all(&meta, &urls).await;
+                let nodes: Vec<NodeSample> = scrapes
+                    .iter()
+                    .zip(&pids)
+                    .map(|(m, pid)| NodeSample {
+                        queue_depth: gateway::metric_sum(m, "herald_queue_depth", &[]),
+                        inflight_batches: gateway::metric_sum(m, "herald_inflight_batches", &[]),
+                        sent: gateway::metric_sum(m, "herald_deliveries_total", &["outcome=\"sent\""]),
+                        cpu_s: gateway::cpu_seconds(&format!("/proc/{pid}/stat")),
+                        rss_kib: gateway::pid_status_kib(*pid, "VmRSS:"),
+                    })
+                    .collect();
                 let s = Sample {
                     t_s: now_ns() as f64 / 1e9,
                     accepted: accepted_n.load(Ordering::Relaxed),
                     arrived: sink.unique.load(Ordering::Relaxed),
-                    queue_depth: gateway::metric_sum(&m, "herald_queue_depth", &[]),
-                    inflight_batches: gateway::metric_sum(&m, "herald_inflight_batches", &[]),
-                    gateway_cpu_s: gateway::cpu_seconds(&format!("/proc/{pid}/stat")),
-                    gateway_rss_kib: std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
-                        s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
-                    }),
+                    queue_depth: max_opt(nodes.iter().map(|n| n.queue_depth)),
+                    inflight_batches: sum_opt(nodes.iter().map(|n| n.inflight_batches)),
+                    gateway_cpu_s: sum_opt(nodes.iter().map(|n| n.cpu_s)),
+                    gateway_rss_kib: nodes.iter().filter_map(|n| n.rss_kib).reduce(|a, b| a + b),
+                    services: watch
+                        .iter()
+                        .map(|w| (gateway::cpu_seconds(&format!("/proc/{}/stat", w.pid)), gateway::pid_status_kib(w.pid, "VmRSS:")))
+                        .collect(),
+                    nodes,
                 };
                 if progress && (s.t_s as u64) >= last_print + 5 {
                     last_print = s.t_s as u64;
@@ -168,15 +257,16 @@ pub async fn run(
         })
     };
 
-    let gw_cpu0 = gw.cpu_seconds();
-    let threads0 = gateway::thread_cpu(gw.pid);
+    let node_cpu0: Vec<Option<f64>> = gws.iter().map(|g| g.cpu_seconds()).collect();
+    let svc_cpu0: Vec<Option<f64>> = watch.iter().map(|w| gateway::cpu_seconds(&format!("/proc/{}/stat", w.pid))).collect();
+    let threads0: Vec<_> = gws.iter().map(|g| gateway::thread_cpu(g.pid)).collect();
     let bench_cpu0 = gateway::cpu_seconds("/proc/self/stat");
     let busy0 = gateway::MachineCpu::read();
     let start = now_ns();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (client, uri, next, accepted_n, stop, failures) =
-            (client.clone(), uri.clone(), next.clone(), accepted_n.clone(), stop.clone(), failures.clone());
+        let (client, uri, next, accepted_n, stop, failures, keys) =
+            (client.clone(), uri.clone(), next.clone(), accepted_n.clone(), stop.clone(), failures.clone(), keys.clone());
         workers.push(tokio::spawn(async move {
             let mut done: Vec<Accepted> = Vec::new();
             let mut lat = Vec::new();
@@ -188,12 +278,14 @@ pub async fn run(
                 let first = i * per_request;
                 let count = per_request.min(notifications - first);
                 let body = message_body(first, count);
+                // Round robin over the tenants (one tenant: always the same key).
+                let auth = &keys[(i % keys.len() as u64) as usize];
                 for attempt in 1..=MAX_ATTEMPTS {
                     let req = Request::builder()
                         .method(Method::POST)
                         .uri(uri.clone())
                         .header("content-type", "application/json")
-                        .header("authorization", format!("Bearer {API_KEY}"))
+                        .header("authorization", auth.as_str())
                         .body(Full::new(body.clone()))
                         .expect("request");
                     let send_ns = now_ns();
@@ -286,7 +378,7 @@ pub async fn run(
         if sink.unique.load(Ordering::SeqCst) >= target {
             break;
         }
-        if let Some(s) = gw.exited() {
+        if let Some(s) = gws.iter_mut().enumerate().find_map(|(i, g)| g.exited().map(|s| format!("process {i} (pid {}): {s}", g.pid))) {
             exited = Some(s);
             break;
         }
@@ -298,17 +390,37 @@ pub async fn run(
     }
     // A short settle to catch late duplicates before the books are closed.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let gw_cpu1 = gw.cpu_seconds();
-    let threads1 = gateway::thread_cpu(gw.pid);
+    let node_cpu1: Vec<Option<f64>> = gws.iter().map(|g| g.cpu_seconds()).collect();
+    let svc_cpu1: Vec<Option<f64>> = watch.iter().map(|w| gateway::cpu_seconds(&format!("/proc/{}/stat", w.pid))).collect();
+    let threads1: Vec<_> = gws.iter().map(|g| gateway::thread_cpu(g.pid)).collect();
     let bench_cpu1 = gateway::cpu_seconds("/proc/self/stat");
     let busy1 = gateway::MachineCpu::read();
     let measured_ns = now_ns() - start;
     sampling.store(false, Ordering::SeqCst);
     let samples = sampler.await.unwrap_or_default();
-    let metrics = match http::get(meta_client, &metrics_url, Duration::from_secs(5)).await {
-        Ok((200, b)) => gateway::parse_metrics(&String::from_utf8_lossy(&b)),
-        _ => Vec::new(),
-    };
+    let node_metrics = scrape_all(meta_client, &metrics_urls).await;
+    let metrics = merge_metrics(&node_metrics);
+    let nodes: Vec<NodeResult> = node_metrics
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| NodeResult {
+            cpu_s: node_cpu0[i].zip(node_cpu1[i]).map(|(a, b)| b - a),
+            threads: gateway::thread_cpu_delta(&threads0[i], &threads1[i]),
+            metrics: m,
+        })
+        .collect();
+    let services: Vec<ServiceResult> = watch
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ServiceResult {
+            name: w.name.clone(),
+            pid: w.pid,
+            cpu_s: svc_cpu0[i].zip(svc_cpu1[i]).map(|(a, b)| b - a),
+            rss_kib: gateway::pid_status_kib(w.pid, "VmRSS:"),
+            hwm_kib: gateway::pid_status_kib(w.pid, "VmHWM:"),
+        })
+        .collect();
+    let gateway_cpu_s = sum_opt(nodes.iter().map(|n| n.cpu_s));
 
     let arrivals = sink.take_arrivals();
     let mut added = Vec::with_capacity(target as usize);
@@ -351,12 +463,14 @@ pub async fn run(
         abandoned_requests: f.abandoned,
         failure_samples: f.samples,
         samples,
-        gateway_cpu_s: gw_cpu0.zip(gw_cpu1).map(|(a, b)| b - a),
+        gateway_cpu_s,
         bench_cpu_s: bench_cpu0.zip(bench_cpu1).map(|(a, b)| b - a),
         machine: busy0.zip(busy1).map(|(a, b)| b.since(&a)),
         cpu_interval_ns: measured_ns,
-        gateway_threads: gateway::thread_cpu_delta(&threads0, &threads1),
+        gateway_threads: nodes.first().map(|n| n.threads.clone()).unwrap_or_default(),
         metrics,
+        nodes,
+        services,
     }
 }
 
@@ -405,12 +519,44 @@ impl E2eResult {
                 "gateway_threads": self.gateway_threads.iter().map(|(n, c, t, m)| serde_json::json!({"name": n, "threads": c, "cpu_s": t, "busiest_thread_cpu_s": m})).collect::<Vec<_>>(),
                 "other_processes": self.machine.map(|m| m.busy() - self.gateway_cpu_s.unwrap_or(0.0) - self.bench_cpu_s.unwrap_or(0.0)),
             },
-            "timeline": self.samples.iter().map(|s| serde_json::json!({
-                "t_s": s.t_s, "accepted": s.accepted, "arrived": s.arrived,
-                "queue_depth": s.queue_depth, "inflight_batches": s.inflight_batches,
-                "gateway_cpu_s": s.gateway_cpu_s, "gateway_rss_kib": s.gateway_rss_kib,
-            })).collect::<Vec<_>>(),
+            "timeline": self.samples.iter().map(|s| {
+                let mut j = serde_json::json!({
+                    "t_s": s.t_s, "accepted": s.accepted, "arrived": s.arrived,
+                    "queue_depth": s.queue_depth, "inflight_batches": s.inflight_batches,
+                    "gateway_cpu_s": s.gateway_cpu_s, "gateway_rss_kib": s.gateway_rss_kib,
+                });
+                if s.nodes.len() > 1 || !s.services.is_empty() {
+                    j["nodes"] = s.nodes.iter().map(|n| serde_json::json!({
+                        "queue_depth": n.queue_depth, "inflight_batches": n.inflight_batches, "sent": n.sent,
+                        "cpu_s": n.cpu_s, "rss_kib": n.rss_kib,
+                    })).collect();
+                    j["services"] = self.services.iter().zip(&s.services).map(|(w, (c, r))| serde_json::json!({
+                        "name": w.name, "cpu_s": c, "rss_kib": r,
+                    })).collect();
+                }
+                j
+            }).collect::<Vec<_>>(),
             "gateway_metrics": metrics,
         })
+    }
+}
+
+/// Scrape every process's /metrics, in order (a handful of processes).
+async fn scrape_all(client: &Client, urls: &[String]) -> Vec<Vec<(String, f64)>> {
+    let mut out = Vec::with_capacity(urls.len());
+    for u in urls {
+        out.push(scrape(client, u).await);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_of_several_processes_are_summed_by_series() {
+        let a = vec![("x{o=\"sent\"}".to_string(), 2.0), ("y".to_string(), 1.0)];
+        let b = vec![("x{o=\"sent\"}".to_string(), 3.0), ("z".to_string(), 4.0)];
+        let m = super::merge_metrics(&[a, b]);
+        assert_eq!(m, vec![("x{o=\"sent\"}".to_string(), 5.0), ("y".to_string(), 1.0), ("z".to_string(), 4.0)]);
     }
 }

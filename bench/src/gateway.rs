@@ -39,39 +39,205 @@ fn toml_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-pub fn write_config(dir: &Path, plugins: &Path, sink: SocketAddr, batch: bool) -> anyhow::Result<PathBuf> {
+/// A tenant of the bench: id and API key. Each has a webhook account named
+/// `ACCOUNT` pointing at the sink.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub api_key: String,
+}
+
+/// The bench's tenants. One tenant is `bench` with `API_KEY` (today's embedded
+/// run). With more, the names are chosen so that tenant `j` lands on Kafka
+/// partition `j % partitions` (the producer's key is the tenant and
+/// librdkafka's default partitioner is CRC-32 of the key modulo the partition
+/// count), so several dispatch nodes each get work.
+pub fn tenants(count: usize, partitions: u32) -> Vec<Tenant> {
+    if count <= 1 {
+        return vec![Tenant { id: TENANT.into(), api_key: API_KEY.into() }];
+    }
+    let p = partitions.max(1);
+    let mut used = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(count);
+    for j in 0..count {
+        let want = j as u32 % p;
+        // Bounded search: about one name in `p` fits.
+        let id = (0..1_000_000u32)
+            .map(|k| format!("bench-{k}"))
+            .find(|n| !used.contains(n) && crc32(n.as_bytes()) % p == want)
+            .unwrap_or_else(|| format!("bench-x{j}"));
+        used.insert(id.clone());
+        out.push(Tenant { api_key: format!("hk_{}_0123456789abcdef", id.replace('-', "_")), id });
+    }
+    out
+}
+
+/// CRC-32 (IEEE, as zlib and librdkafka's `rd_crc32`).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// The distributed backends of one run: Kafka for the queue, CQL for storage.
+/// Topic, group and keyspace are fresh per run.
+#[derive(Debug, Clone)]
+pub struct Distributed {
+    pub brokers: String,
+    pub cql: Vec<String>,
+    pub topic: String,
+    pub group: String,
+    pub keyspace: String,
+    pub partitions: u32,
+}
+
+impl Distributed {
+    pub fn new(brokers: &str, cql: &str, partitions: u32) -> Self {
+        let stamp = format!(
+            "{}_{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            std::process::id()
+        );
+        Distributed {
+            brokers: brokers.to_string(),
+            cql: cql.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            topic: format!("herald.bench.{stamp}"),
+            group: format!("herald-bench-{stamp}"),
+            keyspace: format!("herald_bench_{stamp}"),
+            partitions: partitions.max(1),
+        }
+    }
+}
+
+/// Every node of a distributed run seals and unseals account secrets with
+/// this key (base64 of 32 bytes); the embedded run uses its key file.
+const SECRETS_KEY: &str = "aGVyYWxkLWJlbmNoLXNlY3JldHMta2V5LTMyYnl0ZXM=";
+
+/// Write the config of one gateway process into `dir` (its own data dir).
+/// `dist = None` is the embedded SQLite run; `dispatch = false` makes an
+/// ingest-only node.
+pub fn write_config(
+    dir: &Path,
+    plugins: &Path,
+    sink: SocketAddr,
+    batch: bool,
+    tenants: &[Tenant],
+    dist: Option<&Distributed>,
+    dispatch: bool,
+) -> anyhow::Result<PathBuf> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let plugins = std::fs::canonicalize(plugins).with_context(|| format!("plugins dir {}", plugins.display()))?;
-    let cfg = format!(
+    let mut cfg = format!(
         r#"# Written by herald-bench.
 listen = "127.0.0.1:0"
 data_dir = {data}
 demo = false
+"#,
+        data = toml_str(&data.to_string_lossy()),
+    );
+    if let Some(d) = dist {
+        cfg.push_str(&format!(
+            r#"secrets_key = "{SECRETS_KEY}"
 
+[storage]
+backend = "cql"
+
+[storage.cql]
+contact_points = [{cql}]
+keyspace = {ks}
+replication = "{{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+
+[queue]
+backend = "kafka"
+
+[queue.kafka]
+brokers = {brokers}
+topic = {topic}
+group = {group}
+partitions = {partitions}
+replication = 1
+"#,
+            cql = d.cql.iter().map(|c| toml_str(c)).collect::<Vec<_>>().join(", "),
+            ks = toml_str(&d.keyspace),
+            brokers = toml_str(&d.brokers),
+            topic = toml_str(&d.topic),
+            group = toml_str(&d.group),
+            partitions = d.partitions,
+        ));
+    }
+    cfg.push_str(&format!(
+        r#"
 [plugins]
 dir = {plugins}
 
 [dispatch]
+enabled = {dispatch}
 max_batch = 100
 linger_ms = 10
 concurrency = 64
-
+"#,
+        plugins = toml_str(&plugins.to_string_lossy()),
+    ));
+    for t in tenants {
+        cfg.push_str(&format!(
+            r#"
 [[tenants]]
-id = "{TENANT}"
-api_keys = ["{API_KEY}"]
+id = {id}
+api_keys = [{key}]
 
 [[tenants.accounts]]
 name = "{ACCOUNT}"
 plugin = "webhook"
 config = {{ url = "http://{sink}/hook", secret = "s3cret", batch = {batch} }}
 "#,
-        data = toml_str(&data.to_string_lossy()),
-        plugins = toml_str(&plugins.to_string_lossy()),
-    );
+            id = toml_str(&t.id),
+            key = toml_str(&t.api_key),
+        ));
+    }
     let path = dir.join("herald.toml");
     std::fs::write(&path, cfg)?;
     Ok(path)
+}
+
+/// A process the bench watches but did not start (the Kafka and Cassandra JVMs).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub name: String,
+    pub pid: u32,
+}
+
+/// Running JVMs of Kafka (`kafka.Kafka`) and Cassandra (`CassandraDaemon`), from /proc.
+pub fn find_services() -> Vec<Watched> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).to_string()).collect();
+        if !args.first().is_some_and(|a| a.ends_with("java")) {
+            continue;
+        }
+        let name = if args.iter().any(|a| a == "kafka.Kafka") {
+            "kafka"
+        } else if args.iter().any(|a| a == "org.apache.cassandra.service.CassandraDaemon") {
+            "cassandra"
+        } else {
+            continue;
+        };
+        out.push(Watched { name: name.into(), pid });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+pub fn pid_status_kib(pid: u32, key: &str) -> Option<u64> {
+    proc_status_kib(pid, key)
 }
 
 impl Gateway {
@@ -393,4 +559,21 @@ pub fn thread_cpu_delta(
     let mut v: Vec<_> = by_name.into_iter().map(|(n, (c, t, m))| (n, c, t, m)).collect();
     v.sort_by(|a, b| b.2.total_cmp(&a.2));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_and_tenants_spread_over_partitions() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let one = tenants(1, 8);
+        assert_eq!((one[0].id.as_str(), one[0].api_key.as_str()), (TENANT, API_KEY));
+        let t = tenants(8, 8);
+        let mut parts: Vec<u32> = t.iter().map(|t| crc32(t.id.as_bytes()) % 8).collect();
+        parts.sort();
+        assert_eq!(parts, (0..8).collect::<Vec<_>>());
+        assert!(t.iter().all(|t| t.api_key.len() >= 16));
+    }
 }

@@ -10,7 +10,13 @@
 //!    /v1/messages (R recipients each) until N notifications are accepted; the
 //!    bench waits (bounded) until the sink has seen them all.
 //!
-//! Everything talks to 127.0.0.1 only; every loop is bounded in count and time.
+//! With `--backend kafka-cql` the gateway runs distributed instead: Kafka for
+//! the queue and Cassandra/ScyllaDB (CQL) for storage, with a fresh topic,
+//! consumer group and keyspace per run, and `--dispatchers K` processes
+//! dispatching (the first one also takes the load).
+//!
+//! Everything talks to 127.0.0.1 only (and the given brokers / CQL nodes);
+//! every loop is bounded in count and time.
 
 mod e2e;
 mod gateway;
@@ -37,6 +43,20 @@ const USAGE: &str = "usage: herald-bench --gateway <herald-gateway binary> --plu
                     [--keep-temp]                 keep the temp config, database and gateway log
                     [--raw-rounds K]              raw-limit rounds, the median is reported (default 3)
                     [--skip-raw]                  skip the raw-limit phase
+                    [--tenants T]                 tenants the requests rotate over (default 1); the
+                                                  Kafka partition key is the tenant, so one tenant
+                                                  is one partition and one dispatching process
+  distributed run:
+                    [--backend embedded|kafka-cql]  default embedded (SQLite queue and store)
+                    [--brokers host:port,...]     Kafka (default 127.0.0.1:9092)
+                    [--cql host:port,...]         CQL contact points (default 127.0.0.1:9042)
+                    [--dispatchers K]             gateway processes that dispatch (default 1)
+                    [--ingest-dispatch true|false]  whether the process taking the load also
+                                                  dispatches (default true: K processes in all;
+                                                  false: one ingest-only process + K)
+                    [--partitions P]              partitions of the fresh topic (default 8)
+                    [--settle-secs S]             wait after all processes are ready, for the
+                                                  consumer group to settle (default 5)
 
 Gateway logging follows HERALD_LOG / HERALD_LOG_FORMAT if set (gateway default: info).";
 
@@ -52,6 +72,22 @@ struct Args {
     keep_temp: bool,
     skip_raw: bool,
     raw_rounds: usize,
+    tenants: usize,
+    distributed: bool,
+    brokers: String,
+    cql: String,
+    dispatchers: usize,
+    ingest_dispatch: bool,
+    partitions: u32,
+    settle: Duration,
+}
+
+fn parse_bool(flag: &str, v: &str) -> anyhow::Result<bool> {
+    match v {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => bail!("{flag}: expected true or false, got {other:?}"),
+    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -67,6 +103,14 @@ fn parse_args() -> anyhow::Result<Args> {
         keep_temp: false,
         skip_raw: false,
         raw_rounds: 3,
+        tenants: 1,
+        distributed: false,
+        brokers: "127.0.0.1:9092".into(),
+        cql: "127.0.0.1:9042".into(),
+        dispatchers: 1,
+        ingest_dispatch: true,
+        partitions: 8,
+        settle: Duration::from_secs(5),
     };
     let (mut gateway, mut plugins) = (None, None);
     let mut it = std::env::args().skip(1);
@@ -89,13 +133,21 @@ fn parse_args() -> anyhow::Result<Args> {
                 a.per_request = value("--recipients-per-request")?.parse().context("--recipients-per-request")?
             }
             "--concurrency" | "-c" => a.concurrency = value("--concurrency")?.parse().context("--concurrency")?,
-            "--batch" => {
-                a.batch = match value("--batch")?.as_str() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    other => bail!("--batch: expected true or false, got {other:?}"),
+            "--batch" => a.batch = parse_bool("--batch", &value("--batch")?)?,
+            "--tenants" => a.tenants = value("--tenants")?.parse().context("--tenants")?,
+            "--backend" => {
+                a.distributed = match value("--backend")?.as_str() {
+                    "embedded" | "sqlite" => false,
+                    "kafka-cql" => true,
+                    other => bail!("--backend: expected embedded or kafka-cql, got {other:?}"),
                 }
             }
+            "--brokers" => a.brokers = value("--brokers")?,
+            "--cql" => a.cql = value("--cql")?,
+            "--dispatchers" => a.dispatchers = value("--dispatchers")?.parse().context("--dispatchers")?,
+            "--ingest-dispatch" => a.ingest_dispatch = parse_bool("--ingest-dispatch", &value("--ingest-dispatch")?)?,
+            "--partitions" => a.partitions = value("--partitions")?.parse().context("--partitions")?,
+            "--settle-secs" => a.settle = Duration::from_secs(value("--settle-secs")?.parse().context("--settle-secs")?),
             "--out" | "-o" => a.out = Some(PathBuf::from(value("--out")?)),
             "--timeout-secs" => a.timeout = Duration::from_secs(value("--timeout-secs")?.parse().context("--timeout-secs")?),
             "--keep-temp" => a.keep_temp = true,
@@ -110,8 +162,11 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     a.gateway = gateway.with_context(|| format!("--gateway is required\n\n{USAGE}"))?;
     a.plugins = plugins.with_context(|| format!("--plugins is required\n\n{USAGE}"))?;
-    if a.notifications == 0 || a.per_request == 0 || a.concurrency == 0 {
-        bail!("--notifications, --recipients-per-request and --concurrency must be at least 1");
+    if a.notifications == 0 || a.per_request == 0 || a.concurrency == 0 || a.tenants == 0 || a.dispatchers == 0 || a.partitions == 0 {
+        bail!("--notifications, --recipients-per-request, --concurrency, --tenants, --dispatchers and --partitions must be at least 1");
+    }
+    if !a.distributed && (a.dispatchers != 1 || !a.ingest_dispatch) {
+        bail!("--dispatchers and --ingest-dispatch need --backend kafka-cql (the embedded queue has one owner)");
     }
     if !a.gateway.is_file() {
         bail!("gateway binary {} not found (cargo build --release -p herald-gateway)", a.gateway.display());
@@ -208,25 +263,125 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let dir = std::env::temp_dir().join(format!("herald-bench-{}-{}", std::process::id(), stats::now_ns()));
     std::fs::create_dir_all(&dir)?;
-    let config = gateway::write_config(&dir, &args.plugins, sink_addr, args.batch)?;
-    eprintln!("end to end: starting {} (temp dir {})", args.gateway.display(), dir.display());
-    let mut gw = match gateway::Gateway::start(&args.gateway, &config, &dir, &meta_client).await {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("(temp dir kept: {})", dir.display());
-            return Err(e);
+    let dist = args.distributed.then(|| gateway::Distributed::new(&args.brokers, &args.cql, args.partitions));
+    let tenants = gateway::tenants(args.tenants, dist.as_ref().map_or(1, |d| d.partitions));
+    // (role, dispatch enabled) per process; the first one takes the load.
+    let mut roles: Vec<(&str, bool)> = Vec::new();
+    if args.ingest_dispatch {
+        roles.push((if dist.is_some() { "ingest+dispatch" } else { "gateway" }, true));
+        roles.extend((1..args.dispatchers).map(|_| ("dispatch", true)));
+    } else {
+        roles.push(("ingest", false));
+        roles.extend((0..args.dispatchers).map(|_| ("dispatch", true)));
+    }
+    if let Some(d) = &dist {
+        eprintln!(
+            "distributed: Kafka {} topic {} ({} partitions) group {}, CQL {} keyspace {}, {} processes ({}), {} tenant(s)",
+            d.brokers,
+            d.topic,
+            d.partitions,
+            d.group,
+            d.cql.join(","),
+            d.keyspace,
+            roles.len(),
+            roles.iter().map(|r| r.0).collect::<Vec<_>>().join(", "),
+            tenants.len()
+        );
+    }
+    let services = if dist.is_some() { gateway::find_services() } else { Vec::new() };
+    let mut gws: Vec<gateway::Gateway> = Vec::new();
+    for (i, (role, dispatch)) in roles.iter().enumerate() {
+        // The embedded run keeps its single process in the temp dir itself.
+        let node_dir = if dist.is_some() { dir.join(format!("node-{i}")) } else { dir.clone() };
+        std::fs::create_dir_all(&node_dir)?;
+        let cfg = gateway::write_config(&node_dir, &args.plugins, sink_addr, args.batch, &tenants, dist.as_ref(), *dispatch)?;
+        eprintln!("end to end: starting {} as {role} (temp dir {})", args.gateway.display(), node_dir.display());
+        // One at a time: the first creates the topic and the keyspace.
+        match gateway::Gateway::start(&args.gateway, &cfg, &node_dir, &meta_client).await {
+            Ok(g) => {
+                eprintln!("  gateway pid {} on {} (up in {:.2} s)", g.pid, g.addr, g.startup.as_secs_f64());
+                gws.push(g);
+            }
+            Err(e) => {
+                for g in gws.drain(..) {
+                    let _ = g.stop().await;
+                }
+                eprintln!("(temp dir kept: {})", dir.display());
+                return Err(e);
+            }
         }
+    }
+    if dist.is_some() && !args.settle.is_zero() {
+        eprintln!("  waiting {} s for the consumer group to settle", args.settle.as_secs());
+        tokio::time::sleep(args.settle).await;
+    }
+    eprintln!("  sending ...");
+    let rss_before: Vec<Option<u64>> = gws.iter().map(|g| g.vm_rss_kib()).collect();
+    let e = e2e::run(&client, &meta_client, &sink, &mut gws, &tenants, &services, args.notifications, args.per_request, args.concurrency, args.timeout, true).await;
+    struct NodeEnd {
+        role: String,
+        dispatch: bool,
+        pid: u32,
+        addr: std::net::SocketAddr,
+        startup: Duration,
+        peak_rss_kib: Option<u64>,
+        rss_before_kib: Option<u64>,
+        threads: Option<u64>,
+        stderr_path: PathBuf,
+        config_path: PathBuf,
+        stdout_lines: Vec<String>,
+        stopped: gateway::Stopped,
+        log: gateway::LogDigest,
+    }
+    let mut ends: Vec<NodeEnd> = Vec::new();
+    for (i, gw) in gws.into_iter().enumerate() {
+        let peak_rss_kib = gw.vm_hwm_kib();
+        let threads = gw.threads();
+        let (pid, addr, startup, stderr_path, config_path) = (gw.pid, gw.addr, gw.startup, gw.stderr_path.clone(), gw.config_path.clone());
+        let stdout_lines = gw.stdout_lines.clone();
+        let stopped = gw.stop().await;
+        let log = gateway::digest_log(&stderr_path, 30);
+        let stdout_lines = stdout_lines.lock().expect("stdout").clone();
+        ends.push(NodeEnd {
+            role: roles[i].0.to_string(),
+            dispatch: roles[i].1,
+            pid,
+            addr,
+            startup,
+            peak_rss_kib,
+            rss_before_kib: rss_before[i],
+            threads,
+            stderr_path,
+            config_path,
+            stdout_lines,
+            stopped,
+            log,
+        });
+    }
+    let first = &ends[0];
+    let (gw_pid, gw_addr, startup, peak_rss_kib, rss_before_kib, threads) =
+        (first.pid, first.addr, first.startup, first.peak_rss_kib, first.rss_before_kib, first.threads);
+    let (stderr_path, config_path) = (first.stderr_path.clone(), first.config_path.clone());
+    let stdout_lines = first.stdout_lines.clone();
+    let stopped = gateway::Stopped {
+        exit: ends.iter().map(|n| n.stopped.exit.clone()).collect::<Vec<_>>().join("; "),
+        clean: ends.iter().all(|n| n.stopped.clean),
+        took: ends.iter().map(|n| n.stopped.took).sum(),
     };
-    eprintln!("  gateway pid {} on {} (up in {:.2} s); sending ...", gw.pid, gw.addr, gw.startup.as_secs_f64());
-    let rss_before_kib = gw.vm_rss_kib();
-    let e = e2e::run(&client, &meta_client, &sink, &mut gw, args.notifications, args.per_request, args.concurrency, args.timeout, true).await;
-    let peak_rss_kib = gw.vm_hwm_kib();
-    let threads = gw.threads();
-    let (gw_pid, gw_addr, startup, stderr_path, config_path) = (gw.pid, gw.addr, gw.startup, gw.stderr_path.clone(), gw.config_path.clone());
-    let stdout_lines = gw.stdout_lines.clone();
-    let stopped = gw.stop().await;
-    let log = gateway::digest_log(&stderr_path, 30);
-    let stdout_lines = stdout_lines.lock().expect("stdout").clone();
+    let multi = ends.len() > 1;
+    let log = gateway::LogDigest {
+        lines: ends.iter().map(|n| n.log.lines).sum(),
+        info: ends.iter().map(|n| n.log.info).sum(),
+        warn: ends.iter().map(|n| n.log.warn).sum(),
+        error: ends.iter().map(|n| n.log.error).sum(),
+        other: ends.iter().map(|n| n.log.other).sum(),
+        problems: ends
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.log.problems.iter().map(move |p| if multi { format!("[process {i}] {p}") } else { p.clone() }))
+            .take(30)
+            .collect(),
+    };
 
     let ratio = match (e.e2e_per_sec, raw.as_ref().and_then(|r| r.deliveries_per_sec)) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -252,7 +407,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .filter(|(s, _)| s.starts_with("herald_deliveries_total{"))
         .map(|(s, v)| (s.split("outcome=\"").nth(1).and_then(|x| x.split('"').next()).unwrap_or("?").to_string(), *v))
-        .collect();
+        // Summed over tenants and channels (several tenants: one series each).
+        .fold(Vec::new(), |mut acc: Vec<(String, f64)>, (k, v)| {
+            match acc.iter_mut().find(|(a, _)| *a == k) {
+                Some(e) => e.1 += v,
+                None => acc.push((k, v)),
+            }
+            acc
+        });
     // herald_plugin_failures_total by kind and function-less label set.
     let plugin_failures: Vec<(String, f64)> = m
         .iter()
@@ -269,7 +431,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!();
     println!("herald-bench  {}  N={} R={} C={} batch={}", machine["date_utc"].as_str().unwrap_or("?"), args.notifications, args.per_request, args.concurrency, args.batch);
     println!("machine       {} cpus, {}", machine["nproc"], machine["cpu_model"].as_str().unwrap_or("?"));
-    println!("gateway       {} (pid {gw_pid}, {gw_addr}, ready in {:.2} s), embedded SQLite, webhook plugin", args.gateway.display(), startup.as_secs_f64());
+    match &dist {
+        None => println!("gateway       {} (pid {gw_pid}, {gw_addr}, ready in {:.2} s), embedded SQLite, webhook plugin", args.gateway.display(), startup.as_secs_f64()),
+        Some(d) => {
+            println!(
+                "gateway       {} x {} processes, Kafka queue + CQL store, webhook plugin, {} tenant(s)",
+                args.gateway.display(),
+                ends.len(),
+                tenants.len()
+            );
+            println!("backends      Kafka {} topic {} ({} partitions), group {}; CQL {} keyspace {}", d.brokers, d.topic, d.partitions, d.group, d.cql.join(","), d.keyspace);
+            for (i, n) in ends.iter().enumerate() {
+                println!("  process {i}   {:<16} pid {} on {}, ready in {:.2} s{}", n.role, n.pid, n.addr, n.startup.as_secs_f64(), if i == 0 { "  <- load" } else { "" });
+            }
+        }
+    }
     println!(
         "builds        gateway {} sha256 {}…, webhook.wasm {}",
         gateway_build["modified_utc"].as_str().unwrap_or("?"),
@@ -309,15 +485,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !round_rates.is_empty() {
         println!("raw rounds              {} deliveries/s", round_rates.iter().map(|r| fmt_opt(*r, 0)).collect::<Vec<_>>().join(", "));
     }
-    println!("gateway peak RSS        {} (VmHWM; {} at start, {} threads)", mib(peak_rss_kib), mib(rss_before_kib), threads.map_or("-".into(), |t| t.to_string()));
+    if dist.is_none() {
+        println!("gateway peak RSS        {} (VmHWM; {} at start, {} threads)", mib(peak_rss_kib), mib(rss_before_kib), threads.map_or("-".into(), |t| t.to_string()));
+    } else {
+        for (i, n) in ends.iter().enumerate() {
+            let sent = e.nodes.get(i).and_then(|r| gateway::metric_sum(&r.metrics, "herald_deliveries_total", &["outcome=\"sent\""]));
+            println!(
+                "process {i} peak RSS     {} (VmHWM; {} at start, {} threads), CPU {} s, sent {}  [{}]",
+                mib(n.peak_rss_kib),
+                mib(n.rss_before_kib),
+                n.threads.map_or("-".into(), |t| t.to_string()),
+                fmt_opt(e.nodes.get(i).and_then(|r| r.cpu_s), 1),
+                fmt_opt(sent, 0),
+                n.role
+            );
+        }
+        for sv in &e.services {
+            println!(
+                "{:<23} pid {}, CPU {} s during e2e, RSS {} (VmHWM {}, since the JVM started)",
+                format!("{} (JVM)", sv.name),
+                sv.pid,
+                fmt_opt(sv.cpu_s, 1),
+                mib(sv.rss_kib),
+                mib(sv.hwm_kib)
+            );
+        }
+        if e.services.is_empty() {
+            println!("services                no local Kafka/Cassandra JVM found in /proc (remote brokers?)");
+        }
+    }
     let cpu_wall = e.cpu_interval_ns.max(1) as f64 / 1e9;
-    let other = e.machine.map(|m| (m.busy() - e.gateway_cpu_s.unwrap_or(0.0) - e.bench_cpu_s.unwrap_or(0.0)).max(0.0));
+    let services_cpu: f64 = e.services.iter().filter_map(|s| s.cpu_s).sum();
+    let other = e.machine.map(|m| (m.busy() - e.gateway_cpu_s.unwrap_or(0.0) - e.bench_cpu_s.unwrap_or(0.0) - services_cpu).max(0.0));
     println!(
-        "CPU during e2e          over {:.2} s x {} cpus: gateway {} s ({:.0} % of one cpu), bench {} s, rest of the machine {} s",
+        "CPU during e2e          over {:.2} s x {} cpus: gateway{} {} s ({:.0} % of one cpu), {}bench {} s, rest of the machine {} s",
         cpu_wall,
         cores,
+        if ends.len() > 1 { format!(" ({} processes)", ends.len()) } else { String::new() },
         fmt_opt(e.gateway_cpu_s, 1),
         e.gateway_cpu_s.unwrap_or(0.0) / cpu_wall * 100.0,
+        e.services.iter().map(|s| format!("{} {} s ({:.0} %), ", s.name, fmt_opt(s.cpu_s, 1), s.cpu_s.unwrap_or(0.0) / cpu_wall * 100.0)).collect::<String>(),
         fmt_opt(e.bench_cpu_s, 1),
         fmt_opt(other, 1),
     );
@@ -325,6 +532,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "  machine (/proc/stat)  user {:.1} s, system {:.1} s, irq+softirq {:.1} s, iowait {:.1} s, steal {:.1} s, idle {:.1} s",
             m.user, m.system, m.irq, m.iowait, m.steal, m.idle
+        );
+    }
+    for (i, node) in e.nodes.iter().enumerate().skip(1) {
+        println!(
+            "  process {i} threads     {}",
+            node.threads.iter().filter(|t| t.2 >= 0.05).map(|(n, c, t, m)| format!("{n} x{c}: {t:.1} s (busiest {m:.1} s)")).collect::<Vec<_>>().join("; ")
         );
     }
     println!(
@@ -367,7 +580,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(r) = raw.as_ref().filter(|r| r.errors > 0 || r.non_200 > 0 || r.timed_out || r.sink_deliveries != r.deliveries) {
         println!("raw problems            errors {}, non-200 {}, timed out {}, sink saw {} of {}", r.errors, r.non_200, r.timed_out, r.sink_deliveries, r.deliveries);
     }
-    println!("queue                   max herald_queue_depth {}, max herald_inflight_batches {}", fmt_opt(max_depth, 0), fmt_opt(max_inflight, 0));
+    if dist.is_none() {
+        println!("queue                   max herald_queue_depth {}, max herald_inflight_batches {}", fmt_opt(max_depth, 0), fmt_opt(max_inflight, 0));
+    } else {
+        // On Kafka herald_queue_depth is the group's lag: high watermark minus
+        // committed offset, summed over partitions, in records (one per request).
+        let lag_at = |i: usize| e.samples.get(i).and_then(|s| s.queue_depth);
+        let max_i = (0..e.samples.len()).filter(|&i| lag_at(i).is_some()).max_by(|&a, &b| lag_at(a).unwrap_or(0.0).total_cmp(&lag_at(b).unwrap_or(0.0)));
+        println!(
+            "consumer lag            max {} records (x R = {} notifications){}, max herald_inflight_batches {} (sum over processes)",
+            fmt_opt(max_depth, 0),
+            fmt_opt(max_depth.map(|d| d * args.per_request as f64), 0),
+            max_i.map_or(String::new(), |i| format!(" at +{:.0} s", e.samples[i].t_s - e.samples[0].t_s)),
+            fmt_opt(max_inflight, 0)
+        );
+        println!(
+            "  lag timeline (1/s)    {}",
+            e.samples.iter().map(|s| s.queue_depth.map_or("-".into(), |d| format!("{d:.0}"))).collect::<Vec<_>>().join(" ")
+        );
+    }
     for (name, rows) in [("plugin calls", &plugin_calls), ("provider latency", &provider), ("gateway e2e histogram", &gw_e2e)] {
         for r in rows.iter() {
             println!(
@@ -401,9 +632,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "gateway_build": gateway_build,
             "plugins": args.plugins.display().to_string(),
             "webhook_plugin_build": plugin_build,
-            "backend": "sqlite (embedded)",
+            "backend": if dist.is_some() { "kafka + cql" } else { "sqlite (embedded)" },
+            "tenants": tenants.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            "distributed": dist.as_ref().map(|d| serde_json::json!({
+                "brokers": d.brokers, "cql": d.cql, "topic": d.topic, "group": d.group, "keyspace": d.keyspace,
+                "partitions": d.partitions, "dispatchers": args.dispatchers, "ingest_dispatch": args.ingest_dispatch,
+                "processes": ends.len(), "settle_s": args.settle.as_secs(),
+            })),
             "plugin": "webhook",
-            "dispatch": {"max_batch": 100, "linger_ms": 10, "concurrency": 64},
+            "dispatch": {"max_batch": 100, "linger_ms": 10, "concurrency": 64, "per_process": true},
         },
         "machine": machine,
         "raw_limit": raw.as_ref().map(|r| {
@@ -433,6 +670,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "stdout": stdout_lines,
         },
         "bench_peak_rss_kib": gateway::self_vm_hwm_kib(),
+        "nodes": ends.iter().enumerate().map(|(i, n)| serde_json::json!({
+            "role": n.role,
+            "dispatch": n.dispatch,
+            "takes_load": i == 0,
+            "pid": n.pid,
+            "addr": n.addr.to_string(),
+            "startup_s": n.startup.as_secs_f64(),
+            "peak_rss_kib": n.peak_rss_kib,
+            "rss_at_start_kib": n.rss_before_kib,
+            "threads": n.threads,
+            "cpu_s": e.nodes.get(i).and_then(|r| r.cpu_s),
+            "sent": e.nodes.get(i).and_then(|r| gateway::metric_sum(&r.metrics, "herald_deliveries_total", &["outcome=\"sent\""])),
+            "thread_cpu": e.nodes.get(i).map(|r| r.threads.iter().map(|(n, c, t, m)| serde_json::json!({"name": n, "threads": c, "cpu_s": t, "busiest_thread_cpu_s": m})).collect::<Vec<_>>()),
+            "metrics": e.nodes.get(i).map(|r| r.metrics.iter().filter(|(k, _)| k.starts_with("herald_") && !k.contains("_bucket{")).map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>()),
+            "shutdown": {"exit": n.stopped.exit, "clean": n.stopped.clean, "took_s": n.stopped.took.as_secs_f64()},
+            "log": {"lines": n.log.lines, "info": n.log.info, "warn": n.log.warn, "error": n.log.error, "other": n.log.other, "problems": n.log.problems},
+        })).collect::<Vec<_>>(),
+        "services": e.services.iter().map(|s| serde_json::json!({
+            "name": s.name, "pid": s.pid, "cpu_s_during_e2e": s.cpu_s, "rss_kib_at_end": s.rss_kib, "vm_hwm_kib": s.hwm_kib,
+        })).collect::<Vec<_>>(),
+        "consumer_lag": dist.as_ref().map(|_| serde_json::json!({
+            "metric": "herald_queue_depth (on Kafka: high watermark minus committed offset of the group, summed over partitions; max over the processes)",
+            "unit": "records (one per accepted request)",
+            "recipients_per_record": args.per_request,
+            "max_records": max_depth,
+            "max_notifications": max_depth.map(|d| d * args.per_request as f64),
+            "timeline": e.samples.iter().map(|s| serde_json::json!({
+                "t_s": s.t_s, "lag_records": s.queue_depth,
+                "per_process": s.nodes.iter().map(|n| n.queue_depth).collect::<Vec<_>>(),
+                "accepted": s.accepted, "arrived": s.arrived,
+            })).collect::<Vec<_>>(),
+        })),
     });
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", out.display()))?;
@@ -440,7 +709,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let trouble = log.warn + log.error > 0 || not_sent > 0.0 || !plugin_failures.is_empty() || e.missing > 0 || e.timed_out || !stopped.clean || e.duplicates > 0 || e.unknown_ids > 0;
     if args.keep_temp || trouble {
-        eprintln!("temp dir kept: {} (config {}, gateway log {})", dir.display(), config_path.display(), stderr_path.display());
+        eprintln!(
+            "temp dir kept: {} (config {}, gateway log {}{})",
+            dir.display(),
+            config_path.display(),
+            stderr_path.display(),
+            if multi { "; the other processes are in node-*/" } else { "" }
+        );
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
