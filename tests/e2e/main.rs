@@ -12,3 +12,4 @@ mod sinks;
 mod tiered;
 
 mod providers;
+mod redrive;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use herald_core::model::{
-    Account, Content, DeliveryStatus, Doc, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, Price,
+    Account, Content, DeadLetter, Rendered, RetryJob, DeliveryStatus, Doc, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, Price,
     RecipientSpec, Template, Tenant, Work,
 };
 use herald_core::now_ms;
@@ -82,6 +82,41 @@ pub async fn queue_suite(q: &dyn Queue) {
     q.ack(again.iter().map(|l| l.token.clone()).collect()).await.expect("ack");
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(lease_tenant(q, &tenant, 1, Duration::from_millis(300)).await.is_empty(), "acked items never return");
+
+    // Dead letters: durable on append, read oldest first without removal,
+    // dropped from the head. (The suite's queue is fresh: the list starts empty.)
+    let letter = |i: usize| DeadLetter {
+        job: RetryJob {
+            message_id: b.id.clone(),
+            tenant: tenant.clone(),
+            channel: "webhook".into(),
+            account: "hook".into(),
+            delivery: Rendered {
+                delivery_id: b.delivery_id(i),
+                recipient: format!("r{i}"),
+                subject: None,
+                text: "hi".into(),
+                html: None,
+                metadata: Default::default(),
+            },
+            attempt: 5,
+            due_at: now,
+        },
+        reason: format!("HTTP 503 #{i}"),
+        dead_at: now,
+    };
+    assert!(q.dead_letters(10).await.expect("dead letters").is_empty());
+    q.dead_letter(vec![letter(0), letter(1)]).await.expect("dead letter");
+    q.dead_letter(vec![letter(2)]).await.expect("dead letter");
+    let all = q.dead_letters(10).await.expect("dead letters");
+    assert_eq!(all.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), vec![letter(0), letter(1), letter(2)]);
+    let head = q.dead_letters(2).await.expect("dead letters");
+    assert_eq!(head.len(), 2, "reading does not remove");
+    q.drop_dead(head.iter().map(|(t, _)| *t).collect()).await.expect("drop");
+    let rest = q.dead_letters(10).await.expect("dead letters");
+    assert_eq!(rest.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), vec![letter(2)]);
+    q.drop_dead(rest.iter().map(|(t, _)| *t).collect()).await.expect("drop");
+    assert!(q.dead_letters(10).await.expect("dead letters").is_empty());
 }
 
 fn update(m: &Message, i: usize, status: DeliveryStatus, attempts: u32) -> DeliveryUpdate {
@@ -147,6 +182,17 @@ pub async fn store_suite(s: &dyn Store) {
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Read);
     assert_eq!(view.deliveries[0].cost_minor, 5);
     assert_eq!(view.deliveries[1].cost_minor, 0);
+    // Retries run out: dead. A late retry of an earlier attempt does not revive
+    // it; a re-drive (retrying at the attempts it died with) does.
+    s.record(vec![update(&m, 1, DeliveryStatus::Dead, 3)], vec![]).await.unwrap();
+    s.record(vec![update(&m, 1, DeliveryStatus::Retrying, 2)], vec![]).await.unwrap();
+    let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
+    assert_eq!((view.deliveries[1].status, view.deliveries[1].attempts), (DeliveryStatus::Dead, 3));
+    assert!(!s.retry_due(&tenant, &m.delivery_id(1), 3).await.unwrap());
+    s.record(vec![update(&m, 1, DeliveryStatus::Retrying, 3)], vec![]).await.unwrap();
+    let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
+    assert_eq!((view.deliveries[1].status, view.deliveries[1].attempts), (DeliveryStatus::Retrying, 3));
+    assert!(s.retry_due(&tenant, &m.delivery_id(1), 4).await.unwrap());
     let (mid, rec) = s.delivery_by_provider_id(&tenant, &format!("p-{}", m.delivery_id(0))).await.unwrap().expect("by provider id");
     assert_eq!((mid.as_str(), rec.id.as_str()), (m.id.as_str(), m.delivery_id(0).as_str()));
     assert!(s.delivery_by_provider_id("other", &format!("p-{}", m.delivery_id(0))).await.unwrap().is_none());

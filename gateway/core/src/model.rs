@@ -134,6 +134,17 @@ pub enum Work {
     Step(StepJob),
 }
 
+/// A delivery whose retries ran out, parked on the dead-letter list (the
+/// embedded queue's `dead_letters` table, or Kafka's dead-letter topic) until
+/// an operator re-drives it. `job` is the attempt that gave up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub job: RetryJob,
+    /// The last failure, as the provider or host reported it.
+    pub reason: String,
+    pub dead_at: Millis,
+}
+
 /// A durable escalation timer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepJob {

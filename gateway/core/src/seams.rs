@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::model::{
-    Account, DeliveryRecord, Doc, DeliveryUpdate, IdempotencyRecord, LedgerEntry, Message, MessageView, Price,
+    Account, DeadLetter, DeliveryRecord, Doc, DeliveryUpdate, IdempotencyRecord, LedgerEntry, Message, MessageView, Price,
     Template, Tenant, Work,
 };
 use crate::Millis;
@@ -55,6 +55,21 @@ pub trait Queue: Send + Sync + 'static {
     async fn recover(&self) -> Result<u64> {
         Ok(0)
     }
+    /// Append to the dead-letter list; returns once durable.
+    async fn dead_letter(&self, items: Vec<DeadLetter>) -> Result<()>;
+    /// Up to `max` dead letters, oldest first. They stay on the list until
+    /// `drop_dead` is called with their tokens.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<(DeadToken, DeadLetter)>>;
+    /// Remove dead letters read by `dead_letters`. The tokens must be a
+    /// prefix of what it returned (a log can only drop from its head).
+    async fn drop_dead(&self, tokens: Vec<DeadToken>) -> Result<()>;
+}
+
+/// Where a dead letter sits: (partition, offset) on Kafka, (0, row id) in SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeadToken {
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// Records of what was accepted and what happened to it: messages,

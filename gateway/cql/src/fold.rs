@@ -23,10 +23,12 @@ pub(crate) const CREATED: &str = "";
 
 /// The rule the SQLite store applies in its `UPDATE ... WHERE`: a late `sent`
 /// or `retrying` never overwrites a final or receipt status, and `delivered`
-/// never overwrites `read`.
-pub(crate) fn may_replace(current: DeliveryStatus, new: DeliveryStatus) -> bool {
+/// never overwrites `read`; a re-drive (`retrying` with attempts at least
+/// those of the `dead` delivery) brings a dead delivery back.
+pub(crate) fn may_replace(current: DeliveryStatus, current_attempts: u32, new: DeliveryStatus, new_attempts: u32) -> bool {
     use DeliveryStatus::*;
-    let late_attempt = matches!(new, Sent | Retrying) && matches!(current, Delivered | Read | Failed | Dead);
+    let redrive = new == Retrying && current == Dead && new_attempts >= current_attempts;
+    let late_attempt = matches!(new, Sent | Retrying) && matches!(current, Delivered | Read | Failed | Dead) && !redrive;
     let late_report = new == Delivered && current == Read;
     !(late_attempt || late_report)
 }
@@ -64,7 +66,7 @@ pub(crate) fn fold(
         for e in events {
             let status = DeliveryStatus::parse(&e.event)
                 .ok_or_else(|| StoreError::Corrupt(format!("delivery {}: status {:?}", rec.id, e.event)))?;
-            if !may_replace(rec.status, status) {
+            if !may_replace(rec.status, rec.attempts, status, e.attempts.unwrap_or(0).max(0) as u32) {
                 continue;
             }
             rec.status = status;

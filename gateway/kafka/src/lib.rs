@@ -25,6 +25,11 @@
 //!   for their in-flight records to be acknowledged and commits, so the next
 //!   owner starts after them.
 //!
+//! - **Dead letters**: deliveries whose retries ran out go to the dead-letter
+//!   topic (`dead_topic`, key = tenant, value = JSON `DeadLetter`). The
+//!   re-drive reads it with its own consumer group (`<group>.dead`, explicit
+//!   assignment, no membership) and commits past what it re-drove.
+//!
 //! Message schema (for enterprise systems producing directly): the value is
 //! the JSON of `herald_core::model::Work` (`{"type": "message", ...}`), the key
 //! is the tenant id, and the optional header `herald-not-before` is the due
@@ -35,8 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use herald_core::model::Work;
-use herald_core::seams::{Enqueue, LeaseToken, Leased, Queue, Result};
+use herald_core::model::{DeadLetter, Work};
+use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result};
 use herald_core::{StoreError, now_ms};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -56,6 +61,8 @@ pub struct KafkaConfig {
     /// `host:port[,host:port]`.
     pub brokers: String,
     pub topic: String,
+    /// Dead-letter topic: deliveries that gave up, until re-driven.
+    pub dead_topic: String,
     /// Consumer group of the dispatch nodes.
     pub group: String,
     /// Partitions when Herald creates the topic (the unit of dispatch scale-out).
@@ -72,6 +79,7 @@ impl Default for KafkaConfig {
         Self {
             brokers: "127.0.0.1:9092".into(),
             topic: "herald.work".into(),
+            dead_topic: "herald.work.dead".into(),
             group: "herald-dispatch".into(),
             partitions: 8,
             replication: 1,
@@ -177,11 +185,11 @@ impl KafkaQueue {
             .map_err(unavailable)?;
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", &cfg.brokers).create().map_err(unavailable)?;
-        let topic = NewTopic::new(&cfg.topic, cfg.partitions, TopicReplication::Fixed(cfg.replication));
+        let topics = [&cfg.topic, &cfg.dead_topic].map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication)));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(Duration::from_secs(10)));
         // A broker that is down now must not stop the gateway from starting:
         // publishing answers Unavailable (503) until it is back.
-        match admin.create_topics(&[topic], &opts).await {
+        match admin.create_topics(&topics, &opts).await {
             Ok(results) => {
                 for r in results {
                     match r {
@@ -215,6 +223,19 @@ impl KafkaQueue {
             })
             .await
             .cloned()
+    }
+
+    /// A client of the dead-letter group that never joins it: it reads from
+    /// the committed offsets by explicit assignment and commits by hand.
+    fn dead_reader(&self) -> Result<BaseConsumer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.cfg.brokers)
+            .set("group.id", format!("{}.dead", self.cfg.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .create::<BaseConsumer>()
+            .map_err(unavailable)
     }
 
     fn parse_token(t: &LeaseToken) -> Result<(i32, i64)> {
@@ -330,6 +351,79 @@ impl Queue for KafkaQueue {
             }
         }
         Ok(())
+    }
+
+    async fn dead_letter(&self, items: Vec<DeadLetter>) -> Result<()> {
+        let sends = items.into_iter().map(|d| async move {
+            let payload = serde_json::to_vec(&d).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let record = FutureRecord::to(&self.cfg.dead_topic).key(&d.job.tenant).payload(&payload);
+            self.producer.send(record, Duration::from_millis(self.cfg.produce_timeout_ms)).await.map(|_| ()).map_err(|(e, _)| unavailable(e))
+        });
+        futures::future::join_all(sends).await.into_iter().collect()
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<(DeadToken, DeadLetter)>> {
+        let reader = self.dead_reader()?;
+        let topic = self.cfg.dead_topic.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<(DeadToken, DeadLetter)>> {
+            let timeout = Duration::from_secs(5);
+            let meta = reader.fetch_metadata(Some(&topic), timeout).map_err(unavailable)?;
+            let mut tpl = TopicPartitionList::new();
+            for p in meta.topics().iter().flat_map(|t| t.partitions()) {
+                tpl.add_partition(&topic, p.id());
+            }
+            let committed = reader.committed_offsets(tpl.clone(), timeout).map_err(unavailable)?;
+            let mut start = TopicPartitionList::new();
+            for e in tpl.elements_for_topic(&topic) {
+                let at = match committed.find_partition(&topic, e.partition()).map(|c| c.offset()) {
+                    Some(o @ Offset::Offset(_)) => o,
+                    _ => Offset::Beginning,
+                };
+                start.add_partition_offset(&topic, e.partition(), at).map_err(unavailable)?;
+            }
+            reader.assign(&start).map_err(unavailable)?;
+            let mut open: std::collections::HashSet<i32> = start.elements().iter().map(|e| e.partition()).collect();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut out = Vec::new();
+            while !open.is_empty() && out.len() < max && Instant::now() < deadline {
+                match reader.poll(Duration::from_millis(200)) {
+                    None => {}
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        open.remove(&p);
+                    }
+                    Some(Err(e)) => return Err(unavailable(e)),
+                    Some(Ok(m)) => {
+                        let token = DeadToken { partition: m.partition(), offset: m.offset() };
+                        match m.payload().map(serde_json::from_slice::<DeadLetter>) {
+                            Some(Ok(letter)) => out.push((token, letter)),
+                            _ => tracing::error!(partition = token.partition, offset = token.offset, "unreadable dead letter; skipped"),
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    async fn drop_dead(&self, tokens: Vec<DeadToken>) -> Result<()> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for t in tokens {
+            let n = next.entry(t.partition).or_insert(0);
+            *n = (*n).max(t.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let reader = self.dead_reader()?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in next {
+            tpl.add_partition_offset(&self.cfg.dead_topic, p, Offset::Offset(o)).map_err(unavailable)?;
+        }
+        tokio::task::spawn_blocking(move || reader.commit(&tpl, rdkafka::consumer::CommitMode::Sync).map_err(unavailable))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 
     async fn depth(&self) -> Result<u64> {

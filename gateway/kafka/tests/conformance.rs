@@ -13,7 +13,7 @@ fn brokers() -> Option<String> {
 
 fn config(brokers: String) -> KafkaConfig {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    KafkaConfig { brokers, topic: format!("herald.test.{id}"), group: format!("herald-test-{id}"), partitions: 3, ..Default::default() }
+    KafkaConfig { brokers, topic: format!("herald.test.{id}"), dead_topic: format!("herald.test.{id}.dead"), group: format!("herald-test-{id}"), partitions: 3, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@ mod dispatch;
 mod escalation;
 mod limits;
 mod metrics;
+mod redrive;
 mod transport;
 
 use std::path::PathBuf;

@@ -1,8 +1,8 @@
 //! The embedded ingest log: a table of work items with leases.
 
 use async_trait::async_trait;
-use herald_core::model::Work;
-use herald_core::seams::{Enqueue, LeaseToken, Leased, Queue, Result};
+use herald_core::model::{DeadLetter, Work};
+use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result};
 use herald_core::{StoreError, now_ms};
 use rusqlite::params;
 
@@ -115,6 +115,54 @@ impl Queue for SqliteQueue {
                 c.execute("UPDATE queue SET leased_until = 1 WHERE leased_until > 1", [])
                     .map(|n| n as u64)
                     .map_err(backend)
+            })
+            .await
+    }
+
+    async fn dead_letter(&self, items: Vec<DeadLetter>) -> Result<()> {
+        let rows = items
+            .iter()
+            .map(|d| serde_json::to_string(d).map(|j| (d.job.tenant.clone(), j)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        self.db
+            .write(move |c| {
+                let mut st = c.prepare_cached("INSERT INTO dead_letters (tenant, letter) VALUES (?1, ?2)").map_err(backend)?;
+                for (tenant, letter) in &rows {
+                    st.execute(params![tenant, letter]).map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<(DeadToken, DeadLetter)>> {
+        self.db
+            .read(move |c| {
+                let mut st = c.prepare_cached("SELECT seq, letter FROM dead_letters ORDER BY seq LIMIT ?1").map_err(backend)?;
+                let rows = st
+                    .query_map([max as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?;
+                rows.into_iter()
+                    .map(|(seq, raw)| {
+                        let letter = serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("dead letter {seq}: {e}")))?;
+                        Ok((DeadToken { partition: 0, offset: seq }, letter))
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn drop_dead(&self, tokens: Vec<DeadToken>) -> Result<()> {
+        self.db
+            .write(move |c| {
+                let mut st = c.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1").map_err(backend)?;
+                for t in &tokens {
+                    st.execute([t.offset]).map_err(backend)?;
+                }
+                Ok(())
             })
             .await
     }

@@ -112,6 +112,12 @@ CREATE TABLE docs (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, kind, id)
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE dead_letters (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    letter TEXT NOT NULL
+);
 "#];
 
 /// Several processes may open one file (the gateway and the admin service):

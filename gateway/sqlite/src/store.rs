@@ -48,13 +48,15 @@ fn insert_message(c: &Connection, m: &Message) -> Result<()> {
 }
 
 fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> Result<()> {
-    // A late "sent" never overwrites a receipt that already arrived.
+    // A late "sent" never overwrites a receipt that already arrived; a dead
+    // delivery becomes `retrying` again only by a re-drive (attempts >= its own).
     let mut upd = c
         .prepare_cached(
             "UPDATE deliveries SET status = ?3, attempts = MAX(attempts, ?4), detail = ?5,
                  provider_id = COALESCE(?6, provider_id), updated_at = ?7
              WHERE tenant = ?1 AND id = ?2
-               AND NOT (?3 IN ('sent', 'retrying') AND status IN ('delivered', 'read', 'failed', 'dead'))
+               AND NOT (?3 IN ('sent', 'retrying') AND status IN ('delivered', 'read', 'failed', 'dead')
+                        AND NOT (?3 = 'retrying' AND status = 'dead' AND ?4 >= attempts))
                AND NOT (?3 = 'delivered' AND status = 'read')",
         )
         .map_err(backend)?;

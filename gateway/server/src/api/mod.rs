@@ -30,6 +30,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ledger", get(ledger))
         .route("/v1/callbacks/{tenant}/{account}", post(callbacks::receive))
         .route("/admin/plugins/reload", post(reload_plugins))
+        .route("/admin/dead-letters", get(dead_letters))
+        .route("/admin/dead-letters/redrive", post(redrive))
         .route("/v1/actions/{id}/trigger", post(incidents::trigger))
         .route("/v1/incidents/{id}", get(incidents::get))
         .route("/v1/incidents/{id}/ack", post(incidents::ack))
@@ -157,6 +159,53 @@ async fn reload_plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Resu
     let loaded: Vec<_> = report.loaded.iter().map(|(n, v, sha)| json!({"name": n, "version": v, "sha256": sha})).collect();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok((status, axum::Json(json!({"loaded": loaded, "removed": report.removed, "unchanged": report.unchanged, "errors": errors, "plugins": app.plugins.names()}))).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct DeadLetterQuery {
+    limit: Option<usize>,
+}
+
+/// The dead-letter list's head (operator).
+async fn dead_letters(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<DeadLetterQuery>,
+) -> Result<Response, Failure> {
+    operator(&app, &headers)?;
+    let limit = dead_letter_limit(q.limit)?;
+    let letters = app.queue.dead_letters(limit).await?;
+    let items: Vec<_> = letters.iter().map(|(_, l)| crate::redrive::describe(l)).collect();
+    Ok(axum::Json(json!({ "dead_letters": items })).into_response())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedriveRequest {
+    /// Only this tenant's letters; the others stay on the list.
+    tenant: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Re-drive dead letters from the head of the list (operator).
+async fn redrive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, Failure> {
+    operator(&app, &headers)?;
+    let req: RedriveRequest = if body.is_empty() {
+        RedriveRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_json", e.to_string()))?
+    };
+    let limit = dead_letter_limit(req.limit)?;
+    let report = crate::redrive::redrive(app.store.as_ref(), app.queue.as_ref(), req.tenant.as_deref(), limit).await?;
+    tracing::info!(redriven = report.redriven.len(), skipped = report.skipped, kept = report.kept, tenant = ?req.tenant, "dead letters re-driven");
+    Ok(axum::Json(report).into_response())
+}
+
+fn dead_letter_limit(limit: Option<usize>) -> Result<usize, Failure> {
+    match limit.unwrap_or(100) {
+        n @ 1..=10_000 => Ok(n),
+        _ => Err(ApiError::invalid("limit", "must be 1..10000").into()),
+    }
 }
 
 #[derive(serde::Deserialize)]

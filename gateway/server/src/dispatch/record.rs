@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::ledger::{Billable, debit};
-use herald_core::model::{DeliveryStatus, DeliveryUpdate, LedgerEntry, OutcomeKind, Price, RetryJob, Work};
+use herald_core::model::{DeadLetter, DeliveryStatus, DeliveryUpdate, LedgerEntry, OutcomeKind, Price, RetryJob, Work};
 use herald_core::seams::{Enqueue, LeaseToken, Queue};
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -29,6 +29,7 @@ struct Plan {
     retries: Vec<Enqueue>,
     updates: Vec<DeliveryUpdate>,
     ledger: Vec<LedgerEntry>,
+    dead: Vec<DeadLetter>,
 }
 
 async fn record_group(d: &Dispatch, group: Vec<Settled>) {
@@ -79,16 +80,21 @@ async fn record_group(d: &Dispatch, group: Vec<Settled>) {
 }
 
 async fn write(d: &Dispatch, plan: &Plan) -> Result<(), herald_core::StoreError> {
-    // Retries first: if we crash after this, the delivery is still `queued`
-    // and the original item resends it; the retry job then finds it not due.
+    // Retries and dead letters first: if we crash after this, the delivery is
+    // still `queued` and the original item resends it; the retry job then
+    // finds it not due, and a dead letter whose delivery is not dead is
+    // skipped by the re-drive.
     if !plan.retries.is_empty() {
         d.queue.publish(plan.retries.clone()).await?;
+    }
+    if !plan.dead.is_empty() {
+        d.queue.dead_letter(plan.dead.clone()).await?;
     }
     d.store.record(plan.updates.clone(), plan.ledger.clone()).await
 }
 
 fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Option<Price>>, now: i64) -> Plan {
-    let mut p = Plan { retries: Vec::new(), updates: Vec::new(), ledger: Vec::new() };
+    let mut p = Plan { retries: Vec::new(), updates: Vec::new(), ledger: Vec::new(), dead: Vec::new() };
     let mut rng = rand::rng();
     for s in group {
         let (job, o) = (&s.job, &s.outcome);
@@ -105,28 +111,29 @@ fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Opti
                 DeliveryStatus::Sent
             }
             OutcomeKind::Failed => DeliveryStatus::Failed,
-            OutcomeKind::Retry | OutcomeKind::Throttled => match d.retry.next_delay(job.attempt, o.retry_after_ms, rng.random::<f64>()) {
-                Some(delay) => {
-                    p.retries.push(Enqueue {
-                        key: tenant.clone(),
-                        not_before: now + delay as i64,
-                        work: Work::Retry(RetryJob {
-                            message_id: job.message_id.clone(),
-                            tenant: tenant.clone(),
-                            channel: job.channel.clone(),
-                            account: job.account.name.clone(),
-                            delivery: job.rendered.clone(),
-                            attempt: job.attempt + 1,
-                            due_at: job.due_at,
-                        }),
-                    });
-                    DeliveryStatus::Retrying
+            OutcomeKind::Retry | OutcomeKind::Throttled => {
+                let retry = |attempt| RetryJob {
+                    message_id: job.message_id.clone(),
+                    tenant: tenant.clone(),
+                    channel: job.channel.clone(),
+                    account: job.account.name.clone(),
+                    delivery: job.rendered.clone(),
+                    attempt,
+                    due_at: job.due_at,
+                };
+                match d.retry.next_delay(job.attempt, o.retry_after_ms, rng.random::<f64>()) {
+                    Some(delay) => {
+                        p.retries.push(Enqueue { key: tenant.clone(), not_before: now + delay as i64, work: Work::Retry(retry(job.attempt + 1)) });
+                        DeliveryStatus::Retrying
+                    }
+                    None => {
+                        let reason = o.detail.clone().unwrap_or_default();
+                        detail = Some(format!("gave up after {} attempts: {reason}", job.attempt));
+                        p.dead.push(DeadLetter { job: retry(job.attempt), reason, dead_at: now });
+                        DeliveryStatus::Dead
+                    }
                 }
-                None => {
-                    detail = Some(format!("gave up after {} attempts: {}", job.attempt, o.detail.as_deref().unwrap_or("")));
-                    DeliveryStatus::Dead
-                }
-            },
+            }
         };
         p.updates.push(DeliveryUpdate {
             delivery_id: o.delivery_id.clone(),
