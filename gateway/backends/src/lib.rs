@@ -8,7 +8,7 @@ pub mod smtp;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use herald_core::seams::{ConfigStore, Queue, Store};
+use herald_core::seams::{ConfigStore, Queue, Schedules, Store};
 use serde::{Deserialize, Serialize};
 
 pub use secrets::{SealError, Sealer, field_mut};
@@ -111,15 +111,8 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
         }
         db = Some(herald_sqlite::open(&path).map_err(|e| anyhow::anyhow!("storage ({}): {e}", path.display()))?);
     }
-    let q: Arc<dyn Queue> = match queue.backend.as_str() {
-        "kafka" => Arc::new(
-            herald_kafka::KafkaQueue::connect(queue.kafka.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("queue.kafka ({}): {e}", queue.kafka.brokers))?,
-        ),
-        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.clone().expect("opened above"))),
-    };
-    let (store, config): (Arc<dyn Store>, Arc<dyn ConfigStore>) = match storage.backend.as_str() {
+    // The CQL store also keeps the Kafka queue's long delays (time buckets).
+    let (store, config, schedules): (Arc<dyn Store>, Arc<dyn ConfigStore>, Option<Arc<dyn Schedules>>) = match storage.backend.as_str() {
         "cql" => {
             let c = &storage.cql;
             let cql = Arc::new(
@@ -127,12 +120,24 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
                     .await
                     .map_err(|e| anyhow::anyhow!("storage.cql ({}): {e}", c.contact_points.join(",")))?,
             );
-            (cql.clone(), cql)
+            (cql.clone(), cql.clone(), Some(cql))
         }
         _ => {
-            let db = db.expect("opened above");
-            (Arc::new(db.clone()), Arc::new(db))
+            let db = db.clone().expect("opened above");
+            (Arc::new(db.clone()), Arc::new(db), None)
         }
+    };
+    let q: Arc<dyn Queue> = match queue.backend.as_str() {
+        "kafka" => {
+            let k = herald_kafka::KafkaQueue::connect(queue.kafka.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("queue.kafka ({}): {e}", queue.kafka.brokers))?;
+            Arc::new(match schedules {
+                Some(s) => k.with_schedules(s),
+                None => k,
+            })
+        }
+        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.expect("opened above"))),
     };
     Ok(Backends { queue: q, store, config, _lock: lock })
 }

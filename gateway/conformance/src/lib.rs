@@ -9,7 +9,7 @@ use herald_core::model::{
     RecipientSpec, Template, Tenant, Work,
 };
 use herald_core::now_ms;
-use herald_core::seams::{ConfigStore, Enqueue, Queue, Store};
+use herald_core::seams::{ConfigStore, Enqueue, Queue, Schedules, Store};
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -117,6 +117,46 @@ pub async fn queue_suite(q: &dyn Queue) {
     assert_eq!(rest.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), vec![letter(2)]);
     q.drop_dead(rest.iter().map(|(t, _)| *t).collect()).await.expect("drop");
     assert!(q.dead_letters(10).await.expect("dead letters").is_empty());
+}
+
+/// Schedules: parked items come back when due (at least once until
+/// released), in due order, bounded by `max`; one leader at a time. Needs a
+/// fresh store (it reads every due item).
+pub async fn schedules_suite(s: &dyn Schedules) {
+    let tenant = unique("sc");
+    let now = now_ms();
+    let (past, soon, later) = (message(&tenant, 1), message(&tenant, 2), message(&tenant, 1));
+    s.park(vec![enqueue(&later, now + 120_000), enqueue(&soon, now + 600), enqueue(&past, now - 1_000)]).await.expect("park");
+    let ids = |due: &[(String, Enqueue)]| -> Vec<String> {
+        due.iter().map(|(_, e)| match &e.work { Work::Message(m) => m.id.clone(), w => panic!("{w:?}") }).collect()
+    };
+
+    let due = s.due(now, 10).await.expect("due");
+    assert_eq!(ids(&due), vec![past.id.clone()], "only what is due");
+    assert_eq!((due[0].1.key.as_str(), due[0].1.not_before), (tenant.as_str(), now - 1_000));
+    assert_eq!(due[0].1.work, Work::Message(past.clone()), "payload round-trips");
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let due = s.due(now_ms(), 10).await.expect("due");
+    assert_eq!(ids(&due), vec![past.id.clone(), soon.id.clone()], "in due order; not released yet, so again");
+    assert_eq!(ids(&s.due(now_ms(), 1).await.expect("due")).len(), 1, "max");
+    s.release(due.into_iter().map(|(t, _)| t).collect()).await.expect("release");
+    assert!(s.due(now_ms(), 10).await.expect("due").is_empty(), "released items are gone");
+
+    // Two minutes on: the later bucket.
+    let due = s.due(now + 121_000, 10).await.expect("due");
+    assert_eq!(ids(&due), vec![later.id.clone()]);
+    s.release(due.into_iter().map(|(t, _)| t).collect()).await.expect("release");
+    assert!(s.due(now + 121_000, 10).await.expect("due").is_empty());
+    assert!(s.release(vec!["not a token".into()]).await.is_err(), "a bad token is an error");
+
+    // One leader at a time; the lease runs out.
+    let (a, b) = (unique("node"), unique("node"));
+    assert!(s.lead(&a, 1_000).await.expect("lead"));
+    assert!(!s.lead(&b, 1_000).await.expect("lead"), "held by a");
+    assert!(s.lead(&a, 1_000).await.expect("lead"), "a renews");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert!(s.lead(&b, 1_000).await.expect("lead"), "a's lease ran out");
 }
 
 fn update(m: &Message, i: usize, status: DeliveryStatus, attempts: u32) -> DeliveryUpdate {

@@ -65,6 +65,25 @@ pub trait Queue: Send + Sync + 'static {
     async fn drop_dead(&self, tokens: Vec<DeadToken>) -> Result<()>;
 }
 
+/// Long delays parked outside the ingest log, by due time, so that a Kafka
+/// record due in days does not hold back its partition's offsets. The Kafka
+/// queue parks what is due later than its horizon; one node at a time (the
+/// lease of `lead`) moves due items back to the log and then releases them.
+/// At least once: an item moved and not released is moved again.
+#[async_trait]
+pub trait Schedules: Send + Sync + 'static {
+    /// Keep items until due; durable on return.
+    async fn park(&self, items: Vec<Enqueue>) -> Result<()>;
+    /// Whether `node` is the one that moves due items: takes or renews a
+    /// lease of `lease_ms` (false while another node holds it).
+    async fn lead(&self, node: &str, lease_ms: i64) -> Result<bool>;
+    /// Parked items due at `now`, up to `max`, oldest time bucket first, with
+    /// the token that releases each.
+    async fn due(&self, now: Millis, max: usize) -> Result<Vec<(String, Enqueue)>>;
+    /// Forget items moved back to the log.
+    async fn release(&self, tokens: Vec<String>) -> Result<()>;
+}
+
 /// Where a dead letter sits: (partition, offset) on Kafka, (0, row id) in SQLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DeadToken {

@@ -29,6 +29,9 @@
 //! | `accounts` | `((tenant), name)` | `account`, `accounts` |
 //! | `templates` | `((tenant), id)` | `template` |
 //! | `prices` | `((tenant), channel)` | `price` (tenant row and `"*"` row read concurrently) |
+//! | `schedules` | `((bucket, shard), due, id)` — due minute, one of 8 shards | `Schedules`: the Kafka queue's long delays, parked until due |
+//! | `schedule_buckets` | `((shard), bucket)` | which minutes may hold parked items |
+//! | `schedule_leader` | `(name)`, LWT + TTL | the one node that moves due items back to the topic |
 //!
 //! Every partition key starts with the tenant (except `tenants`/`api_keys`,
 //! whose key *is* the tenant or identifies it), so every query is
@@ -187,6 +190,7 @@
 mod config;
 mod error;
 mod fold;
+mod schedules;
 mod schema;
 mod store;
 
@@ -262,6 +266,7 @@ pub struct CqlStore {
     keyspace: String,
     pub(crate) st: store::Statements,
     pub(crate) cfg: config::Statements,
+    pub(crate) sch: schedules::Statements,
     pub(crate) profiles: Profiles,
 }
 
@@ -313,7 +318,8 @@ pub async fn open_with(
     schema::migrate(&session, keyspace, replication).await?;
     let st = store::Statements::prepare(&session, keyspace, &profiles).await?;
     let cfg = config::Statements::prepare(&session, keyspace, &profiles).await?;
-    Ok(CqlStore { session: Arc::new(session), keyspace: keyspace.to_string(), st, cfg, profiles })
+    let sch = schedules::Statements::prepare(&session, keyspace, &profiles).await?;
+    Ok(CqlStore { session: Arc::new(session), keyspace: keyspace.to_string(), st, cfg, sch, profiles })
 }
 
 impl CqlStore {

@@ -188,6 +188,30 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
             )",
         ],
     ),
+    (
+        4,
+        "schedules: long delays parked in (due minute, shard) buckets, a bucket index, the mover's lease",
+        &[
+            "CREATE TABLE IF NOT EXISTS {ks}.schedules (
+                bucket bigint,
+                shard int,
+                due bigint,
+                id text,
+                key text,
+                work text,
+                PRIMARY KEY ((bucket, shard), due, id)
+            )",
+            "CREATE TABLE IF NOT EXISTS {ks}.schedule_buckets (
+                shard int,
+                bucket bigint,
+                PRIMARY KEY ((shard), bucket)
+            )",
+            "CREATE TABLE IF NOT EXISTS {ks}.schedule_leader (
+                name text PRIMARY KEY,
+                owner text
+            )",
+        ],
+    ),
 ];
 
 /// Bootstrap tables: created before any migration runs, so themselves unversioned.

@@ -18,9 +18,13 @@
 //!   watermark is redelivered to the partition's new owner.
 //! - **Delays** (retries, `send_at`): a record not yet due is held in memory
 //!   and handed out when due; its offset is not stored before then, so it
-//!   survives a crash. Long schedules therefore hold back the watermark of
-//!   their partition (redelivered, then skipped as already handled, after a
-//!   restart); a time-bucketed schedule store is the planned remedy.
+//!   survives a crash. With a schedule store (`with_schedules`; the CQL
+//!   store's time-bucketed `schedules` table), anything due later than
+//!   `park_after_ms` is parked there instead — at publish, or when such a
+//!   record is read from the topic (then its offset moves on) — and one
+//!   dispatch node at a time (a lease in the store) moves due items back to
+//!   the topic every second. Without one, long schedules hold back the
+//!   watermark of their partition.
 //! - **Rebalance**: before partitions are revoked the consumer waits (bounded)
 //!   for their in-flight records to be acknowledged and commits, so the next
 //!   owner starts after them.
@@ -41,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use herald_core::model::{DeadLetter, Work};
-use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result};
+use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result, Schedules};
 use herald_core::{StoreError, now_ms};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -72,6 +76,8 @@ pub struct KafkaConfig {
     pub produce_timeout_ms: u64,
     /// How long a rebalance waits for in-flight records of revoked partitions.
     pub drain_on_revoke_ms: u64,
+    /// With a schedule store: items due later than this from now are parked there.
+    pub park_after_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -85,6 +91,7 @@ impl Default for KafkaConfig {
             replication: 1,
             produce_timeout_ms: 5_000,
             drain_on_revoke_ms: 10_000,
+            park_after_ms: 300_000,
         }
     }
 }
@@ -165,6 +172,7 @@ pub struct KafkaQueue {
     consumer: tokio::sync::OnceCell<Arc<StreamConsumer<Ctx>>>,
     inspector: tokio::sync::OnceCell<Arc<BaseConsumer>>,
     tracker: Arc<Mutex<Tracker>>,
+    schedules: Option<Arc<dyn Schedules>>,
 }
 
 fn unavailable(e: KafkaError) -> StoreError {
@@ -200,7 +208,18 @@ impl KafkaQueue {
             }
             Err(e) => tracing::warn!(error = %e, "kafka unreachable at start; publishing will answer Unavailable until it is back"),
         }
-        Ok(Self { cfg, producer, consumer: Default::default(), inspector: Default::default(), tracker: Default::default() })
+        Ok(Self { cfg, producer, consumer: Default::default(), inspector: Default::default(), tracker: Default::default(), schedules: None })
+    }
+
+    /// Park long delays in `schedules` instead of holding them in memory.
+    pub fn with_schedules(mut self, schedules: Arc<dyn Schedules>) -> Self {
+        self.schedules = Some(schedules);
+        self
+    }
+
+    /// The schedule store, when `not_before` is far enough ahead to park.
+    fn parks(&self, not_before: i64) -> Option<&Arc<dyn Schedules>> {
+        self.schedules.as_ref().filter(|_| not_before > now_ms().saturating_add(self.cfg.park_after_ms as i64))
     }
 
     async fn consumer(&self) -> Result<Arc<StreamConsumer<Ctx>>> {
@@ -219,6 +238,10 @@ impl KafkaQueue {
                     .create_with_context(ctx)
                     .map_err(unavailable)?;
                 c.subscribe(&[&self.cfg.topic]).map_err(unavailable)?;
+                // Dispatch nodes (the ones that consume) move parked items back.
+                if let Some(s) = &self.schedules {
+                    tokio::spawn(move_due(self.producer.clone(), self.cfg.clone(), s.clone()));
+                }
                 Ok(Arc::new(c))
             })
             .await
@@ -243,6 +266,32 @@ impl KafkaQueue {
         match (p.parse(), o.parse()) {
             (Ok(p), Ok(o)) => Ok((p, o)),
             _ => Err(StoreError::Corrupt(format!("bad lease token {}", t.0))),
+        }
+    }
+
+    /// Park records read from the topic that are due much later, then mark
+    /// them done so their offsets can be committed. If the store is
+    /// unavailable they stay in memory like any other delayed record.
+    async fn park_read(&self, records: Vec<(LeaseToken, Enqueue)>) {
+        let Some(s) = &self.schedules else { return };
+        let (tokens, items): (Vec<_>, Vec<_>) = records.into_iter().unzip();
+        match s.park(items).await {
+            Ok(()) => {
+                if let Err(e) = self.ack(tokens).await {
+                    tracing::warn!(error = %e, "parked records not marked done; they will be parked again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "schedule store unavailable; holding delayed records in memory");
+                let mut t = self.tracker.lock().expect("tracker");
+                for tok in &tokens {
+                    if let Ok((p, o)) = Self::parse_token(tok) {
+                        if let Some(rec) = t.partitions.get_mut(&p).and_then(|m| m.get_mut(&o)) {
+                            rec.lease_until = None;
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -274,21 +323,11 @@ impl KafkaQueue {
 #[async_trait]
 impl Queue for KafkaQueue {
     async fn publish(&self, items: Vec<Enqueue>) -> Result<()> {
-        let sends = items.into_iter().map(|i| async move {
-            let payload = serde_json::to_vec(&i.work).map_err(|e| StoreError::Backend(e.to_string()))?;
-            let nb = i.not_before.to_string();
-            let headers = OwnedHeaders::new().insert(Header { key: NOT_BEFORE, value: Some(nb.as_bytes()) });
-            let record = FutureRecord::to(&self.cfg.topic).key(&i.key).payload(&payload).headers(headers);
-            self.producer
-                .send(record, Duration::from_millis(self.cfg.produce_timeout_ms))
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| unavailable(e))
-        });
-        for r in futures::future::join_all(sends).await {
-            r?;
+        let (park, now): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| self.parks(i.not_before).is_some());
+        if let (false, Some(s)) = (park.is_empty(), &self.schedules) {
+            s.park(park).await?;
         }
-        Ok(())
+        produce(&self.producer, &self.cfg, now).await
     }
 
     async fn lease(&self, max: usize, lease_ms: i64) -> Result<Vec<Leased>> {
@@ -297,6 +336,7 @@ impl Queue for KafkaQueue {
         // Poll what is available now (briefly), into the tracker.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
         let mut polled = 0;
+        let mut to_park = Vec::new();
         while polled < max {
             let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Err(_) => break,
@@ -314,6 +354,13 @@ impl Queue for KafkaQueue {
             let mut t = self.tracker.lock().expect("tracker");
             let map = t.partitions.entry(partition).or_default();
             match parsed {
+                Some(Ok(work)) if self.parks(not_before).is_some() && !map.contains_key(&offset) => {
+                    // Due much later: park it, so this partition's offsets move on.
+                    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_else(|| work.tenant().to_string());
+                    to_park.push((LeaseToken(format!("{partition}:{offset}")), Enqueue { key, not_before, work: work.clone() }));
+                    let parked = Some(Instant::now() + Duration::from_secs(3600));
+                    map.insert(offset, Pending { work, not_before, lease_until: parked, redeliveries: 0, done: false });
+                }
                 Some(Ok(work)) => {
                     map.entry(offset).or_insert(Pending { work, not_before, lease_until: None, redeliveries: 0, done: false });
                 }
@@ -323,6 +370,9 @@ impl Queue for KafkaQueue {
                     map.insert(offset, Pending { work: placeholder(), not_before: 0, lease_until: None, redeliveries: 0, done: true });
                 }
             }
+        }
+        if !to_park.is_empty() {
+            self.park_read(to_park).await;
         }
         Ok(self.due_from_tracker(max, lease))
     }
@@ -466,6 +516,64 @@ impl Queue for KafkaQueue {
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+/// Produce items to the work topic; returns once the brokers have them all.
+async fn produce(producer: &FutureProducer, cfg: &KafkaConfig, items: Vec<Enqueue>) -> Result<()> {
+    let sends = items.into_iter().map(|i| async move {
+        let payload = serde_json::to_vec(&i.work).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let nb = i.not_before.to_string();
+        let headers = OwnedHeaders::new().insert(Header { key: NOT_BEFORE, value: Some(nb.as_bytes()) });
+        let record = FutureRecord::to(&cfg.topic).key(&i.key).payload(&payload).headers(headers);
+        producer.send(record, Duration::from_millis(cfg.produce_timeout_ms)).await.map(|_| ()).map_err(|(e, _)| unavailable(e))
+    });
+    futures::future::join_all(sends).await.into_iter().collect()
+}
+
+/// The mover: while this node holds the schedule store's lease, every second
+/// produce the parked items that are due back to the topic, then release them.
+async fn move_due(producer: FutureProducer, cfg: KafkaConfig, schedules: Arc<dyn Schedules>) {
+    const LEASE_MS: i64 = 15_000;
+    const RENEW: Duration = Duration::from_secs(5);
+    const CHUNK: usize = 500;
+    let node = uuid::Uuid::new_v4().to_string();
+    let mut leading = false;
+    let mut last_lead: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if last_lead.is_none_or(|at| at.elapsed() >= RENEW) {
+            leading = schedules.lead(&node, LEASE_MS).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "schedule lease not renewed");
+                false
+            });
+            last_lead = Some(Instant::now());
+        }
+        while leading {
+            let due = match schedules.due(now_ms(), CHUNK).await {
+                Ok(d) if !d.is_empty() => d,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading due schedules failed");
+                    break;
+                }
+            };
+            let n = due.len();
+            let (tokens, items): (Vec<_>, Vec<_>) = due.into_iter().unzip();
+            if let Err(e) = produce(&producer, &cfg, items).await {
+                tracing::warn!(error = %e, "moving due schedules to the topic failed; trying again");
+                break;
+            }
+            if let Err(e) = schedules.release(tokens).await {
+                tracing::warn!(error = %e, "releasing moved schedules failed; they will be moved again");
+                break;
+            }
+            tracing::debug!(moved = n, "due schedules moved to the topic");
+            if n < CHUNK {
+                break;
+            }
+        }
     }
 }
 
