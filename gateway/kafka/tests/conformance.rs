@@ -74,3 +74,78 @@ async fn an_unreachable_broker_is_unavailable_not_accepted() {
         .unwrap_err();
     assert!(matches!(err, herald_core::StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// A test double of the `Schedules` seam (the CQL store implements it for
+/// real; its own suite runs against Cassandra): what the queue parks, in memory.
+#[derive(Default)]
+struct MemorySchedules {
+    items: std::sync::Mutex<Vec<(String, herald_core::seams::Enqueue)>>,
+}
+
+#[async_trait::async_trait]
+impl herald_core::seams::Schedules for MemorySchedules {
+    async fn park(&self, items: Vec<herald_core::seams::Enqueue>) -> herald_core::seams::Result<()> {
+        let mut v = self.items.lock().unwrap();
+        for i in items {
+            v.push((uuid::Uuid::new_v4().to_string(), i));
+        }
+        Ok(())
+    }
+    async fn lead(&self, _node: &str, _lease_ms: i64) -> herald_core::seams::Result<bool> {
+        Ok(true)
+    }
+    async fn due(&self, now: i64, max: usize) -> herald_core::seams::Result<Vec<(String, herald_core::seams::Enqueue)>> {
+        Ok(self.items.lock().unwrap().iter().filter(|(_, e)| e.not_before <= now).take(max).cloned().collect())
+    }
+    async fn release(&self, tokens: Vec<String>) -> herald_core::seams::Result<()> {
+        self.items.lock().unwrap().retain(|(t, _)| !tokens.contains(t));
+        Ok(())
+    }
+}
+
+/// A record on the topic due later than `park_after_ms` (e.g. produced
+/// directly by an enterprise system) is parked, its offset moves on, and the
+/// mover puts it back on the topic when due; a publish that far ahead goes
+/// straight to the schedule store.
+#[tokio::test(flavor = "multi_thread")]
+async fn far_records_are_parked_and_come_back_when_due() {
+    use herald_core::seams::{Enqueue, Queue};
+    let Some(b) = brokers() else { return };
+    let cfg = KafkaConfig { park_after_ms: 1_000, ..config(b) };
+    let (direct, published) = (herald_conformance::message("t1", 1), herald_conformance::message("t1", 1));
+    let due = herald_core::now_ms() + 12_000;
+    // Another producer (no schedule store) puts a far record on the topic.
+    KafkaQueue::connect(cfg.clone())
+        .await
+        .unwrap()
+        .publish(vec![Enqueue { key: "t1".into(), not_before: due, work: herald_core::model::Work::Message(direct.clone()) }])
+        .await
+        .unwrap();
+    let parked = std::sync::Arc::new(MemorySchedules::default());
+    let q = KafkaQueue::connect(cfg).await.unwrap().with_schedules(parked.clone());
+    q.publish(vec![Enqueue { key: "t1".into(), not_before: due, work: herald_core::model::Work::Message(published.clone()) }])
+        .await
+        .unwrap();
+    assert_eq!(parked.items.lock().unwrap().len(), 1, "published far ahead: parked, not produced");
+
+    let mut leased = Vec::new();
+    let mut lag_was_zero = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while leased.len() < 2 && std::time::Instant::now() < deadline {
+        leased.extend(q.lease(10, 60_000).await.unwrap());
+        if herald_core::now_ms() < due - 500 && parked.items.lock().unwrap().len() == 2 {
+            // Both wait in the store; the topic's offsets moved past the direct one.
+            lag_was_zero |= q.depth().await.unwrap() == 0;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(lag_was_zero, "the parked record was acknowledged on the topic");
+    assert!(herald_core::now_ms() >= due, "nothing came back before it was due");
+    let mut ids: Vec<String> =
+        leased.iter().map(|l| match &l.work { herald_core::model::Work::Message(m) => m.id.clone(), w => panic!("{w:?}") }).collect();
+    ids.sort();
+    let mut want = vec![direct.id, published.id];
+    want.sort();
+    assert_eq!(ids, want, "both came back through the topic when due");
+    assert!(parked.items.lock().unwrap().is_empty(), "released after moving");
+}
