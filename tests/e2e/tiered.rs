@@ -215,9 +215,7 @@ async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
     let (_, body) = w.trigger("urgent", "a").await;
     let inc = body["id"].as_str().unwrap().to_string();
     eventually(Duration::from_secs(20), "the e-mail step", || w.mails_to("ann@acme.test").len() == 1).await;
-    let html = w.mails_to("ann@acme.test")[0]["html"].as_str().unwrap().to_string();
-    let start = html.find("http").unwrap();
-    let link = &html[start..start + html[start..].find('"').unwrap()];
+    let link = &ack_link(&w.mails_to("ann@acme.test")[0]);
     let forged = request("GET", &format!("{}x", link), None, &[], Bytes::new()).await;
     assert_eq!(forged.status, 404, "a tampered link is refused");
     let clicked = request("GET", link, None, &[], Bytes::new()).await;
@@ -259,6 +257,69 @@ async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
     assert_eq!(w.admin.call("POST", &format!("/tiered/actions/{}/disable", w.action), t, None).await.status, 200);
     let (status, body) = w.trigger("urgent", "c").await;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("action_disabled")));
+}
+
+/// The link in an e-mail, acknowledging the incident for its recipient.
+fn ack_link(mail: &Value) -> String {
+    let html = mail["html"].as_str().unwrap();
+    let start = html.find("http").unwrap();
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_recipient_scope_an_ack_stops_the_escalation_only_for_that_recipient() {
+    const BOSS_MOBILE: &str = "+14155550142";
+    let w = World::start().await;
+    let t = Some(w.token.as_str());
+    let a = w.admin.call("GET", &format!("/tiered/actions/{}", w.action), t, None).await.json();
+    let edit = json!({"title": a["title"], "templates": a["templates"], "rules": a["rules"], "ack_scope": "recipient"});
+    w.admin_put(&format!("/tiered/actions/{}", w.action), edit).await;
+    let boss = w.admin.call("GET", "/me", t, None).await.json()["user"]["id"].as_str().unwrap().to_string();
+    assert_eq!(w.admin.call("PATCH", &format!("/users/{boss}"), t, Some(json!({"mobile": BOSS_MOBILE}))).await.status, 200);
+
+    let (_, body) = w.trigger("urgent", "scope").await;
+    let inc = body["id"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(20), "an e-mail to each", || {
+        w.mails_to("ann@acme.test").len() == 1 && w.mails_to("boss@acme.test").len() == 1
+    })
+    .await;
+    // Ann acknowledges by her own link: the incident stays open for the boss.
+    let clicked = request("GET", &ack_link(&w.mails_to("ann@acme.test")[0]), None, &[], Bytes::new()).await;
+    assert_eq!(clicked.status, 200, "{}", clicked.text());
+    let v = w.incident(&inc).await;
+    assert_eq!(v["state"], "open", "{v}");
+    assert_eq!(kinds(&v, "acknowledged").len(), 1, "{v}");
+
+    // The SMS step goes to the boss only.
+    w.advance(610).await;
+    for _ in 0..200 {
+        if !w.sms().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    quiet_for(2).await;
+    let sms = w.sms();
+    assert!(!sms.is_empty(), "no SMS step: {}", w.incident(&inc).await);
+    assert_eq!(sms.iter().map(|c| c.params["To"].as_str()).collect::<Vec<_>>(), [BOSS_MOBILE], "Ann acknowledged: no SMS to her");
+
+    // The boss reads it: now everyone has acknowledged and no call follows.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sid = sms[0].sid.clone();
+    let r = w.twilio.callback(&w.gw, &sid, &[("MessageSid", &sid), ("MessageStatus", "read")], AUTH_TOKEN).await;
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    let mut v = Value::Null;
+    for _ in 0..50 {
+        v = w.incident(&inc).await;
+        if v["state"] == "acknowledged" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["state"], "acknowledged", "{v}");
+    w.advance(310).await;
+    quiet_for(3).await;
+    assert!(w.calls().is_empty(), "no call once every recipient acknowledged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
