@@ -236,6 +236,14 @@ pub async fn store_suite(s: &dyn Store) {
     let (mid, rec) = s.delivery_by_provider_id(&tenant, &format!("p-{}", m.delivery_id(0))).await.unwrap().expect("by provider id");
     assert_eq!((mid.as_str(), rec.id.as_str()), (m.id.as_str(), m.delivery_id(0).as_str()));
     assert!(s.delivery_by_provider_id("other", &format!("p-{}", m.delivery_id(0))).await.unwrap().is_none());
+    // A provider id that is the delivery id itself (webhook, e-mail).
+    let mut own = update(&m, 2, DeliveryStatus::Failed, 1);
+    own.provider_id = Some(m.delivery_id(2));
+    s.record(vec![own], vec![]).await.unwrap();
+    let (mid, rec) = s.delivery_by_provider_id(&tenant, &m.delivery_id(2)).await.unwrap().expect("by its own id");
+    assert_eq!((mid.as_str(), rec.id.as_str()), (m.id.as_str(), m.delivery_id(2).as_str()));
+    assert!(s.delivery_by_provider_id(&tenant, &m.delivery_id(1)).await.unwrap().is_none(), "a delivery whose provider id is another");
+    assert!(s.delivery_by_provider_id("other", &m.delivery_id(2)).await.unwrap().is_none());
 
     let mut credit = debit(&m, 0, 2);
     credit.id = format!("{}:credit", m.delivery_id(0));

@@ -97,7 +97,7 @@ fn utc(at: Millis) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
     chrono::DateTime::from_timestamp_millis(at).ok_or_else(|| StoreError::Backend(format!("time {at} out of range")))
 }
 
-/// The UTC day of a time: the `deliveries_by_day` partition.
+/// The UTC day of a time: the `messages_by_day` partition.
 pub fn day_of(at: Millis) -> Result<chrono::NaiveDate, StoreError> {
     Ok(utc(at)?.date_naive())
 }

@@ -18,7 +18,8 @@
 //! | `deliveries_by_message` | `((tenant, message_id), seq, at, event)` | `record_message`, `message`, `queued_deliveries`, `retry_due`, status updates |
 //! | `delivery_costs` | `((tenant, message_id), seq, entry_id)` | `DeliveryRecord::cost_minor` |
 //! | `deliveries_by_provider_id` | `((tenant, provider_id))` | `delivery_by_provider_id` (receipts) |
-//! | `deliveries_by_day` | `((tenant, day), at DESC, delivery_id)` | [`CqlStore::deliveries_by_day`] (console lists, paged) |
+//! | `messages_by_day` | `((tenant, day), at DESC, message_id)` | [`CqlStore::messages_by_day`] (console lists, paged; a message's deliveries page from its own partition) |
+//! | `deliveries_by_day` | `((tenant, day), at DESC, delivery_id)` | no longer written (migration 5): a row per delivery cost more than the delivery itself |
 //! | `ledger_by_id` | `((tenant, id))` | ledger dedup (LWT claim) and the canonical entry |
 //! | `ledger_entries` | `((tenant, month), at DESC, id)` | `ledger` (newest first), [`CqlStore::ledger_sum`] |
 //! | `ledger_months` | `((tenant), month DESC)` | which month partitions to walk |
@@ -173,7 +174,7 @@
 //! - `put_idempotency` overwrites (as the trait says); "first request wins"
 //!   under a race of two identical requests would need an LWT insert and a
 //!   trait method that returns the existing record.
-//! - Hot partitions: one tenant-day in `deliveries_by_day`, one tenant-month in
+//! - Hot partitions: one tenant-day in `messages_by_day`, one tenant-month in
 //!   `ledger_entries` and one counter cell per tenant. For tenants with
 //!   millions of sends a day, add a bucket to those partition keys (and shard
 //!   the counter, summing on read).

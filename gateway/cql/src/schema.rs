@@ -69,6 +69,9 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
                 PRIMARY KEY ((tenant, provider_id))
             )",
             // The console's time-ordered list: newest first within a tenant-day.
+            // No longer written since migration 5 (`messages_by_day`): one row
+            // per delivery in one partition per tenant-day cost more than the
+            // deliveries themselves.
             "CREATE TABLE IF NOT EXISTS {ks}.deliveries_by_day (
                 tenant text,
                 day date,
@@ -210,6 +213,22 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
                 name text PRIMARY KEY,
                 owner text
             )",
+        ],
+    ),
+    (
+        5,
+        "messages_by_day: the console's time-ordered list, one row per message (replaces deliveries_by_day)",
+        &[
+            "CREATE TABLE IF NOT EXISTS {ks}.messages_by_day (
+                tenant text,
+                day date,
+                at bigint,
+                message_id text,
+                channel text,
+                account text,
+                recipients int,
+                PRIMARY KEY ((tenant, day), at, message_id)
+            ) WITH CLUSTERING ORDER BY (at DESC, message_id ASC)",
         ],
     ),
 ];

@@ -85,11 +85,11 @@ impl Statements {
             provider_select: prepare(s, ks,
                 "SELECT message_id, seq FROM {ks}.deliveries_by_provider_id WHERE tenant = ? AND provider_id = ?", r, true).await?,
             day_insert: prepare(s, ks,
-                "INSERT INTO {ks}.deliveries_by_day (tenant, day, at, delivery_id, message_id, recipient, channel, account)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)", w, true).await?,
+                "INSERT INTO {ks}.messages_by_day (tenant, day, at, message_id, channel, account, recipients)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)", w, true).await?,
             day_select: prepare(s, ks,
-                "SELECT at, delivery_id, message_id, recipient, channel, account
-                 FROM {ks}.deliveries_by_day WHERE tenant = ? AND day = ?", c, true).await?,
+                "SELECT at, message_id, channel, account, recipients
+                 FROM {ks}.messages_by_day WHERE tenant = ? AND day = ?", c, true).await?,
             // Not marked idempotent: the driver must not retry an LWT on its own;
             // `claim` retries it with the same claim id and reads the outcome.
             ledger_claim: prepare(s, ks,
@@ -177,19 +177,19 @@ fn cost_effect(e: &LedgerEntry) -> i64 {
     }
 }
 
-/// One row of the console's per-day delivery list.
+/// One row of the console's per-day message list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayEntry {
     /// When the message was accepted.
     pub at: Millis,
-    pub delivery_id: String,
     pub message_id: String,
-    pub recipient: String,
     pub channel: String,
     pub account: String,
+    /// How many deliveries it has (read them, paged, from the message's partition).
+    pub recipients: u32,
 }
 
-/// One page of [`CqlStore::deliveries_by_day`].
+/// One page of [`CqlStore::messages_by_day`].
 #[derive(Debug, Clone)]
 pub struct DayPage {
     pub entries: Vec<DayEntry>,
@@ -350,10 +350,10 @@ impl CqlStore {
         Ok(())
     }
 
-    /// One page of a tenant's deliveries accepted on `day` (UTC), newest
+    /// One page of a tenant's messages accepted on `day` (UTC), newest
     /// first. Start with `PagingState::start()`; pass back `next` for the
     /// following page. Reads at the console profile (`LOCAL_ONE`).
-    pub async fn deliveries_by_day(
+    pub async fn messages_by_day(
         &self,
         tenant: &str,
         day: chrono::NaiveDate,
@@ -365,16 +365,15 @@ impl CqlStore {
         let (res, next) = self.session().execute_single_page(&st, (tenant, day), page).await.map_err(cql)?;
         let rows = res.into_rows_result().map_err(decode)?;
         let entries = rows
-            .rows::<(i64, String, String, String, String, String)>()
+            .rows::<(i64, String, String, String, i32)>()
             .map_err(decode)?
             .map(|r| {
-                r.map(|(at, delivery_id, message_id, recipient, channel, account)| DayEntry {
+                r.map(|(at, message_id, channel, account, recipients)| DayEntry {
                     at,
-                    delivery_id,
                     message_id,
-                    recipient,
                     channel,
                     account,
+                    recipients: u32::try_from(recipients).unwrap_or(0),
                 })
                 .map_err(decode)
             })
@@ -416,13 +415,15 @@ struct Header {
 impl Store for CqlStore {
     async fn record_message(&self, m: &Message) -> Result<()> {
         let template = m.template.as_deref();
+        let day = day_of(m.accepted_at)?;
+        let recipients = to_i32("recipients", m.recipients.len())?;
+        let listed = self.exec(&self.st.day_insert, (&m.tenant, day, m.accepted_at, &m.id, &m.channel, &m.account, recipients)).map(|r| r.map(|_| ()));
         if m.recipients.is_empty() {
             let values = (&m.tenant, &m.id, &m.channel, &m.account, unset(template), m.accepted_at, unset(m.send_at));
-            return self.exec(&self.st.message_head, values).await.map(|_| ());
+            let head = self.exec(&self.st.message_head, values).map(|r| r.map(|_| ()));
+            return run_all(vec![head.boxed(), listed.boxed()]).await;
         }
-        let day = day_of(m.accepted_at)?;
         let mut created = Vec::with_capacity(m.recipients.len());
-        let mut by_day = Vec::with_capacity(m.recipients.len());
         for (i, r) in m.recipients.iter().enumerate() {
             let seq = to_i32("recipient index", i)?;
             created.push((
@@ -437,14 +438,10 @@ impl Store for CqlStore {
                 m.accepted_at,
                 unset(m.send_at),
             ));
-            by_day.push((&m.tenant, day, m.accepted_at, m.delivery_id(i), &m.id, &r.to, &m.channel, &m.account));
         }
-        let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
+        let mut tasks: Vec<BoxFuture<'_, Result<()>>> = vec![listed.boxed()];
         for chunk in created.chunks(BATCH_ROWS) {
             tasks.push(self.batch(&self.st.delivery_created, chunk).boxed());
-        }
-        for chunk in by_day.chunks(BATCH_ROWS) {
-            tasks.push(self.batch(&self.st.day_insert, chunk).boxed());
         }
         run_all(tasks).await
     }
@@ -490,7 +487,9 @@ impl Store for CqlStore {
                 unset(u.detail.as_deref()),
                 unset(u.provider_id.as_deref()),
             ));
-            if let Some(p) = &u.provider_id {
+            // A provider id that is the delivery id itself (webhook, e-mail) is
+            // found without the index (see `delivery_by_provider_id`).
+            if let Some(p) = u.provider_id.as_ref().filter(|p| **p != u.delivery_id) {
                 lookups.push((u.tenant.as_str(), p.as_str(), u.message_id.as_str(), seq));
             }
         }
@@ -532,12 +531,13 @@ impl Store for CqlStore {
         tenant: &str,
         provider_id: &str,
     ) -> Result<Option<(String, DeliveryRecord)>> {
-        let Some((message_id, seq)) =
-            self.read_one::<(String, i32)>(&self.st.provider_select, (tenant, provider_id)).await?
-        else {
-            return Ok(None);
-        };
-        Ok(self.delivery(tenant, &message_id, seq, true).await?.map(|d| (message_id, d)))
+        if let Some((message_id, seq)) = self.read_one::<(String, i32)>(&self.st.provider_select, (tenant, provider_id)).await? {
+            return Ok(self.delivery(tenant, &message_id, seq, true).await?.map(|d| (message_id, d)));
+        }
+        // Not indexed: a provider id equal to its delivery id.
+        let Some((message_id, seq)) = crate::fold::split_delivery_id(provider_id) else { return Ok(None) };
+        let found = self.delivery(tenant, message_id, seq, true).await?;
+        Ok(found.filter(|d| d.provider_id.as_deref() == Some(provider_id)).map(|d| (message_id.to_string(), d)))
     }
 
     async fn idempotency(&self, tenant: &str, key: &str, now: Millis) -> Result<Option<IdempotencyRecord>> {

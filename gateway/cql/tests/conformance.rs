@@ -98,14 +98,14 @@ async fn schedules_suite() {
 async fn migrations_are_idempotent_on_reopen() {
     with_store("migrations", async |s, nodes| {
         let ks = s.keyspace().to_string();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
         let t = herald_core::model::Tenant { id: unique("mt"), name: "M".into(), currency: "CNY".into() };
         s.upsert_tenant(&t).await.unwrap();
 
         // Two processes opening at once: both succeed, nothing is applied twice.
         let (a, b) = tokio::join!(open(nodes, &ks, REPLICATION), open(nodes, &ks, REPLICATION));
         let (a, b) = (a.expect("reopen a"), b.expect("reopen b"));
-        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
         assert_eq!(a.tenant(&t.id).await.unwrap(), Some(t.clone()), "data survives a reopen");
 
         // A crash after running a migration's DDL but before recording it: the
@@ -114,9 +114,9 @@ async fn migrations_are_idempotent_on_reopen() {
             .query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 2"), ())
             .await
             .unwrap();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 3, 4]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 3, 4, 5]);
         let c = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost version row");
-        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
         assert_eq!(c.tenant(&t.id).await.unwrap(), Some(t), "re-running DDL keeps the data");
 
         let lock = s
@@ -130,18 +130,21 @@ async fn migrations_are_idempotent_on_reopen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_by_day_pages() {
+async fn messages_by_day_pages() {
     with_store("paging", async |s, _| {
         let tenant = unique("pt");
-        let mut older = herald_conformance::message(&tenant, 15);
-        older.accepted_at = T;
-        let mut newer = herald_conformance::message(&tenant, 10);
-        newer.accepted_at = T + 60_000;
+        let mut day_messages = Vec::new();
+        for i in 0..12 {
+            let mut m = herald_conformance::message(&tenant, i + 1);
+            m.accepted_at = T + i as i64 * 60_000;
+            s.record_message(&m).await.unwrap();
+            day_messages.push(m);
+        }
         let mut other_day = herald_conformance::message(&tenant, 3);
         other_day.accepted_at = T + DAY_MS;
         let mut other_tenant = herald_conformance::message(&unique("pt"), 4);
         other_tenant.accepted_at = T;
-        for m in [&older, &newer, &other_day, &other_tenant] {
+        for m in [&other_day, &other_tenant] {
             s.record_message(m).await.unwrap();
         }
         let day = herald_cql::day_of(T).unwrap();
@@ -149,7 +152,7 @@ async fn deliveries_by_day_pages() {
         let mut pages = Vec::new();
         let mut state = PagingState::start();
         loop {
-            let page = s.deliveries_by_day(&tenant, day, 10, state).await.unwrap();
+            let page = s.messages_by_day(&tenant, day, 5, state).await.unwrap();
             pages.push(page.entries);
             match page.next {
                 // A console passes the cursor through a URL: round-trip the bytes.
@@ -159,23 +162,19 @@ async fn deliveries_by_day_pages() {
             assert!(pages.len() < 10, "paging does not end");
         }
         let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 25, "pages {sizes:?}");
-        assert!(sizes.iter().all(|n| *n <= 10), "pages {sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 12, "pages {sizes:?}");
+        assert!(sizes.iter().all(|n| *n <= 5), "pages {sizes:?}");
         let all: Vec<_> = pages.into_iter().flatten().collect();
-        assert!(all[..10].iter().all(|e| e.message_id == newer.id && e.at == newer.accepted_at), "newest first");
-        assert!(all[10..].iter().all(|e| e.message_id == older.id));
-        let mut ids: Vec<_> = all.iter().map(|e| e.delivery_id.clone()).collect();
-        ids.dedup();
-        assert_eq!(ids.len(), 25, "no entry twice");
-        let e = all.iter().find(|e| e.delivery_id == older.delivery_id(3)).unwrap();
-        assert_eq!((e.recipient.as_str(), e.channel.as_str(), e.account.as_str()), ("r3", "webhook", "hook"));
+        let ids: Vec<&str> = all.iter().map(|e| e.message_id.as_str()).collect();
+        let newest_first: Vec<&str> = day_messages.iter().rev().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, newest_first, "newest first, no entry twice");
+        let e = &all[11];
+        assert_eq!((e.at, e.recipients, e.channel.as_str(), e.account.as_str()), (T, 1, "webhook", "hook"));
+        assert_eq!(all[0].recipients, 12);
 
-        let next_day = s
-            .deliveries_by_day(&tenant, herald_cql::day_of(T + DAY_MS).unwrap(), 10, PagingState::start())
-            .await
-            .unwrap();
-        assert_eq!((next_day.entries.len(), next_day.next.is_none()), (3, true));
-        let empty = s.deliveries_by_day(&unique("nobody"), day, 10, PagingState::start()).await.unwrap();
+        let next_day = s.messages_by_day(&tenant, herald_cql::day_of(T + DAY_MS).unwrap(), 10, PagingState::start()).await.unwrap();
+        assert_eq!((next_day.entries.len(), next_day.next.is_none()), (1, true));
+        let empty = s.messages_by_day(&unique("nobody"), day, 10, PagingState::start()).await.unwrap();
         assert!(empty.entries.is_empty() && empty.next.is_none());
     })
     .await;
@@ -464,7 +463,7 @@ async fn concurrent_first_open_migrates_once() {
     println!("concurrent_first_open: {:?}", t0.elapsed());
     let result = AssertUnwindSafe(async {
         let (a, b) = (a.expect("open a"), b.expect("open b"));
-        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
         let rows = a
             .session()
             .query_unpaged(format!("SELECT version FROM {ks}.schema_migrations WHERE scope = 'herald'"), ())
@@ -473,7 +472,7 @@ async fn concurrent_first_open_migrates_once() {
             .into_rows_result()
             .unwrap()
             .rows_num();
-        assert_eq!(rows, 4);
+        assert_eq!(rows, 5);
         herald_conformance::config_suite(&b).await;
     })
     .catch_unwind()
