@@ -231,6 +231,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
             ) WITH CLUSTERING ORDER BY (at DESC, message_id ASC)",
         ],
     ),
+    (
+        6,
+        "a message's recipients in one static cell instead of a created row per delivery",
+        &["ALTER TABLE {ks}.deliveries_by_message ADD recipients text STATIC"],
+    ),
 ];
 
 /// Bootstrap tables: created before any migration runs, so themselves unversioned.
@@ -305,6 +310,13 @@ pub(crate) async fn migrate(session: &Session, ks: &str, replication: &str) -> R
     result
 }
 
+/// Whether an `ALTER TABLE ... ADD` failed because the column exists
+/// (Cassandra: "already exists"; ScyllaDB: "conflicts with an existing column").
+fn already_there(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("already exist") || e.contains("conflicts with an existing column")
+}
+
 /// Versions in `schema_migrations`.
 pub(crate) async fn applied(session: &Session, ks: &str) -> Result<Vec<i32>, StoreError> {
     let rows = session
@@ -327,7 +339,15 @@ async fn apply_pending(session: &Session, ks: &str) -> Result<Vec<i32>, StoreErr
     for (version, description, statements) in MIGRATIONS.iter().filter(|(v, _, _)| todo.contains(v)) {
         tracing::info!(keyspace = ks, version, description, "applying CQL migration");
         for sql in *statements {
-            session.query_unpaged(ddl(sql, ks), ()).await.map_err(cql)?;
+            match session.query_unpaged(ddl(sql, ks), ()).await {
+                Ok(_) => {}
+                // `ADD` has no `IF NOT EXISTS` on ScyllaDB: a re-run after a
+                // crash finds the column there.
+                Err(e) if sql.starts_with("ALTER TABLE") && already_there(&e.to_string()) => {
+                    tracing::info!(keyspace = ks, version, "column already added");
+                }
+                Err(e) => return Err(cql(e)),
+            }
         }
         session
             .query_unpaged(
@@ -394,12 +414,20 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_column_is_recognised() {
+        assert!(already_there("Invalid column name recipients because it conflicts with an existing column"));
+        assert!(already_there("Column with name 'recipients' already exists"));
+        assert!(!already_there("Unknown keyspace herald"));
+    }
+
+    #[test]
     fn migrations_are_ordered_and_idempotent() {
         let versions: Vec<i32> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
         assert!(versions.windows(2).all(|w| w[0] < w[1]));
         for (_, _, statements) in MIGRATIONS {
             for s in *statements {
-                assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
+                // An ADD is made idempotent by `apply_pending` (see `already_there`).
+                assert!(s.contains("IF NOT EXISTS") || s.starts_with("ALTER TABLE") && s.contains(" ADD "), "not idempotent: {s}");
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::{BATCH_ROWS, CqlStore, Profiles, prepare, run_all, to_i32, ttl_secs, 
 
 pub(crate) struct Statements {
     message_head: PreparedStatement,
-    delivery_created: PreparedStatement,
+    message_static: PreparedStatement,
     delivery_event: PreparedStatement,
     message_rows: PreparedStatement,
     delivery_rows: PreparedStatement,
@@ -54,23 +54,23 @@ impl Statements {
     pub(crate) async fn prepare(s: &Session, ks: &str, p: &Profiles) -> Result<Self> {
         let (w, r, c) = (&p.write, &p.read, &p.console);
         Ok(Self {
+            // The header and the recipients (a JSON array, index = delivery
+            // seq) in static cells: one write per message, however many
+            // recipients (migration 6; older messages have a "created" row per
+            // delivery instead, which reads still understand).
             message_head: prepare(s, ks,
-                "INSERT INTO {ks}.deliveries_by_message (tenant, message_id, channel, account, template, accepted_at, send_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)", w, true).await?,
-            // The header is repeated on every creation row so that all rows of
-            // a batch bind the same shape; it is one static cell per partition.
-            delivery_created: prepare(s, ks,
-                "INSERT INTO {ks}.deliveries_by_message
-                   (tenant, message_id, seq, at, event, recipient, channel, account, template, accepted_at, send_at)
-                 VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)", w, true).await?,
+                "INSERT INTO {ks}.deliveries_by_message (tenant, message_id, channel, account, template, accepted_at, send_at, recipients)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)", w, true).await?,
+            message_static: prepare(s, ks,
+                "SELECT accepted_at, recipients FROM {ks}.deliveries_by_message WHERE tenant = ? AND message_id = ? LIMIT 1", r, true).await?,
             delivery_event: prepare(s, ks,
                 "INSERT INTO {ks}.deliveries_by_message (tenant, message_id, seq, at, event, attempts, detail, provider_id)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)", w, true).await?,
             message_rows: prepare(s, ks, &format!(
-                "SELECT {DELIVERY_COLUMNS}, channel, account, template, accepted_at, send_at
+                "SELECT {DELIVERY_COLUMNS}, channel, account, template, accepted_at, send_at, recipients
                  FROM {{ks}}.deliveries_by_message WHERE tenant = ? AND message_id = ?"), r, true).await?,
             delivery_rows: prepare(s, ks, &format!(
-                "SELECT {DELIVERY_COLUMNS} FROM {{ks}}.deliveries_by_message WHERE tenant = ? AND message_id = ? AND seq = ?"),
+                "SELECT {DELIVERY_COLUMNS}, accepted_at, recipients FROM {{ks}}.deliveries_by_message WHERE tenant = ? AND message_id = ? AND seq = ?"),
                 r, true).await?,
             message_costs: prepare(s, ks,
                 "SELECT seq, amount_minor FROM {ks}.delivery_costs WHERE tenant = ? AND message_id = ?", r, true).await?,
@@ -126,6 +126,8 @@ impl Statements {
 }
 
 type RowTuple = (i32, i64, String, Option<String>, Option<i32>, Option<String>, Option<String>);
+/// A `delivery_rows` row: the delivery's columns and the static recipients.
+type SliceRow = (i32, i64, String, Option<String>, Option<i32>, Option<String>, Option<String>, Option<i64>, Option<String>);
 /// A `message_rows` row: clustering columns are null on a partition that has
 /// only the static header (a message without recipients).
 type MessageRow = (
@@ -141,11 +143,34 @@ type MessageRow = (
     Option<String>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 type LedgerTuple = (String, String, String, Option<String>, i32, i64, String, i64);
 
 fn to_row((seq, at, event, recipient, attempts, detail, provider_id): RowTuple) -> DeliveryRow {
     DeliveryRow { seq, at, event, recipient, attempts, detail, provider_id }
+}
+
+/// The "created" rows a message's static recipients stand for (`seq` only,
+/// or all of them).
+fn created_rows(message_id: &str, accepted_at: Millis, recipients: &str, only: Option<i32>) -> Result<Vec<DeliveryRow>> {
+    let list: Vec<String> =
+        serde_json::from_str(recipients).map_err(|e| StoreError::Corrupt(format!("message {message_id}: recipients: {e}")))?;
+    Ok(list
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| i32::try_from(i).ok().map(|seq| (seq, r)))
+        .filter(|(seq, _)| only.is_none_or(|o| o == *seq))
+        .map(|(seq, r)| DeliveryRow {
+            seq,
+            at: accepted_at,
+            event: crate::fold::CREATED.to_string(),
+            recipient: Some(r),
+            attempts: None,
+            detail: None,
+            provider_id: None,
+        })
+        .collect())
 }
 
 fn ledger_entry(
@@ -205,6 +230,7 @@ impl CqlStore {
         let raw: Vec<MessageRow> = self.read_all(&self.st.message_rows, (tenant, message_id)).await?;
         let mut header = None;
         let mut rows = Vec::with_capacity(raw.len());
+        let mut recipients = None;
         for (
             seq,
             at,
@@ -218,6 +244,7 @@ impl CqlStore {
             template,
             accepted_at,
             send_at,
+            listed,
         ) in raw
         {
             if header.is_none()
@@ -225,9 +252,15 @@ impl CqlStore {
             {
                 header = Some(Header { channel, account, template, accepted_at, send_at });
             }
+            if recipients.is_none() {
+                recipients = listed;
+            }
             if let (Some(seq), Some(at), Some(event)) = (seq, at, event) {
                 rows.push(DeliveryRow { seq, at, event, recipient, attempts, detail, provider_id });
             }
+        }
+        if let (Some(h), Some(list)) = (&header, &recipients) {
+            rows.extend(created_rows(message_id, h.accepted_at, list, None)?);
         }
         Ok((header, rows))
     }
@@ -254,7 +287,21 @@ impl CqlStore {
         seq: i32,
         with_cost: bool,
     ) -> Result<Option<DeliveryRecord>> {
-        let rows = self.read_all::<RowTuple>(&self.st.delivery_rows, (tenant, message_id, seq));
+        let rows = async {
+            let raw = self.read_all::<SliceRow>(&self.st.delivery_rows, (tenant, message_id, seq)).await?;
+            // The static recipients come with the slice's rows; a delivery
+            // without any row yet needs them read on their own.
+            let listed = match raw.first() {
+                Some(r) => r.7.zip(r.8.clone()),
+                None => self.read_one::<(Option<i64>, Option<String>)>(&self.st.message_static, (tenant, message_id)).await?.and_then(|(a, r)| a.zip(r)),
+            };
+            let mut rows: Vec<DeliveryRow> =
+                raw.into_iter().map(|(seq, at, event, recipient, attempts, detail, provider_id, _, _)| to_row((seq, at, event, recipient, attempts, detail, provider_id))).collect();
+            if let Some((accepted_at, list)) = listed {
+                rows.extend(created_rows(message_id, accepted_at, &list, Some(seq))?);
+            }
+            Ok::<_, StoreError>(rows)
+        };
         let costs = async {
             if with_cost {
                 self.costs(&self.st.delivery_costs, (tenant, message_id, seq)).await
@@ -263,7 +310,7 @@ impl CqlStore {
             }
         };
         let (rows, costs) = futures::try_join!(rows, costs)?;
-        Ok(fold(message_id, rows.into_iter().map(to_row), &costs)?.into_iter().next())
+        Ok(fold(message_id, rows, &costs)?.into_iter().next())
     }
 
     /// Claim a ledger id (LWT). Returns whether this call owns the claim, and
@@ -418,32 +465,11 @@ impl Store for CqlStore {
         let day = day_of(m.accepted_at)?;
         let recipients = to_i32("recipients", m.recipients.len())?;
         let listed = self.exec(&self.st.day_insert, (&m.tenant, day, m.accepted_at, &m.id, &m.channel, &m.account, recipients)).map(|r| r.map(|_| ()));
-        if m.recipients.is_empty() {
-            let values = (&m.tenant, &m.id, &m.channel, &m.account, unset(template), m.accepted_at, unset(m.send_at));
-            let head = self.exec(&self.st.message_head, values).map(|r| r.map(|_| ()));
-            return run_all(vec![head.boxed(), listed.boxed()]).await;
-        }
-        let mut created = Vec::with_capacity(m.recipients.len());
-        for (i, r) in m.recipients.iter().enumerate() {
-            let seq = to_i32("recipient index", i)?;
-            created.push((
-                &m.tenant,
-                &m.id,
-                seq,
-                m.accepted_at,
-                &r.to,
-                &m.channel,
-                &m.account,
-                unset(template),
-                m.accepted_at,
-                unset(m.send_at),
-            ));
-        }
-        let mut tasks: Vec<BoxFuture<'_, Result<()>>> = vec![listed.boxed()];
-        for chunk in created.chunks(BATCH_ROWS) {
-            tasks.push(self.batch(&self.st.delivery_created, chunk).boxed());
-        }
-        run_all(tasks).await
+        let list: Vec<&str> = m.recipients.iter().map(|r| r.to.as_str()).collect();
+        let list = serde_json::to_string(&list).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let values = (&m.tenant, &m.id, &m.channel, &m.account, unset(template), m.accepted_at, unset(m.send_at), &list);
+        let head = self.exec(&self.st.message_head, values).map(|r| r.map(|_| ()));
+        run_all(vec![head.boxed(), listed.boxed()]).await
     }
 
     async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>> {

@@ -98,14 +98,14 @@ async fn schedules_suite() {
 async fn migrations_are_idempotent_on_reopen() {
     with_store("migrations", async |s, nodes| {
         let ks = s.keyspace().to_string();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
         let t = herald_core::model::Tenant { id: unique("mt"), name: "M".into(), currency: "CNY".into() };
         s.upsert_tenant(&t).await.unwrap();
 
         // Two processes opening at once: both succeed, nothing is applied twice.
         let (a, b) = tokio::join!(open(nodes, &ks, REPLICATION), open(nodes, &ks, REPLICATION));
         let (a, b) = (a.expect("reopen a"), b.expect("reopen b"));
-        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(a.tenant(&t.id).await.unwrap(), Some(t.clone()), "data survives a reopen");
 
         // A crash after running a migration's DDL but before recording it: the
@@ -114,10 +114,20 @@ async fn migrations_are_idempotent_on_reopen() {
             .query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 2"), ())
             .await
             .unwrap();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 3, 4, 5]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 3, 4, 5, 6]);
         let c = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost version row");
-        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(c.tenant(&t.id).await.unwrap(), Some(t), "re-running DDL keeps the data");
+        // The same for a migration that adds a column (no IF NOT EXISTS there).
+        let m = herald_conformance::message(&unique("mt"), 3);
+        c.record_message(&m).await.unwrap();
+        s.session()
+            .query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 6"), ())
+            .await
+            .unwrap();
+        let d = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost ALTER version row");
+        assert_eq!(d.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(d.message(&m.tenant, &m.id).await.unwrap().expect("message").deliveries.len(), 3);
 
         let lock = s
             .session()
@@ -463,7 +473,7 @@ async fn concurrent_first_open_migrates_once() {
     println!("concurrent_first_open: {:?}", t0.elapsed());
     let result = AssertUnwindSafe(async {
         let (a, b) = (a.expect("open a"), b.expect("open b"));
-        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
         let rows = a
             .session()
             .query_unpaged(format!("SELECT version FROM {ks}.schema_migrations WHERE scope = 'herald'"), ())
@@ -472,7 +482,7 @@ async fn concurrent_first_open_migrates_once() {
             .into_rows_result()
             .unwrap()
             .rows_num();
-        assert_eq!(rows, 5);
+        assert_eq!(rows, 6);
         herald_conformance::config_suite(&b).await;
     })
     .catch_unwind()
