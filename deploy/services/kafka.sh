@@ -111,7 +111,9 @@ cmd_start() {
     cid=$(new_cluster_id)
     mapfile -t jvm < <(jvm_common)
     log "start: formatting $DATA (cluster id $cid, --standalone)"
-    if ! "$JAVA" -Xmx512m "${jvm[@]}" kafka.tools.StorageTool format -t "$cid" \
+    # `--cluster-id=<id>`, not `-t <id>`: a base64url id may start with "-",
+    # which the tool's argument parser would take for an option.
+    if ! "$JAVA" -Xmx512m "${jvm[@]}" kafka.tools.StorageTool format --cluster-id="$cid" \
           -c "$CONF/server.properties" --standalone >"$LOGS/format.out" 2>&1; then
       cat "$LOGS/format.out" >&2
       die "start: storage format failed"
