@@ -124,6 +124,8 @@ async fn embedded_dead_letters_are_listed_and_redriven() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_dead_letter_topic_is_listed_and_redriven() {
     let Some(b) = crate::distributed::brokers() else { return };
+    // Not while another test restarts the shared broker.
+    let _serial = crate::distributed::BROKER.lock().await;
     let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     dead_letters_are_listed_and_redriven(&format!(
         "[queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.redrive.{id}\"\ndead_topic = \"herald.redrive.{id}.dead\"\ngroup = \"herald-redrive-{id}\"\npartitions = 2\n"
