@@ -325,3 +325,27 @@ async fn long_delays_are_parked_in_cql_and_sent_when_due() {
     let seen = counts(&sink.delivery_ids());
     assert_eq!(seen.get(&format!("{mid}.0")), Some(&1), "sent once when due: {seen:?}");
 }
+
+/// An ingest-only node (no dispatch role) still reports the backlog: the
+/// consumer group's lag, measured when /metrics is scraped.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingest_only_node_reports_the_lag() {
+    let Some(b) = brokers() else { return };
+    let _serial = BROKER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let gw = Gateway::start(dir.path(), &config(&b, &sink.url, "[dispatch]\nenabled = false\n"));
+    for i in 0..3 {
+        assert_eq!(send(&gw, i).await.status, 202);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = gw.metrics().await;
+        if m.lines().any(|l| l == "herald_queue_depth 3") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no lag reported:\n{m}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(sink.delivery_ids().is_empty(), "nothing dispatched by an ingest-only node");
+}

@@ -110,6 +110,13 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    // Dispatch nodes refresh the queue depth every second; an ingest-only
+    // node measures it when scraped (on Kafka it is the group's lag either way).
+    if !app.cfg.dispatch.enabled {
+        if let Ok(n) = app.queue.depth().await {
+            app.metrics.queue_depth.set(n as i64);
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
 
