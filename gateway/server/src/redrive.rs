@@ -42,26 +42,31 @@ pub async fn redrive(store: &dyn Store, queue: &dyn Queue, tenant: Option<&str>,
             .message(&job.tenant, &job.message_id)
             .await?
             .and_then(|m| m.deliveries.into_iter().find(|d| d.id == job.delivery.delivery_id));
-        match delivery {
-            Some(d) if d.status == DeliveryStatus::Dead => updates.push(DeliveryUpdate {
-                delivery_id: d.id.clone(),
-                message_id: job.message_id.clone(),
-                tenant: job.tenant.clone(),
-                status: DeliveryStatus::Retrying,
-                attempts: d.attempts,
-                detail: Some(format!("re-driven after: {}", letter.reason)),
-                provider_id: None,
-                at: now,
-            }),
+        // The attempt to queue follows the store's count, not the letter's
+        // (a stale duplicate letter must not queue an attempt the store refuses).
+        let attempts = match delivery {
+            Some(d) if d.status == DeliveryStatus::Dead => {
+                updates.push(DeliveryUpdate {
+                    delivery_id: d.id.clone(),
+                    message_id: job.message_id.clone(),
+                    tenant: job.tenant.clone(),
+                    status: DeliveryStatus::Retrying,
+                    attempts: d.attempts,
+                    detail: Some(format!("re-driven after: {}", letter.reason)),
+                    provider_id: None,
+                    at: now,
+                });
+                d.attempts
+            }
             // An earlier re-drive marked it and stopped before its attempt was queued.
-            Some(d) if d.status == DeliveryStatus::Retrying && d.attempts == job.attempt => {}
+            Some(d) if d.status == DeliveryStatus::Retrying && d.attempts == job.attempt => d.attempts,
             _ => {
                 report.skipped += 1;
                 continue;
             }
-        }
+        };
         let mut next = job.clone();
-        next.attempt = job.attempt + 1;
+        next.attempt = attempts + 1;
         retries.push(Enqueue { key: job.tenant.clone(), not_before: now, work: Work::Retry(next) });
         report.redriven.push(job.delivery.delivery_id.clone());
     }
