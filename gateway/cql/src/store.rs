@@ -519,6 +519,10 @@ impl Store for CqlStore {
                 lookups.push((u.tenant.as_str(), p.as_str(), u.message_id.as_str(), seq));
             }
         }
+        // The ledger first: a delivery shown as sent always has its debit. A
+        // crash in between leaves the statuses as they were, so the work is
+        // redelivered, and its replayed entries are ignored by id.
+        run_all(ledger.iter().map(|e| self.append_ledger(e).boxed()).collect()).await?;
         let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
         for rows in events.values() {
             for chunk in rows.chunks(BATCH_ROWS) {
@@ -527,9 +531,6 @@ impl Store for CqlStore {
         }
         for l in lookups {
             tasks.push(self.exec(&self.st.provider_insert, l).map(|r| r.map(|_| ())).boxed());
-        }
-        for e in &ledger {
-            tasks.push(self.append_ledger(e).boxed());
         }
         run_all(tasks).await
     }
