@@ -43,6 +43,19 @@ fn counts(ids: &[String]) -> HashMap<String, usize> {
     m
 }
 
+/// Poll /metrics until it has the line `line` (e.g. `herald_queue_depth 0`).
+async fn wait_for_metric(gw: &Gateway, line: &str, timeout: Duration, what: &str) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let m = gw.metrics().await;
+        if m.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}:\n{m}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 fn kafka_script(verb: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/services/kafka.sh");
     let out = Command::new("bash").arg(script).arg(verb).output().expect("kafka.sh");
@@ -300,15 +313,7 @@ async fn long_delays_are_parked_in_cql_and_sent_when_due() {
     // A sooner one goes through the topic as usual.
     assert_eq!(send(&gw, 1).await.status, 202);
     eventually(Duration::from_secs(30), "the immediate send arrives", || sink.delivery_ids().len() == 1).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = gw.metrics().await;
-        if m.lines().any(|l| l == "herald_queue_depth 0") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the parked send holds the topic back:\n{m}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_for_metric(&gw, "herald_queue_depth 0", Duration::from_secs(30), "the parked send holds the topic back").await;
 
     gw.kill9();
     gw.restart();
@@ -338,14 +343,6 @@ async fn an_ingest_only_node_reports_the_lag() {
     for i in 0..3 {
         assert_eq!(send(&gw, i).await.status, 202);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = gw.metrics().await;
-        if m.lines().any(|l| l == "herald_queue_depth 3") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no lag reported:\n{m}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_for_metric(&gw, "herald_queue_depth 3", Duration::from_secs(20), "no lag reported").await;
     assert!(sink.delivery_ids().is_empty(), "nothing dispatched by an ingest-only node");
 }

@@ -141,6 +141,23 @@ impl World {
         self.twilio.created().into_iter().filter(|c| c.sid.starts_with("CA")).collect()
     }
 
+    /// Twilio reports the SMS `sid` as read; wait until the incident is acknowledged.
+    async fn read_sms_and_wait_for_ack(&self, sid: &str, inc: &str) {
+        // The SMS send is recorded before Twilio would report on it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = self.twilio.callback(&self.gw, sid, &[("MessageSid", sid), ("MessageStatus", "read")], AUTH_TOKEN).await;
+        assert!(r.status < 300, "{} {}", r.status, r.text());
+        let mut v = Value::Null;
+        for _ in 0..50 {
+            v = self.incident(inc).await;
+            if v["state"] == "acknowledged" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(v["state"], "acknowledged", "acknowledged by the read receipt: {v}");
+    }
+
     async fn admin_put(&self, path: &str, body: Value) {
         let r = self.admin.call("PUT", path, Some(&self.token), Some(body)).await;
         assert_eq!(r.status, 200, "{}", r.text());
@@ -235,19 +252,7 @@ async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
     w.advance(610).await;
     eventually(Duration::from_secs(20), "the SMS step", || w.sms().len() == 1).await;
     let sid = w.sms()[0].sid.clone();
-    // The SMS send is recorded before Twilio would report on it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = w.twilio.callback(&w.gw, &sid, &[("MessageSid", &sid), ("MessageStatus", "read")], AUTH_TOKEN).await;
-    assert!(r.status < 300, "{} {}", r.status, r.text());
-    let mut v = Value::Null;
-    for _ in 0..50 {
-        v = w.incident(&inc).await;
-        if v["state"] == "acknowledged" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(v["state"], "acknowledged", "acknowledged by the read receipt: {v}");
+    w.read_sms_and_wait_for_ack(&sid, &inc).await;
     w.advance(310).await;
     quiet_for(3).await;
     assert!(w.calls().is_empty(), "no call after the read receipt");
@@ -304,19 +309,7 @@ async fn with_recipient_scope_an_ack_stops_the_escalation_only_for_that_recipien
     assert_eq!(sms.iter().map(|c| c.params["To"].as_str()).collect::<Vec<_>>(), [BOSS_MOBILE], "Ann acknowledged: no SMS to her");
 
     // The boss reads it: now everyone has acknowledged and no call follows.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let sid = sms[0].sid.clone();
-    let r = w.twilio.callback(&w.gw, &sid, &[("MessageSid", &sid), ("MessageStatus", "read")], AUTH_TOKEN).await;
-    assert!(r.status < 300, "{} {}", r.status, r.text());
-    let mut v = Value::Null;
-    for _ in 0..50 {
-        v = w.incident(&inc).await;
-        if v["state"] == "acknowledged" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(v["state"], "acknowledged", "{v}");
+    w.read_sms_and_wait_for_ack(&sms[0].sid, &inc).await;
     w.advance(310).await;
     quiet_for(3).await;
     assert!(w.calls().is_empty(), "no call once every recipient acknowledged");
