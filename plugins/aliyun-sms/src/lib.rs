@@ -259,9 +259,7 @@ struct Report {
     err_msg: Option<String>,
 }
 
-fn reject(why: &str) -> PluginError {
-    PluginError::InvalidDelivery(format!("callback rejected: {why}"))
-}
+use rpc::reject;
 
 impl Plugin for AliyunSms {
     fn describe() -> PluginInfo {
@@ -317,12 +315,7 @@ impl Plugin for AliyunSms {
         request: HttpRequest,
     ) -> Result<CallbackReply, PluginError> {
         let acc = Account::parse(account)?;
-        if let Some(token) = &acc.callback_token {
-            match rpc::query_param(&request.url, "token") {
-                Some(t) if rpc::same_secret(&t, token) => {}
-                _ => return Err(reject("missing or wrong token")),
-            }
-        }
+        rpc::check_callback_token(&request.url, acc.callback_token.as_deref())?;
         let reports: Vec<Report> = json::from_slice(&request.body)
             .map_err(|e| reject(&format!("not an SmsReport array: {e}")))?;
         let receipts = reports

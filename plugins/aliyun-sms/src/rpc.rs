@@ -227,6 +227,20 @@ pub fn report_ack() -> HttpResponse {
 
 /// The query parameter `name` of a URL or origin-form request target
 /// (`/path?a=1&b=2`), percent-decoded.
+/// A delivery-report push refused (the gateway answers 400 and Aliyun pushes again).
+pub fn reject(why: &str) -> herald_plugin_sdk::types::PluginError {
+    herald_plugin_sdk::types::PluginError::InvalidDelivery(format!("callback rejected: {why}"))
+}
+
+/// When the account sets a callback token, the push URL must carry it as `?token=`.
+pub fn check_callback_token(url: &str, token: Option<&str>) -> Result<(), herald_plugin_sdk::types::PluginError> {
+    match (token, query_param(url, "token")) {
+        (None, _) => Ok(()),
+        (Some(want), Some(t)) if same_secret(&t, want) => Ok(()),
+        _ => Err(reject("missing or wrong token")),
+    }
+}
+
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1.split('#').next().unwrap_or("");
     query.split('&').find_map(|pair| {

@@ -264,9 +264,7 @@ fn loose(v: &Option<json::Value>) -> Option<String> {
     }
 }
 
-fn reject(why: &str) -> PluginError {
-    PluginError::InvalidDelivery(format!("callback rejected: {why}"))
-}
+use rpc::reject;
 
 impl Plugin for AliyunVoice {
     fn describe() -> PluginInfo {
@@ -383,12 +381,7 @@ struct CallReport {
 /// Check the push's token and read its `VoiceReport` items that name a call.
 fn reports(account: &str, request: &HttpRequest) -> Result<Vec<CallReport>, PluginError> {
     let acc = Account::parse(account)?;
-    if let Some(token) = &acc.callback_token {
-        match rpc::query_param(&request.url, "token") {
-            Some(t) if rpc::same_secret(&t, token) => {}
-            _ => return Err(reject("missing or wrong token")),
-        }
-    }
+    rpc::check_callback_token(&request.url, acc.callback_token.as_deref())?;
     let reports: Vec<Report> = json::from_slice(&request.body)
         .map_err(|e| reject(&format!("not a VoiceReport array: {e}")))?;
     Ok(reports
