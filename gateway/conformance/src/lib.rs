@@ -344,4 +344,19 @@ async fn docs_suite(c: &dyn ConfigStore, tenant: &str) {
     let contenders: Vec<Doc> = (0..8).map(|i| doc("claim", i)).collect();
     let claims = futures::future::join_all(contenders.iter().map(|d| c.create_doc(d))).await;
     assert_eq!(claims.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+    // Compare-and-set: a write based on a stale read is refused.
+    assert!(c.replace_doc(&doc("b", 5), 1_700_000_000_003).await.unwrap());
+    assert!(!c.replace_doc(&doc("b", 6), 1_700_000_000_003).await.unwrap(), "stale: b changed since");
+    assert_eq!(c.doc(tenant, "unit", "b").await.unwrap(), Some(doc("b", 5)));
+    assert!(!c.replace_doc(&doc("gone", 7), 1_700_000_000_000).await.unwrap(), "no such document");
+    assert!(c.doc(tenant, "unit", "gone").await.unwrap().is_none(), "a replace never creates");
+    // Concurrent read-change-write through `Repo::update` loses no change.
+    let repo = herald_core::docs::Repo::new(c, tenant);
+    repo.put("counter", "c", &0u32).await.unwrap();
+    let bumps = (0..8).map(|_| repo.update::<u32>("counter", "c", |n| *n += 1));
+    for r in futures::future::join_all(bumps).await {
+        assert!(r.unwrap().is_some());
+    }
+    assert_eq!(repo.get::<u32>("counter", "c").await.unwrap(), Some(8), "every concurrent update counted");
+    assert_eq!(repo.update::<u32>("counter", "none", |n| *n += 1).await.unwrap(), None);
 }

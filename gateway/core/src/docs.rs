@@ -7,6 +7,9 @@ use crate::seams::ConfigStore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// How often `update` re-reads before giving up on a contended document.
+const UPDATE_ATTEMPTS: usize = 64;
+
 pub struct Repo<'a> {
     pub store: &'a dyn ConfigStore,
     pub tenant: &'a str,
@@ -54,6 +57,29 @@ impl<'a> Repo<'a> {
     /// Insert unless the id exists; false when it does.
     pub async fn create<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<bool, ApiError> {
         Ok(self.store.create_doc(&self.doc(kind, id, body)?).await?)
+    }
+
+    /// Read, change and write back a document without losing a concurrent
+    /// writer's change: the write is a compare-and-set on `updated_at`, and
+    /// `change` runs again on a fresh read when another writer got there
+    /// first. None when there is no such document.
+    pub async fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+        mut change: impl FnMut(&mut T),
+    ) -> Result<Option<T>, ApiError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(cur) = self.store.doc(self.tenant, kind, id).await? else { return Ok(None) };
+            let mut body: T = serde_json::from_value(cur.body).map_err(|e| corrupt(kind, id, e))?;
+            change(&mut body);
+            let mut next = self.doc(kind, id, &body)?;
+            next.updated_at = next.updated_at.max(cur.updated_at + 1);
+            if self.store.replace_doc(&next, cur.updated_at).await? {
+                return Ok(Some(body));
+            }
+        }
+        Err(ApiError::new(ErrorKind::Unavailable, "contended", format!("{kind}/{id} is being changed by others; try again")))
     }
 
     pub async fn delete(&self, kind: &str, id: &str) -> Result<bool, ApiError> {

@@ -144,6 +144,11 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// Insert a document only if none has its (tenant, kind, id); false when
     /// one exists (unique claims: login names, sequence numbers).
     async fn create_doc(&self, doc: &Doc) -> Result<bool>;
+    /// Replace a document only while its stored `updated_at` is still
+    /// `expected` (compare-and-set); false when another writer changed or
+    /// deleted it since it was read. `doc.updated_at` must differ from
+    /// `expected` (the caller moves it forward).
+    async fn replace_doc(&self, doc: &Doc, expected: Millis) -> Result<bool>;
     async fn doc(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Doc>>;
     /// All documents of a kind for a tenant, ordered by id.
     async fn docs(&self, tenant: &str, kind: &str) -> Result<Vec<Doc>>;

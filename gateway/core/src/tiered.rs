@@ -184,6 +184,34 @@ pub struct Incident {
     pub created_at: Millis,
 }
 
+impl Incident {
+    /// Merge `ours` (this incident as one writer changed it from an earlier
+    /// read) into `self` (as stored now): sets grow by union, a closed
+    /// state stays closed, counters keep the larger; so concurrent writers
+    /// (a step firing, an ack, a folded trigger) lose nothing of each other.
+    pub fn merge(&mut self, ours: &Incident) {
+        fn union<T: PartialEq + Clone>(into: &mut Vec<T>, from: &[T]) {
+            for x in from {
+                if !into.contains(x) {
+                    into.push(x.clone());
+                }
+            }
+        }
+        union(&mut self.acked, &ours.acked);
+        union(&mut self.timeline, &ours.timeline);
+        self.timeline.sort_by_key(|e| e.at);
+        union(&mut self.fired, &ours.fired);
+        union(&mut self.messages, &ours.messages);
+        for (to, key) in &ours.keys {
+            self.keys.entry(to.clone()).or_insert_with(|| key.clone());
+        }
+        if self.state == "open" {
+            self.state = ours.state.clone();
+        }
+        self.repeats = self.repeats.max(ours.repeats);
+    }
+}
+
 impl Action {
     /// The steps a trigger at `level` runs: that level's rules in order, each repeated.
     pub fn steps_for(&self, level: &str) -> Vec<Step> {
@@ -211,5 +239,54 @@ mod tests {
         assert!(!Editor::Text.fits(&email));
         assert!(Editor::RichText.fits(&email) && !Editor::RichText.fits(&sms));
         assert!(Editor::Voice.fits(&voice) && !Editor::Voice.fits(&sms) && !Editor::Voice.fits(&email));
+    }
+
+    fn ev(at: Millis, kind: &str) -> TimelineEvent {
+        TimelineEvent { at, kind: kind.into(), step: None, channel: None, recipients: vec![], message_id: None, detail: None }
+    }
+
+    #[test]
+    fn a_stale_writer_merged_in_loses_nothing_a_concurrent_one_recorded() {
+        let base = Incident {
+            id: "i".into(),
+            action: "a".into(),
+            level: "urgent".into(),
+            dedup_key: Some("k".into()),
+            variables: Default::default(),
+            targets: Default::default(),
+            steps: vec![],
+            fired: vec![],
+            state: "open".into(),
+            ack_scope: AckScope::Recipient,
+            acked: vec![],
+            messages: vec![],
+            keys: Default::default(),
+            timeline: vec![ev(1, "triggered")],
+            repeats: 0,
+            created_at: 1,
+        };
+        // Stored now: a trigger folded in, and Bob acknowledged.
+        let mut stored = base.clone();
+        stored.repeats = 1;
+        stored.timeline.push(ev(3, "repeated"));
+        stored.acked.push("bob".into());
+        stored.state = "acknowledged".into();
+        // A step firing from the read before those: its own changes only.
+        let mut firing = base.clone();
+        firing.fired.push(0);
+        firing.messages.push((0, "m0".into()));
+        firing.keys.insert("ann@x".into(), "ann".into());
+        firing.timeline.push(ev(2, "fired"));
+        stored.merge(&firing);
+        assert_eq!(stored.repeats, 1, "the folded trigger is still counted");
+        assert_eq!(stored.state, "acknowledged", "a stale 'open' does not reopen");
+        assert_eq!(stored.acked, vec!["bob".to_string()]);
+        assert_eq!((stored.fired.clone(), stored.messages.clone()), (vec![0], vec![(0, "m0".to_string())]));
+        assert_eq!(stored.keys.get("ann@x").map(String::as_str), Some("ann"));
+        let kinds: Vec<&str> = stored.timeline.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["triggered", "fired", "repeated"], "in time order, each once");
+        let again = stored.clone();
+        stored.merge(&again);
+        assert_eq!(stored, again, "merging twice changes nothing");
     }
 }

@@ -2,7 +2,7 @@
 //! Small and read-mostly (the gateway caches it); every write is an upsert.
 
 use async_trait::async_trait;
-use herald_core::StoreError;
+use herald_core::{Millis, StoreError};
 use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
 use scylla::client::session::Session;
@@ -27,6 +27,7 @@ pub(crate) struct Statements {
     account_delete: PreparedStatement,
     doc_upsert: PreparedStatement,
     doc_create: PreparedStatement,
+    doc_replace: PreparedStatement,
     doc_select: PreparedStatement,
     docs_select: PreparedStatement,
     doc_delete: PreparedStatement,
@@ -117,6 +118,14 @@ impl Statements {
                 s,
                 ks,
                 "INSERT INTO {ks}.docs (tenant, kind, id, body, updated_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
+                w,
+                false,
+            )
+            .await?,
+            doc_replace: prepare(
+                s,
+                ks,
+                "UPDATE {ks}.docs SET body = ?, updated_at = ? WHERE tenant = ? AND kind = ? AND id = ? IF updated_at = ?",
                 w,
                 false,
             )
@@ -276,6 +285,12 @@ impl ConfigStore for CqlStore {
 
     async fn create_doc(&self, d: &Doc) -> Result<bool> {
         let res = self.exec(&self.cfg.doc_create, doc_values(d)?).await?;
+        crate::schema::lwt_applied(res)
+    }
+
+    async fn replace_doc(&self, d: &Doc, expected: Millis) -> Result<bool> {
+        let (tenant, kind, id, body, at) = doc_values(d)?;
+        let res = self.exec(&self.cfg.doc_replace, (body, at, tenant, kind, id, expected)).await?;
         crate::schema::lwt_applied(res)
     }
 

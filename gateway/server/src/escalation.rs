@@ -99,13 +99,18 @@ impl Engine {
             let key = format!("{action_id}:{k}");
             if let Some(d) = c.doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key).await.map_err(store_err)? {
                 let id = d.body["incident"].as_str().unwrap_or_default().to_string();
-                if let Some(mut inc) = Repo::new(c, tenant).get::<Incident>(INCIDENT, &id).await? {
-                    if inc.state == "open" {
-                        inc.repeats += 1;
-                        inc.timeline.push(TimelineEvent { detail: Some("triggered again; folded into this incident".into()), ..event("repeated", None) });
-                        self.save(tenant, inc).await?;
-                        return Ok((id, true));
-                    }
+                let mut folded = false;
+                Repo::new(c, tenant)
+                    .update::<Incident>(INCIDENT, &id, |inc| {
+                        folded = inc.state == "open";
+                        if folded {
+                            inc.repeats += 1;
+                            inc.timeline.push(TimelineEvent { detail: Some("triggered again; folded into this incident".into()), ..event("repeated", None) });
+                        }
+                    })
+                    .await?;
+                if folded {
+                    return Ok((id, true));
                 }
             }
         }
@@ -147,32 +152,14 @@ impl Engine {
         self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work }]).await.map_err(store_err)
     }
 
-    /// Write the incident, keeping acknowledgements and events another
-    /// process recorded since it was read.
-    async fn save(&self, tenant: &str, mut inc: Incident) -> Result<Incident, ApiError> {
-        if let Some(cur) = Repo::new(self.config.as_ref(), tenant).get::<Incident>(INCIDENT, &inc.id).await? {
-            for k in cur.acked {
-                if !inc.acked.contains(&k) {
-                    inc.acked.push(k);
-                }
-            }
-            if cur.state != "open" && inc.state == "open" {
-                inc.state = cur.state;
-            }
-            for e in cur.timeline {
-                if !inc.timeline.contains(&e) {
-                    inc.timeline.push(e);
-                }
-            }
-            inc.timeline.sort_by_key(|e| e.at);
-            for f in cur.fired {
-                if !inc.fired.contains(&f) {
-                    inc.fired.push(f);
-                }
-            }
-        }
-        Repo::new(self.config.as_ref(), tenant).put(INCIDENT, &inc.id, &inc).await?;
-        Ok(inc)
+    /// Write what this process changed in an incident it read earlier,
+    /// merged into the stored one: acknowledgements, events, fired steps,
+    /// messages and repeats another process recorded since are kept (a
+    /// compare-and-set, re-merged on a concurrent write).
+    async fn save(&self, tenant: &str, ours: Incident) -> Result<Incident, ApiError> {
+        let id = ours.id.clone();
+        let saved = Repo::new(self.config.as_ref(), tenant).update::<Incident>(INCIDENT, &id, |cur| cur.merge(&ours)).await?;
+        saved.ok_or_else(|| ApiError::not_found("incident", "id"))
     }
 
     pub async fn incident(&self, tenant: &str, id: &str) -> Result<Option<Incident>, ApiError> {
@@ -474,20 +461,23 @@ impl Engine {
 
     /// Record an acknowledgement; pending steps see it when their timer fires.
     pub async fn ack(&self, tenant: &str, incident: &str, key: Option<&str>, via: &str) -> Result<Incident, ApiError> {
-        let mut inc: Incident =
-            Repo::new(self.config.as_ref(), tenant).get(INCIDENT, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
         let who = key.map(str::to_string);
-        if let Some(k) = &who {
-            if !inc.acked.contains(k) {
-                inc.acked.push(k.clone());
+        let acked = event("acknowledged", None);
+        let acked = TimelineEvent { recipients: who.iter().cloned().collect(), detail: Some(format!("via {via}")), ..acked };
+        let repo = Repo::new(self.config.as_ref(), tenant);
+        let inc = repo.update::<Incident>(INCIDENT, incident, |inc| {
+            if let Some(k) = &who {
+                if !inc.acked.contains(k) {
+                    inc.acked.push(k.clone());
+                }
             }
-        }
-        let all = inc.ack_scope == AckScope::Incident || who.is_none() || (!inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k)));
-        if all && inc.state == "open" {
-            inc.state = "acknowledged".into();
-        }
-        inc.timeline.push(TimelineEvent { recipients: who.into_iter().collect(), detail: Some(format!("via {via}")), ..event("acknowledged", None) });
-        self.save(tenant, inc).await
+            let all = inc.ack_scope == AckScope::Incident || who.is_none() || (!inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k)));
+            if all && inc.state == "open" {
+                inc.state = "acknowledged".into();
+            }
+            inc.timeline.push(acked.clone());
+        });
+        inc.await?.ok_or_else(|| ApiError::not_found("incident", "id"))
     }
 
     /// A provider read receipt for a delivery of an incident's message.

@@ -1,7 +1,7 @@
 //! Tenants, API keys, sender accounts, templates and prices.
 
 use async_trait::async_trait;
-use herald_core::StoreError;
+use herald_core::{Millis, StoreError};
 use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
 use rusqlite::{OptionalExtension, Row, params};
@@ -210,6 +210,20 @@ impl ConfigStore for Db {
 
     async fn create_doc(&self, d: &Doc) -> Result<bool> {
         self.write_doc(d, "INSERT OR IGNORE").await
+    }
+
+    async fn replace_doc(&self, d: &Doc, expected: Millis) -> Result<bool> {
+        let body = serde_json::to_string(&d.body).map_err(backend)?;
+        let d = Doc { body: serde_json::Value::Null, ..d.clone() };
+        self.write(move |c| {
+            c.execute(
+                "UPDATE docs SET body = ?4, updated_at = ?5 WHERE tenant = ?1 AND kind = ?2 AND id = ?3 AND updated_at = ?6",
+                params![d.tenant, d.kind, d.id, body, d.updated_at, expected],
+            )
+            .map(|n| n > 0)
+            .map_err(backend)
+        })
+        .await
     }
 
     async fn doc(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Doc>> {
