@@ -2,6 +2,7 @@
 //! storage and queue settings, opening those backends, and the key that seals
 //! sender-account secrets at rest.
 
+mod cache;
 mod secrets;
 pub mod smtp;
 
@@ -37,6 +38,11 @@ pub struct CqlConfig {
     pub keyspace: String,
     /// Replication used when Herald creates the keyspace.
     pub replication: String,
+    /// How long the gateway keeps the config it reads for every message
+    /// (tenant, sender accounts, templates, prices, billing settings) before
+    /// reading it again; a change made in the console reaches a running
+    /// gateway within this time. 0 reads every time.
+    pub config_cache_ms: u64,
 }
 
 impl Default for CqlConfig {
@@ -45,6 +51,7 @@ impl Default for CqlConfig {
             contact_points: vec!["127.0.0.1:9042".into()],
             keyspace: "herald".into(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            config_cache_ms: 1000,
         }
     }
 }
@@ -86,7 +93,8 @@ pub fn db_path(storage: &StorageConfig, data_dir: &Path) -> PathBuf {
 /// Who opens the embedded database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The gateway: takes the file's lock (one dispatcher owns the embedded queue).
+    /// The gateway: takes the file's lock (one dispatcher owns the embedded
+    /// queue); on CQL it caches the config it reads per message.
     Owner,
     /// The admin service: shares the file with its owner (SQLite WAL, busy timeout).
     Shared,
@@ -120,7 +128,11 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
                     .await
                     .map_err(|e| anyhow::anyhow!("storage.cql ({}): {e}", c.contact_points.join(",")))?,
             );
-            (cql.clone(), cql.clone(), Some(cql))
+            let config: Arc<dyn ConfigStore> = match (role, c.config_cache_ms) {
+                (Role::Owner, ms) if ms > 0 => Arc::new(cache::CachedConfig::new(cql.clone(), std::time::Duration::from_millis(ms))),
+                _ => cql.clone(),
+            };
+            (cql.clone(), config, Some(cql))
         }
         _ => {
             let db = db.clone().expect("opened above");
