@@ -41,6 +41,7 @@ export HERALD_TEST_PLUGIN_DIR="$CARGO_TARGET_DIR/herald-plugins"
 
 cargo test --release "${host[@]}"
 tests/console/run.sh
+sdk/clients/test.sh
 cargo test --release -p herald-plugin-sdk $(for p in $(ls plugins) hostile; do printf -- '-p herald-plugin-%s ' "$p"; done)
 make --no-print-directory TESTS=1 conformance template-check
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Tests of the client SDKs (python/, typescript/) against the real
+# herald-gateway and herald-admin binaries (see testbed.py). Runs both suites,
+# fails if either fails. Called by tests/run.sh; on its own:
+#   CARGO_TARGET_DIR=~/.cache/herald/target sdk/clients/test.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+target=${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}
+export HERALD_GATEWAY_BIN=${HERALD_GATEWAY_BIN:-$target/release/herald-gateway}
+export HERALD_ADMIN_BIN=${HERALD_ADMIN_BIN:-$target/release/herald-admin}
+export HERALD_TEST_PLUGIN_DIR=${HERALD_TEST_PLUGIN_DIR:-$target/herald-plugins}
+
+for f in "$HERALD_GATEWAY_BIN" "$HERALD_ADMIN_BIN" "$HERALD_TEST_PLUGIN_DIR/webhook.wasm"; do
+  [ -e "$f" ] || { echo "client SDK tests: $f is missing (build with make test / make plugins)" >&2; exit 1; }
+done
+command -v python3 >/dev/null || { echo "client SDK tests: python3 is missing" >&2; exit 1; }
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' 2>/dev/null \
+  || { echo "client SDK tests: Node.js >= 18 is missing" >&2; exit 1; }
+
+failed=()
+echo "== client SDKs: Python (unittest)"
+(cd python && python3 -m unittest discover -s tests -v) || failed+=(python)
+echo "== client SDKs: TypeScript (node --test)"
+(cd typescript && node --test --test-reporter=spec test/client.test.mjs) || failed+=(typescript)
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "client SDK tests FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "client SDK tests passed (python, typescript)"
