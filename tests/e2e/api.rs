@@ -49,7 +49,10 @@ async fn bad_requests_get_documented_errors_and_record_nothing() {
         ("another tenant's account", Some(OTHER_KEY), json!({"channel": "webhook", "account": "hook2", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_account", Some("account")),
         ("unknown template", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "template": "nope", "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_template", Some("template")),
         ("template syntax error", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "{% if %}"}, "recipients": [{"to": "a"}]}).to_string(), 400, "invalid_template", Some("content.text")),
-        ("oversize body", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x".repeat(30_000)}, "recipients": [{"to": "a"}]}).to_string(), 413, "", None),
+        ("oversize body", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x".repeat(30_000)}, "recipients": [{"to": "a"}]}).to_string(), 413, "too_large", None),
+        ("missing recipients", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}}).to_string(), 400, "invalid_field", Some("recipients")),
+        ("missing nested field", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}, {"variables": {}}]}).to_string(), 400, "invalid_field", Some("recipients[1].to")),
+        ("send_at without offset", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}], "send_at": "2030-01-01T09:00:00"}).to_string(), 400, "invalid_field", Some("send_at")),
     ];
     for (name, key, body, status, code, field) in cases {
         let r = gw.post("/v1/messages", key, &json_ct, body).await;
@@ -64,6 +67,13 @@ async fn bad_requests_get_documented_errors_and_record_nothing() {
     }
     let r = gw.post("/v1/messages", Some(API_KEY), &[("content-type", "application/json"), ("idempotency-key", "has space")], ok_body().to_string()).await;
     assert_eq!((r.status, r.error().1.as_deref()), (400, Some("Idempotency-Key")));
+    let r = gw.post("/v1/messages", Some(API_KEY), &json_ct, json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}], "send_at": "9 am"}).to_string()).await;
+    assert!(r.error().0 == "invalid_field" && r.text().contains("RFC 3339"), "names what a time must look like: {}", r.text());
+    // What axum rejects before a handler runs is in the same JSON shape.
+    let r = gw.get("/v1/ledger?limit=abc", Some(API_KEY)).await;
+    assert_eq!((r.status, r.error().0.as_str()), (400, "invalid_request"), "{}", r.text());
+    let r = gw.get("/v1/messages", Some(API_KEY)).await;
+    assert_eq!((r.status, r.error().0.as_str()), (405, "method_not_allowed"), "{}", r.text());
 
     // Nothing was accepted, queued or sent.
     let metrics = gw.metrics().await;

@@ -226,6 +226,43 @@ async fn escalate_across_a_crash(mut w: World) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_keyed_trigger_and_a_repeated_ack_count_once() {
+    let w = World::start().await;
+    let url = format!("/v1/actions/{}/trigger", w.action);
+    let send = |body: Value| {
+        let h = [("content-type", "application/json"), ("idempotency-key", "alert-7")];
+        let (gw, key, url) = (&w.gw, w.key.clone(), url.clone());
+        async move { gw.post(&url, Some(&key), &h, body.to_string()).await }
+    };
+    let body = json!({"level": "urgent", "variables": {"host": "db1"}, "dedup_key": "keyed"});
+    let first = send(body.clone()).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    let again = send(body.clone()).await;
+    assert_eq!((again.status, again.json()["id"].clone()), (202, first.json()["id"].clone()));
+    assert_eq!(again.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    let other = send(json!({"level": "urgent", "variables": {"host": "db2"}})).await;
+    assert_eq!((other.status, other.error()), (409, ("idempotency_key_reused".into(), Some("Idempotency-Key".into()))), "{}", other.text());
+    let inc = first.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(w.incident(&inc).await["repeats"], 0, "a replay is not a repeat");
+
+    eventually(Duration::from_secs(20), "the e-mail step", || w.mails_to("ann@acme.test").len() == 1).await;
+    let ack = |recipient: &str| {
+        let (gw, key, path, body) = (&w.gw, w.key.clone(), format!("/v1/incidents/{inc}/ack"), json!({"recipient": recipient}).to_string());
+        async move { gw.post(&path, Some(&key), &[("content-type", "application/json")], body).await }
+    };
+    let stranger = ack("mallory@evil.test").await;
+    assert_eq!((stranger.status, stranger.error().0.as_str()), (422, "unknown_recipient"), "{}", stranger.text());
+    assert_eq!(w.incident(&inc).await["state"], "open", "a stranger does not acknowledge");
+    for _ in 0..2 {
+        let r = ack("ann@acme.test").await;
+        assert_eq!((r.status, r.json()["state"].as_str()), (200, Some("acknowledged")), "{}", r.text());
+    }
+    let v = w.incident(&inc).await;
+    assert_eq!(kinds(&v, "acknowledged").len(), 1, "acknowledged once: {v}");
+    assert_eq!(v["acknowledged_by"].as_array().map(Vec::len), Some(1), "by her directory id: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
     let w = World::start().await;
     // Ack by the link in the e-mail.

@@ -30,11 +30,19 @@ pub struct SendRequest {
     pub variables: Vars,
     pub recipients: Vec<RecipientSpec>,
     /// RFC 3339 time to send at; absent or past means now.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rfc3339")]
     pub send_at: Option<chrono::DateTime<chrono::Utc>>,
     /// String metadata passed through to the plugin and the delivery record.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// An RFC 3339 time with its offset; the error says what is expected.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    chrono::DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&chrono::Utc))).map_err(|e| {
+        serde::de::Error::custom(format!("{s:?} is not an RFC 3339 time with an offset, e.g. \"2026-12-01T09:00:00Z\" or \"2026-12-01T17:00:00+08:00\" ({e})"))
+    })
 }
 
 /// Message content: templates in minijinja syntax, rendered per recipient.

@@ -466,10 +466,15 @@ impl Engine {
         let acked = TimelineEvent { recipients: who.iter().cloned().collect(), detail: Some(format!("via {via}")), ..acked };
         let repo = Repo::new(self.config.as_ref(), tenant);
         let inc = repo.update::<Incident>(INCIDENT, incident, |inc| {
+            let news = match &who {
+                Some(k) => !inc.acked.contains(k),
+                None => inc.state == "open",
+            };
+            if !news {
+                return; // acknowledged before: nothing changes, no second event
+            }
             if let Some(k) = &who {
-                if !inc.acked.contains(k) {
-                    inc.acked.push(k.clone());
-                }
+                inc.acked.push(k.clone());
             }
             let all = inc.ack_scope == AckScope::Incident || who.is_none() || (!inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k)));
             if all && inc.state == "open" {
@@ -478,6 +483,17 @@ impl Engine {
             inc.timeline.push(acked.clone());
         });
         inc.await?.ok_or_else(|| ApiError::not_found("incident", "id"))
+    }
+
+    /// The recipient key an API caller names: a key (directory user id or
+    /// raw address) or an address the incident sent to; anyone else is refused.
+    pub async fn recipient_key(&self, tenant: &str, incident: &str, named: &str) -> Result<String, ApiError> {
+        let inc = self.incident(tenant, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
+        match inc.keys.get(named) {
+            Some(key) => Ok(key.clone()),
+            None if inc.keys.values().any(|v| v == named) => Ok(named.to_string()),
+            None => Err(ApiError::unknown("unknown_recipient", "recipient", format!("{named:?} was not notified by this incident"))),
+        }
     }
 
     /// A provider read receipt for a delivery of an incident's message.

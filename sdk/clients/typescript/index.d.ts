@@ -168,7 +168,7 @@ export class HeraldError extends Error {
   readonly name: 'HeraldError';
   /** HTTP status. */
   readonly status: number;
-  /** From the error body; null when the answer had none (e.g. a 413 from the body limit, a proxy's page). */
+  /** From the error body; null when the answer had none (e.g. a proxy's error page). */
   readonly code: string | null;
   readonly field: string | null;
   /** Retry-After in seconds, when the answer had one (503, 429). */

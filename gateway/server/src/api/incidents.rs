@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use herald_core::ApiError;
 use herald_core::error::ErrorKind;
-use herald_core::validate::idempotency_key;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::messages::parse;
 use super::{Failure, authenticate, operator};
@@ -20,18 +20,21 @@ use crate::escalation::Trigger;
 
 pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
-    let key = match headers.get("idempotency-key") {
-        Some(v) => Some(idempotency_key(v.to_str().unwrap_or(""))?.to_string()),
-        None => None,
-    };
+    let key = super::idempotency_key(&headers)?;
     let t: Trigger = parse(&body)?;
-    let _guard = match &key {
-        Some(k) => Some(app.idempotency_guard(&tenant.id, &format!("incident:{k}")).await),
-        None => None,
+    let run = async {
+        let (incident, folded) = app.engine.trigger(&tenant.id, &id, t, key.as_deref()).await?;
+        tracing::info!(tenant = %tenant.id, action = %id, %incident, folded, "action triggered");
+        Ok((StatusCode::ACCEPTED, json!({"id": incident, "deduplicated": folded})))
     };
-    let (incident, folded) = app.engine.trigger(&tenant.id, &id, t, key.as_deref()).await?;
-    tracing::info!(tenant = %tenant.id, action = %id, %incident, folded, "action triggered");
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": incident, "deduplicated": folded}))).into_response())
+    match key.clone() {
+        // The request is the action and the body: the same key on another action is another request.
+        Some(k) => {
+            let hash = hex::encode(Sha256::digest([b"trigger\n", id.as_bytes(), b"\n", &body[..]].concat()));
+            super::once(&app, &tenant.id, k, hash, herald_core::now_ms(), run).await
+        }
+        None => run.await.map(|(status, answer)| (status, axum::Json(answer)).into_response()),
+    }
 }
 
 pub async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Failure> {
@@ -56,7 +59,11 @@ struct AckBody {
 pub async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
     let b: AckBody = if body.is_empty() { AckBody::default() } else { parse(&body)? };
-    let inc = app.engine.ack(&tenant.id, &id, b.recipient.as_deref(), "API").await?;
+    let key = match &b.recipient {
+        Some(named) => Some(app.engine.recipient_key(&tenant.id, &id, named).await?),
+        None => None,
+    };
+    let inc = app.engine.ack(&tenant.id, &id, key.as_deref(), "API").await?;
     Ok(axum::Json(json!({"id": inc.id, "state": inc.state, "acknowledged_by": inc.acked})).into_response())
 }
 

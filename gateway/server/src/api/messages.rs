@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::ApiError;
 use herald_core::error::ErrorKind;
-use herald_core::model::{Content, IdempotencyRecord, Message, SendRequest, Tenant, Work};
+use herald_core::model::{Content, Message, SendRequest, Tenant, Work};
 use herald_core::render::Compiled;
 use herald_core::seams::Enqueue;
-use herald_core::validate::{idempotency_key, validate};
+use herald_core::validate::validate;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -27,9 +27,16 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
         let field = e.path().to_string();
         let inner = e.into_inner();
         let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_field" };
-        let mut err = ApiError::new(ErrorKind::Invalid, code, inner.to_string());
-        if field != "." && !field.is_empty() {
-            err = err.with_field(field);
+        let message = inner.to_string();
+        // serde names a missing field only in its message: "missing field `recipients` at …".
+        let missing = message.strip_prefix("missing field `").and_then(|m| m.split_once('`')).map(|(name, _)| name.to_string());
+        let mut err = ApiError::new(ErrorKind::Invalid, code, message);
+        let parent = (field != "." && !field.is_empty()).then_some(field);
+        match (parent, missing) {
+            (Some(p), Some(m)) => err = err.with_field(format!("{p}.{m}")),
+            (None, Some(m)) => err = err.with_field(m),
+            (Some(p), None) => err = err.with_field(p),
+            (None, None) => {}
         }
         err
     })
@@ -37,10 +44,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
 
 pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
-    let key = match headers.get("idempotency-key") {
-        Some(v) => Some(idempotency_key(v.to_str().unwrap_or(""))?.to_string()),
-        None => None,
-    };
+    let key = super::idempotency_key(&headers)?;
     let req: SendRequest = parse(&body)?;
     let now = herald_core::now_ms();
     validate(&req, &app.cfg.limits, now)?;
@@ -50,33 +54,8 @@ pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
         let (status, answer) = accept(&app, &tenant, req, uuid::Uuid::now_v7().to_string(), now).await?;
         return Ok((status, axum::Json(answer)).into_response());
     };
-    // One request per key at a time in this process; the store remembers answers.
-    let _guard = app.idempotency_guard(&tenant.id, &key).await;
-    if let Some(rec) = app.store.idempotency(&tenant.id, &key, now).await? {
-        if rec.request_hash != request_hash {
-            return Err(ApiError::new(ErrorKind::Conflict, "idempotency_key_reused", "this Idempotency-Key was used with a different request body")
-                .with_field("Idempotency-Key")
-                .into());
-        }
-        let answer: serde_json::Value = serde_json::from_str(&rec.response).unwrap_or_else(|_| json!({"id": rec.message_id}));
-        let mut resp = (StatusCode::ACCEPTED, axum::Json(answer)).into_response();
-        resp.headers_mut().insert("idempotent-replayed", "true".parse().expect("header"));
-        return Ok(resp);
-    }
     let id = uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{}\n{key}", tenant.id).as_bytes()).to_string();
-    let (status, answer) = accept(&app, &tenant, req, id.clone(), now).await?;
-    let ttl = i64::from(app.cfg.idempotency_ttl_hours) * 3_600_000;
-    app.store
-        .put_idempotency(IdempotencyRecord {
-            tenant: tenant.id.clone(),
-            key,
-            request_hash,
-            message_id: id,
-            response: answer.to_string(),
-            expires_at: now + ttl,
-        })
-        .await?;
-    Ok((status, axum::Json(answer)).into_response())
+    super::once(&app, &tenant.id, key, request_hash, now, accept(&app, &tenant, req, id, now)).await
 }
 
 /// Resolve references, make the message durable, and answer.

@@ -5,6 +5,7 @@ mod callbacks;
 mod incidents;
 mod messages;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -44,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         r = r.route("/demo/inbox", post(demo_receive).get(demo_list));
     }
     r.layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(json_rejections))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
         .with_state(app)
@@ -80,6 +82,52 @@ impl IntoResponse for Failure {
     }
 }
 
+/// The request's `Idempotency-Key`, if it has one (checked: 1–255 visible ASCII).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    Ok(Some(herald_core::validate::idempotency_key(v.to_str().unwrap_or(""))?.to_string()))
+}
+
+/// A request with an `Idempotency-Key`, run at most once per (tenant, key)
+/// while the key is remembered (`idempotency_ttl_hours`): a repeat of the same
+/// request gets the first answer with `Idempotent-Replayed: true`; the key
+/// with a different request (another body or endpoint) is a 409.
+async fn once(
+    app: &App,
+    tenant: &str,
+    key: String,
+    request_hash: String,
+    now: herald_core::Millis,
+    run: impl Future<Output = Result<(StatusCode, serde_json::Value), Failure>>,
+) -> Result<Response, Failure> {
+    // One request per key at a time in this process; the store remembers answers.
+    let _guard = app.idempotency_guard(tenant, &key).await;
+    if let Some(rec) = app.store.idempotency(tenant, &key, now).await? {
+        if rec.request_hash != request_hash {
+            return Err(ApiError::new(ErrorKind::Conflict, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+                .with_field("Idempotency-Key")
+                .into());
+        }
+        let answer: serde_json::Value = serde_json::from_str(&rec.response).unwrap_or_else(|_| json!({"id": rec.message_id}));
+        let mut resp = (StatusCode::ACCEPTED, axum::Json(answer)).into_response();
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(resp);
+    }
+    let (status, answer) = run.await?;
+    let ttl = i64::from(app.cfg.idempotency_ttl_hours) * 3_600_000;
+    app.store
+        .put_idempotency(herald_core::model::IdempotencyRecord {
+            tenant: tenant.into(),
+            key,
+            request_hash,
+            message_id: answer["id"].as_str().unwrap_or_default().to_string(),
+            response: answer.to_string(),
+            expires_at: now + ttl,
+        })
+        .await?;
+    Ok((status, axum::Json(answer)).into_response())
+}
+
 /// The tenant of a request, from `Authorization: Bearer <api key>`.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Tenant, Failure> {
     let unauth = |m: &str| Failure(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", m));
@@ -99,6 +147,33 @@ async fn count_requests(State(app): State<Arc<App>>, req: Request, next: Next) -
     let resp = next.run(req).await;
     app.metrics.http_requests.with_label_values(&[&route, resp.status().as_str()]).inc();
     resp
+}
+
+/// Axum answers some bad requests itself in plain text (a body over the
+/// limit, a malformed query string, a wrong method or content type); API
+/// callers get those in the one JSON error shape, with the same status.
+async fn json_rejections(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let api = path.starts_with("/v1/") || path.starts_with("/admin/");
+    let resp = next.run(req).await;
+    // Plain text, or no body at all (a 405).
+    let plain = resp.headers().get(header::CONTENT_TYPE).is_none_or(|v| v.to_str().is_ok_and(|v| v.starts_with("text/plain")));
+    if !api || !plain || !resp.status().is_client_error() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+    let (kind, code) = match parts.status {
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorKind::TooLarge, "too_large"),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorKind::Invalid, "method_not_allowed"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorKind::Invalid, "unsupported_media_type"),
+        _ => (ErrorKind::Invalid, "invalid_request"),
+    };
+    let message = if text.is_empty() { parts.status.canonical_reason().unwrap_or("bad request").to_string() } else { text };
+    let body = ApiError::new(kind, code, message).body().to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn ready(State(app): State<Arc<App>>) -> Response {

@@ -39,7 +39,7 @@ class HeraldError(Exception):
 
     `status` is the HTTP status; `code`, `message` and `field` come from the
     error body `{"error": {"code", "message", "field"}}` (`code` and `field`
-    are None when the answer had none, e.g. a 413 from the body limit or an
+    are None when the answer had none, e.g. an
     error page of a proxy). `retry_after` is the Retry-After header in
     seconds, when there was one (503, 429).
     """

@@ -135,9 +135,9 @@ class Messages(unittest.TestCase):
             self.herald.get_message("a/b")  # encoded as one path segment: the message is missing, not the route
         self.assertEqual((cm.exception.status, cm.exception.code, cm.exception.field), (404, "not_found", "id"))
 
-        with self.assertRaises(HeraldError) as cm:  # the body limit (64 KiB in the test bed) answers in plain text
+        with self.assertRaises(HeraldError) as cm:  # the body limit (64 KiB in the test bed), answered before any handler
             self.herald.send_message("webhook", ["ann"], content={"text": "x" * 70_000})
-        self.assertEqual((cm.exception.status, cm.exception.code, cm.exception.field), (413, None, None))
+        self.assertEqual((cm.exception.status, cm.exception.code, cm.exception.field), (413, "too_large", None))
         self.assertIn("limit", cm.exception.message)
 
         with self.assertRaisesRegex(TypeError, "list of addresses"):

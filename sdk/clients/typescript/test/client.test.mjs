@@ -161,7 +161,7 @@ describe('messages', () => {
     assert.deepEqual([missing.status, missing.code, missing.field], [404, 'not_found', 'id']);
 
     const tooLarge = await failure(herald().sendMessage({ channel: 'webhook', recipients: ['ann'], content: { text: 'x'.repeat(70_000) } }));
-    assert.deepEqual([tooLarge.status, tooLarge.code, tooLarge.field], [413, null, null]);
+    assert.deepEqual([tooLarge.status, tooLarge.code, tooLarge.field], [413, 'too_large', null]);
     assert.match(tooLarge.message, /limit/);
 
     const notAList = await failure(herald().sendMessage({ channel: 'webhook', recipients: 'ann', template: 'welcome' }));
