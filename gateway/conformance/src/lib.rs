@@ -353,10 +353,16 @@ async fn docs_suite(c: &dyn ConfigStore, tenant: &str) {
     // Concurrent read-change-write through `Repo::update` loses no change.
     let repo = herald_core::docs::Repo::new(c, tenant);
     repo.put("counter", "c", &0u32).await.unwrap();
-    let bumps = (0..8).map(|_| repo.update::<u32>("counter", "c", |n| *n += 1));
+    let bumps = (0..8).map(|_| repo.update::<u32>("counter", "c", |n| {
+        *n += 1;
+        Ok(())
+    }));
     for r in futures::future::join_all(bumps).await {
         assert!(r.unwrap().is_some());
     }
     assert_eq!(repo.get::<u32>("counter", "c").await.unwrap(), Some(8), "every concurrent update counted");
-    assert_eq!(repo.update::<u32>("counter", "none", |n| *n += 1).await.unwrap(), None);
+    assert_eq!(repo.update::<u32>("counter", "none", |_| Ok(())).await.unwrap(), None);
+    let refused = repo.update::<u32>("counter", "c", |_| Err(herald_core::ApiError::new(herald_core::error::ErrorKind::Conflict, "no", "no")));
+    assert_eq!(refused.await.unwrap_err().code, "no");
+    assert_eq!(repo.get::<u32>("counter", "c").await.unwrap(), Some(8), "a refused change writes nothing");
 }

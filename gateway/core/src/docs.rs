@@ -62,17 +62,18 @@ impl<'a> Repo<'a> {
     /// Read, change and write back a document without losing a concurrent
     /// writer's change: the write is a compare-and-set on `updated_at`, and
     /// `change` runs again on a fresh read when another writer got there
-    /// first. None when there is no such document.
+    /// first (an error from it stops and writes nothing). None when there is
+    /// no such document.
     pub async fn update<T: Serialize + DeserializeOwned>(
         &self,
         kind: &str,
         id: &str,
-        mut change: impl FnMut(&mut T),
+        mut change: impl FnMut(&mut T) -> Result<(), ApiError>,
     ) -> Result<Option<T>, ApiError> {
         for _ in 0..UPDATE_ATTEMPTS {
             let Some(cur) = self.store.doc(self.tenant, kind, id).await? else { return Ok(None) };
             let mut body: T = serde_json::from_value(cur.body).map_err(|e| corrupt(kind, id, e))?;
-            change(&mut body);
+            change(&mut body)?;
             let mut next = self.doc(kind, id, &body)?;
             next.updated_at = next.updated_at.max(cur.updated_at + 1);
             if self.store.replace_doc(&next, cur.updated_at).await? {

@@ -107,6 +107,7 @@ impl Engine {
                             inc.repeats += 1;
                             inc.timeline.push(TimelineEvent { detail: Some("triggered again; folded into this incident".into()), ..event("repeated", None) });
                         }
+                        Ok(())
                     })
                     .await?;
                 if folded {
@@ -158,7 +159,10 @@ impl Engine {
     /// compare-and-set, re-merged on a concurrent write).
     async fn save(&self, tenant: &str, ours: Incident) -> Result<Incident, ApiError> {
         let id = ours.id.clone();
-        let saved = Repo::new(self.config.as_ref(), tenant).update::<Incident>(INCIDENT, &id, |cur| cur.merge(&ours)).await?;
+        let saved = Repo::new(self.config.as_ref(), tenant).update::<Incident>(INCIDENT, &id, |cur| {
+            cur.merge(&ours);
+            Ok(())
+        }).await?;
         saved.ok_or_else(|| ApiError::not_found("incident", "id"))
     }
 
@@ -471,7 +475,7 @@ impl Engine {
                 None => inc.state == "open",
             };
             if !news {
-                return; // acknowledged before: nothing changes, no second event
+                return Ok(()); // acknowledged before: nothing changes, no second event
             }
             if let Some(k) = &who {
                 inc.acked.push(k.clone());
@@ -481,6 +485,7 @@ impl Engine {
                 inc.state = "acknowledged".into();
             }
             inc.timeline.push(acked.clone());
+            Ok(())
         });
         inc.await?.ok_or_else(|| ApiError::not_found("incident", "id"))
     }

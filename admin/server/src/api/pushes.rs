@@ -53,6 +53,10 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    fn now() -> Schedule {
+        Schedule { mode: "now".into(), at: None, cron: None, time_zone: None }
+    }
+
     /// The parsed recurrence of a "cron" schedule; the error names the field.
     fn recurrence(&self) -> std::result::Result<(cron::Schedule, chrono_tz::Tz), ApiError> {
         let expr = self.cron.as_deref().map(str::trim).unwrap_or("");
@@ -107,7 +111,74 @@ pub struct Push {
     pub updated_at: i64,
 }
 
+/// What publishing a push produced.
+struct Sent {
+    recurring: bool,
+    occurrence: i64,
+    message_ids: Vec<String>,
+    at: i64,
+    recipients: usize,
+    skipped: Vec<String>,
+}
+
 impl Push {
+    /// A new, empty push ("now", enabled) for `checked` to fill in.
+    fn draft(id: String, unit: String, created_by: String, now: i64) -> Push {
+        Push {
+            id,
+            number: String::new(),
+            title: String::new(),
+            channel: String::new(),
+            account: String::new(),
+            content: Content::default(),
+            targets: Targets::default(),
+            schedule: Schedule::now(),
+            enabled: true,
+            message_id: None,
+            message_ids: vec![],
+            sent_at: None,
+            last_run: None,
+            runs: 0,
+            recipients: 0,
+            skipped: vec![],
+            unit,
+            created_by,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Note a send (once per occurrence of a recurring push).
+    fn record(&mut self, s: &Sent) {
+        if s.recurring {
+            if self.last_run.is_some_and(|l| l >= s.occurrence) {
+                return;
+            }
+            self.last_run = Some(s.occurrence);
+            self.runs += 1;
+        } else {
+            self.message_id = s.message_ids.first().cloned();
+        }
+        self.message_ids = s.message_ids.clone();
+        self.sent_at = Some(s.at);
+        self.recipients = s.recipients;
+        self.skipped = s.skipped.clone();
+    }
+
+    /// This push as edited, keeping what sending recorded in `stored`.
+    fn edited_over(&self, stored: &Push) -> Push {
+        Push {
+            message_id: stored.message_id.clone(),
+            message_ids: stored.message_ids.clone(),
+            sent_at: stored.sent_at,
+            last_run: stored.last_run,
+            runs: stored.runs,
+            recipients: stored.recipients,
+            skipped: stored.skipped.clone(),
+            ..self.clone()
+        }
+    }
+
     pub fn status(&self) -> &'static str {
         match (self.message_id.is_some(), self.enabled, self.schedule.mode.as_str()) {
             (true, ..) => "sent",
@@ -182,7 +253,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     if b.targets.is_empty() {
         return Err(ApiError::invalid("targets", "pick users, org units or upload a list"));
     }
-    let schedule = b.schedule.unwrap_or(Schedule { mode: "now".into(), at: None, cron: None, time_zone: None });
+    let schedule = b.schedule.unwrap_or(Schedule::now());
     match (schedule.mode.as_str(), schedule.at) {
         ("now", _) => {}
         ("cron", _) => {
@@ -248,17 +319,17 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
         app.queue.publish(vec![Enqueue { key: tenant.to_string(), not_before: now, work: Work::Message(message) }]).await?;
         ids.push(id);
     }
-    if recurring {
-        push.last_run = Some(occurrence);
-        push.runs += 1;
-    } else {
-        push.message_id = ids.first().cloned();
+    let sent = Sent { recurring, occurrence, message_ids: ids, at: now, recipients: total, skipped: expanded.skipped };
+    push.record(&sent);
+    // Only what this send changed, merged into the stored push: an edit or a
+    // disable made meanwhile stays. A push created by this request is stored whole.
+    let stored = repo.update::<Push>(PUSH, &push.id, |p| {
+        p.record(&sent);
+        Ok(())
+    });
+    if stored.await?.is_none() {
+        repo.put(PUSH, &push.id, push).await?;
     }
-    push.message_ids = ids;
-    push.sent_at = Some(now);
-    push.recipients = total;
-    push.skipped = expanded.skipped;
-    repo.put(PUSH, &push.id, push).await?;
     tracing::info!(%tenant, push = %push.number, messages = push.message_ids.len(), recipients = push.recipients, "push published");
     Ok(true)
 }
@@ -310,28 +381,7 @@ async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQ
 async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushBody>) -> Result<Response> {
     caller.require("push.edit")?;
     let now = herald_core::now_ms();
-    let mut push = Push {
-        id: new_id(),
-        number: String::new(),
-        title: String::new(),
-        channel: String::new(),
-        account: String::new(),
-        content: Content::default(),
-        targets: Targets::default(),
-        schedule: Schedule { mode: "now".into(), at: None, cron: None, time_zone: None },
-        enabled: true,
-        message_id: None,
-        message_ids: vec![],
-        sent_at: None,
-        last_run: None,
-        runs: 0,
-        recipients: 0,
-        skipped: vec![],
-        unit: caller.user.unit.clone(),
-        created_by: caller.user.name.clone(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut push = Push::draft(new_id(), caller.user.unit.clone(), caller.user.name.clone(), now);
     checked(&app, &caller, b, &mut push).await?;
     if push.enabled {
         caller.require("push.send")?;
@@ -359,9 +409,18 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Stri
     if push.enabled {
         caller.require("push.send")?;
     }
-    if !send_if_due(&app, &caller.tenant, &mut push).await? {
-        caller.repo(&app).put(PUSH, &push.id, &push).await?;
-    }
+    // Written over the push as stored now: refused if it was sent since it
+    // was read; a run of a recurring push recorded meanwhile is kept.
+    let repo = caller.repo(&app);
+    let saved = repo.update::<Push>(PUSH, &id, |p| {
+        if p.message_id.is_some() {
+            return Err(conflict("sent", "this push was sent; copy it to send again"));
+        }
+        *p = push.edited_over(p);
+        Ok(())
+    });
+    let mut push = saved.await?.ok_or_else(|| ApiError::not_found("push", "id"))?;
+    send_if_due(&app, &caller.tenant, &mut push).await?;
     Ok(axum::Json(push.view()).into_response())
 }
 
@@ -379,28 +438,18 @@ async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String
     caller.require("push.edit")?;
     let orig = visible(&app, &caller, &id).await?;
     let now = herald_core::now_ms();
+    // What it sends, starting disabled; a time already past becomes "now".
+    let past = orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t.timestamp_millis() <= now);
     let push = Push {
-        id: new_id(),
         number: caller.repo(&app).next_number("P").await?,
         title: format!("{} (copy)", orig.title).chars().take(200).collect(),
+        channel: orig.channel,
+        account: orig.account,
+        content: orig.content,
+        targets: orig.targets,
+        schedule: if past { Schedule::now() } else { orig.schedule },
         enabled: false,
-        message_id: None,
-        message_ids: vec![],
-        sent_at: None,
-        last_run: None,
-        runs: 0,
-        recipients: 0,
-        skipped: vec![],
-        unit: caller.user.unit.clone(),
-        created_by: caller.user.name.clone(),
-        created_at: now,
-        updated_at: now,
-        schedule: if orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t.timestamp_millis() <= now) {
-            Schedule { mode: "now".into(), at: None, cron: None, time_zone: None }
-        } else {
-            orig.schedule.clone()
-        },
-        ..orig
+        ..Push::draft(new_id(), caller.user.unit.clone(), caller.user.name.clone(), now)
     };
     caller.repo(&app).put(PUSH, &push.id, &push).await?;
     Ok(created(push.view()))
@@ -408,12 +457,17 @@ async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String
 
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
     caller.require("push.send")?;
-    let mut push = visible(app, caller, id).await?;
-    push.enabled = enabled;
-    push.updated_at = herald_core::now_ms();
-    if !send_if_due(app, &caller.tenant, &mut push).await? {
-        caller.repo(app).put(PUSH, &push.id, &push).await?;
-    }
+    visible(app, caller, id).await?;
+    let now = herald_core::now_ms();
+    // A sent push may be disabled too (before it is deleted).
+    let repo = caller.repo(app);
+    let saved = repo.update::<Push>(PUSH, id, |p| {
+        p.enabled = enabled;
+        p.updated_at = now;
+        Ok(())
+    });
+    let mut push = saved.await?.ok_or_else(|| ApiError::not_found("push", "id"))?;
+    send_if_due(app, &caller.tenant, &mut push).await?;
     Ok(axum::Json(push.view()).into_response())
 }
 
@@ -469,4 +523,45 @@ async fn upload(State(app): State<Arc<App>>, caller: Caller, mut form: Multipart
         return Ok(axum::Json(parsed).into_response());
     }
     Err(bad("send the spreadsheet in the form field `file`".into()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(mode: &str) -> Push {
+        let mut p = Push::draft("p".into(), "root".into(), "ann".into(), 1);
+        p.schedule.mode = mode.into();
+        p
+    }
+
+    fn sent(recurring: bool, occurrence: i64) -> Sent {
+        Sent { recurring, occurrence, message_ids: vec![format!("m{occurrence}")], at: occurrence, recipients: 2, skipped: vec![] }
+    }
+
+    #[test]
+    fn an_occurrence_recorded_twice_counts_once() {
+        let mut p = push("cron");
+        p.record(&sent(true, 100));
+        p.record(&sent(true, 100));
+        p.record(&sent(true, 50));
+        assert_eq!((p.runs, p.last_run, p.message_id.clone()), (1, Some(100), None));
+        p.record(&sent(true, 200));
+        assert_eq!((p.runs, p.last_run, p.message_ids.clone()), (2, Some(200), vec!["m200".to_string()]));
+        let mut once = push("now");
+        once.record(&sent(false, 7));
+        assert_eq!((once.message_id.as_deref(), once.status()), (Some("m7"), "sent"));
+    }
+
+    #[test]
+    fn an_edit_keeps_the_runs_the_scheduler_recorded_meanwhile() {
+        let mut stored = push("cron");
+        stored.record(&sent(true, 100));
+        let mut edited = push("cron");
+        edited.title = "new title".into();
+        edited.enabled = false;
+        let merged = edited.edited_over(&stored);
+        assert_eq!((merged.title.as_str(), merged.enabled), ("new title", false), "the edit");
+        assert_eq!((merged.runs, merged.last_run, merged.message_ids.clone()), (1, Some(100), vec!["m100".to_string()]), "the run");
+    }
 }
