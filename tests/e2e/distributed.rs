@@ -227,6 +227,46 @@ async fn two_dispatchers_one_killed_mid_stream_deliver_everything_and_the_ledger
     let _ = (&mut a, b_gw);
 }
 
+/// What a process's /metrics says it sent for a tenant.
+async fn sent_by(gw: &Gateway, tenant: &str) -> u64 {
+    let prefix = format!("herald_deliveries_total{{channel=\"webhook\",outcome=\"sent\",tenant=\"{tenant}\"}} ");
+    gw.metrics().await.lines().find_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok()).unwrap_or(0)
+}
+
+/// One big tenant on two dispatch processes: with `tenant_shards` its work is
+/// spread over several record keys, so both processes send for it (with the
+/// default key, the tenant, one process would send everything).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tenant_shards_one_tenant_is_dispatched_by_two_processes() {
+    let Some(b) = brokers() else { return };
+    let _serial = BROKER.lock().await;
+    let sink = WebhookSink::start().await;
+    let extra = "[dispatch]\nmax_batch = 5\nlinger_ms = 5";
+    let cfg = config(&b, &sink.url, extra).replace("partitions = 3\n", "partitions = 4\ntenant_shards = 16\n");
+    assert!(cfg.contains("tenant_shards = 16"), "{cfg}");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Gateway::start(d1.path(), &cfg);
+    let b_gw = Gateway::start(d2.path(), &cfg);
+    // Both in the group (and the partitions assigned) before the load.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut want = Vec::new();
+    for i in 0..60 {
+        let r = send(&a, i).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        want.push(format!("{}.0", r.json()["id"].as_str().unwrap()));
+    }
+    eventually(Duration::from_secs(60), "every notification delivered", || {
+        let seen = counts(&sink.delivery_ids());
+        want.iter().all(|id| seen.contains_key(id))
+    })
+    .await;
+    let seen = counts(&sink.delivery_ids());
+    assert!(seen.values().all(|&n| n == 1), "no duplicates without a crash: {seen:?}");
+    let (sa, sb) = (sent_by(&a, "acme").await, sent_by(&b_gw, "acme").await);
+    assert_eq!(sa + sb, 60, "every send counted once");
+    assert!(sa > 0 && sb > 0, "both processes sent for the one tenant: {sa} + {sb}");
+}
+
 fn cassandra_script(verb: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/services/cassandra.sh");
     let out = Command::new("bash").arg(script).arg(verb).output().expect("cassandra.sh");

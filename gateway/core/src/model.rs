@@ -170,6 +170,16 @@ impl Work {
             Work::Step(s) => &s.tenant,
         }
     }
+
+    /// What the work belongs to: its message (a send or a retry of one of its
+    /// deliveries) or its incident (an escalation step).
+    pub fn owner_id(&self) -> &str {
+        match self {
+            Work::Message(m) => &m.id,
+            Work::Retry(r) => &r.message_id,
+            Work::Step(s) => &s.incident,
+        }
+    }
 }
 
 /// Delivery status, as stored and shown.

@@ -78,6 +78,14 @@ pub struct KafkaConfig {
     pub drain_on_revoke_ms: u64,
     /// With a schedule store: items due later than this from now are parked there.
     pub park_after_ms: u64,
+    /// Record key: 1 (the default) keys every record by its tenant, so a
+    /// tenant's work keeps its order and one dispatch node owns it. N > 1
+    /// spreads each tenant over N keys (`<tenant>#<0..N>`, by message or
+    /// incident), so one big tenant can use several dispatch nodes; the order
+    /// is then kept per message only, and the per-(tenant, channel) and
+    /// per-account rate limits apply per dispatch node (divide them by the
+    /// number of nodes).
+    pub tenant_shards: u32,
 }
 
 impl Default for KafkaConfig {
@@ -92,8 +100,20 @@ impl Default for KafkaConfig {
             produce_timeout_ms: 5_000,
             drain_on_revoke_ms: 10_000,
             park_after_ms: 300_000,
+            tenant_shards: 1,
         }
     }
+}
+
+/// The record key of an item: its tenant, or with `tenant_shards` > 1 its
+/// tenant and a shard picked by what the work belongs to (FNV-1a, the same
+/// in every process).
+fn record_key(cfg: &KafkaConfig, item: &Enqueue) -> String {
+    if cfg.tenant_shards <= 1 {
+        return item.key.clone();
+    }
+    let hash = item.work.owner_id().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{}#{}", item.work.tenant(), hash % u64::from(cfg.tenant_shards))
 }
 
 /// A record handed out and not yet acknowledged.
@@ -525,7 +545,8 @@ async fn produce(producer: &FutureProducer, cfg: &KafkaConfig, items: Vec<Enqueu
         let payload = serde_json::to_vec(&i.work).map_err(|e| StoreError::Backend(e.to_string()))?;
         let nb = i.not_before.to_string();
         let headers = OwnedHeaders::new().insert(Header { key: NOT_BEFORE, value: Some(nb.as_bytes()) });
-        let record = FutureRecord::to(&cfg.topic).key(&i.key).payload(&payload).headers(headers);
+        let key = record_key(cfg, &i);
+        let record = FutureRecord::to(&cfg.topic).key(&key).payload(&payload).headers(headers);
         producer.send(record, Duration::from_millis(cfg.produce_timeout_ms)).await.map(|_| ()).map_err(|(e, _)| unavailable(e))
     });
     futures::future::join_all(sends).await.into_iter().collect()
@@ -594,4 +615,28 @@ fn placeholder() -> Work {
         attempt: 0,
         due_at: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::model::StepJob;
+
+    fn step(tenant: &str, incident: &str) -> Enqueue {
+        Enqueue { key: tenant.into(), not_before: 0, work: Work::Step(StepJob { tenant: tenant.into(), incident: incident.into(), step: 0 }) }
+    }
+
+    #[test]
+    fn records_are_keyed_by_tenant_unless_sharded() {
+        let one = KafkaConfig::default();
+        assert_eq!(record_key(&one, &step("acme", "i1")), "acme");
+        let eight = KafkaConfig { tenant_shards: 8, ..KafkaConfig::default() };
+        let keys: std::collections::BTreeSet<String> = (0..200).map(|i| record_key(&eight, &step("acme", &format!("i{i}")))).collect();
+        assert_eq!(keys.len(), 8, "spread over every shard: {keys:?}");
+        assert!(keys.iter().all(|k| k.starts_with("acme#")));
+        // The same work gets the same key in every process (and after a park and move).
+        let mut parked = step("acme", "i7");
+        parked.key = "acme#5".into(); // as read back from the topic and parked
+        assert_eq!(record_key(&eight, &parked), record_key(&eight, &step("acme", "i7")));
+    }
 }
