@@ -94,10 +94,14 @@ pub struct Distributed {
     pub group: String,
     pub keyspace: String,
     pub partitions: u32,
+    /// `queue.kafka.tenant_shards` (1: key = tenant).
+    pub tenant_shards: u32,
+    /// `storage.cql.config_cache_ms` (the gateway's default 1000).
+    pub config_cache_ms: u64,
 }
 
 impl Distributed {
-    pub fn new(brokers: &str, cql: &str, partitions: u32) -> Self {
+    pub fn new(brokers: &str, cql: &str, partitions: u32, tenant_shards: u32, config_cache_ms: u64) -> Self {
         let stamp = format!(
             "{}_{}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -110,6 +114,8 @@ impl Distributed {
             group: format!("herald-bench-{stamp}"),
             keyspace: format!("herald_bench_{stamp}"),
             partitions: partitions.max(1),
+            tenant_shards: tenant_shards.max(1),
+            config_cache_ms,
         }
     }
 }
@@ -152,6 +158,7 @@ backend = "cql"
 contact_points = [{cql}]
 keyspace = {ks}
 replication = "{{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+config_cache_ms = {cache}
 
 [queue]
 backend = "kafka"
@@ -162,6 +169,7 @@ topic = {topic}
 group = {group}
 partitions = {partitions}
 replication = 1
+tenant_shards = {shards}
 "#,
             cql = d.cql.iter().map(|c| toml_str(c)).collect::<Vec<_>>().join(", "),
             ks = toml_str(&d.keyspace),
@@ -169,6 +177,8 @@ replication = 1
             topic = toml_str(&d.topic),
             group = toml_str(&d.group),
             partitions = d.partitions,
+            shards = d.tenant_shards,
+            cache = d.config_cache_ms,
         ));
     }
     cfg.push_str(&format!(

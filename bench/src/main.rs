@@ -55,6 +55,8 @@ const USAGE: &str = "usage: herald-bench --gateway <herald-gateway binary> --plu
                                                   dispatches (default true: K processes in all;
                                                   false: one ingest-only process + K)
                     [--partitions P]              partitions of the fresh topic (default 8)
+                    [--tenant-shards N]           queue.kafka.tenant_shards (default 1: key = tenant)
+                    [--config-cache-ms MS]        storage.cql.config_cache_ms (default 1000; 0 = off)
                     [--settle-secs S]             wait after all processes are ready, for the
                                                   consumer group to settle (default 5)
 
@@ -79,6 +81,8 @@ struct Args {
     dispatchers: usize,
     ingest_dispatch: bool,
     partitions: u32,
+    tenant_shards: u32,
+    config_cache_ms: u64,
     settle: Duration,
 }
 
@@ -110,6 +114,8 @@ fn parse_args() -> anyhow::Result<Args> {
         dispatchers: 1,
         ingest_dispatch: true,
         partitions: 8,
+        tenant_shards: 1,
+        config_cache_ms: 1000,
         settle: Duration::from_secs(5),
     };
     let (mut gateway, mut plugins) = (None, None);
@@ -147,6 +153,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--dispatchers" => a.dispatchers = value("--dispatchers")?.parse().context("--dispatchers")?,
             "--ingest-dispatch" => a.ingest_dispatch = parse_bool("--ingest-dispatch", &value("--ingest-dispatch")?)?,
             "--partitions" => a.partitions = value("--partitions")?.parse().context("--partitions")?,
+            "--tenant-shards" => a.tenant_shards = value("--tenant-shards")?.parse().context("--tenant-shards")?,
+            "--config-cache-ms" => a.config_cache_ms = value("--config-cache-ms")?.parse().context("--config-cache-ms")?,
             "--settle-secs" => a.settle = Duration::from_secs(value("--settle-secs")?.parse().context("--settle-secs")?),
             "--out" | "-o" => a.out = Some(PathBuf::from(value("--out")?)),
             "--timeout-secs" => a.timeout = Duration::from_secs(value("--timeout-secs")?.parse().context("--timeout-secs")?),
@@ -263,7 +271,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let dir = std::env::temp_dir().join(format!("herald-bench-{}-{}", std::process::id(), stats::now_ns()));
     std::fs::create_dir_all(&dir)?;
-    let dist = args.distributed.then(|| gateway::Distributed::new(&args.brokers, &args.cql, args.partitions));
+    let dist = args.distributed.then(|| gateway::Distributed::new(&args.brokers, &args.cql, args.partitions, args.tenant_shards, args.config_cache_ms));
     let tenants = gateway::tenants(args.tenants, dist.as_ref().map_or(1, |d| d.partitions));
     // (role, dispatch enabled) per process; the first one takes the load.
     let mut roles: Vec<(&str, bool)> = Vec::new();
@@ -440,7 +448,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ends.len(),
                 tenants.len()
             );
-            println!("backends      Kafka {} topic {} ({} partitions), group {}; CQL {} keyspace {}", d.brokers, d.topic, d.partitions, d.group, d.cql.join(","), d.keyspace);
+            println!(
+                "backends      Kafka {} topic {} ({} partitions, tenant_shards {}), group {}; CQL {} keyspace {} (config_cache_ms {})",
+                d.brokers, d.topic, d.partitions, d.tenant_shards, d.group, d.cql.join(","), d.keyspace, d.config_cache_ms
+            );
             for (i, n) in ends.iter().enumerate() {
                 println!("  process {i}   {:<16} pid {} on {}, ready in {:.2} s{}", n.role, n.pid, n.addr, n.startup.as_secs_f64(), if i == 0 { "  <- load" } else { "" });
             }
@@ -636,7 +647,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "tenants": tenants.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
             "distributed": dist.as_ref().map(|d| serde_json::json!({
                 "brokers": d.brokers, "cql": d.cql, "topic": d.topic, "group": d.group, "keyspace": d.keyspace,
-                "partitions": d.partitions, "dispatchers": args.dispatchers, "ingest_dispatch": args.ingest_dispatch,
+                "partitions": d.partitions, "tenant_shards": d.tenant_shards, "config_cache_ms": d.config_cache_ms, "dispatchers": args.dispatchers, "ingest_dispatch": args.ingest_dispatch,
                 "processes": ends.len(), "settle_s": args.settle.as_secs(),
             })),
             "plugin": "webhook",
