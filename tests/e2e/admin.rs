@@ -280,6 +280,22 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     let found = admin.call("GET", "/pushes?number=03&title=copy", Some(&t), None).await.json();
     assert_eq!(found["total"], 1);
 
+    // Enabling or editing into a push that cannot be sent (nobody with a webhook
+    // address) fails and stores nothing, as creating one does.
+    let me = admin.call("GET", "/me", Some(&t), None).await.json()["user"]["id"].as_str().unwrap().to_string();
+    let body = |title: &str, enabled: bool| {
+        json!({"title": title, "channel": "webhook", "account": "hook", "content": {"text": "x"}, "targets": {"users": [me.clone()]}, "enabled": enabled})
+    };
+    let draft = admin.call("POST", "/pushes", Some(&t), Some(body("Nobody", false))).await;
+    assert_eq!(draft.status, 201, "{}", draft.text());
+    let did = draft.json()["id"].as_str().unwrap().to_string();
+    let enable = admin.call("POST", &format!("/pushes/{did}/enable"), Some(&t), None).await;
+    assert_eq!((enable.status, enable.error().0.as_str()), (422, "no_recipients"), "{}", enable.text());
+    let edit = admin.call("PUT", &format!("/pushes/{did}"), Some(&t), Some(body("Nobody, now", true))).await;
+    assert_eq!((edit.status, edit.error().0.as_str()), (422, "no_recipients"), "{}", edit.text());
+    let stored = admin.call("GET", &format!("/pushes/{did}"), Some(&t), None).await.json();
+    assert_eq!((stored["status"].as_str(), stored["title"].as_str()), (Some("disabled"), Some("Nobody")), "{stored}");
+
     // The messaging app's key is accepted by the gateway.
     let enabled = admin.call("POST", "/apps/messaging/enable", Some(&t), None).await;
     assert_eq!(enabled.status, 201, "{}", enabled.text());

@@ -275,14 +275,8 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     Ok(())
 }
 
-/// Publish the push's message if it is due; idempotent (the message id is
-/// derived from the push id, so a repeated publish is recognised downstream).
-pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::result::Result<bool, ApiError> {
-    let now = herald_core::now_ms();
-    let Some(occurrence) = push.due(now) else {
-        return Ok(false);
-    };
-    let recurring = push.schedule.mode == "cron";
+/// Who the push reaches now; an error when nobody, or too many.
+async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<directory::Expanded, ApiError> {
     let repo = Repo::new(app.config.as_ref(), tenant);
     let units: Vec<Unit> = repo.list(UNIT).await?;
     let users: Vec<User> = repo.list(USER).await?;
@@ -294,6 +288,28 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
     if expanded.recipients.len() > MAX_PUSH_RECIPIENTS {
         return Err(ApiError::invalid("targets", format!("{} recipients; at most {MAX_PUSH_RECIPIENTS}", expanded.recipients.len())));
     }
+    Ok(expanded)
+}
+
+/// Before an edit or an enable is stored: a push it makes due must be
+/// sendable, else the request fails and nothing is stored (as for a new push).
+async fn check_sendable(app: &App, tenant: &str, push: &Push) -> std::result::Result<(), ApiError> {
+    if push.due(herald_core::now_ms()).is_some() {
+        audience(app, tenant, push).await?;
+    }
+    Ok(())
+}
+
+/// Publish the push's message if it is due; idempotent (the message id is
+/// derived from the push id, so a repeated publish is recognised downstream).
+pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::result::Result<bool, ApiError> {
+    let now = herald_core::now_ms();
+    let Some(occurrence) = push.due(now) else {
+        return Ok(false);
+    };
+    let recurring = push.schedule.mode == "cron";
+    let repo = Repo::new(app.config.as_ref(), tenant);
+    let expanded = audience(app, tenant, push).await?;
     // Large lists go out as several messages within the gateway's per-message limit.
     let per_message = herald_core::validate::Limits::default().max_recipients.max(1);
     let total = expanded.recipients.len();
@@ -409,6 +425,7 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Stri
     if push.enabled {
         caller.require("push.send")?;
     }
+    check_sendable(&app, &caller.tenant, &push).await?;
     // Written over the push as stored now: refused if it was sent since it
     // was read; a run of a recurring push recorded meanwhile is kept.
     let repo = caller.repo(&app);
@@ -457,7 +474,9 @@ async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String
 
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
     caller.require("push.send")?;
-    visible(app, caller, id).await?;
+    let mut preview = visible(app, caller, id).await?;
+    preview.enabled = enabled;
+    check_sendable(app, &caller.tenant, &preview).await?;
     let now = herald_core::now_ms();
     // A sent push may be disabled too (before it is deleted).
     let repo = caller.repo(app);
