@@ -185,6 +185,15 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// The recipient key behind `named`: the key of an address the incident
+    /// sent to, or `named` itself when it is a key; None for anyone else.
+    pub fn key_of(&self, named: &str) -> Option<String> {
+        match self.keys.get(named) {
+            Some(key) => Some(key.clone()),
+            None => self.keys.values().any(|v| v == named).then(|| named.to_string()),
+        }
+    }
+
     /// Merge `ours` (this incident as one writer changed it from an earlier
     /// read) into `self` (as stored now): sets grow by union, a closed
     /// state stays closed, counters keep the larger; so concurrent writers

@@ -466,8 +466,7 @@ impl Engine {
     /// Record an acknowledgement; pending steps see it when their timer fires.
     pub async fn ack(&self, tenant: &str, incident: &str, key: Option<&str>, via: &str) -> Result<Incident, ApiError> {
         let who = key.map(str::to_string);
-        let acked = event("acknowledged", None);
-        let acked = TimelineEvent { recipients: who.iter().cloned().collect(), detail: Some(format!("via {via}")), ..acked };
+        let acked = TimelineEvent { recipients: who.iter().cloned().collect(), detail: Some(format!("via {via}")), ..event("acknowledged", None) };
         let repo = Repo::new(self.config.as_ref(), tenant);
         let inc = repo.update::<Incident>(INCIDENT, incident, |inc| {
             let news = match &who {
@@ -494,11 +493,7 @@ impl Engine {
     /// raw address) or an address the incident sent to; anyone else is refused.
     pub async fn recipient_key(&self, tenant: &str, incident: &str, named: &str) -> Result<String, ApiError> {
         let inc = self.incident(tenant, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
-        match inc.keys.get(named) {
-            Some(key) => Ok(key.clone()),
-            None if inc.keys.values().any(|v| v == named) => Ok(named.to_string()),
-            None => Err(ApiError::unknown("unknown_recipient", "recipient", format!("{named:?} was not notified by this incident"))),
-        }
+        inc.key_of(named).ok_or_else(|| ApiError::unknown("unknown_recipient", "recipient", format!("{named:?} was not notified by this incident")))
     }
 
     /// A provider read receipt for a delivery of an incident's message.
@@ -506,7 +501,8 @@ impl Engine {
         let Some(d) = self.config.doc(tenant, INCIDENT_MSG, message_id).await.map_err(store_err)? else { return Ok(()) };
         let incident = d.body["incident"].as_str().unwrap_or_default().to_string();
         let Some(inc) = self.incident(tenant, &incident).await? else { return Ok(()) };
-        let key = inc.keys.get(recipient).cloned().unwrap_or_else(|| recipient.to_string());
+        // A receipt for an address not yet on the incident (its save still under way) acks that address.
+        let key = inc.key_of(recipient).unwrap_or_else(|| recipient.to_string());
         self.ack(tenant, &incident, Some(&key), "read receipt").await.map(|_| ())
     }
 }

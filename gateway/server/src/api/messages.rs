@@ -30,15 +30,16 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
         let message = inner.to_string();
         // serde names a missing field only in its message: "missing field `recipients` at …".
         let missing = message.strip_prefix("missing field `").and_then(|m| m.split_once('`')).map(|(name, _)| name.to_string());
-        let mut err = ApiError::new(ErrorKind::Invalid, code, message);
+        let err = ApiError::new(ErrorKind::Invalid, code, message);
         let parent = (field != "." && !field.is_empty()).then_some(field);
-        match (parent, missing) {
-            (Some(p), Some(m)) => err = err.with_field(format!("{p}.{m}")),
-            (None, Some(m)) => err = err.with_field(m),
-            (Some(p), None) => err = err.with_field(p),
-            (None, None) => {}
+        let named = match (parent, missing) {
+            (Some(p), Some(m)) => Some(format!("{p}.{m}")),
+            (p, m) => p.or(m),
+        };
+        match named {
+            Some(f) => err.with_field(f),
+            None => err,
         }
-        err
     })
 }
 
@@ -48,12 +49,13 @@ pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
     let req: SendRequest = parse(&body)?;
     let now = herald_core::now_ms();
     validate(&req, &app.cfg.limits, now)?;
-    let request_hash = hex::encode(Sha256::digest(&body));
 
     let Some(key) = key else {
         let (status, answer) = accept(&app, &tenant, req, uuid::Uuid::now_v7().to_string(), now).await?;
         return Ok((status, axum::Json(answer)).into_response());
     };
+    // Only keyed requests are compared with their first.
+    let request_hash = hex::encode(Sha256::digest(&body));
     let id = uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{}\n{key}", tenant.id).as_bytes()).to_string();
     super::once(&app, &tenant.id, key, request_hash, now, accept(&app, &tenant, req, id, now)).await
 }
