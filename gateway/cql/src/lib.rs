@@ -20,10 +20,11 @@
 //! | `deliveries_by_provider_id` | `((tenant, provider_id))` | `delivery_by_provider_id` (receipts) |
 //! | `messages_by_day` | `((tenant, day), at DESC, message_id)` | [`CqlStore::messages_by_day`] (console lists, paged; a message's deliveries page from its own partition) |
 //! | `deliveries_by_day` | `((tenant, day), at DESC, delivery_id)` | no longer written (migration 5): a row per delivery cost more than the delivery itself |
-//! | `ledger_by_id` | `((tenant, id))` | ledger dedup (LWT claim) and the canonical entry |
+//! | `ledger_claims` | `((tenant, shard), id)`, static `version`, `balance_minor` | ledger dedup, the canonical entry and the balance, changed together (migration 7) |
+//! | `ledger_by_id` | `((tenant, id))` | no longer written (migration 7) |
 //! | `ledger_entries` | `((tenant, month), at DESC, id)` | `ledger` (newest first), [`CqlStore::ledger_sum`] |
 //! | `ledger_months` | `((tenant), month DESC)` | which month partitions to walk |
-//! | `balances` | `(tenant)`, `balance_minor counter` | `balance` |
+//! | `balances` | `(tenant)`, `balance_minor counter` | no longer written (migration 7); still added to `balance` |
 //! | `idempotency` | `((tenant, idem_key))`, `USING TTL` | `idempotency`, `put_idempotency` |
 //! | `tenants` | `(id)` | `tenant`, `tenants` (a full scan: config is small) |
 //! | `api_keys` | `(key_sha256)` | `tenant_by_api_key` (then a `tenants` read) |
@@ -81,19 +82,31 @@
 //! fold, or LWT).
 //!
 //! **Ledger.** Append-only, deduplicated by entry id, with a balance aggregate:
-//! 1. *Claim* the id in `ledger_by_id` with `INSERT ... IF NOT EXISTS` (LWT).
-//!    The claim carries the whole entry and a random `claim` uuid: if the LWT
-//!    times out we retry it with the same uuid, and a "not applied" answer that
-//!    shows our uuid means the first attempt won.
-//! 2. If we own the claim, add the signed amount to the `balances` counter.
-//! 3. Write, from the *claimed* (canonical) values, the `ledger_entries` row,
+//! 1. *Claim and count.* Entries go to one of 32 (`LEDGER_SHARDS`) partitions
+//!    `(tenant, shard)` of `ledger_claims` by a stable hash of their id. Per
+//!    shard: read its static `version` and `balance_minor` (a `SERIAL` read),
+//!    read which of the ids are already claimed, and for the others send one
+//!    conditional batch: `INSERT ... IF NOT EXISTS USING TTL` per id plus
+//!    `UPDATE ... SET version = v + 1, balance_minor = b + Σ IF version = v`.
+//!    One Paxos round on one partition: the claims and the balance change
+//!    together or not at all, so no crash can leave an id claimed but not
+//!    counted (the counter this replaced could: a process killed between its
+//!    claim and its increment lost the increment for good). A round that
+//!    loses (another writer) or times out (outcome unknown) re-reads and
+//!    decides again; a shard's writers in one process take turns (a local
+//!    lock), so rounds collide only across processes.
+//! 2. Write, from the *claimed* (canonical) values, the `ledger_entries` row,
 //!    the `ledger_months` row and the `delivery_costs` row. These are
 //!    idempotent upserts and are rewritten by every replay, so a crash after
 //!    step 1 heals on the next replay — with the original `at` even when the
 //!    replay was re-created later with a new time (same id, new `at`).
 //!
-//! Money is `bigint` minor units throughout (and a counter, which is a 64-bit
-//! integer); no floats anywhere.
+//! `balance` reads the shards' static balances (one `SELECT DISTINCT ... IN`)
+//! plus the pre-migration-7 counter. Claim rows live 35 days (the TTL is on
+//! the rows only; a table default would expire the balance too): a replay of
+//! the same entry comes from a redelivered record, minutes later, not weeks.
+//!
+//! Money is `bigint` minor units throughout; no floats anywhere.
 //!
 //! **Idempotency keys** are written `USING TTL` (seconds until `expires_at`,
 //! at least 1) so they disappear by themselves, and reads also check
@@ -106,8 +119,11 @@
 //! partition, at the price of several replica round trips instead of one
 //! (prepare/read, propose, commit; more under contention).
 //! Used only where a decision must be made exactly once:
-//! - `ledger_by_id` claims, because the balance counter is not idempotent
-//!   (an increment replayed is an increment counted twice);
+//! - ledger claims with their shard's balance, because moving money must
+//!   happen exactly once per entry id;
+//! - admin documents' compare-and-set (`replace_doc`, `IF updated_at = ?`)
+//!   and the config deletes that must not race an edit;
+//! - the schedule mover's lease (`schedule_leader`);
 //! - the migration lease (`schema_lock`), once per `open` with pending work.
 //!
 //! Everything else is a blind, idempotent write.
@@ -124,7 +140,7 @@
 //!
 //! With RF 1 (the tests) all of these are the same thing. Idempotent
 //! statements are marked so (`set_is_idempotent`), so the driver may retry
-//! them on timeouts; the counter increment and LWTs are not.
+//! them on timeouts; LWTs are not (the ledger re-reads and decides instead).
 //!
 //! Writes that span partitions (`record`, `record_message` of messages with
 //! many recipients, the ledger steps) run as separate requests with bounded
@@ -154,12 +170,14 @@
 //!   Every part is idempotent and the recorder retries the whole call on
 //!   error, so replays converge, but a reader may see some updates of a
 //!   failed `record` before the retry.
-//! - The balance counter can undercount if the process dies (or the counter
-//!   write times out) after a claim is won and before the increment lands: a
-//!   replay sees the claim and, not knowing, does not add it again (at most
-//!   once rather than at least once). The entries stay correct;
-//!   [`CqlStore::ledger_sum`] recomputes the balance from them (a repair or
-//!   audit job can compare the two). Counters also cannot be reset in place.
+//! - Entries claimed in `ledger_by_id` before migration 7 and replayed after it
+//!   would be counted again (a replay comes minutes after the original, so
+//!   only an upgrade in those minutes can do it). Their balance stays in the
+//!   old counter, which `balance` still adds.
+//! - A shard's claim rounds are serialized; one shard takes a few hundred
+//!   rounds a second. Entries spread over 32 shards and a round carries every
+//!   entry of its shard in one `record` call, so this is far from the
+//!   dispatch rate; [`CqlStore::ledger_sum`] audits the balance.
 //! - Status order is by the update's `at` (then the status name), not by
 //!   arrival as in SQLite. With clocks in sync this is the better order; with
 //!   skewed clocks a late event can sort early. The downgrade rule still holds.
@@ -175,9 +193,9 @@
 //!   under a race of two identical requests would need an LWT insert and a
 //!   trait method that returns the existing record.
 //! - Hot partitions: one tenant-day in `messages_by_day`, one tenant-month in
-//!   `ledger_entries` and one counter cell per tenant. For tenants with
-//!   millions of sends a day, add a bucket to those partition keys (and shard
-//!   the counter, summing on read).
+//!   `ledger_entries`. For tenants with millions of sends a day, add a bucket
+//!   to those partition keys. A `ledger_claims` shard holds 35 days of a
+//!   tenant's claims / 32.
 //! - LWTs run at `LOCAL_SERIAL`: a ledger id claimed from two datacenters at
 //!   once could be claimed twice. A tenant's work is consumed in one place
 //!   (one queue partition), so this does not arise; set `serial_consistency`
@@ -259,6 +277,8 @@ pub(crate) struct Profiles {
     pub write: ExecutionProfileHandle,
     pub read: ExecutionProfileHandle,
     pub console: ExecutionProfileHandle,
+    /// Linearizable reads (`SERIAL`/`LOCAL_SERIAL`, as `serial_consistency`) before a compare-and-set.
+    pub serial: ExecutionProfileHandle,
 }
 
 /// The CQL store: a driver session plus prepared statements.
@@ -269,6 +289,8 @@ pub struct CqlStore {
     pub(crate) cfg: config::Statements,
     pub(crate) sch: schedules::Statements,
     pub(crate) profiles: Profiles,
+    /// Serialize this process's ledger claims per (tenant, shard), hashed.
+    pub(crate) claim_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
 /// Connect, create the keyspace if missing, apply migrations and prepare
@@ -306,6 +328,13 @@ pub async fn open_with(
         write: profile(o.write_consistency, o.request_timeout),
         read: profile(o.read_consistency, o.request_timeout),
         console: profile(o.console_consistency, o.console_timeout),
+        serial: profile(
+            match o.serial_consistency {
+                SerialConsistency::Serial => Consistency::Serial,
+                SerialConsistency::LocalSerial => Consistency::LocalSerial,
+            },
+            o.request_timeout,
+        ),
     };
     let session = SessionBuilder::new()
         .known_nodes(contact_points)
@@ -320,7 +349,8 @@ pub async fn open_with(
     let st = store::Statements::prepare(&session, keyspace, &profiles).await?;
     let cfg = config::Statements::prepare(&session, keyspace, &profiles).await?;
     let sch = schedules::Statements::prepare(&session, keyspace, &profiles).await?;
-    Ok(CqlStore { session: Arc::new(session), keyspace: keyspace.to_string(), st, cfg, sch, profiles })
+    let claim_locks = (0..64).map(|_| tokio::sync::Mutex::new(())).collect();
+    Ok(CqlStore { session: Arc::new(session), keyspace: keyspace.to_string(), st, cfg, sch, profiles, claim_locks })
 }
 
 impl CqlStore {

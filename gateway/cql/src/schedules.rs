@@ -56,9 +56,7 @@ impl Statements {
 }
 
 fn shard_of(id: &str) -> i32 {
-    // FNV-1a: stable across processes and versions (unlike std's hasher).
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    (h % SHARDS as u64) as i32
+    (herald_core::stable_hash(id) % SHARDS as u64) as i32
 }
 
 fn token(bucket: Millis, shard: i32, due: Millis, id: &str) -> String {

@@ -236,6 +236,33 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
         "a message's recipients in one static cell instead of a created row per delivery",
         &["ALTER TABLE {ks}.deliveries_by_message ADD recipients text STATIC"],
     ),
+    (
+        7,
+        "ledger claims and the balance in one partition per (tenant, shard), changed together by one LWT batch",
+        &[
+            // A claimed entry id and the balance it moved are written by the
+            // same Paxos round, so no crash can leave one without the other
+            // (the counter of migration 1 could miss an increment after its
+            // claim). Claim rows carry a TTL (`USING TTL` on insert, never a
+            // table default: the static balance must not expire).
+            "CREATE TABLE IF NOT EXISTS {ks}.ledger_claims (
+                tenant text,
+                shard int,
+                id text,
+                kind text,
+                channel text,
+                account text,
+                delivery_id text,
+                units int,
+                amount_minor bigint,
+                currency text,
+                at bigint,
+                version bigint STATIC,
+                balance_minor bigint STATIC,
+                PRIMARY KEY ((tenant, shard), id)
+            )",
+        ],
+    ),
 ];
 
 /// Bootstrap tables: created before any migration runs, so themselves unversioned.

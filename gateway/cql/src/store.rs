@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use futures::future::BoxFuture;
 use herald_core::model::{
     DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView,
@@ -14,12 +14,13 @@ use herald_core::{Millis, StoreError};
 use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::Counter;
-use uuid::Uuid;
 
-use crate::error::{Classify, cql, decode};
+use crate::error::{cql, decode};
 use crate::fold::{DeliveryRow, day_of, fold, month_of, seq_in, split_delivery_id};
-use crate::{BATCH_ROWS, CqlStore, Profiles, prepare, run_all, to_i32, ttl_secs, unset};
+use crate::{BATCH_ROWS, CqlStore, Profiles, WRITE_CONCURRENCY, prepare, run_all, to_i32, ttl_secs, unset};
 
 pub(crate) struct Statements {
     message_head: PreparedStatement,
@@ -34,17 +35,32 @@ pub(crate) struct Statements {
     provider_select: PreparedStatement,
     day_insert: PreparedStatement,
     day_select: PreparedStatement,
-    ledger_claim: PreparedStatement,
-    ledger_claimed: PreparedStatement,
+    claim_state: PreparedStatement,
+    claim_rows: PreparedStatement,
+    claim_insert: PreparedStatement,
+    claim_balance: PreparedStatement,
+    shard_balances: PreparedStatement,
     ledger_insert: PreparedStatement,
     ledger_month_insert: PreparedStatement,
     ledger_months: PreparedStatement,
     ledger_recent: PreparedStatement,
     ledger_month_all: PreparedStatement,
-    balance_add: PreparedStatement,
-    balance_select: PreparedStatement,
+    legacy_balance: PreparedStatement,
     idem_insert: PreparedStatement,
     idem_select: PreparedStatement,
+}
+
+/// Partitions per tenant of `ledger_claims`: they spread a tenant's claim
+/// rounds and bound a partition's size; a balance read sums all of them.
+pub(crate) const LEDGER_SHARDS: i32 = 32;
+/// How long a claimed id is remembered. Replays of the same entry come from a
+/// redelivered record (seconds to hours later), never a month later.
+const CLAIM_TTL_SECS: i32 = 35 * 24 * 3600;
+/// Claim rounds before giving up (503; the recorder retries the whole call).
+const CLAIM_ATTEMPTS: u32 = 32;
+
+fn ledger_shard(id: &str) -> i32 {
+    (herald_core::stable_hash(id) % LEDGER_SHARDS as u64) as i32
 }
 
 const DELIVERY_COLUMNS: &str = "seq, at, event, recipient, attempts, detail, provider_id";
@@ -52,7 +68,7 @@ const LEDGER_COLUMNS: &str = "kind, channel, account, delivery_id, units, amount
 
 impl Statements {
     pub(crate) async fn prepare(s: &Session, ks: &str, p: &Profiles) -> Result<Self> {
-        let (w, r, c) = (&p.write, &p.read, &p.console);
+        let (w, r, c, serial) = (&p.write, &p.read, &p.console, &p.serial);
         Ok(Self {
             // The header and the recipients (a JSON array, index = delivery
             // seq) in static cells: one write per message, however many
@@ -90,14 +106,23 @@ impl Statements {
             day_select: prepare(s, ks,
                 "SELECT at, message_id, channel, account, recipients
                  FROM {ks}.messages_by_day WHERE tenant = ? AND day = ?", c, true).await?,
-            // Not marked idempotent: the driver must not retry an LWT on its own;
-            // `claim` retries it with the same claim id and reads the outcome.
-            ledger_claim: prepare(s, ks,
-                "INSERT INTO {ks}.ledger_by_id
-                   (tenant, id, claim, kind, channel, account, delivery_id, units, amount_minor, currency, at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS", w, false).await?,
-            ledger_claimed: prepare(s, ks, &format!(
-                "SELECT claim, {LEDGER_COLUMNS} FROM {{ks}}.ledger_by_id WHERE tenant = ? AND id = ?"), r, true).await?,
+            // A shard's version and balance, read linearizably (a Paxos read:
+            // it also finishes a half-done round), before a compare-and-set.
+            claim_state: prepare(s, ks,
+                "SELECT DISTINCT tenant, shard, version, balance_minor FROM {ks}.ledger_claims WHERE tenant = ? AND shard = ?",
+                serial, true).await?,
+            claim_rows: prepare(s, ks, &format!(
+                "SELECT id, {LEDGER_COLUMNS} FROM {{ks}}.ledger_claims WHERE tenant = ? AND shard = ? AND id IN ?"), r, true).await?,
+            // The two halves of one conditional batch (see `claim`). Not marked
+            // idempotent: the driver must not retry an LWT on its own.
+            claim_insert: prepare(s, ks,
+                "INSERT INTO {ks}.ledger_claims (tenant, shard, id, kind, channel, account, delivery_id, units, amount_minor, currency, at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?", w, false).await?,
+            claim_balance: prepare(s, ks,
+                "UPDATE {ks}.ledger_claims SET version = ?, balance_minor = ? WHERE tenant = ? AND shard = ? IF version = ?",
+                w, false).await?,
+            shard_balances: prepare(s, ks,
+                "SELECT DISTINCT tenant, shard, balance_minor FROM {ks}.ledger_claims WHERE tenant = ? AND shard IN ?", r, true).await?,
             ledger_insert: prepare(s, ks,
                 "INSERT INTO {ks}.ledger_entries
                    (tenant, month, at, id, kind, channel, account, delivery_id, units, amount_minor, currency)
@@ -110,10 +135,8 @@ impl Statements {
                 "SELECT id, {LEDGER_COLUMNS} FROM {{ks}}.ledger_entries WHERE tenant = ? AND month = ? LIMIT ?"), r, true).await?,
             ledger_month_all: prepare(s, ks,
                 "SELECT kind, amount_minor FROM {ks}.ledger_entries WHERE tenant = ? AND month = ?", r, true).await?,
-            // Counter increments are not idempotent: never retried by the driver.
-            balance_add: prepare(s, ks,
-                "UPDATE {ks}.balances SET balance_minor = balance_minor + ? WHERE tenant = ?", w, false).await?,
-            balance_select: prepare(s, ks,
+            // The counter that held balances before migration 7 (no longer written).
+            legacy_balance: prepare(s, ks,
                 "SELECT balance_minor FROM {ks}.balances WHERE tenant = ?", r, true).await?,
             idem_insert: prepare(s, ks,
                 "INSERT INTO {ks}.idempotency (tenant, idem_key, request_hash, message_id, response, expires_at)
@@ -313,58 +336,96 @@ impl CqlStore {
         Ok(fold(message_id, rows, &costs)?.into_iter().next())
     }
 
-    /// Claim a ledger id (LWT). Returns whether this call owns the claim, and
-    /// the canonical entry (ours, or the one claimed first).
-    async fn claim(&self, e: &LedgerEntry) -> Result<(bool, LedgerEntry)> {
-        let token = Uuid::new_v4();
-        let units = to_i32("ledger units", e.units)?;
-        let values = (
-            &e.tenant,
-            &e.id,
-            token,
-            e.kind.as_str(),
-            &e.channel,
-            &e.account,
-            unset(e.delivery_id.as_deref()),
-            units,
-            e.amount_minor,
-            &e.currency,
-            e.at,
-        );
-        let mut tries = 0;
-        let applied = loop {
-            match self.session().execute_unpaged(&self.st.ledger_claim, &values).await {
-                Ok(res) => break crate::schema::lwt_applied(res)?,
-                // A timed-out Paxos round may or may not have committed; asking
-                // again with the same claim id finds out.
-                Err(err) if tries < 2 && err.transient() => {
-                    tries += 1;
-                    tracing::warn!(error = %err, tenant = %e.tenant, id = %e.id, "ledger claim failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
-                }
-                Err(err) => return Err(cql(err)),
+    /// Claim `entries` (all of one tenant and shard) and move the shard's
+    /// balance by the ones not claimed before, in one conditional batch:
+    /// `INSERT ... IF NOT EXISTS` per new id plus `UPDATE ... SET version,
+    /// balance IF version = <read>`, one Paxos round on one partition. Either
+    /// all of it lands or none, so a crash cannot leave an id claimed and not
+    /// counted (or counted twice): a replay finds the id and adds nothing.
+    /// Losing the compare-and-set (another process, or an answer lost in a
+    /// timeout) re-reads and tries again. Returns the canonical entries
+    /// (the first claim's values for ids claimed before).
+    async fn claim(&self, tenant: &str, shard: i32, entries: &[&LedgerEntry]) -> Result<Vec<LedgerEntry>> {
+        // One writer per shard in this process: its rounds would only collide.
+        let lock = herald_core::stable_hash(&format!("{tenant}#{shard}")) as usize % self.claim_locks.len();
+        let _one_writer = self.claim_locks[lock].lock().await;
+        let mut unique: Vec<&LedgerEntry> = Vec::with_capacity(entries.len());
+        for e in entries {
+            if !unique.iter().any(|u| u.id == e.id) {
+                unique.push(e);
             }
-        };
-        if applied {
-            return Ok((true, e.clone()));
         }
-        let (claim, rest): (Uuid, LedgerTuple) = self
-            .read_one::<(Uuid, String, String, String, Option<String>, i32, i64, String, i64)>(
-                &self.st.ledger_claimed,
-                (&e.tenant, &e.id),
-            )
-            .await?
-            .map(|(c, k, ch, a, d, u, m, cur, at)| (c, (k, ch, a, d, u, m, cur, at)))
-            .ok_or_else(|| StoreError::Backend(format!("ledger {}: claim not applied but not readable", e.id)))?;
-        Ok((claim == token, ledger_entry(&e.tenant, e.id.clone(), rest)?))
+        let ids: Vec<&str> = unique.iter().map(|e| e.id.as_str()).collect();
+        for attempt in 0..CLAIM_ATTEMPTS {
+            // The version first, then the rows: rows read later are at least
+            // as new, and the batch's conditions catch anything newer still.
+            let state = self.read_one::<(String, i32, Option<i64>, Option<i64>)>(&self.st.claim_state, (tenant, shard)).await?;
+            let (version, balance) = state.map_or((None, None), |(_, _, v, b)| (v, b));
+            let rows: Vec<(String, String, String, String, Option<String>, i32, i64, String, i64)> =
+                self.read_all(&self.st.claim_rows, (tenant, shard, &ids)).await?;
+            let mut claimed = HashMap::with_capacity(rows.len());
+            for (id, k, ch, a, d, u, m, cur, at) in rows {
+                claimed.insert(id.clone(), ledger_entry(tenant, id, (k, ch, a, d, u, m, cur, at))?);
+            }
+            let fresh: Vec<&LedgerEntry> = unique.iter().copied().filter(|e| !claimed.contains_key(&e.id)).collect();
+            if !fresh.is_empty() {
+                let delta = fresh.iter().fold(0i64, |sum, e| sum.saturating_add(e.kind.signed(e.amount_minor)));
+                let next = (version.unwrap_or(0) + 1, balance.unwrap_or(0).saturating_add(delta));
+                match self.claim_batch(tenant, shard, &fresh, next, version).await {
+                    Ok(true) => claimed.extend(fresh.iter().map(|e| (e.id.clone(), (*e).clone()))),
+                    Ok(false) => {}
+                    Err(e) if matches!(e, StoreError::Unavailable(_)) => {
+                        tracing::warn!(error = %e, tenant, shard, "ledger claim round failed; re-reading");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if unique.iter().all(|e| claimed.contains_key(&e.id)) {
+                return Ok(unique.iter().map(|e| claimed.remove(&e.id).expect("checked above")).collect());
+            }
+            tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
+        }
+        Err(StoreError::Unavailable(format!("ledger shard {shard} of tenant {tenant}: contended")))
     }
 
-    /// Append one ledger entry: claim, count once, then write the idempotent rows.
-    async fn append_ledger(&self, e: &LedgerEntry) -> Result<()> {
-        let (owner, e) = self.claim(e).await?;
-        if owner {
-            self.exec(&self.st.balance_add, (Counter(e.kind.signed(e.amount_minor)), &e.tenant)).await?;
+    /// One claim round; whether it was applied.
+    async fn claim_batch(
+        &self,
+        tenant: &str,
+        shard: i32,
+        fresh: &[&LedgerEntry],
+        (version, balance): (i64, i64),
+        expected: Option<i64>,
+    ) -> Result<bool> {
+        let mut b = Batch::new(BatchType::Unlogged);
+        let mut values: Vec<Box<dyn SerializeRow + Send + Sync + '_>> = Vec::with_capacity(fresh.len() + 1);
+        for e in fresh {
+            b.append_statement(self.st.claim_insert.clone());
+            let units = to_i32("ledger units", e.units)?;
+            values.push(Box::new((
+                tenant,
+                shard,
+                e.id.as_str(),
+                e.kind.as_str(),
+                e.channel.as_str(),
+                e.account.as_str(),
+                unset(e.delivery_id.as_deref()),
+                units,
+                e.amount_minor,
+                e.currency.as_str(),
+                e.at,
+                CLAIM_TTL_SECS,
+            )));
         }
+        b.append_statement(self.st.claim_balance.clone());
+        values.push(Box::new((version, balance, tenant, shard, expected)));
+        b.set_execution_profile_handle(Some(self.profiles.write.clone()));
+        let res = self.session().batch(&b, values).await.map_err(cql)?;
+        crate::schema::lwt_applied(res)
+    }
+
+    /// Write an entry's idempotent rows: the ledger line, its month, its delivery's cost.
+    async fn write_entry(&self, e: &LedgerEntry) -> Result<()> {
         let month = month_of(e.at)?;
         let units = to_i32("ledger units", e.units)?;
         let entry = self.exec(
@@ -387,7 +448,7 @@ impl CqlStore {
         let cost = async {
             match e.delivery_id.as_deref().and_then(split_delivery_id) {
                 Some((message_id, seq)) => self
-                    .exec(&self.st.cost_insert, (&e.tenant, message_id, seq, &e.id, cost_effect(&e)))
+                    .exec(&self.st.cost_insert, (&e.tenant, message_id, seq, &e.id, cost_effect(e)))
                     .await
                     .map(|_| ()),
                 None => Ok(()),
@@ -521,8 +582,18 @@ impl Store for CqlStore {
         }
         // The ledger first: a delivery shown as sent always has its debit. A
         // crash in between leaves the statuses as they were, so the work is
-        // redelivered, and its replayed entries are ignored by id.
-        run_all(ledger.iter().map(|e| self.append_ledger(e).boxed()).collect()).await?;
+        // redelivered, and its replayed entries are ignored by id (and their
+        // rows rewritten from the first claim).
+        let mut shards: BTreeMap<(&str, i32), Vec<&LedgerEntry>> = BTreeMap::new();
+        for e in &ledger {
+            shards.entry((e.tenant.as_str(), ledger_shard(&e.id))).or_default().push(e);
+        }
+        let claims: Vec<BoxFuture<'_, Result<Vec<LedgerEntry>>>> =
+            shards.iter().map(|((t, s), es)| self.claim(t, *s, es).boxed()).collect();
+        let claims: Vec<Result<Vec<LedgerEntry>>> =
+            futures::stream::iter(claims).buffer_unordered(WRITE_CONCURRENCY).collect().await;
+        let canonical: Vec<LedgerEntry> = claims.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+        run_all(canonical.iter().map(|e| self.write_entry(e).boxed()).collect()).await?;
         let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
         for rows in events.values() {
             for chunk in rows.chunks(BATCH_ROWS) {
@@ -586,11 +657,13 @@ impl Store for CqlStore {
     }
 
     async fn balance(&self, tenant: &str) -> Result<i64> {
-        Ok(self
-            .read_one::<(Option<Counter>,)>(&self.st.balance_select, (tenant,))
-            .await?
-            .and_then(|(c,)| c)
-            .map_or(0, |c| c.0))
+        let shards: Vec<i32> = (0..LEDGER_SHARDS).collect();
+        let (legacy, rows) = futures::try_join!(
+            self.read_one::<(Option<Counter>,)>(&self.st.legacy_balance, (tenant,)),
+            self.read_all::<(String, i32, Option<i64>)>(&self.st.shard_balances, (tenant, &shards)),
+        )?;
+        let legacy = legacy.and_then(|(c,)| c).map_or(0, |c| c.0);
+        Ok(rows.into_iter().fold(legacy, |sum, (_, _, b)| sum.saturating_add(b.unwrap_or(0))))
     }
 
     async fn ledger(&self, tenant: &str, limit: usize) -> Result<Vec<LedgerEntry>> {

@@ -98,14 +98,14 @@ async fn schedules_suite() {
 async fn migrations_are_idempotent_on_reopen() {
     with_store("migrations", async |s, nodes| {
         let ks = s.keyspace().to_string();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
         let t = herald_core::model::Tenant { id: unique("mt"), name: "M".into(), currency: "CNY".into() };
         s.upsert_tenant(&t).await.unwrap();
 
         // Two processes opening at once: both succeed, nothing is applied twice.
         let (a, b) = tokio::join!(open(nodes, &ks, REPLICATION), open(nodes, &ks, REPLICATION));
         let (a, b) = (a.expect("reopen a"), b.expect("reopen b"));
-        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(b.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(a.tenant(&t.id).await.unwrap(), Some(t.clone()), "data survives a reopen");
 
         // A crash after running a migration's DDL but before recording it: the
@@ -114,9 +114,9 @@ async fn migrations_are_idempotent_on_reopen() {
             .query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 2"), ())
             .await
             .unwrap();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 3, 4, 5, 6]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 3, 4, 5, 6, 7]);
         let c = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost version row");
-        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(c.tenant(&t.id).await.unwrap(), Some(t), "re-running DDL keeps the data");
         // The same for a migration that adds a column (no IF NOT EXISTS there).
         let m = herald_conformance::message(&unique("mt"), 3);
@@ -126,7 +126,7 @@ async fn migrations_are_idempotent_on_reopen() {
             .await
             .unwrap();
         let d = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost ALTER version row");
-        assert_eq!(d.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(d.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(d.message(&m.tenant, &m.id).await.unwrap().expect("message").deliveries.len(), 3);
 
         let lock = s
@@ -212,7 +212,7 @@ async fn ledger_replays_are_counted_once() {
         let late: Vec<_> = entries.iter().map(|e| LedgerEntry { at: e.at + 40 * DAY_MS, ..e.clone() }).collect();
         s.record(vec![], late).await.unwrap();
         assert_eq!(s.balance(&tenant).await.unwrap(), 88, "replayed with a new time: still once");
-        assert_eq!(s.ledger_sum(&tenant).await.unwrap(), 88, "counter agrees with the entries");
+        assert_eq!(s.ledger_sum(&tenant).await.unwrap(), 88, "balance agrees with the entries");
         let listed = s.ledger(&tenant, 10).await.unwrap();
         assert_eq!(listed.len(), 3, "one row per entry id: {listed:?}");
         assert!(listed.iter().all(|e| e.at < T + 10), "the first claim's time is kept");
@@ -247,6 +247,38 @@ async fn ledger_replays_are_counted_once() {
             Err(StoreError::Backend(_))
         ));
         assert_eq!(s.balance(&unique("none")).await.unwrap(), 0);
+    })
+    .await;
+}
+
+/// A `record` cut off at any point (the process died mid-call) and then
+/// replayed, by this process and by another one at the same time, counts
+/// every entry exactly once: claims and balance move together or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_cut_off_anywhere_and_replayed_by_two_processes_counts_once() {
+    with_store("ledger_cut", async |s, nodes| {
+        let other = open(nodes, s.keyspace(), REPLICATION).await.expect("second process");
+        for (round, cut_ms) in [0u64, 1, 2, 4, 8, 16, 32, 64].into_iter().enumerate() {
+            let tenant = unique(&format!("cut{round}"));
+            let entries: Vec<LedgerEntry> = (0..120)
+                .map(|i| entry(&tenant, &format!("m{i}.0:debit"), LedgerKind::Debit, Some(format!("m{i}.0")), i + 1, T + i))
+                .collect();
+            let want: i64 = -(1..=120).sum::<i64>();
+            // The "crash": the call is dropped after `cut_ms`, wherever it is.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(cut_ms), s.record(vec![], entries.clone())).await;
+            let mut reversed = entries.clone();
+            reversed.reverse();
+            let (a, b) = futures::join!(
+                s.record(vec![], entries.clone()),
+                other.record(vec![], reversed),
+            );
+            a.expect("replay here");
+            b.expect("replay there");
+            assert_eq!(s.balance(&tenant).await.unwrap(), want, "cut after {cut_ms} ms");
+            assert_eq!(other.balance(&tenant).await.unwrap(), want);
+            assert_eq!(s.ledger_sum(&tenant).await.unwrap(), want, "balance agrees with the entries");
+            assert_eq!(s.ledger(&tenant, 1000).await.unwrap().len(), 120, "one row per entry");
+        }
     })
     .await;
 }
@@ -473,7 +505,7 @@ async fn concurrent_first_open_migrates_once() {
     println!("concurrent_first_open: {:?}", t0.elapsed());
     let result = AssertUnwindSafe(async {
         let (a, b) = (a.expect("open a"), b.expect("open b"));
-        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(a.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
         let rows = a
             .session()
             .query_unpaged(format!("SELECT version FROM {ks}.schema_migrations WHERE scope = 'herald'"), ())
@@ -482,7 +514,7 @@ async fn concurrent_first_open_migrates_once() {
             .into_rows_result()
             .unwrap()
             .rows_num();
-        assert_eq!(rows, 6);
+        assert_eq!(rows, 7);
         herald_conformance::config_suite(&b).await;
     })
     .catch_unwind()

@@ -112,7 +112,7 @@ fn record_key(cfg: &KafkaConfig, item: &Enqueue) -> String {
     if cfg.tenant_shards <= 1 {
         return item.key.clone();
     }
-    let hash = item.work.owner_id().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = herald_core::stable_hash(item.work.owner_id());
     format!("{}#{}", item.work.tenant(), hash % u64::from(cfg.tenant_shards))
 }
 
