@@ -135,6 +135,7 @@ pub fn write_config(
     tenants: &[Tenant],
     dist: Option<&Distributed>,
     dispatch: bool,
+    price_minor: i64,
 ) -> anyhow::Result<PathBuf> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
@@ -194,6 +195,10 @@ concurrency = 64
 "#,
         plugins = toml_str(&plugins.to_string_lossy()),
     ));
+    if price_minor > 0 {
+        // Every delivery then writes a ledger debit with its status.
+        cfg.push_str(&format!("\n[[prices]]\nchannel = \"webhook\"\nunit_minor = {price_minor}\n"));
+    }
     for t in tenants {
         cfg.push_str(&format!(
             r#"

@@ -21,8 +21,17 @@ pub fn client(concurrency: usize) -> Client {
 
 /// GET a URL; (status, body). Bounded by `timeout`.
 pub async fn get(client: &Client, url: &str, timeout: Duration) -> anyhow::Result<(u16, Bytes)> {
+    get_as(client, url, None, timeout).await
+}
+
+/// [`get`] with a tenant API key (`Authorization: Bearer`).
+pub async fn get_as(client: &Client, url: &str, api_key: Option<&str>, timeout: Duration) -> anyhow::Result<(u16, Bytes)> {
     let uri: hyper::Uri = url.parse()?;
-    let req = hyper::Request::get(uri).body(Full::new(Bytes::new()))?;
+    let mut req = hyper::Request::get(uri);
+    if let Some(key) = api_key {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let req = req.body(Full::new(Bytes::new()))?;
     let fut = async {
         let resp = client.request(req).await?;
         let status = resp.status().as_u16();

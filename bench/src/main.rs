@@ -43,6 +43,10 @@ const USAGE: &str = "usage: herald-bench --gateway <herald-gateway binary> --plu
                     [--keep-temp]                 keep the temp config, database and gateway log
                     [--raw-rounds K]              raw-limit rounds, the median is reported (default 3)
                     [--skip-raw]                  skip the raw-limit phase
+                    [--price-minor P]             price of a webhook delivery in minor units (default
+                                                  0: free, no ledger entries); with P > 0 every
+                                                  delivery is debited and the report checks that the
+                                                  tenants' balances equal -P x deliveries
                     [--tenants T]                 tenants the requests rotate over (default 1); the
                                                   Kafka partition key is the tenant, so one tenant
                                                   is one partition and one dispatching process
@@ -75,6 +79,7 @@ struct Args {
     skip_raw: bool,
     raw_rounds: usize,
     tenants: usize,
+    price_minor: i64,
     distributed: bool,
     brokers: String,
     cql: String,
@@ -108,6 +113,7 @@ fn parse_args() -> anyhow::Result<Args> {
         skip_raw: false,
         raw_rounds: 3,
         tenants: 1,
+        price_minor: 0,
         distributed: false,
         brokers: "127.0.0.1:9092".into(),
         cql: "127.0.0.1:9042".into(),
@@ -141,6 +147,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" | "-c" => a.concurrency = value("--concurrency")?.parse().context("--concurrency")?,
             "--batch" => a.batch = parse_bool("--batch", &value("--batch")?)?,
             "--tenants" => a.tenants = value("--tenants")?.parse().context("--tenants")?,
+            "--price-minor" => a.price_minor = value("--price-minor")?.parse::<u32>().context("--price-minor: minor units, 0 or more")?.into(),
             "--backend" => {
                 a.distributed = match value("--backend")?.as_str() {
                     "embedded" | "sqlite" => false,
@@ -302,7 +309,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The embedded run keeps its single process in the temp dir itself.
         let node_dir = if dist.is_some() { dir.join(format!("node-{i}")) } else { dir.clone() };
         std::fs::create_dir_all(&node_dir)?;
-        let cfg = gateway::write_config(&node_dir, &args.plugins, sink_addr, args.batch, &tenants, dist.as_ref(), *dispatch)?;
+        let cfg = gateway::write_config(&node_dir, &args.plugins, sink_addr, args.batch, &tenants, dist.as_ref(), *dispatch, args.price_minor)?;
         eprintln!("end to end: starting {} as {role} (temp dir {})", args.gateway.display(), node_dir.display());
         // One at a time: the first creates the topic and the keyspace.
         match gateway::Gateway::start(&args.gateway, &cfg, &node_dir, &meta_client).await {
@@ -326,6 +333,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("  sending ...");
     let rss_before: Vec<Option<u64>> = gws.iter().map(|g| g.vm_rss_kib()).collect();
     let e = e2e::run(&client, &meta_client, &sink, &mut gws, &tenants, &services, args.notifications, args.per_request, args.concurrency, args.timeout, true).await;
+    let ledger = match gws.first() {
+        Some(g) if args.price_minor > 0 => Some(ledger_check(&meta_client, g.addr, &tenants, args.price_minor, e.arrived_unique).await),
+        _ => None,
+    };
     struct NodeEnd {
         role: String,
         dispatch: bool,
@@ -625,6 +636,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !plugin_failures.is_empty() {
         println!("plugin failures         {}", plugin_failures.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
     }
+    if let Some(l) = &ledger {
+        println!(
+            "ledger                  balance {} minor = -{} x {} deliveries? {}",
+            l["balance_minor"], args.price_minor, e.arrived_unique,
+            if l["matches"] == true { "yes" } else { "** NO **" }
+        );
+    }
     println!("gateway shutdown        {} in {:.2} s{}", stopped.exit, stopped.took.as_secs_f64(), if stopped.clean { "" } else { "  ** not clean **" });
     println!("gateway log             {} lines: {} INFO, {} WARN, {} ERROR, {} other", log.lines, log.info, log.warn, log.error, log.other);
     for p in &log.problems {
@@ -645,6 +663,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "webhook_plugin_build": plugin_build,
             "backend": if dist.is_some() { "kafka + cql" } else { "sqlite (embedded)" },
             "tenants": tenants.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            "price_minor": args.price_minor,
             "distributed": dist.as_ref().map(|d| serde_json::json!({
                 "brokers": d.brokers, "cql": d.cql, "topic": d.topic, "group": d.group, "keyspace": d.keyspace,
                 "partitions": d.partitions, "tenant_shards": d.tenant_shards, "config_cache_ms": d.config_cache_ms, "dispatchers": args.dispatchers, "ingest_dispatch": args.ingest_dispatch,
@@ -654,6 +673,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "dispatch": {"max_batch": 100, "linger_ms": 10, "concurrency": 64, "per_process": true},
         },
         "machine": machine,
+        "ledger": ledger,
         "raw_limit": raw.as_ref().map(|r| {
             let mut j = r.json();
             j["note"] = serde_json::json!("median round by deliveries_per_sec");
@@ -731,4 +751,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// With a price, every delivery that arrived was debited: the tenants'
+/// balances (read through the API) must add up to -price x deliveries. The
+/// debit is recorded with the status, just after the send, so wait a little.
+async fn ledger_check(client: &http::Client, addr: std::net::SocketAddr, tenants: &[gateway::Tenant], price: i64, delivered: u64) -> serde_json::Value {
+    let expected = -price.saturating_mul(i64::try_from(delivered).unwrap_or(i64::MAX));
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut balance = Some(0i64);
+        for t in tenants {
+            let url = format!("http://{addr}/v1/ledger?limit=1");
+            let got = match http::get_as(client, &url, Some(&t.api_key), Duration::from_secs(10)).await {
+                Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["balance_minor"].as_i64()),
+                _ => None,
+            };
+            balance = balance.zip(got).map(|(a, b)| a + b);
+        }
+        let matches = balance == Some(expected);
+        if matches || t0.elapsed() > Duration::from_secs(15) {
+            return serde_json::json!({
+                "expected_minor": expected,
+                "balance_minor": balance,
+                "matches": matches,
+                "waited_s": t0.elapsed().as_secs_f64(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -16,7 +16,7 @@ use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
-use scylla::value::Counter;
+use scylla::value::{Counter, MaybeUnset};
 
 use crate::error::{cql, decode};
 use crate::fold::{DeliveryRow, day_of, fold, month_of, seq_in, split_delivery_id};
@@ -59,8 +59,13 @@ const CLAIM_TTL_SECS: i32 = 35 * 24 * 3600;
 /// Claim rounds before giving up (503; the recorder retries the whole call).
 const CLAIM_ATTEMPTS: u32 = 32;
 
+/// The `ledger_claims` shard of an entry id. Delivery entries
+/// (`<message id>.<seq>:<kind>`) shard by their message, so the debits of one
+/// message's deliveries, recorded together, are claimed in one round; other
+/// ids (top-ups) by the whole id.
 fn ledger_shard(id: &str) -> i32 {
-    (herald_core::stable_hash(id) % LEDGER_SHARDS as u64) as i32
+    let message = id.split_once(':').and_then(|(delivery, _)| split_delivery_id(delivery)).map_or(id, |(m, _)| m);
+    (herald_core::stable_hash(message) % LEDGER_SHARDS as u64) as i32
 }
 
 const DELIVERY_COLUMNS: &str = "seq, at, event, recipient, attempts, detail, provider_id";
@@ -424,13 +429,17 @@ impl CqlStore {
         crate::schema::lwt_applied(res)
     }
 
-    /// Write an entry's idempotent rows: the ledger line, its month, its delivery's cost.
-    async fn write_entry(&self, e: &LedgerEntry) -> Result<()> {
-        let month = month_of(e.at)?;
-        let units = to_i32("ledger units", e.units)?;
-        let entry = self.exec(
-            &self.st.ledger_insert,
-            (
+    /// Write the entries' idempotent rows: ledger lines (one unlogged batch
+    /// per tenant-month partition), the months they are in, and the net cost
+    /// of their deliveries (one batch per message partition).
+    async fn write_entries(&self, entries: &[LedgerEntry]) -> Result<()> {
+        type LineRow<'a> = (&'a str, i32, Millis, &'a str, &'a str, &'a str, &'a str, MaybeUnset<&'a str>, i32, i64, &'a str);
+        let mut lines: BTreeMap<(&str, i32), Vec<LineRow<'_>>> = BTreeMap::new();
+        let mut costs: BTreeMap<(&str, &str), Vec<(&str, &str, i32, &str, i64)>> = BTreeMap::new();
+        for e in entries {
+            let month = month_of(e.at)?;
+            let units = to_i32("ledger units", e.units)?;
+            lines.entry((&e.tenant, month)).or_default().push((
                 &e.tenant,
                 month,
                 e.at,
@@ -442,20 +451,24 @@ impl CqlStore {
                 units,
                 e.amount_minor,
                 &e.currency,
-            ),
-        );
-        let months = self.exec(&self.st.ledger_month_insert, (&e.tenant, month));
-        let cost = async {
-            match e.delivery_id.as_deref().and_then(split_delivery_id) {
-                Some((message_id, seq)) => self
-                    .exec(&self.st.cost_insert, (&e.tenant, message_id, seq, &e.id, cost_effect(e)))
-                    .await
-                    .map(|_| ()),
-                None => Ok(()),
+            ));
+            if let Some((message_id, seq)) = e.delivery_id.as_deref().and_then(split_delivery_id) {
+                costs.entry((&e.tenant, message_id)).or_default().push((&e.tenant, message_id, seq, &e.id, cost_effect(e)));
             }
-        };
-        futures::try_join!(entry, months, cost)?;
-        Ok(())
+        }
+        let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
+        for ((tenant, month), rows) in &lines {
+            tasks.push(self.exec(&self.st.ledger_month_insert, (*tenant, *month)).map(|r| r.map(|_| ())).boxed());
+            for chunk in rows.chunks(BATCH_ROWS) {
+                tasks.push(self.batch(&self.st.ledger_insert, chunk).boxed());
+            }
+        }
+        for rows in costs.values() {
+            for chunk in rows.chunks(BATCH_ROWS) {
+                tasks.push(self.batch(&self.st.cost_insert, chunk).boxed());
+            }
+        }
+        run_all(tasks).await
     }
 
     /// One page of a tenant's messages accepted on `day` (UTC), newest
@@ -593,7 +606,7 @@ impl Store for CqlStore {
         let claims: Vec<Result<Vec<LedgerEntry>>> =
             futures::stream::iter(claims).buffer_unordered(WRITE_CONCURRENCY).collect().await;
         let canonical: Vec<LedgerEntry> = claims.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
-        run_all(canonical.iter().map(|e| self.write_entry(e).boxed()).collect()).await?;
+        self.write_entries(&canonical).await?;
         let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
         for rows in events.values() {
             for chunk in rows.chunks(BATCH_ROWS) {
