@@ -83,7 +83,9 @@
 //!
 //! **Ledger.** Append-only, deduplicated by entry id, with a balance aggregate:
 //! 1. *Claim and count.* Entries go to one of 32 (`LEDGER_SHARDS`) partitions
-//!    `(tenant, shard)` of `ledger_claims` by a stable hash of their id. Per
+//!    `(tenant, shard)` of `ledger_claims` by a stable hash of their message
+//!    (delivery entries; other entries by their id), so the debits of one
+//!    message's deliveries, recorded together, take one round. Per
 //!    shard: read its static `version` and `balance_minor` (a `SERIAL` read),
 //!    read which of the ids are already claimed, and for the others send one
 //!    conditional batch: `INSERT ... IF NOT EXISTS USING TTL` per id plus

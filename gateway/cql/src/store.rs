@@ -1,6 +1,6 @@
 //! `Store`: messages, deliveries, the ledger and idempotency keys.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,6 +56,9 @@ pub(crate) const LEDGER_SHARDS: i32 = 32;
 /// How long a claimed id is remembered. Replays of the same entry come from a
 /// redelivered record (seconds to hours later), never a month later.
 const CLAIM_TTL_SECS: i32 = 35 * 24 * 3600;
+/// Entries per claim round: a conditional batch must stay under the server's
+/// batch size limit (Cassandra fails batches over 50 KiB by default).
+const CLAIM_ROWS: usize = 64;
 /// Claim rounds before giving up (503; the recorder retries the whole call).
 const CLAIM_ATTEMPTS: u32 = 32;
 
@@ -354,12 +357,17 @@ impl CqlStore {
         // One writer per shard in this process: its rounds would only collide.
         let lock = herald_core::stable_hash(&format!("{tenant}#{shard}")) as usize % self.claim_locks.len();
         let _one_writer = self.claim_locks[lock].lock().await;
-        let mut unique: Vec<&LedgerEntry> = Vec::with_capacity(entries.len());
-        for e in entries {
-            if !unique.iter().any(|u| u.id == e.id) {
-                unique.push(e);
-            }
+        let mut seen = HashSet::with_capacity(entries.len());
+        let unique: Vec<&LedgerEntry> = entries.iter().copied().filter(|e| seen.insert(e.id.as_str())).collect();
+        let mut out = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(CLAIM_ROWS) {
+            out.extend(self.claim_rounds(tenant, shard, chunk).await?);
         }
+        Ok(out)
+    }
+
+    /// Claim rounds for up to [`CLAIM_ROWS`] distinct entries, until they are all claimed.
+    async fn claim_rounds(&self, tenant: &str, shard: i32, unique: &[&LedgerEntry]) -> Result<Vec<LedgerEntry>> {
         let ids: Vec<&str> = unique.iter().map(|e| e.id.as_str()).collect();
         for attempt in 0..CLAIM_ATTEMPTS {
             // The version first, then the rows: rows read later are at least
