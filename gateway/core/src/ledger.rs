@@ -70,9 +70,9 @@ pub fn usage(price: Option<&Price>, b: &Billable<'_>, billed_minor: i64) -> Opti
     })
 }
 
-/// Net effect of entries on a balance.
-pub fn net(entries: &[LedgerEntry]) -> i64 {
-    entries.iter().map(|e| e.kind.signed(e.amount_minor)).sum()
+/// Net effect of entries on a balance (saturating).
+pub fn net<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> i64 {
+    entries.into_iter().fold(0i64, |sum, e| sum.saturating_add(e.kind.signed(e.amount_minor)))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use herald_core::model::{
     DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView,
 };
+use herald_core::ledger::net;
 use herald_core::seams::{Result, Store};
 use herald_core::{Millis, StoreError};
 use scylla::client::session::Session;
@@ -382,8 +383,7 @@ impl CqlStore {
             }
             let fresh: Vec<&LedgerEntry> = unique.iter().copied().filter(|e| !claimed.contains_key(&e.id)).collect();
             if !fresh.is_empty() {
-                let delta = fresh.iter().fold(0i64, |sum, e| sum.saturating_add(e.kind.signed(e.amount_minor)));
-                let next = (version.unwrap_or(0) + 1, balance.unwrap_or(0).saturating_add(delta));
+                let next = (version.unwrap_or(0) + 1, balance.unwrap_or(0).saturating_add(net(fresh.iter().copied())));
                 match self.claim_batch(tenant, shard, &fresh, next, version).await {
                     Ok(true) => claimed.extend(fresh.iter().map(|e| (e.id.clone(), (*e).clone()))),
                     Ok(false) => {}
