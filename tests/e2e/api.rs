@@ -127,6 +127,43 @@ async fn idempotency_key_replays_the_first_answer_and_sends_once() {
     assert_eq!(sink.delivery_ids().len(), 2, "one per tenant, none duplicated");
 }
 
+/// After `idempotency_ttl_hours` a key is forgotten: reusing it is a new
+/// request (a new id, sent), not the old message under its old id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_reused_after_its_ttl_is_a_new_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let cfg = format!("testing_clock = true\nadmin_token = \"clock-operator-token\"\nidempotency_ttl_hours = 1\n{}", config(&sink.url));
+    let gw = Gateway::start(dir.path(), &cfg);
+    let h = [("content-type", "application/json"), ("idempotency-key", "reminder-7")];
+    let first = gw.post("/v1/messages", Some(API_KEY), &h, ok_body().to_string()).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    let first_id = first.json()["id"].as_str().unwrap().to_string();
+    crate::harness::eventually(Duration::from_secs(10), "the first send", || sink.delivery_ids().len() == 1).await;
+
+    let r = gw
+        .post("/admin/clock", Some("clock-operator-token"), &[("content-type", "application/json")], json!({"advance_ms": 61 * 60_000}).to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The same key with another body is no longer a conflict, and the same
+    // body again is not a replay: each is a new message, sent.
+    let mut other = ok_body();
+    other["recipients"] = json!([{"to": "b"}, {"to": "c"}]);
+    let second = gw.post("/v1/messages", Some(API_KEY), &h, other.to_string()).await;
+    assert_eq!(second.status, 202, "{}", second.text());
+    assert!(second.headers.get("idempotent-replayed").is_none());
+    let second_id = second.json()["id"].as_str().unwrap().to_string();
+    assert_ne!(second_id, first_id);
+    let again = gw.post("/v1/messages", Some(API_KEY), &h, other.to_string()).await;
+    assert_eq!((again.status, again.json()["id"].as_str()), (202, Some(second_id.as_str())), "remembered again from now on");
+    crate::harness::eventually(Duration::from_secs(10), "the second message's two sends", || sink.delivery_ids().len() == 3).await;
+    let view = gw.get(&format!("/v1/messages/{second_id}"), Some(API_KEY)).await.json();
+    let to: Vec<&str> = view["deliveries"].as_array().unwrap().iter().map(|d| d["recipient"].as_str().unwrap()).collect();
+    assert_eq!(to, ["b", "c"], "{view}");
+    let old = gw.get(&format!("/v1/messages/{first_id}"), Some(API_KEY)).await.json();
+    assert_eq!(old["deliveries"].as_array().unwrap().len(), 1, "the first message is untouched: {old}");
+}
+
 async fn futures_join(gw: &Gateway, h: &[(&str, &str)], n: usize) -> Vec<crate::harness::Resp> {
     let body = ok_body().to_string();
     let mut set = tokio::task::JoinSet::new();

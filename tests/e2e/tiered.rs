@@ -260,6 +260,14 @@ async fn a_keyed_trigger_and_a_repeated_ack_count_once() {
     let v = w.incident(&inc).await;
     assert_eq!(kinds(&v, "acknowledged").len(), 1, "acknowledged once: {v}");
     assert_eq!(v["acknowledged_by"].as_array().map(Vec::len), Some(1), "by her directory id: {v}");
+
+    // After `idempotency_ttl_hours` (default 24) the key is forgotten: a new incident.
+    w.advance(25 * 3600).await;
+    let later = send(json!({"level": "urgent", "variables": {"host": "db2"}})).await;
+    assert_eq!(later.status, 202, "{}", later.text());
+    assert!(later.headers.get("idempotent-replayed").is_none());
+    assert_eq!(later.json()["deduplicated"], false, "{}", later.text());
+    assert_ne!(later.json()["id"], first.json()["id"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

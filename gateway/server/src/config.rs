@@ -246,6 +246,9 @@ impl Config {
         if self.retry.max_attempts == 0 {
             return Err("retry.max_attempts must be at least 1".into());
         }
+        if self.idempotency_ttl_hours == 0 {
+            return Err("idempotency_ttl_hours must be at least 1 (a key is remembered for that long)".into());
+        }
         let all_prices = self.prices.iter().map(|p| ("prices", p)).chain(
             self.tenants.iter().flat_map(|t| t.prices.iter().map(|p| ("tenants.prices", p))),
         );
@@ -301,6 +304,9 @@ mod tests {
         std::fs::write(&p, "[[tenants]]\nid = \"a\"\napi_keys = [\"short\"]\n").unwrap();
         let e = Config::load(Some(&p)).unwrap_err();
         assert!(e.contains("tenants[0].api_keys[0]"), "{e}");
+        std::fs::write(&p, "idempotency_ttl_hours = 0\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err();
+        assert!(e.contains("idempotency_ttl_hours"), "{e}");
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
     }
 

@@ -22,8 +22,10 @@ pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
     let tenant = authenticate(&app, &headers).await?;
     let key = super::idempotency_key(&headers)?;
     let t: Trigger = parse(&body)?;
+    let now = herald_core::now_ms();
+    let seed = key.as_deref().map(|k| super::key_generation(&app, k, now));
     let run = async {
-        let (incident, folded) = app.engine.trigger(&tenant.id, &id, t, key.as_deref()).await?;
+        let (incident, folded) = app.engine.trigger(&tenant.id, &id, t, seed.as_deref()).await?;
         tracing::info!(tenant = %tenant.id, action = %id, %incident, folded, "action triggered");
         Ok((StatusCode::ACCEPTED, json!({"id": incident, "deduplicated": folded})))
     };
@@ -31,7 +33,7 @@ pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
         // The request is the action and the body: the same key on another action is another request.
         Some(k) => {
             let hash = hex::encode(Sha256::digest([b"trigger\n", id.as_bytes(), b"\n", &body[..]].concat()));
-            super::once(&app, &tenant.id, k, hash, herald_core::now_ms(), run).await
+            super::once(&app, &tenant.id, k, hash, now, run).await
         }
         None => run.await.map(|(status, answer)| (status, axum::Json(answer)).into_response()),
     }

@@ -56,7 +56,8 @@ pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
     };
     // Only keyed requests are compared with their first.
     let request_hash = hex::encode(Sha256::digest(&body));
-    let id = uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{}\n{key}", tenant.id).as_bytes()).to_string();
+    let seed = super::key_generation(&app, &key, now);
+    let id = uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{}\n{seed}", tenant.id).as_bytes()).to_string();
     super::once(&app, &tenant.id, key, request_hash, now, accept(&app, &tenant, req, id, now)).await
 }
 

@@ -128,6 +128,17 @@ async fn once(
     Ok((status, axum::Json(answer)).into_response())
 }
 
+/// An Idempotency-Key in the TTL window it was used in: the seed of the id
+/// of what the keyed request creates. The stored answer replays a request
+/// while it is remembered; the seed makes a replay that got past that (two
+/// processes at once, an answer not yet stored) create the same id, and a key
+/// reused after the TTL a new one (its window always differs: the answer
+/// lives `ttl` from its request, a window is `ttl` long).
+fn key_generation(app: &App, key: &str, now: herald_core::Millis) -> String {
+    let ttl = i64::from(app.cfg.idempotency_ttl_hours) * 3_600_000;
+    format!("{key}@{}", now.div_euclid(ttl))
+}
+
 /// The tenant of a request, from `Authorization: Bearer <api key>`.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Tenant, Failure> {
     let unauth = |m: &str| Failure(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", m));
