@@ -130,7 +130,11 @@ async fn while_the_broker_is_down_ingest_answers_503_and_nothing_is_lost() {
         }
         assert!(last.is_none(), "not accepted after the broker came back: {last:?}");
     }
-    eventually(Duration::from_secs(60), "everything accepted before and after the restart delivered", || {
+    // Generous: on a loaded box (the whole suite runs beside it) the broker's
+    // JVM restart can outlast the consumer's session, and the group then
+    // rebalances (drain on revoke, rejoin) before anything is fetched. Seen
+    // once past 60 s; a loss still fails here, with the gateway's log printed.
+    eventually(Duration::from_secs(120), "everything accepted before and after the restart delivered", || {
         let seen = counts(&sink.delivery_ids());
         accepted.iter().all(|id| seen.contains_key(id))
     })
