@@ -14,6 +14,8 @@ async fn main() {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERALD_ADMIN_LOG").unwrap_or_else(|_| "info".into()),
         )
+        // Colours only on a terminal: a log file or a collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let file = std::env::var_os("HERALD_ADMIN_CONFIG").map(std::path::PathBuf::from);
     let cfg = match config::Config::load(file.as_deref()) {
