@@ -177,7 +177,8 @@ type MessageRow = (
     Option<i64>,
     Option<String>,
 );
-type LedgerTuple = (String, String, String, Option<String>, i32, i64, String, i64);
+/// A row of `SELECT id, {LEDGER_COLUMNS}`.
+type LedgerRow = (String, String, String, String, Option<String>, i32, i64, String, i64);
 
 fn to_row((seq, at, event, recipient, attempts, detail, provider_id): RowTuple) -> DeliveryRow {
     DeliveryRow { seq, at, event, recipient, attempts, detail, provider_id }
@@ -207,8 +208,7 @@ fn created_rows(message_id: &str, accepted_at: Millis, recipients: &str, only: O
 
 fn ledger_entry(
     tenant: &str,
-    id: String,
-    (kind, channel, account, delivery_id, units, amount_minor, currency, at): LedgerTuple,
+    (id, kind, channel, account, delivery_id, units, amount_minor, currency, at): LedgerRow,
 ) -> Result<LedgerEntry> {
     let kind = LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger {id}: kind {kind}")))?;
     let units = u32::try_from(units).map_err(|_| StoreError::Corrupt(format!("ledger {id}: units {units}")))?;
@@ -375,12 +375,8 @@ impl CqlStore {
             // as new, and the batch's conditions catch anything newer still.
             let state = self.read_one::<(String, i32, Option<i64>, Option<i64>)>(&self.st.claim_state, (tenant, shard)).await?;
             let (version, balance) = state.map_or((None, None), |(_, _, v, b)| (v, b));
-            let rows: Vec<(String, String, String, String, Option<String>, i32, i64, String, i64)> =
-                self.read_all(&self.st.claim_rows, (tenant, shard, &ids)).await?;
-            let mut claimed = HashMap::with_capacity(rows.len());
-            for (id, k, ch, a, d, u, m, cur, at) in rows {
-                claimed.insert(id.clone(), ledger_entry(tenant, id, (k, ch, a, d, u, m, cur, at))?);
-            }
+            let rows = self.ledger_rows(tenant, &self.st.claim_rows, (tenant, shard, &ids)).await?;
+            let mut claimed: HashMap<String, LedgerEntry> = rows.into_iter().map(|e| (e.id.clone(), e)).collect();
             let fresh: Vec<&LedgerEntry> = unique.iter().copied().filter(|e| !claimed.contains_key(&e.id)).collect();
             if !fresh.is_empty() {
                 let next = (version.unwrap_or(0) + 1, balance.unwrap_or(0).saturating_add(net(fresh.iter().copied())));
@@ -399,6 +395,12 @@ impl CqlStore {
             tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
         }
         Err(StoreError::Unavailable(format!("ledger shard {shard} of tenant {tenant}: contended")))
+    }
+
+    /// Ledger entries read by a `SELECT id, {LEDGER_COLUMNS}` statement.
+    async fn ledger_rows(&self, tenant: &str, st: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<LedgerEntry>> {
+        let rows: Vec<LedgerRow> = self.read_all(st, values).await?;
+        rows.into_iter().map(|r| ledger_entry(tenant, r)).collect()
     }
 
     /// One claim round; whether it was applied.
@@ -443,7 +445,8 @@ impl CqlStore {
     async fn write_entries(&self, entries: &[LedgerEntry]) -> Result<()> {
         type LineRow<'a> = (&'a str, i32, Millis, &'a str, &'a str, &'a str, &'a str, MaybeUnset<&'a str>, i32, i64, &'a str);
         let mut lines: BTreeMap<(&str, i32), Vec<LineRow<'_>>> = BTreeMap::new();
-        let mut costs: BTreeMap<(&str, &str), Vec<(&str, &str, i32, &str, i64)>> = BTreeMap::new();
+        type CostRow<'a> = (&'a str, &'a str, i32, &'a str, i64);
+        let mut costs: BTreeMap<(&str, &str), Vec<CostRow<'_>>> = BTreeMap::new();
         for e in entries {
             let month = month_of(e.at)?;
             let units = to_i32("ledger units", e.units)?;
@@ -695,11 +698,7 @@ impl Store for CqlStore {
         let months: Vec<(i32,)> = self.read_all(&self.st.ledger_months, (tenant,)).await?;
         for (month,) in months {
             let want = to_i32("ledger limit", limit - out.len()).unwrap_or(i32::MAX);
-            let rows: Vec<(String, String, String, String, Option<String>, i32, i64, String, i64)> =
-                self.read_all(&self.st.ledger_recent, (tenant, month, want)).await?;
-            for (id, k, ch, a, d, u, m, cur, at) in rows {
-                out.push(ledger_entry(tenant, id, (k, ch, a, d, u, m, cur, at))?);
-            }
+            out.extend(self.ledger_rows(tenant, &self.st.ledger_recent, (tenant, month, want)).await?);
             if out.len() >= limit {
                 out.truncate(limit);
                 break;
