@@ -4,12 +4,16 @@ mod admin;
 mod api;
 mod delivery;
 mod distributed;
+mod faults;
 mod harness;
 mod plugins;
 mod resilience;
 mod sandbox;
+mod security;
 mod sinks;
+mod ssrf;
 mod tiered;
+mod uploads;
 
 mod providers;
 mod redrive;
