@@ -145,6 +145,8 @@ pub fn write_config(
 listen = "127.0.0.1:0"
 data_dir = {data}
 demo = false
+# The sink is on loopback: allow exactly it (other private addresses stay refused).
+transport.allow_private = ["{sink}"]
 "#,
         data = toml_str(&data.to_string_lossy()),
     );

@@ -30,6 +30,8 @@ impl Admin {
     pub(crate) fn start_with(data: &Path, env: &[(String, String)]) -> Admin {
         let bin = crate::harness::gateway_bin().with_file_name("herald-admin");
         let mut cmd = Command::new(&bin);
+        // Test sinks listen on loopback; `env` may override this.
+        cmd.env("HERALD_ADMIN_ALLOW_PRIVATE", r#"["127.0.0.0/8", "::1"]"#);
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.env("HERALD_ADMIN_LISTEN", "127.0.0.1:0")
             .env("HERALD_ADMIN_DATA_DIR", data)

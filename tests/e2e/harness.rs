@@ -58,6 +58,9 @@ pub fn spawn_logged(mut cmd: Command, log: &Path, prefix: &'static str) -> (Chil
     }
 }
 
+/// The gateway setting that lets the tests deliver to sinks on loopback.
+pub const LOOPBACK_ALLOWED: &str = "transport.allow_private = [\"127.0.0.0/8\", \"::1\"]\n";
+
 pub struct Gateway {
     child: Option<Child>,
     pub url: String,
@@ -71,12 +74,15 @@ impl Gateway {
         Self::start_with_plugins(data, config, &plugin_dir())
     }
 
-    /// Like `start`, loading plugins from `plugins`.
+    /// Like `start`, loading plugins from `plugins`. The test sinks and
+    /// providers listen on loopback, so loopback destinations are allowed
+    /// (`transport.allow_private`) unless `config` sets that itself.
     pub fn start_with_plugins(data: &Path, config: &str, plugins: &Path) -> Gateway {
         std::fs::create_dir_all(data).unwrap();
         let path = data.join("herald.toml");
+        let allow = if config.contains("allow_private") { "" } else { LOOPBACK_ALLOWED };
         let full = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\nplugins.dir = \"{}\"\n{}\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\nplugins.dir = \"{}\"\n{allow}{}\n",
             data.display(),
             plugins.display(),
             config

@@ -35,6 +35,11 @@ pub struct Config {
     pub smtp_check_timeout_ms: u64,
     /// Mark the session cookie `Secure` (serve the console over HTTPS).
     pub secure_cookies: bool,
+    /// Non-public destinations accounts may name anyway (checked when an
+    /// account is saved; the gateway's `transport.allow_private` is the
+    /// connect-time check): addresses, networks, `host:port`, host names.
+    /// Env: `HERALD_ADMIN_ALLOW_PRIVATE='["10.0.0.0/8"]'`.
+    pub allow_private: Vec<String>,
 }
 
 impl Default for Config {
@@ -52,6 +57,7 @@ impl Default for Config {
             max_upload_rows: 100_000,
             smtp_check_timeout_ms: 10_000,
             secure_cookies: false,
+            allow_private: Vec::new(),
         }
     }
 }
@@ -82,6 +88,7 @@ impl Config {
         if cfg.operator_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err("operator_token: at least 16 characters".into());
         }
+        herald_backends::Guard::new(&cfg.allow_private, "allow_private")?;
         Ok(cfg)
     }
 

@@ -3,6 +3,7 @@
 //! sender-account secrets at rest.
 
 mod cache;
+pub mod guard;
 mod secrets;
 pub mod smtp;
 
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use herald_core::seams::{ConfigStore, Queue, Schedules, Store};
 use serde::{Deserialize, Serialize};
 
-pub use secrets::{SealError, Sealer, field_mut};
+pub use guard::Guard;
+pub use secrets::{SealError, Sealer, expand_secret_paths, field_mut};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,8 +1,10 @@
 //! Sealing sender-account secrets at rest.
 //!
-//! A plugin names its secret fields (`describe().secret-fields`). The admin
-//! service (and the gateway, for accounts from its config file) replaces each
-//! such top-level field of the account JSON with the string
+//! A plugin names its secret fields (`describe().secret-fields`): dotted paths
+//! such as `password` or `smtp.password`, where a `*` segment stands for every
+//! key of an object (`headers.*`: every header value). The admin service (and
+//! the gateway, for accounts from its config file) replaces each such field
+//! of the account JSON with the string
 //! `sealed:v1:<base64(nonce ‖ ChaCha20-Poly1305 ciphertext)>`; the associated
 //! data binds it to its tenant, account and field, so a sealed value copied to
 //! another account does not open. The gateway opens the values just before a
@@ -88,12 +90,15 @@ impl Sealer {
         mac.verify_slice(&sig).is_ok()
     }
 
-    /// Seal the named fields (dotted paths such as `smtp.password`) of the
-    /// account's config that are present and not sealed yet.
+    /// Seal the named fields (dotted paths such as `smtp.password`, `*` for
+    /// every key of an object) of the account's config that are present and
+    /// not sealed yet.
     pub fn seal(&self, account: &mut Account, fields: &[String]) -> Result<(), SealError> {
         let id = account_id(&account.tenant, &account.name);
-        for f in fields {
-            let Some(v) = field_mut(&mut account.config, f) else { continue };
+        for path in expand_secret_paths(&account.config, fields) {
+            // The same dotted name `open` rebuilds from the keys.
+            let f = path.join(".");
+            let Some(v) = path.iter().try_fold(&mut account.config, |v, k| v.as_object_mut()?.get_mut(k)) else { continue };
             if v.as_str().is_some_and(|s| s.starts_with(PREFIX)) || v.is_null() {
                 continue;
             }
@@ -102,7 +107,7 @@ impl Sealer {
                 other => serde_json::to_vec(other).map_err(|e| SealError(e.to_string()))?,
             };
             let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-            let aad = aad(id.clone(), f, v.is_string());
+            let aad = aad(id.clone(), &f, v.is_string());
             let ct = self
                 .cipher
                 .encrypt(&nonce, Payload { msg: &plain, aad: aad.as_bytes() })
@@ -149,6 +154,31 @@ impl Sealer {
         }
         Ok(())
     }
+}
+
+/// The concrete paths (lists of keys) the secret `fields` name in `config`:
+/// a `*` segment expands to every key of the object there (keys may contain
+/// dots, hence lists). Paths that are not present are left out.
+pub fn expand_secret_paths(config: &Value, fields: &[String]) -> Vec<Vec<String>> {
+    fn walk(v: &Value, rest: &[&str], prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        let Some((first, rest)) = rest.split_first() else {
+            out.push(prefix.clone());
+            return;
+        };
+        let Value::Object(m) = v else { return };
+        let keys: Vec<&String> = if *first == "*" { m.keys().collect() } else { m.get_key_value(*first).map(|(k, _)| k).into_iter().collect() };
+        for k in keys {
+            prefix.push(k.clone());
+            walk(&m[k], rest, prefix, out);
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    for f in fields {
+        let parts: Vec<&str> = f.split('.').collect();
+        walk(config, &parts, &mut Vec::new(), &mut out);
+    }
+    out
 }
 
 /// The value at a dotted path inside nested objects.
@@ -218,6 +248,21 @@ mod tests {
         // The same key file serves a second process.
         let s2 = Sealer::load(None, dir.path()).unwrap();
         assert_eq!(s2.open(&a).unwrap(), account("a"));
+    }
+
+    #[test]
+    fn wildcard_paths_seal_every_value_of_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sealer::load(None, dir.path()).unwrap();
+        let plain = serde_json::json!({"url": "https://x", "headers": {"Authorization": "Bearer t0ken", "X.Api.Key": "k3y"}});
+        let mut a = Account { tenant: "t".into(), name: "w".into(), plugin: "webhook".into(), config: plain.clone(), rate_per_sec: None };
+        s.seal(&mut a, &["headers.*".into(), "nothing.*".into(), "url.*".into()]).unwrap();
+        let text = a.config.to_string();
+        assert!(!text.contains("t0ken") && !text.contains("k3y"), "{text}");
+        assert!(a.config["headers"]["X.Api.Key"].as_str().unwrap().starts_with(PREFIX), "keys with dots are sealed too");
+        assert_eq!(a.config["url"], "https://x");
+        assert_eq!(s.open(&a).unwrap().config, plain);
+        assert_eq!(expand_secret_paths(&plain, &["headers.*".into()]).len(), 2);
     }
 
     #[test]

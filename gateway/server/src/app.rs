@@ -130,6 +130,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         idempotency_released: tokio::sync::Notify::new(),
     });
 
+    // Tenant-supplied destinations: non-public addresses only when allowed.
+    let guard = crate::transport::guard(&cfg.transport, demo.then_some(addr)).map_err(|e| anyhow::anyhow!(e))?;
     let dispatch = cfg.dispatch.enabled.then(|| {
         let d = Arc::new(Dispatch {
             queue,
@@ -138,7 +140,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             plugins,
             sealer,
             engine,
-            transport: Arc::new(Transports::new(Duration::from_millis(cfg.dispatch.request_timeout_ms), cfg.plugins.redirect_hosts.clone())),
+            transport: Arc::new(Transports::new(Duration::from_millis(cfg.dispatch.request_timeout_ms), cfg.plugins.redirect_hosts.clone(), guard)),
             tokens: Default::default(),
             metrics,
             limiters: Limiters::default(),

@@ -47,6 +47,7 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Tests only: `POST /admin/clock` moves this process's clock forward.
     pub testing_clock: bool,
+    pub transport: TransportConfig,
 }
 
 impl Default for Config {
@@ -71,6 +72,7 @@ impl Default for Config {
             secrets_key: None,
             public_url: None,
             testing_clock: false,
+            transport: TransportConfig::default(),
         }
     }
 }
@@ -103,6 +105,20 @@ impl Default for PluginsConfig {
             redirect_hosts: HashMap::new(),
         }
     }
+}
+
+/// Outbound connections to tenant-supplied destinations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Non-public destinations deliveries may reach anyway: addresses
+    /// (`127.0.0.1`, `::1`), networks (`10.0.0.0/8`), either with a port
+    /// (`127.0.0.1:1025`), or host names (`mail.internal`, `*.corp.example`).
+    /// Everything else that resolves to a loopback, private (RFC 1918, ULA),
+    /// link-local, CGNAT, multicast, reserved or cloud-metadata address is
+    /// refused, checked on the resolved address at connect time.
+    /// Env: `HERALD_TRANSPORT__ALLOW_PRIVATE='["10.0.0.0/8"]'`.
+    pub allow_private: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,6 +237,7 @@ impl Config {
         const SECTIONS: &[&str] = &[
             "listen", "data_dir", "storage", "queue", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
             "admin_token", "secrets_key", "public_url", "testing_clock",
+            "transport",
         ];
         fig = fig.merge(
             Env::prefixed("HERALD_").split("__").filter(|k| {

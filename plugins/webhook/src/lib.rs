@@ -16,7 +16,7 @@
 //! - `secret` (optional, secret): when set, requests are signed (below).
 //! - `batch` (optional, default `false`): one request for the whole batch
 //!   instead of one per delivery.
-//! - `headers` (optional): extra request headers. Names must be HTTP tokens;
+//! - `headers` (optional, values secret): extra request headers. Names must be HTTP tokens;
 //!   framing headers (`Host`, `Content-Length`, `Transfer-Encoding`, ...),
 //!   the headers this plugin sets (`Content-Type`, `User-Agent`, `X-Herald-*`,
 //!   the signature header) are refused.
@@ -73,12 +73,12 @@ const SCHEMA: &str = r#"{
   "properties": {
     "url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "maxLength": 2048,
             "description": "Endpoint receiving the POSTs (http or https)."},
-    "secret": {"type": "string", "minLength": 1,
+    "secret": {"type": "string", "minLength": 1, "writeOnly": true,
                "description": "HMAC-SHA256 key; when set, requests carry a signature header."},
     "batch": {"type": "boolean", "default": false,
               "description": "Send the whole batch in one request."},
-    "headers": {"type": "object", "additionalProperties": {"type": "string"},
-                "description": "Extra request headers."},
+    "headers": {"type": "object", "additionalProperties": {"type": "string", "writeOnly": true},
+                "description": "Extra request headers (values are kept secret: often API tokens)."},
     "signature_header": {"type": "string", "default": "X-Herald-Signature",
                          "description": "Name of the signature header."}
   }
@@ -329,7 +329,8 @@ impl Plugin for Webhook {
             formats: vec![ContentFormat::Text, ContentFormat::Markdown],
             max_batch: 100,
             account_schema: SCHEMA.into(),
-            secret_fields: vec!["secret".into()],
+            // Header values often carry API tokens: sealed at rest, never shown.
+            secret_fields: vec!["secret".into(), "headers.*".into()],
             hosts: vec!["*".into()],
             billing_unit: "request".into(),
         }

@@ -405,7 +405,8 @@ fn check_describe(plugin: &LoadedPlugin) -> Result<String, String> {
             for field in &i.secret_fields {
                 let mut node = &schema;
                 for part in field.split('.') {
-                    node = &node["properties"][part];
+                    // `*`: every value of a map (`additionalProperties`).
+                    node = if part == "*" { &node["additionalProperties"] } else { &node["properties"][part] };
                 }
                 if node.is_null() {
                     problems.push(format!("secret field {field:?} is not in the account schema"));

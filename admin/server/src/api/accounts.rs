@@ -1,12 +1,19 @@
 //! Sender accounts (账户设置): one form per installed plugin (from its account
 //! schema), checked by the plugin, e-mail accounts verified by a real SMTP
 //! connect + AUTH, secrets sealed at rest and never returned.
+//!
+//! Destinations naming a non-public address literally (`http://127.0.0.1/`,
+//! `http://[::1]/`, `localhost`, an SMTP host `10.0.0.5`) are refused unless
+//! `allow_private` allows them; the gateway checks every resolved address
+//! again when it connects (the real defence).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use herald_backends::Guard;
+use herald_backends::guard::ResolveError;
 use herald_backends::smtp::{self, SmtpTls};
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::Account;
@@ -56,10 +63,18 @@ fn secret_fields(app: &App, channel: &str) -> Vec<String> {
     app.plugins.get(channel).map(|p| p.info.secret_fields.clone()).unwrap_or_default()
 }
 
-/// The account as the API shows it: secret fields removed, `<field>_set: true` instead.
+/// The account as the API shows it: secret fields removed, `<field>_set: true`
+/// instead; values under a `*` secret path (e.g. `headers.*`) shown as `null`
+/// (the keys stay visible; an edit sending `null` back keeps the value).
 fn view(app: &App, a: &Account) -> Value {
     let mut config = a.config.clone();
     for f in secret_fields(app, &a.plugin) {
+        if f.split('.').any(|p| p == "*") {
+            for path in herald_backends::expand_secret_paths(&a.config, std::slice::from_ref(&f)) {
+                set_segments(&mut config, &path, Value::Null);
+            }
+            continue;
+        }
         let (parent, leaf) = match f.rsplit_once('.') {
             Some((p, l)) => (herald_backends::field_mut(&mut config, p), l.to_string()),
             None => (Some(&mut config), f.clone()),
@@ -112,6 +127,7 @@ async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result
     if !account.config.is_object() {
         return Err(ApiError::invalid("config", "an object"));
     }
+    check_destinations(&guard(app)?, &account.config)?;
     let text = account.config.to_string();
     let p = plugin.clone();
     tokio::task::spawn_blocking(move || p.validate_account(&text))
@@ -124,7 +140,75 @@ async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result
     app.sealer.seal(account, &plugin.info.secret_fields).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))
 }
 
-/// Connect, EHLO, STARTTLS/TLS and AUTH as the gateway will.
+fn guard(app: &App) -> std::result::Result<Guard, ApiError> {
+    Guard::new(&app.cfg.allow_private, "allow_private").map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e))
+}
+
+fn refused(field: &str, message: String) -> ApiError {
+    ApiError::new(ErrorKind::Unprocessable, "private_destination", message).with_field(field)
+}
+
+/// The quick check at save time: every URL in the config (any field) and
+/// every `host` field whose host is a literal non-public address or a
+/// `localhost` name. Names resolving to such addresses are caught by the
+/// gateway when it connects.
+fn check_destinations(guard: &Guard, config: &Value) -> std::result::Result<(), ApiError> {
+    fn walk(guard: &Guard, v: &Value, path: &str) -> std::result::Result<(), ApiError> {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{path}.{k}");
+                    if let (Some(host), "host") = (v.as_str(), k.as_str()) {
+                        let port = m.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(25);
+                        guard.check_literal(host, port).map_err(|r| refused(&p, r.0))?;
+                    }
+                    walk(guard, v, &p)?;
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(guard, v, &format!("{path}[{i}]"))?;
+                }
+            }
+            Value::String(s) => {
+                if let Some((host, port)) = url_host(s) {
+                    guard.check_literal(&host, port).map_err(|r| refused(path, r.0))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    walk(guard, config, "config")
+}
+
+/// Host and port of an absolute `http(s)://` URL.
+fn url_host(s: &str) -> Option<(String, u16)> {
+    let lower = s.get(..8)?.to_ascii_lowercase();
+    let (rest, default) = if lower.starts_with("https://") {
+        (&s[8..], 443)
+    } else if lower.starts_with("http://") {
+        (&s[7..], 80)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']')?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    Some((host.to_string(), port.and_then(|p| p.parse().ok()).unwrap_or(default)))
+}
+
+/// Connect, EHLO, STARTTLS/TLS and AUTH as the gateway will, to an address
+/// the destination guard allows.
 async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiError> {
     let s = &config["smtp"];
     let host = s["host"].as_str().unwrap_or_default();
@@ -137,7 +221,13 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
     let creds = s["username"].as_str().map(|u| (u.to_string(), s["password"].as_str().unwrap_or_default().to_string()));
     let timeout = Duration::from_millis(app.cfg.smtp_check_timeout_ms);
     let failed = |m: String| ApiError::new(ErrorKind::Unprocessable, "smtp_check_failed", format!("SMTP check failed: {m}")).with_field("config.smtp");
-    let t = smtp::transport(host, port, tls, creds, timeout, 1).map_err(failed)?;
+    let addr = match tokio::time::timeout(timeout, guard(app)?.resolve(host, port)).await {
+        Ok(Ok(addrs)) => addrs[0].ip(),
+        Ok(Err(ResolveError::Refused(r))) => return Err(refused("config.smtp.host", r.0)),
+        Ok(Err(ResolveError::Lookup(m))) => return Err(failed(m)),
+        Err(_) => return Err(failed(format!("{host}: name lookup timed out"))),
+    };
+    let t = smtp::transport_at(host, addr, port, tls, creds, timeout, 1).map_err(failed)?;
     match tokio::time::timeout(timeout, t.test_connection()).await {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(failed(format!("{host}:{port} did not answer"))),
@@ -181,6 +271,10 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<St
     let old = app.sealer.open(&old).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))?;
     let mut config = b.config;
     for f in secret_fields(&app, &old.plugin) {
+        if let Some(star) = f.split('.').position(|p| p == "*") {
+            keep_wildcard(&old.config, &mut config, &f, star);
+            continue;
+        }
         let keep = herald_backends::field_mut(&mut old.config.clone(), &f).cloned();
         let given = herald_backends::field_mut(&mut config, &f).is_some_and(|v| !v.is_null() && v != "");
         if let (Some(v), false) = (keep, given) {
@@ -191,6 +285,48 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<St
     check_and_seal(&app, &mut account).await?;
     app.config.upsert_account(&account).await?;
     Ok(axum::Json(view(&app, &account)).into_response())
+}
+
+/// Keep stored values under a `*` secret path (`headers.*`): when the edit
+/// leaves out the whole object (`headers`), every stored value is kept;
+/// when it sends the object, keys given as `null` or `""` keep their stored
+/// values and keys left out are removed.
+fn keep_wildcard(stored: &Value, config: &mut Value, field: &str, star: usize) {
+    for path in herald_backends::expand_secret_paths(stored, &[field.to_string()]) {
+        let Some(value) = get_segments(stored, &path).cloned() else { continue };
+        let container = get_segments(config, &path[..star]);
+        let keep = match container {
+            None | Some(Value::Null) => true,
+            Some(_) => match get_segments(config, &path[..=star]) {
+                None => false,
+                Some(_) => get_segments(config, &path).is_none_or(|v| v.is_null() || v == ""),
+            },
+        };
+        if keep {
+            set_segments(config, &path, value);
+        }
+    }
+}
+
+fn get_segments<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.as_object()?.get(k))
+}
+
+/// Set the value at `path` (a list of keys), creating objects on the way.
+fn set_segments(config: &mut Value, path: &[String], v: Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut cur = config;
+    for k in parents {
+        let Some(m) = cur.as_object_mut() else { return };
+        let next = m.entry(k.clone()).or_insert_with(|| json!({}));
+        if next.is_null() {
+            *next = json!({});
+        }
+        cur = next;
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.insert(last.clone(), v);
+    }
 }
 
 fn set_path(config: &mut Value, path: &str, v: Value) {

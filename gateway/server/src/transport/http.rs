@@ -1,4 +1,9 @@
 use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -6,14 +11,72 @@ use http_body_util::{BodyExt, Full, Limited};
 use herald_plugin_host::types::{HttpRequest, HttpResponse};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use herald_backends::guard::{Guard, Refused, ResolveError};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 
 use super::TransportError;
 
 /// Largest provider response body read.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<GuardedConnector>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Resolves the destination, keeps the addresses the guard allows and
+/// connects to those (as literal addresses, so nothing resolves the name
+/// again between the check and the connect). TLS above it still uses the
+/// URL's host name.
+#[derive(Clone)]
+pub struct GuardedConnector {
+    inner: HttpConnector,
+    guard: Arc<Guard>,
+}
+
+impl tower_service::Service<hyper::Uri> for GuardedConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: hyper::Uri) -> Self::Future {
+        let (mut inner, guard) = (self.inner.clone(), self.guard.clone());
+        Box::pin(async move {
+            let host = dst.host().ok_or("URL without a host")?.to_string();
+            let port = dst.port_u16().unwrap_or(if dst.scheme() == Some(&::http::uri::Scheme::HTTPS) { 443 } else { 80 });
+            let addrs = guard.resolve(&host, port).await.map_err(|e| -> BoxError {
+                match e {
+                    ResolveError::Refused(r) => Box::new(r),
+                    ResolveError::Lookup(m) => m.into(),
+                }
+            })?;
+            let mut last: Option<BoxError> = None;
+            for addr in addrs {
+                let literal: hyper::Uri = format!("http://{}", SocketAddr::new(addr.ip(), addr.port())).parse()?;
+                match tower_service::Service::call(&mut inner, literal).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last = Some(e.into()),
+                }
+            }
+            Err(last.unwrap_or_else(|| "no address to connect to".into()))
+        })
+    }
+}
+
+/// The guard's refusal somewhere in an error's chain.
+fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<Refused> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<Refused>() {
+            return Some(r.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
 
 pub struct HttpTransport {
     client: Client<Connector, Full<Bytes>>,
@@ -23,7 +86,9 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    pub fn new(timeout: Duration, redirect_hosts: HashMap<String, String>) -> Self {
+    /// `guard` decides which destinations may be reached; the operator's
+    /// redirect targets are always allowed.
+    pub fn new(timeout: Duration, redirect_hosts: HashMap<String, String>, mut guard: Guard) -> Self {
         let redirects = redirect_hosts
             .into_iter()
             .filter_map(|(host, base)| match base.parse::<hyper::Uri>() {
@@ -33,7 +98,14 @@ impl HttpTransport {
                     None
                 }
             })
-            .collect();
+            .collect::<HashMap<String, hyper::Uri>>();
+        for base in redirects.values() {
+            let Some(auth) = base.authority() else { continue };
+            let port = auth.port_u16().unwrap_or(if base.scheme() == Some(&::http::uri::Scheme::HTTPS) { 443 } else { 80 });
+            if let Err(e) = guard.allow(&format!("{}:{port}", auth.host())) {
+                tracing::warn!(base = %base, error = e, "plugins.redirect_hosts: target not added to the allowlist");
+            }
+        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -48,7 +120,7 @@ impl HttpTransport {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(GuardedConnector { inner: http, guard: Arc::new(guard) });
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
@@ -74,7 +146,13 @@ impl HttpTransport {
         let req = builder.body(Full::new(Bytes::from(r.body))).map_err(|e| TransportError::Protocol(e.to_string()))?;
         let fut = async {
             let resp = self.client.request(req).await.map_err(|e| {
-                if e.is_connect() { TransportError::Connect(e.to_string()) } else { TransportError::Protocol(e.to_string()) }
+                if let Some(r) = refusal(&e) {
+                    TransportError::Refused(r.0)
+                } else if e.is_connect() {
+                    TransportError::Connect(e.to_string())
+                } else {
+                    TransportError::Protocol(e.to_string())
+                }
             })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)

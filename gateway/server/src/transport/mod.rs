@@ -1,27 +1,57 @@
 //! The Transport seam: the host sends what plugins build. HTTP goes through a
 //! pooled hyper client (HTTP/1.1 and h2, rustls); SMTP through pooled lettre
 //! connections, one pool per relay and credentials.
+//!
+//! Every destination passes the destination guard ([`herald_backends::guard`])
+//! on its resolved address, and the connection goes to the address that
+//! passed: loopback, private, link-local, metadata and other non-public
+//! addresses are refused unless `transport.allow_private` allows them.
 
 mod http;
 mod smtp;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use herald_backends::Guard;
 use herald_plugin_host::types::{Request, Response};
 
 pub use self::http::HttpTransport;
 pub use self::smtp::SmtpTransport;
 
-/// A request that got no provider answer. Always worth retrying.
+/// A request that got no provider answer. Worth retrying, except `Refused`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
+    /// The destination guard refused the address: retrying cannot help.
+    #[error("{0}")]
+    Refused(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("connection failed: {0}")]
     Connect(String),
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+impl TransportError {
+    /// Whether retrying the request cannot succeed (the delivery should fail now).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, TransportError::Refused(_))
+    }
+}
+
+/// The destination guard from `transport.allow_private`; with the demo
+/// tenant active (`demo`: this gateway's address), its two local destinations
+/// (the gateway's own demo inbox and an SMTP catcher on 127.0.0.1:1025) too.
+pub fn guard(cfg: &crate::config::TransportConfig, demo: Option<SocketAddr>) -> Result<Guard, String> {
+    let mut g = Guard::new(&cfg.allow_private, "transport.allow_private")?;
+    if let Some(addr) = demo {
+        let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("ip") } else { addr.ip() };
+        g.allow(&SocketAddr::new(ip, addr.port()).to_string())?;
+        g.allow("127.0.0.1:1025")?;
+    }
+    Ok(g)
 }
 
 #[async_trait]
@@ -36,17 +66,24 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>) -> Self {
-        Self { http: HttpTransport::new(timeout, redirect_hosts), smtp: SmtpTransport::new(timeout) }
+    pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>, guard: Guard) -> Self {
+        Self { http: HttpTransport::new(timeout, redirect_hosts, guard.clone()), smtp: SmtpTransport::new(timeout, guard) }
     }
 }
 
 #[async_trait]
 impl Transport for Transports {
     async fn send(&self, request: Request) -> Result<Response, TransportError> {
-        match request {
+        let sent = match request {
             Request::Http(r) => self.http.send(r).await.map(Response::Http),
             Request::Smtp(m) => self.smtp.send(m).await.map(Response::Smtp),
+        };
+        if let Err(e) = &sent {
+            if e.is_permanent() {
+                // The operator may mean to allow it: say so where they look.
+                tracing::info!(error = %e, "destination refused");
+            }
         }
+        sent
     }
 }

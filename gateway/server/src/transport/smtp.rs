@@ -1,34 +1,71 @@
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_plugin_host::types::{SmtpMessage, SmtpRelay, SmtpReply, TlsMode};
 use lettre::address::Envelope;
+use herald_backends::Guard;
+use herald_backends::guard::ResolveError;
 use herald_backends::smtp::{SmtpPool as Pool, SmtpTls};
 use lettre::{Address, AsyncTransport};
 use sha2::{Digest, Sha256};
 
 use super::TransportError;
 
-/// Pooled SMTP connections, keyed by relay and credentials.
+/// How long a relay's checked address is reused before resolving again.
+const RESOLVED_TTL: Duration = Duration::from_secs(60);
+
+/// Pooled SMTP connections, keyed by relay, the checked address it connects
+/// to, and credentials.
 pub struct SmtpTransport {
     pools: Mutex<HashMap<String, Pool>>,
+    /// `host:port` → the address the guard allowed, until when.
+    resolved: Mutex<HashMap<String, (IpAddr, Instant)>>,
+    guard: Guard,
     timeout: Duration,
 }
 
-fn pool_key(r: &SmtpRelay) -> String {
+fn pool_key(r: &SmtpRelay, addr: IpAddr) -> String {
     // The password enters the key only as a hash, so keys are safe to keep.
     let pw = r.password.as_deref().map(|p| hex::encode(Sha256::digest(p.as_bytes()))).unwrap_or_default();
-    format!("{:?}|{}|{}|{}|{}", r.tls, r.host, r.port, r.username.as_deref().unwrap_or(""), pw)
+    format!("{:?}|{}|{}|{}|{}|{}", r.tls, r.host, addr, r.port, r.username.as_deref().unwrap_or(""), pw)
 }
 
 impl SmtpTransport {
-    pub fn new(timeout: Duration) -> Self {
-        Self { pools: Mutex::new(HashMap::new()), timeout }
+    pub fn new(timeout: Duration, guard: Guard) -> Self {
+        Self { pools: Mutex::new(HashMap::new()), resolved: Mutex::new(HashMap::new()), guard, timeout }
     }
 
-    fn pool(&self, r: &SmtpRelay) -> Result<Pool, TransportError> {
-        let key = pool_key(r);
+    /// The relay's address, resolved and checked by the guard (cached for a minute).
+    async fn address(&self, r: &SmtpRelay) -> Result<IpAddr, TransportError> {
+        let key = format!("{}:{}", r.host.to_ascii_lowercase(), r.port);
+        if let Some((ip, until)) = self.resolved.lock().expect("smtp resolved").get(&key) {
+            if *until > Instant::now() {
+                return Ok(*ip);
+            }
+        }
+        let addrs = tokio::time::timeout(self.timeout, self.guard.resolve(&r.host, r.port))
+            .await
+            .map_err(|_| TransportError::Timeout(self.timeout))?
+            .map_err(|e| match e {
+                ResolveError::Refused(r) => TransportError::Refused(r.0),
+                ResolveError::Lookup(m) => TransportError::Connect(m),
+            })?;
+        let ip = addrs[0].ip();
+        let mut cache = self.resolved.lock().expect("smtp resolved");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, (ip, Instant::now() + RESOLVED_TTL));
+        Ok(ip)
+    }
+
+    /// lettre connects to the checked address itself (TLS verifies the relay's
+    /// name), so a name cannot resolve elsewhere between check and connect.
+    async fn pool(&self, r: &SmtpRelay) -> Result<Pool, TransportError> {
+        let addr = self.address(r).await?;
+        let key = pool_key(r, addr);
         if let Some(p) = self.pools.lock().expect("smtp pools").get(&key) {
             return Ok(p.clone());
         }
@@ -38,7 +75,8 @@ impl SmtpTransport {
             TlsMode::Implicit => SmtpTls::Implicit,
         };
         let credentials = r.username.clone().map(|u| (u, r.password.clone().unwrap_or_default()));
-        let pool = herald_backends::smtp::transport(&r.host, r.port, tls, credentials, self.timeout, 8).map_err(TransportError::Connect)?;
+        let pool =
+            herald_backends::smtp::transport_at(&r.host, addr, r.port, tls, credentials, self.timeout, 8).map_err(TransportError::Connect)?;
         self.pools.lock().expect("smtp pools").insert(key, pool.clone());
         Ok(pool)
     }
@@ -53,7 +91,7 @@ impl SmtpTransport {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad("recipient", e.to_string()))?;
         let envelope = Envelope::new(Some(from), to).map_err(|e| bad("envelope", e.to_string()))?;
-        let pool = self.pool(&m.relay)?;
+        let pool = self.pool(&m.relay).await?;
         let sent = tokio::time::timeout(self.timeout, pool.send_raw(&envelope, &m.mime))
             .await
             .map_err(|_| TransportError::Timeout(self.timeout))?;
