@@ -18,12 +18,21 @@ pub const OTHER_KEY: &str = "hk_other_0123456789abcdef";
 fn target_dir() -> PathBuf {
     // <target>/release/deps/e2e-<hash>
     let exe = std::env::current_exe().expect("test exe");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn gateway_bin() -> PathBuf {
-    let bin = std::env::var_os("HERALD_GATEWAY_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("herald-gateway"));
-    assert!(bin.exists(), "{} is missing: run `make test` (it builds the gateway first)", bin.display());
+    let bin = std::env::var_os("HERALD_GATEWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("herald-gateway"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make test` (it builds the gateway first)",
+        bin.display()
+    );
     bin
 }
 
@@ -31,15 +40,32 @@ pub fn gateway_bin() -> PathBuf {
 pub fn plugin_dir() -> PathBuf {
     let dir = std::env::var_os("HERALD_TEST_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().parent().expect("target").join("herald-plugins"));
-    assert!(dir.join("webhook.wasm").exists(), "plugins missing in {}: run `make test`", dir.display());
+        .unwrap_or_else(|| {
+            target_dir()
+                .parent()
+                .expect("target")
+                .join("herald-plugins")
+        });
+    assert!(
+        dir.join("webhook.wasm").exists(),
+        "plugins missing in {}: run `make test`",
+        dir.display()
+    );
     dir
 }
 
 /// Start `cmd` with stderr appended to `log`; returns once it prints `prefix<url>` on stdout.
 pub fn spawn_logged(mut cmd: Command, log: &Path, prefix: &'static str) -> (Child, String) {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(file).spawn().expect("start process");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .spawn()
+        .expect("start process");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -53,7 +79,10 @@ pub fn spawn_logged(mut cmd: Command, log: &Path, prefix: &'static str) -> (Chil
         Ok(u) => (child, u),
         Err(_) => {
             let _ = child.kill();
-            panic!("process did not start; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "process did not start; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
     }
 }
@@ -80,22 +109,46 @@ impl Gateway {
     pub fn start_with_plugins(data: &Path, config: &str, plugins: &Path) -> Gateway {
         std::fs::create_dir_all(data).unwrap();
         let path = data.join("herald.toml");
-        let allow = if config.contains("allow_private") { "" } else { LOOPBACK_ALLOWED };
+        Self::write_config(&path, data, config, plugins);
+        Self::spawn(data, &path)
+    }
+
+    fn write_config(path: &Path, data: &Path, config: &str, plugins: &Path) {
+        let allow = if config.contains("allow_private") {
+            ""
+        } else {
+            LOOPBACK_ALLOWED
+        };
         let full = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\nplugins.dir = \"{}\"\n{allow}{}\n",
             data.display(),
             plugins.display(),
             config
         );
-        std::fs::write(&path, full).unwrap();
-        Self::spawn(data, &path)
+        std::fs::write(path, full).unwrap();
+    }
+
+    /// Replace the config (as `start` takes it) for the next `restart`.
+    pub fn rewrite_config(&self, config: &str) {
+        Self::write_config(&self.config, &self.data, config, &plugin_dir());
     }
 
     fn spawn(data: &Path, config: &Path) -> Gateway {
         let mut cmd = Command::new(gateway_bin());
-        cmd.arg("--config").arg(config).env("HERALD_LOG", "info,herald_gateway=debug");
-        let (child, url) = spawn_logged(cmd, &data.join("gateway.log"), "herald-gateway listening on ");
-        Gateway { child: Some(child), url, data: data.to_path_buf(), config: config.to_path_buf() }
+        cmd.arg("--config")
+            .arg(config)
+            .env("HERALD_LOG", "info,herald_gateway=debug");
+        let (child, url) = spawn_logged(
+            cmd,
+            &data.join("gateway.log"),
+            "herald-gateway listening on ",
+        );
+        Gateway {
+            child: Some(child),
+            url,
+            data: data.to_path_buf(),
+            config: config.to_path_buf(),
+        }
     }
 
     /// kill -9: no chance to drain or flush.
@@ -110,7 +163,11 @@ impl Gateway {
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();
         if let Some(mut c) = self.child.take() {
-            Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status()
+                .unwrap();
             c.wait().unwrap();
         }
         started.elapsed()
@@ -127,21 +184,52 @@ impl Gateway {
         std::fs::read_to_string(self.data.join("gateway.log")).unwrap_or_default()
     }
 
-    pub async fn post(&self, path: &str, key: Option<&str>, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
-        request("POST", &format!("{}{path}", self.url), key, headers, body.into()).await
+    pub async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        request(
+            "POST",
+            &format!("{}{path}", self.url),
+            key,
+            headers,
+            body.into(),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, key: Option<&str>) -> Resp {
-        request("GET", &format!("{}{path}", self.url), key, &[], Bytes::new()).await
+        request(
+            "GET",
+            &format!("{}{path}", self.url),
+            key,
+            &[],
+            Bytes::new(),
+        )
+        .await
     }
 
     /// POST /v1/messages with the test tenant's key.
     pub async fn send(&self, body: &Value) -> Resp {
-        self.post("/v1/messages", Some(API_KEY), &[("content-type", "application/json")], body.to_string()).await
+        self.post(
+            "/v1/messages",
+            Some(API_KEY),
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
+        .await
     }
 
     /// Poll a message until `done(view)` or the timeout.
-    pub async fn wait_message(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_message(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let r = self.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await;
@@ -149,7 +237,12 @@ impl Gateway {
                 return r.json();
             }
             if Instant::now() > deadline {
-                panic!("message {id} not done in {timeout:?}; last: {} {}\nlog:\n{}", r.status, r.text(), self.log());
+                panic!(
+                    "message {id} not done in {timeout:?}; last: {} {}\nlog:\n{}",
+                    r.status,
+                    r.text(),
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -167,7 +260,11 @@ impl Drop for Gateway {
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            eprintln!("---- last {} lines of {} ----", tail.len(), self.data.join("gateway.log").display());
+            eprintln!(
+                "---- last {} lines of {} ----",
+                tail.len(),
+                self.data.join("gateway.log").display()
+            );
             for line in tail.into_iter().rev() {
                 eprintln!("{line}");
             }
@@ -183,7 +280,8 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
@@ -191,12 +289,22 @@ impl Resp {
     /// `error.code` and `error.field` of an error answer.
     pub fn error(&self) -> (String, Option<String>) {
         let j = self.json();
-        (j["error"]["code"].as_str().unwrap_or("").to_string(), j["error"]["field"].as_str().map(str::to_string))
+        (
+            j["error"]["code"].as_str().unwrap_or("").to_string(),
+            j["error"]["field"].as_str().map(str::to_string),
+        )
     }
 }
 
-pub async fn request(method: &str, url: &str, key: Option<&str>, headers: &[(&str, &str)], body: Bytes) -> Resp {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+pub async fn request(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Resp {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
     let mut b = hyper::Request::builder().method(method).uri(url);
     if let Some(k) = key {
         b = b.header("authorization", format!("Bearer {k}"));
@@ -204,9 +312,16 @@ pub async fn request(method: &str, url: &str, key: Option<&str>, headers: &[(&st
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client.request(b.body(Full::new(body)).unwrap()).await.expect("request");
+    let resp = client
+        .request(b.body(Full::new(body)).unwrap())
+        .await
+        .expect("request");
     let (parts, body) = resp.into_parts();
-    Resp { status: parts.status.as_u16(), headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
 }
 
 /// Wait until `f()` is true, or panic with `what`.

@@ -24,16 +24,29 @@ impl<'a> Repo<'a> {
         Self { store, tenant }
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>, ApiError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<T>, ApiError> {
         match self.store.doc(self.tenant, kind, id).await? {
-            Some(d) => serde_json::from_value(d.body).map(Some).map_err(|e| corrupt(kind, id, e)),
+            Some(d) => serde_json::from_value(d.body)
+                .map(Some)
+                .map_err(|e| corrupt(kind, id, e)),
             None => Ok(None),
         }
     }
 
     /// The document, or 404 naming `what`.
-    pub async fn need<T: DeserializeOwned>(&self, kind: &str, id: &str, what: &str) -> Result<T, ApiError> {
-        self.get(kind, id).await?.ok_or_else(|| ApiError::not_found(what, "id"))
+    pub async fn need<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+        what: &str,
+    ) -> Result<T, ApiError> {
+        self.get(kind, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(what, "id"))
     }
 
     pub async fn list<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, ApiError> {
@@ -47,7 +60,13 @@ impl<'a> Repo<'a> {
 
     fn doc<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<Doc, ApiError> {
         let body = serde_json::to_value(body).map_err(|e| corrupt(kind, id, e))?;
-        Ok(Doc { tenant: self.tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: crate::now_ms() })
+        Ok(Doc {
+            tenant: self.tenant.into(),
+            kind: kind.into(),
+            id: id.into(),
+            body,
+            updated_at: crate::now_ms(),
+        })
     }
 
     pub async fn put<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<(), ApiError> {
@@ -55,7 +74,12 @@ impl<'a> Repo<'a> {
     }
 
     /// Insert unless the id exists; false when it does.
-    pub async fn create<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<bool, ApiError> {
+    pub async fn create<T: Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        body: &T,
+    ) -> Result<bool, ApiError> {
         Ok(self.store.create_doc(&self.doc(kind, id, body)?).await?)
     }
 
@@ -71,7 +95,9 @@ impl<'a> Repo<'a> {
         mut change: impl FnMut(&mut T) -> Result<(), ApiError>,
     ) -> Result<Option<T>, ApiError> {
         for _ in 0..UPDATE_ATTEMPTS {
-            let Some(cur) = self.store.doc(self.tenant, kind, id).await? else { return Ok(None) };
+            let Some(cur) = self.store.doc(self.tenant, kind, id).await? else {
+                return Ok(None);
+            };
             let mut body: T = serde_json::from_value(cur.body).map_err(|e| corrupt(kind, id, e))?;
             change(&mut body)?;
             let mut next = self.doc(kind, id, &body)?;
@@ -80,7 +106,11 @@ impl<'a> Repo<'a> {
                 return Ok(Some(body));
             }
         }
-        Err(ApiError::new(ErrorKind::Unavailable, "contended", format!("{kind}/{id} is being changed by others; try again")))
+        Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "contended",
+            format!("{kind}/{id} is being changed by others; try again"),
+        ))
     }
 
     pub async fn delete(&self, kind: &str, id: &str) -> Result<bool, ApiError> {

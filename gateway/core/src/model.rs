@@ -38,8 +38,12 @@ pub struct SendRequest {
 }
 
 /// An RFC 3339 time with its offset; the error says what is expected.
-fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
-    let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+fn rfc3339<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
     chrono::DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&chrono::Utc))).map_err(|e| {
         serde::de::Error::custom(format!("{s:?} is not an RFC 3339 time with an offset, e.g. \"2026-12-01T09:00:00Z\" or \"2026-12-01T17:00:00+08:00\" ({e})"))
     })
@@ -129,6 +133,21 @@ pub struct RetryJob {
     /// When the notification first became due (accepted, or its `send_at`);
     /// end-to-end latency is measured from here.
     pub due_at: Millis,
+    /// What the earlier attempts ended with, oldest first (a dead letter
+    /// keeps the whole story).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptRecord>,
+}
+
+/// One finished attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub at: Millis,
+    /// `retry` or `throttled`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A unit of work on the ingest log. `v` is the schema version producers set.
@@ -252,7 +271,14 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(delivery_id: impl Into<String>, kind: OutcomeKind, detail: Option<String>) -> Self {
-        Self { delivery_id: delivery_id.into(), kind, retry_after_ms: None, provider_id: None, units: 1, detail }
+        Self {
+            delivery_id: delivery_id.into(),
+            kind,
+            retry_after_ms: None,
+            provider_id: None,
+            units: 1,
+            detail,
+        }
     }
 }
 

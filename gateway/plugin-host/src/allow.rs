@@ -5,14 +5,26 @@ pub struct HostPatterns(Vec<String>);
 
 impl HostPatterns {
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(patterns: I) -> Self {
-        Self(patterns.into_iter().map(|p| p.into().trim().to_ascii_lowercase()).filter(|p| !p.is_empty()).collect())
+        Self(
+            patterns
+                .into_iter()
+                .map(|p| p.into().trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        )
     }
 
     pub fn allows(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.0.iter().any(|p| {
-            p == "*" || p == host || p.strip_prefix("*.").is_some_and(|suffix| host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'))
+            p == "*"
+                || p == host
+                || p.strip_prefix("*.").is_some_and(|suffix| {
+                    host.len() > suffix.len()
+                        && host.ends_with(suffix)
+                        && host[..host.len() - suffix.len()].ends_with('.')
+                })
         })
     }
 

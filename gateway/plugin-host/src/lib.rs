@@ -13,7 +13,7 @@ mod allow;
 mod host;
 
 pub use allow::HostPatterns;
-pub use host::{Built, CallError, HostConfig, LoadedPlugin, PluginHost, SyncReport};
+pub use host::{Built, CallError, HostConfig, LoadedPlugin, PluginFault, PluginHost, SyncReport};
 
 /// Bindings of the newest contract. Plugins built against an older 1.x
 /// contract load too: the component model matches records and variants by
@@ -45,8 +45,8 @@ mod metered {
 }
 
 use auth::{ChannelPluginAuth, ChannelPluginAuthPre};
-use metered::{ChannelPluginMetered, ChannelPluginMeteredPre};
 use base::{ChannelPlugin, ChannelPluginPre};
+use metered::{ChannelPluginMetered, ChannelPluginMeteredPre};
 
 /// The contract's types, as the gateway uses them.
 pub mod types {

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use herald_core::model::Content;
-use herald_core::retry::RetryPolicy;
-use herald_core::validate::Limits;
 pub use herald_backends::{QueueConfig, StorageConfig};
+use herald_core::model::Content;
+use herald_core::retry::{RetryOverride, RetryPolicies, RetryPolicy};
+use herald_core::validate::Limits;
 use herald_plugin_host::HostConfig;
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,11 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub limits: Limits,
     pub dispatch: DispatchConfig,
+    /// Retry schedule of every delivery (see `retry_channels` and the
+    /// tenants' `retry` for narrower ones).
     pub retry: RetryPolicy,
+    /// Per-channel retry settings for every tenant, e.g. `[retry_channels.sms]`.
+    pub retry_channels: HashMap<String, RetryOverride>,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl_hours: u32,
     /// Default prices, per channel (tenants may override).
@@ -61,10 +65,19 @@ impl Default for Config {
             limits: Limits::default(),
             dispatch: DispatchConfig::default(),
             retry: RetryPolicy::default(),
+            retry_channels: HashMap::new(),
             idempotency_ttl_hours: 24,
             prices: vec![
-                PriceConfig { channel: "email".into(), unit_minor: 0, currency: "CNY".into() },
-                PriceConfig { channel: "webhook".into(), unit_minor: 0, currency: "CNY".into() },
+                PriceConfig {
+                    channel: "email".into(),
+                    unit_minor: 0,
+                    currency: "CNY".into(),
+                },
+                PriceConfig {
+                    channel: "webhook".into(),
+                    unit_minor: 0,
+                    currency: "CNY".into(),
+                },
             ],
             tenants: Vec::new(),
             demo: true,
@@ -195,6 +208,12 @@ pub struct TenantConfig {
     /// Per-channel send rate for this tenant, sends per second.
     #[serde(default)]
     pub channel_rate_per_sec: HashMap<String, u32>,
+    /// This tenant's retry settings (over `retry_channels` and `retry`).
+    #[serde(default)]
+    pub retry: Option<RetryOverride>,
+    /// This tenant's per-channel retry settings (over its `retry`).
+    #[serde(default)]
+    pub retry_channels: HashMap<String, RetryOverride>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -210,7 +229,10 @@ pub struct AccountConfig {
 
 impl std::fmt::Debug for AccountConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountConfig").field("name", &self.name).field("plugin", &self.plugin).finish_non_exhaustive()
+        f.debug_struct("AccountConfig")
+            .field("name", &self.name)
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -235,21 +257,40 @@ impl Config {
         // Only variables that name a config section; HERALD_CONFIG, HERALD_LOG and
         // others are read elsewhere or belong to other tools.
         const SECTIONS: &[&str] = &[
-            "listen", "data_dir", "storage", "queue", "plugins", "limits", "dispatch", "retry", "idempotency_ttl_hours", "prices", "demo",
-            "admin_token", "secrets_key", "public_url", "testing_clock",
+            "listen",
+            "data_dir",
+            "storage",
+            "queue",
+            "plugins",
+            "limits",
+            "dispatch",
+            "retry",
+            "retry_channels",
+            "idempotency_ttl_hours",
+            "prices",
+            "demo",
+            "admin_token",
+            "secrets_key",
+            "public_url",
+            "testing_clock",
             "transport",
         ];
-        fig = fig.merge(
-            Env::prefixed("HERALD_").split("__").filter(|k| {
-                let section = k.as_str().split('.').next().unwrap_or("");
-                SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
-            }),
-        );
+        fig = fig.merge(Env::prefixed("HERALD_").split("__").filter(|k| {
+            let section = k.as_str().split('.').next().unwrap_or("");
+            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+        }));
         let cfg: Config = fig.extract().map_err(|e| {
-            e.into_iter().map(|e| {
-                let field = e.path.join(".");
-                if field.is_empty() { e.to_string() } else { format!("{field}: {e}") }
-            }).collect::<Vec<_>>().join("; ")
+            e.into_iter()
+                .map(|e| {
+                    let field = e.path.join(".");
+                    if field.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("{field}: {e}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
         })?;
         cfg.check()?;
         Ok(cfg)
@@ -257,21 +298,30 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         herald_backends::check(&self.storage, &self.queue)?;
-        if self.dispatch.max_batch == 0 || self.dispatch.concurrency == 0 || self.dispatch.lease_batch == 0 {
+        if self.dispatch.max_batch == 0
+            || self.dispatch.concurrency == 0
+            || self.dispatch.lease_batch == 0
+        {
             return Err("dispatch.max_batch, dispatch.concurrency and dispatch.lease_batch must be at least 1".into());
         }
-        if self.retry.max_attempts == 0 {
-            return Err("retry.max_attempts must be at least 1".into());
-        }
+        self.retry_policies()?;
         if self.idempotency_ttl_hours == 0 {
-            return Err("idempotency_ttl_hours must be at least 1 (a key is remembered for that long)".into());
+            return Err(
+                "idempotency_ttl_hours must be at least 1 (a key is remembered for that long)"
+                    .into(),
+            );
         }
         let all_prices = self.prices.iter().map(|p| ("prices", p)).chain(
-            self.tenants.iter().flat_map(|t| t.prices.iter().map(|p| ("tenants.prices", p))),
+            self.tenants
+                .iter()
+                .flat_map(|t| t.prices.iter().map(|p| ("tenants.prices", p))),
         );
         for (field, p) in all_prices {
             if p.unit_minor < 0 {
-                return Err(format!("{field}: unit_minor for {:?} must not be negative", p.channel));
+                return Err(format!(
+                    "{field}: unit_minor for {:?} must not be negative",
+                    p.channel
+                ));
             }
         }
         for (i, t) in self.tenants.iter().enumerate() {
@@ -280,15 +330,30 @@ impl Config {
             }
             for (k, key) in t.api_keys.iter().enumerate() {
                 if key.len() < 16 {
-                    return Err(format!("tenants[{i}].api_keys[{k}]: API keys must be at least 16 characters"));
+                    return Err(format!(
+                        "tenants[{i}].api_keys[{k}]: API keys must be at least 16 characters"
+                    ));
                 }
             }
         }
         Ok(())
     }
 
+    /// Every (tenant, channel)'s retry policy.
+    pub fn retry_policies(&self) -> Result<RetryPolicies, String> {
+        let tenants: Vec<_> = self
+            .tenants
+            .iter()
+            .map(|t| (t.id.clone(), t.retry.clone(), t.retry_channels.clone()))
+            .collect();
+        RetryPolicies::new(self.retry.clone(), &self.retry_channels, &tenants)
+    }
+
     pub fn plugins_dir(&self) -> PathBuf {
-        self.plugins.dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+        self.plugins
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 }
 
@@ -306,7 +371,11 @@ mod tests {
         let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("h.toml");
-        std::fs::write(&p, "listen = \"127.0.0.1:9999\"\n[dispatch]\nconcurrency = 3\n").unwrap();
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9999\"\n[dispatch]\nconcurrency = 3\n",
+        )
+        .unwrap();
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.dispatch.concurrency, 3);

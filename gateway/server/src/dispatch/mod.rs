@@ -16,13 +16,14 @@ mod send;
 mod tokens;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_core::batch::{BatchKey, Batcher, Bounds};
+use herald_core::model::AttemptRecord;
 use herald_core::model::{Account, Outcome, Rendered};
-use herald_core::retry::RetryPolicy;
+use herald_core::retry::RetryPolicies;
 use herald_core::seams::{ConfigStore, LeaseToken, Queue, Store};
 use herald_plugin_host::PluginHost;
 use tokio::sync::mpsc;
@@ -47,11 +48,13 @@ pub struct Dispatch {
     pub metrics: Arc<Metrics>,
     pub limiters: Limiters,
     pub cfg: DispatchConfig,
-    pub retry: RetryPolicy,
+    pub retry: RetryPolicies,
     /// Per-(tenant, channel) rates from the config file.
     pub tenant_rates: HashMap<(String, String), u32>,
     /// Queue items this process is working on.
     pub inflight: Arc<Mutex<HashSet<LeaseToken>>>,
+    /// Deliveries this process is working on (one job per delivery id).
+    pub deliveries: InFlight,
     /// Provider access tokens, per (tenant, account).
     pub tokens: tokens::Tokens,
 }
@@ -71,7 +74,12 @@ impl ItemTracker {
         acks: mpsc::UnboundedSender<LeaseToken>,
         inflight: Arc<Mutex<HashSet<LeaseToken>>>,
     ) -> Arc<Self> {
-        let t = Arc::new(Self { token, remaining: AtomicUsize::new(jobs), acks, inflight });
+        let t = Arc::new(Self {
+            token,
+            remaining: AtomicUsize::new(jobs),
+            acks,
+            inflight,
+        });
         if jobs == 0 {
             t.finish();
         }
@@ -91,6 +99,84 @@ impl ItemTracker {
     }
 }
 
+/// The (delivery id, attempt) pairs this process has a job for, so that one
+/// attempt of a delivery is never in two jobs at once, whatever queued it
+/// twice (a keyed retry after a crash, a re-drive, a lease that ran out). A
+/// pair stays claimed for a short grace after its outcome is recorded: a
+/// second item that read the delivery as `queued` just before that write
+/// finds it claimed instead of sending again. (A retry is the next attempt,
+/// a different pair.)
+pub struct InFlight {
+    ids: Mutex<Claims>,
+}
+
+struct Claims {
+    /// `None` while a job runs; `Some(recorded at)` during the grace.
+    ids: HashMap<String, Option<Instant>>,
+    pruned: Instant,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self {
+            ids: Mutex::new(Claims {
+                ids: HashMap::new(),
+                pruned: Instant::now(),
+            }),
+        }
+    }
+}
+
+/// How long a recorded delivery id stays claimed.
+const RECORDED_GRACE: Duration = Duration::from_secs(5);
+
+impl InFlight {
+    fn key(id: &str, attempt: u32) -> String {
+        format!("{id}#{attempt}")
+    }
+
+    /// Claim an attempt; false if a job for it exists or was recorded moments ago.
+    pub fn claim(&self, id: &str, attempt: u32) -> bool {
+        let key = Self::key(id, attempt);
+        let mut claims = self.ids.lock().expect("in-flight deliveries");
+        match claims.ids.get(&key) {
+            Some(None) => false,
+            Some(Some(at)) if at.elapsed() < RECORDED_GRACE => false,
+            _ => {
+                claims.ids.insert(key, None);
+                true
+            }
+        }
+    }
+
+    /// The outcomes of these attempts are recorded.
+    pub fn recorded<'a>(&self, attempts: impl IntoIterator<Item = (&'a str, u32)>) {
+        let now = Instant::now();
+        let mut claims = self.ids.lock().expect("in-flight deliveries");
+        for (id, attempt) in attempts {
+            if let Some(at) = claims.ids.get_mut(&Self::key(id, attempt)) {
+                *at = Some(now);
+            }
+        }
+        // Forget ids past their grace once per grace period.
+        if claims.pruned.elapsed() >= RECORDED_GRACE {
+            claims
+                .ids
+                .retain(|_, at| at.is_none_or(|t| t.elapsed() < RECORDED_GRACE));
+            claims.pruned = now;
+        }
+    }
+
+    /// Forget these attempts at once (their outcomes were not recorded; the
+    /// queue redelivers them).
+    pub fn release<'a>(&self, attempts: impl IntoIterator<Item = (&'a str, u32)>) {
+        let mut claims = self.ids.lock().expect("in-flight deliveries");
+        for (id, attempt) in attempts {
+            claims.ids.remove(&Self::key(id, attempt));
+        }
+    }
+}
+
 /// One delivery attempt in flight.
 pub struct Job {
     pub rendered: Rendered,
@@ -101,15 +187,24 @@ pub struct Job {
     pub due_at: i64,
     pub max_batch: usize,
     pub currency: String,
+    /// How the earlier attempts ended.
+    pub history: Vec<AttemptRecord>,
     item: Arc<ItemTracker>,
 }
 
 impl Job {
     fn key(&self) -> BatchKey {
-        BatchKey { tenant: self.account.tenant.clone(), channel: self.channel.clone(), account: self.account.name.clone() }
+        BatchKey {
+            tenant: self.account.tenant.clone(),
+            channel: self.channel.clone(),
+            account: self.account.name.clone(),
+        }
     }
     fn size(&self) -> usize {
-        self.rendered.text.len() + self.rendered.html.as_ref().map_or(0, String::len) + self.rendered.recipient.len() + 64
+        self.rendered.text.len()
+            + self.rendered.html.as_ref().map_or(0, String::len)
+            + self.rendered.recipient.len()
+            + 64
     }
 }
 
@@ -133,7 +228,10 @@ impl Dispatch {
             0
         });
         if recovered > 0 {
-            tracing::info!(items = recovered, "re-queued work leased by a previous process");
+            tracing::info!(
+                items = recovered,
+                "re-queued work leased by a previous process"
+            );
         }
         let (job_tx, job_rx) = mpsc::channel::<Job>(8_192);
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(self.cfg.concurrency * 2);
@@ -154,8 +252,14 @@ impl Dispatch {
             let _ = recorder.await;
             let _ = acker.await;
         };
-        if tokio::time::timeout(Duration::from_millis(self.cfg.drain_timeout_ms), drain).await.is_err() {
-            tracing::warn!(timeout_ms = self.cfg.drain_timeout_ms, "drain timed out; unfinished work is redelivered on restart");
+        if tokio::time::timeout(Duration::from_millis(self.cfg.drain_timeout_ms), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout_ms = self.cfg.drain_timeout_ms,
+                "drain timed out; unfinished work is redelivered on restart"
+            );
         }
         depth.abort();
     }

@@ -1,13 +1,15 @@
 //! Send batches: rate limits, plugin `build`, transport, plugin `interpret`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
 use herald_core::model::{Outcome, OutcomeKind};
-use herald_plugin_host::types::{CallContext, Delivery, Outcome as PluginOutcome, OutcomeKind as PluginKind, Request, Response};
-use herald_plugin_host::LoadedPlugin;
+use herald_plugin_host::types::{
+    CallContext, Delivery, Outcome as PluginOutcome, OutcomeKind as PluginKind, Request, Response,
+};
+use herald_plugin_host::{CallError, LoadedPlugin, PluginFault};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -15,11 +17,19 @@ use super::{Batch, Dispatch, Job, Settled};
 use crate::limits::Limiters;
 use crate::metrics::call_plugin;
 
-pub(super) async fn send_loop(d: Arc<Dispatch>, mut batches: mpsc::Receiver<Batch>, settled: mpsc::Sender<Settled>) {
+pub(super) async fn send_loop(
+    d: Arc<Dispatch>,
+    mut batches: mpsc::Receiver<Batch>,
+    settled: mpsc::Sender<Settled>,
+) {
     let permits = Arc::new(Semaphore::new(d.cfg.concurrency));
     let mut tasks = JoinSet::new();
     while let Some(batch) = batches.recv().await {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
         let (d, settled) = (d.clone(), settled.clone());
         tasks.spawn(async move {
             d.metrics.inflight_batches.inc();
@@ -37,7 +47,11 @@ pub(super) async fn send_loop(d: Arc<Dispatch>, mut batches: mpsc::Receiver<Batc
 fn settle_all(jobs: Vec<Job>, kind: OutcomeKind, detail: &str) -> Vec<Settled> {
     jobs.into_iter()
         .map(|job| {
-            let outcome = Outcome::new(job.rendered.delivery_id.clone(), kind, Some(detail.to_string()));
+            let outcome = Outcome::new(
+                job.rendered.delivery_id.clone(),
+                kind,
+                Some(detail.to_string()),
+            );
             Settled { job, outcome }
         })
         .collect()
@@ -46,18 +60,32 @@ fn settle_all(jobs: Vec<Job>, kind: OutcomeKind, detail: &str) -> Vec<Settled> {
 async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     let Batch { key, jobs } = batch;
     let account = jobs[0].account.clone();
-    let metrics = d.metrics.channel(&key.tenant, &key.channel, &jobs[0].currency);
+    let metrics = d
+        .metrics
+        .channel(&key.tenant, &key.channel, &jobs[0].currency);
     let [tenant_key, account_key] = Limiters::keys(&key.tenant, &key.channel, &key.account);
-    let tenant_rate = d.tenant_rates.get(&(key.tenant.clone(), key.channel.clone())).copied().or(d.cfg.tenant_channel_rate_per_sec);
+    let tenant_rate = d
+        .tenant_rates
+        .get(&(key.tenant.clone(), key.channel.clone()))
+        .copied()
+        .or(d.cfg.tenant_channel_rate_per_sec);
     let waited = d.limiters.wait_pause(&account_key).await
-        | d.limiters.acquire(&tenant_key, tenant_rate, jobs.len()).await
-        | d.limiters.acquire(&account_key, account.rate_per_sec, jobs.len()).await;
+        | d.limiters
+            .acquire(&tenant_key, tenant_rate, jobs.len())
+            .await
+        | d.limiters
+            .acquire(&account_key, account.rate_per_sec, jobs.len())
+            .await;
     if waited {
         metrics.limiter_waits.inc();
     }
 
     let Some(plugin) = d.plugins.get(&account.plugin) else {
-        return settle_all(jobs, OutcomeKind::Retry, &format!("plugin {:?} is not loaded", account.plugin));
+        return settle_all(
+            jobs,
+            OutcomeKind::Retry,
+            &format!("plugin {:?} is not loaded", account.plugin),
+        );
     };
     let ctx = CallContext {
         now_ms: herald_core::now_ms().max(0) as u64,
@@ -66,92 +94,224 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     };
     let (account_json, has_token) = match d.tokens.account_json(d, &plugin, &ctx, &account).await {
         Ok((a, t)) => (Arc::new(a), t),
-        Err(e) => return settle_all(jobs, if e.permanent { OutcomeKind::Failed } else { OutcomeKind::Retry }, &e.reason),
-    };
-    let deliveries: Vec<Delivery> = jobs
-        .iter()
-        .map(|j| Delivery {
-            id: j.rendered.delivery_id.clone(),
-            recipient: j.rendered.recipient.clone(),
-            subject: j.rendered.subject.clone(),
-            text: j.rendered.text.clone(),
-            html: j.rendered.html.clone(),
-            metadata: j.rendered.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        })
-        .collect();
-
-    let built = {
-        let (p, c, a) = (plugin.clone(), ctx.clone(), account_json.clone());
-        call_plugin(&d.metrics, &plugin, "build", move || p.build(&c, &a, &deliveries)).await
-    };
-    let built = match built {
-        Ok(b) => b,
         Err(e) => {
-            let kind = if e.is_transient() { OutcomeKind::Retry } else { OutcomeKind::Failed };
-            tracing::warn!(plugin = plugin.name(), tenant = %key.tenant, account = %key.account, error = %e, "plugin build failed");
-            return settle_all(jobs, kind, &e.to_string());
+            return settle_all(
+                jobs,
+                if e.permanent {
+                    OutcomeKind::Failed
+                } else {
+                    OutcomeKind::Retry
+                },
+                &e.reason,
+            );
         }
     };
-
-    let mut by_id: HashMap<String, Job> = jobs.into_iter().map(|j| (j.rendered.delivery_id.clone(), j)).collect();
-    let mut settled: Vec<Settled> = Vec::new();
-    for id in built.uncovered {
-        if let Some(job) = by_id.remove(&id) {
-            settled.extend(settle_all(vec![job], OutcomeKind::Failed, "plugin built no request for this delivery"));
-        }
+    // One job per delivery id: the consumer's claims already make a duplicate
+    // impossible; should one get here, it is dropped (its twin is recorded).
+    let mut seen = HashSet::new();
+    let (jobs, twins): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| seen.insert(j.rendered.delivery_id.clone()));
+    for twin in twins {
+        tracing::warn!(delivery = %twin.rendered.delivery_id, "delivery twice in one batch; the copy is dropped");
+        twin.item.done();
     }
-    let account = &account;
-    let sends = built.outbounds.into_iter().map(|o| {
-        let (ctx, account_json, plugin) = (ctx.clone(), account_json.clone(), plugin.clone());
-        async move {
-            let protocol = match &o.request {
-                Request::Http(_) => "http",
-                Request::Smtp(_) => "smtp",
-            };
-            let started = Instant::now();
-            let response = d.transport.send(o.request).await;
-            d.metrics.provider_latency.with_label_values(&[plugin.name(), protocol]).observe(started.elapsed().as_secs_f64());
-            let outcomes = match response {
-                Err(e) => {
-                    tracing::debug!(plugin = plugin.name(), error = %e, "transport error");
-                    Err((OutcomeKind::Retry, format!("transport: {e}")))
-                }
-                Ok(resp) if has_token && token_rejected(d, &plugin, &resp).await => {
-                    d.tokens.invalidate(account);
-                    Err((OutcomeKind::Retry, "the provider rejected the access token; a new one is fetched for the retry".to_string()))
-                }
-                Ok(resp) => interpret(d, &plugin, ctx, account_json, o.deliveries.clone(), resp).await,
-            };
-            (o.deliveries, outcomes)
-        }
-    });
-    for (ids, outcomes) in join_all(sends).await {
-        let mut outcomes: HashMap<String, PluginOutcome> = match outcomes {
-            Ok(list) => list.into_iter().map(|o| (o.delivery_id.clone(), o)).collect(),
-            Err((kind, detail)) => {
-                settled.extend(settle_all(ids.iter().filter_map(|id| by_id.remove(id)).collect(), kind, &detail));
-                continue;
-            }
-        };
-        for id in ids {
-            let Some(job) = by_id.remove(&id) else { continue };
-            let outcome = match outcomes.remove(&id) {
-                Some(o) => from_plugin(o),
-                None => Outcome::new(id, OutcomeKind::Failed, Some("sent, but the plugin reported no outcome".into())),
-            };
-            settled.push(Settled { job, outcome });
-        }
-    }
+    let call = Call {
+        d,
+        plugin,
+        ctx,
+        account_json,
+        has_token,
+        account: &account,
+    };
+    let settled = call.build_and_send(jobs).await;
     // The provider throttled this account: hold its next batches back.
-    if let Some(ms) = settled.iter().filter(|s| s.outcome.kind == OutcomeKind::Throttled).map(|s| s.outcome.retry_after_ms.unwrap_or(1_000)).max() {
-        d.limiters.pause(&account_key, ms.min(d.retry.max_retry_after_ms));
+    if let Some(ms) = settled
+        .iter()
+        .filter(|s| s.outcome.kind == OutcomeKind::Throttled)
+        .map(|s| s.outcome.retry_after_ms.unwrap_or(1_000))
+        .max()
+    {
+        d.limiters.pause(
+            &account_key,
+            ms.min(d.retry.get(&key.tenant, &key.channel).max_retry_after_ms),
+        );
     }
     settled
 }
 
+/// What a failed `build` means for the deliveries it was given: the
+/// recipient's or the account's fault is final; anything else (a deadline, a
+/// trap, rejected output) is the plugin's or the machine's, and is retried.
+fn build_failure(e: &CallError) -> OutcomeKind {
+    match e {
+        CallError::Plugin(PluginFault::InvalidDelivery(_) | PluginFault::BadConfig(_))
+        | CallError::HostDenied(_) => OutcomeKind::Failed,
+        _ => OutcomeKind::Retry,
+    }
+}
+
+/// One batch's plugin calls and provider requests.
+struct Call<'a> {
+    d: &'a Dispatch,
+    plugin: Arc<LoadedPlugin>,
+    ctx: CallContext,
+    account_json: Arc<String>,
+    has_token: bool,
+    account: &'a Arc<herald_core::model::Account>,
+}
+
+impl Call<'_> {
+    /// Build the batch and send it. When `build` fails for several
+    /// deliveries, each is built on its own, so that one bad recipient (or
+    /// whatever else the plugin trips over) fails alone: a batch is a
+    /// transport optimisation, never a unit of failure. A bad account config
+    /// concerns every delivery and is not split.
+    async fn build_and_send(&self, jobs: Vec<Job>) -> Vec<Settled> {
+        let (d, plugin) = (self.d, &self.plugin);
+        let deliveries: Vec<Delivery> = jobs
+            .iter()
+            .map(|j| Delivery {
+                id: j.rendered.delivery_id.clone(),
+                recipient: j.rendered.recipient.clone(),
+                subject: j.rendered.subject.clone(),
+                text: j.rendered.text.clone(),
+                html: j.rendered.html.clone(),
+                metadata: j
+                    .rendered
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            })
+            .collect();
+        let built = {
+            let (p, c, a) = (plugin.clone(), self.ctx.clone(), self.account_json.clone());
+            call_plugin(&d.metrics, plugin, "build", move || {
+                p.build(&c, &a, &deliveries)
+            })
+            .await
+        };
+        let built = match built {
+            Ok(b) => b,
+            Err(e)
+                if jobs.len() > 1 && !matches!(e, CallError::Plugin(PluginFault::BadConfig(_))) =>
+            {
+                tracing::debug!(plugin = plugin.name(), deliveries = jobs.len(), error = %e, "build failed for a batch; building each delivery alone");
+                let singles = jobs
+                    .into_iter()
+                    .map(|j| Box::pin(self.build_and_send(vec![j])));
+                return join_all(singles).await.into_iter().flatten().collect();
+            }
+            Err(e) => {
+                tracing::warn!(plugin = plugin.name(), tenant = %self.ctx.tenant, account = %self.account.name, error = %e, "plugin build failed");
+                return settle_all(jobs, build_failure(&e), &e.to_string());
+            }
+        };
+
+        let mut by_id: HashMap<String, Job> = jobs
+            .into_iter()
+            .map(|j| (j.rendered.delivery_id.clone(), j))
+            .collect();
+        let mut settled: Vec<Settled> = Vec::new();
+        for id in built.uncovered {
+            if let Some(job) = by_id.remove(&id) {
+                settled.extend(settle_all(
+                    vec![job],
+                    OutcomeKind::Failed,
+                    "plugin built no request for this delivery",
+                ));
+            }
+        }
+        let sends = built.outbounds.into_iter().map(|o| async move {
+            let outcomes = self.send_one(o.request, o.deliveries.clone()).await;
+            (o.deliveries, outcomes)
+        });
+        for (ids, outcomes) in join_all(sends).await {
+            let mut outcomes: HashMap<String, PluginOutcome> = match outcomes {
+                Ok(list) => list
+                    .into_iter()
+                    .map(|o| (o.delivery_id.clone(), o))
+                    .collect(),
+                Err((kind, detail)) => {
+                    settled.extend(settle_all(
+                        ids.iter().filter_map(|id| by_id.remove(id)).collect(),
+                        kind,
+                        &detail,
+                    ));
+                    continue;
+                }
+            };
+            for id in ids {
+                let Some(job) = by_id.remove(&id) else {
+                    continue;
+                };
+                let outcome = match outcomes.remove(&id) {
+                    Some(o) => from_plugin(o),
+                    None => Outcome::new(
+                        id,
+                        OutcomeKind::Failed,
+                        Some("sent, but the plugin reported no outcome".into()),
+                    ),
+                };
+                settled.push(Settled { job, outcome });
+            }
+        }
+        settled
+    }
+
+    /// Send one request and interpret the provider's answer.
+    async fn send_one(
+        &self,
+        request: Request,
+        ids: Vec<String>,
+    ) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
+        let (d, plugin) = (self.d, &self.plugin);
+        let protocol = match &request {
+            Request::Http(_) => "http",
+            Request::Smtp(_) => "smtp",
+        };
+        let started = Instant::now();
+        let response = d.transport.send(request).await;
+        d.metrics
+            .provider_latency
+            .with_label_values(&[plugin.name(), protocol])
+            .observe(started.elapsed().as_secs_f64());
+        match response {
+            Err(e) => {
+                tracing::debug!(plugin = plugin.name(), error = %e, "transport error");
+                Err((OutcomeKind::Retry, format!("transport: {e}")))
+            }
+            Ok(resp) if self.has_token && token_rejected(d, plugin, &resp).await => {
+                d.tokens.invalidate(self.account);
+                Err((
+                    OutcomeKind::Retry,
+                    "the provider rejected the access token; a new one is fetched for the retry"
+                        .to_string(),
+                ))
+            }
+            Ok(resp) => {
+                interpret(
+                    d,
+                    plugin,
+                    self.ctx.clone(),
+                    self.account_json.clone(),
+                    ids,
+                    resp,
+                )
+                .await
+            }
+        }
+    }
+}
+
 async fn token_rejected(d: &Dispatch, plugin: &Arc<LoadedPlugin>, resp: &Response) -> bool {
     let (p, r) = (plugin.clone(), resp.clone());
-    call_plugin(&d.metrics, plugin, "token_expired", move || p.token_expired(&r)).await.unwrap_or(false)
+    call_plugin(&d.metrics, plugin, "token_expired", move || {
+        p.token_expired(&r)
+    })
+    .await
+    .unwrap_or(false)
 }
 
 async fn interpret(
@@ -179,5 +339,12 @@ fn from_plugin(o: PluginOutcome) -> Outcome {
         PluginKind::Throttled => OutcomeKind::Throttled,
         PluginKind::Failed => OutcomeKind::Failed,
     };
-    Outcome { delivery_id: o.delivery_id, kind, retry_after_ms: o.retry_after_ms, provider_id: o.provider_id, units: o.units.max(1), detail: o.detail }
+    Outcome {
+        delivery_id: o.delivery_id,
+        kind,
+        retry_after_ms: o.retry_after_ms,
+        provider_id: o.provider_id,
+        units: o.units.max(1),
+        detail: o.detail,
+    }
 }

@@ -22,6 +22,7 @@
 //! | `duplicate` | like `ok`, plus a second outbound for the first delivery id (contract violation) |
 //! | `missing` | like `ok`, without an outbound for the last delivery (contract violation) |
 //! | `invalid` | returns `invalid-delivery("hostile: invalid on purpose")` |
+//! | `picky` | like `ok`, but the whole `build` fails with `invalid-delivery` when any recipient starts with `bad` (as a provider SDK rejecting one malformed address does) |
 //!
 //! `interpret` always answers `sent` for every delivery (provider id = delivery
 //! id); `parse-callback` is not supported.
@@ -38,7 +39,7 @@ const SCHEMA: &str = r#"{
   "type": "object",
   "required": ["mode"],
   "properties": {
-    "mode": {"enum": ["ok", "loop", "grow", "huge", "badhost", "panic", "print", "clock", "random", "duplicate", "missing", "invalid"]},
+    "mode": {"enum": ["ok", "loop", "grow", "huge", "badhost", "panic", "print", "clock", "random", "duplicate", "missing", "invalid", "picky"]},
     "url": {"type": "string"}
   }
 }"#;
@@ -57,6 +58,7 @@ enum Mode {
     Duplicate,
     Missing,
     Invalid,
+    Picky,
 }
 
 fn mode(account: &str) -> Result<Mode, PluginError> {
@@ -75,6 +77,7 @@ fn mode(account: &str) -> Result<Mode, PluginError> {
         "duplicate" => Mode::Duplicate,
         "missing" => Mode::Missing,
         "invalid" => Mode::Invalid,
+        "picky" => Mode::Picky,
         other => {
             return Err(PluginError::BadConfig(format!(
                 "mode: unknown mode {other:?}"
@@ -204,6 +207,13 @@ impl Plugin for Hostile {
             Mode::Invalid => Err(PluginError::InvalidDelivery(
                 "hostile: invalid on purpose".into(),
             )),
+            Mode::Picky => match batch.iter().find(|d| d.recipient.starts_with("bad")) {
+                Some(d) => Err(PluginError::InvalidDelivery(format!(
+                    "recipient {}: hostile refuses addresses starting with \"bad\"",
+                    d.id
+                ))),
+                None => Ok(ok_outbounds(account, &batch)),
+            },
         }
     }
 
