@@ -5,11 +5,21 @@ mod app;
 mod auth;
 mod config;
 mod excel;
+mod upload_worker;
 
 use tokio_util::sync::CancellationToken;
 
+fn main() {
+    // The upload parser's child process (see upload_worker): no runtime, no config.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(upload_worker::SUBCOMMAND) {
+        std::process::exit(upload_worker::child_main(&args[1..]));
+    }
+    serve();
+}
+
 #[tokio::main]
-async fn main() {
+async fn serve() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERALD_ADMIN_LOG").unwrap_or_else(|_| "info".into()),

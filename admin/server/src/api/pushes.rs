@@ -525,21 +525,32 @@ async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
 async fn upload(State(app): State<Arc<App>>, caller: Caller, mut form: Multipart) -> Result<Response> {
     caller.require("push.edit")?;
     let bad = |m: String| ApiError::invalid("file", m);
-    while let Some(field) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
+    let limit = app.cfg.max_upload_bytes;
+    let too_large = || ApiError::new(ErrorKind::TooLarge, "too_large", format!("at most {limit} bytes")).with_field("file");
+    // A body past the service's limit fails while it is read: that is a 413 too.
+    let read_err = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad(e.body_text()) }
+    };
+    while let Some(mut field) = form.next_field().await.map_err(read_err)? {
         if field.name() != Some("file") {
             continue;
         }
-        let name = field.file_name().unwrap_or("").to_string();
-        let bytes = field.bytes().await.map_err(|e| bad(e.body_text()))?;
-        if bytes.len() > app.cfg.max_upload_bytes {
-            return Err(ApiError::new(ErrorKind::TooLarge, "too_large", format!("at most {} bytes", app.cfg.max_upload_bytes)).with_field("file").into());
+        let kind = crate::excel::kind(field.file_name().unwrap_or("")).map_err(bad)?;
+        // Counted as it arrives: never more than the limit in memory.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(read_err)? {
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large().into());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         let max = app.cfg.max_upload_rows;
-        let parsed = tokio::task::spawn_blocking(move || crate::excel::parse(&name, bytes.to_vec(), max))
-            .await
-            .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
-            .map_err(bad)?;
-        return Ok(axum::Json(parsed).into_response());
+        return match crate::upload_worker::parse(kind, bytes, max).await {
+            Ok(json) => Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response()),
+            Err(crate::upload_worker::Failure::Refused(m)) => Err(bad(m).into()),
+            Err(crate::upload_worker::Failure::Died(m)) => Err(ApiError::unknown("unreadable_file", "file", m).into()),
+            Err(crate::upload_worker::Failure::Busy) => Err(ApiError::unavailable("every spreadsheet parser is busy: try again shortly").into()),
+        };
     }
     Err(bad("send the spreadsheet in the form field `file`".into()).into())
 }
