@@ -292,14 +292,15 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<St
 /// when it sends the object, keys given as `null` or `""` keep their stored
 /// values and keys left out are removed.
 fn keep_wildcard(stored: &Value, config: &mut Value, field: &str, star: usize) {
+    // Decide on the edit as sent, not as already completed by this loop.
+    let given = config.clone();
     for path in herald_backends::expand_secret_paths(stored, &[field.to_string()]) {
         let Some(value) = get_segments(stored, &path).cloned() else { continue };
-        let container = get_segments(config, &path[..star]);
-        let keep = match container {
+        let keep = match get_segments(&given, &path[..star]) {
             None | Some(Value::Null) => true,
-            Some(_) => match get_segments(config, &path[..=star]) {
+            Some(_) => match get_segments(&given, &path[..=star]) {
                 None => false,
-                Some(_) => get_segments(config, &path).is_none_or(|v| v.is_null() || v == ""),
+                Some(_) => get_segments(&given, &path).is_none_or(|v| v.is_null() || v == ""),
             },
         };
         if keep {
