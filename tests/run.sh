@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:?run through make test}"
 
 services="${HERALD_TEST_SERVICES:-1}"
+# Each stage prints how long it took (CI must fit a cold run in 60 minutes).
+started=$SECONDS
+stage() {
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "=== stage: $name"
+  "$@"
+  echo "=== stage: $name took $((SECONDS - t0)) s (total $((SECONDS - started)) s)"
+}
 stop_services() {
   if [ "$services" = 1 ]; then
     deploy/services/kafka.sh stop >/dev/null 2>&1 || true
@@ -21,31 +30,28 @@ if [ "$services" = 1 ]; then
   # Start the JVMs first, so they boot while cargo builds.
   deploy/services/kafka.sh stop >/dev/null 2>&1 || true
   deploy/services/cassandra.sh stop >/dev/null 2>&1 || true
-  deploy/services/kafka.sh fetch
-  deploy/services/cassandra.sh fetch
-  deploy/services/kafka.sh start
-  deploy/services/cassandra.sh start
+  stage "fetch Kafka and Cassandra" bash -c 'deploy/services/kafka.sh fetch && deploy/services/cassandra.sh fetch'
+  stage "start Kafka and Cassandra" bash -c 'deploy/services/kafka.sh start && deploy/services/cassandra.sh start'
 fi
 
 host=(--workspace $(for p in $(ls plugins) hostile legacy; do printf -- '--exclude herald-plugin-%s ' "$p"; done) --exclude herald-plugin-sdk)
-make --no-print-directory plugins
+stage "build plugins" make --no-print-directory plugins
 # One build of every host binary and test, with one feature set (see HOST in the Makefile).
-cargo build --release "${host[@]}" --bins --tests
+stage "build host binaries and tests" cargo build --release "${host[@]}" --bins --tests
 
 if [ "$services" = 1 ]; then
-  deploy/services/kafka.sh wait
-  deploy/services/cassandra.sh wait
+  stage "wait for Kafka and Cassandra" bash -c 'deploy/services/kafka.sh wait && deploy/services/cassandra.sh wait'
   export HERALD_TEST_KAFKA=127.0.0.1:9092 HERALD_TEST_CQL=127.0.0.1:9042
 fi
 export HERALD_TEST_PLUGIN_DIR="$CARGO_TARGET_DIR/herald-plugins"
 
-cargo test --release "${host[@]}"
-tests/console/run.sh
-sdk/clients/test.sh
-cargo test --release -p herald-plugin-sdk $(for p in $(ls plugins) hostile; do printf -- '-p herald-plugin-%s ' "$p"; done)
-make --no-print-directory TESTS=1 conformance template-check
+stage "Rust tests (unit, conformance, e2e, fuzz)" cargo test --release "${host[@]}"
+stage "console in Chromium" tests/console/run.sh
+stage "client SDKs" sdk/clients/test.sh
+stage "plugin unit tests" cargo test --release -p herald-plugin-sdk $(for p in $(ls plugins) hostile; do printf -- '-p herald-plugin-%s ' "$p"; done)
+stage "plugin conformance kit and template" make --no-print-directory TESTS=1 conformance template-check
 
 # Alert rules: promtool unit tests (Debian's prometheus package brings promtool).
 command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-promtool check config deploy/prometheus/prometheus.yml
-promtool test rules deploy/prometheus/alerts.test.yml
+stage "alert rules" bash -c 'promtool check config deploy/prometheus/prometheus.yml && promtool test rules deploy/prometheus/alerts.test.yml'
+echo "=== all stages passed in $((SECONDS - started)) s"
