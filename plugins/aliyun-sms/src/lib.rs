@@ -66,8 +66,9 @@
 //! | answer | outcome |
 //! | --- | --- |
 //! | `Code` `OK` | `sent`, provider id = `BizId` |
-//! | `isv.BUSINESS_LIMIT_CONTROL`, `Throttling*` | `throttled` |
+//! | `isv.BUSINESS_LIMIT_CONTROL` (minute/hour level), `Throttling*` | `throttled` |
 //! | `isp.SYSTEM_ERROR`, `InternalError`, `ServiceUnavailable*`, `SignatureNonceUsed`, `InvalidTimeStamp.*`, HTTP 5xx | `retry` |
+//! | `isv.BUSINESS_LIMIT_CONTROL` at day level (`触发天级流控…`: the number had its sends of the day) | `failed` |
 //! | `isv.MOBILE_NUMBER_ILLEGAL`, other `isv.*`/`isp.*`, `SignatureDoesNotMatch`, `InvalidAccessKeyId.*`, other errors | `failed`, detail `<Code>: <Message>` |
 //!
 //! Units: 1 per send. Aliyun bills per segment (mainland: 70 characters, then
@@ -92,7 +93,8 @@
 //!
 //! `max-batch` 100 (one request each). QPS limit 5000/s per Aliyun account;
 //! mainland frequency limits per number (verification codes 1/min, 5/h, 10/day)
-//! answer `isv.BUSINESS_LIMIT_CONTROL`.
+//! answer `isv.BUSINESS_LIMIT_CONTROL`; the message names the level, and only
+//! the day level fails the delivery.
 
 use std::collections::BTreeMap;
 
@@ -548,6 +550,26 @@ mod tests {
         assert_eq!(
             o.detail.as_deref(),
             Some("isv.BUSINESS_LIMIT_CONTROL: 触发分钟级流控Permits:1")
+        );
+        assert_eq!(
+            kind(
+                200,
+                r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发小时级流控Permits:5"}"#
+            )
+            .kind,
+            OutcomeKind::Throttled
+        );
+        let o = kind(
+            200,
+            r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发天级流控Permits:10"}"#,
+        );
+        assert_eq!(
+            (o.kind, o.detail.as_deref()),
+            (
+                OutcomeKind::Failed,
+                Some("isv.BUSINESS_LIMIT_CONTROL: 触发天级流控Permits:10")
+            ),
+            "the day's limit is not waited out"
         );
         assert_eq!(kind(400, r#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#).kind, OutcomeKind::Throttled);
         let o = kind(

@@ -198,7 +198,15 @@ pub fn error_outcome(
     retry_after: Option<u64>,
 ) -> Outcome {
     let detail = outcome::clip(&format!("{code}: {message}"), MAX_DETAIL);
-    if code == "isv.BUSINESS_LIMIT_CONTROL" || code.starts_with("Throttling") {
+    // `isv.BUSINESS_LIMIT_CONTROL` is the per-number frequency control; its
+    // message names the level (`触发分钟级流控Permits:1`, `触发小时级流控…`,
+    // `触发天级流控Permits:10`, voice: `触发号码天级流控`). Minute and hour
+    // levels clear soon: throttled. The day level holds until the next day, by
+    // when a verification code is useless: that number fails, like any other
+    // refusal of the recipient.
+    if code == "isv.BUSINESS_LIMIT_CONTROL" && message.contains("天级") {
+        outcome::failed(id, detail)
+    } else if code == "isv.BUSINESS_LIMIT_CONTROL" || code.starts_with("Throttling") {
         outcome::throttled(id, detail).with_retry_after_ms(retry_after)
     } else if matches!(
         code,
@@ -233,7 +241,10 @@ pub fn reject(why: &str) -> herald_plugin_sdk::types::PluginError {
 }
 
 /// When the account sets a callback token, the push URL must carry it as `?token=`.
-pub fn check_callback_token(url: &str, token: Option<&str>) -> Result<(), herald_plugin_sdk::types::PluginError> {
+pub fn check_callback_token(
+    url: &str,
+    token: Option<&str>,
+) -> Result<(), herald_plugin_sdk::types::PluginError> {
     match (token, query_param(url, "token")) {
         (None, _) => Ok(()),
         (Some(want), Some(t)) if same_secret(&t, want) => Ok(()),

@@ -52,7 +52,8 @@
 //! # Outcomes
 //!
 //! `Code` `OK` → `sent`, provider id = `CallId`. `isv.BUSINESS_LIMIT_CONTROL`
-//! (per number: 1 call/min, 5/h, 20/24 h) and `Throttling*` → `throttled`;
+//! (per number: 1 call/min, 5/h, 20/24 h) and `Throttling*` → `throttled`,
+//! except the day level (`触发号码天级流控`), which fails that number;
 //! `isp.SYSTEM_ERROR`, `InternalError`, `ServiceUnavailable*`,
 //! `SignatureNonceUsed`, `InvalidTimeStamp.*`, HTTP 5xx → `retry`; anything
 //! else (`SignatureDoesNotMatch`, `InvalidAccessKeyId.NotFound`, other
@@ -79,8 +80,8 @@
 
 use std::collections::BTreeMap;
 
-use herald_plugin_sdk::types::*;
 use herald_plugin_sdk::time::started_minutes;
+use herald_plugin_sdk::types::*;
 use herald_plugin_sdk::{Plugin, export_plugin, json, outcome};
 use serde::Deserialize;
 
@@ -363,7 +364,11 @@ impl Plugin for AliyunVoice {
             .into_iter()
             .filter(|r| matches!(r.code.as_str(), "200000" | "200001"))
             .map(|r| {
-                let secs = r.duration.as_deref().and_then(|d| d.parse().ok()).unwrap_or(0);
+                let secs = r
+                    .duration
+                    .as_deref()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0);
                 Usage::for_provider_id(r.call_id, started_minutes(secs))
             })
             .collect())
@@ -542,9 +547,17 @@ mod tests {
         assert_eq!(
             kind(
                 200,
-                r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发号码天级流控"}"#
+                r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发号码分钟级流控"}"#
             ),
             OutcomeKind::Throttled
+        );
+        assert_eq!(
+            kind(
+                200,
+                r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发号码天级流控"}"#
+            ),
+            OutcomeKind::Failed,
+            "the day's limit is not waited out"
         );
         assert_eq!(
             kind(400, r#"{"Code":"SignatureDoesNotMatch","Message":"x"}"#),
@@ -614,11 +627,16 @@ mod tests {
             method: "POST".into(),
             url: "/cb".into(),
             headers: vec![],
-            body: body.replace("\"duration\":\"49\"", "\"duration\":\"121\"").into_bytes(),
+            body: body
+                .replace("\"duration\":\"49\"", "\"duration\":\"121\"")
+                .into_bytes(),
         };
         assert_eq!(
             AliyunVoice::callback_usage(ctx(), ACCOUNT, req).unwrap(),
-            [Usage::for_provider_id("c1", 3), Usage::for_provider_id("c4", 1)]
+            [
+                Usage::for_provider_id("c1", 3),
+                Usage::for_provider_id("c4", 1)
+            ]
         );
         assert!(AliyunVoice::callback_usage(ctx(), ACCOUNT, bad).is_err());
     }
