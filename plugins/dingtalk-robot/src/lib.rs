@@ -51,6 +51,9 @@
 //! mobiles/userids are appended to the text as `@<id>` when absent, which
 //! DingTalk needs to highlight them (markdown in particular).
 //!
+//! The account schema declares this format (`x-herald-recipient`), so the
+//! gateway refuses other recipients at ingest (400 naming `recipients[i].to`).
+//!
 //! # Requests and limits
 //!
 //! One request per delivery (`max-batch` 1, so that a delivery that cannot be
@@ -93,6 +96,8 @@ const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald DingTalk custom robot account",
   "type": "object",
+  "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[^\\s,]+|\\+?-*(?:[0-9]-*){5,20}",
+                         "description": "a mobile number (13800000000, +8613800000000, +852-91234567) or userid:<DingTalk userid> to @mention, @all, or group for no mention"},
   "required": ["webhook"],
   "additionalProperties": false,
   "properties": {

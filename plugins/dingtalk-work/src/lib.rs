@@ -46,6 +46,9 @@
 //! whitespace cannot be listed and are left out of the requests (the host
 //! fails them).
 //!
+//! The account schema declares this format (`x-herald-recipient`), so the
+//! gateway refuses other recipients at ingest (400 naming `recipients[i].to`).
+//!
 //! # Limits
 //!
 //! DingTalk delivers the same content to the same user only once a day, and at
@@ -89,6 +92,8 @@ const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald DingTalk work notification account",
   "type": "object",
+  "x-herald-recipient": {"pattern": "[^\\s,]+",
+                         "description": "one DingTalk userid (no spaces or commas: one recipient per userid)"},
   "required": ["app_key", "app_secret", "agent_id"],
   "additionalProperties": false,
   "properties": {

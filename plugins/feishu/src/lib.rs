@@ -36,6 +36,9 @@
 //! `userid:<open_id or user_id>` (`<at user_id="ou_...">` is added to the
 //! text), `@all` (`<at user_id="all">`), or `group` for no mention.
 //!
+//! The account schema declares this format (`x-herald-recipient`), so the
+//! gateway refuses other recipients at ingest (400 naming `recipients[i].to`).
+//!
 //! # Requests and limits
 //!
 //! One request per delivery (`max-batch` 1). The request body may be at most
@@ -70,6 +73,8 @@ const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald Feishu / Lark custom bot account",
   "type": "object",
+  "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[A-Za-z0-9_-]+",
+                         "description": "userid:<open_id or user_id> to @mention (e.g. userid:ou_7d8a6e6df7621556ce0d21922b676706), @all, or group for no mention"},
   "required": ["webhook"],
   "additionalProperties": false,
   "properties": {

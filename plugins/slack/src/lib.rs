@@ -32,6 +32,9 @@
 //! `userid:<U...>` (`<@U...>`), `@all` (`<!channel>`), `@here` (`<!here>`), or
 //! `group` for no mention.
 //!
+//! The account schema declares this format (`x-herald-recipient`), so the
+//! gateway refuses other recipients at ingest (400 naming `recipients[i].to`).
+//!
 //! # Outcomes
 //!
 //! One request per delivery (`max-batch` 1). 2xx sent; 429 throttled with
@@ -56,6 +59,8 @@ const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald Slack incoming webhook account",
   "type": "object",
+  "x-herald-recipient": {"pattern": "(?i:group|@all|@channel|@here)|userid:[A-Za-z0-9]+",
+                         "description": "userid:<member ID> to mention (e.g. userid:U024BE7LH), @all or @channel, @here, or group for no mention"},
   "required": ["webhook"],
   "additionalProperties": false,
   "properties": {

@@ -46,6 +46,9 @@
 //! recipient per request the mapping is exact (an invalid only recipient is
 //! answered `81013`).
 //!
+//! The account schema declares this format (`x-herald-recipient`), so the
+//! gateway refuses other recipients at ingest (400 naming `recipients[i].to`).
+//!
 //! # Limits
 //!
 //! Text and markdown content: 2048 bytes; WeCom cuts longer content without
@@ -85,6 +88,8 @@ const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald WeCom application message account",
   "type": "object",
+  "x-herald-recipient": {"pattern": "[^\\s|,@][^\\s|,]*",
+                         "description": "one WeCom UserID (no spaces, '|' or commas: one recipient per UserID; not @all)"},
   "required": ["corp_id", "corp_secret", "agent_id"],
   "additionalProperties": false,
   "properties": {

@@ -33,6 +33,9 @@
 //! (`<@userid>` in the content), so a mobile number or `@all` with
 //! `msgtype = "markdown"` fails the delivery.
 //!
+//! The account schema declares this format (`x-herald-recipient`), so the
+//! gateway refuses other recipients at ingest (400 naming `recipients[i].to`).
+//!
 //! # Requests and limits
 //!
 //! One request per delivery (`max-batch` 1). Text content is at most 2048
@@ -72,6 +75,8 @@ const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald WeCom group robot account",
   "type": "object",
+  "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[^\\s,|<>]+|(?:\\+86)?[0-9]{5,20}",
+                         "description": "a mobile number (13800001111 or +8613800001111) or userid:<WeCom userid> to @mention, @all, or group for no mention"},
   "required": ["webhook"],
   "additionalProperties": false,
   "properties": {

@@ -47,6 +47,9 @@
 //! `userid:<WeLink userid>` (e.g. `userid:zhangsan@welink`), `@all`, or
 //! `group` for no mention.
 //!
+//! The account schema declares this format (`x-herald-recipient`), so the
+//! gateway refuses other recipients at ingest (400 naming `recipients[i].to`).
+//!
 //! # Requests and outcomes
 //!
 //! One request per delivery (`max-batch` 1); a text over 500 characters (the
@@ -76,6 +79,8 @@ const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald WeLink group robot account",
   "type": "object",
+  "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[^\\s,]+",
+                         "description": "userid:<WeLink userid> to @mention (e.g. userid:zhangsan@welink), @all, or group for no mention"},
   "required": ["webhook"],
   "additionalProperties": false,
   "properties": {
