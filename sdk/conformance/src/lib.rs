@@ -273,10 +273,10 @@ pub fn check(path: &Path, opts: &Options) -> Report {
                 (Err(e), _) => Err(e.to_string()),
             },
         );
-        if let Ok(b) = result {
-            if first_request.is_none() {
-                first_request = b.outbounds.into_iter().next();
-            }
+        if let Ok(b) = result
+            && first_request.is_none()
+        {
+            first_request = b.outbounds.into_iter().next();
         }
     }
     let Some(outbound) = first_request else { return report };

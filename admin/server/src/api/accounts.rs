@@ -79,10 +79,10 @@ fn view(app: &App, a: &Account) -> Value {
             Some((p, l)) => (herald_backends::field_mut(&mut config, p), l.to_string()),
             None => (Some(&mut config), f.clone()),
         };
-        if let Some(Value::Object(m)) = parent {
-            if m.remove(&leaf).is_some() {
-                m.insert(format!("{leaf}_set"), Value::Bool(true));
-            }
+        if let Some(Value::Object(m)) = parent
+            && m.remove(&leaf).is_some()
+        {
+            m.insert(format!("{leaf}_set"), Value::Bool(true));
         }
     }
     json!({"name": a.name, "channel": a.plugin, "config": config, "rate_per_sec": a.rate_per_sec})

@@ -44,10 +44,17 @@ impl TransportError {
 /// The destination guard from `transport.allow_private`; with the demo
 /// tenant active (`demo`: this gateway's address), its two local destinations
 /// (the gateway's own demo inbox and an SMTP catcher on 127.0.0.1:1025) too.
-pub fn guard(cfg: &crate::config::TransportConfig, demo: Option<SocketAddr>) -> Result<Guard, String> {
+pub fn guard(
+    cfg: &crate::config::TransportConfig,
+    demo: Option<SocketAddr>,
+) -> Result<Guard, String> {
     let mut g = Guard::new(&cfg.allow_private, "transport.allow_private")?;
     if let Some(addr) = demo {
-        let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("ip") } else { addr.ip() };
+        let ip = if addr.ip().is_unspecified() {
+            "127.0.0.1".parse().expect("ip")
+        } else {
+            addr.ip()
+        };
         g.allow(&SocketAddr::new(ip, addr.port()).to_string())?;
         g.allow("127.0.0.1:1025")?;
     }
@@ -66,8 +73,15 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>, guard: Guard) -> Self {
-        Self { http: HttpTransport::new(timeout, redirect_hosts, guard.clone()), smtp: SmtpTransport::new(timeout, guard) }
+    pub fn new(
+        timeout: Duration,
+        redirect_hosts: std::collections::HashMap<String, String>,
+        guard: Guard,
+    ) -> Self {
+        Self {
+            http: HttpTransport::new(timeout, redirect_hosts, guard.clone()),
+            smtp: SmtpTransport::new(timeout, guard),
+        }
     }
 }
 
@@ -78,11 +92,11 @@ impl Transport for Transports {
             Request::Http(r) => self.http.send(r).await.map(Response::Http),
             Request::Smtp(m) => self.smtp.send(m).await.map(Response::Smtp),
         };
-        if let Err(e) = &sent {
-            if e.is_permanent() {
-                // The operator may mean to allow it: say so where they look.
-                tracing::info!(error = %e, "destination refused");
-            }
+        if let Err(e) = &sent
+            && e.is_permanent()
+        {
+            // The operator may mean to allow it: say so where they look.
+            tracing::info!(error = %e, "destination refused");
         }
         sent
     }
