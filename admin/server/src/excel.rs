@@ -925,11 +925,11 @@ mod xls_guard {
                         }
                     }
                     0x00FD => {
-                        if let (Some((r, c)), Some(i)) = (pos(), u32_at(d, 6)) {
-                            if let Some(&n) = sst.get(i as usize) {
-                                text += n;
-                                cell(r, c);
-                            }
+                        if let (Some((r, c)), Some(i)) = (pos(), u32_at(d, 6))
+                            && let Some(&n) = sst.get(i as usize)
+                        {
+                            text += n;
+                            cell(r, c);
                         }
                     }
                     0x00BD => {
