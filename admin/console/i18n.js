@@ -48,7 +48,7 @@ const zh = {
   'perm.roles.view': '查看角色', 'perm.roles.manage': '管理角色', 'perm.push.view': '查看推送', 'perm.push.edit': '编辑推送',
   'perm.push.send': '启用/停用/发送推送', 'perm.tiered.view': '查看分级推送', 'perm.tiered.edit': '编辑分级推送',
   'perm.accounts.view': '查看账户', 'perm.accounts.edit': '编辑账户', 'perm.cost.view': '查看费用', 'perm.cost.manage': '费用告警设置',
-  'perm.reports.view': '查看报表',
+  'perm.reports.view': '查看报表', 'perm.users.password': '重置他人密码与登录名',
 
   'push.list': '推送列表', 'push.add': '新建推送', 'push.view': '查看/编辑推送', 'push.create': '创建', 'push.channel': '渠道',
   'push.account': '发送账户', 'push.pickAccount': '请选择账户', 'push.content': '内容', 'push.subject': '主题', 'push.body': '正文',
@@ -178,7 +178,7 @@ const en = {
   'perm.roles.view': 'View roles', 'perm.roles.manage': 'Manage roles', 'perm.push.view': 'View pushes', 'perm.push.edit': 'Edit pushes',
   'perm.push.send': 'Enable/disable/send pushes', 'perm.tiered.view': 'View tiered push', 'perm.tiered.edit': 'Edit tiered push',
   'perm.accounts.view': 'View accounts', 'perm.accounts.edit': 'Edit accounts', 'perm.cost.view': 'View costs', 'perm.cost.manage': 'Balance alert settings',
-  'perm.reports.view': 'View reports',
+  'perm.reports.view': 'View reports', 'perm.users.password': "Reset others' passwords and logins",
 
   'push.list': 'Pushes', 'push.add': 'New push', 'push.view': 'View / edit push', 'push.create': 'Create', 'push.channel': 'Channel',
   'push.account': 'Sender account', 'push.pickAccount': 'Choose an account', 'push.content': 'Content', 'push.subject': 'Subject', 'push.body': 'Body',

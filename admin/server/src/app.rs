@@ -41,6 +41,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         plugins: plugins.clone(),
         sealer,
     });
+    crate::auth::grant_new_permissions(&app).await.map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
     tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
     tokio::spawn(crate::api::pushes::scheduler(app.clone(), shutdown.clone()));
     println!("herald-admin listening on http://{addr}");

@@ -47,7 +47,12 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
     ("cost.view", "cost", "menu"),
     ("cost.manage", "cost", "button"),
     ("reports.view", "reports", "menu"),
+    // Set or reset another user's password or login (one's own needs the current password instead).
+    ("users.password", "directory", "button"),
 ];
+
+/// Added after the first release: roles that held every earlier permission get it on upgrade.
+pub const NEW_PERMISSIONS: &[&str] = &["users.password"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Role {
@@ -63,15 +68,12 @@ pub struct Role {
     pub created_at: Millis,
 }
 
-/// A login name's record: which user, and recent failures for the lockout.
+/// A login name's record: which user it belongs to. (Failed attempts are
+/// counted in `Attempts`, for known and unknown names alike.)
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Login {
     pub tenant: String,
     pub user: String,
-    #[serde(default)]
-    pub failures: Vec<Millis>,
-    #[serde(default)]
-    pub locked_until: Millis,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,18 +81,51 @@ pub struct Session {
     pub tenant: String,
     pub user: String,
     pub expires_at: Millis,
+    #[serde(default)]
+    pub created_at: Millis,
+    #[serde(default)]
+    pub user_agent: Option<String>,
 }
 
 pub fn normalize_login(login: &str) -> String {
     login.trim().to_lowercase()
 }
 
-pub fn check_password(field: &str, password: &str) -> Result<(), ApiError> {
+/// Password rules: 10 to 256 bytes, not blank, not the login name (nor the
+/// login with fewer than 10 other characters around it), and not easy to
+/// guess (zxcvbn score of at least 2, with the login and `inputs` such as the
+/// user's name counted as known words).
+pub fn check_password(field: &str, password: &str, login: Option<&str>, inputs: &[&str]) -> Result<(), ApiError> {
+    if password.trim().is_empty() {
+        return Err(ApiError::invalid(field, "the password must not be blank"));
+    }
     if password.chars().count() < 10 {
         return Err(ApiError::invalid(field, "the password must have at least 10 characters"));
     }
     if password.len() > 256 {
         return Err(ApiError::invalid(field, "the password must have at most 256 bytes"));
+    }
+    let login = login.map(normalize_login).filter(|l| !l.is_empty());
+    if let Some(l) = &login {
+        let lower = password.to_lowercase();
+        let rest = lower.replace(l.as_str(), "");
+        if rest.len() != lower.len() && rest.trim().chars().count() < 10 {
+            return Err(ApiError::invalid(field, "the password must not be the login name or built from it"));
+        }
+    }
+    let mut known: Vec<&str> = inputs.iter().copied().filter(|s| !s.trim().is_empty()).collect();
+    if let Some(l) = &login {
+        known.push(l);
+    }
+    let estimate = zxcvbn::zxcvbn(password, &known);
+    if u8::from(estimate.score()) < 2 {
+        let hint = estimate.feedback().and_then(|f| f.warning()).map(|w| format!(" ({w})")).unwrap_or_default();
+        return Err(ApiError::new(
+            ErrorKind::Invalid,
+            "weak_password",
+            format!("the password is too easy to guess{hint}; use a longer phrase or mix in unrelated words"),
+        )
+        .with_field(field));
     }
     Ok(())
 }
@@ -132,23 +167,111 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Record a failed attempt; returns the lock end when this failure locks the login.
-pub fn note_failure(login: &mut Login, now: Millis) -> Option<Millis> {
-    login.failures.retain(|t| now - *t < FAILURE_WINDOW_MS);
-    login.failures.push(now);
-    if login.failures.len() >= MAX_FAILURES {
-        login.failures.clear();
-        login.locked_until = now + LOCK_MS;
-        return Some(login.locked_until);
+/// Failed logins of one login name (known or not, so that a locked name and
+/// an unknown one answer alike), under the platform tenant keyed by a hash
+/// of the name.
+pub const ATTEMPTS: &str = "login_attempts";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Attempts {
+    /// Attempts in the window still counted as failures: an attempt counts
+    /// from before its password is checked, so parallel attempts cannot pass
+    /// the limit while they are being checked.
+    #[serde(default)]
+    pub failures: Vec<Millis>,
+    #[serde(default)]
+    pub locked_until: Millis,
+}
+
+impl Attempts {
+    /// Count an attempt before checking it: Ok(its time), or Err(ms until the lock ends).
+    fn begin(&mut self, now: Millis) -> Result<Millis, Millis> {
+        if self.locked_until > now {
+            return Err(self.locked_until - now);
+        }
+        self.failures.retain(|t| now - *t < FAILURE_WINDOW_MS);
+        if self.failures.len() >= MAX_FAILURES {
+            self.failures.clear();
+            self.locked_until = now + LOCK_MS;
+            return Err(LOCK_MS);
+        }
+        self.failures.push(now);
+        Ok(now)
     }
-    None
+
+    /// The attempt begun at `started` was checked: a right password clears the
+    /// failures counted up to it; a wrong one stays counted and locks the name
+    /// at the limit. Some(ms until the lock ends) when the name is locked.
+    fn finish(&mut self, started: Millis, ok: bool, now: Millis) -> Option<Millis> {
+        if self.locked_until > now {
+            return Some(self.locked_until - now);
+        }
+        if ok {
+            self.failures.retain(|t| *t > started);
+            return None;
+        }
+        self.failures.retain(|t| now - *t < FAILURE_WINDOW_MS);
+        if self.failures.len() >= MAX_FAILURES {
+            self.failures.clear();
+            self.locked_until = now + LOCK_MS;
+            return Some(LOCK_MS);
+        }
+        None
+    }
+}
+
+/// One in-process gate per hash bucket of login names: attempts on one name
+/// are counted one at a time here, and by compare-and-set across processes.
+fn gate(key: &str) -> &'static tokio::sync::Mutex<()> {
+    static GATES: std::sync::OnceLock<Vec<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
+    let gates = GATES.get_or_init(|| (0..64).map(|_| tokio::sync::Mutex::new(())).collect());
+    let i = usize::from_str_radix(&key[..4], 16).unwrap_or(0) % gates.len();
+    &gates[i]
+}
+
+async fn change_attempts<R>(app: &App, login: &str, mut f: impl FnMut(&mut Attempts) -> R) -> Result<R, ApiError> {
+    let key = token_hash(&format!("login:{login}"));
+    let repo = Repo::new(app.config.as_ref(), PLATFORM);
+    let _one_at_a_time = gate(&key).lock().await;
+    loop {
+        let mut out = None;
+        let found = repo
+            .update::<Attempts>(ATTEMPTS, &key, |a| {
+                out = Some(f(a));
+                Ok(())
+            })
+            .await?;
+        if let (Some(_), Some(out)) = (found, out) {
+            return Ok(out);
+        }
+        let mut fresh = Attempts::default();
+        let out = f(&mut fresh);
+        if repo.create(ATTEMPTS, &key, &fresh).await? {
+            return Ok(out);
+        }
+    }
+}
+
+/// Count a login attempt before its password is checked: Ok(token for
+/// `finish_attempt`), or Err(ms until the lock ends).
+pub async fn begin_attempt(app: &App, login: &str) -> Result<Result<Millis, Millis>, ApiError> {
+    let now = herald_core::now_ms();
+    change_attempts(app, login, |a| a.begin(now)).await
+}
+
+/// Settle an attempt; Some(ms until the lock ends) when the login is (now) locked.
+pub async fn finish_attempt(app: &App, login: &str, started: Millis, ok: bool) -> Result<Option<Millis>, ApiError> {
+    let now = herald_core::now_ms();
+    change_attempts(app, login, |a| a.finish(started, ok, now)).await
 }
 
 /// Open a session; returns its token (shown once) and expiry.
-pub async fn start_session(app: &App, tenant: &str, user: &str) -> Result<(String, Millis), ApiError> {
+pub async fn start_session(app: &App, tenant: &str, user: &str, user_agent: Option<&str>) -> Result<(String, Millis), ApiError> {
     let token = format!("hs_{}", hex::encode(rand::random::<[u8; 32]>()));
-    let expires_at = herald_core::now_ms() + idle_ms(app);
-    let s = Session { tenant: tenant.into(), user: user.into(), expires_at };
+    let now = herald_core::now_ms();
+    let expires_at = now + idle_ms(app);
+    let user_agent = user_agent.map(|a| a.chars().take(200).collect());
+    let s = Session { tenant: tenant.into(), user: user.into(), expires_at, created_at: now, user_agent };
     Repo::new(app.config.as_ref(), PLATFORM).put(SESSION, &token_hash(&token), &s).await?;
     Ok((token, expires_at))
 }
@@ -158,7 +281,7 @@ fn idle_ms(app: &App) -> Millis {
 }
 
 pub fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> String {
-    let secure = if app.cfg.secure_cookies { "; Secure" } else { "" };
+    let secure = if app.cfg.cookie_secure() { "; Secure" } else { "" };
     format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
 }
 
@@ -177,6 +300,40 @@ pub async fn end_session(app: &App, token: &str) -> Result<(), ApiError> {
     Repo::new(app.config.as_ref(), PLATFORM).delete(SESSION, &token_hash(token)).await.map(|_| ())
 }
 
+/// The public id of a session: a prefix of its key (the token's hash).
+pub fn session_id(key: &str) -> &str {
+    &key[..key.len().min(16)]
+}
+
+/// The live sessions of one user as (key, session); expired ones met on the
+/// way are deleted.
+pub async fn sessions_of(app: &App, tenant: &str, user: &str) -> Result<Vec<(String, Session)>, ApiError> {
+    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let now = herald_core::now_ms();
+    let mut out = vec![];
+    for doc in app.config.docs(PLATFORM, SESSION).await? {
+        let Ok(s) = serde_json::from_value::<Session>(doc.body) else { continue };
+        if s.expires_at <= now {
+            platform.delete(SESSION, &doc.id).await?;
+        } else if s.tenant == tenant && s.user == user {
+            out.push((doc.id, s));
+        }
+    }
+    Ok(out)
+}
+
+/// End every session of a user but `keep` (a session key); returns how many ended.
+pub async fn end_sessions_of(app: &App, tenant: &str, user: &str, keep: Option<&str>) -> Result<usize, ApiError> {
+    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let mut n = 0;
+    for (key, _) in sessions_of(app, tenant, user).await? {
+        if Some(key.as_str()) != keep && platform.delete(SESSION, &key).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Who is calling, with what they may do and see.
 pub struct Caller {
     pub tenant: String,
@@ -185,6 +342,67 @@ pub struct Caller {
     pub all_units: bool,
     /// Units in the caller's data scope (subtrees expanded).
     pub units: HashSet<String>,
+    /// The key of the caller's session.
+    pub session: String,
+}
+
+/// What a set of roles grants: function permissions and data scope.
+#[derive(Debug, Default)]
+pub struct Rights {
+    pub permissions: HashSet<String>,
+    pub all_units: bool,
+    /// Unit subtrees (roots) when not `all_units`.
+    pub units: Vec<String>,
+}
+
+impl Rights {
+    pub fn of<'r>(roles: impl IntoIterator<Item = &'r Role>) -> Rights {
+        let mut r = Rights::default();
+        for role in roles {
+            r.permissions.extend(role.permissions.iter().cloned());
+            r.all_units |= role.all_units;
+            r.units.extend(role.units.iter().cloned());
+        }
+        r
+    }
+
+    /// The rights of `user` given the tenant's roles.
+    pub fn of_user(user: &User, roles: &[Role]) -> Rights {
+        Rights::of(roles.iter().filter(|r| user.roles.contains(&r.id)))
+    }
+
+    /// Every permission in the catalogue, on every unit.
+    pub fn is_full(&self) -> bool {
+        self.all_units && PERMISSIONS.iter().all(|(p, ..)| self.permissions.contains(*p))
+    }
+}
+
+/// How many users hold full rights.
+fn full_admins(roles: &[Role], users: &[User]) -> usize {
+    users.iter().filter(|u| Rights::of_user(u, roles).is_full()).count()
+}
+
+/// Refuse a change to roles or users (applied by `change` to the current
+/// lists) that would leave a tenant that has a full administrator without one.
+pub async fn keep_an_admin(repo: &Repo<'_>, change: impl FnOnce(&mut Vec<Role>, &mut Vec<User>)) -> Result<(), ApiError> {
+    let roles: Vec<Role> = repo.list(ROLE).await?;
+    let users: Vec<User> = repo.list(directory::USER).await?;
+    let before = full_admins(&roles, &users);
+    let (mut roles2, mut users2) = (roles, users);
+    change(&mut roles2, &mut users2);
+    if before > 0 && full_admins(&roles2, &users2) == 0 {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            "last_admin",
+            "this would leave no administrator holding every permission on all units",
+        ));
+    }
+    Ok(())
+}
+
+/// 403 for a grant or edit beyond the caller's own rights.
+pub fn beyond(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::Forbidden, "forbidden", message).with_field(field)
 }
 
 impl Caller {
@@ -198,6 +416,42 @@ impl Caller {
 
     pub fn sees_unit(&self, unit: &str) -> bool {
         self.all_units || self.units.contains(unit)
+    }
+
+    /// The one rule for granting: a role, a role assignment or a user edit may
+    /// carry only permissions and data scope the caller holds. `field` prefixes
+    /// the offending input in the error ("permissions" → "permissions[2]").
+    pub fn may_grant(&self, field: &str, permissions: &[String], all_units: bool, units: &[String]) -> Result<(), ApiError> {
+        for (i, p) in permissions.iter().enumerate() {
+            if !self.permissions.contains(p) {
+                return Err(beyond(format!("{field}permissions[{i}]"), format!("you cannot grant the permission {p}: you do not hold it")));
+            }
+        }
+        if all_units && !self.all_units {
+            return Err(beyond(format!("{field}all_units"), "you cannot grant data permission on all units: you do not hold it"));
+        }
+        for (i, u) in units.iter().enumerate() {
+            if !self.sees_unit(u) {
+                return Err(beyond(format!("{field}units[{i}]"), format!("you cannot grant the unit {u}: it is outside your data permission")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse acting on something (a role, a user) that holds rights the caller lacks.
+    pub fn covers(&self, field: &str, what: &str, rights: &Rights) -> Result<(), ApiError> {
+        let mut missing: Vec<&String> = rights.permissions.iter().filter(|p| !self.permissions.contains(*p)).collect();
+        missing.sort();
+        if let Some(p) = missing.first() {
+            return Err(beyond(field, format!("{what} holds the permission {p}, which you do not")));
+        }
+        if rights.all_units && !self.all_units {
+            return Err(beyond(field, format!("{what} holds data permission on all units, which you do not")));
+        }
+        if let Some(u) = rights.units.iter().find(|u| !self.sees_unit(u)) {
+            return Err(beyond(field, format!("{what} holds data permission on unit {u}, outside yours")));
+        }
+        Ok(())
     }
 
     pub fn repo<'a>(&'a self, app: &'a App) -> Repo<'a> {
@@ -245,6 +499,75 @@ impl FromRequestParts<Arc<App>> for Caller {
                 units.extend(directory::subtree(&tree, r));
             }
         }
-        Ok(Caller { tenant: session.tenant, user, permissions, all_units, units })
+        Ok(Caller { tenant: session.tenant, user, permissions, all_units, units, session: key })
+    }
+}
+
+/// Upgrade: roles that held every permission of the catalogue before
+/// `NEW_PERMISSIONS` were added get those too, once (a marker records it), so
+/// an existing Administrator role stays a full administrator.
+pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
+    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let marker = format!("permissions.{}", NEW_PERMISSIONS.join(","));
+    if platform.get::<serde_json::Value>("migration", &marker).await?.is_some() {
+        return Ok(());
+    }
+    let old: Vec<&str> = PERMISSIONS.iter().map(|p| p.0).filter(|p| !NEW_PERMISSIONS.contains(p)).collect();
+    for tenant in app.config.tenants().await? {
+        let repo = Repo::new(app.config.as_ref(), &tenant.id);
+        for role in repo.list::<Role>(ROLE).await? {
+            if !old.iter().all(|p| role.permissions.iter().any(|q| q == p)) {
+                continue;
+            }
+            repo.update::<Role>(ROLE, &role.id, |r| {
+                for p in NEW_PERMISSIONS {
+                    if !r.permissions.iter().any(|q| q == p) {
+                        r.permissions.push(p.to_string());
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            tracing::info!(tenant = %tenant.id, role = %role.name, "granted {:?} on upgrade", NEW_PERMISSIONS);
+        }
+    }
+    platform.put("migration", &marker, &serde_json::json!({"at": herald_core::now_ms()})).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rules() {
+        for ok in ["correct horse battery", "Correct-horse-9", "User-password-1", "Limited-pass-1", "sam password 123"] {
+            assert!(check_password("p", ok, Some("someone"), &[]).is_ok(), "{ok}: {:?}", check_password("p", ok, Some("someone"), &[]));
+        }
+        assert!(check_password("p", "Secret-pass-t-abc123", Some("t-abc123"), &[]).is_ok());
+        for weak in ["          ", "aaaaaaaaaa", "password123", "1234567890", "qwertyuiop"] {
+            assert!(check_password("p", weak, None, &[]).is_err(), "{weak}");
+        }
+        assert!(check_password("p", "boss.login.x", Some("boss.login.x"), &[]).is_err());
+        assert!(check_password("p", "boss.login.x!", Some("boss.login.x"), &[]).is_err());
+        assert_eq!(check_password("pw", "aaaaaaaaaa", None, &[]).unwrap_err().field.as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn parallel_attempts_lock_at_the_limit() {
+        let mut a = Attempts::default();
+        let started: Vec<_> = (0..40).map(|_| a.begin(1_000)).collect();
+        assert_eq!(started.iter().filter(|s| s.is_ok()).count(), MAX_FAILURES);
+        assert!(a.locked_until > 1_000);
+        // The right password among the first five still meets the lock.
+        assert!(a.finish(1_000, true, 1_050).is_some());
+        let mut b = Attempts::default();
+        for _ in 0..4 {
+            let t = b.begin(10).unwrap();
+            assert!(b.finish(t, false, 11).is_none());
+        }
+        let t = b.begin(20).unwrap();
+        assert!(b.finish(t, true, 21).is_none());
+        assert!(b.failures.is_empty(), "a right password clears the count");
     }
 }

@@ -33,8 +33,9 @@ pub struct Config {
     pub max_upload_rows: usize,
     /// Timeout of the SMTP check when an e-mail account is saved.
     pub smtp_check_timeout_ms: u64,
-    /// Mark the session cookie `Secure` (serve the console over HTTPS).
-    pub secure_cookies: bool,
+    /// Mark the session cookie `Secure` (the console is served over HTTPS).
+    /// Unset: secure unless `listen` is a loopback address.
+    pub secure_cookies: Option<bool>,
     /// Non-public destinations accounts may name anyway (checked when an
     /// account is saved; the gateway's `transport.allow_private` is the
     /// connect-time check): addresses, networks, `host:port`, host names.
@@ -56,7 +57,7 @@ impl Default for Config {
             max_upload_bytes: 5 * 1024 * 1024,
             max_upload_rows: 100_000,
             smtp_check_timeout_ms: 10_000,
-            secure_cookies: false,
+            secure_cookies: None,
             allow_private: Vec::new(),
         }
     }
@@ -90,6 +91,11 @@ impl Config {
         }
         herald_backends::Guard::new(&cfg.allow_private, "allow_private")?;
         Ok(cfg)
+    }
+
+    /// Whether the session cookie carries `Secure`.
+    pub fn cookie_secure(&self) -> bool {
+        self.secure_cookies.unwrap_or(!self.listen.ip().is_loopback())
     }
 
     pub fn plugins_dir(&self) -> PathBuf {

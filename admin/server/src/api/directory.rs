@@ -9,10 +9,10 @@ use herald_core::error::{ApiError, ErrorKind};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::session::{check_login_name, user_view};
+use super::session::{check_current_password, check_login_name, user_view};
 use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
-use crate::auth::{self, Caller, Login, PLATFORM, ROLE, Role};
+use crate::auth::{self, Caller, Login, PLATFORM, ROLE, Rights, Role};
 use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes) -> Routes {
@@ -25,6 +25,7 @@ pub fn routes(r: Routes) -> Routes {
         .add("GET", "/users/{id}", "One user", get_user)
         .add("PATCH", "/users/{id}", "Edit a user", update_user)
         .add("DELETE", "/users/{id}", "Delete a user", delete_user)
+        .add("DELETE", "/users/{id}/sessions", "End every session of a user", end_user_sessions)
 }
 
 /// Root-to-unit path of ids.
@@ -161,14 +162,18 @@ struct UserBody {
     time_zone: Option<String>,
     unit: Option<String>,
     roles: Option<Vec<String>>,
+    /// Needed to change one's own password or login.
+    current_password: Option<String>,
 }
 
 fn opt(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-/// Apply a body to a user (create or edit); claims a new login name.
-async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody) -> std::result::Result<(), ApiError> {
+/// Apply a body to a user (create, or edit when `existing`); claims a new
+/// login name. True when the password or the login changed on an existing
+/// user (their other sessions are then ended).
+async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existing: bool) -> std::result::Result<bool, ApiError> {
     if let Some(n) = &b.name {
         user.name = text("name", n, 100)?;
     }
@@ -177,19 +182,19 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody) -> std:
     }
     if let Some(m) = b.mobile {
         let m = opt(Some(m));
-        if let Some(v) = &m {
-            if !v.chars().all(|c| c.is_ascii_digit() || "+- ".contains(c)) || v.len() > 20 {
-                return Err(ApiError::invalid("mobile", "a phone number: digits, optional leading +"));
-            }
+        if let Some(v) = &m
+            && (!v.chars().all(|c| c.is_ascii_digit() || "+- ".contains(c)) || v.len() > 20)
+        {
+            return Err(ApiError::invalid("mobile", "a phone number: digits, optional leading +"));
         }
         user.mobile = m;
     }
     if let Some(e) = b.email {
         let e = opt(Some(e));
-        if let Some(v) = &e {
-            if !v.contains('@') || v.len() > 254 || v.contains(char::is_whitespace) {
-                return Err(ApiError::invalid("email", "not an e-mail address"));
-            }
+        if let Some(v) = &e
+            && (!v.contains('@') || v.len() > 254 || v.contains(char::is_whitespace))
+        {
+            return Err(ApiError::invalid("email", "not an e-mail address"));
         }
         user.email = e;
     }
@@ -208,35 +213,60 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody) -> std:
     }
     if let Some(roles) = b.roles {
         caller.require("roles.manage").map_err(|e| e.with_field("roles"))?;
+        let known: Vec<Role> = caller.repo(app).list(ROLE).await?;
         for (i, r) in roles.iter().enumerate() {
-            if caller.repo(app).get::<Role>(ROLE, r).await?.is_none() {
+            let Some(role) = known.iter().find(|k| &k.id == r) else {
                 return Err(ApiError::unknown("unknown_role", &format!("roles[{i}]"), format!("no role {r}")));
-            }
+            };
+            // Only roles whose rights the caller holds can be given (or kept).
+            caller.covers(&format!("roles[{i}]"), &format!("the role {}", role.name), &Rights::of([role]))?;
+        }
+        if existing && roles != user.roles {
+            let id = user.id.clone();
+            auth::keep_an_admin(&caller.repo(app), |_, users| {
+                if let Some(u) = users.iter_mut().find(|u| u.id == id) {
+                    u.roles = roles.clone();
+                }
+            })
+            .await
+            .map_err(|e| e.with_field("roles"))?;
         }
         user.roles = roles;
     }
-    if let Some(p) = &b.password {
-        auth::check_password("password", p)?;
-        user.password_hash = Some(auth::hash_password(p).await?);
-    }
     let new_login = opt(b.login).map(|l| auth::normalize_login(&l));
-    if new_login != user.login && b.password.is_none() && new_login.is_some() && user.password_hash.is_none() {
-        return Err(ApiError::invalid("password", "a user who logs in needs a password"));
-    }
-    if let Some(l) = &new_login {
-        if Some(l) != user.login.as_ref() {
-            check_login_name("login", l)?;
-            let platform = Repo::new(app.config.as_ref(), PLATFORM);
-            let claim = Login { tenant: caller.tenant.clone(), user: user.id.clone(), ..Default::default() };
-            if !platform.create(auth::LOGIN, l, &claim).await? {
-                return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("login"));
-            }
-            if let Some(old) = user.login.replace(l.clone()) {
-                platform.delete(auth::LOGIN, &old).await?;
-            }
+    let renamed = new_login.is_some() && new_login != user.login;
+    // Credentials of an existing user: one's own with the current password,
+    // anyone else's only with users.password.
+    if existing && (b.password.is_some() || renamed) {
+        if user.id == caller.user.id {
+            check_current_password(caller, "current_password", b.current_password.as_deref()).await?;
+        } else {
+            let field = if b.password.is_some() { "password" } else { "login" };
+            caller.require("users.password").map_err(|e| e.with_field(field))?;
         }
     }
-    Ok(())
+    if let Some(p) = &b.password {
+        let login = new_login.as_deref().or(user.login.as_deref());
+        auth::check_password("password", p, login, &[user.name.as_str()])?;
+        user.password_hash = Some(auth::hash_password(p).await?);
+    }
+    if renamed && b.password.is_none() && user.password_hash.is_none() {
+        return Err(ApiError::invalid("password", "a user who logs in needs a password"));
+    }
+    if let Some(l) = &new_login
+        && renamed
+    {
+        check_login_name("login", l)?;
+        let platform = Repo::new(app.config.as_ref(), PLATFORM);
+        let claim = Login { tenant: caller.tenant.clone(), user: user.id.clone() };
+        if !platform.create(auth::LOGIN, l, &claim).await? {
+            return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("login"));
+        }
+        if let Some(old) = user.login.replace(l.clone()) {
+            platform.delete(auth::LOGIN, &old).await?;
+        }
+    }
+    Ok(existing && (b.password.is_some() || renamed))
 }
 
 async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
@@ -246,7 +276,7 @@ async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<
     let mut user = User { id: new_id(), name, unit, created_at: herald_core::now_ms(), ..Default::default() };
     let roles_given = b.roles.as_ref().is_some_and(|r| !r.is_empty());
     let b = if roles_given { b } else { UserBody { roles: None, ..b } };
-    apply(&app, &caller, &mut user, b).await?;
+    apply(&app, &caller, &mut user, b, false).await?;
     caller.repo(&app).put(USER, &user.id, &user).await?;
     Ok(created(user_view(&user)))
 }
@@ -261,11 +291,26 @@ async fn get_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<St
     Ok(axum::Json(user_view(&visible_user(&app, &caller, &id).await?)).into_response())
 }
 
+/// Refuse acting on a user who holds rights the caller lacks (oneself excepted).
+async fn check_covers(app: &App, caller: &Caller, user: &User) -> std::result::Result<(), ApiError> {
+    if user.id == caller.user.id {
+        return Ok(());
+    }
+    let roles: Vec<Role> = caller.repo(app).list(ROLE).await?;
+    caller.covers("id", "this user", &Rights::of_user(user, &roles))
+}
+
 async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UserBody>) -> Result<Response> {
     caller.require("directory.edit")?;
     let mut user = visible_user(&app, &caller, &id).await?;
-    apply(&app, &caller, &mut user, b).await?;
+    check_covers(&app, &caller, &user).await?;
+    let credentials = apply(&app, &caller, &mut user, b, true).await?;
     caller.repo(&app).put(USER, &user.id, &user).await?;
+    if credentials {
+        let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
+        let ended = auth::end_sessions_of(&app, &caller.tenant, &user.id, keep).await?;
+        tracing::info!(tenant = %caller.tenant, user = %user.id, ended, "password or login changed");
+    }
     Ok(axum::Json(user_view(&user)).into_response())
 }
 
@@ -275,9 +320,21 @@ async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     if user.id == caller.user.id {
         return Err(conflict("self", "you cannot delete yourself").into());
     }
+    check_covers(&app, &caller, &user).await?;
+    auth::keep_an_admin(&caller.repo(&app), |_, users| users.retain(|u| u.id != id)).await?;
     if let Some(l) = &user.login {
         Repo::new(app.config.as_ref(), PLATFORM).delete(auth::LOGIN, l).await?;
     }
-    caller.repo(&app).delete(USER, &id).await?;
+    caller.repo(&app).delete(USER, &user.id).await?;
+    auth::end_sessions_of(&app, &caller.tenant, &user.id, None).await?;
     Ok(no_content())
+}
+
+async fn end_user_sessions(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require("directory.edit")?;
+    let user = visible_user(&app, &caller, &id).await?;
+    check_covers(&app, &caller, &user).await?;
+    let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
+    let ended = auth::end_sessions_of(&app, &caller.tenant, &user.id, keep).await?;
+    Ok(axum::Json(json!({"ended": ended})).into_response())
 }

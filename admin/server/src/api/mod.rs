@@ -167,8 +167,58 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/style.css", axum::routing::get(|| static_file("text/css; charset=utf-8", include_str!("../../../console/style.css"))))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
+        .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(axum::extract::DefaultBodyLimit::max(app.cfg.max_upload_bytes + 64 * 1024))
         .with_state(app)
+}
+
+/// Cross-site request forgery guard for writes that a browser could send
+/// with the session cookie: a POST/PUT/PATCH/DELETE without an
+/// `Authorization` header must come from the console's own origin (`Origin`
+/// equal to the host, or `Sec-Fetch-Site: same-origin`; clients that send
+/// neither, e.g. curl, pass) and carry its body as `application/json`
+/// (multipart only from a confirmed same origin). API-token requests pass.
+async fn same_origin_writes(req: Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    let writes = ![Method::GET, Method::HEAD, Method::OPTIONS].contains(req.method());
+    if writes
+        && !req.headers().contains_key(header::AUTHORIZATION)
+        && let Err((status, e)) = check_same_origin(req.headers())
+    {
+        return (status, axum::Json(e.body())).into_response();
+    }
+    next.run(req).await
+}
+
+fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (StatusCode, ApiError)> {
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let refuse = |field: &str, message: &str| {
+        (StatusCode::FORBIDDEN, ApiError::new(ErrorKind::Forbidden, "cross_origin", message.to_string()).with_field(field))
+    };
+    let confirmed = match (get("origin"), get("sec-fetch-site")) {
+        (Some(origin), _) => {
+            let authority = origin.split_once("://").map(|(_, a)| a.trim_end_matches('/'));
+            let host = get("x-forwarded-host").or(get("host"));
+            match (authority, host) {
+                (Some(a), Some(host)) if a.eq_ignore_ascii_case(host) => true,
+                _ => return Err(refuse("Origin", "cross-origin writes are refused: send this from the console's own origin")),
+            }
+        }
+        (None, Some("same-origin")) => true,
+        (None, Some(_)) => return Err(refuse("Sec-Fetch-Site", "cross-site writes are refused")),
+        (None, None) => false,
+    };
+    let has_body = h.contains_key(header::TRANSFER_ENCODING) || get("content-length").is_some_and(|n| n != "0");
+    if has_body {
+        let essence = get("content-type").unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let json = essence == "application/json";
+        let upload = essence == "multipart/form-data" && confirmed;
+        if !json && !upload {
+            let e = ApiError::new(ErrorKind::Invalid, "unsupported_media_type", "send the body as application/json").with_field("Content-Type");
+            return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, e));
+        }
+    }
+    Ok(())
 }
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {

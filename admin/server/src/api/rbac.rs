@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::session::rfc3339;
 use super::{Body, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
-use crate::auth::{Caller, PERMISSIONS, ROLE, Role};
+use crate::auth::{self, Caller, PERMISSIONS, ROLE, Rights, Role};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes) -> Routes {
@@ -155,19 +155,25 @@ struct RoleBody {
     units: Option<Vec<String>>,
 }
 
+/// Apply a body to a role. Every permission and unit it grants must be the
+/// caller's own (403 naming the field otherwise).
 async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std::result::Result<(), ApiError> {
     if let Some(n) = &b.name {
         role.name = text("name", n, 100)?;
     }
-    if let Some(ps) = b.permissions {
+    if let Some(mut ps) = b.permissions {
         for (i, p) in ps.iter().enumerate() {
             if !PERMISSIONS.iter().any(|(id, ..)| id == p) {
                 return Err(ApiError::unknown("unknown_permission", &format!("permissions[{i}]"), format!("no permission {p}")));
             }
         }
+        caller.may_grant("", &ps, false, &[])?;
+        let mut seen = std::collections::HashSet::new();
+        ps.retain(|p| seen.insert(p.clone()));
         role.permissions = ps;
     }
     if let Some(a) = b.all_units {
+        caller.may_grant("", &[], a, &[])?;
         role.all_units = a;
     }
     if let Some(us) = b.units {
@@ -178,10 +184,6 @@ async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std:
             }
         }
         role.units = us;
-    }
-    // A role cannot see more than its creator does.
-    if role.all_units && !caller.all_units {
-        return Err(ApiError::invalid("all_units", "you cannot grant data permission beyond your own"));
     }
     Ok(())
 }
@@ -204,7 +206,16 @@ async fn get_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<St
 async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<RoleBody>) -> Result<Response> {
     caller.require("roles.manage")?;
     let mut role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
+    // A role holding rights the caller lacks is not theirs to change.
+    caller.covers("id", "this role", &Rights::of([&role]))?;
     apply(&app, &caller, &mut role, b).await?;
+    let changed = role.clone();
+    auth::keep_an_admin(&caller.repo(&app), |roles, _| {
+        if let Some(r) = roles.iter_mut().find(|r| r.id == changed.id) {
+            *r = changed;
+        }
+    })
+    .await?;
     caller.repo(&app).put(ROLE, &role.id, &role).await?;
     Ok(axum::Json(role).into_response())
 }
@@ -212,7 +223,8 @@ async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 async fn delete_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("roles.manage")?;
     let repo = caller.repo(&app);
-    let _: Role = repo.need(ROLE, &id, "role").await?;
+    let role: Role = repo.need(ROLE, &id, "role").await?;
+    caller.covers("id", "this role", &Rights::of([&role]))?;
     let users: Vec<User> = repo.list(USER).await?;
     let holders = users.iter().filter(|u| u.roles.contains(&id)).count();
     if holders > 0 {

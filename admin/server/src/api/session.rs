@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::{self, Unit, User};
@@ -11,7 +11,7 @@ use herald_core::model::Tenant;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Body, Result, Routes, created, text};
+use super::{Body, Result, Routes, created, no_content, text};
 use crate::app::App;
 use crate::auth::{self, Caller, Login, PERMISSIONS, PLATFORM, ROLE, Role};
 use herald_core::docs::{Repo, new_id};
@@ -21,6 +21,10 @@ pub fn routes(r: Routes) -> Routes {
         .add("POST", "/login", "Log in with account and password", login)
         .add("POST", "/logout", "End the session", logout)
         .add("GET", "/me", "The caller, their tenant, permissions and data scope", me)
+        .add("POST", "/me/password", "Change one's own password (ends one's other sessions)", change_password)
+        .add("GET", "/me/sessions", "One's own live sessions", my_sessions)
+        .add("DELETE", "/me/sessions", "End all of one's sessions but this one", end_other_sessions)
+        .add("DELETE", "/me/sessions/{id}", "End one of one's sessions", end_my_session)
 }
 
 #[derive(Deserialize)]
@@ -50,11 +54,11 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     let admin_name = text("admin_name", &b.admin_name, 100)?;
     let login = auth::normalize_login(&b.admin_login);
     check_login_name("admin_login", &login)?;
-    auth::check_password("admin_password", &b.admin_password)?;
+    auth::check_password("admin_password", &b.admin_password, Some(&login), &[b.admin_name.as_str(), b.enterprise_name.as_str()])?;
     let tenant = format!("t{}", &new_id()[20..]);
     let user_id = new_id();
     let platform = Repo::new(app.config.as_ref(), PLATFORM);
-    let claim = Login { tenant: tenant.clone(), user: user_id.clone(), ..Default::default() };
+    let claim = Login { tenant: tenant.clone(), user: user_id.clone() };
     if !platform.create(auth::LOGIN, &login, &claim).await? {
         return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("admin_login").into());
     }
@@ -102,37 +106,35 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(app): State<Arc<App>>, Body(b): Body<LoginBody>) -> Result<Response> {
+async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<LoginBody>) -> Result<Response> {
     let login = auth::normalize_login(&b.login);
-    let platform = Repo::new(app.config.as_ref(), PLATFORM);
-    let now = herald_core::now_ms();
-    let mut record: Option<Login> = platform.get(auth::LOGIN, &login).await?;
-    if let Some(r) = &record {
-        if r.locked_until > now {
-            return Err(locked(r.locked_until - now));
-        }
+    if login.is_empty() || login.len() > 256 {
+        return Err(ApiError::invalid("login", "give your login name").into());
     }
+    // Count the attempt before checking it; unknown and locked names answer alike.
+    let started = match auth::begin_attempt(&app, &login).await? {
+        Ok(t) => t,
+        Err(remaining) => return Ok(locked(remaining)),
+    };
+    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let record: Option<Login> = platform.get(auth::LOGIN, &login).await?;
     let user: Option<User> = match &record {
         Some(r) => Repo::new(app.config.as_ref(), &r.tenant).get(directory::USER, &r.user).await?,
         None => None,
     };
     let ok = auth::verify_password(&b.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
-    let (Some(r), Some(user), true) = (record.as_mut(), user, ok) else {
-        if let Some(r) = record.as_mut() {
-            let lock = auth::note_failure(r, now);
-            platform.put(auth::LOGIN, &login, r).await?;
-            if let Some(until) = lock {
-                tracing::warn!(login = %login, "login locked after repeated failures");
-                return Err(locked(until - now));
-            }
+    let ok = ok && record.is_some() && user.is_some();
+    if let Some(remaining) = auth::finish_attempt(&app, &login, started, ok).await? {
+        if !ok {
+            tracing::warn!(login = %login, "login locked after repeated failures");
         }
+        return Ok(locked(remaining));
+    }
+    let (Some(r), Some(user), true) = (record, user, ok) else {
         return Err(ApiError::new(ErrorKind::Unauthenticated, "invalid_credentials", "wrong login or password").into());
     };
-    if !r.failures.is_empty() {
-        r.failures.clear();
-        platform.put(auth::LOGIN, &login, r).await?;
-    }
-    let (token, expires_at) = auth::start_session(&app, &r.tenant, &user.id).await?;
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let (token, expires_at) = auth::start_session(&app, &r.tenant, &user.id, agent).await?;
     let cookie = auth::session_cookie(&app, &token, i64::from(app.cfg.session_idle_minutes) * 60);
     let body = json!({"token": token, "expires_at": rfc3339(expires_at), "user": user_view(&user)});
     let mut resp = axum::Json(body).into_response();
@@ -140,13 +142,18 @@ async fn login(State(app): State<Arc<App>>, Body(b): Body<LoginBody>) -> Result<
     Ok(resp)
 }
 
-fn locked(remaining_ms: i64) -> super::Failure {
+/// 429 with `Retry-After`; the same for every locked login name, known or not.
+fn locked(remaining_ms: i64) -> Response {
     let secs = (remaining_ms / 1000).max(1);
-    super::Failure(ApiError::new(
+    let err = ApiError::new(
         ErrorKind::TooManyRequests,
         "locked",
         format!("too many failed logins; try again in {} minutes", (secs + 59) / 60),
-    ))
+    )
+    .with_field("login");
+    let mut resp = super::Failure(err).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
 }
 
 pub fn rfc3339(ms: i64) -> Option<String> {
@@ -179,4 +186,65 @@ async fn me(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
         "units": units,
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Check the caller's own current password (a wrong one is a 403 naming `field`).
+pub async fn check_current_password(caller: &Caller, field: &str, given: Option<&str>) -> std::result::Result<(), ApiError> {
+    let Some(given) = given else {
+        return Err(ApiError::invalid(field, "give your current password to change your password or login"));
+    };
+    if !auth::verify_password(given, caller.user.password_hash.clone()).await {
+        return Err(ApiError::new(ErrorKind::Forbidden, "wrong_password", "the current password is wrong").with_field(field));
+    }
+    Ok(())
+}
+
+async fn change_password(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PasswordChange>) -> Result<Response> {
+    check_current_password(&caller, "current_password", Some(&b.current_password)).await?;
+    auth::check_password("new_password", &b.new_password, caller.user.login.as_deref(), &[caller.user.name.as_str()])?;
+    let hash = auth::hash_password(&b.new_password).await?;
+    caller
+        .repo(&app)
+        .update::<User>(directory::USER, &caller.user.id, |u| {
+            u.password_hash = Some(hash.clone());
+            Ok(())
+        })
+        .await?;
+    let ended = auth::end_sessions_of(&app, &caller.tenant, &caller.user.id, Some(&caller.session)).await?;
+    tracing::info!(tenant = %caller.tenant, user = %caller.user.id, ended, "password changed");
+    Ok(no_content())
+}
+
+async fn my_sessions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    let mut sessions = auth::sessions_of(&app, &caller.tenant, &caller.user.id).await?;
+    sessions.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
+    let items: Vec<_> = sessions
+        .iter()
+        .map(|(key, s)| {
+            json!({"id": auth::session_id(key), "created_at": rfc3339(s.created_at), "expires_at": rfc3339(s.expires_at),
+                   "user_agent": s.user_agent, "current": *key == caller.session})
+        })
+        .collect();
+    Ok(axum::Json(json!({"items": items})).into_response())
+}
+
+async fn end_other_sessions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    let ended = auth::end_sessions_of(&app, &caller.tenant, &caller.user.id, Some(&caller.session)).await?;
+    Ok(axum::Json(json!({"ended": ended})).into_response())
+}
+
+async fn end_my_session(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    let sessions = auth::sessions_of(&app, &caller.tenant, &caller.user.id).await?;
+    let Some((key, _)) = sessions.iter().find(|(k, _)| auth::session_id(k) == id) else {
+        return Err(ApiError::not_found("session", "id").into());
+    };
+    Repo::new(app.config.as_ref(), PLATFORM).delete(auth::SESSION, key).await?;
+    Ok(no_content())
 }
