@@ -738,10 +738,13 @@ async function pageDirectory(root) {
     }
     const u = user || { unit: selected, roles: [] };
     const ur = new Set(u.roles || []);
+    // Changing one's own password or login needs the current password.
+    const self = !!(user && state.me && state.me.user && state.me.user.id === user.id);
     const { form } = formDialog(user ? t('users.edit') : t('users.add'), html`<div class="grid2">
       <label>${t('common.name')} *<input name="name" value="${u.name || ''}" data-testid="uf-name" required></label>
       <label>${t('users.login')}<input name="login" value="${u.login || ''}" data-testid="uf-login" autocomplete="off"></label>
       <label>${t('users.password')}<input name="password" type="password" data-testid="uf-password" autocomplete="new-password" placeholder="${user ? t('users.passwordKeep') : ''}"></label>
+      ${self ? html`<label>${t('users.currentPassword')}<input name="current_password" type="password" data-testid="uf-current-password" autocomplete="current-password"></label>` : ''}
       <label>${t('users.mobile')}<input name="mobile" value="${u.mobile || ''}" data-testid="uf-mobile"></label>
       <label>${t('users.email')}<input name="email" type="email" value="${u.email || ''}" data-testid="uf-email"></label>
       <label>${t('users.wecom')}<input name="wecom_id" value="${u.wecom_id || ''}" data-testid="uf-wecom"></label>
@@ -758,6 +761,7 @@ async function pageDirectory(root) {
         if (v || user) body[k] = v || null;
       }
       if (e.password.value) body.password = e.password.value;
+      if (self && e.current_password.value) body.current_password = e.current_password.value;
       if (!roles.length && user) delete body.roles;
       if (user) await api('PATCH', `/users/${encodeURIComponent(user.id)}`, body);
       else await api('POST', '/users', body);

@@ -29,7 +29,7 @@ const zh = {
   'dir.units': '组织架构', 'dir.addChild': '新建下级', 'dir.addChildOf': '在“{unit}”下新建部门', 'dir.rename': '重命名',
   'dir.move': '移动', 'dir.moveUnit': '移动“{unit}”', 'dir.newParent': '新的上级部门', 'dir.confirmDelete': '确定删除部门“{unit}”？',
   'users.title': '用户', 'users.inUnit': '{unit} 的用户（含下级）', 'users.add': '新建用户', 'users.edit': '编辑用户',
-  'users.login': '登录名', 'users.password': '密码', 'users.passwordKeep': '留空则不修改', 'users.mobile': '手机号', 'users.email': '邮箱',
+  'users.login': '登录名', 'users.password': '密码', 'users.passwordKeep': '留空则不修改', 'users.currentPassword': '当前密码（修改本人密码或登录名时必填）', 'users.mobile': '手机号', 'users.email': '邮箱',
   'users.wecom': '企业微信 ID', 'users.dingtalk': '钉钉 ID', 'users.welink': 'WeLink ID', 'users.unit': '所属部门', 'users.roles': '角色',
   'users.searchPh': '姓名、登录名、手机号或邮箱', 'users.confirmDelete': '确定删除用户“{name}”？',
 
@@ -159,7 +159,7 @@ const en = {
   'dir.units': 'Organization', 'dir.addChild': 'New child unit', 'dir.addChildOf': 'New unit under “{unit}”', 'dir.rename': 'Rename',
   'dir.move': 'Move', 'dir.moveUnit': 'Move “{unit}”', 'dir.newParent': 'New parent unit', 'dir.confirmDelete': 'Delete the unit “{unit}”?',
   'users.title': 'Users', 'users.inUnit': 'Users of {unit} (with sub-units)', 'users.add': 'New user', 'users.edit': 'Edit user',
-  'users.login': 'Login', 'users.password': 'Password', 'users.passwordKeep': 'Leave empty to keep', 'users.mobile': 'Mobile', 'users.email': 'Email',
+  'users.login': 'Login', 'users.password': 'Password', 'users.passwordKeep': 'Leave empty to keep', 'users.currentPassword': 'Current password (to change your own password or login)', 'users.mobile': 'Mobile', 'users.email': 'Email',
   'users.wecom': 'WeCom ID', 'users.dingtalk': 'DingTalk ID', 'users.welink': 'WeLink ID', 'users.unit': 'Unit', 'users.roles': 'Roles',
   'users.searchPh': 'Name, login, mobile or email', 'users.confirmDelete': 'Delete the user “{name}”?',
 
