@@ -33,10 +33,12 @@ gateway:
 	cargo build --release $(HOST) --bins $(if $(TESTS),--tests)
 
 # The gateway owns the embedded database; the admin shares it. Ctrl-C stops both.
+# The demo's accounts post to this machine, so the admin's save-time check allows
+# loopback here (the gateway still allows only its demo destinations at connect time).
 run: plugins gateway
 	@trap 'kill 0' INT TERM EXIT; \
 	HERALD_DATA_DIR=$(DATA) $(CARGO_TARGET_DIR)/release/herald-gateway $(if $(CONFIG),--config $(CONFIG)) & \
-	sleep 1; HERALD_ADMIN_DATA_DIR=$(DATA) $(CARGO_TARGET_DIR)/release/herald-admin & \
+	sleep 1; HERALD_ADMIN_DATA_DIR=$(DATA) HERALD_ADMIN_ALLOW_PRIVATE='["127.0.0.1"]' $(CARGO_TARGET_DIR)/release/herald-admin & \
 	wait
 
 # Test dependencies: a real SMTP server (aiosmtpd) for the e-mail tests;

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use super::{Batch, Dispatch, Job, Settled};
 use crate::limits::Limiters;
 use crate::metrics::call_plugin;
+use crate::transport::{SendOptions, Sent};
 
 pub(super) async fn send_loop(
     d: Arc<Dispatch>,
@@ -267,12 +268,12 @@ impl Call<'_> {
         ids: Vec<String>,
     ) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
         let (d, plugin) = (self.d, &self.plugin);
-        let protocol = match &request {
-            Request::Http(_) => "http",
-            Request::Smtp(_) => "smtp",
+        let (protocol, options) = match &request {
+            Request::Http(_) => ("http", SendOptions::default()),
+            Request::Smtp(_) => ("smtp", SendOptions::from_account(&self.account_json)),
         };
         let started = Instant::now();
-        let response = d.transport.send(request).await;
+        let response = d.transport.send_with(request, options).await;
         d.metrics
             .provider_latency
             .with_label_values(&[plugin.name(), protocol])
@@ -280,9 +281,11 @@ impl Call<'_> {
         match response {
             Err(e) => {
                 tracing::debug!(plugin = plugin.name(), error = %e, "transport error");
-                Err((OutcomeKind::Retry, format!("transport: {e}")))
+                // A destination the guard refuses stays refused: fail now.
+                let kind = if e.is_permanent() { OutcomeKind::Failed } else { OutcomeKind::Retry };
+                Err((kind, format!("transport: {e}")))
             }
-            Ok(resp) if self.has_token && token_rejected(d, plugin, &resp).await => {
+            Ok(sent) if self.has_token && token_rejected(d, plugin, &sent.response).await => {
                 d.tokens.invalidate(self.account);
                 Err((
                     OutcomeKind::Retry,
@@ -290,18 +293,54 @@ impl Call<'_> {
                         .to_string(),
                 ))
             }
-            Ok(resp) => {
-                interpret(
-                    d,
-                    plugin,
-                    self.ctx.clone(),
-                    self.account_json.clone(),
-                    ids,
-                    resp,
-                )
-                .await
+            Ok(sent) => self.interpret_sent(ids, sent).await,
+        }
+    }
+
+    /// Interpret an answer. An SMTP message to several recipients got a
+    /// reply per recipient (`recipients[i]` is the one for `ids[i]`, the
+    /// plugin's contract): the deliveries that share a reply are interpreted
+    /// together, so a refused `RCPT TO` fails or retries its delivery alone.
+    async fn interpret_sent(
+        &self,
+        ids: Vec<String>,
+        sent: Sent,
+    ) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
+        let (d, plugin) = (self.d, &self.plugin);
+        let one = |ids, resp| interpret(d, plugin, self.ctx.clone(), self.account_json.clone(), ids, resp);
+        if ids.len() < 2 || sent.recipients.len() != ids.len() {
+            return one(ids, sent.response).await;
+        }
+        let mut groups: Vec<(Response, Vec<String>)> = Vec::new();
+        for (id, reply) in ids.into_iter().zip(sent.recipients) {
+            let reply = Response::Smtp(reply);
+            match groups.iter_mut().find(|(r, _)| *r == reply) {
+                Some((_, g)) => g.push(id),
+                None => groups.push((reply, vec![id])),
             }
         }
+        if groups.len() == 1 {
+            let (reply, ids) = groups.pop().expect("one group");
+            return one(ids, reply).await;
+        }
+        let mut outcomes = Vec::new();
+        for (reply, ids) in groups {
+            match one(ids.clone(), reply).await {
+                Ok(list) => outcomes.extend(list),
+                Err((kind, detail)) => outcomes.extend(ids.into_iter().map(|id| PluginOutcome {
+                    delivery_id: id,
+                    kind: match kind {
+                        OutcomeKind::Retry => PluginKind::Retry,
+                        _ => PluginKind::Failed,
+                    },
+                    retry_after_ms: None,
+                    provider_id: None,
+                    units: 0,
+                    detail: Some(detail.clone()),
+                })),
+            }
+        }
+        Ok(outcomes)
     }
 }
 

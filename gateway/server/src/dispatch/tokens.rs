@@ -121,7 +121,9 @@ impl Tokens {
                     "token request got a non-HTTP answer".into(),
                 ));
             }
-            Err(e) => return Err(TokenError::transient(format!("token request: {e}"))),
+            Err(e) => {
+                return Err(TokenError { permanent: e.is_permanent(), reason: format!("token request: {e}") });
+            }
         };
         let (p, c) = (plugin.clone(), ctx.clone());
         let token = call_plugin(&d.metrics, plugin, "parse_token", move || {
