@@ -71,6 +71,9 @@ listen = "127.0.0.1:0"
 data_dir = "$work/data"
 demo = false
 plugins.dir = "$plugin_dir"
+# The SMTP sink listens on loopback: allow it (tenant destinations are
+# otherwise refused when they are private addresses).
+transport.allow_private = ["127.0.0.0/8"]
 
 # A price for e-mail, so that sends are billed: ledger, bills and reports have lines.
 [[prices]]
@@ -87,6 +90,7 @@ HERALD_ADMIN_LISTEN=127.0.0.1:0 \
 HERALD_ADMIN_DATA_DIR="$work/data" \
 HERALD_ADMIN_OPERATOR_TOKEN="$operator_token" \
 HERALD_ADMIN_PLUGINS_DIR="$plugin_dir" \
+HERALD_ADMIN_ALLOW_PRIVATE='["127.0.0.0/8"]' \
 HERALD_ADMIN_LOG=${HERALD_ADMIN_LOG:-info} \
   "$admin_bin" >"$work/admin.out" 2>"$work/admin.log" &
 pids+=($!)
