@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod bulk_email;
 mod delivery;
 mod distributed;
 mod faults;

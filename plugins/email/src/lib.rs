@@ -1,5 +1,6 @@
-//! Herald `email` channel plugin: one SMTP message per delivery, sent by the
-//! host through the account's relay.
+//! Herald `email` channel plugin: SMTP messages sent by the host through the
+//! account's relay — one per delivery, or one per group of deliveries whose
+//! content is identical (bulk e-mail, see "Messages").
 //!
 //! # Account configuration
 //!
@@ -9,7 +10,8 @@
 //!   "from_name": "Example Notifications",
 //!   "reply_to": "support@example.com",
 //!   "smtp": {"host": "smtp.example.com", "port": 587, "tls": "starttls",
-//!            "username": "apikey", "password": "..."}
+//!            "username": "apikey", "password": "...",
+//!            "max_recipients_per_message": 50, "max_connections": 4}
 //! }
 //! ```
 //!
@@ -21,6 +23,14 @@
 //!   both or neither; refused with `tls: none` so credentials never travel in
 //!   clear, unless `smtp.allow_plaintext_auth` is true — an explicit opt-in for
 //!   a relay on loopback or a trusted network).
+//! - `smtp.max_recipients_per_message` (optional, 1..=1000, default 50): at
+//!   most this many envelope recipients (`RCPT TO`) in one message; providers
+//!   cap it (often 50 or 100).
+//! - `smtp.max_connections` (optional, 1..=64, default 4): how many
+//!   connections the host keeps open to the relay for this account at most.
+//!   The plugin only validates it: the host reads it from the account config
+//!   (a host convention for SMTP accounts, see sdk/README.md), because the
+//!   WIT `smtp-relay` record has no field for it.
 //!
 //! Unknown fields are refused; errors name the field (`smtp.port: ...`).
 //! The secret field is declared as `smtp.password` (a dotted path; see the
@@ -28,7 +38,18 @@
 //!
 //! # Messages
 //!
-//! `build` makes one `smtp-message` per delivery: envelope sender `from`,
+//! Deliveries of a batch whose rendered subject, text and HTML are
+//! byte-identical (no per-recipient variables, or the same values) are
+//! grouped: one `smtp-message` per group of at most
+//! `smtp.max_recipients_per_message` deliveries, in the order the deliveries
+//! came. Its `recipients[i]` is the recipient of `deliveries[i]` (the contract
+//! the host relies on to give each delivery the reply to its own `RCPT TO`),
+//! its `To:` header is `undisclosed-recipients:;` so no recipient sees the
+//! others, `Message-ID` is derived from the group's delivery ids, and there is
+//! no per-recipient header (no `X-Herald-Delivery`). A group of one (any
+//! personalised content) is built as a single message:
+//!
+//! Single messages: envelope sender `from`,
 //! envelope recipient the delivery's recipient, and an RFC 5322 message with
 //! `From` (with `from_name`), `To`, `Reply-To` (when set), `Subject` (RFC 2047
 //! encoded when not ASCII; control characters become spaces), `Date` (from the
@@ -54,8 +75,11 @@
 //!
 //! # Outcomes
 //!
-//! The final SMTP reply: 2xx sent (provider id = delivery id), 4xx retry, 5xx
-//! failed, anything else retry; the server's reply is the detail. An HTTP
+//! The SMTP reply: 2xx sent (provider id = delivery id), 4xx retry, 5xx
+//! failed, anything else retry; the server's reply is the detail. For a
+//! message to several recipients the host calls `interpret` once per group of
+//! deliveries that got the same reply: a recipient refused at `RCPT TO` gets
+//! its own refusal, the accepted ones the reply to the message (after DATA). An HTTP
 //! response is a host bug: failed with `unexpected response`.
 
 pub mod sanitize;
@@ -91,7 +115,11 @@ const SCHEMA: &str = r#"{
         "tls": {"enum": ["none", "starttls", "implicit"]},
         "username": {"type": "string"},
         "password": {"type": "string", "writeOnly": true},
-        "allow_plaintext_auth": {"type": "boolean", "default": false}
+        "allow_plaintext_auth": {"type": "boolean", "default": false},
+        "max_recipients_per_message": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
+          "description": "Envelope recipients (RCPT TO) per message at most, for deliveries with identical content."},
+        "max_connections": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
+          "description": "Parallel connections to the relay at most (read by the host)."}
       }
     }
   }
@@ -123,6 +151,25 @@ struct Smtp {
     /// network or loopback). Off by default.
     #[serde(default)]
     allow_plaintext_auth: bool,
+    /// Envelope recipients per message at most (identical content only).
+    #[serde(default = "default_max_recipients")]
+    max_recipients_per_message: u32,
+    /// Parallel connections at most; validated here, used by the host.
+    #[serde(default = "default_max_connections")]
+    max_connections: u32,
+}
+
+/// Default `smtp.max_recipients_per_message`.
+pub const DEFAULT_MAX_RECIPIENTS: u32 = 50;
+/// Default `smtp.max_connections` (the host has the same default).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
+
+fn default_max_recipients() -> u32 {
+    DEFAULT_MAX_RECIPIENTS
+}
+
+fn default_max_connections() -> u32 {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -155,6 +202,12 @@ impl Account {
         check_host(&a.smtp.host).map_err(|m| bad("smtp.host", m))?;
         if a.smtp.port == 0 {
             return Err(bad("smtp.port", "must be 1..65535"));
+        }
+        if !(1..=1000).contains(&a.smtp.max_recipients_per_message) {
+            return Err(bad("smtp.max_recipients_per_message", "must be 1..1000"));
+        }
+        if !(1..=64).contains(&a.smtp.max_connections) {
+            return Err(bad("smtp.max_connections", "must be 1..64"));
         }
         match (&a.smtp.username, &a.smtp.password) {
             (Some(u), _) if u.is_empty() => return Err(bad("smtp.username", "must not be empty")),
@@ -333,16 +386,70 @@ pub fn build_mime(
     reply_to: Option<&str>,
     d: &Delivery,
 ) -> Result<Vec<u8>, PluginError> {
+    let head = Head {
+        to: Some(d.recipient.as_str()),
+        message_id: message_id(&d.id),
+        delivery: Some(d.id.as_str()),
+    };
+    write_mime(now_ms, from, from_name, reply_to, &head, d)
+}
+
+/// The one RFC 5322 message for a group of deliveries with identical content
+/// (`group[0]` gives the content): `To: undisclosed-recipients:;`, a
+/// `Message-ID` derived from every delivery id of the group, and no header
+/// that names a recipient or a delivery.
+pub fn build_shared_mime(
+    now_ms: u64,
+    from: &str,
+    from_name: Option<&str>,
+    reply_to: Option<&str>,
+    group: &[&Delivery],
+) -> Result<Vec<u8>, PluginError> {
+    let mut ids = Vec::new();
+    for d in group {
+        ids.extend_from_slice(d.id.as_bytes());
+        ids.push(b'\n');
+    }
+    let head = Head {
+        to: None,
+        message_id: format!("{}@herald", &sign::sha256_hex(&ids)[..32]),
+        delivery: None,
+    };
+    write_mime(now_ms, from, from_name, reply_to, &head, group[0])
+}
+
+/// The headers that differ between a single and a shared message.
+struct Head<'a> {
+    /// `To:` address, or `None` for `undisclosed-recipients:;`.
+    to: Option<&'a str>,
+    message_id: String,
+    /// `X-Herald-Delivery` (single messages only).
+    delivery: Option<&'a str>,
+}
+
+fn write_mime(
+    now_ms: u64,
+    from: &str,
+    from_name: Option<&str>,
+    reply_to: Option<&str>,
+    head: &Head,
+    d: &Delivery,
+) -> Result<Vec<u8>, PluginError> {
     let from_header = match from_name {
         Some(name) if !name.trim().is_empty() => format!("{} <{from}>", display_name(name)),
         _ => format!("<{from}>"),
     };
-    let mut msg = MessageBuilder::new()
-        .header("From", Raw::new(from_header))
-        .to(d.recipient.as_str())
+    let mut msg = MessageBuilder::new().header("From", Raw::new(from_header));
+    msg = match head.to {
+        Some(to) => msg.to(to),
+        None => msg.header("To", Raw::new("undisclosed-recipients:;")),
+    };
+    msg = msg
         .header("Date", Raw::new(time::rfc2822(now_ms)))
-        .message_id(message_id(&d.id))
-        .header("X-Herald-Delivery", Raw::new(d.id.as_str()));
+        .message_id(head.message_id.as_str());
+    if let Some(id) = head.delivery {
+        msg = msg.header("X-Herald-Delivery", Raw::new(id));
+    }
     if let Some(r) = reply_to {
         msg = msg.reply_to(r);
     }
@@ -355,8 +462,9 @@ pub fn build_mime(
             let clean = sanitize::sanitize_html(html);
             // A boundary derived from the content cannot occur in it, and needs
             // no clock or randomness (mail-builder's own generator reads the clock).
-            let mut seed = Vec::with_capacity(d.id.len() + d.text.len() + clean.len() + 2);
-            seed.extend_from_slice(d.id.as_bytes());
+            let seed_id = head.delivery.unwrap_or(head.message_id.as_str());
+            let mut seed = Vec::with_capacity(seed_id.len() + d.text.len() + clean.len() + 2);
+            seed.extend_from_slice(seed_id.as_bytes());
             seed.push(0);
             seed.extend_from_slice(d.text.as_bytes());
             seed.push(0);
@@ -374,6 +482,41 @@ pub fn build_mime(
         .map_err(|e| PluginError::Internal(format!("cannot write MIME message: {e}")))
 }
 
+/// Deliveries grouped by identical rendered content (subject, text, HTML),
+/// each group cut into chunks of at most `max` and kept in arrival order
+/// (groups by their first delivery, deliveries within a group as they came).
+/// A recipient appears at most once in a group: a second delivery with the
+/// same content to the same address (compared case-insensitively) goes to
+/// another group, since a server would deliver one message for both.
+pub fn group_identical(batch: &[Delivery], max: usize) -> Vec<Vec<&Delivery>> {
+    use std::collections::HashMap;
+    type Content<'a> = (Option<&'a str>, &'a str, Option<&'a str>);
+    let mut seen: HashMap<(Content, String), usize> = HashMap::new();
+    let mut index: HashMap<(Content, usize), usize> = HashMap::new();
+    let mut groups: Vec<Vec<&Delivery>> = Vec::new();
+    for d in batch {
+        let content = (d.subject.as_deref(), d.text.as_str(), d.html.as_deref());
+        let nth = seen
+            .entry((content, d.recipient.to_ascii_lowercase()))
+            .or_insert(0);
+        let key = (content, *nth);
+        *nth += 1;
+        let i = *index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(d);
+    }
+    groups
+        .into_iter()
+        .flat_map(|g| {
+            g.chunks(max.max(1))
+                .map(<[&Delivery]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 impl Plugin for Email {
     /// Note on `secret-fields`: the WIT says "top-level account fields", but
     /// this plugin's secret is nested (`smtp.password`), so it declares the
@@ -384,7 +527,7 @@ impl Plugin for Email {
             version: env!("CARGO_PKG_VERSION").into(),
             channel: "email".into(),
             formats: vec![ContentFormat::Html, ContentFormat::Text],
-            max_batch: 50,
+            max_batch: 100,
             account_schema: SCHEMA.into(),
             secret_fields: vec!["smtp.password".into()],
             hosts: vec!["*".into()],
@@ -413,22 +556,27 @@ impl Plugin for Email {
                 .map_err(|m| PluginError::InvalidDelivery(format!("recipient {}: {m}", d.id)))?;
         }
         let relay = account.relay();
-        batch
-            .iter()
-            .map(|d| {
-                let mime = build_mime(
-                    ctx.now_ms,
-                    &account.from,
+        let max = account.smtp.max_recipients_per_message as usize;
+        group_identical(&batch, max)
+            .into_iter()
+            .map(|group| {
+                let (from, name, reply_to) = (
+                    account.from.as_str(),
                     account.from_name.as_deref(),
                     account.reply_to.as_deref(),
-                    d,
-                )?;
+                );
+                let mime = match group.as_slice() {
+                    [d] => build_mime(ctx.now_ms, from, name, reply_to, d)?,
+                    _ => build_shared_mime(ctx.now_ms, from, name, reply_to, &group)?,
+                };
+                // recipients[i] is the recipient of deliveries[i]: the host
+                // relies on it to give each delivery its own RCPT reply.
                 Ok(Outbound {
-                    deliveries: vec![d.id.clone()],
+                    deliveries: group.iter().map(|d| d.id.clone()).collect(),
                     request: Request::Smtp(SmtpMessage {
                         relay: relay.clone(),
                         sender: account.from.clone(),
-                        recipients: vec![d.recipient.clone()],
+                        recipients: group.iter().map(|d| d.recipient.clone()).collect(),
                         mime,
                     }),
                 })
@@ -770,6 +918,147 @@ mod tests {
         assert_eq!(message_id("abc-1.2"), "abc-1.2@herald");
         let m = message_id("a<b>");
         assert!(m.ends_with("@herald") && m.len() == 32 + 7, "{m}");
+    }
+
+    fn texts(out: &[Outbound]) -> Vec<(Vec<String>, Vec<String>)> {
+        out.iter()
+            .map(|o| (o.deliveries.clone(), smtp(o).recipients.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn identical_content_is_one_message_with_many_recipients() {
+        let acc = r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none","max_recipients_per_message":3}}"#;
+        let mut batch: Vec<Delivery> = (0..7)
+            .map(|i| {
+                delivery(
+                    &format!("d{i}"),
+                    &format!("u{i}@example.org"),
+                    Some("<p>hi</p>"),
+                )
+            })
+            .collect();
+        // Personalised: its own message; same content, same address twice: two messages.
+        batch[2].text = "Only for u2".into();
+        batch.push(delivery("d7", "U0@example.org", Some("<p>hi</p>")));
+        let out = Email::build(ctx(), acc, batch).unwrap();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            texts(&out),
+            vec![
+                (
+                    s(&["d0", "d1", "d3"]),
+                    s(&["u0@example.org", "u1@example.org", "u3@example.org"])
+                ),
+                (
+                    s(&["d4", "d5", "d6"]),
+                    s(&["u4@example.org", "u5@example.org", "u6@example.org"])
+                ),
+                (s(&["d2"]), s(&["u2@example.org"])),
+                (s(&["d7"]), s(&["U0@example.org"])),
+            ]
+        );
+        let shared = String::from_utf8(smtp(&out[0]).mime.clone()).unwrap();
+        assert_eq!(
+            header(&shared, "To").as_deref(),
+            Some("undisclosed-recipients:;")
+        );
+        assert!(header(&shared, "X-Herald-Delivery").is_none());
+        for i in 0..8 {
+            assert!(
+                !shared.to_ascii_lowercase().contains(&format!("u{i}@")),
+                "{shared}"
+            );
+            assert!(!shared.contains(&format!("d{i}@")), "{shared}");
+        }
+        let id = header(&shared, "Message-ID").unwrap();
+        assert!(id.starts_with('<') && id.ends_with("@herald>"), "{id}");
+        assert_ne!(
+            header(
+                &String::from_utf8(smtp(&out[1]).mime.clone()).unwrap(),
+                "Message-ID"
+            )
+            .unwrap(),
+            id
+        );
+        assert!(qp_decode(&shared).contains("<p>hi</p>"), "{shared}");
+        // The single ones are today's messages.
+        let single = String::from_utf8(smtp(&out[2]).mime.clone()).unwrap();
+        assert_eq!(header(&single, "To").as_deref(), Some("<u2@example.org>"));
+        assert_eq!(header(&single, "X-Herald-Delivery").as_deref(), Some("d2"));
+        // Deterministic.
+        let again = Email::build(
+            ctx(),
+            acc,
+            (0..2)
+                .map(|i| {
+                    delivery(
+                        &format!("d{i}"),
+                        &format!("u{i}@example.org"),
+                        Some("<p>hi</p>"),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap();
+        let again2 = Email::build(
+            ctx(),
+            acc,
+            (0..2)
+                .map(|i| {
+                    delivery(
+                        &format!("d{i}"),
+                        &format!("u{i}@example.org"),
+                        Some("<p>hi</p>"),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap();
+        assert_eq!(smtp(&again[0]).mime, smtp(&again2[0]).mime);
+    }
+
+    #[test]
+    fn default_max_recipients_is_50() {
+        let batch: Vec<Delivery> = (0..120)
+            .map(|i| delivery(&format!("d{i}"), &format!("u{i}@example.org"), None))
+            .collect();
+        let out = Email::build(ctx(), ACCOUNT, batch).unwrap();
+        let sizes: Vec<usize> = out.iter().map(|o| smtp(o).recipients.len()).collect();
+        assert_eq!(sizes, vec![50, 50, 20]);
+        for o in &out {
+            assert_eq!(o.deliveries.len(), smtp(o).recipients.len());
+        }
+    }
+
+    #[test]
+    fn relay_limits_validated() {
+        let acc = |extra: &str| {
+            format!(r#"{{"from":"a@b.test","smtp":{{"host":"h","port":25,"tls":"none"{extra}}}}}"#)
+        };
+        assert!(
+            Email::validate_account(&acc(
+                r#","max_recipients_per_message":100,"max_connections":8"#
+            ))
+            .is_ok()
+        );
+        for (extra, field) in [
+            (
+                r#","max_recipients_per_message":0"#,
+                "smtp.max_recipients_per_message: ",
+            ),
+            (
+                r#","max_recipients_per_message":1001"#,
+                "smtp.max_recipients_per_message: ",
+            ),
+            (r#","max_connections":0"#, "smtp.max_connections: "),
+            (r#","max_connections":65"#, "smtp.max_connections: "),
+        ] {
+            match Email::validate_account(&acc(extra)) {
+                Err(PluginError::BadConfig(m)) => assert!(m.starts_with(field), "{m}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
     }
 
     #[test]

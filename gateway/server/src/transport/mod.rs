@@ -1,6 +1,7 @@
 //! The Transport seam: the host sends what plugins build. HTTP goes through a
 //! pooled hyper client (HTTP/1.1 and h2, rustls); SMTP through pooled lettre
-//! connections, one pool per relay and credentials.
+//! connections (one pool per relay, checked address and credentials, bounded
+//! by the account's `smtp.max_connections`), with a reply per recipient.
 //!
 //! Every destination passes the destination guard ([`herald_backends::guard`])
 //! on its resolved address, and the connection goes to the address that
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_backends::Guard;
-use herald_plugin_host::types::{Request, Response};
+use herald_plugin_host::types::{Request, Response, SmtpReply};
 
 pub use self::http::HttpTransport;
 pub use self::smtp::SmtpTransport;
@@ -61,9 +62,52 @@ pub fn guard(
     Ok(g)
 }
 
+/// What a request got back.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The provider's answer. SMTP: the reply to the message (after DATA
+    /// when a recipient was accepted, otherwise the first refusal).
+    pub response: Response,
+    /// SMTP only: one reply per envelope recipient, in the order of the
+    /// message's `recipients` (a refused `RCPT TO` keeps its own refusal, an
+    /// accepted recipient gets the reply to the message). Empty for HTTP.
+    pub recipients: Vec<SmtpReply>,
+}
+
+/// Per-account send settings that the WIT request does not carry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// Parallel SMTP connections to the relay at most (`None`: the default).
+    pub smtp_max_connections: Option<usize>,
+}
+
+impl SendOptions {
+    /// By host convention an SMTP account's config may hold
+    /// `smtp.max_connections` (the `email` plugin's schema declares it);
+    /// anything else is ignored.
+    pub fn from_account(config_json: &str) -> Self {
+        let v: serde_json::Value = serde_json::from_str(config_json).unwrap_or_default();
+        Self {
+            smtp_max_connections: v["smtp"]["max_connections"].as_u64().map(|n| n as usize),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
-    async fn send(&self, request: Request) -> Result<Response, TransportError>;
+    /// Send a request with per-account options; SMTP answers per recipient.
+    async fn send_with(
+        &self,
+        request: Request,
+        options: SendOptions,
+    ) -> Result<Sent, TransportError>;
+
+    /// Send a request and keep only the provider's answer.
+    async fn send(&self, request: Request) -> Result<Response, TransportError> {
+        self.send_with(request, SendOptions::default())
+            .await
+            .map(|s| s.response)
+    }
 }
 
 /// The production transport: HTTP and SMTP.
@@ -87,10 +131,24 @@ impl Transports {
 
 #[async_trait]
 impl Transport for Transports {
-    async fn send(&self, request: Request) -> Result<Response, TransportError> {
+    async fn send_with(
+        &self,
+        request: Request,
+        options: SendOptions,
+    ) -> Result<Sent, TransportError> {
         let sent = match request {
-            Request::Http(r) => self.http.send(r).await.map(Response::Http),
-            Request::Smtp(m) => self.smtp.send(m).await.map(Response::Smtp),
+            Request::Http(r) => self.http.send(r).await.map(|r| Sent {
+                response: Response::Http(r),
+                recipients: Vec::new(),
+            }),
+            Request::Smtp(m) => self
+                .smtp
+                .send(m, options.smtp_max_connections)
+                .await
+                .map(|s| Sent {
+                    response: Response::Smtp(s.reply),
+                    recipients: s.recipients,
+                }),
         };
         if let Err(e) = &sent
             && e.is_permanent()
