@@ -622,3 +622,34 @@ async fn malformed_provider_answers_end_with_a_reason() {
     assert!(statuses.values().all(|s| s != "sent"), "{statuses:?}");
     assert_eq!(gw.get("/healthz", None).await.status, 200);
 }
+
+/// Issue 10, point 2 from the console: a push's raw list is checked like an
+/// API request (a bad number is refused naming `targets.list[i].to`); a
+/// directory user whose mobile does not fit the channel is skipped, never a
+/// failing delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_pushes_check_addresses_per_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = crate::admin::Admin::start(dir.path());
+    let (_, t) = admin.register("Acme", "boss").await;
+    let t = Some(t.as_str());
+    let acc = admin
+        .call("POST", "/accounts", t, Some(json!({"name": "sms", "channel": "twilio-sms",
+            "config": {"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "tok-0123456789", "from": "+14155550100"}})))
+        .await;
+    assert_eq!(acc.status, 201, "{}", acc.text());
+    let push = |list: Value, targets_extra: Value| {
+        let mut targets = json!({"list": list});
+        if let (Some(a), Some(b)) = (targets.as_object_mut(), targets_extra.as_object()) {
+            a.extend(b.clone());
+        }
+        json!({"title": "t", "channel": "twilio-sms", "account": "sms", "content": {"text": "hi"}, "targets": targets,
+               "schedule": {"mode": "at", "at": "2099-01-01T00:00:00Z"}})
+    };
+    let r = admin.call("POST", "/pushes", t, Some(push(json!([{"to": "+14155552671"}, {"to": "abc123"}]), json!({})))).await;
+    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("targets.list[1].to")), "{}", r.text());
+    let r = admin.call("POST", "/pushes", t, Some(push(json!([{"to": "1380013800"}]), json!({})))).await;
+    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("targets.list[0].to")), "{}", r.text());
+    let r = admin.call("POST", "/pushes", t, Some(push(json!([{"to": "+14155552671"}, {"to": "13800138000"}]), json!({})))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}

@@ -253,6 +253,15 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     if b.targets.is_empty() {
         return Err(ApiError::invalid("targets", "pick users, org units or upload a list"));
     }
+    // Raw addresses are checked as the gateway checks them at ingest.
+    if let Some(plugin) = app.plugins.get(&b.channel) {
+        for (i, e) in b.targets.list.iter().enumerate() {
+            let to = e.to.trim();
+            if e.channel.as_deref().is_none_or(|c| c == b.channel) && !to.is_empty() {
+                plugin.recipients.check(to).map_err(|why| ApiError::invalid(format!("targets.list[{i}].to"), format!("{why}: {to:?}")))?;
+            }
+        }
+    }
     let schedule = b.schedule.unwrap_or(Schedule::now());
     match (schedule.mode.as_str(), schedule.at) {
         ("now", _) => {}
@@ -280,7 +289,24 @@ async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<d
     let repo = Repo::new(app.config.as_ref(), tenant);
     let units: Vec<Unit> = repo.list(UNIT).await?;
     let users: Vec<User> = repo.list(USER).await?;
-    let expanded = directory::expand(&push.targets, &units, &users, &push.channel);
+    // A directory user whose address does not fit the channel (checked as the
+    // gateway checks addresses at ingest) is skipped and listed, never sent a
+    // failing delivery. Raw list entries were checked when the push was saved.
+    let rule = app.plugins.get(&push.channel).map(|p| p.recipients.clone());
+    let mut expanded = directory::expand(&push.targets, &units, &users, &push.channel);
+    if let Some(rule) = &rule {
+        let mut kept = directory::Expanded { skipped: std::mem::take(&mut expanded.skipped), ..Default::default() };
+        for (r, user) in expanded.recipients.into_iter().zip(expanded.user_ids) {
+            match user {
+                Some(id) if rule.check(&r.to).is_err() => kept.skipped.push(id),
+                user => {
+                    kept.recipients.push(r);
+                    kept.user_ids.push(user);
+                }
+            }
+        }
+        expanded = kept;
+    }
     if expanded.recipients.is_empty() {
         return Err(ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel")
             .with_field("targets"));
