@@ -17,9 +17,23 @@ use crate::http::{self, Client};
 use crate::sink::Sink;
 use crate::stats::{Latency, now_ns, rate};
 
+/// What the load sends, and how an arrival is matched to its request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    /// `webhook` account; arrivals keyed by delivery id `<message id>.<i>`.
+    Webhook,
+    /// `email` account on the in-process SMTP receiver; recipient `k` is
+    /// `r<k>@bench.test`, its arrival keyed `r<k>`. `identical`: every
+    /// notification has the same subject and text; otherwise one variable
+    /// per recipient.
+    Email { identical: bool },
+}
+
 /// One accepted request.
 struct Accepted {
     id: String,
+    /// Its first notification's number (recipients are `first..first + count`).
+    first: u64,
     send_ns: u64,
     done_ns: u64,
     count: u64,
@@ -154,16 +168,34 @@ fn sum_opt(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     v.flatten().fold(None, |a: Option<f64>, x| Some(a.unwrap_or(0.0) + x))
 }
 
-fn message_body(first: u64, count: u64) -> Bytes {
+fn message_body(shape: Shape, first: u64, count: u64) -> Bytes {
     // The account is named the same in every tenant.
     use std::fmt::Write;
     let mut s = String::with_capacity(120 + count as usize * 40);
-    s.push_str(r#"{"channel":"webhook","account":"sink","content":{"text":"hi {{ n }}"},"recipients":["#);
+    match shape {
+        Shape::Webhook => s.push_str(r#"{"channel":"webhook","account":"sink","content":{"text":"hi {{ n }}"},"recipients":["#),
+        Shape::Email { identical: true } => {
+            s.push_str(r#"{"channel":"email","account":"sink","content":{"subject":"Bench","text":"hello all"},"recipients":["#)
+        }
+        Shape::Email { identical: false } => {
+            s.push_str(r#"{"channel":"email","account":"sink","content":{"subject":"Bench {{ n }}","text":"hi {{ n }}"},"recipients":["#)
+        }
+    }
     for k in first..first + count {
         if k > first {
             s.push(',');
         }
-        let _ = write!(s, r#"{{"to":"r{k}","variables":{{"n":{k}}}}}"#);
+        match shape {
+            Shape::Webhook => {
+                let _ = write!(s, r#"{{"to":"r{k}","variables":{{"n":{k}}}}}"#);
+            }
+            Shape::Email { identical: true } => {
+                let _ = write!(s, r#"{{"to":"r{k}@bench.test"}}"#);
+            }
+            Shape::Email { identical: false } => {
+                let _ = write!(s, r#"{{"to":"r{k}@bench.test","variables":{{"n":{k}}}}}"#);
+            }
+        }
     }
     s.push_str("]}");
     Bytes::from(s)
@@ -186,6 +218,7 @@ pub async fn run(
     concurrency: usize,
     wait_timeout: Duration,
     progress: bool,
+    shape: Shape,
 ) -> E2eResult {
     sink.reset(true);
     // The load goes to the first process; every process is watched.
@@ -277,7 +310,7 @@ pub async fn run(
                 }
                 let first = i * per_request;
                 let count = per_request.min(notifications - first);
-                let body = message_body(first, count);
+                let body = message_body(shape, first, count);
                 // Round robin over the tenants (one tenant: always the same key).
                 let auth = &keys[(i % keys.len() as u64) as usize];
                 for attempt in 1..=MAX_ATTEMPTS {
@@ -306,7 +339,7 @@ pub async fn run(
                                 Some(id) => {
                                     lat.push(done_ns - send_ns);
                                     accepted_n.fetch_add(count, Ordering::Relaxed);
-                                    done.push(Accepted { id, send_ns, done_ns, count });
+                                    done.push(Accepted { id, first, send_ns, done_ns, count });
                                     continue 'requests;
                                 }
                                 None => {
@@ -428,7 +461,11 @@ pub async fn run(
     let mut last_arrival = None::<u64>;
     for a in &accepted {
         for i in 0..a.count {
-            if let Some(&t) = arrivals.get(&format!("{}.{i}", a.id)) {
+            let key = match shape {
+                Shape::Webhook => format!("{}.{i}", a.id),
+                Shape::Email { .. } => format!("r{}", a.first + i),
+            };
+            if let Some(&t) = arrivals.get(&key) {
                 matched += 1;
                 added.push(t.saturating_sub(a.send_ns));
                 last_arrival = Some(last_arrival.map_or(t, |l| l.max(t)));

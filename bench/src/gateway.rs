@@ -136,6 +136,7 @@ pub fn write_config(
     dist: Option<&Distributed>,
     dispatch: bool,
     price_minor: i64,
+    email: Option<EmailAccount>,
 ) -> anyhow::Result<PathBuf> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
@@ -199,9 +200,25 @@ concurrency = 64
     ));
     if price_minor > 0 {
         // Every delivery then writes a ledger debit with its status.
-        cfg.push_str(&format!("\n[[prices]]\nchannel = \"webhook\"\nunit_minor = {price_minor}\n"));
+        let channel = if email.is_some() { "email" } else { "webhook" };
+        cfg.push_str(&format!("\n[[prices]]\nchannel = \"{channel}\"\nunit_minor = {price_minor}\n"));
     }
     for t in tenants {
+        let account = match email {
+            // The in-process SMTP receiver (plain, no AUTH).
+            Some(e) => format!(
+                r#"plugin = "email"
+config = {{ from = "bench@bench.test", smtp = {{ host = "{ip}", port = {port}, tls = "none", max_recipients_per_message = {rcpt}, max_connections = {conns} }} }}"#,
+                ip = sink.ip(),
+                port = sink.port(),
+                rcpt = e.max_recipients_per_message,
+                conns = e.max_connections,
+            ),
+            None => format!(
+                r#"plugin = "webhook"
+config = {{ url = "http://{sink}/hook", secret = "s3cret", batch = {batch} }}"#
+            ),
+        };
         cfg.push_str(&format!(
             r#"
 [[tenants]]
@@ -210,8 +227,7 @@ api_keys = [{key}]
 
 [[tenants.accounts]]
 name = "{ACCOUNT}"
-plugin = "webhook"
-config = {{ url = "http://{sink}/hook", secret = "s3cret", batch = {batch} }}
+{account}
 "#,
             id = toml_str(&t.id),
             key = toml_str(&t.api_key),
@@ -220,6 +236,13 @@ config = {{ url = "http://{sink}/hook", secret = "s3cret", batch = {batch} }}
     let path = dir.join("herald.toml");
     std::fs::write(&path, cfg)?;
     Ok(path)
+}
+
+/// The `email` account's relay limits (the e-mail shape).
+#[derive(Debug, Clone, Copy)]
+pub struct EmailAccount {
+    pub max_recipients_per_message: u32,
+    pub max_connections: u32,
 }
 
 /// A process the bench watches but did not start (the Kafka and Cassandra JVMs).

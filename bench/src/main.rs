@@ -23,6 +23,7 @@ mod gateway;
 mod http;
 mod raw;
 mod sink;
+mod smtp;
 mod stats;
 
 use std::path::PathBuf;
@@ -47,6 +48,15 @@ const USAGE: &str = "usage: herald-bench --gateway <herald-gateway binary> --plu
                                                   0: free, no ledger entries); with P > 0 every
                                                   delivery is debited and the report checks that the
                                                   tenants' balances equal -P x deliveries
+                    [--shape webhook|email]       the account's channel (default webhook); email: an
+                                                  in-process SMTP receiver, raw limit with lettre
+                                                  (R is K, the recipients per message)
+                    [--content identical|personalised]  e-mail content (default identical: every
+                                                  notification the same; personalised: a variable
+                                                  per recipient, one message each)
+                    [--max-rcpt M]                e-mail smtp.max_recipients_per_message (default 50)
+                    [--smtp-connections X]        e-mail smtp.max_connections, and the raw client's
+                                                  connections (default 4)
                     [--tenants T]                 tenants the requests rotate over (default 1); the
                                                   Kafka partition key is the tenant, so one tenant
                                                   is one partition and one dispatching process
@@ -89,6 +99,10 @@ struct Args {
     tenant_shards: u32,
     config_cache_ms: u64,
     settle: Duration,
+    email: bool,
+    identical: bool,
+    max_rcpt: u32,
+    smtp_connections: u32,
 }
 
 fn parse_bool(flag: &str, v: &str) -> anyhow::Result<bool> {
@@ -123,6 +137,10 @@ fn parse_args() -> anyhow::Result<Args> {
         tenant_shards: 1,
         config_cache_ms: 1000,
         settle: Duration::from_secs(5),
+        email: false,
+        identical: true,
+        max_rcpt: 50,
+        smtp_connections: 4,
     };
     let (mut gateway, mut plugins) = (None, None);
     let mut it = std::env::args().skip(1);
@@ -146,6 +164,22 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--concurrency" | "-c" => a.concurrency = value("--concurrency")?.parse().context("--concurrency")?,
             "--batch" => a.batch = parse_bool("--batch", &value("--batch")?)?,
+            "--shape" => {
+                a.email = match value("--shape")?.as_str() {
+                    "webhook" => false,
+                    "email" => true,
+                    other => bail!("--shape: expected webhook or email, got {other:?}"),
+                }
+            }
+            "--content" => {
+                a.identical = match value("--content")?.as_str() {
+                    "identical" => true,
+                    "personalised" | "personalized" => false,
+                    other => bail!("--content: expected identical or personalised, got {other:?}"),
+                }
+            }
+            "--max-rcpt" => a.max_rcpt = value("--max-rcpt")?.parse().context("--max-rcpt")?,
+            "--smtp-connections" => a.smtp_connections = value("--smtp-connections")?.parse().context("--smtp-connections")?,
             "--tenants" => a.tenants = value("--tenants")?.parse().context("--tenants")?,
             "--price-minor" => a.price_minor = value("--price-minor")?.parse::<u32>().context("--price-minor: minor units, 0 or more")?.into(),
             "--backend" => {
@@ -186,8 +220,12 @@ fn parse_args() -> anyhow::Result<Args> {
     if !a.gateway.is_file() {
         bail!("gateway binary {} not found (cargo build --release -p herald-gateway)", a.gateway.display());
     }
-    if !a.plugins.join("webhook.wasm").is_file() {
-        bail!("{} has no webhook.wasm (make plugins)", a.plugins.display());
+    let wasm = if a.email { "email.wasm" } else { "webhook.wasm" };
+    if !a.plugins.join(wasm).is_file() {
+        bail!("{} has no {wasm} (make plugins)", a.plugins.display());
+    }
+    if a.email && !(1..=1000).contains(&a.max_rcpt) || !(1..=64).contains(&a.smtp_connections) {
+        bail!("--max-rcpt must be 1..1000 and --smtp-connections 1..64");
     }
     Ok(a)
 }
@@ -247,11 +285,27 @@ fn binary_id(path: &std::path::Path) -> serde_json::Value {
 async fn run(args: Args) -> anyhow::Result<()> {
     let machine = machine();
     let gateway_build = binary_id(&args.gateway);
-    let plugin_build = binary_id(&args.plugins.join("webhook.wasm"));
+    let plugin_name = if args.email { "email" } else { "webhook" };
+    let plugin_build = binary_id(&args.plugins.join(format!("{plugin_name}.wasm")));
+    let shape = if args.email { e2e::Shape::Email { identical: args.identical } } else { e2e::Shape::Webhook };
+    let email_account = args.email.then_some(gateway::EmailAccount {
+        max_recipients_per_message: args.max_rcpt,
+        max_connections: args.smtp_connections,
+    });
     let client = http::client(args.concurrency);
     let meta_client = http::client(2);
     let sink = Arc::new(sink::Sink::default());
-    let sink_addr = sink::start(sink.clone()).await?;
+    let http_sink_addr = sink::start(sink.clone()).await?;
+    // The e-mail shape: the gateway and the raw client talk SMTP to the receiver.
+    let sink_addr = if args.email { smtp::start(sink.clone()).await? } else { http_sink_addr };
+    if args.email {
+        eprintln!(
+            "e-mail shape: {} content, smtp.max_recipients_per_message = {}, smtp.max_connections = {}",
+            if args.identical { "identical" } else { "personalised" },
+            args.max_rcpt,
+            args.smtp_connections
+        );
+    }
     eprintln!(
         "herald-bench: N={} R={} C={} batch={}  sink on {sink_addr}  ({} cpus, {})",
         args.notifications,
@@ -266,7 +320,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !args.skip_raw {
         eprintln!("raw limit: {} rounds of {} deliveries straight to the sink ...", args.raw_rounds, args.notifications);
         for _ in 0..args.raw_rounds {
-            let r = raw::run(&client, &sink, sink_addr, args.notifications, args.per_request, args.concurrency, args.batch, Duration::from_secs(300)).await;
+            let r = if args.email {
+                let per_message = if args.identical { args.max_rcpt as u64 } else { 1 };
+                smtp::raw(&sink, sink_addr, args.notifications, per_message, args.identical, args.smtp_connections, Duration::from_secs(300)).await
+            } else {
+                raw::run(&client, &sink, sink_addr, args.notifications, args.per_request, args.concurrency, args.batch, Duration::from_secs(300)).await
+            };
             eprintln!("  {} deliveries/s", fmt_opt(r.deliveries_per_sec, 0));
             raw_rounds.push(r);
         }
@@ -309,7 +368,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The embedded run keeps its single process in the temp dir itself.
         let node_dir = if dist.is_some() { dir.join(format!("node-{i}")) } else { dir.clone() };
         std::fs::create_dir_all(&node_dir)?;
-        let cfg = gateway::write_config(&node_dir, &args.plugins, sink_addr, args.batch, &tenants, dist.as_ref(), *dispatch, args.price_minor)?;
+        let cfg = gateway::write_config(&node_dir, &args.plugins, sink_addr, args.batch, &tenants, dist.as_ref(), *dispatch, args.price_minor, email_account)?;
         eprintln!("end to end: starting {} as {role} (temp dir {})", args.gateway.display(), node_dir.display());
         // One at a time: the first creates the topic and the keyspace.
         match gateway::Gateway::start(&args.gateway, &cfg, &node_dir, &meta_client).await {
@@ -332,7 +391,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     eprintln!("  sending ...");
     let rss_before: Vec<Option<u64>> = gws.iter().map(|g| g.vm_rss_kib()).collect();
-    let e = e2e::run(&client, &meta_client, &sink, &mut gws, &tenants, &services, args.notifications, args.per_request, args.concurrency, args.timeout, true).await;
+    let e = e2e::run(&client, &meta_client, &sink, &mut gws, &tenants, &services, args.notifications, args.per_request, args.concurrency, args.timeout, true, shape).await;
     let ledger = match gws.first() {
         Some(g) if args.price_minor > 0 => Some(ledger_check(&meta_client, g.addr, &tenants, args.price_minor, e.arrived_unique).await),
         _ => None,
@@ -451,10 +510,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("herald-bench  {}  N={} R={} C={} batch={}", machine["date_utc"].as_str().unwrap_or("?"), args.notifications, args.per_request, args.concurrency, args.batch);
     println!("machine       {} cpus, {}", machine["nproc"], machine["cpu_model"].as_str().unwrap_or("?"));
     match &dist {
-        None => println!("gateway       {} (pid {gw_pid}, {gw_addr}, ready in {:.2} s), embedded SQLite, webhook plugin", args.gateway.display(), startup.as_secs_f64()),
+        None => println!("gateway       {} (pid {gw_pid}, {gw_addr}, ready in {:.2} s), embedded SQLite, {plugin_name} plugin{}", args.gateway.display(), startup.as_secs_f64(),
+            if args.email { format!(" ({} content, max_recipients_per_message {}, max_connections {})", if args.identical { "identical" } else { "personalised" }, args.max_rcpt, args.smtp_connections) } else { String::new() }),
         Some(d) => {
             println!(
-                "gateway       {} x {} processes, Kafka queue + CQL store, webhook plugin, {} tenant(s)",
+                "gateway       {} x {} processes, Kafka queue + CQL store, {plugin_name} plugin, {} tenant(s)",
                 args.gateway.display(),
                 ends.len(),
                 tenants.len()
@@ -469,7 +529,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     println!(
-        "builds        gateway {} sha256 {}…, webhook.wasm {}",
+        "builds        gateway {} sha256 {}…, {plugin_name}.wasm {}",
         gateway_build["modified_utc"].as_str().unwrap_or("?"),
         gateway_build["sha256"].as_str().map_or("?", |s| &s[..12.min(s.len())]),
         plugin_build["modified_utc"].as_str().unwrap_or("?"),
@@ -669,7 +729,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "partitions": d.partitions, "tenant_shards": d.tenant_shards, "config_cache_ms": d.config_cache_ms, "dispatchers": args.dispatchers, "ingest_dispatch": args.ingest_dispatch,
                 "processes": ends.len(), "settle_s": args.settle.as_secs(),
             })),
-            "plugin": "webhook",
+            "plugin": plugin_name,
+            "email": args.email.then(|| serde_json::json!({
+                "content": if args.identical { "identical" } else { "personalised" },
+                "max_recipients_per_message": args.max_rcpt,
+                "max_connections": args.smtp_connections,
+                "raw_client": "lettre AsyncSmtpConnection::send, one reused connection per sender, max_connections senders, TCP_NODELAY, no pipelining",
+            })),
             "dispatch": {"max_batch": 100, "linger_ms": 10, "concurrency": 64, "per_process": true},
         },
         "machine": machine,

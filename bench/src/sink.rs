@@ -52,6 +52,31 @@ impl Sink {
         std::mem::take(&mut *self.arrivals.lock().expect("arrivals"))
     }
 
+    /// Arrivals from the SMTP receiver: one per recipient key (`r<k>`) of a
+    /// completed transaction.
+    pub fn arrive(&self, keys: impl Iterator<Item = String>) {
+        let at = now_ns();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let keys: Vec<String> = keys.collect();
+        self.deliveries.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        if !self.record.load(Ordering::Relaxed) {
+            return;
+        }
+        let (mut new, mut dup) = (0u64, 0u64);
+        let mut arrivals = self.arrivals.lock().expect("arrivals");
+        for k in keys {
+            if arrivals.contains_key(&k) {
+                dup += 1;
+            } else {
+                arrivals.insert(k, at);
+                new += 1;
+            }
+        }
+        drop(arrivals);
+        self.unique.fetch_add(new, Ordering::Relaxed);
+        self.duplicates.fetch_add(dup, Ordering::Relaxed);
+    }
+
     fn receive(&self, body: &[u8]) {
         let at = now_ns();
         self.requests.fetch_add(1, Ordering::Relaxed);

@@ -171,19 +171,34 @@ impl Pool {
             Some(r) => ConnectError::Reply(r),
             None => ConnectError::Failed(e.to_string()),
         };
-        let implicit = match self.tls {
-            TlsMode::Implicit => self.tls_parameters.clone(),
-            _ => None,
+        let mut c = match (self.tls, &self.tls_parameters) {
+            // lettre's own connect leaves Nagle on, and its message() is two
+            // writes before a read: a delayed ACK stalls every message. So the
+            // TCP connection is made here (to the checked address), with
+            // TCP_NODELAY, and handed to lettre.
+            (TlsMode::None | TlsMode::Starttls, _) => {
+                let tcp = tokio::net::TcpStream::connect((self.addr, self.port));
+                let tcp = tokio::time::timeout(timeout, tcp)
+                    .await
+                    .map_err(|_| ConnectError::Failed("connect timed out".into()))?
+                    .map_err(|e| ConnectError::Failed(e.to_string()))?;
+                let _ = tcp.set_nodelay(true);
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
+                    .await
+                    .map_err(failed)?
+            }
+            // Implicit TLS must start before the greeting, which only lettre's
+            // connect does (with Nagle left on).
+            (TlsMode::Implicit, p) => AsyncSmtpConnection::connect_tokio1(
+                (self.addr, self.port),
+                Some(timeout),
+                hello,
+                p.clone(),
+                None,
+            )
+            .await
+            .map_err(failed)?,
         };
-        let mut c = AsyncSmtpConnection::connect_tokio1(
-            (self.addr, self.port),
-            Some(timeout),
-            hello,
-            implicit,
-            None,
-        )
-        .await
-        .map_err(failed)?;
         if let (TlsMode::Starttls, Some(p)) = (self.tls, &self.tls_parameters) {
             c.starttls(p.clone(), hello).await.map_err(failed)?;
         }
