@@ -122,7 +122,8 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
         db = Some(herald_sqlite::open(&path).map_err(|e| anyhow::anyhow!("storage ({}): {e}", path.display()))?);
     }
     // The CQL store also keeps the Kafka queue's long delays (time buckets).
-    let (store, config, schedules): (Arc<dyn Store>, Arc<dyn ConfigStore>, Option<Arc<dyn Schedules>>) = match storage.backend.as_str() {
+    type Stores = (Arc<dyn Store>, Arc<dyn ConfigStore>, Option<Arc<dyn Schedules>>);
+    let (store, config, schedules): Stores = match storage.backend.as_str() {
         "cql" => {
             let c = &storage.cql;
             let cql = Arc::new(

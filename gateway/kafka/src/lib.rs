@@ -341,10 +341,10 @@ impl KafkaQueue {
                 tracing::warn!(error = %e, "schedule store unavailable; holding delayed records in memory");
                 let mut t = self.tracker.lock().expect("tracker");
                 for tok in &tokens {
-                    if let Ok((p, o)) = Self::parse_token(tok) {
-                        if let Some(rec) = t.partitions.get_mut(&p).and_then(|m| m.get_mut(&o)) {
-                            rec.lease_until = None;
-                        }
+                    if let Ok((p, o)) = Self::parse_token(tok)
+                        && let Some(rec) = t.partitions.get_mut(&p).and_then(|m| m.get_mut(&o))
+                    {
+                        rec.lease_until = None;
                     }
                 }
             }
@@ -702,7 +702,11 @@ async fn move_due(producer: FutureProducer, cfg: KafkaConfig, schedules: Arc<dyn
             });
             last_lead = Some(Instant::now());
         }
-        while leading {
+        // Move due schedules while this node leads, a chunk at a time.
+        if !leading {
+            continue;
+        }
+        loop {
             let due = match schedules.due(now_ms(), CHUNK).await {
                 Ok(d) if !d.is_empty() => d,
                 Ok(_) => break,

@@ -178,11 +178,14 @@ pub struct PluginHost {
     /// What was loaded from which file, to reload only what changed.
     files: std::sync::Mutex<HashMap<PathBuf, LoadedFile>>,
     /// Files that failed to load, with the stamp they had, so they are retried only when they change.
-    failed: std::sync::Mutex<HashMap<PathBuf, ((std::time::SystemTime, u64), String)>>,
+    failed: std::sync::Mutex<HashMap<PathBuf, (Stamp, String)>>,
 }
 
+/// A file's modification time and length.
+type Stamp = (std::time::SystemTime, u64);
+
 struct LoadedFile {
-    stamp: (std::time::SystemTime, u64),
+    stamp: Stamp,
     digest: String,
     name: String,
 }

@@ -66,11 +66,10 @@ impl App {
         key: &str,
     ) -> Result<Option<Tenant>, herald_core::StoreError> {
         let hash = key_hash(key);
-        if let Some((t, at)) = self.auth_cache.lock().expect("auth cache").get(&hash) {
-            if at.elapsed() < AUTH_CACHE_TTL {
+        if let Some((t, at)) = self.auth_cache.lock().expect("auth cache").get(&hash)
+            && at.elapsed() < AUTH_CACHE_TTL {
                 return Ok(Some(t.clone()));
             }
-        }
         let tenant = self.config.tenant_by_api_key(&hash).await?;
         if let Some(t) = &tenant {
             self.auth_cache

@@ -10,7 +10,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::db::{Db, backend};
 
-fn delivery_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, u32, Option<String>, Option<String>, i64, i64)> {
+/// A delivery row as read: id, recipient, status, attempts, detail, provider id, updated at, cost.
+type DeliveryRow = (String, String, String, u32, Option<String>, Option<String>, i64, i64);
+/// A ledger row as read, in the `SELECT`'s column order.
+type LedgerRow = (String, String, String, String, String, Option<String>, u32, i64, String, i64);
+
+fn delivery_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
@@ -18,13 +23,13 @@ const DELIVERY_COLUMNS: &str = "d.id, d.recipient, d.status, d.attempts, d.detai
     COALESCE((SELECT SUM(CASE l.kind WHEN 'debit' THEN l.amount_minor ELSE -l.amount_minor END)
               FROM ledger l WHERE l.tenant = d.tenant AND l.delivery_id = d.id), 0)";
 
-fn to_record(row: (String, String, String, u32, Option<String>, Option<String>, i64, i64)) -> Result<DeliveryRecord> {
+fn to_record(row: DeliveryRow) -> Result<DeliveryRecord> {
     let (id, recipient, status, attempts, detail, provider_id, updated_at, cost_minor) = row;
     let status = DeliveryStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("delivery {id}: status {status}")))?;
     Ok(DeliveryRecord { id, recipient, status, attempts, detail, provider_id, cost_minor, updated_at })
 }
 
-fn ledger_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, Option<String>, u32, i64, String, i64)> {
+fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
 }
 

@@ -90,7 +90,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
 
     let mut pushes: Vec<Push> = repo.list(PUSH).await?;
     pushes.retain(|p| caller.sees_unit(&p.unit) && p.sent_at.is_some_and(|t| t >= since));
-    pushes.sort_by(|a, b| b.sent_at.cmp(&a.sent_at));
+    pushes.sort_by_key(|p| std::cmp::Reverse(p.sent_at));
     let mut per_push = vec![];
     for p in pushes.iter().take(MAX_SOURCES) {
         let mut own = Counts::default();
@@ -105,7 +105,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
     let actions: Vec<Action> = repo.list(ACTION).await?;
     let mut incidents: Vec<Incident> = repo.list(INCIDENT).await?;
     incidents.retain(|i| i.created_at >= since);
-    incidents.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    incidents.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     let mut per_action: BTreeMap<String, (u64, u64, Counts)> = BTreeMap::new();
     for inc in incidents.iter().take(MAX_SOURCES) {
         let entry = per_action.entry(inc.action.clone()).or_default();

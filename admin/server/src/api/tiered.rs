@@ -40,7 +40,7 @@ async fn list_incidents(State(app): State<Arc<App>>, caller: Caller, Query(q): Q
     caller.require("tiered.view")?;
     let mut items: Vec<herald_core::tiered::Incident> = caller.repo(&app).list(herald_core::tiered::INCIDENT).await?;
     items.retain(|i| q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == i.state));
-    items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    items.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     Ok(axum::Json(q.page(items)).into_response())
 }
 
@@ -206,11 +206,10 @@ async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action)
         if r.recipients.is_empty() {
             return Err(ApiError::invalid(f("recipients"), "pick recipients"));
         }
-        if let Some(e) = &r.escalate {
-            if e.after_secs == 0 || e.after_secs > 7 * 24 * 3600 {
+        if let Some(e) = &r.escalate
+            && (e.after_secs == 0 || e.after_secs > 7 * 24 * 3600) {
                 return Err(ApiError::invalid(f("escalate.after_secs"), "between 1 second and 7 days"));
             }
-        }
         if r.repeat > 10 {
             return Err(ApiError::invalid(f("repeat"), "at most 10"));
         }
