@@ -127,6 +127,7 @@ const SECRETS_KEY: &str = "aGVyYWxkLWJlbmNoLXNlY3JldHMta2V5LTMyYnl0ZXM=";
 /// Write the config of one gateway process into `dir` (its own data dir).
 /// `dist = None` is the embedded SQLite run; `dispatch = false` makes an
 /// ingest-only node.
+#[allow(clippy::too_many_arguments)]
 pub fn write_config(
     dir: &Path,
     plugins: &Path,

@@ -65,11 +65,12 @@ impl Sink {
         let (mut new, mut dup) = (0u64, 0u64);
         let mut arrivals = self.arrivals.lock().expect("arrivals");
         for k in keys {
-            if arrivals.contains_key(&k) {
-                dup += 1;
-            } else {
-                arrivals.insert(k, at);
-                new += 1;
+            match arrivals.entry(k) {
+                std::collections::hash_map::Entry::Occupied(_) => dup += 1,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(at);
+                    new += 1;
+                }
             }
         }
         drop(arrivals);
