@@ -353,15 +353,7 @@ impl Gateway {
             let _ = child.kill().await;
             bail!("/readyz not 200 within 30 s (last: {last})");
         }
-        Ok(Gateway {
-            child,
-            pid,
-            addr,
-            stderr_path,
-            config_path: config.to_path_buf(),
-            stdout_lines,
-            startup: started.elapsed(),
-        })
+        Ok(Gateway { child, pid, addr, stderr_path, config_path: config.to_path_buf(), stdout_lines, startup: started.elapsed() })
     }
 
     pub fn exited(&mut self) -> Option<String> {

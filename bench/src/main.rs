@@ -159,9 +159,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--gateway" => gateway = Some(PathBuf::from(value("--gateway")?)),
             "--plugins" => plugins = Some(PathBuf::from(value("--plugins")?)),
             "--notifications" | "-n" => a.notifications = value("--notifications")?.parse().context("--notifications")?,
-            "--recipients-per-request" | "-r" => {
-                a.per_request = value("--recipients-per-request")?.parse().context("--recipients-per-request")?
-            }
+            "--recipients-per-request" | "-r" => a.per_request = value("--recipients-per-request")?.parse().context("--recipients-per-request")?,
             "--concurrency" | "-c" => a.concurrency = value("--concurrency")?.parse().context("--concurrency")?,
             "--batch" => a.batch = parse_bool("--batch", &value("--batch")?)?,
             "--shape" => {
@@ -288,10 +286,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plugin_name = if args.email { "email" } else { "webhook" };
     let plugin_build = binary_id(&args.plugins.join(format!("{plugin_name}.wasm")));
     let shape = if args.email { e2e::Shape::Email { identical: args.identical } } else { e2e::Shape::Webhook };
-    let email_account = args.email.then_some(gateway::EmailAccount {
-        max_recipients_per_message: args.max_rcpt,
-        max_connections: args.smtp_connections,
-    });
+    let email_account =
+        args.email.then_some(gateway::EmailAccount { max_recipients_per_message: args.max_rcpt, max_connections: args.smtp_connections });
     let client = http::client(args.concurrency);
     let meta_client = http::client(2);
     let sink = Arc::new(sink::Sink::default());
@@ -324,7 +320,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let per_message = if args.identical { args.max_rcpt as u64 } else { 1 };
                 smtp::raw(&sink, sink_addr, args.notifications, per_message, args.identical, args.smtp_connections, Duration::from_secs(300)).await
             } else {
-                raw::run(&client, &sink, sink_addr, args.notifications, args.per_request, args.concurrency, args.batch, Duration::from_secs(300)).await
+                raw::run(&client, &sink, sink_addr, args.notifications, args.per_request, args.concurrency, args.batch, Duration::from_secs(300))
+                    .await
             };
             eprintln!("  {} deliveries/s", fmt_opt(r.deliveries_per_sec, 0));
             raw_rounds.push(r);
@@ -337,7 +334,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let dir = std::env::temp_dir().join(format!("herald-bench-{}-{}", std::process::id(), stats::now_ns()));
     std::fs::create_dir_all(&dir)?;
-    let dist = args.distributed.then(|| gateway::Distributed::new(&args.brokers, &args.cql, args.partitions, args.tenant_shards, args.config_cache_ms));
+    let dist =
+        args.distributed.then(|| gateway::Distributed::new(&args.brokers, &args.cql, args.partitions, args.tenant_shards, args.config_cache_ms));
     let tenants = gateway::tenants(args.tenants, dist.as_ref().map_or(1, |d| d.partitions));
     // (role, dispatch enabled) per process; the first one takes the load.
     let mut roles: Vec<(&str, bool)> = Vec::new();
@@ -368,7 +366,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The embedded run keeps its single process in the temp dir itself.
         let node_dir = if dist.is_some() { dir.join(format!("node-{i}")) } else { dir.clone() };
         std::fs::create_dir_all(&node_dir)?;
-        let cfg = gateway::write_config(&node_dir, &args.plugins, sink_addr, args.batch, &tenants, dist.as_ref(), *dispatch, args.price_minor, email_account)?;
+        let cfg = gateway::write_config(
+            &node_dir,
+            &args.plugins,
+            sink_addr,
+            args.batch,
+            &tenants,
+            dist.as_ref(),
+            *dispatch,
+            args.price_minor,
+            email_account,
+        )?;
         eprintln!("end to end: starting {} as {role} (temp dir {})", args.gateway.display(), node_dir.display());
         // One at a time: the first creates the topic and the keyspace.
         match gateway::Gateway::start(&args.gateway, &cfg, &node_dir, &meta_client).await {
@@ -391,7 +399,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     eprintln!("  sending ...");
     let rss_before: Vec<Option<u64>> = gws.iter().map(|g| g.vm_rss_kib()).collect();
-    let e = e2e::run(&client, &meta_client, &sink, &mut gws, &tenants, &services, args.notifications, args.per_request, args.concurrency, args.timeout, true, shape).await;
+    let e = e2e::run(
+        &client,
+        &meta_client,
+        &sink,
+        &mut gws,
+        &tenants,
+        &services,
+        args.notifications,
+        args.per_request,
+        args.concurrency,
+        args.timeout,
+        true,
+        shape,
+    )
+    .await;
     let ledger = match gws.first() {
         Some(g) if args.price_minor > 0 => Some(ledger_check(&meta_client, g.addr, &tenants, args.price_minor, e.arrived_unique).await),
         _ => None,
@@ -471,8 +493,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let mut out = Vec::new();
         for (series, count) in m.iter().filter(|(s, _)| s.starts_with(&format!("{name}_count"))) {
             let labels = series.split_once('{').map(|(_, l)| l.trim_end_matches('}')).unwrap_or("");
-            let sum = m.iter().find(|(s, _)| *s == format!("{name}_sum{{{labels}}}") || (labels.is_empty() && *s == format!("{name}_sum"))).map(|(_, v)| *v);
-            out.push(serde_json::json!({"labels": labels, "count": count, "sum_s": sum, "mean_ms": sum.filter(|_| *count > 0.0).map(|s| s / count * 1e3)}));
+            let sum = m
+                .iter()
+                .find(|(s, _)| *s == format!("{name}_sum{{{labels}}}") || (labels.is_empty() && *s == format!("{name}_sum")))
+                .map(|(_, v)| *v);
+            out.push(
+                serde_json::json!({"labels": labels, "count": count, "sum_s": sum, "mean_ms": sum.filter(|_| *count > 0.0).map(|s| s / count * 1e3)}),
+            );
         }
         out
     };
@@ -507,11 +534,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // ---- human-readable report ----
     let mib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     println!();
-    println!("herald-bench  {}  N={} R={} C={} batch={}", machine["date_utc"].as_str().unwrap_or("?"), args.notifications, args.per_request, args.concurrency, args.batch);
+    println!(
+        "herald-bench  {}  N={} R={} C={} batch={}",
+        machine["date_utc"].as_str().unwrap_or("?"),
+        args.notifications,
+        args.per_request,
+        args.concurrency,
+        args.batch
+    );
     println!("machine       {} cpus, {}", machine["nproc"], machine["cpu_model"].as_str().unwrap_or("?"));
     match &dist {
-        None => println!("gateway       {} (pid {gw_pid}, {gw_addr}, ready in {:.2} s), embedded SQLite, {plugin_name} plugin{}", args.gateway.display(), startup.as_secs_f64(),
-            if args.email { format!(" ({} content, max_recipients_per_message {}, max_connections {})", if args.identical { "identical" } else { "personalised" }, args.max_rcpt, args.smtp_connections) } else { String::new() }),
+        None => println!(
+            "gateway       {} (pid {gw_pid}, {gw_addr}, ready in {:.2} s), embedded SQLite, {plugin_name} plugin{}",
+            args.gateway.display(),
+            startup.as_secs_f64(),
+            if args.email {
+                format!(
+                    " ({} content, max_recipients_per_message {}, max_connections {})",
+                    if args.identical { "identical" } else { "personalised" },
+                    args.max_rcpt,
+                    args.smtp_connections
+                )
+            } else {
+                String::new()
+            }
+        ),
         Some(d) => {
             println!(
                 "gateway       {} x {} processes, Kafka queue + CQL store, {plugin_name} plugin, {} tenant(s)",
@@ -521,10 +568,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             println!(
                 "backends      Kafka {} topic {} ({} partitions, tenant_shards {}), group {}; CQL {} keyspace {} (config_cache_ms {})",
-                d.brokers, d.topic, d.partitions, d.tenant_shards, d.group, d.cql.join(","), d.keyspace, d.config_cache_ms
+                d.brokers,
+                d.topic,
+                d.partitions,
+                d.tenant_shards,
+                d.group,
+                d.cql.join(","),
+                d.keyspace,
+                d.config_cache_ms
             );
             for (i, n) in ends.iter().enumerate() {
-                println!("  process {i}   {:<16} pid {} on {}, ready in {:.2} s{}", n.role, n.pid, n.addr, n.startup.as_secs_f64(), if i == 0 { "  <- load" } else { "" });
+                println!(
+                    "  process {i}   {:<16} pid {} on {}, ready in {:.2} s{}",
+                    n.role,
+                    n.pid,
+                    n.addr,
+                    n.startup.as_secs_f64(),
+                    if i == 0 { "  <- load" } else { "" }
+                );
             }
         }
     }
@@ -568,7 +629,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("raw rounds              {} deliveries/s", round_rates.iter().map(|r| fmt_opt(*r, 0)).collect::<Vec<_>>().join(", "));
     }
     if dist.is_none() {
-        println!("gateway peak RSS        {} (VmHWM; {} at start, {} threads)", mib(peak_rss_kib), mib(rss_before_kib), threads.map_or("-".into(), |t| t.to_string()));
+        println!(
+            "gateway peak RSS        {} (VmHWM; {} at start, {} threads)",
+            mib(peak_rss_kib),
+            mib(rss_before_kib),
+            threads.map_or("-".into(), |t| t.to_string())
+        );
     } else {
         for (i, n) in ends.iter().enumerate() {
             let sent = e.nodes.get(i).and_then(|r| gateway::metric_sum(&r.metrics, "herald_deliveries_total", &["outcome=\"sent\""]));
@@ -606,7 +672,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if ends.len() > 1 { format!(" ({} processes)", ends.len()) } else { String::new() },
         fmt_opt(e.gateway_cpu_s, 1),
         e.gateway_cpu_s.unwrap_or(0.0) / cpu_wall * 100.0,
-        e.services.iter().map(|s| format!("{} {} s ({:.0} %), ", s.name, fmt_opt(s.cpu_s, 1), s.cpu_s.unwrap_or(0.0) / cpu_wall * 100.0)).collect::<String>(),
+        e.services
+            .iter()
+            .map(|s| format!("{} {} s ({:.0} %), ", s.name, fmt_opt(s.cpu_s, 1), s.cpu_s.unwrap_or(0.0) / cpu_wall * 100.0))
+            .collect::<String>(),
         fmt_opt(e.bench_cpu_s, 1),
         fmt_opt(other, 1),
     );
@@ -619,7 +688,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (i, node) in e.nodes.iter().enumerate().skip(1) {
         println!(
             "  process {i} threads     {}",
-            node.threads.iter().filter(|t| t.2 >= 0.05).map(|(n, c, t, m)| format!("{n} x{c}: {t:.1} s (busiest {m:.1} s)")).collect::<Vec<_>>().join("; ")
+            node.threads
+                .iter()
+                .filter(|t| t.2 >= 0.05)
+                .map(|(n, c, t, m)| format!("{n} x{c}: {t:.1} s (busiest {m:.1} s)"))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     println!(
@@ -647,28 +721,47 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!(
         "deliveries              requested {}, accepted {} in {} requests, arrived {}, missing {}, duplicates {}, unknown ids {}, bad bodies {}, sink requests {}{}",
-        e.requested, e.accepted, e.accepted_requests, e.arrived_unique, e.missing, e.duplicates, e.unknown_ids, e.bad_bodies, e.sink_requests,
+        e.requested,
+        e.accepted,
+        e.accepted_requests,
+        e.arrived_unique,
+        e.missing,
+        e.duplicates,
+        e.unknown_ids,
+        e.bad_bodies,
+        e.sink_requests,
         if e.timed_out { format!("  ** TIMED OUT after {} s **", args.timeout.as_secs()) } else { String::new() }
     );
     if let Some(x) = &e.gateway_exited_early {
         println!("** gateway exited during the run: {x} **");
     }
     if !e.statuses.is_empty() || e.transport_errors > 0 {
-        println!("ingest problems         non-202 {:?}, transport errors {}, abandoned requests {}", e.statuses, e.transport_errors, e.abandoned_requests);
+        println!(
+            "ingest problems         non-202 {:?}, transport errors {}, abandoned requests {}",
+            e.statuses, e.transport_errors, e.abandoned_requests
+        );
         for s in &e.failure_samples {
             println!("                        {s}");
         }
     }
     if let Some(r) = raw.as_ref().filter(|r| r.errors > 0 || r.non_200 > 0 || r.timed_out || r.sink_deliveries != r.deliveries) {
-        println!("raw problems            errors {}, non-200 {}, timed out {}, sink saw {} of {}", r.errors, r.non_200, r.timed_out, r.sink_deliveries, r.deliveries);
+        println!(
+            "raw problems            errors {}, non-200 {}, timed out {}, sink saw {} of {}",
+            r.errors, r.non_200, r.timed_out, r.sink_deliveries, r.deliveries
+        );
     }
     if dist.is_none() {
-        println!("queue                   max herald_queue_depth {}, max herald_inflight_batches {}", fmt_opt(max_depth, 0), fmt_opt(max_inflight, 0));
+        println!(
+            "queue                   max herald_queue_depth {}, max herald_inflight_batches {}",
+            fmt_opt(max_depth, 0),
+            fmt_opt(max_inflight, 0)
+        );
     } else {
         // On Kafka herald_queue_depth is the group's lag: high watermark minus
         // committed offset, summed over partitions, in records (one per request).
         let lag_at = |i: usize| e.samples.get(i).and_then(|s| s.queue_depth);
-        let max_i = (0..e.samples.len()).filter(|&i| lag_at(i).is_some()).max_by(|&a, &b| lag_at(a).unwrap_or(0.0).total_cmp(&lag_at(b).unwrap_or(0.0)));
+        let max_i =
+            (0..e.samples.len()).filter(|&i| lag_at(i).is_some()).max_by(|&a, &b| lag_at(a).unwrap_or(0.0).total_cmp(&lag_at(b).unwrap_or(0.0)));
         println!(
             "consumer lag            max {} records (x R = {} notifications){}, max herald_inflight_batches {} (sum over processes)",
             fmt_opt(max_depth, 0),
@@ -683,13 +776,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     for (name, rows) in [("plugin calls", &plugin_calls), ("provider latency", &provider), ("gateway e2e histogram", &gw_e2e)] {
         for r in rows.iter() {
-            println!(
-                "{:<23} {{{}}} count {} mean {} ms",
-                name,
-                r["labels"].as_str().unwrap_or(""),
-                r["count"],
-                fmt_opt(r["mean_ms"].as_f64(), 3)
-            );
+            println!("{:<23} {{{}}} count {} mean {} ms", name, r["labels"].as_str().unwrap_or(""), r["count"], fmt_opt(r["mean_ms"].as_f64(), 3));
         }
     }
     println!("delivery outcomes       {}", outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
@@ -699,11 +786,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(l) = &ledger {
         println!(
             "ledger                  balance {} minor = -{} x {} deliveries? {}",
-            l["balance_minor"], args.price_minor, e.arrived_unique,
+            l["balance_minor"],
+            args.price_minor,
+            e.arrived_unique,
             if l["matches"] == true { "yes" } else { "** NO **" }
         );
     }
-    println!("gateway shutdown        {} in {:.2} s{}", stopped.exit, stopped.took.as_secs_f64(), if stopped.clean { "" } else { "  ** not clean **" });
+    println!(
+        "gateway shutdown        {} in {:.2} s{}",
+        stopped.exit,
+        stopped.took.as_secs_f64(),
+        if stopped.clean { "" } else { "  ** not clean **" }
+    );
     println!("gateway log             {} lines: {} INFO, {} WARN, {} ERROR, {} other", log.lines, log.info, log.warn, log.error, log.other);
     for p in &log.problems {
         println!("    {}", p.chars().take(300).collect::<String>());
@@ -804,7 +898,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(out, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("report written to {}", out.display());
     }
-    let trouble = log.warn + log.error > 0 || not_sent > 0.0 || !plugin_failures.is_empty() || e.missing > 0 || e.timed_out || !stopped.clean || e.duplicates > 0 || e.unknown_ids > 0;
+    let trouble = log.warn + log.error > 0
+        || not_sent > 0.0
+        || !plugin_failures.is_empty()
+        || e.missing > 0
+        || e.timed_out
+        || !stopped.clean
+        || e.duplicates > 0
+        || e.unknown_ids > 0;
     if args.keep_temp || trouble {
         eprintln!(
             "temp dir kept: {} (config {}, gateway log {}{})",
@@ -822,7 +923,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// With a price, every delivery that arrived was debited: the tenants'
 /// balances (read through the API) must add up to -price x deliveries. The
 /// debit is recorded with the status, just after the send, so wait a little.
-async fn ledger_check(client: &http::Client, addr: std::net::SocketAddr, tenants: &[gateway::Tenant], price: i64, delivered: u64) -> serde_json::Value {
+async fn ledger_check(
+    client: &http::Client,
+    addr: std::net::SocketAddr,
+    tenants: &[gateway::Tenant],
+    price: i64,
+    delivered: u64,
+) -> serde_json::Value {
     let expected = -price.saturating_mul(i64::try_from(delivered).unwrap_or(i64::MAX));
     let t0 = std::time::Instant::now();
     loop {

@@ -54,10 +54,7 @@ impl RawResult {
 /// One delivery object as the webhook plugin writes it.
 pub fn delivery_json(out: &mut String, id: &str, n: u64) {
     use std::fmt::Write;
-    let _ = write!(
-        out,
-        r#"{{"id":"{id}","recipient":"r{n}","subject":null,"text":"hi {n}","html":null,"metadata":{{}}}}"#
-    );
+    let _ = write!(out, r#"{{"id":"{id}","recipient":"r{n}","subject":null,"text":"hi {n}","html":null,"metadata":{{}}}}"#);
 }
 
 fn body(request: u64, count: u64, batch: bool) -> Bytes {

@@ -130,11 +130,8 @@ async fn session(stream: TcpStream, sink: Arc<Sink>) {
 /// The message the raw client sends: like the plugin's (headers and a
 /// text/plain body), `To` undisclosed for identical content.
 fn mime(k: u64, identical: bool) -> Vec<u8> {
-    let (to, text) = if identical {
-        ("undisclosed-recipients:;".to_string(), "hello all".to_string())
-    } else {
-        (format!("<r{k}@bench.test>"), format!("hi {k}"))
-    };
+    let (to, text) =
+        if identical { ("undisclosed-recipients:;".to_string(), "hello all".to_string()) } else { (format!("<r{k}@bench.test>"), format!("hi {k}")) };
     format!(
         "From: <bench@bench.test>\r\nTo: {to}\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
          Message-ID: <{k}@herald>\r\nSubject: Bench\r\nMIME-Version: 1.0\r\n\
@@ -170,9 +167,8 @@ pub async fn raw(
         (0..messages)
             .map(|m| {
                 let first = m * per_message;
-                let to: Vec<Address> = (first..(first + per_message).min(notifications))
-                    .map(|k| format!("r{k}@bench.test").parse().expect("address"))
-                    .collect();
+                let to: Vec<Address> =
+                    (first..(first + per_message).min(notifications)).map(|k| format!("r{k}@bench.test").parse().expect("address")).collect();
                 let body = if identical { shared.clone() } else { Arc::new(mime(first, false)) };
                 (Envelope::new(Some(from.clone()), to).expect("envelope"), body)
             })

@@ -37,12 +37,7 @@ impl Latency {
     pub fn from_ns(mut v: Vec<u64>) -> Self {
         v.sort_unstable();
         let ms = |x: Option<u64>| x.map(|n| n as f64 / 1e6);
-        Latency {
-            samples: v.len(),
-            p50_ms: ms(percentile_sorted(&v, 50.0)),
-            p99_ms: ms(percentile_sorted(&v, 99.0)),
-            max_ms: ms(v.last().copied()),
-        }
+        Latency { samples: v.len(), p50_ms: ms(percentile_sorted(&v, 50.0)), p99_ms: ms(percentile_sorted(&v, 99.0)), max_ms: ms(v.last().copied()) }
     }
 
     pub fn json(&self) -> serde_json::Value {

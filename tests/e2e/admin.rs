@@ -44,22 +44,9 @@ impl Admin {
         Admin { child, url }
     }
 
-    pub(crate) async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Resp {
+    pub(crate) async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
         let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        request(
-            method,
-            &format!("{}/api/v1{path}", self.url),
-            token,
-            &[("content-type", "application/json")],
-            body,
-        )
-        .await
+        request(method, &format!("{}/api/v1{path}", self.url), token, &[("content-type", "application/json")], body).await
     }
 
     /// Register an enterprise and log its administrator in; returns (tenant id, token).
@@ -79,35 +66,15 @@ impl Admin {
     }
 
     pub(crate) async fn login(&self, login: &str, password: &str) -> String {
-        let r = self
-            .call(
-                "POST",
-                "/login",
-                None,
-                Some(json!({"login": login, "password": password})),
-            )
-            .await;
+        let r = self.call("POST", "/login", None, Some(json!({"login": login, "password": password}))).await;
         assert_eq!(r.status, 200, "{}", r.text());
-        assert!(
-            r.headers["set-cookie"]
-                .to_str()
-                .unwrap()
-                .contains("HttpOnly; SameSite=Strict")
-        );
+        assert!(r.headers["set-cookie"].to_str().unwrap().contains("HttpOnly; SameSite=Strict"));
         r.json()["token"].as_str().unwrap().to_string()
     }
 
     pub(crate) async fn root_unit(&self, token: &str) -> String {
         let units = self.call("GET", "/units", Some(token), None).await.json();
-        units["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["parent"].is_null())
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        units["items"].as_array().unwrap().iter().find(|u| u["parent"].is_null()).unwrap()["id"].as_str().unwrap().to_string()
     }
 }
 
@@ -119,12 +86,7 @@ impl Drop for Admin {
 }
 
 pub(crate) fn id(r: &Resp) -> String {
-    assert!(
-        r.status == 201 || r.status == 200,
-        "{} {}",
-        r.status,
-        r.text()
-    );
+    assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.text());
     r.json()["id"].as_str().unwrap().to_string()
 }
 
@@ -147,178 +109,75 @@ async fn tenants_logins_permissions_and_delete_guards() {
         .await;
     assert_eq!((dup.status, dup.error().0.as_str()), (409, "login_taken"));
     let short = admin
-        .call("POST", "/register", None, Some(json!({"enterprise_name": "X", "admin_login": "x-admin", "admin_password": "short", "admin_name": "X"})))
+        .call(
+            "POST",
+            "/register",
+            None,
+            Some(json!({"enterprise_name": "X", "admin_login": "x-admin", "admin_password": "short", "admin_name": "X"})),
+        )
         .await;
-    assert_eq!(
-        (short.status, short.error().1.as_deref()),
-        (400, Some("admin_password"))
-    );
+    assert_eq!((short.status, short.error().1.as_deref()), (400, Some("admin_password")));
 
     // Tenant isolation: B cannot see or touch A's records.
     let root_a = admin.root_unit(&ta).await;
-    let eng = id(&admin
-        .call(
-            "POST",
-            "/units",
-            Some(&ta),
-            Some(json!({"name": "Eng", "parent": root_a})),
-        )
-        .await);
-    let ops = id(&admin
-        .call(
-            "POST",
-            "/units",
-            Some(&ta),
-            Some(json!({"name": "Ops", "parent": eng})),
-        )
-        .await);
-    let sales = id(&admin
-        .call(
-            "POST",
-            "/units",
-            Some(&ta),
-            Some(json!({"name": "Sales", "parent": root_a})),
-        )
-        .await);
-    assert_eq!(
-        admin
-            .call(
-                "PATCH",
-                &format!("/units/{eng}"),
-                Some(&tb),
-                Some(json!({"name": "mine"}))
-            )
-            .await
-            .status,
-        404
-    );
-    assert!(
-        !admin
-            .call("GET", "/units", Some(&tb), None)
-            .await
-            .text()
-            .contains("Eng")
-    );
+    let eng = id(&admin.call("POST", "/units", Some(&ta), Some(json!({"name": "Eng", "parent": root_a}))).await);
+    let ops = id(&admin.call("POST", "/units", Some(&ta), Some(json!({"name": "Ops", "parent": eng}))).await);
+    let sales = id(&admin.call("POST", "/units", Some(&ta), Some(json!({"name": "Sales", "parent": root_a}))).await);
+    assert_eq!(admin.call("PATCH", &format!("/units/{eng}"), Some(&tb), Some(json!({"name": "mine"}))).await.status, 404);
+    assert!(!admin.call("GET", "/units", Some(&tb), None).await.text().contains("Eng"));
 
     // Tree rules.
-    let loop_move = admin
-        .call(
-            "PATCH",
-            &format!("/units/{eng}"),
-            Some(&ta),
-            Some(json!({"parent": ops})),
-        )
-        .await;
-    assert_eq!(
-        (loop_move.status, loop_move.error().1.as_deref()),
-        (400, Some("parent"))
-    );
+    let loop_move = admin.call("PATCH", &format!("/units/{eng}"), Some(&ta), Some(json!({"parent": ops}))).await;
+    assert_eq!((loop_move.status, loop_move.error().1.as_deref()), (400, Some("parent")));
     let eve = id(&admin
         .call("POST", "/users", Some(&ta), Some(json!({"name": "Eve", "unit": ops, "email": "eve@acme.cn", "mobile": "+8613800000001"})))
         .await);
-    let not_empty = admin
-        .call("DELETE", &format!("/units/{ops}"), Some(&ta), None)
-        .await;
-    assert_eq!(
-        (not_empty.status, not_empty.error().0.as_str()),
-        (409, "not_empty")
-    );
+    let not_empty = admin.call("DELETE", &format!("/units/{ops}"), Some(&ta), None).await;
+    assert_eq!((not_empty.status, not_empty.error().0.as_str()), (409, "not_empty"));
 
     // A role that may only view, and only the Sales subtree.
     let role = id(&admin
-        .call("POST", "/roles", Some(&ta), Some(json!({"name": "Sales viewer", "permissions": ["directory.view", "push.view"], "all_units": false, "units": [sales]})))
-        .await);
-    let sam = admin
-        .call("POST", "/users", Some(&ta), Some(json!({"name": "Sam", "unit": sales, "login": "sam", "password": "sam password 123", "roles": [role]})))
-        .await;
-    assert_eq!(sam.status, 201, "{}", sam.text());
-    assert!(
-        !sam.text().contains("password"),
-        "no password hash in answers: {}",
-        sam.text()
-    );
-    let ts = admin.login("sam", "sam password 123").await;
-    let users = admin.call("GET", "/users", Some(&ts), None).await.json();
-    let names: Vec<_> = users["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["Sam"], "data permission: only the Sales subtree");
-    assert_eq!(
-        admin
-            .call("GET", &format!("/users/{eve}"), Some(&ts), None)
-            .await
-            .status,
-        404
-    );
-    let denied = admin
         .call(
             "POST",
-            "/units",
-            Some(&ts),
-            Some(json!({"name": "X", "parent": sales})),
+            "/roles",
+            Some(&ta),
+            Some(json!({"name": "Sales viewer", "permissions": ["directory.view", "push.view"], "all_units": false, "units": [sales]})),
+        )
+        .await);
+    let sam = admin
+        .call(
+            "POST",
+            "/users",
+            Some(&ta),
+            Some(json!({"name": "Sam", "unit": sales, "login": "sam", "password": "sam password 123", "roles": [role]})),
         )
         .await;
-    assert_eq!(
-        (denied.status, denied.error().0.as_str()),
-        (403, "forbidden")
-    );
-    assert_eq!(
-        admin.call("GET", "/roles", Some(&ts), None).await.status,
-        403
-    );
+    assert_eq!(sam.status, 201, "{}", sam.text());
+    assert!(!sam.text().contains("password"), "no password hash in answers: {}", sam.text());
+    let ts = admin.login("sam", "sam password 123").await;
+    let users = admin.call("GET", "/users", Some(&ts), None).await.json();
+    let names: Vec<_> = users["items"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["Sam"], "data permission: only the Sales subtree");
+    assert_eq!(admin.call("GET", &format!("/users/{eve}"), Some(&ts), None).await.status, 404);
+    let denied = admin.call("POST", "/units", Some(&ts), Some(json!({"name": "X", "parent": sales}))).await;
+    assert_eq!((denied.status, denied.error().0.as_str()), (403, "forbidden"));
+    assert_eq!(admin.call("GET", "/roles", Some(&ts), None).await.status, 403);
     let me = admin.call("GET", "/me", Some(&ts), None).await.json();
     assert_eq!(me["permissions"], json!(["directory.view", "push.view"]));
     // Logout ends the session.
-    assert_eq!(
-        admin.call("POST", "/logout", Some(&ts), None).await.status,
-        204
-    );
+    assert_eq!(admin.call("POST", "/logout", Some(&ts), None).await.status, 204);
     assert_eq!(admin.call("GET", "/me", Some(&ts), None).await.status, 401);
 
     // Repeated failures lock the login, even for the right password.
     for _ in 0..4 {
-        let r = admin
-            .call(
-                "POST",
-                "/login",
-                None,
-                Some(json!({"login": "sam", "password": "wrong password!"})),
-            )
-            .await;
-        assert_eq!(
-            (r.status, r.error().0.as_str()),
-            (401, "invalid_credentials")
-        );
+        let r = admin.call("POST", "/login", None, Some(json!({"login": "sam", "password": "wrong password!"}))).await;
+        assert_eq!((r.status, r.error().0.as_str()), (401, "invalid_credentials"));
     }
-    let fifth = admin
-        .call(
-            "POST",
-            "/login",
-            None,
-            Some(json!({"login": "sam", "password": "wrong password!"})),
-        )
-        .await;
+    let fifth = admin.call("POST", "/login", None, Some(json!({"login": "sam", "password": "wrong password!"}))).await;
     assert_eq!((fifth.status, fifth.error().0.as_str()), (429, "locked"));
-    let right = admin
-        .call(
-            "POST",
-            "/login",
-            None,
-            Some(json!({"login": "sam", "password": "sam password 123"})),
-        )
-        .await;
+    let right = admin.call("POST", "/login", None, Some(json!({"login": "sam", "password": "sam password 123"}))).await;
     assert_eq!(right.status, 429, "locked for a while");
-    let unknown = admin
-        .call(
-            "POST",
-            "/login",
-            None,
-            Some(json!({"login": "nobody", "password": "whatever12345"})),
-        )
-        .await;
+    let unknown = admin.call("POST", "/login", None, Some(json!({"login": "nobody", "password": "whatever12345"}))).await;
     assert_eq!(unknown.status, 401);
 
     // Tiered push: a template linked to an action stays; an enabled action stays.
@@ -327,123 +186,50 @@ async fn tenants_logins_permissions_and_delete_guards() {
         .await;
     assert_eq!(hook.status, 201, "{}", hook.text());
     let tpl = id(&admin
+        .call("POST", "/tiered/templates", Some(&ta), Some(json!({"title": "Disk full", "editor": "text", "body": "Disk {{ host }} is full"})))
+        .await);
+    let rich_on_webhook = admin
         .call(
             "POST",
             "/tiered/templates",
             Some(&ta),
-            Some(
-                json!({"title": "Disk full", "editor": "text", "body": "Disk {{ host }} is full"}),
-            ),
+            Some(json!({"title": "Mail", "editor": "rich_text", "subject": "S", "body": "<p onclick=\"x()\">Hi</p><script>alert(1)</script>"})),
         )
-        .await);
-    let rich_on_webhook = admin
-        .call("POST", "/tiered/templates", Some(&ta), Some(json!({"title": "Mail", "editor": "rich_text", "subject": "S", "body": "<p onclick=\"x()\">Hi</p><script>alert(1)</script>"})))
         .await;
     assert_eq!(rich_on_webhook.status, 201);
-    assert_eq!(
-        rich_on_webhook.json()["body"],
-        "<p>Hi</p>",
-        "rich text sanitized"
-    );
+    assert_eq!(rich_on_webhook.json()["body"], "<p>Hi</p>", "rich text sanitized");
     let misfit = admin
-        .call("POST", "/tiered/actions", Some(&ta), Some(json!({"title": "Bad", "templates": [id(&rich_on_webhook)],
-            "rules": [{"level": "urgent", "channels": [{"channel": "webhook", "account": "hook"}], "recipients": {"users": [eve]}}]})))
+        .call(
+            "POST",
+            "/tiered/actions",
+            Some(&ta),
+            Some(json!({"title": "Bad", "templates": [id(&rich_on_webhook)],
+            "rules": [{"level": "urgent", "channels": [{"channel": "webhook", "account": "hook"}], "recipients": {"users": [eve]}}]})),
+        )
         .await;
-    assert_eq!(
-        (misfit.status, misfit.error().1.as_deref()),
-        (400, Some("rules[0].channels[0]")),
-        "{}",
-        misfit.text()
-    );
+    assert_eq!((misfit.status, misfit.error().1.as_deref()), (400, Some("rules[0].channels[0]")), "{}", misfit.text());
     let action = admin
-        .call("POST", "/tiered/actions", Some(&ta), Some(json!({"title": "Disk alert", "templates": [tpl],
+        .call(
+            "POST",
+            "/tiered/actions",
+            Some(&ta),
+            Some(json!({"title": "Disk alert", "templates": [tpl],
             "rules": [{"level": "urgent", "channels": [{"channel": "webhook", "account": "hook"}], "recipients": {"users": [eve]},
-                       "escalate": {"after_secs": 600, "condition": "not_acknowledged"}}]})))
+                       "escalate": {"after_secs": 600, "condition": "not_acknowledged"}}]})),
+        )
         .await;
     assert_eq!(action.status, 201, "{}", action.text());
     assert_eq!(action.json()["status"], "enabled");
     let action = id(&action);
-    assert_eq!(
-        admin
-            .call(
-                "DELETE",
-                &format!("/tiered/templates/{tpl}"),
-                Some(&ta),
-                None
-            )
-            .await
-            .error()
-            .0,
-        "in_use"
-    );
-    assert_eq!(
-        admin
-            .call(
-                "DELETE",
-                &format!("/tiered/actions/{action}"),
-                Some(&ta),
-                None
-            )
-            .await
-            .error()
-            .0,
-        "enabled"
-    );
-    assert_eq!(
-        admin
-            .call("DELETE", "/accounts/hook", Some(&ta), None)
-            .await
-            .error()
-            .0,
-        "in_use"
-    );
-    assert_eq!(
-        admin
-            .call(
-                "POST",
-                &format!("/tiered/actions/{action}/disable"),
-                Some(&ta),
-                None
-            )
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        admin
-            .call(
-                "DELETE",
-                &format!("/tiered/actions/{action}"),
-                Some(&ta),
-                None
-            )
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        admin
-            .call(
-                "DELETE",
-                &format!("/tiered/templates/{tpl}"),
-                Some(&ta),
-                None
-            )
-            .await
-            .status,
-        204
-    );
+    assert_eq!(admin.call("DELETE", &format!("/tiered/templates/{tpl}"), Some(&ta), None).await.error().0, "in_use");
+    assert_eq!(admin.call("DELETE", &format!("/tiered/actions/{action}"), Some(&ta), None).await.error().0, "enabled");
+    assert_eq!(admin.call("DELETE", "/accounts/hook", Some(&ta), None).await.error().0, "in_use");
+    assert_eq!(admin.call("POST", &format!("/tiered/actions/{action}/disable"), Some(&ta), None).await.status, 200);
+    assert_eq!(admin.call("DELETE", &format!("/tiered/actions/{action}"), Some(&ta), None).await.status, 204);
+    assert_eq!(admin.call("DELETE", &format!("/tiered/templates/{tpl}"), Some(&ta), None).await.status, 204);
 
     // The OpenAPI document lists the routes it was built from.
-    let doc = request(
-        "GET",
-        &format!("{}/api/v1/openapi.json", admin.url),
-        None,
-        &[],
-        Bytes::new(),
-    )
-    .await
-    .json();
+    let doc = request("GET", &format!("{}/api/v1/openapi.json", admin.url), None, &[], Bytes::new()).await.json();
     assert!(doc["paths"]["/api/v1/pushes/{id}/copy"]["post"]["summary"].is_string());
 }
 
@@ -456,60 +242,39 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     let (tenant, t) = admin.register("Acme", "boss").await;
 
     let acc = admin
-        .call("POST", "/accounts", Some(&t), Some(json!({"name": "hook", "channel": "webhook", "config": {"url": sink.url, "secret": "s3cret-value"}})))
-        .await;
-    assert_eq!(acc.status, 201, "{}", acc.text());
-    let listed = admin.call("GET", "/accounts", Some(&t), None).await;
-    assert!(
-        !listed.text().contains("s3cret-value"),
-        "secrets never returned: {}",
-        listed.text()
-    );
-    assert_eq!(listed.json()["items"][0]["config"]["secret_set"], true);
-    let bad = admin
         .call(
             "POST",
             "/accounts",
             Some(&t),
-            Some(json!({"name": "bad", "channel": "webhook", "config": {"url": "ftp://x"}})),
+            Some(json!({"name": "hook", "channel": "webhook", "config": {"url": sink.url, "secret": "s3cret-value"}})),
         )
         .await;
-    assert_eq!(
-        (bad.status, bad.error().0.as_str()),
-        (422, "invalid_account")
-    );
+    assert_eq!(acc.status, 201, "{}", acc.text());
+    let listed = admin.call("GET", "/accounts", Some(&t), None).await;
+    assert!(!listed.text().contains("s3cret-value"), "secrets never returned: {}", listed.text());
+    assert_eq!(listed.json()["items"][0]["config"]["secret_set"], true);
+    let bad = admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "bad", "channel": "webhook", "config": {"url": "ftp://x"}}))).await;
+    assert_eq!((bad.status, bad.error().0.as_str()), (422, "invalid_account"));
 
     // Editing without the secret keeps it.
-    let edit = admin
-        .call(
-            "PUT",
-            "/accounts/hook",
-            Some(&t),
-            Some(json!({"channel": "webhook", "config": {"url": sink.url}})),
-        )
-        .await;
+    let edit = admin.call("PUT", "/accounts/hook", Some(&t), Some(json!({"channel": "webhook", "config": {"url": sink.url}}))).await;
     assert_eq!(edit.status, 200, "{}", edit.text());
 
     let push = admin
-        .call("POST", "/pushes", Some(&t), Some(json!({"title": "Hello", "channel": "webhook", "account": "hook",
-            "content": {"text": "Hello {{ name }}"}, "targets": {"list": [{"to": "room-1", "name": "Ann"}, {"to": "room-2"}]}})))
+        .call(
+            "POST",
+            "/pushes",
+            Some(&t),
+            Some(json!({"title": "Hello", "channel": "webhook", "account": "hook",
+            "content": {"text": "Hello {{ name }}"}, "targets": {"list": [{"to": "room-1", "name": "Ann"}, {"to": "room-2"}]}})),
+        )
         .await;
     assert_eq!(push.status, 201, "{}", push.text());
     let p = push.json();
-    assert_eq!(
-        (
-            p["status"].as_str(),
-            p["number"].as_str(),
-            p["recipients"].as_u64()
-        ),
-        (Some("sent"), Some("P000001"), Some(2))
-    );
+    assert_eq!((p["status"].as_str(), p["number"].as_str(), p["recipients"].as_u64()), (Some("sent"), Some("P000001"), Some(2)));
     let pid = p["id"].as_str().unwrap().to_string();
 
-    eventually(Duration::from_secs(30), "two webhook deliveries", || {
-        sink.received().len() >= 2
-    })
-    .await;
+    eventually(Duration::from_secs(30), "two webhook deliveries", || sink.received().len() >= 2).await;
     for req in sink.received() {
         let ts = req.header("x-herald-timestamp").expect("timestamp");
         let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret-value").unwrap();
@@ -517,32 +282,17 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
         mac.update(&req.body);
         assert_eq!(
             req.header("x-herald-signature"),
-            Some(format!(
-                "sha256={}",
-                hex::encode(mac.finalize().into_bytes())
-            )),
+            Some(format!("sha256={}", hex::encode(mac.finalize().into_bytes()))),
             "the gateway opened the sealed secret"
         );
     }
-    let texts: Vec<_> = sink
-        .received()
-        .iter()
-        .map(|r| r.json()["text"].as_str().unwrap().to_string())
-        .collect();
+    let texts: Vec<_> = sink.received().iter().map(|r| r.json()["text"].as_str().unwrap().to_string()).collect();
     assert!(texts.contains(&"Hello Ann".to_string()), "{texts:?}");
 
     let mut statuses = vec![];
     for _ in 0..100 {
-        let d = admin
-            .call("GET", &format!("/pushes/{pid}/deliveries"), Some(&t), None)
-            .await
-            .json();
-        statuses = d["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["status"].as_str().unwrap().to_string())
-            .collect();
+        let d = admin.call("GET", &format!("/pushes/{pid}/deliveries"), Some(&t), None).await.json();
+        statuses = d["deliveries"].as_array().unwrap().iter().map(|x| x["status"].as_str().unwrap().to_string()).collect();
         if statuses == ["sent", "sent"] {
             break;
         }
@@ -555,147 +305,67 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
         .call("POST", "/accounts", Some(&t), Some(json!({"name": "bulk", "channel": "webhook", "config": {"url": sink.url, "batch": true}})))
         .await;
     assert_eq!(acc.status, 201, "{}", acc.text());
-    let list: Vec<Value> = (0..10_050)
-        .map(|i| json!({"to": format!("room-{i}")}))
-        .collect();
+    let list: Vec<Value> = (0..10_050).map(|i| json!({"to": format!("room-{i}")})).collect();
     let big = admin
         .call(
             "POST",
             "/pushes",
             Some(&t),
-            Some(
-                json!({"title": "Bulk", "channel": "webhook", "account": "bulk",
-            "content": {"text": "hi"}, "targets": {"list": list}}),
-            ),
+            Some(json!({"title": "Bulk", "channel": "webhook", "account": "bulk",
+            "content": {"text": "hi"}, "targets": {"list": list}})),
         )
         .await;
     assert_eq!(big.status, 201, "{}", big.text());
-    assert_eq!(
-        (
-            big.json()["recipients"].as_u64(),
-            big.json()["message_ids"].as_array().map(Vec::len)
-        ),
-        (Some(10_050), Some(2))
-    );
+    assert_eq!((big.json()["recipients"].as_u64(), big.json()["message_ids"].as_array().map(Vec::len)), (Some(10_050), Some(2)));
     let big_id = big.json()["id"].as_str().unwrap().to_string();
     let mut total = 0;
     for _ in 0..300 {
-        let d = admin
-            .call(
-                "GET",
-                &format!("/pushes/{big_id}/deliveries?limit=5000"),
-                Some(&t),
-                None,
-            )
-            .await
-            .json();
+        let d = admin.call("GET", &format!("/pushes/{big_id}/deliveries?limit=5000"), Some(&t), None).await.json();
         total = d["total"].as_u64().unwrap();
-        let sent = d["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|x| x["status"] == "sent")
-            .count();
+        let sent = d["deliveries"].as_array().unwrap().iter().filter(|x| x["status"] == "sent").count();
         if total == 10_050 && sent == 5000 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(total, 10_050);
-    eventually(
-        Duration::from_secs(60),
-        "every bulk recipient reached the sink",
-        || sink.delivery_ids().len() >= 10_052,
-    )
-    .await;
+    eventually(Duration::from_secs(60), "every bulk recipient reached the sink", || sink.delivery_ids().len() >= 10_052).await;
 
     // Copy starts disabled; an enabled push cannot be deleted, a disabled one can.
-    let copy = admin
-        .call("POST", &format!("/pushes/{pid}/copy"), Some(&t), None)
-        .await
-        .json();
-    assert_eq!(
-        (copy["status"].as_str(), copy["number"].as_str()),
-        (Some("disabled"), Some("P000003"))
-    );
-    assert_eq!(
-        admin
-            .call("DELETE", &format!("/pushes/{pid}"), Some(&t), None)
-            .await
-            .error()
-            .0,
-        "enabled"
-    );
-    let found = admin
-        .call("GET", "/pushes?number=03&title=copy", Some(&t), None)
-        .await
-        .json();
+    let copy = admin.call("POST", &format!("/pushes/{pid}/copy"), Some(&t), None).await.json();
+    assert_eq!((copy["status"].as_str(), copy["number"].as_str()), (Some("disabled"), Some("P000003")));
+    assert_eq!(admin.call("DELETE", &format!("/pushes/{pid}"), Some(&t), None).await.error().0, "enabled");
+    let found = admin.call("GET", "/pushes?number=03&title=copy", Some(&t), None).await.json();
     assert_eq!(found["total"], 1);
 
     // Enabling or editing into a push that cannot be sent (nobody with a webhook
     // address) fails and stores nothing, as creating one does.
-    let me = admin.call("GET", "/me", Some(&t), None).await.json()["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let me = admin.call("GET", "/me", Some(&t), None).await.json()["user"]["id"].as_str().unwrap().to_string();
     let body = |title: &str, enabled: bool| json!({"title": title, "channel": "webhook", "account": "hook", "content": {"text": "x"}, "targets": {"users": [me.clone()]}, "enabled": enabled});
-    let draft = admin
-        .call("POST", "/pushes", Some(&t), Some(body("Nobody", false)))
-        .await;
+    let draft = admin.call("POST", "/pushes", Some(&t), Some(body("Nobody", false))).await;
     assert_eq!(draft.status, 201, "{}", draft.text());
     let did = draft.json()["id"].as_str().unwrap().to_string();
-    let enable = admin
-        .call("POST", &format!("/pushes/{did}/enable"), Some(&t), None)
-        .await;
-    assert_eq!(
-        (enable.status, enable.error().0.as_str()),
-        (422, "no_recipients"),
-        "{}",
-        enable.text()
-    );
-    let edit = admin
-        .call(
-            "PUT",
-            &format!("/pushes/{did}"),
-            Some(&t),
-            Some(body("Nobody, now", true)),
-        )
-        .await;
-    assert_eq!(
-        (edit.status, edit.error().0.as_str()),
-        (422, "no_recipients"),
-        "{}",
-        edit.text()
-    );
-    let stored = admin
-        .call("GET", &format!("/pushes/{did}"), Some(&t), None)
-        .await
-        .json();
-    assert_eq!(
-        (stored["status"].as_str(), stored["title"].as_str()),
-        (Some("disabled"), Some("Nobody")),
-        "{stored}"
-    );
+    let enable = admin.call("POST", &format!("/pushes/{did}/enable"), Some(&t), None).await;
+    assert_eq!((enable.status, enable.error().0.as_str()), (422, "no_recipients"), "{}", enable.text());
+    let edit = admin.call("PUT", &format!("/pushes/{did}"), Some(&t), Some(body("Nobody, now", true))).await;
+    assert_eq!((edit.status, edit.error().0.as_str()), (422, "no_recipients"), "{}", edit.text());
+    let stored = admin.call("GET", &format!("/pushes/{did}"), Some(&t), None).await.json();
+    assert_eq!((stored["status"].as_str(), stored["title"].as_str()), (Some("disabled"), Some("Nobody")), "{stored}");
 
     // The messaging app's key is accepted by the gateway.
-    let enabled = admin
-        .call("POST", "/apps/messaging/enable", Some(&t), None)
-        .await;
+    let enabled = admin.call("POST", "/apps/messaging/enable", Some(&t), None).await;
     assert_eq!(enabled.status, 201, "{}", enabled.text());
     let key = enabled.json()["api_key"].as_str().unwrap().to_string();
     let sent = gw
-        .post("/v1/messages", Some(&key), &[("content-type", "application/json")],
-            json!({"channel": "webhook", "account": "hook", "content": {"text": "via API"}, "recipients": [{"to": "room-3"}]}).to_string())
+        .post(
+            "/v1/messages",
+            Some(&key),
+            &[("content-type", "application/json")],
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "via API"}, "recipients": [{"to": "room-3"}]}).to_string(),
+        )
         .await;
     assert_eq!(sent.status, 202, "{}", sent.text());
-    assert!(
-        !admin
-            .call("GET", "/api-keys", Some(&t), None)
-            .await
-            .text()
-            .contains(&key),
-        "keys are shown once"
-    );
+    assert!(!admin.call("GET", "/api-keys", Some(&t), None).await.text().contains(&key), "keys are shown once");
 
     // Operator top-up shows in the balance and transactions.
     let top = request(
@@ -716,18 +386,9 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     )
     .await;
     assert_eq!(wrong.status, 401);
-    let bal = admin
-        .call("GET", "/cost/balance", Some(&t), None)
-        .await
-        .json();
-    assert_eq!(
-        bal["balance_minor"], 5000,
-        "webhook sends are free by default"
-    );
-    let tx = admin
-        .call("GET", "/cost/transactions", Some(&t), None)
-        .await
-        .json();
+    let bal = admin.call("GET", "/cost/balance", Some(&t), None).await.json();
+    assert_eq!(bal["balance_minor"], 5000, "webhook sends are free by default");
+    let tx = admin.call("GET", "/cost/transactions", Some(&t), None).await.json();
     assert_eq!(tx["items"][0]["kind"], "top_up");
 }
 
@@ -738,68 +399,47 @@ async fn a_recurring_push_sends_each_occurrence_once_across_an_admin_crash_until
     let _gw = Gateway::start(dir.path(), "");
     let mut admin = Admin::start(dir.path());
     let (_, t) = admin.register("Acme", "boss").await;
-    let acc = admin
-        .call(
-            "POST",
-            "/accounts",
-            Some(&t),
-            Some(json!({"name": "hook", "channel": "webhook", "config": {"url": sink.url}})),
-        )
-        .await;
+    let acc = admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "hook", "channel": "webhook", "config": {"url": sink.url}}))).await;
     assert_eq!(acc.status, 201, "{}", acc.text());
     let bad = admin
-        .call("POST", "/pushes", Some(&t), Some(json!({"title": "R", "channel": "webhook", "account": "hook", "content": {"text": "tick"},
-            "targets": {"list": [{"to": "room"}]}, "schedule": {"mode": "cron", "cron": "every minute"}})))
+        .call(
+            "POST",
+            "/pushes",
+            Some(&t),
+            Some(json!({"title": "R", "channel": "webhook", "account": "hook", "content": {"text": "tick"},
+            "targets": {"list": [{"to": "room"}]}, "schedule": {"mode": "cron", "cron": "every minute"}})),
+        )
         .await;
-    assert_eq!(
-        (bad.status, bad.error().1.as_deref()),
-        (400, Some("schedule.cron"))
-    );
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("schedule.cron")));
     let push = admin
-        .call("POST", "/pushes", Some(&t), Some(json!({"title": "Reminder", "channel": "webhook", "account": "hook", "content": {"text": "tick"},
-            "targets": {"list": [{"to": "room"}]}, "schedule": {"mode": "cron", "cron": "*/2 * * * * *", "time_zone": "UTC"}})))
+        .call(
+            "POST",
+            "/pushes",
+            Some(&t),
+            Some(json!({"title": "Reminder", "channel": "webhook", "account": "hook", "content": {"text": "tick"},
+            "targets": {"list": [{"to": "room"}]}, "schedule": {"mode": "cron", "cron": "*/2 * * * * *", "time_zone": "UTC"}})),
+        )
         .await;
     assert_eq!(push.status, 201, "{}", push.text());
     assert_eq!(push.json()["status"], "recurring");
     let pid = push.json()["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(30), "two occurrences", || {
-        sink.received().len() >= 2
-    })
-    .await;
+    eventually(Duration::from_secs(30), "two occurrences", || sink.received().len() >= 2).await;
 
     // kill -9 and restart: the schedule resumes; no occurrence is sent twice.
     admin.child.kill().unwrap();
     admin.child.wait().unwrap();
     admin = Admin::start(dir.path());
     let seen = sink.received().len();
-    eventually(
-        Duration::from_secs(30),
-        "an occurrence after the restart",
-        || sink.received().len() > seen,
-    )
-    .await;
+    eventually(Duration::from_secs(30), "an occurrence after the restart", || sink.received().len() > seen).await;
     let t = admin.login("boss", "correct horse battery").await;
-    assert_eq!(
-        admin
-            .call("POST", &format!("/pushes/{pid}/disable"), Some(&t), None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(admin.call("POST", &format!("/pushes/{pid}/disable"), Some(&t), None).await.status, 200);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stopped = sink.received().len();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(
-        sink.received().len(),
-        stopped,
-        "a disabled push sends nothing"
-    );
+    assert_eq!(sink.received().len(), stopped, "a disabled push sends nothing");
     let ids = sink.delivery_ids();
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "each occurrence once: {ids:?}");
-    let p = admin
-        .call("GET", &format!("/pushes/{pid}"), Some(&t), None)
-        .await
-        .json();
+    let p = admin.call("GET", &format!("/pushes/{pid}"), Some(&t), None).await.json();
     assert!(p["runs"].as_u64().unwrap() >= 3, "{p}");
 }

@@ -17,13 +17,7 @@ fn config(url: &str) -> String {
     format!(
         "[limits]\nmax_body_bytes = 20000\nmax_recipients = 5\n{}{}",
         tenant("acme", API_KEY, &accounts),
-        tenant(
-            "globex",
-            OTHER_KEY,
-            &format!(
-                "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{url}\" }}\n"
-            )
-        )
+        tenant("globex", OTHER_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{url}\" }}\n"))
     )
 }
 
@@ -46,21 +40,121 @@ async fn bad_requests_get_documented_errors_and_record_nothing() {
         ("malformed JSON", Some(API_KEY), "{\"channel\": ".into(), 400, "invalid_json", None),
         ("wrong type", Some(API_KEY), json!({"channel": "webhook", "recipients": "a"}).to_string(), 400, "invalid_field", Some("recipients")),
         ("unknown field", Some(API_KEY), json!({"channel": "webhook", "recipients": [], "colour": 1}).to_string(), 400, "invalid_field", None),
-        ("no recipients", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": []}).to_string(), 400, "invalid_field", Some("recipients")),
-        ("too many recipients", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"},
-            "recipients": (0..6).map(|i| json!({"to": format!("r{i}")})).collect::<Vec<_>>()}).to_string(), 400, "limit_exceeded", Some("recipients")),
-        ("empty recipient", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}, {"to": ""}]}).to_string(), 400, "invalid_field", Some("recipients[1].to")),
-        ("unknown channel", Some(API_KEY), json!({"channel": "pigeon", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_channel", Some("channel")),
-        ("unknown account", Some(API_KEY), json!({"channel": "webhook", "account": "nope", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_account", Some("account")),
-        ("ambiguous account", Some(API_KEY), json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 400, "invalid_field", Some("account")),
-        ("account of another channel", Some(API_KEY), json!({"channel": "webhook", "account": "mail", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "account_channel_mismatch", Some("account")),
-        ("another tenant's account", Some(OTHER_KEY), json!({"channel": "webhook", "account": "hook2", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_account", Some("account")),
-        ("unknown template", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "template": "nope", "recipients": [{"to": "a"}]}).to_string(), 422, "unknown_template", Some("template")),
-        ("template syntax error", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "{% if %}"}, "recipients": [{"to": "a"}]}).to_string(), 400, "invalid_template", Some("content.text")),
-        ("oversize body", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x".repeat(30_000)}, "recipients": [{"to": "a"}]}).to_string(), 413, "too_large", None),
-        ("missing recipients", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}}).to_string(), 400, "invalid_field", Some("recipients")),
-        ("missing nested field", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}, {"variables": {}}]}).to_string(), 400, "invalid_field", Some("recipients[1].to")),
-        ("send_at without offset", Some(API_KEY), json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}], "send_at": "2030-01-01T09:00:00"}).to_string(), 400, "invalid_field", Some("send_at")),
+        (
+            "no recipients",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": []}).to_string(),
+            400,
+            "invalid_field",
+            Some("recipients"),
+        ),
+        (
+            "too many recipients",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "x"},
+            "recipients": (0..6).map(|i| json!({"to": format!("r{i}")})).collect::<Vec<_>>()})
+            .to_string(),
+            400,
+            "limit_exceeded",
+            Some("recipients"),
+        ),
+        (
+            "empty recipient",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}, {"to": ""}]}).to_string(),
+            400,
+            "invalid_field",
+            Some("recipients[1].to"),
+        ),
+        (
+            "unknown channel",
+            Some(API_KEY),
+            json!({"channel": "pigeon", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(),
+            422,
+            "unknown_channel",
+            Some("channel"),
+        ),
+        (
+            "unknown account",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "nope", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(),
+            422,
+            "unknown_account",
+            Some("account"),
+        ),
+        (
+            "ambiguous account",
+            Some(API_KEY),
+            json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(),
+            400,
+            "invalid_field",
+            Some("account"),
+        ),
+        (
+            "account of another channel",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "mail", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(),
+            422,
+            "account_channel_mismatch",
+            Some("account"),
+        ),
+        (
+            "another tenant's account",
+            Some(OTHER_KEY),
+            json!({"channel": "webhook", "account": "hook2", "content": {"text": "x"}, "recipients": [{"to": "a"}]}).to_string(),
+            422,
+            "unknown_account",
+            Some("account"),
+        ),
+        (
+            "unknown template",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "template": "nope", "recipients": [{"to": "a"}]}).to_string(),
+            422,
+            "unknown_template",
+            Some("template"),
+        ),
+        (
+            "template syntax error",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "{% if %}"}, "recipients": [{"to": "a"}]}).to_string(),
+            400,
+            "invalid_template",
+            Some("content.text"),
+        ),
+        (
+            "oversize body",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "x".repeat(30_000)}, "recipients": [{"to": "a"}]}).to_string(),
+            413,
+            "too_large",
+            None,
+        ),
+        (
+            "missing recipients",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}}).to_string(),
+            400,
+            "invalid_field",
+            Some("recipients"),
+        ),
+        (
+            "missing nested field",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}, {"variables": {}}]}).to_string(),
+            400,
+            "invalid_field",
+            Some("recipients[1].to"),
+        ),
+        (
+            "send_at without offset",
+            Some(API_KEY),
+            json!({"channel": "webhook", "account": "hook", "content": {"text": "x"}, "recipients": [{"to": "a"}], "send_at": "2030-01-01T09:00:00"})
+                .to_string(),
+            400,
+            "invalid_field",
+            Some("send_at"),
+        ),
     ];
     for (name, key, body, status, code, field) in cases {
         let r = gw.post("/v1/messages", key, &json_ct, body).await;
@@ -74,41 +168,23 @@ async fn bad_requests_get_documented_errors_and_record_nothing() {
         }
     }
     let r = gw
+        .post("/v1/messages", Some(API_KEY), &[("content-type", "application/json"), ("idempotency-key", "has space")], ok_body().to_string())
+        .await;
+    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("Idempotency-Key")));
+    let r = gw
         .post(
             "/v1/messages",
             Some(API_KEY),
-            &[
-                ("content-type", "application/json"),
-                ("idempotency-key", "has space"),
-            ],
-            ok_body().to_string(),
+            &json_ct,
+            json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}], "send_at": "9 am"}).to_string(),
         )
         .await;
-    assert_eq!(
-        (r.status, r.error().1.as_deref()),
-        (400, Some("Idempotency-Key"))
-    );
-    let r = gw.post("/v1/messages", Some(API_KEY), &json_ct, json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}], "send_at": "9 am"}).to_string()).await;
-    assert!(
-        r.error().0 == "invalid_field" && r.text().contains("RFC 3339"),
-        "names what a time must look like: {}",
-        r.text()
-    );
+    assert!(r.error().0 == "invalid_field" && r.text().contains("RFC 3339"), "names what a time must look like: {}", r.text());
     // What axum rejects before a handler runs is in the same JSON shape.
     let r = gw.get("/v1/ledger?limit=abc", Some(API_KEY)).await;
-    assert_eq!(
-        (r.status, r.error().0.as_str()),
-        (400, "invalid_request"),
-        "{}",
-        r.text()
-    );
+    assert_eq!((r.status, r.error().0.as_str()), (400, "invalid_request"), "{}", r.text());
     let r = gw.get("/v1/messages", Some(API_KEY)).await;
-    assert_eq!(
-        (r.status, r.error().0.as_str()),
-        (405, "method_not_allowed"),
-        "{}",
-        r.text()
-    );
+    assert_eq!((r.status, r.error().0.as_str()), (405, "method_not_allowed"), "{}", r.text());
 
     // Nothing was accepted, queued or sent.
     let metrics = gw.metrics().await;
@@ -116,10 +192,7 @@ async fn bad_requests_get_documented_errors_and_record_nothing() {
     assert!(metrics.contains("herald_queue_depth 0") || !metrics.contains("herald_queue_depth 1"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.received().is_empty());
-    assert_eq!(
-        gw.get("/v1/ledger", Some(API_KEY)).await.json()["entries"],
-        json!([])
-    );
+    assert_eq!(gw.get("/v1/ledger", Some(API_KEY)).await.json()["entries"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,32 +200,13 @@ async fn tenants_cannot_see_each_others_messages() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
     let gw = Gateway::start(dir.path(), &config(&sink.url));
-    let id = gw.send(&ok_body()).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        gw.get(&format!("/v1/messages/{id}"), Some(API_KEY))
-            .await
-            .status,
-        200
-    );
+    let id = gw.send(&ok_body()).await.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(gw.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await.status, 200);
     let other = gw.get(&format!("/v1/messages/{id}"), Some(OTHER_KEY)).await;
-    assert_eq!(
-        other.status, 404,
-        "another tenant's id looks like a missing one"
-    );
+    assert_eq!(other.status, 404, "another tenant's id looks like a missing one");
     assert!(!other.text().contains(&id[..8]) || other.error().0 == "not_found");
-    assert_eq!(
-        gw.get("/v1/messages/does-not-exist", Some(API_KEY))
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        gw.get(&format!("/v1/messages/{id}"), None).await.status,
-        401
-    );
+    assert_eq!(gw.get("/v1/messages/does-not-exist", Some(API_KEY)).await.status, 404);
+    assert_eq!(gw.get(&format!("/v1/messages/{id}"), None).await.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,52 +214,28 @@ async fn idempotency_key_replays_the_first_answer_and_sends_once() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
     let gw = Gateway::start(dir.path(), &config(&sink.url));
-    let h = [
-        ("content-type", "application/json"),
-        ("idempotency-key", "order-42"),
-    ];
-    let first = gw
-        .post("/v1/messages", Some(API_KEY), &h, ok_body().to_string())
-        .await;
+    let h = [("content-type", "application/json"), ("idempotency-key", "order-42")];
+    let first = gw.post("/v1/messages", Some(API_KEY), &h, ok_body().to_string()).await;
     assert_eq!(first.status, 202);
     // Concurrent and later repeats.
     let repeats = futures_join(&gw, &h, 5).await;
     for r in &repeats {
         assert_eq!(r.status, 202);
         assert_eq!(r.json()["id"], first.json()["id"]);
-        assert_eq!(
-            r.headers
-                .get("idempotent-replayed")
-                .map(|v| v.to_str().unwrap()),
-            Some("true")
-        );
+        assert_eq!(r.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
     }
     let mut other = ok_body();
     other["content"]["text"] = json!("different");
-    let conflict = gw
-        .post("/v1/messages", Some(API_KEY), &h, other.to_string())
-        .await;
-    assert_eq!(
-        (conflict.status, conflict.error().0.as_str()),
-        (409, "idempotency_key_reused")
-    );
+    let conflict = gw.post("/v1/messages", Some(API_KEY), &h, other.to_string()).await;
+    assert_eq!((conflict.status, conflict.error().0.as_str()), (409, "idempotency_key_reused"));
     // The same key is another tenant's own key.
-    let theirs = gw
-        .post("/v1/messages", Some(OTHER_KEY), &h, ok_body().to_string())
-        .await;
+    let theirs = gw.post("/v1/messages", Some(OTHER_KEY), &h, ok_body().to_string()).await;
     assert_eq!(theirs.status, 202);
     assert_ne!(theirs.json()["id"], first.json()["id"]);
 
-    crate::harness::eventually(Duration::from_secs(10), "two deliveries", || {
-        sink.delivery_ids().len() >= 2
-    })
-    .await;
+    crate::harness::eventually(Duration::from_secs(10), "two deliveries", || sink.delivery_ids().len() >= 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        sink.delivery_ids().len(),
-        2,
-        "one per tenant, none duplicated"
-    );
+    assert_eq!(sink.delivery_ids().len(), 2, "one per tenant, none duplicated");
 }
 
 /// After `idempotency_ttl_hours` a key is forgotten: reusing it is a new
@@ -214,79 +244,35 @@ async fn idempotency_key_replays_the_first_answer_and_sends_once() {
 async fn a_key_reused_after_its_ttl_is_a_new_request() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    let cfg = format!(
-        "testing_clock = true\nadmin_token = \"clock-operator-token\"\nidempotency_ttl_hours = 1\n{}",
-        config(&sink.url)
-    );
+    let cfg = format!("testing_clock = true\nadmin_token = \"clock-operator-token\"\nidempotency_ttl_hours = 1\n{}", config(&sink.url));
     let gw = Gateway::start(dir.path(), &cfg);
-    let h = [
-        ("content-type", "application/json"),
-        ("idempotency-key", "reminder-7"),
-    ];
-    let first = gw
-        .post("/v1/messages", Some(API_KEY), &h, ok_body().to_string())
-        .await;
+    let h = [("content-type", "application/json"), ("idempotency-key", "reminder-7")];
+    let first = gw.post("/v1/messages", Some(API_KEY), &h, ok_body().to_string()).await;
     assert_eq!(first.status, 202, "{}", first.text());
     let first_id = first.json()["id"].as_str().unwrap().to_string();
-    crate::harness::eventually(Duration::from_secs(10), "the first send", || {
-        sink.delivery_ids().len() == 1
-    })
-    .await;
+    crate::harness::eventually(Duration::from_secs(10), "the first send", || sink.delivery_ids().len() == 1).await;
 
     let r = gw
-        .post(
-            "/admin/clock",
-            Some("clock-operator-token"),
-            &[("content-type", "application/json")],
-            json!({"advance_ms": 61 * 60_000}).to_string(),
-        )
+        .post("/admin/clock", Some("clock-operator-token"), &[("content-type", "application/json")], json!({"advance_ms": 61 * 60_000}).to_string())
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // The same key with another body is no longer a conflict, and the same
     // body again is not a replay: each is a new message, sent.
     let mut other = ok_body();
     other["recipients"] = json!([{"to": "b"}, {"to": "c"}]);
-    let second = gw
-        .post("/v1/messages", Some(API_KEY), &h, other.to_string())
-        .await;
+    let second = gw.post("/v1/messages", Some(API_KEY), &h, other.to_string()).await;
     assert_eq!(second.status, 202, "{}", second.text());
     assert!(second.headers.get("idempotent-replayed").is_none());
     let second_id = second.json()["id"].as_str().unwrap().to_string();
     assert_ne!(second_id, first_id);
-    let again = gw
-        .post("/v1/messages", Some(API_KEY), &h, other.to_string())
-        .await;
-    assert_eq!(
-        (again.status, again.json()["id"].as_str()),
-        (202, Some(second_id.as_str())),
-        "remembered again from now on"
-    );
-    crate::harness::eventually(
-        Duration::from_secs(10),
-        "the second message's two sends",
-        || sink.delivery_ids().len() == 3,
-    )
-    .await;
-    let view = gw
-        .get(&format!("/v1/messages/{second_id}"), Some(API_KEY))
-        .await
-        .json();
-    let to: Vec<&str> = view["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["recipient"].as_str().unwrap())
-        .collect();
+    let again = gw.post("/v1/messages", Some(API_KEY), &h, other.to_string()).await;
+    assert_eq!((again.status, again.json()["id"].as_str()), (202, Some(second_id.as_str())), "remembered again from now on");
+    crate::harness::eventually(Duration::from_secs(10), "the second message's two sends", || sink.delivery_ids().len() == 3).await;
+    let view = gw.get(&format!("/v1/messages/{second_id}"), Some(API_KEY)).await.json();
+    let to: Vec<&str> = view["deliveries"].as_array().unwrap().iter().map(|d| d["recipient"].as_str().unwrap()).collect();
     assert_eq!(to, ["b", "c"], "{view}");
-    let old = gw
-        .get(&format!("/v1/messages/{first_id}"), Some(API_KEY))
-        .await
-        .json();
-    assert_eq!(
-        old["deliveries"].as_array().unwrap().len(),
-        1,
-        "the first message is untouched: {old}"
-    );
+    let old = gw.get(&format!("/v1/messages/{first_id}"), Some(API_KEY)).await.json();
+    assert_eq!(old["deliveries"].as_array().unwrap().len(), 1, "the first message is untouched: {old}");
 }
 
 async fn futures_join(gw: &Gateway, h: &[(&str, &str)], n: usize) -> Vec<crate::harness::Resp> {
@@ -294,20 +280,10 @@ async fn futures_join(gw: &Gateway, h: &[(&str, &str)], n: usize) -> Vec<crate::
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
         let (url, body) = (gw.url.clone(), body.clone());
-        let h: Vec<(String, String)> = h
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let h: Vec<(String, String)> = h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         set.spawn(async move {
             let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            crate::harness::request(
-                "POST",
-                &format!("{url}/v1/messages"),
-                Some(API_KEY),
-                &h,
-                body.into(),
-            )
-            .await
+            crate::harness::request("POST", &format!("{url}/v1/messages"), Some(API_KEY), &h, body.into()).await
         });
     }
     set.join_all().await

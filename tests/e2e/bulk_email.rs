@@ -32,19 +32,11 @@ fn config(port: u16, smtp_extra: &str) -> String {
 }
 
 fn settled(v: &Value) -> bool {
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
+    v["deliveries"].as_array().unwrap().iter().all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
 }
 
 /// 100 recipients, identical content (a shared variable), default
@@ -57,8 +49,7 @@ async fn identical_content_goes_as_two_transactions_of_50_with_per_recipient_out
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpSink::start(dir.path(), "mailer", "pa55word");
     let gw = Gateway::start(dir.path(), &config(smtp.port, ""));
-    let special: HashMap<usize, &str> =
-        [(10, "reject-a"), (60, "reject-b"), (75, "defer-c")].into();
+    let special: HashMap<usize, &str> = [(10, "reject-a"), (60, "reject-b"), (75, "defer-c")].into();
     let addrs: Vec<String> = (0..100)
         .map(|i| match special.get(&i) {
             Some(local) => format!("{local}@example.test"),
@@ -101,15 +92,11 @@ async fn identical_content_goes_as_two_transactions_of_50_with_per_recipient_out
 
     // Two transactions of 50 envelope recipients, in order; the server
     // stored each once with the recipients it accepted.
-    eventually(Duration::from_secs(10), "two messages stored", || {
-        smtp.messages().len() >= 2
-    })
-    .await;
+    eventually(Duration::from_secs(10), "two messages stored", || smtp.messages().len() >= 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let msgs = smtp.messages();
     assert_eq!(msgs.len(), 2, "the retries of defer-c reach no DATA");
-    let mut attempted: Vec<Vec<String>> =
-        msgs.iter().map(|m| strings(&m["rcpt_attempts"])).collect();
+    let mut attempted: Vec<Vec<String>> = msgs.iter().map(|m| strings(&m["rcpt_attempts"])).collect();
     attempted.sort_by_key(|a| addrs.iter().position(|x| *x == a[0]));
     assert_eq!(attempted[0], addrs[..50].to_vec());
     assert_eq!(attempted[1], addrs[50..].to_vec());
@@ -133,24 +120,14 @@ async fn identical_content_goes_as_two_transactions_of_50_with_per_recipient_out
         }
         assert_eq!(m["text"].as_str().unwrap().trim(), "Use code SPRING today.");
     }
-    let ids: BTreeSet<&str> = msgs
-        .iter()
-        .map(|m| m["headers"]["Message-ID"].as_str().unwrap())
-        .collect();
+    let ids: BTreeSet<&str> = msgs.iter().map(|m| m["headers"]["Message-ID"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2, "each transaction its own Message-ID");
 
     // One ledger debit per sent recipient, each naming its own delivery.
     let ledger = gw.get("/v1/ledger?limit=1000", Some(API_KEY)).await.json();
     let entries = ledger["entries"].as_array().unwrap();
-    let debited: BTreeSet<String> = entries
-        .iter()
-        .filter(|e| e["kind"] == "debit")
-        .map(|e| e["delivery_id"].as_str().unwrap().to_string())
-        .collect();
-    let sent: BTreeSet<String> = (0..100)
-        .filter(|i| !special.contains_key(i))
-        .map(|i| format!("{id}.{i}"))
-        .collect();
+    let debited: BTreeSet<String> = entries.iter().filter(|e| e["kind"] == "debit").map(|e| e["delivery_id"].as_str().unwrap().to_string()).collect();
+    let sent: BTreeSet<String> = (0..100).filter(|i| !special.contains_key(i)).map(|i| format!("{id}.{i}")).collect();
     assert_eq!(entries.len(), 97, "{ledger}");
     assert_eq!(debited, sent);
     assert_eq!(ledger["balance_minor"], -97 * PRICE);
@@ -163,10 +140,7 @@ async fn identical_content_goes_as_two_transactions_of_50_with_per_recipient_out
 async fn max_recipients_per_message_100_makes_one_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpSink::start(dir.path(), "mailer", "pa55word");
-    let gw = Gateway::start(
-        dir.path(),
-        &config(smtp.port, ", max_recipients_per_message = 100"),
-    );
+    let gw = Gateway::start(dir.path(), &config(smtp.port, ", max_recipients_per_message = 100"));
     let addrs: Vec<String> = (0..100).map(|i| format!("r{i}@example.test")).collect();
     let r = gw
         .send(&json!({
@@ -178,14 +152,7 @@ async fn max_recipients_per_message_100_makes_one_transaction() {
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
     let v = gw.wait_message(&id, Duration::from_secs(60), settled).await;
-    assert!(
-        v["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["status"] == "sent"),
-        "{v}"
-    );
+    assert!(v["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "sent"), "{v}");
     let msgs = smtp.messages();
     assert_eq!(msgs.len(), 1);
     assert_eq!(strings(&msgs[0]["rcpt_tos"]), addrs);
@@ -214,17 +181,8 @@ async fn personalised_content_is_one_message_each_over_bounded_reused_connection
             .await;
         assert_eq!(r.status, 202, "{}", r.text());
         ids.push(r.json()["id"].as_str().unwrap().to_string());
-        let v = gw
-            .wait_message(&ids[round], Duration::from_secs(60), settled)
-            .await;
-        assert!(
-            v["deliveries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|d| d["status"] == "sent"),
-            "{v}"
-        );
+        let v = gw.wait_message(&ids[round], Duration::from_secs(60), settled).await;
+        assert!(v["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "sent"), "{v}");
     }
     let msgs = smtp.messages();
     assert_eq!(msgs.len(), n);
@@ -232,24 +190,10 @@ async fn personalised_content_is_one_message_each_over_bounded_reused_connection
         let rcpt = strings(&m["rcpt_tos"]);
         assert_eq!(rcpt.len(), 1);
         assert_eq!(m["headers"]["To"].as_str().unwrap(), rcpt[0]);
-        let name = m["headers"]["Subject"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("Hi ")
-            .to_string();
+        let name = m["headers"]["Subject"].as_str().unwrap().trim_start_matches("Hi ").to_string();
         let (round, i) = name.trim_start_matches('P').split_once('-').unwrap();
-        assert_eq!(
-            rcpt[0],
-            format!("p{round}x{i}@example.test"),
-            "its own content"
-        );
+        assert_eq!(rcpt[0], format!("p{round}x{i}@example.test"), "its own content");
     }
-    let peers: BTreeSet<i64> = msgs
-        .iter()
-        .map(|m| m["peer_port"].as_i64().unwrap())
-        .collect();
-    assert!(
-        !peers.is_empty() && peers.len() <= 2,
-        "at most max_connections = 2 connections, reused across batches: {peers:?}"
-    );
+    let peers: BTreeSet<i64> = msgs.iter().map(|m| m["peer_port"].as_i64().unwrap()).collect();
+    assert!(!peers.is_empty() && peers.len() <= 2, "at most max_connections = 2 connections, reused across batches: {peers:?}");
 }

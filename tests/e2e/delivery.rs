@@ -26,20 +26,11 @@ fn webhook_tenant(url: &str, batch: bool) -> String {
 }
 
 fn all_settled(v: &Value) -> bool {
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
+    v["deliveries"].as_array().unwrap().iter().all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
 }
 
 fn statuses(v: &Value) -> Vec<String> {
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["status"].as_str().unwrap().to_string())
-        .collect()
+    v["deliveries"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap().to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,9 +47,7 @@ async fn webhook_delivers_rendered_signed_requests_and_bills_them() {
         .await;
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
-    let view = gw
-        .wait_message(&id, Duration::from_secs(20), all_settled)
-        .await;
+    let view = gw.wait_message(&id, Duration::from_secs(20), all_settled).await;
     assert_eq!(statuses(&view), ["sent", "sent"]);
     assert_eq!(view["cost_minor"], 6, "two sends at 3 minor units");
 
@@ -71,29 +60,13 @@ async fn webhook_delivers_rendered_signed_requests_and_bills_them() {
         mac.update(format!("{ts}.").as_bytes());
         mac.update(&req.body);
         let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert_eq!(
-            req.header("x-herald-signature").as_deref(),
-            Some(want.as_str()),
-            "HMAC over timestamp.body"
-        );
-        assert_eq!(
-            req.header("x-herald-delivery").as_deref(),
-            body["id"].as_str()
-        );
-        assert_eq!(
-            req.header("content-type").as_deref(),
-            Some("application/json")
-        );
+        assert_eq!(req.header("x-herald-signature").as_deref(), Some(want.as_str()), "HMAC over timestamp.body");
+        assert_eq!(req.header("x-herald-delivery").as_deref(), body["id"].as_str());
+        assert_eq!(req.header("content-type").as_deref(), Some("application/json"));
         assert_eq!(body["metadata"]["source"], "e2e");
         match body["recipient"].as_str().unwrap() {
-            "ann" => assert_eq!(
-                (body["subject"].as_str(), body["text"].as_str()),
-                (Some("Hi Ann"), Some("Hello Ann, order 42"))
-            ),
-            "bob" => assert_eq!(
-                body["text"], "Hello Bob, order 7",
-                "recipient variables override shared ones"
-            ),
+            "ann" => assert_eq!((body["subject"].as_str(), body["text"].as_str()), (Some("Hi Ann"), Some("Hello Ann, order 42"))),
+            "bob" => assert_eq!(body["text"], "Hello Bob, order 7", "recipient variables override shared ones"),
             other => panic!("unexpected recipient {other}"),
         }
     }
@@ -101,20 +74,9 @@ async fn webhook_delivers_rendered_signed_requests_and_bills_them() {
     let ledger = gw.get("/v1/ledger", Some(API_KEY)).await.json();
     assert_eq!(ledger["balance_minor"], -6);
     assert_eq!(ledger["entries"].as_array().unwrap().len(), 2);
-    assert!(
-        ledger["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["kind"] == "debit" && e["amount_minor"] == 3)
-    );
+    assert!(ledger["entries"].as_array().unwrap().iter().all(|e| e["kind"] == "debit" && e["amount_minor"] == 3));
     let metrics = gw.metrics().await;
-    assert!(
-        metrics.contains(
-            "herald_deliveries_total{channel=\"webhook\",outcome=\"sent\",tenant=\"acme\"} 2"
-        ),
-        "{metrics}"
-    );
+    assert!(metrics.contains("herald_deliveries_total{channel=\"webhook\",outcome=\"sent\",tenant=\"acme\"} 2"), "{metrics}");
     assert!(metrics.contains("herald_accepted_total{channel=\"webhook\",tenant=\"acme\"} 2"));
 }
 
@@ -122,19 +84,12 @@ async fn webhook_delivers_rendered_signed_requests_and_bills_them() {
 async fn webhook_batch_mode_sends_one_request_per_batch() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    let gw = Gateway::start(
-        dir.path(),
-        &format!(
-            "[dispatch]\nlinger_ms = 200\n{}",
-            webhook_tenant(&sink.url, true)
-        ),
-    );
+    let gw = Gateway::start(dir.path(), &format!("[dispatch]\nlinger_ms = 200\n{}", webhook_tenant(&sink.url, true)));
     let recipients: Vec<Value> = (0..30).map(|i| json!({"to": format!("user{i}")})).collect();
     let r = gw.send(&json!({"channel": "webhook", "content": {"text": "hi {{ recipient }}"}, "recipients": recipients})).await;
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
-    gw.wait_message(&id, Duration::from_secs(20), all_settled)
-        .await;
+    gw.wait_message(&id, Duration::from_secs(20), all_settled).await;
     let got = sink.received();
     assert_eq!(got.len(), 1, "30 deliveries fit one batch");
     let body = got[0].json();
@@ -148,95 +103,52 @@ async fn webhook_batch_mode_sends_one_request_per_batch() {
 async fn provider_errors_are_retried_with_backoff_throttled_or_failed() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    let gw = Gateway::start(
-        dir.path(),
-        &format!("{FAST_RETRY}{}", webhook_tenant(&sink.url, false)),
-    );
+    let gw = Gateway::start(dir.path(), &format!("{FAST_RETRY}{}", webhook_tenant(&sink.url, false)));
 
     // Two 503s, then success: sent on the third attempt.
     sink.script([Answer::status(503), Answer::status(503)]);
-    let id = gw
-        .send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}]}))
-        .await
-        .json()["id"]
+    let id = gw.send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}]})).await.json()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let v = gw
-        .wait_message(&id, Duration::from_secs(20), all_settled)
-        .await;
+    let v = gw.wait_message(&id, Duration::from_secs(20), all_settled).await;
     assert_eq!(statuses(&v), ["sent"]);
     assert_eq!(v["deliveries"][0]["attempts"], 3);
 
     // 429 with Retry-After: 1 → waits at least a second, then sent.
-    sink.script([Answer {
-        status: 429,
-        headers: vec![("retry-after", "1".into())],
-        delay: Duration::ZERO,
-    }]);
+    sink.script([Answer { status: 429, headers: vec![("retry-after", "1".into())], delay: Duration::ZERO }]);
     let started = std::time::Instant::now();
-    let id = gw
-        .send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "b"}]}))
-        .await
-        .json()["id"]
+    let id = gw.send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "b"}]})).await.json()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let v = gw
-        .wait_message(&id, Duration::from_secs(20), all_settled)
-        .await;
+    let v = gw.wait_message(&id, Duration::from_secs(20), all_settled).await;
     assert_eq!(statuses(&v), ["sent"]);
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "Retry-After honoured"
-    );
-    assert!(
-        gw.metrics()
-            .await
-            .contains("outcome=\"throttled\",tenant=\"acme\"} 1")
-    );
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After honoured");
+    assert!(gw.metrics().await.contains("outcome=\"throttled\",tenant=\"acme\"} 1"));
 
     // A permanent 400: failed at once, not billed.
     sink.script([Answer::status(400)]);
-    let id = gw
-        .send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "c"}]}))
-        .await
-        .json()["id"]
+    let id = gw.send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "c"}]})).await.json()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let v = gw
-        .wait_message(&id, Duration::from_secs(20), all_settled)
-        .await;
+    let v = gw.wait_message(&id, Duration::from_secs(20), all_settled).await;
     assert_eq!(statuses(&v), ["failed"]);
     assert_eq!(v["deliveries"][0]["attempts"], 1);
     assert_eq!(v["cost_minor"], 0);
 
     // Always 503: dead-lettered after max_attempts.
     sink.set_default(Answer::status(503));
-    let id = gw
-        .send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "d"}]}))
-        .await
-        .json()["id"]
+    let id = gw.send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "d"}]})).await.json()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let v = gw
-        .wait_message(&id, Duration::from_secs(20), all_settled)
-        .await;
+    let v = gw.wait_message(&id, Duration::from_secs(20), all_settled).await;
     assert_eq!(statuses(&v), ["dead"]);
     assert_eq!(v["deliveries"][0]["attempts"], 4);
-    assert!(
-        v["deliveries"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("gave up after 4 attempts")
-    );
-    assert!(
-        gw.metrics()
-            .await
-            .contains("outcome=\"dead_lettered\",tenant=\"acme\"} 1")
-    );
+    assert!(v["deliveries"][0]["detail"].as_str().unwrap().contains("gave up after 4 attempts"));
+    assert!(gw.metrics().await.contains("outcome=\"dead_lettered\",tenant=\"acme\"} 1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -250,10 +162,7 @@ async fn email_arrives_at_a_real_smtp_server_with_auth_and_sanitized_html() {
          [[tenants.prices]]\nchannel = \"email\"\nunit_minor = 2\n",
         smtp.port
     );
-    let gw = Gateway::start(
-        dir.path(),
-        &format!("{FAST_RETRY}{}", tenant("acme", API_KEY, &account)),
-    );
+    let gw = Gateway::start(dir.path(), &format!("{FAST_RETRY}{}", tenant("acme", API_KEY, &account)));
     let r = gw
         .send(&json!({
             "channel": "email",
@@ -268,23 +177,12 @@ async fn email_arrives_at_a_real_smtp_server_with_auth_and_sanitized_html() {
         .await;
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
-    let v = gw
-        .wait_message(&id, Duration::from_secs(30), all_settled)
-        .await;
+    let v = gw.wait_message(&id, Duration::from_secs(30), all_settled).await;
     assert_eq!(statuses(&v), ["sent", "failed"], "{v}");
-    assert!(
-        v["deliveries"][1]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("550"),
-        "{v}"
-    );
+    assert!(v["deliveries"][1]["detail"].as_str().unwrap().contains("550"), "{v}");
     assert_eq!(v["cost_minor"], 2, "only the sent mail is billed");
 
-    eventually(Duration::from_secs(10), "mail stored", || {
-        smtp.messages().len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(10), "mail stored", || smtp.messages().len() == 1).await;
     let m = &smtp.messages()[0];
     assert_eq!(m["auth_user"], "mailer", "AUTH happened");
     assert_eq!(m["mail_from"], "noreply@acme.test");
@@ -292,10 +190,7 @@ async fn email_arrives_at_a_real_smtp_server_with_auth_and_sanitized_html() {
     assert_eq!(m["headers"]["Subject"], "订单 A-1 shipped");
     assert!(m["headers"]["From"].as_str().unwrap().contains("Acme 通知"));
     assert_eq!(m["content_type"], "multipart/alternative");
-    assert_eq!(
-        m["text"].as_str().unwrap().trim(),
-        "Order A-1 is on its way"
-    );
+    assert_eq!(m["text"].as_str().unwrap().trim(), "Order A-1 is on its way");
     let html = m["html"].as_str().unwrap();
     assert!(html.contains("<b>A-1</b>"), "{html}");
     for bad in ["<script", "onclick", "javascript:"] {

@@ -16,9 +16,7 @@ use crate::sinks::{Answer, WebhookSink};
 pub(crate) static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub(crate) fn brokers() -> Option<String> {
-    let b = std::env::var("HERALD_TEST_KAFKA")
-        .ok()
-        .filter(|b| !b.is_empty());
+    let b = std::env::var("HERALD_TEST_KAFKA").ok().filter(|b| !b.is_empty());
     if b.is_none() {
         println!("skipping: HERALD_TEST_KAFKA not set");
     }
@@ -26,19 +24,10 @@ pub(crate) fn brokers() -> Option<String> {
 }
 
 fn config(brokers: &str, sink: &str, extra: &str) -> String {
-    let id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!(
         "{extra}\n[queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{brokers}\"\ntopic = \"herald.e2e.{id}\"\ngroup = \"herald-e2e-{id}\"\npartitions = 3\nproduce_timeout_ms = 3000\n{}",
-        tenant(
-            "acme",
-            API_KEY,
-            &format!(
-                "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{sink}\" }}\n"
-            )
-        )
+        tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{sink}\" }}\n"))
     )
 }
 
@@ -69,17 +58,8 @@ async fn wait_for_metric(gw: &Gateway, line: &str, timeout: Duration, what: &str
 
 fn kafka_script(verb: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/services/kafka.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg(verb)
-        .output()
-        .expect("kafka.sh");
-    assert!(
-        out.status.success(),
-        "kafka.sh {verb}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("bash").arg(script).arg(verb).output().expect("kafka.sh");
+    assert!(out.status.success(), "kafka.sh {verb}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,46 +68,23 @@ async fn on_kafka_kill_9_loses_nothing() {
     let _serial = BROKER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    sink.set_default(Answer {
-        status: 200,
-        headers: vec![],
-        delay: Duration::from_millis(300),
-    });
-    let mut gw = Gateway::start(
-        dir.path(),
-        &config(
-            &b,
-            &sink.url,
-            "[dispatch]\nconcurrency = 2\nmax_batch = 1\nlinger_ms = 0\n",
-        ),
-    );
+    sink.set_default(Answer { status: 200, headers: vec![], delay: Duration::from_millis(300) });
+    let mut gw = Gateway::start(dir.path(), &config(&b, &sink.url, "[dispatch]\nconcurrency = 2\nmax_batch = 1\nlinger_ms = 0\n"));
     let mut accepted = Vec::new();
     for i in 0..20 {
         let r = send(&gw, i).await;
         assert_eq!(r.status, 202, "{}", r.text());
         accepted.push(format!("{}.0", r.json()["id"].as_str().unwrap()));
     }
-    eventually(
-        Duration::from_secs(30),
-        "a few deliveries before the crash",
-        || sink.received().len() >= 3,
-    )
-    .await;
+    eventually(Duration::from_secs(30), "a few deliveries before the crash", || sink.received().len() >= 3).await;
     gw.kill9();
-    assert!(
-        sink.delivery_ids().len() < accepted.len(),
-        "the crash must leave work pending"
-    );
+    assert!(sink.delivery_ids().len() < accepted.len(), "the crash must leave work pending");
     sink.set_default(Answer::status(200));
     gw.restart();
-    eventually(
-        Duration::from_secs(60),
-        "every accepted notification delivered",
-        || {
-            let seen = counts(&sink.delivery_ids());
-            accepted.iter().all(|id| seen.contains_key(id))
-        },
-    )
+    eventually(Duration::from_secs(60), "every accepted notification delivered", || {
+        let seen = counts(&sink.delivery_ids());
+        accepted.iter().all(|id| seen.contains_key(id))
+    })
     .await;
     let seen = counts(&sink.delivery_ids());
     // In flight at the crash (2) plus what was recorded but not yet committed
@@ -171,30 +128,21 @@ async fn while_the_broker_is_down_ingest_answers_503_and_nothing_is_lost() {
             last = Some(r.status);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(
-            last.is_none(),
-            "not accepted after the broker came back: {last:?}"
-        );
+        assert!(last.is_none(), "not accepted after the broker came back: {last:?}");
     }
     // Generous: on a loaded box (the whole suite runs beside it) the broker's
     // JVM restart can outlast the consumer's session, and the group then
     // rebalances (drain on revoke, rejoin) before anything is fetched. Seen
     // once past 60 s; a loss still fails here, with the gateway's log printed.
-    eventually(
-        Duration::from_secs(120),
-        "everything accepted before and after the restart delivered",
-        || {
-            let seen = counts(&sink.delivery_ids());
-            accepted.iter().all(|id| seen.contains_key(id))
-        },
-    )
+    eventually(Duration::from_secs(120), "everything accepted before and after the restart delivered", || {
+        let seen = counts(&sink.delivery_ids());
+        accepted.iter().all(|id| seen.contains_key(id))
+    })
     .await;
 }
 
 fn cql() -> Option<String> {
-    let c = std::env::var("HERALD_TEST_CQL")
-        .ok()
-        .filter(|c| !c.is_empty());
+    let c = std::env::var("HERALD_TEST_CQL").ok().filter(|c| !c.is_empty());
     if c.is_none() {
         println!("skipping: HERALD_TEST_CQL not set");
     }
@@ -216,15 +164,8 @@ async fn two_dispatchers_one_killed_mid_stream_deliver_everything_and_the_ledger
     };
     let _serial = BROKER.lock().await;
     let sink = WebhookSink::start().await;
-    sink.set_default(Answer {
-        status: 200,
-        headers: vec![],
-        delay: Duration::from_millis(100),
-    });
-    let id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    sink.set_default(Answer { status: 200, headers: vec![], delay: Duration::from_millis(100) });
+    let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tenants: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
     let mut cfg = format!(
         "[dispatch]\nconcurrency = 4\nmax_batch = 5\nlinger_ms = 5\n\
@@ -248,50 +189,25 @@ async fn two_dispatchers_one_killed_mid_stream_deliver_everything_and_the_ledger
         for (i, _) in tenants.iter().enumerate() {
             let key = format!("hk_scale_tenant_{i}_0123456789");
             let recipients: Vec<_> = (0..3).map(|r| json!({"to": format!("n{n}r{r}")})).collect();
-            let body =
-                json!({"channel": "webhook", "content": {"text": "x"}, "recipients": recipients})
-                    .to_string();
+            let body = json!({"channel": "webhook", "content": {"text": "x"}, "recipients": recipients}).to_string();
             // Alternate ingest between the two processes.
             let gw = if n % 2 == 0 { &a } else { &b_gw };
-            let r = gw
-                .post(
-                    "/v1/messages",
-                    Some(&key),
-                    &[("content-type", "application/json")],
-                    body,
-                )
-                .await;
+            let r = gw.post("/v1/messages", Some(&key), &[("content-type", "application/json")], body).await;
             assert_eq!(r.status, 202, "{}", r.text());
             accepted.push((i, r.json()["id"].as_str().unwrap().to_string()));
         }
     }
-    let want: Vec<String> = accepted
-        .iter()
-        .flat_map(|(_, m)| (0..3).map(move |r| format!("{m}.{r}")))
-        .collect();
-    eventually(
-        Duration::from_secs(60),
-        "some deliveries before the crash",
-        || sink.received().len() >= 10,
-    )
-    .await;
+    let want: Vec<String> = accepted.iter().flat_map(|(_, m)| (0..3).map(move |r| format!("{m}.{r}"))).collect();
+    eventually(Duration::from_secs(60), "some deliveries before the crash", || sink.received().len() >= 10).await;
     a.kill9();
-    eventually(
-        Duration::from_secs(120),
-        "every accepted notification delivered after the crash",
-        || {
-            let seen = counts(&sink.delivery_ids());
-            want.iter().all(|id| seen.contains_key(id))
-        },
-    )
+    eventually(Duration::from_secs(120), "every accepted notification delivered after the crash", || {
+        let seen = counts(&sink.delivery_ids());
+        want.iter().all(|id| seen.contains_key(id))
+    })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let seen = counts(&sink.delivery_ids());
-    assert!(
-        seen.values().all(|&n| n <= 2),
-        "a delivery id arrived more than twice: {:?}",
-        seen.iter().filter(|(_, n)| **n > 2).collect::<Vec<_>>()
-    );
+    assert!(seen.values().all(|&n| n <= 2), "a delivery id arrived more than twice: {:?}", seen.iter().filter(|(_, n)| **n > 2).collect::<Vec<_>>());
     assert_eq!(seen.len(), want.len(), "nothing unexpected arrived");
 
     // Statuses and the ledger, read through the surviving process.
@@ -300,46 +216,27 @@ async fn two_dispatchers_one_killed_mid_stream_deliver_everything_and_the_ledger
         let key = format!("hk_scale_tenant_{i}_0123456789");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let v = b_gw
-                .get(&format!("/v1/messages/{mid}"), Some(&key))
-                .await
-                .json();
-            if v["deliveries"]
-                .as_array()
-                .is_some_and(|d| d.iter().all(|d| d["status"] == "sent"))
-            {
+            let v = b_gw.get(&format!("/v1/messages/{mid}"), Some(&key)).await.json();
+            if v["deliveries"].as_array().is_some_and(|d| d.iter().all(|d| d["status"] == "sent")) {
                 per_tenant[*i] += 3;
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "message {mid} not all sent: {v}"
-            );
+            assert!(std::time::Instant::now() < deadline, "message {mid} not all sent: {v}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     for (i, n) in per_tenant.iter().enumerate() {
         let key = format!("hk_scale_tenant_{i}_0123456789");
         let ledger = b_gw.get("/v1/ledger?limit=1000", Some(&key)).await.json();
-        assert_eq!(
-            ledger["balance_minor"],
-            json!(-2 * n),
-            "tenant {i}: spend = deliveries × price: {ledger}"
-        );
+        assert_eq!(ledger["balance_minor"], json!(-2 * n), "tenant {i}: spend = deliveries × price: {ledger}");
     }
     let _ = (&mut a, b_gw);
 }
 
 /// What a process's /metrics says it sent for a tenant.
 async fn sent_by(gw: &Gateway, tenant: &str) -> u64 {
-    let prefix = format!(
-        "herald_deliveries_total{{channel=\"webhook\",outcome=\"sent\",tenant=\"{tenant}\"}} "
-    );
-    gw.metrics()
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok())
-        .unwrap_or(0)
+    let prefix = format!("herald_deliveries_total{{channel=\"webhook\",outcome=\"sent\",tenant=\"{tenant}\"}} ");
+    gw.metrics().await.lines().find_map(|l| l.strip_prefix(prefix.as_str())?.parse().ok()).unwrap_or(0)
 }
 
 /// One big tenant on two dispatch processes: with `tenant_shards` its work is
@@ -351,8 +248,7 @@ async fn with_tenant_shards_one_tenant_is_dispatched_by_two_processes() {
     let _serial = BROKER.lock().await;
     let sink = WebhookSink::start().await;
     let extra = "[dispatch]\nmax_batch = 5\nlinger_ms = 5";
-    let cfg = config(&b, &sink.url, extra)
-        .replace("partitions = 3\n", "partitions = 4\ntenant_shards = 16\n");
+    let cfg = config(&b, &sink.url, extra).replace("partitions = 3\n", "partitions = 4\ntenant_shards = 16\n");
     assert!(cfg.contains("tenant_shards = 16"), "{cfg}");
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Gateway::start(d1.path(), &cfg);
@@ -365,41 +261,22 @@ async fn with_tenant_shards_one_tenant_is_dispatched_by_two_processes() {
         assert_eq!(r.status, 202, "{}", r.text());
         want.push(format!("{}.0", r.json()["id"].as_str().unwrap()));
     }
-    eventually(
-        Duration::from_secs(60),
-        "every notification delivered",
-        || {
-            let seen = counts(&sink.delivery_ids());
-            want.iter().all(|id| seen.contains_key(id))
-        },
-    )
+    eventually(Duration::from_secs(60), "every notification delivered", || {
+        let seen = counts(&sink.delivery_ids());
+        want.iter().all(|id| seen.contains_key(id))
+    })
     .await;
     let seen = counts(&sink.delivery_ids());
-    assert!(
-        seen.values().all(|&n| n == 1),
-        "no duplicates without a crash: {seen:?}"
-    );
+    assert!(seen.values().all(|&n| n == 1), "no duplicates without a crash: {seen:?}");
     let (sa, sb) = (sent_by(&a, "acme").await, sent_by(&b_gw, "acme").await);
     assert_eq!(sa + sb, 60, "every send counted once");
-    assert!(
-        sa > 0 && sb > 0,
-        "both processes sent for the one tenant: {sa} + {sb}"
-    );
+    assert!(sa > 0 && sb > 0, "both processes sent for the one tenant: {sa} + {sb}");
 }
 
 fn cassandra_script(verb: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/services/cassandra.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg(verb)
-        .output()
-        .expect("cassandra.sh");
-    assert!(
-        out.status.success(),
-        "cassandra.sh {verb}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("bash").arg(script).arg(verb).output().expect("cassandra.sh");
+    assert!(out.status.success(), "cassandra.sh {verb}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 /// The CQL server restarts mid-run: while it is down ingest answers 503
@@ -412,22 +289,12 @@ async fn a_cql_restart_during_a_run_loses_nothing() {
     };
     let _serial = BROKER.lock().await;
     let sink = WebhookSink::start().await;
-    let id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let cfg = format!(
         "[dispatch]\nlease_ms = 5000\n\
          [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_restart_{id}\"\n\
          [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.cqlrestart.{id}\"\ngroup = \"herald-cqlrestart-{id}\"\npartitions = 2\n{}",
-        tenant(
-            "acme",
-            API_KEY,
-            &format!(
-                "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n",
-                sink.url
-            )
-        )
+        tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url))
     );
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &cfg);
@@ -454,29 +321,18 @@ async fn a_cql_restart_during_a_run_loses_nothing() {
                 accepted.push(r.json()["id"].as_str().unwrap().to_string());
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "not accepted after the CQL server came back: {}",
-                r.text()
-            );
+            assert!(std::time::Instant::now() < deadline, "not accepted after the CQL server came back: {}", r.text());
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     let want: Vec<String> = accepted.iter().map(|m| format!("{m}.0")).collect();
-    eventually(
-        Duration::from_secs(90),
-        "everything accepted delivered",
-        || {
-            let seen = counts(&sink.delivery_ids());
-            want.iter().all(|id| seen.contains_key(id))
-        },
-    )
+    eventually(Duration::from_secs(90), "everything accepted delivered", || {
+        let seen = counts(&sink.delivery_ids());
+        want.iter().all(|id| seen.contains_key(id))
+    })
     .await;
     for m in &accepted {
-        gw.wait_message(m, Duration::from_secs(60), |v| {
-            v["deliveries"][0]["status"] == "sent"
-        })
-        .await;
+        gw.wait_message(m, Duration::from_secs(60), |v| v["deliveries"][0]["status"] == "sent").await;
     }
 }
 
@@ -490,80 +346,39 @@ async fn long_delays_are_parked_in_cql_and_sent_when_due() {
     };
     let _serial = BROKER.lock().await;
     let sink = WebhookSink::start().await;
-    let id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let cfg = format!(
         "testing_clock = true\nadmin_token = \"clock-operator-token\"\n\
          [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_park_{id}\"\n\
          [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.park.{id}\"\ngroup = \"herald-park-{id}\"\npartitions = 2\npark_after_ms = 60000\n{}",
-        tenant(
-            "acme",
-            API_KEY,
-            &format!(
-                "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n",
-                sink.url
-            )
-        )
+        tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url))
     );
     let dir = tempfile::tempdir().unwrap();
     let mut gw = Gateway::start(dir.path(), &cfg);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let send_at = chrono::DateTime::from_timestamp_millis(now + 10 * 60_000)
-        .unwrap()
-        .to_rfc3339();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let send_at = chrono::DateTime::from_timestamp_millis(now + 10 * 60_000).unwrap().to_rfc3339();
     let r = gw.send(&json!({"channel": "webhook", "content": {"text": "later"}, "recipients": [{"to": "x"}], "send_at": send_at})).await;
     assert_eq!(r.status, 202, "{}", r.text());
     let mid = r.json()["id"].as_str().unwrap().to_string();
     // A sooner one goes through the topic as usual.
     assert_eq!(send(&gw, 1).await.status, 202);
-    eventually(
-        Duration::from_secs(30),
-        "the immediate send arrives",
-        || sink.delivery_ids().len() == 1,
-    )
-    .await;
-    wait_for_metric(
-        &gw,
-        "herald_queue_depth 0",
-        Duration::from_secs(30),
-        "the parked send holds the topic back",
-    )
-    .await;
+    eventually(Duration::from_secs(30), "the immediate send arrives", || sink.delivery_ids().len() == 1).await;
+    wait_for_metric(&gw, "herald_queue_depth 0", Duration::from_secs(30), "the parked send holds the topic back").await;
 
     gw.kill9();
     gw.restart();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sink.delivery_ids().len(), 1, "not before it is due");
-    let v = gw
-        .get(&format!("/v1/messages/{mid}"), Some(API_KEY))
-        .await
-        .json();
+    let v = gw.get(&format!("/v1/messages/{mid}"), Some(API_KEY)).await.json();
     assert_eq!(v["deliveries"][0]["status"], "queued", "{v}");
 
     let r = gw
-        .post(
-            "/admin/clock",
-            Some("clock-operator-token"),
-            &[("content-type", "application/json")],
-            json!({"advance_ms": 11 * 60_000}).to_string(),
-        )
+        .post("/admin/clock", Some("clock-operator-token"), &[("content-type", "application/json")], json!({"advance_ms": 11 * 60_000}).to_string())
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    gw.wait_message(&mid, Duration::from_secs(60), |v| {
-        v["deliveries"][0]["status"] == "sent"
-    })
-    .await;
+    gw.wait_message(&mid, Duration::from_secs(60), |v| v["deliveries"][0]["status"] == "sent").await;
     let seen = counts(&sink.delivery_ids());
-    assert_eq!(
-        seen.get(&format!("{mid}.0")),
-        Some(&1),
-        "sent once when due: {seen:?}"
-    );
+    assert_eq!(seen.get(&format!("{mid}.0")), Some(&1), "sent once when due: {seen:?}");
 }
 
 /// An ingest-only node (no dispatch role) still reports the backlog: the
@@ -574,22 +389,10 @@ async fn an_ingest_only_node_reports_the_lag() {
     let _serial = BROKER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    let gw = Gateway::start(
-        dir.path(),
-        &config(&b, &sink.url, "[dispatch]\nenabled = false\n"),
-    );
+    let gw = Gateway::start(dir.path(), &config(&b, &sink.url, "[dispatch]\nenabled = false\n"));
     for i in 0..3 {
         assert_eq!(send(&gw, i).await.status, 202);
     }
-    wait_for_metric(
-        &gw,
-        "herald_queue_depth 3",
-        Duration::from_secs(20),
-        "no lag reported",
-    )
-    .await;
-    assert!(
-        sink.delivery_ids().is_empty(),
-        "nothing dispatched by an ingest-only node"
-    );
+    wait_for_metric(&gw, "herald_queue_depth 3", Duration::from_secs(20), "no lag reported").await;
+    assert!(sink.delivery_ids().is_empty(), "nothing dispatched by an ingest-only node");
 }

@@ -40,19 +40,13 @@ async fn assert_invariant(gw: &Gateway, ids: &[String]) -> HashMap<String, Strin
     for id in ids {
         let v = gw
             .wait_message(id, Duration::from_secs(60), |v| {
-                v["deliveries"].as_array().is_some_and(|d| {
-                    d.iter()
-                        .all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
-                })
+                v["deliveries"].as_array().is_some_and(|d| d.iter().all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying"))))
             })
             .await;
         for d in v["deliveries"].as_array().unwrap() {
             let status = d["status"].as_str().unwrap().to_string();
             if status != "sent" {
-                assert!(
-                    d["detail"].as_str().is_some_and(|s| !s.is_empty()),
-                    "a {status} delivery without a reason: {d}"
-                );
+                assert!(d["detail"].as_str().is_some_and(|s| !s.is_empty()), "a {status} delivery without a reason: {d}");
             }
             statuses.insert(d["id"].as_str().unwrap().to_string(), status);
         }
@@ -61,26 +55,16 @@ async fn assert_invariant(gw: &Gateway, ids: &[String]) -> HashMap<String, Strin
     let mut debits: HashMap<String, usize> = HashMap::new();
     for e in ledger["entries"].as_array().unwrap() {
         if e["kind"] == "debit" {
-            *debits
-                .entry(e["delivery_id"].as_str().unwrap().to_string())
-                .or_default() += 1;
+            *debits.entry(e["delivery_id"].as_str().unwrap().to_string()).or_default() += 1;
         }
     }
-    let sent: HashSet<&String> = statuses
-        .iter()
-        .filter(|(_, s)| *s == "sent")
-        .map(|(id, _)| id)
-        .collect();
+    let sent: HashSet<&String> = statuses.iter().filter(|(_, s)| *s == "sent").map(|(id, _)| id).collect();
     for (id, status) in &statuses {
         let n = debits.get(id).copied().unwrap_or(0);
         let want = usize::from(status == "sent");
         assert_eq!(n, want, "delivery {id} is {status} with {n} debits");
     }
-    assert_eq!(
-        ledger["balance_minor"].as_i64().unwrap(),
-        -PRICE * sent.len() as i64,
-        "balance = -price x sent"
-    );
+    assert_eq!(ledger["balance_minor"].as_i64().unwrap(), -PRICE * sent.len() as i64, "balance = -price x sent");
     statuses
 }
 
@@ -89,14 +73,11 @@ async fn send(gw: &Gateway, body: &Value, key: Option<&str>) -> crate::harness::
     if let Some(k) = key {
         headers.push(("idempotency-key", k));
     }
-    gw.post("/v1/messages", Some(API_KEY), &headers, body.to_string())
-        .await
+    gw.post("/v1/messages", Some(API_KEY), &headers, body.to_string()).await
 }
 
 fn message(n: usize, prefix: &str) -> Value {
-    let recipients: Vec<Value> = (0..n)
-        .map(|i| json!({"to": format!("{prefix}{i}")}))
-        .collect();
+    let recipients: Vec<Value> = (0..n).map(|i| json!({"to": format!("{prefix}{i}")})).collect();
     json!({"channel": "webhook", "content": {"text": "hello"}, "recipients": recipients})
 }
 
@@ -109,10 +90,7 @@ fn message(n: usize, prefix: &str) -> Value {
 async fn keyed_retry_after_a_lost_answer_sends_each_delivery_once() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    let mut gw = Gateway::start(
-        dir.path(),
-        &config(&sink.url, "[dispatch]\nlinger_ms = 300\n"),
-    );
+    let mut gw = Gateway::start(dir.path(), &config(&sink.url, "[dispatch]\nlinger_ms = 300\n"));
     // Due in 4 s, so nothing is sent before the "crash".
     let at = chrono::Utc::now() + chrono::Duration::seconds(4);
     let mut body = message(20, "r");
@@ -128,35 +106,21 @@ async fn keyed_retry_after_a_lost_answer_sends_each_delivery_once() {
     gw.restart();
     let again = send(&gw, &body, Some("order-42")).await;
     assert_eq!(again.status, 202, "{}", again.text());
-    assert_eq!(
-        again.json()["id"],
-        id.as_str(),
-        "the same key names the same message"
-    );
+    assert_eq!(again.json()["id"], id.as_str(), "the same key names the same message");
     // Another message of the tenant, due at the same moment, shares the batch.
     let mut other = message(20, "o");
     other["send_at"] = json!(at.to_rfc3339());
-    let other = send(&gw, &other, None).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let other = send(&gw, &other, None).await.json()["id"].as_str().unwrap().to_string();
 
     let statuses = assert_invariant(&gw, &[id.clone(), other.clone()]).await;
-    assert!(
-        statuses.values().all(|s| s == "sent"),
-        "{statuses:?}\n{}",
-        gw.log()
-    );
+    assert!(statuses.values().all(|s| s == "sent"), "{statuses:?}\n{}", gw.log());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for d in sink.delivery_ids() {
         *seen.entry(d).or_default() += 1;
     }
     assert_eq!(seen.len(), 40);
-    assert!(
-        seen.values().all(|&n| n == 1),
-        "each delivery sent once: {seen:?}"
-    );
+    assert!(seen.values().all(|&n| n == 1), "each delivery sent once: {seen:?}");
 }
 
 /// kill -9 twice under keyed load whose answers are lost in the crash: the
@@ -165,15 +129,8 @@ async fn keyed_retry_after_a_lost_answer_sends_each_delivery_once() {
 async fn kill_9_under_keyed_retries_loses_and_corrupts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    sink.set_default(Answer {
-        status: 200,
-        headers: vec![],
-        delay: Duration::from_millis(20),
-    });
-    let mut gw = Gateway::start(
-        dir.path(),
-        &config(&sink.url, "[dispatch]\nlinger_ms = 20\n"),
-    );
+    sink.set_default(Answer { status: 200, headers: vec![], delay: Duration::from_millis(20) });
+    let mut gw = Gateway::start(dir.path(), &config(&sink.url, "[dispatch]\nlinger_ms = 20\n"));
     let keys: Vec<String> = (0..120).map(|i| format!("k-{i}")).collect();
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut pending: Vec<String> = keys.clone();
@@ -191,16 +148,7 @@ async fn kill_9_under_keyed_retries_loses_and_corrupts_nothing() {
             let body = message(3, &format!("{key}-")).to_string();
             let r = tokio::time::timeout(
                 Duration::from_secs(5),
-                request(
-                    "POST",
-                    &url,
-                    Some(API_KEY),
-                    &[
-                        ("content-type", "application/json"),
-                        ("idempotency-key", key),
-                    ],
-                    body.into(),
-                ),
+                request("POST", &url, Some(API_KEY), &[("content-type", "application/json"), ("idempotency-key", key)], body.into()),
             )
             .await;
             match r {
@@ -221,10 +169,7 @@ async fn kill_9_under_keyed_retries_loses_and_corrupts_nothing() {
     assert_eq!(statuses.len(), 360);
     assert!(statuses.values().all(|s| s == "sent"), "{statuses:?}");
     let arrived: HashSet<String> = sink.delivery_ids().into_iter().collect();
-    assert!(
-        statuses.keys().all(|id| arrived.contains(id)),
-        "every accepted delivery arrived"
-    );
+    assert!(statuses.keys().all(|id| arrived.contains(id)), "every accepted delivery arrived");
 }
 
 /// Issue 10, point 2 at send time: a recipient the plugin rejects (its whole
@@ -247,44 +192,19 @@ async fn a_recipient_the_plugin_rejects_fails_alone() {
         )
     );
     let gw = Gateway::start(dir.path(), &cfg);
-    let mut one = json!({"channel": "hostile", "content": {"text": "hi"}, "recipients": (0..19).map(|i| json!({"to": format!("u{i}")})).collect::<Vec<_>>()});
-    one["recipients"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"to": "bad-address"}));
-    let two = json!({"channel": "hostile", "content": {"text": "hi"}, "recipients": (0..20).map(|i| json!({"to": format!("v{i}")})).collect::<Vec<_>>()});
-    let a = send(&gw, &one, None).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b = send(&gw, &two, None).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let mut one =
+        json!({"channel": "hostile", "content": {"text": "hi"}, "recipients": (0..19).map(|i| json!({"to": format!("u{i}")})).collect::<Vec<_>>()});
+    one["recipients"].as_array_mut().unwrap().push(json!({"to": "bad-address"}));
+    let two =
+        json!({"channel": "hostile", "content": {"text": "hi"}, "recipients": (0..20).map(|i| json!({"to": format!("v{i}")})).collect::<Vec<_>>()});
+    let a = send(&gw, &one, None).await.json()["id"].as_str().unwrap().to_string();
+    let b = send(&gw, &two, None).await.json()["id"].as_str().unwrap().to_string();
     let statuses = assert_invariant(&gw, &[a.clone(), b.clone()]).await;
-    let failed: Vec<_> = statuses
-        .iter()
-        .filter(|(_, s)| *s != "sent")
-        .map(|(id, _)| id.clone())
-        .collect();
-    assert_eq!(
-        failed,
-        vec![format!("{a}.19")],
-        "only the bad recipient fails: {statuses:?}"
-    );
-    let v = gw
-        .get(&format!("/v1/messages/{a}"), Some(API_KEY))
-        .await
-        .json();
+    let failed: Vec<_> = statuses.iter().filter(|(_, s)| *s != "sent").map(|(id, _)| id.clone()).collect();
+    assert_eq!(failed, vec![format!("{a}.19")], "only the bad recipient fails: {statuses:?}");
+    let v = gw.get(&format!("/v1/messages/{a}"), Some(API_KEY)).await.json();
     assert_eq!(v["deliveries"][19]["status"], "failed");
-    assert!(
-        v["deliveries"][19]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("refuses addresses"),
-        "{}",
-        v["deliveries"][19]
-    );
+    assert!(v["deliveries"][19]["detail"].as_str().unwrap().contains("refuses addresses"), "{}", v["deliveries"][19]);
 }
 
 /// Issue 10, point 2 at ingest: addresses are checked per channel.
@@ -293,30 +213,14 @@ async fn bad_addresses_are_refused_at_ingest_naming_the_recipient() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpSink::start(dir.path(), "mailer", "pa55word");
     let gw = Gateway::start(dir.path(), &email_config(smtp.port));
-    let mut recipients: Vec<Value> = (0..19)
-        .map(|i| json!({"to": format!("u{i}@acme.test")}))
-        .collect();
+    let mut recipients: Vec<Value> = (0..19).map(|i| json!({"to": format!("u{i}@acme.test")})).collect();
     recipients.push(json!({"to": "not an address, evil@x.example"}));
     let r = send(&gw, &json!({"channel": "email", "content": {"subject": "s", "text": "t"}, "recipients": recipients}), None).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.error().1.as_deref(), Some("recipients[19].to"));
-    for bad in [
-        "\r\nBcc: victim@evil.example",
-        "ann@acme.test\r\n",
-        " ann@acme.test",
-    ] {
-        let r = send(
-            &gw,
-            &json!({"channel": "email", "content": {"text": "t"}, "recipients": [{"to": bad}]}),
-            None,
-        )
-        .await;
-        assert_eq!(
-            (r.status, r.error().1.as_deref()),
-            (400, Some("recipients[0].to")),
-            "{bad:?}: {}",
-            r.text()
-        );
+    for bad in ["\r\nBcc: victim@evil.example", "ann@acme.test\r\n", " ann@acme.test"] {
+        let r = send(&gw, &json!({"channel": "email", "content": {"text": "t"}, "recipients": [{"to": bad}]}), None).await;
+        assert_eq!((r.status, r.error().1.as_deref()), (400, Some("recipients[0].to")), "{bad:?}: {}", r.text());
     }
 }
 
@@ -337,28 +241,13 @@ fn email_config(port: u16) -> String {
 }
 
 async fn advance(gw: &Gateway, ms: i64) {
-    let r = gw
-        .post(
-            "/admin/clock",
-            Some(OPERATOR),
-            &[("content-type", "application/json")],
-            json!({"advance_ms": ms}).to_string(),
-        )
-        .await;
+    let r = gw.post("/admin/clock", Some(OPERATOR), &[("content-type", "application/json")], json!({"advance_ms": ms}).to_string()).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
 async fn statuses_of(gw: &Gateway, id: &str) -> Vec<String> {
-    let v = gw
-        .get(&format!("/v1/messages/{id}"), Some(API_KEY))
-        .await
-        .json();
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["status"].as_str().unwrap().to_string())
-        .collect()
+    let v = gw.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await.json();
+    v["deliveries"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap().to_string()).collect()
 }
 
 /// Issue 10, point 3: a receiver that fails for 40 minutes (on the test clock)
@@ -369,32 +258,16 @@ async fn a_receiver_down_for_forty_minutes_then_back_gets_everything() {
     let sink = WebhookSink::start().await;
     sink.set_default(Answer::status(500));
     let gw = Gateway::start(dir.path(), &config(&sink.url, "testing_clock = true\n"));
-    let id = send(&gw, &message(5, "r"), None).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    gw.wait_message(&id, Duration::from_secs(20), |v| {
-        v["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["status"] == "retrying")
-    })
-    .await;
+    let id = send(&gw, &message(5, "r"), None).await.json()["id"].as_str().unwrap().to_string();
+    gw.wait_message(&id, Duration::from_secs(20), |v| v["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "retrying")).await;
     // 40 minutes in 2-minute steps: each step makes the due retries fire.
     for _ in 0..20 {
         advance(&gw, 120_000).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
         let s = statuses_of(&gw, &id).await;
-        assert!(
-            s.iter().all(|s| s == "retrying" || s == "queued"),
-            "still retrying during the outage: {s:?}"
-        );
+        assert!(s.iter().all(|s| s == "retrying" || s == "queued"), "still retrying during the outage: {s:?}");
     }
-    let v = gw
-        .get(&format!("/v1/messages/{id}"), Some(API_KEY))
-        .await
-        .json();
+    let v = gw.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await.json();
     for d in v["deliveries"].as_array().unwrap() {
         assert!(
             // Past the old budget of 5 attempts.
@@ -430,15 +303,8 @@ async fn smtp_4xx_is_retried_for_a_day_then_dead_lettered_with_history() {
     let r = send(&gw, &body, None).await;
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(20), "first attempts settled", || {
-        smtp.messages().len() == 1
-    })
-    .await;
-    let v = gw
-        .wait_message(&id, Duration::from_secs(20), |v| {
-            v["deliveries"][2]["status"] == "failed"
-        })
-        .await;
+    eventually(Duration::from_secs(20), "first attempts settled", || smtp.messages().len() == 1).await;
+    let v = gw.wait_message(&id, Duration::from_secs(20), |v| v["deliveries"][2]["status"] == "failed").await;
     assert_eq!(v["deliveries"][0]["status"], "sent");
     // 23 hours: still retrying.
     for _ in 0..23 {
@@ -450,34 +316,14 @@ async fn smtp_4xx_is_retried_for_a_day_then_dead_lettered_with_history() {
         advance(&gw, 3_600_000).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let v = gw
-        .wait_message(&id, Duration::from_secs(20), |v| {
-            v["deliveries"][1]["status"] == "dead"
-        })
-        .await;
-    assert!(
-        v["deliveries"][1]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("451"),
-        "{}",
-        v["deliveries"][1]
-    );
+    let v = gw.wait_message(&id, Duration::from_secs(20), |v| v["deliveries"][1]["status"] == "dead").await;
+    assert!(v["deliveries"][1]["detail"].as_str().unwrap().contains("451"), "{}", v["deliveries"][1]);
     let letters = gw.get("/admin/dead-letters", Some(OPERATOR)).await.json();
     let letter = &letters["dead_letters"][0];
     assert_eq!(letter["delivery_id"], format!("{id}.1"));
     let history = letter["history"].as_array().unwrap();
-    assert!(
-        history.len() >= 20,
-        "every attempt kept: {} entries",
-        history.len()
-    );
-    assert!(
-        history
-            .iter()
-            .all(|h| h["detail"].as_str().unwrap_or_default().contains("451")),
-        "{history:?}"
-    );
+    assert!(history.len() >= 20, "every attempt kept: {} entries", history.len());
+    assert!(history.iter().all(|h| h["detail"].as_str().unwrap_or_default().contains("451")), "{history:?}");
     assert_invariant(&gw, std::slice::from_ref(&id)).await;
 }
 
@@ -487,23 +333,10 @@ async fn smtp_4xx_is_retried_for_a_day_then_dead_lettered_with_history() {
 async fn a_hanging_receiver_is_timed_out_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    let hang = Answer {
-        status: 200,
-        headers: vec![],
-        delay: Duration::from_secs(30),
-    };
+    let hang = Answer { status: 200, headers: vec![], delay: Duration::from_secs(30) };
     sink.script([hang.clone(), hang]);
-    let gw = Gateway::start(
-        dir.path(),
-        &config(
-            &sink.url,
-            "[dispatch]\nrequest_timeout_ms = 1000\n[retry]\nbase_ms = 200\n",
-        ),
-    );
-    let id = send(&gw, &message(2, "r"), None).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gw = Gateway::start(dir.path(), &config(&sink.url, "[dispatch]\nrequest_timeout_ms = 1000\n[retry]\nbase_ms = 200\n"));
+    let id = send(&gw, &message(2, "r"), None).await.json()["id"].as_str().unwrap().to_string();
     let statuses = assert_invariant(&gw, std::slice::from_ref(&id)).await;
     assert!(statuses.values().all(|s| s == "sent"), "{statuses:?}");
 }
@@ -522,21 +355,9 @@ async fn strict_input_names_the_field() {
         (r#"{"channel": "webhook", "content": {"text": "t"}, "recipients": [{"to": "a\r\n"}]}"#.to_string(), "recipients[0].to"),
     ];
     for (body, field) in cases {
-        let r = gw
-            .post(
-                "/v1/messages",
-                Some(API_KEY),
-                &[("content-type", "application/json")],
-                body.clone(),
-            )
-            .await;
+        let r = gw.post("/v1/messages", Some(API_KEY), &[("content-type", "application/json")], body.clone()).await;
         assert!((400..500).contains(&r.status), "{body:?}: {}", r.text());
-        assert_eq!(
-            r.error().1.as_deref(),
-            Some(field),
-            "{body:?}: {}",
-            r.text()
-        );
+        assert_eq!(r.error().1.as_deref(), Some(field), "{body:?}: {}", r.text());
     }
 }
 
@@ -546,43 +367,17 @@ async fn keys_and_accounts_removed_from_the_file_are_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
     const SECOND: &str = "hk_second_0123456789abcdef";
-    let with = |keys: &str, accounts: &str| {
-        format!("[[tenants]]\nid = \"acme\"\napi_keys = [{keys}]\n{accounts}\n")
-    };
-    let hook = |name: &str| {
-        format!(
-            "[[tenants.accounts]]\nname = \"{name}\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n",
-            sink.url
-        )
-    };
-    let mut gw = Gateway::start(
-        dir.path(),
-        &with(
-            &format!("\"{API_KEY}\", \"{SECOND}\""),
-            &format!("{}{}", hook("a"), hook("b")),
-        ),
-    );
+    let with = |keys: &str, accounts: &str| format!("[[tenants]]\nid = \"acme\"\napi_keys = [{keys}]\n{accounts}\n");
+    let hook = |name: &str| format!("[[tenants.accounts]]\nname = \"{name}\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url);
+    let mut gw = Gateway::start(dir.path(), &with(&format!("\"{API_KEY}\", \"{SECOND}\""), &format!("{}{}", hook("a"), hook("b"))));
     assert_eq!(gw.get("/v1/plugins", Some(SECOND)).await.status, 200);
     gw.kill9();
     gw.rewrite_config(&with(&format!("\"{API_KEY}\""), &hook("a")));
     gw.restart();
-    assert_eq!(
-        gw.get("/v1/plugins", Some(SECOND)).await.status,
-        401,
-        "removed key revoked"
-    );
-    assert_eq!(
-        gw.get("/v1/plugins", Some(API_KEY)).await.status,
-        200,
-        "kept key works"
-    );
+    assert_eq!(gw.get("/v1/plugins", Some(SECOND)).await.status, 401, "removed key revoked");
+    assert_eq!(gw.get("/v1/plugins", Some(API_KEY)).await.status, 200, "kept key works");
     let r = send(&gw, &json!({"channel": "webhook", "account": "b", "content": {"text": "t"}, "recipients": [{"to": "x"}]}), None).await;
-    assert_eq!(
-        (r.status, r.error().1.as_deref()),
-        (422, Some("account")),
-        "removed account gone: {}",
-        r.text()
-    );
+    assert_eq!((r.status, r.error().1.as_deref()), (422, Some("account")), "removed account gone: {}", r.text());
     let r = send(&gw, &json!({"channel": "webhook", "account": "a", "content": {"text": "t"}, "recipients": [{"to": "x"}]}), None).await;
     assert_eq!(r.status, 202, "{}", r.text());
 }
@@ -634,8 +429,13 @@ async fn console_pushes_check_addresses_per_channel() {
     let (_, t) = admin.register("Acme", "boss").await;
     let t = Some(t.as_str());
     let acc = admin
-        .call("POST", "/accounts", t, Some(json!({"name": "sms", "channel": "twilio-sms",
-            "config": {"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "tok-0123456789", "from": "+14155550100"}})))
+        .call(
+            "POST",
+            "/accounts",
+            t,
+            Some(json!({"name": "sms", "channel": "twilio-sms",
+            "config": {"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "tok-0123456789", "from": "+14155550100"}})),
+        )
         .await;
     assert_eq!(acc.status, 201, "{}", acc.text());
     let push = |list: Value, targets_extra: Value| {

@@ -18,21 +18,12 @@ pub const OTHER_KEY: &str = "hk_other_0123456789abcdef";
 fn target_dir() -> PathBuf {
     // <target>/release/deps/e2e-<hash>
     let exe = std::env::current_exe().expect("test exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
 pub fn gateway_bin() -> PathBuf {
-    let bin = std::env::var_os("HERALD_GATEWAY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("herald-gateway"));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `make test` (it builds the gateway first)",
-        bin.display()
-    );
+    let bin = std::env::var_os("HERALD_GATEWAY_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("herald-gateway"));
+    assert!(bin.exists(), "{} is missing: run `make test` (it builds the gateway first)", bin.display());
     bin
 }
 
@@ -40,32 +31,15 @@ pub fn gateway_bin() -> PathBuf {
 pub fn plugin_dir() -> PathBuf {
     let dir = std::env::var_os("HERALD_TEST_PLUGIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            target_dir()
-                .parent()
-                .expect("target")
-                .join("herald-plugins")
-        });
-    assert!(
-        dir.join("webhook.wasm").exists(),
-        "plugins missing in {}: run `make test`",
-        dir.display()
-    );
+        .unwrap_or_else(|| target_dir().parent().expect("target").join("herald-plugins"));
+    assert!(dir.join("webhook.wasm").exists(), "plugins missing in {}: run `make test`", dir.display());
     dir
 }
 
 /// Start `cmd` with stderr appended to `log`; returns once it prints `prefix<url>` on stdout.
 pub fn spawn_logged(mut cmd: Command, log: &Path, prefix: &'static str) -> (Child, String) {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(file)
-        .spawn()
-        .expect("start process");
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(file).spawn().expect("start process");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -79,10 +53,7 @@ pub fn spawn_logged(mut cmd: Command, log: &Path, prefix: &'static str) -> (Chil
         Ok(u) => (child, u),
         Err(_) => {
             let _ = child.kill();
-            panic!(
-                "process did not start; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            panic!("process did not start; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
         }
     }
 }
@@ -116,11 +87,7 @@ impl Gateway {
     fn write_config(path: &Path, data: &Path, config: &str, plugins: &Path) {
         // `HERALD_TEST_OLD_BINARY=1` runs a test against a gateway built
         // before `transport.allow_private` existed (to show it failing there).
-        let allow = if config.contains("allow_private") || std::env::var_os("HERALD_TEST_OLD_BINARY").is_some() {
-            ""
-        } else {
-            LOOPBACK_ALLOWED
-        };
+        let allow = if config.contains("allow_private") || std::env::var_os("HERALD_TEST_OLD_BINARY").is_some() { "" } else { LOOPBACK_ALLOWED };
         let full = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\nplugins.dir = \"{}\"\n{allow}{}\n",
             data.display(),
@@ -137,20 +104,9 @@ impl Gateway {
 
     fn spawn(data: &Path, config: &Path) -> Gateway {
         let mut cmd = Command::new(gateway_bin());
-        cmd.arg("--config")
-            .arg(config)
-            .env("HERALD_LOG", "info,herald_gateway=debug");
-        let (child, url) = spawn_logged(
-            cmd,
-            &data.join("gateway.log"),
-            "herald-gateway listening on ",
-        );
-        Gateway {
-            child: Some(child),
-            url,
-            data: data.to_path_buf(),
-            config: config.to_path_buf(),
-        }
+        cmd.arg("--config").arg(config).env("HERALD_LOG", "info,herald_gateway=debug");
+        let (child, url) = spawn_logged(cmd, &data.join("gateway.log"), "herald-gateway listening on ");
+        Gateway { child: Some(child), url, data: data.to_path_buf(), config: config.to_path_buf() }
     }
 
     /// kill -9: no chance to drain or flush.
@@ -165,11 +121,7 @@ impl Gateway {
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();
         if let Some(mut c) = self.child.take() {
-            Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status()
-                .unwrap();
+            Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
             c.wait().unwrap();
         }
         started.elapsed()
@@ -186,52 +138,21 @@ impl Gateway {
         std::fs::read_to_string(self.data.join("gateway.log")).unwrap_or_default()
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        key: Option<&str>,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-    ) -> Resp {
-        request(
-            "POST",
-            &format!("{}{path}", self.url),
-            key,
-            headers,
-            body.into(),
-        )
-        .await
+    pub async fn post(&self, path: &str, key: Option<&str>, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+        request("POST", &format!("{}{path}", self.url), key, headers, body.into()).await
     }
 
     pub async fn get(&self, path: &str, key: Option<&str>) -> Resp {
-        request(
-            "GET",
-            &format!("{}{path}", self.url),
-            key,
-            &[],
-            Bytes::new(),
-        )
-        .await
+        request("GET", &format!("{}{path}", self.url), key, &[], Bytes::new()).await
     }
 
     /// POST /v1/messages with the test tenant's key.
     pub async fn send(&self, body: &Value) -> Resp {
-        self.post(
-            "/v1/messages",
-            Some(API_KEY),
-            &[("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await
+        self.post("/v1/messages", Some(API_KEY), &[("content-type", "application/json")], body.to_string()).await
     }
 
     /// Poll a message until `done(view)` or the timeout.
-    pub async fn wait_message(
-        &self,
-        id: &str,
-        timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub async fn wait_message(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let r = self.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await;
@@ -239,12 +160,7 @@ impl Gateway {
                 return r.json();
             }
             if Instant::now() > deadline {
-                panic!(
-                    "message {id} not done in {timeout:?}; last: {} {}\nlog:\n{}",
-                    r.status,
-                    r.text(),
-                    self.log()
-                );
+                panic!("message {id} not done in {timeout:?}; last: {} {}\nlog:\n{}", r.status, r.text(), self.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -262,11 +178,7 @@ impl Drop for Gateway {
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            eprintln!(
-                "---- last {} lines of {} ----",
-                tail.len(),
-                self.data.join("gateway.log").display()
-            );
+            eprintln!("---- last {} lines of {} ----", tail.len(), self.data.join("gateway.log").display());
             for line in tail.into_iter().rev() {
                 eprintln!("{line}");
             }
@@ -282,8 +194,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
@@ -291,22 +202,12 @@ impl Resp {
     /// `error.code` and `error.field` of an error answer.
     pub fn error(&self) -> (String, Option<String>) {
         let j = self.json();
-        (
-            j["error"]["code"].as_str().unwrap_or("").to_string(),
-            j["error"]["field"].as_str().map(str::to_string),
-        )
+        (j["error"]["code"].as_str().unwrap_or("").to_string(), j["error"]["field"].as_str().map(str::to_string))
     }
 }
 
-pub async fn request(
-    method: &str,
-    url: &str,
-    key: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Bytes,
-) -> Resp {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+pub async fn request(method: &str, url: &str, key: Option<&str>, headers: &[(&str, &str)], body: Bytes) -> Resp {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut b = hyper::Request::builder().method(method).uri(url);
     if let Some(k) = key {
         b = b.header("authorization", format!("Bearer {k}"));
@@ -314,16 +215,9 @@ pub async fn request(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client
-        .request(b.body(Full::new(body)).unwrap())
-        .await
-        .expect("request");
+    let resp = client.request(b.body(Full::new(body)).unwrap()).await.expect("request");
     let (parts, body) = resp.into_parts();
-    Resp {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    Resp { status: parts.status.as_u16(), headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
 }
 
 /// Wait until `f()` is true, or panic with `what`.

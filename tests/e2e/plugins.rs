@@ -37,55 +37,17 @@ async fn plugins_built_for_1_0_and_1_2_serve_side_by_side() {
     let sink = WebhookSink::start().await;
     let gw = Gateway::start(dir.path(), &accounts(&sink.url));
     let plugins = gw.get("/v1/plugins", Some(API_KEY)).await.json();
-    let names: Vec<&str> = plugins["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.contains(&"legacy") && names.contains(&"webhook"),
-        "{names:?}"
-    );
-    let worlds = |name: &str| {
-        plugins["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["worlds"]
-            .clone()
-    };
-    assert_eq!(
-        worlds("legacy"),
-        json!(["channel-plugin"]),
-        "built against contract 1.0"
-    );
-    assert_eq!(
-        worlds("webhook"),
-        json!([
-            "channel-plugin",
-            "channel-plugin-auth",
-            "channel-plugin-metered"
-        ]),
-        "built with the 1.2 SDK"
-    );
+    let names: Vec<&str> = plugins["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"legacy") && names.contains(&"webhook"), "{names:?}");
+    let worlds = |name: &str| plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["worlds"].clone();
+    assert_eq!(worlds("legacy"), json!(["channel-plugin"]), "built against contract 1.0");
+    assert_eq!(worlds("webhook"), json!(["channel-plugin", "channel-plugin-auth", "channel-plugin-metered"]), "built with the 1.2 SDK");
     for (channel, account) in [("legacy", "old"), ("webhook", "new")] {
         assert_eq!(send(&gw, channel, account).await.status, 202);
     }
-    eventually(Duration::from_secs(20), "both delivered", || {
-        sink.received().len() == 2
-    })
-    .await;
-    let contracts: Vec<Option<String>> = sink
-        .received()
-        .iter()
-        .map(|r| r.json()["contract"].as_str().map(str::to_string))
-        .collect();
-    assert!(
-        contracts.contains(&Some("1.0.0".into())),
-        "the 1.0 plugin built the request: {contracts:?}"
-    );
+    eventually(Duration::from_secs(20), "both delivered", || sink.received().len() == 2).await;
+    let contracts: Vec<Option<String>> = sink.received().iter().map(|r| r.json()["contract"].as_str().map(str::to_string)).collect();
+    assert!(contracts.contains(&Some("1.0.0".into())), "the 1.0 plugin built the request: {contracts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,10 +57,7 @@ async fn dropping_a_file_loads_it_and_a_broken_file_keeps_the_old_version() {
     std::fs::create_dir_all(&pdir).unwrap();
     install("webhook.wasm", &pdir, "webhook.wasm");
     let sink = WebhookSink::start().await;
-    let cfg = format!(
-        "admin_token = \"operator-secret-token\"\nplugins.reload_interval_ms = 200\n{}",
-        accounts(&sink.url)
-    );
+    let cfg = format!("admin_token = \"operator-secret-token\"\nplugins.reload_interval_ms = 200\n{}", accounts(&sink.url));
     let gw = Gateway::start_with_plugins(dir.path(), &cfg, &pdir);
 
     let r = send(&gw, "legacy", "old").await;
@@ -110,11 +69,7 @@ async fn dropping_a_file_loads_it_and_a_broken_file_keeps_the_old_version() {
         if send(&gw, "legacy", "old").await.status == 202 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "legacy plugin not hot-loaded:\n{}",
-            gw.log()
-        );
+        assert!(std::time::Instant::now() < deadline, "legacy plugin not hot-loaded:\n{}", gw.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -123,44 +78,15 @@ async fn dropping_a_file_loads_it_and_a_broken_file_keeps_the_old_version() {
     std::fs::write(pdir.join("broken.wasm"), b"garbage").unwrap();
     let no_token = gw.post("/admin/plugins/reload", None, &[], "").await;
     assert_eq!(no_token.status, 401);
-    let r = gw
-        .post(
-            "/admin/plugins/reload",
-            Some("operator-secret-token"),
-            &[],
-            "",
-        )
-        .await;
+    let r = gw.post("/admin/plugins/reload", Some("operator-secret-token"), &[], "").await;
     assert_eq!(r.status, 422, "{}", r.text());
     let errors = r.json()["errors"].as_array().unwrap().clone();
-    let files: Vec<String> = errors
-        .iter()
-        .map(|e| e["file"].as_str().unwrap().to_string())
-        .collect();
-    assert!(
-        files.iter().any(|f| f.ends_with("broken.wasm")),
-        "{errors:?}"
-    );
-    assert!(
-        files.iter().any(|f| f.ends_with("webhook.wasm")),
-        "{errors:?}"
-    );
-    assert!(
-        errors.iter().all(|e| e["error"]
-            .as_str()
-            .unwrap()
-            .contains("not a valid component")),
-        "{errors:?}"
-    );
-    assert_eq!(
-        send(&gw, "webhook", "new").await.status,
-        202,
-        "the old webhook plugin keeps serving"
-    );
-    eventually(Duration::from_secs(20), "old webhook delivered", || {
-        sink.received().len() == 2
-    })
-    .await;
+    let files: Vec<String> = errors.iter().map(|e| e["file"].as_str().unwrap().to_string()).collect();
+    assert!(files.iter().any(|f| f.ends_with("broken.wasm")), "{errors:?}");
+    assert!(files.iter().any(|f| f.ends_with("webhook.wasm")), "{errors:?}");
+    assert!(errors.iter().all(|e| e["error"].as_str().unwrap().contains("not a valid component")), "{errors:?}");
+    assert_eq!(send(&gw, "webhook", "new").await.status, 202, "the old webhook plugin keeps serving");
+    eventually(Duration::from_secs(20), "old webhook delivered", || sink.received().len() == 2).await;
     assert!(gw.log().contains("any previous version keeps serving"));
 
     // Removing a file unloads its plugin.

@@ -13,20 +13,8 @@ use crate::sinks::WebhookSink;
 async fn misbehaving_plugins_are_stopped_and_others_keep_flowing() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
-    let modes = [
-        "loop",
-        "grow",
-        "huge",
-        "badhost",
-        "panic",
-        "clock",
-        "duplicate",
-        "random",
-    ];
-    let mut accounts = format!(
-        "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n",
-        sink.url
-    );
+    let modes = ["loop", "grow", "huge", "badhost", "panic", "clock", "duplicate", "random"];
+    let mut accounts = format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url);
     for m in modes {
         accounts.push_str(&format!(
             "[[tenants.accounts]]\nname = \"{m}\"\nplugin = \"hostile\"\nconfig = {{ mode = \"{m}\", url = \"{}\" }}\n",
@@ -47,19 +35,9 @@ async fn misbehaving_plugins_are_stopped_and_others_keep_flowing() {
     let ok = gw.send(&json!({"channel": "webhook", "account": "hook", "content": {"text": "fine"}, "recipients": [{"to": "a"}]})).await;
     let ok_id = ok.json()["id"].as_str().unwrap().to_string();
 
-    let settled = |v: &serde_json::Value| {
-        !matches!(
-            v["deliveries"][0]["status"].as_str(),
-            Some("queued" | "retrying")
-        )
-    };
-    let v = gw
-        .wait_message(&ok_id, Duration::from_secs(30), settled)
-        .await;
-    assert_eq!(
-        v["deliveries"][0]["status"], "sent",
-        "the well-behaved plugin is unaffected"
-    );
+    let settled = |v: &serde_json::Value| !matches!(v["deliveries"][0]["status"].as_str(), Some("queued" | "retrying"));
+    let v = gw.wait_message(&ok_id, Duration::from_secs(30), settled).await;
+    assert_eq!(v["deliveries"][0]["status"], "sent", "the well-behaved plugin is unaffected");
 
     // The plugin's own failures are not the recipient's fault: retried, so
     // with one attempt allowed they are dead-lettered. A host the operator
@@ -80,36 +58,17 @@ async fn misbehaving_plugins_are_stopped_and_others_keep_flowing() {
         let v = gw.wait_message(id, Duration::from_secs(30), settled).await;
         let d = &v["deliveries"][0];
         assert_eq!(d["status"], status, "{mode}: {d}");
-        assert!(
-            d["detail"].as_str().unwrap_or("").contains(reason),
-            "{mode}: detail {:?} lacks {reason:?}",
-            d["detail"]
-        );
+        assert!(d["detail"].as_str().unwrap_or("").contains(reason), "{mode}: detail {:?} lacks {reason:?}", d["detail"]);
     }
     let metrics = gw.metrics().await;
-    for (kind, n) in [
-        ("deadline", 1),
-        ("memory", 1),
-        ("output", 2),
-        ("host_denied", 1),
-        ("trap", 2),
-    ] {
+    for (kind, n) in [("deadline", 1), ("memory", 1), ("output", 2), ("host_denied", 1), ("trap", 2)] {
         assert!(
-            metrics.contains(&format!(
-                "herald_plugin_failures_total{{kind=\"{kind}\",plugin=\"hostile\"}} {n}"
-            )),
+            metrics.contains(&format!("herald_plugin_failures_total{{kind=\"{kind}\",plugin=\"hostile\"}} {n}")),
             "metric for {kind}:\n{metrics}"
         );
     }
-    assert_eq!(
-        sink.received().len(),
-        2,
-        "only the webhook and the well-behaved hostile request reached the network"
-    );
-    assert!(
-        gw.get("/healthz", None).await.status == 200,
-        "the gateway survived"
-    );
+    assert_eq!(sink.received().len(), 2, "only the webhook and the well-behaved hostile request reached the network");
+    assert!(gw.get("/healthz", None).await.status == 200, "the gateway survived");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,33 +77,14 @@ async fn operator_allowlist_narrows_what_a_plugin_may_reach() {
     let sink = WebhookSink::start().await;
     let cfg = format!(
         "[retry]\nmax_attempts = 1\n{}\n[plugins.allow_hosts]\nwebhook = [\"hooks.example.com\"]\n",
-        tenant(
-            "acme",
-            API_KEY,
-            &format!(
-                "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n",
-                sink.url
-            )
-        )
+        tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url))
     );
     let gw = Gateway::start(dir.path(), &cfg);
-    let r = gw
-        .send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}]}))
-        .await;
+    let r = gw.send(&json!({"channel": "webhook", "content": {"text": "x"}, "recipients": [{"to": "a"}]})).await;
     let id = r.json()["id"].as_str().unwrap().to_string();
-    let v = gw
-        .wait_message(&id, Duration::from_secs(20), |v| {
-            v["deliveries"][0]["status"] != "queued"
-        })
-        .await;
+    let v = gw.wait_message(&id, Duration::from_secs(20), |v| v["deliveries"][0]["status"] != "queued").await;
     assert_eq!(v["deliveries"][0]["status"], "failed");
-    assert!(
-        v["deliveries"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("127.0.0.1"),
-        "{v}"
-    );
+    assert!(v["deliveries"][0]["detail"].as_str().unwrap().contains("127.0.0.1"), "{v}");
     assert!(sink.received().is_empty());
 }
 
@@ -152,15 +92,7 @@ async fn operator_allowlist_narrows_what_a_plugin_may_reach() {
 async fn a_second_gateway_on_the_same_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _gw = Gateway::start(dir.path(), &tenant("acme", API_KEY, ""));
-    let out = std::process::Command::new(crate::harness::gateway_bin())
-        .arg("--config")
-        .arg(dir.path().join("herald.toml"))
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(crate::harness::gateway_bin()).arg("--config").arg(dir.path().join("herald.toml")).output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("in use by another herald-gateway"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another herald-gateway"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -14,16 +14,14 @@ const PASSWORD: &str = "violet kettle drums 42";
 
 /// A role with these rights, and a user holding it (in the first of `units`,
 /// or the root) who logs in; returns (role id, user id, token).
-async fn member(
-    admin: &Admin,
-    boss: &str,
-    login: &str,
-    permissions: &[&str],
-    all_units: bool,
-    units: &[&str],
-) -> (String, String, String) {
+async fn member(admin: &Admin, boss: &str, login: &str, permissions: &[&str], all_units: bool, units: &[&str]) -> (String, String, String) {
     let role = id(&admin
-        .call("POST", "/roles", Some(boss), Some(json!({"name": format!("{login} role"), "permissions": permissions, "all_units": all_units, "units": units})))
+        .call(
+            "POST",
+            "/roles",
+            Some(boss),
+            Some(json!({"name": format!("{login} role"), "permissions": permissions, "all_units": all_units, "units": units})),
+        )
         .await);
     let unit = match units.first() {
         Some(u) => u.to_string(),
@@ -59,27 +57,12 @@ fn all_permissions() -> Vec<&'static str> {
 }
 
 fn forbidden(r: &Resp, field: &str, naming: &str) {
-    assert_eq!(
-        (r.status, r.error().0.as_str(), r.error().1.as_deref()),
-        (403, "forbidden", Some(field)),
-        "{}",
-        r.text()
-    );
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(naming),
-        "{}",
-        r.text()
-    );
+    assert_eq!((r.status, r.error().0.as_str(), r.error().1.as_deref()), (403, "forbidden", Some(field)), "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains(naming), "{}", r.text());
 }
 
 async fn me_id(admin: &Admin, token: &str) -> String {
-    admin.call("GET", "/me", Some(token), None).await.json()["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    admin.call("GET", "/me", Some(token), None).await.json()["user"]["id"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]
@@ -91,226 +74,58 @@ async fn nobody_grants_what_they_do_not_hold_and_the_last_administrator_stays() 
     let roles = admin.call("GET", "/roles", Some(&boss), None).await.json();
     let admin_role = roles["items"][0]["id"].as_str().unwrap().to_string();
     let root = admin.root_unit(&boss).await;
-    let east = id(&admin
-        .call(
-            "POST",
-            "/units",
-            Some(&boss),
-            Some(json!({"name": "East", "parent": root})),
-        )
-        .await);
-    let west = id(&admin
-        .call(
-            "POST",
-            "/units",
-            Some(&boss),
-            Some(json!({"name": "West", "parent": root})),
-        )
-        .await);
+    let east = id(&admin.call("POST", "/units", Some(&boss), Some(json!({"name": "East", "parent": root}))).await);
+    let west = id(&admin.call("POST", "/units", Some(&boss), Some(json!({"name": "West", "parent": root}))).await);
 
     // A role manager (with the directory, limited to East) cannot widen their own role…
-    let perms = [
-        "roles.view",
-        "roles.manage",
-        "directory.view",
-        "directory.edit",
-    ];
+    let perms = ["roles.view", "roles.manage", "directory.view", "directory.edit"];
     let (own, rick, rt) = member(&admin, &boss, "rick", &perms, false, &[&east]).await;
     // Every permission the catalogue had before users.password (so the same
     // request shows the old code granting it).
     let mut everything: Vec<_> = all_permissions().into_iter().filter(|p| *p != "users.password").collect();
     everything.sort();
-    let widen = admin
-        .call(
-            "PATCH",
-            &format!("/roles/{own}"),
-            Some(&rt),
-            Some(json!({"permissions": everything})),
-        )
-        .await;
+    let widen = admin.call("PATCH", &format!("/roles/{own}"), Some(&rt), Some(json!({"permissions": everything}))).await;
     forbidden(&widen, "permissions[0]", "accounts.edit");
-    assert_eq!(
-        admin
-            .call("POST", "/api-keys", Some(&rt), None)
-            .await
-            .status,
-        403
-    );
+    assert_eq!(admin.call("POST", "/api-keys", Some(&rt), None).await.status, 403);
     // …nor create one with more, nor one on all units or outside East…
-    let new_role = admin
-        .call(
-            "POST",
-            "/roles",
-            Some(&rt),
-            Some(json!({"name": "All", "permissions": ["roles.view", "apps.manage"]})),
-        )
-        .await;
+    let new_role = admin.call("POST", "/roles", Some(&rt), Some(json!({"name": "All", "permissions": ["roles.view", "apps.manage"]}))).await;
     forbidden(&new_role, "permissions[1]", "apps.manage");
-    let all_units = admin
-        .call(
-            "POST",
-            "/roles",
-            Some(&rt),
-            Some(json!({"name": "Wide", "permissions": ["roles.view"], "all_units": true})),
-        )
-        .await;
+    let all_units = admin.call("POST", "/roles", Some(&rt), Some(json!({"name": "Wide", "permissions": ["roles.view"], "all_units": true}))).await;
     forbidden(&all_units, "all_units", "all units");
-    let outside = admin
-        .call(
-            "POST",
-            "/roles",
-            Some(&rt),
-            Some(json!({"name": "W", "permissions": ["roles.view"], "units": [west]})),
-        )
-        .await;
-    assert_eq!(
-        (outside.status, outside.error().1.as_deref()),
-        (422, Some("units[0]")),
-        "{}",
-        outside.text()
-    );
-    let within = admin
-        .call(
-            "POST",
-            "/roles",
-            Some(&rt),
-            Some(json!({"name": "E", "permissions": ["directory.view"], "units": [east]})),
-        )
-        .await;
+    let outside = admin.call("POST", "/roles", Some(&rt), Some(json!({"name": "W", "permissions": ["roles.view"], "units": [west]}))).await;
+    assert_eq!((outside.status, outside.error().1.as_deref()), (422, Some("units[0]")), "{}", outside.text());
+    let within = admin.call("POST", "/roles", Some(&rt), Some(json!({"name": "E", "permissions": ["directory.view"], "units": [east]}))).await;
     assert_eq!(within.status, 201, "{}", within.text());
     // …nor take the Administrator role, nor empty or delete it.
-    let take = admin
-        .call(
-            "PATCH",
-            &format!("/users/{rick}"),
-            Some(&rt),
-            Some(json!({"roles": [own, admin_role]})),
-        )
-        .await;
+    let take = admin.call("PATCH", &format!("/users/{rick}"), Some(&rt), Some(json!({"roles": [own, admin_role]}))).await;
     forbidden(&take, "roles[1]", "the role Administrator");
-    let empty = admin
-        .call(
-            "PATCH",
-            &format!("/roles/{admin_role}"),
-            Some(&rt),
-            Some(json!({"permissions": []})),
-        )
-        .await;
+    let empty = admin.call("PATCH", &format!("/roles/{admin_role}"), Some(&rt), Some(json!({"permissions": []}))).await;
     forbidden(&empty, "id", "this role");
-    forbidden(
-        &admin
-            .call("DELETE", &format!("/roles/{admin_role}"), Some(&rt), None)
-            .await,
-        "id",
-        "this role",
-    );
-    assert_eq!(
-        admin
-            .call("GET", "/api-keys", Some(&boss), None)
-            .await
-            .status,
-        200,
-        "the administrator keeps every right"
-    );
+    forbidden(&admin.call("DELETE", &format!("/roles/{admin_role}"), Some(&rt), None).await, "id", "this role");
+    assert_eq!(admin.call("GET", "/api-keys", Some(&boss), None).await.status, 200, "the administrator keeps every right");
     // Nor edit or delete a user who holds more (the administrator is in the root unit, outside East: 404).
-    assert_eq!(
-        admin
-            .call(
-                "PATCH",
-                &format!("/users/{boss_id}"),
-                Some(&rt),
-                Some(json!({"name": "x"}))
-            )
-            .await
-            .status,
-        404
-    );
+    assert_eq!(admin.call("PATCH", &format!("/users/{boss_id}"), Some(&rt), Some(json!({"name": "x"}))).await.status, 404);
 
     // The last full administrator cannot be stripped, nor its role emptied.
-    let strip = admin
-        .call(
-            "PATCH",
-            &format!("/users/{boss_id}"),
-            Some(&boss),
-            Some(json!({"roles": [own]})),
-        )
-        .await;
-    assert_eq!(
-        (
-            strip.status,
-            strip.error().0.as_str(),
-            strip.error().1.as_deref()
-        ),
-        (409, "last_admin", Some("roles")),
-        "{}",
-        strip.text()
-    );
-    let shrink = admin
-        .call(
-            "PATCH",
-            &format!("/roles/{admin_role}"),
-            Some(&boss),
-            Some(json!({"permissions": ["roles.view"]})),
-        )
-        .await;
-    assert_eq!(
-        (shrink.status, shrink.error().0.as_str()),
-        (409, "last_admin"),
-        "{}",
-        shrink.text()
-    );
-    let narrow = admin
-        .call(
-            "PATCH",
-            &format!("/roles/{admin_role}"),
-            Some(&boss),
-            Some(json!({"all_units": false, "units": [root]})),
-        )
-        .await;
-    assert_eq!(
-        (narrow.status, narrow.error().0.as_str()),
-        (409, "last_admin"),
-        "{}",
-        narrow.text()
-    );
+    let strip = admin.call("PATCH", &format!("/users/{boss_id}"), Some(&boss), Some(json!({"roles": [own]}))).await;
+    assert_eq!((strip.status, strip.error().0.as_str(), strip.error().1.as_deref()), (409, "last_admin", Some("roles")), "{}", strip.text());
+    let shrink = admin.call("PATCH", &format!("/roles/{admin_role}"), Some(&boss), Some(json!({"permissions": ["roles.view"]}))).await;
+    assert_eq!((shrink.status, shrink.error().0.as_str()), (409, "last_admin"), "{}", shrink.text());
+    let narrow = admin.call("PATCH", &format!("/roles/{admin_role}"), Some(&boss), Some(json!({"all_units": false, "units": [root]}))).await;
+    assert_eq!((narrow.status, narrow.error().0.as_str()), (409, "last_admin"), "{}", narrow.text());
     // With a second administrator, the first may step down; then the second is the last.
     let ada = id(&admin
         .call("POST", "/users", Some(&boss), Some(json!({"name": "Ada", "login": "ada", "password": PASSWORD, "unit": root, "roles": [admin_role]})))
         .await);
-    let down = admin
-        .call(
-            "PATCH",
-            &format!("/users/{boss_id}"),
-            Some(&boss),
-            Some(json!({"roles": [own]})),
-        )
-        .await;
+    let down = admin.call("PATCH", &format!("/users/{boss_id}"), Some(&boss), Some(json!({"roles": [own]}))).await;
     assert_eq!(down.status, 200, "{}", down.text());
     let at = admin.login("ada", PASSWORD).await;
-    let gone = admin
-        .call("DELETE", &format!("/users/{ada}"), Some(&at), None)
-        .await;
+    let gone = admin.call("DELETE", &format!("/users/{ada}"), Some(&at), None).await;
     assert_eq!(gone.error().0, "self");
-    let strip = admin
-        .call(
-            "PATCH",
-            &format!("/users/{ada}"),
-            Some(&at),
-            Some(json!({"roles": []})),
-        )
-        .await;
-    assert_eq!(
-        (strip.status, strip.error().0.as_str()),
-        (409, "last_admin"),
-        "{}",
-        strip.text()
-    );
+    let strip = admin.call("PATCH", &format!("/users/{ada}"), Some(&at), Some(json!({"roles": []}))).await;
+    assert_eq!((strip.status, strip.error().0.as_str()), (409, "last_admin"), "{}", strip.text());
     // The Administrator role holds the whole catalogue (users.password included).
-    assert_eq!(
-        roles["items"][0]["permissions"].as_array().unwrap().len(),
-        all_permissions().len(),
-        "{roles}"
-    );
+    assert_eq!(roles["items"][0]["permissions"].as_array().unwrap().len(), all_permissions().len(), "{roles}");
 }
 
 #[tokio::test]
@@ -320,273 +135,77 @@ async fn directory_editors_cannot_take_over_accounts_and_credential_changes_end_
     let (_, boss) = admin.register("Acme", "boss").await;
     let boss_id = me_id(&admin, &boss).await;
     let root = admin.root_unit(&boss).await;
-    let (_, dora, dt) = member(
-        &admin,
-        &boss,
-        "dora",
-        &["directory.view", "directory.edit"],
-        true,
-        &[],
-    )
-    .await;
+    let (_, dora, dt) = member(&admin, &boss, "dora", &["directory.view", "directory.edit"], true, &[]).await;
 
     // The takeover of the issue: 403, and the administrator's password still works.
-    let takeover = admin
-        .call(
-            "PATCH",
-            &format!("/users/{boss_id}"),
-            Some(&dt),
-            Some(json!({"password": "taken over 12345"})),
-        )
-        .await;
+    let takeover = admin.call("PATCH", &format!("/users/{boss_id}"), Some(&dt), Some(json!({"password": "taken over 12345"}))).await;
     forbidden(&takeover, "id", "this user holds the permission");
-    let rename = admin
-        .call(
-            "PATCH",
-            &format!("/users/{boss_id}"),
-            Some(&dt),
-            Some(json!({"login": "dora-boss"})),
-        )
-        .await;
+    let rename = admin.call("PATCH", &format!("/users/{boss_id}"), Some(&dt), Some(json!({"login": "dora-boss"}))).await;
     forbidden(&rename, "id", "this user holds the permission");
-    forbidden(
-        &admin
-            .call("DELETE", &format!("/users/{boss_id}"), Some(&dt), None)
-            .await,
-        "id",
-        "this user",
-    );
-    let no_login = admin
-        .call(
-            "POST",
-            "/login",
-            None,
-            Some(json!({"login": "boss", "password": "taken over 12345"})),
-        )
-        .await;
+    forbidden(&admin.call("DELETE", &format!("/users/{boss_id}"), Some(&dt), None).await, "id", "this user");
+    let no_login = admin.call("POST", "/login", None, Some(json!({"login": "boss", "password": "taken over 12345"}))).await;
     assert_eq!(no_login.status, 401);
     admin.login("boss", "correct horse battery").await;
 
     // A user with no rights: directory.edit still cannot set their password or login.
-    let pat = id(&admin
-        .call(
-            "POST",
-            "/users",
-            Some(&dt),
-            Some(json!({"name": "Pat", "login": "pat", "password": PASSWORD, "unit": root})),
-        )
-        .await);
+    let pat = id(&admin.call("POST", "/users", Some(&dt), Some(json!({"name": "Pat", "login": "pat", "password": PASSWORD, "unit": root}))).await);
     let pat_token = admin.login("pat", PASSWORD).await;
-    let reset = admin
-        .call(
-            "PATCH",
-            &format!("/users/{pat}"),
-            Some(&dt),
-            Some(json!({"password": "new pat phrase 77"})),
-        )
-        .await;
+    let reset = admin.call("PATCH", &format!("/users/{pat}"), Some(&dt), Some(json!({"password": "new pat phrase 77"}))).await;
     forbidden(&reset, "password", "users.password");
-    let relogin = admin
-        .call(
-            "PATCH",
-            &format!("/users/{pat}"),
-            Some(&dt),
-            Some(json!({"login": "pat2"})),
-        )
-        .await;
+    let relogin = admin.call("PATCH", &format!("/users/{pat}"), Some(&dt), Some(json!({"login": "pat2"}))).await;
     forbidden(&relogin, "login", "users.password");
 
     // One's own password needs the current one.
-    let own = admin
-        .call(
-            "PATCH",
-            &format!("/users/{dora}"),
-            Some(&dt),
-            Some(json!({"password": "dora new phrase 9"})),
-        )
-        .await;
-    assert_eq!(
-        (own.status, own.error().1.as_deref()),
-        (400, Some("current_password")),
-        "{}",
-        own.text()
-    );
+    let own = admin.call("PATCH", &format!("/users/{dora}"), Some(&dt), Some(json!({"password": "dora new phrase 9"}))).await;
+    assert_eq!((own.status, own.error().1.as_deref()), (400, Some("current_password")), "{}", own.text());
     let wrong = admin
-        .call(
-            "PATCH",
-            &format!("/users/{dora}"),
-            Some(&dt),
-            Some(json!({"password": "dora new phrase 9", "current_password": "not it at all"})),
-        )
+        .call("PATCH", &format!("/users/{dora}"), Some(&dt), Some(json!({"password": "dora new phrase 9", "current_password": "not it at all"})))
         .await;
-    assert_eq!(
-        (
-            wrong.status,
-            wrong.error().0.as_str(),
-            wrong.error().1.as_deref()
-        ),
-        (403, "wrong_password", Some("current_password"))
-    );
+    assert_eq!((wrong.status, wrong.error().0.as_str(), wrong.error().1.as_deref()), (403, "wrong_password", Some("current_password")));
 
     // A password change ends the user's other sessions, not the one that made it.
     let other = admin.login("dora", PASSWORD).await;
-    let mine = admin
-        .call("GET", "/me/sessions", Some(&dt), None)
-        .await
-        .json();
+    let mine = admin.call("GET", "/me/sessions", Some(&dt), None).await.json();
     assert_eq!(mine["items"].as_array().unwrap().len(), 2, "{mine}");
-    assert_eq!(
-        mine["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["current"] == true)
-            .count(),
-        1,
-        "{mine}"
-    );
-    let changed = admin
-        .call(
-            "POST",
-            "/me/password",
-            Some(&dt),
-            Some(json!({"current_password": PASSWORD, "new_password": "dora new phrase 9"})),
-        )
-        .await;
+    assert_eq!(mine["items"].as_array().unwrap().iter().filter(|s| s["current"] == true).count(), 1, "{mine}");
+    let changed =
+        admin.call("POST", "/me/password", Some(&dt), Some(json!({"current_password": PASSWORD, "new_password": "dora new phrase 9"}))).await;
     assert_eq!(changed.status, 204, "{}", changed.text());
-    assert_eq!(
-        admin.call("GET", "/me", Some(&other), None).await.status,
-        401,
-        "the other session ended"
-    );
+    assert_eq!(admin.call("GET", "/me", Some(&other), None).await.status, 401, "the other session ended");
     assert_eq!(admin.call("GET", "/me", Some(&dt), None).await.status, 200);
     admin.login("dora", "dora new phrase 9").await;
 
     // An administrator (users.password) resets a password: every session of that user ends.
-    let reset = admin
-        .call(
-            "PATCH",
-            &format!("/users/{pat}"),
-            Some(&boss),
-            Some(json!({"password": "new pat phrase 77"})),
-        )
-        .await;
+    let reset = admin.call("PATCH", &format!("/users/{pat}"), Some(&boss), Some(json!({"password": "new pat phrase 77"}))).await;
     assert_eq!(reset.status, 200, "{}", reset.text());
-    assert_eq!(
-        admin
-            .call("GET", "/me", Some(&pat_token), None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(admin.call("GET", "/me", Some(&pat_token), None).await.status, 401);
     // A login rename likewise.
     let pat_token = admin.login("pat", "new pat phrase 77").await;
-    let renamed = admin
-        .call(
-            "PATCH",
-            &format!("/users/{pat}"),
-            Some(&boss),
-            Some(json!({"login": "pat2"})),
-        )
-        .await;
+    let renamed = admin.call("PATCH", &format!("/users/{pat}"), Some(&boss), Some(json!({"login": "pat2"}))).await;
     assert_eq!(renamed.status, 200, "{}", renamed.text());
-    assert_eq!(
-        admin
-            .call("GET", "/me", Some(&pat_token), None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(admin.call("GET", "/me", Some(&pat_token), None).await.status, 401);
 
     // Sessions: revoke the others, one, or (administrators) all of a user's.
     let a = admin.login("pat2", "new pat phrase 77").await;
     let b = admin.login("pat2", "new pat phrase 77").await;
     let ended = admin.call("DELETE", "/me/sessions", Some(&a), None).await;
-    assert_eq!(
-        (ended.status, ended.json()["ended"].as_u64()),
-        (200, Some(1)),
-        "{}",
-        ended.text()
-    );
+    assert_eq!((ended.status, ended.json()["ended"].as_u64()), (200, Some(1)), "{}", ended.text());
     assert_eq!(admin.call("GET", "/me", Some(&b), None).await.status, 401);
     let c = admin.login("pat2", "new pat phrase 77").await;
-    let list = admin
-        .call("GET", "/me/sessions", Some(&a), None)
-        .await
-        .json();
-    let other_id = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["current"] == false)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        admin
-            .call(
-                "DELETE",
-                &format!("/me/sessions/{other_id}"),
-                Some(&a),
-                None
-            )
-            .await
-            .status,
-        204
-    );
+    let list = admin.call("GET", "/me/sessions", Some(&a), None).await.json();
+    let other_id = list["items"].as_array().unwrap().iter().find(|s| s["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(admin.call("DELETE", &format!("/me/sessions/{other_id}"), Some(&a), None).await.status, 204);
     assert_eq!(admin.call("GET", "/me", Some(&c), None).await.status, 401);
-    assert_eq!(
-        admin
-            .call(
-                "DELETE",
-                &format!("/me/sessions/{other_id}"),
-                Some(&a),
-                None
-            )
-            .await
-            .status,
-        404
-    );
-    let all = admin
-        .call(
-            "DELETE",
-            &format!("/users/{pat}/sessions"),
-            Some(&boss),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (all.status, all.json()["ended"].as_u64()),
-        (200, Some(1)),
-        "{}",
-        all.text()
-    );
+    assert_eq!(admin.call("DELETE", &format!("/me/sessions/{other_id}"), Some(&a), None).await.status, 404);
+    let all = admin.call("DELETE", &format!("/users/{pat}/sessions"), Some(&boss), None).await;
+    assert_eq!((all.status, all.json()["ended"].as_u64()), (200, Some(1)), "{}", all.text());
     assert_eq!(admin.call("GET", "/me", Some(&a), None).await.status, 401);
-    forbidden(
-        &admin
-            .call(
-                "DELETE",
-                &format!("/users/{boss_id}/sessions"),
-                Some(&dt),
-                None,
-            )
-            .await,
-        "id",
-        "this user",
-    );
+    forbidden(&admin.call("DELETE", &format!("/users/{boss_id}/sessions"), Some(&dt), None).await, "id", "this user");
 }
 
 async fn login_raw(url: &str, login: &str, password: &str) -> Resp {
     let body = Bytes::from(json!({"login": login, "password": password}).to_string());
-    request(
-        "POST",
-        &format!("{url}/api/v1/login"),
-        None,
-        &[("content-type", "application/json")],
-        body,
-    )
-    .await
+    request("POST", &format!("{url}/api/v1/login"), None, &[("content-type", "application/json")], body).await
 }
 
 #[tokio::test]
@@ -595,25 +214,14 @@ async fn parallel_logins_cannot_slip_past_the_lockout_and_locked_names_answer_li
     let admin = Admin::start(dir.path());
     let (_, boss) = admin.register("Acme", "boss").await;
     let root = admin.root_unit(&boss).await;
-    let lina = admin
-        .call(
-            "POST",
-            "/users",
-            Some(&boss),
-            Some(json!({"name": "Lina", "login": "lina", "password": PASSWORD, "unit": root})),
-        )
-        .await;
+    let lina = admin.call("POST", "/users", Some(&boss), Some(json!({"name": "Lina", "login": "lina", "password": PASSWORD, "unit": root}))).await;
     assert_eq!(lina.status, 201, "{}", lina.text());
 
     // 40 at once, 39 wrong and the right one: at most 5 are checked at all.
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..40 {
         let url = admin.url.clone();
-        let password = if i == 39 {
-            PASSWORD.to_string()
-        } else {
-            format!("wrong guess number {i}")
-        };
+        let password = if i == 39 { PASSWORD.to_string() } else { format!("wrong guess number {i}") };
         tasks.spawn(async move { login_raw(&url, "lina", &password).await.status });
     }
     let mut statuses = vec![];
@@ -621,30 +229,16 @@ async fn parallel_logins_cannot_slip_past_the_lockout_and_locked_names_answer_li
         statuses.push(s.unwrap());
     }
     let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
-    assert!(
-        count(401) + count(200) <= 5 && count(429) >= 35,
-        "{statuses:?}"
-    );
+    assert!(count(401) + count(200) <= 5 && count(429) >= 35, "{statuses:?}");
     let after = login_raw(&admin.url, "lina", PASSWORD).await;
-    assert_eq!(
-        (after.status, after.error().0.as_str()),
-        (429, "locked"),
-        "the right password waits out the lock"
-    );
-    let retry: u64 = after.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!((after.status, after.error().0.as_str()), (429, "locked"), "the right password waits out the lock");
+    let retry: u64 = after.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((800..=900).contains(&retry), "{retry}");
 
     // An unknown login locks the same way and then answers exactly like a locked one.
     for i in 0..4 {
         let r = login_raw(&admin.url, "ghost", &format!("wrong guess number {i}")).await;
-        assert_eq!(
-            (r.status, r.error().0.as_str()),
-            (401, "invalid_credentials")
-        );
+        assert_eq!((r.status, r.error().0.as_str()), (401, "invalid_credentials"));
     }
     let fifth = login_raw(&admin.url, "ghost", "wrong guess number 5").await;
     assert_eq!((fifth.status, fifth.error().0.as_str()), (429, "locked"));
@@ -659,56 +253,21 @@ async fn parallel_logins_cannot_slip_past_the_lockout_and_locked_names_answer_li
 async fn weak_passwords_are_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let admin = Admin::start(dir.path());
-    for (login, weak) in [
-        ("weak-a", "          "),
-        ("weak-b", "aaaaaaaaaa"),
-        ("weak-login-c", "weak-login-c"),
-        ("weak-d", "password123"),
-    ] {
+    for (login, weak) in [("weak-a", "          "), ("weak-b", "aaaaaaaaaa"), ("weak-login-c", "weak-login-c"), ("weak-d", "password123")] {
         let r = admin
             .call("POST", "/register", None, Some(json!({"enterprise_name": "W", "admin_login": login, "admin_password": weak, "admin_name": "W"})))
             .await;
-        assert_eq!(
-            (r.status, r.error().1.as_deref()),
-            (400, Some("admin_password")),
-            "{weak:?}: {}",
-            r.text()
-        );
+        assert_eq!((r.status, r.error().1.as_deref()), (400, Some("admin_password")), "{weak:?}: {}", r.text());
     }
     let (_, boss) = admin.register("Acme", "boss").await;
     let root = admin.root_unit(&boss).await;
-    let weak_user = admin
-        .call(
-            "POST",
-            "/users",
-            Some(&boss),
-            Some(
-                json!({"name": "Wu", "login": "wu-login", "password": "wu-login12", "unit": root}),
-            ),
-        )
-        .await;
-    assert_eq!(
-        (weak_user.status, weak_user.error().1.as_deref()),
-        (400, Some("password")),
-        "{}",
-        weak_user.text()
-    );
+    let weak_user =
+        admin.call("POST", "/users", Some(&boss), Some(json!({"name": "Wu", "login": "wu-login", "password": "wu-login12", "unit": root}))).await;
+    assert_eq!((weak_user.status, weak_user.error().1.as_deref()), (400, Some("password")), "{}", weak_user.text());
     let mine = admin
-        .call(
-            "POST",
-            "/me/password",
-            Some(&boss),
-            Some(
-                json!({"current_password": "correct horse battery", "new_password": "qwertyuiop"}),
-            ),
-        )
+        .call("POST", "/me/password", Some(&boss), Some(json!({"current_password": "correct horse battery", "new_password": "qwertyuiop"})))
         .await;
-    assert_eq!(
-        (mine.status, mine.error().1.as_deref()),
-        (400, Some("new_password")),
-        "{}",
-        mine.text()
-    );
+    assert_eq!((mine.status, mine.error().1.as_deref()), (400, Some("new_password")), "{}", mine.text());
 }
 
 #[tokio::test]
@@ -729,133 +288,46 @@ async fn cross_site_cookie_writes_are_refused_and_the_cookie_is_secure_when_conf
     let same = admin.url.clone();
 
     // The issue's request: the cookie, a foreign Origin, text/plain.
-    let evil = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("origin", "http://evil.example".into()),
-            ("content-type", "text/plain".into()),
-        ],
-        unit("E"),
-    )
-    .await;
-    assert_eq!(
-        (
-            evil.status,
-            evil.error().0.as_str(),
-            evil.error().1.as_deref()
-        ),
-        (403, "cross_origin", Some("Origin")),
-        "{}",
-        evil.text()
-    );
-    let evil_json = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("origin", "http://evil.example".into()),
-            ("content-type", "application/json".into()),
-        ],
-        unit("E"),
-    )
-    .await;
+    let evil =
+        post(vec![("cookie", cookie.clone()), ("origin", "http://evil.example".into()), ("content-type", "text/plain".into())], unit("E")).await;
+    assert_eq!((evil.status, evil.error().0.as_str(), evil.error().1.as_deref()), (403, "cross_origin", Some("Origin")), "{}", evil.text());
+    let evil_json =
+        post(vec![("cookie", cookie.clone()), ("origin", "http://evil.example".into()), ("content-type", "application/json".into())], unit("E"))
+            .await;
     assert_eq!(evil_json.status, 403);
-    let site = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("sec-fetch-site", "cross-site".into()),
-            ("content-type", "application/json".into()),
-        ],
-        unit("E"),
-    )
-    .await;
-    assert_eq!(
-        (site.status, site.error().1.as_deref()),
-        (403, Some("Sec-Fetch-Site"))
-    );
+    let site =
+        post(vec![("cookie", cookie.clone()), ("sec-fetch-site", "cross-site".into()), ("content-type", "application/json".into())], unit("E")).await;
+    assert_eq!((site.status, site.error().1.as_deref()), (403, Some("Sec-Fetch-Site")));
     // A body a plain form could send is refused even from the same origin, and without one.
-    let plain = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("origin", same.clone()),
-            ("content-type", "text/plain".into()),
-        ],
-        unit("E"),
-    )
-    .await;
-    assert_eq!(
-        (plain.status, plain.error().1.as_deref()),
-        (415, Some("Content-Type")),
-        "{}",
-        plain.text()
-    );
-    let bare = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("content-type", "text/plain".into()),
-        ],
-        unit("E"),
-    )
-    .await;
+    let plain = post(vec![("cookie", cookie.clone()), ("origin", same.clone()), ("content-type", "text/plain".into())], unit("E")).await;
+    assert_eq!((plain.status, plain.error().1.as_deref()), (415, Some("Content-Type")), "{}", plain.text());
+    let bare = post(vec![("cookie", cookie.clone()), ("content-type", "text/plain".into())], unit("E")).await;
     assert_eq!(bare.status, 415);
-    let form = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("content-type", "multipart/form-data; boundary=x".into()),
-        ],
-        unit("E"),
-    )
-    .await;
+    let form = post(vec![("cookie", cookie.clone()), ("content-type", "multipart/form-data; boundary=x".into())], unit("E")).await;
     assert_eq!(form.status, 415, "multipart only from a confirmed origin");
     // The console's own requests pass.
-    let ok = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("origin", same.clone()),
-            ("content-type", "application/json".into()),
-        ],
-        unit("Mine"),
-    )
-    .await;
+    let ok = post(vec![("cookie", cookie.clone()), ("origin", same.clone()), ("content-type", "application/json".into())], unit("Mine")).await;
     assert_eq!(ok.status, 201, "{}", ok.text());
-    let fetch = post(
-        vec![
-            ("cookie", cookie.clone()),
-            ("sec-fetch-site", "same-origin".into()),
-            ("content-type", "application/json".into()),
-        ],
-        unit("F"),
-    )
-    .await;
+    let fetch =
+        post(vec![("cookie", cookie.clone()), ("sec-fetch-site", "same-origin".into()), ("content-type", "application/json".into())], unit("F"))
+            .await;
     assert_eq!(fetch.status, 201, "{}", fetch.text());
-    let upload_body = Bytes::from(
-        "--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.xlsx\"\r\n\r\nnot a sheet\r\n--x--\r\n",
-    );
+    let upload_body = Bytes::from("--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.xlsx\"\r\n\r\nnot a sheet\r\n--x--\r\n");
     let upload = request(
         "POST",
         &format!("{}/api/v1/pushes/upload", admin.url),
         None,
-        &[
-            ("cookie", &cookie),
-            ("origin", &same),
-            ("content-type", "multipart/form-data; boundary=x"),
-        ],
+        &[("cookie", &cookie), ("origin", &same), ("content-type", "multipart/form-data; boundary=x")],
         upload_body,
     )
     .await;
-    assert!(
-        ![403, 415, 401].contains(&upload.status),
-        "a same-origin upload reaches the handler: {} {}",
-        upload.status,
-        upload.text()
-    );
+    assert!(![403, 415, 401].contains(&upload.status), "a same-origin upload reaches the handler: {} {}", upload.status, upload.text());
     // API clients (Authorization) are not affected.
     let api = request(
         "POST",
         &format!("{}/api/v1/units", admin.url),
         Some(&boss),
-        &[
-            ("origin", "http://evil.example"),
-            ("content-type", "application/json"),
-        ],
+        &[("origin", "http://evil.example"), ("content-type", "application/json")],
         unit("Api"),
     )
     .await;
@@ -865,15 +337,9 @@ async fn cross_site_cookie_writes_are_refused_and_the_cookie_is_secure_when_conf
     let r = login_raw(&admin.url, "boss", "correct horse battery").await;
     assert!(!r.headers["set-cookie"].to_str().unwrap().contains("Secure"));
     let dir2 = tempfile::tempdir().unwrap();
-    let secure = Admin::start_with(
-        dir2.path(),
-        &[("HERALD_ADMIN_SECURE_COOKIES".into(), "true".into())],
-    );
+    let secure = Admin::start_with(dir2.path(), &[("HERALD_ADMIN_SECURE_COOKIES".into(), "true".into())]);
     secure.register("Beta", "boss-b").await;
     let r = login_raw(&secure.url, "boss-b", "correct horse battery").await;
     let set = r.headers["set-cookie"].to_str().unwrap().to_string();
-    assert!(
-        set.contains("HttpOnly; SameSite=Strict") && set.ends_with("; Secure"),
-        "{set}"
-    );
+    assert!(set.contains("HttpOnly; SameSite=Strict") && set.ends_with("; Secure"), "{set}");
 }

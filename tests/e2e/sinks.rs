@@ -27,21 +27,13 @@ impl Received {
         serde_json::from_slice(&self.body).expect("webhook body is JSON")
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
     /// Delivery ids carried by this request (single or batch body).
     pub fn delivery_ids(&self) -> Vec<String> {
         let j = self.json();
         match j.get("deliveries") {
-            Some(list) => list
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d["id"].as_str().unwrap().to_string())
-                .collect(),
+            Some(list) => list.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect(),
             None => vec![j["id"].as_str().unwrap().to_string()],
         }
     }
@@ -57,11 +49,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            delay: Duration::ZERO,
-        }
+        Self { status, headers: Vec::new(), delay: Duration::ZERO }
     }
 }
 
@@ -79,14 +67,9 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     pub async fn start() -> Self {
-        let inner = Arc::new(Inner {
-            received: Mutex::new(Vec::new()),
-            script: Mutex::new(VecDeque::new()),
-            default: Mutex::new(Answer::status(200)),
-        });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
+        let inner =
+            Arc::new(Inner { received: Mutex::new(Vec::new()), script: Mutex::new(VecDeque::new()), default: Mutex::new(Answer::status(200)) });
+        let app = axum::Router::new().fallback(handle).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -107,10 +90,7 @@ impl WebhookSink {
     }
 
     pub fn delivery_ids(&self) -> Vec<String> {
-        self.received()
-            .iter()
-            .flat_map(Received::delivery_ids)
-            .collect()
+        self.received().iter().flat_map(Received::delivery_ids).collect()
     }
 }
 
@@ -124,15 +104,8 @@ async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
     }
     // Only requests answered 2xx count as received.
     if (200..300).contains(&answer.status) {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        inner.received.lock().unwrap().push(Received {
-            headers,
-            body,
-            at_ms,
-        });
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        inner.received.lock().unwrap().push(Received { headers, body, at_ms });
     }
     let mut resp = (StatusCode::from_u16(answer.status).unwrap(), "").into_response();
     for (k, v) in answer.headers {
@@ -161,25 +134,17 @@ impl SmtpSink {
             .spawn()
             .expect("python3 with aiosmtpd (make test installs it)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line
             .trim()
             .strip_prefix("PORT ")
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| {
-                panic!("SMTP sink did not start (is aiosmtpd installed?): {line:?}")
-            });
+            .unwrap_or_else(|| panic!("SMTP sink did not start (is aiosmtpd installed?): {line:?}"));
         Self { child, port, out }
     }
 
     pub fn messages(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        std::fs::read_to_string(&self.out).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }
 

@@ -38,28 +38,16 @@ impl World {
     /// With `Some(brokers)`, the queue (and so every escalation timer) is Kafka.
     async fn start_on(kafka: Option<&str>) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let run = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let (queue, admin_env) = match kafka {
             Some(b) => (
                 format!(
                     "[queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.tiered.{run}\"\ngroup = \"herald-tiered-{run}\"\npartitions = 2\n"
                 ),
                 vec![
-                    (
-                        "HERALD_ADMIN_QUEUE__BACKEND".to_string(),
-                        "kafka".to_string(),
-                    ),
-                    (
-                        "HERALD_ADMIN_QUEUE__KAFKA__BROKERS".to_string(),
-                        b.to_string(),
-                    ),
-                    (
-                        "HERALD_ADMIN_QUEUE__KAFKA__TOPIC".to_string(),
-                        format!("herald.tiered.{run}"),
-                    ),
+                    ("HERALD_ADMIN_QUEUE__BACKEND".to_string(), "kafka".to_string()),
+                    ("HERALD_ADMIN_QUEUE__KAFKA__BROKERS".to_string(), b.to_string()),
+                    ("HERALD_ADMIN_QUEUE__KAFKA__TOPIC".to_string(), format!("herald.tiered.{run}")),
                 ],
             ),
             None => (String::new(), vec![]),
@@ -68,28 +56,14 @@ impl World {
         let twilio = FakeTwilio::start().await;
         let prices = "[[prices]]\nchannel = \"email\"\nunit_minor = 0\n[[prices]]\nchannel = \"twilio-sms\"\nunit_minor = 7\n\
                       [[prices]]\nchannel = \"twilio-voice\"\nunit_minor = 20\n";
-        let cfg = format!(
-            "testing_clock = true\nadmin_token = \"{GW_OPERATOR}\"\n{queue}{}{prices}",
-            config(&[(HOST, &twilio.url)], "")
-        );
+        let cfg = format!("testing_clock = true\nadmin_token = \"{GW_OPERATOR}\"\n{queue}{}{prices}", config(&[(HOST, &twilio.url)], ""));
         let gw = Gateway::start(dir.path(), &cfg);
         let admin = Admin::start_with(dir.path(), &admin_env);
         let (tenant, token) = admin.register("Acme", "boss").await;
         let t = Some(token.as_str());
         let me = admin.call("GET", "/me", t, None).await.json();
         let boss = me["user"]["id"].as_str().unwrap().to_string();
-        assert_eq!(
-            admin
-                .call(
-                    "PATCH",
-                    &format!("/users/{boss}"),
-                    t,
-                    Some(json!({"email": "boss@acme.test"}))
-                )
-                .await
-                .status,
-            200
-        );
+        assert_eq!(admin.call("PATCH", &format!("/users/{boss}"), t, Some(json!({"email": "boss@acme.test"}))).await.status, 200);
 
         let accounts = [
             json!({"name": "mail", "channel": "email", "config": {"from": "alerts@acme.test",
@@ -105,43 +79,33 @@ impl World {
         }
         let root = admin.root_unit(&token).await;
         id(&admin.call("POST", "/users", t, Some(json!({"name": "Ann", "unit": root, "email": "ann@acme.test", "mobile": ANN_MOBILE}))).await);
-        let ops = id(&admin
-            .call(
-                "POST",
-                "/units",
-                t,
-                Some(json!({"name": "Ops", "parent": root})),
-            )
-            .await);
+        let ops = id(&admin.call("POST", "/units", t, Some(json!({"name": "Ops", "parent": root}))).await);
         let _ = ops;
         let rich = id(&admin
             .call("POST", "/tiered/templates", t, Some(json!({"title": "Disk (mail)", "editor": "rich_text", "subject": "Disk {{ host }} is full", "body": "<p>Disk <b>{{ host }}</b> is full</p>"})))
             .await);
-        let text = id(&admin.call("POST", "/tiered/templates", t, Some(json!({"title": "Disk (text)", "editor": "text", "body": "Disk {{ host }} is full"}))).await);
+        let text = id(&admin
+            .call("POST", "/tiered/templates", t, Some(json!({"title": "Disk (text)", "editor": "text", "body": "Disk {{ host }} is full"})))
+            .await);
         let users = json!({"units": [root]});
         let action = id(&admin
-            .call("POST", "/tiered/actions", t, Some(json!({"title": "Disk full", "templates": [rich, text], "rules": [
-                {"level": "urgent", "channels": [{"channel": "email", "account": "mail"}], "recipients": users,
-                 "escalate": {"after_secs": 600, "condition": "not_acknowledged"}},
-                {"level": "urgent", "channels": [{"channel": "twilio-sms", "account": "sms"}], "recipients": users,
-                 "escalate": {"after_secs": 300, "condition": "not_acknowledged"}},
-                {"level": "urgent", "channels": [{"channel": "twilio-voice", "account": "call"}], "recipients": users},
-                {"level": "normal", "channels": [{"channel": "email", "account": "mail"}], "recipients": users}
-            ]})))
+            .call(
+                "POST",
+                "/tiered/actions",
+                t,
+                Some(json!({"title": "Disk full", "templates": [rich, text], "rules": [
+                    {"level": "urgent", "channels": [{"channel": "email", "account": "mail"}], "recipients": users,
+                     "escalate": {"after_secs": 600, "condition": "not_acknowledged"}},
+                    {"level": "urgent", "channels": [{"channel": "twilio-sms", "account": "sms"}], "recipients": users,
+                     "escalate": {"after_secs": 300, "condition": "not_acknowledged"}},
+                    {"level": "urgent", "channels": [{"channel": "twilio-voice", "account": "call"}], "recipients": users},
+                    {"level": "normal", "channels": [{"channel": "email", "account": "mail"}], "recipients": users}
+                ]})),
+            )
             .await);
         let enabled = admin.call("POST", "/apps/messaging/enable", t, None).await;
         let key = enabled.json()["api_key"].as_str().unwrap().to_string();
-        World {
-            gw,
-            admin,
-            smtp,
-            twilio,
-            tenant,
-            token,
-            key,
-            action,
-            _dir: dir,
-        }
+        World { gw, admin, smtp, twilio, tenant, token, key, action, _dir: dir }
     }
 
     async fn trigger(&self, level: &str, dedup: &str) -> (u16, Value) {
@@ -151,33 +115,21 @@ impl World {
                 &format!("/v1/actions/{}/trigger", self.action),
                 Some(&self.key),
                 &[("content-type", "application/json")],
-                json!({"level": level, "variables": {"host": "db1"}, "dedup_key": dedup})
-                    .to_string(),
+                json!({"level": level, "variables": {"host": "db1"}, "dedup_key": dedup}).to_string(),
             )
             .await;
         (r.status, r.json())
     }
 
     async fn incident(&self, id: &str) -> Value {
-        let r = self
-            .gw
-            .get(&format!("/v1/incidents/{id}"), Some(&self.key))
-            .await;
+        let r = self.gw.get(&format!("/v1/incidents/{id}"), Some(&self.key)).await;
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()
     }
 
     /// Acknowledge a whole incident through the API.
     async fn ack(&self, id: &str) {
-        let r = self
-            .gw
-            .post(
-                &format!("/v1/incidents/{id}/ack"),
-                Some(&self.key),
-                &[],
-                Bytes::new(),
-            )
-            .await;
+        let r = self.gw.post(&format!("/v1/incidents/{id}/ack"), Some(&self.key), &[], Bytes::new()).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["state"], "acknowledged");
     }
@@ -185,53 +137,28 @@ impl World {
     async fn advance(&self, secs: i64) {
         let r = self
             .gw
-            .post(
-                "/admin/clock",
-                Some(GW_OPERATOR),
-                &[("content-type", "application/json")],
-                json!({"advance_ms": secs * 1000}).to_string(),
-            )
+            .post("/admin/clock", Some(GW_OPERATOR), &[("content-type", "application/json")], json!({"advance_ms": secs * 1000}).to_string())
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
 
     fn mails_to(&self, to: &str) -> Vec<Value> {
-        self.smtp
-            .messages()
-            .into_iter()
-            .filter(|m| m["rcpt_tos"][0] == to)
-            .collect()
+        self.smtp.messages().into_iter().filter(|m| m["rcpt_tos"][0] == to).collect()
     }
 
     fn sms(&self) -> Vec<crate::providers::sms_twilio::Created> {
-        self.twilio
-            .created()
-            .into_iter()
-            .filter(|c| c.sid.starts_with("SM"))
-            .collect()
+        self.twilio.created().into_iter().filter(|c| c.sid.starts_with("SM")).collect()
     }
 
     fn calls(&self) -> Vec<crate::providers::sms_twilio::Created> {
-        self.twilio
-            .created()
-            .into_iter()
-            .filter(|c| c.sid.starts_with("CA"))
-            .collect()
+        self.twilio.created().into_iter().filter(|c| c.sid.starts_with("CA")).collect()
     }
 
     /// Twilio reports the SMS `sid` as read; wait until the incident is acknowledged.
     async fn read_sms_and_wait_for_ack(&self, sid: &str, inc: &str) {
         // The SMS send is recorded before Twilio would report on it.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let r = self
-            .twilio
-            .callback(
-                &self.gw,
-                sid,
-                &[("MessageSid", sid), ("MessageStatus", "read")],
-                AUTH_TOKEN,
-            )
-            .await;
+        let r = self.twilio.callback(&self.gw, sid, &[("MessageSid", sid), ("MessageStatus", "read")], AUTH_TOKEN).await;
         assert!(r.status < 300, "{} {}", r.status, r.text());
         let mut v = Value::Null;
         for _ in 0..50 {
@@ -241,29 +168,17 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(
-            v["state"], "acknowledged",
-            "acknowledged by the read receipt: {v}"
-        );
+        assert_eq!(v["state"], "acknowledged", "acknowledged by the read receipt: {v}");
     }
 
     async fn admin_put(&self, path: &str, body: Value) {
-        let r = self
-            .admin
-            .call("PUT", path, Some(&self.token), Some(body))
-            .await;
+        let r = self.admin.call("PUT", path, Some(&self.token), Some(body)).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
 }
 
 fn kinds(incident: &Value, kind: &str) -> Vec<Value> {
-    incident["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
+    incident["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).cloned().collect()
 }
 
 /// Nothing more arrives for a while (the steps are driven by queue polling).
@@ -297,16 +212,10 @@ async fn escalate_across_a_crash(mut w: World) {
         "folded into the open incident"
     );
 
-    eventually(Duration::from_secs(20), "the e-mail step", || {
-        w.mails_to("ann@acme.test").len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the e-mail step", || w.mails_to("ann@acme.test").len() == 1).await;
     let mail = &w.mails_to("ann@acme.test")[0];
     assert_eq!(mail["headers"]["Subject"], "Disk db1 is full");
-    assert!(
-        mail["html"].as_str().unwrap().contains("/v1/ack/"),
-        "an ack link: {mail}"
-    );
+    assert!(mail["html"].as_str().unwrap().contains("/v1/ack/"), "an ack link: {mail}");
 
     w.advance(590).await;
     quiet_for(2).await;
@@ -315,38 +224,20 @@ async fn escalate_across_a_crash(mut w: World) {
     // A crash between steps: the timer is durable and fires once after the restart.
     w.gw.restart();
     w.advance(615).await;
-    eventually(Duration::from_secs(20), "the SMS step", || {
-        w.sms().len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the SMS step", || w.sms().len() == 1).await;
     let sms = &w.sms()[0];
     assert_eq!(sms.params["To"], ANN_MOBILE);
-    assert!(
-        sms.params["Body"].starts_with("Disk db1 is full\nAck: http"),
-        "{:?}",
-        sms.params["Body"]
-    );
+    assert!(sms.params["Body"].starts_with("Disk db1 is full\nAck: http"), "{:?}", sms.params["Body"]);
 
     w.advance(290).await;
     quiet_for(2).await;
     assert!(w.calls().is_empty(), "not before 5 more minutes");
     w.advance(15).await;
-    eventually(Duration::from_secs(20), "the voice step", || {
-        w.calls().len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the voice step", || w.calls().len() == 1).await;
     assert!(w.calls()[0].params["Twiml"].contains("Disk db1 is full"));
 
     quiet_for(2).await;
-    assert_eq!(
-        (
-            w.mails_to("ann@acme.test").len(),
-            w.sms().len(),
-            w.calls().len()
-        ),
-        (1, 1, 1),
-        "each step fired once"
-    );
+    assert_eq!((w.mails_to("ann@acme.test").len(), w.sms().len(), w.calls().len()), (1, 1, 1), "each step fired once");
     let v = w.incident(&inc).await;
     assert_eq!(v["fired"], json!([0, 1, 2]), "{v}");
     assert_eq!(kinds(&v, "fired").len(), 3, "{v}");
@@ -358,10 +249,7 @@ async fn a_keyed_trigger_and_a_repeated_ack_count_once() {
     let w = World::start().await;
     let url = format!("/v1/actions/{}/trigger", w.action);
     let send = |body: Value| {
-        let h = [
-            ("content-type", "application/json"),
-            ("idempotency-key", "alert-7"),
-        ];
+        let h = [("content-type", "application/json"), ("idempotency-key", "alert-7")];
         let (gw, key, url) = (&w.gw, w.key.clone(), url.clone());
         async move { gw.post(&url, Some(&key), &h, body.to_string()).await }
     };
@@ -369,86 +257,28 @@ async fn a_keyed_trigger_and_a_repeated_ack_count_once() {
     let first = send(body.clone()).await;
     assert_eq!(first.status, 202, "{}", first.text());
     let again = send(body.clone()).await;
-    assert_eq!(
-        (again.status, again.json()["id"].clone()),
-        (202, first.json()["id"].clone())
-    );
-    assert_eq!(
-        again
-            .headers
-            .get("idempotent-replayed")
-            .map(|v| v.to_str().unwrap()),
-        Some("true")
-    );
+    assert_eq!((again.status, again.json()["id"].clone()), (202, first.json()["id"].clone()));
+    assert_eq!(again.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
     let other = send(json!({"level": "urgent", "variables": {"host": "db2"}})).await;
-    assert_eq!(
-        (other.status, other.error()),
-        (
-            409,
-            (
-                "idempotency_key_reused".into(),
-                Some("Idempotency-Key".into())
-            )
-        ),
-        "{}",
-        other.text()
-    );
+    assert_eq!((other.status, other.error()), (409, ("idempotency_key_reused".into(), Some("Idempotency-Key".into()))), "{}", other.text());
     let inc = first.json()["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        w.incident(&inc).await["repeats"],
-        0,
-        "a replay is not a repeat"
-    );
+    assert_eq!(w.incident(&inc).await["repeats"], 0, "a replay is not a repeat");
 
-    eventually(Duration::from_secs(20), "the e-mail step", || {
-        w.mails_to("ann@acme.test").len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the e-mail step", || w.mails_to("ann@acme.test").len() == 1).await;
     let ack = |recipient: &str| {
-        let (gw, key, path, body) = (
-            &w.gw,
-            w.key.clone(),
-            format!("/v1/incidents/{inc}/ack"),
-            json!({"recipient": recipient}).to_string(),
-        );
-        async move {
-            gw.post(
-                &path,
-                Some(&key),
-                &[("content-type", "application/json")],
-                body,
-            )
-            .await
-        }
+        let (gw, key, path, body) = (&w.gw, w.key.clone(), format!("/v1/incidents/{inc}/ack"), json!({"recipient": recipient}).to_string());
+        async move { gw.post(&path, Some(&key), &[("content-type", "application/json")], body).await }
     };
     let stranger = ack("mallory@evil.test").await;
-    assert_eq!(
-        (stranger.status, stranger.error().0.as_str()),
-        (422, "unknown_recipient"),
-        "{}",
-        stranger.text()
-    );
-    assert_eq!(
-        w.incident(&inc).await["state"],
-        "open",
-        "a stranger does not acknowledge"
-    );
+    assert_eq!((stranger.status, stranger.error().0.as_str()), (422, "unknown_recipient"), "{}", stranger.text());
+    assert_eq!(w.incident(&inc).await["state"], "open", "a stranger does not acknowledge");
     for _ in 0..2 {
         let r = ack("ann@acme.test").await;
-        assert_eq!(
-            (r.status, r.json()["state"].as_str()),
-            (200, Some("acknowledged")),
-            "{}",
-            r.text()
-        );
+        assert_eq!((r.status, r.json()["state"].as_str()), (200, Some("acknowledged")), "{}", r.text());
     }
     let v = w.incident(&inc).await;
     assert_eq!(kinds(&v, "acknowledged").len(), 1, "acknowledged once: {v}");
-    assert_eq!(
-        v["acknowledged_by"].as_array().map(Vec::len),
-        Some(1),
-        "by her directory id: {v}"
-    );
+    assert_eq!(v["acknowledged_by"].as_array().map(Vec::len), Some(1), "by her directory id: {v}");
 
     // After `idempotency_ttl_hours` (default 24) the key is forgotten: a new incident.
     w.advance(25 * 3600).await;
@@ -465,10 +295,7 @@ async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
     // Ack by the link in the e-mail.
     let (_, body) = w.trigger("urgent", "a").await;
     let inc = body["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(20), "the e-mail step", || {
-        w.mails_to("ann@acme.test").len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the e-mail step", || w.mails_to("ann@acme.test").len() == 1).await;
     let link = &ack_link(&w.mails_to("ann@acme.test")[0]);
     let forged = request("GET", &format!("{}x", link), None, &[], Bytes::new()).await;
     assert_eq!(forged.status, 404, "a tampered link is refused");
@@ -485,15 +312,9 @@ async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
     // Ack by a provider read receipt of the SMS.
     let (_, body) = w.trigger("urgent", "b").await;
     let inc = body["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(20), "second e-mail", || {
-        w.mails_to("ann@acme.test").len() == 2
-    })
-    .await;
+    eventually(Duration::from_secs(20), "second e-mail", || w.mails_to("ann@acme.test").len() == 2).await;
     w.advance(610).await;
-    eventually(Duration::from_secs(20), "the SMS step", || {
-        w.sms().len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the SMS step", || w.sms().len() == 1).await;
     let sid = w.sms()[0].sid.clone();
     w.read_sms_and_wait_for_ack(&sid, &inc).await;
     w.advance(310).await;
@@ -502,23 +323,9 @@ async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
 
     // A disabled action does not trigger.
     let t = Some(w.token.as_str());
-    assert_eq!(
-        w.admin
-            .call(
-                "POST",
-                &format!("/tiered/actions/{}/disable", w.action),
-                t,
-                None
-            )
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.admin.call("POST", &format!("/tiered/actions/{}/disable", w.action), t, None).await.status, 200);
     let (status, body) = w.trigger("urgent", "c").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("action_disabled"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("action_disabled")));
 }
 
 /// The link in an e-mail, acknowledging the incident for its recipient.
@@ -533,46 +340,18 @@ async fn with_recipient_scope_an_ack_stops_the_escalation_only_for_that_recipien
     const BOSS_MOBILE: &str = "+14155550142";
     let w = World::start().await;
     let t = Some(w.token.as_str());
-    let a = w
-        .admin
-        .call("GET", &format!("/tiered/actions/{}", w.action), t, None)
-        .await
-        .json();
+    let a = w.admin.call("GET", &format!("/tiered/actions/{}", w.action), t, None).await.json();
     let edit = json!({"title": a["title"], "templates": a["templates"], "rules": a["rules"], "ack_scope": "recipient"});
-    w.admin_put(&format!("/tiered/actions/{}", w.action), edit)
-        .await;
-    let boss = w.admin.call("GET", "/me", t, None).await.json()["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        w.admin
-            .call(
-                "PATCH",
-                &format!("/users/{boss}"),
-                t,
-                Some(json!({"mobile": BOSS_MOBILE}))
-            )
-            .await
-            .status,
-        200
-    );
+    w.admin_put(&format!("/tiered/actions/{}", w.action), edit).await;
+    let boss = w.admin.call("GET", "/me", t, None).await.json()["user"]["id"].as_str().unwrap().to_string();
+    assert_eq!(w.admin.call("PATCH", &format!("/users/{boss}"), t, Some(json!({"mobile": BOSS_MOBILE}))).await.status, 200);
 
     let (_, body) = w.trigger("urgent", "scope").await;
     let inc = body["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(20), "an e-mail to each", || {
-        w.mails_to("ann@acme.test").len() == 1 && w.mails_to("boss@acme.test").len() == 1
-    })
-    .await;
+    eventually(Duration::from_secs(20), "an e-mail to each", || w.mails_to("ann@acme.test").len() == 1 && w.mails_to("boss@acme.test").len() == 1)
+        .await;
     // Ann acknowledges by her own link: the incident stays open for the boss.
-    let clicked = request(
-        "GET",
-        &ack_link(&w.mails_to("ann@acme.test")[0]),
-        None,
-        &[],
-        Bytes::new(),
-    )
-    .await;
+    let clicked = request("GET", &ack_link(&w.mails_to("ann@acme.test")[0]), None, &[], Bytes::new()).await;
     assert_eq!(clicked.status, 200, "{}", clicked.text());
     let v = w.incident(&inc).await;
     assert_eq!(v["state"], "open", "{v}");
@@ -589,22 +368,13 @@ async fn with_recipient_scope_an_ack_stops_the_escalation_only_for_that_recipien
     quiet_for(2).await;
     let sms = w.sms();
     assert!(!sms.is_empty(), "no SMS step: {}", w.incident(&inc).await);
-    assert_eq!(
-        sms.iter()
-            .map(|c| c.params["To"].as_str())
-            .collect::<Vec<_>>(),
-        [BOSS_MOBILE],
-        "Ann acknowledged: no SMS to her"
-    );
+    assert_eq!(sms.iter().map(|c| c.params["To"].as_str()).collect::<Vec<_>>(), [BOSS_MOBILE], "Ann acknowledged: no SMS to her");
 
     // The boss reads it: now everyone has acknowledged and no call follows.
     w.read_sms_and_wait_for_ack(&sms[0].sid, &inc).await;
     w.advance(310).await;
     quiet_for(3).await;
-    assert!(
-        w.calls().is_empty(),
-        "no call once every recipient acknowledged"
-    );
+    assert!(w.calls().is_empty(), "no call once every recipient acknowledged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -612,56 +382,31 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     let w = World::start().await;
     let now = chrono::Utc::now();
     let hm = |t: chrono::DateTime<chrono::Utc>| t.format("%H:%M").to_string();
-    w.admin_put("/tiered/quiet-hours", json!({"start": hm(now - chrono::Duration::hours(1)), "end": hm(now + chrono::Duration::hours(1)), "time_zone": "UTC"})).await;
+    w.admin_put(
+        "/tiered/quiet-hours",
+        json!({"start": hm(now - chrono::Duration::hours(1)), "end": hm(now + chrono::Duration::hours(1)), "time_zone": "UTC"}),
+    )
+    .await;
     let (_, body) = w.trigger("normal", "n").await;
     let normal = body["id"].as_str().unwrap().to_string();
     let (_, body) = w.trigger("urgent", "u").await;
     let urgent = body["id"].as_str().unwrap().to_string();
-    eventually(
-        Duration::from_secs(20),
-        "the urgent e-mail passes quiet hours",
-        || w.mails_to("ann@acme.test").len() == 1,
-    )
-    .await;
+    eventually(Duration::from_secs(20), "the urgent e-mail passes quiet hours", || w.mails_to("ann@acme.test").len() == 1).await;
     w.ack(&urgent).await;
     quiet_for(2).await;
     assert_eq!(w.mails_to("ann@acme.test").len(), 1, "the normal one waits");
     assert_eq!(kinds(&w.incident(&normal).await, "deferred").len(), 1);
     w.advance(2 * 3600).await;
-    eventually(
-        Duration::from_secs(20),
-        "the deferred e-mail after the window",
-        || w.mails_to("ann@acme.test").len() == 2,
-    )
-    .await;
+    eventually(Duration::from_secs(20), "the deferred e-mail after the window", || w.mails_to("ann@acme.test").len() == 2).await;
 
     // Prepaid with nothing paid in: the API refuses paid sends, the SMS step is refused.
-    w.admin_put(
-        "/cost/alert",
-        json!({"prepaid": true, "policy": "refuse", "low_balance_minor": 100}),
-    )
-    .await;
-    let sms = |to: &str| {
-        json!({"channel": "twilio-sms", "account": "sms", "content": {"text": "hi"}, "recipients": [{"to": to}]}).to_string()
-    };
-    let refused =
-        w.gw.post(
-            "/v1/messages",
-            Some(&w.key),
-            &[("content-type", "application/json")],
-            sms(ANN_MOBILE),
-        )
-        .await;
-    assert_eq!(
-        (refused.status, refused.error().0.as_str()),
-        (402, "insufficient_balance")
-    );
+    w.admin_put("/cost/alert", json!({"prepaid": true, "policy": "refuse", "low_balance_minor": 100})).await;
+    let sms = |to: &str| json!({"channel": "twilio-sms", "account": "sms", "content": {"text": "hi"}, "recipients": [{"to": to}]}).to_string();
+    let refused = w.gw.post("/v1/messages", Some(&w.key), &[("content-type", "application/json")], sms(ANN_MOBILE)).await;
+    assert_eq!((refused.status, refused.error().0.as_str()), (402, "insufficient_balance"));
     let (_, body) = w.trigger("urgent", "broke").await;
     let broke = body["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(20), "the free e-mail step", || {
-        w.mails_to("ann@acme.test").len() == 3
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the free e-mail step", || w.mails_to("ann@acme.test").len() == 3).await;
     w.advance(610).await;
     let mut v = Value::Null;
     for _ in 0..100 {
@@ -676,19 +421,12 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     w.ack(&broke).await;
 
     // Policy "fallback_free": the SMS step goes out by e-mail instead.
-    w.admin_put("/cost/alert", json!({"policy": "fallback_free"}))
-        .await;
+    w.admin_put("/cost/alert", json!({"policy": "fallback_free"})).await;
     let (_, body) = w.trigger("urgent", "fallback").await;
     let fb = body["id"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(20), "first e-mail", || {
-        w.mails_to("ann@acme.test").len() == 4
-    })
-    .await;
+    eventually(Duration::from_secs(20), "first e-mail", || w.mails_to("ann@acme.test").len() == 4).await;
     w.advance(610).await;
-    eventually(Duration::from_secs(20), "the fallback e-mail", || {
-        w.mails_to("ann@acme.test").len() == 5
-    })
-    .await;
+    eventually(Duration::from_secs(20), "the fallback e-mail", || w.mails_to("ann@acme.test").len() == 5).await;
     assert_eq!(kinds(&w.incident(&fb).await, "fallback").len(), 1);
     assert!(w.sms().is_empty());
     w.ack(&fb).await;
@@ -696,10 +434,7 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     // Money in: paid sends go; crossing below the threshold alerts the admins once.
     let top = request(
         "POST",
-        &format!(
-            "{}/api/v1/operator/tenants/{}/top-ups",
-            w.admin.url, w.tenant
-        ),
+        &format!("{}/api/v1/operator/tenants/{}/top-ups", w.admin.url, w.tenant),
         Some(OPERATOR),
         &[("content-type", "application/json")],
         Bytes::from(json!({"amount_minor": 110}).to_string()),
@@ -707,42 +442,16 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     .await;
     assert_eq!(top.status, 201, "{}", top.text());
     for _ in 0..3 {
-        let r =
-            w.gw.post(
-                "/v1/messages",
-                Some(&w.key),
-                &[("content-type", "application/json")],
-                sms(ANN_MOBILE),
-            )
-            .await;
+        let r = w.gw.post("/v1/messages", Some(&w.key), &[("content-type", "application/json")], sms(ANN_MOBILE)).await;
         assert_eq!(r.status, 202, "{}", r.text());
     }
-    eventually(Duration::from_secs(20), "three paid SMS", || {
-        w.sms().len() == 3
-    })
-    .await;
+    eventually(Duration::from_secs(20), "three paid SMS", || w.sms().len() == 3).await;
     // The boss (an administrator, in the root unit) also gets the rule e-mails.
-    let alerts = || {
-        w.mails_to("boss@acme.test")
-            .into_iter()
-            .filter(|m| {
-                m["headers"]["Subject"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("low balance")
-            })
-            .count()
-    };
-    eventually(Duration::from_secs(20), "the low-balance alert", || {
-        alerts() == 1
-    })
-    .await;
+    let alerts =
+        || w.mails_to("boss@acme.test").into_iter().filter(|m| m["headers"]["Subject"].as_str().unwrap_or("").contains("low balance")).count();
+    eventually(Duration::from_secs(20), "the low-balance alert", || alerts() == 1).await;
     quiet_for(2).await;
     assert_eq!(alerts(), 1, "one alert per crossing");
-    let bal = w
-        .admin
-        .call("GET", "/cost/balance", Some(&w.token), None)
-        .await
-        .json();
+    let bal = w.admin.call("GET", "/cost/balance", Some(&w.token), None).await.json();
     assert_eq!(bal["balance_minor"], 110 - 3 * 7, "{bal}");
 }

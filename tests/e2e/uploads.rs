@@ -23,32 +23,14 @@ async fn upload(admin: &Admin, token: &str, file_name: &str, bytes: &[u8]) -> Re
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-    request(
-        "POST",
-        &format!("{}/api/v1/pushes/upload", admin.url),
-        Some(token),
-        &[("content-type", content_type.as_str())],
-        Bytes::from(body),
-    )
-    .await
+    request("POST", &format!("{}/api/v1/pushes/upload", admin.url), Some(token), &[("content-type", content_type.as_str())], Bytes::from(body)).await
 }
 
 /// The admin still serves: its health check and an authenticated read.
 async fn still_serving(admin: &Admin, token: &str, after: &str) {
-    let health = request(
-        "GET",
-        &format!("{}/healthz", admin.url),
-        None,
-        &[],
-        Bytes::new(),
-    )
-    .await;
+    let health = request("GET", &format!("{}/healthz", admin.url), None, &[], Bytes::new()).await;
     assert_eq!(health.status, 200, "the admin died after {after}");
-    assert_eq!(
-        admin.call("GET", "/units", Some(token), None).await.status,
-        200,
-        "the admin stopped answering after {after}"
-    );
+    assert_eq!(admin.call("GET", "/units", Some(token), None).await.status, 200, "the admin stopped answering after {after}");
 }
 
 #[tokio::test]
@@ -60,41 +42,20 @@ async fn spreadsheets_built_to_crash_the_parser_are_refused_and_the_admin_keeps_
     // Two cells, one at the sheet's last column and row: a dense grid of 2^34 cells before.
     // A1 + Z2000000: below the last row. A sheet that declares 1 000 bytes and inflates to 600 MB.
     let lying = sheets::xlsx_lying(600 << 20, 1000);
-    assert!(
-        lying.len() < 5 << 20,
-        "the lying archive fits the upload limit: {} bytes",
-        lying.len()
-    );
+    assert!(lying.len() < 5 << 20, "the lying archive fits the upload limit: {} bytes", lying.len());
     let cases = [
-        (
-            "xfd.xlsx",
-            sheets::xlsx_cells(&[("A1", "to"), ("XFD1048576", "x")]),
-            "XFD1048576",
-        ),
-        (
-            "deep.xlsx",
-            sheets::xlsx_cells(&[("A1", "to"), ("Z2000000", "x")]),
-            "Z2000000",
-        ),
+        ("xfd.xlsx", sheets::xlsx_cells(&[("A1", "to"), ("XFD1048576", "x")]), "XFD1048576"),
+        ("deep.xlsx", sheets::xlsx_cells(&[("A1", "to"), ("Z2000000", "x")]), "Z2000000"),
         ("lying.xlsx", lying, "unpacks to more than"),
     ];
     for (name, bytes, why) in cases {
         let started = std::time::Instant::now();
         let r = upload(&admin, &token, name, &bytes).await;
-        assert!(
-            (400..500).contains(&r.status),
-            "{name}: {} {}",
-            r.status,
-            r.text()
-        );
+        assert!((400..500).contains(&r.status), "{name}: {} {}", r.status, r.text());
         let (_, field) = r.error();
         assert_eq!(field.as_deref(), Some("file"), "{name}: {}", r.text());
         assert!(r.text().contains(why), "{name}: {}", r.text());
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{name} took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{name} took {:?}", started.elapsed());
         still_serving(&admin, &token, name).await;
     }
 
@@ -103,25 +64,11 @@ async fn spreadsheets_built_to_crash_the_parser_are_refused_and_the_admin_keeps_
     let mut rng = sheets::Rng(0x5eed_0011);
     let (xls, xlsx) = (sheets::xls_list(), sheets::xlsx_list(5));
     for i in 0..40 {
-        let (name, bytes) = if i % 4 == 3 {
-            ("bad.xlsx", sheets::mutate(&xlsx, &mut rng))
-        } else {
-            ("bad.xls", sheets::mutate(&xls, &mut rng))
-        };
+        let (name, bytes) = if i % 4 == 3 { ("bad.xlsx", sheets::mutate(&xlsx, &mut rng)) } else { ("bad.xls", sheets::mutate(&xls, &mut rng)) };
         let r = upload(&admin, &token, name, &bytes).await;
-        assert!(
-            r.status == 200 || (400..500).contains(&r.status),
-            "corrupted copy {i} ({name}): {} {}",
-            r.status,
-            r.text()
-        );
+        assert!(r.status == 200 || (400..500).contains(&r.status), "corrupted copy {i} ({name}): {} {}", r.status, r.text());
         if r.status != 200 {
-            assert_eq!(
-                r.error().1.as_deref(),
-                Some("file"),
-                "corrupted copy {i}: {}",
-                r.text()
-            );
+            assert_eq!(r.error().1.as_deref(), Some("file"), "corrupted copy {i}: {}", r.text());
         }
     }
     still_serving(&admin, &token, "40 corrupted copies").await;
@@ -135,12 +82,7 @@ async fn an_upload_over_the_limit_is_413_too_large() {
     // Just over the 5 MiB limit (the handler counts it), and far over (the body limit stops it).
     for size in [(5 << 20) + 1, 8 << 20] {
         let r = upload(&admin, &token, "big.xlsx", &vec![b'x'; size]).await;
-        assert_eq!(
-            (r.status, r.error()),
-            (413, ("too_large".to_string(), Some("file".to_string()))),
-            "{size} bytes: {}",
-            r.text()
-        );
+        assert_eq!((r.status, r.error()), (413, ("too_large".to_string(), Some("file".to_string()))), "{size} bytes: {}", r.text());
     }
     still_serving(&admin, &token, "oversize uploads").await;
 }
@@ -160,18 +102,8 @@ async fn a_normal_list_still_parses_with_its_row_errors() {
     assert_eq!(j["rows"][2]["variables"]["code"], "2");
 
     // A row without its recipient is reported with its sheet row and column.
-    let r = upload(
-        &admin,
-        &token,
-        "gap.xlsx",
-        &sheets::xlsx_cells(&[
-            ("A1", "to"),
-            ("B1", "name"),
-            ("A2", "a@example.test"),
-            ("B3", "nobody"),
-        ]),
-    )
-    .await;
+    let r =
+        upload(&admin, &token, "gap.xlsx", &sheets::xlsx_cells(&[("A1", "to"), ("B1", "name"), ("A2", "a@example.test"), ("B3", "nobody")])).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
     assert_eq!(j["rows"].as_array().unwrap().len(), 1, "{j}");
@@ -187,10 +119,5 @@ async fn a_normal_list_still_parses_with_its_row_errors() {
 
     // Not a spreadsheet: refused with the reason, before any parser runs.
     let r = upload(&admin, &token, "list.csv", b"to\na@b.c").await;
-    assert_eq!(
-        (r.status, r.error().1.as_deref()),
-        (400, Some("file")),
-        "{}",
-        r.text()
-    );
+    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("file")), "{}", r.text());
 }

@@ -22,26 +22,16 @@ pub struct App {
 }
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let backends = herald_backends::open(
-        &cfg.storage,
-        &cfg.queue,
-        &cfg.data_dir,
-        herald_backends::Role::Shared,
-    )
-    .await?;
+    let backends = herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Shared).await?;
     let sealer = Sealer::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
     // The admin never runs plugin sends; it only asks plugins to describe
     // themselves and check account settings.
-    let plugins = Arc::new(
-        PluginHost::new(HostConfig::default(), HashMap::new()).map_err(|e| anyhow::anyhow!(e))?,
-    );
+    let plugins = Arc::new(PluginHost::new(HostConfig::default(), HashMap::new()).map_err(|e| anyhow::anyhow!(e))?);
     let dir = cfg.plugins_dir();
     for (path, e) in plugins.sync_dir(&dir).errors {
         tracing::warn!(path = %path.display(), error = %e, "plugin not loaded");
     }
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App {
         cfg,
@@ -51,25 +41,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         plugins: plugins.clone(),
         sealer,
     });
-    crate::auth::grant_new_permissions(&app)
-        .await
-        .map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
+    crate::auth::grant_new_permissions(&app).await.map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
     tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
     tokio::spawn(crate::api::pushes::scheduler(app.clone(), shutdown.clone()));
     println!("herald-admin listening on http://{addr}");
     let stop = shutdown.clone();
-    axum::serve(listener, crate::api::router(app))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+    axum::serve(listener, crate::api::router(app)).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     Ok(())
 }
 
 /// Plugins the gateway hot-loads show up here too.
-async fn refresh_plugins(
-    plugins: Arc<PluginHost>,
-    dir: std::path::PathBuf,
-    shutdown: CancellationToken,
-) {
+async fn refresh_plugins(plugins: Arc<PluginHost>, dir: std::path::PathBuf, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

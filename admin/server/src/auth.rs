@@ -95,53 +95,31 @@ pub fn normalize_login(login: &str) -> String {
 /// login with fewer than 10 other characters around it), and not easy to
 /// guess (zxcvbn score of at least 2, with the login and `inputs` such as the
 /// user's name counted as known words).
-pub fn check_password(
-    field: &str,
-    password: &str,
-    login: Option<&str>,
-    inputs: &[&str],
-) -> Result<(), ApiError> {
+pub fn check_password(field: &str, password: &str, login: Option<&str>, inputs: &[&str]) -> Result<(), ApiError> {
     if password.trim().is_empty() {
         return Err(ApiError::invalid(field, "the password must not be blank"));
     }
     if password.chars().count() < 10 {
-        return Err(ApiError::invalid(
-            field,
-            "the password must have at least 10 characters",
-        ));
+        return Err(ApiError::invalid(field, "the password must have at least 10 characters"));
     }
     if password.len() > 256 {
-        return Err(ApiError::invalid(
-            field,
-            "the password must have at most 256 bytes",
-        ));
+        return Err(ApiError::invalid(field, "the password must have at most 256 bytes"));
     }
     let login = login.map(normalize_login).filter(|l| !l.is_empty());
     if let Some(l) = &login {
         let lower = password.to_lowercase();
         let rest = lower.replace(l.as_str(), "");
         if rest.len() != lower.len() && rest.trim().chars().count() < 10 {
-            return Err(ApiError::invalid(
-                field,
-                "the password must not be the login name or built from it",
-            ));
+            return Err(ApiError::invalid(field, "the password must not be the login name or built from it"));
         }
     }
-    let mut known: Vec<&str> = inputs
-        .iter()
-        .copied()
-        .filter(|s| !s.trim().is_empty())
-        .collect();
+    let mut known: Vec<&str> = inputs.iter().copied().filter(|s| !s.trim().is_empty()).collect();
     if let Some(l) = &login {
         known.push(l);
     }
     let estimate = zxcvbn::zxcvbn(password, &known);
     if u8::from(estimate.score()) < 2 {
-        let hint = estimate
-            .feedback()
-            .and_then(|f| f.warning())
-            .map(|w| format!(" ({w})"))
-            .unwrap_or_default();
+        let hint = estimate.feedback().and_then(|f| f.warning()).map(|w| format!(" ({w})")).unwrap_or_default();
         return Err(ApiError::new(
             ErrorKind::Invalid,
             "weak_password",
@@ -156,9 +134,7 @@ pub async fn hash_password(password: &str) -> Result<String, ApiError> {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
     })
     .await
     .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
@@ -176,18 +152,11 @@ pub async fn verify_password(password: &str, hash: Option<String>) -> bool {
             DUMMY
                 .get_or_init(|| {
                     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-                    Argon2::default()
-                        .hash_password(b"not a password", &salt)
-                        .map(|h| h.to_string())
-                        .unwrap_or_default()
+                    Argon2::default().hash_password(b"not a password", &salt).map(|h| h.to_string()).unwrap_or_default()
                 })
                 .clone()
         });
-        let ok = PasswordHash::new(&h).is_ok_and(|p| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &p)
-                .is_ok()
-        });
+        let ok = PasswordHash::new(&h).is_ok_and(|p| Argon2::default().verify_password(password.as_bytes(), &p).is_ok());
         ok && known
     })
     .await
@@ -260,11 +229,7 @@ fn gate(key: &str) -> &'static tokio::sync::Mutex<()> {
     &gates[i]
 }
 
-async fn change_attempts<R>(
-    app: &App,
-    login: &str,
-    mut f: impl FnMut(&mut Attempts) -> R,
-) -> Result<R, ApiError> {
+async fn change_attempts<R>(app: &App, login: &str, mut f: impl FnMut(&mut Attempts) -> R) -> Result<R, ApiError> {
     let key = token_hash(&format!("login:{login}"));
     let repo = Repo::new(app.config.as_ref(), PLATFORM);
     let _one_at_a_time = gate(&key).lock().await;
@@ -295,37 +260,19 @@ pub async fn begin_attempt(app: &App, login: &str) -> Result<Result<Millis, Mill
 }
 
 /// Settle an attempt; Some(ms until the lock ends) when the login is (now) locked.
-pub async fn finish_attempt(
-    app: &App,
-    login: &str,
-    started: Millis,
-    ok: bool,
-) -> Result<Option<Millis>, ApiError> {
+pub async fn finish_attempt(app: &App, login: &str, started: Millis, ok: bool) -> Result<Option<Millis>, ApiError> {
     let now = herald_core::now_ms();
     change_attempts(app, login, |a| a.finish(started, ok, now)).await
 }
 
 /// Open a session; returns its token (shown once) and expiry.
-pub async fn start_session(
-    app: &App,
-    tenant: &str,
-    user: &str,
-    user_agent: Option<&str>,
-) -> Result<(String, Millis), ApiError> {
+pub async fn start_session(app: &App, tenant: &str, user: &str, user_agent: Option<&str>) -> Result<(String, Millis), ApiError> {
     let token = format!("hs_{}", hex::encode(rand::random::<[u8; 32]>()));
     let now = herald_core::now_ms();
     let expires_at = now + idle_ms(app);
     let user_agent = user_agent.map(|a| a.chars().take(200).collect());
-    let s = Session {
-        tenant: tenant.into(),
-        user: user.into(),
-        expires_at,
-        created_at: now,
-        user_agent,
-    };
-    Repo::new(app.config.as_ref(), PLATFORM)
-        .put(SESSION, &token_hash(&token), &s)
-        .await?;
+    let s = Session { tenant: tenant.into(), user: user.into(), expires_at, created_at: now, user_agent };
+    Repo::new(app.config.as_ref(), PLATFORM).put(SESSION, &token_hash(&token), &s).await?;
     Ok((token, expires_at))
 }
 
@@ -334,41 +281,23 @@ fn idle_ms(app: &App) -> Millis {
 }
 
 pub fn session_cookie(app: &App, token: &str, max_age_secs: i64) -> String {
-    let secure = if app.cfg.cookie_secure() {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if app.cfg.cookie_secure() { "; Secure" } else { "" };
     format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
 }
 
 /// The session token of a request: the cookie, or `Authorization: Bearer`.
 pub fn request_token(parts: &Parts) -> Option<String> {
-    if let Some(b) = parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
+    if let Some(b) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
         return Some(b.trim().to_string());
     }
-    parts
-        .headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE && !v.is_empty()).then(|| v.to_string())
-        })
+    parts.headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == COOKIE && !v.is_empty()).then(|| v.to_string())
+    })
 }
 
 pub async fn end_session(app: &App, token: &str) -> Result<(), ApiError> {
-    Repo::new(app.config.as_ref(), PLATFORM)
-        .delete(SESSION, &token_hash(token))
-        .await
-        .map(|_| ())
+    Repo::new(app.config.as_ref(), PLATFORM).delete(SESSION, &token_hash(token)).await.map(|_| ())
 }
 
 /// The public id of a session: a prefix of its key (the token's hash).
@@ -378,11 +307,7 @@ pub fn session_id(key: &str) -> &str {
 
 /// The live sessions of one user as (key, session); expired ones met on the
 /// way are deleted.
-pub async fn sessions_of(
-    app: &App,
-    tenant: &str,
-    user: &str,
-) -> Result<Vec<(String, Session)>, ApiError> {
+pub async fn sessions_of(app: &App, tenant: &str, user: &str) -> Result<Vec<(String, Session)>, ApiError> {
     let platform = Repo::new(app.config.as_ref(), PLATFORM);
     let now = herald_core::now_ms();
     let mut out = vec![];
@@ -400,12 +325,7 @@ pub async fn sessions_of(
 }
 
 /// End every session of a user but `keep` (a session key); returns how many ended.
-pub async fn end_sessions_of(
-    app: &App,
-    tenant: &str,
-    user: &str,
-    keep: Option<&str>,
-) -> Result<usize, ApiError> {
+pub async fn end_sessions_of(app: &App, tenant: &str, user: &str, keep: Option<&str>) -> Result<usize, ApiError> {
     let platform = Repo::new(app.config.as_ref(), PLATFORM);
     let mut n = 0;
     for (key, _) in sessions_of(app, tenant, user).await? {
@@ -455,38 +375,25 @@ impl Rights {
 
     /// Every permission in the catalogue, on every unit.
     pub fn is_full(&self) -> bool {
-        self.all_units
-            && PERMISSIONS
-                .iter()
-                .all(|(p, ..)| self.permissions.contains(*p))
+        self.all_units && PERMISSIONS.iter().all(|(p, ..)| self.permissions.contains(*p))
     }
 }
 
 /// How many users hold full rights.
 fn full_admins(roles: &[Role], users: &[User]) -> usize {
-    users
-        .iter()
-        .filter(|u| Rights::of_user(u, roles).is_full())
-        .count()
+    users.iter().filter(|u| Rights::of_user(u, roles).is_full()).count()
 }
 
 /// Refuse a change to roles or users (applied by `change` to the current
 /// lists) that would leave a tenant that has a full administrator without one.
-pub async fn keep_an_admin(
-    repo: &Repo<'_>,
-    change: impl FnOnce(&mut Vec<Role>, &mut Vec<User>),
-) -> Result<(), ApiError> {
+pub async fn keep_an_admin(repo: &Repo<'_>, change: impl FnOnce(&mut Vec<Role>, &mut Vec<User>)) -> Result<(), ApiError> {
     let roles: Vec<Role> = repo.list(ROLE).await?;
     let users: Vec<User> = repo.list(directory::USER).await?;
     let before = full_admins(&roles, &users);
     let (mut roles2, mut users2) = (roles, users);
     change(&mut roles2, &mut users2);
     if before > 0 && full_admins(&roles2, &users2) == 0 {
-        return Err(ApiError::new(
-            ErrorKind::Conflict,
-            "last_admin",
-            "this would leave no administrator holding every permission on all units",
-        ));
+        return Err(ApiError::new(ErrorKind::Conflict, "last_admin", "this would leave no administrator holding every permission on all units"));
     }
     Ok(())
 }
@@ -501,11 +408,7 @@ impl Caller {
         if self.permissions.contains(permission) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorKind::Forbidden,
-                "forbidden",
-                format!("this needs the permission {permission}"),
-            ))
+            Err(ApiError::new(ErrorKind::Forbidden, "forbidden", format!("this needs the permission {permission}")))
         }
     }
 
@@ -516,33 +419,18 @@ impl Caller {
     /// The one rule for granting: a role, a role assignment or a user edit may
     /// carry only permissions and data scope the caller holds. `field` prefixes
     /// the offending input in the error ("permissions" → "permissions[2]").
-    pub fn may_grant(
-        &self,
-        field: &str,
-        permissions: &[String],
-        all_units: bool,
-        units: &[String],
-    ) -> Result<(), ApiError> {
+    pub fn may_grant(&self, field: &str, permissions: &[String], all_units: bool, units: &[String]) -> Result<(), ApiError> {
         for (i, p) in permissions.iter().enumerate() {
             if !self.permissions.contains(p) {
-                return Err(beyond(
-                    format!("{field}permissions[{i}]"),
-                    format!("you cannot grant the permission {p}: you do not hold it"),
-                ));
+                return Err(beyond(format!("{field}permissions[{i}]"), format!("you cannot grant the permission {p}: you do not hold it")));
             }
         }
         if all_units && !self.all_units {
-            return Err(beyond(
-                format!("{field}all_units"),
-                "you cannot grant data permission on all units: you do not hold it",
-            ));
+            return Err(beyond(format!("{field}all_units"), "you cannot grant data permission on all units: you do not hold it"));
         }
         for (i, u) in units.iter().enumerate() {
             if !self.sees_unit(u) {
-                return Err(beyond(
-                    format!("{field}units[{i}]"),
-                    format!("you cannot grant the unit {u}: it is outside your data permission"),
-                ));
+                return Err(beyond(format!("{field}units[{i}]"), format!("you cannot grant the unit {u}: it is outside your data permission")));
             }
         }
         Ok(())
@@ -550,29 +438,16 @@ impl Caller {
 
     /// Refuse acting on something (a role, a user) that holds rights the caller lacks.
     pub fn covers(&self, field: &str, what: &str, rights: &Rights) -> Result<(), ApiError> {
-        let mut missing: Vec<&String> = rights
-            .permissions
-            .iter()
-            .filter(|p| !self.permissions.contains(*p))
-            .collect();
+        let mut missing: Vec<&String> = rights.permissions.iter().filter(|p| !self.permissions.contains(*p)).collect();
         missing.sort();
         if let Some(p) = missing.first() {
-            return Err(beyond(
-                field,
-                format!("{what} holds the permission {p}, which you do not"),
-            ));
+            return Err(beyond(field, format!("{what} holds the permission {p}, which you do not")));
         }
         if rights.all_units && !self.all_units {
-            return Err(beyond(
-                field,
-                format!("{what} holds data permission on all units, which you do not"),
-            ));
+            return Err(beyond(field, format!("{what} holds data permission on all units, which you do not")));
         }
         if let Some(u) = rights.units.iter().find(|u| !self.sees_unit(u)) {
-            return Err(beyond(
-                field,
-                format!("{what} holds data permission on unit {u}, outside yours"),
-            ));
+            return Err(beyond(field, format!("{what} holds data permission on unit {u}, outside yours")));
         }
         Ok(())
     }
@@ -583,27 +458,17 @@ impl Caller {
 }
 
 fn unauthenticated() -> Failure {
-    Failure(ApiError::new(
-        ErrorKind::Unauthenticated,
-        "unauthenticated",
-        "log in first",
-    ))
+    Failure(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "log in first"))
 }
 
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = Failure;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<App>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let token = request_token(parts).ok_or_else(unauthenticated)?;
         let platform = Repo::new(app.config.as_ref(), PLATFORM);
         let key = token_hash(&token);
-        let mut session: Session = platform
-            .get(SESSION, &key)
-            .await?
-            .ok_or_else(unauthenticated)?;
+        let mut session: Session = platform.get(SESSION, &key).await?.ok_or_else(unauthenticated)?;
         let now = herald_core::now_ms();
         if session.expires_at <= now {
             platform.delete(SESSION, &key).await?;
@@ -615,10 +480,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             platform.put(SESSION, &key, &session).await?;
         }
         let repo = Repo::new(app.config.as_ref(), &session.tenant);
-        let user: User = repo
-            .get(directory::USER, &session.user)
-            .await?
-            .ok_or_else(unauthenticated)?;
+        let user: User = repo.get(directory::USER, &session.user).await?.ok_or_else(unauthenticated)?;
         let mut permissions = HashSet::new();
         let (mut all_units, mut roots) = (false, Vec::new());
         for id in &user.roles {
@@ -635,14 +497,7 @@ impl FromRequestParts<Arc<App>> for Caller {
                 units.extend(directory::subtree(&tree, r));
             }
         }
-        Ok(Caller {
-            tenant: session.tenant,
-            user,
-            permissions,
-            all_units,
-            units,
-            session: key,
-        })
+        Ok(Caller { tenant: session.tenant, user, permissions, all_units, units, session: key })
     }
 }
 
@@ -652,18 +507,10 @@ impl FromRequestParts<Arc<App>> for Caller {
 pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
     let platform = Repo::new(app.config.as_ref(), PLATFORM);
     let marker = format!("permissions.{}", NEW_PERMISSIONS.join(","));
-    if platform
-        .get::<serde_json::Value>("migration", &marker)
-        .await?
-        .is_some()
-    {
+    if platform.get::<serde_json::Value>("migration", &marker).await?.is_some() {
         return Ok(());
     }
-    let old: Vec<&str> = PERMISSIONS
-        .iter()
-        .map(|p| p.0)
-        .filter(|p| !NEW_PERMISSIONS.contains(p))
-        .collect();
+    let old: Vec<&str> = PERMISSIONS.iter().map(|p| p.0).filter(|p| !NEW_PERMISSIONS.contains(p)).collect();
     for tenant in app.config.tenants().await? {
         let repo = Repo::new(app.config.as_ref(), &tenant.id);
         for role in repo.list::<Role>(ROLE).await? {
@@ -682,13 +529,7 @@ pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
             tracing::info!(tenant = %tenant.id, role = %role.name, "granted {:?} on upgrade", NEW_PERMISSIONS);
         }
     }
-    platform
-        .put(
-            "migration",
-            &marker,
-            &serde_json::json!({"at": herald_core::now_ms()}),
-        )
-        .await?;
+    platform.put("migration", &marker, &serde_json::json!({"at": herald_core::now_ms()})).await?;
     Ok(())
 }
 
@@ -698,38 +539,16 @@ mod tests {
 
     #[test]
     fn password_rules() {
-        for ok in [
-            "correct horse battery",
-            "Correct-horse-9",
-            "User-password-1",
-            "Limited-pass-1",
-            "sam password 123",
-        ] {
-            assert!(
-                check_password("p", ok, Some("someone"), &[]).is_ok(),
-                "{ok}: {:?}",
-                check_password("p", ok, Some("someone"), &[])
-            );
+        for ok in ["correct horse battery", "Correct-horse-9", "User-password-1", "Limited-pass-1", "sam password 123"] {
+            assert!(check_password("p", ok, Some("someone"), &[]).is_ok(), "{ok}: {:?}", check_password("p", ok, Some("someone"), &[]));
         }
         assert!(check_password("p", "Secret-pass-t-abc123", Some("t-abc123"), &[]).is_ok());
-        for weak in [
-            "          ",
-            "aaaaaaaaaa",
-            "password123",
-            "1234567890",
-            "qwertyuiop",
-        ] {
+        for weak in ["          ", "aaaaaaaaaa", "password123", "1234567890", "qwertyuiop"] {
             assert!(check_password("p", weak, None, &[]).is_err(), "{weak}");
         }
         assert!(check_password("p", "boss.login.x", Some("boss.login.x"), &[]).is_err());
         assert!(check_password("p", "boss.login.x!", Some("boss.login.x"), &[]).is_err());
-        assert_eq!(
-            check_password("pw", "aaaaaaaaaa", None, &[])
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("pw")
-        );
+        assert_eq!(check_password("pw", "aaaaaaaaaa", None, &[]).unwrap_err().field.as_deref(), Some("pw"));
     }
 
     #[test]

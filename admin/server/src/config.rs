@@ -72,20 +72,12 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(
-            Env::prefixed("HERALD_ADMIN_")
-                .split("__")
-                .ignore(&["config", "log"]),
-        );
+        fig = fig.merge(Env::prefixed("HERALD_ADMIN_").split("__").ignore(&["config", "log"]));
         let cfg: Config = fig.extract().map_err(|e| {
             e.into_iter()
                 .map(|e| {
                     let field = e.path.join(".");
-                    if field.is_empty() {
-                        e.to_string()
-                    } else {
-                        format!("{field}: {e}")
-                    }
+                    if field.is_empty() { e.to_string() } else { format!("{field}: {e}") }
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -103,13 +95,10 @@ impl Config {
 
     /// Whether the session cookie carries `Secure`.
     pub fn cookie_secure(&self) -> bool {
-        self.secure_cookies
-            .unwrap_or(!self.listen.ip().is_loopback())
+        self.secure_cookies.unwrap_or(!self.listen.ip().is_loopback())
     }
 
     pub fn plugins_dir(&self) -> PathBuf {
-        self.plugins_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("plugins"))
+        self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 }

@@ -128,7 +128,8 @@ impl Rows {
             for (c, t) in cells {
                 names[*c] = t.to_lowercase();
             }
-            let to = names.iter().position(|h| TO.contains(&h.as_str())).ok_or("no recipient column: name one header `to` (or 收件人, 手机, 邮箱)")?;
+            let to =
+                names.iter().position(|h| TO.contains(&h.as_str())).ok_or("no recipient column: name one header `to` (or 收件人, 手机, 邮箱)")?;
             let name = names.iter().position(|h| NAME.contains(&h.as_str()));
             self.header = Some(Header { names, to, name });
             return Ok(true);
@@ -291,7 +292,10 @@ fn check_central_directory(bytes: &[u8]) -> Result<(), String> {
     if entries == 0xFFFF && at >= 20 && &bytes[at - 20..at - 16] == b"PK\x06\x07" {
         // Zip64: the locator points at the zip64 end record holding the real count.
         let off = u64::from_le_bytes(bytes[at - 12..at - 4].try_into().unwrap_or_default());
-        let off = usize::try_from(off).ok().filter(|o| o.checked_add(56).is_some_and(|end| end <= bytes.len())).ok_or("not a readable .xlsx: bad zip64 record")?;
+        let off = usize::try_from(off)
+            .ok()
+            .filter(|o| o.checked_add(56).is_some_and(|end| end <= bytes.len()))
+            .ok_or("not a readable .xlsx: bad zip64 record")?;
         entries = u64::from_le_bytes(bytes[off + 32..off + 40].try_into().unwrap_or_default());
     }
     if entries.saturating_mul(46) > bytes.len() as u64 {
@@ -513,7 +517,9 @@ fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), String> {
                         }
                         b"row" => {
                             line = match attr(e, b"r") {
-                                Some(r) => r.trim().parse::<u64>().ok().filter(|&n| n >= 1).ok_or_else(|| format!("row number {r:?} is not a row"))?,
+                                Some(r) => {
+                                    r.trim().parse::<u64>().ok().filter(|&n| n >= 1).ok_or_else(|| format!("row number {r:?} is not a row"))?
+                                }
                                 None => line + 1,
                             };
                             next_col = 0;
@@ -774,11 +780,7 @@ mod xls_guard {
     }
 
     fn sector_of(b: &[u8], size: usize, sectors: usize, id: u32) -> Result<&[u8], String> {
-        if (id as usize) < sectors {
-            Ok(&b[size + id as usize * size..][..size])
-        } else {
-            Err(bad("a sector number points outside the file"))
-        }
+        if (id as usize) < sectors { Ok(&b[size + id as usize * size..][..size]) } else { Err(bad("a sector number points outside the file")) }
     }
 
     fn h_u32(d: &[u8], i: usize) -> u32 {
@@ -954,7 +956,11 @@ mod xls_guard {
             if rows.0 <= rows.1 {
                 let grid = u64::from(rows.1 - rows.0 + 1) * u64::from(cols.1 - cols.0 + 1);
                 if grid > MAX_GRID {
-                    return Err(format!("the sheet's cells span {} rows × {} columns: at most {MAX_GRID} cells", rows.1 - rows.0 + 1, cols.1 - cols.0 + 1));
+                    return Err(format!(
+                        "the sheet's cells span {} rows × {} columns: at most {MAX_GRID} cells",
+                        rows.1 - rows.0 + 1,
+                        cols.1 - cols.0 + 1
+                    ));
                 }
             }
             if text > MAX_TEXT {
@@ -1038,7 +1044,9 @@ mod tests {
             w.write_all(body.as_bytes()).unwrap();
         }
         let cell = |r: usize, c: &str, v: &str| format!(r#"<c r="{c}{r}" t="inlineStr"><is><t>{v}</t></is></c>"#);
-        let mut sheet = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#);
+        let mut sheet = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#,
+        );
         sheet.push_str(&format!(r#"<row r="1">{}{}{}</row>"#, cell(1, "A", "手机"), cell(1, "B", "姓名"), cell(1, "C", "code")));
         for i in 0..rows {
             let r = i + 2;

@@ -21,9 +21,7 @@ fn main() {
 #[tokio::main]
 async fn serve() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HERALD_ADMIN_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERALD_ADMIN_LOG").unwrap_or_else(|_| "info".into()))
         // Colours only on a terminal: a log file or a collector gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();

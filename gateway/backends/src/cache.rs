@@ -201,13 +201,18 @@ mod tests {
     async fn only_the_named_document_kinds_are_cached() {
         let (_dir, direct) = store().await;
         let cached = CachedConfig::new(direct.clone(), Duration::from_secs(60));
-        let doc = |kind: &str, n: i64| Doc { tenant: "t".into(), kind: kind.into(), id: "x".into(), body: serde_json::json!({"n": n}), updated_at: n };
+        let doc =
+            |kind: &str, n: i64| Doc { tenant: "t".into(), kind: kind.into(), id: "x".into(), body: serde_json::json!({"n": n}), updated_at: n };
         for kind in [herald_core::billing::BILLING, "incident"] {
             direct.put_doc(&doc(kind, 1)).await.unwrap();
             assert_eq!(cached.doc("t", kind, "x").await.unwrap(), Some(doc(kind, 1)));
             direct.put_doc(&doc(kind, 2)).await.unwrap();
         }
-        assert_eq!(cached.doc("t", herald_core::billing::BILLING, "x").await.unwrap(), Some(doc(herald_core::billing::BILLING, 1)), "billing: cached");
+        assert_eq!(
+            cached.doc("t", herald_core::billing::BILLING, "x").await.unwrap(),
+            Some(doc(herald_core::billing::BILLING, 1)),
+            "billing: cached"
+        );
         assert_eq!(cached.doc("t", "incident", "x").await.unwrap(), Some(doc("incident", 2)), "incidents: always fresh");
     }
 }

@@ -49,7 +49,10 @@ impl std::fmt::Display for ResolveError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
-    Net { addr: IpAddr, prefix: u8 },
+    Net {
+        addr: IpAddr,
+        prefix: u8,
+    },
     /// Lowercase, without a trailing dot; `*.x` matches names under `x`.
     Host(String),
 }
@@ -126,10 +129,8 @@ impl Guard {
             self.check(&h, port, ip).map_err(ResolveError::Refused)?;
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((h.as_str(), port))
-            .await
-            .map_err(|e| ResolveError::Lookup(format!("cannot resolve {h}: {e}")))?
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            tokio::net::lookup_host((h.as_str(), port)).await.map_err(|e| ResolveError::Lookup(format!("cannot resolve {h}: {e}")))?.collect();
         let mut refused = None;
         let mut ok = Vec::new();
         for a in addrs {
@@ -348,7 +349,17 @@ mod tests {
         ] {
             assert_eq!(non_public(ip(a)), Some(kind), "{a}");
         }
-        for a in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "169.255.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::"] {
+        for a in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "169.255.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+        ] {
             assert_eq!(non_public(ip(a)), None, "{a}");
         }
     }

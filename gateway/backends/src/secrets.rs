@@ -21,8 +21,8 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use herald_core::model::Account;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use serde_json::Value;
+use sha2::Sha256;
 
 const PREFIX: &str = "sealed:v1:";
 
@@ -108,10 +108,7 @@ impl Sealer {
             };
             let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
             let aad = aad(id.clone(), &f, v.is_string());
-            let ct = self
-                .cipher
-                .encrypt(&nonce, Payload { msg: &plain, aad: aad.as_bytes() })
-                .map_err(|_| SealError(format!("{f}: cannot seal")))?;
+            let ct = self.cipher.encrypt(&nonce, Payload { msg: &plain, aad: aad.as_bytes() }).map_err(|_| SealError(format!("{f}: cannot seal")))?;
             let mut out = nonce.to_vec();
             out.extend_from_slice(&ct);
             *v = Value::String(format!("{PREFIX}{}", B64.encode(out)));
@@ -148,9 +145,7 @@ impl Sealer {
                 let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() }).ok()?;
                 if is_string { String::from_utf8(plain).ok().map(Value::String) } else { serde_json::from_slice(&plain).ok() }
             });
-            *v = opened.ok_or_else(|| {
-                SealError(format!("account {name}: field {f} does not open with this key (was secrets_key changed?)"))
-            })?;
+            *v = opened.ok_or_else(|| SealError(format!("account {name}: field {f} does not open with this key (was secrets_key changed?)")))?;
         }
         Ok(())
     }

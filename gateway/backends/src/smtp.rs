@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
 pub type SmtpPool = AsyncSmtpTransport<Tokio1Executor>;
@@ -62,11 +62,7 @@ fn build(
         SmtpTls::Starttls => Tls::Required(TlsParameters::new(host.into()).map_err(tls_err)?),
         SmtpTls::Implicit => Tls::Wrapper(TlsParameters::new(host.into()).map_err(tls_err)?),
     };
-    let mut b = SmtpPool::builder_dangerous(server)
-        .port(port)
-        .tls(tls)
-        .timeout(Some(timeout))
-        .pool_config(PoolConfig::new().max_size(pool_size));
+    let mut b = SmtpPool::builder_dangerous(server).port(port).tls(tls).timeout(Some(timeout)).pool_config(PoolConfig::new().max_size(pool_size));
     if let Some((user, password)) = credentials {
         b = b.credentials(Credentials::new(user, password));
     }

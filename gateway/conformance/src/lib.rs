@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use herald_core::model::{
-    Account, Content, DeadLetter, DeliveryStatus, DeliveryUpdate, Doc, IdempotencyRecord,
-    LedgerEntry, LedgerKind, Message, Price, RecipientSpec, Rendered, RetryJob, Template, Tenant,
-    Work,
+    Account, Content, DeadLetter, DeliveryStatus, DeliveryUpdate, Doc, IdempotencyRecord, LedgerEntry, LedgerKind, Message, Price, RecipientSpec,
+    Rendered, RetryJob, Template, Tenant, Work,
 };
 use herald_core::now_ms;
 use herald_core::seams::{ConfigStore, Enqueue, Queue, Schedules, Store};
@@ -22,18 +21,10 @@ pub fn message(tenant: &str, recipients: usize) -> Message {
         tenant: tenant.into(),
         channel: "webhook".into(),
         account: "hook".into(),
-        content: Content {
-            text: Some("hi {{ name }}".into()),
-            ..Default::default()
-        },
+        content: Content { text: Some("hi {{ name }}".into()), ..Default::default() },
         template: None,
         variables: Default::default(),
-        recipients: (0..recipients)
-            .map(|i| RecipientSpec {
-                to: format!("r{i}"),
-                variables: Default::default(),
-            })
-            .collect(),
+        recipients: (0..recipients).map(|i| RecipientSpec { to: format!("r{i}"), variables: Default::default() }).collect(),
         metadata: Default::default(),
         accepted_at: now_ms(),
         send_at: None,
@@ -41,20 +32,11 @@ pub fn message(tenant: &str, recipients: usize) -> Message {
 }
 
 fn enqueue(m: &Message, not_before: i64) -> Enqueue {
-    Enqueue {
-        key: m.tenant.clone(),
-        not_before,
-        work: Work::Message(m.clone()),
-    }
+    Enqueue { key: m.tenant.clone(), not_before, work: Work::Message(m.clone()) }
 }
 
 /// Lease until `want` items of `tenant` are seen or `timeout` passes.
-async fn lease_tenant(
-    q: &dyn Queue,
-    tenant: &str,
-    want: usize,
-    timeout: Duration,
-) -> Vec<herald_core::seams::Leased> {
+async fn lease_tenant(q: &dyn Queue, tenant: &str, want: usize, timeout: Duration) -> Vec<herald_core::seams::Leased> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut got = Vec::new();
     while got.len() < want && tokio::time::Instant::now() < deadline {
@@ -77,17 +59,8 @@ pub async fn queue_suite(q: &dyn Queue) {
     let a = message(&tenant, 1);
     let b = message(&tenant, 2);
     let later = message(&tenant, 1);
-    q.publish(vec![
-        enqueue(&a, now),
-        enqueue(&b, now),
-        enqueue(&later, now + 1_500),
-    ])
-    .await
-    .expect("publish");
-    assert!(
-        q.depth().await.expect("depth") >= 3,
-        "depth counts scheduled items too"
-    );
+    q.publish(vec![enqueue(&a, now), enqueue(&b, now), enqueue(&later, now + 1_500)]).await.expect("publish");
+    assert!(q.depth().await.expect("depth") >= 3, "depth counts scheduled items too");
 
     let got = lease_tenant(q, &tenant, 2, Duration::from_secs(10)).await;
     let ids: Vec<_> = got
@@ -97,11 +70,7 @@ pub async fn queue_suite(q: &dyn Queue) {
             _ => panic!("retry?"),
         })
         .collect();
-    assert_eq!(
-        ids,
-        vec![a.id.clone(), b.id.clone()],
-        "due items in publish order, scheduled one held back"
-    );
+    assert_eq!(ids, vec![a.id.clone(), b.id.clone()], "due items in publish order, scheduled one held back");
     assert_eq!(got[0].work, Work::Message(a.clone()), "payload round-trips");
     assert!(got.iter().all(|l| l.redeliveries == 0));
 
@@ -118,25 +87,12 @@ pub async fn queue_suite(q: &dyn Queue) {
     again_ids.sort();
     let mut want = vec![b.id.clone(), later.id.clone()];
     want.sort();
-    assert_eq!(
-        again_ids, want,
-        "unacked item redelivered, scheduled item now due, acked item gone"
-    );
-    let b_again = again
-        .iter()
-        .find(|l| matches!(&l.work, Work::Message(m) if m.id == b.id))
-        .unwrap();
+    assert_eq!(again_ids, want, "unacked item redelivered, scheduled item now due, acked item gone");
+    let b_again = again.iter().find(|l| matches!(&l.work, Work::Message(m) if m.id == b.id)).unwrap();
     assert_eq!(b_again.redeliveries, 1);
-    q.ack(again.iter().map(|l| l.token.clone()).collect())
-        .await
-        .expect("ack");
+    q.ack(again.iter().map(|l| l.token.clone()).collect()).await.expect("ack");
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    assert!(
-        lease_tenant(q, &tenant, 1, Duration::from_millis(300))
-            .await
-            .is_empty(),
-        "acked items never return"
-    );
+    assert!(lease_tenant(q, &tenant, 1, Duration::from_millis(300)).await.is_empty(), "acked items never return");
 
     // Dead letters: durable on append, read oldest first without removal,
     // dropped from the head. (The suite's queue is fresh: the list starts empty.)
@@ -162,28 +118,16 @@ pub async fn queue_suite(q: &dyn Queue) {
         dead_at: now,
     };
     assert!(q.dead_letters(10).await.expect("dead letters").is_empty());
-    q.dead_letter(vec![letter(0), letter(1)])
-        .await
-        .expect("dead letter");
+    q.dead_letter(vec![letter(0), letter(1)]).await.expect("dead letter");
     q.dead_letter(vec![letter(2)]).await.expect("dead letter");
     let all = q.dead_letters(10).await.expect("dead letters");
-    assert_eq!(
-        all.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(),
-        vec![letter(0), letter(1), letter(2)]
-    );
+    assert_eq!(all.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), vec![letter(0), letter(1), letter(2)]);
     let head = q.dead_letters(2).await.expect("dead letters");
     assert_eq!(head.len(), 2, "reading does not remove");
-    q.drop_dead(head.iter().map(|(t, _)| *t).collect())
-        .await
-        .expect("drop");
+    q.drop_dead(head.iter().map(|(t, _)| *t).collect()).await.expect("drop");
     let rest = q.dead_letters(10).await.expect("dead letters");
-    assert_eq!(
-        rest.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(),
-        vec![letter(2)]
-    );
-    q.drop_dead(rest.iter().map(|(t, _)| *t).collect())
-        .await
-        .expect("drop");
+    assert_eq!(rest.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), vec![letter(2)]);
+    q.drop_dead(rest.iter().map(|(t, _)| *t).collect()).await.expect("drop");
     assert!(q.dead_letters(10).await.expect("dead letters").is_empty());
 }
 
@@ -193,18 +137,8 @@ pub async fn queue_suite(q: &dyn Queue) {
 pub async fn schedules_suite(s: &dyn Schedules) {
     let tenant = unique("sc");
     let now = now_ms();
-    let (past, soon, later) = (
-        message(&tenant, 1),
-        message(&tenant, 2),
-        message(&tenant, 1),
-    );
-    s.park(vec![
-        enqueue(&later, now + 120_000),
-        enqueue(&soon, now + 600),
-        enqueue(&past, now - 1_000),
-    ])
-    .await
-    .expect("park");
+    let (past, soon, later) = (message(&tenant, 1), message(&tenant, 2), message(&tenant, 1));
+    s.park(vec![enqueue(&later, now + 120_000), enqueue(&soon, now + 600), enqueue(&past, now - 1_000)]).await.expect("park");
     let ids = |due: &[(String, Enqueue)]| -> Vec<String> {
         due.iter()
             .map(|(_, e)| match &e.work {
@@ -216,43 +150,22 @@ pub async fn schedules_suite(s: &dyn Schedules) {
 
     let due = s.due(now, 10).await.expect("due");
     assert_eq!(ids(&due), vec![past.id.clone()], "only what is due");
-    assert_eq!(
-        (due[0].1.key.as_str(), due[0].1.not_before),
-        (tenant.as_str(), now - 1_000)
-    );
-    assert_eq!(
-        due[0].1.work,
-        Work::Message(past.clone()),
-        "payload round-trips"
-    );
+    assert_eq!((due[0].1.key.as_str(), due[0].1.not_before), (tenant.as_str(), now - 1_000));
+    assert_eq!(due[0].1.work, Work::Message(past.clone()), "payload round-trips");
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     let due = s.due(now_ms(), 10).await.expect("due");
-    assert_eq!(
-        ids(&due),
-        vec![past.id.clone(), soon.id.clone()],
-        "in due order; not released yet, so again"
-    );
+    assert_eq!(ids(&due), vec![past.id.clone(), soon.id.clone()], "in due order; not released yet, so again");
     assert_eq!(ids(&s.due(now_ms(), 1).await.expect("due")).len(), 1, "max");
-    s.release(due.into_iter().map(|(t, _)| t).collect())
-        .await
-        .expect("release");
-    assert!(
-        s.due(now_ms(), 10).await.expect("due").is_empty(),
-        "released items are gone"
-    );
+    s.release(due.into_iter().map(|(t, _)| t).collect()).await.expect("release");
+    assert!(s.due(now_ms(), 10).await.expect("due").is_empty(), "released items are gone");
 
     // Two minutes on: the later bucket.
     let due = s.due(now + 121_000, 10).await.expect("due");
     assert_eq!(ids(&due), vec![later.id.clone()]);
-    s.release(due.into_iter().map(|(t, _)| t).collect())
-        .await
-        .expect("release");
+    s.release(due.into_iter().map(|(t, _)| t).collect()).await.expect("release");
     assert!(s.due(now + 121_000, 10).await.expect("due").is_empty());
-    assert!(
-        s.release(vec!["not a token".into()]).await.is_err(),
-        "a bad token is an error"
-    );
+    assert!(s.release(vec!["not a token".into()]).await.is_err(), "a bad token is an error");
 
     // One leader at a time; the lease runs out.
     let (a, b) = (unique("node"), unique("node"));
@@ -299,128 +212,55 @@ pub async fn store_suite(s: &dyn Store) {
     s.record_message(&m).await.expect("replay is a no-op");
     let view = s.message(&tenant, &m.id).await.unwrap().expect("message");
     assert_eq!(view.deliveries.len(), 3);
-    assert!(
-        view.deliveries
-            .iter()
-            .all(|d| d.status == DeliveryStatus::Queued && d.attempts == 0)
-    );
+    assert!(view.deliveries.iter().all(|d| d.status == DeliveryStatus::Queued && d.attempts == 0));
     assert_eq!(view.deliveries[2].recipient, "r2");
-    assert!(
-        s.message("other-tenant", &m.id).await.unwrap().is_none(),
-        "tenant-scoped"
-    );
-    assert_eq!(
-        s.queued_deliveries(&tenant, &m.id).await.unwrap(),
-        vec![m.delivery_id(0), m.delivery_id(1), m.delivery_id(2)]
-    );
+    assert!(s.message("other-tenant", &m.id).await.unwrap().is_none(), "tenant-scoped");
+    assert_eq!(s.queued_deliveries(&tenant, &m.id).await.unwrap(), vec![m.delivery_id(0), m.delivery_id(1), m.delivery_id(2)]);
 
     let ledger = vec![debit(&m, 0, 5)];
-    let ups = vec![
-        update(&m, 0, DeliveryStatus::Sent, 1),
-        update(&m, 1, DeliveryStatus::Retrying, 1),
-        update(&m, 2, DeliveryStatus::Failed, 1),
-    ];
-    s.record(ups.clone(), ledger.clone())
-        .await
-        .expect("record outcomes");
+    let ups = vec![update(&m, 0, DeliveryStatus::Sent, 1), update(&m, 1, DeliveryStatus::Retrying, 1), update(&m, 2, DeliveryStatus::Failed, 1)];
+    s.record(ups.clone(), ledger.clone()).await.expect("record outcomes");
     s.record(ups, ledger).await.expect("replayed record");
-    assert_eq!(
-        s.queued_deliveries(&tenant, &m.id).await.unwrap(),
-        Vec::<String>::new()
-    );
+    assert_eq!(s.queued_deliveries(&tenant, &m.id).await.unwrap(), Vec::<String>::new());
     assert!(s.retry_due(&tenant, &m.delivery_id(1), 2).await.unwrap());
     assert!(!s.retry_due(&tenant, &m.delivery_id(1), 3).await.unwrap());
     assert!(!s.retry_due(&tenant, &m.delivery_id(0), 2).await.unwrap());
-    assert_eq!(
-        s.balance(&tenant).await.unwrap(),
-        -5,
-        "replayed ledger entry counted once"
-    );
+    assert_eq!(s.balance(&tenant).await.unwrap(), -5, "replayed ledger entry counted once");
 
     // A receipt upgrades sent→delivered; a late "sent" does not downgrade it.
-    s.record(vec![update(&m, 0, DeliveryStatus::Delivered, 1)], vec![])
-        .await
-        .unwrap();
-    s.record(vec![update(&m, 0, DeliveryStatus::Sent, 1)], vec![])
-        .await
-        .unwrap();
+    s.record(vec![update(&m, 0, DeliveryStatus::Delivered, 1)], vec![]).await.unwrap();
+    s.record(vec![update(&m, 0, DeliveryStatus::Sent, 1)], vec![]).await.unwrap();
     let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Delivered);
     // A read receipt beats a late delivery report.
-    s.record(vec![update(&m, 0, DeliveryStatus::Read, 1)], vec![])
-        .await
-        .unwrap();
-    s.record(vec![update(&m, 0, DeliveryStatus::Delivered, 1)], vec![])
-        .await
-        .unwrap();
+    s.record(vec![update(&m, 0, DeliveryStatus::Read, 1)], vec![]).await.unwrap();
+    s.record(vec![update(&m, 0, DeliveryStatus::Delivered, 1)], vec![]).await.unwrap();
     let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
     assert_eq!(view.deliveries[0].status, DeliveryStatus::Read);
     assert_eq!(view.deliveries[0].cost_minor, 5);
     assert_eq!(view.deliveries[1].cost_minor, 0);
     // Retries run out: dead. A late retry of an earlier attempt does not revive
     // it; a re-drive (retrying at the attempts it died with) does.
-    s.record(vec![update(&m, 1, DeliveryStatus::Dead, 3)], vec![])
-        .await
-        .unwrap();
-    s.record(vec![update(&m, 1, DeliveryStatus::Retrying, 2)], vec![])
-        .await
-        .unwrap();
+    s.record(vec![update(&m, 1, DeliveryStatus::Dead, 3)], vec![]).await.unwrap();
+    s.record(vec![update(&m, 1, DeliveryStatus::Retrying, 2)], vec![]).await.unwrap();
     let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
-    assert_eq!(
-        (view.deliveries[1].status, view.deliveries[1].attempts),
-        (DeliveryStatus::Dead, 3)
-    );
+    assert_eq!((view.deliveries[1].status, view.deliveries[1].attempts), (DeliveryStatus::Dead, 3));
     assert!(!s.retry_due(&tenant, &m.delivery_id(1), 3).await.unwrap());
-    s.record(vec![update(&m, 1, DeliveryStatus::Retrying, 3)], vec![])
-        .await
-        .unwrap();
+    s.record(vec![update(&m, 1, DeliveryStatus::Retrying, 3)], vec![]).await.unwrap();
     let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
-    assert_eq!(
-        (view.deliveries[1].status, view.deliveries[1].attempts),
-        (DeliveryStatus::Retrying, 3)
-    );
+    assert_eq!((view.deliveries[1].status, view.deliveries[1].attempts), (DeliveryStatus::Retrying, 3));
     assert!(s.retry_due(&tenant, &m.delivery_id(1), 4).await.unwrap());
-    let (mid, rec) = s
-        .delivery_by_provider_id(&tenant, &format!("p-{}", m.delivery_id(0)))
-        .await
-        .unwrap()
-        .expect("by provider id");
-    assert_eq!(
-        (mid.as_str(), rec.id.as_str()),
-        (m.id.as_str(), m.delivery_id(0).as_str())
-    );
-    assert!(
-        s.delivery_by_provider_id("other", &format!("p-{}", m.delivery_id(0)))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let (mid, rec) = s.delivery_by_provider_id(&tenant, &format!("p-{}", m.delivery_id(0))).await.unwrap().expect("by provider id");
+    assert_eq!((mid.as_str(), rec.id.as_str()), (m.id.as_str(), m.delivery_id(0).as_str()));
+    assert!(s.delivery_by_provider_id("other", &format!("p-{}", m.delivery_id(0))).await.unwrap().is_none());
     // A provider id that is the delivery id itself (webhook, e-mail).
     let mut own = update(&m, 2, DeliveryStatus::Failed, 1);
     own.provider_id = Some(m.delivery_id(2));
     s.record(vec![own], vec![]).await.unwrap();
-    let (mid, rec) = s
-        .delivery_by_provider_id(&tenant, &m.delivery_id(2))
-        .await
-        .unwrap()
-        .expect("by its own id");
-    assert_eq!(
-        (mid.as_str(), rec.id.as_str()),
-        (m.id.as_str(), m.delivery_id(2).as_str())
-    );
-    assert!(
-        s.delivery_by_provider_id(&tenant, &m.delivery_id(1))
-            .await
-            .unwrap()
-            .is_none(),
-        "a delivery whose provider id is another"
-    );
-    assert!(
-        s.delivery_by_provider_id("other", &m.delivery_id(2))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let (mid, rec) = s.delivery_by_provider_id(&tenant, &m.delivery_id(2)).await.unwrap().expect("by its own id");
+    assert_eq!((mid.as_str(), rec.id.as_str()), (m.id.as_str(), m.delivery_id(2).as_str()));
+    assert!(s.delivery_by_provider_id(&tenant, &m.delivery_id(1)).await.unwrap().is_none(), "a delivery whose provider id is another");
+    assert!(s.delivery_by_provider_id("other", &m.delivery_id(2)).await.unwrap().is_none());
 
     let mut credit = debit(&m, 0, 2);
     credit.id = format!("{}:credit", m.delivery_id(0));
@@ -441,41 +281,22 @@ pub async fn store_suite(s: &dyn Store) {
         expires_at: now + 60_000,
     };
     s.put_idempotency(rec.clone()).await.unwrap();
-    assert_eq!(
-        s.idempotency(&tenant, "k1", now).await.unwrap(),
-        Some(rec.clone())
-    );
+    assert_eq!(s.idempotency(&tenant, "k1", now).await.unwrap(), Some(rec.clone()));
     assert_eq!(s.idempotency("other", "k1", now).await.unwrap(), None);
-    assert_eq!(
-        s.idempotency(&tenant, "k1", now + 61_000).await.unwrap(),
-        None,
-        "expired keys are gone"
-    );
+    assert_eq!(s.idempotency(&tenant, "k1", now + 61_000).await.unwrap(), None, "expired keys are gone");
 }
 
 /// ConfigStore: tenants, API keys, accounts, templates, price overrides.
 pub async fn config_suite(c: &dyn ConfigStore) {
-    let t = Tenant {
-        id: unique("ct"),
-        name: "Acme".into(),
-        currency: "CNY".into(),
-    };
+    let t = Tenant { id: unique("ct"), name: "Acme".into(), currency: "CNY".into() };
     c.upsert_tenant(&t).await.unwrap();
-    c.upsert_tenant(&Tenant {
-        name: "Acme Ltd".into(),
-        ..t.clone()
-    })
-    .await
-    .unwrap();
+    c.upsert_tenant(&Tenant { name: "Acme Ltd".into(), ..t.clone() }).await.unwrap();
     assert_eq!(c.tenant(&t.id).await.unwrap().unwrap().name, "Acme Ltd");
     assert!(c.tenants().await.unwrap().iter().any(|x| x.id == t.id));
 
     let key = unique("keyhash");
     c.add_api_key(&t.id, &key).await.unwrap();
-    assert_eq!(
-        c.tenant_by_api_key(&key).await.unwrap().map(|x| x.id),
-        Some(t.id.clone())
-    );
+    assert_eq!(c.tenant_by_api_key(&key).await.unwrap().map(|x| x.id), Some(t.id.clone()));
     assert!(c.tenant_by_api_key("nope").await.unwrap().is_none());
 
     let acc = Account {
@@ -492,71 +313,26 @@ pub async fn config_suite(c: &dyn ConfigStore) {
     assert!(!c.delete_account("other", "hook").await.unwrap());
     assert!(c.delete_account(&t.id, "hook").await.unwrap());
     assert!(c.account(&t.id, "hook").await.unwrap().is_none());
-    assert!(
-        !c.delete_account(&t.id, "hook").await.unwrap(),
-        "deleting twice reports nothing deleted"
-    );
+    assert!(!c.delete_account(&t.id, "hook").await.unwrap(), "deleting twice reports nothing deleted");
 
-    assert!(
-        !c.remove_api_key("other-tenant", &key).await.unwrap(),
-        "a tenant cannot revoke another's key"
-    );
+    assert!(!c.remove_api_key("other-tenant", &key).await.unwrap(), "a tenant cannot revoke another's key");
     assert!(c.tenant_by_api_key(&key).await.unwrap().is_some());
     assert!(c.remove_api_key(&t.id, &key).await.unwrap());
     assert!(c.tenant_by_api_key(&key).await.unwrap().is_none());
 
-    let tpl = Template {
-        tenant: t.id.clone(),
-        id: "welcome".into(),
-        content: Content {
-            subject: Some("Hi".into()),
-            text: Some("t".into()),
-            html: None,
-        },
-    };
+    let tpl =
+        Template { tenant: t.id.clone(), id: "welcome".into(), content: Content { subject: Some("Hi".into()), text: Some("t".into()), html: None } };
     c.upsert_template(&tpl).await.unwrap();
     assert_eq!(c.template(&t.id, "welcome").await.unwrap(), Some(tpl));
     assert!(c.template(&t.id, "missing").await.unwrap().is_none());
 
     let channel = unique("ch");
     assert!(c.price(&t.id, &channel).await.unwrap().is_none());
-    c.set_price(
-        "*",
-        &Price {
-            channel: channel.clone(),
-            unit_minor: 5,
-            currency: "CNY".into(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        c.price(&t.id, &channel).await.unwrap().unwrap().unit_minor,
-        5
-    );
-    c.set_price(
-        &t.id,
-        &Price {
-            channel: channel.clone(),
-            unit_minor: 3,
-            currency: "CNY".into(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        c.price(&t.id, &channel).await.unwrap().unwrap().unit_minor,
-        3,
-        "tenant override wins"
-    );
-    assert_eq!(
-        c.price("another", &channel)
-            .await
-            .unwrap()
-            .unwrap()
-            .unit_minor,
-        5
-    );
+    c.set_price("*", &Price { channel: channel.clone(), unit_minor: 5, currency: "CNY".into() }).await.unwrap();
+    assert_eq!(c.price(&t.id, &channel).await.unwrap().unwrap().unit_minor, 5);
+    c.set_price(&t.id, &Price { channel: channel.clone(), unit_minor: 3, currency: "CNY".into() }).await.unwrap();
+    assert_eq!(c.price(&t.id, &channel).await.unwrap().unwrap().unit_minor, 3, "tenant override wins");
+    assert_eq!(c.price("another", &channel).await.unwrap().unwrap().unit_minor, 5);
 
     docs_suite(c, &t.id).await;
 }
@@ -571,26 +347,13 @@ async fn docs_suite(c: &dyn ConfigStore, tenant: &str) {
     };
     assert!(c.docs(tenant, "unit").await.unwrap().is_empty());
     assert!(c.create_doc(&doc("b", 1)).await.unwrap());
-    assert!(
-        !c.create_doc(&doc("b", 2)).await.unwrap(),
-        "create never overwrites"
-    );
+    assert!(!c.create_doc(&doc("b", 2)).await.unwrap(), "create never overwrites");
     assert_eq!(c.doc(tenant, "unit", "b").await.unwrap(), Some(doc("b", 1)));
     c.put_doc(&doc("b", 3)).await.unwrap();
     c.put_doc(&doc("a", 4)).await.unwrap();
-    assert_eq!(
-        c.docs(tenant, "unit").await.unwrap(),
-        vec![doc("a", 4), doc("b", 3)],
-        "ordered by id"
-    );
-    assert!(
-        c.docs(tenant, "user").await.unwrap().is_empty(),
-        "kinds are separate"
-    );
-    assert!(
-        c.doc("other", "unit", "a").await.unwrap().is_none(),
-        "tenants are separate"
-    );
+    assert_eq!(c.docs(tenant, "unit").await.unwrap(), vec![doc("a", 4), doc("b", 3)], "ordered by id");
+    assert!(c.docs(tenant, "user").await.unwrap().is_empty(), "kinds are separate");
+    assert!(c.doc("other", "unit", "a").await.unwrap().is_none(), "tenants are separate");
     assert!(!c.delete_doc("other", "unit", "a").await.unwrap());
     assert!(c.delete_doc(tenant, "unit", "a").await.unwrap());
     assert!(!c.delete_doc(tenant, "unit", "a").await.unwrap());
@@ -598,33 +361,13 @@ async fn docs_suite(c: &dyn ConfigStore, tenant: &str) {
     // A unique claim: many concurrent creates of one id, exactly one wins.
     let contenders: Vec<Doc> = (0..8).map(|i| doc("claim", i)).collect();
     let claims = futures::future::join_all(contenders.iter().map(|d| c.create_doc(d))).await;
-    assert_eq!(
-        claims.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
-        1
-    );
+    assert_eq!(claims.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
     // Compare-and-set: a write based on a stale read is refused.
-    assert!(
-        c.replace_doc(&doc("b", 5), 1_700_000_000_003)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !c.replace_doc(&doc("b", 6), 1_700_000_000_003)
-            .await
-            .unwrap(),
-        "stale: b changed since"
-    );
+    assert!(c.replace_doc(&doc("b", 5), 1_700_000_000_003).await.unwrap());
+    assert!(!c.replace_doc(&doc("b", 6), 1_700_000_000_003).await.unwrap(), "stale: b changed since");
     assert_eq!(c.doc(tenant, "unit", "b").await.unwrap(), Some(doc("b", 5)));
-    assert!(
-        !c.replace_doc(&doc("gone", 7), 1_700_000_000_000)
-            .await
-            .unwrap(),
-        "no such document"
-    );
-    assert!(
-        c.doc(tenant, "unit", "gone").await.unwrap().is_none(),
-        "a replace never creates"
-    );
+    assert!(!c.replace_doc(&doc("gone", 7), 1_700_000_000_000).await.unwrap(), "no such document");
+    assert!(c.doc(tenant, "unit", "gone").await.unwrap().is_none(), "a replace never creates");
     // Concurrent read-change-write through `Repo::update` loses no change.
     let repo = herald_core::docs::Repo::new(c, tenant);
     repo.put("counter", "c", &0u32).await.unwrap();
@@ -637,28 +380,9 @@ async fn docs_suite(c: &dyn ConfigStore, tenant: &str) {
     for r in futures::future::join_all(bumps).await {
         assert!(r.unwrap().is_some());
     }
-    assert_eq!(
-        repo.get::<u32>("counter", "c").await.unwrap(),
-        Some(8),
-        "every concurrent update counted"
-    );
-    assert_eq!(
-        repo.update::<u32>("counter", "none", |_| Ok(()))
-            .await
-            .unwrap(),
-        None
-    );
-    let refused = repo.update::<u32>("counter", "c", |_| {
-        Err(herald_core::ApiError::new(
-            herald_core::error::ErrorKind::Conflict,
-            "no",
-            "no",
-        ))
-    });
+    assert_eq!(repo.get::<u32>("counter", "c").await.unwrap(), Some(8), "every concurrent update counted");
+    assert_eq!(repo.update::<u32>("counter", "none", |_| Ok(())).await.unwrap(), None);
+    let refused = repo.update::<u32>("counter", "c", |_| Err(herald_core::ApiError::new(herald_core::error::ErrorKind::Conflict, "no", "no")));
     assert_eq!(refused.await.unwrap_err().code, "no");
-    assert_eq!(
-        repo.get::<u32>("counter", "c").await.unwrap(),
-        Some(8),
-        "a refused change writes nothing"
-    );
+    assert_eq!(repo.get::<u32>("counter", "c").await.unwrap(), Some(8), "a refused change writes nothing");
 }

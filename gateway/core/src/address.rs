@@ -12,10 +12,7 @@ pub enum AddressRule {
     /// (`13800138000`).
     Phone,
     /// What the plugin declares in its account schema (`x-herald-recipient`).
-    Pattern {
-        regex: regex::Regex,
-        describe: String,
-    },
+    Pattern { regex: regex::Regex, describe: String },
     /// Any visible text (webhook ids, IM user ids the plugin does not describe).
     Any,
 }
@@ -42,18 +39,10 @@ impl AddressRule {
         let Some(decl) = schema.get("x-herald-recipient") else {
             return Ok(None);
         };
-        let pattern = decl
-            .get("pattern")
-            .and_then(|p| p.as_str())
-            .ok_or("x-herald-recipient.pattern must be a string")?;
+        let pattern = decl.get("pattern").and_then(|p| p.as_str()).ok_or("x-herald-recipient.pattern must be a string")?;
         let anchored = format!("^(?:{pattern})$");
-        let regex =
-            regex::Regex::new(&anchored).map_err(|e| format!("x-herald-recipient.pattern: {e}"))?;
-        let describe = decl
-            .get("description")
-            .and_then(|d| d.as_str())
-            .unwrap_or(pattern)
-            .to_string();
+        let regex = regex::Regex::new(&anchored).map_err(|e| format!("x-herald-recipient.pattern: {e}"))?;
+        let describe = decl.get("description").and_then(|d| d.as_str()).unwrap_or(pattern).to_string();
         Ok(Some(AddressRule::Pattern { regex, describe }))
     }
 
@@ -75,9 +64,7 @@ impl AddressRule {
                 if regex.is_match(to) {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "not a recipient of this channel: expected {describe}"
-                    ))
+                    Err(format!("not a recipient of this channel: expected {describe}"))
                 }
             }
             AddressRule::Any => Ok(()),
@@ -86,16 +73,11 @@ impl AddressRule {
 }
 
 fn phone(to: &str) -> Result<(), String> {
-    let expected =
-        "expected a mobile number in E.164 (+8613800138000) or mainland format (13800138000)";
+    let expected = "expected a mobile number in E.164 (+8613800138000) or mainland format (13800138000)";
     if !to.chars().all(|c| c.is_ascii_digit() || c == '+') || to.len() < 5 {
         return Err(format!("not a phone number: {expected}"));
     }
-    let region = if to.starts_with('+') {
-        None
-    } else {
-        Some(phonenumber::country::Id::CN)
-    };
+    let region = if to.starts_with('+') { None } else { Some(phonenumber::country::Id::CN) };
     match phonenumber::parse(region, to) {
         Ok(n) if phonenumber::is_valid(&n) => Ok(()),
         _ => Err(format!("not a valid phone number: {expected}")),
@@ -121,13 +103,7 @@ mod tests {
         for ok in ["13800138000", "+8613800138000", "+14155552671"] {
             assert!(r.check(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "abc123",
-            "1380013800",
-            "ann@example.com",
-            "+86 138 0013 8000",
-            "12345",
-        ] {
+        for bad in ["abc123", "1380013800", "ann@example.com", "+86 138 0013 8000", "12345"] {
             assert!(r.check(bad).is_err(), "{bad}");
         }
     }
@@ -138,11 +114,7 @@ mod tests {
         let r = AddressRule::declared_in(schema).unwrap().unwrap();
         assert!(r.check("zhang_san").is_ok());
         assert!(r.check("zhang san").unwrap_err().contains("a user id"));
-        assert!(
-            AddressRule::declared_in(r#"{"type":"object"}"#)
-                .unwrap()
-                .is_none()
-        );
+        assert!(AddressRule::declared_in(r#"{"type":"object"}"#).unwrap().is_none());
         assert!(AddressRule::declared_in(r#"{"x-herald-recipient":{"pattern":"("}}"#).is_err());
     }
 }

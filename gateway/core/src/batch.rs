@@ -35,30 +35,15 @@ pub struct Batcher<T> {
 
 impl<T> Batcher<T> {
     pub fn new(bounds: Bounds) -> Self {
-        Self {
-            bounds,
-            open: HashMap::new(),
-        }
+        Self { bounds, open: HashMap::new() }
     }
 
     /// Add an item of `bytes` size; `max_items` is the channel's own limit
     /// (a plugin's max batch), capped by the configured bound. Returns the
     /// batch if it is now full.
-    pub fn push(
-        &mut self,
-        key: BatchKey,
-        item: T,
-        bytes: usize,
-        max_items: usize,
-        now: Instant,
-    ) -> Option<(BatchKey, Vec<T>)> {
+    pub fn push(&mut self, key: BatchKey, item: T, bytes: usize, max_items: usize, now: Instant) -> Option<(BatchKey, Vec<T>)> {
         let max_items = max_items.clamp(1, self.bounds.max_items.max(1));
-        let open = self.open.entry(key.clone()).or_insert_with(|| Open {
-            since: now,
-            bytes: 0,
-            max_items,
-            items: Vec::new(),
-        });
+        let open = self.open.entry(key.clone()).or_insert_with(|| Open { since: now, bytes: 0, max_items, items: Vec::new() });
         open.items.push(item);
         open.bytes += bytes;
         if open.items.len() >= open.max_items || open.bytes >= self.bounds.max_bytes {
@@ -71,23 +56,13 @@ impl<T> Batcher<T> {
     /// Batches that have waited `linger` or longer.
     pub fn due(&mut self, now: Instant) -> Vec<(BatchKey, Vec<T>)> {
         let linger = self.bounds.linger;
-        let keys: Vec<BatchKey> = self
-            .open
-            .iter()
-            .filter(|(_, o)| now.duration_since(o.since) >= linger)
-            .map(|(k, _)| k.clone())
-            .collect();
-        keys.into_iter()
-            .filter_map(|k| self.open.remove(&k).map(|o| (k, o.items)))
-            .collect()
+        let keys: Vec<BatchKey> = self.open.iter().filter(|(_, o)| now.duration_since(o.since) >= linger).map(|(k, _)| k.clone()).collect();
+        keys.into_iter().filter_map(|k| self.open.remove(&k).map(|o| (k, o.items))).collect()
     }
 
     /// When the oldest open batch becomes due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.open
-            .values()
-            .map(|o| o.since + self.bounds.linger)
-            .min()
+        self.open.values().map(|o| o.since + self.bounds.linger).min()
     }
 
     /// Everything still open (shutdown).
@@ -105,18 +80,10 @@ mod tests {
     use super::*;
 
     fn key(t: &str, a: &str) -> BatchKey {
-        BatchKey {
-            tenant: t.into(),
-            channel: "webhook".into(),
-            account: a.into(),
-        }
+        BatchKey { tenant: t.into(), channel: "webhook".into(), account: a.into() }
     }
     fn bounds() -> Bounds {
-        Bounds {
-            max_items: 3,
-            max_bytes: 1000,
-            linger: Duration::from_millis(20),
-        }
+        Bounds { max_items: 3, max_bytes: 1000, linger: Duration::from_millis(20) }
     }
 
     #[test]
@@ -144,10 +111,7 @@ mod tests {
         let mut b = Batcher::new(bounds());
         let now = Instant::now();
         assert!(b.push(key("t", "a"), 1, 600, 100, now).is_none());
-        assert_eq!(
-            b.push(key("t", "a"), 2, 600, 100, now).unwrap().1,
-            vec![1, 2]
-        );
+        assert_eq!(b.push(key("t", "a"), 2, 600, 100, now).unwrap().1, vec![1, 2]);
     }
 
     #[test]

@@ -100,11 +100,7 @@ pub fn sms_segments(text: &str) -> SmsSegments {
         }
     };
     let (units, length) = count_parts(&costs, single, multi);
-    SmsSegments {
-        encoding,
-        units,
-        length,
-    }
+    SmsSegments { encoding, units, length }
 }
 
 /// True exactly when a balance moves from at or above `threshold_minor` to
@@ -148,10 +144,7 @@ mod tests {
         assert_eq!(GSM7_BASIC.chars().count(), 127);
         assert_eq!(GSM7_EXTENSION.chars().count(), 10);
         // The whole basic alphabet (including Greek capitals, £, ¥, ¤) is GSM-7.
-        assert_eq!(
-            seg(GSM7_BASIC),
-            (Gsm7, 1, GSM7_BASIC.chars().count() as u32)
-        );
+        assert_eq!(seg(GSM7_BASIC), (Gsm7, 1, GSM7_BASIC.chars().count() as u32));
     }
 
     #[test]
@@ -183,14 +176,8 @@ mod tests {
         assert_eq!(seg(&format!("{}😀", "中".repeat(69))), (Ucs2, 2, 71));
         // 66 + 2 + 66 = 134 units would fit 2 × 67, but the surrogate pair
         // cannot straddle: part 1 = 66, part 2 = 😀 + 65, part 3 = 1.
-        assert_eq!(
-            seg(&format!("{}😀{}", "中".repeat(66), "中".repeat(66))),
-            (Ucs2, 3, 134)
-        );
-        assert_eq!(
-            seg(&format!("{}😀{}", "中".repeat(65), "中".repeat(67))),
-            (Ucs2, 2, 134)
-        );
+        assert_eq!(seg(&format!("{}😀{}", "中".repeat(66), "中".repeat(66))), (Ucs2, 3, 134));
+        assert_eq!(seg(&format!("{}😀{}", "中".repeat(65), "中".repeat(67))), (Ucs2, 2, 134));
     }
 
     #[test]
@@ -247,10 +234,6 @@ fn default_policy() -> String {
 
 impl Default for BillingSettings {
     fn default() -> Self {
-        Self {
-            prepaid: false,
-            low_balance_minor: 0,
-            policy: default_policy(),
-        }
+        Self { prepaid: false, low_balance_minor: 0, policy: default_policy() }
     }
 }

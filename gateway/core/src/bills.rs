@@ -64,31 +64,25 @@ pub fn monthly_bills(entries: &[LedgerEntry], utc_offset_minutes: i32) -> Vec<Bi
     for e in entries {
         let period = period(e.at, offset_ms);
         let key = (period, e.channel.clone(), e.currency.clone());
-        let line = lines
-            .entry(key)
-            .or_insert_with_key(|(period, channel, currency)| BillLine {
-                period: period.clone(),
-                channel: channel.clone(),
-                currency: currency.clone(),
-                debit_count: 0,
-                debit_units: 0,
-                debit_minor: 0,
-                credit_minor: 0,
-                top_up_minor: 0,
-                net_minor: 0,
-            });
+        let line = lines.entry(key).or_insert_with_key(|(period, channel, currency)| BillLine {
+            period: period.clone(),
+            channel: channel.clone(),
+            currency: currency.clone(),
+            debit_count: 0,
+            debit_units: 0,
+            debit_minor: 0,
+            credit_minor: 0,
+            top_up_minor: 0,
+            net_minor: 0,
+        });
         match e.kind {
             LedgerKind::Debit => {
                 line.debit_count = line.debit_count.saturating_add(1);
                 line.debit_units = line.debit_units.saturating_add(u64::from(e.units));
                 line.debit_minor = line.debit_minor.saturating_add(e.amount_minor);
             }
-            LedgerKind::Credit => {
-                line.credit_minor = line.credit_minor.saturating_add(e.amount_minor)
-            }
-            LedgerKind::TopUp => {
-                line.top_up_minor = line.top_up_minor.saturating_add(e.amount_minor)
-            }
+            LedgerKind::Credit => line.credit_minor = line.credit_minor.saturating_add(e.amount_minor),
+            LedgerKind::TopUp => line.top_up_minor = line.top_up_minor.saturating_add(e.amount_minor),
         }
         line.net_minor = line.net_minor.saturating_add(e.kind.signed(e.amount_minor));
     }
@@ -101,19 +95,10 @@ mod tests {
 
     /// Epoch ms of an RFC 3339 time (test data only).
     fn ms(rfc3339: &str) -> Millis {
-        DateTime::parse_from_rfc3339(rfc3339)
-            .expect("test time")
-            .timestamp_millis()
+        DateTime::parse_from_rfc3339(rfc3339).expect("test time").timestamp_millis()
     }
 
-    fn entry(
-        id: &str,
-        kind: LedgerKind,
-        channel: &str,
-        units: u32,
-        amount: i64,
-        at: &str,
-    ) -> LedgerEntry {
+    fn entry(id: &str, kind: LedgerKind, channel: &str, units: u32, amount: i64, at: &str) -> LedgerEntry {
         LedgerEntry {
             id: id.into(),
             tenant: "t".into(),
@@ -138,41 +123,14 @@ mod tests {
         let entries = vec![
             entry("3", LedgerKind::Debit, "sms", 2, 10, "2026-02-01T00:00:00Z"),
             entry("1", LedgerKind::Debit, "sms", 1, 5, "2026-01-10T00:00:00Z"),
-            entry(
-                "2",
-                LedgerKind::Debit,
-                "email",
-                1,
-                1,
-                "2026-01-11T00:00:00Z",
-            ),
+            entry("2", LedgerKind::Debit, "email", 1, 1, "2026-01-11T00:00:00Z"),
             entry("4", LedgerKind::Debit, "sms", 3, 15, "2026-01-12T00:00:00Z"),
-            entry(
-                "5",
-                LedgerKind::Credit,
-                "sms",
-                3,
-                15,
-                "2026-01-13T00:00:00Z",
-            ),
-            entry(
-                "6",
-                LedgerKind::TopUp,
-                "sms",
-                0,
-                100,
-                "2026-01-14T00:00:00Z",
-            ),
+            entry("5", LedgerKind::Credit, "sms", 3, 15, "2026-01-13T00:00:00Z"),
+            entry("6", LedgerKind::TopUp, "sms", 0, 100, "2026-01-14T00:00:00Z"),
         ];
         let bills = monthly_bills(&entries, 0);
-        let keys: Vec<_> = bills
-            .iter()
-            .map(|b| (b.period.as_str(), b.channel.as_str()))
-            .collect();
-        assert_eq!(
-            keys,
-            [("2026-01", "email"), ("2026-01", "sms"), ("2026-02", "sms")]
-        );
+        let keys: Vec<_> = bills.iter().map(|b| (b.period.as_str(), b.channel.as_str())).collect();
+        assert_eq!(keys, [("2026-01", "email"), ("2026-01", "sms"), ("2026-02", "sms")]);
         assert_eq!(
             bills[1],
             BillLine {
@@ -197,65 +155,26 @@ mod tests {
     fn currencies_are_not_mixed() {
         let mut usd = entry("2", LedgerKind::Debit, "sms", 1, 3, "2026-01-01T00:00:00Z");
         usd.currency = "USD".into();
-        let entries = vec![
-            entry("1", LedgerKind::Debit, "sms", 1, 5, "2026-01-01T00:00:00Z"),
-            usd,
-        ];
+        let entries = vec![entry("1", LedgerKind::Debit, "sms", 1, 5, "2026-01-01T00:00:00Z"), usd];
         let bills = monthly_bills(&entries, 0);
-        let keys: Vec<_> = bills
-            .iter()
-            .map(|b| (b.currency.as_str(), b.debit_minor))
-            .collect();
+        let keys: Vec<_> = bills.iter().map(|b| (b.currency.as_str(), b.debit_minor)).collect();
         assert_eq!(keys, [("CNY", 5), ("USD", 3)]);
     }
 
     #[test]
     fn month_depends_on_the_offset() {
-        let entries = vec![entry(
-            "1",
-            LedgerKind::Debit,
-            "sms",
-            1,
-            5,
-            "2026-10-31T20:00:00Z",
-        )];
+        let entries = vec![entry("1", LedgerKind::Debit, "sms", 1, 5, "2026-10-31T20:00:00Z")];
         assert_eq!(monthly_bills(&entries, 0)[0].period, "2026-10");
-        assert_eq!(
-            monthly_bills(&entries, 8 * 60)[0].period,
-            "2026-11",
-            "UTC+8"
-        );
-        assert_eq!(
-            monthly_bills(&entries, 4 * 60)[0].period,
-            "2026-11",
-            "exactly midnight is the new day"
-        );
+        assert_eq!(monthly_bills(&entries, 8 * 60)[0].period, "2026-11", "UTC+8");
+        assert_eq!(monthly_bills(&entries, 4 * 60)[0].period, "2026-11", "exactly midnight is the new day");
         assert_eq!(monthly_bills(&entries, 4 * 60 - 1)[0].period, "2026-10");
-        let early = vec![entry(
-            "1",
-            LedgerKind::Debit,
-            "sms",
-            1,
-            5,
-            "2026-01-01T03:00:00Z",
-        )];
-        assert_eq!(
-            monthly_bills(&early, -5 * 60)[0].period,
-            "2025-12",
-            "UTC-5: still last year"
-        );
+        let early = vec![entry("1", LedgerKind::Debit, "sms", 1, 5, "2026-01-01T03:00:00Z")];
+        assert_eq!(monthly_bills(&early, -5 * 60)[0].period, "2025-12", "UTC-5: still last year");
     }
 
     #[test]
     fn extreme_inputs_do_not_panic() {
-        let mut a = entry(
-            "1",
-            LedgerKind::Debit,
-            "sms",
-            u32::MAX,
-            i64::MAX,
-            "2026-01-01T00:00:00Z",
-        );
+        let mut a = entry("1", LedgerKind::Debit, "sms", u32::MAX, i64::MAX, "2026-01-01T00:00:00Z");
         let mut b = a.clone();
         b.id = "2".into();
         a.at = i64::MAX;
@@ -263,20 +182,9 @@ mod tests {
         for offset in [i32::MIN, -1440, 0, 1440, i32::MAX] {
             let bills = monthly_bills(&[a.clone(), b.clone(), a.clone()], offset);
             assert_eq!(bills.len(), 2);
-            assert!(
-                bills
-                    .iter()
-                    .all(|l| l.net_minor == i64::MIN + 1 || l.net_minor == i64::MIN)
-            );
+            assert!(bills.iter().all(|l| l.net_minor == i64::MIN + 1 || l.net_minor == i64::MIN));
         }
-        let c = entry(
-            "3",
-            LedgerKind::TopUp,
-            "sms",
-            0,
-            i64::MAX,
-            "2026-01-01T00:00:00Z",
-        );
+        let c = entry("3", LedgerKind::TopUp, "sms", 0, i64::MAX, "2026-01-01T00:00:00Z");
         assert_eq!(monthly_bills(&[c.clone(), c], 0)[0].net_minor, i64::MAX);
     }
 }

@@ -136,29 +136,19 @@ pub fn expand(targets: &Targets, units: &[Unit], users: &[User], channel: &str) 
     let wanted_users: HashSet<&str> = targets.users.iter().map(String::as_str).collect();
     let mut out = Expanded::default();
     let mut seen = HashSet::new();
-    for user in users
-        .iter()
-        .filter(|u| wanted_users.contains(u.id.as_str()) || wanted_units.contains(&u.unit))
-    {
+    for user in users.iter().filter(|u| wanted_users.contains(u.id.as_str()) || wanted_units.contains(&u.unit)) {
         match user.address(channel) {
             Some(addr) if seen.insert(addr.to_string()) => {
                 let mut variables = Vars::new();
                 variables.insert("name".into(), user.name.clone().into());
-                out.recipients.push(RecipientSpec {
-                    to: addr.to_string(),
-                    variables,
-                });
+                out.recipients.push(RecipientSpec { to: addr.to_string(), variables });
                 out.user_ids.push(Some(user.id.clone()));
             }
             Some(_) => {}
             None => out.skipped.push(user.id.clone()),
         }
     }
-    for entry in targets
-        .list
-        .iter()
-        .filter(|e| e.channel.as_deref().is_none_or(|c| c == channel))
-    {
+    for entry in targets.list.iter().filter(|e| e.channel.as_deref().is_none_or(|c| c == channel)) {
         let to = entry.to.trim();
         if to.is_empty() || !seen.insert(to.to_string()) {
             continue;
@@ -167,10 +157,7 @@ pub fn expand(targets: &Targets, units: &[Unit], users: &[User], channel: &str) 
         if let Some(n) = &entry.name {
             variables.entry("name").or_insert_with(|| n.clone().into());
         }
-        out.recipients.push(RecipientSpec {
-            to: to.to_string(),
-            variables,
-        });
+        out.recipients.push(RecipientSpec { to: to.to_string(), variables });
         out.user_ids.push(None);
     }
     out
@@ -181,12 +168,7 @@ mod tests {
     use super::*;
 
     fn unit(id: &str, parent: Option<&str>) -> Unit {
-        Unit {
-            id: id.into(),
-            name: id.into(),
-            parent: parent.map(Into::into),
-            created_at: 0,
-        }
+        Unit { id: id.into(), name: id.into(), parent: parent.map(Into::into), created_at: 0 }
     }
 
     fn user(id: &str, unit: &str, email: Option<&str>, mobile: Option<&str>) -> User {
@@ -202,52 +184,25 @@ mod tests {
 
     #[test]
     fn units_expand_to_their_subtree_and_addresses_follow_the_channel() {
-        let units = vec![
-            unit("root", None),
-            unit("eng", Some("root")),
-            unit("ops", Some("eng")),
-            unit("sales", Some("root")),
-        ];
+        let units = vec![unit("root", None), unit("eng", Some("root")), unit("ops", Some("eng")), unit("sales", Some("root"))];
         let users = vec![
             user("a", "eng", Some("a@x.cn"), Some("+8613800000001")),
             user("b", "ops", Some("b@x.cn"), None),
             user("c", "sales", Some("c@x.cn"), Some("+8613800000003")),
         ];
-        assert_eq!(
-            subtree(&units, "eng"),
-            HashSet::from(["eng".to_string(), "ops".to_string()])
-        );
+        assert_eq!(subtree(&units, "eng"), HashSet::from(["eng".to_string(), "ops".to_string()]));
         let t = Targets {
             users: vec!["c".into()],
             units: vec!["eng".into()],
             list: vec![
-                ListEntry {
-                    to: "a@x.cn".into(),
-                    name: None,
-                    channel: None,
-                    variables: Default::default(),
-                },
-                ListEntry {
-                    to: "d@x.cn".into(),
-                    name: Some("D".into()),
-                    channel: None,
-                    variables: Default::default(),
-                },
-                ListEntry {
-                    to: "+8613800000009".into(),
-                    name: None,
-                    channel: Some("aliyun-sms".into()),
-                    variables: Default::default(),
-                },
+                ListEntry { to: "a@x.cn".into(), name: None, channel: None, variables: Default::default() },
+                ListEntry { to: "d@x.cn".into(), name: Some("D".into()), channel: None, variables: Default::default() },
+                ListEntry { to: "+8613800000009".into(), name: None, channel: Some("aliyun-sms".into()), variables: Default::default() },
             ],
         };
         let e = expand(&t, &units, &users, "email");
         let to: Vec<_> = e.recipients.iter().map(|r| r.to.as_str()).collect();
-        assert_eq!(
-            to,
-            ["a@x.cn", "b@x.cn", "c@x.cn", "d@x.cn"],
-            "deduplicated by address"
-        );
+        assert_eq!(to, ["a@x.cn", "b@x.cn", "c@x.cn", "d@x.cn"], "deduplicated by address");
         assert_eq!(e.recipients[3].variables["name"], "D");
         let sms = expand(&t, &units, &users, "aliyun-sms");
         assert_eq!(sms.skipped, ["b"], "no mobile");

@@ -24,49 +24,25 @@ impl<'a> Repo<'a> {
         Self { store, tenant }
     }
 
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        kind: &str,
-        id: &str,
-    ) -> Result<Option<T>, ApiError> {
+    pub async fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>, ApiError> {
         match self.store.doc(self.tenant, kind, id).await? {
-            Some(d) => serde_json::from_value(d.body)
-                .map(Some)
-                .map_err(|e| corrupt(kind, id, e)),
+            Some(d) => serde_json::from_value(d.body).map(Some).map_err(|e| corrupt(kind, id, e)),
             None => Ok(None),
         }
     }
 
     /// The document, or 404 naming `what`.
-    pub async fn need<T: DeserializeOwned>(
-        &self,
-        kind: &str,
-        id: &str,
-        what: &str,
-    ) -> Result<T, ApiError> {
-        self.get(kind, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(what, "id"))
+    pub async fn need<T: DeserializeOwned>(&self, kind: &str, id: &str, what: &str) -> Result<T, ApiError> {
+        self.get(kind, id).await?.ok_or_else(|| ApiError::not_found(what, "id"))
     }
 
     pub async fn list<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, ApiError> {
-        self.store
-            .docs(self.tenant, kind)
-            .await?
-            .into_iter()
-            .map(|d| serde_json::from_value(d.body).map_err(|e| corrupt(kind, &d.id, e)))
-            .collect()
+        self.store.docs(self.tenant, kind).await?.into_iter().map(|d| serde_json::from_value(d.body).map_err(|e| corrupt(kind, &d.id, e))).collect()
     }
 
     fn doc<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<Doc, ApiError> {
         let body = serde_json::to_value(body).map_err(|e| corrupt(kind, id, e))?;
-        Ok(Doc {
-            tenant: self.tenant.into(),
-            kind: kind.into(),
-            id: id.into(),
-            body,
-            updated_at: crate::now_ms(),
-        })
+        Ok(Doc { tenant: self.tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: crate::now_ms() })
     }
 
     pub async fn put<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<(), ApiError> {
@@ -74,12 +50,7 @@ impl<'a> Repo<'a> {
     }
 
     /// Insert unless the id exists; false when it does.
-    pub async fn create<T: Serialize>(
-        &self,
-        kind: &str,
-        id: &str,
-        body: &T,
-    ) -> Result<bool, ApiError> {
+    pub async fn create<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<bool, ApiError> {
         Ok(self.store.create_doc(&self.doc(kind, id, body)?).await?)
     }
 
@@ -106,11 +77,7 @@ impl<'a> Repo<'a> {
                 return Ok(Some(body));
             }
         }
-        Err(ApiError::new(
-            ErrorKind::Unavailable,
-            "contended",
-            format!("{kind}/{id} is being changed by others; try again"),
-        ))
+        Err(ApiError::new(ErrorKind::Unavailable, "contended", format!("{kind}/{id} is being changed by others; try again")))
     }
 
     pub async fn delete(&self, kind: &str, id: &str) -> Result<bool, ApiError> {

@@ -56,18 +56,10 @@ impl ErrorKind {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            code,
-            message: message.into(),
-            field: None,
-        }
+        Self { kind, code, message: message.into(), field: None }
     }
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: Some(field.into()),
-            ..Self::new(ErrorKind::Invalid, "invalid_field", message)
-        }
+        Self { field: Some(field.into()), ..Self::new(ErrorKind::Invalid, "invalid_field", message) }
     }
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
@@ -77,12 +69,7 @@ impl ApiError {
         Self::new(ErrorKind::Unprocessable, code, message).with_field(field)
     }
     pub fn not_found(what: &str, field: &str) -> Self {
-        Self::new(
-            ErrorKind::NotFound,
-            "not_found",
-            format!("{what} not found"),
-        )
-        .with_field(field)
+        Self::new(ErrorKind::NotFound, "not_found", format!("{what} not found")).with_field(field)
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, "unavailable", message)

@@ -39,15 +39,7 @@ pub fn debit(price: Option<&Price>, b: &Billable<'_>) -> Option<LedgerEntry> {
 
 /// The refund of a billed delivery that finally failed (the provider does not
 /// bill it): its net cost back, once (`<delivery id>:credit`; a replay is ignored).
-pub fn refund(
-    delivery_id: &str,
-    channel: &str,
-    account: &str,
-    amount_minor: i64,
-    currency: &str,
-    tenant: &str,
-    at: crate::Millis,
-) -> LedgerEntry {
+pub fn refund(delivery_id: &str, channel: &str, account: &str, amount_minor: i64, currency: &str, tenant: &str, at: crate::Millis) -> LedgerEntry {
     LedgerEntry {
         id: format!("{delivery_id}:credit"),
         tenant: tenant.to_string(),
@@ -69,11 +61,7 @@ pub fn refund(
 pub fn usage(price: Option<&Price>, b: &Billable<'_>, billed_minor: i64) -> Option<LedgerEntry> {
     let price = price?;
     let amount = cost(price, b.units).saturating_sub(billed_minor.max(0));
-    let billed_units = if price.unit_minor > 0 {
-        billed_minor.max(0) / price.unit_minor
-    } else {
-        0
-    };
+    let billed_units = if price.unit_minor > 0 { billed_minor.max(0) / price.unit_minor } else { 0 };
     (amount > 0).then(|| LedgerEntry {
         id: format!("{}:usage", b.delivery_id),
         units: u32::try_from(i64::from(b.units).saturating_sub(billed_units)).unwrap_or(0),
@@ -84,9 +72,7 @@ pub fn usage(price: Option<&Price>, b: &Billable<'_>, billed_minor: i64) -> Opti
 
 /// Net effect of entries on a balance (saturating).
 pub fn net<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> i64 {
-    entries.into_iter().fold(0i64, |sum, e| {
-        sum.saturating_add(e.kind.signed(e.amount_minor))
-    })
+    entries.into_iter().fold(0i64, |sum, e| sum.saturating_add(e.kind.signed(e.amount_minor)))
 }
 
 #[cfg(test)]
@@ -94,21 +80,10 @@ mod tests {
     use super::*;
 
     fn price(unit: i64) -> Price {
-        Price {
-            channel: "sms".into(),
-            unit_minor: unit,
-            currency: "CNY".into(),
-        }
+        Price { channel: "sms".into(), unit_minor: unit, currency: "CNY".into() }
     }
     fn billable(units: u32) -> Billable<'static> {
-        Billable {
-            tenant: "t",
-            channel: "sms",
-            account: "a",
-            delivery_id: "m.0",
-            units,
-            at: 1,
-        }
+        Billable { tenant: "t", channel: "sms", account: "a", delivery_id: "m.0", units, at: 1 }
     }
 
     #[test]
@@ -132,10 +107,7 @@ mod tests {
     fn usage_bills_only_what_exceeds_the_send() {
         // A 3-minute call billed 1 minute at send owes 2 more.
         let u = usage(Some(&price(20)), &billable(3), 20).unwrap();
-        assert_eq!(
-            (u.id.as_str(), u.kind, u.units, u.amount_minor),
-            ("m.0:usage", LedgerKind::Debit, 2, 40)
-        );
+        assert_eq!((u.id.as_str(), u.kind, u.units, u.amount_minor), ("m.0:usage", LedgerKind::Debit, 2, 40));
         assert_eq!(u.delivery_id.as_deref(), Some("m.0"));
         // Nothing more when the report is within what was billed, or for free channels.
         assert!(usage(Some(&price(20)), &billable(1), 20).is_none());

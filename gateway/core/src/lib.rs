@@ -26,20 +26,13 @@ pub type Millis = i64;
 /// Compare a presented token with the expected one in time independent of
 /// where they differ (operator tokens).
 pub fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// FNV-1a of `s`: the same in every process and version (std's hasher is
 /// neither), for picking a shard that other processes must pick too.
 pub fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -47,8 +40,7 @@ static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atomic
 /// Current time in milliseconds: the wall clock, plus whatever a test moved
 /// it forward by (`advance_clock`; zero in production).
 pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
-        + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
+    chrono::Utc::now().timestamp_millis() + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Move this process's clock forward (tests with escalation waits of minutes;

@@ -38,14 +38,14 @@ pub struct SendRequest {
 }
 
 /// An RFC 3339 time with its offset; the error says what is expected.
-fn rfc3339<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
     let Some(s) = Option::<String>::deserialize(d)? else {
         return Ok(None);
     };
     chrono::DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&chrono::Utc))).map_err(|e| {
-        serde::de::Error::custom(format!("{s:?} is not an RFC 3339 time with an offset, e.g. \"2026-12-01T09:00:00Z\" or \"2026-12-01T17:00:00+08:00\" ({e})"))
+        serde::de::Error::custom(format!(
+            "{s:?} is not an RFC 3339 time with an offset, e.g. \"2026-12-01T09:00:00Z\" or \"2026-12-01T17:00:00+08:00\" ({e})"
+        ))
     })
 }
 
@@ -271,14 +271,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(delivery_id: impl Into<String>, kind: OutcomeKind, detail: Option<String>) -> Self {
-        Self {
-            delivery_id: delivery_id.into(),
-            kind,
-            retry_after_ms: None,
-            provider_id: None,
-            units: 1,
-            detail,
-        }
+        Self { delivery_id: delivery_id.into(), kind, retry_after_ms: None, provider_id: None, units: 1, detail }
     }
 }
 

@@ -17,9 +17,7 @@
 //! panics and, on a configuration that does not validate, lets the send go
 //! (quiet hours are a courtesy, holding messages forever is worse).
 
-use chrono::{
-    DateTime, Duration, LocalResult, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike,
-};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -49,16 +47,9 @@ impl QuietHours {
     /// `Ok` when both times are "HH:MM" and the zone is a known IANA name;
     /// otherwise an error naming the field.
     pub fn validate(&self) -> Result<(), String> {
-        parse_hhmm(&self.start).ok_or_else(|| {
-            format!(
-                "start: expected \"HH:MM\" (00:00-23:59), got {:?}",
-                self.start
-            )
-        })?;
-        parse_hhmm(&self.end)
-            .ok_or_else(|| format!("end: expected \"HH:MM\" (00:00-23:59), got {:?}", self.end))?;
-        parse_zone(&self.time_zone)
-            .ok_or_else(|| format!("time_zone: unknown IANA time zone {:?}", self.time_zone))?;
+        parse_hhmm(&self.start).ok_or_else(|| format!("start: expected \"HH:MM\" (00:00-23:59), got {:?}", self.start))?;
+        parse_hhmm(&self.end).ok_or_else(|| format!("end: expected \"HH:MM\" (00:00-23:59), got {:?}", self.end))?;
+        parse_zone(&self.time_zone).ok_or_else(|| format!("time_zone: unknown IANA time zone {:?}", self.time_zone))?;
         Ok(())
     }
 }
@@ -88,16 +79,8 @@ const GAP_SEARCH_MINUTES: i64 = 48 * 60;
 /// epoch ms at which the window ends, judged in `recipient_tz` when it is a
 /// valid IANA name, else in the tenant's zone. Always later than `now_ms`
 /// when `Some`.
-pub fn release_at(
-    q: &QuietHours,
-    now_ms: Millis,
-    level: &str,
-    recipient_tz: Option<&str>,
-) -> Option<Millis> {
-    if q.levels_exempt
-        .iter()
-        .any(|l| l.eq_ignore_ascii_case(level))
-    {
+pub fn release_at(q: &QuietHours, now_ms: Millis, level: &str, recipient_tz: Option<&str>) -> Option<Millis> {
+    if q.levels_exempt.iter().any(|l| l.eq_ignore_ascii_case(level)) {
         return None;
     }
     let start = parse_hhmm(&q.start)?;
@@ -105,9 +88,7 @@ pub fn release_at(
     if start == end {
         return None;
     }
-    let tz = recipient_tz
-        .and_then(parse_zone)
-        .or_else(|| parse_zone(&q.time_zone))?;
+    let tz = recipient_tz.and_then(parse_zone).or_else(|| parse_zone(&q.time_zone))?;
     // Local wall time, checked: at the ends of the calendar it may not exist.
     let utc = DateTime::from_timestamp_millis(now_ms)?.naive_utc();
     let local = utc.checked_add_offset(tz.offset_from_utc_datetime(&utc).fix())?;
@@ -137,17 +118,13 @@ fn first_instant_at_or_after(tz: &Tz, wall: NaiveDateTime, after_ms: Millis) -> 
     let later = |ms: Millis| (ms > after_ms).then_some(ms);
     match tz.from_local_datetime(&wall) {
         LocalResult::Single(t) => later(t.timestamp_millis()),
-        LocalResult::Ambiguous(first, second) => {
-            later(first.timestamp_millis()).or_else(|| later(second.timestamp_millis()))
-        }
+        LocalResult::Ambiguous(first, second) => later(first.timestamp_millis()).or_else(|| later(second.timestamp_millis())),
         LocalResult::None => {
             // In a gap: step forward a minute at a time to the first local
             // time that exists (transitions fall on whole minutes).
             (1..=GAP_SEARCH_MINUTES).find_map(|m| {
                 let w = wall.checked_add_signed(Duration::minutes(m))?;
-                tz.from_local_datetime(&w)
-                    .earliest()
-                    .and_then(|t| later(t.timestamp_millis()))
+                tz.from_local_datetime(&w).earliest().and_then(|t| later(t.timestamp_millis()))
             })
         }
     }
@@ -158,18 +135,11 @@ mod tests {
     use super::*;
 
     fn ms(rfc3339: &str) -> Millis {
-        DateTime::parse_from_rfc3339(rfc3339)
-            .expect("test time")
-            .timestamp_millis()
+        DateTime::parse_from_rfc3339(rfc3339).expect("test time").timestamp_millis()
     }
 
     fn quiet(start: &str, end: &str, zone: &str) -> QuietHours {
-        QuietHours {
-            start: start.into(),
-            end: end.into(),
-            time_zone: zone.into(),
-            levels_exempt: default_levels_exempt(),
-        }
+        QuietHours { start: start.into(), end: end.into(), time_zone: zone.into(), levels_exempt: default_levels_exempt() }
     }
 
     const SHANGHAI: &str = "Asia/Shanghai";
@@ -178,9 +148,7 @@ mod tests {
     fn validate_names_the_bad_field() {
         assert_eq!(quiet("22:00", "08:00", SHANGHAI).validate(), Ok(()));
         assert_eq!(quiet("00:00", "23:59", "UTC").validate(), Ok(()));
-        for bad in [
-            "24:00", "7:00", "07:60", "0700", "07:00:00", "", "ab:cd", "０7:00", "07;00", "-1:00",
-        ] {
+        for bad in ["24:00", "7:00", "07:60", "0700", "07:00:00", "", "ab:cd", "０7:00", "07;00", "-1:00"] {
             let err = quiet(bad, "08:00", SHANGHAI).validate().unwrap_err();
             assert!(err.starts_with("start:"), "{bad:?}: {err}");
             let err = quiet("22:00", bad, SHANGHAI).validate().unwrap_err();
@@ -194,9 +162,7 @@ mod tests {
 
     #[test]
     fn serde_defaults_exempt_levels_to_urgent() {
-        let q: QuietHours =
-            serde_json::from_str(r#"{"start":"22:00","end":"08:00","time_zone":"Asia/Shanghai"}"#)
-                .unwrap();
+        let q: QuietHours = serde_json::from_str(r#"{"start":"22:00","end":"08:00","time_zone":"Asia/Shanghai"}"#).unwrap();
         assert_eq!(q, quiet("22:00", "08:00", SHANGHAI));
         let back: QuietHours = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
         assert_eq!(back, q);
@@ -206,70 +172,25 @@ mod tests {
     fn same_day_window() {
         let q = quiet("12:00", "14:00", SHANGHAI);
         // Shanghai is UTC+8 all year.
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T03:59:59Z"), "normal", None),
-            None,
-            "11:59:59"
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T04:00:00Z"), "normal", None),
-            Some(ms("2026-05-01T06:00:00Z"))
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T05:59:59Z"), "normal", None),
-            Some(ms("2026-05-01T06:00:00Z"))
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T06:00:00Z"), "normal", None),
-            None,
-            "end is exclusive"
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T10:00:00Z"), "normal", None),
-            None
-        );
+        assert_eq!(release_at(&q, ms("2026-05-01T03:59:59Z"), "normal", None), None, "11:59:59");
+        assert_eq!(release_at(&q, ms("2026-05-01T04:00:00Z"), "normal", None), Some(ms("2026-05-01T06:00:00Z")));
+        assert_eq!(release_at(&q, ms("2026-05-01T05:59:59Z"), "normal", None), Some(ms("2026-05-01T06:00:00Z")));
+        assert_eq!(release_at(&q, ms("2026-05-01T06:00:00Z"), "normal", None), None, "end is exclusive");
+        assert_eq!(release_at(&q, ms("2026-05-01T10:00:00Z"), "normal", None), None);
     }
 
     #[test]
     fn window_crossing_midnight() {
         let q = quiet("22:00", "08:00", SHANGHAI);
         let release = Some(ms("2026-05-02T00:00:00Z")); // 08:00 on 2 May, Shanghai
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T13:59:00Z"), "normal", None),
-            None,
-            "21:59"
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T14:00:00Z"), "normal", None),
-            release,
-            "22:00"
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T15:59:00Z"), "normal", None),
-            release,
-            "23:59"
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T16:00:00Z"), "normal", None),
-            release,
-            "00:00"
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-01T23:30:00Z"), "normal", None),
-            release,
-            "07:30"
-        );
-        assert_eq!(
-            release_at(&q, ms("2026-05-02T00:00:00Z"), "normal", None),
-            None,
-            "08:00"
-        );
+        assert_eq!(release_at(&q, ms("2026-05-01T13:59:00Z"), "normal", None), None, "21:59");
+        assert_eq!(release_at(&q, ms("2026-05-01T14:00:00Z"), "normal", None), release, "22:00");
+        assert_eq!(release_at(&q, ms("2026-05-01T15:59:00Z"), "normal", None), release, "23:59");
+        assert_eq!(release_at(&q, ms("2026-05-01T16:00:00Z"), "normal", None), release, "00:00");
+        assert_eq!(release_at(&q, ms("2026-05-01T23:30:00Z"), "normal", None), release, "07:30");
+        assert_eq!(release_at(&q, ms("2026-05-02T00:00:00Z"), "normal", None), None, "08:00");
         // Across a month and year end.
-        assert_eq!(
-            release_at(&q, ms("2026-12-31T15:00:00Z"), "normal", None),
-            Some(ms("2027-01-01T00:00:00Z")),
-            "23:00 on 31 Dec"
-        );
+        assert_eq!(release_at(&q, ms("2026-12-31T15:00:00Z"), "normal", None), Some(ms("2027-01-01T00:00:00Z")), "23:00 on 31 Dec");
     }
 
     #[test]
@@ -279,18 +200,9 @@ mod tests {
         assert_eq!(release_at(&q, inside, "urgent", None), None);
         assert_eq!(release_at(&q, inside, "URGENT", None), None);
         assert!(release_at(&q, inside, "normal", None).is_some());
-        let q = QuietHours {
-            levels_exempt: vec![],
-            ..q
-        };
-        assert!(
-            release_at(&q, inside, "urgent", None).is_some(),
-            "nothing exempt"
-        );
-        assert_eq!(
-            release_at(&quiet("22:00", "22:00", SHANGHAI), inside, "normal", None),
-            None
-        );
+        let q = QuietHours { levels_exempt: vec![], ..q };
+        assert!(release_at(&q, inside, "urgent", None).is_some(), "nothing exempt");
+        assert_eq!(release_at(&quiet("22:00", "22:00", SHANGHAI), inside, "normal", None), None);
     }
 
     #[test]
@@ -302,19 +214,10 @@ mod tests {
         assert_eq!(release_at(&q, now, "normal", Some("Europe/London")), None);
         // 23:00Z: 07:00 in Shanghai (quiet until 00:00Z), 00:00 BST in London (quiet until 07:00Z).
         let now = ms("2026-07-01T23:00:00Z");
-        assert_eq!(
-            release_at(&q, now, "normal", None),
-            Some(ms("2026-07-02T00:00:00Z"))
-        );
-        assert_eq!(
-            release_at(&q, now, "normal", Some("Europe/London")),
-            Some(ms("2026-07-02T07:00:00Z"))
-        );
+        assert_eq!(release_at(&q, now, "normal", None), Some(ms("2026-07-02T00:00:00Z")));
+        assert_eq!(release_at(&q, now, "normal", Some("Europe/London")), Some(ms("2026-07-02T07:00:00Z")));
         // An unknown recipient zone falls back to the tenant's.
-        assert_eq!(
-            release_at(&q, now, "normal", Some("Nowhere/Land")),
-            Some(ms("2026-07-02T00:00:00Z"))
-        );
+        assert_eq!(release_at(&q, now, "normal", Some("Nowhere/Land")), Some(ms("2026-07-02T00:00:00Z")));
     }
 
     #[test]
@@ -322,21 +225,12 @@ mod tests {
         // 2026-03-08: clocks jump 02:00 EST -> 03:00 EDT (07:00Z).
         let q = quiet("22:00", "08:00", "America/New_York");
         // 01:00 EST. 08:00 that day is EDT (12:00Z): 7 wall hours but only 6 real ones.
-        assert_eq!(
-            release_at(&q, ms("2026-03-08T06:00:00Z"), "normal", None),
-            Some(ms("2026-03-08T12:00:00Z"))
-        );
+        assert_eq!(release_at(&q, ms("2026-03-08T06:00:00Z"), "normal", None), Some(ms("2026-03-08T12:00:00Z")));
         // 23:00 EST the evening before: same release.
-        assert_eq!(
-            release_at(&q, ms("2026-03-08T04:00:00Z"), "normal", None),
-            Some(ms("2026-03-08T12:00:00Z"))
-        );
+        assert_eq!(release_at(&q, ms("2026-03-08T04:00:00Z"), "normal", None), Some(ms("2026-03-08T12:00:00Z")));
         // An end time inside the gap: the window ends when the gap does (03:00 EDT).
         let q = quiet("01:00", "02:30", "America/New_York");
-        assert_eq!(
-            release_at(&q, ms("2026-03-08T06:30:00Z"), "normal", None),
-            Some(ms("2026-03-08T07:00:00Z"))
-        );
+        assert_eq!(release_at(&q, ms("2026-03-08T06:30:00Z"), "normal", None), Some(ms("2026-03-08T07:00:00Z")));
     }
 
     #[test]
@@ -344,69 +238,27 @@ mod tests {
         // 2026-11-01: clocks go 02:00 EDT -> 01:00 EST (06:00Z); 01:00-01:59 happens twice.
         let q = quiet("22:00", "08:00", "America/New_York");
         // 23:00 EDT the evening before; 08:00 EST is 13:00Z.
-        assert_eq!(
-            release_at(&q, ms("2026-11-01T03:00:00Z"), "normal", None),
-            Some(ms("2026-11-01T13:00:00Z"))
-        );
+        assert_eq!(release_at(&q, ms("2026-11-01T03:00:00Z"), "normal", None), Some(ms("2026-11-01T13:00:00Z")));
         // End at an ambiguous time: the first 01:30 (EDT, 05:30Z)...
         let q = quiet("00:00", "01:30", "America/New_York");
-        assert_eq!(
-            release_at(&q, ms("2026-11-01T04:30:00Z"), "normal", None),
-            Some(ms("2026-11-01T05:30:00Z"))
-        );
+        assert_eq!(release_at(&q, ms("2026-11-01T04:30:00Z"), "normal", None), Some(ms("2026-11-01T05:30:00Z")));
         // ...but once that has passed and the clock reads 01:15 again (EST), the second one.
-        assert_eq!(
-            release_at(&q, ms("2026-11-01T06:15:00Z"), "normal", None),
-            Some(ms("2026-11-01T06:30:00Z"))
-        );
+        assert_eq!(release_at(&q, ms("2026-11-01T06:15:00Z"), "normal", None), Some(ms("2026-11-01T06:30:00Z")));
     }
 
     #[test]
     fn bad_configuration_or_time_lets_the_send_go() {
         let now = ms("2026-05-01T15:00:00Z");
-        assert_eq!(
-            release_at(&quiet("25:00", "08:00", SHANGHAI), now, "normal", None),
-            None
-        );
-        assert_eq!(
-            release_at(
-                &quiet("22:00", "08:00", "Mars/Olympus"),
-                now,
-                "normal",
-                None
-            ),
-            None
-        );
+        assert_eq!(release_at(&quiet("25:00", "08:00", SHANGHAI), now, "normal", None), None);
+        assert_eq!(release_at(&quiet("22:00", "08:00", "Mars/Olympus"), now, "normal", None), None);
         // A valid recipient zone still works when the tenant's is bad.
-        assert!(
-            release_at(
-                &quiet("00:00", "23:59", "Mars/Olympus"),
-                now,
-                "normal",
-                Some("UTC")
-            )
-            .is_some()
-        );
+        assert!(release_at(&quiet("00:00", "23:59", "Mars/Olympus"), now, "normal", Some("UTC")).is_some());
         let max = DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis();
         let min = DateTime::<chrono::Utc>::MIN_UTC.timestamp_millis();
-        for t in [
-            i64::MIN,
-            i64::MAX,
-            0,
-            -1,
-            max,
-            max - 3_600_000,
-            min,
-            min + 1,
-        ] {
+        for t in [i64::MIN, i64::MAX, 0, -1, max, max - 3_600_000, min, min + 1] {
             let _ = release_at(&quiet("00:00", "23:59", "Pacific/Apia"), t, "normal", None);
             let _ = release_at(&quiet("23:59", "00:00", "UTC"), t, "normal", None);
-            let _ = release_at(
-                &quiet("00:00", "23:59", "Pacific/Kiritimati"),
-                t,
-                "normal",
-                None,
-            );
+            let _ = release_at(&quiet("00:00", "23:59", "Pacific/Kiritimati"), t, "normal", None);
             let _ = release_at(&quiet("00:00", "23:59", "Etc/GMT+12"), t, "normal", None);
         }
     }
@@ -417,10 +269,6 @@ mod tests {
         let q = quiet("22:00", "12:00", "Pacific/Apia");
         // 22:00 on 29 Dec (08:00Z on the 30th); 12:00 on the 30th does not exist.
         let release = release_at(&q, ms("2011-12-30T08:00:00Z"), "normal", None);
-        assert_eq!(
-            release,
-            Some(ms("2011-12-30T10:00:00Z")),
-            "first instant of the 31st"
-        );
+        assert_eq!(release, Some(ms("2011-12-30T10:00:00Z")), "first instant of the 31st");
     }
 }

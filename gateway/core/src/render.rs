@@ -43,20 +43,11 @@ impl<'a> Compiled<'a> {
         let mut env = Environment::new();
         env.set_fuel(Some(FUEL));
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        env.set_auto_escape_callback(|name| {
-            if name == "html" {
-                AutoEscape::Html
-            } else {
-                AutoEscape::None
-            }
-        });
+        env.set_auto_escape_callback(|name| if name == "html" { AutoEscape::Html } else { AutoEscape::None });
         let mut present = [false; 3];
         for (i, part) in PARTS.iter().enumerate() {
             if let Some(src) = part_source(content, i) {
-                env.add_template(part, src).map_err(|e| RenderError {
-                    part,
-                    message: describe(&e),
-                })?;
+                env.add_template(part, src).map_err(|e| RenderError { part, message: describe(&e) })?;
                 present[i] = true;
             }
         }
@@ -68,19 +59,9 @@ impl<'a> Compiled<'a> {
             return Ok(None);
         }
         let part = PARTS[i];
-        let out = self
-            .env
-            .get_template(part)
-            .and_then(|t| t.render(ctx))
-            .map_err(|e| RenderError {
-                part,
-                message: describe(&e),
-            })?;
+        let out = self.env.get_template(part).and_then(|t| t.render(ctx)).map_err(|e| RenderError { part, message: describe(&e) })?;
         if out.len() > MAX_OUTPUT_BYTES {
-            return Err(RenderError {
-                part,
-                message: format!("rendered output exceeds {MAX_OUTPUT_BYTES} bytes"),
-            });
+            return Err(RenderError { part, message: format!("rendered output exceeds {MAX_OUTPUT_BYTES} bytes") });
         }
         Ok(Some(out))
     }
@@ -95,12 +76,7 @@ impl<'a> Compiled<'a> {
         metadata: &BTreeMap<String, String>,
     ) -> Result<Rendered, RenderError> {
         let mut vars = shared.clone();
-        vars.extend(
-            recipient
-                .variables
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        vars.extend(recipient.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars.insert("recipient".into(), recipient.to.clone().into());
         let ctx = minijinja::Value::from(minijinja::value::Serde(&vars));
         let subject = self.part(0, &ctx)?;
@@ -111,20 +87,9 @@ impl<'a> Compiled<'a> {
         };
         let mut md = metadata.clone();
         for (k, v) in &recipient.variables {
-            md.entry(k.clone()).or_insert_with(|| {
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string())
-            });
+            md.entry(k.clone()).or_insert_with(|| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
         }
-        Ok(Rendered {
-            delivery_id,
-            recipient: recipient.to.clone(),
-            subject,
-            text,
-            html,
-            metadata: md,
-        })
+        Ok(Rendered { delivery_id, recipient: recipient.to.clone(), subject, text, html, metadata: md })
     }
 }
 
@@ -162,27 +127,16 @@ mod tests {
         v.as_object().unwrap().clone()
     }
     fn rcpt(to: &str, v: serde_json::Value) -> RecipientSpec {
-        RecipientSpec {
-            to: to.into(),
-            variables: vars(v),
-        }
+        RecipientSpec { to: to.into(), variables: vars(v) }
     }
 
     #[test]
     fn recipient_variables_override_shared_ones() {
-        let content = Content {
-            subject: Some("Hi {{ name }}".into()),
-            text: Some("{{ greeting }}, {{ name }} <{{ recipient }}>".into()),
-            html: None,
-        };
+        let content =
+            Content { subject: Some("Hi {{ name }}".into()), text: Some("{{ greeting }}, {{ name }} <{{ recipient }}>".into()), html: None };
         let c = Compiled::new(&content).unwrap();
         let r = c
-            .render(
-                "m.0".into(),
-                &vars(json!({"greeting": "Hello", "name": "all"})),
-                &rcpt("a@x", json!({"name": "Ann"})),
-                &BTreeMap::new(),
-            )
+            .render("m.0".into(), &vars(json!({"greeting": "Hello", "name": "all"})), &rcpt("a@x", json!({"name": "Ann"})), &BTreeMap::new())
             .unwrap();
         assert_eq!(r.subject.as_deref(), Some("Hi Ann"));
         assert_eq!(r.text, "Hello, Ann <a@x>");
@@ -191,89 +145,39 @@ mod tests {
 
     #[test]
     fn html_part_is_escaped_text_part_is_not() {
-        let content = Content {
-            subject: None,
-            text: Some("{{ v }}".into()),
-            html: Some("<p>{{ v }}</p>".into()),
-        };
+        let content = Content { subject: None, text: Some("{{ v }}".into()), html: Some("<p>{{ v }}</p>".into()) };
         let c = Compiled::new(&content).unwrap();
-        let r = c
-            .render(
-                "m.0".into(),
-                &vars(json!({"v": "<b>&"})),
-                &rcpt("a", json!({})),
-                &BTreeMap::new(),
-            )
-            .unwrap();
+        let r = c.render("m.0".into(), &vars(json!({"v": "<b>&"})), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
         assert_eq!(r.text, "<b>&");
         assert_eq!(r.html.as_deref(), Some("<p>&lt;b&gt;&amp;</p>"));
     }
 
     #[test]
     fn html_only_content_gets_a_text_fallback() {
-        let content = Content {
-            subject: None,
-            text: None,
-            html: Some("<h1>Title</h1><p>Body {{ n }}</p>".into()),
-        };
-        let r = Compiled::new(&content)
-            .unwrap()
-            .render(
-                "m.0".into(),
-                &vars(json!({"n": 3})),
-                &rcpt("a", json!({})),
-                &BTreeMap::new(),
-            )
-            .unwrap();
+        let content = Content { subject: None, text: None, html: Some("<h1>Title</h1><p>Body {{ n }}</p>".into()) };
+        let r = Compiled::new(&content).unwrap().render("m.0".into(), &vars(json!({"n": 3})), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
         assert_eq!(r.text, "Title Body 3");
     }
 
     #[test]
     fn syntax_errors_name_the_part() {
-        let content = Content {
-            subject: Some("ok".into()),
-            text: Some("{% if %}".into()),
-            html: None,
-        };
+        let content = Content { subject: Some("ok".into()), text: Some("{% if %}".into()), html: None };
         let err = Compiled::new(&content).err().unwrap();
         assert_eq!(err.part, "text");
     }
 
     #[test]
     fn runaway_loops_run_out_of_fuel() {
-        let content = Content {
-            subject: None,
-            text: Some("{% for i in range(100000000) %}x{% endfor %}".into()),
-            html: None,
-        };
+        let content = Content { subject: None, text: Some("{% for i in range(100000000) %}x{% endfor %}".into()), html: None };
         let c = Compiled::new(&content).unwrap();
-        let err = c
-            .render(
-                "m.0".into(),
-                &Vars::new(),
-                &rcpt("a", json!({})),
-                &BTreeMap::new(),
-            )
-            .unwrap_err();
+        let err = c.render("m.0".into(), &Vars::new(), &rcpt("a", json!({})), &BTreeMap::new()).unwrap_err();
         assert_eq!(err.part, "text");
     }
 
     #[test]
     fn templates_cannot_include_other_templates() {
-        let content = Content {
-            subject: None,
-            text: Some("{% include '/etc/passwd' %}".into()),
-            html: None,
-        };
+        let content = Content { subject: None, text: Some("{% include '/etc/passwd' %}".into()), html: None };
         let c = Compiled::new(&content).unwrap();
-        assert!(
-            c.render(
-                "m.0".into(),
-                &Vars::new(),
-                &rcpt("a", json!({})),
-                &BTreeMap::new()
-            )
-            .is_err()
-        );
+        assert!(c.render("m.0".into(), &Vars::new(), &rcpt("a", json!({})), &BTreeMap::new()).is_err());
     }
 }

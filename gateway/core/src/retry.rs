@@ -27,13 +27,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 100,
-            base_ms: 1_000,
-            max_ms: 3_600_000,
-            max_retry_after_ms: 3_600_000,
-            give_up_after_ms: 86_400_000,
-        }
+        Self { max_attempts: 100, base_ms: 1_000, max_ms: 3_600_000, max_retry_after_ms: 3_600_000, give_up_after_ms: 86_400_000 }
     }
 }
 
@@ -42,15 +36,8 @@ impl RetryPolicy {
     /// is to be dead-lettered: attempts exhausted, or `due_for_ms` (how long
     /// ago it first became due) past `give_up_after_ms`. `unit` is a uniform
     /// random number in [0, 1).
-    pub fn next_delay(
-        &self,
-        failed_attempt: u32,
-        retry_after_ms: Option<u64>,
-        unit: f64,
-        due_for_ms: i64,
-    ) -> Option<u64> {
-        if failed_attempt >= self.max_attempts || due_for_ms.max(0) as u64 >= self.give_up_after_ms
-        {
+    pub fn next_delay(&self, failed_attempt: u32, retry_after_ms: Option<u64>, unit: f64, due_for_ms: i64) -> Option<u64> {
+        if failed_attempt >= self.max_attempts || due_for_ms.max(0) as u64 >= self.give_up_after_ms {
             return None;
         }
         let exp = failed_attempt.saturating_sub(1).min(32);
@@ -68,9 +55,7 @@ impl RetryPolicy {
             return Err(format!("{prefix}.max_attempts must be at least 1"));
         }
         if self.base_ms == 0 || self.max_ms < self.base_ms {
-            return Err(format!(
-                "{prefix}.base_ms must be at least 1 and {prefix}.max_ms at least base_ms"
-            ));
+            return Err(format!("{prefix}.base_ms must be at least 1 and {prefix}.max_ms at least base_ms"));
         }
         Ok(())
     }
@@ -115,11 +100,7 @@ impl RetryPolicies {
     pub fn new(
         default: RetryPolicy,
         channels: &HashMap<String, RetryOverride>,
-        tenants: &[(
-            String,
-            Option<RetryOverride>,
-            HashMap<String, RetryOverride>,
-        )],
+        tenants: &[(String, Option<RetryOverride>, HashMap<String, RetryOverride>)],
     ) -> Result<Self, String> {
         default.check("retry")?;
         let mut specific = HashMap::new();
@@ -136,10 +117,7 @@ impl RetryPolicies {
             }
             for (ch, o) in per_channel {
                 // Tenant+channel over tenant, over channel, over the default.
-                let wider = base
-                    .clone()
-                    .or_else(|| specific.get(&(String::new(), ch.clone())).cloned())
-                    .unwrap_or_else(|| default.clone());
+                let wider = base.clone().or_else(|| specific.get(&(String::new(), ch.clone())).cloned()).unwrap_or_else(|| default.clone());
                 let p = o.over(&wider);
                 p.check(&format!("tenants.{tenant}.retry_channels.{ch}"))?;
                 specific.insert((tenant.clone(), ch.clone()), p);
@@ -170,13 +148,7 @@ mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 4,
-            base_ms: 1000,
-            max_ms: 5000,
-            max_retry_after_ms: 60_000,
-            give_up_after_ms: 86_400_000,
-        }
+        RetryPolicy { max_attempts: 4, base_ms: 1000, max_ms: 5000, max_retry_after_ms: 60_000, give_up_after_ms: 86_400_000 }
     }
 
     #[test]
@@ -186,10 +158,7 @@ mod tests {
         assert_eq!(p.next_delay(1, None, 0.999_999, 0), Some(999));
         assert_eq!(p.next_delay(2, None, 0.0, 0), Some(1000));
         assert_eq!(p.next_delay(3, None, 1.0, 0), Some(4000));
-        let capped = RetryPolicy {
-            max_attempts: 50,
-            ..p
-        };
+        let capped = RetryPolicy { max_attempts: 50, ..p };
         assert_eq!(capped.next_delay(40, None, 1.0, 0), Some(5000));
     }
 
@@ -205,80 +174,31 @@ mod tests {
     fn gives_up_after_the_time_budget_not_before() {
         let p = RetryPolicy::default();
         // A delivery failing for 23 hours is still retried, at most an hour apart.
-        assert!(
-            p.next_delay(30, None, 1.0, 23 * 3_600_000)
-                .is_some_and(|d| d <= 3_600_000)
-        );
+        assert!(p.next_delay(30, None, 1.0, 23 * 3_600_000).is_some_and(|d| d <= 3_600_000));
         assert_eq!(p.next_delay(30, None, 1.0, 24 * 3_600_000), None);
         // The defaults outlast a 30-minute outage by far.
         let (mut at, mut attempt) = (0i64, 1);
         while at < 1_800_000 {
-            at += p
-                .next_delay(attempt, None, 0.5, at)
-                .expect("still retrying") as i64;
+            at += p.next_delay(attempt, None, 0.5, at).expect("still retrying") as i64;
             attempt += 1;
         }
     }
 
     #[test]
     fn most_specific_override_wins() {
-        let channels = HashMap::from([(
-            "sms".to_string(),
-            RetryOverride {
-                max_attempts: Some(7),
-                ..Default::default()
-            },
-        )]);
+        let channels = HashMap::from([("sms".to_string(), RetryOverride { max_attempts: Some(7), ..Default::default() })]);
         let tenants = vec![
-            (
-                "a".to_string(),
-                Some(RetryOverride {
-                    base_ms: Some(50),
-                    ..Default::default()
-                }),
-                HashMap::new(),
-            ),
-            (
-                "b".to_string(),
-                None,
-                HashMap::from([(
-                    "sms".to_string(),
-                    RetryOverride {
-                        max_ms: Some(9_000),
-                        ..Default::default()
-                    },
-                )]),
-            ),
+            ("a".to_string(), Some(RetryOverride { base_ms: Some(50), ..Default::default() }), HashMap::new()),
+            ("b".to_string(), None, HashMap::from([("sms".to_string(), RetryOverride { max_ms: Some(9_000), ..Default::default() })])),
         ];
         let all = RetryPolicies::new(RetryPolicy::default(), &channels, &tenants).unwrap();
         assert_eq!(all.get("x", "email"), &RetryPolicy::default());
         assert_eq!(all.get("x", "sms").max_attempts, 7);
-        assert_eq!(
-            (
-                all.get("a", "sms").base_ms,
-                all.get("a", "sms").max_attempts
-            ),
-            (50, 100),
-            "tenant over channel"
-        );
+        assert_eq!((all.get("a", "sms").base_ms, all.get("a", "sms").max_attempts), (50, 100), "tenant over channel");
         let b = all.get("b", "sms");
-        assert_eq!(
-            (b.max_ms, b.max_attempts),
-            (9_000, 7),
-            "tenant+channel over channel"
-        );
-        let bad = HashMap::from([(
-            "sms".to_string(),
-            RetryOverride {
-                max_attempts: Some(0),
-                ..Default::default()
-            },
-        )]);
-        assert!(
-            RetryPolicies::new(RetryPolicy::default(), &bad, &[])
-                .unwrap_err()
-                .contains("retry.channels.sms.max_attempts")
-        );
+        assert_eq!((b.max_ms, b.max_attempts), (9_000, 7), "tenant+channel over channel");
+        let bad = HashMap::from([("sms".to_string(), RetryOverride { max_attempts: Some(0), ..Default::default() })]);
+        assert!(RetryPolicies::new(RetryPolicy::default(), &bad, &[]).unwrap_err().contains("retry.channels.sms.max_attempts"));
     }
 
     #[test]

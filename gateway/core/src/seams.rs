@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use crate::Millis;
 use crate::error::StoreError;
 use crate::model::{
-    Account, DeadLetter, DeliveryRecord, DeliveryUpdate, Doc, IdempotencyRecord, LedgerEntry,
-    Message, MessageView, Price, Template, Tenant, Work,
+    Account, DeadLetter, DeliveryRecord, DeliveryUpdate, Doc, IdempotencyRecord, LedgerEntry, Message, MessageView, Price, Template, Tenant, Work,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -107,17 +106,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record(&self, updates: Vec<DeliveryUpdate>, ledger: Vec<LedgerEntry>) -> Result<()>;
     async fn message(&self, tenant: &str, message_id: &str) -> Result<Option<MessageView>>;
     /// Find a delivery by the provider's id (for receipts).
-    async fn delivery_by_provider_id(
-        &self,
-        tenant: &str,
-        provider_id: &str,
-    ) -> Result<Option<(String, DeliveryRecord)>>;
-    async fn idempotency(
-        &self,
-        tenant: &str,
-        key: &str,
-        now: Millis,
-    ) -> Result<Option<IdempotencyRecord>>;
+    async fn delivery_by_provider_id(&self, tenant: &str, provider_id: &str) -> Result<Option<(String, DeliveryRecord)>>;
+    async fn idempotency(&self, tenant: &str, key: &str, now: Millis) -> Result<Option<IdempotencyRecord>>;
     async fn put_idempotency(&self, record: IdempotencyRecord) -> Result<()>;
     /// Sum of signed ledger amounts for the tenant (its prepaid balance).
     async fn balance(&self, tenant: &str) -> Result<i64>;

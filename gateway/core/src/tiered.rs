@@ -190,11 +190,7 @@ impl Incident {
     pub fn key_of(&self, named: &str) -> Option<String> {
         match self.keys.get(named) {
             Some(key) => Some(key.clone()),
-            None => self
-                .keys
-                .values()
-                .any(|v| v == named)
-                .then(|| named.to_string()),
+            None => self.keys.values().any(|v| v == named).then(|| named.to_string()),
         }
     }
 
@@ -232,13 +228,7 @@ impl Action {
             .iter()
             .enumerate()
             .filter(|(_, r)| r.level == level)
-            .flat_map(|(i, r)| {
-                (0..=r.repeat).map(move |n| Step {
-                    rule: i,
-                    repeat: n,
-                    escalate: r.escalate.clone(),
-                })
-            })
+            .flat_map(|(i, r)| (0..=r.repeat).map(move |n| Step { rule: i, repeat: n, escalate: r.escalate.clone() }))
             .collect()
     }
 }
@@ -253,30 +243,15 @@ mod tests {
 
     #[test]
     fn editors_fit_the_seed_channel_rules() {
-        let (sms, email, voice, im) = (
-            f(&["text"]),
-            f(&["html", "text"]),
-            f(&["voice"]),
-            f(&["text", "markdown"]),
-        );
+        let (sms, email, voice, im) = (f(&["text"]), f(&["html", "text"]), f(&["voice"]), f(&["text", "markdown"]));
         assert!(Editor::Text.fits(&sms) && Editor::Text.fits(&voice) && Editor::Text.fits(&im));
         assert!(!Editor::Text.fits(&email));
         assert!(Editor::RichText.fits(&email) && !Editor::RichText.fits(&sms));
-        assert!(
-            Editor::Voice.fits(&voice) && !Editor::Voice.fits(&sms) && !Editor::Voice.fits(&email)
-        );
+        assert!(Editor::Voice.fits(&voice) && !Editor::Voice.fits(&sms) && !Editor::Voice.fits(&email));
     }
 
     fn ev(at: Millis, kind: &str) -> TimelineEvent {
-        TimelineEvent {
-            at,
-            kind: kind.into(),
-            step: None,
-            channel: None,
-            recipients: vec![],
-            message_id: None,
-            detail: None,
-        }
+        TimelineEvent { at, kind: kind.into(), step: None, channel: None, recipients: vec![], message_id: None, detail: None }
     }
 
     #[test]
@@ -313,22 +288,12 @@ mod tests {
         firing.timeline.push(ev(2, "fired"));
         stored.merge(&firing);
         assert_eq!(stored.repeats, 1, "the folded trigger is still counted");
-        assert_eq!(
-            stored.state, "acknowledged",
-            "a stale 'open' does not reopen"
-        );
+        assert_eq!(stored.state, "acknowledged", "a stale 'open' does not reopen");
         assert_eq!(stored.acked, vec!["bob".to_string()]);
-        assert_eq!(
-            (stored.fired.clone(), stored.messages.clone()),
-            (vec![0], vec![(0, "m0".to_string())])
-        );
+        assert_eq!((stored.fired.clone(), stored.messages.clone()), (vec![0], vec![(0, "m0".to_string())]));
         assert_eq!(stored.keys.get("ann@x").map(String::as_str), Some("ann"));
         let kinds: Vec<&str> = stored.timeline.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(
-            kinds,
-            ["triggered", "fired", "repeated"],
-            "in time order, each once"
-        );
+        assert_eq!(kinds, ["triggered", "fired", "repeated"], "in time order, each once");
         let again = stored.clone();
         stored.merge(&again);
         assert_eq!(stored, again, "merging twice changes nothing");

@@ -46,100 +46,53 @@ pub fn validate(req: &SendRequest, limits: &Limits, now_ms: i64) -> Result<(), A
         return Err(ApiError::invalid("channel", "channel must not be empty"));
     }
     if req.recipients.is_empty() {
-        return Err(ApiError::invalid(
-            "recipients",
-            "at least one recipient is required",
-        ));
+        return Err(ApiError::invalid("recipients", "at least one recipient is required"));
     }
     if req.recipients.len() > limits.max_recipients {
-        return Err(too_large(
-            "recipients",
-            format!(
-                "{} recipients; at most {} per request",
-                req.recipients.len(),
-                limits.max_recipients
-            ),
-        ));
+        return Err(too_large("recipients", format!("{} recipients; at most {} per request", req.recipients.len(), limits.max_recipients)));
     }
     for (i, r) in req.recipients.iter().enumerate() {
         // The raw value is what is stored and sent: check it, not a trimmed copy.
         if r.to.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
-                format!("recipients[{i}].to"),
-                "control characters are not allowed",
-            ));
+            return Err(ApiError::invalid(format!("recipients[{i}].to"), "control characters are not allowed"));
         }
         let to = r.to.trim();
         if to.is_empty() {
-            return Err(ApiError::invalid(
-                format!("recipients[{i}].to"),
-                "recipient address must not be empty",
-            ));
+            return Err(ApiError::invalid(format!("recipients[{i}].to"), "recipient address must not be empty"));
         }
         if to.len() > limits.max_recipient_len {
-            return Err(too_large(
-                format!("recipients[{i}].to").as_str(),
-                format!("longer than {} bytes", limits.max_recipient_len),
-            ));
+            return Err(too_large(format!("recipients[{i}].to").as_str(), format!("longer than {} bytes", limits.max_recipient_len)));
         }
     }
     match (&req.template, &req.content) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "content",
-                "give either template or content, not both",
-            ));
+            return Err(ApiError::invalid("content", "give either template or content, not both"));
         }
         (None, None) => {
-            return Err(ApiError::invalid(
-                "content",
-                "either template or content is required",
-            ));
+            return Err(ApiError::invalid("content", "either template or content is required"));
         }
         (None, Some(c)) => {
             if c.text.is_none() && c.html.is_none() {
-                return Err(ApiError::invalid(
-                    "content.text",
-                    "content needs text or html",
-                ));
+                return Err(ApiError::invalid("content.text", "content needs text or html"));
             }
-            for (name, part) in [
-                ("content.subject", &c.subject),
-                ("content.text", &c.text),
-                ("content.html", &c.html),
-            ] {
-                if part
-                    .as_ref()
-                    .is_some_and(|p| p.len() > limits.max_content_bytes)
-                {
-                    return Err(too_large(
-                        name,
-                        format!("longer than {} bytes", limits.max_content_bytes),
-                    ));
+            for (name, part) in [("content.subject", &c.subject), ("content.text", &c.text), ("content.html", &c.html)] {
+                if part.as_ref().is_some_and(|p| p.len() > limits.max_content_bytes) {
+                    return Err(too_large(name, format!("longer than {} bytes", limits.max_content_bytes)));
                 }
             }
         }
         (Some(t), None) if t.trim().is_empty() => {
-            return Err(ApiError::invalid(
-                "template",
-                "template id must not be empty",
-            ));
+            return Err(ApiError::invalid("template", "template id must not be empty"));
         }
         _ => {}
     }
     if req.metadata.len() > limits.max_metadata {
-        return Err(too_large(
-            "metadata",
-            format!("at most {} entries", limits.max_metadata),
-        ));
+        return Err(too_large("metadata", format!("at most {} entries", limits.max_metadata)));
     }
     if let Some(at) = req.send_at {
         let ms = at.timestamp_millis();
         if ms - now_ms > limits.max_schedule_days * 86_400_000 {
-            return Err(ApiError::invalid(
-                "send_at",
-                format!("at most {} days ahead", limits.max_schedule_days),
-            ));
+            return Err(ApiError::invalid("send_at", format!("at most {} days ahead", limits.max_schedule_days)));
         }
     }
     Ok(())
@@ -149,12 +102,7 @@ pub fn validate(req: &SendRequest, limits: &Limits, now_ms: i64) -> Result<(), A
 /// `recipients[i].to`.
 pub fn recipients(req: &SendRequest, rule: &crate::address::AddressRule) -> Result<(), ApiError> {
     for (i, r) in req.recipients.iter().enumerate() {
-        rule.check(&r.to).map_err(|why| {
-            ApiError::invalid(
-                format!("recipients[{i}].to"),
-                format!("{why}: {:?}", truncate(&r.to, 80)),
-            )
-        })?;
+        rule.check(&r.to).map_err(|why| ApiError::invalid(format!("recipients[{i}].to"), format!("{why}: {:?}", truncate(&r.to, 80))))?;
     }
     Ok(())
 }
@@ -169,14 +117,7 @@ fn truncate(s: &str, max: usize) -> &str {
 /// An Idempotency-Key: 1–255 visible ASCII characters.
 pub fn idempotency_key(raw: &str) -> Result<&str, ApiError> {
     let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(raw)
-    } else {
-        Err(ApiError::invalid(
-            "Idempotency-Key",
-            "must be 1-255 visible ASCII characters",
-        ))
-    }
+    if ok { Ok(raw) } else { Err(ApiError::invalid("Idempotency-Key", "must be 1-255 visible ASCII characters")) }
 }
 
 #[cfg(test)]
@@ -187,22 +128,14 @@ mod tests {
     fn req() -> SendRequest {
         SendRequest {
             channel: "webhook".into(),
-            content: Some(Content {
-                text: Some("hi".into()),
-                ..Default::default()
-            }),
-            recipients: vec![RecipientSpec {
-                to: "a".into(),
-                variables: Default::default(),
-            }],
+            content: Some(Content { text: Some("hi".into()), ..Default::default() }),
+            recipients: vec![RecipientSpec { to: "a".into(), variables: Default::default() }],
             ..Default::default()
         }
     }
 
     fn field(r: &SendRequest) -> Option<String> {
-        validate(r, &Limits::default(), 0)
-            .err()
-            .and_then(|e| e.field)
+        validate(r, &Limits::default(), 0).err().and_then(|e| e.field)
     }
 
     #[test]
@@ -213,10 +146,7 @@ mod tests {
     #[test]
     fn names_the_bad_field() {
         let mut r = req();
-        r.recipients.push(RecipientSpec {
-            to: " ".into(),
-            variables: Default::default(),
-        });
+        r.recipients.push(RecipientSpec { to: " ".into(), variables: Default::default() });
         assert_eq!(field(&r).as_deref(), Some("recipients[1].to"));
         let mut r = req();
         r.template = Some("t".into());
@@ -231,17 +161,11 @@ mod tests {
 
     #[test]
     fn enforces_recipient_and_schedule_limits() {
-        let limits = Limits {
-            max_recipients: 2,
-            ..Default::default()
-        };
+        let limits = Limits { max_recipients: 2, ..Default::default() };
         let mut r = req();
         r.recipients = vec![r.recipients[0].clone(); 3];
         let e = validate(&r, &limits, 0).unwrap_err();
-        assert_eq!(
-            (e.code, e.field.as_deref()),
-            ("limit_exceeded", Some("recipients"))
-        );
+        assert_eq!((e.code, e.field.as_deref()), ("limit_exceeded", Some("recipients")));
         let mut r = req();
         r.send_at = Some(chrono::DateTime::from_timestamp_millis(400 * 86_400_000).unwrap());
         assert_eq!(field(&r).as_deref(), Some("send_at"));

@@ -25,12 +25,7 @@ enum Event {
     /// Failed permanently before the provider billed anything.
     FailedPermanent,
     /// Billed, then the provider reported failure and `refund_pct` % was refunded.
-    Refunded {
-        channel: usize,
-        units: u32,
-        refund_pct: u8,
-        refund_delay_ms: i64,
-    },
+    Refunded { channel: usize, units: u32, refund_pct: u8, refund_delay_ms: i64 },
     /// Money added to the balance.
     TopUp { amount: i64 },
 }
@@ -42,16 +37,8 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (channel.clone(), 0u32..10).prop_map(|(channel, units)| Event::Sent { channel, units }),
         Just(Event::FailedPermanent),
-        (channel, 0u32..10, 0u8..=100, 0..40 * DAY_MS).prop_map(
-            |(channel, units, refund_pct, refund_delay_ms)| {
-                Event::Refunded {
-                    channel,
-                    units,
-                    refund_pct,
-                    refund_delay_ms,
-                }
-            }
-        ),
+        (channel, 0u32..10, 0u8..=100, 0..40 * DAY_MS)
+            .prop_map(|(channel, units, refund_pct, refund_delay_ms)| { Event::Refunded { channel, units, refund_pct, refund_delay_ms } }),
         (1i64..1_000_000).prop_map(|amount| Event::TopUp { amount }),
     ]
 }
@@ -71,50 +58,25 @@ struct Built {
 /// Entries for `events`, event `i` at `times[i]`, written as dispatch and the
 /// recorder do.
 fn build(events: &[(Event, i64)], prices: &[Option<i64>]) -> Built {
-    let price = |channel: usize| {
-        prices[channel].map(|unit_minor| Price {
-            channel: CHANNELS[channel].into(),
-            unit_minor,
-            currency: "CNY".into(),
-        })
-    };
-    let mut built = Built {
-        entries: vec![],
-        costs: BTreeMap::new(),
-        top_ups: 0,
-    };
+    let price = |channel: usize| prices[channel].map(|unit_minor| Price { channel: CHANNELS[channel].into(), unit_minor, currency: "CNY".into() });
+    let mut built = Built { entries: vec![], costs: BTreeMap::new(), top_ups: 0 };
     for (i, (event, at)) in events.iter().enumerate() {
         let message = format!("m{i}");
         let did = delivery_id(&message, 0);
-        let billable = |channel: usize, units: u32| Billable {
-            tenant: "t",
-            channel: CHANNELS[channel],
-            account: "acc",
-            delivery_id: &did,
-            units,
-            at: *at,
-        };
+        let billable =
+            |channel: usize, units: u32| Billable { tenant: "t", channel: CHANNELS[channel], account: "acc", delivery_id: &did, units, at: *at };
         match *event {
             Event::Sent { channel, units } => {
                 let debit = ledger::debit(price(channel).as_ref(), &billable(channel, units));
-                built
-                    .costs
-                    .insert(did.clone(), debit.as_ref().map_or(0, |d| d.amount_minor));
+                built.costs.insert(did.clone(), debit.as_ref().map_or(0, |d| d.amount_minor));
                 built.entries.extend(debit);
             }
             Event::FailedPermanent => {
                 built.costs.insert(did.clone(), 0);
             }
-            Event::Refunded {
-                channel,
-                units,
-                refund_pct,
-                refund_delay_ms,
-            } => {
+            Event::Refunded { channel, units, refund_pct, refund_delay_ms } => {
                 let mut cost = 0;
-                if let Some(debit) =
-                    ledger::debit(price(channel).as_ref(), &billable(channel, units))
-                {
+                if let Some(debit) = ledger::debit(price(channel).as_ref(), &billable(channel, units)) {
                     let refund = debit.amount_minor * i64::from(refund_pct) / 100;
                     cost = debit.amount_minor - refund;
                     let credit = LedgerEntry {
@@ -155,11 +117,7 @@ fn build(events: &[(Event, i64)], prices: &[Option<i64>]) -> Built {
 /// What the stores do with replays: the first entry per id wins.
 fn dedupe(entries: &[LedgerEntry]) -> Vec<LedgerEntry> {
     let mut seen = HashSet::new();
-    entries
-        .iter()
-        .filter(|e| seen.insert(e.id.clone()))
-        .cloned()
-        .collect()
+    entries.iter().filter(|e| seen.insert(e.id.clone())).cloned().collect()
 }
 
 fn sum(bills: &[BillLine], f: impl Fn(&BillLine) -> i64) -> i64 {

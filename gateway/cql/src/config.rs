@@ -2,9 +2,9 @@
 //! Small and read-mostly (the gateway caches it); every write is an upsert.
 
 use async_trait::async_trait;
-use herald_core::{Millis, StoreError};
 use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
+use herald_core::{Millis, StoreError};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
@@ -37,22 +37,14 @@ impl Statements {
     pub(crate) async fn prepare(s: &Session, ks: &str, p: &Profiles) -> Result<Self> {
         let (w, r) = (&p.write, &p.read);
         Ok(Self {
-            tenant_upsert: prepare(s, ks, "INSERT INTO {ks}.tenants (id, name, currency) VALUES (?, ?, ?)", w, true)
-                .await?,
+            tenant_upsert: prepare(s, ks, "INSERT INTO {ks}.tenants (id, name, currency) VALUES (?, ?, ?)", w, true).await?,
             tenant_select: prepare(s, ks, "SELECT id, name, currency FROM {ks}.tenants WHERE id = ?", r, true).await?,
             tenants_select: prepare(s, ks, "SELECT id, name, currency FROM {ks}.tenants", r, true).await?,
-            api_key_upsert: prepare(s, ks, "INSERT INTO {ks}.api_keys (key_sha256, tenant) VALUES (?, ?)", w, true)
-                .await?,
+            api_key_upsert: prepare(s, ks, "INSERT INTO {ks}.api_keys (key_sha256, tenant) VALUES (?, ?)", w, true).await?,
             api_key_select: prepare(s, ks, "SELECT tenant FROM {ks}.api_keys WHERE key_sha256 = ?", r, true).await?,
             // Nulls here are deliberate: an upsert replaces the whole account.
-            account_upsert: prepare(
-                s,
-                ks,
-                "INSERT INTO {ks}.accounts (tenant, name, plugin, config, rate_per_sec) VALUES (?, ?, ?, ?, ?)",
-                w,
-                true,
-            )
-            .await?,
+            account_upsert: prepare(s, ks, "INSERT INTO {ks}.accounts (tenant, name, plugin, config, rate_per_sec) VALUES (?, ?, ?, ?, ?)", w, true)
+                .await?,
             account_select: prepare(
                 s,
                 ks,
@@ -61,67 +53,19 @@ impl Statements {
                 true,
             )
             .await?,
-            accounts_select: prepare(
-                s,
-                ks,
-                "SELECT tenant, name, plugin, config, rate_per_sec FROM {ks}.accounts WHERE tenant = ?",
-                r,
-                true,
-            )
-            .await?,
-            template_upsert: prepare(
-                s,
-                ks,
-                "INSERT INTO {ks}.templates (tenant, id, subject, body_text, body_html) VALUES (?, ?, ?, ?, ?)",
-                w,
-                true,
-            )
-            .await?,
-            template_select: prepare(
-                s,
-                ks,
-                "SELECT subject, body_text, body_html FROM {ks}.templates WHERE tenant = ? AND id = ?",
-                r,
-                true,
-            )
-            .await?,
-            price_upsert: prepare(
-                s,
-                ks,
-                "INSERT INTO {ks}.prices (tenant, channel, unit_minor, currency) VALUES (?, ?, ?, ?)",
-                w,
-                true,
-            )
-            .await?,
-            price_select: prepare(
-                s,
-                ks,
-                "SELECT channel, unit_minor, currency FROM {ks}.prices WHERE tenant = ? AND channel = ?",
-                r,
-                true,
-            )
-            .await?,
+            accounts_select: prepare(s, ks, "SELECT tenant, name, plugin, config, rate_per_sec FROM {ks}.accounts WHERE tenant = ?", r, true).await?,
+            template_upsert: prepare(s, ks, "INSERT INTO {ks}.templates (tenant, id, subject, body_text, body_html) VALUES (?, ?, ?, ?, ?)", w, true)
+                .await?,
+            template_select: prepare(s, ks, "SELECT subject, body_text, body_html FROM {ks}.templates WHERE tenant = ? AND id = ?", r, true).await?,
+            price_upsert: prepare(s, ks, "INSERT INTO {ks}.prices (tenant, channel, unit_minor, currency) VALUES (?, ?, ?, ?)", w, true).await?,
+            price_select: prepare(s, ks, "SELECT channel, unit_minor, currency FROM {ks}.prices WHERE tenant = ? AND channel = ?", r, true).await?,
             // Lightweight transactions: deletes report whether a row existed,
             // and a create claims an id once across all gateways and admins.
             api_key_delete: prepare(s, ks, "DELETE FROM {ks}.api_keys WHERE key_sha256 = ? IF tenant = ?", w, false).await?,
-            account_delete: prepare(s, ks, "DELETE FROM {ks}.accounts WHERE tenant = ? AND name = ? IF EXISTS", w, false)
+            account_delete: prepare(s, ks, "DELETE FROM {ks}.accounts WHERE tenant = ? AND name = ? IF EXISTS", w, false).await?,
+            doc_upsert: prepare(s, ks, "INSERT INTO {ks}.docs (tenant, kind, id, body, updated_at) VALUES (?, ?, ?, ?, ?)", w, true).await?,
+            doc_create: prepare(s, ks, "INSERT INTO {ks}.docs (tenant, kind, id, body, updated_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS", w, false)
                 .await?,
-            doc_upsert: prepare(
-                s,
-                ks,
-                "INSERT INTO {ks}.docs (tenant, kind, id, body, updated_at) VALUES (?, ?, ?, ?, ?)",
-                w,
-                true,
-            )
-            .await?,
-            doc_create: prepare(
-                s,
-                ks,
-                "INSERT INTO {ks}.docs (tenant, kind, id, body, updated_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
-                w,
-                false,
-            )
-            .await?,
             doc_replace: prepare(
                 s,
                 ks,
@@ -130,25 +74,12 @@ impl Statements {
                 false,
             )
             .await?,
-            doc_select: prepare(
-                s,
-                ks,
-                "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ?",
-                r,
-                true,
-            )
-            .await?,
-            // Paged by the driver: a kind's partition can outgrow one page.
-            docs_select: prepare(
-                s,
-                ks,
-                "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ?",
-                &p.console,
-                true,
-            )
-            .await?,
-            doc_delete: prepare(s, ks, "DELETE FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ? IF EXISTS", w, false)
+            doc_select: prepare(s, ks, "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ?", r, true)
                 .await?,
+            // Paged by the driver: a kind's partition can outgrow one page.
+            docs_select: prepare(s, ks, "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ?", &p.console, true)
+                .await?,
+            doc_delete: prepare(s, ks, "DELETE FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ? IF EXISTS", w, false).await?,
         })
     }
 }
@@ -168,12 +99,8 @@ fn doc_values(d: &Doc) -> Result<(&str, &str, &str, String, i64)> {
 type AccountRow = (String, String, String, String, Option<i32>);
 
 fn to_account((tenant, name, plugin, config, rate): AccountRow) -> Result<Account> {
-    let config =
-        serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(format!("account {tenant}/{name}: {e}")))?;
-    let rate_per_sec = rate
-        .map(u32::try_from)
-        .transpose()
-        .map_err(|_| StoreError::Corrupt(format!("account {tenant}/{name}: negative rate")))?;
+    let config = serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(format!("account {tenant}/{name}: {e}")))?;
+    let rate_per_sec = rate.map(u32::try_from).transpose().map_err(|_| StoreError::Corrupt(format!("account {tenant}/{name}: negative rate")))?;
     Ok(Account { tenant, name, plugin, config, rate_per_sec })
 }
 
@@ -183,10 +110,11 @@ fn to_tenant((id, name, currency): (String, String, String)) -> Tenant {
 
 impl CqlStore {
     async fn price_row(&self, tenant: &str, channel: &str) -> Result<Option<Price>> {
-        Ok(self
-            .read_one::<(String, i64, String)>(&self.cfg.price_select, (tenant, channel))
-            .await?
-            .map(|(channel, unit_minor, currency)| Price { channel, unit_minor, currency }))
+        Ok(self.read_one::<(String, i64, String)>(&self.cfg.price_select, (tenant, channel)).await?.map(|(channel, unit_minor, currency)| Price {
+            channel,
+            unit_minor,
+            currency,
+        }))
     }
 }
 
@@ -201,12 +129,8 @@ impl ConfigStore for CqlStore {
     }
 
     async fn tenants(&self) -> Result<Vec<Tenant>> {
-        let mut all: Vec<Tenant> = self
-            .read_all::<(String, String, String)>(&self.cfg.tenants_select, ())
-            .await?
-            .into_iter()
-            .map(to_tenant)
-            .collect();
+        let mut all: Vec<Tenant> =
+            self.read_all::<(String, String, String)>(&self.cfg.tenants_select, ()).await?.into_iter().map(to_tenant).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(all)
     }
@@ -246,11 +170,7 @@ impl ConfigStore for CqlStore {
         Ok(self
             .read_one::<(Option<String>, Option<String>, Option<String>)>(&self.cfg.template_select, (tenant, id))
             .await?
-            .map(|(subject, text, html)| Template {
-                tenant: tenant.to_string(),
-                id: id.to_string(),
-                content: Content { subject, text, html },
-            }))
+            .map(|(subject, text, html)| Template { tenant: tenant.to_string(), id: id.to_string(), content: Content { subject, text, html } }))
     }
 
     async fn price(&self, tenant: &str, channel: &str) -> Result<Option<Price>> {

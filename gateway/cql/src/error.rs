@@ -11,8 +11,8 @@ use std::fmt::Display;
 
 use herald_core::StoreError;
 use scylla::errors::{
-    ConnectionPoolError, DbError, ExecutionError, MetadataError, NewSessionError, NextPageError, NextRowError,
-    PagerExecutionError, PrepareError, RequestAttemptError, RequestError, SchemaAgreementError, UseKeyspaceError,
+    ConnectionPoolError, DbError, ExecutionError, MetadataError, NewSessionError, NextPageError, NextRowError, PagerExecutionError, PrepareError,
+    RequestAttemptError, RequestError, SchemaAgreementError, UseKeyspaceError,
 };
 
 /// Whether a driver error is transient (worth retrying later).
@@ -99,9 +99,7 @@ impl Classify for UseKeyspaceError {
 impl Classify for ExecutionError {
     fn transient(&self) -> bool {
         match self {
-            ExecutionError::EmptyPlan | ExecutionError::ConnectionPoolError(_) | ExecutionError::RequestTimeout(_) => {
-                true
-            }
+            ExecutionError::EmptyPlan | ExecutionError::ConnectionPoolError(_) | ExecutionError::RequestTimeout(_) => true,
             ExecutionError::LastAttemptError(a) => a.transient(),
             ExecutionError::PrepareError(p) => p.transient(),
             ExecutionError::UseKeyspaceError(u) => u.transient(),

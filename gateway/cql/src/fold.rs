@@ -64,8 +64,7 @@ pub(crate) fn fold(
         };
         events.sort_by(|a, b| (a.at, &a.event).cmp(&(b.at, &b.event)));
         for e in events {
-            let status = DeliveryStatus::parse(&e.event)
-                .ok_or_else(|| StoreError::Corrupt(format!("delivery {}: status {:?}", rec.id, e.event)))?;
+            let status = DeliveryStatus::parse(&e.event).ok_or_else(|| StoreError::Corrupt(format!("delivery {}: status {:?}", rec.id, e.event)))?;
             if !may_replace(rec.status, rec.attempts, status, e.attempts.unwrap_or(0).max(0) as u32) {
                 continue;
             }
@@ -115,15 +114,7 @@ mod tests {
     use DeliveryStatus::*;
 
     fn created(seq: i32, at: i64) -> DeliveryRow {
-        DeliveryRow {
-            seq,
-            at,
-            event: CREATED.into(),
-            recipient: Some(format!("r{seq}")),
-            attempts: None,
-            detail: None,
-            provider_id: None,
-        }
+        DeliveryRow { seq, at, event: CREATED.into(), recipient: Some(format!("r{seq}")), attempts: None, detail: None, provider_id: None }
     }
     fn ev(seq: i32, at: i64, s: DeliveryStatus, attempts: i32) -> DeliveryRow {
         DeliveryRow {
@@ -155,8 +146,7 @@ mod tests {
 
     #[test]
     fn arrival_order_does_not_matter() {
-        let events =
-            [ev(0, 2, Sent, 1), ev(0, 3, Delivered, 1), ev(0, 3, Read, 1), ev(0, 5, Sent, 2), ev(0, 1, Retrying, 1)];
+        let events = [ev(0, 2, Sent, 1), ev(0, 3, Delivered, 1), ev(0, 3, Read, 1), ev(0, 5, Sent, 2), ev(0, 1, Retrying, 1)];
         let want = fold("m", std::iter::once(created(0, 0)).chain(events.iter().cloned()), &BTreeMap::new()).unwrap();
         assert_eq!(want[0].status, Read);
         let mut shuffled = events.to_vec();
@@ -183,9 +173,7 @@ mod tests {
         let recs = fold("m", vec![created(0, 0), ev(7, 1, Sent, 1)], &costs).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].cost_minor, 5);
-        assert!(
-            fold("m", vec![created(0, 0), DeliveryRow { event: "bogus".into(), ..created(0, 1) }], &costs).is_err()
-        );
+        assert!(fold("m", vec![created(0, 0), DeliveryRow { event: "bogus".into(), ..created(0, 1) }], &costs).is_err());
     }
 
     #[test]

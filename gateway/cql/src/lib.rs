@@ -303,12 +303,7 @@ pub async fn open(contact_points: &[String], keyspace: &str, replication: &str) 
 }
 
 /// [`open`] with explicit [`Options`].
-pub async fn open_with(
-    contact_points: &[String],
-    keyspace: &str,
-    replication: &str,
-    o: Options,
-) -> Result<CqlStore, StoreError> {
+pub async fn open_with(contact_points: &[String], keyspace: &str, replication: &str, o: Options) -> Result<CqlStore, StoreError> {
     schema::check_keyspace(keyspace)?;
     let lbp = || {
         let b = DefaultPolicy::builder().token_aware(true);
@@ -372,20 +367,12 @@ impl CqlStore {
         Ok(v)
     }
 
-    pub(crate) async fn exec(
-        &self,
-        st: &PreparedStatement,
-        values: impl SerializeRow,
-    ) -> Result<QueryResult, StoreError> {
+    pub(crate) async fn exec(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult, StoreError> {
         self.session.execute_unpaged(st, values).await.map_err(cql)
     }
 
     /// The first row, if any (for reads of at most one row).
-    pub(crate) async fn read_one<R>(
-        &self,
-        st: &PreparedStatement,
-        values: impl SerializeRow,
-    ) -> Result<Option<R>, StoreError>
+    pub(crate) async fn read_one<R>(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<Option<R>, StoreError>
     where
         R: for<'f> DeserializeRow<'f, 'f>,
     {
@@ -394,11 +381,7 @@ impl CqlStore {
     }
 
     /// Every row, fetched page by page.
-    pub(crate) async fn read_all<R>(
-        &self,
-        st: &PreparedStatement,
-        values: impl SerializeRow,
-    ) -> Result<Vec<R>, StoreError>
+    pub(crate) async fn read_all<R>(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<R>, StoreError>
     where
         R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
     {

@@ -42,15 +42,13 @@ impl Statements {
             insert: prepare(s, ks, "INSERT INTO {ks}.schedules (bucket, shard, due, id, key, work) VALUES (?, ?, ?, ?, ?, ?)", w, true).await?,
             index: prepare(s, ks, "INSERT INTO {ks}.schedule_buckets (shard, bucket) VALUES (?, ?)", w, true).await?,
             buckets: prepare(s, ks, "SELECT bucket FROM {ks}.schedule_buckets WHERE shard = ? AND bucket <= ?", r, true).await?,
-            items: prepare(s, ks, "SELECT due, id, key, work FROM {ks}.schedules WHERE bucket = ? AND shard = ? AND due <= ?", r, true)
-                .await?,
+            items: prepare(s, ks, "SELECT due, id, key, work FROM {ks}.schedules WHERE bucket = ? AND shard = ? AND due <= ?", r, true).await?,
             delete: prepare(s, ks, "DELETE FROM {ks}.schedules WHERE bucket = ? AND shard = ? AND due = ? AND id = ?", w, true).await?,
             unindex: prepare(s, ks, "DELETE FROM {ks}.schedule_buckets WHERE shard = ? AND bucket = ?", w, true).await?,
             // LWTs are not retried by the driver on their own.
             take_lead: prepare(s, ks, "INSERT INTO {ks}.schedule_leader (name, owner) VALUES ('mover', ?) IF NOT EXISTS USING TTL ?", w, false)
                 .await?,
-            renew_lead: prepare(s, ks, "UPDATE {ks}.schedule_leader USING TTL ? SET owner = ? WHERE name = 'mover' IF owner = ?", w, false)
-                .await?,
+            renew_lead: prepare(s, ks, "UPDATE {ks}.schedule_leader USING TTL ? SET owner = ? WHERE name = 'mover' IF owner = ?", w, false).await?,
         })
     }
 }

@@ -180,16 +180,14 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
     (
         3,
         "admin documents: one partition per (tenant, kind), clustered by id",
-        &[
-            "CREATE TABLE IF NOT EXISTS {ks}.docs (
+        &["CREATE TABLE IF NOT EXISTS {ks}.docs (
                 tenant text,
                 kind text,
                 id text,
                 body text,
                 updated_at bigint,
                 PRIMARY KEY ((tenant, kind), id)
-            )",
-        ],
+            )"],
     ),
     (
         4,
@@ -218,8 +216,7 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
     (
         5,
         "messages_by_day: the console's time-ordered list, one row per message (replaces deliveries_by_day)",
-        &[
-            "CREATE TABLE IF NOT EXISTS {ks}.messages_by_day (
+        &["CREATE TABLE IF NOT EXISTS {ks}.messages_by_day (
                 tenant text,
                 day date,
                 at bigint,
@@ -228,8 +225,7 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &[&str])] = &[
                 account text,
                 recipients int,
                 PRIMARY KEY ((tenant, day), at, message_id)
-            ) WITH CLUSTERING ORDER BY (at DESC, message_id ASC)",
-        ],
+            ) WITH CLUSTERING ORDER BY (at DESC, message_id ASC)"],
     ),
     (
         6,
@@ -292,11 +288,7 @@ pub(crate) fn check_keyspace(ks: &str) -> Result<(), StoreError> {
         && ks.len() <= 48
         && ks.starts_with(|c: char| c.is_ascii_lowercase())
         && ks.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Backend(format!("invalid keyspace name {ks:?}: use [a-z][a-z0-9_]{{0,47}}")))
-    }
+    if ok { Ok(()) } else { Err(StoreError::Backend(format!("invalid keyspace name {ks:?}: use [a-z][a-z0-9_]{{0,47}}"))) }
 }
 
 /// The replication map is operator configuration, spliced into `CREATE KEYSPACE`.
@@ -315,10 +307,7 @@ fn ddl(sql: &str, ks: &str) -> Statement {
 pub(crate) async fn migrate(session: &Session, ks: &str, replication: &str) -> Result<Vec<i32>, StoreError> {
     check_keyspace(ks)?;
     check_replication(replication)?;
-    session
-        .query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}", replication.trim()), ())
-        .await
-        .map_err(cql)?;
+    session.query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}", replication.trim()), ()).await.map_err(cql)?;
     for sql in BOOTSTRAP {
         session.query_unpaged(ddl(sql, ks), ()).await.map_err(cql)?;
     }
@@ -328,9 +317,7 @@ pub(crate) async fn migrate(session: &Session, ks: &str, replication: &str) -> R
     let owner = lock(session, ks).await?;
     let result = apply_pending(session, ks).await;
     // Release even when a migration failed; the TTL covers a crash.
-    let released = session
-        .query_unpaged(format!("DELETE FROM {ks}.schema_lock WHERE name = 'migrate' IF owner = ?"), (owner,))
-        .await;
+    let released = session.query_unpaged(format!("DELETE FROM {ks}.schema_lock WHERE name = 'migrate' IF owner = ?"), (owner,)).await;
     if let Err(e) = released {
         tracing::warn!(error = %e, keyspace = ks, "releasing the schema lock failed; it expires by TTL");
     }
@@ -378,9 +365,7 @@ async fn apply_pending(session: &Session, ks: &str) -> Result<Vec<i32>, StoreErr
         }
         session
             .query_unpaged(
-                format!(
-                    "INSERT INTO {ks}.schema_migrations (scope, version, description, applied_at) VALUES ('{SCOPE}', ?, ?, ?)"
-                ),
+                format!("INSERT INTO {ks}.schema_migrations (scope, version, description, applied_at) VALUES ('{SCOPE}', ?, ?, ?)"),
                 (*version, *description, herald_core::now_ms()),
             )
             .await
@@ -393,9 +378,7 @@ async fn apply_pending(session: &Session, ks: &str) -> Result<Vec<i32>, StoreErr
 async fn lock(session: &Session, ks: &str) -> Result<Uuid, StoreError> {
     let owner = Uuid::new_v4();
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-    let sql = format!(
-        "INSERT INTO {ks}.schema_lock (name, owner) VALUES ('migrate', ?) IF NOT EXISTS USING TTL {LOCK_TTL_SECS}"
-    );
+    let sql = format!("INSERT INTO {ks}.schema_lock (name, owner) VALUES ('migrate', ?) IF NOT EXISTS USING TTL {LOCK_TTL_SECS}");
     loop {
         let res = session.query_unpaged(sql.as_str(), (owner,)).await.map_err(cql)?;
         if lwt_applied(res)? {

@@ -4,19 +4,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{FutureExt, StreamExt};
 use futures::future::BoxFuture;
-use herald_core::model::{
-    DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView,
-};
+use futures::{FutureExt, StreamExt};
 use herald_core::ledger::net;
+use herald_core::model::{DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView};
 use herald_core::seams::{Result, Store};
 use herald_core::{Millis, StoreError};
 use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
-use scylla::statement::prepared::PreparedStatement;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{Counter, MaybeUnset};
 
 use crate::error::{cql, decode};
@@ -187,8 +185,7 @@ fn to_row((seq, at, event, recipient, attempts, detail, provider_id): RowTuple) 
 /// The "created" rows a message's static recipients stand for (`seq` only,
 /// or all of them).
 fn created_rows(message_id: &str, accepted_at: Millis, recipients: &str, only: Option<i32>) -> Result<Vec<DeliveryRow>> {
-    let list: Vec<String> =
-        serde_json::from_str(recipients).map_err(|e| StoreError::Corrupt(format!("message {message_id}: recipients: {e}")))?;
+    let list: Vec<String> = serde_json::from_str(recipients).map_err(|e| StoreError::Corrupt(format!("message {message_id}: recipients: {e}")))?;
     Ok(list
         .into_iter()
         .enumerate()
@@ -206,24 +203,10 @@ fn created_rows(message_id: &str, accepted_at: Millis, recipients: &str, only: O
         .collect())
 }
 
-fn ledger_entry(
-    tenant: &str,
-    (id, kind, channel, account, delivery_id, units, amount_minor, currency, at): LedgerRow,
-) -> Result<LedgerEntry> {
+fn ledger_entry(tenant: &str, (id, kind, channel, account, delivery_id, units, amount_minor, currency, at): LedgerRow) -> Result<LedgerEntry> {
     let kind = LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger {id}: kind {kind}")))?;
     let units = u32::try_from(units).map_err(|_| StoreError::Corrupt(format!("ledger {id}: units {units}")))?;
-    Ok(LedgerEntry {
-        id,
-        tenant: tenant.to_string(),
-        kind,
-        channel,
-        account,
-        delivery_id,
-        units,
-        amount_minor,
-        currency,
-        at,
-    })
+    Ok(LedgerEntry { id, tenant: tenant.to_string(), kind, channel, account, delivery_id, units, amount_minor, currency, at })
 }
 
 /// What a delivery's net cost gains from an entry (SQLite: debits minus everything else).
@@ -263,22 +246,7 @@ impl CqlStore {
         let mut header = None;
         let mut rows = Vec::with_capacity(raw.len());
         let mut recipients = None;
-        for (
-            seq,
-            at,
-            event,
-            recipient,
-            attempts,
-            detail,
-            provider_id,
-            channel,
-            account,
-            template,
-            accepted_at,
-            send_at,
-            listed,
-        ) in raw
-        {
+        for (seq, at, event, recipient, attempts, detail, provider_id, channel, account, template, accepted_at, send_at, listed) in raw {
             if header.is_none()
                 && let (Some(channel), Some(account), Some(accepted_at)) = (channel, account, accepted_at)
             {
@@ -297,11 +265,7 @@ impl CqlStore {
         Ok((header, rows))
     }
 
-    async fn costs(
-        &self,
-        st: &PreparedStatement,
-        values: impl scylla::serialize::row::SerializeRow,
-    ) -> Result<BTreeMap<i32, i64>> {
+    async fn costs(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> Result<BTreeMap<i32, i64>> {
         let rows: Vec<(i32, i64)> = self.read_all(st, values).await?;
         let mut costs = BTreeMap::new();
         for (seq, amount) in rows {
@@ -312,35 +276,29 @@ impl CqlStore {
 
     /// One delivery, folded from its slice of the message partition (with
     /// its net cost only when asked: `retry_due` does not need it).
-    async fn delivery(
-        &self,
-        tenant: &str,
-        message_id: &str,
-        seq: i32,
-        with_cost: bool,
-    ) -> Result<Option<DeliveryRecord>> {
+    async fn delivery(&self, tenant: &str, message_id: &str, seq: i32, with_cost: bool) -> Result<Option<DeliveryRecord>> {
         let rows = async {
             let raw = self.read_all::<SliceRow>(&self.st.delivery_rows, (tenant, message_id, seq)).await?;
             // The static recipients come with the slice's rows; a delivery
             // without any row yet needs them read on their own.
             let listed = match raw.first() {
                 Some(r) => r.7.zip(r.8.clone()),
-                None => self.read_one::<(Option<i64>, Option<String>)>(&self.st.message_static, (tenant, message_id)).await?.and_then(|(a, r)| a.zip(r)),
+                None => {
+                    self.read_one::<(Option<i64>, Option<String>)>(&self.st.message_static, (tenant, message_id)).await?.and_then(|(a, r)| a.zip(r))
+                }
             };
-            let mut rows: Vec<DeliveryRow> =
-                raw.into_iter().map(|(seq, at, event, recipient, attempts, detail, provider_id, _, _)| to_row((seq, at, event, recipient, attempts, detail, provider_id))).collect();
+            let mut rows: Vec<DeliveryRow> = raw
+                .into_iter()
+                .map(|(seq, at, event, recipient, attempts, detail, provider_id, _, _)| {
+                    to_row((seq, at, event, recipient, attempts, detail, provider_id))
+                })
+                .collect();
             if let Some((accepted_at, list)) = listed {
                 rows.extend(created_rows(message_id, accepted_at, &list, Some(seq))?);
             }
             Ok::<_, StoreError>(rows)
         };
-        let costs = async {
-            if with_cost {
-                self.costs(&self.st.delivery_costs, (tenant, message_id, seq)).await
-            } else {
-                Ok(BTreeMap::new())
-            }
-        };
+        let costs = async { if with_cost { self.costs(&self.st.delivery_costs, (tenant, message_id, seq)).await } else { Ok(BTreeMap::new()) } };
         let (rows, costs) = futures::try_join!(rows, costs)?;
         Ok(fold(message_id, rows, &costs)?.into_iter().next())
     }
@@ -485,13 +443,7 @@ impl CqlStore {
     /// One page of a tenant's messages accepted on `day` (UTC), newest
     /// first. Start with `PagingState::start()`; pass back `next` for the
     /// following page. Reads at the console profile (`LOCAL_ONE`).
-    pub async fn messages_by_day(
-        &self,
-        tenant: &str,
-        day: chrono::NaiveDate,
-        page_size: i32,
-        page: PagingState,
-    ) -> Result<DayPage> {
+    pub async fn messages_by_day(&self, tenant: &str, day: chrono::NaiveDate, page_size: i32, page: PagingState) -> Result<DayPage> {
         let mut st = self.st.day_select.clone();
         st.set_page_size(page_size.clamp(1, 5_000));
         let (res, next) = self.session().execute_single_page(&st, (tenant, day), page).await.map_err(cql)?;
@@ -526,8 +478,7 @@ impl CqlStore {
         for (month,) in months {
             let rows: Vec<(String, i64)> = self.read_all(&self.st.ledger_month_all, (tenant, month)).await?;
             for (kind, amount) in rows {
-                let kind =
-                    LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger kind {kind}")))?;
+                let kind = LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger kind {kind}")))?;
                 sum = sum.saturating_add(kind.signed(amount));
             }
         }
@@ -549,7 +500,8 @@ impl Store for CqlStore {
         let template = m.template.as_deref();
         let day = day_of(m.accepted_at)?;
         let recipients = to_i32("recipients", m.recipients.len())?;
-        let listed = self.exec(&self.st.day_insert, (&m.tenant, day, m.accepted_at, &m.id, &m.channel, &m.account, recipients)).map(|r| r.map(|_| ()));
+        let listed =
+            self.exec(&self.st.day_insert, (&m.tenant, day, m.accepted_at, &m.id, &m.channel, &m.account, recipients)).map(|r| r.map(|_| ()));
         let list: Vec<&str> = m.recipients.iter().map(|r| r.to.as_str()).collect();
         let list = serde_json::to_string(&list).map_err(|e| StoreError::Backend(e.to_string()))?;
         let values = (&m.tenant, &m.id, &m.channel, &m.account, unset(template), m.accepted_at, unset(m.send_at), &list);
@@ -559,11 +511,7 @@ impl Store for CqlStore {
 
     async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>> {
         let (_, rows) = self.message_rows(tenant, message_id).await?;
-        Ok(fold(message_id, rows, &BTreeMap::new())?
-            .into_iter()
-            .filter(|d| d.status == DeliveryStatus::Queued)
-            .map(|d| d.id)
-            .collect())
+        Ok(fold(message_id, rows, &BTreeMap::new())?.into_iter().filter(|d| d.status == DeliveryStatus::Queued).map(|d| d.id).collect())
     }
 
     async fn retry_due(&self, tenant: &str, delivery_id: &str, attempt: u32) -> Result<bool> {
@@ -612,10 +560,8 @@ impl Store for CqlStore {
         for e in &ledger {
             shards.entry((e.tenant.as_str(), ledger_shard(&e.id))).or_default().push(e);
         }
-        let claims: Vec<BoxFuture<'_, Result<Vec<LedgerEntry>>>> =
-            shards.iter().map(|((t, s), es)| self.claim(t, *s, es).boxed()).collect();
-        let claims: Vec<Result<Vec<LedgerEntry>>> =
-            futures::stream::iter(claims).buffer_unordered(WRITE_CONCURRENCY).collect().await;
+        let claims: Vec<BoxFuture<'_, Result<Vec<LedgerEntry>>>> = shards.iter().map(|((t, s), es)| self.claim(t, *s, es).boxed()).collect();
+        let claims: Vec<Result<Vec<LedgerEntry>>> = futures::stream::iter(claims).buffer_unordered(WRITE_CONCURRENCY).collect().await;
         let canonical: Vec<LedgerEntry> = claims.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
         self.write_entries(&canonical).await?;
         let mut tasks: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
@@ -631,10 +577,8 @@ impl Store for CqlStore {
     }
 
     async fn message(&self, tenant: &str, message_id: &str) -> Result<Option<MessageView>> {
-        let ((header, rows), costs) = futures::try_join!(
-            self.message_rows(tenant, message_id),
-            self.costs(&self.st.message_costs, (tenant, message_id)),
-        )?;
+        let ((header, rows), costs) =
+            futures::try_join!(self.message_rows(tenant, message_id), self.costs(&self.st.message_costs, (tenant, message_id)),)?;
         let Some(h) = header else { return Ok(None) };
         Ok(Some(MessageView {
             id: message_id.to_string(),
@@ -648,11 +592,7 @@ impl Store for CqlStore {
         }))
     }
 
-    async fn delivery_by_provider_id(
-        &self,
-        tenant: &str,
-        provider_id: &str,
-    ) -> Result<Option<(String, DeliveryRecord)>> {
+    async fn delivery_by_provider_id(&self, tenant: &str, provider_id: &str) -> Result<Option<(String, DeliveryRecord)>> {
         if let Some((message_id, seq)) = self.read_one::<(String, i32)>(&self.st.provider_select, (tenant, provider_id)).await? {
             return Ok(self.delivery(tenant, &message_id, seq, true).await?.map(|d| (message_id, d)));
         }

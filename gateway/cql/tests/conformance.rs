@@ -110,10 +110,7 @@ async fn migrations_are_idempotent_on_reopen() {
 
         // A crash after running a migration's DDL but before recording it: the
         // next open runs it again (IF NOT EXISTS) and records it.
-        s.session()
-            .query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 2"), ())
-            .await
-            .unwrap();
+        s.session().query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 2"), ()).await.unwrap();
         assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 3, 4, 5, 6, 7]);
         let c = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost version row");
         assert_eq!(c.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
@@ -121,19 +118,12 @@ async fn migrations_are_idempotent_on_reopen() {
         // The same for a migration that adds a column (no IF NOT EXISTS there).
         let m = herald_conformance::message(&unique("mt"), 3);
         c.record_message(&m).await.unwrap();
-        s.session()
-            .query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 6"), ())
-            .await
-            .unwrap();
+        s.session().query_unpaged(format!("DELETE FROM {ks}.schema_migrations WHERE scope = 'herald' AND version = 6"), ()).await.unwrap();
         let d = open(nodes, &ks, REPLICATION).await.expect("reopen after a lost ALTER version row");
         assert_eq!(d.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(d.message(&m.tenant, &m.id).await.unwrap().expect("message").deliveries.len(), 3);
 
-        let lock = s
-            .session()
-            .query_unpaged(format!("SELECT owner FROM {ks}.schema_lock WHERE name = 'migrate'"), ())
-            .await
-            .unwrap();
+        let lock = s.session().query_unpaged(format!("SELECT owner FROM {ks}.schema_lock WHERE name = 'migrate'"), ()).await.unwrap();
         assert_eq!(lock.into_rows_result().unwrap().rows_num(), 0, "the migration lease is released");
     })
     .await;
@@ -220,14 +210,7 @@ async fn ledger_replays_are_counted_once() {
         assert_eq!(listed[2], entries[0]);
 
         // A refund, in a later month: cost and balance move, ledger spans months.
-        let refund = entry(
-            &tenant,
-            &format!("{}:credit", m.delivery_id(0)),
-            LedgerKind::Credit,
-            Some(m.delivery_id(0)),
-            2,
-            T + 35 * DAY_MS,
-        );
+        let refund = entry(&tenant, &format!("{}:credit", m.delivery_id(0)), LedgerKind::Credit, Some(m.delivery_id(0)), 2, T + 35 * DAY_MS);
         s.record(vec![], vec![refund.clone()]).await.unwrap();
         s.record(vec![], vec![refund.clone()]).await.unwrap();
         assert_eq!(s.balance(&tenant).await.unwrap(), 90);
@@ -235,17 +218,10 @@ async fn ledger_replays_are_counted_once() {
         let view = s.message(&tenant, &m.id).await.unwrap().unwrap();
         assert_eq!((view.deliveries[0].cost_minor, view.deliveries[1].cost_minor), (3, 7));
         let recent = s.ledger(&tenant, 2).await.unwrap();
-        assert_eq!(
-            recent.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-            [refund.id.as_str(), "topup-1"],
-            "limit across months"
-        );
+        assert_eq!(recent.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [refund.id.as_str(), "topup-1"], "limit across months");
         assert_eq!(s.ledger(&tenant, 0).await.unwrap(), vec![]);
 
-        assert!(matches!(
-            s.record(vec![], vec![entry(&tenant, "neg", LedgerKind::Debit, None, -1, T)]).await,
-            Err(StoreError::Backend(_))
-        ));
+        assert!(matches!(s.record(vec![], vec![entry(&tenant, "neg", LedgerKind::Debit, None, -1, T)]).await, Err(StoreError::Backend(_))));
         assert_eq!(s.balance(&unique("none")).await.unwrap(), 0);
     })
     .await;
@@ -271,10 +247,7 @@ async fn a_record_cut_off_anywhere_and_replayed_by_two_processes_counts_once() {
             let _ = tokio::time::timeout(std::time::Duration::from_millis(cut_ms), s.record(vec![], entries.clone())).await;
             let mut reversed = entries.clone();
             reversed.reverse();
-            let (a, b) = futures::join!(
-                s.record(vec![], entries.clone()),
-                other.record(vec![], reversed),
-            );
+            let (a, b) = futures::join!(s.record(vec![], entries.clone()), other.record(vec![], reversed),);
             a.expect("replay here");
             b.expect("replay there");
             assert_eq!(s.balance(&tenant).await.unwrap(), want, "cut after {cut_ms} ms");
@@ -352,11 +325,7 @@ async fn unknown_deliveries_and_edge_shapes() {
         s.record_message(&big).await.unwrap();
         let queued = s.queued_deliveries(&tenant, &big.id).await.unwrap();
         assert_eq!(queued.len(), big.recipients.len());
-        assert_eq!(
-            queued[big.recipients.len() - 1],
-            big.delivery_id(big.recipients.len() - 1),
-            "ordered by index, not text"
-        );
+        assert_eq!(queued[big.recipients.len() - 1], big.delivery_id(big.recipients.len() - 1), "ordered by index, not text");
         let v = s.message(&tenant, &big.id).await.unwrap().unwrap();
         assert!(v.deliveries.iter().enumerate().all(|(i, d)| d.recipient == format!("r{i}")));
     })
@@ -380,10 +349,7 @@ async fn idempotency_keys_carry_a_ttl() {
         let ks = s.keyspace();
         let ttl = s
             .session()
-            .query_unpaged(
-                format!("SELECT TTL(response) FROM {ks}.idempotency WHERE tenant = ? AND idem_key = ?"),
-                (&tenant, "k"),
-            )
+            .query_unpaged(format!("SELECT TTL(response) FROM {ks}.idempotency WHERE tenant = ? AND idem_key = ?"), (&tenant, "k"))
             .await
             .unwrap()
             .into_rows_result()
@@ -430,8 +396,7 @@ struct Relay {
 impl Relay {
     async fn start(target: &str, addr: std::net::SocketAddr) -> Relay {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind relay");
-        let relay =
-            Relay { addr: listener.local_addr().unwrap(), target: target.to_string(), tasks: Default::default() };
+        let relay = Relay { addr: listener.local_addr().unwrap(), target: target.to_string(), tasks: Default::default() };
         let (target, tasks) = (relay.target.clone(), relay.tasks.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {

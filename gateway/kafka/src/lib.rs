@@ -113,11 +113,7 @@ fn record_key(cfg: &KafkaConfig, item: &Enqueue) -> String {
         return item.key.clone();
     }
     let hash = herald_core::stable_hash(item.work.owner_id());
-    format!(
-        "{}#{}",
-        item.work.tenant(),
-        hash % u64::from(cfg.tenant_shards)
-    )
+    format!("{}#{}", item.work.tenant(), hash % u64::from(cfg.tenant_shards))
 }
 
 /// A record handed out and not yet acknowledged.
@@ -152,9 +148,7 @@ impl Tracker {
     }
 
     fn in_flight(&self, partition: i32) -> usize {
-        self.partitions
-            .get(&partition)
-            .map_or(0, |m| m.values().filter(|p| !p.done).count())
+        self.partitions.get(&partition).map_or(0, |m| m.values().filter(|p| !p.done).count())
     }
 }
 
@@ -166,11 +160,7 @@ struct Ctx {
 impl ClientContext for Ctx {}
 
 impl ConsumerContext for Ctx {
-    fn pre_rebalance(
-        &self,
-        _base: &rdkafka::consumer::BaseConsumer<Self>,
-        rebalance: &Rebalance<'_>,
-    ) {
+    fn pre_rebalance(&self, _base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             let deadline = Instant::now() + self.drain;
@@ -182,10 +172,7 @@ impl ConsumerContext for Ctx {
                 };
                 if busy == 0 || Instant::now() > deadline {
                     if busy > 0 {
-                        tracing::warn!(
-                            records = busy,
-                            "rebalance: revoking partitions with work in flight; it will be redelivered"
-                        );
+                        tracing::warn!(records = busy, "rebalance: revoking partitions with work in flight; it will be redelivered");
                     }
                     break;
                 }
@@ -224,15 +211,9 @@ impl KafkaQueue {
             .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
             .create()
             .map_err(unavailable)?;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
-            .create()
-            .map_err(unavailable)?;
-        let topics = [&cfg.topic, &cfg.dead_topic]
-            .map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication)));
-        let opts = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(10)))
-            .request_timeout(Some(Duration::from_secs(10)));
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &cfg.brokers).create().map_err(unavailable)?;
+        let topics = [&cfg.topic, &cfg.dead_topic].map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication)));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(Duration::from_secs(10)));
         // A broker that is down now must not stop the gateway from starting:
         // publishing answers Unavailable (503) until it is back.
         match admin.create_topics(&topics, &opts).await {
@@ -250,14 +231,7 @@ impl KafkaQueue {
                 tracing::warn!(error = %e, "kafka unreachable at start; publishing will answer Unavailable until it is back")
             }
         }
-        Ok(Self {
-            cfg,
-            producer,
-            consumer: Default::default(),
-            inspector: Default::default(),
-            tracker: Default::default(),
-            schedules: None,
-        })
+        Ok(Self { cfg, producer, consumer: Default::default(), inspector: Default::default(), tracker: Default::default(), schedules: None })
     }
 
     /// Park long delays in `schedules` instead of holding them in memory.
@@ -268,18 +242,13 @@ impl KafkaQueue {
 
     /// The schedule store, when `not_before` is far enough ahead to park.
     fn parks(&self, not_before: i64) -> Option<&Arc<dyn Schedules>> {
-        self.schedules
-            .as_ref()
-            .filter(|_| not_before > now_ms().saturating_add(self.cfg.park_after_ms as i64))
+        self.schedules.as_ref().filter(|_| not_before > now_ms().saturating_add(self.cfg.park_after_ms as i64))
     }
 
     async fn consumer(&self) -> Result<Arc<StreamConsumer<Ctx>>> {
         self.consumer
             .get_or_try_init(|| async {
-                let ctx = Ctx {
-                    tracker: self.tracker.clone(),
-                    drain: Duration::from_millis(self.cfg.drain_on_revoke_ms),
-                };
+                let ctx = Ctx { tracker: self.tracker.clone(), drain: Duration::from_millis(self.cfg.drain_on_revoke_ms) };
                 let c: StreamConsumer<Ctx> = ClientConfig::new()
                     .set("bootstrap.servers", &self.cfg.brokers)
                     .set("group.id", &self.cfg.group)
@@ -316,9 +285,7 @@ impl KafkaQueue {
     }
 
     fn parse_token(t: &LeaseToken) -> Result<(i32, i64)> {
-        let (p, o) =
-            t.0.split_once(':')
-                .ok_or_else(|| StoreError::Corrupt(format!("bad lease token {}", t.0)))?;
+        let (p, o) = t.0.split_once(':').ok_or_else(|| StoreError::Corrupt(format!("bad lease token {}", t.0)))?;
         match (p.parse(), o.parse()) {
             (Ok(p), Ok(o)) => Ok((p, o)),
             _ => Err(StoreError::Corrupt(format!("bad lease token {}", t.0))),
@@ -362,18 +329,13 @@ impl KafkaQueue {
                 if out.len() >= max {
                     return out;
                 }
-                let leasable =
-                    !p.done && p.not_before <= now && p.lease_until.is_none_or(|u| u <= at);
+                let leasable = !p.done && p.not_before <= now && p.lease_until.is_none_or(|u| u <= at);
                 if leasable {
                     if p.lease_until.is_some() {
                         p.redeliveries += 1;
                     }
                     p.lease_until = Some(at + lease);
-                    out.push(Leased {
-                        token: LeaseToken(format!("{partition}:{offset}")),
-                        work: p.work.clone(),
-                        redeliveries: p.redeliveries,
-                    });
+                    out.push(Leased { token: LeaseToken(format!("{partition}:{offset}")), work: p.work.clone(), redeliveries: p.redeliveries });
                 }
             }
         }
@@ -384,9 +346,7 @@ impl KafkaQueue {
 #[async_trait]
 impl Queue for KafkaQueue {
     async fn publish(&self, items: Vec<Enqueue>) -> Result<()> {
-        let (park, now): (Vec<_>, Vec<_>) = items
-            .into_iter()
-            .partition(|i| self.parks(i.not_before).is_some());
+        let (park, now): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| self.parks(i.not_before).is_some());
         if let (false, Some(s)) = (park.is_empty(), &self.schedules) {
             s.park(park).await?;
         }
@@ -417,60 +377,20 @@ impl Queue for KafkaQueue {
             let mut t = self.tracker.lock().expect("tracker");
             let map = t.partitions.entry(partition).or_default();
             match parsed {
-                Some(Ok(work))
-                    if self.parks(not_before).is_some() && !map.contains_key(&offset) =>
-                {
+                Some(Ok(work)) if self.parks(not_before).is_some() && !map.contains_key(&offset) => {
                     // Due much later: park it, so this partition's offsets move on.
-                    let key = msg
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .unwrap_or_else(|| work.tenant().to_string());
-                    to_park.push((
-                        LeaseToken(format!("{partition}:{offset}")),
-                        Enqueue {
-                            key,
-                            not_before,
-                            work: work.clone(),
-                        },
-                    ));
+                    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_else(|| work.tenant().to_string());
+                    to_park.push((LeaseToken(format!("{partition}:{offset}")), Enqueue { key, not_before, work: work.clone() }));
                     let parked = Some(Instant::now() + Duration::from_secs(3600));
-                    map.insert(
-                        offset,
-                        Pending {
-                            work,
-                            not_before,
-                            lease_until: parked,
-                            redeliveries: 0,
-                            done: false,
-                        },
-                    );
+                    map.insert(offset, Pending { work, not_before, lease_until: parked, redeliveries: 0, done: false });
                 }
                 Some(Ok(work)) => {
-                    map.entry(offset).or_insert(Pending {
-                        work,
-                        not_before,
-                        lease_until: None,
-                        redeliveries: 0,
-                        done: false,
-                    });
+                    map.entry(offset).or_insert(Pending { work, not_before, lease_until: None, redeliveries: 0, done: false });
                 }
                 _ => {
                     // Unreadable: logged and skipped so the partition moves on.
-                    tracing::error!(
-                        partition,
-                        offset,
-                        "unreadable record on the ingest log; skipped"
-                    );
-                    map.insert(
-                        offset,
-                        Pending {
-                            work: placeholder(),
-                            not_before: 0,
-                            lease_until: None,
-                            redeliveries: 0,
-                            done: true,
-                        },
-                    );
+                    tracing::error!(partition, offset, "unreadable record on the ingest log; skipped");
+                    map.insert(offset, Pending { work: placeholder(), not_before: 0, lease_until: None, redeliveries: 0, done: true });
                 }
             }
         }
@@ -509,14 +429,8 @@ impl Queue for KafkaQueue {
     async fn dead_letter(&self, items: Vec<DeadLetter>) -> Result<()> {
         let sends = items.into_iter().map(|d| async move {
             let payload = serde_json::to_vec(&d).map_err(|e| StoreError::Backend(e.to_string()))?;
-            let record = FutureRecord::to(&self.cfg.dead_topic)
-                .key(&d.job.tenant)
-                .payload(&payload);
-            self.producer
-                .send(record, Duration::from_millis(self.cfg.produce_timeout_ms))
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| unavailable(e))
+            let record = FutureRecord::to(&self.cfg.dead_topic).key(&d.job.tenant).payload(&payload);
+            self.producer.send(record, Duration::from_millis(self.cfg.produce_timeout_ms)).await.map(|_| ()).map_err(|(e, _)| unavailable(e))
         });
         futures::future::join_all(sends).await.into_iter().collect()
     }
@@ -526,32 +440,22 @@ impl Queue for KafkaQueue {
         let topic = self.cfg.dead_topic.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<(DeadToken, DeadLetter)>> {
             let timeout = Duration::from_secs(5);
-            let meta = reader
-                .fetch_metadata(Some(&topic), timeout)
-                .map_err(unavailable)?;
+            let meta = reader.fetch_metadata(Some(&topic), timeout).map_err(unavailable)?;
             let mut tpl = TopicPartitionList::new();
             for p in meta.topics().iter().flat_map(|t| t.partitions()) {
                 tpl.add_partition(&topic, p.id());
             }
-            let committed = reader
-                .committed_offsets(tpl.clone(), timeout)
-                .map_err(unavailable)?;
+            let committed = reader.committed_offsets(tpl.clone(), timeout).map_err(unavailable)?;
             let mut start = TopicPartitionList::new();
             for e in tpl.elements_for_topic(&topic) {
-                let at = match committed
-                    .find_partition(&topic, e.partition())
-                    .map(|c| c.offset())
-                {
+                let at = match committed.find_partition(&topic, e.partition()).map(|c| c.offset()) {
                     Some(o @ Offset::Offset(_)) => o,
                     _ => Offset::Beginning,
                 };
-                start
-                    .add_partition_offset(&topic, e.partition(), at)
-                    .map_err(unavailable)?;
+                start.add_partition_offset(&topic, e.partition(), at).map_err(unavailable)?;
             }
             reader.assign(&start).map_err(unavailable)?;
-            let mut open: std::collections::HashSet<i32> =
-                start.elements().iter().map(|e| e.partition()).collect();
+            let mut open: std::collections::HashSet<i32> = start.elements().iter().map(|e| e.partition()).collect();
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut out = Vec::new();
             while !open.is_empty() && out.len() < max && Instant::now() < deadline {
@@ -562,17 +466,10 @@ impl Queue for KafkaQueue {
                     }
                     Some(Err(e)) => return Err(unavailable(e)),
                     Some(Ok(m)) => {
-                        let token = DeadToken {
-                            partition: m.partition(),
-                            offset: m.offset(),
-                        };
+                        let token = DeadToken { partition: m.partition(), offset: m.offset() };
                         match m.payload().map(serde_json::from_slice::<DeadLetter>) {
                             Some(Ok(letter)) => out.push((token, letter)),
-                            _ => tracing::error!(
-                                partition = token.partition,
-                                offset = token.offset,
-                                "unreadable dead letter; skipped"
-                            ),
+                            _ => tracing::error!(partition = token.partition, offset = token.offset, "unreadable dead letter; skipped"),
                         }
                     }
                 }
@@ -595,16 +492,11 @@ impl Queue for KafkaQueue {
         let reader = self.dead_reader()?;
         let mut tpl = TopicPartitionList::new();
         for (p, o) in next {
-            tpl.add_partition_offset(&self.cfg.dead_topic, p, Offset::Offset(o))
-                .map_err(unavailable)?;
+            tpl.add_partition_offset(&self.cfg.dead_topic, p, Offset::Offset(o)).map_err(unavailable)?;
         }
-        tokio::task::spawn_blocking(move || {
-            reader
-                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-                .map_err(unavailable)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        tokio::task::spawn_blocking(move || reader.commit(&tpl, rdkafka::consumer::CommitMode::Sync).map_err(unavailable))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 
     async fn depth(&self) -> Result<u64> {
@@ -626,27 +518,18 @@ impl Queue for KafkaQueue {
         let topic = self.cfg.topic.clone();
         tokio::task::spawn_blocking(move || -> Result<u64> {
             let timeout = Duration::from_secs(2);
-            let meta = inspector
-                .fetch_metadata(Some(&topic), timeout)
-                .map_err(unavailable)?;
+            let meta = inspector.fetch_metadata(Some(&topic), timeout).map_err(unavailable)?;
             let mut tpl = TopicPartitionList::new();
             for t in meta.topics() {
                 for p in t.partitions() {
                     tpl.add_partition(&topic, p.id());
                 }
             }
-            let committed = inspector
-                .committed_offsets(tpl.clone(), timeout)
-                .map_err(unavailable)?;
+            let committed = inspector.committed_offsets(tpl.clone(), timeout).map_err(unavailable)?;
             let mut lag = 0u64;
             for e in tpl.elements_for_topic(&topic) {
-                let (low, high) = inspector
-                    .fetch_watermarks(&topic, e.partition(), timeout)
-                    .map_err(unavailable)?;
-                let done = match committed
-                    .find_partition(&topic, e.partition())
-                    .map(|c| c.offset())
-                {
+                let (low, high) = inspector.fetch_watermarks(&topic, e.partition(), timeout).map_err(unavailable)?;
+                let done = match committed.find_partition(&topic, e.partition()).map(|c| c.offset()) {
                     Some(Offset::Offset(o)) => o,
                     _ => low,
                 };
@@ -662,23 +545,12 @@ impl Queue for KafkaQueue {
 /// Produce items to the work topic; returns once the brokers have them all.
 async fn produce(producer: &FutureProducer, cfg: &KafkaConfig, items: Vec<Enqueue>) -> Result<()> {
     let sends = items.into_iter().map(|i| async move {
-        let payload =
-            serde_json::to_vec(&i.work).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let payload = serde_json::to_vec(&i.work).map_err(|e| StoreError::Backend(e.to_string()))?;
         let nb = i.not_before.to_string();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: NOT_BEFORE,
-            value: Some(nb.as_bytes()),
-        });
+        let headers = OwnedHeaders::new().insert(Header { key: NOT_BEFORE, value: Some(nb.as_bytes()) });
         let key = record_key(cfg, &i);
-        let record = FutureRecord::to(&cfg.topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(headers);
-        producer
-            .send(record, Duration::from_millis(cfg.produce_timeout_ms))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| unavailable(e))
+        let record = FutureRecord::to(&cfg.topic).key(&key).payload(&payload).headers(headers);
+        producer.send(record, Duration::from_millis(cfg.produce_timeout_ms)).await.map(|_| ()).map_err(|(e, _)| unavailable(e))
     });
     futures::future::join_all(sends).await.into_iter().collect()
 }
@@ -759,36 +631,20 @@ mod tests {
     use herald_core::model::StepJob;
 
     fn step(tenant: &str, incident: &str) -> Enqueue {
-        Enqueue {
-            key: tenant.into(),
-            not_before: 0,
-            work: Work::Step(StepJob {
-                tenant: tenant.into(),
-                incident: incident.into(),
-                step: 0,
-            }),
-        }
+        Enqueue { key: tenant.into(), not_before: 0, work: Work::Step(StepJob { tenant: tenant.into(), incident: incident.into(), step: 0 }) }
     }
 
     #[test]
     fn records_are_keyed_by_tenant_unless_sharded() {
         let one = KafkaConfig::default();
         assert_eq!(record_key(&one, &step("acme", "i1")), "acme");
-        let eight = KafkaConfig {
-            tenant_shards: 8,
-            ..KafkaConfig::default()
-        };
-        let keys: std::collections::BTreeSet<String> = (0..200)
-            .map(|i| record_key(&eight, &step("acme", &format!("i{i}"))))
-            .collect();
+        let eight = KafkaConfig { tenant_shards: 8, ..KafkaConfig::default() };
+        let keys: std::collections::BTreeSet<String> = (0..200).map(|i| record_key(&eight, &step("acme", &format!("i{i}")))).collect();
         assert_eq!(keys.len(), 8, "spread over every shard: {keys:?}");
         assert!(keys.iter().all(|k| k.starts_with("acme#")));
         // The same work gets the same key in every process (and after a park and move).
         let mut parked = step("acme", "i7");
         parked.key = "acme#5".into(); // as read back from the topic and parked
-        assert_eq!(
-            record_key(&eight, &parked),
-            record_key(&eight, &step("acme", "i7"))
-        );
+        assert_eq!(record_key(&eight, &parked), record_key(&eight, &step("acme", "i7")));
     }
 }

@@ -4,9 +4,7 @@
 use herald_kafka::{KafkaConfig, KafkaQueue};
 
 fn brokers() -> Option<String> {
-    let b = std::env::var("HERALD_TEST_KAFKA")
-        .ok()
-        .filter(|b| !b.is_empty());
+    let b = std::env::var("HERALD_TEST_KAFKA").ok().filter(|b| !b.is_empty());
     if b.is_none() {
         println!("skipping: HERALD_TEST_KAFKA not set");
     }
@@ -42,16 +40,8 @@ async fn acknowledged_work_is_not_redelivered_to_the_next_consumer() {
     {
         let q = KafkaQueue::connect(cfg.clone()).await.unwrap();
         q.publish(vec![
-            Enqueue {
-                key: "t1".into(),
-                not_before: 0,
-                work: herald_core::model::Work::Message(m1.clone()),
-            },
-            Enqueue {
-                key: "t1".into(),
-                not_before: 0,
-                work: herald_core::model::Work::Message(m2.clone()),
-            },
+            Enqueue { key: "t1".into(), not_before: 0, work: herald_core::model::Work::Message(m1.clone()) },
+            Enqueue { key: "t1".into(), not_before: 0, work: herald_core::model::Work::Message(m2.clone()) },
         ])
         .await
         .unwrap();
@@ -82,37 +72,20 @@ async fn acknowledged_work_is_not_redelivered_to_the_next_consumer() {
             _ => panic!(),
         })
         .collect();
-    assert_eq!(
-        ids,
-        vec![m2.id],
-        "only the unacknowledged record comes back"
-    );
+    assert_eq!(ids, vec![m2.id], "only the unacknowledged record comes back");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_is_unavailable_not_accepted() {
     use herald_core::seams::{Enqueue, Queue};
     // Port 1 on loopback: nothing listens.
-    let cfg = KafkaConfig {
-        brokers: "127.0.0.1:1".into(),
-        produce_timeout_ms: 1_000,
-        ..Default::default()
-    };
-    let q = KafkaQueue::connect(cfg)
-        .await
-        .expect("starts without a broker");
+    let cfg = KafkaConfig { brokers: "127.0.0.1:1".into(), produce_timeout_ms: 1_000, ..Default::default() };
+    let q = KafkaQueue::connect(cfg).await.expect("starts without a broker");
     let err = q
-        .publish(vec![Enqueue {
-            key: "t".into(),
-            not_before: 0,
-            work: herald_core::model::Work::Message(herald_conformance::message("t", 1)),
-        }])
+        .publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(herald_conformance::message("t", 1)) }])
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, herald_core::StoreError::Unavailable(_)),
-        "{err:?}"
-    );
+    assert!(matches!(err, herald_core::StoreError::Unavailable(_)), "{err:?}");
 }
 
 /// A test double of the `Schedules` seam (the CQL store implements it for
@@ -124,10 +97,7 @@ struct MemorySchedules {
 
 #[async_trait::async_trait]
 impl herald_core::seams::Schedules for MemorySchedules {
-    async fn park(
-        &self,
-        items: Vec<herald_core::seams::Enqueue>,
-    ) -> herald_core::seams::Result<()> {
+    async fn park(&self, items: Vec<herald_core::seams::Enqueue>) -> herald_core::seams::Result<()> {
         let mut v = self.items.lock().unwrap();
         for i in items {
             v.push((uuid::Uuid::new_v4().to_string(), i));
@@ -137,26 +107,11 @@ impl herald_core::seams::Schedules for MemorySchedules {
     async fn lead(&self, _node: &str, _lease_ms: i64) -> herald_core::seams::Result<bool> {
         Ok(true)
     }
-    async fn due(
-        &self,
-        now: i64,
-        max: usize,
-    ) -> herald_core::seams::Result<Vec<(String, herald_core::seams::Enqueue)>> {
-        Ok(self
-            .items
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, e)| e.not_before <= now)
-            .take(max)
-            .cloned()
-            .collect())
+    async fn due(&self, now: i64, max: usize) -> herald_core::seams::Result<Vec<(String, herald_core::seams::Enqueue)>> {
+        Ok(self.items.lock().unwrap().iter().filter(|(_, e)| e.not_before <= now).take(max).cloned().collect())
     }
     async fn release(&self, tokens: Vec<String>) -> herald_core::seams::Result<()> {
-        self.items
-            .lock()
-            .unwrap()
-            .retain(|(t, _)| !tokens.contains(t));
+        self.items.lock().unwrap().retain(|(t, _)| !tokens.contains(t));
         Ok(())
     }
 }
@@ -169,43 +124,20 @@ impl herald_core::seams::Schedules for MemorySchedules {
 async fn far_records_are_parked_and_come_back_when_due() {
     use herald_core::seams::{Enqueue, Queue};
     let Some(b) = brokers() else { return };
-    let cfg = KafkaConfig {
-        park_after_ms: 1_000,
-        ..config(b)
-    };
-    let (direct, published) = (
-        herald_conformance::message("t1", 1),
-        herald_conformance::message("t1", 1),
-    );
+    let cfg = KafkaConfig { park_after_ms: 1_000, ..config(b) };
+    let (direct, published) = (herald_conformance::message("t1", 1), herald_conformance::message("t1", 1));
     let due = herald_core::now_ms() + 12_000;
     // Another producer (no schedule store) puts a far record on the topic.
     KafkaQueue::connect(cfg.clone())
         .await
         .unwrap()
-        .publish(vec![Enqueue {
-            key: "t1".into(),
-            not_before: due,
-            work: herald_core::model::Work::Message(direct.clone()),
-        }])
+        .publish(vec![Enqueue { key: "t1".into(), not_before: due, work: herald_core::model::Work::Message(direct.clone()) }])
         .await
         .unwrap();
     let parked = std::sync::Arc::new(MemorySchedules::default());
-    let q = KafkaQueue::connect(cfg)
-        .await
-        .unwrap()
-        .with_schedules(parked.clone());
-    q.publish(vec![Enqueue {
-        key: "t1".into(),
-        not_before: due,
-        work: herald_core::model::Work::Message(published.clone()),
-    }])
-    .await
-    .unwrap();
-    assert_eq!(
-        parked.items.lock().unwrap().len(),
-        1,
-        "published far ahead: parked, not produced"
-    );
+    let q = KafkaQueue::connect(cfg).await.unwrap().with_schedules(parked.clone());
+    q.publish(vec![Enqueue { key: "t1".into(), not_before: due, work: herald_core::model::Work::Message(published.clone()) }]).await.unwrap();
+    assert_eq!(parked.items.lock().unwrap().len(), 1, "published far ahead: parked, not produced");
 
     let mut leased = Vec::new();
     let mut lag_was_zero = false;
@@ -218,14 +150,8 @@ async fn far_records_are_parked_and_come_back_when_due() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(
-        lag_was_zero,
-        "the parked record was acknowledged on the topic"
-    );
-    assert!(
-        herald_core::now_ms() >= due,
-        "nothing came back before it was due"
-    );
+    assert!(lag_was_zero, "the parked record was acknowledged on the topic");
+    assert!(herald_core::now_ms() >= due, "nothing came back before it was due");
     let mut ids: Vec<String> = leased
         .iter()
         .map(|l| match &l.work {
@@ -237,8 +163,5 @@ async fn far_records_are_parked_and_come_back_when_due() {
     let mut want = vec![direct.id, published.id];
     want.sort();
     assert_eq!(ids, want, "both came back through the topic when due");
-    assert!(
-        parked.items.lock().unwrap().is_empty(),
-        "released after moving"
-    );
+    assert!(parked.items.lock().unwrap().is_empty(), "released after moving");
 }

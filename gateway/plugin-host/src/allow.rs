@@ -5,13 +5,7 @@ pub struct HostPatterns(Vec<String>);
 
 impl HostPatterns {
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(patterns: I) -> Self {
-        Self(
-            patterns
-                .into_iter()
-                .map(|p| p.into().trim().to_ascii_lowercase())
-                .filter(|p| !p.is_empty())
-                .collect(),
-        )
+        Self(patterns.into_iter().map(|p| p.into().trim().to_ascii_lowercase()).filter(|p| !p.is_empty()).collect())
     }
 
     pub fn allows(&self, host: &str) -> bool {
@@ -20,11 +14,8 @@ impl HostPatterns {
         self.0.iter().any(|p| {
             p == "*"
                 || p == host
-                || p.strip_prefix("*.").is_some_and(|suffix| {
-                    host.len() > suffix.len()
-                        && host.ends_with(suffix)
-                        && host[..host.len() - suffix.len()].ends_with('.')
-                })
+                || p.strip_prefix("*.")
+                    .is_some_and(|suffix| host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'))
         })
     }
 

@@ -5,20 +5,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, Trap,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 use crate::allow::HostPatterns;
 use crate::types::{
-    AccessToken, CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, HttpResponse,
-    Outbound, Outcome, PluginError, PluginInfo, Request, Response, Usage,
+    AccessToken, CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, HttpResponse, Outbound, Outcome, PluginError, PluginInfo, Request,
+    Response, Usage,
 };
-use crate::{
-    ChannelPlugin, ChannelPluginAuth, ChannelPluginAuthPre, ChannelPluginMetered,
-    ChannelPluginMeteredPre, ChannelPluginPre,
-};
+use crate::{ChannelPlugin, ChannelPluginAuth, ChannelPluginAuthPre, ChannelPluginMetered, ChannelPluginMeteredPre, ChannelPluginPre};
 
 /// Limits applied to every plugin call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,13 +32,7 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self {
-            deadline_ms: 1_000,
-            memory_bytes: 64 << 20,
-            max_output_bytes: 8 << 20,
-            max_outbounds: 1_000,
-            max_instances: 64,
-        }
+        Self { deadline_ms: 1_000, memory_bytes: 64 << 20, max_output_bytes: 8 << 20, max_outbounds: 1_000, max_instances: 64 }
     }
 }
 
@@ -205,10 +193,7 @@ pub struct SyncReport {
 }
 
 impl PluginHost {
-    pub fn new(
-        cfg: HostConfig,
-        operator_hosts: HashMap<String, Vec<String>>,
-    ) -> Result<Self, String> {
+    pub fn new(cfg: HostConfig, operator_hosts: HashMap<String, Vec<String>>) -> Result<Self, String> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(cfg.max_instances)
             .total_core_instances(cfg.max_instances * 4)
@@ -219,9 +204,7 @@ impl PluginHost {
             .max_memories_per_component(4)
             .max_tables_per_component(16);
         let mut config = Config::new();
-        config
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| format!("wasm engine: {e}"))?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -234,34 +217,17 @@ impl PluginHost {
                 }
             })
             .map_err(|e| e.to_string())?;
-        let operator_hosts = operator_hosts
-            .into_iter()
-            .map(|(k, v)| (k, HostPatterns::new(v)))
-            .collect();
+        let operator_hosts = operator_hosts.into_iter().map(|(k, v)| (k, HostPatterns::new(v))).collect();
         // Each call instantiates one component; keep a margin for its core instances.
-        let slots = Arc::new(Slots {
-            free: std::sync::Mutex::new(cfg.max_instances.max(1) as usize),
-            freed: std::sync::Condvar::new(),
-        });
-        Ok(Self {
-            engine,
-            cfg,
-            slots,
-            plugins: RwLock::new(HashMap::new()),
-            operator_hosts,
-            files: Default::default(),
-            failed: Default::default(),
-        })
+        let slots = Arc::new(Slots { free: std::sync::Mutex::new(cfg.max_instances.max(1) as usize), freed: std::sync::Condvar::new() });
+        Ok(Self { engine, cfg, slots, plugins: RwLock::new(HashMap::new()), operator_hosts, files: Default::default(), failed: Default::default() })
     }
 
     /// Compile and register one plugin file (replacing one of the same name).
     pub fn load_file(&self, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let plugin = Arc::new(self.compile(path, &bytes)?);
-        self.plugins
-            .write()
-            .expect("plugins lock")
-            .insert(plugin.info.name.clone(), plugin.clone());
+        self.plugins.write().expect("plugins lock").insert(plugin.info.name.clone(), plugin.clone());
         Ok(plugin)
     }
 
@@ -272,15 +238,9 @@ impl PluginHost {
         use sha2::Digest;
         let mut report = SyncReport::default();
         let mut present: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-                .collect(),
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect(),
             Err(e) => {
-                report.errors.push((
-                    dir.to_path_buf(),
-                    format!("cannot read plugin directory: {e}"),
-                ));
+                report.errors.push((dir.to_path_buf(), format!("cannot read plugin directory: {e}")));
                 return report;
             }
         };
@@ -320,21 +280,9 @@ impl PluginHost {
             match self.compile(path, &bytes) {
                 Ok(plugin) => {
                     let name = plugin.info.name.clone();
-                    report
-                        .loaded
-                        .push((name.clone(), plugin.info.version.clone(), digest.clone()));
-                    self.plugins
-                        .write()
-                        .expect("plugins lock")
-                        .insert(name.clone(), Arc::new(plugin));
-                    files.insert(
-                        path.clone(),
-                        LoadedFile {
-                            stamp,
-                            digest,
-                            name,
-                        },
-                    );
+                    report.loaded.push((name.clone(), plugin.info.version.clone(), digest.clone()));
+                    self.plugins.write().expect("plugins lock").insert(name.clone(), Arc::new(plugin));
+                    files.insert(path.clone(), LoadedFile { stamp, digest, name });
                     failed.remove(path);
                 }
                 Err(e) => {
@@ -343,16 +291,9 @@ impl PluginHost {
                 }
             }
         }
-        report.failing = failed
-            .iter()
-            .map(|(p, (_, e))| (p.clone(), e.clone()))
-            .collect();
+        report.failing = failed.iter().map(|(p, (_, e))| (p.clone(), e.clone())).collect();
         report.failing.sort();
-        let gone: Vec<PathBuf> = files
-            .keys()
-            .filter(|p| !present.contains(p))
-            .cloned()
-            .collect();
+        let gone: Vec<PathBuf> = files.keys().filter(|p| !present.contains(p)).cloned().collect();
         for path in gone {
             let f = files.remove(&path).expect("present");
             // Unload only if no other file now provides that name.
@@ -366,31 +307,16 @@ impl PluginHost {
 
     fn compile(&self, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, String> {
         use sha2::Digest;
-        let component = Component::new(&self.engine, bytes).map_err(|e| {
-            format!(
-                "{}: not a valid component: {}",
-                path.display(),
-                e.root_cause()
-            )
-        })?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{}: not a valid component: {}", path.display(), e.root_cause()))?;
         let mut linker: Linker<State> = Linker::new(&self.engine);
         provide_hash_seed(&self.engine, &component, &mut linker).map_err(|e| e.to_string())?;
         // No other WASI: whatever else the guest imports traps if called.
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| e.to_string())?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("{}: {}", path.display(), e.root_cause()))?;
+        linker.define_unknown_imports_as_traps(&component).map_err(|e| e.to_string())?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| format!("{}: {}", path.display(), e.root_cause()))?;
         let auth = ChannelPluginAuthPre::new(instance_pre.clone()).ok();
         let metered = ChannelPluginMeteredPre::new(instance_pre.clone()).ok();
-        let pre = ChannelPluginPre::new(instance_pre).map_err(|e| {
-            format!(
-                "{}: does not implement herald:channel 1.x: {}",
-                path.display(),
-                e.root_cause()
-            )
-        })?;
+        let pre = ChannelPluginPre::new(instance_pre)
+            .map_err(|e| format!("{}: does not implement herald:channel 1.x: {}", path.display(), e.root_cause()))?;
         let mut plugin = LoadedPlugin {
             info: PluginInfo {
                 name: String::new(),
@@ -415,14 +341,11 @@ impl PluginHost {
             cfg: self.cfg.clone(),
             slots: self.slots.clone(),
         };
-        let info = plugin
-            .call(|p, s| p.call_describe(s))
-            .map_err(|e| format!("{}: describe failed: {e}", path.display()))?;
+        let info = plugin.call(|p, s| p.call_describe(s)).map_err(|e| format!("{}: describe failed: {e}", path.display()))?;
         check_info(&info).map_err(|e| format!("{}: {e}", path.display()))?;
-        let declared = herald_core::address::AddressRule::declared_in(&info.account_schema)
-            .map_err(|e| format!("{}: account schema: {e}", path.display()))?;
-        plugin.recipients =
-            herald_core::address::AddressRule::for_channel(&info.channel, declared.as_ref());
+        let declared =
+            herald_core::address::AddressRule::declared_in(&info.account_schema).map_err(|e| format!("{}: account schema: {e}", path.display()))?;
+        plugin.recipients = herald_core::address::AddressRule::for_channel(&info.channel, declared.as_ref());
         plugin.hosts = HostPatterns::new(info.hosts.clone());
         plugin.operator_hosts = self.operator_hosts.get(&info.name).cloned();
         plugin.info = info;
@@ -430,21 +353,11 @@ impl PluginHost {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins
-            .read()
-            .expect("plugins lock")
-            .get(name)
-            .cloned()
+        self.plugins.read().expect("plugins lock").get(name).cloned()
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<_> = self
-            .plugins
-            .read()
-            .expect("plugins lock")
-            .keys()
-            .cloned()
-            .collect();
+        let mut v: Vec<_> = self.plugins.read().expect("plugins lock").keys().cloned().collect();
         v.sort();
         v
     }
@@ -454,19 +367,10 @@ impl PluginHost {
 /// `HashMap` asks it for a seed when created, so without it every plugin (and
 /// dependency) using a `HashMap` would trap. It is a fresh random seed per call,
 /// which grants no capability (no I/O, no clock).
-fn provide_hash_seed(
-    engine: &Engine,
-    component: &Component,
-    linker: &mut Linker<State>,
-) -> wasmtime::Result<()> {
+fn provide_hash_seed(engine: &Engine, component: &Component, linker: &mut Linker<State>) -> wasmtime::Result<()> {
     for (name, _) in component.component_type().imports(engine) {
         if name.starts_with("wasi:random/insecure-seed@") {
-            linker
-                .root()
-                .instance(name)?
-                .func_wrap("insecure-seed", |_store, (): ()| {
-                    Ok(((rand::random::<u64>(), rand::random::<u64>()),))
-                })?;
+            linker.root().instance(name)?.func_wrap("insecure-seed", |_store, (): ()| Ok(((rand::random::<u64>(), rand::random::<u64>()),)))?;
         }
     }
     Ok(())
@@ -475,22 +379,14 @@ fn provide_hash_seed(
 fn check_info(info: &PluginInfo) -> Result<(), String> {
     let name_ok = !info.name.is_empty()
         && info.name.len() <= 64
-        && info
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && info.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !name_ok {
-        return Err(format!(
-            "invalid plugin name {:?} (lower-case letters, digits, - and _)",
-            info.name
-        ));
+        return Err(format!("invalid plugin name {:?} (lower-case letters, digits, - and _)", info.name));
     }
     if info.max_batch == 0 {
         return Err("max-batch must be at least 1".into());
     }
-    if !info.account_schema.is_empty()
-        && serde_json::from_str::<serde_json::Value>(&info.account_schema).is_err()
-    {
+    if !info.account_schema.is_empty() && serde_json::from_str::<serde_json::Value>(&info.account_schema).is_err() {
         return Err("account-schema is not valid JSON".into());
     }
     Ok(())
@@ -501,27 +397,18 @@ fn classify(e: wasmtime::Error, deadline_ms: u64) -> CallError {
         return CallError::Deadline(deadline_ms);
     }
     let root = e.root_cause().to_string();
-    if root.contains("growing memory") || root.contains("memory") && root.contains("limit") {
-        CallError::Memory(root)
-    } else {
-        CallError::Trap(root)
-    }
+    if root.contains("growing memory") || root.contains("memory") && root.contains("limit") { CallError::Memory(root) } else { CallError::Trap(root) }
 }
 
 fn request_host(req: &Request) -> Result<String, CallError> {
     match req {
         Request::Http(h) => {
-            let uri: http::Uri = h
-                .url
-                .parse()
-                .map_err(|_| CallError::Output(format!("invalid URL {:?}", h.url)))?;
+            let uri: http::Uri = h.url.parse().map_err(|_| CallError::Output(format!("invalid URL {:?}", h.url)))?;
             match uri.scheme_str() {
                 Some("http") | Some("https") => {}
                 _ => return Err(CallError::Output(format!("URL {:?} is not http(s)", h.url))),
             }
-            uri.host()
-                .map(str::to_string)
-                .ok_or_else(|| CallError::Output(format!("URL {:?} has no host", h.url)))
+            uri.host().map(str::to_string).ok_or_else(|| CallError::Output(format!("URL {:?} has no host", h.url)))
         }
         Request::Smtp(m) => Ok(m.relay.host.clone()),
     }
@@ -529,25 +416,14 @@ fn request_host(req: &Request) -> Result<String, CallError> {
 
 fn request_size(req: &Request) -> usize {
     match req {
-        Request::Http(h) => {
-            h.url.len()
-                + h.body.len()
-                + h.headers
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>()
-        }
+        Request::Http(h) => h.url.len() + h.body.len() + h.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
         Request::Smtp(m) => m.mime.len() + m.recipients.iter().map(String::len).sum::<usize>(),
     }
 }
 
 impl LoadedPlugin {
     fn store(&self) -> Store<State> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.cfg.memory_bytes)
-            .instances(16)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = StoreLimitsBuilder::new().memory_size(self.cfg.memory_bytes).instances(16).trap_on_grow_failure(true).build();
         let mut store = Store::new(&self.engine, State { limits });
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.cfg.deadline_ms.max(1));
@@ -555,10 +431,7 @@ impl LoadedPlugin {
     }
 
     /// One call on a fresh instance with a deadline and memory cap.
-    fn call<T>(
-        &self,
-        f: impl FnOnce(&ChannelPlugin, &mut Store<State>) -> wasmtime::Result<T>,
-    ) -> Result<T, CallError> {
+    fn call<T>(&self, f: impl FnOnce(&ChannelPlugin, &mut Store<State>) -> wasmtime::Result<T>) -> Result<T, CallError> {
         self.call_on(|s| self.pre.instantiate(s), f)
     }
 
@@ -570,16 +443,12 @@ impl LoadedPlugin {
     ) -> Result<T, CallError> {
         let _slot = self.slots.take();
         let mut store = self.store();
-        let instance = instantiate(&mut store)
-            .map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
+        let instance = instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
         f(&instance, &mut store).map_err(|e| classify(e, self.cfg.deadline_ms))
     }
 
     /// Like `call`, for the 1.1 access-token functions.
-    fn call_auth<T>(
-        &self,
-        f: impl FnOnce(&ChannelPluginAuth, &mut Store<State>) -> wasmtime::Result<T>,
-    ) -> Result<Option<T>, CallError> {
+    fn call_auth<T>(&self, f: impl FnOnce(&ChannelPluginAuth, &mut Store<State>) -> wasmtime::Result<T>) -> Result<Option<T>, CallError> {
         let Some(pre) = &self.auth else {
             return Ok(None);
         };
@@ -587,10 +456,7 @@ impl LoadedPlugin {
     }
 
     /// Like `call`, for the 1.2 `callback-usage`.
-    fn call_metered<T>(
-        &self,
-        f: impl FnOnce(&ChannelPluginMetered, &mut Store<State>) -> wasmtime::Result<T>,
-    ) -> Result<Option<T>, CallError> {
+    fn call_metered<T>(&self, f: impl FnOnce(&ChannelPluginMetered, &mut Store<State>) -> wasmtime::Result<T>) -> Result<Option<T>, CallError> {
         let Some(pre) = &self.metered else {
             return Ok(None);
         };
@@ -608,12 +474,7 @@ impl LoadedPlugin {
 
     /// The usage a provider callback reports (empty for plugins without
     /// `callback-usage`). Call it only after `parse_callback` accepted the request.
-    pub fn callback_usage(
-        &self,
-        ctx: &CallContext,
-        account: &str,
-        request: &HttpRequest,
-    ) -> Result<Vec<Usage>, CallError> {
+    pub fn callback_usage(&self, ctx: &CallContext, account: &str, request: &HttpRequest) -> Result<Vec<Usage>, CallError> {
         match self.call_metered(|p, s| p.call_callback_usage(s, ctx, account, request))? {
             Some(r) => r.map_err(plugin_error),
             None => Ok(vec![]),
@@ -627,14 +488,8 @@ impl LoadedPlugin {
 
     /// The request that obtains an access token, checked against the host
     /// allowlist; `None` when the plugin or this account needs no token.
-    pub fn token_request(
-        &self,
-        ctx: &CallContext,
-        account: &str,
-    ) -> Result<Option<HttpRequest>, CallError> {
-        let req = self
-            .call_auth(|p, s| p.call_token_request(s, ctx, account))?
-            .flatten();
+    pub fn token_request(&self, ctx: &CallContext, account: &str) -> Result<Option<HttpRequest>, CallError> {
+        let req = self.call_auth(|p, s| p.call_token_request(s, ctx, account))?.flatten();
         if let Some(r) = &req {
             let host = request_host(&Request::Http(r.clone()))?;
             if !self.allows_host(&host) {
@@ -644,35 +499,22 @@ impl LoadedPlugin {
         Ok(req)
     }
 
-    pub fn parse_token(
-        &self,
-        ctx: &CallContext,
-        account: &str,
-        response: &HttpResponse,
-    ) -> Result<AccessToken, CallError> {
+    pub fn parse_token(&self, ctx: &CallContext, account: &str, response: &HttpResponse) -> Result<AccessToken, CallError> {
         match self.call_auth(|p, s| p.call_parse_token(s, ctx, account, response))? {
             Some(r) => r.map_err(plugin_error),
-            None => Err(CallError::Plugin(PluginFault::Internal(
-                "plugin has no parse-token".into(),
-            ))),
+            None => Err(CallError::Plugin(PluginFault::Internal("plugin has no parse-token".into()))),
         }
     }
 
     /// Whether a provider answer rejected the access token (false for plugins without tokens).
     pub fn token_expired(&self, response: &Response) -> Result<bool, CallError> {
-        Ok(self
-            .call_auth(|p, s| p.call_token_expired(s, response))?
-            .unwrap_or(false))
+        Ok(self.call_auth(|p, s| p.call_token_expired(s, response))?.unwrap_or(false))
     }
 
     /// A host must be declared by the plugin and, when the operator set a
     /// list for this plugin, be on that list too.
     pub fn allows_host(&self, host: &str) -> bool {
-        self.hosts.allows(host)
-            && self
-                .operator_hosts
-                .as_ref()
-                .is_none_or(|op| op.allows(host))
+        self.hosts.allows(host) && self.operator_hosts.as_ref().is_none_or(|op| op.allows(host))
     }
 
     pub fn name(&self) -> &str {
@@ -700,34 +542,19 @@ impl LoadedPlugin {
     }
 
     pub fn validate_account(&self, account: &str) -> Result<(), CallError> {
-        self.call(|p, s| p.call_validate_account(s, account))?
-            .map_err(plugin_error)
+        self.call(|p, s| p.call_validate_account(s, account))?.map_err(plugin_error)
     }
 
     /// Build requests for a batch, then check them: size, count, hosts, and
     /// that every delivery id belongs to the batch and appears once.
-    pub fn build(
-        &self,
-        ctx: &CallContext,
-        account: &str,
-        batch: &[Delivery],
-    ) -> Result<Built, CallError> {
-        let outbounds = self
-            .call(|p, s| p.call_build(s, ctx, account, batch))?
-            .map_err(plugin_error)?;
+    pub fn build(&self, ctx: &CallContext, account: &str, batch: &[Delivery]) -> Result<Built, CallError> {
+        let outbounds = self.call(|p, s| p.call_build(s, ctx, account, batch))?.map_err(plugin_error)?;
         if outbounds.len() > self.cfg.max_outbounds {
-            return Err(CallError::Output(format!(
-                "{} requests; at most {}",
-                outbounds.len(),
-                self.cfg.max_outbounds
-            )));
+            return Err(CallError::Output(format!("{} requests; at most {}", outbounds.len(), self.cfg.max_outbounds)));
         }
         let total: usize = outbounds.iter().map(|o| request_size(&o.request)).sum();
         if total > self.cfg.max_output_bytes {
-            return Err(CallError::Output(format!(
-                "{total} bytes of requests; at most {}",
-                self.cfg.max_output_bytes
-            )));
+            return Err(CallError::Output(format!("{total} bytes of requests; at most {}", self.cfg.max_output_bytes)));
         }
         let ids: HashSet<&str> = batch.iter().map(|d| d.id.as_str()).collect();
         let mut seen = HashSet::new();
@@ -741,45 +568,23 @@ impl LoadedPlugin {
                     return Err(CallError::Output(format!("unknown delivery id {id:?}")));
                 }
                 if !seen.insert(id.clone()) {
-                    return Err(CallError::Output(format!(
-                        "delivery id {id:?} in two requests"
-                    )));
+                    return Err(CallError::Output(format!("delivery id {id:?} in two requests")));
                 }
             }
         }
-        let uncovered = batch
-            .iter()
-            .filter(|d| !seen.contains(&d.id))
-            .map(|d| d.id.clone())
-            .collect();
-        Ok(Built {
-            outbounds,
-            uncovered,
-        })
+        let uncovered = batch.iter().filter(|d| !seen.contains(&d.id)).map(|d| d.id.clone()).collect();
+        Ok(Built { outbounds, uncovered })
     }
 
     /// Interpret a response. Outcomes for ids not in `deliveries` are dropped;
     /// deliveries the plugin gave no outcome for are reported as missing by the caller.
-    pub fn interpret(
-        &self,
-        ctx: &CallContext,
-        account: &str,
-        deliveries: &[String],
-        response: &Response,
-    ) -> Result<Vec<Outcome>, CallError> {
-        let mut outcomes =
-            self.call(|p, s| p.call_interpret(s, ctx, account, deliveries, response))?;
+    pub fn interpret(&self, ctx: &CallContext, account: &str, deliveries: &[String], response: &Response) -> Result<Vec<Outcome>, CallError> {
+        let mut outcomes = self.call(|p, s| p.call_interpret(s, ctx, account, deliveries, response))?;
         outcomes.retain(|o| deliveries.contains(&o.delivery_id));
         Ok(outcomes)
     }
 
-    pub fn parse_callback(
-        &self,
-        ctx: &CallContext,
-        account: &str,
-        request: &HttpRequest,
-    ) -> Result<CallbackReply, CallError> {
-        self.call(|p, s| p.call_parse_callback(s, ctx, account, request))?
-            .map_err(plugin_error)
+    pub fn parse_callback(&self, ctx: &CallContext, account: &str, request: &HttpRequest) -> Result<CallbackReply, CallError> {
+        self.call(|p, s| p.call_parse_callback(s, ctx, account, request))?.map_err(plugin_error)
     }
 }

@@ -51,31 +51,22 @@ pub struct IdempotencyGuard<'a> {
 
 impl Drop for IdempotencyGuard<'_> {
     fn drop(&mut self) {
-        self.app
-            .idempotency_inflight
-            .lock()
-            .expect("idempotency set")
-            .remove(&self.key);
+        self.app.idempotency_inflight.lock().expect("idempotency set").remove(&self.key);
         self.app.idempotency_released.notify_waiters();
     }
 }
 
 impl App {
-    pub async fn tenant_for_key(
-        &self,
-        key: &str,
-    ) -> Result<Option<Tenant>, herald_core::StoreError> {
+    pub async fn tenant_for_key(&self, key: &str) -> Result<Option<Tenant>, herald_core::StoreError> {
         let hash = key_hash(key);
         if let Some((t, at)) = self.auth_cache.lock().expect("auth cache").get(&hash)
-            && at.elapsed() < AUTH_CACHE_TTL {
-                return Ok(Some(t.clone()));
-            }
+            && at.elapsed() < AUTH_CACHE_TTL
+        {
+            return Ok(Some(t.clone()));
+        }
         let tenant = self.config.tenant_by_api_key(&hash).await?;
         if let Some(t) = &tenant {
-            self.auth_cache
-                .lock()
-                .expect("auth cache")
-                .insert(hash, (t.clone(), Instant::now()));
+            self.auth_cache.lock().expect("auth cache").insert(hash, (t.clone(), Instant::now()));
         }
         Ok(tenant)
     }
@@ -85,12 +76,7 @@ impl App {
         let k = (tenant.to_string(), key.to_string());
         loop {
             let notified = self.idempotency_released.notified();
-            if self
-                .idempotency_inflight
-                .lock()
-                .expect("idempotency set")
-                .insert(k.clone())
-            {
+            if self.idempotency_inflight.lock().expect("idempotency set").insert(k.clone()) {
                 return IdempotencyGuard { app: self, key: k };
             }
             notified.await;
@@ -101,41 +87,21 @@ impl App {
 /// Start everything; returns when shut down.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // The embedded database is opened (and locked: one owner) only when used.
-    let backends = herald_backends::open(
-        &cfg.storage,
-        &cfg.queue,
-        &cfg.data_dir,
-        herald_backends::Role::Owner,
-    )
-    .await?;
-    let (queue, store, config) = (
-        backends.queue.clone(),
-        backends.store.clone(),
-        backends.config.clone(),
-    );
-    let sealer = Arc::new(herald_backends::Sealer::load(
-        cfg.secrets_key.as_deref(),
-        &cfg.data_dir,
-    )?);
+    let backends = herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Owner).await?;
+    let (queue, store, config) = (backends.queue.clone(), backends.store.clone(), backends.config.clone());
+    let sealer = Arc::new(herald_backends::Sealer::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?);
 
-    let plugins = Arc::new(
-        PluginHost::new(cfg.plugins.sandbox.clone(), cfg.plugins.allow_hosts.clone())
-            .map_err(|e| anyhow::anyhow!(e))?,
-    );
+    let plugins = Arc::new(PluginHost::new(cfg.plugins.sandbox.clone(), cfg.plugins.allow_hosts.clone()).map_err(|e| anyhow::anyhow!(e))?);
     let dir = cfg.plugins_dir();
     log_sync(&plugins.sync_dir(&dir));
     if plugins.names().is_empty() {
         tracing::warn!(dir = %dir.display(), "no plugins loaded; build them with `make plugins`");
     }
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
     seed(&cfg, config.as_ref(), &plugins, &sealer).await?;
-    let demo = cfg.demo
-        && cfg.tenants.is_empty()
-        && ensure_demo(&cfg, config.as_ref(), &plugins, &sealer, addr).await?;
+    let demo = cfg.demo && cfg.tenants.is_empty() && ensure_demo(&cfg, config.as_ref(), &plugins, &sealer, addr).await?;
 
     let engine = Arc::new(crate::escalation::Engine {
         queue: queue.clone(),
@@ -143,10 +109,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         config: config.clone(),
         plugins: plugins.clone(),
         sealer: sealer.clone(),
-        public_url: cfg
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}")),
+        public_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
     });
     let metrics = Metrics::new();
     let plugins_for_watch = plugins.clone();
@@ -166,8 +129,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     });
 
     // Tenant-supplied destinations: non-public addresses only when allowed.
-    let guard = crate::transport::guard(&cfg.transport, demo.then_some(addr))
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let guard = crate::transport::guard(&cfg.transport, demo.then_some(addr)).map_err(|e| anyhow::anyhow!(e))?;
     let retry = cfg.retry_policies().map_err(|e| anyhow::anyhow!(e))?;
     let dispatch = cfg.dispatch.enabled.then(|| {
         let d = Arc::new(Dispatch {
@@ -177,25 +139,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             plugins,
             sealer,
             engine,
-            transport: Arc::new(Transports::new(
-                Duration::from_millis(cfg.dispatch.request_timeout_ms),
-                cfg.plugins.redirect_hosts.clone(),
-                guard,
-            )),
+            transport: Arc::new(Transports::new(Duration::from_millis(cfg.dispatch.request_timeout_ms), cfg.plugins.redirect_hosts.clone(), guard)),
             tokens: Default::default(),
             metrics,
             limiters: Limiters::default(),
             cfg: cfg.dispatch.clone(),
             retry,
-            tenant_rates: cfg
-                .tenants
-                .iter()
-                .flat_map(|t| {
-                    t.channel_rate_per_sec
-                        .iter()
-                        .map(|(c, r)| ((t.id.clone(), c.clone()), *r))
-                })
-                .collect(),
+            tenant_rates: cfg.tenants.iter().flat_map(|t| t.channel_rate_per_sec.iter().map(|(c, r)| ((t.id.clone(), c.clone()), *r))).collect(),
             inflight: Default::default(),
             deliveries: Default::default(),
         });
@@ -203,19 +153,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     });
 
     if cfg.plugins.reload_interval_ms > 0 {
-        tokio::spawn(watch_plugins(
-            plugins_for_watch,
-            dir,
-            Duration::from_millis(cfg.plugins.reload_interval_ms),
-            shutdown.clone(),
-        ));
+        tokio::spawn(watch_plugins(plugins_for_watch, dir, Duration::from_millis(cfg.plugins.reload_interval_ms), shutdown.clone()));
     }
     println!("herald-gateway listening on http://{addr}");
     let router = crate::api::router(app);
     let stop = shutdown.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+    axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     if let Some(d) = dispatch {
         let _ = d.await;
     }
@@ -237,12 +180,7 @@ pub fn log_sync(r: &herald_plugin_host::SyncReport) {
 }
 
 /// Hot reload: poll the plugin directory and load what changed.
-async fn watch_plugins(
-    plugins: Arc<PluginHost>,
-    dir: std::path::PathBuf,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
+async fn watch_plugins(plugins: Arc<PluginHost>, dir: std::path::PathBuf, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -290,11 +228,7 @@ impl Declared {
     }
 
     /// Revoke what `before` declared and `self` does not.
-    async fn revoke_dropped(
-        &self,
-        before: &Declared,
-        store: &dyn ConfigStore,
-    ) -> anyhow::Result<()> {
+    async fn revoke_dropped(&self, before: &Declared, store: &dyn ConfigStore) -> anyhow::Result<()> {
         let none = DeclaredTenant::default();
         for (tenant, was) in &before.tenants {
             let now = self.tenants.get(tenant).unwrap_or(&none);
@@ -317,53 +251,24 @@ impl Declared {
 /// Write the config file's tenants, keys, accounts, templates and prices to
 /// the config store (accounts are checked by their plugin first), and revoke
 /// what an earlier version of the file declared and this one does not.
-async fn seed(
-    cfg: &Config,
-    store: &dyn ConfigStore,
-    plugins: &PluginHost,
-    sealer: &Sealer,
-) -> anyhow::Result<()> {
+async fn seed(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost, sealer: &Sealer) -> anyhow::Result<()> {
     let repo = herald_core::docs::Repo::new(store, "*");
-    let before: Declared = repo
-        .get(DECLARED.0, DECLARED.1)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?
-        .unwrap_or_default();
+    let before: Declared = repo.get(DECLARED.0, DECLARED.1).await.map_err(|e| anyhow::anyhow!(e.message))?.unwrap_or_default();
     let declared = Declared::of(cfg);
     declared.revoke_dropped(&before, store).await?;
     seed_declared(cfg, store, plugins, sealer).await?;
     if declared != before {
-        repo.put(DECLARED.0, DECLARED.1, &declared)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
+        repo.put(DECLARED.0, DECLARED.1, &declared).await.map_err(|e| anyhow::anyhow!(e.message))?;
     }
     Ok(())
 }
 
-async fn seed_declared(
-    cfg: &Config,
-    store: &dyn ConfigStore,
-    plugins: &PluginHost,
-    sealer: &Sealer,
-) -> anyhow::Result<()> {
+async fn seed_declared(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost, sealer: &Sealer) -> anyhow::Result<()> {
     for p in &cfg.prices {
-        store
-            .set_price(
-                "*",
-                &Price {
-                    channel: p.channel.clone(),
-                    unit_minor: p.unit_minor,
-                    currency: p.currency.clone(),
-                },
-            )
-            .await?;
+        store.set_price("*", &Price { channel: p.channel.clone(), unit_minor: p.unit_minor, currency: p.currency.clone() }).await?;
     }
     for (i, t) in cfg.tenants.iter().enumerate() {
-        let tenant = Tenant {
-            id: t.id.clone(),
-            name: t.name.clone().unwrap_or_else(|| t.id.clone()),
-            currency: t.currency.clone(),
-        };
+        let tenant = Tenant { id: t.id.clone(), name: t.name.clone().unwrap_or_else(|| t.id.clone()), currency: t.currency.clone() };
         store.upsert_tenant(&tenant).await?;
         for key in &t.api_keys {
             store.add_api_key(&t.id, &key_hash(key)).await?;
@@ -393,38 +298,18 @@ async fn seed_declared(
             store.upsert_account(&account).await?;
         }
         for tpl in &t.templates {
-            herald_core::render::Compiled::new(&tpl.content)
-                .map_err(|e| anyhow::anyhow!("tenants[{i}].templates ({}): {e}", tpl.id))?;
-            store
-                .upsert_template(&Template {
-                    tenant: t.id.clone(),
-                    id: tpl.id.clone(),
-                    content: tpl.content.clone(),
-                })
-                .await?;
+            herald_core::render::Compiled::new(&tpl.content).map_err(|e| anyhow::anyhow!("tenants[{i}].templates ({}): {e}", tpl.id))?;
+            store.upsert_template(&Template { tenant: t.id.clone(), id: tpl.id.clone(), content: tpl.content.clone() }).await?;
         }
         for p in &t.prices {
-            store
-                .set_price(
-                    &t.id,
-                    &Price {
-                        channel: p.channel.clone(),
-                        unit_minor: p.unit_minor,
-                        currency: p.currency.clone(),
-                    },
-                )
-                .await?;
+            store.set_price(&t.id, &Price { channel: p.channel.clone(), unit_minor: p.unit_minor, currency: p.currency.clone() }).await?;
         }
     }
     Ok(())
 }
 
 /// Seal the fields the account's plugin declares secret (none if it is not loaded).
-fn seal(
-    plugins: &PluginHost,
-    sealer: &Sealer,
-    account: &mut Account,
-) -> Result<(), herald_backends::SealError> {
+fn seal(plugins: &PluginHost, sealer: &Sealer, account: &mut Account) -> Result<(), herald_backends::SealError> {
     match plugins.get(&account.plugin) {
         Some(p) => sealer.seal(account, &p.info.secret_fields),
         None => Ok(()),
@@ -435,26 +320,14 @@ const DEMO: &str = "demo";
 
 /// A demo tenant whose webhook account posts to this gateway's own demo inbox.
 /// Its API key is printed once, when it is created.
-async fn ensure_demo(
-    cfg: &Config,
-    store: &dyn ConfigStore,
-    plugins: &PluginHost,
-    sealer: &Sealer,
-    addr: SocketAddr,
-) -> anyhow::Result<bool> {
+async fn ensure_demo(cfg: &Config, store: &dyn ConfigStore, plugins: &PluginHost, sealer: &Sealer, addr: SocketAddr) -> anyhow::Result<bool> {
     let existing = store.tenants().await?;
     if existing.iter().any(|t| t.id != DEMO) {
         return Ok(false);
     }
     if existing.is_empty() {
         let key = format!("hk_demo_{}", hex::encode(rand::rng().random::<[u8; 16]>()));
-        store
-            .upsert_tenant(&Tenant {
-                id: DEMO.into(),
-                name: "Demo".into(),
-                currency: "CNY".into(),
-            })
-            .await?;
+        store.upsert_tenant(&Tenant { id: DEMO.into(), name: "Demo".into(), currency: "CNY".into() }).await?;
         store.add_api_key(DEMO, &key_hash(&key)).await?;
         store
             .upsert_template(&Template {
@@ -469,37 +342,18 @@ async fn ensure_demo(
             .await?;
         let key_file = cfg.data_dir.join("demo-api-key");
         write_private(&key_file, &key)?;
-        println!(
-            "\n  Demo tenant created. API key: {key}\n  (also saved to {}; it is not printed again)\n",
-            key_file.display()
-        );
+        println!("\n  Demo tenant created. API key: {key}\n  (also saved to {}; it is not printed again)\n", key_file.display());
     }
     let port = addr.port();
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        addr.ip().to_string()
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
     let secret = match store.account(DEMO, "demo-webhook").await? {
-        Some(a) => a
-            .config
-            .get("secret")
-            .and_then(|s| s.as_str())
-            .map(str::to_string),
+        Some(a) => a.config.get("secret").and_then(|s| s.as_str()).map(str::to_string),
         None => None,
     }
     .unwrap_or_else(|| hex::encode(rand::rng().random::<[u8; 16]>()));
     let demo_accounts = [
-        (
-            "demo-webhook",
-            "webhook",
-            serde_json::json!({"url": format!("http://{host}:{port}/demo/inbox"), "secret": secret}),
-        ),
+        ("demo-webhook", "webhook", serde_json::json!({"url": format!("http://{host}:{port}/demo/inbox"), "secret": secret})),
         (
             "demo-email",
             "email",
@@ -508,13 +362,7 @@ async fn ensure_demo(
         ),
     ];
     for (name, plugin, config) in demo_accounts {
-        let mut account = Account {
-            tenant: DEMO.into(),
-            name: name.into(),
-            plugin: plugin.into(),
-            config,
-            rate_per_sec: None,
-        };
+        let mut account = Account { tenant: DEMO.into(), name: name.into(), plugin: plugin.into(), config, rate_per_sec: None };
         seal(plugins, sealer, &mut account)?;
         store.upsert_account(&account).await?;
     }
@@ -528,12 +376,7 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
     writeln!(f, "{contents}")?;
     Ok(())
 }

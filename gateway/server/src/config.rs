@@ -68,16 +68,8 @@ impl Default for Config {
             retry_channels: HashMap::new(),
             idempotency_ttl_hours: 24,
             prices: vec![
-                PriceConfig {
-                    channel: "email".into(),
-                    unit_minor: 0,
-                    currency: "CNY".into(),
-                },
-                PriceConfig {
-                    channel: "webhook".into(),
-                    unit_minor: 0,
-                    currency: "CNY".into(),
-                },
+                PriceConfig { channel: "email".into(), unit_minor: 0, currency: "CNY".into() },
+                PriceConfig { channel: "webhook".into(), unit_minor: 0, currency: "CNY".into() },
             ],
             tenants: Vec::new(),
             demo: true,
@@ -110,13 +102,7 @@ pub struct PluginsConfig {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        Self {
-            dir: None,
-            allow_hosts: HashMap::new(),
-            sandbox: HostConfig::default(),
-            reload_interval_ms: 2_000,
-            redirect_hosts: HashMap::new(),
-        }
+        Self { dir: None, allow_hosts: HashMap::new(), sandbox: HostConfig::default(), reload_interval_ms: 2_000, redirect_hosts: HashMap::new() }
     }
 }
 
@@ -229,10 +215,7 @@ pub struct AccountConfig {
 
 impl std::fmt::Debug for AccountConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountConfig")
-            .field("name", &self.name)
-            .field("plugin", &self.plugin)
-            .finish_non_exhaustive()
+        f.debug_struct("AccountConfig").field("name", &self.name).field("plugin", &self.plugin).finish_non_exhaustive()
     }
 }
 
@@ -283,11 +266,7 @@ impl Config {
             e.into_iter()
                 .map(|e| {
                     let field = e.path.join(".");
-                    if field.is_empty() {
-                        e.to_string()
-                    } else {
-                        format!("{field}: {e}")
-                    }
+                    if field.is_empty() { e.to_string() } else { format!("{field}: {e}") }
                 })
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -298,30 +277,18 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         herald_backends::check(&self.storage, &self.queue)?;
-        if self.dispatch.max_batch == 0
-            || self.dispatch.concurrency == 0
-            || self.dispatch.lease_batch == 0
-        {
+        if self.dispatch.max_batch == 0 || self.dispatch.concurrency == 0 || self.dispatch.lease_batch == 0 {
             return Err("dispatch.max_batch, dispatch.concurrency and dispatch.lease_batch must be at least 1".into());
         }
         self.retry_policies()?;
         if self.idempotency_ttl_hours == 0 {
-            return Err(
-                "idempotency_ttl_hours must be at least 1 (a key is remembered for that long)"
-                    .into(),
-            );
+            return Err("idempotency_ttl_hours must be at least 1 (a key is remembered for that long)".into());
         }
-        let all_prices = self.prices.iter().map(|p| ("prices", p)).chain(
-            self.tenants
-                .iter()
-                .flat_map(|t| t.prices.iter().map(|p| ("tenants.prices", p))),
-        );
+        let all_prices =
+            self.prices.iter().map(|p| ("prices", p)).chain(self.tenants.iter().flat_map(|t| t.prices.iter().map(|p| ("tenants.prices", p))));
         for (field, p) in all_prices {
             if p.unit_minor < 0 {
-                return Err(format!(
-                    "{field}: unit_minor for {:?} must not be negative",
-                    p.channel
-                ));
+                return Err(format!("{field}: unit_minor for {:?} must not be negative", p.channel));
             }
         }
         for (i, t) in self.tenants.iter().enumerate() {
@@ -330,9 +297,7 @@ impl Config {
             }
             for (k, key) in t.api_keys.iter().enumerate() {
                 if key.len() < 16 {
-                    return Err(format!(
-                        "tenants[{i}].api_keys[{k}]: API keys must be at least 16 characters"
-                    ));
+                    return Err(format!("tenants[{i}].api_keys[{k}]: API keys must be at least 16 characters"));
                 }
             }
         }
@@ -341,19 +306,12 @@ impl Config {
 
     /// Every (tenant, channel)'s retry policy.
     pub fn retry_policies(&self) -> Result<RetryPolicies, String> {
-        let tenants: Vec<_> = self
-            .tenants
-            .iter()
-            .map(|t| (t.id.clone(), t.retry.clone(), t.retry_channels.clone()))
-            .collect();
+        let tenants: Vec<_> = self.tenants.iter().map(|t| (t.id.clone(), t.retry.clone(), t.retry_channels.clone())).collect();
         RetryPolicies::new(self.retry.clone(), &self.retry_channels, &tenants)
     }
 
     pub fn plugins_dir(&self) -> PathBuf {
-        self.plugins
-            .dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("plugins"))
+        self.plugins.dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 }
 
@@ -371,11 +329,7 @@ mod tests {
         let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("h.toml");
-        std::fs::write(
-            &p,
-            "listen = \"127.0.0.1:9999\"\n[dispatch]\nconcurrency = 3\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "listen = \"127.0.0.1:9999\"\n[dispatch]\nconcurrency = 3\n").unwrap();
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.dispatch.concurrency, 3);

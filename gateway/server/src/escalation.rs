@@ -22,10 +22,7 @@ use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::{Content, Message, RecipientSpec, StepJob, Vars, Work};
 use herald_core::quiet::{QuietHours, release_at};
 use herald_core::seams::{ConfigStore, Enqueue, Queue, Store};
-use herald_core::tiered::{
-    ACTION, AckScope, Action, Condition, Editor, INCIDENT, INCIDENT_MSG, Incident, TEMPLATE,
-    TieredTemplate, TimelineEvent,
-};
+use herald_core::tiered::{ACTION, AckScope, Action, Condition, Editor, INCIDENT, INCIDENT_MSG, Incident, TEMPLATE, TieredTemplate, TimelineEvent};
 use herald_core::{Millis, StoreError, now_ms};
 use herald_plugin_host::PluginHost;
 use serde::Deserialize;
@@ -64,89 +61,45 @@ fn store_err(e: StoreError) -> ApiError {
 }
 
 fn event(kind: &str, step: Option<u32>) -> TimelineEvent {
-    TimelineEvent {
-        at: now_ms(),
-        kind: kind.into(),
-        step,
-        channel: None,
-        recipients: vec![],
-        message_id: None,
-        detail: None,
-    }
+    TimelineEvent { at: now_ms(), kind: kind.into(), step, channel: None, recipients: vec![], message_id: None, detail: None }
 }
 
 fn derived_id(parts: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, parts.as_bytes())
-        .simple()
-        .to_string()
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, parts.as_bytes()).simple().to_string()
 }
 
 impl Engine {
     /// Open an incident (or fold into the open one with the same dedup key)
     /// and arm its first step. Returns (incident id, folded).
-    pub async fn trigger(
-        &self,
-        tenant: &str,
-        action_id: &str,
-        t: Trigger,
-        idempotency: Option<&str>,
-    ) -> Result<(String, bool), ApiError> {
+    pub async fn trigger(&self, tenant: &str, action_id: &str, t: Trigger, idempotency: Option<&str>) -> Result<(String, bool), ApiError> {
         let c = self.config.as_ref();
         if let Some(key) = idempotency
-            && let Some(d) = c
-                .doc(tenant, "incident_idem", key)
-                .await
-                .map_err(store_err)?
-            {
-                return Ok((
-                    d.body["incident"].as_str().unwrap_or_default().to_string(),
-                    true,
-                ));
-            }
-        let action: Action = Repo::new(c, tenant)
-            .get(ACTION, action_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("action", "id"))?;
+            && let Some(d) = c.doc(tenant, "incident_idem", key).await.map_err(store_err)?
+        {
+            return Ok((d.body["incident"].as_str().unwrap_or_default().to_string(), true));
+        }
+        let action: Action = Repo::new(c, tenant).get(ACTION, action_id).await?.ok_or_else(|| ApiError::not_found("action", "id"))?;
         if !action.enabled {
             return Err(ApiError::new(
                 ErrorKind::Conflict,
                 "action_disabled",
-                format!(
-                    "action {} is disabled; enable it in the console first",
-                    action.number
-                ),
+                format!("action {} is disabled; enable it in the console first", action.number),
             ));
         }
         if !herald_core::tiered::LEVELS.contains(&t.level.as_str()) {
-            return Err(ApiError::invalid(
-                "level",
-                format!("one of {}", herald_core::tiered::LEVELS.join(", ")),
-            ));
+            return Err(ApiError::invalid("level", format!("one of {}", herald_core::tiered::LEVELS.join(", "))));
         }
         let steps = action.steps_for(&t.level);
         if steps.is_empty() {
-            return Err(ApiError::unknown(
-                "no_rules",
-                "level",
-                format!("action {} has no rule for level {}", action.number, t.level),
-            ));
+            return Err(ApiError::unknown("no_rules", "level", format!("action {} has no rule for level {}", action.number, t.level)));
         }
-        let dedup = t
-            .dedup_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(str::to_string);
+        let dedup = t.dedup_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string);
         if let Some(k) = &dedup {
             if k.len() > 200 {
                 return Err(ApiError::invalid("dedup_key", "at most 200 characters"));
             }
             let key = format!("{action_id}:{k}");
-            if let Some(d) = c
-                .doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key)
-                .await
-                .map_err(store_err)?
-            {
+            if let Some(d) = c.doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key).await.map_err(store_err)? {
                 let id = d.body["incident"].as_str().unwrap_or_default().to_string();
                 let mut folded = false;
                 Repo::new(c, tenant)
@@ -154,10 +107,8 @@ impl Engine {
                         folded = inc.state == "open";
                         if folded {
                             inc.repeats += 1;
-                            inc.timeline.push(TimelineEvent {
-                                detail: Some("triggered again; folded into this incident".into()),
-                                ..event("repeated", None)
-                            });
+                            inc.timeline
+                                .push(TimelineEvent { detail: Some("triggered again; folded into this incident".into()), ..event("repeated", None) });
                         }
                         Ok(())
                     })
@@ -191,43 +142,18 @@ impl Engine {
         };
         Repo::new(c, tenant).put(INCIDENT, &id, &inc).await?;
         if let Some(k) = &dedup {
-            Repo::new(c, tenant)
-                .put(
-                    herald_core::tiered::INCIDENT_DEDUP,
-                    &format!("{action_id}:{k}"),
-                    &serde_json::json!({"incident": id}),
-                )
-                .await?;
+            Repo::new(c, tenant).put(herald_core::tiered::INCIDENT_DEDUP, &format!("{action_id}:{k}"), &serde_json::json!({"incident": id})).await?;
         }
         if let Some(k) = idempotency {
-            Repo::new(c, tenant)
-                .put("incident_idem", k, &serde_json::json!({"incident": id}))
-                .await?;
+            Repo::new(c, tenant).put("incident_idem", k, &serde_json::json!({"incident": id})).await?;
         }
         self.arm(tenant, &id, 0, now_ms()).await?;
         Ok((id, false))
     }
 
-    async fn arm(
-        &self,
-        tenant: &str,
-        incident: &str,
-        step: u32,
-        at: Millis,
-    ) -> Result<(), ApiError> {
-        let work = Work::Step(StepJob {
-            tenant: tenant.into(),
-            incident: incident.into(),
-            step,
-        });
-        self.queue
-            .publish(vec![Enqueue {
-                key: tenant.into(),
-                not_before: at,
-                work,
-            }])
-            .await
-            .map_err(store_err)
+    async fn arm(&self, tenant: &str, incident: &str, step: u32, at: Millis) -> Result<(), ApiError> {
+        let work = Work::Step(StepJob { tenant: tenant.into(), incident: incident.into(), step });
+        self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work }]).await.map_err(store_err)
     }
 
     /// Write what this process changed in an incident it read earlier,
@@ -246,18 +172,13 @@ impl Engine {
     }
 
     pub async fn incident(&self, tenant: &str, id: &str) -> Result<Option<Incident>, ApiError> {
-        Repo::new(self.config.as_ref(), tenant)
-            .get(INCIDENT, id)
-            .await
+        Repo::new(self.config.as_ref(), tenant).get(INCIDENT, id).await
     }
 
     /// Run a due step (a `Work::Step` leased from the queue).
     pub async fn fire(&self, job: &StepJob) -> Result<(), ApiError> {
         let (tenant, c) = (job.tenant.as_str(), self.config.as_ref());
-        let Some(mut inc) = Repo::new(c, tenant)
-            .get::<Incident>(INCIDENT, &job.incident)
-            .await?
-        else {
+        let Some(mut inc) = Repo::new(c, tenant).get::<Incident>(INCIDENT, &job.incident).await? else {
             tracing::warn!(%tenant, incident = %job.incident, "step of an unknown incident; dropped");
             return Ok(());
         };
@@ -267,10 +188,7 @@ impl Engine {
         if inc.state != "open" {
             // The first step that finds the incident closed says so on the timeline.
             if !inc.timeline.iter().any(|e| e.kind == "stopped") {
-                inc.timeline.push(TimelineEvent {
-                    detail: Some(inc.state.clone()),
-                    ..event("stopped", Some(job.step))
-                });
+                inc.timeline.push(TimelineEvent { detail: Some(inc.state.clone()), ..event("stopped", Some(job.step)) });
                 self.save(tenant, inc).await?;
             }
             return Ok(());
@@ -282,28 +200,17 @@ impl Engine {
         if job.step > 0 {
             let prev = &inc.steps[job.step as usize - 1];
             if let Some(e) = &prev.escalate
-                && let Some(reason) = self
-                    .condition_cleared(tenant, &inc, job.step - 1, e.condition)
-                    .await?
-                {
-                    inc.state = "done".into();
-                    inc.timeline.push(TimelineEvent {
-                        detail: Some(reason),
-                        ..event("stopped", Some(job.step))
-                    });
-                    self.save(tenant, inc).await?;
-                    return Ok(());
-                }
+                && let Some(reason) = self.condition_cleared(tenant, &inc, job.step - 1, e.condition).await?
+            {
+                inc.state = "done".into();
+                inc.timeline.push(TimelineEvent { detail: Some(reason), ..event("stopped", Some(job.step)) });
+                self.save(tenant, inc).await?;
+                return Ok(());
+            }
         }
-        let Some(action) = Repo::new(c, tenant)
-            .get::<Action>(ACTION, &inc.action)
-            .await?
-        else {
+        let Some(action) = Repo::new(c, tenant).get::<Action>(ACTION, &inc.action).await? else {
             inc.state = "done".into();
-            inc.timeline.push(TimelineEvent {
-                detail: Some("the action was deleted".into()),
-                ..event("stopped", Some(job.step))
-            });
+            inc.timeline.push(TimelineEvent { detail: Some("the action was deleted".into()), ..event("stopped", Some(job.step)) });
             self.save(tenant, inc).await?;
             return Ok(());
         };
@@ -312,20 +219,14 @@ impl Engine {
         };
         let mut templates = vec![];
         for t in &action.templates {
-            if let Some(t) = Repo::new(c, tenant)
-                .get::<TieredTemplate>(TEMPLATE, t)
-                .await?
-            {
+            if let Some(t) = Repo::new(c, tenant).get::<TieredTemplate>(TEMPLATE, t).await? {
                 templates.push(t);
             }
         }
         let units: Vec<Unit> = Repo::new(c, tenant).list(UNIT).await?;
         let users: Vec<User> = Repo::new(c, tenant).list(USER).await?;
         let quiet: Option<QuietHours> = Repo::new(c, tenant).get(SETTINGS, QUIET_HOURS).await?;
-        let billing: BillingSettings = Repo::new(c, tenant)
-            .get(BILLING, BILLING_SETTINGS)
-            .await?
-            .unwrap_or_default();
+        let billing: BillingSettings = Repo::new(c, tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
         let mut targets = rule.recipients.clone();
         targets.users.extend(inc.targets.users.iter().cloned());
         targets.units.extend(inc.targets.units.iter().cloned());
@@ -338,41 +239,28 @@ impl Engine {
             let mut account = chan.account.clone();
             // Balance gate for prepaid tenants: refuse, or fall back to a free channel.
             if billing.prepaid
-                && let Some(reason) = self
-                    .short_of_money(tenant, &channel, &targets, &units, &users)
-                    .await?
-                {
-                    let fallback = if billing.policy == "fallback_free" && !used_free_fallback {
-                        self.free_channel(tenant, &templates).await?
-                    } else {
-                        None
-                    };
-                    match fallback {
-                        Some((ch, acc)) => {
-                            used_free_fallback = true;
-                            inc.timeline.push(TimelineEvent {
-                                channel: Some(channel.clone()),
-                                detail: Some(format!("{reason}; falling back to {ch}")),
-                                ..event("fallback", Some(job.step))
-                            });
-                            channel = ch;
-                            account = acc;
-                        }
-                        None => {
-                            inc.timeline.push(TimelineEvent {
-                                channel: Some(channel.clone()),
-                                detail: Some(reason),
-                                ..event("refused", Some(job.step))
-                            });
-                            continue;
-                        }
+                && let Some(reason) = self.short_of_money(tenant, &channel, &targets, &units, &users).await?
+            {
+                let fallback =
+                    if billing.policy == "fallback_free" && !used_free_fallback { self.free_channel(tenant, &templates).await? } else { None };
+                match fallback {
+                    Some((ch, acc)) => {
+                        used_free_fallback = true;
+                        inc.timeline.push(TimelineEvent {
+                            channel: Some(channel.clone()),
+                            detail: Some(format!("{reason}; falling back to {ch}")),
+                            ..event("fallback", Some(job.step))
+                        });
+                        channel = ch;
+                        account = acc;
+                    }
+                    None => {
+                        inc.timeline.push(TimelineEvent { channel: Some(channel.clone()), detail: Some(reason), ..event("refused", Some(job.step)) });
+                        continue;
                     }
                 }
-            let formats = self
-                .plugins
-                .get(&channel)
-                .map(|p| p.format_names())
-                .unwrap_or_default();
+            }
+            let formats = self.plugins.get(&channel).map(|p| p.format_names()).unwrap_or_default();
             let Some(tpl) = templates.iter().find(|t| t.editor.fits(&formats)) else {
                 inc.timeline.push(TimelineEvent {
                     channel: Some(channel.clone()),
@@ -382,27 +270,20 @@ impl Engine {
                 continue;
             };
             let expanded = directory::expand(&targets, &units, &users, &channel);
-            let mut groups: std::collections::BTreeMap<Millis, Vec<RecipientSpec>> =
-                Default::default();
+            let mut groups: std::collections::BTreeMap<Millis, Vec<RecipientSpec>> = Default::default();
             for (r, user_id) in expanded.recipients.into_iter().zip(expanded.user_ids) {
                 let key = user_id.clone().unwrap_or_else(|| r.to.clone());
                 if inc.ack_scope == AckScope::Recipient && inc.acked.contains(&key) {
                     continue;
                 }
                 inc.keys.insert(r.to.clone(), key.clone());
-                let tz = user_id
-                    .and_then(|u| users.iter().find(|x| x.id == u))
-                    .and_then(|u| u.time_zone.clone());
-                let at = quiet
-                    .as_ref()
-                    .and_then(|q| release_at(q, now, &inc.level, tz.as_deref()))
-                    .unwrap_or(now);
+                let tz = user_id.and_then(|u| users.iter().find(|x| x.id == u)).and_then(|u| u.time_zone.clone());
+                let at = quiet.as_ref().and_then(|q| release_at(q, now, &inc.level, tz.as_deref())).unwrap_or(now);
                 let mut r = r;
                 for (k, v) in &inc.variables {
                     r.variables.entry(k.clone()).or_insert_with(|| v.clone());
                 }
-                r.variables
-                    .insert("ack_url".into(), self.ack_url(tenant, &inc.id, &key).into());
+                r.variables.insert("ack_url".into(), self.ack_url(tenant, &inc.id, &key).into());
                 r.variables.insert("level".into(), inc.level.clone().into());
                 groups.entry(at).or_default().push(r);
             }
@@ -415,10 +296,7 @@ impl Engine {
                 continue;
             }
             for (at, recipients) in groups {
-                let id = derived_id(&format!(
-                    "herald-step:{tenant}:{}:{}:{channel}:{at}",
-                    inc.id, job.step
-                ));
+                let id = derived_id(&format!("herald-step:{tenant}:{}:{}:{channel}:{at}", inc.id, job.step));
                 let to: Vec<String> = recipients.iter().map(|r| r.to.clone()).collect();
                 let message = Message {
                     id: id.clone(),
@@ -429,29 +307,13 @@ impl Engine {
                     template: None,
                     variables: Default::default(),
                     recipients,
-                    metadata: [
-                        ("incident".to_string(), inc.id.clone()),
-                        ("level".to_string(), inc.level.clone()),
-                    ]
-                    .into(),
+                    metadata: [("incident".to_string(), inc.id.clone()), ("level".to_string(), inc.level.clone())].into(),
                     accepted_at: now,
                     send_at: (at > now).then_some(at),
                 };
-                self.store
-                    .record_message(&message)
-                    .await
-                    .map_err(store_err)?;
-                Repo::new(c, tenant)
-                    .put(INCIDENT_MSG, &id, &serde_json::json!({"incident": inc.id}))
-                    .await?;
-                self.queue
-                    .publish(vec![Enqueue {
-                        key: tenant.into(),
-                        not_before: at,
-                        work: Work::Message(message),
-                    }])
-                    .await
-                    .map_err(store_err)?;
+                self.store.record_message(&message).await.map_err(store_err)?;
+                Repo::new(c, tenant).put(INCIDENT_MSG, &id, &serde_json::json!({"incident": inc.id})).await?;
+                self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work: Work::Message(message) }]).await.map_err(store_err)?;
                 inc.messages.push((job.step, id.clone()));
                 let (kind, detail) = if at > now {
                     latest_release = latest_release.max(at);
@@ -459,9 +321,7 @@ impl Engine {
                         "deferred",
                         Some(format!(
                             "quiet hours: sent at {}",
-                            chrono::DateTime::from_timestamp_millis(at)
-                                .map(|t| t.to_rfc3339())
-                                .unwrap_or_default()
+                            chrono::DateTime::from_timestamp_millis(at).map(|t| t.to_rfc3339()).unwrap_or_default()
                         )),
                     )
                 } else {
@@ -479,14 +339,10 @@ impl Engine {
         inc.fired.push(job.step);
         let next = job.step + 1;
         if (next as usize) < inc.steps.len() {
-            let wait = step
-                .escalate
-                .as_ref()
-                .map_or(0, |e| e.after_secs as i64 * 1000);
+            let wait = step.escalate.as_ref().map_or(0, |e| e.after_secs as i64 * 1000);
             // Armed before the incident is saved: a crash in between replays
             // this step (recognised as fired), never loses the next one.
-            self.arm(tenant, &inc.id, next, latest_release + wait)
-                .await?;
+            self.arm(tenant, &inc.id, next, latest_release + wait).await?;
         } else if step.escalate.is_none() {
             inc.timeline.push(event("done", None));
         }
@@ -495,34 +351,21 @@ impl Engine {
     }
 
     /// Why the condition to escalate after `step` no longer holds, if it does not.
-    async fn condition_cleared(
-        &self,
-        tenant: &str,
-        inc: &Incident,
-        step: u32,
-        cond: Condition,
-    ) -> Result<Option<String>, ApiError> {
+    async fn condition_cleared(&self, tenant: &str, inc: &Incident, step: u32, cond: Condition) -> Result<Option<String>, ApiError> {
         match cond {
             Condition::NotAcknowledged => {
-                let all_acked = inc.ack_scope == AckScope::Recipient
-                    && !inc.keys.is_empty()
-                    && inc.keys.values().all(|k| inc.acked.contains(k));
+                let all_acked = inc.ack_scope == AckScope::Recipient && !inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k));
                 Ok((inc.state == "acknowledged" || all_acked).then(|| "acknowledged".to_string()))
             }
             Condition::NotDelivered => {
                 let mut any = false;
                 for (_, id) in inc.messages.iter().filter(|(s, _)| *s == step) {
-                    let Some(view) = self.store.message(tenant, id).await.map_err(store_err)?
-                    else {
+                    let Some(view) = self.store.message(tenant, id).await.map_err(store_err)? else {
                         return Ok(None);
                     };
                     for d in &view.deliveries {
                         any = true;
-                        if !matches!(
-                            d.status,
-                            herald_core::model::DeliveryStatus::Delivered
-                                | herald_core::model::DeliveryStatus::Read
-                        ) {
+                        if !matches!(d.status, herald_core::model::DeliveryStatus::Delivered | herald_core::model::DeliveryStatus::Read) {
                             return Ok(None);
                         }
                     }
@@ -541,47 +384,22 @@ impl Engine {
         units: &[Unit],
         users: &[User],
     ) -> Result<Option<String>, ApiError> {
-        let price = self
-            .config
-            .price(tenant, channel)
-            .await
-            .map_err(store_err)?;
+        let price = self.config.price(tenant, channel).await.map_err(store_err)?;
         let Some(price) = price.filter(|p| p.unit_minor > 0) else {
             return Ok(None);
         };
-        let n = directory::expand(targets, units, users, channel)
-            .recipients
-            .len() as i64;
+        let n = directory::expand(targets, units, users, channel).recipients.len() as i64;
         let need = price.unit_minor.saturating_mul(n);
         let balance = self.store.balance(tenant).await.map_err(store_err)?;
-        Ok((balance < need).then(|| {
-            format!(
-                "balance {balance} < {need} {} needed for {n} sends on {channel}",
-                price.currency
-            )
-        }))
+        Ok((balance < need).then(|| format!("balance {balance} < {need} {} needed for {n} sends on {channel}", price.currency)))
     }
 
     /// A free channel (price 0 or none) with an account and a fitting template.
-    async fn free_channel(
-        &self,
-        tenant: &str,
-        templates: &[TieredTemplate],
-    ) -> Result<Option<(String, String)>, ApiError> {
+    async fn free_channel(&self, tenant: &str, templates: &[TieredTemplate]) -> Result<Option<(String, String)>, ApiError> {
         for a in self.config.accounts(tenant).await.map_err(store_err)? {
-            let price = self
-                .config
-                .price(tenant, &a.plugin)
-                .await
-                .map_err(store_err)?;
-            let formats = self
-                .plugins
-                .get(&a.plugin)
-                .map(|p| p.format_names())
-                .unwrap_or_default();
-            if price.is_none_or(|p| p.unit_minor == 0)
-                && templates.iter().any(|t| t.editor.fits(&formats))
-            {
+            let price = self.config.price(tenant, &a.plugin).await.map_err(store_err)?;
+            let formats = self.plugins.get(&a.plugin).map(|p| p.format_names()).unwrap_or_default();
+            if price.is_none_or(|p| p.unit_minor == 0) && templates.iter().any(|t| t.editor.fits(&formats)) {
                 return Ok(Some((a.plugin, a.name)));
             }
         }
@@ -594,18 +412,13 @@ impl Engine {
     /// threshold clears it).
     pub async fn after_debits(&self, tenant: &str) -> Result<(), ApiError> {
         let c = self.config.as_ref();
-        let billing: BillingSettings = Repo::new(c, tenant)
-            .get(BILLING, BILLING_SETTINGS)
-            .await?
-            .unwrap_or_default();
+        let billing: BillingSettings = Repo::new(c, tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
         if billing.low_balance_minor <= 0 {
             return Ok(());
         }
         let balance = self.store.balance(tenant).await.map_err(store_err)?;
         if balance >= billing.low_balance_minor {
-            c.delete_doc(tenant, "alert", "low_balance")
-                .await
-                .map_err(store_err)?;
+            c.delete_doc(tenant, "alert", "low_balance").await.map_err(store_err)?;
             return Ok(());
         }
         let now = now_ms();
@@ -622,11 +435,7 @@ impl Engine {
         let roles: Vec<serde_json::Value> = Repo::new(c, tenant).list("role").await?;
         let managers: Vec<&str> = roles
             .iter()
-            .filter(|r| {
-                r["permissions"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|x| x == "cost.manage"))
-            })
+            .filter(|r| r["permissions"].as_array().is_some_and(|p| p.iter().any(|x| x == "cost.manage")))
             .filter_map(|r| r["id"].as_str())
             .collect();
         let users: Vec<User> = Repo::new(c, tenant).list(USER).await?;
@@ -634,29 +443,14 @@ impl Engine {
             .iter()
             .filter(|u| u.roles.iter().any(|r| managers.contains(&r.as_str())))
             .filter_map(|u| u.email.clone())
-            .map(|to| RecipientSpec {
-                to,
-                variables: Default::default(),
-            })
+            .map(|to| RecipientSpec { to, variables: Default::default() })
             .collect();
-        let account = self
-            .config
-            .accounts(tenant)
-            .await
-            .map_err(store_err)?
-            .into_iter()
-            .find(|a| a.plugin == "email");
+        let account = self.config.accounts(tenant).await.map_err(store_err)?.into_iter().find(|a| a.plugin == "email");
         let (Some(account), false) = (account, recipients.is_empty()) else {
             tracing::warn!(%tenant, balance, "balance below the alert threshold, but no e-mail account or administrator with an address to tell");
             return Ok(());
         };
-        let currency = self
-            .config
-            .tenant(tenant)
-            .await
-            .map_err(store_err)?
-            .map(|t| t.currency)
-            .unwrap_or_default();
+        let currency = self.config.tenant(tenant).await.map_err(store_err)?.map(|t| t.currency).unwrap_or_default();
         let text = format!(
             "Your Herald balance is {balance} (minor units, {currency}), below the alert threshold of {}. Top up to keep paid channels sending.\n余额不足：当前余额 {balance}，低于提醒阈值 {}。",
             billing.low_balance_minor, billing.low_balance_minor
@@ -666,11 +460,7 @@ impl Engine {
             tenant: tenant.into(),
             channel: "email".into(),
             account: account.name,
-            content: Content {
-                subject: Some("Herald: low balance / 余额不足提醒".into()),
-                text: Some(text),
-                html: None,
-            },
+            content: Content { subject: Some("Herald: low balance / 余额不足提醒".into()), text: Some(text), html: None },
             template: None,
             variables: Default::default(),
             recipients,
@@ -678,44 +468,21 @@ impl Engine {
             accepted_at: now,
             send_at: None,
         };
-        self.store
-            .record_message(&message)
-            .await
-            .map_err(store_err)?;
-        self.queue
-            .publish(vec![Enqueue {
-                key: tenant.into(),
-                not_before: now,
-                work: Work::Message(message),
-            }])
-            .await
-            .map_err(store_err)?;
+        self.store.record_message(&message).await.map_err(store_err)?;
+        self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: now, work: Work::Message(message) }]).await.map_err(store_err)?;
         tracing::info!(%tenant, balance, threshold = billing.low_balance_minor, "low-balance alert sent");
         Ok(())
     }
 
     fn ack_url(&self, tenant: &str, incident: &str, key: &str) -> String {
-        let payload = format!(
-            "{tenant}\n{incident}\n{key}\n{}",
-            now_ms() + ACK_LINK_TTL_MS
-        );
-        let token = format!(
-            "{}.{}",
-            B64.encode(payload.as_bytes()),
-            self.sealer.sign(&payload)
-        );
+        let payload = format!("{tenant}\n{incident}\n{key}\n{}", now_ms() + ACK_LINK_TTL_MS);
+        let token = format!("{}.{}", B64.encode(payload.as_bytes()), self.sealer.sign(&payload));
         format!("{}/v1/ack/{token}", self.public_url.trim_end_matches('/'))
     }
 
     /// Check an ack link's token: (tenant, incident, recipient key).
     pub fn open_ack_token(&self, token: &str) -> Result<(String, String, String), ApiError> {
-        let bad = || {
-            ApiError::new(
-                ErrorKind::NotFound,
-                "invalid_link",
-                "this acknowledgement link is not valid",
-            )
-        };
+        let bad = || ApiError::new(ErrorKind::NotFound, "invalid_link", "this acknowledgement link is not valid");
         let (p, sig) = token.split_once('.').ok_or_else(bad)?;
         let payload = String::from_utf8(B64.decode(p).map_err(|_| bad())?).map_err(|_| bad())?;
         if !self.sealer.verify(&payload, sig) {
@@ -726,29 +493,15 @@ impl Engine {
             return Err(bad());
         };
         if exp.parse::<Millis>().map_err(|_| bad())? < now_ms() {
-            return Err(ApiError::new(
-                ErrorKind::NotFound,
-                "expired_link",
-                "this acknowledgement link has expired",
-            ));
+            return Err(ApiError::new(ErrorKind::NotFound, "expired_link", "this acknowledgement link has expired"));
         }
         Ok((tenant.into(), incident.into(), key.into()))
     }
 
     /// Record an acknowledgement; pending steps see it when their timer fires.
-    pub async fn ack(
-        &self,
-        tenant: &str,
-        incident: &str,
-        key: Option<&str>,
-        via: &str,
-    ) -> Result<Incident, ApiError> {
+    pub async fn ack(&self, tenant: &str, incident: &str, key: Option<&str>, via: &str) -> Result<Incident, ApiError> {
         let who = key.map(str::to_string);
-        let acked = TimelineEvent {
-            recipients: who.iter().cloned().collect(),
-            detail: Some(format!("via {via}")),
-            ..event("acknowledged", None)
-        };
+        let acked = TimelineEvent { recipients: who.iter().cloned().collect(), detail: Some(format!("via {via}")), ..event("acknowledged", None) };
         let repo = Repo::new(self.config.as_ref(), tenant);
         let inc = repo.update::<Incident>(INCIDENT, incident, |inc| {
             let news = match &who {
@@ -761,53 +514,27 @@ impl Engine {
             if let Some(k) = &who {
                 inc.acked.push(k.clone());
             }
-            let all = inc.ack_scope == AckScope::Incident
-                || who.is_none()
-                || (!inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k)));
+            let all =
+                inc.ack_scope == AckScope::Incident || who.is_none() || (!inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k)));
             if all && inc.state == "open" {
                 inc.state = "acknowledged".into();
             }
             inc.timeline.push(acked.clone());
             Ok(())
         });
-        inc.await?
-            .ok_or_else(|| ApiError::not_found("incident", "id"))
+        inc.await?.ok_or_else(|| ApiError::not_found("incident", "id"))
     }
 
     /// The recipient key an API caller names: a key (directory user id or
     /// raw address) or an address the incident sent to; anyone else is refused.
-    pub async fn recipient_key(
-        &self,
-        tenant: &str,
-        incident: &str,
-        named: &str,
-    ) -> Result<String, ApiError> {
-        let inc = self
-            .incident(tenant, incident)
-            .await?
-            .ok_or_else(|| ApiError::not_found("incident", "id"))?;
-        inc.key_of(named).ok_or_else(|| {
-            ApiError::unknown(
-                "unknown_recipient",
-                "recipient",
-                format!("{named:?} was not notified by this incident"),
-            )
-        })
+    pub async fn recipient_key(&self, tenant: &str, incident: &str, named: &str) -> Result<String, ApiError> {
+        let inc = self.incident(tenant, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
+        inc.key_of(named).ok_or_else(|| ApiError::unknown("unknown_recipient", "recipient", format!("{named:?} was not notified by this incident")))
     }
 
     /// A provider read receipt for a delivery of an incident's message.
-    pub async fn read_receipt(
-        &self,
-        tenant: &str,
-        message_id: &str,
-        recipient: &str,
-    ) -> Result<(), ApiError> {
-        let Some(d) = self
-            .config
-            .doc(tenant, INCIDENT_MSG, message_id)
-            .await
-            .map_err(store_err)?
-        else {
+    pub async fn read_receipt(&self, tenant: &str, message_id: &str, recipient: &str) -> Result<(), ApiError> {
+        let Some(d) = self.config.doc(tenant, INCIDENT_MSG, message_id).await.map_err(store_err)? else {
             return Ok(());
         };
         let incident = d.body["incident"].as_str().unwrap_or_default().to_string();
@@ -815,34 +542,18 @@ impl Engine {
             return Ok(());
         };
         // A receipt for an address not yet on the incident (its save still under way) acks that address.
-        let key = inc
-            .key_of(recipient)
-            .unwrap_or_else(|| recipient.to_string());
-        self.ack(tenant, &incident, Some(&key), "read receipt")
-            .await
-            .map(|_| ())
+        let key = inc.key_of(recipient).unwrap_or_else(|| recipient.to_string());
+        self.ack(tenant, &incident, Some(&key), "read receipt").await.map(|_| ())
     }
 }
 
 /// A prepaid tenant whose balance cannot pay for a message is refused (402).
-pub async fn check_prepaid(
-    c: &dyn ConfigStore,
-    store: &dyn Store,
-    m: &Message,
-) -> Result<(), ApiError> {
-    let billing: BillingSettings = Repo::new(c, &m.tenant)
-        .get(BILLING, BILLING_SETTINGS)
-        .await?
-        .unwrap_or_default();
+pub async fn check_prepaid(c: &dyn ConfigStore, store: &dyn Store, m: &Message) -> Result<(), ApiError> {
+    let billing: BillingSettings = Repo::new(c, &m.tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
     if !billing.prepaid {
         return Ok(());
     }
-    let Some(price) = c
-        .price(&m.tenant, &m.channel)
-        .await
-        .map_err(store_err)?
-        .filter(|p| p.unit_minor > 0)
-    else {
+    let Some(price) = c.price(&m.tenant, &m.channel).await.map_err(store_err)?.filter(|p| p.unit_minor > 0) else {
         return Ok(());
     };
     let need = price.unit_minor.saturating_mul(m.recipients.len() as i64);
@@ -851,12 +562,7 @@ pub async fn check_prepaid(
         return Err(ApiError::new(
             ErrorKind::PaymentRequired,
             "insufficient_balance",
-            format!(
-                "the prepaid balance ({balance}) does not cover {need} {} for {} sends on {}",
-                price.currency,
-                m.recipients.len(),
-                m.channel
-            ),
+            format!("the prepaid balance ({balance}) does not cover {need} {} for {} sends on {}", price.currency, m.recipients.len(), m.channel),
         ));
     }
     Ok(())
@@ -866,30 +572,17 @@ pub async fn check_prepaid(
 /// (not into what a voice call reads aloud).
 fn content(t: &TieredTemplate, voice: bool) -> Content {
     if voice {
-        return Content {
-            subject: None,
-            text: Some(t.body.clone()),
-            html: None,
-        };
+        return Content { subject: None, text: Some(t.body.clone()), html: None };
     }
     match t.editor {
         Editor::RichText => Content {
             subject: t.subject.clone(),
             text: None,
-            html: Some(format!(
-                "{}<p><a href=\"{{{{ ack_url }}}}\">Acknowledge / 确认</a></p>",
-                t.body
-            )),
+            html: Some(format!("{}<p><a href=\"{{{{ ack_url }}}}\">Acknowledge / 确认</a></p>", t.body)),
         },
-        Editor::Text if !t.body.contains("ack_url") => Content {
-            subject: None,
-            text: Some(format!("{}\nAck: {{{{ ack_url }}}}", t.body)),
-            html: None,
-        },
-        _ => Content {
-            subject: None,
-            text: Some(t.body.clone()),
-            html: None,
-        },
+        Editor::Text if !t.body.contains("ack_url") => {
+            Content { subject: None, text: Some(format!("{}\nAck: {{{{ ack_url }}}}", t.body)), html: None }
+        }
+        _ => Content { subject: None, text: Some(t.body.clone()), html: None },
     }
 }

@@ -27,14 +27,8 @@ impl Limiters {
     /// Keys (and rates) that apply to one batch.
     pub fn keys(tenant: &str, channel: &str, account: &str) -> [LimitKey; 2] {
         [
-            LimitKey::TenantChannel {
-                tenant: tenant.into(),
-                channel: channel.into(),
-            },
-            LimitKey::Account {
-                tenant: tenant.into(),
-                account: account.into(),
-            },
+            LimitKey::TenantChannel { tenant: tenant.into(), channel: channel.into() },
+            LimitKey::Account { tenant: tenant.into(), account: account.into() },
         ]
     }
 
@@ -50,8 +44,7 @@ impl Limiters {
     /// A provider said "slow down" for this key: hold new batches back until
     /// `for_ms` has passed (the provider's Retry-After, or a second).
     pub fn pause(&self, key: &LimitKey, for_ms: u64) {
-        let until =
-            std::time::Instant::now() + std::time::Duration::from_millis(for_ms.clamp(100, 60_000));
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(for_ms.clamp(100, 60_000));
         let mut paused = self.paused.lock().expect("paused");
         let e = paused.entry(key.clone()).or_insert(until);
         *e = (*e).max(until);
@@ -99,20 +92,8 @@ mod tests {
     #[test]
     fn keys_separate_tenant_quota_from_account_limit() {
         let [a, b] = Limiters::keys("t1", "sms", "aliyun");
-        assert_eq!(
-            a,
-            LimitKey::TenantChannel {
-                tenant: "t1".into(),
-                channel: "sms".into()
-            }
-        );
-        assert_eq!(
-            b,
-            LimitKey::Account {
-                tenant: "t1".into(),
-                account: "aliyun".into()
-            }
-        );
+        assert_eq!(a, LimitKey::TenantChannel { tenant: "t1".into(), channel: "sms".into() });
+        assert_eq!(b, LimitKey::Account { tenant: "t1".into(), account: "aliyun".into() });
         let [c, _] = Limiters::keys("t2", "sms", "aliyun");
         assert_ne!(a, c, "tenants never share a quota");
     }
@@ -125,11 +106,7 @@ mod tests {
         assert!(!l.wait_pause(&a).await, "tenant key not paused");
         let start = std::time::Instant::now();
         assert!(l.wait_pause(&b).await);
-        assert!(
-            start.elapsed() >= std::time::Duration::from_millis(250),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() >= std::time::Duration::from_millis(250), "{:?}", start.elapsed());
         assert!(!l.wait_pause(&b).await, "the pause is over");
     }
 
@@ -141,9 +118,6 @@ mod tests {
         assert!(!l.acquire(&key, Some(10), 10).await, "the burst is free");
         let start = std::time::Instant::now();
         assert!(l.acquire(&key, Some(10), 5).await, "the next five wait");
-        assert!(
-            start.elapsed() >= std::time::Duration::from_millis(300),
-            "about half a second at 10/s"
-        );
+        assert!(start.elapsed() >= std::time::Duration::from_millis(300), "about half a second at 10/s");
     }
 }

@@ -6,10 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use herald_plugin_host::{CallError, LoadedPlugin};
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -44,93 +41,45 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("metric")
 }
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
         let hist = |name: &str, help: &str, labels: &[&str]| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-                labels,
-            )
-            .expect("metric")
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels).expect("metric")
         };
         let m = Metrics {
             registry: Registry::new(),
-            accepted: counter(
-                "herald_accepted_total",
-                "Notifications accepted (per recipient) at ingest",
-                &["tenant", "channel"],
-            ),
+            accepted: counter("herald_accepted_total", "Notifications accepted (per recipient) at ingest", &["tenant", "channel"]),
             deliveries: counter(
                 "herald_deliveries_total",
                 "Delivery attempt outcomes: sent, failed, retried, throttled, dead_lettered",
                 &["tenant", "channel", "outcome"],
             ),
-            limiter_waits: counter(
-                "herald_limiter_waits_total",
-                "Batches that waited for a rate limiter",
-                &["tenant", "channel"],
-            ),
-            end_to_end: hist(
-                "herald_end_to_end_seconds",
-                "Acceptance to provider acceptance",
-                &["channel"],
-            ),
-            provider_latency: hist(
-                "herald_provider_latency_seconds",
-                "Provider request latency",
-                &["plugin", "protocol"],
-            ),
-            plugin_call: hist(
-                "herald_plugin_call_seconds",
-                "Time in plugin calls",
-                &["plugin", "function"],
-            ),
+            limiter_waits: counter("herald_limiter_waits_total", "Batches that waited for a rate limiter", &["tenant", "channel"]),
+            end_to_end: hist("herald_end_to_end_seconds", "Acceptance to provider acceptance", &["channel"]),
+            provider_latency: hist("herald_provider_latency_seconds", "Provider request latency", &["plugin", "protocol"]),
+            plugin_call: hist("herald_plugin_call_seconds", "Time in plugin calls", &["plugin", "function"]),
             plugin_failures: counter(
                 "herald_plugin_failures_total",
                 "Plugin calls stopped or rejected: deadline, memory, trap, output, host_denied, plugin_error",
                 &["plugin", "kind"],
             ),
-            ledger_minor: counter(
-                "herald_ledger_debits_minor_total",
-                "Debited amount in minor units",
-                &["tenant", "channel", "currency"],
-            ),
-            queue_depth: IntGauge::new(
-                "herald_queue_depth",
-                "Items on the ingest log (due or scheduled)",
-            )
-            .expect("metric"),
-            http_requests: counter(
-                "herald_http_requests_total",
-                "HTTP requests by route and status",
-                &["route", "status"],
-            ),
-            inflight_batches: IntGauge::new("herald_inflight_batches", "Batches being sent")
-                .expect("metric"),
+            ledger_minor: counter("herald_ledger_debits_minor_total", "Debited amount in minor units", &["tenant", "channel", "currency"]),
+            queue_depth: IntGauge::new("herald_queue_depth", "Items on the ingest log (due or scheduled)").expect("metric"),
+            http_requests: counter("herald_http_requests_total", "HTTP requests by route and status", &["route", "status"]),
+            inflight_batches: IntGauge::new("herald_inflight_batches", "Batches being sent").expect("metric"),
             cache: Mutex::new(HashMap::new()),
         };
         let r = &m.registry;
-        for c in [
-            &m.accepted,
-            &m.deliveries,
-            &m.limiter_waits,
-            &m.plugin_failures,
-            &m.ledger_minor,
-            &m.http_requests,
-        ] {
+        for c in [&m.accepted, &m.deliveries, &m.limiter_waits, &m.plugin_failures, &m.ledger_minor, &m.http_requests] {
             r.register(Box::new(c.clone())).expect("register");
         }
         for h in [&m.end_to_end, &m.provider_latency, &m.plugin_call] {
             r.register(Box::new(h.clone())).expect("register");
         }
-        r.register(Box::new(m.queue_depth.clone()))
-            .expect("register");
-        r.register(Box::new(m.inflight_batches.clone()))
-            .expect("register");
+        r.register(Box::new(m.queue_depth.clone())).expect("register");
+        r.register(Box::new(m.inflight_batches.clone())).expect("register");
         Arc::new(m)
     }
 
@@ -150,9 +99,7 @@ impl Metrics {
                     dead: d("dead_lettered"),
                     limiter_waits: self.limiter_waits.with_label_values(&[tenant, channel]),
                     end_to_end: self.end_to_end.with_label_values(&[channel]),
-                    ledger_minor: self
-                        .ledger_minor
-                        .with_label_values(&[tenant, channel, currency]),
+                    ledger_minor: self.ledger_minor.with_label_values(&[tenant, channel, currency]),
                 })
             })
             .clone()
@@ -160,9 +107,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("encode metrics");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encode metrics");
         String::from_utf8(buf).unwrap_or_default()
     }
 }
@@ -175,18 +120,10 @@ pub async fn call_plugin<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
 ) -> Result<T, CallError> {
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(CallError::Trap(format!("host task failed: {e}"))));
-    metrics
-        .plugin_call
-        .with_label_values(&[plugin.name(), function])
-        .observe(started.elapsed().as_secs_f64());
+    let result = tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(CallError::Trap(format!("host task failed: {e}"))));
+    metrics.plugin_call.with_label_values(&[plugin.name(), function]).observe(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        metrics
-            .plugin_failures
-            .with_label_values(&[plugin.name(), e.kind()])
-            .inc();
+        metrics.plugin_failures.with_label_values(&[plugin.name(), e.kind()]).inc();
     }
     result
 }

@@ -27,12 +27,7 @@ pub struct Redriven {
     pub kept: usize,
 }
 
-pub async fn redrive(
-    store: &dyn Store,
-    queue: &dyn Queue,
-    tenant: Option<&str>,
-    max: usize,
-) -> Result<Redriven, StoreError> {
+pub async fn redrive(store: &dyn Store, queue: &dyn Queue, tenant: Option<&str>, max: usize) -> Result<Redriven, StoreError> {
     let taken = queue.dead_letters(max).await?;
     let mut report = Redriven::default();
     let (mut updates, mut retries, mut keep) = (Vec::new(), Vec::new(), Vec::new());
@@ -43,14 +38,8 @@ pub async fn redrive(
             keep.push(letter.clone());
             continue;
         }
-        let delivery = store
-            .message(&job.tenant, &job.message_id)
-            .await?
-            .and_then(|m| {
-                m.deliveries
-                    .into_iter()
-                    .find(|d| d.id == job.delivery.delivery_id)
-            });
+        let delivery =
+            store.message(&job.tenant, &job.message_id).await?.and_then(|m| m.deliveries.into_iter().find(|d| d.id == job.delivery.delivery_id));
         // The attempt to queue follows the store's count, not the letter's
         // (a stale duplicate letter must not queue an attempt the store refuses).
         let attempts = match delivery {
@@ -68,9 +57,7 @@ pub async fn redrive(
                 d.attempts
             }
             // An earlier re-drive marked it and stopped before its attempt was queued.
-            Some(d) if d.status == DeliveryStatus::Retrying && d.attempts == job.attempt => {
-                d.attempts
-            }
+            Some(d) if d.status == DeliveryStatus::Retrying && d.attempts == job.attempt => d.attempts,
             _ => {
                 report.skipped += 1;
                 continue;
@@ -78,11 +65,7 @@ pub async fn redrive(
         };
         let mut next = job.clone();
         next.attempt = attempts + 1;
-        retries.push(Enqueue {
-            key: job.tenant.clone(),
-            not_before: now,
-            work: Work::Retry(next),
-        });
+        retries.push(Enqueue { key: job.tenant.clone(), not_before: now, work: Work::Retry(next) });
         report.redriven.push(job.delivery.delivery_id.clone());
     }
     report.kept = keep.len();
@@ -90,9 +73,7 @@ pub async fn redrive(
     store.record(updates, Vec::new()).await?;
     queue.publish(retries).await?;
     queue.dead_letter(keep).await?;
-    queue
-        .drop_dead(taken.into_iter().map(|(t, _)| t).collect())
-        .await?;
+    queue.drop_dead(taken.into_iter().map(|(t, _)| t).collect()).await?;
     Ok(report)
 }
 

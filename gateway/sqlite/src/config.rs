@@ -1,9 +1,9 @@
 //! Tenants, API keys, sender accounts, templates and prices.
 
 use async_trait::async_trait;
-use herald_core::{Millis, StoreError};
 use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
+use herald_core::{Millis, StoreError};
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::db::{Db, backend};
@@ -39,10 +39,7 @@ impl ConfigStore for Db {
 
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
         let id = id.to_string();
-        self.read(move |c| {
-            c.query_row("SELECT id, name, currency FROM tenants WHERE id = ?1", [id], tenant_row).optional().map_err(backend)
-        })
-        .await
+        self.read(move |c| c.query_row("SELECT id, name, currency FROM tenants WHERE id = ?1", [id], tenant_row).optional().map_err(backend)).await
     }
 
     async fn tenants(&self) -> Result<Vec<Tenant>> {
@@ -69,13 +66,9 @@ impl ConfigStore for Db {
     async fn tenant_by_api_key(&self, key_sha256: &str) -> Result<Option<Tenant>> {
         let k = key_sha256.to_string();
         self.read(move |c| {
-            c.query_row(
-                "SELECT t.id, t.name, t.currency FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_sha256 = ?1",
-                [k],
-                tenant_row,
-            )
-            .optional()
-            .map_err(backend)
+            c.query_row("SELECT t.id, t.name, t.currency FROM api_keys k JOIN tenants t ON t.id = k.tenant WHERE k.key_sha256 = ?1", [k], tenant_row)
+                .optional()
+                .map_err(backend)
         })
         .await
     }
@@ -99,15 +92,11 @@ impl ConfigStore for Db {
     async fn account(&self, tenant: &str, name: &str) -> Result<Option<Account>> {
         let (t, n) = (tenant.to_string(), name.to_string());
         self.read(move |c| {
-            c.query_row(
-                "SELECT tenant, name, plugin, config, rate_per_sec FROM accounts WHERE tenant = ?1 AND name = ?2",
-                params![t, n],
-                account_row,
-            )
-            .optional()
-            .map_err(backend)?
-            .map(to_account)
-            .transpose()
+            c.query_row("SELECT tenant, name, plugin, config, rate_per_sec FROM accounts WHERE tenant = ?1 AND name = ?2", params![t, n], account_row)
+                .optional()
+                .map_err(backend)?
+                .map(to_account)
+                .transpose()
         })
         .await
     }
@@ -190,18 +179,13 @@ impl ConfigStore for Db {
 
     async fn remove_api_key(&self, tenant: &str, key_sha256: &str) -> Result<bool> {
         let (t, k) = (tenant.to_string(), key_sha256.to_string());
-        self.write(move |c| {
-            c.execute("DELETE FROM api_keys WHERE key_sha256 = ?1 AND tenant = ?2", params![k, t]).map(|n| n > 0).map_err(backend)
-        })
-        .await
+        self.write(move |c| c.execute("DELETE FROM api_keys WHERE key_sha256 = ?1 AND tenant = ?2", params![k, t]).map(|n| n > 0).map_err(backend))
+            .await
     }
 
     async fn delete_account(&self, tenant: &str, name: &str) -> Result<bool> {
         let (t, n) = (tenant.to_string(), name.to_string());
-        self.write(move |c| {
-            c.execute("DELETE FROM accounts WHERE tenant = ?1 AND name = ?2", params![t, n]).map(|n| n > 0).map_err(backend)
-        })
-        .await
+        self.write(move |c| c.execute("DELETE FROM accounts WHERE tenant = ?1 AND name = ?2", params![t, n]).map(|n| n > 0).map_err(backend)).await
     }
 
     async fn put_doc(&self, d: &Doc) -> Result<()> {
@@ -229,13 +213,9 @@ impl ConfigStore for Db {
     async fn doc(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Doc>> {
         let (t, k, i) = (tenant.to_string(), kind.to_string(), id.to_string());
         self.read(move |c| {
-            c.query_row(
-                "SELECT tenant, kind, id, body, updated_at FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
-                params![t, k, i],
-                doc_row,
-            )
-            .optional()
-            .map_err(backend)
+            c.query_row("SELECT tenant, kind, id, body, updated_at FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3", params![t, k, i], doc_row)
+                .optional()
+                .map_err(backend)
         })
         .await?
         .map(to_doc)
@@ -258,9 +238,7 @@ impl ConfigStore for Db {
     async fn delete_doc(&self, tenant: &str, kind: &str, id: &str) -> Result<bool> {
         let (t, k, i) = (tenant.to_string(), kind.to_string(), id.to_string());
         self.write(move |c| {
-            c.execute("DELETE FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3", params![t, k, i])
-                .map(|n| n > 0)
-                .map_err(backend)
+            c.execute("DELETE FROM docs WHERE tenant = ?1 AND kind = ?2 AND id = ?3", params![t, k, i]).map(|n| n > 0).map_err(backend)
         })
         .await
     }

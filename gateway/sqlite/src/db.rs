@@ -44,10 +44,7 @@ impl Db {
         let mut conn = connect(path).map_err(backend)?;
         crate::schema::migrate(&mut conn).map_err(backend)?;
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("herald-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
-            .map_err(backend)?;
+        std::thread::Builder::new().name("herald-sqlite-writer".into()).spawn(move || writer_loop(conn, rx)).map_err(backend)?;
         Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()) }) })
     }
 

@@ -31,9 +31,7 @@ impl Queue for SqliteQueue {
             .map_err(backend)?;
         self.db
             .write(move |c| {
-                let mut st = c
-                    .prepare_cached("INSERT INTO queue (key, not_before, work) VALUES (?1, ?2, ?3)")
-                    .map_err(backend)?;
+                let mut st = c.prepare_cached("INSERT INTO queue (key, not_before, work) VALUES (?1, ?2, ?3)").map_err(backend)?;
                 for (key, nb, work) in &rows {
                     st.execute(params![key, nb, work]).map_err(backend)?;
                 }
@@ -59,9 +57,7 @@ impl Queue for SqliteQueue {
                     .map_err(backend)?
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(backend)?;
-                let mut upd = c
-                    .prepare_cached("UPDATE queue SET leased_until = ?2, redeliveries = ?3 WHERE seq = ?1")
-                    .map_err(backend)?;
+                let mut upd = c.prepare_cached("UPDATE queue SET leased_until = ?2, redeliveries = ?3 WHERE seq = ?1").map_err(backend)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for (seq, raw, redeliveries, leased_until) in rows {
                     let work: Work = match serde_json::from_str(&raw) {
@@ -69,11 +65,8 @@ impl Queue for SqliteQueue {
                         Err(e) => {
                             // Set aside, so one bad row cannot block the queue.
                             tracing::error!(seq, error = %e, "unreadable queue item moved to queue_dead");
-                            c.execute(
-                                "INSERT INTO queue_dead (seq, work, error, at) VALUES (?1, ?2, ?3, ?4)",
-                                params![seq, raw, e.to_string(), now],
-                            )
-                            .map_err(backend)?;
+                            c.execute("INSERT INTO queue_dead (seq, work, error, at) VALUES (?1, ?2, ?3, ?4)", params![seq, raw, e.to_string(), now])
+                                .map_err(backend)?;
                             c.execute("DELETE FROM queue WHERE seq = ?1", [seq]).map_err(backend)?;
                             continue;
                         }
@@ -104,19 +97,11 @@ impl Queue for SqliteQueue {
     }
 
     async fn depth(&self) -> Result<u64> {
-        self.db
-            .read(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(backend))
-            .await
+        self.db.read(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(backend)).await
     }
 
     async fn recover(&self) -> Result<u64> {
-        self.db
-            .write(|c| {
-                c.execute("UPDATE queue SET leased_until = 1 WHERE leased_until > 1", [])
-                    .map(|n| n as u64)
-                    .map_err(backend)
-            })
-            .await
+        self.db.write(|c| c.execute("UPDATE queue SET leased_until = 1 WHERE leased_until > 1", []).map(|n| n as u64).map_err(backend)).await
     }
 
     async fn dead_letter(&self, items: Vec<DeadLetter>) -> Result<()> {

@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Each entry migrates from version i to i+1. Append only.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE queue (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     key          TEXT NOT NULL,
@@ -96,14 +97,16 @@ CREATE TABLE prices (
     currency   TEXT NOT NULL,
     PRIMARY KEY (tenant, channel)
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE queue_dead (
     seq   INTEGER PRIMARY KEY,
     work  TEXT NOT NULL,
     error TEXT NOT NULL,
     at    INTEGER NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE docs (
     tenant     TEXT NOT NULL,
     kind       TEXT NOT NULL,
@@ -112,13 +115,15 @@ CREATE TABLE docs (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, kind, id)
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE dead_letters (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant TEXT NOT NULL,
     letter TEXT NOT NULL
 );
-"#];
+"#,
+];
 
 /// Several processes may open one file (the gateway and the admin service):
 /// each migration runs in an IMMEDIATE transaction that re-reads the version,

@@ -1,9 +1,7 @@
 //! Messages, deliveries, ledger and idempotency keys.
 
 use async_trait::async_trait;
-use herald_core::model::{
-    DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView,
-};
+use herald_core::model::{DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView};
 use herald_core::seams::{Result, Store};
 use herald_core::{Millis, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -66,8 +64,7 @@ fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> 
         )
         .map_err(backend)?;
     for u in updates {
-        upd.execute(params![u.tenant, u.delivery_id, u.status.as_str(), u.attempts, u.detail, u.provider_id, u.at])
-            .map_err(backend)?;
+        upd.execute(params![u.tenant, u.delivery_id, u.status.as_str(), u.attempts, u.detail, u.provider_id, u.at]).map_err(backend)?;
     }
     let mut ins = c
         .prepare_cached(
@@ -79,19 +76,8 @@ fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> 
         if e.amount_minor < 0 {
             return Err(StoreError::Backend(format!("ledger entry {}: negative amount", e.id)));
         }
-        ins.execute(params![
-            e.id,
-            e.tenant,
-            e.kind.as_str(),
-            e.channel,
-            e.account,
-            e.delivery_id,
-            e.units,
-            e.amount_minor,
-            e.currency,
-            e.at
-        ])
-        .map_err(backend)?;
+        ins.execute(params![e.id, e.tenant, e.kind.as_str(), e.channel, e.account, e.delivery_id, e.units, e.amount_minor, e.currency, e.at])
+            .map_err(backend)?;
     }
     Ok(())
 }
@@ -140,7 +126,15 @@ impl Store for Db {
                 .query_row(
                     "SELECT channel, account, template, accepted_at, send_at FROM messages WHERE tenant = ?1 AND id = ?2",
                     params![t, m],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<i64>>(4)?,
+                        ))
+                    },
                 )
                 .optional()
                 .map_err(backend)?;

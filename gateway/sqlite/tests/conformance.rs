@@ -32,9 +32,7 @@ async fn queue_survives_reopen_and_recover_releases_leases() {
     let m = herald_conformance::message("t", 1);
     {
         let q = herald_sqlite::SqliteQueue::new(herald_sqlite::open(&path).unwrap());
-        q.publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(m.clone()) }])
-            .await
-            .unwrap();
+        q.publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(m.clone()) }]).await.unwrap();
         assert_eq!(q.lease(10, 600_000).await.unwrap().len(), 1);
         assert!(q.lease(10, 600_000).await.unwrap().is_empty(), "leased for 10 minutes");
     }

@@ -218,27 +218,15 @@ fn template_param(acc: &Account, d: &Delivery) -> Option<String> {
     if acc.template_params.is_empty() {
         return None;
     }
-    let obj: BTreeMap<&str, &str> = acc
-        .template_params
-        .iter()
-        .filter_map(|k| d.meta(k).map(|v| (k.as_str(), v)))
-        .collect();
+    let obj: BTreeMap<&str, &str> = acc.template_params.iter().filter_map(|k| d.meta(k).map(|v| (k.as_str(), v))).collect();
     json::to_string(&obj).ok()
 }
 
 fn params(acc: &Account, d: &Delivery) -> BTreeMap<String, String> {
     let mut p = BTreeMap::new();
     p.insert("PhoneNumbers".to_string(), aliyun_number(&d.recipient));
-    p.insert(
-        "SignName".to_string(),
-        d.meta("sign_name").unwrap_or(&acc.sign_name).to_string(),
-    );
-    p.insert(
-        "TemplateCode".to_string(),
-        d.meta("template_code")
-            .unwrap_or(&acc.template_code)
-            .to_string(),
-    );
+    p.insert("SignName".to_string(), d.meta("sign_name").unwrap_or(&acc.sign_name).to_string());
+    p.insert("TemplateCode".to_string(), d.meta("template_code").unwrap_or(&acc.template_code).to_string());
     if let Some(tp) = template_param(acc, d) {
         p.insert("TemplateParam".to_string(), tp);
     }
@@ -282,11 +270,7 @@ impl Plugin for AliyunSms {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let acc = Account::parse(account)?;
         let api = acc.api();
         Ok(batch
@@ -299,53 +283,32 @@ impl Plugin for AliyunSms {
             .collect())
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
         let Response::Http(resp) = response else {
             return outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"));
         };
         rpc::interpret(&deliveries, &resp, ctx.now_ms, "BizId")
     }
 
-    fn parse_callback(
-        _ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<CallbackReply, PluginError> {
+    fn parse_callback(_ctx: CallContext, account: &str, request: HttpRequest) -> Result<CallbackReply, PluginError> {
         let acc = Account::parse(account)?;
         rpc::check_callback_token(&request.url, acc.callback_token.as_deref())?;
-        let reports: Vec<Report> = json::from_slice(&request.body)
-            .map_err(|e| reject(&format!("not an SmsReport array: {e}")))?;
+        let reports: Vec<Report> = json::from_slice(&request.body).map_err(|e| reject(&format!("not an SmsReport array: {e}")))?;
         let receipts = reports
             .into_iter()
             .filter_map(|r| {
                 let biz_id = r.biz_id.filter(|b| !b.is_empty())?;
-                let what = [r.err_code.as_deref(), r.err_msg.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let what = [r.err_code.as_deref(), r.err_msg.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
                 let delivered = r.success == Some(true);
                 Some(Receipt {
                     delivery_id: None,
                     provider_id: Some(biz_id),
-                    status: if delivered {
-                        ReceiptStatus::Delivered
-                    } else {
-                        ReceiptStatus::Failed
-                    },
+                    status: if delivered { ReceiptStatus::Delivered } else { ReceiptStatus::Failed },
                     detail: (!what.is_empty()).then(|| clip(&what)),
                 })
             })
             .collect();
-        Ok(CallbackReply {
-            receipts,
-            response: rpc::report_ack(),
-        })
+        Ok(CallbackReply { receipts, response: rpc::report_ack() })
     }
 }
 
@@ -355,14 +318,11 @@ export_plugin!(AliyunSms);
 mod tests {
     use super::*;
 
-    const ACCOUNT: &str = r#"{"access_key_id":"LTAIid","access_key_secret":"s3cret","sign_name":"Herald","template_code":"SMS_1","template_params":["code","name"]}"#;
+    const ACCOUNT: &str =
+        r#"{"access_key_id":"LTAIid","access_key_secret":"s3cret","sign_name":"Herald","template_code":"SMS_1","template_params":["code","name"]}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_123,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_123, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str, to: &str, meta: &[(&str, &str)]) -> Delivery {
@@ -372,10 +332,7 @@ mod tests {
             subject: None,
             text: "您的验证码是 1234".into(),
             html: None,
-            metadata: meta
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
@@ -391,44 +348,31 @@ mod tests {
     }
 
     fn http_resp(status: u16, body: &str) -> Response {
-        Response::Http(HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        })
+        Response::Http(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() })
     }
 
     #[test]
     fn describe_and_validate() {
         let info = AliyunSms::describe();
-        assert_eq!(
-            (
-                info.name.as_str(),
-                info.channel.as_str(),
-                info.billing_unit.as_str()
-            ),
-            ("aliyun-sms", "sms", "segment")
-        );
+        assert_eq!((info.name.as_str(), info.channel.as_str(), info.billing_unit.as_str()), ("aliyun-sms", "sms", "segment"));
         assert_eq!(info.hosts, vec![HOST.to_string()]);
-        assert!(
-            info.secret_fields
-                .contains(&"access_key_secret".to_string())
-        );
+        assert!(info.secret_fields.contains(&"access_key_secret".to_string()));
         json::from_str::<json::Value>(&info.account_schema).unwrap();
         assert!(AliyunSms::validate_account(ACCOUNT).is_ok());
         let err = |a: &str| match AliyunSms::validate_account(a) {
             Err(PluginError::BadConfig(m)) => m,
             other => panic!("{other:?}"),
         };
-        assert!(
-            err(r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c"}"#)
-                .contains("template_code")
-        );
+        assert!(err(r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c"}"#).contains("template_code"));
         assert!(err(r#"{"access_key_id":" ","access_key_secret":"b","sign_name":"c","template_code":"d"}"#).starts_with("access_key_id:"));
-        assert!(err(r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d","template_params":["x","x"]}"#)
-            .starts_with("template_params[1]: duplicate"));
-        assert!(err(r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d","callback_token":"short"}"#)
-            .starts_with("callback_token:"));
+        assert!(
+            err(r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d","template_params":["x","x"]}"#)
+                .starts_with("template_params[1]: duplicate")
+        );
+        assert!(
+            err(r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d","callback_token":"short"}"#)
+                .starts_with("callback_token:")
+        );
         assert!(err(r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d","x":1}"#).contains("unknown field"));
     }
 
@@ -445,44 +389,20 @@ mod tests {
     fn build_signs_one_request_per_delivery() {
         let batch = vec![
             delivery("m.0", "+8613800138000", &[("code", "1234"), ("name", "安")]),
-            delivery(
-                "m.1",
-                "+85212345678",
-                &[
-                    ("code", "9"),
-                    ("template_code", "SMS_2"),
-                    ("sign_name", "Other"),
-                ],
-            ),
-            delivery(
-                "m.2",
-                "+8613900139000",
-                &[("template_param", r#"{"x":"y"}"#)],
-            ),
+            delivery("m.1", "+85212345678", &[("code", "9"), ("template_code", "SMS_2"), ("sign_name", "Other")]),
+            delivery("m.2", "+8613900139000", &[("template_param", r#"{"x":"y"}"#)]),
         ];
         let out = AliyunSms::build(ctx(), ACCOUNT, batch).unwrap();
         assert_eq!(out.len(), 3);
         let mut nonces = Vec::new();
         for (i, o) in out.iter().enumerate() {
             assert_eq!(o.deliveries, vec![format!("m.{i}")]);
-            let Request::Http(h) = &o.request else {
-                panic!()
-            };
-            assert_eq!(
-                (h.method.as_str(), h.url.as_str()),
-                ("POST", "https://dysmsapi.aliyuncs.com/")
-            );
-            assert!(
-                h.headers.iter().any(|(k, v)| k == "Content-Type"
-                    && v.starts_with("application/x-www-form-urlencoded"))
-            );
+            let Request::Http(h) = &o.request else { panic!() };
+            assert_eq!((h.method.as_str(), h.url.as_str()), ("POST", "https://dysmsapi.aliyuncs.com/"));
+            assert!(h.headers.iter().any(|(k, v)| k == "Content-Type" && v.starts_with("application/x-www-form-urlencoded")));
             let mut p = form(&h.body);
             let sig = p.remove("Signature").unwrap();
-            assert_eq!(
-                rpc::signature("s3cret", "POST", &p),
-                sig,
-                "signature over the other parameters"
-            );
+            assert_eq!(rpc::signature("s3cret", "POST", &p), sig, "signature over the other parameters");
             assert_eq!(p["Action"], "SendSms");
             assert_eq!(p["Version"], "2017-05-25");
             assert_eq!(p["Format"], "JSON");
@@ -503,10 +423,7 @@ mod tests {
                     assert_eq!(p["PhoneNumbers"], "85212345678");
                     assert_eq!(p["SignName"], "Other");
                     assert_eq!(p["TemplateCode"], "SMS_2");
-                    assert_eq!(
-                        p["TemplateParam"], r#"{"code":"9"}"#,
-                        "missing names are left out"
-                    );
+                    assert_eq!(p["TemplateParam"], r#"{"code":"9"}"#, "missing names are left out");
                 }
                 _ => assert_eq!(p["TemplateParam"], r#"{"x":"y"}"#),
             }
@@ -515,12 +432,9 @@ mod tests {
         nonces.dedup();
         assert_eq!(nonces.len(), 3, "a nonce per request");
         // No template_params and no metadata: no TemplateParam at all.
-        let acc =
-            r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d"}"#;
+        let acc = r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d"}"#;
         let out = AliyunSms::build(ctx(), acc, vec![delivery("m.0", "13800138000", &[])]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         assert!(!form(&h.body).contains_key("TemplateParam"));
     }
 
@@ -531,115 +445,45 @@ mod tests {
             ctx(),
             ACCOUNT,
             ids.clone(),
-            http_resp(
-                200,
-                r#"{"Message":"OK","RequestId":"r","Code":"OK","BizId":"900619746936498440^0"}"#,
-            ),
+            http_resp(200, r#"{"Message":"OK","RequestId":"r","Code":"OK","BizId":"900619746936498440^0"}"#),
         );
         assert_eq!(ok[0].kind, OutcomeKind::Sent);
         assert_eq!(ok[0].provider_id.as_deref(), Some("900619746936498440^0"));
         assert_eq!(ok[0].units, 1);
-        let kind = |status, body: &str| {
-            AliyunSms::interpret(ctx(), ACCOUNT, ids.clone(), http_resp(status, body))[0].clone()
-        };
-        let o = kind(
-            200,
-            r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发分钟级流控Permits:1"}"#,
-        );
+        let kind = |status, body: &str| AliyunSms::interpret(ctx(), ACCOUNT, ids.clone(), http_resp(status, body))[0].clone();
+        let o = kind(200, r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发分钟级流控Permits:1"}"#);
         assert_eq!(o.kind, OutcomeKind::Throttled);
-        assert_eq!(
-            o.detail.as_deref(),
-            Some("isv.BUSINESS_LIMIT_CONTROL: 触发分钟级流控Permits:1")
-        );
-        assert_eq!(
-            kind(
-                200,
-                r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发小时级流控Permits:5"}"#
-            )
-            .kind,
-            OutcomeKind::Throttled
-        );
-        let o = kind(
-            200,
-            r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发天级流控Permits:10"}"#,
-        );
+        assert_eq!(o.detail.as_deref(), Some("isv.BUSINESS_LIMIT_CONTROL: 触发分钟级流控Permits:1"));
+        assert_eq!(kind(200, r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发小时级流控Permits:5"}"#).kind, OutcomeKind::Throttled);
+        let o = kind(200, r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发天级流控Permits:10"}"#);
         assert_eq!(
             (o.kind, o.detail.as_deref()),
-            (
-                OutcomeKind::Failed,
-                Some("isv.BUSINESS_LIMIT_CONTROL: 触发天级流控Permits:10")
-            ),
+            (OutcomeKind::Failed, Some("isv.BUSINESS_LIMIT_CONTROL: 触发天级流控Permits:10")),
             "the day's limit is not waited out"
         );
         assert_eq!(kind(400, r#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#).kind, OutcomeKind::Throttled);
-        let o = kind(
-            200,
-            r#"{"Code":"isv.MOBILE_NUMBER_ILLEGAL","Message":"非法手机号"}"#,
-        );
+        let o = kind(200, r#"{"Code":"isv.MOBILE_NUMBER_ILLEGAL","Message":"非法手机号"}"#);
+        assert_eq!((o.kind, o.detail.as_deref()), (OutcomeKind::Failed, Some("isv.MOBILE_NUMBER_ILLEGAL: 非法手机号")));
         assert_eq!(
-            (o.kind, o.detail.as_deref()),
-            (
-                OutcomeKind::Failed,
-                Some("isv.MOBILE_NUMBER_ILLEGAL: 非法手机号")
-            )
-        );
-        assert_eq!(kind(400, r#"{"Code":"SignatureDoesNotMatch","Message":"Specified signature is not matched with our calculation."}"#).kind, OutcomeKind::Failed);
-        assert_eq!(kind(404, r#"{"Code":"InvalidAccessKeyId.NotFound","Message":"Specified access key is not found."}"#).kind, OutcomeKind::Failed);
-        assert_eq!(
-            kind(
-                200,
-                r#"{"Code":"isv.AMOUNT_NOT_ENOUGH","Message":"账户余额不足"}"#
-            )
-            .kind,
+            kind(400, r#"{"Code":"SignatureDoesNotMatch","Message":"Specified signature is not matched with our calculation."}"#).kind,
             OutcomeKind::Failed
         );
-        assert_eq!(
-            kind(
-                200,
-                r#"{"Code":"isp.SYSTEM_ERROR","Message":"isp.SYSTEM_ERROR"}"#
-            )
-            .kind,
-            OutcomeKind::Retry
-        );
+        assert_eq!(kind(404, r#"{"Code":"InvalidAccessKeyId.NotFound","Message":"Specified access key is not found."}"#).kind, OutcomeKind::Failed);
+        assert_eq!(kind(200, r#"{"Code":"isv.AMOUNT_NOT_ENOUGH","Message":"账户余额不足"}"#).kind, OutcomeKind::Failed);
+        assert_eq!(kind(200, r#"{"Code":"isp.SYSTEM_ERROR","Message":"isp.SYSTEM_ERROR"}"#).kind, OutcomeKind::Retry);
         assert_eq!(kind(400, r#"{"Code":"SignatureNonceUsed","Message":"Specified signature nonce was used already."}"#).kind, OutcomeKind::Retry);
-        assert_eq!(
-            kind(503, r#"{"Code":"ServiceUnavailable","Message":"x"}"#).kind,
-            OutcomeKind::Retry
-        );
-        assert_eq!(
-            kind(502, "<html>bad gateway</html>").kind,
-            OutcomeKind::Retry
-        );
-        assert_eq!(
-            kind(200, "{}").kind,
-            OutcomeKind::Retry,
-            "a 200 without Code is not a send"
-        );
+        assert_eq!(kind(503, r#"{"Code":"ServiceUnavailable","Message":"x"}"#).kind, OutcomeKind::Retry);
+        assert_eq!(kind(502, "<html>bad gateway</html>").kind, OutcomeKind::Retry);
+        assert_eq!(kind(200, "{}").kind, OutcomeKind::Retry, "a 200 without Code is not a send");
         assert_eq!(kind(403, "denied").kind, OutcomeKind::Failed);
-        let long = format!(
-            r#"{{"Code":"SignatureDoesNotMatch","Message":"{}"}}"#,
-            "x".repeat(1000)
-        );
+        let long = format!(r#"{{"Code":"SignatureDoesNotMatch","Message":"{}"}}"#, "x".repeat(1000));
         assert!(kind(400, &long).detail.unwrap().len() < 320);
-        let smtp = AliyunSms::interpret(
-            ctx(),
-            ACCOUNT,
-            ids,
-            Response::Smtp(SmtpReply {
-                code: 250,
-                message: "ok".into(),
-            }),
-        );
+        let smtp = AliyunSms::interpret(ctx(), ACCOUNT, ids, Response::Smtp(SmtpReply { code: 250, message: "ok".into() }));
         assert_eq!(smtp[0].kind, OutcomeKind::Failed);
     }
 
     fn callback(url: &str, body: &str) -> HttpRequest {
-        HttpRequest {
-            method: "POST".into(),
-            url: url.into(),
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        HttpRequest { method: "POST".into(), url: url.into(), headers: vec![], body: body.as_bytes().to_vec() }
     }
 
     #[test]
@@ -650,13 +494,8 @@ mod tests {
           {"phone_number":"13900139000","success":false,"err_code":"MK:0001","err_msg":"空号","sms_size":"2","biz_id":"67890^0"},
           {"phone_number":"13900139000","success":true}
         ]"#;
-        let r =
-            AliyunSms::parse_callback(ctx(), ACCOUNT, callback("/v1/callbacks/t/a", body)).unwrap();
-        assert_eq!(
-            r.receipts.len(),
-            2,
-            "an item without biz_id cannot be matched"
-        );
+        let r = AliyunSms::parse_callback(ctx(), ACCOUNT, callback("/v1/callbacks/t/a", body)).unwrap();
+        assert_eq!(r.receipts.len(), 2, "an item without biz_id cannot be matched");
         assert_eq!(r.receipts[0].provider_id.as_deref(), Some("12345^0"));
         assert_eq!(r.receipts[0].status, ReceiptStatus::Delivered);
         assert_eq!(r.receipts[1].status, ReceiptStatus::Failed);
@@ -664,20 +503,11 @@ mod tests {
         assert_eq!(r.response.status, 200);
         let answer: json::Value = json::from_slice(&r.response.body).unwrap();
         assert_eq!(answer["code"], 0);
-        assert!(
-            AliyunSms::parse_callback(ctx(), ACCOUNT, callback("/cb", "{\"not\":\"an array\"}"))
-                .is_err()
-        );
+        assert!(AliyunSms::parse_callback(ctx(), ACCOUNT, callback("/cb", "{\"not\":\"an array\"}")).is_err());
 
         let with_token = r#"{"access_key_id":"a","access_key_secret":"b","sign_name":"c","template_code":"d","callback_token":"tok-12345"}"#;
         assert!(AliyunSms::parse_callback(ctx(), with_token, callback("/cb", "[]")).is_err());
-        assert!(
-            AliyunSms::parse_callback(ctx(), with_token, callback("/cb?token=nope-1234", "[]"))
-                .is_err()
-        );
-        assert!(
-            AliyunSms::parse_callback(ctx(), with_token, callback("/cb?token=tok-12345", "[]"))
-                .is_ok()
-        );
+        assert!(AliyunSms::parse_callback(ctx(), with_token, callback("/cb?token=nope-1234", "[]")).is_err());
+        assert!(AliyunSms::parse_callback(ctx(), with_token, callback("/cb?token=tok-12345", "[]")).is_ok());
     }
 }

@@ -40,41 +40,23 @@ pub fn nonce(delivery_ids: &[&str], attempt: u32, now_ms: u64) -> String {
         seed.push('\n');
     }
     let h = sign::sha256_hex(seed.as_bytes());
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// The canonicalized query string of `params` (sorted, encoded, `&`-joined).
 pub fn canonical_query(params: &BTreeMap<String, String>) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    params.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 /// `Method&%2F&enc(canonicalized query)`.
 pub fn string_to_sign(method: &str, params: &BTreeMap<String, String>) -> String {
-    format!(
-        "{method}&{}&{}",
-        percent_encode("/"),
-        percent_encode(&canonical_query(params))
-    )
+    format!("{method}&{}&{}", percent_encode("/"), percent_encode(&canonical_query(params)))
 }
 
 /// The `Signature` value for `params` (which must not contain `Signature`).
 pub fn signature(secret: &str, method: &str, params: &BTreeMap<String, String>) -> String {
     let key = format!("{secret}&");
-    sign::base64(&sign::hmac_sha1(
-        key.as_bytes(),
-        string_to_sign(method, params).as_bytes(),
-    ))
+    sign::base64(&sign::hmac_sha1(key.as_bytes(), string_to_sign(method, params).as_bytes()))
 }
 
 /// What identifies the caller and the API.
@@ -88,13 +70,7 @@ pub struct Api<'a> {
 
 /// A signed `POST https://<host>/` for `action` with `params` (the action's
 /// own parameters) plus the common ones.
-pub fn request(
-    api: &Api<'_>,
-    action: &str,
-    mut params: BTreeMap<String, String>,
-    now_ms: u64,
-    nonce: String,
-) -> HttpRequest {
+pub fn request(api: &Api<'_>, action: &str, mut params: BTreeMap<String, String>, now_ms: u64, nonce: String) -> HttpRequest {
     let common = [
         ("AccessKeyId", api.access_key_id.to_string()),
         ("Action", action.to_string()),
@@ -110,19 +86,12 @@ pub fn request(
         params.insert(k.to_string(), v);
     }
     let sig = signature(api.access_key_secret, "POST", &params);
-    let body = format!(
-        "{}&Signature={}",
-        canonical_query(&params),
-        percent_encode(&sig)
-    );
+    let body = format!("{}&Signature={}", canonical_query(&params), percent_encode(&sig));
     HttpRequest {
         method: "POST".into(),
         url: format!("https://{}/", api.host),
         headers: vec![
-            (
-                "Content-Type".into(),
-                "application/x-www-form-urlencoded; charset=utf-8".into(),
-            ),
+            ("Content-Type".into(), "application/x-www-form-urlencoded; charset=utf-8".into()),
             ("Accept".into(), "application/json".into()),
         ],
         body: body.into_bytes(),
@@ -134,11 +103,7 @@ pub fn request(
 pub fn parse_answer(body: &[u8]) -> Option<(String, String, json::Value)> {
     let v: json::Value = json::from_slice(body).ok()?;
     let code = v.get("Code")?.as_str()?.to_string();
-    let message = v
-        .get("Message")
-        .and_then(|m| m.as_str())
-        .unwrap_or("")
-        .to_string();
+    let message = v.get("Message").and_then(|m| m.as_str()).unwrap_or("").to_string();
     Some((code, message, v))
 }
 
@@ -150,53 +115,26 @@ const MAX_DETAIL: usize = 300;
 /// `CallId`) as provider id; any other `Code` goes through
 /// [`error_outcome`]; an answer without a `Code` (a proxy error page, say)
 /// is decided by the HTTP status, a 2xx one becoming `retry`.
-pub fn interpret(
-    deliveries: &[String],
-    resp: &HttpResponse,
-    now_ms: u64,
-    id_field: &str,
-) -> Vec<Outcome> {
+pub fn interpret(deliveries: &[String], resp: &HttpResponse, now_ms: u64, id_field: &str) -> Vec<Outcome> {
     let retry_after = http::retry_after_ms(resp, now_ms);
     match parse_answer(&resp.body) {
         Some((code, _, v)) if code == "OK" && (200..300).contains(&resp.status) => {
-            let provider_id = v
-                .get(id_field)
-                .and_then(|b| b.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let provider_id = v.get(id_field).and_then(|b| b.as_str()).unwrap_or_default().to_string();
             outcome::for_all(deliveries, |id| {
                 let o = outcome::sent(id, "").with_units(1);
-                if provider_id.is_empty() {
-                    o
-                } else {
-                    o.with_provider_id(provider_id.clone())
-                }
+                if provider_id.is_empty() { o } else { o.with_provider_id(provider_id.clone()) }
             })
         }
-        Some((code, message, _)) => outcome::for_all(deliveries, |id| {
-            error_outcome(id, resp.status, &code, &message, retry_after)
-        }),
+        Some((code, message, _)) => outcome::for_all(deliveries, |id| error_outcome(id, resp.status, &code, &message, retry_after)),
         None => outcome::from_http_status(deliveries, resp, now_ms)
             .into_iter()
-            .map(|o| {
-                if o.kind == OutcomeKind::Sent {
-                    outcome::retry(o.delivery_id, "answer without a Code")
-                } else {
-                    o
-                }
-            })
+            .map(|o| if o.kind == OutcomeKind::Sent { outcome::retry(o.delivery_id, "answer without a Code") } else { o })
             .collect(),
     }
 }
 
 /// The outcome of an Aliyun RPC answer `code` (not `OK`) for one delivery.
-pub fn error_outcome(
-    id: &str,
-    status: u16,
-    code: &str,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Outcome {
+pub fn error_outcome(id: &str, status: u16, code: &str, message: &str, retry_after: Option<u64>) -> Outcome {
     let detail = outcome::clip(&format!("{code}: {message}"), MAX_DETAIL);
     // `isv.BUSINESS_LIMIT_CONTROL` is the per-number frequency control; its
     // message names the level (`触发分钟级流控Permits:1`, `触发小时级流控…`,
@@ -208,10 +146,8 @@ pub fn error_outcome(
         outcome::failed(id, detail)
     } else if code == "isv.BUSINESS_LIMIT_CONTROL" || code.starts_with("Throttling") {
         outcome::throttled(id, detail).with_retry_after_ms(retry_after)
-    } else if matches!(
-        code,
-        "isp.SYSTEM_ERROR" | "InternalError" | "SignatureNonceUsed"
-    ) || code.starts_with("ServiceUnavailable")
+    } else if matches!(code, "isp.SYSTEM_ERROR" | "InternalError" | "SignatureNonceUsed")
+        || code.starts_with("ServiceUnavailable")
         || code.starts_with("InvalidTimeStamp")
         || status >= 500
     {
@@ -225,10 +161,7 @@ pub fn error_outcome(
 pub fn report_ack() -> HttpResponse {
     HttpResponse {
         status: 200,
-        headers: vec![(
-            "Content-Type".into(),
-            "application/json; charset=utf-8".into(),
-        )],
+        headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
         body: r#"{"code":0,"msg":"成功"}"#.as_bytes().to_vec(),
     }
 }
@@ -241,10 +174,7 @@ pub fn reject(why: &str) -> herald_plugin_sdk::types::PluginError {
 }
 
 /// When the account sets a callback token, the push URL must carry it as `?token=`.
-pub fn check_callback_token(
-    url: &str,
-    token: Option<&str>,
-) -> Result<(), herald_plugin_sdk::types::PluginError> {
+pub fn check_callback_token(url: &str, token: Option<&str>) -> Result<(), herald_plugin_sdk::types::PluginError> {
     match (token, query_param(url, "token")) {
         (None, _) => Ok(()),
         (Some(want), Some(t)) if same_secret(&t, want) => Ok(()),
@@ -273,15 +203,9 @@ mod tests {
     #[test]
     fn encoding_rules() {
         assert_eq!(percent_encode("AZaz09-_.~"), "AZaz09-_.~");
-        assert_eq!(
-            percent_encode("a b*c/d:e+f=g&h"),
-            "a%20b%2Ac%2Fd%3Ae%2Bf%3Dg%26h"
-        );
+        assert_eq!(percent_encode("a b*c/d:e+f=g&h"), "a%20b%2Ac%2Fd%3Ae%2Bf%3Dg%26h");
         assert_eq!(percent_encode("阿里"), "%E9%98%BF%E9%87%8C");
-        assert_eq!(
-            percent_encode("{\"code\":\"1\"}"),
-            "%7B%22code%22%3A%221%22%7D"
-        );
+        assert_eq!(percent_encode("{\"code\":\"1\"}"), "%7B%22code%22%3A%221%22%7D");
         assert_eq!(percent_decode("a%20b+c%2a%E9%98%BF%zz%"), "a b c*阿%zz%");
     }
 
@@ -308,10 +232,7 @@ mod tests {
              %26SignatureNonce%3D3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf%26SignatureVersion%3D1.0\
              %26Timestamp%3D2016-02-23T12%253A46%253A24Z%26Version%3D2014-05-26"
         );
-        assert_eq!(
-            signature("testsecret", "GET", &params),
-            "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
-        );
+        assert_eq!(signature("testsecret", "GET", &params), "OLeaidS1JvxuMvnyHOwuJ+uX5qY=");
     }
 
     #[test]
@@ -327,14 +248,8 @@ mod tests {
 
     #[test]
     fn query_params() {
-        assert_eq!(
-            query_param("/v1/callbacks/t/a?x=1&token=a%2Bb", "token").as_deref(),
-            Some("a+b")
-        );
-        assert_eq!(
-            query_param("https://h/p?token=", "token").as_deref(),
-            Some("")
-        );
+        assert_eq!(query_param("/v1/callbacks/t/a?x=1&token=a%2Bb", "token").as_deref(), Some("a+b"));
+        assert_eq!(query_param("https://h/p?token=", "token").as_deref(), Some(""));
         assert_eq!(query_param("/p", "token"), None);
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd"));

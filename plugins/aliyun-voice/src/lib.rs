@@ -148,12 +148,9 @@ fn bad(field: &str, msg: &str) -> PluginError {
 impl Account {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
-        for (field, value) in [
-            ("access_key_id", &a.access_key_id),
-            ("access_key_secret", &a.access_key_secret),
-            ("tts_code", &a.tts_code),
-            ("region_id", &a.region_id),
-        ] {
+        for (field, value) in
+            [("access_key_id", &a.access_key_id), ("access_key_secret", &a.access_key_secret), ("tts_code", &a.tts_code), ("region_id", &a.region_id)]
+        {
             if value.trim().is_empty() {
                 return Err(bad(field, "must not be empty"));
             }
@@ -163,10 +160,7 @@ impl Account {
                 return Err(bad(&format!("tts_params[{i}]"), "empty or duplicate name"));
             }
         }
-        if a.called_show_number
-            .as_deref()
-            .is_some_and(|n| n.trim().is_empty())
-        {
+        if a.called_show_number.as_deref().is_some_and(|n| n.trim().is_empty()) {
             return Err(bad("called_show_number", "must not be empty"));
         }
         if a.play_times.is_some_and(|n| !(1..=3).contains(&n)) {
@@ -202,29 +196,19 @@ pub fn called_number(recipient: &str) -> String {
 fn params(acc: &Account, d: &Delivery) -> BTreeMap<String, String> {
     let mut p = BTreeMap::new();
     p.insert("CalledNumber".to_string(), called_number(&d.recipient));
-    p.insert(
-        "TtsCode".to_string(),
-        d.meta("tts_code").unwrap_or(&acc.tts_code).to_string(),
-    );
+    p.insert("TtsCode".to_string(), d.meta("tts_code").unwrap_or(&acc.tts_code).to_string());
     let tts_param = match d.meta("tts_param") {
         Some(raw) => Some(raw.to_string()),
         None if acc.tts_params.is_empty() => None,
         None => {
-            let obj: BTreeMap<&str, &str> = acc
-                .tts_params
-                .iter()
-                .filter_map(|k| d.meta(k).map(|v| (k.as_str(), v)))
-                .collect();
+            let obj: BTreeMap<&str, &str> = acc.tts_params.iter().filter_map(|k| d.meta(k).map(|v| (k.as_str(), v))).collect();
             json::to_string(&obj).ok()
         }
     };
     if let Some(tp) = tts_param {
         p.insert("TtsParam".to_string(), tp);
     }
-    if let Some(show) = d
-        .meta("called_show_number")
-        .or(acc.called_show_number.as_deref())
-    {
+    if let Some(show) = d.meta("called_show_number").or(acc.called_show_number.as_deref()) {
         p.insert("CalledShowNumber".to_string(), show.to_string());
     }
     if let Some(n) = acc.play_times {
@@ -286,11 +270,7 @@ impl Plugin for AliyunVoice {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let acc = Account::parse(account)?;
         let api = rpc::Api {
             host: HOST,
@@ -309,23 +289,14 @@ impl Plugin for AliyunVoice {
             .collect())
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
         let Response::Http(resp) = response else {
             return outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"));
         };
         rpc::interpret(&deliveries, &resp, ctx.now_ms, "CallId")
     }
 
-    fn parse_callback(
-        _ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<CallbackReply, PluginError> {
+    fn parse_callback(_ctx: CallContext, account: &str, request: HttpRequest) -> Result<CallbackReply, PluginError> {
         let receipts = reports(account, &request)?
             .into_iter()
             .filter_map(|r| {
@@ -341,34 +312,18 @@ impl Plugin for AliyunVoice {
                 if let Some(d) = &r.duration {
                     detail = format!("{detail}, duration {d}s");
                 }
-                Some(Receipt {
-                    delivery_id: None,
-                    provider_id: Some(r.call_id),
-                    status,
-                    detail: Some(clip(detail.trim())),
-                })
+                Some(Receipt { delivery_id: None, provider_id: Some(r.call_id), status, detail: Some(clip(detail.trim())) })
             })
             .collect();
-        Ok(CallbackReply {
-            receipts,
-            response: rpc::report_ack(),
-        })
+        Ok(CallbackReply { receipts, response: rpc::report_ack() })
     }
 
-    fn callback_usage(
-        _ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<Vec<Usage>, PluginError> {
+    fn callback_usage(_ctx: CallContext, account: &str, request: HttpRequest) -> Result<Vec<Usage>, PluginError> {
         Ok(reports(account, &request)?
             .into_iter()
             .filter(|r| matches!(r.code.as_str(), "200000" | "200001"))
             .map(|r| {
-                let secs = r
-                    .duration
-                    .as_deref()
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(0);
+                let secs = r.duration.as_deref().and_then(|d| d.parse().ok()).unwrap_or(0);
                 Usage::for_provider_id(r.call_id, started_minutes(secs))
             })
             .collect())
@@ -387,8 +342,7 @@ struct CallReport {
 fn reports(account: &str, request: &HttpRequest) -> Result<Vec<CallReport>, PluginError> {
     let acc = Account::parse(account)?;
     rpc::check_callback_token(&request.url, acc.callback_token.as_deref())?;
-    let reports: Vec<Report> = json::from_slice(&request.body)
-        .map_err(|e| reject(&format!("not a VoiceReport array: {e}")))?;
+    let reports: Vec<Report> = json::from_slice(&request.body).map_err(|e| reject(&format!("not a VoiceReport array: {e}")))?;
     Ok(reports
         .into_iter()
         .filter_map(|r| {
@@ -411,11 +365,7 @@ mod tests {
     const ACCOUNT: &str = r#"{"access_key_id":"LTAIid","access_key_secret":"s3cret","tts_code":"TTS_1","tts_params":["code"],"called_show_number":"057100000000","play_times":2}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_000,
-            tenant: "t".into(),
-            attempt: 3,
-        }
+        CallContext { now_ms: 1_700_000_000_000, tenant: "t".into(), attempt: 3 }
     }
 
     fn delivery(id: &str, to: &str, meta: &[(&str, &str)]) -> Delivery {
@@ -425,10 +375,7 @@ mod tests {
             subject: None,
             text: "您的验证码是 1 2 3 4".into(),
             html: None,
-            metadata: meta
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
@@ -446,35 +393,17 @@ mod tests {
     #[test]
     fn describe_and_validate() {
         let info = AliyunVoice::describe();
-        assert_eq!(
-            (info.channel.as_str(), info.billing_unit.as_str()),
-            ("voice", "minute")
-        );
+        assert_eq!((info.channel.as_str(), info.billing_unit.as_str()), ("voice", "minute"));
         assert_eq!(info.formats, vec![ContentFormat::Voice]);
         assert_eq!(info.hosts, vec![HOST.to_string()]);
         json::from_str::<json::Value>(&info.account_schema).unwrap();
         assert!(AliyunVoice::validate_account(ACCOUNT).is_ok());
         for (acc, field) in [
-            (
-                r#"{"access_key_id":"a","access_key_secret":"b"}"#,
-                "tts_code",
-            ),
-            (
-                r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","play_times":4}"#,
-                "play_times",
-            ),
-            (
-                r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","volume":101}"#,
-                "volume",
-            ),
-            (
-                r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","speed":-501}"#,
-                "speed",
-            ),
-            (
-                r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","called_show_number":" "}"#,
-                "called_show_number",
-            ),
+            (r#"{"access_key_id":"a","access_key_secret":"b"}"#, "tts_code"),
+            (r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","play_times":4}"#, "play_times"),
+            (r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","volume":101}"#, "volume"),
+            (r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","speed":-501}"#, "speed"),
+            (r#"{"access_key_id":"a","access_key_secret":"b","tts_code":"c","called_show_number":" "}"#, "called_show_number"),
         ] {
             match AliyunVoice::validate_account(acc) {
                 Err(PluginError::BadConfig(m)) => assert!(m.contains(field), "{m}"),
@@ -488,16 +417,11 @@ mod tests {
         let out = AliyunVoice::build(
             ctx(),
             ACCOUNT,
-            vec![
-                delivery("m.0", "+8613800138000", &[("code", "1234")]),
-                delivery("m.1", "13900139000", &[("tts_param", r#"{"a":"b"}"#)]),
-            ],
+            vec![delivery("m.0", "+8613800138000", &[("code", "1234")]), delivery("m.1", "13900139000", &[("tts_param", r#"{"a":"b"}"#)])],
         )
         .unwrap();
         assert_eq!(out.len(), 2);
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         assert_eq!(h.url, "https://dyvmsapi.aliyuncs.com/");
         let mut p = form(&h.body);
         let sig = p.remove("Signature").unwrap();
@@ -510,9 +434,7 @@ mod tests {
         assert_eq!(p["TtsParam"], r#"{"code":"1234"}"#);
         assert_eq!(p["PlayTimes"], "2");
         assert!(!p.contains_key("Volume"));
-        let Request::Http(h) = &out[1].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[1].request else { panic!() };
         let p = form(&h.body);
         assert_eq!(p["TtsParam"], r#"{"a":"b"}"#);
         assert_eq!(p["CalledNumber"], "13900139000");
@@ -521,59 +443,24 @@ mod tests {
     #[test]
     fn interpret_outcomes() {
         let ids = vec!["m.0".to_string()];
-        let resp = |status, body: &str| {
-            Response::Http(HttpResponse {
-                status,
-                headers: vec![],
-                body: body.as_bytes().to_vec(),
-            })
-        };
+        let resp = |status, body: &str| Response::Http(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() });
         let o = &AliyunVoice::interpret(
             ctx(),
             ACCOUNT,
             ids.clone(),
-            resp(
-                200,
-                r#"{"Code":"OK","Message":"OK","RequestId":"r","CallId":"116012354148^102813"}"#,
-            ),
+            resp(200, r#"{"Code":"OK","Message":"OK","RequestId":"r","CallId":"116012354148^102813"}"#),
         )[0];
+        assert_eq!((o.kind, o.provider_id.as_deref(), o.units), (OutcomeKind::Sent, Some("116012354148^102813"), 1));
+        let kind = |status, body: &str| AliyunVoice::interpret(ctx(), ACCOUNT, ids.clone(), resp(status, body))[0].kind;
+        assert_eq!(kind(200, r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发号码分钟级流控"}"#), OutcomeKind::Throttled);
         assert_eq!(
-            (o.kind, o.provider_id.as_deref(), o.units),
-            (OutcomeKind::Sent, Some("116012354148^102813"), 1)
-        );
-        let kind = |status, body: &str| {
-            AliyunVoice::interpret(ctx(), ACCOUNT, ids.clone(), resp(status, body))[0].kind
-        };
-        assert_eq!(
-            kind(
-                200,
-                r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发号码分钟级流控"}"#
-            ),
-            OutcomeKind::Throttled
-        );
-        assert_eq!(
-            kind(
-                200,
-                r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发号码天级流控"}"#
-            ),
+            kind(200, r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发号码天级流控"}"#),
             OutcomeKind::Failed,
             "the day's limit is not waited out"
         );
-        assert_eq!(
-            kind(400, r#"{"Code":"SignatureDoesNotMatch","Message":"x"}"#),
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            kind(
-                200,
-                r#"{"Code":"isv.MOBILE_NUMBER_ILLEGAL","Message":"号码格式非法"}"#
-            ),
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            kind(500, r#"{"Code":"InternalError","Message":"x"}"#),
-            OutcomeKind::Retry
-        );
+        assert_eq!(kind(400, r#"{"Code":"SignatureDoesNotMatch","Message":"x"}"#), OutcomeKind::Failed);
+        assert_eq!(kind(200, r#"{"Code":"isv.MOBILE_NUMBER_ILLEGAL","Message":"号码格式非法"}"#), OutcomeKind::Failed);
+        assert_eq!(kind(500, r#"{"Code":"InternalError","Message":"x"}"#), OutcomeKind::Retry);
         assert_eq!(kind(503, "unavailable"), OutcomeKind::Retry);
     }
 
@@ -586,18 +473,9 @@ mod tests {
           {"call_id":"c4","status_code":200001,"duration":3},
           {"status_code":"200000"}
         ]"#;
-        let req = HttpRequest {
-            method: "POST".into(),
-            url: "/cb".into(),
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        };
+        let req = HttpRequest { method: "POST".into(), url: "/cb".into(), headers: vec![], body: body.as_bytes().to_vec() };
         let r = AliyunVoice::parse_callback(ctx(), ACCOUNT, req).unwrap();
-        let got: Vec<_> = r
-            .receipts
-            .iter()
-            .map(|r| (r.provider_id.clone().unwrap(), r.status))
-            .collect();
+        let got: Vec<_> = r.receipts.iter().map(|r| (r.provider_id.clone().unwrap(), r.status)).collect();
         assert_eq!(
             got,
             vec![
@@ -606,38 +484,19 @@ mod tests {
                 ("c4".to_string(), ReceiptStatus::Delivered)
             ]
         );
-        assert_eq!(
-            r.receipts[0].detail.as_deref(),
-            Some("200000 用户听完语音, duration 49s")
-        );
+        assert_eq!(r.receipts[0].detail.as_deref(), Some("200000 用户听完语音, duration 49s"));
         assert_eq!(r.response.status, 200);
-        assert_eq!(
-            json::from_slice::<json::Value>(&r.response.body).unwrap()["code"],
-            0
-        );
-        let bad = HttpRequest {
-            method: "POST".into(),
-            url: "/cb".into(),
-            headers: vec![],
-            body: b"nope".to_vec(),
-        };
+        assert_eq!(json::from_slice::<json::Value>(&r.response.body).unwrap()["code"], 0);
+        let bad = HttpRequest { method: "POST".into(), url: "/cb".into(), headers: vec![], body: b"nope".to_vec() };
         assert!(AliyunVoice::parse_callback(ctx(), ACCOUNT, bad.clone()).is_err());
         // Usage: answered calls' started minutes (49 s → 1, 3 s → 1).
         let req = HttpRequest {
             method: "POST".into(),
             url: "/cb".into(),
             headers: vec![],
-            body: body
-                .replace("\"duration\":\"49\"", "\"duration\":\"121\"")
-                .into_bytes(),
+            body: body.replace("\"duration\":\"49\"", "\"duration\":\"121\"").into_bytes(),
         };
-        assert_eq!(
-            AliyunVoice::callback_usage(ctx(), ACCOUNT, req).unwrap(),
-            [
-                Usage::for_provider_id("c1", 3),
-                Usage::for_provider_id("c4", 1)
-            ]
-        );
+        assert_eq!(AliyunVoice::callback_usage(ctx(), ACCOUNT, req).unwrap(), [Usage::for_provider_id("c1", 3), Usage::for_provider_id("c4", 1)]);
         assert!(AliyunVoice::callback_usage(ctx(), ACCOUNT, bad).is_err());
     }
 }

@@ -148,59 +148,34 @@ fn bad(field: &str, msg: impl std::fmt::Display) -> PluginError {
 impl Config {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
-        let query = a.webhook.strip_prefix(WEBHOOK_PREFIX).ok_or_else(|| {
-            bad(
-                "webhook",
-                format!("must start with {WEBHOOK_PREFIX}access_token="),
-            )
-        })?;
+        let query = a.webhook.strip_prefix(WEBHOOK_PREFIX).ok_or_else(|| bad("webhook", format!("must start with {WEBHOOK_PREFIX}access_token=")))?;
         let mut access_token = None;
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("access_token", v)) if access_token.is_none() => access_token = Some(v),
                 _ => {
-                    return Err(bad(
-                        "webhook",
-                        "only the access_token query parameter is expected",
-                    ));
+                    return Err(bad("webhook", "only the access_token query parameter is expected"));
                 }
             }
         }
         let access_token = access_token.ok_or_else(|| bad("webhook", "access_token is missing"))?;
         if access_token.is_empty() || !access_token.chars().all(http::is_unreserved) {
-            return Err(bad(
-                "webhook",
-                "access_token must be a non-empty token of letters and digits",
-            ));
+            return Err(bad("webhook", "access_token must be a non-empty token of letters and digits"));
         }
-        if a.secret
-            .as_deref()
-            .is_some_and(|s| s.is_empty() || s.chars().any(char::is_control))
-        {
-            return Err(bad(
-                "secret",
-                "must be a non-empty string without control characters",
-            ));
+        if a.secret.as_deref().is_some_and(|s| s.is_empty() || s.chars().any(char::is_control)) {
+            return Err(bad("secret", "must be a non-empty string without control characters"));
         }
         if a.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(bad("title", "must not be empty"));
         }
-        Ok(Config {
-            access_token: access_token.to_string(),
-            secret: a.secret,
-            msgtype: a.msgtype,
-            title: a.title,
-        })
+        Ok(Config { access_token: access_token.to_string(), secret: a.secret, msgtype: a.msgtype, title: a.title })
     }
 }
 
 /// The `sign` query value for `timestamp_ms`: already URL-encoded.
 pub fn signature(secret: &str, timestamp_ms: u64) -> String {
     let string_to_sign = format!("{timestamp_ms}\n{secret}");
-    http::percent_encode(&sign::base64(&sign::hmac_sha256(
-        secret.as_bytes(),
-        string_to_sign.as_bytes(),
-    )))
+    http::percent_encode(&sign::base64(&sign::hmac_sha256(secret.as_bytes(), string_to_sign.as_bytes())))
 }
 
 /// Whom a delivery @mentions.
@@ -229,20 +204,15 @@ fn mention(recipient: &str) -> Result<Mention, String> {
     }
     let digits = r.chars().filter(char::is_ascii_digit).count();
     let well_formed = !r.is_empty()
-        && r.chars()
-            .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+        && r.chars().all(|c| c.is_ascii_digit() || c == '+' || c == '-')
         && r.chars().skip(1).all(|c| c != '+')
         && (5..=20).contains(&digits);
     if !well_formed {
-        return Err(format!(
-            "{recipient:?} is not a mobile number, userid:<id>, @all or group"
-        ));
+        return Err(format!("{recipient:?} is not a mobile number, userid:<id>, @all or group"));
     }
     // E.164 mainland numbers (+86...) are written without the country code.
     let mobile = match r.strip_prefix("+86") {
-        Some(rest) if rest.len() == 11 && rest.chars().all(|c| c.is_ascii_digit()) => {
-            rest.to_string()
-        }
+        Some(rest) if rest.len() == 11 && rest.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
         _ => r.to_string(),
     };
     Ok(Mention::Mobile(mobile))
@@ -259,11 +229,7 @@ struct At {
 /// The JSON body for one delivery, or why it cannot be sent.
 fn body(cfg: &Config, d: &Delivery) -> Result<json::Value, String> {
     let m = mention(&d.recipient)?;
-    let subject = d
-        .subject
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
+    let subject = d.subject.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let mut content = match (cfg.msgtype, subject) {
         (MsgType::Text, Some(s)) => format!("{s}\n{}", d.text),
         _ => d.text.clone(),
@@ -271,22 +237,14 @@ fn body(cfg: &Config, d: &Delivery) -> Result<json::Value, String> {
     if content.trim().is_empty() {
         return Err("the text is empty".into());
     }
-    let mut at = At {
-        at_mobiles: vec![],
-        at_user_ids: vec![],
-        is_at_all: false,
-    };
+    let mut at = At { at_mobiles: vec![], at_user_ids: vec![], is_at_all: false };
     match &m {
         Mention::None => {}
         Mention::All => at.is_at_all = true,
         Mention::Mobile(id) | Mention::UserId(id) => {
             let tag = format!("@{id}");
             if !content.contains(&tag) {
-                content.push(if cfg.msgtype == MsgType::Markdown {
-                    '\n'
-                } else {
-                    ' '
-                });
+                content.push(if cfg.msgtype == MsgType::Markdown { '\n' } else { ' ' });
                 content.push_str(&tag);
             }
             match m {
@@ -296,19 +254,12 @@ fn body(cfg: &Config, d: &Delivery) -> Result<json::Value, String> {
         }
     }
     if content.len() > MAX_CONTENT_BYTES {
-        return Err(format!(
-            "the content is {} bytes; DingTalk robots accept at most {MAX_CONTENT_BYTES}",
-            content.len()
-        ));
+        return Err(format!("the content is {} bytes; DingTalk robots accept at most {MAX_CONTENT_BYTES}", content.len()));
     }
     Ok(match cfg.msgtype {
         MsgType::Text => json::json!({"msgtype": "text", "text": {"content": content}, "at": at}),
         MsgType::Markdown => {
-            let title = cfg
-                .title
-                .clone()
-                .or_else(|| subject.map(str::to_string))
-                .unwrap_or_else(|| first_line(&d.text));
+            let title = cfg.title.clone().or_else(|| subject.map(str::to_string)).unwrap_or_else(|| first_line(&d.text));
             json::json!({"msgtype": "markdown", "markdown": {"title": title, "text": content}, "at": at})
         }
     })
@@ -316,11 +267,7 @@ fn body(cfg: &Config, d: &Delivery) -> Result<json::Value, String> {
 
 /// The first non-empty line, without markdown heading marks, shortened.
 fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("Herald");
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("Herald");
     let line = line.trim_start_matches('#').trim();
     let line = if line.is_empty() { "Herald" } else { line };
     let mut out: String = line.chars().take(MAX_TITLE_CHARS).collect();
@@ -331,15 +278,9 @@ fn first_line(text: &str) -> String {
 }
 
 fn send_url(cfg: &Config, now_ms: u64) -> String {
-    let mut url = format!(
-        "{SEND_URL}?access_token={}",
-        http::percent_encode(&cfg.access_token)
-    );
+    let mut url = format!("{SEND_URL}?access_token={}", http::percent_encode(&cfg.access_token));
     if let Some(secret) = &cfg.secret {
-        url.push_str(&format!(
-            "&timestamp={now_ms}&sign={}",
-            signature(secret, now_ms)
-        ));
+        url.push_str(&format!("&timestamp={now_ms}&sign={}", signature(secret, now_ms)));
     }
     url
 }
@@ -363,29 +304,20 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
     let Ok(answer) = json::from_slice::<Answer>(&resp.body) else {
         return outcome::unexpected_answer(deliveries, "DingTalk", resp);
     };
-    if answer.punish.as_deref() == Some("deny")
-        && answer.status == Some(1111)
-        && answer.errcode.is_none()
-    {
+    if answer.punish.as_deref() == Some("deny") && answer.status == Some(1111) && answer.errcode.is_none() {
         let minutes = answer.wait.unwrap_or(5);
         return outcome::for_all(deliveries, |id| {
-            outcome::throttled(
-                id,
-                format!("DingTalk rate protection: calls denied for {minutes} minutes"),
-            )
-            .with_retry_after_ms(Some(minutes * 60_000))
+            outcome::throttled(id, format!("DingTalk rate protection: calls denied for {minutes} minutes"))
+                .with_retry_after_ms(Some(minutes * 60_000))
         });
     }
     let Some(code) = answer.errcode else {
-        return outcome::for_all(deliveries, |id| {
-            outcome::failed(id, "DingTalk's answer has no errcode")
-        });
+        return outcome::for_all(deliveries, |id| outcome::failed(id, "DingTalk's answer has no errcode"));
     };
     let detail = format!("DingTalk errcode {code}: {}", answer.errmsg);
     outcome::for_all(deliveries, |id| match code {
         0 => outcome::sent(id, ""),
-        130101 | 410100 => outcome::throttled(id, detail.clone())
-            .with_retry_after_ms(Some(THROTTLE_RETRY_AFTER_MS)),
+        130101 | 410100 => outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(THROTTLE_RETRY_AFTER_MS)),
         -1 => outcome::retry(id, detail.clone()),
         _ => outcome::failed(id, detail.clone()),
     })
@@ -410,34 +342,19 @@ impl Plugin for DingtalkRobot {
         Config::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let cfg = Config::parse(account)?;
         let url = send_url(&cfg, ctx.now_ms);
         // A single delivery fails with its own reason; in larger batches (a
         // host ignoring max-batch) unsendable deliveries are left out.
         outbound::one_per_delivery(&batch, |d| {
             let body = body(&cfg, d).map_err(PluginError::InvalidDelivery)?;
-            http::post_json(
-                &url,
-                &[("Content-Type", "application/json; charset=utf-8")],
-                &body,
-            )
+            http::post_json(&url, &[("Content-Type", "application/json; charset=utf-8")], &body)
         })
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
-        outcome::http_only(&deliveries, response, |resp| {
-            classify(&ctx, &deliveries, resp)
-        })
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+        outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
     }
 }
 
@@ -451,22 +368,11 @@ mod tests {
     const HOOK: &str = "https://oapi.dingtalk.com/robot/send?access_token=abc123";
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: NOW,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: NOW, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str, to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: id.into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: id.into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     fn http_req(o: &Outbound) -> &HttpRequest {
@@ -477,11 +383,7 @@ mod tests {
     }
 
     fn answer(status: u16, body: &str) -> Response {
-        Response::Http(HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        })
+        Response::Http(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() })
     }
 
     fn bad_config(account: &str) -> String {
@@ -494,71 +396,32 @@ mod tests {
     #[test]
     fn signature_matches_dingtalk_recipe() {
         // python3: quote_plus(b64encode(hmac.new(b"SECtest", b"1700000000000\nSECtest", sha256).digest()))
-        assert_eq!(
-            signature("SECtest", 1_700_000_000_000),
-            "aZLLrriXgn05YbwaGR7knYsLeJADjr9NwLaNNKpxh4g%3D"
-        );
+        assert_eq!(signature("SECtest", 1_700_000_000_000), "aZLLrriXgn05YbwaGR7knYsLeJADjr9NwLaNNKpxh4g%3D");
         assert_eq!(http::percent_encode("a+b/c=d é"), "a%2Bb%2Fc%3Dd%20%C3%A9");
     }
 
     #[test]
     fn validate() {
         assert!(DingtalkRobot::validate_account(&format!(r#"{{"webhook":"{HOOK}"}}"#)).is_ok());
-        assert!(
-            DingtalkRobot::validate_account(&format!(
-                r#"{{"webhook":"{HOOK}","secret":"SECx","msgtype":"markdown","title":"T"}}"#
-            ))
-            .is_ok()
-        );
+        assert!(DingtalkRobot::validate_account(&format!(r#"{{"webhook":"{HOOK}","secret":"SECx","msgtype":"markdown","title":"T"}}"#)).is_ok());
         assert!(bad_config(r#"{}"#).contains("missing field `webhook`"));
-        assert!(
-            bad_config(r#"{"webhook":"https://evil.test/robot/send?access_token=x"}"#)
-                .starts_with("webhook: ")
-        );
-        assert!(
-            bad_config(r#"{"webhook":"https://oapi.dingtalk.com/robot/send?access_token="}"#)
-                .starts_with("webhook: ")
-        );
-        assert!(
-            bad_config(r#"{"webhook":"https://oapi.dingtalk.com/robot/send?access_token=a&x=1"}"#)
-                .starts_with("webhook: ")
-        );
-        assert!(
-            bad_config(r#"{"webhook":"https://oapi.dingtalk.com/robot/send?access_token=a b"}"#)
-                .starts_with("webhook: ")
-        );
-        assert!(
-            bad_config(&format!(r#"{{"webhook":"{HOOK}","secret":""}}"#)).starts_with("secret: ")
-        );
-        assert!(
-            bad_config(&format!(r#"{{"webhook":"{HOOK}","msgtype":"card"}}"#))
-                .starts_with("msgtype: ")
-        );
-        assert!(
-            bad_config(&format!(r#"{{"webhook":"{HOOK}","x":1}}"#)).contains("unknown field `x`")
-        );
+        assert!(bad_config(r#"{"webhook":"https://evil.test/robot/send?access_token=x"}"#).starts_with("webhook: "));
+        assert!(bad_config(r#"{"webhook":"https://oapi.dingtalk.com/robot/send?access_token="}"#).starts_with("webhook: "));
+        assert!(bad_config(r#"{"webhook":"https://oapi.dingtalk.com/robot/send?access_token=a&x=1"}"#).starts_with("webhook: "));
+        assert!(bad_config(r#"{"webhook":"https://oapi.dingtalk.com/robot/send?access_token=a b"}"#).starts_with("webhook: "));
+        assert!(bad_config(&format!(r#"{{"webhook":"{HOOK}","secret":""}}"#)).starts_with("secret: "));
+        assert!(bad_config(&format!(r#"{{"webhook":"{HOOK}","msgtype":"card"}}"#)).starts_with("msgtype: "));
+        assert!(bad_config(&format!(r#"{{"webhook":"{HOOK}","x":1}}"#)).contains("unknown field `x`"));
     }
 
     #[test]
     fn mentions() {
         assert_eq!(mention("group"), Ok(Mention::None));
         assert_eq!(mention("@all"), Ok(Mention::All));
-        assert_eq!(
-            mention("13800000000"),
-            Ok(Mention::Mobile("13800000000".into()))
-        );
-        assert_eq!(
-            mention("+8613800000000"),
-            Ok(Mention::Mobile("13800000000".into()))
-        );
-        assert_eq!(
-            mention("+852-91234567"),
-            Ok(Mention::Mobile("+852-91234567".into()))
-        );
-        assert_eq!(
-            mention("userid:manager7"),
-            Ok(Mention::UserId("manager7".into()))
-        );
+        assert_eq!(mention("13800000000"), Ok(Mention::Mobile("13800000000".into())));
+        assert_eq!(mention("+8613800000000"), Ok(Mention::Mobile("13800000000".into())));
+        assert_eq!(mention("+852-91234567"), Ok(Mention::Mobile("+852-91234567".into())));
+        assert_eq!(mention("userid:manager7"), Ok(Mention::UserId("manager7".into())));
         assert!(mention("bob").is_err());
         assert!(mention("1+2345678").is_err());
         assert!(mention("userid:").is_err());
@@ -588,25 +451,13 @@ mod tests {
     #[test]
     fn build_markdown_unsigned() {
         let acc = format!(r#"{{"webhook":"{HOOK}","msgtype":"markdown"}}"#);
-        let out = DingtalkRobot::build(
-            ctx(),
-            &acc,
-            vec![delivery("d1", "@all", "## Deploy done\n- ok")],
-        )
-        .unwrap();
+        let out = DingtalkRobot::build(ctx(), &acc, vec![delivery("d1", "@all", "## Deploy done\n- ok")]).unwrap();
         let h = http_req(&out[0]);
-        assert_eq!(
-            h.url,
-            "https://oapi.dingtalk.com/robot/send?access_token=abc123"
-        );
+        assert_eq!(h.url, "https://oapi.dingtalk.com/robot/send?access_token=abc123");
         let body: json::Value = json::from_slice(&h.body).unwrap();
-        assert_eq!(
-            body["markdown"],
-            json::json!({"title":"Deploy done","text":"## Deploy done\n- ok"})
-        );
+        assert_eq!(body["markdown"], json::json!({"title":"Deploy done","text":"## Deploy done\n- ok"}));
         assert_eq!(body["at"]["isAtAll"], true);
-        let out =
-            DingtalkRobot::build(ctx(), &acc, vec![delivery("d1", "userid:u1", "x")]).unwrap();
+        let out = DingtalkRobot::build(ctx(), &acc, vec![delivery("d1", "userid:u1", "x")]).unwrap();
         let body: json::Value = json::from_slice(&http_req(&out[0]).body).unwrap();
         assert_eq!(body["markdown"]["text"], "x\n@u1");
         assert_eq!(body["at"]["atUserIds"], json::json!(["u1"]));
@@ -620,59 +471,28 @@ mod tests {
             Err(PluginError::InvalidDelivery(m)) => assert!(m.contains("20000"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            DingtalkRobot::build(ctx(), &acc, vec![delivery("d1", "nobody", "x")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
+        assert!(matches!(DingtalkRobot::build(ctx(), &acc, vec![delivery("d1", "nobody", "x")]), Err(PluginError::InvalidDelivery(_))));
         // In a larger batch the bad one is left out, the good one still goes.
-        let out = DingtalkRobot::build(
-            ctx(),
-            &acc,
-            vec![delivery("a", "group", "ok"), delivery("b", "group", " ")],
-        )
-        .unwrap();
+        let out = DingtalkRobot::build(ctx(), &acc, vec![delivery("a", "group", "ok"), delivery("b", "group", " ")]).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].deliveries, vec!["a".to_string()]);
-        assert!(matches!(
-            DingtalkRobot::build(ctx(), "{}", vec![]),
-            Err(PluginError::BadConfig(_))
-        ));
+        assert!(matches!(DingtalkRobot::build(ctx(), "{}", vec![]), Err(PluginError::BadConfig(_))));
     }
 
     #[test]
     fn interpret_errcodes() {
         let ids = vec!["d1".to_string()];
-        let kind = |body: &str| {
-            DingtalkRobot::interpret(ctx(), "{}", ids.clone(), answer(200, body))[0].clone()
-        };
-        assert_eq!(
-            kind(r#"{"errcode":0,"errmsg":"ok"}"#).kind,
-            OutcomeKind::Sent
-        );
+        let kind = |body: &str| DingtalkRobot::interpret(ctx(), "{}", ids.clone(), answer(200, body))[0].clone();
+        assert_eq!(kind(r#"{"errcode":0,"errmsg":"ok"}"#).kind, OutcomeKind::Sent);
         let o = kind(r#"{"errcode":130101,"errmsg":"send too fast, exceed 20 times per minute"}"#);
-        assert_eq!(
-            (o.kind, o.retry_after_ms),
-            (OutcomeKind::Throttled, Some(THROTTLE_RETRY_AFTER_MS))
-        );
+        assert_eq!((o.kind, o.retry_after_ms), (OutcomeKind::Throttled, Some(THROTTLE_RETRY_AFTER_MS)));
         let o = kind(r#"{"errcode":310000,"errmsg":"sign not match"}"#);
         assert_eq!(o.kind, OutcomeKind::Failed);
-        assert_eq!(
-            o.detail.as_deref(),
-            Some("DingTalk errcode 310000: sign not match")
-        );
-        assert_eq!(
-            kind(r#"{"errcode":-1,"errmsg":"系统繁忙"}"#).kind,
-            OutcomeKind::Retry
-        );
-        assert_eq!(
-            kind(r#"{"errcode":300005,"errmsg":"token is not exist"}"#).kind,
-            OutcomeKind::Failed
-        );
+        assert_eq!(o.detail.as_deref(), Some("DingTalk errcode 310000: sign not match"));
+        assert_eq!(kind(r#"{"errcode":-1,"errmsg":"系统繁忙"}"#).kind, OutcomeKind::Retry);
+        assert_eq!(kind(r#"{"errcode":300005,"errmsg":"token is not exist"}"#).kind, OutcomeKind::Failed);
         let o = kind(r#"{"status":1111,"wait":5,"source":"x5","punish":"deny","uuid":"u"}"#);
-        assert_eq!(
-            (o.kind, o.retry_after_ms),
-            (OutcomeKind::Throttled, Some(300_000))
-        );
+        assert_eq!((o.kind, o.retry_after_ms), (OutcomeKind::Throttled, Some(300_000)));
         assert_eq!(kind("<html>").kind, OutcomeKind::Failed);
         let v = DingtalkRobot::interpret(ctx(), "{}", ids.clone(), answer(502, ""));
         assert_eq!(v[0].kind, OutcomeKind::Retry);

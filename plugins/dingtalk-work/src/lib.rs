@@ -138,17 +138,11 @@ impl Account {
         let a: Account = json::parse_account(account)?;
         for (field, value) in [("app_key", &a.app_key), ("app_secret", &a.app_secret)] {
             if value.trim().is_empty() || value.chars().any(char::is_control) {
-                return Err(bad(
-                    field,
-                    "must be a non-empty string without control characters",
-                ));
+                return Err(bad(field, "must be a non-empty string without control characters"));
             }
         }
         if a.agent_id == 0 {
-            return Err(bad(
-                "agent_id",
-                "must be the app's AgentId (a positive number)",
-            ));
+            return Err(bad("agent_id", "must be the app's AgentId (a positive number)"));
         }
         if a.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(bad("title", "must not be empty"));
@@ -158,11 +152,7 @@ impl Account {
 }
 
 fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("Herald");
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("Herald");
     let line = line.trim_start_matches('#').trim();
     let line = if line.is_empty() { "Herald" } else { line };
     let mut out: String = line.chars().take(MAX_TITLE_CHARS).collect();
@@ -174,11 +164,7 @@ fn first_line(text: &str) -> String {
 
 /// The `msg` object for a delivery (deliveries with equal `msg` share a request).
 fn message(a: &Account, d: &Delivery) -> json::Value {
-    let subject = d
-        .subject
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
+    let subject = d.subject.as_deref().map(str::trim).filter(|s| !s.is_empty());
     match a.msgtype {
         MsgType::Text => {
             let content = match subject {
@@ -188,21 +174,14 @@ fn message(a: &Account, d: &Delivery) -> json::Value {
             json::json!({"msgtype": "text", "text": {"content": content}})
         }
         MsgType::Markdown => {
-            let title = a
-                .title
-                .clone()
-                .or_else(|| subject.map(str::to_string))
-                .unwrap_or_else(|| first_line(&d.text));
+            let title = a.title.clone().or_else(|| subject.map(str::to_string)).unwrap_or_else(|| first_line(&d.text));
             json::json!({"msgtype": "markdown", "markdown": {"title": title, "text": d.text}})
         }
     }
 }
 
 fn valid_userid(id: &str) -> bool {
-    !id.is_empty()
-        && !id
-            .chars()
-            .any(|c| c == ',' || c.is_whitespace() || c.is_control())
+    !id.is_empty() && !id.chars().any(|c| c == ',' || c.is_whitespace() || c.is_control())
 }
 
 /// Requests being assembled: one message, up to [`MAX_USERIDS`] distinct userids.
@@ -221,19 +200,13 @@ fn groups(a: &Account, batch: &[Delivery]) -> Vec<Group> {
             continue;
         }
         let msg = message(a, d);
-        let slot = groups.iter_mut().find(|g| {
-            g.msg == msg && g.users.len() < MAX_USERIDS && !g.users.iter().any(|u| u == user)
-        });
+        let slot = groups.iter_mut().find(|g| g.msg == msg && g.users.len() < MAX_USERIDS && !g.users.iter().any(|u| u == user));
         match slot {
             Some(g) => {
                 g.ids.push(d.id.clone());
                 g.users.push(user.to_string());
             }
-            None => groups.push(Group {
-                msg,
-                ids: vec![d.id.clone()],
-                users: vec![user.to_string()],
-            }),
+            None => groups.push(Group { msg, ids: vec![d.id.clone()], users: vec![user.to_string()] }),
         }
     }
     groups
@@ -265,12 +238,7 @@ fn value_string(v: &json::Value) -> Option<String> {
 fn is_token_error(a: &Answer) -> bool {
     match a.errcode {
         Some(c) if TOKEN_ERRCODES.contains(&c) => true,
-        Some(88) => a
-            .sub_code
-            .as_ref()
-            .and_then(value_string)
-            .and_then(|s| s.parse::<i64>().ok())
-            .is_some_and(|c| TOKEN_ERRCODES.contains(&c)),
+        Some(88) => a.sub_code.as_ref().and_then(value_string).and_then(|s| s.parse::<i64>().ok()).is_some_and(|c| TOKEN_ERRCODES.contains(&c)),
         _ => false,
     }
 }
@@ -282,23 +250,15 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
     let Ok(answer) = json::from_slice::<Answer>(&resp.body) else {
         return outcome::unexpected_answer(deliveries, "DingTalk", resp);
     };
-    if answer.punish.as_deref() == Some("deny")
-        && answer.status == Some(1111)
-        && answer.errcode.is_none()
-    {
+    if answer.punish.as_deref() == Some("deny") && answer.status == Some(1111) && answer.errcode.is_none() {
         let minutes = answer.wait.unwrap_or(5);
         return outcome::for_all(deliveries, |id| {
-            outcome::throttled(
-                id,
-                format!("DingTalk rate protection: calls denied for {minutes} minutes"),
-            )
-            .with_retry_after_ms(Some(minutes * 60_000))
+            outcome::throttled(id, format!("DingTalk rate protection: calls denied for {minutes} minutes"))
+                .with_retry_after_ms(Some(minutes * 60_000))
         });
     }
     let Some(code) = answer.errcode else {
-        return outcome::for_all(deliveries, |id| {
-            outcome::failed(id, "DingTalk's answer has no errcode")
-        });
+        return outcome::for_all(deliveries, |id| outcome::failed(id, "DingTalk's answer has no errcode"));
     };
     let detail = format!("DingTalk errcode {code}: {}", answer.errmsg);
     let task = answer.task_id.as_ref().and_then(value_string);
@@ -310,12 +270,8 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
                 None => o,
             }
         }
-        90002 | 90018 | 90019 => {
-            outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(1_000))
-        }
-        143103 | 143104 | 143203 | 143204 => {
-            outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(60_000))
-        }
+        90002 | 90018 | 90019 => outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(1_000)),
+        143103 | 143104 | 143203 | 143204 => outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(60_000)),
         -1 => outcome::retry(id, detail.clone()),
         // A token error that reached interpret (token-expired said no): retry.
         _ if is_token_error(&answer) => outcome::retry(id, detail.clone()),
@@ -342,25 +298,14 @@ impl Plugin for DingtalkWork {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        _ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(_ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let a = Account::parse(account)?;
-        let token = a
-            .token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| PluginError::Internal("no access token from the host".into()))?;
+        let token = a.token.clone().filter(|t| !t.is_empty()).ok_or_else(|| PluginError::Internal("no access token from the host".into()))?;
         let url = format!("{SEND_URL}?access_token={}", http::percent_encode(&token));
         if let [d] = batch.as_slice()
             && !valid_userid(d.recipient.trim())
         {
-            return Err(PluginError::InvalidDelivery(format!(
-                "{:?} is not a DingTalk userid (no commas or spaces)",
-                d.recipient
-            )));
+            return Err(PluginError::InvalidDelivery(format!("{:?} is not a DingTalk userid (no commas or spaces)", d.recipient)));
         }
         groups(&a, &batch)
             .into_iter()
@@ -372,45 +317,25 @@ impl Plugin for DingtalkWork {
             .collect()
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
-        outcome::http_only(&deliveries, response, |resp| {
-            classify(&ctx, &deliveries, resp)
-        })
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+        outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
     }
 
     fn token_request(_ctx: CallContext, account: &str) -> Option<HttpRequest> {
         let a = Account::parse(account).ok()?;
-        Some(http::get(&format!(
-            "{TOKEN_URL}?appkey={}&appsecret={}",
-            http::percent_encode(&a.app_key),
-            http::percent_encode(&a.app_secret)
-        )))
+        Some(http::get(&format!("{TOKEN_URL}?appkey={}&appsecret={}", http::percent_encode(&a.app_key), http::percent_encode(&a.app_secret))))
     }
 
-    fn parse_token(
-        _ctx: CallContext,
-        _account: &str,
-        response: HttpResponse,
-    ) -> Result<AccessToken, PluginError> {
+    fn parse_token(_ctx: CallContext, _account: &str, response: HttpResponse) -> Result<AccessToken, PluginError> {
         token::parse_errcode_answer(&response, |code, errmsg| {
-            matches!(code, 40089 | 40095 | 40096).then(|| {
-                PluginError::BadConfig(format!(
-                    "app_key/app_secret: DingTalk refused them (errcode {code}: {errmsg})"
-                ))
-            })
+            matches!(code, 40089 | 40095 | 40096)
+                .then(|| PluginError::BadConfig(format!("app_key/app_secret: DingTalk refused them (errcode {code}: {errmsg})")))
         })
     }
 
     fn token_expired(response: Response) -> bool {
         match response {
-            Response::Http(resp) => {
-                json::from_slice::<Answer>(&resp.body).is_ok_and(|a| is_token_error(&a))
-            }
+            Response::Http(resp) => json::from_slice::<Answer>(&resp.body).is_ok_and(|a| is_token_error(&a)),
             Response::Smtp(_) => false,
         }
     }
@@ -422,26 +347,14 @@ export_plugin!(DingtalkWork);
 mod tests {
     use super::*;
 
-    const ACC: &str =
-        r#"{"app_key":"dingkey","app_secret":"s3 cret","agent_id":42,"$token":"tok1"}"#;
+    const ACC: &str = r#"{"app_key":"dingkey","app_secret":"s3 cret","agent_id":42,"$token":"tok1"}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_000,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_000, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str, to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: id.into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: id.into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     fn http_req(o: &Outbound) -> &HttpRequest {
@@ -452,42 +365,20 @@ mod tests {
     }
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
     }
 
     #[test]
     fn validate() {
-        assert!(
-            DingtalkWork::validate_account(r#"{"app_key":"k","app_secret":"s","agent_id":1}"#)
-                .is_ok()
-        );
-        assert!(
-            DingtalkWork::validate_account(ACC).is_ok(),
-            "the host's $token is accepted"
-        );
+        assert!(DingtalkWork::validate_account(r#"{"app_key":"k","app_secret":"s","agent_id":1}"#).is_ok());
+        assert!(DingtalkWork::validate_account(ACC).is_ok(), "the host's $token is accepted");
         for (acc, field) in [
             (r#"{"app_key":"k","app_secret":"s"}"#, "agent_id"),
             (r#"{"app_key":"","app_secret":"s","agent_id":1}"#, "app_key"),
-            (
-                r#"{"app_key":"k","app_secret":" ","agent_id":1}"#,
-                "app_secret",
-            ),
-            (
-                r#"{"app_key":"k","app_secret":"s","agent_id":0}"#,
-                "agent_id",
-            ),
-            (
-                r#"{"app_key":"k","app_secret":"s","agent_id":"x"}"#,
-                "agent_id",
-            ),
-            (
-                r#"{"app_key":"k","app_secret":"s","agent_id":1,"msgtype":"oa"}"#,
-                "msgtype",
-            ),
+            (r#"{"app_key":"k","app_secret":" ","agent_id":1}"#, "app_secret"),
+            (r#"{"app_key":"k","app_secret":"s","agent_id":0}"#, "agent_id"),
+            (r#"{"app_key":"k","app_secret":"s","agent_id":"x"}"#, "agent_id"),
+            (r#"{"app_key":"k","app_secret":"s","agent_id":1,"msgtype":"oa"}"#, "msgtype"),
         ] {
             match DingtalkWork::validate_account(acc) {
                 Err(PluginError::BadConfig(m)) => assert!(m.contains(field), "{acc}: {m}"),
@@ -500,28 +391,10 @@ mod tests {
     fn token_request_and_parse() {
         let r = DingtalkWork::token_request(ctx(), ACC).unwrap();
         assert_eq!(r.method, "GET");
-        assert_eq!(
-            r.url,
-            "https://oapi.dingtalk.com/gettoken?appkey=dingkey&appsecret=s3%20cret"
-        );
-        let t = DingtalkWork::parse_token(
-            ctx(),
-            ACC,
-            resp(
-                200,
-                r#"{"errcode":0,"access_token":"abc","errmsg":"ok","expires_in":7200}"#,
-            ),
-        )
-        .unwrap();
+        assert_eq!(r.url, "https://oapi.dingtalk.com/gettoken?appkey=dingkey&appsecret=s3%20cret");
+        let t = DingtalkWork::parse_token(ctx(), ACC, resp(200, r#"{"errcode":0,"access_token":"abc","errmsg":"ok","expires_in":7200}"#)).unwrap();
         assert_eq!((t.value.as_str(), t.expires_in_ms), ("abc", 7_200_000));
-        match DingtalkWork::parse_token(
-            ctx(),
-            ACC,
-            resp(
-                200,
-                r#"{"errcode":40096,"errmsg":"不合法的appKey或appSecret"}"#,
-            ),
-        ) {
+        match DingtalkWork::parse_token(ctx(), ACC, resp(200, r#"{"errcode":40096,"errmsg":"不合法的appKey或appSecret"}"#)) {
             Err(PluginError::BadConfig(m)) => assert!(m.contains("40096"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -541,44 +414,24 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].deliveries, vec!["a".to_string(), "b".to_string()]);
         let h = http_req(&out[0]);
-        assert_eq!(
-            h.url,
-            "https://oapi.dingtalk.com/topapi/message/corpconversation/asyncsend_v2?access_token=tok1"
-        );
+        assert_eq!(h.url, "https://oapi.dingtalk.com/topapi/message/corpconversation/asyncsend_v2?access_token=tok1");
         let body: json::Value = json::from_slice(&h.body).unwrap();
-        assert_eq!(
-            body,
-            json::json!({"agent_id":42,"userid_list":"u1,u2","msg":{"msgtype":"text","text":{"content":"same"}}})
-        );
+        assert_eq!(body, json::json!({"agent_id":42,"userid_list":"u1,u2","msg":{"msgtype":"text","text":{"content":"same"}}}));
         assert_eq!(out[1].deliveries, vec!["c".to_string()]);
-        assert_eq!(
-            out[2].deliveries,
-            vec!["d".to_string()],
-            "a repeated userid gets its own request"
-        );
-        assert!(matches!(
-            DingtalkWork::build(ctx(), ACC, vec![delivery("x", "a b", "t")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
+        assert_eq!(out[2].deliveries, vec!["d".to_string()], "a repeated userid gets its own request");
+        assert!(matches!(DingtalkWork::build(ctx(), ACC, vec![delivery("x", "a b", "t")]), Err(PluginError::InvalidDelivery(_))));
         let no_token = r#"{"app_key":"k","app_secret":"s","agent_id":1}"#;
-        assert!(matches!(
-            DingtalkWork::build(ctx(), no_token, vec![delivery("x", "u", "t")]),
-            Err(PluginError::Internal(_))
-        ));
+        assert!(matches!(DingtalkWork::build(ctx(), no_token, vec![delivery("x", "u", "t")]), Err(PluginError::Internal(_))));
     }
 
     #[test]
     fn build_markdown() {
-        let acc =
-            r#"{"app_key":"k","app_secret":"s","agent_id":7,"msgtype":"markdown","$token":"t"}"#;
+        let acc = r#"{"app_key":"k","app_secret":"s","agent_id":7,"msgtype":"markdown","$token":"t"}"#;
         let mut d = delivery("a", "u1", "**bold**");
         d.subject = Some("Deploy".into());
         let out = DingtalkWork::build(ctx(), acc, vec![d]).unwrap();
         let body: json::Value = json::from_slice(&http_req(&out[0]).body).unwrap();
-        assert_eq!(
-            body["msg"],
-            json::json!({"msgtype":"markdown","markdown":{"title":"Deploy","text":"**bold**"}})
-        );
+        assert_eq!(body["msg"], json::json!({"msgtype":"markdown","markdown":{"title":"Deploy","text":"**bold**"}}));
     }
 
     #[test]
@@ -588,46 +441,19 @@ mod tests {
             ctx(),
             ACC,
             ids.clone(),
-            Response::Http(resp(
-                200,
-                r#"{"errcode":0,"errmsg":"ok","task_id":256271667526,"request_id":"r"}"#,
-            )),
+            Response::Http(resp(200, r#"{"errcode":0,"errmsg":"ok","task_id":256271667526,"request_id":"r"}"#)),
         );
-        assert!(v.iter().all(
-            |o| o.kind == OutcomeKind::Sent && o.provider_id.as_deref() == Some("256271667526")
-        ));
-        let kind = |body: &str| {
-            DingtalkWork::interpret(ctx(), ACC, ids.clone(), Response::Http(resp(200, body)))[0]
-                .kind
-        };
-        assert_eq!(
-            kind(r#"{"errcode":90018,"errmsg":"qps"}"#),
-            OutcomeKind::Throttled
-        );
-        assert_eq!(
-            kind(r#"{"errcode":143104,"errmsg":"qpm"}"#),
-            OutcomeKind::Throttled
-        );
-        assert_eq!(
-            kind(r#"{"errcode":-1,"errmsg":"系统繁忙"}"#),
-            OutcomeKind::Retry
-        );
-        assert_eq!(
-            kind(r#"{"errcode":90020,"errmsg":"quota"}"#),
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            kind(r#"{"status":1111,"wait":5,"punish":"deny"}"#),
-            OutcomeKind::Throttled
-        );
+        assert!(v.iter().all(|o| o.kind == OutcomeKind::Sent && o.provider_id.as_deref() == Some("256271667526")));
+        let kind = |body: &str| DingtalkWork::interpret(ctx(), ACC, ids.clone(), Response::Http(resp(200, body)))[0].kind;
+        assert_eq!(kind(r#"{"errcode":90018,"errmsg":"qps"}"#), OutcomeKind::Throttled);
+        assert_eq!(kind(r#"{"errcode":143104,"errmsg":"qpm"}"#), OutcomeKind::Throttled);
+        assert_eq!(kind(r#"{"errcode":-1,"errmsg":"系统繁忙"}"#), OutcomeKind::Retry);
+        assert_eq!(kind(r#"{"errcode":90020,"errmsg":"quota"}"#), OutcomeKind::Failed);
+        assert_eq!(kind(r#"{"status":1111,"wait":5,"punish":"deny"}"#), OutcomeKind::Throttled);
         let expired = |body: &str| DingtalkWork::token_expired(Response::Http(resp(200, body)));
         assert!(expired(r#"{"errcode":42001,"errmsg":"access_token超时"}"#));
-        assert!(expired(
-            r#"{"errcode":40014,"errmsg":"不合法的access_token"}"#
-        ));
-        assert!(expired(
-            r#"{"errcode":88,"sub_code":"40014","errmsg":"ding talk error"}"#
-        ));
+        assert!(expired(r#"{"errcode":40014,"errmsg":"不合法的access_token"}"#));
+        assert!(expired(r#"{"errcode":88,"sub_code":"40014","errmsg":"ding talk error"}"#));
         assert!(!expired(r#"{"errcode":0,"errmsg":"ok"}"#));
         assert!(!expired(r#"{"errcode":88,"sub_code":"60011"}"#));
         assert!(!expired("nope"));

@@ -194,10 +194,7 @@ impl Account {
         if let Some(n) = &a.from_name
             && (n.chars().any(char::is_control) || n.chars().count() > 200)
         {
-            return Err(bad(
-                "from_name",
-                "control characters or longer than 200 characters",
-            ));
+            return Err(bad("from_name", "control characters or longer than 200 characters"));
         }
         check_host(&a.smtp.host).map_err(|m| bad("smtp.host", m))?;
         if a.smtp.port == 0 {
@@ -256,28 +253,17 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     if !addr.is_ascii() {
         return Err(format!("{addr:?}: non-ASCII addresses are not supported"));
     }
-    let (local, domain) = addr
-        .rsplit_once('@')
-        .ok_or_else(|| format!("{addr:?}: missing @"))?;
+    let (local, domain) = addr.rsplit_once('@').ok_or_else(|| format!("{addr:?}: missing @"))?;
     const ATEXT: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
     let local_ok = !local.is_empty()
         && local.len() <= 64
-        && local.split('.').all(|atom| {
-            !atom.is_empty()
-                && atom
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || ATEXT.contains(&c))
-        });
+        && local.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(|c| c.is_ascii_alphanumeric() || ATEXT.contains(&c)));
     if !local_ok {
         return Err(format!("{addr:?}: invalid local part"));
     }
     if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
         let octets: Vec<&str> = lit.split('.').collect();
-        if octets.len() == 4
-            && octets
-                .iter()
-                .all(|o| !o.is_empty() && o.len() <= 3 && o.parse::<u8>().is_ok())
-        {
+        if octets.len() == 4 && octets.iter().all(|o| !o.is_empty() && o.len() <= 3 && o.parse::<u8>().is_ok()) {
             return Ok(());
         }
         return Err(format!("{addr:?}: invalid address literal"));
@@ -285,11 +271,7 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     let labels: Vec<&str> = domain.split('.').collect();
     let labels_ok = labels.len() >= 2
         && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
         });
     if !labels_ok {
         return Err(format!("{addr:?}: invalid domain"));
@@ -300,41 +282,24 @@ pub fn check_address(addr: &str) -> Result<(), String> {
 /// A relay host: a DNS name (one label is fine, e.g. `mailhog`), an IPv4
 /// address, or an IPv6 address (bare or in brackets).
 fn check_host(host: &str) -> Result<(), String> {
-    let h = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if h.is_empty() || h.len() > 253 {
         return Err("empty or too long".into());
     }
     if h.contains(':') {
-        return if h
-            .bytes()
-            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
-        {
+        return if h.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.') {
             Ok(())
         } else {
             Err(format!("{host:?} is not a valid IPv6 address"))
         };
     }
-    let ok = h.split('.').all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{host:?} is not a valid host name"))
-    }
+    let ok = h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    if ok { Ok(()) } else { Err(format!("{host:?} is not a valid host name")) }
 }
 
 /// Replace control characters (CR, LF, tabs, ...) by spaces: header-safe text.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// A display name for an address header: a quoted-string when it is printable
@@ -355,22 +320,14 @@ fn display_name(name: &str) -> String {
         chunk.push(c);
     }
     words.push(chunk);
-    words
-        .iter()
-        .map(|w| format!("=?utf-8?B?{}?=", sign::base64(w.as_bytes())))
-        .collect::<Vec<_>>()
-        .join("\r\n ")
+    words.iter().map(|w| format!("=?utf-8?B?{}?=", sign::base64(w.as_bytes()))).collect::<Vec<_>>().join("\r\n ")
 }
 
 /// `Message-ID` left part: the delivery id when it is a dot-atom, otherwise a
 /// hash of it.
 fn message_id(delivery_id: &str) -> String {
     const ATEXT: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
-    let dot_atom = delivery_id.split('.').all(|a| {
-        !a.is_empty()
-            && a.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || ATEXT.contains(&c))
-    });
+    let dot_atom = delivery_id.split('.').all(|a| !a.is_empty() && a.bytes().all(|c| c.is_ascii_alphanumeric() || ATEXT.contains(&c)));
     if dot_atom && delivery_id.len() <= 200 {
         format!("{delivery_id}@herald")
     } else {
@@ -379,18 +336,8 @@ fn message_id(delivery_id: &str) -> String {
 }
 
 /// The complete RFC 5322 message for one delivery.
-pub fn build_mime(
-    now_ms: u64,
-    from: &str,
-    from_name: Option<&str>,
-    reply_to: Option<&str>,
-    d: &Delivery,
-) -> Result<Vec<u8>, PluginError> {
-    let head = Head {
-        to: Some(d.recipient.as_str()),
-        message_id: message_id(&d.id),
-        delivery: Some(d.id.as_str()),
-    };
+pub fn build_mime(now_ms: u64, from: &str, from_name: Option<&str>, reply_to: Option<&str>, d: &Delivery) -> Result<Vec<u8>, PluginError> {
+    let head = Head { to: Some(d.recipient.as_str()), message_id: message_id(&d.id), delivery: Some(d.id.as_str()) };
     write_mime(now_ms, from, from_name, reply_to, &head, d)
 }
 
@@ -410,11 +357,7 @@ pub fn build_shared_mime(
         ids.extend_from_slice(d.id.as_bytes());
         ids.push(b'\n');
     }
-    let head = Head {
-        to: None,
-        message_id: format!("{}@herald", &sign::sha256_hex(&ids)[..32]),
-        delivery: None,
-    };
+    let head = Head { to: None, message_id: format!("{}@herald", &sign::sha256_hex(&ids)[..32]), delivery: None };
     write_mime(now_ms, from, from_name, reply_to, &head, group[0])
 }
 
@@ -427,14 +370,7 @@ struct Head<'a> {
     delivery: Option<&'a str>,
 }
 
-fn write_mime(
-    now_ms: u64,
-    from: &str,
-    from_name: Option<&str>,
-    reply_to: Option<&str>,
-    head: &Head,
-    d: &Delivery,
-) -> Result<Vec<u8>, PluginError> {
+fn write_mime(now_ms: u64, from: &str, from_name: Option<&str>, reply_to: Option<&str>, head: &Head, d: &Delivery) -> Result<Vec<u8>, PluginError> {
     let from_header = match from_name {
         Some(name) if !name.trim().is_empty() => format!("{} <{from}>", display_name(name)),
         _ => format!("<{from}>"),
@@ -444,9 +380,7 @@ fn write_mime(
         Some(to) => msg.to(to),
         None => msg.header("To", Raw::new("undisclosed-recipients:;")),
     };
-    msg = msg
-        .header("Date", Raw::new(time::rfc2822(now_ms)))
-        .message_id(head.message_id.as_str());
+    msg = msg.header("Date", Raw::new(time::rfc2822(now_ms))).message_id(head.message_id.as_str());
     if let Some(id) = head.delivery {
         msg = msg.header("X-Herald-Delivery", Raw::new(id));
     }
@@ -470,16 +404,11 @@ fn write_mime(
             seed.push(0);
             seed.extend_from_slice(clean.as_bytes());
             let boundary = format!("=_herald_{}", &sign::sha256_hex(&seed)[..32]);
-            MimePart::new(
-                ContentType::new("multipart/alternative").attribute("boundary", boundary),
-                vec![text, MimePart::new("text/html", clean)],
-            )
+            MimePart::new(ContentType::new("multipart/alternative").attribute("boundary", boundary), vec![text, MimePart::new("text/html", clean)])
         }
         None => text,
     };
-    msg.body(body)
-        .write_to_vec()
-        .map_err(|e| PluginError::Internal(format!("cannot write MIME message: {e}")))
+    msg.body(body).write_to_vec().map_err(|e| PluginError::Internal(format!("cannot write MIME message: {e}")))
 }
 
 /// Deliveries grouped by identical rendered content (subject, text, HTML),
@@ -496,9 +425,7 @@ pub fn group_identical(batch: &[Delivery], max: usize) -> Vec<Vec<&Delivery>> {
     let mut groups: Vec<Vec<&Delivery>> = Vec::new();
     for d in batch {
         let content = (d.subject.as_deref(), d.text.as_str(), d.html.as_deref());
-        let nth = seen
-            .entry((content, d.recipient.to_ascii_lowercase()))
-            .or_insert(0);
+        let nth = seen.entry((content, d.recipient.to_ascii_lowercase())).or_insert(0);
         let key = (content, *nth);
         *nth += 1;
         let i = *index.entry(key).or_insert_with(|| {
@@ -507,14 +434,7 @@ pub fn group_identical(batch: &[Delivery], max: usize) -> Vec<Vec<&Delivery>> {
         });
         groups[i].push(d);
     }
-    groups
-        .into_iter()
-        .flat_map(|g| {
-            g.chunks(max.max(1))
-                .map(<[&Delivery]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    groups.into_iter().flat_map(|g| g.chunks(max.max(1)).map(<[&Delivery]>::to_vec).collect::<Vec<_>>()).collect()
 }
 
 impl Plugin for Email {
@@ -539,32 +459,20 @@ impl Plugin for Email {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let account = Account::parse(account)?;
         for d in &batch {
             if d.id.is_empty() || !d.id.bytes().all(|c| c.is_ascii_graphic()) {
-                return Err(PluginError::InvalidDelivery(format!(
-                    "delivery id {:?}: only visible ASCII is supported",
-                    d.id
-                )));
+                return Err(PluginError::InvalidDelivery(format!("delivery id {:?}: only visible ASCII is supported", d.id)));
             }
-            check_address(&d.recipient)
-                .map_err(|m| PluginError::InvalidDelivery(format!("recipient {}: {m}", d.id)))?;
+            check_address(&d.recipient).map_err(|m| PluginError::InvalidDelivery(format!("recipient {}: {m}", d.id)))?;
         }
         let relay = account.relay();
         let max = account.smtp.max_recipients_per_message as usize;
         group_identical(&batch, max)
             .into_iter()
             .map(|group| {
-                let (from, name, reply_to) = (
-                    account.from.as_str(),
-                    account.from_name.as_deref(),
-                    account.reply_to.as_deref(),
-                );
+                let (from, name, reply_to) = (account.from.as_str(), account.from_name.as_deref(), account.reply_to.as_deref());
                 let mime = match group.as_slice() {
                     [d] => build_mime(ctx.now_ms, from, name, reply_to, d)?,
                     _ => build_shared_mime(ctx.now_ms, from, name, reply_to, &group)?,
@@ -584,12 +492,7 @@ impl Plugin for Email {
             .collect()
     }
 
-    fn interpret(
-        _ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(_ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
         match response {
             Response::Smtp(reply) => {
                 let detail = format!("{} {}", reply.code, one_line(reply.message.trim()));
@@ -599,9 +502,7 @@ impl Plugin for Email {
                     _ => outcome::retry(id, detail.clone()),
                 })
             }
-            Response::Http(_) => {
-                outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"))
-            }
+            Response::Http(_) => outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response")),
         }
     }
 }
@@ -618,11 +519,7 @@ mod tests {
         "smtp":{"host":"smtp.example.com","port":587,"tls":"starttls","username":"u","password":"p"}}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_123,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_123, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str, recipient: &str, html: Option<&str>) -> Delivery {
@@ -647,9 +544,7 @@ mod tests {
     fn header(mime: &str, name: &str) -> Option<String> {
         let head = mime.split("\r\n\r\n").next().unwrap();
         let unfolded = head.replace("\r\n\t", "\t").replace("\r\n ", " ");
-        unfolded
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+        unfolded.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
     }
 
     /// Undo quoted-printable soft breaks and `=XX` escapes (enough for tests).
@@ -686,15 +581,9 @@ mod tests {
     fn decode_words(v: &str) -> String {
         let mut bytes = Vec::new();
         for w in v.split_whitespace() {
-            let b64 = w
-                .strip_prefix("=?utf-8?B?")
-                .and_then(|w| w.strip_suffix("?="));
+            let b64 = w.strip_prefix("=?utf-8?B?").and_then(|w| w.strip_suffix("?="));
             let b64 = b64.unwrap_or_else(|| panic!("not an encoded word: {w}"));
-            bytes.extend(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .unwrap(),
-            );
+            bytes.extend(base64::engine::general_purpose::STANDARD.decode(b64).unwrap());
         }
         String::from_utf8(bytes).unwrap()
     }
@@ -702,83 +591,36 @@ mod tests {
     #[test]
     fn validate() {
         assert!(Email::validate_account(ACCOUNT).is_ok());
-        assert!(
-            Email::validate_account(
-                r#"{"from":"a@b.test","smtp":{"host":"mailhog","port":1025,"tls":"none"}}"#
-            )
-            .is_ok()
-        );
+        assert!(Email::validate_account(r#"{"from":"a@b.test","smtp":{"host":"mailhog","port":1025,"tls":"none"}}"#).is_ok());
         let err = |acc: &str| match Email::validate_account(acc) {
             Err(PluginError::BadConfig(m)) => m,
             other => panic!("{acc}: {other:?}"),
         };
-        assert!(
-            err(r#"{"from":"a@b.test","smtp":{"host":"h","port":"x","tls":"none"}}"#)
-                .starts_with("smtp.port: ")
-        );
-        assert!(
-            err(r#"{"from":"a@b.test","smtp":{"host":"h","port":0,"tls":"none"}}"#)
-                .starts_with("smtp.port: ")
-        );
-        assert!(
-            err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"ssl"}}"#)
-                .starts_with("smtp.tls: ")
-        );
-        assert!(
-            err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25}}"#)
-                .starts_with("smtp: missing field `tls`")
-        );
-        assert!(
-            err(r#"{"from":"a@b.test","smtp":{"host":"a b","port":25,"tls":"none"}}"#)
-                .starts_with("smtp.host: ")
-        );
-        assert!(
-            err(r#"{"from":"nope","smtp":{"host":"h","port":25,"tls":"none"}}"#)
-                .starts_with("from: ")
-        );
-        assert!(
-            err(
-                r#"{"from":"a@b.test","reply_to":"x@","smtp":{"host":"h","port":25,"tls":"none"}}"#
-            )
-            .starts_with("reply_to: ")
-        );
+        assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":"x","tls":"none"}}"#).starts_with("smtp.port: "));
+        assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":0,"tls":"none"}}"#).starts_with("smtp.port: "));
+        assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"ssl"}}"#).starts_with("smtp.tls: "));
+        assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25}}"#).starts_with("smtp: missing field `tls`"));
+        assert!(err(r#"{"from":"a@b.test","smtp":{"host":"a b","port":25,"tls":"none"}}"#).starts_with("smtp.host: "));
+        assert!(err(r#"{"from":"nope","smtp":{"host":"h","port":25,"tls":"none"}}"#).starts_with("from: "));
+        assert!(err(r#"{"from":"a@b.test","reply_to":"x@","smtp":{"host":"h","port":25,"tls":"none"}}"#).starts_with("reply_to: "));
         assert!(err(r#"{"from":"a@b.test","from_name":"a\r\nBcc: x","smtp":{"host":"h","port":25,"tls":"none"}}"#).starts_with("from_name: "));
         assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none","username":"u","password":"p"}}"#).starts_with("smtp.tls: "));
         assert!(
-            Account::parse(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none","username":"u","password":"p","allow_plaintext_auth":true}}"#).is_ok()
+            Account::parse(
+                r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none","username":"u","password":"p","allow_plaintext_auth":true}}"#
+            )
+            .is_ok()
         );
         assert!(err(r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"implicit","username":"u"}}"#).starts_with("smtp.password: "));
-        assert!(
-            err(r#"{"from":"a@b.test","host":"h","smtp":{"host":"h","port":25,"tls":"none"}}"#)
-                .contains("unknown field `host`")
-        );
+        assert!(err(r#"{"from":"a@b.test","host":"h","smtp":{"host":"h","port":25,"tls":"none"}}"#).contains("unknown field `host`"));
     }
 
     #[test]
     fn addresses() {
-        for ok in [
-            "a@b.co",
-            "first.last+tag@sub.example.com",
-            "x@[10.0.0.1]",
-            "o'neil@ex-ample.org",
-        ] {
+        for ok in ["a@b.co", "first.last+tag@sub.example.com", "x@[10.0.0.1]", "o'neil@ex-ample.org"] {
             assert!(check_address(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "a",
-            "@b.co",
-            "a@",
-            "a@b",
-            "a..b@c.d",
-            ".a@c.d",
-            "a@-b.co",
-            "a b@c.d",
-            "a@c.d\r\nBcc: x",
-            "é@c.d",
-            "<a@c.d>",
-            "a@[1.2.3]",
-        ] {
+        for bad in ["", "a", "@b.co", "a@", "a@b", "a..b@c.d", ".a@c.d", "a@-b.co", "a b@c.d", "a@c.d\r\nBcc: x", "é@c.d", "<a@c.d>", "a@[1.2.3]"] {
             assert!(check_address(bad).is_err(), "{bad}");
         }
     }
@@ -786,41 +628,24 @@ mod tests {
     #[test]
     fn mime_multipart_sanitized_and_encoded() {
         let html = r#"<p onclick="steal()">Shipped! <a href="javascript:alert(1)">x</a> <a href="https://shop.test/o/1">track</a></p><script>alert(document.cookie)</script>"#;
-        let out = Email::build(
-            ctx(),
-            ACCOUNT,
-            vec![delivery("d-1", "ann@example.org", Some(html))],
-        )
-        .unwrap();
+        let out = Email::build(ctx(), ACCOUNT, vec![delivery("d-1", "ann@example.org", Some(html))]).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].deliveries, vec!["d-1".to_string()]);
         let m = smtp(&out[0]);
         assert_eq!(m.sender, "noreply@example.com");
         assert_eq!(m.recipients, vec!["ann@example.org".to_string()]);
         assert_eq!(m.relay.tls, TlsMode::Starttls);
-        assert_eq!(
-            (m.relay.port, m.relay.password.as_deref()),
-            (587, Some("p"))
-        );
+        assert_eq!((m.relay.port, m.relay.password.as_deref()), (587, Some("p")));
         let mime = String::from_utf8(m.mime.clone()).unwrap();
         assert!(mime.is_ascii(), "MIME must be 7-bit clean");
-        assert_eq!(
-            header(&mime, "Date").as_deref(),
-            Some("Tue, 14 Nov 2023 22:13:20 +0000")
-        );
+        assert_eq!(header(&mime, "Date").as_deref(), Some("Tue, 14 Nov 2023 22:13:20 +0000"));
         assert_eq!(header(&mime, "Message-ID").as_deref(), Some("<d-1@herald>"));
         assert_eq!(header(&mime, "X-Herald-Delivery").as_deref(), Some("d-1"));
         assert_eq!(header(&mime, "To").as_deref(), Some("<ann@example.org>"));
-        assert_eq!(
-            header(&mime, "Reply-To").as_deref(),
-            Some("<help@example.com>")
-        );
+        assert_eq!(header(&mime, "Reply-To").as_deref(), Some("<help@example.com>"));
         let from = header(&mime, "From").unwrap();
         let (name, addr) = from.rsplit_once(' ').unwrap();
-        assert_eq!(
-            (decode_words(name).as_str(), addr),
-            ("Héraut Notifications", "<noreply@example.com>")
-        );
+        assert_eq!((decode_words(name).as_str(), addr), ("Héraut Notifications", "<noreply@example.com>"));
         assert_eq!(header(&mime, "MIME-Version").as_deref(), Some("1.0"));
         // Subject: RFC 2047 encoded words that decode back to the original.
         let subject = header(&mime, "Subject").unwrap();
@@ -828,43 +653,19 @@ mod tests {
         assert_eq!(decode_words(&subject), "订单已发货 — your order shipped");
         // Both parts, with the content-derived boundary.
         let ct = header(&mime, "Content-Type").unwrap();
-        assert!(
-            ct.starts_with("multipart/alternative;") && ct.contains("=_herald_"),
-            "{ct}"
-        );
-        assert!(
-            mime.contains("Content-Type: text/plain; charset=\"utf-8\""),
-            "{mime}"
-        );
-        assert!(
-            mime.contains("Content-Type: text/html; charset=\"utf-8\""),
-            "{mime}"
-        );
+        assert!(ct.starts_with("multipart/alternative;") && ct.contains("=_herald_"), "{ct}");
+        assert!(mime.contains("Content-Type: text/plain; charset=\"utf-8\""), "{mime}");
+        assert!(mime.contains("Content-Type: text/html; charset=\"utf-8\""), "{mime}");
         assert!(mime.contains("Your order shipped.\r\nThanks!"));
         // Sanitized HTML (the part is quoted-printable).
         let decoded = qp_decode(&mime);
         let lower = decoded.to_ascii_lowercase();
-        assert!(
-            !lower.contains("<script") && !lower.contains("alert(document"),
-            "{mime}"
-        );
-        assert!(
-            !lower.contains("onclick") && !lower.contains("javascript:"),
-            "{mime}"
-        );
-        assert!(
-            decoded
-                .contains(r#"<a href="https://shop.test/o/1" rel="noopener noreferrer">track</a>"#),
-            "{decoded}"
-        );
+        assert!(!lower.contains("<script") && !lower.contains("alert(document"), "{mime}");
+        assert!(!lower.contains("onclick") && !lower.contains("javascript:"), "{mime}");
+        assert!(decoded.contains(r#"<a href="https://shop.test/o/1" rel="noopener noreferrer">track</a>"#), "{decoded}");
         assert!(decoded.contains("<p>Shipped! "), "{decoded}");
         // Deterministic: the same input gives the same bytes.
-        let again = Email::build(
-            ctx(),
-            ACCOUNT,
-            vec![delivery("d-1", "ann@example.org", Some(html))],
-        )
-        .unwrap();
+        let again = Email::build(ctx(), ACCOUNT, vec![delivery("d-1", "ann@example.org", Some(html))]).unwrap();
         assert_eq!(smtp(&again[0]).mime, m.mime);
     }
 
@@ -872,19 +673,9 @@ mod tests {
     fn mime_text_only() {
         let mut d = delivery("d2", "bob@example.org", None);
         d.subject = Some("Plain\r\nBcc: evil@example.org".into());
-        let out = Email::build(
-            ctx(),
-            r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none"}}"#,
-            vec![d],
-        )
-        .unwrap();
+        let out = Email::build(ctx(), r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none"}}"#, vec![d]).unwrap();
         let mime = String::from_utf8(smtp(&out[0]).mime.clone()).unwrap();
-        assert!(
-            header(&mime, "Content-Type")
-                .unwrap()
-                .starts_with("text/plain"),
-            "{mime}"
-        );
+        assert!(header(&mime, "Content-Type").unwrap().starts_with("text/plain"), "{mime}");
         assert!(!mime.contains("multipart"));
         assert!(!mime.contains("\r\nBcc:"), "{mime}");
         assert!(header(&mime, "Reply-To").is_none());
@@ -893,21 +684,14 @@ mod tests {
 
     #[test]
     fn bad_recipient_fails_batch_naming_delivery() {
-        let batch = vec![
-            delivery("ok1", "a@example.org", None),
-            delivery("bad7", "not-an-address", None),
-        ];
+        let batch = vec![delivery("ok1", "a@example.org", None), delivery("bad7", "not-an-address", None)];
         match Email::build(ctx(), ACCOUNT, batch) {
             Err(PluginError::InvalidDelivery(m)) => {
                 assert!(m.starts_with("recipient bad7: "), "{m}")
             }
             other => panic!("{other:?}"),
         }
-        match Email::build(
-            ctx(),
-            ACCOUNT,
-            vec![delivery("a\nb", "a@example.org", None)],
-        ) {
+        match Email::build(ctx(), ACCOUNT, vec![delivery("a\nb", "a@example.org", None)]) {
             Err(PluginError::InvalidDelivery(m)) => assert!(m.starts_with("delivery id"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -921,23 +705,13 @@ mod tests {
     }
 
     fn texts(out: &[Outbound]) -> Vec<(Vec<String>, Vec<String>)> {
-        out.iter()
-            .map(|o| (o.deliveries.clone(), smtp(o).recipients.clone()))
-            .collect()
+        out.iter().map(|o| (o.deliveries.clone(), smtp(o).recipients.clone())).collect()
     }
 
     #[test]
     fn identical_content_is_one_message_with_many_recipients() {
         let acc = r#"{"from":"a@b.test","smtp":{"host":"h","port":25,"tls":"none","max_recipients_per_message":3}}"#;
-        let mut batch: Vec<Delivery> = (0..7)
-            .map(|i| {
-                delivery(
-                    &format!("d{i}"),
-                    &format!("u{i}@example.org"),
-                    Some("<p>hi</p>"),
-                )
-            })
-            .collect();
+        let mut batch: Vec<Delivery> = (0..7).map(|i| delivery(&format!("d{i}"), &format!("u{i}@example.org"), Some("<p>hi</p>"))).collect();
         // Personalised: its own message; same content, same address twice: two messages.
         batch[2].text = "Only for u2".into();
         batch.push(delivery("d7", "U0@example.org", Some("<p>hi</p>")));
@@ -946,83 +720,38 @@ mod tests {
         assert_eq!(
             texts(&out),
             vec![
-                (
-                    s(&["d0", "d1", "d3"]),
-                    s(&["u0@example.org", "u1@example.org", "u3@example.org"])
-                ),
-                (
-                    s(&["d4", "d5", "d6"]),
-                    s(&["u4@example.org", "u5@example.org", "u6@example.org"])
-                ),
+                (s(&["d0", "d1", "d3"]), s(&["u0@example.org", "u1@example.org", "u3@example.org"])),
+                (s(&["d4", "d5", "d6"]), s(&["u4@example.org", "u5@example.org", "u6@example.org"])),
                 (s(&["d2"]), s(&["u2@example.org"])),
                 (s(&["d7"]), s(&["U0@example.org"])),
             ]
         );
         let shared = String::from_utf8(smtp(&out[0]).mime.clone()).unwrap();
-        assert_eq!(
-            header(&shared, "To").as_deref(),
-            Some("undisclosed-recipients:;")
-        );
+        assert_eq!(header(&shared, "To").as_deref(), Some("undisclosed-recipients:;"));
         assert!(header(&shared, "X-Herald-Delivery").is_none());
         for i in 0..8 {
-            assert!(
-                !shared.to_ascii_lowercase().contains(&format!("u{i}@")),
-                "{shared}"
-            );
+            assert!(!shared.to_ascii_lowercase().contains(&format!("u{i}@")), "{shared}");
             assert!(!shared.contains(&format!("d{i}@")), "{shared}");
         }
         let id = header(&shared, "Message-ID").unwrap();
         assert!(id.starts_with('<') && id.ends_with("@herald>"), "{id}");
-        assert_ne!(
-            header(
-                &String::from_utf8(smtp(&out[1]).mime.clone()).unwrap(),
-                "Message-ID"
-            )
-            .unwrap(),
-            id
-        );
+        assert_ne!(header(&String::from_utf8(smtp(&out[1]).mime.clone()).unwrap(), "Message-ID").unwrap(), id);
         assert!(qp_decode(&shared).contains("<p>hi</p>"), "{shared}");
         // The single ones are today's messages.
         let single = String::from_utf8(smtp(&out[2]).mime.clone()).unwrap();
         assert_eq!(header(&single, "To").as_deref(), Some("<u2@example.org>"));
         assert_eq!(header(&single, "X-Herald-Delivery").as_deref(), Some("d2"));
         // Deterministic.
-        let again = Email::build(
-            ctx(),
-            acc,
-            (0..2)
-                .map(|i| {
-                    delivery(
-                        &format!("d{i}"),
-                        &format!("u{i}@example.org"),
-                        Some("<p>hi</p>"),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap();
-        let again2 = Email::build(
-            ctx(),
-            acc,
-            (0..2)
-                .map(|i| {
-                    delivery(
-                        &format!("d{i}"),
-                        &format!("u{i}@example.org"),
-                        Some("<p>hi</p>"),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap();
+        let again =
+            Email::build(ctx(), acc, (0..2).map(|i| delivery(&format!("d{i}"), &format!("u{i}@example.org"), Some("<p>hi</p>"))).collect()).unwrap();
+        let again2 =
+            Email::build(ctx(), acc, (0..2).map(|i| delivery(&format!("d{i}"), &format!("u{i}@example.org"), Some("<p>hi</p>"))).collect()).unwrap();
         assert_eq!(smtp(&again[0]).mime, smtp(&again2[0]).mime);
     }
 
     #[test]
     fn default_max_recipients_is_50() {
-        let batch: Vec<Delivery> = (0..120)
-            .map(|i| delivery(&format!("d{i}"), &format!("u{i}@example.org"), None))
-            .collect();
+        let batch: Vec<Delivery> = (0..120).map(|i| delivery(&format!("d{i}"), &format!("u{i}@example.org"), None)).collect();
         let out = Email::build(ctx(), ACCOUNT, batch).unwrap();
         let sizes: Vec<usize> = out.iter().map(|o| smtp(o).recipients.len()).collect();
         assert_eq!(sizes, vec![50, 50, 20]);
@@ -1033,24 +762,11 @@ mod tests {
 
     #[test]
     fn relay_limits_validated() {
-        let acc = |extra: &str| {
-            format!(r#"{{"from":"a@b.test","smtp":{{"host":"h","port":25,"tls":"none"{extra}}}}}"#)
-        };
-        assert!(
-            Email::validate_account(&acc(
-                r#","max_recipients_per_message":100,"max_connections":8"#
-            ))
-            .is_ok()
-        );
+        let acc = |extra: &str| format!(r#"{{"from":"a@b.test","smtp":{{"host":"h","port":25,"tls":"none"{extra}}}}}"#);
+        assert!(Email::validate_account(&acc(r#","max_recipients_per_message":100,"max_connections":8"#)).is_ok());
         for (extra, field) in [
-            (
-                r#","max_recipients_per_message":0"#,
-                "smtp.max_recipients_per_message: ",
-            ),
-            (
-                r#","max_recipients_per_message":1001"#,
-                "smtp.max_recipients_per_message: ",
-            ),
+            (r#","max_recipients_per_message":0"#, "smtp.max_recipients_per_message: "),
+            (r#","max_recipients_per_message":1001"#, "smtp.max_recipients_per_message: "),
             (r#","max_connections":0"#, "smtp.max_connections: "),
             (r#","max_connections":65"#, "smtp.max_connections: "),
         ] {
@@ -1064,38 +780,15 @@ mod tests {
     #[test]
     fn interpret() {
         let ids = vec!["d1".to_string()];
-        let r = |code, msg: &str| {
-            Response::Smtp(SmtpReply {
-                code,
-                message: msg.into(),
-            })
-        };
+        let r = |code, msg: &str| Response::Smtp(SmtpReply { code, message: msg.into() });
         let v = Email::interpret(ctx(), "{}", ids.clone(), r(250, "2.0.0 OK queued as X"));
-        assert_eq!(
-            (v[0].kind, v[0].provider_id.as_deref()),
-            (OutcomeKind::Sent, Some("d1"))
-        );
+        assert_eq!((v[0].kind, v[0].provider_id.as_deref()), (OutcomeKind::Sent, Some("d1")));
         assert_eq!(v[0].detail.as_deref(), Some("250 2.0.0 OK queued as X"));
         let v = Email::interpret(ctx(), "{}", ids.clone(), r(451, "4.7.1 greylisted"));
         assert_eq!(v[0].kind, OutcomeKind::Retry);
         let v = Email::interpret(ctx(), "{}", ids.clone(), r(550, "5.1.1 no such user"));
-        assert_eq!(
-            (v[0].kind, v[0].detail.as_deref()),
-            (OutcomeKind::Failed, Some("550 5.1.1 no such user"))
-        );
-        let v = Email::interpret(
-            ctx(),
-            "{}",
-            ids,
-            Response::Http(HttpResponse {
-                status: 200,
-                headers: vec![],
-                body: vec![],
-            }),
-        );
-        assert_eq!(
-            (v[0].kind, v[0].detail.as_deref()),
-            (OutcomeKind::Failed, Some("unexpected response"))
-        );
+        assert_eq!((v[0].kind, v[0].detail.as_deref()), (OutcomeKind::Failed, Some("550 5.1.1 no such user")));
+        let v = Email::interpret(ctx(), "{}", ids, Response::Http(HttpResponse { status: 200, headers: vec![], body: vec![] }));
+        assert_eq!((v[0].kind, v[0].detail.as_deref()), (OutcomeKind::Failed, Some("unexpected response")));
     }
 }

@@ -116,18 +116,7 @@ pub const TAGS: &[&str] = &[
 const VOID: &[&str] = &["br", "col", "hr", "img", "wbr"];
 
 /// Tags removed together with everything up to their end tag.
-const DROP_CONTENT: &[&str] = &[
-    "script",
-    "style",
-    "title",
-    "textarea",
-    "xmp",
-    "iframe",
-    "noembed",
-    "noframes",
-    "noscript",
-    "plaintext",
-];
+const DROP_CONTENT: &[&str] = &["script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"];
 
 /// Attributes allowed on every kept tag.
 const GLOBAL_ATTRS: &[&str] = &["title", "lang", "dir", "align", "style"];
@@ -168,9 +157,7 @@ pub fn sanitize_html(input: &str) -> String {
         push_text(&mut out, &input[text_start..i]);
         let next = b.get(i + 1).copied().unwrap_or(0);
         if lower[i..].starts_with("<!--") {
-            i = lower[i + 4..]
-                .find("-->")
-                .map_or(b.len(), |p| i + 4 + p + 3);
+            i = lower[i + 4..].find("-->").map_or(b.len(), |p| i + 4 + p + 3);
         } else if next == b'!' || next == b'?' {
             i = lower[i..].find('>').map_or(b.len(), |p| i + p + 1);
         } else if next == b'/' && b.get(i + 2).is_some_and(u8::is_ascii_alphabetic) {
@@ -240,11 +227,7 @@ fn parse_tag<'a>(input: &'a str, lower: &str, start: usize) -> Option<Tag<'a>> {
             return None;
         }
         if b[i] == b'>' {
-            return Some(Tag {
-                name,
-                attrs,
-                end: i + 1,
-            });
+            return Some(Tag { name, attrs, end: i + 1 });
         }
         let name_start = i;
         i += 1; // the first character may be '='
@@ -298,9 +281,7 @@ fn skip_raw_text(lower: &str, name: &str, from: usize) -> usize {
         match b.get(after) {
             None => return lower.len(),
             Some(&c) if is_space(c) || c == b'/' || c == b'>' => {
-                return lower[after..]
-                    .find('>')
-                    .map_or(lower.len(), |q| after + q + 1);
+                return lower[after..].find('>').map_or(lower.len(), |q| after + q + 1);
             }
             Some(_) => pos = after,
         }
@@ -349,13 +330,7 @@ fn entity_len(s: &[u8]) -> Option<usize> {
             i = 2;
         }
         let digits_start = i;
-        while s.get(i).is_some_and(|c| {
-            if hex {
-                c.is_ascii_hexdigit()
-            } else {
-                c.is_ascii_digit()
-            }
-        }) {
+        while s.get(i).is_some_and(|c| if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() }) {
             i += 1;
         }
         if i == digits_start {
@@ -453,13 +428,7 @@ fn decode_entities(raw: &str) -> Option<String> {
             let hex = matches!(ab.get(1), Some(b'x' | b'X'));
             let start = if hex { 2 } else { 1 };
             let mut end = start;
-            while ab.get(end).is_some_and(|c| {
-                if hex {
-                    c.is_ascii_hexdigit()
-                } else {
-                    c.is_ascii_digit()
-                }
-            }) {
+            while ab.get(end).is_some_and(|c| if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() }) {
                 end += 1;
             }
             if end == start {
@@ -469,11 +438,7 @@ fn decode_entities(raw: &str) -> Option<String> {
             }
             let digits = &after[start..end];
             let code = u32::from_str_radix(digits, if hex { 16 } else { 10 }).unwrap_or(0xFFFD);
-            out.push(
-                char::from_u32(code)
-                    .filter(|c| *c != '\0')
-                    .unwrap_or('\u{fffd}'),
-            );
+            out.push(char::from_u32(code).filter(|c| *c != '\0').unwrap_or('\u{fffd}'));
             rest = &after[end..];
             if let Some(r) = rest.strip_prefix(';') {
                 rest = r;
@@ -503,10 +468,7 @@ fn clean_url(raw: &str, schemes: &[&str]) -> Option<String> {
     let decoded = decode_entities(raw)?;
     // Browsers drop leading/trailing C0 controls and spaces and ignore tabs and
     // newlines anywhere in a URL; drop every control and space.
-    let url: String = decoded
-        .chars()
-        .filter(|c| *c > ' ' && *c != '\u{7f}')
-        .collect();
+    let url: String = decoded.chars().filter(|c| *c > ' ' && *c != '\u{7f}').collect();
     if url.is_empty() {
         return None;
     }
@@ -523,26 +485,14 @@ fn clean_url(raw: &str, schemes: &[&str]) -> Option<String> {
 /// A `style` value kept only if it passes the conservative CSS check.
 fn clean_style(raw: &str) -> Option<String> {
     const ALLOWED_FUNCTIONS: &[&str] = &["rgb", "rgba", "hsl", "hsla", "calc"];
-    const FORBIDDEN: &[&str] = &[
-        "\\",
-        "/*",
-        "@",
-        "<",
-        ">",
-        "expression",
-        "javascript",
-        "behavior",
-        "binding",
-    ];
+    const FORBIDDEN: &[&str] = &["\\", "/*", "@", "<", ">", "expression", "javascript", "behavior", "binding"];
     let css = decode_entities(raw)?;
     let lower = css.to_ascii_lowercase();
     if FORBIDDEN.iter().any(|f| lower.contains(f)) || lower.chars().any(|c| c.is_control()) {
         return None;
     }
     for (p, _) in lower.match_indices('(') {
-        let name_start = lower[..p]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .map_or(0, |q| q + 1);
+        let name_start = lower[..p].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).map_or(0, |q| q + 1);
         if !ALLOWED_FUNCTIONS.contains(&&lower[name_start..p]) {
             return None;
         }
@@ -556,10 +506,7 @@ mod tests {
 
     #[test]
     fn removes_scripts_and_handlers() {
-        assert_eq!(
-            s(r#"<p onclick="steal()">Hi<script>alert(1)</script> there</p>"#),
-            "<p>Hi there</p>"
-        );
+        assert_eq!(s(r#"<p onclick="steal()">Hi<script>alert(1)</script> there</p>"#), "<p>Hi there</p>");
         assert_eq!(s("a<SCRIPT type=x>if (a<b) {}</script >b"), "ab");
         assert_eq!(s("a<script>never closed"), "a");
         assert_eq!(s("<style>p{color:red}</style>x"), "x");
@@ -567,14 +514,8 @@ mod tests {
         assert_eq!(s("<scr<script>ipt>alert(1)</script>"), "ipt&gt;alert(1)");
         assert_eq!(s("<svg><script>alert(1)</script></svg>"), "");
         assert_eq!(s("<!-- <script>alert(1)</script> -->ok"), "ok");
-        assert_eq!(
-            s("<iframe src=https://e.test></iframe>x<object>y</object>"),
-            "xy"
-        );
-        assert_eq!(
-            s("<div><textarea></div><script>x</script></textarea>z"),
-            "<div>z"
-        );
+        assert_eq!(s("<iframe src=https://e.test></iframe>x<object>y</object>"), "xy");
+        assert_eq!(s("<div><textarea></div><script>x</script></textarea>z"), "<div>z");
     }
 
     #[test]
@@ -600,39 +541,21 @@ mod tests {
             let html = format!(r#"<a href="{bad}">x</a>"#);
             assert_eq!(s(&html), r#"<a rel="noopener noreferrer">x</a>"#, "{bad}");
         }
-        assert_eq!(
-            s("<a href=mailto:a@b.test>m</a>"),
-            r#"<a href="mailto:a@b.test" rel="noopener noreferrer">m</a>"#
-        );
-        assert_eq!(
-            s("<a href='/rel/x:y'>r</a>"),
-            r#"<a href="/rel/x:y" rel="noopener noreferrer">r</a>"#
-        );
+        assert_eq!(s("<a href=mailto:a@b.test>m</a>"), r#"<a href="mailto:a@b.test" rel="noopener noreferrer">m</a>"#);
+        assert_eq!(s("<a href='/rel/x:y'>r</a>"), r#"<a href="/rel/x:y" rel="noopener noreferrer">r</a>"#);
         assert_eq!(s(r#"<img src="cid:logo">"#), r#"<img src="cid:logo">"#);
         assert_eq!(s(r#"<img src="mailto:x">"#), "<img>");
     }
 
     #[test]
     fn attributes_and_text() {
-        assert_eq!(
-            s("a < b && c > d &amp; &#169; &copy;"),
-            "a &lt; b &amp;&amp; c &gt; d &amp; &#169; &copy;"
-        );
-        assert_eq!(
-            s(r##"<td width=50% class=x id=y bgcolor="#fff">"##),
-            r##"<td width="50%" bgcolor="#fff">"##
-        );
-        assert_eq!(
-            s(r#"<p title='say "hi"'>"#),
-            r#"<p title="say &quot;hi&quot;">"#
-        );
+        assert_eq!(s("a < b && c > d &amp; &#169; &copy;"), "a &lt; b &amp;&amp; c &gt; d &amp; &#169; &copy;");
+        assert_eq!(s(r##"<td width=50% class=x id=y bgcolor="#fff">"##), r##"<td width="50%" bgcolor="#fff">"##);
+        assert_eq!(s(r#"<p title='say "hi"'>"#), r#"<p title="say &quot;hi&quot;">"#);
         assert_eq!(s("<p title=\"x"), "");
         assert_eq!(s("<br/><hr />x</br>"), "<br><hr>x");
         assert_eq!(s("<P ALIGN=center>x</P>"), r#"<p align="center">x</p>"#);
-        assert_eq!(
-            s("<html><body><h1>你好</h1></body></html>"),
-            "<h1>你好</h1>"
-        );
+        assert_eq!(s("<html><body><h1>你好</h1></body></html>"), "<h1>你好</h1>");
         assert_eq!(s("1 <2 </ 3 <>"), "1 &lt;2 &lt;/ 3 &lt;&gt;");
         assert_eq!(s("<!DOCTYPE html><?xml x?>a"), "a");
     }
@@ -652,11 +575,7 @@ mod tests {
             "b\\61ckground:red",
             "background:u&#114;l(x)",
         ] {
-            assert_eq!(
-                s(&format!(r#"<p style="{bad}">x</p>"#)),
-                "<p>x</p>",
-                "{bad}"
-            );
+            assert_eq!(s(&format!(r#"<p style="{bad}">x</p>"#)), "<p>x</p>", "{bad}");
         }
     }
 }

@@ -99,41 +99,17 @@ fn bad(field: &str, msg: impl std::fmt::Display) -> PluginError {
 impl Account {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
-        let rest = a
-            .webhook
-            .strip_prefix("https://")
-            .ok_or_else(|| bad("webhook", "must be an https:// URL"))?;
+        let rest = a.webhook.strip_prefix("https://").ok_or_else(|| bad("webhook", "must be an https:// URL"))?;
         let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if !HOSTS.contains(&host) {
-            return Err(bad(
-                "webhook",
-                "must be on open.feishu.cn or open.larksuite.com",
-            ));
+            return Err(bad("webhook", "must be on open.feishu.cn or open.larksuite.com"));
         }
-        let token = path.strip_prefix(HOOK_PATH).ok_or_else(|| {
-            bad(
-                "webhook",
-                format!("must look like https://{host}{HOOK_PATH}<token>"),
-            )
-        })?;
-        if token.is_empty()
-            || !token
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(bad(
-                "webhook",
-                "the hook token must be letters, digits and dashes",
-            ));
+        let token = path.strip_prefix(HOOK_PATH).ok_or_else(|| bad("webhook", format!("must look like https://{host}{HOOK_PATH}<token>")))?;
+        if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(bad("webhook", "the hook token must be letters, digits and dashes"));
         }
-        if a.secret
-            .as_deref()
-            .is_some_and(|s| s.is_empty() || s.chars().any(char::is_control))
-        {
-            return Err(bad(
-                "secret",
-                "must be a non-empty string without control characters",
-            ));
+        if a.secret.as_deref().is_some_and(|s| s.is_empty() || s.chars().any(char::is_control)) {
+            return Err(bad("secret", "must be a non-empty string without control characters"));
         }
         Ok(a)
     }
@@ -156,26 +132,15 @@ fn at_tag(recipient: &str) -> Result<Option<String>, String> {
     }
     if let Some(id) = r.strip_prefix("userid:") {
         let id = id.trim();
-        if !id.is_empty()
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Ok(Some(format!(r#"<at user_id="{id}"></at>"#)));
         }
     }
-    Err(format!(
-        "{recipient:?} is not userid:<open_id>, @all or group"
-    ))
+    Err(format!("{recipient:?} is not userid:<open_id>, @all or group"))
 }
 
 fn body(a: &Account, d: &Delivery, now_ms: u64) -> Result<Vec<u8>, String> {
-    let mut text = match d
-        .subject
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let mut text = match d.subject.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => format!("{s}\n{}", d.text),
         None => d.text.clone(),
     };
@@ -193,10 +158,7 @@ fn body(a: &Account, d: &Delivery, now_ms: u64) -> Result<Vec<u8>, String> {
     }
     let bytes = json::to_vec(&value).map_err(|e| e.to_string())?;
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(format!(
-            "the request would be {} bytes; Feishu bots accept at most {MAX_BODY_BYTES}",
-            bytes.len()
-        ));
+        return Err(format!("the request would be {} bytes; Feishu bots accept at most {MAX_BODY_BYTES}", bytes.len()));
     }
     Ok(bytes)
 }
@@ -222,11 +184,7 @@ fn wait_ms(resp: &HttpResponse, now_ms: u64) -> Option<u64> {
 
 fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Vec<Outcome> {
     let answer = json::from_slice::<Answer>(&resp.body).ok();
-    let code = answer.as_ref().and_then(|a| {
-        a.code
-            .map(|c| (c, a.msg.clone()))
-            .or(a.status_code.map(|c| (c, a.status_message.clone())))
-    });
+    let code = answer.as_ref().and_then(|a| a.code.map(|c| (c, a.msg.clone())).or(a.status_code.map(|c| (c, a.status_message.clone()))));
     let Some((code, msg)) = code else {
         if !(200..300).contains(&resp.status) {
             return outcome::from_http_status(deliveries, resp, ctx.now_ms);
@@ -263,34 +221,16 @@ impl Plugin for Feishu {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let a = Account::parse(account)?;
         outbound::one_per_delivery(&batch, |d| {
             let body = body(&a, d, ctx.now_ms).map_err(PluginError::InvalidDelivery)?;
-            Ok(http::post(
-                &a.webhook,
-                vec![(
-                    "Content-Type".into(),
-                    "application/json; charset=utf-8".into(),
-                )],
-                body,
-            ))
+            Ok(http::post(&a.webhook, vec![("Content-Type".into(), "application/json; charset=utf-8".into())], body))
         })
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
-        outcome::http_only(&deliveries, response, |resp| {
-            classify(&ctx, &deliveries, resp)
-        })
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+        outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
     }
 }
 
@@ -300,35 +240,20 @@ export_plugin!(Feishu);
 mod tests {
     use super::*;
 
-    const HOOK: &str =
-        "https://open.feishu.cn/open-apis/bot/v2/hook/5e3d587e-d78e-4a07-bd07-265f269f86fd";
+    const HOOK: &str = "https://open.feishu.cn/open-apis/bot/v2/hook/5e3d587e-d78e-4a07-bd07-265f269f86fd";
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_999,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_999, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: "d1".into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: "d1".into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
         Response::Http(HttpResponse {
             status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body: body.as_bytes().to_vec(),
         })
     }
@@ -336,21 +261,13 @@ mod tests {
     #[test]
     fn signature_matches_feishu_recipe() {
         // python3: b64encode(hmac.new(b"1700000000\nfs-secret", b"", sha256).digest())
-        assert_eq!(
-            signature("fs-secret", 1_700_000_000),
-            "ognpFOmraex6LA29Ao14dsiNmmjE3YO4x5e/SX8n9Bw="
-        );
+        assert_eq!(signature("fs-secret", 1_700_000_000), "ognpFOmraex6LA29Ao14dsiNmmjE3YO4x5e/SX8n9Bw=");
     }
 
     #[test]
     fn validate() {
         assert!(Feishu::validate_account(&format!(r#"{{"webhook":"{HOOK}"}}"#)).is_ok());
-        assert!(
-            Feishu::validate_account(
-                r#"{"webhook":"https://open.larksuite.com/open-apis/bot/v2/hook/abc","secret":"s"}"#
-            )
-            .is_ok()
-        );
+        assert!(Feishu::validate_account(r#"{"webhook":"https://open.larksuite.com/open-apis/bot/v2/hook/abc","secret":"s"}"#).is_ok());
         for acc in [
             r#"{"webhook":"https://evil.test/open-apis/bot/v2/hook/abc"}"#.to_string(),
             r#"{"webhook":"http://open.feishu.cn/open-apis/bot/v2/hook/abc"}"#.to_string(),
@@ -359,13 +276,7 @@ mod tests {
             r#"{"webhook":"https://open.feishu.cn.evil.test/open-apis/bot/v2/hook/a"}"#.to_string(),
             format!(r#"{{"webhook":"{HOOK}","secret":""}}"#),
         ] {
-            assert!(
-                matches!(
-                    Feishu::validate_account(&acc),
-                    Err(PluginError::BadConfig(_))
-                ),
-                "{acc}"
-            );
+            assert!(matches!(Feishu::validate_account(&acc), Err(PluginError::BadConfig(_))), "{acc}");
         }
     }
 
@@ -375,9 +286,7 @@ mod tests {
         let mut d = delivery("userid:ou_abc123", "disk full");
         d.subject = Some("Alert".into());
         let out = Feishu::build(ctx(), &acc, vec![d]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         assert_eq!((h.method.as_str(), h.url.as_str()), ("POST", HOOK));
         let body: json::Value = json::from_slice(&h.body).unwrap();
         assert_eq!(
@@ -385,98 +294,37 @@ mod tests {
             json::json!({"timestamp":"1700000000","sign":"ognpFOmraex6LA29Ao14dsiNmmjE3YO4x5e/SX8n9Bw=","msg_type":"text",
                          "content":{"text":"<at user_id=\"ou_abc123\"></at> Alert\ndisk full"}})
         );
-        let out = Feishu::build(
-            ctx(),
-            &format!(r#"{{"webhook":"{HOOK}"}}"#),
-            vec![delivery("@all", "x")],
-        )
-        .unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let out = Feishu::build(ctx(), &format!(r#"{{"webhook":"{HOOK}"}}"#), vec![delivery("@all", "x")]).unwrap();
+        let Request::Http(h) = &out[0].request else { panic!() };
         let body: json::Value = json::from_slice(&h.body).unwrap();
-        assert_eq!(
-            body,
-            json::json!({"msg_type":"text","content":{"text":"<at user_id=\"all\">所有人</at> x"}})
-        );
+        assert_eq!(body, json::json!({"msg_type":"text","content":{"text":"<at user_id=\"all\">所有人</at> x"}}));
     }
 
     #[test]
     fn build_limits() {
         let acc = format!(r#"{{"webhook":"{HOOK}"}}"#);
-        match Feishu::build(
-            ctx(),
-            &acc,
-            vec![delivery("group", &"x".repeat(MAX_BODY_BYTES))],
-        ) {
+        match Feishu::build(ctx(), &acc, vec![delivery("group", &"x".repeat(MAX_BODY_BYTES))]) {
             Err(PluginError::InvalidDelivery(m)) => assert!(m.contains("20480"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            Feishu::build(ctx(), &acc, vec![delivery("13800000000", "x")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
-        assert!(matches!(
-            Feishu::build(ctx(), &acc, vec![delivery("userid:a\"b", "x")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
+        assert!(matches!(Feishu::build(ctx(), &acc, vec![delivery("13800000000", "x")]), Err(PluginError::InvalidDelivery(_))));
+        assert!(matches!(Feishu::build(ctx(), &acc, vec![delivery("userid:a\"b", "x")]), Err(PluginError::InvalidDelivery(_))));
     }
 
     #[test]
     fn interpret() {
         let one = |r: Response| Feishu::interpret(ctx(), "{}", vec!["d1".into()], r).remove(0);
-        assert_eq!(
-            one(resp(200, &[], r#"{"code":0,"data":{},"msg":"success"}"#)).kind,
-            OutcomeKind::Sent
-        );
-        assert_eq!(
-            one(resp(
-                200,
-                &[],
-                r#"{"StatusCode":0,"StatusMessage":"success"}"#
-            ))
-            .kind,
-            OutcomeKind::Sent
-        );
-        let o = one(resp(
-            200,
-            &[],
-            r#"{"code":19021,"data":{},"msg":"sign match fail or timestamp is not within one hour from current time"}"#,
-        ));
+        assert_eq!(one(resp(200, &[], r#"{"code":0,"data":{},"msg":"success"}"#)).kind, OutcomeKind::Sent);
+        assert_eq!(one(resp(200, &[], r#"{"StatusCode":0,"StatusMessage":"success"}"#)).kind, OutcomeKind::Sent);
+        let o = one(resp(200, &[], r#"{"code":19021,"data":{},"msg":"sign match fail or timestamp is not within one hour from current time"}"#));
         assert_eq!(o.kind, OutcomeKind::Failed);
-        assert!(
-            o.detail
-                .unwrap()
-                .starts_with("Feishu code 19021: sign match fail")
-        );
-        let o = one(resp(
-            200,
-            &[],
-            r#"{"code":11232,"data":{},"msg":"frequency limited psm[lark.oapi.app_platform_runtime]appID[1500]"}"#,
-        ));
+        assert!(o.detail.unwrap().starts_with("Feishu code 19021: sign match fail"));
+        let o = one(resp(200, &[], r#"{"code":11232,"data":{},"msg":"frequency limited psm[lark.oapi.app_platform_runtime]appID[1500]"}"#));
         assert_eq!((o.kind, o.retry_after_ms), (OutcomeKind::Throttled, None));
-        let o = one(resp(
-            429,
-            &[("x-ogw-ratelimit-reset", "3")],
-            r#"{"code":99991400,"msg":"request trigger frequency limit"}"#,
-        ));
-        assert_eq!(
-            (o.kind, o.retry_after_ms),
-            (OutcomeKind::Throttled, Some(3000))
-        );
-        assert_eq!(
-            one(resp(
-                200,
-                &[],
-                r#"{"code":19024,"msg":"Key Words Not Found"}"#
-            ))
-            .kind,
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            one(resp(400, &[], r#"{"code":9499,"msg":"Bad Request"}"#)).kind,
-            OutcomeKind::Failed
-        );
+        let o = one(resp(429, &[("x-ogw-ratelimit-reset", "3")], r#"{"code":99991400,"msg":"request trigger frequency limit"}"#));
+        assert_eq!((o.kind, o.retry_after_ms), (OutcomeKind::Throttled, Some(3000)));
+        assert_eq!(one(resp(200, &[], r#"{"code":19024,"msg":"Key Words Not Found"}"#)).kind, OutcomeKind::Failed);
+        assert_eq!(one(resp(400, &[], r#"{"code":9499,"msg":"Bad Request"}"#)).kind, OutcomeKind::Failed);
         assert_eq!(one(resp(502, &[], "bad gateway")).kind, OutcomeKind::Retry);
         assert_eq!(one(resp(200, &[], "ok")).kind, OutcomeKind::Failed);
     }

@@ -81,18 +81,11 @@ struct Account {
 impl Account {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
-        let path = a.webhook.strip_prefix(WEBHOOK_PREFIX).ok_or_else(|| {
-            PluginError::BadConfig(format!("webhook: must start with {WEBHOOK_PREFIX}"))
-        })?;
+        let path =
+            a.webhook.strip_prefix(WEBHOOK_PREFIX).ok_or_else(|| PluginError::BadConfig(format!("webhook: must start with {WEBHOOK_PREFIX}")))?;
         let parts: Vec<&str> = path.split('/').collect();
-        if parts.len() != 3
-            || parts
-                .iter()
-                .any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric()))
-        {
-            return Err(PluginError::BadConfig(
-                "webhook: must look like https://hooks.slack.com/services/T.../B.../...".into(),
-            ));
+        if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric())) {
+            return Err(PluginError::BadConfig("webhook: must look like https://hooks.slack.com/services/T.../B.../...".into()));
         }
         Ok(a)
     }
@@ -115,9 +108,7 @@ fn mention(recipient: &str) -> Result<Option<String>, String> {
             return Ok(Some(format!("<@{id}>")));
         }
     }
-    Err(format!(
-        "{recipient:?} is not userid:<U...>, @all, @here or group"
-    ))
+    Err(format!("{recipient:?} is not userid:<U...>, @all, @here or group"))
 }
 
 /// Splits `text` into pieces of at most `max` characters, preferring line breaks.
@@ -126,10 +117,7 @@ fn chunks(text: &str, max: usize) -> Vec<String> {
     let mut rest = text;
     while rest.chars().count() > max {
         let cut = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
-        let split = rest[..cut]
-            .rfind('\n')
-            .filter(|&i| i > 0)
-            .map_or(cut, |i| i + 1);
+        let split = rest[..cut].rfind('\n').filter(|&i| i > 0).map_or(cut, |i| i + 1);
         out.push(rest[..split].to_string());
         rest = &rest[split..];
     }
@@ -140,12 +128,7 @@ fn chunks(text: &str, max: usize) -> Vec<String> {
 }
 
 fn body(a: &Account, d: &Delivery) -> Result<json::Value, String> {
-    let mut text = match d
-        .subject
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let mut text = match d.subject.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => format!("*{s}*\n{}", d.text),
         None => d.text.clone(),
     };
@@ -157,15 +140,10 @@ fn body(a: &Account, d: &Delivery) -> Result<json::Value, String> {
     }
     let mut value = json::json!({"text": text});
     if a.blocks {
-        let blocks: Vec<json::Value> = chunks(&text, MAX_SECTION_CHARS)
-            .into_iter()
-            .map(|c| json::json!({"type": "section", "text": {"type": "mrkdwn", "text": c}}))
-            .collect();
+        let blocks: Vec<json::Value> =
+            chunks(&text, MAX_SECTION_CHARS).into_iter().map(|c| json::json!({"type": "section", "text": {"type": "mrkdwn", "text": c}})).collect();
         if blocks.len() > MAX_BLOCKS {
-            return Err(format!(
-                "the text needs {} blocks of {MAX_SECTION_CHARS} characters; Slack allows {MAX_BLOCKS}",
-                blocks.len()
-            ));
+            return Err(format!("the text needs {} blocks of {MAX_SECTION_CHARS} characters; Slack allows {MAX_BLOCKS}", blocks.len()));
         }
         value["blocks"] = blocks.into();
     }
@@ -191,11 +169,7 @@ impl Plugin for Slack {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        _ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(_ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let a = Account::parse(account)?;
         outbound::one_per_delivery(&batch, |d| {
             let body = body(&a, d).map_err(PluginError::InvalidDelivery)?;
@@ -203,15 +177,8 @@ impl Plugin for Slack {
         })
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
-        outcome::http_only(&deliveries, response, |resp| {
-            outcome::from_http_status(&deliveries, resp, ctx.now_ms)
-        })
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+        outcome::http_only(&deliveries, response, |resp| outcome::from_http_status(&deliveries, resp, ctx.now_ms))
     }
 }
 
@@ -224,38 +191,23 @@ mod tests {
     const HOOK: &str = "https://hooks.slack.com/services/T0001/B0002/XXXXyyyyZZZZ";
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_000,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_000, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: "d1".into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: "d1".into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     fn body_of(acc: &str, d: Delivery) -> json::Value {
         let out = Slack::build(ctx(), acc, vec![d]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         assert_eq!(h.url, HOOK);
         json::from_slice(&h.body).unwrap()
     }
 
     #[test]
     fn validate() {
-        assert!(
-            Slack::validate_account(&format!(r#"{{"webhook":"{HOOK}","blocks":true}}"#)).is_ok()
-        );
+        assert!(Slack::validate_account(&format!(r#"{{"webhook":"{HOOK}","blocks":true}}"#)).is_ok());
         for hook in [
             "https://hooks.slack.com/services/T0001/B0002",
             "https://hooks.slack.com/services/T0001/B0002/x/y",
@@ -263,13 +215,7 @@ mod tests {
             "https://evil.test/services/T/B/X",
             "https://hooks.slack.com/services/T0001/B0002/X?y=1",
         ] {
-            assert!(
-                matches!(
-                    Slack::validate_account(&format!(r#"{{"webhook":"{hook}"}}"#)),
-                    Err(PluginError::BadConfig(_))
-                ),
-                "{hook}"
-            );
+            assert!(matches!(Slack::validate_account(&format!(r#"{{"webhook":"{hook}"}}"#)), Err(PluginError::BadConfig(_))), "{hook}");
         }
     }
 
@@ -278,26 +224,11 @@ mod tests {
         let acc = format!(r#"{{"webhook":"{HOOK}"}}"#);
         let mut d = delivery("userid:U024BE7LH", "deploy *done*");
         d.subject = Some("Deploy".into());
-        assert_eq!(
-            body_of(&acc, d),
-            json::json!({"text":"<@U024BE7LH> *Deploy*\ndeploy *done*"})
-        );
-        assert_eq!(
-            body_of(&acc, delivery("@all", "x")),
-            json::json!({"text":"<!channel> x"})
-        );
-        assert_eq!(
-            body_of(&acc, delivery("group", "x")),
-            json::json!({"text":"x"})
-        );
-        assert!(matches!(
-            Slack::build(ctx(), &acc, vec![delivery("bob", "x")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
-        assert!(matches!(
-            Slack::build(ctx(), &acc, vec![delivery("group", " ")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
+        assert_eq!(body_of(&acc, d), json::json!({"text":"<@U024BE7LH> *Deploy*\ndeploy *done*"}));
+        assert_eq!(body_of(&acc, delivery("@all", "x")), json::json!({"text":"<!channel> x"}));
+        assert_eq!(body_of(&acc, delivery("group", "x")), json::json!({"text":"x"}));
+        assert!(matches!(Slack::build(ctx(), &acc, vec![delivery("bob", "x")]), Err(PluginError::InvalidDelivery(_))));
+        assert!(matches!(Slack::build(ctx(), &acc, vec![delivery("group", " ")]), Err(PluginError::InvalidDelivery(_))));
     }
 
     #[test]
@@ -307,30 +238,15 @@ mod tests {
         let body = body_of(&acc, delivery("group", &text));
         let blocks = body["blocks"].as_array().unwrap();
         assert_eq!(blocks.len(), 2);
-        assert_eq!(
-            blocks[0]["text"]["text"].as_str().unwrap(),
-            format!("{}\n", "a".repeat(2000))
-        );
+        assert_eq!(blocks[0]["text"]["text"].as_str().unwrap(), format!("{}\n", "a".repeat(2000)));
         assert_eq!(blocks[0]["text"]["type"], "mrkdwn");
         assert_eq!(body["text"].as_str().unwrap(), text);
         let long = "é".repeat(MAX_SECTION_CHARS * 2 + 1);
         let body = body_of(&acc, delivery("group", &long));
-        let sizes: Vec<usize> = body["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["text"]["text"].as_str().unwrap().chars().count())
-            .collect();
+        let sizes: Vec<usize> = body["blocks"].as_array().unwrap().iter().map(|b| b["text"]["text"].as_str().unwrap().chars().count()).collect();
         assert_eq!(sizes, [3000, 3000, 1]);
         assert!(matches!(
-            Slack::build(
-                ctx(),
-                &acc,
-                vec![delivery(
-                    "group",
-                    &"x".repeat(MAX_SECTION_CHARS * MAX_BLOCKS + 1)
-                )]
-            ),
+            Slack::build(ctx(), &acc, vec![delivery("group", &"x".repeat(MAX_SECTION_CHARS * MAX_BLOCKS + 1))]),
             Err(PluginError::InvalidDelivery(_))
         ));
     }
@@ -344,10 +260,7 @@ mod tests {
                 vec!["d1".into()],
                 Response::Http(HttpResponse {
                     status,
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
+                    headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                     body: body.as_bytes().to_vec(),
                 }),
             )
@@ -355,15 +268,9 @@ mod tests {
         };
         assert_eq!(one(200, &[], "ok").kind, OutcomeKind::Sent);
         let o = one(429, &[("Retry-After", "2")], "");
-        assert_eq!(
-            (o.kind, o.retry_after_ms),
-            (OutcomeKind::Throttled, Some(2000))
-        );
+        assert_eq!((o.kind, o.retry_after_ms), (OutcomeKind::Throttled, Some(2000)));
         let o = one(404, &[], "channel_not_found");
-        assert_eq!(
-            (o.kind, o.detail.as_deref()),
-            (OutcomeKind::Failed, Some("HTTP 404: channel_not_found"))
-        );
+        assert_eq!((o.kind, o.detail.as_deref()), (OutcomeKind::Failed, Some("HTTP 404: channel_not_found")));
         assert_eq!(one(400, &[], "invalid_payload").kind, OutcomeKind::Failed);
         assert_eq!(one(500, &[], "").kind, OutcomeKind::Retry);
     }

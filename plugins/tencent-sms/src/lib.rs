@@ -165,12 +165,7 @@ fn bad(field: &str, msg: &str) -> PluginError {
 impl Account {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
-        for (field, value) in [
-            ("secret_id", &a.secret_id),
-            ("secret_key", &a.secret_key),
-            ("template_id", &a.template_id),
-            ("region", &a.region),
-        ] {
+        for (field, value) in [("secret_id", &a.secret_id), ("secret_key", &a.secret_key), ("template_id", &a.template_id), ("region", &a.region)] {
             if value.trim().is_empty() {
                 return Err(bad(field, "must not be empty"));
             }
@@ -211,16 +206,9 @@ impl Tc3<'_> {
     /// must be sorted by name and include `content-type` and `host`.
     pub fn canonical_request(&self, headers: &[(&str, &str)], payload: &[u8]) -> String {
         // Names and values lower-case, values trimmed, as Tencent's rules say.
-        let canonical: String = headers
-            .iter()
-            .map(|(k, v)| format!("{k}:{}\n", v.trim().to_ascii_lowercase()))
-            .collect();
+        let canonical: String = headers.iter().map(|(k, v)| format!("{k}:{}\n", v.trim().to_ascii_lowercase())).collect();
         let signed: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
-        format!(
-            "POST\n/\n\n{canonical}\n{}\n{}",
-            signed.join(";"),
-            sign::sha256_hex(payload)
-        )
+        format!("POST\n/\n\n{canonical}\n{}\n{}", signed.join(";"), sign::sha256_hex(payload))
     }
 
     pub fn string_to_sign(&self, canonical_request: &str) -> String {
@@ -234,10 +222,7 @@ impl Tc3<'_> {
     }
 
     pub fn signature(&self, string_to_sign: &str) -> String {
-        let k_date = sign::hmac_sha256(
-            format!("TC3{}", self.secret_key).as_bytes(),
-            self.date().as_bytes(),
-        );
+        let k_date = sign::hmac_sha256(format!("TC3{}", self.secret_key).as_bytes(), self.date().as_bytes());
         let k_service = sign::hmac_sha256(&k_date, self.service.as_bytes());
         let k_signing = sign::hmac_sha256(&k_service, b"tc3_request");
         sign::hex(&sign::hmac_sha256(&k_signing, string_to_sign.as_bytes()))
@@ -275,46 +260,21 @@ struct Key {
 }
 
 fn key(acc: &Account, d: &Delivery) -> Key {
-    let params = match d
-        .meta("template_param_set")
-        .map(json::from_str::<Vec<json::Value>>)
-    {
+    let params = match d.meta("template_param_set").map(json::from_str::<Vec<json::Value>>) {
         // Numbers and strings alike become strings; anything else is sent as its JSON.
-        Some(Ok(list)) => list
-            .into_iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string())
-            })
-            .collect(),
+        Some(Ok(list)) => list.into_iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect(),
         Some(Err(_)) => vec![d.meta("template_param_set").unwrap_or_default().to_string()],
-        None => acc
-            .template_params
-            .iter()
-            .map(|k| d.meta(k).unwrap_or_default().to_string())
-            .collect(),
+        None => acc.template_params.iter().map(|k| d.meta(k).unwrap_or_default().to_string()).collect(),
     };
     Key {
         domestic: domestic(&d.recipient),
-        template_id: d
-            .meta("template_id")
-            .unwrap_or(&acc.template_id)
-            .to_string(),
-        sign_name: d
-            .meta("sign_name")
-            .map(str::to_string)
-            .or_else(|| acc.sign_name.clone()),
+        template_id: d.meta("template_id").unwrap_or(&acc.template_id).to_string(),
+        sign_name: d.meta("sign_name").map(str::to_string).or_else(|| acc.sign_name.clone()),
         params,
     }
 }
 
-fn request(
-    acc: &Account,
-    key: &Key,
-    numbers: Vec<&str>,
-    now_ms: u64,
-) -> Result<HttpRequest, PluginError> {
+fn request(acc: &Account, key: &Key, numbers: Vec<&str>, now_ms: u64) -> Result<HttpRequest, PluginError> {
     let mut body = json::json!({
         "PhoneNumberSet": numbers,
         "SmsSdkAppId": acc.sdk_app_id,
@@ -330,24 +290,10 @@ fn request(
     if let Some(s) = &acc.extend_code {
         body["ExtendCode"] = json::json!(s);
     }
-    let payload = json::to_vec(&body)
-        .map_err(|e| PluginError::Internal(format!("cannot serialize body: {e}")))?;
-    let tc3 = Tc3 {
-        secret_id: &acc.secret_id,
-        secret_key: &acc.secret_key,
-        service: SERVICE,
-        host: HOST,
-        timestamp: now_ms / 1000,
-    };
+    let payload = json::to_vec(&body).map_err(|e| PluginError::Internal(format!("cannot serialize body: {e}")))?;
+    let tc3 = Tc3 { secret_id: &acc.secret_id, secret_key: &acc.secret_key, service: SERVICE, host: HOST, timestamp: now_ms / 1000 };
     let action = ACTION.to_ascii_lowercase();
-    let authorization = tc3.authorization(
-        &[
-            ("content-type", CONTENT_TYPE),
-            ("host", HOST),
-            ("x-tc-action", &action),
-        ],
-        &payload,
-    );
+    let authorization = tc3.authorization(&[("content-type", CONTENT_TYPE), ("host", HOST), ("x-tc-action", &action)], &payload);
     Ok(http::post(
         &format!("https://{HOST}/"),
         vec![
@@ -367,20 +313,11 @@ fn clip(s: &str) -> String {
 }
 
 /// The outcome of a request-level error `code`.
-fn request_error(
-    id: &str,
-    status: u16,
-    code: &str,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Outcome {
+fn request_error(id: &str, status: u16, code: &str, message: &str, retry_after: Option<u64>) -> Outcome {
     let detail = clip(&format!("{code}: {message}"));
     if code.starts_with("RequestLimitExceeded") {
         outcome::throttled(id, detail).with_retry_after_ms(retry_after)
-    } else if code.starts_with("InternalError")
-        || code == "AuthFailure.SignatureExpire"
-        || status >= 500
-    {
+    } else if code.starts_with("InternalError") || code == "AuthFailure.SignatureExpire" || status >= 500 {
         outcome::retry(id, detail).with_retry_after_ms(retry_after)
     } else {
         outcome::failed(id, detail)
@@ -399,14 +336,8 @@ fn status_outcome(id: &str, s: &SendStatus) -> Outcome {
                 None => o,
             }
         }
-        "LimitExceeded.PhoneNumberThirtySecondLimit" => {
-            outcome::throttled(id, detail).with_retry_after_ms(Some(30_000))
-        }
-        c if c.starts_with("RequestLimitExceeded")
-            || c == "LimitExceeded.DeliveryFrequencyLimit" =>
-        {
-            outcome::throttled(id, detail)
-        }
+        "LimitExceeded.PhoneNumberThirtySecondLimit" => outcome::throttled(id, detail).with_retry_after_ms(Some(30_000)),
+        c if c.starts_with("RequestLimitExceeded") || c == "LimitExceeded.DeliveryFrequencyLimit" => outcome::throttled(id, detail),
         c if c.starts_with("InternalError") => outcome::retry(id, detail),
         _ => outcome::failed(id, detail),
     }
@@ -492,20 +423,14 @@ impl Plugin for TencentSms {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let acc = Account::parse(account)?;
         // Group by content, keeping the batch order inside each group.
         let mut groups: BTreeMap<Key, Vec<Vec<&Delivery>>> = BTreeMap::new();
         for d in &batch {
             let chunks = groups.entry(key(&acc, d)).or_default();
             let number = d.recipient.trim();
-            let fits = chunks.last().is_some_and(|c| {
-                c.len() < MAX_NUMBERS && !c.iter().any(|o| o.recipient.trim() == number)
-            });
+            let fits = chunks.last().is_some_and(|c| c.len() < MAX_NUMBERS && !c.iter().any(|o| o.recipient.trim() == number));
             if fits {
                 chunks.last_mut().expect("non-empty").push(d);
             } else {
@@ -517,21 +442,13 @@ impl Plugin for TencentSms {
             for chunk in chunks {
                 let numbers = chunk.iter().map(|d| d.recipient.trim()).collect();
                 let req = request(&acc, key, numbers, ctx.now_ms)?;
-                out.push(Outbound::http(
-                    chunk.iter().map(|d| d.id.clone()).collect(),
-                    req,
-                ));
+                out.push(Outbound::http(chunk.iter().map(|d| d.id.clone()).collect(), req));
             }
         }
         Ok(out)
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
         let Response::Http(resp) = response else {
             return outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"));
         };
@@ -543,43 +460,23 @@ impl Plugin for TencentSms {
             _ => {
                 return outcome::from_http_status(&deliveries, &resp, ctx.now_ms)
                     .into_iter()
-                    .map(|o| {
-                        if o.kind == OutcomeKind::Sent {
-                            outcome::retry(o.delivery_id, "answer without Response")
-                        } else {
-                            o
-                        }
-                    })
+                    .map(|o| if o.kind == OutcomeKind::Sent { outcome::retry(o.delivery_id, "answer without Response") } else { o })
                     .collect();
             }
         };
         if let Some(e) = answer.error {
-            return outcome::for_all(&deliveries, |id| {
-                request_error(id, resp.status, &e.code, &e.message, retry_after)
-            });
+            return outcome::for_all(&deliveries, |id| request_error(id, resp.status, &e.code, &e.message, retry_after));
         }
         let set = answer.send_status_set.unwrap_or_default();
         if set.len() != deliveries.len() {
             // The answer cannot be matched to the numbers; the request did reach Tencent.
-            let detail = format!(
-                "SendSms answered {} statuses for {} numbers",
-                set.len(),
-                deliveries.len()
-            );
+            let detail = format!("SendSms answered {} statuses for {} numbers", set.len(), deliveries.len());
             return outcome::for_all(&deliveries, |id| outcome::failed(id, detail.clone()));
         }
-        deliveries
-            .iter()
-            .zip(&set)
-            .map(|(id, s)| status_outcome(id, s))
-            .collect()
+        deliveries.iter().zip(&set).map(|(id, s)| status_outcome(id, s)).collect()
     }
 
-    fn parse_callback(
-        _ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<CallbackReply, PluginError> {
+    fn parse_callback(_ctx: CallContext, account: &str, request: HttpRequest) -> Result<CallbackReply, PluginError> {
         let acc = Account::parse(account)?;
         if let Some(token) = &acc.callback_token {
             match query_param(&request.url, "token") {
@@ -587,8 +484,7 @@ impl Plugin for TencentSms {
                 _ => return Err(reject("missing or wrong token")),
             }
         }
-        let reports: Vec<Report> = json::from_slice(&request.body)
-            .map_err(|e| reject(&format!("not a status report array: {e}")))?;
+        let reports: Vec<Report> = json::from_slice(&request.body).map_err(|e| reject(&format!("not a status report array: {e}")))?;
         let receipts = reports
             .into_iter()
             .filter_map(|r| {
@@ -598,27 +494,15 @@ impl Plugin for TencentSms {
                     Some("FAIL") => ReceiptStatus::Failed,
                     _ => return None,
                 };
-                let what = [r.errmsg.as_deref(), r.description.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Some(Receipt {
-                    delivery_id: None,
-                    provider_id: Some(sid),
-                    status,
-                    detail: (!what.is_empty()).then(|| clip(&what)),
-                })
+                let what = [r.errmsg.as_deref(), r.description.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+                Some(Receipt { delivery_id: None, provider_id: Some(sid), status, detail: (!what.is_empty()).then(|| clip(&what)) })
             })
             .collect();
         Ok(CallbackReply {
             receipts,
             response: HttpResponse {
                 status: 200,
-                headers: vec![(
-                    "Content-Type".into(),
-                    "application/json; charset=utf-8".into(),
-                )],
+                headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
                 body: br#"{"result":0,"errmsg":"OK"}"#.to_vec(),
             },
         })
@@ -634,11 +518,7 @@ mod tests {
     const ACCOUNT: &str = r#"{"secret_id":"AKIDtest","secret_key":"k3y","sdk_app_id":"1400006666","template_id":"1110","sign_name":"腾讯云","template_params":["code"]}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_551_113_065_000,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_551_113_065_000, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str, to: &str, meta: &[(&str, &str)]) -> Delivery {
@@ -648,19 +528,12 @@ mod tests {
             subject: None,
             text: "x".into(),
             html: None,
-            metadata: meta
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
     fn header<'a>(h: &'a HttpRequest, name: &str) -> &'a str {
-        h.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .unwrap()
+        h.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).unwrap()
     }
 
     #[test]
@@ -675,10 +548,7 @@ mod tests {
             timestamp: 1_551_113_065,
         };
         let payload = br#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
-        let headers = [
-            ("content-type", "application/json; charset=utf-8"),
-            ("host", "cvm.tencentcloudapi.com"),
-        ];
+        let headers = [("content-type", "application/json; charset=utf-8"), ("host", "cvm.tencentcloudapi.com")];
         let cr = tc3.canonical_request(&headers, payload);
         assert_eq!(
             cr,
@@ -686,14 +556,8 @@ mod tests {
              35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064"
         );
         let sts = tc3.string_to_sign(&cr);
-        assert_eq!(
-            sts,
-            "TC3-HMAC-SHA256\n1551113065\n2019-02-25/cvm/tc3_request\n5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031"
-        );
-        assert_eq!(
-            tc3.signature(&sts),
-            "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"
-        );
+        assert_eq!(sts, "TC3-HMAC-SHA256\n1551113065\n2019-02-25/cvm/tc3_request\n5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031");
+        assert_eq!(tc3.signature(&sts), "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168");
         assert_eq!(
             tc3.authorization(&headers, payload),
             "TC3-HMAC-SHA256 Credential=AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE/2019-02-25/cvm/tc3_request, \
@@ -705,22 +569,10 @@ mod tests {
     fn validate() {
         assert!(TencentSms::validate_account(ACCOUNT).is_ok());
         for (acc, field) in [
-            (
-                r#"{"secret_id":"a","secret_key":"b","sdk_app_id":"14x","template_id":"1"}"#,
-                "sdk_app_id",
-            ),
-            (
-                r#"{"secret_id":"a","secret_key":"b","sdk_app_id":"14"}"#,
-                "template_id",
-            ),
-            (
-                r#"{"secret_id":"","secret_key":"b","sdk_app_id":"14","template_id":"1"}"#,
-                "secret_id",
-            ),
-            (
-                r#"{"secret_id":"a","secret_key":"b","sdk_app_id":"14","template_id":"1","callback_token":"x"}"#,
-                "callback_token",
-            ),
+            (r#"{"secret_id":"a","secret_key":"b","sdk_app_id":"14x","template_id":"1"}"#, "sdk_app_id"),
+            (r#"{"secret_id":"a","secret_key":"b","sdk_app_id":"14"}"#, "template_id"),
+            (r#"{"secret_id":"","secret_key":"b","sdk_app_id":"14","template_id":"1"}"#, "secret_id"),
+            (r#"{"secret_id":"a","secret_key":"b","sdk_app_id":"14","template_id":"1","callback_token":"x"}"#, "callback_token"),
         ] {
             match TencentSms::validate_account(acc) {
                 Err(PluginError::BadConfig(m)) => assert!(m.contains(field), "{m}"),
@@ -728,10 +580,7 @@ mod tests {
             }
         }
         let info = TencentSms::describe();
-        assert_eq!(
-            (info.max_batch, info.billing_unit.as_str()),
-            (200, "segment")
-        );
+        assert_eq!((info.max_batch, info.billing_unit.as_str()), (200, "segment"));
         json::from_str::<json::Value>(&info.account_schema).unwrap();
     }
 
@@ -745,44 +594,20 @@ mod tests {
             delivery("m.4", "+8613800138000", &[("code", "1")]),
         ];
         for i in 0..201 {
-            batch.push(delivery(
-                &format!("n.{i}"),
-                &format!("+86138{i:08}"),
-                &[("code", "9")],
-            ));
+            batch.push(delivery(&format!("n.{i}"), &format!("+86138{i:08}"), &[("code", "9")]));
         }
         let out = TencentSms::build(ctx(), ACCOUNT, batch).unwrap();
         let ids: Vec<Vec<String>> = out.iter().map(|o| o.deliveries.clone()).collect();
-        assert!(
-            ids.contains(&vec!["m.0".to_string(), "m.1".to_string()]),
-            "same content, domestic: one request"
-        );
-        assert!(
-            ids.contains(&vec!["m.4".to_string()]),
-            "a number at most once per request"
-        );
+        assert!(ids.contains(&vec!["m.0".to_string(), "m.1".to_string()]), "same content, domestic: one request");
+        assert!(ids.contains(&vec!["m.4".to_string()]), "a number at most once per request");
         assert!(ids.contains(&vec!["m.2".to_string()]));
-        assert!(
-            ids.contains(&vec!["m.3".to_string()]),
-            "international numbers go separately"
-        );
-        assert_eq!(
-            ids.iter()
-                .filter(|v| v[0].starts_with("n."))
-                .map(Vec::len)
-                .collect::<Vec<_>>(),
-            vec![200, 1]
-        );
+        assert!(ids.contains(&vec!["m.3".to_string()]), "international numbers go separately");
+        assert_eq!(ids.iter().filter(|v| v[0].starts_with("n.")).map(Vec::len).collect::<Vec<_>>(), vec![200, 1]);
         assert_eq!(ids.iter().map(Vec::len).sum::<usize>(), 206);
 
         let o = out.iter().find(|o| o.deliveries[0] == "m.0").unwrap();
-        let Request::Http(h) = &o.request else {
-            panic!()
-        };
-        assert_eq!(
-            (h.method.as_str(), h.url.as_str()),
-            ("POST", "https://sms.tencentcloudapi.com/")
-        );
+        let Request::Http(h) = &o.request else { panic!() };
+        assert_eq!((h.method.as_str(), h.url.as_str()), ("POST", "https://sms.tencentcloudapi.com/"));
         let body: json::Value = json::from_slice(&h.body).unwrap();
         assert_eq!(
             body,
@@ -794,23 +619,14 @@ mod tests {
         assert_eq!(header(h, "x-tc-region"), "ap-guangzhou");
         assert_eq!(header(h, "x-tc-timestamp"), "1551113065");
         assert_eq!(header(h, "content-type"), CONTENT_TYPE);
-        let tc3 = Tc3 {
-            secret_id: "AKIDtest",
-            secret_key: "k3y",
-            service: "sms",
-            host: HOST,
-            timestamp: 1_551_113_065,
-        };
-        let want = tc3.authorization(
-            &[
-                ("content-type", CONTENT_TYPE),
-                ("host", HOST),
-                ("x-tc-action", "sendsms"),
-            ],
-            &h.body,
-        );
+        let tc3 = Tc3 { secret_id: "AKIDtest", secret_key: "k3y", service: "sms", host: HOST, timestamp: 1_551_113_065 };
+        let want = tc3.authorization(&[("content-type", CONTENT_TYPE), ("host", HOST), ("x-tc-action", "sendsms")], &h.body);
         assert_eq!(header(h, "authorization"), want);
-        assert!(want.starts_with("TC3-HMAC-SHA256 Credential=AKIDtest/2019-02-25/sms/tc3_request, SignedHeaders=content-type;host;x-tc-action, Signature="));
+        assert!(
+            want.starts_with(
+                "TC3-HMAC-SHA256 Credential=AKIDtest/2019-02-25/sms/tc3_request, SignedHeaders=content-type;host;x-tc-action, Signature="
+            )
+        );
     }
 
     #[test]
@@ -818,20 +634,10 @@ mod tests {
         let out = TencentSms::build(
             ctx(),
             ACCOUNT,
-            vec![delivery(
-                "m.0",
-                "+8613800138000",
-                &[
-                    ("template_param_set", r#"["a", 5]"#),
-                    ("template_id", "7"),
-                    ("sign_name", "S"),
-                ],
-            )],
+            vec![delivery("m.0", "+8613800138000", &[("template_param_set", r#"["a", 5]"#), ("template_id", "7"), ("sign_name", "S")])],
         )
         .unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         let body: json::Value = json::from_slice(&h.body).unwrap();
         assert_eq!(body["TemplateParamSet"], json::json!(["a", "5"]));
         assert_eq!(body["TemplateId"], "7");
@@ -839,11 +645,7 @@ mod tests {
     }
 
     fn resp(body: &str) -> Response {
-        Response::Http(HttpResponse {
-            status: 200,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        })
+        Response::Http(HttpResponse { status: 200, headers: vec![], body: body.as_bytes().to_vec() })
     }
 
     #[test]
@@ -861,32 +663,14 @@ mod tests {
         let kinds: Vec<_> = v.iter().map(|o| o.kind).collect();
         assert_eq!(
             kinds,
-            vec![
-                OutcomeKind::Sent,
-                OutcomeKind::Failed,
-                OutcomeKind::Failed,
-                OutcomeKind::Throttled,
-                OutcomeKind::Retry,
-                OutcomeKind::Sent
-            ]
+            vec![OutcomeKind::Sent, OutcomeKind::Failed, OutcomeKind::Failed, OutcomeKind::Throttled, OutcomeKind::Retry, OutcomeKind::Sent]
         );
-        assert_eq!(
-            (v[0].provider_id.as_deref(), v[0].units),
-            (Some("2640:1"), 3)
-        );
-        assert_eq!(
-            v[1].detail.as_deref(),
-            Some("InvalidParameterValue.IncorrectPhoneNumber: invalid mobile number")
-        );
+        assert_eq!((v[0].provider_id.as_deref(), v[0].units), (Some("2640:1"), 3));
+        assert_eq!(v[1].detail.as_deref(), Some("InvalidParameterValue.IncorrectPhoneNumber: invalid mobile number"));
         assert_eq!(v[3].retry_after_ms, Some(30_000));
         assert_eq!(v[5].delivery_id, "m.5");
 
-        let short = TencentSms::interpret(
-            ctx(),
-            ACCOUNT,
-            ids[..2].to_vec(),
-            resp(r#"{"Response":{"SendStatusSet":[],"RequestId":"r"}}"#),
-        );
+        let short = TencentSms::interpret(ctx(), ACCOUNT, ids[..2].to_vec(), resp(r#"{"Response":{"SendStatusSet":[],"RequestId":"r"}}"#));
         assert_eq!(short[0].kind, OutcomeKind::Failed);
     }
 
@@ -894,55 +678,20 @@ mod tests {
     fn request_errors() {
         let ids = vec!["m.0".to_string(), "m.1".to_string()];
         let err = |code: &str| {
-            let body = format!(
-                r#"{{"Response":{{"Error":{{"Code":"{code}","Message":"m"}},"RequestId":"r"}}}}"#
-            );
+            let body = format!(r#"{{"Response":{{"Error":{{"Code":"{code}","Message":"m"}},"RequestId":"r"}}}}"#);
             TencentSms::interpret(ctx(), ACCOUNT, ids.clone(), resp(&body))
         };
-        assert!(
-            err("RequestLimitExceeded")
-                .iter()
-                .all(|o| o.kind == OutcomeKind::Throttled)
-        );
-        assert_eq!(
-            err("AuthFailure.SignatureFailure")[1].kind,
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            err("AuthFailure.SignatureFailure")[1].detail.as_deref(),
-            Some("AuthFailure.SignatureFailure: m")
-        );
-        assert_eq!(
-            err("AuthFailure.SecretIdNotFound")[0].kind,
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            err("AuthFailure.SignatureExpire")[0].kind,
-            OutcomeKind::Retry
-        );
+        assert!(err("RequestLimitExceeded").iter().all(|o| o.kind == OutcomeKind::Throttled));
+        assert_eq!(err("AuthFailure.SignatureFailure")[1].kind, OutcomeKind::Failed);
+        assert_eq!(err("AuthFailure.SignatureFailure")[1].detail.as_deref(), Some("AuthFailure.SignatureFailure: m"));
+        assert_eq!(err("AuthFailure.SecretIdNotFound")[0].kind, OutcomeKind::Failed);
+        assert_eq!(err("AuthFailure.SignatureExpire")[0].kind, OutcomeKind::Retry);
         assert_eq!(err("InternalError")[0].kind, OutcomeKind::Retry);
-        assert_eq!(
-            err("LimitExceeded.PhoneNumberCountLimit")[0].kind,
-            OutcomeKind::Failed
-        );
-        let gw = Response::Http(HttpResponse {
-            status: 502,
-            headers: vec![],
-            body: b"bad gateway".to_vec(),
-        });
-        assert_eq!(
-            TencentSms::interpret(ctx(), ACCOUNT, ids.clone(), gw)[0].kind,
-            OutcomeKind::Retry
-        );
-        let odd = Response::Http(HttpResponse {
-            status: 200,
-            headers: vec![],
-            body: b"{}".to_vec(),
-        });
-        assert_eq!(
-            TencentSms::interpret(ctx(), ACCOUNT, ids, odd)[0].kind,
-            OutcomeKind::Retry
-        );
+        assert_eq!(err("LimitExceeded.PhoneNumberCountLimit")[0].kind, OutcomeKind::Failed);
+        let gw = Response::Http(HttpResponse { status: 502, headers: vec![], body: b"bad gateway".to_vec() });
+        assert_eq!(TencentSms::interpret(ctx(), ACCOUNT, ids.clone(), gw)[0].kind, OutcomeKind::Retry);
+        let odd = Response::Http(HttpResponse { status: 200, headers: vec![], body: b"{}".to_vec() });
+        assert_eq!(TencentSms::interpret(ctx(), ACCOUNT, ids, odd)[0].kind, OutcomeKind::Retry);
     }
 
     #[test]
@@ -952,46 +701,16 @@ mod tests {
           {"user_receive_time":"2015-10-17 08:03:04","nationcode":"86","mobile":"13900139000","report_status":"FAIL","errmsg":"MK:0001","description":"空号","sid":"2640:2"},
           {"report_status":"SUCCESS"}
         ]"#;
-        let req = HttpRequest {
-            method: "POST".into(),
-            url: "/cb".into(),
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        };
+        let req = HttpRequest { method: "POST".into(), url: "/cb".into(), headers: vec![], body: body.as_bytes().to_vec() };
         let r = TencentSms::parse_callback(ctx(), ACCOUNT, req).unwrap();
         assert_eq!(r.receipts.len(), 2);
-        assert_eq!(
-            (r.receipts[0].provider_id.as_deref(), r.receipts[0].status),
-            (Some("2640:1"), ReceiptStatus::Delivered)
-        );
-        assert_eq!(
-            (r.receipts[1].status, r.receipts[1].detail.as_deref()),
-            (ReceiptStatus::Failed, Some("MK:0001 空号"))
-        );
+        assert_eq!((r.receipts[0].provider_id.as_deref(), r.receipts[0].status), (Some("2640:1"), ReceiptStatus::Delivered));
+        assert_eq!((r.receipts[1].status, r.receipts[1].detail.as_deref()), (ReceiptStatus::Failed, Some("MK:0001 空号")));
         assert_eq!(r.response.body, br#"{"result":0,"errmsg":"OK"}"#.to_vec());
         let with_token = r#"{"secret_id":"a","secret_key":"b","sdk_app_id":"14","template_id":"1","callback_token":"tok-123456"}"#;
-        let req = |url: &str| HttpRequest {
-            method: "POST".into(),
-            url: url.into(),
-            headers: vec![],
-            body: b"[]".to_vec(),
-        };
-        assert!(
-            TencentSms::parse_callback(ctx(), with_token, req("/cb?token=wrong-1234")).is_err()
-        );
-        assert!(
-            TencentSms::parse_callback(ctx(), with_token, req("/cb?a=1&token=tok-123456")).is_ok()
-        );
-        assert!(
-            TencentSms::parse_callback(
-                ctx(),
-                ACCOUNT,
-                HttpRequest {
-                    body: b"{".to_vec(),
-                    ..req("/cb")
-                }
-            )
-            .is_err()
-        );
+        let req = |url: &str| HttpRequest { method: "POST".into(), url: url.into(), headers: vec![], body: b"[]".to_vec() };
+        assert!(TencentSms::parse_callback(ctx(), with_token, req("/cb?token=wrong-1234")).is_err());
+        assert!(TencentSms::parse_callback(ctx(), with_token, req("/cb?a=1&token=tok-123456")).is_ok());
+        assert!(TencentSms::parse_callback(ctx(), ACCOUNT, HttpRequest { body: b"{".to_vec(), ..req("/cb") }).is_err());
     }
 }

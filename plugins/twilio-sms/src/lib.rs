@@ -119,17 +119,12 @@ impl Account {
             }
             (Some(_), None) => return Err(bad("from", "must not be empty")),
             _ => {
-                return Err(bad(
-                    "from",
-                    "set exactly one of from and messaging_service_sid",
-                ));
+                return Err(bad("from", "set exactly one of from and messaging_service_sid"));
             }
         }
         if let Some(u) = &a.status_callback {
             let lower = u.to_ascii_lowercase();
-            if !(lower.starts_with("https://") || lower.starts_with("http://"))
-                || u.chars().any(|c| c.is_whitespace())
-            {
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) || u.chars().any(|c| c.is_whitespace()) {
                 return Err(bad("status_callback", "an absolute http(s) URL"));
             }
         }
@@ -148,10 +143,7 @@ fn units(v: &json::Value) -> u32 {
     if reported > 0 {
         return reported;
     }
-    v.get("body")
-        .and_then(|b| b.as_str())
-        .map(sms::segments)
-        .unwrap_or(1)
+    v.get("body").and_then(|b| b.as_str()).map(sms::segments).unwrap_or(1)
 }
 
 impl Plugin for TwilioSms {
@@ -173,11 +165,7 @@ impl Plugin for TwilioSms {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        _ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(_ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let acc = Account::parse(account)?;
         Ok(batch
             .iter()
@@ -198,19 +186,12 @@ impl Plugin for TwilioSms {
             .collect())
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
         let Response::Http(resp) = response else {
             return outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"));
         };
         if !(200..300).contains(&resp.status) {
-            return outcome::for_all(&deliveries, |id| {
-                twilio::error_outcome(id, &resp, ctx.now_ms)
-            });
+            return outcome::for_all(&deliveries, |id| twilio::error_outcome(id, &resp, ctx.now_ms));
         }
         let v: json::Value = json::from_slice(&resp.body).unwrap_or(json::Value::Null);
         let sid = v.get("sid").and_then(|s| s.as_str()).map(str::to_string);
@@ -224,30 +205,16 @@ impl Plugin for TwilioSms {
         })
     }
 
-    fn parse_callback(
-        _ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<CallbackReply, PluginError> {
+    fn parse_callback(_ctx: CallContext, account: &str, request: HttpRequest) -> Result<CallbackReply, PluginError> {
         let acc = Account::parse(account)?;
-        let params = twilio::verified_params(
-            &request,
-            &acc.auth_token,
-            &acc.account_sid,
-            acc.status_callback.as_deref(),
-        )?;
+        let params = twilio::verified_params(&request, &acc.auth_token, &acc.account_sid, acc.status_callback.as_deref())?;
         let sid = twilio::param(&params, "MessageSid").or_else(|| twilio::param(&params, "SmsSid"));
-        let status =
-            twilio::param(&params, "MessageStatus").or_else(|| twilio::param(&params, "SmsStatus"));
+        let status = twilio::param(&params, "MessageStatus").or_else(|| twilio::param(&params, "SmsStatus"));
         let mut receipts = Vec::new();
         if let (Some(sid), Some(status)) = (sid, status) {
             let error = twilio::param(&params, "ErrorCode").filter(|c| !c.is_empty());
-            let receipt = |s: ReceiptStatus, detail: Option<String>| Receipt {
-                delivery_id: None,
-                provider_id: Some(sid.to_string()),
-                status: s,
-                detail,
-            };
+            let receipt =
+                |s: ReceiptStatus, detail: Option<String>| Receipt { delivery_id: None, provider_id: Some(sid.to_string()), status: s, detail };
             match status {
                 "delivered" => receipts.push(receipt(ReceiptStatus::Delivered, None)),
                 "read" => receipts.push(receipt(ReceiptStatus::Read, None)),
@@ -261,10 +228,7 @@ impl Plugin for TwilioSms {
                 _ => {}
             }
         }
-        Ok(CallbackReply {
-            receipts,
-            response: twilio::no_content(),
-        })
+        Ok(CallbackReply { receipts, response: twilio::no_content() })
     }
 }
 
@@ -278,62 +242,32 @@ mod tests {
     const ACCOUNT: &str = r#"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token":"tok","from":"+15005550006","status_callback":"https://herald.test/v1/callbacks/t/tw"}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_000,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_000, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str, to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: id.into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: id.into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     #[test]
     fn validate() {
         assert!(TwilioSms::validate_account(ACCOUNT).is_ok());
-        assert!(TwilioSms::validate_account(&format!(
-            r#"{{"account_sid":"{SID}","auth_token":"t","messaging_service_sid":"MG0123456789abcdef0123456789abcdef"}}"#
-        ))
-        .is_ok());
+        assert!(
+            TwilioSms::validate_account(&format!(
+                r#"{{"account_sid":"{SID}","auth_token":"t","messaging_service_sid":"MG0123456789abcdef0123456789abcdef"}}"#
+            ))
+            .is_ok()
+        );
         for (acc, field) in [
+            (r#"{"account_sid":"AC1","auth_token":"t","from":"+1"}"#.to_string(), "account_sid"),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"t"}}"#), "from"),
             (
-                r#"{"account_sid":"AC1","auth_token":"t","from":"+1"}"#.to_string(),
-                "account_sid",
-            ),
-            (
-                format!(r#"{{"account_sid":"{SID}","auth_token":"t"}}"#),
-                "from",
-            ),
-            (
-                format!(
-                    r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","messaging_service_sid":"MG0123456789abcdef0123456789abcdef"}}"#
-                ),
+                format!(r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","messaging_service_sid":"MG0123456789abcdef0123456789abcdef"}}"#),
                 "exactly one",
             ),
-            (
-                format!(
-                    r#"{{"account_sid":"{SID}","auth_token":"t","messaging_service_sid":"MG1"}}"#
-                ),
-                "messaging_service_sid",
-            ),
-            (
-                format!(r#"{{"account_sid":"{SID}","auth_token":"","from":"+1"}}"#),
-                "auth_token",
-            ),
-            (
-                format!(
-                    r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","status_callback":"ftp://x"}}"#
-                ),
-                "status_callback",
-            ),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"t","messaging_service_sid":"MG1"}}"#), "messaging_service_sid"),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"","from":"+1"}}"#), "auth_token"),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","status_callback":"ftp://x"}}"#), "status_callback"),
         ] {
             match TwilioSms::validate_account(&acc) {
                 Err(PluginError::BadConfig(m)) => assert!(m.contains(field), "{m}"),
@@ -345,31 +279,13 @@ mod tests {
 
     #[test]
     fn build_one_form_post_per_delivery() {
-        let out = TwilioSms::build(
-            ctx(),
-            ACCOUNT,
-            vec![
-                delivery("m.0", "+14155550100", "Hi & bye"),
-                delivery("m.1", "+8613800138000", "你好"),
-            ],
-        )
-        .unwrap();
+        let out =
+            TwilioSms::build(ctx(), ACCOUNT, vec![delivery("m.0", "+14155550100", "Hi & bye"), delivery("m.1", "+8613800138000", "你好")]).unwrap();
         assert_eq!(out.len(), 2);
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
-        assert_eq!(
-            h.url,
-            format!("https://api.twilio.com/2010-04-01/Accounts/{SID}/Messages.json")
-        );
-        assert!(
-            h.headers
-                .contains(&("Authorization".to_string(), twilio::basic_auth(SID, "tok")))
-        );
-        assert!(h.headers.contains(&(
-            "Content-Type".to_string(),
-            "application/x-www-form-urlencoded".to_string()
-        )));
+        let Request::Http(h) = &out[0].request else { panic!() };
+        assert_eq!(h.url, format!("https://api.twilio.com/2010-04-01/Accounts/{SID}/Messages.json"));
+        assert!(h.headers.contains(&("Authorization".to_string(), twilio::basic_auth(SID, "tok"))));
+        assert!(h.headers.contains(&("Content-Type".to_string(), "application/x-www-form-urlencoded".to_string())));
         let form = twilio::form_decode(std::str::from_utf8(&h.body).unwrap());
         assert_eq!(
             form,
@@ -377,99 +293,47 @@ mod tests {
                 ("To".to_string(), "+14155550100".to_string()),
                 ("From".to_string(), "+15005550006".to_string()),
                 ("Body".to_string(), "Hi & bye".to_string()),
-                (
-                    "StatusCallback".to_string(),
-                    "https://herald.test/v1/callbacks/t/tw".to_string()
-                ),
+                ("StatusCallback".to_string(), "https://herald.test/v1/callbacks/t/tw".to_string()),
             ]
         );
-        let mg = format!(
-            r#"{{"account_sid":"{SID}","auth_token":"t","messaging_service_sid":"MG0123456789abcdef0123456789abcdef"}}"#
-        );
+        let mg = format!(r#"{{"account_sid":"{SID}","auth_token":"t","messaging_service_sid":"MG0123456789abcdef0123456789abcdef"}}"#);
         let out = TwilioSms::build(ctx(), &mg, vec![delivery("m.0", "+14155550100", "x")]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         let form = twilio::form_decode(std::str::from_utf8(&h.body).unwrap());
-        assert_eq!(
-            twilio::param(&form, "MessagingServiceSid"),
-            Some("MG0123456789abcdef0123456789abcdef")
-        );
+        assert_eq!(twilio::param(&form, "MessagingServiceSid"), Some("MG0123456789abcdef0123456789abcdef"));
         assert_eq!(twilio::param(&form, "From"), None);
         assert_eq!(twilio::param(&form, "StatusCallback"), None);
     }
 
     fn resp(status: u16, body: &str) -> Response {
-        Response::Http(HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        })
+        Response::Http(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() })
     }
 
     #[test]
     fn interpret_outcomes() {
         let ids = vec!["m.0".to_string()];
-        let o = &TwilioSms::interpret(
-            ctx(),
-            ACCOUNT,
-            ids.clone(),
-            resp(
-                201,
-                r#"{"sid":"SMaaa","status":"queued","num_segments":"3","body":"x"}"#,
-            ),
-        )[0];
-        assert_eq!(
-            (o.kind, o.provider_id.as_deref(), o.units),
-            (OutcomeKind::Sent, Some("SMaaa"), 3)
-        );
+        let o =
+            &TwilioSms::interpret(ctx(), ACCOUNT, ids.clone(), resp(201, r#"{"sid":"SMaaa","status":"queued","num_segments":"3","body":"x"}"#))[0];
+        assert_eq!((o.kind, o.provider_id.as_deref(), o.units), (OutcomeKind::Sent, Some("SMaaa"), 3));
         // Messaging Service: num_segments "0", counted from the echoed body (100 CJK characters: 2 UCS-2 parts).
-        let body = format!(
-            r#"{{"sid":"SMbbb","status":"accepted","num_segments":"0","body":"{}"}}"#,
-            "中".repeat(100)
-        );
-        assert_eq!(
-            TwilioSms::interpret(ctx(), ACCOUNT, ids.clone(), resp(201, &body))[0].units,
-            2
-        );
+        let body = format!(r#"{{"sid":"SMbbb","status":"accepted","num_segments":"0","body":"{}"}}"#, "中".repeat(100));
+        assert_eq!(TwilioSms::interpret(ctx(), ACCOUNT, ids.clone(), resp(201, &body))[0].units, 2);
         let o = &TwilioSms::interpret(
             ctx(),
             ACCOUNT,
             ids.clone(),
-            resp(
-                400,
-                r#"{"code":21610,"message":"Attempt to send to unsubscribed recipient","status":400}"#,
-            ),
+            resp(400, r#"{"code":21610,"message":"Attempt to send to unsubscribed recipient","status":400}"#),
         )[0];
+        assert_eq!((o.kind, o.detail.as_deref()), (OutcomeKind::Failed, Some("Twilio 21610: Attempt to send to unsubscribed recipient")));
         assert_eq!(
-            (o.kind, o.detail.as_deref()),
-            (
-                OutcomeKind::Failed,
-                Some("Twilio 21610: Attempt to send to unsubscribed recipient")
-            )
-        );
-        assert_eq!(
-            TwilioSms::interpret(
-                ctx(),
-                ACCOUNT,
-                ids.clone(),
-                resp(429, r#"{"code":20429,"message":"Too Many Requests"}"#)
-            )[0]
-            .kind,
+            TwilioSms::interpret(ctx(), ACCOUNT, ids.clone(), resp(429, r#"{"code":20429,"message":"Too Many Requests"}"#))[0].kind,
             OutcomeKind::Throttled
         );
-        assert_eq!(
-            TwilioSms::interpret(ctx(), ACCOUNT, ids, resp(500, ""))[0].kind,
-            OutcomeKind::Retry
-        );
+        assert_eq!(TwilioSms::interpret(ctx(), ACCOUNT, ids, resp(500, ""))[0].kind, OutcomeKind::Retry);
     }
 
     fn signed(body: &str, token: &str) -> HttpRequest {
-        let sig = twilio::signature(
-            token,
-            "https://herald.test/v1/callbacks/t/tw",
-            &twilio::form_decode(body),
-        );
+        let sig = twilio::signature(token, "https://herald.test/v1/callbacks/t/tw", &twilio::form_decode(body));
         HttpRequest {
             method: "POST".into(),
             url: "/v1/callbacks/t/tw".into(),
@@ -481,46 +345,14 @@ mod tests {
     #[test]
     fn status_callbacks() {
         let cb = |body: &str| TwilioSms::parse_callback(ctx(), ACCOUNT, signed(body, "tok"));
-        let r = cb(&format!(
-            "MessageSid=SMaaa&MessageStatus=delivered&AccountSid={SID}&To=%2B1415"
-        ))
-        .unwrap();
+        let r = cb(&format!("MessageSid=SMaaa&MessageStatus=delivered&AccountSid={SID}&To=%2B1415")).unwrap();
         assert_eq!(r.receipts.len(), 1);
-        assert_eq!(
-            (r.receipts[0].provider_id.as_deref(), r.receipts[0].status),
-            (Some("SMaaa"), ReceiptStatus::Delivered)
-        );
+        assert_eq!((r.receipts[0].provider_id.as_deref(), r.receipts[0].status), (Some("SMaaa"), ReceiptStatus::Delivered));
         assert_eq!(r.response.status, 204);
-        let r = cb(&format!(
-            "MessageSid=SMaaa&MessageStatus=undelivered&ErrorCode=30003&AccountSid={SID}"
-        ))
-        .unwrap();
-        assert_eq!(
-            (r.receipts[0].status, r.receipts[0].detail.as_deref()),
-            (
-                ReceiptStatus::Failed,
-                Some("undelivered: Twilio error 30003")
-            )
-        );
-        assert!(
-            cb(&format!(
-                "MessageSid=SMaaa&MessageStatus=sent&AccountSid={SID}"
-            ))
-            .unwrap()
-            .receipts
-            .is_empty()
-        );
-        assert_eq!(
-            cb("MessageSid=SMaaa&MessageStatus=read").unwrap().receipts[0].status,
-            ReceiptStatus::Read
-        );
-        assert!(
-            TwilioSms::parse_callback(
-                ctx(),
-                ACCOUNT,
-                signed("MessageSid=SMaaa&MessageStatus=delivered", "forged")
-            )
-            .is_err()
-        );
+        let r = cb(&format!("MessageSid=SMaaa&MessageStatus=undelivered&ErrorCode=30003&AccountSid={SID}")).unwrap();
+        assert_eq!((r.receipts[0].status, r.receipts[0].detail.as_deref()), (ReceiptStatus::Failed, Some("undelivered: Twilio error 30003")));
+        assert!(cb(&format!("MessageSid=SMaaa&MessageStatus=sent&AccountSid={SID}")).unwrap().receipts.is_empty());
+        assert_eq!(cb("MessageSid=SMaaa&MessageStatus=read").unwrap().receipts[0].status, ReceiptStatus::Read);
+        assert!(TwilioSms::parse_callback(ctx(), ACCOUNT, signed("MessageSid=SMaaa&MessageStatus=delivered", "forged")).is_err());
     }
 }

@@ -14,9 +14,7 @@ pub fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for &b in s.as_bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -26,11 +24,7 @@ pub fn form_encode(s: &str) -> String {
 
 /// A form body from name/value pairs, in the given order.
 pub fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&")
 }
 
 /// Decode an `application/x-www-form-urlencoded` body (`+` is a space).
@@ -46,27 +40,16 @@ pub fn form_decode(body: &str) -> Vec<(String, String)> {
 
 /// `Authorization: Basic base64(AccountSid:AuthToken)`.
 pub fn basic_auth(account_sid: &str, auth_token: &str) -> String {
-    format!(
-        "Basic {}",
-        sign::base64(format!("{account_sid}:{auth_token}").as_bytes())
-    )
+    format!("Basic {}", sign::base64(format!("{account_sid}:{auth_token}").as_bytes()))
 }
 
 /// A form `POST` to `https://api.twilio.com/2010-04-01/Accounts/<sid>/<resource>`.
-pub fn post(
-    account_sid: &str,
-    auth_token: &str,
-    resource: &str,
-    pairs: &[(&str, &str)],
-) -> HttpRequest {
+pub fn post(account_sid: &str, auth_token: &str, resource: &str, pairs: &[(&str, &str)]) -> HttpRequest {
     http::post(
         &format!("https://{HOST}/2010-04-01/Accounts/{account_sid}/{resource}"),
         vec![
             ("Authorization".into(), basic_auth(account_sid, auth_token)),
-            (
-                "Content-Type".into(),
-                "application/x-www-form-urlencoded".into(),
-            ),
+            ("Content-Type".into(), "application/x-www-form-urlencoded".into()),
             ("Accept".into(), "application/json".into()),
         ],
         form(pairs).into_bytes(),
@@ -91,15 +74,8 @@ fn clip(s: &str) -> String {
 /// <message>`.
 pub fn error_outcome(id: &str, resp: &HttpResponse, now_ms: u64) -> Outcome {
     let v: Option<json::Value> = json::from_slice(&resp.body).ok();
-    let code = v
-        .as_ref()
-        .and_then(|v| v.get("code"))
-        .and_then(|c| c.as_u64());
-    let message = v
-        .as_ref()
-        .and_then(|v| v.get("message"))
-        .and_then(|m| m.as_str())
-        .unwrap_or("");
+    let code = v.as_ref().and_then(|v| v.get("code")).and_then(|c| c.as_u64());
+    let message = v.as_ref().and_then(|v| v.get("message")).and_then(|m| m.as_str()).unwrap_or("");
     let retry_after = http::retry_after_ms(resp, now_ms);
     let detail = match code {
         Some(c) => clip(&format!("Twilio {c}: {message}")),
@@ -161,9 +137,7 @@ pub fn verified_params(
     callback_url: Option<&str>,
 ) -> Result<Vec<(String, String)>, PluginError> {
     let reject = |why: &str| PluginError::InvalidDelivery(format!("callback rejected: {why}"));
-    let url = callback_url.ok_or_else(|| {
-        reject("the account has no status_callback, so the signature cannot be checked")
-    })?;
+    let url = callback_url.ok_or_else(|| reject("the account has no status_callback, so the signature cannot be checked"))?;
     let given = request
         .headers
         .iter()
@@ -172,10 +146,7 @@ pub fn verified_params(
         .ok_or_else(|| reject("no X-Twilio-Signature"))?;
     let body = std::str::from_utf8(&request.body).map_err(|_| reject("body is not UTF-8"))?;
     let params = form_decode(body);
-    if !url_variants(url)
-        .iter()
-        .any(|u| sign::same_secret(&signature(auth_token, u, &params), given))
-    {
+    if !url_variants(url).iter().any(|u| sign::same_secret(&signature(auth_token, u, &params), given)) {
         return Err(reject("X-Twilio-Signature does not match"));
     }
     if let Some((_, sid)) = params.iter().find(|(k, _)| k == "AccountSid")
@@ -188,19 +159,12 @@ pub fn verified_params(
 
 /// The value of form parameter `name`.
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// The empty `204` Twilio expects from a status callback.
 pub fn no_content() -> HttpResponse {
-    HttpResponse {
-        status: 204,
-        headers: vec![],
-        body: vec![],
-    }
+    HttpResponse { status: 204, headers: vec![], body: vec![] }
 }
 
 #[cfg(test)]
@@ -210,42 +174,20 @@ mod tests {
     #[test]
     fn documented_signature_example() {
         // The example of Twilio's webhook-security documentation.
-        let params: Vec<(String, String)> = [
-            ("CallSid", "CA1234567890ABCDE"),
-            ("Caller", "+12349013030"),
-            ("Digits", "1234"),
-            ("From", "+12349013030"),
-            ("To", "+18005551212"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(
-            signature(
-                "12345",
-                "https://mycompany.com/myapp.php?foo=1&bar=2",
-                &params
-            ),
-            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
-        );
+        let params: Vec<(String, String)> =
+            [("CallSid", "CA1234567890ABCDE"), ("Caller", "+12349013030"), ("Digits", "1234"), ("From", "+12349013030"), ("To", "+18005551212")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        assert_eq!(signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
         let mut reversed = params.clone();
         reversed.reverse();
-        assert_eq!(
-            signature(
-                "12345",
-                "https://mycompany.com/myapp.php?foo=1&bar=2",
-                &reversed
-            ),
-            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
-        );
+        assert_eq!(signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &reversed), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
     }
 
     #[test]
     fn forms() {
-        assert_eq!(
-            form(&[("To", "+8613800138000"), ("Body", "a b&c=d/中")]),
-            "To=%2B8613800138000&Body=a+b%26c%3Dd%2F%E4%B8%AD"
-        );
+        assert_eq!(form(&[("To", "+8613800138000"), ("Body", "a b&c=d/中")]), "To=%2B8613800138000&Body=a+b%26c%3Dd%2F%E4%B8%AD");
         let back = form_decode("To=%2B8613800138000&Body=a+b%26c%3Dd%2F%E4%B8%AD&Empty=&Bare");
         assert_eq!(back[0], ("To".to_string(), "+8613800138000".to_string()));
         assert_eq!(back[1].1, "a b&c=d/中");
@@ -259,38 +201,18 @@ mod tests {
 
     #[test]
     fn url_port_variants() {
-        assert_eq!(
-            url_variants("https://h.test/cb?x=1"),
-            vec!["https://h.test/cb?x=1", "https://h.test:443/cb?x=1"]
-        );
-        assert_eq!(
-            url_variants("https://h.test:443/cb"),
-            vec!["https://h.test:443/cb", "https://h.test/cb"]
-        );
-        assert_eq!(
-            url_variants("http://h.test:8080/cb"),
-            vec!["http://h.test:8080/cb"]
-        );
-        assert_eq!(
-            url_variants("http://h.test"),
-            vec!["http://h.test", "http://h.test:80"]
-        );
+        assert_eq!(url_variants("https://h.test/cb?x=1"), vec!["https://h.test/cb?x=1", "https://h.test:443/cb?x=1"]);
+        assert_eq!(url_variants("https://h.test:443/cb"), vec!["https://h.test:443/cb", "https://h.test/cb"]);
+        assert_eq!(url_variants("http://h.test:8080/cb"), vec!["http://h.test:8080/cb"]);
+        assert_eq!(url_variants("http://h.test"), vec!["http://h.test", "http://h.test:80"]);
     }
 
     fn req(sig: Option<&str>, body: &str) -> HttpRequest {
-        let mut headers = vec![(
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        )];
+        let mut headers = vec![("content-type".to_string(), "application/x-www-form-urlencoded".to_string())];
         if let Some(s) = sig {
             headers.push(("x-twilio-signature".to_string(), s.to_string()));
         }
-        HttpRequest {
-            method: "POST".into(),
-            url: "/v1/callbacks/t/a".into(),
-            headers,
-            body: body.as_bytes().to_vec(),
-        }
+        HttpRequest { method: "POST".into(), url: "/v1/callbacks/t/a".into(), headers, body: body.as_bytes().to_vec() }
     }
 
     #[test]
@@ -299,43 +221,18 @@ mod tests {
         let body = "MessageSid=SM1&MessageStatus=delivered&AccountSid=AC1";
         let sig = signature("tok", url, &form_decode(body));
         assert!(verified_params(&req(Some(&sig), body), "tok", "AC1", Some(url)).is_ok());
-        let with_port = signature(
-            "tok",
-            "https://herald.test:443/v1/callbacks/t/a",
-            &form_decode(body),
-        );
+        let with_port = signature("tok", "https://herald.test:443/v1/callbacks/t/a", &form_decode(body));
         assert!(verified_params(&req(Some(&with_port), body), "tok", "AC1", Some(url)).is_ok());
-        assert!(
-            verified_params(&req(Some(&sig), body), "other", "AC1", Some(url)).is_err(),
-            "wrong token"
-        );
-        assert!(
-            verified_params(
-                &req(
-                    Some(&sig),
-                    "MessageSid=SM1&MessageStatus=failed&AccountSid=AC1"
-                ),
-                "tok",
-                "AC1",
-                Some(url)
-            )
-            .is_err()
-        );
+        assert!(verified_params(&req(Some(&sig), body), "other", "AC1", Some(url)).is_err(), "wrong token");
+        assert!(verified_params(&req(Some(&sig), "MessageSid=SM1&MessageStatus=failed&AccountSid=AC1"), "tok", "AC1", Some(url)).is_err());
         assert!(verified_params(&req(None, body), "tok", "AC1", Some(url)).is_err());
         assert!(verified_params(&req(Some(&sig), body), "tok", "AC1", None).is_err());
-        assert!(
-            verified_params(&req(Some(&sig), body), "tok", "AC2", Some(url)).is_err(),
-            "another account"
-        );
+        assert!(verified_params(&req(Some(&sig), body), "tok", "AC2", Some(url)).is_err(), "another account");
     }
 
     #[test]
     fn errors() {
-        let r = |status, body: &str, headers: Vec<(String, String)>| HttpResponse {
-            status,
-            headers,
-            body: body.as_bytes().to_vec(),
-        };
+        let r = |status, body: &str, headers: Vec<(String, String)>| HttpResponse { status, headers, body: body.as_bytes().to_vec() };
         let o = error_outcome(
             "d",
             &r(
@@ -346,35 +243,13 @@ mod tests {
             0,
         );
         assert_eq!(o.kind, herald_plugin_sdk::types::OutcomeKind::Failed);
+        assert_eq!(o.detail.as_deref(), Some("Twilio 21211: The 'To' number 123 is not a valid phone number."));
+        let o =
+            error_outcome("d", &r(429, r#"{"code":20429,"message":"Too Many Requests","status":429}"#, vec![("Retry-After".into(), "2".into())]), 0);
+        assert_eq!((o.kind, o.retry_after_ms), (herald_plugin_sdk::types::OutcomeKind::Throttled, Some(2000)));
+        assert_eq!(error_outcome("d", &r(503, "", vec![]), 0).kind, herald_plugin_sdk::types::OutcomeKind::Retry);
         assert_eq!(
-            o.detail.as_deref(),
-            Some("Twilio 21211: The 'To' number 123 is not a valid phone number.")
-        );
-        let o = error_outcome(
-            "d",
-            &r(
-                429,
-                r#"{"code":20429,"message":"Too Many Requests","status":429}"#,
-                vec![("Retry-After".into(), "2".into())],
-            ),
-            0,
-        );
-        assert_eq!(
-            (o.kind, o.retry_after_ms),
-            (herald_plugin_sdk::types::OutcomeKind::Throttled, Some(2000))
-        );
-        assert_eq!(
-            error_outcome("d", &r(503, "", vec![]), 0).kind,
-            herald_plugin_sdk::types::OutcomeKind::Retry
-        );
-        assert_eq!(
-            error_outcome(
-                "d",
-                &r(401, r#"{"code":20003,"message":"Authenticate"}"#, vec![]),
-                0
-            )
-            .detail
-            .as_deref(),
+            error_outcome("d", &r(401, r#"{"code":20003,"message":"Authenticate"}"#, vec![]), 0).detail.as_deref(),
             Some("Twilio 20003: Authenticate")
         );
     }

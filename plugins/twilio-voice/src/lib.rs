@@ -59,8 +59,8 @@
 //! `max-batch` 100 (one call each); Twilio queues calls above the account's
 //! calls-per-second limit (1 CPS by default) and answers 429 past its queue.
 
-use herald_plugin_sdk::types::*;
 use herald_plugin_sdk::time::started_minutes;
+use herald_plugin_sdk::types::*;
 use herald_plugin_sdk::{Plugin, export_plugin, json, outcome};
 use serde::Deserialize;
 
@@ -108,9 +108,7 @@ fn bad(field: &str, msg: &str) -> PluginError {
 }
 
 fn attr_ok(s: &str, extra: &[u8]) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 impl Account {
@@ -136,9 +134,7 @@ impl Account {
         }
         if let Some(u) = &a.status_callback {
             let lower = u.to_ascii_lowercase();
-            if !(lower.starts_with("https://") || lower.starts_with("http://"))
-                || u.chars().any(|c| c.is_whitespace())
-            {
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) || u.chars().any(|c| c.is_whitespace()) {
                 return Err(bad("status_callback", "an absolute http(s) URL"));
             }
         }
@@ -177,10 +173,7 @@ fn twiml(acc: &Account, text: &str) -> String {
     if let Some(n) = acc.loop_ {
         attrs.push_str(&format!(" loop=\"{n}\""));
     }
-    format!(
-        "<Response><Say{attrs}>{}</Say></Response>",
-        xml_escape(text)
-    )
+    format!("<Response><Say{attrs}>{}</Say></Response>", xml_escape(text))
 }
 
 impl Plugin for TwilioVoice {
@@ -202,21 +195,13 @@ impl Plugin for TwilioVoice {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        _ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(_ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let acc = Account::parse(account)?;
         Ok(batch
             .iter()
             .map(|d| {
                 let twiml = twiml(&acc, &d.text);
-                let mut pairs = vec![
-                    ("To", d.recipient.trim()),
-                    ("From", acc.from.as_str()),
-                    ("Twiml", twiml.as_str()),
-                ];
+                let mut pairs = vec![("To", d.recipient.trim()), ("From", acc.from.as_str()), ("Twiml", twiml.as_str())];
                 if let Some(cb) = &acc.status_callback {
                     pairs.push(("StatusCallback", cb.as_str()));
                 }
@@ -226,23 +211,14 @@ impl Plugin for TwilioVoice {
             .collect())
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
         let Response::Http(resp) = response else {
             return outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"));
         };
         if !(200..300).contains(&resp.status) {
-            return outcome::for_all(&deliveries, |id| {
-                twilio::error_outcome(id, &resp, ctx.now_ms)
-            });
+            return outcome::for_all(&deliveries, |id| twilio::error_outcome(id, &resp, ctx.now_ms));
         }
-        let sid = json::from_slice::<json::Value>(&resp.body)
-            .ok()
-            .and_then(|v| v.get("sid").and_then(|s| s.as_str()).map(str::to_string));
+        let sid = json::from_slice::<json::Value>(&resp.body).ok().and_then(|v| v.get("sid").and_then(|s| s.as_str()).map(str::to_string));
         outcome::for_all(&deliveries, |id| {
             let o = outcome::sent(id, "").with_units(1);
             match &sid {
@@ -252,43 +228,22 @@ impl Plugin for TwilioVoice {
         })
     }
 
-    fn parse_callback(
-        _ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<CallbackReply, PluginError> {
+    fn parse_callback(_ctx: CallContext, account: &str, request: HttpRequest) -> Result<CallbackReply, PluginError> {
         let receipts = call_status(account, &request)?
             .and_then(|c| {
                 let (status, detail) = match c.status.as_str() {
-                    "completed" => (
-                        ReceiptStatus::Delivered,
-                        format!("completed, CallDuration {}s", c.duration.unwrap_or(0)),
-                    ),
-                    "busy" | "no-answer" | "failed" | "canceled" => {
-                        (ReceiptStatus::Failed, c.status.clone())
-                    }
+                    "completed" => (ReceiptStatus::Delivered, format!("completed, CallDuration {}s", c.duration.unwrap_or(0))),
+                    "busy" | "no-answer" | "failed" | "canceled" => (ReceiptStatus::Failed, c.status.clone()),
                     _ => return None,
                 };
-                Some(Receipt {
-                    delivery_id: None,
-                    provider_id: Some(c.sid),
-                    status,
-                    detail: Some(detail),
-                })
+                Some(Receipt { delivery_id: None, provider_id: Some(c.sid), status, detail: Some(detail) })
             })
             .into_iter()
             .collect();
-        Ok(CallbackReply {
-            receipts,
-            response: twilio::no_content(),
-        })
+        Ok(CallbackReply { receipts, response: twilio::no_content() })
     }
 
-    fn callback_usage(
-        _ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<Vec<Usage>, PluginError> {
+    fn callback_usage(_ctx: CallContext, account: &str, request: HttpRequest) -> Result<Vec<Usage>, PluginError> {
         Ok(call_status(account, &request)?
             .filter(|c| c.status == "completed")
             .map(|c| Usage::for_provider_id(c.sid, started_minutes(c.duration.unwrap_or(0))))
@@ -308,16 +263,8 @@ struct CallStatus {
 /// `None` when the request names no call.
 fn call_status(account: &str, request: &HttpRequest) -> Result<Option<CallStatus>, PluginError> {
     let acc = Account::parse(account)?;
-    let params = twilio::verified_params(
-        request,
-        &acc.auth_token,
-        &acc.account_sid,
-        acc.status_callback.as_deref(),
-    )?;
-    let (Some(sid), Some(status)) = (
-        twilio::param(&params, "CallSid"),
-        twilio::param(&params, "CallStatus"),
-    ) else {
+    let params = twilio::verified_params(request, &acc.auth_token, &acc.account_sid, acc.status_callback.as_deref())?;
+    let (Some(sid), Some(status)) = (twilio::param(&params, "CallSid"), twilio::param(&params, "CallStatus")) else {
         return Ok(None);
     };
     Ok(Some(CallStatus {
@@ -337,37 +284,17 @@ mod tests {
     const ACCOUNT: &str = r#"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token":"tok","from":"+15005550006","voice":"Polly.Joanna","language":"en-US","status_callback":"https://herald.test/v1/callbacks/t/tv"}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_000,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_000, tenant: "t".into(), attempt: 1 }
     }
 
     #[test]
     fn validate() {
         assert!(TwilioVoice::validate_account(ACCOUNT).is_ok());
         for (acc, field) in [
-            (
-                format!(r#"{{"account_sid":"{SID}","auth_token":"t"}}"#),
-                "from",
-            ),
-            (
-                format!(
-                    r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","voice":"a\" b"}}"#
-                ),
-                "voice",
-            ),
-            (
-                format!(
-                    r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","language":"en US"}}"#
-                ),
-                "language",
-            ),
-            (
-                format!(r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","loop":1001}}"#),
-                "loop",
-            ),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"t"}}"#), "from"),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","voice":"a\" b"}}"#), "voice"),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","language":"en US"}}"#), "language"),
+            (format!(r#"{{"account_sid":"{SID}","auth_token":"t","from":"+1","loop":1001}}"#), "loop"),
         ] {
             match TwilioVoice::validate_account(&acc) {
                 Err(PluginError::BadConfig(m)) => assert!(m.contains(field), "{m}"),
@@ -375,10 +302,7 @@ mod tests {
             }
         }
         let info = TwilioVoice::describe();
-        assert_eq!(
-            (info.channel.as_str(), info.billing_unit.as_str()),
-            ("voice", "minute")
-        );
+        assert_eq!((info.channel.as_str(), info.billing_unit.as_str()), ("voice", "minute"));
         json::from_str::<json::Value>(&info.account_schema).unwrap();
     }
 
@@ -393,78 +317,33 @@ mod tests {
             metadata: vec![],
         };
         let out = TwilioVoice::build(ctx(), ACCOUNT, vec![d]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
-        assert_eq!(
-            h.url,
-            format!("https://api.twilio.com/2010-04-01/Accounts/{SID}/Calls.json")
-        );
+        let Request::Http(h) = &out[0].request else { panic!() };
+        assert_eq!(h.url, format!("https://api.twilio.com/2010-04-01/Accounts/{SID}/Calls.json"));
         let form = twilio::form_decode(std::str::from_utf8(&h.body).unwrap());
         assert_eq!(twilio::param(&form, "To"), Some("+14155550100"));
         assert_eq!(twilio::param(&form, "From"), Some("+15005550006"));
         assert_eq!(
             twilio::param(&form, "Twiml"),
-            Some(
-                "<Response><Say voice=\"Polly.Joanna\" language=\"en-US\">Code &lt;1&amp;2&gt; &quot;ok&quot; it&apos;s</Say></Response>"
-            )
+            Some("<Response><Say voice=\"Polly.Joanna\" language=\"en-US\">Code &lt;1&amp;2&gt; &quot;ok&quot; it&apos;s</Say></Response>")
         );
-        assert_eq!(
-            twilio::param(&form, "StatusCallback"),
-            Some("https://herald.test/v1/callbacks/t/tv")
-        );
+        assert_eq!(twilio::param(&form, "StatusCallback"), Some("https://herald.test/v1/callbacks/t/tv"));
     }
 
     #[test]
     fn interpret_outcomes() {
         let ids = vec!["m.0".to_string()];
-        let resp = |status, body: &str| {
-            Response::Http(HttpResponse {
-                status,
-                headers: vec![],
-                body: body.as_bytes().to_vec(),
-            })
-        };
-        let o = &TwilioVoice::interpret(
-            ctx(),
-            ACCOUNT,
-            ids.clone(),
-            resp(201, r#"{"sid":"CAaaa","status":"queued"}"#),
-        )[0];
-        assert_eq!(
-            (o.kind, o.provider_id.as_deref(), o.units),
-            (OutcomeKind::Sent, Some("CAaaa"), 1)
-        );
-        let o = &TwilioVoice::interpret(
-            ctx(),
-            ACCOUNT,
-            ids.clone(),
-            resp(
-                400,
-                r#"{"code":21211,"message":"Invalid 'To' Phone Number"}"#,
-            ),
-        )[0];
-        assert_eq!(
-            (o.kind, o.detail.as_deref()),
-            (
-                OutcomeKind::Failed,
-                Some("Twilio 21211: Invalid 'To' Phone Number")
-            )
-        );
-        assert_eq!(
-            TwilioVoice::interpret(ctx(), ACCOUNT, ids, resp(429, "{}"))[0].kind,
-            OutcomeKind::Throttled
-        );
+        let resp = |status, body: &str| Response::Http(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() });
+        let o = &TwilioVoice::interpret(ctx(), ACCOUNT, ids.clone(), resp(201, r#"{"sid":"CAaaa","status":"queued"}"#))[0];
+        assert_eq!((o.kind, o.provider_id.as_deref(), o.units), (OutcomeKind::Sent, Some("CAaaa"), 1));
+        let o = &TwilioVoice::interpret(ctx(), ACCOUNT, ids.clone(), resp(400, r#"{"code":21211,"message":"Invalid 'To' Phone Number"}"#))[0];
+        assert_eq!((o.kind, o.detail.as_deref()), (OutcomeKind::Failed, Some("Twilio 21211: Invalid 'To' Phone Number")));
+        assert_eq!(TwilioVoice::interpret(ctx(), ACCOUNT, ids, resp(429, "{}"))[0].kind, OutcomeKind::Throttled);
     }
 
     #[test]
     fn call_status_callbacks() {
         let signed = |body: &str, token: &str| {
-            let sig = twilio::signature(
-                token,
-                "https://herald.test/v1/callbacks/t/tv",
-                &twilio::form_decode(body),
-            );
+            let sig = twilio::signature(token, "https://herald.test/v1/callbacks/t/tv", &twilio::form_decode(body));
             HttpRequest {
                 method: "POST".into(),
                 url: "/v1/callbacks/t/tv".into(),
@@ -475,50 +354,17 @@ mod tests {
         let r = TwilioVoice::parse_callback(
             ctx(),
             ACCOUNT,
-            signed(
-                &format!("CallSid=CAaaa&CallStatus=completed&CallDuration=42&AccountSid={SID}"),
-                "tok",
-            ),
+            signed(&format!("CallSid=CAaaa&CallStatus=completed&CallDuration=42&AccountSid={SID}"), "tok"),
         )
         .unwrap();
-        assert_eq!(
-            (r.receipts[0].status, r.receipts[0].detail.as_deref()),
-            (
-                ReceiptStatus::Delivered,
-                Some("completed, CallDuration 42s")
-            )
-        );
-        let r = TwilioVoice::parse_callback(
-            ctx(),
-            ACCOUNT,
-            signed("CallSid=CAaaa&CallStatus=no-answer", "tok"),
-        )
-        .unwrap();
+        assert_eq!((r.receipts[0].status, r.receipts[0].detail.as_deref()), (ReceiptStatus::Delivered, Some("completed, CallDuration 42s")));
+        let r = TwilioVoice::parse_callback(ctx(), ACCOUNT, signed("CallSid=CAaaa&CallStatus=no-answer", "tok")).unwrap();
         assert_eq!(r.receipts[0].status, ReceiptStatus::Failed);
-        assert!(
-            TwilioVoice::parse_callback(
-                ctx(),
-                ACCOUNT,
-                signed("CallSid=CAaaa&CallStatus=ringing", "tok")
-            )
-            .unwrap()
-            .receipts
-            .is_empty()
-        );
-        assert!(
-            TwilioVoice::parse_callback(
-                ctx(),
-                ACCOUNT,
-                signed("CallSid=CAaaa&CallStatus=completed", "bad")
-            )
-            .is_err()
-        );
+        assert!(TwilioVoice::parse_callback(ctx(), ACCOUNT, signed("CallSid=CAaaa&CallStatus=ringing", "tok")).unwrap().receipts.is_empty());
+        assert!(TwilioVoice::parse_callback(ctx(), ACCOUNT, signed("CallSid=CAaaa&CallStatus=completed", "bad")).is_err());
         // Usage: started minutes of completed calls only, signature checked.
         let usage = |body: &str, token: &str| TwilioVoice::callback_usage(ctx(), ACCOUNT, signed(body, token));
-        assert_eq!(
-            usage("CallSid=CAaaa&CallStatus=completed&CallDuration=125", "tok").unwrap(),
-            [Usage::for_provider_id("CAaaa", 3)]
-        );
+        assert_eq!(usage("CallSid=CAaaa&CallStatus=completed&CallDuration=125", "tok").unwrap(), [Usage::for_provider_id("CAaaa", 3)]);
         assert!(usage("CallSid=CAaaa&CallStatus=no-answer&CallDuration=0", "tok").unwrap().is_empty());
         assert!(usage("CallSid=CAaaa&CallStatus=completed&CallDuration=125", "bad").is_err());
     }

@@ -113,10 +113,7 @@ impl Account {
         }
         let sig = self.signature_header();
         if !is_token(sig) {
-            return Err(bad(
-                "signature_header",
-                format!("{sig:?} is not a valid header name"),
-            ));
+            return Err(bad("signature_header", format!("{sig:?} is not a valid header name")));
         }
         if is_reserved(sig) && !sig.eq_ignore_ascii_case(DEFAULT_SIGNATURE_HEADER) {
             return Err(bad("signature_header", format!("{sig:?} is reserved")));
@@ -137,9 +134,7 @@ impl Account {
     }
 
     fn signature_header(&self) -> &str {
-        self.signature_header
-            .as_deref()
-            .unwrap_or(DEFAULT_SIGNATURE_HEADER)
+        self.signature_header.as_deref().unwrap_or(DEFAULT_SIGNATURE_HEADER)
     }
 }
 
@@ -170,19 +165,12 @@ fn check_url(url: &str) -> Result<(), String> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (addr, after) = v6.split_once(']').ok_or("unterminated [IPv6] host")?;
-        if addr.is_empty()
-            || !addr
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
+        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
             return Err("invalid [IPv6] host".into());
         }
         match after {
             "" => (addr, None),
-            p => (
-                addr,
-                Some(p.strip_prefix(':').ok_or("junk after [IPv6] host")?),
-            ),
+            p => (addr, Some(p.strip_prefix(':').ok_or("junk after [IPv6] host")?)),
         }
     } else {
         match authority.split_once(':') {
@@ -194,12 +182,8 @@ fn check_url(url: &str) -> Result<(), String> {
         return Err("missing host".into());
     }
     if !authority.starts_with('[') {
-        let labels_ok = host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
+        let labels_ok =
+            host.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         if !labels_ok || host.len() > 253 {
             return Err(format!("invalid host {host:?}"));
         }
@@ -215,11 +199,7 @@ fn check_url(url: &str) -> Result<(), String> {
 
 /// An HTTP header name (RFC 9110 token).
 fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 256
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Headers that extra headers may not set.
@@ -262,11 +242,7 @@ impl<'a> From<&'a Delivery> for Item<'a> {
             subject: d.subject.as_deref(),
             text: &d.text,
             html: d.html.as_deref(),
-            metadata: d
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+            metadata: d.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         }
     }
 }
@@ -283,10 +259,7 @@ pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     msg.extend_from_slice(timestamp.as_bytes());
     msg.push(b'.');
     msg.extend_from_slice(body);
-    format!(
-        "sha256={}",
-        sign::hex(&sign::hmac_sha256(secret.as_bytes(), &msg))
-    )
+    format!("sha256={}", sign::hex(&sign::hmac_sha256(secret.as_bytes(), &msg)))
 }
 
 fn request(account: &Account, timestamp: &str, ids: Vec<String>, body: Vec<u8>) -> Outbound {
@@ -299,21 +272,10 @@ fn request(account: &Account, timestamp: &str, ids: Vec<String>, body: Vec<u8>) 
         headers.push(("X-Herald-Delivery".into(), id.clone()));
     }
     if let Some(secret) = &account.secret {
-        headers.push((
-            account.signature_header().into(),
-            signature(secret, timestamp, &body),
-        ));
+        headers.push((account.signature_header().into(), signature(secret, timestamp, &body)));
     }
     headers.extend(account.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
-    Outbound {
-        deliveries: ids,
-        request: Request::Http(HttpRequest {
-            method: "POST".into(),
-            url: account.url.clone(),
-            headers,
-            body,
-        }),
-    }
+    Outbound { deliveries: ids, request: Request::Http(HttpRequest { method: "POST".into(), url: account.url.clone(), headers, body }) }
 }
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>, PluginError> {
@@ -340,20 +302,14 @@ impl Plugin for Webhook {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let account = Account::parse(account)?;
         let timestamp = (ctx.now_ms / 1000).to_string();
         if batch.is_empty() {
             return Ok(vec![]);
         }
         if account.batch {
-            let body = to_json(&BatchBody {
-                deliveries: batch.iter().map(Item::from).collect(),
-            })?;
+            let body = to_json(&BatchBody { deliveries: batch.iter().map(Item::from).collect() })?;
             let ids = batch.iter().map(|d| d.id.clone()).collect();
             return Ok(vec![request(&account, &timestamp, ids, body)]);
         }
@@ -366,12 +322,7 @@ impl Plugin for Webhook {
             .collect()
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
         match response {
             Response::Http(resp) => outcome::from_http_status(&deliveries, &resp, ctx.now_ms)
                 .into_iter()
@@ -380,9 +331,7 @@ impl Plugin for Webhook {
                     o.with_provider_id(id)
                 })
                 .collect(),
-            Response::Smtp(_) => {
-                outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response"))
-            }
+            Response::Smtp(_) => outcome::for_all(&deliveries, |id| outcome::failed(id, "unexpected response")),
         }
     }
 }
@@ -394,11 +343,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_999,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_999, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str) -> Delivery {
@@ -420,10 +365,7 @@ mod tests {
     }
 
     fn header<'a>(h: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        h.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        h.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn bad_field(account: &str) -> String {
@@ -438,10 +380,12 @@ mod tests {
         assert!(Webhook::validate_account(r#"{"url":"https://h.test/x?y=1"}"#).is_ok());
         assert!(Webhook::validate_account(r#"{"url":"http://10.0.0.1:8080"}"#).is_ok());
         assert!(Webhook::validate_account(r#"{"url":"http://[::1]:80/p"}"#).is_ok());
-        assert!(Webhook::validate_account(
-            r#"{"url":"HTTPS://h.test","secret":"s","batch":true,"headers":{"Authorization":"Bearer x"},"signature_header":"X-Sig"}"#
-        )
-        .is_ok());
+        assert!(
+            Webhook::validate_account(
+                r#"{"url":"HTTPS://h.test","secret":"s","batch":true,"headers":{"Authorization":"Bearer x"},"signature_header":"X-Sig"}"#
+            )
+            .is_ok()
+        );
         assert!(bad_field(r#"{}"#).starts_with("account: missing field `url`"));
         assert!(bad_field(r#"{"url":"ftp://h.test"}"#).starts_with("url: "));
         assert!(bad_field(r#"{"url":"https://"}"#).starts_with("url: missing host"));
@@ -452,47 +396,23 @@ mod tests {
         assert!(bad_field(r#"{"url":"https://h..test"}"#).starts_with("url: invalid host"));
         assert!(bad_field(r#"{"url":"https://h.test","secret":""}"#).starts_with("secret: "));
         assert!(bad_field(r#"{"url":"https://h.test","batch":"yes"}"#).starts_with("batch: "));
-        assert!(
-            bad_field(r#"{"url":"https://h.test","headers":{"Bad Name":"x"}}"#)
-                .starts_with("headers.Bad Name: not a valid header name")
-        );
-        assert!(
-            bad_field(r#"{"url":"https://h.test","headers":{"Host":"x"}}"#)
-                .starts_with("headers.Host: ")
-        );
-        assert!(
-            bad_field(r#"{"url":"https://h.test","headers":{"x-herald-delivery":"x"}}"#)
-                .starts_with("headers.x-herald-delivery: ")
-        );
-        assert!(
-            bad_field(r#"{"url":"https://h.test","headers":{"X-A":"a\r\nB: c"}}"#)
-                .starts_with("headers.X-A: value contains control")
-        );
-        assert!(
-            bad_field(r#"{"url":"https://h.test","headers":{"X-A":1}}"#)
-                .starts_with("headers.X-A: ")
-        );
-        assert!(
-            bad_field(r#"{"url":"https://h.test","signature_header":"a:b"}"#)
-                .starts_with("signature_header: ")
-        );
-        assert!(
-            bad_field(r#"{"url":"https://h.test","urll":"x"}"#).contains("unknown field `urll`")
-        );
+        assert!(bad_field(r#"{"url":"https://h.test","headers":{"Bad Name":"x"}}"#).starts_with("headers.Bad Name: not a valid header name"));
+        assert!(bad_field(r#"{"url":"https://h.test","headers":{"Host":"x"}}"#).starts_with("headers.Host: "));
+        assert!(bad_field(r#"{"url":"https://h.test","headers":{"x-herald-delivery":"x"}}"#).starts_with("headers.x-herald-delivery: "));
+        assert!(bad_field(r#"{"url":"https://h.test","headers":{"X-A":"a\r\nB: c"}}"#).starts_with("headers.X-A: value contains control"));
+        assert!(bad_field(r#"{"url":"https://h.test","headers":{"X-A":1}}"#).starts_with("headers.X-A: "));
+        assert!(bad_field(r#"{"url":"https://h.test","signature_header":"a:b"}"#).starts_with("signature_header: "));
+        assert!(bad_field(r#"{"url":"https://h.test","urll":"x"}"#).contains("unknown field `urll`"));
     }
 
     #[test]
     fn build_single_signed() {
-        let acc =
-            r#"{"url":"https://h.test/hook","secret":"k","headers":{"Authorization":"Bearer t"}}"#;
+        let acc = r#"{"url":"https://h.test/hook","secret":"k","headers":{"Authorization":"Bearer t"}}"#;
         let out = Webhook::build(ctx(), acc, vec![delivery("d1"), delivery("d2")]).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].deliveries, vec!["d2".to_string()]);
         let h = http(&out[0]);
-        assert_eq!(
-            (h.method.as_str(), h.url.as_str()),
-            ("POST", "https://h.test/hook")
-        );
+        assert_eq!((h.method.as_str(), h.url.as_str()), ("POST", "https://h.test/hook"));
         let body: json::Value = json::from_slice(&h.body).unwrap();
         assert_eq!(
             body,
@@ -500,10 +420,7 @@ mod tests {
                          "html":null,"metadata":{"a":"1","b":"2"}})
         );
         assert_eq!(header(h, "content-type"), Some("application/json"));
-        assert_eq!(
-            header(h, "user-agent"),
-            Some(format!("herald-webhook/{VERSION}").as_str())
-        );
+        assert_eq!(header(h, "user-agent"), Some(format!("herald-webhook/{VERSION}").as_str()));
         assert_eq!(header(h, "x-herald-timestamp"), Some("1700000000"));
         assert_eq!(header(h, "x-herald-delivery"), Some("d1"));
         assert_eq!(header(h, "authorization"), Some("Bearer t"));
@@ -516,10 +433,7 @@ mod tests {
     #[test]
     fn signature_known_value() {
         // Cross-checked with: printf '1700000000.{}' | openssl dgst -sha256 -hmac k
-        assert_eq!(
-            signature("k", "1700000000", b"{}"),
-            "sha256=c6ef4734033cee2367414a0939385eca0397754aa7a59716da7463a9298b5146"
-        );
+        assert_eq!(signature("k", "1700000000", b"{}"), "sha256=c6ef4734033cee2367414a0939385eca0397754aa7a59716da7463a9298b5146");
     }
 
     #[test]
@@ -545,42 +459,19 @@ mod tests {
 
     #[test]
     fn build_rejects_bad_account() {
-        assert!(matches!(
-            Webhook::build(ctx(), r#"{"url":"nope"}"#, vec![delivery("d1")]),
-            Err(PluginError::BadConfig(_))
-        ));
+        assert!(matches!(Webhook::build(ctx(), r#"{"url":"nope"}"#, vec![delivery("d1")]), Err(PluginError::BadConfig(_))));
     }
 
     #[test]
     fn interpret() {
         let ids = vec!["d1".to_string(), "d2".to_string()];
-        let resp = |status| {
-            Response::Http(HttpResponse {
-                status,
-                headers: vec![],
-                body: vec![],
-            })
-        };
+        let resp = |status| Response::Http(HttpResponse { status, headers: vec![], body: vec![] });
         let v = Webhook::interpret(ctx(), "{}", ids.clone(), resp(204));
         assert_eq!(v[1].kind, OutcomeKind::Sent);
         assert_eq!(v[1].provider_id.as_deref(), Some("d2"));
-        assert_eq!(
-            Webhook::interpret(ctx(), "{}", ids.clone(), resp(503))[0].kind,
-            OutcomeKind::Retry
-        );
-        assert_eq!(
-            Webhook::interpret(ctx(), "{}", ids.clone(), resp(404))[0].kind,
-            OutcomeKind::Failed
-        );
-        let v = Webhook::interpret(
-            ctx(),
-            "{}",
-            ids,
-            Response::Smtp(SmtpReply {
-                code: 250,
-                message: "ok".into(),
-            }),
-        );
+        assert_eq!(Webhook::interpret(ctx(), "{}", ids.clone(), resp(503))[0].kind, OutcomeKind::Retry);
+        assert_eq!(Webhook::interpret(ctx(), "{}", ids.clone(), resp(404))[0].kind, OutcomeKind::Failed);
+        let v = Webhook::interpret(ctx(), "{}", ids, Response::Smtp(SmtpReply { code: 250, message: "ok".into() }));
         assert_eq!(v[0].kind, OutcomeKind::Failed);
         assert_eq!(v[0].detail.as_deref(), Some("unexpected response"));
     }

@@ -132,36 +132,21 @@ impl Account {
         let a: Account = json::parse_account(account)?;
         for (field, value) in [("corp_id", &a.corp_id), ("corp_secret", &a.corp_secret)] {
             if value.trim().is_empty() || value.chars().any(char::is_control) {
-                return Err(bad(
-                    field,
-                    "must be a non-empty string without control characters",
-                ));
+                return Err(bad(field, "must be a non-empty string without control characters"));
             }
         }
         if a.agent_id == 0 {
-            return Err(bad(
-                "agent_id",
-                "must be the app's AgentId (a positive number)",
-            ));
+            return Err(bad("agent_id", "must be the app's AgentId (a positive number)"));
         }
         if a.safe && a.msgtype == MsgType::Markdown {
-            return Err(bad(
-                "safe",
-                "confidential messages must be text (msgtype = \"text\")",
-            ));
+            return Err(bad("safe", "confidential messages must be text (msgtype = \"text\")"));
         }
         Ok(a)
     }
 }
 
 fn content(d: &Delivery, msgtype: MsgType) -> String {
-    match (
-        d.subject
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty()),
-        msgtype,
-    ) {
+    match (d.subject.as_deref().map(str::trim).filter(|s| !s.is_empty()), msgtype) {
         (Some(s), MsgType::Text) => format!("{s}\n{}", d.text),
         (Some(s), MsgType::Markdown) => format!("**{s}**\n{}", d.text),
         (None, _) => d.text.clone(),
@@ -181,11 +166,7 @@ fn truncate(content: String, max: usize) -> String {
 }
 
 fn valid_userid(id: &str) -> bool {
-    !id.is_empty()
-        && id != "@all"
-        && !id
-            .chars()
-            .any(|c| c == '|' || c.is_whitespace() || c.is_control())
+    !id.is_empty() && id != "@all" && !id.chars().any(|c| c == '|' || c.is_whitespace() || c.is_control())
 }
 
 fn request_body(a: &Account, user: &str, content: &str) -> json::Value {
@@ -219,12 +200,7 @@ struct Answer {
 
 /// The non-empty names of a `|`-separated list.
 fn names(list: &Option<String>) -> Vec<&str> {
-    list.as_deref()
-        .unwrap_or("")
-        .split('|')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect()
+    list.as_deref().unwrap_or("").split('|').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 impl Plugin for WecomApp {
@@ -246,26 +222,15 @@ impl Plugin for WecomApp {
         Account::parse(account).map(|_| ())
     }
 
-    fn build(
-        _ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(_ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let a = Account::parse(account)?;
-        let token = a
-            .token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| PluginError::Internal("no access token from the host".into()))?;
+        let token = a.token.clone().filter(|t| !t.is_empty()).ok_or_else(|| PluginError::Internal("no access token from the host".into()))?;
         let url = format!("{SEND_URL}?access_token={}", http::percent_encode(&token));
         // Larger batches (a host ignoring max-batch): unsendable ones are left out.
         outbound::one_per_delivery(&batch, |d| {
             let user = d.recipient.trim();
             if !valid_userid(user) {
-                return Err(PluginError::InvalidDelivery(format!(
-                    "{:?} is not a WeCom UserID (no '|', spaces or @all)",
-                    d.recipient
-                )));
+                return Err(PluginError::InvalidDelivery(format!("{:?} is not a WeCom UserID (no '|', spaces or @all)", d.recipient)));
             }
             let content = truncate(content(d, a.msgtype), MAX_CONTENT_BYTES);
             if content.trim().is_empty() {
@@ -275,46 +240,26 @@ impl Plugin for WecomApp {
         })
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
-        outcome::http_only(&deliveries, response, |resp| {
-            classify(&ctx, &deliveries, resp)
-        })
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+        outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
     }
 
     fn token_request(_ctx: CallContext, account: &str) -> Option<HttpRequest> {
         let a = Account::parse(account).ok()?;
-        Some(http::get(&format!(
-            "{TOKEN_URL}?corpid={}&corpsecret={}",
-            http::percent_encode(&a.corp_id),
-            http::percent_encode(&a.corp_secret)
-        )))
+        Some(http::get(&format!("{TOKEN_URL}?corpid={}&corpsecret={}", http::percent_encode(&a.corp_id), http::percent_encode(&a.corp_secret))))
     }
 
-    fn parse_token(
-        _ctx: CallContext,
-        _account: &str,
-        response: HttpResponse,
-    ) -> Result<AccessToken, PluginError> {
+    fn parse_token(_ctx: CallContext, _account: &str, response: HttpResponse) -> Result<AccessToken, PluginError> {
         token::parse_errcode_answer(&response, |code, errmsg| match code {
-            40001 => Some(PluginError::BadConfig(format!(
-                "corp_secret: WeCom refused it (errcode 40001: {errmsg})"
-            ))),
-            40013 => Some(PluginError::BadConfig(format!(
-                "corp_id: WeCom refused it (errcode 40013: {errmsg})"
-            ))),
+            40001 => Some(PluginError::BadConfig(format!("corp_secret: WeCom refused it (errcode 40001: {errmsg})"))),
+            40013 => Some(PluginError::BadConfig(format!("corp_id: WeCom refused it (errcode 40013: {errmsg})"))),
             _ => None,
         })
     }
 
     fn token_expired(response: Response) -> bool {
         match response {
-            Response::Http(resp) => json::from_slice::<Answer>(&resp.body)
-                .is_ok_and(|a| a.errcode.is_some_and(|c| TOKEN_ERRCODES.contains(&c))),
+            Response::Http(resp) => json::from_slice::<Answer>(&resp.body).is_ok_and(|a| a.errcode.is_some_and(|c| TOKEN_ERRCODES.contains(&c))),
             Response::Smtp(_) => false,
         }
     }
@@ -324,10 +269,7 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
     if !(200..300).contains(&resp.status) {
         return outcome::from_http_status(deliveries, resp, ctx.now_ms);
     }
-    let Some(answer) = json::from_slice::<Answer>(&resp.body)
-        .ok()
-        .filter(|a| a.errcode.is_some())
-    else {
+    let Some(answer) = json::from_slice::<Answer>(&resp.body).ok().filter(|a| a.errcode.is_some()) else {
         return outcome::unexpected_answer(deliveries, "WeCom", resp);
     };
     let code = answer.errcode.unwrap_or_default();
@@ -347,18 +289,9 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
     let msgid = answer.msgid.clone().filter(|m| !m.is_empty());
     outcome::for_all(deliveries, |id| {
         if !invalid.is_empty() {
-            outcome::failed(
-                id,
-                format!(
-                    "WeCom: invalid recipient {} (unknown, or outside the app's visible range)",
-                    invalid.join("|")
-                ),
-            )
+            outcome::failed(id, format!("WeCom: invalid recipient {} (unknown, or outside the app's visible range)", invalid.join("|")))
         } else if !unlicensed.is_empty() {
-            outcome::failed(
-                id,
-                format!("WeCom: recipient {} has no license", unlicensed.join("|")),
-            )
+            outcome::failed(id, format!("WeCom: recipient {} has no license", unlicensed.join("|")))
         } else {
             let o = outcome::sent(id, "");
             match &msgid {
@@ -378,63 +311,30 @@ mod tests {
     const ACC: &str = r#"{"corp_id":"ww1","corp_secret":"s/3","agent_id":1000002,"$token":"tok1"}"#;
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_000,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_000, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(id: &str, to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: id.into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: id.into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
     }
 
     fn interpret(body: &str) -> Outcome {
-        WecomApp::interpret(
-            ctx(),
-            ACC,
-            vec!["a".into()],
-            Response::Http(resp(200, body)),
-        )
-        .remove(0)
+        WecomApp::interpret(ctx(), ACC, vec!["a".into()], Response::Http(resp(200, body))).remove(0)
     }
 
     #[test]
     fn validate() {
-        assert!(
-            WecomApp::validate_account(r#"{"corp_id":"ww1","corp_secret":"s","agent_id":1}"#)
-                .is_ok()
-        );
+        assert!(WecomApp::validate_account(r#"{"corp_id":"ww1","corp_secret":"s","agent_id":1}"#).is_ok());
         assert!(WecomApp::validate_account(ACC).is_ok());
         for (acc, field) in [
             (r#"{"corp_id":"ww1","corp_secret":"s"}"#, "agent_id"),
-            (
-                r#"{"corp_id":" ","corp_secret":"s","agent_id":1}"#,
-                "corp_id",
-            ),
-            (
-                r#"{"corp_id":"ww1","corp_secret":"s","agent_id":1,"msgtype":"markdown","safe":true}"#,
-                "safe",
-            ),
-            (
-                r#"{"corp_id":"ww1","corp_secret":"s","agent_id":1,"touser":"x"}"#,
-                "touser",
-            ),
+            (r#"{"corp_id":" ","corp_secret":"s","agent_id":1}"#, "corp_id"),
+            (r#"{"corp_id":"ww1","corp_secret":"s","agent_id":1,"msgtype":"markdown","safe":true}"#, "safe"),
+            (r#"{"corp_id":"ww1","corp_secret":"s","agent_id":1,"touser":"x"}"#, "touser"),
         ] {
             match WecomApp::validate_account(acc) {
                 Err(PluginError::BadConfig(m)) => assert!(m.contains(field), "{acc}: {m}"),
@@ -446,44 +346,20 @@ mod tests {
     #[test]
     fn token() {
         let r = WecomApp::token_request(ctx(), ACC).unwrap();
-        assert_eq!(
-            (r.method.as_str(), r.url.as_str()),
-            (
-                "GET",
-                "https://qyapi.weixin.qq.com/cgi-bin/gettoken?corpid=ww1&corpsecret=s%2F3"
-            )
-        );
-        let t = WecomApp::parse_token(
-            ctx(),
-            ACC,
-            resp(
-                200,
-                r#"{"errcode":0,"errmsg":"ok","access_token":"AT","expires_in":7200}"#,
-            ),
-        )
-        .unwrap();
+        assert_eq!((r.method.as_str(), r.url.as_str()), ("GET", "https://qyapi.weixin.qq.com/cgi-bin/gettoken?corpid=ww1&corpsecret=s%2F3"));
+        let t = WecomApp::parse_token(ctx(), ACC, resp(200, r#"{"errcode":0,"errmsg":"ok","access_token":"AT","expires_in":7200}"#)).unwrap();
         assert_eq!((t.value.as_str(), t.expires_in_ms), ("AT", 7_200_000));
-        match WecomApp::parse_token(
-            ctx(),
-            ACC,
-            resp(200, r#"{"errcode":40001,"errmsg":"invalid credential"}"#),
-        ) {
+        match WecomApp::parse_token(ctx(), ACC, resp(200, r#"{"errcode":40001,"errmsg":"invalid credential"}"#)) {
             Err(PluginError::BadConfig(m)) => {
                 assert!(m.starts_with("corp_secret: ") && m.contains("40001"), "{m}")
             }
             other => panic!("{other:?}"),
         }
         let expired = |b: &str| WecomApp::token_expired(Response::Http(resp(200, b)));
-        assert!(expired(
-            r#"{"errcode":42001,"errmsg":"access_token expired"}"#
-        ));
-        assert!(expired(
-            r#"{"errcode":40014,"errmsg":"invalid access_token"}"#
-        ));
+        assert!(expired(r#"{"errcode":42001,"errmsg":"access_token expired"}"#));
+        assert!(expired(r#"{"errcode":40014,"errmsg":"invalid access_token"}"#));
         assert!(!expired(r#"{"errcode":0,"errmsg":"ok"}"#));
-        assert!(!expired(
-            r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#
-        ));
+        assert!(!expired(r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#));
     }
 
     #[test]
@@ -492,49 +368,18 @@ mod tests {
         d.subject = Some("Alert".into());
         let out = WecomApp::build(ctx(), ACC, vec![d]).unwrap();
         assert_eq!(out.len(), 1);
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
-        assert_eq!(
-            h.url,
-            "https://qyapi.weixin.qq.com/cgi-bin/message/send?access_token=tok1"
-        );
+        let Request::Http(h) = &out[0].request else { panic!() };
+        assert_eq!(h.url, "https://qyapi.weixin.qq.com/cgi-bin/message/send?access_token=tok1");
         let body: json::Value = json::from_slice(&h.body).unwrap();
-        assert_eq!(
-            body,
-            json::json!({"touser":"zhangsan","msgtype":"text","agentid":1000002,"text":{"content":"Alert\ndisk full"},"safe":0})
-        );
-        let out = WecomApp::build(
-            ctx(),
-            ACC,
-            vec![
-                delivery("a", "u1", "x"),
-                delivery("b", "a|b", "x"),
-                delivery("c", "u1", "x"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            out.iter()
-                .map(|o| o.deliveries[0].as_str())
-                .collect::<Vec<_>>(),
-            ["a", "c"]
-        );
+        assert_eq!(body, json::json!({"touser":"zhangsan","msgtype":"text","agentid":1000002,"text":{"content":"Alert\ndisk full"},"safe":0}));
+        let out = WecomApp::build(ctx(), ACC, vec![delivery("a", "u1", "x"), delivery("b", "a|b", "x"), delivery("c", "u1", "x")]).unwrap();
+        assert_eq!(out.iter().map(|o| o.deliveries[0].as_str()).collect::<Vec<_>>(), ["a", "c"]);
         for bad in ["@all", "a|b", "two words", ""] {
-            assert!(
-                matches!(
-                    WecomApp::build(ctx(), ACC, vec![delivery("a", bad, "x")]),
-                    Err(PluginError::InvalidDelivery(_))
-                ),
-                "{bad}"
-            );
+            assert!(matches!(WecomApp::build(ctx(), ACC, vec![delivery("a", bad, "x")]), Err(PluginError::InvalidDelivery(_))), "{bad}");
         }
-        let md =
-            r#"{"corp_id":"ww1","corp_secret":"s","agent_id":5,"msgtype":"markdown","$token":"t"}"#;
+        let md = r#"{"corp_id":"ww1","corp_secret":"s","agent_id":5,"msgtype":"markdown","$token":"t"}"#;
         let out = WecomApp::build(ctx(), md, vec![delivery("a", "u1", "# x")]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         let body: json::Value = json::from_slice(&h.body).unwrap();
         assert_eq!(body["markdown"], json::json!({"content":"# x"}));
         assert!(body.get("safe").is_none());
@@ -542,18 +387,11 @@ mod tests {
 
     #[test]
     fn long_content_is_cut_like_wecom_would_but_visibly() {
-        let out =
-            WecomApp::build(ctx(), ACC, vec![delivery("a", "u1", &"字".repeat(1000))]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let out = WecomApp::build(ctx(), ACC, vec![delivery("a", "u1", &"字".repeat(1000))]).unwrap();
+        let Request::Http(h) = &out[0].request else { panic!() };
         let body: json::Value = json::from_slice(&h.body).unwrap();
         let content = body["text"]["content"].as_str().unwrap();
-        assert!(
-            content.len() <= MAX_CONTENT_BYTES && content.len() > MAX_CONTENT_BYTES - 6,
-            "{}",
-            content.len()
-        );
+        assert!(content.len() <= MAX_CONTENT_BYTES && content.len() > MAX_CONTENT_BYTES - 6, "{}", content.len());
         assert!(content.ends_with("字…"));
         assert_eq!(truncate("short".into(), 10), "short");
         assert_eq!(truncate("abcdef".into(), 5), "ab…");
@@ -562,30 +400,15 @@ mod tests {
     #[test]
     fn interpret_outcomes() {
         let o = interpret(r#"{"errcode":0,"errmsg":"ok","invaliduser":"","msgid":"m1"}"#);
-        assert_eq!(
-            (o.kind, o.provider_id.as_deref()),
-            (OutcomeKind::Sent, Some("m1"))
-        );
+        assert_eq!((o.kind, o.provider_id.as_deref()), (OutcomeKind::Sent, Some("m1")));
         let o = interpret(r#"{"errcode":0,"errmsg":"ok","invaliduser":"ghost","msgid":"m1"}"#);
         assert_eq!(o.kind, OutcomeKind::Failed);
         assert!(o.detail.unwrap().contains("ghost"));
-        assert_eq!(
-            interpret(r#"{"errcode":0,"errmsg":"ok","unlicenseduser":"u9"}"#).kind,
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            interpret(r#"{"errcode":81013,"errmsg":"user & party & tag all invalid"}"#).kind,
-            OutcomeKind::Failed
-        );
+        assert_eq!(interpret(r#"{"errcode":0,"errmsg":"ok","unlicenseduser":"u9"}"#).kind, OutcomeKind::Failed);
+        assert_eq!(interpret(r#"{"errcode":81013,"errmsg":"user & party & tag all invalid"}"#).kind, OutcomeKind::Failed);
         let o = interpret(r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#);
-        assert_eq!(
-            (o.kind, o.retry_after_ms),
-            (OutcomeKind::Throttled, Some(60_000))
-        );
-        assert_eq!(
-            interpret(r#"{"errcode":-1,"errmsg":"system busy"}"#).kind,
-            OutcomeKind::Retry
-        );
+        assert_eq!((o.kind, o.retry_after_ms), (OutcomeKind::Throttled, Some(60_000)));
+        assert_eq!(interpret(r#"{"errcode":-1,"errmsg":"system busy"}"#).kind, OutcomeKind::Retry);
         assert_eq!(interpret("<html>").kind, OutcomeKind::Failed);
     }
 }

@@ -114,24 +114,15 @@ fn bad(field: &str, msg: impl std::fmt::Display) -> PluginError {
 impl Config {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
-        let query = a
-            .webhook
-            .strip_prefix(WEBHOOK_PREFIX)
-            .ok_or_else(|| bad("webhook", format!("must start with {WEBHOOK_PREFIX}key=")))?;
+        let query = a.webhook.strip_prefix(WEBHOOK_PREFIX).ok_or_else(|| bad("webhook", format!("must start with {WEBHOOK_PREFIX}key=")))?;
         let key = match query.split_once('=') {
             Some(("key", k)) if !k.contains('&') => k,
             _ => return Err(bad("webhook", "only the key query parameter is expected")),
         };
         if key.is_empty() || !key.chars().all(http::is_unreserved) {
-            return Err(bad(
-                "webhook",
-                "key must be a non-empty token of letters, digits and dashes",
-            ));
+            return Err(bad("webhook", "key must be a non-empty token of letters, digits and dashes"));
         }
-        Ok(Config {
-            key: key.to_string(),
-            msgtype: a.msgtype,
-        })
+        Ok(Config { key: key.to_string(), msgtype: a.msgtype })
     }
 }
 
@@ -153,11 +144,7 @@ fn mention(recipient: &str) -> Result<Mention, String> {
     }
     if let Some(id) = r.strip_prefix("userid:") {
         let id = id.trim();
-        if id.is_empty()
-            || id
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
-        {
+        if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>') {
             return Err(format!("{recipient:?}: empty or malformed userid"));
         }
         return Ok(Mention::UserId(id.to_string()));
@@ -166,18 +153,12 @@ fn mention(recipient: &str) -> Result<Mention, String> {
     if national.len() >= 5 && national.len() <= 20 && national.chars().all(|c| c.is_ascii_digit()) {
         return Ok(Mention::Mobile(national.to_string()));
     }
-    Err(format!(
-        "{recipient:?} is not a mobile number, userid:<id>, @all or group"
-    ))
+    Err(format!("{recipient:?} is not a mobile number, userid:<id>, @all or group"))
 }
 
 fn body(cfg: &Config, d: &Delivery) -> Result<json::Value, String> {
     let m = mention(&d.recipient)?;
-    let subject = d
-        .subject
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
+    let subject = d.subject.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let mut content = match (cfg.msgtype, subject) {
         (MsgType::Text, Some(s)) => format!("{s}\n{}", d.text),
         (MsgType::Markdown, Some(s)) => format!("**{s}**\n{}", d.text),
@@ -196,10 +177,7 @@ fn body(cfg: &Config, d: &Delivery) -> Result<json::Value, String> {
                 Mention::Mobile(mobile) => text["mentioned_mobile_list"] = json::json!([mobile]),
             }
             if content.len() > MAX_TEXT_BYTES {
-                return Err(format!(
-                    "the text is {} bytes; WeCom robots accept at most {MAX_TEXT_BYTES}",
-                    content.len()
-                ));
+                return Err(format!("the text is {} bytes; WeCom robots accept at most {MAX_TEXT_BYTES}", content.len()));
             }
             text["content"] = content.into();
             json::json!({"msgtype": "text", "text": text})
@@ -215,16 +193,11 @@ fn body(cfg: &Config, d: &Delivery) -> Result<json::Value, String> {
                     }
                 }
                 Mention::All | Mention::Mobile(_) => {
-                    return Err(
-                        "WeCom markdown messages can only mention userids (userid:<id>)".into(),
-                    );
+                    return Err("WeCom markdown messages can only mention userids (userid:<id>)".into());
                 }
             }
             if content.len() > MAX_MARKDOWN_BYTES {
-                return Err(format!(
-                    "the markdown is {} bytes; WeCom robots accept at most {MAX_MARKDOWN_BYTES}",
-                    content.len()
-                ));
+                return Err(format!("the markdown is {} bytes; WeCom robots accept at most {MAX_MARKDOWN_BYTES}", content.len()));
             }
             json::json!({"msgtype": "markdown", "markdown": {"content": content}})
         }
@@ -243,17 +216,13 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
     if !(200..300).contains(&resp.status) {
         return outcome::from_http_status(deliveries, resp, ctx.now_ms);
     }
-    let Some((code, msg)) = json::from_slice::<Answer>(&resp.body)
-        .ok()
-        .and_then(|a| a.errcode.map(|c| (c, a.errmsg)))
-    else {
+    let Some((code, msg)) = json::from_slice::<Answer>(&resp.body).ok().and_then(|a| a.errcode.map(|c| (c, a.errmsg))) else {
         return outcome::unexpected_answer(deliveries, "WeCom", resp);
     };
     let detail = format!("WeCom errcode {code}: {msg}");
     outcome::for_all(deliveries, |id| match code {
         0 => outcome::sent(id, ""),
-        45009 => outcome::throttled(id, detail.clone())
-            .with_retry_after_ms(Some(THROTTLE_RETRY_AFTER_MS)),
+        45009 => outcome::throttled(id, detail.clone()).with_retry_after_ms(Some(THROTTLE_RETRY_AFTER_MS)),
         45033 | -1 => outcome::retry(id, detail.clone()),
         _ => outcome::failed(id, detail.clone()),
     })
@@ -278,11 +247,7 @@ impl Plugin for WecomRobot {
         Config::parse(account).map(|_| ())
     }
 
-    fn build(
-        _ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(_ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let cfg = Config::parse(account)?;
         let url = format!("{SEND_URL}?key={}", cfg.key);
         outbound::one_per_delivery(&batch, |d| {
@@ -291,15 +256,8 @@ impl Plugin for WecomRobot {
         })
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
-        outcome::http_only(&deliveries, response, |resp| {
-            classify(&ctx, &deliveries, resp)
-        })
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+        outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
     }
 }
 
@@ -309,33 +267,19 @@ export_plugin!(WecomRobot);
 mod tests {
     use super::*;
 
-    const HOOK: &str =
-        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
+    const HOOK: &str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
 
     fn ctx() -> CallContext {
-        CallContext {
-            now_ms: 1_700_000_000_000,
-            tenant: "t".into(),
-            attempt: 1,
-        }
+        CallContext { now_ms: 1_700_000_000_000, tenant: "t".into(), attempt: 1 }
     }
 
     fn delivery(to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: "d1".into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: "d1".into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     fn built(acc: &str, d: Delivery) -> (String, json::Value) {
         let out = WecomRobot::build(ctx(), acc, vec![d]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         (h.url.clone(), json::from_slice(&h.body).unwrap())
     }
 
@@ -345,18 +289,11 @@ mod tests {
         for acc in [
             r#"{}"#.to_string(),
             r#"{"webhook":"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key="}"#.to_string(),
-            r#"{"webhook":"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=a&debug=1"}"#
-                .to_string(),
+            r#"{"webhook":"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=a&debug=1"}"#.to_string(),
             r#"{"webhook":"http://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=a"}"#.to_string(),
             format!(r#"{{"webhook":"{HOOK}","msgtype":"news"}}"#),
         ] {
-            assert!(
-                matches!(
-                    WecomRobot::validate_account(&acc),
-                    Err(PluginError::BadConfig(_))
-                ),
-                "{acc}"
-            );
+            assert!(matches!(WecomRobot::validate_account(&acc), Err(PluginError::BadConfig(_))), "{acc}");
         }
     }
 
@@ -365,10 +302,7 @@ mod tests {
         let acc = format!(r#"{{"webhook":"{HOOK}"}}"#);
         let (url, body) = built(&acc, delivery("+8613800001111", "hello"));
         assert_eq!(url, HOOK);
-        assert_eq!(
-            body,
-            json::json!({"msgtype":"text","text":{"content":"hello","mentioned_mobile_list":["13800001111"]}})
-        );
+        assert_eq!(body, json::json!({"msgtype":"text","text":{"content":"hello","mentioned_mobile_list":["13800001111"]}}));
         let (_, body) = built(&acc, delivery("@all", "x"));
         assert_eq!(body["text"]["mentioned_list"], json::json!(["@all"]));
         let (_, body) = built(&acc, delivery("userid:wangqing", "x"));
@@ -383,77 +317,37 @@ mod tests {
         let mut d = delivery("userid:wangqing", "# Hi");
         d.subject = Some("Deploy".into());
         let (_, body) = built(&acc, d);
-        assert_eq!(
-            body,
-            json::json!({"msgtype":"markdown","markdown":{"content":"**Deploy**\n# Hi\n<@wangqing>"}})
-        );
-        assert!(matches!(
-            WecomRobot::build(ctx(), &acc, vec![delivery("13800001111", "x")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
+        assert_eq!(body, json::json!({"msgtype":"markdown","markdown":{"content":"**Deploy**\n# Hi\n<@wangqing>"}}));
+        assert!(matches!(WecomRobot::build(ctx(), &acc, vec![delivery("13800001111", "x")]), Err(PluginError::InvalidDelivery(_))));
         let text_acc = format!(r#"{{"webhook":"{HOOK}"}}"#);
         let (_, body) = built(&text_acc, delivery("group", &"a".repeat(MAX_TEXT_BYTES)));
-        assert_eq!(
-            body["text"]["content"].as_str().unwrap().len(),
-            MAX_TEXT_BYTES
-        );
-        match WecomRobot::build(
-            ctx(),
-            &text_acc,
-            vec![delivery("group", &"a".repeat(MAX_TEXT_BYTES + 1))],
-        ) {
+        assert_eq!(body["text"]["content"].as_str().unwrap().len(), MAX_TEXT_BYTES);
+        match WecomRobot::build(ctx(), &text_acc, vec![delivery("group", &"a".repeat(MAX_TEXT_BYTES + 1))]) {
             Err(PluginError::InvalidDelivery(m)) => assert!(m.contains("2048"), "{m}"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            WecomRobot::build(
-                ctx(),
-                &acc,
-                vec![delivery("group", &"a".repeat(MAX_MARKDOWN_BYTES + 1))]
-            ),
+            WecomRobot::build(ctx(), &acc, vec![delivery("group", &"a".repeat(MAX_MARKDOWN_BYTES + 1))]),
             Err(PluginError::InvalidDelivery(_))
         ));
-        assert!(matches!(
-            WecomRobot::build(ctx(), &text_acc, vec![delivery("bob", "x")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
+        assert!(matches!(WecomRobot::build(ctx(), &text_acc, vec![delivery("bob", "x")]), Err(PluginError::InvalidDelivery(_))));
     }
 
     #[test]
     fn interpret() {
         let ids = vec!["d1".to_string()];
         let one = |status: u16, body: &str| {
-            WecomRobot::interpret(
-                ctx(),
-                "{}",
-                ids.clone(),
-                Response::Http(HttpResponse {
-                    status,
-                    headers: vec![],
-                    body: body.as_bytes().to_vec(),
-                }),
-            )[0]
+            WecomRobot::interpret(ctx(), "{}", ids.clone(), Response::Http(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }))
+                [0]
             .clone()
         };
-        assert_eq!(
-            one(200, r#"{"errcode":0,"errmsg":"ok"}"#).kind,
-            OutcomeKind::Sent
-        );
+        assert_eq!(one(200, r#"{"errcode":0,"errmsg":"ok"}"#).kind, OutcomeKind::Sent);
         let o = one(200, r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#);
-        assert_eq!(
-            (o.kind, o.retry_after_ms),
-            (OutcomeKind::Throttled, Some(60_000))
-        );
-        let o = one(
-            200,
-            r#"{"errcode":93000,"errmsg":"invalid webhook url, hint: [1]"}"#,
-        );
+        assert_eq!((o.kind, o.retry_after_ms), (OutcomeKind::Throttled, Some(60_000)));
+        let o = one(200, r#"{"errcode":93000,"errmsg":"invalid webhook url, hint: [1]"}"#);
         assert_eq!(o.kind, OutcomeKind::Failed);
         assert!(o.detail.unwrap().contains("93000"));
-        assert_eq!(
-            one(200, r#"{"errcode":-1,"errmsg":"system busy"}"#).kind,
-            OutcomeKind::Retry
-        );
+        assert_eq!(one(200, r#"{"errcode":-1,"errmsg":"system busy"}"#).kind, OutcomeKind::Retry);
         assert_eq!(one(200, "not json").kind, OutcomeKind::Failed);
         assert_eq!(one(503, "").kind, OutcomeKind::Retry);
     }

@@ -107,39 +107,25 @@ fn bad(msg: impl std::fmt::Display) -> PluginError {
 impl Config {
     fn parse(account: &str) -> Result<Self, PluginError> {
         let a: Account = json::parse_account(account)?;
-        let query = a
-            .webhook
-            .strip_prefix(WEBHOOK_PREFIX)
-            .ok_or_else(|| bad(format!("must start with {WEBHOOK_PREFIX}")))?;
+        let query = a.webhook.strip_prefix(WEBHOOK_PREFIX).ok_or_else(|| bad(format!("must start with {WEBHOOK_PREFIX}")))?;
         let (mut token, mut channel) = (None, None);
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("token", v)) if token.is_none() => token = Some(v),
                 Some(("channel", v)) if channel.is_none() => channel = Some(v),
                 _ => {
-                    return Err(bad(
-                        "only the token and channel query parameters are expected",
-                    ));
+                    return Err(bad("only the token and channel query parameters are expected"));
                 }
             }
         }
-        let token = token
-            .filter(|t| !t.is_empty() && t.chars().all(http::is_unreserved))
-            .ok_or_else(|| bad("token is missing or malformed"))?;
-        let channel = channel
-            .filter(|c| !c.is_empty() && c.chars().all(http::is_unreserved))
-            .ok_or_else(|| bad("channel is missing (channel=standard)"))?;
-        Ok(Config {
-            token: token.to_string(),
-            channel: channel.to_string(),
-        })
+        let token = token.filter(|t| !t.is_empty() && t.chars().all(http::is_unreserved)).ok_or_else(|| bad("token is missing or malformed"))?;
+        let channel =
+            channel.filter(|c| !c.is_empty() && c.chars().all(http::is_unreserved)).ok_or_else(|| bad("channel is missing (channel=standard)"))?;
+        Ok(Config { token: token.to_string(), channel: channel.to_string() })
     }
 
     fn url(&self) -> String {
-        format!(
-            "{WEBHOOK_PREFIX}token={}&channel={}",
-            self.token, self.channel
-        )
+        format!("{WEBHOOK_PREFIX}token={}&channel={}", self.token, self.channel)
     }
 }
 
@@ -149,12 +135,7 @@ pub fn call_uuid(delivery_id: &str, attempt: u32, now_ms: u64) -> String {
 }
 
 fn body(d: &Delivery, ctx: &CallContext) -> Result<json::Value, String> {
-    let mut text = match d
-        .subject
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let mut text = match d.subject.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => format!("{s}\n{}", d.text),
         None => d.text.clone(),
     };
@@ -168,11 +149,7 @@ fn body(d: &Delivery, ctx: &CallContext) -> Result<json::Value, String> {
         if !text.contains("@all") {
             text = format!("@all {text}");
         }
-    } else if let Some(id) = r
-        .strip_prefix("userid:")
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-    {
+    } else if let Some(id) = r.strip_prefix("userid:").map(str::trim).filter(|id| !id.is_empty()) {
         if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("{:?}: malformed userid", d.recipient));
         }
@@ -183,16 +160,11 @@ fn body(d: &Delivery, ctx: &CallContext) -> Result<json::Value, String> {
             text = format!("{tag} {text}");
         }
     } else if !r.eq_ignore_ascii_case("group") {
-        return Err(format!(
-            "{:?} is not userid:<id>, @all or group",
-            d.recipient
-        ));
+        return Err(format!("{:?} is not userid:<id>, @all or group", d.recipient));
     }
     let chars = text.chars().count();
     if chars > MAX_TEXT_CHARS {
-        return Err(format!(
-            "the text is {chars} characters; WeLink robots accept at most {MAX_TEXT_CHARS}"
-        ));
+        return Err(format!("the text is {chars} characters; WeLink robots accept at most {MAX_TEXT_CHARS}"));
     }
     let mut value = json::json!({
         "messageType": "text",
@@ -235,9 +207,7 @@ fn classify(ctx: &CallContext, deliveries: &[String], resp: &HttpResponse) -> Ve
     outcome::for_all(deliveries, |id| match code.as_str() {
         "0" if (200..300).contains(&resp.status) => outcome::sent(id, ""),
         "48503" => outcome::throttled(id, detail.clone()).with_retry_after_ms(retry_after),
-        _ if resp.status == 429 => {
-            outcome::throttled(id, detail.clone()).with_retry_after_ms(retry_after)
-        }
+        _ if resp.status == 429 => outcome::throttled(id, detail.clone()).with_retry_after_ms(retry_after),
         "58500" => outcome::retry(id, detail.clone()),
         _ if matches!(resp.status, 408 | 425 | 500..=599) => outcome::retry(id, detail.clone()),
         _ => outcome::failed(id, detail.clone()),
@@ -263,32 +233,18 @@ impl Plugin for Welink {
         Config::parse(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let cfg = Config::parse(account)?;
         let url = cfg.url();
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("Accept-Charset", "UTF-8"),
-        ];
+        let headers = [("Content-Type", "application/json"), ("Accept-Charset", "UTF-8")];
         outbound::one_per_delivery(&batch, |d| {
             let body = body(d, &ctx).map_err(PluginError::InvalidDelivery)?;
             http::post_json(&url, &headers, &body)
         })
     }
 
-    fn interpret(
-        ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome> {
-        outcome::http_only(&deliveries, response, |resp| {
-            classify(&ctx, &deliveries, resp)
-        })
+    fn interpret(ctx: CallContext, _account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
+        outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
     }
 }
 
@@ -301,61 +257,39 @@ mod tests {
     const HOOK: &str = "https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token=a69f751172bb4a36abe5de9ddf9aa1cc&channel=standard";
 
     fn ctx(attempt: u32) -> CallContext {
-        CallContext {
-            now_ms: 1_669_945_732_253,
-            tenant: "t".into(),
-            attempt,
-        }
+        CallContext { now_ms: 1_669_945_732_253, tenant: "t".into(), attempt }
     }
 
     fn delivery(to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: "m.0".into(),
-            recipient: to.into(),
-            subject: None,
-            text: text.into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: "m.0".into(), recipient: to.into(), subject: None, text: text.into(), html: None, metadata: vec![] }
     }
 
     fn body_of(d: Delivery) -> (String, json::Value) {
         let out = Welink::build(ctx(1), &format!(r#"{{"webhook":"{HOOK}"}}"#), vec![d]).unwrap();
-        let Request::Http(h) = &out[0].request else {
-            panic!()
-        };
+        let Request::Http(h) = &out[0].request else { panic!() };
         (h.url.clone(), json::from_slice(&h.body).unwrap())
     }
 
     #[test]
     fn validate() {
         assert!(Welink::validate_account(&format!(r#"{{"webhook":"{HOOK}"}}"#)).is_ok());
-        assert!(Welink::validate_account(
-            r#"{"webhook":"https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?channel=standard&token=abc"}"#
-        )
-        .is_ok());
+        assert!(
+            Welink::validate_account(r#"{"webhook":"https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?channel=standard&token=abc"}"#)
+                .is_ok()
+        );
         for hook in [
             "https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token=abc",
             "https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token=&channel=standard",
             "https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token=a&channel=standard&x=1",
             "https://evil.test/api/werobot/v1/webhook/send?token=a&channel=standard",
         ] {
-            assert!(
-                matches!(
-                    Welink::validate_account(&format!(r#"{{"webhook":"{hook}"}}"#)),
-                    Err(PluginError::BadConfig(_))
-                ),
-                "{hook}"
-            );
+            assert!(matches!(Welink::validate_account(&format!(r#"{{"webhook":"{hook}"}}"#)), Err(PluginError::BadConfig(_))), "{hook}");
         }
     }
 
     #[test]
     fn body_shape() {
-        let (url, body) = body_of(delivery(
-            "userid:mettjhfuukaq@562a847505",
-            "有告警消息请查收一下",
-        ));
+        let (url, body) = body_of(delivery("userid:mettjhfuukaq@562a847505", "有告警消息请查收一下"));
         assert_eq!(url, HOOK);
         assert_eq!(
             body,
@@ -364,15 +298,9 @@ mod tests {
                          "isAt":true,"isAtAll":false,"atAccounts":["mettjhfuukaq@562a847505"]})
         );
         let (_, body) = body_of(delivery("@all", "x"));
-        assert_eq!(
-            (body["isAtAll"].as_bool(), body["content"]["text"].as_str()),
-            (Some(true), Some("@all x"))
-        );
+        assert_eq!((body["isAtAll"].as_bool(), body["content"]["text"].as_str()), (Some(true), Some("@all x")));
         let (_, body) = body_of(delivery("group", "x"));
-        assert_eq!(
-            (body["isAt"].as_bool(), body.get("atAccounts")),
-            (Some(false), None)
-        );
+        assert_eq!((body["isAt"].as_bool(), body.get("atAccounts")), (Some(false), None));
     }
 
     #[test]
@@ -394,14 +322,8 @@ mod tests {
             Err(PluginError::InvalidDelivery(m)) => assert!(m.contains("500"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            Welink::build(ctx(1), &acc, vec![delivery("userid:a", &"x".repeat(498))]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
-        assert!(matches!(
-            Welink::build(ctx(1), &acc, vec![delivery("13800000000", "x")]),
-            Err(PluginError::InvalidDelivery(_))
-        ));
+        assert!(matches!(Welink::build(ctx(1), &acc, vec![delivery("userid:a", &"x".repeat(498))]), Err(PluginError::InvalidDelivery(_))));
+        assert!(matches!(Welink::build(ctx(1), &acc, vec![delivery("13800000000", "x")]), Err(PluginError::InvalidDelivery(_))));
     }
 
     #[test]
@@ -411,41 +333,16 @@ mod tests {
                 ctx(1),
                 "{}",
                 vec!["d".into()],
-                Response::Http(HttpResponse {
-                    status,
-                    headers: vec![],
-                    body: body.as_bytes().to_vec(),
-                }),
+                Response::Http(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }),
             )
             .remove(0)
         };
-        assert_eq!(
-            one(200, r#"{"code":"0","data":"success","message":"ok"}"#).kind,
-            OutcomeKind::Sent
-        );
-        let o = one(
-            200,
-            r#"{"code":"58404","data":"","message":"robot not found"}"#,
-        );
-        assert_eq!(
-            (o.kind, o.detail.as_deref()),
-            (
-                OutcomeKind::Failed,
-                Some("WeLink code 58404: robot not found")
-            )
-        );
-        assert_eq!(
-            one(200, r#"{"code":"58601","data":"","message":"param error"}"#).kind,
-            OutcomeKind::Failed
-        );
-        assert_eq!(
-            one(200, r#"{"code":"58500","data":"","message":"error"}"#).kind,
-            OutcomeKind::Retry
-        );
-        assert_eq!(
-            one(200, r#"{"code":"48503","message":"frequency"}"#).kind,
-            OutcomeKind::Throttled
-        );
+        assert_eq!(one(200, r#"{"code":"0","data":"success","message":"ok"}"#).kind, OutcomeKind::Sent);
+        let o = one(200, r#"{"code":"58404","data":"","message":"robot not found"}"#);
+        assert_eq!((o.kind, o.detail.as_deref()), (OutcomeKind::Failed, Some("WeLink code 58404: robot not found")));
+        assert_eq!(one(200, r#"{"code":"58601","data":"","message":"param error"}"#).kind, OutcomeKind::Failed);
+        assert_eq!(one(200, r#"{"code":"58500","data":"","message":"error"}"#).kind, OutcomeKind::Retry);
+        assert_eq!(one(200, r#"{"code":"48503","message":"frequency"}"#).kind, OutcomeKind::Throttled);
         assert_eq!(one(503, "").kind, OutcomeKind::Retry);
         assert_eq!(one(200, "<html>").kind, OutcomeKind::Failed);
     }

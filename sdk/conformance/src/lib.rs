@@ -26,9 +26,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use herald_plugin_host::types::{
-    CallContext, Delivery, HttpRequest, HttpResponse, OutcomeKind, ReceiptStatus, Request, Response, SmtpReply,
-};
+use herald_plugin_host::types::{CallContext, Delivery, HttpRequest, HttpResponse, OutcomeKind, ReceiptStatus, Request, Response, SmtpReply};
 use herald_plugin_host::{HostConfig, LoadedPlugin, PluginHost};
 use serde::Deserialize;
 
@@ -67,7 +65,12 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = format!("herald-plugin-check {}\n", self.plugin);
         for c in &self.checks {
-            out.push_str(&format!("  {}  {}{}\n", if c.passed { "PASS" } else { "FAIL" }, c.name, if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) }));
+            out.push_str(&format!(
+                "  {}  {}{}\n",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) }
+            ));
         }
         out.push_str(&format!("{} passed, {} failed\n", self.passed(), self.failed()));
         out
@@ -219,10 +222,7 @@ pub fn check(path: &Path, opts: &Options) -> Report {
             return report;
         }
     };
-    report.record(
-        "loads as a herald:channel 1.x component",
-        Ok(format!("worlds {}", plugin.worlds().join(", "))),
-    );
+    report.record("loads as a herald:channel 1.x component", Ok(format!("worlds {}", plugin.worlds().join(", "))));
     report.record("describe", check_describe(&plugin));
 
     let now = opts.now_ms.unwrap_or(DEFAULT_NOW_MS);
@@ -295,19 +295,22 @@ pub fn check(path: &Path, opts: &Options) -> Report {
             .collect(),
     };
     for (name, resp) in synthetic {
-        report.record(format!("interpret a {name} answer: one outcome per delivery"), match plugin.interpret(&ctx(now), &account, &outbound.deliveries, &resp) {
-            Ok(outcomes) => {
-                let mut ids: Vec<&str> = outcomes.iter().map(|o| o.delivery_id.as_str()).collect();
-                ids.sort();
-                ids.dedup();
-                if ids.len() == outbound.deliveries.len() && outcomes.len() == ids.len() {
-                    Ok(outcomes.iter().map(|o| kind_name(o.kind)).collect::<Vec<_>>().join(","))
-                } else {
-                    Err(format!("{} outcomes for {} deliveries", outcomes.len(), outbound.deliveries.len()))
+        report.record(
+            format!("interpret a {name} answer: one outcome per delivery"),
+            match plugin.interpret(&ctx(now), &account, &outbound.deliveries, &resp) {
+                Ok(outcomes) => {
+                    let mut ids: Vec<&str> = outcomes.iter().map(|o| o.delivery_id.as_str()).collect();
+                    ids.sort();
+                    ids.dedup();
+                    if ids.len() == outbound.deliveries.len() && outcomes.len() == ids.len() {
+                        Ok(outcomes.iter().map(|o| kind_name(o.kind)).collect::<Vec<_>>().join(","))
+                    } else {
+                        Err(format!("{} outcomes for {} deliveries", outcomes.len(), outbound.deliveries.len()))
+                    }
                 }
-            }
-            Err(e) => Err(e.to_string()),
-        });
+                Err(e) => Err(e.to_string()),
+            },
+        );
     }
 
     let Some(dir) = &opts.fixtures else { return report };
@@ -344,7 +347,11 @@ pub fn check(path: &Path, opts: &Options) -> Report {
                     let Some(expect_usage) = &c.expect_usage else { return Ok(got.join(",")) };
                     let usage = plugin.callback_usage(&ctx(c.now_ms.unwrap_or(now)), &account, &req).map_err(|e| format!("callback-usage: {e}"))?;
                     let units: Vec<u32> = usage.iter().map(|u| u.units).collect();
-                    if &units == expect_usage { Ok(format!("{}; usage {units:?}", got.join(","))) } else { Err(format!("expected usage {expect_usage:?}, got {units:?}")) }
+                    if &units == expect_usage {
+                        Ok(format!("{}; usage {units:?}", got.join(",")))
+                    } else {
+                        Err(format!("expected usage {expect_usage:?}, got {units:?}"))
+                    }
                 }
             }
         });
@@ -384,7 +391,8 @@ fn with_token(plugin: &Arc<LoadedPlugin>, account: &str, now: u64, opts: &Option
 fn check_describe(plugin: &LoadedPlugin) -> Result<String, String> {
     let i = &plugin.info;
     let mut problems = Vec::new();
-    let semver = i.version.split('.').count() == 3 && i.version.split('.').all(|p| p.split(['-', '+']).next().is_some_and(|n| n.parse::<u64>().is_ok()));
+    let semver =
+        i.version.split('.').count() == 3 && i.version.split('.').all(|p| p.split(['-', '+']).next().is_some_and(|n| n.parse::<u64>().is_ok()));
     if !semver {
         problems.push(format!("version {:?} is not semver", i.version));
     }

@@ -43,7 +43,11 @@ fn a_wrong_recorded_expectation_fails() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("responses")).unwrap();
     std::fs::copy(fixtures("webhook").join("account.json"), dir.path().join("account.json")).unwrap();
-    std::fs::write(dir.path().join("responses/wrong.json"), r#"{"response": {"http": {"status": 500, "headers": [], "body": ""}}, "expect": "sent"}"#).unwrap();
+    std::fs::write(
+        dir.path().join("responses/wrong.json"),
+        r#"{"response": {"http": {"status": 500, "headers": [], "body": ""}}, "expect": "sent"}"#,
+    )
+    .unwrap();
     let report = check(&plugin("webhook"), &Options { fixtures: Some(dir.path().to_path_buf()), ..Default::default() });
     assert!(!report.ok());
     assert!(report.checks.iter().any(|c| c.name == "recorded answer wrong.json" && !c.passed), "{}", report.render());

@@ -8,48 +8,25 @@ use serde::Serialize;
 /// `Content-Type: application/json` is added unless `headers` already has a
 /// `Content-Type`. Fails with `PluginError::Internal` only if `body` cannot be
 /// serialized (e.g. a map with non-string keys).
-pub fn post_json(
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &impl Serialize,
-) -> Result<HttpRequest, PluginError> {
-    let body = serde_json::to_vec(body)
-        .map_err(|e| PluginError::Internal(format!("cannot serialize request body: {e}")))?;
+pub fn post_json(url: &str, headers: &[(&str, &str)], body: &impl Serialize) -> Result<HttpRequest, PluginError> {
+    let body = serde_json::to_vec(body).map_err(|e| PluginError::Internal(format!("cannot serialize request body: {e}")))?;
     let mut all: Vec<(String, String)> = Vec::with_capacity(headers.len() + 1);
-    if !headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-    {
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
         all.push(("Content-Type".into(), "application/json".into()));
     }
     all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-    Ok(HttpRequest {
-        method: "POST".into(),
-        url: url.into(),
-        headers: all,
-        body,
-    })
+    Ok(HttpRequest { method: "POST".into(), url: url.into(), headers: all, body })
 }
 
 /// A `POST` request with a ready-made body and exactly the given headers.
 pub fn post(url: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> HttpRequest {
-    HttpRequest {
-        method: "POST".into(),
-        url: url.into(),
-        headers,
-        body,
-    }
+    HttpRequest { method: "POST".into(), url: url.into(), headers, body }
 }
 
 /// A `GET` request with no headers and no body (e.g. a token endpoint whose
 /// parameters are all in the query string).
 pub fn get(url: &str) -> HttpRequest {
-    HttpRequest {
-        method: "GET".into(),
-        url: url.into(),
-        headers: vec![],
-        body: vec![],
-    }
+    HttpRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![] }
 }
 
 /// Whether `c` is in the RFC 3986 unreserved set: ASCII letters and digits,
@@ -103,10 +80,7 @@ pub fn percent_decode(s: &str) -> String {
 /// The first value of the response header `name` (compared ASCII
 /// case-insensitively), trimmed of surrounding whitespace.
 pub fn header<'a>(resp: &'a HttpResponse, name: &str) -> Option<&'a str> {
-    resp.headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
+    resp.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
 }
 
 /// The response's `Retry-After`, in milliseconds from `now_ms`.
@@ -130,40 +104,17 @@ mod tests {
     use super::*;
 
     fn resp(headers: &[(&str, &str)]) -> HttpResponse {
-        HttpResponse {
-            status: 200,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: vec![],
-        }
+        HttpResponse { status: 200, headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(), body: vec![] }
     }
 
     #[test]
     fn post_json_sets_content_type() {
-        let r = post_json(
-            "https://x.test/a",
-            &[("X-A", "1")],
-            &serde_json::json!({"a": 1}),
-        )
-        .unwrap();
+        let r = post_json("https://x.test/a", &[("X-A", "1")], &serde_json::json!({"a": 1})).unwrap();
         assert_eq!(r.method, "POST");
         assert_eq!(r.url, "https://x.test/a");
         assert_eq!(r.body, br#"{"a":1}"#);
-        assert_eq!(
-            r.headers,
-            vec![
-                ("Content-Type".to_string(), "application/json".to_string()),
-                ("X-A".to_string(), "1".to_string())
-            ]
-        );
-        let r = post_json(
-            "https://x.test/",
-            &[("content-type", "application/vnd+json")],
-            &1,
-        )
-        .unwrap();
+        assert_eq!(r.headers, vec![("Content-Type".to_string(), "application/json".to_string()), ("X-A".to_string(), "1".to_string())]);
+        let r = post_json("https://x.test/", &[("content-type", "application/vnd+json")], &1).unwrap();
         assert_eq!(r.headers.len(), 1);
     }
 
@@ -207,25 +158,13 @@ mod tests {
     #[test]
     fn retry_after() {
         let now = 1_700_000_000_000;
-        assert_eq!(
-            retry_after_ms(&resp(&[("Retry-After", "120")]), now),
-            Some(120_000)
-        );
+        assert_eq!(retry_after_ms(&resp(&[("Retry-After", "120")]), now), Some(120_000));
         assert_eq!(retry_after_ms(&resp(&[("retry-after", "0")]), now), Some(0));
-        assert_eq!(
-            retry_after_ms(&resp(&[("Retry-After", "99999999999999999999999")]), now),
-            Some(u64::MAX)
-        );
+        assert_eq!(retry_after_ms(&resp(&[("Retry-After", "99999999999999999999999")]), now), Some(u64::MAX));
         let date = crate::time::http_date(now + 30_000);
-        assert_eq!(
-            retry_after_ms(&resp(&[("Retry-After", &date)]), now),
-            Some(30_000)
-        );
+        assert_eq!(retry_after_ms(&resp(&[("Retry-After", &date)]), now), Some(30_000));
         let past = crate::time::http_date(now - 30_000);
-        assert_eq!(
-            retry_after_ms(&resp(&[("Retry-After", &past)]), now),
-            Some(0)
-        );
+        assert_eq!(retry_after_ms(&resp(&[("Retry-After", &past)]), now), Some(0));
         assert_eq!(retry_after_ms(&resp(&[("Retry-After", "-5")]), now), None);
         assert_eq!(retry_after_ms(&resp(&[("Retry-After", "soon")]), now), None);
         assert_eq!(retry_after_ms(&resp(&[]), now), None);

@@ -27,8 +27,7 @@ pub fn parse_account<T: DeserializeOwned>(account: &str) -> core::result::Result
         }
     })?;
     // Reject trailing data after the object, like serde_json::from_str.
-    de.end()
-        .map_err(|e| PluginError::BadConfig(format!("account: {e}")))?;
+    de.end().map_err(|e| PluginError::BadConfig(format!("account: {e}")))?;
     Ok(value)
 }
 
@@ -70,20 +69,15 @@ mod tests {
 
     #[test]
     fn ok() {
-        let a: Account =
-            parse_account(r#"{"from":"a@b.c","smtp":{"host":"h","port":25}}"#).unwrap();
+        let a: Account = parse_account(r#"{"from":"a@b.c","smtp":{"host":"h","port":25}}"#).unwrap();
         assert_eq!(a.smtp.port, 25);
     }
 
     #[test]
     fn nested_field_path() {
-        let m = msg(parse_account(
-            r#"{"from":"a@b.c","smtp":{"host":"h","port":"x"}}"#,
-        ));
+        let m = msg(parse_account(r#"{"from":"a@b.c","smtp":{"host":"h","port":"x"}}"#));
         assert!(m.starts_with("smtp.port: invalid type"), "{m}");
-        let m = msg(parse_account(
-            r#"{"from":"a@b.c","smtp":{"host":"h","port":70000}}"#,
-        ));
+        let m = msg(parse_account(r#"{"from":"a@b.c","smtp":{"host":"h","port":70000}}"#));
         assert!(m.starts_with("smtp.port: "), "{m}");
     }
 
@@ -91,9 +85,7 @@ mod tests {
     fn missing_and_unknown_fields() {
         let m = msg(parse_account(r#"{"from":"a@b.c","smtp":{"host":"h"}}"#));
         assert!(m.starts_with("smtp: missing field `port`"), "{m}");
-        let m = msg(parse_account(
-            r#"{"from":"a@b.c","smtp":{"host":"h","port":1},"x":1}"#,
-        ));
+        let m = msg(parse_account(r#"{"from":"a@b.c","smtp":{"host":"h","port":1},"x":1}"#));
         assert!(m.contains("unknown field `x`"), "{m}");
     }
 
@@ -101,9 +93,7 @@ mod tests {
     fn not_an_object() {
         let m = msg(parse_account("nope"));
         assert!(m.starts_with("account: "), "{m}");
-        let m = msg(parse_account(
-            r#"{"from":"a@b.c","smtp":{"host":"h","port":1}} x"#,
-        ));
+        let m = msg(parse_account(r#"{"from":"a@b.c","smtp":{"host":"h","port":1}} x"#));
         assert!(m.starts_with("account: trailing"), "{m}");
     }
 

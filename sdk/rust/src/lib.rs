@@ -98,46 +98,25 @@ pub mod __private {
         fn validate_account(account: String) -> Result<(), PluginError> {
             P::validate_account(&account)
         }
-        fn build(
-            ctx: CallContext,
-            account: String,
-            batch: Vec<Delivery>,
-        ) -> Result<Vec<Outbound>, PluginError> {
+        fn build(ctx: CallContext, account: String, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
             P::build(ctx, &account, batch)
         }
-        fn interpret(
-            ctx: CallContext,
-            account: String,
-            deliveries: Vec<String>,
-            response: Response,
-        ) -> Vec<Outcome> {
+        fn interpret(ctx: CallContext, account: String, deliveries: Vec<String>, response: Response) -> Vec<Outcome> {
             P::interpret(ctx, &account, deliveries, response)
         }
-        fn parse_callback(
-            ctx: CallContext,
-            account: String,
-            request: HttpRequest,
-        ) -> Result<CallbackReply, PluginError> {
+        fn parse_callback(ctx: CallContext, account: String, request: HttpRequest) -> Result<CallbackReply, PluginError> {
             P::parse_callback(ctx, &account, request)
         }
         fn token_request(ctx: CallContext, account: String) -> Option<HttpRequest> {
             P::token_request(ctx, &account)
         }
-        fn parse_token(
-            ctx: CallContext,
-            account: String,
-            response: HttpResponse,
-        ) -> Result<AccessToken, PluginError> {
+        fn parse_token(ctx: CallContext, account: String, response: HttpResponse) -> Result<AccessToken, PluginError> {
             P::parse_token(ctx, &account, response)
         }
         fn token_expired(response: Response) -> bool {
             P::token_expired(response)
         }
-        fn callback_usage(
-            ctx: CallContext,
-            account: String,
-            request: HttpRequest,
-        ) -> Result<Vec<Usage>, PluginError> {
+        fn callback_usage(ctx: CallContext, account: String, request: HttpRequest) -> Result<Vec<Usage>, PluginError> {
             P::callback_usage(ctx, &account, request)
         }
     }
@@ -151,9 +130,8 @@ pub mod __private {
 /// `Clone`, `Debug` and `PartialEq`.
 pub mod types {
     pub use crate::__private::bindings::herald::channel::types::{
-        AccessToken, CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, HttpResponse, Outbound,
-        Outcome, OutcomeKind, PluginError, PluginInfo, Receipt, ReceiptStatus, Request, Response,
-        SmtpMessage, SmtpRelay, SmtpReply, TlsMode, Usage,
+        AccessToken, CallContext, CallbackReply, ContentFormat, Delivery, HttpRequest, HttpResponse, Outbound, Outcome, OutcomeKind, PluginError,
+        PluginInfo, Receipt, ReceiptStatus, Request, Response, SmtpMessage, SmtpRelay, SmtpReply, TlsMode, Usage,
     };
 }
 
@@ -172,28 +150,15 @@ pub trait Plugin {
 
     /// Turn a batch of at most `max-batch` deliveries into outbound requests.
     /// Every delivery id must appear in exactly one [`Outbound`].
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError>;
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError>;
 
     /// Turn the answer to one outbound into one [`Outcome`] per delivery id it
     /// carried (`deliveries`, in the order of the outbound).
-    fn interpret(
-        ctx: CallContext,
-        account: &str,
-        deliveries: Vec<String>,
-        response: Response,
-    ) -> Vec<Outcome>;
+    fn interpret(ctx: CallContext, account: &str, deliveries: Vec<String>, response: Response) -> Vec<Outcome>;
 
     /// Parse a provider callback (delivery report, read receipt). The default
     /// answers `PluginError::Internal("callbacks not supported")`.
-    fn parse_callback(
-        ctx: CallContext,
-        account: &str,
-        request: HttpRequest,
-    ) -> Result<CallbackReply, PluginError> {
+    fn parse_callback(ctx: CallContext, account: &str, request: HttpRequest) -> Result<CallbackReply, PluginError> {
         let _ = (ctx, account, request);
         Err(PluginError::Internal("callbacks not supported".into()))
     }
@@ -251,11 +216,7 @@ impl Delivery {
     /// The metadata value for `key`; when the key appears more than once the
     /// last value wins, as in a map built from the list.
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.metadata.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 

@@ -5,10 +5,7 @@ use crate::types::{Delivery, HttpRequest, Outbound, PluginError, Request};
 impl Outbound {
     /// An HTTP request carrying the deliveries `deliveries` (in that order).
     pub fn http(deliveries: Vec<String>, request: HttpRequest) -> Self {
-        Outbound {
-            deliveries,
-            request: Request::Http(request),
-        }
+        Outbound { deliveries, request: Request::Http(request) }
     }
 
     /// An HTTP request carrying exactly one delivery.
@@ -48,14 +45,7 @@ mod tests {
     use super::*;
 
     fn delivery(id: &str, recipient: &str) -> Delivery {
-        Delivery {
-            id: id.into(),
-            recipient: recipient.into(),
-            subject: None,
-            text: "hi".into(),
-            html: None,
-            metadata: vec![],
-        }
+        Delivery { id: id.into(), recipient: recipient.into(), subject: None, text: "hi".into(), html: None, metadata: vec![] }
     }
 
     fn req(d: &Delivery) -> Result<HttpRequest, PluginError> {
@@ -73,11 +63,7 @@ mod tests {
     #[test]
     fn delivery_meta_last_value_wins() {
         let mut d = delivery("d", "r");
-        d.metadata = vec![
-            ("a".into(), "1".into()),
-            ("b".into(), "2".into()),
-            ("a".into(), "3".into()),
-        ];
+        d.metadata = vec![("a".into(), "1".into()), ("b".into(), "2".into()), ("a".into(), "3".into())];
         assert_eq!(d.meta("a"), Some("3"));
         assert_eq!(d.meta("b"), Some("2"));
         assert_eq!(d.meta("c"), None);
@@ -96,14 +82,8 @@ mod tests {
     fn single_delivery_fails_with_its_reason() {
         let out = one_per_delivery(&[delivery("d1", "ok")], req).unwrap();
         assert_eq!(ids(&out), [["d1"]]);
-        assert_eq!(
-            one_per_delivery(&[delivery("d1", "bad")], req),
-            Err(PluginError::InvalidDelivery("d1 is bad".into()))
-        );
-        assert_eq!(
-            one_per_delivery(&[delivery("d1", "boom")], req),
-            Err(PluginError::Internal("boom".into()))
-        );
+        assert_eq!(one_per_delivery(&[delivery("d1", "bad")], req), Err(PluginError::InvalidDelivery("d1 is bad".into())));
+        assert_eq!(one_per_delivery(&[delivery("d1", "boom")], req), Err(PluginError::Internal("boom".into())));
     }
 
     #[test]
@@ -112,10 +92,7 @@ mod tests {
         let out = one_per_delivery(&batch, req).unwrap();
         assert_eq!(ids(&out), [["a"], ["c"]]);
         let batch = [delivery("a", "x"), delivery("b", "boom")];
-        assert_eq!(
-            one_per_delivery(&batch, req),
-            Err(PluginError::Internal("boom".into()))
-        );
+        assert_eq!(one_per_delivery(&batch, req), Err(PluginError::Internal("boom".into())));
         assert_eq!(one_per_delivery(&[], req).unwrap(), vec![]);
     }
 }

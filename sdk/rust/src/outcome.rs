@@ -57,11 +57,7 @@ pub fn for_all(deliveries: &[String], f: impl Fn(&str) -> Outcome) -> Vec<Outcom
 ///     outcome::http_only(&deliveries, response, |resp| classify(&ctx, &deliveries, resp))
 /// }
 /// ```
-pub fn http_only(
-    deliveries: &[String],
-    response: Response,
-    f: impl FnOnce(&HttpResponse) -> Vec<Outcome>,
-) -> Vec<Outcome> {
+pub fn http_only(deliveries: &[String], response: Response, f: impl FnOnce(&HttpResponse) -> Vec<Outcome>) -> Vec<Outcome> {
     match response {
         Response::Http(resp) => f(&resp),
         Response::Smtp(_) => for_all(deliveries, |id| failed(id, "unexpected SMTP response")),
@@ -88,12 +84,8 @@ pub fn from_http_status(deliveries: &[String], resp: &HttpResponse, now_ms: u64)
     let detail = status_detail(resp);
     let retry_after = crate::http::retry_after_ms(resp, now_ms);
     match status {
-        429 => for_all(deliveries, |id| {
-            throttled(id, detail.clone()).with_retry_after_ms(retry_after)
-        }),
-        408 | 425 | 500..=599 => for_all(deliveries, |id| {
-            retry(id, detail.clone()).with_retry_after_ms(retry_after)
-        }),
+        429 => for_all(deliveries, |id| throttled(id, detail.clone()).with_retry_after_ms(retry_after)),
+        408 | 425 | 500..=599 => for_all(deliveries, |id| retry(id, detail.clone()).with_retry_after_ms(retry_after)),
         _ => for_all(deliveries, |id| failed(id, detail.clone())),
     }
 }
@@ -102,24 +94,9 @@ pub fn from_http_status(deliveries: &[String], resp: &HttpResponse, now_ms: u64)
 /// not have (not JSON, no result code): the detail reads
 /// `unexpected answer from <provider> (HTTP <status>): <start of the body>`,
 /// with at most 120 characters of the body, kept as they are.
-pub fn unexpected_answer(
-    deliveries: &[String],
-    provider: &str,
-    resp: &HttpResponse,
-) -> Vec<Outcome> {
-    let excerpt: String = String::from_utf8_lossy(&resp.body)
-        .chars()
-        .take(120)
-        .collect();
-    for_all(deliveries, |id| {
-        failed(
-            id,
-            format!(
-                "unexpected answer from {provider} (HTTP {}): {excerpt}",
-                resp.status
-            ),
-        )
-    })
+pub fn unexpected_answer(deliveries: &[String], provider: &str, resp: &HttpResponse) -> Vec<Outcome> {
+    let excerpt: String = String::from_utf8_lossy(&resp.body).chars().take(120).collect();
+    for_all(deliveries, |id| failed(id, format!("unexpected answer from {provider} (HTTP {}): {excerpt}", resp.status)))
 }
 
 /// `s` cut to at most `max_bytes` bytes (on a UTF-8 character boundary),
@@ -144,10 +121,7 @@ fn status_detail(resp: &HttpResponse) -> String {
         end -= 1;
     }
     let text = String::from_utf8_lossy(&resp.body[..end]);
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let text = text.trim();
     if text.is_empty() {
         format!("HTTP {}", resp.status)
@@ -167,14 +141,7 @@ mod tests {
     }
 
     fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.to_vec(),
-        }
+        HttpResponse { status, headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(), body: body.to_vec() }
     }
 
     fn kinds(v: &[Outcome]) -> Vec<OutcomeKind> {
@@ -190,29 +157,18 @@ mod tests {
         assert_eq!(o.provider_id.as_deref(), Some("p1"));
         assert_eq!(o.units, 2);
         let o = failed("d1", format!("bad {}", 1));
-        assert_eq!(
-            (o.kind, o.detail.as_deref()),
-            (OutcomeKind::Failed, Some("bad 1"))
-        );
+        assert_eq!((o.kind, o.detail.as_deref()), (OutcomeKind::Failed, Some("bad 1")));
         assert_eq!(retry("x", "r").kind, OutcomeKind::Retry);
         assert_eq!(throttled("x", "t").kind, OutcomeKind::Throttled);
         let all = for_all(&ids(), |id| sent(id, ""));
-        assert_eq!(
-            all.iter()
-                .map(|o| o.delivery_id.as_str())
-                .collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(all.iter().map(|o| o.delivery_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]
     fn unexpected_answers() {
         let v = unexpected_answer(&ids(), "Acme", &resp(200, &[], b"<html>\nhi"));
         assert_eq!(kinds(&v), [OutcomeKind::Failed; 2]);
-        assert_eq!(
-            v[0].detail.as_deref(),
-            Some("unexpected answer from Acme (HTTP 200): <html>\nhi")
-        );
+        assert_eq!(v[0].detail.as_deref(), Some("unexpected answer from Acme (HTTP 200): <html>\nhi"));
         let long = "é".repeat(200);
         let v = unexpected_answer(&ids(), "Acme", &resp(202, &[], long.as_bytes()));
         let d = v[1].detail.clone().unwrap();
@@ -230,15 +186,10 @@ mod tests {
 
     #[test]
     fn http_only_dispatches() {
-        let v = http_only(&ids(), Response::Http(resp(200, &[], b"")), |r| {
-            for_all(&ids(), |id| sent(id, format!("{}", r.status)))
-        });
+        let v = http_only(&ids(), Response::Http(resp(200, &[], b"")), |r| for_all(&ids(), |id| sent(id, format!("{}", r.status))));
         assert_eq!(kinds(&v), [OutcomeKind::Sent; 2]);
         assert_eq!(v[0].detail.as_deref(), Some("200"));
-        let smtp = Response::Smtp(crate::types::SmtpReply {
-            code: 250,
-            message: "ok".into(),
-        });
+        let smtp = Response::Smtp(crate::types::SmtpReply { code: 250, message: "ok".into() });
         let v = http_only(&ids(), smtp, |_| unreachable!());
         assert_eq!(kinds(&v), [OutcomeKind::Failed; 2]);
         assert_eq!(v[1].delivery_id, "b");
@@ -272,10 +223,7 @@ mod tests {
     #[test]
     fn details() {
         let v = from_http_status(&ids(), &resp(400, &[], b"{\"error\":\n\"bad\"}"), 0);
-        assert_eq!(
-            v[0].detail.as_deref(),
-            Some("HTTP 400: {\"error\": \"bad\"}")
-        );
+        assert_eq!(v[0].detail.as_deref(), Some("HTTP 400: {\"error\": \"bad\"}"));
         let long = "é".repeat(300);
         let v = from_http_status(&ids(), &resp(500, &[], long.as_bytes()), 0);
         let d = v[0].detail.clone().unwrap();

@@ -54,11 +54,7 @@ pub fn gsm7_septets(c: char) -> Option<u32> {
 /// The encoding `text` is sent in: GSM-7 if every character is in the GSM
 /// 7-bit default alphabet (basic or extension table), UCS-2 otherwise.
 pub fn encoding(text: &str) -> Encoding {
-    if text.chars().all(|c| gsm7_septets(c).is_some()) {
-        Encoding::Gsm7
-    } else {
-        Encoding::Ucs2
-    }
+    if text.chars().all(|c| gsm7_septets(c).is_some()) { Encoding::Gsm7 } else { Encoding::Ucs2 }
 }
 
 /// Length of `text` in its encoding's units: septets for GSM-7, UTF-16 code
@@ -136,7 +132,8 @@ mod tests {
 
     #[test]
     fn gsm7_basic_table_characters_count_one() {
-        let basic = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+        let basic =
+            "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
         assert_eq!(basic.chars().count(), 127, "the 128-entry table minus ESC");
         assert_eq!(encoding(basic), Encoding::Gsm7);
         assert_eq!(length(basic), 127);
@@ -177,9 +174,7 @@ mod tests {
 
     #[test]
     fn characters_outside_gsm7_switch_the_whole_text_to_ucs2() {
-        for c in [
-            '中', 'ç', 'ê', 'á', '`', '’', '“', 'Ж', '😀', '\t', '\u{00A0}',
-        ] {
+        for c in ['中', 'ç', 'ê', 'á', '`', '’', '“', 'Ж', '😀', '\t', '\u{00A0}'] {
             assert_eq!(gsm7_septets(c), None, "{c:?}");
         }
         // 159 GSM letters would be one segment; one 'ç' makes it UCS-2 (160 units).

@@ -6,9 +6,7 @@
 //! `civil_from_days` algorithms (proleptic Gregorian calendar).
 
 const DAY_NAMES: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTH_NAMES: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTH_NAMES: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Civil date `(year, month 1..=12, day 1..=31)` of a day count since 1970-01-01.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -53,16 +51,7 @@ fn parts(now_ms: u64) -> Parts {
     let days = (secs / 86_400) as i64;
     let sod = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    Parts {
-        year,
-        month,
-        day,
-        hour: sod / 3600,
-        minute: sod % 3600 / 60,
-        second: sod % 60,
-        millis: now_ms % 1000,
-        weekday: (days % 7) as usize,
-    }
+    Parts { year, month, day, hour: sod / 3600, minute: sod % 3600 / 60, second: sod % 60, millis: now_ms % 1000, weekday: (days % 7) as usize }
 }
 
 /// Started minutes of a duration in seconds, as voice providers bill calls:
@@ -75,10 +64,7 @@ pub fn started_minutes(duration_secs: u32) -> u32 {
 /// `2023-11-14T22:13:20.123Z`.
 pub fn rfc3339(now_ms: u64) -> String {
     let p = parts(now_ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        p.year, p.month, p.day, p.hour, p.minute, p.second, p.millis
-    )
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", p.year, p.month, p.day, p.hour, p.minute, p.second, p.millis)
 }
 
 /// RFC 2822 / RFC 5322 date (e-mail `Date:` header), UTC, e.g.
@@ -160,10 +146,7 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(19_675), (2023, 11, 14));
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(
-            days_from_civil(2100, 3, 1) - days_from_civil(2100, 2, 28),
-            1
-        ); // 2100 not leap
+        assert_eq!(days_from_civil(2100, 3, 1) - days_from_civil(2100, 2, 28), 1); // 2100 not leap
         for d in -800_000..800_000i64 {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(days_from_civil(y, m, dd), d, "day {d}");
@@ -177,24 +160,15 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
         assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            rfc2822(1_700_000_000_123),
-            "Tue, 14 Nov 2023 22:13:20 +0000"
-        );
+        assert_eq!(rfc2822(1_700_000_000_123), "Tue, 14 Nov 2023 22:13:20 +0000");
         assert_eq!(rfc2822(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
     #[test]
     fn http_date_parse() {
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777_000)
-        );
-        assert_eq!(
-            parse_http_date(&http_date(1_700_000_000_000)),
-            Some(1_700_000_000_000)
-        );
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777_000));
+        assert_eq!(parse_http_date(&http_date(1_700_000_000_000)), Some(1_700_000_000_000));
         assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
         assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), None);
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 24:49:37 GMT"), None);

@@ -26,32 +26,17 @@ struct TokenAnswer {
 /// * otherwise `refused(errcode, errmsg)` names the error if it recognizes
 ///   the code (typically `BadConfig` for rejected credentials); failing that,
 ///   `Internal("gettoken failed (errcode <code or none>: <errmsg>)")`.
-pub fn parse_errcode_answer(
-    response: &HttpResponse,
-    refused: impl FnOnce(i64, &str) -> Option<PluginError>,
-) -> Result<AccessToken, PluginError> {
+pub fn parse_errcode_answer(response: &HttpResponse, refused: impl FnOnce(i64, &str) -> Option<PluginError>) -> Result<AccessToken, PluginError> {
     if !(200..300).contains(&response.status) {
-        return Err(PluginError::Internal(format!(
-            "gettoken answered HTTP {}",
-            response.status
-        )));
+        return Err(PluginError::Internal(format!("gettoken answered HTTP {}", response.status)));
     }
-    let t: TokenAnswer = serde_json::from_slice(&response.body)
-        .map_err(|e| PluginError::Internal(format!("gettoken answer is not JSON: {e}")))?;
+    let t: TokenAnswer = serde_json::from_slice(&response.body).map_err(|e| PluginError::Internal(format!("gettoken answer is not JSON: {e}")))?;
     match (t.errcode, t.access_token) {
-        (Some(0) | None, Some(token)) if !token.is_empty() => Ok(AccessToken {
-            value: token,
-            expires_in_ms: t
-                .expires_in
-                .unwrap_or(DEFAULT_EXPIRES_IN_S)
-                .saturating_mul(1000),
-        }),
+        (Some(0) | None, Some(token)) if !token.is_empty() => {
+            Ok(AccessToken { value: token, expires_in_ms: t.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_S).saturating_mul(1000) })
+        }
         (code, _) => Err(code.and_then(|c| refused(c, &t.errmsg)).unwrap_or_else(|| {
-            PluginError::Internal(format!(
-                "gettoken failed (errcode {}: {})",
-                code.map_or("none".to_string(), |c| c.to_string()),
-                t.errmsg
-            ))
+            PluginError::Internal(format!("gettoken failed (errcode {}: {})", code.map_or("none".to_string(), |c| c.to_string()), t.errmsg))
         })),
     }
 }
@@ -61,11 +46,7 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
     }
 
     fn refused(code: i64, msg: &str) -> Option<PluginError> {
@@ -74,34 +55,17 @@ mod tests {
 
     #[test]
     fn token() {
-        let t = parse_errcode_answer(
-            &resp(
-                200,
-                r#"{"errcode":0,"errmsg":"ok","access_token":"T","expires_in":60}"#,
-            ),
-            refused,
-        )
-        .unwrap();
+        let t = parse_errcode_answer(&resp(200, r#"{"errcode":0,"errmsg":"ok","access_token":"T","expires_in":60}"#), refused).unwrap();
         assert_eq!((t.value.as_str(), t.expires_in_ms), ("T", 60_000));
         let t = parse_errcode_answer(&resp(200, r#"{"access_token":"U"}"#), refused).unwrap();
         assert_eq!((t.value.as_str(), t.expires_in_ms), ("U", 7_200_000));
-        let t = parse_errcode_answer(
-            &resp(
-                200,
-                r#"{"access_token":"U","expires_in":18446744073709551615}"#,
-            ),
-            refused,
-        )
-        .unwrap();
+        let t = parse_errcode_answer(&resp(200, r#"{"access_token":"U","expires_in":18446744073709551615}"#), refused).unwrap();
         assert_eq!(t.expires_in_ms, u64::MAX);
     }
 
     #[test]
     fn errors() {
-        assert_eq!(
-            parse_errcode_answer(&resp(502, "{}"), refused),
-            Err(PluginError::Internal("gettoken answered HTTP 502".into()))
-        );
+        assert_eq!(parse_errcode_answer(&resp(502, "{}"), refused), Err(PluginError::Internal("gettoken answered HTTP 502".into())));
         assert!(matches!(
             parse_errcode_answer(&resp(200, "<html>"), refused),
             Err(PluginError::Internal(m)) if m.starts_with("gettoken answer is not JSON: ")
@@ -111,25 +75,16 @@ mod tests {
             Err(PluginError::BadConfig("secret: refused (bad)".into()))
         );
         assert_eq!(
-            parse_errcode_answer(
-                &resp(200, r#"{"errcode":42,"errmsg":"x","access_token":"T"}"#),
-                refused
-            ),
-            Err(PluginError::Internal(
-                "gettoken failed (errcode 42: x)".into()
-            ))
+            parse_errcode_answer(&resp(200, r#"{"errcode":42,"errmsg":"x","access_token":"T"}"#), refused),
+            Err(PluginError::Internal("gettoken failed (errcode 42: x)".into()))
         );
         assert_eq!(
             parse_errcode_answer(&resp(200, r#"{"errcode":0,"access_token":""}"#), refused),
-            Err(PluginError::Internal(
-                "gettoken failed (errcode 0: )".into()
-            ))
+            Err(PluginError::Internal("gettoken failed (errcode 0: )".into()))
         );
         assert_eq!(
             parse_errcode_answer(&resp(200, r#"{"errmsg":"no"}"#), |_, _| unreachable!()),
-            Err(PluginError::Internal(
-                "gettoken failed (errcode none: no)".into()
-            ))
+            Err(PluginError::Internal("gettoken failed (errcode none: no)".into()))
         );
     }
 }

@@ -13,8 +13,7 @@ use crate::harness::{API_KEY, Gateway, plugin_dir, tenant};
 
 /// Fast retries; a provider's Retry-After (minutes for some robots) is capped
 /// at 300 ms so throttling tests finish quickly.
-pub const FAST_RETRY: &str =
-    "[retry]\nmax_attempts = 8\nbase_ms = 50\nmax_ms = 200\nmax_retry_after_ms = 300\n";
+pub const FAST_RETRY: &str = "[retry]\nmax_attempts = 8\nbase_ms = 50\nmax_ms = 200\nmax_retry_after_ms = 300\n";
 
 /// Serve `app` on 127.0.0.1 (a free port); returns `http://127.0.0.1:<port>`.
 pub async fn serve(app: axum::Router) -> String {
@@ -27,21 +26,12 @@ pub async fn serve(app: axum::Router) -> String {
 /// The plugin under test must be in the plugin directory (`make test` builds it).
 pub fn require_plugin(name: &str) {
     let path = plugin_dir().join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the plugin (make plugins) first",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build the plugin (make plugins) first", path.display());
 }
 
 /// Start a gateway whose plugins reach `redirects` (host → fake base URL),
 /// with one tenant `acme` holding `accounts` (TOML `[[tenants.accounts]]`).
-pub fn gateway(
-    dir: &std::path::Path,
-    redirects: &[(&str, &str)],
-    extra: &str,
-    accounts: &str,
-) -> Gateway {
+pub fn gateway(dir: &std::path::Path, redirects: &[(&str, &str)], extra: &str, accounts: &str) -> Gateway {
     let mut cfg = format!("{FAST_RETRY}{extra}\n[plugins.redirect_hosts]\n");
     for (host, base) in redirects {
         cfg.push_str(&format!("\"{host}\" = \"{base}\"\n"));
@@ -56,19 +46,9 @@ pub fn account(name: &str, plugin: &str, config: &str) -> String {
 }
 
 /// POST /v1/messages; returns the message id.
-pub async fn send(
-    gw: &Gateway,
-    channel: &str,
-    account: &str,
-    content: Value,
-    recipients: &[&str],
-) -> String {
+pub async fn send(gw: &Gateway, channel: &str, account: &str, content: Value, recipients: &[&str]) -> String {
     let to: Vec<Value> = recipients.iter().map(|r| json!({"to": r})).collect();
-    let r = gw
-        .send(
-            &json!({"channel": channel, "account": account, "content": content, "recipients": to}),
-        )
-        .await;
+    let r = gw.send(&json!({"channel": channel, "account": account, "content": content, "recipients": to})).await;
     assert_eq!(r.status, 202, "{}", r.text());
     r.json()["id"].as_str().unwrap().to_string()
 }
@@ -79,21 +59,11 @@ pub async fn send(
 pub async fn refused_at_ingest(gw: &Gateway, channel: &str, account: &str, bad: &[&str]) {
     for to in bad {
         let r = gw
-            .send(
-                &json!({"channel": channel, "account": account, "content": {"text": "x"},
-                          "recipients": [{"to": to}]}),
-            )
+            .send(&json!({"channel": channel, "account": account, "content": {"text": "x"},
+                          "recipients": [{"to": to}]}))
             .await;
         assert_eq!(r.status, 400, "{to:?}: {}", r.text());
-        assert_eq!(
-            r.error(),
-            (
-                "invalid_field".to_string(),
-                Some("recipients[0].to".to_string())
-            ),
-            "{to:?}: {}",
-            r.text()
-        );
+        assert_eq!(r.error(), ("invalid_field".to_string(), Some("recipients[0].to".to_string())), "{to:?}: {}", r.text());
     }
 }
 
@@ -105,63 +75,33 @@ pub async fn settle(gw: &Gateway, id: &str) -> Value {
 /// `settle` with a longer wait: a provider's throttle answer pauses the
 /// account for its Retry-After, at most a minute (the host clamps it).
 pub async fn settle_within(gw: &Gateway, id: &str, timeout: Duration) -> Value {
-    gw.wait_message(id, timeout, |v| {
-        v["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
-    })
-    .await
+    gw.wait_message(id, timeout, |v| v["deliveries"].as_array().unwrap().iter().all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying"))))
+        .await
 }
 
 /// The deliveries' statuses, in recipient order.
 pub fn statuses(v: &Value) -> Vec<String> {
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["status"].as_str().unwrap().to_string())
-        .collect()
+    v["deliveries"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap().to_string()).collect()
 }
 
 /// The delivery for `recipient`.
 pub fn delivery<'a>(v: &'a Value, recipient: &str) -> &'a Value {
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["recipient"] == recipient)
-        .unwrap_or_else(|| panic!("no delivery to {recipient}: {v}"))
+    v["deliveries"].as_array().unwrap().iter().find(|d| d["recipient"] == recipient).unwrap_or_else(|| panic!("no delivery to {recipient}: {v}"))
 }
 
 /// The value of a Prometheus counter line (`name{labels} value`), 0 if absent.
 pub fn counter(metrics: &str, name_and_labels: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|rest| rest.trim().parse::<f64>().ok())
-        })
-        .map_or(0, |v| v as u64)
+    metrics.lines().find_map(|l| l.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse::<f64>().ok())).map_or(0, |v| v as u64)
 }
 
 /// How many deliveries of `channel` the gateway counted with `outcome`.
 pub async fn outcome_count(gw: &Gateway, channel: &str, outcome: &str) -> u64 {
     let metrics = gw.metrics().await;
-    counter(
-        &metrics,
-        &format!(
-            "herald_deliveries_total{{channel=\"{channel}\",outcome=\"{outcome}\",tenant=\"acme\"}}"
-        ),
-    )
+    counter(&metrics, &format!("herald_deliveries_total{{channel=\"{channel}\",outcome=\"{outcome}\",tenant=\"acme\"}}"))
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
@@ -175,11 +115,7 @@ pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -206,13 +142,7 @@ pub struct Window {
 
 impl Window {
     pub fn new(limit: usize, per: Duration) -> Self {
-        Self {
-            limit,
-            per,
-            penalty: Duration::ZERO,
-            hits: VecDeque::new(),
-            blocked_until: None,
-        }
+        Self { limit, per, penalty: Duration::ZERO, hits: VecDeque::new(), blocked_until: None }
     }
 
     pub fn unlimited() -> Self {
@@ -233,11 +163,7 @@ impl Window {
             }
             self.blocked_until = None;
         }
-        while self
-            .hits
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.per)
-        {
+        while self.hits.front().is_some_and(|t| now.duration_since(*t) >= self.per) {
             self.hits.pop_front();
         }
         if self.hits.len() >= self.limit {
@@ -283,10 +209,7 @@ pub fn query(uri: &axum::http::Uri) -> std::collections::HashMap<String, String>
         while i < bytes.len() {
             match bytes[i] {
                 b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
+                b'%' if i + 2 < bytes.len() => match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
                     Ok(b) => {
                         out.push(b);
                         i += 2;
@@ -312,9 +235,7 @@ pub fn query(uri: &axum::http::Uri) -> std::collections::HashMap<String, String>
 
 #[test]
 fn query_decoding() {
-    let uri: axum::http::Uri = "/x?a=1&sign=ab%2Bc%3D&plus=a+b&t=%E5%AD%97"
-        .parse()
-        .unwrap();
+    let uri: axum::http::Uri = "/x?a=1&sign=ab%2Bc%3D&plus=a+b&t=%E5%AD%97".parse().unwrap();
     let q = query(&uri);
     assert_eq!(q["a"], "1");
     assert_eq!(q["sign"], "ab+c=");

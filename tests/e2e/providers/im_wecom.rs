@@ -56,13 +56,8 @@ fn hinted(errcode: i64, errmsg: &str) -> Value {
 impl FakeWecom {
     async fn start() -> Self {
         let state = Arc::new(Mutex::new(WecomState::default()));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
-        Self {
-            url: serve(app).await,
-            state,
-        }
+        let app = axum::Router::new().fallback(handle).with_state(state.clone());
+        Self { url: serve(app).await, state }
     }
 
     fn robot(&self, key: &str, window: Window) {
@@ -87,12 +82,7 @@ impl FakeWecom {
     }
 }
 
-async fn handle(
-    State(state): State<Arc<Mutex<WecomState>>>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
+async fn handle(State(state): State<Arc<Mutex<WecomState>>>, method: Method, uri: Uri, body: Bytes) -> Response {
     let q = query(&uri);
     let mut s = state.lock().unwrap();
     let reply = match (method.as_str(), uri.path()) {
@@ -120,10 +110,7 @@ fn robot_send(s: &mut WecomState, q: &HashMap<String, String>, body: &[u8]) -> V
         return hinted(44004, "empty content");
     };
     if content.len() > limit {
-        return hinted(
-            40058,
-            &format!("{field}.content exceed max length {limit}. invalid Request Parameter"),
-        );
+        return hinted(40058, &format!("{field}.content exceed max length {limit}. invalid Request Parameter"));
     }
     for list in ["mentioned_list", "mentioned_mobile_list"] {
         let v = &msg[field][list];
@@ -152,11 +139,7 @@ fn gettoken(s: &mut WecomState, q: &HashMap<String, String>) -> Value {
     }
     // Within its validity WeCom answers the same token again.
     let now = Instant::now();
-    let current = s
-        .tokens
-        .iter()
-        .find(|(_, until)| **until > now)
-        .map(|(t, until)| (t.clone(), *until));
+    let current = s.tokens.iter().find(|(_, until)| **until > now).map(|(t, until)| (t.clone(), *until));
     let (token, until) = current.unwrap_or_else(|| {
         s.issued += 1;
         let token = format!("wc-token-{}", s.issued);
@@ -192,12 +175,7 @@ fn message_send(s: &mut WecomState, q: &HashMap<String, String>, body: &[u8]) ->
     let Some(content) = content.filter(|c| !c.is_empty()) else {
         return hinted(44004, "empty content");
     };
-    let users: Vec<&str> = req["touser"]
-        .as_str()
-        .unwrap_or("")
-        .split('|')
-        .filter(|u| !u.is_empty())
-        .collect();
+    let users: Vec<&str> = req["touser"].as_str().unwrap_or("").split('|').filter(|u| !u.is_empty()).collect();
     if users.is_empty() {
         return hinted(40058, "touser invalid Request Parameter");
     }
@@ -210,10 +188,7 @@ fn message_send(s: &mut WecomState, q: &HashMap<String, String>, body: &[u8]) ->
         s.throttled += 1;
         return hinted(45009, "api freq out of limit");
     }
-    let (valid, invalid): (Vec<&str>, Vec<&str>) = users
-        .iter()
-        .copied()
-        .partition(|u| s.members.contains(&u.to_lowercase()));
+    let (valid, invalid): (Vec<&str>, Vec<&str>) = users.iter().copied().partition(|u| s.members.contains(&u.to_lowercase()));
     if valid.is_empty() {
         return hinted(81013, "user & party & tag all invalid");
     }
@@ -224,21 +199,14 @@ fn message_send(s: &mut WecomState, q: &HashMap<String, String>, body: &[u8]) ->
     }
     s.msgids += 1;
     let msgid = format!("msg{:06}", s.msgids);
-    s.app_messages
-        .push(json!({"token": token, "touser": valid, "msgtype": field, "content": &content[..end], "msgid": msgid, "safe": req["safe"]}));
+    s.app_messages.push(json!({"token": token, "touser": valid, "msgtype": field, "content": &content[..end], "msgid": msgid, "safe": req["safe"]}));
     json!({"errcode": 0, "errmsg": "ok", "invaliduser": invalid.join("|"), "invalidparty": "", "invalidtag": "", "unlicenseduser": "", "msgid": msgid})
 }
 
 const ROBOT_KEY: &str = "693a91f6-7aoc-4bc4-97a0-0ec2sifa5aaa";
 
 fn robot_account(name: &str, key: &str, extra: &str) -> String {
-    account(
-        name,
-        "wecom-robot",
-        &format!(
-            "{{ webhook = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={key}\"{extra} }}"
-        ),
-    )
+    account(name, "wecom-robot", &format!("{{ webhook = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={key}\"{extra} }}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,75 +215,35 @@ async fn wecom_robot_posts_text_and_markdown_with_mentions() {
     let fake = FakeWecom::start().await;
     fake.robot(ROBOT_KEY, Window::unlimited());
     let dir = tempdir().unwrap();
-    let accounts = format!(
-        "{}{}",
-        robot_account("ops", ROBOT_KEY, ""),
-        robot_account("md", ROBOT_KEY, ", msgtype = \"markdown\"")
-    );
-    let gw = gateway(
-        dir.path(),
-        &[("qyapi.weixin.qq.com", &fake.url)],
-        "",
-        &accounts,
-    );
+    let accounts = format!("{}{}", robot_account("ops", ROBOT_KEY, ""), robot_account("md", ROBOT_KEY, ", msgtype = \"markdown\""));
+    let gw = gateway(dir.path(), &[("qyapi.weixin.qq.com", &fake.url)], "", &accounts);
 
     // Not whom a robot can mention: refused at ingest, never sent.
     refused_at_ingest(
         &gw,
         "wecom-robot",
         "ops",
-        &[
-            "13800001111,13900002222",
-            "userid:wang qing",
-            "wangqing",
-            "userid:<@wangqing>",
-            "+1 415 555 0100",
-        ],
+        &["13800001111,13900002222", "userid:wang qing", "wangqing", "userid:<@wangqing>", "+1 415 555 0100"],
     )
     .await;
 
-    let id = send(
-        &gw,
-        "wecom-robot",
-        "ops",
-        json!({"text": "广州今日天气：29度"}),
-        &["13800001111", "@all", "userid:wangqing", "group"],
-    )
-    .await;
+    let id = send(&gw, "wecom-robot", "ops", json!({"text": "广州今日天气：29度"}), &["13800001111", "@all", "userid:wangqing", "group"]).await;
     assert_eq!(statuses(&settle(&gw, &id).await), ["sent"; 4]);
-    let id = send(
-        &gw,
-        "wecom-robot",
-        "md",
-        json!({"subject": "Deploy", "text": "> api **v2**"}),
-        &["userid:wangqing"],
-    )
-    .await;
+    let id = send(&gw, "wecom-robot", "md", json!({"subject": "Deploy", "text": "> api **v2**"}), &["userid:wangqing"]).await;
     assert_eq!(statuses(&settle(&gw, &id).await), ["sent"]);
 
     let got = fake.with(|s| s.robot_messages.clone());
     assert_eq!(got.len(), 5);
-    let text = |pred: &dyn Fn(&Value) -> bool| {
-        got.iter()
-            .find(|m| m["msgtype"] == "text" && pred(&m["text"]))
-            .cloned()
-            .unwrap()
-    };
+    let text = |pred: &dyn Fn(&Value) -> bool| got.iter().find(|m| m["msgtype"] == "text" && pred(&m["text"])).cloned().unwrap();
     assert_eq!(
         text(&|t| !t["mentioned_mobile_list"].is_null())["text"],
         json!({"content": "广州今日天气：29度", "mentioned_mobile_list": ["13800001111"]})
     );
-    assert_eq!(
-        text(&|t| t["mentioned_list"] == json!(["@all"]))["text"]["content"],
-        "广州今日天气：29度"
-    );
+    assert_eq!(text(&|t| t["mentioned_list"] == json!(["@all"]))["text"]["content"], "广州今日天气：29度");
     text(&|t| t["mentioned_list"] == json!(["wangqing"]));
     text(&|t| t["mentioned_list"].is_null() && t["mentioned_mobile_list"].is_null());
     let md = got.iter().find(|m| m["msgtype"] == "markdown").unwrap();
-    assert_eq!(
-        md["markdown"]["content"],
-        "**Deploy**\n> api **v2**\n<@wangqing>"
-    );
+    assert_eq!(md["markdown"]["content"], "**Deploy**\n> api **v2**\n<@wangqing>");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -324,67 +252,21 @@ async fn wecom_robot_invalid_key_and_oversized_text_fail_with_the_reason() {
     let fake = FakeWecom::start().await;
     fake.robot(ROBOT_KEY, Window::unlimited());
     let dir = tempdir().unwrap();
-    let accounts = format!(
-        "{}{}",
-        robot_account("stale", "00000000-dead-key0-0000-000000000000", ""),
-        robot_account("ops", ROBOT_KEY, "")
-    );
-    let gw = gateway(
-        dir.path(),
-        &[("qyapi.weixin.qq.com", &fake.url)],
-        "",
-        &accounts,
-    );
+    let accounts = format!("{}{}", robot_account("stale", "00000000-dead-key0-0000-000000000000", ""), robot_account("ops", ROBOT_KEY, ""));
+    let gw = gateway(dir.path(), &[("qyapi.weixin.qq.com", &fake.url)], "", &accounts);
 
-    let id = send(
-        &gw,
-        "wecom-robot",
-        "stale",
-        json!({"text": "x"}),
-        &["group"],
-    )
-    .await;
+    let id = send(&gw, "wecom-robot", "stale", json!({"text": "x"}), &["group"]).await;
     let v = settle(&gw, &id).await;
     let d = &v["deliveries"][0];
-    assert_eq!(
-        (d["status"].as_str(), d["attempts"].as_u64()),
-        (Some("failed"), Some(1)),
-        "{v}"
-    );
-    assert!(
-        d["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("WeCom errcode 93000: invalid webhook url"),
-        "{d}"
-    );
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("failed"), Some(1)), "{v}");
+    assert!(d["detail"].as_str().unwrap().starts_with("WeCom errcode 93000: invalid webhook url"), "{d}");
 
     // 2048 bytes of text is the limit: 683 three-byte characters are 2049 bytes.
-    let id = send(
-        &gw,
-        "wecom-robot",
-        "ops",
-        json!({"text": "字".repeat(683)}),
-        &["group"],
-    )
-    .await;
+    let id = send(&gw, "wecom-robot", "ops", json!({"text": "字".repeat(683)}), &["group"]).await;
     let v = settle(&gw, &id).await;
     assert_eq!(statuses(&v), ["failed"]);
-    assert!(
-        v["deliveries"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("at most 2048"),
-        "{v}"
-    );
-    let id = send(
-        &gw,
-        "wecom-robot",
-        "ops",
-        json!({"text": "字".repeat(682)}),
-        &["group"],
-    )
-    .await;
+    assert!(v["deliveries"][0]["detail"].as_str().unwrap().contains("at most 2048"), "{v}");
+    let id = send(&gw, "wecom-robot", "ops", json!({"text": "字".repeat(682)}), &["group"]).await;
     assert_eq!(statuses(&settle(&gw, &id).await), ["sent"]);
     assert_eq!(fake.with(|s| s.robot_messages.len()), 1);
 }
@@ -395,20 +277,8 @@ async fn wecom_robot_is_throttled_then_sends_later() {
     let fake = FakeWecom::start().await;
     fake.robot(ROBOT_KEY, Window::new(2, Duration::from_millis(500)));
     let dir = tempdir().unwrap();
-    let gw = gateway(
-        dir.path(),
-        &[("qyapi.weixin.qq.com", &fake.url)],
-        "",
-        &robot_account("ops", ROBOT_KEY, ""),
-    );
-    let id = send(
-        &gw,
-        "wecom-robot",
-        "ops",
-        json!({"text": "cpu 99%"}),
-        &["group", "group", "group", "group"],
-    )
-    .await;
+    let gw = gateway(dir.path(), &[("qyapi.weixin.qq.com", &fake.url)], "", &robot_account("ops", ROBOT_KEY, ""));
+    let id = send(&gw, "wecom-robot", "ops", json!({"text": "cpu 99%"}), &["group", "group", "group", "group"]).await;
     // 45009 asks for a minute (20 messages a minute): the host pauses the account that long.
     let v = settle_within(&gw, &id, Duration::from_secs(120)).await;
     assert_eq!(statuses(&v), ["sent"; 4], "{v}");
@@ -421,93 +291,44 @@ const CORP_ID: &str = "ww8f1c2a3b4d5e6f70";
 const CORP_SECRET: &str = "Q2x-corpsecret-abcdefghijklmnop";
 
 fn app_account(secret: &str) -> String {
-    account(
-        "app",
-        "wecom-app",
-        &format!("{{ corp_id = \"{CORP_ID}\", corp_secret = \"{secret}\", agent_id = 1000002 }}"),
-    )
+    account("app", "wecom-app", &format!("{{ corp_id = \"{CORP_ID}\", corp_secret = \"{secret}\", agent_id = 1000002 }}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wecom_app_reuses_its_token_and_refreshes_an_expired_one() {
     require_plugin("wecom-app");
     let fake = FakeWecom::start().await;
-    fake.corp(
-        CORP_ID,
-        CORP_SECRET,
-        1_000_002,
-        &["zhangsan", "lisi", "wangwu"],
-    );
+    fake.corp(CORP_ID, CORP_SECRET, 1_000_002, &["zhangsan", "lisi", "wangwu"]);
     let dir = tempdir().unwrap();
-    let gw = gateway(
-        dir.path(),
-        &[("qyapi.weixin.qq.com", &fake.url)],
-        "",
-        &app_account(CORP_SECRET),
-    );
+    let gw = gateway(dir.path(), &[("qyapi.weixin.qq.com", &fake.url)], "", &app_account(CORP_SECRET));
 
     // One delivery first: concurrent batches on a cold cache would each fetch
     // a token (the host does not coalesce fetches; see the report).
-    let id = send(
-        &gw,
-        "wecom-app",
-        "app",
-        json!({"subject": "报销", "text": "请审批"}),
-        &["zhangsan"],
-    )
-    .await;
+    let id = send(&gw, "wecom-app", "app", json!({"subject": "报销", "text": "请审批"}), &["zhangsan"]).await;
     let v = settle(&gw, &id).await;
     assert_eq!(statuses(&v), ["sent"], "{v}");
-    let id = send(
-        &gw,
-        "wecom-app",
-        "app",
-        json!({"text": "second"}),
-        &["LiSi", "wangwu"],
-    )
-    .await;
+    let id = send(&gw, "wecom-app", "app", json!({"text": "second"}), &["LiSi", "wangwu"]).await;
     assert_eq!(statuses(&settle(&gw, &id).await), ["sent"; 2]);
-    assert_eq!(
-        fake.with(|s| (s.issued, s.token_requests)),
-        (1, 1),
-        "one token for all sends"
-    );
+    assert_eq!(fake.with(|s| (s.issued, s.token_requests)), (1, 1), "one token for all sends");
     let got = fake.with(|s| s.app_messages.clone());
     assert_eq!(got.len(), 3, "one request per delivery");
-    let first = got
-        .iter()
-        .find(|m| m["touser"] == json!(["zhangsan"]))
-        .unwrap();
-    assert_eq!(
-        (first["msgtype"].as_str(), first["content"].as_str()),
-        (Some("text"), Some("报销\n请审批"))
-    );
+    let first = got.iter().find(|m| m["touser"] == json!(["zhangsan"])).unwrap();
+    assert_eq!((first["msgtype"].as_str(), first["content"].as_str()), (Some("text"), Some("报销\n请审批")));
     assert_eq!(first["safe"], 0);
     let zhang = delivery(&v, "zhangsan");
-    assert_eq!(
-        zhang["provider_id"], first["msgid"],
-        "WeCom's msgid is the provider id"
-    );
+    assert_eq!(zhang["provider_id"], first["msgid"], "WeCom's msgid is the provider id");
 
     fake.expire_tokens();
     let long = "字".repeat(1000);
     let id = send(&gw, "wecom-app", "app", json!({"text": long}), &["lisi"]).await;
     let v = settle(&gw, &id).await;
     let d = &v["deliveries"][0];
-    assert_eq!(
-        (d["status"].as_str(), d["attempts"].as_u64()),
-        (Some("sent"), Some(2)),
-        "{v}"
-    );
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("sent"), Some(2)), "{v}");
     assert_eq!(fake.with(|s| s.issued), 2, "exactly one refresh");
     let last = fake.with(|s| s.app_messages.last().unwrap().clone());
     assert_eq!(last["token"], "wc-token-2");
     let content = last["content"].as_str().unwrap();
-    assert!(
-        content.len() <= 2048 && content.ends_with("字…"),
-        "cut visibly within WeCom's 2048 bytes: {} bytes",
-        content.len()
-    );
+    assert!(content.len() <= 2048 && content.ends_with("字…"), "cut visibly within WeCom's 2048 bytes: {} bytes", content.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -516,53 +337,23 @@ async fn wecom_app_fails_only_the_invalid_recipients() {
     let fake = FakeWecom::start().await;
     fake.corp(CORP_ID, CORP_SECRET, 1_000_002, &["zhangsan", "lisi"]);
     let dir = tempdir().unwrap();
-    let gw = gateway(
-        dir.path(),
-        &[("qyapi.weixin.qq.com", &fake.url)],
-        "",
-        &app_account(CORP_SECRET),
-    );
+    let gw = gateway(dir.path(), &[("qyapi.weixin.qq.com", &fake.url)], "", &app_account(CORP_SECRET));
     // Malformed UserIDs (WeCom's list separator, several ids, @all, a space)
     // are refused at ingest: the plugin declares the UserID format.
-    refused_at_ingest(
-        &gw,
-        "wecom-app",
-        "app",
-        &["a|b", "zhangsan,lisi", "@all", "zhang san"],
-    )
-    .await;
+    refused_at_ingest(&gw, "wecom-app", "app", &["a|b", "zhangsan,lisi", "@all", "zhang san"]).await;
 
     // A well-formed UserID WeCom does not know fails alone.
-    let id = send(
-        &gw,
-        "wecom-app",
-        "app",
-        json!({"text": "系统维护通知"}),
-        &["zhangsan", "ghost", "lisi"],
-    )
-    .await;
+    let id = send(&gw, "wecom-app", "app", json!({"text": "系统维护通知"}), &["zhangsan", "ghost", "lisi"]).await;
     let v = settle(&gw, &id).await;
     assert_eq!(statuses(&v), ["sent", "failed", "sent"], "{v}");
     let ghost = delivery(&v, "ghost");
     assert_eq!(ghost["attempts"], 1);
-    assert!(
-        ghost["detail"].as_str().unwrap().contains("81013"),
-        "{ghost}"
-    );
+    assert!(ghost["detail"].as_str().unwrap().contains("81013"), "{ghost}");
     assert_eq!(v["summary"], json!({"failed": 1, "sent": 2}));
-    let mut users: Vec<String> = fake.with(|s| {
-        s.app_messages
-            .iter()
-            .map(|m| m["touser"][0].as_str().unwrap().to_string())
-            .collect()
-    });
+    let mut users: Vec<String> = fake.with(|s| s.app_messages.iter().map(|m| m["touser"][0].as_str().unwrap().to_string()).collect());
     users.sort();
     assert_eq!(users, ["lisi", "zhangsan"]);
-    assert_eq!(
-        fake.with(|s| s.send_calls),
-        3,
-        "the malformed UserIDs never reached WeCom"
-    );
+    assert_eq!(fake.with(|s| s.send_calls), 3, "the malformed UserIDs never reached WeCom");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -571,69 +362,32 @@ async fn wecom_app_wrong_secret_never_sends_and_reports_wecoms_reason() {
     let fake = FakeWecom::start().await;
     fake.corp(CORP_ID, CORP_SECRET, 1_000_002, &["zhangsan"]);
     let dir = tempdir().unwrap();
-    let gw = gateway(
-        dir.path(),
-        &[("qyapi.weixin.qq.com", &fake.url)],
-        "",
-        &app_account("not-the-secret"),
-    );
+    let gw = gateway(dir.path(), &[("qyapi.weixin.qq.com", &fake.url)], "", &app_account("not-the-secret"));
     let id = send(&gw, "wecom-app", "app", json!({"text": "x"}), &["zhangsan"]).await;
     let v = settle(&gw, &id).await;
     let d = &v["deliveries"][0];
     // The provider refused the credentials: failed at once, not retried.
-    assert_eq!(
-        (d["status"].as_str(), d["attempts"].as_u64()),
-        (Some("failed"), Some(1)),
-        "{v}"
-    );
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("failed"), Some(1)), "{v}");
     let detail = d["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("corp_secret") && detail.contains("40001"),
-        "{detail}"
-    );
+    assert!(detail.contains("corp_secret") && detail.contains("40001"), "{detail}");
     assert!(!detail.contains("not-the-secret"));
-    assert_eq!(
-        fake.with(|s| (s.issued, s.send_calls, s.token_requests)),
-        (0, 0, 1),
-        "one gettoken, no retries"
-    );
+    assert_eq!(fake.with(|s| (s.issued, s.send_calls, s.token_requests)), (0, 0, 1), "one gettoken, no retries");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wecom_app_is_throttled_then_sends_later() {
     require_plugin("wecom-app");
     let fake = FakeWecom::start().await;
-    fake.corp(
-        CORP_ID,
-        CORP_SECRET,
-        1_000_002,
-        &["zhangsan", "lisi", "wangwu"],
-    );
+    fake.corp(CORP_ID, CORP_SECRET, 1_000_002, &["zhangsan", "lisi", "wangwu"]);
     fake.state.lock().unwrap().app_window = Some(Window::new(2, Duration::from_millis(250)));
     let dir = tempdir().unwrap();
-    let gw = gateway(
-        dir.path(),
-        &[("qyapi.weixin.qq.com", &fake.url)],
-        "",
-        &app_account(CORP_SECRET),
-    );
-    let id = send(
-        &gw,
-        "wecom-app",
-        "app",
-        json!({"text": "x"}),
-        &["zhangsan", "lisi", "wangwu"],
-    )
-    .await;
+    let gw = gateway(dir.path(), &[("qyapi.weixin.qq.com", &fake.url)], "", &app_account(CORP_SECRET));
+    let id = send(&gw, "wecom-app", "app", json!({"text": "x"}), &["zhangsan", "lisi", "wangwu"]).await;
     // 45009 asks for a minute: the host pauses the account that long.
     let v = settle_within(&gw, &id, Duration::from_secs(120)).await;
     assert_eq!(statuses(&v), ["sent"; 3], "{v}");
     assert!(fake.with(|s| s.throttled) >= 1);
     assert_eq!(fake.with(|s| s.app_messages.len()), 3);
     assert!(outcome_count(&gw, "wecom-app", "throttled").await >= 1);
-    assert_eq!(
-        fake.with(|s| s.issued),
-        1,
-        "concurrent fetches got the same token"
-    );
+    assert_eq!(fake.with(|s| s.issued), 1, "concurrent fetches got the same token");
 }

@@ -46,21 +46,12 @@ fn code(code: &str, message: &str) -> Value {
 impl FakeWelink {
     async fn start() -> Self {
         let state = Arc::new(Mutex::new(WelinkState::default()));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
-        Self {
-            url: serve(app).await,
-            state,
-        }
+        let app = axum::Router::new().fallback(handle).with_state(state.clone());
+        Self { url: serve(app).await, state }
     }
 
     fn robot(&self, token: &str, enabled: bool, window: Window) {
-        self.state
-            .lock()
-            .unwrap()
-            .robots
-            .insert(token.into(), Robot { enabled, window });
+        self.state.lock().unwrap().robots.insert(token.into(), Robot { enabled, window });
     }
 
     fn with<T>(&self, f: impl FnOnce(&WelinkState) -> T) -> T {
@@ -68,12 +59,7 @@ impl FakeWelink {
     }
 }
 
-async fn handle(
-    State(state): State<Arc<Mutex<WelinkState>>>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
+async fn handle(State(state): State<Arc<Mutex<WelinkState>>>, method: Method, uri: Uri, body: Bytes) -> Response {
     let q = query(&uri);
     let mut s = state.lock().unwrap();
     s.requests += 1;
@@ -101,16 +87,11 @@ fn send_webhook(s: &mut WelinkState, q: &HashMap<String, String>, body: &[u8]) -
     if msg["messageType"] != "text" {
         return code("58601", "param error: messageType");
     }
-    let len = msg["content"]["text"]
-        .as_str()
-        .map_or(0, |t| t.chars().count());
+    let len = msg["content"]["text"].as_str().map_or(0, |t| t.chars().count());
     if !(1..=500).contains(&len) {
         return code("58601", "param error: content.text length must be 1~500");
     }
-    if msg["timeStamp"]
-        .as_i64()
-        .is_none_or(|ts| (now_ms() - ts).abs() > 600_000)
-    {
+    if msg["timeStamp"].as_i64().is_none_or(|ts| (now_ms() - ts).abs() > 600_000) {
         return code("58601", "param error: timeStamp expired");
     }
     let Some(uuid) = msg["uuid"].as_str().filter(|u| !u.is_empty()) else {
@@ -139,9 +120,7 @@ fn robot_account(name: &str, token: &str) -> String {
     account(
         name,
         "welink",
-        &format!(
-            "{{ webhook = \"https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token={token}&channel=standard\" }}"
-        ),
+        &format!("{{ webhook = \"https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token={token}&channel=standard\" }}"),
     )
 }
 
@@ -151,49 +130,21 @@ async fn welink_robot_posts_text_with_mentions() {
     let fake = FakeWelink::start().await;
     fake.robot(TOKEN, true, Window::unlimited());
     let dir = tempdir().unwrap();
-    let gw = gateway(
-        dir.path(),
-        &[("open.welink.huaweicloud.com", &fake.url)],
-        "",
-        &robot_account("grp", TOKEN),
-    );
+    let gw = gateway(dir.path(), &[("open.welink.huaweicloud.com", &fake.url)], "", &robot_account("grp", TOKEN));
     // Not whom a robot can mention: refused at ingest, never sent.
-    refused_at_ingest(
-        &gw,
-        "welink",
-        "grp",
-        &[
-            "userid:zhang san",
-            "zhangsan@welink",
-            "userid:a@welink,b@welink",
-        ],
-    )
-    .await;
+    refused_at_ingest(&gw, "welink", "grp", &["userid:zhang san", "zhangsan@welink", "userid:a@welink,b@welink"]).await;
 
-    let id = send(
-        &gw,
-        "welink",
-        "grp",
-        json!({"text": "有告警消息请查收一下"}),
-        &["userid:mettjhfuukaq@562a847505", "@all", "group"],
-    )
-    .await;
+    let id = send(&gw, "welink", "grp", json!({"text": "有告警消息请查收一下"}), &["userid:mettjhfuukaq@562a847505", "@all", "group"]).await;
     let v = settle(&gw, &id).await;
     assert_eq!(statuses(&v), ["sent"; 3], "{v}");
     let got = fake.with(|s| s.messages.clone());
     assert_eq!(got.len(), 3);
     let at = got.iter().find(|m| m["isAt"] == true).unwrap();
-    assert_eq!(
-        at["content"]["text"],
-        "@mettjhfuukaq@562a847505 有告警消息请查收一下"
-    );
+    assert_eq!(at["content"]["text"], "@mettjhfuukaq@562a847505 有告警消息请查收一下");
     assert_eq!(at["atAccounts"], json!(["mettjhfuukaq@562a847505"]));
     let all = got.iter().find(|m| m["isAtAll"] == true).unwrap();
     assert_eq!(all["content"]["text"], "@all 有告警消息请查收一下");
-    assert!(
-        got.iter()
-            .any(|m| m["isAt"] == false && m["isAtAll"] == false && m.get("atAccounts").is_none())
-    );
+    assert!(got.iter().any(|m| m["isAt"] == false && m["isAtAll"] == false && m.get("atAccounts").is_none()));
     let uuids: HashSet<&str> = got.iter().map(|m| m["uuid"].as_str().unwrap()).collect();
     assert_eq!(uuids.len(), 3, "a new uuid per call");
 }
@@ -202,11 +153,7 @@ async fn welink_robot_posts_text_with_mentions() {
 async fn welink_unknown_or_disabled_robot_and_long_text_fail_with_the_reason() {
     require_plugin("welink");
     let fake = FakeWelink::start().await;
-    fake.robot(
-        "d15ab1ed0000000000000000000000aa",
-        false,
-        Window::unlimited(),
-    );
+    fake.robot("d15ab1ed0000000000000000000000aa", false, Window::unlimited());
     fake.robot(TOKEN, true, Window::unlimited());
     let dir = tempdir().unwrap();
     let accounts = format!(
@@ -215,46 +162,17 @@ async fn welink_unknown_or_disabled_robot_and_long_text_fail_with_the_reason() {
         robot_account("off", "d15ab1ed0000000000000000000000aa"),
         robot_account("grp", TOKEN)
     );
-    let gw = gateway(
-        dir.path(),
-        &[("open.welink.huaweicloud.com", &fake.url)],
-        "",
-        &accounts,
-    );
-    for (acc, want) in [
-        ("gone", "WeLink code 58404: robot resource does not exist"),
-        ("off", "WeLink code 58602: robot is not enabled"),
-    ] {
+    let gw = gateway(dir.path(), &[("open.welink.huaweicloud.com", &fake.url)], "", &accounts);
+    for (acc, want) in [("gone", "WeLink code 58404: robot resource does not exist"), ("off", "WeLink code 58602: robot is not enabled")] {
         let id = send(&gw, "welink", acc, json!({"text": "x"}), &["group"]).await;
         let v = settle(&gw, &id).await;
         let d = &v["deliveries"][0];
-        assert_eq!(
-            (
-                d["status"].as_str(),
-                d["attempts"].as_u64(),
-                d["detail"].as_str()
-            ),
-            (Some("failed"), Some(1), Some(want)),
-            "{v}"
-        );
+        assert_eq!((d["status"].as_str(), d["attempts"].as_u64(), d["detail"].as_str()), (Some("failed"), Some(1), Some(want)), "{v}");
     }
-    let id = send(
-        &gw,
-        "welink",
-        "grp",
-        json!({"text": "长".repeat(501)}),
-        &["group"],
-    )
-    .await;
+    let id = send(&gw, "welink", "grp", json!({"text": "长".repeat(501)}), &["group"]).await;
     let v = settle(&gw, &id).await;
     assert_eq!(statuses(&v), ["failed"]);
-    assert!(
-        v["deliveries"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("at most 500"),
-        "{v}"
-    );
+    assert!(v["deliveries"][0]["detail"].as_str().unwrap().contains("at most 500"), "{v}");
     assert_eq!(fake.with(|s| s.requests), 2);
 }
 
@@ -264,20 +182,8 @@ async fn welink_is_throttled_then_sends_later_with_fresh_uuids() {
     let fake = FakeWelink::start().await;
     fake.robot(TOKEN, true, Window::new(2, Duration::from_millis(150)));
     let dir = tempdir().unwrap();
-    let gw = gateway(
-        dir.path(),
-        &[("open.welink.huaweicloud.com", &fake.url)],
-        "",
-        &robot_account("grp", TOKEN),
-    );
-    let id = send(
-        &gw,
-        "welink",
-        "grp",
-        json!({"text": "queue depth 1200"}),
-        &["group", "group", "group", "group"],
-    )
-    .await;
+    let gw = gateway(dir.path(), &[("open.welink.huaweicloud.com", &fake.url)], "", &robot_account("grp", TOKEN));
+    let id = send(&gw, "welink", "grp", json!({"text": "queue depth 1200"}), &["group", "group", "group", "group"]).await;
     let v = settle(&gw, &id).await;
     assert_eq!(statuses(&v), ["sent"; 4], "{v}");
     assert_eq!(fake.with(|s| s.messages.len()), 4);
@@ -289,34 +195,12 @@ async fn welink_is_throttled_then_sends_later_with_fresh_uuids() {
 async fn fake_welink_refuses_stale_timestamps_and_reused_uuids() {
     let fake = FakeWelink::start().await;
     fake.robot(TOKEN, true, Window::unlimited());
-    let url = format!(
-        "{}/api/werobot/v1/webhook/send?token={TOKEN}&channel=standard",
-        fake.url
-    );
+    let url = format!("{}/api/werobot/v1/webhook/send?token={TOKEN}&channel=standard", fake.url);
     let post = |ts: i64, uuid: &str| {
-        let (url, body) = (
-            url.clone(),
-            json!({"messageType": "text", "content": {"text": "x"}, "timeStamp": ts, "uuid": uuid})
-                .to_string(),
-        );
-        async move {
-            harness::request(
-                "POST",
-                &url,
-                None,
-                &[("content-type", "application/json")],
-                body.into(),
-            )
-            .await
-            .json()["code"]
-                .clone()
-        }
+        let (url, body) = (url.clone(), json!({"messageType": "text", "content": {"text": "x"}, "timeStamp": ts, "uuid": uuid}).to_string());
+        async move { harness::request("POST", &url, None, &[("content-type", "application/json")], body.into()).await.json()["code"].clone() }
     };
     assert_eq!(post(now_ms(), "u-1").await, "0");
     assert_eq!(post(now_ms(), "u-1").await, "58601", "a uuid is single use");
-    assert_eq!(
-        post(now_ms() - 601_000, "u-2").await,
-        "58601",
-        "older than 10 minutes"
-    );
+    assert_eq!(post(now_ms() - 601_000, "u-2").await, "58601", "older than 10 minutes");
 }

@@ -37,31 +37,17 @@ pub async fn serve(router: axum::Router) -> String {
 }
 
 pub fn settled(v: &Value) -> bool {
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
+    v["deliveries"].as_array().unwrap().iter().all(|d| !matches!(d["status"].as_str(), Some("queued" | "retrying")))
 }
 
 pub fn statuses(v: &Value) -> Vec<String> {
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["status"].as_str().unwrap().to_string())
-        .collect()
+    v["deliveries"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap().to_string()).collect()
 }
 
 /// The delivery with id `<message>.<index>`.
 pub fn delivery(v: &Value, index: usize) -> &Value {
     let id = format!("{}.{index}", v["id"].as_str().unwrap());
-    v["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id.as_str())
-        .unwrap_or_else(|| panic!("no delivery {id} in {v}"))
+    v["deliveries"].as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap_or_else(|| panic!("no delivery {id} in {v}"))
 }
 
 /// POST /v1/messages and return the message id.
@@ -77,15 +63,7 @@ pub async fn send(gw: &Gateway, body: &Value) -> String {
 pub async fn refused_at_ingest(gw: &Gateway, body: &Value, index: usize) {
     let r = gw.send(body).await;
     assert_eq!(r.status, 400, "{}", r.text());
-    assert_eq!(
-        r.error(),
-        (
-            "invalid_field".to_string(),
-            Some(format!("recipients[{index}].to"))
-        ),
-        "{}",
-        r.text()
-    );
+    assert_eq!(r.error(), ("invalid_field".to_string(), Some(format!("recipients[{index}].to"))), "{}", r.text());
 }
 
 /// Wait until every delivery left queued/retrying.
@@ -97,11 +75,7 @@ pub async fn wait_settled(gw: &Gateway, id: &str) -> Value {
 pub async fn wait_delivery(gw: &Gateway, id: &str, index: usize, status: &str) -> Value {
     let want = format!("{id}.{index}");
     gw.wait_message(id, Duration::from_secs(30), |v| {
-        v["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["id"] == want.as_str() && d["status"] == status)
+        v["deliveries"].as_array().unwrap().iter().any(|d| d["id"] == want.as_str() && d["status"] == status)
     })
     .await
 }
@@ -110,27 +84,14 @@ pub async fn wait_delivery(gw: &Gateway, id: &str, index: usize, status: &str) -
 pub async fn ledger_for(gw: &Gateway, id: &str) -> Vec<Value> {
     let l = gw.get("/v1/ledger?limit=1000", Some(API_KEY)).await.json();
     let prefix = format!("{id}.");
-    l["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| {
-            e["delivery_id"]
-                .as_str()
-                .is_some_and(|d| d.starts_with(&prefix))
-        })
-        .cloned()
-        .collect()
+    l["entries"].as_array().unwrap().iter().filter(|e| e["delivery_id"].as_str().is_some_and(|d| d.starts_with(&prefix))).cloned().collect()
 }
 
 /// The value of the Prometheus sample `name{labels}` (labels as rendered,
 /// sorted), or 0.
 pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
     let prefix = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().parse().unwrap()).unwrap_or(0.0)
 }
 
 /// Poll `f` until it returns `Some`, or panic after `timeout`.
@@ -151,9 +112,7 @@ pub async fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 pub fn rfc3986(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -163,9 +122,7 @@ pub fn rfc3986(s: &str) -> String {
 pub fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
             b' ' => "+".to_string(),
             _ => format!("%{b:02X}"),
         })
@@ -180,10 +137,7 @@ pub fn percent_decode(s: &str) -> String {
         if b[i] == b'+' {
             out.push(b' ');
         } else if b[i] == b'%' && i + 2 < b.len() {
-            out.push(
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16)
-                    .expect("percent escape"),
-            );
+            out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).expect("percent escape"));
             i += 2;
         } else {
             out.push(b[i]);
@@ -209,10 +163,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64(data: &[u8]) -> String {
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -256,12 +207,7 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
     for block in msg.chunks(64) {
         let mut w = [0u32; 80];
         for i in 0..16 {
-            w[i] = u32::from_be_bytes([
-                block[4 * i],
-                block[4 * i + 1],
-                block[4 * i + 2],
-                block[4 * i + 3],
-            ]);
+            w[i] = u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
         }
         for i in 16..80 {
             w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
@@ -274,12 +220,7 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
                 _ => (b ^ c ^ d, 0xCA62C1D6),
             };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
+            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -305,11 +246,7 @@ pub fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
     } else {
         k[..key.len()].copy_from_slice(key);
     }
-    let inner: Vec<u8> = k
-        .iter()
-        .map(|b| b ^ 0x36)
-        .chain(msg.iter().copied())
-        .collect();
+    let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).chain(msg.iter().copied()).collect();
     let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).chain(sha1(&inner)).collect();
     sha1(&outer)
 }
@@ -331,53 +268,20 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
 
 #[test]
 fn primitives_match_the_rfc_vectors() {
+    assert_eq!(hex::encode(sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    assert_eq!(hex::encode(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    assert_eq!(hex::encode(sha1(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+    assert_eq!(hex::encode(hmac_sha1(&[0x0b; 20], b"Hi There")), "b617318655057264e28bc0b6fb378c8ef146be00");
+    assert_eq!(hex::encode(hmac_sha1(b"Jefe", b"what do ya want for nothing?")), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
     assert_eq!(
-        hex::encode(sha1(b"abc")),
-        "a9993e364706816aba3e25717850c26c9cd0d89d"
-    );
-    assert_eq!(
-        hex::encode(sha1(b"")),
-        "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-    );
-    assert_eq!(
-        hex::encode(sha1(
-            b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-        )),
-        "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-    );
-    assert_eq!(
-        hex::encode(hmac_sha1(&[0x0b; 20], b"Hi There")),
-        "b617318655057264e28bc0b6fb378c8ef146be00"
-    );
-    assert_eq!(
-        hex::encode(hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
-        "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
-    );
-    assert_eq!(
-        hex::encode(hmac_sha1(
-            &[0xaa; 80],
-            b"Test Using Larger Than Block-Size Key - Hash Key First"
-        )),
+        hex::encode(hmac_sha1(&[0xaa; 80], b"Test Using Larger Than Block-Size Key - Hash Key First")),
         "aa4ae5e15272d00e95705637ce8a3b55ed402112"
     );
-    for (raw, enc) in [
-        ("", ""),
-        ("f", "Zg=="),
-        ("fo", "Zm8="),
-        ("foo", "Zm9v"),
-        ("foobar", "Zm9vYmFy"),
-    ] {
+    for (raw, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
         assert_eq!(base64(raw.as_bytes()), enc);
         assert_eq!(base64_decode(enc).unwrap(), raw.as_bytes());
     }
-    assert_eq!(
-        form_decode("a=1+2&b=%E4%B8%AD&c"),
-        vec![
-            ("a".into(), "1 2".into()),
-            ("b".into(), "中".into()),
-            ("c".into(), String::new())
-        ]
-    );
+    assert_eq!(form_decode("a=1+2&b=%E4%B8%AD&c"), vec![("a".into(), "1 2".into()), ("b".into(), "中".into()), ("c".into(), String::new())]);
     assert_eq!(rfc3986("a b*~"), "a%20b%2A~");
 }
 
@@ -393,17 +297,12 @@ pub fn china_segments(text: &str) -> u32 {
 /// alphabet, UCS-2 (70/67 UTF-16 units) otherwise. Good enough for a fake:
 /// escape pairs and surrogates straddling parts are not special-cased.
 pub fn gsm_segments(text: &str) -> u32 {
-    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+    const BASIC: &str =
+        "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
     const EXT: &str = "\u{c}^{}\\[~]|€";
     let gsm = text.chars().all(|c| BASIC.contains(c) || EXT.contains(c));
     let (n, single, part) = if gsm {
-        (
-            text.chars()
-                .map(|c| if EXT.contains(c) { 2 } else { 1 })
-                .sum::<u32>(),
-            160,
-            153,
-        )
+        (text.chars().map(|c| if EXT.contains(c) { 2 } else { 1 }).sum::<u32>(), 160, 153)
     } else {
         (text.encode_utf16().count() as u32, 70, 67)
     };

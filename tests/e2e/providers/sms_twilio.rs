@@ -66,19 +66,8 @@ pub struct FakeTwilio {
 
 impl FakeTwilio {
     pub async fn start() -> Self {
-        let shared = Arc::new(Shared {
-            rate: Mutex::new(None),
-            inner: Mutex::new(Inner {
-                next: 1,
-                ..Default::default()
-            }),
-        });
-        let url = serve(
-            axum::Router::new()
-                .fallback(handle)
-                .with_state(shared.clone()),
-        )
-        .await;
+        let shared = Arc::new(Shared { rate: Mutex::new(None), inner: Mutex::new(Inner { next: 1, ..Default::default() }) });
+        let url = serve(axum::Router::new().fallback(handle).with_state(shared.clone())).await;
         Self { shared, url }
     }
 
@@ -98,113 +87,50 @@ impl FakeTwilio {
     /// Post a status callback for `sid` to the gateway, as Twilio would: to the
     /// resource's `StatusCallback`, signed with `token` (the Auth Token, or a
     /// wrong one to forge).
-    pub async fn callback(
-        &self,
-        gw: &Gateway,
-        sid: &str,
-        params: &[(&str, &str)],
-        token: &str,
-    ) -> Resp {
-        let created = self
-            .created()
-            .into_iter()
-            .find(|c| c.sid == sid)
-            .expect("known sid");
-        let url = created
-            .params
-            .get("StatusCallback")
-            .expect("a StatusCallback was given")
-            .clone();
+    pub async fn callback(&self, gw: &Gateway, sid: &str, params: &[(&str, &str)], token: &str) -> Resp {
+        let created = self.created().into_iter().find(|c| c.sid == sid).expect("known sid");
+        let url = created.params.get("StatusCallback").expect("a StatusCallback was given").clone();
         let mut all: Vec<(String, String)> = vec![
             ("AccountSid".into(), ACCOUNT_SID.into()),
             ("ApiVersion".into(), "2010-04-01".into()),
-            (
-                "From".into(),
-                created.params.get("From").cloned().unwrap_or_default(),
-            ),
+            ("From".into(), created.params.get("From").cloned().unwrap_or_default()),
             ("To".into(), created.params["To"].clone()),
         ];
         all.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut sorted = all.clone();
         sorted.sort();
-        let data: String = std::iter::once(url.clone())
-            .chain(sorted.iter().map(|(k, v)| format!("{k}{v}")))
-            .collect();
+        let data: String = std::iter::once(url.clone()).chain(sorted.iter().map(|(k, v)| format!("{k}{v}"))).collect();
         let signature = base64(&hmac_sha1(token.as_bytes(), data.as_bytes()));
-        let body = all
-            .iter()
-            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let path = url
-            .strip_prefix(PUBLIC)
-            .expect("callback under the public URL");
-        gw.post(
-            path,
-            None,
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("x-twilio-signature", &signature),
-            ],
-            body,
-        )
-        .await
+        let body = all.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect::<Vec<_>>().join("&");
+        let path = url.strip_prefix(PUBLIC).expect("callback under the public URL");
+        gw.post(path, None, &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &signature)], body).await
     }
 }
 
 fn twilio_error(status: u16, code: u64, message: &str) -> (u16, Value) {
-    (
-        status,
-        json!({"code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status}),
-    )
+    (status, json!({"code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status}))
 }
 
-async fn handle(
-    State(s): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let (status, value) = check(&s, &method, uri.path(), &headers, &body);
     if let Some(code) = value.get("code").and_then(Value::as_u64) {
         s.inner.lock().unwrap().errors.push(code);
     }
     let mut resp = (StatusCode::from_u16(status).unwrap(), value.to_string()).into_response();
-    resp.headers_mut().insert(
-        "content-type",
-        "application/json; charset=utf-8".parse().unwrap(),
-    );
+    resp.headers_mut().insert("content-type", "application/json; charset=utf-8".parse().unwrap());
     resp
 }
 
 fn e164(n: &str) -> bool {
-    n.strip_prefix('+').is_some_and(|d| {
-        (8..=15).contains(&d.len()) && !d.starts_with('0') && d.bytes().all(|b| b.is_ascii_digit())
-    })
+    n.strip_prefix('+').is_some_and(|d| (8..=15).contains(&d.len()) && !d.starts_with('0') && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn check(
-    s: &Shared,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> (u16, Value) {
+fn check(s: &Shared, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> (u16, Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (sid, resource) = match parts.as_slice() {
-        [
-            "2010-04-01",
-            "Accounts",
-            sid,
-            resource @ ("Messages.json" | "Calls.json"),
-        ] => (*sid, *resource),
+        ["2010-04-01", "Accounts", sid, resource @ ("Messages.json" | "Calls.json")] => (*sid, *resource),
         _ => {
-            return twilio_error(
-                404,
-                20404,
-                &format!("The requested resource {path} was not found"),
-            );
+            return twilio_error(404, 20404, &format!("The requested resource {path} was not found"));
         }
     };
     // Basic auth: the username must be the account in the path, the password its Auth Token.
@@ -217,31 +143,20 @@ fn check(
     let authed = creds
         .as_deref()
         .and_then(|c| c.split_once(':'))
-        .is_some_and(|(user, pass)| {
-            user == sid && sid == ACCOUNT_SID && same(pass.as_bytes(), AUTH_TOKEN.as_bytes())
-        });
+        .is_some_and(|(user, pass)| user == sid && sid == ACCOUNT_SID && same(pass.as_bytes(), AUTH_TOKEN.as_bytes()));
     if !authed {
         return twilio_error(401, 20003, "Authenticate");
     }
     if method != Method::POST {
         return twilio_error(405, 20004, "Method not allowed");
     }
-    if headers.get("content-type").and_then(|v| v.to_str().ok())
-        != Some("application/x-www-form-urlencoded")
-    {
-        return twilio_error(
-            400,
-            20001,
-            "Content-Type must be application/x-www-form-urlencoded",
-        );
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-www-form-urlencoded") {
+        return twilio_error(400, 20001, "Content-Type must be application/x-www-form-urlencoded");
     }
     if let Some((n, window)) = *s.rate.lock().unwrap() {
         let mut inner = s.inner.lock().unwrap();
         let now = Instant::now();
-        if inner
-            .window_start
-            .is_none_or(|t| now.duration_since(t) >= window)
-        {
+        if inner.window_start.is_none_or(|t| now.duration_since(t) >= window) {
             inner.window_start = Some(now);
             inner.window_count = 0;
         }
@@ -250,13 +165,8 @@ fn check(
             return twilio_error(429, 20429, "Too Many Requests");
         }
     }
-    let params: BTreeMap<String, String> = form_decode(std::str::from_utf8(body).unwrap_or(""))
-        .into_iter()
-        .collect();
-    if params
-        .get("StatusCallback")
-        .is_some_and(|cb| !(cb.starts_with("https://") || cb.starts_with("http://")))
-    {
+    let params: BTreeMap<String, String> = form_decode(std::str::from_utf8(body).unwrap_or("")).into_iter().collect();
+    if params.get("StatusCallback").is_some_and(|cb| !(cb.starts_with("https://") || cb.starts_with("http://"))) {
         return twilio_error(400, 21609, "Invalid StatusCallback url");
     }
     match resource {
@@ -276,30 +186,20 @@ fn create_message(s: &Shared, params: BTreeMap<String, String>) -> (u16, Value) 
         return twilio_error(400, 21604, "A 'To' phone number is required.");
     };
     if !e164(to) {
-        return twilio_error(
-            400,
-            21211,
-            &format!("The 'To' number {to} is not a valid phone number."),
-        );
+        return twilio_error(400, 21211, &format!("The 'To' number {to} is not a valid phone number."));
     }
     let via_service = match (params.get("From"), params.get("MessagingServiceSid")) {
         (Some(from), _) if from != FROM => {
             return twilio_error(
                 400,
                 21606,
-                &format!(
-                    "The From phone number {from} is not a valid, SMS-capable inbound phone number or short code for your account."
-                ),
+                &format!("The From phone number {from} is not a valid, SMS-capable inbound phone number or short code for your account."),
             );
         }
         (Some(_), _) => false,
         (None, Some(mg)) if mg == SERVICE_SID => true,
         (None, Some(mg)) => {
-            return twilio_error(
-                400,
-                21701,
-                &format!("The Messaging Service Sid {mg} is invalid."),
-            );
+            return twilio_error(400, 21701, &format!("The Messaging Service Sid {mg} is invalid."));
         }
         (None, None) => return twilio_error(400, 21603, "A 'From' phone number is required."),
     };
@@ -307,36 +207,20 @@ fn create_message(s: &Shared, params: BTreeMap<String, String>) -> (u16, Value) 
         return twilio_error(400, 21602, "Message body is required.");
     };
     if body.chars().count() > 1600 {
-        return twilio_error(
-            400,
-            21617,
-            "The concatenated message body exceeds the 1600 character limit.",
-        );
+        return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.");
     }
     if to == UNSUBSCRIBED {
         return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient");
     }
     if to == LANDLINE {
-        return twilio_error(
-            400,
-            21614,
-            &format!("The 'To' number {to} is not a valid mobile number."),
-        );
+        return twilio_error(400, 21614, &format!("The 'To' number {to} is not a valid mobile number."));
     }
     let sid = next_sid(s, "SM");
     let segments = gsm_segments(body);
-    let created = Created {
-        sid: sid.clone(),
-        params: params.clone(),
-        num_segments: segments,
-    };
+    let created = Created { sid: sid.clone(), params: params.clone(), num_segments: segments };
     s.inner.lock().unwrap().created.push(created);
     // A Messaging Service has not picked a sender yet: num_segments "0", status "accepted".
-    let (num_segments, status) = if via_service {
-        ("0".to_string(), "accepted")
-    } else {
-        (segments.to_string(), "queued")
-    };
+    let (num_segments, status) = if via_service { ("0".to_string(), "accepted") } else { (segments.to_string(), "queued") };
     (
         201,
         json!({"account_sid": ACCOUNT_SID, "api_version": "2010-04-01", "body": body, "date_created": "Mon, 01 Jan 2024 00:00:00 +0000",
@@ -350,9 +234,7 @@ fn create_message(s: &Shared, params: BTreeMap<String, String>) -> (u16, Value) 
 /// The text of `<Response><Say ...>text</Say></Response>`, unescaped, if the
 /// TwiML is well formed.
 pub fn spoken(twiml: &str) -> Option<String> {
-    let inner = twiml
-        .strip_prefix("<Response><Say")?
-        .strip_suffix("</Say></Response>")?;
+    let inner = twiml.strip_prefix("<Response><Say")?.strip_suffix("</Say></Response>")?;
     let (attrs, text) = inner.split_once('>')?;
     if attrs.contains('<') || text.contains('<') || text.contains('>') {
         return None;
@@ -397,13 +279,7 @@ fn create_call(s: &Shared, params: BTreeMap<String, String>) -> (u16, Value) {
         return twilio_error(400, 21213, "No 'From' number is specified");
     };
     if from != FROM {
-        return twilio_error(
-            400,
-            21210,
-            &format!(
-                "The source phone number provided, {from}, is not yet verified for your account."
-            ),
-        );
+        return twilio_error(400, 21210, &format!("The source phone number provided, {from}, is not yet verified for your account."));
     }
     let Some(twiml) = params.get("Twiml").or(params.get("Url")) else {
         return twilio_error(400, 21205, "Url parameter is required.");
@@ -412,11 +288,7 @@ fn create_call(s: &Shared, params: BTreeMap<String, String>) -> (u16, Value) {
         return twilio_error(400, 12100, "Document parse failure");
     }
     let sid = next_sid(s, "CA");
-    s.inner.lock().unwrap().created.push(Created {
-        sid: sid.clone(),
-        params: params.clone(),
-        num_segments: 0,
-    });
+    s.inner.lock().unwrap().created.push(Created { sid: sid.clone(), params: params.clone(), num_segments: 0 });
     (
         201,
         json!({"account_sid": ACCOUNT_SID, "api_version": "2010-04-01", "direction": "outbound-api", "duration": null, "from": from,
@@ -436,16 +308,8 @@ fn accounts() -> String {
     format!(
         "{}{}{}[[tenants.prices]]\nchannel = \"twilio-sms\"\nunit_minor = 7\n",
         acc("tw", AUTH_TOKEN, &format!("from = \"{FROM}\"")),
-        acc(
-            "tw-mg",
-            AUTH_TOKEN,
-            &format!("messaging_service_sid = \"{SERVICE_SID}\"")
-        ),
-        acc(
-            "tw-bad-token",
-            "not-the-token",
-            &format!("from = \"{FROM}\"")
-        )
+        acc("tw-mg", AUTH_TOKEN, &format!("messaging_service_sid = \"{SERVICE_SID}\"")),
+        acc("tw-bad-token", "not-the-token", &format!("from = \"{FROM}\""))
     )
 }
 
@@ -458,62 +322,34 @@ fn sms(account: &str, text: &str, to: &[&str]) -> Value {
 async fn twilio_sms_sends_with_basic_auth_bills_segments_and_checks_callback_signatures() {
     let fake = FakeTwilio::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(
-        dir.path(),
-        &config(&[(HOST, &fake.url)], &tenant("acme", API_KEY, &accounts())),
-    );
+    let gw = Gateway::start(dir.path(), &config(&[(HOST, &fake.url)], &tenant("acme", API_KEY, &accounts())));
 
     // 200 GSM characters: 2 segments (153 per part).
     let text = format!("Order +1 & 50% off? {}", "a".repeat(180));
     // A malformed number never reaches Twilio: the gateway refuses it at ingest.
-    refused_at_ingest(
-        &gw,
-        &sms("tw", &text, &["+14155550100", "+1234", UNSUBSCRIBED]),
-        1,
-    )
-    .await;
+    refused_at_ingest(&gw, &sms("tw", &text, &["+14155550100", "+1234", UNSUBSCRIBED]), 1).await;
     assert!(fake.created().is_empty() && fake.errors().is_empty());
 
     // Well-formed numbers Twilio refuses (a landline; an unsubscribed
     // recipient) fail alone, without retries.
-    let id = send(
-        &gw,
-        &sms("tw", &text, &["+14155550100", LANDLINE, UNSUBSCRIBED]),
-    )
-    .await;
+    let id = send(&gw, &sms("tw", &text, &["+14155550100", LANDLINE, UNSUBSCRIBED])).await;
     let v = wait_settled(&gw, &id).await;
     assert_eq!(statuses(&v), ["sent", "failed", "failed"], "{v}");
-    assert_eq!(
-        delivery(&v, 1)["detail"],
-        format!("Twilio 21614: The 'To' number {LANDLINE} is not a valid mobile number.")
-    );
+    assert_eq!(delivery(&v, 1)["detail"], format!("Twilio 21614: The 'To' number {LANDLINE} is not a valid mobile number."));
     assert_eq!(delivery(&v, 1)["attempts"], 1);
     assert_eq!(delivery(&v, 2)["attempts"], 1);
-    assert_eq!(
-        delivery(&v, 2)["detail"],
-        "Twilio 21610: Attempt to send to unsubscribed recipient"
-    );
+    assert_eq!(delivery(&v, 2)["detail"], "Twilio 21610: Attempt to send to unsubscribed recipient");
     let created = fake.created();
     assert_eq!(created.len(), 1);
     let m = &created[0];
     assert_eq!(m.params["To"], "+14155550100");
     assert_eq!(m.params["From"], FROM);
     assert_eq!(m.params["Body"], text);
-    assert_eq!(
-        m.params["StatusCallback"],
-        format!("{PUBLIC}/v1/callbacks/acme/tw")
-    );
+    assert_eq!(m.params["StatusCallback"], format!("{PUBLIC}/v1/callbacks/acme/tw"));
     assert_eq!(delivery(&v, 0)["provider_id"], m.sid.as_str());
     let ledger = ledger_for(&gw, &id).await;
     assert_eq!(ledger.len(), 1);
-    assert_eq!(
-        (
-            ledger[0]["units"].as_u64(),
-            ledger[0]["amount_minor"].as_i64()
-        ),
-        (Some(2), Some(14)),
-        "num_segments billed"
-    );
+    assert_eq!((ledger[0]["units"].as_u64(), ledger[0]["amount_minor"].as_i64()), (Some(2), Some(14)), "num_segments billed");
 
     // Through a Messaging Service Twilio answers num_segments "0"; the plugin
     // counts the echoed body: 100 Chinese characters are UCS-2, 2 parts of 67.
@@ -521,133 +357,43 @@ async fn twilio_sms_sends_with_basic_auth_bills_segments_and_checks_callback_sig
     let id2 = send(&gw, &sms("tw-mg", &long, &["+8613800138000"])).await;
     let v2 = wait_settled(&gw, &id2).await;
     assert_eq!(statuses(&v2), ["sent"]);
-    let mg = fake
-        .created()
-        .into_iter()
-        .find(|c| c.params.contains_key("MessagingServiceSid"))
-        .unwrap();
+    let mg = fake.created().into_iter().find(|c| c.params.contains_key("MessagingServiceSid")).unwrap();
     assert_eq!(mg.num_segments, 2);
     let ledger = ledger_for(&gw, &id2).await;
-    assert_eq!(
-        (
-            ledger[0]["units"].as_u64(),
-            ledger[0]["amount_minor"].as_i64()
-        ),
-        (Some(2), Some(14)),
-        "{ledger:?}"
-    );
+    assert_eq!((ledger[0]["units"].as_u64(), ledger[0]["amount_minor"].as_i64()), (Some(2), Some(14)), "{ledger:?}");
 
     // Status callbacks, signed over the public callback URL.
-    let r = fake
-        .callback(
-            &gw,
-            &m.sid,
-            &[
-                ("MessageSid", &m.sid),
-                ("MessageStatus", "sent"),
-                ("SmsSid", &m.sid),
-                ("SmsStatus", "sent"),
-            ],
-            AUTH_TOKEN,
-        )
-        .await;
+    let r =
+        fake.callback(&gw, &m.sid, &[("MessageSid", &m.sid), ("MessageStatus", "sent"), ("SmsSid", &m.sid), ("SmsStatus", "sent")], AUTH_TOKEN).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let forged = fake
-        .callback(
-            &gw,
-            &m.sid,
-            &[
-                ("MessageSid", &m.sid),
-                ("MessageStatus", "undelivered"),
-                ("ErrorCode", "30003"),
-            ],
-            "guessed-token",
-        )
-        .await;
-    assert_eq!(
-        forged.status,
-        400,
-        "a forged signature is rejected: {}",
-        forged.text()
-    );
+    let forged =
+        fake.callback(&gw, &m.sid, &[("MessageSid", &m.sid), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")], "guessed-token").await;
+    assert_eq!(forged.status, 400, "a forged signature is rejected: {}", forged.text());
     let r = fake
-        .callback(
-            &gw,
-            &m.sid,
-            &[
-                ("MessageSid", &m.sid),
-                ("MessageStatus", "delivered"),
-                ("SmsSid", &m.sid),
-                ("SmsStatus", "delivered"),
-            ],
-            AUTH_TOKEN,
-        )
+        .callback(&gw, &m.sid, &[("MessageSid", &m.sid), ("MessageStatus", "delivered"), ("SmsSid", &m.sid), ("SmsStatus", "delivered")], AUTH_TOKEN)
         .await;
     assert_eq!(r.status, 204, "{}", r.text());
     let v = wait_delivery(&gw, &id, 0, "delivered").await;
     assert_eq!(statuses(&v), ["delivered", "failed", "failed"]);
-    let r = fake
-        .callback(
-            &gw,
-            &mg.sid,
-            &[
-                ("MessageSid", &mg.sid),
-                ("MessageStatus", "undelivered"),
-                ("ErrorCode", "30003"),
-            ],
-            AUTH_TOKEN,
-        )
-        .await;
+    let r = fake.callback(&gw, &mg.sid, &[("MessageSid", &mg.sid), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")], AUTH_TOKEN).await;
     assert_eq!(r.status, 204);
     let v2 = wait_delivery(&gw, &id2, 0, "failed").await;
-    assert_eq!(
-        delivery(&v2, 0)["detail"],
-        "undelivered: Twilio error 30003"
-    );
+    assert_eq!(delivery(&v2, 0)["detail"], "undelivered: Twilio error 30003");
     // Undelivered is not billed: the debit is refunded once, even if Twilio reports again.
-    let again = fake
-        .callback(
-            &gw,
-            &mg.sid,
-            &[
-                ("MessageSid", &mg.sid),
-                ("MessageStatus", "undelivered"),
-                ("ErrorCode", "30003"),
-            ],
-            AUTH_TOKEN,
-        )
-        .await;
+    let again = fake.callback(&gw, &mg.sid, &[("MessageSid", &mg.sid), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")], AUTH_TOKEN).await;
     assert_eq!(again.status, 204);
     let ledger = ledger_for(&gw, &id2).await;
-    let kinds: Vec<_> = ledger
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["amount_minor"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let kinds: Vec<_> = ledger.iter().map(|e| (e["kind"].as_str().unwrap().to_string(), e["amount_minor"].as_i64().unwrap())).collect();
     assert_eq!(kinds.len(), 2, "{ledger:?}");
-    assert!(
-        kinds.contains(&("debit".into(), 14)) && kinds.contains(&("credit".into(), 14)),
-        "{ledger:?}"
-    );
-    assert_eq!(
-        delivery(&v2, 0)["cost_minor"],
-        0,
-        "net cost after the refund"
-    );
+    assert!(kinds.contains(&("debit".into(), 14)) && kinds.contains(&("credit".into(), 14)), "{ledger:?}");
+    assert_eq!(delivery(&v2, 0)["cost_minor"], 0, "net cost after the refund");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twilio_sms_wrong_token_fails_and_429_is_throttled_then_sent() {
     let fake = FakeTwilio::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(
-        dir.path(),
-        &config(&[(HOST, &fake.url)], &tenant("acme", API_KEY, &accounts())),
-    );
+    let gw = Gateway::start(dir.path(), &config(&[(HOST, &fake.url)], &tenant("acme", API_KEY, &accounts())));
 
     let id = send(&gw, &sms("tw-bad-token", "hi", &["+14155550100"])).await;
     let v = wait_settled(&gw, &id).await;
@@ -666,12 +412,5 @@ async fn twilio_sms_wrong_token_fails_and_429_is_throttled_then_sent() {
     assert!(fake.errors().contains(&20429), "{:?}", fake.errors());
     assert_eq!(fake.created().len(), 5);
     let m = gw.metrics().await;
-    assert!(
-        metric(
-            &m,
-            "herald_deliveries_total",
-            "channel=\"twilio-sms\",outcome=\"throttled\",tenant=\"acme\""
-        ) >= 1.0,
-        "{m}"
-    );
+    assert!(metric(&m, "herald_deliveries_total", "channel=\"twilio-sms\",outcome=\"throttled\",tenant=\"acme\"") >= 1.0, "{m}");
 }

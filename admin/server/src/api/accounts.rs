@@ -89,21 +89,13 @@ fn view(app: &App, a: &Account) -> Value {
 }
 
 fn sender(a: &Account) -> String {
-    ["from", "sender", "address", "sign_name", "from_number"]
-        .iter()
-        .find_map(|k| a.config.get(*k).and_then(Value::as_str))
-        .unwrap_or("")
-        .to_string()
+    ["from", "sender", "address", "sign_name", "from_number"].iter().find_map(|k| a.config.get(*k).and_then(Value::as_str)).unwrap_or("").to_string()
 }
 
 async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require("accounts.view")?;
     let accounts = app.config.accounts(&caller.tenant).await?;
-    let items: Vec<_> = accounts
-        .iter()
-        .filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name)))
-        .map(|a| view(&app, a))
-        .collect();
+    let items: Vec<_> = accounts.iter().filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name))).map(|a| view(&app, a)).collect();
     Ok(axum::Json(q.page(items)).into_response())
 }
 
@@ -220,7 +212,8 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
     };
     let creds = s["username"].as_str().map(|u| (u.to_string(), s["password"].as_str().unwrap_or_default().to_string()));
     let timeout = Duration::from_millis(app.cfg.smtp_check_timeout_ms);
-    let failed = |m: String| ApiError::new(ErrorKind::Unprocessable, "smtp_check_failed", format!("SMTP check failed: {m}")).with_field("config.smtp");
+    let failed =
+        |m: String| ApiError::new(ErrorKind::Unprocessable, "smtp_check_failed", format!("SMTP check failed: {m}")).with_field("config.smtp");
     let addr = match tokio::time::timeout(timeout, guard(app)?.resolve(host, port)).await {
         Ok(Ok(addrs)) => addrs[0].ip(),
         Ok(Err(ResolveError::Refused(r))) => return Err(refused("config.smtp.host", r.0)),

@@ -16,31 +16,16 @@ use crate::auth::{self, Caller, Login, PLATFORM, ROLE, Rights, Role};
 use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes) -> Routes {
-    r.add(
-        "GET",
-        "/units",
-        "Org units in the caller's data scope",
-        list_units,
-    )
-    .add("POST", "/units", "Create a child unit", create_unit)
-    .add("PATCH", "/units/{id}", "Rename or move a unit", update_unit)
-    .add("DELETE", "/units/{id}", "Delete an empty unit", delete_unit)
-    .add(
-        "GET",
-        "/users",
-        "Search users (q, unit subtree)",
-        list_users,
-    )
-    .add("POST", "/users", "Create a user", create_user)
-    .add("GET", "/users/{id}", "One user", get_user)
-    .add("PATCH", "/users/{id}", "Edit a user", update_user)
-    .add("DELETE", "/users/{id}", "Delete a user", delete_user)
-    .add(
-        "DELETE",
-        "/users/{id}/sessions",
-        "End every session of a user",
-        end_user_sessions,
-    )
+    r.add("GET", "/units", "Org units in the caller's data scope", list_units)
+        .add("POST", "/units", "Create a child unit", create_unit)
+        .add("PATCH", "/units/{id}", "Rename or move a unit", update_unit)
+        .add("DELETE", "/units/{id}", "Delete an empty unit", delete_unit)
+        .add("GET", "/users", "Search users (q, unit subtree)", list_users)
+        .add("POST", "/users", "Create a user", create_user)
+        .add("GET", "/users/{id}", "One user", get_user)
+        .add("PATCH", "/users/{id}", "Edit a user", update_user)
+        .add("DELETE", "/users/{id}", "Delete a user", delete_user)
+        .add("DELETE", "/users/{id}/sessions", "End every session of a user", end_user_sessions)
 }
 
 /// Root-to-unit path of ids.
@@ -51,10 +36,7 @@ fn path_of(units: &[Unit], id: &str) -> Vec<String> {
         if out.contains(&c) {
             break;
         }
-        cur = units
-            .iter()
-            .find(|u| u.id == c)
-            .and_then(|u| u.parent.clone());
+        cur = units.iter().find(|u| u.id == c).and_then(|u| u.parent.clone());
         out.push(c);
     }
     out.reverse();
@@ -73,15 +55,9 @@ async fn list_units(State(app): State<Arc<App>>, caller: Caller) -> Result<Respo
 }
 
 /// A unit the caller may see, or 404.
-async fn visible_unit(
-    app: &App,
-    caller: &Caller,
-    id: &str,
-    field: &str,
-) -> std::result::Result<Unit, ApiError> {
+async fn visible_unit(app: &App, caller: &Caller, id: &str, field: &str) -> std::result::Result<Unit, ApiError> {
     let unit: Option<Unit> = caller.repo(app).get(UNIT, id).await?;
-    unit.filter(|u| caller.sees_unit(&u.id))
-        .ok_or_else(|| ApiError::not_found("org unit", field))
+    unit.filter(|u| caller.sees_unit(&u.id)).ok_or_else(|| ApiError::not_found("org unit", field))
 }
 
 #[derive(Deserialize)]
@@ -91,20 +67,11 @@ struct NewUnit {
     parent: String,
 }
 
-async fn create_unit(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Body(b): Body<NewUnit>,
-) -> Result<Response> {
+async fn create_unit(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewUnit>) -> Result<Response> {
     caller.require("directory.edit")?;
     let name = text("name", &b.name, 100)?;
     let parent = visible_unit(&app, &caller, &b.parent, "parent").await?;
-    let unit = Unit {
-        id: new_id(),
-        name,
-        parent: Some(parent.id),
-        created_at: herald_core::now_ms(),
-    };
+    let unit = Unit { id: new_id(), name, parent: Some(parent.id), created_at: herald_core::now_ms() };
     caller.repo(&app).put(UNIT, &unit.id, &unit).await?;
     Ok(created(&unit))
 }
@@ -116,12 +83,7 @@ struct UnitPatch {
     parent: Option<String>,
 }
 
-async fn update_unit(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Body(b): Body<UnitPatch>,
-) -> Result<Response> {
+async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UnitPatch>) -> Result<Response> {
     caller.require("directory.edit")?;
     let mut unit = visible_unit(&app, &caller, &id, "id").await?;
     if let Some(n) = &b.name {
@@ -134,11 +96,7 @@ async fn update_unit(
         let target = visible_unit(&app, &caller, p, "parent").await?;
         let all: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
         if directory::subtree(&all, &unit.id).contains(&target.id) {
-            return Err(ApiError::invalid(
-                "parent",
-                "a unit cannot move under itself or its own subunits",
-            )
-            .into());
+            return Err(ApiError::invalid("parent", "a unit cannot move under itself or its own subunits").into());
         }
         unit.parent = Some(target.id);
     }
@@ -146,11 +104,7 @@ async fn update_unit(
     Ok(axum::Json(&unit).into_response())
 }
 
-async fn delete_unit(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("directory.edit")?;
     let unit = visible_unit(&app, &caller, &id, "id").await?;
     if unit.parent.is_none() {
@@ -159,29 +113,16 @@ async fn delete_unit(
     let repo = caller.repo(&app);
     let units: Vec<Unit> = repo.list(UNIT).await?;
     let users: Vec<User> = repo.list(USER).await?;
-    let children = units
-        .iter()
-        .filter(|u| u.parent.as_deref() == Some(&id))
-        .count();
+    let children = units.iter().filter(|u| u.parent.as_deref() == Some(&id)).count();
     let members = users.iter().filter(|u| u.unit == id).count();
     if children + members > 0 {
-        return Err(conflict(
-            "not_empty",
-            format!(
-                "the unit has {children} subunits and {members} users; move or delete them first"
-            ),
-        )
-        .into());
+        return Err(conflict("not_empty", format!("the unit has {children} subunits and {members} users; move or delete them first")).into());
     }
     repo.delete(UNIT, &id).await?;
     Ok(no_content())
 }
 
-async fn list_users(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Response> {
+async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require("directory.view")?;
     let repo = caller.repo(&app);
     let in_unit = match q.unit.as_deref().filter(|u| !u.is_empty()) {
@@ -194,17 +135,12 @@ async fn list_users(
         .filter(|u| caller.sees_unit(&u.unit))
         .filter(|u| in_unit.as_ref().is_none_or(|s| s.contains(&u.unit)))
         .filter(|u| {
-            let hay = [
-                Some(&u.name),
-                u.login.as_ref(),
-                u.mobile.as_ref(),
-                u.email.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(" ");
+            let hay = [Some(&u.name), u.login.as_ref(), u.mobile.as_ref(), u.email.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
             ListQuery::matches(&q.q, &hay)
         })
         .map(user_view)
@@ -237,13 +173,7 @@ fn opt(v: Option<String>) -> Option<String> {
 /// Apply a body to a user (create, or edit when `existing`); claims a new
 /// login name. True when the password or the login changed on an existing
 /// user (their other sessions are then ended).
-async fn apply(
-    app: &App,
-    caller: &Caller,
-    user: &mut User,
-    b: UserBody,
-    existing: bool,
-) -> std::result::Result<bool, ApiError> {
+async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existing: bool) -> std::result::Result<bool, ApiError> {
     if let Some(n) = &b.name {
         user.name = text("name", n, 100)?;
     }
@@ -255,10 +185,7 @@ async fn apply(
         if let Some(v) = &m
             && (!v.chars().all(|c| c.is_ascii_digit() || "+- ".contains(c)) || v.len() > 20)
         {
-            return Err(ApiError::invalid(
-                "mobile",
-                "a phone number: digits, optional leading +",
-            ));
+            return Err(ApiError::invalid("mobile", "a phone number: digits, optional leading +"));
         }
         user.mobile = m;
     }
@@ -285,24 +212,14 @@ async fn apply(
         }
     }
     if let Some(roles) = b.roles {
-        caller
-            .require("roles.manage")
-            .map_err(|e| e.with_field("roles"))?;
+        caller.require("roles.manage").map_err(|e| e.with_field("roles"))?;
         let known: Vec<Role> = caller.repo(app).list(ROLE).await?;
         for (i, r) in roles.iter().enumerate() {
             let Some(role) = known.iter().find(|k| &k.id == r) else {
-                return Err(ApiError::unknown(
-                    "unknown_role",
-                    &format!("roles[{i}]"),
-                    format!("no role {r}"),
-                ));
+                return Err(ApiError::unknown("unknown_role", &format!("roles[{i}]"), format!("no role {r}")));
             };
             // Only roles whose rights the caller holds can be given (or kept).
-            caller.covers(
-                &format!("roles[{i}]"),
-                &format!("the role {}", role.name),
-                &Rights::of([role]),
-            )?;
+            caller.covers(&format!("roles[{i}]"), &format!("the role {}", role.name), &Rights::of([role]))?;
         }
         if existing && roles != user.roles {
             let id = user.id.clone();
@@ -322,17 +239,10 @@ async fn apply(
     // anyone else's only with users.password.
     if existing && (b.password.is_some() || renamed) {
         if user.id == caller.user.id {
-            check_current_password(caller, "current_password", b.current_password.as_deref())
-                .await?;
+            check_current_password(caller, "current_password", b.current_password.as_deref()).await?;
         } else {
-            let field = if b.password.is_some() {
-                "password"
-            } else {
-                "login"
-            };
-            caller
-                .require("users.password")
-                .map_err(|e| e.with_field(field))?;
+            let field = if b.password.is_some() { "password" } else { "login" };
+            caller.require("users.password").map_err(|e| e.with_field(field))?;
         }
     }
     if let Some(p) = &b.password {
@@ -341,27 +251,16 @@ async fn apply(
         user.password_hash = Some(auth::hash_password(p).await?);
     }
     if renamed && b.password.is_none() && user.password_hash.is_none() {
-        return Err(ApiError::invalid(
-            "password",
-            "a user who logs in needs a password",
-        ));
+        return Err(ApiError::invalid("password", "a user who logs in needs a password"));
     }
     if let Some(l) = &new_login
         && renamed
     {
         check_login_name("login", l)?;
         let platform = Repo::new(app.config.as_ref(), PLATFORM);
-        let claim = Login {
-            tenant: caller.tenant.clone(),
-            user: user.id.clone(),
-        };
+        let claim = Login { tenant: caller.tenant.clone(), user: user.id.clone() };
         if !platform.create(auth::LOGIN, l, &claim).await? {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                "login_taken",
-                "this login name is taken",
-            )
-            .with_field("login"));
+            return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("login"));
         }
         if let Some(old) = user.login.replace(l.clone()) {
             platform.delete(auth::LOGIN, &old).await?;
@@ -370,30 +269,13 @@ async fn apply(
     Ok(existing && (b.password.is_some() || renamed))
 }
 
-async fn create_user(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Body(b): Body<UserBody>,
-) -> Result<Response> {
+async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
     caller.require("directory.edit")?;
     let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;
-    let unit = b
-        .unit
-        .clone()
-        .ok_or_else(|| ApiError::invalid("unit", "unit is required"))?;
-    let mut user = User {
-        id: new_id(),
-        name,
-        unit,
-        created_at: herald_core::now_ms(),
-        ..Default::default()
-    };
+    let unit = b.unit.clone().ok_or_else(|| ApiError::invalid("unit", "unit is required"))?;
+    let mut user = User { id: new_id(), name, unit, created_at: herald_core::now_ms(), ..Default::default() };
     let roles_given = b.roles.as_ref().is_some_and(|r| !r.is_empty());
-    let b = if roles_given {
-        b
-    } else {
-        UserBody { roles: None, ..b }
-    };
+    let b = if roles_given { b } else { UserBody { roles: None, ..b } };
     apply(&app, &caller, &mut user, b, false).await?;
     caller.repo(&app).put(USER, &user.id, &user).await?;
     Ok(created(user_view(&user)))
@@ -401,25 +283,16 @@ async fn create_user(
 
 async fn visible_user(app: &App, caller: &Caller, id: &str) -> std::result::Result<User, ApiError> {
     let user: Option<User> = caller.repo(app).get(USER, id).await?;
-    user.filter(|u| caller.sees_unit(&u.unit))
-        .ok_or_else(|| ApiError::not_found("user", "id"))
+    user.filter(|u| caller.sees_unit(&u.unit)).ok_or_else(|| ApiError::not_found("user", "id"))
 }
 
-async fn get_user(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn get_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("directory.view")?;
     Ok(axum::Json(user_view(&visible_user(&app, &caller, &id).await?)).into_response())
 }
 
 /// Refuse acting on a user who holds rights the caller lacks (oneself excepted).
-async fn check_covers(
-    app: &App,
-    caller: &Caller,
-    user: &User,
-) -> std::result::Result<(), ApiError> {
+async fn check_covers(app: &App, caller: &Caller, user: &User) -> std::result::Result<(), ApiError> {
     if user.id == caller.user.id {
         return Ok(());
     }
@@ -427,12 +300,7 @@ async fn check_covers(
     caller.covers("id", "this user", &Rights::of_user(user, &roles))
 }
 
-async fn update_user(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Body(b): Body<UserBody>,
-) -> Result<Response> {
+async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UserBody>) -> Result<Response> {
     caller.require("directory.edit")?;
     let mut user = visible_user(&app, &caller, &id).await?;
     check_covers(&app, &caller, &user).await?;
@@ -446,11 +314,7 @@ async fn update_user(
     Ok(axum::Json(user_view(&user)).into_response())
 }
 
-async fn delete_user(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("directory.edit")?;
     let user = visible_user(&app, &caller, &id).await?;
     if user.id == caller.user.id {
@@ -459,20 +323,14 @@ async fn delete_user(
     check_covers(&app, &caller, &user).await?;
     auth::keep_an_admin(&caller.repo(&app), |_, users| users.retain(|u| u.id != id)).await?;
     if let Some(l) = &user.login {
-        Repo::new(app.config.as_ref(), PLATFORM)
-            .delete(auth::LOGIN, l)
-            .await?;
+        Repo::new(app.config.as_ref(), PLATFORM).delete(auth::LOGIN, l).await?;
     }
     caller.repo(&app).delete(USER, &user.id).await?;
     auth::end_sessions_of(&app, &caller.tenant, &user.id, None).await?;
     Ok(no_content())
 }
 
-async fn end_user_sessions(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn end_user_sessions(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("directory.edit")?;
     let user = visible_user(&app, &caller, &id).await?;
     check_covers(&app, &caller, &user).await?;

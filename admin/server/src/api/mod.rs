@@ -37,12 +37,10 @@ impl<E: Into<ApiError>> From<E> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(self.0.body())).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         resp
     }
@@ -57,18 +55,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = Failure;
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(ErrorKind::TooLarge, "too_large", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::new(ErrorKind::TooLarge, "too_large", e.body_text()))?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
             let field = e.path().to_string();
             let err = ApiError::new(ErrorKind::Invalid, "invalid_body", e.inner().to_string());
-            Failure(if field == "." {
-                err
-            } else {
-                err.with_field(field)
-            })
+            Failure(if field == "." { err } else { err.with_field(field) })
         })
     }
 }
@@ -88,22 +80,14 @@ pub struct ListQuery {
 impl ListQuery {
     /// Case-insensitive containment; an empty filter matches everything.
     pub fn matches(filter: &Option<String>, value: &str) -> bool {
-        filter
-            .as_deref()
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-            .is_none_or(|f| value.to_lowercase().contains(&f.to_lowercase()))
+        filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).is_none_or(|f| value.to_lowercase().contains(&f.to_lowercase()))
     }
 
     /// `{"items": [...], "total": n}` for one page.
     pub fn page<T: serde::Serialize>(&self, items: Vec<T>) -> Value {
         let total = items.len();
         let limit = self.limit.unwrap_or(50).clamp(1, 200);
-        let page: Vec<T> = items
-            .into_iter()
-            .skip(self.offset.unwrap_or(0))
-            .take(limit)
-            .collect();
+        let page: Vec<T> = items.into_iter().skip(self.offset.unwrap_or(0)).take(limit).collect();
         json!({"items": page, "total": total})
     }
 }
@@ -116,10 +100,7 @@ pub struct Routes {
 
 impl Routes {
     fn new() -> Self {
-        Self {
-            router: Router::new(),
-            paths: serde_json::Map::new(),
-        }
+        Self { router: Router::new(), paths: serde_json::Map::new() }
     }
 
     pub fn add<H, T>(mut self, method: &str, path: &str, summary: &str, handler: H) -> Self
@@ -178,54 +159,14 @@ pub fn router(app: Arc<App>) -> Router {
         async move { axum::Json(doc) }
     });
     r.router
-        .route(
-            "/",
-            axum::routing::get(|| {
-                static_file(
-                    "text/html; charset=utf-8",
-                    include_str!("../../../console/index.html"),
-                )
-            }),
-        )
-        .route(
-            "/app.js",
-            axum::routing::get(|| {
-                static_file(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../../../console/app.js"),
-                )
-            }),
-        )
-        .route(
-            "/i18n.js",
-            axum::routing::get(|| {
-                static_file(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../../../console/i18n.js"),
-                )
-            }),
-        )
-        .route(
-            "/style.css",
-            axum::routing::get(|| {
-                static_file(
-                    "text/css; charset=utf-8",
-                    include_str!("../../../console/style.css"),
-                )
-            }),
-        )
+        .route("/", axum::routing::get(|| static_file("text/html; charset=utf-8", include_str!("../../../console/index.html"))))
+        .route("/app.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/app.js"))))
+        .route("/i18n.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/i18n.js"))))
+        .route("/style.css", axum::routing::get(|| static_file("text/css; charset=utf-8", include_str!("../../../console/style.css"))))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .fallback(|| async {
-            Failure(ApiError::new(
-                ErrorKind::NotFound,
-                "not_found",
-                "no such route",
-            ))
-        })
+        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
         .layer(axum::middleware::from_fn(same_origin_writes))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            app.cfg.max_upload_bytes + 64 * 1024,
-        ))
+        .layer(axum::extract::DefaultBodyLimit::max(app.cfg.max_upload_bytes + 64 * 1024))
         .with_state(app)
 }
 
@@ -250,25 +191,16 @@ async fn same_origin_writes(req: Request, next: axum::middleware::Next) -> Respo
 fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (StatusCode, ApiError)> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let refuse = |field: &str, message: &str| {
-        (
-            StatusCode::FORBIDDEN,
-            ApiError::new(ErrorKind::Forbidden, "cross_origin", message.to_string())
-                .with_field(field),
-        )
+        (StatusCode::FORBIDDEN, ApiError::new(ErrorKind::Forbidden, "cross_origin", message.to_string()).with_field(field))
     };
     let confirmed = match (get("origin"), get("sec-fetch-site")) {
         (Some(origin), _) => {
-            let authority = origin
-                .split_once("://")
-                .map(|(_, a)| a.trim_end_matches('/'));
+            let authority = origin.split_once("://").map(|(_, a)| a.trim_end_matches('/'));
             let host = get("x-forwarded-host").or(get("host"));
             match (authority, host) {
                 (Some(a), Some(host)) if a.eq_ignore_ascii_case(host) => true,
                 _ => {
-                    return Err(refuse(
-                        "Origin",
-                        "cross-origin writes are refused: send this from the console's own origin",
-                    ));
+                    return Err(refuse("Origin", "cross-origin writes are refused: send this from the console's own origin"));
                 }
             }
         }
@@ -276,25 +208,13 @@ fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (Stat
         (None, Some(_)) => return Err(refuse("Sec-Fetch-Site", "cross-site writes are refused")),
         (None, None) => false,
     };
-    let has_body = h.contains_key(header::TRANSFER_ENCODING)
-        || get("content-length").is_some_and(|n| n != "0");
+    let has_body = h.contains_key(header::TRANSFER_ENCODING) || get("content-length").is_some_and(|n| n != "0");
     if has_body {
-        let essence = get("content-type")
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let essence = get("content-type").unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         let json = essence == "application/json";
         let upload = essence == "multipart/form-data" && confirmed;
         if !json && !upload {
-            let e = ApiError::new(
-                ErrorKind::Invalid,
-                "unsupported_media_type",
-                "send the body as application/json",
-            )
-            .with_field("Content-Type");
+            let e = ApiError::new(ErrorKind::Invalid, "unsupported_media_type", "send the body as application/json").with_field("Content-Type");
             return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, e));
         }
     }
@@ -307,10 +227,7 @@ async fn static_file(content_type: &'static str, body: &'static str) -> Response
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
         ],
         body,
     )
@@ -330,16 +247,10 @@ pub fn no_content() -> Response {
 pub fn text(field: &str, value: &str, max: usize) -> std::result::Result<String, ApiError> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must not be empty"),
-        ));
+        return Err(ApiError::invalid(field, format!("{field} must not be empty")));
     }
     if v.chars().count() > max {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must have at most {max} characters"),
-        ));
+        return Err(ApiError::invalid(field, format!("{field} must have at most {max} characters")));
     }
     Ok(v.to_string())
 }

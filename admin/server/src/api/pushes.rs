@@ -236,7 +236,11 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
         .await?
         .ok_or_else(|| ApiError::unknown("unknown_account", "account", format!("no sender account {:?}", b.account)))?;
     if account.plugin != b.channel {
-        return Err(ApiError::unknown("account_channel", "account", format!("account {:?} sends on {}, not {}", b.account, account.plugin, b.channel)));
+        return Err(ApiError::unknown(
+            "account_channel",
+            "account",
+            format!("account {:?} sends on {}, not {}", b.account, account.plugin, b.channel),
+        ));
     }
     let mut content = b.content;
     content.html = content.html.as_deref().map(sanitize_html).filter(|h| !h.trim().is_empty());
@@ -308,8 +312,9 @@ async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<d
         expanded = kept;
     }
     if expanded.recipients.is_empty() {
-        return Err(ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel")
-            .with_field("targets"));
+        return Err(
+            ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel").with_field("targets")
+        );
     }
     if expanded.recipients.len() > MAX_PUSH_RECIPIENTS {
         return Err(ApiError::invalid("targets", format!("{} recipients; at most {MAX_PUSH_RECIPIENTS}", expanded.recipients.len())));

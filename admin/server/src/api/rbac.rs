@@ -18,68 +18,26 @@ use crate::auth::{self, Caller, PERMISSIONS, ROLE, Rights, Role};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes) -> Routes {
-    r.add(
-        "GET",
-        "/apps",
-        "The app market with enablement records",
-        list_apps,
-    )
-    .add(
-        "POST",
-        "/apps/{id}/enable",
-        "Enable an app (messaging issues an API key, shown once)",
-        enable_app,
-    )
-    .add(
-        "GET",
-        "/api-keys",
-        "API keys of the messaging app (prefixes only)",
-        list_keys,
-    )
-    .add(
-        "POST",
-        "/api-keys",
-        "Issue an API key (shown once)",
-        create_key,
-    )
-    .add("DELETE", "/api-keys/{id}", "Revoke an API key", revoke_key)
-    .add(
-        "GET",
-        "/permissions",
-        "The function-permission catalogue",
-        permissions,
-    )
-    .add("GET", "/roles", "Roles", list_roles)
-    .add("POST", "/roles", "Create a role", create_role)
-    .add("GET", "/roles/{id}", "One role", get_role)
-    .add("PATCH", "/roles/{id}", "Edit a role", update_role)
-    .add(
-        "DELETE",
-        "/roles/{id}",
-        "Delete a role no user holds",
-        delete_role,
-    )
+    r.add("GET", "/apps", "The app market with enablement records", list_apps)
+        .add("POST", "/apps/{id}/enable", "Enable an app (messaging issues an API key, shown once)", enable_app)
+        .add("GET", "/api-keys", "API keys of the messaging app (prefixes only)", list_keys)
+        .add("POST", "/api-keys", "Issue an API key (shown once)", create_key)
+        .add("DELETE", "/api-keys/{id}", "Revoke an API key", revoke_key)
+        .add("GET", "/permissions", "The function-permission catalogue", permissions)
+        .add("GET", "/roles", "Roles", list_roles)
+        .add("POST", "/roles", "Create a role", create_role)
+        .add("GET", "/roles/{id}", "One role", get_role)
+        .add("PATCH", "/roles/{id}", "Edit a role", update_role)
+        .add("DELETE", "/roles/{id}", "Delete a role no user holds", delete_role)
 }
 
 const APP: &str = "app";
 const API_KEY: &str = "api_key";
 /// (id, name, description)
 const MARKET: &[(&str, &str, &str)] = &[
-    (
-        "messaging",
-        "Messaging / 消息推送",
-        "Send notifications over every installed channel; issues the API keys the gateway accepts",
-    ),
-    (
-        "tiered-push",
-        "Tiered push / 分级推送",
-        "Templates and actions that escalate across channels until acknowledged",
-    ),
-    (
-        "reports",
-        "Reports / 报表",
-        "Sends and spend by channel and day",
-    ),
+    ("messaging", "Messaging / 消息推送", "Send notifications over every installed channel; issues the API keys the gateway accepts"),
+    ("tiered-push", "Tiered push / 分级推送", "Templates and actions that escalate across channels until acknowledged"),
+    ("reports", "Reports / 报表", "Sends and spend by channel and day"),
 ];
 
 #[derive(Serialize, Deserialize)]
@@ -114,20 +72,12 @@ async fn list_apps(State(app): State<Arc<App>>, caller: Caller) -> Result<Respon
     Ok(axum::Json(json!({"items": items})).into_response())
 }
 
-async fn enable_app(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn enable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("apps.manage")?;
     if !MARKET.iter().any(|m| m.0 == id) {
         return Err(ApiError::not_found("app", "id").into());
     }
-    let record = Enablement {
-        app: id.clone(),
-        enabled_at: herald_core::now_ms(),
-        enabled_by: caller.user.name.clone(),
-    };
+    let record = Enablement { app: id.clone(), enabled_at: herald_core::now_ms(), enabled_by: caller.user.name.clone() };
     if !caller.repo(&app).create(APP, &id, &record).await? {
         return Err(conflict("already_enabled", "this app is already enabled").into());
     }
@@ -159,48 +109,32 @@ async fn issue_key(app: &App, caller: &Caller) -> std::result::Result<(String, S
 async fn list_keys(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require("apps.view")?;
     let keys: Vec<ApiKey> = caller.repo(&app).list(API_KEY).await?;
-    let items: Vec<_> = keys
-        .iter()
-        .map(|k| json!({"id": k.id, "prefix": k.prefix, "created_at": rfc3339(k.created_at), "created_by": k.created_by}))
-        .collect();
+    let items: Vec<_> =
+        keys.iter().map(|k| json!({"id": k.id, "prefix": k.prefix, "created_at": rfc3339(k.created_at), "created_by": k.created_by})).collect();
     Ok(axum::Json(json!({"items": items})).into_response())
 }
 
 async fn create_key(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require("apps.manage")?;
-    if caller
-        .repo(&app)
-        .get::<Enablement>(APP, "messaging")
-        .await?
-        .is_none()
-    {
+    if caller.repo(&app).get::<Enablement>(APP, "messaging").await?.is_none() {
         return Err(conflict("app_disabled", "enable the messaging app first").into());
     }
     let (id, key) = issue_key(&app, &caller).await?;
     Ok(created(json!({"id": id, "api_key": key})))
 }
 
-async fn revoke_key(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn revoke_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("apps.manage")?;
     let repo = caller.repo(&app);
     let key: ApiKey = repo.need(API_KEY, &id, "API key").await?;
-    app.config
-        .remove_api_key(&caller.tenant, &key.key_sha256)
-        .await?;
+    app.config.remove_api_key(&caller.tenant, &key.key_sha256).await?;
     repo.delete(API_KEY, &id).await?;
     Ok(no_content())
 }
 
 async fn permissions(caller: Caller) -> Result<Response> {
     let _ = caller;
-    let items: Vec<_> = PERMISSIONS
-        .iter()
-        .map(|(id, menu, kind)| json!({"id": id, "menu": menu, "kind": kind}))
-        .collect();
+    let items: Vec<_> = PERMISSIONS.iter().map(|(id, menu, kind)| json!({"id": id, "menu": menu, "kind": kind})).collect();
     Ok(axum::Json(json!({"items": items})).into_response())
 }
 
@@ -221,23 +155,14 @@ struct RoleBody {
 
 /// Apply a body to a role. Every permission and unit it grants must be the
 /// caller's own (403 naming the field otherwise).
-async fn apply(
-    app: &App,
-    caller: &Caller,
-    role: &mut Role,
-    b: RoleBody,
-) -> std::result::Result<(), ApiError> {
+async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std::result::Result<(), ApiError> {
     if let Some(n) = &b.name {
         role.name = text("name", n, 100)?;
     }
     if let Some(mut ps) = b.permissions {
         for (i, p) in ps.iter().enumerate() {
             if !PERMISSIONS.iter().any(|(id, ..)| id == p) {
-                return Err(ApiError::unknown(
-                    "unknown_permission",
-                    &format!("permissions[{i}]"),
-                    format!("no permission {p}"),
-                ));
+                return Err(ApiError::unknown("unknown_permission", &format!("permissions[{i}]"), format!("no permission {p}")));
             }
         }
         caller.may_grant("", &ps, false, &[])?;
@@ -253,11 +178,7 @@ async fn apply(
         let known: Vec<Unit> = caller.repo(app).list(UNIT).await?;
         for (i, u) in us.iter().enumerate() {
             if !known.iter().any(|k| &k.id == u) || !caller.sees_unit(u) {
-                return Err(ApiError::unknown(
-                    "unknown_unit",
-                    &format!("units[{i}]"),
-                    format!("no org unit {u}"),
-                ));
+                return Err(ApiError::unknown("unknown_unit", &format!("units[{i}]"), format!("no org unit {u}")));
             }
         }
         role.units = us;
@@ -265,42 +186,23 @@ async fn apply(
     Ok(())
 }
 
-async fn create_role(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Body(b): Body<RoleBody>,
-) -> Result<Response> {
+async fn create_role(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<RoleBody>) -> Result<Response> {
     caller.require("roles.manage")?;
     text("name", b.name.as_deref().unwrap_or(""), 100)?;
-    let mut role = Role {
-        id: new_id(),
-        name: String::new(),
-        permissions: vec![],
-        all_units: false,
-        units: vec![],
-        created_at: herald_core::now_ms(),
-    };
+    let mut role =
+        Role { id: new_id(), name: String::new(), permissions: vec![], all_units: false, units: vec![], created_at: herald_core::now_ms() };
     apply(&app, &caller, &mut role, b).await?;
     caller.repo(&app).put(ROLE, &role.id, &role).await?;
     Ok(created(&role))
 }
 
-async fn get_role(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn get_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("roles.view")?;
     let role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
     Ok(axum::Json(role).into_response())
 }
 
-async fn update_role(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Body(b): Body<RoleBody>,
-) -> Result<Response> {
+async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<RoleBody>) -> Result<Response> {
     caller.require("roles.manage")?;
     let mut role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
     // A role holding rights the caller lacks is not theirs to change.
@@ -317,11 +219,7 @@ async fn update_role(
     Ok(axum::Json(role).into_response())
 }
 
-async fn delete_role(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn delete_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require("roles.manage")?;
     let repo = caller.repo(&app);
     let role: Role = repo.need(ROLE, &id, "role").await?;

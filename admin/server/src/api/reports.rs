@@ -59,7 +59,9 @@ impl Counts {
 }
 
 fn day(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms + i64::from(BILL_OFFSET_MINUTES) * 60_000).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms + i64::from(BILL_OFFSET_MINUTES) * 60_000)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -138,16 +140,25 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
     let by_day: Vec<_> = tally
         .by_day
         .into_iter()
-        .map(|((day, channel), c)| json!({"day": day, "channel": channel, "sent": c.sent, "delivered": c.delivered, "failed": c.failed,
-                                          "acknowledged": c.acknowledged, "pending": c.pending, "cost_minor": c.cost_minor}))
+        .map(|((day, channel), c)| {
+            json!({"day": day, "channel": channel, "sent": c.sent, "delivered": c.delivered, "failed": c.failed,
+                                          "acknowledged": c.acknowledged, "pending": c.pending, "cost_minor": c.cost_minor})
+        })
         .collect();
     let by_channel: Vec<_> = tally
         .by_channel
         .into_iter()
-        .map(|(channel, c)| json!({"channel": channel, "sent": c.sent, "delivered": c.delivered, "failed": c.failed,
-                                   "acknowledged": c.acknowledged, "pending": c.pending, "cost_minor": c.cost_minor}))
+        .map(|(channel, c)| {
+            json!({"channel": channel, "sent": c.sent, "delivered": c.delivered, "failed": c.failed,
+                                   "acknowledged": c.acknowledged, "pending": c.pending, "cost_minor": c.cost_minor})
+        })
         .collect();
-    let spend: Vec<_> = spend.into_iter().map(|((day, channel), (units, cost))| json!({"day": day, "channel": channel, "units": units, "cost_minor": cost})).collect();
-    Ok(axum::Json(json!({"days": days, "by_day": by_day, "by_channel": by_channel, "per_push": per_push, "per_action": per_action, "spend_by_day": spend}))
-        .into_response())
+    let spend: Vec<_> = spend
+        .into_iter()
+        .map(|((day, channel), (units, cost))| json!({"day": day, "channel": channel, "units": units, "cost_minor": cost}))
+        .collect();
+    Ok(axum::Json(
+        json!({"days": days, "by_day": by_day, "by_channel": by_channel, "per_push": per_push, "per_action": per_action, "spend_by_day": spend}),
+    )
+    .into_response())
 }

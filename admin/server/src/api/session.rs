@@ -17,44 +17,14 @@ use crate::auth::{self, Caller, Login, PERMISSIONS, PLATFORM, ROLE, Role};
 use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes) -> Routes {
-    r.add(
-        "POST",
-        "/register",
-        "Register an enterprise and its first administrator",
-        register,
-    )
-    .add("POST", "/login", "Log in with account and password", login)
-    .add("POST", "/logout", "End the session", logout)
-    .add(
-        "GET",
-        "/me",
-        "The caller, their tenant, permissions and data scope",
-        me,
-    )
-    .add(
-        "POST",
-        "/me/password",
-        "Change one's own password (ends one's other sessions)",
-        change_password,
-    )
-    .add(
-        "GET",
-        "/me/sessions",
-        "One's own live sessions",
-        my_sessions,
-    )
-    .add(
-        "DELETE",
-        "/me/sessions",
-        "End all of one's sessions but this one",
-        end_other_sessions,
-    )
-    .add(
-        "DELETE",
-        "/me/sessions/{id}",
-        "End one of one's sessions",
-        end_my_session,
-    )
+    r.add("POST", "/register", "Register an enterprise and its first administrator", register)
+        .add("POST", "/login", "Log in with account and password", login)
+        .add("POST", "/logout", "End the session", logout)
+        .add("GET", "/me", "The caller, their tenant, permissions and data scope", me)
+        .add("POST", "/me/password", "Change one's own password (ends one's other sessions)", change_password)
+        .add("GET", "/me/sessions", "One's own live sessions", my_sessions)
+        .add("DELETE", "/me/sessions", "End all of one's sessions but this one", end_other_sessions)
+        .add("DELETE", "/me/sessions/{id}", "End one of one's sessions", end_my_session)
 }
 
 #[derive(Deserialize)]
@@ -84,43 +54,18 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     let admin_name = text("admin_name", &b.admin_name, 100)?;
     let login = auth::normalize_login(&b.admin_login);
     check_login_name("admin_login", &login)?;
-    auth::check_password(
-        "admin_password",
-        &b.admin_password,
-        Some(&login),
-        &[b.admin_name.as_str(), b.enterprise_name.as_str()],
-    )?;
+    auth::check_password("admin_password", &b.admin_password, Some(&login), &[b.admin_name.as_str(), b.enterprise_name.as_str()])?;
     let tenant = format!("t{}", &new_id()[20..]);
     let user_id = new_id();
     let platform = Repo::new(app.config.as_ref(), PLATFORM);
-    let claim = Login {
-        tenant: tenant.clone(),
-        user: user_id.clone(),
-    };
+    let claim = Login { tenant: tenant.clone(), user: user_id.clone() };
     if !platform.create(auth::LOGIN, &login, &claim).await? {
-        return Err(ApiError::new(
-            ErrorKind::Conflict,
-            "login_taken",
-            "this login name is taken",
-        )
-        .with_field("admin_login")
-        .into());
+        return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("admin_login").into());
     }
     let now = herald_core::now_ms();
-    app.config
-        .upsert_tenant(&Tenant {
-            id: tenant.clone(),
-            name: name.clone(),
-            currency: "CNY".into(),
-        })
-        .await?;
+    app.config.upsert_tenant(&Tenant { id: tenant.clone(), name: name.clone(), currency: "CNY".into() }).await?;
     let repo = Repo::new(app.config.as_ref(), &tenant);
-    let root = Unit {
-        id: new_id(),
-        name: name.clone(),
-        parent: None,
-        created_at: now,
-    };
+    let root = Unit { id: new_id(), name: name.clone(), parent: None, created_at: now };
     repo.put(directory::UNIT, &root.id, &root).await?;
     let role = Role {
         id: new_id(),
@@ -145,24 +90,12 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     };
     repo.put(directory::USER, &user.id, &user).await?;
     tracing::info!(%tenant, "enterprise registered");
-    Ok(created(
-        json!({"tenant": {"id": tenant, "name": name}, "user": user_view(&user)}),
-    ))
+    Ok(created(json!({"tenant": {"id": tenant, "name": name}, "user": user_view(&user)})))
 }
 
 pub fn check_login_name(field: &str, login: &str) -> std::result::Result<(), ApiError> {
-    let ok = (3..=64).contains(&login.len())
-        && login
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            "3–64 characters: letters, digits, . _ - @",
-        ))
-    }
+    let ok = (3..=64).contains(&login.len()) && login.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok { Ok(()) } else { Err(ApiError::invalid(field, "3–64 characters: letters, digits, . _ - @")) }
 }
 
 #[derive(Deserialize)]
@@ -172,11 +105,7 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Body(b): Body<LoginBody>,
-) -> Result<Response> {
+async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<LoginBody>) -> Result<Response> {
     let login = auth::normalize_login(&b.login);
     if login.is_empty() || login.len() > 256 {
         return Err(ApiError::invalid("login", "give your login name").into());
@@ -189,18 +118,10 @@ async fn login(
     let platform = Repo::new(app.config.as_ref(), PLATFORM);
     let record: Option<Login> = platform.get(auth::LOGIN, &login).await?;
     let user: Option<User> = match &record {
-        Some(r) => {
-            Repo::new(app.config.as_ref(), &r.tenant)
-                .get(directory::USER, &r.user)
-                .await?
-        }
+        Some(r) => Repo::new(app.config.as_ref(), &r.tenant).get(directory::USER, &r.user).await?,
         None => None,
     };
-    let ok = auth::verify_password(
-        &b.password,
-        user.as_ref().and_then(|u| u.password_hash.clone()),
-    )
-    .await;
+    let ok = auth::verify_password(&b.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
     let ok = ok && record.is_some() && user.is_some();
     if let Some(remaining) = auth::finish_attempt(&app, &login, started, ok).await? {
         if !ok {
@@ -209,49 +130,30 @@ async fn login(
         return Ok(locked(remaining));
     }
     let (Some(r), Some(user), true) = (record, user, ok) else {
-        return Err(ApiError::new(
-            ErrorKind::Unauthenticated,
-            "invalid_credentials",
-            "wrong login or password",
-        )
-        .into());
+        return Err(ApiError::new(ErrorKind::Unauthenticated, "invalid_credentials", "wrong login or password").into());
     };
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let (token, expires_at) = auth::start_session(&app, &r.tenant, &user.id, agent).await?;
     let cookie = auth::session_cookie(&app, &token, i64::from(app.cfg.session_idle_minutes) * 60);
     let body = json!({"token": token, "expires_at": rfc3339(expires_at), "user": user_view(&user)});
     let mut resp = axum::Json(body).into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie)
-            .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?,
-    );
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?);
     Ok(resp)
 }
 
 /// 429 with `Retry-After`; the same for every locked login name, known or not.
 fn locked(remaining_ms: i64) -> Response {
     let secs = (remaining_ms / 1000).max(1);
-    let err = ApiError::new(
-        ErrorKind::TooManyRequests,
-        "locked",
-        format!(
-            "too many failed logins; try again in {} minutes",
-            (secs + 59) / 60
-        ),
-    )
-    .with_field("login");
+    let err = ApiError::new(ErrorKind::TooManyRequests, "locked", format!("too many failed logins; try again in {} minutes", (secs + 59) / 60))
+        .with_field("login");
     let mut resp = super::Failure(err).into_response();
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     resp
 }
 
 pub fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response> {
@@ -262,11 +164,8 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Respo
     }
     let mut resp = axum::http::StatusCode::NO_CONTENT.into_response();
     let cookie = auth::session_cookie(&app, "", 0);
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie)
-            .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?,
-    );
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?);
     Ok(resp)
 }
 
@@ -294,40 +193,19 @@ struct PasswordChange {
 }
 
 /// Check the caller's own current password (a wrong one is a 403 naming `field`).
-pub async fn check_current_password(
-    caller: &Caller,
-    field: &str,
-    given: Option<&str>,
-) -> std::result::Result<(), ApiError> {
+pub async fn check_current_password(caller: &Caller, field: &str, given: Option<&str>) -> std::result::Result<(), ApiError> {
     let Some(given) = given else {
-        return Err(ApiError::invalid(
-            field,
-            "give your current password to change your password or login",
-        ));
+        return Err(ApiError::invalid(field, "give your current password to change your password or login"));
     };
     if !auth::verify_password(given, caller.user.password_hash.clone()).await {
-        return Err(ApiError::new(
-            ErrorKind::Forbidden,
-            "wrong_password",
-            "the current password is wrong",
-        )
-        .with_field(field));
+        return Err(ApiError::new(ErrorKind::Forbidden, "wrong_password", "the current password is wrong").with_field(field));
     }
     Ok(())
 }
 
-async fn change_password(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Body(b): Body<PasswordChange>,
-) -> Result<Response> {
+async fn change_password(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PasswordChange>) -> Result<Response> {
     check_current_password(&caller, "current_password", Some(&b.current_password)).await?;
-    auth::check_password(
-        "new_password",
-        &b.new_password,
-        caller.user.login.as_deref(),
-        &[caller.user.name.as_str()],
-    )?;
+    auth::check_password("new_password", &b.new_password, caller.user.login.as_deref(), &[caller.user.name.as_str()])?;
     let hash = auth::hash_password(&b.new_password).await?;
     caller
         .repo(&app)
@@ -336,8 +214,7 @@ async fn change_password(
             Ok(())
         })
         .await?;
-    let ended =
-        auth::end_sessions_of(&app, &caller.tenant, &caller.user.id, Some(&caller.session)).await?;
+    let ended = auth::end_sessions_of(&app, &caller.tenant, &caller.user.id, Some(&caller.session)).await?;
     tracing::info!(tenant = %caller.tenant, user = %caller.user.id, ended, "password changed");
     Ok(no_content())
 }
@@ -356,22 +233,15 @@ async fn my_sessions(State(app): State<Arc<App>>, caller: Caller) -> Result<Resp
 }
 
 async fn end_other_sessions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    let ended =
-        auth::end_sessions_of(&app, &caller.tenant, &caller.user.id, Some(&caller.session)).await?;
+    let ended = auth::end_sessions_of(&app, &caller.tenant, &caller.user.id, Some(&caller.session)).await?;
     Ok(axum::Json(json!({"ended": ended})).into_response())
 }
 
-async fn end_my_session(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response> {
+async fn end_my_session(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let sessions = auth::sessions_of(&app, &caller.tenant, &caller.user.id).await?;
     let Some((key, _)) = sessions.iter().find(|(k, _)| auth::session_id(k) == id) else {
         return Err(ApiError::not_found("session", "id").into());
     };
-    Repo::new(app.config.as_ref(), PLATFORM)
-        .delete(auth::SESSION, key)
-        .await?;
+    Repo::new(app.config.as_ref(), PLATFORM).delete(auth::SESSION, key).await?;
     Ok(no_content())
 }

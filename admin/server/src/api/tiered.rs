@@ -200,16 +200,20 @@ async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action)
             }
             let formats = super::accounts::formats(app, &c.channel);
             if !editors.iter().any(|e| e.fits(&formats)) {
-                return Err(ApiError::invalid(field, format!("none of the action's templates fits {} (text → SMS/IM/voice, rich text → e-mail, voice → voice)", c.channel)));
+                return Err(ApiError::invalid(
+                    field,
+                    format!("none of the action's templates fits {} (text → SMS/IM/voice, rich text → e-mail, voice → voice)", c.channel),
+                ));
             }
         }
         if r.recipients.is_empty() {
             return Err(ApiError::invalid(f("recipients"), "pick recipients"));
         }
         if let Some(e) = &r.escalate
-            && (e.after_secs == 0 || e.after_secs > 7 * 24 * 3600) {
-                return Err(ApiError::invalid(f("escalate.after_secs"), "between 1 second and 7 days"));
-            }
+            && (e.after_secs == 0 || e.after_secs > 7 * 24 * 3600)
+        {
+            return Err(ApiError::invalid(f("escalate.after_secs"), "between 1 second and 7 days"));
+        }
         if r.repeat > 10 {
             return Err(ApiError::invalid(f("repeat"), "at most 10"));
         }
@@ -247,7 +251,17 @@ async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Que
 async fn create_action(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<ActionBody>) -> Result<Response> {
     caller.require("tiered.edit")?;
     let now = herald_core::now_ms();
-    let mut a = Action { id: new_id(), number: String::new(), title: String::new(), templates: vec![], rules: vec![], enabled: true, ack_scope: Default::default(), created_at: now, updated_at: now };
+    let mut a = Action {
+        id: new_id(),
+        number: String::new(),
+        title: String::new(),
+        templates: vec![],
+        rules: vec![],
+        enabled: true,
+        ack_scope: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
     check_action(&app, &caller, b, &mut a).await?;
     a.number = caller.repo(&app).next_number("A").await?;
     caller.repo(&app).put(ACTION, &a.id, &a).await?;

@@ -9,17 +9,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for (i, t) in table.iter_mut().enumerate() {
         let mut c = i as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
         }
         *t = c;
     }
-    !data.iter().fold(!0u32, |c, &b| {
-        table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
-    })
+    !data.iter().fold(!0u32, |c, &b| table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8))
 }
 
 /// One zip entry as written: method 0 (stored) or 8 (deflated), with the
@@ -34,13 +28,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn stored(name: &str, data: &[u8]) -> Entry {
-        Entry {
-            name: name.into(),
-            method: 0,
-            data: data.to_vec(),
-            crc: crc32(data),
-            declared_size: data.len() as u32,
-        }
+        Entry { name: name.into(), method: 0, data: data.to_vec(), crc: crc32(data), declared_size: data.len() as u32 }
     }
 }
 
@@ -107,15 +95,13 @@ const PARTS: [(&str, &str); 4] = [
     ),
 ];
 
-const SHEET_HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#;
+const SHEET_HEAD: &str =
+    r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#;
 const SHEET_TAIL: &str = "</sheetData></worksheet>";
 
 /// An .xlsx whose sheet part is the given entry (and shared strings, when some).
 pub fn xlsx_with(sheet: Entry, shared: Option<&[&str]>) -> Vec<u8> {
-    let mut entries: Vec<Entry> = PARTS
-        .iter()
-        .map(|(n, b)| Entry::stored(n, b.as_bytes()))
-        .collect();
+    let mut entries: Vec<Entry> = PARTS.iter().map(|(n, b)| Entry::stored(n, b.as_bytes())).collect();
     if let Some(strings) = shared {
         let mut sst = format!(
             r#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="{0}" uniqueCount="{0}">"#,
@@ -144,18 +130,13 @@ pub fn xlsx_cells(cells: &[(&str, &str)]) -> Vec<u8> {
             xml.push_str(&format!(r#"<row r="{row}">"#));
             open = Some(row);
         }
-        xml.push_str(&format!(
-            r#"<c r="{at}" t="inlineStr"><is><t>{text}</t></is></c>"#
-        ));
+        xml.push_str(&format!(r#"<c r="{at}" t="inlineStr"><is><t>{text}</t></is></c>"#));
     }
     if open.is_some() {
         xml.push_str("</row>");
     }
     xml.push_str(SHEET_TAIL);
-    xlsx_with(
-        Entry::stored("xl/worksheets/sheet1.xml", xml.as_bytes()),
-        None,
-    )
+    xlsx_with(Entry::stored("xl/worksheets/sheet1.xml", xml.as_bytes()), None)
 }
 
 /// A list: header `to`, `name`, `code` (shared strings for the header), then `rows` recipients.
@@ -167,20 +148,12 @@ pub fn xlsx_list(rows: usize) -> Vec<u8> {
         xml.push_str(&format!(r#"<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>user{i}@example.test</t></is></c><c r="B{r}" t="inlineStr"><is><t>U &amp; {i}</t></is></c><c r="C{r}"><v>{i}</v></c></row>"#));
     }
     xml.push_str(SHEET_TAIL);
-    xlsx_with(
-        Entry::stored("xl/worksheets/sheet1.xml", xml.as_bytes()),
-        Some(&["to", "name", "code"]),
-    )
+    xlsx_with(Entry::stored("xl/worksheets/sheet1.xml", xml.as_bytes()), Some(&["to", "name", "code"]))
 }
 
 /// Deflate (fixed Huffman) of `prefix`, then `unit` (4 bytes) repeated to about
 /// `size` bytes, then `suffix`: ~13 bits for each 258 bytes inflated.
-pub fn deflate_repeat(
-    prefix: &[u8],
-    unit: &[u8; 4],
-    size: usize,
-    suffix: &[u8],
-) -> (Vec<u8>, usize) {
+pub fn deflate_repeat(prefix: &[u8], unit: &[u8; 4], size: usize, suffix: &[u8]) -> (Vec<u8>, usize) {
     struct Bits {
         out: Vec<u8>,
         acc: u64,
@@ -202,18 +175,10 @@ pub fn deflate_repeat(
             self.put(rev, bits);
         }
         fn literal(&mut self, b: u8) {
-            if b < 144 {
-                self.code(0x30 + u32::from(b), 8)
-            } else {
-                self.code(0x190 + u32::from(b) - 144, 9)
-            }
+            if b < 144 { self.code(0x30 + u32::from(b), 8) } else { self.code(0x190 + u32::from(b) - 144, 9) }
         }
     }
-    let mut w = Bits {
-        out: Vec::new(),
-        acc: 0,
-        n: 0,
-    };
+    let mut w = Bits { out: Vec::new(), acc: 0, n: 0 };
     w.put(1, 1); // final block
     w.put(1, 2); // fixed Huffman
     prefix.iter().chain(unit).for_each(|&b| w.literal(b));
@@ -234,13 +199,7 @@ pub fn deflate_repeat(
 /// elements while the archive declares `declared` bytes.
 pub fn xlsx_lying(size: usize, declared: u32) -> Vec<u8> {
     let (data, _) = deflate_repeat(SHEET_HEAD.as_bytes(), b"<x/>", size, SHEET_TAIL.as_bytes());
-    let sheet = Entry {
-        name: "xl/worksheets/sheet1.xml".into(),
-        method: 8,
-        data,
-        crc: 0,
-        declared_size: declared,
-    };
+    let sheet = Entry { name: "xl/worksheets/sheet1.xml".into(), method: 8, data, crc: 0, declared_size: declared };
     xlsx_with(sheet, None)
 }
 
@@ -270,37 +229,18 @@ pub fn xls(cells: &[Xls<'_>]) -> Vec<u8> {
         ]
         .concat()
     };
-    let strings: Vec<&str> = cells
-        .iter()
-        .filter_map(|c| {
-            if let Xls::Text(_, _, s) = c {
-                Some(*s)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let strings: Vec<&str> = cells.iter().filter_map(|c| if let Xls::Text(_, _, s) = c { Some(*s) } else { None }).collect();
     let mut wb = Vec::new();
     record(&mut wb, 0x0809, &bof(0x0005));
     record(&mut wb, 0x0042, &1200u16.to_le_bytes());
     let boundsheet_at = wb.len() + 4;
-    record(
-        &mut wb,
-        0x0085,
-        &[&0u32.to_le_bytes()[..], &[0, 0, 6, 0], b"Sheet1"].concat(),
-    );
-    let mut sst = [
-        (strings.len() as u32).to_le_bytes(),
-        (strings.len() as u32).to_le_bytes(),
-    ]
-    .concat();
+    record(&mut wb, 0x0085, &[&0u32.to_le_bytes()[..], &[0, 0, 6, 0], b"Sheet1"].concat());
+    let mut sst = [(strings.len() as u32).to_le_bytes(), (strings.len() as u32).to_le_bytes()].concat();
     for s in &strings {
         let units: Vec<u16> = s.encode_utf16().collect();
         sst.extend_from_slice(&(units.len() as u16).to_le_bytes());
         sst.push(1); // UTF-16
-        units
-            .iter()
-            .for_each(|u| sst.extend_from_slice(&u.to_le_bytes()));
+        units.iter().for_each(|u| sst.extend_from_slice(&u.to_le_bytes()));
     }
     record(&mut wb, 0x00FC, &sst);
     record(&mut wb, 0x000A, &[]);
@@ -317,43 +257,19 @@ pub fn xls(cells: &[Xls<'_>]) -> Vec<u8> {
     record(
         &mut wb,
         0x0200,
-        &[
-            &0u32.to_le_bytes()[..],
-            &(u32::from(last_row) + 1).to_le_bytes(),
-            &0u16.to_le_bytes(),
-            &(last_col + 1).to_le_bytes(),
-            &0u16.to_le_bytes(),
-        ]
-        .concat(),
+        &[&0u32.to_le_bytes()[..], &(u32::from(last_row) + 1).to_le_bytes(), &0u16.to_le_bytes(), &(last_col + 1).to_le_bytes(), &0u16.to_le_bytes()]
+            .concat(),
     );
     let mut isst = 0u32;
     for c in cells {
         match c {
             Xls::Text(r, col, _) => {
-                record(
-                    &mut wb,
-                    0x00FD,
-                    &[
-                        &r.to_le_bytes()[..],
-                        &col.to_le_bytes(),
-                        &0u16.to_le_bytes(),
-                        &isst.to_le_bytes(),
-                    ]
-                    .concat(),
-                );
+                record(&mut wb, 0x00FD, &[&r.to_le_bytes()[..], &col.to_le_bytes(), &0u16.to_le_bytes(), &isst.to_le_bytes()].concat());
                 isst += 1;
             }
-            Xls::Number(r, col, v) => record(
-                &mut wb,
-                0x0203,
-                &[
-                    &r.to_le_bytes()[..],
-                    &col.to_le_bytes(),
-                    &0u16.to_le_bytes(),
-                    &v.to_le_bytes(),
-                ]
-                .concat(),
-            ),
+            Xls::Number(r, col, v) => {
+                record(&mut wb, 0x0203, &[&r.to_le_bytes()[..], &col.to_le_bytes(), &0u16.to_le_bytes(), &v.to_le_bytes()].concat())
+            }
         }
     }
     record(&mut wb, 0x000A, &[]);
@@ -386,10 +302,7 @@ pub fn xls(cells: &[Xls<'_>]) -> Vec<u8> {
     let mut dir = vec![0u8; 512];
     let entry = |d: &mut [u8], name: &str, typ: u8, child: u32, start: u32, size: u32| {
         let units: Vec<u16> = name.encode_utf16().collect();
-        units
-            .iter()
-            .enumerate()
-            .for_each(|(i, u)| d[i * 2..i * 2 + 2].copy_from_slice(&u.to_le_bytes()));
+        units.iter().enumerate().for_each(|(i, u)| d[i * 2..i * 2 + 2].copy_from_slice(&u.to_le_bytes()));
         d[64..66].copy_from_slice(&(((units.len() + 1) * 2) as u16).to_le_bytes());
         d[66] = typ;
         d[67] = 1;
@@ -405,8 +318,7 @@ pub fn xls(cells: &[Xls<'_>]) -> Vec<u8> {
         d[68..80].copy_from_slice(&[0xFF; 12]);
     }
     let mut out = header;
-    fat.iter()
-        .for_each(|f| out.extend_from_slice(&f.to_le_bytes()));
+    fat.iter().for_each(|f| out.extend_from_slice(&f.to_le_bytes()));
     out.extend_from_slice(&dir);
     out.extend_from_slice(&wb);
     out
@@ -457,17 +369,7 @@ pub fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
                 b[at..end].fill(v);
             }
             3 => {
-                let v: u32 = [
-                    0,
-                    1,
-                    0x7F,
-                    0xFF,
-                    0xFFFF,
-                    0x7FFF_FFFF,
-                    0xFFFF_FFFA,
-                    0xFFFF_FFFE,
-                    0xFFFF_FFFF,
-                ][rng.below(9)];
+                let v: u32 = [0, 1, 0x7F, 0xFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFA, 0xFFFF_FFFE, 0xFFFF_FFFF][rng.below(9)];
                 let end = (at + 4).min(b.len());
                 b[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
             }

@@ -18,53 +18,30 @@ use super::{Failure, authenticate, operator};
 use crate::app::App;
 use crate::escalation::Trigger;
 
-pub async fn trigger(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, Failure> {
+pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
     let key = super::idempotency_key(&headers)?;
     let t: Trigger = parse(&body)?;
     let now = herald_core::now_ms();
     let seed = key.as_deref().map(|k| super::key_generation(&app, k, now));
     let run = async {
-        let (incident, folded) = app
-            .engine
-            .trigger(&tenant.id, &id, t, seed.as_deref())
-            .await?;
+        let (incident, folded) = app.engine.trigger(&tenant.id, &id, t, seed.as_deref()).await?;
         tracing::info!(tenant = %tenant.id, action = %id, %incident, folded, "action triggered");
-        Ok((
-            StatusCode::ACCEPTED,
-            json!({"id": incident, "deduplicated": folded}),
-        ))
+        Ok((StatusCode::ACCEPTED, json!({"id": incident, "deduplicated": folded})))
     };
     match key.clone() {
         // The request is the action and the body: the same key on another action is another request.
         Some(k) => {
-            let hash = hex::encode(Sha256::digest(
-                [b"trigger\n", id.as_bytes(), b"\n", &body[..]].concat(),
-            ));
+            let hash = hex::encode(Sha256::digest([b"trigger\n", id.as_bytes(), b"\n", &body[..]].concat()));
             super::once(&app, &tenant.id, k, hash, now, run).await
         }
-        None => run
-            .await
-            .map(|(status, answer)| (status, axum::Json(answer)).into_response()),
+        None => run.await.map(|(status, answer)| (status, axum::Json(answer)).into_response()),
     }
 }
 
-pub async fn get(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, Failure> {
+pub async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
-    let inc = app
-        .engine
-        .incident(&tenant.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("incident", "id"))?;
+    let inc = app.engine.incident(&tenant.id, &id).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
     Ok(axum::Json(json!({
         "id": inc.id, "action": inc.action, "level": inc.level, "state": inc.state, "dedup_key": inc.dedup_key,
         "repeats": inc.repeats, "acknowledged_by": inc.acked, "steps": inc.steps.len(), "fired": inc.fired,
@@ -81,30 +58,15 @@ struct AckBody {
     recipient: Option<String>,
 }
 
-pub async fn ack(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, Failure> {
+pub async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
-    let b: AckBody = if body.is_empty() {
-        AckBody::default()
-    } else {
-        parse(&body)?
-    };
+    let b: AckBody = if body.is_empty() { AckBody::default() } else { parse(&body)? };
     let key = match &b.recipient {
         Some(named) => Some(app.engine.recipient_key(&tenant.id, &id, named).await?),
         None => None,
     };
-    let inc = app
-        .engine
-        .ack(&tenant.id, &id, key.as_deref(), "API")
-        .await?;
-    Ok(
-        axum::Json(json!({"id": inc.id, "state": inc.state, "acknowledged_by": inc.acked}))
-            .into_response(),
-    )
+    let inc = app.engine.ack(&tenant.id, &id, key.as_deref(), "API").await?;
+    Ok(axum::Json(json!({"id": inc.id, "state": inc.state, "acknowledged_by": inc.acked})).into_response())
 }
 
 /// The link in a message: no API key, the signature is the credential.
@@ -115,20 +77,10 @@ pub async fn ack_link(State(app): State<Arc<App>>, Path(token): Path<String>) ->
     }
     .await;
     match result {
-        Ok(_) => Html(
-            "<!doctype html><meta charset=utf-8><title>Herald</title><p>Acknowledged. 已确认。</p>",
-        )
-        .into_response(),
+        Ok(_) => Html("<!doctype html><meta charset=utf-8><title>Herald</title><p>Acknowledged. 已确认。</p>").into_response(),
         Err(e) => {
             let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            (
-                status,
-                Html(format!(
-                    "<!doctype html><meta charset=utf-8><title>Herald</title><p>{}</p>",
-                    e.message
-                )),
-            )
-                .into_response()
+            (status, Html(format!("<!doctype html><meta charset=utf-8><title>Herald</title><p>{}</p>", e.message))).into_response()
         }
     }
 }
@@ -140,11 +92,7 @@ struct Advance {
 }
 
 /// Tests only (`testing_clock = true` and the operator token): move the clock forward.
-pub async fn advance_clock(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Failure> {
+pub async fn advance_clock(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, Failure> {
     if !app.cfg.testing_clock {
         return Err(ApiError::new(ErrorKind::NotFound, "not_found", "no such route").into());
     }

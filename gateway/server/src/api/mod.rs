@@ -36,10 +36,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/actions/{id}/trigger", post(incidents::trigger))
         .route("/v1/incidents/{id}", get(incidents::get))
         .route("/v1/incidents/{id}/ack", post(incidents::ack))
-        .route(
-            "/v1/ack/{token}",
-            get(incidents::ack_link).post(incidents::ack_link),
-        )
+        .route("/v1/ack/{token}", get(incidents::ack_link).post(incidents::ack_link))
         .route("/admin/clock", post(incidents::advance_clock))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -50,13 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
     r.layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_rejections))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
-        .fallback(|| async {
-            Failure(ApiError::new(
-                ErrorKind::NotFound,
-                "not_found",
-                "no such route",
-            ))
-        })
+        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
         .with_state(app)
 }
 
@@ -78,17 +69,14 @@ impl From<herald_core::StoreError> for Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status =
-            StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = e.body();
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -99,9 +87,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    Ok(Some(
-        herald_core::validate::idempotency_key(v.to_str().unwrap_or(""))?.to_string(),
-    ))
+    Ok(Some(herald_core::validate::idempotency_key(v.to_str().unwrap_or(""))?.to_string()))
 }
 
 /// A request with an `Idempotency-Key`, run at most once per (tenant, key)
@@ -120,19 +106,13 @@ async fn once(
     let _guard = app.idempotency_guard(tenant, &key).await;
     if let Some(rec) = app.store.idempotency(tenant, &key, now).await? {
         if rec.request_hash != request_hash {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-            )
-            .with_field("Idempotency-Key")
-            .into());
+            return Err(ApiError::new(ErrorKind::Conflict, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+                .with_field("Idempotency-Key")
+                .into());
         }
-        let answer: serde_json::Value =
-            serde_json::from_str(&rec.response).unwrap_or_else(|_| json!({"id": rec.message_id}));
+        let answer: serde_json::Value = serde_json::from_str(&rec.response).unwrap_or_else(|_| json!({"id": rec.message_id}));
         let mut resp = (StatusCode::ACCEPTED, axum::Json(answer)).into_response();
-        resp.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(resp);
     }
     let (status, answer) = run.await?;
@@ -163,42 +143,22 @@ fn key_generation(app: &App, key: &str, now: herald_core::Millis) -> String {
 
 /// The tenant of a request, from `Authorization: Bearer <api key>`.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Tenant, Failure> {
-    let unauth = |m: &str| {
-        Failure(ApiError::new(
-            ErrorKind::Unauthenticated,
-            "unauthenticated",
-            m,
-        ))
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauth("missing Authorization: Bearer <api key>"))?;
+    let unauth = |m: &str| Failure(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", m));
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| unauth("missing Authorization: Bearer <api key>"))?;
     let key = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| unauth("Authorization must be: Bearer <api key>"))?;
-    app.tenant_for_key(key)
-        .await?
-        .ok_or_else(|| unauth("unknown API key"))
+    app.tenant_for_key(key).await?.ok_or_else(|| unauth("unknown API key"))
 }
 
 async fn count_requests(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let resp = next.run(req).await;
-    app.metrics
-        .http_requests
-        .with_label_values(&[&route, resp.status().as_str()])
-        .inc();
+    app.metrics.http_requests.with_label_values(&[&route, resp.status().as_str()]).inc();
     resp
 }
 
@@ -210,39 +170,22 @@ async fn json_rejections(req: Request, next: Next) -> Response {
     let api = path.starts_with("/v1/") || path.starts_with("/admin/");
     let resp = next.run(req).await;
     // Plain text, or no body at all (a 405).
-    let plain = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_none_or(|v| v.to_str().is_ok_and(|v| v.starts_with("text/plain")));
+    let plain = resp.headers().get(header::CONTENT_TYPE).is_none_or(|v| v.to_str().is_ok_and(|v| v.starts_with("text/plain")));
     if !api || !plain || !resp.status().is_client_error() {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-        .unwrap_or_default();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
     let (kind, code) = match parts.status {
         StatusCode::PAYLOAD_TOO_LARGE => (ErrorKind::TooLarge, "too_large"),
         StatusCode::METHOD_NOT_ALLOWED => (ErrorKind::Invalid, "method_not_allowed"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorKind::Invalid, "unsupported_media_type"),
         _ => (ErrorKind::Invalid, "invalid_request"),
     };
-    let message = if text.is_empty() {
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or("bad request")
-            .to_string()
-    } else {
-        text
-    };
+    let message = if text.is_empty() { parts.status.canonical_reason().unwrap_or("bad request").to_string() } else { text };
     let body = ApiError::new(kind, code, message).body().to_string();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
@@ -250,11 +193,7 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     match app.queue.depth().await {
         Ok(_) if !app.plugins.names().is_empty() => (StatusCode::OK, "ready").into_response(),
         Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "no plugins loaded").into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("queue unavailable: {e}"),
-        )
-            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue unavailable: {e}")).into_response(),
     }
 }
 
@@ -262,14 +201,11 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     // Dispatch nodes refresh the queue depth every second; an ingest-only
     // node measures it when scraped (on Kafka it is the group's lag either way).
     if !app.cfg.dispatch.enabled
-        && let Ok(n) = app.queue.depth().await {
-            app.metrics.queue_depth.set(n as i64);
-        }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+        && let Ok(n) = app.queue.depth().await
+    {
+        app.metrics.queue_depth.set(n as i64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
 
 async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
@@ -296,56 +232,34 @@ async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
 /// Operator endpoints need `Authorization: Bearer <admin_token>`; without an admin_token they are off.
 pub fn operator(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
     let Some(expected) = &app.cfg.admin_token else {
-        return Err(ApiError::new(
-            ErrorKind::NotFound,
-            "not_found",
-            "operator endpoints are off (set admin_token)",
-        )
-        .into());
+        return Err(ApiError::new(ErrorKind::NotFound, "not_found", "operator endpoints are off (set admin_token)").into());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let ok = given.is_some_and(|g| herald_core::same_secret(g, expected));
     if !ok {
-        return Err(ApiError::new(
-            ErrorKind::Unauthenticated,
-            "unauthenticated",
-            "operator token required",
-        )
-        .into());
+        return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "operator token required").into());
     }
     Ok(())
 }
 
 /// Operator endpoint: reload the plugin directory now and report.
-async fn reload_plugins(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Response, Failure> {
+async fn reload_plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
     operator(&app, &headers)?;
     let (plugins, dir) = (app.plugins.clone(), app.cfg.plugins_dir());
     let report = tokio::task::spawn_blocking(move || plugins.sync_dir(&dir))
         .await
         .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?;
     crate::app::log_sync(&report);
-    let errors: Vec<_> = report
-        .failing
-        .iter()
-        .map(|(p, e)| json!({"file": p.display().to_string(), "error": e}))
-        .collect();
-    let loaded: Vec<_> = report
-        .loaded
-        .iter()
-        .map(|(n, v, sha)| json!({"name": n, "version": v, "sha256": sha}))
-        .collect();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok((status, axum::Json(json!({"loaded": loaded, "removed": report.removed, "unchanged": report.unchanged, "errors": errors, "plugins": app.plugins.names()}))).into_response())
+    let errors: Vec<_> = report.failing.iter().map(|(p, e)| json!({"file": p.display().to_string(), "error": e})).collect();
+    let loaded: Vec<_> = report.loaded.iter().map(|(n, v, sha)| json!({"name": n, "version": v, "sha256": sha})).collect();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok((
+        status,
+        axum::Json(
+            json!({"loaded": loaded, "removed": report.removed, "unchanged": report.unchanged, "errors": errors, "plugins": app.plugins.names()}),
+        ),
+    )
+        .into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -362,10 +276,7 @@ async fn dead_letters(
     operator(&app, &headers)?;
     let limit = dead_letter_limit(q.limit)?;
     let letters = app.queue.dead_letters(limit).await?;
-    let items: Vec<_> = letters
-        .iter()
-        .map(|(_, l)| crate::redrive::describe(l))
-        .collect();
+    let items: Vec<_> = letters.iter().map(|(_, l)| crate::redrive::describe(l)).collect();
     Ok(axum::Json(json!({ "dead_letters": items })).into_response())
 }
 
@@ -378,26 +289,15 @@ struct RedriveRequest {
 }
 
 /// Re-drive dead letters from the head of the list (operator).
-async fn redrive(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Failure> {
+async fn redrive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, Failure> {
     operator(&app, &headers)?;
     let req: RedriveRequest = if body.is_empty() {
         RedriveRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_json", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_json", e.to_string()))?
     };
     let limit = dead_letter_limit(req.limit)?;
-    let report = crate::redrive::redrive(
-        app.store.as_ref(),
-        app.queue.as_ref(),
-        req.tenant.as_deref(),
-        limit,
-    )
-    .await?;
+    let report = crate::redrive::redrive(app.store.as_ref(), app.queue.as_ref(), req.tenant.as_deref(), limit).await?;
     tracing::info!(redriven = report.redriven.len(), skipped = report.skipped, kept = report.kept, tenant = ?req.tenant, "dead letters re-driven");
     Ok(axum::Json(report).into_response())
 }
@@ -436,24 +336,18 @@ async fn demo_receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
     let Some(inbox) = &app.demo_inbox else {
         return StatusCode::NOT_FOUND;
     };
-    let parsed: serde_json::Value =
-        serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
+    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
     let signed = headers.get("x-herald-signature").is_some();
     tracing::info!(delivery = ?headers.get("x-herald-delivery"), "demo inbox received a notification");
     let mut inbox = inbox.lock().expect("demo inbox");
     if inbox.len() >= 100 {
         inbox.pop_front();
     }
-    inbox
-        .push_back(json!({"received_at": herald_core::now_ms(), "signed": signed, "body": parsed}));
+    inbox.push_back(json!({"received_at": herald_core::now_ms(), "signed": signed, "body": parsed}));
     StatusCode::NO_CONTENT
 }
 
 async fn demo_list(State(app): State<Arc<App>>) -> Response {
-    let items: Vec<_> = app
-        .demo_inbox
-        .as_ref()
-        .map(|i| i.lock().expect("demo inbox").iter().cloned().collect())
-        .unwrap_or_default();
+    let items: Vec<_> = app.demo_inbox.as_ref().map(|i| i.lock().expect("demo inbox").iter().cloned().collect()).unwrap_or_default();
     axum::Json(json!({ "received": items })).into_response()
 }

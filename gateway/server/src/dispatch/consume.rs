@@ -37,12 +37,7 @@ pub(super) async fn consume_loop(
         for item in leased {
             // A lease that ran out while this process still works on the item
             // (a long wait behind a rate limit) hands it back to us: skip it.
-            if !d
-                .inflight
-                .lock()
-                .expect("inflight")
-                .insert(item.token.clone())
-            {
+            if !d.inflight.lock().expect("inflight").insert(item.token.clone()) {
                 continue;
             }
             let token = item.token.clone();
@@ -64,29 +59,16 @@ async fn resolve(
 ) -> Result<(), herald_core::StoreError> {
     if let Work::Step(step) = &item.work {
         // Errors leave the item unacknowledged: the timer comes back after its lease.
-        d.engine
-            .fire(step)
-            .await
-            .map_err(|e| herald_core::StoreError::Unavailable(e.message))?;
+        d.engine.fire(step).await.map_err(|e| herald_core::StoreError::Unavailable(e.message))?;
         ItemTracker::new(item.token, 0, acks.clone(), d.inflight.clone());
         return Ok(());
     }
     let (tenant, channel, account_name, message_id, due_at) = match &item.work {
         Work::Step(_) => unreachable!("handled above"),
-        Work::Message(m) => (
-            m.tenant.clone(),
-            m.channel.clone(),
-            m.account.clone(),
-            m.id.clone(),
-            m.send_at.unwrap_or(m.accepted_at).max(m.accepted_at),
-        ),
-        Work::Retry(r) => (
-            r.tenant.clone(),
-            r.channel.clone(),
-            r.account.clone(),
-            r.message_id.clone(),
-            r.due_at,
-        ),
+        Work::Message(m) => {
+            (m.tenant.clone(), m.channel.clone(), m.account.clone(), m.id.clone(), m.send_at.unwrap_or(m.accepted_at).max(m.accepted_at))
+        }
+        Work::Retry(r) => (r.tenant.clone(), r.channel.clone(), r.account.clone(), r.message_id.clone(), r.due_at),
     };
     // Which deliveries still need this attempt, with their rendered content.
     let history = match &item.work {
@@ -94,11 +76,7 @@ async fn resolve(
         _ => Vec::new(),
     };
     let pending: Vec<(Result<herald_core::model::Rendered, String>, u32)> = match &item.work {
-        Work::Message(m) => render_queued(d, m)
-            .await?
-            .into_iter()
-            .map(|r| (r, 1))
-            .collect(),
+        Work::Message(m) => render_queued(d, m).await?.into_iter().map(|r| (r, 1)).collect(),
         Work::Retry(r) => retry_pending(d, r).await?,
         Work::Step(_) => vec![],
     };
@@ -122,18 +100,10 @@ async fn resolve(
         config: serde_json::Value::Null,
         rate_per_sec: None,
     }));
-    let currency = d
-        .config
-        .tenant(&tenant)
-        .await?
-        .map(|t| t.currency)
-        .unwrap_or_else(herald_core::model::default_currency);
+    let currency = d.config.tenant(&tenant).await?.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency);
     // A delivery another item already has a job for is that job's: the same
     // message queued twice (a keyed retry after a crash) sends each id once.
-    let pending: Vec<_> = pending
-        .into_iter()
-        .filter(|(r, attempt)| d.deliveries.claim(pending_id(r), *attempt))
-        .collect();
+    let pending: Vec<_> = pending.into_iter().filter(|(r, attempt)| d.deliveries.claim(pending_id(r), *attempt)).collect();
     let tracker = ItemTracker::new(item.token, pending.len(), acks.clone(), d.inflight.clone());
     for (rendered, attempt) in pending {
         let (rendered, failure) = match rendered {
@@ -141,13 +111,8 @@ async fn resolve(
             Ok(r) => (r, None),
             Err(detail) => {
                 // Render failures come as "<delivery id>\n<reason>".
-                let (id, reason) = detail
-                    .split_once('\n')
-                    .unwrap_or((&detail, "render failed"));
-                (
-                    empty_rendered(id.to_string()),
-                    Some(format!("template: {reason}")),
-                )
+                let (id, reason) = detail.split_once('\n').unwrap_or((&detail, "render failed"));
+                (empty_rendered(id.to_string()), Some(format!("template: {reason}")))
             }
         };
         let j = Job {
@@ -169,11 +134,7 @@ async fn resolve(
                 }
             }
             Some(detail) => {
-                let outcome = Outcome::new(
-                    j.rendered.delivery_id.clone(),
-                    OutcomeKind::Failed,
-                    Some(detail),
-                );
+                let outcome = Outcome::new(j.rendered.delivery_id.clone(), OutcomeKind::Failed, Some(detail));
                 let _ = settled.send(Settled { job: j, outcome }).await;
             }
         }
@@ -185,9 +146,7 @@ async fn resolve(
 fn pending_id(r: &Result<herald_core::model::Rendered, String>) -> &str {
     match r {
         Ok(r) => &r.delivery_id,
-        Err(detail) => detail
-            .split_once('\n')
-            .map_or(detail.as_str(), |(id, _)| id),
+        Err(detail) => detail.split_once('\n').map_or(detail.as_str(), |(id, _)| id),
     }
 }
 
@@ -204,10 +163,7 @@ fn empty_rendered(id: String) -> herald_core::model::Rendered {
 
 /// Render the message's never-attempted deliveries. A render failure is
 /// returned as `Err("<id>\n<reason>")` for that delivery only.
-async fn render_queued(
-    d: &Dispatch,
-    m: &Message,
-) -> Result<Vec<Result<herald_core::model::Rendered, String>>, herald_core::StoreError> {
+async fn render_queued(d: &Dispatch, m: &Message) -> Result<Vec<Result<herald_core::model::Rendered, String>>, herald_core::StoreError> {
     // Ingest records the rows before publishing, so they are normally there.
     // A message produced straight to the log (or a record lost in a crash)
     // has none: record it then, and look again. Recording is a no-op for a
@@ -224,26 +180,14 @@ async fn render_queued(
             let index: usize = id.rsplit('.').next()?.parse().ok()?;
             let recipient = m.recipients.get(index)?;
             Some(match &compiled {
-                Ok(c) => c
-                    .render(id.clone(), &m.variables, recipient, &m.metadata)
-                    .map_err(|e| format!("{id}\n{e}")),
+                Ok(c) => c.render(id.clone(), &m.variables, recipient, &m.metadata).map_err(|e| format!("{id}\n{e}")),
                 Err(e) => Err(format!("{id}\n{e}")),
             })
         })
         .collect())
 }
 
-async fn retry_pending(
-    d: &Dispatch,
-    r: &RetryJob,
-) -> Result<Vec<(Result<herald_core::model::Rendered, String>, u32)>, herald_core::StoreError> {
-    let due = d
-        .store
-        .retry_due(&r.tenant, &r.delivery.delivery_id, r.attempt)
-        .await?;
-    Ok(if due {
-        vec![(Ok(r.delivery.clone()), r.attempt)]
-    } else {
-        Vec::new()
-    })
+async fn retry_pending(d: &Dispatch, r: &RetryJob) -> Result<Vec<(Result<herald_core::model::Rendered, String>, u32)>, herald_core::StoreError> {
+    let due = d.store.retry_due(&r.tenant, &r.delivery.delivery_id, r.attempt).await?;
+    Ok(if due { vec![(Ok(r.delivery.clone()), r.attempt)] } else { Vec::new() })
 }

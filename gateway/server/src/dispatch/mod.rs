@@ -68,18 +68,8 @@ pub struct ItemTracker {
 }
 
 impl ItemTracker {
-    fn new(
-        token: LeaseToken,
-        jobs: usize,
-        acks: mpsc::UnboundedSender<LeaseToken>,
-        inflight: Arc<Mutex<HashSet<LeaseToken>>>,
-    ) -> Arc<Self> {
-        let t = Arc::new(Self {
-            token,
-            remaining: AtomicUsize::new(jobs),
-            acks,
-            inflight,
-        });
+    fn new(token: LeaseToken, jobs: usize, acks: mpsc::UnboundedSender<LeaseToken>, inflight: Arc<Mutex<HashSet<LeaseToken>>>) -> Arc<Self> {
+        let t = Arc::new(Self { token, remaining: AtomicUsize::new(jobs), acks, inflight });
         if jobs == 0 {
             t.finish();
         }
@@ -118,12 +108,7 @@ struct Claims {
 
 impl Default for InFlight {
     fn default() -> Self {
-        Self {
-            ids: Mutex::new(Claims {
-                ids: HashMap::new(),
-                pruned: Instant::now(),
-            }),
-        }
+        Self { ids: Mutex::new(Claims { ids: HashMap::new(), pruned: Instant::now() }) }
     }
 }
 
@@ -160,9 +145,7 @@ impl InFlight {
         }
         // Forget ids past their grace once per grace period.
         if claims.pruned.elapsed() >= RECORDED_GRACE {
-            claims
-                .ids
-                .retain(|_, at| at.is_none_or(|t| t.elapsed() < RECORDED_GRACE));
+            claims.ids.retain(|_, at| at.is_none_or(|t| t.elapsed() < RECORDED_GRACE));
             claims.pruned = now;
         }
     }
@@ -194,17 +177,10 @@ pub struct Job {
 
 impl Job {
     fn key(&self) -> BatchKey {
-        BatchKey {
-            tenant: self.account.tenant.clone(),
-            channel: self.channel.clone(),
-            account: self.account.name.clone(),
-        }
+        BatchKey { tenant: self.account.tenant.clone(), channel: self.channel.clone(), account: self.account.name.clone() }
     }
     fn size(&self) -> usize {
-        self.rendered.text.len()
-            + self.rendered.html.as_ref().map_or(0, String::len)
-            + self.rendered.recipient.len()
-            + 64
+        self.rendered.text.len() + self.rendered.html.as_ref().map_or(0, String::len) + self.rendered.recipient.len() + 64
     }
 }
 
@@ -228,10 +204,7 @@ impl Dispatch {
             0
         });
         if recovered > 0 {
-            tracing::info!(
-                items = recovered,
-                "re-queued work leased by a previous process"
-            );
+            tracing::info!(items = recovered, "re-queued work leased by a previous process");
         }
         let (job_tx, job_rx) = mpsc::channel::<Job>(8_192);
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(self.cfg.concurrency * 2);
@@ -252,25 +225,16 @@ impl Dispatch {
             let _ = recorder.await;
             let _ = acker.await;
         };
-        if tokio::time::timeout(Duration::from_millis(self.cfg.drain_timeout_ms), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                timeout_ms = self.cfg.drain_timeout_ms,
-                "drain timed out; unfinished work is redelivered on restart"
-            );
+        if tokio::time::timeout(Duration::from_millis(self.cfg.drain_timeout_ms), drain).await.is_err() {
+            tracing::warn!(timeout_ms = self.cfg.drain_timeout_ms, "drain timed out; unfinished work is redelivered on restart");
         }
         depth.abort();
     }
 }
 
 async fn batch_loop(cfg: DispatchConfig, mut jobs: mpsc::Receiver<Job>, out: mpsc::Sender<Batch>) {
-    let mut batcher: Batcher<Job> = Batcher::new(Bounds {
-        max_items: cfg.max_batch,
-        max_bytes: cfg.max_batch_bytes,
-        linger: Duration::from_millis(cfg.linger_ms),
-    });
+    let mut batcher: Batcher<Job> =
+        Batcher::new(Bounds { max_items: cfg.max_batch, max_bytes: cfg.max_batch_bytes, linger: Duration::from_millis(cfg.linger_ms) });
     loop {
         let deadline = batcher.next_deadline();
         let full = tokio::select! {

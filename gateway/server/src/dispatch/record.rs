@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::ledger::{Billable, debit};
-use herald_core::model::{
-    AttemptRecord, DeadLetter, DeliveryStatus, DeliveryUpdate, LedgerEntry, OutcomeKind, Price,
-    RetryJob, Work,
-};
+use herald_core::model::{AttemptRecord, DeadLetter, DeliveryStatus, DeliveryUpdate, LedgerEntry, OutcomeKind, Price, RetryJob, Work};
 use herald_core::seams::{Enqueue, LeaseToken, Queue};
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -61,31 +58,14 @@ async fn record_group(d: &Dispatch, group: Vec<Settled>) {
             Err(e) => {
                 // Not acknowledged: the items are redelivered after their lease.
                 tracing::error!(error = %e, deliveries = group.len(), "recording outcomes failed; work will be redelivered");
-                d.deliveries.release(
-                    group
-                        .iter()
-                        .map(|s| (s.outcome.delivery_id.as_str(), s.job.attempt)),
-                );
+                d.deliveries.release(group.iter().map(|s| (s.outcome.delivery_id.as_str(), s.job.attempt)));
                 return;
             }
         }
     }
-    d.deliveries.recorded(
-        group
-            .iter()
-            .map(|s| (s.outcome.delivery_id.as_str(), s.job.attempt)),
-    );
-    let debits: HashMap<&str, i64> = plan
-        .ledger
-        .iter()
-        .filter_map(|e| e.delivery_id.as_deref().map(|id| (id, e.amount_minor)))
-        .collect();
-    let mut debited: Vec<&str> = plan
-        .ledger
-        .iter()
-        .filter(|e| e.amount_minor > 0)
-        .map(|e| e.tenant.as_str())
-        .collect();
+    d.deliveries.recorded(group.iter().map(|s| (s.outcome.delivery_id.as_str(), s.job.attempt)));
+    let debits: HashMap<&str, i64> = plan.ledger.iter().filter_map(|e| e.delivery_id.as_deref().map(|id| (id, e.amount_minor))).collect();
+    let mut debited: Vec<&str> = plan.ledger.iter().filter(|e| e.amount_minor > 0).map(|e| e.tenant.as_str()).collect();
     debited.sort_unstable();
     debited.dedup();
     for tenant in debited {
@@ -95,13 +75,7 @@ async fn record_group(d: &Dispatch, group: Vec<Settled>) {
     }
     // `plan.updates[i]` is the update for `group[i]`.
     for (s, u) in group.iter().zip(&plan.updates) {
-        observe(
-            d,
-            s,
-            u.status,
-            debits.get(s.outcome.delivery_id.as_str()).copied(),
-            now,
-        );
+        observe(d, s, u.status, debits.get(s.outcome.delivery_id.as_str()).copied(), now);
         s.job.item.done();
     }
 }
@@ -117,23 +91,11 @@ async fn write(d: &Dispatch, plan: &Plan) -> Result<(), herald_core::StoreError>
     if !plan.dead.is_empty() {
         d.queue.dead_letter(plan.dead.clone()).await?;
     }
-    d.store
-        .record(plan.updates.clone(), plan.ledger.clone())
-        .await
+    d.store.record(plan.updates.clone(), plan.ledger.clone()).await
 }
 
-fn plan(
-    d: &Dispatch,
-    group: &[Settled],
-    prices: &HashMap<(String, String), Option<Price>>,
-    now: i64,
-) -> Plan {
-    let mut p = Plan {
-        retries: Vec::new(),
-        updates: Vec::new(),
-        ledger: Vec::new(),
-        dead: Vec::new(),
-    };
+fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Option<Price>>, now: i64) -> Plan {
+    let mut p = Plan { retries: Vec::new(), updates: Vec::new(), ledger: Vec::new(), dead: Vec::new() };
     let mut rng = rand::rng();
     for s in group {
         let (job, o) = (&s.job, &s.outcome);
@@ -141,28 +103,11 @@ fn plan(
         let mut detail = o.detail.clone();
         let status = match o.kind {
             OutcomeKind::Sent => {
-                let price = prices
-                    .get(&(tenant.clone(), job.channel.clone()))
-                    .and_then(Option::as_ref);
+                let price = prices.get(&(tenant.clone(), job.channel.clone())).and_then(Option::as_ref);
                 // SMS billed per segment: the host counts them by the GSM-7/UCS-2 rules.
-                let per_segment = d
-                    .plugins
-                    .get(&job.account.plugin)
-                    .is_some_and(|p| p.info.billing_unit == "segment");
-                let units = if per_segment {
-                    o.units
-                        .max(herald_core::billing::sms_segments(&job.rendered.text).units)
-                } else {
-                    o.units
-                };
-                let b = Billable {
-                    tenant,
-                    channel: &job.channel,
-                    account: &job.account.name,
-                    delivery_id: &o.delivery_id,
-                    units,
-                    at: now,
-                };
+                let per_segment = d.plugins.get(&job.account.plugin).is_some_and(|p| p.info.billing_unit == "segment");
+                let units = if per_segment { o.units.max(herald_core::billing::sms_segments(&job.rendered.text).units) } else { o.units };
+                let b = Billable { tenant, channel: &job.channel, account: &job.account.name, delivery_id: &o.delivery_id, units, at: now };
                 p.ledger.extend(debit(price, &b));
                 DeliveryStatus::Sent
             }
@@ -172,12 +117,7 @@ fn plan(
                 history.push(AttemptRecord {
                     attempt: job.attempt,
                     at: now,
-                    outcome: if o.kind == OutcomeKind::Throttled {
-                        "throttled"
-                    } else {
-                        "retry"
-                    }
-                    .to_string(),
+                    outcome: if o.kind == OutcomeKind::Throttled { "throttled" } else { "retry" }.to_string(),
                     detail: o.detail.clone(),
                 });
                 let retry = |attempt, history| RetryJob {
@@ -191,33 +131,17 @@ fn plan(
                     history,
                 };
                 let policy = d.retry.get(tenant, &job.channel);
-                match policy.next_delay(
-                    job.attempt,
-                    o.retry_after_ms,
-                    rng.random::<f64>(),
-                    now - job.due_at,
-                ) {
+                match policy.next_delay(job.attempt, o.retry_after_ms, rng.random::<f64>(), now - job.due_at) {
                     Some(delay) => {
                         let work = Work::Retry(retry(job.attempt + 1, history));
-                        p.retries.push(Enqueue {
-                            key: tenant.clone(),
-                            not_before: now + delay as i64,
-                            work,
-                        });
+                        p.retries.push(Enqueue { key: tenant.clone(), not_before: now + delay as i64, work });
                         DeliveryStatus::Retrying
                     }
                     None => {
                         let reason = o.detail.clone().unwrap_or_default();
                         let for_s = (now - job.due_at).max(0) / 1000;
-                        detail = Some(format!(
-                            "gave up after {} attempts over {for_s} s: {reason}",
-                            job.attempt
-                        ));
-                        p.dead.push(DeadLetter {
-                            job: retry(job.attempt, history),
-                            reason,
-                            dead_at: now,
-                        });
+                        detail = Some(format!("gave up after {} attempts over {for_s} s: {reason}", job.attempt));
+                        p.dead.push(DeadLetter { job: retry(job.attempt, history), reason, dead_at: now });
                         DeliveryStatus::Dead
                     }
                 }
@@ -238,14 +162,11 @@ fn plan(
 }
 
 fn observe(d: &Dispatch, s: &Settled, status: DeliveryStatus, debit: Option<i64>, now: i64) {
-    let m = d
-        .metrics
-        .channel(&s.job.account.tenant, &s.job.channel, &s.job.currency);
+    let m = d.metrics.channel(&s.job.account.tenant, &s.job.channel, &s.job.currency);
     match status {
         DeliveryStatus::Sent => {
             m.sent.inc();
-            m.end_to_end
-                .observe(((now - s.job.due_at).max(0) as f64) / 1000.0);
+            m.end_to_end.observe(((now - s.job.due_at).max(0) as f64) / 1000.0);
             m.ledger_minor.inc_by(debit.unwrap_or(0).max(0) as u64);
         }
         DeliveryStatus::Failed => m.failed.inc(),

@@ -6,9 +6,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 use herald_core::model::{Outcome, OutcomeKind};
-use herald_plugin_host::types::{
-    CallContext, Delivery, Outcome as PluginOutcome, OutcomeKind as PluginKind, Request, Response,
-};
+use herald_plugin_host::types::{CallContext, Delivery, Outcome as PluginOutcome, OutcomeKind as PluginKind, Request, Response};
 use herald_plugin_host::{CallError, LoadedPlugin, PluginFault};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -18,19 +16,11 @@ use crate::limits::Limiters;
 use crate::metrics::call_plugin;
 use crate::transport::{SendOptions, Sent};
 
-pub(super) async fn send_loop(
-    d: Arc<Dispatch>,
-    mut batches: mpsc::Receiver<Batch>,
-    settled: mpsc::Sender<Settled>,
-) {
+pub(super) async fn send_loop(d: Arc<Dispatch>, mut batches: mpsc::Receiver<Batch>, settled: mpsc::Sender<Settled>) {
     let permits = Arc::new(Semaphore::new(d.cfg.concurrency));
     let mut tasks = JoinSet::new();
     while let Some(batch) = batches.recv().await {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore open");
+        let permit = permits.clone().acquire_owned().await.expect("semaphore open");
         let (d, settled) = (d.clone(), settled.clone());
         tasks.spawn(async move {
             d.metrics.inflight_batches.inc();
@@ -48,11 +38,7 @@ pub(super) async fn send_loop(
 fn settle_all(jobs: Vec<Job>, kind: OutcomeKind, detail: &str) -> Vec<Settled> {
     jobs.into_iter()
         .map(|job| {
-            let outcome = Outcome::new(
-                job.rendered.delivery_id.clone(),
-                kind,
-                Some(detail.to_string()),
-            );
+            let outcome = Outcome::new(job.rendered.delivery_id.clone(), kind, Some(detail.to_string()));
             Settled { job, outcome }
         })
         .collect()
@@ -61,32 +47,18 @@ fn settle_all(jobs: Vec<Job>, kind: OutcomeKind, detail: &str) -> Vec<Settled> {
 async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     let Batch { key, jobs } = batch;
     let account = jobs[0].account.clone();
-    let metrics = d
-        .metrics
-        .channel(&key.tenant, &key.channel, &jobs[0].currency);
+    let metrics = d.metrics.channel(&key.tenant, &key.channel, &jobs[0].currency);
     let [tenant_key, account_key] = Limiters::keys(&key.tenant, &key.channel, &key.account);
-    let tenant_rate = d
-        .tenant_rates
-        .get(&(key.tenant.clone(), key.channel.clone()))
-        .copied()
-        .or(d.cfg.tenant_channel_rate_per_sec);
+    let tenant_rate = d.tenant_rates.get(&(key.tenant.clone(), key.channel.clone())).copied().or(d.cfg.tenant_channel_rate_per_sec);
     let waited = d.limiters.wait_pause(&account_key).await
-        | d.limiters
-            .acquire(&tenant_key, tenant_rate, jobs.len())
-            .await
-        | d.limiters
-            .acquire(&account_key, account.rate_per_sec, jobs.len())
-            .await;
+        | d.limiters.acquire(&tenant_key, tenant_rate, jobs.len()).await
+        | d.limiters.acquire(&account_key, account.rate_per_sec, jobs.len()).await;
     if waited {
         metrics.limiter_waits.inc();
     }
 
     let Some(plugin) = d.plugins.get(&account.plugin) else {
-        return settle_all(
-            jobs,
-            OutcomeKind::Retry,
-            &format!("plugin {:?} is not loaded", account.plugin),
-        );
+        return settle_all(jobs, OutcomeKind::Retry, &format!("plugin {:?} is not loaded", account.plugin));
     };
     let ctx = CallContext {
         now_ms: herald_core::now_ms().max(0) as u64,
@@ -96,47 +68,22 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     let (account_json, has_token) = match d.tokens.account_json(d, &plugin, &ctx, &account).await {
         Ok((a, t)) => (Arc::new(a), t),
         Err(e) => {
-            return settle_all(
-                jobs,
-                if e.permanent {
-                    OutcomeKind::Failed
-                } else {
-                    OutcomeKind::Retry
-                },
-                &e.reason,
-            );
+            return settle_all(jobs, if e.permanent { OutcomeKind::Failed } else { OutcomeKind::Retry }, &e.reason);
         }
     };
     // One job per delivery id: the consumer's claims already make a duplicate
     // impossible; should one get here, it is dropped (its twin is recorded).
     let mut seen = HashSet::new();
-    let (jobs, twins): (Vec<Job>, Vec<Job>) = jobs
-        .into_iter()
-        .partition(|j| seen.insert(j.rendered.delivery_id.clone()));
+    let (jobs, twins): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| seen.insert(j.rendered.delivery_id.clone()));
     for twin in twins {
         tracing::warn!(delivery = %twin.rendered.delivery_id, "delivery twice in one batch; the copy is dropped");
         twin.item.done();
     }
-    let call = Call {
-        d,
-        plugin,
-        ctx,
-        account_json,
-        has_token,
-        account: &account,
-    };
+    let call = Call { d, plugin, ctx, account_json, has_token, account: &account };
     let settled = call.build_and_send(jobs).await;
     // The provider throttled this account: hold its next batches back.
-    if let Some(ms) = settled
-        .iter()
-        .filter(|s| s.outcome.kind == OutcomeKind::Throttled)
-        .map(|s| s.outcome.retry_after_ms.unwrap_or(1_000))
-        .max()
-    {
-        d.limiters.pause(
-            &account_key,
-            ms.min(d.retry.get(&key.tenant, &key.channel).max_retry_after_ms),
-        );
+    if let Some(ms) = settled.iter().filter(|s| s.outcome.kind == OutcomeKind::Throttled).map(|s| s.outcome.retry_after_ms.unwrap_or(1_000)).max() {
+        d.limiters.pause(&account_key, ms.min(d.retry.get(&key.tenant, &key.channel).max_retry_after_ms));
     }
     settled
 }
@@ -146,8 +93,7 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
 /// trap, rejected output) is the plugin's or the machine's, and is retried.
 fn build_failure(e: &CallError) -> OutcomeKind {
     match e {
-        CallError::Plugin(PluginFault::InvalidDelivery(_) | PluginFault::BadConfig(_))
-        | CallError::HostDenied(_) => OutcomeKind::Failed,
+        CallError::Plugin(PluginFault::InvalidDelivery(_) | PluginFault::BadConfig(_)) | CallError::HostDenied(_) => OutcomeKind::Failed,
         _ => OutcomeKind::Retry,
     }
 }
@@ -178,30 +124,18 @@ impl Call<'_> {
                 subject: j.rendered.subject.clone(),
                 text: j.rendered.text.clone(),
                 html: j.rendered.html.clone(),
-                metadata: j
-                    .rendered
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                metadata: j.rendered.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             })
             .collect();
         let built = {
             let (p, c, a) = (plugin.clone(), self.ctx.clone(), self.account_json.clone());
-            call_plugin(&d.metrics, plugin, "build", move || {
-                p.build(&c, &a, &deliveries)
-            })
-            .await
+            call_plugin(&d.metrics, plugin, "build", move || p.build(&c, &a, &deliveries)).await
         };
         let built = match built {
             Ok(b) => b,
-            Err(e)
-                if jobs.len() > 1 && !matches!(e, CallError::Plugin(PluginFault::BadConfig(_))) =>
-            {
+            Err(e) if jobs.len() > 1 && !matches!(e, CallError::Plugin(PluginFault::BadConfig(_))) => {
                 tracing::debug!(plugin = plugin.name(), deliveries = jobs.len(), error = %e, "build failed for a batch; building each delivery alone");
-                let singles = jobs
-                    .into_iter()
-                    .map(|j| Box::pin(self.build_and_send(vec![j])));
+                let singles = jobs.into_iter().map(|j| Box::pin(self.build_and_send(vec![j])));
                 return join_all(singles).await.into_iter().flatten().collect();
             }
             Err(e) => {
@@ -210,18 +144,11 @@ impl Call<'_> {
             }
         };
 
-        let mut by_id: HashMap<String, Job> = jobs
-            .into_iter()
-            .map(|j| (j.rendered.delivery_id.clone(), j))
-            .collect();
+        let mut by_id: HashMap<String, Job> = jobs.into_iter().map(|j| (j.rendered.delivery_id.clone(), j)).collect();
         let mut settled: Vec<Settled> = Vec::new();
         for id in built.uncovered {
             if let Some(job) = by_id.remove(&id) {
-                settled.extend(settle_all(
-                    vec![job],
-                    OutcomeKind::Failed,
-                    "plugin built no request for this delivery",
-                ));
+                settled.extend(settle_all(vec![job], OutcomeKind::Failed, "plugin built no request for this delivery"));
             }
         }
         let sends = built.outbounds.into_iter().map(|o| async move {
@@ -230,16 +157,9 @@ impl Call<'_> {
         });
         for (ids, outcomes) in join_all(sends).await {
             let mut outcomes: HashMap<String, PluginOutcome> = match outcomes {
-                Ok(list) => list
-                    .into_iter()
-                    .map(|o| (o.delivery_id.clone(), o))
-                    .collect(),
+                Ok(list) => list.into_iter().map(|o| (o.delivery_id.clone(), o)).collect(),
                 Err((kind, detail)) => {
-                    settled.extend(settle_all(
-                        ids.iter().filter_map(|id| by_id.remove(id)).collect(),
-                        kind,
-                        &detail,
-                    ));
+                    settled.extend(settle_all(ids.iter().filter_map(|id| by_id.remove(id)).collect(), kind, &detail));
                     continue;
                 }
             };
@@ -249,11 +169,7 @@ impl Call<'_> {
                 };
                 let outcome = match outcomes.remove(&id) {
                     Some(o) => from_plugin(o),
-                    None => Outcome::new(
-                        id,
-                        OutcomeKind::Failed,
-                        Some("sent, but the plugin reported no outcome".into()),
-                    ),
+                    None => Outcome::new(id, OutcomeKind::Failed, Some("sent, but the plugin reported no outcome".into())),
                 };
                 settled.push(Settled { job, outcome });
             }
@@ -262,11 +178,7 @@ impl Call<'_> {
     }
 
     /// Send one request and interpret the provider's answer.
-    async fn send_one(
-        &self,
-        request: Request,
-        ids: Vec<String>,
-    ) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
+    async fn send_one(&self, request: Request, ids: Vec<String>) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
         let (d, plugin) = (self.d, &self.plugin);
         let (protocol, options) = match &request {
             Request::Http(_) => ("http", SendOptions::default()),
@@ -274,10 +186,7 @@ impl Call<'_> {
         };
         let started = Instant::now();
         let response = d.transport.send_with(request, options).await;
-        d.metrics
-            .provider_latency
-            .with_label_values(&[plugin.name(), protocol])
-            .observe(started.elapsed().as_secs_f64());
+        d.metrics.provider_latency.with_label_values(&[plugin.name(), protocol]).observe(started.elapsed().as_secs_f64());
         match response {
             Err(e) => {
                 tracing::debug!(plugin = plugin.name(), error = %e, "transport error");
@@ -287,11 +196,7 @@ impl Call<'_> {
             }
             Ok(sent) if self.has_token && token_rejected(d, plugin, &sent.response).await => {
                 d.tokens.invalidate(self.account);
-                Err((
-                    OutcomeKind::Retry,
-                    "the provider rejected the access token; a new one is fetched for the retry"
-                        .to_string(),
-                ))
+                Err((OutcomeKind::Retry, "the provider rejected the access token; a new one is fetched for the retry".to_string()))
             }
             Ok(sent) => self.interpret_sent(ids, sent).await,
         }
@@ -301,11 +206,7 @@ impl Call<'_> {
     /// reply per recipient (`recipients[i]` is the one for `ids[i]`, the
     /// plugin's contract): the deliveries that share a reply are interpreted
     /// together, so a refused `RCPT TO` fails or retries its delivery alone.
-    async fn interpret_sent(
-        &self,
-        ids: Vec<String>,
-        sent: Sent,
-    ) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
+    async fn interpret_sent(&self, ids: Vec<String>, sent: Sent) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
         let (d, plugin) = (self.d, &self.plugin);
         let one = |ids, resp| interpret(d, plugin, self.ctx.clone(), self.account_json.clone(), ids, resp);
         if ids.len() < 2 || sent.recipients.len() != ids.len() {
@@ -346,11 +247,7 @@ impl Call<'_> {
 
 async fn token_rejected(d: &Dispatch, plugin: &Arc<LoadedPlugin>, resp: &Response) -> bool {
     let (p, r) = (plugin.clone(), resp.clone());
-    call_plugin(&d.metrics, plugin, "token_expired", move || {
-        p.token_expired(&r)
-    })
-    .await
-    .unwrap_or(false)
+    call_plugin(&d.metrics, plugin, "token_expired", move || p.token_expired(&r)).await.unwrap_or(false)
 }
 
 async fn interpret(
@@ -363,12 +260,10 @@ async fn interpret(
 ) -> Result<Vec<PluginOutcome>, (OutcomeKind, String)> {
     let p = plugin.clone();
     // The request reached the provider: never resend on a plugin failure here.
-    call_plugin(&d.metrics, plugin, "interpret", move || p.interpret(&ctx, &account_json, &ids, &resp))
-        .await
-        .map_err(|e| {
-            tracing::warn!(plugin = plugin.name(), error = %e, "interpret failed after the provider answered; deliveries marked failed");
-            (OutcomeKind::Failed, format!("sent, but the outcome is unknown: {e}"))
-        })
+    call_plugin(&d.metrics, plugin, "interpret", move || p.interpret(&ctx, &account_json, &ids, &resp)).await.map_err(|e| {
+        tracing::warn!(plugin = plugin.name(), error = %e, "interpret failed after the provider answered; deliveries marked failed");
+        (OutcomeKind::Failed, format!("sent, but the outcome is unknown: {e}"))
+    })
 }
 
 fn from_plugin(o: PluginOutcome) -> Outcome {

@@ -15,11 +15,7 @@ use crate::metrics::call_plugin;
 type Key = (String, String, String);
 
 fn key(account: &herald_core::model::Account) -> Key {
-    (
-        account.tenant.clone(),
-        account.name.clone(),
-        account.config.to_string(),
-    )
+    (account.tenant.clone(), account.name.clone(), account.config.to_string())
 }
 
 /// Why no token could be had: transient (retry) or the account is wrong (fail).
@@ -30,10 +26,7 @@ pub struct TokenError {
 
 impl TokenError {
     fn transient(reason: String) -> Self {
-        Self {
-            permanent: false,
-            reason,
-        }
+        Self { permanent: false, reason }
     }
 }
 
@@ -62,13 +55,7 @@ impl Tokens {
         let token = match self.cached(account) {
             Some(t) => t,
             None => {
-                let gate = self
-                    .fetching
-                    .lock()
-                    .await
-                    .entry(key(account))
-                    .or_default()
-                    .clone();
+                let gate = self.fetching.lock().await.entry(key(account)).or_default().clone();
                 let _one = gate.lock().await;
                 // Another batch may have fetched it while we waited.
                 match self.cached(account) {
@@ -85,12 +72,7 @@ impl Tokens {
     }
 
     fn cached(&self, account: &herald_core::model::Account) -> Option<Option<String>> {
-        self.cache
-            .lock()
-            .expect("tokens")
-            .get(&key(account))
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(t, _)| t.clone())
+        self.cache.lock().expect("tokens").get(&key(account)).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
     }
 
     async fn fetch(
@@ -102,54 +84,32 @@ impl Tokens {
     ) -> Result<Option<String>, TokenError> {
         let config = account.config.to_string();
         let (p, c, a) = (plugin.clone(), ctx.clone(), config.clone());
-        let req = call_plugin(&d.metrics, plugin, "token_request", move || {
-            p.token_request(&c, &a)
-        })
-        .await
-        .map_err(|e| TokenError::transient(e.to_string()))?;
+        let req = call_plugin(&d.metrics, plugin, "token_request", move || p.token_request(&c, &a))
+            .await
+            .map_err(|e| TokenError::transient(e.to_string()))?;
         let Some(req) = req else {
-            self.cache.lock().expect("tokens").insert(
-                key(account),
-                (None, Instant::now() + Duration::from_secs(3600)),
-            );
+            self.cache.lock().expect("tokens").insert(key(account), (None, Instant::now() + Duration::from_secs(3600)));
             return Ok(None);
         };
         let resp = match d.transport.send(Request::Http(req)).await {
             Ok(Response::Http(r)) => r,
             Ok(_) => {
-                return Err(TokenError::transient(
-                    "token request got a non-HTTP answer".into(),
-                ));
+                return Err(TokenError::transient("token request got a non-HTTP answer".into()));
             }
             Err(e) => {
                 return Err(TokenError { permanent: e.is_permanent(), reason: format!("token request: {e}") });
             }
         };
         let (p, c) = (plugin.clone(), ctx.clone());
-        let token = call_plugin(&d.metrics, plugin, "parse_token", move || {
-            p.parse_token(&c, &config, &resp)
-        })
-        .await
-        .map_err(|e| {
+        let token = call_plugin(&d.metrics, plugin, "parse_token", move || p.parse_token(&c, &config, &resp)).await.map_err(|e| {
             // The provider refused the account's credentials: retrying cannot help.
-            let permanent = matches!(
-                &e,
-                herald_plugin_host::CallError::Plugin(herald_plugin_host::PluginFault::BadConfig(
-                    _
-                ))
-            );
-            TokenError {
-                permanent,
-                reason: format!("access token: {e}"),
-            }
+            let permanent = matches!(&e, herald_plugin_host::CallError::Plugin(herald_plugin_host::PluginFault::BadConfig(_)));
+            TokenError { permanent, reason: format!("access token: {e}") }
         })?;
         // Refresh a little early: a tenth of the lifetime, at most a minute.
         let life = Duration::from_millis(token.expires_in_ms);
         let until = Instant::now() + life.saturating_sub((life / 10).min(Duration::from_secs(60)));
-        self.cache
-            .lock()
-            .expect("tokens")
-            .insert(key(account), (Some(token.value.clone()), until));
+        self.cache.lock().expect("tokens").insert(key(account), (Some(token.value.clone()), until));
         tracing::info!(tenant = %account.tenant, account = %account.name, plugin = plugin.name(), expires_in_ms = token.expires_in_ms, "access token fetched");
         Ok(Some(token.value))
     }

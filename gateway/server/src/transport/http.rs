@@ -46,13 +46,7 @@ impl tower_service::Service<hyper::Uri> for GuardedConnector {
         let (mut inner, guard) = (self.inner.clone(), self.guard.clone());
         Box::pin(async move {
             let host = dst.host().ok_or("URL without a host")?.to_string();
-            let port =
-                dst.port_u16()
-                    .unwrap_or(if dst.scheme() == Some(&::http::uri::Scheme::HTTPS) {
-                        443
-                    } else {
-                        80
-                    });
+            let port = dst.port_u16().unwrap_or(if dst.scheme() == Some(&::http::uri::Scheme::HTTPS) { 443 } else { 80 });
             let addrs = guard.resolve(&host, port).await.map_err(|e| -> BoxError {
                 match e {
                     ResolveError::Refused(r) => Box::new(r),
@@ -61,8 +55,7 @@ impl tower_service::Service<hyper::Uri> for GuardedConnector {
             })?;
             let mut last: Option<BoxError> = None;
             for addr in addrs {
-                let literal: hyper::Uri =
-                    format!("http://{}", SocketAddr::new(addr.ip(), addr.port())).parse()?;
+                let literal: hyper::Uri = format!("http://{}", SocketAddr::new(addr.ip(), addr.port())).parse()?;
                 match tower_service::Service::call(&mut inner, literal).await {
                     Ok(stream) => return Ok(stream),
                     Err(e) => last = Some(e.into()),
@@ -95,23 +88,13 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// `guard` decides which destinations may be reached; the operator's
     /// redirect targets are always allowed.
-    pub fn new(
-        timeout: Duration,
-        redirect_hosts: HashMap<String, String>,
-        mut guard: Guard,
-    ) -> Self {
+    pub fn new(timeout: Duration, redirect_hosts: HashMap<String, String>, mut guard: Guard) -> Self {
         let redirects = redirect_hosts
             .into_iter()
             .filter_map(|(host, base)| match base.parse::<hyper::Uri>() {
-                Ok(u) if u.scheme().is_some() && u.authority().is_some() => {
-                    Some((host.to_ascii_lowercase(), u))
-                }
+                Ok(u) if u.scheme().is_some() && u.authority().is_some() => Some((host.to_ascii_lowercase(), u)),
                 _ => {
-                    tracing::error!(
-                        host,
-                        base,
-                        "plugins.redirect_hosts: not an absolute URL; ignored"
-                    );
+                    tracing::error!(host, base, "plugins.redirect_hosts: not an absolute URL; ignored");
                     None
                 }
             })
@@ -120,13 +103,7 @@ impl HttpTransport {
             let Some(auth) = base.authority() else {
                 continue;
             };
-            let port =
-                auth.port_u16()
-                    .unwrap_or(if base.scheme() == Some(&::http::uri::Scheme::HTTPS) {
-                        443
-                    } else {
-                        80
-                    });
+            let port = auth.port_u16().unwrap_or(if base.scheme() == Some(&::http::uri::Scheme::HTTPS) { 443 } else { 80 });
             if let Err(e) = guard.allow(&format!("{}:{port}", auth.host())) {
                 tracing::warn!(base = %base, error = e, "plugins.redirect_hosts: target not added to the allowlist");
             }
@@ -135,63 +112,39 @@ impl HttpTransport {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("rustls protocol versions")
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("rustls protocol versions")
+            .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+            .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(GuardedConnector {
-                inner: http,
-                guard: Arc::new(guard),
-            });
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Self {
-            client,
-            timeout,
-            redirects,
-        }
+            .wrap_connector(GuardedConnector { inner: http, guard: Arc::new(guard) });
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(256).build(connector);
+        Self { client, timeout, redirects }
     }
 
     /// The URL to connect to: the plugin's, or its redirect.
     fn target(&self, url: &str) -> Result<hyper::Uri, TransportError> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| TransportError::Protocol(format!("URL: {e}")))?;
-        let Some(base) = uri
-            .host()
-            .and_then(|h| self.redirects.get(&h.to_ascii_lowercase()))
-        else {
+        let uri: hyper::Uri = url.parse().map_err(|e| TransportError::Protocol(format!("URL: {e}")))?;
+        let Some(base) = uri.host().and_then(|h| self.redirects.get(&h.to_ascii_lowercase())) else {
             return Ok(uri);
         };
         let mut parts = uri.into_parts();
         parts.scheme = base.scheme().cloned();
         parts.authority = base.authority().cloned();
-        hyper::Uri::from_parts(parts)
-            .map_err(|e| TransportError::Protocol(format!("redirect: {e}")))
+        hyper::Uri::from_parts(parts).map_err(|e| TransportError::Protocol(format!("redirect: {e}")))
     }
 
     pub async fn send(&self, r: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let mut builder = hyper::Request::builder()
-            .method(r.method.as_str())
-            .uri(self.target(&r.url)?);
+        let mut builder = hyper::Request::builder().method(r.method.as_str()).uri(self.target(&r.url)?);
         for (k, v) in &r.headers {
             builder = builder.header(k, v);
         }
-        let req = builder
-            .body(Full::new(Bytes::from(r.body)))
-            .map_err(|e| TransportError::Protocol(e.to_string()))?;
+        let req = builder.body(Full::new(Bytes::from(r.body))).map_err(|e| TransportError::Protocol(e.to_string()))?;
         let fut = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 if let Some(r) = refusal(&e) {
@@ -208,23 +161,9 @@ impl HttpTransport {
                 .await
                 .map_err(|e| TransportError::Protocol(format!("reading response: {e}")))?
                 .to_bytes();
-            let headers = parts
-                .headers
-                .iter()
-                .filter_map(|(k, v)| {
-                    v.to_str()
-                        .ok()
-                        .map(|v| (k.as_str().to_string(), v.to_string()))
-                })
-                .collect();
-            Ok(HttpResponse {
-                status: parts.status.as_u16(),
-                headers,
-                body: body.to_vec(),
-            })
+            let headers = parts.headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
+            Ok(HttpResponse { status: parts.status.as_u16(), headers, body: body.to_vec() })
         };
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| TransportError::Timeout(self.timeout))?
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| TransportError::Timeout(self.timeout))?
     }
 }

@@ -45,17 +45,10 @@ impl TransportError {
 /// The destination guard from `transport.allow_private`; with the demo
 /// tenant active (`demo`: this gateway's address), its two local destinations
 /// (the gateway's own demo inbox and an SMTP catcher on 127.0.0.1:1025) too.
-pub fn guard(
-    cfg: &crate::config::TransportConfig,
-    demo: Option<SocketAddr>,
-) -> Result<Guard, String> {
+pub fn guard(cfg: &crate::config::TransportConfig, demo: Option<SocketAddr>) -> Result<Guard, String> {
     let mut g = Guard::new(&cfg.allow_private, "transport.allow_private")?;
     if let Some(addr) = demo {
-        let ip = if addr.ip().is_unspecified() {
-            "127.0.0.1".parse().expect("ip")
-        } else {
-            addr.ip()
-        };
+        let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("ip") } else { addr.ip() };
         g.allow(&SocketAddr::new(ip, addr.port()).to_string())?;
         g.allow("127.0.0.1:1025")?;
     }
@@ -87,26 +80,18 @@ impl SendOptions {
     /// anything else is ignored.
     pub fn from_account(config_json: &str) -> Self {
         let v: serde_json::Value = serde_json::from_str(config_json).unwrap_or_default();
-        Self {
-            smtp_max_connections: v["smtp"]["max_connections"].as_u64().map(|n| n as usize),
-        }
+        Self { smtp_max_connections: v["smtp"]["max_connections"].as_u64().map(|n| n as usize) }
     }
 }
 
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Send a request with per-account options; SMTP answers per recipient.
-    async fn send_with(
-        &self,
-        request: Request,
-        options: SendOptions,
-    ) -> Result<Sent, TransportError>;
+    async fn send_with(&self, request: Request, options: SendOptions) -> Result<Sent, TransportError>;
 
     /// Send a request and keep only the provider's answer.
     async fn send(&self, request: Request) -> Result<Response, TransportError> {
-        self.send_with(request, SendOptions::default())
-            .await
-            .map(|s| s.response)
+        self.send_with(request, SendOptions::default()).await.map(|s| s.response)
     }
 }
 
@@ -117,38 +102,19 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(
-        timeout: Duration,
-        redirect_hosts: std::collections::HashMap<String, String>,
-        guard: Guard,
-    ) -> Self {
-        Self {
-            http: HttpTransport::new(timeout, redirect_hosts, guard.clone()),
-            smtp: SmtpTransport::new(timeout, guard),
-        }
+    pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>, guard: Guard) -> Self {
+        Self { http: HttpTransport::new(timeout, redirect_hosts, guard.clone()), smtp: SmtpTransport::new(timeout, guard) }
     }
 }
 
 #[async_trait]
 impl Transport for Transports {
-    async fn send_with(
-        &self,
-        request: Request,
-        options: SendOptions,
-    ) -> Result<Sent, TransportError> {
+    async fn send_with(&self, request: Request, options: SendOptions) -> Result<Sent, TransportError> {
         let sent = match request {
-            Request::Http(r) => self.http.send(r).await.map(|r| Sent {
-                response: Response::Http(r),
-                recipients: Vec::new(),
-            }),
-            Request::Smtp(m) => self
-                .smtp
-                .send(m, options.smtp_max_connections)
-                .await
-                .map(|s| Sent {
-                    response: Response::Smtp(s.reply),
-                    recipients: s.recipients,
-                }),
+            Request::Http(r) => self.http.send(r).await.map(|r| Sent { response: Response::Http(r), recipients: Vec::new() }),
+            Request::Smtp(m) => {
+                self.smtp.send(m, options.smtp_max_connections).await.map(|s| Sent { response: Response::Smtp(s.reply), recipients: s.recipients })
+            }
         };
         if let Err(e) = &sent
             && e.is_permanent()

@@ -73,21 +73,8 @@ pub struct SmtpTransport {
 
 fn pool_key(r: &SmtpRelay, addr: IpAddr, max: usize) -> String {
     // The password enters the key only as a hash, so keys are safe to keep.
-    let pw = r
-        .password
-        .as_deref()
-        .map(|p| hex::encode(Sha256::digest(p.as_bytes())))
-        .unwrap_or_default();
-    format!(
-        "{:?}|{}|{}|{}|{}|{}|{}",
-        r.tls,
-        r.host,
-        addr,
-        r.port,
-        r.username.as_deref().unwrap_or(""),
-        pw,
-        max
-    )
+    let pw = r.password.as_deref().map(|p| hex::encode(Sha256::digest(p.as_bytes()))).unwrap_or_default();
+    format!("{:?}|{}|{}|{}|{}|{}|{}", r.tls, r.host, addr, r.port, r.username.as_deref().unwrap_or(""), pw, max)
 }
 
 /// One relay's connections.
@@ -131,33 +118,22 @@ fn code_number(s: &str) -> u16 {
 }
 
 fn reply_of(r: &Response) -> SmtpReply {
-    SmtpReply {
-        code: code_number(&r.code().to_string()),
-        message: r.message().collect::<Vec<_>>().join(" "),
-    }
+    SmtpReply { code: code_number(&r.code().to_string()), message: r.message().collect::<Vec<_>>().join(" ") }
 }
 
 /// A negative reply as lettre reports it (an error carrying the code, with
 /// the server's text as its source).
 fn refusal_of(e: &SmtpError) -> Option<SmtpReply> {
     let code = e.status()?;
-    let message = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string());
-    Some(SmtpReply {
-        code: code_number(&code.to_string()),
-        message,
-    })
+    let message = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+    Some(SmtpReply { code: code_number(&code.to_string()), message })
 }
 
 /// A reply (positive or not), or a broken connection.
 fn answer(r: Result<Response, SmtpError>, answered: bool) -> Result<SmtpReply, Broken> {
     match r {
         Ok(resp) => Ok(reply_of(&resp)),
-        Err(e) => refusal_of(&e).ok_or_else(|| Broken {
-            error: e.to_string(),
-            answered,
-        }),
+        Err(e) => refusal_of(&e).ok_or_else(|| Broken { error: e.to_string(), answered }),
     }
 }
 
@@ -183,21 +159,13 @@ impl Pool {
                     .map_err(|_| ConnectError::Failed("connect timed out".into()))?
                     .map_err(|e| ConnectError::Failed(e.to_string()))?;
                 let _ = tcp.set_nodelay(true);
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
-                    .await
-                    .map_err(failed)?
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello).await.map_err(failed)?
             }
             // Implicit TLS must start before the greeting, which only lettre's
             // connect does (with Nagle left on).
-            (TlsMode::Implicit, p) => AsyncSmtpConnection::connect_tokio1(
-                (self.addr, self.port),
-                Some(timeout),
-                hello,
-                p.clone(),
-                None,
-            )
-            .await
-            .map_err(failed)?,
+            (TlsMode::Implicit, p) => {
+                AsyncSmtpConnection::connect_tokio1((self.addr, self.port), Some(timeout), hello, p.clone(), None).await.map_err(failed)?
+            }
         };
         if let (TlsMode::Starttls, Some(p)) = (self.tls, &self.tls_parameters) {
             c.starttls(p.clone(), hello).await.map_err(failed)?;
@@ -213,12 +181,7 @@ impl Pool {
         if let Some(creds) = &self.credentials {
             c.auth(DEFAULT_MECHANISMS, creds).await.map_err(failed)?;
         }
-        Ok(Conn {
-            c,
-            pipelining,
-            eight_bit,
-            idle_since: Instant::now(),
-        })
+        Ok(Conn { c, pipelining, eight_bit, idle_since: Instant::now() })
     }
 
     /// The most recently used idle connection that is not too old.
@@ -238,30 +201,20 @@ impl Pool {
 /// One transaction on `conn`: the replies, and whether the connection can be
 /// reused. `rcpts[i]` is `None` when recipient `i` is not a valid address
 /// (it gets a 553 without being sent).
-async fn transaction(
-    conn: &mut Conn,
-    from: &Address,
-    rcpts: &[Result<Address, String>],
-    mime: &[u8],
-) -> Result<(SmtpSent, bool), Broken> {
+async fn transaction(conn: &mut Conn, from: &Address, rcpts: &[Result<Address, String>], mime: &[u8]) -> Result<(SmtpSent, bool), Broken> {
     let mut params = Vec::new();
     if !mime.is_ascii() && conn.eight_bit {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
     let mail = Mail::new(Some(from.clone()), params).to_string();
-    let valid: Vec<String> = rcpts
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .map(|a| Rcpt::new(a.clone(), vec![]).to_string())
-        .collect();
+    let valid: Vec<String> = rcpts.iter().filter_map(|r| r.as_ref().ok()).map(|a| Rcpt::new(a.clone(), vec![]).to_string()).collect();
     let c = &mut conn.c;
     let mail_reply;
     let mut rcpt_replies = Vec::with_capacity(valid.len());
     let mut data_reply = None;
     if conn.pipelining && !valid.is_empty() {
         // RFC 2920: MAIL, the RCPTs and DATA as one group, replies in order.
-        let mut group =
-            String::with_capacity(mail.len() + valid.iter().map(String::len).sum::<usize>() + 6);
+        let mut group = String::with_capacity(mail.len() + valid.iter().map(String::len).sum::<usize>() + 6);
         group.push_str(&mail);
         for r in &valid {
             group.push_str(r);
@@ -294,19 +247,13 @@ async fn transaction(
             let _ = answer(c.message(b"").await, true)?;
             (first_refusal(&mail_reply, &rcpt_replies, None), true)
         }
-        _ => (
-            first_refusal(&mail_reply, &rcpt_replies, data_reply.as_ref()),
-            false,
-        ),
+        _ => (first_refusal(&mail_reply, &rcpt_replies, data_reply.as_ref()), false),
     };
     let mut rcpt_replies = rcpt_replies.into_iter();
     let recipients = rcpts
         .iter()
         .map(|r| match r {
-            Err(e) => SmtpReply {
-                code: 553,
-                message: format!("5.1.3 not a valid address: {e}"),
-            },
+            Err(e) => SmtpReply { code: 553, message: format!("5.1.3 not a valid address: {e}") },
             Ok(_) if !ok(&mail_reply) => mail_reply.clone(),
             Ok(_) => match rcpt_replies.next() {
                 Some(own) if ok(&own) => reply.clone(),
@@ -331,25 +278,12 @@ fn first_refusal(mail: &SmtpReply, rcpts: &[SmtpReply], data: Option<&SmtpReply>
     {
         return d.clone();
     }
-    rcpts
-        .iter()
-        .find(|r| !ok(r))
-        .cloned()
-        .unwrap_or_else(|| SmtpReply {
-            code: 554,
-            message: "5.5.1 no valid recipients".into(),
-        })
+    rcpts.iter().find(|r| !ok(r)).cloned().unwrap_or_else(|| SmtpReply { code: 554, message: "5.5.1 no valid recipients".into() })
 }
 
 impl SmtpTransport {
     pub fn new(timeout: Duration, guard: Guard) -> Self {
-        Self {
-            pools: Mutex::new(HashMap::new()),
-            resolved: Mutex::new(HashMap::new()),
-            guard,
-            timeout,
-            hello: ClientId::default(),
-        }
+        Self { pools: Mutex::new(HashMap::new()), resolved: Mutex::new(HashMap::new()), guard, timeout, hello: ClientId::default() }
     }
 
     /// The relay's address, resolved and checked by the guard (cached for a minute).
@@ -388,9 +322,7 @@ impl SmtpTransport {
         let tls_parameters = match r.tls {
             TlsMode::None => None,
             TlsMode::Starttls | TlsMode::Implicit => {
-                Some(TlsParameters::new(r.host.clone()).map_err(|e| {
-                    TransportError::Connect(format!("TLS setup for {}: {e}", r.host))
-                })?)
+                Some(TlsParameters::new(r.host.clone()).map_err(|e| TransportError::Connect(format!("TLS setup for {}: {e}", r.host)))?)
             }
         };
         let pool = Arc::new(Pool {
@@ -399,10 +331,7 @@ impl SmtpTransport {
             port: r.port,
             tls: r.tls,
             tls_parameters,
-            credentials: r
-                .username
-                .clone()
-                .map(|u| Credentials::new(u, r.password.clone().unwrap_or_default())),
+            credentials: r.username.clone().map(|u| Credentials::new(u, r.password.clone().unwrap_or_default())),
             permits: Arc::new(Semaphore::new(max)),
             idle: Mutex::new(Vec::new()),
         });
@@ -412,38 +341,17 @@ impl SmtpTransport {
 
     /// Send one message; `max_connections` bounds the relay's pool (`None`:
     /// [`DEFAULT_MAX_CONNECTIONS`]).
-    pub async fn send(
-        &self,
-        m: SmtpMessage,
-        max_connections: Option<usize>,
-    ) -> Result<SmtpSent, TransportError> {
+    pub async fn send(&self, m: SmtpMessage, max_connections: Option<usize>) -> Result<SmtpSent, TransportError> {
         let bad = |what: &str, e: String| TransportError::Protocol(format!("{what}: {e}"));
-        let from: Address = m
-            .sender
-            .parse()
-            .map_err(|e: lettre::address::AddressError| bad("sender", e.to_string()))?;
+        let from: Address = m.sender.parse().map_err(|e: lettre::address::AddressError| bad("sender", e.to_string()))?;
         if m.recipients.is_empty() {
             return Err(bad("envelope", "no recipients".into()));
         }
-        let rcpts: Vec<Result<Address, String>> = m
-            .recipients
-            .iter()
-            .map(|r| r.parse::<Address>().map_err(|e| e.to_string()))
-            .collect();
-        let max = max_connections
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-            .clamp(1, MAX_CONNECTIONS);
+        let rcpts: Vec<Result<Address, String>> = m.recipients.iter().map(|r| r.parse::<Address>().map_err(|e| e.to_string())).collect();
+        let max = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).clamp(1, MAX_CONNECTIONS);
         let pool = self.pool(&m.relay, max).await?;
-        let _permit = pool
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore open");
-        let all = |reply: SmtpReply| SmtpSent {
-            recipients: vec![reply.clone(); m.recipients.len()],
-            reply,
-        };
+        let _permit = pool.permits.clone().acquire_owned().await.expect("semaphore open");
+        let all = |reply: SmtpReply| SmtpSent { recipients: vec![reply.clone(); m.recipients.len()], reply };
         let work = async {
             let mut fresh_tried = false;
             loop {
@@ -454,10 +362,7 @@ impl SmtpTransport {
                         Ok(c) => (c, false),
                         Err(ConnectError::Reply(r)) => return Ok(all(r)),
                         Err(ConnectError::Failed(e)) => {
-                            return Err(TransportError::Connect(format!(
-                                "{}:{} ({}): {e}",
-                                pool.host, pool.port, pool.addr
-                            )));
+                            return Err(TransportError::Connect(format!("{}:{} ({}): {e}", pool.host, pool.port, pool.addr)));
                         }
                     },
                 };
@@ -477,8 +382,6 @@ impl SmtpTransport {
                 }
             }
         };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| TransportError::Timeout(self.timeout))?
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| TransportError::Timeout(self.timeout))?
     }
 }

@@ -79,9 +79,7 @@ fn mode(account: &str) -> Result<Mode, PluginError> {
         "invalid" => Mode::Invalid,
         "picky" => Mode::Picky,
         other => {
-            return Err(PluginError::BadConfig(format!(
-                "mode: unknown mode {other:?}"
-            )));
+            return Err(PluginError::BadConfig(format!("mode: unknown mode {other:?}")));
         }
     })
 }
@@ -153,11 +151,7 @@ impl Plugin for Hostile {
         mode(account).map(|_| ())
     }
 
-    fn build(
-        ctx: CallContext,
-        account: &str,
-        batch: Vec<Delivery>,
-    ) -> Result<Vec<Outbound>, PluginError> {
+    fn build(ctx: CallContext, account: &str, batch: Vec<Delivery>) -> Result<Vec<Outbound>, PluginError> {
         let ids: Vec<String> = batch.iter().map(|d| d.id.clone()).collect();
         match mode(account)? {
             Mode::Ok => Ok(ok_outbounds(account, &batch)),
@@ -191,11 +185,7 @@ impl Plugin for Hostile {
             Mode::Duplicate => {
                 let mut out = ok_outbounds(account, &batch);
                 if let Some(first) = batch.first() {
-                    out.push(post(
-                        "http://allowed.test/ok",
-                        vec![first.id.clone()],
-                        b"{}".to_vec(),
-                    ));
+                    out.push(post("http://allowed.test/ok", vec![first.id.clone()], b"{}".to_vec()));
                 }
                 Ok(out)
             }
@@ -204,25 +194,15 @@ impl Plugin for Hostile {
                 out.pop();
                 Ok(out)
             }
-            Mode::Invalid => Err(PluginError::InvalidDelivery(
-                "hostile: invalid on purpose".into(),
-            )),
+            Mode::Invalid => Err(PluginError::InvalidDelivery("hostile: invalid on purpose".into())),
             Mode::Picky => match batch.iter().find(|d| d.recipient.starts_with("bad")) {
-                Some(d) => Err(PluginError::InvalidDelivery(format!(
-                    "recipient {}: hostile refuses addresses starting with \"bad\"",
-                    d.id
-                ))),
+                Some(d) => Err(PluginError::InvalidDelivery(format!("recipient {}: hostile refuses addresses starting with \"bad\"", d.id))),
                 None => Ok(ok_outbounds(account, &batch)),
             },
         }
     }
 
-    fn interpret(
-        _ctx: CallContext,
-        _account: &str,
-        deliveries: Vec<String>,
-        _response: Response,
-    ) -> Vec<Outcome> {
+    fn interpret(_ctx: CallContext, _account: &str, deliveries: Vec<String>, _response: Response) -> Vec<Outcome> {
         outcome::for_all(&deliveries, |id| outcome::sent(id, "").with_provider_id(id))
     }
 }
@@ -236,9 +216,7 @@ mod tests {
     #[test]
     fn modes_parse() {
         assert_eq!(mode(r#"{"mode":"loop"}"#).unwrap(), Mode::Loop);
-        assert!(
-            matches!(mode(r#"{"mode":"x"}"#), Err(PluginError::BadConfig(m)) if m.starts_with("mode:"))
-        );
+        assert!(matches!(mode(r#"{"mode":"x"}"#), Err(PluginError::BadConfig(m)) if m.starts_with("mode:")));
         assert!(matches!(mode("{}"), Err(PluginError::BadConfig(_))));
     }
 }
