@@ -34,6 +34,8 @@ if [ "$services" = 1 ]; then
   stage "start Kafka and Cassandra" bash -c 'deploy/services/kafka.sh start && deploy/services/cassandra.sh start'
 fi
 
+stage "cargo fmt --check" cargo fmt --all --check
+
 host=(--workspace $(for p in $(ls plugins) hostile legacy; do printf -- '--exclude herald-plugin-%s ' "$p"; done) --exclude herald-plugin-sdk)
 stage "build plugins" make --no-print-directory plugins
 # One build of every host binary and test, with one feature set (see HOST in the Makefile).
