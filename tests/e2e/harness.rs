@@ -87,7 +87,11 @@ impl Gateway {
     fn write_config(path: &Path, data: &Path, config: &str, plugins: &Path) {
         // `HERALD_TEST_OLD_BINARY=1` runs a test against a gateway built
         // before `transport.allow_private` existed (to show it failing there).
-        let allow = if config.contains("allow_private") || std::env::var_os("HERALD_TEST_OLD_BINARY").is_some() { "" } else { LOOPBACK_ALLOWED };
+        let old_binary = std::env::var_os("HERALD_TEST_OLD_BINARY").is_some();
+        let allow = if config.contains("allow_private") || old_binary { "" } else { LOOPBACK_ALLOWED };
+        // An old binary knows no `transport` section: its lines are dropped.
+        let kept: String = config.lines().filter(|l| !(old_binary && l.starts_with("transport."))).map(|l| format!("{l}\n")).collect();
+        let config = kept.as_str();
         let full = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo = false\nplugins.dir = \"{}\"\n{allow}{}\n",
             data.display(),
