@@ -44,10 +44,26 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     crate::auth::grant_new_permissions(&app).await.map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
     tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
     tokio::spawn(crate::api::pushes::scheduler(app.clone(), shutdown.clone()));
+    tokio::spawn(sweep_attempts(app.clone(), shutdown.clone()));
     println!("herald-admin listening on http://{addr}");
     let stop = shutdown.clone();
     axum::serve(listener, crate::api::router(app)).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     Ok(())
+}
+
+/// Every ten minutes, forget login attempts that no longer count.
+async fn sweep_attempts(app: Arc<App>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+        match crate::auth::sweep_attempts(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(records = n, "stale login attempt records deleted"),
+            Err(e) => tracing::warn!(error = %e.message, "sweeping login attempt records failed"),
+        }
+    }
 }
 
 /// Plugins the gateway hot-loads show up here too.

@@ -252,6 +252,29 @@ async fn change_attempts<R>(app: &App, login: &str, mut f: impl FnMut(&mut Attem
     }
 }
 
+impl Attempts {
+    /// Nothing left to remember: no failure in the window, no lock.
+    fn forgotten(&self, now: Millis) -> bool {
+        self.locked_until <= now && self.failures.iter().all(|t| now - *t >= FAILURE_WINDOW_MS)
+    }
+}
+
+/// Delete the attempt records that no longer count (a name tried once, or by
+/// someone spraying made-up names, would otherwise stay forever); returns how
+/// many. A record changed meanwhile is written again by its attempt.
+pub async fn sweep_attempts(app: &App) -> Result<usize, ApiError> {
+    let now = herald_core::now_ms();
+    let mut gone = 0;
+    for doc in app.config.docs(PLATFORM, ATTEMPTS).await? {
+        let stale = serde_json::from_value::<Attempts>(doc.body).map_or(true, |a| a.forgotten(now));
+        if stale {
+            let _one_at_a_time = gate(&doc.id).lock().await;
+            gone += usize::from(app.config.delete_doc(PLATFORM, ATTEMPTS, &doc.id).await?);
+        }
+    }
+    Ok(gone)
+}
+
 /// Count a login attempt before its password is checked: Ok(token for
 /// `finish_attempt`), or Err(ms until the lock ends).
 pub async fn begin_attempt(app: &App, login: &str) -> Result<Result<Millis, Millis>, ApiError> {
@@ -567,5 +590,17 @@ mod tests {
         let t = b.begin(20).unwrap();
         assert!(b.finish(t, true, 21).is_none());
         assert!(b.failures.is_empty(), "a right password clears the count");
+        assert!(b.forgotten(22), "nothing left to remember after a right password");
+    }
+
+    #[test]
+    fn records_are_forgotten_only_when_they_no_longer_count() {
+        let mut a = Attempts::default();
+        let t = a.begin(0).unwrap();
+        a.finish(t, false, 1);
+        assert!(!a.forgotten(FAILURE_WINDOW_MS - 1), "a failure in the window counts");
+        assert!(a.forgotten(FAILURE_WINDOW_MS + 1));
+        let locked = Attempts { failures: vec![], locked_until: 500 };
+        assert!(!locked.forgotten(499) && locked.forgotten(500));
     }
 }
