@@ -79,6 +79,8 @@ class Testbed:
             f"data_dir = {json.dumps(str(data))}\n"
             "demo = true\n"
             f"plugins.dir = {json.dumps(str(plugins))}\n"
+            # The test bed's receivers listen on loopback.
+            'transport.allow_private = ["127.0.0.0/8"]\n'
             "[limits]\nmax_body_bytes = 65536\n"
         )
         self.url = self._spawn([str(self.gateway_bin), "--config", str(config)], {"HERALD_LOG": "info"}, "gateway", "herald-gateway listening on ")
@@ -89,6 +91,7 @@ class Testbed:
             "HERALD_ADMIN_PLUGINS_DIR": str(plugins),
             "HERALD_ADMIN_OPERATOR_TOKEN": "sdk-test-operator-" + os.urandom(8).hex(),
             "HERALD_ADMIN_LOG": "info",
+            "HERALD_ADMIN_ALLOW_PRIVATE": '["127.0.0.0/8"]',
         }
         admin = self._spawn([str(self.admin_bin)], admin_env, "admin", "herald-admin listening on ")
         self.tiered_key, self.action = self._tiered_action(admin + "/api/v1")
