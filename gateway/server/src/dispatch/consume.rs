@@ -70,11 +70,12 @@ async fn resolve(
         }
         Work::Retry(r) => (r.tenant.clone(), r.channel.clone(), r.account.clone(), r.message_id.clone(), r.due_at),
     };
-    // Which deliveries still need this attempt, with their rendered content.
+    // How the earlier attempts ended (a retry carries them to its dead letter).
     let history = match &item.work {
         Work::Retry(r) => r.history.clone(),
         _ => Vec::new(),
     };
+    // Which deliveries still need this attempt, with their rendered content.
     let pending: Vec<(Result<herald_core::model::Rendered, String>, u32)> = match &item.work {
         Work::Message(m) => render_queued(d, m).await?.into_iter().map(|r| (r, 1)).collect(),
         Work::Retry(r) => retry_pending(d, r).await?,
