@@ -90,8 +90,9 @@ impl RetryOverride {
 #[derive(Debug, Clone, Default)]
 pub struct RetryPolicies {
     default: RetryPolicy,
-    /// Keyed by (tenant or "", channel or "").
-    specific: HashMap<(String, String), RetryPolicy>,
+    /// Tenant ("" = every tenant) → channel ("" = every channel) → policy,
+    /// so that a lookup borrows its keys.
+    specific: HashMap<String, HashMap<String, RetryPolicy>>,
 }
 
 impl RetryPolicies {
@@ -103,43 +104,40 @@ impl RetryPolicies {
         tenants: &[(String, Option<RetryOverride>, HashMap<String, RetryOverride>)],
     ) -> Result<Self, String> {
         default.check("retry")?;
-        let mut specific = HashMap::new();
+        let mut everyone = HashMap::new();
         for (ch, o) in channels {
             let p = o.over(&default);
             p.check(&format!("retry.channels.{ch}"))?;
-            specific.insert((String::new(), ch.clone()), p);
+            everyone.insert(ch.clone(), p);
         }
+        let mut specific = HashMap::new();
         for (tenant, own, per_channel) in tenants {
+            let mut mine = HashMap::new();
             let base = own.as_ref().map(|o| o.over(&default));
             if let Some(p) = &base {
                 p.check(&format!("tenants.{tenant}.retry"))?;
-                specific.insert((tenant.clone(), String::new()), p.clone());
+                mine.insert(String::new(), p.clone());
             }
             for (ch, o) in per_channel {
                 // Tenant+channel over tenant, over channel, over the default.
-                let wider = base.clone().or_else(|| specific.get(&(String::new(), ch.clone())).cloned()).unwrap_or_else(|| default.clone());
+                let wider = base.clone().or_else(|| everyone.get(ch).cloned()).unwrap_or_else(|| default.clone());
                 let p = o.over(&wider);
                 p.check(&format!("tenants.{tenant}.retry_channels.{ch}"))?;
-                specific.insert((tenant.clone(), ch.clone()), p);
+                mine.insert(ch.clone(), p);
             }
+            if !mine.is_empty() {
+                specific.insert(tenant.clone(), mine);
+            }
+        }
+        if !everyone.is_empty() {
+            specific.insert(String::new(), everyone);
         }
         Ok(Self { default, specific })
     }
 
     pub fn get(&self, tenant: &str, channel: &str) -> &RetryPolicy {
-        if self.specific.is_empty() {
-            return &self.default;
-        }
-        let key = |t: &str, c: &str| (t.to_string(), c.to_string());
-        self.specific
-            .get(&key(tenant, channel))
-            .or_else(|| self.specific.get(&key(tenant, "")))
-            .or_else(|| self.specific.get(&key("", channel)))
-            .unwrap_or(&self.default)
-    }
-
-    pub fn default_policy(&self) -> &RetryPolicy {
-        &self.default
+        let mine = self.specific.get(tenant).and_then(|m| m.get(channel).or_else(|| m.get("")));
+        mine.or_else(|| self.specific.get("").and_then(|m| m.get(channel))).unwrap_or(&self.default)
     }
 }
 

@@ -73,12 +73,22 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
     };
     // One job per delivery id: the consumer's claims already make a duplicate
     // impossible; should one get here, it is dropped (its twin is recorded).
-    let mut seen = HashSet::new();
-    let (jobs, twins): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| seen.insert(j.rendered.delivery_id.clone()));
-    for twin in twins {
-        tracing::warn!(delivery = %twin.rendered.delivery_id, "delivery twice in one batch; the copy is dropped");
-        twin.item.done();
-    }
+    // Checked on borrowed ids first: the usual batch allocates nothing here.
+    let twice = {
+        let mut seen = HashSet::with_capacity(jobs.len());
+        jobs.iter().any(|j| !seen.insert(j.rendered.delivery_id.as_str()))
+    };
+    let jobs = if twice {
+        let mut seen = HashSet::new();
+        let (jobs, twins): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| seen.insert(j.rendered.delivery_id.clone()));
+        for twin in twins {
+            tracing::warn!(delivery = %twin.rendered.delivery_id, "delivery twice in one batch; the copy is dropped");
+            twin.item.done();
+        }
+        jobs
+    } else {
+        jobs
+    };
     let call = Call { d, plugin, ctx, account_json, has_token, account: &account };
     let settled = call.build_and_send(jobs).await;
     // The provider throttled this account: hold its next batches back.
