@@ -1,17 +1,9 @@
 //! `herald-gateway`: the ingest API and the dispatch role in one binary.
 
-mod api;
-mod app;
-mod config;
-mod dispatch;
-mod escalation;
-mod limits;
-mod metrics;
-mod redrive;
-mod transport;
 
 use std::path::PathBuf;
 
+use herald_gateway::{app, config};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: herald-gateway [--config <file.toml>]
