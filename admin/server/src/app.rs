@@ -43,7 +43,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     });
     crate::auth::grant_new_permissions(&app).await.map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
     tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
-    tokio::spawn(crate::api::pushes::scheduler(app.clone(), shutdown.clone()));
+    tokio::spawn(crate::pushes::scheduler(app.clone(), shutdown.clone()));
     tokio::spawn(sweep_attempts(app.clone(), shutdown.clone()));
     println!("herald-admin listening on http://{addr}");
     let stop = shutdown.clone();

@@ -5,6 +5,7 @@ mod app;
 mod auth;
 mod config;
 mod excel;
+mod pushes;
 mod upload_worker;
 
 use tokio_util::sync::CancellationToken;

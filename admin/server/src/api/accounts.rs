@@ -21,10 +21,10 @@ use herald_core::tiered::{ACTION, Action};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::pushes::{PUSH, Push};
 use super::{Body, ListQuery, Result, Routes, conflict, created, no_content};
 use crate::app::App;
 use crate::auth::Caller;
+use crate::pushes::{PUSH, Push};
 
 pub fn routes(r: Routes) -> Routes {
     r.add("GET", "/account-types", "Account types: one per installed plugin, with its form schema", types)

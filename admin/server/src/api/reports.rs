@@ -14,10 +14,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cost::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Range};
-use super::pushes::{PUSH, Push};
 use super::{Result, Routes};
 use crate::app::App;
 use crate::auth::Caller;
+use crate::pushes::{PUSH, Push};
 
 pub fn routes(r: Routes) -> Routes {
     r.add("GET", "/reports/summary", "Deliveries and spend by channel and day, per push and per action (days=30)", summary)

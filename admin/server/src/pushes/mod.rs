@@ -1,0 +1,13 @@
+//! Message pushes (消息推送): the model, and publishing to the queue like any
+//! API request (the admin never sends), on their own scheduler. The HTTP
+//! handlers are in `api::pushes`.
+
+mod model;
+mod schedule;
+
+pub use model::{Push, Schedule, Sent};
+pub use schedule::{check_sendable, scheduler, send_if_due};
+
+pub const PUSH: &str = "push";
+/// Most recipients one push may have.
+const MAX_PUSH_RECIPIENTS: usize = 100_000;

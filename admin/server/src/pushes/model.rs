@@ -1,0 +1,225 @@
+//! The push model: what a push is, when it is due, and what sending it recorded.
+
+use chrono::{DateTime, Utc};
+use herald_core::directory::Targets;
+use herald_core::error::ApiError;
+use herald_core::model::Content;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// "now", "at" (once, at `at`) or "cron" (recurring, by `cron` in `time_zone`).
+    pub mode: String,
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    /// Cron expression: "min hour day month weekday" (or with leading seconds), e.g. "0 9 * * Mon-Fri".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// IANA zone of the cron expression; default Asia/Shanghai.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+impl Schedule {
+    pub fn now() -> Schedule {
+        Schedule { mode: "now".into(), at: None, cron: None, time_zone: None }
+    }
+
+    /// The parsed recurrence of a "cron" schedule; the error names the field.
+    pub fn recurrence(&self) -> std::result::Result<(cron::Schedule, chrono_tz::Tz), ApiError> {
+        let expr = self.cron.as_deref().map(str::trim).unwrap_or("");
+        let full = if expr.split_whitespace().count() == 5 { format!("0 {expr}") } else { expr.to_string() };
+        let schedule = full.parse::<cron::Schedule>().map_err(|e| ApiError::invalid("schedule.cron", format!("not a cron expression: {e}")))?;
+        let tz = self.time_zone.as_deref().unwrap_or("Asia/Shanghai");
+        let tz = tz.parse::<chrono_tz::Tz>().map_err(|_| ApiError::invalid("schedule.time_zone", format!("unknown time zone {tz:?}")))?;
+        Ok((schedule, tz))
+    }
+
+    /// The latest occurrence after `after` and at or before `now` (missed ones collapse into it).
+    pub fn occurrence(&self, after: i64, now: i64) -> Option<i64> {
+        let (schedule, tz) = self.recurrence().ok()?;
+        let start = DateTime::from_timestamp_millis(after)?.with_timezone(&tz);
+        schedule.after(&start).map(|t| t.timestamp_millis()).take_while(|t| *t <= now).last()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Push {
+    pub id: String,
+    pub number: String,
+    pub title: String,
+    pub channel: String,
+    pub account: String,
+    pub content: Content,
+    pub targets: Targets,
+    pub schedule: Schedule,
+    pub enabled: bool,
+    /// The first (or only) message the push was published as…
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// …and all of them (a list larger than the gateway's per-message limit is split).
+    #[serde(default)]
+    pub message_ids: Vec<String>,
+    #[serde(default)]
+    pub sent_at: Option<i64>,
+    /// Recurring pushes: the occurrence last sent, and how many were.
+    #[serde(default)]
+    pub last_run: Option<i64>,
+    #[serde(default)]
+    pub runs: u32,
+    #[serde(default)]
+    pub recipients: usize,
+    /// Directory users without an address on the channel when it was sent.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+    /// The creator's org unit (data permission).
+    pub unit: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What publishing a push produced.
+pub struct Sent {
+    pub recurring: bool,
+    pub occurrence: i64,
+    pub message_ids: Vec<String>,
+    pub at: i64,
+    pub recipients: usize,
+    pub skipped: Vec<String>,
+}
+
+impl Push {
+    /// A new, empty push ("now", enabled) for `checked` to fill in.
+    pub fn draft(id: String, unit: String, created_by: String, now: i64) -> Push {
+        Push {
+            id,
+            number: String::new(),
+            title: String::new(),
+            channel: String::new(),
+            account: String::new(),
+            content: Content::default(),
+            targets: Targets::default(),
+            schedule: Schedule::now(),
+            enabled: true,
+            message_id: None,
+            message_ids: vec![],
+            sent_at: None,
+            last_run: None,
+            runs: 0,
+            recipients: 0,
+            skipped: vec![],
+            unit,
+            created_by,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Note a send (once per occurrence of a recurring push).
+    pub fn record(&mut self, s: &Sent) {
+        if s.recurring {
+            if self.last_run.is_some_and(|l| l >= s.occurrence) {
+                return;
+            }
+            self.last_run = Some(s.occurrence);
+            self.runs += 1;
+        } else {
+            self.message_id = s.message_ids.first().cloned();
+        }
+        self.message_ids = s.message_ids.clone();
+        self.sent_at = Some(s.at);
+        self.recipients = s.recipients;
+        self.skipped = s.skipped.clone();
+    }
+
+    /// This push as edited, keeping what sending recorded in `stored`.
+    pub fn edited_over(&self, stored: &Push) -> Push {
+        Push {
+            message_id: stored.message_id.clone(),
+            message_ids: stored.message_ids.clone(),
+            sent_at: stored.sent_at,
+            last_run: stored.last_run,
+            runs: stored.runs,
+            recipients: stored.recipients,
+            skipped: stored.skipped.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// Every message the push was published as.
+    pub fn messages(&self) -> Vec<String> {
+        if self.message_ids.is_empty() { self.message_id.iter().cloned().collect() } else { self.message_ids.clone() }
+    }
+
+    pub fn status(&self) -> &'static str {
+        match (self.message_id.is_some(), self.enabled, self.schedule.mode.as_str()) {
+            (true, ..) => "sent",
+            (false, false, _) => "disabled",
+            (false, true, "at") => "scheduled",
+            (false, true, "cron") => "recurring",
+            _ => "draft",
+        }
+    }
+
+    pub fn view(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["status"] = json!(self.status());
+        v
+    }
+
+    /// When due: the time the send stands for (now, the `at` time, or a cron occurrence).
+    pub fn due(&self, now: i64) -> Option<i64> {
+        if !self.enabled || self.message_id.is_some() {
+            return None;
+        }
+        match self.schedule.mode.as_str() {
+            "at" => self.schedule.at.map(|t| t.timestamp_millis()).filter(|t| *t <= now),
+            "cron" => self.schedule.occurrence(self.last_run.unwrap_or(self.created_at - 1), now),
+            _ => Some(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(mode: &str) -> Push {
+        let mut p = Push::draft("p".into(), "root".into(), "ann".into(), 1);
+        p.schedule.mode = mode.into();
+        p
+    }
+
+    fn sent(recurring: bool, occurrence: i64) -> Sent {
+        Sent { recurring, occurrence, message_ids: vec![format!("m{occurrence}")], at: occurrence, recipients: 2, skipped: vec![] }
+    }
+
+    #[test]
+    fn an_occurrence_recorded_twice_counts_once() {
+        let mut p = push("cron");
+        p.record(&sent(true, 100));
+        p.record(&sent(true, 100));
+        p.record(&sent(true, 50));
+        assert_eq!((p.runs, p.last_run, p.message_id.clone()), (1, Some(100), None));
+        p.record(&sent(true, 200));
+        assert_eq!((p.runs, p.last_run, p.message_ids.clone()), (2, Some(200), vec!["m200".to_string()]));
+        let mut once = push("now");
+        once.record(&sent(false, 7));
+        assert_eq!((once.message_id.as_deref(), once.status()), (Some("m7"), "sent"));
+    }
+
+    #[test]
+    fn an_edit_keeps_the_runs_the_scheduler_recorded_meanwhile() {
+        let mut stored = push("cron");
+        stored.record(&sent(true, 100));
+        let mut edited = push("cron");
+        edited.title = "new title".into();
+        edited.enabled = false;
+        let merged = edited.edited_over(&stored);
+        assert_eq!((merged.title.as_str(), merged.enabled), ("new title", false), "the edit");
+        assert_eq!((merged.runs, merged.last_run, merged.message_ids.clone()), (1, Some(100), vec!["m100".to_string()]), "the run");
+    }
+}

@@ -1,0 +1,135 @@
+//! Publishing pushes: who a push reaches, sending it when due, and the
+//! scheduler that sends scheduled and recurring pushes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::directory::{self, UNIT, USER, Unit, User};
+use herald_core::docs::Repo;
+use herald_core::error::{ApiError, ErrorKind};
+use herald_core::model::{Message, Work};
+use herald_core::seams::Enqueue;
+use tokio_util::sync::CancellationToken;
+
+use super::{MAX_PUSH_RECIPIENTS, PUSH, Push, Sent};
+use crate::app::App;
+
+/// Who the push reaches now; an error when nobody, or too many.
+async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<directory::Expanded, ApiError> {
+    let repo = Repo::new(app.config.as_ref(), tenant);
+    let units: Vec<Unit> = repo.list(UNIT).await?;
+    let users: Vec<User> = repo.list(USER).await?;
+    // A directory user whose address does not fit the channel (checked as the
+    // gateway checks addresses at ingest) is skipped and listed, never sent a
+    // failing delivery. Raw list entries were checked when the push was saved.
+    let rule = app.plugins.get(&push.channel).map(|p| p.recipients.clone());
+    let mut expanded = directory::expand(&push.targets, &units, &users, &push.channel);
+    if let Some(rule) = &rule {
+        let mut kept = directory::Expanded { skipped: std::mem::take(&mut expanded.skipped), ..Default::default() };
+        for (r, user) in expanded.recipients.into_iter().zip(expanded.user_ids) {
+            match user {
+                Some(id) if rule.check(&r.to).is_err() => kept.skipped.push(id),
+                user => {
+                    kept.recipients.push(r);
+                    kept.user_ids.push(user);
+                }
+            }
+        }
+        expanded = kept;
+    }
+    if expanded.recipients.is_empty() {
+        return Err(
+            ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel").with_field("targets")
+        );
+    }
+    if expanded.recipients.len() > MAX_PUSH_RECIPIENTS {
+        return Err(ApiError::invalid("targets", format!("{} recipients; at most {MAX_PUSH_RECIPIENTS}", expanded.recipients.len())));
+    }
+    Ok(expanded)
+}
+
+/// Before an edit or an enable is stored: a push it makes due must be
+/// sendable, else the request fails and nothing is stored (as for a new push).
+pub async fn check_sendable(app: &App, tenant: &str, push: &Push) -> std::result::Result<(), ApiError> {
+    if push.due(herald_core::now_ms()).is_some() {
+        audience(app, tenant, push).await?;
+    }
+    Ok(())
+}
+
+/// Publish the push's message if it is due; idempotent (the message id is
+/// derived from the push id, so a repeated publish is recognised downstream).
+pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::result::Result<bool, ApiError> {
+    let now = herald_core::now_ms();
+    let Some(occurrence) = push.due(now) else {
+        return Ok(false);
+    };
+    let recurring = push.schedule.mode == "cron";
+    let repo = Repo::new(app.config.as_ref(), tenant);
+    let expanded = audience(app, tenant, push).await?;
+    // Large lists go out as several messages within the gateway's per-message limit.
+    let per_message = herald_core::validate::Limits::default().max_recipients.max(1);
+    let total = expanded.recipients.len();
+    let mut ids = vec![];
+    for (i, chunk) in expanded.recipients.chunks(per_message).enumerate() {
+        let run = if recurring { format!("@{occurrence}") } else { String::new() };
+        let seed = if i == 0 { format!("herald-push:{tenant}:{}{run}", push.id) } else { format!("herald-push:{tenant}:{}{run}:{i}", push.id) };
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
+        let message = Message {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            channel: push.channel.clone(),
+            account: push.account.clone(),
+            content: push.content.clone(),
+            template: None,
+            variables: Default::default(),
+            recipients: chunk.to_vec(),
+            metadata: [("push".to_string(), push.number.clone())].into(),
+            accepted_at: now,
+            send_at: None,
+        };
+        app.store.record_message(&message).await?;
+        app.queue.publish(vec![Enqueue { key: tenant.to_string(), not_before: now, work: Work::Message(message) }]).await?;
+        ids.push(id);
+    }
+    let sent = Sent { recurring, occurrence, message_ids: ids, at: now, recipients: total, skipped: expanded.skipped };
+    push.record(&sent);
+    // Only what this send changed, merged into the stored push: an edit or a
+    // disable made meanwhile stays. A push created by this request is stored whole.
+    let stored = repo.update::<Push>(PUSH, &push.id, |p| {
+        p.record(&sent);
+        Ok(())
+    });
+    if stored.await?.is_none() {
+        repo.put(PUSH, &push.id, push).await?;
+    }
+    tracing::info!(%tenant, push = %push.number, messages = push.message_ids.len(), recipients = push.recipients, "push published");
+    crate::metrics::get().pushes_published.inc();
+    Ok(true)
+}
+
+/// Publishes scheduled pushes when due.
+pub async fn scheduler(app: Arc<App>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(e) = publish_due(&app).await {
+            tracing::warn!(error = %e.message, "scheduled pushes: will retry");
+        }
+    }
+}
+
+async fn publish_due(app: &App) -> std::result::Result<(), ApiError> {
+    let now = herald_core::now_ms();
+    for t in app.config.tenants().await? {
+        let pushes: Vec<Push> = Repo::new(app.config.as_ref(), &t.id).list(PUSH).await?;
+        for mut p in pushes.into_iter().filter(|p| p.schedule.mode != "now" && p.due(now).is_some()) {
+            if let Err(e) = send_if_due(app, &t.id, &mut p).await {
+                tracing::warn!(tenant = %t.id, push = %p.number, error = %e.message, "scheduled push not sent");
+            }
+        }
+    }
+    Ok(())
+}
