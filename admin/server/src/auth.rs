@@ -279,13 +279,14 @@ pub async fn sweep_attempts(app: &App) -> Result<usize, ApiError> {
 /// `finish_attempt`), or Err(ms until the lock ends).
 pub async fn begin_attempt(app: &App, login: &str) -> Result<Result<Millis, Millis>, ApiError> {
     let now = herald_core::now_ms();
-    change_attempts(app, login, |a| a.begin(now)).await
+    // (lock before, answer, lock after): counted in herald_admin_logins_total / _lockouts_total.
+    change_attempts(app, login, |a| (a.locked_until, a.begin(now), a.locked_until)).await.map(|t| crate::metrics::get().begun(t))
 }
 
 /// Settle an attempt; Some(ms until the lock ends) when the login is (now) locked.
 pub async fn finish_attempt(app: &App, login: &str, started: Millis, ok: bool) -> Result<Option<Millis>, ApiError> {
     let now = herald_core::now_ms();
-    change_attempts(app, login, |a| a.finish(started, ok, now)).await
+    change_attempts(app, login, |a| (a.locked_until, a.finish(started, ok, now), a.locked_until)).await.map(|t| crate::metrics::get().finished(ok, t))
 }
 
 /// Open a session; returns its token (shown once) and expiry.

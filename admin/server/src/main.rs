@@ -5,6 +5,7 @@ mod app;
 mod auth;
 mod config;
 mod excel;
+mod metrics;
 mod pushes;
 mod upload_worker;
 
@@ -21,11 +22,8 @@ fn main() {
 
 #[tokio::main]
 async fn serve() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERALD_ADMIN_LOG").unwrap_or_else(|_| "info".into()))
-        // Colours only on a terminal: a log file or a collector gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    // The gateway's settings: HERALD_LOG, HERALD_LOG_FORMAT=json, OTEL_EXPORTER_OTLP_ENDPOINT.
+    let _telemetry = herald_telemetry::init_logging("herald-admin");
     let file = std::env::var_os("HERALD_ADMIN_CONFIG").map(std::path::PathBuf::from);
     let cfg = match config::Config::load(file.as_deref()) {
         Ok(c) => c,
