@@ -30,7 +30,8 @@ fn main() -> std::process::ExitCode {
             other => return fail(&format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
-    init_logging();
+    // HERALD_LOG, HERALD_LOG_FORMAT=json; OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let _telemetry = herald_telemetry::init_logging("herald-gateway");
     let cfg = match config::Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(&format!("config: {e}")),
@@ -50,19 +51,6 @@ fn main() -> std::process::ExitCode {
 fn fail(msg: &str) -> std::process::ExitCode {
     eprintln!("herald-gateway: {msg}");
     std::process::ExitCode::from(2)
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: a log file or a collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if std::env::var("HERALD_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn signals(shutdown: CancellationToken) {

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub http_requests: IntCounterVec,
     pub inflight_batches: IntGauge,
+    /// `herald_http_request_duration_seconds`, request ids; `layer()` goes on the router.
+    pub http: herald_telemetry::HttpMetrics,
     cache: Mutex<HashMap<(String, String), Arc<ChannelMetrics>>>,
 }
 
@@ -48,8 +50,11 @@ impl Metrics {
         let hist = |name: &str, help: &str, labels: &[&str]| {
             HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels).expect("metric")
         };
+        let registry = Registry::new();
+        // Build info, process_* and the HTTP duration histogram, shared with the admin service.
+        let http = herald_telemetry::register(&registry);
         let m = Metrics {
-            registry: Registry::new(),
+            registry,
             accepted: counter("herald_accepted_total", "Notifications accepted (per recipient) at ingest", &["tenant", "channel"]),
             deliveries: counter(
                 "herald_deliveries_total",
@@ -69,6 +74,7 @@ impl Metrics {
             queue_depth: IntGauge::new("herald_queue_depth", "Items on the ingest log (due or scheduled)").expect("metric"),
             http_requests: counter("herald_http_requests_total", "HTTP requests by route and status", &["route", "status"]),
             inflight_batches: IntGauge::new("herald_inflight_batches", "Batches being sent").expect("metric"),
+            http,
             cache: Mutex::new(HashMap::new()),
         };
         let r = &m.registry;

@@ -48,6 +48,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn(json_rejections))
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
         .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
+        .layer(app.metrics.http.layer()) // X-Request-Id, request span, duration by route (after the fallback: covers it too)
         .with_state(app)
 }
 
