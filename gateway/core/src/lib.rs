@@ -12,6 +12,7 @@ pub mod error;
 pub mod ledger;
 pub mod model;
 pub mod quiet;
+pub mod rbac;
 pub mod render;
 pub mod retry;
 pub mod seams;
