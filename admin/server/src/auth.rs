@@ -14,59 +14,20 @@ use herald_core::error::{ApiError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::api::Failure;
 use crate::app::App;
+use crate::web::Failure;
 use herald_core::docs::Repo;
+use herald_core::rbac::{Permission, ROLE, Role};
 
 pub const COOKIE: &str = "herald_session";
 /// Platform-wide documents (logins, sessions) live under this tenant.
 pub const PLATFORM: &str = "*";
 pub const LOGIN: &str = "login";
 pub const SESSION: &str = "session";
-pub const ROLE: &str = "role";
 
 const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW_MS: Millis = 15 * 60 * 1000;
 const LOCK_MS: Millis = 15 * 60 * 1000;
-
-/// The permission catalogue: (id, menu, kind).
-pub const PERMISSIONS: &[(&str, &str, &str)] = &[
-    ("directory.view", "directory", "menu"),
-    ("directory.edit", "directory", "button"),
-    ("apps.view", "apps", "menu"),
-    ("apps.manage", "apps", "button"),
-    ("roles.view", "roles", "menu"),
-    ("roles.manage", "roles", "button"),
-    ("push.view", "push", "menu"),
-    ("push.edit", "push", "button"),
-    ("push.send", "push", "button"),
-    ("tiered.view", "tiered", "menu"),
-    ("tiered.edit", "tiered", "button"),
-    ("accounts.view", "accounts", "menu"),
-    ("accounts.edit", "accounts", "button"),
-    ("cost.view", "cost", "menu"),
-    ("cost.manage", "cost", "button"),
-    ("reports.view", "reports", "menu"),
-    // Set or reset another user's password or login (one's own needs the current password instead).
-    ("users.password", "directory", "button"),
-];
-
-/// Added after the first release: roles that held every earlier permission get it on upgrade.
-pub const NEW_PERMISSIONS: &[&str] = &["users.password"];
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Role {
-    pub id: String,
-    pub name: String,
-    pub permissions: Vec<String>,
-    /// Data permission: every org unit…
-    pub all_units: bool,
-    /// …or these units and their subtrees.
-    #[serde(default)]
-    pub units: Vec<String>,
-    #[serde(default)]
-    pub created_at: Millis,
-}
 
 /// A login name's record: which user it belongs to. (Failed attempts are
 /// counted in `Attempts`, for known and unknown names alike.)
@@ -89,6 +50,11 @@ pub struct Session {
 
 pub fn normalize_login(login: &str) -> String {
     login.trim().to_lowercase()
+}
+
+pub fn check_login_name(field: &str, login: &str) -> Result<(), ApiError> {
+    let ok = (3..=64).contains(&login.len()) && login.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok { Ok(()) } else { Err(ApiError::invalid(field, "3–64 characters: letters, digits, . _ - @")) }
 }
 
 /// Password rules: 10 to 256 bytes, not blank, not the login name (nor the
@@ -161,6 +127,17 @@ pub async fn verify_password(password: &str, hash: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// Check the caller's own current password (a wrong one is a 403 naming `field`).
+pub async fn check_current_password(caller: &Caller, field: &str, given: Option<&str>) -> Result<(), ApiError> {
+    let Some(given) = given else {
+        return Err(ApiError::invalid(field, "give your current password to change your password or login"));
+    };
+    if !verify_password(given, caller.user.password_hash.clone()).await {
+        return Err(ApiError::new(ErrorKind::Forbidden, "wrong_password", "the current password is wrong").with_field(field));
+    }
+    Ok(())
 }
 
 fn token_hash(token: &str) -> String {
@@ -399,7 +376,7 @@ impl Rights {
 
     /// Every permission in the catalogue, on every unit.
     pub fn is_full(&self) -> bool {
-        self.all_units && PERMISSIONS.iter().all(|(p, ..)| self.permissions.contains(*p))
+        self.all_units && Permission::ALL.iter().all(|p| self.permissions.contains(p.as_str()))
     }
 }
 
@@ -428,8 +405,8 @@ pub fn beyond(field: impl Into<String>, message: impl Into<String>) -> ApiError 
 }
 
 impl Caller {
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.permissions.contains(permission) {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.permissions.contains(permission.as_str()) {
             Ok(())
         } else {
             Err(ApiError::new(ErrorKind::Forbidden, "forbidden", format!("this needs the permission {permission}")))
@@ -526,15 +503,16 @@ impl FromRequestParts<Arc<App>> for Caller {
 }
 
 /// Upgrade: roles that held every permission of the catalogue before
-/// `NEW_PERMISSIONS` were added get those too, once (a marker records it), so
+/// `Permission::NEW` were added get those too, once (a marker records it), so
 /// an existing Administrator role stays a full administrator.
 pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
     let platform = Repo::new(app.config.as_ref(), PLATFORM);
-    let marker = format!("permissions.{}", NEW_PERMISSIONS.join(","));
+    let new: Vec<&str> = Permission::NEW.iter().map(|p| p.as_str()).collect();
+    let marker = format!("permissions.{}", new.join(","));
     if platform.get::<serde_json::Value>("migration", &marker).await?.is_some() {
         return Ok(());
     }
-    let old: Vec<&str> = PERMISSIONS.iter().map(|p| p.0).filter(|p| !NEW_PERMISSIONS.contains(p)).collect();
+    let old: Vec<&str> = Permission::ALL.iter().filter(|p| !Permission::NEW.contains(p)).map(|p| p.as_str()).collect();
     for tenant in app.config.tenants().await? {
         let repo = Repo::new(app.config.as_ref(), &tenant.id);
         for role in repo.list::<Role>(ROLE).await? {
@@ -542,7 +520,7 @@ pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
                 continue;
             }
             repo.update::<Role>(ROLE, &role.id, |r| {
-                for p in NEW_PERMISSIONS {
+                for p in &new {
                     if !r.permissions.iter().any(|q| q == p) {
                         r.permissions.push(p.to_string());
                     }
@@ -550,7 +528,7 @@ pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
                 Ok(())
             })
             .await?;
-            tracing::info!(tenant = %tenant.id, role = %role.name, "granted {:?} on upgrade", NEW_PERMISSIONS);
+            tracing::info!(tenant = %tenant.id, role = %role.name, "granted {:?} on upgrade", new);
         }
     }
     platform.put("migration", &marker, &serde_json::json!({"at": herald_core::now_ms()})).await?;

@@ -8,6 +8,7 @@ mod excel;
 mod metrics;
 mod pushes;
 mod upload_worker;
+mod web;
 
 use tokio_util::sync::CancellationToken;
 

@@ -17,16 +17,17 @@ use herald_backends::guard::ResolveError;
 use herald_backends::smtp::{self, SmtpTls};
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::Account;
+use herald_core::rbac::Permission;
 use herald_core::tiered::{ACTION, Action};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Body, ListQuery, Result, Routes, conflict, created, no_content};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
+use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content};
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("GET", "/account-types", "Account types: one per installed plugin, with its form schema", types)
         .add("GET", "/accounts", "Sender accounts (search by sender address)", list)
         .add("POST", "/accounts", "Create a sender account (checked; e-mail verified over SMTP)", create)
@@ -35,13 +36,8 @@ pub fn routes(r: Routes) -> Routes {
         .add("DELETE", "/accounts/{name}", "Delete an account no push or action uses", delete)
 }
 
-/// A channel's content formats ("text", "html", "markdown", "voice").
-pub fn formats(app: &App, channel: &str) -> Vec<String> {
-    app.plugins.get(channel).map(|p| p.format_names()).unwrap_or_default()
-}
-
 async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("accounts.view")?;
+    caller.require(Permission::AccountsView)?;
     let items: Vec<_> = app
         .plugins
         .names()
@@ -50,7 +46,7 @@ async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> 
         .map(|p| {
             let i = &p.info;
             json!({
-                "channel": i.name, "name": i.name, "version": i.version, "formats": formats(&app, &i.name),
+                "channel": i.name, "name": i.name, "version": i.version, "formats": formats(&app.plugins, &i.name),
                 "account_schema": serde_json::from_str::<Value>(&i.account_schema).unwrap_or(Value::Null),
                 "secret_fields": i.secret_fields, "billing_unit": i.billing_unit,
             })
@@ -93,7 +89,7 @@ fn sender(a: &Account) -> String {
 }
 
 async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require("accounts.view")?;
+    caller.require(Permission::AccountsView)?;
     let accounts = app.config.accounts(&caller.tenant).await?;
     let items: Vec<_> = accounts.iter().filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name))).map(|a| view(&app, a)).collect();
     Ok(axum::Json(q.page(items)).into_response())
@@ -230,7 +226,7 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
 }
 
 async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AccountBody>) -> Result<Response> {
-    caller.require("accounts.edit")?;
+    caller.require(Permission::AccountsEdit)?;
     let name = b.name.as_deref().map(str::trim).unwrap_or("").to_string();
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(ApiError::invalid("name", "1–64 characters: letters, digits, - _ .").into());
@@ -250,12 +246,12 @@ async fn existing(app: &App, caller: &Caller, name: &str) -> std::result::Result
 }
 
 async fn get(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
-    caller.require("accounts.view")?;
+    caller.require(Permission::AccountsView)?;
     Ok(axum::Json(view(&app, &existing(&app, &caller, &name).await?)).into_response())
 }
 
 async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>, Body(b): Body<AccountBody>) -> Result<Response> {
-    caller.require("accounts.edit")?;
+    caller.require(Permission::AccountsEdit)?;
     let old = existing(&app, &caller, &name).await?;
     if b.channel != old.plugin {
         return Err(ApiError::invalid("channel", "the channel of an account cannot change").into());
@@ -336,7 +332,7 @@ fn set_path(config: &mut Value, path: &str, v: Value) {
 }
 
 async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
-    caller.require("accounts.edit")?;
+    caller.require(Permission::AccountsEdit)?;
     existing(&app, &caller, &name).await?;
     let repo = caller.repo(&app);
     let pushes: Vec<Push> = repo.list(PUSH).await?;

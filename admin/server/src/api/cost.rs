@@ -9,15 +9,15 @@ use axum::response::{IntoResponse, Response};
 use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings as Billing};
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::{LedgerEntry, LedgerKind};
+use herald_core::rbac::Permission;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::session::rfc3339;
-use super::{Body, Result, Routes, created};
 use crate::app::App;
 use crate::auth::Caller;
+use crate::web::{BILL_OFFSET_MINUTES, Body, LEDGER_WINDOW, Range, Result, Routes, created, rfc3339};
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("GET", "/cost/balance", "Prepaid balance, alert threshold and policy", balance)
         .add("PUT", "/cost/alert", "Set the low-balance alert threshold and the policy for paid sends", set_alert)
         .add("GET", "/cost/bills", "Monthly bill lines per channel (from=YYYY-MM, to=YYYY-MM)", bills)
@@ -26,13 +26,8 @@ pub fn routes(r: Routes) -> Routes {
         .add("POST", "/operator/tenants/{id}/top-ups", "Operator: add money to a tenant's prepaid balance", top_up)
 }
 
-/// How many ledger entries the console reads at most.
-pub(super) const LEDGER_WINDOW: usize = 10_000;
-/// Bills are shown in China Standard Time.
-pub(super) const BILL_OFFSET_MINUTES: i32 = 8 * 60;
-
 async fn balance(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("cost.view")?;
+    caller.require(Permission::CostView)?;
     let b: Billing = caller.repo(&app).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
     let tenant = app.config.tenant(&caller.tenant).await?;
     Ok(axum::Json(json!({
@@ -52,7 +47,7 @@ struct AlertBody {
 }
 
 async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AlertBody>) -> Result<Response> {
-    caller.require("cost.manage")?;
+    caller.require(Permission::CostManage)?;
     let repo = caller.repo(&app);
     let mut s: Billing = repo.get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
     if let Some(v) = b.low_balance_minor {
@@ -74,16 +69,8 @@ async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Al
     Ok(axum::Json(s).into_response())
 }
 
-#[derive(Deserialize)]
-pub(super) struct Range {
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<usize>,
-    pub(super) days: Option<i64>,
-}
-
 async fn bills(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
-    caller.require("cost.view")?;
+    caller.require(Permission::CostView)?;
     let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
     let lines: Vec<_> = herald_core::bills::monthly_bills(&entries, BILL_OFFSET_MINUTES)
         .into_iter()
@@ -100,13 +87,13 @@ fn entry_view(e: &LedgerEntry) -> serde_json::Value {
 }
 
 async fn details(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
-    caller.require("cost.view")?;
+    caller.require(Permission::CostView)?;
     let entries = app.store.ledger(&caller.tenant, r.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(axum::Json(json!({"items": entries.iter().map(entry_view).collect::<Vec<_>>()})).into_response())
 }
 
 async fn transactions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("cost.view")?;
+    caller.require(Permission::CostView)?;
     let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
     let items: Vec<_> = entries.iter().filter(|e| e.kind != LedgerKind::Debit).map(entry_view).collect();
     Ok(axum::Json(json!({"items": items})).into_response())

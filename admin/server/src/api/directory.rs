@@ -6,16 +6,16 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::{self, UNIT, USER, Unit, User};
 use herald_core::error::{ApiError, ErrorKind};
+use herald_core::rbac::{Permission, ROLE, Role};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::session::{check_current_password, check_login_name, user_view};
-use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
-use crate::auth::{self, Caller, Login, PLATFORM, ROLE, Rights, Role};
+use crate::auth::{self, Caller, Login, PLATFORM, Rights, check_current_password, check_login_name};
+use crate::web::{Body, ListQuery, Result, Routes, conflict, created, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("GET", "/units", "Org units in the caller's data scope", list_units)
         .add("POST", "/units", "Create a child unit", create_unit)
         .add("PATCH", "/units/{id}", "Rename or move a unit", update_unit)
@@ -44,7 +44,7 @@ fn path_of(units: &[Unit], id: &str) -> Vec<String> {
 }
 
 async fn list_units(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("directory.view")?;
+    caller.require(Permission::DirectoryView)?;
     let units: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
     let items: Vec<_> = units
         .iter()
@@ -68,7 +68,7 @@ struct NewUnit {
 }
 
 async fn create_unit(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewUnit>) -> Result<Response> {
-    caller.require("directory.edit")?;
+    caller.require(Permission::DirectoryEdit)?;
     let name = text("name", &b.name, 100)?;
     let parent = visible_unit(&app, &caller, &b.parent, "parent").await?;
     let unit = Unit { id: new_id(), name, parent: Some(parent.id), created_at: herald_core::now_ms() };
@@ -84,7 +84,7 @@ struct UnitPatch {
 }
 
 async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UnitPatch>) -> Result<Response> {
-    caller.require("directory.edit")?;
+    caller.require(Permission::DirectoryEdit)?;
     let mut unit = visible_unit(&app, &caller, &id, "id").await?;
     if let Some(n) = &b.name {
         unit.name = text("name", n, 100)?;
@@ -105,7 +105,7 @@ async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 }
 
 async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("directory.edit")?;
+    caller.require(Permission::DirectoryEdit)?;
     let unit = visible_unit(&app, &caller, &id, "id").await?;
     if unit.parent.is_none() {
         return Err(conflict("root", "the root unit cannot be deleted").into());
@@ -123,7 +123,7 @@ async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 }
 
 async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require("directory.view")?;
+    caller.require(Permission::DirectoryView)?;
     let repo = caller.repo(&app);
     let in_unit = match q.unit.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => Some(directory::subtree(&repo.list::<Unit>(UNIT).await?, u)),
@@ -212,7 +212,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         }
     }
     if let Some(roles) = b.roles {
-        caller.require("roles.manage").map_err(|e| e.with_field("roles"))?;
+        caller.require(Permission::RolesManage).map_err(|e| e.with_field("roles"))?;
         let known: Vec<Role> = caller.repo(app).list(ROLE).await?;
         for (i, r) in roles.iter().enumerate() {
             let Some(role) = known.iter().find(|k| &k.id == r) else {
@@ -242,7 +242,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
             check_current_password(caller, "current_password", b.current_password.as_deref()).await?;
         } else {
             let field = if b.password.is_some() { "password" } else { "login" };
-            caller.require("users.password").map_err(|e| e.with_field(field))?;
+            caller.require(Permission::UsersPassword).map_err(|e| e.with_field(field))?;
         }
     }
     if let Some(p) = &b.password {
@@ -270,7 +270,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
 }
 
 async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
-    caller.require("directory.edit")?;
+    caller.require(Permission::DirectoryEdit)?;
     let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;
     let unit = b.unit.clone().ok_or_else(|| ApiError::invalid("unit", "unit is required"))?;
     let mut user = User { id: new_id(), name, unit, created_at: herald_core::now_ms(), ..Default::default() };
@@ -287,7 +287,7 @@ async fn visible_user(app: &App, caller: &Caller, id: &str) -> std::result::Resu
 }
 
 async fn get_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("directory.view")?;
+    caller.require(Permission::DirectoryView)?;
     Ok(axum::Json(user_view(&visible_user(&app, &caller, &id).await?)).into_response())
 }
 
@@ -301,7 +301,7 @@ async fn check_covers(app: &App, caller: &Caller, user: &User) -> std::result::R
 }
 
 async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UserBody>) -> Result<Response> {
-    caller.require("directory.edit")?;
+    caller.require(Permission::DirectoryEdit)?;
     let mut user = visible_user(&app, &caller, &id).await?;
     check_covers(&app, &caller, &user).await?;
     let credentials = apply(&app, &caller, &mut user, b, true).await?;
@@ -315,7 +315,7 @@ async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 }
 
 async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("directory.edit")?;
+    caller.require(Permission::DirectoryEdit)?;
     let user = visible_user(&app, &caller, &id).await?;
     if user.id == caller.user.id {
         return Err(conflict("self", "you cannot delete yourself").into());
@@ -331,7 +331,7 @@ async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 }
 
 async fn end_user_sessions(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("directory.edit")?;
+    caller.require(Permission::DirectoryEdit)?;
     let user = visible_user(&app, &caller, &id).await?;
     check_covers(&app, &caller, &user).await?;
     let keep = (user.id == caller.user.id).then_some(caller.session.as_str());

@@ -8,16 +8,17 @@ use axum::response::{IntoResponse, Response};
 use herald_core::directory::Targets;
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::Content;
+use herald_core::rbac::Permission;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push, Schedule, check_sendable, send_if_due};
+use crate::web::{Body, ListQuery, Result, Routes, conflict, created, no_content, rfc3339, sanitize_html, text};
 use herald_core::docs::new_id;
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("GET", "/pushes", "Search pushes by number, title, status", list)
         .add("POST", "/pushes", "Create a push (sends now, or at its scheduled time, when enabled)", create)
         .add("POST", "/pushes/upload", "Parse a recipient list (.xls/.xlsx)", upload)
@@ -43,11 +44,6 @@ struct PushBody {
     schedule: Option<Schedule>,
     #[serde(default)]
     enabled: Option<bool>,
-}
-
-/// Rich text is sanitized (no scripts, handlers, javascript: URLs).
-pub fn sanitize_html(html: &str) -> String {
-    ammonia::clean(html)
 }
 
 async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
@@ -115,7 +111,7 @@ async fn visible(app: &App, caller: &Caller, id: &str) -> std::result::Result<Pu
 }
 
 async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require("push.view")?;
+    caller.require(Permission::PushView)?;
     let mut pushes: Vec<Push> = caller.repo(&app).list(PUSH).await?;
     pushes.retain(|p| {
         caller.sees_unit(&p.unit)
@@ -128,12 +124,12 @@ async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQ
 }
 
 async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushBody>) -> Result<Response> {
-    caller.require("push.edit")?;
+    caller.require(Permission::PushEdit)?;
     let now = herald_core::now_ms();
     let mut push = Push::draft(new_id(), caller.user.unit.clone(), caller.user.name.clone(), now);
     checked(&app, &caller, b, &mut push).await?;
     if push.enabled {
-        caller.require("push.send")?;
+        caller.require(Permission::PushSend)?;
     }
     push.number = caller.repo(&app).next_number("P").await?;
     // Sending stores the push; a push that cannot be sent is not stored.
@@ -144,19 +140,19 @@ async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushB
 }
 
 async fn get(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("push.view")?;
+    caller.require(Permission::PushView)?;
     Ok(axum::Json(visible(&app, &caller, &id).await?.view()).into_response())
 }
 
 async fn update(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PushBody>) -> Result<Response> {
-    caller.require("push.edit")?;
+    caller.require(Permission::PushEdit)?;
     let mut push = visible(&app, &caller, &id).await?;
     if push.message_id.is_some() {
         return Err(conflict("sent", "this push was sent; copy it to send again").into());
     }
     checked(&app, &caller, b, &mut push).await?;
     if push.enabled {
-        caller.require("push.send")?;
+        caller.require(Permission::PushSend)?;
     }
     check_sendable(&app, &caller.tenant, &push).await?;
     // Written over the push as stored now: refused if it was sent since it
@@ -175,7 +171,7 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Stri
 }
 
 async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("push.edit")?;
+    caller.require(Permission::PushEdit)?;
     let push = visible(&app, &caller, &id).await?;
     if push.enabled {
         return Err(conflict("enabled", "disable the push before deleting it").into());
@@ -185,7 +181,7 @@ async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Stri
 }
 
 async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("push.edit")?;
+    caller.require(Permission::PushEdit)?;
     let orig = visible(&app, &caller, &id).await?;
     let now = herald_core::now_ms();
     // What it sends, starting disabled; a time already past becomes "now".
@@ -206,7 +202,7 @@ async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String
 }
 
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
-    caller.require("push.send")?;
+    caller.require(Permission::PushSend)?;
     let mut preview = visible(app, caller, id).await?;
     preview.enabled = enabled;
     check_sendable(app, &caller.tenant, &preview).await?;
@@ -232,14 +228,14 @@ async fn disable(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Str
 }
 
 async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require("push.view")?;
+    caller.require(Permission::PushView)?;
     let push = visible(&app, &caller, &id).await?;
     let mut items = vec![];
     for mid in push.messages() {
         if let Some(view) = app.store.message(&caller.tenant, &mid).await? {
             items.extend(view.deliveries.iter().map(|d| {
                 json!({"recipient": d.recipient, "status": d.status, "attempts": d.attempts, "detail": d.detail,
-                       "cost_minor": d.cost_minor, "updated_at": super::session::rfc3339(d.updated_at)})
+                       "cost_minor": d.cost_minor, "updated_at": rfc3339(d.updated_at)})
             }));
         }
     }
@@ -249,7 +245,7 @@ async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
 }
 
 async fn upload(State(app): State<Arc<App>>, caller: Caller, mut form: Multipart) -> Result<Response> {
-    caller.require("push.edit")?;
+    caller.require(Permission::PushEdit)?;
     let bad = |m: String| ApiError::invalid("file", m);
     let limit = app.cfg.max_upload_bytes;
     let too_large = || ApiError::new(ErrorKind::TooLarge, "too_large", format!("at most {limit} bytes")).with_field("file");

@@ -7,17 +7,17 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::{UNIT, USER, Unit, User};
 use herald_core::error::ApiError;
+use herald_core::rbac::{Permission, ROLE, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::session::rfc3339;
-use super::{Body, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
-use crate::auth::{self, Caller, PERMISSIONS, ROLE, Rights, Role};
+use crate::auth::{self, Caller, Rights};
+use crate::web::{Body, Result, Routes, conflict, created, no_content, rfc3339, text};
 use herald_core::docs::new_id;
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("GET", "/apps", "The app market with enablement records", list_apps)
         .add("POST", "/apps/{id}/enable", "Enable an app (messaging issues an API key, shown once)", enable_app)
         .add("GET", "/api-keys", "API keys of the messaging app (prefixes only)", list_keys)
@@ -57,7 +57,7 @@ struct ApiKey {
 }
 
 async fn list_apps(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("apps.view")?;
+    caller.require(Permission::AppsView)?;
     let enabled: Vec<Enablement> = caller.repo(&app).list(APP).await?;
     let items: Vec<_> = MARKET
         .iter()
@@ -73,7 +73,7 @@ async fn list_apps(State(app): State<Arc<App>>, caller: Caller) -> Result<Respon
 }
 
 async fn enable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("apps.manage")?;
+    caller.require(Permission::AppsManage)?;
     if !MARKET.iter().any(|m| m.0 == id) {
         return Err(ApiError::not_found("app", "id").into());
     }
@@ -107,7 +107,7 @@ async fn issue_key(app: &App, caller: &Caller) -> std::result::Result<(String, S
 }
 
 async fn list_keys(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("apps.view")?;
+    caller.require(Permission::AppsView)?;
     let keys: Vec<ApiKey> = caller.repo(&app).list(API_KEY).await?;
     let items: Vec<_> =
         keys.iter().map(|k| json!({"id": k.id, "prefix": k.prefix, "created_at": rfc3339(k.created_at), "created_by": k.created_by})).collect();
@@ -115,7 +115,7 @@ async fn list_keys(State(app): State<Arc<App>>, caller: Caller) -> Result<Respon
 }
 
 async fn create_key(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("apps.manage")?;
+    caller.require(Permission::AppsManage)?;
     if caller.repo(&app).get::<Enablement>(APP, "messaging").await?.is_none() {
         return Err(conflict("app_disabled", "enable the messaging app first").into());
     }
@@ -124,7 +124,7 @@ async fn create_key(State(app): State<Arc<App>>, caller: Caller) -> Result<Respo
 }
 
 async fn revoke_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("apps.manage")?;
+    caller.require(Permission::AppsManage)?;
     let repo = caller.repo(&app);
     let key: ApiKey = repo.need(API_KEY, &id, "API key").await?;
     app.config.remove_api_key(&caller.tenant, &key.key_sha256).await?;
@@ -134,12 +134,12 @@ async fn revoke_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
 
 async fn permissions(caller: Caller) -> Result<Response> {
     let _ = caller;
-    let items: Vec<_> = PERMISSIONS.iter().map(|(id, menu, kind)| json!({"id": id, "menu": menu, "kind": kind})).collect();
+    let items: Vec<_> = Permission::ALL.iter().map(|p| json!({"id": p.as_str(), "menu": p.menu(), "kind": p.kind()})).collect();
     Ok(axum::Json(json!({"items": items})).into_response())
 }
 
 async fn list_roles(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("roles.view")?;
+    caller.require(Permission::RolesView)?;
     let roles: Vec<Role> = caller.repo(&app).list(ROLE).await?;
     Ok(axum::Json(json!({"items": roles, "total": roles.len()})).into_response())
 }
@@ -161,7 +161,7 @@ async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std:
     }
     if let Some(mut ps) = b.permissions {
         for (i, p) in ps.iter().enumerate() {
-            if !PERMISSIONS.iter().any(|(id, ..)| id == p) {
+            if Permission::parse(p).is_none() {
                 return Err(ApiError::unknown("unknown_permission", &format!("permissions[{i}]"), format!("no permission {p}")));
             }
         }
@@ -187,7 +187,7 @@ async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std:
 }
 
 async fn create_role(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<RoleBody>) -> Result<Response> {
-    caller.require("roles.manage")?;
+    caller.require(Permission::RolesManage)?;
     text("name", b.name.as_deref().unwrap_or(""), 100)?;
     let mut role =
         Role { id: new_id(), name: String::new(), permissions: vec![], all_units: false, units: vec![], created_at: herald_core::now_ms() };
@@ -197,13 +197,13 @@ async fn create_role(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<
 }
 
 async fn get_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("roles.view")?;
+    caller.require(Permission::RolesView)?;
     let role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
     Ok(axum::Json(role).into_response())
 }
 
 async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<RoleBody>) -> Result<Response> {
-    caller.require("roles.manage")?;
+    caller.require(Permission::RolesManage)?;
     let mut role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
     // A role holding rights the caller lacks is not theirs to change.
     caller.covers("id", "this role", &Rights::of([&role]))?;
@@ -220,7 +220,7 @@ async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 }
 
 async fn delete_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("roles.manage")?;
+    caller.require(Permission::RolesManage)?;
     let repo = caller.repo(&app);
     let role: Role = repo.need(ROLE, &id, "role").await?;
     caller.covers("id", "this role", &Rights::of([&role]))?;

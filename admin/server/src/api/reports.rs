@@ -9,17 +9,17 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::model::{DeliveryStatus, LedgerKind, MessageView};
+use herald_core::rbac::Permission;
 use herald_core::tiered::{ACTION, Action, INCIDENT, Incident};
 use serde::Serialize;
 use serde_json::json;
 
-use super::cost::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Range};
-use super::{Result, Routes};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
+use crate::web::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Range, Result, Routes};
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("GET", "/reports/summary", "Deliveries and spend by channel and day, per push and per action (days=30)", summary)
 }
 
@@ -84,7 +84,7 @@ impl Tally {
 }
 
 async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
-    caller.require("reports.view")?;
+    caller.require(Permission::ReportsView)?;
     let days = r.days.unwrap_or(30).clamp(1, 366);
     let since = herald_core::now_ms() - days * 86_400_000;
     let repo = caller.repo(&app);

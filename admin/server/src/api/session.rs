@@ -8,15 +8,16 @@ use axum::response::{IntoResponse, Response};
 use herald_core::directory::{self, Unit, User};
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::Tenant;
+use herald_core::rbac::{Permission, ROLE, Role};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Body, Result, Routes, created, no_content, text};
 use crate::app::App;
-use crate::auth::{self, Caller, Login, PERMISSIONS, PLATFORM, ROLE, Role};
+use crate::auth::{self, Caller, Login, PLATFORM, check_current_password, check_login_name};
+use crate::web::{Body, Failure, Result, Routes, created, no_content, rfc3339, text, user_view};
 use herald_core::docs::{Repo, new_id};
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("POST", "/register", "Register an enterprise and its first administrator", register)
         .add("POST", "/login", "Log in with account and password", login)
         .add("POST", "/logout", "End the session", logout)
@@ -40,15 +41,6 @@ struct Register {
     admin_mobile: Option<String>,
 }
 
-/// What the API shows of a user: never the password hash.
-pub fn user_view(u: &User) -> serde_json::Value {
-    let mut v = serde_json::to_value(u).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("password_hash");
-    }
-    v
-}
-
 async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Result<Response> {
     let name = text("enterprise_name", &b.enterprise_name, 100)?;
     let admin_name = text("admin_name", &b.admin_name, 100)?;
@@ -70,7 +62,7 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     let role = Role {
         id: new_id(),
         name: "Administrator".into(),
-        permissions: PERMISSIONS.iter().map(|p| p.0.to_string()).collect(),
+        permissions: Permission::ALL.iter().map(|p| p.as_str().to_string()).collect(),
         all_units: true,
         units: vec![],
         created_at: now,
@@ -91,11 +83,6 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     repo.put(directory::USER, &user.id, &user).await?;
     tracing::info!(%tenant, "enterprise registered");
     Ok(created(json!({"tenant": {"id": tenant, "name": name}, "user": user_view(&user)})))
-}
-
-pub fn check_login_name(field: &str, login: &str) -> std::result::Result<(), ApiError> {
-    let ok = (3..=64).contains(&login.len()) && login.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok { Ok(()) } else { Err(ApiError::invalid(field, "3–64 characters: letters, digits, . _ - @")) }
 }
 
 #[derive(Deserialize)]
@@ -147,13 +134,9 @@ fn locked(remaining_ms: i64) -> Response {
     let secs = (remaining_ms / 1000).max(1);
     let err = ApiError::new(ErrorKind::TooManyRequests, "locked", format!("too many failed logins; try again in {} minutes", (secs + 59) / 60))
         .with_field("login");
-    let mut resp = super::Failure(err).into_response();
+    let mut resp = Failure(err).into_response();
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     resp
-}
-
-pub fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response> {
@@ -190,17 +173,6 @@ async fn me(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
 struct PasswordChange {
     current_password: String,
     new_password: String,
-}
-
-/// Check the caller's own current password (a wrong one is a 403 naming `field`).
-pub async fn check_current_password(caller: &Caller, field: &str, given: Option<&str>) -> std::result::Result<(), ApiError> {
-    let Some(given) = given else {
-        return Err(ApiError::invalid(field, "give your current password to change your password or login"));
-    };
-    if !auth::verify_password(given, caller.user.password_hash.clone()).await {
-        return Err(ApiError::new(ErrorKind::Forbidden, "wrong_password", "the current password is wrong").with_field(field));
-    }
-    Ok(())
 }
 
 async fn change_password(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PasswordChange>) -> Result<Response> {

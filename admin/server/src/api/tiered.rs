@@ -7,16 +7,17 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::error::ApiError;
 use herald_core::model::Content;
+use herald_core::rbac::Permission;
 use herald_core::tiered::{ACTION, Action, Editor, LEVELS, Rule, TEMPLATE, TieredTemplate};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Body, ListQuery, Result, Routes, conflict, created, no_content, text};
 use crate::app::App;
 use crate::auth::Caller;
+use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content, sanitize_html, text};
 use herald_core::docs::new_id;
 
-pub fn routes(r: Routes) -> Routes {
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.add("GET", "/tiered/templates", "Search tiered templates by number and title", list_templates)
         .add("POST", "/tiered/templates", "Create a template", create_template)
         .add("GET", "/tiered/templates/{id}", "One template", get_template)
@@ -37,7 +38,7 @@ pub fn routes(r: Routes) -> Routes {
 }
 
 async fn list_incidents(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require("tiered.view")?;
+    caller.require(Permission::TieredView)?;
     let mut items: Vec<herald_core::tiered::Incident> = caller.repo(&app).list(herald_core::tiered::INCIDENT).await?;
     items.retain(|i| q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == i.state));
     items.sort_by_key(|i| std::cmp::Reverse(i.created_at));
@@ -45,7 +46,7 @@ async fn list_incidents(State(app): State<Arc<App>>, caller: Caller, Query(q): Q
 }
 
 async fn get_incident(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("tiered.view")?;
+    caller.require(Permission::TieredView)?;
     let i: herald_core::tiered::Incident = caller.repo(&app).need(herald_core::tiered::INCIDENT, &id, "incident").await?;
     Ok(axum::Json(i).into_response())
 }
@@ -55,13 +56,13 @@ const SETTINGS: &str = "settings";
 const QUIET_HOURS: &str = "quiet_hours";
 
 async fn get_quiet(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require("tiered.view")?;
+    caller.require(Permission::TieredView)?;
     let q: Option<herald_core::quiet::QuietHours> = caller.repo(&app).get(SETTINGS, QUIET_HOURS).await?;
     Ok(axum::Json(q).into_response())
 }
 
 async fn put_quiet(State(app): State<Arc<App>>, caller: Caller, Body(q): Body<herald_core::quiet::QuietHours>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     q.validate().map_err(|e| {
         let field = e.split(':').next().unwrap_or("").to_string();
         ApiError::invalid(field, e)
@@ -86,7 +87,7 @@ fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Resul
     t.title = text("title", &b.title, 200)?;
     t.editor = b.editor;
     let body = text("body", &b.body, 20_000)?;
-    t.body = if b.editor == Editor::RichText { super::pushes::sanitize_html(&body) } else { body };
+    t.body = if b.editor == Editor::RichText { sanitize_html(&body) } else { body };
     t.subject = match b.editor {
         Editor::RichText => Some(text("subject", b.subject.as_deref().unwrap_or(""), 500)?),
         _ => None,
@@ -107,7 +108,7 @@ fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Resul
 }
 
 async fn list_templates(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require("tiered.view")?;
+    caller.require(Permission::TieredView)?;
     let mut items: Vec<TieredTemplate> = caller.repo(&app).list(TEMPLATE).await?;
     items.retain(|t| ListQuery::matches(&q.number, &t.number) && ListQuery::matches(&q.title, &t.title));
     items.sort_by(|a, b| b.number.cmp(&a.number));
@@ -115,7 +116,7 @@ async fn list_templates(State(app): State<Arc<App>>, caller: Caller, Query(q): Q
 }
 
 async fn create_template(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<TemplateBody>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let now = herald_core::now_ms();
     let mut t = TieredTemplate {
         id: new_id(),
@@ -135,13 +136,13 @@ async fn create_template(State(app): State<Arc<App>>, caller: Caller, Body(b): B
 }
 
 async fn get_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("tiered.view")?;
+    caller.require(Permission::TieredView)?;
     let t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;
     Ok(axum::Json(t).into_response())
 }
 
 async fn update_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<TemplateBody>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let mut t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;
     check_template(b, &mut t)?;
     caller.repo(&app).put(TEMPLATE, &t.id, &t).await?;
@@ -149,7 +150,7 @@ async fn update_template(State(app): State<Arc<App>>, caller: Caller, Path(id): 
 }
 
 async fn delete_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let repo = caller.repo(&app);
     let _: TieredTemplate = repo.need(TEMPLATE, &id, "template").await?;
     let actions: Vec<Action> = repo.list(ACTION).await?;
@@ -198,7 +199,7 @@ async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action)
             if account.is_none_or(|acc| acc.plugin != c.channel) {
                 return Err(ApiError::unknown("unknown_account", &field, format!("no {} account {:?}", c.channel, c.account)));
             }
-            let formats = super::accounts::formats(app, &c.channel);
+            let formats = formats(&app.plugins, &c.channel);
             if !editors.iter().any(|e| e.fits(&formats)) {
                 return Err(ApiError::invalid(
                     field,
@@ -237,7 +238,7 @@ fn action_view(a: &Action) -> serde_json::Value {
 }
 
 async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require("tiered.view")?;
+    caller.require(Permission::TieredView)?;
     let mut items: Vec<Action> = caller.repo(&app).list(ACTION).await?;
     items.retain(|a| {
         ListQuery::matches(&q.number, &a.number)
@@ -249,7 +250,7 @@ async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Que
 }
 
 async fn create_action(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<ActionBody>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let now = herald_core::now_ms();
     let mut a = Action {
         id: new_id(),
@@ -269,13 +270,13 @@ async fn create_action(State(app): State<Arc<App>>, caller: Caller, Body(b): Bod
 }
 
 async fn get_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("tiered.view")?;
+    caller.require(Permission::TieredView)?;
     let a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
     Ok(axum::Json(action_view(&a)).into_response())
 }
 
 async fn update_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<ActionBody>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let mut a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
     check_action(&app, &caller, b, &mut a).await?;
     caller.repo(&app).put(ACTION, &a.id, &a).await?;
@@ -283,7 +284,7 @@ async fn update_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Pa
 }
 
 async fn delete_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
     if a.enabled {
         return Err(conflict("enabled", "disable the action before deleting it").into());
@@ -293,7 +294,7 @@ async fn delete_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Pa
 }
 
 async fn copy_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let orig: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
     let now = herald_core::now_ms();
     let a = Action {
@@ -310,7 +311,7 @@ async fn copy_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 }
 
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
-    caller.require("tiered.edit")?;
+    caller.require(Permission::TieredEdit)?;
     let mut a: Action = caller.repo(app).need(ACTION, id, "action").await?;
     a.enabled = enabled;
     a.updated_at = herald_core::now_ms();
