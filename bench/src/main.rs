@@ -34,47 +34,96 @@ use anyhow::{Context, bail};
 
 use crate::stats::fmt_opt;
 
-const USAGE: &str = "usage: herald-bench --gateway <herald-gateway binary> --plugins <dir with webhook.wasm>
-                    [--notifications N]           notifications to send (default 200000)
-                    [--recipients-per-request R]  recipients per POST /v1/messages (default 100)
-                    [--concurrency C]             concurrent clients (default 32)
-                    [--batch true|false]          webhook account batch mode (default true)
-                    [--out report.json]           write the report as JSON
-                    [--timeout-secs S]            wait for deliveries at most S s (default 300)
-                    [--keep-temp]                 keep the temp config, database and gateway log
-                    [--raw-rounds K]              raw-limit rounds, the median is reported (default 3)
-                    [--skip-raw]                  skip the raw-limit phase
-                    [--price-minor P]             price of a webhook delivery in minor units (default
-                                                  0: free, no ledger entries); with P > 0 every
-                                                  delivery is debited and the report checks that the
-                                                  tenants' balances equal -P x deliveries
-                    [--shape webhook|email]       the account's channel (default webhook); email: an
-                                                  in-process SMTP receiver, raw limit with lettre
-                                                  (R is K, the recipients per message)
-                    [--content identical|personalised]  e-mail content (default identical: every
-                                                  notification the same; personalised: a variable
-                                                  per recipient, one message each)
-                    [--max-rcpt M]                e-mail smtp.max_recipients_per_message (default 50)
-                    [--smtp-connections X]        e-mail smtp.max_connections, and the raw client's
-                                                  connections (default 4)
-                    [--tenants T]                 tenants the requests rotate over (default 1); the
-                                                  Kafka partition key is the tenant, so one tenant
-                                                  is one partition and one dispatching process
-  distributed run:
-                    [--backend embedded|kafka-cql]  default embedded (SQLite queue and store)
-                    [--brokers host:port,...]     Kafka (default 127.0.0.1:9092)
-                    [--cql host:port,...]         CQL contact points (default 127.0.0.1:9042)
-                    [--dispatchers K]             gateway processes that dispatch (default 1)
-                    [--ingest-dispatch true|false]  whether the process taking the load also
-                                                  dispatches (default true: K processes in all;
-                                                  false: one ingest-only process + K)
-                    [--partitions P]              partitions of the fresh topic (default 8)
-                    [--tenant-shards N]           queue.kafka.tenant_shards (default 1: key = tenant)
-                    [--config-cache-ms MS]        storage.cql.config_cache_ms (default 1000; 0 = off)
-                    [--settle-secs S]             wait after all processes are ready, for the
-                                                  consumer group to settle (default 5)
-
-Gateway logging follows HERALD_LOG / HERALD_LOG_FORMAT if set (gateway default: info).";
+/// Measures Herald end to end against the raw limit of the same machine, in
+/// the same run: a webhook (or SMTP) sink, a bare client's raw limit, then the
+/// gateway binary under load.
+#[derive(clap::Parser)]
+#[command(name = "herald-bench", version, after_help = "Gateway logging follows HERALD_LOG / HERALD_LOG_FORMAT if set (gateway default: info).")]
+struct Cli {
+    /// The herald-gateway binary to run.
+    #[arg(long, value_name = "BINARY")]
+    gateway: PathBuf,
+    /// Directory with webhook.wasm (email.wasm for --shape email).
+    #[arg(long, value_name = "DIR")]
+    plugins: PathBuf,
+    /// Notifications to send.
+    #[arg(short = 'n', long, default_value_t = 200_000)]
+    notifications: u64,
+    /// Recipients per POST /v1/messages (with --shape email: K, the recipients per message).
+    #[arg(short = 'r', long = "recipients-per-request", default_value_t = 100)]
+    per_request: u64,
+    /// Concurrent clients.
+    #[arg(short = 'c', long, default_value_t = 32)]
+    concurrency: usize,
+    /// Webhook account batch mode.
+    #[arg(long, default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, value_name = "true|false")]
+    batch: bool,
+    /// Write the report as JSON.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Wait for deliveries at most S seconds.
+    #[arg(long = "timeout-secs", default_value_t = 300, value_name = "S")]
+    timeout_secs: u64,
+    /// Keep the temp config, database and gateway log.
+    #[arg(long)]
+    keep_temp: bool,
+    /// Raw-limit rounds; the median is reported.
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    raw_rounds: usize,
+    /// Skip the raw-limit phase.
+    #[arg(long)]
+    skip_raw: bool,
+    /// Price of a webhook delivery in minor units (0: free, no ledger entries);
+    /// with P > 0 every delivery is debited and the report checks that the
+    /// tenants' balances equal -P x deliveries.
+    #[arg(long, default_value_t = 0, value_name = "P")]
+    price_minor: u32,
+    /// The account's channel; email: an in-process SMTP receiver, raw limit with lettre.
+    #[arg(long, default_value = "webhook", value_parser = ["webhook", "email"])]
+    shape: String,
+    /// E-mail content: identical (every notification the same) or personalised
+    /// (a variable per recipient, one message each).
+    #[arg(long, default_value = "identical", value_parser = ["identical", "personalised", "personalized"])]
+    content: String,
+    /// E-mail smtp.max_recipients_per_message.
+    #[arg(long = "max-rcpt", default_value_t = 50, value_name = "M")]
+    max_rcpt: u32,
+    /// E-mail smtp.max_connections, and the raw client's connections.
+    #[arg(long, default_value_t = 4, value_name = "X")]
+    smtp_connections: u32,
+    /// Tenants the requests rotate over; the Kafka partition key is the
+    /// tenant, so one tenant is one partition and one dispatching process.
+    #[arg(long, default_value_t = 1)]
+    tenants: usize,
+    /// Distributed run: embedded (SQLite queue and store) or kafka-cql.
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "sqlite", "kafka-cql"], help_heading = "Distributed run")]
+    backend: String,
+    /// Kafka brokers.
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT,...", help_heading = "Distributed run")]
+    brokers: String,
+    /// CQL contact points.
+    #[arg(long, default_value = "127.0.0.1:9042", value_name = "HOST:PORT,...", help_heading = "Distributed run")]
+    cql: String,
+    /// Gateway processes that dispatch.
+    #[arg(long, default_value_t = 1, value_name = "K", help_heading = "Distributed run")]
+    dispatchers: usize,
+    /// Whether the process taking the load also dispatches (true: K processes
+    /// in all; false: one ingest-only process + K).
+    #[arg(long, default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, value_name = "true|false", help_heading = "Distributed run")]
+    ingest_dispatch: bool,
+    /// Partitions of the fresh topic.
+    #[arg(long, default_value_t = 8, value_name = "P", help_heading = "Distributed run")]
+    partitions: u32,
+    /// queue.kafka.tenant_shards (1: key = tenant).
+    #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Distributed run")]
+    tenant_shards: u32,
+    /// storage.cql.config_cache_ms (0 = off).
+    #[arg(long = "config-cache-ms", default_value_t = 1000, value_name = "MS", help_heading = "Distributed run")]
+    config_cache_ms: u64,
+    /// Wait after all processes are ready, for the consumer group to settle.
+    #[arg(long = "settle-secs", default_value_t = 5, value_name = "S", help_heading = "Distributed run")]
+    settle_secs: u64,
+}
 
 struct Args {
     gateway: PathBuf,
@@ -105,110 +154,44 @@ struct Args {
     smtp_connections: u32,
 }
 
-fn parse_bool(flag: &str, v: &str) -> anyhow::Result<bool> {
+fn parse_bool(v: &str) -> Result<bool, String> {
     match v {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        other => bail!("{flag}: expected true or false, got {other:?}"),
+        other => Err(format!("expected true or false, got {other:?}")),
     }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        gateway: PathBuf::new(),
-        plugins: PathBuf::new(),
-        notifications: 200_000,
-        per_request: 100,
-        concurrency: 32,
-        batch: true,
-        out: None,
-        timeout: Duration::from_secs(300),
-        keep_temp: false,
-        skip_raw: false,
-        raw_rounds: 3,
-        tenants: 1,
-        price_minor: 0,
-        distributed: false,
-        brokers: "127.0.0.1:9092".into(),
-        cql: "127.0.0.1:9042".into(),
-        dispatchers: 1,
-        ingest_dispatch: true,
-        partitions: 8,
-        tenant_shards: 1,
-        config_cache_ms: 1000,
-        settle: Duration::from_secs(5),
-        email: false,
-        identical: true,
-        max_rcpt: 50,
-        smtp_connections: 4,
+    let c = <Cli as clap::Parser>::parse();
+    let a = Args {
+        gateway: c.gateway,
+        plugins: c.plugins,
+        notifications: c.notifications,
+        per_request: c.per_request,
+        concurrency: c.concurrency,
+        batch: c.batch,
+        out: c.out,
+        timeout: Duration::from_secs(c.timeout_secs),
+        keep_temp: c.keep_temp,
+        skip_raw: c.skip_raw,
+        raw_rounds: c.raw_rounds.max(1),
+        tenants: c.tenants,
+        price_minor: c.price_minor.into(),
+        distributed: c.backend == "kafka-cql",
+        brokers: c.brokers,
+        cql: c.cql,
+        dispatchers: c.dispatchers,
+        ingest_dispatch: c.ingest_dispatch,
+        partitions: c.partitions,
+        tenant_shards: c.tenant_shards,
+        config_cache_ms: c.config_cache_ms,
+        settle: Duration::from_secs(c.settle_secs),
+        email: c.shape == "email",
+        identical: c.content == "identical",
+        max_rcpt: c.max_rcpt,
+        smtp_connections: c.smtp_connections,
     };
-    let (mut gateway, mut plugins) = (None, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> anyhow::Result<String> {
-            match inline.clone().or_else(|| it.next()) {
-                Some(v) => Ok(v),
-                None => bail!("{name} needs a value\n\n{USAGE}"),
-            }
-        };
-        match flag.as_str() {
-            "--gateway" => gateway = Some(PathBuf::from(value("--gateway")?)),
-            "--plugins" => plugins = Some(PathBuf::from(value("--plugins")?)),
-            "--notifications" | "-n" => a.notifications = value("--notifications")?.parse().context("--notifications")?,
-            "--recipients-per-request" | "-r" => a.per_request = value("--recipients-per-request")?.parse().context("--recipients-per-request")?,
-            "--concurrency" | "-c" => a.concurrency = value("--concurrency")?.parse().context("--concurrency")?,
-            "--batch" => a.batch = parse_bool("--batch", &value("--batch")?)?,
-            "--shape" => {
-                a.email = match value("--shape")?.as_str() {
-                    "webhook" => false,
-                    "email" => true,
-                    other => bail!("--shape: expected webhook or email, got {other:?}"),
-                }
-            }
-            "--content" => {
-                a.identical = match value("--content")?.as_str() {
-                    "identical" => true,
-                    "personalised" | "personalized" => false,
-                    other => bail!("--content: expected identical or personalised, got {other:?}"),
-                }
-            }
-            "--max-rcpt" => a.max_rcpt = value("--max-rcpt")?.parse().context("--max-rcpt")?,
-            "--smtp-connections" => a.smtp_connections = value("--smtp-connections")?.parse().context("--smtp-connections")?,
-            "--tenants" => a.tenants = value("--tenants")?.parse().context("--tenants")?,
-            "--price-minor" => a.price_minor = value("--price-minor")?.parse::<u32>().context("--price-minor: minor units, 0 or more")?.into(),
-            "--backend" => {
-                a.distributed = match value("--backend")?.as_str() {
-                    "embedded" | "sqlite" => false,
-                    "kafka-cql" => true,
-                    other => bail!("--backend: expected embedded or kafka-cql, got {other:?}"),
-                }
-            }
-            "--brokers" => a.brokers = value("--brokers")?,
-            "--cql" => a.cql = value("--cql")?,
-            "--dispatchers" => a.dispatchers = value("--dispatchers")?.parse().context("--dispatchers")?,
-            "--ingest-dispatch" => a.ingest_dispatch = parse_bool("--ingest-dispatch", &value("--ingest-dispatch")?)?,
-            "--partitions" => a.partitions = value("--partitions")?.parse().context("--partitions")?,
-            "--tenant-shards" => a.tenant_shards = value("--tenant-shards")?.parse().context("--tenant-shards")?,
-            "--config-cache-ms" => a.config_cache_ms = value("--config-cache-ms")?.parse().context("--config-cache-ms")?,
-            "--settle-secs" => a.settle = Duration::from_secs(value("--settle-secs")?.parse().context("--settle-secs")?),
-            "--out" | "-o" => a.out = Some(PathBuf::from(value("--out")?)),
-            "--timeout-secs" => a.timeout = Duration::from_secs(value("--timeout-secs")?.parse().context("--timeout-secs")?),
-            "--keep-temp" => a.keep_temp = true,
-            "--skip-raw" => a.skip_raw = true,
-            "--raw-rounds" => a.raw_rounds = value("--raw-rounds")?.parse::<usize>().context("--raw-rounds")?.max(1),
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-        }
-    }
-    a.gateway = gateway.with_context(|| format!("--gateway is required\n\n{USAGE}"))?;
-    a.plugins = plugins.with_context(|| format!("--plugins is required\n\n{USAGE}"))?;
     if a.notifications == 0 || a.per_request == 0 || a.concurrency == 0 || a.tenants == 0 || a.dispatchers == 0 || a.partitions == 0 {
         bail!("--notifications, --recipients-per-request, --concurrency, --tenants, --dispatchers and --partitions must be at least 1");
     }

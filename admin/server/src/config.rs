@@ -73,15 +73,7 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         fig = fig.merge(Env::prefixed("HERALD_ADMIN_").split("__").ignore(&["config", "log"]));
-        let cfg: Config = fig.extract().map_err(|e| {
-            e.into_iter()
-                .map(|e| {
-                    let field = e.path.join(".");
-                    if field.is_empty() { e.to_string() } else { format!("{field}: {e}") }
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
+        let cfg: Config = fig.extract().map_err(|e| e.into_iter().map(describe_error).collect::<Vec<_>>().join("; "))?;
         herald_backends::check(&cfg.storage, &cfg.queue)?;
         if cfg.session_idle_minutes == 0 {
             return Err("session_idle_minutes must be at least 1".into());
@@ -101,4 +93,103 @@ impl Config {
     pub fn plugins_dir(&self) -> PathBuf {
         self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }
+}
+/// One figment error as `key: message`. Where the key may hold a secret
+/// (tokens, keys, passwords, SASL settings) a wrong value's type is named but
+/// not the value itself.
+pub fn describe_error(e: figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+    let field = e.path.join(".");
+    let secret = e.path.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        ["token", "key", "password", "secret", "sasl", "credential", "auth"].iter().any(|s| p.contains(s))
+    });
+    let shown = match &e.kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) if secret => {
+            let found = match actual {
+                Actual::Str(_) | Actual::Char(_) => "a string",
+                Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+                Actual::Float(_) => "a number",
+                Actual::Bool(_) => "a boolean",
+                Actual::Seq => "a list",
+                Actual::Map => "a table",
+                _ => "another kind of value",
+            };
+            let verb = if matches!(e.kind, Kind::InvalidType(..)) { "invalid type" } else { "invalid value" };
+            format!("{verb}: found {found} (value not shown), expected {expected}")
+        }
+        _ => e.to_string(),
+    };
+    if field.is_empty() { shown } else { format!("{field}: {shown}") }
+}
+
+/// What `herald-admin validate` found: what passed, and what is wrong (naming the key).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub passed: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// `herald-admin validate`: the file's keys and types and the rules [`Config::load`]
+/// applies, the secrets key; with `connect`, the store and the queue opened
+/// as a second process opens them (no lock) and read once each. Nothing is
+/// written and no secret value is printed.
+pub async fn validate(file: Option<&Path>, connect: bool) -> Report {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+    let mut r = Report::default();
+    let cfg = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            r.problems.push(e);
+            return r;
+        }
+    };
+    r.passed.push(match file {
+        Some(f) => format!("{}: keys and types", f.display()),
+        None => "embedded defaults and HERALD_ADMIN_* variables: keys and types".to_string(),
+    });
+    if let Some(key) = &cfg.secrets_key {
+        match herald_backends::Sealer::from_base64(key) {
+            Ok(_) => r.passed.push("secrets_key".into()),
+            Err(e) => r.problems.push(format!("secrets_key: {e}")),
+        }
+    }
+    if !connect {
+        return r;
+    }
+    let opened = tokio::time::timeout(
+        TIMEOUT,
+        herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Shared, herald_core::Clock::system()),
+    )
+    .await;
+    let backends = match opened {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            r.problems.push(format!("connect: {e:#}"));
+            return r;
+        }
+        Err(_) => {
+            r.problems.push(format!("connect: storage ({}) / queue ({}) did not open within {TIMEOUT:?}", cfg.storage.backend, cfg.queue.backend));
+            return r;
+        }
+    };
+    let store = match cfg.storage.backend.as_str() {
+        "cql" => format!("storage.cql ({})", cfg.storage.cql.contact_points.join(",")),
+        _ => format!("storage ({})", herald_backends::db_path(&cfg.storage, &cfg.data_dir).display()),
+    };
+    match tokio::time::timeout(TIMEOUT, backends.config.tenants()).await {
+        Ok(Ok(t)) => r.passed.push(format!("connect: {store} answers ({} tenant(s))", t.len())),
+        Ok(Err(e)) => r.problems.push(format!("connect: {store}: {e}")),
+        Err(_) => r.problems.push(format!("connect: {store}: no answer within {TIMEOUT:?}")),
+    }
+    let queue = match cfg.queue.backend.as_str() {
+        "kafka" => format!("queue.kafka ({})", cfg.queue.kafka.brokers),
+        _ => "queue (embedded)".to_string(),
+    };
+    match tokio::time::timeout(TIMEOUT, backends.queue.depth()).await {
+        Ok(Ok(d)) => r.passed.push(format!("connect: {queue} answers (depth {d})")),
+        Ok(Err(e)) => r.problems.push(format!("connect: {queue}: {e}")),
+        Err(_) => r.problems.push(format!("connect: {queue}: no answer within {TIMEOUT:?}")),
+    }
+    r
 }

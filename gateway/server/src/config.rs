@@ -107,7 +107,7 @@ impl Default for PluginsConfig {
 }
 
 /// Outbound connections to tenant-supplied destinations.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportConfig {
     /// Non-public destinations deliveries may reach anyway: addresses
@@ -118,6 +118,32 @@ pub struct TransportConfig {
     /// refused, checked on the resolved address at connect time.
     /// Env: `HERALD_TRANSPORT__ALLOW_PRIVATE='["10.0.0.0/8"]'`.
     pub allow_private: Vec<String>,
+    /// Proxy for provider HTTP(S) requests: `http://[user:password@]host:port`.
+    /// Every destination (HTTPS and plain HTTP) is reached through an HTTP
+    /// CONNECT tunnel to the address the guard checked. The proxy itself is
+    /// operator-chosen and may be on a private network. Unset: the standard
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` variables (with
+    /// `proxy_from_env`).
+    pub proxy: Option<String>,
+    /// Destinations that bypass the proxy, as `NO_PROXY` takes them: host
+    /// names (matching subdomains too; `.example.com` alike), addresses,
+    /// networks (`10.0.0.0/8`), or `*` for all. Unset: the `NO_PROXY` variable.
+    pub no_proxy: Option<Vec<String>>,
+    /// Read `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (or their
+    /// lowercase forms) when `proxy` is unset (default true).
+    pub proxy_from_env: bool,
+    /// PEM files of extra CA certificates trusted for provider HTTPS, besides
+    /// the bundled Mozilla roots (and the system store).
+    pub ca_files: Vec<PathBuf>,
+    /// Also trust the operating system's certificate store (default true;
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured as OpenSSL does).
+    pub system_roots: bool,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self { allow_private: Vec::new(), proxy: None, no_proxy: None, proxy_from_env: true, ca_files: Vec::new(), system_roots: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,15 +288,7 @@ impl Config {
             let section = k.as_str().split('.').next().unwrap_or("");
             SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         }));
-        let cfg: Config = fig.extract().map_err(|e| {
-            e.into_iter()
-                .map(|e| {
-                    let field = e.path.join(".");
-                    if field.is_empty() { e.to_string() } else { format!("{field}: {e}") }
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
+        let cfg: Config = fig.extract().map_err(|e| e.into_iter().map(describe_error).collect::<Vec<_>>().join("; "))?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -313,6 +331,35 @@ impl Config {
     pub fn plugins_dir(&self) -> PathBuf {
         self.plugins.dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }
+}
+
+/// One figment error as `key: message`. Where the key may hold a secret
+/// (tokens, keys, passwords, SASL settings) a wrong value's type is named but
+/// not the value itself.
+pub fn describe_error(e: figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+    let field = e.path.join(".");
+    let secret = e.path.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        ["token", "key", "password", "secret", "sasl", "credential", "auth"].iter().any(|s| p.contains(s))
+    });
+    let shown = match &e.kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) if secret => {
+            let found = match actual {
+                Actual::Str(_) | Actual::Char(_) => "a string",
+                Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+                Actual::Float(_) => "a number",
+                Actual::Bool(_) => "a boolean",
+                Actual::Seq => "a list",
+                Actual::Map => "a table",
+                _ => "another kind of value",
+            };
+            let verb = if matches!(e.kind, Kind::InvalidType(..)) { "invalid type" } else { "invalid value" };
+            format!("{verb}: found {found} (value not shown), expected {expected}")
+        }
+        _ => e.to_string(),
+    };
+    if field.is_empty() { shown } else { format!("{field}: {shown}") }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod check;
 pub mod config;
 pub mod dispatch;
 pub mod escalation;

@@ -1,38 +1,53 @@
 //! `herald-gateway`: the ingest API and the dispatch role in one binary.
 
-
 use std::path::PathBuf;
 
-use herald_gateway::{app, config};
+use clap::{Parser, Subcommand};
+use herald_gateway::{app, check, config};
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: herald-gateway [--config <file.toml>]
+/// Runs the Herald gateway: the ingest API and the dispatch role.
+///
+/// Without --config (or HERALD_CONFIG) it runs on the embedded defaults
+/// (SQLite under ./data) with a demo tenant.
+#[derive(Parser)]
+#[command(
+    name = "herald-gateway",
+    version,
+    after_help = "Settings can be overridden with HERALD_* variables, e.g. HERALD_LISTEN=0.0.0.0:8080,\n\
+                  HERALD_DISPATCH__CONCURRENCY=32. Logging: HERALD_LOG (e.g. info,herald=debug),\n\
+                  HERALD_LOG_FORMAT=json. Provider HTTP honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY\n\
+                  unless [transport] says otherwise (see the README, \"Configuration\")."
+)]
+struct Cli {
+    /// The configuration file (TOML).
+    #[arg(short, long, global = true, env = "HERALD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-Runs the Herald gateway. Without --config (or HERALD_CONFIG) it runs on the
-embedded defaults (SQLite under ./data) with a demo tenant.
-Settings can be overridden with HERALD_* variables, e.g. HERALD_LISTEN=0.0.0.0:8080,
-HERALD_DISPATCH__CONCURRENCY=32. Logging: HERALD_LOG (e.g. info,herald=debug),
-HERALD_LOG_FORMAT=json.";
+#[derive(Subcommand)]
+enum Command {
+    /// Check the configuration without serving: unknown keys, types, the
+    /// transport settings, every declared account against its plugin and every
+    /// template. Exits 1 naming each key that is wrong.
+    Validate {
+        /// Also open the store and the queue (brokers, CQL nodes or the
+        /// SQLite file) and read once from each.
+        #[arg(long)]
+        connect: bool,
+    },
+}
 
 fn main() -> std::process::ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut config: Option<PathBuf> = std::env::var_os("HERALD_CONFIG").map(PathBuf::from);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--config" | "-c" => match args.next() {
-                Some(p) => config = Some(PathBuf::from(p)),
-                None => return fail("--config needs a file path"),
-            },
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return std::process::ExitCode::SUCCESS;
-            }
-            other => return fail(&format!("unknown argument {other:?}\n\n{USAGE}")),
-        }
+    let cli = Cli::parse();
+    if let Some(Command::Validate { connect }) = cli.command {
+        return validate(cli.config, connect);
     }
     // HERALD_LOG, HERALD_LOG_FORMAT=json; OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     let _telemetry = herald_telemetry::init_logging("herald-gateway");
-    let cfg = match config::Config::load(config.as_deref()) {
+    let cfg = match config::Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(&format!("config: {e}")),
     };
@@ -45,6 +60,29 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(app::run(cfg, shutdown)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+/// `herald-gateway validate`: what passed on stdout, problems on stderr;
+/// exit 0 when there is none, 1 otherwise.
+fn validate(file: Option<PathBuf>, connect: bool) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("runtime: {e}")),
+    };
+    let report = rt.block_on(check::validate(file.as_deref(), connect));
+    for line in &report.passed {
+        println!("ok: {line}");
+    }
+    for line in &report.problems {
+        eprintln!("herald-gateway: config: {line}");
+    }
+    if report.ok() {
+        println!("configuration is valid{}", if connect { "; store and queue reachable" } else { "" });
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("herald-gateway: {} problem(s); the configuration is not valid", report.problems.len());
+        std::process::ExitCode::FAILURE
     }
 }
 

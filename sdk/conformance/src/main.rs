@@ -3,48 +3,48 @@
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: herald-plugin-check <plugin.wasm> [--account <json | @file>] [--fixtures <dir>] [--now-ms <ms>]
+use clap::Parser;
 
-Loads the plugin in Herald's real plugin host and checks it against the
-herald:channel contract and the recorded provider answers in <dir>
-(see sdk/README.md, \"Conformance kit\").";
+/// Loads a channel plugin in Herald's real plugin host and checks it against
+/// the herald:channel contract and the recorded provider answers in the
+/// fixtures directory (see sdk/README.md, "Conformance kit").
+///
+/// Exit status: 0 when every check passes, 1 otherwise, 2 on bad usage.
+#[derive(Parser)]
+#[command(name = "herald-plugin-check", version)]
+struct Cli {
+    /// The plugin component (.wasm).
+    #[arg(value_name = "PLUGIN.wasm")]
+    plugin: PathBuf,
+    /// An account config to check with: JSON, or @file to read it from a file.
+    #[arg(long, value_name = "JSON|@FILE")]
+    account: Option<String>,
+    /// Directory of recorded provider answers.
+    #[arg(long, value_name = "DIR")]
+    fixtures: Option<PathBuf>,
+    /// The clock the plugin sees, in Unix milliseconds.
+    #[arg(long, value_name = "MS")]
+    now_ms: Option<u64>,
+}
 
 fn main() -> std::process::ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut plugin = None;
+    let cli = Cli::parse();
     let mut opts = herald_plugin_check::Options::default();
-    while let Some(a) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
-        let r: Result<(), String> = match a.as_str() {
-            "--account" => value("--account").and_then(|v| match v.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file).map(|s| opts.account = Some(s)).map_err(|e| format!("--account {file}: {e}")),
-                None => {
-                    opts.account = Some(v);
-                    Ok(())
+    if let Some(v) = cli.account {
+        opts.account = Some(match v.strip_prefix('@') {
+            Some(file) => match std::fs::read_to_string(file) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("herald-plugin-check: --account {file}: {e}");
+                    return std::process::ExitCode::from(2);
                 }
-            }),
-            "--fixtures" => value("--fixtures").map(|v| opts.fixtures = Some(PathBuf::from(v))),
-            "--now-ms" => value("--now-ms").and_then(|v| v.parse().map(|n| opts.now_ms = Some(n)).map_err(|_| "--now-ms: not a number".to_string())),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return std::process::ExitCode::SUCCESS;
-            }
-            other if plugin.is_none() && !other.starts_with('-') => {
-                plugin = Some(PathBuf::from(other));
-                Ok(())
-            }
-            other => Err(format!("unexpected argument {other:?}")),
-        };
-        if let Err(e) = r {
-            eprintln!("herald-plugin-check: {e}\n\n{USAGE}");
-            return std::process::ExitCode::from(2);
-        }
+            },
+            None => v,
+        });
     }
-    let Some(plugin) = plugin else {
-        eprintln!("{USAGE}");
-        return std::process::ExitCode::from(2);
-    };
-    let report = herald_plugin_check::check(&plugin, &opts);
+    opts.fixtures = cli.fixtures;
+    opts.now_ms = cli.now_ms;
+    let report = herald_plugin_check::check(&cli.plugin, &opts);
     print!("{}", report.render());
     if report.ok() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) }
 }

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use herald_backends::Guard;
 use herald_plugin_host::types::{Request, Response, SmtpReply};
 
-pub use self::http::HttpTransport;
+pub use self::http::{HttpOptions, HttpTransport};
 pub use self::smtp::SmtpTransport;
 
 /// A request that got no provider answer. Worth retrying, except `Refused`.
@@ -42,17 +42,40 @@ impl TransportError {
     }
 }
 
+/// How provider requests go out: the destination guard, and the HTTP
+/// settings (proxy, trusted roots). Derefs to the guard.
+#[derive(Clone)]
+pub struct Outbound {
+    pub guard: Guard,
+    pub http: HttpOptions,
+}
+
+impl From<Guard> for Outbound {
+    /// A direct connection trusting the bundled roots only.
+    fn from(guard: Guard) -> Self {
+        Outbound { guard, http: HttpOptions::default() }
+    }
+}
+
+impl std::ops::Deref for Outbound {
+    type Target = Guard;
+    fn deref(&self) -> &Guard {
+        &self.guard
+    }
+}
+
 /// The destination guard from `transport.allow_private`; with the demo
 /// tenant active (`demo`: this gateway's address), its two local destinations
 /// (the gateway's own demo inbox and an SMTP catcher on 127.0.0.1:1025) too.
-pub fn guard(cfg: &crate::config::TransportConfig, demo: Option<SocketAddr>) -> Result<Guard, String> {
+/// With it the other `transport` settings: proxy, CA files, system roots.
+pub fn guard(cfg: &crate::config::TransportConfig, demo: Option<SocketAddr>) -> Result<Outbound, String> {
     let mut g = Guard::new(&cfg.allow_private, "transport.allow_private")?;
     if let Some(addr) = demo {
         let ip = if addr.ip().is_unspecified() { "127.0.0.1".parse().expect("ip") } else { addr.ip() };
         g.allow(&SocketAddr::new(ip, addr.port()).to_string())?;
         g.allow("127.0.0.1:1025")?;
     }
-    Ok(g)
+    Ok(Outbound { guard: g, http: HttpOptions::from_config(cfg)? })
 }
 
 /// What a request got back.
@@ -102,8 +125,11 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>, guard: Guard) -> Self {
-        Self { http: HttpTransport::new(timeout, redirect_hosts, guard.clone()), smtp: SmtpTransport::new(timeout, guard) }
+    /// `outbound`: what [`guard`] returns, or just a [`Guard`] (then HTTP
+    /// connects directly and trusts the bundled roots only).
+    pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>, outbound: impl Into<Outbound>) -> Self {
+        let Outbound { guard, http } = outbound.into();
+        Self { http: HttpTransport::new(timeout, redirect_hosts, guard.clone(), http), smtp: SmtpTransport::new(timeout, guard) }
     }
 }
 
