@@ -44,6 +44,11 @@ stage "build host binaries and tests" cargo build --release "${host[@]}" --bins 
 if [ "$services" = 1 ]; then
   stage "wait for Kafka and Cassandra" bash -c 'deploy/services/kafka.sh wait && deploy/services/cassandra.sh wait'
   export HERALD_TEST_KAFKA=127.0.0.1:9092 HERALD_TEST_CQL=127.0.0.1:9042
+  # The same servers' secured side (deploy/services/README.md): Kafka's SASL_SSL listener
+  # (SCRAM-SHA-512), Cassandra's login (PasswordAuthenticator) and client TLS, and the test CA.
+  export HERALD_TEST_KAFKA_SASL=127.0.0.1:9094 HERALD_TEST_TLS_DIR="${HERALD_SERVICES_RUN:-$HOME/.cache/herald/run}/tls"
+  export HERALD_TEST_KAFKA_SASL_USERNAME=herald HERALD_TEST_KAFKA_SASL_PASSWORD=herald-scram-secret
+  export HERALD_TEST_CQL_USERNAME=cassandra HERALD_TEST_CQL_PASSWORD=cassandra
 fi
 export HERALD_TEST_PLUGIN_DIR="$CARGO_TARGET_DIR/herald-plugins"
 

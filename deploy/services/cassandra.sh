@@ -13,6 +13,9 @@ CASSANDRA_VERSION="${CASSANDRA_VERSION:-5.0.9}"
 CQL_HOST=127.0.0.1
 CQL_PORT="${CQL_PORT:-9042}"
 CASSANDRA_STORAGE_PORT="${CASSANDRA_STORAGE_PORT:-7000}"
+# PasswordAuthenticator: every client logs in; the default superuser is made at first start.
+CASSANDRA_USER="${CASSANDRA_USER:-cassandra}"
+CASSANDRA_PASSWORD="${CASSANDRA_PASSWORD:-cassandra}"
 CASSANDRA_HEAP_OPTS="${CASSANDRA_HEAP_OPTS:--Xms1g -Xmx2g}"
 CASSANDRA_WAIT_TIMEOUT="${CASSANDRA_WAIT_TIMEOUT:-180}"
 CASSANDRA_STOP_TIMEOUT="${CASSANDRA_STOP_TIMEOUT:-30}"
@@ -54,8 +57,17 @@ rpc_address: $CQL_HOST
 storage_port: $CASSANDRA_STORAGE_PORT
 native_transport_port: $CQL_PORT
 start_native_transport: true
-authenticator: AllowAllAuthenticator
+authenticator: PasswordAuthenticator
 authorizer: AllowAllAuthorizer
+# Client TLS on the same port; optional, so plaintext clients keep working. The certificate
+# is the test CA's (ensure_tls in lib.sh).
+client_encryption_options:
+  enabled: true
+  optional: true
+  keystore: $HERALD_SERVICES_TLS/server.p12
+  keystore_password: $HERALD_TLS_STORE_PASSWORD
+  store_type: PKCS12
+  require_client_auth: false
 auto_snapshot: false
 data_file_directories:
   - $DATA/data
@@ -128,6 +140,7 @@ cmd_start() {
   require_fetched "$HOME_DIR"
   pid_alive "$PIDFILE" "$MAIN" && die "already running (pid $(<"$PIDFILE")); use stop or restart"
   ensure_ports_free "$CQL_HOST" "$CQL_PORT" "$CASSANDRA_STORAGE_PORT"
+  ensure_tls
   if (( keep )) && [[ -d "$DATA/data/system" ]]; then
     log "start: keeping data in $DATA"
   else
@@ -152,6 +165,28 @@ cql_options_ok() {
   [[ "${reply:0:2}" == "84" && "${reply:8:2}" == "06" ]]
 }
 
+# CQL v4 STARTUP then AUTH_RESPONSE (SASL PLAIN, $CASSANDRA_USER / $CASSANDRA_PASSWORD), sent
+# together; ready when the second reply is AUTH_SUCCESS (opcode 0x10): the login works (the
+# default superuser is made shortly after the port opens).
+cql_login_ok() {
+  local reply len
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  reply=$(timeout 3 bash -c '
+      exec 3<>"/dev/tcp/$1/$2" || exit 1
+      be32() { printf "\\x%02x\\x%02x\\x%02x\\x%02x" $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(($1 >> 8 & 255)) $(($1 & 255)); }
+      tlen=$(( 2 + ${#3} + ${#4} ))
+      {
+        printf "\x04\x00\x00\x01\x01\x00\x00\x00\x16\x00\x01\x00\x0bCQL_VERSION\x00\x053.0.0"
+        printf "\x04\x00\x00\x02\x0f$(be32 $((tlen + 4)))$(be32 "$tlen")"
+        printf "\x00%s\x00%s" "$3" "$4"
+      } >&3
+      timeout 1 cat <&3 | od -An -tx1 | tr -d " \n"' _ "$CQL_HOST" "$CQL_PORT" "$CASSANDRA_USER" "$CASSANDRA_PASSWORD" 2>/dev/null) || true
+  # First frame: AUTHENTICATE (0x03); skip its body, the next header's opcode must be 0x10.
+  [[ "${reply:8:2}" == "03" ]] || return 1
+  len=$(( 16#${reply:10:8} ))
+  [[ "${reply:$(( 18 + len * 2 + 8 )):2}" == "10" ]]
+}
+
 cmd_wait() {
   local t0 deadline
   t0=$(now_ms)
@@ -161,7 +196,7 @@ cmd_wait() {
       tail_log "$LOGFILE"
       die "wait: the Cassandra process is not running"
     fi
-    if tcp_open "$CQL_HOST" "$CQL_PORT" && cql_options_ok; then
+    if tcp_open "$CQL_HOST" "$CQL_PORT" && cql_options_ok && cql_login_ok; then
       break
     fi
     if (( $(now_ms) > deadline )); then
@@ -170,7 +205,7 @@ cmd_wait() {
     fi
     sleep 0.5
   done
-  log "wait: CQL ready on $CQL_HOST:$CQL_PORT after $(elapsed_s "$t0")s"
+  log "wait: CQL ready on $CQL_HOST:$CQL_PORT (login $CASSANDRA_USER, TLS optional) after $(elapsed_s "$t0")s"
 }
 
 cmd_stop() { stop_pid "$PIDFILE" "$MAIN" "$CASSANDRA_STOP_TIMEOUT"; }

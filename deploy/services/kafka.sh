@@ -16,6 +16,11 @@ KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:-2.24.3}"
 KAFKA_HOST=127.0.0.1
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+# Second client listener: SASL_SSL with SCRAM-SHA-512 (certificate from ensure_tls in lib.sh;
+# the SCRAM user is made when the storage is formatted).
+KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-9094}"
+KAFKA_SASL_USER="${KAFKA_SASL_USER:-herald}"
+KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-herald-scram-secret}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}"
 KAFKA_WAIT_TIMEOUT="${KAFKA_WAIT_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
@@ -44,11 +49,20 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$HERALD_SERVICES_TLS/server.p12
+listener.name.sasl_ssl.ssl.keystore.password=$HERALD_TLS_STORE_PASSWORD
+listener.name.sasl_ssl.ssl.key.password=$HERALD_TLS_STORE_PASSWORD
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$HERALD_SERVICES_TLS/ca.pem
+listener.name.sasl_ssl.ssl.client.auth=requested
 log.dirs=$DATA
 num.partitions=1
 auto.create.topics.enable=true
@@ -99,7 +113,8 @@ cmd_start() {
   [[ "${1:-}" == "--keep-data" ]] && keep=1
   require_fetched "$HOME_DIR"
   pid_alive "$PIDFILE" "$MAIN" && die "already running (pid $(<"$PIDFILE")); use stop or restart"
-  ensure_ports_free "$KAFKA_HOST" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+  ensure_ports_free "$KAFKA_HOST" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_SSL_PORT"
+  ensure_tls
   if (( keep )) && [[ -f "$DATA/meta.properties" ]]; then
     log "start: keeping data in $DATA"
     write_config
@@ -110,11 +125,12 @@ cmd_start() {
     local cid jvm=()
     cid=$(new_cluster_id)
     mapfile -t jvm < <(jvm_common)
-    log "start: formatting $DATA (cluster id $cid, --standalone)"
+    log "start: formatting $DATA (cluster id $cid, --standalone, SCRAM-SHA-512 user $KAFKA_SASL_USER)"
     # `--cluster-id=<id>`, not `-t <id>`: a base64url id may start with "-",
     # which the tool's argument parser would take for an option.
     if ! "$JAVA" -Xmx512m "${jvm[@]}" kafka.tools.StorageTool format --cluster-id="$cid" \
-          -c "$CONF/server.properties" --standalone >"$LOGS/format.out" 2>&1; then
+          -c "$CONF/server.properties" --standalone \
+          --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" >"$LOGS/format.out" 2>&1; then
       cat "$LOGS/format.out" >&2
       die "start: storage format failed"
     fi
@@ -123,7 +139,7 @@ cmd_start() {
   mapfile -t jvm < <(jvm_common)
   read -r -a heap <<<"$KAFKA_HEAP_OPTS"
   spawn "$PIDFILE" "$LOGFILE" "$JAVA" "${heap[@]}" "${jvm[@]}" "$MAIN" "$CONF/server.properties"
-  log "start: pid $(<"$PIDFILE"), log $LOGFILE, broker $KAFKA_HOST:$KAFKA_PORT"
+  log "start: pid $(<"$PIDFILE"), log $LOGFILE, broker $KAFKA_HOST:$KAFKA_PORT (SASL_SSL :$KAFKA_SASL_SSL_PORT)"
 }
 
 # ApiVersions v0 request (correlation id 1, null client id); ready when the reply carries
@@ -147,7 +163,7 @@ cmd_wait() {
       tail_log "$LOGFILE"
       die "wait: the broker process is not running"
     fi
-    if tcp_open "$KAFKA_HOST" "$KAFKA_PORT" \
+    if tcp_open "$KAFKA_HOST" "$KAFKA_PORT" && tcp_open "$KAFKA_HOST" "$KAFKA_SASL_SSL_PORT" \
         && grep -q 'Kafka Server started' "$LOGFILE" 2>/dev/null \
         && api_versions_ok; then
       if ! command -v kcat >/dev/null \
@@ -161,7 +177,7 @@ cmd_wait() {
     fi
     sleep 0.25
   done
-  log "wait: ready on $KAFKA_HOST:$KAFKA_PORT after $(elapsed_s "$t0")s"
+  log "wait: ready on $KAFKA_HOST:$KAFKA_PORT and SASL_SSL :$KAFKA_SASL_SSL_PORT after $(elapsed_s "$t0")s"
 }
 
 cmd_stop() { stop_pid "$PIDFILE" "$MAIN" "$KAFKA_STOP_TIMEOUT"; }

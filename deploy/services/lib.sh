@@ -3,6 +3,10 @@
 
 HERALD_SERVICES_CACHE="${HERALD_SERVICES_CACHE:-$HOME/.cache/herald/services}"
 HERALD_SERVICES_RUN="${HERALD_SERVICES_RUN:-$HOME/.cache/herald/run}"
+# Test CA and certificates shared by both services (made once by ensure_tls, kept across starts).
+HERALD_SERVICES_TLS="${HERALD_SERVICES_TLS:-$HERALD_SERVICES_RUN/tls}"
+# Password of the PKCS12 keystore the JVMs read (test material, not a secret).
+HERALD_TLS_STORE_PASSWORD="${HERALD_TLS_STORE_PASSWORD:-herald-store}"
 # Pinned maven-dependency-plugin (full coordinates: no plugin-prefix lookups).
 HERALD_MVN_DEP_PLUGIN="${HERALD_MVN_DEP_PLUGIN:-org.apache.maven.plugins:maven-dependency-plugin:3.8.1}"
 
@@ -152,4 +156,53 @@ tail_log() {
   log "---- last 60 lines of $1 ----"
   tail -n 60 "$1" >&2 2>/dev/null || true
   log "---- end of log ----"
+}
+
+# ensure_tls: make the test PKI once, in $HERALD_SERVICES_TLS (kept across starts, so a
+# restarted server keeps the certificate its clients trust):
+#   ca.pem, ca.key          the test CA
+#   server.pem, server.key  the servers' certificate, SAN IP:127.0.0.1 + DNS:localhost, signed by the CA
+#   server.p12              the same + the CA chain, PKCS12, password $HERALD_TLS_STORE_PASSWORD
+#   client.pem, client.key  a client certificate signed by the CA (mutual TLS)
+#   other-ca.pem            a CA that signed nothing here (tests of an untrusted certificate)
+# Built in a temporary directory and renamed into place, so concurrent starts are safe.
+ensure_tls() {
+  local dir="$HERALD_SERVICES_TLS" tmp
+  [[ -f "$dir/.complete" ]] && return 0
+  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+  mkdir -p "$(dirname "$dir")"
+  tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  if ! (cd "$tmp" && PW="$HERALD_TLS_STORE_PASSWORD" bash -euo pipefail -c '
+      openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj "/CN=Herald test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+      issue() { # issue NAME CN EXTENSIONS
+        openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$2"
+        printf "%s\n" "$3" > "$1.ext"
+        openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$1.pem" -days 825 -extfile "$1.ext"
+        rm -f "$1.csr" "$1.ext"
+      }
+      issue server 127.0.0.1 "subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth,clientAuth
+basicConstraints=CA:FALSE"
+      issue client herald-client "extendedKeyUsage=clientAuth
+basicConstraints=CA:FALSE"
+      openssl pkcs12 -export -in server.pem -inkey server.key -certfile ca.pem -name server -out server.p12 -passout "pass:$PW"
+      openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 3650 -subj "/CN=Not the Herald test CA" \
+        -addext "basicConstraints=critical,CA:TRUE"
+      rm -f other-ca.key ca.srl
+      chmod 600 ./*.key server.p12
+      date -u +%FT%TZ > .complete
+    ' >"$tmp/openssl.log" 2>&1); then
+    cat "$tmp/openssl.log" >&2
+    rm -rf "$tmp"
+    die "tls: making the test certificates failed"
+  fi
+  rm -f "$tmp/openssl.log"
+  # Another start may have made it meanwhile: keep the first.
+  if mv -T "$tmp" "$dir" 2>/dev/null; then
+    log "tls: test CA and certificates made in $dir"
+  else
+    rm -rf "$tmp"
+  fi
 }

@@ -1,6 +1,13 @@
 //! The gateway on Apache Kafka (`HERALD_TEST_KAFKA`, started by `make test`):
 //! nothing accepted is lost across kill -9 or a broker restart, and while the
 //! broker is down ingest answers 503 + Retry-After instead of accepting.
+//!
+//! The main path (two dispatchers on Kafka + CQL, one killed) and the Kafka
+//! kill -9 test go through the secured listeners of the same servers when
+//! `HERALD_TEST_KAFKA_SASL` and `HERALD_TEST_TLS_DIR` are set (as `make test`
+//! does): Kafka SASL_SSL with SCRAM-SHA-512, CQL over TLS with a password.
+//! Every CQL config logs in (deploy/services/cassandra.sh runs
+//! `PasswordAuthenticator`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{API_KEY, Gateway, eventually, tenant};
+use crate::harness::{API_KEY, Gateway, eventually, gateway_bin, tenant};
 use crate::sinks::{Answer, WebhookSink};
 
 /// Tests that restart the shared broker must not overlap the others.
@@ -29,6 +36,46 @@ fn config(brokers: &str, sink: &str, extra: &str) -> String {
         "{extra}\n[queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{brokers}\"\ntopic = \"herald.e2e.{id}\"\ngroup = \"herald-e2e-{id}\"\npartitions = 3\nproduce_timeout_ms = 3000\n{}",
         tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{sink}\" }}\n"))
     )
+}
+
+fn env(key: &str, default: &str) -> String {
+    std::env::var(key).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+/// The broker's SASL_SSL listener: its address and the `[queue.kafka]`
+/// lines that reach it (the password from a file, as operators would give
+/// it). None (plaintext then) without `HERALD_TEST_KAFKA_SASL` / `HERALD_TEST_TLS_DIR`.
+fn secure_kafka(dir: &Path) -> Option<(String, String)> {
+    let brokers = std::env::var("HERALD_TEST_KAFKA_SASL").ok().filter(|b| !b.is_empty())?;
+    let tls = std::env::var("HERALD_TEST_TLS_DIR").ok().filter(|d| !d.is_empty())?;
+    let password_file = dir.join("kafka-password");
+    std::fs::write(&password_file, format!("{}\n", env("HERALD_TEST_KAFKA_SASL_PASSWORD", "herald-scram-secret"))).unwrap();
+    let lines = format!(
+        "security_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"{}\"\nsasl_password_file = \"{}\"\nssl_ca_location = \"{tls}/ca.pem\"\n",
+        env("HERALD_TEST_KAFKA_SASL_USERNAME", "herald"),
+        password_file.display()
+    );
+    Some((brokers, lines))
+}
+
+/// `[storage.cql]` lines: the login, and client TLS when `tls` and the test CA is known.
+fn cql_security(tls: bool) -> String {
+    let mut lines =
+        format!("username = \"{}\"\npassword = \"{}\"\n", env("HERALD_TEST_CQL_USERNAME", "cassandra"), env("HERALD_TEST_CQL_PASSWORD", "cassandra"));
+    if let Some(dir) = std::env::var("HERALD_TEST_TLS_DIR").ok().filter(|d| !d.is_empty()).filter(|_| tls) {
+        lines.push_str(&format!("tls = {{ ca_file = \"{dir}/ca.pem\" }}\n"));
+    }
+    lines
+}
+
+/// Neither password is in the gateway's log.
+fn no_secret_in_log(gw: &Gateway) {
+    let log = gw.log();
+    for secret in [env("HERALD_TEST_KAFKA_SASL_PASSWORD", "herald-scram-secret"), env("HERALD_TEST_CQL_PASSWORD", "cassandra")] {
+        if secret.len() >= 8 {
+            assert!(!log.contains(&secret), "a password is in the gateway's log");
+        }
+    }
 }
 
 async fn send(gw: &Gateway, i: usize) -> crate::harness::Resp {
@@ -69,7 +116,12 @@ async fn on_kafka_kill_9_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sink = WebhookSink::start().await;
     sink.set_default(Answer { status: 200, headers: vec![], delay: Duration::from_millis(300) });
-    let mut gw = Gateway::start(dir.path(), &config(&b, &sink.url, "[dispatch]\nconcurrency = 2\nmax_batch = 1\nlinger_ms = 0\n"));
+    let mut cfg = config(&b, &sink.url, "[dispatch]\nconcurrency = 2\nmax_batch = 1\nlinger_ms = 0\n");
+    if let Some((secure, lines)) = secure_kafka(dir.path()) {
+        cfg = cfg.replace(&format!("brokers = \"{b}\"\n"), &format!("brokers = \"{secure}\"\n{lines}"));
+        assert!(cfg.contains("sasl_ssl"), "{cfg}");
+    }
+    let mut gw = Gateway::start(dir.path(), &cfg);
     let mut accepted = Vec::new();
     for i in 0..20 {
         let r = send(&gw, i).await;
@@ -91,6 +143,7 @@ async fn on_kafka_kill_9_loses_nothing() {
     // (offsets commit every second) may repeat; each id at most twice.
     assert!(seen.values().all(|&n| n <= 2), "{seen:?}");
     assert_eq!(seen.len(), accepted.len());
+    no_secret_in_log(&gw);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,10 +220,13 @@ async fn two_dispatchers_one_killed_mid_stream_deliver_everything_and_the_ledger
     sink.set_default(Answer { status: 200, headers: vec![], delay: Duration::from_millis(100) });
     let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let tenants: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+    let secrets = tempfile::tempdir().unwrap();
+    let (b, kafka_security) = secure_kafka(secrets.path()).unwrap_or((b, String::new()));
+    let cql_security = cql_security(true);
     let mut cfg = format!(
         "[dispatch]\nconcurrency = 4\nmax_batch = 5\nlinger_ms = 5\n\
-         [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_e2e_{id}\"\n\
-         [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.scale.{id}\"\ngroup = \"herald-scale-{id}\"\npartitions = 6\n\
+         [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_e2e_{id}\"\n{cql_security}\
+         [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.scale.{id}\"\ngroup = \"herald-scale-{id}\"\npartitions = 6\n{kafka_security}\
          [[prices]]\nchannel = \"webhook\"\nunit_minor = 2\n"
     );
     for (i, t) in tenants.iter().enumerate() {
@@ -230,6 +286,7 @@ async fn two_dispatchers_one_killed_mid_stream_deliver_everything_and_the_ledger
         let ledger = b_gw.get("/v1/ledger?limit=1000", Some(&key)).await.json();
         assert_eq!(ledger["balance_minor"], json!(-2 * n), "tenant {i}: spend = deliveries × price: {ledger}");
     }
+    no_secret_in_log(&b_gw);
     let _ = (&mut a, b_gw);
 }
 
@@ -292,8 +349,9 @@ async fn a_cql_restart_during_a_run_loses_nothing() {
     let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let cfg = format!(
         "[dispatch]\nlease_ms = 5000\n\
-         [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_restart_{id}\"\n\
+         [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_restart_{id}\"\n{}\
          [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.cqlrestart.{id}\"\ngroup = \"herald-cqlrestart-{id}\"\npartitions = 2\n{}",
+        cql_security(false),
         tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url))
     );
     let dir = tempfile::tempdir().unwrap();
@@ -349,8 +407,9 @@ async fn long_delays_are_parked_in_cql_and_sent_when_due() {
     let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let cfg = format!(
         "testing_clock = true\nadmin_token = \"clock-operator-token\"\n\
-         [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_park_{id}\"\n\
+         [storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_park_{id}\"\n{}\
          [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\ntopic = \"herald.park.{id}\"\ngroup = \"herald-park-{id}\"\npartitions = 2\npark_after_ms = 60000\n{}",
+        cql_security(false),
         tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url))
     );
     let dir = tempfile::tempdir().unwrap();
@@ -395,4 +454,72 @@ async fn an_ingest_only_node_reports_the_lag() {
     }
     wait_for_metric(&gw, "herald_queue_depth 3", Duration::from_secs(20), "no lag reported").await;
     assert!(sink.delivery_ids().is_empty(), "nothing dispatched by an ingest-only node");
+}
+
+/// Run the gateway on `config` expecting it to refuse to start; what it printed.
+fn refused_start(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Gateway::config_file(dir.path(), config);
+    let out = std::fs::File::create(dir.path().join("out.log")).unwrap();
+    let mut child =
+        Command::new(gateway_bin()).arg("--config").arg(&path).stdout(out.try_clone().unwrap()).stderr(out).spawn().expect("start the gateway");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the gateway did not stop: {}", std::fs::read_to_string(dir.path().join("out.log")).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(dir.path().join("out.log")).unwrap();
+    assert!(!status.success(), "started: {text}");
+    text
+}
+
+/// A wrong password or an untrusted certificate, on Kafka or CQL, stops the
+/// start at once with an error that names the setting and never shows the
+/// password (nothing to wait for: retrying will not fix them).
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_passwords_and_untrusted_certificates_stop_the_start_naming_the_setting() {
+    let (Some(b), Some(c)) = (brokers(), cql()) else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let Some((secure, lines)) = secure_kafka(secrets.path()) else {
+        println!("skipping: HERALD_TEST_KAFKA_SASL or HERALD_TEST_TLS_DIR not set");
+        return;
+    };
+    let tls = env("HERALD_TEST_TLS_DIR", "");
+    let _serial = BROKER.lock().await;
+    let kafka = |lines: &str| format!("[queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{secure}\"\n{lines}");
+    let with_wrong_password: String = lines
+        .lines()
+        .map(|l| if l.starts_with("sasl_password_file") { "sasl_password = \"wrong-kafka-password-31c9\"".to_string() } else { l.to_string() } + "\n")
+        .collect();
+    let cfg = kafka(&with_wrong_password);
+    let out = tokio::task::spawn_blocking(move || refused_start(&cfg)).await.unwrap();
+    assert!(out.contains("queue.kafka.sasl_username / queue.kafka.sasl_password: the broker refused the credentials"), "{out}");
+    assert!(!out.contains("wrong-kafka-password-31c9"), "the password leaked: {out}");
+
+    let untrusted = lines.replace(&format!("{tls}/ca.pem"), &format!("{tls}/other-ca.pem"));
+    let cfg = kafka(&untrusted);
+    let out = tokio::task::spawn_blocking(move || refused_start(&cfg)).await.unwrap();
+    assert!(out.contains("queue.kafka.ssl_ca_location: the broker's certificate is not trusted"), "{out}");
+
+    let storage = |security: &str| {
+        format!(
+            "[storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_refused\"\n{security}\
+             [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{b}\"\n"
+        )
+    };
+    let wrong = format!("username = \"{}\"\npassword = \"wrong-cql-password-5e2a\"\n", env("HERALD_TEST_CQL_USERNAME", "cassandra"));
+    let cfg = storage(&wrong);
+    let out = tokio::task::spawn_blocking(move || refused_start(&cfg)).await.unwrap();
+    assert!(out.contains("storage.cql.username / storage.cql.password: the server refused the credentials"), "{out}");
+    assert!(!out.contains("wrong-cql-password-5e2a"), "the password leaked: {out}");
+
+    let cfg = storage(&cql_security(true).replace(&format!("{tls}/ca.pem"), &format!("{tls}/other-ca.pem")));
+    let out = tokio::task::spawn_blocking(move || refused_start(&cfg)).await.unwrap();
+    assert!(out.contains("storage.cql.tls.ca_file: the server's certificate is not trusted"), "{out}");
 }

@@ -101,6 +101,14 @@ impl Gateway {
         std::fs::write(path, full).unwrap();
     }
 
+    /// Write `config` as `start` would, without starting; returns the file.
+    pub fn config_file(data: &Path, config: &str) -> PathBuf {
+        std::fs::create_dir_all(data).unwrap();
+        let path = data.join("herald.toml");
+        Self::write_config(&path, data, config, &plugin_dir());
+        path
+    }
+
     /// Replace the config (as `start` takes it) for the next `restart`.
     pub fn rewrite_config(&self, config: &str) {
         Self::write_config(&self.config, &self.data, config, &plugin_dir());

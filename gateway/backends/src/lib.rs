@@ -14,6 +14,7 @@ use herald_core::seams::{ConfigStore, Queue, Schedules, Store};
 use serde::{Deserialize, Serialize};
 
 pub use guard::Guard;
+pub use herald_kafka::{Secret, resolve_secret};
 pub use secrets::{SealError, Sealer, expand_secret_paths, field_mut};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +46,68 @@ pub struct CqlConfig {
     /// reading it again; a change made in the console reaches a running
     /// gateway within this time. 0 reads every time.
     pub config_cache_ms: u64,
+    /// Login for servers with `PasswordAuthenticator` (with `password`).
+    pub username: Option<String>,
+    /// Never logged. Or `password_file`, or `HERALD_STORAGE__CQL__PASSWORD`.
+    pub password: Option<Secret>,
+    /// A file holding the password (one trailing line break is dropped).
+    pub password_file: Option<PathBuf>,
+    /// Client TLS: `tls = { ca_file = "ca.pem" }`, optionally `cert_file` and
+    /// `key_file` (a client certificate) and `verify_hostname` (default true).
+    pub tls: Option<CqlTls>,
+}
+
+/// `[storage.cql.tls]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CqlTls {
+    /// PEM file of the CA(s) that signed the nodes' certificates.
+    pub ca_file: PathBuf,
+    /// Client certificate (PEM), for nodes that require one.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM, unencrypted).
+    pub key_file: Option<PathBuf>,
+    /// Check that a node's certificate names the address it is reached at
+    /// (its IP address: the driver connects to the addresses the cluster
+    /// reports). Default true.
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl CqlConfig {
+    /// The login, with the password read (from its file too); errors name the setting.
+    fn credentials(&self) -> Result<Option<herald_cql::Credentials>, String> {
+        let password = resolve_secret("storage.cql.password", self.password.as_ref(), self.password_file.as_deref())?;
+        match (&self.username, password) {
+            (Some(u), Some(p)) if !u.is_empty() => Ok(Some(herald_cql::Credentials { username: u.clone(), password: p.expose().to_string() })),
+            (Some(_), Some(_)) => Err("storage.cql.username: must not be empty".into()),
+            (Some(_), None) => Err("storage.cql.password: required with username (or password_file, or HERALD_STORAGE__CQL__PASSWORD)".into()),
+            (None, Some(_)) => Err("storage.cql.username: required with password".into()),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn tls(&self) -> Option<herald_cql::Tls> {
+        self.tls.as_ref().map(|t| herald_cql::Tls {
+            ca_file: t.ca_file.clone(),
+            cert_file: t.cert_file.clone(),
+            key_file: t.key_file.clone(),
+            verify_hostname: t.verify_hostname,
+        })
+    }
+
+    /// Credentials and TLS files checked at start; errors name the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.credentials()?;
+        if let Some(t) = self.tls() {
+            t.client_config()?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for CqlConfig {
@@ -54,6 +117,10 @@ impl Default for CqlConfig {
             keyspace: "herald".into(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
             config_cache_ms: 1000,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: None,
         }
     }
 }
@@ -83,6 +150,12 @@ pub fn check(storage: &StorageConfig, queue: &QueueConfig) -> Result<(), String>
     }
     if storage.backend == "cql" && queue.backend == "sqlite" {
         return Err("queue.backend: the embedded queue lives in the SQLite file; with storage.backend = \"cql\" use queue.backend = \"kafka\"".into());
+    }
+    if storage.backend == "cql" {
+        storage.cql.validate()?;
+    }
+    if queue.backend == "kafka" {
+        herald_kafka::validate(&queue.kafka)?;
     }
     Ok(())
 }
@@ -126,8 +199,9 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
     let (store, config, schedules): Stores = match storage.backend.as_str() {
         "cql" => {
             let c = &storage.cql;
+            let options = herald_cql::Options { credentials: c.credentials().map_err(anyhow::Error::msg)?, tls: c.tls(), ..Default::default() };
             let cql = Arc::new(
-                herald_cql::open(&c.contact_points, &c.keyspace, &c.replication)
+                herald_cql::open_with(&c.contact_points, &c.keyspace, &c.replication, options)
                     .await
                     .map_err(|e| anyhow::anyhow!("storage.cql ({}): {e}", c.contact_points.join(",")))?,
             );

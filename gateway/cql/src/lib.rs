@@ -213,6 +213,7 @@ mod error;
 mod fold;
 mod schedules;
 mod schema;
+mod security;
 mod store;
 
 use std::sync::Arc;
@@ -234,6 +235,7 @@ use scylla::statement::{Consistency, SerialConsistency};
 
 pub use fold::day_of;
 pub use scylla::response::PagingState;
+pub use security::{Credentials, Tls};
 pub use store::{DayEntry, DayPage};
 
 use crate::error::{cql, decode};
@@ -257,6 +259,10 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// The local datacenter, for `LOCAL_*` consistency and routing (None: no preference).
     pub local_dc: Option<String>,
+    /// Login for servers with `PasswordAuthenticator` (None: no login).
+    pub credentials: Option<Credentials>,
+    /// Client TLS (None: plaintext).
+    pub tls: Option<Tls>,
 }
 
 impl Default for Options {
@@ -271,6 +277,8 @@ impl Default for Options {
             schema_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             local_dc: None,
+            credentials: None,
+            tls: None,
         }
     }
 }
@@ -333,15 +341,25 @@ pub async fn open_with(contact_points: &[String], keyspace: &str, replication: &
             o.request_timeout,
         ),
     };
-    let session = SessionBuilder::new()
+    let mut builder = SessionBuilder::new()
         .known_nodes(contact_points)
         .connection_timeout(o.connect_timeout)
         .default_execution_profile_handle(profile(o.write_consistency, o.schema_timeout))
         // Token-aware routing needs only our keyspace's replication metadata.
-        .keyspaces_to_fetch([keyspace.to_string()])
-        .build()
-        .await
-        .map_err(cql)?;
+        .keyspaces_to_fetch([keyspace.to_string()]);
+    if let Some(c) = &o.credentials {
+        builder = builder.user(c.username.clone(), c.password.clone());
+    }
+    if let Some(t) = &o.tls {
+        let config = t.client_config().map_err(StoreError::Backend)?;
+        builder = builder.tls_context(Some(scylla::client::session::TlsContext::Rustls023(config)));
+    }
+    let password = o.credentials.as_ref().map(|c| c.password.as_str());
+    let session = builder.build().await.map_err(|e| match security::explain(&e.to_string(), password) {
+        // Refused credentials or certificates: retrying will not help.
+        Some(why) => StoreError::Backend(why),
+        None => cql(e),
+    })?;
     schema::migrate(&session, keyspace, replication).await?;
     let st = store::Statements::prepare(&session, keyspace, &profiles).await?;
     let cfg = config::Statements::prepare(&session, keyspace, &profiles).await?;

@@ -3,6 +3,13 @@
 //! Each test gets a fresh keyspace, dropped at the end (also on failure).
 //! Without `HERALD_TEST_CQL` the tests that need a server print
 //! `skipping: HERALD_TEST_CQL not set` and pass.
+//!
+//! Every store logs in (`HERALD_TEST_CQL_USERNAME` / `HERALD_TEST_CQL_PASSWORD`,
+//! default `cassandra`/`cassandra`: deploy/services/cassandra.sh runs
+//! `PasswordAuthenticator`; a server without authentication ignores the
+//! login). With `HERALD_TEST_TLS_DIR` (the test CA made by
+//! deploy/services/lib.sh) the security tests also connect over TLS and check
+//! that refused logins and untrusted certificates name the setting.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -12,7 +19,7 @@ use herald_core::StoreError;
 use herald_core::model::{DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message};
 use herald_core::now_ms;
 use herald_core::seams::{ConfigStore, Store};
-use herald_cql::{CqlStore, PagingState, open};
+use herald_cql::{CqlStore, Credentials, Options, PagingState, Tls};
 
 const REPLICATION: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 
@@ -24,6 +31,16 @@ fn server() -> Option<Vec<String>> {
             None
         }
     }
+}
+
+fn credentials() -> Credentials {
+    let var = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
+    Credentials { username: var("HERALD_TEST_CQL_USERNAME", "cassandra"), password: var("HERALD_TEST_CQL_PASSWORD", "cassandra") }
+}
+
+/// `herald_cql::open`, logged in.
+async fn open(nodes: &[String], keyspace: &str, replication: &str) -> Result<CqlStore, StoreError> {
+    herald_cql::open_with(nodes, keyspace, replication, Options { credentials: Some(credentials()), ..Options::default() }).await
 }
 
 fn unique(prefix: &str) -> String {
@@ -492,4 +509,76 @@ async fn concurrent_first_open_migrates_once() {
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
+}
+
+/// The test CA's directory (`HERALD_TEST_TLS_DIR`), with the server.
+fn tls_dir() -> Option<(Vec<String>, std::path::PathBuf)> {
+    let nodes = server()?;
+    match std::env::var("HERALD_TEST_TLS_DIR") {
+        Ok(d) if !d.is_empty() => Some((nodes, d.into())),
+        _ => {
+            println!("skipping: HERALD_TEST_TLS_DIR not set");
+            None
+        }
+    }
+}
+
+fn tls(ca: std::path::PathBuf) -> Tls {
+    Tls { ca_file: ca, cert_file: None, key_file: None, verify_hostname: true }
+}
+
+async fn open_err(nodes: &[String], o: Options) -> String {
+    match herald_cql::open_with(nodes, "herald_refused", REPLICATION, o).await {
+        Ok(_) => panic!("opened a store that should have been refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Over client TLS and logged in, the store works, and the server sees this
+/// connection encrypted and authenticated (`system_views.clients`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_login_the_store_works() {
+    let Some((nodes, dir)) = tls_dir() else { return };
+    let ks = format!("herald_t_{}", uuid::Uuid::new_v4().simple());
+    let o = Options { credentials: Some(credentials()), tls: Some(tls(dir.join("ca.pem"))), ..Options::default() };
+    let store = herald_cql::open_with(&nodes, &ks, REPLICATION, o).await.expect("open over TLS");
+    let result = AssertUnwindSafe(async {
+        let t = herald_core::model::Tenant { id: "tls".into(), name: "TLS".into(), currency: "CNY".into() };
+        store.upsert_tenant(&t).await.unwrap();
+        assert_eq!(store.tenant("tls").await.unwrap().map(|t| t.name), Some("TLS".into()));
+        let rows =
+            store.session().query_unpaged("SELECT ssl_enabled, username FROM system_views.clients", ()).await.unwrap().into_rows_result().unwrap();
+        let clients: Vec<(Option<bool>, Option<String>)> = rows.rows::<(Option<bool>, Option<String>)>().unwrap().map(Result::unwrap).collect();
+        assert!(!clients.is_empty());
+        // Every connection of this session is TLS (others, of other tests, may not be).
+        assert!(clients.iter().any(|(ssl, user)| *ssl == Some(true) && user.as_deref() == Some(credentials().username.as_str())), "{clients:?}");
+    })
+    .catch_unwind()
+    .await;
+    let _ = store.session().query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ()).await;
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// A wrong password, no login, an untrusted certificate: each fails at open
+/// with an error that names the setting and never shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_and_untrusted_certificates_name_the_setting() {
+    let Some((nodes, dir)) = tls_dir() else { return };
+    let wrong = Credentials { username: credentials().username, password: "not-the-password-7f3a".into() };
+    let e = open_err(&nodes, Options { credentials: Some(wrong.clone()), ..Options::default() }).await;
+    println!("wrong password: {e}");
+    assert!(e.contains("storage.cql.username / storage.cql.password: the server refused the credentials"), "{e}");
+    assert!(!e.contains("not-the-password-7f3a"), "the password leaked: {e}");
+    let e = open_err(&nodes, Options { credentials: Some(wrong), tls: Some(tls(dir.join("ca.pem"))), ..Options::default() }).await;
+    assert!(e.contains("storage.cql.password") && !e.contains("not-the-password-7f3a"), "{e}");
+
+    let e = open_err(&nodes, Options::default()).await;
+    println!("no login: {e}");
+    assert!(e.contains("storage.cql.username / storage.cql.password: the server requires a login"), "{e}");
+
+    let e = open_err(&nodes, Options { credentials: Some(credentials()), tls: Some(tls(dir.join("other-ca.pem"))), ..Options::default() }).await;
+    println!("untrusted certificate: {e}");
+    assert!(e.contains("storage.cql.tls.ca_file: the server's certificate is not trusted"), "{e}");
 }

@@ -39,7 +39,10 @@
 //! is the tenant id, and the optional header `herald-not-before` is the due
 //! time in Unix milliseconds (decimal ASCII).
 
+mod security;
+
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,7 +52,6 @@ use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result, 
 use herald_core::{StoreError, now_ms};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -57,9 +59,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use security::{Connection, Watch};
+pub use security::{SaslMechanism, Secret, SecurityProtocol, resolve_secret, validate};
+
+/// The producer; its context watches and logs the connection's errors.
+type Producer = FutureProducer<Watch>;
+
 const NOT_BEFORE: &str = "herald-not-before";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port]`.
@@ -86,6 +94,57 @@ pub struct KafkaConfig {
     /// per-account rate limits apply per dispatch node (divide them by the
     /// number of nodes).
     pub tenant_shards: u32,
+    /// `plaintext` (the default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: SecurityProtocol,
+    /// With `sasl_*`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<SaslMechanism>,
+    pub sasl_username: Option<String>,
+    /// Never logged. Or `sasl_password_file`, or `HERALD_QUEUE__KAFKA__SASL_PASSWORD`.
+    pub sasl_password: Option<Secret>,
+    /// A file holding the SASL password (one trailing line break is dropped).
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA(s) that signed the brokers' certificates (default:
+    /// the system's trust store).
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate (PEM), for brokers that require one (mutual TLS).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub ssl_key_location: Option<PathBuf>,
+    /// Password of an encrypted `ssl_key_location`. Never logged.
+    pub ssl_key_password: Option<Secret>,
+    pub ssl_key_password_file: Option<PathBuf>,
+    /// librdkafka properties passed through to every client, e.g.
+    /// `{ "socket.keepalive.enable" = "true" }`. Properties Herald sets
+    /// itself or that have a setting above are refused.
+    pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("dead_topic", &self.dead_topic)
+            .field("group", &self.group)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("produce_timeout_ms", &self.produce_timeout_ms)
+            .field("drain_on_revoke_ms", &self.drain_on_revoke_ms)
+            .field("park_after_ms", &self.park_after_ms)
+            .field("tenant_shards", &self.tenant_shards)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password)
+            .field("sasl_password_file", &self.sasl_password_file)
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("ssl_certificate_location", &self.ssl_certificate_location)
+            .field("ssl_key_location", &self.ssl_key_location)
+            .field("ssl_key_password", &self.ssl_key_password)
+            .field("ssl_key_password_file", &self.ssl_key_password_file)
+            .field("options", &security::RedactedOptions(&self.options))
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {
@@ -101,6 +160,17 @@ impl Default for KafkaConfig {
             drain_on_revoke_ms: 10_000,
             park_after_ms: 300_000,
             tenant_shards: 1,
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_file: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            ssl_key_password_file: None,
+            options: BTreeMap::new(),
         }
     }
 }
@@ -188,7 +258,9 @@ impl ConsumerContext for Ctx {
 
 pub struct KafkaQueue {
     cfg: KafkaConfig,
-    producer: FutureProducer,
+    /// Brokers, security and options shared by every client (holds secrets).
+    conn: Connection,
+    producer: Producer,
     consumer: tokio::sync::OnceCell<Arc<StreamConsumer<Ctx>>>,
     inspector: tokio::sync::OnceCell<Arc<BaseConsumer>>,
     tracker: Arc<Mutex<Tracker>>,
@@ -202,21 +274,34 @@ fn unavailable(e: KafkaError) -> StoreError {
 impl KafkaQueue {
     /// Connect a producer and make sure the topic exists.
     pub async fn connect(cfg: KafkaConfig) -> Result<Self> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
+        let conn = Connection::new(&cfg).map_err(StoreError::Backend)?;
+        let fail = |e: KafkaError| StoreError::Backend(format!("kafka: {}", conn.scrub(&e.to_string())));
+        // The producer's polling thread serves the client callbacks: `watch`
+        // sees its connection errors.
+        let watch = Watch::new(&conn, &cfg);
+        let producer: Producer = conn
+            .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
             .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
-            .create()
-            .map_err(unavailable)?;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &cfg.brokers).create().map_err(unavailable)?;
+            // Warnings reach `watch` whatever the `log` crate's level.
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning)
+            .create_with_context(watch.clone())
+            .map_err(fail)?;
+        let admin: AdminClient<DefaultClientContext> = conn.client().create().map_err(fail)?;
         let topics = [&cfg.topic, &cfg.dead_topic].map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication)));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(Duration::from_secs(10)));
         // A broker that is down now must not stop the gateway from starting:
-        // publishing answers Unavailable (503) until it is back.
-        match admin.create_topics(&topics, &opts).await {
+        // publishing answers Unavailable (503) until it is back. Refused
+        // credentials, an untrusted certificate or the wrong protocol will not
+        // heal by waiting: those stop the start, naming the setting.
+        let created = tokio::select! {
+            r = admin.create_topics(&topics, &opts) => r,
+            fatal = watch.failed() => return Err(StoreError::Backend(fatal)),
+        };
+        match created {
             Ok(results) => {
                 for r in results {
                     match r {
@@ -228,10 +313,21 @@ impl KafkaQueue {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "kafka unreachable at start; publishing will answer Unavailable until it is back")
+                if let Some(fatal) = watch.fatal() {
+                    return Err(StoreError::Backend(fatal));
+                }
+                tracing::warn!(error = %conn.scrub(&e.to_string()), "kafka unreachable at start; publishing will answer Unavailable until it is back")
             }
         }
-        Ok(Self { cfg, producer, consumer: Default::default(), inspector: Default::default(), tracker: Default::default(), schedules: None })
+        Ok(Self {
+            cfg,
+            conn,
+            producer,
+            consumer: Default::default(),
+            inspector: Default::default(),
+            tracker: Default::default(),
+            schedules: None,
+        })
     }
 
     /// Park long delays in `schedules` instead of holding them in memory.
@@ -249,8 +345,9 @@ impl KafkaQueue {
         self.consumer
             .get_or_try_init(|| async {
                 let ctx = Ctx { tracker: self.tracker.clone(), drain: Duration::from_millis(self.cfg.drain_on_revoke_ms) };
-                let c: StreamConsumer<Ctx> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.cfg.brokers)
+                let c: StreamConsumer<Ctx> = self
+                    .conn
+                    .client()
                     .set("group.id", &self.cfg.group)
                     .set("enable.auto.commit", "true")
                     .set("auto.commit.interval.ms", "1000")
@@ -274,8 +371,8 @@ impl KafkaQueue {
     /// A client of the dead-letter group that never joins it: it reads from
     /// the committed offsets by explicit assignment and commits by hand.
     fn dead_reader(&self) -> Result<BaseConsumer> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.cfg.brokers)
+        self.conn
+            .client()
             .set("group.id", format!("{}.dead", self.cfg.group))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
@@ -506,12 +603,7 @@ impl Queue for KafkaQueue {
         let inspector = self
             .inspector
             .get_or_try_init(|| async {
-                ClientConfig::new()
-                    .set("bootstrap.servers", &self.cfg.brokers)
-                    .set("group.id", &self.cfg.group)
-                    .create::<BaseConsumer>()
-                    .map(Arc::new)
-                    .map_err(unavailable)
+                self.conn.client().set("group.id", &self.cfg.group).create::<BaseConsumer>().map(Arc::new).map_err(unavailable)
             })
             .await?
             .clone();
@@ -543,7 +635,7 @@ impl Queue for KafkaQueue {
 }
 
 /// Produce items to the work topic; returns once the brokers have them all.
-async fn produce(producer: &FutureProducer, cfg: &KafkaConfig, items: Vec<Enqueue>) -> Result<()> {
+async fn produce(producer: &Producer, cfg: &KafkaConfig, items: Vec<Enqueue>) -> Result<()> {
     let sends = items.into_iter().map(|i| async move {
         let payload = serde_json::to_vec(&i.work).map_err(|e| StoreError::Backend(e.to_string()))?;
         let nb = i.not_before.to_string();
@@ -557,7 +649,7 @@ async fn produce(producer: &FutureProducer, cfg: &KafkaConfig, items: Vec<Enqueu
 
 /// The mover: while this node holds the schedule store's lease, every second
 /// produce the parked items that are due back to the topic, then release them.
-async fn move_due(producer: FutureProducer, cfg: KafkaConfig, schedules: Arc<dyn Schedules>) {
+async fn move_due(producer: Producer, cfg: KafkaConfig, schedules: Arc<dyn Schedules>) {
     const LEASE_MS: i64 = 15_000;
     const RENEW: Duration = Duration::from_secs(5);
     const CHUNK: usize = 500;

@@ -1,5 +1,11 @@
 //! The Kafka queue passes the queue conformance suite against a real broker
 //! (`HERALD_TEST_KAFKA=127.0.0.1:9092`; `make test` starts one).
+//!
+//! The same broker's SASL_SSL listener (`HERALD_TEST_KAFKA_SASL=127.0.0.1:9094`,
+//! SCRAM-SHA-512, the certificate of the test CA in `HERALD_TEST_TLS_DIR`;
+//! see deploy/services/kafka.sh) runs the suite again, and refused
+//! credentials or an untrusted certificate stop `connect` with an error
+//! naming the setting.
 
 use herald_kafka::{KafkaConfig, KafkaQueue};
 
@@ -164,4 +170,81 @@ async fn far_records_are_parked_and_come_back_when_due() {
     want.sort();
     assert_eq!(ids, want, "both came back through the topic when due");
     assert!(parked.items.lock().unwrap().is_empty(), "released after moving");
+}
+
+/// The SASL_SSL listener and the test CA's directory.
+fn secured() -> Option<(String, std::path::PathBuf)> {
+    let b = std::env::var("HERALD_TEST_KAFKA_SASL").ok().filter(|b| !b.is_empty());
+    let dir = std::env::var("HERALD_TEST_TLS_DIR").ok().filter(|d| !d.is_empty());
+    match (b, dir) {
+        (Some(b), Some(d)) => Some((b, d.into())),
+        _ => {
+            println!("skipping: HERALD_TEST_KAFKA_SASL or HERALD_TEST_TLS_DIR not set");
+            None
+        }
+    }
+}
+
+fn sasl_config(brokers: String, dir: &std::path::Path) -> KafkaConfig {
+    let var = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
+    KafkaConfig {
+        security_protocol: herald_kafka::SecurityProtocol::SaslSsl,
+        sasl_mechanism: Some(herald_kafka::SaslMechanism::ScramSha512),
+        sasl_username: Some(var("HERALD_TEST_KAFKA_SASL_USERNAME", "herald")),
+        sasl_password: Some(herald_kafka::Secret::new(var("HERALD_TEST_KAFKA_SASL_PASSWORD", "herald-scram-secret"))),
+        ssl_ca_location: Some(dir.join("ca.pem")),
+        ..config(brokers)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_conformance_over_sasl_ssl() {
+    let Some((b, dir)) = secured() else { return };
+    let q = KafkaQueue::connect(sasl_config(b, &dir)).await.expect("connect over SASL_SSL");
+    herald_conformance::queue_suite(&q).await;
+}
+
+/// The client certificate (mutual TLS) is sent and accepted by the listener
+/// (`ssl.client.auth=requested` checks it against the CA when one is sent).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_is_accepted() {
+    use herald_core::seams::{Enqueue, Queue};
+    let Some((b, dir)) = secured() else { return };
+    let cfg = KafkaConfig {
+        ssl_certificate_location: Some(dir.join("client.pem")),
+        ssl_key_location: Some(dir.join("client.key")),
+        ..sasl_config(b, &dir)
+    };
+    let q = KafkaQueue::connect(cfg).await.expect("connect with a client certificate");
+    q.publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(herald_conformance::message("t", 1)) }])
+        .await
+        .expect("published over mutual TLS");
+}
+
+async fn refused(cfg: KafkaConfig) -> String {
+    let t0 = std::time::Instant::now();
+    let e = match KafkaQueue::connect(cfg).await {
+        Ok(_) => panic!("connected with settings the broker refuses"),
+        Err(e) => e.to_string(),
+    };
+    println!("refused after {:?}: {e}", t0.elapsed());
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "a refusal must not wait for the admin timeout: {e}");
+    e
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_stops_connect_naming_the_setting() {
+    let Some((b, dir)) = secured() else { return };
+    let cfg = KafkaConfig { sasl_password: Some(herald_kafka::Secret::new("wrong-password-9c1d")), ..sasl_config(b, &dir) };
+    let e = refused(cfg).await;
+    assert!(e.contains("queue.kafka.sasl_username / queue.kafka.sasl_password: the broker refused the credentials"), "{e}");
+    assert!(!e.contains("wrong-password-9c1d"), "the password leaked: {e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_certificate_stops_connect_naming_the_setting() {
+    let Some((b, dir)) = secured() else { return };
+    let cfg = KafkaConfig { ssl_ca_location: Some(dir.join("other-ca.pem")), ..sasl_config(b, &dir) };
+    let e = refused(cfg).await;
+    assert!(e.contains("queue.kafka.ssl_ca_location: the broker's certificate is not trusted"), "{e}");
 }
