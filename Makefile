@@ -17,9 +17,10 @@ DATA ?= data
 toolchain:
 	@command -v cargo >/dev/null || { echo "Rust is required: https://rustup.rs"; exit 1; }
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-	@# librdkafka (bundled, built with cmake) needs the curl headers.
-	@command -v cmake >/dev/null && dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || \
-	  { apt-get update -qq && apt-get install -y -qq cmake libcurl4-openssl-dev; }
+	@# librdkafka (bundled, built with cmake) needs the curl headers, and OpenSSL (libssl-dev,
+	@# found with pkg-config) for TLS and SASL SCRAM; deploy/services makes its test CA with openssl.
+	@command -v cmake >/dev/null && command -v openssl >/dev/null && dpkg -s libcurl4-openssl-dev libssl-dev pkg-config >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq cmake libcurl4-openssl-dev libssl-dev pkg-config openssl; }
 
 # Every plugin (first-party and test-only) as a wasm32-wasip2 component.
 plugins: toolchain

@@ -12,11 +12,13 @@ Needs the DataStax driver: pip install cassandra-driver (3.30.1 used).
 import json
 import sys
 
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 
 host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
 port = int(sys.argv[2]) if len(sys.argv) > 2 else 9042
-cluster = Cluster([host], port=port)
+# deploy/services/cassandra.sh runs PasswordAuthenticator with the default superuser.
+cluster = Cluster([host], port=port, auth_provider=PlainTextAuthProvider("cassandra", "cassandra"))
 s = cluster.connect()
 out = {}
 for view in ["local_write_latency", "local_read_latency", "local_scan_latency", "coordinator_write_latency", "coordinator_read_latency"]:

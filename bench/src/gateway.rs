@@ -164,6 +164,9 @@ contact_points = [{cql}]
 keyspace = {ks}
 replication = "{{'class': 'SimpleStrategy', 'replication_factor': 1}}"
 config_cache_ms = {cache}
+# deploy/services/cassandra.sh runs PasswordAuthenticator (a server without it ignores the login).
+username = "cassandra"
+password = "cassandra"
 
 [queue]
 backend = "kafka"
