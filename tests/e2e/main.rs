@@ -12,6 +12,7 @@ mod resilience;
 mod sandbox;
 mod security;
 mod sinks;
+mod telemetry;
 mod ssrf;
 mod tiered;
 mod uploads;

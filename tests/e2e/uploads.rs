@@ -11,11 +11,11 @@ use crate::admin::Admin;
 use crate::harness::{Resp, request};
 
 #[path = "../../admin/server/tests/support/sheets.rs"]
-mod sheets;
+pub(crate) mod sheets;
 
 const BOUNDARY: &str = "herald-upload-boundary-7f3a";
 
-async fn upload(admin: &Admin, token: &str, file_name: &str, bytes: &[u8]) -> Resp {
+pub(crate) async fn upload(admin: &Admin, token: &str, file_name: &str, bytes: &[u8]) -> Resp {
     let mut body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     )

@@ -77,6 +77,7 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
 
     if !export_configured() {
         return (None, Guard { provider: None, error: None });
@@ -124,6 +125,18 @@ pub fn traceparent(span: &Span) -> Option<String> {
         let _ = span;
         None
     }
+}
+
+/// `metadata` with the current span's `traceparent` added (when spans are
+/// exported and the caller did not set one), so that the message's dispatch
+/// continues this trace.
+pub fn with_traceparent(mut metadata: std::collections::BTreeMap<String, String>) -> std::collections::BTreeMap<String, String> {
+    if !metadata.contains_key(TRACEPARENT)
+        && let Some(tp) = traceparent(&Span::current())
+    {
+        metadata.insert(TRACEPARENT.to_string(), tp);
+    }
+    metadata
 }
 
 /// Make `span` a child of the remote span named by `traceparent` (from a

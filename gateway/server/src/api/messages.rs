@@ -123,7 +123,7 @@ async fn accept(app: &App, tenant: &Tenant, req: SendRequest, id: String, now: i
         template: req.template,
         variables: req.variables,
         recipients: req.recipients,
-        metadata: req.metadata,
+        metadata: herald_telemetry::trace::with_traceparent(req.metadata), // the trace dispatch continues
         accepted_at: now,
         send_at,
     };

@@ -24,7 +24,8 @@ pub(super) async fn send_loop(d: Arc<Dispatch>, mut batches: mpsc::Receiver<Batc
         let (d, settled) = (d.clone(), settled.clone());
         tasks.spawn(async move {
             d.metrics.inflight_batches.inc();
-            for s in send_batch(&d, batch).await {
+            let span = crate::metrics::batch_span(&batch); // continues the ingest trace (traceparent metadata)
+            for s in tracing::Instrument::instrument(send_batch(&d, batch), span).await {
                 let _ = settled.send(s).await;
             }
             d.metrics.inflight_batches.dec();
@@ -195,7 +196,8 @@ impl Call<'_> {
             Request::Smtp(_) => ("smtp", SendOptions::from_account(&self.account_json)),
         };
         let started = Instant::now();
-        let response = d.transport.send_with(request, options).await;
+        let span = crate::metrics::provider_span(plugin.name(), protocol);
+        let response = tracing::Instrument::instrument(d.transport.send_with(request, options), span).await;
         d.metrics.provider_latency.with_label_values(&[plugin.name(), protocol]).observe(started.elapsed().as_secs_f64());
         match response {
             Err(e) => {
