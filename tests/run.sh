@@ -61,4 +61,8 @@ stage "plugin conformance kit and template" make --no-print-directory TESTS=1 co
 # Alert rules: promtool unit tests (Debian's prometheus package brings promtool).
 command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 stage "alert rules" bash -c 'promtool check config deploy/prometheus/prometheus.yml && promtool test rules deploy/prometheus/alerts.test.yml'
+# Helm chart and deploy files without a cluster (deploy/helm/check.py): the alerts copy, runbook_url
+# anchors, values keys; with helm-python-sdk and kubernetes-validate (pip) also lint, render, schema checks.
+python3 -c 'import yaml, helm_python, kubernetes_validate' 2>/dev/null || python3 -m pip install -q pyyaml helm-python-sdk kubernetes-validate >/dev/null || true
+stage "helm chart (check.py)" python3 deploy/helm/check.py
 echo "=== all stages passed in $((SECONDS - started)) s"

@@ -146,6 +146,10 @@ spec:
         {{- if eq $v.log.format "json" }}
         - { name: HERALD_LOG_FORMAT, value: "json" }
         {{- end }}
+        {{- if $v.otlp.endpoint }}
+        - { name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ $v.otlp.endpoint | quote }} }
+        - { name: OTEL_SERVICE_NAME, value: {{ printf "herald-%s" $role | quote }} }
+        {{- end }}
         {{- with $v.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
