@@ -91,7 +91,7 @@ HERALD_ADMIN_DATA_DIR="$work/data" \
 HERALD_ADMIN_OPERATOR_TOKEN="$operator_token" \
 HERALD_ADMIN_PLUGINS_DIR="$plugin_dir" \
 HERALD_ADMIN_ALLOW_PRIVATE='["127.0.0.0/8"]' \
-HERALD_ADMIN_LOG=${HERALD_ADMIN_LOG:-info} \
+HERALD_LOG=${HERALD_LOG:-info} \
   "$admin_bin" >"$work/admin.out" 2>"$work/admin.log" &
 pids+=($!)
 admin_url=$(wait_for "$work/admin.out" 'https?://127\.0\.0\.1:[0-9]+' "${pids[-1]}")
