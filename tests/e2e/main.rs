@@ -3,11 +3,13 @@
 mod admin;
 mod api;
 mod bulk_email;
+mod cli;
 mod delivery;
 mod distributed;
 mod faults;
 mod harness;
 mod plugins;
+mod proxy;
 mod resilience;
 mod sandbox;
 mod security;

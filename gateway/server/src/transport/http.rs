@@ -238,6 +238,20 @@ impl tower_service::Service<hyper::Uri> for GuardedConnector {
     }
 }
 
+/// An error and its causes, `a: b: c` (repeats dropped).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let m = err.to_string();
+        if !out.contains(&m) {
+            out = format!("{out}: {m}");
+        }
+        cur = err.source();
+    }
+    out
+}
+
 /// The guard's refusal somewhere in an error's chain.
 fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<Refused> {
     let mut cur = Some(e);
@@ -322,7 +336,9 @@ impl HttpTransport {
                 if let Some(r) = refusal(&e) {
                     TransportError::Refused(r.0)
                 } else if e.is_connect() {
-                    TransportError::Connect(e.to_string())
+                    // hyper's own message is only "client error (Connect)":
+                    // the causes say what failed (refused, TLS, the proxy).
+                    TransportError::Connect(with_causes(&e))
                 } else {
                     TransportError::Protocol(e.to_string())
                 }
