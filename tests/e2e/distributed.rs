@@ -523,3 +523,48 @@ async fn wrong_passwords_and_untrusted_certificates_stop_the_start_naming_the_se
     let out = tokio::task::spawn_blocking(move || refused_start(&cfg)).await.unwrap();
     assert!(out.contains("storage.cql.tls.ca_file: the server's certificate is not trusted"), "{out}");
 }
+
+/// Passwords given only in the environment (`HERALD_QUEUE__KAFKA__SASL_PASSWORD`,
+/// `HERALD_STORAGE__CQL__PASSWORD`, as a deployment passes secrets): the
+/// gateway reaches the secured listeners and delivers, and does not log the
+/// Kafka password (the CQL one, `cassandra`, is too common a word to check).
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_from_the_environment_reach_the_secured_listeners() {
+    let (Some(_), Some(c)) = (brokers(), cql()) else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let Some((secure, lines)) = secure_kafka(secrets.path()) else {
+        println!("skipping: HERALD_TEST_KAFKA_SASL or HERALD_TEST_TLS_DIR not set");
+        return;
+    };
+    let _serial = BROKER.lock().await;
+    let sink = WebhookSink::start().await;
+    let without = |text: &str, key: &str| -> String { text.lines().filter(|l| !l.starts_with(key)).map(|l| format!("{l}\n")).collect() };
+    let (kafka_lines, cql_lines) = (without(&lines, "sasl_password_file"), without(&cql_security(true), "password ="));
+    let id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let cfg = format!(
+        "[storage]\nbackend = \"cql\"\n[storage.cql]\ncontact_points = [\"{c}\"]\nkeyspace = \"herald_env_{id}\"\n{cql_lines}\
+         [queue]\nbackend = \"kafka\"\n[queue.kafka]\nbrokers = \"{secure}\"\ntopic = \"herald.env.{id}\"\ngroup = \"herald-env-{id}\"\npartitions = 1\n{kafka_lines}{}",
+        tenant("acme", API_KEY, &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\nconfig = {{ url = \"{}\" }}\n", sink.url))
+    );
+    assert!(!cfg.contains("password =") && !cfg.contains("password_file"), "{cfg}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = Gateway::config_file(dir.path(), &cfg);
+    let (kafka_password, cql_password) =
+        (env("HERALD_TEST_KAFKA_SASL_PASSWORD", "herald-scram-secret"), env("HERALD_TEST_CQL_PASSWORD", "cassandra"));
+    let mut cmd = Command::new(gateway_bin());
+    cmd.arg("--config")
+        .arg(&path)
+        .env("HERALD_LOG", "info,herald_gateway=debug")
+        .env("HERALD_QUEUE__KAFKA__SASL_PASSWORD", &kafka_password)
+        .env("HERALD_STORAGE__CQL__PASSWORD", &cql_password);
+    let log = dir.path().join("gateway.log");
+    let (mut child, url) = crate::harness::spawn_logged(cmd, &log, "herald-gateway listening on ");
+    let body = json!({"channel": "webhook", "content": {"text": "env"}, "recipients": [{"to": "e"}]}).to_string();
+    let r = crate::harness::request("POST", &format!("{url}/v1/messages"), Some(API_KEY), &[("content-type", "application/json")], body.into()).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    eventually(Duration::from_secs(60), "delivered through SASL_SSL and CQL over TLS", || sink.delivery_ids().len() == 1).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(&kafka_password), "the Kafka password is in the log");
+}

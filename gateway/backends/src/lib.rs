@@ -5,6 +5,8 @@
 mod cache;
 pub mod guard;
 mod secrets;
+#[cfg(test)]
+mod security_tests;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};

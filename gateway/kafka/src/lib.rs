@@ -115,7 +115,9 @@ pub struct KafkaConfig {
     pub ssl_key_password_file: Option<PathBuf>,
     /// librdkafka properties passed through to every client, e.g.
     /// `{ "socket.keepalive.enable" = "true" }`. Properties Herald sets
-    /// itself or that have a setting above are refused.
+    /// itself or that have a setting above are refused. Values of keys that
+    /// look secret (`*password*`, `*secret*`, `*key*`...) are never shown.
+    #[serde(serialize_with = "security::serialize_options")]
     pub options: BTreeMap<String, String>,
 }
 

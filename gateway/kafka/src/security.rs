@@ -165,6 +165,11 @@ impl fmt::Debug for RedactedOptions<'_> {
     }
 }
 
+/// `options` serialized: values of keys that may hold secrets as `***`.
+pub(crate) fn serialize_options<S: Serializer>(options: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(options.iter().map(|(k, v)| (k, if sensitive_option(k) { "***" } else { v.as_str() })))
+}
+
 fn readable(field: &str, path: &Path) -> Result<(), String> {
     std::fs::File::open(path).map(|_| ()).map_err(|e| format!("queue.kafka.{field}: cannot read {}: {e}", path.display()))
 }
@@ -426,7 +431,8 @@ mod tests {
         }
         assert!(dbg.contains("socket.keepalive.enable") && dbg.contains("\"true\""), "other options are shown: {dbg}");
         let json = serde_json::to_string(&cfg).unwrap();
-        assert!(!json.contains("hunter2") && !json.contains("key-pass-secret"), "{json}");
+        assert!(!json.contains("hunter2") && !json.contains("key-pass-secret") && !json.contains("oauth-secret-value"), "{json}");
+        assert!(json.contains("socket.keepalive.enable"), "{json}");
     }
 
     #[test]
