@@ -83,7 +83,13 @@ where
         // The route pattern (`/v1/messages/{id}`), never the raw path: ids in
         // paths must not become label values.
         let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-        let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
+        // Probes and scrapes come every few seconds: their spans are debug-level,
+        // so at the default `info` they are neither logged around nor exported.
+        let span = if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            tracing::debug_span!("request", request_id = %id, method = %req.method(), route = %route)
+        } else {
+            tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route)
+        };
         crate::trace::continue_from_headers(&span, req.headers());
         let future = {
             let _entered = span.enter();
