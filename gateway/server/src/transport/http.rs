@@ -355,3 +355,61 @@ impl HttpTransport {
         tokio::time::timeout(self.timeout, fut).await.map_err(|_| TransportError::Timeout(self.timeout))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TransportConfig;
+
+    fn cfg() -> TransportConfig {
+        // No variable of the test's environment may leak in.
+        TransportConfig { proxy_from_env: false, system_roots: false, ..TransportConfig::default() }
+    }
+
+    #[test]
+    fn proxy_passwords_are_never_shown() {
+        assert_eq!(redact_url("http://user:pw@proxy:3128"), "http://proxy:3128");
+        assert_eq!(redact_url("http://proxy:3128/"), "http://proxy:3128/");
+        assert_eq!(redact_url("user:pw@proxy:3128"), "proxy:3128");
+        let e = check_proxy_url("transport.proxy", "https://u:secret@proxy:3128").unwrap_err();
+        assert!(e.contains("transport.proxy") && e.contains("only http://") && !e.contains("secret"), "{e}");
+        let e = check_proxy_url("HTTPS_PROXY", "http://u:secret@proxy:3128/path").unwrap_err();
+        assert!(e.contains("HTTPS_PROXY") && !e.contains("secret"), "{e}");
+        assert!(check_proxy_url("HTTP_PROXY", "proxy.internal:3128").is_ok(), "a bare host:port is http://");
+        assert!(check_proxy_url("transport.proxy", "http://:3128").is_err());
+    }
+
+    #[test]
+    fn the_proxy_applies_except_to_no_proxy() {
+        let o = HttpOptions::from_config(&TransportConfig {
+            proxy: Some("http://proxy.internal:3128".into()),
+            no_proxy: Some(vec!["localhost".into(), ".corp.example".into(), "10.0.0.0/8".into()]),
+            ..cfg()
+        })
+        .unwrap();
+        assert!(o.proxied("https://api.example.com/send"));
+        assert!(o.proxied("http://hooks.example.com/in"));
+        assert!(!o.proxied("http://localhost:8080/x"));
+        assert!(!o.proxied("https://a.corp.example/x"));
+        assert!(!o.proxied("http://10.1.2.3/x"));
+        assert!(!HttpOptions::from_config(&cfg()).unwrap().proxied("https://api.example.com/"));
+        let e = HttpOptions::from_config(&TransportConfig { proxy: Some("http://p:1".into()), no_proxy: Some(vec!["a,b".into()]), ..cfg() })
+            .err()
+            .unwrap();
+        assert!(e.contains("transport.no_proxy[0]"), "{e}");
+    }
+
+    #[test]
+    fn ca_files_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = HttpOptions::from_config(&TransportConfig { ca_files: vec![missing], ..cfg() }).err().unwrap();
+        assert!(e.contains("transport.ca_files[0]"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = HttpOptions::from_config(&TransportConfig { ca_files: vec![empty], ..cfg() }).err().unwrap();
+        assert!(e.contains("transport.ca_files[0]") && e.contains("no CERTIFICATE"), "{e}");
+        let bundled = HttpOptions::from_config(&cfg()).unwrap().roots.len();
+        assert_eq!(bundled, webpki_roots::TLS_SERVER_ROOTS.len());
+    }
+}
