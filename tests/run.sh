@@ -40,6 +40,7 @@ host=(--workspace $(for p in $(ls plugins) hostile legacy; do printf -- '--exclu
 stage "build plugins" make --no-print-directory plugins
 # One build of every host binary and test, with one feature set (see HOST in the Makefile).
 stage "build host binaries and tests" cargo build --release "${host[@]}" --bins --tests
+stage "cargo clippy -D warnings" cargo clippy --release "${host[@]}" --all-targets -- -D warnings
 
 if [ "$services" = 1 ]; then
   stage "wait for Kafka and Cassandra" bash -c 'deploy/services/kafka.sh wait && deploy/services/cassandra.sh wait'

@@ -420,6 +420,24 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     assert!(w.sms().is_empty());
     w.ack(&broke).await;
 
+    // The console refuses the same way (it submits through the same intake):
+    // a push sent now, and a recurring push whose runs the scheduler makes.
+    let push = |schedule: Value| {
+        json!({"title": "broke", "channel": "twilio-sms", "account": "sms", "content": {"text": "hi"},
+               "targets": {"list": [{"to": ANN_MOBILE}]}, "schedule": schedule})
+    };
+    let now_push = w.admin.call("POST", "/pushes", Some(&w.token), Some(push(json!({"mode": "now"})))).await;
+    assert_eq!((now_push.status, now_push.error().0.as_str()), (402, "insufficient_balance"), "{}", now_push.text());
+    let cron = w.admin.call("POST", "/pushes", Some(&w.token), Some(push(json!({"mode": "cron", "cron": "* * * * * *", "time_zone": "UTC"})))).await;
+    assert_eq!(cron.status, 201, "{}", cron.text());
+    let cron_id = cron.json()["id"].as_str().unwrap().to_string();
+    quiet_for(3).await;
+    let p = w.admin.call("GET", &format!("/pushes/{cron_id}"), Some(&w.token), None).await.json();
+    assert_eq!((p["runs"].as_u64(), p["message_ids"].as_array().map(Vec::len)), (Some(0), Some(0)), "no run of the recurring push: {p}");
+    let off = w.admin.call("POST", &format!("/pushes/{cron_id}/disable"), Some(&w.token), None).await;
+    assert_eq!(off.status, 200, "{}", off.text());
+    assert!(w.sms().is_empty());
+
     // Policy "fallback_free": the SMS step goes out by e-mail instead.
     w.admin_put("/cost/alert", json!({"policy": "fallback_free"})).await;
     let (_, body) = w.trigger("urgent", "fallback").await;

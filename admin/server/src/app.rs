@@ -6,24 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_backends::Sealer;
-use herald_core::seams::{ConfigStore, Queue, Store};
+use herald_core::Clock;
 use herald_plugin_host::{HostConfig, PluginHost};
+use herald_service::{Deps, LimitsSource, Services};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-
-pub struct App {
-    pub cfg: Config,
-    pub queue: Arc<dyn Queue>,
-    pub store: Arc<dyn Store>,
-    pub config: Arc<dyn ConfigStore>,
-    pub plugins: Arc<PluginHost>,
-    pub sealer: Sealer,
-}
+use crate::state::App;
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let backends = herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Shared).await?;
-    let sealer = Sealer::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
+    let backends = herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Shared, Clock::system()).await?;
+    let sealer = Arc::new(Sealer::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?);
     // The admin never runs plugin sends; it only asks plugins to describe
     // themselves and check account settings.
     let plugins = Arc::new(PluginHost::new(HostConfig::default(), HashMap::new()).map_err(|e| anyhow::anyhow!(e))?);
@@ -33,14 +26,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     }
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("listen {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let app = Arc::new(App {
-        cfg,
-        queue: backends.queue.clone(),
-        store: backends.store.clone(),
-        config: backends.config.clone(),
-        plugins: plugins.clone(),
-        sealer,
-    });
+    let deps = Deps { backends: backends.clone(), plugins: plugins.clone(), sealer: sealer.clone(), clock: Clock::system() };
+    // No ack links are made here (incidents run in the gateway).
+    let services = Services::new(deps, LimitsSource::Published, String::new());
+    let app = Arc::new(App { cfg, deps: services.deps.clone(), services });
     crate::auth::grant_new_permissions(&app).await.map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
     tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
     tokio::spawn(crate::pushes::scheduler(app.clone(), shutdown.clone()));

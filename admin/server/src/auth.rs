@@ -14,7 +14,7 @@ use herald_core::error::{ApiError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
+use crate::state::App;
 use crate::web::Failure;
 use herald_core::docs::Repo;
 use herald_core::rbac::{Permission, ROLE, Role};
@@ -208,7 +208,7 @@ fn gate(key: &str) -> &'static tokio::sync::Mutex<()> {
 
 async fn change_attempts<R>(app: &App, login: &str, mut f: impl FnMut(&mut Attempts) -> R) -> Result<R, ApiError> {
     let key = token_hash(&format!("login:{login}"));
-    let repo = Repo::new(app.config.as_ref(), PLATFORM);
+    let repo = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
     let _one_at_a_time = gate(&key).lock().await;
     loop {
         let mut out = None;
@@ -242,11 +242,11 @@ impl Attempts {
 pub async fn sweep_attempts(app: &App) -> Result<usize, ApiError> {
     let now = herald_core::now_ms();
     let mut gone = 0;
-    for doc in app.config.docs(PLATFORM, ATTEMPTS).await? {
+    for doc in app.deps.backends.config.docs(PLATFORM, ATTEMPTS).await? {
         let stale = serde_json::from_value::<Attempts>(doc.body).map_or(true, |a| a.forgotten(now));
         if stale {
             let _one_at_a_time = gate(&doc.id).lock().await;
-            gone += usize::from(app.config.delete_doc(PLATFORM, ATTEMPTS, &doc.id).await?);
+            gone += usize::from(app.deps.backends.config.delete_doc(PLATFORM, ATTEMPTS, &doc.id).await?);
         }
     }
     Ok(gone)
@@ -273,7 +273,7 @@ pub async fn start_session(app: &App, tenant: &str, user: &str, user_agent: Opti
     let expires_at = now + idle_ms(app);
     let user_agent = user_agent.map(|a| a.chars().take(200).collect());
     let s = Session { tenant: tenant.into(), user: user.into(), expires_at, created_at: now, user_agent };
-    Repo::new(app.config.as_ref(), PLATFORM).put(SESSION, &token_hash(&token), &s).await?;
+    Repo::new(app.deps.backends.config.as_ref(), PLATFORM).put(SESSION, &token_hash(&token), &s).await?;
     Ok((token, expires_at))
 }
 
@@ -298,7 +298,7 @@ pub fn request_token(parts: &Parts) -> Option<String> {
 }
 
 pub async fn end_session(app: &App, token: &str) -> Result<(), ApiError> {
-    Repo::new(app.config.as_ref(), PLATFORM).delete(SESSION, &token_hash(token)).await.map(|_| ())
+    Repo::new(app.deps.backends.config.as_ref(), PLATFORM).delete(SESSION, &token_hash(token)).await.map(|_| ())
 }
 
 /// The public id of a session: a prefix of its key (the token's hash).
@@ -309,10 +309,10 @@ pub fn session_id(key: &str) -> &str {
 /// The live sessions of one user as (key, session); expired ones met on the
 /// way are deleted.
 pub async fn sessions_of(app: &App, tenant: &str, user: &str) -> Result<Vec<(String, Session)>, ApiError> {
-    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
     let now = herald_core::now_ms();
     let mut out = vec![];
-    for doc in app.config.docs(PLATFORM, SESSION).await? {
+    for doc in app.deps.backends.config.docs(PLATFORM, SESSION).await? {
         let Ok(s) = serde_json::from_value::<Session>(doc.body) else {
             continue;
         };
@@ -327,7 +327,7 @@ pub async fn sessions_of(app: &App, tenant: &str, user: &str) -> Result<Vec<(Str
 
 /// End every session of a user but `keep` (a session key); returns how many ended.
 pub async fn end_sessions_of(app: &App, tenant: &str, user: &str, keep: Option<&str>) -> Result<usize, ApiError> {
-    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
     let mut n = 0;
     for (key, _) in sessions_of(app, tenant, user).await? {
         if Some(key.as_str()) != keep && platform.delete(SESSION, &key).await? {
@@ -454,7 +454,7 @@ impl Caller {
     }
 
     pub fn repo<'a>(&'a self, app: &'a App) -> Repo<'a> {
-        Repo::new(app.config.as_ref(), &self.tenant)
+        Repo::new(app.deps.backends.config.as_ref(), &self.tenant)
     }
 }
 
@@ -467,7 +467,7 @@ impl FromRequestParts<Arc<App>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let token = request_token(parts).ok_or_else(unauthenticated)?;
-        let platform = Repo::new(app.config.as_ref(), PLATFORM);
+        let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
         let key = token_hash(&token);
         let mut session: Session = platform.get(SESSION, &key).await?.ok_or_else(unauthenticated)?;
         let now = herald_core::now_ms();
@@ -480,7 +480,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             session.expires_at = now + idle_ms(app);
             platform.put(SESSION, &key, &session).await?;
         }
-        let repo = Repo::new(app.config.as_ref(), &session.tenant);
+        let repo = Repo::new(app.deps.backends.config.as_ref(), &session.tenant);
         let user: User = repo.get(directory::USER, &session.user).await?.ok_or_else(unauthenticated)?;
         let mut permissions = HashSet::new();
         let (mut all_units, mut roots) = (false, Vec::new());
@@ -506,15 +506,15 @@ impl FromRequestParts<Arc<App>> for Caller {
 /// `Permission::NEW` were added get those too, once (a marker records it), so
 /// an existing Administrator role stays a full administrator.
 pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
-    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
     let new: Vec<&str> = Permission::NEW.iter().map(|p| p.as_str()).collect();
     let marker = format!("permissions.{}", new.join(","));
     if platform.get::<serde_json::Value>("migration", &marker).await?.is_some() {
         return Ok(());
     }
     let old: Vec<&str> = Permission::ALL.iter().filter(|p| !Permission::NEW.contains(p)).map(|p| p.as_str()).collect();
-    for tenant in app.config.tenants().await? {
-        let repo = Repo::new(app.config.as_ref(), &tenant.id);
+    for tenant in app.deps.backends.config.tenants().await? {
+        let repo = Repo::new(app.deps.backends.config.as_ref(), &tenant.id);
         for role in repo.list::<Role>(ROLE).await? {
             if !old.iter().all(|p| role.permissions.iter().any(|q| q == p)) {
                 continue;

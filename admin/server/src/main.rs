@@ -7,6 +7,7 @@ mod config;
 mod excel;
 mod metrics;
 mod pushes;
+mod state;
 mod upload_worker;
 mod web;
 

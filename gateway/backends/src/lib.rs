@@ -177,24 +177,31 @@ pub enum Role {
     Shared,
 }
 
+#[derive(Clone)]
 pub struct Backends {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
     pub config: Arc<dyn ConfigStore>,
     /// Held for the life of the process by the embedded database's owner.
-    _lock: Option<std::fs::File>,
+    _lock: Option<Arc<std::fs::File>>,
 }
 
 /// Open the configured queue and stores.
-pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path, role: Role) -> anyhow::Result<Backends> {
+///
+/// `clock` decides when queued work is due.
+pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path, role: Role, clock: herald_core::Clock) -> anyhow::Result<Backends> {
     let mut lock = None;
     let mut db = None;
     if storage.backend == "sqlite" || queue.backend == "sqlite" {
         let path = db_path(storage, data_dir);
         if role == Role::Owner {
-            lock = Some(lock_file(&path)?);
+            lock = Some(Arc::new(lock_file(&path)?));
         }
-        db = Some(herald_sqlite::open(&path).map_err(|e| anyhow::anyhow!("storage ({}): {e}", path.display()))?);
+        let opened = herald_sqlite::open(&path).map_err(|e| anyhow::anyhow!("storage ({}): {e}", path.display()))?;
+        if clock.is_tokio() {
+            opened.hold_paused_clock();
+        }
+        db = Some(opened);
     }
     // The CQL store also keeps the Kafka queue's long delays (time buckets).
     type Stores = (Arc<dyn Store>, Arc<dyn ConfigStore>, Option<Arc<dyn Schedules>>);
@@ -223,12 +230,13 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
             let k = herald_kafka::KafkaQueue::connect(queue.kafka.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("queue.kafka ({}): {e}", queue.kafka.brokers))?;
+            let k = k.with_clock(clock);
             Arc::new(match schedules {
                 Some(s) => k.with_schedules(s),
                 None => k,
             })
         }
-        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.expect("opened above"))),
+        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.expect("opened above"), clock)),
     };
     Ok(Backends { queue: q, store, config, _lock: lock })
 }

@@ -6,6 +6,7 @@ pub mod address;
 pub mod batch;
 pub mod billing;
 pub mod bills;
+pub mod clock;
 pub mod directory;
 pub mod docs;
 pub mod error;
@@ -36,16 +37,4 @@ pub fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-/// Current time in milliseconds: the wall clock, plus whatever a test moved
-/// it forward by (`advance_clock`; zero in production).
-pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis() + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Move this process's clock forward (tests with escalation waits of minutes;
-/// the gateway exposes it only when `testing_clock = true`). Returns the new offset.
-pub fn advance_clock(ms: Millis) -> Millis {
-    CLOCK_OFFSET_MS.fetch_add(ms.max(0), std::sync::atomic::Ordering::Relaxed) + ms.max(0)
-}
+pub use clock::{Clock, now_ms};

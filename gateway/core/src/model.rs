@@ -103,7 +103,42 @@ impl Message {
 /// Deterministic delivery id: the same message and recipient always map to the
 /// same id, which is what makes redelivery after a crash detectable.
 pub fn delivery_id(message_id: &str, index: usize) -> String {
-    format!("{message_id}.{index}")
+    DeliveryId::new(message_id, index).to_string()
+}
+
+/// A delivery's id, `<message id>.<recipient index>`: made and taken apart
+/// only here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryId {
+    message_id: String,
+    index: usize,
+}
+
+impl DeliveryId {
+    pub fn new(message_id: impl Into<String>, index: usize) -> DeliveryId {
+        DeliveryId { message_id: message_id.into(), index }
+    }
+
+    /// The id in a delivery report or a stored row; `None` when it is not one.
+    pub fn parse(id: &str) -> Option<DeliveryId> {
+        let (m, i) = id.rsplit_once('.')?;
+        let index = i.parse::<usize>().ok()?;
+        (!m.is_empty()).then(|| DeliveryId::new(m, index))
+    }
+
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl std::fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.message_id, self.index)
+    }
 }
 
 /// A rendered notification for one recipient (what a plugin receives).

@@ -87,9 +87,9 @@ pub(crate) fn seq_in(message_id: &str, delivery_id: &str) -> Option<i32> {
 
 /// `(message id, recipient index)` of a delivery id.
 pub(crate) fn split_delivery_id(delivery_id: &str) -> Option<(&str, i32)> {
-    let (m, i) = delivery_id.rsplit_once('.')?;
-    let seq = i.parse::<i32>().ok().filter(|s| *s >= 0)?;
-    Some((m, seq))
+    let id = herald_core::model::DeliveryId::parse(delivery_id)?;
+    let seq = i32::try_from(id.index()).ok()?;
+    Some((&delivery_id[..id.message_id().len()], seq))
 }
 
 fn utc(at: Millis) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use herald_core::model::{DeadLetter, Work};
 use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result, Schedules};
-use herald_core::{StoreError, now_ms};
+use herald_core::{Clock, StoreError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -267,6 +267,8 @@ pub struct KafkaQueue {
     inspector: tokio::sync::OnceCell<Arc<BaseConsumer>>,
     tracker: Arc<Mutex<Tracker>>,
     schedules: Option<Arc<dyn Schedules>>,
+    /// Decides what is due (and what is far enough ahead to park).
+    clock: Clock,
 }
 
 fn unavailable(e: KafkaError) -> StoreError {
@@ -329,7 +331,14 @@ impl KafkaQueue {
             inspector: Default::default(),
             tracker: Default::default(),
             schedules: None,
+            clock: Clock::system(),
         })
+    }
+
+    /// Decide what is due by `clock` (the system clock by default).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Park long delays in `schedules` instead of holding them in memory.
@@ -340,7 +349,7 @@ impl KafkaQueue {
 
     /// The schedule store, when `not_before` is far enough ahead to park.
     fn parks(&self, not_before: i64) -> Option<&Arc<dyn Schedules>> {
-        self.schedules.as_ref().filter(|_| not_before > now_ms().saturating_add(self.cfg.park_after_ms as i64))
+        self.schedules.as_ref().filter(|_| not_before > self.clock.now_ms().saturating_add(self.cfg.park_after_ms as i64))
     }
 
     async fn consumer(&self) -> Result<Arc<StreamConsumer<Ctx>>> {
@@ -362,7 +371,7 @@ impl KafkaQueue {
                 c.subscribe(&[&self.cfg.topic]).map_err(unavailable)?;
                 // Dispatch nodes (the ones that consume) move parked items back.
                 if let Some(s) = &self.schedules {
-                    tokio::spawn(move_due(self.producer.clone(), self.cfg.clone(), s.clone()));
+                    tokio::spawn(move_due(self.producer.clone(), self.cfg.clone(), s.clone(), self.clock.clone()));
                 }
                 Ok(Arc::new(c))
             })
@@ -419,7 +428,7 @@ impl KafkaQueue {
 
     /// Records of the tracker that are due (not before, lease expired or never leased).
     fn due_from_tracker(&self, max: usize, lease: Duration) -> Vec<Leased> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let at = Instant::now();
         let mut t = self.tracker.lock().expect("tracker");
         let mut out = Vec::new();
@@ -651,7 +660,7 @@ async fn produce(producer: &Producer, cfg: &KafkaConfig, items: Vec<Enqueue>) ->
 
 /// The mover: while this node holds the schedule store's lease, every second
 /// produce the parked items that are due back to the topic, then release them.
-async fn move_due(producer: Producer, cfg: KafkaConfig, schedules: Arc<dyn Schedules>) {
+async fn move_due(producer: Producer, cfg: KafkaConfig, schedules: Arc<dyn Schedules>, clock: Clock) {
     const LEASE_MS: i64 = 15_000;
     const RENEW: Duration = Duration::from_secs(5);
     const CHUNK: usize = 500;
@@ -673,7 +682,7 @@ async fn move_due(producer: Producer, cfg: KafkaConfig, schedules: Arc<dyn Sched
             continue;
         }
         loop {
-            let due = match schedules.due(now_ms(), CHUNK).await {
+            let due = match schedules.due(clock.now_ms(), CHUNK).await {
                 Ok(d) if !d.is_empty() => d,
                 Ok(_) => break,
                 Err(e) => {

@@ -11,9 +11,10 @@
 //! up gets its attempt queued (again; the store lets one attempt through),
 //! and one whose delivery moved on is skipped.
 
-use herald_core::StoreError;
+use herald_backends::Backends;
 use herald_core::model::{DeadLetter, DeliveryStatus, DeliveryUpdate, Work};
-use herald_core::seams::{Enqueue, Queue, Store};
+use herald_core::seams::Enqueue;
+use herald_core::{Millis, StoreError};
 use serde::Serialize;
 
 /// What one re-drive did.
@@ -27,11 +28,11 @@ pub struct Redriven {
     pub kept: usize,
 }
 
-pub async fn redrive(store: &dyn Store, queue: &dyn Queue, tenant: Option<&str>, max: usize) -> Result<Redriven, StoreError> {
+pub async fn redrive(backends: &Backends, now: Millis, tenant: Option<&str>, max: usize) -> Result<Redriven, StoreError> {
+    let (store, queue) = (backends.store.as_ref(), backends.queue.as_ref());
     let taken = queue.dead_letters(max).await?;
     let mut report = Redriven::default();
     let (mut updates, mut retries, mut keep) = (Vec::new(), Vec::new(), Vec::new());
-    let now = herald_core::now_ms();
     for (_, letter) in &taken {
         let job = &letter.job;
         if tenant.is_some_and(|t| t != job.tenant) {

@@ -18,6 +18,8 @@ pub struct Db {
 }
 
 struct Inner {
+    /// Wait for the writer on a blocking-pool thread (see [`Db::hold_paused_clock`]).
+    hold_clock: std::sync::atomic::AtomicBool,
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
@@ -45,7 +47,14 @@ impl Db {
         crate::schema::migrate(&mut conn).map_err(backend)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("herald-sqlite-writer".into()).spawn(move || writer_loop(conn, rx)).map_err(backend)?;
-        Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()) }) })
+        Ok(Self { inner: Arc::new(Inner { hold_clock: Default::default(), path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()) }) })
+    }
+
+    /// Under tokio's paused clock (in-process tests), a task waiting on the
+    /// writer thread looks idle to tokio, which then jumps its clock to the
+    /// next timer. Waiting on a blocking-pool thread instead holds the clock.
+    pub fn hold_paused_clock(&self) {
+        self.inner.hold_clock.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Run `f` in the next group-commit transaction; resolves after commit.
@@ -73,7 +82,11 @@ impl Db {
             })
         });
         self.inner.writer.send(job).map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))?;
-        orx.await.map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))?
+        let stopped = || StoreError::Unavailable("sqlite writer stopped".into());
+        if self.inner.hold_clock.load(std::sync::atomic::Ordering::Relaxed) {
+            return tokio::task::spawn_blocking(move || orx.blocking_recv()).await.map_err(backend)?.map_err(|_| stopped())?;
+        }
+        orx.await.map_err(|_| stopped())?
     }
 
     /// Run a read on a pooled connection, off the async threads.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use herald_core::model::{DeadLetter, Work};
 use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result};
-use herald_core::{StoreError, now_ms};
+use herald_core::{Clock, StoreError};
 use rusqlite::params;
 
 use crate::db::{Db, backend};
@@ -13,11 +13,13 @@ use crate::db::{Db, backend};
 #[derive(Clone)]
 pub struct SqliteQueue {
     db: Db,
+    /// Decides what is due.
+    clock: Clock,
 }
 
 impl SqliteQueue {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, clock: Clock) -> Self {
+        Self { db, clock }
     }
 }
 
@@ -41,9 +43,9 @@ impl Queue for SqliteQueue {
     }
 
     async fn lease(&self, max: usize, lease_ms: i64) -> Result<Vec<Leased>> {
+        let now = self.clock.now_ms();
         self.db
             .write(move |c| {
-                let now = now_ms();
                 let mut sel = c
                     .prepare_cached(
                         "SELECT seq, work, redeliveries, leased_until FROM queue

@@ -22,7 +22,7 @@ use herald_core::tiered::{ACTION, Action};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
 use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content};
@@ -39,14 +39,15 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
 async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::AccountsView)?;
     let items: Vec<_> = app
+        .deps
         .plugins
         .names()
         .into_iter()
-        .filter_map(|n| app.plugins.get(&n))
+        .filter_map(|n| app.deps.plugins.get(&n))
         .map(|p| {
             let i = &p.info;
             json!({
-                "channel": i.name, "name": i.name, "version": i.version, "formats": formats(&app.plugins, &i.name),
+                "channel": i.name, "name": i.name, "version": i.version, "formats": formats(&app.deps.plugins, &i.name),
                 "account_schema": serde_json::from_str::<Value>(&i.account_schema).unwrap_or(Value::Null),
                 "secret_fields": i.secret_fields, "billing_unit": i.billing_unit,
             })
@@ -56,7 +57,7 @@ async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> 
 }
 
 fn secret_fields(app: &App, channel: &str) -> Vec<String> {
-    app.plugins.get(channel).map(|p| p.info.secret_fields.clone()).unwrap_or_default()
+    app.deps.plugins.get(channel).map(|p| p.info.secret_fields.clone()).unwrap_or_default()
 }
 
 /// The account as the API shows it: secret fields removed, `<field>_set: true`
@@ -90,7 +91,7 @@ fn sender(a: &Account) -> String {
 
 async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::AccountsView)?;
-    let accounts = app.config.accounts(&caller.tenant).await?;
+    let accounts = app.deps.backends.config.accounts(&caller.tenant).await?;
     let items: Vec<_> = accounts.iter().filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name))).map(|a| view(&app, a)).collect();
     Ok(axum::Json(q.page(items)).into_response())
 }
@@ -109,6 +110,7 @@ struct AccountBody {
 /// Plugin check, SMTP verification for e-mail, then sealing.
 async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result<(), ApiError> {
     let plugin = app
+        .deps
         .plugins
         .get(&account.plugin)
         .ok_or_else(|| ApiError::unknown("unknown_channel", "channel", format!("no plugin {:?} is installed", account.plugin)))?;
@@ -125,7 +127,7 @@ async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result
     if account.plugin == "email" {
         verify_smtp(app, &account.config).await?;
     }
-    app.sealer.seal(account, &plugin.info.secret_fields).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))
+    app.deps.sealer.seal(account, &plugin.info.secret_fields).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))
 }
 
 fn guard(app: &App) -> std::result::Result<Guard, ApiError> {
@@ -231,18 +233,18 @@ async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Accou
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(ApiError::invalid("name", "1–64 characters: letters, digits, - _ .").into());
     }
-    if app.config.account(&caller.tenant, &name).await?.is_some() {
+    if app.deps.backends.config.account(&caller.tenant, &name).await?.is_some() {
         return Err(conflict("exists", format!("an account named {name} exists")).into());
     }
     let mut account = Account { tenant: caller.tenant.clone(), name, plugin: b.channel, config: b.config, rate_per_sec: b.rate_per_sec };
     check_and_seal(&app, &mut account).await?;
-    app.config.upsert_account(&account).await?;
+    app.deps.backends.config.upsert_account(&account).await?;
     tracing::info!(tenant = %caller.tenant, account = %account.name, channel = %account.plugin, "sender account saved");
     Ok(created(view(&app, &account)))
 }
 
 async fn existing(app: &App, caller: &Caller, name: &str) -> std::result::Result<Account, ApiError> {
-    app.config.account(&caller.tenant, name).await?.ok_or_else(|| ApiError::not_found("account", "name"))
+    app.deps.backends.config.account(&caller.tenant, name).await?.ok_or_else(|| ApiError::not_found("account", "name"))
 }
 
 async fn get(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
@@ -257,7 +259,7 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<St
         return Err(ApiError::invalid("channel", "the channel of an account cannot change").into());
     }
     // Secrets left out keep their stored values.
-    let old = app.sealer.open(&old).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))?;
+    let old = app.deps.sealer.open(&old).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))?;
     let mut config = b.config;
     for f in secret_fields(&app, &old.plugin) {
         if let Some(star) = f.split('.').position(|p| p == "*") {
@@ -272,7 +274,7 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<St
     }
     let mut account = Account { config, rate_per_sec: b.rate_per_sec, ..old };
     check_and_seal(&app, &mut account).await?;
-    app.config.upsert_account(&account).await?;
+    app.deps.backends.config.upsert_account(&account).await?;
     Ok(axum::Json(view(&app, &account)).into_response())
 }
 
@@ -343,6 +345,6 @@ async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<St
     if let Some(a) = actions.iter().find(|a| a.rules.iter().any(|r| r.channels.iter().any(|c| c.account == name))) {
         return Err(conflict("in_use", format!("action {} uses this account", a.number)).into());
     }
-    app.config.delete_account(&caller.tenant, &name).await?;
+    app.deps.backends.config.delete_account(&caller.tenant, &name).await?;
     Ok(no_content())
 }

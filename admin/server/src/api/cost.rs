@@ -13,7 +13,7 @@ use herald_core::rbac::Permission;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::Caller;
 use crate::web::{BILL_OFFSET_MINUTES, Body, LEDGER_WINDOW, Range, Result, Routes, created, rfc3339};
 
@@ -29,9 +29,9 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
 async fn balance(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::CostView)?;
     let b: Billing = caller.repo(&app).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
-    let tenant = app.config.tenant(&caller.tenant).await?;
+    let tenant = app.deps.backends.config.tenant(&caller.tenant).await?;
     Ok(axum::Json(json!({
-        "balance_minor": app.store.balance(&caller.tenant).await?,
+        "balance_minor": app.deps.backends.store.balance(&caller.tenant).await?,
         "currency": tenant.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency),
         "low_balance_minor": b.low_balance_minor, "policy": b.policy, "prepaid": b.prepaid,
     }))
@@ -71,7 +71,7 @@ async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Al
 
 async fn bills(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
     caller.require(Permission::CostView)?;
-    let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
+    let entries = app.deps.backends.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
     let lines: Vec<_> = herald_core::bills::monthly_bills(&entries, BILL_OFFSET_MINUTES)
         .into_iter()
         .filter(|l| r.from.as_deref().filter(|f| !f.is_empty()).is_none_or(|f| l.period.as_str() >= f))
@@ -88,13 +88,13 @@ fn entry_view(e: &LedgerEntry) -> serde_json::Value {
 
 async fn details(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
     caller.require(Permission::CostView)?;
-    let entries = app.store.ledger(&caller.tenant, r.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let entries = app.deps.backends.store.ledger(&caller.tenant, r.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(axum::Json(json!({"items": entries.iter().map(entry_view).collect::<Vec<_>>()})).into_response())
 }
 
 async fn transactions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::CostView)?;
-    let entries = app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
+    let entries = app.deps.backends.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
     let items: Vec<_> = entries.iter().filter(|e| e.kind != LedgerKind::Debit).map(entry_view).collect();
     Ok(axum::Json(json!({"items": items})).into_response())
 }
@@ -119,7 +119,7 @@ async fn top_up(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
     if b.amount_minor <= 0 {
         return Err(ApiError::invalid("amount_minor", "a positive amount in minor units").into());
     }
-    let tenant = app.config.tenant(&id).await?.ok_or_else(|| ApiError::not_found("tenant", "id"))?;
+    let tenant = app.deps.backends.config.tenant(&id).await?.ok_or_else(|| ApiError::not_found("tenant", "id"))?;
     let entry = LedgerEntry {
         id: format!("top_up:{}", herald_core::docs::new_id()),
         tenant: tenant.id.clone(),
@@ -132,7 +132,7 @@ async fn top_up(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
         currency: tenant.currency.clone(),
         at: herald_core::now_ms(),
     };
-    app.store.record(vec![], vec![entry.clone()]).await?;
+    app.deps.backends.store.record(vec![], vec![entry.clone()]).await?;
     tracing::info!(tenant = %tenant.id, amount_minor = b.amount_minor, "top-up");
-    Ok(created(json!({"entry": entry_view(&entry), "balance_minor": app.store.balance(&tenant.id).await?})))
+    Ok(created(json!({"entry": entry_view(&entry), "balance_minor": app.deps.backends.store.balance(&tenant.id).await?})))
 }

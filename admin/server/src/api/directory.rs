@@ -10,7 +10,7 @@ use herald_core::rbac::{Permission, ROLE, Role};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::{self, Caller, Login, PLATFORM, Rights, check_current_password, check_login_name};
 use crate::web::{Body, ListQuery, Result, Routes, conflict, created, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
@@ -257,7 +257,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         && renamed
     {
         check_login_name("login", l)?;
-        let platform = Repo::new(app.config.as_ref(), PLATFORM);
+        let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
         let claim = Login { tenant: caller.tenant.clone(), user: user.id.clone() };
         if !platform.create(auth::LOGIN, l, &claim).await? {
             return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("login"));
@@ -323,7 +323,7 @@ async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     check_covers(&app, &caller, &user).await?;
     auth::keep_an_admin(&caller.repo(&app), |_, users| users.retain(|u| u.id != id)).await?;
     if let Some(l) = &user.login {
-        Repo::new(app.config.as_ref(), PLATFORM).delete(auth::LOGIN, l).await?;
+        Repo::new(app.deps.backends.config.as_ref(), PLATFORM).delete(auth::LOGIN, l).await?;
     }
     caller.repo(&app).delete(USER, &user.id).await?;
     auth::end_sessions_of(&app, &caller.tenant, &user.id, None).await?;

@@ -18,7 +18,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use herald_core::error::{ApiError, ErrorKind};
 
-use crate::app::App;
+use crate::state::App;
 use crate::web::{Failure, Routes, same_origin_writes};
 
 pub fn router(app: Arc<App>) -> Router {

@@ -12,7 +12,7 @@ use herald_core::rbac::Permission;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push, Schedule, check_sendable, send_if_due};
 use crate::web::{Body, ListQuery, Result, Routes, conflict, created, no_content, rfc3339, sanitize_html, text};
@@ -49,6 +49,8 @@ struct PushBody {
 async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
     push.title = text("title", &b.title, 200)?;
     let account = app
+        .deps
+        .backends
         .config
         .account(&caller.tenant, &b.account)
         .await?
@@ -76,7 +78,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
         return Err(ApiError::invalid("targets", "pick users, org units or upload a list"));
     }
     // Raw addresses are checked as the gateway checks them at ingest.
-    if let Some(plugin) = app.plugins.get(&b.channel) {
+    if let Some(plugin) = app.deps.plugins.get(&b.channel) {
         for (i, e) in b.targets.list.iter().enumerate() {
             let to = e.to.trim();
             if e.channel.as_deref().is_none_or(|c| c == b.channel) && !to.is_empty() {
@@ -232,7 +234,7 @@ async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     let push = visible(&app, &caller, &id).await?;
     let mut items = vec![];
     for mid in push.messages() {
-        if let Some(view) = app.store.message(&caller.tenant, &mid).await? {
+        if let Some(view) = app.deps.backends.store.message(&caller.tenant, &mid).await? {
             items.extend(view.deliveries.iter().map(|d| {
                 json!({"recipient": d.recipient, "status": d.status, "attempts": d.attempts, "detail": d.detail,
                        "cost_minor": d.cost_minor, "updated_at": rfc3339(d.updated_at)})

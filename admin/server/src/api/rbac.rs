@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::{self, Caller, Rights};
 use crate::web::{Body, Result, Routes, conflict, created, no_content, rfc3339, text};
 use herald_core::docs::new_id;
@@ -102,7 +102,7 @@ async fn issue_key(app: &App, caller: &Caller) -> std::result::Result<(String, S
         created_by: caller.user.name.clone(),
     };
     caller.repo(app).put(API_KEY, &record.id, &record).await?;
-    app.config.add_api_key(&caller.tenant, &hash).await?;
+    app.deps.backends.config.add_api_key(&caller.tenant, &hash).await?;
     Ok((record.id, key))
 }
 
@@ -127,7 +127,7 @@ async fn revoke_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     caller.require(Permission::AppsManage)?;
     let repo = caller.repo(&app);
     let key: ApiKey = repo.need(API_KEY, &id, "API key").await?;
-    app.config.remove_api_key(&caller.tenant, &key.key_sha256).await?;
+    app.deps.backends.config.remove_api_key(&caller.tenant, &key.key_sha256).await?;
     repo.delete(API_KEY, &id).await?;
     Ok(no_content())
 }

@@ -14,7 +14,7 @@ use herald_core::tiered::{ACTION, Action, INCIDENT, Incident};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
 use crate::web::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Range, Result, Routes};
@@ -97,7 +97,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
     for p in pushes.iter().take(MAX_SOURCES) {
         let mut own = Counts::default();
         for mid in p.messages() {
-            if let Some(view) = app.store.message(&caller.tenant, &mid).await? {
+            if let Some(view) = app.deps.backends.store.message(&caller.tenant, &mid).await? {
                 own.merge(&tally.message(&view));
             }
         }
@@ -114,7 +114,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
         entry.0 += 1;
         entry.1 += u64::from(inc.state == "acknowledged");
         for (_, mid) in &inc.messages {
-            if let Some(view) = app.store.message(&caller.tenant, mid).await? {
+            if let Some(view) = app.deps.backends.store.message(&caller.tenant, mid).await? {
                 entry.2.merge(&tally.message(&view));
             }
         }
@@ -130,7 +130,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
 
     // Spend from the ledger (every billed send, whatever its source).
     let mut spend: BTreeMap<(String, String), (u64, i64)> = BTreeMap::new();
-    for e in app.store.ledger(&caller.tenant, LEDGER_WINDOW).await?.iter().filter(|e| e.at >= since && e.kind != LedgerKind::TopUp) {
+    for e in app.deps.backends.store.ledger(&caller.tenant, LEDGER_WINDOW).await?.iter().filter(|e| e.at >= since && e.kind != LedgerKind::TopUp) {
         let slot = spend.entry((day(e.at), e.channel.clone())).or_default();
         if e.kind == LedgerKind::Debit {
             slot.0 += u64::from(e.units);

@@ -12,7 +12,7 @@ use herald_core::rbac::{Permission, ROLE, Role};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::{self, Caller, Login, PLATFORM, check_current_password, check_login_name};
 use crate::web::{Body, Failure, Result, Routes, created, no_content, rfc3339, text, user_view};
 use herald_core::docs::{Repo, new_id};
@@ -49,14 +49,14 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     auth::check_password("admin_password", &b.admin_password, Some(&login), &[b.admin_name.as_str(), b.enterprise_name.as_str()])?;
     let tenant = format!("t{}", &new_id()[20..]);
     let user_id = new_id();
-    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
     let claim = Login { tenant: tenant.clone(), user: user_id.clone() };
     if !platform.create(auth::LOGIN, &login, &claim).await? {
         return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("admin_login").into());
     }
     let now = herald_core::now_ms();
-    app.config.upsert_tenant(&Tenant { id: tenant.clone(), name: name.clone(), currency: "CNY".into() }).await?;
-    let repo = Repo::new(app.config.as_ref(), &tenant);
+    app.deps.backends.config.upsert_tenant(&Tenant { id: tenant.clone(), name: name.clone(), currency: "CNY".into() }).await?;
+    let repo = Repo::new(app.deps.backends.config.as_ref(), &tenant);
     let root = Unit { id: new_id(), name: name.clone(), parent: None, created_at: now };
     repo.put(directory::UNIT, &root.id, &root).await?;
     let role = Role {
@@ -102,10 +102,10 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<Lo
         Ok(t) => t,
         Err(remaining) => return Ok(locked(remaining)),
     };
-    let platform = Repo::new(app.config.as_ref(), PLATFORM);
+    let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
     let record: Option<Login> = platform.get(auth::LOGIN, &login).await?;
     let user: Option<User> = match &record {
-        Some(r) => Repo::new(app.config.as_ref(), &r.tenant).get(directory::USER, &r.user).await?,
+        Some(r) => Repo::new(app.deps.backends.config.as_ref(), &r.tenant).get(directory::USER, &r.user).await?,
         None => None,
     };
     let ok = auth::verify_password(&b.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
@@ -153,7 +153,7 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Respo
 }
 
 async fn me(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    let tenant = app.config.tenant(&caller.tenant).await?;
+    let tenant = app.deps.backends.config.tenant(&caller.tenant).await?;
     let mut permissions: Vec<_> = caller.permissions.iter().cloned().collect();
     permissions.sort();
     let mut units: Vec<_> = caller.units.iter().cloned().collect();
@@ -214,6 +214,6 @@ async fn end_my_session(State(app): State<Arc<App>>, caller: Caller, Path(id): P
     let Some((key, _)) = sessions.iter().find(|(k, _)| auth::session_id(k) == id) else {
         return Err(ApiError::not_found("session", "id").into());
     };
-    Repo::new(app.config.as_ref(), PLATFORM).delete(auth::SESSION, key).await?;
+    Repo::new(app.deps.backends.config.as_ref(), PLATFORM).delete(auth::SESSION, key).await?;
     Ok(no_content())
 }

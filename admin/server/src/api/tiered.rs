@@ -12,7 +12,7 @@ use herald_core::tiered::{ACTION, Action, Editor, LEVELS, Rule, TEMPLATE, Tiered
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
 use crate::auth::Caller;
 use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content, sanitize_html, text};
 use herald_core::docs::new_id;
@@ -195,11 +195,11 @@ async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action)
         }
         for (j, c) in r.channels.iter().enumerate() {
             let field = format!("rules[{i}].channels[{j}]");
-            let account = app.config.account(&caller.tenant, &c.account).await?;
+            let account = app.deps.backends.config.account(&caller.tenant, &c.account).await?;
             if account.is_none_or(|acc| acc.plugin != c.channel) {
                 return Err(ApiError::unknown("unknown_account", &field, format!("no {} account {:?}", c.channel, c.account)));
             }
-            let formats = formats(&app.plugins, &c.channel);
+            let formats = formats(&app.deps.plugins, &c.channel);
             if !editors.iter().any(|e| e.fits(&formats)) {
                 return Err(ApiError::invalid(
                     field,

@@ -7,22 +7,21 @@ use std::time::Duration;
 use herald_core::directory::{self, UNIT, USER, Unit, User};
 use herald_core::docs::Repo;
 use herald_core::error::{ApiError, ErrorKind};
-use herald_core::model::{Message, Work};
-use herald_core::seams::Enqueue;
+use herald_service::{Body, Gate, Submission};
 use tokio_util::sync::CancellationToken;
 
 use super::{MAX_PUSH_RECIPIENTS, PUSH, Push, Sent};
-use crate::app::App;
+use crate::state::App;
 
 /// Who the push reaches now; an error when nobody, or too many.
 async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<directory::Expanded, ApiError> {
-    let repo = Repo::new(app.config.as_ref(), tenant);
+    let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
     let units: Vec<Unit> = repo.list(UNIT).await?;
     let users: Vec<User> = repo.list(USER).await?;
     // A directory user whose address does not fit the channel (checked as the
     // gateway checks addresses at ingest) is skipped and listed, never sent a
     // failing delivery. Raw list entries were checked when the push was saved.
-    let rule = app.plugins.get(&push.channel).map(|p| p.recipients.clone());
+    let rule = app.deps.plugins.get(&push.channel).map(|p| p.recipients.clone());
     let mut expanded = directory::expand(&push.targets, &units, &users, &push.channel);
     if let Some(rule) = &rule {
         let mut kept = directory::Expanded { skipped: std::mem::take(&mut expanded.skipped), ..Default::default() };
@@ -65,33 +64,30 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
         return Ok(false);
     };
     let recurring = push.schedule.mode == "cron";
-    let repo = Repo::new(app.config.as_ref(), tenant);
+    let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
     let expanded = audience(app, tenant, push).await?;
-    // Large lists go out as several messages within the gateway's per-message limit.
-    let per_message = herald_core::validate::Limits::default().max_recipients.max(1);
+    // Large lists go out as several messages within the gateway's configured
+    // per-message limit, accepted by intake as one send (checked and gated whole).
+    let per_message = app.services.intake.limits().await?.max_recipients.max(1);
     let total = expanded.recipients.len();
-    let mut ids = vec![];
+    let mut submissions = vec![];
     for (i, chunk) in expanded.recipients.chunks(per_message).enumerate() {
         let run = if recurring { format!("@{occurrence}") } else { String::new() };
         let seed = if i == 0 { format!("herald-push:{tenant}:{}{run}", push.id) } else { format!("herald-push:{tenant}:{}{run}:{i}", push.id) };
-        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
-        let message = Message {
-            id: id.clone(),
+        submissions.push(Submission {
+            id: herald_service::derived_id(&seed),
             tenant: tenant.to_string(),
             channel: push.channel.clone(),
-            account: push.account.clone(),
-            content: push.content.clone(),
-            template: None,
+            account: Some(push.account.clone()),
+            body: Body::Content(push.content.clone()),
             variables: Default::default(),
             recipients: chunk.to_vec(),
             metadata: [("push".to_string(), push.number.clone())].into(),
-            accepted_at: now,
             send_at: None,
-        };
-        app.store.record_message(&message).await?;
-        app.queue.publish(vec![Enqueue { key: tenant.to_string(), not_before: now, work: Work::Message(message) }]).await?;
-        ids.push(id);
+            gate: Gate::Prepaid,
+        });
     }
+    let ids = app.services.intake.submit_all(submissions).await?.into_iter().map(|a| a.message.id).collect();
     let sent = Sent { recurring, occurrence, message_ids: ids, at: now, recipients: total, skipped: expanded.skipped };
     push.record(&sent);
     // Only what this send changed, merged into the stored push: an edit or a
@@ -123,8 +119,8 @@ pub async fn scheduler(app: Arc<App>, shutdown: CancellationToken) {
 
 async fn publish_due(app: &App) -> std::result::Result<(), ApiError> {
     let now = herald_core::now_ms();
-    for t in app.config.tenants().await? {
-        let pushes: Vec<Push> = Repo::new(app.config.as_ref(), &t.id).list(PUSH).await?;
+    for t in app.deps.backends.config.tenants().await? {
+        let pushes: Vec<Push> = Repo::new(app.deps.backends.config.as_ref(), &t.id).list(PUSH).await?;
         for mut p in pushes.into_iter().filter(|p| p.schedule.mode != "now" && p.due(now).is_some()) {
             if let Err(e) = send_if_due(app, &t.id, &mut p).await {
                 tracing::warn!(tenant = %t.id, push = %p.number, error = %e.message, "scheduled push not sent");

@@ -13,19 +13,18 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::messages::parse;
-use super::{Failure, authenticate, operator};
-use crate::app::App;
-use crate::escalation::Trigger;
+use super::request::{self, Failure, authenticate, operator, parse};
+use crate::state::App;
+use herald_service::Trigger;
 
 pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
-    let key = super::idempotency_key(&headers)?;
+    let key = request::idempotency_key(&headers)?;
     let t: Trigger = parse(&body)?;
-    let now = herald_core::now_ms();
-    let seed = key.as_deref().map(|k| super::key_generation(&app, k, now));
+    let now = app.deps.clock.now_ms();
+    let seed = key.as_deref().map(|k| request::key_generation(&app, k, now));
     let run = async {
-        let (incident, folded) = app.engine.trigger(&tenant.id, &id, t, seed.as_deref()).await?;
+        let (incident, folded) = app.services.incidents.trigger(&tenant.id, &id, t, seed.as_deref()).await?;
         tracing::info!(tenant = %tenant.id, action = %id, %incident, folded, "action triggered");
         Ok((StatusCode::ACCEPTED, json!({"id": incident, "deduplicated": folded})))
     };
@@ -33,7 +32,7 @@ pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
         // The request is the action and the body: the same key on another action is another request.
         Some(k) => {
             let hash = hex::encode(Sha256::digest([b"trigger\n", id.as_bytes(), b"\n", &body[..]].concat()));
-            super::once(&app, &tenant.id, k, hash, now, run).await
+            request::once(&app, &tenant.id, k, hash, now, run).await
         }
         None => run.await.map(|(status, answer)| (status, axum::Json(answer)).into_response()),
     }
@@ -41,7 +40,7 @@ pub async fn trigger(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
 
 pub async fn get(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
-    let inc = app.engine.incident(&tenant.id, &id).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
+    let inc = app.services.incidents.incident(&tenant.id, &id).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
     Ok(axum::Json(json!({
         "id": inc.id, "action": inc.action, "level": inc.level, "state": inc.state, "dedup_key": inc.dedup_key,
         "repeats": inc.repeats, "acknowledged_by": inc.acked, "steps": inc.steps.len(), "fired": inc.fired,
@@ -62,23 +61,24 @@ pub async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path
     let tenant = authenticate(&app, &headers).await?;
     let b: AckBody = if body.is_empty() { AckBody::default() } else { parse(&body)? };
     let key = match &b.recipient {
-        Some(named) => Some(app.engine.recipient_key(&tenant.id, &id, named).await?),
+        Some(named) => Some(app.services.incidents.recipient_key(&tenant.id, &id, named).await?),
         None => None,
     };
-    let inc = app.engine.ack(&tenant.id, &id, key.as_deref(), "API").await?;
+    let inc = app.services.incidents.ack(&tenant.id, &id, key.as_deref(), "API").await?;
     Ok(axum::Json(json!({"id": inc.id, "state": inc.state, "acknowledged_by": inc.acked})).into_response())
 }
 
 /// The link in a message: no API key, the signature is the credential.
 pub async fn ack_link(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
     let result = async {
-        let (tenant, incident, key) = app.engine.open_ack_token(&token)?;
-        app.engine.ack(&tenant, &incident, Some(&key), "link").await
+        let (tenant, incident, key) = app.services.incidents.open_ack_token(&token)?;
+        app.services.incidents.ack(&tenant, &incident, Some(&key), "link").await
     }
     .await;
     match result {
         Ok(_) => Html("<!doctype html><meta charset=utf-8><title>Herald</title><p>Acknowledged. 已确认。</p>").into_response(),
         Err(e) => {
+            let e = ApiError::from(e);
             let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
             (status, Html(format!("<!doctype html><meta charset=utf-8><title>Herald</title><p>{}</p>", e.message))).into_response()
         }
@@ -98,6 +98,6 @@ pub async fn advance_clock(State(app): State<Arc<App>>, headers: HeaderMap, body
     }
     operator(&app, &headers)?;
     let a: Advance = parse(&body)?;
-    let offset = herald_core::advance_clock(a.advance_ms);
-    Ok(axum::Json(json!({"offset_ms": offset, "now_ms": herald_core::now_ms()})).into_response())
+    let offset = app.deps.clock.advance(a.advance_ms).ok_or_else(|| ApiError::new(ErrorKind::NotFound, "not_found", "no such route"))?;
+    Ok(axum::Json(json!({"offset_ms": offset, "now_ms": app.deps.clock.now_ms()})).into_response())
 }

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::model::{Message, Outcome, OutcomeKind, RetryJob, Work};
+use herald_core::model::{DeliveryId, Message, Outcome, OutcomeKind, Rendered, RetryJob, Work};
 use herald_core::render::Compiled;
 use herald_core::seams::{LeaseToken, Leased};
+use herald_service::IncidentError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +22,7 @@ pub(super) async fn consume_loop(
 ) {
     let idle = Duration::from_millis(d.cfg.poll_ms);
     while !shutdown.is_cancelled() {
-        let leased = match d.queue.lease(d.cfg.lease_batch, d.cfg.lease_ms).await {
+        let leased = match d.deps.backends.queue.lease(d.cfg.lease_batch, d.cfg.lease_ms).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "lease failed; backing off");
@@ -59,7 +60,10 @@ async fn resolve(
 ) -> Result<(), herald_core::StoreError> {
     if let Work::Step(step) = &item.work {
         // Errors leave the item unacknowledged: the timer comes back after its lease.
-        d.engine.fire(step).await.map_err(|e| herald_core::StoreError::Unavailable(e.message))?;
+        d.services.incidents.fire(step).await.map_err(|e| match e {
+            IncidentError::Store(e) => e,
+            e => herald_core::StoreError::Unavailable(e.to_string()),
+        })?;
         ItemTracker::new(item.token, 0, acks.clone(), d.inflight.clone());
         return Ok(());
     }
@@ -76,12 +80,12 @@ async fn resolve(
         _ => Vec::new(),
     };
     // Which deliveries still need this attempt, with their rendered content.
-    let pending: Vec<(Result<herald_core::model::Rendered, String>, u32)> = match &item.work {
+    let pending: Vec<(Result<Rendered, RenderFailure>, u32)> = match &item.work {
         Work::Message(m) => render_queued(d, m).await?.into_iter().map(|r| (r, 1)).collect(),
         Work::Retry(r) => retry_pending(d, r).await?,
         Work::Step(_) => vec![],
     };
-    let stored = d.config.account(&tenant, &account_name).await?.and_then(|a| match d.sealer.open(&a) {
+    let stored = d.deps.backends.config.account(&tenant, &account_name).await?.and_then(|a| match d.deps.sealer.open(&a) {
         Ok(a) => Some(a),
         Err(e) => {
             // Treated like a missing account: its deliveries fail with that reason.
@@ -90,7 +94,7 @@ async fn resolve(
         }
     });
     let account_missing = stored.is_none();
-    let plugin = stored.as_ref().and_then(|a| d.plugins.get(&a.plugin));
+    let plugin = stored.as_ref().and_then(|a| d.deps.plugins.get(&a.plugin));
     let max_batch = plugin.as_ref().map_or(1, |p| p.info.max_batch as usize);
     // A deleted account (after acceptance) fails its deliveries; the job still
     // needs an account to be recorded against.
@@ -101,7 +105,7 @@ async fn resolve(
         config: serde_json::Value::Null,
         rate_per_sec: None,
     }));
-    let currency = d.config.tenant(&tenant).await?.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency);
+    let currency = d.deps.backends.config.tenant(&tenant).await?.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency);
     // A delivery another item already has a job for is that job's: the same
     // message queued twice (a keyed retry after a crash) sends each id once.
     let pending: Vec<_> = pending.into_iter().filter(|(r, attempt)| d.deliveries.claim(pending_id(r), *attempt)).collect();
@@ -110,11 +114,7 @@ async fn resolve(
         let (rendered, failure) = match rendered {
             Ok(r) if account_missing => (r, Some("sender account no longer exists".to_string())),
             Ok(r) => (r, None),
-            Err(detail) => {
-                // Render failures come as "<delivery id>\n<reason>".
-                let (id, reason) = detail.split_once('\n').unwrap_or((&detail, "render failed"));
-                (empty_rendered(id.to_string()), Some(format!("template: {reason}")))
-            }
+            Err(RenderFailure { delivery_id, reason }) => (empty_rendered(delivery_id), Some(format!("template: {reason}"))),
         };
         let j = Job {
             rendered,
@@ -143,52 +143,52 @@ async fn resolve(
     Ok(())
 }
 
-/// The delivery id of a pending entry (a render failure carries it first).
-fn pending_id(r: &Result<herald_core::model::Rendered, String>) -> &str {
+/// A delivery whose content did not render: it fails alone.
+struct RenderFailure {
+    delivery_id: String,
+    reason: String,
+}
+
+/// The delivery id of a pending entry.
+fn pending_id(r: &Result<Rendered, RenderFailure>) -> &str {
     match r {
         Ok(r) => &r.delivery_id,
-        Err(detail) => detail.split_once('\n').map_or(detail.as_str(), |(id, _)| id),
+        Err(f) => &f.delivery_id,
     }
 }
 
-fn empty_rendered(id: String) -> herald_core::model::Rendered {
-    herald_core::model::Rendered {
-        delivery_id: id,
-        recipient: String::new(),
-        subject: None,
-        text: String::new(),
-        html: None,
-        metadata: Default::default(),
-    }
+fn empty_rendered(id: String) -> Rendered {
+    Rendered { delivery_id: id, recipient: String::new(), subject: None, text: String::new(), html: None, metadata: Default::default() }
 }
 
 /// Render the message's never-attempted deliveries. A render failure is
-/// returned as `Err("<id>\n<reason>")` for that delivery only.
-async fn render_queued(d: &Dispatch, m: &Message) -> Result<Vec<Result<herald_core::model::Rendered, String>>, herald_core::StoreError> {
+/// that delivery's only.
+async fn render_queued(d: &Dispatch, m: &Message) -> Result<Vec<Result<Rendered, RenderFailure>>, herald_core::StoreError> {
     // Ingest records the rows before publishing, so they are normally there.
     // A message produced straight to the log (or a record lost in a crash)
     // has none: record it then, and look again. Recording is a no-op for a
     // message whose deliveries are all done, so only that case pays the write.
-    let mut queued = d.store.queued_deliveries(&m.tenant, &m.id).await?;
+    let mut queued = d.deps.backends.store.queued_deliveries(&m.tenant, &m.id).await?;
     if queued.is_empty() {
-        d.store.record_message(m).await?;
-        queued = d.store.queued_deliveries(&m.tenant, &m.id).await?;
+        d.deps.backends.store.record_message(m).await?;
+        queued = d.deps.backends.store.queued_deliveries(&m.tenant, &m.id).await?;
     }
     let compiled = Compiled::new(&m.content);
     Ok(queued
         .into_iter()
         .filter_map(|id| {
-            let index: usize = id.rsplit('.').next()?.parse().ok()?;
+            let index = DeliveryId::parse(&id)?.index();
             let recipient = m.recipients.get(index)?;
+            let failed = |e: &dyn std::fmt::Display| RenderFailure { delivery_id: id.clone(), reason: e.to_string() };
             Some(match &compiled {
-                Ok(c) => c.render(id.clone(), &m.variables, recipient, &m.metadata).map_err(|e| format!("{id}\n{e}")),
-                Err(e) => Err(format!("{id}\n{e}")),
+                Ok(c) => c.render(id.clone(), &m.variables, recipient, &m.metadata).map_err(|e| failed(&e)),
+                Err(e) => Err(failed(e)),
             })
         })
         .collect())
 }
 
-async fn retry_pending(d: &Dispatch, r: &RetryJob) -> Result<Vec<(Result<herald_core::model::Rendered, String>, u32)>, herald_core::StoreError> {
-    let due = d.store.retry_due(&r.tenant, &r.delivery.delivery_id, r.attempt).await?;
+async fn retry_pending(d: &Dispatch, r: &RetryJob) -> Result<Vec<(Result<Rendered, RenderFailure>, u32)>, herald_core::StoreError> {
+    let due = d.deps.backends.store.retry_due(&r.tenant, &r.delivery.delivery_id, r.attempt).await?;
     Ok(if due { vec![(Ok(r.delivery.clone()), r.attempt)] } else { Vec::new() })
 }

@@ -24,26 +24,23 @@ use herald_core::batch::{BatchKey, Batcher, Bounds};
 use herald_core::model::AttemptRecord;
 use herald_core::model::{Account, Outcome, Rendered};
 use herald_core::retry::RetryPolicies;
-use herald_core::seams::{ConfigStore, LeaseToken, Queue, Store};
-use herald_plugin_host::PluginHost;
+use herald_core::seams::LeaseToken;
+use herald_service::{Deps, Services};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DispatchConfig;
+use crate::config::{Config, DispatchConfig};
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use crate::transport::Transport;
 
 /// Everything the dispatch tasks share.
 pub struct Dispatch {
-    pub queue: Arc<dyn Queue>,
-    pub store: Arc<dyn Store>,
-    pub config: Arc<dyn ConfigStore>,
-    /// Opens sealed account secrets just before plugin calls.
-    pub sealer: Arc<herald_backends::Sealer>,
-    /// Runs tiered-push steps.
-    pub engine: Arc<crate::escalation::Engine>,
-    pub plugins: Arc<PluginHost>,
+    /// Backends, plugins, the sealer (opens account secrets just before
+    /// plugin calls) and the clock.
+    pub deps: Deps,
+    /// The rules: debits, low-balance alerts, tiered-push steps.
+    pub services: Arc<Services>,
     pub transport: Arc<dyn Transport>,
     pub metrics: Arc<Metrics>,
     pub limiters: Limiters,
@@ -57,6 +54,26 @@ pub struct Dispatch {
     pub deliveries: InFlight,
     /// Provider access tokens, per (tenant, account).
     pub tokens: tokens::Tokens,
+}
+
+impl Dispatch {
+    /// The dispatch role of a process configured by `cfg`; the error names
+    /// the setting at fault.
+    pub fn new(cfg: &Config, deps: Deps, services: Arc<Services>, transport: Arc<dyn Transport>, metrics: Arc<Metrics>) -> Result<Dispatch, String> {
+        Ok(Dispatch {
+            deps,
+            services,
+            transport,
+            tokens: Default::default(),
+            metrics,
+            limiters: Limiters::default(),
+            cfg: cfg.dispatch.clone(),
+            retry: cfg.retry_policies()?,
+            tenant_rates: cfg.tenants.iter().flat_map(|t| t.channel_rate_per_sec.iter().map(|(c, r)| ((t.id.clone(), c.clone()), *r))).collect(),
+            inflight: Default::default(),
+            deliveries: Default::default(),
+        })
+    }
 }
 
 /// Tracks one leased queue item until all its deliveries are recorded.
@@ -199,7 +216,7 @@ impl Dispatch {
     /// Run until `shutdown` is cancelled, then drain in-flight work within
     /// `drain_timeout_ms`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let recovered = self.queue.recover().await.unwrap_or_else(|e| {
+        let recovered = self.deps.backends.queue.recover().await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "queue recovery failed");
             0
         });
@@ -211,7 +228,7 @@ impl Dispatch {
         let (settled_tx, settled_rx) = mpsc::channel::<Settled>(16_384);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<LeaseToken>();
 
-        let acker = tokio::spawn(record::ack_loop(self.queue.clone(), ack_rx));
+        let acker = tokio::spawn(record::ack_loop(self.deps.backends.queue.clone(), ack_rx));
         let recorder = tokio::spawn(record::record_loop(self.clone(), settled_rx));
         let sender = tokio::spawn(send::send_loop(self.clone(), batch_rx, settled_tx.clone()));
         let batcher = tokio::spawn(batch_loop(self.cfg.clone(), job_rx, batch_tx));
@@ -262,7 +279,7 @@ async fn batch_loop(cfg: DispatchConfig, mut jobs: mpsc::Receiver<Job>, out: mps
 
 async fn depth_loop(d: Arc<Dispatch>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        if let Ok(n) = d.queue.depth().await {
+        if let Ok(n) = d.deps.backends.queue.depth().await {
             d.metrics.queue_depth.set(n as i64);
         }
         tokio::select! {

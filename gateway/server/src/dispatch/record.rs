@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::ledger::{Billable, debit};
+use herald_core::ledger::Billable;
 use herald_core::model::{AttemptRecord, DeadLetter, DeliveryStatus, DeliveryUpdate, LedgerEntry, OutcomeKind, Price, RetryJob, Work};
 use herald_core::seams::{Enqueue, LeaseToken, Queue};
+use herald_service::billing::{Billing, Sent};
 use rand::Rng;
 use tokio::sync::mpsc;
 
@@ -33,12 +34,12 @@ struct Plan {
 }
 
 async fn record_group(d: &Dispatch, group: Vec<Settled>) {
-    let now = herald_core::now_ms();
+    let now = d.deps.clock.now_ms();
     let mut prices: HashMap<(String, String), Option<Price>> = HashMap::new();
     for s in &group {
         let key = (s.job.account.tenant.clone(), s.job.channel.clone());
         if s.outcome.kind == OutcomeKind::Sent && !prices.contains_key(&key) {
-            let price = d.config.price(&key.0, &key.1).await.unwrap_or_else(|e| {
+            let price = d.deps.backends.config.price(&key.0, &key.1).await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "price lookup failed; not billing this group");
                 None
             });
@@ -69,8 +70,8 @@ async fn record_group(d: &Dispatch, group: Vec<Settled>) {
     debited.sort_unstable();
     debited.dedup();
     for tenant in debited {
-        if let Err(e) = d.engine.after_debits(tenant).await {
-            tracing::warn!(%tenant, error = %e.message, "low-balance check failed");
+        if let Err(e) = d.services.after_debits(tenant).await {
+            tracing::warn!(%tenant, error = %e, "low-balance check failed");
         }
     }
     // `plan.updates[i]` is the update for `group[i]`.
@@ -86,12 +87,12 @@ async fn write(d: &Dispatch, plan: &Plan) -> Result<(), herald_core::StoreError>
     // finds it not due, and a dead letter whose delivery is not dead is
     // skipped by the re-drive.
     if !plan.retries.is_empty() {
-        d.queue.publish(plan.retries.clone()).await?;
+        d.deps.backends.queue.publish(plan.retries.clone()).await?;
     }
     if !plan.dead.is_empty() {
-        d.queue.dead_letter(plan.dead.clone()).await?;
+        d.deps.backends.queue.dead_letter(plan.dead.clone()).await?;
     }
-    d.store.record(plan.updates.clone(), plan.ledger.clone()).await
+    d.deps.backends.store.record(plan.updates.clone(), plan.ledger.clone()).await
 }
 
 fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Option<Price>>, now: i64) -> Plan {
@@ -104,11 +105,10 @@ fn plan(d: &Dispatch, group: &[Settled], prices: &HashMap<(String, String), Opti
         let status = match o.kind {
             OutcomeKind::Sent => {
                 let price = prices.get(&(tenant.clone(), job.channel.clone())).and_then(Option::as_ref);
-                // SMS billed per segment: the host counts them by the GSM-7/UCS-2 rules.
-                let per_segment = d.plugins.get(&job.account.plugin).is_some_and(|p| p.info.billing_unit == "segment");
-                let units = if per_segment { o.units.max(herald_core::billing::sms_segments(&job.rendered.text).units) } else { o.units };
-                let b = Billable { tenant, channel: &job.channel, account: &job.account.name, delivery_id: &o.delivery_id, units, at: now };
-                p.ledger.extend(debit(price, &b));
+                let per_segment = d.deps.plugins.get(&job.account.plugin).is_some_and(|p| p.info.billing_unit == "segment");
+                let billable =
+                    Billable { tenant, channel: &job.channel, account: &job.account.name, delivery_id: &o.delivery_id, units: o.units, at: now };
+                p.ledger.extend(Billing::debit(price, Sent { billable, per_segment, text: Some(&job.rendered.text) }));
                 DeliveryStatus::Sent
             }
             OutcomeKind::Failed => DeliveryStatus::Failed,

@@ -58,11 +58,11 @@ async fn send_batch(d: &Dispatch, batch: Batch) -> Vec<Settled> {
         metrics.limiter_waits.inc();
     }
 
-    let Some(plugin) = d.plugins.get(&account.plugin) else {
+    let Some(plugin) = d.deps.plugins.get(&account.plugin) else {
         return settle_all(jobs, OutcomeKind::Retry, &format!("plugin {:?} is not loaded", account.plugin));
     };
     let ctx = CallContext {
-        now_ms: herald_core::now_ms().max(0) as u64,
+        now_ms: d.deps.clock.now_ms().max(0) as u64,
         tenant: key.tenant.clone(),
         attempt: jobs.iter().map(|j| j.attempt).max().unwrap_or(1),
     };

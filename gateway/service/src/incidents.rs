@@ -10,22 +10,19 @@
 //! have ids derived from (incident, step, channel), so a replayed timer after a
 //! crash re-publishes the same messages, which dispatch recognises as sent.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use herald_backends::Sealer;
-use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings};
 use herald_core::directory::{self, Targets, UNIT, USER, Unit, User};
 use herald_core::docs::Repo;
-use herald_core::error::{ApiError, ErrorKind};
-use herald_core::model::{Content, Message, RecipientSpec, StepJob, Vars, Work};
+use herald_core::model::{Content, RecipientSpec, StepJob, Vars, Work};
 use herald_core::quiet::{QuietHours, release_at};
-use herald_core::seams::{ConfigStore, Enqueue, Queue, Store};
+use herald_core::seams::Enqueue;
 use herald_core::tiered::{ACTION, AckScope, Action, Condition, Editor, INCIDENT, INCIDENT_MSG, Incident, TEMPLATE, TieredTemplate, TimelineEvent};
-use herald_core::{Millis, StoreError, now_ms};
-use herald_plugin_host::PluginHost;
+use herald_core::{ApiError, Millis, StoreError};
 use serde::Deserialize;
+
+use crate::intake::{Body, Gate, IntakeError, Submission};
+use crate::{Billing, BillingError, Deps, Intake, derived_id};
 
 /// Tenant quiet hours: document `settings/quiet_hours`.
 pub const SETTINGS: &str = "settings";
@@ -33,14 +30,49 @@ pub const QUIET_HOURS: &str = "quiet_hours";
 /// How long an acknowledgement link stays valid.
 const ACK_LINK_TTL_MS: Millis = 7 * 24 * 3_600_000;
 
-pub struct Engine {
-    pub queue: Arc<dyn Queue>,
-    pub store: Arc<dyn Store>,
-    pub config: Arc<dyn ConfigStore>,
-    pub plugins: Arc<PluginHost>,
-    pub sealer: Arc<Sealer>,
+#[derive(Clone)]
+pub struct Incidents {
+    deps: Deps,
+    intake: Intake,
+    billing: Billing,
     /// Base URL of this gateway as recipients reach it (for ack links).
-    pub public_url: String,
+    public_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IncidentError {
+    #[error("no such action")]
+    UnknownAction,
+    #[error("action {number} is disabled; enable it in the console first")]
+    ActionDisabled { number: String },
+    #[error("one of {}", herald_core::tiered::LEVELS.join(", "))]
+    UnknownLevel,
+    #[error("action {number} has no rule for level {level}")]
+    NoRules { number: String, level: String },
+    #[error("at most 200 characters")]
+    DedupKeyTooLong,
+    #[error("no such incident")]
+    UnknownIncident,
+    #[error("{0:?} was not notified by this incident")]
+    UnknownRecipient(String),
+    #[error("this acknowledgement link is not valid")]
+    InvalidLink,
+    #[error("this acknowledgement link has expired")]
+    ExpiredLink,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored document that did not read or write.
+    #[error(transparent)]
+    Doc(#[from] ApiError),
+}
+
+impl From<BillingError> for IncidentError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            BillingError::Store(e) => IncidentError::Store(e),
+            other => IncidentError::Doc(other.into()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,50 +88,46 @@ pub struct Trigger {
     pub dedup_key: Option<String>,
 }
 
-fn store_err(e: StoreError) -> ApiError {
-    e.into()
+fn event(at: Millis, kind: &str, step: Option<u32>) -> TimelineEvent {
+    TimelineEvent { at, kind: kind.into(), step, channel: None, recipients: vec![], message_id: None, detail: None }
 }
 
-fn event(kind: &str, step: Option<u32>) -> TimelineEvent {
-    TimelineEvent { at: now_ms(), kind: kind.into(), step, channel: None, recipients: vec![], message_id: None, detail: None }
-}
+impl Incidents {
+    pub fn new(deps: Deps, intake: Intake, billing: Billing, public_url: String) -> Incidents {
+        Incidents { deps, intake, billing, public_url }
+    }
 
-fn derived_id(parts: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, parts.as_bytes()).simple().to_string()
-}
+    fn event(&self, kind: &str, step: Option<u32>) -> TimelineEvent {
+        event(self.deps.clock.now_ms(), kind, step)
+    }
 
-impl Engine {
     /// Open an incident (or fold into the open one with the same dedup key)
     /// and arm its first step. Returns (incident id, folded).
-    pub async fn trigger(&self, tenant: &str, action_id: &str, t: Trigger, idempotency: Option<&str>) -> Result<(String, bool), ApiError> {
-        let c = self.config.as_ref();
+    pub async fn trigger(&self, tenant: &str, action_id: &str, t: Trigger, idempotency: Option<&str>) -> Result<(String, bool), IncidentError> {
+        let c = self.deps.backends.config.as_ref();
         if let Some(key) = idempotency
-            && let Some(d) = c.doc(tenant, "incident_idem", key).await.map_err(store_err)?
+            && let Some(d) = c.doc(tenant, "incident_idem", key).await?
         {
             return Ok((d.body["incident"].as_str().unwrap_or_default().to_string(), true));
         }
-        let action: Action = Repo::new(c, tenant).get(ACTION, action_id).await?.ok_or_else(|| ApiError::not_found("action", "id"))?;
+        let action: Action = Repo::new(c, tenant).get(ACTION, action_id).await?.ok_or(IncidentError::UnknownAction)?;
         if !action.enabled {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                "action_disabled",
-                format!("action {} is disabled; enable it in the console first", action.number),
-            ));
+            return Err(IncidentError::ActionDisabled { number: action.number });
         }
         if !herald_core::tiered::LEVELS.contains(&t.level.as_str()) {
-            return Err(ApiError::invalid("level", format!("one of {}", herald_core::tiered::LEVELS.join(", "))));
+            return Err(IncidentError::UnknownLevel);
         }
         let steps = action.steps_for(&t.level);
         if steps.is_empty() {
-            return Err(ApiError::unknown("no_rules", "level", format!("action {} has no rule for level {}", action.number, t.level)));
+            return Err(IncidentError::NoRules { number: action.number, level: t.level });
         }
         let dedup = t.dedup_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string);
         if let Some(k) = &dedup {
             if k.len() > 200 {
-                return Err(ApiError::invalid("dedup_key", "at most 200 characters"));
+                return Err(IncidentError::DedupKeyTooLong);
             }
             let key = format!("{action_id}:{k}");
-            if let Some(d) = c.doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key).await.map_err(store_err)? {
+            if let Some(d) = c.doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key).await? {
                 let id = d.body["incident"].as_str().unwrap_or_default().to_string();
                 let mut folded = false;
                 Repo::new(c, tenant)
@@ -107,8 +135,10 @@ impl Engine {
                         folded = inc.state == "open";
                         if folded {
                             inc.repeats += 1;
-                            inc.timeline
-                                .push(TimelineEvent { detail: Some("triggered again; folded into this incident".into()), ..event("repeated", None) });
+                            inc.timeline.push(TimelineEvent {
+                                detail: Some("triggered again; folded into this incident".into()),
+                                ..self.event("repeated", None)
+                            });
                         }
                         Ok(())
                     })
@@ -136,9 +166,9 @@ impl Engine {
             acked: vec![],
             messages: vec![],
             keys: Default::default(),
-            timeline: vec![event("triggered", None)],
+            timeline: vec![self.event("triggered", None)],
             repeats: 0,
-            created_at: now_ms(),
+            created_at: self.deps.clock.now_ms(),
         };
         Repo::new(c, tenant).put(INCIDENT, &id, &inc).await?;
         if let Some(k) = &dedup {
@@ -147,37 +177,37 @@ impl Engine {
         if let Some(k) = idempotency {
             Repo::new(c, tenant).put("incident_idem", k, &serde_json::json!({"incident": id})).await?;
         }
-        self.arm(tenant, &id, 0, now_ms()).await?;
+        self.arm(tenant, &id, 0, self.deps.clock.now_ms()).await?;
         Ok((id, false))
     }
 
-    async fn arm(&self, tenant: &str, incident: &str, step: u32, at: Millis) -> Result<(), ApiError> {
+    async fn arm(&self, tenant: &str, incident: &str, step: u32, at: Millis) -> Result<(), IncidentError> {
         let work = Work::Step(StepJob { tenant: tenant.into(), incident: incident.into(), step });
-        self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work }]).await.map_err(store_err)
+        Ok(self.deps.backends.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work }]).await?)
     }
 
     /// Write what this process changed in an incident it read earlier,
     /// merged into the stored one: acknowledgements, events, fired steps,
     /// messages and repeats another process recorded since are kept (a
     /// compare-and-set, re-merged on a concurrent write).
-    async fn save(&self, tenant: &str, ours: Incident) -> Result<Incident, ApiError> {
+    async fn save(&self, tenant: &str, ours: Incident) -> Result<Incident, IncidentError> {
         let id = ours.id.clone();
-        let saved = Repo::new(self.config.as_ref(), tenant)
+        let saved = Repo::new(self.deps.backends.config.as_ref(), tenant)
             .update::<Incident>(INCIDENT, &id, |cur| {
                 cur.merge(&ours);
                 Ok(())
             })
             .await?;
-        saved.ok_or_else(|| ApiError::not_found("incident", "id"))
+        saved.ok_or(IncidentError::UnknownIncident)
     }
 
-    pub async fn incident(&self, tenant: &str, id: &str) -> Result<Option<Incident>, ApiError> {
-        Repo::new(self.config.as_ref(), tenant).get(INCIDENT, id).await
+    pub async fn incident(&self, tenant: &str, id: &str) -> Result<Option<Incident>, IncidentError> {
+        Ok(Repo::new(self.deps.backends.config.as_ref(), tenant).get(INCIDENT, id).await?)
     }
 
     /// Run a due step (a `Work::Step` leased from the queue).
-    pub async fn fire(&self, job: &StepJob) -> Result<(), ApiError> {
-        let (tenant, c) = (job.tenant.as_str(), self.config.as_ref());
+    pub async fn fire(&self, job: &StepJob) -> Result<(), IncidentError> {
+        let (tenant, c) = (job.tenant.as_str(), self.deps.backends.config.as_ref());
         let Some(mut inc) = Repo::new(c, tenant).get::<Incident>(INCIDENT, &job.incident).await? else {
             tracing::warn!(%tenant, incident = %job.incident, "step of an unknown incident; dropped");
             return Ok(());
@@ -188,7 +218,7 @@ impl Engine {
         if inc.state != "open" {
             // The first step that finds the incident closed says so on the timeline.
             if !inc.timeline.iter().any(|e| e.kind == "stopped") {
-                inc.timeline.push(TimelineEvent { detail: Some(inc.state.clone()), ..event("stopped", Some(job.step)) });
+                inc.timeline.push(TimelineEvent { detail: Some(inc.state.clone()), ..self.event("stopped", Some(job.step)) });
                 self.save(tenant, inc).await?;
             }
             return Ok(());
@@ -203,14 +233,14 @@ impl Engine {
                 && let Some(reason) = self.condition_cleared(tenant, &inc, job.step - 1, e.condition).await?
             {
                 inc.state = "done".into();
-                inc.timeline.push(TimelineEvent { detail: Some(reason), ..event("stopped", Some(job.step)) });
+                inc.timeline.push(TimelineEvent { detail: Some(reason), ..self.event("stopped", Some(job.step)) });
                 self.save(tenant, inc).await?;
                 return Ok(());
             }
         }
         let Some(action) = Repo::new(c, tenant).get::<Action>(ACTION, &inc.action).await? else {
             inc.state = "done".into();
-            inc.timeline.push(TimelineEvent { detail: Some("the action was deleted".into()), ..event("stopped", Some(job.step)) });
+            inc.timeline.push(TimelineEvent { detail: Some("the action was deleted".into()), ..self.event("stopped", Some(job.step)) });
             self.save(tenant, inc).await?;
             return Ok(());
         };
@@ -226,52 +256,68 @@ impl Engine {
         let units: Vec<Unit> = Repo::new(c, tenant).list(UNIT).await?;
         let users: Vec<User> = Repo::new(c, tenant).list(USER).await?;
         let quiet: Option<QuietHours> = Repo::new(c, tenant).get(SETTINGS, QUIET_HOURS).await?;
-        let billing: BillingSettings = Repo::new(c, tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
         let mut targets = rule.recipients.clone();
         targets.users.extend(inc.targets.users.iter().cloned());
         targets.units.extend(inc.targets.units.iter().cloned());
         targets.list.extend(inc.targets.list.iter().cloned());
-        let now = now_ms();
+        let now = self.deps.clock.now_ms();
         let mut latest_release = now;
         let mut used_free_fallback = false;
         for chan in &rule.channels {
             let mut channel = chan.channel.clone();
             let mut account = chan.account.clone();
-            // Balance gate for prepaid tenants: refuse, or fall back to a free channel.
-            if billing.prepaid
-                && let Some(reason) = self.short_of_money(tenant, &channel, &targets, &units, &users).await?
-            {
-                let fallback =
-                    if billing.policy == "fallback_free" && !used_free_fallback { self.free_channel(tenant, &templates).await? } else { None };
+            // The prepaid gate, as for every send: refuse, or fall back to a free channel.
+            let sends = directory::expand(&targets, &units, &users, &channel).recipients.len();
+            if let Err(short) = self.billing.gate(tenant, &channel, sends).await {
+                let BillingError::InsufficientBalance { .. } = &short else {
+                    return Err(short.into());
+                };
+                let reason = short.to_string();
+                let fallback = if !used_free_fallback && self.billing.falls_back_to_free(tenant).await? {
+                    self.free_channel(tenant, &templates).await?
+                } else {
+                    None
+                };
                 match fallback {
                     Some((ch, acc)) => {
                         used_free_fallback = true;
                         inc.timeline.push(TimelineEvent {
                             channel: Some(channel.clone()),
                             detail: Some(format!("{reason}; falling back to {ch}")),
-                            ..event("fallback", Some(job.step))
+                            ..self.event("fallback", Some(job.step))
                         });
                         channel = ch;
                         account = acc;
                     }
                     None => {
-                        inc.timeline.push(TimelineEvent { channel: Some(channel.clone()), detail: Some(reason), ..event("refused", Some(job.step)) });
+                        inc.timeline.push(TimelineEvent {
+                            channel: Some(channel.clone()),
+                            detail: Some(reason),
+                            ..self.event("refused", Some(job.step))
+                        });
                         continue;
                     }
                 }
             }
-            let formats = self.plugins.get(&channel).map(|p| p.format_names()).unwrap_or_default();
+            let formats = self.deps.plugins.get(&channel).map(|p| p.format_names()).unwrap_or_default();
             let Some(tpl) = templates.iter().find(|t| t.editor.fits(&formats)) else {
                 inc.timeline.push(TimelineEvent {
                     channel: Some(channel.clone()),
                     detail: Some("no template of the action fits this channel".into()),
-                    ..event("skipped", Some(job.step))
+                    ..self.event("skipped", Some(job.step))
                 });
                 continue;
             };
             let expanded = directory::expand(&targets, &units, &users, &channel);
+            let rule = self.deps.plugins.get(&channel).map(|p| p.recipients.clone());
             let mut groups: std::collections::BTreeMap<Millis, Vec<RecipientSpec>> = Default::default();
+            let mut unfit = vec![];
             for (r, user_id) in expanded.recipients.into_iter().zip(expanded.user_ids) {
+                // An address the channel cannot take is skipped (and listed), not sent a failing delivery.
+                if rule.as_ref().is_some_and(|rule| rule.check(&r.to).is_err()) {
+                    unfit.push(r.to);
+                    continue;
+                }
                 let key = user_id.clone().unwrap_or_else(|| r.to.clone());
                 if inc.ack_scope == AckScope::Recipient && inc.acked.contains(&key) {
                     continue;
@@ -287,33 +333,52 @@ impl Engine {
                 r.variables.insert("level".into(), inc.level.clone().into());
                 groups.entry(at).or_default().push(r);
             }
+            if !unfit.is_empty() {
+                inc.timeline.push(TimelineEvent {
+                    channel: Some(channel.clone()),
+                    recipients: unfit,
+                    detail: Some("not an address this channel can send to".into()),
+                    ..self.event("skipped", Some(job.step))
+                });
+            }
             if groups.is_empty() {
                 inc.timeline.push(TimelineEvent {
                     channel: Some(channel.clone()),
                     detail: Some("no recipient with an address on this channel".into()),
-                    ..event("skipped", Some(job.step))
+                    ..self.event("skipped", Some(job.step))
                 });
                 continue;
             }
             for (at, recipients) in groups {
                 let id = derived_id(&format!("herald-step:{tenant}:{}:{}:{channel}:{at}", inc.id, job.step));
                 let to: Vec<String> = recipients.iter().map(|r| r.to.clone()).collect();
-                let message = Message {
+                let submission = Submission {
                     id: id.clone(),
                     tenant: tenant.into(),
                     channel: channel.clone(),
-                    account: account.clone(),
-                    content: content(tpl, formats.iter().any(|f| f == "voice")),
-                    template: None,
+                    account: Some(account.clone()).filter(|a| !a.is_empty()),
+                    body: Body::Content(content(tpl, formats.iter().any(|f| f == "voice"))),
                     variables: Default::default(),
                     recipients,
                     metadata: [("incident".to_string(), inc.id.clone()), ("level".to_string(), inc.level.clone())].into(),
-                    accepted_at: now,
                     send_at: (at > now).then_some(at),
+                    gate: Gate::Prepaid,
                 };
-                self.store.record_message(&message).await.map_err(store_err)?;
+                // Written before the message is accepted: a read receipt can always find its incident.
                 Repo::new(c, tenant).put(INCIDENT_MSG, &id, &serde_json::json!({"incident": inc.id})).await?;
-                self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: at, work: Work::Message(message) }]).await.map_err(store_err)?;
+                match self.intake.submit(submission).await {
+                    Ok(_) => {}
+                    Err(IntakeError::Store(e)) => return Err(e.into()),
+                    Err(e) => {
+                        inc.timeline.push(TimelineEvent {
+                            channel: Some(channel.clone()),
+                            recipients: to,
+                            detail: Some(e.to_string()),
+                            ..self.event("refused", Some(job.step))
+                        });
+                        continue;
+                    }
+                }
                 inc.messages.push((job.step, id.clone()));
                 let (kind, detail) = if at > now {
                     latest_release = latest_release.max(at);
@@ -332,7 +397,7 @@ impl Engine {
                     recipients: to,
                     message_id: Some(id),
                     detail,
-                    ..event(kind, Some(job.step))
+                    ..self.event(kind, Some(job.step))
                 });
             }
         }
@@ -344,14 +409,14 @@ impl Engine {
             // this step (recognised as fired), never loses the next one.
             self.arm(tenant, &inc.id, next, latest_release + wait).await?;
         } else if step.escalate.is_none() {
-            inc.timeline.push(event("done", None));
+            inc.timeline.push(self.event("done", None));
         }
         self.save(tenant, inc).await?;
         Ok(())
     }
 
     /// Why the condition to escalate after `step` no longer holds, if it does not.
-    async fn condition_cleared(&self, tenant: &str, inc: &Incident, step: u32, cond: Condition) -> Result<Option<String>, ApiError> {
+    async fn condition_cleared(&self, tenant: &str, inc: &Incident, step: u32, cond: Condition) -> Result<Option<String>, IncidentError> {
         match cond {
             Condition::NotAcknowledged => {
                 let all_acked = inc.ack_scope == AckScope::Recipient && !inc.keys.is_empty() && inc.keys.values().all(|k| inc.acked.contains(k));
@@ -360,7 +425,7 @@ impl Engine {
             Condition::NotDelivered => {
                 let mut any = false;
                 for (_, id) in inc.messages.iter().filter(|(s, _)| *s == step) {
-                    let Some(view) = self.store.message(tenant, id).await.map_err(store_err)? else {
+                    let Some(view) = self.deps.backends.store.message(tenant, id).await? else {
                         return Ok(None);
                     };
                     for d in &view.deliveries {
@@ -375,134 +440,48 @@ impl Engine {
         }
     }
 
-    /// A reason when the tenant's balance cannot pay this channel's sends.
-    async fn short_of_money(
-        &self,
-        tenant: &str,
-        channel: &str,
-        targets: &Targets,
-        units: &[Unit],
-        users: &[User],
-    ) -> Result<Option<String>, ApiError> {
-        let price = self.config.price(tenant, channel).await.map_err(store_err)?;
-        let Some(price) = price.filter(|p| p.unit_minor > 0) else {
-            return Ok(None);
-        };
-        let n = directory::expand(targets, units, users, channel).recipients.len() as i64;
-        let need = price.unit_minor.saturating_mul(n);
-        let balance = self.store.balance(tenant).await.map_err(store_err)?;
-        Ok((balance < need).then(|| format!("balance {balance} < {need} {} needed for {n} sends on {channel}", price.currency)))
-    }
-
     /// A free channel (price 0 or none) with an account and a fitting template.
-    async fn free_channel(&self, tenant: &str, templates: &[TieredTemplate]) -> Result<Option<(String, String)>, ApiError> {
-        for a in self.config.accounts(tenant).await.map_err(store_err)? {
-            let price = self.config.price(tenant, &a.plugin).await.map_err(store_err)?;
-            let formats = self.plugins.get(&a.plugin).map(|p| p.format_names()).unwrap_or_default();
-            if price.is_none_or(|p| p.unit_minor == 0) && templates.iter().any(|t| t.editor.fits(&formats)) {
+    async fn free_channel(&self, tenant: &str, templates: &[TieredTemplate]) -> Result<Option<(String, String)>, IncidentError> {
+        for a in self.deps.backends.config.accounts(tenant).await? {
+            let paid = self.billing.paid_price(tenant, &a.plugin).await?.is_some();
+            let formats = self.deps.plugins.get(&a.plugin).map(|p| p.format_names()).unwrap_or_default();
+            if !paid && templates.iter().any(|t| t.editor.fits(&formats)) {
                 return Ok(Some((a.plugin, a.name)));
             }
         }
         Ok(None)
     }
 
-    /// After debits were recorded: a tenant whose balance is below its alert
-    /// threshold gets one alert e-mail to its administrators per crossing (the
-    /// `alert/low_balance` document marks it sent; a balance back above the
-    /// threshold clears it).
-    pub async fn after_debits(&self, tenant: &str) -> Result<(), ApiError> {
-        let c = self.config.as_ref();
-        let billing: BillingSettings = Repo::new(c, tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
-        if billing.low_balance_minor <= 0 {
-            return Ok(());
-        }
-        let balance = self.store.balance(tenant).await.map_err(store_err)?;
-        if balance >= billing.low_balance_minor {
-            c.delete_doc(tenant, "alert", "low_balance").await.map_err(store_err)?;
-            return Ok(());
-        }
-        let now = now_ms();
-        let claim = herald_core::model::Doc {
-            tenant: tenant.into(),
-            kind: "alert".into(),
-            id: "low_balance".into(),
-            body: serde_json::json!({"at": now, "balance_minor": balance}),
-            updated_at: now,
-        };
-        if !c.create_doc(&claim).await.map_err(store_err)? {
-            return Ok(());
-        }
-        let roles: Vec<serde_json::Value> = Repo::new(c, tenant).list("role").await?;
-        let managers: Vec<&str> = roles
-            .iter()
-            .filter(|r| r["permissions"].as_array().is_some_and(|p| p.iter().any(|x| x == "cost.manage")))
-            .filter_map(|r| r["id"].as_str())
-            .collect();
-        let users: Vec<User> = Repo::new(c, tenant).list(USER).await?;
-        let recipients: Vec<RecipientSpec> = users
-            .iter()
-            .filter(|u| u.roles.iter().any(|r| managers.contains(&r.as_str())))
-            .filter_map(|u| u.email.clone())
-            .map(|to| RecipientSpec { to, variables: Default::default() })
-            .collect();
-        let account = self.config.accounts(tenant).await.map_err(store_err)?.into_iter().find(|a| a.plugin == "email");
-        let (Some(account), false) = (account, recipients.is_empty()) else {
-            tracing::warn!(%tenant, balance, "balance below the alert threshold, but no e-mail account or administrator with an address to tell");
-            return Ok(());
-        };
-        let currency = self.config.tenant(tenant).await.map_err(store_err)?.map(|t| t.currency).unwrap_or_default();
-        let text = format!(
-            "Your Herald balance is {balance} (minor units, {currency}), below the alert threshold of {}. Top up to keep paid channels sending.\n余额不足：当前余额 {balance}，低于提醒阈值 {}。",
-            billing.low_balance_minor, billing.low_balance_minor
-        );
-        let message = Message {
-            id: derived_id(&format!("herald-low-balance:{tenant}:{now}")),
-            tenant: tenant.into(),
-            channel: "email".into(),
-            account: account.name,
-            content: Content { subject: Some("Herald: low balance / 余额不足提醒".into()), text: Some(text), html: None },
-            template: None,
-            variables: Default::default(),
-            recipients,
-            metadata: [("alert".to_string(), "low_balance".to_string())].into(),
-            accepted_at: now,
-            send_at: None,
-        };
-        self.store.record_message(&message).await.map_err(store_err)?;
-        self.queue.publish(vec![Enqueue { key: tenant.into(), not_before: now, work: Work::Message(message) }]).await.map_err(store_err)?;
-        tracing::info!(%tenant, balance, threshold = billing.low_balance_minor, "low-balance alert sent");
-        Ok(())
-    }
-
     fn ack_url(&self, tenant: &str, incident: &str, key: &str) -> String {
-        let payload = format!("{tenant}\n{incident}\n{key}\n{}", now_ms() + ACK_LINK_TTL_MS);
-        let token = format!("{}.{}", B64.encode(payload.as_bytes()), self.sealer.sign(&payload));
+        let payload = format!("{tenant}\n{incident}\n{key}\n{}", self.deps.clock.now_ms() + ACK_LINK_TTL_MS);
+        let token = format!("{}.{}", B64.encode(payload.as_bytes()), self.deps.sealer.sign(&payload));
         format!("{}/v1/ack/{token}", self.public_url.trim_end_matches('/'))
     }
 
     /// Check an ack link's token: (tenant, incident, recipient key).
-    pub fn open_ack_token(&self, token: &str) -> Result<(String, String, String), ApiError> {
-        let bad = || ApiError::new(ErrorKind::NotFound, "invalid_link", "this acknowledgement link is not valid");
+    pub fn open_ack_token(&self, token: &str) -> Result<(String, String, String), IncidentError> {
+        let bad = || IncidentError::InvalidLink;
         let (p, sig) = token.split_once('.').ok_or_else(bad)?;
         let payload = String::from_utf8(B64.decode(p).map_err(|_| bad())?).map_err(|_| bad())?;
-        if !self.sealer.verify(&payload, sig) {
+        if !self.deps.sealer.verify(&payload, sig) {
             return Err(bad());
         }
         let parts: Vec<&str> = payload.split('\n').collect();
         let [tenant, incident, key, exp] = parts[..] else {
             return Err(bad());
         };
-        if exp.parse::<Millis>().map_err(|_| bad())? < now_ms() {
-            return Err(ApiError::new(ErrorKind::NotFound, "expired_link", "this acknowledgement link has expired"));
+        if exp.parse::<Millis>().map_err(|_| bad())? < self.deps.clock.now_ms() {
+            return Err(IncidentError::ExpiredLink);
         }
         Ok((tenant.into(), incident.into(), key.into()))
     }
 
     /// Record an acknowledgement; pending steps see it when their timer fires.
-    pub async fn ack(&self, tenant: &str, incident: &str, key: Option<&str>, via: &str) -> Result<Incident, ApiError> {
+    pub async fn ack(&self, tenant: &str, incident: &str, key: Option<&str>, via: &str) -> Result<Incident, IncidentError> {
         let who = key.map(str::to_string);
-        let acked = TimelineEvent { recipients: who.iter().cloned().collect(), detail: Some(format!("via {via}")), ..event("acknowledged", None) };
-        let repo = Repo::new(self.config.as_ref(), tenant);
+        let acked =
+            TimelineEvent { recipients: who.iter().cloned().collect(), detail: Some(format!("via {via}")), ..self.event("acknowledged", None) };
+        let repo = Repo::new(self.deps.backends.config.as_ref(), tenant);
         let inc = repo.update::<Incident>(INCIDENT, incident, |inc| {
             let news = match &who {
                 Some(k) => !inc.acked.contains(k),
@@ -522,19 +501,19 @@ impl Engine {
             inc.timeline.push(acked.clone());
             Ok(())
         });
-        inc.await?.ok_or_else(|| ApiError::not_found("incident", "id"))
+        inc.await?.ok_or(IncidentError::UnknownIncident)
     }
 
     /// The recipient key an API caller names: a key (directory user id or
     /// raw address) or an address the incident sent to; anyone else is refused.
-    pub async fn recipient_key(&self, tenant: &str, incident: &str, named: &str) -> Result<String, ApiError> {
-        let inc = self.incident(tenant, incident).await?.ok_or_else(|| ApiError::not_found("incident", "id"))?;
-        inc.key_of(named).ok_or_else(|| ApiError::unknown("unknown_recipient", "recipient", format!("{named:?} was not notified by this incident")))
+    pub async fn recipient_key(&self, tenant: &str, incident: &str, named: &str) -> Result<String, IncidentError> {
+        let inc = self.incident(tenant, incident).await?.ok_or(IncidentError::UnknownIncident)?;
+        inc.key_of(named).ok_or_else(|| IncidentError::UnknownRecipient(named.to_string()))
     }
 
     /// A provider read receipt for a delivery of an incident's message.
-    pub async fn read_receipt(&self, tenant: &str, message_id: &str, recipient: &str) -> Result<(), ApiError> {
-        let Some(d) = self.config.doc(tenant, INCIDENT_MSG, message_id).await.map_err(store_err)? else {
+    pub async fn read_receipt(&self, tenant: &str, message_id: &str, recipient: &str) -> Result<(), IncidentError> {
+        let Some(d) = self.deps.backends.config.doc(tenant, INCIDENT_MSG, message_id).await? else {
             return Ok(());
         };
         let incident = d.body["incident"].as_str().unwrap_or_default().to_string();
@@ -545,27 +524,6 @@ impl Engine {
         let key = inc.key_of(recipient).unwrap_or_else(|| recipient.to_string());
         self.ack(tenant, &incident, Some(&key), "read receipt").await.map(|_| ())
     }
-}
-
-/// A prepaid tenant whose balance cannot pay for a message is refused (402).
-pub async fn check_prepaid(c: &dyn ConfigStore, store: &dyn Store, m: &Message) -> Result<(), ApiError> {
-    let billing: BillingSettings = Repo::new(c, &m.tenant).get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
-    if !billing.prepaid {
-        return Ok(());
-    }
-    let Some(price) = c.price(&m.tenant, &m.channel).await.map_err(store_err)?.filter(|p| p.unit_minor > 0) else {
-        return Ok(());
-    };
-    let need = price.unit_minor.saturating_mul(m.recipients.len() as i64);
-    let balance = store.balance(&m.tenant).await.map_err(store_err)?;
-    if balance < need {
-        return Err(ApiError::new(
-            ErrorKind::PaymentRequired,
-            "insufficient_balance",
-            format!("the prepaid balance ({balance}) does not cover {need} {} for {} sends on {}", price.currency, m.recipients.len(), m.channel),
-        ));
-    }
-    Ok(())
 }
 
 /// The template as message content; the ack link goes into text and rich text
