@@ -28,7 +28,9 @@ impl Admin {
 
     /// Start with extra `HERALD_ADMIN_*` variables (e.g. the Kafka queue).
     pub(crate) fn start_with(data: &Path, env: &[(String, String)]) -> Admin {
-        let bin = std::env::var_os("HERALD_ADMIN_BIN").map(std::path::PathBuf::from).unwrap_or_else(|| crate::harness::gateway_bin().with_file_name("herald-admin"));
+        let bin = std::env::var_os("HERALD_ADMIN_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::harness::gateway_bin().with_file_name("herald-admin"));
         let mut cmd = Command::new(&bin);
         // Test sinks listen on loopback; `env` may override this.
         if std::env::var_os("HERALD_TEST_OLD_BINARY").is_none() {

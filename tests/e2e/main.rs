@@ -14,8 +14,8 @@ mod resilience;
 mod sandbox;
 mod security;
 mod sinks;
-mod telemetry;
 mod ssrf;
+mod telemetry;
 mod tiered;
 mod uploads;
 

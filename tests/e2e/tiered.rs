@@ -428,10 +428,13 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     };
     let now_push = w.admin.call("POST", "/pushes", Some(&w.token), Some(push(json!({"mode": "now"})))).await;
     assert_eq!((now_push.status, now_push.error().0.as_str()), (402, "insufficient_balance"), "{}", now_push.text());
-    let cron = w.admin.call("POST", "/pushes", Some(&w.token), Some(push(json!({"mode": "cron", "cron": "* * * * * *", "time_zone": "UTC"})))).await;
+    // Once a minute, first two seconds from now: created, then due for the scheduler.
+    let second = (chrono::Utc::now() + chrono::Duration::seconds(2)).format("%S").to_string();
+    let schedule = json!({"mode": "cron", "cron": format!("{second} * * * * *"), "time_zone": "UTC"});
+    let cron = w.admin.call("POST", "/pushes", Some(&w.token), Some(push(schedule))).await;
     assert_eq!(cron.status, 201, "{}", cron.text());
     let cron_id = cron.json()["id"].as_str().unwrap().to_string();
-    quiet_for(3).await;
+    quiet_for(5).await;
     let p = w.admin.call("GET", &format!("/pushes/{cron_id}"), Some(&w.token), None).await.json();
     assert_eq!((p["runs"].as_u64(), p["message_ids"].as_array().map(Vec::len)), (Some(0), Some(0)), "no run of the recurring push: {p}");
     let off = w.admin.call("POST", &format!("/pushes/{cron_id}/disable"), Some(&w.token), None).await;

@@ -97,7 +97,45 @@ fn plugin_error(e: PluginError) -> CallError {
 }
 
 struct State {
-    limits: StoreLimits,
+    limits: Limits,
+}
+
+/// The store's limits, remembering a refused memory growth: a call that
+/// fails after one is a memory fault, told by this flag, not by its message.
+struct Limits {
+    inner: StoreLimits,
+    memory_refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let grown = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(grown, Ok(true)) {
+            self.memory_refused = true;
+        }
+        grown
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 /// A loaded plugin: its facts and a cached, pre-linked instance template.
@@ -392,12 +430,14 @@ fn check_info(info: &PluginInfo) -> Result<(), String> {
     Ok(())
 }
 
-fn classify(e: wasmtime::Error, deadline_ms: u64) -> CallError {
+/// What a failed call was: past its deadline (an epoch interrupt), out of
+/// memory (the limiter refused a growth), or another trap.
+fn classify(e: wasmtime::Error, deadline_ms: u64, memory_refused: bool) -> CallError {
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
         return CallError::Deadline(deadline_ms);
     }
     let root = e.root_cause().to_string();
-    if root.contains("growing memory") || root.contains("memory") && root.contains("limit") { CallError::Memory(root) } else { CallError::Trap(root) }
+    if memory_refused { CallError::Memory(root) } else { CallError::Trap(root) }
 }
 
 fn request_host(req: &Request) -> Result<String, CallError> {
@@ -423,8 +463,8 @@ fn request_size(req: &Request) -> usize {
 
 impl LoadedPlugin {
     fn store(&self) -> Store<State> {
-        let limits = StoreLimitsBuilder::new().memory_size(self.cfg.memory_bytes).instances(16).trap_on_grow_failure(true).build();
-        let mut store = Store::new(&self.engine, State { limits });
+        let inner = StoreLimitsBuilder::new().memory_size(self.cfg.memory_bytes).instances(16).trap_on_grow_failure(true).build();
+        let mut store = Store::new(&self.engine, State { limits: Limits { inner, memory_refused: false } });
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.cfg.deadline_ms.max(1));
         store
@@ -444,7 +484,7 @@ impl LoadedPlugin {
         let _slot = self.slots.take();
         let mut store = self.store();
         let instance = instantiate(&mut store).map_err(|e| CallError::Instantiate(e.root_cause().to_string()))?;
-        f(&instance, &mut store).map_err(|e| classify(e, self.cfg.deadline_ms))
+        f(&instance, &mut store).map_err(|e| classify(e, self.cfg.deadline_ms, store.data().limits.memory_refused))
     }
 
     /// Like `call`, for the 1.1 access-token functions.

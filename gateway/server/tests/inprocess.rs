@@ -77,11 +77,10 @@ fn plugin_dir() -> PathBuf {
 async fn world(price: i64) -> World {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().to_path_buf();
+    let defaults = Config::default();
     // One poll a second: a ten-minute wait is six hundred of them.
-    cfg.dispatch.poll_ms = 1_000;
-    cfg.dispatch.linger_ms = 5;
+    let dispatch = herald_gateway::config::DispatchConfig { poll_ms: 1_000, linger_ms: 5, ..defaults.dispatch.clone() };
+    let cfg = Config { data_dir: dir.path().to_path_buf(), dispatch, ..defaults };
     let clock = Clock::tokio();
     let backends = herald_backends::open(&cfg.storage, &cfg.queue, dir.path(), herald_backends::Role::Owner, clock.clone()).await.unwrap();
     let plugins = Arc::new(PluginHost::new(HostConfig::default(), HashMap::new()).unwrap());

@@ -22,9 +22,9 @@ use herald_core::tiered::{ACTION, Action};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::state::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
+use crate::state::App;
 use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {

@@ -13,8 +13,8 @@ use herald_core::rbac::Permission;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::App;
 use crate::auth::Caller;
+use crate::state::App;
 use crate::web::{BILL_OFFSET_MINUTES, Body, LEDGER_WINDOW, Range, Result, Routes, created, rfc3339};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {

@@ -12,9 +12,9 @@ use herald_core::rbac::Permission;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push, Schedule, check_sendable, send_if_due};
+use crate::state::App;
 use crate::web::{Body, ListQuery, Result, Routes, conflict, created, no_content, rfc3339, sanitize_html, text};
 use herald_core::docs::new_id;
 

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::state::App;
 use crate::auth::{self, Caller, Rights};
+use crate::state::App;
 use crate::web::{Body, Result, Routes, conflict, created, no_content, rfc3339, text};
 use herald_core::docs::new_id;
 

@@ -14,9 +14,9 @@ use herald_core::tiered::{ACTION, Action, INCIDENT, Incident};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::state::App;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
+use crate::state::App;
 use crate::web::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Range, Result, Routes};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {

@@ -12,8 +12,8 @@ use herald_core::rbac::{Permission, ROLE, Role};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::App;
 use crate::auth::{self, Caller, Login, PLATFORM, check_current_password, check_login_name};
+use crate::state::App;
 use crate::web::{Body, Failure, Result, Routes, created, no_content, rfc3339, text, user_view};
 use herald_core::docs::{Repo, new_id};
 

@@ -12,8 +12,8 @@ use herald_core::tiered::{ACTION, Action, Editor, LEVELS, Rule, TEMPLATE, Tiered
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::state::App;
 use crate::auth::Caller;
+use crate::state::App;
 use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content, sanitize_html, text};
 use herald_core::docs::new_id;
 
