@@ -28,12 +28,13 @@ impl Admin {
 
     /// Start with extra `HERALD_ADMIN_*` variables (e.g. the Kafka queue).
     pub(crate) fn start_with(data: &Path, env: &[(String, String)]) -> Admin {
-        let bin = std::env::var_os("HERALD_ADMIN_BIN")
+        let bin = std::env::var_os("HERALD_TEST_ADMIN_BIN")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| crate::harness::gateway_bin().with_file_name("herald-admin"));
         let mut cmd = Command::new(&bin);
-        // Test sinks listen on loopback; `env` may override this.
-        if std::env::var_os("HERALD_TEST_OLD_BINARY").is_none() {
+        // Test sinks listen on loopback; `env` may override this. (An old
+        // admin, `HERALD_TEST_OLD_BINARY` or `HERALD_TEST_OLD_ADMIN`, knows no such setting.)
+        if std::env::var_os("HERALD_TEST_OLD_BINARY").is_none() && std::env::var_os("HERALD_TEST_OLD_ADMIN").is_none() {
             cmd.env("HERALD_ADMIN_ALLOW_PRIVATE", r#"["127.0.0.0/8", "::1"]"#);
         }
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));

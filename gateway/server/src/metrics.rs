@@ -118,18 +118,6 @@ impl Metrics {
     }
 }
 
-/// The span of one batch's dispatch. With trace export on, it continues the
-/// ingest trace of the first message in the batch that has a `traceparent`
-/// in its metadata (the batch's other traces are not linked).
-pub fn batch_span(batch: &crate::dispatch::Batch) -> tracing::Span {
-    let k = &batch.key;
-    let span = tracing::info_span!("dispatch", tenant = %k.tenant, channel = %k.channel, account = %k.account, deliveries = batch.jobs.len());
-    if let Some(tp) = batch.jobs.iter().find_map(|j| j.rendered.metadata.get(herald_telemetry::trace::TRACEPARENT)) {
-        herald_telemetry::trace::continue_trace(&span, tp);
-    }
-    span
-}
-
 /// The span of one provider request (HTTP or SMTP), inside its batch's span.
 pub fn provider_span(plugin: &str, protocol: &'static str) -> tracing::Span {
     tracing::info_span!("provider", plugin, protocol)

@@ -24,7 +24,7 @@ pub(super) async fn send_loop(d: Arc<Dispatch>, mut batches: mpsc::Receiver<Batc
         let (d, settled) = (d.clone(), settled.clone());
         tasks.spawn(async move {
             d.metrics.inflight_batches.inc();
-            let span = crate::metrics::batch_span(&batch); // continues the ingest trace (traceparent metadata)
+            let span = batch_span(&batch); // continues the ingest trace (traceparent metadata)
             for s in tracing::Instrument::instrument(send_batch(&d, batch), span).await {
                 let _ = settled.send(s).await;
             }
@@ -293,4 +293,16 @@ fn from_plugin(o: PluginOutcome) -> Outcome {
         units: o.units.max(1),
         detail: o.detail,
     }
+}
+
+/// The span of one batch's dispatch. With trace export on, it continues the
+/// ingest trace of the first message in the batch that has a `traceparent`
+/// in its metadata (the batch's other traces are not linked).
+fn batch_span(batch: &Batch) -> tracing::Span {
+    let k = &batch.key;
+    let span = tracing::info_span!("dispatch", tenant = %k.tenant, channel = %k.channel, account = %k.account, deliveries = batch.jobs.len());
+    if let Some(tp) = batch.jobs.iter().find_map(|j| j.rendered.metadata.get(herald_telemetry::trace::TRACEPARENT)) {
+        herald_telemetry::trace::continue_trace(&span, tp);
+    }
+    span
 }
