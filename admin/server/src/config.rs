@@ -73,7 +73,7 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         fig = fig.merge(Env::prefixed("HERALD_ADMIN_").split("__").ignore(&["config", "log"]));
-        let cfg: Config = fig.extract().map_err(|e| e.into_iter().map(describe_error).collect::<Vec<_>>().join("; "))?;
+        let cfg: Config = fig.extract().map_err(|e| e.into_iter().map(herald_backends::config_error).collect::<Vec<_>>().join("; "))?;
         herald_backends::check(&cfg.storage, &cfg.queue)?;
         if cfg.session_idle_minutes == 0 {
             return Err("session_idle_minutes must be at least 1".into());
@@ -93,34 +93,6 @@ impl Config {
     pub fn plugins_dir(&self) -> PathBuf {
         self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }
-}
-/// One figment error as `key: message`. Where the key may hold a secret
-/// (tokens, keys, passwords, SASL settings) a wrong value's type is named but
-/// not the value itself.
-pub fn describe_error(e: figment::Error) -> String {
-    use figment::error::{Actual, Kind};
-    let field = e.path.join(".");
-    let secret = e.path.iter().any(|p| {
-        let p = p.to_ascii_lowercase();
-        ["token", "key", "password", "secret", "sasl", "credential", "auth"].iter().any(|s| p.contains(s))
-    });
-    let shown = match &e.kind {
-        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) if secret => {
-            let found = match actual {
-                Actual::Str(_) | Actual::Char(_) => "a string",
-                Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
-                Actual::Float(_) => "a number",
-                Actual::Bool(_) => "a boolean",
-                Actual::Seq => "a list",
-                Actual::Map => "a table",
-                _ => "another kind of value",
-            };
-            let verb = if matches!(e.kind, Kind::InvalidType(..)) { "invalid type" } else { "invalid value" };
-            format!("{verb}: found {found} (value not shown), expected {expected}")
-        }
-        _ => e.to_string(),
-    };
-    if field.is_empty() { shown } else { format!("{field}: {shown}") }
 }
 
 /// What `herald-admin validate` found: what passed, and what is wrong (naming the key).

@@ -3,6 +3,8 @@
 //! sender-account secrets at rest.
 
 mod cache;
+mod config_error;
+pub use config_error::config_error;
 pub mod guard;
 mod secrets;
 #[cfg(test)]
