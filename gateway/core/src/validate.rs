@@ -98,22 +98,6 @@ pub fn validate(req: &SendRequest, limits: &Limits, now_ms: i64) -> Result<(), A
     Ok(())
 }
 
-/// Check every recipient against its channel's address rule; the error names
-/// `recipients[i].to`.
-pub fn recipients(req: &SendRequest, rule: &crate::address::AddressRule) -> Result<(), ApiError> {
-    for (i, r) in req.recipients.iter().enumerate() {
-        rule.check(&r.to).map_err(|why| ApiError::invalid(format!("recipients[{i}].to"), format!("{why}: {:?}", truncate(&r.to, 80))))?;
-    }
-    Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => &s[..at],
-        None => s,
-    }
-}
-
 /// An Idempotency-Key: 1–255 visible ASCII characters.
 pub fn idempotency_key(raw: &str) -> Result<&str, ApiError> {
     let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());

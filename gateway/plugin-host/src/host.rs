@@ -399,6 +399,13 @@ impl PluginHost {
         v.sort();
         v
     }
+
+    /// Every loaded plugin, by name.
+    pub fn loaded(&self) -> Vec<Arc<LoadedPlugin>> {
+        let mut v: Vec<_> = self.plugins.read().expect("plugins lock").values().cloned().collect();
+        v.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        v
+    }
 }
 
 /// `wasi:random/insecure-seed` is the one WASI function plugins get: Rust's

@@ -107,11 +107,6 @@ impl Intake {
         Intake { deps, limits, billing }
     }
 
-    /// What the rules work on.
-    pub fn deps(&self) -> &Deps {
-        &self.deps
-    }
-
     /// The configured limits (the gateway's, as published, in the admin service).
     pub async fn limits(&self) -> Result<Limits, StoreError> {
         match &self.limits {

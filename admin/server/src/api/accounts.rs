@@ -41,9 +41,8 @@ async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> 
     let items: Vec<_> = app
         .deps
         .plugins
-        .names()
+        .loaded()
         .into_iter()
-        .filter_map(|n| app.deps.plugins.get(&n))
         .map(|p| {
             let i = &p.info;
             json!({

@@ -16,9 +16,8 @@ pub async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<
     let list: Vec<_> = app
         .deps
         .plugins
-        .names()
+        .loaded()
         .into_iter()
-        .filter_map(|n| app.deps.plugins.get(&n))
         .map(|p| {
             let i = &p.info;
             json!({
