@@ -30,25 +30,27 @@ pub enum Shape {
 }
 
 /// One accepted request.
-struct Accepted {
-    id: String,
+pub struct Accepted {
+    /// The message id (delivery ids are `<id>.<index>`).
+    pub id: String,
     /// Its first notification's number (recipients are `first..first + count`).
-    first: u64,
-    send_ns: u64,
-    done_ns: u64,
-    count: u64,
+    pub first: u64,
+    /// When it was sent (open loop: when it was due).
+    pub send_ns: u64,
+    pub done_ns: u64,
+    pub count: u64,
 }
 
 #[derive(Default)]
-struct Failures {
+pub struct Failures {
     /// Non-202 answers by status.
-    statuses: BTreeMap<u16, u64>,
+    pub statuses: BTreeMap<u16, u64>,
     /// Transport errors and timeouts.
-    errors: u64,
+    pub errors: u64,
     /// Requests given up on (their notifications are not part of the target).
-    abandoned: u64,
+    pub abandoned: u64,
     /// First few non-202 bodies / errors, verbatim.
-    samples: Vec<String>,
+    pub samples: Vec<String>,
 }
 
 pub struct Sample {
@@ -168,7 +170,7 @@ fn sum_opt(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     v.flatten().fold(None, |a: Option<f64>, x| Some(a.unwrap_or(0.0) + x))
 }
 
-fn message_body(shape: Shape, first: u64, count: u64) -> Bytes {
+pub fn message_body(shape: Shape, first: u64, count: u64) -> Bytes {
     // The account is named the same in every tenant.
     use std::fmt::Write;
     let mut s = String::with_capacity(120 + count as usize * 40);
@@ -205,6 +207,187 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Stop the load when this many requests were given up on.
 const MAX_ABANDONED: u64 = 20;
 
+/// Where the load goes and what it has seen: shared by every request task.
+#[derive(Clone)]
+pub struct Load {
+    pub client: Client,
+    pub uri: hyper::Uri,
+    pub failures: Arc<Mutex<Failures>>,
+    /// Set when too many requests were abandoned: send no more.
+    pub stop: Arc<AtomicBool>,
+    /// Notifications accepted so far.
+    pub accepted: Arc<AtomicU64>,
+}
+
+impl Load {
+    /// A load against `POST /v1/messages` of the gateway at `addr`.
+    pub fn new(client: &Client, addr: SocketAddr) -> Self {
+        Load {
+            client: client.clone(),
+            uri: format!("http://{addr}/v1/messages").parse().expect("uri"),
+            failures: Arc::default(),
+            stop: Arc::default(),
+            accepted: Arc::default(),
+        }
+    }
+
+    fn note(&self, status: Option<u16>, sample: impl FnOnce() -> String) {
+        let mut f = self.failures.lock().expect("failures");
+        match status {
+            Some(s) => *f.statuses.entry(s).or_default() += 1,
+            None => f.errors += 1,
+        }
+        if f.samples.len() < 10 {
+            f.samples.push(sample());
+        }
+    }
+
+    /// POST one message; 429, 5xx and transport errors are retried (at most
+    /// `MAX_ATTEMPTS` in all). `intended_ns`: when the request was due (open
+    /// loop: its latency counts from then, however late it went out); None:
+    /// from the send time of the accepted attempt.
+    pub async fn send_one(&self, auth: &str, body: Bytes, first: u64, count: u64, intended_ns: Option<u64>) -> Option<Accepted> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri(self.uri.clone())
+                .header("content-type", "application/json")
+                .header("authorization", auth)
+                .body(Full::new(body.clone()))
+                .expect("request");
+            let send_ns = intended_ns.unwrap_or_else(now_ns);
+            let res = tokio::time::timeout(Duration::from_secs(30), async {
+                let resp = self.client.request(req).await?;
+                let status = resp.status().as_u16();
+                let b = resp.into_body().collect().await?.to_bytes();
+                anyhow::Ok((status, b))
+            })
+            .await;
+            let done_ns = now_ns();
+            let retryable = match res {
+                Ok(Ok((202, b))) => {
+                    let id =
+                        serde_json::from_slice::<serde_json::Value>(&b).ok().and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
+                    match id {
+                        Some(id) => {
+                            self.accepted.fetch_add(count, Ordering::Relaxed);
+                            return Some(Accepted { id, first, send_ns, done_ns, count });
+                        }
+                        None => {
+                            self.note(Some(202), || format!("202 without an id: {}", String::from_utf8_lossy(&b)));
+                            false
+                        }
+                    }
+                }
+                Ok(Ok((status, b))) => {
+                    self.note(Some(status), || format!("{status}: {}", String::from_utf8_lossy(&b[..b.len().min(500)])));
+                    status == 429 || status >= 500
+                }
+                Ok(Err(e)) => {
+                    self.note(None, || format!("transport error: {e:#}"));
+                    true
+                }
+                Err(_) => {
+                    self.note(None, || "timed out after 30 s".into());
+                    true
+                }
+            };
+            if !retryable || attempt == MAX_ATTEMPTS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+        }
+        let mut f = self.failures.lock().expect("failures");
+        f.abandoned += 1;
+        if f.abandoned >= MAX_ABANDONED {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        None
+    }
+
+    /// The failures so far (taken).
+    pub fn take_failures(&self) -> Failures {
+        std::mem::take(&mut *self.failures.lock().expect("failures"))
+    }
+}
+
+/// Closed loop: `concurrency` clients, each sending its next request when the
+/// previous one is answered. Returns the accepted requests and their latencies.
+pub async fn closed_loop(
+    load: &Load,
+    keys: &[String],
+    total: u64,
+    concurrency: usize,
+    body_of: impl Fn(u64) -> (u64, u64, Bytes) + Send + Sync + Clone + 'static,
+) -> (Vec<Accepted>, Vec<u64>) {
+    let next = Arc::new(AtomicU64::new(0));
+    let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (load, next, keys, body_of) = (load.clone(), next.clone(), keys.clone(), body_of.clone());
+        workers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total || load.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (first, count, body) = body_of(i);
+                // Round robin over the tenants (one tenant: always the same key).
+                if let Some(a) = load.send_one(&keys[(i % keys.len() as u64) as usize], body, first, count, None).await {
+                    done.push(a);
+                }
+            }
+            done
+        }));
+    }
+    let mut accepted = Vec::new();
+    for w in workers {
+        accepted.extend(w.await.unwrap_or_default());
+    }
+    let lat = accepted.iter().map(|a| a.done_ns - a.send_ns).collect();
+    (accepted, lat)
+}
+
+/// Most requests of the open loop in flight at once (a bound on the bench,
+/// not on the measurement: a request that waits for a slot is late, and its
+/// latency still counts from when it was due).
+const OPEN_LOOP_MAX_IN_FLIGHT: usize = 2048;
+
+/// Open loop: request `i` is due at start + i / `rate` whatever happened to
+/// the earlier ones, and its latency counts from then (coordinated-omission
+/// free: a stalled gateway shows up as latency instead of a slower send rate).
+/// Returns the accepted requests and their latencies from the due time.
+pub async fn open_loop(load: &Load, keys: &[String], total: u64, rate: f64, body_of: impl Fn(u64) -> (u64, u64, Bytes)) -> (Vec<Accepted>, Vec<u64>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_MAX_IN_FLIGHT));
+    let (t0, t0_ns) = (tokio::time::Instant::now(), now_ns());
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        if load.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let due = Duration::from_secs_f64(i as f64 / rate.max(1e-9));
+        tokio::time::sleep_until(t0 + due).await;
+        let (first, count, body) = body_of(i);
+        let permit = slots.clone().acquire_owned().await.expect("semaphore");
+        let (load, auth) = (load.clone(), keys[(i % keys.len() as u64) as usize].clone());
+        let intended = t0_ns + due.as_nanos() as u64;
+        tasks.push(tokio::spawn(async move {
+            let a = load.send_one(&auth, body, first, count, Some(intended)).await;
+            drop(permit);
+            a
+        }));
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        if let Ok(Some(a)) = t.await {
+            accepted.push(a);
+        }
+    }
+    let lat = accepted.iter().map(|a| a.done_ns - a.send_ns).collect();
+    (accepted, lat)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: &Client,
@@ -219,21 +402,19 @@ pub async fn run(
     wait_timeout: Duration,
     progress: bool,
     shape: Shape,
+    open_rate: Option<f64>,
 ) -> E2eResult {
     sink.reset(true);
     // The load goes to the first process; every process is watched.
     let base: SocketAddr = gws[0].addr;
-    let uri: hyper::Uri = format!("http://{base}/v1/messages").parse().expect("uri");
+    let load = Load::new(client, base);
     let metrics_urls: Vec<String> = gws.iter().map(|g| format!("http://{}/metrics", g.addr)).collect();
     let pids: Vec<u32> = gws.iter().map(|g| g.pid).collect();
     let watch: Vec<Watched> = watch.to_vec();
-    let keys: Arc<Vec<String>> = Arc::new(tenants.iter().map(|t| format!("Bearer {}", t.api_key)).collect());
+    let keys: Vec<String> = tenants.iter().map(|t| format!("Bearer {}", t.api_key)).collect();
     let per_request = per_request.max(1);
     let total_requests = notifications.div_ceil(per_request);
-    let next = Arc::new(AtomicU64::new(0));
-    let accepted_n = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Failures::default()));
+    let accepted_n = load.accepted.clone();
 
     // Sampler: once a second until told to stop.
     let sampling = Arc::new(AtomicBool::new(true));
@@ -296,109 +477,15 @@ pub async fn run(
     let bench_cpu0 = gateway::cpu_seconds("/proc/self/stat");
     let busy0 = gateway::MachineCpu::read();
     let start = now_ns();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (client, uri, next, accepted_n, stop, failures, keys) =
-            (client.clone(), uri.clone(), next.clone(), accepted_n.clone(), stop.clone(), failures.clone(), keys.clone());
-        workers.push(tokio::spawn(async move {
-            let mut done: Vec<Accepted> = Vec::new();
-            let mut lat = Vec::new();
-            'requests: loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total_requests || stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let first = i * per_request;
-                let count = per_request.min(notifications - first);
-                let body = message_body(shape, first, count);
-                // Round robin over the tenants (one tenant: always the same key).
-                let auth = &keys[(i % keys.len() as u64) as usize];
-                for attempt in 1..=MAX_ATTEMPTS {
-                    let req = Request::builder()
-                        .method(Method::POST)
-                        .uri(uri.clone())
-                        .header("content-type", "application/json")
-                        .header("authorization", auth.as_str())
-                        .body(Full::new(body.clone()))
-                        .expect("request");
-                    let send_ns = now_ns();
-                    let res = tokio::time::timeout(Duration::from_secs(30), async {
-                        let resp = client.request(req).await?;
-                        let status = resp.status().as_u16();
-                        let b = resp.into_body().collect().await?.to_bytes();
-                        anyhow::Ok((status, b))
-                    })
-                    .await;
-                    let done_ns = now_ns();
-                    let retryable = match res {
-                        Ok(Ok((202, b))) => {
-                            let id = serde_json::from_slice::<serde_json::Value>(&b)
-                                .ok()
-                                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
-                            match id {
-                                Some(id) => {
-                                    lat.push(done_ns - send_ns);
-                                    accepted_n.fetch_add(count, Ordering::Relaxed);
-                                    done.push(Accepted { id, first, send_ns, done_ns, count });
-                                    continue 'requests;
-                                }
-                                None => {
-                                    let mut f = failures.lock().expect("failures");
-                                    *f.statuses.entry(202).or_default() += 1;
-                                    if f.samples.len() < 10 {
-                                        f.samples.push(format!("202 without an id: {}", String::from_utf8_lossy(&b)));
-                                    }
-                                    false
-                                }
-                            }
-                        }
-                        Ok(Ok((status, b))) => {
-                            let mut f = failures.lock().expect("failures");
-                            *f.statuses.entry(status).or_default() += 1;
-                            if f.samples.len() < 10 {
-                                f.samples.push(format!("{status}: {}", String::from_utf8_lossy(&b[..b.len().min(500)])));
-                            }
-                            status == 429 || status >= 500
-                        }
-                        Ok(Err(e)) => {
-                            let mut f = failures.lock().expect("failures");
-                            f.errors += 1;
-                            if f.samples.len() < 10 {
-                                f.samples.push(format!("transport error: {e:#}"));
-                            }
-                            true
-                        }
-                        Err(_) => {
-                            let mut f = failures.lock().expect("failures");
-                            f.errors += 1;
-                            if f.samples.len() < 10 {
-                                f.samples.push("timed out after 30 s".into());
-                            }
-                            true
-                        }
-                    };
-                    if !retryable || attempt == MAX_ATTEMPTS {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                }
-                let mut f = failures.lock().expect("failures");
-                f.abandoned += 1;
-                if f.abandoned >= MAX_ABANDONED {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            }
-            (done, lat)
-        }));
-    }
-    let mut accepted: Vec<Accepted> = Vec::new();
-    let mut ingest_lat = Vec::new();
-    for w in workers {
-        if let Ok((d, l)) = w.await {
-            accepted.extend(d);
-            ingest_lat.extend(l);
-        }
-    }
+    let body_of = move |i: u64| {
+        let first = i * per_request;
+        let count = per_request.min(notifications - first);
+        (first, count, message_body(shape, first, count))
+    };
+    let (accepted, ingest_lat) = match open_rate {
+        None => closed_loop(&load, &keys, total_requests, concurrency, body_of).await,
+        Some(r) => open_loop(&load, &keys, total_requests, r, body_of).await,
+    };
     let ingest_end = accepted.iter().map(|a| a.done_ns).max().unwrap_or(start);
     let first_send = accepted.iter().map(|a| a.send_ns).min().unwrap_or(start);
     let target: u64 = accepted.iter().map(|a| a.count).sum();
@@ -474,7 +561,7 @@ pub async fn run(
     }
     let unknown_ids = arrivals.len() as u64 - matched;
     let e2e_span = last_arrival.map_or(0, |l| l.saturating_sub(first_send));
-    let f = std::mem::take(&mut *failures.lock().expect("failures"));
+    let f = load.take_failures();
     E2eResult {
         requested: notifications,
         accepted: target,

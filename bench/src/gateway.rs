@@ -40,11 +40,21 @@ fn toml_str(s: &str) -> String {
 }
 
 /// A tenant of the bench: id and API key. Each has a webhook account named
-/// `ACCOUNT` pointing at the sink.
+/// `ACCOUNT` pointing at the sink (its own receiver if `sink` is set).
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: String,
     pub api_key: String,
+    /// This tenant's own receiver (default: the run's sink).
+    pub sink: Option<SocketAddr>,
+    /// The account's `rate_per_sec` (sends per second; none = unlimited).
+    pub rate_per_sec: Option<u32>,
+}
+
+impl Tenant {
+    pub fn new(id: &str, api_key: &str) -> Self {
+        Tenant { id: id.into(), api_key: api_key.into(), sink: None, rate_per_sec: None }
+    }
 }
 
 /// The bench's tenants. One tenant is `bench` with `API_KEY` (today's embedded
@@ -54,7 +64,7 @@ pub struct Tenant {
 /// count), so several dispatch nodes each get work.
 pub fn tenants(count: usize, partitions: u32) -> Vec<Tenant> {
     if count <= 1 {
-        return vec![Tenant { id: TENANT.into(), api_key: API_KEY.into() }];
+        return vec![Tenant::new(TENANT, API_KEY)];
     }
     let p = partitions.max(1);
     let mut used = std::collections::HashSet::new();
@@ -67,7 +77,7 @@ pub fn tenants(count: usize, partitions: u32) -> Vec<Tenant> {
             .find(|n| !used.contains(n) && crc32(n.as_bytes()) % p == want)
             .unwrap_or_else(|| format!("bench-x{j}"));
         used.insert(id.clone());
-        out.push(Tenant { api_key: format!("hk_{}_0123456789abcdef", id.replace('-', "_")), id });
+        out.push(Tenant::new(&id, &format!("hk_{}_0123456789abcdef", id.replace('-', "_"))));
     }
     out
 }
@@ -147,10 +157,17 @@ pub fn write_config(
 listen = "127.0.0.1:0"
 data_dir = {data}
 demo = false
-# The sink is on loopback: allow exactly it (other private addresses stay refused).
-transport.allow_private = ["{sink}"]
+# The sinks are on loopback: allow exactly them (other private addresses stay refused).
+transport.allow_private = [{allowed}]
 "#,
         data = toml_str(&data.to_string_lossy()),
+        allowed = std::iter::once(sink)
+            .chain(tenants.iter().filter_map(|t| t.sink))
+            .collect::<std::collections::BTreeSet<_>>()
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     if let Some(d) = dist {
         cfg.push_str(&format!(
@@ -208,6 +225,7 @@ concurrency = 64
         cfg.push_str(&format!("\n[[prices]]\nchannel = \"{channel}\"\nunit_minor = {price_minor}\n"));
     }
     for t in tenants {
+        let sink = t.sink.unwrap_or(sink);
         let account = match email {
             // The in-process SMTP receiver (plain, no AUTH).
             Some(e) => format!(
@@ -236,6 +254,9 @@ name = "{ACCOUNT}"
             id = toml_str(&t.id),
             key = toml_str(&t.api_key),
         ));
+        if let Some(r) = t.rate_per_sec {
+            cfg.push_str(&format!("rate_per_sec = {r}\n"));
+        }
     }
     let path = dir.join("herald.toml");
     std::fs::write(&path, cfg)?;

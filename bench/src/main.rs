@@ -19,6 +19,7 @@
 //! every loop is bounded in count and time.
 
 mod e2e;
+mod fairness;
 mod gateway;
 mod http;
 mod raw;
@@ -78,9 +79,23 @@ struct Cli {
     /// tenants' balances equal -P x deliveries.
     #[arg(long, default_value_t = 0, value_name = "P")]
     price_minor: u32,
-    /// The account's channel; email: an in-process SMTP receiver, raw limit with lettre.
-    #[arg(long, default_value = "webhook", value_parser = ["webhook", "email"])]
+    /// The account's channel; email: an in-process SMTP receiver, raw limit with lettre;
+    /// fairness: two tenants on one gateway, B's trickle while A is in trouble (see --fair-*).
+    #[arg(long, default_value = "webhook", value_parser = ["webhook", "email", "fairness"])]
     shape: String,
+    /// Open loop: send N requests/s on a fixed schedule (request i due at
+    /// start + i/N; latencies count from the due time) instead of C closed-loop clients.
+    #[arg(long, value_name = "N", conflicts_with = "rate_of_max")]
+    rate: Option<f64>,
+    /// First a closed-loop run to measure the maximum (end-to-end deliveries/s ÷ R
+    /// requests/s), then an open-loop run at each of these fractions of it.
+    #[arg(long = "rate-of-max", value_name = "F,F,...", value_delimiter = ',')]
+    rate_of_max: Vec<f64>,
+    /// Peak RSS under a backlog: the account is limited to 1 send/s, so the N
+    /// notifications pile up in the queue; the bench reads VmHWM once ingest is
+    /// over and does not wait for the deliveries.
+    #[arg(long)]
+    backlog: bool,
     /// E-mail content: identical (every notification the same) or personalised
     /// (a variable per recipient, one message each).
     #[arg(long, default_value = "identical", value_parser = ["identical", "personalised", "personalized"])]
@@ -95,6 +110,19 @@ struct Cli {
     /// tenant, so one tenant is one partition and one dispatching process.
     #[arg(long, default_value_t = 1)]
     tenants: usize,
+    /// Fairness: tenant B's open-loop rate, requests/s (R = 1).
+    #[arg(long = "fair-rate", default_value_t = 20.0, value_name = "N", help_heading = "Fairness shape")]
+    fair_rate: f64,
+    /// Fairness: how long B is measured in each condition.
+    #[arg(long = "fair-window-secs", default_value_t = 30, value_name = "S", help_heading = "Fairness shape")]
+    fair_window_secs: u64,
+    /// Fairness: after the window, wait at most this long for A to drain.
+    #[arg(long = "fair-drain-secs", default_value_t = 20, value_name = "S", help_heading = "Fairness shape")]
+    fair_drain_secs: u64,
+    /// Fairness: the conditions of tenant A to run (a 429 Retry-After, b hanging
+    /// receiver, c 2/s account with a queue, d 10 000 recipients, e the same + 2 MB variables).
+    #[arg(long = "fair-conditions", default_value = "a,b,c,d,e", value_name = "a,b,...", value_delimiter = ',', help_heading = "Fairness shape")]
+    fair_conditions: Vec<String>,
     /// Distributed run: embedded (SQLite queue and store) or kafka-cql.
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "sqlite", "kafka-cql"], help_heading = "Distributed run")]
     backend: String,
@@ -152,6 +180,10 @@ struct Args {
     identical: bool,
     max_rcpt: u32,
     smtp_connections: u32,
+    rate: Option<f64>,
+    rate_of_max: Vec<f64>,
+    backlog: bool,
+    fairness: Option<fairness::Params>,
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -191,6 +223,15 @@ fn parse_args() -> anyhow::Result<Args> {
         identical: c.content == "identical",
         max_rcpt: c.max_rcpt,
         smtp_connections: c.smtp_connections,
+        rate: c.rate,
+        rate_of_max: c.rate_of_max,
+        backlog: c.backlog,
+        fairness: (c.shape == "fairness").then(|| fairness::Params {
+            rate: c.fair_rate,
+            window: Duration::from_secs(c.fair_window_secs),
+            drain: Duration::from_secs(c.fair_drain_secs),
+            conditions: c.fair_conditions,
+        }),
     };
     if a.notifications == 0 || a.per_request == 0 || a.concurrency == 0 || a.tenants == 0 || a.dispatchers == 0 || a.partitions == 0 {
         bail!("--notifications, --recipients-per-request, --concurrency, --tenants, --dispatchers and --partitions must be at least 1");
@@ -204,6 +245,17 @@ fn parse_args() -> anyhow::Result<Args> {
     let wasm = if a.email { "email.wasm" } else { "webhook.wasm" };
     if !a.plugins.join(wasm).is_file() {
         bail!("{} has no {wasm} (make plugins)", a.plugins.display());
+    }
+    if a.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) || a.rate_of_max.iter().any(|f| !(*f > 0.0 && f.is_finite())) {
+        bail!("--rate and --rate-of-max must be positive");
+    }
+    if let Some(f) = &a.fairness {
+        if a.distributed || f.rate.is_nan() || f.rate <= 0.0 || f.window.is_zero() {
+            bail!("--shape fairness runs embedded, with --fair-rate > 0 and --fair-window-secs > 0");
+        }
+        if let Some(c) = f.conditions.iter().find(|c| !fairness::CONDITIONS.contains(&c.as_str())) {
+            bail!("unknown fairness condition {c:?} (a, b, c, d, e)");
+        }
     }
     if a.email && !(1..=1000).contains(&a.max_rcpt) || !(1..=64).contains(&a.smtp_connections) {
         bail!("--max-rcpt must be 1..1000 and --smtp-connections 1..64");
@@ -273,6 +325,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.email.then_some(gateway::EmailAccount { max_recipients_per_message: args.max_rcpt, max_connections: args.smtp_connections });
     let client = http::client(args.concurrency);
     let meta_client = http::client(2);
+    if let Some(f) = &args.fairness {
+        let header = serde_json::json!({"machine": machine, "gateway_build": gateway_build, "webhook_plugin_build": plugin_build});
+        let report = fairness::run(f, &args.gateway, &args.plugins, &client, &meta_client, header).await?;
+        return write_report(args.out.as_deref(), &report);
+    }
     let sink = Arc::new(sink::Sink::default());
     let http_sink_addr = sink::start(sink.clone()).await?;
     // The e-mail shape: the gateway and the raw client talk SMTP to the receiver.
@@ -315,11 +372,124 @@ async fn run(args: Args) -> anyhow::Result<()> {
     raw_rounds.sort_by(|a, b| a.deliveries_per_sec.unwrap_or(0.0).total_cmp(&b.deliveries_per_sec.unwrap_or(0.0)));
     let raw = if raw_rounds.is_empty() { None } else { Some(raw_rounds.swap_remove(raw_rounds.len() / 2)) };
 
+    let cx =
+        Ctx { args, machine, gateway_build, plugin_build, plugin_name, shape, email_account, client, meta_client, sink, sink_addr, raw, round_rates };
+    let report = match &cx.args.rate_of_max[..] {
+        [] => measure(&cx, cx.args.rate).await?,
+        fractions => rate_of_max(&cx, fractions).await?,
+    };
+    write_report(cx.args.out.as_deref(), &report)
+}
+
+fn write_report(out: Option<&std::path::Path>, report: &serde_json::Value) -> anyhow::Result<()> {
+    if let Some(out) = out {
+        std::fs::write(out, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("report written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// How long a `--backlog` run waits for deliveries after ingest (the backlog
+/// is largest right then; the 1/s account would take days to drain it).
+const BACKLOG_SETTLE: Duration = Duration::from_secs(5);
+
+/// `--rate-of-max`: a closed-loop run measures the maximum (end-to-end
+/// deliveries/s ÷ R = requests/s), then one open-loop run per fraction of it.
+/// Prints a summary and returns every run's report.
+async fn rate_of_max(cx: &Ctx, fractions: &[f64]) -> anyhow::Result<serde_json::Value> {
+    eprintln!("rate of max: closed-loop run first, to measure the maximum");
+    let closed = measure(cx, None).await?;
+    let per_request = cx.args.per_request as f64;
+    let Some(max_rps) = closed["end_to_end"]["end_to_end"]["deliveries_per_sec"].as_f64().map(|d| d / per_request) else {
+        bail!("the closed-loop run delivered nothing: no maximum to take fractions of");
+    };
+    let mut rows = vec![(None, closed)];
+    for &f in fractions {
+        eprintln!("\nrate of max: open loop at {:.0} % of {max_rps:.1} requests/s", f * 100.0);
+        rows.push((Some(f), measure(cx, Some(f * max_rps)).await?));
+    }
+    let lat = |r: &serde_json::Value, which: &str| {
+        let l = if which == "added" { &r["end_to_end"]["end_to_end"]["added_latency"] } else { &r["end_to_end"]["ingest"]["request_latency"] };
+        [l["p50_ms"].as_f64(), l["p99_ms"].as_f64(), l["p99_9_ms"].as_f64()]
+    };
+    println!();
+    println!(
+        "rate of max  (R = {}; maximum = closed-loop end to end {max_rps:.1} requests/s = {:.0} deliveries/s)",
+        cx.args.per_request,
+        max_rps * per_request
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>28} {:>28} {:>8}",
+        "run", "requests/s", "delivered/s", "added p50 / p99 / p99.9 ms", "ingest p50 / p99 / p99.9 ms", "missing"
+    );
+    let mut summary = Vec::new();
+    for (f, r) in &rows {
+        let p3 = |v: [Option<f64>; 3]| v.iter().map(|x| fmt_opt(*x, 1)).collect::<Vec<_>>().join(" / ");
+        let sent_rps = r["params"]["load"]["requests_per_sec"].as_f64();
+        println!(
+            "{:<22} {:>12} {:>12} {:>28} {:>28} {:>8}",
+            f.map_or("closed loop (max)".to_string(), |f| format!("open loop {:.0} % of max", f * 100.0)),
+            fmt_opt(sent_rps.or(Some(max_rps)), 1),
+            fmt_opt(r["end_to_end"]["end_to_end"]["deliveries_per_sec"].as_f64(), 0),
+            p3(lat(r, "added")),
+            p3(lat(r, "ingest")),
+            r["end_to_end"]["missing"],
+        );
+        summary.push(serde_json::json!({
+            "fraction_of_max": f,
+            "requests_per_sec": sent_rps,
+            "deliveries_per_sec": r["end_to_end"]["end_to_end"]["deliveries_per_sec"],
+            "added_latency": r["end_to_end"]["end_to_end"]["added_latency"],
+            "ingest_latency": r["end_to_end"]["ingest"]["request_latency"],
+            "missing": r["end_to_end"]["missing"],
+        }));
+    }
+    Ok(serde_json::json!({
+        "bench": "herald-bench",
+        "rate_of_max": {
+            "recipients_per_request": cx.args.per_request,
+            "max_requests_per_sec": max_rps,
+            "max_from": "the closed-loop run's end-to-end deliveries/s divided by R",
+            "runs": summary,
+        },
+        "runs": rows.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+    }))
+}
+
+/// What every measurement of one invocation shares: the arguments, the
+/// machine, the clients, the sink and the raw limit (measured once).
+struct Ctx {
+    args: Args,
+    machine: serde_json::Value,
+    gateway_build: serde_json::Value,
+    plugin_build: serde_json::Value,
+    plugin_name: &'static str,
+    shape: e2e::Shape,
+    email_account: Option<gateway::EmailAccount>,
+    client: http::Client,
+    meta_client: http::Client,
+    sink: Arc<sink::Sink>,
+    sink_addr: std::net::SocketAddr,
+    raw: Option<raw::RawResult>,
+    round_rates: Vec<Option<f64>>,
+}
+
+/// One end-to-end measurement on fresh gateway process(es): start, load
+/// (closed loop, or open loop at `rate` requests/s), stop; prints the report
+/// and returns it as JSON.
+async fn measure(cx: &Ctx, rate: Option<f64>) -> anyhow::Result<serde_json::Value> {
+    let Ctx { args, machine, gateway_build, plugin_build, plugin_name, shape, email_account, client, meta_client, sink, sink_addr, raw, round_rates } =
+        cx;
+    let (plugin_name, shape, email_account, sink_addr) = (*plugin_name, *shape, *email_account, *sink_addr);
     let dir = std::env::temp_dir().join(format!("herald-bench-{}-{}", std::process::id(), stats::now_ns()));
     std::fs::create_dir_all(&dir)?;
     let dist =
         args.distributed.then(|| gateway::Distributed::new(&args.brokers, &args.cql, args.partitions, args.tenant_shards, args.config_cache_ms));
-    let tenants = gateway::tenants(args.tenants, dist.as_ref().map_or(1, |d| d.partitions));
+    let mut tenants = gateway::tenants(args.tenants, dist.as_ref().map_or(1, |d| d.partitions));
+    if args.backlog {
+        // One send a second: the load piles up in the queue.
+        tenants.iter_mut().for_each(|t| t.rate_per_sec = Some(1));
+    }
     // (role, dispatch enabled) per process; the first one takes the load.
     let mut roles: Vec<(&str, bool)> = Vec::new();
     if args.ingest_dispatch {
@@ -362,7 +532,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )?;
         eprintln!("end to end: starting {} as {role} (temp dir {})", args.gateway.display(), node_dir.display());
         // One at a time: the first creates the topic and the keyspace.
-        match gateway::Gateway::start(&args.gateway, &cfg, &node_dir, &meta_client).await {
+        match gateway::Gateway::start(&args.gateway, &cfg, &node_dir, meta_client).await {
             Ok(g) => {
                 eprintln!("  gateway pid {} on {} (up in {:.2} s)", g.pid, g.addr, g.startup.as_secs_f64());
                 gws.push(g);
@@ -380,25 +550,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("  waiting {} s for the consumer group to settle", args.settle.as_secs());
         tokio::time::sleep(args.settle).await;
     }
-    eprintln!("  sending ...");
+    match rate {
+        Some(r) => eprintln!("  sending, open loop at {r:.1} requests/s ({:.0} notifications/s) ...", r * args.per_request as f64),
+        None => eprintln!("  sending, closed loop with {} clients ...", args.concurrency),
+    }
     let rss_before: Vec<Option<u64>> = gws.iter().map(|g| g.vm_rss_kib()).collect();
     let e = e2e::run(
-        &client,
-        &meta_client,
-        &sink,
+        client,
+        meta_client,
+        sink,
         &mut gws,
         &tenants,
         &services,
         args.notifications,
         args.per_request,
         args.concurrency,
-        args.timeout,
+        // With a backlog nothing is waited for: the peak is right after ingest.
+        if args.backlog { BACKLOG_SETTLE } else { args.timeout },
         true,
         shape,
+        rate,
     )
     .await;
     let ledger = match gws.first() {
-        Some(g) if args.price_minor > 0 => Some(ledger_check(&meta_client, g.addr, &tenants, args.price_minor, e.arrived_unique).await),
+        Some(g) if args.price_minor > 0 => Some(ledger_check(meta_client, g.addr, &tenants, args.price_minor, e.arrived_unique).await),
         _ => None,
     };
     struct NodeEnd {
@@ -518,12 +693,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     println!();
     println!(
-        "herald-bench  {}  N={} R={} C={} batch={}",
+        "herald-bench  {}  N={} R={} {} batch={}{}",
         machine["date_utc"].as_str().unwrap_or("?"),
         args.notifications,
         args.per_request,
-        args.concurrency,
-        args.batch
+        rate.map_or(format!("C={} (closed loop)", args.concurrency), |r| format!("open loop at {r:.1} requests/s")),
+        args.batch,
+        if args.backlog { "  BACKLOG (account at 1 send/s, deliveries not waited for)" } else { "" }
     );
     println!("machine       {} cpus, {}", machine["nproc"], machine["cpu_model"].as_str().unwrap_or("?"));
     match &dist {
@@ -579,31 +755,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plugin_build["modified_utc"].as_str().unwrap_or("?"),
     );
     println!();
-    println!("{:<34} {:>14} {:>10} {:>10} {:>10}", "phase", "per second", "p50 ms", "p99 ms", "max ms");
+    println!("{:<34} {:>14} {:>10} {:>10} {:>10} {:>10}", "phase", "per second", "p50 ms", "p99 ms", "p99.9 ms", "max ms");
     if let Some(r) = &raw {
         println!(
-            "{:<34} {:>14} {:>10} {:>10} {:>10}",
+            "{:<34} {:>14} {:>10} {:>10} {:>10} {:>10}",
             format!("raw limit, median of {} (deliv.)", round_rates.len()),
             fmt_opt(r.deliveries_per_sec, 0),
             fmt_opt(r.latency.p50_ms, 2),
             fmt_opt(r.latency.p99_ms, 2),
+            fmt_opt(r.latency.p999_ms, 2),
             fmt_opt(r.latency.max_ms, 2)
         );
     }
     println!(
-        "{:<34} {:>14} {:>10} {:>10} {:>10}",
+        "{:<34} {:>14} {:>10} {:>10} {:>10} {:>10}",
         "ingest (accepted; req lat.)",
         fmt_opt(e.ingest_per_sec, 0),
         fmt_opt(e.ingest_latency.p50_ms, 2),
         fmt_opt(e.ingest_latency.p99_ms, 2),
+        fmt_opt(e.ingest_latency.p999_ms, 2),
         fmt_opt(e.ingest_latency.max_ms, 2)
     );
     println!(
-        "{:<34} {:>14} {:>10} {:>10} {:>10}",
+        "{:<34} {:>14} {:>10} {:>10} {:>10} {:>10}",
         "end to end (deliveries; added)",
         fmt_opt(e.e2e_per_sec, 0),
         fmt_opt(e.added_latency.p50_ms, 1),
         fmt_opt(e.added_latency.p99_ms, 1),
+        fmt_opt(e.added_latency.p999_ms, 1),
         fmt_opt(e.added_latency.max_ms, 1)
     );
     println!();
@@ -713,7 +892,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         e.unknown_ids,
         e.bad_bodies,
         e.sink_requests,
-        if e.timed_out { format!("  ** TIMED OUT after {} s **", args.timeout.as_secs()) } else { String::new() }
+        match (e.timed_out, args.backlog) {
+            (_, true) => format!("  (backlog: deliveries waited for {} s only)", BACKLOG_SETTLE.as_secs()),
+            (true, false) => format!("  ** TIMED OUT after {} s **", args.timeout.as_secs()),
+            (false, false) => String::new(),
+        }
     );
     if let Some(x) = &e.gateway_exited_early {
         println!("** gateway exited during the run: {x} **");
@@ -792,6 +975,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "notifications": args.notifications,
             "recipients_per_request": args.per_request,
             "concurrency": args.concurrency,
+            "load": match rate {
+                Some(r) => serde_json::json!({"mode": "open loop", "requests_per_sec": r, "notifications_per_sec": r * args.per_request as f64,
+                    "latency_from": "the request's due time (start + i / rate)"}),
+                None => serde_json::json!({"mode": "closed loop", "clients": args.concurrency, "latency_from": "the send time of the accepted attempt"}),
+            },
+            "backlog": args.backlog.then(|| serde_json::json!({"account_rate_per_sec": 1, "waited_for_deliveries_s": BACKLOG_SETTLE.as_secs()})),
             "batch": args.batch,
             "timeout_s": args.timeout.as_secs(),
             "gateway": args.gateway.display().to_string(),
@@ -877,15 +1066,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
         })),
     });
-    if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", out.display()))?;
-        eprintln!("report written to {}", out.display());
-    }
     let trouble = log.warn + log.error > 0
         || not_sent > 0.0
         || !plugin_failures.is_empty()
-        || e.missing > 0
-        || e.timed_out
+        || (e.missing > 0 || e.timed_out) && !args.backlog
         || !stopped.clean
         || e.duplicates > 0
         || e.unknown_ids > 0;
@@ -900,7 +1084,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(())
+    Ok(report)
 }
 
 /// With a price, every delivery that arrived was debited: the tenants'

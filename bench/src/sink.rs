@@ -1,6 +1,8 @@
 //! The in-process HTTP sink standing in for a webhook receiver: counts
 //! deliveries (`{"deliveries": [...]}` → its length, any other object → 1),
-//! optionally remembers the first arrival time of every delivery id, answers 200.
+//! optionally remembers the first arrival time of every delivery id, answers 200
+//! — or misbehaves for a while when told to (the fairness shape): 429 with a
+//! `Retry-After`, or holding every request and then closing the connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,9 +33,19 @@ pub struct Sink {
     pub duplicates: AtomicU64,
     /// Unique delivery ids seen (recording mode only).
     pub unique: AtomicU64,
+    /// Requests answered 429 (see [`Sink::throttle`]).
+    pub throttled: AtomicU64,
+    /// Requests held and dropped unanswered (see [`Sink::hang`]).
+    pub hung: AtomicU64,
     record: AtomicBool,
     /// delivery id → first arrival (bench clock, ns).
     arrivals: Mutex<HashMap<String, u64>>,
+    /// Until this bench-clock instant (ns), answer 429 with `Retry-After: retry_after_s`.
+    throttle_until_ns: AtomicU64,
+    retry_after_s: AtomicU64,
+    /// Until this instant, hold each request `hang_ms` and close the connection without an answer.
+    hang_until_ns: AtomicU64,
+    hang_ms: AtomicU64,
 }
 
 impl Sink {
@@ -42,10 +54,39 @@ impl Sink {
         self.record.store(false, Ordering::SeqCst);
         let mut a = self.arrivals.lock().expect("arrivals");
         a.clear();
-        for c in [&self.requests, &self.deliveries, &self.bad_bodies, &self.duplicates, &self.unique] {
+        for c in [
+            &self.requests,
+            &self.deliveries,
+            &self.bad_bodies,
+            &self.duplicates,
+            &self.unique,
+            &self.throttled,
+            &self.hung,
+            &self.throttle_until_ns,
+            &self.hang_until_ns,
+        ] {
             c.store(0, Ordering::SeqCst);
         }
         self.record.store(record, Ordering::SeqCst);
+    }
+
+    /// Answer every request with 429 and `Retry-After: retry_after_s` for `for_ns` from now.
+    pub fn throttle(&self, for_ns: u64, retry_after_s: u64) {
+        self.retry_after_s.store(retry_after_s, Ordering::SeqCst);
+        self.throttle_until_ns.store(now_ns() + for_ns, Ordering::SeqCst);
+    }
+
+    /// For `for_ns` from now, hold every request `hang_ms`, then close the
+    /// connection without an answer (nothing is counted as arrived).
+    pub fn hang(&self, for_ns: u64, hang_ms: u64) {
+        self.hang_ms.store(hang_ms, Ordering::SeqCst);
+        self.hang_until_ns.store(now_ns() + for_ns, Ordering::SeqCst);
+    }
+
+    /// Back to answering 200 at once.
+    pub fn behave(&self) {
+        self.throttle_until_ns.store(0, Ordering::SeqCst);
+        self.hang_until_ns.store(0, Ordering::SeqCst);
     }
 
     pub fn take_arrivals(&self) -> HashMap<String, u64> {
@@ -143,11 +184,24 @@ pub async fn start(sink: Arc<Sink>) -> anyhow::Result<SocketAddr> {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let sink = sink.clone();
                     async move {
-                        let body = req.into_body().collect().await?.to_bytes();
-                        sink.receive(&body);
+                        let body = req.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                        let now = now_ns();
                         let mut resp = Response::new(Full::new(Bytes::new()));
+                        if now < sink.hang_until_ns.load(Ordering::SeqCst) {
+                            sink.hung.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(std::time::Duration::from_millis(sink.hang_ms.load(Ordering::SeqCst))).await;
+                            // An error from the service makes hyper close the connection unanswered.
+                            return Err("held, then dropped".to_string());
+                        }
+                        if now < sink.throttle_until_ns.load(Ordering::SeqCst) {
+                            sink.throttled.fetch_add(1, Ordering::Relaxed);
+                            *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                            resp.headers_mut().insert(hyper::header::RETRY_AFTER, sink.retry_after_s.load(Ordering::SeqCst).into());
+                            return Ok(resp);
+                        }
+                        sink.receive(&body);
                         *resp.status_mut() = StatusCode::OK;
-                        Ok::<_, hyper::Error>(resp)
+                        Ok::<_, String>(resp)
                     }
                 });
                 let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;

@@ -24,12 +24,14 @@ pub fn percentile_sorted(sorted: &[u64], p: f64) -> Option<u64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// p50, p99 and max of a set of nanosecond samples, in milliseconds.
+/// p50, p95, p99, p99.9 and max of a set of nanosecond samples, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Latency {
     pub samples: usize,
     pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
     pub max_ms: Option<f64>,
 }
 
@@ -37,11 +39,15 @@ impl Latency {
     pub fn from_ns(mut v: Vec<u64>) -> Self {
         v.sort_unstable();
         let ms = |x: Option<u64>| x.map(|n| n as f64 / 1e6);
-        Latency { samples: v.len(), p50_ms: ms(percentile_sorted(&v, 50.0)), p99_ms: ms(percentile_sorted(&v, 99.0)), max_ms: ms(v.last().copied()) }
+        let p = |q: f64| ms(percentile_sorted(&v, q));
+        Latency { samples: v.len(), p50_ms: p(50.0), p95_ms: p(95.0), p99_ms: p(99.0), p999_ms: p(99.9), max_ms: ms(v.last().copied()) }
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({"samples": self.samples, "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "max_ms": self.max_ms})
+        serde_json::json!({
+            "samples": self.samples, "p50_ms": self.p50_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
+            "p99_9_ms": self.p999_ms, "max_ms": self.max_ms,
+        })
     }
 }
 
