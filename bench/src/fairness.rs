@@ -174,6 +174,7 @@ async fn condition(p: &Params, env: &Env<'_>, cond: Option<&str>, a: &mut Side, 
         _ => {}
     }
     // A's load, next to B's trickle.
+    let cpu0 = (gateway::MachineCpu::read(), gw.cpu_seconds(), gateway::cpu_seconds("/proc/self/stat"));
     let t0 = now_ns();
     let (a_requests, a_recipients, a_shared) = cond.map_or((0, 0, 0), a_load);
     let load_a = Load::new(client, gw.addr);
@@ -209,6 +210,13 @@ async fn condition(p: &Params, env: &Env<'_>, cond: Option<&str>, a: &mut Side, 
     a.sink.behave();
     done.store(true, Ordering::SeqCst);
     let _ = guard.await;
+    let cpu1 = (gateway::MachineCpu::read(), gw.cpu_seconds(), gateway::cpu_seconds("/proc/self/stat"));
+    // CPU used by neither the gateway nor the bench over the condition: > ~1 s means it was disturbed.
+    let other_cpu_s = match (cpu0, cpu1) {
+        ((Some(m0), Some(g0), Some(b0)), (Some(m1), Some(g1), Some(b1))) => Some((m1.since(&m0).busy() - (g1 - g0) - (b1 - b0)).max(0.0)),
+        _ => None,
+    };
+    let measured_s = (now_ns() - t0) as f64 / 1e9;
     let peak_rss_kib = gw.vm_hwm_kib().or(Some(peak.load(Ordering::SeqCst)));
     let exited = gw.exited();
     let stderr_path = gw.stderr_path.clone();
@@ -248,6 +256,8 @@ async fn condition(p: &Params, env: &Env<'_>, cond: Option<&str>, a: &mut Side, 
             "receiver_answered_429": a_throttled,
             "receiver_hung": a_hung,
         },
+        "measured_s": measured_s,
+        "other_processes_cpu_s": other_cpu_s,
         "gateway": {
             "peak_rss_kib": peak_rss_kib,
             "killed_by_rss_guard": killed,
@@ -327,7 +337,7 @@ fn print_table(p: &Params, rows: &[serde_json::Value]) {
         };
         let killed = if r["gateway"]["killed_by_rss_guard"] == true { "  ** gateway killed: RSS over the guard **" } else { "" };
         println!(
-            "{:<46} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}  {a_what}{killed}",
+            "{:<46} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>7}  {a_what}{killed}",
             r["description"].as_str().unwrap_or("?"),
             ms("p50_ms"),
             ms("p95_ms"),
@@ -335,9 +345,11 @@ fn print_table(p: &Params, rows: &[serde_json::Value]) {
             ms("max_ms"),
             r["b"]["p99_over_solo_p99"].as_f64().map_or("-".into(), |x| format!("{x:.2}x")),
             r["b"]["missing"],
+            fmt_opt(r["other_processes_cpu_s"].as_f64(), 1),
         );
     }
-    println!("(B latencies in ms, from the POST's due time to the arrival at B's receiver; peak RSS and logs per condition in the JSON)");
+    println!("(B latencies in ms, from the POST's due time to the arrival at B's receiver; \"other s\": CPU-s used by neither the gateway nor the");
+    println!(" bench during the condition, > ~1 s means it was disturbed; peak RSS and logs per condition in the JSON)");
 }
 
 #[cfg(test)]

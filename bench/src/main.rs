@@ -282,6 +282,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The time now, UTC, to the second (from `date`).
+fn utc_now() -> Option<String> {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
 fn machine() -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string());
@@ -296,7 +305,7 @@ fn machine() -> serde_json::Value {
         "cpu_model": model,
         "mem_total_kib": mem_kib,
         "kernel": cmd("uname", &["-r"]),
-        "date_utc": cmd("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        "date_utc": utc_now(),
         // The repository this bench was built from (the measured binary may differ: see gateway_build).
         "git_rev": cmd("git", &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]),
         "git_dirty": cmd("git", &["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain", "--untracked-files=no"]).is_some(),
@@ -419,21 +428,23 @@ async fn rate_of_max(cx: &Ctx, fractions: &[f64]) -> anyhow::Result<serde_json::
         max_rps * per_request
     );
     println!(
-        "{:<22} {:>12} {:>12} {:>28} {:>28} {:>8}",
-        "run", "requests/s", "delivered/s", "added p50 / p99 / p99.9 ms", "ingest p50 / p99 / p99.9 ms", "missing"
+        "{:<22} {:>12} {:>12} {:>28} {:>28} {:>8} {:>12}",
+        "run", "requests/s", "delivered/s", "added p50 / p99 / p99.9 ms", "ingest p50 / p99 / p99.9 ms", "missing", "other CPU-s"
     );
     let mut summary = Vec::new();
     for (f, r) in &rows {
         let p3 = |v: [Option<f64>; 3]| v.iter().map(|x| fmt_opt(*x, 1)).collect::<Vec<_>>().join(" / ");
         let sent_rps = r["params"]["load"]["requests_per_sec"].as_f64();
         println!(
-            "{:<22} {:>12} {:>12} {:>28} {:>28} {:>8}",
+            "{:<22} {:>12} {:>12} {:>28} {:>28} {:>8} {:>12}",
             f.map_or("closed loop (max)".to_string(), |f| format!("open loop {:.0} % of max", f * 100.0)),
             fmt_opt(sent_rps.or(Some(max_rps)), 1),
             fmt_opt(r["end_to_end"]["end_to_end"]["deliveries_per_sec"].as_f64(), 0),
             p3(lat(r, "added")),
             p3(lat(r, "ingest")),
             r["end_to_end"]["missing"],
+            // CPU used by neither the gateway nor the bench: > ~1 s means the run was disturbed.
+            fmt_opt(r["end_to_end"]["cpu_seconds"]["other_processes"].as_f64(), 1),
         );
         summary.push(serde_json::json!({
             "fraction_of_max": f,
@@ -442,6 +453,8 @@ async fn rate_of_max(cx: &Ctx, fractions: &[f64]) -> anyhow::Result<serde_json::
             "added_latency": r["end_to_end"]["end_to_end"]["added_latency"],
             "ingest_latency": r["end_to_end"]["ingest"]["request_latency"],
             "missing": r["end_to_end"]["missing"],
+            "other_processes_cpu_s": r["end_to_end"]["cpu_seconds"]["other_processes"],
+            "measured_utc": r["measured_utc"],
         }));
     }
     Ok(serde_json::json!({
@@ -481,6 +494,7 @@ async fn measure(cx: &Ctx, rate: Option<f64>) -> anyhow::Result<serde_json::Valu
     let Ctx { args, machine, gateway_build, plugin_build, plugin_name, shape, email_account, client, meta_client, sink, sink_addr, raw, round_rates } =
         cx;
     let (plugin_name, shape, email_account, sink_addr) = (*plugin_name, *shape, *email_account, *sink_addr);
+    let measured_utc = utc_now();
     let dir = std::env::temp_dir().join(format!("herald-bench-{}-{}", std::process::id(), stats::now_ns()));
     std::fs::create_dir_all(&dir)?;
     let dist =
@@ -694,7 +708,7 @@ async fn measure(cx: &Ctx, rate: Option<f64>) -> anyhow::Result<serde_json::Valu
     println!();
     println!(
         "herald-bench  {}  N={} R={} {} batch={}{}",
-        machine["date_utc"].as_str().unwrap_or("?"),
+        measured_utc.as_deref().unwrap_or("?"),
         args.notifications,
         args.per_request,
         rate.map_or(format!("C={} (closed loop)", args.concurrency), |r| format!("open loop at {r:.1} requests/s")),
@@ -1005,6 +1019,7 @@ async fn measure(cx: &Ctx, rate: Option<f64>) -> anyhow::Result<serde_json::Valu
             "dispatch": {"max_batch": 100, "linger_ms": 10, "concurrency": 64, "per_process": true},
         },
         "machine": machine,
+        "measured_utc": measured_utc,
         "ledger": ledger,
         "raw_limit": raw.as_ref().map(|r| {
             let mut j = r.json();
