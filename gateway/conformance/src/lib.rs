@@ -40,7 +40,7 @@ async fn lease_tenant(q: &dyn Queue, tenant: &str, want: usize, timeout: Duratio
     let deadline = tokio::time::Instant::now() + timeout;
     let mut got = Vec::new();
     while got.len() < want && tokio::time::Instant::now() < deadline {
-        for l in q.lease(64, 1_000).await.expect("lease") {
+        for l in q.lease(64, 1_000, &[]).await.expect("lease") {
             if l.work.tenant() == tenant {
                 got.push(l);
             }
@@ -94,6 +94,8 @@ pub async fn queue_suite(q: &dyn Queue) {
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(lease_tenant(q, &tenant, 1, Duration::from_millis(300)).await.is_empty(), "acked items never return");
 
+    fair_leases(q).await;
+
     // Dead letters: durable on append, read oldest first without removal,
     // dropped from the head. (The suite's queue is fresh: the list starts empty.)
     let letter = |i: usize| DeadLetter {
@@ -129,6 +131,62 @@ pub async fn queue_suite(q: &dyn Queue) {
     assert_eq!(rest.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), vec![letter(2)]);
     q.drop_dead(rest.iter().map(|(t, _)| *t).collect()).await.expect("drop");
     assert!(q.dead_letters(10).await.expect("dead letters").is_empty());
+}
+
+fn message_id(l: &herald_core::seams::Leased) -> String {
+    match &l.work {
+        Work::Message(m) => m.id.clone(),
+        w => panic!("{w:?}"),
+    }
+}
+
+/// Publish `items`, due in two seconds, and wait until they are: meanwhile
+/// leases (which take nothing, as nothing else is due) give a log-based
+/// queue the time to read them, so the next lease sees them all at once.
+async fn publish_due_soon(q: &dyn Queue, items: &[&Message]) {
+    let due = now_ms() + 2_000;
+    q.publish(items.iter().map(|m| enqueue(m, due)).collect()).await.expect("publish");
+    while now_ms() < due - 300 {
+        assert!(q.lease(64, 1_000, &[]).await.expect("lease").is_empty(), "nothing else is due");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis((due - now_ms()).max(0) as u64 + 50)).await;
+}
+
+/// Fairness between tenants (queue keys): skipped tenants are left as they
+/// are; one tenant's backlog does not push another's item out of a batch.
+async fn fair_leases(q: &dyn Queue) {
+    // A skipped tenant's items are not leased, and a later lease without the
+    // skip hands them out as first deliveries, in order.
+    let (skipped, other) = (unique("qs"), unique("qo"));
+    let (s1, s2, o1) = (message(&skipped, 1), message(&skipped, 1), message(&other, 1));
+    publish_due_soon(q, &[&s1, &s2, &o1]).await;
+    let got = q.lease(64, 60_000, std::slice::from_ref(&skipped)).await.expect("lease");
+    assert_eq!(got.iter().map(message_id).collect::<Vec<_>>(), vec![o1.id.clone()], "only the tenant not skipped");
+    let again = q.lease(64, 60_000, &[]).await.expect("lease");
+    assert_eq!(again.iter().map(message_id).collect::<Vec<_>>(), vec![s1.id.clone(), s2.id.clone()], "the skipped tenant's items, in order");
+    assert!(again.iter().all(|l| l.redeliveries == 0), "skipping is not a delivery");
+    q.ack(got.iter().chain(&again).map(|l| l.token.clone()).collect()).await.expect("ack");
+
+    // Tenant `big` has many due items, `small` one: a batch of two holds
+    // one of each (the oldest of `big`'s).
+    let (big, small) = (unique("qb"), unique("qm"));
+    let backlog: Vec<Message> = (0..40).map(|_| message(&big, 1)).collect();
+    let lone = message(&small, 1);
+    publish_due_soon(q, &backlog.iter().chain([&lone]).collect::<Vec<_>>()).await;
+    let two = q.lease(2, 60_000, &[]).await.expect("lease");
+    let mut ids = two.iter().map(message_id).collect::<Vec<_>>();
+    ids.sort();
+    let mut want = vec![backlog[0].id.clone(), lone.id.clone()];
+    want.sort();
+    assert_eq!(ids, want, "one of each tenant, not two of the bigger backlog");
+    let mut tokens: Vec<_> = two.iter().map(|l| l.token.clone()).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokens.len() < 1 + backlog.len() && tokio::time::Instant::now() < deadline {
+        tokens.extend(q.lease(64, 60_000, &[]).await.expect("lease").into_iter().map(|l| l.token));
+    }
+    assert_eq!(tokens.len(), 1 + backlog.len(), "the rest of the backlog");
+    q.ack(tokens).await.expect("ack");
 }
 
 /// Schedules: parked items come back when due (at least once until

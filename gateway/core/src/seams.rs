@@ -44,7 +44,18 @@ pub struct LeaseToken(pub String);
 pub trait Queue: Send + Sync + 'static {
     async fn publish(&self, items: Vec<Enqueue>) -> Result<()>;
     /// Up to `max` items that are due, leased for `lease_ms`.
-    async fn lease(&self, max: usize, lease_ms: i64) -> Result<Vec<Leased>>;
+    ///
+    /// Fair between tenants (queue keys): when several have due items, one
+    /// call interleaves them round robin, each tenant's items in their own
+    /// order (`not_before`, then arrival), so a tenant's large backlog does
+    /// not push another tenant's due item out of the batch. Where the
+    /// previous call stopped, the next one goes on.
+    ///
+    /// `skip` lists tenants (queue keys) whose items are not leased by this
+    /// call (the caller holds enough of their work already). They are left
+    /// exactly as they are: not leased, their redelivery counts unchanged; a
+    /// later call without them in `skip` leases them as usual.
+    async fn lease(&self, max: usize, lease_ms: i64, skip: &[String]) -> Result<Vec<Leased>>;
     /// Forget items whose effects are durable.
     async fn ack(&self, tokens: Vec<LeaseToken>) -> Result<()>;
     /// Items waiting (due or scheduled), for the queue-depth metric.

@@ -41,7 +41,7 @@
 
 mod security;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -269,6 +269,9 @@ pub struct KafkaQueue {
     schedules: Option<Arc<dyn Schedules>>,
     /// Decides what is due (and what is far enough ahead to park).
     clock: Clock,
+    /// The tenant whose record the last lease took last; the next lease's
+    /// round robin starts after it.
+    cursor: Mutex<Option<String>>,
 }
 
 fn unavailable(e: KafkaError) -> StoreError {
@@ -332,6 +335,7 @@ impl KafkaQueue {
             tracker: Default::default(),
             schedules: None,
             clock: Clock::system(),
+            cursor: Default::default(),
         })
     }
 
@@ -426,29 +430,85 @@ impl KafkaQueue {
         }
     }
 
-    /// Records of the tracker that are due (not before, lease expired or never leased).
-    fn due_from_tracker(&self, max: usize, lease: Duration) -> Vec<Leased> {
+    /// Records of the tracker that are due (not before, lease expired or
+    /// never leased), up to `max`, round robin over their tenants
+    /// (`Work::tenant`), each tenant's records in order (not before,
+    /// partition, offset); tenants in `skip` are left as they are. The
+    /// round robin starts after the tenant where the previous call stopped.
+    fn due_from_tracker(&self, max: usize, lease: Duration, skip: &[String]) -> Vec<Leased> {
         let now = self.clock.now_ms();
         let at = Instant::now();
         let mut t = self.tracker.lock().expect("tracker");
-        let mut out = Vec::new();
-        for (partition, map) in t.partitions.iter_mut() {
-            for (offset, p) in map.iter_mut() {
-                if out.len() >= max {
-                    return out;
-                }
-                let leasable = !p.done && p.not_before <= now && p.lease_until.is_none_or(|u| u <= at);
-                if leasable {
-                    if p.lease_until.is_some() {
-                        p.redeliveries += 1;
+        let skip: HashSet<&str> = skip.iter().map(String::as_str).collect();
+        let mut cursor = self.cursor.lock().expect("lease cursor");
+        let picked = {
+            let mut by_tenant: BTreeMap<&str, Vec<Due>> = BTreeMap::new();
+            for (&partition, map) in &t.partitions {
+                for (&offset, p) in map {
+                    let leasable = !p.done && p.not_before <= now && p.lease_until.is_none_or(|u| u <= at);
+                    if leasable && !skip.contains(p.work.tenant()) {
+                        by_tenant.entry(p.work.tenant()).or_default().push((p.not_before, partition, offset));
                     }
-                    p.lease_until = Some(at + lease);
-                    out.push(Leased { token: LeaseToken(format!("{partition}:{offset}")), work: p.work.clone(), redeliveries: p.redeliveries });
                 }
             }
+            let (picked, last) = round_robin(by_tenant, cursor.as_deref(), max);
+            if let Some(last) = last {
+                *cursor = Some(last.to_string());
+            }
+            picked
+        };
+        let mut out = Vec::with_capacity(picked.len());
+        for (partition, offset) in picked {
+            let Some(p) = t.partitions.get_mut(&partition).and_then(|m| m.get_mut(&offset)) else { continue };
+            if p.lease_until.is_some() {
+                p.redeliveries += 1;
+            }
+            p.lease_until = Some(at + lease);
+            out.push(Leased { token: LeaseToken(format!("{partition}:{offset}")), work: p.work.clone(), redeliveries: p.redeliveries });
         }
         out
     }
+}
+
+/// A due record: (not before, partition, offset), its tenant's order.
+type Due = (i64, i32, i64);
+
+/// Up to `max` of the tenants' records, round robin: one of each tenant's
+/// (in its order) per round, tenants in key order starting after `after`
+/// and wrapping around. Also the tenant whose record was taken last (where
+/// the next call goes on).
+fn round_robin<'a>(mut by_tenant: BTreeMap<&'a str, Vec<Due>>, after: Option<&str>, max: usize) -> (Vec<(i32, i64)>, Option<&'a str>) {
+    let mut turns: Vec<(&str, std::vec::IntoIter<Due>)> = Vec::with_capacity(by_tenant.len());
+    // Tenants after `after`, then those up to it.
+    let mut tail = match after {
+        Some(a) => by_tenant.split_off(a),
+        None => BTreeMap::new(),
+    };
+    if let Some((tenant, records)) = after.and_then(|a| tail.remove_entry(a)) {
+        by_tenant.insert(tenant, records);
+    }
+    for (tenant, mut records) in tail.into_iter().chain(by_tenant) {
+        records.sort_unstable();
+        turns.push((tenant, records.into_iter()));
+    }
+    let mut out = Vec::new();
+    let mut last = None;
+    while out.len() < max {
+        let before = out.len();
+        for (tenant, records) in &mut turns {
+            if out.len() >= max {
+                break;
+            }
+            if let Some((_, partition, offset)) = records.next() {
+                out.push((partition, offset));
+                last = Some(*tenant);
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    (out, last)
 }
 
 #[async_trait]
@@ -461,7 +521,7 @@ impl Queue for KafkaQueue {
         produce(&self.producer, &self.cfg, now).await
     }
 
-    async fn lease(&self, max: usize, lease_ms: i64) -> Result<Vec<Leased>> {
+    async fn lease(&self, max: usize, lease_ms: i64, skip: &[String]) -> Result<Vec<Leased>> {
         let lease = Duration::from_millis(lease_ms.max(1) as u64);
         let consumer = self.consumer().await?;
         // Poll what is available now (briefly), into the tracker.
@@ -505,7 +565,7 @@ impl Queue for KafkaQueue {
         if !to_park.is_empty() {
             self.park_read(to_park).await;
         }
-        Ok(self.due_from_tracker(max, lease))
+        Ok(self.due_from_tracker(max, lease, skip))
     }
 
     async fn ack(&self, tokens: Vec<LeaseToken>) -> Result<()> {
@@ -735,6 +795,23 @@ mod tests {
 
     fn step(tenant: &str, incident: &str) -> Enqueue {
         Enqueue { key: tenant.into(), not_before: 0, work: Work::Step(StepJob { tenant: tenant.into(), incident: incident.into(), step: 0 }) }
+    }
+
+    #[test]
+    fn leases_take_tenants_in_turn_each_in_its_order() {
+        let tenants = || BTreeMap::from([("a", vec![(5, 0, 7), (1, 0, 9), (5, 1, 2)]), ("b", vec![(3, 2, 4)]), ("c", vec![(0, 1, 1), (0, 1, 0)])]);
+        let (all, last) = round_robin(tenants(), None, 10);
+        assert_eq!(all, [(0, 9), (2, 4), (1, 0), (0, 7), (1, 1), (1, 2)], "a b c a c a; each by (not before, partition, offset)");
+        assert_eq!(last, Some("a"));
+        let (two, last) = round_robin(tenants(), None, 2);
+        assert_eq!((two, last), (vec![(0, 9), (2, 4)], Some("b")));
+        // The next call goes on after b, wrapping around.
+        let (next, last) = round_robin(tenants(), Some("b"), 4);
+        assert_eq!((next, last), (vec![(1, 0), (0, 9), (2, 4), (1, 1)], Some("c")), "c a b, then c");
+        // A cursor on a tenant with nothing due now.
+        let (next, _) = round_robin(tenants(), Some("bb"), 2);
+        assert_eq!(next, [(1, 0), (0, 9)]);
+        assert_eq!(round_robin(BTreeMap::new(), Some("a"), 5), (vec![], None));
     }
 
     #[test]

@@ -53,7 +53,7 @@ async fn acknowledged_work_is_not_redelivered_to_the_next_consumer() {
         .unwrap();
         let mut got = Vec::new();
         for _ in 0..200 {
-            got.extend(q.lease(10, 60_000).await.unwrap());
+            got.extend(q.lease(10, 60_000, &[]).await.unwrap());
             if got.len() >= 2 {
                 break;
             }
@@ -66,7 +66,7 @@ async fn acknowledged_work_is_not_redelivered_to_the_next_consumer() {
     let q = KafkaQueue::connect(cfg).await.unwrap();
     let mut again = Vec::new();
     for _ in 0..400 {
-        again.extend(q.lease(10, 60_000).await.unwrap());
+        again.extend(q.lease(10, 60_000, &[]).await.unwrap());
         if !again.is_empty() {
             break;
         }
@@ -149,7 +149,7 @@ async fn far_records_are_parked_and_come_back_when_due() {
     let mut lag_was_zero = false;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     while leased.len() < 2 && std::time::Instant::now() < deadline {
-        leased.extend(q.lease(10, 60_000).await.unwrap());
+        leased.extend(q.lease(10, 60_000, &[]).await.unwrap());
         if herald_core::now_ms() < due - 500 && parked.items.lock().unwrap().len() == 2 {
             // Both wait in the store; the topic's offsets moved past the direct one.
             lag_was_zero |= q.depth().await.unwrap() == 0;
@@ -207,7 +207,7 @@ async fn queue_conformance_over_sasl_ssl() {
     use herald_core::seams::Queue;
     let t0 = std::time::Instant::now();
     while t0.elapsed() < std::time::Duration::from_secs(4) {
-        assert!(q.lease(10, 60_000).await.expect("lease").is_empty(), "a new topic is empty");
+        assert!(q.lease(10, 60_000, &[]).await.expect("lease").is_empty(), "a new topic is empty");
     }
     herald_conformance::queue_suite(&q).await;
 }

@@ -1,12 +1,175 @@
 //! The embedded ingest log: a table of work items with leases.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use herald_core::model::{DeadLetter, Work};
 use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result};
 use herald_core::{Clock, StoreError};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use crate::db::{Db, backend};
+
+/// Most tenants (queue keys) one lease visits.
+///
+/// A visit costs a few index seeks (the next key, whether it has a due row), so
+/// a lease stays in the low milliseconds however many tenants have items,
+/// and it runs inside the shared write transaction. Tenants that have items
+/// but none due (scheduled sends, retry delays, all leased) use up visits
+/// too: a lease that spends its budget on them returns what it found and the
+/// next one goes on from where it stopped, so every tenant is reached within
+/// (tenants / `VISIT_BUDGET`) + 1 calls.
+const VISIT_BUDGET: usize = 1024;
+
+/// Tenants (queue keys) in key order from the first one `$op ?1`, each with
+/// whether it has items due and unleased at `?3`: a skip scan over
+/// `queue_by_key`, a few seeks per tenant however many items each has.
+/// Stepped lazily; `?2` bounds it.
+macro_rules! keys_from {
+    ($op:literal) => {
+        concat!(
+            "WITH RECURSIVE k(key) AS (
+                SELECT (SELECT key FROM queue INDEXED BY queue_by_key WHERE key ",
+            $op,
+            " ?1 ORDER BY key LIMIT 1)
+                UNION ALL
+                SELECT (SELECT key FROM queue INDEXED BY queue_by_key WHERE key > k.key ORDER BY key LIMIT 1) FROM k WHERE k.key IS NOT NULL
+                LIMIT ?2
+            )
+            SELECT key, EXISTS (SELECT 1 FROM queue AS q INDEXED BY queue_by_key WHERE q.key = k.key AND q.not_before <= ?3 AND q.leased_until <= ?3)
+            FROM k WHERE key IS NOT NULL"
+        )
+    };
+}
+/// From the tenant after `?1`.
+const KEYS_AFTER: &str = keys_from!(">");
+/// From the first tenant (`?1` = '', the least text).
+const KEYS_ALL: &str = keys_from!(">=");
+
+/// One tenant's due, unleased items after (`?3`, `?4`) in its order, through
+/// `queue_by_key`.
+const DUE_OF_TENANT: &str = "SELECT seq, not_before, work, redeliveries, leased_until FROM queue INDEXED BY queue_by_key
+    WHERE key = ?1 AND not_before <= ?2 AND leased_until <= ?2 AND (not_before, seq) > (?3, ?4)
+    ORDER BY not_before, seq LIMIT ?5";
+
+/// A due row, read before it is leased.
+struct Due {
+    seq: i64,
+    not_before: i64,
+    work: String,
+    redeliveries: u32,
+    leased_until: i64,
+}
+
+/// A tenant with due rows, as the round robin sees it.
+struct Turn {
+    key: String,
+    /// Read and not yet taken, in order.
+    rows: VecDeque<Due>,
+    /// (not_before, seq) of the last row read: the next read starts after it.
+    after: (i64, i64),
+    /// The last read returned fewer rows than asked: nothing more is due.
+    drained: bool,
+}
+
+impl Turn {
+    fn live(&self) -> bool {
+        !self.rows.is_empty() || !self.drained
+    }
+}
+
+/// Read up to `limit` more due rows of `turn`'s tenant.
+fn read_due(c: &Connection, turn: &mut Turn, now: i64, limit: usize) -> Result<()> {
+    let mut st = c.prepare_cached(DUE_OF_TENANT).map_err(backend)?;
+    let rows = st
+        .query_map(params![turn.key, now, turn.after.0, turn.after.1, limit as i64], |r| {
+            Ok(Due { seq: r.get(0)?, not_before: r.get(1)?, work: r.get(2)?, redeliveries: r.get(3)?, leased_until: r.get(4)? })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    turn.drained = rows.len() < limit;
+    if let Some(last) = rows.last() {
+        turn.after = (last.not_before, last.seq);
+    }
+    turn.rows.extend(rows);
+    Ok(())
+}
+
+/// Up to `max` due, unleased rows, round robin over the tenants that have
+/// some (each tenant's rows in order `not_before, seq`), tenants in `skip`
+/// left out. Tenants are visited in key order from the one after `start`
+/// (where the previous lease stopped), wrapping around, at most
+/// [`VISIT_BUDGET`] of them, and only until `max` tenants with due rows are
+/// found (more could not all have a turn). Rows are read lazily, a tenant's
+/// share of what is still wanted at a time (`max` / tenants at first), so
+/// about `max` rows are read in all, not every tenant's whole backlog.
+///
+/// Also returns where the next lease should start: the tenant whose row was
+/// taken last when the batch is full (the round robin goes on after it),
+/// else the last tenant visited (everything due that was found was taken;
+/// the next lease looks further).
+fn pick_fairly(c: &Connection, now: i64, max: usize, skip: &HashSet<String>, start: Option<&str>) -> Result<(Vec<Due>, Option<String>)> {
+    let mut turns: Vec<Turn> = Vec::new();
+    let mut visited = 0usize;
+    let mut last_visited: Option<String> = None;
+    // From after `start` to the last key, then (wrapping) from the first key up to `start`.
+    let passes = match start {
+        Some(s) => vec![(KEYS_AFTER, s), (KEYS_ALL, "")],
+        None => vec![(KEYS_ALL, "")],
+    };
+    'walk: for (pass, (sql, bound)) in passes.into_iter().enumerate() {
+        let mut keys = c.prepare_cached(sql).map_err(backend)?;
+        let mut rows = keys.query(params![bound, (VISIT_BUDGET - visited) as i64, now]).map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let key: String = row.get(0).map_err(backend)?;
+            // The wrapped pass ends where the first began.
+            if pass == 1 && start.is_some_and(|s| key.as_str() > s) {
+                break 'walk;
+            }
+            visited += 1;
+            if row.get::<_, bool>(1).map_err(backend)? && !skip.contains(&key) {
+                turns.push(Turn { key: key.clone(), rows: VecDeque::new(), after: (i64::MIN, i64::MIN), drained: false });
+            }
+            last_visited = Some(key);
+            if turns.len() >= max || visited >= VISIT_BUDGET {
+                break 'walk;
+            }
+        }
+    }
+
+    let mut out: Vec<Due> = Vec::with_capacity(max);
+    let mut live = turns.len();
+    let mut last_taken: Option<usize> = None;
+    'rounds: while live > 0 {
+        for (i, turn) in turns.iter_mut().enumerate() {
+            if out.len() >= max {
+                break 'rounds;
+            }
+            if !turn.live() {
+                continue;
+            }
+            if turn.rows.is_empty() {
+                // Its share of what is still wanted (at least one).
+                let share = (max - out.len()).div_ceil(live);
+                read_due(c, turn, now, share)?;
+            }
+            if let Some(row) = turn.rows.pop_front() {
+                out.push(row);
+                last_taken = Some(i);
+            }
+            if !turn.live() {
+                live -= 1;
+            }
+        }
+    }
+    let next = match last_taken {
+        Some(i) if out.len() >= max => Some(turns[i].key.clone()),
+        _ => last_visited,
+    };
+    Ok((out, next))
+}
 
 /// Durable queue in the shared SQLite file. `not_before` doubles as the
 /// schedule for `send_at` and retry delays.
@@ -15,11 +178,14 @@ pub struct SqliteQueue {
     db: Db,
     /// Decides what is due.
     clock: Clock,
+    /// The tenant (queue key) where the last lease stopped; the next one
+    /// starts after it (see [`pick_fairly`]).
+    cursor: Arc<Mutex<Option<String>>>,
 }
 
 impl SqliteQueue {
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock }
+        Self { db, clock, cursor: Default::default() }
     }
 }
 
@@ -42,26 +208,25 @@ impl Queue for SqliteQueue {
             .await
     }
 
-    async fn lease(&self, max: usize, lease_ms: i64) -> Result<Vec<Leased>> {
+    async fn lease(&self, max: usize, lease_ms: i64, skip: &[String]) -> Result<Vec<Leased>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let now = self.clock.now_ms();
+        let skip: HashSet<String> = skip.iter().cloned().collect();
+        let cursor = self.cursor.clone();
         self.db
             .write(move |c| {
-                let mut sel = c
-                    .prepare_cached(
-                        "SELECT seq, work, redeliveries, leased_until FROM queue
-                         WHERE not_before <= ?1 AND leased_until <= ?1 ORDER BY not_before, seq LIMIT ?2",
-                    )
-                    .map_err(backend)?;
-                let rows = sel
-                    .query_map(params![now, max as i64], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?))
-                    })
-                    .map_err(backend)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(backend)?;
+                let start = cursor.lock().expect("lease cursor").clone();
+                let t0 = std::time::Instant::now();
+                let (rows, next) = pick_fairly(c, now, max, &skip, start.as_deref())?;
+                eprintln!("pick {:?} {}", t0.elapsed(), rows.len());
+                if let Some(next) = next {
+                    *cursor.lock().expect("lease cursor") = Some(next);
+                }
                 let mut upd = c.prepare_cached("UPDATE queue SET leased_until = ?2, redeliveries = ?3 WHERE seq = ?1").map_err(backend)?;
                 let mut out = Vec::with_capacity(rows.len());
-                for (seq, raw, redeliveries, leased_until) in rows {
+                for Due { seq, work: raw, redeliveries, leased_until, .. } in rows {
                     let work: Work = match serde_json::from_str(&raw) {
                         Ok(w) => w,
                         Err(e) => {

@@ -123,6 +123,11 @@ CREATE TABLE dead_letters (
     letter TEXT NOT NULL
 );
 "#,
+    // Fair leases: each tenant's due items in its own order, and the tenants
+    // with work found by a skip scan over `key` (see `SqliteQueue::lease`).
+    r#"
+CREATE INDEX queue_by_key ON queue (key, not_before, seq);
+"#,
 ];
 
 /// Several processes may open one file (the gateway and the admin service):

@@ -33,12 +33,12 @@ async fn queue_survives_reopen_and_recover_releases_leases() {
     {
         let q = herald_sqlite::SqliteQueue::new(herald_sqlite::open(&path).unwrap(), herald_core::Clock::system());
         q.publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(m.clone()) }]).await.unwrap();
-        assert_eq!(q.lease(10, 600_000).await.unwrap().len(), 1);
-        assert!(q.lease(10, 600_000).await.unwrap().is_empty(), "leased for 10 minutes");
+        assert_eq!(q.lease(10, 600_000, &[]).await.unwrap().len(), 1);
+        assert!(q.lease(10, 600_000, &[]).await.unwrap().is_empty(), "leased for 10 minutes");
     }
     let q = herald_sqlite::SqliteQueue::new(herald_sqlite::open(&path).unwrap(), herald_core::Clock::system());
     assert_eq!(q.recover().await.unwrap(), 1);
-    let again = q.lease(10, 1000).await.unwrap();
+    let again = q.lease(10, 1000, &[]).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].redeliveries, 1);
     assert_eq!(again[0].work, herald_core::model::Work::Message(m));
@@ -58,7 +58,7 @@ async fn an_unreadable_queue_row_is_set_aside_not_blocking() {
     let q = herald_sqlite::SqliteQueue::new(db.clone(), herald_core::Clock::system());
     let m = herald_conformance::message("t", 1);
     q.publish(vec![Enqueue { key: "t".into(), not_before: 0, work: herald_core::model::Work::Message(m.clone()) }]).await.unwrap();
-    let got = q.lease(10, 1000).await.unwrap();
+    let got = q.lease(10, 1000, &[]).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].work, herald_core::model::Work::Message(m));
     let dead: i64 = db
