@@ -6,6 +6,7 @@ mod bulk_email;
 mod cli;
 mod delivery;
 mod distributed;
+mod fairness;
 mod faults;
 mod harness;
 mod plugins;

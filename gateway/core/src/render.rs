@@ -23,6 +23,9 @@ pub struct RenderError {
     pub message: String,
 }
 
+/// A message's shared variables as the template engine reads them.
+pub struct Shared(minijinja::Value);
+
 /// A message's content compiled once, rendered once per recipient.
 pub struct Compiled<'a> {
     env: Environment<'a>,
@@ -66,19 +69,24 @@ impl<'a> Compiled<'a> {
         Ok(Some(out))
     }
 
+    /// A message's shared variables, converted once for all its recipients.
+    pub fn shared(vars: &Vars) -> Shared {
+        Shared(minijinja::Value::from(minijinja::value::Serde(vars)))
+    }
+
     /// Render for one recipient. Recipient variables override shared ones;
-    /// `recipient` is always the recipient's address.
+    /// `recipient` is always the recipient's address. The shared variables
+    /// are looked up in place, never copied per recipient.
     pub fn render(
         &self,
         delivery_id: String,
-        shared: &Vars,
+        shared: &Shared,
         recipient: &RecipientSpec,
         metadata: &BTreeMap<String, String>,
     ) -> Result<Rendered, RenderError> {
-        let mut vars = shared.clone();
-        vars.extend(recipient.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
-        vars.insert("recipient".into(), recipient.to.clone().into());
-        let ctx = minijinja::Value::from(minijinja::value::Serde(&vars));
+        let own = minijinja::context! { recipient => recipient.to.as_str() };
+        // The last map that has a key wins.
+        let ctx = minijinja::value::merge_maps([shared.0.clone(), minijinja::Value::from(minijinja::value::Serde(&recipient.variables)), own]);
         let subject = self.part(0, &ctx)?;
         let html = self.part(2, &ctx)?;
         let text = match self.part(1, &ctx)? {
@@ -136,18 +144,22 @@ mod tests {
             Content { subject: Some("Hi {{ name }}".into()), text: Some("{{ greeting }}, {{ name }} <{{ recipient }}>".into()), html: None };
         let c = Compiled::new(&content).unwrap();
         let r = c
-            .render("m.0".into(), &vars(json!({"greeting": "Hello", "name": "all"})), &rcpt("a@x", json!({"name": "Ann"})), &BTreeMap::new())
+            .render("m.0".into(), &Compiled::shared(&vars(json!({"greeting": "Hello", "name": "all"}))), &rcpt("a@x", json!({"name": "Ann"})), &BTreeMap::new())
             .unwrap();
         assert_eq!(r.subject.as_deref(), Some("Hi Ann"));
         assert_eq!(r.text, "Hello, Ann <a@x>");
         assert_eq!(r.metadata.get("name").map(String::as_str), Some("Ann"));
+        // Nobody's variable replaces the address.
+        let shared = Compiled::shared(&vars(json!({"recipient": "shared@x"})));
+        let r = c.render("m.1".into(), &shared, &rcpt("b@x", json!({"recipient": "own@x"})), &BTreeMap::new()).unwrap();
+        assert!(r.text.ends_with("<b@x>"), "{}", r.text);
     }
 
     #[test]
     fn html_part_is_escaped_text_part_is_not() {
         let content = Content { subject: None, text: Some("{{ v }}".into()), html: Some("<p>{{ v }}</p>".into()) };
         let c = Compiled::new(&content).unwrap();
-        let r = c.render("m.0".into(), &vars(json!({"v": "<b>&"})), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
+        let r = c.render("m.0".into(), &Compiled::shared(&vars(json!({"v": "<b>&"}))), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
         assert_eq!(r.text, "<b>&");
         assert_eq!(r.html.as_deref(), Some("<p>&lt;b&gt;&amp;</p>"));
     }
@@ -155,7 +167,7 @@ mod tests {
     #[test]
     fn html_only_content_gets_a_text_fallback() {
         let content = Content { subject: None, text: None, html: Some("<h1>Title</h1><p>Body {{ n }}</p>".into()) };
-        let r = Compiled::new(&content).unwrap().render("m.0".into(), &vars(json!({"n": 3})), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
+        let r = Compiled::new(&content).unwrap().render("m.0".into(), &Compiled::shared(&vars(json!({"n": 3}))), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
         assert_eq!(r.text, "Title Body 3");
     }
 
@@ -170,7 +182,7 @@ mod tests {
     fn runaway_loops_run_out_of_fuel() {
         let content = Content { subject: None, text: Some("{% for i in range(100000000) %}x{% endfor %}".into()), html: None };
         let c = Compiled::new(&content).unwrap();
-        let err = c.render("m.0".into(), &Vars::new(), &rcpt("a", json!({})), &BTreeMap::new()).unwrap_err();
+        let err = c.render("m.0".into(), &Compiled::shared(&Vars::new()), &rcpt("a", json!({})), &BTreeMap::new()).unwrap_err();
         assert_eq!(err.part, "text");
     }
 
@@ -178,6 +190,6 @@ mod tests {
     fn templates_cannot_include_other_templates() {
         let content = Content { subject: None, text: Some("{% include '/etc/passwd' %}".into()), html: None };
         let c = Compiled::new(&content).unwrap();
-        assert!(c.render("m.0".into(), &Vars::new(), &rcpt("a", json!({})), &BTreeMap::new()).is_err());
+        assert!(c.render("m.0".into(), &Compiled::shared(&Vars::new()), &rcpt("a", json!({})), &BTreeMap::new()).is_err());
     }
 }

@@ -21,6 +21,11 @@ pub struct Limits {
     pub max_metadata: usize,
     /// Furthest `send_at` in the future, in days.
     pub max_schedule_days: i64,
+    /// The most one message may cost to render, in bytes: recipients ×
+    /// (content + shared variables), plus every recipient's own variables.
+    /// A message over it is refused at ingest (413 `too_large`), so that one
+    /// request cannot buy minutes of the dispatcher for everyone.
+    pub max_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +37,7 @@ impl Default for Limits {
             max_content_bytes: 256 * 1024,
             max_metadata: 64,
             max_schedule_days: 366,
+            max_message_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -626,9 +626,44 @@ impl LoadedPlugin {
     /// Interpret a response. Outcomes for ids not in `deliveries` are dropped;
     /// deliveries the plugin gave no outcome for are reported as missing by the caller.
     pub fn interpret(&self, ctx: &CallContext, account: &str, deliveries: &[String], response: &Response) -> Result<Vec<Outcome>, CallError> {
-        let mut outcomes = self.call(|p, s| p.call_interpret(s, ctx, account, deliveries, response))?;
-        outcomes.retain(|o| deliveries.contains(&o.delivery_id));
-        Ok(outcomes)
+        self.interpret_all(ctx, account, &[(deliveries, response)]).pop().expect("one answer per call")
+    }
+
+    /// Interpret the responses of one batch on one instance: one slot and one
+    /// instantiation for all of them, not one each. Every call still has its
+    /// own deadline, and the instance its memory cap; after a call that
+    /// fails, the next one gets a fresh instance. One result per call, in order.
+    pub fn interpret_all(&self, ctx: &CallContext, account: &str, calls: &[(&[String], &Response)]) -> Vec<Result<Vec<Outcome>, CallError>> {
+        let _slot = self.slots.take();
+        let mut live: Option<(Store<State>, ChannelPlugin)> = None;
+        let mut results = Vec::with_capacity(calls.len());
+        for (deliveries, response) in calls {
+            let (store, plugin) = match &mut live {
+                Some(l) => l,
+                None => {
+                    let mut store = self.store();
+                    match self.pre.instantiate(&mut store) {
+                        Ok(p) => live.insert((store, p)),
+                        Err(e) => {
+                            results.push(Err(CallError::Instantiate(e.root_cause().to_string())));
+                            continue;
+                        }
+                    }
+                }
+            };
+            store.set_epoch_deadline(self.cfg.deadline_ms.max(1));
+            match plugin.call_interpret(&mut *store, ctx, account, deliveries, response) {
+                Ok(mut outcomes) => {
+                    outcomes.retain(|o| deliveries.contains(&o.delivery_id));
+                    results.push(Ok(outcomes));
+                }
+                Err(e) => {
+                    results.push(Err(classify(e, self.cfg.deadline_ms, store.data().limits.memory_refused)));
+                    live = None;
+                }
+            }
+        }
+        results
     }
 
     pub fn parse_callback(&self, ctx: &CallContext, account: &str, request: &HttpRequest) -> Result<CallbackReply, CallError> {

@@ -158,6 +158,14 @@ pub struct DispatchConfig {
     pub linger_ms: u64,
     /// Batches in flight at once.
     pub concurrency: usize,
+    /// Batches in flight at once for one tenant (all its accounts).
+    pub tenant_concurrency: usize,
+    /// Batches in flight at once for one sender account: a receiver that
+    /// hangs or throttles holds no more than these.
+    pub account_concurrency: usize,
+    /// Deliveries of one tenant waiting in this process before no more of
+    /// its work is leased (other tenants' work still is).
+    pub tenant_backlog: usize,
     /// Queue items leased per poll.
     pub lease_batch: usize,
     /// How long a leased item is hidden from other consumers.
@@ -180,6 +188,9 @@ impl Default for DispatchConfig {
             max_batch_bytes: 1 << 20,
             linger_ms: 10,
             concurrency: 64,
+            tenant_concurrency: 32,
+            account_concurrency: 16,
+            tenant_backlog: 20_000,
             lease_batch: 256,
             lease_ms: 120_000,
             poll_ms: 50,
@@ -295,8 +306,9 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         herald_backends::check(&self.storage, &self.queue)?;
-        if self.dispatch.max_batch == 0 || self.dispatch.concurrency == 0 || self.dispatch.lease_batch == 0 {
-            return Err("dispatch.max_batch, dispatch.concurrency and dispatch.lease_batch must be at least 1".into());
+        let d = &self.dispatch;
+        if [d.max_batch, d.concurrency, d.tenant_concurrency, d.account_concurrency, d.tenant_backlog, d.lease_batch].contains(&0) {
+            return Err("dispatch.max_batch, dispatch.concurrency, dispatch.tenant_concurrency, dispatch.account_concurrency, dispatch.tenant_backlog and dispatch.lease_batch must be at least 1".into());
         }
         self.retry_policies()?;
         if self.idempotency_ttl_hours == 0 {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
@@ -19,8 +20,6 @@ pub enum LimitKey {
 #[derive(Default)]
 pub struct Limiters {
     limiters: Mutex<HashMap<LimitKey, Arc<DefaultDirectRateLimiter>>>,
-    /// Keys a provider throttled, and until when to hold back.
-    paused: Mutex<HashMap<LimitKey, std::time::Instant>>,
 }
 
 impl Limiters {
@@ -41,47 +40,22 @@ impl Limiters {
             .clone()
     }
 
-    /// A provider said "slow down" for this key: hold new batches back until
-    /// `for_ms` has passed (the provider's Retry-After, or a second).
-    pub fn pause(&self, key: &LimitKey, for_ms: u64) {
-        let until = std::time::Instant::now() + std::time::Duration::from_millis(for_ms.clamp(100, 60_000));
-        let mut paused = self.paused.lock().expect("paused");
-        let e = paused.entry(key.clone()).or_insert(until);
-        *e = (*e).max(until);
-    }
-
-    /// Wait out a pause set by `pause`; returns whether it waited.
-    pub async fn wait_pause(&self, key: &LimitKey) -> bool {
-        let until = self.paused.lock().expect("paused").get(key).copied();
-        match until {
-            Some(u) if u > std::time::Instant::now() => {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(u)).await;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Wait until `n` sends are allowed under `per_sec`. Returns whether it had
-    /// to wait (the "throttled by Herald" metric). Batches larger than the burst
-    /// are admitted in burst-sized steps.
-    pub async fn acquire(&self, key: &LimitKey, per_sec: Option<u32>, n: usize) -> bool {
+    /// Take `n` sends under `per_sec` now, or say how long until they could be.
+    /// The burst is one second's worth, and a lane's batches are never larger
+    /// than its rates (`Job::max_batch`), so `n` always fits in it.
+    pub fn try_acquire(&self, key: &LimitKey, per_sec: Option<u32>, n: usize) -> Result<(), Duration> {
         let Some(rate) = per_sec.and_then(NonZeroU32::new) else {
-            return false;
+            return Ok(());
         };
         let limiter = self.limiter(key, rate);
-        let mut waited = false;
-        let mut left = n as u32;
-        while left > 0 {
-            let step = NonZeroU32::new(left.min(rate.get())).expect("non-zero");
-            if limiter.check_n(step).map(|r| r.is_err()).unwrap_or(true) {
-                waited = true;
-                // check_n can only fail with InsufficientCapacity when step > burst, which it is not.
-                let _ = limiter.until_n_ready(step).await;
-            }
-            left -= step.get();
+        let Some(n) = NonZeroU32::new(n.min(rate.get() as usize) as u32) else {
+            return Ok(());
+        };
+        match limiter.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))),
+            Err(_) => Err(Duration::from_secs(1)),
         }
-        waited
     }
 }
 
@@ -98,26 +72,15 @@ mod tests {
         assert_ne!(a, c, "tenants never share a quota");
     }
 
-    #[tokio::test]
-    async fn a_throttled_key_waits_out_its_pause_and_others_do_not() {
-        let l = Limiters::default();
-        let [a, b] = Limiters::keys("t", "sms", "acct");
-        l.pause(&b, 300);
-        assert!(!l.wait_pause(&a).await, "tenant key not paused");
-        let start = std::time::Instant::now();
-        assert!(l.wait_pause(&b).await);
-        assert!(start.elapsed() >= std::time::Duration::from_millis(250), "{:?}", start.elapsed());
-        assert!(!l.wait_pause(&b).await, "the pause is over");
-    }
-
-    #[tokio::test]
-    async fn unlimited_never_waits_and_limited_waits_past_the_burst() {
+    #[test]
+    fn unlimited_always_goes_and_limited_says_when() {
         let l = Limiters::default();
         let key = Limiters::keys("t", "sms", "a")[0].clone();
-        assert!(!l.acquire(&key, None, 1_000_000).await);
-        assert!(!l.acquire(&key, Some(10), 10).await, "the burst is free");
-        let start = std::time::Instant::now();
-        assert!(l.acquire(&key, Some(10), 5).await, "the next five wait");
-        assert!(start.elapsed() >= std::time::Duration::from_millis(300), "about half a second at 10/s");
+        assert!(l.try_acquire(&key, None, 1_000_000).is_ok());
+        assert!(l.try_acquire(&key, Some(10), 10).is_ok(), "the burst is free");
+        let wait = l.try_acquire(&key, Some(10), 5).expect_err("the next five wait");
+        assert!(wait >= Duration::from_millis(400) && wait <= Duration::from_millis(600), "about half a second at 10/s: {wait:?}");
+        let other = Limiters::keys("t", "sms", "a")[1].clone();
+        assert!(l.try_acquire(&other, Some(10), 10).is_ok(), "the account's limit is its own");
     }
 }

@@ -34,7 +34,6 @@ pub struct ChannelMetrics {
     pub retried: IntCounter,
     pub throttled: IntCounter,
     pub dead: IntCounter,
-    pub limiter_waits: IntCounter,
     pub end_to_end: Histogram,
     pub ledger_minor: IntCounter,
 }
@@ -103,12 +102,21 @@ impl Metrics {
                     retried: d("retried"),
                     throttled: d("throttled"),
                     dead: d("dead_lettered"),
-                    limiter_waits: self.limiter_waits.with_label_values(&[tenant, channel]),
                     end_to_end: self.end_to_end.with_label_values(&[channel]),
                     ledger_minor: self.ledger_minor.with_label_values(&[tenant, channel, currency]),
                 })
             })
             .clone()
+    }
+
+    /// A plugin call failed (`kind` from `CallError::kind`).
+    pub fn plugin_failure(&self, plugin: &str, kind: &str) {
+        self.plugin_failures.with_label_values(&[plugin, kind]).inc();
+    }
+
+    /// A batch waits for a rate limit (Herald's, not the provider's).
+    pub fn limiter_wait(&self, tenant: &str, channel: &str) {
+        self.limiter_waits.with_label_values(&[tenant, channel]).inc();
     }
 
     pub fn render(&self) -> String {
@@ -124,17 +132,26 @@ pub fn provider_span(plugin: &str, protocol: &'static str) -> tracing::Span {
 }
 
 /// Run a plugin call off the async threads, with timing and failure metrics.
+/// Plugin calls are CPU-bound and run on blocking threads: at most four per
+/// core at once (at least eight). More threads would only wait for an
+/// instance slot, each parked on the host's condition variable.
+fn plugin_calls() -> &'static tokio::sync::Semaphore {
+    static CALLS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CALLS.get_or_init(|| tokio::sync::Semaphore::new((std::thread::available_parallelism().map_or(2, |n| n.get()) * 4).max(8)))
+}
+
 pub async fn call_plugin<T: Send + 'static>(
     metrics: &Metrics,
     plugin: &LoadedPlugin,
     function: &'static str,
     f: impl FnOnce() -> Result<T, CallError> + Send + 'static,
 ) -> Result<T, CallError> {
+    let _permit = plugin_calls().acquire().await.expect("never closed");
     let started = Instant::now();
     let result = tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(CallError::Trap(format!("host task failed: {e}"))));
     metrics.plugin_call.with_label_values(&[plugin.name(), function]).observe(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        metrics.plugin_failures.with_label_values(&[plugin.name(), e.kind()]).inc();
+        metrics.plugin_failure(plugin.name(), e.kind());
     }
     result
 }

@@ -25,6 +25,7 @@ impl From<IntakeError> for ApiError {
             IntakeError::AccountChannelMismatch { .. } => ApiError::unknown("account_channel_mismatch", "account", message),
             IntakeError::InvalidRecipient { index, .. } => ApiError::invalid(format!("recipients[{index}].to"), message),
             IntakeError::TooManyRecipients { .. } | IntakeError::NoRecipients => ApiError::invalid("recipients", message),
+            IntakeError::TooCostly { field, .. } => ApiError::new(ErrorKind::TooLarge, "too_large", message).with_field(field),
             IntakeError::UnknownTemplate(_) => ApiError::unknown("unknown_template", "template", message),
             IntakeError::InvalidTemplate { part, .. } => ApiError::new(ErrorKind::Invalid, "invalid_template", message)
                 .with_field(part.map_or_else(|| "template".to_string(), |p| format!("content.{p}"))),

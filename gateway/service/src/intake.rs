@@ -84,6 +84,10 @@ pub enum IntakeError {
     TooManyRecipients { count: usize, max: usize },
     #[error("no recipients")]
     NoRecipients,
+    #[error(
+        "this message would render {bytes} bytes ({recipients} recipients × {each} bytes of content and shared variables, plus their own variables); at most {max}: send fewer recipients or smaller shared variables"
+    )]
+    TooCostly { bytes: usize, recipients: usize, each: usize, max: usize, field: &'static str },
     #[error("no template named {0:?}")]
     UnknownTemplate(String),
     /// `part`: the content part at fault (subject, text, html), or `None` for a stored template.
@@ -199,6 +203,7 @@ impl Intake {
             let part = template.is_none().then(|| e.part.to_string());
             return Err(IntakeError::InvalidTemplate { part, reason: e.to_string() });
         }
+        cost(&content, &s.variables, &s.recipients, limits.max_message_bytes)?;
         Ok(Message {
             id: s.id,
             tenant: s.tenant,
@@ -213,4 +218,20 @@ impl Intake {
             send_at: s.send_at.filter(|t| *t > now),
         })
     }
+}
+
+/// What a message costs to render, refused over `max`: every recipient gets
+/// the content and the shared variables, plus their own variables.
+fn cost(content: &Content, shared: &Vars, recipients: &[RecipientSpec], max: usize) -> Result<(), IntakeError> {
+    let json_len = |v: &Vars| if v.is_empty() { 0 } else { serde_json::to_vec(v).map_or(0, |b| b.len()) };
+    let content_len = [&content.subject, &content.text, &content.html].iter().map(|p| p.as_ref().map_or(0, String::len)).sum::<usize>();
+    let shared_len = json_len(shared);
+    let each = content_len + shared_len;
+    let own: usize = recipients.iter().map(|r| r.to.len() + json_len(&r.variables)).sum();
+    let bytes = recipients.len().saturating_mul(each).saturating_add(own);
+    if bytes <= max {
+        return Ok(());
+    }
+    let field = if shared_len > content_len { "variables" } else if own > bytes / 2 { "recipients" } else { "content" };
+    Err(IntakeError::TooCostly { bytes, recipients: recipients.len(), each, max, field })
 }

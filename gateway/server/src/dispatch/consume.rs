@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use herald_core::model::{DeliveryId, Message, Outcome, OutcomeKind, Rendered, RetryJob, Work};
 use herald_core::render::Compiled;
 use herald_core::seams::{LeaseToken, Leased};
@@ -13,16 +14,26 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Dispatch, ItemTracker, Job, Settled};
 
-pub(super) async fn consume_loop(
-    d: Arc<Dispatch>,
-    shutdown: CancellationToken,
-    jobs: mpsc::Sender<Job>,
-    settled: mpsc::Sender<Settled>,
-    acks: mpsc::UnboundedSender<LeaseToken>,
-) {
+/// How many tenants' worth of backlog all lanes together may hold before
+/// nothing more is leased.
+const BACKLOG_TENANTS: usize = 4;
+
+/// Leased items resolved at once.
+const RESOLVE_AT_ONCE: usize = 32;
+
+pub(super) async fn consume_loop(d: Arc<Dispatch>, shutdown: CancellationToken, settled: mpsc::Sender<Settled>, acks: mpsc::UnboundedSender<LeaseToken>) {
     let idle = Duration::from_millis(d.cfg.poll_ms);
     while !shutdown.is_cancelled() {
-        let leased = match d.deps.backends.queue.lease(d.cfg.lease_batch, d.cfg.lease_ms).await {
+        // A tenant with a full backlog here gets no more leased until it
+        // drains; the others' work still does. Past a few tenants' worth in
+        // all, nothing is leased (memory stays bounded).
+        let leased = if d.lanes.len() >= BACKLOG_TENANTS * d.cfg.tenant_backlog {
+            Ok(Vec::new())
+        } else {
+            let skip = d.lanes.saturated(d.cfg.tenant_backlog);
+            d.deps.backends.queue.lease(d.cfg.lease_batch, d.cfg.lease_ms, &skip).await
+        };
+        let leased = match leased {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "lease failed; backing off");
@@ -35,29 +46,30 @@ pub(super) async fn consume_loop(
                 _ = tokio::time::sleep(idle) => continue,
             }
         }
-        for item in leased {
-            // A lease that ran out while this process still works on the item
-            // (a long wait behind a rate limit) hands it back to us: skip it.
-            if !d.inflight.lock().expect("inflight").insert(item.token.clone()) {
-                continue;
-            }
-            let token = item.token.clone();
-            if let Err(e) = resolve(&d, item, &jobs, &settled, &acks).await {
-                // Left unacknowledged: the item comes back when its lease runs out.
-                d.inflight.lock().expect("inflight").remove(&token);
-                tracing::warn!(error = %e, "could not resolve work item");
-            }
-        }
+        // A lease that ran out while this process still works on the item
+        // (a long wait behind a rate limit) hands it back to us: skip it.
+        let fresh: Vec<Leased> = {
+            let mut inflight = d.inflight.lock().expect("inflight");
+            leased.into_iter().filter(|item| inflight.insert(item.token.clone())).collect()
+        };
+        // Resolved several at once: each waits on its own reads.
+        futures::stream::iter(fresh)
+            .for_each_concurrent(RESOLVE_AT_ONCE, |item| {
+                let (d, settled, acks) = (&d, &settled, &acks);
+                async move {
+                    let token = item.token.clone();
+                    if let Err(e) = resolve(d, item, settled, acks).await {
+                        // Left unacknowledged: the item comes back when its lease runs out.
+                        d.inflight.lock().expect("inflight").remove(&token);
+                        tracing::warn!(error = %e, "could not resolve work item");
+                    }
+                }
+            })
+            .await;
     }
 }
 
-async fn resolve(
-    d: &Dispatch,
-    item: Leased,
-    jobs: &mpsc::Sender<Job>,
-    settled: &mpsc::Sender<Settled>,
-    acks: &mpsc::UnboundedSender<LeaseToken>,
-) -> Result<(), herald_core::StoreError> {
+async fn resolve(d: &Dispatch, item: Leased, settled: &mpsc::Sender<Settled>, acks: &mpsc::UnboundedSender<LeaseToken>) -> Result<(), herald_core::StoreError> {
     if let Work::Step(step) = &item.work {
         // Errors leave the item unacknowledged: the timer comes back after its lease.
         d.services.incidents.fire(step).await.map_err(|e| match e {
@@ -95,7 +107,13 @@ async fn resolve(
     });
     let account_missing = stored.is_none();
     let plugin = stored.as_ref().and_then(|a| d.deps.plugins.get(&a.plugin));
-    let max_batch = plugin.as_ref().map_or(1, |p| p.info.max_batch as usize);
+    // A batch is never more than one second of the account's or the
+    // tenant's rate (the limiters' burst).
+    let max_batch = [plugin.as_ref().map(|p| p.info.max_batch), stored.as_ref().and_then(|a| a.rate_per_sec), d.tenant_rate(&tenant, &channel)]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(1, |n| n.max(1) as usize);
     // A deleted account (after acceptance) fails its deliveries; the job still
     // needs an account to be recorded against.
     let account = Arc::new(stored.unwrap_or_else(|| herald_core::model::Account {
@@ -110,6 +128,7 @@ async fn resolve(
     // message queued twice (a keyed retry after a crash) sends each id once.
     let pending: Vec<_> = pending.into_iter().filter(|(r, attempt)| d.deliveries.claim(pending_id(r), *attempt)).collect();
     let tracker = ItemTracker::new(item.token, pending.len(), acks.clone(), d.inflight.clone());
+    let mut ready = Vec::with_capacity(pending.len());
     for (rendered, attempt) in pending {
         let (rendered, failure) = match rendered {
             Ok(r) if account_missing => (r, Some("sender account no longer exists".to_string())),
@@ -129,17 +148,14 @@ async fn resolve(
             item: tracker.clone(),
         };
         match failure {
-            None => {
-                if jobs.send(j).await.is_err() {
-                    return Ok(());
-                }
-            }
+            None => ready.push(j),
             Some(detail) => {
                 let outcome = Outcome::new(j.rendered.delivery_id.clone(), OutcomeKind::Failed, Some(detail));
                 let _ = settled.send(Settled { job: j, outcome }).await;
             }
         }
     }
+    d.lanes.push(ready);
     Ok(())
 }
 
@@ -174,6 +190,7 @@ async fn render_queued(d: &Dispatch, m: &Message) -> Result<Vec<Result<Rendered,
         queued = d.deps.backends.store.queued_deliveries(&m.tenant, &m.id).await?;
     }
     let compiled = Compiled::new(&m.content);
+    let shared = Compiled::shared(&m.variables);
     Ok(queued
         .into_iter()
         .filter_map(|id| {
@@ -181,7 +198,7 @@ async fn render_queued(d: &Dispatch, m: &Message) -> Result<Vec<Result<Rendered,
             let recipient = m.recipients.get(index)?;
             let failed = |e: &dyn std::fmt::Display| RenderFailure { delivery_id: id.clone(), reason: e.to_string() };
             Some(match &compiled {
-                Ok(c) => c.render(id.clone(), &m.variables, recipient, &m.metadata).map_err(|e| failed(&e)),
+                Ok(c) => c.render(id.clone(), &shared, recipient, &m.metadata).map_err(|e| failed(&e)),
                 Err(e) => Err(failed(e)),
             })
         })

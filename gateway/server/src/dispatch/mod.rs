@@ -3,8 +3,14 @@
 //! what they build, and record outcomes, ledger entries and retries.
 //!
 //! ```text
-//! consume ─jobs─▶ batch ─batches─▶ send (N at once) ─settled─▶ record ─tokens─▶ ack
+//! consume ─jobs─▶ lanes (fair) ─batches─▶ send (N at once) ─settled─▶ record ─tokens─▶ ack
 //! ```
+//! Jobs wait in one lane per (tenant, channel, account); batches leave the
+//! lanes round robin between tenants and then accounts, within slots per
+//! account, per tenant and in total (`herald_core::batch::Scheduler`). The
+//! consumer leases no more of a tenant's work while that tenant already has
+//! `tenant_backlog` deliveries waiting, so one tenant's backlog neither fills
+//! memory nor stands in front of another tenant's work.
 //! A queue item is acknowledged only after every delivery it produced is
 //! recorded (or its retry is durably scheduled). A crash before that means the
 //! item is leased again and its still-`queued` deliveries are sent again:
@@ -20,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_core::batch::{BatchKey, Batcher, Bounds};
+use herald_core::batch::{BatchKey, Bounds, Scheduler, Slots};
 use herald_core::model::AttemptRecord;
 use herald_core::model::{Account, Outcome, Rendered};
 use herald_core::retry::RetryPolicies;
@@ -54,6 +60,8 @@ pub struct Dispatch {
     pub deliveries: InFlight,
     /// Provider access tokens, per (tenant, account).
     pub tokens: tokens::Tokens,
+    /// Jobs waiting for their batch, and the batches running.
+    pub lanes: Lanes,
 }
 
 impl Dispatch {
@@ -72,7 +80,62 @@ impl Dispatch {
             tenant_rates: cfg.tenants.iter().flat_map(|t| t.channel_rate_per_sec.iter().map(|(c, r)| ((t.id.clone(), c.clone()), *r))).collect(),
             inflight: Default::default(),
             deliveries: Default::default(),
+            lanes: Lanes::new(&cfg.dispatch),
         })
+    }
+}
+
+impl Dispatch {
+    /// The (tenant, channel) rate: the tenant's own, or the default.
+    fn tenant_rate(&self, tenant: &str, channel: &str) -> Option<u32> {
+        self.tenant_rates.get(&(tenant.to_string(), channel.to_string())).copied().or(self.cfg.tenant_channel_rate_per_sec)
+    }
+}
+
+/// The lanes' clock: tokio's, which paused-time tests move.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The fair scheduler, shared by the consumer (which queues jobs) and the
+/// sender (which starts batches and frees their slots).
+pub struct Lanes {
+    sched: Mutex<Scheduler<Job>>,
+    /// Jobs were queued.
+    queued: tokio::sync::Notify,
+}
+
+impl Lanes {
+    fn new(cfg: &DispatchConfig) -> Self {
+        let bounds = Bounds { max_items: cfg.max_batch, max_bytes: cfg.max_batch_bytes, linger: Duration::from_millis(cfg.linger_ms) };
+        let slots = Slots { total: cfg.concurrency, per_tenant: cfg.tenant_concurrency, per_account: cfg.account_concurrency };
+        Self { sched: Mutex::new(Scheduler::new(bounds, slots)), queued: Default::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler<Job>> {
+        self.sched.lock().expect("lanes")
+    }
+
+    /// Queue jobs in their lanes.
+    fn push(&self, jobs: Vec<Job>) {
+        let now = now();
+        let mut s = self.lock();
+        for job in jobs {
+            let (key, size, max) = (job.key(), job.size(), job.max_batch);
+            s.push(key, job, size, max, now);
+        }
+        drop(s);
+        self.queued.notify_one();
+    }
+
+    /// Tenants with `cap` or more deliveries waiting here.
+    fn saturated(&self, cap: usize) -> Vec<String> {
+        self.lock().saturated(cap)
+    }
+
+    /// Deliveries waiting here.
+    pub fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -185,6 +248,8 @@ pub struct Job {
     pub channel: String,
     pub account: Arc<Account>,
     pub due_at: i64,
+    /// Most deliveries per batch in this job's lane: the plugin's limit, and
+    /// no more than one second of the account's or tenant's rate.
     pub max_batch: usize,
     pub currency: String,
     /// How the earlier attempts ended.
@@ -207,11 +272,6 @@ pub struct Settled {
     pub outcome: Outcome,
 }
 
-pub struct Batch {
-    pub key: BatchKey,
-    pub jobs: Vec<Job>,
-}
-
 impl Dispatch {
     /// Run until `shutdown` is cancelled, then drain in-flight work within
     /// `drain_timeout_ms`.
@@ -223,21 +283,20 @@ impl Dispatch {
         if recovered > 0 {
             tracing::info!(items = recovered, "re-queued work leased by a previous process");
         }
-        let (job_tx, job_rx) = mpsc::channel::<Job>(8_192);
-        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(self.cfg.concurrency * 2);
         let (settled_tx, settled_rx) = mpsc::channel::<Settled>(16_384);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<LeaseToken>();
+        // Cancelled once the consumer stops: the sender then drains the lanes.
+        let consumed = CancellationToken::new();
 
         let acker = tokio::spawn(record::ack_loop(self.deps.backends.queue.clone(), ack_rx));
         let recorder = tokio::spawn(record::record_loop(self.clone(), settled_rx));
-        let sender = tokio::spawn(send::send_loop(self.clone(), batch_rx, settled_tx.clone()));
-        let batcher = tokio::spawn(batch_loop(self.cfg.clone(), job_rx, batch_tx));
+        let sender = tokio::spawn(send::send_loop(self.clone(), settled_tx.clone(), consumed.clone()));
         let depth = tokio::spawn(depth_loop(self.clone(), shutdown.clone()));
 
-        consume::consume_loop(self.clone(), shutdown.clone(), job_tx, settled_tx, ack_tx).await;
-        // The consumer dropped its senders: each stage drains and closes the next.
+        consume::consume_loop(self.clone(), shutdown.clone(), settled_tx, ack_tx).await;
+        consumed.cancel();
+        // Each stage drains and closes the next.
         let drain = async {
-            let _ = batcher.await;
             let _ = sender.await;
             let _ = recorder.await;
             let _ = acker.await;
@@ -246,34 +305,6 @@ impl Dispatch {
             tracing::warn!(timeout_ms = self.cfg.drain_timeout_ms, "drain timed out; unfinished work is redelivered on restart");
         }
         depth.abort();
-    }
-}
-
-async fn batch_loop(cfg: DispatchConfig, mut jobs: mpsc::Receiver<Job>, out: mpsc::Sender<Batch>) {
-    let mut batcher: Batcher<Job> =
-        Batcher::new(Bounds { max_items: cfg.max_batch, max_bytes: cfg.max_batch_bytes, linger: Duration::from_millis(cfg.linger_ms) });
-    loop {
-        let deadline = batcher.next_deadline();
-        let full = tokio::select! {
-            job = jobs.recv() => match job {
-                Some(job) => {
-                    let (key, size, max) = (job.key(), job.size(), job.max_batch);
-                    batcher.push(key, job, size, max, Instant::now()).into_iter().collect::<Vec<_>>()
-                }
-                None => break,
-            },
-            _ = tokio::time::sleep_until(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                batcher.due(Instant::now())
-            }
-        };
-        for (key, jobs) in full {
-            if out.send(Batch { key, jobs }).await.is_err() {
-                return;
-            }
-        }
-    }
-    for (key, jobs) in batcher.drain() {
-        let _ = out.send(Batch { key, jobs }).await;
     }
 }
 
