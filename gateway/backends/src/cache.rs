@@ -83,8 +83,11 @@ impl ConfigStore for CachedConfig {
         self.read(key(&["tenant", id]), self.inner.tenant(id)).await
     }
 
+    /// Never cached: dispatch reads the account a batch is sent with, and an
+    /// edit made in the console (new credentials, a new URL) applies to the
+    /// very next send. Only the lookups that decide what to accept are cached.
     async fn account(&self, tenant: &str, name: &str) -> Result<Option<Account>> {
-        self.read(key(&["account", tenant, name]), self.inner.account(tenant, name)).await
+        self.inner.account(tenant, name).await
     }
 
     async fn accounts(&self, tenant: &str) -> Result<Vec<Account>> {

@@ -28,12 +28,18 @@ pub struct StorageConfig {
     pub backend: String,
     /// SQLite file; default `<data_dir>/herald.db`.
     pub path: Option<PathBuf>,
+    /// How long the gateway keeps the config it reads for every message
+    /// (tenant, sender accounts, templates, prices, billing settings) before
+    /// reading it again; a change made in the console (another process)
+    /// reaches a running gateway within this time, a change made through the
+    /// gateway at once. 0 reads every time.
+    pub config_cache_ms: u64,
     pub cql: CqlConfig,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { backend: "sqlite".into(), path: None, cql: CqlConfig::default() }
+        Self { backend: "sqlite".into(), path: None, config_cache_ms: 1000, cql: CqlConfig::default() }
     }
 }
 
@@ -45,11 +51,9 @@ pub struct CqlConfig {
     pub keyspace: String,
     /// Replication used when Herald creates the keyspace.
     pub replication: String,
-    /// How long the gateway keeps the config it reads for every message
-    /// (tenant, sender accounts, templates, prices, billing settings) before
-    /// reading it again; a change made in the console reaches a running
-    /// gateway within this time. 0 reads every time.
-    pub config_cache_ms: u64,
+    /// The same as `storage.config_cache_ms`, for CQL only (the older
+    /// place of the setting); when set it wins there.
+    pub config_cache_ms: Option<u64>,
     /// Login for servers with `PasswordAuthenticator` (with `password`).
     pub username: Option<String>,
     /// Never logged. Or `password_file`, or `HERALD_STORAGE__CQL__PASSWORD`.
@@ -120,7 +124,7 @@ impl Default for CqlConfig {
             contact_points: vec!["127.0.0.1:9042".into()],
             keyspace: "herald".into(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-            config_cache_ms: 1000,
+            config_cache_ms: None,
             username: None,
             password: None,
             password_file: None,
@@ -188,6 +192,15 @@ pub struct Backends {
     _lock: Option<Arc<std::fs::File>>,
 }
 
+/// The gateway (the owner) caches the config it reads for every message; the
+/// admin service, which edits it, reads it fresh.
+fn cached(role: Role, ms: u64, config: Arc<dyn ConfigStore>) -> Arc<dyn ConfigStore> {
+    match role {
+        Role::Owner if ms > 0 => Arc::new(cache::CachedConfig::new(config, std::time::Duration::from_millis(ms))),
+        _ => config,
+    }
+}
+
 /// Open the configured queue and stores.
 ///
 /// `clock` decides when queued work is due.
@@ -216,15 +229,13 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
                     .await
                     .map_err(|e| anyhow::anyhow!("storage.cql ({}): {e}", c.contact_points.join(",")))?,
             );
-            let config: Arc<dyn ConfigStore> = match (role, c.config_cache_ms) {
-                (Role::Owner, ms) if ms > 0 => Arc::new(cache::CachedConfig::new(cql.clone(), std::time::Duration::from_millis(ms))),
-                _ => cql.clone(),
-            };
+            let config = cached(role, c.config_cache_ms.unwrap_or(storage.config_cache_ms), cql.clone());
             (cql.clone(), config, Some(cql))
         }
         _ => {
             let db = db.clone().expect("opened above");
-            (Arc::new(db.clone()), Arc::new(db), None)
+            let config = cached(role, storage.config_cache_ms, Arc::new(db.clone()));
+            (Arc::new(db), config, None)
         }
     };
     let q: Arc<dyn Queue> = match queue.backend.as_str() {

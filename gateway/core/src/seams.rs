@@ -58,6 +58,13 @@ pub trait Queue: Send + Sync + 'static {
     async fn lease(&self, max: usize, lease_ms: i64, skip: &[String]) -> Result<Vec<Leased>>;
     /// Forget items whose effects are durable.
     async fn ack(&self, tokens: Vec<LeaseToken>) -> Result<()>;
+    /// After a lease that found nothing: wait at most `timeout` before the
+    /// next. A queue that sees items arrive (the embedded one, for what this
+    /// process publishes) returns as soon as one does, so a lone message
+    /// does not wait out the poll interval.
+    async fn idle(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await;
+    }
     /// Items waiting (due or scheduled), for the queue-depth metric.
     async fn depth(&self) -> Result<u64>;
     /// Called once at start by the single owner of an embedded queue: leases

@@ -23,7 +23,14 @@ struct Inner {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    /// One per reader connection: a read waits for a connection instead of
+    /// opening (and then dropping) one more, which under load cost more than
+    /// the reads themselves.
+    reads: tokio::sync::Semaphore,
 }
+
+/// Reader connections kept open.
+const READERS: usize = 8;
 
 pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -47,7 +54,15 @@ impl Db {
         crate::schema::migrate(&mut conn).map_err(backend)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("herald-sqlite-writer".into()).spawn(move || writer_loop(conn, rx)).map_err(backend)?;
-        Ok(Self { inner: Arc::new(Inner { hold_clock: Default::default(), path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                hold_clock: Default::default(),
+                path: path.to_path_buf(),
+                writer: tx,
+                readers: Mutex::new(Vec::new()),
+                reads: tokio::sync::Semaphore::new(READERS),
+            }),
+        })
     }
 
     /// Under tokio's paused clock (in-process tests), a task waiting on the
@@ -95,6 +110,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _permit = self.inner.reads.acquire().await.map_err(backend)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().expect("reader pool").pop();
@@ -103,10 +119,7 @@ impl Db {
                 None => connect(&inner.path).map_err(backend)?,
             };
             let out = f(&conn);
-            let mut pool = inner.readers.lock().expect("reader pool");
-            if pool.len() < 8 {
-                pool.push(conn);
-            }
+            inner.readers.lock().expect("reader pool").push(conn);
             out
         })
         .await

@@ -181,11 +181,13 @@ pub struct SqliteQueue {
     /// The tenant (queue key) where the last lease stopped; the next one
     /// starts after it (see [`pick_fairly`]).
     cursor: Arc<Mutex<Option<String>>>,
+    /// Items were published by this process (see [`Queue::idle`]).
+    published: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteQueue {
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock, cursor: Default::default() }
+        Self { db, clock, cursor: Default::default(), published: Default::default() }
     }
 }
 
@@ -205,7 +207,13 @@ impl Queue for SqliteQueue {
                 }
                 Ok(())
             })
-            .await
+            .await?;
+        self.published.notify_one();
+        Ok(())
+    }
+
+    async fn idle(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.published.notified()).await;
     }
 
     async fn lease(&self, max: usize, lease_ms: i64, skip: &[String]) -> Result<Vec<Leased>> {
@@ -218,9 +226,7 @@ impl Queue for SqliteQueue {
         self.db
             .write(move |c| {
                 let start = cursor.lock().expect("lease cursor").clone();
-                let t0 = std::time::Instant::now();
                 let (rows, next) = pick_fairly(c, now, max, &skip, start.as_deref())?;
-                eprintln!("pick {:?} {}", t0.elapsed(), rows.len());
                 if let Some(next) = next {
                     *cursor.lock().expect("lease cursor") = Some(next);
                 }

@@ -1,15 +1,16 @@
 //! Lease work and turn it into jobs: resolve the account and plugin, render
 //! per recipient, skip deliveries already attempted.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use herald_core::model::{DeliveryId, Message, Outcome, OutcomeKind, Rendered, RetryJob, Work};
+use herald_core::model::{Account, DeliveryId, Message, Outcome, OutcomeKind, Rendered, RetryJob, Work};
 use herald_core::render::Compiled;
 use herald_core::seams::{LeaseToken, Leased};
 use herald_service::IncidentError;
-use tokio::sync::mpsc;
+use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Dispatch, ItemTracker, Job, Settled};
@@ -43,7 +44,7 @@ pub(super) async fn consume_loop(d: Arc<Dispatch>, shutdown: CancellationToken, 
         if leased.is_empty() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(idle) => continue,
+                _ = d.deps.backends.queue.idle(idle) => continue,
             }
         }
         // A lease that ran out while this process still works on the item
@@ -53,12 +54,13 @@ pub(super) async fn consume_loop(d: Arc<Dispatch>, shutdown: CancellationToken, 
             leased.into_iter().filter(|item| inflight.insert(item.token.clone())).collect()
         };
         // Resolved several at once: each waits on its own reads.
+        let round = Round::default();
         futures::stream::iter(fresh)
             .for_each_concurrent(RESOLVE_AT_ONCE, |item| {
-                let (d, settled, acks) = (&d, &settled, &acks);
+                let (d, round, settled, acks) = (&d, &round, &settled, &acks);
                 async move {
                     let token = item.token.clone();
-                    if let Err(e) = resolve(d, item, settled, acks).await {
+                    if let Err(e) = resolve(d, round, item, settled, acks).await {
                         // Left unacknowledged: the item comes back when its lease runs out.
                         d.inflight.lock().expect("inflight").remove(&token);
                         tracing::warn!(error = %e, "could not resolve work item");
@@ -69,7 +71,41 @@ pub(super) async fn consume_loop(d: Arc<Dispatch>, shutdown: CancellationToken, 
     }
 }
 
-async fn resolve(d: &Dispatch, item: Leased, settled: &mpsc::Sender<Settled>, acks: &mpsc::UnboundedSender<LeaseToken>) -> Result<(), herald_core::StoreError> {
+/// What the items of one lease share: each sender account is read and its
+/// secrets opened once per lease, not once per item, and never kept longer
+/// (an account edited in the console applies to the next lease).
+#[derive(Default)]
+struct Round {
+    accounts: std::sync::Mutex<HashMap<(String, String), Arc<OnceCell<Option<Arc<Account>>>>>>,
+}
+
+impl Round {
+    async fn account(&self, d: &Dispatch, tenant: &str, name: &str) -> Result<Option<Arc<Account>>, herald_core::StoreError> {
+        let cell = self.accounts.lock().expect("round accounts").entry((tenant.to_string(), name.to_string())).or_default().clone();
+        let opened = cell
+            .get_or_try_init(|| async {
+                let stored = d.deps.backends.config.account(tenant, name).await?;
+                Ok::<_, herald_core::StoreError>(stored.and_then(|a| match d.deps.sealer.open(&a) {
+                    Ok(a) => Some(Arc::new(a)),
+                    Err(e) => {
+                        // Treated like a missing account: its deliveries fail with that reason.
+                        tracing::error!(%tenant, account = %name, error = %e, "account secrets do not open");
+                        None
+                    }
+                }))
+            })
+            .await?;
+        Ok(opened.clone())
+    }
+}
+
+async fn resolve(
+    d: &Dispatch,
+    round: &Round,
+    item: Leased,
+    settled: &mpsc::Sender<Settled>,
+    acks: &mpsc::UnboundedSender<LeaseToken>,
+) -> Result<(), herald_core::StoreError> {
     if let Work::Step(step) = &item.work {
         // Errors leave the item unacknowledged: the timer comes back after its lease.
         d.services.incidents.fire(step).await.map_err(|e| match e {
@@ -97,14 +133,7 @@ async fn resolve(d: &Dispatch, item: Leased, settled: &mpsc::Sender<Settled>, ac
         Work::Retry(r) => retry_pending(d, r).await?,
         Work::Step(_) => vec![],
     };
-    let stored = d.deps.backends.config.account(&tenant, &account_name).await?.and_then(|a| match d.deps.sealer.open(&a) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            // Treated like a missing account: its deliveries fail with that reason.
-            tracing::error!(%tenant, account = %account_name, error = %e, "account secrets do not open");
-            None
-        }
-    });
+    let stored = round.account(d, &tenant, &account_name).await?;
     let account_missing = stored.is_none();
     let plugin = stored.as_ref().and_then(|a| d.deps.plugins.get(&a.plugin));
     // A batch is never more than one second of the account's or the
@@ -116,13 +145,15 @@ async fn resolve(d: &Dispatch, item: Leased, settled: &mpsc::Sender<Settled>, ac
         .map_or(1, |n| n.max(1) as usize);
     // A deleted account (after acceptance) fails its deliveries; the job still
     // needs an account to be recorded against.
-    let account = Arc::new(stored.unwrap_or_else(|| herald_core::model::Account {
-        tenant: tenant.clone(),
-        name: account_name.clone(),
-        plugin: channel.clone(),
-        config: serde_json::Value::Null,
-        rate_per_sec: None,
-    }));
+    let account = stored.unwrap_or_else(|| {
+        Arc::new(herald_core::model::Account {
+            tenant: tenant.clone(),
+            name: account_name.clone(),
+            plugin: channel.clone(),
+            config: serde_json::Value::Null,
+            rate_per_sec: None,
+        })
+    });
     let currency = d.deps.backends.config.tenant(&tenant).await?.map(|t| t.currency).unwrap_or_else(herald_core::model::default_currency);
     // A delivery another item already has a job for is that job's: the same
     // message queued twice (a keyed retry after a crash) sends each id once.
