@@ -85,16 +85,7 @@ pub struct Scheduler<T> {
 impl<T> Scheduler<T> {
     pub fn new(bounds: Bounds, slots: Slots) -> Self {
         let slots = Slots { total: slots.total.max(1), per_tenant: slots.per_tenant.max(1), per_account: slots.per_account.max(1) };
-        Self {
-            bounds,
-            slots,
-            lanes: HashMap::new(),
-            tenants: HashMap::new(),
-            ring: VecDeque::new(),
-            running: 0,
-            queued: 0,
-            flush: false,
-        }
+        Self { bounds, slots, lanes: HashMap::new(), tenants: HashMap::new(), ring: VecDeque::new(), running: 0, queued: 0, flush: false }
     }
 
     /// Add an item of `bytes` size; `max_items` is the lane's own limit (a

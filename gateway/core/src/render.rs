@@ -144,7 +144,12 @@ mod tests {
             Content { subject: Some("Hi {{ name }}".into()), text: Some("{{ greeting }}, {{ name }} <{{ recipient }}>".into()), html: None };
         let c = Compiled::new(&content).unwrap();
         let r = c
-            .render("m.0".into(), &Compiled::shared(&vars(json!({"greeting": "Hello", "name": "all"}))), &rcpt("a@x", json!({"name": "Ann"})), &BTreeMap::new())
+            .render(
+                "m.0".into(),
+                &Compiled::shared(&vars(json!({"greeting": "Hello", "name": "all"}))),
+                &rcpt("a@x", json!({"name": "Ann"})),
+                &BTreeMap::new(),
+            )
             .unwrap();
         assert_eq!(r.subject.as_deref(), Some("Hi Ann"));
         assert_eq!(r.text, "Hello, Ann <a@x>");
@@ -167,7 +172,10 @@ mod tests {
     #[test]
     fn html_only_content_gets_a_text_fallback() {
         let content = Content { subject: None, text: None, html: Some("<h1>Title</h1><p>Body {{ n }}</p>".into()) };
-        let r = Compiled::new(&content).unwrap().render("m.0".into(), &Compiled::shared(&vars(json!({"n": 3}))), &rcpt("a", json!({})), &BTreeMap::new()).unwrap();
+        let r = Compiled::new(&content)
+            .unwrap()
+            .render("m.0".into(), &Compiled::shared(&vars(json!({"n": 3}))), &rcpt("a", json!({})), &BTreeMap::new())
+            .unwrap();
         assert_eq!(r.text, "Title Body 3");
     }
 

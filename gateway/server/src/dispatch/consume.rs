@@ -22,7 +22,12 @@ const BACKLOG_TENANTS: usize = 4;
 /// Leased items resolved at once.
 const RESOLVE_AT_ONCE: usize = 32;
 
-pub(super) async fn consume_loop(d: Arc<Dispatch>, shutdown: CancellationToken, settled: mpsc::Sender<Settled>, acks: mpsc::UnboundedSender<LeaseToken>) {
+pub(super) async fn consume_loop(
+    d: Arc<Dispatch>,
+    shutdown: CancellationToken,
+    settled: mpsc::Sender<Settled>,
+    acks: mpsc::UnboundedSender<LeaseToken>,
+) {
     let idle = Duration::from_millis(d.cfg.poll_ms);
     while !shutdown.is_cancelled() {
         // A tenant with a full backlog here gets no more leased until it
@@ -76,11 +81,17 @@ pub(super) async fn consume_loop(d: Arc<Dispatch>, shutdown: CancellationToken, 
 /// (an account edited in the console applies to the next lease).
 #[derive(Default)]
 struct Round {
-    accounts: std::sync::Mutex<HashMap<(String, String), Arc<OnceCell<Option<Arc<Account>>>>>>,
+    accounts: std::sync::Mutex<HashMap<(String, String), Once>>,
 }
 
+/// One account's read, shared by the items that wait for it.
+type Once = Arc<OnceCell<Opened>>;
+
+/// A sender account with its secrets open; `None` if it is gone or does not open.
+type Opened = Option<Arc<Account>>;
+
 impl Round {
-    async fn account(&self, d: &Dispatch, tenant: &str, name: &str) -> Result<Option<Arc<Account>>, herald_core::StoreError> {
+    async fn account(&self, d: &Dispatch, tenant: &str, name: &str) -> Result<Opened, herald_core::StoreError> {
         let cell = self.accounts.lock().expect("round accounts").entry((tenant.to_string(), name.to_string())).or_default().clone();
         let opened = cell
             .get_or_try_init(|| async {

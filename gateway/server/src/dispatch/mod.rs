@@ -134,7 +134,7 @@ impl Lanes {
     }
 
     /// Deliveries waiting here.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.lock().len()
     }
 }

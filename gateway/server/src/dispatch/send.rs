@@ -149,10 +149,11 @@ async fn send_batch(d: &Dispatch, key: &BatchKey, jobs: Vec<Job>) -> (Vec<Settle
     let settled = call.build_and_send(jobs).await;
     // The provider throttled this account: hold its next batches back for
     // the largest Retry-After (a second without one), within 100 ms–60 s.
-    let hold = settled.iter().filter(|s| s.outcome.kind == OutcomeKind::Throttled).map(|s| s.outcome.retry_after_ms.unwrap_or(1_000)).max().map(|ms| {
-        let ms = ms.min(d.retry.get(&key.tenant, &key.channel).max_retry_after_ms).clamp(100, 60_000);
-        super::now() + std::time::Duration::from_millis(ms)
-    });
+    let hold =
+        settled.iter().filter(|s| s.outcome.kind == OutcomeKind::Throttled).map(|s| s.outcome.retry_after_ms.unwrap_or(1_000)).max().map(|ms| {
+            let ms = ms.min(d.retry.get(&key.tenant, &key.channel).max_retry_after_ms).clamp(100, 60_000);
+            super::now() + std::time::Duration::from_millis(ms)
+        });
     (settled, hold)
 }
 
@@ -298,7 +299,10 @@ impl Call<'_> {
     }
 
     /// Interpret every answer of the batch in one plugin call (one instance).
-    async fn interpret_all(&self, answers: Vec<(Vec<String>, Response)>) -> (Vec<(Vec<String>, Response)>, Vec<Result<Vec<PluginOutcome>, CallError>>) {
+    async fn interpret_all(
+        &self,
+        answers: Vec<(Vec<String>, Response)>,
+    ) -> (Vec<(Vec<String>, Response)>, Vec<Result<Vec<PluginOutcome>, CallError>>) {
         if answers.is_empty() {
             return (answers, Vec::new());
         }
