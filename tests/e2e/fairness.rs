@@ -22,7 +22,9 @@ fn hook_tenant(id: &str, key: &str, url: &str, rate: Option<u32>) -> String {
     tenant(
         id,
         key,
-        &format!("[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\n{rate}config = {{ url = \"{url}\", secret = \"s\", batch = false }}\n"),
+        &format!(
+            "[[tenants.accounts]]\nname = \"hook\"\nplugin = \"webhook\"\n{rate}config = {{ url = \"{url}\", secret = \"s\", batch = false }}\n"
+        ),
     )
 }
 

@@ -232,6 +232,12 @@ fn cost(content: &Content, shared: &Vars, recipients: &[RecipientSpec], max: usi
     if bytes <= max {
         return Ok(());
     }
-    let field = if shared_len > content_len { "variables" } else if own > bytes / 2 { "recipients" } else { "content" };
+    let field = if shared_len > content_len {
+        "variables"
+    } else if own > bytes / 2 {
+        "recipients"
+    } else {
+        "content"
+    };
     Err(IntakeError::TooCostly { bytes, recipients: recipients.len(), each, max, field })
 }
