@@ -150,11 +150,16 @@ impl Intake {
         }
         let mut accepted = Vec::with_capacity(messages.len());
         for message in messages {
-            // Rows first (so a status query right after the answer finds them), then the log.
-            self.deps.backends.store.record_message(&message).await?;
+            // The rows and the log item are written at once (on SQLite they
+            // usually share one group commit), and the answer waits for both,
+            // so a status query right after it finds the rows. A dispatcher
+            // that leases the item before its rows are in records them itself
+            // (recording a message twice is a no-op).
             let not_before = message.send_at.unwrap_or(now);
             let work = Work::Message(message.clone());
-            self.deps.backends.queue.publish(vec![Enqueue { key: message.tenant.clone(), not_before, work }]).await?;
+            let item = vec![Enqueue { key: message.tenant.clone(), not_before, work }];
+            let (record, publish) = (self.deps.backends.store.record_message(&message), self.deps.backends.queue.publish(item));
+            tokio::try_join!(record, publish)?;
             tracing::debug!(tenant = %message.tenant, message_id = %message.id, channel = %message.channel, recipients = message.recipients.len(), "accepted");
             accepted.push(Accepted { send_at: message.send_at, message });
         }
