@@ -207,18 +207,19 @@ impl<T> Scheduler<T> {
         }
     }
 
-    /// A batch from this lane finished: its slots are free again.
-    pub fn done(&mut self, key: &BatchKey) {
+    /// A batch from this lane finished: its slots are free again. An idle
+    /// lane is forgotten, unless it is held past `now` (a provider's
+    /// Retry-After applies to the account's next work too).
+    pub fn done(&mut self, key: &BatchKey, now: Instant) {
         let Some(lane) = self.lanes.get_mut(key) else {
             return;
         };
         lane.running = lane.running.saturating_sub(1);
-        let empty = lane.running == 0 && lane.items.is_empty();
+        let empty = lane.running == 0 && lane.items.is_empty() && lane.held_until.is_none_or(|u| u <= now);
         let t = self.tenants.get_mut(&key.tenant).expect("tenant");
         t.running = t.running.saturating_sub(1);
         self.running = self.running.saturating_sub(1);
         if empty {
-            // Forget an idle lane (and its hold: the next batch finds out anew).
             self.lanes.remove(key);
             t.lanes.retain(|k| k != key);
             if t.lanes.is_empty() {
@@ -366,7 +367,7 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| s.next(now, go)).map(|(k, _)| k).collect();
         assert_eq!(got.len(), 2, "four slots in total: {got:?}");
         assert!(got.iter().all(|k| k.account != "slow"), "{got:?}");
-        s.done(&key("a", "slow"));
+        s.done(&key("a", "slow"), now);
         let more: Vec<_> = std::iter::from_fn(|| s.next(now, go)).map(|(k, _)| k).collect();
         assert_eq!(more.len(), 1, "one slot came free: {more:?}");
     }
@@ -393,7 +394,7 @@ mod tests {
         let until = now + Duration::from_secs(1);
         let admit = |k: &BatchKey, _: &u32, _: usize| if k.tenant == "a" { Admit::Hold(until) } else { Admit::Go };
         assert_eq!(s.next(now, admit).unwrap().0.tenant, "b");
-        s.done(&key("b", "free"));
+        s.done(&key("b", "free"), now);
         assert_eq!(s.next(now, go), None, "held until a second from now");
         assert_eq!(s.next_wakeup(now), Some(until));
         assert_eq!(s.next(until, go).unwrap().0.tenant, "a");
@@ -413,8 +414,22 @@ mod tests {
         let (_, second) = s.next(now, go).unwrap();
         assert_eq!((first.len(), second.len(), s.queued("t")), (3, 2, 0));
         assert!(!s.is_idle(), "two batches run");
-        s.done(&k);
-        s.done(&k);
+        s.done(&k, now);
+        s.done(&k, now);
         assert!(s.is_idle() && s.lanes.is_empty() && s.ring.is_empty());
+    }
+
+    #[test]
+    fn a_throttled_lane_stays_held_after_its_last_batch() {
+        let mut s = sched();
+        let now = Instant::now();
+        s.push(key("t", "a"), 1, 1, 1, now);
+        let (k, _) = s.next(now, go).unwrap();
+        let until = now + Duration::from_secs(20);
+        s.hold(&k, until);
+        s.done(&k, now);
+        s.push(key("t", "a"), 2, 1, 1, now);
+        assert_eq!(s.next(now, go), None, "new work for the account waits out its Retry-After");
+        assert_eq!(s.next(until, go).unwrap().1, vec![2]);
     }
 }

@@ -64,10 +64,10 @@ pub(super) async fn send_loop(d: Arc<Dispatch>, settled: mpsc::Sender<Settled>, 
                 let mut s = d.lanes.lock();
                 let mut finished = Some(first);
                 while let Some(f) = finished {
-                    s.done(&f.key);
                     if let Some(until) = f.hold {
                         s.hold(&f.key, until);
                     }
+                    s.done(&f.key, super::now());
                     finished = done_rx.try_recv().ok();
                 }
             }
