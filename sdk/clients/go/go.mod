@@ -1,0 +1,3 @@
+module github.com/herald-dev/herald/sdk/clients/go
+
+go 1.22
