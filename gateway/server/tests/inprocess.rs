@@ -14,14 +14,14 @@ use herald_core::Clock;
 use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings};
 use herald_core::directory::{ListEntry, Targets};
 use herald_core::docs::Repo;
-use herald_core::model::{Account, Content, DeliveryStatus, LedgerEntry, LedgerKind, Price, RecipientSpec, Tenant};
+use herald_core::model::{Account, Content, DeliveryStatus, Price, RecipientSpec, Tenant};
 use herald_core::quiet::QuietHours;
 use herald_core::tiered::{ACTION, Action, ChannelRef, Condition, Editor, Escalate, Rule, TEMPLATE, TieredTemplate};
 use herald_gateway::config::Config;
 use herald_gateway::dispatch::Dispatch;
 use herald_gateway::metrics::Metrics;
 use herald_gateway::transport::{SendOptions, Sent, Transport, TransportError};
-use herald_plugin_host::types::{HttpResponse, Request, Response};
+use herald_plugin_host::types::{HttpResponse, Receipt, ReceiptStatus, Request, Response};
 use herald_plugin_host::{HostConfig, PluginHost};
 use herald_service::{BillingError, Body, Deps, Gate, IntakeError, LimitsSource, Services, Submission, Trigger};
 use tokio_util::sync::CancellationToken;
@@ -141,19 +141,8 @@ async fn set_billing(w: &World, prepaid: bool, low_balance_minor: i64) {
 }
 
 async fn top_up(w: &World, amount_minor: i64) {
-    let entry = LedgerEntry {
-        id: format!("topup-{amount_minor}"),
-        tenant: TENANT.into(),
-        kind: LedgerKind::TopUp,
-        channel: String::new(),
-        account: String::new(),
-        delivery_id: None,
-        units: 0,
-        amount_minor,
-        currency: "CNY".into(),
-        at: w.services.deps.clock.now_ms(),
-    };
-    w.services.deps.backends.store.record(vec![], vec![entry]).await.unwrap();
+    let tenant = w.services.deps.backends.config.tenant(TENANT).await.unwrap().unwrap();
+    w.services.billing.top_up(&tenant, amount_minor, "test").await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -201,8 +190,35 @@ async fn a_low_balance_alert_goes_out_once_per_crossing() {
     eventually(Duration::from_secs(10), "below the threshold: claimed", async || c.doc(TENANT, "alert", "low_balance").await.unwrap().is_some())
         .await;
     top_up(&w, 100).await;
-    w.services.after_debits(TENANT).await.unwrap();
-    assert!(c.doc(TENANT, "alert", "low_balance").await.unwrap().is_none(), "back above: cleared");
+    assert!(c.doc(TENANT, "alert", "low_balance").await.unwrap().is_none(), "a top-up back above the threshold clears it");
+    // Spent below again: the next crossing is claimed (alerted) again.
+    let tenant = c.tenant(TENANT).await.unwrap().unwrap();
+    let refused = w.services.billing.top_up(&tenant, 0, "").await;
+    assert!(matches!(refused, Err(BillingError::NonPositiveTopUp)), "{refused:?}");
+    let to: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
+    w.services.intake.submit(message("m2", &to.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap();
+    eventually(Duration::from_secs(30), "below again: claimed again", async || c.doc(TENANT, "alert", "low_balance").await.unwrap().is_some()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paid_send_the_provider_reports_failed_is_refunded_once() {
+    let w = world(5).await;
+    w.services.intake.submit(message("m1", &["a", "b"])).await.unwrap();
+    eventually(Duration::from_secs(30), "sent", async || statuses(&w, "m1").await == vec![DeliveryStatus::Sent; 2]).await;
+    assert_eq!(w.services.deps.backends.store.balance(TENANT).await.unwrap(), -10);
+    let store = &w.services.deps.backends.store;
+    let failed = store.message(TENANT, "m1").await.unwrap().unwrap().deliveries[0].id.clone();
+    let receipt =
+        Receipt { delivery_id: Some(failed.clone()), provider_id: None, status: ReceiptStatus::Failed, detail: Some("undeliverable".into()) };
+    let applied = w.services.apply_receipts(TENANT, std::slice::from_ref(&receipt), &[]).await.unwrap();
+    assert_eq!(applied.matched, 1);
+    assert_eq!(store.balance(TENANT).await.unwrap(), -5, "the failed send's debit refunded");
+    // The provider reports it again: no second refund.
+    w.services.apply_receipts(TENANT, &[receipt], &[]).await.unwrap();
+    assert_eq!(store.balance(TENANT).await.unwrap(), -5, "refunded once");
+    let view = store.message(TENANT, "m1").await.unwrap().unwrap();
+    let d = view.deliveries.iter().find(|d| d.id == failed).unwrap();
+    assert_eq!((d.status, d.cost_minor), (DeliveryStatus::Failed, 0));
 }
 
 fn template() -> TieredTemplate {

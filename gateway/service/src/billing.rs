@@ -15,6 +15,8 @@ use crate::{Deps, derived_id};
 pub enum BillingError {
     #[error("the prepaid balance ({balance}) does not cover {need} {currency} for {sends} sends on {channel}")]
     InsufficientBalance { balance: i64, need: i64, currency: String, sends: usize, channel: String },
+    #[error("a top-up must be a positive amount in minor units")]
+    NonPositiveTopUp,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -110,6 +112,33 @@ impl Billing {
         let now = self.deps.clock.now_ms();
         let b = Billable { tenant, channel, account, delivery_id: &delivery.id, units, at: now };
         Ok(herald_core::ledger::usage(price.as_ref(), &b, delivery.cost_minor))
+    }
+
+    /// Credits a tenant's prepaid balance: one `TopUp` ledger entry, and a
+    /// low-balance alert already sent is cleared when the balance is back at
+    /// or above the threshold, so the next crossing alerts again.
+    pub async fn top_up(&self, tenant: &herald_core::model::Tenant, amount_minor: i64, note: &str) -> Result<(LedgerEntry, i64), BillingError> {
+        if amount_minor <= 0 {
+            return Err(BillingError::NonPositiveTopUp);
+        }
+        let entry = LedgerEntry {
+            id: format!("top_up:{}", herald_core::docs::new_id()),
+            tenant: tenant.id.clone(),
+            kind: herald_core::model::LedgerKind::TopUp,
+            channel: String::new(),
+            account: note.chars().take(100).collect(),
+            delivery_id: None,
+            units: 0,
+            amount_minor,
+            currency: tenant.currency.clone(),
+            at: self.deps.clock.now_ms(),
+        };
+        self.deps.backends.store.record(vec![], vec![entry.clone()]).await?;
+        let balance = self.deps.backends.store.balance(&tenant.id).await?;
+        if balance >= self.settings(&tenant.id).await?.low_balance_minor {
+            self.deps.backends.config.delete_doc(&tenant.id, "alert", "low_balance").await?;
+        }
+        Ok((entry, balance))
     }
 
     /// After debits: a tenant whose balance fell below its alert threshold

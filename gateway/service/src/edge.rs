@@ -11,6 +11,7 @@ impl From<BillingError> for ApiError {
         match e {
             BillingError::Store(e) => e.into(),
             e @ BillingError::InsufficientBalance { .. } => ApiError::new(ErrorKind::PaymentRequired, "insufficient_balance", e.to_string()),
+            e @ BillingError::NonPositiveTopUp => ApiError::invalid("amount_minor", e.to_string()),
         }
     }
 }

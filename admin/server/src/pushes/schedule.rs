@@ -50,7 +50,7 @@ async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<d
 /// Before an edit or an enable is stored: a push it makes due must be
 /// sendable, else the request fails and nothing is stored (as for a new push).
 pub async fn check_sendable(app: &App, tenant: &str, push: &Push) -> std::result::Result<(), ApiError> {
-    if push.due(herald_core::now_ms()).is_some() {
+    if push.due(app.deps.clock.now_ms()).is_some() {
         audience(app, tenant, push).await?;
     }
     Ok(())
@@ -59,7 +59,7 @@ pub async fn check_sendable(app: &App, tenant: &str, push: &Push) -> std::result
 /// Publish the push's message if it is due; idempotent (the message id is
 /// derived from the push id, so a repeated publish is recognised downstream).
 pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::result::Result<bool, ApiError> {
-    let now = herald_core::now_ms();
+    let now = app.deps.clock.now_ms();
     let Some(occurrence) = push.due(now) else {
         return Ok(false);
     };
@@ -118,7 +118,7 @@ pub async fn scheduler(app: Arc<App>, shutdown: CancellationToken) {
 }
 
 async fn publish_due(app: &App) -> std::result::Result<(), ApiError> {
-    let now = herald_core::now_ms();
+    let now = app.deps.clock.now_ms();
     for t in app.deps.backends.config.tenants().await? {
         let pushes: Vec<Push> = Repo::new(app.deps.backends.config.as_ref(), &t.id).list(PUSH).await?;
         for mut p in pushes.into_iter().filter(|p| p.schedule.mode != "now" && p.due(now).is_some()) {
