@@ -179,4 +179,45 @@ mod tests {
         assert!(e.starts_with("storage.cql.tls.ca_file: cannot read /nonexistent/ca.pem"), "{e}");
         assert_eq!(explain("connection refused", None), None);
     }
+
+    /// A CA, and a client certificate and key it signed, as PEM files.
+    fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["herald".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+        let paths = (dir.join("ca.pem"), dir.join("client.pem"), dir.join("client.key"));
+        std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+        std::fs::write(&paths.1, cert.pem()).unwrap();
+        std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+        paths
+    }
+
+    #[test]
+    fn a_client_certificate_is_loaded_and_its_errors_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = pki(dir.path());
+        let tls = |cert_file: Option<&Path>, key_file: Option<&Path>| Tls {
+            ca_file: ca.clone(),
+            cert_file: cert_file.map(Path::to_path_buf),
+            key_file: key_file.map(Path::to_path_buf),
+            verify_hostname: false,
+        };
+        let config = tls(Some(&cert), Some(&key)).client_config().unwrap();
+        assert!(config.client_auth_cert_resolver.has_certs(), "the client certificate is offered");
+        assert!(!tls(None, None).client_config().unwrap().client_auth_cert_resolver.has_certs());
+        let e = tls(Some(&cert), None).client_config().unwrap_err();
+        assert_eq!(e, "storage.cql.tls.key_file: required with cert_file");
+        let e = tls(None, Some(&key)).client_config().unwrap_err();
+        assert_eq!(e, "storage.cql.tls.cert_file: required with key_file");
+        // The certificate given as the key, and the key as the certificate.
+        let e = tls(Some(&cert), Some(&cert)).client_config().unwrap_err();
+        assert!(e.starts_with("storage.cql.tls.key_file:"), "{e}");
+        let e = tls(Some(&key), Some(&key)).client_config().unwrap_err();
+        assert!(e.starts_with("storage.cql.tls.cert_file:"), "{e}");
+    }
 }
