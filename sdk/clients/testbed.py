@@ -2,10 +2,13 @@
 
 Starts, on a temp data dir and free 127.0.0.1 ports:
 - herald-gateway with the demo tenant (its webhook account posts to the
-  gateway's own /demo/inbox, template "welcome"), only the webhook plugin, and
-  a 64 KiB body limit (so a 413 is cheap to provoke);
-- herald-admin on the same data dir, used once to make a second tenant with a
-  tiered-push action (webhook to the same demo inbox) and its API key;
+  gateway's own /demo/inbox, template "welcome"), only the webhook plugin, a
+  64 KiB body limit (so a 413 is cheap to provoke) and an operator token
+  (`gateway_operator_token`, for /admin/*);
+- herald-admin on the same data dir (`console_url`, operator token
+  `console_operator_token`), used once to make a second tenant with a
+  tiered-push action (webhook to the same demo inbox) and its API key; that
+  tenant's admin logs in as `console_login` / `console_password`;
 - three local endpoints for what the gateway cannot be made to do: a port that
   refuses connections, one that accepts but never answers, and a stub that
   answers 503/429 a given number of times before succeeding.
@@ -74,8 +77,10 @@ class Testbed:
         plugins.mkdir()
         shutil.copy(self.webhook_wasm, plugins)
         config = self.dir / "gateway.toml"
+        self.gateway_operator_token = "sdk-test-gateway-operator-" + os.urandom(8).hex()
         config.write_text(
             'listen = "127.0.0.1:0"\n'
+            f"admin_token = {json.dumps(self.gateway_operator_token)}\n"
             f"data_dir = {json.dumps(str(data))}\n"
             "demo = true\n"
             f"plugins.dir = {json.dumps(str(plugins))}\n"
@@ -85,16 +90,17 @@ class Testbed:
         )
         self.url = self._spawn([str(self.gateway_bin), "--config", str(config)], {"HERALD_LOG": "info"}, "gateway", "herald-gateway listening on ")
         self.key = (data / "demo-api-key").read_text().strip()
+        self.console_operator_token = "sdk-test-operator-" + os.urandom(8).hex()
         admin_env = {
             "HERALD_ADMIN_LISTEN": "127.0.0.1:0",
             "HERALD_ADMIN_DATA_DIR": str(data),
             "HERALD_ADMIN_PLUGINS_DIR": str(plugins),
-            "HERALD_ADMIN_OPERATOR_TOKEN": "sdk-test-operator-" + os.urandom(8).hex(),
+            "HERALD_ADMIN_OPERATOR_TOKEN": self.console_operator_token,
             "HERALD_ADMIN_LOG": "info",
             "HERALD_ADMIN_ALLOW_PRIVATE": '["127.0.0.0/8"]',
         }
-        admin = self._spawn([str(self.admin_bin)], admin_env, "admin", "herald-admin listening on ")
-        self.tiered_key, self.action = self._tiered_action(admin + "/api/v1")
+        self.console_url = self._spawn([str(self.admin_bin)], admin_env, "admin", "herald-admin listening on ")
+        self.tiered_key, self.action = self._tiered_action(self.console_url + "/api/v1")
 
         closed = socket.socket()  # bound, never listening: connections are refused
         closed.bind(("127.0.0.1", 0))
@@ -130,9 +136,10 @@ class Testbed:
         """Register a tenant in the admin, give it a webhook account to the demo
         inbox and an action (urgent: one rule, that webhook, recipient "oncall");
         return (its API key, the action id)."""
-        password = "correct horse battery"
-        _post(admin + "/register", {"enterprise_name": "SDK tests", "admin_login": "sdk-boss", "admin_password": password, "admin_name": "Boss"})
-        token = _post(admin + "/login", {"login": "sdk-boss", "password": password})["token"]
+        self.console_login, self.console_password = "sdk-boss", "correct horse battery"
+        login = {"login": self.console_login, "password": self.console_password}
+        _post(admin + "/register", {"enterprise_name": "SDK tests", "admin_login": login["login"], "admin_password": login["password"], "admin_name": "Boss"})
+        token = _post(admin + "/login", login)["token"]
         _post(admin + "/accounts", {"name": "hook", "channel": "webhook", "config": {"url": self.url + "/demo/inbox"}}, token)
         template = _post(admin + "/tiered/templates", {"title": "Disk", "editor": "text", "body": "Disk {{ host }} is full"}, token)["id"]
         rule = {"level": "urgent", "channels": [{"channel": "webhook", "account": "hook"}], "recipients": {"list": [{"to": "oncall"}]}}
@@ -146,7 +153,10 @@ class Testbed:
             return [item["body"] for item in json.load(r)["received"]]
 
     def facts(self) -> dict:
-        return {k: getattr(self, k) for k in ("url", "key", "tiered_key", "action", "closed_url", "silent_url", "stub_url")}
+        # No fact may be named admin_*: with_testbed exports HERALD_<FACT>, and
+        # herald-admin refuses unknown HERALD_ADMIN_* variables.
+        keys = ("url", "key", "tiered_key", "action", "closed_url", "silent_url", "stub_url", "gateway_operator_token")
+        return {k: getattr(self, k) for k in keys + ("console_url", "console_operator_token", "console_login", "console_password")}
 
     def stop(self):
         for p in self._procs:

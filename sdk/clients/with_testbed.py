@@ -8,11 +8,15 @@ HERALD_KEY (the demo tenant's API key; its webhook account posts to that inbox,
 template "welcome"), HERALD_TIERED_KEY and HERALD_ACTION (a tenant made through
 the admin API and its tiered action: level "urgent", recipient "oncall", a webhook
 to the same inbox), HERALD_CLOSED_URL (refuses connections), HERALD_SILENT_URL
-(never answers) and HERALD_STUB_URL (see testbed._Stub). Everything stops when
-the command ends; its exit status is ours.
+(never answers), HERALD_STUB_URL (see testbed._Stub), HERALD_GATEWAY_OPERATOR_TOKEN
+(the gateway's /admin/* token), HERALD_CONSOLE_URL (herald-admin; its API under
+/api/v1), HERALD_CONSOLE_OPERATOR_TOKEN and HERALD_CONSOLE_LOGIN /
+HERALD_CONSOLE_PASSWORD (the second tenant's admin). Everything stops when the
+command ends or we get SIGTERM; its exit status is ours.
 """
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -26,6 +30,7 @@ def main() -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
     bed = Testbed().start()
     try:
         env = {**os.environ, **{"HERALD_" + k.upper(): str(v) for k, v in bed.facts().items()}}
