@@ -16,6 +16,7 @@ mod sandbox;
 mod security;
 mod sinks;
 mod ssrf;
+mod standard_webhooks;
 mod telemetry;
 mod tiered;
 mod uploads;

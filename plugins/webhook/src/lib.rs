@@ -8,7 +8,8 @@
 //!   "secret": "shared-secret",
 //!   "batch": false,
 //!   "headers": {"Authorization": "Bearer abc"},
-//!   "signature_header": "X-Herald-Signature"
+//!   "signature_header": "X-Herald-Signature",
+//!   "signature_scheme": "herald"
 //! }
 //! ```
 //!
@@ -20,7 +21,11 @@
 //!   framing headers (`Host`, `Content-Length`, `Transfer-Encoding`, ...),
 //!   the headers this plugin sets (`Content-Type`, `User-Agent`, `X-Herald-*`,
 //!   the signature header) are refused.
-//! - `signature_header` (optional, default `X-Herald-Signature`).
+//! - `signature_header` (optional, default `X-Herald-Signature`; `herald` scheme only).
+//! - `signature_scheme` (optional, default `herald`): `herald` (below) or
+//!   `standard-webhooks` ([Standard Webhooks](https://www.standardwebhooks.com)), which
+//!   needs a `secret` of `whsec_<base64 key>` (key of 24 to 64 bytes), or several such
+//!   keys separated by spaces while rotating: each signs, all signatures are sent.
 //!
 //! Unknown fields are refused.
 //!
@@ -34,9 +39,9 @@
 //! Headers: `Content-Type: application/json`, `User-Agent: herald-webhook/<version>`,
 //! `X-Herald-Timestamp: <unix seconds>` (from the call context),
 //! `X-Herald-Delivery: <id>` when the request carries exactly one delivery,
-//! the signature header when `secret` is set, then the account's `headers`.
+//! the signature header(s) when `secret` is set, then the account's `headers`.
 //!
-//! # Signature
+//! # Signature (`herald` scheme)
 //!
 //! `X-Herald-Signature: sha256=<hex(HMAC-SHA256(secret, "<timestamp>.<body>"))>`
 //! where `<timestamp>` is the exact `X-Herald-Timestamp` value (decimal
@@ -45,6 +50,16 @@
 //! from their clock (e.g. 5 minutes) to limit replays; retries of the same
 //! delivery carry the same `X-Herald-Delivery`/`id` (deduplicate on it).
 //!
+//! # Signature (`standard-webhooks` scheme)
+//!
+//! `webhook-id: <id>`, `webhook-timestamp: <unix seconds>` (the `X-Herald-Timestamp`
+//! value) and `webhook-signature: v1,<base64(HMAC-SHA256(key, "<id>.<timestamp>.<body>"))>`,
+//! one space-separated `v1,` entry per key, keyed with the base64-decoded bytes after
+//! `whsec_`. `<id>` is the delivery id (the gateway makes it, `<message id>.<index>`),
+//! the same on every retry; for a batch request it is `batch_` and 32 hex digits of the
+//! SHA-256 of its delivery ids, the same for a retry of the same set. Any Standard
+//! Webhooks library verifies it, e.g. `standardwebhooks.Webhook(secret).verify(body, headers)`.
+//!
 //! # Outcomes
 //!
 //! The conventional HTTP mapping
@@ -52,6 +67,8 @@
 //! 2xx sent, 429 throttled (Retry-After honoured), 408/425/5xx retry, other
 //! statuses failed. The provider id is the delivery id.
 
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use herald_plugin_sdk::types::*;
 use herald_plugin_sdk::{Plugin, export_plugin, json, outcome, sign};
 use serde::{Deserialize, Serialize};
@@ -63,6 +80,14 @@ pub struct Webhook;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const DEFAULT_SIGNATURE_HEADER: &str = "X-Herald-Signature";
 const MAX_URL_LEN: usize = 2048;
+/// Standard Webhooks: the secret's prefix and the key's length bounds (bytes).
+const WHSEC_PREFIX: &str = "whsec_";
+const WHSEC_KEY_LEN: std::ops::RangeInclusive<usize> = 24..=64;
+/// The headers of the `standard-webhooks` scheme.
+const STANDARD_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+/// Standard base64, padded or not (the Standard Webhooks libraries accept both).
+const BASE64: GeneralPurpose =
+    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -74,13 +99,15 @@ const SCHEMA: &str = r#"{
     "url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "maxLength": 2048,
             "description": "Endpoint receiving the POSTs (http or https)."},
     "secret": {"type": "string", "minLength": 1, "writeOnly": true,
-               "description": "HMAC-SHA256 key; when set, requests carry a signature header."},
+               "description": "HMAC-SHA256 key; when set, requests are signed. With signature_scheme standard-webhooks: whsec_<base64 key>, several separated by spaces while rotating."},
     "batch": {"type": "boolean", "default": false,
               "description": "Send the whole batch in one request."},
     "headers": {"type": "object", "additionalProperties": {"type": "string", "writeOnly": true},
                 "description": "Extra request headers (values are kept secret: often API tokens)."},
     "signature_header": {"type": "string", "default": "X-Herald-Signature",
-                         "description": "Name of the signature header."}
+                         "description": "Name of the signature header (herald scheme only)."},
+    "signature_scheme": {"type": "string", "enum": ["herald", "standard-webhooks"], "default": "herald",
+                         "description": "herald: X-Herald-Signature; standard-webhooks: webhook-id, webhook-timestamp, webhook-signature (www.standardwebhooks.com)."}
   }
 }"#;
 
@@ -97,13 +124,41 @@ struct Account {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     signature_header: Option<String>,
+    #[serde(default)]
+    signature_scheme: Scheme,
+    /// The `standard-webhooks` keys, decoded from `secret` by [`Account::parse`].
+    #[serde(skip)]
+    keys: Vec<Vec<u8>>,
+}
+
+/// How requests are signed (`signature_scheme`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Scheme {
+    #[default]
+    Herald,
+    StandardWebhooks,
 }
 
 impl Account {
     fn parse(account: &str) -> Result<Self, PluginError> {
-        let a: Account = json::parse_account(account)?;
+        let mut a: Account = json::parse_account(account)?;
         a.check()?;
+        a.keys = a.standard_keys()?;
         Ok(a)
+    }
+
+    /// Each `whsec_` key of `secret`, decoded (`standard-webhooks` scheme; none for `herald`).
+    fn standard_keys(&self) -> Result<Vec<Vec<u8>>, PluginError> {
+        match (self.signature_scheme, &self.secret) {
+            (Scheme::StandardWebhooks, Some(secret)) => secret
+                .split(' ')
+                .filter(|k| !k.is_empty())
+                .enumerate()
+                .map(|(i, k)| whsec_key(k).map_err(|m| bad("secret", format!("key {}: {m}", i + 1))))
+                .collect(),
+            _ => Ok(vec![]),
+        }
     }
 
     fn check(&self) -> Result<(), PluginError> {
@@ -118,12 +173,20 @@ impl Account {
         if is_reserved(sig) && !sig.eq_ignore_ascii_case(DEFAULT_SIGNATURE_HEADER) {
             return Err(bad("signature_header", format!("{sig:?} is reserved")));
         }
+        let standard = self.signature_scheme == Scheme::StandardWebhooks;
+        if standard && self.signature_header.is_some() {
+            return Err(bad("signature_header", "applies to signature_scheme \"herald\" only (standard-webhooks names its headers)"));
+        }
+        if standard && self.secret.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            return Err(bad("secret", "required with signature_scheme \"standard-webhooks\" (whsec_<base64 key>)"));
+        }
         for (name, value) in &self.headers {
             let field = format!("headers.{name}");
             if !is_token(name) {
                 return Err(bad(&field, "not a valid header name"));
             }
-            if is_reserved(name) || name.eq_ignore_ascii_case(sig) {
+            let signing = if standard { STANDARD_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) } else { name.eq_ignore_ascii_case(sig) };
+            if is_reserved(name) || signing {
                 return Err(bad(&field, "this header is set by the plugin or the host"));
             }
             if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
@@ -140,6 +203,16 @@ impl Account {
 
 fn bad(field: &str, msg: impl std::fmt::Display) -> PluginError {
     PluginError::BadConfig(format!("{field}: {msg}"))
+}
+
+/// The key of a Standard Webhooks secret, `whsec_<base64>` (24 to 64 bytes).
+fn whsec_key(secret: &str) -> Result<Vec<u8>, String> {
+    let b64 = secret.strip_prefix(WHSEC_PREFIX).ok_or("must be whsec_<base64 key> (Standard Webhooks secret format)")?;
+    let key = BASE64.decode(b64).map_err(|e| format!("the part after whsec_ is not base64: {e}"))?;
+    if !WHSEC_KEY_LEN.contains(&key.len()) {
+        return Err(format!("the key is {} bytes; Standard Webhooks keys are {} to {} bytes", key.len(), WHSEC_KEY_LEN.start(), WHSEC_KEY_LEN.end()));
+    }
+    Ok(key)
 }
 
 /// Checks an absolute http(s) URL: scheme, a host (name, IPv4 or `[IPv6]`),
@@ -255,11 +328,32 @@ struct BatchBody<'a> {
 
 /// The `sha256=<hex>` signature of `body` sent at `timestamp` (seconds).
 pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut msg = Vec::with_capacity(timestamp.len() + 1 + body.len());
-    msg.extend_from_slice(timestamp.as_bytes());
-    msg.push(b'.');
+    format!("sha256={}", sign::hex(&sign::hmac_sha256(secret.as_bytes(), &dotted(&[timestamp], body))))
+}
+
+/// The Standard Webhooks `webhook-signature` value: `v1,<base64 HMAC>` per key, space-separated.
+pub fn standard_signature(keys: &[Vec<u8>], id: &str, timestamp: &str, body: &[u8]) -> String {
+    let msg = dotted(&[id, timestamp], body);
+    keys.iter().map(|k| format!("v1,{}", sign::base64(&sign::hmac_sha256(k, &msg)))).collect::<Vec<_>>().join(" ")
+}
+
+/// `<part>.<part>.<body>`: the signed content of both schemes.
+fn dotted(parts: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + body.len());
+    for p in parts {
+        msg.extend_from_slice(p.as_bytes());
+        msg.push(b'.');
+    }
     msg.extend_from_slice(body);
-    format!("sha256={}", sign::hex(&sign::hmac_sha256(secret.as_bytes(), &msg)))
+    msg
+}
+
+/// The `webhook-id` of a request: its delivery id, or for a batch a digest of the ids.
+fn webhook_id(ids: &[String]) -> String {
+    match ids {
+        [id] => id.clone(),
+        _ => format!("batch_{}", &sign::sha256_hex(ids.join("\n").as_bytes())[..32]),
+    }
 }
 
 fn request(account: &Account, timestamp: &str, ids: Vec<String>, body: Vec<u8>) -> Outbound {
@@ -271,8 +365,14 @@ fn request(account: &Account, timestamp: &str, ids: Vec<String>, body: Vec<u8>) 
     if let [id] = ids.as_slice() {
         headers.push(("X-Herald-Delivery".into(), id.clone()));
     }
-    if let Some(secret) = &account.secret {
-        headers.push((account.signature_header().into(), signature(secret, timestamp, &body)));
+    match (account.signature_scheme, &account.secret) {
+        (_, None) => {}
+        (Scheme::Herald, Some(secret)) => headers.push((account.signature_header().into(), signature(secret, timestamp, &body))),
+        (Scheme::StandardWebhooks, Some(_)) => {
+            let id = webhook_id(&ids);
+            let sig = standard_signature(&account.keys, &id, timestamp, &body);
+            headers.extend([("webhook-id".into(), id), ("webhook-timestamp".into(), timestamp.into()), ("webhook-signature".into(), sig)]);
+        }
     }
     headers.extend(account.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
     Outbound { deliveries: ids, request: Request::Http(HttpRequest { method: "POST".into(), url: account.url.clone(), headers, body }) }
@@ -434,6 +534,88 @@ mod tests {
     fn signature_known_value() {
         // Cross-checked with: printf '1700000000.{}' | openssl dgst -sha256 -hmac k
         assert_eq!(signature("k", "1700000000", b"{}"), "sha256=c6ef4734033cee2367414a0939385eca0397754aa7a59716da7463a9298b5146");
+    }
+
+    /// The Python library's test vector (standard-webhooks, libraries/python/tests/test_webhooks.py).
+    const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    /// A second 32-byte key, for rotation.
+    const OTHER_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn standard(secret: &str) -> String {
+        format!(r#"{{"url":"https://h.test/hook","secret":"{secret}","signature_scheme":"standard-webhooks"}}"#)
+    }
+
+    #[test]
+    fn standard_signature_known_vector() {
+        let key = whsec_key(SPEC_SECRET).unwrap();
+        let sig = standard_signature(&[key], "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", br#"{"test": 2432232314}"#);
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        // Unpadded base64 decodes to the same key.
+        assert_eq!(whsec_key(OTHER_SECRET).unwrap(), whsec_key(OTHER_SECRET.trim_end_matches('=')).unwrap());
+    }
+
+    #[test]
+    fn validate_standard_webhooks() {
+        assert!(Webhook::validate_account(&standard(SPEC_SECRET)).is_ok());
+        assert!(Webhook::validate_account(&standard(&format!("{SPEC_SECRET} {OTHER_SECRET}"))).is_ok());
+        // The default and explicit herald scheme take any secret.
+        assert!(Webhook::validate_account(r#"{"url":"https://h.test","secret":"raw","signature_scheme":"herald"}"#).is_ok());
+        let no_secret = r#"{"url":"https://h.test","signature_scheme":"standard-webhooks"}"#;
+        assert!(bad_field(no_secret).starts_with("secret: required with signature_scheme"));
+        assert!(bad_field(&standard("raw-secret")).starts_with("secret: key 1: must be whsec_<base64 key>"));
+        assert!(bad_field(&standard("whsec_not*base64")).starts_with("secret: key 1: the part after whsec_ is not base64"));
+        assert!(bad_field(&standard("whsec_c2hvcnQ=")).starts_with("secret: key 1: the key is 5 bytes"));
+        assert!(bad_field(&standard(&format!("{SPEC_SECRET} nope"))).starts_with("secret: key 2: "));
+        assert!(bad_field(&standard("   ")).starts_with("secret: required"));
+        let acc = format!(r#"{{"url":"https://h.test","secret":"{SPEC_SECRET}","signature_scheme":"standard-webhooks","signature_header":"X-Sig"}}"#);
+        assert!(bad_field(&acc).starts_with("signature_header: applies to signature_scheme \"herald\" only"));
+        let acc =
+            format!(r#"{{"url":"https://h.test","secret":"{SPEC_SECRET}","signature_scheme":"standard-webhooks","headers":{{"Webhook-Id":"x"}}}}"#);
+        assert!(bad_field(&acc).starts_with("headers.Webhook-Id: this header is set by the plugin"));
+        assert!(Webhook::validate_account(r#"{"url":"https://h.test","headers":{"Webhook-Id":"x"}}"#).is_ok());
+        assert!(bad_field(r#"{"url":"https://h.test","signature_scheme":"svix"}"#).starts_with("signature_scheme: unknown variant `svix`"));
+    }
+
+    #[test]
+    fn build_standard_webhooks() {
+        let acc = standard(SPEC_SECRET);
+        let key = whsec_key(SPEC_SECRET).unwrap();
+        let first = Webhook::build(ctx(), &acc, vec![delivery("m.0")]).unwrap();
+        let h = http(&first[0]);
+        assert_eq!(header(h, "webhook-id"), Some("m.0"));
+        assert_eq!(header(h, "webhook-timestamp"), Some("1700000000"));
+        let want = standard_signature(std::slice::from_ref(&key), "m.0", "1700000000", &h.body);
+        assert_eq!(header(h, "webhook-signature"), Some(want.as_str()));
+        assert_eq!(header(h, "x-herald-signature"), None);
+        assert_eq!(header(h, "x-herald-delivery"), Some("m.0"));
+        // A retry: the same webhook-id, the new time, a new signature.
+        let retry = CallContext { now_ms: 1_700_000_090_000, tenant: "t".into(), attempt: 2 };
+        let again = Webhook::build(retry, &acc, vec![delivery("m.0")]).unwrap();
+        let h2 = http(&again[0]);
+        assert_eq!((header(h2, "webhook-id"), header(h2, "webhook-timestamp")), (Some("m.0"), Some("1700000090")));
+        assert_ne!(header(h2, "webhook-signature"), header(h, "webhook-signature"));
+
+        // Rotation: one v1 signature per key, in the secret's order.
+        let out = Webhook::build(ctx(), &standard(&format!("{OTHER_SECRET} {SPEC_SECRET}")), vec![delivery("m.0")]).unwrap();
+        let h = http(&out[0]);
+        let sigs: Vec<&str> = header(h, "webhook-signature").unwrap().split(' ').collect();
+        assert_eq!(sigs.len(), 2);
+        assert_eq!(sigs[1], want);
+        assert_eq!(sigs[0], standard_signature(&[whsec_key(OTHER_SECRET).unwrap()], "m.0", "1700000000", &h.body));
+    }
+
+    #[test]
+    fn standard_webhooks_batch_id() {
+        let acc = r#"{"url":"https://h.test","batch":true,"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","signature_scheme":"standard-webhooks"}"#;
+        let id = |ids: &[&str]| {
+            let out = Webhook::build(ctx(), acc, ids.iter().map(|i| delivery(i)).collect()).unwrap();
+            header(http(&out[0]), "webhook-id").unwrap().to_string()
+        };
+        let a = id(&["m.0", "m.1"]);
+        assert!(a.starts_with("batch_") && a.len() == 38 && !a.contains('.'), "{a}");
+        assert_eq!(a, id(&["m.0", "m.1"]), "the same set, the same id");
+        assert_ne!(a, id(&["m.0", "m.2"]));
+        assert_eq!(id(&["m.7"]), "m.7", "a batch of one carries the delivery id");
     }
 
     #[test]
