@@ -42,10 +42,12 @@ run: plugins gateway
 	sleep 1; HERALD_ADMIN_DATA_DIR=$(DATA) HERALD_ADMIN_ALLOW_PRIVATE='["127.0.0.1"]' $(CARGO_TARGET_DIR)/release/herald-admin & \
 	wait
 
-# Test dependencies: a real SMTP server (aiosmtpd) for the e-mail tests;
+# Test dependencies: a real SMTP server (aiosmtpd) for the e-mail tests; the Standard Webhooks
+# project's own verifier (standardwebhooks) for the webhook signature tests;
 # Java 17 and Maven for Kafka and Cassandra (deploy/services/); curl headers for librdkafka.
 test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet 'aiosmtpd==1.4.6'
+	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install --quiet 'standardwebhooks==1.3.0'
 	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "Java 17 and Maven are needed for the Kafka/Cassandra tests (apt-get install openjdk-17-jdk-headless maven)"; exit 1; }
 
 test: toolchain test-deps
