@@ -82,7 +82,11 @@ fn settled(v: &Value) -> bool {
 
 /// Send one webhook notification on `account` to the gateway at `base`; the settled delivery.
 async fn deliver(base: &str, account: &str) -> Value {
-    let body = json!({"channel": "webhook", "account": account, "content": {"text": "hi"}, "recipients": [{"to": "x"}]});
+    deliver_body(base, json!({"channel": "webhook", "account": account, "content": {"text": "hi"}, "recipients": [{"to": "x"}]})).await
+}
+
+/// Send `body` (one recipient) to the gateway at `base`; the settled delivery.
+async fn deliver_body(base: &str, body: Value) -> Value {
     let r =
         request("POST", &format!("{base}/v1/messages"), Some(API_KEY), &[("content-type", "application/json")], Bytes::from(body.to_string())).await;
     assert_eq!(r.status, 202, "{}", r.text());
@@ -209,16 +213,7 @@ async fn the_standard_proxy_variables_are_honoured() {
 /// An HTTPS receiver whose certificate a private CA signed (made here):
 /// counts the requests it answers. Returns (url, CA PEM, count).
 async fn tls_receiver() -> (String, String, Arc<Mutex<usize>>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "Herald test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
-
+    let (ca_pem, leaf, leaf_key) = private_ca();
     let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
     let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -244,7 +239,57 @@ async fn tls_receiver() -> (String, String, Arc<Mutex<usize>>) {
             });
         }
     });
-    (url, ca_cert.pem(), count)
+    (url, ca_pem, count)
+}
+
+/// A private CA (made here) and a certificate for `localhost` it signed:
+/// (CA PEM, the certificate, its key).
+fn private_ca() -> (String, rcgen::Certificate, rcgen::KeyPair) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Herald test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    (ca_cert.pem(), leaf, leaf_key)
+}
+
+/// SMTP relays trust the same extra roots as provider HTTP: a relay whose
+/// certificate a private CA signed fails without `transport.ca_files` (the
+/// reason names the certificate) and takes the mail with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_extra_ca_bundle_makes_a_private_smtp_relay_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, leaf, leaf_key) = private_ca();
+    let (ca_file, cert_file, key_file) = (dir.path().join("ca.pem"), dir.path().join("relay.pem"), dir.path().join("relay.key"));
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
+    let smtp = crate::sinks::SmtpSink::start_tls(dir.path(), "mailer", "pa55word", Some((&cert_file, &key_file)));
+    let accounts = format!(
+        "[[tenants.accounts]]\nname = \"mail\"\nplugin = \"email\"\n\
+         config = {{ from = \"news@acme.test\", smtp = {{ host = \"localhost\", port = {}, tls = \"starttls\", \
+         username = \"mailer\", password = \"pa55word\" }} }}\n",
+        smtp.port
+    );
+    let mail = json!({"channel": "email", "account": "mail", "content": {"subject": "Hi", "text": "hi"}, "recipients": [{"to": "a@example.test"}]});
+
+    let gw = Gateway::start(&dir.path().join("without"), &format!("{RETRY}{}", tenant("acme", API_KEY, &accounts)));
+    let d = deliver_body(&gw.url, mail.clone()).await;
+    assert!(matches!(d["status"].as_str(), Some("failed" | "dead")), "{d}");
+    let detail = d["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("certificate") || detail.contains("UnknownIssuer"), "the reason names the certificate: {detail}");
+    assert!(smtp.messages().is_empty());
+    drop(gw);
+
+    let config = format!("transport.ca_files = [\"{}\"]\n{RETRY}{}", ca_file.display(), tenant("acme", API_KEY, &accounts));
+    let gw = Gateway::start(&dir.path().join("with"), &config);
+    let d = deliver_body(&gw.url, mail.clone()).await;
+    assert_eq!(d["status"], "sent", "{d}\n{}", gw.log());
+    assert_eq!(smtp.messages().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

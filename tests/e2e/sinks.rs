@@ -123,9 +123,19 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start(dir: &Path, user: &str, password: &str) -> Self {
+        Self::start_tls(dir, user, password, None)
+    }
+
+    /// With `tls` (certificate and key PEM files) the server offers STARTTLS
+    /// and takes no mail without it.
+    pub fn start_tls(dir: &Path, user: &str, password: &str, tls: Option<(&Path, &Path)>) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/smtp_sink.py");
         let out = dir.join("smtp.jsonl");
-        let mut child = Command::new("python3")
+        let mut cmd = Command::new("python3");
+        if let Some((cert, key)) = tls {
+            cmd.env("SMTP_SINK_TLS_CERT", cert).env("SMTP_SINK_TLS_KEY", key);
+        }
+        let mut child = cmd
             .arg(script)
             .arg(&out)
             .args([user, password])

@@ -35,6 +35,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct HttpOptions {
     proxy: Option<Arc<Proxy>>,
     roots: Arc<rustls::RootCertStore>,
+    /// The trusted roots besides the bundled ones (system store, `ca_files`),
+    /// for SMTP's TLS, which builds its own store.
+    extra_roots: Arc<Vec<CertificateDer<'static>>>,
 }
 
 /// Which destinations go through which proxy (`NO_PROXY` rules included).
@@ -46,7 +49,7 @@ struct Proxy {
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { proxy: None, roots: Arc::new(bundled_roots()) }
+        Self { proxy: None, roots: Arc::new(bundled_roots()), extra_roots: Arc::default() }
     }
 }
 
@@ -141,11 +144,13 @@ impl HttpOptions {
             None
         };
         let mut roots = bundled_roots();
+        let mut extra_roots = Vec::new();
         if cfg.system_roots {
             let found = rustls_native_certs::load_native_certs();
             for e in &found.errors {
                 tracing::warn!(error = %e, "transport.system_roots: part of the system certificate store could not be read");
             }
+            extra_roots.extend(found.certs.iter().cloned());
             let (added, ignored) = roots.add_parsable_certificates(found.certs);
             tracing::debug!(added, ignored, "system certificate store loaded");
         }
@@ -159,13 +164,19 @@ impl HttpOptions {
                 return Err(format!("{setting}: {}: no CERTIFICATE in the file", path.display()));
             }
             for (n, cert) in certs.into_iter().enumerate() {
+                extra_roots.push(cert.clone());
                 roots.add(cert).map_err(|e| format!("{setting}: {}: certificate {}: {e}", path.display(), n + 1))?;
             }
         }
         if let Some(p) = &proxy {
             tracing::info!(proxy = %p.describe, "provider HTTP goes through a proxy");
         }
-        Ok(Self { proxy: proxy.map(Arc::new), roots: Arc::new(roots) })
+        Ok(Self { proxy: proxy.map(Arc::new), roots: Arc::new(roots), extra_roots: Arc::new(extra_roots) })
+    }
+
+    /// The roots trusted besides the bundled ones (system store, `ca_files`).
+    pub fn extra_roots(&self) -> Arc<Vec<CertificateDer<'static>>> {
+        self.extra_roots.clone()
     }
 
     /// Whether requests to `url` go through the proxy (for tests and checks).

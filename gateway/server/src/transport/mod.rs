@@ -129,7 +129,8 @@ impl Transports {
     /// connects directly and trusts the bundled roots only).
     pub fn new(timeout: Duration, redirect_hosts: std::collections::HashMap<String, String>, outbound: impl Into<Outbound>) -> Self {
         let Outbound { guard, http } = outbound.into();
-        Self { http: HttpTransport::new(timeout, redirect_hosts, guard.clone(), http), smtp: SmtpTransport::new(timeout, guard) }
+        let smtp = SmtpTransport::new(timeout, guard.clone()).trusting(http.extra_roots());
+        Self { http: HttpTransport::new(timeout, redirect_hosts, guard, http), smtp }
     }
 }
 

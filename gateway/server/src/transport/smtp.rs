@@ -30,10 +30,11 @@ use herald_plugin_host::types::{SmtpMessage, SmtpRelay, SmtpReply, TlsMode};
 use lettre::Address;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
+use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -69,6 +70,8 @@ pub struct SmtpTransport {
     guard: Guard,
     timeout: Duration,
     hello: ClientId,
+    /// Roots trusted besides the bundled ones (`transport.system_roots`, `transport.ca_files`).
+    extra_roots: Arc<Vec<CertificateDer<'static>>>,
 }
 
 fn pool_key(r: &SmtpRelay, addr: IpAddr, max: usize) -> String {
@@ -283,7 +286,29 @@ fn first_refusal(mail: &SmtpReply, rcpts: &[SmtpReply], data: Option<&SmtpReply>
 
 impl SmtpTransport {
     pub fn new(timeout: Duration, guard: Guard) -> Self {
-        Self { pools: Mutex::new(HashMap::new()), resolved: Mutex::new(HashMap::new()), guard, timeout, hello: ClientId::default() }
+        Self {
+            pools: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
+            guard,
+            timeout,
+            hello: ClientId::default(),
+            extra_roots: Arc::default(),
+        }
+    }
+
+    /// Relays' certificates may also chain to these roots (as provider HTTP's do).
+    pub fn trusting(self, extra_roots: Arc<Vec<CertificateDer<'static>>>) -> Self {
+        Self { extra_roots, ..self }
+    }
+
+    /// TLS towards `host`: the bundled roots and the extra ones.
+    fn tls_parameters(&self, host: &str) -> Result<TlsParameters, TransportError> {
+        let failed = |e: SmtpError| TransportError::Connect(format!("TLS setup for {host}: {e}"));
+        let mut b = TlsParameters::builder(host.to_string()).certificate_store(CertificateStore::WebpkiRoots);
+        for der in self.extra_roots.iter() {
+            b = b.add_root_certificate(Certificate::from_der(der.to_vec()).map_err(failed)?);
+        }
+        b.build().map_err(failed)
     }
 
     /// The relay's address, resolved and checked by the guard (cached for a minute).
@@ -321,9 +346,7 @@ impl SmtpTransport {
         }
         let tls_parameters = match r.tls {
             TlsMode::None => None,
-            TlsMode::Starttls | TlsMode::Implicit => {
-                Some(TlsParameters::new(r.host.clone()).map_err(|e| TransportError::Connect(format!("TLS setup for {}: {e}", r.host)))?)
-            }
+            TlsMode::Starttls | TlsMode::Implicit => Some(self.tls_parameters(&r.host)?),
         };
         let pool = Arc::new(Pool {
             host: r.host.clone(),
