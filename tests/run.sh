@@ -56,6 +56,7 @@ export HERALD_TEST_PLUGIN_DIR="$CARGO_TARGET_DIR/herald-plugins"
 stage "Rust tests (unit, conformance, e2e, fuzz)" cargo test --release "${host[@]}"
 stage "console in Chromium" tests/console/run.sh
 stage "client SDKs" sdk/clients/test.sh
+stage "API contract (OpenAPI validator, schemathesis)" tests/contract.sh
 stage "plugin unit tests" cargo test --release -p herald-plugin-sdk $(for p in $(ls plugins) hostile; do printf -- '-p herald-plugin-%s ' "$p"; done)
 stage "plugin conformance kit and template" make --no-print-directory TESTS=1 conformance template-check
 
