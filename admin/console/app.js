@@ -126,7 +126,7 @@ const errorBox = () => html`<div class="form-error" data-testid="form-error" rol
 
 function fmtTime(s) {
   if (s === null || s === undefined || s === '') return '';
-  // RFC 3339 per the contract; epoch numbers (ms, or s when small) are accepted too.
+  // Unix milliseconds per the contract (sdk/openapi/admin.json); RFC 3339 strings are accepted too.
   const d = typeof s === 'number' ? new Date(s < 1e11 ? s * 1000 : s) : new Date(s);
   return isNaN(d) ? String(s) : d.toLocaleString(getLang() === 'zh' ? 'zh-CN' : 'en-GB');
 }
@@ -135,9 +135,10 @@ function fmtMoney(minor, currency) {
   const n = Number(minor) / 100;
   return `${n.toFixed(2)} ${currency || ''}`.trim();
 }
-/** "2026-05-01T10:00" (local) → RFC 3339 */
-function localToRfc3339(v) { return v ? new Date(v).toISOString() : null; }
-function rfc3339ToLocal(s) {
+/** "2026-05-01T10:00" (local) → Unix milliseconds */
+function localToMillis(v) { return v ? new Date(v).getTime() : null; }
+/** Unix milliseconds (or RFC 3339) → "2026-05-01T10:00" (local) */
+function timeToLocal(s) {
   if (!s) return '';
   const d = new Date(s);
   if (isNaN(d)) return '';
@@ -1050,7 +1051,7 @@ async function pagePushEdit(root, id) {
       <fieldset><legend>${t('push.advanced')}</legend>
         <label class="inline"><input type="radio" name="mode" value="now" data-testid="push-mode-now" ${raw(p.schedule?.mode !== 'at' ? 'checked' : '')}> ${t('push.now')}</label>
         <label class="inline"><input type="radio" name="mode" value="at" data-testid="push-mode-at" ${raw(p.schedule?.mode === 'at' ? 'checked' : '')}> ${t('push.at')}</label>
-        <input type="datetime-local" name="schedule.at" data-testid="push-at" value="${rfc3339ToLocal(p.schedule?.at)}">
+        <input type="datetime-local" name="schedule.at" data-testid="push-at" value="${timeToLocal(p.schedule?.at)}">
         ${isNew ? html`<label class="inline"><input type="checkbox" name="enabled" data-testid="push-enabled" ${raw(p.enabled !== false ? 'checked' : '')}> ${t('push.enableOnSave')}</label>` : ''}
       </fieldset>
       ${errorBox()}
@@ -1101,7 +1102,7 @@ async function pagePushEdit(root, id) {
     const el = form.elements;
     const mode = el.mode.value;
     const body = { title: el.title.value.trim(), channel: el.channel.value, account: el.account.value, content: content(), targets: targets.value(),
-      schedule: mode === 'at' ? { mode: 'at', at: localToRfc3339(el['schedule.at'].value) } : { mode: 'now' } };
+      schedule: mode === 'at' ? { mode: 'at', at: localToMillis(el['schedule.at'].value) } : { mode: 'now' } };
     if (isNew) body.enabled = el.enabled.checked;
     const btn = $('[data-testid=push-save]', form);
     btn.disabled = true;
@@ -1970,6 +1971,7 @@ function renderShell() {
   const path = location.hash;
   setHtml($('#header'), html`<div class="brand" data-testid="brand">Herald <span class="muted">${t('app.subtitle')}</span></div>
     <div class="hright">
+      <a href="/api/v1/docs" target="_blank" rel="noopener" data-testid="api-docs" title="${t('app.apiDocs')}">API</a>
       <select data-testid="lang-switch" aria-label="${t('common.language')}">${LANGS.map(([code, label]) => html`<option value="${code}" ${raw(code === getLang() ? 'selected' : '')}>${label}</option>`)}</select>
       ${me ? html`<span class="who" data-testid="whoami">${me.user?.name || ''} · ${me.tenant?.name || ''}</span>
         <button type="button" data-testid="logout">${t('login.logout')}</button>` : ''}

@@ -4,6 +4,7 @@ const KEY = 'herald.lang';
 
 const zh = {
   'app.subtitle': '管理控制台',
+  'app.apiDocs': 'API 参考（OpenAPI）',
   'common.allStatuses': '全部状态', 'common.back': '返回', 'common.cancel': '取消', 'common.close': '关闭',
   'common.confirm': '请确认', 'common.copied': '已复制到剪贴板', 'common.copy': '复制', 'common.createdAt': '创建时间',
   'common.createdBy': '创建人', 'common.delete': '删除', 'common.deleted': '已删除', 'common.disable': '停用',
@@ -133,6 +134,7 @@ const zh = {
 
 const en = {
   'app.subtitle': 'Admin console',
+  'app.apiDocs': 'API reference (OpenAPI)',
   'common.allStatuses': 'All statuses', 'common.back': 'Back', 'common.cancel': 'Cancel', 'common.close': 'Close',
   'common.confirm': 'Please confirm', 'common.copied': 'Copied to the clipboard', 'common.copy': 'Copy', 'common.createdAt': 'Created',
   'common.createdBy': 'Created by', 'common.delete': 'Delete', 'common.deleted': 'Deleted', 'common.disable': 'Disable',

@@ -24,18 +24,21 @@ use serde::Serialize;
 #[path = "../tests/support/sheets.rs"]
 mod sheets;
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RowError {
     /// 1-based spreadsheet row.
     pub row: usize,
     /// The column's header, when one cell is at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub column: Option<String>,
     pub message: String,
 }
 
-#[derive(Debug, Serialize, Default)]
+/// A parsed recipient list.
+#[derive(Debug, Serialize, Default, utoipa::ToSchema)]
 pub struct Parsed {
+    #[schema(value_type = Vec<crate::api::schema::ListEntry>)]
     pub rows: Vec<ListEntry>,
     pub errors: Vec<RowError>,
 }

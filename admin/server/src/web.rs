@@ -1,20 +1,19 @@
 //! What the API's handlers share: errors as HTTP answers, the JSON body
-//! extractor, list and range queries, self-documenting routes, answers and
+//! extractor, list and range queries, documented routes, answers and
 //! field checks, and the cross-origin write guard. A leaf: it imports no
 //! handler module (nor the app's wiring), so every handler may use it.
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::handler::Handler;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, on};
 use herald_core::directory::User;
 use herald_core::error::{ApiError, ErrorKind};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 /// An `ApiError` on its way out.
 pub struct Failure(pub ApiError);
@@ -46,8 +45,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::new(ErrorKind::TooLarge, "too_large", e.body_text()))?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_body", e.to_string()))?;
+        whole_numbers(&mut value);
+        serde_path_to_error::deserialize(value).map(Body).map_err(|e| {
             let field = e.path().to_string();
             let err = ApiError::new(ErrorKind::Invalid, "invalid_body", e.inner().to_string());
             Failure(if field == "." { err } else { err.with_field(field) })
@@ -55,16 +55,59 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
-/// Common list filters: `?q=&number=&title=&status=&offset=&limit=`.
-#[derive(Debug, Default, Deserialize)]
+/// JSON has one number type: `1.0` is the integer 1 (as JSON Schema says), so
+/// whole floats become integers before the typed fields read them.
+fn whole_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.2e18 {
+                *v = Value::from(f as i64);
+            } else if f.fract() == 0.0 && (0.0..1.8e19).contains(&f) {
+                *v = Value::from(f as u64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(m) => m.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
+
+/// Query parameters; malformed ones are a 400 with the error body.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> std::result::Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| Failure(ApiError::new(ErrorKind::Invalid, "invalid_query", e.body_text())))
+    }
+}
+
+/// Common list filters: `?q=&number=&title=&status=&unit=&offset=&limit=`
+/// (combinable, AND; a filter a list does not have is ignored).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Free text (users: name, login, mobile, e-mail; accounts: name, sender address).
     pub q: Option<String>,
+    /// Part of the number, e.g. `P0000` (pushes, templates, actions).
     pub number: Option<String>,
+    /// Part of the title (pushes, templates, actions).
     pub title: Option<String>,
+    /// Pushes: draft|scheduled|recurring|sent|disabled; actions: enabled|disabled; incidents: open|acknowledged|done.
     pub status: Option<String>,
+    /// Users: an org unit id (its subtree).
     pub unit: Option<String>,
-    pub offset: Option<usize>,
-    pub limit: Option<usize>,
+    /// Items to skip.
+    #[param(maximum = 18446744073709551615u64)]
+    pub offset: Option<u64>,
+    /// Page size, default 50, at most 200 (deliveries: default 500, at most 5000); larger is taken as the most.
+    #[param(maximum = 18446744073709551615u64)]
+    pub limit: Option<u64>,
 }
 
 impl ListQuery {
@@ -74,11 +117,19 @@ impl ListQuery {
     }
 
     /// `{"items": [...], "total": n}` for one page.
-    pub fn page<T: serde::Serialize>(&self, items: Vec<T>) -> Value {
+    pub fn page<T>(&self, items: Vec<T>) -> Page<T> {
         let total = items.len();
-        let limit = self.limit.unwrap_or(50).clamp(1, 200);
-        let page: Vec<T> = items.into_iter().skip(self.offset.unwrap_or(0)).take(limit).collect();
-        json!({"items": page, "total": total})
+        Page { items: items.into_iter().skip(self.skip()).take(self.take(50, 200)).collect(), total }
+    }
+
+    /// `offset` as an index.
+    pub fn skip(&self) -> usize {
+        self.offset.map_or(0, |o| usize::try_from(o).unwrap_or(usize::MAX))
+    }
+
+    /// `limit` within 1..=`max`, `default` when absent.
+    pub fn take(&self, default: usize, max: usize) -> usize {
+        self.limit.map_or(default, |l| usize::try_from(l).unwrap_or(max)).clamp(1, max)
     }
 }
 
@@ -92,71 +143,32 @@ pub const BILL_OFFSET_MINUTES: i32 = 8 * 60;
 pub struct Range {
     pub from: Option<String>,
     pub to: Option<String>,
-    pub limit: Option<usize>,
+    pub limit: Option<u64>,
     pub days: Option<i64>,
 }
 
-/// Routes that document themselves into the OpenAPI paths as they are added.
-pub struct Routes<S> {
-    router: Router<S>,
-    paths: serde_json::Map<String, Value>,
+/// The API's routes with their OpenAPI operations: each handler's
+/// `#[utoipa::path]` gives its method, path, parameters and answers.
+pub type Routes<S> = utoipa_axum::router::OpenApiRouter<S>;
+
+/// `{"items": [...], "total": n}`: one page of a list.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// How many match the filters (all pages).
+    pub total: usize,
 }
 
-impl<S: Clone + Send + Sync + 'static> Routes<S> {
-    pub fn new() -> Self {
-        Self { router: Router::new(), paths: serde_json::Map::new() }
-    }
-
-    pub fn add<H, T>(mut self, method: &str, path: &str, summary: &str, handler: H) -> Self
-    where
-        H: Handler<T, S>,
-        T: 'static,
-    {
-        let filter = match method {
-            "GET" => MethodFilter::GET,
-            "POST" => MethodFilter::POST,
-            "PUT" => MethodFilter::PUT,
-            "PATCH" => MethodFilter::PATCH,
-            "DELETE" => MethodFilter::DELETE,
-            other => panic!("unsupported method {other}"),
-        };
-        let full = format!("/api/v1{path}");
-        self.router = self.router.route(&full, on(filter, handler));
-        let public = ["/register", "/login", "/openapi.json"].contains(&path);
-        let mut op = json!({
-            "summary": summary,
-            "responses": {"default": {"description": "JSON; errors are {\"error\": {\"code\", \"message\", \"field\"}}"}},
-        });
-        if !public {
-            op["security"] = json!([{"session": []}]);
-        }
-        let entry = self.paths.entry(full).or_insert_with(|| json!({}));
-        entry[method.to_lowercase()] = op;
-        self
-    }
-
-    /// The OpenAPI document of the routes added so far; the session is the
-    /// cookie `cookie`.
-    pub fn openapi(&self, cookie: &str) -> Value {
-        json!({
-            "openapi": "3.1.0",
-            "info": {"title": "Herald admin API", "version": "1"},
-            "components": {"securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": cookie},
-            }},
-            "paths": self.paths,
-        })
-    }
-
-    pub fn into_router(self) -> Router<S> {
-        self.router
-    }
+/// `{"items": [...]}`: a whole list.
+#[derive(Serialize, ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
 }
 
-impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
-    fn default() -> Self {
-        Self::new()
-    }
+/// `{"ended": n}`: how many sessions were ended.
+#[derive(Serialize, ToSchema)]
+pub struct Ended {
+    pub ended: usize,
 }
 
 /// 201 with a JSON body.
@@ -182,11 +194,6 @@ pub fn text(field: &str, value: &str, max: usize) -> std::result::Result<String,
 
 pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::Conflict, code, message)
-}
-
-/// A time in milliseconds as RFC 3339 (UTC, whole seconds).
-pub fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// Rich text is sanitized (no scripts, handlers, javascript: URLs).

@@ -10,33 +10,50 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use herald_backends::Guard;
 use herald_backends::guard::ResolveError;
 use herald_backends::smtp::{self, SmtpTls};
-use herald_core::error::{ApiError, ErrorKind};
+use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::Account;
 use herald_core::rbac::Permission;
 use herald_core::tiered::{ACTION, Action};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
 use crate::state::App;
-use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content};
+use crate::web::{Body, Items, ListQuery, Page, Query, Result, Routes, conflict, created, formats, no_content};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.add("GET", "/account-types", "Account types: one per installed plugin, with its form schema", types)
-        .add("GET", "/accounts", "Sender accounts (search by sender address)", list)
-        .add("POST", "/accounts", "Create a sender account (checked; e-mail verified over SMTP)", create)
-        .add("GET", "/accounts/{name}", "One sender account (secrets omitted)", get)
-        .add("PUT", "/accounts/{name}", "Edit a sender account (omitted secrets are kept)", update)
-        .add("DELETE", "/accounts/{name}", "Delete an account no push or action uses", delete)
+    r.routes(routes!(account_types)).routes(routes!(list_accounts, create_account)).routes(routes!(get_account, update_account, delete_account))
 }
 
-async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+/// An account type: one per installed plugin, with its form.
+#[derive(Serialize, ToSchema)]
+struct AccountType {
+    /// The plugin name, e.g. `email`, `sms`.
+    channel: String,
+    name: String,
+    version: String,
+    /// Content formats: text, html, markdown, voice.
+    formats: Vec<String>,
+    /// JSON Schema of the account's `config` (null when the plugin's is not JSON).
+    #[schema(value_type = Option<Object>)]
+    account_schema: Value,
+    /// Paths of secret fields in `config` (`*` matches any key).
+    secret_fields: Vec<String>,
+    /// What one billed unit is (e.g. "message", "segment", "minute").
+    billing_unit: String,
+}
+
+#[utoipa::path(get, path = "/account-types", tag = "accounts", summary = "Account types: one per installed plugin, with its form schema",
+    description = "Needs `accounts.view`.", responses((status = 200, description = "The types", body = Items<AccountType>)))]
+async fn account_types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::AccountsView)?;
     let items: Vec<_> = app
         .deps
@@ -45,14 +62,18 @@ async fn types(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> 
         .into_iter()
         .map(|p| {
             let i = &p.info;
-            json!({
-                "channel": i.name, "name": i.name, "version": i.version, "formats": formats(&app.deps.plugins, &i.name),
-                "account_schema": serde_json::from_str::<Value>(&i.account_schema).unwrap_or(Value::Null),
-                "secret_fields": i.secret_fields, "billing_unit": i.billing_unit,
-            })
+            AccountType {
+                channel: i.name.clone(),
+                name: i.name.clone(),
+                version: i.version.clone(),
+                formats: formats(&app.deps.plugins, &i.name),
+                account_schema: serde_json::from_str::<Value>(&i.account_schema).unwrap_or(Value::Null),
+                secret_fields: i.secret_fields.clone(),
+                billing_unit: i.billing_unit.clone(),
+            }
         })
         .collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
+    Ok(axum::Json(Items { items }).into_response())
 }
 
 fn secret_fields(app: &App, channel: &str) -> Vec<String> {
@@ -62,7 +83,7 @@ fn secret_fields(app: &App, channel: &str) -> Vec<String> {
 /// The account as the API shows it: secret fields removed, `<field>_set: true`
 /// instead; values under a `*` secret path (e.g. `headers.*`) shown as `null`
 /// (the keys stay visible; an edit sending `null` back keeps the value).
-fn view(app: &App, a: &Account) -> Value {
+fn view(app: &App, a: &Account) -> AccountView {
     let mut config = a.config.clone();
     for f in secret_fields(app, &a.plugin) {
         if f.split('.').any(|p| p == "*") {
@@ -81,27 +102,56 @@ fn view(app: &App, a: &Account) -> Value {
             m.insert(format!("{leaf}_set"), Value::Bool(true));
         }
     }
-    json!({"name": a.name, "channel": a.plugin, "config": config, "rate_per_sec": a.rate_per_sec})
+    AccountView { name: a.name.clone(), channel: a.plugin.clone(), config, rate_per_sec: a.rate_per_sec }
+}
+
+/// A sender account as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "mail-main", "channel": "email", "rate_per_sec": null,
+    "config": {"from": "noreply@example.com", "smtp": {"host": "smtp.example.com", "port": 587, "tls": "starttls", "username": "noreply", "password_set": true}}}))]
+struct AccountView {
+    name: String,
+    /// The plugin that sends for it.
+    channel: String,
+    /// The plugin's settings: a secret field is left out and `<field>_set: true`
+    /// given instead; values under a `*` secret path are null.
+    #[schema(value_type = Object)]
+    config: Value,
+    /// Provider rate limit, sends per second (null = unlimited).
+    rate_per_sec: Option<u32>,
 }
 
 fn sender(a: &Account) -> String {
     ["from", "sender", "address", "sign_name", "from_number"].iter().find_map(|k| a.config.get(*k).and_then(Value::as_str)).unwrap_or("").to_string()
 }
 
-async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+#[utoipa::path(get, path = "/accounts", tag = "accounts", summary = "Sender accounts (search by sender address)",
+    description = "Needs `accounts.view`. `q` matches the name and the sender address.", params(ListQuery),
+    responses((status = 200, description = "One page", body = Page<AccountView>)))]
+async fn list_accounts(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::AccountsView)?;
     let accounts = app.deps.backends.config.accounts(&caller.tenant).await?;
     let items: Vec<_> = accounts.iter().filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name))).map(|a| view(&app, a)).collect();
     Ok(axum::Json(q.page(items)).into_response())
 }
 
-#[derive(Deserialize)]
+/// An account as written: `config` is checked by the channel's plugin
+/// (its `account_schema`); secrets are sealed at rest and never returned.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "mail-main", "channel": "email",
+    "config": {"from": "noreply@example.com", "smtp": {"host": "smtp.example.com", "port": 587, "tls": "starttls", "username": "noreply", "password": "s3cret"}}}))]
 struct AccountBody {
+    /// 1–64 letters, digits, - _ . (on edit the path names the account and this is ignored).
     #[serde(default)]
+    #[schema(required = true, nullable = false, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: Option<String>,
+    /// Plugin name; cannot change on edit.
     channel: String,
+    /// The plugin's settings; on edit, a secret field left out (or null/"") keeps its stored value.
+    #[schema(value_type = Object)]
     config: Value,
+    /// Provider rate limit, sends per second.
     #[serde(default)]
     rate_per_sec: Option<u32>,
 }
@@ -226,7 +276,14 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
     }
 }
 
-async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AccountBody>) -> Result<Response> {
+/// Needs `accounts.edit`. E-mail accounts are verified by a real SMTP connect
+/// and AUTH; private destinations are refused unless allowed by the admin's config.
+#[utoipa::path(post, path = "/accounts", tag = "accounts", summary = "Create a sender account (checked; e-mail verified over SMTP)",
+    request_body = AccountBody,
+    responses((status = 201, description = "Created", body = AccountView),
+              (status = 409, description = "`exists`", body = ErrorBody),
+              (status = 422, description = "`invalid_account`, `smtp_check_failed`, `private_destination`, `unknown_channel`", body = ErrorBody)))]
+async fn create_account(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AccountBody>) -> Result<Response> {
     caller.require(Permission::AccountsEdit)?;
     let name = b.name.as_deref().map(str::trim).unwrap_or("").to_string();
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -246,12 +303,18 @@ async fn existing(app: &App, caller: &Caller, name: &str) -> std::result::Result
     app.deps.backends.config.account(&caller.tenant, name).await?.ok_or_else(|| ApiError::not_found("account", "name"))
 }
 
-async fn get(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
+#[utoipa::path(get, path = "/accounts/{name}", tag = "accounts", summary = "One sender account (secrets omitted)",
+    description = "Needs `accounts.view`.", params(("name" = String, Path, description = "Account name")), responses((status = 200, description = "The account", body = AccountView)))]
+async fn get_account(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
     caller.require(Permission::AccountsView)?;
     Ok(axum::Json(view(&app, &existing(&app, &caller, &name).await?)).into_response())
 }
 
-async fn update(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>, Body(b): Body<AccountBody>) -> Result<Response> {
+#[utoipa::path(put, path = "/accounts/{name}", tag = "accounts", summary = "Edit a sender account (omitted secrets are kept)",
+    description = "Needs `accounts.edit`.", params(("name" = String, Path, description = "Account name")), request_body = AccountBody,
+    responses((status = 200, description = "The account", body = AccountView),
+              (status = 422, description = "`invalid_account`, `smtp_check_failed`, `private_destination`", body = ErrorBody)))]
+async fn update_account(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>, Body(b): Body<AccountBody>) -> Result<Response> {
     caller.require(Permission::AccountsEdit)?;
     let old = existing(&app, &caller, &name).await?;
     if b.channel != old.plugin {
@@ -332,7 +395,10 @@ fn set_path(config: &mut Value, path: &str, v: Value) {
     }
 }
 
-async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
+#[utoipa::path(delete, path = "/accounts/{name}", tag = "accounts", summary = "Delete an account no push or action uses",
+    description = "Needs `accounts.edit`.", params(("name" = String, Path, description = "Account name")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`in_use`", body = ErrorBody)))]
+async fn delete_account(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Result<Response> {
     caller.require(Permission::AccountsEdit)?;
     existing(&app, &caller, &name).await?;
     let repo = caller.repo(&app);

@@ -2,30 +2,28 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::{self, UNIT, USER, Unit, User};
+use herald_core::error::ErrorBody;
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::rbac::{Permission, ROLE, Role};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
+use crate::api::schema;
 use crate::auth::{self, Caller, Login, PLATFORM, Rights, check_current_password, check_login_name};
 use crate::state::App;
-use crate::web::{Body, ListQuery, Result, Routes, conflict, created, no_content, text, user_view};
+use crate::web::{Body, Ended, Items, ListQuery, Page, Query, Result, Routes, conflict, created, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.add("GET", "/units", "Org units in the caller's data scope", list_units)
-        .add("POST", "/units", "Create a child unit", create_unit)
-        .add("PATCH", "/units/{id}", "Rename or move a unit", update_unit)
-        .add("DELETE", "/units/{id}", "Delete an empty unit", delete_unit)
-        .add("GET", "/users", "Search users (q, unit subtree)", list_users)
-        .add("POST", "/users", "Create a user", create_user)
-        .add("GET", "/users/{id}", "One user", get_user)
-        .add("PATCH", "/users/{id}", "Edit a user", update_user)
-        .add("DELETE", "/users/{id}", "Delete a user", delete_user)
-        .add("DELETE", "/users/{id}/sessions", "End every session of a user", end_user_sessions)
+    r.routes(routes!(list_units, create_unit))
+        .routes(routes!(update_unit, delete_unit))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(end_user_sessions))
 }
 
 /// Root-to-unit path of ids.
@@ -43,15 +41,28 @@ fn path_of(units: &[Unit], id: &str) -> Vec<String> {
     out
 }
 
+/// A unit with its place in the tree.
+#[derive(Serialize, ToSchema)]
+struct UnitView {
+    id: String,
+    name: String,
+    /// Null for the root.
+    parent: Option<String>,
+    /// Ids from the root to this unit.
+    path: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/units", tag = "directory", summary = "Org units in the caller's data scope",
+    description = "Needs `directory.view`.", responses((status = 200, description = "Every unit the caller sees", body = Items<UnitView>)))]
 async fn list_units(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::DirectoryView)?;
     let units: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
     let items: Vec<_> = units
         .iter()
         .filter(|u| caller.sees_unit(&u.id))
-        .map(|u| json!({"id": u.id, "name": u.name, "parent": u.parent, "path": path_of(&units, &u.id)}))
+        .map(|u| UnitView { id: u.id.clone(), name: u.name.clone(), parent: u.parent.clone(), path: path_of(&units, &u.id) })
         .collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
+    Ok(axum::Json(Items { items }).into_response())
 }
 
 /// A unit the caller may see, or 404.
@@ -60,13 +71,18 @@ async fn visible_unit(app: &App, caller: &Caller, id: &str, field: &str) -> std:
     unit.filter(|u| caller.sees_unit(&u.id)).ok_or_else(|| ApiError::not_found("org unit", field))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Operations", "parent": "01J9Z8Q4K0"}))]
 struct NewUnit {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
+    /// Parent unit id.
     parent: String,
 }
 
+#[utoipa::path(post, path = "/units", tag = "directory", summary = "Create a child unit", description = "Needs `directory.edit`.",
+    request_body = NewUnit, responses((status = 201, description = "Created", body = schema::Unit)))]
 async fn create_unit(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewUnit>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let name = text("name", &b.name, 100)?;
@@ -76,13 +92,18 @@ async fn create_unit(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<
     Ok(created(&unit))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UnitPatch {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: Option<String>,
+    /// Move under this unit (not under itself or its own subunits; the root cannot move).
     parent: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/units/{id}", tag = "directory", summary = "Rename or move a unit", description = "Needs `directory.edit`.",
+    params(("id" = String, Path, description = "Unit id")), request_body = UnitPatch,
+    responses((status = 200, description = "The unit", body = schema::Unit)))]
 async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UnitPatch>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let mut unit = visible_unit(&app, &caller, &id, "id").await?;
@@ -104,6 +125,9 @@ async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     Ok(axum::Json(&unit).into_response())
 }
 
+#[utoipa::path(delete, path = "/units/{id}", tag = "directory", summary = "Delete an empty unit",
+    description = "Needs `directory.edit`. The root cannot be deleted.", params(("id" = String, Path, description = "Unit id")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`not_empty` (subunits or users) or `root`", body = ErrorBody)))]
 async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let unit = visible_unit(&app, &caller, &id, "id").await?;
@@ -122,6 +146,9 @@ async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     Ok(no_content())
 }
 
+#[utoipa::path(get, path = "/users", tag = "directory", summary = "Search users (q, unit subtree)",
+    description = "Needs `directory.view`. `q` matches name, login, mobile and e-mail; `unit` includes its subtree.", params(ListQuery),
+    responses((status = 200, description = "One page", body = Page<schema::User>)))]
 async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::DirectoryView)?;
     let repo = caller.repo(&app);
@@ -148,11 +175,17 @@ async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query
     Ok(axum::Json(q.page(items)).into_response())
 }
 
-#[derive(Deserialize, Default)]
+/// A user to create, or the fields to change (absent fields are kept).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Bob Chen", "mobile": "+8613800000001", "email": "bob@example.com", "unit": "01J9Z8Q4K0", "roles": []}))]
 struct UserBody {
+    /// Required on creation.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: Option<String>,
+    /// A login name for the console (needs a password).
     login: Option<String>,
+    /// Changing another user's needs `users.password`; one's own needs `current_password`.
     password: Option<String>,
     mobile: Option<String>,
     email: Option<String>,
@@ -160,7 +193,9 @@ struct UserBody {
     dingtalk_id: Option<String>,
     welink_id: Option<String>,
     time_zone: Option<String>,
+    /// Org unit id; required on creation.
     unit: Option<String>,
+    /// Role ids (needs `roles.manage`).
     roles: Option<Vec<String>>,
     /// Needed to change one's own password or login.
     current_password: Option<String>,
@@ -269,6 +304,8 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
     Ok(existing && (b.password.is_some() || renamed))
 }
 
+#[utoipa::path(post, path = "/users", tag = "directory", summary = "Create a user", description = "Needs `directory.edit`.",
+    request_body = UserBody, responses((status = 201, description = "Created", body = schema::User)))]
 async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;
@@ -286,6 +323,8 @@ async fn visible_user(app: &App, caller: &Caller, id: &str) -> std::result::Resu
     user.filter(|u| caller.sees_unit(&u.unit)).ok_or_else(|| ApiError::not_found("user", "id"))
 }
 
+#[utoipa::path(get, path = "/users/{id}", tag = "directory", summary = "One user", description = "Needs `directory.view`.",
+    params(("id" = String, Path, description = "User id")), responses((status = 200, description = "The user", body = schema::User)))]
 async fn get_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::DirectoryView)?;
     Ok(axum::Json(user_view(&visible_user(&app, &caller, &id).await?)).into_response())
@@ -300,6 +339,11 @@ async fn check_covers(app: &App, caller: &Caller, user: &User) -> std::result::R
     caller.covers("id", "this user", &Rights::of_user(user, &roles))
 }
 
+/// Needs `directory.edit`. A changed password or login ends that user's
+/// sessions (one's own current session excepted).
+#[utoipa::path(patch, path = "/users/{id}", tag = "directory", summary = "Edit a user",
+    params(("id" = String, Path, description = "User id")), request_body = UserBody,
+    responses((status = 200, description = "The user", body = schema::User)))]
 async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UserBody>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let mut user = visible_user(&app, &caller, &id).await?;
@@ -314,6 +358,9 @@ async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     Ok(axum::Json(user_view(&user)).into_response())
 }
 
+#[utoipa::path(delete, path = "/users/{id}", tag = "directory", summary = "Delete a user", description = "Needs `directory.edit`.",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`self` or `last_admin`", body = ErrorBody)))]
 async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let user = visible_user(&app, &caller, &id).await?;
@@ -330,11 +377,14 @@ async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     Ok(no_content())
 }
 
+#[utoipa::path(delete, path = "/users/{id}/sessions", tag = "directory", summary = "End every session of a user",
+    description = "Needs `directory.edit` and the user's rights within the caller's.", params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "How many ended", body = Ended)))]
 async fn end_user_sessions(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let user = visible_user(&app, &caller, &id).await?;
     check_covers(&app, &caller, &user).await?;
     let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
     let ended = auth::end_sessions_of(&app, &caller.tenant, &user.id, keep).await?;
-    Ok(axum::Json(json!({"ended": ended})).into_response())
+    Ok(axum::Json(Ended { ended }).into_response())
 }

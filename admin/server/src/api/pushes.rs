@@ -3,45 +3,57 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::Targets;
-use herald_core::error::{ApiError, ErrorKind};
-use herald_core::model::Content;
+use herald_core::error::{ApiError, ErrorBody, ErrorKind};
+use herald_core::model::{Content, DeliveryStatus};
 use herald_core::rbac::Permission;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
+use crate::api::schema;
 use crate::auth::Caller;
-use crate::pushes::{PUSH, Push, Schedule, check_sendable, send_if_due};
+use crate::pushes::{PUSH, Push, PushView, Schedule, check_sendable, send_if_due};
 use crate::state::App;
-use crate::web::{Body, ListQuery, Result, Routes, conflict, created, no_content, rfc3339, sanitize_html, text};
+use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, no_content, sanitize_html, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.add("GET", "/pushes", "Search pushes by number, title, status", list)
-        .add("POST", "/pushes", "Create a push (sends now, or at its scheduled time, when enabled)", create)
-        .add("POST", "/pushes/upload", "Parse a recipient list (.xls/.xlsx)", upload)
-        .add("GET", "/pushes/{id}", "One push", get)
-        .add("PUT", "/pushes/{id}", "Edit a push that has not been sent", update)
-        .add("DELETE", "/pushes/{id}", "Delete a disabled push", delete)
-        .add("POST", "/pushes/{id}/copy", "Copy a push (the copy starts disabled)", copy)
-        .add("POST", "/pushes/{id}/enable", "Enable (a due push is sent)", enable)
-        .add("POST", "/pushes/{id}/disable", "Disable (nothing more is sent)", disable)
-        .add("GET", "/pushes/{id}/deliveries", "Per-recipient delivery status", deliveries)
+    r.routes(routes!(list_pushes, create_push))
+        .routes(routes!(upload_list))
+        .routes(routes!(get_push, update_push, delete_push))
+        .routes(routes!(copy_push))
+        .routes(routes!(enable_push))
+        .routes(routes!(disable_push))
+        .routes(routes!(push_deliveries))
 }
 
-#[derive(Deserialize)]
+/// A push as written. E-mail needs `content.subject` and `content.html` or
+/// `content.text` (HTML is sanitized); other channels `content.text`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Maintenance tonight", "channel": "sms", "account": "sms-main",
+    "content": {"text": "Hello {{ name }}, maintenance starts at 22:00."},
+    "targets": {"units": ["01J9Z8Q4K0"], "list": [{"to": "+8613800000000", "name": "Ann", "variables": {"site": "B2"}}]},
+    "schedule": {"mode": "at", "at": 1795650000000u64}, "enabled": true}))]
 struct PushBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     title: String,
+    /// Channel (plugin name), e.g. `sms`, `email`.
     channel: String,
+    /// Sender account name on that channel.
     account: String,
     #[serde(default)]
     content: Content,
     #[serde(default)]
+    #[schema(value_type = schema::Targets)]
     targets: Targets,
+    /// Default `{"mode": "now"}`.
     schedule: Option<Schedule>,
+    /// Default true (needs `push.send`).
     #[serde(default)]
     enabled: Option<bool>,
 }
@@ -92,7 +104,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
         ("cron", _) => {
             schedule.recurrence()?;
         }
-        ("at", Some(t)) if t.timestamp_millis() > herald_core::now_ms() => {}
+        ("at", Some(t)) if t > herald_core::now_ms() => {}
         ("at", _) => return Err(ApiError::invalid("schedule.at", "pick a time in the future")),
         _ => return Err(ApiError::invalid("schedule.mode", "\"now\", \"at\" or \"cron\"")),
     }
@@ -112,7 +124,10 @@ async fn visible(app: &App, caller: &Caller, id: &str) -> std::result::Result<Pu
     p.filter(|p| caller.sees_unit(&p.unit)).ok_or_else(|| ApiError::not_found("push", "id"))
 }
 
-async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
+#[utoipa::path(get, path = "/pushes", tag = "pushes", summary = "Search pushes by number, title, status",
+    description = "Needs `push.view`. Newest number first.", params(ListQuery),
+    responses((status = 200, description = "One page", body = Page<PushView>)))]
+async fn list_pushes(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::PushView)?;
     let mut pushes: Vec<Push> = caller.repo(&app).list(PUSH).await?;
     pushes.retain(|p| {
@@ -125,7 +140,11 @@ async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQ
     Ok(axum::Json(q.page(pushes.iter().map(Push::view).collect())).into_response())
 }
 
-async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushBody>) -> Result<Response> {
+/// Needs `push.edit` (and `push.send` when enabled). Mode "now" sends at once
+/// when enabled, "at" at that time, "cron" at each occurrence until disabled.
+#[utoipa::path(post, path = "/pushes", tag = "pushes", summary = "Create a push (sends now, or at its scheduled time, when enabled)",
+    request_body = PushBody, responses((status = 201, description = "Created (and sent when due)", body = PushView)))]
+async fn create_push(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushBody>) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
     let now = herald_core::now_ms();
     let mut push = Push::draft(new_id(), caller.user.unit.clone(), caller.user.name.clone(), now);
@@ -141,12 +160,18 @@ async fn create(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushB
     Ok(created(push.view()))
 }
 
-async fn get(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+#[utoipa::path(get, path = "/pushes/{id}", tag = "pushes", summary = "One push", description = "Needs `push.view`.",
+    params(("id" = String, Path, description = "Push id")), responses((status = 200, description = "The push", body = PushView)))]
+async fn get_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::PushView)?;
     Ok(axum::Json(visible(&app, &caller, &id).await?.view()).into_response())
 }
 
-async fn update(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PushBody>) -> Result<Response> {
+#[utoipa::path(put, path = "/pushes/{id}", tag = "pushes", summary = "Edit a push that has not been sent",
+    description = "Needs `push.edit` (and `push.send` when enabled).", params(("id" = String, Path, description = "Push id")),
+    request_body = PushBody,
+    responses((status = 200, description = "The push (sent when due)", body = PushView), (status = 409, description = "`sent`", body = ErrorBody)))]
+async fn update_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PushBody>) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
     let mut push = visible(&app, &caller, &id).await?;
     if push.message_id.is_some() {
@@ -172,7 +197,10 @@ async fn update(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Stri
     Ok(axum::Json(push.view()).into_response())
 }
 
-async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+#[utoipa::path(delete, path = "/pushes/{id}", tag = "pushes", summary = "Delete a disabled push", description = "Needs `push.edit`.",
+    params(("id" = String, Path, description = "Push id")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`enabled`", body = ErrorBody)))]
+async fn delete_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
     let push = visible(&app, &caller, &id).await?;
     if push.enabled {
@@ -182,12 +210,15 @@ async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<Stri
     Ok(no_content())
 }
 
-async fn copy(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+#[utoipa::path(post, path = "/pushes/{id}/copy", tag = "pushes", summary = "Copy a push (the copy starts disabled)",
+    description = "Needs `push.edit`. A time already past becomes \"now\".", params(("id" = String, Path, description = "Push id")),
+    responses((status = 201, description = "The copy, a disabled draft with a new number", body = PushView)))]
+async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
     let orig = visible(&app, &caller, &id).await?;
     let now = herald_core::now_ms();
     // What it sends, starting disabled; a time already past becomes "now".
-    let past = orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t.timestamp_millis() <= now);
+    let past = orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t <= now);
     let push = Push {
         number: caller.repo(&app).next_number("P").await?,
         title: format!("{} (copy)", orig.title).chars().take(200).collect(),
@@ -221,34 +252,89 @@ async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Res
     Ok(axum::Json(push.view()).into_response())
 }
 
-async fn enable(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+#[utoipa::path(post, path = "/pushes/{id}/enable", tag = "pushes", summary = "Enable (a due push is sent)", description = "Needs `push.send`.",
+    params(("id" = String, Path, description = "Push id")), responses((status = 200, description = "The push", body = PushView)))]
+async fn enable_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     set_enabled(&app, &caller, &id, true).await
 }
 
-async fn disable(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+#[utoipa::path(post, path = "/pushes/{id}/disable", tag = "pushes", summary = "Disable (nothing more is sent)", description = "Needs `push.send`.",
+    params(("id" = String, Path, description = "Push id")), responses((status = 200, description = "The push", body = PushView)))]
+async fn disable_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     set_enabled(&app, &caller, &id, false).await
 }
 
-async fn deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
+/// One recipient's delivery.
+#[derive(Serialize, ToSchema)]
+struct DeliveryView {
+    recipient: String,
+    status: DeliveryStatus,
+    attempts: u32,
+    /// The provider's answer, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    detail: Option<String>,
+    cost_minor: i64,
+    updated_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Deliveries {
+    /// The push's first message (null for a recurring push or before it is sent).
+    message_id: Option<String>,
+    /// Every message the push was published as.
+    message_ids: Vec<String>,
+    deliveries: Vec<DeliveryView>,
+    /// Deliveries in all pages.
+    total: usize,
+}
+
+#[utoipa::path(get, path = "/pushes/{id}/deliveries", tag = "pushes", summary = "Per-recipient delivery status",
+    description = "Needs `push.view`. `offset`/`limit` page the deliveries (default 500, at most 5000).",
+    params(("id" = String, Path, description = "Push id"), ListQuery),
+    responses((status = 200, description = "The deliveries", body = Deliveries)))]
+async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::PushView)?;
     let push = visible(&app, &caller, &id).await?;
     let mut items = vec![];
     for mid in push.messages() {
         if let Some(view) = app.deps.backends.store.message(&caller.tenant, &mid).await? {
-            items.extend(view.deliveries.iter().map(|d| {
-                json!({"recipient": d.recipient, "status": d.status, "attempts": d.attempts, "detail": d.detail,
-                       "cost_minor": d.cost_minor, "updated_at": rfc3339(d.updated_at)})
+            items.extend(view.deliveries.into_iter().map(|d| DeliveryView {
+                recipient: d.recipient,
+                status: d.status,
+                attempts: d.attempts,
+                detail: d.detail,
+                cost_minor: d.cost_minor,
+                updated_at: d.updated_at,
             }));
         }
     }
     let total = items.len();
-    let items: Vec<_> = items.into_iter().skip(q.offset.unwrap_or(0)).take(q.limit.unwrap_or(500).clamp(1, 5000)).collect();
-    Ok(axum::Json(json!({"message_id": push.message_id, "message_ids": push.messages(), "deliveries": items, "total": total})).into_response())
+    let items: Vec<_> = items.into_iter().skip(q.skip()).take(q.take(500, 5000)).collect();
+    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: push.messages(), deliveries: items, total }).into_response())
 }
 
-async fn upload(State(app): State<Arc<App>>, caller: Caller, mut form: Multipart) -> Result<Response> {
+/// The upload form: one spreadsheet.
+#[derive(ToSchema)]
+#[allow(dead_code)] // read by the schema derive only
+struct UploadForm {
+    /// `.xls` or `.xlsx`, at most the admin's `max_upload_bytes` (5 MiB by default).
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+}
+
+/// Needs `push.edit`. A header row names the `to` column (or 收件人/手机/邮箱)
+/// and optionally `name`; other columns become variables. At most 100 000
+/// rows; zip bombs and forged sheets are refused.
+#[utoipa::path(post, path = "/pushes/upload", tag = "pushes", summary = "Parse a recipient list (.xls/.xlsx)",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The rows and the rows' errors", body = crate::excel::Parsed),
+              (status = 413, description = "`too_large`", body = ErrorBody),
+              (status = 503, description = "Every parser is busy", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds")))))]
+async fn upload_list(State(app): State<Arc<App>>, caller: Caller, form: std::result::Result<Multipart, MultipartRejection>) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
     let bad = |m: String| ApiError::invalid("file", m);
+    let mut form = form.map_err(|e| bad(e.body_text()))?;
     let limit = app.cfg.max_upload_bytes;
     let too_large = || ApiError::new(ErrorKind::TooLarge, "too_large", format!("at most {limit} bytes")).with_field("file");
     // A body past the service's limit fails while it is read: that is a 413 too.

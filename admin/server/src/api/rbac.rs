@@ -7,28 +7,27 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::{UNIT, USER, Unit, User};
 use herald_core::error::ApiError;
+use herald_core::error::ErrorBody;
 use herald_core::rbac::{Permission, ROLE, Role};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
+use crate::api::schema;
 use crate::auth::{self, Caller, Rights};
 use crate::state::App;
-use crate::web::{Body, Result, Routes, conflict, created, no_content, rfc3339, text};
+use crate::web::{Body, Items, Page, Result, Routes, conflict, created, no_content, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.add("GET", "/apps", "The app market with enablement records", list_apps)
-        .add("POST", "/apps/{id}/enable", "Enable an app (messaging issues an API key, shown once)", enable_app)
-        .add("GET", "/api-keys", "API keys of the messaging app (prefixes only)", list_keys)
-        .add("POST", "/api-keys", "Issue an API key (shown once)", create_key)
-        .add("DELETE", "/api-keys/{id}", "Revoke an API key", revoke_key)
-        .add("GET", "/permissions", "The function-permission catalogue", permissions)
-        .add("GET", "/roles", "Roles", list_roles)
-        .add("POST", "/roles", "Create a role", create_role)
-        .add("GET", "/roles/{id}", "One role", get_role)
-        .add("PATCH", "/roles/{id}", "Edit a role", update_role)
-        .add("DELETE", "/roles/{id}", "Delete a role no user holds", delete_role)
+    r.routes(routes!(list_apps))
+        .routes(routes!(enable_app))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(permissions))
+        .routes(routes!(list_roles, create_role))
+        .routes(routes!(get_role, update_role, delete_role))
 }
 
 const APP: &str = "app";
@@ -56,22 +55,54 @@ struct ApiKey {
     created_by: String,
 }
 
+/// An app of the market and whether the tenant enabled it.
+#[derive(Serialize, ToSchema)]
+struct AppView {
+    #[schema(example = "messaging")]
+    id: &'static str,
+    name: &'static str,
+    description: &'static str,
+    enabled: bool,
+    enabled_at: Option<i64>,
+    /// Name of the user who enabled it.
+    enabled_by: Option<String>,
+}
+
+#[utoipa::path(get, path = "/apps", tag = "apps", summary = "The app market with enablement records", description = "Needs `apps.view`.",
+    responses((status = 200, description = "messaging, tiered-push, reports", body = Items<AppView>)))]
 async fn list_apps(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::AppsView)?;
     let enabled: Vec<Enablement> = caller.repo(&app).list(APP).await?;
     let items: Vec<_> = MARKET
         .iter()
-        .map(|(id, name, description)| {
-            let e = enabled.iter().find(|e| e.app == *id);
-            json!({
-                "id": id, "name": name, "description": description, "enabled": e.is_some(),
-                "enabled_at": e.and_then(|e| rfc3339(e.enabled_at)), "enabled_by": e.map(|e| &e.enabled_by),
-            })
+        .map(|&(id, name, description)| {
+            let e = enabled.iter().find(|e| e.app == id);
+            AppView { id, name, description, enabled: e.is_some(), enabled_at: e.map(|e| e.enabled_at), enabled_by: e.map(|e| e.enabled_by.clone()) }
         })
         .collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
+    Ok(axum::Json(Items { items }).into_response())
 }
 
+/// An app just enabled; enabling `messaging` issues an API key, shown once.
+#[derive(Serialize, ToSchema)]
+struct Enabled {
+    app: String,
+    enabled_at: i64,
+    enabled_by: String,
+    /// Messaging only: the key the gateway accepts (`hk_…`), shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    api_key_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/apps/{id}/enable", tag = "apps", summary = "Enable an app (messaging issues an API key, shown once)",
+    description = "Needs `apps.manage`.", params(("id" = String, Path, description = "messaging, tiered-push or reports")),
+    responses((status = 201, description = "Enabled", body = Enabled,
+                example = json!({"app": "messaging", "enabled_at": 1795627116051u64, "enabled_by": "Ann Lee", "api_key": "hk_3f1c…", "api_key_id": "01J9Z8Q4K5"})),
+              (status = 409, description = "`already_enabled`", body = ErrorBody)))]
 async fn enable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::AppsManage)?;
     if !MARKET.iter().any(|m| m.0 == id) {
@@ -81,11 +112,10 @@ async fn enable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     if !caller.repo(&app).create(APP, &id, &record).await? {
         return Err(conflict("already_enabled", "this app is already enabled").into());
     }
-    let mut out = json!({"app": id, "enabled_at": rfc3339(record.enabled_at), "enabled_by": record.enabled_by});
+    let mut out = Enabled { app: id.clone(), enabled_at: record.enabled_at, enabled_by: record.enabled_by, api_key: None, api_key_id: None };
     if id == "messaging" {
         let (key_id, key) = issue_key(&app, &caller).await?;
-        out["api_key"] = json!(key);
-        out["api_key_id"] = json!(key_id);
+        (out.api_key, out.api_key_id) = (Some(key), Some(key_id));
     }
     tracing::info!(tenant = %caller.tenant, app = %id, "app enabled");
     Ok(created(out))
@@ -106,23 +136,46 @@ async fn issue_key(app: &App, caller: &Caller) -> std::result::Result<(String, S
     Ok((record.id, key))
 }
 
+#[derive(Serialize, ToSchema)]
+struct KeyView {
+    id: String,
+    /// The key's first 10 characters.
+    prefix: String,
+    created_at: i64,
+    created_by: String,
+}
+
+#[utoipa::path(get, path = "/api-keys", tag = "apps", summary = "API keys of the messaging app (prefixes only)", description = "Needs `apps.view`.",
+    responses((status = 200, description = "The keys", body = Items<KeyView>)))]
 async fn list_keys(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::AppsView)?;
     let keys: Vec<ApiKey> = caller.repo(&app).list(API_KEY).await?;
     let items: Vec<_> =
-        keys.iter().map(|k| json!({"id": k.id, "prefix": k.prefix, "created_at": rfc3339(k.created_at), "created_by": k.created_by})).collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
+        keys.into_iter().map(|k| KeyView { id: k.id, prefix: k.prefix, created_at: k.created_at, created_by: k.created_by }).collect();
+    Ok(axum::Json(Items { items }).into_response())
 }
 
+#[derive(Serialize, ToSchema)]
+struct NewKey {
+    id: String,
+    /// `hk_…`, shown this once.
+    api_key: String,
+}
+
+#[utoipa::path(post, path = "/api-keys", tag = "apps", summary = "Issue an API key (shown once)", description = "Needs `apps.manage`.",
+    responses((status = 201, description = "Issued", body = NewKey), (status = 409, description = "`app_disabled`", body = ErrorBody)))]
 async fn create_key(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::AppsManage)?;
     if caller.repo(&app).get::<Enablement>(APP, "messaging").await?.is_none() {
         return Err(conflict("app_disabled", "enable the messaging app first").into());
     }
     let (id, key) = issue_key(&app, &caller).await?;
-    Ok(created(json!({"id": id, "api_key": key})))
+    Ok(created(NewKey { id, api_key: key }))
 }
 
+/// Needs `apps.manage`. The gateway stops accepting it within its cache TTL.
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "apps", summary = "Revoke an API key", params(("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked")))]
 async fn revoke_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::AppsManage)?;
     let repo = caller.repo(&app);
@@ -132,24 +185,45 @@ async fn revoke_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     Ok(no_content())
 }
 
-async fn permissions(caller: Caller) -> Result<Response> {
-    let _ = caller;
-    let items: Vec<_> = Permission::ALL.iter().map(|p| json!({"id": p.as_str(), "menu": p.menu(), "kind": p.kind()})).collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
+#[derive(Serialize, ToSchema)]
+struct PermissionView {
+    #[schema(example = "push.send")]
+    id: &'static str,
+    /// directory, apps, roles, push, tiered, accounts, cost, reports.
+    menu: &'static str,
+    #[schema(pattern = "^(menu|button)$")]
+    kind: &'static str,
 }
 
+#[utoipa::path(get, path = "/permissions", tag = "roles", summary = "The function-permission catalogue",
+    responses((status = 200, description = "Every permission", body = Items<PermissionView>)))]
+async fn permissions(caller: Caller) -> Result<Response> {
+    let _ = caller;
+    let items: Vec<_> = Permission::ALL.iter().map(|p| PermissionView { id: p.as_str(), menu: p.menu(), kind: p.kind() }).collect();
+    Ok(axum::Json(Items { items }).into_response())
+}
+
+#[utoipa::path(get, path = "/roles", tag = "roles", summary = "Roles", description = "Needs `roles.view`.",
+    responses((status = 200, description = "Every role", body = Page<schema::Role>)))]
 async fn list_roles(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::RolesView)?;
     let roles: Vec<Role> = caller.repo(&app).list(ROLE).await?;
-    Ok(axum::Json(json!({"items": roles, "total": roles.len()})).into_response())
+    Ok(axum::Json(Page { total: roles.len(), items: roles }).into_response())
 }
 
-#[derive(Deserialize)]
+/// A role to create, or the fields to change. Only permissions, `all_units`
+/// and units the caller holds can be given.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Operators", "permissions": ["push.view", "push.edit", "push.send"], "all_units": false, "units": ["01J9Z8Q4K0"]}))]
 struct RoleBody {
+    /// Required on creation.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: Option<String>,
+    /// Permission ids (see `GET /permissions`).
     permissions: Option<Vec<String>>,
     all_units: Option<bool>,
+    /// Org unit ids (with their subtrees).
     units: Option<Vec<String>>,
 }
 
@@ -186,6 +260,8 @@ async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std:
     Ok(())
 }
 
+#[utoipa::path(post, path = "/roles", tag = "roles", summary = "Create a role", description = "Needs `roles.manage`.",
+    request_body = RoleBody, responses((status = 201, description = "Created", body = schema::Role)))]
 async fn create_role(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<RoleBody>) -> Result<Response> {
     caller.require(Permission::RolesManage)?;
     text("name", b.name.as_deref().unwrap_or(""), 100)?;
@@ -196,12 +272,18 @@ async fn create_role(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<
     Ok(created(&role))
 }
 
+#[utoipa::path(get, path = "/roles/{id}", tag = "roles", summary = "One role", description = "Needs `roles.view`.",
+    params(("id" = String, Path, description = "Role id")), responses((status = 200, description = "The role", body = schema::Role)))]
 async fn get_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::RolesView)?;
     let role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
     Ok(axum::Json(role).into_response())
 }
 
+#[utoipa::path(patch, path = "/roles/{id}", tag = "roles", summary = "Edit a role",
+    description = "Needs `roles.manage` and every right the role holds.", params(("id" = String, Path, description = "Role id")),
+    request_body = RoleBody,
+    responses((status = 200, description = "The role", body = schema::Role), (status = 409, description = "`last_admin`", body = ErrorBody)))]
 async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<RoleBody>) -> Result<Response> {
     caller.require(Permission::RolesManage)?;
     let mut role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
@@ -219,6 +301,9 @@ async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     Ok(axum::Json(role).into_response())
 }
 
+#[utoipa::path(delete, path = "/roles/{id}", tag = "roles", summary = "Delete a role no user holds",
+    description = "Needs `roles.manage` and every right the role holds.", params(("id" = String, Path, description = "Role id")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`in_use`", body = ErrorBody)))]
 async fn delete_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::RolesManage)?;
     let repo = caller.repo(&app);

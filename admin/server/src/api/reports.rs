@@ -6,27 +6,30 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use herald_core::model::{DeliveryStatus, LedgerKind, MessageView};
 use herald_core::rbac::Permission;
 use herald_core::tiered::{ACTION, Action, INCIDENT, Incident};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
 use crate::state::App;
-use crate::web::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Range, Result, Routes};
+use crate::web::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Query, Range, Result, Routes};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.add("GET", "/reports/summary", "Deliveries and spend by channel and day, per push and per action (days=30)", summary)
+    r.routes(routes!(summary))
 }
 
 /// At most this many pushes and incidents are read for one report.
 const MAX_SOURCES: usize = 500;
 
-#[derive(Debug, Default, Clone, Serialize)]
+/// Delivery counts: `sent` includes delivered and read; `acknowledged` counts
+/// read receipts; `cost_minor` is the deliveries' cost.
+#[derive(Debug, Default, Clone, Serialize, ToSchema)]
 struct Counts {
     sent: u64,
     delivered: u64,
@@ -83,6 +86,69 @@ impl Tally {
     }
 }
 
+/// Counts of one day and channel.
+#[derive(Serialize, ToSchema)]
+struct DayRow {
+    /// YYYY-MM-DD, China Standard Time.
+    day: String,
+    channel: String,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ChannelRow {
+    channel: String,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PushRow {
+    id: String,
+    number: String,
+    title: String,
+    channel: String,
+    counts: Counts,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ActionRow {
+    id: String,
+    /// Null when the action was deleted.
+    number: Option<String>,
+    title: Option<String>,
+    incidents: u64,
+    acknowledged_incidents: u64,
+    counts: Counts,
+}
+
+/// Spend of one day and channel, from the ledger (also sends made straight through the gateway API).
+#[derive(Serialize, ToSchema)]
+struct SpendRow {
+    day: String,
+    channel: String,
+    /// Billed units of debits.
+    units: u64,
+    /// Debits less refunds.
+    cost_minor: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Summary {
+    days: i64,
+    by_day: Vec<DayRow>,
+    by_channel: Vec<ChannelRow>,
+    per_push: Vec<PushRow>,
+    per_action: Vec<ActionRow>,
+    spend_by_day: Vec<SpendRow>,
+}
+
+/// Needs `reports.view`. Delivery counts come from the tenant's pushes and
+/// incidents (at most 500 of each); spend from the ledger.
+#[utoipa::path(get, path = "/reports/summary", tag = "reports", summary = "Deliveries and spend by channel and day, per push and per action",
+    params(("days" = Option<i64>, Query, description = "How many days back, default 30, 1–366")),
+    responses((status = 200, description = "The report", body = Summary)))]
 async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
     caller.require(Permission::ReportsView)?;
     let days = r.days.unwrap_or(30).clamp(1, 366);
@@ -101,7 +167,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
                 own.merge(&tally.message(&view));
             }
         }
-        per_push.push(json!({"id": p.id, "number": p.number, "title": p.title, "channel": p.channel, "counts": own}));
+        per_push.push(PushRow { id: p.id.clone(), number: p.number.clone(), title: p.title.clone(), channel: p.channel.clone(), counts: own });
     }
 
     let actions: Vec<Action> = repo.list(ACTION).await?;
@@ -123,8 +189,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
         .into_iter()
         .map(|(id, (incidents, acked, counts))| {
             let a = actions.iter().find(|a| a.id == id);
-            json!({"id": id, "number": a.map(|a| &a.number), "title": a.map(|a| &a.title),
-                   "incidents": incidents, "acknowledged_incidents": acked, "counts": counts})
+            ActionRow { id, number: a.map(|a| a.number.clone()), title: a.map(|a| a.title.clone()), incidents, acknowledged_incidents: acked, counts }
         })
         .collect();
 
@@ -137,28 +202,8 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
         }
         slot.1 += e.kind.signed(e.amount_minor).saturating_neg();
     }
-    let by_day: Vec<_> = tally
-        .by_day
-        .into_iter()
-        .map(|((day, channel), c)| {
-            json!({"day": day, "channel": channel, "sent": c.sent, "delivered": c.delivered, "failed": c.failed,
-                                          "acknowledged": c.acknowledged, "pending": c.pending, "cost_minor": c.cost_minor})
-        })
-        .collect();
-    let by_channel: Vec<_> = tally
-        .by_channel
-        .into_iter()
-        .map(|(channel, c)| {
-            json!({"channel": channel, "sent": c.sent, "delivered": c.delivered, "failed": c.failed,
-                                   "acknowledged": c.acknowledged, "pending": c.pending, "cost_minor": c.cost_minor})
-        })
-        .collect();
-    let spend: Vec<_> = spend
-        .into_iter()
-        .map(|((day, channel), (units, cost))| json!({"day": day, "channel": channel, "units": units, "cost_minor": cost}))
-        .collect();
-    Ok(axum::Json(
-        json!({"days": days, "by_day": by_day, "by_channel": by_channel, "per_push": per_push, "per_action": per_action, "spend_by_day": spend}),
-    )
-    .into_response())
+    let by_day = tally.by_day.into_iter().map(|((day, channel), counts)| DayRow { day, channel, counts }).collect();
+    let by_channel = tally.by_channel.into_iter().map(|(channel, counts)| ChannelRow { channel, counts }).collect();
+    let spend_by_day = spend.into_iter().map(|((day, channel), (units, cost_minor))| SpendRow { day, channel, units, cost_minor }).collect();
+    Ok(axum::Json(Summary { days, by_day, by_channel, per_push, per_action, spend_by_day }).into_response())
 }

@@ -6,34 +6,44 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::{self, Unit, User};
+use herald_core::error::ErrorBody;
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::Tenant;
 use herald_core::rbac::{Permission, ROLE, Role};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
+use crate::api::schema;
 use crate::auth::{self, Caller, Login, PLATFORM, check_current_password, check_login_name};
 use crate::state::App;
-use crate::web::{Body, Failure, Result, Routes, created, no_content, rfc3339, text, user_view};
+use crate::web::{Body, Ended, Failure, Items, Result, Routes, created, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.add("POST", "/register", "Register an enterprise and its first administrator", register)
-        .add("POST", "/login", "Log in with account and password", login)
-        .add("POST", "/logout", "End the session", logout)
-        .add("GET", "/me", "The caller, their tenant, permissions and data scope", me)
-        .add("POST", "/me/password", "Change one's own password (ends one's other sessions)", change_password)
-        .add("GET", "/me/sessions", "One's own live sessions", my_sessions)
-        .add("DELETE", "/me/sessions", "End all of one's sessions but this one", end_other_sessions)
-        .add("DELETE", "/me/sessions/{id}", "End one of one's sessions", end_my_session)
+    r.routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(my_sessions, end_other_sessions))
+        .routes(routes!(end_my_session))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"enterprise_name": "Acme", "admin_login": "ann", "admin_password": "correct horse battery", "admin_name": "Ann Lee"}))]
 struct Register {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     enterprise_name: String,
+    /// 3–64 letters, digits, . _ - @ (case-insensitive, unique on the platform).
+    #[schema(pattern = "^[A-Za-z0-9._@-]{3,64}$")]
     admin_login: String,
+    /// 10–256 bytes, not built from the login name, not easy to guess (zxcvbn score ≥ 2).
+    #[schema(min_length = 10, max_length = 256)]
     admin_password: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     admin_name: String,
     #[serde(default)]
     admin_email: Option<String>,
@@ -41,6 +51,26 @@ struct Register {
     admin_mobile: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Registered {
+    tenant: TenantName,
+    #[schema(value_type = schema::User)]
+    user: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TenantName {
+    id: String,
+    name: String,
+}
+
+/// Creates the tenant, its root org unit (named after the enterprise), the
+/// role "Administrator" (every permission, all units) and the first user.
+/// `admin_login` is unique across the platform.
+#[utoipa::path(post, path = "/register", tag = "session", summary = "Register an enterprise and its first administrator",
+    request_body = Register, security(()),
+    responses((status = 201, description = "Registered", body = Registered),
+              (status = 409, description = "`login_taken`", body = ErrorBody)))]
 async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Result<Response> {
     let name = text("enterprise_name", &b.enterprise_name, 100)?;
     let admin_name = text("admin_name", &b.admin_name, 100)?;
@@ -82,16 +112,36 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     };
     repo.put(directory::USER, &user.id, &user).await?;
     tracing::info!(%tenant, "enterprise registered");
-    Ok(created(json!({"tenant": {"id": tenant, "name": name}, "user": user_view(&user)})))
+    Ok(created(Registered { tenant: TenantName { id: tenant, name }, user: user_view(&user) }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"login": "ann", "password": "correct horse battery"}))]
 struct LoginBody {
+    #[schema(max_length = 256, pattern = "\\S")]
     login: String,
     password: String,
 }
 
+#[derive(Serialize, ToSchema)]
+struct LoggedIn {
+    /// The session token; also set as the cookie, or sent as `Authorization: Bearer`.
+    token: String,
+    expires_at: i64,
+    #[schema(value_type = schema::User)]
+    user: Value,
+}
+
+/// Sets the session cookie. Every attempt on a login name counts: after 5
+/// failures in 15 minutes the name is locked for 15 minutes (429 with
+/// `Retry-After`), known or not.
+#[utoipa::path(post, path = "/login", tag = "session", summary = "Log in with account and password",
+    request_body = LoginBody, security(()),
+    responses((status = 200, description = "Logged in; `Set-Cookie: herald_session=…`", body = LoggedIn,
+                headers(("Set-Cookie" = String, description = "The session cookie (HttpOnly, SameSite=Strict)"))),
+              (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+              (status = 429, description = "`locked`", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds")))))]
 async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<LoginBody>) -> Result<Response> {
     let login = auth::normalize_login(&b.login);
     if login.is_empty() || login.len() > 256 {
@@ -122,8 +172,7 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<Lo
     let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let (token, expires_at) = auth::start_session(&app, &r.tenant, &user.id, agent).await?;
     let cookie = auth::session_cookie(&app, &token, i64::from(app.cfg.session_idle_minutes) * 60);
-    let body = json!({"token": token, "expires_at": rfc3339(expires_at), "user": user_view(&user)});
-    let mut resp = axum::Json(body).into_response();
+    let mut resp = axum::Json(LoggedIn { token, expires_at, user: user_view(&user) }).into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?);
     Ok(resp)
@@ -139,6 +188,9 @@ fn locked(remaining_ms: i64) -> Response {
     resp
 }
 
+/// Ends the session of the cookie or bearer token, if any, and clears the cookie.
+#[utoipa::path(post, path = "/logout", tag = "session", summary = "End the session", security(()),
+    responses((status = 204, description = "Logged out")))]
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response> {
     let (mut parts, _) = axum::http::Request::new(()).into_parts();
     parts.headers = headers;
@@ -152,29 +204,42 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Respo
     Ok(resp)
 }
 
+#[derive(Serialize, ToSchema)]
+struct Me {
+    #[schema(value_type = schema::User)]
+    user: Value,
+    #[schema(value_type = Option<schema::Tenant>)]
+    tenant: Option<Tenant>,
+    /// Function permission ids.
+    permissions: Vec<String>,
+    all_units: bool,
+    /// Org units in the caller's data scope (subtrees expanded).
+    units: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/me", tag = "session", summary = "The caller, their tenant, permissions and data scope",
+    responses((status = 200, description = "The caller", body = Me)))]
 async fn me(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     let tenant = app.deps.backends.config.tenant(&caller.tenant).await?;
     let mut permissions: Vec<_> = caller.permissions.iter().cloned().collect();
     permissions.sort();
     let mut units: Vec<_> = caller.units.iter().cloned().collect();
     units.sort();
-    Ok(axum::Json(json!({
-        "user": user_view(&caller.user),
-        "tenant": tenant,
-        "permissions": permissions,
-        "all_units": caller.all_units,
-        "units": units,
-    }))
-    .into_response())
+    Ok(axum::Json(Me { user: user_view(&caller.user), tenant, permissions, all_units: caller.all_units, units }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordChange {
     current_password: String,
+    /// 10–256 bytes, not built from the login name, zxcvbn score ≥ 2.
     new_password: String,
 }
 
+#[utoipa::path(post, path = "/me/password", tag = "session", summary = "Change one's own password (ends one's other sessions)",
+    request_body = PasswordChange,
+    responses((status = 204, description = "Changed"),
+              (status = 403, description = "`wrong_password`", body = ErrorBody)))]
 async fn change_password(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PasswordChange>) -> Result<Response> {
     check_current_password(&caller, "current_password", Some(&b.current_password)).await?;
     auth::check_password("new_password", &b.new_password, caller.user.login.as_deref(), &[caller.user.name.as_str()])?;
@@ -191,24 +256,44 @@ async fn change_password(State(app): State<Arc<App>>, caller: Caller, Body(b): B
     Ok(no_content())
 }
 
+#[derive(Serialize, ToSchema)]
+struct SessionView {
+    id: String,
+    created_at: i64,
+    expires_at: i64,
+    user_agent: Option<String>,
+    /// The session of this request.
+    current: bool,
+}
+
+#[utoipa::path(get, path = "/me/sessions", tag = "session", summary = "One's own live sessions",
+    responses((status = 200, description = "Newest first", body = Items<SessionView>)))]
 async fn my_sessions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     let mut sessions = auth::sessions_of(&app, &caller.tenant, &caller.user.id).await?;
     sessions.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
     let items: Vec<_> = sessions
         .iter()
-        .map(|(key, s)| {
-            json!({"id": auth::session_id(key), "created_at": rfc3339(s.created_at), "expires_at": rfc3339(s.expires_at),
-                   "user_agent": s.user_agent, "current": *key == caller.session})
+        .map(|(key, s)| SessionView {
+            id: auth::session_id(key).to_string(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            user_agent: s.user_agent.clone(),
+            current: *key == caller.session,
         })
         .collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
+    Ok(axum::Json(Items { items }).into_response())
 }
 
+#[utoipa::path(delete, path = "/me/sessions", tag = "session", summary = "End all of one's sessions but this one",
+    responses((status = 200, description = "How many ended", body = Ended)))]
 async fn end_other_sessions(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     let ended = auth::end_sessions_of(&app, &caller.tenant, &caller.user.id, Some(&caller.session)).await?;
-    Ok(axum::Json(json!({"ended": ended})).into_response())
+    Ok(axum::Json(Ended { ended }).into_response())
 }
 
+#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "session", summary = "End one of one's sessions",
+    params(("id" = String, Path, description = "Session id (from `GET /me/sessions`)")),
+    responses((status = 204, description = "Ended"), (status = 404, description = "Not one's own session", body = ErrorBody)))]
 async fn end_my_session(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let sessions = auth::sessions_of(&app, &caller.tenant, &caller.user.id).await?;
     let Some((key, _)) = sessions.iter().find(|(k, _)| auth::session_id(k) == id) else {

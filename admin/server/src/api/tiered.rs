@@ -3,40 +3,39 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::error::ApiError;
+use herald_core::error::ErrorBody;
 use herald_core::model::Content;
 use herald_core::rbac::Permission;
 use herald_core::tiered::{ACTION, Action, Editor, LEVELS, Rule, TEMPLATE, TieredTemplate};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
+use crate::api::schema;
 use crate::auth::Caller;
 use crate::state::App;
-use crate::web::{Body, ListQuery, Result, Routes, conflict, created, formats, no_content, sanitize_html, text};
+use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, formats, no_content, sanitize_html, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.add("GET", "/tiered/templates", "Search tiered templates by number and title", list_templates)
-        .add("POST", "/tiered/templates", "Create a template", create_template)
-        .add("GET", "/tiered/templates/{id}", "One template", get_template)
-        .add("PUT", "/tiered/templates/{id}", "Edit a template", update_template)
-        .add("DELETE", "/tiered/templates/{id}", "Delete a template no action links", delete_template)
-        .add("GET", "/tiered/actions", "Search actions by number, title, status", list_actions)
-        .add("POST", "/tiered/actions", "Create an action (enabled on creation)", create_action)
-        .add("GET", "/tiered/actions/{id}", "One action", get_action)
-        .add("PUT", "/tiered/actions/{id}", "Edit an action", update_action)
-        .add("DELETE", "/tiered/actions/{id}", "Delete a disabled action", delete_action)
-        .add("POST", "/tiered/actions/{id}/copy", "Copy an action", copy_action)
-        .add("POST", "/tiered/actions/{id}/enable", "Enable an action", enable_action)
-        .add("POST", "/tiered/actions/{id}/disable", "Disable an action", disable_action)
-        .add("GET", "/tiered/incidents", "Triggered actions (incidents), newest first (?status=open|acknowledged|done)", list_incidents)
-        .add("GET", "/tiered/incidents/{id}", "One incident with its timeline", get_incident)
-        .add("GET", "/tiered/quiet-hours", "The tenant's quiet hours (null when none)", get_quiet)
-        .add("PUT", "/tiered/quiet-hours", "Set quiet hours: info/normal levels wait until the window ends", put_quiet)
+    r.routes(routes!(list_templates, create_template))
+        .routes(routes!(get_template, update_template, delete_template))
+        .routes(routes!(list_actions, create_action))
+        .routes(routes!(get_action, update_action, delete_action))
+        .routes(routes!(copy_action))
+        .routes(routes!(enable_action))
+        .routes(routes!(disable_action))
+        .routes(routes!(list_incidents))
+        .routes(routes!(get_incident))
+        .routes(routes!(get_quiet, put_quiet))
 }
 
+#[utoipa::path(get, path = "/tiered/incidents", tag = "tiered", summary = "Triggered actions (incidents), newest first",
+    description = "Needs `tiered.view`. `status`: open, acknowledged or done.", params(ListQuery),
+    responses((status = 200, description = "One page", body = Page<schema::Incident>)))]
 async fn list_incidents(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
     let mut items: Vec<herald_core::tiered::Incident> = caller.repo(&app).list(herald_core::tiered::INCIDENT).await?;
@@ -45,6 +44,8 @@ async fn list_incidents(State(app): State<Arc<App>>, caller: Caller, Query(q): Q
     Ok(axum::Json(q.page(items)).into_response())
 }
 
+#[utoipa::path(get, path = "/tiered/incidents/{id}", tag = "tiered", summary = "One incident with its timeline",
+    description = "Needs `tiered.view`.", params(("id" = String, Path, description = "Incident id")), responses((status = 200, description = "The incident", body = schema::Incident)))]
 async fn get_incident(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
     let i: herald_core::tiered::Incident = caller.repo(&app).need(herald_core::tiered::INCIDENT, &id, "incident").await?;
@@ -55,12 +56,18 @@ async fn get_incident(State(app): State<Arc<App>>, caller: Caller, Path(id): Pat
 const SETTINGS: &str = "settings";
 const QUIET_HOURS: &str = "quiet_hours";
 
+#[utoipa::path(get, path = "/tiered/quiet-hours", tag = "tiered", summary = "The tenant's quiet hours (null when none)",
+    description = "Needs `tiered.view`.", responses((status = 200, description = "The quiet hours, or null", body = Option<schema::QuietHours>)))]
 async fn get_quiet(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::TieredView)?;
     let q: Option<herald_core::quiet::QuietHours> = caller.repo(&app).get(SETTINGS, QUIET_HOURS).await?;
     Ok(axum::Json(q).into_response())
 }
 
+/// Needs `tiered.edit`. Info and normal levels wait until the window ends, in
+/// the recipient's time zone when the directory has one; `start == end` means none.
+#[utoipa::path(put, path = "/tiered/quiet-hours", tag = "tiered", summary = "Set quiet hours: info/normal levels wait until the window ends",
+    request_body = schema::QuietHours, responses((status = 200, description = "The quiet hours", body = schema::QuietHours)))]
 async fn put_quiet(State(app): State<Arc<App>>, caller: Caller, Body(q): Body<herald_core::quiet::QuietHours>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     q.validate().map_err(|e| {
@@ -71,17 +78,32 @@ async fn put_quiet(State(app): State<Arc<App>>, caller: Caller, Body(q): Body<he
     Ok(axum::Json(q).into_response())
 }
 
-#[derive(Deserialize)]
+/// A template as written. Channel rules: text → SMS, voice and IM; rich text → e-mail; voice → voice only.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Disk full", "editor": "text", "body": "{{ host }}: disk {{ disk }} is full", "variables": ["host", "disk"]}))]
 struct TemplateBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     title: String,
+    #[schema(value_type = schema::Editor)]
     editor: Editor,
+    /// Rich text only (required there).
     #[serde(default)]
     subject: Option<String>,
+    /// minijinja text; HTML for rich text (sanitized).
+    #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
     body: String,
+    /// Variable names: letters, digits and _.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<VariableName>)]
     variables: Vec<String>,
 }
+
+/// A template variable's name.
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_]+$")]
+#[allow(dead_code)] // a schema only
+struct VariableName(String);
 
 fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Result<(), ApiError> {
     t.title = text("title", &b.title, 200)?;
@@ -107,6 +129,9 @@ fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Resul
     Ok(())
 }
 
+#[utoipa::path(get, path = "/tiered/templates", tag = "tiered", summary = "Search tiered templates by number and title",
+    description = "Needs `tiered.view`. Newest number first.", params(ListQuery),
+    responses((status = 200, description = "One page", body = Page<schema::TieredTemplate>)))]
 async fn list_templates(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
     let mut items: Vec<TieredTemplate> = caller.repo(&app).list(TEMPLATE).await?;
@@ -115,6 +140,8 @@ async fn list_templates(State(app): State<Arc<App>>, caller: Caller, Query(q): Q
     Ok(axum::Json(q.page(items)).into_response())
 }
 
+#[utoipa::path(post, path = "/tiered/templates", tag = "tiered", summary = "Create a template", description = "Needs `tiered.edit`.",
+    request_body = TemplateBody, responses((status = 201, description = "Created", body = schema::TieredTemplate)))]
 async fn create_template(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<TemplateBody>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let now = herald_core::now_ms();
@@ -135,12 +162,16 @@ async fn create_template(State(app): State<Arc<App>>, caller: Caller, Body(b): B
     Ok(created(&t))
 }
 
+#[utoipa::path(get, path = "/tiered/templates/{id}", tag = "tiered", summary = "One template", description = "Needs `tiered.view`.",
+    params(("id" = String, Path, description = "Template id")), responses((status = 200, description = "The template", body = schema::TieredTemplate)))]
 async fn get_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
     let t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;
     Ok(axum::Json(t).into_response())
 }
 
+#[utoipa::path(put, path = "/tiered/templates/{id}", tag = "tiered", summary = "Edit a template", description = "Needs `tiered.edit`.",
+    params(("id" = String, Path, description = "Template id")), request_body = TemplateBody, responses((status = 200, description = "The template", body = schema::TieredTemplate)))]
 async fn update_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<TemplateBody>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let mut t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;
@@ -149,6 +180,9 @@ async fn update_template(State(app): State<Arc<App>>, caller: Caller, Path(id): 
     Ok(axum::Json(t).into_response())
 }
 
+#[utoipa::path(delete, path = "/tiered/templates/{id}", tag = "tiered", summary = "Delete a template no action links",
+    description = "Needs `tiered.edit`.", params(("id" = String, Path, description = "Template id")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`in_use`", body = ErrorBody)))]
 async fn delete_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let repo = caller.repo(&app);
@@ -161,13 +195,24 @@ async fn delete_template(State(app): State<Arc<App>>, caller: Caller, Path(id): 
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+/// An action as written: rule cards fired in order, each escalating to the next.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Disk full", "templates": ["01J9Z8Q4K8"], "ack_scope": "incident", "rules": [
+    {"level": "urgent", "channels": [{"channel": "sms", "account": "sms-main"}], "recipients": {"units": ["01J9Z8Q4K0"]},
+     "escalate": {"after_secs": 300, "condition": "not_acknowledged"}, "repeat": 0},
+    {"level": "urgent", "channels": [{"channel": "voice", "account": "voice-main"}], "recipients": {"users": ["01J9Z8Q4K2"]}}]}))]
 struct ActionBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     title: String,
+    /// Template ids.
+    #[schema(min_items = 1)]
     templates: Vec<String>,
+    #[schema(value_type = Vec<schema::Rule>, min_items = 1)]
     rules: Vec<Rule>,
+    /// Default `incident`.
     #[serde(default)]
+    #[schema(value_type = Option<schema::AckScope>)]
     ack_scope: Option<herald_core::tiered::AckScope>,
 }
 
@@ -231,12 +276,21 @@ async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action)
     Ok(())
 }
 
-fn action_view(a: &Action) -> serde_json::Value {
-    let mut v = serde_json::to_value(a).unwrap_or_default();
-    v["status"] = json!(if a.enabled { "enabled" } else { "disabled" });
-    v
+/// An action with its `status` (enabled or disabled); described by `schema::Action`.
+#[derive(Serialize)]
+struct ActionView {
+    #[serde(flatten)]
+    action: Action,
+    status: &'static str,
 }
 
+fn action_view(a: &Action) -> ActionView {
+    ActionView { action: a.clone(), status: if a.enabled { "enabled" } else { "disabled" } }
+}
+
+#[utoipa::path(get, path = "/tiered/actions", tag = "tiered", summary = "Search actions by number, title, status",
+    description = "Needs `tiered.view`. `status`: enabled or disabled.", params(ListQuery),
+    responses((status = 200, description = "One page", body = Page<schema::Action>)))]
 async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
     let mut items: Vec<Action> = caller.repo(&app).list(ACTION).await?;
@@ -249,6 +303,8 @@ async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Que
     Ok(axum::Json(q.page(items.iter().map(action_view).collect())).into_response())
 }
 
+#[utoipa::path(post, path = "/tiered/actions", tag = "tiered", summary = "Create an action (enabled on creation)",
+    description = "Needs `tiered.edit`.", request_body = ActionBody, responses((status = 201, description = "Created", body = schema::Action)))]
 async fn create_action(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<ActionBody>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let now = herald_core::now_ms();
@@ -269,12 +325,16 @@ async fn create_action(State(app): State<Arc<App>>, caller: Caller, Body(b): Bod
     Ok(created(action_view(&a)))
 }
 
+#[utoipa::path(get, path = "/tiered/actions/{id}", tag = "tiered", summary = "One action", description = "Needs `tiered.view`.",
+    params(("id" = String, Path, description = "Action id")), responses((status = 200, description = "The action", body = schema::Action)))]
 async fn get_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
     let a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
     Ok(axum::Json(action_view(&a)).into_response())
 }
 
+#[utoipa::path(put, path = "/tiered/actions/{id}", tag = "tiered", summary = "Edit an action", description = "Needs `tiered.edit`.",
+    params(("id" = String, Path, description = "Action id")), request_body = ActionBody, responses((status = 200, description = "The action", body = schema::Action)))]
 async fn update_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<ActionBody>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let mut a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
@@ -283,6 +343,9 @@ async fn update_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Pa
     Ok(axum::Json(action_view(&a)).into_response())
 }
 
+#[utoipa::path(delete, path = "/tiered/actions/{id}", tag = "tiered", summary = "Delete a disabled action",
+    description = "Needs `tiered.edit`.", params(("id" = String, Path, description = "Action id")),
+    responses((status = 204, description = "Deleted"), (status = 409, description = "`enabled`", body = ErrorBody)))]
 async fn delete_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
@@ -293,6 +356,8 @@ async fn delete_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Pa
     Ok(no_content())
 }
 
+#[utoipa::path(post, path = "/tiered/actions/{id}/copy", tag = "tiered", summary = "Copy an action", description = "Needs `tiered.edit`.",
+    params(("id" = String, Path, description = "Action id")), responses((status = 201, description = "The copy (enabled, new number)", body = schema::Action)))]
 async fn copy_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let orig: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
@@ -319,10 +384,14 @@ async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Res
     Ok(axum::Json(action_view(&a)).into_response())
 }
 
+#[utoipa::path(post, path = "/tiered/actions/{id}/enable", tag = "tiered", summary = "Enable an action", description = "Needs `tiered.edit`.",
+    params(("id" = String, Path, description = "Action id")), responses((status = 200, description = "The action", body = schema::Action)))]
 async fn enable_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     set_enabled(&app, &caller, &id, true).await
 }
 
+#[utoipa::path(post, path = "/tiered/actions/{id}/disable", tag = "tiered", summary = "Disable an action", description = "Needs `tiered.edit`.",
+    params(("id" = String, Path, description = "Action id")), responses((status = 200, description = "The action", body = schema::Action)))]
 async fn disable_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     set_enabled(&app, &caller, &id, false).await
 }

@@ -5,7 +5,7 @@
 mod model;
 mod schedule;
 
-pub use model::{Push, Schedule, Sent};
+pub use model::{Push, PushView, Schedule, Sent};
 pub use schedule::{check_sendable, scheduler, send_if_due};
 
 pub const PUSH: &str = "push";

@@ -1,25 +1,51 @@
 //! The push model: what a push is, when it is due, and what sending it recorded.
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use herald_core::directory::Targets;
 use herald_core::error::ApiError;
 use herald_core::model::Content;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+use crate::api::schema;
+
+/// When a push is sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"mode": "cron", "cron": "0 9 * * Mon-Fri", "time_zone": "Asia/Shanghai"}))]
 pub struct Schedule {
     /// "now", "at" (once, at `at`) or "cron" (recurring, by `cron` in `time_zone`).
+    #[schema(pattern = "^(now|at|cron)$")]
     pub mode: String,
-    #[serde(default)]
-    pub at: Option<DateTime<Utc>>,
+    /// Mode "at": Unix milliseconds (an RFC 3339 string is accepted too).
+    #[serde(default, deserialize_with = "millis_or_rfc3339")]
+    pub at: Option<i64>,
     /// Cron expression: "min hour day month weekday" (or with leading seconds), e.g. "0 9 * * Mon-Fri".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub cron: Option<String>,
     /// IANA zone of the cron expression; default Asia/Shanghai.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub time_zone: Option<String>,
+}
+
+/// Unix milliseconds, or an RFC 3339 string (pushes stored before times were
+/// milliseconds, and older clients).
+fn millis_or_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Time {
+        Millis(i64),
+        Text(String),
+    }
+    match Option::<Time>::deserialize(d)? {
+        None => Ok(None),
+        Some(Time::Millis(ms)) => Ok(Some(ms)),
+        Some(Time::Text(s)) => DateTime::parse_from_rfc3339(&s)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(|e| serde::de::Error::custom(format!("expected Unix milliseconds or an RFC 3339 time: {e}"))),
+    }
 }
 
 impl Schedule {
@@ -45,7 +71,7 @@ impl Schedule {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Push {
     pub id: String,
     pub number: String,
@@ -53,10 +79,11 @@ pub struct Push {
     pub channel: String,
     pub account: String,
     pub content: Content,
+    #[schema(value_type = schema::Targets)]
     pub targets: Targets,
     pub schedule: Schedule,
     pub enabled: bool,
-    /// The first (or only) message the push was published as…
+    /// The first (or only) message the push was published as (null until sent; recurring pushes keep it null)…
     #[serde(default)]
     pub message_id: Option<String>,
     /// …and all of them (a list larger than the gateway's per-message limit is split).
@@ -69,6 +96,7 @@ pub struct Push {
     pub last_run: Option<i64>,
     #[serde(default)]
     pub runs: u32,
+    /// Recipients of the last send.
     #[serde(default)]
     pub recipients: usize,
     /// Directory users without an address on the channel when it was sent.
@@ -79,6 +107,21 @@ pub struct Push {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A push as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "01J9Z8Q4K7", "number": "P000001", "title": "Maintenance tonight", "channel": "sms", "account": "sms-main",
+    "content": {"text": "Hello {{ name }}, maintenance starts at 22:00."}, "targets": {"users": [], "units": ["01J9Z8Q4K0"], "list": []},
+    "schedule": {"mode": "at", "at": 1795650000000u64}, "enabled": true, "message_id": null, "message_ids": [], "sent_at": null,
+    "last_run": null, "runs": 0, "recipients": 0, "skipped": [], "unit": "01J9Z8Q4K0", "created_by": "Ann Lee",
+    "created_at": 1795627116051u64, "updated_at": 1795627116051u64, "status": "scheduled"}))]
+pub struct PushView {
+    #[serde(flatten)]
+    push: Push,
+    /// draft, scheduled, recurring, sent or disabled.
+    #[schema(pattern = "^(draft|scheduled|recurring|sent|disabled)$")]
+    status: &'static str,
 }
 
 /// What publishing a push produced.
@@ -164,10 +207,8 @@ impl Push {
         }
     }
 
-    pub fn view(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        v["status"] = json!(self.status());
-        v
+    pub fn view(&self) -> PushView {
+        PushView { push: self.clone(), status: self.status() }
     }
 
     /// When due: the time the send stands for (now, the `at` time, or a cron occurrence).
@@ -176,7 +217,7 @@ impl Push {
             return None;
         }
         match self.schedule.mode.as_str() {
-            "at" => self.schedule.at.map(|t| t.timestamp_millis()).filter(|t| *t <= now),
+            "at" => self.schedule.at.filter(|t| *t <= now),
             "cron" => self.schedule.occurrence(self.last_run.unwrap_or(self.created_at - 1), now),
             _ => Some(now),
         }
