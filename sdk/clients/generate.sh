@@ -72,9 +72,29 @@ gen_java() {
   publish java "$out" src/main/java/dev/herald/client/model
 }
 
-# --- (Python and TypeScript: their sections go here) ---
+# --- Python: herald_client/models.py, TypedDicts by datamodel-code-generator (pinned in python/requirements-dev.txt) ---
+gen_python() {
+  local out=$1 bin
+  bin=$(python/tools.sh)
+  mkdir -p "$out/herald_client"
+  "$bin/datamodel-codegen" --input "$openapi/gateway.json" --input-file-type openapi --output "$out/herald_client/models.py" \
+    --output-model-type typing.TypedDict --target-python-version 3.10 --formatters builtin \
+    --use-standard-collections --use-union-operator --use-schema-description --use-field-description \
+    --enum-field-as-literal all --use-double-quotes --strict-nullable --use-type-alias --disable-timestamp \
+    --custom-file-header "# Generated from sdk/openapi/gateway.json by sdk/clients/generate.sh (datamodel-code-generator): do not edit."
+  publish python "$out" herald_client/models.py
+}
 
-all=(go java)
+# --- TypeScript: src/gateway.ts, openapi-typescript (pinned in typescript/package.json) ---
+gen_typescript() {
+  local out=$1 bin
+  bin=$(typescript/tools.sh)
+  mkdir -p "$out/src"
+  "$bin/openapi-typescript" "$openapi/gateway.json" --empty-objects-unknown -o "$out/src/gateway.ts" >/dev/null
+  publish typescript "$out" src/gateway.ts
+}
+
+all=(go java python typescript)
 [ ${#langs[@]} -gt 0 ] || langs=("${all[@]}")
 for lang in "${langs[@]}"; do
   declare -F "gen_$lang" >/dev/null || { echo "generate.sh: no generator for $lang (have: ${all[*]})" >&2; exit 2; }

@@ -14,14 +14,29 @@ for f in "$HERALD_GATEWAY_BIN" "$HERALD_ADMIN_BIN" "$HERALD_TEST_PLUGIN_DIR/webh
   [ -e "$f" ] || { echo "client SDK tests: $f is missing (build with make test / make plugins)" >&2; exit 1; }
 done
 command -v python3 >/dev/null || { echo "client SDK tests: python3 is missing" >&2; exit 1; }
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' 2>/dev/null \
-  || { echo "client SDK tests: Node.js >= 18 is missing" >&2; exit 1; }
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null \
+  || { echo "client SDK tests: Node.js >= 20 is missing" >&2; exit 1; }
 
 failed=()
-echo "== client SDKs: Python (unittest)"
-(cd python && python3 -m unittest discover -s tests -v) || failed+=(python)
-echo "== client SDKs: TypeScript (node --test)"
-(cd typescript && node --test --test-reporter=spec test/client.test.mjs) || failed+=(typescript)
+echo "== client SDKs: generated code matches sdk/openapi/ (generate.sh --check)"
+./generate.sh --check || failed+=(generate)
+
+# Python: mypy --strict on the package and on tests/typing_check.py (what the
+# types must accept and refuse), then the suites (sync and asyncio) with the
+# venv's Python (the package needs typing_extensions).
+echo "== client SDKs: Python (mypy --strict, unittest)"
+# (&& chains: `set -e` does not apply left of `||`.)
+py=$(python/tools.sh) \
+  && (cd python && "$py/mypy" --strict --python-version 3.10 herald_client tests/typing_check.py) \
+  && (cd python && "$py/python" -m unittest discover -s tests -v) \
+  || failed+=(python)
+# TypeScript: tsc --noEmit (strict) on the client and test/types.ts, the
+# build (dist/), then the suite against dist/.
+echo "== client SDKs: TypeScript (tsc --noEmit, node --test)"
+ts=$(typescript/tools.sh) \
+  && (cd typescript && "$ts/tsc" --noEmit -p tsconfig.json && "$ts/tsc" -p tsconfig.build.json) \
+  && (cd typescript && node --test --test-reporter=spec test/client.test.mjs) \
+  || failed+=(typescript)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "client SDK tests FAILED: ${failed[*]}" >&2

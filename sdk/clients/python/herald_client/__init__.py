@@ -1,4 +1,5 @@
-"""A small client for the Herald gateway's `/v1` API, standard library only.
+"""A typed client for the Herald gateway's `/v1` API, sync (`Herald`) and
+asyncio (`AsyncHerald`); standard library HTTP.
 
     from herald_client import Herald, HeraldError, HeraldNetworkError
 
@@ -6,10 +7,23 @@
     answer = herald.send_message("webhook", [{"to": "ann", "variables": {"name": "Ann"}}], template="welcome")
     herald.get_message(answer["id"])
 
-Every method returns the gateway's JSON answer as it is (dicts and lists).
+Answers are the gateway's JSON (dicts and lists), typed by the TypedDicts of
+`herald_client.models`, generated from the gateway's OpenAPI document.
 """
 
-from ._client import Herald, HeraldError, HeraldNetworkError
+from ._async import AsyncHerald
+from ._client import Herald
+from ._core import DEFAULT_RETRY_WAIT, MAX_RETRY_WAIT, HeraldError, HeraldNetworkError, Recipient, SendOptions, TriggerOptions
 
-__all__ = ["Herald", "HeraldError", "HeraldNetworkError"]
-__version__ = "0.1.0"
+__all__ = [
+    "DEFAULT_RETRY_WAIT",
+    "MAX_RETRY_WAIT",
+    "AsyncHerald",
+    "Herald",
+    "HeraldError",
+    "HeraldNetworkError",
+    "Recipient",
+    "SendOptions",
+    "TriggerOptions",
+]
+__version__ = "0.2.0"

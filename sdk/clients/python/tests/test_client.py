@@ -1,57 +1,31 @@
-"""The Python client against the real herald-gateway (see ../../testbed.py).
+"""The blocking client against the real herald-gateway (see ../../testbed.py).
 
 From sdk/clients/python: python3 -m unittest discover -s tests -v
 """
 
-import sys
 import time
 import unittest
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE.parents[1])]  # herald_client, testbed
+import support
+from support import delivered, inbox, wait_for
 
-from herald_client import Herald, HeraldError, HeraldNetworkError  # noqa: E402
-from testbed import Testbed  # noqa: E402
+from herald_client import Herald, HeraldError, HeraldNetworkError
 
 bed = None
 
 
 def setUpModule():
     global bed
-    bed = Testbed().start()
-
-
-def tearDownModule():
-    bed.stop()
-
-
-def wait_for(what, check, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    bed = support.bed()
 
 
 def wait_sent(herald, message_id):
     def sent():
         view = herald.get_message(message_id)
-        statuses = {d["status"] for d in view["deliveries"]}
-        if statuses & {"failed", "dead"}:
-            raise AssertionError(f"a delivery failed: {view}")
-        return view if statuses <= {"sent", "delivered", "read"} else None
+        return view if delivered(view) else None
 
     return wait_for(f"message {message_id} to be sent", sent)
-
-
-def inbox(message_id):
-    """The webhook bodies the demo inbox received for this message."""
-    return [b for b in bed.inbox() if b["id"].startswith(message_id + ".")]
 
 
 class Messages(unittest.TestCase):
@@ -80,14 +54,17 @@ class Messages(unittest.TestCase):
         wait_sent(self.herald, answer["id"])
         self.assertEqual([b["text"] for b in inbox(answer["id"])], ["Hi, carl"])
 
-    def test_send_at_is_an_aware_datetime_or_a_string(self):
+    def test_send_at_is_an_aware_datetime_milliseconds_or_a_string(self):
         at = datetime.now(timezone.utc) + timedelta(seconds=2)
         answer = self.herald.send_message("webhook", ["dora"], template="welcome", send_at=at)
-        self.assertIn("send_at", answer)
+        self.assertEqual(answer["send_at"], int(at.timestamp() * 1000), "Unix milliseconds")
         view = self.herald.get_message(answer["id"])
-        self.assertEqual(view["send_at"], int(at.timestamp() * 1000))
+        self.assertEqual(view["send_at"], answer["send_at"])
         self.assertEqual(view["deliveries"][0]["status"], "queued", "held until send_at")
         wait_sent(self.herald, answer["id"])
+
+        in_ms = int(time.time() * 1000) + 60_000
+        self.assertEqual(self.herald.send_message("webhook", ["dora"], template="welcome", send_at=in_ms)["send_at"], in_ms)
 
         past = self.herald.send_message("webhook", ["emil"], template="welcome", send_at="2000-01-01T00:00:00Z")
         self.assertNotIn("send_at", past, "a past send_at means now")

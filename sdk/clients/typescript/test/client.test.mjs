@@ -1,6 +1,6 @@
-// The JavaScript client against the real herald-gateway, started by the
-// shared test bed (../../testbed.py, Python standard library only).
-// From sdk/clients/typescript: npm test (node --test test/client.test.mjs)
+// The client (as built: dist/) against the real herald-gateway, started by
+// the shared test bed (../../testbed.py, Python standard library only).
+// From sdk/clients/typescript: npm test (tsc check, build, node --test).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -9,8 +9,8 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 
-import * as client from '../index.js';
-import { Herald, HeraldError, HeraldNetworkError } from '../index.js';
+import * as client from '../dist/index.js';
+import { Herald, HeraldError, HeraldNetworkError } from '../dist/index.js';
 
 const testbed = new URL('../../testbed.py', import.meta.url).pathname;
 let bed;
@@ -104,14 +104,17 @@ describe('messages', () => {
     assert.deepEqual((await inboxOf(answer.id)).map((b) => b.text), ['Hi, carl']);
   });
 
-  test('sendAt is a Date or a string', async () => {
+  test('sendAt is a Date, Unix milliseconds or a string', async () => {
     const at = new Date(Date.now() + 2000);
     const answer = await herald().sendMessage({ channel: 'webhook', template: 'welcome', recipients: ['dora'], sendAt: at });
-    assert.ok(answer.send_at, 'held until later');
+    assert.equal(answer.send_at, at.getTime(), 'held until later; Unix milliseconds');
     const view = await herald().getMessage(answer.id);
     assert.equal(view.send_at, at.getTime());
     assert.equal(view.deliveries[0].status, 'queued', 'held until send_at');
     await waitSent(herald(), answer.id);
+
+    const inAMinute = Date.now() + 60_000;
+    assert.equal((await herald().sendMessage({ channel: 'webhook', template: 'welcome', recipients: ['dora'], sendAt: inAMinute })).send_at, inAMinute);
 
     const past = await herald().sendMessage({ channel: 'webhook', template: 'welcome', recipients: ['emil'], sendAt: '2000-01-01T00:00:00Z' });
     assert.equal(past.send_at, undefined, 'a past send_at means now');
@@ -314,7 +317,7 @@ describe('retries (against the test bed stub: the first n answers of a scenario 
   });
 });
 
-test('index.d.ts declares what index.js exports', () => {
-  const declared = [...readFileSync(new URL('../index.d.ts', import.meta.url), 'utf8').matchAll(/^export (?:class|const|function) (\w+)/gm)].map((m) => m[1]);
-  assert.deepEqual(declared.sort(), Object.keys(client).sort());
+test('the declarations name what the module exports', () => {
+  const declared = [...readFileSync(new URL('../dist/index.d.ts', import.meta.url), 'utf8').matchAll(/^export declare (?:class|const|function) (\w+)/gm)];
+  assert.deepEqual(declared.map((m) => m[1]).sort(), Object.keys(client).sort());
 });
