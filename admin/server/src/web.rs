@@ -151,6 +151,35 @@ pub struct Range {
 /// `#[utoipa::path]` gives its method, path, parameters and answers.
 pub type Routes<S> = utoipa_axum::router::OpenApiRouter<S>;
 
+/// The schema of a create body that is an edit body (all fields optional)
+/// with some text fields required (not null): `creating!(NewUser, UserBody, "name", "unit")`
+/// names `allOf` of `UserBody` and those requirements `NewUser`.
+macro_rules! creating {
+    ($new:ident, $edit:ty, $($field:literal),+) => {
+        struct $new;
+
+        impl utoipa::PartialSchema for $new {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Type};
+                let text = || ObjectBuilder::new().schema_type(Type::String);
+                AllOfBuilder::new()
+                    .item(utoipa::openapi::Ref::from_schema_name(<$edit as utoipa::ToSchema>::name()))
+                    .item(ObjectBuilder::new()$(.property($field, text()).required($field))+)
+                    .description(Some(concat!("To create, also required:", $(" `", $field, "`"),+)))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $new {
+            fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+                schemas.push((<$edit as utoipa::ToSchema>::name().into_owned(), <$edit as utoipa::PartialSchema>::schema()));
+                <$edit as utoipa::ToSchema>::schemas(schemas);
+            }
+        }
+    };
+}
+pub(crate) use creating;
+
 /// `{"items": [...], "total": n}`: one page of a list.
 #[derive(Serialize, ToSchema)]
 pub struct Page<T> {

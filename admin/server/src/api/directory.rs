@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use crate::api::schema;
 use crate::auth::{self, Caller, Login, PLATFORM, Rights, check_current_password, check_login_name};
 use crate::state::App;
-use crate::web::{Body, Ended, Items, ListQuery, Page, Query, Result, Routes, conflict, created, no_content, text, user_view};
+use crate::web::{Body, Ended, Items, ListQuery, Page, Query, Result, Routes, conflict, created, creating, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
@@ -304,8 +304,10 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
     Ok(existing && (b.password.is_some() || renamed))
 }
 
+creating!(NewUser, UserBody, "name", "unit");
+
 #[utoipa::path(post, path = "/users", tag = "directory", summary = "Create a user", description = "Needs `directory.edit`.",
-    request_body = UserBody, responses((status = 201, description = "Created", body = schema::User)))]
+    request_body = NewUser, responses((status = 201, description = "Created", body = schema::User)))]
 async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;

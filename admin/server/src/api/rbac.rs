@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use crate::api::schema;
 use crate::auth::{self, Caller, Rights};
 use crate::state::App;
-use crate::web::{Body, Items, Page, Result, Routes, conflict, created, no_content, text};
+use crate::web::{Body, Items, Page, Result, Routes, conflict, created, creating, no_content, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
@@ -260,8 +260,10 @@ async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std:
     Ok(())
 }
 
+creating!(NewRole, RoleBody, "name");
+
 #[utoipa::path(post, path = "/roles", tag = "roles", summary = "Create a role", description = "Needs `roles.manage`.",
-    request_body = RoleBody, responses((status = 201, description = "Created", body = schema::Role)))]
+    request_body = NewRole, responses((status = 201, description = "Created", body = schema::Role)))]
 async fn create_role(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<RoleBody>) -> Result<Response> {
     caller.require(Permission::RolesManage)?;
     text("name", b.name.as_deref().unwrap_or(""), 100)?;
