@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 clients=$PWD
-openapi=$(cd ../openapi && pwd)
+openapi=${HERALD_OPENAPI_DIR:-$(cd ../openapi && pwd)}  # another directory: e.g. a spec a server serves
 cache=${HERALD_CACHE:-$HOME/.cache/herald}
 
 check=0
@@ -67,7 +67,7 @@ gen_go() {
 # --- Java: the models, openapi-generator's maven plugin (java/pom.xml, profile "generate") ---
 gen_java() {
   local out=$1
-  (cd java && mvn -B -q -Pgenerate generate-sources -Dmaven.repo.local="$cache/m2" \
+  (cd java && mvn -B -q -Dstyle.color=never -Pgenerate generate-sources -Dmaven.repo.local="$cache/m2" \
     -Dherald.spec="$openapi/gateway.json" -Dherald.generate.out="$out")
   publish java "$out" src/main/java/dev/herald/client/model
 }
