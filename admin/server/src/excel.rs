@@ -38,7 +38,6 @@ pub struct RowError {
 /// A parsed recipient list.
 #[derive(Debug, Serialize, Default, utoipa::ToSchema)]
 pub struct Parsed {
-    #[schema(value_type = Vec<crate::api::schema::ListEntry>)]
     pub rows: Vec<ListEntry>,
     pub errors: Vec<RowError>,
 }

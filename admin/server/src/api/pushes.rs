@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use crate::api::schema;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push, PushView, Schedule, check_sendable, send_if_due};
 use crate::state::App;
@@ -49,7 +48,6 @@ struct PushBody {
     #[serde(default)]
     content: Content,
     #[serde(default)]
-    #[schema(value_type = schema::Targets)]
     targets: Targets,
     /// Default `{"mode": "now"}`.
     schedule: Option<Schedule>,

@@ -1,10 +1,12 @@
 //! OpenAPI schemas of the `herald_core` types the admin API answers with.
-//! The core crate does not describe itself, so each is written here field
-//! for field as it serializes (the test `core_types_match_their_schemas`
-//! checks real values against these; types the core describes itself, such as
-//! `Content`, are used from there). Times are Unix milliseconds (UTC).
+//! Those the core crate does not describe itself are written here field for
+//! field as they serialize (the test `core_types_match_their_schemas` checks
+//! real values against these); those it does (`Content`, `Targets`,
+//! `ListEntry`, `TimelineEvent`, `ErrorBody`, ...) are used from there. Times are Unix milliseconds (UTC).
 #![allow(dead_code)] // read by the schema derive only
 
+use herald_core::directory::Targets;
+use herald_core::tiered::TimelineEvent;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -60,34 +62,6 @@ pub struct Role {
     /// …or these units and their subtrees.
     units: Vec<String>,
     created_at: i64,
-}
-
-/// Whom a push or a rule goes to.
-#[derive(ToSchema, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Targets {
-    /// Directory user ids.
-    #[schema(required = false, default = json!([]))]
-    users: Vec<String>,
-    /// Org unit ids: every user in the unit's subtree.
-    #[schema(required = false, default = json!([]))]
-    units: Vec<String>,
-    /// Raw addresses (typed, or uploaded as a spreadsheet).
-    #[schema(required = false, default = json!([]))]
-    list: Vec<ListEntry>,
-}
-
-/// A raw address with its own variables.
-#[derive(ToSchema, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListEntry {
-    to: String,
-    name: Option<String>,
-    /// Only for this channel (a raw address in a multi-channel rule).
-    #[schema(nullable = false)]
-    channel: Option<String>,
-    #[schema(required = false, default = json!({}))]
-    variables: std::collections::BTreeMap<String, Value>,
 }
 
 #[derive(ToSchema)]
@@ -198,24 +172,6 @@ pub struct Step {
     rule: usize,
     repeat: u32,
     escalate: Option<Escalate>,
-}
-
-#[derive(ToSchema)]
-pub struct TimelineEvent {
-    at: i64,
-    /// fired | deferred | refused | fallback | skipped | acknowledged | stopped | done
-    kind: String,
-    /// 0-based index into `steps`.
-    #[schema(nullable = false)]
-    step: Option<u32>,
-    #[schema(nullable = false)]
-    channel: Option<String>,
-    #[schema(nullable = false)]
-    recipients: Option<Vec<String>>,
-    #[schema(nullable = false)]
-    message_id: Option<String>,
-    #[schema(nullable = false)]
-    detail: Option<String>,
 }
 
 /// A triggered action: its steps, what fired, who acknowledged.
@@ -374,8 +330,6 @@ mod tests {
             units: vec![],
             created_at: 1,
         });
-        check::<super::Targets>(&targets);
-        check::<super::ListEntry>(&entry);
         check::<super::TieredTemplate>(t::TieredTemplate {
             id: s("t"),
             number: s("T000001"),

@@ -7,8 +7,6 @@ use herald_core::model::Content;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::schema;
-
 /// When a push is sent.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +77,6 @@ pub struct Push {
     pub channel: String,
     pub account: String,
     pub content: Content,
-    #[schema(value_type = schema::Targets)]
     pub targets: Targets,
     pub schedule: Schedule,
     pub enabled: bool,
