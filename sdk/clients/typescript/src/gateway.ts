@@ -166,9 +166,8 @@ export interface paths {
         get: operations["ackByLink"];
         put?: never;
         /**
-         * Acknowledge by link
-         * @description The signed, expiring link in a tiered-push message (`{{ ack_url }}`): no API key, the
-         *     signature is the credential. Answers a small HTML page (Chinese and English).
+         * Acknowledge by link (POST)
+         * @description The same as `GET /v1/ack/{token}`, for a form or a client that must not use GET.
          */
         post: operations["ackByLinkPost"];
         delete?: never;
@@ -1536,10 +1535,10 @@ export interface operations {
             cookie?: never;
         };
         /** @description What the provider sends, as its plugin reads it. */
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": Record<string, unknown>;
-                "application/x-www-form-urlencoded": Record<string, unknown>;
+                "application/json": Record<string, unknown> | null;
+                "application/x-www-form-urlencoded": Record<string, unknown> | null;
             };
         };
         responses: {
