@@ -14,7 +14,12 @@ venv=${HERALD_CACHE:-$HOME/.cache/herald}/sdk-python/venv-$hash
 if [ ! -e "$venv/.complete" ]; then
   echo "sdk/clients/python: installing the tools into $venv" >&2
   rm -rf "$venv"
-  "$python" -m venv "$venv"
+  if ! "$python" -m venv "$venv" >&2; then
+    # Debian's Python has venv's ensurepip in a package of its own.
+    command -v apt-get >/dev/null && apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+    rm -rf "$venv"
+    "$python" -m venv "$venv" >&2
+  fi
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install --quiet --require-virtualenv -r "$here/requirements-dev.txt" >&2
   touch "$venv/.complete"
 fi
