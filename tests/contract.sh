@@ -32,14 +32,14 @@ if [ "${1:-}" != --inner ]; then
   work=$(mktemp -d -t herald-contract.XXXXXX)
   # The whole check is bounded; `timeout` signals the test bed and everything it
   # started (with_testbed.py stops the binaries on SIGTERM, as it does on exit).
-  timeout -k 15 "${HERALD_CONTRACT_TIMEOUT:-225}" "$venv/bin/python" sdk/clients/with_testbed.py -- bash "$0" --inner "$work" &
+  timeout -k 15 "${HERALD_CONTRACT_TIMEOUT:-190}" "$venv/bin/python" sdk/clients/with_testbed.py -- bash "$0" --inner "$work" &
   bed=$!
   trap 'kill -TERM $bed 2>/dev/null || true' INT TERM
   rc=0
   wait $bed || rc=$?
   # After a signal, wait returned early: wait for the bed to stop.
   while kill -0 $bed 2>/dev/null; do wait $bed || rc=$?; done
-  [ $rc = 124 ] && echo "contract: timed out after ${HERALD_CONTRACT_TIMEOUT:-225} s" >&2
+  [ $rc = 124 ] && echo "contract: timed out after ${HERALD_CONTRACT_TIMEOUT:-190} s" >&2
   cat "$work/summary" 2>/dev/null || true
   echo "contract: reports in $work"
   [ $rc = 0 ] && rm -rf "$work"
@@ -105,6 +105,6 @@ fuzz() {
 check_document gateway "$HERALD_URL/v1/openapi.json" sdk/openapi/gateway.json || failed=1
 check_document admin "$HERALD_CONSOLE_URL/api/v1/openapi.json" sdk/openapi/admin.json || failed=1
 export HERALD_CONTRACT_ACTION=$HERALD_ACTION
-[ -f "$work/gateway.json" ] && { fuzz gateway "$HERALD_URL" 70 || failed=1; }
-[ -f "$work/admin.json" ] && { fuzz admin "$HERALD_CONSOLE_URL" 110 || failed=1; }
+[ -f "$work/gateway.json" ] && { fuzz gateway "$HERALD_URL" 60 || failed=1; }
+[ -f "$work/admin.json" ] && { fuzz admin "$HERALD_CONSOLE_URL" 100 || failed=1; }
 exit $failed
