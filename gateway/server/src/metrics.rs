@@ -16,7 +16,7 @@ pub struct Metrics {
     end_to_end: HistogramVec,
     pub provider_latency: HistogramVec,
     pub plugin_call: HistogramVec,
-    pub plugin_failures: IntCounterVec,
+    plugin_failures: IntCounterVec,
     ledger_minor: IntCounterVec,
     pub queue_depth: IntGauge,
     pub http_requests: IntCounterVec,

@@ -53,7 +53,8 @@ pub struct Dispatch {
     pub cfg: DispatchConfig,
     pub retry: RetryPolicies,
     /// Per-(tenant, channel) rates from the config file.
-    pub tenant_rates: HashMap<(String, String), u32>,
+    /// tenant → channel → rate (looked up by borrowed keys on every admit).
+    pub tenant_rates: HashMap<String, HashMap<String, u32>>,
     /// Queue items this process is working on.
     pub inflight: Arc<Mutex<HashSet<LeaseToken>>>,
     /// Deliveries this process is working on (one job per delivery id).
@@ -77,7 +78,7 @@ impl Dispatch {
             limiters: Limiters::default(),
             cfg: cfg.dispatch.clone(),
             retry: cfg.retry_policies()?,
-            tenant_rates: cfg.tenants.iter().flat_map(|t| t.channel_rate_per_sec.iter().map(|(c, r)| ((t.id.clone(), c.clone()), *r))).collect(),
+            tenant_rates: cfg.tenants.iter().map(|t| (t.id.clone(), t.channel_rate_per_sec.iter().map(|(c, r)| (c.clone(), *r)).collect())).collect(),
             inflight: Default::default(),
             deliveries: Default::default(),
             lanes: Lanes::new(&cfg.dispatch),
@@ -88,7 +89,7 @@ impl Dispatch {
 impl Dispatch {
     /// The (tenant, channel) rate: the tenant's own, or the default.
     fn tenant_rate(&self, tenant: &str, channel: &str) -> Option<u32> {
-        self.tenant_rates.get(&(tenant.to_string(), channel.to_string())).copied().or(self.cfg.tenant_channel_rate_per_sec)
+        self.tenant_rates.get(tenant).and_then(|c| c.get(channel)).copied().or(self.cfg.tenant_channel_rate_per_sec)
     }
 }
 
