@@ -103,11 +103,21 @@ pub struct ListQuery {
     /// Users: an org unit id (its subtree).
     pub unit: Option<String>,
     /// Items to skip.
-    #[param(maximum = 18446744073709551615u64)]
+    #[serde(default, deserialize_with = "non_negative")]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<u64>,
     /// Page size, default 50, at most 200 (deliveries: default 500, at most 5000); larger is taken as the most.
-    #[param(maximum = 18446744073709551615u64)]
+    #[serde(default, deserialize_with = "non_negative")]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub limit: Option<u64>,
+}
+
+/// A count in a query: 0 to `i64::MAX` (what the document declares).
+pub fn non_negative<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        Some(n) => u64::try_from(n).map(Some).map_err(|_| serde::de::Error::custom("must not be negative")),
+        None => Ok(None),
+    }
 }
 
 impl ListQuery {
@@ -143,6 +153,7 @@ pub const BILL_OFFSET_MINUTES: i32 = 8 * 60;
 pub struct Range {
     pub from: Option<String>,
     pub to: Option<String>,
+    #[serde(default, deserialize_with = "non_negative")]
     pub limit: Option<u64>,
     pub days: Option<i64>,
 }

@@ -147,7 +147,7 @@ fn entry_view(e: &LedgerEntry) -> LedgerLine {
 }
 
 #[utoipa::path(get, path = "/cost/details", tag = "cost", summary = "Ledger entries, newest first", description = "Needs `cost.view`.",
-    params(("limit" = Option<u64>, Query, maximum = 18446744073709551615u64, description = "How many, default 100, at most 1000")),
+    params(("limit" = Option<i64>, Query, minimum = 0, description = "How many, default 100, at most 1000")),
     responses((status = 200, description = "Entries", body = Items<LedgerLine>)))]
 async fn details(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
     caller.require(Permission::CostView)?;

@@ -204,6 +204,19 @@ pub struct Incident {
     created_at: i64,
 }
 
+/// An IANA time zone name, e.g. "Asia/Shanghai" (the tz database the service knows).
+pub struct TimeZone;
+
+impl utoipa::PartialSchema for TimeZone {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name());
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).description(Some("An IANA time zone name")).into()
+    }
+}
+
+impl ToSchema for TimeZone {}
+
 /// A tenant's quiet hours: info and normal levels wait until the window ends.
 #[derive(ToSchema, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +229,7 @@ pub struct QuietHours {
     #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     end: String,
     /// IANA time zone, e.g. "Asia/Shanghai".
+    #[schema(value_type = TimeZone)]
     time_zone: String,
     /// Levels that ignore quiet hours.
     #[schema(required = false, default = json!(["urgent"]))]

@@ -87,7 +87,7 @@ struct TemplateBody {
     title: String,
     #[schema(value_type = schema::Editor)]
     editor: Editor,
-    /// Rich text only (required there).
+    /// Rich text only (required there, max 500 characters); ignored for the other editors.
     #[serde(default)]
     subject: Option<String>,
     /// minijinja text; HTML for rich text (sanitized).
@@ -97,6 +97,32 @@ struct TemplateBody {
     #[serde(default)]
     #[schema(inline, value_type = Vec<VariableName>)]
     variables: Vec<String>,
+}
+
+/// `TemplateBody` with its one conditional rule: a rich-text template needs a
+/// `subject` (the other editors take none).
+struct TemplateRequest;
+
+impl utoipa::PartialSchema for TemplateRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let editor = |values: &[&str]| ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.to_vec()));
+        let subject = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(500)).pattern(Some("\\S"));
+        let plain = ObjectBuilder::new().property("editor", editor(&["text", "voice"]));
+        let rich = ObjectBuilder::new().property("editor", editor(&["rich_text"])).property("subject", subject).required("subject");
+        AllOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(TemplateBody::name()))
+            .item(OneOfBuilder::new().item(plain).item(rich))
+            .description(Some("A template as written; rich text needs a `subject`."))
+            .into()
+    }
+}
+
+impl ToSchema for TemplateRequest {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push((TemplateBody::name().into_owned(), <TemplateBody as utoipa::PartialSchema>::schema()));
+        <TemplateBody as ToSchema>::schemas(schemas);
+    }
 }
 
 /// A template variable's name.
@@ -141,7 +167,7 @@ async fn list_templates(State(app): State<Arc<App>>, caller: Caller, Query(q): Q
 }
 
 #[utoipa::path(post, path = "/tiered/templates", tag = "tiered", summary = "Create a template", description = "Needs `tiered.edit`.",
-    request_body = TemplateBody, responses((status = 201, description = "Created", body = schema::TieredTemplate)))]
+    request_body = TemplateRequest, responses((status = 201, description = "Created", body = schema::TieredTemplate)))]
 async fn create_template(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<TemplateBody>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let now = herald_core::now_ms();
@@ -171,7 +197,7 @@ async fn get_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Pat
 }
 
 #[utoipa::path(put, path = "/tiered/templates/{id}", tag = "tiered", summary = "Edit a template", description = "Needs `tiered.edit`.",
-    params(("id" = String, Path, description = "Template id")), request_body = TemplateBody, responses((status = 200, description = "The template", body = schema::TieredTemplate)))]
+    params(("id" = String, Path, description = "Template id")), request_body = TemplateRequest, responses((status = 200, description = "The template", body = schema::TieredTemplate)))]
 async fn update_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<TemplateBody>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let mut t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;

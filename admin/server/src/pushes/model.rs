@@ -24,7 +24,7 @@ pub struct Schedule {
     pub cron: Option<String>,
     /// IANA zone of the cron expression; default Asia/Shanghai.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
+    #[schema(value_type = crate::api::schema::TimeZone)]
     pub time_zone: Option<String>,
 }
 
