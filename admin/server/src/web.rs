@@ -45,12 +45,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::new(ErrorKind::TooLarge, "too_large", e.body_text()))?;
-        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_body", e.to_string()))?;
+        let mut value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_body", e.to_string()).with_field("body"))?;
         whole_numbers(&mut value);
         serde_path_to_error::deserialize(value).map(Body).map_err(|e| {
             let field = e.path().to_string();
             let err = ApiError::new(ErrorKind::Invalid, "invalid_body", e.inner().to_string());
-            Failure(if field == "." { err } else { err.with_field(field) })
+            Failure(err.with_field(if field == "." { "body".to_string() } else { field }))
         })
     }
 }
@@ -73,17 +74,20 @@ fn whole_numbers(v: &mut Value) {
     }
 }
 
-/// Query parameters; malformed ones are a 400 with the error body.
+/// Query parameters; a malformed one is a 400 naming it.
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = Failure;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> std::result::Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Query(q.0))
-            .map_err(|e| Failure(ApiError::new(ErrorKind::Invalid, "invalid_query", e.body_text())))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> std::result::Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let field = e.path().to_string();
+            let err = ApiError::new(ErrorKind::Invalid, "invalid_query", e.inner().to_string());
+            Failure(err.with_field(if field == "." { "query".to_string() } else { field }))
+        })
     }
 }
 
