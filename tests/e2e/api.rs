@@ -209,6 +209,58 @@ async fn tenants_cannot_see_each_others_messages() {
     assert_eq!(gw.get(&format!("/v1/messages/{id}"), None).await.status, 401);
 }
 
+/// Times are Unix milliseconds in every answer; a request's `send_at` is an
+/// RFC 3339 time with an offset or Unix milliseconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_at_is_an_rfc_3339_time_or_unix_milliseconds_and_answered_in_milliseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let gw = Gateway::start(dir.path(), &config(&sink.url));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let at = (now / 1000 + 3600) * 1000; // whole seconds: the RFC 3339 form below has none
+    let rfc3339 = chrono::DateTime::from_timestamp_millis(at).unwrap().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).to_rfc3339();
+    for send_at in [json!(at), json!(rfc3339)] {
+        let mut body = ok_body();
+        body["send_at"] = send_at.clone();
+        let r = gw.send(&body).await;
+        assert_eq!(r.status, 202, "{send_at}: {}", r.text());
+        assert_eq!(r.json()["send_at"], json!(at), "{send_at}: the answer says when, in Unix milliseconds");
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        let v = gw.get(&format!("/v1/messages/{id}"), Some(API_KEY)).await.json();
+        assert_eq!((v["send_at"].clone(), v["deliveries"][0]["status"].clone()), (json!(at), json!("queued")));
+        assert!(v["accepted_at"].as_i64().unwrap() >= now && v["deliveries"][0]["updated_at"].is_i64(), "{v}");
+    }
+    // A past time means now: the answer has no send_at.
+    let mut body = ok_body();
+    body["send_at"] = json!(now - 60_000);
+    let r = gw.send(&body).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(r.json().get("send_at").is_none(), "{}", r.text());
+    for bad in [json!(1.5), json!(true), json!("2030-01-01T09:00:00")] {
+        let mut body = ok_body();
+        body["send_at"] = bad.clone();
+        let r = gw.send(&body).await;
+        assert_eq!((r.status, r.error()), (400, ("invalid_field".to_string(), Some("send_at".to_string()))), "{bad}: {}", r.text());
+    }
+}
+
+/// The API's contract and its reference page are served without a key.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_and_the_reference_page_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let gw = Gateway::start(dir.path(), &config(&sink.url));
+    let doc = gw.get("/v1/openapi.json", None).await;
+    assert_eq!(doc.status, 200);
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/openapi/gateway.json")).unwrap();
+    assert_eq!(doc.text(), committed, "the binary serves the committed document");
+    let page = gw.get("/v1/docs", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<redoc"), "{}", page.text());
+    let js = gw.get("/v1/docs/redoc.standalone.js", None).await;
+    assert_eq!(js.status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_key_replays_the_first_answer_and_sends_once() {
     let dir = tempfile::tempdir().unwrap();

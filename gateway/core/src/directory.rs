@@ -70,9 +70,10 @@ impl User {
 }
 
 /// Whom a push or a rule goes to.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Targets {
+    /// Directory user ids.
     #[serde(default)]
     pub users: Vec<String>,
     /// Org units: every user in the unit's subtree.
@@ -83,7 +84,8 @@ pub struct Targets {
     pub list: Vec<ListEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A raw address, with an optional display name and its own variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListEntry {
     pub to: String,
@@ -93,6 +95,7 @@ pub struct ListEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub variables: Vars,
 }
 

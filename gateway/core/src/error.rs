@@ -78,18 +78,41 @@ impl ApiError {
     /// The JSON body clients see: `{"error": {"code", "message", "field"?}}`.
     /// Internal details are logged here and replaced by "internal error".
     pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(self.error_body()).expect("an error body serialises")
+    }
+
+    /// The body clients see, typed (see [`ErrorBody`]).
+    pub fn error_body(&self) -> ErrorBody {
         let message = if self.kind == ErrorKind::Internal {
             tracing::error!(error = %self.message, "internal error");
             "internal error".to_string()
         } else {
             self.message.clone()
         };
-        let mut body = serde_json::json!({"error": {"code": self.code, "message": message}});
-        if let Some(f) = &self.field {
-            body["error"]["field"] = serde_json::json!(f);
-        }
-        body
+        ErrorBody { error: ErrorDetail { code: self.code.to_string(), message, field: self.field.clone() } }
     }
+}
+
+/// Every error answer of the HTTP APIs: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_field", "message": "at least one recipient is required", "field": "recipients"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code, e.g. `invalid_field`, `unauthenticated`, `not_found`,
+    /// `idempotency_key_reused`, `unknown_account`, `unavailable`.
+    pub code: String,
+    /// A human-readable explanation (English); not stable.
+    pub message: String,
+    /// The request part at fault, when there is one: a body field path (`recipients[3].to`,
+    /// `content.text`), `body`, a query parameter or a header (`Idempotency-Key`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
 }
 
 /// A backend failure. `Unavailable` means "try again later" (the edge answers

@@ -20,7 +20,7 @@ pub mod seams;
 pub mod tiered;
 pub mod validate;
 
-pub use error::{ApiError, StoreError};
+pub use error::{ApiError, ErrorBody, ErrorDetail, StoreError};
 
 /// Milliseconds since the Unix epoch, the one clock unit used across seams.
 pub type Millis = i64;

@@ -11,8 +11,14 @@ use crate::Millis;
 pub type Vars = Map<String, Value>;
 
 /// The body of `POST /v1/messages`, as the client sends it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "channel": "email", "account": "notices", "template": "order-shipped",
+    "variables": {"shop": "Acme"},
+    "recipients": [{"to": "ann@example.com", "variables": {"name": "Ann"}}],
+    "send_at": "2026-12-01T09:00:00Z", "metadata": {"order": "A-1"}
+}))]
 pub struct SendRequest {
     /// Channel (plugin name), e.g. "webhook", "email".
     pub channel: String,
@@ -27,30 +33,85 @@ pub struct SendRequest {
     pub content: Option<Content>,
     /// Variables shared by all recipients.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub variables: Vars,
+    /// Who gets it (at least one; at most `limits.max_recipients`).
     pub recipients: Vec<RecipientSpec>,
-    /// RFC 3339 time to send at; absent or past means now.
-    #[serde(default, deserialize_with = "rfc3339")]
-    pub send_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When to send (Unix milliseconds once parsed): an RFC 3339 time with an
+    /// offset, or integer Unix milliseconds (UTC). Absent or past means now.
+    #[serde(default, deserialize_with = "send_at")]
+    #[schema(schema_with = send_at_schema)]
+    pub send_at: Option<Millis>,
     /// String metadata passed through to the plugin and the delivery record.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }
 
-/// An RFC 3339 time with its offset; the error says what is expected.
-fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
-    let Some(s) = Option::<String>::deserialize(d)? else {
-        return Ok(None);
-    };
-    chrono::DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&chrono::Utc))).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{s:?} is not an RFC 3339 time with an offset, e.g. \"2026-12-01T09:00:00Z\" or \"2026-12-01T17:00:00+08:00\" ({e})"
+/// `send_at` as a client may give it: an RFC 3339 time with its offset, or
+/// integer Unix milliseconds; the error says what is expected.
+fn send_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+    struct At;
+    impl<'de> serde::de::Visitor<'de> for At {
+        type Value = Option<Millis>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an RFC 3339 time with an offset (\"2026-12-01T09:00:00Z\") or integer Unix milliseconds")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(At)
+        }
+        fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<Self::Value, E> {
+            Ok(Some(ms))
+        }
+        fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Self::Value, E> {
+            Millis::try_from(ms).map(Some).map_err(|_| E::custom(format!("{ms} is too far ahead for Unix milliseconds")))
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            chrono::DateTime::parse_from_rfc3339(s).map(|t| Some(t.timestamp_millis())).map_err(|e| {
+                E::custom(format!(
+                    "{s:?} is not an RFC 3339 time with an offset, e.g. \"2026-12-01T09:00:00Z\" or \"2026-12-01T17:00:00+08:00\", \
+                     nor integer Unix milliseconds ({e})"
+                ))
+            })
+        }
+    }
+    d.deserialize_any(At)
+}
+
+/// The schema of `send_at` in a request: either form, or null.
+fn send_at_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .description(Some("An RFC 3339 time with an offset (`Z` or `+08:00`)."))
+                .examples(["2026-12-01T09:00:00Z"]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .description(Some("Unix milliseconds (UTC)."))
+                .examples([1_796_115_600_000_i64]),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "When to send: an RFC 3339 time with an offset, or integer Unix milliseconds (UTC). \
+             Absent, null or past means now; at most `limits.max_schedule_days` ahead.",
         ))
-    })
+        .build()
+        .into()
 }
 
 /// Message content: templates in minijinja syntax, rendered per recipient.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,11 +123,15 @@ pub struct Content {
 }
 
 /// One recipient and its own variables (override the shared ones).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientSpec {
+    /// The address on the channel: an e-mail address, a mobile number (E.164 or
+    /// mainland format), or what the plugin's pattern accepts.
     pub to: String,
+    /// This recipient's variables; they override the shared ones.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub variables: Vars,
 }
 
@@ -175,13 +240,17 @@ pub struct RetryJob {
 }
 
 /// One finished attempt of a delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub attempt: u32,
+    /// When it ended, Unix milliseconds (UTC).
+    #[schema(value_type = i64)]
     pub at: Millis,
     /// `retry` or `throttled`.
     pub outcome: String,
+    /// What the provider or the host reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
 }
 
@@ -237,7 +306,7 @@ impl Work {
 }
 
 /// Delivery status, as stored and shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Accepted, not yet attempted (or scheduled for later).
@@ -324,23 +393,32 @@ pub struct DeliveryUpdate {
 }
 
 /// One append-only ledger line. Amounts are integer minor units (fen, cents).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// Deterministic: `<delivery id>:<kind>`, so a replayed write is a no-op.
     pub id: String,
     pub tenant: String,
     pub kind: LedgerKind,
+    /// The channel (plugin) of a send; empty for a top-up.
     pub channel: String,
+    /// The sender account of a send; a top-up's note.
     pub account: String,
+    /// The delivery a debit or credit is for; null for a top-up.
+    #[schema(required = true)]
     pub delivery_id: Option<String>,
+    /// Billable units (e.g. SMS segments).
     pub units: u32,
     /// Positive for debits and credits alike; `kind` gives the sign.
     pub amount_minor: i64,
+    /// ISO 4217.
     pub currency: String,
+    /// Unix milliseconds (UTC).
+    #[schema(value_type = i64)]
     pub at: Millis,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a ledger entry does to the balance: `debit` subtracts, `credit` and `top_up` add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerKind {
     /// A billable send.
@@ -377,18 +455,26 @@ impl LedgerKind {
 }
 
 /// A delivery as stored and shown to clients.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryRecord {
+    /// `<message id>.<recipient index>`.
     pub id: String,
     pub recipient: String,
     pub status: DeliveryStatus,
+    /// Attempts made so far.
     pub attempts: u32,
+    /// Why it failed or was retried.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
+    /// The provider's id of the send.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub provider_id: Option<String>,
     /// Net cost in minor units (debits minus credits).
     pub cost_minor: i64,
+    /// Unix milliseconds (UTC).
+    #[schema(value_type = i64)]
     pub updated_at: Millis,
 }
 
@@ -485,4 +571,28 @@ pub struct IdempotencyRecord {
     pub message_id: String,
     pub response: String,
     pub expires_at: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_at(v: Value) -> Result<Option<Millis>, String> {
+        let body = serde_json::json!({"channel": "webhook", "recipients": [{"to": "a"}], "send_at": v});
+        serde_json::from_value::<SendRequest>(body).map(|r| r.send_at).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn send_at_is_an_rfc_3339_time_or_unix_milliseconds() {
+        assert_eq!(send_at(serde_json::json!("2026-12-01T09:00:00Z")), Ok(Some(1_796_115_600_000)));
+        assert_eq!(send_at(serde_json::json!("2026-12-01T17:00:00+08:00")), Ok(Some(1_796_115_600_000)));
+        assert_eq!(send_at(serde_json::json!(1_796_115_600_000_i64)), Ok(Some(1_796_115_600_000)));
+        assert_eq!(send_at(Value::Null), Ok(None));
+        let absent: SendRequest = serde_json::from_value(serde_json::json!({"channel": "w", "recipients": []})).unwrap();
+        assert_eq!(absent.send_at, None);
+        for bad in [serde_json::json!("2026-12-01T09:00:00"), serde_json::json!(1.5), serde_json::json!(u64::MAX), serde_json::json!(true)] {
+            assert!(send_at(bad.clone()).is_err(), "{bad} accepted");
+        }
+        assert!(send_at(serde_json::json!("9 am")).unwrap_err().contains("RFC 3339"));
+    }
 }

@@ -130,20 +130,28 @@ pub struct Step {
     pub escalate: Option<Escalate>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One event of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelineEvent {
+    /// Unix milliseconds (UTC).
+    #[schema(value_type = i64)]
     pub at: Millis,
-    /// fired | deferred | refused | fallback | skipped | acknowledged | stopped | done
+    /// triggered | repeated | fired | deferred | refused | fallback | skipped | acknowledged | stopped | done
     pub kind: String,
+    /// The step (index into the incident's steps) the event is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub step: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub channel: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
 }
 

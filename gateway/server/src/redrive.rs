@@ -18,7 +18,8 @@ use herald_core::{Millis, StoreError};
 use serde::Serialize;
 
 /// What one re-drive did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"redriven": ["0193a5c2-7d1e-7c3a-9a1e-3f9b8c2d4e51.0"], "skipped": 0, "kept": 2}))]
 pub struct Redriven {
     /// Deliveries queued for another attempt.
     pub redriven: Vec<String>,
@@ -79,11 +80,37 @@ pub async fn redrive(backends: &Backends, now: Millis, tenant: Option<&str>, max
 }
 
 /// A dead letter as the operator API lists it.
-pub fn describe(letter: &DeadLetter) -> serde_json::Value {
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DeadLetterView {
+    pub tenant: String,
+    pub message_id: String,
+    pub delivery_id: String,
+    pub recipient: String,
+    pub channel: String,
+    pub account: String,
+    /// The attempt that gave up.
+    pub attempts: u32,
+    /// The last failure, as the provider or the host reported it.
+    pub reason: String,
+    /// Unix milliseconds (UTC).
+    #[schema(value_type = i64)]
+    pub dead_at: Millis,
+    /// The earlier attempts, oldest first.
+    pub history: Vec<herald_core::model::AttemptRecord>,
+}
+
+pub fn describe(letter: &DeadLetter) -> DeadLetterView {
     let j = &letter.job;
-    serde_json::json!({
-        "tenant": j.tenant, "message_id": j.message_id, "delivery_id": j.delivery.delivery_id,
-        "recipient": j.delivery.recipient, "channel": j.channel, "account": j.account,
-        "attempts": j.attempt, "reason": letter.reason, "dead_at": letter.dead_at, "history": j.history,
-    })
+    DeadLetterView {
+        tenant: j.tenant.clone(),
+        message_id: j.message_id.clone(),
+        delivery_id: j.delivery.delivery_id.clone(),
+        recipient: j.delivery.recipient.clone(),
+        channel: j.channel.clone(),
+        account: j.account.clone(),
+        attempts: j.attempt,
+        reason: letter.reason.clone(),
+        dead_at: letter.dead_at,
+        history: j.history.clone(),
+    }
 }

@@ -75,17 +75,38 @@ impl From<BillingError> for IncidentError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/actions/{id}/trigger`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "level": "urgent", "variables": {"host": "db1"},
+    "recipients": {"users": [], "units": [], "list": [{"to": "+8613800000000", "channel": "aliyun-sms"}]},
+    "dedup_key": "disk-full-db1"
+}))]
 pub struct Trigger {
+    /// Which of the action's rule sets runs.
+    #[schema(value_type = TriggerLevel)]
     pub level: String,
+    /// Added to every rule's recipients.
     #[serde(default)]
     pub recipients: Targets,
+    /// Variables for the action's templates.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub variables: Vars,
-    /// Repeated triggers with this key fold into the open incident.
+    /// Repeated triggers with this key fold into the open incident (at most 200 bytes).
     #[serde(default)]
     pub dedup_key: Option<String>,
+}
+
+/// A trigger's level (the document's name for `Trigger::level`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum TriggerLevel {
+    Urgent,
+    Normal,
+    Info,
 }
 
 fn event(at: Millis, kind: &str, step: Option<u32>) -> TimelineEvent {

@@ -27,7 +27,7 @@ use herald_core::Clock;
 use herald_plugin_host::PluginHost;
 
 pub use billing::{Billing, BillingError};
-pub use incidents::{IncidentError, Incidents, Trigger};
+pub use incidents::{IncidentError, Incidents, Trigger, TriggerLevel};
 pub use intake::{Accepted, Body, Gate, Intake, IntakeError, LimitsSource, Submission};
 
 /// What the rules work on, shared by every part: the backends, the loaded

@@ -7,13 +7,41 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use herald_core::ApiError;
 use herald_core::error::ErrorKind;
+use herald_core::{ApiError, ErrorBody};
 use herald_plugin_host::types::{CallContext, HttpRequest};
 
 use super::request::Failure;
 use crate::state::App;
 
+/// Receive a provider callback
+///
+/// Delivery reports and read receipts from a provider, for one sender account. The account's
+/// plugin authenticates and parses the request (any method body and content type the provider
+/// sends) and chooses the answer (status, headers and body) the provider expects. No API key:
+/// give this URL to the provider.
+#[utoipa::path(
+    post,
+    path = "/v1/callbacks/{tenant}/{account}",
+    tag = "callbacks",
+    operation_id = "receiveCallback",
+    params(
+        ("tenant" = String, Path, description = "The tenant id."),
+        ("account" = String, Path, description = "The sender account's name."),
+    ),
+    request_body(description = "What the provider sends, as its plugin reads it.", content(
+        (Option<Object> = "application/json"),
+        (Option<Object> = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Accepted. The body and headers are what the plugin answers the provider (often empty, or its expected acknowledgement)."),
+        (status = 204, description = "Accepted; the plugin answers the provider without a body."),
+        (status = 400, description = "The plugin rejected the request (`callback_rejected`): a bad signature or a report it cannot read.", body = ErrorBody),
+        (status = 404, description = "No such tenant or account, or its plugin is not loaded (`not_found`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than `limits.max_body_bytes` (`too_large`).", body = ErrorBody),
+        (status = 503, response = super::request::Unavailable),
+    )
+)]
 pub async fn receive(
     State(app): State<Arc<App>>,
     Path((tenant, account)): Path<(String, String)>,

@@ -5,6 +5,7 @@ mod callbacks;
 mod demo;
 mod incidents;
 mod messages;
+pub mod openapi;
 mod ops;
 pub mod request;
 mod tenant;
@@ -16,33 +17,46 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use herald_core::ApiError;
 use herald_core::error::ErrorKind;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::App;
 
+/// Every documented route: each handler's `#[utoipa::path]` gives both its
+/// axum route and its part of the OpenAPI document, so the two cannot drift.
+fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(messages::create))
+        .routes(routes!(messages::get))
+        .routes(routes!(incidents::trigger))
+        .routes(routes!(incidents::get))
+        .routes(routes!(incidents::ack))
+        .routes(routes!(incidents::ack_link))
+        .routes(routes!(incidents::ack_link_post))
+        .routes(routes!(tenant::plugins))
+        .routes(routes!(tenant::ledger))
+        .routes(routes!(callbacks::receive))
+        .routes(routes!(ops::reload_plugins))
+        .routes(routes!(ops::dead_letters))
+        .routes(routes!(ops::redrive))
+        .routes(routes!(incidents::advance_clock))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::page))
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let body_limit = app.cfg.limits.max_body_bytes;
-    let mut r = Router::new()
-        .route("/v1/messages", post(messages::create))
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/plugins", get(tenant::plugins))
-        .route("/v1/ledger", get(tenant::ledger))
-        .route("/v1/callbacks/{tenant}/{account}", post(callbacks::receive))
-        .route("/admin/plugins/reload", post(ops::reload_plugins))
-        .route("/admin/dead-letters", get(ops::dead_letters))
-        .route("/admin/dead-letters/redrive", post(ops::redrive))
-        .route("/v1/actions/{id}/trigger", post(incidents::trigger))
-        .route("/v1/incidents/{id}", get(incidents::get))
-        .route("/v1/incidents/{id}/ack", post(incidents::ack))
-        .route("/v1/ack/{token}", get(incidents::ack_link).post(incidents::ack_link))
-        .route("/admin/clock", post(incidents::advance_clock))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ops::ready))
-        .route("/metrics", get(ops::metrics));
+    // Undocumented: the page's script, and the demo inbox (`make run` only).
+    let mut r = routes().split_for_parts().0.route("/v1/docs/redoc.standalone.js", get(openapi::redoc));
     if app.demo_inbox.is_some() {
-        r = r.route("/demo/inbox", post(demo::receive).get(demo::list));
+        r = r.route("/demo/inbox", axum::routing::post(demo::receive).get(demo::list));
     }
     r.layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_rejections))

@@ -6,9 +6,9 @@ use std::future::Future;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use herald_core::ApiError;
 use herald_core::error::ErrorKind;
 use herald_core::model::Tenant;
+use herald_core::{ApiError, ErrorBody};
 use serde_json::json;
 
 use crate::state::App;
@@ -56,6 +56,65 @@ impl IntoResponse for Failure {
     }
 }
 
+/// The `Idempotency-Key` header, as the OpenAPI document shows it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKey {
+    /// 1–255 visible ASCII characters naming this request among the tenant's (across
+    /// `POST /v1/messages` and `POST /v1/actions/{id}/trigger`). A repeat gets the first
+    /// answer with `Idempotent-Replayed: true`; the key with another request is `409`. Kept
+    /// for `idempotency_ttl_hours`.
+    #[param(rename = "Idempotency-Key", nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", example = "order-A-1")]
+    idempotency_key: Option<String>,
+}
+
+/// Missing or unknown API key (`unauthenticated`).
+#[derive(utoipa::ToResponse)]
+#[response(
+    example = json!({"error": {"code": "unauthenticated", "message": "unknown API key"}}),
+    headers(("WWW-Authenticate" = String, description = "`Bearer`"))
+)]
+pub struct Unauthenticated(#[allow(dead_code)] ErrorBody);
+
+/// Missing or wrong operator token (`unauthenticated`).
+#[derive(utoipa::ToResponse)]
+#[response(
+    example = json!({"error": {"code": "unauthenticated", "message": "operator token required"}}),
+    headers(("WWW-Authenticate" = String, description = "`Bearer`"))
+)]
+pub struct OperatorUnauthenticated(#[allow(dead_code)] ErrorBody);
+
+/// Not found (`not_found`); for the tenant's API, another tenant's is indistinguishable from a missing one.
+#[derive(utoipa::ToResponse)]
+#[response(example = json!({"error": {"code": "not_found", "message": "message not found", "field": "id"}}))]
+pub struct NotFound(#[allow(dead_code)] ErrorBody);
+
+/// Operator endpoints are off (no `admin_token` configured) (`not_found`).
+#[derive(utoipa::ToResponse)]
+#[response(example = json!({"error": {"code": "not_found", "message": "operator endpoints are off (set admin_token)"}}))]
+pub struct OperatorOff(#[allow(dead_code)] ErrorBody);
+
+/// A malformed query string or parameter (`invalid_request`, `invalid_field`).
+#[derive(utoipa::ToResponse)]
+#[response(example = json!({"error": {"code": "invalid_field", "message": "must be 1..1000", "field": "limit"}}))]
+pub struct BadQuery(#[allow(dead_code)] ErrorBody);
+
+/// The same `Idempotency-Key` with a different request (`idempotency_key_reused`).
+#[derive(utoipa::ToResponse)]
+#[response(
+    example = json!({"error": {"code": "idempotency_key_reused", "message": "this Idempotency-Key was used with a different request", "field": "Idempotency-Key"}})
+)]
+pub struct KeyReused(#[allow(dead_code)] ErrorBody);
+
+/// Storage unavailable; nothing was done (`unavailable`). Try again after `Retry-After`.
+#[derive(utoipa::ToResponse)]
+#[response(
+    example = json!({"error": {"code": "unavailable", "message": "backend unavailable: database is locked"}}),
+    headers(("Retry-After" = i64, description = "Seconds to wait before trying again."))
+)]
+pub struct Unavailable(#[allow(dead_code)] ErrorBody);
+
 /// The request's `Idempotency-Key`, if it has one (checked: 1–255 visible ASCII).
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
@@ -85,6 +144,7 @@ pub async fn once(
                 .into());
         }
         let answer: serde_json::Value = serde_json::from_str(&rec.response).unwrap_or_else(|_| json!({"id": rec.message_id}));
+        let answer = in_todays_form(answer);
         let mut resp = (StatusCode::ACCEPTED, axum::Json(answer)).into_response();
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(resp);
@@ -104,6 +164,16 @@ pub async fn once(
         })
         .await?;
     Ok((status, axum::Json(answer)).into_response())
+}
+
+/// A stored answer as the API answers today: one stored before times were
+/// Unix milliseconds has `send_at` as an RFC 3339 string.
+fn in_todays_form(mut answer: serde_json::Value) -> serde_json::Value {
+    let old = answer.get("send_at").and_then(|v| v.as_str()).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    if let Some(at) = old {
+        answer["send_at"] = json!(at.timestamp_millis());
+    }
+    answer
 }
 
 /// An Idempotency-Key in the TTL window it was used in: the seed of the id
@@ -168,4 +238,19 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     // One JSON value and nothing after it (whitespace aside).
     de.end().map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_json", format!("data after the JSON body: {e}")).with_field("body"))?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_answer_with_an_rfc_3339_send_at_replays_in_milliseconds() {
+        let old = json!({"id": "m", "status": "accepted", "recipients": 1, "send_at": "2026-12-01T17:00:00+08:00"});
+        assert_eq!(in_todays_form(old)["send_at"], json!(1_796_115_600_000_i64));
+        let new = json!({"id": "m", "status": "accepted", "recipients": 1, "send_at": 1_796_115_600_000_i64});
+        assert_eq!(in_todays_form(new.clone()), new);
+        let trigger = json!({"id": "i", "deduplicated": false});
+        assert_eq!(in_todays_form(trigger.clone()), trigger);
+    }
 }
