@@ -74,18 +74,21 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     }
     let mut content = b.content;
     content.html = content.html.as_deref().map(sanitize_html).filter(|h| !h.trim().is_empty());
+    // What the content needs depends on the channel (the document cannot say
+    // so per channel): a well-formed push that lacks it is 422, naming the field.
+    let for_channel = |e: ApiError| ApiError { kind: ErrorKind::Unprocessable, code: "content_for_channel", ..e };
     if b.channel == "email" {
-        text("content.subject", content.subject.as_deref().unwrap_or(""), 500)?;
+        text("content.subject", content.subject.as_deref().unwrap_or(""), 500).map_err(for_channel)?;
         if content.html.is_none() && content.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
-            return Err(ApiError::invalid("content.html", "write the message"));
+            return Err(for_channel(ApiError::invalid("content.html", "write the message")).into());
         }
     } else {
         content.html = None;
-        text("content.text", content.text.as_deref().unwrap_or(""), 20_000)?;
+        text("content.text", content.text.as_deref().unwrap_or(""), 20_000).map_err(for_channel)?;
     }
     herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.to_string()))?;
     if b.targets.is_empty() {
-        return Err(ApiError::invalid("targets", "pick users, org units or upload a list"));
+        return Err(ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets").into());
     }
     // Raw addresses are checked as the gateway checks them at ingest.
     if let Some(plugin) = app.deps.plugins.get(&b.channel) {
