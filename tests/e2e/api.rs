@@ -180,9 +180,9 @@ async fn bad_requests_get_documented_errors_and_record_nothing() {
         )
         .await;
     assert!(r.error().0 == "invalid_field" && r.text().contains("RFC 3339"), "names what a time must look like: {}", r.text());
-    // What axum rejects before a handler runs is in the same JSON shape.
+    // A malformed query parameter is named; what axum rejects before a handler runs is in the same JSON shape.
     let r = gw.get("/v1/ledger?limit=abc", Some(API_KEY)).await;
-    assert_eq!((r.status, r.error().0.as_str()), (400, "invalid_request"), "{}", r.text());
+    assert_eq!((r.status, r.error()), (400, ("invalid_field".to_string(), Some("limit".to_string()))), "{}", r.text());
     let r = gw.get("/v1/messages", Some(API_KEY)).await;
     assert_eq!((r.status, r.error().0.as_str()), (405, "method_not_allowed"), "{}", r.text());
 

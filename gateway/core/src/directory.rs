@@ -80,7 +80,7 @@ pub struct Targets {
     #[serde(default)]
     pub units: Vec<String>,
     /// Raw addresses (typed, or uploaded as a spreadsheet).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::vec_of_objects")]
     pub list: Vec<ListEntry>,
 }
 

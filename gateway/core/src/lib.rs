@@ -19,6 +19,7 @@ pub mod retry;
 pub mod seams;
 pub mod tiered;
 pub mod validate;
+pub mod wire;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail, StoreError};
 

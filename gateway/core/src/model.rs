@@ -21,21 +21,25 @@ pub type Vars = Map<String, Value>;
 }))]
 pub struct SendRequest {
     /// Channel (plugin name), e.g. "webhook", "email".
+    #[schema(min_length = 1, pattern = r"\S")]
     pub channel: String,
     /// Sender account name; optional when the tenant has exactly one account on the channel.
     #[serde(default)]
     pub account: Option<String>,
     /// Id of a stored template; exclusive with `content`.
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub template: Option<String>,
     /// Inline content; exclusive with `template`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::option_object")]
     pub content: Option<Content>,
     /// Variables shared by all recipients.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub variables: Vars,
     /// Who gets it (at least one; at most `limits.max_recipients`).
+    #[serde(deserialize_with = "crate::wire::vec_of_objects")]
+    #[schema(min_items = 1)]
     pub recipients: Vec<RecipientSpec>,
     /// When to send (Unix milliseconds once parsed): an RFC 3339 time with an
     /// offset, or integer Unix milliseconds (UTC). Absent or past means now.
@@ -70,6 +74,14 @@ fn send_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::
         }
         fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Self::Value, E> {
             Millis::try_from(ms).map(Some).map_err(|_| E::custom(format!("{ms} is too far ahead for Unix milliseconds")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, ms: f64) -> Result<Self::Value, E> {
+            // JSON has one number type: a whole float is an integer.
+            match crate::wire::whole(ms) {
+                Some(Ok(ms)) => self.visit_i64(ms),
+                Some(Err(ms)) => self.visit_u64(ms),
+                None => Err(E::invalid_type(serde::de::Unexpected::Float(ms), &self)),
+            }
         }
         fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
             chrono::DateTime::parse_from_rfc3339(s).map(|t| Some(t.timestamp_millis())).map_err(|e| {
@@ -127,7 +139,12 @@ pub struct Content {
 #[serde(deny_unknown_fields)]
 pub struct RecipientSpec {
     /// The address on the channel: an e-mail address, a mobile number (E.164 or
-    /// mainland format), or what the plugin's pattern accepts.
+    /// mainland format), or what the plugin's pattern accepts. No control characters, no
+    /// leading or trailing white space (`AddressRule::check`), at most
+    /// `limits.max_recipient_len` bytes.
+    #[schema(
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$"
+    )]
     pub to: String,
     /// This recipient's variables; they override the shared ones.
     #[serde(default)]
@@ -580,6 +597,37 @@ mod tests {
     fn send_at(v: Value) -> Result<Option<Millis>, String> {
         let body = serde_json::json!({"channel": "webhook", "recipients": [{"to": "a"}], "send_at": v});
         serde_json::from_value::<SendRequest>(body).map(|r| r.send_at).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_pattern_of_an_address_is_what_every_channel_checks() {
+        let schema = serde_json::to_value(<RecipientSpec as utoipa::PartialSchema>::schema()).unwrap();
+        let pattern = regex::Regex::new(schema["properties"]["to"]["pattern"].as_str().unwrap()).unwrap();
+        let samples = [
+            "a",
+            "ann@example.com",
+            "a b",
+            "+8613800000000",
+            "",
+            " ",
+            " a",
+            "a ",
+            "\u{a0}a",
+            "a\u{3000}",
+            "a\u{2009}",
+            "\u{feff}a",
+            "a\u{85}b",
+            "a\tb",
+            "a\nb",
+            "\u{7f}",
+            "中文",
+            "😍",
+            "a\u{200b}",
+        ];
+        for to in samples {
+            let checked = crate::address::AddressRule::Any.check(to).is_ok() && !to.trim().is_empty();
+            assert_eq!(pattern.is_match(to), checked, "{to:?}");
+        }
     }
 
     #[test]

@@ -96,8 +96,11 @@ pub fn validate(req: &SendRequest, limits: &Limits, now_ms: i64) -> Result<(), A
         return Err(too_large("metadata", format!("at most {} entries", limits.max_metadata)));
     }
     if let Some(ms) = req.send_at {
+        // Well-formed, but beyond this gateway's window (configuration, which the
+        // OpenAPI document cannot state): 422, like a name that does not exist.
         if ms.saturating_sub(now_ms) > limits.max_schedule_days * 86_400_000 {
-            return Err(ApiError::invalid("send_at", format!("at most {} days ahead", limits.max_schedule_days)));
+            let message = format!("at most {} days ahead (limits.max_schedule_days)", limits.max_schedule_days);
+            return Err(ApiError::new(ErrorKind::Unprocessable, "invalid_field", message).with_field("send_at"));
         }
     }
     Ok(())

@@ -88,14 +88,15 @@ pub struct Trigger {
     #[schema(value_type = TriggerLevel)]
     pub level: String,
     /// Added to every rule's recipients.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "herald_core::wire::object")]
     pub recipients: Targets,
     /// Variables for the action's templates.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub variables: Vars,
-    /// Repeated triggers with this key fold into the open incident (at most 200 bytes).
+    /// Repeated triggers with this key fold into the open incident (blank = none).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub dedup_key: Option<String>,
 }
 
@@ -142,11 +143,12 @@ impl Incidents {
         if steps.is_empty() {
             return Err(IncidentError::NoRules { number: action.number, level: t.level });
         }
+        // Characters as given (what the document's maxLength counts), before trimming.
+        if t.dedup_key.as_deref().is_some_and(|k| k.chars().count() > 200) {
+            return Err(IncidentError::DedupKeyTooLong);
+        }
         let dedup = t.dedup_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string);
         if let Some(k) = &dedup {
-            if k.len() > 200 {
-                return Err(IncidentError::DedupKeyTooLong);
-            }
             let key = format!("{action_id}:{k}");
             if let Some(d) = c.doc(tenant, herald_core::tiered::INCIDENT_DEDUP, &key).await? {
                 let id = d.body["incident"].as_str().unwrap_or_default().to_string();

@@ -228,7 +228,7 @@ pub async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path
     path = "/v1/ack/{token}",
     tag = "incidents",
     operation_id = "ackByLink",
-    params(("token" = String, Path, description = "The signed token from the link.")),
+    params(("token" = String, Path, description = "The signed token from the link: the payload (base64url) and its HMAC-SHA256 (hex).", pattern = r"^[A-Za-z0-9_-]+\.[0-9a-f]{64}$")),
     responses(
         (status = 200, description = "Acknowledged.", content_type = "text/html", body = String,
             example = "<!doctype html><meta charset=utf-8><title>Herald</title><p>Acknowledged. 已确认。</p>"),
@@ -248,7 +248,7 @@ pub async fn ack_link(State(app): State<Arc<App>>, Path(token): Path<String>) ->
     path = "/v1/ack/{token}",
     tag = "incidents",
     operation_id = "ackByLinkPost",
-    params(("token" = String, Path, description = "The signed token from the link.")),
+    params(("token" = String, Path, description = "The signed token from the link: the payload (base64url) and its HMAC-SHA256 (hex).", pattern = r"^[A-Za-z0-9_-]+\.[0-9a-f]{64}$")),
     responses(
         (status = 200, description = "Acknowledged.", content_type = "text/html", body = String,
             example = "<!doctype html><meta charset=utf-8><title>Herald</title><p>Acknowledged. 已确认。</p>"),
@@ -278,11 +278,16 @@ async fn ack_by_link(app: &App, token: &str) -> Response {
     }
 }
 
+/// The most one `POST /admin/clock` moves the clock: 366 days.
+const MAX_ADVANCE_MS: i64 = 366 * 86_400_000;
+
 /// The body of `POST /admin/clock`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Advance {
-    /// Milliseconds to move the gateway's clock forward.
+    /// Milliseconds to move the gateway's clock forward (at most 366 days at a time).
+    #[serde(deserialize_with = "herald_core::wire::integer")]
+    #[schema(minimum = 0, maximum = 31_622_400_000_i64)]
     advance_ms: i64,
 }
 
@@ -320,6 +325,9 @@ pub async fn advance_clock(State(app): State<Arc<App>>, headers: HeaderMap, body
     }
     operator(&app, &headers)?;
     let a: Advance = parse(&body)?;
+    if !(0..=MAX_ADVANCE_MS).contains(&a.advance_ms) {
+        return Err(ApiError::invalid("advance_ms", format!("must be 0..={MAX_ADVANCE_MS} (366 days)")).into());
+    }
     let offset = app.deps.clock.advance(a.advance_ms).ok_or_else(|| ApiError::new(ErrorKind::NotFound, "not_found", "no such route"))?;
     Ok(axum::Json(ClockState { offset_ms: offset, now_ms: app.deps.clock.now_ms() }).into_response())
 }

@@ -104,12 +104,12 @@ pub struct MessageStatus {
         (status = 202, description = "Accepted and durable.", body = SendAccepted, headers(
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`."),
         )),
-        (status = 400, description = "Malformed body, wrong type, missing or unknown field, empty or too many recipients, an invalid address or template (`invalid_json`, `invalid_field`, `limit_exceeded`, `invalid_template`).", body = ErrorBody),
+        (status = 400, description = "Malformed body, wrong type, missing or unknown field, empty or too many recipients (`limits.max_recipients`), an address that is not one of the channel's, a template that does not parse (`invalid_json`, `invalid_field`, `limit_exceeded`, `invalid_template`); `field` names the place.", body = ErrorBody),
         (status = 401, response = request::Unauthenticated),
         (status = 402, description = "A prepaid balance too low for the send (`insufficient_balance`).", body = ErrorBody),
         (status = 409, response = request::KeyReused),
         (status = 413, description = "The body is larger than `limits.max_body_bytes`, or the message would render more than `limits.max_message_bytes` (`too_large`).", body = ErrorBody),
-        (status = 422, description = "The request names something this tenant does not have (`unknown_channel`, `unknown_account`, `unknown_template`, `account_channel_mismatch`).", body = ErrorBody),
+        (status = 422, description = "The request names something this tenant does not have (`unknown_channel`, `unknown_account`, `unknown_template`, `account_channel_mismatch`), or `send_at` is further ahead than `limits.max_schedule_days` (`invalid_field`).", body = ErrorBody),
         (status = 503, response = request::Unavailable),
     )
 )]

@@ -18,7 +18,8 @@ use super::request;
 const REDOC: &str = include_str!("../../../../sdk/openapi/vendor/redoc.standalone.js");
 
 /// The page's policy: Redoc from this origin only (its styles are inline, its
-/// search runs in a blob worker), nothing fetched but the document.
+/// search runs in a blob worker), nothing fetched but the document. (The
+/// "API docs by Redocly" logo in the sidebar links to their CDN: blocked, not loaded.)
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
                         font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; base-uri 'none'; form-action 'none'; \
                         frame-ancestors 'none'";
@@ -87,12 +88,47 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// What the derive cannot say about `SendRequest`: a stored `template` or
+/// inline `content` (with `text` or `html`), exactly one, as `validate` checks.
+/// As one JSON Schema `not` on the object itself: utoipa's object has no field
+/// for it, but its flattened extensions carry any keyword (a map in no fixed
+/// order, hence one key); the type stays one plain object for client
+/// generators, which ignore `not`.
+struct TemplateOrContent;
+
+impl Modify for TemplateOrContent {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use serde_json::json;
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::Schema;
+        let schema = api.components.as_mut().and_then(|c| c.schemas.get_mut("SendRequest"));
+        let Some(RefOr::T(Schema::Object(object))) = schema else {
+            panic!("SendRequest is an object schema");
+        };
+        let part = |name: &str| json!({"required": [name], "properties": {name: {"type": "string"}}});
+        let template = json!({"required": ["template"], "properties": {"template": {"type": "string"}}});
+        let content = json!({"required": ["content"], "properties": {"content": {"type": "object", "anyOf": [part("text"), part("html")]}}});
+        let both = json!({"required": ["template", "content"], "properties": {"template": {"type": "string"}, "content": {"type": "object"}}});
+        // Neither both, nor neither.
+        let rule = json!({"anyOf": [both, {"not": {"anyOf": [template, content]}}]});
+        object.extensions.get_or_insert_with(Default::default).insert("not".to_string(), rule);
+        let description = object.description.get_or_insert_with(String::new);
+        description.push_str("\n\nExactly one of `template` and `content` (with `text` or `html`).");
+    }
+}
+
 /// The document, generated once from the router's routes.
-pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    let mut json = super::routes().split_for_parts().1.to_pretty_json().expect("the OpenAPI document serialises");
+pub static DOCUMENT: LazyLock<String> = LazyLock::new(generate);
+
+/// The document as pretty JSON (the same text every time).
+pub fn generate() -> String {
+    let mut api = super::routes().split_for_parts().1;
+    // After the routes added their schemas.
+    TemplateOrContent.modify(&mut api);
+    let mut json = api.to_pretty_json().expect("the OpenAPI document serialises");
     json.push('\n');
     json
-});
+}
 
 /// This OpenAPI document
 ///

@@ -182,7 +182,7 @@ pub struct DeadLetters {
 pub async fn dead_letters(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<DeadLetterQuery>,
+    request::Query(q): request::Query<DeadLetterQuery>,
 ) -> Result<Response, Failure> {
     operator(&app, &headers)?;
     let limit = dead_letter_limit(q.limit)?;
@@ -199,7 +199,7 @@ pub struct RedriveRequest {
     #[serde(default)]
     tenant: Option<String>,
     /// How many from the head of the list (1–10000, default 100).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "herald_core::wire::option_integer")]
     #[schema(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }

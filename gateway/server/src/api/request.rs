@@ -95,7 +95,7 @@ pub struct NotFound(#[allow(dead_code)] ErrorBody);
 #[response(example = json!({"error": {"code": "not_found", "message": "operator endpoints are off (set admin_token)"}}))]
 pub struct OperatorOff(#[allow(dead_code)] ErrorBody);
 
-/// A malformed query string or parameter (`invalid_request`, `invalid_field`).
+/// A malformed or out-of-range query parameter (`invalid_field`; `field` names it).
 #[derive(utoipa::ToResponse)]
 #[response(example = json!({"error": {"code": "invalid_field", "message": "must be 1..1000", "field": "limit"}}))]
 pub struct BadQuery(#[allow(dead_code)] ErrorBody);
@@ -215,6 +215,10 @@ pub fn operator(app: &App, headers: &HeaderMap) -> Result<(), Failure> {
 }
 
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object (serde's derives would take an array of the fields, too).
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err(ApiError::new(ErrorKind::Invalid, "invalid_field", "the body must be a JSON object").with_field("body"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let field = e.path().to_string();
@@ -238,6 +242,27 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     // One JSON value and nothing after it (whitespace aside).
     de.end().map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_json", format!("data after the JSON body: {e}")).with_field("body"))?;
     Ok(value)
+}
+
+/// Query parameters; a malformed one is a 400 naming it (axum's own `Query`
+/// answers without the field).
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // serde names a duplicate or unknown parameter only in its message: "duplicate field `limit`".
+            let named = message.split('`').nth(1).map(str::to_string);
+            let field = if path != "." && !path.is_empty() { path } else { named.unwrap_or_else(|| "query".into()) };
+            Failure(ApiError::new(ErrorKind::Invalid, "invalid_field", format!("query parameter {field}: {message}")).with_field(field))
+        })
+    }
 }
 
 #[cfg(test)]

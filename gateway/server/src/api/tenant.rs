@@ -62,7 +62,7 @@ pub enum ContentFormat {
 /// A world of the plugin contract.
 #[derive(ToSchema)]
 #[schema(rename_all = "kebab-case")]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::enum_variant_names)] // the contract's own names
 pub enum PluginWorld {
     ChannelPlugin,
     ChannelPluginAuth,
@@ -163,11 +163,7 @@ pub struct Ledger {
         (status = 503, response = request::Unavailable),
     )
 )]
-pub async fn ledger(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<LedgerQuery>,
-) -> Result<Response, Failure> {
+pub async fn ledger(State(app): State<Arc<App>>, headers: HeaderMap, request::Query(q): request::Query<LedgerQuery>) -> Result<Response, Failure> {
     let tenant = authenticate(&app, &headers).await?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
