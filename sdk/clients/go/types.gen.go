@@ -186,7 +186,7 @@ type AckResult struct {
 
 // Advance The body of `POST /admin/clock`.
 type Advance struct {
-	// AdvanceMs Milliseconds to move the gateway's clock forward.
+	// AdvanceMs Milliseconds to move the gateway's clock forward (at most 366 days at a time).
 	AdvanceMs int64 `json:"advance_ms"`
 }
 
@@ -477,7 +477,9 @@ type PluginWorld string
 // RecipientSpec One recipient and its own variables (override the shared ones).
 type RecipientSpec struct {
 	// To The address on the channel: an e-mail address, a mobile number (E.164 or
-	// mainland format), or what the plugin's pattern accepts.
+	// mainland format), or what the plugin's pattern accepts. No control characters, no
+	// leading or trailing white space (`AddressRule::check`), at most
+	// `limits.max_recipient_len` bytes.
 	To string `json:"to"`
 
 	// Variables This recipient's variables; they override the shared ones.
@@ -539,6 +541,8 @@ type SendAccepted struct {
 }
 
 // SendRequest The body of `POST /v1/messages`, as the client sends it.
+//
+// Exactly one of `template` and `content` (with `text` or `html`).
 type SendRequest struct {
 	// Account Sender account name; optional when the tenant has exactly one account on the channel.
 	Account *string `json:"account,omitempty"`
@@ -608,7 +612,7 @@ type TimelineEvent struct {
 
 // Trigger The body of `POST /v1/actions/{id}/trigger`.
 type Trigger struct {
-	// DedupKey Repeated triggers with this key fold into the open incident (at most 200 bytes).
+	// DedupKey Repeated triggers with this key fold into the open incident (blank = none).
 	DedupKey *string `json:"dedup_key,omitempty"`
 
 	// Level Which of the action's rule sets runs.

@@ -30,7 +30,7 @@ class Advance(TypedDict, closed=True):
 
     advance_ms: int
     """
-    Milliseconds to move the gateway's clock forward.
+    Milliseconds to move the gateway's clock forward (at most 366 days at a time).
     """
 
 
@@ -215,7 +215,9 @@ class RecipientSpec(TypedDict, closed=True):
     to: str
     """
     The address on the channel: an e-mail address, a mobile number (E.164 or
-    mainland format), or what the plugin's pattern accepts.
+    mainland format), or what the plugin's pattern accepts. No control characters, no
+    leading or trailing white space (`AddressRule::check`), at most
+    `limits.max_recipient_len` bytes.
     """
     variables: NotRequired[dict[str, Any]]
     """
@@ -307,6 +309,8 @@ class SendAccepted(TypedDict):
 class SendRequest(TypedDict, closed=True):
     """
     The body of `POST /v1/messages`, as the client sends it.
+
+    Exactly one of `template` and `content` (with `text` or `html`).
     """
 
     channel: str
@@ -646,7 +650,7 @@ class Trigger(TypedDict, closed=True):
     """
     dedup_key: NotRequired[str | None]
     """
-    Repeated triggers with this key fold into the open incident (at most 200 bytes).
+    Repeated triggers with this key fold into the open incident (blank = none).
     """
 
 

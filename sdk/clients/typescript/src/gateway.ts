@@ -424,7 +424,7 @@ export interface components {
         Advance: {
             /**
              * Format: int64
-             * @description Milliseconds to move the gateway's clock forward.
+             * @description Milliseconds to move the gateway's clock forward (at most 366 days at a time).
              */
             advance_ms: number;
         };
@@ -724,7 +724,9 @@ export interface components {
         RecipientSpec: {
             /**
              * @description The address on the channel: an e-mail address, a mobile number (E.164 or
-             *     mainland format), or what the plugin's pattern accepts.
+             *     mainland format), or what the plugin's pattern accepts. No control characters, no
+             *     leading or trailing white space (`AddressRule::check`), at most
+             *     `limits.max_recipient_len` bytes.
              */
             to: string;
             /** @description This recipient's variables; they override the shared ones. */
@@ -791,6 +793,8 @@ export interface components {
         };
         /**
          * @description The body of `POST /v1/messages`, as the client sends it.
+         *
+         *     Exactly one of `template` and `content` (with `text` or `html`).
          * @example {
          *       "account": "notices",
          *       "channel": "email",
@@ -886,7 +890,7 @@ export interface components {
             recipients?: components["schemas"]["Targets"];
             /** @description Variables for the action's templates. */
             variables?: Record<string, unknown>;
-            /** @description Repeated triggers with this key fold into the open incident (at most 200 bytes). */
+            /** @description Repeated triggers with this key fold into the open incident (blank = none). */
             dedup_key?: string | null;
         };
         /**
@@ -912,7 +916,7 @@ export interface components {
         TriggerLevel: "urgent" | "normal" | "info";
     };
     responses: {
-        /** @description A malformed query string or parameter (`invalid_request`, `invalid_field`). */
+        /** @description A malformed or out-of-range query parameter (`invalid_field`; `field` names it). */
         BadQuery: {
             headers: {
                 [name: string]: unknown;
@@ -1349,7 +1353,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The signed token from the link. */
+                /** @description The signed token from the link: the payload (base64url) and its HMAC-SHA256 (hex). */
                 token: string;
             };
             cookie?: never;
@@ -1391,7 +1395,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The signed token from the link. */
+                /** @description The signed token from the link: the payload (base64url) and its HMAC-SHA256 (hex). */
                 token: string;
             };
             cookie?: never;
@@ -1819,7 +1823,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Malformed body, wrong type, missing or unknown field, empty or too many recipients, an invalid address or template (`invalid_json`, `invalid_field`, `limit_exceeded`, `invalid_template`). */
+            /** @description Malformed body, wrong type, missing or unknown field, empty or too many recipients (`limits.max_recipients`), an address that is not one of the channel's, a template that does not parse (`invalid_json`, `invalid_field`, `limit_exceeded`, `invalid_template`); `field` names the place. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1848,7 +1852,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The request names something this tenant does not have (`unknown_channel`, `unknown_account`, `unknown_template`, `account_channel_mismatch`). */
+            /** @description The request names something this tenant does not have (`unknown_channel`, `unknown_account`, `unknown_template`, `account_channel_mismatch`), or `send_at` is further ahead than `limits.max_schedule_days` (`invalid_field`). */
             422: {
                 headers: {
                     [name: string]: unknown;

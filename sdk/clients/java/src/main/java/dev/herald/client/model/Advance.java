@@ -46,7 +46,9 @@ public class Advance {
   }
 
   /**
-   * Milliseconds to move the gateway&#39;s clock forward.
+   * Milliseconds to move the gateway&#39;s clock forward (at most 366 days at a time).
+   * minimum: 0
+   * maximum: 31622400000
    * @return advanceMs
    */
   @jakarta.annotation.Nonnull

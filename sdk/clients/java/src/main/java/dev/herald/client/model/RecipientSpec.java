@@ -51,7 +51,7 @@ public class RecipientSpec {
   }
 
   /**
-   * The address on the channel: an e-mail address, a mobile number (E.164 or mainland format), or what the plugin&#39;s pattern accepts.
+   * The address on the channel: an e-mail address, a mobile number (E.164 or mainland format), or what the plugin&#39;s pattern accepts. No control characters, no leading or trailing white space (&#x60;AddressRule::check&#x60;), at most &#x60;limits.max_recipient_len&#x60; bytes.
    * @return to
    */
   @jakarta.annotation.Nonnull

@@ -33,7 +33,7 @@ import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 
 
 /**
- * The body of &#x60;POST /v1/messages&#x60;, as the client sends it.
+ * The body of &#x60;POST /v1/messages&#x60;, as the client sends it.  Exactly one of &#x60;template&#x60; and &#x60;content&#x60; (with &#x60;text&#x60; or &#x60;html&#x60;).
  */
 @JsonPropertyOrder({
   SendRequest.JSON_PROPERTY_CHANNEL,

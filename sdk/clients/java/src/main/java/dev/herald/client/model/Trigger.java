@@ -135,7 +135,7 @@ public class Trigger {
   }
 
   /**
-   * Repeated triggers with this key fold into the open incident (at most 200 bytes).
+   * Repeated triggers with this key fold into the open incident (blank &#x3D; none).
    * @return dedupKey
    */
   @jakarta.annotation.Nullable
