@@ -80,7 +80,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     if b.channel == "email" {
         text("content.subject", content.subject.as_deref().unwrap_or(""), 500).map_err(for_channel)?;
         if content.html.is_none() && content.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
-            return Err(for_channel(ApiError::invalid("content.html", "write the message")).into());
+            return Err(for_channel(ApiError::invalid("content.html", "write the message")));
         }
     } else {
         content.html = None;
@@ -88,7 +88,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     }
     herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.to_string()))?;
     if b.targets.is_empty() {
-        return Err(ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets").into());
+        return Err(ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets"));
     }
     // Raw addresses are checked as the gateway checks them at ingest.
     if let Some(plugin) = app.deps.plugins.get(&b.channel) {
