@@ -60,14 +60,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 /// whole floats become integers before the typed fields read them.
 fn whole_numbers(v: &mut Value) {
     match v {
-        Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or(f64::NAN);
-            if f.fract() == 0.0 && f.abs() < 9.2e18 {
-                *v = Value::from(f as i64);
-            } else if f.fract() == 0.0 && (0.0..1.8e19).contains(&f) {
-                *v = Value::from(f as u64);
-            }
-        }
+        Value::Number(n) if n.is_f64() => match n.as_f64().and_then(herald_core::wire::whole) {
+            Some(Ok(i)) => *v = Value::from(i),
+            Some(Err(u)) => *v = Value::from(u),
+            None => {}
+        },
         Value::Array(items) => items.iter_mut().for_each(whole_numbers),
         Value::Object(m) => m.values_mut().for_each(whole_numbers),
         _ => {}
