@@ -238,6 +238,7 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
             (Arc::new(db), config, None)
         }
     };
+    let embedded_store = storage.backend != "cql";
     let q: Arc<dyn Queue> = match queue.backend.as_str() {
         "kafka" => {
             let k = herald_kafka::KafkaQueue::connect(queue.kafka.clone())
@@ -249,7 +250,11 @@ pub async fn open(storage: &StorageConfig, queue: &QueueConfig, data_dir: &Path,
                 None => k,
             })
         }
-        _ => Arc::new(herald_sqlite::SqliteQueue::new(db.expect("opened above"), clock)),
+        _ => {
+            let q = herald_sqlite::SqliteQueue::new(db.expect("opened above"), clock);
+            // Both embedded: a message's rows and its work item in one write.
+            Arc::new(if embedded_store { q.beside_store() } else { q })
+        }
     };
     Ok(Backends { queue: q, store, config, _lock: lock })
 }

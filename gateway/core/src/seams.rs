@@ -58,6 +58,13 @@ pub trait Queue: Send + Sync + 'static {
     async fn lease(&self, max: usize, lease_ms: i64, skip: &[String]) -> Result<Vec<Leased>>;
     /// Forget items whose effects are durable.
     async fn ack(&self, tokens: Vec<LeaseToken>) -> Result<()>;
+    /// Publish the work of a message that `store` records, both durable on
+    /// return (its rows first in effect: a dispatcher that leases the item
+    /// before its rows are in records them itself). A queue kept in the
+    /// store's own database does both in one write.
+    async fn publish_message(&self, store: &dyn Store, message: &Message, items: Vec<Enqueue>) -> Result<()> {
+        tokio::try_join!(store.record_message(message), self.publish(items)).map(|_| ())
+    }
     /// After a lease that found nothing: wait at most `timeout` before the
     /// next. A queue that sees items arrive (the embedded one, for what this
     /// process publishes) returns as soon as one does, so a lone message
@@ -117,6 +124,12 @@ pub trait Store: Send + Sync + 'static {
     async fn record_message(&self, message: &Message) -> Result<()>;
     /// Ids of the message's deliveries that were never attempted (`queued`).
     async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>>;
+    /// [`Store::queued_deliveries`] of several messages (tenant, message id),
+    /// answered in the same order: dispatch asks once per lease, not once per
+    /// item. The default asks for each in turn, all at once.
+    async fn queued_deliveries_of(&self, messages: &[(&str, &str)]) -> Result<Vec<Vec<String>>> {
+        futures::future::try_join_all(messages.iter().map(|(t, m)| self.queued_deliveries(t, m))).await
+    }
     /// Whether the delivery is waiting for exactly this retry attempt.
     async fn retry_due(&self, tenant: &str, delivery_id: &str, attempt: u32) -> Result<bool>;
     /// Apply status updates and append ledger entries, atomically. Replayed

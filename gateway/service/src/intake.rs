@@ -158,8 +158,7 @@ impl Intake {
             let not_before = message.send_at.unwrap_or(now);
             let work = Work::Message(message.clone());
             let item = vec![Enqueue { key: message.tenant.clone(), not_before, work }];
-            let (record, publish) = (self.deps.backends.store.record_message(&message), self.deps.backends.queue.publish(item));
-            tokio::try_join!(record, publish)?;
+            self.deps.backends.queue.publish_message(self.deps.backends.store.as_ref(), &message, item).await?;
             tracing::debug!(tenant = %message.tenant, message_id = %message.id, channel = %message.channel, recipients = message.recipients.len(), "accepted");
             accepted.push(Accepted { send_at: message.send_at, message });
         }
@@ -171,7 +170,12 @@ impl Intake {
         let config = self.deps.backends.config.as_ref();
         let plugin = self.deps.plugins.get(&s.channel).ok_or_else(|| IntakeError::UnknownChannel(s.channel.clone()))?;
         let account = match &s.account {
-            Some(name) => config.account(&s.tenant, name).await?.ok_or_else(|| IntakeError::UnknownAccount(name.clone()))?,
+            // The tenant's account list is cached; one missing from it may
+            // have been made a moment ago elsewhere, so that is read afresh.
+            Some(name) => match config.accounts(&s.tenant).await?.into_iter().find(|a| &a.name == name) {
+                Some(a) => a,
+                None => config.account(&s.tenant, name).await?.ok_or_else(|| IntakeError::UnknownAccount(name.clone()))?,
+            },
             None => {
                 let mut fitting: Vec<_> = config.accounts(&s.tenant).await?.into_iter().filter(|a| a.plugin == s.channel).collect();
                 match fitting.len() {

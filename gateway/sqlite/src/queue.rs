@@ -4,8 +4,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use herald_core::model::{DeadLetter, Work};
-use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result};
+use herald_core::model::{DeadLetter, Message, Work};
+use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result, Store};
 use herald_core::{Clock, StoreError};
 use rusqlite::{Connection, params};
 
@@ -183,17 +183,24 @@ pub struct SqliteQueue {
     cursor: Arc<Mutex<Option<String>>>,
     /// Items were published by this process (see [`Queue::idle`]).
     published: Arc<tokio::sync::Notify>,
+    /// The store is this database too: a message's rows and its work are
+    /// written together (see [`SqliteQueue::beside_store`]).
+    beside_store: bool,
 }
 
 impl SqliteQueue {
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock, cursor: Default::default(), published: Default::default() }
+        Self { db, clock, cursor: Default::default(), published: Default::default(), beside_store: false }
     }
-}
 
-#[async_trait]
-impl Queue for SqliteQueue {
-    async fn publish(&self, items: Vec<Enqueue>) -> Result<()> {
+    /// The message store is the same database: `publish_message` writes a
+    /// message's rows and its work item in one write.
+    pub fn beside_store(self) -> Self {
+        Self { beside_store: true, ..self }
+    }
+
+    /// Insert the items' rows and, first, the message's (when given), in one write.
+    async fn insert(&self, message: Option<Message>, items: Vec<Enqueue>) -> Result<()> {
         let rows = items
             .into_iter()
             .map(|i| serde_json::to_string(&i.work).map(|w| (i.key, i.not_before, w)))
@@ -201,6 +208,9 @@ impl Queue for SqliteQueue {
             .map_err(backend)?;
         self.db
             .write(move |c| {
+                if let Some(m) = &message {
+                    crate::store::insert_message(c, m)?;
+                }
                 let mut st = c.prepare_cached("INSERT INTO queue (key, not_before, work) VALUES (?1, ?2, ?3)").map_err(backend)?;
                 for (key, nb, work) in &rows {
                     st.execute(params![key, nb, work]).map_err(backend)?;
@@ -210,6 +220,20 @@ impl Queue for SqliteQueue {
             .await?;
         self.published.notify_one();
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn publish(&self, items: Vec<Enqueue>) -> Result<()> {
+        self.insert(None, items).await
+    }
+
+    async fn publish_message(&self, store: &dyn Store, message: &Message, items: Vec<Enqueue>) -> Result<()> {
+        if self.beside_store {
+            return self.insert(Some(message.clone()), items).await;
+        }
+        tokio::try_join!(store.record_message(message), self.publish(items)).map(|_| ())
     }
 
     async fn idle(&self, timeout: std::time::Duration) {

@@ -31,7 +31,7 @@ fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
 }
 
-fn insert_message(c: &Connection, m: &Message) -> Result<()> {
+pub(crate) fn insert_message(c: &Connection, m: &Message) -> Result<()> {
     c.prepare_cached(
         "INSERT OR IGNORE INTO messages (tenant, id, channel, account, template, accepted_at, send_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -90,12 +90,20 @@ impl Store for Db {
     }
 
     async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>> {
-        let (t, m) = (tenant.to_string(), message_id.to_string());
+        let mut all = self.queued_deliveries_of(&[(tenant, message_id)]).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// One read for all of them (one hop to a reader thread, not one each).
+    async fn queued_deliveries_of(&self, messages: &[(&str, &str)]) -> Result<Vec<Vec<String>>> {
+        let keys: Vec<(String, String)> = messages.iter().map(|(t, m)| (t.to_string(), m.to_string())).collect();
         self.read(move |c| {
             let mut st = c
                 .prepare_cached("SELECT id FROM deliveries WHERE tenant = ?1 AND message_id = ?2 AND status = 'queued' ORDER BY seq")
                 .map_err(backend)?;
-            st.query_map(params![t, m], |r| r.get(0)).map_err(backend)?.collect::<rusqlite::Result<Vec<String>>>().map_err(backend)
+            keys.iter()
+                .map(|(t, m)| st.query_map(params![t, m], |r| r.get(0)).and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>()).map_err(backend))
+                .collect()
         })
         .await
     }

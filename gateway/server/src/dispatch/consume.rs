@@ -60,12 +60,13 @@ pub(super) async fn consume_loop(
         };
         // Resolved several at once: each waits on its own reads.
         let round = Round::default();
-        futures::stream::iter(fresh)
-            .for_each_concurrent(RESOLVE_AT_ONCE, |item| {
+        let queued = queued_of(&d, &fresh).await;
+        futures::stream::iter(fresh.into_iter().zip(queued))
+            .for_each_concurrent(RESOLVE_AT_ONCE, |(item, queued)| {
                 let (d, round, settled, acks) = (&d, &round, &settled, &acks);
                 async move {
                     let token = item.token.clone();
-                    if let Err(e) = resolve(d, round, item, settled, acks).await {
+                    if let Err(e) = resolve(d, round, item, queued, settled, acks).await {
                         // Left unacknowledged: the item comes back when its lease runs out.
                         d.inflight.lock().expect("inflight").remove(&token);
                         tracing::warn!(error = %e, "could not resolve work item");
@@ -74,6 +75,30 @@ pub(super) async fn consume_loop(
             })
             .await;
     }
+}
+
+/// The never-attempted deliveries of the lease's messages, in one read;
+/// `None` for the other items, and for all of them if that read failed (each
+/// message then reads its own).
+async fn queued_of(d: &Dispatch, items: &[Leased]) -> Vec<Option<Vec<String>>> {
+    let keys: Vec<(&str, &str)> = items
+        .iter()
+        .filter_map(|i| match &i.work {
+            Work::Message(m) => Some((m.tenant.as_str(), m.id.as_str())),
+            _ => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return vec![None; items.len()];
+    }
+    let mut found = match d.deps.backends.store.queued_deliveries_of(&keys).await {
+        Ok(found) => found.into_iter(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the lease's queued deliveries; reading them one by one");
+            return vec![None; items.len()];
+        }
+    };
+    items.iter().map(|i| if matches!(i.work, Work::Message(_)) { found.next() } else { None }).collect()
 }
 
 /// What the items of one lease share: each sender account is read and its
@@ -114,6 +139,7 @@ async fn resolve(
     d: &Dispatch,
     round: &Round,
     item: Leased,
+    queued: Option<Vec<String>>,
     settled: &mpsc::Sender<Settled>,
     acks: &mpsc::UnboundedSender<LeaseToken>,
 ) -> Result<(), herald_core::StoreError> {
@@ -140,7 +166,7 @@ async fn resolve(
     };
     // Which deliveries still need this attempt, with their rendered content.
     let pending: Vec<(Result<Rendered, RenderFailure>, u32)> = match &item.work {
-        Work::Message(m) => render_queued(d, m).await?.into_iter().map(|r| (r, 1)).collect(),
+        Work::Message(m) => render_queued(d, m, queued).await?.into_iter().map(|r| (r, 1)).collect(),
         Work::Retry(r) => retry_pending(d, r).await?,
         Work::Step(_) => vec![],
     };
@@ -219,14 +245,17 @@ fn empty_rendered(id: String) -> Rendered {
     Rendered { delivery_id: id, recipient: String::new(), subject: None, text: String::new(), html: None, metadata: Default::default() }
 }
 
-/// Render the message's never-attempted deliveries. A render failure is
-/// that delivery's only.
-async fn render_queued(d: &Dispatch, m: &Message) -> Result<Vec<Result<Rendered, RenderFailure>>, herald_core::StoreError> {
+/// Render the message's never-attempted deliveries (`queued`: as read with
+/// the rest of the lease). A render failure is that delivery's only.
+async fn render_queued(d: &Dispatch, m: &Message, queued: Option<Vec<String>>) -> Result<Vec<Result<Rendered, RenderFailure>>, herald_core::StoreError> {
     // Ingest records the rows before publishing, so they are normally there.
     // A message produced straight to the log (or a record lost in a crash)
     // has none: record it then, and look again. Recording is a no-op for a
     // message whose deliveries are all done, so only that case pays the write.
-    let mut queued = d.deps.backends.store.queued_deliveries(&m.tenant, &m.id).await?;
+    let mut queued = match queued {
+        Some(q) => q,
+        None => d.deps.backends.store.queued_deliveries(&m.tenant, &m.id).await?,
+    };
     if queued.is_empty() {
         d.deps.backends.store.record_message(m).await?;
         queued = d.deps.backends.store.queued_deliveries(&m.tenant, &m.id).await?;
