@@ -414,6 +414,30 @@ async fn a_recurring_push_sends_each_occurrence_once_across_an_admin_crash_until
         )
         .await;
     assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("schedule.cron")));
+    // Unix cron: 1-5 is Monday to Friday; the next five runs are shown.
+    let weekdays = admin
+        .call(
+            "POST",
+            "/pushes",
+            Some(&t),
+            Some(json!({"title": "Weekdays", "channel": "webhook", "account": "hook", "content": {"text": "standup"},
+            "targets": {"list": [{"to": "room"}]}, "schedule": {"mode": "cron", "cron": "0 9 * * 1-5", "time_zone": "Asia/Shanghai"}})),
+        )
+        .await;
+    assert_eq!(weekdays.status, 201, "{}", weekdays.text());
+    let days: Vec<String> = weekdays.json()["next_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ms| {
+            let at = chrono::DateTime::from_timestamp_millis(ms.as_i64().unwrap()).unwrap();
+            at.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%a %H:%M").to_string()
+        })
+        .collect();
+    assert_eq!(days.len(), 5, "{days:?}");
+    assert!(days.iter().all(|d| d.ends_with("09:00") && !d.starts_with("Sat") && !d.starts_with("Sun")), "{days:?}");
+    let wid = weekdays.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(admin.call("POST", &format!("/pushes/{wid}/disable"), Some(&t), None).await.status, 200);
     let push = admin
         .call(
             "POST",
@@ -425,6 +449,8 @@ async fn a_recurring_push_sends_each_occurrence_once_across_an_admin_crash_until
         .await;
     assert_eq!(push.status, 201, "{}", push.text());
     assert_eq!(push.json()["status"], "recurring");
+    let next: Vec<i64> = push.json()["next_runs"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert!(next.len() == 5 && next.windows(2).all(|w| w[1] - w[0] == 2_000), "every 2 s: {next:?}");
     let pid = push.json()["id"].as_str().unwrap().to_string();
     eventually(Duration::from_secs(30), "two occurrences", || sink.received().len() >= 2).await;
 

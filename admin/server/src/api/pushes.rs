@@ -138,7 +138,8 @@ async fn list_pushes(State(app): State<Arc<App>>, caller: Caller, Query(q): Quer
             && q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == p.status())
     });
     pushes.sort_by(|a, b| b.number.cmp(&a.number));
-    Ok(axum::Json(q.page(pushes.iter().map(Push::view).collect())).into_response())
+    let now = app.deps.clock.now_ms();
+    Ok(axum::Json(q.page(pushes.iter().map(|p| p.view(now)).collect())).into_response())
 }
 
 /// Needs `push.edit` (and `push.send` when enabled). Mode "now" sends at once
@@ -158,14 +159,14 @@ async fn create_push(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<
     if !send_if_due(&app, &caller.tenant, &mut push).await? {
         caller.repo(&app).put(PUSH, &push.id, &push).await?;
     }
-    Ok(created(push.view()))
+    Ok(created(push.view(app.deps.clock.now_ms())))
 }
 
 #[utoipa::path(get, path = "/pushes/{id}", tag = "pushes", summary = "One push", description = "Needs `push.view`.",
     params(("id" = String, Path, description = "Push id")), responses((status = 200, description = "The push", body = PushView)))]
 async fn get_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::PushView)?;
-    Ok(axum::Json(visible(&app, &caller, &id).await?.view()).into_response())
+    Ok(axum::Json(visible(&app, &caller, &id).await?.view(app.deps.clock.now_ms())).into_response())
 }
 
 #[utoipa::path(put, path = "/pushes/{id}", tag = "pushes", summary = "Edit a push that has not been sent",
@@ -195,7 +196,7 @@ async fn update_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     });
     let mut push = saved.await?.ok_or_else(|| ApiError::not_found("push", "id"))?;
     send_if_due(&app, &caller.tenant, &mut push).await?;
-    Ok(axum::Json(push.view()).into_response())
+    Ok(axum::Json(push.view(app.deps.clock.now_ms())).into_response())
 }
 
 #[utoipa::path(delete, path = "/pushes/{id}", tag = "pushes", summary = "Delete a disabled push", description = "Needs `push.edit`.",
@@ -232,7 +233,7 @@ async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<S
         ..Push::draft(new_id(), caller.user.unit.clone(), caller.user.name.clone(), now)
     };
     caller.repo(&app).put(PUSH, &push.id, &push).await?;
-    Ok(created(push.view()))
+    Ok(created(push.view(app.deps.clock.now_ms())))
 }
 
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
@@ -250,7 +251,7 @@ async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Res
     });
     let mut push = saved.await?.ok_or_else(|| ApiError::not_found("push", "id"))?;
     send_if_due(app, &caller.tenant, &mut push).await?;
-    Ok(axum::Json(push.view()).into_response())
+    Ok(axum::Json(push.view(app.deps.clock.now_ms())).into_response())
 }
 
 #[utoipa::path(post, path = "/pushes/{id}/enable", tag = "pushes", summary = "Enable (a due push is sent)", description = "Needs `push.send`.",

@@ -18,7 +18,9 @@ pub struct Schedule {
     /// Mode "at": Unix milliseconds (an RFC 3339 string is accepted too).
     #[serde(default, deserialize_with = "millis_or_rfc3339")]
     pub at: Option<i64>,
-    /// Cron expression: "min hour day month weekday" (or with leading seconds), e.g. "0 9 * * Mon-Fri".
+    /// Cron expression, Unix semantics: "min hour day-of-month month day-of-week" (or with leading
+    /// seconds); day of week 0 or 7 = Sunday, so "0 9 * * 1-5" is 09:00 Monday to Friday; names
+    /// (Mon-Fri, Jan) are accepted; when both days are restricted either one matches (as cron does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub cron: Option<String>,
@@ -51,11 +53,19 @@ impl Schedule {
         Schedule { mode: "now".into(), at: None, cron: None, time_zone: None }
     }
 
-    /// The parsed recurrence of a "cron" schedule; the error names the field.
-    pub fn recurrence(&self) -> std::result::Result<(cron::Schedule, chrono_tz::Tz), ApiError> {
+    /// The parsed recurrence of a "cron" schedule (Unix cron semantics, by
+    /// the croner crate); the error names the field.
+    pub fn recurrence(&self) -> std::result::Result<(croner::Cron, chrono_tz::Tz), ApiError> {
         let expr = self.cron.as_deref().map(str::trim).unwrap_or("");
-        let full = if expr.split_whitespace().count() == 5 { format!("0 {expr}") } else { expr.to_string() };
-        let schedule = full.parse::<cron::Schedule>().map_err(|e| ApiError::invalid("schedule.cron", format!("not a cron expression: {e}")))?;
+        let fields = expr.split_whitespace().count();
+        if !(5..=6).contains(&fields) {
+            return Err(ApiError::invalid(
+                "schedule.cron",
+                format!("a cron expression has 5 fields (minute hour day month weekday), or 6 with seconds first; this one has {fields}"),
+            ));
+        }
+        let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).year(croner::parser::Year::Disallowed).build();
+        let schedule = parser.parse(expr).map_err(|e| ApiError::invalid("schedule.cron", format!("not a cron expression: {e}")))?;
         let tz = self.time_zone.as_deref().unwrap_or("Asia/Shanghai");
         let tz = tz.parse::<chrono_tz::Tz>().map_err(|_| ApiError::invalid("schedule.time_zone", format!("unknown time zone {tz:?}")))?;
         Ok((schedule, tz))
@@ -64,8 +74,16 @@ impl Schedule {
     /// The latest occurrence after `after` and at or before `now` (missed ones collapse into it).
     pub fn occurrence(&self, after: i64, now: i64) -> Option<i64> {
         let (schedule, tz) = self.recurrence().ok()?;
-        let start = DateTime::from_timestamp_millis(after)?.with_timezone(&tz);
-        schedule.after(&start).map(|t| t.timestamp_millis()).take_while(|t| *t <= now).last()
+        let now = DateTime::from_timestamp_millis(now)?.with_timezone(&tz);
+        let last = schedule.find_previous_occurrence(&now, true).ok()?.timestamp_millis();
+        (last > after).then_some(last)
+    }
+
+    /// The next `n` occurrences after `now` (Unix milliseconds); none unless recurring.
+    pub fn next_runs(&self, now: i64, n: usize) -> Vec<i64> {
+        let Some((schedule, tz)) = (self.mode == "cron").then(|| self.recurrence().ok()).flatten() else { return Vec::new() };
+        let Some(start) = DateTime::from_timestamp_millis(now).map(|t| t.with_timezone(&tz)) else { return Vec::new() };
+        schedule.iter_after(start).take(n).map(|t| t.timestamp_millis()).collect()
     }
 }
 
@@ -112,14 +130,19 @@ pub struct Push {
     "content": {"text": "Hello {{ name }}, maintenance starts at 22:00."}, "targets": {"users": [], "units": ["01J9Z8Q4K0"], "list": []},
     "schedule": {"mode": "at", "at": 1795650000000u64}, "enabled": true, "message_id": null, "message_ids": [], "sent_at": null,
     "last_run": null, "runs": 0, "recipients": 0, "skipped": [], "unit": "01J9Z8Q4K0", "created_by": "Ann Lee",
-    "created_at": 1795627116051u64, "updated_at": 1795627116051u64, "status": "scheduled"}))]
+    "created_at": 1795627116051u64, "updated_at": 1795627116051u64, "status": "scheduled", "next_runs": []}))]
 pub struct PushView {
     #[serde(flatten)]
     push: Push,
     /// draft, scheduled, recurring, sent or disabled.
     #[schema(pattern = "^(draft|scheduled|recurring|sent|disabled)$")]
     status: &'static str,
+    /// Recurring pushes: the next five occurrences, Unix milliseconds (UTC); empty otherwise.
+    next_runs: Vec<i64>,
 }
+
+/// How many coming occurrences a recurring push shows.
+pub const NEXT_RUNS: usize = 5;
 
 /// What publishing a push produced.
 pub struct Sent {
@@ -204,8 +227,10 @@ impl Push {
         }
     }
 
-    pub fn view(&self) -> PushView {
-        PushView { push: self.clone(), status: self.status() }
+    /// The push as the API shows it at `now`.
+    pub fn view(&self, now: i64) -> PushView {
+        let next_runs = if self.status() == "recurring" { self.schedule.next_runs(now, NEXT_RUNS) } else { Vec::new() };
+        PushView { push: self.clone(), status: self.status(), next_runs }
     }
 
     /// When due: the time the send stands for (now, the `at` time, or a cron occurrence).
@@ -224,6 +249,66 @@ impl Push {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cron(expr: &str) -> Schedule {
+        Schedule { mode: "cron".into(), at: None, cron: Some(expr.into()), time_zone: Some("Asia/Shanghai".into()) }
+    }
+
+    /// 2026-12-06 (a Sunday) 12:00 in Shanghai.
+    const SUNDAY_NOON: i64 = 1_796_529_600_000;
+
+    fn local(ms: i64) -> String {
+        DateTime::from_timestamp_millis(ms).unwrap().with_timezone(&chrono_tz::Asia::Shanghai).format("%a %H:%M").to_string()
+    }
+
+    #[test]
+    fn weekdays_are_numbered_as_unix_cron_does() {
+        assert_eq!(local(SUNDAY_NOON), "Sun 12:00");
+        // 1-5 is Monday to Friday (the cron crate made it Sunday to Thursday).
+        let runs: Vec<String> = cron("0 9 * * 1-5").next_runs(SUNDAY_NOON, 5).into_iter().map(local).collect();
+        assert_eq!(runs, ["Mon 09:00", "Tue 09:00", "Wed 09:00", "Thu 09:00", "Fri 09:00"]);
+        let names: Vec<String> = cron("0 9 * * Mon-Fri").next_runs(SUNDAY_NOON, 5).into_iter().map(local).collect();
+        assert_eq!(names, runs);
+        // 0 and 7 are both Sunday.
+        for sunday in ["30 8 * * 0", "30 8 * * 7", "30 8 * * SUN"] {
+            let runs: Vec<String> = cron(sunday).next_runs(SUNDAY_NOON, 2).into_iter().map(local).collect();
+            assert_eq!(runs, ["Sun 08:30", "Sun 08:30"], "{sunday}");
+        }
+        // Seconds first are accepted too.
+        assert_eq!(cron("0 0 9 * * 1-5").next_runs(SUNDAY_NOON, 1).into_iter().map(local).collect::<Vec<_>>(), ["Mon 09:00"]);
+    }
+
+    #[test]
+    fn a_bad_expression_names_the_field() {
+        for bad in ["", "0 9 * *", "0 9 * * 1-5 2027 x", "61 9 * * *", "0 9 * * 8", "every day"] {
+            let e = cron(bad).recurrence().unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("schedule.cron"), "{bad:?}");
+        }
+        let mut zone = cron("0 9 * * *");
+        zone.time_zone = Some("Mars/Olympus".into());
+        assert_eq!(zone.recurrence().unwrap_err().field.as_deref(), Some("schedule.time_zone"));
+    }
+
+    #[test]
+    fn missed_occurrences_collapse_into_the_latest() {
+        let s = cron("*/10 * * * *");
+        let hour = 3_600_000;
+        // Days behind: one send, for the latest occurrence at or before now.
+        let now = SUNDAY_NOON + 5 * 60_000;
+        assert_eq!(s.occurrence(SUNDAY_NOON - 72 * hour, now), Some(SUNDAY_NOON));
+        // Already sent for it: nothing due.
+        assert_eq!(s.occurrence(SUNDAY_NOON, now), None);
+    }
+
+    #[test]
+    fn only_recurring_pushes_show_next_runs() {
+        let mut p = push("cron");
+        p.schedule = cron("0 9 * * 1-5");
+        assert_eq!(p.view(SUNDAY_NOON).next_runs.len(), NEXT_RUNS);
+        p.enabled = false;
+        assert!(p.view(SUNDAY_NOON).next_runs.is_empty());
+        assert!(push("at").view(SUNDAY_NOON).next_runs.is_empty());
+    }
 
     fn push(mode: &str) -> Push {
         let mut p = Push::draft("p".into(), "root".into(), "ann".into(), 1);
