@@ -102,7 +102,9 @@ impl Store for Db {
                 .prepare_cached("SELECT id FROM deliveries WHERE tenant = ?1 AND message_id = ?2 AND status = 'queued' ORDER BY seq")
                 .map_err(backend)?;
             keys.iter()
-                .map(|(t, m)| st.query_map(params![t, m], |r| r.get(0)).and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>()).map_err(backend))
+                .map(|(t, m)| {
+                    st.query_map(params![t, m], |r| r.get(0)).and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>()).map_err(backend)
+                })
                 .collect()
         })
         .await

@@ -247,7 +247,11 @@ fn empty_rendered(id: String) -> Rendered {
 
 /// Render the message's never-attempted deliveries (`queued`: as read with
 /// the rest of the lease). A render failure is that delivery's only.
-async fn render_queued(d: &Dispatch, m: &Message, queued: Option<Vec<String>>) -> Result<Vec<Result<Rendered, RenderFailure>>, herald_core::StoreError> {
+async fn render_queued(
+    d: &Dispatch,
+    m: &Message,
+    queued: Option<Vec<String>>,
+) -> Result<Vec<Result<Rendered, RenderFailure>>, herald_core::StoreError> {
     // Ingest records the rows before publishing, so they are normally there.
     // A message produced straight to the log (or a record lost in a crash)
     // has none: record it then, and look again. Recording is a no-op for a
