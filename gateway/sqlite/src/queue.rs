@@ -22,22 +22,23 @@ use crate::db::{Db, backend};
 /// (tenants / `VISIT_BUDGET`) + 1 calls.
 const VISIT_BUDGET: usize = 1024;
 
-/// Tenants (queue keys) in key order from the first one `$op ?1`, each with
-/// whether it has items due and unleased at `?3`: a skip scan over
-/// `queue_by_key`, a few seeks per tenant however many items each has.
-/// Stepped lazily; `?2` bounds it.
+/// Tenants (queue keys) with unleased items, in key order from the first one
+/// `$op ?1`, each with whether one is due at `?3`: a skip scan over
+/// `queue_free` (the unleased rows), a few seeks per tenant however many
+/// items each has. Stepped lazily; `?2` bounds it.
 macro_rules! keys_from {
     ($op:literal) => {
         concat!(
             "WITH RECURSIVE k(key) AS (
-                SELECT (SELECT key FROM queue INDEXED BY queue_by_key WHERE key ",
+                SELECT (SELECT key FROM queue INDEXED BY queue_free WHERE key ",
             $op,
-            " ?1 ORDER BY key LIMIT 1)
+            " ?1 AND leased_until <= 1 ORDER BY key LIMIT 1)
                 UNION ALL
-                SELECT (SELECT key FROM queue INDEXED BY queue_by_key WHERE key > k.key ORDER BY key LIMIT 1) FROM k WHERE k.key IS NOT NULL
+                SELECT (SELECT key FROM queue INDEXED BY queue_free WHERE key > k.key AND leased_until <= 1 ORDER BY key LIMIT 1)
+                FROM k WHERE k.key IS NOT NULL
                 LIMIT ?2
             )
-            SELECT key, EXISTS (SELECT 1 FROM queue AS q INDEXED BY queue_by_key WHERE q.key = k.key AND q.not_before <= ?3 AND q.leased_until <= ?3)
+            SELECT key, EXISTS (SELECT 1 FROM queue AS q INDEXED BY queue_free WHERE q.key = k.key AND q.leased_until <= 1 AND q.not_before <= ?3)
             FROM k WHERE key IS NOT NULL"
         )
     };
@@ -48,10 +49,14 @@ const KEYS_AFTER: &str = keys_from!(">");
 const KEYS_ALL: &str = keys_from!(">=");
 
 /// One tenant's due, unleased items after (`?3`, `?4`) in its order, through
-/// `queue_by_key`.
-const DUE_OF_TENANT: &str = "SELECT seq, not_before, work, redeliveries, leased_until FROM queue INDEXED BY queue_by_key
-    WHERE key = ?1 AND not_before <= ?2 AND leased_until <= ?2 AND (not_before, seq) > (?3, ?4)
+/// `queue_free`.
+const DUE_OF_TENANT: &str = "SELECT seq, not_before, work, redeliveries, leased_until FROM queue INDEXED BY queue_free
+    WHERE key = ?1 AND leased_until <= 1 AND not_before <= ?2 AND (not_before, seq) > (?3, ?4)
     ORDER BY not_before, seq LIMIT ?5";
+
+/// Leases that ran out are free again, marked as held before (1), so the
+/// next lease counts a redelivery.
+const EXPIRE_LEASES: &str = "UPDATE queue SET leased_until = 1 WHERE leased_until > 1 AND leased_until <= ?1";
 
 /// A due row, read before it is leased.
 struct Due {
@@ -249,6 +254,7 @@ impl Queue for SqliteQueue {
         let cursor = self.cursor.clone();
         self.db
             .write(move |c| {
+                c.prepare_cached(EXPIRE_LEASES).and_then(|mut st| st.execute([now])).map_err(backend)?;
                 let start = cursor.lock().expect("lease cursor").clone();
                 let (rows, next) = pick_fairly(c, now, max, &skip, start.as_deref())?;
                 if let Some(next) = next {

@@ -128,6 +128,15 @@ CREATE TABLE dead_letters (
     r#"
 CREATE INDEX queue_by_key ON queue (key, not_before, seq);
 "#,
+    // Leases read only rows nobody holds: with every held row in the index a
+    // lease stepped over all of a tenant's in-flight items (and read each
+    // table row to see it was held). A lease that ran out goes back to 1
+    // ("held before"; see `SqliteQueue::lease`) through `queue_held`.
+    r#"
+CREATE INDEX queue_free ON queue (key, not_before, seq) WHERE leased_until <= 1;
+CREATE INDEX queue_held ON queue (leased_until) WHERE leased_until > 1;
+DROP INDEX queue_by_key;
+"#,
 ];
 
 /// Several processes may open one file (the gateway and the admin service):
