@@ -264,7 +264,7 @@ async function loadUnits() {
  * Recipients editor: users (picked), units (picked from the tree), list (uploaded
  * .xls/.xlsx). `prefix` keeps test ids unique when several are on one page.
  */
-function targetsEditor(container, targets, ctx, prefix = 'push') {
+function targetsEditor(container, targets, ctx, prefix = 'push', channel = null) {
   const tg = { users: [...(targets?.users || [])], units: [...(targets?.units || [])], list: [...(targets?.list || [])] };
   const userNames = new Map();
   const render = () => {
@@ -279,6 +279,7 @@ function targetsEditor(container, targets, ctx, prefix = 'push') {
       <div class="target-row"><span class="lbl">${t('targets.list')}</span>
         <span data-testid="${prefix}-target-list-count">${t('targets.listCount', { n: tg.list.length })}</span>
         ${ctx.readonly ? '' : html`<label class="filebtn">${t('targets.upload')}<input type="file" accept=".xls,.xlsx" data-testid="${prefix}-upload"></label>
+        ${channel ? html`<a href="#" data-testid="${prefix}-upload-template">${t('targets.template')}</a>` : ''}
         ${tg.list.length ? html`<button type="button" data-testid="${prefix}-clear-list">${t('targets.clearList')}</button>` : ''}`}</div>
       <div class="upload-result" data-testid="${prefix}-upload-result"></div>
       ${tg.list.length ? html`<details><summary>${t('targets.showList')}</summary><table class="small"><thead><tr><th>${t('targets.to')}</th><th>${t('common.name')}</th><th>${t('targets.variables')}</th></tr></thead>
@@ -300,6 +301,11 @@ function targetsEditor(container, targets, ctx, prefix = 'push') {
       tg.users = picked.map((u) => u.id);
       render();
     }));
+    on(container, `[data-testid=${prefix}-upload-template]`, 'click', (e) => {
+      e.preventDefault();
+      const ch = channel && channel();
+      if (ch) window.location.href = `/api/v1/pushes/upload-template?channel=${encodeURIComponent(ch)}`;
+    });
     on(container, `[data-testid=${prefix}-upload]`, 'change', async (e) => {
       const file = e.target.files[0];
       if (!file) return;
@@ -318,15 +324,23 @@ function targetsEditor(container, targets, ctx, prefix = 'push') {
         pctEl.textContent = `${pct}%`;
       };
       try {
-        const r = await uploadWithProgress('/pushes/upload', fd, progress);
+        // Checked as the push's channel's addresses; duplicates come back removed.
+        const ch = channel && channel();
+        const r = await uploadWithProgress(`/pushes/upload${ch ? '?channel=' + encodeURIComponent(ch) : ''}`, fd, progress);
         progress(100);
         const rows = r.rows || [];
         const errors = r.errors || [];
-        tg.list = tg.list.concat(rows);
+        const dups = r.duplicates || [];
+        // A recipient already on the list (from an earlier upload) is not added twice.
+        const listed = new Set(tg.list.map((r) => r.to));
+        tg.list = tg.list.concat(rows.filter((r) => !listed.has(r.to)));
         render();
         const res = $(`[data-testid=${prefix}-upload-result]`, container);
         setHtml(res, html`${uploadProgressHtml(prefix, file.name, 100)}
-          <p data-testid="${prefix}-upload-summary">${t('targets.parsed', { file: file.name, n: rows.length, e: errors.length })}</p>
+          <p data-testid="${prefix}-upload-summary">${t('targets.parsed', { file: file.name, n: rows.length, e: errors.length, d: dups.length })}</p>
+          ${dups.length ? html`<details data-testid="${prefix}-upload-duplicates"><summary>${t('targets.duplicates')} (${dups.length})</summary><table class="small">
+            <thead><tr><th class="num">${t('targets.dupRow')}</th><th>${t('targets.to')}</th><th class="num">${t('targets.dupFirst')}</th></tr></thead>
+            <tbody>${dups.slice(0, 500).map((d) => html`<tr><td class="num">${d.row}</td><td>${d.to}</td><td class="num">${d.first_row}</td></tr>`)}</tbody></table></details>` : ''}
           ${errors.length ? html`<table class="small errors" data-testid="${prefix}-upload-errors"><caption>${t('targets.rowErrors')}</caption>
             <thead><tr><th class="num">${t('targets.errRow')}</th><th>${t('targets.errColumn')}</th><th>${t('targets.errMessage')}</th></tr></thead>
             <tbody>${errors.map((er) => html`<tr data-testid="${prefix}-upload-error-row" data-row="${er.row ?? ''}"><td class="num">${er.row ?? ''}</td><td>${er.column ?? '—'}</td><td>${er.message}</td></tr>`)}</tbody></table>` : ''}`);
@@ -1060,7 +1074,7 @@ async function pagePushEdit(root, id) {
     </form></section>`);
   const form = $('[data-testid=push-form]', root);
   const ctx = await treeCtx(readonly);
-  const targets = targetsEditor($('[data-testid=push-targets]', root), p.targets, ctx, 'push');
+  const targets = targetsEditor($('[data-testid=push-targets]', root), p.targets, ctx, 'push', () => form.elements.channel.value);
   let content = null;
   const renderContent = () => {
     const box = $('[data-testid=push-content]', root);

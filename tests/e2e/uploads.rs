@@ -16,6 +16,12 @@ pub(crate) mod sheets;
 const BOUNDARY: &str = "herald-upload-boundary-7f3a";
 
 pub(crate) async fn upload(admin: &Admin, token: &str, file_name: &str, bytes: &[u8]) -> Resp {
+    upload_for(admin, token, file_name, bytes, None).await
+}
+
+/// Upload a list for a channel (`?channel=`), or for none.
+pub(crate) async fn upload_for(admin: &Admin, token: &str, file_name: &str, bytes: &[u8], channel: Option<&str>) -> Resp {
+    let query = channel.map(|c| format!("?channel={c}")).unwrap_or_default();
     let mut body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     )
@@ -23,7 +29,8 @@ pub(crate) async fn upload(admin: &Admin, token: &str, file_name: &str, bytes: &
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-    request("POST", &format!("{}/api/v1/pushes/upload", admin.url), Some(token), &[("content-type", content_type.as_str())], Bytes::from(body)).await
+    request("POST", &format!("{}/api/v1/pushes/upload{query}", admin.url), Some(token), &[("content-type", content_type.as_str())], Bytes::from(body))
+        .await
 }
 
 /// Upload as a browser or curl does when the server answers before the body
@@ -169,4 +176,61 @@ async fn a_normal_list_still_parses_with_its_row_errors() {
     // Not a spreadsheet: refused with the reason, before any parser runs.
     let r = upload(&admin, &token, "list.csv", b"to\na@b.c").await;
     assert_eq!((r.status, r.error().1.as_deref()), (400, Some("file")), "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_list_is_checked_for_its_channel_and_the_template_uploads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path());
+    let (_tenant, token) = admin.register("Checked", "boss-checked").await;
+
+    // An SMS list: a word, ten digits and an e-mail address are row errors
+    // naming row and column; the +86 spelling of an earlier number is a duplicate.
+    let sheet = sheets::xlsx_cells(&[
+        ("A1", "手机"),
+        ("B1", "name"),
+        ("A2", "13800138000"),
+        ("A3", "abc123"),
+        ("A4", "1380013800"),
+        ("A5", "ann@example.com"),
+        ("A6", "+8613800138000"),
+        ("A7", "13900139000"),
+    ]);
+    let r = upload_for(&admin, &token, "sms.xlsx", &sheet, Some("aliyun-sms")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let to: Vec<&str> = j["rows"].as_array().unwrap().iter().map(|r| r["to"].as_str().unwrap()).collect();
+    assert_eq!(to, ["13800138000", "13900139000"], "{j}");
+    assert_eq!(j["lines"], serde_json::json!([2, 7]), "{j}");
+    let errors: Vec<(u64, &str)> =
+        j["errors"].as_array().unwrap().iter().map(|e| (e["row"].as_u64().unwrap(), e["column"].as_str().unwrap())).collect();
+    assert_eq!(errors, [(3, "手机"), (4, "手机"), (5, "手机")], "{j}");
+    assert_eq!(j["duplicates"], serde_json::json!([{"row": 6, "to": "+8613800138000", "first_row": 2}]), "{j}");
+    // The same sheet for e-mail: only the address is one.
+    let r = upload_for(&admin, &token, "sms.xlsx", &sheet, Some("email")).await;
+    assert_eq!(r.json()["rows"].as_array().unwrap().len(), 1, "{}", r.text());
+    // A channel that does not exist is named.
+    let r = upload_for(&admin, &token, "sms.xlsx", &sheet, Some("pigeon")).await;
+    assert_eq!((r.status, r.error().1.as_deref()), (422, Some("channel")), "{}", r.text());
+
+    // The template: the headers the upload reads and an example row of the channel's kind.
+    let template = |channel: &str, language: &'static str| {
+        let url = format!("{}/api/v1/pushes/upload-template?channel={channel}", admin.url);
+        let token = token.clone();
+        async move { request("GET", &url, Some(&token), &[("accept-language", language)], Bytes::new()).await }
+    };
+    for (channel, language, header, example) in
+        [("aliyun-sms", "zh-CN,zh;q=0.9", "收件人", "13800138000"), ("email", "en-US,en;q=0.8", "to", "zhang.san@example.com")]
+    {
+        let t = template(channel, language).await;
+        assert_eq!(t.status, 200, "{}", t.text());
+        assert_eq!(t.headers["content-type"], "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+        assert!(t.headers["content-disposition"].to_str().unwrap().contains(&format!("recipients-{channel}.xlsx")));
+        let r = upload_for(&admin, &token, "template.xlsx", &t.body, Some(channel)).await;
+        let j = r.json();
+        assert_eq!((j["to_column"].as_str(), j["rows"][0]["to"].as_str()), (Some(header), Some(example)), "{j}");
+        assert!(j["errors"].as_array().unwrap().is_empty() && j["duplicates"].as_array().unwrap().is_empty(), "{j}");
+    }
+    let r = request("GET", &format!("{}/api/v1/pushes/upload-template", admin.url), Some(&token), &[], Bytes::new()).await;
+    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("channel")), "{}", r.text());
 }

@@ -13,18 +13,20 @@
 //! it down.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{BufReader, Cursor, Read};
 
 use calamine::{Data, Reader};
+use herald_core::address::AddressRule;
 use herald_core::directory::ListEntry;
 use quick_xml::events::Event;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 #[path = "../tests/support/sheets.rs"]
 mod sheets;
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RowError {
     /// 1-based spreadsheet row.
     pub row: usize,
@@ -36,10 +38,67 @@ pub struct RowError {
 }
 
 /// A parsed recipient list.
-#[derive(Debug, Serialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct Parsed {
     pub rows: Vec<ListEntry>,
+    /// The 1-based spreadsheet row of each entry of `rows`.
+    #[serde(default)]
+    pub lines: Vec<usize>,
+    /// The recipient column's header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub to_column: Option<String>,
+    /// Rows whose recipient also appears on an earlier row; left out of `rows`.
+    #[serde(default)]
+    pub duplicates: Vec<Duplicate>,
     pub errors: Vec<RowError>,
+}
+
+/// A row left out because its recipient is already on the list.
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Duplicate {
+    /// 1-based spreadsheet row.
+    pub row: usize,
+    pub to: String,
+    /// The row it repeats.
+    pub first_row: usize,
+}
+
+impl Parsed {
+    /// Check every recipient against the channel's address rule (`None`: no
+    /// channel named; only exact repeats are found): a recipient that is not
+    /// one becomes a row error naming the row, the column and why; a
+    /// recipient already listed (in any spelling, e.g. `+86…` and the bare
+    /// mainland number) is left out and reported.
+    pub fn vet(&mut self, rule: Option<&AddressRule>) {
+        let column = self.to_column.clone();
+        let mut first: HashMap<String, usize> = HashMap::new();
+        let (mut rows, mut lines) = (Vec::with_capacity(self.rows.len()), Vec::with_capacity(self.rows.len()));
+        let entries = std::mem::take(&mut self.rows).into_iter();
+        let numbers = std::mem::take(&mut self.lines).into_iter().map(Some).chain(std::iter::repeat(None));
+        for (entry, line) in entries.zip(numbers) {
+            let row = line.unwrap_or(0);
+            let key = match rule {
+                Some(rule) => match rule.check(&entry.to) {
+                    Ok(()) => rule.canonical(&entry.to),
+                    Err(why) => {
+                        self.errors.push(RowError { row, column: column.clone(), message: format!("{why}: {:?}", entry.to) });
+                        continue;
+                    }
+                },
+                None => entry.to.clone(),
+            };
+            if let Some(&first_row) = first.get(&key) {
+                self.duplicates.push(Duplicate { row, to: entry.to, first_row });
+                continue;
+            }
+            first.insert(key, row);
+            rows.push(entry);
+            lines.push(row);
+        }
+        self.errors.sort_by_key(|e| e.row);
+        (self.rows, self.lines) = (rows, lines);
+    }
 }
 
 /// Widest sheet accepted (also the .xls format's own width: column IV).
@@ -133,6 +192,7 @@ impl Rows {
             let to =
                 names.iter().position(|h| TO.contains(&h.as_str())).ok_or("no recipient column: name one header `to` (or 收件人, 手机, 邮箱)")?;
             let name = names.iter().position(|h| NAME.contains(&h.as_str()));
+            self.out.to_column = Some(names[to].clone());
             self.header = Some(Header { names, to, name });
             return Ok(true);
         };
@@ -169,6 +229,7 @@ impl Rows {
         let name = h.name.map(|j| row[j]).filter(|n| !n.is_empty()).map(str::to_string);
         self.cells += 2 + variables.len();
         self.out.rows.push(ListEntry { to: to.to_string(), name, channel: None, variables });
+        self.out.lines.push(line);
         Ok(true)
     }
 }
@@ -973,9 +1034,77 @@ mod xls_guard {
     }
 }
 
+/// The list template for a channel: an .xlsx with the header row this
+/// parser reads (in Chinese or English) and one example row.
+pub fn template(rule: &AddressRule, chinese: bool) -> Result<Vec<u8>, String> {
+    let (to, name, example_name, note) = if chinese {
+        ("收件人", "姓名", "张三", "其他列（如 code）作为变量，模板中写 {{ code }}")
+    } else {
+        ("to", "name", "Zhang San", "Other columns (e.g. code) become variables: {{ code }} in the content")
+    };
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let text = rust_xlsxwriter::Format::new().set_num_format("@"); // numbers stay text: no 1.38E+10
+    let failed = |e: rust_xlsxwriter::XlsxError| e.to_string();
+    sheet.set_column_format(0, &text).map_err(failed)?;
+    sheet.set_column_width(0, 28).map_err(failed)?;
+    sheet.set_column_width(1, 16).map_err(failed)?;
+    sheet.set_column_width(2, 16).map_err(failed)?;
+    sheet.write_string_with_format(0, 0, to, &bold).map_err(failed)?;
+    sheet.write_string_with_format(0, 1, name, &bold).map_err(failed)?;
+    sheet.write_string_with_format(0, 2, "code", &bold).map_err(failed)?;
+    sheet.write_string(1, 0, rule.example()).map_err(failed)?;
+    sheet.write_string(1, 1, example_name).map_err(failed)?;
+    sheet.write_string(1, 2, "A-1").map_err(failed)?;
+    sheet.insert_note(0, 2, &rust_xlsxwriter::Note::new(note).set_author("Herald")).map_err(failed)?;
+    book.save_to_buffer().map_err(failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(to: &str) -> ListEntry {
+        ListEntry { to: to.into(), name: None, channel: None, variables: Default::default() }
+    }
+
+    #[test]
+    fn a_list_is_vetted_per_channel_with_rows_columns_and_duplicates() {
+        let mut p = Parsed {
+            rows: ["13800138000", "abc123", "1380013800", "ann@example.com", "+8613800138000", "13900139000"].map(entry).into(),
+            lines: vec![2, 3, 4, 5, 6, 7],
+            to_column: Some("手机".into()),
+            ..Parsed::default()
+        };
+        p.vet(Some(&AddressRule::Phone));
+        assert_eq!(p.rows.iter().map(|r| r.to.as_str()).collect::<Vec<_>>(), ["13800138000", "13900139000"]);
+        assert_eq!(p.lines, [2, 7]);
+        assert_eq!(
+            p.errors.iter().map(|e| (e.row, e.column.as_deref())).collect::<Vec<_>>(),
+            [(3, Some("手机")), (4, Some("手机")), (5, Some("手机"))]
+        );
+        assert!(p.errors[0].message.contains("abc123"), "{:?}", p.errors[0]);
+        assert_eq!(p.duplicates, [Duplicate { row: 6, to: "+8613800138000".into(), first_row: 2 }]);
+        // No channel: exact repeats only.
+        let mut p = Parsed { rows: ["a", "b", "a"].map(entry).into(), lines: vec![2, 3, 4], ..Parsed::default() };
+        p.vet(None);
+        assert_eq!((p.rows.len(), p.duplicates.len(), p.errors.len()), (2, 1, 0));
+    }
+
+    #[test]
+    fn the_template_parses_back_into_its_example() {
+        for (rule, chinese) in [(AddressRule::Phone, true), (AddressRule::Email, false), (AddressRule::Any, true)] {
+            let bytes = template(&rule, chinese).unwrap();
+            let mut parsed = parse("template.xlsx", bytes, 10).unwrap();
+            parsed.vet(Some(&rule));
+            assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+            assert_eq!(parsed.rows.len(), 1);
+            assert_eq!(parsed.rows[0].to, rule.example());
+            assert_eq!(parsed.rows[0].variables.get("code").and_then(|v| v.as_str()), Some("A-1"));
+            assert_eq!(parsed.lines, [2]);
+        }
+    }
 
     #[test]
     fn other_files_are_refused_with_a_reason() {

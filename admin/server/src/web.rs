@@ -51,9 +51,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         serde_path_to_error::deserialize(value).map(Body).map_err(|e| {
             let field = e.path().to_string();
             let err = ApiError::new(ErrorKind::Invalid, "invalid_body", e.inner().to_string());
-            Failure(err.with_field(if field == "." { "body".to_string() } else { field }))
+            Failure(err.with_field(named_field(field, "body")))
         })
     }
+}
+
+/// The field a deserialization error is at; `whole` when it has no name
+/// (the top level, or an unknown key that is itself empty: `{"": 1}`).
+fn named_field(path: String, whole: &str) -> String {
+    let trimmed = path.trim_end_matches('.');
+    if trimmed.is_empty() { whole.to_string() } else { trimmed.to_string() }
 }
 
 /// JSON has one number type: `1.0` is the integer 1 (as JSON Schema says), so
@@ -83,7 +90,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
             let field = e.path().to_string();
             let err = ApiError::new(ErrorKind::Invalid, "invalid_query", e.inner().to_string());
-            Failure(err.with_field(if field == "." { "query".to_string() } else { field }))
+            Failure(err.with_field(named_field(field, "query")))
         })
     }
 }

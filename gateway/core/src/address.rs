@@ -72,6 +72,35 @@ impl AddressRule {
     }
 }
 
+impl AddressRule {
+    /// The form two spellings of one recipient share, to find duplicates: a
+    /// phone number in E.164 (`13800138000` and `+8613800138000` are one),
+    /// an e-mail address in lower case, anything else as written. `to` is
+    /// assumed to pass [`AddressRule::check`].
+    pub fn canonical(&self, to: &str) -> String {
+        match self {
+            AddressRule::Phone => {
+                let region = if to.starts_with('+') { None } else { Some(phonenumber::country::Id::CN) };
+                match phonenumber::parse(region, to) {
+                    Ok(n) => n.format().mode(phonenumber::Mode::E164).to_string(),
+                    Err(_) => to.to_string(),
+                }
+            }
+            AddressRule::Email => to.to_lowercase(),
+            AddressRule::Pattern { .. } | AddressRule::Any => to.to_string(),
+        }
+    }
+
+    /// A recipient of this kind, for templates and examples.
+    pub fn example(&self) -> &'static str {
+        match self {
+            AddressRule::Phone => "13800138000",
+            AddressRule::Email => "zhang.san@example.com",
+            AddressRule::Pattern { .. } | AddressRule::Any => "zhangsan",
+        }
+    }
+}
+
 fn phone(to: &str) -> Result<(), String> {
     let expected = "expected a mobile number in E.164 (+8613800138000) or mainland format (13800138000)";
     if !to.chars().all(|c| c.is_ascii_digit() || c == '+') || to.len() < 5 {
@@ -95,6 +124,18 @@ mod tests {
         assert!(r.check("not an address, evil@x.example").is_err());
         assert!(r.check("\r\nBcc: victim@evil.example").is_err());
         assert!(r.check("ann@").is_err());
+    }
+
+    #[test]
+    fn one_recipient_spelled_two_ways_is_one() {
+        let p = AddressRule::Phone;
+        assert_eq!(p.canonical("13800138000"), p.canonical("+8613800138000"));
+        assert_ne!(p.canonical("13800138000"), p.canonical("13800138001"));
+        assert_eq!(AddressRule::Email.canonical("Ann@Example.com"), AddressRule::Email.canonical("ann@example.com"));
+        assert_eq!(AddressRule::Any.canonical("Room"), "Room");
+        for rule in [AddressRule::Phone, AddressRule::Email, AddressRule::Any] {
+            assert!(rule.check(rule.example()).is_ok(), "{rule:?}");
+        }
     }
 
     #[test]

@@ -83,6 +83,9 @@ test('email push: rich text sanitized, unit + xlsx + xls targets, schedule, sear
     await page.getByTestId('push-upload-summary').filter({ hasText: 'list.xls' }).waitFor();
     assert.match(await page.getByTestId('push-upload-summary').textContent(), /list\.xls\b.*2.*0/);
     assert.match(await page.getByTestId('push-target-list-count').textContent(), /^4\b/);
+    // The list template of the push's channel downloads.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('push-upload-template').click()]);
+    assert.equal(download.suggestedFilename(), 'recipients-email.xlsx');
 
     // Advanced: scheduled in two days.
     const at = localDateTime(2);

@@ -23,6 +23,7 @@ use herald_core::docs::new_id;
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.routes(routes!(list_pushes, create_push))
         .routes(routes!(upload_list))
+        .routes(routes!(upload_template))
         .routes(routes!(get_push, update_push, delete_push))
         .routes(routes!(copy_push))
         .routes(routes!(enable_push))
@@ -37,7 +38,7 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
 #[schema(example = json!({"title": "Maintenance tonight", "channel": "sms", "account": "sms-main",
     "content": {"text": "Hello {{ name }}, maintenance starts at 22:00."},
     "targets": {"units": ["01J9Z8Q4K0"], "list": [{"to": "+8613800000000", "name": "Ann", "variables": {"site": "B2"}}]},
-    "schedule": {"mode": "at", "at": 1795650000000u64}, "enabled": true}))]
+    "schedule": {"mode": "at", "at": 1830301200000u64}, "enabled": true}))]
 struct PushBody {
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     title: String,
@@ -325,16 +326,46 @@ struct UploadForm {
     file: Vec<u8>,
 }
 
+/// The channel a recipient list is for.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListChannel {
+    /// Channel (plugin name), e.g. `sms`: recipients are checked as that channel's addresses.
+    channel: Option<String>,
+}
+
+/// The address rule of a named channel; 422 naming `channel` for one not loaded.
+fn channel_rule(app: &App, channel: &str) -> std::result::Result<herald_core::address::AddressRule, ApiError> {
+    app.deps
+        .plugins
+        .get(channel)
+        .map(|p| p.recipients.clone())
+        .ok_or_else(|| ApiError::unknown("unknown_channel", "channel", format!("no channel named {channel:?}")))
+}
+
 /// Needs `push.edit`. A header row names the `to` column (or 收件人/手机/邮箱)
-/// and optionally `name`; other columns become variables. At most 100 000
-/// rows; zip bombs and forged sheets are refused.
-#[utoipa::path(post, path = "/pushes/upload", tag = "pushes", summary = "Parse a recipient list (.xls/.xlsx)",
+/// and optionally `name`; other columns become variables. With `channel`,
+/// each recipient is checked as that channel's address (a mobile number in
+/// E.164 or mainland form, an e-mail address, the IM id the plugin declares):
+/// invalid rows are listed with row, column and reason. A recipient already
+/// listed (in any spelling) is left out and reported in `duplicates`. At most
+/// 100 000 rows; zip bombs and forged sheets are refused.
+#[utoipa::path(post, path = "/pushes/upload", tag = "pushes", summary = "Parse and check a recipient list (.xls/.xlsx)",
+    params(ListChannel),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 200, description = "The rows and the rows' errors", body = crate::excel::Parsed),
+    responses((status = 200, description = "The rows, the rows' errors and the duplicates left out", body = crate::excel::Parsed),
               (status = 413, description = "`too_large`", body = ErrorBody),
+              (status = 422, description = "`unknown_channel`", body = ErrorBody),
               (status = 503, description = "Every parser is busy", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds")))))]
-async fn upload_list(State(app): State<Arc<App>>, caller: Caller, form: std::result::Result<Multipart, MultipartRejection>) -> Result<Response> {
+async fn upload_list(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<ListChannel>,
+    form: std::result::Result<Multipart, MultipartRejection>,
+) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
+    let rule = q.channel.as_deref().map(|c| channel_rule(&app, c)).transpose()?;
     let bad = |m: String| ApiError::invalid("file", m);
     let mut form = form.map_err(|e| bad(e.body_text()))?;
     let limit = app.cfg.max_upload_bytes;
@@ -358,11 +389,54 @@ async fn upload_list(State(app): State<Arc<App>>, caller: Caller, form: std::res
         }
         let max = app.cfg.max_upload_rows;
         return match crate::metrics::get().uploaded(crate::upload_worker::parse(kind, bytes, max).await) {
-            Ok(json) => Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response()),
+            Ok(json) => {
+                let mut parsed: crate::excel::Parsed =
+                    serde_json::from_slice(&json).map_err(|e| ApiError::unknown("unreadable_file", "file", format!("the parser's answer: {e}")))?;
+                parsed.vet(rule.as_ref());
+                Ok(axum::Json(parsed).into_response())
+            }
             Err(crate::upload_worker::Failure::Refused(m)) => Err(bad(m).into()),
             Err(crate::upload_worker::Failure::Died(m)) => Err(ApiError::unknown("unreadable_file", "file", m).into()),
             Err(crate::upload_worker::Failure::Busy) => Err(ApiError::unavailable("every spreadsheet parser is busy: try again shortly").into()),
         };
     }
     Err(bad("send the spreadsheet in the form field `file`".into()).into())
+}
+
+/// An .xlsx workbook.
+#[derive(ToSchema)]
+#[allow(dead_code)] // read by the schema derive only
+#[schema(format = Binary)]
+struct Xlsx(String);
+
+/// The list template: the header row the upload reads and one example
+/// recipient of the channel's kind. Headers in Chinese (收件人, 姓名) unless
+/// `Accept-Language` prefers another language (then `to`, `name`); both upload.
+#[utoipa::path(get, path = "/pushes/upload-template", tag = "pushes", summary = "Download the recipient-list template (.xlsx) for a channel",
+    params(("channel" = String, Query, description = "Channel (plugin name), e.g. `sms`")),
+    responses((status = 200, description = "The template", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Xlsx),
+              (status = 422, description = "`unknown_channel`", body = ErrorBody)))]
+async fn upload_template(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<ListChannel>,
+) -> Result<Response> {
+    caller.require(Permission::PushEdit)?;
+    let channel = q.channel.ok_or_else(|| ApiError::invalid("channel", "name the channel, e.g. ?channel=sms"))?;
+    let rule = channel_rule(&app, &channel)?;
+    let language = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("zh");
+    let chinese =
+        language.trim_start().to_ascii_lowercase().starts_with("zh") || language.trim().is_empty() || language.trim_start().starts_with('*');
+    let bytes =
+        crate::excel::template(&rule, chinese).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("writing the template: {e}")))?;
+    let disposition = format!("attachment; filename=\"recipients-{channel}.xlsx\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }

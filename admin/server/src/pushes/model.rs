@@ -128,7 +128,7 @@ pub struct Push {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "01J9Z8Q4K7", "number": "P000001", "title": "Maintenance tonight", "channel": "sms", "account": "sms-main",
     "content": {"text": "Hello {{ name }}, maintenance starts at 22:00."}, "targets": {"users": [], "units": ["01J9Z8Q4K0"], "list": []},
-    "schedule": {"mode": "at", "at": 1795650000000u64}, "enabled": true, "message_id": null, "message_ids": [], "sent_at": null,
+    "schedule": {"mode": "at", "at": 1830301200000u64}, "enabled": true, "message_id": null, "message_ids": [], "sent_at": null,
     "last_run": null, "runs": 0, "recipients": 0, "skipped": [], "unit": "01J9Z8Q4K0", "created_by": "Ann Lee",
     "created_at": 1795627116051u64, "updated_at": 1795627116051u64, "status": "scheduled", "next_runs": []}))]
 pub struct PushView {
