@@ -130,6 +130,13 @@ function fmtTime(s) {
   const d = typeof s === 'number' ? new Date(s < 1e11 ? s * 1000 : s) : new Date(s);
   return isNaN(d) ? String(s) : d.toLocaleString(getLang() === 'zh' ? 'zh-CN' : 'en-GB');
 }
+/** Unix milliseconds as a date, weekday and time in an IANA zone (a recurring push's own). */
+function fmtIn(ms, tz) {
+  try {
+    const opts = { timeZone: tz, weekday: 'short', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' };
+    return `${new Date(ms).toLocaleString(getLang() === 'zh' ? 'zh-CN' : 'en-GB', opts)} (${tz})`;
+  } catch { return fmtTime(ms); }
+}
 function fmtMoney(minor, currency) {
   if (minor === null || minor === undefined || minor === '') return '';
   const n = Number(minor) / 100;
@@ -1042,6 +1049,9 @@ async function treeCtx(readonly) {
   return { roots: tree.roots, unitsById: tree.byId, readonly };
 }
 
+/** The cron builder's presets (Unix cron: weekday 0/7 = Sunday, 1-5 = Monday to Friday). */
+const CRON_PRESETS = [['0 9 * * *', 'push.preset.daily'], ['0 9 * * 1-5', 'push.preset.weekdays'], ['0 9 * * 1', 'push.preset.weekly'], ['0 9 1 * *', 'push.preset.monthly']];
+
 async function pagePushEdit(root, id) {
   const isNew = id === 'new';
   const p = isNew ? { title: '', channel: '', account: '', content: {}, targets: { users: [], units: [], list: [] }, schedule: { mode: 'now' }, enabled: true }
@@ -1063,9 +1073,17 @@ async function pagePushEdit(root, id) {
       <fieldset><legend>${t('push.content')}</legend><div data-testid="push-content"></div></fieldset>
       <fieldset data-field="targets"><legend>${t('push.targets')}</legend><div data-testid="push-targets"></div></fieldset>
       <fieldset><legend>${t('push.advanced')}</legend>
-        <label class="inline"><input type="radio" name="mode" value="now" data-testid="push-mode-now" ${raw(p.schedule?.mode !== 'at' ? 'checked' : '')}> ${t('push.now')}</label>
+        <label class="inline"><input type="radio" name="mode" value="now" data-testid="push-mode-now" ${raw(!['at', 'cron'].includes(p.schedule?.mode) ? 'checked' : '')}> ${t('push.now')}</label>
         <label class="inline"><input type="radio" name="mode" value="at" data-testid="push-mode-at" ${raw(p.schedule?.mode === 'at' ? 'checked' : '')}> ${t('push.at')}</label>
         <input type="datetime-local" name="schedule.at" data-testid="push-at" value="${timeToLocal(p.schedule?.at)}">
+        <label class="inline"><input type="radio" name="mode" value="cron" data-testid="push-mode-cron" ${raw(p.schedule?.mode === 'cron' ? 'checked' : '')}> ${t('push.cron')}</label>
+        <div class="cron-builder" data-testid="push-cron-builder">
+          <label>${t('push.preset')}<select data-testid="push-cron-preset"><option value="">${t('push.preset.pick')}</option>
+            ${CRON_PRESETS.map(([expr, key]) => html`<option value="${expr}">${t(key)}</option>`)}</select></label>
+          <label>${t('push.cronExpr')}<input name="schedule.cron" data-testid="push-cron" value="${p.schedule?.cron || ''}" placeholder="0 9 * * 1-5" spellcheck="false"></label>
+          <label>${t('push.timeZone')}<input name="schedule.time_zone" data-testid="push-time-zone" value="${p.schedule?.time_zone || 'Asia/Shanghai'}"></label>
+          <div><span class="lbl">${t('push.nextRuns')}</span><ol class="small" data-testid="push-next-runs"></ol><p class="error" data-testid="push-cron-error"></p></div>
+        </div>
         ${isNew ? html`<label class="inline"><input type="checkbox" name="enabled" data-testid="push-enabled" ${raw(p.enabled !== false ? 'checked' : '')}> ${t('push.enableOnSave')}</label>` : ''}
       </fieldset>
       ${errorBox()}
@@ -1104,7 +1122,42 @@ async function pagePushEdit(root, id) {
     if (!sel.value && accs.length === 1) sel.value = accs[0].name;
   };
   form.elements.channel.addEventListener('change', () => { renderContent(); fillAccounts(); });
-  const syncMode = () => { form.elements['schedule.at'].disabled = readonly || form.elements.mode.value !== 'at'; };
+  // The cron builder: a preset fills the expression; the next runs come from the server (Unix cron semantics).
+  const cronBox = $('[data-testid=push-cron-builder]', form);
+  let previewSeq = 0;
+  const previewCron = async () => {
+    const seq = ++previewSeq;
+    const list = $('[data-testid=push-next-runs]', form);
+    const errEl = $('[data-testid=push-cron-error]', form);
+    const expr = form.elements['schedule.cron'].value.trim();
+    if (!expr || form.elements.mode.value !== 'cron') { list.textContent = ''; errEl.textContent = ''; return; }
+    const q = new URLSearchParams({ cron: expr, time_zone: form.elements['schedule.time_zone'].value.trim() || 'Asia/Shanghai' });
+    try {
+      const r = await api('GET', `/pushes/schedule-preview?${q}`);
+      if (seq !== previewSeq) return;
+      errEl.textContent = '';
+      const tz = q.get('time_zone');
+      setHtml(list, html`${r.next_runs.map((ms) => html`<li data-testid="push-next-run" data-ms="${ms}">${fmtIn(ms, tz)}</li>`)}`);
+    } catch (err) {
+      if (seq !== previewSeq) return;
+      list.textContent = '';
+      errEl.textContent = err.message;
+    }
+  };
+  let previewTimer = null;
+  const previewSoon = () => { clearTimeout(previewTimer); previewTimer = setTimeout(previewCron, 250); };
+  on(form, '[data-testid=push-cron-preset]', 'change', (e) => {
+    if (!e.currentTarget.value) return;
+    form.elements['schedule.cron'].value = e.currentTarget.value;
+    previewCron();
+  });
+  on(form, '[data-testid=push-cron],[data-testid=push-time-zone]', 'input', previewSoon);
+  const syncMode = () => {
+    const mode = form.elements.mode.value;
+    form.elements['schedule.at'].disabled = readonly || mode !== 'at';
+    cronBox.hidden = mode !== 'cron';
+    previewCron();
+  };
   on(form, 'input[name=mode]', 'change', syncMode);
   renderContent();
   await fillAccounts();
@@ -1115,12 +1168,21 @@ async function pagePushEdit(root, id) {
     clearError(form);
     const el = form.elements;
     const mode = el.mode.value;
-    const body = { title: el.title.value.trim(), channel: el.channel.value, account: el.account.value, content: content(), targets: targets.value(),
-      schedule: mode === 'at' ? { mode: 'at', at: localToMillis(el['schedule.at'].value) } : { mode: 'now' } };
+    const schedule = mode === 'at' ? { mode: 'at', at: localToMillis(el['schedule.at'].value) }
+      : mode === 'cron' ? { mode: 'cron', cron: el['schedule.cron'].value.trim(), time_zone: el['schedule.time_zone'].value.trim() || 'Asia/Shanghai' }
+        : { mode: 'now' };
+    const body = { title: el.title.value.trim(), channel: el.channel.value, account: el.account.value, content: content(), targets: targets.value(), schedule };
     if (isNew) body.enabled = el.enabled.checked;
     const btn = $('[data-testid=push-save]', form);
     btn.disabled = true;
     try {
+      // An immediate send names its number of recipients first (as the manual describes).
+      if (mode === 'now' && (isNew ? body.enabled : p.enabled !== false)) {
+        // A push that cannot be counted (nothing picked yet) goes on to the save, which says what is missing.
+        const who = await api('POST', '/pushes/audience', { channel: body.channel, targets: body.targets }).catch(() => null);
+        const note = who?.skipped ? ' ' + t('push.confirmSkipped', { n: who.skipped }) : '';
+        if (who && !(await confirmDialog(t('push.confirmNow', { n: who.recipients }) + note))) return;
+      }
       const saved = isNew ? await api('POST', '/pushes', body) : await api('PUT', `/pushes/${encodeURIComponent(p.id)}`, body);
       toast(t('push.saved', { number: saved?.number || p.number || '' }));
       go('#/pushes');

@@ -53,7 +53,10 @@ const zh = {
 
   'push.list': '推送列表', 'push.add': '新建推送', 'push.view': '查看/编辑推送', 'push.create': '创建', 'push.channel': '渠道',
   'push.account': '发送账户', 'push.pickAccount': '请选择账户', 'push.content': '内容', 'push.subject': '主题', 'push.body': '正文',
-  'push.text': '文本内容', 'push.targets': '推送对象', 'push.advanced': '高级设置', 'push.now': '立即发送', 'push.at': '定时发送',
+  'push.text': '文本内容', 'push.targets': '推送对象', 'push.advanced': '高级设置', 'push.now': '立即发送', 'push.at': '定时发送', 'push.cron': '周期发送', 'push.cronExpr': 'Cron 表达式（分 时 日 月 周）',
+  'push.timeZone': '时区', 'push.preset': '常用周期', 'push.preset.pick': '选择…', 'push.preset.daily': '每天 09:00', 'push.preset.weekdays': '工作日（周一至周五）09:00',
+  'push.preset.weekly': '每周一 09:00', 'push.preset.monthly': '每月 1 日 09:00', 'push.nextRuns': '接下来 5 次发送',
+  'push.confirmNow': '将立即发送给 {n} 位收件人，确定发送吗？', 'push.confirmSkipped': '另有 {n} 位用户没有该渠道的地址，将被跳过。',
   'push.enableOnSave': '保存后启用', 'push.schedule': '发送时间', 'push.deliveries': '发送状态', 'push.messageId': '消息 ID',
   'push.confirmDelete': '确定删除推送 {number}？', 'push.deleteHint': '仅停用后可删除', 'push.copied': '已复制为 {number}',
   'push.saved': '推送 {number} 已保存', 'push.sentReadonly': '该推送已发送，不能再编辑。',
@@ -185,7 +188,10 @@ const en = {
 
   'push.list': 'Pushes', 'push.add': 'New push', 'push.view': 'View / edit push', 'push.create': 'Create', 'push.channel': 'Channel',
   'push.account': 'Sender account', 'push.pickAccount': 'Choose an account', 'push.content': 'Content', 'push.subject': 'Subject', 'push.body': 'Body',
-  'push.text': 'Text', 'push.targets': 'Recipients', 'push.advanced': 'Advanced settings', 'push.now': 'Send now', 'push.at': 'Send at',
+  'push.text': 'Text', 'push.targets': 'Recipients', 'push.advanced': 'Advanced settings', 'push.now': 'Send now', 'push.at': 'Send at', 'push.cron': 'Recurring', 'push.cronExpr': 'Cron expression (min hour day month weekday)',
+  'push.timeZone': 'Time zone', 'push.preset': 'Common schedules', 'push.preset.pick': 'Pick…', 'push.preset.daily': 'Every day 09:00', 'push.preset.weekdays': 'Weekdays (Mon–Fri) 09:00',
+  'push.preset.weekly': 'Mondays 09:00', 'push.preset.monthly': 'The 1st of each month 09:00', 'push.nextRuns': 'Next 5 runs',
+  'push.confirmNow': 'This sends now to {n} recipients. Send?', 'push.confirmSkipped': '{n} more users have no address on this channel and are skipped.',
   'push.enableOnSave': 'Enable on save', 'push.schedule': 'Schedule', 'push.deliveries': 'Delivery status', 'push.messageId': 'Message id',
   'push.confirmDelete': 'Delete push {number}?', 'push.deleteHint': 'Only disabled pushes can be deleted', 'push.copied': 'Copied as {number}',
   'push.saved': 'Push {number} saved', 'push.sentReadonly': 'This push has been sent and can no longer be edited.',

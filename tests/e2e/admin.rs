@@ -437,6 +437,25 @@ async fn a_recurring_push_sends_each_occurrence_once_across_an_admin_crash_until
     assert_eq!(days.len(), 5, "{days:?}");
     assert!(days.iter().all(|d| d.ends_with("09:00") && !d.starts_with("Sat") && !d.starts_with("Sun")), "{days:?}");
     let wid = weekdays.json()["id"].as_str().unwrap().to_string();
+    // The builder's preview: the same runs, or the field at fault.
+    let preview = admin.call("GET", "/pushes/schedule-preview?cron=0%209%20*%20*%201-5&time_zone=Asia/Shanghai", Some(&t), None).await;
+    assert_eq!(preview.json()["next_runs"], weekdays.json()["next_runs"], "{}", preview.text());
+    let bad = admin.call("GET", "/pushes/schedule-preview?cron=0%209%20*%20*&time_zone=Asia/Shanghai", Some(&t), None).await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("cron")), "{}", bad.text());
+    let bad = admin.call("GET", "/pushes/schedule-preview?cron=0%209%20*%20*%20*&time_zone=Mars/Olympus", Some(&t), None).await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("time_zone")), "{}", bad.text());
+    // Who a send now would reach (the console's confirmation): each address once.
+    let who = admin
+        .call(
+            "POST",
+            "/pushes/audience",
+            Some(&t),
+            Some(json!({"channel": "webhook", "targets": {"list": [{"to": "room"}, {"to": "room"}, {"to": "hall"}]}})),
+        )
+        .await;
+    assert_eq!(who.json(), json!({"recipients": 2, "skipped": 0}), "{}", who.text());
+    let none = admin.call("POST", "/pushes/audience", Some(&t), Some(json!({"channel": "webhook", "targets": {}}))).await;
+    assert_eq!((none.status, none.error().1.as_deref()), (422, Some("targets")), "{}", none.text());
     assert_eq!(admin.call("POST", &format!("/pushes/{wid}/disable"), Some(&t), None).await.status, 200);
     let push = admin
         .call(

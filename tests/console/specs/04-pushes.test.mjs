@@ -194,3 +194,63 @@ test('push editor: SMS-like channels get a plain textarea; validation errors nam
     assert.equal(await page.locator('[data-testid=push-title].invalid').count(), 0, 'the old highlight is cleared');
   });
 });
+
+test('recurring push with the cron builder (Unix weekdays, next runs shown); an immediate send asks first and can be cancelled', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('pcr');
+  const account = await emailAccount(tn.api);
+  const root = items(await tn.api.get('/units'))[0];
+  const unit = await tn.api.post('/units', { name: '值班组', parent: root.id });
+  for (const n of [1, 2, 3]) await tn.api.post('/users', { name: `值班${n}`, email: `duty-${n}@example.test`, unit: unit.id, roles: [] });
+  await tn.api.post('/users', { name: '无邮箱', mobile: '13800138000', unit: unit.id, roles: [] });
+  const title = uniq('工作日提醒');
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.goto(`${ADMIN}/#/pushes/new`);
+    await page.getByTestId('page-push-edit').waitFor();
+    await page.getByTestId('push-title').fill(title);
+    await page.getByTestId('push-channel').selectOption('email');
+    await page.getByTestId('push-account').selectOption(account);
+    await page.getByTestId('push-subject').fill('站会提醒');
+    await page.getByTestId('rich-editor').click();
+    await page.keyboard.type('九点站会。');
+    await page.getByTestId('push-pick-units').click();
+    await page.locator(`[data-testid=units-picker] input[value="${unit.id}"]`).check();
+    await page.getByTestId('dialog-submit').click();
+
+    // Send now: the confirmation names the recipients (and the user without an address); cancel keeps the form.
+    await page.getByTestId('push-mode-now').check();
+    await page.getByTestId('push-save').click();
+    const confirm = page.getByTestId('confirm-dialog');
+    await confirm.waitFor();
+    const text = await confirm.textContent();
+    assert.match(text, /3 位收件人/, text);
+    assert.match(text, /1 位用户/, text);
+    await page.getByTestId('confirm-cancel').click();
+    await confirm.waitFor({ state: 'detached' });
+    await page.getByTestId('page-push-edit').waitFor();
+    assert.equal(items(await tn.api.get('/pushes')).filter((p) => p.title === title).length, 0, 'nothing was sent');
+
+    // Recurring: the weekday preset; the next five runs are Monday to Friday at 09:00 in Shanghai.
+    await page.getByTestId('push-mode-cron').check();
+    await page.getByTestId('push-cron-preset').selectOption('0 9 * * 1-5');
+    await page.getByTestId('push-next-run').nth(4).waitFor();
+    const runs = (await page.getByTestId('push-next-run').evaluateAll((els) => els.map((e) => Number(e.dataset.ms))));
+    assert.equal(runs.length, 5);
+    for (const ms of runs) {
+      const shanghai = new Date(ms + 8 * 3600_000);
+      assert.ok(shanghai.getUTCDay() >= 1 && shanghai.getUTCDay() <= 5, `a weekday: ${shanghai.toISOString()}`);
+      assert.equal(shanghai.getUTCHours(), 9);
+    }
+    // A broken expression says why.
+    await page.getByTestId('push-cron').fill('0 9 * *');
+    await page.getByTestId('push-cron-error').filter({ hasText: /5/ }).waitFor();
+    assert.equal(await page.getByTestId('push-next-run').count(), 0);
+    await page.getByTestId('push-cron-preset').selectOption('0 9 * * 1-5');
+    await page.getByTestId('push-save').click();
+    await page.getByTestId('page-pushes').waitFor();
+    const saved = items(await tn.api.get('/pushes')).find((p) => p.title === title);
+    assert.equal(saved.status, 'recurring');
+    assert.deepEqual(saved.schedule, { mode: 'cron', at: null, cron: '0 9 * * 1-5', time_zone: 'Asia/Shanghai' });
+    assert.equal(saved.next_runs.length, 5);
+  });
+});

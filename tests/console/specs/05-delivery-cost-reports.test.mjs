@@ -42,6 +42,11 @@ test('send now: arrives at the SMTP sink through the gateway, shown as sent; cos
     await page.getByTestId('push-mode-now').check();
     assert.ok(await page.getByTestId('push-enabled').isChecked());
     await page.getByTestId('push-save').click();
+    // An immediate send asks first, naming how many it reaches.
+    const confirm = page.getByTestId('confirm-dialog');
+    await confirm.waitFor();
+    assert.match(await confirm.textContent(), /2 位收件人/);
+    await page.getByTestId('confirm-ok').click();
     const row = page.getByTestId('push-row').filter({ hasText: `送达 ${tag}` });
     await row.waitFor();
     const pushId = await row.getAttribute('data-id');

@@ -13,16 +13,16 @@ use tokio_util::sync::CancellationToken;
 use super::{MAX_PUSH_RECIPIENTS, PUSH, Push, Sent};
 use crate::state::App;
 
-/// Who the push reaches now; an error when nobody, or too many.
-async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<directory::Expanded, ApiError> {
+/// Who a push on `channel` to `targets` reaches now; an error when nobody, or too many.
+pub async fn audience(app: &App, tenant: &str, channel: &str, targets: &directory::Targets) -> std::result::Result<directory::Expanded, ApiError> {
     let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
     let units: Vec<Unit> = repo.list(UNIT).await?;
     let users: Vec<User> = repo.list(USER).await?;
     // A directory user whose address does not fit the channel (checked as the
     // gateway checks addresses at ingest) is skipped and listed, never sent a
     // failing delivery. Raw list entries were checked when the push was saved.
-    let rule = app.deps.plugins.get(&push.channel).map(|p| p.recipients.clone());
-    let mut expanded = directory::expand(&push.targets, &units, &users, &push.channel);
+    let rule = app.deps.plugins.get(channel).map(|p| p.recipients.clone());
+    let mut expanded = directory::expand(targets, &units, &users, channel);
     if let Some(rule) = &rule {
         let mut kept = directory::Expanded { skipped: std::mem::take(&mut expanded.skipped), ..Default::default() };
         for (r, user) in expanded.recipients.into_iter().zip(expanded.user_ids) {
@@ -51,7 +51,7 @@ async fn audience(app: &App, tenant: &str, push: &Push) -> std::result::Result<d
 /// sendable, else the request fails and nothing is stored (as for a new push).
 pub async fn check_sendable(app: &App, tenant: &str, push: &Push) -> std::result::Result<(), ApiError> {
     if push.due(app.deps.clock.now_ms()).is_some() {
-        audience(app, tenant, push).await?;
+        audience(app, tenant, &push.channel, &push.targets).await?;
     }
     Ok(())
 }
@@ -65,7 +65,7 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
     };
     let recurring = push.schedule.mode == "cron";
     let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
-    let expanded = audience(app, tenant, push).await?;
+    let expanded = audience(app, tenant, &push.channel, &push.targets).await?;
     // Large lists go out as several messages within the gateway's configured
     // per-message limit, accepted by intake as one send (checked and gated whole).
     let per_message = app.services.intake.limits().await?.max_recipients.max(1);
