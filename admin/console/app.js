@@ -1056,14 +1056,16 @@ async function pagePushEdit(root, id) {
   const isNew = id === 'new';
   const p = isNew ? { title: '', channel: '', account: '', content: {}, targets: { users: [], units: [], list: [] }, schedule: { mode: 'now' }, enabled: true }
     : await api('GET', `/pushes/${encodeURIComponent(id)}`);
-  const readonly = !can('push.edit') || p.status === 'sent';
+  const readonly = !can('push.edit');
+  const sends = p.sends || [];
   const types = await accountTypes();
   if (!p.channel) p.channel = types.find((x) => x.channel === 'email')?.channel || types[0]?.channel || '';
   setHtml(root, html`<section data-testid="page-push-edit"><h1>${isNew ? t('push.add') : html`${t('push.view')} <span class="muted" data-testid="push-number">${p.number}</span>`}</h1>
     ${!isNew ? html`<p><span class="badge s-${p.status}" data-testid="push-status">${t('status.' + p.status, {}, p.status)}</span>
       ${p.message_id ? html` <span class="muted">${t('push.messageId')}: <code>${p.message_id}</code></span>` : ''}
       <a href="#/pushes/${encodeURIComponent(p.id)}/deliveries" data-testid="push-deliveries-link">${t('push.deliveries')}</a></p>` : ''}
-    ${p.status === 'sent' ? html`<p class="muted" data-testid="push-readonly">${t('push.sentReadonly')}</p>` : ''}
+    ${p.status === 'sent' ? html`<p class="muted" data-testid="push-sent-note">${t('push.sentNote', { n: sends.length || 1 })}
+      ${can('push.send') && p.enabled ? html`<button type="button" data-testid="push-send-again">${t('push.sendAgain')}</button>` : ''}</p>` : ''}
     <form class="panel" data-testid="push-form" novalidate>
       <div class="grid2">
         <label>${t('common.title')} *<input name="title" value="${p.title}" data-testid="push-title" required></label>
@@ -1163,6 +1165,19 @@ async function pagePushEdit(root, id) {
   await fillAccounts();
   syncMode();
   if (readonly) $$('input,select,textarea', form).forEach((i) => { i.disabled = true; });
+  on(root, '[data-testid=push-send-again]', 'click', async (e) => {
+    const btn = e.currentTarget;
+    btn.disabled = true;
+    try {
+      // The push as saved is what is sent: count its recipients, ask, send.
+      const who = await api('POST', '/pushes/audience', { channel: p.channel, targets: p.targets });
+      const note = who.skipped ? ' ' + t('push.confirmSkipped', { n: who.skipped }) : '';
+      if (!(await confirmDialog(t('push.confirmNow', { n: who.recipients }) + note))) return;
+      const sent = await api('POST', `/pushes/${encodeURIComponent(p.id)}/send`);
+      toast(t('push.sentAgain', { number: sent.number, n: (sent.sends || []).length }));
+      go(`#/pushes/${encodeURIComponent(p.id)}/deliveries`);
+    } catch (err) { toast(err.message, 'error'); } finally { btn.disabled = false; }
+  });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     clearError(form);
@@ -1177,7 +1192,8 @@ async function pagePushEdit(root, id) {
     btn.disabled = true;
     try {
       // An immediate send names its number of recipients first (as the manual describes).
-      if (mode === 'now' && (isNew ? body.enabled : p.enabled !== false)) {
+      // Saving a push already sent sends nothing (it is sent again with its own button).
+      if (mode === 'now' && !p.message_id && (isNew ? body.enabled : p.enabled !== false)) {
         // A push that cannot be counted (nothing picked yet) goes on to the save, which says what is missing.
         const who = await api('POST', '/pushes/audience', { channel: body.channel, targets: body.targets }).catch(() => null);
         const note = who?.skipped ? ' ' + t('push.confirmSkipped', { n: who.skipped }) : '';
@@ -1192,14 +1208,17 @@ async function pagePushEdit(root, id) {
 
 async function pageDeliveries(root, id) {
   const p = await api('GET', `/pushes/${encodeURIComponent(id)}`);
+  const sends = p.sends || [];
   setHtml(root, html`<section data-testid="page-deliveries"><h1>${t('push.deliveries')}: <span data-testid="push-number">${p.number}</span> ${p.title}</h1>
     <p><a href="#/pushes/${encodeURIComponent(p.id)}" data-testid="push-title-link">${t('push.view')}</a> · <a href="#/pushes">${t('common.back')}</a>
-      <button type="button" data-testid="deliveries-refresh">${t('common.refresh')}</button></p>
+      <button type="button" data-testid="deliveries-refresh">${t('common.refresh')}</button>
+      ${sends.length > 1 ? html`<label class="inline">${t('push.send')}<select data-testid="deliveries-send">${sends.map((sd, i) => html`<option value="${i}" ${raw(i === sends.length - 1 ? 'selected' : '')}>${t('push.sendN', { n: i + 1 })} · ${fmtTime(sd.at)} · ${t('targets.listCount', { n: sd.recipients })}</option>`)}</select></label>` : ''}</p>
     <div class="panel" data-testid="deliveries-wrap"></div></section>`);
   const wrap = $('[data-testid=deliveries-wrap]', root);
   const load = async () => {
     try {
-      const d = await api('GET', `/pushes/${encodeURIComponent(id)}/deliveries`);
+      const pick = $('[data-testid=deliveries-send]', root);
+      const d = await api('GET', `/pushes/${encodeURIComponent(id)}/deliveries${pick ? '?send=' + pick.value : ''}`);
       const ds = d?.deliveries || [];
       const counts = {};
       ds.forEach((x) => { counts[x.status] = (counts[x.status] || 0) + 1; });
@@ -1212,6 +1231,7 @@ async function pageDeliveries(root, id) {
     } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
   };
   $('[data-testid=deliveries-refresh]', root).onclick = load;
+  on(root, '[data-testid=deliveries-send]', 'change', load);
   await load();
 }
 

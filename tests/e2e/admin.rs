@@ -303,6 +303,32 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     }
     assert_eq!(statuses, ["sent", "sent"]);
 
+    // A sent push is a definition to reuse: edited, then sent again, each send with its own deliveries.
+    let edited = admin
+        .call(
+            "PUT",
+            &format!("/pushes/{pid}"),
+            Some(&t),
+            Some(json!({"title": "Hello again", "channel": "webhook", "account": "hook",
+            "content": {"text": "Again {{ name }}"}, "targets": {"list": [{"to": "room-1", "name": "Ann"}, {"to": "room-2"}]}})),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.received().len(), 2, "saving a sent push sends nothing");
+    let again = admin.call("POST", &format!("/pushes/{pid}/send"), Some(&t), None).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["sends"].as_array().map(Vec::len), Some(2), "{}", again.text());
+    eventually(Duration::from_secs(30), "the second send", || sink.received().len() >= 4).await;
+    let texts: Vec<_> = sink.received().iter().map(|r| r.json()["text"].as_str().unwrap().to_string()).collect();
+    assert!(texts.contains(&"Again Ann".to_string()), "the edited content: {texts:?}");
+    let first = admin.call("GET", &format!("/pushes/{pid}/deliveries?send=0"), Some(&t), None).await.json();
+    let second = admin.call("GET", &format!("/pushes/{pid}/deliveries?send=1"), Some(&t), None).await.json();
+    assert_ne!(first["message_ids"], second["message_ids"], "each send its own messages");
+    assert_eq!((first["total"].as_u64(), second["total"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(admin.call("GET", &format!("/pushes/{pid}/deliveries"), Some(&t), None).await.json()["message_ids"], second["message_ids"]);
+    assert_eq!(admin.call("GET", &format!("/pushes/{pid}/deliveries?send=7"), Some(&t), None).await.status, 404);
+
     // A list larger than the gateway's per-message limit goes out as several messages.
     let acc = admin
         .call("POST", "/accounts", Some(&t), Some(json!({"name": "bulk", "channel": "webhook", "config": {"url": sink.url, "batch": true}})))
@@ -354,6 +380,8 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     assert_eq!((edit.status, edit.error().0.as_str()), (422, "no_recipients"), "{}", edit.text());
     let stored = admin.call("GET", &format!("/pushes/{did}"), Some(&t), None).await.json();
     assert_eq!((stored["status"].as_str(), stored["title"].as_str()), (Some("disabled"), Some("Nobody")), "{stored}");
+    let send = admin.call("POST", &format!("/pushes/{did}/send"), Some(&t), None).await;
+    assert_eq!((send.status, send.error().0.as_str()), (409, "disabled"), "{}", send.text());
 
     // The messaging app's key is accepted by the gateway.
     let enabled = admin.call("POST", "/apps/messaging/enable", Some(&t), None).await;

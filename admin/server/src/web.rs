@@ -110,6 +110,10 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// Users: an org unit id (its subtree).
     pub unit: Option<String>,
+    /// Push deliveries: which send of the push (0 = the first; default the latest).
+    #[serde(default, deserialize_with = "non_negative")]
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub send: Option<u64>,
     /// Items to skip.
     #[serde(default, deserialize_with = "non_negative")]
     #[param(value_type = Option<i64>, minimum = 0)]

@@ -254,3 +254,37 @@ test('recurring push with the cron builder (Unix weekdays, next runs shown); an 
     assert.equal(saved.next_runs.length, 5);
   });
 });
+
+test('a sent push is edited and sent again; each send keeps its own deliveries', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('pra');
+  const account = await emailAccount(tn.api);
+  const title = uniq('再次发送');
+  const sent = await tn.api.post('/pushes', { title, channel: 'email', account, content: { subject: '通知', html: '<p>第一次</p>', text: '第一次' },
+    targets: { list: [{ to: 'again@example.test' }] } });
+  assert.equal(sent.status, 'sent');
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.goto(`${ADMIN}/#/pushes/${encodeURIComponent(sent.id)}`);
+    await page.getByTestId('push-sent-note').waitFor();
+    // Editable: saving a sent push sends nothing and asks nothing.
+    await page.getByTestId('push-title').fill(`${title} v2`);
+    await page.getByTestId('push-save').click();
+    await page.getByTestId('page-pushes').waitFor();
+    assert.equal(await page.getByTestId('confirm-dialog').count(), 0);
+    assert.equal((await tn.api.get(`/pushes/${sent.id}`)).sends.length, 1);
+    // Send again: confirmed with the count, then its deliveries with a picker of the sends.
+    await page.goto(`${ADMIN}/#/pushes/${encodeURIComponent(sent.id)}`);
+    await page.getByTestId('push-send-again').click();
+    const confirm = page.getByTestId('confirm-dialog');
+    await confirm.waitFor();
+    assert.match(await confirm.textContent(), /1 位收件人/);
+    await page.getByTestId('confirm-ok').click();
+    await page.getByTestId('page-deliveries').waitFor();
+    const picker = page.getByTestId('deliveries-send');
+    await picker.waitFor();
+    assert.equal(await picker.locator('option').count(), 2);
+    const after = await tn.api.get(`/pushes/${sent.id}`);
+    assert.equal(after.sends.length, 2);
+    assert.equal(after.title, `${title} v2`);
+  });
+});

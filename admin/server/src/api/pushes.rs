@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::pushes::{NEXT_RUNS, PUSH, Push, PushView, Schedule, audience, check_sendable, send_if_due};
+use crate::pushes::{NEXT_RUNS, PUSH, Push, PushView, Schedule, audience, check_sendable, send_again, send_if_due};
 use crate::state::App;
 use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, no_content, sanitize_html, text};
 use herald_core::docs::new_id;
@@ -28,6 +28,7 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
         .routes(routes!(schedule_preview))
         .routes(routes!(get_push, update_push, delete_push))
         .routes(routes!(copy_push))
+        .routes(routes!(send_push))
         .routes(routes!(enable_push))
         .routes(routes!(disable_push))
         .routes(routes!(push_deliveries))
@@ -172,28 +173,22 @@ async fn get_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<St
     Ok(axum::Json(visible(&app, &caller, &id).await?.view(app.deps.clock.now_ms())).into_response())
 }
 
-#[utoipa::path(put, path = "/pushes/{id}", tag = "pushes", summary = "Edit a push that has not been sent",
-    description = "Needs `push.edit` (and `push.send` when enabled).", params(("id" = String, Path, description = "Push id")),
+#[utoipa::path(put, path = "/pushes/{id}", tag = "pushes", summary = "Edit a push",
+    description = "Needs `push.edit` (and `push.send` when enabled). A push not sent yet is sent when the edit makes it due; a sent push keeps its sends and is sent again with `POST /pushes/{id}/send`.",
+    params(("id" = String, Path, description = "Push id")),
     request_body = PushBody,
-    responses((status = 200, description = "The push (sent when due)", body = PushView), (status = 409, description = "`sent`", body = ErrorBody)))]
+    responses((status = 200, description = "The push (sent when due)", body = PushView)))]
 async fn update_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PushBody>) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
     let mut push = visible(&app, &caller, &id).await?;
-    if push.message_id.is_some() {
-        return Err(conflict("sent", "this push was sent; copy it to send again").into());
-    }
     checked(&app, &caller, b, &mut push).await?;
     if push.enabled {
         caller.require(Permission::PushSend)?;
     }
     check_sendable(&app, &caller.tenant, &push).await?;
-    // Written over the push as stored now: refused if it was sent since it
-    // was read; a run of a recurring push recorded meanwhile is kept.
+    // Written over the push as stored now: a send recorded meanwhile is kept.
     let repo = caller.repo(&app);
     let saved = repo.update::<Push>(PUSH, &id, |p| {
-        if p.message_id.is_some() {
-            return Err(conflict("sent", "this push was sent; copy it to send again"));
-        }
         *p = push.edited_over(p);
         Ok(())
     });
@@ -257,6 +252,22 @@ async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Res
     Ok(axum::Json(push.view(app.deps.clock.now_ms())).into_response())
 }
 
+#[utoipa::path(post, path = "/pushes/{id}/send", tag = "pushes", summary = "Send the push now (again)",
+    description = "Needs `push.send`. A send of its own: its own messages, so its own deliveries (`GET /pushes/{id}/deliveries?send=i`); the push keeps every send in `sends`.",
+    params(("id" = String, Path, description = "Push id")),
+    responses((status = 200, description = "The push with the new send", body = PushView),
+              (status = 409, description = "`disabled`", body = ErrorBody),
+              (status = 422, description = "`no_recipients`", body = ErrorBody)))]
+async fn send_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require(Permission::PushSend)?;
+    let mut push = visible(&app, &caller, &id).await?;
+    if !push.enabled {
+        return Err(conflict("disabled", "enable the push before sending it").into());
+    }
+    send_again(&app, &caller.tenant, &mut push).await?;
+    Ok(axum::Json(push.view(app.deps.clock.now_ms())).into_response())
+}
+
 #[utoipa::path(post, path = "/pushes/{id}/enable", tag = "pushes", summary = "Enable (a due push is sent)", description = "Needs `push.send`.",
     params(("id" = String, Path, description = "Push id")), responses((status = 200, description = "The push", body = PushView)))]
 async fn enable_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
@@ -287,7 +298,7 @@ struct DeliveryView {
 struct Deliveries {
     /// The push's first message (null for a recurring push or before it is sent).
     message_id: Option<String>,
-    /// Every message the push was published as.
+    /// The messages of the send shown (`send`, default the latest).
     message_ids: Vec<String>,
     deliveries: Vec<DeliveryView>,
     /// Deliveries in all pages.
@@ -301,9 +312,11 @@ struct Deliveries {
 async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::PushView)?;
     let push = visible(&app, &caller, &id).await?;
+    let send = q.send.map(|i| usize::try_from(i).unwrap_or(usize::MAX));
+    let messages = push.messages(send).ok_or_else(|| ApiError::not_found("send", "send"))?;
     let mut items = vec![];
-    for mid in push.messages() {
-        if let Some(view) = app.deps.backends.store.message(&caller.tenant, &mid).await? {
+    for mid in &messages {
+        if let Some(view) = app.deps.backends.store.message(&caller.tenant, mid).await? {
             items.extend(view.deliveries.into_iter().map(|d| DeliveryView {
                 recipient: d.recipient,
                 status: d.status,
@@ -316,7 +329,7 @@ async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): 
     }
     let total = items.len();
     let items: Vec<_> = items.into_iter().skip(q.skip()).take(q.take(500, 5000)).collect();
-    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: push.messages(), deliveries: items, total }).into_response())
+    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: items, total }).into_response())
 }
 
 /// The upload form: one spreadsheet.

@@ -162,7 +162,7 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
     let mut per_push = vec![];
     for p in pushes.iter().take(MAX_SOURCES) {
         let mut own = Counts::default();
-        for mid in p.messages() {
+        for mid in p.messages_since(since) {
             if let Some(view) = app.deps.backends.store.message(&caller.tenant, &mid).await? {
                 own.merge(&tally.message(&view));
             }

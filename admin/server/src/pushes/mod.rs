@@ -6,7 +6,7 @@ mod model;
 mod schedule;
 
 pub use model::{NEXT_RUNS, Push, PushView, Schedule, Sent};
-pub use schedule::{audience, check_sendable, scheduler, send_if_due};
+pub use schedule::{audience, check_sendable, scheduler, send_again, send_if_due};
 
 pub const PUSH: &str = "push";
 /// Most recipients one push may have.

@@ -114,6 +114,10 @@ pub struct Push {
     /// Recipients of the last send.
     #[serde(default)]
     pub recipients: usize,
+    /// Every send, oldest first (at most [`MAX_SENDS`]; a recurring push's
+    /// oldest runs go first): each keeps its own messages, so its own deliveries.
+    #[serde(default)]
+    pub sends: Vec<SendRecord>,
     /// Directory users without an address on the channel when it was sent.
     #[serde(default)]
     pub skipped: Vec<String>,
@@ -143,6 +147,19 @@ pub struct PushView {
 
 /// How many coming occurrences a recurring push shows.
 pub const NEXT_RUNS: usize = 5;
+
+/// One send of a push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SendRecord {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The messages it was published as (`GET /pushes/{id}/deliveries?send=i` lists their deliveries).
+    pub message_ids: Vec<String>,
+    pub recipients: usize,
+}
+
+/// Sends a push keeps.
+pub const MAX_SENDS: usize = 100;
 
 /// What publishing a push produced.
 pub struct Sent {
@@ -174,6 +191,7 @@ impl Push {
             runs: 0,
             recipients: 0,
             skipped: vec![],
+            sends: vec![],
             unit,
             created_by,
             created_at: now,
@@ -189,8 +207,14 @@ impl Push {
             }
             self.last_run = Some(s.occurrence);
             self.runs += 1;
-        } else {
+        } else if self.sends.iter().any(|r| r.message_ids == s.message_ids) {
+            return;
+        } else if self.message_id.is_none() {
             self.message_id = s.message_ids.first().cloned();
+        }
+        self.sends.push(SendRecord { at: s.at, message_ids: s.message_ids.clone(), recipients: s.recipients });
+        if self.sends.len() > MAX_SENDS {
+            self.sends.drain(..self.sends.len() - MAX_SENDS);
         }
         self.message_ids = s.message_ids.clone();
         self.sent_at = Some(s.at);
@@ -208,13 +232,28 @@ impl Push {
             runs: stored.runs,
             recipients: stored.recipients,
             skipped: stored.skipped.clone(),
+            sends: stored.sends.clone(),
             ..self.clone()
         }
     }
 
-    /// Every message the push was published as.
-    pub fn messages(&self) -> Vec<String> {
-        if self.message_ids.is_empty() { self.message_id.iter().cloned().collect() } else { self.message_ids.clone() }
+    /// The messages of every send at or after `since` (pushes sent before
+    /// sends were kept: their last send's).
+    pub fn messages_since(&self, since: i64) -> Vec<String> {
+        if self.sends.is_empty() {
+            return self.messages(None).unwrap_or_default();
+        }
+        self.sends.iter().filter(|s| s.at >= since).flat_map(|s| s.message_ids.iter().cloned()).collect()
+    }
+
+    /// The messages of send `i` (`None`: the latest), if there is such a send.
+    pub fn messages(&self, i: Option<usize>) -> Option<Vec<String>> {
+        match i {
+            Some(i) => self.sends.get(i).map(|s| s.message_ids.clone()),
+            // Pushes sent before sends were kept have only these.
+            None if self.message_ids.is_empty() => Some(self.message_id.iter().cloned().collect()),
+            None => Some(self.message_ids.clone()),
+        }
     }
 
     pub fn status(&self) -> &'static str {
@@ -298,6 +337,27 @@ mod tests {
         assert_eq!(s.occurrence(SUNDAY_NOON - 72 * hour, now), Some(SUNDAY_NOON));
         // Already sent for it: nothing due.
         assert_eq!(s.occurrence(SUNDAY_NOON, now), None);
+    }
+
+    #[test]
+    fn a_push_sent_again_keeps_each_send() {
+        let mut p = push("now");
+        let first = Sent { recurring: false, occurrence: 10, message_ids: vec!["m1".into()], at: 10, recipients: 2, skipped: vec![] };
+        let again = Sent { recurring: false, occurrence: 20, message_ids: vec!["m2".into(), "m3".into()], at: 20, recipients: 2, skipped: vec![] };
+        p.record(&first);
+        p.record(&first); // recorded twice (the in-memory push and the stored one): counted once
+        p.record(&again);
+        assert_eq!(p.sends.iter().map(|s| s.at).collect::<Vec<_>>(), [10, 20]);
+        assert_eq!(p.message_id.as_deref(), Some("m1"), "the first message stays the first");
+        assert_eq!(p.messages(None), Some(vec!["m2".to_string(), "m3".to_string()]), "the latest send by default");
+        assert_eq!(p.messages(Some(0)), Some(vec!["m1".to_string()]));
+        assert_eq!(p.messages(Some(2)), None);
+        assert_eq!(p.messages_since(15), ["m2", "m3"]);
+        for i in 0..(MAX_SENDS + 5) as i64 {
+            p.record(&Sent { recurring: false, occurrence: 0, message_ids: vec![format!("x{i}")], at: 100 + i, recipients: 1, skipped: vec![] });
+        }
+        assert_eq!(p.sends.len(), MAX_SENDS, "the oldest sends go first");
+        assert_eq!(p.sends.last().map(|s| s.at), Some(100 + (MAX_SENDS + 4) as i64));
     }
 
     #[test]

@@ -64,6 +64,25 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
         return Ok(false);
     };
     let recurring = push.schedule.mode == "cron";
+    let run = if recurring { format!("@{occurrence}") } else { String::new() };
+    publish(app, tenant, push, occurrence, recurring, &run).await?;
+    Ok(true)
+}
+
+/// Send the push now, again (a sent push is a definition to reuse): a send
+/// of its own, with its own messages and deliveries. A recurring push's
+/// extra run counts as its run at this time.
+pub async fn send_again(app: &App, tenant: &str, push: &mut Push) -> std::result::Result<(), ApiError> {
+    let now = app.deps.clock.now_ms();
+    let recurring = push.schedule.mode == "cron";
+    publish(app, tenant, push, now, recurring, &format!("!{now}")).await
+}
+
+/// Publish one send of the push; `run` tells this send's message ids from
+/// the others' (the ids are derived, so a repeated publish of the same send
+/// is recognised downstream).
+async fn publish(app: &App, tenant: &str, push: &mut Push, occurrence: i64, recurring: bool, run: &str) -> std::result::Result<(), ApiError> {
+    let now = app.deps.clock.now_ms();
     let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
     let expanded = audience(app, tenant, &push.channel, &push.targets).await?;
     // Large lists go out as several messages within the gateway's configured
@@ -72,7 +91,6 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
     let total = expanded.recipients.len();
     let mut submissions = vec![];
     for (i, chunk) in expanded.recipients.chunks(per_message).enumerate() {
-        let run = if recurring { format!("@{occurrence}") } else { String::new() };
         let seed = if i == 0 { format!("herald-push:{tenant}:{}{run}", push.id) } else { format!("herald-push:{tenant}:{}{run}:{i}", push.id) };
         submissions.push(Submission {
             id: herald_service::derived_id(&seed),
@@ -101,7 +119,7 @@ pub async fn send_if_due(app: &App, tenant: &str, push: &mut Push) -> std::resul
     }
     tracing::info!(%tenant, push = %push.number, messages = push.message_ids.len(), recipients = push.recipients, "push published");
     crate::metrics::get().pushes_published.inc();
-    Ok(true)
+    Ok(())
 }
 
 /// Publishes scheduled pushes when due.
