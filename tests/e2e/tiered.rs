@@ -473,6 +473,10 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     eventually(Duration::from_secs(20), "the low-balance alert", || alerts() == 1).await;
     quiet_for(2).await;
     assert_eq!(alerts(), 1, "one alert per crossing");
+    // Money as people read it (yuan with its sign), Chinese first.
+    let alert = w.mails_to("boss@acme.test").into_iter().find(|m| m["headers"]["Subject"].as_str().unwrap_or("").contains("low balance")).unwrap();
+    let body = alert["text"].as_str().unwrap_or_default().to_string();
+    assert!(body.starts_with("余额不足") && body.contains("低于提醒阈值 ¥") && !body.contains("minor units"), "{alert}");
     let bal = w.admin.call("GET", "/cost/balance", Some(&w.token), None).await.json();
     assert_eq!(bal["balance_minor"], 110 - 3 * 7, "{bal}");
 }

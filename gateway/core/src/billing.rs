@@ -103,6 +103,23 @@ pub fn sms_segments(text: &str) -> SmsSegments {
     SmsSegments { encoding, units, length }
 }
 
+/// An amount in minor units as people read it: `¥99.84` for CNY (and the
+/// other currencies with a sign of their own), `12.50 CHF` for the rest; two
+/// decimals, a minus sign first for a negative amount.
+pub fn money(minor: i64, currency: &str) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    let amount = format!("{}.{:02}", abs / 100, abs % 100);
+    match currency.to_ascii_uppercase().as_str() {
+        "CNY" | "RMB" => format!("{sign}¥{amount}"),
+        "USD" => format!("{sign}${amount}"),
+        "EUR" => format!("{sign}€{amount}"),
+        "GBP" => format!("{sign}£{amount}"),
+        "HKD" => format!("{sign}HK${amount}"),
+        other => format!("{sign}{amount} {other}").trim_end().to_string(),
+    }
+}
+
 /// True exactly when a balance moves from at or above `threshold_minor` to
 /// below it, so a low-balance alert fires once per crossing and not again
 /// while the balance stays low.
@@ -113,6 +130,16 @@ pub fn crossed_below(before_minor: i64, after_minor: i64, threshold_minor: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_reads_as_people_write_it() {
+        assert_eq!(money(9_984, "CNY"), "¥99.84");
+        assert_eq!(money(20_000, "cny"), "¥200.00");
+        assert_eq!(money(-5, "CNY"), "-¥0.05");
+        assert_eq!(money(1_250, "CHF"), "12.50 CHF");
+        assert_eq!(money(i64::MIN, "USD"), "-$92233720368547758.08");
+        assert_eq!(money(7, ""), "0.07");
+    }
 
     fn seg(text: &str) -> (SmsEncoding, u32, u32) {
         let s = sms_segments(text);

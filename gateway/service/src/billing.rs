@@ -183,9 +183,10 @@ impl Billing {
             return Ok(None);
         };
         let currency = c.tenant(tenant).await?.map(|t| t.currency).unwrap_or_default();
+        let (now_left, threshold) =
+            (herald_core::billing::money(balance, &currency), herald_core::billing::money(billing.low_balance_minor, &currency));
         let text = format!(
-            "Your Herald balance is {balance} (minor units, {currency}), below the alert threshold of {}. Top up to keep paid channels sending.\n余额不足：当前余额 {balance}，低于提醒阈值 {}。",
-            billing.low_balance_minor, billing.low_balance_minor
+            "余额不足：您的 Herald 账户当前余额 {now_left}，低于提醒阈值 {threshold}。请及时充值，以免付费渠道停止发送。\n\nYour Herald balance is {now_left}, below the alert threshold of {threshold}. Top up to keep paid channels sending."
         );
         tracing::info!(%tenant, balance, threshold = billing.low_balance_minor, "low-balance alert");
         Ok(Some(Submission {
@@ -193,7 +194,9 @@ impl Billing {
             tenant: tenant.into(),
             channel: "email".into(),
             account: Some(account.name),
-            body: Body::Content(Content { subject: Some("Herald: low balance / 余额不足提醒".into()), text: Some(text), html: None }),
+            body: Body::Content(Content {
+                subject: Some(format!("Herald 余额不足提醒：{now_left} / low balance")), text: Some(text), html: None
+            }),
             variables: Default::default(),
             recipients,
             metadata: [("alert".to_string(), "low_balance".to_string())].into(),
