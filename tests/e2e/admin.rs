@@ -158,9 +158,20 @@ async fn tenants_logins_permissions_and_delete_guards() {
     assert_eq!(sam.status, 201, "{}", sam.text());
     assert!(!sam.text().contains("password"), "no password hash in answers: {}", sam.text());
     let ts = admin.login("sam", "sam password 123").await;
+    // A login in Chinese.
+    let zh = admin
+        .call(
+            "POST",
+            "/users",
+            Some(&ta),
+            Some(json!({"name": "张三", "unit": sales, "login": "张三", "password": "紫色水壶 orbit 42", "roles": [role]})),
+        )
+        .await;
+    assert_eq!(zh.status, 201, "{}", zh.text());
+    admin.login("张三", "紫色水壶 orbit 42").await;
     let users = admin.call("GET", "/users", Some(&ts), None).await.json();
     let names: Vec<_> = users["items"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["Sam"], "data permission: only the Sales subtree");
+    assert_eq!(names, ["Sam", "张三"], "data permission: only the Sales subtree");
     assert_eq!(admin.call("GET", &format!("/users/{eve}"), Some(&ts), None).await.status, 404);
     let denied = admin.call("POST", "/units", Some(&ts), Some(json!({"name": "X", "parent": sales}))).await;
     assert_eq!((denied.status, denied.error().0.as_str()), (403, "forbidden"));
@@ -258,6 +269,14 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     assert_eq!(listed.json()["items"][0]["config"]["secret_set"], true);
     let bad = admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "bad", "channel": "webhook", "config": {"url": "ftp://x"}}))).await;
     assert_eq!((bad.status, bad.error().0.as_str()), (422, "invalid_account"));
+
+    // Names in Chinese: an account, and (below) a login.
+    let zh = admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "告警机器人", "channel": "webhook", "config": {"url": sink.url}}))).await;
+    assert_eq!(zh.status, 201, "{}", zh.text());
+    assert_eq!(admin.call("GET", "/accounts/%E5%91%8A%E8%AD%A6%E6%9C%BA%E5%99%A8%E4%BA%BA", Some(&t), None).await.status, 200);
+    let bad =
+        admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "告警 机器人", "channel": "webhook", "config": {"url": sink.url}}))).await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("name")), "{}", bad.text());
 
     // Editing without the secret keeps it.
     let edit = admin.call("PUT", "/accounts/hook", Some(&t), Some(json!({"channel": "webhook", "config": {"url": sink.url}}))).await;

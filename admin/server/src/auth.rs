@@ -52,9 +52,10 @@ pub fn normalize_login(login: &str) -> String {
     login.trim().to_lowercase()
 }
 
+/// A login: 2–64 letters of any script (张三 as well as ann.lee), digits and . _ - @.
 pub fn check_login_name(field: &str, login: &str) -> Result<(), ApiError> {
-    let ok = (3..=64).contains(&login.len()) && login.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok { Ok(()) } else { Err(ApiError::invalid(field, "3–64 characters: letters, digits, . _ - @")) }
+    let ok = (2..=64).contains(&login.chars().count()) && login.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c));
+    if ok { Ok(()) } else { Err(ApiError::invalid(field, "2–64 characters: letters (any language), digits, . _ - @")) }
 }
 
 /// Password rules: 10 to 256 bytes, not blank, not the login name (nor the

@@ -161,6 +161,16 @@ mod tests {
     }
 
     #[test]
+    fn variables_may_be_named_in_chinese() {
+        let content = Content { subject: Some("{{ 姓名 }}，您好".into()), text: Some("验证码 {{ 验证码 }}".into()), html: None };
+        let c = Compiled::new(&content).unwrap();
+        let r = c
+            .render("m.0".into(), &Compiled::shared(&vars(json!({"验证码": "4721"}))), &rcpt("a", json!({"姓名": "张三"})), &BTreeMap::new())
+            .unwrap();
+        assert_eq!((r.subject.as_deref(), r.text.as_str()), (Some("张三，您好"), "验证码 4721"));
+    }
+
+    #[test]
     fn html_part_is_escaped_text_part_is_not() {
         let content = Content { subject: None, text: Some("{{ v }}".into()), html: Some("<p>{{ v }}</p>".into()) };
         let c = Compiled::new(&content).unwrap();

@@ -144,7 +144,7 @@ async fn list_accounts(State(app): State<Arc<App>>, caller: Caller, Query(q): Qu
 struct AccountBody {
     /// 1–64 letters, digits, - _ . (on edit the path names the account and this is ignored).
     #[serde(default)]
-    #[schema(required = true, nullable = false, pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    #[schema(required = true, nullable = false, pattern = "^[\\w.-]{1,64}$")]
     name: Option<String>,
     /// Plugin name; cannot change on edit.
     channel: String,
@@ -286,8 +286,9 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
 async fn create_account(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AccountBody>) -> Result<Response> {
     caller.require(Permission::AccountsEdit)?;
     let name = b.name.as_deref().map(str::trim).unwrap_or("").to_string();
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(ApiError::invalid("name", "1–64 characters: letters, digits, - _ .").into());
+    // Letters of any script (通知邮箱 as well as notices), digits and - _ .
+    if name.is_empty() || name.chars().count() > 64 || !name.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
+        return Err(ApiError::invalid("name", "1–64 characters: letters (any language), digits, - _ .").into());
     }
     if app.deps.backends.config.account(&caller.tenant, &name).await?.is_some() {
         return Err(conflict("exists", format!("an account named {name} exists")).into());

@@ -38,7 +38,7 @@ struct Register {
     #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     enterprise_name: String,
     /// 3–64 letters, digits, . _ - @ (case-insensitive, unique on the platform).
-    #[schema(pattern = "^[A-Za-z0-9._@-]{3,64}$")]
+    #[schema(pattern = "^[\\w.@-]{2,64}$")]
     admin_login: String,
     /// 10–256 bytes, not built from the login name, not easy to guess (zxcvbn score ≥ 2).
     #[schema(min_length = 10, max_length = 256)]

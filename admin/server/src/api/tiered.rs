@@ -93,7 +93,7 @@ struct TemplateBody {
     /// minijinja text; HTML for rich text (sanitized).
     #[schema(min_length = 1, max_length = 20000, pattern = "\\S")]
     body: String,
-    /// Variable names: letters, digits and _.
+    /// Variable names: letters (any language), digits and _.
     #[serde(default)]
     #[schema(inline, value_type = Vec<VariableName>)]
     variables: Vec<String>,
@@ -127,7 +127,7 @@ impl ToSchema for TemplateRequest {
 
 /// A template variable's name.
 #[derive(ToSchema)]
-#[schema(pattern = "^[A-Za-z0-9_]+$")]
+#[schema(pattern = "^\\w+$")]
 #[allow(dead_code)] // a schema only
 struct VariableName(String);
 
@@ -146,8 +146,9 @@ fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Resul
     };
     herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     for (i, v) in b.variables.iter().enumerate() {
-        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ApiError::invalid(format!("variables[{i}]"), "letters, digits and _"));
+        // Letters of any script: {{ 姓名 }} as well as {{ name }}.
+        if v.is_empty() || !v.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return Err(ApiError::invalid(format!("variables[{i}]"), "letters (any language), digits and _"));
         }
     }
     t.variables = b.variables;
