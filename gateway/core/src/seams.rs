@@ -63,7 +63,7 @@ pub trait Queue: Send + Sync + 'static {
     /// before its rows are in records them itself). A queue kept in the
     /// store's own database does both in one write.
     async fn publish_message(&self, store: &dyn Store, message: &Message, items: Vec<Enqueue>) -> Result<()> {
-        tokio::try_join!(store.record_message(message), self.publish(items)).map(|_| ())
+        record_and_publish(self, store, message, items).await
     }
     /// After a lease that found nothing: wait at most `timeout` before the
     /// next. A queue that sees items arrive (the embedded one, for what this
@@ -106,6 +106,12 @@ pub trait Schedules: Send + Sync + 'static {
     async fn due(&self, now: Millis, max: usize) -> Result<Vec<(String, Enqueue)>>;
     /// Forget items moved back to the log.
     async fn release(&self, tokens: Vec<String>) -> Result<()>;
+}
+
+/// A message's rows through `store` and its work through `queue`, both at
+/// once ([`Queue::publish_message`] for a queue apart from its store).
+pub async fn record_and_publish<Q: Queue + ?Sized>(queue: &Q, store: &dyn Store, message: &Message, items: Vec<Enqueue>) -> Result<()> {
+    tokio::try_join!(store.record_message(message), queue.publish(items)).map(|_| ())
 }
 
 /// Where a dead letter sits: (partition, offset) on Kafka, (0, row id) in SQLite.

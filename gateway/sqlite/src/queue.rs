@@ -238,7 +238,7 @@ impl Queue for SqliteQueue {
         if self.beside_store {
             return self.insert(Some(message.clone()), items).await;
         }
-        tokio::try_join!(store.record_message(message), self.publish(items)).map(|_| ())
+        herald_core::seams::record_and_publish(self, store, message, items).await
     }
 
     async fn idle(&self, timeout: std::time::Duration) {

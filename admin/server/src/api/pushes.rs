@@ -60,6 +60,11 @@ struct PushBody {
     enabled: Option<bool>,
 }
 
+/// A push (or its preview) that names nobody: well-formed, but nothing to send.
+fn no_targets() -> ApiError {
+    ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets")
+}
+
 async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
     push.title = text("title", &b.title, 200)?;
     let account = app
@@ -92,7 +97,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     }
     herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.to_string()))?;
     if b.targets.is_empty() {
-        return Err(ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets"));
+        return Err(no_targets());
     }
     // Raw addresses are checked as the gateway checks them at ingest.
     if let Some(plugin) = app.deps.plugins.get(&b.channel) {
@@ -487,7 +492,7 @@ async fn push_audience(State(app): State<Arc<App>>, caller: Caller, Body(b): Bod
     caller.require(Permission::PushEdit)?;
     channel_rule(&app, &b.channel)?;
     if b.targets.is_empty() {
-        return Err(ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets").into());
+        return Err(no_targets().into());
     }
     let expanded = audience(&app, &caller.tenant, &b.channel, &b.targets).await?;
     Ok(axum::Json(Audience { recipients: expanded.recipients.len(), skipped: expanded.skipped.len() }).into_response())
