@@ -12,6 +12,7 @@ pub mod docs;
 pub mod error;
 pub mod ledger;
 pub mod model;
+pub mod provider_template;
 pub mod quiet;
 pub mod rbac;
 pub mod render;

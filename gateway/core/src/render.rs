@@ -26,6 +26,15 @@ pub struct RenderError {
 /// A message's shared variables as the template engine reads them.
 pub struct Shared(minijinja::Value);
 
+/// An engine with no loader, a fuel limit and lenient undefined variables
+/// (a missing variable renders empty): every template Herald renders runs in one.
+pub(crate) fn sandbox<'a>() -> Environment<'a> {
+    let mut env = Environment::new();
+    env.set_fuel(Some(FUEL));
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env
+}
+
 /// A message's content compiled once, rendered once per recipient.
 pub struct Compiled<'a> {
     env: Environment<'a>,
@@ -43,9 +52,7 @@ fn part_source(content: &Content, i: usize) -> Option<&String> {
 impl<'a> Compiled<'a> {
     /// Compile every part; a syntax error names the part.
     pub fn new(content: &'a Content) -> Result<Self, RenderError> {
-        let mut env = Environment::new();
-        env.set_fuel(Some(FUEL));
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        let mut env = sandbox();
         env.set_auto_escape_callback(|name| if name == "html" { AutoEscape::Html } else { AutoEscape::None });
         let mut present = [false; 3];
         for (i, part) in PARTS.iter().enumerate() {
@@ -101,7 +108,7 @@ impl<'a> Compiled<'a> {
     }
 }
 
-fn describe(e: &minijinja::Error) -> String {
+pub(crate) fn describe(e: &minijinja::Error) -> String {
     match e.detail() {
         Some(d) => format!("{} ({d})", e.kind()),
         None => e.kind().to_string(),

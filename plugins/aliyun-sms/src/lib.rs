@@ -53,6 +53,9 @@
 //!   when set, `parse-callback` accepts only requests whose URL carries
 //!   `?token=<callback_token>` (configure the push URL with it).
 //!
+//! The account schema declares these keys (`x-herald-provider-template`), so
+//! the console's pushes and tiered templates can choose a template code and
+//! fill its parameters per recipient.
 //! Per delivery, metadata may override `template_code` and `sign_name`, and
 //! `template_param` (a JSON object, as a string) replaces the object built
 //! from `template_params`.
@@ -118,6 +121,7 @@ const SCHEMA: &str = r#"{
   "title": "Aliyun SMS account",
   "type": "object",
   "required": ["access_key_id", "access_key_secret", "sign_name", "template_code"],
+  "x-herald-provider-template": {"code": "template_code", "names": "template_params", "param": "template_param", "format": "object"},
   "additionalProperties": false,
   "properties": {
     "access_key_id": {"type": "string", "minLength": 1, "description": "RAM AccessKey ID."},

@@ -44,6 +44,9 @@
 //! - `region_id` (optional, default `cn-hangzhou`).
 //! - `callback_token` (optional, secret): reports must carry `?token=<it>`.
 //!
+//! The account schema declares these keys (`x-herald-provider-template`), so
+//! the console's pushes and tiered templates can choose a template code and
+//! fill its parameters per recipient.
 //! Per delivery, metadata may override `tts_code` and `called_show_number`,
 //! and `tts_param` (a JSON object, as a string) replaces the object built
 //! from `tts_params`. Recipients: `+86` numbers are sent as the national
@@ -100,6 +103,7 @@ const SCHEMA: &str = r#"{
   "title": "Aliyun voice account",
   "type": "object",
   "required": ["access_key_id", "access_key_secret", "tts_code"],
+  "x-herald-provider-template": {"code": "tts_code", "names": "tts_params", "param": "tts_param", "format": "object"},
   "additionalProperties": false,
   "properties": {
     "access_key_id": {"type": "string", "minLength": 1},

@@ -59,6 +59,9 @@
 //! - `callback_token` (optional, secret): Tencent's status push is not signed;
 //!   when set, `parse-callback` accepts only URLs with `?token=<it>`.
 //!
+//! The account schema declares these keys (`x-herald-provider-template`), so
+//! the console's pushes and tiered templates can choose a template code and
+//! fill its parameters per recipient.
 //! Per delivery, metadata may override `template_id` and `sign_name`, and
 //! `template_param_set` (a JSON array of strings) replaces the parameters.
 //!
@@ -118,6 +121,7 @@ const SCHEMA: &str = r#"{
   "title": "Tencent Cloud SMS account",
   "type": "object",
   "required": ["secret_id", "secret_key", "sdk_app_id", "template_id"],
+  "x-herald-provider-template": {"code": "template_id", "names": "template_params", "param": "template_param_set", "format": "array"},
   "additionalProperties": false,
   "properties": {
     "secret_id": {"type": "string", "minLength": 1},
