@@ -3,6 +3,7 @@
 // through `html` (escaped by default) or textContent; `raw()` marks markup that
 // this file wrote itself.
 import { t, getLang, setLang, LANGS } from './i18n.js';
+import DOMPurify from './purify.es.mjs';
 
 // ---------------------------------------------------------------- HTML helpers
 
@@ -439,33 +440,20 @@ function pickUsers(current, done) {
 
 // ------------------------------------------------------------ rich text editor
 
-const ALLOWED_TAGS = new Set(['A', 'B', 'STRONG', 'I', 'EM', 'U', 'P', 'BR', 'DIV', 'SPAN', 'UL', 'OL', 'LI', 'H1', 'H2', 'H3', 'H4', 'BLOCKQUOTE', 'PRE', 'CODE', 'TABLE', 'THEAD', 'TBODY', 'TR', 'TD', 'TH', 'HR', 'IMG', 'FONT', 'S', 'SUB', 'SUP']);
-const ALLOWED_ATTRS = new Set(['href', 'src', 'alt', 'title', 'colspan', 'rowspan', 'color', 'style', 'target', 'rel']);
+// The one HTML policy (html-policy.json) the server's ammonia also applies on save.
+const HTML_POLICY = await fetch('/html-policy.json').then((r) => r.json());
+const PURIFY = {
+  ALLOWED_TAGS: HTML_POLICY.tags,
+  ALLOWED_ATTR: [...new Set([...HTML_POLICY.generic_attributes, ...Object.values(HTML_POLICY.tag_attributes).flat()])],
+  ALLOWED_URI_REGEXP: new RegExp(`^(?:(?:${HTML_POLICY.url_schemes.join('|')}):|[^a-z]|[a-z+.-]+(?:[^a-z+.\\-:]|$))`, 'i'),
+};
 /**
- * Client-side clean-up before HTML is shown in the editor (the server is the
- * authority and sanitizes on save; this only keeps the editor inert). Parsed in
- * an inert document, so nothing runs while cleaning.
+ * Rich text cleaned with DOMPurify under the shared policy before it is shown
+ * or edited (the server is the authority and sanitizes on save with the same
+ * policy; this keeps the editor inert).
  */
 function cleanHtml(s) {
-  const doc = new DOMParser().parseFromString(`<body>${s || ''}</body>`, 'text/html');
-  const walk = (node) => {
-    for (const ch of Array.from(node.children)) {
-      if (!ALLOWED_TAGS.has(ch.tagName)) {
-        if (['SCRIPT', 'STYLE', 'IFRAME', 'OBJECT', 'EMBED', 'TEMPLATE', 'NOSCRIPT', 'SVG', 'MATH'].includes(ch.tagName)) { ch.remove(); continue; }
-        walk(ch);
-        ch.replaceWith(...Array.from(ch.childNodes));
-        continue;
-      }
-      for (const a of Array.from(ch.attributes)) {
-        const n = a.name.toLowerCase();
-        const v = a.value.replace(/[\s\u0000-\u001f]/g, '').toLowerCase();
-        if (!ALLOWED_ATTRS.has(n) || ((n === 'href' || n === 'src') && /^(javascript|vbscript|data):/.test(v)) || (n === 'style' && /expression|url\(/.test(v))) ch.removeAttribute(a.name);
-      }
-      walk(ch);
-    }
-  };
-  walk(doc.body);
-  return doc.body.innerHTML;
+  return DOMPurify.sanitize(s || '', PURIFY);
 }
 
 function richEditor(container, initial, { readonly = false, name = 'html', testid = 'rich' } = {}) {
@@ -1052,6 +1040,57 @@ async function treeCtx(readonly) {
 /** The cron builder's presets (Unix cron: weekday 0/7 = Sunday, 1-5 = Monday to Friday). */
 const CRON_PRESETS = [['0 9 * * *', 'push.preset.daily'], ['0 9 * * 1-5', 'push.preset.weekdays'], ['0 9 * * 1', 'push.preset.weekly'], ['0 9 1 * *', 'push.preset.monthly']];
 
+// ------------------------------------------------------------- provider templates
+// Template-based providers (Aliyun, Tencent SMS and voice) send only a template
+// approved beforehand: the plugin declares it in its account schema
+// (x-herald-provider-template), and a push or tiered template picks the code
+// and fills the parameters, which may use {{ variables }}.
+function templateBinding(type) { return type?.account_schema?.['x-herald-provider-template'] || null; }
+
+function providerTemplateEditor(box, { type, account, initial, readonly, testid = 'pt' }) {
+  const binding = templateBinding(type);
+  box.hidden = !binding;
+  if (!binding) { box.textContent = ''; return { value: () => null }; }
+  const cfg = account?.config || {};
+  const defaultCode = cfg[binding.code] || '';
+  const defaultNames = Array.isArray(cfg[binding.names]) ? cfg[binding.names] : [];
+  const rows = (initial?.params?.length ? initial.params : defaultNames.map((n) => ({ name: n, value: `{{ ${n} }}` }))).map((r) => ({ ...r }));
+  setHtml(box, html`<p class="muted" data-testid="${testid}-note">${t('pt.note', { channel: type.name })}</p>
+    <label>${t('pt.code')}<input name="pt.code" data-testid="${testid}-code" value="${initial?.code || ''}" placeholder="${defaultCode ? t('pt.codeDefault', { code: defaultCode }) : ''}" spellcheck="false"></label>
+    <table class="small"><thead><tr><th>${t('pt.param')}</th><th>${t('pt.value')}</th><th></th></tr></thead><tbody data-testid="${testid}-params"></tbody></table>
+    ${readonly ? '' : html`<button type="button" data-testid="${testid}-add">${t('pt.add')}</button>`}
+    <p class="small" data-testid="${testid}-sent"></p>`);
+  const tbody = $(`[data-testid=${testid}-params]`, box);
+  const codeEl = $(`[data-testid=${testid}-code]`, box);
+  const value = () => {
+    const code = codeEl.value.trim();
+    const params = rows.filter((r) => r.name.trim()).map((r) => ({ name: r.name.trim(), value: r.value }));
+    return code || params.length ? { ...(code ? { code } : {}), params } : null;
+  };
+  // What the provider receives: the code and the parameters as the plugin takes them.
+  const showSent = () => {
+    const v = value() || { params: [] };
+    const params = binding.format === 'array' ? v.params.map((p) => p.value) : Object.fromEntries(v.params.map((p) => [p.name, p.value]));
+    const shown = v.params.length ? JSON.stringify(params) : t('pt.accountParams', { names: defaultNames.join(', ') || '—' });
+    $(`[data-testid=${testid}-sent]`, box).textContent = t('pt.sent', { code: v.code || defaultCode || '—', params: shown });
+  };
+  const draw = () => {
+    setHtml(tbody, html`${rows.map((r, i) => html`<tr data-testid="${testid}-param">
+      <td><input data-i="${i}" data-k="name" value="${r.name}" data-testid="${testid}-param-name"></td>
+      <td><input data-i="${i}" data-k="value" value="${r.value}" data-testid="${testid}-param-value"></td>
+      <td>${readonly ? '' : html`<button type="button" data-i="${i}" data-testid="${testid}-param-remove">${t('common.remove')}</button>`}</td></tr>`)}`);
+    if (readonly) $$('input', box).forEach((i) => { i.disabled = true; });
+    showSent();
+  };
+  // Delegated: the rows are redrawn.
+  tbody.addEventListener('input', (e) => { const el = e.target.closest('input[data-k]'); if (el) { rows[+el.dataset.i][el.dataset.k] = el.value; showSent(); } });
+  tbody.addEventListener('click', (e) => { const b = e.target.closest('button[data-i]'); if (b) { rows.splice(+b.dataset.i, 1); draw(); } });
+  on(box, `[data-testid=${testid}-add]`, 'click', () => { rows.push({ name: '', value: '' }); draw(); });
+  codeEl.addEventListener('input', showSent);
+  draw();
+  return { value };
+}
+
 async function pagePushEdit(root, id) {
   const isNew = id === 'new';
   const p = isNew ? { title: '', channel: '', account: '', content: {}, targets: { users: [], units: [], list: [] }, schedule: { mode: 'now' }, enabled: true }
@@ -1073,6 +1112,7 @@ async function pagePushEdit(root, id) {
         <label>${t('push.account')} *<select name="account" data-testid="push-account"></select></label>
       </div>
       <fieldset><legend>${t('push.content')}</legend><div data-testid="push-content"></div></fieldset>
+      <fieldset data-field="provider_template" data-testid="push-provider-wrap" hidden><legend>${t('pt.title')}</legend><div data-testid="push-provider"></div></fieldset>
       <fieldset data-field="targets"><legend>${t('push.targets')}</legend><div data-testid="push-targets"></div></fieldset>
       <fieldset><legend>${t('push.advanced')}</legend>
         <label class="inline"><input type="radio" name="mode" value="now" data-testid="push-mode-now" ${raw(!['at', 'cron'].includes(p.schedule?.mode) ? 'checked' : '')}> ${t('push.now')}</label>
@@ -1115,15 +1155,27 @@ async function pagePushEdit(root, id) {
     }
     if (readonly) $$('input,textarea,select', box).forEach((i) => { i.disabled = true; });
   };
+  let provider = { value: () => null };
+  let accounts = [];
+  const renderProvider = () => {
+    const ch = form.elements.channel.value;
+    const type = types.find((x) => x.channel === ch);
+    const account = accounts.find((a) => a.name === form.elements.account.value);
+    const wrap = $('[data-testid=push-provider-wrap]', root);
+    provider = providerTemplateEditor($('[data-testid=push-provider]', root), { type, account, initial: ch === p.channel ? p.provider_template : null, readonly, testid: 'push-pt' });
+    wrap.hidden = !templateBinding(type);
+  };
   const fillAccounts = async () => {
     const sel = form.elements.account;
     const ch = form.elements.channel.value;
-    let accs = [];
-    try { accs = await loadAccounts(ch); } catch (err) { toast(err.message, 'error'); }
-    setHtml(sel, html`<option value="">${t('push.pickAccount')}</option>${accs.map((a) => html`<option value="${a.name}" ${raw(a.name === p.account ? 'selected' : '')}>${a.name}${a.config?.from ? ` <${a.config.from}>` : ''}</option>`)}`);
-    if (!sel.value && accs.length === 1) sel.value = accs[0].name;
+    accounts = [];
+    try { accounts = await loadAccounts(ch); } catch (err) { toast(err.message, 'error'); }
+    setHtml(sel, html`<option value="">${t('push.pickAccount')}</option>${accounts.map((a) => html`<option value="${a.name}" ${raw(a.name === p.account ? 'selected' : '')}>${a.name}${a.config?.from ? ` <${a.config.from}>` : ''}</option>`)}`);
+    if (!sel.value && accounts.length === 1) sel.value = accounts[0].name;
+    renderProvider();
   };
   form.elements.channel.addEventListener('change', () => { renderContent(); fillAccounts(); });
+  form.elements.account.addEventListener('change', renderProvider);
   // The cron builder: a preset fills the expression; the next runs come from the server (Unix cron semantics).
   const cronBox = $('[data-testid=push-cron-builder]', form);
   let previewSeq = 0;
@@ -1187,6 +1239,8 @@ async function pagePushEdit(root, id) {
       : mode === 'cron' ? { mode: 'cron', cron: el['schedule.cron'].value.trim(), time_zone: el['schedule.time_zone'].value.trim() || 'Asia/Shanghai' }
         : { mode: 'now' };
     const body = { title: el.title.value.trim(), channel: el.channel.value, account: el.account.value, content: content(), targets: targets.value(), schedule };
+    const chosen = provider.value();
+    if (chosen) body.provider_template = chosen;
     if (isNew) body.enabled = el.enabled.checked;
     const btn = $('[data-testid=push-save]', form);
     btn.disabled = true;
@@ -1434,6 +1488,7 @@ async function pageTemplateEdit(root, id) {
       <label data-testid="tpl-subject-wrap">${t('push.subject')} *<input name="subject" value="${x.subject || ''}" data-testid="tpl-subject"></label>
       <div class="lbl">${t('tiered.body')} *</div><div data-testid="tpl-body"></div>
       <label>${t('tiered.variables')}<input name="variables" value="${(x.variables || []).join(', ')}" data-testid="tpl-variables" placeholder="${t('tiered.variablesPh')}"></label>
+      <div data-testid="tpl-providers"></div>
       ${errorBox()}
       <div class="actions">${readonly ? '' : html`<button type="submit" class="primary" data-testid="tpl-save">${t('common.save')}</button>`}
         <a class="button" href="#/tiered/templates" data-testid="tpl-back">${t('common.back')}</a></div>
@@ -1456,6 +1511,13 @@ async function pageTemplateEdit(root, id) {
   };
   form.elements.editor.addEventListener('change', () => { current = body(); render(); });
   render();
+  // One provider template per template-based channel installed (the action's rules pick the channel).
+  const types = (await accountTypes().catch(() => [])).filter(templateBinding);
+  const accs = types.length ? await loadAccounts().catch(() => []) : [];
+  const providersBox = $('[data-testid=tpl-providers]', root);
+  setHtml(providersBox, html`${types.map((tp) => html`<fieldset data-field="provider.${tp.channel}"><legend>${t('pt.titleFor', { channel: channelName(types, tp.channel) })}</legend><div data-channel="${tp.channel}"></div></fieldset>`)}`);
+  const providers = types.map((tp) => [tp.channel, providerTemplateEditor($(`[data-channel="${tp.channel}"]`, providersBox),
+    { type: tp, account: accs.find((a) => a.channel === tp.channel), initial: x.provider?.[tp.channel], readonly, testid: `tpl-pt-${tp.channel}` })]);
   if (readonly) $$('input,select,textarea', form).forEach((i) => { i.disabled = true; });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -1464,6 +1526,7 @@ async function pageTemplateEdit(root, id) {
     const data = { editor: el.editor.value, title: el.title.value.trim(), body: body(),
       variables: el.variables.value.split(/[,，\s]+/).map((s) => s.trim()).filter(Boolean) };
     if (data.editor === 'rich_text') data.subject = el.subject.value;
+    data.provider = Object.fromEntries(providers.map(([ch, ed]) => [ch, ed.value()]).filter(([, v]) => v));
     try {
       const saved = isNew ? await api('POST', '/tiered/templates', data) : await api('PUT', `/tiered/templates/${encodeURIComponent(x.id)}`, data);
       toast(t('tiered.savedTpl', { number: saved?.number || x.number || '' }));

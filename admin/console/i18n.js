@@ -53,6 +53,10 @@ const zh = {
 
   'push.list': '推送列表', 'push.add': '新建推送', 'push.view': '查看/编辑推送', 'push.create': '创建', 'push.channel': '渠道',
   'push.account': '发送账户', 'push.pickAccount': '请选择账户', 'push.content': '内容', 'push.subject': '主题', 'push.body': '正文',
+  'pt.title': '服务商模板', 'pt.titleFor': '服务商模板：{channel}', 'pt.code': '模板代码', 'pt.codeDefault': '留空使用账户默认模板 {code}',
+  'pt.param': '模板参数', 'pt.value': '参数值（可用 {{ 变量 }}）', 'pt.add': '添加参数',
+  'pt.note': '{channel} 只发送服务商审核通过的模板：收件人收到的是下面的模板和参数，上面的文本不会发送（仅作记录和预览）。',
+  'pt.sent': '实际发送：模板 {code}，参数 {params}', 'pt.accountParams': '按账户默认参数名（{names}）取收件人的变量',
   'push.text': '文本内容', 'push.targets': '推送对象', 'push.advanced': '高级设置', 'push.now': '立即发送', 'push.at': '定时发送', 'push.cron': '周期发送', 'push.cronExpr': 'Cron 表达式（分 时 日 月 周）',
   'push.timeZone': '时区', 'push.preset': '常用周期', 'push.preset.pick': '选择…', 'push.preset.daily': '每天 09:00', 'push.preset.weekdays': '工作日（周一至周五）09:00',
   'push.preset.weekly': '每周一 09:00', 'push.preset.monthly': '每月 1 日 09:00', 'push.nextRuns': '接下来 5 次发送',
@@ -189,6 +193,10 @@ const en = {
 
   'push.list': 'Pushes', 'push.add': 'New push', 'push.view': 'View / edit push', 'push.create': 'Create', 'push.channel': 'Channel',
   'push.account': 'Sender account', 'push.pickAccount': 'Choose an account', 'push.content': 'Content', 'push.subject': 'Subject', 'push.body': 'Body',
+  'pt.title': 'Provider template', 'pt.titleFor': 'Provider template: {channel}', 'pt.code': 'Template code', 'pt.codeDefault': 'empty: the account\'s default, {code}',
+  'pt.param': 'Parameter', 'pt.value': 'Value (may use {{ variables }})', 'pt.add': 'Add a parameter',
+  'pt.note': '{channel} sends only templates the provider approved: recipients get the template and parameters below, not the text above (kept as a record and preview).',
+  'pt.sent': 'Sent: template {code}, parameters {params}', 'pt.accountParams': 'the recipient\'s variables named by the account\'s default parameters ({names})',
   'push.text': 'Text', 'push.targets': 'Recipients', 'push.advanced': 'Advanced settings', 'push.now': 'Send now', 'push.at': 'Send at', 'push.cron': 'Recurring', 'push.cronExpr': 'Cron expression (min hour day month weekday)',
   'push.timeZone': 'Time zone', 'push.preset': 'Common schedules', 'push.preset.pick': 'Pick…', 'push.preset.daily': 'Every day 09:00', 'push.preset.weekdays': 'Weekdays (Mon–Fri) 09:00',
   'push.preset.weekly': 'Mondays 09:00', 'push.preset.monthly': 'The 1st of each month 09:00', 'push.nextRuns': 'Next 5 runs',

@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::User;
 use herald_core::error::{ApiError, ErrorKind};
+use herald_core::provider_template::ProviderTemplate;
+use herald_plugin_host::PluginHost;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -155,6 +157,15 @@ impl ListQuery {
     }
 }
 
+/// A provider template fits a channel whose plugin sends only approved
+/// templates; the error names the field under `provider_template`.
+pub fn provider_template_fits(plugins: &PluginHost, channel: &str, t: &ProviderTemplate) -> std::result::Result<(), (String, String)> {
+    if plugins.get(channel).is_none_or(|p| p.provider_template.is_none()) {
+        return Err((String::new(), format!("channel {channel} sends the text itself; it takes no provider template")));
+    }
+    t.check().map_err(|(f, why)| (format!(".{f}"), why))
+}
+
 /// How many ledger entries the console reads at most (cost, reports).
 pub const LEDGER_WINDOW: usize = 10_000;
 /// Bills and reports are shown in China Standard Time.
@@ -248,9 +259,32 @@ pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::Conflict, code, message)
 }
 
-/// Rich text is sanitized (no scripts, handlers, javascript: URLs).
+/// The one HTML policy of rich text, shared with the console (DOMPurify there).
+pub const HTML_POLICY: &str = include_str!("../../console/html-policy.json");
+
+#[derive(Deserialize)]
+struct HtmlPolicy {
+    tags: Vec<String>,
+    generic_attributes: Vec<String>,
+    tag_attributes: std::collections::HashMap<String, Vec<String>>,
+    url_schemes: Vec<String>,
+}
+
+static POLICY: std::sync::LazyLock<HtmlPolicy> = std::sync::LazyLock::new(|| serde_json::from_str(HTML_POLICY).expect("html-policy.json"));
+
+/// Rich text sanitized with ammonia under [`HTML_POLICY`]: only its tags,
+/// attributes and URL schemes; no scripts, handlers, styles or
+/// `javascript:` URLs; links get `rel="noopener noreferrer"`.
 pub fn sanitize_html(html: &str) -> String {
-    ammonia::clean(html)
+    let p = &*POLICY;
+    let set = |v: &'static [String]| v.iter().map(String::as_str).collect::<std::collections::HashSet<_>>();
+    ammonia::Builder::default()
+        .tags(set(&p.tags))
+        .generic_attributes(set(&p.generic_attributes))
+        .tag_attributes(p.tag_attributes.iter().map(|(t, a)| (t.as_str(), set(a))).collect())
+        .url_schemes(set(&p.url_schemes))
+        .clean(html)
+        .to_string()
 }
 
 /// A channel's content formats ("text", "html", "markdown", "voice").
@@ -316,4 +350,34 @@ fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (Stat
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_html;
+
+    /// The shared policy: what the editor writes survives; what runs code does not.
+    #[test]
+    fn rich_text_keeps_the_policy_and_nothing_else() {
+        let kept = r#"<p><b>粗体</b> <i>斜体</i> <u>下划线</u> <font color="red">红</font></p><ul><li>一</li></ul><a href="https://example.com/x" target="_blank">链接</a><table><tbody><tr><td colspan="2">c</td></tr></tbody></table><img src="cid:logo" alt="logo">"#;
+        let out = sanitize_html(kept);
+        for part in [
+            "<b>粗体</b>",
+            "<i>斜体</i>",
+            "<u>下划线</u>",
+            r#"<font color="red">"#,
+            "<li>一</li>",
+            r#"href="https://example.com/x""#,
+            r#"colspan="2""#,
+            r#"src="cid:logo""#,
+        ] {
+            assert!(out.contains(part), "{part} kept in {out}");
+        }
+        assert!(out.contains(r#"rel="noopener noreferrer""#), "{out}");
+        let bad = r#"<script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a><p style="background:url(javascript:alert(4))">s</p><iframe src="https://e.com"></iframe><svg><script>alert(5)</script></svg><a href="data:text/html,<script>alert(6)</script>">d</a>"#;
+        let out = sanitize_html(bad);
+        for gone in ["<script", "onerror", "javascript:", "style=", "<iframe", "<svg", "data:", "alert("] {
+            assert!(!out.contains(gone), "{gone} removed from {out}");
+        }
+    }
 }

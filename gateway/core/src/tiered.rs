@@ -3,6 +3,8 @@
 //! when to escalate. The admin service stores them (documents of kinds
 //! `tiered_template` and `action`); the gateway's escalation engine runs them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
@@ -47,6 +49,9 @@ pub struct TieredTemplate {
     pub body: String,
     #[serde(default)]
     pub variables: Vec<String>,
+    /// Per template-based channel (plugin name): the provider template sent instead of the text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider: BTreeMap<String, crate::provider_template::ProviderTemplate>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

@@ -146,6 +146,8 @@ pub struct LoadedPlugin {
     pub digest: String,
     /// What this plugin's recipients look like (checked at ingest).
     pub recipients: herald_core::address::AddressRule,
+    /// How it takes a provider's approved template, if it sends only those.
+    pub provider_template: Option<herald_core::provider_template::TemplateBinding>,
     hosts: HostPatterns,
     operator_hosts: Option<HostPatterns>,
     pre: ChannelPluginPre<State>,
@@ -370,6 +372,7 @@ impl PluginHost {
             path: path.to_path_buf(),
             digest: hex::encode(sha2::Sha256::digest(bytes)),
             recipients: herald_core::address::AddressRule::Any,
+            provider_template: None,
             hosts: HostPatterns::default(),
             operator_hosts: None,
             pre,
@@ -384,6 +387,8 @@ impl PluginHost {
         let declared =
             herald_core::address::AddressRule::declared_in(&info.account_schema).map_err(|e| format!("{}: account schema: {e}", path.display()))?;
         plugin.recipients = herald_core::address::AddressRule::for_channel(&info.channel, declared.as_ref());
+        plugin.provider_template = herald_core::provider_template::TemplateBinding::declared_in(&info.account_schema)
+            .map_err(|e| format!("{}: account schema: {e}", path.display()))?;
         plugin.hosts = HostPatterns::new(info.hosts.clone());
         plugin.operator_hosts = self.operator_hosts.get(&info.name).cloned();
         plugin.info = info;

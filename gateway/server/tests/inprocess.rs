@@ -230,6 +230,7 @@ fn template() -> TieredTemplate {
         subject: None,
         body: "{{ level }}: the service is down".into(),
         variables: vec![],
+        provider: Default::default(),
         created_at: 0,
         updated_at: 0,
     }

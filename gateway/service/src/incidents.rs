@@ -372,9 +372,25 @@ impl Incidents {
                 });
                 continue;
             }
-            for (at, recipients) in groups {
+            let binding = self.deps.plugins.get(&channel).and_then(|p| p.provider_template.clone());
+            let provider = tpl.provider.get(&channel).zip(binding.as_ref());
+            for (at, mut recipients) in groups {
                 let id = derived_id(&format!("herald-step:{tenant}:{}:{}:{channel}:{at}", inc.id, job.step));
                 let to: Vec<String> = recipients.iter().map(|r| r.to.clone()).collect();
+                let mut metadata: std::collections::BTreeMap<String, String> =
+                    [("incident".to_string(), inc.id.clone()), ("level".to_string(), inc.level.clone())].into();
+                // A template-based provider gets the template's code and parameters.
+                if let Some((chosen, binding)) = provider
+                    && let Err(e) = chosen.apply(binding, &Default::default(), &mut recipients, &mut metadata)
+                {
+                    inc.timeline.push(TimelineEvent {
+                        channel: Some(channel.clone()),
+                        recipients: to,
+                        detail: Some(format!("provider template: {e}")),
+                        ..self.event("refused", Some(job.step))
+                    });
+                    continue;
+                }
                 let submission = Submission {
                     id: id.clone(),
                     tenant: tenant.into(),
@@ -383,7 +399,7 @@ impl Incidents {
                     body: Body::Content(content(tpl, formats.iter().any(|f| f == "voice"))),
                     variables: Default::default(),
                     recipients,
-                    metadata: [("incident".to_string(), inc.id.clone()), ("level".to_string(), inc.level.clone())].into(),
+                    metadata,
                     send_at: (at > now).then_some(at),
                     gate: Gate::Prepaid,
                 };

@@ -195,6 +195,52 @@ test('push editor: SMS-like channels get a plain textarea; validation errors nam
   });
 });
 
+test('template-based SMS: the push picks the provider template, fills its parameters and shows what is sent', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('ppt');
+  await tn.api.post('/accounts', { name: '阿里云短信', channel: 'aliyun-sms',
+    config: { access_key_id: 'LTAI5tConsoleTest', access_key_secret: 'console-secret-1', sign_name: 'Herald', template_code: 'SMS_100', template_params: ['code'] } });
+  // A stored push with its own template opens with it.
+  const stored = await tn.api.post('/pushes', { title: uniq('验证码'), channel: 'aliyun-sms', account: '阿里云短信', enabled: false,
+    content: { text: '您的验证码是 {{ code }}' }, provider_template: { code: 'SMS_300', params: [{ name: 'code', value: '{{ code }}' }] },
+    targets: { list: [{ to: '13800138000', name: '张三' }] } });
+  assert.equal(stored.provider_template.code, 'SMS_300');
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.goto(`${ADMIN}/#/pushes/new`);
+    await page.getByTestId('page-push-edit').waitFor();
+    await page.getByTestId('push-channel').selectOption('email');
+    assert.ok(await page.getByTestId('push-provider-wrap').isHidden(), 'e-mail sends its text: no provider template');
+    await page.getByTestId('push-channel').selectOption('aliyun-sms');
+    await page.getByTestId('push-account').selectOption('阿里云短信');
+    await page.getByTestId('push-pt-note').waitFor();
+    assert.match(await page.getByTestId('push-pt-note').textContent(), /不会发送/);
+    assert.match(await page.getByTestId('push-pt-code').getAttribute('placeholder'), /SMS_100/);
+    // The account's parameter names come filled from the recipient's variables.
+    assert.equal(await page.getByTestId('push-pt-param-name').inputValue(), 'code');
+    assert.equal(await page.getByTestId('push-pt-sent').textContent(), '实际发送：模板 SMS_100，参数 {"code":"{{ code }}"}');
+    await page.getByTestId('push-pt-code').fill('SMS_200');
+    await page.getByTestId('push-pt-param-name').fill('text');
+    await page.getByTestId('push-pt-param-value').fill('{{ name }}您好，今晚维护');
+    await page.getByTestId('push-pt-add').click();
+    await page.getByTestId('push-pt-param-name').nth(1).fill('site');
+    await page.getByTestId('push-pt-param-value').nth(1).fill('杭州');
+    assert.equal(await page.getByTestId('push-pt-sent').textContent(), '实际发送：模板 SMS_200，参数 {"text":"{{ name }}您好，今晚维护","site":"杭州"}');
+    await page.getByTestId('push-pt-param-remove').nth(1).click();
+    // What the form sends is what it showed.
+    await page.getByTestId('push-title').fill('维护通知');
+    await page.getByTestId('push-text').fill('{{ name }}您好，今晚维护');
+    const sent = page.waitForRequest((r) => r.url().endsWith('/api/v1/pushes') && r.method() === 'POST');
+    await page.getByTestId('push-save').click();
+    const body = JSON.parse((await sent).postData());
+    assert.deepEqual(body.provider_template, { code: 'SMS_200', params: [{ name: 'text', value: '{{ name }}您好，今晚维护' }] });
+    // A stored push shows its own template.
+    await page.goto(`${ADMIN}/#/pushes/${stored.id}`);
+    await page.getByTestId('push-pt-sent').waitFor();
+    assert.equal(await page.getByTestId('push-pt-code').inputValue(), 'SMS_300');
+    assert.equal(await page.getByTestId('push-pt-sent').textContent(), '实际发送：模板 SMS_300，参数 {"code":"{{ code }}"}');
+  });
+});
+
 test('recurring push with the cron builder (Unix weekdays, next runs shown); an immediate send asks first and can be cancelled', { timeout: 60_000 }, async (t) => {
   const tn = await freshTenant('pcr');
   const account = await emailAccount(tn.api);

@@ -489,3 +489,62 @@ async fn aliyun_sms_wrong_credentials_fail_with_the_provider_reason_and_throttli
     let m = gw.metrics().await;
     assert!(metric(&m, "herald_deliveries_total", "channel=\"aliyun-sms\",outcome=\"throttled\",tenant=\"acme\"") >= 1.0, "{m}");
 }
+
+/// Issue 16 point 3: a console push on a template-based channel sends the
+/// provider template it chose, its parameters filled per recipient; a channel
+/// that sends the text itself takes none; a tiered template keeps one per channel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_push_sends_the_provider_template_it_chose() {
+    use crate::admin::Admin;
+    use crate::harness::eventually;
+    let fake = fake_sms().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _gw = Gateway::start(dir.path(), &config(&[(fake.host(), &fake.url)], ""));
+    let admin = Admin::start(dir.path());
+    let (_, t) = admin.register("Acme", "boss").await;
+    let config = json!({"access_key_id": KEY_ID, "access_key_secret": SECRET, "sign_name": "Herald",
+                        "template_code": "SMS_100", "template_params": ["code"]});
+    let acc = admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "ali", "channel": "aliyun-sms", "config": config}))).await;
+    assert_eq!(acc.status, 201, "{}", acc.text());
+    let hook = admin
+        .call("POST", "/accounts", Some(&t), Some(json!({"name": "hook", "channel": "webhook", "config": {"url": "http://127.0.0.1:9/"}})))
+        .await;
+    assert_eq!(hook.status, 201, "{}", hook.text());
+
+    let push = |channel: &str, account: &str, provider: Value| {
+        json!({"title": "维护通知", "channel": channel, "account": account, "content": {"text": "{{ name }}您好，今晚 22:00 维护"},
+               "provider_template": provider,
+               "targets": {"list": [{"to": "+8613800138000", "name": "张三"}, {"to": "13900139000", "name": "李四"}]}})
+    };
+    let chosen = json!({"code": "SMS_200", "params": [{"name": "text", "value": "{{ name }}您好，今晚维护"}]});
+    // Refused, naming the field: a channel that sends its text, a bad code, a repeated name.
+    for (channel, account, provider, field) in [
+        ("webhook", "hook", chosen.clone(), "provider_template"),
+        ("aliyun-sms", "ali", json!({"code": "SMS 200"}), "provider_template.code"),
+        ("aliyun-sms", "ali", json!({"params": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]}), "provider_template.params[1].name"),
+        ("aliyun-sms", "ali", json!({"params": [{"name": "a", "value": "{{ oops"}]}), "provider_template.params[0].value"),
+    ] {
+        let r = admin.call("POST", "/pushes", Some(&t), Some(push(channel, account, provider))).await;
+        assert_eq!((r.status, r.error().1.as_deref()), (400, Some(field)), "{}", r.text());
+    }
+    assert!(fake.accepted().is_empty());
+
+    let r = admin.call("POST", "/pushes", Some(&t), Some(push("aliyun-sms", "ali", chosen.clone()))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["provider_template"], chosen);
+    eventually(Duration::from_secs(30), "two SMS at Aliyun", || fake.accepted().len() >= 2).await;
+    let accepted = fake.accepted();
+    let by_number: BTreeMap<&str, &Accepted> = accepted.iter().map(|a| (a.params["PhoneNumbers"].as_str(), a)).collect();
+    assert_eq!(by_number["13800138000"].params["TemplateCode"], "SMS_200");
+    assert_eq!(by_number["13800138000"].params["TemplateParam"], r#"{"text":"张三您好，今晚维护"}"#);
+    assert_eq!(by_number["13900139000"].params["TemplateParam"], r#"{"text":"李四您好，今晚维护"}"#);
+    assert_eq!(fake.answers(), ["OK", "OK"], "the fake checks the template's variables");
+
+    // A tiered template keeps one provider template per template-based channel.
+    let tpl = |provider: Value| json!({"title": "故障", "editor": "text", "body": "{{ level }} 故障", "provider": provider});
+    let r = admin.call("POST", "/tiered/templates", Some(&t), Some(tpl(json!({"aliyun-sms": chosen})))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["provider"]["aliyun-sms"]["code"], "SMS_200");
+    let r = admin.call("POST", "/tiered/templates", Some(&t), Some(tpl(json!({"webhook": chosen})))).await;
+    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("provider.webhook")), "{}", r.text());
+}

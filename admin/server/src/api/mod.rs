@@ -134,6 +134,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/app.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/app.js"))))
         .route("/i18n.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/i18n.js"))))
         .route("/style.css", axum::routing::get(|| static_file("text/css; charset=utf-8", include_str!("../../../console/style.css"))))
+        .route("/purify.es.mjs", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/purify.es.mjs"))))
+        .route("/html-policy.json", axum::routing::get(|| static_file("application/json", crate::web::HTML_POLICY)))
         .route(
             "/api/v1/docs/redoc.standalone.js",
             axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../../sdk/openapi/vendor/redoc.standalone.js"))),

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use herald_core::directory::Targets;
 use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::{Content, DeliveryStatus};
+use herald_core::provider_template::ProviderTemplate;
 use herald_core::rbac::Permission;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,7 +18,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::pushes::{NEXT_RUNS, PUSH, Push, PushView, Schedule, audience, check_sendable, send_again, send_if_due};
 use crate::state::App;
-use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, no_content, sanitize_html, text};
+use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, no_content, provider_template_fits, sanitize_html, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
@@ -53,6 +54,11 @@ struct PushBody {
     content: Content,
     #[serde(default)]
     targets: Targets,
+    /// Template-based channels (Aliyun, Tencent SMS and voice send only an
+    /// approved template): the template code and its parameters. Refused on
+    /// channels that send the text itself.
+    #[serde(default)]
+    provider_template: Option<ProviderTemplate>,
     /// Default `{"mode": "now"}`.
     schedule: Option<Schedule>,
     /// Default true (needs `push.send`).
@@ -96,6 +102,9 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
         text("content.text", content.text.as_deref().unwrap_or(""), 20_000).map_err(for_channel)?;
     }
     herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.to_string()))?;
+    if let Some(t) = &b.provider_template {
+        provider_template_fits(&app.deps.plugins, &b.channel, t).map_err(|(f, why)| ApiError::invalid(format!("provider_template{f}"), why))?;
+    }
     if b.targets.is_empty() {
         return Err(no_targets());
     }
@@ -121,6 +130,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     push.channel = b.channel;
     push.account = b.account;
     push.content = content;
+    push.provider_template = b.provider_template;
     push.targets = b.targets;
     push.schedule = schedule;
     if let Some(e) = b.enabled {
@@ -230,6 +240,7 @@ async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<S
         channel: orig.channel,
         account: orig.account,
         content: orig.content,
+        provider_template: orig.provider_template,
         targets: orig.targets,
         schedule: if past { Schedule::now() } else { orig.schedule },
         enabled: false,

@@ -85,6 +85,9 @@ pub struct TieredTemplate {
     /// minijinja text (HTML for rich text, sanitized on save).
     body: String,
     variables: Vec<String>,
+    /// Per template-based channel (plugin name): the provider template sent
+    /// instead of the text (absent when none is chosen).
+    provider: Option<std::collections::BTreeMap<String, herald_core::provider_template::ProviderTemplate>>,
     created_at: i64,
     updated_at: i64,
 }
@@ -352,6 +355,7 @@ mod tests {
             subject: Some(s("s")),
             body: s("b"),
             variables: vec![],
+            provider: [(s("aliyun-sms"), herald_core::provider_template::ProviderTemplate { code: Some(s("SMS_1")), params: vec![] })].into(),
             created_at: 1,
             updated_at: 2,
         });

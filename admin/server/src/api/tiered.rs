@@ -1,6 +1,7 @@
 //! Tiered push (分级推送): templates with an editor type and actions made of
 //! rule cards, stored in the shape the gateway's escalation engine runs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use herald_core::error::ApiError;
 use herald_core::error::ErrorBody;
 use herald_core::model::Content;
+use herald_core::provider_template::ProviderTemplate;
 use herald_core::rbac::Permission;
 use herald_core::tiered::{ACTION, Action, Editor, LEVELS, Rule, TEMPLATE, TieredTemplate};
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,7 @@ use utoipa_axum::routes;
 use crate::api::schema;
 use crate::auth::Caller;
 use crate::state::App;
-use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, formats, no_content, sanitize_html, text};
+use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, formats, no_content, provider_template_fits, sanitize_html, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
@@ -97,6 +99,11 @@ struct TemplateBody {
     #[serde(default)]
     #[schema(inline, value_type = Vec<VariableName>)]
     variables: Vec<String>,
+    /// Per template-based channel (plugin name, e.g. `aliyun-sms`): the
+    /// provider's approved template and its parameters, sent instead of the
+    /// text on that channel. Refused for a channel that sends the text itself.
+    #[serde(default)]
+    provider: BTreeMap<String, ProviderTemplate>,
 }
 
 /// `TemplateBody` with its one conditional rule: a rich-text template needs a
@@ -131,7 +138,7 @@ impl ToSchema for TemplateRequest {
 #[allow(dead_code)] // a schema only
 struct VariableName(String);
 
-fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Result<(), ApiError> {
+fn check_template(app: &App, b: TemplateBody, t: &mut TieredTemplate) -> std::result::Result<(), ApiError> {
     t.title = text("title", &b.title, 200)?;
     t.editor = b.editor;
     let body = text("body", &b.body, 20_000)?;
@@ -152,6 +159,10 @@ fn check_template(b: TemplateBody, t: &mut TieredTemplate) -> std::result::Resul
         }
     }
     t.variables = b.variables;
+    for (channel, p) in &b.provider {
+        provider_template_fits(&app.deps.plugins, channel, p).map_err(|(f, why)| ApiError::invalid(format!("provider.{channel}{f}"), why))?;
+    }
+    t.provider = b.provider;
     t.updated_at = herald_core::now_ms();
     Ok(())
 }
@@ -180,10 +191,11 @@ async fn create_template(State(app): State<Arc<App>>, caller: Caller, Body(b): B
         subject: None,
         body: String::new(),
         variables: vec![],
+        provider: BTreeMap::new(),
         created_at: now,
         updated_at: now,
     };
-    check_template(b, &mut t)?;
+    check_template(&app, b, &mut t)?;
     t.number = caller.repo(&app).next_number("T").await?;
     caller.repo(&app).put(TEMPLATE, &t.id, &t).await?;
     Ok(created(&t))
@@ -202,7 +214,7 @@ async fn get_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Pat
 async fn update_template(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<TemplateBody>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
     let mut t: TieredTemplate = caller.repo(&app).need(TEMPLATE, &id, "template").await?;
-    check_template(b, &mut t)?;
+    check_template(&app, b, &mut t)?;
     caller.repo(&app).put(TEMPLATE, &t.id, &t).await?;
     Ok(axum::Json(t).into_response())
 }

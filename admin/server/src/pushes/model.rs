@@ -4,6 +4,7 @@ use chrono::DateTime;
 use herald_core::directory::Targets;
 use herald_core::error::ApiError;
 use herald_core::model::Content;
+use herald_core::provider_template::ProviderTemplate;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -95,6 +96,9 @@ pub struct Push {
     pub channel: String,
     pub account: String,
     pub content: Content,
+    /// What a template-based channel sends instead of the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_template: Option<ProviderTemplate>,
     pub targets: Targets,
     pub schedule: Schedule,
     pub enabled: bool,
@@ -181,6 +185,7 @@ impl Push {
             channel: String::new(),
             account: String::new(),
             content: Content::default(),
+            provider_template: None,
             targets: Targets::default(),
             schedule: Schedule::now(),
             enabled: true,

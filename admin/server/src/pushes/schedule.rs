@@ -1,6 +1,7 @@
 //! Publishing pushes: who a push reaches, sending it when due, and the
 //! scheduler that sends scheduled and recurring pushes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,7 +85,15 @@ pub async fn send_again(app: &App, tenant: &str, push: &mut Push) -> std::result
 async fn publish(app: &App, tenant: &str, push: &mut Push, occurrence: i64, recurring: bool, run: &str) -> std::result::Result<(), ApiError> {
     let now = app.deps.clock.now_ms();
     let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
-    let expanded = audience(app, tenant, &push.channel, &push.targets).await?;
+    let mut expanded = audience(app, tenant, &push.channel, &push.targets).await?;
+    let mut metadata = BTreeMap::from([("push".to_string(), push.number.clone())]);
+    if let Some(t) = &push.provider_template {
+        let refused = |why: String| ApiError::new(ErrorKind::Unprocessable, "provider_template", why).with_field("provider_template");
+        let plugin = app.deps.plugins.get(&push.channel);
+        let binding = plugin.as_ref().and_then(|p| p.provider_template.as_ref());
+        let binding = binding.ok_or_else(|| refused(format!("channel {} takes no provider template", push.channel)))?;
+        t.apply(binding, &Default::default(), &mut expanded.recipients, &mut metadata).map_err(|e| refused(e.to_string()))?;
+    }
     // Large lists go out as several messages within the gateway's configured
     // per-message limit, accepted by intake as one send (checked and gated whole).
     let per_message = app.services.intake.limits().await?.max_recipients.max(1);
@@ -100,7 +109,7 @@ async fn publish(app: &App, tenant: &str, push: &mut Push, occurrence: i64, recu
             body: Body::Content(push.content.clone()),
             variables: Default::default(),
             recipients: chunk.to_vec(),
-            metadata: [("push".to_string(), push.number.clone())].into(),
+            metadata: metadata.clone(),
             send_at: None,
             gate: Gate::Prepaid,
         });
