@@ -164,7 +164,10 @@ impl ProviderTemplate {
         if self.params.is_empty() {
             return Ok((code, None));
         }
-        let ctx = minijinja::value::merge_maps([minijinja::Value::from(minijinja::value::Serde(shared)), minijinja::Value::from(minijinja::value::Serde(own))]);
+        let ctx = minijinja::value::merge_maps([
+            minijinja::Value::from(minijinja::value::Serde(shared)),
+            minijinja::Value::from(minijinja::value::Serde(own)),
+        ]);
         let mut values = Vec::with_capacity(self.params.len());
         for (i, p) in self.params.iter().enumerate() {
             let out = env
@@ -229,10 +232,14 @@ mod tests {
     #[test]
     fn declaration() {
         let b = aliyun();
-        assert_eq!((b.code.as_str(), b.param.as_str(), b.format, b.names.as_deref()), ("template_code", "template_param", ParamFormat::Object, Some("template_params")));
-        let t = TemplateBinding::declared_in(r#"{"x-herald-provider-template":{"code":"template_id","param":"template_param_set","format":"array"}}"#)
-            .unwrap()
-            .unwrap();
+        assert_eq!(
+            (b.code.as_str(), b.param.as_str(), b.format, b.names.as_deref()),
+            ("template_code", "template_param", ParamFormat::Object, Some("template_params"))
+        );
+        let t =
+            TemplateBinding::declared_in(r#"{"x-herald-provider-template":{"code":"template_id","param":"template_param_set","format":"array"}}"#)
+                .unwrap()
+                .unwrap();
         assert_eq!(t.format, ParamFormat::Array);
         assert_eq!(TemplateBinding::declared_in(r#"{"type":"object"}"#).unwrap(), None);
         assert!(TemplateBinding::declared_in(r#"{"x-herald-provider-template":{"code":"c","param":"p","format":"xml"}}"#).is_err());
