@@ -33,9 +33,17 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
     await page.getByTestId('tpl-title').fill(tText);
     await page.getByTestId('tpl-text').fill('{{host}} 磁盘使用率 {{usage}}，请处理。');
     await page.getByTestId('tpl-variables').fill('host, usage');
+    // Template-based SMS sends the provider's approved template: its code and parameters, per channel.
+    await page.getByTestId('tpl-pt-aliyun-sms-code').fill('SMS_500');
+    await page.getByTestId('tpl-pt-aliyun-sms-add').click();
+    await page.getByTestId('tpl-pt-aliyun-sms-param-name').fill('host');
+    await page.getByTestId('tpl-pt-aliyun-sms-param-value').fill('{{host}}');
+    assert.equal(await page.getByTestId('tpl-pt-aliyun-sms-sent').textContent(), '实际发送：模板 SMS_500，参数 {"host":"{{host}}"}');
     await page.getByTestId('tpl-save').click();
     const rowText = page.locator(`[data-testid=tpl-row][data-title="${tText}"]`);
     await rowText.waitFor();
+    const savedText = items(await tn.api.get('/tiered/templates')).find((x) => x.title === tText);
+    assert.deepEqual(savedText.provider, { 'aliyun-sms': { code: 'SMS_500', params: [{ name: 'host', value: '{{host}}' }] } });
     assert.match(await rowText.getAttribute('data-number'), /^T\d{6}$/);
 
     // A rich-text template with a subject.
