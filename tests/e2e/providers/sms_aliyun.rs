@@ -499,7 +499,7 @@ async fn a_console_push_sends_the_provider_template_it_chose() {
     use crate::harness::eventually;
     let fake = fake_sms().await;
     let dir = tempfile::tempdir().unwrap();
-    let _gw = Gateway::start(dir.path(), &config(&[(fake.host(), &fake.url)], ""));
+    let gw = Gateway::start(dir.path(), &config(&[(fake.host(), &fake.url)], ""));
     let admin = Admin::start(dir.path());
     let (_, t) = admin.register("Acme", "boss").await;
     let config = json!({"access_key_id": KEY_ID, "access_key_secret": SECRET, "sign_name": "Herald",
@@ -541,10 +541,40 @@ async fn a_console_push_sends_the_provider_template_it_chose() {
     assert_eq!(fake.answers(), ["OK", "OK"], "the fake checks the template's variables");
 
     // A tiered template keeps one provider template per template-based channel.
-    let tpl = |provider: Value| json!({"title": "故障", "editor": "text", "body": "{{ level }} 故障", "provider": provider});
-    let r = admin.call("POST", "/tiered/templates", Some(&t), Some(tpl(json!({"aliyun-sms": chosen})))).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.json()["provider"]["aliyun-sms"]["code"], "SMS_200");
+    let tpl = |provider: Value| json!({"title": "故障", "editor": "text", "body": "{{ host }} 故障", "provider": provider});
     let r = admin.call("POST", "/tiered/templates", Some(&t), Some(tpl(json!({"webhook": chosen})))).await;
     assert_eq!((r.status, r.error().1.as_deref()), (400, Some("provider.webhook")), "{}", r.text());
+    let incident_template = json!({"code": "SMS_200", "params": [{"name": "text", "value": "{{ name }}：{{ host }} 故障"}]});
+    let r = admin.call("POST", "/tiered/templates", Some(&t), Some(tpl(json!({"aliyun-sms": incident_template})))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["provider"]["aliyun-sms"]["code"], "SMS_200");
+    let template = r.json()["id"].as_str().unwrap().to_string();
+
+    // An action fired through the gateway sends it too, with the trigger's variables.
+    let action = admin
+        .call(
+            "POST",
+            "/tiered/actions",
+            Some(&t),
+            Some(json!({"title": "数据库告警", "templates": [template], "rules": [{"level": "urgent",
+                "channels": [{"channel": "aliyun-sms", "account": "ali"}],
+                "recipients": {"list": [{"to": "+8613700137000", "name": "王五"}]}}]})),
+        )
+        .await;
+    assert_eq!(action.status, 201, "{}", action.text());
+    let action = action.json()["id"].as_str().unwrap().to_string();
+    let key = admin.call("POST", "/apps/messaging/enable", Some(&t), None).await.json()["api_key"].as_str().unwrap().to_string();
+    let fired = gw
+        .post(
+            &format!("/v1/actions/{action}/trigger"),
+            Some(&key),
+            &[("content-type", "application/json")],
+            json!({"level": "urgent", "variables": {"host": "db1"}, "dedup_key": "db1"}).to_string(),
+        )
+        .await;
+    assert_eq!(fired.status / 100, 2, "{}", fired.text());
+    eventually(Duration::from_secs(30), "the incident's SMS at Aliyun", || fake.accepted().len() >= 3).await;
+    let sms = fake.accepted().into_iter().find(|a| a.params["PhoneNumbers"] == "13700137000").expect("sent to 王五");
+    assert_eq!(sms.params["TemplateCode"], "SMS_200");
+    assert_eq!(sms.params["TemplateParam"], r#"{"text":"王五：db1 故障"}"#);
 }
