@@ -40,6 +40,8 @@ pub struct User {
     /// Role ids.
     roles: Vec<String>,
     created_at: i64,
+    /// True after an administrator reset the password, until the user changes it.
+    must_change_password: Option<bool>,
 }
 
 #[derive(ToSchema)]
