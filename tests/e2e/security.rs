@@ -240,7 +240,12 @@ async fn administrators_reset_passwords_within_their_rights_and_the_user_is_aske
     let me = admin.call("GET", "/me", Some(&pat_token), None).await.json();
     assert_eq!(me["user"]["must_change_password"], true, "{me}");
     let changed = admin
-        .call("POST", "/me/password", Some(&pat_token), Some(json!({"current_password": "handed over phrase 5", "new_password": "pat chose this 42"})))
+        .call(
+            "POST",
+            "/me/password",
+            Some(&pat_token),
+            Some(json!({"current_password": "handed over phrase 5", "new_password": "pat chose this 42"})),
+        )
         .await;
     assert_eq!(changed.status, 204, "{}", changed.text());
     let me = admin.call("GET", "/me", Some(&pat_token), None).await.json();

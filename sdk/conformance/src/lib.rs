@@ -408,8 +408,12 @@ pub fn missing_labels(schema: &serde_json::Value) -> Vec<String> {
         for (key, p) in props {
             let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
             let zh = &p["x-herald-zh"];
-            let missing: Vec<&str> = [("title", text(p, "title")), ("description", text(p, "description")),
-                ("x-herald-zh.title", text(zh, "title")), ("x-herald-zh.description", text(zh, "description"))]
+            let missing: Vec<&str> = [
+                ("title", text(p, "title")),
+                ("description", text(p, "description")),
+                ("x-herald-zh.title", text(zh, "title")),
+                ("x-herald-zh.description", text(zh, "description")),
+            ]
             .into_iter()
             .filter(|(_, ok)| !ok)
             .map(|(k, _)| k)
@@ -483,10 +487,13 @@ mod tests {
             "a": {"title": "A", "description": "d"},
             "o": {"title": "O", "description": "d", "x-herald-zh": {"title": "乙", "description": "说明"},
                   "properties": {"b": {"x-herald-zh": {"title": "丙", "description": " "}}}}}});
-        assert_eq!(missing_labels(&bad), [
-            "the schema root needs a title and x-herald-zh.title",
-            "a: no x-herald-zh.title, x-herald-zh.description",
-            "o.b: no title, description, x-herald-zh.description",
-        ]);
+        assert_eq!(
+            missing_labels(&bad),
+            [
+                "the schema root needs a title and x-herald-zh.title",
+                "a: no x-herald-zh.title, x-herald-zh.description",
+                "o.b: no title, description, x-herald-zh.description",
+            ]
+        );
     }
 }
