@@ -1860,7 +1860,7 @@ function schemaFields(schema, config, secrets, prefix = '') {
       return html`<label class="inline"><input type="checkbox" name="${path}" data-kind="boolean" data-testid="acc-field-${path}" ${raw((val ?? p.default) ? 'checked' : '')}> ${label}</label>${hint}`;
     }
     if (p.type === 'integer' || p.type === 'number') {
-      return html`<label>${label}<input type="number" name="${path}" data-kind="${p.type}" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${val ?? p.default ?? ''}" ${raw(p.minimum !== undefined ? `min="${Number(p.minimum)}"` : '')} ${raw(p.maximum !== undefined ? `max="${Number(p.maximum)}"` : '')}>${hint}</label>`;
+      return html`<label>${label}<input type="number" name="${path}" data-kind="${p.type}" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${val ?? ''}" placeholder="${p.default ?? ''}" ${raw(p.minimum !== undefined ? `min="${Number(p.minimum)}"` : '')} ${raw(p.maximum !== undefined ? `max="${Number(p.maximum)}"` : '')}>${hint}</label>`;
     }
     if (isSecret) {
       return html`<label>${label}<input type="password" name="${path}" data-kind="secret" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" autocomplete="new-password" placeholder="${secretSet(config, path) ? t('acc.secretKeep') : ''}">${hint}</label>`;
