@@ -1867,7 +1867,10 @@ function schemaFields(schema, config, secrets, prefix = '') {
     }
     return html`<label>${label}<input name="${path}" data-kind="string" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${typeof val === 'object' && val !== null ? JSON.stringify(val) : (val ?? '')}" placeholder="${p.default ?? ''}">${hint}</label>`;
   };
-  const entries = Object.entries(props);
+  // Required fields first, in the order the schema lists them (the API may sort the properties).
+  const order = [...(schema?.required || [])];
+  const rank = (k) => { const i = order.indexOf(k); return i < 0 ? order.length : i; };
+  const entries = Object.entries(props).sort(([a], [b]) => rank(a) - rank(b));
   const basic = entries.filter(([, p]) => !p['x-herald-advanced']);
   const advanced = entries.filter(([, p]) => p['x-herald-advanced']);
   // An advanced field that already has a value opens the section.
