@@ -227,6 +227,35 @@ function showKeyDialog(key) {
   };
 }
 
+// ------------------------------------------------------------------- passwords
+
+/** Two password inputs that must match; returns the Safe HTML. */
+const newPasswordFields = (prefix) => html`<label>${t('users.newPassword')} *<input name="new_password" type="password" autocomplete="new-password" minlength="10" data-testid="${prefix}-new" required></label>
+  <label>${t('users.confirmPassword')} *<input name="confirm" type="password" autocomplete="new-password" data-testid="${prefix}-confirm" required></label>`;
+function matchingPassword(f) {
+  const p = f.elements.new_password.value;
+  if (p !== f.elements.confirm.value) throw new ApiError(0, 'client', t('users.passwordMismatch'), 'confirm');
+  return p;
+}
+/** An administrator (users.password) sets another user's password. */
+function resetPasswordDialog(user) {
+  formDialog(t('users.resetTitle', { name: user.name }), html`<p class="muted">${t('users.resetHint')}</p>${newPasswordFields('reset-password')}`, async (f) => {
+    const r = await api('POST', `/users/${encodeURIComponent(user.id)}/password`, { new_password: matchingPassword(f) });
+    toast(t('users.resetDone', { n: r?.ended ?? 0 }));
+  }, 'reset-password');
+}
+/** One's own password, with the current one (POST /me/password). */
+function changePasswordDialog() {
+  formDialog(t('me.changePassword'), html`${state.me?.user?.must_change_password ? html`<p class="warn">${t('me.mustChange')}</p>` : ''}
+    <label>${t('me.currentPassword')} *<input name="current_password" type="password" autocomplete="current-password" data-testid="change-password-current" required></label>
+    ${newPasswordFields('change-password')}`, async (f) => {
+    await api('POST', '/me/password', { current_password: f.elements.current_password.value, new_password: matchingPassword(f) });
+    toast(t('me.passwordChanged'));
+    await loadMe();
+    renderShell();
+  }, 'change-password');
+}
+
 // -------------------------------------------------------------------- org tree
 
 /** Units → nested nodes. Units whose parent is not visible become roots. */
@@ -697,17 +726,37 @@ async function pageDirectory(root) {
 
   const treeEl = $('[data-testid=unit-tree]', root);
   const renderTree = () => {
-    const li = (n) => html`<li><a href="#" data-testid="unit-node" data-id="${n.id}" data-name="${n.name}" class="${n.id === selected ? 'selected' : ''}" ${raw(n.id === selected ? 'aria-current="true"' : '')}>${n.name}</a>
+    const li = (n) => html`<li><span class="unit-line"><a href="#" data-testid="unit-node" data-id="${n.id}" data-name="${n.name}" class="${n.id === selected ? 'selected' : ''}" ${raw(n.id === selected ? 'aria-current="true"' : '')}>${n.name}</a>
+      ${edit ? html`<button type="button" class="unit-more" data-more="${n.id}" data-testid="unit-more" aria-haspopup="menu" aria-label="${t('dir.unitMenu', { unit: n.name })}" title="${t('dir.unitMenu', { unit: n.name })}">⋯</button>` : ''}</span>
       ${n.children.length ? html`<ul>${n.children.map(li)}</ul>` : ''}</li>`;
     setHtml(treeEl, html`<ul class="tree">${tree.roots.map(li)}</ul>`);
-    on(treeEl, 'a[data-id]', 'click', (e) => {
-      e.preventDefault();
-      selected = e.currentTarget.dataset.id;
+    const select = (id, force = false) => {
+      if (selected === id && !force) return;
+      selected = id;
       sessionStorage.setItem('herald.unit', selected);
       offset = 0;
       renderTree();
       loadUsers();
+    };
+    on(treeEl, 'a[data-id]', 'click', (e) => {
+      e.preventDefault();
+      select(e.currentTarget.dataset.id, true);
     });
+    if (edit) {
+      // Right-click on a unit, or its ⋯ button (keyboard, touch): the unit's actions.
+      on(treeEl, 'a[data-id]', 'contextmenu', (e) => {
+        e.preventDefault();
+        const id = e.currentTarget.dataset.id;
+        select(id);
+        unitMenu(id, e.clientX, e.clientY);
+      });
+      on(treeEl, 'button[data-more]', 'click', (e) => {
+        const id = e.currentTarget.dataset.more;
+        const r = e.currentTarget.getBoundingClientRect();
+        select(id);
+        unitMenu(id, r.left, r.bottom, true);
+      });
+    }
     $$('[data-testid=unit-rename],[data-testid=unit-move],[data-testid=unit-delete],[data-testid=unit-add]', root).forEach((b) => { b.disabled = !selected; });
   };
   const reloadUnits = async () => {
@@ -728,10 +777,12 @@ async function pageDirectory(root) {
       setHtml(wrap, html`<table data-testid="users-table"><thead><tr><th>${t('common.name')}</th><th>${t('users.login')}</th><th>${t('users.mobile')}</th><th>${t('users.email')}</th><th>${t('users.unit')}</th><th></th></tr></thead>
         <tbody>${us.length ? us.map((u) => html`<tr data-testid="user-row" data-login="${u.login || ''}" data-id="${u.id}"><td>${u.name}</td><td>${u.login || ''}</td><td>${u.mobile || ''}</td><td>${u.email || ''}</td>
           <td>${tree.byId.get(u.unit)?.name || u.unit || ''}</td>
-          <td class="rowbtns">${edit ? html`<button type="button" data-edit="${u.id}" data-testid="user-edit">${t('common.edit')}</button>
-          <button type="button" class="danger" data-del="${u.id}" data-testid="user-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted" data-testid="users-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+          <td class="rowbtns">${edit ? html`<button type="button" data-edit="${u.id}" data-testid="user-edit">${t('common.edit')}</button>` : ''}
+          ${can('users.password') && u.login && u.id !== state.me?.user?.id ? html`<button type="button" data-reset="${u.id}" data-testid="user-reset-password">${t('users.resetPassword')}</button>` : ''}
+          ${edit ? html`<button type="button" class="danger" data-del="${u.id}" data-testid="user-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted" data-testid="users-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
       wrap.appendChild(pager(total, offset, PAGE, (o) => { offset = o; loadUsers(); }));
       on(wrap, '[data-edit]', 'click', (e) => userDialog(us.find((u) => u.id === e.currentTarget.dataset.edit)));
+      on(wrap, '[data-reset]', 'click', (e) => resetPasswordDialog(us.find((u) => u.id === e.currentTarget.dataset.reset)));
       on(wrap, '[data-del]', 'click', async (e) => {
         const u = us.find((x) => x.id === e.currentTarget.dataset.del);
         if (!(await confirmDialog(t('users.confirmDelete', { name: u.name })))) return;
@@ -742,11 +793,11 @@ async function pageDirectory(root) {
     }
   };
 
-  const userDialog = async (user) => {
+  const userDialog = async (user, unit = selected) => {
     if (roles === null) {
       roles = can('roles.view') ? await api('GET', '/roles').then(items, () => []) : [];
     }
-    const u = user || { unit: selected, roles: [] };
+    const u = user || { unit, roles: [] };
     const ur = new Set(u.roles || []);
     // Changing one's own password or login needs the current password.
     const self = !!(user && state.me && state.me.user && state.me.user.id === user.id);
@@ -783,17 +834,61 @@ async function pageDirectory(root) {
 
   const nameDialog = (title, value, submit) => formDialog(title, html`<label>${t('common.name')}<input name="name" value="${value || ''}" data-testid="unit-name" required></label>`, async (f) => submit(f.elements.name.value.trim()), 'unit-dialog');
 
+  /** The context menu of a unit: the same actions as the buttons above the tree. */
+  const unitMenu = (id, x, y, fromKeyboard = false) => {
+    document.querySelector('.ctxmenu')?.remove();
+    const n = tree.byId.get(id);
+    if (!n) return;
+    const menu = document.createElement('div');
+    menu.className = 'ctxmenu';
+    menu.setAttribute('role', 'menu');
+    menu.dataset.testid = 'unit-menu';
+    menu.setAttribute('aria-label', t('dir.unitMenu', { unit: n.name }));
+    setHtml(menu, html`<button type="button" role="menuitem" data-act="add" data-testid="unit-menu-add">${t('dir.addChildUnit')}</button>
+      <button type="button" role="menuitem" data-act="rename" data-testid="unit-menu-rename">${t('dir.rename')}</button>
+      <button type="button" role="menuitem" data-act="move" data-testid="unit-menu-move">${t('dir.move')}</button>
+      <button type="button" role="menuitem" data-act="delete" class="danger" data-testid="unit-menu-delete">${t('common.delete')}</button>
+      <button type="button" role="menuitem" data-act="user" data-testid="unit-menu-user">${t('users.addHere')}</button>`);
+    document.body.appendChild(menu);
+    const w = menu.offsetWidth;
+    const h = menu.offsetHeight;
+    menu.style.left = `${Math.max(0, Math.min(x, window.innerWidth - w - 4))}px`;
+    menu.style.top = `${Math.max(0, Math.min(y, window.innerHeight - h - 4))}px`;
+    const entries = $$('button', menu);
+    const close = () => {
+      menu.remove();
+      document.removeEventListener('mousedown', outside, true);
+      window.removeEventListener('hashchange', close);
+    };
+    const outside = (e) => { if (!menu.contains(e.target)) close(); };
+    document.addEventListener('mousedown', outside, true);
+    window.addEventListener('hashchange', close);
+    menu.addEventListener('keydown', (e) => {
+      const i = entries.indexOf(document.activeElement);
+      if (e.key === 'Escape') { close(); $(`[data-more="${CSS.escape(id)}"]`, treeEl)?.focus(); }
+      else if (e.key === 'ArrowDown') { e.preventDefault(); entries[(i + 1) % entries.length].focus(); }
+      else if (e.key === 'ArrowUp') { e.preventDefault(); entries[(i - 1 + entries.length) % entries.length].focus(); }
+      else if (e.key === 'Tab') close();
+    });
+    on(menu, 'button[data-act]', 'click', (e) => {
+      const act = e.currentTarget.dataset.act;
+      close();
+      unitActions[act](tree.byId.get(id));
+    });
+    if (fromKeyboard) entries[0].focus();
+  };
+  const unitActions = {};
+
   if (edit) {
-    $('[data-testid=unit-add]', root).onclick = () => nameDialog(t('dir.addChildOf', { unit: tree.byId.get(selected)?.name || '' }), '', async (name) => {
-      const u = await api('POST', '/units', { name, parent: selected });
+    unitActions.add = (node) => nameDialog(t('dir.addChildOf', { unit: node?.name || '' }), '', async (name) => {
+      const u = await api('POST', '/units', { name, parent: node.id });
       selected = u?.id || selected;
       sessionStorage.setItem('herald.unit', selected);
       toast(t('common.saved'));
       await reloadUnits();
       loadUsers();
     });
-    $('[data-testid=unit-rename]', root).onclick = () => {
-      const n = tree.byId.get(selected);
+    unitActions.rename = (n) => {
       nameDialog(t('dir.rename'), n.name, async (name) => {
         await api('PATCH', `/units/${encodeURIComponent(n.id)}`, { name });
         toast(t('common.saved'));
@@ -801,8 +896,7 @@ async function pageDirectory(root) {
         loadUsers();
       });
     };
-    $('[data-testid=unit-move]', root).onclick = () => {
-      const n = tree.byId.get(selected);
+    unitActions.move = (n) => {
       const exclude = new Set(subtreeIds(n));
       formDialog(t('dir.moveUnit', { unit: n.name }), html`<label>${t('dir.newParent')}<select name="parent" data-testid="unit-parent">${unitOptions(tree.roots, n.parent, exclude)}</select></label>`, async (f) => {
         await api('PATCH', `/units/${encodeURIComponent(n.id)}`, { parent: f.elements.parent.value });
@@ -810,8 +904,7 @@ async function pageDirectory(root) {
         await reloadUnits();
       }, 'unit-dialog');
     };
-    $('[data-testid=unit-delete]', root).onclick = async () => {
-      const n = tree.byId.get(selected);
+    unitActions.delete = async (n) => {
       if (!(await confirmDialog(t('dir.confirmDelete', { unit: n.name })))) return;
       try {
         await api('DELETE', `/units/${encodeURIComponent(n.id)}`);
@@ -821,6 +914,12 @@ async function pageDirectory(root) {
         loadUsers();
       } catch (err) { toast(err.message, 'error'); }
     };
+    unitActions.user = (n) => userDialog(null, n.id);
+    const current = () => tree.byId.get(selected);
+    $('[data-testid=unit-add]', root).onclick = () => unitActions.add(current());
+    $('[data-testid=unit-rename]', root).onclick = () => unitActions.rename(current());
+    $('[data-testid=unit-move]', root).onclick = () => unitActions.move(current());
+    $('[data-testid=unit-delete]', root).onclick = () => unitActions.delete(current());
     $('[data-testid=user-add]', root).onclick = () => userDialog(null);
   }
   $('[data-testid=user-search-form]', root).addEventListener('submit', (e) => {
@@ -963,9 +1062,16 @@ async function accountTypes() {
   if (!state.accountTypes) state.accountTypes = items(await api('GET', '/account-types'));
   return state.accountTypes;
 }
+/** A plugin's account schema as an object (the API may give it as a string). */
+function schemaOf(types, ch) {
+  let schema = types.find((x) => x.channel === ch)?.account_schema;
+  if (typeof schema === 'string') { try { schema = JSON.parse(schema); } catch { schema = {}; } }
+  return schema && typeof schema === 'object' ? schema : {};
+}
 const channelName = (types, ch) => {
   const tp = types.find((x) => x.channel === ch);
-  return t('channel.' + ch, {}, tp?.name || ch);
+  // The console's own name, else the schema's localized title, else the plugin name.
+  return t('channel.' + ch, {}, schemaText(schemaOf(types, ch), ch).title || tp?.name || ch);
 };
 
 async function pagePushes(root) {
@@ -1590,6 +1696,52 @@ function editorFits(editor, formats) {
   return has('voice') || (!rich && (has('text') || has('markdown')));
 }
 
+/** The template picker (manual: 选择模板): search by number and title, a preview of the
+ * template under the pointer, checkboxes; done(picked templates, in the order chosen). */
+function pickTemplates(current, done) {
+  const picked = new Map(current.map((x) => [x.id, x]));
+  const { el, form } = formDialog(t('tiered.pickerTitle'), html`<div class="searchbar">
+      <input name="number" placeholder="${t('common.number')}" data-testid="tpl-picker-number">
+      <input type="search" name="title" placeholder="${t('common.title')}" data-testid="tpl-picker-title">
+      <button type="button" data-testid="tpl-picker-go">${t('common.search')}</button>
+      <span class="muted" data-testid="tpl-picker-count"></span></div>
+    <div class="tpl-picker"><div class="picker-list" data-testid="tpl-picker-list"></div>
+      <div class="tpl-preview" data-testid="tpl-picker-preview"><p class="muted">${t('tiered.previewHint')}</p></div></div>`, async () => {
+    done([...picked.values()]);
+  }, 'tpl-picker');
+  const list = $('[data-testid=tpl-picker-list]', el);
+  const preview = $('[data-testid=tpl-picker-preview]', el);
+  const count = () => { $('[data-testid=tpl-picker-count]', el).textContent = t('tiered.chosenCount', { n: picked.size }); };
+  const show = (x) => {
+    $$('label.pick', list).forEach((l) => l.classList.toggle('active', l.dataset.id === x.id));
+    // Rich text is shown sanitized, the rest as plain text.
+    const body = x.editor === 'rich_text' ? html`<div class="rich-view">${raw(cleanHtml(x.body || ''))}</div>` : html`<pre>${x.body || ''}</pre>`;
+    setHtml(preview, html`<h3 data-testid="tpl-preview-title">${x.number} · ${x.title}</h3>
+      <p class="muted">${t('tiered.editor')}: ${t('editor.' + x.editor, {}, x.editor)}${(x.variables || []).length ? html` · ${t('tiered.variables')}: ${x.variables.join(', ')}` : ''}</p>
+      ${x.subject ? html`<p><b data-testid="tpl-preview-subject">${x.subject}</b></p>` : ''}<div data-testid="tpl-preview-body">${body}</div>`);
+  };
+  const load = async () => {
+    try {
+      const d = await api('GET', '/tiered/templates' + qs({ number: form.elements.number.value.trim(), title: form.elements.title.value.trim(), limit: 200 }));
+      const ts = items(d);
+      setHtml(list, ts.length ? html`${ts.map((x) => html`<label class="pick" data-id="${x.id}"><input type="checkbox" value="${x.id}" data-number="${x.number}" data-title="${x.title}" ${raw(picked.has(x.id) ? 'checked' : '')}>
+        ${x.number} · ${x.title} <span class="muted">(${t('editor.' + x.editor, {}, x.editor)})</span></label>`)}` : html`<p class="muted">${t('common.empty')}</p>`);
+      on(list, 'label.pick', 'mouseenter', (e) => show(ts.find((x) => x.id === e.currentTarget.dataset.id)));
+      on(list, 'label.pick', 'focusin', (e) => show(ts.find((x) => x.id === e.currentTarget.dataset.id)));
+      on(list, 'input[type=checkbox]', 'change', (e) => {
+        const x = ts.find((y) => y.id === e.target.value);
+        if (e.target.checked) picked.set(x.id, x); else picked.delete(x.id);
+        show(x);
+        count();
+      });
+    } catch (err) { showError(form, err); }
+  };
+  $('[data-testid=tpl-picker-go]', el).onclick = load;
+  $$('input[name=number],input[name=title]', form).forEach((i) => i.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); load(); } }));
+  count();
+  load();
+}
+
 const LEVELS = ['urgent', 'normal', 'info'];
 const CONDITIONS = ['not_acknowledged', 'not_delivered'];
 
@@ -1603,13 +1755,14 @@ async function pageActionEdit(root, id) {
     loadAccounts().catch(() => []),
     treeCtx(readonly),
   ]);
-  const chosen = new Set(a.templates || []);
+  // The chosen templates, in order; picked in the template picker dialog.
+  const known = new Map(tpls.map((x) => [x.id, x]));
+  let chosen = (a.templates || []).map((tid) => known.get(tid) || { id: tid, number: tid, title: '' });
   setHtml(root, html`<section data-testid="page-action-edit"><h1>${isNew ? t('tiered.addAction') : html`${t('tiered.action')} <span class="muted" data-testid="action-number">${a.number}</span>`}</h1>
     <form class="panel" data-testid="action-form" novalidate>
       <label>${t('common.title')} *<input name="title" value="${a.title}" data-testid="action-title" required></label>
-      <fieldset data-field="templates"><legend>${t('tiered.pickTemplates')}</legend><div class="picker-list" data-testid="action-templates">
-        ${tpls.length ? tpls.map((x) => html`<label class="pick"><input type="checkbox" name="templates" value="${x.id}" data-number="${x.number}" data-title="${x.title}" ${raw(chosen.has(x.id) ? 'checked' : '')}> ${x.number} · ${x.title} <span class="muted">(${t('editor.' + x.editor, {}, x.editor)})</span></label>`) : html`<p class="muted">${t('tiered.noTemplates')}</p>`}
-      </div></fieldset>
+      <fieldset data-field="templates"><legend>${t('tiered.pickTemplates')}</legend><div class="chips" data-testid="action-templates"></div>
+        ${readonly ? '' : html`<button type="button" data-testid="action-pick-templates">${t('tiered.choose')}</button>`}</fieldset>
       <label>${t('tiered.ackScope')}<select name="ack_scope" data-testid="action-ack-scope">${['incident', 'recipient'].map((s) => html`<option value="${s}" ${raw(s === (a.ack_scope || 'incident') ? 'selected' : '')}>${t('ackScope.' + s)}</option>`)}</select></label>
       <fieldset data-field="rules"><legend>${t('tiered.rules')}</legend><div class="rule-cards" data-testid="rule-cards"></div>
         ${readonly ? '' : html`<button type="button" data-testid="rule-add">＋ ${t('tiered.addRule')}</button>`}</fieldset>
@@ -1679,9 +1832,19 @@ async function pageActionEdit(root, id) {
     renumber();
   };
   const renumber = () => cards.forEach((c, i) => { $('[data-testid=rule-index]', c.el).textContent = String(i + 1); });
+  const chipsEl = $('[data-testid=action-templates]', root);
+  const renderChosen = () => {
+    setHtml(chipsEl, chosen.length ? html`${chosen.map((x) => html`<span class="chip" data-testid="action-template" data-id="${x.id}" data-number="${x.number}" data-title="${x.title}">${x.number}${x.title ? html` · ${x.title}` : ''}
+      ${x.editor ? html`<span class="muted">(${t('editor.' + x.editor, {}, x.editor)})</span>` : ''}
+      ${readonly ? '' : html`<button type="button" class="icon" data-remove="${x.id}" data-testid="action-template-remove" aria-label="${t('common.remove')}">×</button>`}</span>`)}`
+      : html`<span class="muted" data-testid="action-templates-none">${tpls.length ? t('tiered.noneChosen') : t('tiered.noTemplates')}</span>`);
+    on(chipsEl, '[data-remove]', 'click', (e) => { chosen = chosen.filter((x) => x.id !== e.currentTarget.dataset.remove); renderChosen(); });
+    markChannels(cardsEl);
+  };
+  $('[data-testid=action-pick-templates]', root)?.addEventListener('click', () => pickTemplates(chosen, (picked) => { chosen = picked; renderChosen(); }));
   // Channels that none of the picked templates fits are greyed out (the server has the same rule).
   const markChannels = (scope) => {
-    const editors = $$('input[name=templates]:checked', form).map((i) => tpls.find((x) => x.id === i.value)?.editor).filter(Boolean);
+    const editors = chosen.map((x) => x.editor).filter(Boolean);
     $$('select[name=channel] option[value]:not([value=""])', scope).forEach((o) => {
       const formats = types.find((x) => x.channel === o.value)?.formats || [];
       const ok = !editors.length || editors.some((ed) => editorFits(ed, formats));
@@ -1689,14 +1852,14 @@ async function pageActionEdit(root, id) {
       o.classList.toggle('unfit', !ok);
     });
   };
-  on(form, 'input[name=templates]', 'change', () => markChannels(cardsEl));
   (a.rules?.length ? a.rules : [null]).forEach(addCard);
+  renderChosen();
   $('[data-testid=rule-add]', root)?.addEventListener('click', () => addCard(null));
   if (readonly) $$('input,select,textarea', form).forEach((i) => { i.disabled = true; });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     clearError(form);
-    const body = { title: form.elements.title.value.trim(), templates: $$('input[name=templates]:checked', form).map((i) => i.value), rules: cards.map((c) => c.value()), ack_scope: form.elements.ack_scope.value };
+    const body = { title: form.elements.title.value.trim(), templates: chosen.map((x) => x.id), rules: cards.map((c) => c.value()), ack_scope: form.elements.ack_scope.value };
     try {
       const saved = isNew ? await api('POST', '/tiered/actions', body) : await api('PUT', `/tiered/actions/${encodeURIComponent(a.id)}`, body);
       toast(t('tiered.savedAction', { number: saved?.number || a.number || '' }));
@@ -1725,17 +1888,27 @@ function secretSet(config, path) {
   return !!(parent && parent[`${ks[ks.length - 1]}_set`]);
 }
 
-/** Render fields for a JSON Schema object (string/integer/number/boolean/enum, nested objects). */
+/** A schema node's label and help in the console's language: `x-herald-zh` for Chinese
+ * (sdk/README.md, "Account schema"), else the English title/description, else the raw key. */
+function schemaText(p, key) {
+  const zh = getLang() === 'zh' ? p['x-herald-zh'] || {} : {};
+  return { title: zh.title || p.title || '', help: zh.description || p.description || '', key };
+}
+/** Render fields for a JSON Schema object (string/integer/number/boolean/enum, nested objects).
+ * Properties marked `x-herald-advanced` go into a collapsed "Advanced settings" section. */
 function schemaFields(schema, config, secrets, prefix = '') {
   const props = schema?.properties || {};
   const req = new Set(schema?.required || []);
-  return Object.entries(props).map(([key, p]) => {
+  const field = ([key, p]) => {
     const path = prefix ? `${prefix}.${key}` : key;
-    const label = html`${p.title || key}${req.has(key) ? ' *' : ''}`;
-    const hint = p.description ? html`<small class="muted">${p.description}</small>` : '';
+    const txt = schemaText(p, key);
+    // The label: the localized title with the key small beside it; the bare key when there is no title.
+    const name = txt.title ? html`${txt.title} <code class="fkey">${key}</code>` : html`<code>${key}</code>`;
+    const label = html`<span class="flabel" data-testid="acc-label-${path}">${name}${req.has(key) ? ' *' : ''}</span>`;
+    const hint = txt.help ? html`<small class="muted" data-testid="acc-help-${path}">${txt.help}</small>` : '';
     const val = getPath(config || {}, path);
     if (p.type === 'object' && p.properties) {
-      return html`<fieldset class="nested"><legend>${p.title || key}</legend>${schemaFields(p, config, secrets, path)}</fieldset>`;
+      return html`<fieldset class="nested"><legend>${txt.title || key}</legend>${hint}${schemaFields(p, config, secrets, path)}</fieldset>`;
     }
     const isSecret = secrets.has(path) || secrets.has(key) || p.writeOnly;
     if (p.type === 'object' || p.type === 'array') {
@@ -1747,16 +1920,26 @@ function schemaFields(schema, config, secrets, prefix = '') {
         ${req.has(key) ? '' : html`<option value=""></option>`}${p.enum.map((o) => html`<option value="${o}" ${raw(String(o) === String(val ?? p.default ?? '') ? 'selected' : '')}>${o}</option>`)}</select>${hint}</label>`;
     }
     if (p.type === 'boolean') {
-      return html`<label class="inline"><input type="checkbox" name="${path}" data-kind="boolean" data-testid="acc-field-${path}" ${raw((val ?? p.default) ? 'checked' : '')}> ${p.title || key}</label>${hint}`;
+      return html`<label class="inline"><input type="checkbox" name="${path}" data-kind="boolean" data-testid="acc-field-${path}" ${raw((val ?? p.default) ? 'checked' : '')}> ${label}</label>${hint}`;
     }
     if (p.type === 'integer' || p.type === 'number') {
-      return html`<label>${label}<input type="number" name="${path}" data-kind="${p.type}" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${val ?? p.default ?? ''}" ${raw(p.minimum !== undefined ? `min="${Number(p.minimum)}"` : '')} ${raw(p.maximum !== undefined ? `max="${Number(p.maximum)}"` : '')}>${hint}</label>`;
+      return html`<label>${label}<input type="number" name="${path}" data-kind="${p.type}" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${val ?? ''}" placeholder="${p.default ?? ''}" ${raw(p.minimum !== undefined ? `min="${Number(p.minimum)}"` : '')} ${raw(p.maximum !== undefined ? `max="${Number(p.maximum)}"` : '')}>${hint}</label>`;
     }
     if (isSecret) {
       return html`<label>${label}<input type="password" name="${path}" data-kind="secret" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" autocomplete="new-password" placeholder="${secretSet(config, path) ? t('acc.secretKeep') : ''}">${hint}</label>`;
     }
-    return html`<label>${label}<input name="${path}" data-kind="string" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${typeof val === 'object' && val !== null ? JSON.stringify(val) : (val ?? '')}">${hint}</label>`;
-  });
+    return html`<label>${label}<input name="${path}" data-kind="string" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${typeof val === 'object' && val !== null ? JSON.stringify(val) : (val ?? '')}" placeholder="${p.default ?? ''}">${hint}</label>`;
+  };
+  // Required fields first, in the order the schema lists them (the API may sort the properties).
+  const order = [...(schema?.required || [])];
+  const rank = (k) => { const i = order.indexOf(k); return i < 0 ? order.length : i; };
+  const entries = Object.entries(props).sort(([a], [b]) => rank(a) - rank(b));
+  const basic = entries.filter(([, p]) => !p['x-herald-advanced']);
+  const advanced = entries.filter(([, p]) => p['x-herald-advanced']);
+  // An advanced field that already has a value opens the section.
+  const filled = advanced.some(([key]) => getPath(config || {}, prefix ? `${prefix}.${key}` : key) !== undefined);
+  return html`${basic.map(field)}${advanced.length ? html`<details class="advanced" data-testid="acc-advanced${prefix ? `-${prefix}` : ''}" ${raw(filled ? 'open' : '')}>
+    <summary data-testid="acc-advanced-toggle${prefix ? `-${prefix}` : ''}">${t('acc.advanced')}</summary>${advanced.map(field)}</details>` : ''}`;
 }
 function readSchemaFields(box) {
   const cfg = {};
@@ -1824,6 +2007,9 @@ async function pageAccounts(root) {
       const cfg = ch === a.channel ? a.config || {} : {};
       if (ch === 'email') {
         const smtp = cfg.smtp || {};
+        // The advanced fields come from the plugin's schema (labels and help included).
+        const sch = schemaOf(types, 'email');
+        const pick = (obj, keys) => ({ properties: Object.fromEntries(keys.filter((k) => obj?.properties?.[k]).map((k) => [k, { ...obj.properties[k], 'x-herald-advanced': false }])) });
         setHtml(box, html`<div class="grid2">
           <label>${t('acc.address')} *<input name="from" type="email" data-testid="acc-from" value="${cfg.from || ''}"></label>
           <label>${t('acc.fromName')}<input name="from_name" data-testid="acc-from-name" value="${cfg.from_name || ''}"></label>
@@ -1833,7 +2019,9 @@ async function pageAccounts(root) {
           <label>${t('acc.port')} *<input name="smtp.port" type="number" min="1" max="65535" data-testid="acc-port" value="${smtp.port ?? 465}"></label>
           <label>${t('acc.tls')} *<select name="smtp.tls" data-testid="acc-tls">${TLS_MODES.map(([v, l]) => html`<option value="${v}" ${raw(v === (smtp.tls || 'implicit') ? 'selected' : '')}>${t('tls.' + l)}</option>`)}</select></label>
           <label class="inline" data-testid="acc-plain-wrap"><input type="checkbox" name="smtp.allow_plaintext_auth" data-testid="acc-plaintext" ${raw(smtp.allow_plaintext_auth ? 'checked' : '')}> ${t('acc.allowPlain')}</label>
-          </div>`);
+          </div>
+          <details class="advanced" data-testid="acc-advanced" ${raw(cfg.reply_to || smtp.max_recipients_per_message || smtp.max_connections ? 'open' : '')}><summary data-testid="acc-advanced-toggle">${t('acc.advanced')}</summary>
+            <div data-testid="acc-email-advanced">${schemaFields(pick(sch, ['reply_to']), cfg, new Set())}${schemaFields(pick(sch.properties?.smtp, ['max_recipients_per_message', 'max_connections']), cfg, new Set(), 'smtp')}</div></details>`);
         const syncTls = () => { $('[data-testid=acc-plain-wrap]', box).hidden = f.elements['smtp.tls'].value !== 'none'; };
         f.elements['smtp.tls'].addEventListener('change', syncTls);
         syncTls();
@@ -1846,15 +2034,15 @@ async function pageAccounts(root) {
           if (username) smtp2.username = username;
           if (password) smtp2.password = password;
           if (smtp2.tls === 'none' && e['smtp.allow_plaintext_auth'].checked) smtp2.allow_plaintext_auth = true;
-          const c = { from, smtp: smtp2 };
+          const adv = readSchemaFields($('[data-testid=acc-email-advanced]', box));
+          const c = { from, smtp: { ...smtp2, ...(adv.smtp || {}) } };
           if (e.from_name.value.trim()) c.from_name = e.from_name.value.trim();
-          if (cfg.reply_to) c.reply_to = cfg.reply_to;
+          if (adv.reply_to) c.reply_to = adv.reply_to;
           return c;
         };
       } else {
         const tp = types.find((x) => x.channel === ch);
-        let schema = tp?.account_schema;
-        if (typeof schema === 'string') { try { schema = JSON.parse(schema); } catch { schema = {}; } }
+        const schema = schemaOf(types, ch);
         const secrets = new Set(tp?.secret_fields || []);
         setHtml(box, html`${schemaFields(schema, cfg, secrets)}`);
         readConfig = () => readSchemaFields(box);
@@ -2133,8 +2321,22 @@ function renderShell() {
       <a href="/api/v1/docs" target="_blank" rel="noopener" data-testid="api-docs" title="${t('app.apiDocs')}">API</a>
       <select data-testid="lang-switch" aria-label="${t('common.language')}">${LANGS.map(([code, label]) => html`<option value="${code}" ${raw(code === getLang() ? 'selected' : '')}>${label}</option>`)}</select>
       ${me ? html`<span class="who" data-testid="whoami">${me.user?.name || ''} · ${me.tenant?.name || ''}</span>
+        <button type="button" data-testid="me-password">${t('me.changePassword')}</button>
         <button type="button" data-testid="logout">${t('login.logout')}</button>` : ''}
     </div>`);
+  $('[data-testid=me-password]')?.addEventListener('click', changePasswordDialog);
+  // After an administrator's reset: a reminder above every page until the user changes it.
+  const banner = $('#must-change');
+  if (banner) banner.remove();
+  if (me?.user?.must_change_password) {
+    const b = document.createElement('div');
+    b.id = 'must-change';
+    b.className = 'banner';
+    b.dataset.testid = 'must-change-password';
+    setHtml(b, html`<span>${t('me.mustChange')}</span><button type="button" class="primary" data-testid="must-change-go">${t('me.changePassword')}</button>`);
+    $('#layout').before(b);
+    $('button', b).addEventListener('click', changePasswordDialog);
+  }
   $('[data-testid=lang-switch]').addEventListener('change', (e) => { setLang(e.target.value); document.documentElement.lang = getLang() === 'zh' ? 'zh-CN' : 'en'; route(); });
   $('[data-testid=logout]')?.addEventListener('click', async () => {
     try { await api('POST', '/logout', undefined, { no401: true }); } catch { /* already out */ }

@@ -203,6 +203,55 @@ async fn directory_editors_cannot_take_over_accounts_and_credential_changes_end_
     forbidden(&admin.call("DELETE", &format!("/users/{boss_id}/sessions"), Some(&dt), None).await, "id", "this user");
 }
 
+async fn reset(admin: &Admin, token: &str, user: &str, password: &str) -> Resp {
+    admin.call("POST", &format!("/users/{user}/password"), Some(token), Some(json!({"new_password": password}))).await
+}
+
+#[tokio::test]
+async fn administrators_reset_passwords_within_their_rights_and_the_user_is_asked_to_change_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path());
+    let (_, boss) = admin.register("Acme", "boss").await;
+    let boss_id = me_id(&admin, &boss).await;
+    let root = admin.root_unit(&boss).await;
+    let (_, _, helpdesk) = member(&admin, &boss, "helpdesk", &["directory.view", "users.password"], true, &[]).await;
+    let (_, _, editor) = member(&admin, &boss, "editor", &["directory.view", "directory.edit"], true, &[]).await;
+    let pat = id(&admin.call("POST", "/users", Some(&boss), Some(json!({"name": "Pat", "login": "pat", "password": PASSWORD, "unit": root}))).await);
+    let pat_token = admin.login("pat", PASSWORD).await;
+
+    // Without users.password: 403; a weak password: 400 naming the field.
+    let denied = reset(&admin, &editor, &pat, "handed over phrase 5").await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert!(denied.text().contains("users.password"), "{}", denied.text());
+    let weak = reset(&admin, &helpdesk, &pat, "aaaaaaaaaa").await;
+    assert_eq!((weak.status, weak.error().1.as_deref()), (400, Some("new_password")), "{}", weak.text());
+    // Not someone with more rights, not oneself, not another tenant's user.
+    forbidden(&reset(&admin, &helpdesk, &boss_id, "taken over 12345 x").await, "id", "this user holds the permission");
+    let own = reset(&admin, &boss, &boss_id, "my own new phrase 8").await;
+    assert_eq!((own.status, own.error().0.as_str()), (409, "self"), "{}", own.text());
+    let (_, other) = admin.register("Other", "other-boss").await;
+    assert_eq!(reset(&admin, &other, &pat, "cross tenant phrase 1").await.status, 404);
+
+    // The reset: Pat's sessions end, the new password works, Pat is asked to change it.
+    let done = reset(&admin, &helpdesk, &pat, "handed over phrase 5").await;
+    assert_eq!((done.status, done.json()["ended"].as_u64()), (200, Some(1)), "{}", done.text());
+    assert_eq!(admin.call("GET", "/me", Some(&pat_token), None).await.status, 401);
+    let pat_token = admin.login("pat", "handed over phrase 5").await;
+    let me = admin.call("GET", "/me", Some(&pat_token), None).await.json();
+    assert_eq!(me["user"]["must_change_password"], true, "{me}");
+    let changed = admin
+        .call(
+            "POST",
+            "/me/password",
+            Some(&pat_token),
+            Some(json!({"current_password": "handed over phrase 5", "new_password": "pat chose this 42"})),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{}", changed.text());
+    let me = admin.call("GET", "/me", Some(&pat_token), None).await.json();
+    assert!(me["user"].get("must_change_password").is_none(), "{me}");
+}
+
 async fn login_raw(url: &str, login: &str, password: &str) -> Resp {
     let body = Bytes::from(json!({"login": login, "password": password}).to_string());
     request("POST", &format!("{url}/api/v1/login"), None, &[("content-type", "application/json")], body).await

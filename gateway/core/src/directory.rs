@@ -50,6 +50,10 @@ pub struct User {
     pub roles: Vec<String>,
     #[serde(default)]
     pub created_at: Millis,
+    /// Set when an administrator reset the password: the console asks the
+    /// user to choose their own at the next login; cleared when they do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub must_change_password: bool,
 }
 
 impl User {

@@ -119,20 +119,29 @@ const MAX_DETAIL: usize = 300;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Aliyun SMS account",
+  "x-herald-zh": {"title": "阿里云短信账号"},
   "type": "object",
   "required": ["access_key_id", "access_key_secret", "sign_name", "template_code"],
   "x-herald-provider-template": {"code": "template_code", "names": "template_params", "param": "template_param", "format": "object"},
   "additionalProperties": false,
   "properties": {
-    "access_key_id": {"type": "string", "minLength": 1, "description": "RAM AccessKey ID."},
-    "access_key_secret": {"type": "string", "minLength": 1, "description": "RAM AccessKey secret."},
-    "sign_name": {"type": "string", "minLength": 1, "description": "Approved SMS signature (SignName)."},
-    "template_code": {"type": "string", "minLength": 1, "description": "Approved template code, e.g. SMS_154950909."},
+    "access_key_id": {"type": "string", "minLength": 1, "title": "AccessKey ID", "description": "RAM AccessKey ID.",
+                      "x-herald-zh": {"title": "AccessKey ID", "description": "RAM 用户的 AccessKey ID。"}},
+    "access_key_secret": {"type": "string", "minLength": 1, "title": "AccessKey Secret", "description": "RAM AccessKey secret.",
+                          "x-herald-zh": {"title": "AccessKey Secret", "description": "RAM 用户的 AccessKey Secret。"}},
+    "sign_name": {"type": "string", "minLength": 1, "title": "SMS signature", "description": "Approved SMS signature (SignName).",
+                  "x-herald-zh": {"title": "短信签名", "description": "已审核通过的短信签名（SignName）。"}},
+    "template_code": {"type": "string", "minLength": 1, "title": "Template code", "description": "Approved template code, e.g. SMS_154950909.",
+                      "x-herald-zh": {"title": "模板CODE", "description": "已审核通过的模板CODE，例如 SMS_154950909。"}},
     "template_params": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": true,
-                        "description": "Delivery metadata keys that make up TemplateParam."},
-    "region_id": {"type": "string", "minLength": 1, "default": "cn-hangzhou"},
-    "callback_token": {"type": "string", "minLength": 8,
-                       "description": "When set, delivery-report pushes must carry ?token=<this>."}
+                        "title": "Template parameters", "description": "Delivery metadata keys that make up TemplateParam.",
+                        "x-herald-zh": {"title": "模板参数", "description": "组成 TemplateParam 的投递元数据键名。"}},
+    "region_id": {"type": "string", "minLength": 1, "default": "cn-hangzhou", "x-herald-advanced": true,
+                  "title": "Region", "description": "API region, default cn-hangzhou.",
+                  "x-herald-zh": {"title": "地域", "description": "接口地域，默认 cn-hangzhou。"}},
+    "callback_token": {"type": "string", "minLength": 8, "x-herald-advanced": true,
+                       "title": "Callback token", "description": "When set, delivery-report pushes must carry ?token=<this>.",
+                       "x-herald-zh": {"title": "回执校验令牌", "description": "设置后，状态报告推送必须带 ?token=<此值>。"}}
   }
 }"#;
 

@@ -95,6 +95,7 @@ const MAX_TITLE_CHARS: usize = 64;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald DingTalk custom robot account",
+  "x-herald-zh": {"title": "钉钉自定义机器人账号"},
   "type": "object",
   "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[^\\s,]+|\\+?-*(?:[0-9]-*){5,20}",
                          "description": "a mobile number (13800000000, +8613800000000, +852-91234567) or userid:<DingTalk userid> to @mention, @all, or group for no mention"},
@@ -102,13 +103,17 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "webhook": {"type": "string", "pattern": "^https://oapi\\.dingtalk\\.com/robot/send\\?access_token=[A-Za-z0-9._~-]+$",
-                "description": "The robot's webhook URL, as DingTalk shows it."},
+                "title": "Robot webhook", "description": "The robot's webhook URL, as DingTalk shows it.",
+                "x-herald-zh": {"title": "机器人 Webhook", "description": "钉钉群机器人设置中显示的 Webhook 地址。"}},
     "secret": {"type": "string", "minLength": 1,
-               "description": "The robot's signing (加签) secret, SEC...; requests are signed when set."},
+               "title": "Signing secret", "description": "The robot's signing (加签) secret, SEC...; requests are signed when set.",
+               "x-herald-zh": {"title": "加签密钥", "description": "机器人安全设置中的加签密钥（SEC 开头）；设置后请求会被签名。"}},
     "msgtype": {"enum": ["text", "markdown"], "default": "text",
-                "description": "DingTalk message type used for every delivery."},
-    "title": {"type": "string", "minLength": 1,
-              "description": "Markdown title; default the subject, else the first line of the text."}
+                "title": "Message type", "description": "DingTalk message type used for every delivery.",
+                "x-herald-zh": {"title": "消息类型", "description": "每条投递使用的钉钉消息类型。"}},
+    "title": {"type": "string", "minLength": 1, "x-herald-advanced": true,
+              "title": "Markdown title", "description": "Markdown title; default the subject, else the first line of the text.",
+              "x-herald-zh": {"title": "Markdown 标题", "description": "Markdown 消息标题；默认取主题，否则取正文第一行。"}}
   }
 }"#;
 

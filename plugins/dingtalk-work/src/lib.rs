@@ -91,17 +91,23 @@ const TOKEN_ERRCODES: [i64; 2] = [40014, 42001];
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald DingTalk work notification account",
+  "x-herald-zh": {"title": "钉钉工作通知账号"},
   "type": "object",
   "x-herald-recipient": {"pattern": "[^\\s,]+",
                          "description": "one DingTalk userid (no spaces or commas: one recipient per userid)"},
   "required": ["app_key", "app_secret", "agent_id"],
   "additionalProperties": false,
   "properties": {
-    "app_key": {"type": "string", "minLength": 1, "description": "The internal app's AppKey (Client ID)."},
-    "app_secret": {"type": "string", "minLength": 1, "description": "The internal app's AppSecret (Client Secret)."},
-    "agent_id": {"type": "integer", "minimum": 1, "description": "The app's AgentId."},
-    "msgtype": {"enum": ["text", "markdown"], "default": "text"},
-    "title": {"type": "string", "minLength": 1, "description": "Markdown title."}
+    "app_key": {"type": "string", "minLength": 1, "title": "AppKey", "description": "The internal app's AppKey (Client ID).",
+                "x-herald-zh": {"title": "AppKey", "description": "企业内部应用的 AppKey（Client ID）。"}},
+    "app_secret": {"type": "string", "minLength": 1, "title": "AppSecret", "description": "The internal app's AppSecret (Client Secret).",
+                   "x-herald-zh": {"title": "AppSecret", "description": "企业内部应用的 AppSecret（Client Secret）。"}},
+    "agent_id": {"type": "integer", "minimum": 1, "title": "AgentId", "description": "The app's AgentId.",
+                 "x-herald-zh": {"title": "AgentId", "description": "应用的 AgentId。"}},
+    "msgtype": {"enum": ["text", "markdown"], "default": "text", "title": "Message type", "description": "DingTalk message type used for every delivery.",
+                "x-herald-zh": {"title": "消息类型", "description": "每条投递使用的钉钉消息类型。"}},
+    "title": {"type": "string", "minLength": 1, "x-herald-advanced": true, "title": "Markdown title", "description": "Markdown title.",
+              "x-herald-zh": {"title": "Markdown 标题", "description": "Markdown 消息标题。"}}
   }
 }"#;
 

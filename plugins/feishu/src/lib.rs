@@ -72,6 +72,7 @@ pub const MAX_BODY_BYTES: usize = 20 * 1024;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald Feishu / Lark custom bot account",
+  "x-herald-zh": {"title": "飞书自定义机器人账号"},
   "type": "object",
   "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[A-Za-z0-9_-]+",
                          "description": "userid:<open_id or user_id> to @mention (e.g. userid:ou_7d8a6e6df7621556ce0d21922b676706), @all, or group for no mention"},
@@ -79,8 +80,10 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "webhook": {"type": "string", "pattern": "^https://open\\.(feishu\\.cn|larksuite\\.com)/open-apis/bot/v2/hook/[A-Za-z0-9_-]+$",
-                "description": "The bot's webhook URL."},
-    "secret": {"type": "string", "minLength": 1, "description": "Signature verification secret; requests are signed when set."}
+                "title": "Bot webhook", "description": "The bot's webhook URL.",
+                "x-herald-zh": {"title": "机器人 Webhook", "description": "飞书群自定义机器人的 Webhook 地址。"}},
+    "secret": {"type": "string", "minLength": 1, "title": "Signing secret", "description": "Signature verification secret; requests are signed when set.",
+               "x-herald-zh": {"title": "签名校验密钥", "description": "机器人安全设置中的签名校验密钥；设置后请求会被签名。"}}
   }
 }"#;
 

@@ -58,6 +58,7 @@ pub const MAX_BLOCKS: usize = 50;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald Slack incoming webhook account",
+  "x-herald-zh": {"title": "Slack 传入 Webhook 账号"},
   "type": "object",
   "x-herald-recipient": {"pattern": "(?i:group|@all|@channel|@here)|userid:[A-Za-z0-9]+",
                          "description": "userid:<member ID> to mention (e.g. userid:U024BE7LH), @all or @channel, @here, or group for no mention"},
@@ -65,8 +66,10 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "webhook": {"type": "string", "pattern": "^https://hooks\\.slack\\.com/services/[A-Za-z0-9]+/[A-Za-z0-9]+/[A-Za-z0-9]+$",
-                "description": "The incoming webhook URL."},
-    "blocks": {"type": "boolean", "default": false, "description": "Also send the text as mrkdwn section blocks."}
+                "title": "Webhook URL", "description": "The incoming webhook URL.",
+                "x-herald-zh": {"title": "Webhook 地址", "description": "Slack 传入 Webhook（Incoming Webhook）地址。"}},
+    "blocks": {"type": "boolean", "default": false, "x-herald-advanced": true, "title": "Blocks", "description": "Also send the text as mrkdwn section blocks.",
+               "x-herald-zh": {"title": "使用 Blocks", "description": "同时以 mrkdwn section blocks 发送正文。"}}
   }
 }"#;
 

@@ -71,17 +71,23 @@ pub struct TwilioSms;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Twilio SMS account",
+  "x-herald-zh": {"title": "Twilio 短信账号"},
   "type": "object",
   "required": ["account_sid", "auth_token"],
   "oneOf": [{"required": ["from"]}, {"required": ["messaging_service_sid"]}],
   "additionalProperties": false,
   "properties": {
-    "account_sid": {"type": "string", "pattern": "^AC[0-9a-fA-F]{32}$"},
-    "auth_token": {"type": "string", "minLength": 1},
-    "from": {"type": "string", "minLength": 1, "description": "E.164 number, short code or alphanumeric sender id."},
-    "messaging_service_sid": {"type": "string", "pattern": "^MG[0-9a-fA-F]{32}$"},
-    "status_callback": {"type": "string", "pattern": "^https?://",
-                        "description": "Public URL of this account's Herald callback endpoint; also the URL Twilio signs."}
+    "account_sid": {"type": "string", "pattern": "^AC[0-9a-fA-F]{32}$", "title": "Account SID", "description": "The account SID, AC followed by 32 hex digits.",
+                    "x-herald-zh": {"title": "Account SID", "description": "账户 SID，AC 开头加 32 位十六进制。"}},
+    "auth_token": {"type": "string", "minLength": 1, "title": "Auth Token", "description": "The account's Auth Token.",
+                   "x-herald-zh": {"title": "Auth Token", "description": "账户的 Auth Token。"}},
+    "from": {"type": "string", "minLength": 1, "title": "From", "description": "E.164 number, short code or alphanumeric sender id.",
+             "x-herald-zh": {"title": "发送号码", "description": "E.164 号码、短代码或字母数字发送方 ID。"}},
+    "messaging_service_sid": {"type": "string", "pattern": "^MG[0-9a-fA-F]{32}$", "title": "Messaging Service SID", "description": "Send through a Messaging Service instead of a From number.",
+                              "x-herald-zh": {"title": "Messaging Service SID", "description": "通过 Messaging Service 发送，代替发送号码。"}},
+    "status_callback": {"type": "string", "pattern": "^https?://", "x-herald-advanced": true,
+                        "title": "Status callback URL", "description": "Public URL of this account's Herald callback endpoint; also the URL Twilio signs.",
+                        "x-herald-zh": {"title": "状态回调地址", "description": "本账号在 Herald 的公网回调地址；也是 Twilio 签名所用的 URL。"}}
   }
 }"#;
 

@@ -73,17 +73,26 @@ pub struct TwilioVoice;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Twilio voice account",
+  "x-herald-zh": {"title": "Twilio 语音账号"},
   "type": "object",
   "required": ["account_sid", "auth_token", "from"],
   "additionalProperties": false,
   "properties": {
-    "account_sid": {"type": "string", "pattern": "^AC[0-9a-fA-F]{32}$"},
-    "auth_token": {"type": "string", "minLength": 1},
-    "from": {"type": "string", "minLength": 1, "description": "Twilio number or verified caller id (E.164)."},
-    "voice": {"type": "string", "pattern": "^[A-Za-z0-9._-]+$", "description": "<Say voice=...>, e.g. alice, Polly.Joanna."},
-    "language": {"type": "string", "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "description": "<Say language=...>, e.g. en-US, zh-CN."},
-    "loop": {"type": "integer", "minimum": 0, "maximum": 1000},
-    "status_callback": {"type": "string", "pattern": "^https?://"}
+    "account_sid": {"type": "string", "pattern": "^AC[0-9a-fA-F]{32}$", "title": "Account SID", "description": "The account SID, AC followed by 32 hex digits.",
+                    "x-herald-zh": {"title": "Account SID", "description": "账户 SID，AC 开头加 32 位十六进制。"}},
+    "auth_token": {"type": "string", "minLength": 1, "title": "Auth Token", "description": "The account's Auth Token.",
+                   "x-herald-zh": {"title": "Auth Token", "description": "账户的 Auth Token。"}},
+    "from": {"type": "string", "minLength": 1, "title": "From", "description": "Twilio number or verified caller id (E.164).",
+             "x-herald-zh": {"title": "主叫号码", "description": "Twilio 号码或已验证的来电显示号码（E.164）。"}},
+    "voice": {"type": "string", "pattern": "^[A-Za-z0-9._-]+$", "x-herald-advanced": true, "title": "Voice", "description": "<Say voice=...>, e.g. alice, Polly.Joanna.",
+              "x-herald-zh": {"title": "发音人", "description": "<Say voice=...>，例如 alice、Polly.Joanna。"}},
+    "language": {"type": "string", "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "x-herald-advanced": true, "title": "Language", "description": "<Say language=...>, e.g. en-US, zh-CN.",
+                 "x-herald-zh": {"title": "语言", "description": "<Say language=...>，例如 en-US、zh-CN。"}},
+    "loop": {"type": "integer", "minimum": 0, "maximum": 1000, "x-herald-advanced": true, "title": "Repeat", "description": "How often the message is repeated (0: until hang-up).",
+             "x-herald-zh": {"title": "重复次数", "description": "语音重复播放次数（0 表示直到挂断）。"}},
+    "status_callback": {"type": "string", "pattern": "^https?://", "x-herald-advanced": true,
+                        "title": "Status callback URL", "description": "Public URL of this account's Herald callback endpoint; also the URL Twilio signs.",
+                        "x-herald-zh": {"title": "状态回调地址", "description": "本账号在 Herald 的公网回调地址；也是 Twilio 签名所用的 URL。"}}
   }
 }"#;
 

@@ -92,22 +92,29 @@ const BASE64: GeneralPurpose =
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald webhook account",
+  "x-herald-zh": {"title": "Webhook 账号"},
   "type": "object",
   "required": ["url"],
   "additionalProperties": false,
   "properties": {
     "url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "maxLength": 2048,
-            "description": "Endpoint receiving the POSTs (http or https)."},
+            "title": "URL", "description": "Endpoint receiving the POSTs (http or https).",
+            "x-herald-zh": {"title": "URL", "description": "接收 POST 请求的地址（http 或 https）。"}},
     "secret": {"type": "string", "minLength": 1, "writeOnly": true,
-               "description": "HMAC-SHA256 key; when set, requests are signed. With signature_scheme standard-webhooks: whsec_<base64 key>, several separated by spaces while rotating."},
+               "title": "Signing secret", "description": "HMAC-SHA256 key; when set, requests are signed. With signature_scheme standard-webhooks: whsec_<base64 key>, several separated by spaces while rotating.",
+               "x-herald-zh": {"title": "签名密钥", "description": "HMAC-SHA256 密钥；设置后请求会被签名。签名方案为 standard-webhooks 时填写 whsec_<base64 密钥>，轮换期间可用空格分隔多个。"}},
     "batch": {"type": "boolean", "default": false,
-              "description": "Send the whole batch in one request."},
-    "headers": {"type": "object", "additionalProperties": {"type": "string", "writeOnly": true},
-                "description": "Extra request headers (values are kept secret: often API tokens)."},
-    "signature_header": {"type": "string", "default": "X-Herald-Signature",
-                         "description": "Name of the signature header (herald scheme only)."},
-    "signature_scheme": {"type": "string", "enum": ["herald", "standard-webhooks"], "default": "herald",
-                         "description": "herald: X-Herald-Signature; standard-webhooks: webhook-id, webhook-timestamp, webhook-signature (www.standardwebhooks.com)."}
+              "title": "Batch", "description": "Send the whole batch in one request.",
+              "x-herald-zh": {"title": "批量发送", "description": "将整批投递合并为一个请求发送。"}},
+    "headers": {"type": "object", "additionalProperties": {"type": "string", "writeOnly": true}, "x-herald-advanced": true,
+                "title": "Extra headers", "description": "Extra request headers (values are kept secret: often API tokens).",
+                "x-herald-zh": {"title": "附加请求头", "description": "附加的请求头（值按密钥保存，常为 API 令牌）。"}},
+    "signature_header": {"type": "string", "default": "X-Herald-Signature", "x-herald-advanced": true,
+                         "title": "Signature header", "description": "Name of the signature header (herald scheme only).",
+                         "x-herald-zh": {"title": "签名请求头", "description": "签名请求头的名称（仅 herald 方案）。"}},
+    "signature_scheme": {"type": "string", "enum": ["herald", "standard-webhooks"], "default": "herald", "x-herald-advanced": true,
+                         "title": "Signature scheme", "description": "herald: X-Herald-Signature; standard-webhooks: webhook-id, webhook-timestamp, webhook-signature (www.standardwebhooks.com).",
+                         "x-herald-zh": {"title": "签名方案", "description": "herald：X-Herald-Signature；standard-webhooks：webhook-id、webhook-timestamp、webhook-signature（www.standardwebhooks.com）。"}}
   }
 }"#;
 

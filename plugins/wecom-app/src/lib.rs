@@ -87,17 +87,23 @@ const TOKEN_ERRCODES: [i64; 3] = [42001, 40014, 41001];
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald WeCom application message account",
+  "x-herald-zh": {"title": "企业微信应用消息账号"},
   "type": "object",
   "x-herald-recipient": {"pattern": "[^\\s|,@][^\\s|,]*",
                          "description": "one WeCom UserID (no spaces, '|' or commas: one recipient per UserID; not @all)"},
   "required": ["corp_id", "corp_secret", "agent_id"],
   "additionalProperties": false,
   "properties": {
-    "corp_id": {"type": "string", "minLength": 1, "description": "The organization's CorpID (ww...)."},
-    "corp_secret": {"type": "string", "minLength": 1, "description": "The app's Secret."},
-    "agent_id": {"type": "integer", "minimum": 1, "description": "The app's AgentId."},
-    "msgtype": {"enum": ["text", "markdown"], "default": "text"},
-    "safe": {"type": "boolean", "default": false, "description": "Confidential message (text only)."}
+    "corp_id": {"type": "string", "minLength": 1, "title": "Corp ID", "description": "The organization's CorpID (ww...).",
+                "x-herald-zh": {"title": "企业ID", "description": "企业微信管理后台「我的企业」中的企业ID（ww 开头）。"}},
+    "corp_secret": {"type": "string", "minLength": 1, "title": "App Secret", "description": "The app's Secret.",
+                    "x-herald-zh": {"title": "应用Secret", "description": "自建应用详情页中的 Secret。"}},
+    "agent_id": {"type": "integer", "minimum": 1, "title": "AgentId", "description": "The app's AgentId.",
+                 "x-herald-zh": {"title": "AgentId", "description": "自建应用的 AgentId。"}},
+    "msgtype": {"enum": ["text", "markdown"], "default": "text", "title": "Message type", "description": "WeCom message type used for every delivery.",
+                "x-herald-zh": {"title": "消息类型", "description": "每条投递使用的企业微信消息类型。"}},
+    "safe": {"type": "boolean", "default": false, "x-herald-advanced": true, "title": "Confidential", "description": "Confidential message (text only).",
+             "x-herald-zh": {"title": "保密消息", "description": "以保密消息发送（仅文本）。"}}
   }
 }"#;
 

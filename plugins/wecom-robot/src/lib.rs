@@ -74,6 +74,7 @@ pub const THROTTLE_RETRY_AFTER_MS: u64 = 60_000;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald WeCom group robot account",
+  "x-herald-zh": {"title": "企业微信群机器人账号"},
   "type": "object",
   "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[^\\s,|<>]+|(?:\\+86)?[0-9]{5,20}",
                          "description": "a mobile number (13800001111 or +8613800001111) or userid:<WeCom userid> to @mention, @all, or group for no mention"},
@@ -81,8 +82,10 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "webhook": {"type": "string", "pattern": "^https://qyapi\\.weixin\\.qq\\.com/cgi-bin/webhook/send\\?key=[A-Za-z0-9._~-]+$",
-                "description": "The robot's webhook URL, as WeCom shows it."},
-    "msgtype": {"enum": ["text", "markdown"], "default": "text"}
+                "title": "Robot webhook", "description": "The robot's webhook URL, as WeCom shows it.",
+                "x-herald-zh": {"title": "机器人 Webhook", "description": "企业微信群机器人显示的 Webhook 地址。"}},
+    "msgtype": {"enum": ["text", "markdown"], "default": "text", "title": "Message type", "description": "WeCom message type used for every delivery.",
+                "x-herald-zh": {"title": "消息类型", "description": "每条投递使用的企业微信消息类型。"}}
   }
 }"#;
 

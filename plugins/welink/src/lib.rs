@@ -78,6 +78,7 @@ pub const MAX_TEXT_CHARS: usize = 500;
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Herald WeLink group robot account",
+  "x-herald-zh": {"title": "WeLink 群机器人账号"},
   "type": "object",
   "x-herald-recipient": {"pattern": "(?i:group|@all)|userid:[^\\s,]+",
                          "description": "userid:<WeLink userid> to @mention (e.g. userid:zhangsan@welink), @all, or group for no mention"},
@@ -85,7 +86,8 @@ const SCHEMA: &str = r#"{
   "additionalProperties": false,
   "properties": {
     "webhook": {"type": "string", "pattern": "^https://open\\.welink\\.huaweicloud\\.com/api/werobot/v1/webhook/send\\?",
-                "description": "The robot's webhook URL, with its token and channel parameters."}
+                "title": "Robot webhook", "description": "The robot's webhook URL, with its token and channel parameters.",
+                "x-herald-zh": {"title": "机器人 Webhook", "description": "WeLink 群机器人的 Webhook 地址，含 token 与 channel 参数。"}}
   }
 }"#;
 

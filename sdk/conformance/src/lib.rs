@@ -224,6 +224,7 @@ pub fn check(path: &Path, opts: &Options) -> Report {
     };
     report.record("loads as a herald:channel 1.x component", Ok(format!("worlds {}", plugin.worlds().join(", "))));
     report.record("describe", check_describe(&plugin));
+    report.record("account-schema labels in English and Chinese", check_labels(&plugin.info.account_schema));
 
     let now = opts.now_ms.unwrap_or(DEFAULT_NOW_MS);
     let account = match (&opts.account, &opts.fixtures) {
@@ -388,6 +389,49 @@ fn with_token(plugin: &Arc<LoadedPlugin>, account: &str, now: u64, opts: &Option
     v.to_string()
 }
 
+/// The console builds the account form from the schema: the root and every property
+/// (nested ones too) need an English `title` and `description` and a Chinese one in
+/// `x-herald-zh` (sdk/README.md, "Account schema").
+fn check_labels(account_schema: &str) -> Result<String, String> {
+    let schema: serde_json::Value = serde_json::from_str(account_schema).map_err(|e| format!("account-schema: {e}"))?;
+    let problems = missing_labels(&schema);
+    if problems.is_empty() { Ok(String::new()) } else { Err(problems.join("; ")) }
+}
+
+/// What an account schema lacks for a localized form, one line per gap.
+pub fn missing_labels(schema: &serde_json::Value) -> Vec<String> {
+    fn text(node: &serde_json::Value, key: &str) -> bool {
+        node.get(key).and_then(|v| v.as_str()).is_some_and(|s| !s.trim().is_empty())
+    }
+    fn walk(node: &serde_json::Value, prefix: &str, problems: &mut Vec<String>) {
+        let Some(props) = node.get("properties").and_then(|p| p.as_object()) else { return };
+        for (key, p) in props {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let zh = &p["x-herald-zh"];
+            let missing: Vec<&str> = [
+                ("title", text(p, "title")),
+                ("description", text(p, "description")),
+                ("x-herald-zh.title", text(zh, "title")),
+                ("x-herald-zh.description", text(zh, "description")),
+            ]
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(k, _)| k)
+            .collect();
+            if !missing.is_empty() {
+                problems.push(format!("{path}: no {}", missing.join(", ")));
+            }
+            walk(p, &path, problems);
+        }
+    }
+    let mut problems = Vec::new();
+    if !text(schema, "title") || !text(&schema["x-herald-zh"], "title") {
+        problems.push("the schema root needs a title and x-herald-zh.title".into());
+    }
+    walk(schema, "", &mut problems);
+    problems
+}
+
 fn check_describe(plugin: &LoadedPlugin) -> Result<String, String> {
     let i = &plugin.info;
     let mut problems = Vec::new();
@@ -427,5 +471,29 @@ fn check_describe(plugin: &LoadedPlugin) -> Result<String, String> {
         Ok(format!("{} {}, channel {}, max batch {}, hosts {:?}", i.name, i.version, i.channel, i.max_batch, i.hosts))
     } else {
         Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_labels;
+
+    #[test]
+    fn labels_are_required_in_both_languages_at_every_level() {
+        let ok = serde_json::json!({"title": "A", "x-herald-zh": {"title": "甲"}, "properties": {
+            "a": {"title": "A", "description": "d", "x-herald-zh": {"title": "甲", "description": "说明"}}}});
+        assert!(missing_labels(&ok).is_empty());
+        let bad = serde_json::json!({"title": "A", "properties": {
+            "a": {"title": "A", "description": "d"},
+            "o": {"title": "O", "description": "d", "x-herald-zh": {"title": "乙", "description": "说明"},
+                  "properties": {"b": {"x-herald-zh": {"title": "丙", "description": " "}}}}}});
+        assert_eq!(
+            missing_labels(&bad),
+            [
+                "the schema root needs a title and x-herald-zh.title",
+                "a: no x-herald-zh.title, x-herald-zh.description",
+                "o.b: no title, description, x-herald-zh.description",
+            ]
+        );
     }
 }

@@ -22,9 +22,15 @@ struct Account {
 
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "Example account",
+  "x-herald-zh": {"title": "示例账号"},
   "type": "object",
   "required": ["api_key"],
-  "properties": {"api_key": {"type": "string", "minLength": 1, "writeOnly": true}}
+  "properties": {
+    "api_key": {"type": "string", "minLength": 1, "writeOnly": true,
+                "title": "API key", "description": "The key from the provider's console.",
+                "x-herald-zh": {"title": "API 密钥", "description": "服务商控制台中的 API 密钥。"}}
+  }
 }"#;
 
 fn account(raw: &str) -> Result<Account, PluginError> {

@@ -227,3 +227,129 @@ test('users: create in a unit, edit, search by name and email, delete', { timeou
     await page.locator(`[data-testid=user-row][data-login="${l2}"]`).waitFor({ state: 'detached' });
   });
 });
+
+test('org tree context menu: right-click or ⋯ offers 新建下级部门 / 重命名 / 删除 / 新建用户', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('ctx');
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.getByTestId('nav-directory').click();
+    await page.getByTestId('page-directory').waitFor();
+    const root = tn.enterprise;
+    await node(page, root).waitFor();
+    const menu = page.getByTestId('unit-menu');
+
+    // Right-click: the menu in Chinese, at the unit.
+    await node(page, root).click({ button: 'right' });
+    await menu.waitFor();
+    assert.deepEqual((await menu.locator('button').allTextContents()).map((s) => s.trim()), ['新建下级部门', '重命名', '移动', '删除', '新建用户']);
+    await page.getByTestId('unit-menu-add').click();
+    await menu.waitFor({ state: 'detached' });
+    await page.getByTestId('unit-name').fill('财务部');
+    await page.getByTestId('dialog-submit').click();
+    await node(page, '财务部').waitFor();
+    const fin = items(await tn.api.get('/units')).find((u) => u.name === '财务部');
+    assert.equal(fin.parent, items(await tn.api.get('/units')).find((u) => u.name === root).id, 'created under the right-clicked unit');
+
+    // Rename through the menu.
+    await node(page, '财务部').click({ button: 'right' });
+    await page.getByTestId('unit-menu-rename').click();
+    await page.getByTestId('unit-name').fill('财务中心');
+    await page.getByTestId('dialog-submit').click();
+    await node(page, '财务中心').waitFor();
+
+    // 新建用户 here: the user dialog starts in that unit.
+    await node(page, root).click();
+    await node(page, '财务中心').click({ button: 'right' });
+    await page.getByTestId('unit-menu-user').click();
+    assert.equal(await page.getByTestId('uf-unit').inputValue(), fin.id, 'the new user goes into the unit of the menu');
+    await page.getByTestId('uf-name').fill('出纳');
+    await page.getByTestId('dialog-submit').click();
+    await page.getByTestId('user-dialog').waitFor({ state: 'detached' });
+    assert.equal(items(await tn.api.get('/users')).find((u) => u.name === '出纳').unit, fin.id);
+    await tn.api.ok('DELETE', `/users/${items(await tn.api.get('/users')).find((u) => u.name === '出纳').id}`);
+
+    // Keyboard: the ⋯ button opens the menu with focus on its first item; Escape closes it.
+    const more = page.locator('li', { has: node(page, '财务中心') }).last().getByTestId('unit-more');
+    await more.focus();
+    await page.keyboard.press('Enter');
+    await menu.waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'unit-menu-add');
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'unit-menu-rename');
+    await page.keyboard.press('Escape');
+    await menu.waitFor({ state: 'detached' });
+    // A click elsewhere closes it too.
+    await more.click();
+    await menu.waitFor();
+    await page.getByTestId('users-title').click();
+    await menu.waitFor({ state: 'detached' });
+
+    // Delete through the menu (with the confirmation).
+    await node(page, '财务中心').click({ button: 'right' });
+    await clickAndConfirm(page, page.getByTestId('unit-menu-delete'));
+    await node(page, '财务中心').waitFor({ state: 'detached' });
+  });
+});
+
+test('passwords: 重置密码 by an administrator ends the sessions and asks the user to change it; 修改密码', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('pwd');
+  const root = items(await tn.api.get('/units'))[0];
+  const login = uniq('staff');
+  const user = await tn.api.post('/users', { name: '小王', login, password: 'First-password-1', unit: root.id, roles: [] });
+  const before = await new Api().req('POST', '/login', { login, password: 'First-password-1' });
+  assert.equal(before.status, 200);
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.getByTestId('nav-directory').click();
+    const row = page.locator(`[data-testid=user-row][data-login="${login}"]`);
+    await row.waitFor();
+    // Not offered for oneself.
+    assert.equal(await page.locator(`[data-testid=user-row][data-login="${tn.login}"] [data-testid=user-reset-password]`).count(), 0);
+    await row.getByTestId('user-reset-password').click();
+    const dlg = page.getByTestId('reset-password');
+    await dlg.waitFor();
+    assert.match(await dlg.textContent(), /重置“小王”的密码/);
+    // Mismatch and a weak password: the errors are shown in the dialog.
+    await page.getByTestId('reset-password-new').fill('Handed-over-pass-7');
+    await page.getByTestId('reset-password-confirm').fill('something else');
+    await page.getByTestId('dialog-submit').click();
+    await dlg.getByTestId('form-error').filter({ hasText: '两次输入的密码不一致' }).waitFor();
+    await page.getByTestId('reset-password-new').fill('aaaaaaaaaa');
+    await page.getByTestId('reset-password-confirm').fill('aaaaaaaaaa');
+    await page.getByTestId('dialog-submit').click();
+    await page.locator('[data-testid=reset-password-new].invalid').waitFor();
+    await page.getByTestId('reset-password-new').fill('Handed-over-pass-7');
+    await page.getByTestId('reset-password-confirm').fill('Handed-over-pass-7');
+    await page.getByTestId('dialog-submit').click();
+    await dlg.waitFor({ state: 'detached' });
+    assert.equal((await new Api(before.body.token).req('GET', '/me')).status, 401, "the user's session ended");
+    assert.equal((await new Api().req('POST', '/login', { login, password: 'First-password-1' })).status, 401);
+
+    // The user logs in with the handed-over password and is asked to change it.
+    await page.getByTestId('logout').click();
+    await uiLogin(page, login, 'Handed-over-pass-7');
+    const banner = page.getByTestId('must-change-password');
+    await banner.waitFor();
+    assert.match(await banner.textContent(), /管理员已重置您的密码/);
+    await page.getByTestId('must-change-go').click();
+    await page.getByTestId('change-password').waitFor();
+    await page.getByTestId('change-password-current').fill('wrong password here');
+    await page.getByTestId('change-password-new').fill('Only-i-know-this-3');
+    await page.getByTestId('change-password-confirm').fill('Only-i-know-this-3');
+    await page.getByTestId('dialog-submit').click();
+    await page.locator('[data-testid=change-password-current].invalid').waitFor();
+    await page.getByTestId('change-password-current').fill('Handed-over-pass-7');
+    await page.getByTestId('dialog-submit').click();
+    await page.getByTestId('change-password').waitFor({ state: 'detached' });
+    await banner.waitFor({ state: 'detached' });
+    assert.equal((await new Api().req('POST', '/login', { login, password: 'Only-i-know-this-3' })).status, 200);
+    const again = (await new Api().req('POST', '/login', { login, password: 'Only-i-know-this-3' })).body;
+    assert.equal(again.user.must_change_password, undefined, 'no longer asked');
+    assert.equal(again.user.id, user.id);
+
+    // The header's 修改密码 opens the same dialog.
+    await page.getByTestId('me-password').click();
+    await page.getByTestId('change-password').waitFor();
+    await page.getByTestId('dialog-close').click();
+  });
+});

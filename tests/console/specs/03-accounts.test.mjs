@@ -127,3 +127,66 @@ test('plugin account form rendered from account_schema, secret fields as passwor
     }
   });
 });
+
+test('plugin forms in Chinese: provider terms from the schema, help, raw key small, advanced settings folded', { timeout: 60_000 }, async (t) => {
+  const tn = await freshTenant('i18n');
+  const types = items(await tn.api.get('/account-types'));
+  for (const ch of ['wecom-app', 'aliyun-sms']) assert.ok(types.find((x) => x.channel === ch), `${ch} is installed`);
+  await withPage(t, browser, async (page) => {
+    await uiLogin(page, tn.login, tn.password);
+    await page.getByTestId('nav-accounts').click();
+    await page.getByTestId('account-add').click();
+    await page.getByTestId('acc-type').selectOption('wecom-app');
+    const label = (k) => page.getByTestId(`acc-label-${k}`);
+    await label('corp_secret').waitFor();
+    assert.match(await label('corp_id').textContent(), /企业ID/);
+    assert.match(await label('corp_secret').textContent(), /应用Secret/);
+    assert.match(await label('agent_id').textContent(), /AgentId/);
+    // The raw key is still there, small, for people who read the provider's docs.
+    assert.equal(await label('corp_secret').locator('code.fkey').textContent(), 'corp_secret');
+    assert.match(await page.getByTestId('acc-help-corp_id').textContent(), /企业/);
+    assert.doesNotMatch(await page.getByTestId('acc-config').textContent(), /The organization's CorpID/, 'no English help in Chinese');
+    // Rarely needed fields are folded under 高级设置.
+    const adv = page.getByTestId('acc-advanced');
+    assert.equal(await adv.locator('summary').textContent(), '高级设置');
+    assert.equal(await adv.getAttribute('open'), null, 'closed by default');
+    assert.equal(await page.getByTestId('acc-field-safe').isVisible(), false);
+    assert.equal(await page.getByTestId('acc-field-corp_id').isVisible(), true);
+
+    await page.getByTestId('acc-type').selectOption('aliyun-sms');
+    await label('access_key_id').waitFor();
+    assert.match(await label('sign_name').textContent(), /短信签名/);
+    assert.match(await label('template_code').textContent(), /模板CODE/);
+    assert.match(await label('access_key_secret').textContent(), /AccessKey Secret/);
+    assert.equal(await page.getByTestId('acc-field-region_id').isVisible(), false, 'region is advanced');
+    assert.equal(await page.getByTestId('acc-field-callback_token').isVisible(), false, 'callback token is advanced');
+    await page.getByTestId('acc-advanced-toggle').click();
+    await page.getByTestId('acc-field-region_id').waitFor({ state: 'visible' });
+    assert.match(await label('region_id').textContent(), /地域/);
+
+    // Every first-party plugin: every field has a Chinese label (no bare keys; the
+    // test-only plugin "hostile" has none, and shows its raw keys).
+    for (const tp of types.filter((x) => !['email', 'hostile'].includes(x.channel))) {
+      await page.getByTestId('acc-type').selectOption(tp.channel);
+      const bare = await page.locator('[data-testid=acc-config] .flabel').evaluateAll((ls) => ls.filter((l) => !l.querySelector('code.fkey')).map((l) => l.textContent));
+      assert.deepEqual(bare, [], `${tp.channel}: every field is labelled`);
+    }
+
+    // E-mail: the relay limits and Reply-To are advanced settings too, and are saved.
+    await page.getByTestId('acc-type').selectOption('email');
+    assert.equal(await page.getByTestId('acc-field-smtp.max_connections').isVisible(), false);
+    await page.getByTestId('acc-advanced-toggle').click();
+    assert.match(await label('smtp.max_connections').textContent(), /连接数上限/);
+
+    // In English, the English titles.
+    await page.getByTestId('dialog-close').click();
+    await page.getByTestId('lang-switch').selectOption('en');
+    await page.getByTestId('account-add').click();
+    await page.getByTestId('acc-type').selectOption('wecom-app');
+    await label('corp_id').waitFor();
+    assert.match(await label('corp_id').textContent(), /Corp ID/);
+    assert.equal(await page.getByTestId('acc-advanced').locator('summary').textContent(), 'Advanced settings');
+    await page.getByTestId('dialog-close').click();
+    await page.getByTestId('lang-switch').selectOption('zh');
+  });
+});

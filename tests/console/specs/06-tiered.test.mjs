@@ -85,11 +85,43 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
     await page.getByTestId('page-action-edit').waitFor();
     await page.getByTestId('action-title').fill(aTitle);
     const cards = page.getByTestId('rule-card');
+    // Templates are chosen in the picker dialog: search by number or title, with a preview.
+    const picker = page.getByTestId('tpl-picker');
+    const pickerRow = (title) => picker.locator(`[data-testid=tpl-picker-list] input[data-title="${title}"]`);
+    await page.getByTestId('action-pick-templates').click();
+    await picker.waitFor();
+    assert.match(await picker.locator('.modal-head').textContent(), /选择模板/);
+    await pickerRow(tRich).waitFor();
+    await page.getByTestId('tpl-picker-title').fill(tText);
+    await page.getByTestId('tpl-picker-go').click();
+    await pickerRow(tRich).waitFor({ state: 'detached' });
+    await pickerRow(tText).check();
+    const preview = page.getByTestId('tpl-picker-preview');
+    await preview.filter({ hasText: '磁盘使用率' }).waitFor();
+    assert.match(await preview.textContent(), /host, usage/, 'the preview lists the variables');
+    assert.match(await page.getByTestId('tpl-picker-count').textContent(), /已选 1 个/);
+    await page.getByTestId('dialog-submit').click();
+    await picker.waitFor({ state: 'detached' });
+    const chip = (title) => page.locator(`[data-testid=action-template][data-title="${title}"]`);
+    await chip(tText).waitFor();
     // With only the text template, e-mail does not fit (text → SMS/IM/voice); with the rich one it does.
-    await page.locator(`[data-testid=action-templates] input[data-title="${tText}"]`).check();
     const emailOpt = cards.nth(0).locator('[data-testid=rule-channel] option[value=email]');
     assert.equal(await emailOpt.isDisabled(), true, 'e-mail is greyed out for a text template');
-    await page.locator(`[data-testid=action-templates] input[data-title="${tRich}"]`).check();
+    // Search by number this time; the rich template's preview shows its subject and sanitized body.
+    await page.getByTestId('action-pick-templates').click();
+    await picker.waitFor();
+    assert.equal(await pickerRow(tText).isChecked(), true, 'the chosen one is ticked');
+    const rNumber = await pickerRow(tRich).getAttribute('data-number');
+    await page.getByTestId('tpl-picker-number').fill(rNumber);
+    await page.getByTestId('tpl-picker-number').press('Enter');
+    await pickerRow(tText).waitFor({ state: 'detached' });
+    await pickerRow(tRich).hover();
+    await page.getByTestId('tpl-preview-subject').filter({ hasText: '【故障】{{system}}' }).waitFor();
+    assert.match(await page.getByTestId('tpl-preview-body').innerHTML(), /<(b|strong)>系统故障<\/(b|strong)>/);
+    await pickerRow(tRich).check();
+    await page.getByTestId('dialog-submit').click();
+    await chip(tRich).waitFor();
+    assert.equal(await chip(tText).count(), 1, 'both chosen');
     assert.equal(await emailOpt.isDisabled(), false, 'e-mail fits the rich-text template');
     assert.equal(await cards.count(), 1, 'one card to start with');
     const c1 = cards.nth(0);

@@ -24,6 +24,7 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user, delete_user))
         .routes(routes!(end_user_sessions))
+        .routes(routes!(reset_password))
 }
 
 /// Root-to-unit path of ids.
@@ -284,6 +285,9 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         let login = new_login.as_deref().or(user.login.as_deref());
         auth::check_password("password", p, login, &[user.name.as_str()])?;
         user.password_hash = Some(auth::hash_password(p).await?);
+        if user.id == caller.user.id {
+            user.must_change_password = false;
+        }
     }
     if renamed && b.password.is_none() && user.password_hash.is_none() {
         return Err(ApiError::invalid("password", "a user who logs in needs a password"));
@@ -388,5 +392,47 @@ async fn end_user_sessions(State(app): State<Arc<App>>, caller: Caller, Path(id)
     check_covers(&app, &caller, &user).await?;
     let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
     let ended = auth::end_sessions_of(&app, &caller.tenant, &user.id, keep).await?;
+    Ok(axum::Json(Ended { ended }).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PasswordReset {
+    /// 10–256 bytes, not built from the login name, zxcvbn score ≥ 2.
+    new_password: String,
+}
+
+/// An administrator sets another user's password: needs `users.password`, the
+/// user in the caller's data scope and rights within the caller's. Ends every
+/// session of that user; they are asked to choose their own at the next login.
+#[utoipa::path(post, path = "/users/{id}/password", tag = "directory", summary = "Reset a user's password",
+    description = "Needs `users.password`. Not for oneself (use `POST /me/password`).",
+    params(("id" = String, Path, description = "User id")), request_body = PasswordReset,
+    responses((status = 200, description = "Reset; how many sessions of the user ended", body = Ended),
+              (status = 404, description = "No such user in the caller's scope", body = ErrorBody),
+              (status = 409, description = "`self`, or `no_login` for a user who does not log in", body = ErrorBody)))]
+async fn reset_password(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PasswordReset>) -> Result<Response> {
+    caller.require(Permission::UsersPassword)?;
+    let user = visible_user(&app, &caller, &id).await?;
+    if user.id == caller.user.id {
+        return Err(conflict("self", "change your own password with your current one (POST /me/password)").with_field("id").into());
+    }
+    check_covers(&app, &caller, &user).await?;
+    let Some(login) = user.login.as_deref() else {
+        return Err(conflict("no_login", "this user has no login name; give one in the user editor").with_field("id").into());
+    };
+    auth::check_password("new_password", &b.new_password, Some(login), &[user.name.as_str()])?;
+    let hash = auth::hash_password(&b.new_password).await?;
+    caller
+        .repo(&app)
+        .update::<User>(USER, &user.id, |u| {
+            u.password_hash = Some(hash.clone());
+            u.must_change_password = true;
+            Ok(())
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("user", "id"))?;
+    let ended = auth::end_sessions_of(&app, &caller.tenant, &user.id, None).await?;
+    tracing::info!(tenant = %caller.tenant, user = %user.id, by = %caller.user.id, ended, "password reset by an administrator");
     Ok(axum::Json(Ended { ended }).into_response())
 }

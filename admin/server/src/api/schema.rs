@@ -40,6 +40,8 @@ pub struct User {
     /// Role ids.
     roles: Vec<String>,
     created_at: i64,
+    /// True after an administrator reset the password, until the user changes it.
+    must_change_password: Option<bool>,
 }
 
 #[derive(ToSchema)]
@@ -335,7 +337,15 @@ mod tests {
             repeats: 0,
             created_at: 1,
         };
-        let user = dir::User { id: s("u"), name: s("n"), login: Some(s("l")), password_hash: Some(s("h")), unit: s("r"), ..Default::default() };
+        let user = dir::User {
+            id: s("u"),
+            name: s("n"),
+            login: Some(s("l")),
+            password_hash: Some(s("h")),
+            unit: s("r"),
+            must_change_password: true,
+            ..Default::default()
+        };
         check::<super::Unit>(dir::Unit { id: s("u"), name: s("n"), parent: None, created_at: 1 });
         check::<super::User>(crate::web::user_view(&user));
         check::<super::Tenant>(herald_core::model::Tenant { id: s("t"), name: s("n"), currency: s("CNY") });

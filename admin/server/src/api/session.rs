@@ -248,6 +248,7 @@ async fn change_password(State(app): State<Arc<App>>, caller: Caller, Body(b): B
         .repo(&app)
         .update::<User>(directory::USER, &caller.user.id, |u| {
             u.password_hash = Some(hash.clone());
+            u.must_change_password = false;
             Ok(())
         })
         .await?;

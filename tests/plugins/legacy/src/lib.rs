@@ -27,7 +27,10 @@ impl Guest for Legacy {
             channel: "webhook".into(),
             formats: vec![herald::channel::types::ContentFormat::Text],
             max_batch: 10,
-            account_schema: r#"{"type":"object","required":["url"],"properties":{"url":{"type":"string"}}}"#.into(),
+            account_schema: r#"{"type":"object","title":"Legacy webhook","x-herald-zh":{"title":"旧版 Webhook"},"required":["url"],
+                "properties":{"url":{"type":"string","title":"URL","description":"Where to POST.",
+                "x-herald-zh":{"title":"URL","description":"POST 的目标地址。"}}}}"#
+                .into(),
             secret_fields: vec![],
             hosts: vec!["127.0.0.1".into()],
             billing_unit: "request".into(),
