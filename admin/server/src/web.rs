@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::User;
+use herald_core::doc_query::{DocFilter, DocQuery};
+use herald_core::docs::Repo;
 use herald_core::error::{ApiError, ErrorKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -114,6 +116,10 @@ pub struct ListQuery {
     #[serde(default, deserialize_with = "non_negative")]
     #[param(value_type = Option<i64>, minimum = 0)]
     pub send: Option<u64>,
+    /// The column to order by; each list names the ones it has (another is a 400 naming `sort`).
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default `asc` with `sort`, else the list's own order).
+    pub order: Option<SortOrder>,
     /// Items to skip.
     #[serde(default, deserialize_with = "non_negative")]
     #[param(value_type = Option<i64>, minimum = 0)]
@@ -123,6 +129,17 @@ pub struct ListQuery {
     #[param(value_type = Option<i64>, minimum = 0)]
     pub limit: Option<u64>,
 }
+
+/// The direction of a sorted list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// A list's columns the server sorts by: (name in `sort`, document field).
+pub type Sortable = &'static [(&'static str, &'static str)];
 
 /// A count in a query: 0 to `i64::MAX` (what the document declares).
 pub fn non_negative<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
@@ -136,6 +153,41 @@ impl ListQuery {
     /// Case-insensitive containment; an empty filter matches everything.
     pub fn matches(filter: &Option<String>, value: &str) -> bool {
         filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).is_none_or(|f| value.to_lowercase().contains(&f.to_lowercase()))
+    }
+
+    /// A text filter on document fields (None when the text is empty).
+    pub fn contains(filter: &Option<String>, fields: &[&str]) -> Option<DocFilter> {
+        let text = filter.as_deref().map(str::trim).filter(|f| !f.is_empty())?;
+        Some(DocFilter::Contains { fields: fields.iter().map(|f| f.to_string()).collect(), text: text.into() })
+    }
+
+    /// The store query for this page: `filters`, the asked `sort` (one of
+    /// `sortable`, else a 400 naming `sort`) or the list's `default` order
+    /// (field, descending), `offset` and `limit` (default 50, at most 200).
+    pub fn docs(&self, sortable: Sortable, default: (&str, bool), filters: Vec<Option<DocFilter>>) -> std::result::Result<DocQuery, ApiError> {
+        let (sort, descending) = match self.sort.as_deref().filter(|s| !s.is_empty()) {
+            Some(name) => {
+                let field = sortable.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).ok_or_else(|| {
+                    let names: Vec<&str> = sortable.iter().map(|(n, _)| *n).collect();
+                    ApiError::invalid("sort", format!("this list sorts by one of: {}", names.join(", ")))
+                })?;
+                (field, self.order == Some(SortOrder::Desc))
+            }
+            None => (default.0, self.order.map_or(default.1, |o| o == SortOrder::Desc)),
+        };
+        Ok(DocQuery {
+            filters: filters.into_iter().flatten().collect(),
+            sort: Some(sort.into()),
+            descending,
+            offset: self.offset.unwrap_or(0),
+            limit: self.take(50, 200) as u64,
+        })
+    }
+
+    /// One page of a kind of documents as `{"items", "total"}`.
+    pub async fn page_docs<T: DeserializeOwned>(&self, repo: &Repo<'_>, kind: &str, query: &DocQuery) -> std::result::Result<Page<T>, ApiError> {
+        let (items, total) = repo.page(kind, query).await?;
+        Ok(Page { items, total: usize::try_from(total).unwrap_or(usize::MAX) })
     }
 
     /// `{"items": [...], "total": n}` for one page.

@@ -9,8 +9,10 @@
 //! - a field is a dotted path into the body (`schedule.mode`), of
 //!   `[a-z0-9_]` names; a missing field and JSON null are both null;
 //! - booleans are the numbers 1 and 0;
-//! - order: null < numbers (by value) < text (by bytes, as SQLite's BINARY
-//!   collation); ties by id ascending, in both directions;
+//! - order: null < numbers (by value) < text (by bytes with ASCII letters
+//!   folded, SQLite's NOCASE collation: "alice" before "Bob"; other scripts
+//!   by code point, e.g. Chinese in radical-stroke order); ties by id
+//!   ascending, in both directions;
 //! - text search is case-insensitive for ASCII letters only (SQLite's `lower`).
 
 use std::cmp::Ordering;
@@ -85,11 +87,11 @@ impl Scalar {
         }
     }
 
-    /// SQLite's order of two values.
+    /// SQLite's order of two values (text: NOCASE).
     pub fn cmp(&self, other: &Scalar) -> Ordering {
         match (self, other) {
             (Scalar::Int(a), Scalar::Int(b)) => a.cmp(b),
-            (Scalar::Text(a), Scalar::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Scalar::Text(a), Scalar::Text(b)) => a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase())),
             (a, b) if a.rank() == 1 && b.rank() == 1 => a.number().total_cmp(&b.number()),
             (a, b) => a.rank().cmp(&b.rank()),
         }
@@ -108,8 +110,7 @@ impl Scalar {
 
 /// Whether `path` is a field path (`a.b_c`): what stores accept.
 pub fn valid_path(path: &str) -> bool {
-    !path.is_empty()
-        && path.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    !path.is_empty() && path.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
 }
 
 /// The JSON path of a field (`$.a.b`) for SQLite's `json_extract`.
@@ -266,6 +267,7 @@ mod tests {
         assert_eq!(Scalar::Null.cmp(&Scalar::Int(-5)), Ordering::Less);
         assert_eq!(Scalar::Real(2.5).cmp(&Scalar::Int(2)), Ordering::Greater);
         assert_eq!(Scalar::Int(9).cmp(&Scalar::Text("1".into())), Ordering::Less);
+        assert_eq!(Scalar::Text("alice".into()).cmp(&Scalar::Text("Bob".into())), Ordering::Less);
         assert!(DocFilter::In { field: "f".into(), values: vec![json!(true)] }.matches(&a));
         assert!(!DocFilter::In { field: "missing".into(), values: vec![Value::Null] }.matches(&a));
         assert!(DocFilter::Null { field: "missing".into(), null: true }.matches(&a));

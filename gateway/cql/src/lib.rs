@@ -414,7 +414,12 @@ impl CqlStore {
 
     /// Every row, fetched page by page and handed to `each` as it comes
     /// (never all held at once).
-    pub(crate) async fn read_each<R>(&self, st: &PreparedStatement, values: impl SerializeRow, mut each: impl FnMut(R) -> Result<(), StoreError>) -> Result<(), StoreError>
+    pub(crate) async fn read_each<R>(
+        &self,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+        mut each: impl FnMut(R) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>
     where
         R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
     {

@@ -247,11 +247,12 @@ impl ConfigStore for Db {
         // as literals: `json_extract(body, '$.number')` then matches the
         // expression indexes of the migration that added them.
         let order = match &query.sort {
-            Some(f) => format!("json_extract(body, '{}') {dir}, id ASC", json_path(f)),
+            Some(f) => format!("json_extract(body, '{}') COLLATE NOCASE {dir}, id ASC", json_path(f)),
             None => format!("id {dir}"),
         };
         let count_sql = format!("SELECT COUNT(*) FROM docs WHERE tenant = ?1 AND kind = ?2{filter}");
-        let page_sql = format!("SELECT tenant, kind, id, body, updated_at FROM docs WHERE tenant = ?1 AND kind = ?2{filter} ORDER BY {order} LIMIT ? OFFSET ?");
+        let page_sql =
+            format!("SELECT tenant, kind, id, body, updated_at FROM docs WHERE tenant = ?1 AND kind = ?2{filter} ORDER BY {order} LIMIT ? OFFSET ?");
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         let (rows, total) = self
@@ -262,7 +263,8 @@ impl ConfigStore for Db {
                 head.push(SqlValue::Integer(limit));
                 head.push(SqlValue::Integer(offset));
                 let mut st = tx.prepare(&page_sql).map_err(backend)?;
-                let rows = st.query_map(params_from_iter(head.iter()), doc_row).map_err(backend)?.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?;
+                let rows =
+                    st.query_map(params_from_iter(head.iter()), doc_row).map_err(backend)?.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?;
                 Ok((rows, total))
             })
             .await?;

@@ -141,9 +141,9 @@ DROP INDEX queue_by_key;
     // default orders (numbers, newest first; names; creation time) read
     // the page through these instead of sorting a whole kind.
     r#"
-CREATE INDEX docs_by_number ON docs (tenant, kind, json_extract(body, '$.number'));
-CREATE INDEX docs_by_name ON docs (tenant, kind, json_extract(body, '$.name'));
-CREATE INDEX docs_by_created ON docs (tenant, kind, json_extract(body, '$.created_at'));
+CREATE INDEX docs_by_number ON docs (tenant, kind, json_extract(body, '$.number') COLLATE NOCASE);
+CREATE INDEX docs_by_name ON docs (tenant, kind, json_extract(body, '$.name') COLLATE NOCASE);
+CREATE INDEX docs_by_created ON docs (tenant, kind, json_extract(body, '$.created_at') COLLATE NOCASE);
 "#,
 ];
 
