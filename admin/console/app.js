@@ -1269,23 +1269,25 @@ async function pageDeliveries(root, id) {
       ${sends.length > 1 ? html`<label class="inline">${t('push.send')}<select data-testid="deliveries-send">${sends.map((sd, i) => html`<option value="${i}" ${raw(i === sends.length - 1 ? 'selected' : '')}>${t('push.sendN', { n: i + 1 })} · ${fmtTime(sd.at)} · ${t('targets.listCount', { n: sd.recipients })}</option>`)}</select></label>` : ''}</p>
     <div class="panel" data-testid="deliveries-wrap"></div></section>`);
   const wrap = $('[data-testid=deliveries-wrap]', root);
+  const list = pagedList('deliveries-table');
   const load = async () => {
     try {
       const pick = $('[data-testid=deliveries-send]', root);
-      const d = await api('GET', `/pushes/${encodeURIComponent(id)}/deliveries${pick ? '?send=' + pick.value : ''}`);
+      const d = await api('GET', `/pushes/${encodeURIComponent(id)}/deliveries` + qs({ send: pick?.value, ...list.params() }));
       const ds = d?.deliveries || [];
       const counts = {};
       ds.forEach((x) => { counts[x.status] = (counts[x.status] || 0) + 1; });
       setHtml(wrap, html`<p>${t('push.messageId')}: <code data-testid="deliveries-message-id">${d?.message_id || '—'}</code>
         <span data-testid="deliveries-summary">${Object.entries(counts).map(([s, n]) => html`<span class="badge s-${s}">${t('dstatus.' + s, {}, s)} ${n}</span> `)}</span></p>
-        <table data-testid="deliveries-table"><thead><tr><th>${t('deliv.recipient')}</th><th>${t('common.status')}</th><th>${t('deliv.attempts')}</th><th>${t('deliv.detail')}</th><th>${t('deliv.cost')}</th><th>${t('common.updatedAt')}</th></tr></thead>
+        <table data-testid="deliveries-table"><thead><tr><th data-sort="recipient">${t('deliv.recipient')}</th><th data-sort="status">${t('common.status')}</th><th data-sort="attempts">${t('deliv.attempts')}</th><th>${t('deliv.detail')}</th><th data-sort="cost_minor">${t('deliv.cost')}</th><th data-sort="updated_at">${t('common.updatedAt')}</th></tr></thead>
         <tbody>${ds.length ? ds.map((x) => html`<tr data-testid="delivery-row" data-recipient="${x.recipient}" data-status="${x.status}"><td>${x.recipient}</td>
           <td><span class="badge s-${x.status}" data-testid="delivery-status">${t('dstatus.' + x.status, {}, x.status)}</span></td><td>${x.attempts}</td><td>${x.detail || ''}</td>
           <td>${fmtMoney(x.cost_minor, x.currency)}</td><td>${fmtTime(x.updated_at)}</td></tr>`) : html`<tr><td colspan="6" class="muted" data-testid="deliveries-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      list.attach(wrap, d?.total ?? ds.length, load);
     } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
   };
   $('[data-testid=deliveries-refresh]', root).onclick = load;
-  on(root, '[data-testid=deliveries-send]', 'change', load);
+  on(root, '[data-testid=deliveries-send]', 'change', () => { list.offset = 0; load(); });
   await load();
 }
 
@@ -1777,14 +1779,16 @@ async function pageAccounts(root) {
   const form = $('[data-testid=account-filter]', root);
   const wrap = $('[data-testid=accounts-wrap]', root);
   const sender = (a) => a.config?.from || a.config?.sender || a.config?.address || a.config?.sign_name || '';
+  const list = pagedList('accounts-table');
   const load = async () => {
     try {
-      const d = await api('GET', '/accounts' + qs({ q: form.elements.q.value.trim(), limit: 200 }));
+      const d = await api('GET', '/accounts' + qs({ q: form.elements.q.value.trim(), ...list.params() }));
       const as = items(d);
-      setHtml(wrap, html`<table data-testid="accounts-table"><thead><tr><th>${t('common.name')}</th><th>${t('acc.type')}</th><th>${t('acc.sender')}</th><th>${t('common.createdAt')}</th><th></th></tr></thead>
+      setHtml(wrap, html`<table data-testid="accounts-table"><thead><tr><th data-sort="name">${t('common.name')}</th><th data-sort="channel">${t('acc.type')}</th><th>${t('acc.sender')}</th><th>${t('common.createdAt')}</th><th></th></tr></thead>
         <tbody>${as.length ? as.map((a) => html`<tr data-testid="account-row" data-name="${a.name}"><td>${a.name}</td><td>${channelName(types, a.channel)}</td><td>${sender(a)}</td><td>${fmtTime(a.created_at)}</td>
         <td class="rowbtns">${editp ? html`<button type="button" data-edit="${a.name}" data-testid="account-edit">${t('common.edit')}</button>
           <button type="button" class="danger" data-del="${a.name}" data-testid="account-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="5" class="muted" data-testid="accounts-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      list.attach(wrap, d.total ?? as.length, load);
       on(wrap, '[data-edit]', 'click', (e) => accountDialog(as.find((a) => a.name === e.currentTarget.dataset.edit)));
       on(wrap, '[data-del]', 'click', async (e) => {
         const name = e.currentTarget.dataset.del;
@@ -1855,7 +1859,7 @@ async function pageAccounts(root) {
     renderConfig();
   };
   if (editp) $('[data-testid=account-add]', root).onclick = () => accountDialog(null);
-  form.addEventListener('submit', (e) => { e.preventDefault(); load(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); list.offset = 0; load(); });
   await load();
 }
 

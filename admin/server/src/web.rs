@@ -177,28 +177,47 @@ impl ListQuery {
         };
         Ok(DocQuery {
             filters: filters.into_iter().flatten().collect(),
-            sort: Some(sort.into()),
+            sort: Some(sort).filter(|s| !s.is_empty()).map(Into::into),
             descending,
             offset: self.offset.unwrap_or(0),
             limit: self.take(50, 200) as u64,
         })
     }
 
+    /// A list no store pages (sender accounts live in their own table; a
+    /// push's deliveries are read message by message) paged and sorted
+    /// here by the same rules as the stores (`DocQuery::apply`): `items` in
+    /// their natural order (kept among equals), `sortable` and `default` as
+    /// for [`ListQuery::docs`] (an empty default field: the natural order),
+    /// page size `limits` (default, most).
+    pub fn page_values<T: Serialize>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        sortable: Sortable,
+        default: (&str, bool),
+        limits: (usize, usize),
+    ) -> std::result::Result<Page<Value>, ApiError> {
+        let mut query = self.docs(sortable, default, vec![])?;
+        query.limit = self.take(limits.0, limits.1) as u64;
+        let docs = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| herald_core::model::Doc {
+                tenant: String::new(),
+                kind: String::new(),
+                id: format!("{i:012}"),
+                body: serde_json::to_value(item).unwrap_or_default(),
+                updated_at: 0,
+            })
+            .collect();
+        let page = query.apply(docs);
+        Ok(Page { items: page.docs.into_iter().map(|d| d.body).collect(), total: usize::try_from(page.total).unwrap_or(usize::MAX) })
+    }
+
     /// One page of a kind of documents as `{"items", "total"}`.
     pub async fn page_docs<T: DeserializeOwned>(&self, repo: &Repo<'_>, kind: &str, query: &DocQuery) -> std::result::Result<Page<T>, ApiError> {
         let (items, total) = repo.page(kind, query).await?;
         Ok(Page { items, total: usize::try_from(total).unwrap_or(usize::MAX) })
-    }
-
-    /// `{"items": [...], "total": n}` for one page.
-    pub fn page<T>(&self, items: Vec<T>) -> Page<T> {
-        let total = items.len();
-        Page { items: items.into_iter().skip(self.skip()).take(self.take(50, 200)).collect(), total }
-    }
-
-    /// `offset` as an index.
-    pub fn skip(&self) -> usize {
-        self.offset.map_or(0, |o| usize::try_from(o).unwrap_or(usize::MAX))
     }
 
     /// `limit` within 1..=`max`, `default` when absent.

@@ -330,13 +330,19 @@ struct Deliveries {
     message_id: Option<String>,
     /// The messages of the send shown (`send`, default the latest).
     message_ids: Vec<String>,
-    deliveries: Vec<DeliveryView>,
+    #[schema(value_type = Vec<DeliveryView>)]
+    deliveries: Vec<serde_json::Value>,
     /// Deliveries in all pages.
     total: usize,
 }
 
+/// A push's deliveries sort by these (`sort`); default in sending order.
+const DELIVERY_SORTS: Sortable =
+    &[("recipient", "recipient"), ("status", "status"), ("attempts", "attempts"), ("cost_minor", "cost_minor"), ("updated_at", "updated_at")];
+
 #[utoipa::path(get, path = "/pushes/{id}/deliveries", tag = "pushes", summary = "Per-recipient delivery status",
-    description = "Needs `push.view`. `offset`/`limit` page the deliveries (default 500, at most 5000).",
+    description = "Needs `push.view`. `offset`/`limit` page the deliveries (default 500, at most 5000), in sending order or by `sort`: \
+        recipient, status, attempts, cost_minor or updated_at.",
     params(("id" = String, Path, description = "Push id"), ListQuery),
     responses((status = 200, description = "The deliveries", body = Deliveries)))]
 async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
@@ -357,9 +363,9 @@ async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): 
             }));
         }
     }
-    let total = items.len();
-    let items: Vec<_> = items.into_iter().skip(q.skip()).take(q.take(500, 5000)).collect();
-    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: items, total }).into_response())
+    let page = q.page_values(items, DELIVERY_SORTS, ("", false), (500, 5000))?;
+    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: page.items, total: page.total })
+        .into_response())
 }
 
 /// The upload form: one spreadsheet.
