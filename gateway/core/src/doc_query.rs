@@ -88,7 +88,7 @@ impl Scalar {
     }
 
     /// SQLite's order of two values (text: NOCASE).
-    pub fn cmp(&self, other: &Scalar) -> Ordering {
+    pub fn order(&self, other: &Scalar) -> Ordering {
         match (self, other) {
             (Scalar::Int(a), Scalar::Int(b)) => a.cmp(b),
             (Scalar::Text(a), Scalar::Text(b)) => a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase())),
@@ -140,7 +140,7 @@ impl DocFilter {
             }
             DocFilter::In { field: f, values } => {
                 let v = field(body, f);
-                v != Scalar::Null && values.iter().any(|w| Scalar::of(Some(w)).cmp(&v) == Ordering::Equal)
+                v != Scalar::Null && values.iter().any(|w| Scalar::of(Some(w)).order(&v) == Ordering::Equal)
             }
             DocFilter::Null { field: f, null } => (field(body, f) == Scalar::Null) == *null,
         }
@@ -166,7 +166,7 @@ impl DocQuery {
     pub fn order(&self, a: &Doc, b: &Doc) -> Ordering {
         let by_field = match &self.sort {
             Some(s) => {
-                let o = field(&a.body, s).cmp(&field(&b.body, s));
+                let o = field(&a.body, s).order(&field(&b.body, s));
                 if self.descending { o.reverse() } else { o }
             }
             None if self.descending => b.id.cmp(&a.id),
@@ -264,10 +264,10 @@ mod tests {
         assert_eq!(field(&a, "x.m"), Scalar::Text("at".into()));
         assert_eq!(field(&a, "f"), Scalar::Int(1));
         assert_eq!(field(&a, "missing"), Scalar::Null);
-        assert_eq!(Scalar::Null.cmp(&Scalar::Int(-5)), Ordering::Less);
-        assert_eq!(Scalar::Real(2.5).cmp(&Scalar::Int(2)), Ordering::Greater);
-        assert_eq!(Scalar::Int(9).cmp(&Scalar::Text("1".into())), Ordering::Less);
-        assert_eq!(Scalar::Text("alice".into()).cmp(&Scalar::Text("Bob".into())), Ordering::Less);
+        assert_eq!(Scalar::Null.order(&Scalar::Int(-5)), Ordering::Less);
+        assert_eq!(Scalar::Real(2.5).order(&Scalar::Int(2)), Ordering::Greater);
+        assert_eq!(Scalar::Int(9).order(&Scalar::Text("1".into())), Ordering::Less);
+        assert_eq!(Scalar::Text("alice".into()).order(&Scalar::Text("Bob".into())), Ordering::Less);
         assert!(DocFilter::In { field: "f".into(), values: vec![json!(true)] }.matches(&a));
         assert!(!DocFilter::In { field: "missing".into(), values: vec![Value::Null] }.matches(&a));
         assert!(DocFilter::Null { field: "missing".into(), null: true }.matches(&a));
