@@ -587,9 +587,13 @@ function enhanceTable(table) {
   }
   const head = table.tHead?.rows[0];
   if (!head) return;
+  // A paged list (pagedList) sorts on the server: only its columns with a
+  // data-sort field are sortable, and a click asks the server (all pages).
+  const server = table.dataset.serverSort === '1';
   Array.from(head.cells).forEach((th, col) => {
     const label = th.textContent.trim();
     if (!label || th.colSpan > 1) return; // row-button columns
+    if (server && !th.dataset.sort) return;
     th.classList.add('sortable');
     th.setAttribute('aria-sort', 'none');
     const btn = document.createElement('button');
@@ -604,11 +608,17 @@ function enhanceTable(table) {
     btn.appendChild(ind);
     th.replaceChildren(btn);
     btn.addEventListener('click', () => {
+      if (server) { table.dispatchEvent(new CustomEvent('server-sort', { detail: th.dataset.sort })); return; }
       const dir = table.dataset.sortCol === String(col) && table.dataset.sortDir === 'asc' ? 'desc' : 'asc';
       sortTable(table, col, dir);
       if (table.dataset.testid) sortMemory.set(table.dataset.testid, { col, dir });
     });
   });
+  if (server) {
+    const col = Array.from(head.cells).findIndex((th) => th.dataset.sort && th.dataset.sort === table.dataset.sortField);
+    if (col >= 0) markSorted(table, col, table.dataset.sortOrder === 'desc' ? 'desc' : 'asc');
+    return;
+  }
   const mem = table.dataset.testid && sortMemory.get(table.dataset.testid);
   if (mem && head.cells[mem.col]?.classList.contains('sortable')) sortTable(table, mem.col, mem.dir);
 }
@@ -622,17 +632,61 @@ new MutationObserver((muts) => {
 
 // ------------------------------------------------------------------ pagination
 
-function pager(total, offset, limit, onPage) {
+function pager(total, offset, limit, onPage, onSize) {
   const wrap = document.createElement('div');
   wrap.className = 'pager';
   const from = total ? offset + 1 : 0;
   const to = Math.min(offset + limit, total);
+  const pages = Math.max(1, Math.ceil(total / limit));
+  const pageNo = Math.min(pages, Math.floor(offset / limit) + 1);
   setHtml(wrap, html`<span data-testid="pager-info">${t('common.range', { from, to, total })}</span>
-    <button type="button" data-p="prev" ${raw(offset <= 0 ? 'disabled' : '')}>‹</button>
-    <button type="button" data-p="next" ${raw(offset + limit >= total ? 'disabled' : '')}>›</button>`);
+    <button type="button" data-p="first" data-testid="pager-first" title="${t('common.firstPage')}" ${raw(offset <= 0 ? 'disabled' : '')}>«</button>
+    <button type="button" data-p="prev" data-testid="pager-prev" ${raw(offset <= 0 ? 'disabled' : '')}>‹</button>
+    <span data-testid="pager-page">${t('common.pageOf', { page: pageNo, pages })}</span>
+    <button type="button" data-p="next" data-testid="pager-next" ${raw(offset + limit >= total ? 'disabled' : '')}>›</button>
+    <button type="button" data-p="last" data-testid="pager-last" title="${t('common.lastPage')}" ${raw(offset + limit >= total ? 'disabled' : '')}>»</button>
+    ${onSize ? html`<select data-testid="pager-size" aria-label="${t('common.pageSize')}">${PAGE_SIZES.map((n) => html`<option value="${n}" ${raw(n === limit ? 'selected' : '')}>${t('common.perPage', { n })}</option>`)}</select>` : ''}`);
+  $('[data-p=first]', wrap).onclick = () => onPage(0);
   $('[data-p=prev]', wrap).onclick = () => onPage(Math.max(0, offset - limit));
   $('[data-p=next]', wrap).onclick = () => onPage(offset + limit);
+  $('[data-p=last]', wrap).onclick = () => onPage((pages - 1) * limit);
+  if (onSize) $('[data-testid=pager-size]', wrap).onchange = (e) => onSize(Number(e.currentTarget.value));
   return wrap;
+}
+const PAGE_SIZES = [20, 50, 100, 200];
+
+/**
+ * A list paged, sorted and filtered by the server: the page (offset), the
+ * page size and the sort column/direction, kept per table (by its testid)
+ * while the console is open. `params()` goes into the list's request;
+ * `attach(wrap, total, reload)` after rendering the table marks it
+ * server-sorted (headers with data-sort="field" ask the server) and adds
+ * the pager with a page-size choice.
+ */
+const listMemory = new Map(); // table testid → {sort, order, limit}
+function pagedList(id) {
+  if (!listMemory.has(id)) listMemory.set(id, { sort: '', order: '', limit: PAGE });
+  const mem = listMemory.get(id);
+  const list = { offset: 0 };
+  list.params = () => ({ offset: list.offset, limit: mem.limit, sort: mem.sort, order: mem.sort ? mem.order : '' });
+  list.attach = (wrap, total, reload) => {
+    const table = $('table', wrap);
+    if (table) {
+      table.dataset.serverSort = '1';
+      table.dataset.sortField = mem.sort;
+      table.dataset.sortOrder = mem.order;
+      table.addEventListener('server-sort', (e) => {
+        mem.order = mem.sort === e.detail && mem.order === 'asc' ? 'desc' : 'asc';
+        mem.sort = e.detail;
+        list.offset = 0;
+        reload();
+      });
+    }
+    // Past the end (rows deleted, a narrower filter): back to the last page.
+    if (total && list.offset >= total) { list.offset = Math.floor((total - 1) / mem.limit) * mem.limit; reload(); return; }
+    wrap.appendChild(pager(total, list.offset, mem.limit, (o) => { list.offset = o; reload(); }, (l) => { mem.limit = l; list.offset = 0; reload(); }));
+  };
+  return list;
 }
 const PAGE = 50;
 
@@ -705,7 +759,7 @@ async function pageDirectory(root) {
   let selected = sessionStorage.getItem('herald.unit');
   if (!tree.byId.has(selected)) selected = tree.roots[0]?.id || null;
   let q = '';
-  let offset = 0;
+  const list = pagedList('users-table');
   let roles = null;
 
   setHtml(root, html`<section data-testid="page-directory"><h1>${t('menu.directory')}</h1>
@@ -734,7 +788,7 @@ async function pageDirectory(root) {
       if (selected === id && !force) return;
       selected = id;
       sessionStorage.setItem('herald.unit', selected);
-      offset = 0;
+      list.offset = 0;
       renderTree();
       loadUsers();
     };
@@ -771,16 +825,16 @@ async function pageDirectory(root) {
     const unit = tree.byId.get(selected);
     $('[data-testid=users-title]', root).textContent = unit ? t('users.inUnit', { unit: unit.name }) : t('users.title');
     try {
-      const d = await api('GET', '/users' + qs({ q, unit: selected, offset, limit: PAGE }));
+      const d = await api('GET', '/users' + qs({ q, unit: selected, ...list.params() }));
       const us = items(d);
       const total = d.total ?? us.length;
-      setHtml(wrap, html`<table data-testid="users-table"><thead><tr><th>${t('common.name')}</th><th>${t('users.login')}</th><th>${t('users.mobile')}</th><th>${t('users.email')}</th><th>${t('users.unit')}</th><th></th></tr></thead>
+      setHtml(wrap, html`<table data-testid="users-table"><thead><tr><th data-sort="name">${t('common.name')}</th><th data-sort="login">${t('users.login')}</th><th data-sort="mobile">${t('users.mobile')}</th><th data-sort="email">${t('users.email')}</th><th data-sort="unit">${t('users.unit')}</th><th></th></tr></thead>
         <tbody>${us.length ? us.map((u) => html`<tr data-testid="user-row" data-login="${u.login || ''}" data-id="${u.id}"><td>${u.name}</td><td>${u.login || ''}</td><td>${u.mobile || ''}</td><td>${u.email || ''}</td>
           <td>${tree.byId.get(u.unit)?.name || u.unit || ''}</td>
           <td class="rowbtns">${edit ? html`<button type="button" data-edit="${u.id}" data-testid="user-edit">${t('common.edit')}</button>` : ''}
           ${can('users.password') && u.login && u.id !== state.me?.user?.id ? html`<button type="button" data-reset="${u.id}" data-testid="user-reset-password">${t('users.resetPassword')}</button>` : ''}
           ${edit ? html`<button type="button" class="danger" data-del="${u.id}" data-testid="user-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted" data-testid="users-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
-      wrap.appendChild(pager(total, offset, PAGE, (o) => { offset = o; loadUsers(); }));
+      list.attach(wrap, total, loadUsers);
       on(wrap, '[data-edit]', 'click', (e) => userDialog(us.find((u) => u.id === e.currentTarget.dataset.edit)));
       on(wrap, '[data-reset]', 'click', (e) => resetPasswordDialog(us.find((u) => u.id === e.currentTarget.dataset.reset)));
       on(wrap, '[data-del]', 'click', async (e) => {
@@ -925,7 +979,7 @@ async function pageDirectory(root) {
   $('[data-testid=user-search-form]', root).addEventListener('submit', (e) => {
     e.preventDefault();
     q = e.currentTarget.elements.q.value.trim();
-    offset = 0;
+    list.offset = 0;
     loadUsers();
   });
   renderTree();
@@ -1078,7 +1132,7 @@ async function pagePushes(root) {
   const editp = can('push.edit');
   const send = can('push.send');
   const f = JSON.parse(sessionStorage.getItem('herald.pushFilter') || '{}');
-  let offset = 0;
+  const list = pagedList('pushes-table');
   setHtml(root, html`<section data-testid="page-pushes"><h1>${t('menu.pushes')}</h1>
     <div class="panel"><div class="panel-head"><h2>${t('push.list')}</h2>
       ${editp ? html`<a class="button primary" href="#/pushes/new" data-testid="push-add">${t('push.add')}</a>` : ''}</div>
@@ -1098,9 +1152,9 @@ async function pagePushes(root) {
     const filt = { number: e.number.value.trim(), title: e.title.value.trim(), status: e.status.value };
     sessionStorage.setItem('herald.pushFilter', JSON.stringify(filt));
     try {
-      const d = await api('GET', '/pushes' + qs({ ...filt, offset, limit: PAGE }));
+      const d = await api('GET', '/pushes' + qs({ ...filt, ...list.params() }));
       const ps = items(d);
-      setHtml(wrap, html`<table data-testid="pushes-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('push.channel')}</th><th>${t('common.status')}</th><th>${t('push.schedule')}</th><th>${t('common.updatedAt')}</th><th></th></tr></thead>
+      setHtml(wrap, html`<table data-testid="pushes-table"><thead><tr><th data-sort="number">${t('common.number')}</th><th data-sort="title">${t('common.title')}</th><th data-sort="channel">${t('push.channel')}</th><th>${t('common.status')}</th><th data-sort="schedule">${t('push.schedule')}</th><th data-sort="updated_at">${t('common.updatedAt')}</th><th></th></tr></thead>
         <tbody>${ps.length ? ps.map((p) => html`<tr data-testid="push-row" data-number="${p.number}" data-id="${p.id}" data-status="${p.status}">
           <td>${p.number}</td><td><a href="#/pushes/${encodeURIComponent(p.id)}" data-testid="push-title-link">${p.title}</a></td>
           <td>${channelName(types, p.channel)}</td>
@@ -1112,7 +1166,7 @@ async function pagePushes(root) {
             ${send ? html`<button type="button" data-toggle="${p.id}" data-testid="push-toggle">${p.enabled ? t('common.disable') : t('common.enable')}</button>` : ''}
             ${editp ? html`<button type="button" class="danger" data-del="${p.id}" data-testid="push-delete" title="${t('push.deleteHint')}">${t('common.delete')}</button>` : ''}
           </td></tr>`) : html`<tr><td colspan="7" class="muted" data-testid="pushes-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
-      wrap.appendChild(pager(d.total ?? ps.length, offset, PAGE, (o) => { offset = o; load(); }));
+      list.attach(wrap, d.total ?? ps.length, load);
       const byId = (id) => ps.find((p) => p.id === id);
       on(wrap, '[data-copy]', 'click', async (ev) => {
         try { const c = await api('POST', `/pushes/${encodeURIComponent(ev.currentTarget.dataset.copy)}/copy`); toast(t('push.copied', { number: c?.number || '' })); load(); } catch (err) { toast(err.message, 'error'); }
@@ -1128,8 +1182,8 @@ async function pagePushes(root) {
       });
     } catch (err) { setHtml(wrap, html`<p class="error" data-testid="pushes-error">${err.message}</p>`); }
   };
-  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
-  $('[data-testid=push-reset]', root).onclick = () => { form.reset(); $$('input', form).forEach((i) => { i.value = ''; }); form.elements.status.value = ''; offset = 0; load(); };
+  form.addEventListener('submit', (e) => { e.preventDefault(); list.offset = 0; load(); });
+  $('[data-testid=push-reset]', root).onclick = () => { form.reset(); $$('input', form).forEach((i) => { i.value = ''; }); form.elements.status.value = ''; list.offset = 0; load(); };
   await load();
 }
 
@@ -1375,23 +1429,25 @@ async function pageDeliveries(root, id) {
       ${sends.length > 1 ? html`<label class="inline">${t('push.send')}<select data-testid="deliveries-send">${sends.map((sd, i) => html`<option value="${i}" ${raw(i === sends.length - 1 ? 'selected' : '')}>${t('push.sendN', { n: i + 1 })} · ${fmtTime(sd.at)} · ${t('targets.listCount', { n: sd.recipients })}</option>`)}</select></label>` : ''}</p>
     <div class="panel" data-testid="deliveries-wrap"></div></section>`);
   const wrap = $('[data-testid=deliveries-wrap]', root);
+  const list = pagedList('deliveries-table');
   const load = async () => {
     try {
       const pick = $('[data-testid=deliveries-send]', root);
-      const d = await api('GET', `/pushes/${encodeURIComponent(id)}/deliveries${pick ? '?send=' + pick.value : ''}`);
+      const d = await api('GET', `/pushes/${encodeURIComponent(id)}/deliveries` + qs({ send: pick?.value, ...list.params() }));
       const ds = d?.deliveries || [];
       const counts = {};
       ds.forEach((x) => { counts[x.status] = (counts[x.status] || 0) + 1; });
       setHtml(wrap, html`<p>${t('push.messageId')}: <code data-testid="deliveries-message-id">${d?.message_id || '—'}</code>
         <span data-testid="deliveries-summary">${Object.entries(counts).map(([s, n]) => html`<span class="badge s-${s}">${t('dstatus.' + s, {}, s)} ${n}</span> `)}</span></p>
-        <table data-testid="deliveries-table"><thead><tr><th>${t('deliv.recipient')}</th><th>${t('common.status')}</th><th>${t('deliv.attempts')}</th><th>${t('deliv.detail')}</th><th>${t('deliv.cost')}</th><th>${t('common.updatedAt')}</th></tr></thead>
+        <table data-testid="deliveries-table"><thead><tr><th data-sort="recipient">${t('deliv.recipient')}</th><th data-sort="status">${t('common.status')}</th><th data-sort="attempts">${t('deliv.attempts')}</th><th>${t('deliv.detail')}</th><th data-sort="cost_minor">${t('deliv.cost')}</th><th data-sort="updated_at">${t('common.updatedAt')}</th></tr></thead>
         <tbody>${ds.length ? ds.map((x) => html`<tr data-testid="delivery-row" data-recipient="${x.recipient}" data-status="${x.status}"><td>${x.recipient}</td>
           <td><span class="badge s-${x.status}" data-testid="delivery-status">${t('dstatus.' + x.status, {}, x.status)}</span></td><td>${x.attempts}</td><td>${x.detail || ''}</td>
           <td>${fmtMoney(x.cost_minor, x.currency)}</td><td>${fmtTime(x.updated_at)}</td></tr>`) : html`<tr><td colspan="6" class="muted" data-testid="deliveries-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      list.attach(wrap, d?.total ?? ds.length, load);
     } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
   };
   $('[data-testid=deliveries-refresh]', root).onclick = load;
-  on(root, '[data-testid=deliveries-send]', 'change', load);
+  on(root, '[data-testid=deliveries-send]', 'change', () => { list.offset = 0; load(); });
   await load();
 }
 
@@ -1410,17 +1466,17 @@ async function pageTemplates(root) {
     <div data-testid="tpl-wrap"></div></div></section>`);
   const form = $('[data-testid=tpl-filter]', root);
   const wrap = $('[data-testid=tpl-wrap]', root);
-  let offset = 0;
+  const list = pagedList('tpl-table');
   const load = async () => {
     try {
-      const d = await api('GET', '/tiered/templates' + qs({ number: form.elements.number.value.trim(), title: form.elements.title.value.trim(), offset, limit: PAGE }));
+      const d = await api('GET', '/tiered/templates' + qs({ number: form.elements.number.value.trim(), title: form.elements.title.value.trim(), ...list.params() }));
       const ts = items(d);
-      setHtml(wrap, html`<table data-testid="tpl-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('tiered.editor')}</th><th>${t('tiered.variables')}</th><th>${t('common.updatedAt')}</th><th></th></tr></thead>
+      setHtml(wrap, html`<table data-testid="tpl-table"><thead><tr><th data-sort="number">${t('common.number')}</th><th data-sort="title">${t('common.title')}</th><th>${t('tiered.editor')}</th><th>${t('tiered.variables')}</th><th data-sort="updated_at">${t('common.updatedAt')}</th><th></th></tr></thead>
         <tbody>${ts.length ? ts.map((x) => html`<tr data-testid="tpl-row" data-number="${x.number}" data-title="${x.title}"><td>${x.number}</td>
         <td><a href="#/tiered/templates/${encodeURIComponent(x.id)}" data-testid="tpl-title-link">${x.title}</a></td><td>${t('editor.' + x.editor, {}, x.editor)}</td>
         <td>${(x.variables || []).join(', ')}</td><td>${fmtTime(x.updated_at || x.created_at)}</td>
         <td class="rowbtns">${editp ? html`<button type="button" class="danger" data-del="${x.id}" data-testid="tpl-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>`);
-      wrap.appendChild(pager(d.total ?? ts.length, offset, PAGE, (o) => { offset = o; load(); }));
+      list.attach(wrap, d.total ?? ts.length, load);
       on(wrap, '[data-del]', 'click', async (e) => {
         const x = ts.find((y) => y.id === e.currentTarget.dataset.del);
         if (!(await confirmDialog(t('tiered.confirmDeleteTpl', { number: x.number })))) return;
@@ -1428,7 +1484,7 @@ async function pageTemplates(root) {
       });
     } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
   };
-  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); list.offset = 0; load(); });
   await load();
 }
 function tieredTabs(active) {
@@ -1471,25 +1527,25 @@ async function pageIncidents(root) {
   const form = $('[data-testid=incident-filter]', root);
   const wrap = $('[data-testid=incident-wrap]', root);
   const byAction = await actionsById();
-  let offset = 0;
+  const list = pagedList('incident-table');
   const load = async () => {
     const status = form.elements.status.value;
     sessionStorage.setItem('herald.incidentFilter', JSON.stringify({ status }));
     try {
-      const d = await api('GET', '/tiered/incidents' + qs({ status, offset, limit: PAGE }));
+      const d = await api('GET', '/tiered/incidents' + qs({ status, ...list.params() }));
       const is = items(d);
-      setHtml(wrap, html`<table data-testid="incident-table"><thead><tr><th>${t('tiered.triggeredAt')}</th><th>${t('tiered.action')}</th><th>${t('tiered.level')}</th><th>${t('common.status')}</th>
+      setHtml(wrap, html`<table data-testid="incident-table"><thead><tr><th data-sort="created_at">${t('tiered.triggeredAt')}</th><th data-sort="action">${t('tiered.action')}</th><th data-sort="level">${t('tiered.level')}</th><th data-sort="state">${t('common.status')}</th>
         <th class="num">${t('tiered.stepsFired')}</th><th class="num">${t('tiered.repeats')}</th><th>${t('tiered.ackedBy')}</th><th></th></tr></thead>
         <tbody>${is.length ? is.map((i) => html`<tr data-testid="incident-row" data-id="${i.id}" data-state="${i.state}" data-action="${i.action}" data-level="${i.level}">
           <td>${fmtTime(i.created_at)}</td><td>${actionLabel(byAction, i.action)}</td><td>${t('level.' + i.level, {}, i.level)}</td><td>${stateBadge(i.state)}</td>
           <td class="num">${(i.fired || []).length}${i.steps ? html`<span class="muted"> / ${i.steps.length}</span>` : ''}</td><td class="num">${i.repeats ?? 0}</td><td>${(i.acked || []).join(', ')}</td>
           <td class="rowbtns"><a class="button" href="#/tiered/incidents/${encodeURIComponent(i.id)}" data-testid="incident-view">${t('common.view')}</a></td></tr>`)
           : html`<tr><td colspan="8" class="muted" data-testid="incident-empty">${t('tiered.noIncidents')}</td></tr>`}</tbody></table>`);
-      wrap.appendChild(pager(d.total ?? is.length, offset, PAGE, (o) => { offset = o; load(); }));
+      list.attach(wrap, d.total ?? is.length, load);
     } catch (err) { setHtml(wrap, html`<p class="error" data-testid="incident-error">${err.message}</p>`); }
   };
-  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
-  form.elements.status.addEventListener('change', () => { offset = 0; load(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); list.offset = 0; load(); });
+  form.elements.status.addEventListener('change', () => { list.offset = 0; load(); });
   $('[data-testid=incident-refresh]', root).onclick = load;
   await load();
 }
@@ -1654,20 +1710,20 @@ async function pageActions(root) {
     <div data-testid="action-wrap"></div></div></section>`);
   const form = $('[data-testid=action-filter]', root);
   const wrap = $('[data-testid=action-wrap]', root);
-  let offset = 0;
+  const list = pagedList('action-table');
   const load = async () => {
     try {
       const el = form.elements;
-      const d = await api('GET', '/tiered/actions' + qs({ number: el.number.value.trim(), title: el.title.value.trim(), status: el.status.value, offset, limit: PAGE }));
+      const d = await api('GET', '/tiered/actions' + qs({ number: el.number.value.trim(), title: el.title.value.trim(), status: el.status.value, ...list.params() }));
       const as = items(d);
-      setHtml(wrap, html`<table data-testid="action-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('tiered.rules')}</th><th>${t('common.status')}</th><th>${t('common.updatedAt')}</th><th></th></tr></thead>
+      setHtml(wrap, html`<table data-testid="action-table"><thead><tr><th data-sort="number">${t('common.number')}</th><th data-sort="title">${t('common.title')}</th><th>${t('tiered.rules')}</th><th data-sort="status">${t('common.status')}</th><th data-sort="updated_at">${t('common.updatedAt')}</th><th></th></tr></thead>
         <tbody>${as.length ? as.map((a) => html`<tr data-testid="action-row" data-number="${a.number}" data-title="${a.title}" data-enabled="${a.enabled ? 'true' : 'false'}"><td>${a.number}</td>
         <td><a href="#/tiered/actions/${encodeURIComponent(a.id)}" data-testid="action-title-link">${a.title}</a></td><td>${(a.rules || []).length}</td>
         <td><span class="badge ${a.enabled ? 's-sent' : 's-disabled'}" data-testid="action-status">${a.enabled ? t('common.enabled') : t('common.disabled')}</span></td><td>${fmtTime(a.updated_at || a.created_at)}</td>
         <td class="rowbtns">${editp ? html`<button type="button" data-toggle="${a.id}" data-testid="action-toggle">${a.enabled ? t('common.disable') : t('common.enable')}</button>
           <button type="button" data-copy="${a.id}" data-testid="action-copy">${t('common.copy')}</button>
           <button type="button" class="danger" data-del="${a.id}" data-testid="action-delete" title="${t('push.deleteHint')}">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="6" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>`);
-      wrap.appendChild(pager(d.total ?? as.length, offset, PAGE, (o) => { offset = o; load(); }));
+      list.attach(wrap, d.total ?? as.length, load);
       const byId = (id) => as.find((a) => a.id === id);
       on(wrap, '[data-toggle]', 'click', async (e) => {
         const a = byId(e.currentTarget.dataset.toggle);
@@ -1683,7 +1739,7 @@ async function pageActions(root) {
       });
     } catch (err) { setHtml(wrap, html`<p class="error">${err.message}</p>`); }
   };
-  form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); list.offset = 0; load(); });
   await load();
 }
 
@@ -1969,14 +2025,16 @@ async function pageAccounts(root) {
   const form = $('[data-testid=account-filter]', root);
   const wrap = $('[data-testid=accounts-wrap]', root);
   const sender = (a) => a.config?.from || a.config?.sender || a.config?.address || a.config?.sign_name || '';
+  const list = pagedList('accounts-table');
   const load = async () => {
     try {
-      const d = await api('GET', '/accounts' + qs({ q: form.elements.q.value.trim(), limit: 200 }));
+      const d = await api('GET', '/accounts' + qs({ q: form.elements.q.value.trim(), ...list.params() }));
       const as = items(d);
-      setHtml(wrap, html`<table data-testid="accounts-table"><thead><tr><th>${t('common.name')}</th><th>${t('acc.type')}</th><th>${t('acc.sender')}</th><th>${t('common.createdAt')}</th><th></th></tr></thead>
+      setHtml(wrap, html`<table data-testid="accounts-table"><thead><tr><th data-sort="name">${t('common.name')}</th><th data-sort="channel">${t('acc.type')}</th><th>${t('acc.sender')}</th><th>${t('common.createdAt')}</th><th></th></tr></thead>
         <tbody>${as.length ? as.map((a) => html`<tr data-testid="account-row" data-name="${a.name}"><td>${a.name}</td><td>${channelName(types, a.channel)}</td><td>${sender(a)}</td><td>${fmtTime(a.created_at)}</td>
         <td class="rowbtns">${editp ? html`<button type="button" data-edit="${a.name}" data-testid="account-edit">${t('common.edit')}</button>
           <button type="button" class="danger" data-del="${a.name}" data-testid="account-delete">${t('common.delete')}</button>` : ''}</td></tr>`) : html`<tr><td colspan="5" class="muted" data-testid="accounts-empty">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      list.attach(wrap, d.total ?? as.length, load);
       on(wrap, '[data-edit]', 'click', (e) => accountDialog(as.find((a) => a.name === e.currentTarget.dataset.edit)));
       on(wrap, '[data-del]', 'click', async (e) => {
         const name = e.currentTarget.dataset.del;
@@ -2052,7 +2110,7 @@ async function pageAccounts(root) {
     renderConfig();
   };
   if (editp) $('[data-testid=account-add]', root).onclick = () => accountDialog(null);
-  form.addEventListener('submit', (e) => { e.preventDefault(); load(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); list.offset = 0; load(); });
   await load();
 }
 

@@ -10,7 +10,7 @@ const zh = {
   'common.createdBy': '创建人', 'common.delete': '删除', 'common.deleted': '已删除', 'common.disable': '停用',
   'common.disabled': '已停用', 'common.done': '完成', 'common.edit': '编辑', 'common.empty': '暂无数据',
   'common.enable': '启用', 'common.enabled': '已启用', 'common.language': '语言', 'common.loading': '加载中…',
-  'common.name': '名称', 'common.number': '编号', 'common.ok': '确定', 'common.range': '第 {from}–{to} 条，共 {total} 条',
+  'common.name': '名称', 'common.number': '编号', 'common.ok': '确定', 'common.range': '第 {from}–{to} 条，共 {total} 条', 'common.pageOf': '第 {page} / {pages} 页', 'common.perPage': '每页 {n} 条', 'common.pageSize': '每页条数', 'common.firstPage': '第一页', 'common.lastPage': '最后一页',
   'common.refresh': '刷新', 'common.remove': '移除', 'common.reset': '重置', 'common.save': '保存', 'common.saved': '已保存',
   'common.search': '搜索', 'common.status': '状态', 'common.title': '标题', 'common.updatedAt': '更新时间', 'common.view': '查看',
 
@@ -159,7 +159,7 @@ const en = {
   'common.createdBy': 'Created by', 'common.delete': 'Delete', 'common.deleted': 'Deleted', 'common.disable': 'Disable',
   'common.disabled': 'Disabled', 'common.done': 'Done', 'common.edit': 'Edit', 'common.empty': 'Nothing here yet',
   'common.enable': 'Enable', 'common.enabled': 'Enabled', 'common.language': 'Language', 'common.loading': 'Loading…',
-  'common.name': 'Name', 'common.number': 'Number', 'common.ok': 'OK', 'common.range': '{from}–{to} of {total}',
+  'common.name': 'Name', 'common.number': 'Number', 'common.ok': 'OK', 'common.range': '{from}–{to} of {total}', 'common.pageOf': 'Page {page} of {pages}', 'common.perPage': '{n} per page', 'common.pageSize': 'Page size', 'common.firstPage': 'First page', 'common.lastPage': 'Last page',
   'common.refresh': 'Refresh', 'common.remove': 'Remove', 'common.reset': 'Reset', 'common.save': 'Save', 'common.saved': 'Saved',
   'common.search': 'Search', 'common.status': 'Status', 'common.title': 'Title', 'common.updatedAt': 'Updated', 'common.view': 'View',
 

@@ -538,3 +538,65 @@ async fn a_recurring_push_sends_each_occurrence_once_across_an_admin_crash_until
     let p = admin.call("GET", &format!("/pushes/{pid}"), Some(&t), None).await.json();
     assert!(p["runs"].as_u64().unwrap() >= 3, "{p}");
 }
+
+/// Issue 16 point 7: lists page, sort and filter in the store: past 200 rows,
+/// with the total, the same order across pages; a column a list lacks is a
+/// 400 naming `sort`; a filter narrows the total; another tenant's rows and
+/// units out of the caller's scope never count.
+#[tokio::test]
+async fn lists_page_past_200_rows_sorted_and_filtered_by_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path());
+    let (_a, t) = admin.register("Paging", "boss-paging").await;
+    let (_b, other) = admin.register("Other", "boss-other").await;
+    let root = admin.root_unit(&t).await;
+    let sub = id(&admin.call("POST", "/units", Some(&t), Some(json!({"name": "Sub", "parent": root}))).await);
+    for i in 0..250_u32 {
+        let unit = if i % 5 == 0 { &sub } else { &root };
+        let name = format!("{} {:03}", if i % 2 == 0 { "user" } else { "User" }, (i * 37) % 250);
+        id(&admin.call("POST", "/users", Some(&t), Some(json!({"name": name, "unit": unit, "email": format!("u{i}@example.test")}))).await);
+    }
+    admin.call("POST", "/users", Some(&other), Some(json!({"name": "user 999", "unit": admin.root_unit(&other).await}))).await;
+
+    let page = |q: &str| {
+        let admin = &admin;
+        let t = t.clone();
+        let q = q.to_string();
+        async move {
+            let r = admin.call("GET", &format!("/users?{q}"), Some(&t), None).await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text());
+            let v = r.json();
+            let names: Vec<String> = v["items"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_string()).collect();
+            (v["total"].as_u64().unwrap(), names)
+        }
+    };
+    // Every page of 50 sorted by name, ascending: 251 (the administrator "Boss" too) in one order.
+    let mut asc = vec![];
+    for offset in (0..300).step_by(50) {
+        let (total, names) = page(&format!("sort=name&order=asc&offset={offset}&limit=50")).await;
+        assert_eq!(total, 251, "no cap at 200");
+        asc.extend(names);
+    }
+    assert_eq!(asc.len(), 251);
+    let mut expected = asc.clone();
+    expected.sort_by_key(|n| n.to_ascii_lowercase());
+    assert_eq!(asc, expected, "one order across pages, ASCII case ignored");
+    assert!(asc.iter().all(|n| n != "user 999"), "another tenant's users never show");
+    let (_, last) = page("sort=name&order=asc&offset=250&limit=50").await;
+    assert_eq!(last, asc[250..]);
+    let (_, desc) = page("sort=name&order=desc&limit=200").await;
+    assert_eq!(desc, asc.iter().rev().take(200).cloned().collect::<Vec<_>>());
+    // Filters narrow the total: the subunit (50), a text (User = every user).
+    assert_eq!(page(&format!("unit={sub}&limit=1")).await.0, 50);
+    assert_eq!(page("q=user%2000&limit=1").await.0, 10);
+    // Bad sort or order: 400 naming the field.
+    let bad = admin.call("GET", "/users?sort=password_hash", Some(&t), None).await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("sort")));
+    let bad = admin.call("GET", "/users?sort=name&order=sideways", Some(&t), None).await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("order")));
+    let bad = admin.call("GET", "/pushes?status=lost", Some(&t), None).await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("status")));
+    // Huge offsets and limits: an empty page with the total, at most 200 rows.
+    assert_eq!(page("offset=9223372036854775807").await, (251, vec![]));
+    assert_eq!(page("limit=100000").await.1.len(), 200);
+}

@@ -418,6 +418,14 @@ impl Caller {
         self.all_units || self.units.contains(unit)
     }
 
+    /// `sees_unit` as a store filter on a document's `field` (None: sees all).
+    pub fn unit_scope(&self, field: &str) -> Option<herald_core::doc_query::DocFilter> {
+        let mut units: Vec<&String> = self.units.iter().collect();
+        units.sort();
+        (!self.all_units)
+            .then(|| herald_core::doc_query::DocFilter::In { field: field.into(), values: units.into_iter().map(|u| u.as_str().into()).collect() })
+    }
+
     /// The one rule for granting: a role, a role assignment or a user edit may
     /// carry only permissions and data scope the caller holds. `field` prefixes
     /// the offending input in the error ("permissions" → "permissions[2]").

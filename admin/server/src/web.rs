@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::User;
+use herald_core::doc_query::{DocFilter, DocQuery};
+use herald_core::docs::Repo;
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::provider_template::ProviderTemplate;
 use herald_plugin_host::PluginHost;
@@ -116,6 +118,10 @@ pub struct ListQuery {
     #[serde(default, deserialize_with = "non_negative")]
     #[param(value_type = Option<i64>, minimum = 0)]
     pub send: Option<u64>,
+    /// The column to order by; each list names the ones it has (another is a 400 naming `sort`).
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default `asc` with `sort`, else the list's own order).
+    pub order: Option<SortOrder>,
     /// Items to skip.
     #[serde(default, deserialize_with = "non_negative")]
     #[param(value_type = Option<i64>, minimum = 0)]
@@ -125,6 +131,17 @@ pub struct ListQuery {
     #[param(value_type = Option<i64>, minimum = 0)]
     pub limit: Option<u64>,
 }
+
+/// The direction of a sorted list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// A list's columns the server sorts by: (name in `sort`, document field).
+pub type Sortable = &'static [(&'static str, &'static str)];
 
 /// A count in a query: 0 to `i64::MAX` (what the document declares).
 pub fn non_negative<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
@@ -140,15 +157,69 @@ impl ListQuery {
         filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).is_none_or(|f| value.to_lowercase().contains(&f.to_lowercase()))
     }
 
-    /// `{"items": [...], "total": n}` for one page.
-    pub fn page<T>(&self, items: Vec<T>) -> Page<T> {
-        let total = items.len();
-        Page { items: items.into_iter().skip(self.skip()).take(self.take(50, 200)).collect(), total }
+    /// A text filter on document fields (None when the text is empty).
+    pub fn contains(filter: &Option<String>, fields: &[&str]) -> Option<DocFilter> {
+        let text = filter.as_deref().map(str::trim).filter(|f| !f.is_empty())?;
+        Some(DocFilter::Contains { fields: fields.iter().map(|f| f.to_string()).collect(), text: text.into() })
     }
 
-    /// `offset` as an index.
-    pub fn skip(&self) -> usize {
-        self.offset.map_or(0, |o| usize::try_from(o).unwrap_or(usize::MAX))
+    /// The store query for this page: `filters`, the asked `sort` (one of
+    /// `sortable`, else a 400 naming `sort`) or the list's `default` order
+    /// (field, descending), `offset` and `limit` (default 50, at most 200).
+    pub fn docs(&self, sortable: Sortable, default: (&str, bool), filters: Vec<Option<DocFilter>>) -> std::result::Result<DocQuery, ApiError> {
+        let (sort, descending) = match self.sort.as_deref().filter(|s| !s.is_empty()) {
+            Some(name) => {
+                let field = sortable.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).ok_or_else(|| {
+                    let names: Vec<&str> = sortable.iter().map(|(n, _)| *n).collect();
+                    ApiError::invalid("sort", format!("this list sorts by one of: {}", names.join(", ")))
+                })?;
+                (field, self.order == Some(SortOrder::Desc))
+            }
+            None => (default.0, self.order.map_or(default.1, |o| o == SortOrder::Desc)),
+        };
+        Ok(DocQuery {
+            filters: filters.into_iter().flatten().collect(),
+            sort: Some(sort).filter(|s| !s.is_empty()).map(Into::into),
+            descending,
+            offset: self.offset.unwrap_or(0),
+            limit: self.take(50, 200) as u64,
+        })
+    }
+
+    /// A list no store pages (sender accounts live in their own table; a
+    /// push's deliveries are read message by message) paged and sorted
+    /// here by the same rules as the stores (`DocQuery::apply`): `items` in
+    /// their natural order (kept among equals), `sortable` and `default` as
+    /// for [`ListQuery::docs`] (an empty default field: the natural order),
+    /// page size `limits` (default, most).
+    pub fn page_values<T: Serialize>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        sortable: Sortable,
+        default: (&str, bool),
+        limits: (usize, usize),
+    ) -> std::result::Result<Page<Value>, ApiError> {
+        let mut query = self.docs(sortable, default, vec![])?;
+        query.limit = self.take(limits.0, limits.1) as u64;
+        let docs = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| herald_core::model::Doc {
+                tenant: String::new(),
+                kind: String::new(),
+                id: format!("{i:012}"),
+                body: serde_json::to_value(item).unwrap_or_default(),
+                updated_at: 0,
+            })
+            .collect();
+        let page = query.apply(docs);
+        Ok(Page { items: page.docs.into_iter().map(|d| d.body).collect(), total: usize::try_from(page.total).unwrap_or(usize::MAX) })
+    }
+
+    /// One page of a kind of documents as `{"items", "total"}`.
+    pub async fn page_docs<T: DeserializeOwned>(&self, repo: &Repo<'_>, kind: &str, query: &DocQuery) -> std::result::Result<Page<T>, ApiError> {
+        let (items, total) = repo.page(kind, query).await?;
+        Ok(Page { items, total: usize::try_from(total).unwrap_or(usize::MAX) })
     }
 
     /// `limit` within 1..=`max`, `default` when absent.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use herald_core::Millis;
+use herald_core::doc_query::{DocPage, DocQuery};
 use herald_core::model::{Account, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
 
@@ -120,6 +121,10 @@ impl ConfigStore for CachedConfig {
 
     async fn docs(&self, tenant: &str, kind: &str) -> Result<Vec<Doc>> {
         self.inner.docs(tenant, kind).await
+    }
+
+    async fn docs_page(&self, tenant: &str, kind: &str, query: &DocQuery) -> Result<DocPage> {
+        self.inner.docs_page(tenant, kind, query).await
     }
 
     async fn upsert_tenant(&self, tenant: &Tenant) -> Result<()> {

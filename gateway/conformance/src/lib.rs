@@ -393,6 +393,100 @@ pub async fn config_suite(c: &dyn ConfigStore) {
     assert_eq!(c.price("another", &channel).await.unwrap().unwrap().unit_minor, 5);
 
     docs_suite(c, &t.id).await;
+    docs_page_suite(c, &t.id).await;
+}
+
+/// `docs_page`: paging past 200, sorting on body fields (numbers, text,
+/// nested, missing), filters, the total; every store answers as the
+/// in-memory reference (`DocQuery::apply`) does.
+async fn docs_page_suite(c: &dyn ConfigStore, tenant: &str) {
+    use herald_core::doc_query::{DocFilter, DocQuery};
+    use serde_json::json;
+    let kind = "person";
+    let docs: Vec<Doc> = (0..250_i64)
+        .map(|i| {
+            let first = ["Alice", "bob", "Ćhen", "张三"][(i % 4) as usize];
+            let mode = ["now", "at", "cron"][(i % 3) as usize];
+            let mut body = json!({
+                "name": format!("{first} {:03}", (i * 37) % 250),
+                "number": format!("P{:06}", i + 1),
+                "unit": format!("u{}", i % 5),
+                "enabled": i % 3 != 0,
+                "schedule": {"mode": mode},
+                "score": if i % 10 == 0 { json!(null) } else { json!((i * 7919) % 97) },
+            });
+            if i % 7 == 0 {
+                body.as_object_mut().unwrap().remove("score");
+                body["message_id"] = json!(format!("m{i}"));
+            }
+            Doc { tenant: tenant.into(), kind: kind.into(), id: format!("id{:04}", (i * 101) % 250), body, updated_at: 1 }
+        })
+        .collect();
+    for chunk in docs.chunks(25) {
+        for r in futures::future::join_all(chunk.iter().map(|d| c.put_doc(d))).await {
+            r.unwrap();
+        }
+    }
+    c.put_doc(&Doc { tenant: "another".into(), ..docs[0].clone() }).await.unwrap();
+    let all = c.docs(tenant, kind).await.unwrap();
+    assert_eq!(all.len(), 250);
+
+    let q = |sort: Option<&str>, descending: bool, offset: u64, limit: u64, filters: Vec<DocFilter>| DocQuery {
+        filters,
+        sort: sort.map(Into::into),
+        descending,
+        offset,
+        limit,
+    };
+    let page = c.docs_page(tenant, kind, &q(Some("number"), false, 200, 50, vec![])).await.unwrap();
+    assert_eq!(page.total, 250, "no cap at 200");
+    assert_eq!(page.docs.len(), 50);
+    assert_eq!(page.docs[0].body["number"], "P000201");
+    assert_eq!(page.docs[49].body["number"], "P000250", "the last page");
+    let last = c.docs_page(tenant, kind, &q(Some("number"), true, 240, 50, vec![])).await.unwrap();
+    assert_eq!((last.total, last.docs.len()), (250, 10));
+    assert_eq!(last.docs[9].body["number"], "P000001");
+    let past = c.docs_page(tenant, kind, &q(None, false, 10_000, 50, vec![])).await.unwrap();
+    assert_eq!((past.total, past.docs.len()), (250, 0), "past the end: the total still");
+    let bad = q(Some("name') OR 1=1 --"), false, 0, 10, vec![]);
+    assert!(c.docs_page(tenant, kind, &bad).await.is_err(), "an invalid field path is refused");
+
+    let contains = |t: &str| DocFilter::Contains { fields: vec!["name".into(), "number".into()], text: t.into() };
+    let unit_in = |v: &[&str]| DocFilter::In { field: "unit".into(), values: v.iter().map(|s| json!(s)).collect() };
+    let cases = vec![
+        q(None, false, 0, 50, vec![]),
+        q(None, true, 50, 50, vec![]),
+        q(Some("name"), false, 50, 50, vec![]),
+        q(Some("name"), true, 200, 50, vec![]),
+        q(Some("score"), false, 0, 30, vec![]),
+        q(Some("score"), true, 230, 50, vec![]),
+        q(Some("schedule.mode"), false, 100, 20, vec![]),
+        q(Some("enabled"), true, 0, 20, vec![]),
+        q(Some("number"), false, 0, 200, vec![contains("BOB")]),
+        q(Some("number"), false, 0, 10, vec![contains("张")]),
+        q(Some("number"), false, 0, 10, vec![contains("ćhen")]),
+        q(Some("name"), false, 10, 10, vec![contains("P00012"), unit_in(&["u1", "u2"])]),
+        q(None, false, 0, 10, vec![unit_in(&[])]),
+        q(Some("number"), true, 0, 300, vec![DocFilter::In { field: "enabled".into(), values: vec![json!(false)] }]),
+        q(
+            Some("number"),
+            false,
+            5,
+            50,
+            vec![
+                DocFilter::Null { field: "message_id".into(), null: true },
+                DocFilter::In { field: "schedule.mode".into(), values: vec![json!("at")] },
+            ],
+        ),
+        q(Some("number"), false, 0, 50, vec![DocFilter::Null { field: "message_id".into(), null: false }]),
+        q(Some("number"), false, 0, 50, vec![DocFilter::Null { field: "score".into(), null: true }]),
+    ];
+    for query in cases {
+        let got = c.docs_page(tenant, kind, &query).await.unwrap();
+        assert_eq!(got, query.apply(all.clone()), "{query:?}");
+    }
+    let filtered = c.docs_page(tenant, kind, &q(None, false, 0, 50, vec![unit_in(&["u3"])])).await.unwrap();
+    assert_eq!(filtered.total, 50, "a filter narrows the total");
 }
 
 async fn docs_suite(c: &dyn ConfigStore, tenant: &str) {

@@ -40,6 +40,14 @@ impl<'a> Repo<'a> {
         self.store.docs(self.tenant, kind).await?.into_iter().map(|d| serde_json::from_value(d.body).map_err(|e| corrupt(kind, &d.id, e))).collect()
     }
 
+    /// One page of a kind (filtered, sorted, windowed by the store) and how
+    /// many match in all.
+    pub async fn page<T: DeserializeOwned>(&self, kind: &str, query: &crate::doc_query::DocQuery) -> Result<(Vec<T>, u64), ApiError> {
+        let page = self.store.docs_page(self.tenant, kind, query).await?;
+        let items = page.docs.into_iter().map(|d| serde_json::from_value(d.body).map_err(|e| corrupt(kind, &d.id, e))).collect::<Result<_, _>>()?;
+        Ok((items, page.total))
+    }
+
     fn doc<T: Serialize>(&self, kind: &str, id: &str, body: &T) -> Result<Doc, ApiError> {
         let body = serde_json::to_value(body).map_err(|e| corrupt(kind, id, e))?;
         Ok(Doc { tenant: self.tenant.into(), kind: kind.into(), id: id.into(), body, updated_at: crate::now_ms() })

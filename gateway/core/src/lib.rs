@@ -8,6 +8,7 @@ pub mod billing;
 pub mod bills;
 pub mod clock;
 pub mod directory;
+pub mod doc_query;
 pub mod docs;
 pub mod error;
 pub mod ledger;

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::Millis;
+use crate::doc_query::{DocPage, DocQuery};
 use crate::error::StoreError;
 use crate::model::{
     Account, DeadLetter, DeliveryRecord, DeliveryUpdate, Doc, IdempotencyRecord, LedgerEntry, Message, MessageView, Price, Template, Tenant, Work,
@@ -188,6 +189,10 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn doc(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Doc>>;
     /// All documents of a kind for a tenant, ordered by id.
     async fn docs(&self, tenant: &str, kind: &str) -> Result<Vec<Doc>>;
+    /// One page of a kind's documents, filtered and sorted by body fields,
+    /// with how many match in all (the rules: `crate::doc_query`; a query
+    /// with an invalid field path is refused).
+    async fn docs_page(&self, tenant: &str, kind: &str, query: &DocQuery) -> Result<DocPage>;
     /// False if there was none.
     async fn delete_doc(&self, tenant: &str, kind: &str, id: &str) -> Result<bool>;
 }

@@ -2,6 +2,7 @@
 //! Small and read-mostly (the gateway caches it); every write is an upsert.
 
 use async_trait::async_trait;
+use herald_core::doc_query::{DocPage, DocQuery};
 use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
 use herald_core::{Millis, StoreError};
@@ -221,6 +222,25 @@ impl ConfigStore for CqlStore {
     async fn docs(&self, tenant: &str, kind: &str) -> Result<Vec<Doc>> {
         // Clustered by id: already in the order SQLite gives.
         self.read_all::<DocRow>(&self.cfg.docs_select, (tenant, kind)).await?.into_iter().map(to_doc).collect()
+    }
+
+    /// CQL has no OFFSET, no ORDER BY on a body field and no filter inside
+    /// JSON text, so the trade-off is: the (tenant, kind) partition is
+    /// streamed with the driver's paging, each document is filtered here and
+    /// only the `offset + limit` first in the asked order are kept (a sorted
+    /// window, `DocQuery::window`). Memory is bounded by the page's end, not
+    /// by the partition; the read is the whole partition (one tenant's
+    /// users, pushes, … — thousands, not millions), as the count needs
+    /// anyway. The rules are the ones SQLite runs (`herald_core::doc_query`).
+    async fn docs_page(&self, tenant: &str, kind: &str, query: &DocQuery) -> Result<DocPage> {
+        query.check()?;
+        let mut window = query.window();
+        self.read_each::<DocRow>(&self.cfg.docs_select, (tenant, kind), |row| {
+            window.push(to_doc(row)?);
+            Ok(())
+        })
+        .await?;
+        Ok(window.finish())
     }
 
     async fn delete_doc(&self, tenant: &str, kind: &str, id: &str) -> Result<bool> {

@@ -412,6 +412,25 @@ impl CqlStore {
         Ok(out)
     }
 
+    /// Every row, fetched page by page and handed to `each` as it comes
+    /// (never all held at once).
+    pub(crate) async fn read_each<R>(
+        &self,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+        mut each: impl FnMut(R) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
+    {
+        let pager = self.session.execute_iter(st.clone(), values).await.map_err(cql)?;
+        let mut rows = pager.rows_stream::<R>().map_err(decode)?;
+        while let Some(r) = rows.next().await {
+            each(r.map_err(cql)?)?;
+        }
+        Ok(())
+    }
+
     /// One unlogged batch of `st` over `rows`. Callers pass rows of one partition only.
     pub(crate) async fn batch<V: SerializeRow>(&self, st: &PreparedStatement, rows: &[V]) -> Result<(), StoreError> {
         let mut b = Batch::new(BatchType::Unlogged);

@@ -1,10 +1,12 @@
 //! Tenants, API keys, sender accounts, templates and prices.
 
 use async_trait::async_trait;
+use herald_core::doc_query::{DocFilter, DocPage, DocQuery, json_path};
 use herald_core::model::{Account, Content, Doc, Price, Template, Tenant};
 use herald_core::seams::{ConfigStore, Result};
 use herald_core::{Millis, StoreError};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use crate::db::{Db, backend};
 
@@ -235,6 +237,40 @@ impl ConfigStore for Db {
         rows.into_iter().map(to_doc).collect()
     }
 
+    async fn docs_page(&self, tenant: &str, kind: &str, query: &DocQuery) -> Result<DocPage> {
+        query.check()?;
+        let (filter, mut args) = doc_filter(query);
+        let mut head: Vec<SqlValue> = vec![SqlValue::Text(tenant.into()), SqlValue::Text(kind.into())];
+        head.append(&mut args);
+        let dir = if query.descending { "DESC" } else { "ASC" };
+        // Paths are checked (`[a-z0-9_.]`), so they are written into the SQL
+        // as literals: `json_extract(body, '$.number')` then matches the
+        // expression indexes of the migration that added them.
+        let order = match &query.sort {
+            Some(f) => format!("json_extract(body, '{}') COLLATE NOCASE {dir}, id ASC", json_path(f)),
+            None => format!("id {dir}"),
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM docs WHERE tenant = ?1 AND kind = ?2{filter}");
+        let page_sql =
+            format!("SELECT tenant, kind, id, body, updated_at FROM docs WHERE tenant = ?1 AND kind = ?2{filter} ORDER BY {order} LIMIT ? OFFSET ?");
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let (rows, total) = self
+            .read(move |c| {
+                // One snapshot for the count and the page.
+                let tx = c.unchecked_transaction().map_err(backend)?;
+                let total: i64 = tx.query_row(&count_sql, params_from_iter(head.iter()), |r| r.get(0)).map_err(backend)?;
+                head.push(SqlValue::Integer(limit));
+                head.push(SqlValue::Integer(offset));
+                let mut st = tx.prepare(&page_sql).map_err(backend)?;
+                let rows =
+                    st.query_map(params_from_iter(head.iter()), doc_row).map_err(backend)?.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?;
+                Ok((rows, total))
+            })
+            .await?;
+        Ok(DocPage { docs: rows.into_iter().map(to_doc).collect::<Result<_>>()?, total: u64::try_from(total).unwrap_or(0) })
+    }
+
     async fn delete_doc(&self, tenant: &str, kind: &str, id: &str) -> Result<bool> {
         let (t, k, i) = (tenant.to_string(), kind.to_string(), id.to_string());
         self.write(move |c| {
@@ -242,6 +278,30 @@ impl ConfigStore for Db {
         })
         .await
     }
+}
+
+/// ` AND …` for each filter, and its arguments (after tenant and kind).
+fn doc_filter(query: &DocQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    let at = |f: &str| format!("json_extract(body, '{}')", json_path(f));
+    for f in &query.filters {
+        match f {
+            DocFilter::Contains { fields, text } => {
+                let any: Vec<String> = fields.iter().map(|f| format!("instr(lower(CAST({} AS TEXT)), ?{})", at(f), args.len() + 3)).collect();
+                sql += &format!(" AND ({})", any.iter().map(|a| format!("{a} > 0")).collect::<Vec<_>>().join(" OR "));
+                args.push(SqlValue::Text(text.to_ascii_lowercase()));
+            }
+            DocFilter::In { field, values } => {
+                sql += &format!(" AND {} IN (SELECT value FROM json_each(?{}))", at(field), args.len() + 3);
+                args.push(SqlValue::Text(serde_json::Value::Array(values.clone()).to_string()));
+            }
+            DocFilter::Null { field, null } => {
+                sql += &format!(" AND {} IS {}NULL", at(field), if *null { "" } else { "NOT " });
+            }
+        }
+    }
+    (sql, args)
 }
 
 type DocRow = (String, String, String, String, i64);

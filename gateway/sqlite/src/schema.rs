@@ -137,6 +137,14 @@ CREATE INDEX queue_free ON queue (key, not_before, seq) WHERE leased_until <= 1;
 CREATE INDEX queue_held ON queue (leased_until) WHERE leased_until > 1;
 DROP INDEX queue_by_key;
 "#,
+    // Console lists page in the database (`ConfigStore::docs_page`): their
+    // default orders (numbers, newest first; names; creation time) read
+    // the page through these instead of sorting a whole kind.
+    r#"
+CREATE INDEX docs_by_number ON docs (tenant, kind, json_extract(body, '$.number') COLLATE NOCASE);
+CREATE INDEX docs_by_name ON docs (tenant, kind, json_extract(body, '$.name') COLLATE NOCASE);
+CREATE INDEX docs_by_created ON docs (tenant, kind, json_extract(body, '$.created_at') COLLATE NOCASE);
+"#,
 ];
 
 /// Several processes may open one file (the gateway and the admin service):

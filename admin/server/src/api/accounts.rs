@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
 use crate::state::App;
-use crate::web::{Body, Items, ListQuery, Page, Query, Result, Routes, conflict, created, formats, no_content};
+use crate::web::{Body, Items, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, formats, no_content};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.routes(routes!(account_types)).routes(routes!(list_accounts, create_account)).routes(routes!(get_account, update_account, delete_account))
@@ -125,14 +125,17 @@ fn sender(a: &Account) -> String {
     ["from", "sender", "address", "sign_name", "from_number"].iter().find_map(|k| a.config.get(*k).and_then(Value::as_str)).unwrap_or("").to_string()
 }
 
+/// `/accounts` sorts by these (`sort`); default by name.
+const ACCOUNT_SORTS: Sortable = &[("name", "name"), ("channel", "channel")];
+
 #[utoipa::path(get, path = "/accounts", tag = "accounts", summary = "Sender accounts (search by sender address)",
-    description = "Needs `accounts.view`. `q` matches the name and the sender address.", params(ListQuery),
+    description = "Needs `accounts.view`. `q` matches the name and the sender address. `sort`: name (the default) or channel.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<AccountView>)))]
 async fn list_accounts(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::AccountsView)?;
     let accounts = app.deps.backends.config.accounts(&caller.tenant).await?;
-    let items: Vec<_> = accounts.iter().filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name))).map(|a| view(&app, a)).collect();
-    Ok(axum::Json(q.page(items)).into_response())
+    let items = accounts.iter().filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name))).map(|a| view(&app, a));
+    Ok(axum::Json(q.page_values(items, ACCOUNT_SORTS, ("name", false), (50, 200))?).into_response())
 }
 
 /// An account as written: `config` is checked by the channel's plugin

@@ -1,5 +1,6 @@
 //! The directory (通讯录): the org tree and its users, within the caller's data scope.
 
+use herald_core::doc_query::DocFilter;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -15,7 +16,7 @@ use utoipa_axum::routes;
 use crate::api::schema;
 use crate::auth::{self, Caller, Login, PLATFORM, Rights, check_current_password, check_login_name};
 use crate::state::App;
-use crate::web::{Body, Ended, Items, ListQuery, Page, Query, Result, Routes, conflict, created, creating, no_content, text, user_view};
+use crate::web::{Body, Ended, Items, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, creating, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
@@ -147,33 +148,32 @@ async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     Ok(no_content())
 }
 
+/// `/users` sorts by these (`sort`); default by name.
+const USER_SORTS: Sortable =
+    &[("name", "name"), ("login", "login"), ("mobile", "mobile"), ("email", "email"), ("unit", "unit"), ("created_at", "created_at")];
+
 #[utoipa::path(get, path = "/users", tag = "directory", summary = "Search users (q, unit subtree)",
-    description = "Needs `directory.view`. `q` matches name, login, mobile and e-mail; `unit` includes its subtree.", params(ListQuery),
+    description = "Needs `directory.view`. `q` matches name, login, mobile and e-mail; `unit` includes its subtree. \
+        Paged, filtered and sorted by the store. `sort`: name (the default), login, mobile, email, unit or created_at.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<schema::User>)))]
 async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::DirectoryView)?;
     let repo = caller.repo(&app);
     let in_unit = match q.unit.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => Some(directory::subtree(&repo.list::<Unit>(UNIT).await?, u)),
+        Some(u) => {
+            let mut units: Vec<String> = directory::subtree(&repo.list::<Unit>(UNIT).await?, u).into_iter().collect();
+            units.sort();
+            Some(DocFilter::In { field: "unit".into(), values: units.into_iter().map(Into::into).collect() })
+        }
         None => None,
     };
-    let users: Vec<User> = repo.list(USER).await?;
-    let items: Vec<_> = users
-        .iter()
-        .filter(|u| caller.sees_unit(&u.unit))
-        .filter(|u| in_unit.as_ref().is_none_or(|s| s.contains(&u.unit)))
-        .filter(|u| {
-            let hay = [Some(&u.name), u.login.as_ref(), u.mobile.as_ref(), u.email.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" ");
-            ListQuery::matches(&q.q, &hay)
-        })
-        .map(user_view)
-        .collect();
-    Ok(axum::Json(q.page(items)).into_response())
+    let query = q.docs(
+        USER_SORTS,
+        ("name", false),
+        vec![caller.unit_scope("unit"), in_unit, ListQuery::contains(&q.q, &["name", "login", "mobile", "email"])],
+    )?;
+    let page: Page<User> = q.page_docs(&repo, USER, &query).await?;
+    Ok(axum::Json(Page { items: page.items.iter().map(user_view).collect(), total: page.total }).into_response())
 }
 
 /// A user to create, or the fields to change (absent fields are kept).

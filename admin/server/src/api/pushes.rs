@@ -7,6 +7,7 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
 use herald_core::directory::Targets;
+use herald_core::doc_query::DocFilter;
 use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::{Content, DeliveryStatus};
 use herald_core::provider_template::ProviderTemplate;
@@ -18,7 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::pushes::{NEXT_RUNS, PUSH, Push, PushView, Schedule, audience, check_sendable, send_again, send_if_due};
 use crate::state::App;
-use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, no_content, provider_template_fits, sanitize_html, text};
+use crate::web::{Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, no_content, provider_template_fits, sanitize_html, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
@@ -144,21 +145,45 @@ async fn visible(app: &App, caller: &Caller, id: &str) -> std::result::Result<Pu
     p.filter(|p| caller.sees_unit(&p.unit)).ok_or_else(|| ApiError::not_found("push", "id"))
 }
 
+/// `/pushes` sorts by these (`sort`); default by number, newest first.
+const PUSH_SORTS: Sortable = &[
+    ("number", "number"),
+    ("title", "title"),
+    ("channel", "channel"),
+    ("schedule", "schedule.at"),
+    ("created_at", "created_at"),
+    ("updated_at", "updated_at"),
+];
+
+/// A push's status (`Push::status`) as store filters.
+fn status_filters(status: &str) -> std::result::Result<Vec<DocFilter>, ApiError> {
+    let unsent = DocFilter::Null { field: "message_id".into(), null: true };
+    let enabled = |on: bool| DocFilter::In { field: "enabled".into(), values: vec![on.into()] };
+    let mode = |m: &str| DocFilter::In { field: "schedule.mode".into(), values: vec![m.into()] };
+    Ok(match status {
+        "sent" => vec![DocFilter::Null { field: "message_id".into(), null: false }],
+        "disabled" => vec![unsent, enabled(false)],
+        "scheduled" => vec![unsent, enabled(true), mode("at")],
+        "recurring" => vec![unsent, enabled(true), mode("cron")],
+        "draft" => vec![unsent, enabled(true), mode("now")],
+        _ => return Err(ApiError::invalid("status", "one of draft, scheduled, recurring, sent, disabled")),
+    })
+}
+
 #[utoipa::path(get, path = "/pushes", tag = "pushes", summary = "Search pushes by number, title, status",
-    description = "Needs `push.view`. Newest number first.", params(ListQuery),
+    description = "Needs `push.view`. Newest number first; `sort`: number, title, channel, schedule (the `at` time), created_at or updated_at. \
+        Paged, filtered and sorted by the store.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<PushView>)))]
 async fn list_pushes(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::PushView)?;
-    let mut pushes: Vec<Push> = caller.repo(&app).list(PUSH).await?;
-    pushes.retain(|p| {
-        caller.sees_unit(&p.unit)
-            && ListQuery::matches(&q.number, &p.number)
-            && ListQuery::matches(&q.title, &p.title)
-            && q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == p.status())
-    });
-    pushes.sort_by(|a, b| b.number.cmp(&a.number));
+    let mut filters = vec![caller.unit_scope("unit"), ListQuery::contains(&q.number, &["number"]), ListQuery::contains(&q.title, &["title"])];
+    if let Some(s) = q.status.as_deref().filter(|s| !s.is_empty()) {
+        filters.extend(status_filters(s)?.into_iter().map(Some));
+    }
+    let query = q.docs(PUSH_SORTS, ("number", true), filters)?;
+    let page: Page<Push> = q.page_docs(&caller.repo(&app), PUSH, &query).await?;
     let now = app.deps.clock.now_ms();
-    Ok(axum::Json(q.page(pushes.iter().map(|p| p.view(now)).collect())).into_response())
+    Ok(axum::Json(Page { items: page.items.iter().map(|p| p.view(now)).collect(), total: page.total }).into_response())
 }
 
 /// Needs `push.edit` (and `push.send` when enabled). Mode "now" sends at once
@@ -316,13 +341,19 @@ struct Deliveries {
     message_id: Option<String>,
     /// The messages of the send shown (`send`, default the latest).
     message_ids: Vec<String>,
-    deliveries: Vec<DeliveryView>,
+    #[schema(value_type = Vec<DeliveryView>)]
+    deliveries: Vec<serde_json::Value>,
     /// Deliveries in all pages.
     total: usize,
 }
 
+/// A push's deliveries sort by these (`sort`); default in sending order.
+const DELIVERY_SORTS: Sortable =
+    &[("recipient", "recipient"), ("status", "status"), ("attempts", "attempts"), ("cost_minor", "cost_minor"), ("updated_at", "updated_at")];
+
 #[utoipa::path(get, path = "/pushes/{id}/deliveries", tag = "pushes", summary = "Per-recipient delivery status",
-    description = "Needs `push.view`. `offset`/`limit` page the deliveries (default 500, at most 5000).",
+    description = "Needs `push.view`. `offset`/`limit` page the deliveries (default 500, at most 5000), in sending order or by `sort`: \
+        recipient, status, attempts, cost_minor or updated_at.",
     params(("id" = String, Path, description = "Push id"), ListQuery),
     responses((status = 200, description = "The deliveries", body = Deliveries)))]
 async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
@@ -343,9 +374,9 @@ async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): 
             }));
         }
     }
-    let total = items.len();
-    let items: Vec<_> = items.into_iter().skip(q.skip()).take(q.take(500, 5000)).collect();
-    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: items, total }).into_response())
+    let page = q.page_values(items, DELIVERY_SORTS, ("", false), (500, 5000))?;
+    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: page.items, total: page.total })
+        .into_response())
 }
 
 /// The upload form: one spreadsheet.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use herald_core::doc_query::DocFilter;
 use herald_core::error::ApiError;
 use herald_core::error::ErrorBody;
 use herald_core::model::Content;
@@ -19,7 +20,7 @@ use utoipa_axum::routes;
 use crate::api::schema;
 use crate::auth::Caller;
 use crate::state::App;
-use crate::web::{Body, ListQuery, Page, Query, Result, Routes, conflict, created, formats, no_content, provider_template_fits, sanitize_html, text};
+use crate::web::{Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, formats, no_content, provider_template_fits, sanitize_html, text};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
@@ -35,15 +36,18 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
         .routes(routes!(get_quiet, put_quiet))
 }
 
+/// `/tiered/incidents` sorts by these (`sort`); default newest first.
+const INCIDENT_SORTS: Sortable = &[("created_at", "created_at"), ("level", "level"), ("state", "state"), ("action", "action")];
+
 #[utoipa::path(get, path = "/tiered/incidents", tag = "tiered", summary = "Triggered actions (incidents), newest first",
-    description = "Needs `tiered.view`. `status`: open, acknowledged or done.", params(ListQuery),
+    description = "Needs `tiered.view`. `status`: open, acknowledged or done. `sort`: created_at (the default, newest first), level, state or action.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<schema::Incident>)))]
 async fn list_incidents(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
-    let mut items: Vec<herald_core::tiered::Incident> = caller.repo(&app).list(herald_core::tiered::INCIDENT).await?;
-    items.retain(|i| q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == i.state));
-    items.sort_by_key(|i| std::cmp::Reverse(i.created_at));
-    Ok(axum::Json(q.page(items)).into_response())
+    let state = q.status.as_deref().filter(|s| !s.is_empty()).map(|s| DocFilter::In { field: "state".into(), values: vec![s.into()] });
+    let query = q.docs(INCIDENT_SORTS, ("created_at", true), vec![state])?;
+    let page: Page<herald_core::tiered::Incident> = q.page_docs(&caller.repo(&app), herald_core::tiered::INCIDENT, &query).await?;
+    Ok(axum::Json(page).into_response())
 }
 
 #[utoipa::path(get, path = "/tiered/incidents/{id}", tag = "tiered", summary = "One incident with its timeline",
@@ -167,15 +171,21 @@ fn check_template(app: &App, b: TemplateBody, t: &mut TieredTemplate) -> std::re
     Ok(())
 }
 
+/// Templates and actions sort by these (`sort`); default by number, newest first.
+const NUMBERED_SORTS: Sortable = &[("number", "number"), ("title", "title"), ("created_at", "created_at"), ("updated_at", "updated_at")];
+/// Actions also by status (enabled or not).
+const ACTION_SORTS: Sortable =
+    &[("number", "number"), ("title", "title"), ("status", "enabled"), ("created_at", "created_at"), ("updated_at", "updated_at")];
+
 #[utoipa::path(get, path = "/tiered/templates", tag = "tiered", summary = "Search tiered templates by number and title",
-    description = "Needs `tiered.view`. Newest number first.", params(ListQuery),
+    description = "Needs `tiered.view`. Newest number first; `sort`: number, title, created_at or updated_at.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<schema::TieredTemplate>)))]
 async fn list_templates(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
-    let mut items: Vec<TieredTemplate> = caller.repo(&app).list(TEMPLATE).await?;
-    items.retain(|t| ListQuery::matches(&q.number, &t.number) && ListQuery::matches(&q.title, &t.title));
-    items.sort_by(|a, b| b.number.cmp(&a.number));
-    Ok(axum::Json(q.page(items)).into_response())
+    let filters = vec![ListQuery::contains(&q.number, &["number"]), ListQuery::contains(&q.title, &["title"])];
+    let query = q.docs(NUMBERED_SORTS, ("number", true), filters)?;
+    let page: Page<TieredTemplate> = q.page_docs(&caller.repo(&app), TEMPLATE, &query).await?;
+    Ok(axum::Json(page).into_response())
 }
 
 #[utoipa::path(post, path = "/tiered/templates", tag = "tiered", summary = "Create a template", description = "Needs `tiered.edit`.",
@@ -328,18 +338,19 @@ fn action_view(a: &Action) -> ActionView {
 }
 
 #[utoipa::path(get, path = "/tiered/actions", tag = "tiered", summary = "Search actions by number, title, status",
-    description = "Needs `tiered.view`. `status`: enabled or disabled.", params(ListQuery),
+    description = "Needs `tiered.view`. `status`: enabled or disabled. Newest number first; `sort`: number, title, status, created_at or updated_at.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<schema::Action>)))]
 async fn list_actions(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::TieredView)?;
-    let mut items: Vec<Action> = caller.repo(&app).list(ACTION).await?;
-    items.retain(|a| {
-        ListQuery::matches(&q.number, &a.number)
-            && ListQuery::matches(&q.title, &a.title)
-            && q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| (s == "enabled") == a.enabled)
-    });
-    items.sort_by(|a, b| b.number.cmp(&a.number));
-    Ok(axum::Json(q.page(items.iter().map(action_view).collect())).into_response())
+    let enabled =
+        q.status.as_deref().filter(|s| !s.is_empty()).map(|s| DocFilter::In { field: "enabled".into(), values: vec![(s == "enabled").into()] });
+    let query = q.docs(
+        ACTION_SORTS,
+        ("number", true),
+        vec![ListQuery::contains(&q.number, &["number"]), ListQuery::contains(&q.title, &["title"]), enabled],
+    )?;
+    let page: Page<Action> = q.page_docs(&caller.repo(&app), ACTION, &query).await?;
+    Ok(axum::Json(Page { items: page.items.iter().map(action_view).collect(), total: page.total }).into_response())
 }
 
 #[utoipa::path(post, path = "/tiered/actions", tag = "tiered", summary = "Create an action (enabled on creation)",
