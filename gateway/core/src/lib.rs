@@ -10,6 +10,7 @@ pub mod clock;
 pub mod directory;
 pub mod docs;
 pub mod error;
+pub mod i18n;
 pub mod ledger;
 pub mod model;
 pub mod quiet;
