@@ -11,6 +11,7 @@ pub mod rbac;
 pub mod reports;
 pub mod schema;
 pub mod session;
+pub mod tenant;
 pub mod tiered;
 
 use std::sync::{Arc, LazyLock};
@@ -65,6 +66,7 @@ fn api() -> Routes<Arc<App>> {
     let r = accounts::routes(r);
     let r = cost::routes(r);
     let r = reports::routes(r);
+    let r = tenant::routes(r);
     let r = r.routes(routes!(openapi_json)).routes(routes!(docs));
     Routes::with_openapi(ApiDoc::openapi()).nest(PREFIX, r)
 }
@@ -140,8 +142,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/metrics", axum::routing::get(crate::metrics::handler))
-        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
+        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", herald_core::msg!("web.no_route"))) })
         .layer(axum::middleware::from_fn(same_origin_writes))
+        .layer(axum::middleware::from_fn(crate::i18n::negotiate))
         .layer(axum::extract::DefaultBodyLimit::max(app.cfg.max_upload_bytes + 64 * 1024))
         .layer(crate::metrics::get().http.layer()) // X-Request-Id, request span, herald_admin_requests_total
         .with_state(app)

@@ -37,12 +37,13 @@ pub async fn audience(app: &App, tenant: &str, channel: &str, targets: &director
         expanded = kept;
     }
     if expanded.recipients.is_empty() {
-        return Err(
-            ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel").with_field("targets")
-        );
+        return Err(ApiError::new(ErrorKind::Unprocessable, "no_recipients", herald_core::msg!("push.no_recipients")).with_field("targets"));
     }
     if expanded.recipients.len() > MAX_PUSH_RECIPIENTS {
-        return Err(ApiError::invalid("targets", format!("{} recipients; at most {MAX_PUSH_RECIPIENTS}", expanded.recipients.len())));
+        return Err(ApiError::invalid(
+            "targets",
+            herald_core::msg!("push.too_many_recipients", count = expanded.recipients.len(), max = MAX_PUSH_RECIPIENTS),
+        ));
     }
     Ok(expanded)
 }
