@@ -119,8 +119,7 @@ pub struct ErrorDetail {
     /// A stable, machine-readable code, e.g. `invalid_field`, `unauthenticated`, `not_found`,
     /// `idempotency_key_reused`, `unknown_account`, `unavailable`.
     pub code: String,
-    /// A human-readable explanation; not stable. The admin API writes it in the
-    /// language of `Accept-Language` (zh-CN or en; English by default).
+    /// A human-readable explanation (English); not stable.
     pub message: String,
     /// The request part at fault, when there is one: a body field path (`recipients[3].to`,
     /// `content.text`), `body`, a query parameter or a header (`Idempotency-Key`). Absent otherwise.

@@ -35,7 +35,8 @@ const PREFIX: &str = "/api/v1";
     info(title = "Herald admin API", version = "1", license(name = "Apache-2.0", identifier = "Apache-2.0"),
         description = "Configuration of a Herald tenant: directory, roles, pushes, tiered push, sender accounts, cost and reports.\n\n\
 Conventions: JSON in and out; every time is an integer of Unix milliseconds (UTC); money is integer minor units (`*_minor`) \
-with a `currency`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`. Log in with `POST /api/v1/login`: the answer sets \
+with a `currency`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`, `message` in the language of \
+`Accept-Language` (zh-CN or en, English when absent or unknown; `Content-Language` says which; `code` never changes). Log in with `POST /api/v1/login`: the answer sets \
 the cookie `herald_session` and carries the same token for `Authorization: Bearer`. A browser write (cookie, no `Authorization`) \
 must come from the console's origin and be `application/json` (403 `cross_origin`, 415 `unsupported_media_type`). Every \
 query is scoped to the caller's tenant; function permissions gate each operation (403 `forbidden`)."),
