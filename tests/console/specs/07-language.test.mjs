@@ -58,21 +58,31 @@ test('server errors in Chinese, and in English after switching', { timeout: 60_0
       await box.waitFor({ state: 'visible' });
       return (await box.textContent()).trim();
     };
-    const deleteUnit = async () => {
+    // The refusal shows as an error toast with exactly this text (an earlier toast may still be up).
+    const deleteUnit = async (expected) => {
       await page.getByTestId('nav-directory').click();
       await page.getByTestId('unit-node').filter({ hasText: /^研发中心$/ }).click();
       await clickAndConfirm(page, page.getByTestId('unit-delete'));
-      return (await errorToast(page)).trim();
+      await page.getByTestId('toast-error').filter({ hasText: expected }).waitFor();
+      assert.equal((await errorToast(page)).trim(), expected);
     };
 
     await page.goto(`${ADMIN}/`);
     assert.equal(await wrongLogin(), '登录名或密码错误', 'a wrong password, in Chinese');
     await uiLogin(page, tn.login, tn.password);
-    assert.equal(await deleteUnit(), '该部门下有 0 个下级部门和 1 个用户，请先移走或删除', 'a non-empty unit, in Chinese');
+    await deleteUnit('该部门下有 0 个下级部门和 1 个用户，请先移走或删除'); // a non-empty unit, in Chinese
 
     await page.getByTestId('lang-switch').selectOption('en');
     await page.getByTestId('nav-directory').filter({ hasText: 'Directory' }).waitFor();
-    assert.equal(await deleteUnit(), 'the unit has 0 subunits and 1 users; move or delete them first', 'in English after switching');
+    await deleteUnit('the unit has 0 subunits and 1 users; move or delete them first'); // in English after switching
+    // The enterprise's language (registered through the API without Accept-Language: English) is set on its page.
+    await page.getByTestId('nav-settings').click();
+    const sel = page.getByTestId('settings-language');
+    await page.waitForFunction(() => document.querySelector('[data-testid=settings-language]')?.value === 'en');
+    await sel.selectOption('zh-CN');
+    await page.getByTestId('settings-save').click();
+    await page.getByTestId('toast').filter({ hasText: 'Saved' }).waitFor();
+    assert.equal((await tn.api.get('/tenant/settings')).language, 'zh-CN');
     await page.getByTestId('logout').click();
     assert.equal(await wrongLogin(), 'wrong login or password');
   });
