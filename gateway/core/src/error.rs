@@ -17,7 +17,7 @@ pub struct ApiError {
     /// The message's key and arguments, when it has them: rendered in the
     /// reader's language by [`ApiError::body_in`]; `message` is its English.
     #[serde(skip)]
-    pub msg: Option<Msg>,
+    pub msg: Option<Box<Msg>>,
 }
 
 /// What class of failure an `ApiError` is; the edge maps it to a status code.
@@ -63,7 +63,7 @@ impl ErrorKind {
 impl ApiError {
     pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<Text>) -> Self {
         let Text { en, msg } = message.into();
-        Self { kind, code, message: en, field: None, msg }
+        Self { kind, code, message: en, field: None, msg: msg.map(Box::new) }
     }
     pub fn invalid(field: impl Into<String>, message: impl Into<Text>) -> Self {
         Self { field: Some(field.into()), ..Self::new(ErrorKind::Invalid, "invalid_field", message) }
