@@ -2,7 +2,7 @@
 // Plain ES modules, no build step. Every piece of text that reaches the DOM goes
 // through `html` (escaped by default) or textContent; `raw()` marks markup that
 // this file wrote itself.
-import { t, getLang, setLang, LANGS } from './i18n.js';
+import { t, getLang, setLang, langTag, LANGS } from './i18n.js';
 import DOMPurify from './purify.es.mjs';
 
 // ---------------------------------------------------------------- HTML helpers
@@ -49,7 +49,7 @@ const state = { me: null, perms: new Set(), accountTypes: null };
 
 /** The one way to talk to the backend. Throws ApiError; 401 → login page. */
 async function api(method, path, body, opts = {}) {
-  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json', 'Accept-Language': langTag() } };
   if (opts.form) init.body = opts.form;
   else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -419,6 +419,7 @@ function uploadWithProgress(path, form, onProgress) {
     xhr.open('POST', '/api/v1' + path);
     xhr.withCredentials = true;
     xhr.setRequestHeader('Accept', 'application/json');
+    xhr.setRequestHeader('Accept-Language', langTag());
     xhr.upload.addEventListener('progress', (ev) => { if (ev.lengthComputable && ev.total) onProgress((ev.loaded / ev.total) * 100); });
     xhr.upload.addEventListener('load', () => onProgress(100));
     xhr.addEventListener('error', () => reject(new ApiError(0, 'network', t('err.network'))));
@@ -2322,6 +2323,29 @@ async function pageReports(root) {
   await load();
 }
 
+/** The enterprise's settings: the language Herald writes to it in. */
+async function pageSettings(root) {
+  const manage = can('roles.manage');
+  setHtml(root, html`<section data-testid="page-settings"><h1>${t('menu.settings')}</h1>
+    <article class="card"><form data-testid="settings-form" novalidate>
+      <label>${t('settings.language')}<select name="language" data-testid="settings-language">
+        <option value="zh-CN">中文</option><option value="en">English</option></select></label>
+      <p class="muted small">${t('settings.languageHint')}</p>
+      ${errorBox()}${manage ? html`<button type="submit" class="primary" data-testid="settings-save">${t('common.save')}</button>` : ''}</form></article></section>`);
+  const form = $('[data-testid=settings-form]', root);
+  const s = await api('GET', '/tenant/settings');
+  form.elements.language.value = s.language;
+  if (!manage) form.elements.language.disabled = true;
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError(form);
+    try {
+      await api('PUT', '/tenant/settings', { language: form.elements.language.value });
+      toast(t('common.saved'));
+    } catch (err) { showError(form, err); }
+  });
+}
+
 // ======================================================================= shell
 
 const MENUS = [
@@ -2333,6 +2357,7 @@ const MENUS = [
   { key: 'accounts', perm: 'accounts.view', href: '#/accounts' },
   { key: 'cost', perm: 'cost.view', href: '#/cost' },
   { key: 'reports', perm: 'reports.view', href: '#/reports' },
+  { key: 'settings', perm: 'roles.view', href: '#/settings' },
 ];
 
 const ROUTES = [
@@ -2354,6 +2379,7 @@ const ROUTES = [
   [/^#\/accounts$/, pageAccounts, 'accounts.view'],
   [/^#\/cost$/, pageCost, 'cost.view'],
   [/^#\/reports$/, pageReports, 'reports.view'],
+  [/^#\/settings$/, pageSettings, 'roles.view'],
 ];
 
 function go(hash) {

@@ -149,6 +149,8 @@ const zh = {
   'quiet.active': '当前免打扰时段：{start}–{end}（{zone}）',
   'cost.prepaid': '预付费', 'cost.prepaidHint': '预付费：付费发送前先检查余额，余额不足时拒绝发送（分级推送可按上面的策略改用免费渠道）；不勾选则发送后计费。',
   'cost.prepaidOn': '预付费', 'cost.prepaidOff': '后付费',
+  'menu.settings': '企业设置', 'settings.language': '企业语言',
+  'settings.languageHint': 'Herald 写给本企业的邮件（如余额不足提醒）和它起的名称（首个角色、副本）使用的语言。',
 };
 
 const en = {
@@ -259,6 +261,10 @@ const en = {
   'tiered.noneChosen': 'No template chosen', 'tiered.chosenCount': '{n} chosen',
   'tls.none': 'None', 'tls.starttls': 'STARTTLS', 'tls.tls': 'SSL/TLS',
   'channel.email': 'Email', 'channel.webhook': 'Webhook', 'channel.sms': 'SMS', 'channel.voice': 'Voice',
+  'channel.aliyun-sms': 'Alibaba Cloud SMS', 'channel.aliyun-voice': 'Alibaba Cloud voice', 'channel.tencent-sms': 'Tencent Cloud SMS',
+  'channel.twilio-sms': 'Twilio SMS', 'channel.twilio-voice': 'Twilio voice', 'channel.dingtalk-robot': 'DingTalk robot',
+  'channel.dingtalk-work': 'DingTalk work notice', 'channel.wecom-robot': 'WeCom robot', 'channel.wecom-app': 'WeCom app',
+  'channel.welink': 'WeLink', 'channel.feishu': 'Feishu', 'channel.slack': 'Slack',
 
   'cost.currentPeriod': 'This billing period (month) spend', 'cost.trend': 'Spend trend (by month)', 'cost.spendByChannel': 'Spend by channel', 'cost.sendsOverTime': 'Sends by channel per day (last 30 days)',
   'cost.balance': 'Balance', 'cost.alert': 'Low-balance alert', 'cost.lowBalance': 'Threshold', 'cost.policy': 'When the balance is too low',
@@ -295,6 +301,8 @@ const en = {
   'quiet.active': 'Quiet hours: {start}–{end} ({zone})',
   'cost.prepaid': 'Prepaid', 'cost.prepaidHint': 'Prepaid: paid sends are checked against the balance first; a balance too low refuses the send (tiered push may fall back to a free channel, per the policy above). Unticked: billed after sending.',
   'cost.prepaidOn': 'Prepaid', 'cost.prepaidOff': 'Postpaid',
+  'menu.settings': 'Enterprise settings', 'settings.language': 'Enterprise language',
+  'settings.languageHint': 'The language of the e-mails Herald writes to this enterprise (such as low-balance alerts) and of the names it gives (the first role, copies).',
 };
 
 export const MESSAGES = { zh, en };
@@ -308,6 +316,8 @@ let lang = (() => {
 })();
 
 export function getLang() { return lang; }
+/** The BCP 47 tag of the console's language, sent as Accept-Language so the server answers in it. */
+export function langTag() { return lang === 'zh' ? 'zh-CN' : 'en'; }
 export function setLang(v) {
   if (!MESSAGES[v]) return;
   lang = v;

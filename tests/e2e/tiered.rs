@@ -452,7 +452,9 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     assert!(w.sms().is_empty());
     w.ack(&fb).await;
 
-    // Money in: paid sends go; crossing below the threshold alerts the admins once.
+    // Money in: paid sends go; crossing below the threshold alerts the admins
+    // once, in the tenant's language (registered in English, then set to Chinese).
+    w.admin_put("/tenant/settings", json!({"language": "zh-CN"})).await;
     let top = request(
         "POST",
         &format!("{}/api/v1/operator/tenants/{}/top-ups", w.admin.url, w.tenant),
@@ -468,15 +470,14 @@ async fn quiet_hours_defer_normal_levels_and_money_gates_paid_steps() {
     }
     eventually(Duration::from_secs(20), "three paid SMS", || w.sms().len() == 3).await;
     // The boss (an administrator, in the root unit) also gets the rule e-mails.
-    let alerts =
-        || w.mails_to("boss@acme.test").into_iter().filter(|m| m["headers"]["Subject"].as_str().unwrap_or("").contains("low balance")).count();
+    let alerts = || w.mails_to("boss@acme.test").into_iter().filter(|m| m["headers"]["Subject"].as_str().unwrap_or("").contains("余额不足")).count();
     eventually(Duration::from_secs(20), "the low-balance alert", || alerts() == 1).await;
     quiet_for(2).await;
     assert_eq!(alerts(), 1, "one alert per crossing");
-    // Money as people read it (yuan with its sign), Chinese first.
-    let alert = w.mails_to("boss@acme.test").into_iter().find(|m| m["headers"]["Subject"].as_str().unwrap_or("").contains("low balance")).unwrap();
+    // Money as people read it (yuan with its sign), in Chinese only.
+    let alert = w.mails_to("boss@acme.test").into_iter().find(|m| m["headers"]["Subject"].as_str().unwrap_or("").contains("余额不足")).unwrap();
     let body = alert["text"].as_str().unwrap_or_default().to_string();
-    assert!(body.starts_with("余额不足") && body.contains("低于提醒阈值 ¥") && !body.contains("minor units"), "{alert}");
+    assert!(body.starts_with("余额不足") && body.contains("低于提醒阈值 ¥") && !body.contains("minor units") && !body.contains("balance"), "{alert}");
     let bal = w.admin.call("GET", "/cost/balance", Some(&w.token), None).await.json();
     assert_eq!(bal["balance_minor"], 110 - 3 * 7, "{bal}");
 }

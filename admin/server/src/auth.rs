@@ -55,7 +55,7 @@ pub fn normalize_login(login: &str) -> String {
 /// A login: 2–64 letters of any script (张三 as well as ann.lee), digits and . _ - @.
 pub fn check_login_name(field: &str, login: &str) -> Result<(), ApiError> {
     let ok = (2..=64).contains(&login.chars().count()) && login.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c));
-    if ok { Ok(()) } else { Err(ApiError::invalid(field, "2–64 characters: letters (any language), digits, . _ - @")) }
+    if ok { Ok(()) } else { Err(ApiError::invalid(field, herald_core::msg!("login.name_rule"))) }
 }
 
 /// Password rules: 10 to 256 bytes, not blank, not the login name (nor the
@@ -64,20 +64,20 @@ pub fn check_login_name(field: &str, login: &str) -> Result<(), ApiError> {
 /// user's name counted as known words).
 pub fn check_password(field: &str, password: &str, login: Option<&str>, inputs: &[&str]) -> Result<(), ApiError> {
     if password.trim().is_empty() {
-        return Err(ApiError::invalid(field, "the password must not be blank"));
+        return Err(ApiError::invalid(field, herald_core::msg!("password.blank")));
     }
     if password.chars().count() < 10 {
-        return Err(ApiError::invalid(field, "the password must have at least 10 characters"));
+        return Err(ApiError::invalid(field, herald_core::msg!("password.too_short")));
     }
     if password.len() > 256 {
-        return Err(ApiError::invalid(field, "the password must have at most 256 bytes"));
+        return Err(ApiError::invalid(field, herald_core::msg!("password.too_long")));
     }
     let login = login.map(normalize_login).filter(|l| !l.is_empty());
     if let Some(l) = &login {
         let lower = password.to_lowercase();
         let rest = lower.replace(l.as_str(), "");
         if rest.len() != lower.len() && rest.trim().chars().count() < 10 {
-            return Err(ApiError::invalid(field, "the password must not be the login name or built from it"));
+            return Err(ApiError::invalid(field, herald_core::msg!("password.like_login")));
         }
     }
     let mut known: Vec<&str> = inputs.iter().copied().filter(|s| !s.trim().is_empty()).collect();
@@ -87,12 +87,7 @@ pub fn check_password(field: &str, password: &str, login: Option<&str>, inputs: 
     let estimate = zxcvbn::zxcvbn(password, &known);
     if u8::from(estimate.score()) < 2 {
         let hint = estimate.feedback().and_then(|f| f.warning()).map(|w| format!(" ({w})")).unwrap_or_default();
-        return Err(ApiError::new(
-            ErrorKind::Invalid,
-            "weak_password",
-            format!("the password is too easy to guess{hint}; use a longer phrase or mix in unrelated words"),
-        )
-        .with_field(field));
+        return Err(ApiError::new(ErrorKind::Invalid, "weak_password", herald_core::msg!("password.weak", hint = hint)).with_field(field));
     }
     Ok(())
 }
@@ -133,10 +128,10 @@ pub async fn verify_password(password: &str, hash: Option<String>) -> bool {
 /// Check the caller's own current password (a wrong one is a 403 naming `field`).
 pub async fn check_current_password(caller: &Caller, field: &str, given: Option<&str>) -> Result<(), ApiError> {
     let Some(given) = given else {
-        return Err(ApiError::invalid(field, "give your current password to change your password or login"));
+        return Err(ApiError::invalid(field, herald_core::msg!("password.current_needed")));
     };
     if !verify_password(given, caller.user.password_hash.clone()).await {
-        return Err(ApiError::new(ErrorKind::Forbidden, "wrong_password", "the current password is wrong").with_field(field));
+        return Err(ApiError::new(ErrorKind::Forbidden, "wrong_password", herald_core::msg!("password.wrong")).with_field(field));
     }
     Ok(())
 }
@@ -395,13 +390,13 @@ pub async fn keep_an_admin(repo: &Repo<'_>, change: impl FnOnce(&mut Vec<Role>, 
     let (mut roles2, mut users2) = (roles, users);
     change(&mut roles2, &mut users2);
     if before > 0 && full_admins(&roles2, &users2) == 0 {
-        return Err(ApiError::new(ErrorKind::Conflict, "last_admin", "this would leave no administrator holding every permission on all units"));
+        return Err(ApiError::new(ErrorKind::Conflict, "last_admin", herald_core::msg!("rbac.last_admin")));
     }
     Ok(())
 }
 
 /// 403 for a grant or edit beyond the caller's own rights.
-pub fn beyond(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+pub fn beyond(field: impl Into<String>, message: impl Into<herald_core::i18n::Text>) -> ApiError {
     ApiError::new(ErrorKind::Forbidden, "forbidden", message).with_field(field)
 }
 
@@ -410,7 +405,7 @@ impl Caller {
         if self.permissions.contains(permission.as_str()) {
             Ok(())
         } else {
-            Err(ApiError::new(ErrorKind::Forbidden, "forbidden", format!("this needs the permission {permission}")))
+            Err(ApiError::new(ErrorKind::Forbidden, "forbidden", herald_core::msg!("rbac.needs_permission", permission = permission)))
         }
     }
 
@@ -432,32 +427,32 @@ impl Caller {
     pub fn may_grant(&self, field: &str, permissions: &[String], all_units: bool, units: &[String]) -> Result<(), ApiError> {
         for (i, p) in permissions.iter().enumerate() {
             if !self.permissions.contains(p) {
-                return Err(beyond(format!("{field}permissions[{i}]"), format!("you cannot grant the permission {p}: you do not hold it")));
+                return Err(beyond(format!("{field}permissions[{i}]"), herald_core::msg!("rbac.grant_permission", permission = p)));
             }
         }
         if all_units && !self.all_units {
-            return Err(beyond(format!("{field}all_units"), "you cannot grant data permission on all units: you do not hold it"));
+            return Err(beyond(format!("{field}all_units"), herald_core::msg!("rbac.grant_all_units")));
         }
         for (i, u) in units.iter().enumerate() {
             if !self.sees_unit(u) {
-                return Err(beyond(format!("{field}units[{i}]"), format!("you cannot grant the unit {u}: it is outside your data permission")));
+                return Err(beyond(format!("{field}units[{i}]"), herald_core::msg!("rbac.grant_unit", unit = u)));
             }
         }
         Ok(())
     }
 
     /// Refuse acting on something (a role, a user) that holds rights the caller lacks.
-    pub fn covers(&self, field: &str, what: &str, rights: &Rights) -> Result<(), ApiError> {
+    pub fn covers(&self, field: &str, what: herald_core::i18n::Msg, rights: &Rights) -> Result<(), ApiError> {
         let mut missing: Vec<&String> = rights.permissions.iter().filter(|p| !self.permissions.contains(*p)).collect();
         missing.sort();
         if let Some(p) = missing.first() {
-            return Err(beyond(field, format!("{what} holds the permission {p}, which you do not")));
+            return Err(beyond(field, herald_core::msg!("rbac.holds_permission", permission = p).nested("what", what)));
         }
         if rights.all_units && !self.all_units {
-            return Err(beyond(field, format!("{what} holds data permission on all units, which you do not")));
+            return Err(beyond(field, herald_core::msg!("rbac.holds_all_units").nested("what", what)));
         }
         if let Some(u) = rights.units.iter().find(|u| !self.sees_unit(u)) {
-            return Err(beyond(field, format!("{what} holds data permission on unit {u}, outside yours")));
+            return Err(beyond(field, herald_core::msg!("rbac.holds_unit", unit = u).nested("what", what)));
         }
         Ok(())
     }
@@ -468,7 +463,7 @@ impl Caller {
 }
 
 fn unauthenticated() -> Failure {
-    Failure(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "log in first"))
+    Failure(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", herald_core::msg!("auth.log_in_first")))
 }
 
 impl FromRequestParts<Arc<App>> for Caller {

@@ -34,7 +34,18 @@ pub struct RowError {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub column: Option<String>,
+    /// Why, in the language of the request.
     pub message: String,
+    /// The message's key and arguments, from the parser to the answer (which renders and drops them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub msg: Option<herald_core::i18n::Msg>,
+}
+
+impl RowError {
+    pub fn new(row: usize, column: Option<String>, msg: herald_core::i18n::Msg) -> Self {
+        Self { row, column, message: msg.to_string(), msg: Some(msg) }
+    }
 }
 
 /// A parsed recipient list.
@@ -79,10 +90,14 @@ impl Parsed {
         for (entry, line) in entries.zip(numbers) {
             let row = line.unwrap_or(0);
             let key = match rule {
-                Some(rule) => match rule.check(&entry.to) {
+                Some(rule) => match rule.check_msg(&entry.to) {
                     Ok(()) => rule.canonical(&entry.to),
                     Err(why) => {
-                        self.errors.push(RowError { row, column: column.clone(), message: format!("{why}: {:?}", entry.to) });
+                        self.errors.push(RowError::new(
+                            row,
+                            column.clone(),
+                            herald_core::msg!("address.bad", to = format!("{:?}", entry.to)).nested("why", why),
+                        ));
                         continue;
                     }
                 },
@@ -98,6 +113,15 @@ impl Parsed {
         }
         self.errors.sort_by_key(|e| e.row);
         (self.rows, self.lines) = (rows, lines);
+    }
+
+    /// The row errors' messages in `lang`.
+    pub fn localize(&mut self, lang: herald_core::i18n::Lang) {
+        for e in &mut self.errors {
+            if let Some(m) = e.msg.take() {
+                e.message = m.render(lang);
+            }
+        }
     }
 }
 
@@ -198,11 +222,11 @@ impl Rows {
         };
         let line = usize::try_from(line).unwrap_or(usize::MAX);
         if self.out.rows.len() >= self.max_rows {
-            self.out.errors.push(RowError { row: line, column: None, message: format!("more than {} rows; the rest is ignored", self.max_rows) });
+            self.out.errors.push(RowError::new(line, None, herald_core::msg!("excel.too_many_rows", max = self.max_rows)));
             return Ok(false);
         }
         if self.cells >= MAX_CELLS {
-            self.out.errors.push(RowError { row: line, column: None, message: format!("more than {MAX_CELLS} values; the rest is ignored") });
+            self.out.errors.push(RowError::new(line, None, herald_core::msg!("excel.too_many_cells", max = MAX_CELLS)));
             return Ok(false);
         }
         let mut row = vec![""; h.names.len()];
@@ -213,11 +237,11 @@ impl Rows {
         }
         let to = row[h.to];
         if to.is_empty() {
-            self.out.errors.push(RowError { row: line, column: Some(h.names[h.to].clone()), message: "the recipient is empty".into() });
+            self.out.errors.push(RowError::new(line, Some(h.names[h.to].clone()), herald_core::msg!("excel.empty_recipient")));
             return Ok(true);
         }
         if to.len() > 512 || to.contains(char::is_whitespace) {
-            self.out.errors.push(RowError { row: line, column: Some(h.names[h.to].clone()), message: format!("{to:?} is not an address") });
+            self.out.errors.push(RowError::new(line, Some(h.names[h.to].clone()), herald_core::msg!("excel.not_address", to = format!("{to:?}"))));
             return Ok(true);
         }
         let mut variables = serde_json::Map::new();
@@ -1197,7 +1221,8 @@ mod tests {
         assert!(bytes.len() < 5 * 1024 * 1024, "fits the default upload limit: {} bytes", bytes.len());
         let parsed = parse("list.xlsx", bytes, 100_000).unwrap();
         assert_eq!(parsed.rows.len(), 99_999);
-        assert_eq!(parsed.errors, vec![RowError { row: 9, column: Some("手机".into()), message: "the recipient is empty".into() }]);
+        assert_eq!(parsed.errors, vec![RowError::new(9, Some("手机".into()), herald_core::msg!("excel.empty_recipient"))]);
+        assert_eq!(parsed.errors[0].message, "the recipient is empty");
         assert_eq!(parsed.rows[0].to, "+8613800000000");
         assert_eq!(parsed.rows[0].name.as_deref(), Some("U0"));
         assert_eq!(parsed.rows[0].variables["code"], "0");

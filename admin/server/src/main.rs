@@ -5,6 +5,7 @@ mod app;
 mod auth;
 mod config;
 mod excel;
+mod i18n;
 mod metrics;
 mod pushes;
 mod state;

@@ -31,7 +31,7 @@ impl<E: Into<ApiError>> From<E> for Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (status, axum::Json(self.0.body())).into_response();
+        let mut resp = (status, axum::Json(self.0.body_in(crate::i18n::lang()))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
@@ -230,9 +230,9 @@ impl ListQuery {
 
 /// A provider template fits a channel whose plugin sends only approved
 /// templates; the error names the field under `provider_template`.
-pub fn provider_template_fits(plugins: &PluginHost, channel: &str, t: &ProviderTemplate) -> std::result::Result<(), (String, String)> {
+pub fn provider_template_fits(plugins: &PluginHost, channel: &str, t: &ProviderTemplate) -> std::result::Result<(), (String, herald_core::i18n::Msg)> {
     if plugins.get(channel).is_none_or(|p| p.provider_template.is_none()) {
-        return Err((String::new(), format!("channel {channel} sends the text itself; it takes no provider template")));
+        return Err((String::new(), herald_core::msg!("provider_template.not_template_based", channel = channel)));
     }
     t.check().map_err(|(f, why)| (format!(".{f}"), why))
 }
@@ -318,15 +318,15 @@ pub fn no_content() -> Response {
 pub fn text(field: &str, value: &str, max: usize) -> std::result::Result<String, ApiError> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(ApiError::invalid(field, format!("{field} must not be empty")));
+        return Err(ApiError::invalid(field, herald_core::msg!("field.empty", field = field)));
     }
     if v.chars().count() > max {
-        return Err(ApiError::invalid(field, format!("{field} must have at most {max} characters")));
+        return Err(ApiError::invalid(field, herald_core::msg!("field.too_long", field = field, max = max)));
     }
     Ok(v.to_string())
 }
 
-pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+pub fn conflict(code: &'static str, message: impl Into<herald_core::i18n::Text>) -> ApiError {
     ApiError::new(ErrorKind::Conflict, code, message)
 }
 
@@ -385,15 +385,15 @@ pub async fn same_origin_writes(req: Request, next: axum::middleware::Next) -> R
         && !req.headers().contains_key(header::AUTHORIZATION)
         && let Err((status, e)) = check_same_origin(req.headers())
     {
-        return (status, axum::Json(e.body())).into_response();
+        return (status, axum::Json(e.body_in(crate::i18n::lang()))).into_response();
     }
     next.run(req).await
 }
 
 fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (StatusCode, ApiError)> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let refuse = |field: &str, message: &str| {
-        (StatusCode::FORBIDDEN, ApiError::new(ErrorKind::Forbidden, "cross_origin", message.to_string()).with_field(field))
+    let refuse = |field: &str, message: herald_core::i18n::Msg| {
+        (StatusCode::FORBIDDEN, ApiError::new(ErrorKind::Forbidden, "cross_origin", message).with_field(field))
     };
     let confirmed = match (get("origin"), get("sec-fetch-site")) {
         (Some(origin), _) => {
@@ -402,12 +402,12 @@ fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (Stat
             match (authority, host) {
                 (Some(a), Some(host)) if a.eq_ignore_ascii_case(host) => true,
                 _ => {
-                    return Err(refuse("Origin", "cross-origin writes are refused: send this from the console's own origin"));
+                    return Err(refuse("Origin", herald_core::msg!("web.cross_origin")));
                 }
             }
         }
         (None, Some("same-origin")) => true,
-        (None, Some(_)) => return Err(refuse("Sec-Fetch-Site", "cross-site writes are refused")),
+        (None, Some(_)) => return Err(refuse("Sec-Fetch-Site", herald_core::msg!("web.cross_site"))),
         (None, None) => false,
     };
     let has_body = h.contains_key(header::TRANSFER_ENCODING) || get("content-length").is_some_and(|n| n != "0");
@@ -416,7 +416,7 @@ fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (Stat
         let json = essence == "application/json";
         let upload = essence == "multipart/form-data" && confirmed;
         if !json && !upload {
-            let e = ApiError::new(ErrorKind::Invalid, "unsupported_media_type", "send the body as application/json").with_field("Content-Type");
+            let e = ApiError::new(ErrorKind::Invalid, "unsupported_media_type", herald_core::msg!("web.json_only")).with_field("Content-Type");
             return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, e));
         }
     }

@@ -3,6 +3,9 @@
 
 use std::str::FromStr;
 
+use crate::i18n::Msg;
+use crate::msg;
+
 /// How a channel's recipients look.
 #[derive(Debug, Clone)]
 pub enum AddressRule {
@@ -48,23 +51,28 @@ impl AddressRule {
 
     /// Why `to` is not an address of this kind, if it is not.
     pub fn check(&self, to: &str) -> Result<(), String> {
+        self.check_msg(to).map_err(|m| m.to_string())
+    }
+
+    /// [`AddressRule::check`], its answer in any language.
+    pub fn check_msg(&self, to: &str) -> Result<(), Msg> {
         if to.chars().any(char::is_control) {
-            return Err("control characters are not allowed".into());
+            return Err(msg!("address.control"));
         }
         if to.trim() != to {
-            return Err("leading or trailing spaces are not allowed".into());
+            return Err(msg!("address.spaces"));
         }
         match self {
             AddressRule::Email => match email_address::EmailAddress::from_str(to) {
                 Ok(_) => Ok(()),
-                Err(e) => Err(format!("not an e-mail address: {e}")),
+                Err(e) => Err(msg!("address.email", detail = e)),
             },
             AddressRule::Phone => phone(to),
             AddressRule::Pattern { regex, describe } => {
                 if regex.is_match(to) {
                     Ok(())
                 } else {
-                    Err(format!("not a recipient of this channel: expected {describe}"))
+                    Err(msg!("address.pattern", describe = describe))
                 }
             }
             AddressRule::Any => Ok(()),
@@ -101,15 +109,15 @@ impl AddressRule {
     }
 }
 
-fn phone(to: &str) -> Result<(), String> {
-    let expected = "expected a mobile number in E.164 (+8613800138000) or mainland format (13800138000)";
+fn phone(to: &str) -> Result<(), Msg> {
+    let expected = || msg!("address.phone_expected");
     if !to.chars().all(|c| c.is_ascii_digit() || c == '+') || to.len() < 5 {
-        return Err(format!("not a phone number: {expected}"));
+        return Err(msg!("address.phone").nested("expected", expected()));
     }
     let region = if to.starts_with('+') { None } else { Some(phonenumber::country::Id::CN) };
     match phonenumber::parse(region, to) {
         Ok(n) if phonenumber::is_valid(&n) => Ok(()),
-        _ => Err(format!("not a valid phone number: {expected}")),
+        _ => Err(msg!("address.phone_invalid").nested("expected", expected())),
     }
 }
 

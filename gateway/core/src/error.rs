@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::i18n::{Lang, Msg, Text};
+
 /// A client-facing error: a stable code, a message, and the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -12,6 +14,10 @@ pub struct ApiError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The message's key and arguments, when it has them: rendered in the
+    /// reader's language by [`ApiError::body_in`]; `message` is its English.
+    #[serde(skip)]
+    pub msg: Option<Box<Msg>>,
 }
 
 /// What class of failure an `ApiError` is; the edge maps it to a status code.
@@ -55,23 +61,24 @@ impl ErrorKind {
 }
 
 impl ApiError {
-    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, code, message: message.into(), field: None }
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<Text>) -> Self {
+        let Text { en, msg } = message.into();
+        Self { kind, code, message: en, field: None, msg: msg.map(Box::new) }
     }
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(field: impl Into<String>, message: impl Into<Text>) -> Self {
         Self { field: Some(field.into()), ..Self::new(ErrorKind::Invalid, "invalid_field", message) }
     }
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
     }
-    pub fn unknown(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+    pub fn unknown(code: &'static str, field: &str, message: impl Into<Text>) -> Self {
         Self::new(ErrorKind::Unprocessable, code, message).with_field(field)
     }
     pub fn not_found(what: &str, field: &str) -> Self {
-        Self::new(ErrorKind::NotFound, "not_found", format!("{what} not found")).with_field(field)
+        Self::new(ErrorKind::NotFound, "not_found", crate::msg!("not_found").nested("what", Msg::noun(what))).with_field(field)
     }
-    pub fn unavailable(message: impl Into<String>) -> Self {
+    pub fn unavailable(message: impl Into<Text>) -> Self {
         Self::new(ErrorKind::Unavailable, "unavailable", message)
     }
 
@@ -83,11 +90,17 @@ impl ApiError {
 
     /// The body clients see, typed (see [`ErrorBody`]).
     pub fn error_body(&self) -> ErrorBody {
+        self.body_in(Lang::En)
+    }
+
+    /// The body in `lang`: the message rendered from its key when it has
+    /// one, else as written.
+    pub fn body_in(&self, lang: Lang) -> ErrorBody {
         let message = if self.kind == ErrorKind::Internal {
             tracing::error!(error = %self.message, "internal error");
-            "internal error".to_string()
+            crate::msg!("internal").render(lang)
         } else {
-            self.message.clone()
+            self.msg.as_ref().map_or_else(|| self.message.clone(), |m| m.render(lang))
         };
         ErrorBody { error: ErrorDetail { code: self.code.to_string(), message, field: self.field.clone() } }
     }

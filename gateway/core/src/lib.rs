@@ -11,6 +11,7 @@ pub mod directory;
 pub mod doc_query;
 pub mod docs;
 pub mod error;
+pub mod i18n;
 pub mod ledger;
 pub mod model;
 pub mod provider_template;

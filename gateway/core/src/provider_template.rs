@@ -108,7 +108,7 @@ pub struct ProviderTemplate {
 pub const MAX_PARAMS: usize = 20;
 
 /// Why a choice is refused: the field (relative to the choice) and why.
-pub type Invalid = (String, String);
+pub type Invalid = (String, crate::i18n::Msg);
 
 impl ProviderTemplate {
     /// A code of letters, digits, `_`, `-` and `.`; unique non-empty names;
@@ -117,31 +117,31 @@ impl ProviderTemplate {
         if let Some(code) = &self.code
             && (code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
         {
-            return Err(("code".into(), "must be at most 64 letters, digits, '_', '-' or '.'".into()));
+            return Err(("code".into(), crate::msg!("provider_template.code")));
         }
         if self.params.len() > MAX_PARAMS {
-            return Err(("params".into(), format!("at most {MAX_PARAMS} parameters")));
+            return Err(("params".into(), crate::msg!("provider_template.too_many", max = MAX_PARAMS)));
         }
         for (i, p) in self.params.iter().enumerate() {
             let name = p.name.trim();
             if name.is_empty() || name.chars().count() > 64 || name != p.name {
-                return Err((format!("params[{i}].name"), "must be 1–64 characters without surrounding spaces".into()));
+                return Err((format!("params[{i}].name"), crate::msg!("provider_template.name")));
             }
             if self.params[..i].iter().any(|q| q.name == p.name) {
-                return Err((format!("params[{i}].name"), "duplicate name".into()));
+                return Err((format!("params[{i}].name"), crate::msg!("provider_template.duplicate")));
             }
             if p.value.chars().count() > 500 {
-                return Err((format!("params[{i}].value"), "at most 500 characters".into()));
+                return Err((format!("params[{i}].value"), crate::msg!("provider_template.value_too_long")));
             }
         }
-        self.compiled().map(|_| ()).map_err(|(i, e)| (format!("params[{i}].value"), e.message))
+        self.compiled().map(|_| ()).map_err(|(i, e)| (format!("params[{i}].value"), e.msg()))
     }
 
     fn compiled(&self) -> Result<minijinja::Environment<'_>, (usize, RenderError)> {
         let mut env = crate::render::sandbox();
         for (i, p) in self.params.iter().enumerate() {
             env.add_template_owned(i.to_string(), p.value.clone())
-                .map_err(|e| (i, RenderError { part: "params", message: crate::render::describe(&e) }))?;
+                .map_err(|e| (i, RenderError { part: "params", message: crate::render::describe(&e), key: "template.syntax" }))?;
         }
         Ok(env)
     }
@@ -173,7 +173,7 @@ impl ProviderTemplate {
             let out = env
                 .get_template(&i.to_string())
                 .and_then(|t| t.render(&ctx))
-                .map_err(|e| RenderError { part: "params", message: format!("{}: {}", p.name, crate::render::describe(&e)) })?;
+                .map_err(|e| RenderError { part: "params", message: format!("{}: {}", p.name, crate::render::describe(&e)), key: "template.error" })?;
             values.push((p.name.as_str(), out));
         }
         let json = match binding.format {

@@ -21,6 +21,19 @@ pub struct RenderError {
     /// Which content part failed: "subject", "text" or "html".
     pub part: &'static str,
     pub message: String,
+    /// Its catalog key: `template.syntax`, `template.error` or `template.too_long`.
+    pub key: &'static str,
+}
+
+impl RenderError {
+    /// The message people read, in any language.
+    pub fn msg(&self) -> crate::i18n::Msg {
+        use crate::i18n::Msg;
+        match self.key {
+            "template.too_long" => crate::msg!("template.too_long", part = self.part, max = MAX_OUTPUT_BYTES),
+            key => Msg::new(key).nested("part", Msg::noun(self.part)).arg("detail", &self.message),
+        }
+    }
 }
 
 /// A message's shared variables as the template engine reads them.
@@ -57,7 +70,7 @@ impl<'a> Compiled<'a> {
         let mut present = [false; 3];
         for (i, part) in PARTS.iter().enumerate() {
             if let Some(src) = part_source(content, i) {
-                env.add_template(part, src).map_err(|e| RenderError { part, message: describe(&e) })?;
+                env.add_template(part, src).map_err(|e| RenderError { part, message: describe(&e), key: "template.syntax" })?;
                 present[i] = true;
             }
         }
@@ -69,9 +82,13 @@ impl<'a> Compiled<'a> {
             return Ok(None);
         }
         let part = PARTS[i];
-        let out = self.env.get_template(part).and_then(|t| t.render(ctx)).map_err(|e| RenderError { part, message: describe(&e) })?;
+        let out = self.env.get_template(part).and_then(|t| t.render(ctx)).map_err(|e| RenderError {
+            part,
+            message: describe(&e),
+            key: "template.error",
+        })?;
         if out.len() > MAX_OUTPUT_BYTES {
-            return Err(RenderError { part, message: format!("rendered output exceeds {MAX_OUTPUT_BYTES} bytes") });
+            return Err(RenderError { part, message: format!("rendered output exceeds {MAX_OUTPUT_BYTES} bytes"), key: "template.too_long" });
         }
         Ok(Some(out))
     }

@@ -4,6 +4,7 @@
 use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings};
 use herald_core::directory::USER;
 use herald_core::docs::Repo;
+use herald_core::i18n::{SETTINGS, TENANT, TenantSettings};
 use herald_core::ledger::Billable;
 use herald_core::model::{Content, DeliveryRecord, LedgerEntry, Price, RecipientSpec};
 use herald_core::{ApiError, StoreError};
@@ -185,18 +186,16 @@ impl Billing {
         let currency = c.tenant(tenant).await?.map(|t| t.currency).unwrap_or_default();
         let (now_left, threshold) =
             (herald_core::billing::money(balance, &currency), herald_core::billing::money(billing.low_balance_minor, &currency));
-        let text = format!(
-            "余额不足：您的 Herald 账户当前余额 {now_left}，低于提醒阈值 {threshold}。请及时充值，以免付费渠道停止发送。\n\nYour Herald balance is {now_left}, below the alert threshold of {threshold}. Top up to keep paid channels sending."
-        );
+        let lang = repo.get::<TenantSettings>(TENANT, SETTINGS).await?.unwrap_or_default().language;
+        let subject = herald_core::msg!("alert.low_balance.subject", balance = now_left).render(lang);
+        let text = herald_core::msg!("alert.low_balance.text", balance = now_left, threshold = threshold).render(lang);
         tracing::info!(%tenant, balance, threshold = billing.low_balance_minor, "low-balance alert");
         Ok(Some(Submission {
             id: derived_id(&format!("herald-low-balance:{tenant}:{now}")),
             tenant: tenant.into(),
             channel: "email".into(),
             account: Some(account.name),
-            body: Body::Content(Content {
-                subject: Some(format!("Herald 余额不足提醒：{now_left} / low balance")), text: Some(text), html: None
-            }),
+            body: Body::Content(Content { subject: Some(subject), text: Some(text), html: None }),
             variables: Default::default(),
             recipients,
             metadata: [("alert".to_string(), "low_balance".to_string())].into(),

@@ -161,13 +161,11 @@ struct AccountBody {
 
 /// Plugin check, SMTP verification for e-mail, then sealing.
 async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result<(), ApiError> {
-    let plugin = app
-        .deps
-        .plugins
-        .get(&account.plugin)
-        .ok_or_else(|| ApiError::unknown("unknown_channel", "channel", format!("no plugin {:?} is installed", account.plugin)))?;
+    let plugin = app.deps.plugins.get(&account.plugin).ok_or_else(|| {
+        ApiError::unknown("unknown_channel", "channel", herald_core::msg!("account.no_plugin", plugin = format!("{:?}", account.plugin)))
+    })?;
     if !account.config.is_object() {
-        return Err(ApiError::invalid("config", "an object"));
+        return Err(ApiError::invalid("config", herald_core::msg!("account.config_object")));
     }
     check_destinations(&guard(app)?, &account.config)?;
     let text = account.config.to_string();
@@ -186,7 +184,7 @@ fn guard(app: &App) -> std::result::Result<Guard, ApiError> {
     Guard::new(&app.cfg.allow_private, "allow_private").map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e))
 }
 
-fn refused(field: &str, message: String) -> ApiError {
+fn refused(field: &str, message: impl Into<herald_core::i18n::Text>) -> ApiError {
     ApiError::new(ErrorKind::Unprocessable, "private_destination", message).with_field(field)
 }
 
@@ -262,20 +260,23 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
     };
     let creds = s["username"].as_str().map(|u| (u.to_string(), s["password"].as_str().unwrap_or_default().to_string()));
     let timeout = Duration::from_millis(app.cfg.smtp_check_timeout_ms);
-    let failed =
-        |m: String| ApiError::new(ErrorKind::Unprocessable, "smtp_check_failed", format!("SMTP check failed: {m}")).with_field("config.smtp");
+    let failed_in = |d| {
+        ApiError::new(ErrorKind::Unprocessable, "smtp_check_failed", herald_core::msg!("smtp.check_failed").nested("detail", d))
+            .with_field("config.smtp")
+    };
+    let failed = |m: String| failed_in(herald_core::i18n::Msg::verbatim(m));
     let addr = match tokio::time::timeout(timeout, guard(app)?.resolve(host, port)).await {
         Ok(Ok(addrs)) => addrs[0].ip(),
         Ok(Err(ResolveError::Refused(r))) => return Err(refused("config.smtp.host", r.0)),
         Ok(Err(ResolveError::Lookup(m))) => return Err(failed(m)),
-        Err(_) => return Err(failed(format!("{host}: name lookup timed out"))),
+        Err(_) => return Err(failed_in(herald_core::msg!("smtp.lookup_timed_out", host = host))),
     };
     let t = smtp::transport_at(host, addr, port, tls, creds, timeout, 1).map_err(failed)?;
     match tokio::time::timeout(timeout, t.test_connection()).await {
         Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => Err(failed(format!("{host}:{port} did not answer"))),
+        Ok(Ok(false)) => Err(failed_in(herald_core::msg!("smtp.no_answer", host = host, port = port))),
         Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!("{host}:{port} timed out"))),
+        Err(_) => Err(failed_in(herald_core::msg!("smtp.timed_out", host = host, port = port))),
     }
 }
 
@@ -291,10 +292,10 @@ async fn create_account(State(app): State<Arc<App>>, caller: Caller, Body(b): Bo
     let name = b.name.as_deref().map(str::trim).unwrap_or("").to_string();
     // Letters of any script (通知邮箱 as well as notices), digits and - _ .
     if name.is_empty() || name.chars().count() > 64 || !name.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
-        return Err(ApiError::invalid("name", "1–64 characters: letters (any language), digits, - _ .").into());
+        return Err(ApiError::invalid("name", herald_core::msg!("account.name_rule")).into());
     }
     if app.deps.backends.config.account(&caller.tenant, &name).await?.is_some() {
-        return Err(conflict("exists", format!("an account named {name} exists")).into());
+        return Err(conflict("exists", herald_core::msg!("account.exists", name = name)).into());
     }
     let mut account = Account { tenant: caller.tenant.clone(), name, plugin: b.channel, config: b.config, rate_per_sec: b.rate_per_sec };
     check_and_seal(&app, &mut account).await?;
@@ -322,7 +323,7 @@ async fn update_account(State(app): State<Arc<App>>, caller: Caller, Path(name):
     caller.require(Permission::AccountsEdit)?;
     let old = existing(&app, &caller, &name).await?;
     if b.channel != old.plugin {
-        return Err(ApiError::invalid("channel", "the channel of an account cannot change").into());
+        return Err(ApiError::invalid("channel", herald_core::msg!("account.channel_fixed")).into());
     }
     // Secrets left out keep their stored values.
     let old = app.deps.sealer.open(&old).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.0))?;
@@ -408,11 +409,11 @@ async fn delete_account(State(app): State<Arc<App>>, caller: Caller, Path(name):
     let repo = caller.repo(&app);
     let pushes: Vec<Push> = repo.list(PUSH).await?;
     if let Some(p) = pushes.iter().find(|p| p.account == name) {
-        return Err(conflict("in_use", format!("push {} uses this account", p.number)).into());
+        return Err(conflict("in_use", herald_core::msg!("account.used_by_push", number = p.number)).into());
     }
     let actions: Vec<Action> = repo.list(ACTION).await?;
     if let Some(a) = actions.iter().find(|a| a.rules.iter().any(|r| r.channels.iter().any(|c| c.account == name))) {
-        return Err(conflict("in_use", format!("action {} uses this account", a.number)).into());
+        return Err(conflict("in_use", herald_core::msg!("account.used_by_action", number = a.number)).into());
     }
     app.deps.backends.config.delete_account(&caller.tenant, &name).await?;
     Ok(no_content())

@@ -82,13 +82,13 @@ async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Al
     let mut s: Billing = repo.get(BILLING, BILLING_SETTINGS).await?.unwrap_or_default();
     if let Some(v) = b.low_balance_minor {
         if v < 0 {
-            return Err(ApiError::invalid("low_balance_minor", "must not be negative").into());
+            return Err(ApiError::invalid("low_balance_minor", herald_core::msg!("field.not_negative")).into());
         }
         s.low_balance_minor = v;
     }
     if let Some(p) = b.policy {
         if !["refuse", "fallback_free"].contains(&p.as_str()) {
-            return Err(ApiError::invalid("policy", "\"refuse\" or \"fallback_free\"").into());
+            return Err(ApiError::invalid("policy", herald_core::msg!("cost.policy")).into());
         }
         s.policy = p;
     }

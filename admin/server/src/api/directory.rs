@@ -114,12 +114,12 @@ async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     }
     if let Some(p) = &b.parent {
         if unit.parent.is_none() {
-            return Err(ApiError::invalid("parent", "the root unit cannot be moved").into());
+            return Err(ApiError::invalid("parent", herald_core::msg!("dir.root_move")).into());
         }
         let target = visible_unit(&app, &caller, p, "parent").await?;
         let all: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
         if directory::subtree(&all, &unit.id).contains(&target.id) {
-            return Err(ApiError::invalid("parent", "a unit cannot move under itself or its own subunits").into());
+            return Err(ApiError::invalid("parent", herald_core::msg!("dir.move_under_itself")).into());
         }
         unit.parent = Some(target.id);
     }
@@ -134,7 +134,7 @@ async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     caller.require(Permission::DirectoryEdit)?;
     let unit = visible_unit(&app, &caller, &id, "id").await?;
     if unit.parent.is_none() {
-        return Err(conflict("root", "the root unit cannot be deleted").into());
+        return Err(conflict("root", herald_core::msg!("dir.root_delete")).into());
     }
     let repo = caller.repo(&app);
     let units: Vec<Unit> = repo.list(UNIT).await?;
@@ -142,7 +142,7 @@ async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     let children = units.iter().filter(|u| u.parent.as_deref() == Some(&id)).count();
     let members = users.iter().filter(|u| u.unit == id).count();
     if children + members > 0 {
-        return Err(conflict("not_empty", format!("the unit has {children} subunits and {members} users; move or delete them first")).into());
+        return Err(conflict("not_empty", herald_core::msg!("dir.not_empty", children = children, members = members)).into());
     }
     repo.delete(UNIT, &id).await?;
     Ok(no_content())
@@ -221,7 +221,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         if let Some(v) = &m
             && (!v.chars().all(|c| c.is_ascii_digit() || "+- ".contains(c)) || v.len() > 20)
         {
-            return Err(ApiError::invalid("mobile", "a phone number: digits, optional leading +"));
+            return Err(ApiError::invalid("mobile", herald_core::msg!("dir.mobile_rule")));
         }
         user.mobile = m;
     }
@@ -230,7 +230,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         if let Some(v) = &e
             && (!v.contains('@') || v.len() > 254 || v.contains(char::is_whitespace))
         {
-            return Err(ApiError::invalid("email", "not an e-mail address"));
+            return Err(ApiError::invalid("email", herald_core::msg!("dir.email_rule")));
         }
         user.email = e;
     }
@@ -242,7 +242,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
     ] {
         if let Some(v) = value {
             if v.len() > 128 {
-                return Err(ApiError::invalid(field, "at most 128 characters"));
+                return Err(ApiError::invalid(field, herald_core::msg!("field.at_most_128")));
             }
             *slot = opt(Some(v));
         }
@@ -252,10 +252,10 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         let known: Vec<Role> = caller.repo(app).list(ROLE).await?;
         for (i, r) in roles.iter().enumerate() {
             let Some(role) = known.iter().find(|k| &k.id == r) else {
-                return Err(ApiError::unknown("unknown_role", &format!("roles[{i}]"), format!("no role {r}")));
+                return Err(ApiError::unknown("unknown_role", &format!("roles[{i}]"), herald_core::msg!("rbac.unknown_role", role = r)));
             };
             // Only roles whose rights the caller holds can be given (or kept).
-            caller.covers(&format!("roles[{i}]"), &format!("the role {}", role.name), &Rights::of([role]))?;
+            caller.covers(&format!("roles[{i}]"), herald_core::msg!("rbac.the_role", name = role.name), &Rights::of([role]))?;
         }
         if existing && roles != user.roles {
             let id = user.id.clone();
@@ -290,7 +290,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         }
     }
     if renamed && b.password.is_none() && user.password_hash.is_none() {
-        return Err(ApiError::invalid("password", "a user who logs in needs a password"));
+        return Err(ApiError::invalid("password", herald_core::msg!("dir.password_needed")));
     }
     if let Some(l) = &new_login
         && renamed
@@ -299,7 +299,7 @@ async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existin
         let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
         let claim = Login { tenant: caller.tenant.clone(), user: user.id.clone() };
         if !platform.create(auth::LOGIN, l, &claim).await? {
-            return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("login"));
+            return Err(ApiError::new(ErrorKind::Conflict, "login_taken", herald_core::msg!("login.taken")).with_field("login"));
         }
         if let Some(old) = user.login.replace(l.clone()) {
             platform.delete(auth::LOGIN, &old).await?;
@@ -315,7 +315,7 @@ creating!(NewUser, UserBody, "name", "unit");
 async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
     caller.require(Permission::DirectoryEdit)?;
     let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;
-    let unit = b.unit.clone().ok_or_else(|| ApiError::invalid("unit", "unit is required"))?;
+    let unit = b.unit.clone().ok_or_else(|| ApiError::invalid("unit", herald_core::msg!("dir.unit_required")))?;
     let mut user = User { id: new_id(), name, unit, created_at: herald_core::now_ms(), ..Default::default() };
     let roles_given = b.roles.as_ref().is_some_and(|r| !r.is_empty());
     let b = if roles_given { b } else { UserBody { roles: None, ..b } };
@@ -342,7 +342,7 @@ async fn check_covers(app: &App, caller: &Caller, user: &User) -> std::result::R
         return Ok(());
     }
     let roles: Vec<Role> = caller.repo(app).list(ROLE).await?;
-    caller.covers("id", "this user", &Rights::of_user(user, &roles))
+    caller.covers("id", herald_core::msg!("rbac.this_user"), &Rights::of_user(user, &roles))
 }
 
 /// Needs `directory.edit`. A changed password or login ends that user's
@@ -371,7 +371,7 @@ async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     caller.require(Permission::DirectoryEdit)?;
     let user = visible_user(&app, &caller, &id).await?;
     if user.id == caller.user.id {
-        return Err(conflict("self", "you cannot delete yourself").into());
+        return Err(conflict("self", herald_core::msg!("dir.delete_self")).into());
     }
     check_covers(&app, &caller, &user).await?;
     auth::keep_an_admin(&caller.repo(&app), |_, users| users.retain(|u| u.id != id)).await?;

@@ -11,6 +11,7 @@ pub mod rbac;
 pub mod reports;
 pub mod schema;
 pub mod session;
+pub mod tenant;
 pub mod tiered;
 
 use std::sync::{Arc, LazyLock};
@@ -34,7 +35,8 @@ const PREFIX: &str = "/api/v1";
     info(title = "Herald admin API", version = "1", license(name = "Apache-2.0", identifier = "Apache-2.0"),
         description = "Configuration of a Herald tenant: directory, roles, pushes, tiered push, sender accounts, cost and reports.\n\n\
 Conventions: JSON in and out; every time is an integer of Unix milliseconds (UTC); money is integer minor units (`*_minor`) \
-with a `currency`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`. Log in with `POST /api/v1/login`: the answer sets \
+with a `currency`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`, `message` in the language of \
+`Accept-Language` (zh-CN or en, English when absent or unknown; `Content-Language` says which; `code` never changes). Log in with `POST /api/v1/login`: the answer sets \
 the cookie `herald_session` and carries the same token for `Authorization: Bearer`. A browser write (cookie, no `Authorization`) \
 must come from the console's origin and be `application/json` (403 `cross_origin`, 415 `unsupported_media_type`). Every \
 query is scoped to the caller's tenant; function permissions gate each operation (403 `forbidden`)."),
@@ -65,6 +67,7 @@ fn api() -> Routes<Arc<App>> {
     let r = accounts::routes(r);
     let r = cost::routes(r);
     let r = reports::routes(r);
+    let r = tenant::routes(r);
     let r = r.routes(routes!(openapi_json)).routes(routes!(docs));
     Routes::with_openapi(ApiDoc::openapi()).nest(PREFIX, r)
 }
@@ -142,8 +145,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/metrics", axum::routing::get(crate::metrics::handler))
-        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", "no such route")) })
+        .fallback(|| async { Failure(ApiError::new(ErrorKind::NotFound, "not_found", herald_core::msg!("web.no_route"))) })
         .layer(axum::middleware::from_fn(same_origin_writes))
+        .layer(axum::middleware::from_fn(crate::i18n::negotiate))
         .layer(axum::extract::DefaultBodyLimit::max(app.cfg.max_upload_bytes + 64 * 1024))
         .layer(crate::metrics::get().http.layer()) // X-Request-Id, request span, herald_admin_requests_total
         .with_state(app)

@@ -69,23 +69,19 @@ struct PushBody {
 
 /// A push (or its preview) that names nobody: well-formed, but nothing to send.
 fn no_targets() -> ApiError {
-    ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets")
+    ApiError::new(ErrorKind::Unprocessable, "no_targets", herald_core::msg!("push.no_targets")).with_field("targets")
 }
 
 async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
     push.title = text("title", &b.title, 200)?;
-    let account = app
-        .deps
-        .backends
-        .config
-        .account(&caller.tenant, &b.account)
-        .await?
-        .ok_or_else(|| ApiError::unknown("unknown_account", "account", format!("no sender account {:?}", b.account)))?;
+    let account = app.deps.backends.config.account(&caller.tenant, &b.account).await?.ok_or_else(|| {
+        ApiError::unknown("unknown_account", "account", herald_core::msg!("push.unknown_account", account = format!("{:?}", b.account)))
+    })?;
     if account.plugin != b.channel {
         return Err(ApiError::unknown(
             "account_channel",
             "account",
-            format!("account {:?} sends on {}, not {}", b.account, account.plugin, b.channel),
+            herald_core::msg!("push.account_channel", account = format!("{:?}", b.account), plugin = account.plugin, channel = b.channel),
         ));
     }
     let mut content = b.content;
@@ -96,13 +92,13 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     if b.channel == "email" {
         text("content.subject", content.subject.as_deref().unwrap_or(""), 500).map_err(for_channel)?;
         if content.html.is_none() && content.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
-            return Err(for_channel(ApiError::invalid("content.html", "write the message")));
+            return Err(for_channel(ApiError::invalid("content.html", herald_core::msg!("push.write_message"))));
         }
     } else {
         content.html = None;
         text("content.text", content.text.as_deref().unwrap_or(""), 20_000).map_err(for_channel)?;
     }
-    herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.to_string()))?;
+    herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.msg()))?;
     if let Some(t) = &b.provider_template {
         provider_template_fits(&app.deps.plugins, &b.channel, t).map_err(|(f, why)| ApiError::invalid(format!("provider_template{f}"), why))?;
     }
@@ -114,7 +110,9 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
         for (i, e) in b.targets.list.iter().enumerate() {
             let to = e.to.trim();
             if e.channel.as_deref().is_none_or(|c| c == b.channel) && !to.is_empty() {
-                plugin.recipients.check(to).map_err(|why| ApiError::invalid(format!("targets.list[{i}].to"), format!("{why}: {to:?}")))?;
+                plugin.recipients.check_msg(to).map_err(|why| {
+                    ApiError::invalid(format!("targets.list[{i}].to"), herald_core::msg!("address.bad", to = format!("{to:?}")).nested("why", why))
+                })?;
             }
         }
     }
@@ -125,8 +123,8 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
             schedule.recurrence()?;
         }
         ("at", Some(t)) if t > herald_core::now_ms() => {}
-        ("at", _) => return Err(ApiError::invalid("schedule.at", "pick a time in the future")),
-        _ => return Err(ApiError::invalid("schedule.mode", "\"now\", \"at\" or \"cron\"")),
+        ("at", _) => return Err(ApiError::invalid("schedule.at", herald_core::msg!("push.at_future"))),
+        _ => return Err(ApiError::invalid("schedule.mode", herald_core::msg!("push.mode"))),
     }
     push.channel = b.channel;
     push.account = b.account;
@@ -244,7 +242,7 @@ async fn delete_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     caller.require(Permission::PushEdit)?;
     let push = visible(&app, &caller, &id).await?;
     if push.enabled {
-        return Err(conflict("enabled", "disable the push before deleting it").into());
+        return Err(conflict("enabled", herald_core::msg!("push.delete_enabled")).into());
     }
     caller.repo(&app).delete(PUSH, &id).await?;
     Ok(no_content())
@@ -261,7 +259,11 @@ async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<S
     let past = orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t <= now);
     let push = Push {
         number: caller.repo(&app).next_number("P").await?,
-        title: format!("{} (copy)", orig.title).chars().take(200).collect(),
+        title: herald_core::msg!("default.copy", name = orig.title)
+            .render(crate::api::tenant::language(&app, &caller.tenant).await?)
+            .chars()
+            .take(200)
+            .collect(),
         channel: orig.channel,
         account: orig.account,
         content: orig.content,
@@ -303,7 +305,7 @@ async fn send_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<S
     caller.require(Permission::PushSend)?;
     let mut push = visible(&app, &caller, &id).await?;
     if !push.enabled {
-        return Err(conflict("disabled", "enable the push before sending it").into());
+        return Err(conflict("disabled", herald_core::msg!("push.send_disabled")).into());
     }
     send_again(&app, &caller.tenant, &mut push).await?;
     Ok(axum::Json(push.view(app.deps.clock.now_ms())).into_response())
@@ -403,7 +405,7 @@ fn channel_rule(app: &App, channel: &str) -> std::result::Result<herald_core::ad
         .plugins
         .get(channel)
         .map(|p| p.recipients.clone())
-        .ok_or_else(|| ApiError::unknown("unknown_channel", "channel", format!("no channel named {channel:?}")))
+        .ok_or_else(|| ApiError::unknown("unknown_channel", "channel", herald_core::msg!("push.unknown_channel", channel = format!("{channel:?}"))))
 }
 
 /// Needs `push.edit`. A header row names the `to` column (or 收件人/手机/邮箱)
@@ -431,7 +433,7 @@ async fn upload_list(
     let bad = |m: String| ApiError::invalid("file", m);
     let mut form = form.map_err(|e| bad(e.body_text()))?;
     let limit = app.cfg.max_upload_bytes;
-    let too_large = || ApiError::new(ErrorKind::TooLarge, "too_large", format!("at most {limit} bytes")).with_field("file");
+    let too_large = || ApiError::new(ErrorKind::TooLarge, "too_large", herald_core::msg!("upload.too_large", limit = limit)).with_field("file");
     // A body past the service's limit fails while it is read: that is a 413 too.
     let read_err = |e: axum::extract::multipart::MultipartError| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad(e.body_text()) }
@@ -455,11 +457,12 @@ async fn upload_list(
                 let mut parsed: crate::excel::Parsed =
                     serde_json::from_slice(&json).map_err(|e| ApiError::unknown("unreadable_file", "file", format!("the parser's answer: {e}")))?;
                 parsed.vet(rule.as_ref());
+                parsed.localize(crate::i18n::lang());
                 Ok(axum::Json(parsed).into_response())
             }
             Err(crate::upload_worker::Failure::Refused(m)) => Err(bad(m).into()),
             Err(crate::upload_worker::Failure::Died(m)) => Err(ApiError::unknown("unreadable_file", "file", m).into()),
-            Err(crate::upload_worker::Failure::Busy) => Err(ApiError::unavailable("every spreadsheet parser is busy: try again shortly").into()),
+            Err(crate::upload_worker::Failure::Busy) => Err(ApiError::unavailable(herald_core::msg!("upload.busy")).into()),
         };
     }
     Err(bad("send the spreadsheet in the form field `file`".into()).into())
@@ -485,7 +488,7 @@ async fn upload_template(
     Query(q): Query<ListChannel>,
 ) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
-    let channel = q.channel.ok_or_else(|| ApiError::invalid("channel", "name the channel, e.g. ?channel=sms"))?;
+    let channel = q.channel.ok_or_else(|| ApiError::invalid("channel", herald_core::msg!("upload.name_channel")))?;
     let rule = channel_rule(&app, &channel)?;
     let language = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("zh");
     let chinese =

@@ -110,7 +110,7 @@ async fn enable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     }
     let record = Enablement { app: id.clone(), enabled_at: herald_core::now_ms(), enabled_by: caller.user.name.clone() };
     if !caller.repo(&app).create(APP, &id, &record).await? {
-        return Err(conflict("already_enabled", "this app is already enabled").into());
+        return Err(conflict("already_enabled", herald_core::msg!("app.already_enabled")).into());
     }
     let mut out = Enabled { app: id.clone(), enabled_at: record.enabled_at, enabled_by: record.enabled_by, api_key: None, api_key_id: None };
     if id == "messaging" {
@@ -167,7 +167,7 @@ struct NewKey {
 async fn create_key(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     caller.require(Permission::AppsManage)?;
     if caller.repo(&app).get::<Enablement>(APP, "messaging").await?.is_none() {
-        return Err(conflict("app_disabled", "enable the messaging app first").into());
+        return Err(conflict("app_disabled", herald_core::msg!("app.enable_messaging")).into());
     }
     let (id, key) = issue_key(&app, &caller).await?;
     Ok(created(NewKey { id, api_key: key }))
@@ -236,7 +236,11 @@ async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std:
     if let Some(mut ps) = b.permissions {
         for (i, p) in ps.iter().enumerate() {
             if Permission::parse(p).is_none() {
-                return Err(ApiError::unknown("unknown_permission", &format!("permissions[{i}]"), format!("no permission {p}")));
+                return Err(ApiError::unknown(
+                    "unknown_permission",
+                    &format!("permissions[{i}]"),
+                    herald_core::msg!("rbac.unknown_permission", permission = p),
+                ));
             }
         }
         caller.may_grant("", &ps, false, &[])?;
@@ -252,7 +256,7 @@ async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std:
         let known: Vec<Unit> = caller.repo(app).list(UNIT).await?;
         for (i, u) in us.iter().enumerate() {
             if !known.iter().any(|k| &k.id == u) || !caller.sees_unit(u) {
-                return Err(ApiError::unknown("unknown_unit", &format!("units[{i}]"), format!("no org unit {u}")));
+                return Err(ApiError::unknown("unknown_unit", &format!("units[{i}]"), herald_core::msg!("rbac.unknown_unit", unit = u)));
             }
         }
         role.units = us;
@@ -290,7 +294,7 @@ async fn update_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     caller.require(Permission::RolesManage)?;
     let mut role: Role = caller.repo(&app).need(ROLE, &id, "role").await?;
     // A role holding rights the caller lacks is not theirs to change.
-    caller.covers("id", "this role", &Rights::of([&role]))?;
+    caller.covers("id", herald_core::msg!("rbac.this_role"), &Rights::of([&role]))?;
     apply(&app, &caller, &mut role, b).await?;
     let changed = role.clone();
     auth::keep_an_admin(&caller.repo(&app), |roles, _| {
@@ -310,11 +314,11 @@ async fn delete_role(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     caller.require(Permission::RolesManage)?;
     let repo = caller.repo(&app);
     let role: Role = repo.need(ROLE, &id, "role").await?;
-    caller.covers("id", "this role", &Rights::of([&role]))?;
+    caller.covers("id", herald_core::msg!("rbac.this_role"), &Rights::of([&role]))?;
     let users: Vec<User> = repo.list(USER).await?;
     let holders = users.iter().filter(|u| u.roles.contains(&id)).count();
     if holders > 0 {
-        return Err(conflict("in_use", format!("{holders} users hold this role")).into());
+        return Err(conflict("in_use", herald_core::msg!("rbac.role_in_use", holders = holders)).into());
     }
     repo.delete(ROLE, &id).await?;
     Ok(no_content())

@@ -65,7 +65,8 @@ struct TenantName {
 }
 
 /// Creates the tenant, its root org unit (named after the enterprise), the
-/// role "Administrator" (every permission, all units) and the first user.
+/// role "管理员"/"Administrator" (every permission, all units) and the first
+/// user. The tenant's language (`/tenant/settings`) is the request's `Accept-Language`.
 /// `admin_login` is unique across the platform.
 #[utoipa::path(post, path = "/register", tag = "session", summary = "Register an enterprise and its first administrator",
     request_body = Register, security(()),
@@ -82,16 +83,18 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
     let claim = Login { tenant: tenant.clone(), user: user_id.clone() };
     if !platform.create(auth::LOGIN, &login, &claim).await? {
-        return Err(ApiError::new(ErrorKind::Conflict, "login_taken", "this login name is taken").with_field("admin_login").into());
+        return Err(ApiError::new(ErrorKind::Conflict, "login_taken", herald_core::msg!("login.taken")).with_field("admin_login").into());
     }
     let now = herald_core::now_ms();
     app.deps.backends.config.upsert_tenant(&Tenant { id: tenant.clone(), name: name.clone(), currency: "CNY".into() }).await?;
     let repo = Repo::new(app.deps.backends.config.as_ref(), &tenant);
     let root = Unit { id: new_id(), name: name.clone(), parent: None, created_at: now };
     repo.put(directory::UNIT, &root.id, &root).await?;
+    let lang = crate::i18n::lang();
+    repo.put(herald_core::i18n::TENANT, herald_core::i18n::SETTINGS, &herald_core::i18n::TenantSettings { language: lang }).await?;
     let role = Role {
         id: new_id(),
-        name: "Administrator".into(),
+        name: herald_core::msg!("default.admin_role").render(lang),
         permissions: Permission::ALL.iter().map(|p| p.as_str().to_string()).collect(),
         all_units: true,
         units: vec![],
@@ -145,7 +148,7 @@ struct LoggedIn {
 async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<LoginBody>) -> Result<Response> {
     let login = auth::normalize_login(&b.login);
     if login.is_empty() || login.len() > 256 {
-        return Err(ApiError::invalid("login", "give your login name").into());
+        return Err(ApiError::invalid("login", herald_core::msg!("login.give_name")).into());
     }
     // Count the attempt before checking it; unknown and locked names answer alike.
     let started = match auth::begin_attempt(&app, &login).await? {
@@ -167,7 +170,7 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<Lo
         return Ok(locked(remaining));
     }
     let (Some(r), Some(user), true) = (record, user, ok) else {
-        return Err(ApiError::new(ErrorKind::Unauthenticated, "invalid_credentials", "wrong login or password").into());
+        return Err(ApiError::new(ErrorKind::Unauthenticated, "invalid_credentials", herald_core::msg!("login.wrong")).into());
     };
     let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let (token, expires_at) = auth::start_session(&app, &r.tenant, &user.id, agent).await?;
@@ -181,8 +184,7 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Body(b): Body<Lo
 /// 429 with `Retry-After`; the same for every locked login name, known or not.
 fn locked(remaining_ms: i64) -> Response {
     let secs = (remaining_ms / 1000).max(1);
-    let err = ApiError::new(ErrorKind::TooManyRequests, "locked", format!("too many failed logins; try again in {} minutes", (secs + 59) / 60))
-        .with_field("login");
+    let err = ApiError::new(ErrorKind::TooManyRequests, "locked", herald_core::msg!("login.locked", minutes = (secs + 59) / 60)).with_field("login");
     let mut resp = Failure(err).into_response();
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     resp

@@ -155,11 +155,11 @@ fn check_template(app: &App, b: TemplateBody, t: &mut TieredTemplate) -> std::re
         Editor::RichText => Content { subject: t.subject.clone(), text: None, html: Some(t.body.clone()) },
         _ => Content { subject: None, text: Some(t.body.clone()), html: None },
     };
-    herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("body", e.msg()))?;
     for (i, v) in b.variables.iter().enumerate() {
         // Letters of any script: {{ 姓名 }} as well as {{ name }}.
         if v.is_empty() || !v.chars().all(|c| c.is_alphanumeric() || c == '_') {
-            return Err(ApiError::invalid(format!("variables[{i}]"), "letters (any language), digits and _"));
+            return Err(ApiError::invalid(format!("variables[{i}]"), herald_core::msg!("tiered.variable_name")));
         }
     }
     t.variables = b.variables;
@@ -238,7 +238,7 @@ async fn delete_template(State(app): State<Arc<App>>, caller: Caller, Path(id): 
     let _: TieredTemplate = repo.need(TEMPLATE, &id, "template").await?;
     let actions: Vec<Action> = repo.list(ACTION).await?;
     if let Some(a) = actions.iter().find(|a| a.templates.contains(&id)) {
-        return Err(conflict("in_use", format!("action {} ({}) uses this template", a.number, a.title)).into());
+        return Err(conflict("in_use", herald_core::msg!("tiered.template_in_use", number = a.number, title = a.title)).into());
     }
     repo.delete(TEMPLATE, &id).await?;
     Ok(no_content())
@@ -268,52 +268,55 @@ struct ActionBody {
 async fn check_action(app: &App, caller: &Caller, b: ActionBody, a: &mut Action) -> std::result::Result<(), ApiError> {
     a.title = text("title", &b.title, 200)?;
     if b.templates.is_empty() {
-        return Err(ApiError::invalid("templates", "pick at least one template"));
+        return Err(ApiError::invalid("templates", herald_core::msg!("tiered.pick_template")));
     }
     let mut editors = vec![];
     for (i, id) in b.templates.iter().enumerate() {
         let t: Option<TieredTemplate> = caller.repo(app).get(TEMPLATE, id).await?;
-        let t = t.ok_or_else(|| ApiError::unknown("unknown_template", &format!("templates[{i}]"), format!("no template {id}")))?;
+        let t = t.ok_or_else(|| {
+            ApiError::unknown("unknown_template", &format!("templates[{i}]"), herald_core::msg!("tiered.unknown_template", id = id))
+        })?;
         editors.push(t.editor);
     }
     if b.rules.is_empty() {
-        return Err(ApiError::invalid("rules", "add at least one rule"));
+        return Err(ApiError::invalid("rules", herald_core::msg!("tiered.add_rule")));
     }
     for (i, r) in b.rules.iter().enumerate() {
         let f = |s: &str| format!("rules[{i}].{s}");
         if !LEVELS.contains(&r.level.as_str()) {
-            return Err(ApiError::invalid(f("level"), format!("one of {}", LEVELS.join(", "))));
+            return Err(ApiError::invalid(f("level"), herald_core::msg!("tiered.level", levels = LEVELS.join(", "))));
         }
         if r.channels.is_empty() {
-            return Err(ApiError::invalid(f("channels"), "pick at least one channel"));
+            return Err(ApiError::invalid(f("channels"), herald_core::msg!("tiered.pick_channel")));
         }
         for (j, c) in r.channels.iter().enumerate() {
             let field = format!("rules[{i}].channels[{j}]");
             let account = app.deps.backends.config.account(&caller.tenant, &c.account).await?;
             if account.is_none_or(|acc| acc.plugin != c.channel) {
-                return Err(ApiError::unknown("unknown_account", &field, format!("no {} account {:?}", c.channel, c.account)));
+                return Err(ApiError::unknown(
+                    "unknown_account",
+                    &field,
+                    herald_core::msg!("tiered.unknown_account", channel = c.channel, account = format!("{:?}", c.account)),
+                ));
             }
             let formats = formats(&app.deps.plugins, &c.channel);
             if !editors.iter().any(|e| e.fits(&formats)) {
-                return Err(ApiError::invalid(
-                    field,
-                    format!("none of the action's templates fits {} (text → SMS/IM/voice, rich text → e-mail, voice → voice)", c.channel),
-                ));
+                return Err(ApiError::invalid(field, herald_core::msg!("tiered.no_fit", channel = c.channel)));
             }
         }
         if r.recipients.is_empty() {
-            return Err(ApiError::invalid(f("recipients"), "pick recipients"));
+            return Err(ApiError::invalid(f("recipients"), herald_core::msg!("tiered.pick_recipients")));
         }
         if let Some(e) = &r.escalate
             && (e.after_secs == 0 || e.after_secs > 7 * 24 * 3600)
         {
-            return Err(ApiError::invalid(f("escalate.after_secs"), "between 1 second and 7 days"));
+            return Err(ApiError::invalid(f("escalate.after_secs"), herald_core::msg!("tiered.escalate_range")));
         }
         if r.repeat > 10 {
-            return Err(ApiError::invalid(f("repeat"), "at most 10"));
+            return Err(ApiError::invalid(f("repeat"), herald_core::msg!("tiered.repeat_max")));
         }
         if r.repeat > 0 && r.escalate.is_none() {
-            return Err(ApiError::invalid(f("repeat"), "a repeating rule needs an escalation wait"));
+            return Err(ApiError::invalid(f("repeat"), herald_core::msg!("tiered.repeat_needs_wait")));
         }
     }
     a.templates = b.templates;
@@ -400,7 +403,7 @@ async fn delete_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Pa
     caller.require(Permission::TieredEdit)?;
     let a: Action = caller.repo(&app).need(ACTION, &id, "action").await?;
     if a.enabled {
-        return Err(conflict("enabled", "disable the action before deleting it").into());
+        return Err(conflict("enabled", herald_core::msg!("tiered.delete_enabled")).into());
     }
     caller.repo(&app).delete(ACTION, &id).await?;
     Ok(no_content())
@@ -415,7 +418,11 @@ async fn copy_action(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     let a = Action {
         id: new_id(),
         number: caller.repo(&app).next_number("A").await?,
-        title: format!("{} (copy)", orig.title).chars().take(200).collect(),
+        title: herald_core::msg!("default.copy", name = orig.title)
+            .render(crate::api::tenant::language(&app, &caller.tenant).await?)
+            .chars()
+            .take(200)
+            .collect(),
         enabled: true,
         created_at: now,
         updated_at: now,

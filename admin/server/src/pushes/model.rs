@@ -60,15 +60,14 @@ impl Schedule {
         let expr = self.cron.as_deref().map(str::trim).unwrap_or("");
         let fields = expr.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(ApiError::invalid(
-                "schedule.cron",
-                format!("a cron expression has 5 fields (minute hour day month weekday), or 6 with seconds first; this one has {fields}"),
-            ));
+            return Err(ApiError::invalid("schedule.cron", herald_core::msg!("cron.fields", fields = fields)));
         }
         let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).year(croner::parser::Year::Disallowed).build();
-        let schedule = parser.parse(expr).map_err(|e| ApiError::invalid("schedule.cron", format!("not a cron expression: {e}")))?;
+        let schedule = parser.parse(expr).map_err(|e| ApiError::invalid("schedule.cron", herald_core::msg!("cron.invalid", detail = e)))?;
         let tz = self.time_zone.as_deref().unwrap_or("Asia/Shanghai");
-        let tz = tz.parse::<chrono_tz::Tz>().map_err(|_| ApiError::invalid("schedule.time_zone", format!("unknown time zone {tz:?}")))?;
+        let tz = tz
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| ApiError::invalid("schedule.time_zone", herald_core::msg!("cron.time_zone", tz = format!("{tz:?}"))))?;
         Ok((schedule, tz))
     }
 

@@ -38,12 +38,13 @@ pub async fn audience(app: &App, tenant: &str, channel: &str, targets: &director
         expanded = kept;
     }
     if expanded.recipients.is_empty() {
-        return Err(
-            ApiError::new(ErrorKind::Unprocessable, "no_recipients", "none of the targets has an address on this channel").with_field("targets")
-        );
+        return Err(ApiError::new(ErrorKind::Unprocessable, "no_recipients", herald_core::msg!("push.no_recipients")).with_field("targets"));
     }
     if expanded.recipients.len() > MAX_PUSH_RECIPIENTS {
-        return Err(ApiError::invalid("targets", format!("{} recipients; at most {MAX_PUSH_RECIPIENTS}", expanded.recipients.len())));
+        return Err(ApiError::invalid(
+            "targets",
+            herald_core::msg!("push.too_many_recipients", count = expanded.recipients.len(), max = MAX_PUSH_RECIPIENTS),
+        ));
     }
     Ok(expanded)
 }
@@ -88,11 +89,11 @@ async fn publish(app: &App, tenant: &str, push: &mut Push, occurrence: i64, recu
     let mut expanded = audience(app, tenant, &push.channel, &push.targets).await?;
     let mut metadata = BTreeMap::from([("push".to_string(), push.number.clone())]);
     if let Some(t) = &push.provider_template {
-        let refused = |why: String| ApiError::new(ErrorKind::Unprocessable, "provider_template", why).with_field("provider_template");
+        let refused = |why: herald_core::i18n::Msg| ApiError::new(ErrorKind::Unprocessable, "provider_template", why).with_field("provider_template");
         let plugin = app.deps.plugins.get(&push.channel);
         let binding = plugin.as_ref().and_then(|p| p.provider_template.as_ref());
-        let binding = binding.ok_or_else(|| refused(format!("channel {} takes no provider template", push.channel)))?;
-        t.apply(binding, &Default::default(), &mut expanded.recipients, &mut metadata).map_err(|e| refused(e.to_string()))?;
+        let binding = binding.ok_or_else(|| refused(herald_core::msg!("provider_template.not_template_based", channel = push.channel)))?;
+        t.apply(binding, &Default::default(), &mut expanded.recipients, &mut metadata).map_err(|e| refused(e.msg()))?;
     }
     // Large lists go out as several messages within the gateway's configured
     // per-message limit, accepted by intake as one send (checked and gated whole).
