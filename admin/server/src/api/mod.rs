@@ -133,6 +133,10 @@ pub fn router(app: Arc<App>) -> Router {
     api.route("/", axum::routing::get(|| static_file("text/html; charset=utf-8", include_str!("../../../console/index.html"))))
         .route("/app.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/app.js"))))
         .route("/i18n.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/i18n.js"))))
+        .route(
+            "/vendor/echarts.min.js",
+            axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/vendor/echarts.min.js"))),
+        )
         .route("/style.css", axum::routing::get(|| static_file("text/css; charset=utf-8", include_str!("../../../console/style.css"))))
         .route(
             "/api/v1/docs/redoc.standalone.js",
