@@ -155,6 +155,21 @@ impl ListQuery {
     }
 }
 
+/// Whether an answer (a spreadsheet's headers) should be in Chinese: unless
+/// `Accept-Language` prefers another language; absent or `*` is Chinese.
+pub fn prefers_chinese(headers: &axum::http::HeaderMap) -> bool {
+    let language = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("zh");
+    language.trim_start().to_ascii_lowercase().starts_with("zh") || language.trim().is_empty() || language.trim_start().starts_with('*')
+}
+
+/// An .xlsx as a download named `filename` (ASCII).
+pub fn xlsx_attachment(filename: &str, bytes: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    ([(header::CONTENT_TYPE, XLSX_TYPE.to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+}
+
+pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
 /// How many ledger entries the console reads at most (cost, reports).
 pub const LEDGER_WINDOW: usize = 10_000;
 /// Bills and reports are shown in China Standard Time.

@@ -8,6 +8,7 @@ pub mod cost;
 pub mod directory;
 pub mod pushes;
 pub mod rbac;
+pub mod recharge;
 pub mod reports;
 pub mod schema;
 pub mod session;
@@ -64,6 +65,7 @@ fn api() -> Routes<Arc<App>> {
     let r = tiered::routes(r);
     let r = accounts::routes(r);
     let r = cost::routes(r);
+    let r = recharge::routes(r);
     let r = reports::routes(r);
     let r = r.routes(routes!(openapi_json)).routes(routes!(docs));
     Routes::with_openapi(ApiDoc::openapi()).nest(PREFIX, r)
