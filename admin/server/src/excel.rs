@@ -1123,9 +1123,7 @@ pub fn export(sheet_name: &str, headers: &[&str], rows: &[Vec<Out>]) -> Result<V
 
 /// "YYYY-MM-DD HH:MM:SS" of Unix milliseconds in China Standard Time.
 pub fn local_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms.saturating_add(8 * 3_600_000))
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms.saturating_add(8 * 3_600_000)).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]

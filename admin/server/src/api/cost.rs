@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings as Billing};
 use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::{LedgerEntry, LedgerKind, MessageView};
-use herald_core::tiered::{ACTION, Action, INCIDENT, Incident};
 use herald_core::rbac::Permission;
+use herald_core::tiered::{ACTION, Action, INCIDENT, Incident};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -236,7 +236,12 @@ async fn sources(app: &App, caller: &Caller) -> std::result::Result<HashMap<Stri
     for inc in repo.list::<Incident>(INCIDENT).await? {
         let Some(a) = actions.get(&inc.action) else { continue };
         for (_, m) in &inc.messages {
-            out.entry(m.clone()).or_insert_with(|| Source { kind: "action".into(), id: a.id.clone(), number: a.number.clone(), title: a.title.clone() });
+            out.entry(m.clone()).or_insert_with(|| Source {
+                kind: "action".into(),
+                id: a.id.clone(),
+                number: a.number.clone(),
+                title: a.title.clone(),
+            });
         }
     }
     Ok(out)
@@ -256,11 +261,8 @@ async fn lines(app: &App, caller: &Caller, entries: &[&LedgerEntry]) -> std::res
             if !messages.contains_key(mid) {
                 messages.insert(mid.to_string(), app.deps.backends.store.message(&caller.tenant, mid).await?);
             }
-            line.recipient = messages
-                .get(mid)
-                .and_then(Option::as_ref)
-                .and_then(|v| v.deliveries.iter().find(|d| d.id == delivery))
-                .map(|d| d.recipient.clone());
+            line.recipient =
+                messages.get(mid).and_then(Option::as_ref).and_then(|v| v.deliveries.iter().find(|d| d.id == delivery)).map(|d| d.recipient.clone());
         }
         out.push(line);
     }
@@ -299,8 +301,12 @@ async fn ledger_lines(
         after.push(balance);
         balance = balance.saturating_sub(e.kind.signed(e.amount_minor));
     }
-    let picked: Vec<(&LedgerEntry, i64)> =
-        entries.iter().zip(after).filter(|(e, _)| e.at >= start && e.at < end && keep(e)).take(r.limit.map_or(100, |l| usize::try_from(l).unwrap_or(max)).clamp(1, max)).collect();
+    let picked: Vec<(&LedgerEntry, i64)> = entries
+        .iter()
+        .zip(after)
+        .filter(|(e, _)| e.at >= start && e.at < end && keep(e))
+        .take(r.limit.map_or(100, |l| usize::try_from(l).unwrap_or(max)).clamp(1, max))
+        .collect();
     let mut out = lines(app, caller, &picked.iter().map(|(e, _)| *e).collect::<Vec<_>>()).await?;
     for (line, (_, b)) in out.iter_mut().zip(&picked) {
         line.balance_minor = Some(*b);
@@ -330,12 +336,21 @@ async fn transactions(State(app): State<Arc<App>>, caller: Caller, Query(r): Que
     Ok(axum::Json(Items { items: ledger_lines(&app, &caller, &r, everything, 1000).await? }).into_response())
 }
 
-/// A channel as people call it.
+/// A channel as people call it (as the console names it).
 fn channel_name(channel: &str, zh: bool) -> String {
     let name = match (channel, zh) {
         ("sms", true) => "短信",
         ("email", true) => "邮件",
         ("voice", true) => "语音",
+        ("aliyun-sms", true) => "阿里云短信",
+        ("aliyun-voice", true) => "阿里云语音",
+        ("tencent-sms", true) => "腾讯云短信",
+        ("twilio-sms", true) => "Twilio 短信",
+        ("twilio-voice", true) => "Twilio 语音",
+        ("dingtalk-robot", true) => "钉钉机器人",
+        ("dingtalk-work", true) => "钉钉工作通知",
+        ("wecom-robot", true) => "企业微信机器人",
+        ("wecom-app", true) => "企业微信应用",
         ("feishu", true) => "飞书",
         ("sms", false) => "SMS",
         ("email", false) => "Email",
@@ -357,7 +372,8 @@ fn kind_name(kind: LedgerKind, zh: bool) -> &'static str {
 }
 
 fn sheet(name: &str, head: &[&str], rows: &[Vec<Out>], file: &str) -> Result<Response> {
-    let bytes = crate::excel::export(name, head, rows).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("writing the sheet: {e}")))?;
+    let bytes =
+        crate::excel::export(name, head, rows).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("writing the sheet: {e}")))?;
     Ok(crate::web::xlsx_attachment(file, bytes))
 }
 

@@ -494,7 +494,6 @@ async fn upload_list(
     Err(bad("send the spreadsheet in the form field `file`".into()).into())
 }
 
-
 /// The list template: the header row the upload reads and one example
 /// recipient of the channel's kind. Headers in Chinese (收件人, 姓名) unless
 /// `Accept-Language` prefers another language (then `to`, `name`); both upload.

@@ -25,10 +25,7 @@ use crate::state::App;
 use crate::web::{Body, Items, ListQuery, Query, Result, Routes, conflict, created};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
-    r.routes(routes!(list, file))
-        .routes(routes!(operator_list))
-        .routes(routes!(approve))
-        .routes(routes!(reject))
+    r.routes(routes!(list, file)).routes(routes!(operator_list)).routes(routes!(approve)).routes(routes!(reject))
 }
 
 /// Documents of kind `recharge`, one per request, in the tenant's space.
@@ -227,7 +224,12 @@ async fn decide(app: &App, tenant: &str, id: &str, approve: bool, reason: Option
     request_body(content = Option<Decision>, description = "An optional note"), security(("operator" = [])),
     responses((status = 200, description = "Approved and credited", body = Approved), (status = 401, description = "`unauthenticated`", body = ErrorBody),
               (status = 404, description = "`not_found`", body = ErrorBody), (status = 409, description = "`already_decided`", body = ErrorBody)))]
-async fn approve(State(app): State<Arc<App>>, headers: HeaderMap, Path((tenant, id)): Path<(String, String)>, body: axum::body::Bytes) -> Result<Response> {
+async fn approve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
     operator(&app, &headers)?;
     let reason = text("reason", decision(&body)?.reason)?;
     let t = app.deps.backends.config.tenant(&tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
@@ -262,7 +264,12 @@ async fn approve(State(app): State<Arc<App>>, headers: HeaderMap, Path((tenant, 
     request_body(content = Option<Decision>, description = "The reason"), security(("operator" = [])),
     responses((status = 200, description = "Rejected", body = RechargeRequest), (status = 401, description = "`unauthenticated`", body = ErrorBody),
               (status = 404, description = "`not_found`", body = ErrorBody), (status = 409, description = "`already_decided`", body = ErrorBody)))]
-async fn reject(State(app): State<Arc<App>>, headers: HeaderMap, Path((tenant, id)): Path<(String, String)>, body: axum::body::Bytes) -> Result<Response> {
+async fn reject(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
     operator(&app, &headers)?;
     let reason = text("reason", decision(&body)?.reason)?;
     let t = app.deps.backends.config.tenant(&tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
