@@ -2056,7 +2056,12 @@ function drawChart(root, testid, spec) {
   el.dataset.points = String(spec.series.reduce((n, s) => n + s.data.filter((v) => Number(v)).length, 0));
   el.setAttribute('aria-label', names.join(', ') || t('common.empty'));
   if (!window.echarts) { el.textContent = t('common.empty'); return null; }
-  const chart = window.echarts.getInstanceByDom(el) || window.echarts.init(el, null, { renderer: 'svg' });
+  let chart = window.echarts.getInstanceByDom(el);
+  if (!chart) {
+    chart = window.echarts.init(el, null, { renderer: 'svg' });
+    // Drawn while its page was still hidden, or the window changed: follow the box's size.
+    new ResizeObserver(() => chart.resize()).observe(el);
+  }
   const fmt = (v) => (money ? `${Number(v).toFixed(2)} ${spec.money || ''}`.trim() : String(v));
   chart.setOption({
     animation: false,
@@ -2071,7 +2076,6 @@ function drawChart(root, testid, spec) {
   }, true);
   return chart;
 }
-window.addEventListener('resize', () => $$('.echart').forEach((el) => window.echarts?.getInstanceByDom(el)?.resize()));
 
 /** The last `n` days, oldest first, YYYY-MM-DD in China Standard Time. */
 function lastDays(n) {

@@ -27,7 +27,7 @@ print(z.read('xl/worksheets/sheet1.xml').decode())`], { input: bytes }).toString
 /** What an ECharts box shows: its series (legend) names, categories, non-zero points, and that it drew axes. */
 async function chartOf(page, testid) {
   const box = page.getByTestId(testid);
-  await box.locator('svg').first().waitFor();
+  await page.waitForFunction((id) => [...document.querySelectorAll(`[data-testid="${id}"] svg`)].some((x) => x.getBoundingClientRect().width > 0), testid);
   return box.evaluate((el) => ({ series: JSON.parse(el.dataset.series || '[]'), categories: JSON.parse(el.dataset.categories || '[]'), points: Number(el.dataset.points || 0),
     text: el.textContent, instance: !!window.echarts?.getInstanceByDom(el) }));
 }
