@@ -107,7 +107,8 @@ async fn set_alert(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<Al
 }
 
 #[utoipa::path(get, path = "/cost/bills", tag = "cost", summary = "Monthly bill lines per channel", description = "Needs `cost.view`.",
-    params(("from" = Option<String>, Query, description = "First month, YYYY-MM"), ("to" = Option<String>, Query, description = "Last month, YYYY-MM")),
+    params(("from" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2]))?$", description = "First month, YYYY-MM"),
+           ("to" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2]))?$", description = "Last month, YYYY-MM")),
     responses((status = 200, description = "Bill lines", body = Items<schema::BillLine>), (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody)))]
 async fn bills(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
     Ok(axum::Json(json!({"items": bill_lines(&app, &caller, &r).await?})).into_response())
@@ -275,8 +276,10 @@ async fn lines(app: &App, caller: &Caller, entries: &[&LedgerEntry]) -> std::res
 #[allow(dead_code)] // documents the query `Range` reads
 struct PeriodQuery {
     /// First day (YYYY-MM-DD) or month (YYYY-MM), China Standard Time.
+    #[param(pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")]
     from: Option<String>,
     /// Last day or month (included).
+    #[param(pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")]
     to: Option<String>,
     /// How many, default 100, at most 1000 (exports: all, at most 10 000).
     #[param(minimum = 0)]
@@ -379,7 +382,8 @@ fn sheet(name: &str, head: &[&str], rows: &[Vec<Out>], file: &str) -> Result<Res
 
 #[utoipa::path(get, path = "/cost/bills/export", tag = "cost", summary = "Download the monthly bills (.xlsx)",
     description = "Needs `cost.view`. Headers in Chinese unless `Accept-Language` prefers another language.",
-    params(("from" = Option<String>, Query, description = "First month, YYYY-MM"), ("to" = Option<String>, Query, description = "Last month, YYYY-MM")),
+    params(("from" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2]))?$", description = "First month, YYYY-MM"),
+           ("to" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2]))?$", description = "Last month, YYYY-MM")),
     responses((status = 200, description = "The bills", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = schema::Xlsx),
               (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody)))]
 async fn export_bills(State(app): State<Arc<App>>, caller: Caller, headers: HeaderMap, Query(r): Query<Range>) -> Result<Response> {

@@ -108,6 +108,7 @@ struct NewRequest {
     amount_minor: i64,
     /// The transfer's reference or another proof (at most 500 characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     note: Option<String>,
 }
 
@@ -166,7 +167,7 @@ fn status_filter(q: &ListQuery) -> std::result::Result<Option<RechargeStatus>, A
 
 /// For the platform operator (`Authorization: Bearer <operator_token>`).
 #[utoipa::path(get, path = "/operator/recharge-requests", tag = "cost", summary = "Operator: every tenant's recharge requests, newest first",
-    params(("status" = Option<String>, Query, description = "pending, approved or rejected")), security(("operator" = [])),
+    params(("status" = Option<RechargeStatus>, Query, description = "pending, approved or rejected")), security(("operator" = [])),
     responses((status = 200, description = "Requests", body = Items<RechargeRequest>), (status = 401, description = "`unauthenticated`", body = ErrorBody)))]
 async fn operator_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response> {
     operator(&app, &headers)?;
@@ -187,6 +188,7 @@ async fn operator_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
 struct Decision {
     /// Why (at most 500 characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
