@@ -13,6 +13,8 @@ repo=$(cd ../.. && pwd)
 target=${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}
 admin_bin=${HERALD_ADMIN_BIN:-$target/release/herald-admin}
 gateway_bin=${HERALD_GATEWAY_BIN:-$target/release/herald-gateway}
+# The admin reads every HERALD_ADMIN_* variable as its configuration.
+unset HERALD_ADMIN_BIN
 plugin_dir=${HERALD_TEST_PLUGIN_DIR:-$target/herald-plugins}
 
 for f in "$admin_bin" "$gateway_bin" "$plugin_dir/email.wasm"; do
