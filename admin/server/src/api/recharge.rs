@@ -182,7 +182,7 @@ async fn operator_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
 }
 
 /// The operator's decision.
-#[derive(Deserialize, ToSchema, Default)]
+#[derive(Debug, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "未收到转账"}))]
 struct Decision {
@@ -192,12 +192,14 @@ struct Decision {
     reason: Option<String>,
 }
 
-/// The optional JSON body of a decision (empty: no reason).
+/// The optional JSON body of a decision (empty or `null`: no reason).
 fn decision(body: &[u8]) -> std::result::Result<Decision, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Decision::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid("reason", format!("the body is {{\"reason\": \"...\"}} or empty: {e}")))
+    serde_json::from_slice::<Option<Decision>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::invalid("reason", format!("the body is {{\"reason\": \"...\"}} or empty: {e}")))
 }
 
 /// What an approval answers.
@@ -316,6 +318,15 @@ mod tests {
         r.decide(false, Some("未到账".into()), 9).unwrap();
         assert_eq!((r.status, r.ledger_id.as_deref(), r.reason.as_deref()), (RechargeStatus::Rejected, None, Some("未到账")));
         assert!(r.decide(true, None, 10).is_err(), "a rejected request cannot be approved");
+    }
+
+    #[test]
+    fn a_decision_body_is_optional() {
+        for empty in [&b""[..], b"  ", b"null", b"{}"] {
+            assert_eq!(decision(empty).unwrap().reason, None);
+        }
+        assert_eq!(decision(br#"{"reason": "ok"}"#).unwrap().reason.as_deref(), Some("ok"));
+        assert_eq!(decision(br#"{"why": 1}"#).unwrap_err().field.as_deref(), Some("reason"));
     }
 
     #[test]
