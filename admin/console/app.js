@@ -91,6 +91,26 @@ const can = (p) => state.perms.has(p);
 
 // ------------------------------------------------------------ feedback helpers
 
+/** Download an export (.xlsx) of the API, its headers in the console's language. */
+async function download(path, filename) {
+  let res;
+  try {
+    res = await fetch('/api/v1' + path, { credentials: 'same-origin', headers: { 'Accept-Language': getLang() === 'zh' ? 'zh-CN' : 'en' } });
+  } catch { throw new ApiError(0, 'network', t('err.network')); }
+  if (!res.ok) {
+    let e = {};
+    try { e = (await res.json()).error || {}; } catch { /* not JSON */ }
+    throw new ApiError(res.status, e.code || String(res.status), e.message || `${res.status} ${res.statusText}`, e.field);
+  }
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
 function toast(message, kind = 'info') {
   const box = $('#toasts');
   const el = document.createElement('div');
@@ -1427,6 +1447,7 @@ async function pageDeliveries(root, id) {
   setHtml(root, html`<section data-testid="page-deliveries"><h1>${t('push.deliveries')}: <span data-testid="push-number">${p.number}</span> ${p.title}</h1>
     <p><a href="#/pushes/${encodeURIComponent(p.id)}" data-testid="push-title-link">${t('push.view')}</a> · <a href="#/pushes">${t('common.back')}</a>
       <button type="button" data-testid="deliveries-refresh">${t('common.refresh')}</button>
+      <button type="button" data-testid="deliveries-export">${t('common.exportExcel')}</button>
       ${sends.length > 1 ? html`<label class="inline">${t('push.send')}<select data-testid="deliveries-send">${sends.map((sd, i) => html`<option value="${i}" ${raw(i === sends.length - 1 ? 'selected' : '')}>${t('push.sendN', { n: i + 1 })} · ${fmtTime(sd.at)} · ${t('targets.listCount', { n: sd.recipients })}</option>`)}</select></label>` : ''}</p>
     <div class="panel" data-testid="deliveries-wrap"></div></section>`);
   const wrap = $('[data-testid=deliveries-wrap]', root);
@@ -1449,6 +1470,10 @@ async function pageDeliveries(root, id) {
   };
   $('[data-testid=deliveries-refresh]', root).onclick = load;
   on(root, '[data-testid=deliveries-send]', 'change', () => { list.offset = 0; load(); });
+  $('[data-testid=deliveries-export]', root).onclick = () => {
+    const pick = $('[data-testid=deliveries-send]', root);
+    download(`/pushes/${encodeURIComponent(id)}/deliveries/export${pick ? '?send=' + pick.value : ''}`, `deliveries-${p.number}.xlsx`).catch((err) => toast(err.message, 'error'));
+  };
   await load();
 }
 
@@ -2139,6 +2164,36 @@ function genericTable(rows, testid, rowTestid) {
     <tbody>${rows.map((r) => html`<tr data-testid="${rowTestid}" data-channel="${r.channel ?? ''}" data-kind="${r.kind ?? ''}">${cols.map((k) => html`<td>${cell(r, k)}</td>`)}</tr>`)}</tbody></table>`;
 }
 const ym = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}`;
+/** Today in China Standard Time (the server's bill and report days), YYYY-MM-DD. */
+const cstDay = (ms = Date.now()) => new Date(ms + 8 * 3600e3).toISOString().slice(0, 10);
+const chn = (c) => (c ? t('channel.' + c, {}, c) : '—');
+
+/** Debits, refunds and top-ups: time, kind, product, push or action, recipient (a top-up: its note), units, amount, [balance]. */
+function ledgerTable(rows, testid, rowTestid, currency, withBalance) {
+  const source = (r) => {
+    if (r.source) {
+      const href = r.source.kind === 'push' ? `#/pushes/${encodeURIComponent(r.source.id)}` : `#/tiered/actions/${encodeURIComponent(r.source.id)}`;
+      return html`<a href="${href}" data-testid="ledger-source">${r.source.number}</a> ${r.source.title}`;
+    }
+    return r.kind === 'top_up' ? '' : html`<span class="muted">${t('cost.viaApi')}</span>`;
+  };
+  const who = (r) => (r.kind === 'top_up' ? r.account : r.recipient || '');
+  const cols = withBalance ? 8 : 7;
+  return html`<table data-testid="${testid}"><thead><tr><th>${t('col.at')}</th><th>${t('col.kind')}</th><th>${t('cost.product')}</th><th>${t('cost.source')}</th>
+    <th>${t('cost.recipientOrNote')}</th><th class="num">${t('col.units')}</th><th class="num">${t('col.amount_minor')}</th>${withBalance ? html`<th class="num">${t('col.balance_minor')}</th>` : ''}</tr></thead>
+    <tbody>${rows.length ? rows.map((r) => html`<tr data-testid="${rowTestid}" data-channel="${r.channel ?? ''}" data-kind="${r.kind ?? ''}" data-number="${r.source?.number ?? ''}" data-recipient="${r.recipient ?? ''}">
+      <td>${fmtTime(r.at)}</td><td>${t('kind.' + r.kind, {}, r.kind)}</td><td>${r.kind === 'top_up' ? '' : chn(r.channel)}</td><td>${source(r)}</td><td data-col="recipient">${who(r)}</td>
+      <td class="num">${r.kind === 'debit' ? r.units : ''}</td><td class="num" data-col="amount">${fmtMoney(r.signed_minor, r.currency || currency)}</td>
+      ${withBalance ? html`<td class="num" data-col="balance">${fmtMoney(r.balance_minor, r.currency || currency)}</td>` : ''}</tr>`) : html`<tr><td colspan="${cols}" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>`;
+}
+
+/** A from–to filter of days (default: this month so far) with search and Excel export. */
+function periodForm(prefix) {
+  const today = cstDay();
+  return html`<form class="searchbar" data-testid="${prefix}-filter"><label class="inline">${t('cost.from')} <input type="date" name="from" value="${today.slice(0, 8)}01" data-testid="${prefix}-from"></label>
+    <label class="inline">${t('cost.to')} <input type="date" name="to" value="${today}" data-testid="${prefix}-to"></label><button type="submit">${t('common.search')}</button>
+    <button type="button" data-testid="${prefix}-export">${t('common.exportExcel')}</button></form>`;
+}
 
 async function pageCost(root) {
   const manage = can('cost.manage');
@@ -2154,11 +2209,12 @@ async function pageCost(root) {
         <p class="muted small">${t('cost.prepaidHint')}</p>
         ${errorBox()}${manage ? html`<button type="submit" class="primary" data-testid="cost-alert-save">${t('common.save')}</button>` : ''}</form></article>
     </div>
-    <article class="card wide" data-testid="cost-sends"><h3>${t('cost.sendsOverTime')}</h3><div data-testid="cost-sends-chart"></div></article>
+    <article class="card wide" data-testid="cost-sends"><h3>${t('cost.sendsOverTime')}</h3>${chartBox('chart-cost-sends')}</article>
     <nav class="tabs" data-testid="cost-tabs">
       <a href="#" data-tab="bills" class="active" data-testid="cost-tab-bills">${t('cost.bills')}</a>
       <a href="#" data-tab="details" data-testid="cost-tab-details">${t('cost.details')}</a>
-      <a href="#" data-tab="transactions" data-testid="cost-tab-transactions">${t('cost.transactions')}</a></nav>
+      <a href="#" data-tab="transactions" data-testid="cost-tab-transactions">${t('cost.transactions')}</a>
+      <a href="#" data-tab="recharge" data-testid="cost-tab-recharge">${t('recharge.title')}</a></nav>
     <div class="panel" data-testid="cost-tab-body"></div></section>`);
   const alertForm = $('[data-testid=cost-alert-form]', root);
   let currency = '';
@@ -2173,12 +2229,11 @@ async function pageCost(root) {
     alertForm.elements.prepaid.checked = !!b.prepaid;
     if (!manage) $$('input,select', alertForm).forEach((i) => { i.disabled = true; });
   };
-  // Overview: sends by channel over time (needs reports.view; hidden without it).
+  // Overview: sends per channel per day, last 30 days (needs reports.view; hidden without it).
   const sendsCard = $('[data-testid=cost-sends]', root);
   if (can('reports.view')) {
     api('GET', '/reports/summary' + qs({ days: 30 }))
-      .then((d) => setHtml($('[data-testid=cost-sends-chart]', root),
-        barChart((d?.by_day || []).map((r) => ({ label: `${r.day} ${t('channel.' + r.channel, {}, r.channel)}`, value: r.sent || 0 })), 'chart-cost-sends')))
+      .then((d) => drawChart(root, 'chart-cost-sends', { kind: 'line', ...daySeries(d?.by_day || [], lastDays(30), 'sent'), xName: t('reports.day'), yName: t('reports.sent') }))
       .catch(() => { sendsCard.hidden = true; });
   } else {
     sendsCard.hidden = true;
@@ -2194,40 +2249,90 @@ async function pageCost(root) {
     } catch (err) { showError(alertForm, err); }
   });
   const body = $('[data-testid=cost-tab-body]', root);
+  /** A ledger tab: the period form, its table and its export. */
+  const ledgerTab = async (prefix, path, withBalance, file) => {
+    setHtml(body, html`${periodForm(prefix)}<div data-testid="${prefix}-wrap"></div>`);
+    const f = $('form', body);
+    const period = () => ({ from: f.elements.from.value, to: f.elements.to.value });
+    const load = async () => {
+      const d = await api('GET', path + qs({ ...period(), limit: 1000 }));
+      setHtml($(`[data-testid=${prefix}-wrap]`, body), ledgerTable(items(d), `${prefix}-table`, `${prefix === 'details' ? 'detail' : 'transaction'}-row`, currency, withBalance));
+    };
+    f.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
+    $(`[data-testid=${prefix}-export]`, body).onclick = () => download(`${path}/export` + qs(period()), file).catch((err) => toast(err.message, 'error'));
+    await load();
+  };
   const tabs = {
     bills: async () => {
       setHtml(body, html`<form class="searchbar" data-testid="bills-filter"><label class="inline">${t('cost.from')} <input type="month" name="from" value="${from}" data-testid="bills-from"></label>
-        <label class="inline">${t('cost.to')} <input type="month" name="to" value="${ym(now)}" data-testid="bills-to"></label><button type="submit">${t('common.search')}</button></form><div data-testid="bills-wrap"></div>`);
+        <label class="inline">${t('cost.to')} <input type="month" name="to" value="${ym(now)}" data-testid="bills-to"></label><button type="submit">${t('common.search')}</button>
+        <button type="button" data-testid="bills-export">${t('common.exportExcel')}</button></form><div data-testid="bills-wrap"></div>`);
       const f = $('form', body);
+      const period = () => ({ from: f.elements.from.value, to: f.elements.to.value });
       const load = async () => {
-        const d = await api('GET', '/cost/bills' + qs({ from: f.elements.from.value, to: f.elements.to.value }));
-        const rows = items(d).length ? items(d) : (d?.lines || d?.bills || []);
+        const rows = items(await api('GET', '/cost/bills' + qs(period())));
         // Spend = debits − refunds; top-up lines carry neither.
         const spend = (r) => (r.debit_minor || 0) - (r.credit_minor || 0);
-        const byPeriod = new Map();
-        const byChannel = new Map();
-        rows.forEach((r) => {
-          byPeriod.set(r.period, (byPeriod.get(r.period) || 0) + spend(r));
-          if (r.channel) byChannel.set(r.channel, (byChannel.get(r.channel) || 0) + spend(r));
+        const months = [...new Set(rows.map((r) => r.period))].sort();
+        const chans = [...new Set(rows.filter((r) => r.channel).map((r) => r.channel))].sort();
+        const products = chans.map((c) => {
+          const of = rows.filter((r) => r.channel === c);
+          const sum = (k) => of.reduce((n, r) => n + (r[k] || 0), 0);
+          return { channel: c, debit_count: sum('debit_count'), debit_units: sum('debit_units'), debit_minor: sum('debit_minor'), credit_minor: sum('credit_minor') };
         });
-        const bar = ([label, v]) => ({ label, value: v, text: fmtMoney(v, currency) });
-        setHtml($('[data-testid=bills-wrap]', body), html`<p>${t('cost.currentPeriod')}: <b data-testid="bills-current">${fmtMoney(byPeriod.get(ym(now)) || 0, currency)}</b></p>
-          <div class="cards"><article class="card wide"><h3>${t('cost.trend')}</h3>${barChart([...byPeriod].sort().map(bar), 'chart-bills-trend')}</article>
-          <article class="card wide"><h3>${t('cost.spendByChannel')}</h3>${barChart([...byChannel].sort().map(bar), 'chart-bills-channel')}</article></div>
+        const current = rows.filter((r) => r.period === ym(now)).reduce((n, r) => n + spend(r), 0);
+        setHtml($('[data-testid=bills-wrap]', body), html`<p>${t('cost.currentPeriod')}: <b data-testid="bills-current">${fmtMoney(current, currency)}</b></p>
+          <div class="cards"><article class="card wide"><h3>${t('cost.trend')}</h3>${chartBox('chart-bills-trend')}</article>
+          <article class="card wide"><h3>${t('cost.spendByChannel')}</h3>${chartBox('chart-bills-channel')}</article></div>
+          <h3>${t('cost.perProduct', { from: f.elements.from.value, to: f.elements.to.value })}</h3>
+          <table data-testid="bills-product-table"><thead><tr><th>${t('cost.product')}</th><th class="num">${t('col.debit_count')}</th><th class="num">${t('col.debit_units')}</th>
+            <th class="num">${t('col.debit_minor')}</th><th class="num">${t('col.credit_minor')}</th><th class="num">${t('cost.spend')}</th></tr></thead>
+          <tbody>${products.length ? products.map((p) => html`<tr data-testid="bills-product-row" data-channel="${p.channel}"><td>${chn(p.channel)}</td><td class="num">${p.debit_count}</td><td class="num">${p.debit_units}</td>
+            <td class="num">${fmtMoney(p.debit_minor, currency)}</td><td class="num">${fmtMoney(p.credit_minor, currency)}</td><td class="num" data-col="spend">${fmtMoney(p.debit_minor - p.credit_minor, currency)}</td></tr>`)
+            : html`<tr><td colspan="6" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>
           ${genericTable(rows.map((r) => ({ currency, ...r })), 'bills-table', 'bill-row')}`);
+        const wrap = $('[data-testid=bills-wrap]', body);
+        drawChart(wrap, 'chart-bills-trend', { kind: 'bar', stack: true, categories: months, money: currency, xName: t('col.period'), yName: t('cost.spend'),
+          series: chans.map((c) => ({ name: chn(c), data: months.map((m) => rows.filter((r) => r.period === m && r.channel === c).reduce((n, r) => n + spend(r), 0)) })) });
+        drawChart(wrap, 'chart-bills-channel', { kind: 'bar', categories: products.map((p) => chn(p.channel)), money: currency, xName: t('cost.product'), yName: t('cost.spend'),
+          series: [{ name: t('cost.spend'), data: products.map((p) => p.debit_minor - p.credit_minor) }] });
       };
       f.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
+      $('[data-testid=bills-export]', body).onclick = () => download('/cost/bills/export' + qs(period()), 'bills.xlsx').catch((err) => toast(err.message, 'error'));
       await load();
     },
-    details: async () => {
-      const d = await api('GET', '/cost/details' + qs({ limit: 200 }));
-      const rows = items(d).length ? items(d) : (d?.entries || []);
-      setHtml(body, genericTable(rows.map((r) => ({ currency, ...r })), 'details-table', 'detail-row'));
-    },
-    transactions: async () => {
-      const d = await api('GET', '/cost/transactions');
-      const rows = items(d).length ? items(d) : (d?.transactions || []);
-      setHtml(body, genericTable(rows.map((r) => ({ currency, ...r })), 'transactions-table', 'transaction-row'));
+    details: () => ledgerTab('details', '/cost/details', false, 'cost-details.xlsx'),
+    transactions: () => ledgerTab('transactions', '/cost/transactions', true, 'transactions.xlsx'),
+    recharge: async () => {
+      setHtml(body, html`${manage ? html`<form class="searchbar" data-testid="recharge-form" novalidate>
+        <label class="inline">${t('recharge.amount')} <input type="number" name="amount_minor" min="0.01" step="0.01" data-testid="recharge-amount"></label>
+        <label class="inline">${t('recharge.note')} <input name="note" maxlength="500" size="40" placeholder="${t('recharge.notePh')}" data-testid="recharge-note"></label>
+        <button type="submit" class="primary" data-testid="recharge-submit">${t('recharge.submit')}</button>${errorBox()}</form>` : ''}
+        <p class="muted small">${t('recharge.hint')}</p><div data-testid="recharge-wrap"></div>`);
+      const load = async () => {
+        const rows = items(await api('GET', '/cost/recharge-requests'));
+        setHtml($('[data-testid=recharge-wrap]', body), html`<table data-testid="recharge-table"><thead><tr><th>${t('common.number')}</th><th class="num">${t('recharge.amount')}</th><th>${t('recharge.note')}</th>
+          <th>${t('common.status')}</th><th>${t('recharge.by')}</th><th>${t('recharge.at')}</th><th>${t('recharge.decidedAt')}</th><th>${t('recharge.reason')}</th></tr></thead>
+          <tbody>${rows.length ? rows.map((r) => html`<tr data-testid="recharge-row" data-id="${r.id}" data-number="${r.number}" data-status="${r.status}"><td>${r.number}</td>
+            <td class="num">${fmtMoney(r.amount_minor, r.currency)}</td><td>${r.note}</td><td><span class="badge r-${r.status}" data-testid="recharge-status">${t('rstatus.' + r.status, {}, r.status)}</span></td>
+            <td>${r.requested_by_name}</td><td>${fmtTime(r.requested_at)}</td><td>${fmtTime(r.decided_at)}</td><td>${r.reason || ''}</td></tr>`)
+            : html`<tr><td colspan="8" class="muted">${t('common.empty')}</td></tr>`}</tbody></table>`);
+      };
+      const form = $('[data-testid=recharge-form]', body);
+      form?.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        clearError(form);
+        const btn = $('[data-testid=recharge-submit]', form);
+        btn.disabled = true;
+        try {
+          const amount = Math.round(Number(form.elements.amount_minor.value || 0) * 100);
+          const r = await api('POST', '/cost/recharge-requests', { amount_minor: amount, note: form.elements.note.value });
+          toast(t('recharge.filed', { number: r.number }));
+          form.reset();
+          await load();
+        } catch (err) { showError(form, err); } finally { btn.disabled = false; }
+      });
+      await load();
     },
   };
   const show = async (name) => {
@@ -2239,24 +2344,64 @@ async function pageCost(root) {
   await show('bills');
 }
 
-// ---------------------------------------------------------------------- reports
+// ---------------------------------------------------------------------- charts
 
-/** A horizontal bar chart as inline SVG. data: [{label, value, text}] */
-function barChart(data, testid, color = '#3b6fd8') {
-  const w = 560;
-  const bh = 22;
-  const lw = 120;
-  const max = Math.max(1, ...data.map((d) => d.value));
-  const h = Math.max(1, data.length) * (bh + 6) + 8;
-  return html`<svg class="chart" data-testid="${testid}" viewBox="0 0 ${w} ${h}" width="100%" role="img" aria-label="${testid}">
-    ${data.length ? data.map((d, i) => {
-      const y = 4 + i * (bh + 6);
-      const bw = Math.round(((w - lw - 80) * d.value) / max);
-      return html`<g data-testid="bar"><text x="${lw - 6}" y="${y + 15}" text-anchor="end" font-size="12">${d.label}</text>
-        <rect x="${lw}" y="${y}" width="${Math.max(bw, d.value ? 2 : 0)}" height="${bh}" fill="${color}" rx="3"><title>${d.label}: ${d.text ?? d.value}</title></rect>
-        <text x="${lw + bw + 6}" y="${y + 15}" font-size="12">${d.text ?? d.value}</text></g>`;
-    }) : html`<text x="10" y="16" font-size="12">${t('common.empty')}</text>`}</svg>`;
+/** A chart's place; drawChart draws into it once it is in the page. */
+function chartBox(testid) {
+  return html`<div class="echart" data-testid="${testid}" role="img" aria-label="${testid}"></div>`;
 }
+
+/**
+ * Draw a chart with Apache ECharts (vendored, /vendor/echarts.min.js) into the chartBox `testid` under `root`:
+ * spec = { kind: 'bar' | 'line', categories: x labels, series: [{ name, data: numbers }], stack?, money?: currency (amounts in minor units), xName?, yName? }.
+ * Both axes are named, the legend names the series; the box keeps what it shows in data-categories, data-series and data-points.
+ */
+function drawChart(root, testid, spec) {
+  const el = $(`[data-testid=${testid}]`, root);
+  if (!el) return null;
+  const money = spec.money !== undefined;
+  const names = spec.series.map((s) => s.name);
+  el.dataset.categories = JSON.stringify(spec.categories);
+  el.dataset.series = JSON.stringify(names);
+  el.dataset.points = String(spec.series.reduce((n, s) => n + s.data.filter((v) => Number(v)).length, 0));
+  el.setAttribute('aria-label', names.join(', ') || t('common.empty'));
+  if (!window.echarts) { el.textContent = t('common.empty'); return null; }
+  let chart = window.echarts.getInstanceByDom(el);
+  if (!chart) {
+    chart = window.echarts.init(el, null, { renderer: 'svg' });
+    // Drawn while its page was still hidden, or the window changed: follow the box's size.
+    new ResizeObserver(() => chart.resize()).observe(el);
+  }
+  const fmt = (v) => (money ? `${Number(v).toFixed(2)} ${spec.money || ''}`.trim() : String(v));
+  chart.setOption({
+    animation: false,
+    color: ['#3b6fd8', '#d8843b', '#3ba55c', '#9b59b6', '#e74c3c', '#16a2b8', '#7f8c8d'],
+    tooltip: { trigger: 'axis', valueFormatter: fmt },
+    legend: { top: 0, type: 'scroll', data: names },
+    grid: { left: 16, right: 24, top: 40, bottom: 36, containLabel: true },
+    xAxis: { type: 'category', data: spec.categories, name: spec.xName, nameLocation: 'middle', nameGap: 28, axisLabel: { hideOverlap: true } },
+    yAxis: { type: 'value', name: money ? `${spec.yName || ''}${spec.money ? ` (${spec.money})` : ''}` : spec.yName, minInterval: money ? 0 : 1 },
+    graphic: spec.categories.length ? [] : [{ type: 'text', left: 'center', top: 'middle', style: { text: t('common.empty'), fill: '#888' } }],
+    series: spec.series.map((s) => ({ name: s.name, type: spec.kind || 'bar', stack: spec.stack ? 'total' : undefined, data: s.data.map((v) => (money ? Number(v || 0) / 100 : Number(v || 0))) })),
+  }, true);
+  return chart;
+}
+
+/** The last `n` days, oldest first, YYYY-MM-DD in China Standard Time. */
+function lastDays(n) {
+  const now = Date.now();
+  return Array.from({ length: n }, (_, i) => cstDay(now - (n - 1 - i) * 86400e3));
+}
+
+/** Rows [{day, channel, field}] as a time series by day: one series per channel (named as people call it), 0 on days without rows. */
+function daySeries(rows, days, field) {
+  const categories = [...new Set([...days, ...rows.map((r) => r.day)])].sort();
+  const chans = [...new Set(rows.map((r) => r.channel))].sort();
+  const sum = (d, c) => rows.filter((r) => r.day === d && r.channel === c).reduce((n, r) => n + Number(r[field] || 0), 0);
+  return { categories, series: chans.map((c) => ({ name: chn(c), data: categories.map((d) => sum(d, c)) })) };
+}
+
+// ---------------------------------------------------------------------- reports
 
 const COUNT_COLS = ['sent', 'delivered', 'failed', 'acknowledged', 'pending'];
 /** Sum rows' counts by a key (rows may lack some counts: older servers). */
@@ -2285,21 +2430,18 @@ async function pageReports(root) {
     const byDayRows = d?.by_day || [];
     const fields = [...COUNT_COLS, 'cost_minor'];
     const chans = [...sumBy(d?.by_channel?.length ? d.by_channel : byDayRows, 'channel', fields).values()];
-    const dayList = [...sumBy(byDayRows, 'day', fields).values()].sort((a, b) => String(a.day).localeCompare(String(b.day)));
     // Spend comes from the ledger (every billed send, whatever its source); older servers lack it → the deliveries' cost.
     const spendRows = Array.isArray(d?.spend_by_day) ? d.spend_by_day : byDayRows;
-    const spendDays = [...sumBy(spendRows, 'day', ['cost_minor', 'units']).values()].sort((a, b) => String(a.day).localeCompare(String(b.day)));
     const spendChans = [...sumBy(spendRows, 'channel', ['cost_minor', 'units']).values()];
     const perPush = d?.per_push || [];
     const perAction = d?.per_action || [];
-    const chn = (c) => t('channel.' + c, {}, c);
     const countTds = (c) => COUNT_COLS.map((k) => html`<td class="num" data-col="${k}">${c?.[k] ?? 0}</td>`);
     const countThs = COUNT_COLS.map((k) => html`<th class="num">${t('reports.' + k)}</th>`);
     setHtml(body, html`<div class="cards">
-      <article class="card wide"><h3>${t('reports.sendsByChannel')}</h3>${barChart(chans.map((c) => ({ label: chn(c.channel), value: c.sent })), 'chart-sends-channel')}</article>
-      <article class="card wide"><h3>${t('reports.spendByChannel')}</h3>${barChart(spendChans.map((c) => ({ label: chn(c.channel), value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-channel', '#d8843b')}</article>
-      <article class="card wide"><h3>${t('reports.sendsByDay')}</h3>${barChart(dayList.map((c) => ({ label: c.day, value: c.sent })), 'chart-sends-day')}</article>
-      <article class="card wide"><h3>${t('reports.spendByDay')}</h3>${barChart(spendDays.map((c) => ({ label: c.day, value: c.cost_minor, text: fmtMoney(c.cost_minor, currency) })), 'chart-spend-day', '#d8843b')}</article></div>
+      <article class="card wide"><h3>${t('reports.sendsByChannel')}</h3>${chartBox('chart-sends-channel')}</article>
+      <article class="card wide"><h3>${t('reports.spendByChannel')}</h3>${chartBox('chart-spend-channel')}</article>
+      <article class="card wide"><h3>${t('reports.sendsByDay')}</h3>${chartBox('chart-sends-day')}</article>
+      <article class="card wide"><h3>${t('reports.spendByDay')}</h3>${chartBox('chart-spend-day')}</article></div>
       <div class="panel"><h2>${t('reports.byChannel')}</h2><table data-testid="report-channel-table"><thead><tr><th>${t('push.channel')}</th>${countThs}<th class="num">${t('reports.cost')}</th></tr></thead>
         <tbody>${chans.length ? chans.map((c) => html`<tr data-testid="report-channel-row" data-channel="${c.channel}"><td>${chn(c.channel)}</td>${countTds(c)}<td class="num" data-col="cost">${fmtMoney(c.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="7" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>
       <div class="panel"><h2>${t('reports.perPush')}</h2><table data-testid="report-push-table"><thead><tr><th>${t('common.number')}</th><th>${t('common.title')}</th><th>${t('push.channel')}</th>${countThs}<th class="num">${t('reports.cost')}</th></tr></thead>
@@ -2313,6 +2455,13 @@ async function pageReports(root) {
         <tbody>${byDayRows.length ? byDayRows.map((r) => html`<tr data-testid="report-day-row" data-day="${r.day}" data-channel="${r.channel}"><td>${r.day}</td><td>${chn(r.channel)}</td>${countTds(r)}<td class="num" data-col="cost">${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="8" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>
       <div class="panel"><h2>${t('reports.spendTable')}</h2><p class="muted">${t('reports.spendHint')}</p><table data-testid="report-spend-table"><thead><tr><th>${t('reports.day')}</th><th>${t('push.channel')}</th><th class="num">${t('col.units')}</th><th class="num">${t('reports.spend')}</th></tr></thead>
         <tbody>${spendRows.length ? spendRows.map((r) => html`<tr data-testid="report-spend-row" data-day="${r.day}" data-channel="${r.channel}"><td>${r.day}</td><td>${chn(r.channel)}</td><td class="num">${r.units ?? ''}</td><td class="num">${fmtMoney(r.cost_minor, currency)}</td></tr>`) : html`<tr><td colspan="4" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></div>`);
+    const days = lastDays(Number(form.elements.days.value) || 30);
+    drawChart(body, 'chart-sends-channel', { kind: 'bar', categories: chans.map((c) => chn(c.channel)), xName: t('push.channel'), yName: t('reports.sent'),
+      series: [{ name: t('reports.sent'), data: chans.map((c) => c.sent) }, { name: t('reports.delivered'), data: chans.map((c) => c.delivered) }, { name: t('reports.failed'), data: chans.map((c) => c.failed) }] });
+    drawChart(body, 'chart-spend-channel', { kind: 'bar', categories: spendChans.map((c) => chn(c.channel)), money: currency, xName: t('push.channel'), yName: t('reports.spend'),
+      series: [{ name: t('reports.spend'), data: spendChans.map((c) => c.cost_minor) }] });
+    drawChart(body, 'chart-sends-day', { kind: 'line', ...daySeries(byDayRows, days, 'sent'), xName: t('reports.day'), yName: t('reports.sent') });
+    drawChart(body, 'chart-spend-day', { kind: 'line', ...daySeries(spendRows, days, 'cost_minor'), money: currency, xName: t('reports.day'), yName: t('reports.spend') });
     // A per-push row opens the push (the title is a link too, for keyboards).
     on(body, '[data-testid=report-push-row]', 'click', (e) => {
       if (e.target.closest('a')) return;

@@ -1085,6 +1085,71 @@ pub fn template(rule: &AddressRule, chinese: bool) -> Result<Vec<u8>, String> {
     book.save_to_buffer().map_err(failed)
 }
 
+/// A cell of an exported sheet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    Text(String),
+    Int(i64),
+    /// Minor units, written as a number with two decimals (¥12.34 → 12.34).
+    Money(i64),
+    /// Unix milliseconds, written as "YYYY-MM-DD HH:MM:SS" in China Standard Time.
+    Time(i64),
+}
+
+impl From<&str> for Out {
+    fn from(s: &str) -> Self {
+        Out::Text(s.to_string())
+    }
+}
+
+impl From<String> for Out {
+    fn from(s: String) -> Self {
+        Out::Text(s)
+    }
+}
+
+/// A one-sheet .xlsx: a bold header row (frozen, filtered) and `rows`;
+/// texts stay text (a phone number is not turned into 1.38E+10).
+pub fn export(sheet_name: &str, headers: &[&str], rows: &[Vec<Out>]) -> Result<Vec<u8>, String> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let failed = |e: rust_xlsxwriter::XlsxError| e.to_string();
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.set_name(sheet_name).map_err(failed)?;
+    let bold = Format::new().set_bold();
+    let money = Format::new().set_num_format("0.00");
+    let text = Format::new().set_num_format("@");
+    for (c, h) in headers.iter().enumerate() {
+        let c = u16::try_from(c).map_err(|_| "too many columns".to_string())?;
+        sheet.write_string_with_format(0, c, *h, &bold).map_err(failed)?;
+        sheet.set_column_width(c, 18).map_err(failed)?;
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let r = u32::try_from(r + 1).ok().filter(|r| *r < 1_048_576).ok_or_else(|| "more rows than a sheet holds".to_string())?;
+        for (c, v) in row.iter().enumerate() {
+            let c = u16::try_from(c).map_err(|_| "too many columns".to_string())?;
+            match v {
+                Out::Text(s) => sheet.write_string_with_format(r, c, s, &text).map(|_| ()),
+                Out::Int(n) => sheet.write_number(r, c, *n as f64).map(|_| ()),
+                Out::Money(m) => sheet.write_number_with_format(r, c, *m as f64 / 100.0, &money).map(|_| ()),
+                Out::Time(ms) => sheet.write_string(r, c, local_time(*ms)).map(|_| ()),
+            }
+            .map_err(failed)?;
+        }
+    }
+    if !headers.is_empty() {
+        sheet.set_freeze_panes(1, 0).map_err(failed)?;
+        let last_row = u32::try_from(rows.len()).unwrap_or(u32::MAX).min(1_048_575);
+        sheet.autofilter(0, 0, last_row, u16::try_from(headers.len() - 1).unwrap_or(0)).map_err(failed)?;
+    }
+    book.save_to_buffer().map_err(failed)
+}
+
+/// "YYYY-MM-DD HH:MM:SS" of Unix milliseconds in China Standard Time.
+pub fn local_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms.saturating_add(8 * 3_600_000)).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1229,5 +1294,22 @@ mod tests {
         let capped = parse("list.xlsx", xlsx(20), 10).unwrap();
         assert_eq!(capped.rows.len(), 10);
         assert!(capped.errors.last().unwrap().message.contains("more than 10 rows"));
+    }
+    #[test]
+    fn an_export_reads_back_with_calamine() {
+        let rows = vec![
+            vec![Out::from("P000001 通知"), Out::from("13800138000"), Out::Int(2), Out::Money(1234), Out::Time(0)],
+            vec![Out::from(""), Out::from("a@b.c"), Out::Int(-1), Out::Money(-5), Out::Time(1_700_000_000_000)],
+        ];
+        let bytes = export("明细", &["推送", "收件人", "计费单位", "金额", "时间"], &rows).unwrap();
+        let mut book = calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).unwrap();
+        assert_eq!(book.sheet_names(), ["明细"]);
+        let range = book.worksheet_range("明细").unwrap();
+        let cells: Vec<Vec<String>> = range.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+        assert_eq!(cells[0], ["推送", "收件人", "计费单位", "金额", "时间"]);
+        assert_eq!(cells[1], ["P000001 通知", "13800138000", "2", "12.34", "1970-01-01 08:00:00"]);
+        assert_eq!(cells[2][1..4], ["a@b.c", "-1", "-0.05"]);
+        assert!(matches!(range.get((1, 1)), Some(Data::String(_))), "a phone number stays text");
+        assert_eq!(cells.len(), 3);
     }
 }

@@ -237,6 +237,21 @@ pub fn provider_template_fits(plugins: &PluginHost, channel: &str, t: &ProviderT
     t.check().map_err(|(f, why)| (format!(".{f}"), why))
 }
 
+/// Whether a spreadsheet's headers should be in Chinese: as `Accept-Language`
+/// negotiates (the API's messages do the same), Chinese when it is absent or `*`.
+pub fn prefers_chinese(headers: &axum::http::HeaderMap) -> bool {
+    let asked = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty() && *v != "*");
+    asked.is_none_or(|v| herald_core::i18n::Lang::negotiate(Some(v)) == herald_core::i18n::Lang::ZhCn)
+}
+
+/// An .xlsx as a download named `filename` (ASCII).
+pub fn xlsx_attachment(filename: &str, bytes: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    ([(header::CONTENT_TYPE, XLSX_TYPE.to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+}
+
+pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
 /// How many ledger entries the console reads at most (cost, reports).
 pub const LEDGER_WINDOW: usize = 10_000;
 /// Bills and reports are shown in China Standard Time.

@@ -119,11 +119,24 @@ impl Billing {
     /// low-balance alert already sent is cleared when the balance is back at
     /// or above the threshold, so the next crossing alerts again.
     pub async fn top_up(&self, tenant: &herald_core::model::Tenant, amount_minor: i64, note: &str) -> Result<(LedgerEntry, i64), BillingError> {
+        self.top_up_once(tenant, &format!("top_up:{}", herald_core::docs::new_id()), amount_minor, note).await
+    }
+
+    /// [`Self::top_up`] as ledger entry `id`: the store keeps one entry per
+    /// id, so a top-up made again with the same id (an approval retried)
+    /// credits the balance once.
+    pub async fn top_up_once(
+        &self,
+        tenant: &herald_core::model::Tenant,
+        id: &str,
+        amount_minor: i64,
+        note: &str,
+    ) -> Result<(LedgerEntry, i64), BillingError> {
         if amount_minor <= 0 {
             return Err(BillingError::NonPositiveTopUp);
         }
         let entry = LedgerEntry {
-            id: format!("top_up:{}", herald_core::docs::new_id()),
+            id: id.to_string(),
             tenant: tenant.id.clone(),
             kind: herald_core::model::LedgerKind::TopUp,
             channel: String::new(),

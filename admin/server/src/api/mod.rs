@@ -8,6 +8,7 @@ pub mod cost;
 pub mod directory;
 pub mod pushes;
 pub mod rbac;
+pub mod recharge;
 pub mod reports;
 pub mod schema;
 pub mod session;
@@ -66,6 +67,7 @@ fn api() -> Routes<Arc<App>> {
     let r = tiered::routes(r);
     let r = accounts::routes(r);
     let r = cost::routes(r);
+    let r = recharge::routes(r);
     let r = reports::routes(r);
     let r = tenant::routes(r);
     let r = r.routes(routes!(openapi_json)).routes(routes!(docs));
@@ -136,6 +138,10 @@ pub fn router(app: Arc<App>) -> Router {
     api.route("/", axum::routing::get(|| static_file("text/html; charset=utf-8", include_str!("../../../console/index.html"))))
         .route("/app.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/app.js"))))
         .route("/i18n.js", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/i18n.js"))))
+        .route(
+            "/vendor/echarts.min.js",
+            axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/vendor/echarts.min.js"))),
+        )
         .route("/style.css", axum::routing::get(|| static_file("text/css; charset=utf-8", include_str!("../../../console/style.css"))))
         .route("/purify.es.mjs", axum::routing::get(|| static_file("text/javascript; charset=utf-8", include_str!("../../../console/purify.es.mjs"))))
         .route("/html-policy.json", axum::routing::get(|| static_file("application/json", crate::web::HTML_POLICY)))

@@ -34,6 +34,7 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
         .routes(routes!(enable_push))
         .routes(routes!(disable_push))
         .routes(routes!(push_deliveries))
+        .routes(routes!(export_deliveries))
 }
 
 /// A push as written. E-mail needs `content.subject` and `content.html` or
@@ -359,9 +360,18 @@ const DELIVERY_SORTS: Sortable =
     params(("id" = String, Path, description = "Push id"), ListQuery),
     responses((status = 200, description = "The deliveries", body = Deliveries)))]
 async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
+    let (push, messages, items) = send_deliveries(&app, &caller, &id, q.send).await?;
+    let page = q.page_values(items, DELIVERY_SORTS, ("", false), (500, 5000))?;
+    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: page.items, total: page.total })
+        .into_response())
+}
+
+/// A visible push (needs `push.view`), the messages of its send `send`
+/// (default the latest) and all their deliveries.
+async fn send_deliveries(app: &App, caller: &Caller, id: &str, send: Option<u64>) -> Result<(Push, Vec<String>, Vec<DeliveryView>)> {
     caller.require(Permission::PushView)?;
-    let push = visible(&app, &caller, &id).await?;
-    let send = q.send.map(|i| usize::try_from(i).unwrap_or(usize::MAX));
+    let push = visible(app, caller, id).await?;
+    let send = send.map(|i| usize::try_from(i).unwrap_or(usize::MAX));
     let messages = push.messages(send).ok_or_else(|| ApiError::not_found("send", "send"))?;
     let mut items = vec![];
     for mid in &messages {
@@ -376,9 +386,70 @@ async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): 
             }));
         }
     }
-    let page = q.page_values(items, DELIVERY_SORTS, ("", false), (500, 5000))?;
-    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: page.items, total: page.total })
-        .into_response())
+    Ok((push, messages, items))
+}
+
+/// A delivery status as a person reads it.
+fn status_text(s: DeliveryStatus, chinese: bool) -> &'static str {
+    use DeliveryStatus::*;
+    match (s, chinese) {
+        (Queued, true) => "排队中",
+        (Retrying, true) => "重试中",
+        (Sent, true) => "已发送",
+        (Delivered, true) => "已送达",
+        (Read, true) => "已读",
+        (Failed, true) => "失败",
+        (Dead, true) => "失败（重试已用尽）",
+        (Queued, false) => "queued",
+        (Retrying, false) => "retrying",
+        (Sent, false) => "sent",
+        (Delivered, false) => "delivered",
+        (Read, false) => "read",
+        (Failed, false) => "failed",
+        (Dead, false) => "dead",
+    }
+}
+
+/// Every delivery of the send (not paged): recipient, status, attempts, the
+/// provider's answer, cost and time (China Standard Time). Headers in Chinese
+/// unless `Accept-Language` prefers another language.
+#[utoipa::path(get, path = "/pushes/{id}/deliveries/export", tag = "pushes", summary = "Download a push's deliveries (.xlsx)",
+    description = "Needs `push.view`.",
+    params(("id" = String, Path, description = "Push id"), ("send" = Option<u64>, Query, description = "Which send (0 = the first; default the latest)")),
+    responses((status = 200, description = "The deliveries", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::api::schema::Xlsx),
+              (status = 404, description = "`not_found`", body = ErrorBody)))]
+async fn export_deliveries(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    use crate::excel::Out;
+    let (push, _, items) = send_deliveries(&app, &caller, &id, q.send).await?;
+    let zh = crate::web::prefers_chinese(&headers);
+    let head: &[&str] = if zh {
+        &["推送编号", "接收人", "状态", "尝试次数", "详情", "费用", "更新时间"]
+    } else {
+        &["Push", "Recipient", "Status", "Attempts", "Detail", "Cost", "Updated"]
+    };
+    let rows: Vec<Vec<Out>> = items
+        .into_iter()
+        .map(|d| {
+            vec![
+                Out::from(push.number.as_str()),
+                Out::Text(d.recipient),
+                Out::from(status_text(d.status, zh)),
+                Out::Int(i64::from(d.attempts)),
+                Out::Text(d.detail.unwrap_or_default()),
+                Out::Money(d.cost_minor),
+                Out::Time(d.updated_at),
+            ]
+        })
+        .collect();
+    let bytes = crate::excel::export(if zh { "送达明细" } else { "Deliveries" }, head, &rows)
+        .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("writing the sheet: {e}")))?;
+    Ok(crate::web::xlsx_attachment(&format!("deliveries-{}.xlsx", push.number), bytes))
 }
 
 /// The upload form: one spreadsheet.
@@ -468,18 +539,12 @@ async fn upload_list(
     Err(bad("send the spreadsheet in the form field `file`".into()).into())
 }
 
-/// An .xlsx workbook.
-#[derive(ToSchema)]
-#[allow(dead_code)] // read by the schema derive only
-#[schema(format = Binary)]
-struct Xlsx(String);
-
 /// The list template: the header row the upload reads and one example
 /// recipient of the channel's kind. Headers in Chinese (收件人, 姓名) unless
 /// `Accept-Language` prefers another language (then `to`, `name`); both upload.
 #[utoipa::path(get, path = "/pushes/upload-template", tag = "pushes", summary = "Download the recipient-list template (.xlsx) for a channel",
     params(("channel" = String, Query, description = "Channel (plugin name), e.g. `sms`")),
-    responses((status = 200, description = "The template", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = Xlsx),
+    responses((status = 200, description = "The template", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = crate::api::schema::Xlsx),
               (status = 422, description = "`unknown_channel`", body = ErrorBody)))]
 async fn upload_template(
     State(app): State<Arc<App>>,
@@ -490,20 +555,9 @@ async fn upload_template(
     caller.require(Permission::PushEdit)?;
     let channel = q.channel.ok_or_else(|| ApiError::invalid("channel", herald_core::msg!("upload.name_channel")))?;
     let rule = channel_rule(&app, &channel)?;
-    let language = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("zh");
-    let chinese =
-        language.trim_start().to_ascii_lowercase().starts_with("zh") || language.trim().is_empty() || language.trim_start().starts_with('*');
-    let bytes =
-        crate::excel::template(&rule, chinese).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("writing the template: {e}")))?;
-    let disposition = format!("attachment; filename=\"recipients-{channel}.xlsx\"");
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string()),
-            (axum::http::header::CONTENT_DISPOSITION, disposition),
-        ],
-        bytes,
-    )
-        .into_response())
+    let bytes = crate::excel::template(&rule, crate::web::prefers_chinese(&headers))
+        .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", format!("writing the template: {e}")))?;
+    Ok(crate::web::xlsx_attachment(&format!("recipients-{channel}.xlsx"), bytes))
 }
 
 /// Who a push would reach.

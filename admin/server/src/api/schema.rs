@@ -10,6 +10,11 @@ use herald_core::tiered::TimelineEvent;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// An .xlsx workbook.
+#[derive(ToSchema)]
+#[schema(format = Binary)]
+pub struct Xlsx(String);
+
 /// An org unit; the root has no parent.
 #[derive(ToSchema)]
 pub struct Unit {

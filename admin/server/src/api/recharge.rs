@@ -1,0 +1,339 @@
+//! Recharge requests (充值申请): a tenant's cost manager asks for money to be
+//! added to the prepaid balance (amount, a note such as the bank transfer's
+//! reference); the platform operator approves or rejects it. Approving
+//! credits the balance through the operator's top-up path as ledger entry
+//! `top_up:recharge:<request id>`, so the balance is credited once however
+//! often an approval is retried, and a request decided once cannot be
+//! decided again (the decision is a compare-and-set on the document).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use herald_core::docs::{Repo, new_id};
+use herald_core::error::{ApiError, ErrorBody};
+use herald_core::rbac::Permission;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use crate::api::cost::operator;
+use crate::auth::Caller;
+use crate::state::App;
+use crate::web::{Body, Items, ListQuery, Query, Result, Routes, conflict, created};
+
+pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
+    r.routes(routes!(list, file)).routes(routes!(operator_list)).routes(routes!(approve)).routes(routes!(reject))
+}
+
+/// Documents of kind `recharge`, one per request, in the tenant's space.
+pub const RECHARGE: &str = "recharge";
+/// Largest amount one request may ask for (minor units: ¥10 000 000.00).
+const MAX_AMOUNT_MINOR: i64 = 1_000_000_000;
+const MAX_TEXT: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RechargeStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+/// A recharge request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "0193a5c0", "number": "R000001", "tenant": "acme", "amount_minor": 500000, "currency": "CNY",
+    "note": "工行转账 流水号 2026120700123", "status": "pending", "requested_by": "01J9Z8", "requested_by_name": "张三",
+    "requested_at": 1765094400000_i64, "decided_at": null, "reason": null, "ledger_id": null}))]
+pub struct RechargeRequest {
+    pub id: String,
+    /// R000001, …
+    pub number: String,
+    pub tenant: String,
+    /// Positive, in the tenant's currency's minor units.
+    pub amount_minor: i64,
+    pub currency: String,
+    /// What the tenant wrote: the transfer's reference, an invoice number.
+    pub note: String,
+    pub status: RechargeStatus,
+    /// The user who filed it, and their name then.
+    pub requested_by: String,
+    pub requested_by_name: String,
+    pub requested_at: i64,
+    /// When the operator approved or rejected it.
+    pub decided_at: Option<i64>,
+    /// The operator's reason (rejections) or note.
+    pub reason: Option<String>,
+    /// The top-up ledger entry of an approved request.
+    pub ledger_id: Option<String>,
+}
+
+impl RechargeRequest {
+    /// Approve or reject a pending request at `now`; a decided one is a 409.
+    pub fn decide(&mut self, approve: bool, reason: Option<String>, now: i64) -> std::result::Result<(), ApiError> {
+        if self.status != RechargeStatus::Pending {
+            let was = if self.status == RechargeStatus::Approved { "approved" } else { "rejected" };
+            return Err(conflict("already_decided", format!("recharge request {} was already {was}", self.number)));
+        }
+        self.status = if approve { RechargeStatus::Approved } else { RechargeStatus::Rejected };
+        self.decided_at = Some(now);
+        self.reason = reason;
+        self.ledger_id = approve.then(|| ledger_id(&self.id));
+        Ok(())
+    }
+}
+
+/// The top-up entry of an approved request: one per request.
+fn ledger_id(request: &str) -> String {
+    format!("top_up:recharge:{request}")
+}
+
+fn text(field: &str, v: Option<String>) -> std::result::Result<Option<String>, ApiError> {
+    let v = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if v.as_ref().is_some_and(|s| s.chars().count() > MAX_TEXT) {
+        return Err(ApiError::invalid(field, format!("at most {MAX_TEXT} characters")));
+    }
+    Ok(v)
+}
+
+/// A request for the operator to add money to the balance.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount_minor": 500000, "note": "工行转账 流水号 2026120700123"}))]
+struct NewRequest {
+    /// Positive, in the tenant's currency's minor units (at most 1 000 000 000).
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    amount_minor: i64,
+    /// The transfer's reference or another proof (at most 500 characters).
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    note: Option<String>,
+}
+
+#[utoipa::path(post, path = "/cost/recharge-requests", tag = "cost", summary = "File a recharge request (充值申请)",
+    description = "Needs `cost.manage`. The platform operator approves or rejects it; approving credits the balance once.",
+    request_body = NewRequest,
+    responses((status = 201, description = "Filed, pending", body = RechargeRequest), (status = 400, description = "`invalid_field` (`amount_minor`, `note`)", body = ErrorBody)))]
+async fn file(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewRequest>) -> Result<Response> {
+    caller.require(Permission::CostManage)?;
+    if !(1..=MAX_AMOUNT_MINOR).contains(&b.amount_minor) {
+        return Err(ApiError::invalid("amount_minor", format!("from 1 to {MAX_AMOUNT_MINOR} minor units")).into());
+    }
+    let note = text("note", b.note)?.unwrap_or_default();
+    let tenant = app.deps.backends.config.tenant(&caller.tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
+    let repo = caller.repo(&app);
+    let request = RechargeRequest {
+        id: new_id(),
+        number: repo.next_number("R").await?,
+        tenant: caller.tenant.clone(),
+        amount_minor: b.amount_minor,
+        currency: tenant.currency,
+        note,
+        status: RechargeStatus::Pending,
+        requested_by: caller.user.id.clone(),
+        requested_by_name: caller.user.name.clone(),
+        requested_at: herald_core::now_ms(),
+        decided_at: None,
+        reason: None,
+        ledger_id: None,
+    };
+    repo.put(RECHARGE, &request.id, &request).await?;
+    tracing::info!(tenant = %caller.tenant, number = %request.number, amount_minor = request.amount_minor, "recharge request filed");
+    Ok(created(request))
+}
+
+fn newest_first(mut v: Vec<RechargeRequest>) -> Vec<RechargeRequest> {
+    v.sort_by(|a, b| b.requested_at.cmp(&a.requested_at).then_with(|| b.number.cmp(&a.number)));
+    v
+}
+
+#[utoipa::path(get, path = "/cost/recharge-requests", tag = "cost", summary = "The tenant's recharge requests, newest first",
+    description = "Needs `cost.view`.",
+    responses((status = 200, description = "Requests", body = Items<RechargeRequest>)))]
+async fn list(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
+    caller.require(Permission::CostView)?;
+    let items = newest_first(caller.repo(&app).list(RECHARGE).await?);
+    Ok(axum::Json(Items { items }).into_response())
+}
+
+fn status_filter(q: &ListQuery) -> std::result::Result<Option<RechargeStatus>, ApiError> {
+    match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => serde_json::from_value(json!(s)).map(Some).map_err(|_| ApiError::invalid("status", "pending, approved or rejected")),
+    }
+}
+
+/// For the platform operator (`Authorization: Bearer <operator_token>`).
+#[utoipa::path(get, path = "/operator/recharge-requests", tag = "cost", summary = "Operator: every tenant's recharge requests, newest first",
+    params(("status" = Option<RechargeStatus>, Query, description = "pending, approved or rejected")), security(("operator" = [])),
+    responses((status = 200, description = "Requests", body = Items<RechargeRequest>), (status = 401, description = "`unauthenticated`", body = ErrorBody)))]
+async fn operator_list(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response> {
+    operator(&app, &headers)?;
+    let status = status_filter(&q)?;
+    let config = app.deps.backends.config.as_ref();
+    let mut items = vec![];
+    for t in config.tenants().await? {
+        let requests: Vec<RechargeRequest> = Repo::new(config, &t.id).list(RECHARGE).await?;
+        items.extend(requests.into_iter().filter(|r| status.is_none_or(|s| r.status == s)));
+    }
+    Ok(axum::Json(Items { items: newest_first(items) }).into_response())
+}
+
+/// The operator's decision.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "未收到转账"}))]
+struct Decision {
+    /// Why (at most 500 characters).
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    reason: Option<String>,
+}
+
+/// The optional JSON body of a decision (empty or `null`: no reason).
+fn decision(body: &[u8]) -> std::result::Result<Decision, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Decision::default());
+    }
+    serde_json::from_slice::<Option<Decision>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::invalid("reason", format!("the body is {{\"reason\": \"...\"}} or empty: {e}")))
+}
+
+/// What an approval answers.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the answer of `approve`
+struct Approved {
+    request: RechargeRequest,
+    /// The tenant's balance after the credit.
+    balance_minor: i64,
+}
+
+/// Decide the tenant's request `id`: 404 when the tenant has no such request.
+async fn decide(app: &App, tenant: &str, id: &str, approve: bool, reason: Option<String>) -> std::result::Result<RechargeRequest, ApiError> {
+    let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
+    let now = herald_core::now_ms();
+    repo.update(RECHARGE, id, |r: &mut RechargeRequest| r.decide(approve, reason.clone(), now))
+        .await?
+        .ok_or_else(|| ApiError::not_found("recharge request", "id"))
+}
+
+/// For the platform operator. Credits the balance through the top-up path
+/// (ledger entry `top_up:recharge:<id>`); a request already decided is a 409.
+#[utoipa::path(post, path = "/operator/tenants/{tenant}/recharge-requests/{id}/approve", tag = "cost",
+    summary = "Operator: approve a recharge request and credit the balance",
+    params(("tenant" = String, Path, description = "Tenant id"), ("id" = String, Path, description = "Request id")),
+    request_body(content = Option<Decision>, description = "An optional note"), security(("operator" = [])),
+    responses((status = 200, description = "Approved and credited", body = Approved), (status = 401, description = "`unauthenticated`", body = ErrorBody),
+              (status = 404, description = "`not_found`", body = ErrorBody), (status = 409, description = "`already_decided`", body = ErrorBody)))]
+async fn approve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    operator(&app, &headers)?;
+    let reason = text("reason", decision(&body)?.reason)?;
+    let t = app.deps.backends.config.tenant(&tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
+    let request = decide(&app, &t.id, &id, true, reason).await?;
+    let note = format!("充值申请 {}", request.number);
+    let credited = app.services.billing.top_up_once(&t, &ledger_id(&request.id), request.amount_minor, &note).await;
+    let balance = match credited {
+        Ok((_, balance)) => balance,
+        Err(e) => {
+            // Not credited: back to pending, so the operator can approve again.
+            let repo = Repo::new(app.deps.backends.config.as_ref(), &t.id);
+            let undo = repo
+                .update(RECHARGE, &id, |r: &mut RechargeRequest| {
+                    (r.status, r.decided_at, r.ledger_id) = (RechargeStatus::Pending, None, None);
+                    Ok(())
+                })
+                .await;
+            if let Err(u) = undo {
+                tracing::error!(tenant = %t.id, request = %id, error = %u.message, "recharge request approved but not credited; could not reopen it");
+            }
+            return Err(ApiError::from(e).into());
+        }
+    };
+    tracing::info!(tenant = %t.id, number = %request.number, amount_minor = request.amount_minor, "recharge request approved");
+    Ok(axum::Json(json!({"request": request, "balance_minor": balance})).into_response())
+}
+
+/// For the platform operator. A request already decided is a 409.
+#[utoipa::path(post, path = "/operator/tenants/{tenant}/recharge-requests/{id}/reject", tag = "cost",
+    summary = "Operator: reject a recharge request",
+    params(("tenant" = String, Path, description = "Tenant id"), ("id" = String, Path, description = "Request id")),
+    request_body(content = Option<Decision>, description = "The reason"), security(("operator" = [])),
+    responses((status = 200, description = "Rejected", body = RechargeRequest), (status = 401, description = "`unauthenticated`", body = ErrorBody),
+              (status = 404, description = "`not_found`", body = ErrorBody), (status = 409, description = "`already_decided`", body = ErrorBody)))]
+async fn reject(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((tenant, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    operator(&app, &headers)?;
+    let reason = text("reason", decision(&body)?.reason)?;
+    let t = app.deps.backends.config.tenant(&tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
+    let request = decide(&app, &t.id, &id, false, reason).await?;
+    tracing::info!(tenant = %t.id, number = %request.number, "recharge request rejected");
+    Ok(axum::Json(request).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::error::ErrorKind;
+
+    fn pending() -> RechargeRequest {
+        RechargeRequest {
+            id: "r1".into(),
+            number: "R000001".into(),
+            tenant: "t".into(),
+            amount_minor: 500,
+            currency: "CNY".into(),
+            note: String::new(),
+            status: RechargeStatus::Pending,
+            requested_by: "u".into(),
+            requested_by_name: "张三".into(),
+            requested_at: 1,
+            decided_at: None,
+            reason: None,
+            ledger_id: None,
+        }
+    }
+
+    #[test]
+    fn a_request_is_decided_once() {
+        let mut r = pending();
+        r.decide(true, None, 7).unwrap();
+        assert_eq!((r.status, r.decided_at, r.ledger_id.as_deref()), (RechargeStatus::Approved, Some(7), Some("top_up:recharge:r1")));
+        let again = r.decide(true, None, 8).unwrap_err();
+        assert_eq!((again.kind, again.code), (ErrorKind::Conflict, "already_decided"));
+        assert!(r.decide(false, None, 8).is_err(), "an approved request cannot be rejected");
+        assert_eq!(r.decided_at, Some(7));
+        let mut r = pending();
+        r.decide(false, Some("未到账".into()), 9).unwrap();
+        assert_eq!((r.status, r.ledger_id.as_deref(), r.reason.as_deref()), (RechargeStatus::Rejected, None, Some("未到账")));
+        assert!(r.decide(true, None, 10).is_err(), "a rejected request cannot be approved");
+    }
+
+    #[test]
+    fn a_decision_body_is_optional() {
+        for empty in [&b""[..], b"  ", b"null", b"{}"] {
+            assert_eq!(decision(empty).unwrap().reason, None);
+        }
+        assert_eq!(decision(br#"{"reason": "ok"}"#).unwrap().reason.as_deref(), Some("ok"));
+        assert_eq!(decision(br#"{"why": 1}"#).unwrap_err().field.as_deref(), Some("reason"));
+    }
+
+    #[test]
+    fn texts_are_trimmed_and_bounded() {
+        assert_eq!(text("note", Some("  转账 123 ".into())).unwrap().as_deref(), Some("转账 123"));
+        assert_eq!(text("note", Some("   ".into())).unwrap(), None);
+        assert_eq!(text("note", Some("字".repeat(501))).unwrap_err().field.as_deref(), Some("note"));
+        assert!(text("note", Some("字".repeat(500))).is_ok());
+    }
+}
