@@ -230,7 +230,11 @@ impl ListQuery {
 
 /// A provider template fits a channel whose plugin sends only approved
 /// templates; the error names the field under `provider_template`.
-pub fn provider_template_fits(plugins: &PluginHost, channel: &str, t: &ProviderTemplate) -> std::result::Result<(), (String, herald_core::i18n::Msg)> {
+pub fn provider_template_fits(
+    plugins: &PluginHost,
+    channel: &str,
+    t: &ProviderTemplate,
+) -> std::result::Result<(), (String, herald_core::i18n::Msg)> {
     if plugins.get(channel).is_none_or(|p| p.provider_template.is_none()) {
         return Err((String::new(), herald_core::msg!("provider_template.not_template_based", channel = channel)));
     }

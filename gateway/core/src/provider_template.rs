@@ -170,10 +170,11 @@ impl ProviderTemplate {
         ]);
         let mut values = Vec::with_capacity(self.params.len());
         for (i, p) in self.params.iter().enumerate() {
-            let out = env
-                .get_template(&i.to_string())
-                .and_then(|t| t.render(&ctx))
-                .map_err(|e| RenderError { part: "params", message: format!("{}: {}", p.name, crate::render::describe(&e)), key: "template.error" })?;
+            let out = env.get_template(&i.to_string()).and_then(|t| t.render(&ctx)).map_err(|e| RenderError {
+                part: "params",
+                message: format!("{}: {}", p.name, crate::render::describe(&e)),
+                key: "template.error",
+            })?;
             values.push((p.name.as_str(), out));
         }
         let json = match binding.format {

@@ -19,7 +19,9 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::pushes::{NEXT_RUNS, PUSH, Push, PushView, Schedule, audience, check_sendable, send_again, send_if_due};
 use crate::state::App;
-use crate::web::{Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, no_content, provider_template_fits, sanitize_html, text};
+use crate::web::{
+    Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, no_content, provider_template_fits, sanitize_html, text,
+};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {

@@ -20,7 +20,9 @@ use utoipa_axum::routes;
 use crate::api::schema;
 use crate::auth::Caller;
 use crate::state::App;
-use crate::web::{Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, formats, no_content, provider_template_fits, sanitize_html, text};
+use crate::web::{
+    Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, formats, no_content, provider_template_fits, sanitize_html, text,
+};
 use herald_core::docs::new_id;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
