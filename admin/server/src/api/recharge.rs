@@ -212,12 +212,26 @@ struct Approved {
 }
 
 /// Decide the tenant's request `id`: 404 when the tenant has no such request.
-async fn decide(app: &App, tenant: &str, id: &str, approve: bool, reason: Option<String>) -> std::result::Result<RechargeRequest, ApiError> {
-    let repo = Repo::new(app.deps.backends.config.as_ref(), tenant);
+/// The operator's decision on a tenant's request: checked token, the
+/// optional reason, the tenant, and the request as decided.
+async fn decide(
+    app: &App,
+    headers: &HeaderMap,
+    tenant: &str,
+    id: &str,
+    body: &[u8],
+    approve: bool,
+) -> std::result::Result<(herald_core::model::Tenant, RechargeRequest), ApiError> {
+    operator(app, headers)?;
+    let reason = text("reason", decision(body)?.reason)?;
+    let t = app.deps.backends.config.tenant(tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
+    let repo = Repo::new(app.deps.backends.config.as_ref(), &t.id);
     let now = herald_core::now_ms();
-    repo.update(RECHARGE, id, |r: &mut RechargeRequest| r.decide(approve, reason.clone(), now))
+    let request = repo
+        .update(RECHARGE, id, |r: &mut RechargeRequest| r.decide(approve, reason.clone(), now))
         .await?
-        .ok_or_else(|| ApiError::not_found("recharge request", "id"))
+        .ok_or_else(|| ApiError::not_found("recharge request", "id"))?;
+    Ok((t, request))
 }
 
 /// For the platform operator. Credits the balance through the top-up path
@@ -234,10 +248,7 @@ async fn approve(
     Path((tenant, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    operator(&app, &headers)?;
-    let reason = text("reason", decision(&body)?.reason)?;
-    let t = app.deps.backends.config.tenant(&tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
-    let request = decide(&app, &t.id, &id, true, reason).await?;
+    let (t, request) = decide(&app, &headers, &tenant, &id, &body, true).await?;
     let note = format!("充值申请 {}", request.number);
     let credited = app.services.billing.top_up_once(&t, &ledger_id(&request.id), request.amount_minor, &note).await;
     let balance = match credited {
@@ -274,10 +285,7 @@ async fn reject(
     Path((tenant, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    operator(&app, &headers)?;
-    let reason = text("reason", decision(&body)?.reason)?;
-    let t = app.deps.backends.config.tenant(&tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
-    let request = decide(&app, &t.id, &id, false, reason).await?;
+    let (t, request) = decide(&app, &headers, &tenant, &id, &body, false).await?;
     tracing::info!(tenant = %t.id, number = %request.number, "recharge request rejected");
     Ok(axum::Json(request).into_response())
 }
