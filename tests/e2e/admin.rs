@@ -591,11 +591,11 @@ async fn lists_page_past_200_rows_sorted_and_filtered_by_the_server() {
     assert_eq!(page("q=user%2000&limit=1").await.0, 10);
     // Bad sort or order: 400 naming the field.
     let bad = admin.call("GET", "/users?sort=password_hash", Some(&t), None).await;
-    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("sort")));
+    assert_eq!((bad.status, bad.error().1.as_deref()), (422, Some("sort")));
     let bad = admin.call("GET", "/users?sort=name&order=sideways", Some(&t), None).await;
     assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("order")));
     let bad = admin.call("GET", "/pushes?status=lost", Some(&t), None).await;
-    assert_eq!((bad.status, bad.error().1.as_deref()), (400, Some("status")));
+    assert_eq!((bad.status, bad.error().1.as_deref()), (422, Some("status")));
     // Huge offsets and limits: an empty page with the total, at most 200 rows.
     assert_eq!(page("offset=9223372036854775807").await, (251, vec![]));
     assert_eq!(page("limit=100000").await.1.len(), 200);

@@ -128,7 +128,10 @@ pub async fn verify_password(password: &str, hash: Option<String>) -> bool {
 /// Check the caller's own current password (a wrong one is a 403 naming `field`).
 pub async fn check_current_password(caller: &Caller, field: &str, given: Option<&str>) -> Result<(), ApiError> {
     let Some(given) = given else {
-        return Err(ApiError::invalid(field, herald_core::msg!("password.current_needed")));
+        // Needed only when the user edited is the caller: a 422, as the document cannot say so.
+        return Err(
+            ApiError::new(ErrorKind::Unprocessable, "current_password_needed", herald_core::msg!("password.current_needed")).with_field(field)
+        );
     };
     if !verify_password(given, caller.user.password_hash.clone()).await {
         return Err(ApiError::new(ErrorKind::Forbidden, "wrong_password", herald_core::msg!("password.wrong")).with_field(field));

@@ -118,9 +118,10 @@ pub struct ListQuery {
     #[serde(default, deserialize_with = "non_negative")]
     #[param(value_type = Option<i64>, minimum = 0)]
     pub send: Option<u64>,
-    /// The column to order by; each list names the ones it has (another is a 400 naming `sort`).
+    /// The column to order by; each list names the ones it has (another is a 422 `unknown_sort` naming `sort`).
     pub sort: Option<String>,
     /// `asc` or `desc` (default `asc` with `sort`, else the list's own order).
+    #[param(inline)]
     pub order: Option<SortOrder>,
     /// Items to skip.
     #[serde(default, deserialize_with = "non_negative")]
@@ -164,14 +165,15 @@ impl ListQuery {
     }
 
     /// The store query for this page: `filters`, the asked `sort` (one of
-    /// `sortable`, else a 400 naming `sort`) or the list's `default` order
+    /// `sortable`, else a 422 naming `sort`) or the list's `default` order
     /// (field, descending), `offset` and `limit` (default 50, at most 200).
     pub fn docs(&self, sortable: Sortable, default: (&str, bool), filters: Vec<Option<DocFilter>>) -> std::result::Result<DocQuery, ApiError> {
         let (sort, descending) = match self.sort.as_deref().filter(|s| !s.is_empty()) {
             Some(name) => {
                 let field = sortable.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).ok_or_else(|| {
                     let names: Vec<&str> = sortable.iter().map(|(n, _)| *n).collect();
-                    ApiError::invalid("sort", format!("this list sorts by one of: {}", names.join(", ")))
+                    ApiError::new(ErrorKind::Unprocessable, "unknown_sort", herald_core::msg!("list.sort", names = names.join(", ")))
+                        .with_field("sort")
                 })?;
                 (field, self.order == Some(SortOrder::Desc))
             }
@@ -239,6 +241,13 @@ pub fn provider_template_fits(
         return Err((String::new(), herald_core::msg!("provider_template.not_template_based", channel = channel)));
     }
     t.check().map_err(|(f, why)| (format!(".{f}"), why))
+}
+
+/// A provider template that does not fit (a channel that sends its text, a
+/// repeated parameter, a value that does not compile): 422 naming the field,
+/// as the document cannot say which channels take one.
+pub fn provider_refused(field: String, why: herald_core::i18n::Msg) -> ApiError {
+    ApiError::new(ErrorKind::Unprocessable, "provider_template", why).with_field(field)
 }
 
 /// Whether a spreadsheet's headers should be in Chinese: as `Accept-Language`

@@ -80,7 +80,7 @@ impl TemplateBinding {
 pub struct TemplateParam {
     /// The parameter's name in the provider's template (for positional
     /// templates a label; the order is what counts).
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^\S(.*\S)?$")]
     pub name: String,
     /// Its value; may use the recipient's variables, e.g. `{{ name }}`.
     #[schema(max_length = 500)]

@@ -525,7 +525,7 @@ async fn a_console_push_sends_the_provider_template_it_chose() {
         ("aliyun-sms", "ali", json!({"params": [{"name": "a", "value": "{{ oops"}]}), "provider_template.params[0].value"),
     ] {
         let r = admin.call("POST", "/pushes", Some(&t), Some(push(channel, account, provider))).await;
-        assert_eq!((r.status, r.error().1.as_deref()), (400, Some(field)), "{}", r.text());
+        assert_eq!((r.status, r.error().1.as_deref()), (422, Some(field)), "{}", r.text());
     }
     assert!(fake.accepted().is_empty());
 
@@ -543,7 +543,7 @@ async fn a_console_push_sends_the_provider_template_it_chose() {
     // A tiered template keeps one provider template per template-based channel.
     let tpl = |provider: Value| json!({"title": "故障", "editor": "text", "body": "{{ host }} 故障", "provider": provider});
     let r = admin.call("POST", "/tiered/templates", Some(&t), Some(tpl(json!({"webhook": chosen})))).await;
-    assert_eq!((r.status, r.error().1.as_deref()), (400, Some("provider.webhook")), "{}", r.text());
+    assert_eq!((r.status, r.error().1.as_deref()), (422, Some("provider.webhook")), "{}", r.text());
     let incident_template = json!({"code": "SMS_200", "params": [{"name": "text", "value": "{{ name }}：{{ host }} 故障"}]});
     let r = admin.call("POST", "/tiered/templates", Some(&t), Some(tpl(json!({"aliyun-sms": incident_template})))).await;
     assert_eq!(r.status, 201, "{}", r.text());

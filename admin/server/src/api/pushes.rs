@@ -20,7 +20,8 @@ use crate::auth::Caller;
 use crate::pushes::{NEXT_RUNS, PUSH, Push, PushView, Schedule, audience, check_sendable, send_again, send_if_due};
 use crate::state::App;
 use crate::web::{
-    Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, no_content, provider_template_fits, sanitize_html, text,
+    Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, no_content, provider_refused, provider_template_fits, sanitize_html,
+    text,
 };
 use herald_core::docs::new_id;
 
@@ -103,7 +104,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     }
     herald_core::render::Compiled::new(&content).map_err(|e| ApiError::invalid("content", e.msg()))?;
     if let Some(t) = &b.provider_template {
-        provider_template_fits(&app.deps.plugins, &b.channel, t).map_err(|(f, why)| ApiError::invalid(format!("provider_template{f}"), why))?;
+        provider_template_fits(&app.deps.plugins, &b.channel, t).map_err(|(f, why)| provider_refused(format!("provider_template{f}"), why))?;
     }
     if b.targets.is_empty() {
         return Err(no_targets());
@@ -167,7 +168,12 @@ fn status_filters(status: &str) -> std::result::Result<Vec<DocFilter>, ApiError>
         "scheduled" => vec![unsent, enabled(true), mode("at")],
         "recurring" => vec![unsent, enabled(true), mode("cron")],
         "draft" => vec![unsent, enabled(true), mode("now")],
-        _ => return Err(ApiError::invalid("status", "one of draft, scheduled, recurring, sent, disabled")),
+        _ => {
+            let names = "draft, scheduled, recurring, sent, disabled";
+            return Err(
+                ApiError::new(ErrorKind::Unprocessable, "unknown_status", herald_core::msg!("list.status", names = names)).with_field("status")
+            );
+        }
     })
 }
 

@@ -21,7 +21,8 @@ use crate::api::schema;
 use crate::auth::Caller;
 use crate::state::App;
 use crate::web::{
-    Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, formats, no_content, provider_template_fits, sanitize_html, text,
+    Body, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, formats, no_content, provider_refused, provider_template_fits,
+    sanitize_html, text,
 };
 use herald_core::docs::new_id;
 
@@ -166,7 +167,7 @@ fn check_template(app: &App, b: TemplateBody, t: &mut TieredTemplate) -> std::re
     }
     t.variables = b.variables;
     for (channel, p) in &b.provider {
-        provider_template_fits(&app.deps.plugins, channel, p).map_err(|(f, why)| ApiError::invalid(format!("provider.{channel}{f}"), why))?;
+        provider_template_fits(&app.deps.plugins, channel, p).map_err(|(f, why)| provider_refused(format!("provider.{channel}{f}"), why))?;
     }
     t.provider = b.provider;
     t.updated_at = herald_core::now_ms();
