@@ -89,7 +89,7 @@ async fn publish(app: &App, tenant: &str, push: &mut Push, occurrence: i64, recu
     let mut expanded = audience(app, tenant, &push.channel, &push.targets).await?;
     let mut metadata = BTreeMap::from([("push".to_string(), push.number.clone())]);
     if let Some(t) = &push.provider_template {
-        let refused = |why: herald_core::i18n::Msg| ApiError::new(ErrorKind::Unprocessable, "provider_template", why).with_field("provider_template");
+        let refused = |why| crate::web::provider_refused("provider_template".into(), why);
         let plugin = app.deps.plugins.get(&push.channel);
         let binding = plugin.as_ref().and_then(|p| p.provider_template.as_ref());
         let binding = binding.ok_or_else(|| refused(herald_core::msg!("provider_template.not_template_based", channel = push.channel)))?;
