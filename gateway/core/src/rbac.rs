@@ -158,7 +158,8 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn merge(&mut self, other: &Scope) {
+    /// Widen to cover `other` too.
+    pub fn merge(&mut self, other: &Scope) {
         self.all_units |= other.all_units;
         for u in &other.units {
             if !self.units.contains(u) {
@@ -300,6 +301,7 @@ pub fn beyond(field: impl Into<String>, message: impl Into<String>) -> ApiError 
 /// tenant's enabled apps.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
+    rights: Rights,
     reach: HashMap<String, Reach>,
     apps: HashSet<String>,
 }
@@ -315,7 +317,25 @@ impl Access {
                 (p.clone(), Reach { all_units: s.all_units, units })
             })
             .collect();
-        Access { reach, apps: apps.into_iter().collect() }
+        Access { rights: rights.clone(), reach, apps: apps.into_iter().collect() }
+    }
+
+    /// The rights behind it (scopes by their root units).
+    pub fn rights(&self) -> &Rights {
+        &self.rights
+    }
+
+    /// The enabled apps (sorted).
+    pub fn apps(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.apps.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Every unit some permission reaches: (all units?, the units).
+    pub fn union(&self) -> (bool, HashSet<String>) {
+        let all = self.reach.values().any(|r| r.all_units);
+        (all, if all { HashSet::new() } else { self.reach.values().flat_map(|r| r.units.iter().cloned()).collect() })
     }
 
     /// Whether the tenant enabled `app` (the base app always is).
@@ -341,9 +361,9 @@ impl Access {
         self.require(p).is_ok()
     }
 
-    /// The permission ids held, whatever their app (sorted).
-    pub fn held(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.reach.keys().cloned().collect();
+    /// The permission ids usable: held, in an enabled app (sorted; ids this build does not know are left out).
+    pub fn usable(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.reach.keys().filter(|p| Permission::parse(p).is_some_and(|p| self.can(p))).cloned().collect();
         v.sort();
         v
     }

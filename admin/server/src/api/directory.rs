@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use herald_core::directory::{self, UNIT, USER, Unit, User};
 use herald_core::error::ErrorBody;
 use herald_core::error::{ApiError, ErrorKind};
-use herald_core::rbac::{Permission, ROLE, Role};
+use herald_core::rbac::{Permission, ROLE, Reach, Rights, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use crate::api::schema;
-use crate::auth::{self, Caller, Login, PLATFORM, Rights, check_current_password, check_login_name};
+use crate::auth::{self, Caller, Login, PLATFORM, check_current_password, check_login_name};
 use crate::state::App;
 use crate::web::{Body, Ended, Items, ListQuery, Page, Query, Result, Routes, conflict, created, creating, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
@@ -55,20 +55,20 @@ struct UnitView {
 #[utoipa::path(get, path = "/units", tag = "directory", summary = "Org units in the caller's data scope",
     description = "Needs `directory.view`.", responses((status = 200, description = "Every unit the caller sees", body = Items<UnitView>)))]
 async fn list_units(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require(Permission::DirectoryView)?;
+    let scope = caller.require(Permission::DirectoryView)?;
     let units: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
     let items: Vec<_> = units
         .iter()
-        .filter(|u| caller.sees_unit(&u.id))
+        .filter(|u| scope.sees(&u.id))
         .map(|u| UnitView { id: u.id.clone(), name: u.name.clone(), parent: u.parent.clone(), path: path_of(&units, &u.id) })
         .collect();
     Ok(axum::Json(Items { items }).into_response())
 }
 
-/// A unit the caller may see, or 404.
-async fn visible_unit(app: &App, caller: &Caller, id: &str, field: &str) -> std::result::Result<Unit, ApiError> {
+/// A unit in the data scope of the operation, or 404.
+async fn visible_unit(app: &App, caller: &Caller, scope: &Reach, id: &str, field: &str) -> std::result::Result<Unit, ApiError> {
     let unit: Option<Unit> = caller.repo(app).get(UNIT, id).await?;
-    unit.filter(|u| caller.sees_unit(&u.id)).ok_or_else(|| ApiError::not_found("org unit", field))
+    unit.filter(|u| scope.sees(&u.id)).ok_or_else(|| ApiError::not_found("org unit", field))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -84,9 +84,9 @@ struct NewUnit {
 #[utoipa::path(post, path = "/units", tag = "directory", summary = "Create a child unit", description = "Needs `directory.edit`.",
     request_body = NewUnit, responses((status = 201, description = "Created", body = schema::Unit)))]
 async fn create_unit(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewUnit>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
     let name = text("name", &b.name, 100)?;
-    let parent = visible_unit(&app, &caller, &b.parent, "parent").await?;
+    let parent = visible_unit(&app, &caller, scope, &b.parent, "parent").await?;
     let unit = Unit { id: new_id(), name, parent: Some(parent.id), created_at: herald_core::now_ms() };
     caller.repo(&app).put(UNIT, &unit.id, &unit).await?;
     Ok(created(&unit))
@@ -105,8 +105,8 @@ struct UnitPatch {
     params(("id" = String, Path, description = "Unit id")), request_body = UnitPatch,
     responses((status = 200, description = "The unit", body = schema::Unit)))]
 async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UnitPatch>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let mut unit = visible_unit(&app, &caller, &id, "id").await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let mut unit = visible_unit(&app, &caller, scope, &id, "id").await?;
     if let Some(n) = &b.name {
         unit.name = text("name", n, 100)?;
     }
@@ -114,7 +114,7 @@ async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
         if unit.parent.is_none() {
             return Err(ApiError::invalid("parent", "the root unit cannot be moved").into());
         }
-        let target = visible_unit(&app, &caller, p, "parent").await?;
+        let target = visible_unit(&app, &caller, scope, p, "parent").await?;
         let all: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
         if directory::subtree(&all, &unit.id).contains(&target.id) {
             return Err(ApiError::invalid("parent", "a unit cannot move under itself or its own subunits").into());
@@ -129,8 +129,8 @@ async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     description = "Needs `directory.edit`. The root cannot be deleted.", params(("id" = String, Path, description = "Unit id")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`not_empty` (subunits or users) or `root`", body = ErrorBody)))]
 async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let unit = visible_unit(&app, &caller, &id, "id").await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let unit = visible_unit(&app, &caller, scope, &id, "id").await?;
     if unit.parent.is_none() {
         return Err(conflict("root", "the root unit cannot be deleted").into());
     }
@@ -150,7 +150,7 @@ async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     description = "Needs `directory.view`. `q` matches name, login, mobile and e-mail; `unit` includes its subtree.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<schema::User>)))]
 async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require(Permission::DirectoryView)?;
+    let scope = caller.require(Permission::DirectoryView)?;
     let repo = caller.repo(&app);
     let in_unit = match q.unit.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => Some(directory::subtree(&repo.list::<Unit>(UNIT).await?, u)),
@@ -159,7 +159,7 @@ async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query
     let users: Vec<User> = repo.list(USER).await?;
     let items: Vec<_> = users
         .iter()
-        .filter(|u| caller.sees_unit(&u.unit))
+        .filter(|u| scope.sees(&u.unit))
         .filter(|u| in_unit.as_ref().is_none_or(|s| s.contains(&u.unit)))
         .filter(|u| {
             let hay = [Some(&u.name), u.login.as_ref(), u.mobile.as_ref(), u.email.as_ref()]
@@ -208,12 +208,12 @@ fn opt(v: Option<String>) -> Option<String> {
 /// Apply a body to a user (create, or edit when `existing`); claims a new
 /// login name. True when the password or the login changed on an existing
 /// user (their other sessions are then ended).
-async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existing: bool) -> std::result::Result<bool, ApiError> {
+async fn apply(app: &App, caller: &Caller, scope: &Reach, user: &mut User, b: UserBody, existing: bool) -> std::result::Result<bool, ApiError> {
     if let Some(n) = &b.name {
         user.name = text("name", n, 100)?;
     }
     if let Some(unit) = &b.unit {
-        user.unit = visible_unit(app, caller, unit, "unit").await?.id;
+        user.unit = visible_unit(app, caller, scope, unit, "unit").await?.id;
     }
     if let Some(m) = b.mobile {
         let m = opt(Some(m));
@@ -309,27 +309,28 @@ creating!(NewUser, UserBody, "name", "unit");
 #[utoipa::path(post, path = "/users", tag = "directory", summary = "Create a user", description = "Needs `directory.edit`.",
     request_body = NewUser, responses((status = 201, description = "Created", body = schema::User)))]
 async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
     let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;
     let unit = b.unit.clone().ok_or_else(|| ApiError::invalid("unit", "unit is required"))?;
     let mut user = User { id: new_id(), name, unit, created_at: herald_core::now_ms(), ..Default::default() };
     let roles_given = b.roles.as_ref().is_some_and(|r| !r.is_empty());
     let b = if roles_given { b } else { UserBody { roles: None, ..b } };
-    apply(&app, &caller, &mut user, b, false).await?;
+    apply(&app, &caller, scope, &mut user, b, false).await?;
     caller.repo(&app).put(USER, &user.id, &user).await?;
     Ok(created(user_view(&user)))
 }
 
-async fn visible_user(app: &App, caller: &Caller, id: &str) -> std::result::Result<User, ApiError> {
+/// A user in the data scope of the operation, or 404.
+async fn visible_user(app: &App, caller: &Caller, scope: &Reach, id: &str) -> std::result::Result<User, ApiError> {
     let user: Option<User> = caller.repo(app).get(USER, id).await?;
-    user.filter(|u| caller.sees_unit(&u.unit)).ok_or_else(|| ApiError::not_found("user", "id"))
+    user.filter(|u| scope.sees(&u.unit)).ok_or_else(|| ApiError::not_found("user", "id"))
 }
 
 #[utoipa::path(get, path = "/users/{id}", tag = "directory", summary = "One user", description = "Needs `directory.view`.",
     params(("id" = String, Path, description = "User id")), responses((status = 200, description = "The user", body = schema::User)))]
 async fn get_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryView)?;
-    Ok(axum::Json(user_view(&visible_user(&app, &caller, &id).await?)).into_response())
+    let scope = caller.require(Permission::DirectoryView)?;
+    Ok(axum::Json(user_view(&visible_user(&app, &caller, scope, &id).await?)).into_response())
 }
 
 /// Refuse acting on a user who holds rights the caller lacks (oneself excepted).
@@ -347,10 +348,10 @@ async fn check_covers(app: &App, caller: &Caller, user: &User) -> std::result::R
     params(("id" = String, Path, description = "User id")), request_body = UserBody,
     responses((status = 200, description = "The user", body = schema::User)))]
 async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UserBody>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let mut user = visible_user(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let mut user = visible_user(&app, &caller, scope, &id).await?;
     check_covers(&app, &caller, &user).await?;
-    let credentials = apply(&app, &caller, &mut user, b, true).await?;
+    let credentials = apply(&app, &caller, scope, &mut user, b, true).await?;
     caller.repo(&app).put(USER, &user.id, &user).await?;
     if credentials {
         let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
@@ -364,8 +365,8 @@ async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     params(("id" = String, Path, description = "User id")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`self` or `last_admin`", body = ErrorBody)))]
 async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let user = visible_user(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let user = visible_user(&app, &caller, scope, &id).await?;
     if user.id == caller.user.id {
         return Err(conflict("self", "you cannot delete yourself").into());
     }
@@ -383,8 +384,8 @@ async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     description = "Needs `directory.edit` and the user's rights within the caller's.", params(("id" = String, Path, description = "User id")),
     responses((status = 200, description = "How many ended", body = Ended)))]
 async fn end_user_sessions(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let user = visible_user(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let user = visible_user(&app, &caller, scope, &id).await?;
     check_covers(&app, &caller, &user).await?;
     let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
     let ended = auth::end_sessions_of(&app, &caller.tenant, &user.id, keep).await?;

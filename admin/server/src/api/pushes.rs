@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
-use herald_core::directory::Targets;
+use herald_core::directory::{Targets, UNIT, USER, Unit, User};
 use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::{Content, DeliveryStatus};
-use herald_core::rbac::Permission;
+use herald_core::rbac::{Permission, Reach};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -65,7 +65,30 @@ fn no_targets() -> ApiError {
     ApiError::new(ErrorKind::Unprocessable, "no_targets", "pick users, org units or upload a list").with_field("targets")
 }
 
-async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
+/// Directory targets must be in the data scope of the operation: a unit or a
+/// user outside it is unknown to the caller (422 naming the entry).
+async fn targets_in_scope(app: &App, caller: &Caller, scope: &Reach, targets: &Targets) -> std::result::Result<(), ApiError> {
+    let repo = caller.repo(app);
+    if !targets.units.is_empty() {
+        let units: Vec<Unit> = repo.list(UNIT).await?;
+        for (i, u) in targets.units.iter().enumerate() {
+            if !scope.sees(u) || !units.iter().any(|k| &k.id == u) {
+                return Err(ApiError::unknown("unknown_unit", &format!("targets.units[{i}]"), format!("no org unit {u}")));
+            }
+        }
+    }
+    if !targets.users.is_empty() {
+        let users: Vec<User> = repo.list(USER).await?;
+        for (i, id) in targets.users.iter().enumerate() {
+            if !users.iter().any(|u| &u.id == id && scope.sees(&u.unit)) {
+                return Err(ApiError::unknown("unknown_user", &format!("targets.users[{i}]"), format!("no user {id}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn checked(app: &App, caller: &Caller, scope: &Reach, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
     push.title = text("title", &b.title, 200)?;
     let account = app
         .deps
@@ -99,6 +122,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     if b.targets.is_empty() {
         return Err(no_targets());
     }
+    targets_in_scope(app, caller, scope, &b.targets).await?;
     // Raw addresses are checked as the gateway checks them at ingest.
     if let Some(plugin) = app.deps.plugins.get(&b.channel) {
         for (i, e) in b.targets.list.iter().enumerate() {
@@ -129,19 +153,20 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     push.updated_at = herald_core::now_ms();
     Ok(())
 }
-async fn visible(app: &App, caller: &Caller, id: &str) -> std::result::Result<Push, ApiError> {
+/// A push in the data scope of the operation, or 404.
+async fn visible(app: &App, caller: &Caller, scope: &Reach, id: &str) -> std::result::Result<Push, ApiError> {
     let p: Option<Push> = caller.repo(app).get(PUSH, id).await?;
-    p.filter(|p| caller.sees_unit(&p.unit)).ok_or_else(|| ApiError::not_found("push", "id"))
+    p.filter(|p| scope.sees(&p.unit)).ok_or_else(|| ApiError::not_found("push", "id"))
 }
 
 #[utoipa::path(get, path = "/pushes", tag = "pushes", summary = "Search pushes by number, title, status",
     description = "Needs `push.view`. Newest number first.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<PushView>)))]
 async fn list_pushes(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require(Permission::PushView)?;
+    let scope = caller.require(Permission::PushView)?;
     let mut pushes: Vec<Push> = caller.repo(&app).list(PUSH).await?;
     pushes.retain(|p| {
-        caller.sees_unit(&p.unit)
+        scope.sees(&p.unit)
             && ListQuery::matches(&q.number, &p.number)
             && ListQuery::matches(&q.title, &p.title)
             && q.status.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| s == p.status())
@@ -156,10 +181,10 @@ async fn list_pushes(State(app): State<Arc<App>>, caller: Caller, Query(q): Quer
 #[utoipa::path(post, path = "/pushes", tag = "pushes", summary = "Create a push (sends now, or at its scheduled time, when enabled)",
     request_body = PushBody, responses((status = 201, description = "Created (and sent when due)", body = PushView)))]
 async fn create_push(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushBody>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
+    let scope = caller.require(Permission::PushEdit)?;
     let now = herald_core::now_ms();
     let mut push = Push::draft(new_id(), caller.user.unit.clone(), caller.user.name.clone(), now);
-    checked(&app, &caller, b, &mut push).await?;
+    checked(&app, &caller, scope, b, &mut push).await?;
     if push.enabled {
         caller.require(Permission::PushSend)?;
     }
@@ -174,8 +199,8 @@ async fn create_push(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<
 #[utoipa::path(get, path = "/pushes/{id}", tag = "pushes", summary = "One push", description = "Needs `push.view`.",
     params(("id" = String, Path, description = "Push id")), responses((status = 200, description = "The push", body = PushView)))]
 async fn get_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushView)?;
-    Ok(axum::Json(visible(&app, &caller, &id).await?.view(app.deps.clock.now_ms())).into_response())
+    let scope = caller.require(Permission::PushView)?;
+    Ok(axum::Json(visible(&app, &caller, scope, &id).await?.view(app.deps.clock.now_ms())).into_response())
 }
 
 #[utoipa::path(put, path = "/pushes/{id}", tag = "pushes", summary = "Edit a push",
@@ -184,9 +209,9 @@ async fn get_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<St
     request_body = PushBody,
     responses((status = 200, description = "The push (sent when due)", body = PushView)))]
 async fn update_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PushBody>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
-    let mut push = visible(&app, &caller, &id).await?;
-    checked(&app, &caller, b, &mut push).await?;
+    let scope = caller.require(Permission::PushEdit)?;
+    let mut push = visible(&app, &caller, scope, &id).await?;
+    checked(&app, &caller, scope, b, &mut push).await?;
     if push.enabled {
         caller.require(Permission::PushSend)?;
     }
@@ -206,8 +231,8 @@ async fn update_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     params(("id" = String, Path, description = "Push id")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`enabled`", body = ErrorBody)))]
 async fn delete_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
-    let push = visible(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::PushEdit)?;
+    let push = visible(&app, &caller, scope, &id).await?;
     if push.enabled {
         return Err(conflict("enabled", "disable the push before deleting it").into());
     }
@@ -219,8 +244,8 @@ async fn delete_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     description = "Needs `push.edit`. A time already past becomes \"now\".", params(("id" = String, Path, description = "Push id")),
     responses((status = 201, description = "The copy, a disabled draft with a new number", body = PushView)))]
 async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
-    let orig = visible(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::PushEdit)?;
+    let orig = visible(&app, &caller, scope, &id).await?;
     let now = herald_core::now_ms();
     // What it sends, starting disabled; a time already past becomes "now".
     let past = orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t <= now);
@@ -240,8 +265,8 @@ async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<S
 }
 
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
-    caller.require(Permission::PushSend)?;
-    let mut preview = visible(app, caller, id).await?;
+    let scope = caller.require(Permission::PushSend)?;
+    let mut preview = visible(app, caller, scope, id).await?;
     preview.enabled = enabled;
     check_sendable(app, &caller.tenant, &preview).await?;
     let now = herald_core::now_ms();
@@ -264,8 +289,8 @@ async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Res
               (status = 409, description = "`disabled`", body = ErrorBody),
               (status = 422, description = "`no_recipients`", body = ErrorBody)))]
 async fn send_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushSend)?;
-    let mut push = visible(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::PushSend)?;
+    let mut push = visible(&app, &caller, scope, &id).await?;
     if !push.enabled {
         return Err(conflict("disabled", "enable the push before sending it").into());
     }
@@ -315,8 +340,8 @@ struct Deliveries {
     params(("id" = String, Path, description = "Push id"), ListQuery),
     responses((status = 200, description = "The deliveries", body = Deliveries)))]
 async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require(Permission::PushView)?;
-    let push = visible(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::PushView)?;
+    let push = visible(&app, &caller, scope, &id).await?;
     let send = q.send.map(|i| usize::try_from(i).unwrap_or(usize::MAX));
     let messages = push.messages(send).ok_or_else(|| ApiError::not_found("send", "send"))?;
     let mut items = vec![];
@@ -483,17 +508,19 @@ struct Audience {
 }
 
 /// Needs `push.edit`. The console asks before an immediate send, to name the
-/// number of recipients in its confirmation.
+/// number of recipients in its confirmation. Org units and users must be in
+/// the caller's data scope for `push.edit` (422 `unknown_unit`/`unknown_user` otherwise).
 #[utoipa::path(post, path = "/pushes/audience", tag = "pushes", summary = "Count the recipients a push would reach now",
     request_body = AudienceBody,
     responses((status = 200, description = "The count", body = Audience),
-              (status = 422, description = "`unknown_channel`, `no_targets`, `no_recipients`", body = ErrorBody)))]
+              (status = 422, description = "`unknown_channel`, `no_targets`, `no_recipients`, `unknown_unit`, `unknown_user`", body = ErrorBody)))]
 async fn push_audience(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AudienceBody>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
+    let scope = caller.require(Permission::PushEdit)?;
     channel_rule(&app, &b.channel)?;
     if b.targets.is_empty() {
         return Err(no_targets().into());
     }
+    targets_in_scope(&app, &caller, scope, &b.targets).await?;
     let expanded = audience(&app, &caller.tenant, &b.channel, &b.targets).await?;
     Ok(axum::Json(Audience { recipients: expanded.recipients.len(), skipped: expanded.skipped.len() }).into_response())
 }
