@@ -405,7 +405,8 @@ async fn per_permission_scopes_filter_lists_apps_gate_their_permissions_and_nobo
     assert_eq!(admin.call("GET", &format!("/users/{in_west}"), Some(&rt), None).await.status, 404);
     let units = admin.call("GET", "/units", Some(&rt), None).await.json();
     assert_eq!(units["items"].as_array().unwrap().len(), 2, "East and Shanghai: {units}");
-    let audience = |targets: serde_json::Value| admin.call("POST", "/pushes/audience", Some(&rt), Some(json!({"channel": "email", "targets": targets})));
+    let audience =
+        |targets: serde_json::Value| admin.call("POST", "/pushes/audience", Some(&rt), Some(json!({"channel": "email", "targets": targets})));
     assert_eq!(audience(json!({"users": [in_sh]})).await.status, 200);
     assert_eq!(err(&audience(json!({"users": [in_sh, in_east]})).await), (422, "unknown_user".into(), Some("targets.users[1]".into())));
     assert_eq!(err(&audience(json!({"users": [in_west]})).await), (422, "unknown_user".into(), Some("targets.users[0]".into())));
@@ -431,7 +432,8 @@ async fn per_permission_scopes_filter_lists_apps_gate_their_permissions_and_nobo
     assert_eq!(ok.json()["permissions"][1], json!({"id": "push.edit", "all_units": false, "units": [sh]}));
     // Nor widen his own role, nor take the administrator's, nor touch another tenant's.
     let own = role["id"].as_str().unwrap();
-    let widen = admin.call("PATCH", &format!("/roles/{own}"), Some(&rt), Some(json!({"permissions": [{"id": "push.edit", "all_units": true}]}))).await;
+    let widen =
+        admin.call("PATCH", &format!("/roles/{own}"), Some(&rt), Some(json!({"permissions": [{"id": "push.edit", "all_units": true}]}))).await;
     forbidden(&widen, "permissions[0].all_units", "all units");
     let narrow_all = admin.call("PATCH", &format!("/roles/{own}"), Some(&rt), Some(json!({"all_units": true}))).await;
     forbidden(&narrow_all, "all_units", "all units");
@@ -458,7 +460,10 @@ async fn per_permission_scopes_filter_lists_apps_gate_their_permissions_and_nobo
     assert!(!me["permissions"].as_array().unwrap().iter().any(|p| p == "reports.view"), "{me}");
     assert!(!me["apps"].as_array().unwrap().iter().any(|a| a == "reports"), "{me}");
     assert_eq!(admin.call("POST", "/apps/messaging/disable", Some(&boss), None).await.status, 204);
-    assert_eq!(err(&admin.call("POST", "/pushes/audience", Some(&rt), Some(json!({"channel": "email", "targets": {"users": [in_sh]}}))).await).1, "app_disabled");
+    assert_eq!(
+        err(&admin.call("POST", "/pushes/audience", Some(&rt), Some(json!({"channel": "email", "targets": {"users": [in_sh]}}))).await).1,
+        "app_disabled"
+    );
     assert_eq!(err(&admin.call("GET", "/pushes", Some(&boss), None).await).1, "app_disabled");
     assert_eq!(admin.call("GET", "/units", Some(&rt), None).await.status, 200, "the base app is always on");
     let enabled = admin.call("POST", "/apps/messaging/enable", Some(&boss), None).await;

@@ -346,12 +346,14 @@ impl Access {
     /// The check of an operation: the data `p` reaches; 403 `forbidden`
     /// without the permission, 403 `app_disabled` when its app is off.
     pub fn require(&self, p: Permission) -> Result<&Reach, ApiError> {
-        let reach = self
-            .reach
-            .get(p.as_str())
-            .ok_or_else(|| ApiError::new(ErrorKind::Forbidden, "forbidden", format!("this needs the permission {p}")))?;
+        let reach =
+            self.reach.get(p.as_str()).ok_or_else(|| ApiError::new(ErrorKind::Forbidden, "forbidden", format!("this needs the permission {p}")))?;
         if !self.app_enabled(p.app()) {
-            return Err(ApiError::new(ErrorKind::Forbidden, "app_disabled", format!("the app {} is not enabled: enable it in the app market", p.app())));
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                "app_disabled",
+                format!("the app {} is not enabled: enable it in the app market", p.app()),
+            ));
         }
         Ok(reach)
     }
@@ -385,7 +387,10 @@ impl Access {
         }
         for (j, u) in scope.units.iter().enumerate() {
             if !own.sees(u) {
-                return Err(beyond(format!("{field_units}[{j}]"), format!("you cannot grant {id} on the unit {u}: it is outside your data scope for it")));
+                return Err(beyond(
+                    format!("{field_units}[{j}]"),
+                    format!("you cannot grant {id} on the unit {u}: it is outside your data scope for it"),
+                ));
             }
         }
         Ok(())
@@ -442,7 +447,10 @@ mod tests {
     }
 
     fn role(grants: &[(&str, bool, &[&str])]) -> Role {
-        let permissions = grants.iter().map(|(id, all, us)| Grant { id: id.to_string(), all_units: *all, units: us.iter().map(|u| u.to_string()).collect() }).collect();
+        let permissions = grants
+            .iter()
+            .map(|(id, all, us)| Grant { id: id.to_string(), all_units: *all, units: us.iter().map(|u| u.to_string()).collect() })
+            .collect();
         Role { id: "r".into(), name: "r".into(), description: String::new(), permissions, created_at: 0 }
     }
 
@@ -453,10 +461,13 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(r.description, "");
-        assert_eq!(r.permissions, vec![
-            Grant { id: "push.view".into(), all_units: false, units: vec!["east".into()] },
-            Grant { id: "directory.view".into(), all_units: false, units: vec!["east".into()] },
-        ]);
+        assert_eq!(
+            r.permissions,
+            vec![
+                Grant { id: "push.view".into(), all_units: false, units: vec!["east".into()] },
+                Grant { id: "directory.view".into(), all_units: false, units: vec!["east".into()] },
+            ]
+        );
         let saved = serde_json::to_value(&r).unwrap();
         assert!(saved.get("all_units").is_none(), "{saved}");
         assert_eq!(saved["permissions"][0], serde_json::json!({"id": "push.view", "all_units": false, "units": ["east"]}));

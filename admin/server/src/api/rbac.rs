@@ -17,10 +17,10 @@ use utoipa_axum::routes;
 
 use crate::api::schema;
 use crate::auth::{self, Caller};
-use herald_core::rbac::Rights;
 use crate::state::App;
 use crate::web::{Body, Items, Page, Result, Routes, conflict, created, creating, no_content, text};
 use herald_core::docs::new_id;
+use herald_core::rbac::Rights;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.routes(routes!(list_apps))
@@ -222,7 +222,8 @@ async fn permissions(caller: Caller) -> Result<Response> {
     let mut ps = Permission::ALL.to_vec();
     let app_rank = |p: &Permission| [herald_core::rbac::BASE_APP].into_iter().chain(herald_core::rbac::APPS).position(|a| a == p.app());
     ps.sort_by_key(|p| app_rank(p));
-    let items: Vec<_> = ps.iter().map(|p| PermissionView { id: p.as_str(), app: p.app(), menu: p.menu(), kind: p.kind(), scoped: p.scoped() }).collect();
+    let items: Vec<_> =
+        ps.iter().map(|p| PermissionView { id: p.as_str(), app: p.app(), menu: p.menu(), kind: p.kind(), scoped: p.scoped() }).collect();
     Ok(axum::Json(Items { items }).into_response())
 }
 
