@@ -66,13 +66,16 @@ fn no_targets() -> ApiError {
 }
 
 /// Directory targets must be in the data scope of the operation: a unit or a
-/// user outside it is unknown to the caller (422 naming the entry).
-async fn targets_in_scope(app: &App, caller: &Caller, scope: &Reach, targets: &Targets) -> std::result::Result<(), ApiError> {
+/// user outside it is unknown to the caller (422 naming the entry). `strict`
+/// (targets being written) refuses ids that do not exist too; a stored push
+/// keeps those of users or units deleted since (they reach nobody).
+async fn targets_in_scope(app: &App, caller: &Caller, scope: &Reach, targets: &Targets, strict: bool) -> std::result::Result<(), ApiError> {
     let repo = caller.repo(app);
     if !targets.units.is_empty() {
         let units: Vec<Unit> = repo.list(UNIT).await?;
         for (i, u) in targets.units.iter().enumerate() {
-            if !scope.sees(u) || !units.iter().any(|k| &k.id == u) {
+            let exists = units.iter().any(|k| &k.id == u);
+            if (exists || strict) && !(exists && scope.sees(u)) {
                 return Err(ApiError::unknown("unknown_unit", &format!("targets.units[{i}]"), format!("no org unit {u}")));
             }
         }
@@ -80,7 +83,8 @@ async fn targets_in_scope(app: &App, caller: &Caller, scope: &Reach, targets: &T
     if !targets.users.is_empty() {
         let users: Vec<User> = repo.list(USER).await?;
         for (i, id) in targets.users.iter().enumerate() {
-            if !users.iter().any(|u| &u.id == id && scope.sees(&u.unit)) {
+            let found = users.iter().find(|u| &u.id == id);
+            if (found.is_some() || strict) && !found.is_some_and(|u| scope.sees(&u.unit)) {
                 return Err(ApiError::unknown("unknown_user", &format!("targets.users[{i}]"), format!("no user {id}")));
             }
         }
@@ -122,7 +126,7 @@ async fn checked(app: &App, caller: &Caller, scope: &Reach, b: PushBody, push: &
     if b.targets.is_empty() {
         return Err(no_targets());
     }
-    targets_in_scope(app, caller, scope, &b.targets).await?;
+    targets_in_scope(app, caller, scope, &b.targets, true).await?;
     // Raw addresses are checked as the gateway checks them at ingest.
     if let Some(plugin) = app.deps.plugins.get(&b.channel) {
         for (i, e) in b.targets.list.iter().enumerate() {
@@ -246,6 +250,8 @@ async fn delete_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
 async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let scope = caller.require(Permission::PushEdit)?;
     let orig = visible(&app, &caller, scope, &id).await?;
+    // The copy is the caller's own push: its targets must be theirs to target.
+    targets_in_scope(&app, &caller, scope, &orig.targets, false).await?;
     let now = herald_core::now_ms();
     // What it sends, starting disabled; a time already past becomes "now".
     let past = orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t <= now);
@@ -267,6 +273,9 @@ async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<S
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
     let scope = caller.require(Permission::PushSend)?;
     let mut preview = visible(app, caller, scope, id).await?;
+    if enabled {
+        targets_in_scope(app, caller, scope, &preview.targets, false).await?;
+    }
     preview.enabled = enabled;
     check_sendable(app, &caller.tenant, &preview).await?;
     let now = herald_core::now_ms();
@@ -287,10 +296,11 @@ async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Res
     params(("id" = String, Path, description = "Push id")),
     responses((status = 200, description = "The push with the new send", body = PushView),
               (status = 409, description = "`disabled`", body = ErrorBody),
-              (status = 422, description = "`no_recipients`", body = ErrorBody)))]
+              (status = 422, description = "`no_recipients`; `unknown_unit`/`unknown_user`: a target outside the caller's scope for `push.send`", body = ErrorBody)))]
 async fn send_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let scope = caller.require(Permission::PushSend)?;
     let mut push = visible(&app, &caller, scope, &id).await?;
+    targets_in_scope(&app, &caller, scope, &push.targets, false).await?;
     if !push.enabled {
         return Err(conflict("disabled", "enable the push before sending it").into());
     }
@@ -520,7 +530,7 @@ async fn push_audience(State(app): State<Arc<App>>, caller: Caller, Body(b): Bod
     if b.targets.is_empty() {
         return Err(no_targets().into());
     }
-    targets_in_scope(&app, &caller, scope, &b.targets).await?;
+    targets_in_scope(&app, &caller, scope, &b.targets, true).await?;
     let expanded = audience(&app, &caller.tenant, &b.channel, &b.targets).await?;
     Ok(axum::Json(Audience { recipients: expanded.recipients.len(), skipped: expanded.skipped.len() }).into_response())
 }
