@@ -1022,8 +1022,9 @@ async function pageApps(root) {
     const apps = items(await api('GET', '/apps'));
     setHtml(list, html`${apps.map((a) => html`<article class="card" data-testid="app-card" data-id="${a.id}">
       <h3>${t('app.' + a.id + '.name', {}, a.name)}</h3><p>${t('app.' + a.id + '.desc', {}, a.description)}</p>
-      ${a.enabled ? html`<p class="ok" data-testid="app-enabled">${t('apps.enabledAt', { at: fmtTime(a.enabled_at), by: a.enabled_by || '' })}</p>`
-        : (manage ? html`<button type="button" class="primary" data-enable="${a.id}" data-testid="app-enable-${a.id}">${t('apps.enable')}</button>` : html`<p class="muted">${t('apps.notEnabled')}</p>`)}
+      ${a.enabled ? html`<p class="ok" data-testid="app-enabled">${t('apps.enabledAt', { at: fmtTime(a.enabled_at), by: a.enabled_by || '' })}</p>
+          ${manage ? html`<button type="button" class="danger" data-disable="${a.id}" data-testid="app-disable-${a.id}">${t('apps.disable')}</button>` : ''}`
+        : html`<p class="muted" data-testid="app-disabled">${t('apps.notEnabledHint')}</p>${manage ? html`<button type="button" class="primary" data-enable="${a.id}" data-testid="app-enable-${a.id}">${t('apps.enable')}</button>` : ''}`}
     </article>`)}`);
     on(list, '[data-enable]', 'click', async (e) => {
       const id = e.currentTarget.dataset.enable;
@@ -1032,10 +1033,25 @@ async function pageApps(root) {
         const r = await api('POST', `/apps/${encodeURIComponent(id)}/enable`);
         toast(t('apps.enabled'));
         if (r && r.api_key) showKeyDialog(r.api_key);
-        loadApps();
-        loadKeys();
+        await appsChanged();
       } catch (err) { toast(err.message, 'error'); e.currentTarget.disabled = false; }
     });
+    on(list, '[data-disable]', 'click', async (e) => {
+      const id = e.currentTarget.dataset.disable;
+      if (!(await confirmDialog(t('apps.confirmDisable', { name: t('app.' + id + '.name', {}, id) })))) return;
+      try {
+        await api('POST', `/apps/${encodeURIComponent(id)}/disable`);
+        toast(t('apps.disabled'));
+        await appsChanged();
+      } catch (err) { toast(err.message, 'error'); }
+    });
+  };
+  // The menus follow the enabled apps.
+  const appsChanged = async () => {
+    await loadMe();
+    renderShell();
+    loadApps();
+    loadKeys();
   };
   const loadKeys = async () => {
     try {
@@ -1065,6 +1081,11 @@ async function pageApps(root) {
 
 // ------------------------------------------------------------------------ roles
 
+/** One line of a role's data scope: all units, or the names of its units. */
+function scopeText(g, tree) {
+  return g.all_units ? t('roles.allUnits') : ((g.units || []).map((id) => tree.byId.get(id)?.name || id).join('、') || t('roles.noUnits'));
+}
+
 async function pageRoles(root) {
   const manage = can('roles.manage');
   setHtml(root, html`<section data-testid="page-roles"><h1>${t('menu.roles')}</h1>
@@ -1076,11 +1097,14 @@ async function pageRoles(root) {
   const tree = buildTree(units);
   const load = async () => {
     const roles = items(await api('GET', '/roles'));
-    setHtml(wrap, html`<table data-testid="roles-table"><thead><tr><th>${t('common.name')}</th><th>${t('roles.perms')}</th><th>${t('roles.data')}</th><th></th></tr></thead>
-      <tbody>${roles.map((r) => html`<tr data-testid="role-row" data-name="${r.name}"><td>${r.name}</td><td>${(r.permissions || []).length}</td>
-        <td>${r.all_units ? t('roles.allUnits') : (r.units || []).map((id) => tree.byId.get(id)?.name || id).join(', ')}</td>
+    setHtml(wrap, html`<table data-testid="roles-table"><thead><tr><th>${t('common.name')}</th><th>${t('roles.description')}</th><th>${t('roles.perms')}</th><th>${t('roles.data')}</th><th></th></tr></thead>
+      <tbody>${roles.map((r) => {
+        const scopes = [...new Set((r.permissions || []).map((g) => scopeText(g, tree)))];
+        return html`<tr data-testid="role-row" data-name="${r.name}"><td>${r.name}</td><td data-testid="role-description">${r.description || ''}</td><td>${(r.permissions || []).length}</td>
+        <td>${scopes.length > 1 ? t('roles.perPermission') : (scopes[0] || '')}</td>
         <td class="rowbtns">${manage ? html`<button type="button" data-edit="${r.id}" data-testid="role-edit">${t('common.edit')}</button>
-        <button type="button" class="danger" data-del="${r.id}" data-testid="role-delete">${t('common.delete')}</button>` : html`<button type="button" data-edit="${r.id}" data-testid="role-view">${t('common.view')}</button>`}</td></tr>`)}</tbody></table>`);
+        <button type="button" class="danger" data-del="${r.id}" data-testid="role-delete">${t('common.delete')}</button>` : html`<button type="button" data-edit="${r.id}" data-testid="role-view">${t('common.view')}</button>`}</td></tr>`;
+      })}</tbody></table>`);
     on(wrap, '[data-edit]', 'click', (e) => roleDialog(roles.find((r) => r.id === e.currentTarget.dataset.edit)));
     on(wrap, '[data-del]', 'click', async (e) => {
       const r = roles.find((x) => x.id === e.currentTarget.dataset.del);
@@ -1089,33 +1113,74 @@ async function pageRoles(root) {
     });
   };
   const roleDialog = (role) => {
-    const r = role || { name: '', permissions: [], all_units: false, units: [] };
-    const has = new Set(r.permissions || []);
-    const groups = new Map();
+    const r = role || { name: '', description: '', permissions: [] };
+    const has = new Map((r.permissions || []).map((g) => [g.id, g]));
+    // app → menu → [menu permission, buttons…]
+    const apps = new Map();
     for (const p of catalogue) {
-      if (!groups.has(p.menu)) groups.set(p.menu, []);
-      groups.get(p.menu).push(p);
+      const app = p.app || 'base';
+      if (!apps.has(app)) apps.set(app, new Map());
+      const menus = apps.get(app);
+      if (!menus.has(p.menu)) menus.set(p.menu, []);
+      menus.get(p.menu).push(p);
     }
+    const enabled = new Set(state.me?.apps || []);
+    const scopeOf = (p) => {
+      const g = has.get(p.id);
+      const all = g ? g.all_units : true;
+      return html`<div class="perm-scope" data-testid="scope-${p.id}-wrap">
+        <select name="scope:${p.id}" data-testid="scope-${p.id}" aria-label="${t('roles.data')}">
+          <option value="all" ${raw(all ? 'selected' : '')}>${t('roles.allUnits')}</option>
+          <option value="some" ${raw(!all ? 'selected' : '')}>${t('roles.someUnits')}</option></select>
+        <div class="role-units" data-testid="scope-units-${p.id}">${treeCheckboxes(tree.roots, g ? g.units : [], 'units:' + p.id)}</div></div>`;
+    };
+    const perm = (p) => html`<div class="perm" data-testid="perm-row" data-id="${p.id}" data-kind="${p.kind}">
+      <label class="inline"><input type="checkbox" name="permissions" value="${p.id}" data-kind="${p.kind}" data-menu="${p.menu}" data-testid="perm-${p.id}" ${raw(has.has(p.id) ? 'checked' : '')}>
+        ${t('perm.' + p.id, {}, p.id)} <span class="muted">(${t('perm.kind.' + p.kind, {}, p.kind)})</span></label>
+      ${p.scoped ? scopeOf(p) : ''}</div>`;
     const { el, form } = formDialog(role ? t('roles.edit') : t('roles.add'), html`
       <label>${t('common.name')} *<input name="name" value="${r.name}" data-testid="role-name" required></label>
-      <fieldset data-field="permissions"><legend>${t('roles.perms')}</legend><div class="permgrid">
-      ${[...groups.entries()].map(([menu, ps]) => html`<div class="permgroup" data-testid="perm-group" data-menu="${menu}"><h4>${t('menu.' + menuKey(menu), {}, menu)}</h4>
-        ${ps.map((p) => html`<label class="inline"><input type="checkbox" name="permissions" value="${p.id}" data-testid="perm-${p.id}" ${raw(has.has(p.id) ? 'checked' : '')}> ${t('perm.' + p.id, {}, p.id)} <span class="muted">(${t('perm.kind.' + p.kind, {}, p.kind)})</span></label>`)}</div>`)}
-      </div></fieldset>
-      <fieldset data-field="units"><legend>${t('roles.data')}</legend>
-        <label class="inline"><input type="radio" name="scope" value="all" data-testid="role-all-units" ${raw(r.all_units ? 'checked' : '')}> ${t('roles.allUnits')}</label>
-        <label class="inline"><input type="radio" name="scope" value="some" data-testid="role-some-units" ${raw(!r.all_units ? 'checked' : '')}> ${t('roles.someUnits')}</label>
-        <div class="role-units" data-testid="role-units">${treeCheckboxes(tree.roots, r.units)}</div></fieldset>`,
+      <label>${t('roles.description')}<textarea name="description" rows="2" maxlength="500" data-testid="role-description-input">${r.description || ''}</textarea></label>
+      <fieldset data-field="permissions"><legend>${t('roles.perms')}</legend><p class="muted">${t('roles.treeHint')}</p>
+      <ul class="permtree" data-testid="perm-tree">${[...apps.entries()].map(([app, menus]) => html`<li class="permapp" data-testid="perm-app" data-app="${app}">
+        <strong>${t('app.' + app + '.name', {}, app)}</strong>${app !== 'base' && !enabled.has(app) ? html` <span class="muted" data-testid="perm-app-off">${t('apps.notEnabled')}</span>` : ''}
+        <ul>${[...menus.entries()].map(([menu, ps]) => html`<li class="permgroup" data-testid="perm-group" data-menu="${menu}"><h4>${t('menu.' + menuKey(menu), {}, menu)}</h4>
+          ${ps.filter((p) => p.kind === 'menu').map(perm)}<ul class="permbuttons">${ps.filter((p) => p.kind !== 'menu').map((p) => html`<li>${perm(p)}</li>`)}</ul></li>`)}</ul></li>`)}
+      </ul></fieldset>`,
     async (f) => {
-      const all = f.elements.scope.value === 'all';
-      const body = { name: f.elements.name.value.trim(), permissions: $$('input[name=permissions]:checked', f).map((i) => i.value), all_units: all, units: all ? [] : $$('input[name=units]:checked', f).map((i) => i.value) };
+      const permissions = $$('input[name=permissions]:checked', f).map((i) => {
+        const p = catalogue.find((c) => c.id === i.value);
+        if (!p?.scoped) return { id: i.value };
+        const all = f.elements['scope:' + p.id].value === 'all';
+        return { id: p.id, all_units: all, units: all ? [] : $$(`input[name="units:${CSS.escape(p.id)}"]:checked`, f).map((u) => u.value) };
+      });
+      const body = { name: f.elements.name.value.trim(), description: f.elements.description.value.trim(), permissions };
       if (role) await api('PATCH', `/roles/${encodeURIComponent(role.id)}`, body);
       else await api('POST', '/roles', body);
       toast(t('common.saved'));
       load();
     }, 'role-dialog');
-    const sync = () => { $('.role-units', el).classList.toggle('disabled', form.elements.scope.value === 'all'); $$('.role-units input', el).forEach((i) => { i.disabled = form.elements.scope.value === 'all'; }); };
-    on(el, 'input[name=scope]', 'change', sync);
+    const sync = () => {
+      $$('.perm', el).forEach((row) => {
+        const box = $('input[name=permissions]', row);
+        const sel = $('select', row);
+        if (!sel) return;
+        sel.disabled = !manage || !box.checked;
+        const some = box.checked && sel.value === 'some';
+        const units = $('.role-units', row);
+        units.hidden = !some;
+        $$('input', units).forEach((i) => { i.disabled = !manage || !some; });
+      });
+    };
+    // A button needs its menu: checking a button checks the menu; unchecking the menu unchecks its buttons.
+    on(el, 'input[name=permissions]', 'change', (e) => {
+      const box = e.currentTarget;
+      const group = box.closest('.permgroup');
+      if (box.dataset.kind === 'button' && box.checked) { const m = $('input[name=permissions][data-kind=menu]', group); if (m) m.checked = true; }
+      if (box.dataset.kind === 'menu' && !box.checked) $$('input[name=permissions][data-kind=button]', group).forEach((b) => { b.checked = false; });
+      sync();
+    });
+    on(el, '.perm select', 'change', sync);
     sync();
     if (!manage) { $$('input,select,textarea', form).forEach((i) => { i.disabled = true; }); $('[data-testid=dialog-submit]', form).hidden = true; }
   };

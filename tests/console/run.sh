@@ -12,6 +12,7 @@ here=$PWD
 repo=$(cd ../.. && pwd)
 target=${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}
 admin_bin=${HERALD_ADMIN_BIN:-$target/release/herald-admin}
+unset HERALD_ADMIN_BIN # the admin reads HERALD_ADMIN_* as its configuration
 gateway_bin=${HERALD_GATEWAY_BIN:-$target/release/herald-gateway}
 # The admin reads every HERALD_ADMIN_* variable as its configuration.
 unset HERALD_ADMIN_BIN

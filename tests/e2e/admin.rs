@@ -403,7 +403,7 @@ async fn a_push_from_the_admin_is_delivered_by_the_gateway_with_its_sealed_secre
     assert_eq!((send.status, send.error().0.as_str()), (409, "disabled"), "{}", send.text());
 
     // The messaging app's key is accepted by the gateway.
-    let enabled = admin.call("POST", "/apps/messaging/enable", Some(&t), None).await;
+    let enabled = admin.call("POST", "/api-keys", Some(&t), None).await;
     assert_eq!(enabled.status, 201, "{}", enabled.text());
     let key = enabled.json()["api_key"].as_str().unwrap().to_string();
     let sent = gw

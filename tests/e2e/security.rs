@@ -392,3 +392,134 @@ async fn cross_site_cookie_writes_are_refused_and_the_cookie_is_secure_when_conf
     let set = r.headers["set-cookie"].to_str().unwrap().to_string();
     assert!(set.contains("HttpOnly; SameSite=Strict") && set.ends_with("; Secure"), "{set}");
 }
+
+fn err(r: &Resp) -> (u16, String, Option<String>) {
+    let (code, field) = r.error();
+    (r.status, code, field)
+}
+
+/// Issue 16 point 6: each function permission has its own data scope, applied
+/// to every list and to push targets; an app not enabled refuses its
+/// permissions; a role manager grants nothing beyond his own permissions and
+/// scopes (nor makes himself administrator); another tenant's ids are unknown.
+#[tokio::test]
+async fn per_permission_scopes_filter_lists_apps_gate_their_permissions_and_nobody_grants_beyond_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path());
+    let (_, boss) = admin.register("Acme", "boss").await;
+    let (_, other) = admin.register("Other", "other.boss").await;
+    let root = admin.root_unit(&boss).await;
+    let foreign_unit = admin.root_unit(&other).await;
+    let foreign_role = admin.call("GET", "/roles", Some(&other), None).await.json()["items"][0]["id"].as_str().unwrap().to_string();
+    let admin_role = admin.call("GET", "/roles", Some(&boss), None).await.json()["items"][0]["id"].as_str().unwrap().to_string();
+    let unit = |name: &str, parent: &str| admin.call("POST", "/units", Some(&boss), Some(json!({"name": name, "parent": parent})));
+    let east = id(&unit("East", &root).await);
+    let sh = id(&unit("Shanghai", &east).await);
+    let west = id(&unit("West", &root).await);
+    let user = |name: &str, unit: &str| {
+        admin.call("POST", "/users", Some(&boss), Some(json!({"name": name, "email": format!("{name}@example.test"), "unit": unit})))
+    };
+    let in_sh = id(&user("sh", &sh).await);
+    let in_east = id(&user("east", &east).await);
+    let in_west = id(&user("west", &west).await);
+
+    // A role with a description and a scope per permission.
+    let r = admin
+        .call(
+            "POST",
+            "/roles",
+            Some(&boss),
+            Some(json!({"name": "Regional", "description": "华东区域管理员", "permissions": [
+                {"id": "roles.view", "all_units": true}, {"id": "roles.manage", "all_units": true},
+                {"id": "directory.view", "units": [east]}, {"id": "push.view", "all_units": true},
+                {"id": "push.edit", "units": [sh]}, {"id": "reports.view", "units": [west]}]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let role = r.json();
+    assert_eq!(role["description"], "华东区域管理员");
+    assert_eq!(role["permissions"][2], json!({"id": "directory.view", "all_units": false, "units": [east]}));
+    let mgr = id(&admin
+        .call("POST", "/users", Some(&boss), Some(json!({"name": "Rae", "login": "rae", "password": PASSWORD, "unit": sh, "roles": [role["id"]]})))
+        .await);
+    let rt = admin.login("rae", PASSWORD).await;
+
+    // Lists: the directory on East only; push targets within push.edit's scope (Shanghai).
+    let users = admin.call("GET", "/users", Some(&rt), None).await.json();
+    let mut seen: Vec<&str> = users["items"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    seen.sort();
+    let mut want = vec![in_sh.as_str(), in_east.as_str(), mgr.as_str()];
+    want.sort();
+    assert_eq!(seen, want, "{users}");
+    assert_eq!(admin.call("GET", &format!("/users/{in_west}"), Some(&rt), None).await.status, 404);
+    let units = admin.call("GET", "/units", Some(&rt), None).await.json();
+    assert_eq!(units["items"].as_array().unwrap().len(), 2, "East and Shanghai: {units}");
+    let audience =
+        |targets: serde_json::Value| admin.call("POST", "/pushes/audience", Some(&rt), Some(json!({"channel": "email", "targets": targets})));
+    assert_eq!(audience(json!({"users": [in_sh]})).await.status, 200);
+    assert_eq!(err(&audience(json!({"users": [in_sh, in_east]})).await), (422, "unknown_user".into(), Some("targets.users[1]".into())));
+    assert_eq!(err(&audience(json!({"users": [in_west]})).await), (422, "unknown_user".into(), Some("targets.users[0]".into())));
+    assert_eq!(err(&audience(json!({"units": [east]})).await), (422, "unknown_unit".into(), Some("targets.units[0]".into())));
+    assert_eq!(err(&audience(json!({"units": [foreign_unit]})).await), (422, "unknown_unit".into(), Some("targets.units[0]".into())));
+    // Buttons not granted.
+    assert_eq!(err(&admin.call("POST", "/units", Some(&rt), Some(json!({"name": "x", "parent": sh}))).await).0, 403);
+
+    // Escalation: nothing beyond one's own permission and scope, in either body format.
+    let grant = |perms: serde_json::Value| admin.call("POST", "/roles", Some(&rt), Some(json!({"name": "G", "permissions": perms})));
+    forbidden(&grant(json!([{"id": "push.send", "all_units": true}])).await, "permissions[0]", "push.send");
+    forbidden(&grant(json!([{"id": "directory.view", "all_units": true}])).await, "permissions[0].all_units", "all units");
+    forbidden(&grant(json!([{"id": "roles.view"}, {"id": "push.edit", "units": [east]}])).await, "permissions[1].units[0]", "push.edit");
+    forbidden(&grant(json!([{"id": "push.edit", "units": [sh]}, {"id": "directory.edit", "units": [sh]}])).await, "permissions[1]", "directory.edit");
+    let legacy = admin.call("POST", "/roles", Some(&rt), Some(json!({"name": "L", "permissions": ["directory.view"], "all_units": true}))).await;
+    forbidden(&legacy, "all_units", "all units");
+    let foreign = grant(json!([{"id": "directory.view", "units": [foreign_unit]}])).await;
+    assert_eq!(err(&foreign), (422, "unknown_unit".into(), Some("permissions[0].units[0]".into())), "another tenant's unit");
+    assert_eq!(err(&grant(json!([{"id": "no.such"}])).await), (422, "unknown_permission".into(), Some("permissions[0]".into())));
+    // Within: a subtree of one's own scope; a permission without a scope takes the granter's own.
+    let ok = grant(json!([{"id": "directory.view", "units": [sh]}, {"id": "push.edit"}])).await;
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    assert_eq!(ok.json()["permissions"][1], json!({"id": "push.edit", "all_units": false, "units": [sh]}));
+    // Nor widen his own role, nor take the administrator's, nor touch another tenant's.
+    let own = role["id"].as_str().unwrap();
+    let widen =
+        admin.call("PATCH", &format!("/roles/{own}"), Some(&rt), Some(json!({"permissions": [{"id": "push.edit", "all_units": true}]}))).await;
+    forbidden(&widen, "permissions[0].all_units", "all units");
+    let narrow_all = admin.call("PATCH", &format!("/roles/{own}"), Some(&rt), Some(json!({"all_units": true}))).await;
+    forbidden(&narrow_all, "all_units", "all units");
+    forbidden(&admin.call("PATCH", &format!("/roles/{admin_role}"), Some(&rt), Some(json!({"description": "x"}))).await, "id", "this role");
+    let take = admin.call("PATCH", &format!("/users/{mgr}"), Some(&rt), Some(json!({"roles": [own, admin_role]}))).await;
+    assert_eq!(take.status, 403, "no directory.edit (taking a role beyond one's own: the test above): {}", take.text());
+    assert_eq!(admin.call("GET", &format!("/roles/{foreign_role}"), Some(&rt), None).await.status, 404);
+    assert_eq!(admin.call("PATCH", &format!("/roles/{foreign_role}"), Some(&rt), Some(json!({"name": "stolen"}))).await.status, 404);
+    // What he holds, with each scope.
+    let me = admin.call("GET", "/me", Some(&rt), None).await.json();
+    assert!(me["permissions"].as_array().unwrap().iter().any(|p| p == "push.edit"), "{me}");
+    assert_eq!(me["grants"].as_array().unwrap().iter().find(|g| g["id"] == "push.edit").unwrap()["units"], json!([sh]));
+
+    // The app gate: a disabled app's permissions grant nothing (403 app_disabled) until it is enabled again.
+    let reports = admin.call("GET", "/reports/summary", Some(&rt), None).await;
+    assert_eq!(reports.status, 200, "{}", reports.text());
+    assert_eq!(admin.call("POST", "/apps/reports/disable", Some(&rt), None).await.status, 403, "apps.manage not held");
+    assert_eq!(admin.call("POST", "/apps/reports/disable", Some(&boss), None).await.status, 204);
+    assert_eq!(err(&admin.call("POST", "/apps/reports/disable", Some(&boss), None).await).1, "not_enabled");
+    assert_eq!(err(&admin.call("POST", "/apps/nothing/disable", Some(&boss), None).await).0, 404);
+    assert_eq!(err(&admin.call("GET", "/reports/summary", Some(&rt), None).await), (403, "app_disabled".into(), None));
+    assert_eq!(err(&admin.call("GET", "/reports/summary", Some(&boss), None).await), (403, "app_disabled".into(), None), "the administrator too");
+    let me = admin.call("GET", "/me", Some(&rt), None).await.json();
+    assert!(!me["permissions"].as_array().unwrap().iter().any(|p| p == "reports.view"), "{me}");
+    assert!(!me["apps"].as_array().unwrap().iter().any(|a| a == "reports"), "{me}");
+    assert_eq!(admin.call("POST", "/apps/messaging/disable", Some(&boss), None).await.status, 204);
+    assert_eq!(
+        err(&admin.call("POST", "/pushes/audience", Some(&rt), Some(json!({"channel": "email", "targets": {"users": [in_sh]}}))).await).1,
+        "app_disabled"
+    );
+    assert_eq!(err(&admin.call("GET", "/pushes", Some(&boss), None).await).1, "app_disabled");
+    assert_eq!(admin.call("GET", "/units", Some(&rt), None).await.status, 200, "the base app is always on");
+    let enabled = admin.call("POST", "/apps/messaging/enable", Some(&boss), None).await;
+    assert_eq!(enabled.status, 201, "{}", enabled.text());
+    assert!(enabled.json()["api_key"].as_str().unwrap().starts_with("hk_"));
+    assert_eq!(admin.call("GET", "/pushes", Some(&rt), None).await.status, 200);
+    assert_eq!(err(&admin.call("POST", "/apps/messaging/enable", Some(&boss), None).await).1, "already_enabled");
+    // Another tenant is untouched.
+    assert_eq!(admin.call("GET", "/reports/summary", Some(&other), None).await.status, 200);
+}

@@ -103,7 +103,8 @@ impl World {
                 ]})),
             )
             .await);
-        let enabled = admin.call("POST", "/apps/messaging/enable", t, None).await;
+        // Messaging is enabled from registration: its key is issued on demand.
+        let enabled = admin.call("POST", "/api-keys", t, None).await;
         let key = enabled.json()["api_key"].as_str().unwrap().to_string();
         World { gw, admin, smtp, twilio, tenant, token, key, action, _dir: dir }
     }

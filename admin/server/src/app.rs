@@ -31,6 +31,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let services = Services::new(deps, LimitsSource::Published, String::new());
     let app = Arc::new(App { cfg, deps: services.deps.clone(), services });
     crate::auth::grant_new_permissions(&app).await.map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
+    crate::auth::enable_apps_of_earlier_tenants(&app).await.map_err(|e| anyhow::anyhow!("upgrade of apps: {e}"))?;
     tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
     tokio::spawn(crate::pushes::scheduler(app.clone(), shutdown.clone()));
     tokio::spawn(sweep_attempts(app.clone(), shutdown.clone()));

@@ -1,7 +1,6 @@
 //! Passwords (argon2id), sessions, login lockout, and the caller of a request
 //! with their function permissions and data scope (RBAC).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::state::App;
 use crate::web::Failure;
 use herald_core::docs::Repo;
-use herald_core::rbac::{Permission, ROLE, Role};
+use herald_core::rbac::{APP, APPS, Access, Enablement, Grant, Permission, ROLE, Reach, Rights, Role, Scope};
 
 pub const COOKIE: &str = "herald_session";
 /// Platform-wide documents (logins, sessions) live under this tenant.
@@ -336,47 +335,14 @@ pub async fn end_sessions_of(app: &App, tenant: &str, user: &str, keep: Option<&
     Ok(n)
 }
 
-/// Who is calling, with what they may do and see.
+/// Who is calling, with what they may do and see: each permission with the
+/// data it reaches, in the tenant's enabled apps (rules in `herald_core::rbac`).
 pub struct Caller {
     pub tenant: String,
     pub user: User,
-    pub permissions: HashSet<String>,
-    pub all_units: bool,
-    /// Units in the caller's data scope (subtrees expanded).
-    pub units: HashSet<String>,
+    pub access: Access,
     /// The key of the caller's session.
     pub session: String,
-}
-
-/// What a set of roles grants: function permissions and data scope.
-#[derive(Debug, Default)]
-pub struct Rights {
-    pub permissions: HashSet<String>,
-    pub all_units: bool,
-    /// Unit subtrees (roots) when not `all_units`.
-    pub units: Vec<String>,
-}
-
-impl Rights {
-    pub fn of<'r>(roles: impl IntoIterator<Item = &'r Role>) -> Rights {
-        let mut r = Rights::default();
-        for role in roles {
-            r.permissions.extend(role.permissions.iter().cloned());
-            r.all_units |= role.all_units;
-            r.units.extend(role.units.iter().cloned());
-        }
-        r
-    }
-
-    /// The rights of `user` given the tenant's roles.
-    pub fn of_user(user: &User, roles: &[Role]) -> Rights {
-        Rights::of(roles.iter().filter(|r| user.roles.contains(&r.id)))
-    }
-
-    /// Every permission in the catalogue, on every unit.
-    pub fn is_full(&self) -> bool {
-        self.all_units && Permission::ALL.iter().all(|p| self.permissions.contains(p.as_str()))
-    }
 }
 
 /// How many users hold full rights.
@@ -398,66 +364,16 @@ pub async fn keep_an_admin(repo: &Repo<'_>, change: impl FnOnce(&mut Vec<Role>, 
     Ok(())
 }
 
-/// 403 for a grant or edit beyond the caller's own rights.
-pub fn beyond(field: impl Into<String>, message: impl Into<herald_core::i18n::Text>) -> ApiError {
-    ApiError::new(ErrorKind::Forbidden, "forbidden", message).with_field(field)
-}
-
 impl Caller {
-    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if self.permissions.contains(permission.as_str()) {
-            Ok(())
-        } else {
-            Err(ApiError::new(ErrorKind::Forbidden, "forbidden", herald_core::msg!("rbac.needs_permission", permission = permission)))
-        }
-    }
-
-    pub fn sees_unit(&self, unit: &str) -> bool {
-        self.all_units || self.units.contains(unit)
-    }
-
-    /// `sees_unit` as a store filter on a document's `field` (None: sees all).
-    pub fn unit_scope(&self, field: &str) -> Option<herald_core::doc_query::DocFilter> {
-        let mut units: Vec<&String> = self.units.iter().collect();
-        units.sort();
-        (!self.all_units)
-            .then(|| herald_core::doc_query::DocFilter::In { field: field.into(), values: units.into_iter().map(|u| u.as_str().into()).collect() })
-    }
-
-    /// The one rule for granting: a role, a role assignment or a user edit may
-    /// carry only permissions and data scope the caller holds. `field` prefixes
-    /// the offending input in the error ("permissions" → "permissions[2]").
-    pub fn may_grant(&self, field: &str, permissions: &[String], all_units: bool, units: &[String]) -> Result<(), ApiError> {
-        for (i, p) in permissions.iter().enumerate() {
-            if !self.permissions.contains(p) {
-                return Err(beyond(format!("{field}permissions[{i}]"), herald_core::msg!("rbac.grant_permission", permission = p)));
-            }
-        }
-        if all_units && !self.all_units {
-            return Err(beyond(format!("{field}all_units"), herald_core::msg!("rbac.grant_all_units")));
-        }
-        for (i, u) in units.iter().enumerate() {
-            if !self.sees_unit(u) {
-                return Err(beyond(format!("{field}units[{i}]"), herald_core::msg!("rbac.grant_unit", unit = u)));
-            }
-        }
-        Ok(())
+    /// The one check of a handler: the data `p` reaches (403 `forbidden`
+    /// without it, 403 `app_disabled` when its app is not enabled).
+    pub fn require(&self, p: Permission) -> Result<&Reach, ApiError> {
+        self.access.require(p)
     }
 
     /// Refuse acting on something (a role, a user) that holds rights the caller lacks.
     pub fn covers(&self, field: &str, what: herald_core::i18n::Msg, rights: &Rights) -> Result<(), ApiError> {
-        let mut missing: Vec<&String> = rights.permissions.iter().filter(|p| !self.permissions.contains(*p)).collect();
-        missing.sort();
-        if let Some(p) = missing.first() {
-            return Err(beyond(field, herald_core::msg!("rbac.holds_permission", permission = p).nested("what", what)));
-        }
-        if rights.all_units && !self.all_units {
-            return Err(beyond(field, herald_core::msg!("rbac.holds_all_units").nested("what", what)));
-        }
-        if let Some(u) = rights.units.iter().find(|u| !self.sees_unit(u)) {
-            return Err(beyond(field, herald_core::msg!("rbac.holds_unit", unit = u).nested("what", what)));
-        }
-        Ok(())
+        self.access.covers(field, &what, rights)
     }
 
     pub fn repo<'a>(&'a self, app: &'a App) -> Repo<'a> {
@@ -489,23 +405,15 @@ impl FromRequestParts<Arc<App>> for Caller {
         }
         let repo = Repo::new(app.deps.backends.config.as_ref(), &session.tenant);
         let user: User = repo.get(directory::USER, &session.user).await?.ok_or_else(unauthenticated)?;
-        let mut permissions = HashSet::new();
-        let (mut all_units, mut roots) = (false, Vec::new());
+        let mut roles = vec![];
         for id in &user.roles {
-            if let Some(role) = repo.get::<Role>(ROLE, id).await? {
-                permissions.extend(role.permissions);
-                all_units |= role.all_units;
-                roots.extend(role.units);
-            }
+            roles.extend(repo.get::<Role>(ROLE, id).await?);
         }
-        let mut units = HashSet::new();
-        if !all_units && !roots.is_empty() {
-            let tree: Vec<Unit> = repo.list(directory::UNIT).await?;
-            for r in &roots {
-                units.extend(directory::subtree(&tree, r));
-            }
-        }
-        Ok(Caller { tenant: session.tenant, user, permissions, all_units, units, session: key })
+        let rights = Rights::of(&roles);
+        let tree: Vec<Unit> = if rights.0.values().any(|s| !s.all_units && !s.units.is_empty()) { repo.list(directory::UNIT).await? } else { vec![] };
+        let apps: Vec<Enablement> = repo.list(APP).await?;
+        let access = Access::new(&rights, &tree, apps.into_iter().map(|a| a.app));
+        Ok(Caller { tenant: session.tenant, user, access, session: key })
     }
 }
 
@@ -523,13 +431,16 @@ pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
     for tenant in app.deps.backends.config.tenants().await? {
         let repo = Repo::new(app.deps.backends.config.as_ref(), &tenant.id);
         for role in repo.list::<Role>(ROLE).await? {
-            if !old.iter().all(|p| role.permissions.iter().any(|q| q == p)) {
+            if !old.iter().all(|p| role.permissions.iter().any(|g| g.id == *p)) {
                 continue;
             }
+            // On the widest scope the role holds its other permissions.
+            let mut scope = Scope::default();
+            role.permissions.iter().for_each(|g| scope.merge(&g.scope()));
             repo.update::<Role>(ROLE, &role.id, |r| {
                 for p in &new {
-                    if !r.permissions.iter().any(|q| q == p) {
-                        r.permissions.push(p.to_string());
+                    if !r.permissions.iter().any(|g| g.id == *p) {
+                        r.permissions.push(Grant { id: p.to_string(), all_units: scope.all_units, units: scope.units.clone() });
                     }
                 }
                 Ok(())
@@ -539,6 +450,30 @@ pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
         }
     }
     platform.put("migration", &marker, &serde_json::json!({"at": herald_core::now_ms()})).await?;
+    Ok(())
+}
+
+/// Upgrade: apps gate their permissions since this release, so every tenant
+/// registered before keeps the whole market enabled (once; a marker records it).
+pub async fn enable_apps_of_earlier_tenants(app: &App) -> Result<(), ApiError> {
+    let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
+    let marker = "apps.gate";
+    if platform.get::<serde_json::Value>("migration", marker).await?.is_some() {
+        return Ok(());
+    }
+    for tenant in app.deps.backends.config.tenants().await? {
+        enable_apps(&Repo::new(app.deps.backends.config.as_ref(), &tenant.id), "upgrade").await?;
+    }
+    platform.put("migration", marker, &serde_json::json!({"at": herald_core::now_ms()})).await?;
+    Ok(())
+}
+
+/// Enable every app of the market not enabled yet (a new tenant starts with them all).
+pub async fn enable_apps(repo: &Repo<'_>, by: &str) -> Result<(), ApiError> {
+    for id in APPS {
+        let record = Enablement { app: id.to_string(), enabled_at: herald_core::now_ms(), enabled_by: by.to_string() };
+        repo.create(APP, id, &record).await?;
+    }
     Ok(())
 }
 

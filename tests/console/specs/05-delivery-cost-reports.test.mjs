@@ -39,7 +39,7 @@ after(async () => { await browser?.close(); });
 test('send now: arrives at the SMTP sink through the gateway, shown as sent; cost and reports follow', { timeout: 120_000 }, async (t) => {
   const tn = await freshTenant('dlv');
   // The messaging app (the gateway's tenant and key) and a top-up by the platform operator.
-  await tn.api.post('/apps/messaging/enable');
+  await tn.api.post('/api-keys'); // messaging is enabled from registration
   assert.ok(OPERATOR_TOKEN, 'run.sh gives the admin an operator token');
   {
     const r = await new Api(OPERATOR_TOKEN).req('POST', `/operator/tenants/${tn.me.tenant.id}/top-ups`, { amount_minor: 10_000, note: 'console test top-up' });

@@ -196,7 +196,7 @@ test('templates and an action with two rule cards; refusals; copy, disable, dele
     await page.getByTestId('tab-incidents').click();
     await page.getByTestId('page-incidents').waitFor();
     await page.getByTestId('incident-empty').waitFor();
-    const key = (await tn.api.post('/apps/messaging/enable')).api_key;
+    const key = (await tn.api.post('/api-keys')).api_key;
     assert.ok(key, 'the messaging app gives an API key');
     assert.ok(GATEWAY, 'run.sh gives the gateway URL');
     const trig = await fetch(`${GATEWAY}/v1/actions/${saved.id}/trigger`, {

@@ -240,7 +240,7 @@ function layoutProblems() {
 /** A tenant with something on every page: users, an account, a sent and a scheduled push, a template, an action and its incident, money. */
 async function tenantWithData() {
   const tn = await freshTenant('lay');
-  const key = (await tn.api.post('/apps/messaging/enable')).api_key;
+  const key = (await tn.api.post('/api-keys')).api_key;
   const top = await new Api(OPERATOR_TOKEN).req('POST', `/operator/tenants/${tn.me.tenant.id}/top-ups`, { amount_minor: 50_000, note: 'layout test top-up' });
   assert.ok(top.status < 300, `top-up → ${top.status} ${JSON.stringify(top.body)}`);
   const account = await emailAccount(tn.api);

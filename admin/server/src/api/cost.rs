@@ -122,7 +122,7 @@ async fn bill_lines(app: &App, caller: &Caller, r: &Range) -> Result<Vec<herald_
     if let (Some(f), Some(t)) = (from, to)
         && f > t
     {
-        return Err(ApiError::invalid("to", "the last month comes before the first").into());
+        return Err(ApiError::invalid("to", herald_core::msg!("cost.months_reversed")).into());
     }
     let entries = app.deps.backends.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
     Ok(herald_core::bills::monthly_bills(&entries, BILL_OFFSET_MINUTES)
@@ -150,7 +150,7 @@ fn period(from: Option<&str>, to: Option<&str>) -> std::result::Result<(i64, i64
     };
     let (start, end) = (bound(from, "from", false)?, bound(to, "to", true)?);
     if start >= end {
-        return Err(ApiError::invalid("to", "the period ends before it starts"));
+        return Err(ApiError::invalid("to", herald_core::msg!("cost.period_reversed")));
     }
     Ok((start, end))
 }
@@ -227,7 +227,8 @@ async fn sources(app: &App, caller: &Caller) -> std::result::Result<HashMap<Stri
     let repo = caller.repo(app);
     let mut out = HashMap::new();
     let pushes: Vec<Push> = repo.list(PUSH).await?;
-    for p in pushes.iter().filter(|p| caller.sees_unit(&p.unit)) {
+    let (all_units, units) = caller.access.union();
+    for p in pushes.iter().filter(|p| all_units || units.contains(&p.unit)) {
         let source = Source { kind: "push".into(), id: p.id.clone(), number: p.number.clone(), title: p.title.clone() };
         for m in p.sends.iter().flat_map(|s| s.message_ids.iter()).chain(&p.message_ids).chain(&p.message_id) {
             out.insert(m.clone(), source.clone());
@@ -503,11 +504,11 @@ async fn top_up(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
 /// when the admin has none.
 pub(crate) fn operator(app: &App, headers: &HeaderMap) -> std::result::Result<(), ApiError> {
     let Some(expected) = &app.cfg.operator_token else {
-        return Err(ApiError::new(ErrorKind::NotFound, "not_found", "operator endpoints are off (set operator_token)"));
+        return Err(ApiError::new(ErrorKind::NotFound, "not_found", herald_core::msg!("operator.off")));
     };
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     if !herald_core::same_secret(given, expected) {
-        return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", "operator token required"));
+        return Err(ApiError::new(ErrorKind::Unauthenticated, "unauthenticated", herald_core::msg!("operator.token_required")));
     }
     Ok(())
 }

@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use herald_core::directory::{self, UNIT, USER, Unit, User};
 use herald_core::error::ErrorBody;
 use herald_core::error::{ApiError, ErrorKind};
-use herald_core::rbac::{Permission, ROLE, Role};
+use herald_core::rbac::{Permission, ROLE, Reach, Rights, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use crate::api::schema;
-use crate::auth::{self, Caller, Login, PLATFORM, Rights, check_current_password, check_login_name};
+use crate::auth::{self, Caller, Login, PLATFORM, check_current_password, check_login_name};
 use crate::state::App;
 use crate::web::{Body, Ended, Items, ListQuery, Page, Query, Result, Routes, Sortable, conflict, created, creating, no_content, text, user_view};
 use herald_core::docs::{Repo, new_id};
@@ -57,20 +57,20 @@ struct UnitView {
 #[utoipa::path(get, path = "/units", tag = "directory", summary = "Org units in the caller's data scope",
     description = "Needs `directory.view`.", responses((status = 200, description = "Every unit the caller sees", body = Items<UnitView>)))]
 async fn list_units(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
-    caller.require(Permission::DirectoryView)?;
+    let scope = caller.require(Permission::DirectoryView)?;
     let units: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
     let items: Vec<_> = units
         .iter()
-        .filter(|u| caller.sees_unit(&u.id))
+        .filter(|u| scope.sees(&u.id))
         .map(|u| UnitView { id: u.id.clone(), name: u.name.clone(), parent: u.parent.clone(), path: path_of(&units, &u.id) })
         .collect();
     Ok(axum::Json(Items { items }).into_response())
 }
 
-/// A unit the caller may see, or 404.
-async fn visible_unit(app: &App, caller: &Caller, id: &str, field: &str) -> std::result::Result<Unit, ApiError> {
+/// A unit in the data scope of the operation, or 404.
+async fn visible_unit(app: &App, caller: &Caller, scope: &Reach, id: &str, field: &str) -> std::result::Result<Unit, ApiError> {
     let unit: Option<Unit> = caller.repo(app).get(UNIT, id).await?;
-    unit.filter(|u| caller.sees_unit(&u.id)).ok_or_else(|| ApiError::not_found("org unit", field))
+    unit.filter(|u| scope.sees(&u.id)).ok_or_else(|| ApiError::not_found("org unit", field))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -86,9 +86,9 @@ struct NewUnit {
 #[utoipa::path(post, path = "/units", tag = "directory", summary = "Create a child unit", description = "Needs `directory.edit`.",
     request_body = NewUnit, responses((status = 201, description = "Created", body = schema::Unit)))]
 async fn create_unit(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewUnit>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
     let name = text("name", &b.name, 100)?;
-    let parent = visible_unit(&app, &caller, &b.parent, "parent").await?;
+    let parent = visible_unit(&app, &caller, scope, &b.parent, "parent").await?;
     let unit = Unit { id: new_id(), name, parent: Some(parent.id), created_at: herald_core::now_ms() };
     caller.repo(&app).put(UNIT, &unit.id, &unit).await?;
     Ok(created(&unit))
@@ -107,8 +107,8 @@ struct UnitPatch {
     params(("id" = String, Path, description = "Unit id")), request_body = UnitPatch,
     responses((status = 200, description = "The unit", body = schema::Unit)))]
 async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UnitPatch>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let mut unit = visible_unit(&app, &caller, &id, "id").await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let mut unit = visible_unit(&app, &caller, scope, &id, "id").await?;
     if let Some(n) = &b.name {
         unit.name = text("name", n, 100)?;
     }
@@ -116,7 +116,7 @@ async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
         if unit.parent.is_none() {
             return Err(ApiError::invalid("parent", herald_core::msg!("dir.root_move")).into());
         }
-        let target = visible_unit(&app, &caller, p, "parent").await?;
+        let target = visible_unit(&app, &caller, scope, p, "parent").await?;
         let all: Vec<Unit> = caller.repo(&app).list(UNIT).await?;
         if directory::subtree(&all, &unit.id).contains(&target.id) {
             return Err(ApiError::invalid("parent", herald_core::msg!("dir.move_under_itself")).into());
@@ -131,8 +131,8 @@ async fn update_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     description = "Needs `directory.edit`. The root cannot be deleted.", params(("id" = String, Path, description = "Unit id")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`not_empty` (subunits or users) or `root`", body = ErrorBody)))]
 async fn delete_unit(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let unit = visible_unit(&app, &caller, &id, "id").await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let unit = visible_unit(&app, &caller, scope, &id, "id").await?;
     if unit.parent.is_none() {
         return Err(conflict("root", herald_core::msg!("dir.root_delete")).into());
     }
@@ -157,7 +157,7 @@ const USER_SORTS: Sortable =
         Paged, filtered and sorted by the store. `sort`: name (the default), login, mobile, email, unit or created_at.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<schema::User>)))]
 async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require(Permission::DirectoryView)?;
+    let scope = caller.require(Permission::DirectoryView)?;
     let repo = caller.repo(&app);
     let in_unit = match q.unit.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => {
@@ -167,11 +167,8 @@ async fn list_users(State(app): State<Arc<App>>, caller: Caller, Query(q): Query
         }
         None => None,
     };
-    let query = q.docs(
-        USER_SORTS,
-        ("name", false),
-        vec![caller.unit_scope("unit"), in_unit, ListQuery::contains(&q.q, &["name", "login", "mobile", "email"])],
-    )?;
+    let query =
+        q.docs(USER_SORTS, ("name", false), vec![scope.filter("unit"), in_unit, ListQuery::contains(&q.q, &["name", "login", "mobile", "email"])])?;
     let page: Page<User> = q.page_docs(&repo, USER, &query).await?;
     Ok(axum::Json(Page { items: page.items.iter().map(user_view).collect(), total: page.total }).into_response())
 }
@@ -209,12 +206,12 @@ fn opt(v: Option<String>) -> Option<String> {
 /// Apply a body to a user (create, or edit when `existing`); claims a new
 /// login name. True when the password or the login changed on an existing
 /// user (their other sessions are then ended).
-async fn apply(app: &App, caller: &Caller, user: &mut User, b: UserBody, existing: bool) -> std::result::Result<bool, ApiError> {
+async fn apply(app: &App, caller: &Caller, scope: &Reach, user: &mut User, b: UserBody, existing: bool) -> std::result::Result<bool, ApiError> {
     if let Some(n) = &b.name {
         user.name = text("name", n, 100)?;
     }
     if let Some(unit) = &b.unit {
-        user.unit = visible_unit(app, caller, unit, "unit").await?.id;
+        user.unit = visible_unit(app, caller, scope, unit, "unit").await?.id;
     }
     if let Some(m) = b.mobile {
         let m = opt(Some(m));
@@ -313,27 +310,28 @@ creating!(NewUser, UserBody, "name", "unit");
 #[utoipa::path(post, path = "/users", tag = "directory", summary = "Create a user", description = "Needs `directory.edit`.",
     request_body = NewUser, responses((status = 201, description = "Created", body = schema::User)))]
 async fn create_user(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<UserBody>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
     let name = text("name", b.name.as_deref().unwrap_or(""), 100)?;
     let unit = b.unit.clone().ok_or_else(|| ApiError::invalid("unit", herald_core::msg!("dir.unit_required")))?;
     let mut user = User { id: new_id(), name, unit, created_at: herald_core::now_ms(), ..Default::default() };
     let roles_given = b.roles.as_ref().is_some_and(|r| !r.is_empty());
     let b = if roles_given { b } else { UserBody { roles: None, ..b } };
-    apply(&app, &caller, &mut user, b, false).await?;
+    apply(&app, &caller, scope, &mut user, b, false).await?;
     caller.repo(&app).put(USER, &user.id, &user).await?;
     Ok(created(user_view(&user)))
 }
 
-async fn visible_user(app: &App, caller: &Caller, id: &str) -> std::result::Result<User, ApiError> {
+/// A user in the data scope of the operation, or 404.
+async fn visible_user(app: &App, caller: &Caller, scope: &Reach, id: &str) -> std::result::Result<User, ApiError> {
     let user: Option<User> = caller.repo(app).get(USER, id).await?;
-    user.filter(|u| caller.sees_unit(&u.unit)).ok_or_else(|| ApiError::not_found("user", "id"))
+    user.filter(|u| scope.sees(&u.unit)).ok_or_else(|| ApiError::not_found("user", "id"))
 }
 
 #[utoipa::path(get, path = "/users/{id}", tag = "directory", summary = "One user", description = "Needs `directory.view`.",
     params(("id" = String, Path, description = "User id")), responses((status = 200, description = "The user", body = schema::User)))]
 async fn get_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryView)?;
-    Ok(axum::Json(user_view(&visible_user(&app, &caller, &id).await?)).into_response())
+    let scope = caller.require(Permission::DirectoryView)?;
+    Ok(axum::Json(user_view(&visible_user(&app, &caller, scope, &id).await?)).into_response())
 }
 
 /// Refuse acting on a user who holds rights the caller lacks (oneself excepted).
@@ -351,10 +349,10 @@ async fn check_covers(app: &App, caller: &Caller, user: &User) -> std::result::R
     params(("id" = String, Path, description = "User id")), request_body = UserBody,
     responses((status = 200, description = "The user", body = schema::User)))]
 async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<UserBody>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let mut user = visible_user(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let mut user = visible_user(&app, &caller, scope, &id).await?;
     check_covers(&app, &caller, &user).await?;
-    let credentials = apply(&app, &caller, &mut user, b, true).await?;
+    let credentials = apply(&app, &caller, scope, &mut user, b, true).await?;
     caller.repo(&app).put(USER, &user.id, &user).await?;
     if credentials {
         let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
@@ -368,8 +366,8 @@ async fn update_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     params(("id" = String, Path, description = "User id")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`self` or `last_admin`", body = ErrorBody)))]
 async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let user = visible_user(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let user = visible_user(&app, &caller, scope, &id).await?;
     if user.id == caller.user.id {
         return Err(conflict("self", herald_core::msg!("dir.delete_self")).into());
     }
@@ -387,8 +385,8 @@ async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     description = "Needs `directory.edit` and the user's rights within the caller's.", params(("id" = String, Path, description = "User id")),
     responses((status = 200, description = "How many ended", body = Ended)))]
 async fn end_user_sessions(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::DirectoryEdit)?;
-    let user = visible_user(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::DirectoryEdit)?;
+    let user = visible_user(&app, &caller, scope, &id).await?;
     check_covers(&app, &caller, &user).await?;
     let keep = (user.id == caller.user.id).then_some(caller.session.as_str());
     let ended = auth::end_sessions_of(&app, &caller.tenant, &user.id, keep).await?;
@@ -412,14 +410,14 @@ struct PasswordReset {
               (status = 404, description = "No such user in the caller's scope", body = ErrorBody),
               (status = 409, description = "`self`, or `no_login` for a user who does not log in", body = ErrorBody)))]
 async fn reset_password(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PasswordReset>) -> Result<Response> {
-    caller.require(Permission::UsersPassword)?;
-    let user = visible_user(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::UsersPassword)?;
+    let user = visible_user(&app, &caller, scope, &id).await?;
     if user.id == caller.user.id {
-        return Err(conflict("self", "change your own password with your current one (POST /me/password)").with_field("id").into());
+        return Err(conflict("self", herald_core::msg!("dir.reset_self")).with_field("id").into());
     }
     check_covers(&app, &caller, &user).await?;
     let Some(login) = user.login.as_deref() else {
-        return Err(conflict("no_login", "this user has no login name; give one in the user editor").with_field("id").into());
+        return Err(conflict("no_login", herald_core::msg!("dir.no_login")).with_field("id").into());
     };
     auth::check_password("new_password", &b.new_password, Some(login), &[user.name.as_str()])?;
     let hash = auth::hash_password(&b.new_password).await?;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
-use herald_core::directory::Targets;
+use herald_core::directory::{Targets, UNIT, USER, Unit, User};
 use herald_core::doc_query::DocFilter;
 use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::{Content, DeliveryStatus};
 use herald_core::provider_template::ProviderTemplate;
-use herald_core::rbac::Permission;
+use herald_core::rbac::{Permission, Reach};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -76,7 +76,34 @@ fn no_targets() -> ApiError {
     ApiError::new(ErrorKind::Unprocessable, "no_targets", herald_core::msg!("push.no_targets")).with_field("targets")
 }
 
-async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
+/// Directory targets must be in the data scope of the operation: a unit or a
+/// user outside it is unknown to the caller (422 naming the entry). `strict`
+/// (targets being written) refuses ids that do not exist too; a stored push
+/// keeps those of users or units deleted since (they reach nobody).
+async fn targets_in_scope(app: &App, caller: &Caller, scope: &Reach, targets: &Targets, strict: bool) -> std::result::Result<(), ApiError> {
+    let repo = caller.repo(app);
+    if !targets.units.is_empty() {
+        let units: Vec<Unit> = repo.list(UNIT).await?;
+        for (i, u) in targets.units.iter().enumerate() {
+            let exists = units.iter().any(|k| &k.id == u);
+            if (exists || strict) && !(exists && scope.sees(u)) {
+                return Err(ApiError::unknown("unknown_unit", &format!("targets.units[{i}]"), herald_core::msg!("rbac.unknown_unit", unit = u)));
+            }
+        }
+    }
+    if !targets.users.is_empty() {
+        let users: Vec<User> = repo.list(USER).await?;
+        for (i, id) in targets.users.iter().enumerate() {
+            let found = users.iter().find(|u| &u.id == id);
+            if (found.is_some() || strict) && !found.is_some_and(|u| scope.sees(&u.unit)) {
+                return Err(ApiError::unknown("unknown_user", &format!("targets.users[{i}]"), herald_core::msg!("dir.unknown_user", user = id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn checked(app: &App, caller: &Caller, scope: &Reach, b: PushBody, push: &mut Push) -> std::result::Result<(), ApiError> {
     push.title = text("title", &b.title, 200)?;
     let account = app.deps.backends.config.account(&caller.tenant, &b.account).await?.ok_or_else(|| {
         ApiError::unknown("unknown_account", "account", herald_core::msg!("push.unknown_account", account = format!("{:?}", b.account)))
@@ -109,6 +136,7 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     if b.targets.is_empty() {
         return Err(no_targets());
     }
+    targets_in_scope(app, caller, scope, &b.targets, true).await?;
     // Raw addresses are checked as the gateway checks them at ingest.
     if let Some(plugin) = app.deps.plugins.get(&b.channel) {
         for (i, e) in b.targets.list.iter().enumerate() {
@@ -142,9 +170,10 @@ async fn checked(app: &App, caller: &Caller, b: PushBody, push: &mut Push) -> st
     push.updated_at = herald_core::now_ms();
     Ok(())
 }
-async fn visible(app: &App, caller: &Caller, id: &str) -> std::result::Result<Push, ApiError> {
+/// A push in the data scope of the operation, or 404.
+async fn visible(app: &App, caller: &Caller, scope: &Reach, id: &str) -> std::result::Result<Push, ApiError> {
     let p: Option<Push> = caller.repo(app).get(PUSH, id).await?;
-    p.filter(|p| caller.sees_unit(&p.unit)).ok_or_else(|| ApiError::not_found("push", "id"))
+    p.filter(|p| scope.sees(&p.unit)).ok_or_else(|| ApiError::not_found("push", "id"))
 }
 
 /// `/pushes` sorts by these (`sort`); default by number, newest first.
@@ -182,8 +211,8 @@ fn status_filters(status: &str) -> std::result::Result<Vec<DocFilter>, ApiError>
         Paged, filtered and sorted by the store.", params(ListQuery),
     responses((status = 200, description = "One page", body = Page<PushView>)))]
 async fn list_pushes(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
-    caller.require(Permission::PushView)?;
-    let mut filters = vec![caller.unit_scope("unit"), ListQuery::contains(&q.number, &["number"]), ListQuery::contains(&q.title, &["title"])];
+    let scope = caller.require(Permission::PushView)?;
+    let mut filters = vec![scope.filter("unit"), ListQuery::contains(&q.number, &["number"]), ListQuery::contains(&q.title, &["title"])];
     if let Some(s) = q.status.as_deref().filter(|s| !s.is_empty()) {
         filters.extend(status_filters(s)?.into_iter().map(Some));
     }
@@ -198,10 +227,10 @@ async fn list_pushes(State(app): State<Arc<App>>, caller: Caller, Query(q): Quer
 #[utoipa::path(post, path = "/pushes", tag = "pushes", summary = "Create a push (sends now, or at its scheduled time, when enabled)",
     request_body = PushBody, responses((status = 201, description = "Created (and sent when due)", body = PushView)))]
 async fn create_push(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<PushBody>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
+    let scope = caller.require(Permission::PushEdit)?;
     let now = herald_core::now_ms();
     let mut push = Push::draft(new_id(), caller.user.unit.clone(), caller.user.name.clone(), now);
-    checked(&app, &caller, b, &mut push).await?;
+    checked(&app, &caller, scope, b, &mut push).await?;
     if push.enabled {
         caller.require(Permission::PushSend)?;
     }
@@ -216,8 +245,8 @@ async fn create_push(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<
 #[utoipa::path(get, path = "/pushes/{id}", tag = "pushes", summary = "One push", description = "Needs `push.view`.",
     params(("id" = String, Path, description = "Push id")), responses((status = 200, description = "The push", body = PushView)))]
 async fn get_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushView)?;
-    Ok(axum::Json(visible(&app, &caller, &id).await?.view(app.deps.clock.now_ms())).into_response())
+    let scope = caller.require(Permission::PushView)?;
+    Ok(axum::Json(visible(&app, &caller, scope, &id).await?.view(app.deps.clock.now_ms())).into_response())
 }
 
 #[utoipa::path(put, path = "/pushes/{id}", tag = "pushes", summary = "Edit a push",
@@ -226,9 +255,9 @@ async fn get_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<St
     request_body = PushBody,
     responses((status = 200, description = "The push (sent when due)", body = PushView)))]
 async fn update_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(b): Body<PushBody>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
-    let mut push = visible(&app, &caller, &id).await?;
-    checked(&app, &caller, b, &mut push).await?;
+    let scope = caller.require(Permission::PushEdit)?;
+    let mut push = visible(&app, &caller, scope, &id).await?;
+    checked(&app, &caller, scope, b, &mut push).await?;
     if push.enabled {
         caller.require(Permission::PushSend)?;
     }
@@ -248,8 +277,8 @@ async fn update_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     params(("id" = String, Path, description = "Push id")),
     responses((status = 204, description = "Deleted"), (status = 409, description = "`enabled`", body = ErrorBody)))]
 async fn delete_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
-    let push = visible(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::PushEdit)?;
+    let push = visible(&app, &caller, scope, &id).await?;
     if push.enabled {
         return Err(conflict("enabled", herald_core::msg!("push.delete_enabled")).into());
     }
@@ -261,8 +290,10 @@ async fn delete_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path
     description = "Needs `push.edit`. A time already past becomes \"now\".", params(("id" = String, Path, description = "Push id")),
     responses((status = 201, description = "The copy, a disabled draft with a new number", body = PushView)))]
 async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
-    let orig = visible(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::PushEdit)?;
+    let orig = visible(&app, &caller, scope, &id).await?;
+    // The copy is the caller's own push: its targets must be theirs to target.
+    targets_in_scope(&app, &caller, scope, &orig.targets, false).await?;
     let now = herald_core::now_ms();
     // What it sends, starting disabled; a time already past becomes "now".
     let past = orig.schedule.mode == "at" && orig.schedule.at.is_some_and(|t| t <= now);
@@ -287,8 +318,11 @@ async fn copy_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<S
 }
 
 async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Result<Response> {
-    caller.require(Permission::PushSend)?;
-    let mut preview = visible(app, caller, id).await?;
+    let scope = caller.require(Permission::PushSend)?;
+    let mut preview = visible(app, caller, scope, id).await?;
+    if enabled {
+        targets_in_scope(app, caller, scope, &preview.targets, false).await?;
+    }
     preview.enabled = enabled;
     check_sendable(app, &caller.tenant, &preview).await?;
     let now = herald_core::now_ms();
@@ -309,10 +343,11 @@ async fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> Res
     params(("id" = String, Path, description = "Push id")),
     responses((status = 200, description = "The push with the new send", body = PushView),
               (status = 409, description = "`disabled`", body = ErrorBody),
-              (status = 422, description = "`no_recipients`", body = ErrorBody)))]
+              (status = 422, description = "`no_recipients`; `unknown_unit`/`unknown_user`: a target outside the caller's scope for `push.send`", body = ErrorBody)))]
 async fn send_push(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    caller.require(Permission::PushSend)?;
-    let mut push = visible(&app, &caller, &id).await?;
+    let scope = caller.require(Permission::PushSend)?;
+    let mut push = visible(&app, &caller, scope, &id).await?;
+    targets_in_scope(&app, &caller, scope, &push.targets, false).await?;
     if !push.enabled {
         return Err(conflict("disabled", herald_core::msg!("push.send_disabled")).into());
     }
@@ -377,8 +412,8 @@ async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): 
 /// A visible push (needs `push.view`), the messages of its send `send`
 /// (default the latest) and all their deliveries.
 async fn send_deliveries(app: &App, caller: &Caller, id: &str, send: Option<u64>) -> Result<(Push, Vec<String>, Vec<DeliveryView>)> {
-    caller.require(Permission::PushView)?;
-    let push = visible(app, caller, id).await?;
+    let scope = caller.require(Permission::PushView)?;
+    let push = visible(app, caller, scope, id).await?;
     let send = send.map(|i| usize::try_from(i).unwrap_or(usize::MAX));
     let messages = push.messages(send).ok_or_else(|| ApiError::not_found("send", "send"))?;
     let mut items = vec![];
@@ -533,8 +568,8 @@ async fn upload_list(
         let max = app.cfg.max_upload_rows;
         return match crate::metrics::get().uploaded(crate::upload_worker::parse(kind, bytes, max).await) {
             Ok(json) => {
-                let mut parsed: crate::excel::Parsed =
-                    serde_json::from_slice(&json).map_err(|e| ApiError::unknown("unreadable_file", "file", format!("the parser's answer: {e}")))?;
+                let mut parsed: crate::excel::Parsed = serde_json::from_slice(&json)
+                    .map_err(|e| ApiError::unknown("unreadable_file", "file", herald_core::msg!("upload.parser_answer", error = e)))?;
                 parsed.vet(rule.as_ref());
                 parsed.localize(crate::i18n::lang());
                 Ok(axum::Json(parsed).into_response())
@@ -590,17 +625,19 @@ struct Audience {
 }
 
 /// Needs `push.edit`. The console asks before an immediate send, to name the
-/// number of recipients in its confirmation.
+/// number of recipients in its confirmation. Org units and users must be in
+/// the caller's data scope for `push.edit` (422 `unknown_unit`/`unknown_user` otherwise).
 #[utoipa::path(post, path = "/pushes/audience", tag = "pushes", summary = "Count the recipients a push would reach now",
     request_body = AudienceBody,
     responses((status = 200, description = "The count", body = Audience),
-              (status = 422, description = "`unknown_channel`, `no_targets`, `no_recipients`", body = ErrorBody)))]
+              (status = 422, description = "`unknown_channel`, `no_targets`, `no_recipients`, `unknown_unit`, `unknown_user`", body = ErrorBody)))]
 async fn push_audience(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<AudienceBody>) -> Result<Response> {
-    caller.require(Permission::PushEdit)?;
+    let scope = caller.require(Permission::PushEdit)?;
     channel_rule(&app, &b.channel)?;
     if b.targets.is_empty() {
         return Err(no_targets().into());
     }
+    targets_in_scope(&app, &caller, scope, &b.targets, true).await?;
     let expanded = audience(&app, &caller.tenant, &b.channel, &b.targets).await?;
     Ok(axum::Json(Audience { recipients: expanded.recipients.len(), skipped: expanded.skipped.len() }).into_response())
 }

@@ -1,5 +1,6 @@
-//! The app market (enabling an app; the messaging app's API keys) and roles
-//! with function and data permissions.
+//! The app market (enabling and disabling an app, which gates its
+//! permissions; the messaging app's API keys) and roles: a description, and
+//! function permissions (app → menu → button) each with its data scope.
 
 use std::sync::Arc;
 
@@ -8,21 +9,23 @@ use axum::response::{IntoResponse, Response};
 use herald_core::directory::{UNIT, USER, Unit, User};
 use herald_core::error::ApiError;
 use herald_core::error::ErrorBody;
-use herald_core::rbac::{Permission, ROLE, Role};
+use herald_core::rbac::{APP, Enablement, Grant, Permission, ROLE, Role, Scope};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use crate::api::schema;
-use crate::auth::{self, Caller, Rights};
+use crate::auth::{self, Caller};
 use crate::state::App;
 use crate::web::{Body, Items, Page, Result, Routes, conflict, created, creating, no_content, text};
 use herald_core::docs::new_id;
+use herald_core::rbac::Rights;
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.routes(routes!(list_apps))
         .routes(routes!(enable_app))
+        .routes(routes!(disable_app))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(permissions))
@@ -30,7 +33,6 @@ pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
         .routes(routes!(get_role, update_role, delete_role))
 }
 
-const APP: &str = "app";
 const API_KEY: &str = "api_key";
 /// (id, name, description)
 const MARKET: &[(&str, &str, &str)] = &[
@@ -39,11 +41,9 @@ const MARKET: &[(&str, &str, &str)] = &[
     ("reports", "Reports / 报表", "Sends and spend by channel and day"),
 ];
 
-#[derive(Serialize, Deserialize)]
-struct Enablement {
-    app: String,
-    enabled_at: i64,
-    enabled_by: String,
+/// The market's entry of an app id, or 404 naming `id`.
+fn market(id: &str) -> std::result::Result<&'static str, ApiError> {
+    MARKET.iter().find(|m| m.0 == id).map(|m| m.0).ok_or_else(|| ApiError::not_found("app", "id"))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,15 +99,13 @@ struct Enabled {
 }
 
 #[utoipa::path(post, path = "/apps/{id}/enable", tag = "apps", summary = "Enable an app (messaging issues an API key, shown once)",
-    description = "Needs `apps.manage`.", params(("id" = String, Path, description = "messaging, tiered-push or reports")),
+    description = "Needs `apps.manage`. A new tenant starts with every app enabled; an app disabled since grants nothing of its menus (403 `app_disabled`) until enabled again.", params(("id" = String, Path, description = "messaging, tiered-push or reports")),
     responses((status = 201, description = "Enabled", body = Enabled,
                 example = json!({"app": "messaging", "enabled_at": 1795627116051u64, "enabled_by": "Ann Lee", "api_key": "hk_3f1c…", "api_key_id": "01J9Z8Q4K5"})),
               (status = 409, description = "`already_enabled`", body = ErrorBody)))]
 async fn enable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     caller.require(Permission::AppsManage)?;
-    if !MARKET.iter().any(|m| m.0 == id) {
-        return Err(ApiError::not_found("app", "id").into());
-    }
+    market(&id)?;
     let record = Enablement { app: id.clone(), enabled_at: herald_core::now_ms(), enabled_by: caller.user.name.clone() };
     if !caller.repo(&app).create(APP, &id, &record).await? {
         return Err(conflict("already_enabled", herald_core::msg!("app.already_enabled")).into());
@@ -119,6 +117,21 @@ async fn enable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     }
     tracing::info!(tenant = %caller.tenant, app = %id, "app enabled");
     Ok(created(out))
+}
+
+/// Needs `apps.manage`. Its menus are hidden and its operations answer 403
+/// `app_disabled` until it is enabled again; its data and API keys are kept.
+#[utoipa::path(post, path = "/apps/{id}/disable", tag = "apps", summary = "Disable an app (its menus and operations are refused)",
+    params(("id" = String, Path, description = "messaging, tiered-push or reports")),
+    responses((status = 204, description = "Disabled"), (status = 409, description = "`not_enabled`", body = ErrorBody)))]
+async fn disable_app(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    caller.require(Permission::AppsManage)?;
+    let id = market(&id)?;
+    if !caller.repo(&app).delete(APP, id).await? {
+        return Err(conflict("not_enabled", herald_core::msg!("app.not_enabled")).into());
+    }
+    tracing::info!(tenant = %caller.tenant, app = %id, by = %caller.user.name, "app disabled");
+    Ok(no_content())
 }
 
 async fn issue_key(app: &App, caller: &Caller) -> std::result::Result<(String, String), ApiError> {
@@ -185,21 +198,32 @@ async fn revoke_key(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     Ok(no_content())
 }
 
+/// A function permission: in an app, under a menu, the menu itself or one of its buttons.
 #[derive(Serialize, ToSchema)]
 struct PermissionView {
     #[schema(example = "push.send")]
     id: &'static str,
+    /// base (always on), messaging, tiered-push or reports.
+    #[schema(example = "messaging")]
+    app: &'static str,
     /// directory, apps, roles, push, tiered, accounts, cost, reports.
     menu: &'static str,
     #[schema(pattern = "^(menu|button)$")]
     kind: &'static str,
+    /// Its data scope limits the org units it lists and acts on (directory, pushes, reports).
+    scoped: bool,
 }
 
-#[utoipa::path(get, path = "/permissions", tag = "roles", summary = "The function-permission catalogue",
+#[utoipa::path(get, path = "/permissions", tag = "roles", summary = "The function-permission catalogue (app → menu → button)",
+    description = "Grouped by app, then menu: each menu's `menu` permission first, then its buttons.",
     responses((status = 200, description = "Every permission", body = Items<PermissionView>)))]
 async fn permissions(caller: Caller) -> Result<Response> {
     let _ = caller;
-    let items: Vec<_> = Permission::ALL.iter().map(|p| PermissionView { id: p.as_str(), menu: p.menu(), kind: p.kind() }).collect();
+    let mut ps = Permission::ALL.to_vec();
+    let app_rank = |p: &Permission| [herald_core::rbac::BASE_APP].into_iter().chain(herald_core::rbac::APPS).position(|a| a == p.app());
+    ps.sort_by_key(|p| app_rank(p));
+    let items: Vec<_> =
+        ps.iter().map(|p| PermissionView { id: p.as_str(), app: p.app(), menu: p.menu(), kind: p.kind(), scoped: p.scoped() }).collect();
     Ok(axum::Json(Items { items }).into_response())
 }
 
@@ -211,55 +235,120 @@ async fn list_roles(State(app): State<Arc<App>>, caller: Caller) -> Result<Respo
     Ok(axum::Json(Page { total: roles.len(), items: roles }).into_response())
 }
 
-/// A role to create, or the fields to change. Only permissions, `all_units`
-/// and units the caller holds can be given.
+/// A role to create, or the fields to change. Only permissions the caller
+/// holds, each on at most the caller's own data scope for it, can be given.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "Operators", "permissions": ["push.view", "push.edit", "push.send"], "all_units": false, "units": ["01J9Z8Q4K0"]}))]
+#[schema(example = json!({"name": "Operators", "description": "华东区推送运营",
+    "permissions": [{"id": "push.view", "all_units": false, "units": ["01J9Z8Q4K0"]}, {"id": "push.edit", "all_units": false, "units": ["01J9Z8Q4K0"]}]}))]
 struct RoleBody {
     /// Required on creation.
     #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: Option<String>,
-    /// Permission ids (see `GET /permissions`).
-    permissions: Option<Vec<String>>,
+    #[schema(max_length = 500)]
+    description: Option<String>,
+    /// Function permissions, each with its data scope (see `GET /permissions`).
+    /// A plain id takes the body's `all_units`/`units`.
+    permissions: Option<Vec<GrantBody>>,
+    /// The data scope of plain permission ids; given without `permissions`,
+    /// it becomes the scope of every permission the role holds.
+    all_units: Option<bool>,
+    /// Org unit ids (with their subtrees), as `all_units`.
+    units: Option<Vec<String>>,
+}
+
+/// A permission to grant.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+enum GrantBody {
+    /// A permission id, on the body's `all_units`/`units`.
+    Id(String),
+    Scoped(ScopedGrant),
+}
+
+/// A permission with its data scope; with neither `all_units` nor `units`,
+/// the caller's own scope for it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ScopedGrant {
+    #[schema(example = "push.view")]
+    id: String,
     all_units: Option<bool>,
     /// Org unit ids (with their subtrees).
     units: Option<Vec<String>>,
 }
 
-/// Apply a body to a role. Every permission and unit it grants must be the
+/// Every unit given must exist in the tenant and be within some data scope
+/// of the caller (422 `unknown_unit` naming `field[j]` otherwise).
+fn known_units(caller: &Caller, tree: &[Unit], field: &str, units: &[String]) -> std::result::Result<(), ApiError> {
+    for (j, u) in units.iter().enumerate() {
+        if !tree.iter().any(|k| &k.id == u) || !caller.access.sees_any(u) {
+            return Err(ApiError::unknown("unknown_unit", &format!("{field}[{j}]"), herald_core::msg!("rbac.unknown_unit", unit = u)));
+        }
+    }
+    Ok(())
+}
+
+/// Apply a body to a role. Every permission and scope it grants must be the
 /// caller's own (403 naming the field otherwise).
 async fn apply(app: &App, caller: &Caller, role: &mut Role, b: RoleBody) -> std::result::Result<(), ApiError> {
     if let Some(n) = &b.name {
         role.name = text("name", n, 100)?;
     }
-    if let Some(mut ps) = b.permissions {
-        for (i, p) in ps.iter().enumerate() {
-            if Permission::parse(p).is_none() {
-                return Err(ApiError::unknown(
-                    "unknown_permission",
-                    &format!("permissions[{i}]"),
-                    herald_core::msg!("rbac.unknown_permission", permission = p),
-                ));
+    if let Some(d) = &b.description {
+        let d = d.trim();
+        if d.chars().count() > 500 {
+            return Err(ApiError::invalid("description", herald_core::msg!("field.too_long", field = "description", max = 500)));
+        }
+        role.description = d.to_string();
+    }
+    let tree: Vec<Unit> = caller.repo(app).list(UNIT).await?;
+    let body_scope = Scope { all_units: b.all_units.unwrap_or(false), units: b.units.clone().unwrap_or_default() };
+    known_units(caller, &tree, "units", &body_scope.units)?;
+    match b.permissions {
+        Some(ps) => {
+            // (id, scope, field of the permission, of its all_units, of its units)
+            let mut wanted = vec![];
+            for (i, g) in ps.into_iter().enumerate() {
+                let f = format!("permissions[{i}]");
+                let (id, scope, fields) = match g {
+                    GrantBody::Id(id) => (id, body_scope.clone(), (f.clone(), "all_units".to_string(), "units".to_string())),
+                    GrantBody::Scoped(s) => {
+                        let scope = match (s.all_units, s.units) {
+                            (None, None) => caller.access.rights().0.get(&s.id).cloned().unwrap_or_default(),
+                            (a, u) => Scope { all_units: a.unwrap_or(false), units: u.unwrap_or_default() },
+                        };
+                        known_units(caller, &tree, &format!("{f}.units"), &scope.units)?;
+                        (s.id, scope, (f.clone(), format!("{f}.all_units"), format!("{f}.units")))
+                    }
+                };
+                if Permission::parse(&id).is_none() {
+                    return Err(ApiError::unknown("unknown_permission", &fields.0, herald_core::msg!("rbac.unknown_permission", permission = id)));
+                }
+                wanted.push((id, scope, fields));
+            }
+            let mut grants: Vec<Grant> = vec![];
+            for (id, scope, (field, field_all, field_units)) in wanted {
+                caller.access.may_grant(&field, &field_all, &field_units, &id, &scope)?;
+                match grants.iter_mut().find(|g| g.id == id) {
+                    Some(g) => {
+                        let mut merged = g.scope();
+                        merged.merge(&scope);
+                        (g.all_units, g.units) = (merged.all_units, merged.units);
+                    }
+                    None => grants.push(Grant { id, all_units: scope.all_units, units: scope.units }),
+                }
+            }
+            role.permissions = grants;
+        }
+        // The first format's scope change: every permission of the role takes it.
+        None if b.all_units.is_some() || b.units.is_some() => {
+            for g in &mut role.permissions {
+                caller.access.may_grant("permissions", "all_units", "units", &g.id, &body_scope)?;
+                (g.all_units, g.units) = (body_scope.all_units, body_scope.units.clone());
             }
         }
-        caller.may_grant("", &ps, false, &[])?;
-        let mut seen = std::collections::HashSet::new();
-        ps.retain(|p| seen.insert(p.clone()));
-        role.permissions = ps;
-    }
-    if let Some(a) = b.all_units {
-        caller.may_grant("", &[], a, &[])?;
-        role.all_units = a;
-    }
-    if let Some(us) = b.units {
-        let known: Vec<Unit> = caller.repo(app).list(UNIT).await?;
-        for (i, u) in us.iter().enumerate() {
-            if !known.iter().any(|k| &k.id == u) || !caller.sees_unit(u) {
-                return Err(ApiError::unknown("unknown_unit", &format!("units[{i}]"), herald_core::msg!("rbac.unknown_unit", unit = u)));
-            }
-        }
-        role.units = us;
+        None => {}
     }
     Ok(())
 }
@@ -271,8 +360,7 @@ creating!(NewRole, RoleBody, "name");
 async fn create_role(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<RoleBody>) -> Result<Response> {
     caller.require(Permission::RolesManage)?;
     text("name", b.name.as_deref().unwrap_or(""), 100)?;
-    let mut role =
-        Role { id: new_id(), name: String::new(), permissions: vec![], all_units: false, units: vec![], created_at: herald_core::now_ms() };
+    let mut role = Role { id: new_id(), name: String::new(), description: String::new(), permissions: vec![], created_at: herald_core::now_ms() };
     apply(&app, &caller, &mut role, b).await?;
     caller.repo(&app).put(ROLE, &role.id, &role).await?;
     Ok(created(&role))

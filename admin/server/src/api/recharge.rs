@@ -74,8 +74,8 @@ impl RechargeRequest {
     /// Approve or reject a pending request at `now`; a decided one is a 409.
     pub fn decide(&mut self, approve: bool, reason: Option<String>, now: i64) -> std::result::Result<(), ApiError> {
         if self.status != RechargeStatus::Pending {
-            let was = if self.status == RechargeStatus::Approved { "approved" } else { "rejected" };
-            return Err(conflict("already_decided", format!("recharge request {} was already {was}", self.number)));
+            let key = if self.status == RechargeStatus::Approved { "recharge.already_approved" } else { "recharge.already_rejected" };
+            return Err(conflict("already_decided", herald_core::i18n::Msg::new(key).arg("number", &self.number)));
         }
         self.status = if approve { RechargeStatus::Approved } else { RechargeStatus::Rejected };
         self.decided_at = Some(now);
@@ -93,7 +93,7 @@ fn ledger_id(request: &str) -> String {
 fn text(field: &str, v: Option<String>) -> std::result::Result<Option<String>, ApiError> {
     let v = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     if v.as_ref().is_some_and(|s| s.chars().count() > MAX_TEXT) {
-        return Err(ApiError::invalid(field, format!("at most {MAX_TEXT} characters")));
+        return Err(ApiError::invalid(field, herald_core::msg!("field.too_long", field = field, max = MAX_TEXT)));
     }
     Ok(v)
 }
@@ -199,7 +199,7 @@ fn decision(body: &[u8]) -> std::result::Result<Decision, ApiError> {
     }
     serde_json::from_slice::<Option<Decision>>(body)
         .map(Option::unwrap_or_default)
-        .map_err(|e| ApiError::invalid("reason", format!("the body is {{\"reason\": \"...\"}} or empty: {e}")))
+        .map_err(|e| ApiError::invalid("reason", herald_core::msg!("recharge.reason_body", error = e)))
 }
 
 /// What an approval answers.

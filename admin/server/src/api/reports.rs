@@ -150,14 +150,14 @@ struct Summary {
     params(("days" = Option<i64>, Query, description = "How many days back, default 30, 1–366")),
     responses((status = 200, description = "The report", body = Summary)))]
 async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
-    caller.require(Permission::ReportsView)?;
+    let scope = caller.require(Permission::ReportsView)?;
     let days = r.days.unwrap_or(30).clamp(1, 366);
     let since = herald_core::now_ms() - days * 86_400_000;
     let repo = caller.repo(&app);
     let mut tally = Tally::default();
 
     let mut pushes: Vec<Push> = repo.list(PUSH).await?;
-    pushes.retain(|p| caller.sees_unit(&p.unit) && p.sent_at.is_some_and(|t| t >= since));
+    pushes.retain(|p| scope.sees(&p.unit) && p.sent_at.is_some_and(|t| t >= since));
     pushes.sort_by_key(|p| std::cmp::Reverse(p.sent_at));
     let mut per_push = vec![];
     for p in pushes.iter().take(MAX_SOURCES) {

@@ -57,17 +57,14 @@ pub struct Tenant {
     currency: String,
 }
 
-/// A role: function permissions and data scope.
+/// A role: a description, and function permissions each with its data scope.
 #[derive(ToSchema)]
 pub struct Role {
     id: String,
     name: String,
-    /// Permission ids, e.g. `push.view`.
-    permissions: Vec<String>,
-    /// Data permission: every org unit…
-    all_units: bool,
-    /// …or these units and their subtrees.
-    units: Vec<String>,
+    description: String,
+    /// Function permissions (e.g. `push.view`), each with its data scope.
+    permissions: Vec<herald_core::rbac::Grant>,
     created_at: i64,
 }
 
@@ -357,9 +354,8 @@ mod tests {
         check::<super::Role>(herald_core::rbac::Role {
             id: s("r"),
             name: s("n"),
-            permissions: vec![],
-            all_units: true,
-            units: vec![],
+            description: s("d"),
+            permissions: vec![herald_core::rbac::Grant { id: s("push.view"), all_units: false, units: vec![s("u")] }],
             created_at: 1,
         });
         check::<super::TieredTemplate>(t::TieredTemplate {

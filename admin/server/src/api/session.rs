@@ -9,7 +9,7 @@ use herald_core::directory::{self, Unit, User};
 use herald_core::error::ErrorBody;
 use herald_core::error::{ApiError, ErrorKind};
 use herald_core::model::Tenant;
-use herald_core::rbac::{Permission, ROLE, Role};
+use herald_core::rbac::{Grant, Permission, ROLE, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -95,12 +95,12 @@ async fn register(State(app): State<Arc<App>>, Body(b): Body<Register>) -> Resul
     let role = Role {
         id: new_id(),
         name: herald_core::msg!("default.admin_role").render(lang),
-        permissions: Permission::ALL.iter().map(|p| p.as_str().to_string()).collect(),
-        all_units: true,
-        units: vec![],
+        description: herald_core::msg!("default.admin_role_description").render(lang),
+        permissions: Permission::ALL.iter().map(|p| Grant { id: p.as_str().to_string(), all_units: true, units: vec![] }).collect(),
         created_at: now,
     };
     repo.put(ROLE, &role.id, &role).await?;
+    auth::enable_apps(&repo, &admin_name).await?;
     let user = User {
         id: user_id,
         name: admin_name,
@@ -212,10 +212,15 @@ struct Me {
     user: Value,
     #[schema(value_type = Option<schema::Tenant>)]
     tenant: Option<Tenant>,
-    /// Function permission ids.
+    /// Function permission ids the caller may use (held, in an enabled app).
     permissions: Vec<String>,
+    /// Each permission held with its data scope (root units), whatever its app.
+    grants: Vec<Grant>,
+    /// The tenant's enabled apps (messaging, tiered-push, reports).
+    apps: Vec<String>,
+    /// Some permission reaches every unit…
     all_units: bool,
-    /// Org units in the caller's data scope (subtrees expanded).
+    /// …or these org units (the union of the permissions' scopes, subtrees expanded).
     units: Vec<String>,
 }
 
@@ -223,11 +228,13 @@ struct Me {
     responses((status = 200, description = "The caller", body = Me)))]
 async fn me(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
     let tenant = app.deps.backends.config.tenant(&caller.tenant).await?;
-    let mut permissions: Vec<_> = caller.permissions.iter().cloned().collect();
-    permissions.sort();
-    let mut units: Vec<_> = caller.units.iter().cloned().collect();
+    let a = &caller.access;
+    let grants = a.rights().0.iter().map(|(id, s)| Grant { id: id.clone(), all_units: s.all_units, units: s.units.clone() }).collect();
+    let (all_units, units) = a.union();
+    let mut units: Vec<_> = units.into_iter().collect();
     units.sort();
-    Ok(axum::Json(Me { user: user_view(&caller.user), tenant, permissions, all_units: caller.all_units, units }).into_response())
+    let me = Me { user: user_view(&caller.user), tenant, permissions: a.usable(), grants, apps: a.apps(), all_units, units };
+    Ok(axum::Json(me).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
