@@ -563,7 +563,7 @@ async fn a_console_push_sends_the_provider_template_it_chose() {
         .await;
     assert_eq!(action.status, 201, "{}", action.text());
     let action = action.json()["id"].as_str().unwrap().to_string();
-    let key = admin.call("POST", "/apps/messaging/enable", Some(&t), None).await.json()["api_key"].as_str().unwrap().to_string();
+    let key = admin.call("POST", "/api-keys", Some(&t), None).await.json()["api_key"].as_str().unwrap().to_string();
     let fired = gw
         .post(
             &format!("/v1/actions/{action}/trigger"),
