@@ -144,7 +144,7 @@ class Testbed:
         template = _post(admin + "/tiered/templates", {"title": "Disk", "editor": "text", "body": "Disk {{ host }} is full"}, token)["id"]
         rule = {"level": "urgent", "channels": [{"channel": "webhook", "account": "hook"}], "recipients": {"list": [{"to": "oncall"}]}}
         action = _post(admin + "/tiered/actions", {"title": "Disk full", "templates": [template], "rules": [rule]}, token)["id"]
-        key = _post(admin + "/apps/messaging/enable", None, token)["api_key"]
+        key = _post(admin + "/api-keys", None, token)["api_key"]
         return key, action
 
     def inbox(self) -> list:
