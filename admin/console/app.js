@@ -50,6 +50,7 @@ const state = { me: null, perms: new Set(), accountTypes: null };
 /** The one way to talk to the backend. Throws ApiError; 401 → login page. */
 async function api(method, path, body, opts = {}) {
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json', 'Accept-Language': langTag() } };
+  if (opts.bearer) init.headers.Authorization = `Bearer ${opts.bearer}`;
   if (opts.form) init.body = opts.form;
   else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -724,7 +725,8 @@ function pageLogin(root) {
       <label>${t('login.password')}<input name="password" type="password" autocomplete="current-password" data-testid="login-password" required></label>
       ${errorBox()}
       <div class="actions"><button type="submit" class="primary" data-testid="login-submit">${t('login.submit')}</button>
-      <a href="#/register" data-testid="goto-register">${t('register.link')}</a></div>
+      <a href="#/register" data-testid="goto-register">${t('register.link')}</a>
+      <a href="#/operator" class="muted small" data-testid="goto-operator">${t('op.link')}</a></div>
     </form></section>`);
   const form = $('form', root);
   form.addEventListener('submit', async (e) => {
@@ -2409,6 +2411,69 @@ async function pageCost(root) {
   await show('bills');
 }
 
+// ------------------------------------------------------------ platform operator
+
+/**
+ * The platform operator's page (#/operator): every tenant's recharge requests,
+ * approved or rejected with the operator token (`operator_token` of the admin),
+ * not a tenant login. The token is kept for this browser tab only.
+ */
+async function pageOperator(root) {
+  const KEY = 'herald.operator';
+  const token = () => sessionStorage.getItem(KEY) || '';
+  const call = (method, path, body) => api(method, path, body, { bearer: token(), no401: true });
+  const enter = () => {
+    setHtml(root, html`<section data-testid="page-operator"><h1>${t('op.title')}</h1>
+      <form class="narrow" data-testid="op-login" novalidate>
+        <label>${t('op.token')} <input type="password" name="token" autocomplete="off" required data-testid="op-token"></label>
+        ${errorBox()}<div class="actions"><button type="submit" class="primary" data-testid="op-enter">${t('op.enter')}</button></div>
+        <p class="muted small">${t('op.hint')}</p></form></section>`);
+    const form = $('form', root);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearError(form);
+      sessionStorage.setItem(KEY, form.elements.token.value.trim());
+      try { await list(); } catch (err) { sessionStorage.removeItem(KEY); enter(); showError($('form', root), err); }
+    });
+  };
+  const list = async (status = 'pending') => {
+    const rows = items(await call('GET', '/operator/recharge-requests' + qs({ status })));
+    setHtml(root, html`<section data-testid="page-operator"><h1>${t('op.title')}</h1>
+      <div class="searchbar"><label class="inline">${t('common.status')} <select data-testid="op-status">
+        ${['pending', 'approved', 'rejected', ''].map((s) => html`<option value="${s}" ${raw(s === status ? 'selected' : '')}>${s ? t('rstatus.' + s) : t('op.all')}</option>`)}</select></label>
+        <button type="button" data-testid="op-leave">${t('op.leave')}</button></div>
+      <table data-testid="op-table"><thead><tr><th>${t('common.number')}</th><th>${t('op.tenant')}</th><th class="num">${t('recharge.amount')}</th>
+        <th>${t('recharge.note')}</th><th>${t('recharge.by')}</th><th>${t('recharge.at')}</th><th>${t('common.status')}</th><th>${t('recharge.reason')}</th><th></th></tr></thead>
+      <tbody>${rows.length ? rows.map((r) => html`<tr data-testid="op-row" data-id="${r.id}" data-tenant="${r.tenant}" data-number="${r.number}" data-status="${r.status}">
+        <td>${r.number}</td><td>${r.tenant}</td><td class="num">${fmtMoney(r.amount_minor, r.currency)}</td><td>${r.note}</td><td>${r.requested_by_name}</td>
+        <td>${fmtTime(r.requested_at)}</td><td><span class="badge r-${r.status}">${t('rstatus.' + r.status, {}, r.status)}</span></td><td>${r.reason || ''}</td>
+        <td class="actions">${r.status === 'pending' ? html`<button type="button" class="primary" data-act="approve" data-testid="op-approve">${t('op.approve')}</button>
+          <button type="button" data-act="reject" data-testid="op-reject">${t('op.reject')}</button>` : ''}</td></tr>`)
+        : html`<tr><td colspan="9" class="muted">${t('common.empty')}</td></tr>`}</tbody></table></section>`);
+    $('[data-testid=op-status]', root).addEventListener('change', (e) => list(e.target.value).catch((err) => toast(err.message, 'error')));
+    $('[data-testid=op-leave]', root).addEventListener('click', () => { sessionStorage.removeItem(KEY); enter(); });
+    on(root, 'button[data-act]', 'click', async (e) => {
+      const row = e.currentTarget.closest('tr');
+      const { id, tenant, number } = row.dataset;
+      const path = `/operator/tenants/${encodeURIComponent(tenant)}/recharge-requests/${encodeURIComponent(id)}/`;
+      if (e.currentTarget.dataset.act === 'approve') {
+        const amount = $('td.num', row).textContent;
+        if (!(await confirmDialog(t('op.confirmApprove', { number, amount, tenant })))) return;
+        try { await call('POST', path + 'approve'); toast(t('op.approved', { number })); } catch (err) { toast(err.message, 'error'); }
+        await list(status);
+      } else {
+        formDialog(t('op.rejectTitle', { number }), html`<label>${t('recharge.reason')} <input name="reason" maxlength="500" data-testid="op-reason"></label>`, async (form) => {
+          await call('POST', path + 'reject', { reason: form.elements.reason.value });
+          toast(t('op.rejected', { number }));
+          await list(status);
+        }, 'op-reject-dialog');
+      }
+    });
+  };
+  if (!token()) { enter(); return; }
+  try { await list(); } catch (err) { sessionStorage.removeItem(KEY); enter(); showError($('form', root), err); }
+}
+
 // ---------------------------------------------------------------------- charts
 
 /** A chart's place; drawChart draws into it once it is in the page. */
@@ -2577,6 +2642,7 @@ const MENUS = [
 const ROUTES = [
   [/^#\/login$/, pageLogin, null, true],
   [/^#\/register$/, pageRegister, null, true],
+  [/^#\/operator$/, pageOperator, null, true],
   [/^#\/directory$/, pageDirectory, 'directory.view'],
   [/^#\/apps$/, pageApps, 'apps.view'],
   [/^#\/roles$/, pageRoles, 'roles.view'],
