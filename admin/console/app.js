@@ -175,6 +175,12 @@ function timeToLocal(s) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+/** What a send's confirmation adds about who is left out (POST /pushes/audience). */
+function audienceNote(who) {
+  const notes = [who.skipped ? t('push.confirmSkipped', { n: who.skipped }) : '', who.duplicates ? t('push.confirmDuplicates', { n: who.duplicates }) : ''];
+  return notes.filter(Boolean).map((n) => ' ' + n).join('');
+}
+
 // -------------------------------------------------------------------- dialogs
 
 /** Open a modal; returns {el, close}. `body` is Safe HTML. */
@@ -1471,8 +1477,7 @@ async function pagePushEdit(root, id) {
     try {
       // The push as saved is what is sent: count its recipients, ask, send.
       const who = await api('POST', '/pushes/audience', { channel: p.channel, targets: p.targets });
-      const note = who.skipped ? ' ' + t('push.confirmSkipped', { n: who.skipped }) : '';
-      if (!(await confirmDialog(t('push.confirmNow', { n: who.recipients }) + note))) return;
+      if (!(await confirmDialog(t('push.confirmNow', { n: who.recipients }) + audienceNote(who)))) return;
       const sent = await api('POST', `/pushes/${encodeURIComponent(p.id)}/send`);
       toast(t('push.sentAgain', { number: sent.number, n: (sent.sends || []).length }));
       go(`#/pushes/${encodeURIComponent(p.id)}/deliveries`);
@@ -1498,8 +1503,7 @@ async function pagePushEdit(root, id) {
       if (mode === 'now' && !p.message_id && (isNew ? body.enabled : p.enabled !== false)) {
         // A push that cannot be counted (nothing picked yet) goes on to the save, which says what is missing.
         const who = await api('POST', '/pushes/audience', { channel: body.channel, targets: body.targets }).catch(() => null);
-        const note = who?.skipped ? ' ' + t('push.confirmSkipped', { n: who.skipped }) : '';
-        if (who && !(await confirmDialog(t('push.confirmNow', { n: who.recipients }) + note))) return;
+        if (who && !(await confirmDialog(t('push.confirmNow', { n: who.recipients }) + audienceNote(who)))) return;
       }
       const saved = isNew ? await api('POST', '/pushes', body) : await api('PUT', `/pushes/${encodeURIComponent(p.id)}`, body);
       toast(t('push.saved', { number: saved?.number || p.number || '' }));

@@ -500,7 +500,11 @@ async fn a_recurring_push_sends_each_occurrence_once_across_an_admin_crash_until
             Some(json!({"channel": "webhook", "targets": {"list": [{"to": "room"}, {"to": "room"}, {"to": "hall"}]}})),
         )
         .await;
-    assert_eq!(who.json(), json!({"recipients": 2, "skipped": 0}), "{}", who.text());
+    assert_eq!(who.json(), json!({"recipients": 2, "skipped": 0, "duplicates": 1}), "{}", who.text());
+    // A number in another spelling is the same recipient on a phone channel.
+    let list = json!([{"to": "13800138000"}, {"to": "+8613800138000"}, {"to": "+86 138 0013 8000"}, {"to": "13800138001"}]);
+    let who = admin.call("POST", "/pushes/audience", Some(&t), Some(json!({"channel": "aliyun-sms", "targets": {"list": list}}))).await;
+    assert_eq!(who.json(), json!({"recipients": 2, "skipped": 0, "duplicates": 2}), "{}", who.text());
     let none = admin.call("POST", "/pushes/audience", Some(&t), Some(json!({"channel": "webhook", "targets": {}}))).await;
     assert_eq!((none.status, none.error().1.as_deref()), (422, Some("targets")), "{}", none.text());
     assert_eq!(admin.call("POST", &format!("/pushes/{wid}/disable"), Some(&t), None).await.status, 200);

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::address::AddressRule;
 use crate::model::{RecipientSpec, Vars};
 
 pub const UNIT: &str = "unit";
@@ -133,9 +134,15 @@ pub struct Expanded {
     pub skipped: Vec<String>,
     /// The directory user behind each recipient (None for list entries).
     pub user_ids: Vec<Option<String>>,
+    /// Addresses left out because an earlier recipient has the same one (in
+    /// the channel's canonical form: `+8613800138000` is `13800138000`).
+    pub duplicates: Vec<String>,
 }
 
-pub fn expand(targets: &Targets, units: &[Unit], users: &[User], channel: &str) -> Expanded {
+/// Who `targets` reach on `channel`: the users of the units (and subtrees)
+/// and the users named, then the raw list; each address once, compared in
+/// `rule`'s canonical form when the channel has one.
+pub fn expand(targets: &Targets, units: &[Unit], users: &[User], channel: &str, rule: Option<&AddressRule>) -> Expanded {
     let mut wanted_units = HashSet::new();
     for u in &targets.units {
         wanted_units.extend(subtree(units, u));
@@ -143,21 +150,26 @@ pub fn expand(targets: &Targets, units: &[Unit], users: &[User], channel: &str) 
     let wanted_users: HashSet<&str> = targets.users.iter().map(String::as_str).collect();
     let mut out = Expanded::default();
     let mut seen = HashSet::new();
+    let key = |to: &str| rule.map_or_else(|| to.to_string(), |r| r.canonical(to));
     for user in users.iter().filter(|u| wanted_users.contains(u.id.as_str()) || wanted_units.contains(&u.unit)) {
         match user.address(channel) {
-            Some(addr) if seen.insert(addr.to_string()) => {
+            Some(addr) if seen.insert(key(addr)) => {
                 let mut variables = Vars::new();
                 variables.insert("name".into(), user.name.clone().into());
                 out.recipients.push(RecipientSpec { to: addr.to_string(), variables });
                 out.user_ids.push(Some(user.id.clone()));
             }
-            Some(_) => {}
+            Some(addr) => out.duplicates.push(addr.to_string()),
             None => out.skipped.push(user.id.clone()),
         }
     }
     for entry in targets.list.iter().filter(|e| e.channel.as_deref().is_none_or(|c| c == channel)) {
         let to = entry.to.trim();
-        if to.is_empty() || !seen.insert(to.to_string()) {
+        if to.is_empty() {
+            continue;
+        }
+        if !seen.insert(key(to)) {
+            out.duplicates.push(to.to_string());
             continue;
         }
         let mut variables = entry.variables.clone();
@@ -207,12 +219,32 @@ mod tests {
                 ListEntry { to: "+8613800000009".into(), name: None, channel: Some("aliyun-sms".into()), variables: Default::default() },
             ],
         };
-        let e = expand(&t, &units, &users, "email");
+        let e = expand(&t, &units, &users, "email", None);
         let to: Vec<_> = e.recipients.iter().map(|r| r.to.as_str()).collect();
         assert_eq!(to, ["a@x.cn", "b@x.cn", "c@x.cn", "d@x.cn"], "deduplicated by address");
         assert_eq!(e.recipients[3].variables["name"], "D");
-        let sms = expand(&t, &units, &users, "aliyun-sms");
+        let sms = expand(&t, &units, &users, "aliyun-sms", None);
         assert_eq!(sms.skipped, ["b"], "no mobile");
         assert_eq!(sms.recipients.len(), 5, "the sms-only entry joins on sms");
+        assert_eq!(e.duplicates, ["a@x.cn"], "a list entry repeating a user's address is left out and reported");
+    }
+
+    #[test]
+    fn repeats_in_another_spelling_are_one_recipient_on_a_channel_with_a_canonical_form() {
+        let users = vec![user("a", "root", Some("Ann@X.cn"), Some("+8613800138000"))];
+        let entry = |to: &str| ListEntry { to: to.into(), name: None, channel: None, variables: Default::default() };
+        let t = Targets {
+            users: vec!["a".into()],
+            units: vec![],
+            list: vec![entry("13800138000"), entry("+86 138 0013 8000"), entry("13800138001"), entry("ann@x.cn")],
+        };
+        let phone = AddressRule::for_channel("sms", None);
+        let sms = expand(&t, &[], &users, "aliyun-sms", Some(&phone));
+        let to: Vec<_> = sms.recipients.iter().map(|r| r.to.as_str()).collect();
+        assert_eq!(to, ["+8613800138000", "13800138001", "ann@x.cn"], "one delivery per number, in the first spelling");
+        assert_eq!(sms.duplicates, ["13800138000", "+86 138 0013 8000"]);
+        let mail = expand(&t, &[], &users, "email", Some(&AddressRule::Email));
+        assert_eq!(mail.recipients.iter().filter(|r| r.to.eq_ignore_ascii_case("ann@x.cn")).count(), 1, "e-mail addresses compare without case");
+        assert_eq!(expand(&t, &[], &users, "aliyun-sms", None).duplicates, Vec::<String>::new(), "without a rule: exact addresses");
     }
 }

@@ -290,7 +290,8 @@ impl Incidents {
             let mut channel = chan.channel.clone();
             let mut account = chan.account.clone();
             // The prepaid gate, as for every send: refuse, or fall back to a free channel.
-            let sends = directory::expand(&targets, &units, &users, &channel).recipients.len();
+            let rule_of = |channel: &str| self.deps.plugins.get(channel).map(|p| p.recipients.clone());
+            let sends = directory::expand(&targets, &units, &users, &channel, rule_of(&channel).as_ref()).recipients.len();
             if let Err(short) = self.billing.gate(tenant, &channel, sends).await {
                 let BillingError::InsufficientBalance { .. } = &short else {
                     return Err(short.into());
@@ -331,8 +332,8 @@ impl Incidents {
                 });
                 continue;
             };
-            let expanded = directory::expand(&targets, &units, &users, &channel);
-            let rule = self.deps.plugins.get(&channel).map(|p| p.recipients.clone());
+            let rule = rule_of(&channel);
+            let expanded = directory::expand(&targets, &units, &users, &channel, rule.as_ref());
             let mut groups: std::collections::BTreeMap<Millis, Vec<RecipientSpec>> = Default::default();
             let mut unfit = vec![];
             for (r, user_id) in expanded.recipients.into_iter().zip(expanded.user_ids) {

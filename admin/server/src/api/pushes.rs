@@ -616,12 +616,15 @@ struct AudienceBody {
 
 /// How many recipients a push would be sent to now.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"recipients": 118, "skipped": 2}))]
+#[schema(example = json!({"recipients": 118, "skipped": 2, "duplicates": 1}))]
 struct Audience {
     /// Deliveries it would make (each address once).
     recipients: usize,
     /// Directory users left out: no address on the channel, or one that is not the channel's.
     skipped: usize,
+    /// Addresses left out as repeats of an earlier recipient, in any spelling
+    /// the channel takes as the same (`+8613800138000` and `13800138000`).
+    duplicates: usize,
 }
 
 /// Needs `push.edit`. The console asks before an immediate send, to name the
@@ -639,7 +642,8 @@ async fn push_audience(State(app): State<Arc<App>>, caller: Caller, Body(b): Bod
     }
     targets_in_scope(&app, &caller, scope, &b.targets, true).await?;
     let expanded = audience(&app, &caller.tenant, &b.channel, &b.targets).await?;
-    Ok(axum::Json(Audience { recipients: expanded.recipients.len(), skipped: expanded.skipped.len() }).into_response())
+    Ok(axum::Json(Audience { recipients: expanded.recipients.len(), skipped: expanded.skipped.len(), duplicates: expanded.duplicates.len() })
+        .into_response())
 }
 
 /// A cron expression to preview.

@@ -23,9 +23,13 @@ pub async fn audience(app: &App, tenant: &str, channel: &str, targets: &director
     // gateway checks addresses at ingest) is skipped and listed, never sent a
     // failing delivery. Raw list entries were checked when the push was saved.
     let rule = app.deps.plugins.get(channel).map(|p| p.recipients.clone());
-    let mut expanded = directory::expand(targets, &units, &users, channel);
+    let mut expanded = directory::expand(targets, &units, &users, channel, rule.as_ref());
     if let Some(rule) = &rule {
-        let mut kept = directory::Expanded { skipped: std::mem::take(&mut expanded.skipped), ..Default::default() };
+        let mut kept = directory::Expanded {
+            skipped: std::mem::take(&mut expanded.skipped),
+            duplicates: std::mem::take(&mut expanded.duplicates),
+            ..Default::default()
+        };
         for (r, user) in expanded.recipients.into_iter().zip(expanded.user_ids) {
             match user {
                 Some(id) if rule.check(&r.to).is_err() => kept.skipped.push(id),
