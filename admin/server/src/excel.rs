@@ -188,22 +188,55 @@ pub enum SheetError {
     NoSheet,
     /// An .xls with macros.
     Macros,
-    TooWide { max: usize },
-    RowTooWide { row: u64, max: usize },
-    BelowLastRow { cell: String, max: u64 },
-    BeyondLastColumn { cell: String, max: usize },
+    TooWide {
+        max: usize,
+    },
+    RowTooWide {
+        row: u64,
+        max: usize,
+    },
+    BelowLastRow {
+        cell: String,
+        max: u64,
+    },
+    BeyondLastColumn {
+        cell: String,
+        max: usize,
+    },
     /// One part of an .xlsx inflates past its cap.
-    PartTooLarge { part: String, max: u64 },
+    PartTooLarge {
+        part: String,
+        max: u64,
+    },
     /// All parts of an .xlsx together inflate past the cap.
-    WorkbookTooLarge { max: u64 },
-    TooManySharedStrings { max: usize },
-    SharedStringTooLong { index: usize, max: usize },
-    CellTooLong { cell: String, max: usize },
-    GridTooLarge { rows: u64, columns: u64, max: u64 },
-    TextTooLarge { max: u64 },
+    WorkbookTooLarge {
+        max: u64,
+    },
+    TooManySharedStrings {
+        max: usize,
+    },
+    SharedStringTooLong {
+        index: usize,
+        max: usize,
+    },
+    CellTooLong {
+        cell: String,
+        max: usize,
+    },
+    GridTooLarge {
+        rows: u64,
+        columns: u64,
+        max: u64,
+    },
+    TextTooLarge {
+        max: u64,
+    },
     /// Not a readable file of its kind (`xls`, `xlsx`); the detail is the
     /// parser's own (technical) words.
-    Damaged { kind: &'static str, detail: String },
+    Damaged {
+        kind: &'static str,
+        detail: String,
+    },
 }
 
 impl SheetError {
@@ -278,8 +311,7 @@ impl Rows {
             for (c, t) in cells {
                 names[*c] = t.to_lowercase();
             }
-            let to =
-                names.iter().position(|h| TO.contains(&h.as_str())).ok_or(SheetError::NoRecipientColumn)?;
+            let to = names.iter().position(|h| TO.contains(&h.as_str())).ok_or(SheetError::NoRecipientColumn)?;
             let name = names.iter().position(|h| NAME.contains(&h.as_str()));
             self.out.to_column = Some(names[to].clone());
             self.header = Some(Header { names, to, name });
@@ -669,9 +701,12 @@ fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), SheetError> {
                         }
                         b"row" => {
                             line = match attr(e, b"r") {
-                                Some(r) => {
-                                    r.trim().parse::<u64>().ok().filter(|&n| n >= 1).ok_or_else(|| SheetError::xlsx(format!("row number {r:?} is not a row")))?
-                                }
+                                Some(r) => r
+                                    .trim()
+                                    .parse::<u64>()
+                                    .ok()
+                                    .filter(|&n| n >= 1)
+                                    .ok_or_else(|| SheetError::xlsx(format!("row number {r:?} is not a row")))?,
                                 None => line + 1,
                             };
                             next_col = 0;
@@ -1288,7 +1323,10 @@ mod tests {
         assert_eq!(ok.rows.len(), 1);
         // A declared dimension past the limits is refused before any cell is read.
         let sheet = r#"<worksheet><dimension ref="A1:XFD1048576"/><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>to</t></is></c></row></sheetData></worksheet>"#;
-        let err = parse("dim.xlsx", sheets::xlsx_with(sheets::Entry::stored("xl/worksheets/sheet1.xml", sheet.as_bytes()), None), 10).unwrap_err().msg().to_string();
+        let err = parse("dim.xlsx", sheets::xlsx_with(sheets::Entry::stored("xl/worksheets/sheet1.xml", sheet.as_bytes()), None), 10)
+            .unwrap_err()
+            .msg()
+            .to_string();
         assert!(err.contains("XFD1048576"), "{err}");
     }
 

@@ -121,11 +121,21 @@ mod tests {
         let (status, _, body) = call(&s, "POST", "/login", Some("zh-CN"), json!({"password": "x"})).await;
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")));
         assert_eq!(body["error"]["message"], "缺少字段 login");
-        let (_, _, body) = call(&s, "POST", "/register", Some("zh-CN"), reg("a-long-enough-passphrase").as_object().map(|o| {
-            let mut o = o.clone();
-            o.insert("extra".into(), json!(1));
-            Value::Object(o)
-        }).unwrap()).await;
+        let (_, _, body) = call(
+            &s,
+            "POST",
+            "/register",
+            Some("zh-CN"),
+            reg("a-long-enough-passphrase")
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("extra".into(), json!(1));
+                    Value::Object(o)
+                })
+                .unwrap(),
+        )
+        .await;
         assert!(body["error"]["message"].as_str().unwrap().starts_with("未知字段 extra"), "{body}");
         // A query parameter's own check, and serde's words for a parameter.
         let zh = |text: &str, field: &str| crate::web::serde_message(text, field).render(herald_core::i18n::Lang::ZhCn);

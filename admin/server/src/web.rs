@@ -548,8 +548,14 @@ mod tests {
     use super::sanitize_html;
 
     /// Constructors of user-facing errors and the index of their message argument.
-    const CONSTRUCTORS: [(&str, usize); 6] =
-        [("ApiError::new(", 2), ("ApiError::invalid(", 1), ("ApiError::unknown(", 2), ("ApiError::unavailable(", 0), ("conflict(", 1), ("beyond(", 1)];
+    const CONSTRUCTORS: [(&str, usize); 6] = [
+        ("ApiError::new(", 2),
+        ("ApiError::invalid(", 1),
+        ("ApiError::unknown(", 2),
+        ("ApiError::unavailable(", 0),
+        ("conflict(", 1),
+        ("beyond(", 1),
+    ];
 
     /// Messages that may stay as written, with why: (file, text of the argument).
     const ALLOWED: [(&str, &str, &str); 0] = [];

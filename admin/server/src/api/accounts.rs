@@ -174,7 +174,10 @@ async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result
     tokio::task::spawn_blocking(move || p.validate_account(&text))
         .await
         .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
-        .map_err(|e| ApiError::new(ErrorKind::Unprocessable, "invalid_account", herald_core::msg!("account.refused_by_plugin", detail = e)).with_field("config"))?;
+        .map_err(|e| {
+            ApiError::new(ErrorKind::Unprocessable, "invalid_account", herald_core::msg!("account.refused_by_plugin", detail = e))
+                .with_field("config")
+        })?;
     if account.plugin == "email" {
         verify_smtp(app, &account.config).await?;
     }

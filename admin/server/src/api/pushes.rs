@@ -550,7 +550,11 @@ async fn upload_list(
     let too_large = || ApiError::new(ErrorKind::TooLarge, "too_large", herald_core::msg!("upload.too_large", limit = limit)).with_field("file");
     // A body past the service's limit fails while it is read: that is a 413 too.
     let read_err = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad(herald_core::msg!("upload.form", detail = e.body_text())) }
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            bad(herald_core::msg!("upload.form", detail = e.body_text()))
+        }
     };
     while let Some(mut field) = form.next_field().await.map_err(read_err)? {
         if field.name() != Some("file") {
