@@ -593,15 +593,82 @@ mod tests {
         args
     }
 
+    /// One file's code: (constructor calls seen, those given English, nouns
+    /// of `not_found`/`need` missing from the catalog).
+    fn offenders(file: &str, code: &str) -> (usize, Vec<String>, Vec<String>) {
+        let catalog: std::collections::HashMap<String, String> = serde_json::from_str(herald_core::i18n::SOURCES[0].1).unwrap();
+        let (mut calls, mut english, mut nouns) = (0, Vec::new(), Vec::new());
+        let line = |at: usize| code[..at].lines().count();
+        for (name, index) in CONSTRUCTORS {
+            for (at, _) in code.match_indices(name) {
+                // `conflict(` inside another name (`fn conflict(`, `is_conflict(`) is not the helper.
+                let before = code[..at].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || code[..at].ends_with("fn ") {
+                    continue;
+                }
+                calls += 1;
+                let args = arguments(&code[at + name.len()..]);
+                if args.iter().any(|a| a.contains("ErrorKind::Internal")) {
+                    continue;
+                }
+                let Some(message) = args.get(index) else { continue };
+                let keyed = message.starts_with("herald_core::msg!") || message.starts_with("msg!") || message.contains("Msg::");
+                let plain = !keyed
+                    && (message.starts_with('"')
+                        || message.starts_with("format!(")
+                        || message.starts_with("String::from")
+                        || message.ends_with(".to_string()")
+                        || message.ends_with("body_text()"));
+                let allowed = ALLOWED.iter().any(|(f, m, _)| *f == file && message.contains(m));
+                if plain && !allowed {
+                    english.push(format!("{file}:{}: {name}… {message}", line(at)));
+                }
+            }
+        }
+        // What `not_found` and `Repo::need` name is a noun of the catalog (部门不存在, not "recharge request不存在").
+        for (name, index) in [("not_found(", 0), (".need(", 2)] {
+            for (at, _) in code.match_indices(name) {
+                if code[..at].ends_with("fn ") {
+                    continue;
+                }
+                let args = arguments(&code[at + name.len()..]);
+                if let Some(noun) = args.get(index).and_then(|a| a.strip_prefix('"')).and_then(|a| a.strip_suffix('"'))
+                    && !catalog.contains_key(&format!("noun.{noun}"))
+                {
+                    nouns.push(format!("{file}:{}: noun.{noun}", line(at)));
+                }
+            }
+        }
+        (calls, english, nouns)
+    }
+
+    /// The detector finds what it is meant to, and passes what is keyed or internal.
+    #[test]
+    fn the_detector_finds_english() {
+        let code = r#"
+            Err(ApiError::invalid("note", "too long"))
+            Err(ApiError::unknown("x", "file", format!("row {n}")))
+            conflict("in_use", e.to_string())
+            ApiError::new(ErrorKind::Internal, "internal", format!("db: {e}"))
+            ApiError::invalid("note", herald_core::msg!("field.empty", field = format!("{f}")))
+            is_conflict(a, "b")
+            ApiError::not_found("gizmo", "id")
+            repo.need(ROLE, &id, "role")
+        "#;
+        let (calls, english, nouns) = offenders("x.rs", code);
+        assert_eq!(calls, 5);
+        assert_eq!(english.len(), 3, "{english:?}");
+        assert_eq!(nouns, ["x.rs:8: noun.gizmo"]);
+    }
+
     /// Every error a user reads is keyed (`msg!`, a `Msg`): no constructor of
     /// a user-facing `ApiError` is given English as a literal, a `format!` or
     /// a library's `to_string()` (internal errors are logged, never shown).
     #[test]
     fn user_facing_errors_are_keyed_messages() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut found = Vec::new();
+        let (mut calls, mut english, mut nouns) = (0, Vec::new(), Vec::new());
         let mut stack = vec![root.clone()];
-        let mut calls = 0;
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap().flatten() {
                 let path = entry.path();
@@ -615,38 +682,15 @@ mod tests {
                 let text = std::fs::read_to_string(&path).unwrap();
                 // Only the code: a file's tests (its `mod tests`) may build what they like.
                 let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(&text);
-                let file = path.strip_prefix(&root).unwrap().display().to_string();
-                for (name, index) in CONSTRUCTORS {
-                    for (at, _) in code.match_indices(name) {
-                        // `conflict(` inside another name (`fn conflict(`, `is_conflict(`) is not the helper.
-                        let before = code[..at].chars().next_back().unwrap_or(' ');
-                        if before.is_alphanumeric() || before == '_' || code[..at].ends_with("fn ") {
-                            continue;
-                        }
-                        calls += 1;
-                        let args = arguments(&code[at + name.len()..]);
-                        if args.iter().any(|a| a.contains("ErrorKind::Internal")) {
-                            continue;
-                        }
-                        let Some(message) = args.get(index) else { continue };
-                        let keyed = message.starts_with("herald_core::msg!") || message.starts_with("msg!") || message.contains("Msg::");
-                        let plain = !keyed
-                            && (message.starts_with('"')
-                                || message.starts_with("format!(")
-                                || message.starts_with("String::from")
-                                || message.ends_with(".to_string()")
-                                || message.ends_with("body_text()"));
-                        let allowed = ALLOWED.iter().any(|(f, m, _)| *f == file && message.contains(m));
-                        if plain && !allowed {
-                            let line = code[..at].lines().count();
-                            found.push(format!("{file}:{line}: {name}… {message}"));
-                        }
-                    }
-                }
+                let (c, e, n) = offenders(&path.strip_prefix(&root).unwrap().display().to_string(), code);
+                calls += c;
+                english.extend(e);
+                nouns.extend(n);
             }
         }
         assert!(calls > 50, "found the constructors ({calls})");
-        assert!(found.is_empty(), "user-facing errors with English text, not a keyed message:\n{}", found.join("\n"));
+        assert!(english.is_empty(), "user-facing errors with English text, not a keyed message:\n{}", english.join("\n"));
+        assert!(nouns.is_empty(), "nouns missing from the catalogs:\n{}", nouns.join("\n"));
     }
 
     /// The shared policy: what the editor writes survives; what runs code does not.
