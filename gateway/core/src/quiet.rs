@@ -51,7 +51,8 @@ impl QuietHours {
         let hhmm = |field: &'static str, v: &str| (field, crate::msg!("quiet.hhmm", field = field, value = format!("{v:?}")));
         parse_hhmm(&self.start).ok_or_else(|| hhmm("start", &self.start))?;
         parse_hhmm(&self.end).ok_or_else(|| hhmm("end", &self.end))?;
-        parse_zone(&self.time_zone).ok_or_else(|| ("time_zone", crate::msg!("cron.time_zone", tz = format!("{:?}", self.time_zone))))?;
+        parse_zone(&self.time_zone)
+            .ok_or_else(|| ("time_zone", crate::msg!("quiet.time_zone", field = "time_zone", tz = format!("{:?}", self.time_zone))))?;
         Ok(())
     }
 }
