@@ -2083,10 +2083,8 @@ function schemaFields(schema, config, secrets, prefix = '') {
     }
     return html`<label>${label}<input name="${path}" data-kind="string" data-required="${req.has(key) ? '1' : ''}" data-testid="acc-field-${path}" value="${typeof val === 'object' && val !== null ? JSON.stringify(val) : (val ?? '')}" placeholder="${p.default ?? ''}">${hint}</label>`;
   };
-  // Required fields first, in the order the schema lists them (the API may sort the properties).
-  const order = [...(schema?.required || [])];
-  const rank = (k) => { const i = order.indexOf(k); return i < 0 ? order.length : i; };
-  const entries = Object.entries(props).sort(([a], [b]) => rank(a) - rank(b));
+  // In the plugin's order: the API passes its schema through as written.
+  const entries = Object.entries(props);
   const basic = entries.filter(([, p]) => !p['x-herald-advanced']);
   const advanced = entries.filter(([, p]) => p['x-herald-advanced']);
   // An advanced field that already has a value opens the section.

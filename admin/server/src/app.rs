@@ -32,6 +32,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let app = Arc::new(App { cfg, deps: services.deps.clone(), services });
     crate::auth::grant_new_permissions(&app).await.map_err(|e| anyhow::anyhow!("upgrade of roles: {e}"))?;
     crate::auth::enable_apps_of_earlier_tenants(&app).await.map_err(|e| anyhow::anyhow!("upgrade of apps: {e}"))?;
+    // Approvals a crash interrupted before their credit: credited now (once).
+    match crate::api::recharge::complete_credits(&app).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(requests = n, "interrupted recharge credits completed"),
+        Err(e) => tracing::error!(error = %e.message, "completing interrupted recharge credits failed; retried every ten minutes"),
+    }
     tokio::spawn(refresh_plugins(plugins, dir, shutdown.clone()));
     tokio::spawn(crate::pushes::scheduler(app.clone(), shutdown.clone()));
     tokio::spawn(sweep_attempts(app.clone(), shutdown.clone()));
@@ -41,7 +47,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Every ten minutes, forget login attempts that no longer count.
+/// Every ten minutes, forget login attempts that no longer count and
+/// complete recharge credits a store failure interrupted.
 async fn sweep_attempts(app: Arc<App>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -52,6 +59,9 @@ async fn sweep_attempts(app: Arc<App>, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(records = n, "stale login attempt records deleted"),
             Err(e) => tracing::warn!(error = %e.message, "sweeping login attempt records failed"),
+        }
+        if let Err(e) = crate::api::recharge::complete_credits(&app).await {
+            tracing::warn!(error = %e.message, "completing interrupted recharge credits failed");
         }
     }
 }

@@ -85,10 +85,55 @@ pub fn check_password(field: &str, password: &str, login: Option<&str>, inputs: 
     }
     let estimate = zxcvbn::zxcvbn(password, &known);
     if u8::from(estimate.score()) < 2 {
-        let hint = estimate.feedback().and_then(|f| f.warning()).map(|w| format!(" ({w})")).unwrap_or_default();
-        return Err(ApiError::new(ErrorKind::Invalid, "weak_password", herald_core::msg!("password.weak", hint = hint)).with_field(field));
+        return Err(ApiError::new(ErrorKind::Invalid, "weak_password", weak_password(estimate.feedback())).with_field(field));
     }
     Ok(())
+}
+
+/// Why a password is weak, from zxcvbn's feedback: its warning and first
+/// suggestion, each a message of the catalogs (`zxcvbn.*`).
+fn weak_password(feedback: Option<&zxcvbn::feedback::Feedback>) -> herald_core::i18n::Msg {
+    use herald_core::i18n::Msg;
+    use zxcvbn::feedback::{Suggestion as S, Warning as W};
+    let warning = feedback.and_then(|f| f.warning()).map(|w| {
+        let key = match w {
+            W::StraightRowsOfKeysAreEasyToGuess => "zxcvbn.warning.straight_rows",
+            W::ShortKeyboardPatternsAreEasyToGuess => "zxcvbn.warning.short_keyboard_patterns",
+            W::RepeatsLikeAaaAreEasyToGuess => "zxcvbn.warning.repeats_aaa",
+            W::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess => "zxcvbn.warning.repeats_abcabc",
+            W::ThisIsATop10Password => "zxcvbn.warning.top10",
+            W::ThisIsATop100Password => "zxcvbn.warning.top100",
+            W::ThisIsACommonPassword => "zxcvbn.warning.common",
+            W::ThisIsSimilarToACommonlyUsedPassword => "zxcvbn.warning.similar_to_common",
+            W::SequencesLikeAbcAreEasyToGuess => "zxcvbn.warning.sequences",
+            W::RecentYearsAreEasyToGuess => "zxcvbn.warning.recent_years",
+            W::AWordByItselfIsEasyToGuess => "zxcvbn.warning.word_by_itself",
+            W::DatesAreOftenEasyToGuess => "zxcvbn.warning.dates",
+            W::NamesAndSurnamesByThemselvesAreEasyToGuess => "zxcvbn.warning.names_by_themselves",
+            W::CommonNamesAndSurnamesAreEasyToGuess => "zxcvbn.warning.common_names",
+        };
+        herald_core::msg!("password.weak_hint").nested("warning", Msg::new(key))
+    });
+    let suggestion = feedback.and_then(|f| f.suggestions().first().copied()).map(|s| {
+        Msg::new(match s {
+            S::UseAFewWordsAvoidCommonPhrases => "zxcvbn.suggestion.few_words",
+            S::NoNeedForSymbolsDigitsOrUppercaseLetters => "zxcvbn.suggestion.no_need_for_symbols",
+            S::AddAnotherWordOrTwo => "zxcvbn.suggestion.add_a_word",
+            S::CapitalizationDoesntHelpVeryMuch => "zxcvbn.suggestion.capitalization",
+            S::AllUppercaseIsAlmostAsEasyToGuessAsAllLowercase => "zxcvbn.suggestion.all_uppercase",
+            S::ReversedWordsArentMuchHarderToGuess => "zxcvbn.suggestion.reversed_words",
+            S::PredictableSubstitutionsDontHelpVeryMuch => "zxcvbn.suggestion.substitutions",
+            S::UseALongerKeyboardPatternWithMoreTurns => "zxcvbn.suggestion.longer_keyboard_pattern",
+            S::AvoidRepeatedWordsAndCharacters => "zxcvbn.suggestion.avoid_repeats",
+            S::AvoidSequences => "zxcvbn.suggestion.avoid_sequences",
+            S::AvoidRecentYears => "zxcvbn.suggestion.avoid_recent_years",
+            S::AvoidYearsThatAreAssociatedWithYou => "zxcvbn.suggestion.avoid_your_years",
+            S::AvoidDatesAndYearsThatAreAssociatedWithYou => "zxcvbn.suggestion.avoid_your_dates",
+        })
+    });
+    herald_core::msg!("password.weak")
+        .nested("hint", warning.unwrap_or_else(|| Msg::verbatim("")))
+        .nested("advice", suggestion.unwrap_or_else(|| herald_core::msg!("password.advice")))
 }
 
 pub async fn hash_password(password: &str) -> Result<String, ApiError> {

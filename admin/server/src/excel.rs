@@ -146,7 +146,7 @@ const NAME: &[&str] = &["name", "姓名", "名字"];
 
 /// Parse the first sheet: a header row naming a `to` column (or 收件人/手机/邮箱…),
 /// an optional `name` column; every other column becomes a variable.
-pub fn parse(file_name: &str, bytes: Vec<u8>, max_rows: usize) -> Result<Parsed, String> {
+pub fn parse(file_name: &str, bytes: Vec<u8>, max_rows: usize) -> Result<Parsed, SheetError> {
     let kind = kind(file_name)?;
     let mut rows = Rows { max_rows, header: None, out: Parsed::default(), cells: 0 };
     match kind {
@@ -154,7 +154,7 @@ pub fn parse(file_name: &str, bytes: Vec<u8>, max_rows: usize) -> Result<Parsed,
         Kind::Xls => xls(bytes, &mut rows)?,
     }
     if rows.header.is_none() {
-        return Err("the sheet is empty".into());
+        return Err(SheetError::Empty);
     }
     Ok(rows.out)
 }
@@ -174,15 +174,113 @@ impl Kind {
     }
 }
 
+/// Why a spreadsheet is refused as a whole (a row's fault is a [`RowError`]).
+/// It crosses from the parser's child process as its message ([`SheetError::msg`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SheetError {
+    /// The file name is not an .xls or .xlsx.
+    NotSpreadsheet,
+    /// No row has a value.
+    Empty,
+    /// The header row names no recipient column.
+    NoRecipientColumn,
+    /// The workbook has no sheet.
+    NoSheet,
+    /// An .xls with macros.
+    Macros,
+    TooWide {
+        max: usize,
+    },
+    RowTooWide {
+        row: u64,
+        max: usize,
+    },
+    BelowLastRow {
+        cell: String,
+        max: u64,
+    },
+    BeyondLastColumn {
+        cell: String,
+        max: usize,
+    },
+    /// One part of an .xlsx inflates past its cap.
+    PartTooLarge {
+        part: String,
+        max: u64,
+    },
+    /// All parts of an .xlsx together inflate past the cap.
+    WorkbookTooLarge {
+        max: u64,
+    },
+    TooManySharedStrings {
+        max: usize,
+    },
+    SharedStringTooLong {
+        index: usize,
+        max: usize,
+    },
+    CellTooLong {
+        cell: String,
+        max: usize,
+    },
+    GridTooLarge {
+        rows: u64,
+        columns: u64,
+        max: u64,
+    },
+    TextTooLarge {
+        max: u64,
+    },
+    /// Not a readable file of its kind (`xls`, `xlsx`); the detail is the
+    /// parser's own (technical) words.
+    Damaged {
+        kind: &'static str,
+        detail: String,
+    },
+}
+
+impl SheetError {
+    pub fn xls(detail: impl std::fmt::Display) -> Self {
+        Self::Damaged { kind: "xls", detail: detail.to_string() }
+    }
+    pub fn xlsx(detail: impl std::fmt::Display) -> Self {
+        Self::Damaged { kind: "xlsx", detail: detail.to_string() }
+    }
+
+    /// What the user reads.
+    pub fn msg(&self) -> herald_core::i18n::Msg {
+        use herald_core::msg;
+        match self {
+            Self::NotSpreadsheet => msg!("sheet.not_spreadsheet"),
+            Self::Empty => msg!("sheet.empty"),
+            Self::NoRecipientColumn => msg!("sheet.no_recipient_column"),
+            Self::NoSheet => msg!("sheet.no_sheet"),
+            Self::Macros => msg!("sheet.macros"),
+            Self::TooWide { max } => msg!("sheet.too_wide", max = max),
+            Self::RowTooWide { row, max } => msg!("sheet.row_too_wide", row = row, max = max),
+            Self::BelowLastRow { cell, max } => msg!("sheet.below_last_row", cell = cell, max = max),
+            Self::BeyondLastColumn { cell, max } => msg!("sheet.beyond_last_column", cell = cell, max = max),
+            Self::PartTooLarge { part, max } => msg!("sheet.part_too_large", part = part, max = max),
+            Self::WorkbookTooLarge { max } => msg!("sheet.workbook_too_large", max = max),
+            Self::TooManySharedStrings { max } => msg!("sheet.too_many_shared_strings", max = max),
+            Self::SharedStringTooLong { index, max } => msg!("sheet.shared_string_too_long", index = index, max = max),
+            Self::CellTooLong { cell, max } => msg!("sheet.cell_too_long", cell = cell, max = max),
+            Self::GridTooLarge { rows, columns, max } => msg!("sheet.grid_too_large", rows = rows, columns = columns, max = max),
+            Self::TextTooLarge { max } => msg!("sheet.text_too_large", max = max),
+            Self::Damaged { kind, detail } => msg!("sheet.damaged", kind = kind, detail = detail),
+        }
+    }
+}
+
 /// The kind of spreadsheet a file name promises.
-pub fn kind(file_name: &str) -> Result<Kind, String> {
+pub fn kind(file_name: &str) -> Result<Kind, SheetError> {
     let lower = file_name.to_lowercase();
     if lower.ends_with(".xlsx") {
         Ok(Kind::Xlsx)
     } else if lower.ends_with(".xls") {
         Ok(Kind::Xls)
     } else {
-        Err("upload an .xls or .xlsx file".into())
+        Err(SheetError::NotSpreadsheet)
     }
 }
 
@@ -203,7 +301,7 @@ struct Rows {
 impl Rows {
     /// One sheet row: its 1-based number and its cells (column, text), columns
     /// below [`MAX_COLUMNS`]. `Ok(false)`: no more rows are wanted.
-    fn row(&mut self, line: u64, cells: &[(usize, String)]) -> Result<bool, String> {
+    fn row(&mut self, line: u64, cells: &[(usize, String)]) -> Result<bool, SheetError> {
         if cells.iter().all(|(_, t)| t.is_empty()) {
             return Ok(true);
         }
@@ -213,8 +311,7 @@ impl Rows {
             for (c, t) in cells {
                 names[*c] = t.to_lowercase();
             }
-            let to =
-                names.iter().position(|h| TO.contains(&h.as_str())).ok_or("no recipient column: name one header `to` (or 收件人, 手机, 邮箱)")?;
+            let to = names.iter().position(|h| TO.contains(&h.as_str())).ok_or(SheetError::NoRecipientColumn)?;
             let name = names.iter().position(|h| NAME.contains(&h.as_str()));
             self.out.to_column = Some(names[to].clone());
             self.header = Some(Header { names, to, name });
@@ -273,18 +370,18 @@ fn cell_text(c: &Data) -> String {
     }
 }
 
-fn xls(bytes: Vec<u8>, rows: &mut Rows) -> Result<(), String> {
+fn xls(bytes: Vec<u8>, rows: &mut Rows) -> Result<(), SheetError> {
     xls_guard::check(&bytes)?;
     // calamine indexes malformed records without checking: a panic there is a refused file.
     let read = std::panic::catch_unwind(move || {
-        let mut book = calamine::Xls::new(Cursor::new(bytes)).map_err(|e| format!("not a readable .xls: {e}"))?;
-        let sheet = book.sheet_names().first().cloned().ok_or("the workbook has no sheet")?;
-        book.worksheet_range(&sheet).map_err(|e| format!("sheet {sheet}: {e}"))
+        let mut book = calamine::Xls::new(Cursor::new(bytes)).map_err(SheetError::xls)?;
+        let sheet = book.sheet_names().first().cloned().ok_or(SheetError::NoSheet)?;
+        book.worksheet_range(&sheet).map_err(|e| SheetError::xls(format!("sheet {sheet}: {e}")))
     });
-    let range = read.map_err(|_| "not a readable .xls: the reader failed on a malformed record".to_string())??;
+    let range = read.map_err(|_| SheetError::xls("the reader failed on a malformed record"))??;
     let Some((top, left)) = range.start() else { return Ok(()) };
     if left as usize + range.width() > MAX_COLUMNS {
-        return Err(format!("the sheet is wider than {MAX_COLUMNS} columns"));
+        return Err(SheetError::TooWide { max: MAX_COLUMNS });
     }
     let mut cells = Vec::new();
     for (i, row) in range.rows().enumerate() {
@@ -306,7 +403,7 @@ struct Capped<'a, R> {
     left: u64,
     budget: &'a Cell<u64>,
     /// Set when the cap is hit, with the reason the user sees.
-    over: &'a Cell<Option<String>>,
+    over: &'a Cell<Option<SheetError>>,
     part: String,
     cap: u64,
 }
@@ -317,15 +414,15 @@ impl<R: Read> Read for Capped<'_, R> {
         let n = self.inner.read(&mut buf[..want])?;
         let n64 = n as u64;
         let why = if n64 > self.left {
-            Some(format!("{} unpacks to more than {} bytes: refused", self.part, self.cap))
+            Some(SheetError::PartTooLarge { part: self.part.clone(), max: self.cap })
         } else if n64 > self.budget.get() {
-            Some(format!("the workbook unpacks to more than {MAX_UNZIPPED} bytes: refused"))
+            Some(SheetError::WorkbookTooLarge { max: MAX_UNZIPPED })
         } else {
             None
         };
         if let Some(why) = why {
             self.over.set(Some(why.clone()));
-            return Err(std::io::Error::other(why));
+            return Err(std::io::Error::other(why.msg().to_string()));
         }
         self.left -= n64;
         self.budget.set(self.budget.get() - n64);
@@ -338,23 +435,23 @@ type Zip<'b> = zip::ZipArchive<Cursor<&'b [u8]>>;
 struct Book<'b> {
     zip: Zip<'b>,
     budget: Cell<u64>,
-    over: Cell<Option<String>>,
+    over: Cell<Option<SheetError>>,
 }
 
 type Xml<'a, 'b> = quick_xml::Reader<BufReader<Capped<'a, zip::read::ZipFile<'a, Cursor<&'b [u8]>>>>>;
 
 impl<'b> Book<'b> {
-    fn open(bytes: &'b [u8]) -> Result<Self, String> {
+    fn open(bytes: &'b [u8]) -> Result<Self, SheetError> {
         check_central_directory(bytes)?;
-        let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a readable .xlsx: {e}"))?;
+        let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(SheetError::xlsx)?;
         Ok(Book { zip, budget: Cell::new(MAX_UNZIPPED), over: Cell::new(None) })
     }
 
     /// Read a part's XML with `read`, inflated through the cap; None when the
     /// archive has no such part. When the cap stopped it, the cap's reason is the error.
-    fn with_part<T>(&mut self, name: &str, cap: u64, read: impl FnOnce(&mut Xml<'_, 'b>) -> Result<T, String>) -> Result<Option<T>, String> {
+    fn with_part<T>(&mut self, name: &str, cap: u64, read: impl FnOnce(&mut Xml<'_, 'b>) -> Result<T, SheetError>) -> Result<Option<T>, SheetError> {
         let Some(index) = self.zip.index_for_name(name) else { return Ok(None) };
-        let file = self.zip.by_index(index).map_err(|e| format!("{name} is not readable: {e}"))?;
+        let file = self.zip.by_index(index).map_err(|e| SheetError::xlsx(format!("{name}: {e}")))?;
         let capped = Capped { inner: file, left: cap, budget: &self.budget, over: &self.over, part: name.to_string(), cap };
         let mut xml = quick_xml::Reader::from_reader(BufReader::with_capacity(64 * 1024, capped));
         xml.config_mut().trim_text(false);
@@ -370,10 +467,10 @@ impl<'b> Book<'b> {
 /// The zip crate reserves room for as many entries as the archive's end record
 /// claims: refuse a count the file is too small to hold (each entry needs 46
 /// bytes of central directory) before it sees it.
-fn check_central_directory(bytes: &[u8]) -> Result<(), String> {
+fn check_central_directory(bytes: &[u8]) -> Result<(), SheetError> {
     const EOCD: &[u8] = b"PK\x05\x06";
     let from = bytes.len().saturating_sub(22 + 65_535);
-    let at = (from..bytes.len().saturating_sub(21)).rev().find(|&i| &bytes[i..i + 4] == EOCD).ok_or("not a readable .xlsx: not a zip archive")?;
+    let at = (from..bytes.len().saturating_sub(21)).rev().find(|&i| &bytes[i..i + 4] == EOCD).ok_or(SheetError::xlsx("not a zip archive"))?;
     let u16_at = |i: usize| u64::from(u16::from_le_bytes([bytes[i], bytes[i + 1]]));
     let mut entries = u16_at(at + 10);
     if entries == 0xFFFF && at >= 20 && &bytes[at - 20..at - 16] == b"PK\x06\x07" {
@@ -382,11 +479,11 @@ fn check_central_directory(bytes: &[u8]) -> Result<(), String> {
         let off = usize::try_from(off)
             .ok()
             .filter(|o| o.checked_add(56).is_some_and(|end| end <= bytes.len()))
-            .ok_or("not a readable .xlsx: bad zip64 record")?;
+            .ok_or(SheetError::xlsx("bad zip64 record"))?;
         entries = u64::from_le_bytes(bytes[off + 32..off + 40].try_into().unwrap_or_default());
     }
     if entries.saturating_mul(46) > bytes.len() as u64 {
-        return Err(format!("not a readable .xlsx: the archive claims {entries} entries in {} bytes", bytes.len()));
+        return Err(SheetError::xlsx(format!("the archive claims {entries} entries in {} bytes", bytes.len())));
     }
     Ok(())
 }
@@ -396,12 +493,12 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, local: &[u8]) -> Option<String> {
 }
 
 /// Text content with the XML entities resolved; `_xHHHH_` escapes decoded.
-fn push_text(out: &mut String, ev: &Event<'_>) -> Result<(), String> {
+fn push_text(out: &mut String, ev: &Event<'_>) -> Result<(), SheetError> {
     match ev {
-        Event::Text(t) => out.push_str(&t.xml10_content().map_err(|e| e.to_string())?),
+        Event::Text(t) => out.push_str(&t.xml10_content().map_err(SheetError::xlsx)?),
         Event::CData(t) => out.push_str(&String::from_utf8_lossy(t)),
         Event::GeneralRef(r) => {
-            let name = r.decode().map_err(|e| e.to_string())?;
+            let name = r.decode().map_err(SheetError::xlsx)?;
             match name.as_ref() {
                 "amp" => out.push('&'),
                 "lt" => out.push('<'),
@@ -410,7 +507,7 @@ fn push_text(out: &mut String, ev: &Event<'_>) -> Result<(), String> {
                 "apos" => out.push('\''),
                 _ => match r.resolve_char_ref() {
                     Ok(Some(c)) => out.push(c),
-                    _ => return Err(format!("unknown entity &{name};")),
+                    _ => return Err(SheetError::xlsx(format!("unknown entity &{name};"))),
                 },
             }
         }
@@ -461,18 +558,18 @@ fn cell_ref(r: &str) -> Option<(u64, Option<u64>)> {
     Some((col - 1, row))
 }
 
-fn check_position(at: &str, col: u64, row: u64) -> Result<(), String> {
+fn check_position(at: &str, col: u64, row: u64) -> Result<(), SheetError> {
     if row > MAX_SHEET_ROW {
-        return Err(format!("cell {at} is below row {MAX_SHEET_ROW}, the last a sheet has: refused"));
+        return Err(SheetError::BelowLastRow { cell: at.to_string(), max: MAX_SHEET_ROW });
     }
     if col >= MAX_COLUMNS as u64 {
-        return Err(format!("cell {at} is beyond column IV: at most {MAX_COLUMNS} columns"));
+        return Err(SheetError::BeyondLastColumn { cell: at.to_string(), max: MAX_COLUMNS });
     }
     Ok(())
 }
 
 /// The first sheet's part name and the shared-string table's, from the workbook and its relationships.
-fn locate(book: &mut Book<'_>) -> Result<(String, Option<String>), String> {
+fn locate(book: &mut Book<'_>) -> Result<(String, Option<String>), SheetError> {
     let rid = book
         .with_part("xl/workbook.xml", MAX_PART_XML, |xml| {
             let mut buf = Vec::new();
@@ -481,12 +578,12 @@ fn locate(book: &mut Book<'_>) -> Result<(String, Option<String>), String> {
                     Ok(Event::Start(e) | Event::Empty(e)) if e.local_name().as_ref() == b"sheet" => return Ok(attr(&e, b"id")),
                     Ok(Event::Eof) => return Ok(None),
                     Ok(_) => {}
-                    Err(e) => return Err(format!("xl/workbook.xml is not readable: {e}")),
+                    Err(e) => return Err(SheetError::xlsx(format!("xl/workbook.xml: {e}"))),
                 }
                 buf.clear();
             }
         })?
-        .ok_or("not a readable .xlsx: no xl/workbook.xml")?;
+        .ok_or(SheetError::xlsx("no xl/workbook.xml"))?;
     let (sheet, shared) = book
         .with_part("xl/_rels/workbook.xml.rels", MAX_PART_XML, |xml| {
             let (mut sheet, mut shared) = (None, None);
@@ -506,7 +603,7 @@ fn locate(book: &mut Book<'_>) -> Result<(String, Option<String>), String> {
                     }
                     Ok(Event::Eof) => return Ok((sheet, shared)),
                     Ok(_) => {}
-                    Err(e) => return Err(format!("xl/_rels/workbook.xml.rels is not readable: {e}")),
+                    Err(e) => return Err(SheetError::xlsx(format!("xl/_rels/workbook.xml.rels: {e}"))),
                 }
                 buf.clear();
             }
@@ -516,14 +613,14 @@ fn locate(book: &mut Book<'_>) -> Result<(String, Option<String>), String> {
     Ok((sheet.unwrap_or_else(|| "xl/worksheets/sheet1.xml".into()), shared))
 }
 
-fn shared_strings(book: &mut Book<'_>, part: &str) -> Result<Vec<String>, String> {
+fn shared_strings(book: &mut Book<'_>, part: &str) -> Result<Vec<String>, SheetError> {
     let read = |xml: &mut Xml<'_, '_>| {
         let mut out = Vec::new();
         let mut buf = Vec::new();
         // Inside <si>: its text so far; inside <t> (not phonetic <rPh>): collecting.
         let (mut si, mut in_t, mut phonetic) = (None::<String>, false, false);
         loop {
-            let ev = xml.read_event_into(&mut buf).map_err(|e| format!("{part} is not readable: {e}"))?;
+            let ev = xml.read_event_into(&mut buf).map_err(|e| SheetError::xlsx(format!("{part}: {e}")))?;
             match &ev {
                 Event::Start(e) => match e.local_name().as_ref() {
                     b"si" => si = Some(String::new()),
@@ -533,14 +630,14 @@ fn shared_strings(book: &mut Book<'_>, part: &str) -> Result<Vec<String>, String
                 },
                 Event::Empty(e) if e.local_name().as_ref() == b"si" => {
                     if out.len() >= MAX_SHARED_STRINGS {
-                        return Err(format!("more than {MAX_SHARED_STRINGS} shared strings: refused"));
+                        return Err(SheetError::TooManySharedStrings { max: MAX_SHARED_STRINGS });
                     }
                     out.push(String::new());
                 }
                 Event::End(e) => match e.local_name().as_ref() {
                     b"si" => {
                         if out.len() >= MAX_SHARED_STRINGS {
-                            return Err(format!("more than {MAX_SHARED_STRINGS} shared strings: refused"));
+                            return Err(SheetError::TooManySharedStrings { max: MAX_SHARED_STRINGS });
                         }
                         out.push(unescape_ooxml(si.take().unwrap_or_default()));
                     }
@@ -552,7 +649,7 @@ fn shared_strings(book: &mut Book<'_>, part: &str) -> Result<Vec<String>, String
                     if let Some(s) = si.as_mut() {
                         push_text(s, &ev)?;
                         if s.len() > MAX_CELL_CHARS * 4 {
-                            return Err(format!("shared string {} is longer than {MAX_CELL_CHARS} characters: refused", out.len()));
+                            return Err(SheetError::SharedStringTooLong { index: out.len(), max: MAX_CELL_CHARS });
                         }
                     }
                 }
@@ -574,14 +671,14 @@ struct CellState {
     inline: Option<String>,
 }
 
-fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), String> {
+fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), SheetError> {
     let mut book = Book::open(bytes)?;
     let (sheet, shared) = locate(&mut book)?;
     let shared = match shared {
         Some(part) => shared_strings(&mut book, &part)?,
         None => Vec::new(),
     };
-    let read = |xml: &mut Xml<'_, '_>| -> Result<(), String> {
+    let read = |xml: &mut Xml<'_, '_>| -> Result<(), SheetError> {
         let mut buf = Vec::new();
         let mut line = 0u64; // the current row's number
         let mut next_col = 0u64;
@@ -590,7 +687,7 @@ fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), String> {
         // What text goes where inside a cell: <v>, or <is><t> (not phonetic).
         let (mut in_v, mut in_t, mut phonetic) = (false, false, false);
         loop {
-            let ev = xml.read_event_into(&mut buf).map_err(|e| format!("{sheet} is not readable: {e}"))?;
+            let ev = xml.read_event_into(&mut buf).map_err(|e| SheetError::xlsx(format!("{sheet}: {e}")))?;
             match &ev {
                 Event::Start(e) | Event::Empty(e) => {
                     let empty = matches!(ev, Event::Empty(_));
@@ -599,14 +696,17 @@ fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), String> {
                             let dim = attr(e, b"ref").unwrap_or_default();
                             let last = dim.rsplit(':').next().unwrap_or_default();
                             if let Some((col, row)) = cell_ref(last) {
-                                check_position(last, col, row.unwrap_or(1)).map_err(|e| format!("the sheet declares {dim}: {e}"))?;
+                                check_position(last, col, row.unwrap_or(1))?;
                             }
                         }
                         b"row" => {
                             line = match attr(e, b"r") {
-                                Some(r) => {
-                                    r.trim().parse::<u64>().ok().filter(|&n| n >= 1).ok_or_else(|| format!("row number {r:?} is not a row"))?
-                                }
+                                Some(r) => r
+                                    .trim()
+                                    .parse::<u64>()
+                                    .ok()
+                                    .filter(|&n| n >= 1)
+                                    .ok_or_else(|| SheetError::xlsx(format!("row number {r:?} is not a row")))?,
                                 None => line + 1,
                             };
                             next_col = 0;
@@ -617,14 +717,14 @@ fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), String> {
                         }
                         b"c" => {
                             let (col, row) = match attr(e, b"r") {
-                                Some(r) => cell_ref(&r).ok_or_else(|| format!("cell reference {r:?} is not one"))?,
+                                Some(r) => cell_ref(&r).ok_or_else(|| SheetError::xlsx(format!("cell reference {r:?} is not one")))?,
                                 None => (next_col, None),
                             };
                             let at = format!("{}{}", column_name(col), row.unwrap_or(line));
                             check_position(&at, col, row.unwrap_or(line))?;
                             next_col = col + 1;
                             if cells.len() >= MAX_COLUMNS {
-                                return Err(format!("row {line} holds more than {MAX_COLUMNS} cells: refused"));
+                                return Err(SheetError::RowTooWide { row: line, max: MAX_COLUMNS });
                             }
                             let state = CellState { col: col as usize, typ: attr(e, b"t").unwrap_or_default(), at, v: None, inline: None };
                             if empty {
@@ -675,7 +775,7 @@ fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), String> {
                         if let Some(s) = slot {
                             push_text(s, &ev)?;
                             if s.len() > MAX_CELL_CHARS * 4 {
-                                return Err(format!("cell {} is longer than {MAX_CELL_CHARS} characters: refused", c.at));
+                                return Err(SheetError::CellTooLong { cell: c.at.clone(), max: MAX_CELL_CHARS });
                             }
                         }
                     }
@@ -686,19 +786,19 @@ fn xlsx(bytes: &[u8], rows: &mut Rows) -> Result<(), String> {
             buf.clear();
         }
     };
-    book.with_part(&sheet, MAX_SHEET_XML, read)?.ok_or_else(|| format!("not a readable .xlsx: no {sheet}"))
+    book.with_part(&sheet, MAX_SHEET_XML, read)?.ok_or_else(|| SheetError::xlsx(format!("no {sheet}")))
 }
 
 /// A cell's text, as calamine would have shown it.
-fn value(c: &CellState, shared: &[String]) -> Result<String, String> {
+fn value(c: &CellState, shared: &[String]) -> Result<String, SheetError> {
     let v = c.v.as_deref().unwrap_or("");
     let text = match c.typ.as_str() {
         "s" => {
             if v.trim().is_empty() {
                 String::new()
             } else {
-                let i: usize = v.trim().parse().map_err(|_| format!("cell {} names shared string {v:?}", c.at))?;
-                shared.get(i).cloned().ok_or_else(|| format!("cell {} names shared string {i} of {}", c.at, shared.len()))?
+                let i: usize = v.trim().parse().map_err(|_| SheetError::xlsx(format!("cell {} names shared string {v:?}", c.at)))?;
+                shared.get(i).cloned().ok_or_else(|| SheetError::xlsx(format!("cell {} names shared string {i} of {}", c.at, shared.len())))?
             }
         }
         "inlineStr" => unescape_ooxml(c.inline.clone().unwrap_or_default()),
@@ -741,6 +841,8 @@ fn column_name(mut col: u64) -> String {
 /// lets through may still be malformed: calamine then returns an error (or
 /// panics, which `xls` turns into one).
 mod xls_guard {
+    use super::SheetError;
+
     const ENDOFCHAIN: u32 = 0xFFFF_FFFE;
     /// Largest cell grid (declared or spanned) calamine may build for one sheet.
     pub const MAX_GRID: u64 = 4_000_000;
@@ -756,12 +858,12 @@ mod xls_guard {
     fn u32s(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
         b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
     }
-    fn bad(why: impl std::fmt::Display) -> String {
-        format!("not a readable .xls: {why}")
+    fn bad(why: impl std::fmt::Display) -> SheetError {
+        SheetError::xls(why)
     }
 
     /// A chain of sectors from `start` to ENDOFCHAIN: every link inside the file and the table, no loop.
-    fn chain(start: u32, table: &[u32], sectors: usize, what: &str) -> Result<Vec<u32>, String> {
+    fn chain(start: u32, table: &[u32], sectors: usize, what: &str) -> Result<Vec<u32>, SheetError> {
         let mut ids = Vec::new();
         let mut id = start;
         while id != ENDOFCHAIN {
@@ -777,7 +879,7 @@ mod xls_guard {
         Ok(ids)
     }
 
-    pub fn check(b: &[u8]) -> Result<(), String> {
+    pub fn check(b: &[u8]) -> Result<(), SheetError> {
         if b.len() < 512 || b[..8] != [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1] {
             return Err(bad("not an OLE compound file"));
         }
@@ -813,7 +915,7 @@ mod xls_guard {
         for &id in difat.iter().filter(|&&id| id < 0xFFFF_FFFC) {
             fat.extend(u32s(sector(id)?));
         }
-        let read = |ids: &[u32]| -> Result<Vec<u8>, String> {
+        let read = |ids: &[u32]| -> Result<Vec<u8>, SheetError> {
             let mut out = Vec::with_capacity(ids.len() * size);
             for &id in ids {
                 out.extend_from_slice(sector(id)?);
@@ -838,7 +940,7 @@ mod xls_guard {
             return Err(bad("a stream longer than the file"));
         }
         if entries.iter().any(|(n, ..)| n == "_VBA_PROJECT_CUR") {
-            return Err("workbooks with macros are not accepted: save the list without them".into());
+            return Err(SheetError::Macros);
         }
         let (ministream, minifat) = if minifat_len > 0 {
             let mut ms = read(&chain(root.1, &fat, sectors, "the mini stream")?)?;
@@ -866,7 +968,7 @@ mod xls_guard {
         biff(&stream)
     }
 
-    fn sector_of(b: &[u8], size: usize, sectors: usize, id: u32) -> Result<&[u8], String> {
+    fn sector_of(b: &[u8], size: usize, sectors: usize, id: u32) -> Result<&[u8], SheetError> {
         if (id as usize) < sectors { Ok(&b[size + id as usize * size..][..size]) } else { Err(bad("a sector number points outside the file")) }
     }
 
@@ -961,7 +1063,7 @@ mod xls_guard {
         }
     }
 
-    fn biff(stream: &[u8]) -> Result<(), String> {
+    fn biff(stream: &[u8]) -> Result<(), SheetError> {
         let mut sheets = Vec::new();
         let mut sst: Vec<u64> = Vec::new();
         // Longest sheet or defined name (in characters): what one formula token may expand to.
@@ -1005,7 +1107,7 @@ mod xls_guard {
                         let nr = u64::from(er.wrapping_sub(rf).wrapping_add(1));
                         let nc = u64::from(ec.wrapping_sub(cf).wrapping_add(1));
                         if nr.saturating_mul(nc) > MAX_GRID {
-                            return Err(format!("the sheet declares {nr} rows × {nc} columns: at most {MAX_GRID} cells"));
+                            return Err(SheetError::GridTooLarge { rows: nr, columns: nc, max: MAX_GRID });
                         }
                     }
                     0x0203 | 0x0204 | 0x0205 | 0x027E => {
@@ -1043,15 +1145,15 @@ mod xls_guard {
             if rows.0 <= rows.1 {
                 let grid = u64::from(rows.1 - rows.0 + 1) * u64::from(cols.1 - cols.0 + 1);
                 if grid > MAX_GRID {
-                    return Err(format!(
-                        "the sheet's cells span {} rows × {} columns: at most {MAX_GRID} cells",
-                        rows.1 - rows.0 + 1,
-                        cols.1 - cols.0 + 1
-                    ));
+                    return Err(SheetError::GridTooLarge {
+                        rows: u64::from(rows.1 - rows.0 + 1),
+                        columns: u64::from(cols.1 - cols.0 + 1),
+                        max: MAX_GRID,
+                    });
                 }
             }
             if text > MAX_TEXT {
-                return Err(format!("the sheets' cells and formulas expand to more than {MAX_TEXT} bytes of text: refused"));
+                return Err(SheetError::TextTooLarge { max: MAX_TEXT });
             }
         }
         Ok(())
@@ -1197,8 +1299,8 @@ mod tests {
 
     #[test]
     fn other_files_are_refused_with_a_reason() {
-        assert!(parse("list.csv", b"to\na@b.c".to_vec(), 10).unwrap_err().contains(".xlsx"));
-        assert!(parse("list.xlsx", b"not a zip".to_vec(), 10).unwrap_err().contains("not a readable"));
+        assert!(parse("list.csv", b"to\na@b.c".to_vec(), 10).unwrap_err().msg().to_string().contains(".xlsx"));
+        assert!(parse("list.xlsx", b"not a zip".to_vec(), 10).unwrap_err().msg().to_string().contains("not a readable"));
     }
 
     #[test]
@@ -1206,23 +1308,26 @@ mod tests {
         // Declares 1 000 bytes, inflates to 300 MB: counted while inflating, refused at the cap.
         let bytes = sheets::xlsx_lying(300 << 20, 1000);
         assert!(bytes.len() < 5 << 20, "{} bytes", bytes.len());
-        let err = parse("bomb.xlsx", bytes, 10).unwrap_err();
+        let err = parse("bomb.xlsx", bytes, 10).unwrap_err().msg().to_string();
         assert!(err.contains("unpacks to more than"), "{err}");
     }
 
     #[test]
     fn cells_far_out_are_refused_without_building_a_grid() {
-        let err = parse("far.xlsx", sheets::xlsx_cells(&[("A1", "to"), ("XFD1048576", "x")]), 10).unwrap_err();
+        let err = parse("far.xlsx", sheets::xlsx_cells(&[("A1", "to"), ("XFD1048576", "x")]), 10).unwrap_err().msg().to_string();
         assert!(err.contains("XFD1048576") && err.contains("256 columns"), "{err}");
-        let err = parse("deep.xlsx", sheets::xlsx_cells(&[("A1", "to"), ("Z2000000", "x")]), 10).unwrap_err();
+        let err = parse("deep.xlsx", sheets::xlsx_cells(&[("A1", "to"), ("Z2000000", "x")]), 10).unwrap_err().msg().to_string();
         assert!(err.contains("Z2000000") && err.contains("below row"), "{err}");
         // Far down but inside the limits: streamed, no grid, one row.
         let ok = parse("tall.xlsx", sheets::xlsx_cells(&[("A1", "to"), ("A1048576", "a@b.c")]), 10).unwrap();
         assert_eq!(ok.rows.len(), 1);
         // A declared dimension past the limits is refused before any cell is read.
         let sheet = r#"<worksheet><dimension ref="A1:XFD1048576"/><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>to</t></is></c></row></sheetData></worksheet>"#;
-        let err = parse("dim.xlsx", sheets::xlsx_with(sheets::Entry::stored("xl/worksheets/sheet1.xml", sheet.as_bytes()), None), 10).unwrap_err();
-        assert!(err.contains("declares A1:XFD1048576"), "{err}");
+        let err = parse("dim.xlsx", sheets::xlsx_with(sheets::Entry::stored("xl/worksheets/sheet1.xml", sheet.as_bytes()), None), 10)
+            .unwrap_err()
+            .msg()
+            .to_string();
+        assert!(err.contains("XFD1048576"), "{err}");
     }
 
     #[test]
@@ -1243,7 +1348,7 @@ mod tests {
         assert_eq!(parsed.rows[1].name.as_deref(), Some("13800000000"));
         use sheets::Xls::*;
         let wide = sheets::xls(&[Text(0, 0, "to"), Text(65535, 255, "x")]);
-        let err = parse("wide.xls", wide, 10).unwrap_err();
+        let err = parse("wide.xls", wide, 10).unwrap_err().msg().to_string();
         assert!(err.contains("at most"), "{err}");
     }
 

@@ -37,7 +37,6 @@ pub async fn negotiate(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     //! The admin API in-process on a fresh SQLite store, spoken to over HTTP.
-    use std::sync::Arc;
 
     use serde_json::{Value, json};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,14 +48,7 @@ mod tests {
 
     async fn server() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
-        let clock = herald_core::Clock::system();
-        let backends = herald_backends::open(&cfg.storage, &cfg.queue, &cfg.data_dir, herald_backends::Role::Shared, clock.clone()).await.unwrap();
-        let sealer = Arc::new(herald_backends::Sealer::load(None, &cfg.data_dir).unwrap());
-        let plugins = Arc::new(herald_plugin_host::PluginHost::new(Default::default(), Default::default()).unwrap());
-        let deps = herald_service::Deps { backends, plugins, sealer, clock };
-        let services = herald_service::Services::new(deps, herald_service::LimitsSource::Published, String::new());
-        let app = Arc::new(crate::state::App { cfg, deps: services.deps.clone(), services });
+        let app = crate::state::test_app(crate::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() }).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, crate::api::router(app)).await });
@@ -120,9 +112,43 @@ mod tests {
         assert_eq!(body["error"]["field"], "admin_password");
         let (_, _, body) = call(&s, "POST", "/register", Some("en"), reg("short")).await;
         assert_eq!(body["error"]["message"], "the password must have at least 10 characters");
-        // A malformed body: serde's own words, unchanged, under any language.
+        // A malformed body: the sentence in the language asked for, the field named, the code and field unchanged.
         let (status, _, body) = call(&s, "POST", "/login", Some("zh-CN"), json!({"login": 3})).await;
+        assert_eq!((status, body["error"]["code"].as_str(), body["error"]["field"].as_str()), (400, Some("invalid_body"), Some("login")));
+        assert_eq!(body["error"]["message"], "字段 login 类型错误：应为字符串，实为整数 3");
+        let (_, _, body) = call(&s, "POST", "/login", Some("en"), json!({"login": 3})).await;
+        assert_eq!(body["error"]["message"], "login has the wrong type: expected a string, got an integer 3");
+        let (status, _, body) = call(&s, "POST", "/login", Some("zh-CN"), json!({"password": "x"})).await;
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_body")));
+        assert_eq!(body["error"]["message"], "缺少字段 login");
+        let (_, _, body) = call(
+            &s,
+            "POST",
+            "/register",
+            Some("zh-CN"),
+            reg("a-long-enough-passphrase")
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("extra".into(), json!(1));
+                    Value::Object(o)
+                })
+                .unwrap(),
+        )
+        .await;
+        assert!(body["error"]["message"].as_str().unwrap().starts_with("未知字段 extra"), "{body}");
+        // A query parameter's own check, and serde's words for a parameter.
+        let zh = |text: &str, field: &str| crate::web::serde_message(text, field).render(herald_core::i18n::Lang::ZhCn);
+        assert_eq!(zh("must not be negative", "limit"), "字段 limit 无效：不能为负数");
+        assert_eq!(zh("unknown variant `up`, expected `asc` or `desc`", "order"), "字段 order 的值 up 不被接受：应为 asc, desc 之一");
+        assert_eq!(zh("unknown variant `up`, expected one of `a`, `b`", "order"), "字段 order 的值 up 不被接受：应为 a, b 之一");
+        assert_eq!(zh("invalid type: map, expected u64", "limit"), "字段 limit 类型错误：应为整数，实为对象");
+        assert_eq!(zh("invalid digit found in string", "limit"), "字段 limit 无效：invalid digit found in string");
+        // A weak password: zxcvbn's warning in Chinese.
+        let (_, _, body) = call(&s, "POST", "/register", Some("zh-CN"), reg("password123")).await;
+        assert_eq!(body["error"]["code"], "weak_password");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("密码太容易被猜到（") && !message.is_ascii() && !message.contains("password"), "{message}");
         // A route that does not exist.
         let (status, _, body) = call(&s, "GET", "/nowhere", Some("zh-CN"), Value::Null).await;
         assert_eq!((status, body["error"]["message"].as_str()), (404, Some("没有这个接口")));

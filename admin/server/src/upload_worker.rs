@@ -14,6 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+use herald_core::i18n::Msg;
+use herald_core::msg;
+
 use crate::excel;
 
 /// The hidden sub-command.
@@ -41,9 +44,9 @@ static SLOTS: Semaphore = Semaphore::const_new(CONCURRENT);
 #[derive(Debug)]
 pub enum Failure {
     /// The file is not a list the parser accepts (the parser's message).
-    Refused(String),
+    Refused(Msg),
     /// The child died or ran out of time or memory.
-    Died(String),
+    Died(Msg),
     /// Every slot stayed busy.
     Busy,
 }
@@ -54,7 +57,7 @@ pub async fn parse(kind: excel::Kind, bytes: Vec<u8>, max_rows: usize) -> Result
     let exe = if std::path::Path::new("/proc/self/exe").exists() {
         std::path::PathBuf::from("/proc/self/exe")
     } else {
-        std::env::current_exe().map_err(|e| Failure::Died(format!("cannot start the parser: {e}")))?
+        std::env::current_exe().map_err(|e| Failure::Died(msg!("upload.parser_start", error = e)))?
     };
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg(SUBCOMMAND).arg(kind.extension()).arg(max_rows.to_string());
@@ -67,10 +70,10 @@ pub async fn run(mut cmd: tokio::process::Command, bytes: Vec<u8>) -> Result<Vec
     let _slot = tokio::time::timeout_at(deadline, SLOTS.acquire()).await.map_err(|_| Failure::Busy)?.map_err(|_| Failure::Busy)?;
     // No secrets (operator token, database credentials) in the parser's environment.
     cmd.env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| Failure::Died(format!("cannot start the parser: {e}")))?;
-    let mut stdin = child.stdin.take().ok_or_else(|| Failure::Died("no stdin".into()))?;
-    let stdout = child.stdout.take().ok_or_else(|| Failure::Died("no stdout".into()))?;
-    let stderr = child.stderr.take().ok_or_else(|| Failure::Died("no stderr".into()))?;
+    let mut child = cmd.spawn().map_err(|e| Failure::Died(msg!("upload.parser_start", error = e)))?;
+    let mut stdin = child.stdin.take().ok_or_else(|| Failure::Died(msg!("upload.parser_start", error = "no stdin")))?;
+    let stdout = child.stdout.take().ok_or_else(|| Failure::Died(msg!("upload.parser_start", error = "no stdout")))?;
+    let stderr = child.stderr.take().ok_or_else(|| Failure::Died(msg!("upload.parser_start", error = "no stderr")))?;
     let feed = async move {
         // The child may stop reading early (a refused header): a broken pipe is fine.
         let _ = stdin.write_all(&bytes).await;
@@ -91,30 +94,33 @@ pub async fn run(mut cmd: tokio::process::Command, bytes: Vec<u8>) -> Result<Vec
         Err(_) => {
             let _ = child.kill().await;
             tracing::warn!("upload parser killed after {WALL:?}");
-            return Err(Failure::Died(format!("the spreadsheet could not be read within {} s", WALL.as_secs())));
+            return Err(Failure::Died(msg!("upload.timeout", seconds = WALL.as_secs())));
         }
     };
     let out = match out {
         Ok(out) if out.len() as u64 <= MAX_OUTPUT => out,
         Ok(_) => {
             let _ = child.kill().await;
-            return Err(Failure::Died(format!("the list is larger than {MAX_OUTPUT} bytes")));
+            return Err(Failure::Died(msg!("upload.answer_too_large", max = MAX_OUTPUT)));
         }
         Err(e) => {
             let _ = child.kill().await;
-            return Err(Failure::Died(format!("the parser's answer was lost: {e}")));
+            return Err(Failure::Died(msg!("upload.answer_lost", error = e)));
         }
     };
     let status = match tokio::time::timeout_at(deadline, child.wait()).await {
         Ok(Ok(s)) => s,
         _ => {
             let _ = child.kill().await;
-            return Err(Failure::Died(format!("the spreadsheet could not be read within {} s", WALL.as_secs())));
+            return Err(Failure::Died(msg!("upload.timeout", seconds = WALL.as_secs())));
         }
     };
     match status.code() {
         Some(EXIT_PARSED) if serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok() => Ok(out),
-        Some(EXIT_REFUSED) => Err(Failure::Refused(String::from_utf8_lossy(&out).into_owned())),
+        Some(EXIT_REFUSED) => match serde_json::from_slice::<Msg>(&out) {
+            Ok(why) => Err(Failure::Refused(why)),
+            Err(e) => Err(Failure::Died(msg!("upload.parser_answer", error = e))),
+        },
         _ => {
             use std::os::unix::process::ExitStatusExt;
             let how = match status.signal() {
@@ -123,10 +129,7 @@ pub async fn run(mut cmd: tokio::process::Command, bytes: Vec<u8>) -> Result<Vec
             };
             let log = String::from_utf8_lossy(&log);
             tracing::warn!(status = %how, stderr = %log.trim(), "upload parser died");
-            Err(Failure::Died(format!(
-                "the spreadsheet could not be read within the parser's limits ({} MiB, {CPU_SECONDS} s of CPU): it is damaged or built to exhaust them",
-                MEMORY_BYTES >> 20
-            )))
+            Err(Failure::Died(msg!("upload.limits", memory_mib = MEMORY_BYTES >> 20, cpu_seconds = CPU_SECONDS)))
         }
     }
 }
@@ -165,7 +168,7 @@ pub fn child_main(args: &[String]) -> i32 {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (code, written) = match parsed {
         Ok(list) => (EXIT_PARSED, serde_json::to_writer(&mut out, &list).map_err(std::io::Error::from)),
-        Err(message) => (EXIT_REFUSED, out.write_all(message.as_bytes())),
+        Err(why) => (EXIT_REFUSED, serde_json::to_writer(&mut out, &why.msg()).map_err(std::io::Error::from)),
     };
     match written.and_then(|()| out.flush()) {
         Ok(()) => code,
@@ -189,12 +192,12 @@ mod tests {
     #[tokio::test]
     async fn a_child_that_dies_is_a_failure_the_parent_survives() {
         let died = run(sh("cat >/dev/null; kill -9 $$"), vec![7; 300_000]).await;
-        assert!(matches!(died, Err(Failure::Died(ref m)) if m.contains("limits")), "{died:?}");
+        assert!(matches!(died, Err(Failure::Died(ref m)) if m.key == "upload.limits"), "{died:?}");
         // One that answers garbage with success is no list either.
         assert!(matches!(run(sh("printf 'not json'"), vec![]).await, Err(Failure::Died(_))));
         // One that stops reading early still gets its answer read.
-        match run(sh("head -c 10 >/dev/null; printf 'no recipient column'; exit 3"), vec![1; 1 << 20]).await {
-            Err(Failure::Refused(m)) => assert_eq!(m, "no recipient column"),
+        match run(sh(r#"head -c 10 >/dev/null; printf '{"key":"sheet.no_recipient_column"}'; exit 3"#), vec![1; 1 << 20]).await {
+            Err(Failure::Refused(m)) => assert_eq!(m, msg!("sheet.no_recipient_column")),
             other => panic!("{other:?}"),
         }
         let ok = run(sh(r#"cat >/dev/null; printf '{"rows":[],"errors":[]}'"#), b"sheet".to_vec()).await.unwrap();

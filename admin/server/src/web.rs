@@ -12,6 +12,7 @@ use herald_core::directory::User;
 use herald_core::doc_query::{DocFilter, DocQuery};
 use herald_core::docs::Repo;
 use herald_core::error::{ApiError, ErrorKind};
+use herald_core::i18n::Msg;
 use herald_core::provider_template::ProviderTemplate;
 use herald_plugin_host::PluginHost;
 use serde::de::DeserializeOwned;
@@ -48,14 +49,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = Failure;
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::new(ErrorKind::TooLarge, "too_large", e.body_text()))?;
-        let mut value: Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_body", e.to_string()).with_field("body"))?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorKind::TooLarge, "too_large", herald_core::msg!("input.body_unreadable", detail = e.body_text())))?;
+        let mut value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(ErrorKind::Invalid, "invalid_body", herald_core::msg!("input.not_json", detail = e)).with_field("body"))?;
         whole_numbers(&mut value);
         serde_path_to_error::deserialize(value).map(Body).map_err(|e| {
-            let field = e.path().to_string();
-            let err = ApiError::new(ErrorKind::Invalid, "invalid_body", e.inner().to_string());
-            Failure(err.with_field(named_field(field, "body")))
+            let field = named_field(e.path().to_string(), "body");
+            let err = ApiError::new(ErrorKind::Invalid, "invalid_body", serde_message(&e.inner().to_string(), &field));
+            Failure(err.with_field(field))
         })
     }
 }
@@ -65,6 +68,95 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 fn named_field(path: String, whole: &str) -> String {
     let trimmed = path.trim_end_matches('.');
     if trimmed.is_empty() { whole.to_string() } else { trimmed.to_string() }
+}
+
+/// A deserialization error of the input at `field`, keyed: serde's sentences
+/// ("missing field `x`", "invalid type: integer `1`, expected a string",
+/// "unknown variant `x`, expected one of …") are recognised and their parts
+/// passed as arguments (JSON type names translated); any other text (a
+/// field's own check) is the detail of `input.invalid`.
+pub fn serde_message(text: &str, field: &str) -> Msg {
+    use herald_core::msg;
+    // serde_json adds the position to errors of a text; a value has none.
+    let text = text.split(" at line ").next().unwrap_or(text);
+    let ticked = |s: &str| s.trim().trim_matches('`').to_string();
+    if let Some(name) = text.strip_prefix("missing field ") {
+        return msg!("input.missing_field", field = ticked(name));
+    }
+    if let Some(rest) = text.strip_prefix("unknown field ") {
+        let (name, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        return msg!("input.unknown_field", field = ticked(name)).nested("expected", one_of(expected));
+    }
+    if let Some(rest) = text.strip_prefix("unknown variant ") {
+        let (value, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        return msg!("input.unknown_value", field = field, value = ticked(value)).nested("expected", one_of(expected));
+    }
+    for (prefix, key) in [("invalid type: ", "input.invalid_type"), ("invalid value: ", "input.invalid_value")] {
+        if let Some((found, expected)) = text.strip_prefix(prefix).and_then(|r| r.split_once(", expected ")) {
+            return Msg::new(key).arg("field", field).nested("found", found_value(found)).nested("expected", json_type(expected));
+        }
+    }
+    if let Some(rest) = text.strip_prefix("invalid length ") {
+        let (length, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        return msg!("input.invalid_length", field = field, length = length).nested("expected", json_type(expected));
+    }
+    if let Some(name) = text.strip_prefix("duplicate field ") {
+        return msg!("input.duplicate_field", field = ticked(name));
+    }
+    let known = [msg!("field.not_negative")];
+    let detail = known.into_iter().find(|m| m.to_string() == text).unwrap_or_else(|| Msg::verbatim(text));
+    msg!("input.invalid", field = field).nested("detail", detail)
+}
+
+/// serde's "`a`", "`a` or `b`", "one of `a`, `b`, `c`" (or "there are no
+/// fields"): the names, else as written.
+fn one_of(expected: &str) -> Msg {
+    let names = expected.strip_prefix("one of ").unwrap_or(expected);
+    if !names.starts_with('`') {
+        return Msg::verbatim(expected);
+    }
+    let names = names.replace("` or `", "`, `").replace('`', "");
+    if names.contains(", ") { herald_core::msg!("input.one_of", names = names) } else { Msg::verbatim(names) }
+}
+
+/// A JSON type as serde's `Expected` names it ("a string", "u64", "struct X").
+fn json_type(expected: &str) -> Msg {
+    let e = expected.trim();
+    let key = match e {
+        "a string" | "a borrowed string" | "string" | "a character" | "char" => "json.string",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "an integer" => "json.integer",
+        "f32" | "f64" | "a number" => "json.number",
+        "a boolean" | "bool" => "json.boolean",
+        "a sequence" | "a tuple" | "an array" => "json.array",
+        "a map" | "a JSON object" | "an object" => "json.object",
+        "unit" | "null" => "json.null",
+        _ if e.starts_with("struct ") || e.starts_with("a map ") => "json.object",
+        _ if e.starts_with("a sequence") || e.starts_with("tuple") || e.starts_with("an array") => "json.array",
+        _ => return Msg::verbatim(e),
+    };
+    Msg::new(key)
+}
+
+/// serde's `Unexpected` ("integer `1`", "string \"x\"", "null", "map"): its type translated, its value as written.
+fn found_value(found: &str) -> Msg {
+    let f = found.trim();
+    for (prefix, key) in [
+        ("integer ", "json.integer"),
+        ("floating point ", "json.number"),
+        ("boolean ", "json.boolean"),
+        ("string ", "json.string"),
+        ("character ", "json.string"),
+    ] {
+        if let Some(value) = f.strip_prefix(prefix) {
+            return herald_core::msg!("json.with_value", value = value.trim_matches('`')).nested("type", Msg::new(key));
+        }
+    }
+    match f {
+        "null" | "unit value" | "Option value" => Msg::new("json.null"),
+        "sequence" => Msg::new("json.array"),
+        "map" => Msg::new("json.object"),
+        _ => Msg::verbatim(f),
+    }
 }
 
 /// JSON has one number type: `1.0` is the integer 1 (as JSON Schema says), so
@@ -92,9 +184,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
-            let field = e.path().to_string();
-            let err = ApiError::new(ErrorKind::Invalid, "invalid_query", e.inner().to_string());
-            Failure(err.with_field(named_field(field, "query")))
+            let field = named_field(e.path().to_string(), "query");
+            let err = ApiError::new(ErrorKind::Invalid, "invalid_query", serde_message(&e.inner().to_string(), &field));
+            Failure(err.with_field(field))
         })
     }
 }
@@ -454,6 +546,152 @@ fn check_same_origin(h: &axum::http::HeaderMap) -> std::result::Result<(), (Stat
 #[cfg(test)]
 mod tests {
     use super::sanitize_html;
+
+    /// Constructors of user-facing errors and the index of their message argument.
+    const CONSTRUCTORS: [(&str, usize); 6] = [
+        ("ApiError::new(", 2),
+        ("ApiError::invalid(", 1),
+        ("ApiError::unknown(", 2),
+        ("ApiError::unavailable(", 0),
+        ("conflict(", 1),
+        ("beyond(", 1),
+    ];
+
+    /// Messages that may stay as written, with why: (file, text of the argument).
+    const ALLOWED: [(&str, &str, &str); 0] = [];
+
+    /// The arguments of the call whose `(` ends `text[..open]`, split at top-level commas.
+    fn arguments(text: &str) -> Vec<String> {
+        let (mut depth, mut args, mut cur, mut in_str, mut escaped) = (0i32, Vec::new(), String::new(), false, false);
+        for c in text.chars() {
+            if in_str {
+                cur.push(c);
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => in_str = true,
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' if depth == 0 => {
+                    args.push(cur.trim().to_string());
+                    return args;
+                }
+                ')' | ']' | '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    args.push(std::mem::take(&mut cur).trim().to_string());
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(c);
+        }
+        args
+    }
+
+    /// One file's code: (constructor calls seen, those given English, nouns
+    /// of `not_found`/`need` missing from the catalog).
+    fn offenders(file: &str, code: &str) -> (usize, Vec<String>, Vec<String>) {
+        let catalog: std::collections::HashMap<String, String> = serde_json::from_str(herald_core::i18n::SOURCES[0].1).unwrap();
+        let (mut calls, mut english, mut nouns) = (0, Vec::new(), Vec::new());
+        let line = |at: usize| code[..at].lines().count();
+        for (name, index) in CONSTRUCTORS {
+            for (at, _) in code.match_indices(name) {
+                // `conflict(` inside another name (`fn conflict(`, `is_conflict(`) is not the helper.
+                let before = code[..at].chars().next_back().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || code[..at].ends_with("fn ") {
+                    continue;
+                }
+                calls += 1;
+                let args = arguments(&code[at + name.len()..]);
+                if args.iter().any(|a| a.contains("ErrorKind::Internal")) {
+                    continue;
+                }
+                let Some(message) = args.get(index) else { continue };
+                let keyed = message.starts_with("herald_core::msg!") || message.starts_with("msg!") || message.contains("Msg::");
+                let plain = !keyed
+                    && (message.starts_with('"')
+                        || message.starts_with("format!(")
+                        || message.starts_with("String::from")
+                        || message.ends_with(".to_string()")
+                        || message.ends_with("body_text()"));
+                let allowed = ALLOWED.iter().any(|(f, m, _)| *f == file && message.contains(m));
+                if plain && !allowed {
+                    english.push(format!("{file}:{}: {name}… {message}", line(at)));
+                }
+            }
+        }
+        // What `not_found` and `Repo::need` name is a noun of the catalog (部门不存在, not "recharge request不存在").
+        for (name, index) in [("not_found(", 0), (".need(", 2)] {
+            for (at, _) in code.match_indices(name) {
+                if code[..at].ends_with("fn ") {
+                    continue;
+                }
+                let args = arguments(&code[at + name.len()..]);
+                if let Some(noun) = args.get(index).and_then(|a| a.strip_prefix('"')).and_then(|a| a.strip_suffix('"'))
+                    && !catalog.contains_key(&format!("noun.{noun}"))
+                {
+                    nouns.push(format!("{file}:{}: noun.{noun}", line(at)));
+                }
+            }
+        }
+        (calls, english, nouns)
+    }
+
+    /// The detector finds what it is meant to, and passes what is keyed or internal.
+    #[test]
+    fn the_detector_finds_english() {
+        let code = r#"
+            Err(ApiError::invalid("note", "too long"))
+            Err(ApiError::unknown("x", "file", format!("row {n}")))
+            conflict("in_use", e.to_string())
+            ApiError::new(ErrorKind::Internal, "internal", format!("db: {e}"))
+            ApiError::invalid("note", herald_core::msg!("field.empty", field = format!("{f}")))
+            is_conflict(a, "b")
+            ApiError::not_found("gizmo", "id")
+            repo.need(ROLE, &id, "role")
+        "#;
+        let (calls, english, nouns) = offenders("x.rs", code);
+        assert_eq!(calls, 5);
+        assert_eq!(english.len(), 3, "{english:?}");
+        assert_eq!(nouns, ["x.rs:8: noun.gizmo"]);
+    }
+
+    /// Every error a user reads is keyed (`msg!`, a `Msg`): no constructor of
+    /// a user-facing `ApiError` is given English as a literal, a `format!` or
+    /// a library's `to_string()` (internal errors are logged, never shown).
+    #[test]
+    fn user_facing_errors_are_keyed_messages() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let (mut calls, mut english, mut nouns) = (0, Vec::new(), Vec::new());
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|x| x != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                // Only the code: a file's tests (its `mod tests`) may build what they like.
+                let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(&text);
+                let (c, e, n) = offenders(&path.strip_prefix(&root).unwrap().display().to_string(), code);
+                calls += c;
+                english.extend(e);
+                nouns.extend(n);
+            }
+        }
+        assert!(calls > 50, "found the constructors ({calls})");
+        assert!(english.is_empty(), "user-facing errors with English text, not a keyed message:\n{}", english.join("\n"));
+        assert!(nouns.is_empty(), "nouns missing from the catalogs:\n{}", nouns.join("\n"));
+    }
 
     /// The shared policy: what the editor writes survives; what runs code does not.
     #[test]

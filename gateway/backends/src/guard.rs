@@ -15,11 +15,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// A destination refused by the guard. The message names only what the tenant
-/// gave (the host, and the kind of address); the address a name resolved to is
-/// not shown.
+/// A destination refused by the guard: its message in English and keyed (for
+/// readers of other languages). It names only what the tenant gave (the
+/// host, and the kind of address); the address a name resolved to is not shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused(pub String);
+pub struct Refused(pub String, pub herald_core::i18n::Msg);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,11 +100,12 @@ impl Guard {
             return Ok(());
         }
         let literal = host.parse::<IpAddr>().is_ok();
-        Err(Refused(if literal {
-            format!("destination {host} is a private address ({kind}); allow it with {}", self.setting)
+        let why = if literal {
+            herald_core::msg!("guard.private_address", host = host, kind = kind, setting = self.setting)
         } else {
-            format!("destination {host} resolves to a private address ({kind}); allow it with {}", self.setting)
-        }))
+            herald_core::msg!("guard.resolves_private", host = host, kind = kind, setting = self.setting)
+        };
+        Err(Refused(why.to_string(), why))
     }
 
     /// Check a literal address or `localhost` name without resolving (a quick

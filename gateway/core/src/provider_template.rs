@@ -140,8 +140,17 @@ impl ProviderTemplate {
     fn compiled(&self) -> Result<minijinja::Environment<'_>, (usize, RenderError)> {
         let mut env = crate::render::sandbox();
         for (i, p) in self.params.iter().enumerate() {
-            env.add_template_owned(i.to_string(), p.value.clone())
-                .map_err(|e| (i, RenderError { part: "params", message: crate::render::describe(&e), key: "template.syntax" }))?;
+            env.add_template_owned(i.to_string(), p.value.clone()).map_err(|e| {
+                (
+                    i,
+                    RenderError {
+                        part: "params",
+                        message: crate::render::describe(&e),
+                        key: "template.syntax",
+                        detail: Some(crate::render::explain(&e)),
+                    },
+                )
+            })?;
         }
         Ok(env)
     }
@@ -174,6 +183,7 @@ impl ProviderTemplate {
                 part: "params",
                 message: format!("{}: {}", p.name, crate::render::describe(&e)),
                 key: "template.error",
+                detail: Some(crate::msg!("template.param", name = p.name).nested("detail", crate::render::explain(&e))),
             })?;
             values.push((p.name.as_str(), out));
         }

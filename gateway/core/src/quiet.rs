@@ -46,10 +46,13 @@ pub fn default_levels_exempt() -> Vec<String> {
 impl QuietHours {
     /// `Ok` when both times are "HH:MM" and the zone is a known IANA name;
     /// otherwise an error naming the field.
-    pub fn validate(&self) -> Result<(), String> {
-        parse_hhmm(&self.start).ok_or_else(|| format!("start: expected \"HH:MM\" (00:00-23:59), got {:?}", self.start))?;
-        parse_hhmm(&self.end).ok_or_else(|| format!("end: expected \"HH:MM\" (00:00-23:59), got {:?}", self.end))?;
-        parse_zone(&self.time_zone).ok_or_else(|| format!("time_zone: unknown IANA time zone {:?}", self.time_zone))?;
+    /// The field at fault and why.
+    pub fn validate(&self) -> Result<(), (&'static str, crate::i18n::Msg)> {
+        let hhmm = |field: &'static str, v: &str| (field, crate::msg!("quiet.hhmm", field = field, value = format!("{v:?}")));
+        parse_hhmm(&self.start).ok_or_else(|| hhmm("start", &self.start))?;
+        parse_hhmm(&self.end).ok_or_else(|| hhmm("end", &self.end))?;
+        parse_zone(&self.time_zone)
+            .ok_or_else(|| ("time_zone", crate::msg!("quiet.time_zone", field = "time_zone", tz = format!("{:?}", self.time_zone))))?;
         Ok(())
     }
 }
@@ -149,14 +152,14 @@ mod tests {
         assert_eq!(quiet("22:00", "08:00", SHANGHAI).validate(), Ok(()));
         assert_eq!(quiet("00:00", "23:59", "UTC").validate(), Ok(()));
         for bad in ["24:00", "7:00", "07:60", "0700", "07:00:00", "", "ab:cd", "０7:00", "07;00", "-1:00"] {
-            let err = quiet(bad, "08:00", SHANGHAI).validate().unwrap_err();
-            assert!(err.starts_with("start:"), "{bad:?}: {err}");
-            let err = quiet("22:00", bad, SHANGHAI).validate().unwrap_err();
-            assert!(err.starts_with("end:"), "{bad:?}: {err}");
+            let (field, why) = quiet(bad, "08:00", SHANGHAI).validate().unwrap_err();
+            assert_eq!(field, "start", "{bad:?}: {why}");
+            let (field, why) = quiet("22:00", bad, SHANGHAI).validate().unwrap_err();
+            assert_eq!(field, "end", "{bad:?}: {why}");
         }
         for bad in ["Mars/Olympus", "", "asia/shanghai", "+08:00"] {
-            let err = quiet("22:00", "08:00", bad).validate().unwrap_err();
-            assert!(err.starts_with("time_zone:"), "{bad:?}: {err}");
+            let (field, why) = quiet("22:00", "08:00", bad).validate().unwrap_err();
+            assert_eq!(field, "time_zone", "{bad:?}: {why}");
         }
     }
 

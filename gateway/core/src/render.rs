@@ -23,6 +23,8 @@ pub struct RenderError {
     pub message: String,
     /// Its catalog key: `template.syntax`, `template.error` or `template.too_long`.
     pub key: &'static str,
+    /// `message` for readers of any language (see [`explain`]), when it has one.
+    pub detail: Option<crate::i18n::Msg>,
 }
 
 impl RenderError {
@@ -31,7 +33,10 @@ impl RenderError {
         use crate::i18n::Msg;
         match self.key {
             "template.too_long" => crate::msg!("template.too_long", part = self.part, max = MAX_OUTPUT_BYTES),
-            key => Msg::new(key).nested("part", Msg::noun(self.part)).arg("detail", &self.message),
+            key => {
+                let detail = self.detail.clone().unwrap_or_else(|| Msg::verbatim(&self.message));
+                Msg::new(key).nested("part", Msg::noun(self.part)).nested("detail", detail)
+            }
         }
     }
 }
@@ -70,7 +75,12 @@ impl<'a> Compiled<'a> {
         let mut present = [false; 3];
         for (i, part) in PARTS.iter().enumerate() {
             if let Some(src) = part_source(content, i) {
-                env.add_template(part, src).map_err(|e| RenderError { part, message: describe(&e), key: "template.syntax" })?;
+                env.add_template(part, src).map_err(|e| RenderError {
+                    part,
+                    message: describe(&e),
+                    key: "template.syntax",
+                    detail: Some(explain(&e)),
+                })?;
                 present[i] = true;
             }
         }
@@ -86,9 +96,15 @@ impl<'a> Compiled<'a> {
             part,
             message: describe(&e),
             key: "template.error",
+            detail: Some(explain(&e)),
         })?;
         if out.len() > MAX_OUTPUT_BYTES {
-            return Err(RenderError { part, message: format!("rendered output exceeds {MAX_OUTPUT_BYTES} bytes"), key: "template.too_long" });
+            return Err(RenderError {
+                part,
+                message: format!("rendered output exceeds {MAX_OUTPUT_BYTES} bytes"),
+                key: "template.too_long",
+                detail: None,
+            });
         }
         Ok(Some(out))
     }
@@ -132,6 +148,31 @@ pub(crate) fn describe(e: &minijinja::Error) -> String {
     }
 }
 
+/// [`describe`] as a message: the engine's kind of error translated
+/// (`template.kind.*`), its detail in its own words.
+pub(crate) fn explain(e: &minijinja::Error) -> crate::i18n::Msg {
+    use crate::i18n::Msg;
+    use minijinja::ErrorKind as K;
+    let key = match e.kind() {
+        K::SyntaxError => "template.kind.syntax",
+        K::UndefinedError => "template.kind.undefined",
+        K::UnknownFilter => "template.kind.unknown_filter",
+        K::UnknownTest => "template.kind.unknown_test",
+        K::UnknownFunction => "template.kind.unknown_function",
+        K::UnknownMethod => "template.kind.unknown_method",
+        K::InvalidOperation => "template.kind.invalid_operation",
+        K::TooManyArguments => "template.kind.too_many_arguments",
+        K::MissingArgument => "template.kind.missing_argument",
+        K::BadEscape => "template.kind.bad_escape",
+        K::OutOfFuel => "template.kind.out_of_fuel",
+        _ => return Msg::verbatim(describe(e)),
+    };
+    match e.detail() {
+        Some(d) => crate::msg!("template.kind_detail", detail = d).nested("kind", Msg::new(key)),
+        None => Msg::new(key),
+    }
+}
+
 /// A plain-text fallback for HTML-only content: tags removed, whitespace folded.
 pub fn strip_tags(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
@@ -160,6 +201,16 @@ mod tests {
     }
     fn rcpt(to: &str, v: serde_json::Value) -> RecipientSpec {
         RecipientSpec { to: to.into(), variables: vars(v) }
+    }
+
+    /// A template error reads in either language: the engine's kind translated, its detail as it wrote it.
+    #[test]
+    fn template_errors_are_translated() {
+        let content = Content { subject: None, text: Some("你好 {{ 姓名 ".into()), html: None };
+        let e = Compiled::new(&content).err().expect("a syntax error");
+        let zh = e.msg().render(crate::i18n::Lang::ZhCn);
+        assert!(zh.starts_with("正文中的模板无法编译：语法错误（"), "{zh}");
+        assert_eq!(e.msg().render(crate::i18n::Lang::En), format!("text: {}", e.message), "English as before");
     }
 
     #[test]

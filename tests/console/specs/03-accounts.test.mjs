@@ -93,6 +93,12 @@ test('plugin account form rendered from account_schema, secret fields as passwor
     await page.getByTestId('acc-type').selectOption('webhook');
     const url = page.getByTestId('acc-field-url');
     await url.waitFor();
+    // The fields in the plugin's order (the API passes its schema through unsorted).
+    const props = webhook.account_schema.properties;
+    assert.deepEqual(Object.keys(props).slice(0, 3), ['url', 'secret', 'batch'], 'the API keeps the plugin\'s order');
+    const shown = await page.locator('[data-testid=acc-config] [data-kind]').evaluateAll((els) => els.map((e) => e.name.split('.')[0]));
+    const basic = Object.keys(props).filter((k) => !props[k]['x-herald-advanced']);
+    assert.deepEqual([...new Set(shown)].filter((k) => basic.includes(k)), basic, `the form follows the schema's order: ${shown}`);
     assert.equal(await page.getByTestId('acc-field-secret').getAttribute('type'), 'password', 'the secret is a password input');
     assert.equal(await page.getByTestId('acc-field-batch').getAttribute('type'), 'checkbox', 'booleans are checkboxes');
     // Schema validation by the plugin: a bad URL is refused with its field.

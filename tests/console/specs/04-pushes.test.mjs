@@ -86,6 +86,12 @@ test('email push: rich text sanitized, unit + xlsx + xls targets, schedule, sear
     // The list template of the push's channel downloads.
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('push-upload-template').click()]);
     assert.equal(download.suggestedFilename(), 'recipients-email.xlsx');
+    // A file that is no spreadsheet: the upload's error in the console's language (Chinese); the list is kept.
+    await page.getByTestId('push-upload').setInputFiles({ name: 'broken.xlsx', mimeType: 'application/octet-stream', buffer: Buffer.from('not a spreadsheet') });
+    const upErr = page.getByTestId('push-upload-error');
+    await upErr.waitFor();
+    assert.match(await upErr.textContent(), /文件已损坏，无法作为 \.xlsx 读取/, 'the file-level error in Chinese');
+    assert.match(await page.getByTestId('push-target-list-count').textContent(), /^4\b/);
 
     // Advanced: scheduled in two days.
     const at = localDateTime(2);

@@ -42,9 +42,10 @@ struct AccountType {
     version: String,
     /// Content formats: text, html, markdown, voice.
     formats: Vec<String>,
-    /// JSON Schema of the account's `config` (null when the plugin's is not JSON).
+    /// JSON Schema of the account's `config` (null when the plugin's is not JSON),
+    /// as the plugin wrote it: its properties in the plugin's order.
     #[schema(value_type = Option<Object>)]
-    account_schema: Value,
+    account_schema: Option<Box<serde_json::value::RawValue>>,
     /// Paths of secret fields in `config` (`*` matches any key).
     secret_fields: Vec<String>,
     /// What one billed unit is (e.g. "message", "segment", "minute").
@@ -67,7 +68,7 @@ async fn account_types(State(app): State<Arc<App>>, caller: Caller) -> Result<Re
                 name: i.name.clone(),
                 version: i.version.clone(),
                 formats: formats(&app.deps.plugins, &i.name),
-                account_schema: serde_json::from_str::<Value>(&i.account_schema).unwrap_or(Value::Null),
+                account_schema: serde_json::value::RawValue::from_string(i.account_schema.clone()).ok(),
                 secret_fields: i.secret_fields.clone(),
                 billing_unit: i.billing_unit.clone(),
             }
@@ -173,7 +174,10 @@ async fn check_and_seal(app: &App, account: &mut Account) -> std::result::Result
     tokio::task::spawn_blocking(move || p.validate_account(&text))
         .await
         .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
-        .map_err(|e| ApiError::new(ErrorKind::Unprocessable, "invalid_account", e.to_string()).with_field("config"))?;
+        .map_err(|e| {
+            ApiError::new(ErrorKind::Unprocessable, "invalid_account", herald_core::msg!("account.refused_by_plugin", detail = e))
+                .with_field("config")
+        })?;
     if account.plugin == "email" {
         verify_smtp(app, &account.config).await?;
     }
@@ -200,7 +204,7 @@ fn check_destinations(guard: &Guard, config: &Value) -> std::result::Result<(), 
                     let p = format!("{path}.{k}");
                     if let (Some(host), "host") = (v.as_str(), k.as_str()) {
                         let port = m.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(25);
-                        guard.check_literal(host, port).map_err(|r| refused(&p, r.0))?;
+                        guard.check_literal(host, port).map_err(|r| refused(&p, r.1))?;
                     }
                     walk(guard, v, &p)?;
                 }
@@ -212,7 +216,7 @@ fn check_destinations(guard: &Guard, config: &Value) -> std::result::Result<(), 
             }
             Value::String(s) => {
                 if let Some((host, port)) = url_host(s) {
-                    guard.check_literal(&host, port).map_err(|r| refused(path, r.0))?;
+                    guard.check_literal(&host, port).map_err(|r| refused(path, r.1))?;
                 }
             }
             _ => {}
@@ -264,10 +268,10 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
         ApiError::new(ErrorKind::Unprocessable, "smtp_check_failed", herald_core::msg!("smtp.check_failed").nested("detail", d))
             .with_field("config.smtp")
     };
-    let failed = |m: String| failed_in(herald_core::i18n::Msg::verbatim(m));
+    let failed = |m: String| failed_in(herald_core::msg!("smtp.connect_failed", host = host, port = port, detail = m));
     let addr = match tokio::time::timeout(timeout, guard(app)?.resolve(host, port)).await {
         Ok(Ok(addrs)) => addrs[0].ip(),
-        Ok(Err(ResolveError::Refused(r))) => return Err(refused("config.smtp.host", r.0)),
+        Ok(Err(ResolveError::Refused(r))) => return Err(refused("config.smtp.host", r.1)),
         Ok(Err(ResolveError::Lookup(m))) => return Err(failed(m)),
         Err(_) => return Err(failed_in(herald_core::msg!("smtp.lookup_timed_out", host = host))),
     };
@@ -275,8 +279,27 @@ async fn verify_smtp(app: &App, config: &Value) -> std::result::Result<(), ApiEr
     match tokio::time::timeout(timeout, t.test_connection()).await {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(failed_in(herald_core::msg!("smtp.no_answer", host = host, port = port))),
-        Ok(Err(e)) => Err(failed(e.to_string())),
+        Ok(Err(e)) => Err(failed_in(smtp_failure(&e, host, port))),
         Err(_) => Err(failed_in(herald_core::msg!("smtp.timed_out", host = host, port = port))),
+    }
+}
+
+/// What a failed SMTP check says: the kind of failure in the reader's
+/// language, lettre's (and the server's) own words as the detail.
+fn smtp_failure(e: &lettre::transport::smtp::Error, host: &str, port: u16) -> herald_core::i18n::Msg {
+    use herald_core::msg;
+    let detail = e.to_string();
+    let code = e.status().map(u16::from);
+    if e.is_timeout() {
+        msg!("smtp.timed_out", host = host, port = port)
+    } else if matches!(code, Some(530 | 534 | 535)) {
+        msg!("smtp.auth_failed", detail = detail)
+    } else if e.is_tls() {
+        msg!("smtp.tls_failed", detail = detail)
+    } else if e.is_permanent() || e.is_transient() {
+        msg!("smtp.server_refused", code = code.unwrap_or_default(), detail = detail)
+    } else {
+        msg!("smtp.connect_failed", host = host, port = port, detail = detail)
     }
 }
 

@@ -136,7 +136,7 @@ fn month<'a>(v: Option<&'a str>, field: &str) -> std::result::Result<Option<&'a 
     match v.filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(m) if m.len() == 7 && chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_ok() => Ok(Some(m)),
-        Some(_) => Err(ApiError::invalid(field, "a month, YYYY-MM")),
+        Some(_) => Err(ApiError::invalid(field, herald_core::msg!("cost.month", field = field))),
     }
 }
 
@@ -146,7 +146,7 @@ fn month<'a>(v: Option<&'a str>, field: &str) -> std::result::Result<Option<&'a 
 fn period(from: Option<&str>, to: Option<&str>) -> std::result::Result<(i64, i64), ApiError> {
     let bound = |v: Option<&str>, field: &str, end: bool| match v.filter(|v| !v.is_empty()) {
         None => Ok(if end { i64::MAX } else { i64::MIN }),
-        Some(v) => day_or_month(v, end).ok_or_else(|| ApiError::invalid(field, "a day (YYYY-MM-DD) or a month (YYYY-MM)")),
+        Some(v) => day_or_month(v, end).ok_or_else(|| ApiError::invalid(field, herald_core::msg!("cost.day_or_month", field = field))),
     };
     let (start, end) = (bound(from, "from", false)?, bound(to, "to", true)?);
     if start >= end {

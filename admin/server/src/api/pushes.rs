@@ -544,19 +544,23 @@ async fn upload_list(
 ) -> Result<Response> {
     caller.require(Permission::PushEdit)?;
     let rule = q.channel.as_deref().map(|c| channel_rule(&app, c)).transpose()?;
-    let bad = |m: String| ApiError::invalid("file", m);
-    let mut form = form.map_err(|e| bad(e.body_text()))?;
+    let bad = |m: herald_core::i18n::Msg| ApiError::invalid("file", m);
+    let mut form = form.map_err(|e| bad(herald_core::msg!("upload.form", detail = e.body_text())))?;
     let limit = app.cfg.max_upload_bytes;
     let too_large = || ApiError::new(ErrorKind::TooLarge, "too_large", herald_core::msg!("upload.too_large", limit = limit)).with_field("file");
     // A body past the service's limit fails while it is read: that is a 413 too.
     let read_err = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { bad(e.body_text()) }
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            bad(herald_core::msg!("upload.form", detail = e.body_text()))
+        }
     };
     while let Some(mut field) = form.next_field().await.map_err(read_err)? {
         if field.name() != Some("file") {
             continue;
         }
-        let kind = crate::excel::kind(field.file_name().unwrap_or("")).map_err(bad)?;
+        let kind = crate::excel::kind(field.file_name().unwrap_or("")).map_err(|e| bad(e.msg()))?;
         // Counted as it arrives: never more than the limit in memory.
         let mut bytes = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(read_err)? {
@@ -579,7 +583,7 @@ async fn upload_list(
             Err(crate::upload_worker::Failure::Busy) => Err(ApiError::unavailable(herald_core::msg!("upload.busy")).into()),
         };
     }
-    Err(bad("send the spreadsheet in the form field `file`".into()).into())
+    Err(bad(herald_core::msg!("upload.no_file")).into())
 }
 
 /// The list template: the header row the upload reads and one example

@@ -5,6 +5,12 @@
 //! `top_up:recharge:<request id>`, so the balance is credited once however
 //! often an approval is retried, and a request decided once cannot be
 //! decided again (the decision is a compare-and-set on the document).
+//!
+//! Approving is two steps: the decision (pending → approved), then the
+//! credit, after which the request records its `ledger_id`. An approved
+//! request without one was interrupted between the two (a crash, a store
+//! failure): the next approve call (answering 409) and the admin's start and
+//! periodic sweep credit it, once, since the ledger keeps one entry per id.
 
 use std::sync::Arc;
 
@@ -66,7 +72,7 @@ pub struct RechargeRequest {
     pub decided_at: Option<i64>,
     /// The operator's reason (rejections) or note.
     pub reason: Option<String>,
-    /// The top-up ledger entry of an approved request.
+    /// The top-up ledger entry of an approved request, once credited.
     pub ledger_id: Option<String>,
 }
 
@@ -80,7 +86,6 @@ impl RechargeRequest {
         self.status = if approve { RechargeStatus::Approved } else { RechargeStatus::Rejected };
         self.decided_at = Some(now);
         self.reason = reason;
-        self.ledger_id = approve.then(|| ledger_id(&self.id));
         Ok(())
     }
 }
@@ -119,7 +124,7 @@ struct NewRequest {
 async fn file(State(app): State<Arc<App>>, caller: Caller, Body(b): Body<NewRequest>) -> Result<Response> {
     caller.require(Permission::CostManage)?;
     if !(1..=MAX_AMOUNT_MINOR).contains(&b.amount_minor) {
-        return Err(ApiError::invalid("amount_minor", format!("from 1 to {MAX_AMOUNT_MINOR} minor units")).into());
+        return Err(ApiError::invalid("amount_minor", herald_core::msg!("recharge.amount_range", max = MAX_AMOUNT_MINOR)).into());
     }
     let note = text("note", b.note)?.unwrap_or_default();
     let tenant = app.deps.backends.config.tenant(&caller.tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
@@ -161,7 +166,7 @@ async fn list(State(app): State<Arc<App>>, caller: Caller) -> Result<Response> {
 fn status_filter(q: &ListQuery) -> std::result::Result<Option<RechargeStatus>, ApiError> {
     match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) => serde_json::from_value(json!(s)).map(Some).map_err(|_| ApiError::invalid("status", "pending, approved or rejected")),
+        Some(s) => serde_json::from_value(json!(s)).map(Some).map_err(|_| ApiError::invalid("status", herald_core::msg!("recharge.status_filter"))),
     }
 }
 
@@ -248,28 +253,61 @@ async fn approve(
     Path((tenant, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    let (t, request) = decide(&app, &headers, &tenant, &id, &body, true).await?;
-    let note = format!("充值申请 {}", request.number);
-    let credited = app.services.billing.top_up_once(&t, &ledger_id(&request.id), request.amount_minor, &note).await;
-    let balance = match credited {
-        Ok((_, balance)) => balance,
-        Err(e) => {
-            // Not credited: back to pending, so the operator can approve again.
-            let repo = Repo::new(app.deps.backends.config.as_ref(), &t.id);
-            let undo = repo
-                .update(RECHARGE, &id, |r: &mut RechargeRequest| {
-                    (r.status, r.decided_at, r.ledger_id) = (RechargeStatus::Pending, None, None);
-                    Ok(())
-                })
-                .await;
-            if let Err(u) = undo {
-                tracing::error!(tenant = %t.id, request = %id, error = %u.message, "recharge request approved but not credited; could not reopen it");
+    let (t, request) = match decide(&app, &headers, &tenant, &id, &body, true).await {
+        Ok(decided) => decided,
+        Err(e) if e.code == "already_decided" => {
+            // Approved before, its credit perhaps interrupted: credited now (once).
+            let t = app.deps.backends.config.tenant(&tenant).await?.ok_or_else(|| ApiError::not_found("tenant", "tenant"))?;
+            let request: Option<RechargeRequest> = Repo::new(app.deps.backends.config.as_ref(), &t.id).get(RECHARGE, &id).await?;
+            if let Some(r) = request.filter(uncredited) {
+                credit(&app, &t, &r).await?;
             }
-            return Err(ApiError::from(e).into());
+            return Err(e.into());
         }
+        Err(e) => return Err(e.into()),
     };
+    let (request, balance) = credit(&app, &t, &request).await?;
     tracing::info!(tenant = %t.id, number = %request.number, amount_minor = request.amount_minor, "recharge request approved");
     Ok(axum::Json(json!({"request": request, "balance_minor": balance})).into_response())
+}
+
+/// Approved, not yet credited.
+fn uncredited(r: &RechargeRequest) -> bool {
+    r.status == RechargeStatus::Approved && r.ledger_id.is_none()
+}
+
+/// Credit an approved request through the top-up path as its own ledger
+/// entry (kept once by the store, however often this runs), then record the
+/// entry on the request: the request as credited and the balance after it.
+async fn credit(app: &App, t: &herald_core::model::Tenant, request: &RechargeRequest) -> std::result::Result<(RechargeRequest, i64), ApiError> {
+    let entry = ledger_id(&request.id);
+    let note = format!("充值申请 {}", request.number);
+    let (_, balance) = app.services.billing.top_up_once(t, &entry, request.amount_minor, &note).await?;
+    let repo = Repo::new(app.deps.backends.config.as_ref(), &t.id);
+    let credited = repo
+        .update(RECHARGE, &request.id, |r: &mut RechargeRequest| {
+            r.ledger_id = Some(entry.clone());
+            Ok(())
+        })
+        .await?
+        .unwrap_or_else(|| RechargeRequest { ledger_id: Some(entry.clone()), ..request.clone() });
+    Ok((credited, balance))
+}
+
+/// Credit every approved request whose credit was interrupted (run at the
+/// admin's start and periodically): how many were credited.
+pub async fn complete_credits(app: &App) -> std::result::Result<usize, ApiError> {
+    let config = app.deps.backends.config.as_ref();
+    let mut done = 0;
+    for t in config.tenants().await? {
+        let requests: Vec<RechargeRequest> = Repo::new(config, &t.id).list(RECHARGE).await?;
+        for r in requests.iter().filter(|r| uncredited(r)) {
+            credit(app, &t, r).await?;
+            tracing::warn!(tenant = %t.id, number = %r.number, "an approved recharge request's interrupted credit was completed");
+            done += 1;
+        }
+    }
+    Ok(done)
 }
 
 /// For the platform operator. A request already decided is a 409.
@@ -317,7 +355,7 @@ mod tests {
     fn a_request_is_decided_once() {
         let mut r = pending();
         r.decide(true, None, 7).unwrap();
-        assert_eq!((r.status, r.decided_at, r.ledger_id.as_deref()), (RechargeStatus::Approved, Some(7), Some("top_up:recharge:r1")));
+        assert_eq!((r.status, r.decided_at, r.ledger_id.as_deref()), (RechargeStatus::Approved, Some(7), None), "credited later");
         let again = r.decide(true, None, 8).unwrap_err();
         assert_eq!((again.kind, again.code), (ErrorKind::Conflict, "already_decided"));
         assert!(r.decide(false, None, 8).is_err(), "an approved request cannot be rejected");
@@ -326,6 +364,74 @@ mod tests {
         r.decide(false, Some("未到账".into()), 9).unwrap();
         assert_eq!((r.status, r.ledger_id.as_deref(), r.reason.as_deref()), (RechargeStatus::Rejected, None, Some("未到账")));
         assert!(r.decide(true, None, 10).is_err(), "a rejected request cannot be approved");
+    }
+
+    /// The operator approves `id`; the answer's status and error code.
+    async fn approve_again(app: &Arc<App>, id: &str) -> (u16, Option<String>) {
+        match approve(State(app.clone()), approve_headers(), Path(("t".into(), id.into())), Default::default()).await {
+            Ok(r) => (r.status().as_u16(), None),
+            Err(e) => (e.0.kind.status(), Some(e.0.code.to_string())),
+        }
+    }
+
+    /// The tenant's balance and its ledger entries of request `id`.
+    async fn credited(app: &App, id: &str) -> (i64, usize) {
+        let store = &app.deps.backends.store;
+        let entries = store.ledger("t", 1000).await.unwrap();
+        (store.balance("t").await.unwrap(), entries.iter().filter(|e| e.id == ledger_id(id)).count())
+    }
+
+    /// A crash between an approval's decision and its credit (or between the
+    /// credit and its record on the request) neither loses nor doubles the
+    /// credit: after a restart the request is approved and credited once, and
+    /// approving it again (409) credits nothing more.
+    #[tokio::test]
+    async fn a_crash_between_approval_and_credit_neither_loses_nor_doubles_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = || crate::config::Config { data_dir: dir.path().to_path_buf(), operator_token: Some("op".into()), ..Default::default() };
+        let app = crate::state::test_app(cfg()).await;
+        let t = herald_core::model::Tenant { id: "t".into(), name: "T".into(), currency: "CNY".into() };
+        app.deps.backends.config.upsert_tenant(&t).await.unwrap();
+        let repo = || Repo::new(app.deps.backends.config.as_ref(), "t");
+        for id in ["r1", "r2", "r3"] {
+            repo().create(RECHARGE, id, &RechargeRequest { id: id.into(), ..pending() }).await.unwrap();
+        }
+        // r1: decided, the process dies before the credit.
+        decide(&app, &approve_headers(), "t", "r1", b"", true).await.unwrap();
+        // r2: decided and credited, the process dies before the request records it.
+        let (_, r2) = decide(&app, &approve_headers(), "t", "r2", b"", true).await.unwrap();
+        app.services.billing.top_up_once(&t, &ledger_id("r2"), r2.amount_minor, "x").await.unwrap();
+        assert_eq!(credited(&app, "r1").await, (500, 0), "r1 not credited yet");
+        drop(app);
+
+        let app = crate::state::test_app(cfg()).await;
+        assert_eq!(complete_credits(&app).await.unwrap(), 2, "both completed at the start");
+        assert_eq!(credited(&app, "r1").await, (1000, 1));
+        assert_eq!(credited(&app, "r2").await, (1000, 1), "r2 not credited twice");
+        let get = |id: &'static str| {
+            let app = app.clone();
+            async move { Repo::new(app.deps.backends.config.as_ref(), "t").get::<RechargeRequest>(RECHARGE, id).await.unwrap().unwrap() }
+        };
+        for id in ["r1", "r2"] {
+            let r = get(id).await;
+            assert_eq!((r.status, r.ledger_id), (RechargeStatus::Approved, Some(ledger_id(id))));
+            assert_eq!(approve_again(&app, id).await, (409, Some("already_decided".into())));
+        }
+        assert_eq!(credited(&app, "r1").await, (1000, 1), "approving again credits nothing");
+        assert_eq!(complete_credits(&app).await.unwrap(), 0, "nothing left to complete");
+
+        // r3: decided, not credited (no restart): approving again credits it, once.
+        decide(&app, &approve_headers(), "t", "r3", b"", true).await.unwrap();
+        assert_eq!(approve_again(&app, "r3").await, (409, Some("already_decided".into())));
+        assert_eq!(approve_again(&app, "r3").await, (409, Some("already_decided".into())));
+        assert_eq!(credited(&app, "r3").await, (1500, 1));
+        assert_eq!(get("r3").await.ledger_id, Some(ledger_id("r3")));
+    }
+
+    fn approve_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer op".parse().unwrap());
+        headers
     }
 
     #[test]

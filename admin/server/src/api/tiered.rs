@@ -79,10 +79,7 @@ async fn get_quiet(State(app): State<Arc<App>>, caller: Caller) -> Result<Respon
     request_body = schema::QuietHours, responses((status = 200, description = "The quiet hours", body = schema::QuietHours)))]
 async fn put_quiet(State(app): State<Arc<App>>, caller: Caller, Body(q): Body<herald_core::quiet::QuietHours>) -> Result<Response> {
     caller.require(Permission::TieredEdit)?;
-    q.validate().map_err(|e| {
-        let field = e.split(':').next().unwrap_or("").to_string();
-        ApiError::invalid(field, e)
-    })?;
+    q.validate().map_err(|(field, why)| ApiError::invalid(field, why))?;
     caller.repo(&app).put(SETTINGS, QUIET_HOURS, &q).await?;
     Ok(axum::Json(q).into_response())
 }
