@@ -608,11 +608,18 @@ async fn cost_details_and_deliveries_page_in_the_store_past_1000_rows_with_a_tot
     let _gw = Gateway::start(dir.path(), "[[prices]]\nchannel = \"webhook\"\nunit_minor = 2\n");
     let admin = Admin::start(dir.path());
     let (_, t) = admin.register("Ledger", "boss-ledger").await;
-    let acc = admin.call("POST", "/accounts", Some(&t), Some(json!({"name": "bulk", "channel": "webhook", "config": {"url": sink.url, "batch": true}}))).await;
+    let acc = admin
+        .call("POST", "/accounts", Some(&t), Some(json!({"name": "bulk", "channel": "webhook", "config": {"url": sink.url, "batch": true}})))
+        .await;
     assert_eq!(acc.status, 201, "{}", acc.text());
     let list: Vec<Value> = (0..1_100).map(|i| json!({"to": format!("room-{i:04}")})).collect();
     let push = admin
-        .call("POST", "/pushes", Some(&t), Some(json!({"title": "Billed", "channel": "webhook", "account": "bulk", "content": {"text": "hi"}, "targets": {"list": list}})))
+        .call(
+            "POST",
+            "/pushes",
+            Some(&t),
+            Some(json!({"title": "Billed", "channel": "webhook", "account": "bulk", "content": {"text": "hi"}, "targets": {"list": list}})),
+        )
         .await;
     assert_eq!(push.status, 201, "{}", push.text());
     let pid = push.json()["id"].as_str().unwrap().to_string();

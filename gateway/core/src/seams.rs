@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use crate::Millis;
 use crate::doc_query::{DocPage, DocQuery};
 use crate::error::StoreError;
-use crate::store_query::{DeliveryPage, DeliveryQuery, LedgerPage, LedgerQuery};
 use crate::model::{
     Account, DeadLetter, DeliveryRecord, DeliveryUpdate, Doc, IdempotencyRecord, LedgerEntry, Message, MessageView, Price, Template, Tenant, Work,
 };
+use crate::store_query::{DeliveryPage, DeliveryQuery, LedgerPage, LedgerQuery};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 

@@ -81,7 +81,8 @@ impl Statements {
             // partition can outgrow one page, and is never held whole.
             docs_select: {
                 let mut st =
-                    prepare(s, ks, "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ?", &p.console, true).await?;
+                    prepare(s, ks, "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ?", &p.console, true)
+                        .await?;
                 st.set_page_size(DOCS_PAGE_ROWS);
                 st
             },

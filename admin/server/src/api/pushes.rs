@@ -415,11 +415,23 @@ async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): 
 /// The store's delivery query of `q`: its sort (one of `DELIVERY_SORTS`, else 422 naming `sort`), order and offset.
 fn delivery_query(q: &ListQuery) -> std::result::Result<DeliveryQuery, ApiError> {
     let page = q.docs(DELIVERY_SORTS, ("", false), vec![])?;
-    Ok(DeliveryQuery { sort: page.sort.as_deref().and_then(DeliverySort::parse), descending: page.descending, offset: page.offset, limit: page.limit })
+    Ok(DeliveryQuery {
+        sort: page.sort.as_deref().and_then(DeliverySort::parse),
+        descending: page.descending,
+        offset: page.offset,
+        limit: page.limit,
+    })
 }
 
 fn delivery_view(d: herald_core::model::DeliveryRecord) -> DeliveryView {
-    DeliveryView { recipient: d.recipient, status: d.status, attempts: d.attempts, detail: d.detail, cost_minor: d.cost_minor, updated_at: d.updated_at }
+    DeliveryView {
+        recipient: d.recipient,
+        status: d.status,
+        attempts: d.attempts,
+        detail: d.detail,
+        cost_minor: d.cost_minor,
+        updated_at: d.updated_at,
+    }
 }
 
 /// A visible push (needs `push.view`) and the messages of its send `send`
