@@ -134,10 +134,10 @@ test('send now: arrives at the SMTP sink through the gateway, shown as sent; cos
     for (const l of items(await tn.api.get('/cost/details'))) assert.ok(!detailsText.includes(l.delivery_id), `no internal id ${l.delivery_id} shown`);
     assert.match(await page.getByTestId('details-table').locator('th').allTextContents().then((h) => h.join('|')), /时间\|类型\|产品\|推送\/动作\|接收人/);
     // Paged by the server: the pager shows the period's total (the API's), the page size is the list's.
-    const month = await tn.api.get(`/cost/details?from=${await page.getByTestId('details-from').inputValue()}&to=${await page.getByTestId('details-to').inputValue()}&limit=1`);
-    assert.ok(month.total >= 2 && month.items.length === 1, JSON.stringify(month));
+    const period = await tn.api.get(`/cost/details?from=${await page.getByTestId('details-from').inputValue()}&to=${await page.getByTestId('details-to').inputValue()}&limit=1`);
+    assert.ok(period.total >= 2 && period.items.length === 1, JSON.stringify(period));
     const detailsPager = page.getByTestId('details-wrap').getByTestId('pager-info');
-    await eventually(async () => (await detailsPager.textContent()).includes(`共 ${month.total} 条`), 5000, 'the details pager shows the total');
+    await eventually(async () => (await detailsPager.textContent()).includes(`共 ${period.total} 条`), 5000, 'the details pager shows the total');
     assert.match(await page.getByTestId('details-wrap').getByTestId('pager-page').textContent(), /第 1 \/ 1 页/);
     // A sortable column asks the server: by amount, then back to time.
     await page.getByTestId('details-table').locator('th[data-sort=amount_minor] button').click();
