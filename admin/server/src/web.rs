@@ -265,8 +265,6 @@ pub fn xlsx_attachment(filename: &str, bytes: Vec<u8>) -> Response {
 
 pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
-/// How many ledger entries the reports read at most (newest first).
-pub const LEDGER_WINDOW: usize = 10_000;
 /// Bills and reports are shown in China Standard Time.
 pub const BILL_OFFSET_MINUTES: i32 = 8 * 60;
 

@@ -146,7 +146,7 @@ const EXPORT_ROWS: u64 = 100_000;
 /// at a time from the start) to `each` until `max` entries or the end;
 /// the total. Entries recorded meanwhile (later than the first read) are
 /// left out, so the pages do not shift under the reader.
-async fn each_page(
+pub(crate) async fn each_page(
     app: &App,
     caller: &Caller,
     mut query: LedgerQuery,
