@@ -2248,8 +2248,8 @@ function ledgerTable(rows, testid, rowTestid, currency, withBalance) {
   };
   const who = (r) => (r.kind === 'top_up' ? r.account : r.recipient || '');
   const cols = withBalance ? 8 : 7;
-  return html`<table data-testid="${testid}"><thead><tr><th>${t('col.at')}</th><th>${t('col.kind')}</th><th>${t('cost.product')}</th><th>${t('cost.source')}</th>
-    <th>${t('cost.recipientOrNote')}</th><th class="num">${t('col.units')}</th><th class="num">${t('col.amount_minor')}</th>${withBalance ? html`<th class="num">${t('col.balance_minor')}</th>` : ''}</tr></thead>
+  return html`<table data-testid="${testid}"><thead><tr><th data-sort="at">${t('col.at')}</th><th>${t('col.kind')}</th><th data-sort="channel">${t('cost.product')}</th><th>${t('cost.source')}</th>
+    <th>${t('cost.recipientOrNote')}</th><th class="num" data-sort="units">${t('col.units')}</th><th class="num" data-sort="amount_minor">${t('col.amount_minor')}</th>${withBalance ? html`<th class="num">${t('col.balance_minor')}</th>` : ''}</tr></thead>
     <tbody>${rows.length ? rows.map((r) => html`<tr data-testid="${rowTestid}" data-channel="${r.channel ?? ''}" data-kind="${r.kind ?? ''}" data-number="${r.source?.number ?? ''}" data-recipient="${r.recipient ?? ''}">
       <td>${fmtTime(r.at)}</td><td>${t('kind.' + r.kind, {}, r.kind)}</td><td>${r.kind === 'top_up' ? '' : chn(r.channel)}</td><td>${source(r)}</td><td data-col="recipient">${who(r)}</td>
       <td class="num">${r.kind === 'debit' ? r.units : ''}</td><td class="num" data-col="amount">${fmtMoney(r.signed_minor, r.currency || currency)}</td>
@@ -2318,17 +2318,23 @@ async function pageCost(root) {
     } catch (err) { showError(alertForm, err); }
   });
   const body = $('[data-testid=cost-tab-body]', root);
-  /** A ledger tab: the period form, its table and its export. */
+  /** A ledger tab: the period form, its table (paged and sorted by the server, with the total) and its export. */
   const ledgerTab = async (prefix, path, withBalance, file) => {
     setHtml(body, html`${periodForm(prefix)}<div data-testid="${prefix}-wrap"></div>`);
     const f = $('form', body);
     const period = () => ({ from: f.elements.from.value, to: f.elements.to.value });
+    const list = pagedList(`${prefix}-table`);
     const load = async () => {
-      const d = await api('GET', path + qs({ ...period(), limit: 1000 }));
-      setHtml($(`[data-testid=${prefix}-wrap]`, body), ledgerTable(items(d), `${prefix}-table`, `${prefix === 'details' ? 'detail' : 'transaction'}-row`, currency, withBalance));
+      const d = await api('GET', path + qs({ ...period(), ...list.params() }));
+      const wrap = $(`[data-testid=${prefix}-wrap]`, body);
+      setHtml(wrap, ledgerTable(items(d), `${prefix}-table`, `${prefix === 'details' ? 'detail' : 'transaction'}-row`, currency, withBalance));
+      list.attach(wrap, d?.total ?? 0, () => load().catch((err) => toast(err.message, 'error')));
     };
-    f.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => toast(err.message, 'error')); });
-    $(`[data-testid=${prefix}-export]`, body).onclick = () => download(`${path}/export` + qs(period()), file).catch((err) => toast(err.message, 'error'));
+    f.addEventListener('submit', (e) => { e.preventDefault(); list.offset = 0; load().catch((err) => toast(err.message, 'error')); });
+    $(`[data-testid=${prefix}-export]`, body).onclick = () => {
+      const { sort, order } = list.params();
+      download(`${path}/export` + qs({ ...period(), sort, order }), file).catch((err) => toast(err.message, 'error'));
+    };
     await load();
   };
   const tabs = {

@@ -604,3 +604,81 @@ async fn lists_page_past_200_rows_sorted_and_filtered_by_the_server() {
     assert_eq!(page("offset=9223372036854775807").await, (251, vec![]));
     assert_eq!(page("limit=100000").await.1.len(), 200);
 }
+
+#[tokio::test]
+async fn cost_details_and_deliveries_page_in_the_store_past_1000_rows_with_a_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start().await;
+    let _gw = Gateway::start(dir.path(), "[[prices]]\nchannel = \"webhook\"\nunit_minor = 2\n");
+    let admin = Admin::start(dir.path());
+    let (_, t) = admin.register("Ledger", "boss-ledger").await;
+    let acc = admin
+        .call("POST", "/accounts", Some(&t), Some(json!({"name": "bulk", "channel": "webhook", "config": {"url": sink.url, "batch": true}})))
+        .await;
+    assert_eq!(acc.status, 201, "{}", acc.text());
+    let list: Vec<Value> = (0..1_100).map(|i| json!({"to": format!("room-{i:04}")})).collect();
+    let push = admin
+        .call(
+            "POST",
+            "/pushes",
+            Some(&t),
+            Some(json!({"title": "Billed", "channel": "webhook", "account": "bulk", "content": {"text": "hi"}, "targets": {"list": list}})),
+        )
+        .await;
+    assert_eq!(push.status, 201, "{}", push.text());
+    let pid = push.json()["id"].as_str().unwrap().to_string();
+    let get = |path: String| {
+        let (admin, t) = (&admin, t.clone());
+        async move {
+            let r = admin.call("GET", &path, Some(&t), None).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            r.json()
+        }
+    };
+    let mut total = 0;
+    for _ in 0..600 {
+        total = get("/cost/details?limit=1".into()).await["total"].as_u64().unwrap();
+        if total == 1_100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(total, 1_100, "one debit per delivery, all counted");
+
+    // Every page of 200, past the old 1 000-row window: each entry once, newest first, with the total.
+    let mut ids = vec![];
+    let mut times = vec![];
+    for offset in (0..1_200).step_by(200) {
+        let page = get(format!("/cost/details?offset={offset}&limit=200")).await;
+        assert_eq!(page["total"], 1_100);
+        for item in page["items"].as_array().unwrap() {
+            ids.push(item["id"].as_str().unwrap().to_string());
+            times.push(item["at"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(ids.len(), 1_100);
+    assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), 1_100, "no entry on two pages");
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first across pages");
+    let last = get("/cost/details?offset=1000&limit=200".into()).await;
+    assert_eq!(last["items"].as_array().unwrap().len(), 100);
+    assert_eq!(last["items"][99]["balance_minor"], -2, "the oldest debit leaves its own amount");
+    let tx = get("/cost/transactions?limit=1".into()).await;
+    assert_eq!((tx["total"].as_u64(), tx["items"][0]["balance_minor"].as_i64()), (Some(1_100), Some(-2_200)));
+    assert_eq!(get("/cost/details?from=2099-01-01&limit=1".into()).await["total"], 0, "the period filters in the store");
+    assert_eq!(get("/cost/details?sort=amount_minor&order=desc&limit=3".into()).await["items"].as_array().unwrap().len(), 3);
+    let bad = admin.call("GET", "/cost/details?sort=secret", Some(&t), None).await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (422, Some("sort")));
+    let bills = get("/cost/bills".into()).await;
+    let debits: u64 = bills["items"].as_array().unwrap().iter().map(|l| l["debit_count"].as_u64().unwrap()).sum();
+    assert_eq!(debits, 1_100, "bills sum the whole period, no window");
+    let export = admin.call("GET", "/cost/details/export", Some(&t), None).await;
+    assert_eq!(export.status, 200);
+
+    // The push's deliveries page in the store too.
+    let page = get(format!("/pushes/{pid}/deliveries?offset=1000&limit=500")).await;
+    assert_eq!((page["total"].as_u64(), page["deliveries"].as_array().map(Vec::len)), (Some(1_100), Some(100)));
+    assert_eq!(page["deliveries"][0]["recipient"], "room-1000", "sending order");
+    let desc = get(format!("/pushes/{pid}/deliveries?sort=recipient&order=desc&limit=2")).await;
+    assert_eq!(desc["deliveries"][0]["recipient"], "room-1099");
+    assert_eq!(desc["deliveries"][0]["cost_minor"], 2);
+}

@@ -280,9 +280,9 @@ impl ListQuery {
         })
     }
 
-    /// A list no store pages (sender accounts live in their own table; a
-    /// push's deliveries are read message by message) paged and sorted
-    /// here by the same rules as the stores (`DocQuery::apply`): `items` in
+    /// A list no store pages (sender accounts: their own table, a handful
+    /// per tenant) paged and sorted here by the same rules as the stores
+    /// (`DocQuery::apply`, text in pinyin order), with its total: `items` in
     /// their natural order (kept among equals), `sortable` and `default` as
     /// for [`ListQuery::docs`] (an empty default field: the natural order),
     /// page size `limits` (default, most).
@@ -357,18 +357,14 @@ pub fn xlsx_attachment(filename: &str, bytes: Vec<u8>) -> Response {
 
 pub const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
-/// How many ledger entries the console reads at most (cost, reports).
-pub const LEDGER_WINDOW: usize = 10_000;
 /// Bills and reports are shown in China Standard Time.
 pub const BILL_OFFSET_MINUTES: i32 = 8 * 60;
 
-/// Ledger filters: `?from=YYYY-MM&to=YYYY-MM&limit=&days=`.
+/// Ledger filters: `?from=YYYY-MM&to=YYYY-MM&days=` (a page: [`ListQuery`]).
 #[derive(Deserialize)]
 pub struct Range {
     pub from: Option<String>,
     pub to: Option<String>,
-    #[serde(default, deserialize_with = "non_negative")]
-    pub limit: Option<u64>,
     pub days: Option<i64>,
 }
 

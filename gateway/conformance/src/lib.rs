@@ -342,6 +342,138 @@ pub async fn store_suite(s: &dyn Store) {
     assert_eq!(s.idempotency(&tenant, "k1", now).await.unwrap(), Some(rec.clone()));
     assert_eq!(s.idempotency("other", "k1", now).await.unwrap(), None);
     assert_eq!(s.idempotency(&tenant, "k1", now + 61_000).await.unwrap(), None, "expired keys are gone");
+
+    ledger_page_suite(s).await;
+    deliveries_page_suite(s).await;
+}
+
+/// `ledger_page`: paging past 1 000 entries with the total, the period, the
+/// kinds, every sort, the balance after each entry; every store answers as
+/// the in-memory reference (`LedgerQuery::apply`) does.
+async fn ledger_page_suite(s: &dyn Store) {
+    use herald_core::store_query::{LedgerQuery, LedgerSort};
+    let tenant = unique("lp");
+    // 2026-01-01T00:00Z, then an entry every two hours (pairs share a time): three months.
+    let base = 1_767_225_600_000_i64;
+    let entries: Vec<LedgerEntry> = (0..1_100_i64)
+        .map(|i| {
+            let (kind, id) = match i {
+                i if i % 10 == 0 => (LedgerKind::TopUp, format!("top_up:{i:05}")),
+                i if i % 7 == 0 => (LedgerKind::Credit, format!("m{}.{}:credit", i / 50, i % 50)),
+                i => (LedgerKind::Debit, format!("m{}.{}:debit", i / 50, i % 50)),
+            };
+            LedgerEntry {
+                id,
+                tenant: tenant.clone(),
+                kind,
+                channel: ["sms", "email", "voice"][(i % 3) as usize].into(),
+                account: "a".into(),
+                delivery_id: (kind != LedgerKind::TopUp).then(|| format!("m{}.{}", i / 50, i % 50)),
+                units: (i % 4) as u32 + 1,
+                amount_minor: if kind == LedgerKind::TopUp { 1_000 } else { (i * 37) % 90 + 1 },
+                currency: "CNY".into(),
+                at: base + (i / 2) * 7_200_000,
+            }
+        })
+        .collect();
+    for chunk in entries.chunks(100) {
+        s.record(vec![], chunk.to_vec()).await.expect("record entries");
+    }
+    let all = s.ledger(&tenant, 10_000).await.unwrap();
+    assert_eq!(all.len(), 1_100);
+    let balance = s.balance(&tenant).await.unwrap();
+    assert_eq!(balance, herald_core::ledger::net(&entries));
+
+    let first = s.ledger_page(&tenant, &LedgerQuery::default()).await.unwrap();
+    assert_eq!((first.total, first.lines.len()), (1_100, 50), "the total counts every entry");
+    assert_eq!(first.lines[0].balance_minor, balance, "the newest entry leaves the current balance");
+    let deep = LedgerQuery { offset: 1_050, limit: 100, ..LedgerQuery::default() };
+    let page = s.ledger_page(&tenant, &deep).await.unwrap();
+    assert_eq!((page.total, page.lines.len()), (1_100, 50), "past 1 000 rows, to the last");
+    let oldest = &page.lines[49];
+    assert_eq!(oldest.balance_minor, oldest.entry.kind.signed(oldest.entry.amount_minor), "the oldest entry leaves its own amount");
+
+    let january = (base, base + 31 * 86_400_000);
+    let q = |sort: LedgerSort, descending: bool, offset: u64, limit: u64, top_ups: bool, period: (i64, i64)| LedgerQuery {
+        start: period.0,
+        end: period.1,
+        top_ups,
+        sort,
+        descending,
+        offset,
+        limit,
+    };
+    let open = (i64::MIN, i64::MAX);
+    let cases = vec![
+        q(LedgerSort::At, true, 0, 50, true, open),
+        q(LedgerSort::At, true, 1_000, 200, true, open),
+        q(LedgerSort::At, false, 0, 30, true, open),
+        q(LedgerSort::At, true, 100, 50, false, open),
+        q(LedgerSort::At, true, 0, 500, true, january),
+        q(LedgerSort::At, false, 300, 50, false, january),
+        q(LedgerSort::AmountMinor, true, 0, 40, false, open),
+        q(LedgerSort::AmountMinor, false, 990, 40, true, open),
+        q(LedgerSort::Units, true, 10, 40, true, january),
+        q(LedgerSort::Channel, false, 500, 40, true, open),
+        q(LedgerSort::Channel, true, 0, 40, false, open),
+        q(LedgerSort::At, true, 5_000, 50, true, open),
+        q(LedgerSort::At, true, 0, 50, true, (base + 365 * 86_400_000, i64::MAX)),
+    ];
+    for query in cases {
+        let got = s.ledger_page(&tenant, &query).await.unwrap();
+        assert_eq!(got, query.apply(&all, balance), "{query:?}");
+    }
+    let spending = s.ledger_page(&tenant, &q(LedgerSort::At, true, 0, 1, false, open)).await.unwrap();
+    assert_eq!(spending.total, 990, "top-ups left out");
+    assert_eq!(s.ledger_page("other-tenant", &LedgerQuery::default()).await.unwrap().total, 0, "tenant-scoped");
+}
+
+/// `deliveries_page`: the deliveries of several messages, in sending order
+/// or sorted (recipients in pinyin order), paged with the total.
+async fn deliveries_page_suite(s: &dyn Store) {
+    use herald_core::store_query::{DeliveryQuery, DeliverySort};
+    let tenant = unique("dp");
+    let names = ["张三", "李四", "阿明", "bob", "Alice", "王五"];
+    let mut one = message(&tenant, 30);
+    for (i, r) in one.recipients.iter_mut().enumerate() {
+        r.to = format!("{}{}", names[i % names.len()], i / names.len());
+    }
+    let two = message(&tenant, 7);
+    for m in [&one, &two] {
+        s.record_message(m).await.unwrap();
+    }
+    let statuses = [DeliveryStatus::Sent, DeliveryStatus::Failed, DeliveryStatus::Delivered, DeliveryStatus::Retrying];
+    let ups: Vec<DeliveryUpdate> = (0..30).filter(|i| i % 5 != 4).map(|i| update(&one, i, statuses[i % 4], (i % 3) as u32 + 1)).collect();
+    let costs: Vec<LedgerEntry> = (0..30).filter(|i| i % 3 == 0).map(|i| debit(&one, i, (i as i64 * 13) % 7 + 1)).collect();
+    s.record(ups, costs).await.unwrap();
+    s.record(vec![update(&two, 1, DeliveryStatus::Sent, 1)], vec![]).await.unwrap();
+
+    let ids = vec![two.id.clone(), one.id.clone(), two.id.clone(), "unknown".to_string()];
+    let mut views = vec![];
+    for id in [&two.id, &one.id] {
+        views.push((id.clone(), s.message(&tenant, id).await.unwrap().unwrap().deliveries));
+    }
+    let q = |sort: Option<DeliverySort>, descending: bool, offset: u64, limit: u64| DeliveryQuery { sort, descending, offset, limit };
+    let all = s.deliveries_page(&tenant, &ids, &q(None, false, 0, 100)).await.unwrap();
+    assert_eq!(all.total, 37);
+    assert_eq!(all.deliveries[0].1.id, two.delivery_id(0), "the messages in the order given, each in sending order");
+    assert_eq!(all.deliveries[7].1.id, one.delivery_id(0));
+    let by_name = s.deliveries_page(&tenant, &[one.id.clone()], &q(Some(DeliverySort::Recipient), false, 0, 100)).await.unwrap();
+    let order: Vec<&str> = by_name.deliveries.iter().map(|(_, d)| d.recipient.as_str()).collect();
+    assert_eq!(&order[..6], ["阿明0", "阿明1", "阿明2", "阿明3", "阿明4", "Alice0"], "pinyin order, a before b");
+    let li = order.iter().position(|r| r.starts_with("李四")).unwrap();
+    let zhang = order.iter().position(|r| r.starts_with("张三")).unwrap();
+    assert!(li < zhang, "李四 (li) before 张三 (zhang)");
+    let mut cases = vec![q(None, true, 0, 10), q(None, false, 30, 10), q(None, false, 0, 0)];
+    for sort in [DeliverySort::Recipient, DeliverySort::Status, DeliverySort::Attempts, DeliverySort::CostMinor, DeliverySort::UpdatedAt] {
+        cases.push(q(Some(sort), false, 0, 50));
+        cases.push(q(Some(sort), true, 5, 12));
+    }
+    for query in cases {
+        let got = s.deliveries_page(&tenant, &ids, &query).await.unwrap();
+        assert_eq!(got, query.apply(&views), "{query:?}");
+    }
+    assert_eq!(s.deliveries_page("other-tenant", &ids, &q(None, false, 0, 10)).await.unwrap().total, 0, "tenant-scoped");
 }
 
 /// ConfigStore: tenants, API keys, accounts, templates, price overrides.

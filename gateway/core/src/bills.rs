@@ -58,13 +58,28 @@ fn period(at: Millis, offset_ms: i64) -> String {
 /// currency), sorted by period, then channel, then currency.
 /// `utc_offset_minutes` is east of UTC (UTC+8 = 480) and is clamped to ±23:59.
 pub fn monthly_bills(entries: &[LedgerEntry], utc_offset_minutes: i32) -> Vec<BillLine> {
-    let offset = utc_offset_minutes.clamp(-MAX_OFFSET_MINUTES, MAX_OFFSET_MINUTES);
-    let offset_ms = i64::from(offset) * 60_000;
-    let mut lines: BTreeMap<(String, String, String), BillLine> = BTreeMap::new();
-    for e in entries {
-        let period = period(e.at, offset_ms);
+    let mut bills = Bills::new(utc_offset_minutes);
+    entries.iter().for_each(|e| bills.add(e));
+    bills.finish()
+}
+
+/// [`monthly_bills`] of entries handed over in pieces (a ledger read page
+/// by page): memory is the bill lines, not the entries.
+pub struct Bills {
+    offset_ms: i64,
+    lines: BTreeMap<(String, String, String), BillLine>,
+}
+
+impl Bills {
+    pub fn new(utc_offset_minutes: i32) -> Self {
+        let offset = utc_offset_minutes.clamp(-MAX_OFFSET_MINUTES, MAX_OFFSET_MINUTES);
+        Self { offset_ms: i64::from(offset) * 60_000, lines: BTreeMap::new() }
+    }
+
+    pub fn add(&mut self, e: &LedgerEntry) {
+        let period = period(e.at, self.offset_ms);
         let key = (period, e.channel.clone(), e.currency.clone());
-        let line = lines.entry(key).or_insert_with_key(|(period, channel, currency)| BillLine {
+        let line = self.lines.entry(key).or_insert_with_key(|(period, channel, currency)| BillLine {
             period: period.clone(),
             channel: channel.clone(),
             currency: currency.clone(),
@@ -86,7 +101,11 @@ pub fn monthly_bills(entries: &[LedgerEntry], utc_offset_minutes: i32) -> Vec<Bi
         }
         line.net_minor = line.net_minor.saturating_add(e.kind.signed(e.amount_minor));
     }
-    lines.into_values().collect()
+
+    /// The lines, sorted by period, then channel, then currency.
+    pub fn finish(self) -> Vec<BillLine> {
+        self.lines.into_values().collect()
+    }
 }
 
 #[cfg(test)]

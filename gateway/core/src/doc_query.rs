@@ -9,10 +9,10 @@
 //! - a field is a dotted path into the body (`schedule.mode`), of
 //!   `[a-z0-9_]` names; a missing field and JSON null are both null;
 //! - booleans are the numbers 1 and 0;
-//! - order: null < numbers (by value) < text (by bytes with ASCII letters
-//!   folded, SQLite's NOCASE collation: "alice" before "Bob"; other scripts
-//!   by code point, e.g. Chinese in radical-stroke order); ties by id
-//!   ascending, in both directions;
+//! - order: null < numbers (by value) < text (`crate::collate::text_order`,
+//!   the SQLite store's collation: Chinese by pinyin, 阿 before 李 before
+//!   张; ASCII letters folded, "alice" before "Bob"); ties by id ascending,
+//!   in both directions;
 //! - text search is case-insensitive for ASCII letters only (SQLite's `lower`).
 
 use std::cmp::Ordering;
@@ -87,11 +87,11 @@ impl Scalar {
         }
     }
 
-    /// SQLite's order of two values (text: NOCASE).
+    /// SQLite's order of two values (text: `crate::collate::text_order`).
     pub fn order(&self, other: &Scalar) -> Ordering {
         match (self, other) {
             (Scalar::Int(a), Scalar::Int(b)) => a.cmp(b),
-            (Scalar::Text(a), Scalar::Text(b)) => a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase())),
+            (Scalar::Text(a), Scalar::Text(b)) => crate::collate::text_order(a, b),
             (a, b) if a.rank() == 1 && b.rank() == 1 => a.number().total_cmp(&b.number()),
             (a, b) => a.rank().cmp(&b.rank()),
         }
@@ -190,41 +190,127 @@ impl DocQuery {
     /// `offset + limit` first in order (memory bounded by the page's end,
     /// not by the partition), counts the matches.
     pub fn window(&self) -> Window<'_> {
-        let keep = usize::try_from(self.offset.saturating_add(self.limit)).unwrap_or(usize::MAX);
-        Window { query: self, keep, kept: Vec::new(), total: 0 }
+        Window { query: self, top: TopK::new(self.offset, self.limit) }
+    }
+
+    /// The key a document sorts by in this query (`Ord` as [`DocQuery::order`]).
+    fn key(&self, doc: &Doc) -> DocKey {
+        DocKey { value: self.sort.as_deref().map(|s| field(&doc.body, s)), descending: self.descending, id: doc.id.clone() }
     }
 }
+
+/// A document's place in a query's order: its sort field (None: by id),
+/// the direction, its id (the tie-break, ascending).
+struct DocKey {
+    value: Option<Scalar>,
+    descending: bool,
+    id: String,
+}
+
+impl Ord for DocKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let by_field = match (&self.value, &other.value) {
+            (Some(a), Some(b)) => {
+                let o = a.order(b);
+                if self.descending { o.reverse() } else { o }
+            }
+            _ if self.descending => other.id.as_bytes().cmp(self.id.as_bytes()),
+            _ => Ordering::Equal,
+        };
+        by_field.then_with(|| self.id.as_bytes().cmp(other.id.as_bytes()))
+    }
+}
+
+impl PartialOrd for DocKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for DocKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for DocKey {}
 
 /// See [`DocQuery::window`].
 pub struct Window<'q> {
     query: &'q DocQuery,
-    keep: usize,
-    kept: Vec<Doc>,
-    total: u64,
+    top: TopK<DocKey, Doc>,
 }
 
 impl Window<'_> {
     /// Offer one document (any order).
     pub fn push(&mut self, doc: Doc) {
-        if !self.query.matches(&doc) {
-            return;
+        if self.query.matches(&doc) {
+            self.top.push(self.query.key(&doc), doc);
         }
-        self.total += 1;
-        if self.keep == 0 {
-            return;
-        }
-        // Kept sorted; a document after the last kept one is dropped once full.
-        if self.kept.len() == self.keep && self.kept.last().is_some_and(|last| self.query.order(&doc, last) != Ordering::Less) {
-            return;
-        }
-        let at = self.kept.partition_point(|k| self.query.order(k, &doc) == Ordering::Less);
-        self.kept.insert(at, doc);
-        self.kept.truncate(self.keep);
     }
 
     pub fn finish(self) -> DocPage {
-        let skip = usize::try_from(self.query.offset).unwrap_or(usize::MAX);
-        DocPage { docs: self.kept.into_iter().skip(skip).collect(), total: self.total }
+        let (docs, total) = self.top.finish();
+        DocPage { docs, total }
+    }
+}
+
+/// The page `offset..offset + limit` of a stream of items offered in any
+/// order, by their keys (ascending): a max-heap of the `offset + limit`
+/// smallest keys seen (O(log n) per item, memory bounded by the page's
+/// end, whatever the stream's length), and how many were offered.
+pub struct TopK<K: Ord, T> {
+    offset: usize,
+    keep: usize,
+    heap: std::collections::BinaryHeap<Kept<K, T>>,
+    total: u64,
+}
+
+/// An item in a [`TopK`], ordered by its key only.
+struct Kept<K, T>(K, T);
+
+impl<K: Ord, T> Ord for Kept<K, T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl<K: Ord, T> PartialOrd for Kept<K, T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K: Ord, T> PartialEq for Kept<K, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<K: Ord, T> Eq for Kept<K, T> {}
+
+impl<K: Ord, T> TopK<K, T> {
+    pub fn new(offset: u64, limit: u64) -> Self {
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        let keep = offset.saturating_add(usize::try_from(limit).unwrap_or(usize::MAX));
+        Self { offset, keep, heap: std::collections::BinaryHeap::new(), total: 0 }
+    }
+
+    /// Offer one item.
+    pub fn push(&mut self, key: K, item: T) {
+        self.total += 1;
+        if self.heap.len() < self.keep {
+            self.heap.push(Kept(key, item));
+        } else if self.heap.peek().is_some_and(|last| key < last.0) {
+            self.heap.pop();
+            self.heap.push(Kept(key, item));
+        }
+    }
+
+    /// The page, in order, and how many were offered.
+    pub fn finish(self) -> (Vec<T>, u64) {
+        let items = self.heap.into_sorted_vec().into_iter().skip(self.offset).map(|k| k.1).collect();
+        (items, self.total)
     }
 }
 

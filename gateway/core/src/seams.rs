@@ -9,6 +9,7 @@ use crate::error::StoreError;
 use crate::model::{
     Account, DeadLetter, DeliveryRecord, DeliveryUpdate, Doc, IdempotencyRecord, LedgerEntry, Message, MessageView, Price, Template, Tenant, Work,
 };
+use crate::store_query::{DeliveryPage, DeliveryQuery, LedgerPage, LedgerQuery};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -150,6 +151,14 @@ pub trait Store: Send + Sync + 'static {
     /// Sum of signed ledger amounts for the tenant (its prepaid balance).
     async fn balance(&self, tenant: &str) -> Result<i64>;
     async fn ledger(&self, tenant: &str, limit: usize) -> Result<Vec<LedgerEntry>>;
+    /// One page of the tenant's ledger entries in the query's period and
+    /// order, each with the balance right after it, and how many match in
+    /// all (the rules: `crate::store_query::LedgerQuery`).
+    async fn ledger_page(&self, tenant: &str, query: &LedgerQuery) -> Result<LedgerPage>;
+    /// One page of the deliveries of `message_ids` (the tenant's; unknown
+    /// ones have none), in sending order or sorted, and how many there are
+    /// (the rules: `crate::store_query::DeliveryQuery`).
+    async fn deliveries_page(&self, tenant: &str, message_ids: &[String], query: &DeliveryQuery) -> Result<DeliveryPage>;
 }
 
 /// Configuration the admin service owns and the gateway reads: tenants, API

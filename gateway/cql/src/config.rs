@@ -77,15 +77,24 @@ impl Statements {
             .await?,
             doc_select: prepare(s, ks, "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ?", r, true)
                 .await?,
-            // Paged by the driver: a kind's partition can outgrow one page.
-            docs_select: prepare(s, ks, "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ?", &p.console, true)
-                .await?,
+            // Paged by the driver (`DOCS_PAGE_ROWS` a page): a kind's
+            // partition can outgrow one page, and is never held whole.
+            docs_select: {
+                let mut st =
+                    prepare(s, ks, "SELECT tenant, kind, id, body, updated_at FROM {ks}.docs WHERE tenant = ? AND kind = ?", &p.console, true)
+                        .await?;
+                st.set_page_size(DOCS_PAGE_ROWS);
+                st
+            },
             doc_delete: prepare(s, ks, "DELETE FROM {ks}.docs WHERE tenant = ? AND kind = ? AND id = ? IF EXISTS", w, false).await?,
         })
     }
 }
 
 type DocRow = (String, String, String, String, i64);
+
+/// Rows per driver page when a kind's documents are streamed (`docs_page`).
+pub(crate) const DOCS_PAGE_ROWS: i32 = 500;
 
 fn to_doc((tenant, kind, id, body, updated_at): DocRow) -> Result<Doc> {
     let body = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("doc {tenant}/{kind}/{id}: {e}")))?;
@@ -226,12 +235,20 @@ impl ConfigStore for CqlStore {
 
     /// CQL has no OFFSET, no ORDER BY on a body field and no filter inside
     /// JSON text, so the trade-off is: the (tenant, kind) partition is
-    /// streamed with the driver's paging, each document is filtered here and
-    /// only the `offset + limit` first in the asked order are kept (a sorted
-    /// window, `DocQuery::window`). Memory is bounded by the page's end, not
-    /// by the partition; the read is the whole partition (one tenant's
-    /// users, pushes, … — thousands, not millions), as the count needs
-    /// anyway. The rules are the ones SQLite runs (`herald_core::doc_query`).
+    /// streamed with the driver's paging ([`DOCS_PAGE_ROWS`] rows a page),
+    /// each document is filtered here and only the `offset + limit` first
+    /// in the asked order are kept, in a bounded max-heap
+    /// (`herald_core::doc_query::TopK`). The cost of one page:
+    /// - reads: the whole partition (every document of the kind: one
+    ///   tenant's users, pushes, … — thousands, not millions), as the total
+    ///   needs anyway; `LOCAL_ONE`, one round trip per driver page;
+    /// - memory: one driver page plus `offset + limit` documents (the admin
+    ///   caps `limit` at 200; a deep `offset` costs its depth), never the
+    ///   partition;
+    /// - CPU: O(n log(offset + limit)) comparisons (text by
+    ///   `herald_core::collate`).
+    ///
+    /// The rules are the ones SQLite runs (`herald_core::doc_query`).
     async fn docs_page(&self, tenant: &str, kind: &str, query: &DocQuery) -> Result<DocPage> {
         query.check()?;
         let mut window = query.window();

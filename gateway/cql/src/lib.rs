@@ -22,7 +22,7 @@
 //! | `deliveries_by_day` | `((tenant, day), at DESC, delivery_id)` | no longer written (migration 5): a row per delivery cost more than the delivery itself |
 //! | `ledger_claims` | `((tenant, shard), id)`, static `version`, `balance_minor` | ledger dedup, the canonical entry and the balance, changed together (migration 7) |
 //! | `ledger_by_id` | `((tenant, id))` | no longer written (migration 7) |
-//! | `ledger_entries` | `((tenant, month), at DESC, id)` | `ledger` (newest first), [`CqlStore::ledger_sum`] |
+//! | `ledger_entries` | `((tenant, month), at DESC, id)` | `ledger` (newest first), `ledger_page` (the period's months streamed), [`CqlStore::ledger_sum`] |
 //! | `ledger_months` | `((tenant), month DESC)` | which month partitions to walk |
 //! | `balances` | `(tenant)`, `balance_minor counter` | no longer written (migration 7); still added to `balance` |
 //! | `idempotency` | `((tenant, idem_key))`, `USING TTL` | `idempotency`, `put_idempotency` |
@@ -207,6 +207,13 @@
 //! - `tenants()` is a full table scan (fine for a config table).
 //! - A message's partition grows with its recipients and their events; a
 //!   message with 100k recipients is a large partition (read with paging).
+//! - Console pages (`docs_page`, `ledger_page`, `deliveries_page`): CQL has
+//!   no OFFSET and orders only by clustering columns, so a page streams the
+//!   whole (tenant, kind) partition, the period's ledger months or the
+//!   push's message partitions with the driver's paging into a bounded heap
+//!   of `offset + limit` rows (`herald_core::doc_query::TopK`), counting the
+//!   total: reads grow with the partition, memory with the page's end. A
+//!   ledger page's balances also read the entries since its oldest entry.
 
 mod config;
 mod error;

@@ -9,6 +9,7 @@ use futures::{FutureExt, StreamExt};
 use herald_core::ledger::net;
 use herald_core::model::{DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView};
 use herald_core::seams::{Result, Store};
+use herald_core::store_query::{Balances, DeliveryPage, DeliveryQuery, LedgerLine, LedgerPage, LedgerQuery};
 use herald_core::{Millis, StoreError};
 use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
@@ -44,6 +45,7 @@ pub(crate) struct Statements {
     ledger_months: PreparedStatement,
     ledger_recent: PreparedStatement,
     ledger_month_all: PreparedStatement,
+    ledger_period: PreparedStatement,
     legacy_balance: PreparedStatement,
     idem_insert: PreparedStatement,
     idem_select: PreparedStatement,
@@ -142,6 +144,9 @@ impl Statements {
                 "SELECT id, {LEDGER_COLUMNS} FROM {{ks}}.ledger_entries WHERE tenant = ? AND month = ? LIMIT ?"), r, true).await?,
             ledger_month_all: prepare(s, ks,
                 "SELECT kind, amount_minor FROM {ks}.ledger_entries WHERE tenant = ? AND month = ?", r, true).await?,
+            // A month partition's entries of a period, newest first (paged by the driver).
+            ledger_period: prepare(s, ks, &format!(
+                "SELECT id, {LEDGER_COLUMNS} FROM {{ks}}.ledger_entries WHERE tenant = ? AND month = ? AND at >= ? AND at < ?"), c, true).await?,
             // The counter that held balances before migration 7 (no longer written).
             legacy_balance: prepare(s, ks,
                 "SELECT balance_minor FROM {ks}.balances WHERE tenant = ?", r, true).await?,
@@ -469,6 +474,26 @@ impl CqlStore {
         Ok(DayPage { entries, next })
     }
 
+    /// The month partitions of the tenant's ledger that may hold entries of `start..end`, newest first.
+    async fn ledger_months_of(&self, tenant: &str, start: Millis, end: Millis) -> Result<Vec<i32>> {
+        let first = if start == Millis::MIN { i32::MIN } else { month_of(start).unwrap_or(i32::MIN) };
+        let last = if end == Millis::MAX { i32::MAX } else { month_of(end.saturating_sub(1)).unwrap_or(i32::MAX) };
+        let months: Vec<(i32,)> = self.read_all(&self.st.ledger_months, (tenant,)).await?;
+        Ok(months.into_iter().map(|(m,)| m).filter(|m| (first..=last).contains(m)).collect())
+    }
+
+    /// Hand every ledger entry of the tenant with `start <= at < end` to `each`, streamed month by month.
+    async fn each_entry(&self, tenant: &str, start: Millis, end: Millis, mut each: impl FnMut(LedgerEntry)) -> Result<()> {
+        for month in self.ledger_months_of(tenant, start, end).await? {
+            self.read_each::<LedgerRow>(&self.st.ledger_period, (tenant, month, start, end), |row| {
+                each(ledger_entry(tenant, row)?);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The tenant's balance recomputed from its ledger entries (reads every
     /// month partition). `balance` reads the counter instead; the two differ
     /// only if a counter increment was lost (see the crate docs).
@@ -628,6 +653,49 @@ impl Store for CqlStore {
         )?;
         let legacy = legacy.and_then(|(c,)| c).map_or(0, |c| c.0);
         Ok(rows.into_iter().fold(legacy, |sum, (_, _, b)| sum.saturating_add(b.unwrap_or(0))))
+    }
+
+    /// CQL has no OFFSET and orders only by the clustering columns, so the
+    /// period's month partitions are streamed (driver paging, never held
+    /// whole) into a bounded heap of the `offset + limit` first in the
+    /// asked order (`LedgerQuery::window`), counting the matches. Then the
+    /// balance after each page entry: the balance (the claim shards) less
+    /// the entries newer than the page's oldest, streamed the same way.
+    /// Cost: reads every entry of the period, plus every entry since the
+    /// page's oldest; memory `offset + limit` entries.
+    async fn ledger_page(&self, tenant: &str, query: &LedgerQuery) -> Result<LedgerPage> {
+        let mut window = query.window();
+        self.each_entry(tenant, query.start, query.end, |e| {
+            if query.matches(&e) {
+                window.push(query.key(&e), e);
+            }
+        })
+        .await?;
+        let (entries, total) = window.finish();
+        let mut balances = Balances::new(&entries);
+        let balance = self.balance(tenant).await?;
+        if let Some(oldest) = balances.oldest().cloned() {
+            self.each_entry(tenant, oldest.at, Millis::MAX, |e| balances.push(&e)).await?;
+        }
+        let lines = entries.into_iter().zip(balances.finish(balance)).map(|(entry, balance_minor)| LedgerLine { entry, balance_minor }).collect();
+        Ok(LedgerPage { lines, total })
+    }
+
+    /// Each message's deliveries are folded from its partition (as
+    /// `message` does), one message at a time, into a bounded heap of the
+    /// `offset + limit` first: memory is one message plus the page's end.
+    async fn deliveries_page(&self, tenant: &str, message_ids: &[String], query: &DeliveryQuery) -> Result<DeliveryPage> {
+        let mut window = query.window();
+        let mut seen = HashSet::new();
+        for (i, mid) in message_ids.iter().filter(|m| seen.insert(m.as_str())).enumerate() {
+            if let Some(view) = self.message(tenant, mid).await? {
+                for d in view.deliveries {
+                    window.push(query.key(i, &d), (mid.clone(), d));
+                }
+            }
+        }
+        let (deliveries, total) = window.finish();
+        Ok(DeliveryPage { deliveries, total })
     }
 
     async fn ledger(&self, tenant: &str, limit: usize) -> Result<Vec<LedgerEntry>> {

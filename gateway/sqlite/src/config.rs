@@ -246,8 +246,15 @@ impl ConfigStore for Db {
         // Paths are checked (`[a-z0-9_.]`), so they are written into the SQL
         // as literals: `json_extract(body, '$.number')` then matches the
         // expression indexes of the migration that added them.
+        // Text orders by `herald_core::collate` (Chinese by pinyin). The
+        // generated codes and times (`number`, `created_at`: ASCII, where
+        // that order is exactly NOCASE) keep NOCASE, so their expression
+        // indexes still read the page without sorting the kind.
         let order = match &query.sort {
-            Some(f) => format!("json_extract(body, '{}') COLLATE NOCASE {dir}, id ASC", json_path(f)),
+            Some(f) => {
+                let collation = if INDEXED_ASCII.contains(&f.as_str()) { "NOCASE" } else { herald_core::collate::COLLATION };
+                format!("json_extract(body, '{}') COLLATE {collation} {dir}, id ASC", json_path(f))
+            }
             None => format!("id {dir}"),
         };
         let count_sql = format!("SELECT COUNT(*) FROM docs WHERE tenant = ?1 AND kind = ?2{filter}");
@@ -279,6 +286,10 @@ impl ConfigStore for Db {
         .await
     }
 }
+
+/// Fields with a NOCASE expression index whose values are ASCII (generated
+/// numbers, times): sorted with NOCASE, the same order as the text collation.
+const INDEXED_ASCII: &[&str] = &["number", "created_at"];
 
 /// ` AND …` for each filter, and its arguments (after tenant and kind).
 fn doc_filter(query: &DocQuery) -> (String, Vec<SqlValue>) {

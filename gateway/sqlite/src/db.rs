@@ -42,6 +42,10 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Sorted lists order text with it (Chinese by pinyin). Only queries
+    // name it, never the schema: other programs opening the file (an older
+    // binary, the sqlite3 shell) need not know it.
+    conn.create_collation(herald_core::collate::COLLATION, herald_core::collate::text_order)?;
     Ok(conn)
 }
 

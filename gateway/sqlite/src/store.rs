@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use herald_core::model::{DeliveryRecord, DeliveryStatus, DeliveryUpdate, IdempotencyRecord, LedgerEntry, LedgerKind, Message, MessageView};
 use herald_core::seams::{Result, Store};
+use herald_core::store_query::{Balances, DeliveryPage, DeliveryQuery, DeliverySort, LedgerLine, LedgerPage, LedgerQuery, LedgerSort};
 use herald_core::{Millis, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -29,6 +30,41 @@ fn to_record(row: DeliveryRow) -> Result<DeliveryRecord> {
 
 fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
+}
+
+const LEDGER_COLUMNS: &str = "id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at";
+
+fn to_entry(row: LedgerRow) -> Result<LedgerEntry> {
+    let (id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at) = row;
+    let kind = LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("ledger {id}: kind {kind}")))?;
+    Ok(LedgerEntry { id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at })
+}
+
+/// The `ORDER BY` of a ledger query (`herald_core::store_query::LedgerQuery`).
+fn ledger_order(q: &LedgerQuery) -> String {
+    let (dir, other) = if q.descending { ("DESC", "ASC") } else { ("ASC", "DESC") };
+    let column = match q.sort {
+        LedgerSort::At => return format!("at {dir}, id {other}"),
+        LedgerSort::AmountMinor => "amount_minor".to_string(),
+        LedgerSort::Units => "units".to_string(),
+        LedgerSort::Channel => format!("channel COLLATE {}", herald_core::collate::COLLATION),
+    };
+    format!("{column} {dir}, at DESC, id ASC")
+}
+
+/// The `ORDER BY` of a delivery query (`m.key`: the message's place in the list).
+fn delivery_order(q: &DeliveryQuery) -> String {
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let column = match q.sort {
+        None => return format!("m.key {dir}, d.seq {dir}"),
+        Some(DeliverySort::Recipient) => format!("d.recipient COLLATE {}", herald_core::collate::COLLATION),
+        Some(DeliverySort::Status) => "d.status".into(),
+        Some(DeliverySort::Attempts) => "d.attempts".into(),
+        // The net cost: the 8th column of DELIVERY_COLUMNS.
+        Some(DeliverySort::CostMinor) => "8".into(),
+        Some(DeliverySort::UpdatedAt) => "d.updated_at".into(),
+    };
+    format!("{column} {dir}, m.key ASC, d.seq ASC")
 }
 
 pub(crate) fn insert_message(c: &Connection, m: &Message) -> Result<()> {
@@ -222,6 +258,80 @@ impl Store for Db {
                 |r| r.get(0),
             )
             .map_err(backend)
+        })
+        .await
+    }
+
+    /// One read snapshot: the count, the page (in SQL, by the index on
+    /// (tenant, at) for the period), then the balance and the entries newer
+    /// than the page's oldest, summed per gap between page entries (so a
+    /// page of recent entries reads few rows; a page far back reads every
+    /// entry since, once).
+    async fn ledger_page(&self, tenant: &str, query: &LedgerQuery) -> Result<LedgerPage> {
+        let (t, q) = (tenant.to_string(), query.clone());
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(backend)?;
+            let kinds = if q.top_ups { "" } else { " AND kind != 'top_up'" };
+            let filter = format!("tenant = ?1 AND at >= ?2 AND at < ?3{kinds}");
+            let total: i64 =
+                tx.query_row(&format!("SELECT COUNT(*) FROM ledger WHERE {filter}"), params![t, q.start, q.end], |r| r.get(0)).map_err(backend)?;
+            let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE {filter} ORDER BY {} LIMIT ?4 OFFSET ?5", ledger_order(&q));
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+            let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+            let entries = tx
+                .prepare(&sql)
+                .map_err(backend)?
+                .query_map(params![t, q.start, q.end, limit, offset], ledger_row)
+                .map_err(backend)?
+                .map(|r| r.map_err(backend).and_then(to_entry))
+                .collect::<Result<Vec<_>>>()?;
+            let balance: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(SUM(CASE kind WHEN 'debit' THEN -amount_minor ELSE amount_minor END), 0) FROM ledger WHERE tenant = ?1",
+                    [&t],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let mut balances = Balances::new(&entries);
+            if let Some(oldest) = balances.oldest().cloned() {
+                let mut st = tx
+                    .prepare_cached(&format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE tenant = ?1 AND (at > ?2 OR (at = ?2 AND id < ?3))"))
+                    .map_err(backend)?;
+                for row in st.query_map(params![t, oldest.at, oldest.id], ledger_row).map_err(backend)? {
+                    balances.push(&to_entry(row.map_err(backend)?)?);
+                }
+            }
+            let lines = entries.into_iter().zip(balances.finish(balance)).map(|(entry, balance_minor)| LedgerLine { entry, balance_minor }).collect();
+            Ok(LedgerPage { lines, total: u64::try_from(total).unwrap_or(0) })
+        })
+        .await
+    }
+
+    /// In SQL: the deliveries of the listed messages (by the index on
+    /// (tenant, message_id, seq)), sorted and paged, and their count.
+    async fn deliveries_page(&self, tenant: &str, message_ids: &[String], query: &DeliveryQuery) -> Result<DeliveryPage> {
+        let mut ids: Vec<&String> = Vec::with_capacity(message_ids.len());
+        for m in message_ids {
+            if !ids.contains(&m) {
+                ids.push(m);
+            }
+        }
+        let list = serde_json::to_string(&ids).map_err(backend)?;
+        let (t, order) = (tenant.to_string(), delivery_order(query));
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(backend)?;
+            let from = "FROM deliveries d JOIN json_each(?2) m ON m.value = d.message_id WHERE d.tenant = ?1";
+            let total: i64 = tx.query_row(&format!("SELECT COUNT(*) {from}"), params![t, list], |r| r.get(0)).map_err(backend)?;
+            let sql = format!("SELECT {DELIVERY_COLUMNS}, d.message_id {from} ORDER BY {order} LIMIT ?3 OFFSET ?4");
+            let mut st = tx.prepare(&sql).map_err(backend)?;
+            let deliveries = st
+                .query_map(params![t, list, limit, offset], |r| Ok((delivery_row(r)?, r.get::<_, String>(8)?)))
+                .map_err(backend)?
+                .map(|r| r.map_err(backend).and_then(|(row, mid)| to_record(row).map(|d| (mid, d))))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(DeliveryPage { deliveries, total: u64::try_from(total).unwrap_or(0) })
         })
         .await
     }

@@ -133,6 +133,19 @@ test('send now: arrives at the SMTP sink through the gateway, shown as sent; cos
     assert.ok(detailsText.includes(pushNumber) && detailsText.includes(`送达 ${tag}`) && detailsText.includes(rcpts[0]), detailsText);
     for (const l of items(await tn.api.get('/cost/details'))) assert.ok(!detailsText.includes(l.delivery_id), `no internal id ${l.delivery_id} shown`);
     assert.match(await page.getByTestId('details-table').locator('th').allTextContents().then((h) => h.join('|')), /时间\|类型\|产品\|推送\/动作\|接收人/);
+    // Paged by the server: the pager shows the period's total (the API's), the page size is the list's.
+    const period = await tn.api.get(`/cost/details?from=${await page.getByTestId('details-from').inputValue()}&to=${await page.getByTestId('details-to').inputValue()}&limit=1`);
+    assert.ok(period.total >= 2 && period.items.length === 1, JSON.stringify(period));
+    const detailsPager = page.getByTestId('details-wrap').getByTestId('pager-info');
+    await eventually(async () => (await detailsPager.textContent()).includes(`共 ${period.total} 条`), 5000, 'the details pager shows the total');
+    assert.match(await page.getByTestId('details-wrap').getByTestId('pager-page').textContent(), /第 1 \/ 1 页/);
+    // A sortable column asks the server: by amount, then back to time.
+    await page.getByTestId('details-table').locator('th[data-sort=amount_minor] button').click();
+    await eventually(async () => (await page.getByTestId('details-table').locator('th[data-sort=amount_minor]').getAttribute('aria-sort')) === 'ascending', 5000, 'sorted by amount');
+    await page.getByTestId('details-table').locator('th[data-sort=at] button').click();
+    await eventually(async () => (await page.getByTestId('details-table').locator('th[data-sort=at]').getAttribute('aria-sort')) === 'ascending', 5000, 'oldest first');
+    await page.getByTestId('details-table').locator('th[data-sort=at] button').click();
+    await eventually(async () => (await page.getByTestId('details-table').locator('th[data-sort=at]').getAttribute('aria-sort')) === 'descending', 5000, 'newest first again');
     assert.match(await page.getByTestId('details-table').textContent(), /邮件/);
     // The period filter: from tomorrow → nothing; back to this month → the rows again.
     const tomorrow = new Date(Date.now() + 8 * 3600e3 + 86400e3).toISOString().slice(0, 10);

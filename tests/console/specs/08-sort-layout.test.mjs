@@ -18,17 +18,24 @@ const column = (table, i) => table.locator('tbody tr').evaluateAll((rs, n) => rs
 const header = (table, i) => table.locator('thead th').nth(i);
 
 /** Wait until a column reads `want` (server-sorted lists reload after a click). */
-/** The server's text order: code points, ASCII letters case-folded (SQLite NOCASE). */
+/**
+ * The server's text order (herald_core::collate): each Chinese character as its pinyin with the tone
+ * number, ASCII letters case-folded, other characters as they are; equal keys by the case-folded text.
+ * The pinyin of the characters these tests use.
+ */
+const PINYIN = { 王: 'wang2', 管: 'guan3', 理: 'li3', 员: 'yuan2', 张: 'zhang1', 三: 'san1', 李: 'li3', 四: 'si4', 阿: 'a1', 明: 'ming2' };
 const fold = (x) => x.replace(/[A-Z]/g, (c) => c.toLowerCase());
-const serverOrder = (a, b) => (fold(a) < fold(b) ? -1 : fold(a) > fold(b) ? 1 : 0);
+const pinyinKey = (x) => [...fold(x)].map((c) => PINYIN[c] ?? c).join('');
+const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+const serverOrder = (a, b) => cmp(pinyinKey(a), pinyinKey(b)) || cmp(fold(a), fold(b));
 const columnIs = (table, i, want, what) => eventually(async () => JSON.stringify(await column(table, i)) === JSON.stringify(want), 5000, what);
 
 test('sorting: a header click asks the server for ascending, again descending; kept when the list reloads', { timeout: 90_000 }, async (t) => {
   const tn = await freshTenant('srt');
   const root = items(await tn.api.get('/units'))[0];
   // Created in an order that is neither ascending nor descending.
-  const names = ['Carol', 'alice', 'Eve', 'bob', 'Dave'];
-  for (const [i, n] of names.entries()) await tn.api.post('/users', { name: n, login: uniq(`s${i}`), password: 'User-password-1', email: `${n.toLowerCase()}-${i}@example.test`, unit: root.id, roles: [] });
+  const names = ['Carol', '张三', 'alice', 'Eve', '李四', 'bob', '阿明', 'Dave'];
+  for (const [i, n] of names.entries()) await tn.api.post('/users', { name: n, login: uniq(`s${i}`), password: 'User-password-1', email: `sorted-${i}@example.test`, unit: root.id, roles: [] });
   const account = await emailAccount(tn.api);
   const titles = ['乙 通知', '甲 通知', '丙 通知'];
   for (const title of titles) {
@@ -40,7 +47,7 @@ test('sorting: a header click asks the server for ascending, again descending; k
     await uiLogin(page, tn.login, tn.password);
     await page.goto(`${ADMIN}/#/directory`);
     const table = page.getByTestId('users-table');
-    await page.getByTestId('user-row').nth(5).waitFor(); // the admin + five
+    await page.getByTestId('user-row').nth(8).waitFor(); // the admin + eight
     const nameTh = header(table, 0);
     assert.equal(await nameTh.getAttribute('aria-sort'), 'none');
     const all = await column(table, 0);
@@ -50,9 +57,12 @@ test('sorting: a header click asks the server for ascending, again descending; k
     // The list's default order is by name already: wait for the reloaded table's mark.
     await eventually(async () => (await nameTh.getAttribute('aria-sort')) === 'ascending', 5000, 'marked ascending');
     await columnIs(table, 0, asc, 'ascending, case-insensitive');
+    // Chinese names in pinyin order (阿 a, 李 li, 张 zhang), not code point order (张 U+5F20 before 李 U+674E).
+    const chinese = (await column(table, 0)).filter((n) => /^[阿李张]/.test(n));
+    assert.deepEqual(chinese, ['阿明', '李四', '张三'], 'pinyin order');
     assert.match(await nameTh.textContent(), /▲/);
     const logins = await page.getByTestId('user-row').evaluateAll((rs) => rs.map((r) => r.dataset.login));
-    assert.equal(logins.length, 6, 'rows keep their test ids and data');
+    assert.equal(logins.length, 9, 'rows keep their test ids and data');
 
     await nameTh.getByRole('button').click();
     await eventually(async () => (await nameTh.getAttribute('aria-sort')) === 'descending', 5000, 'marked descending');
@@ -81,8 +91,8 @@ test('sorting: a header click asks the server for ascending, again descending; k
     await header(pt, 0).getByRole('button').click();
     await columnIs(pt, 0, [...numbers].sort().reverse(), 'numbers descending');
     await header(pt, 1).getByRole('button').click();
-    // The server orders text by code point (ASCII case ignored): Chinese in radical-stroke order.
-    await columnIs(pt, 1, ['丙 通知', '乙 通知', '甲 通知'], 'titles in code-point order');
+    // The server orders Chinese text by pinyin: 丙 bing, 甲 jia, 乙 yi (code points would give 丙 乙 甲).
+    await columnIs(pt, 1, ['丙 通知', '甲 通知', '乙 通知'], 'titles in pinyin order');
     assert.equal(await header(pt, 0).getAttribute('aria-sort'), 'none');
     assert.equal(await header(pt, 1).getAttribute('aria-sort'), 'ascending');
     // The row-button column is not sortable, nor the computed status (not a stored field).

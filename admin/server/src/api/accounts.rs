@@ -134,6 +134,10 @@ const ACCOUNT_SORTS: Sortable = &[("name", "name"), ("channel", "channel")];
     responses((status = 200, description = "One page", body = Page<AccountView>)))]
 async fn list_accounts(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response> {
     caller.require(Permission::AccountsView)?;
+    // Sender accounts live in their own config table (the gateway's), a
+    // handful per tenant (one or a few per channel), so they are read
+    // whole and paged here by the stores' rules (`page_values`): a total,
+    // `offset` reaches every page, no cap.
     let accounts = app.deps.backends.config.accounts(&caller.tenant).await?;
     let items = accounts.iter().filter(|a| ListQuery::matches(&q.q, &format!("{} {}", sender(a), a.name))).map(|a| view(&app, a));
     Ok(axum::Json(q.page_values(items, ACCOUNT_SORTS, ("name", false), (50, 200))?).into_response())

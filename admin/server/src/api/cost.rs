@@ -11,6 +11,7 @@ use herald_core::billing::{BILLING, BILLING_SETTINGS, BillingSettings as Billing
 use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::{LedgerEntry, LedgerKind, MessageView};
 use herald_core::rbac::Permission;
+use herald_core::store_query::{LedgerQuery, LedgerSort};
 use herald_core::tiered::{ACTION, Action, INCIDENT, Incident};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,7 +23,7 @@ use crate::auth::Caller;
 use crate::excel::Out;
 use crate::pushes::{PUSH, Push};
 use crate::state::App;
-use crate::web::{BILL_OFFSET_MINUTES, Body, Items, LEDGER_WINDOW, Query, Range, Result, Routes, created};
+use crate::web::{BILL_OFFSET_MINUTES, Body, Items, ListQuery, Page, Query, Range, Result, Routes, Sortable, created};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.routes(routes!(balance))
@@ -114,7 +115,9 @@ async fn bills(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Rang
     Ok(axum::Json(json!({"items": bill_lines(&app, &caller, &r).await?})).into_response())
 }
 
-/// The bill lines of the months `from`..=`to` (either may be absent).
+/// The bill lines of the months `from`..=`to` (either may be absent): the
+/// period's entries read from the store page by page (all of them, no
+/// window) and summed as they come.
 async fn bill_lines(app: &App, caller: &Caller, r: &Range) -> Result<Vec<herald_core::bills::BillLine>> {
     caller.require(Permission::CostView)?;
     let from = month(r.from.as_deref(), "from")?;
@@ -124,11 +127,45 @@ async fn bill_lines(app: &App, caller: &Caller, r: &Range) -> Result<Vec<herald_
     {
         return Err(ApiError::invalid("to", herald_core::msg!("cost.months_reversed")).into());
     }
-    let entries = app.deps.backends.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
-    Ok(herald_core::bills::monthly_bills(&entries, BILL_OFFSET_MINUTES)
-        .into_iter()
-        .filter(|l| from.is_none_or(|f| l.period.as_str() >= f) && to.is_none_or(|t| l.period.as_str() <= t))
-        .collect())
+    let (start, end) = period(from, to)?;
+    let mut bills = herald_core::bills::Bills::new(BILL_OFFSET_MINUTES);
+    let query = LedgerQuery { start, end, top_ups: true, sort: LedgerSort::At, descending: true, offset: 0, limit: READ_PAGE };
+    each_page(app, caller, query, u64::MAX, |page| {
+        page.lines.iter().for_each(|l| bills.add(&l.entry));
+    })
+    .await?;
+    Ok(bills.finish())
+}
+
+/// Entries read per store call when a whole period is read (bills, exports).
+const READ_PAGE: u64 = 5_000;
+/// Rows an export holds at most; past it the sheet's last row says how many there were.
+const EXPORT_ROWS: u64 = 100_000;
+
+/// Hand the pages of `query` (its offset and limit ignored: `READ_PAGE`
+/// at a time from the start) to `each` until `max` entries or the end;
+/// the total. Entries recorded meanwhile (later than the first read) are
+/// left out, so the pages do not shift under the reader.
+pub(crate) async fn each_page(
+    app: &App,
+    caller: &Caller,
+    mut query: LedgerQuery,
+    max: u64,
+    mut each: impl FnMut(herald_core::store_query::LedgerPage),
+) -> std::result::Result<u64, ApiError> {
+    query.end = query.end.min(app.deps.clock.now_ms().saturating_add(1));
+    query.offset = 0;
+    query.limit = READ_PAGE.min(max);
+    loop {
+        let page = app.deps.backends.store.ledger_page(&caller.tenant, &query).await?;
+        let (n, total) = (page.lines.len() as u64, page.total);
+        each(page);
+        query.offset += n;
+        if n == 0 || query.offset >= total.min(max) {
+            return Ok(total);
+        }
+        query.limit = READ_PAGE.min(max - query.offset);
+    }
 }
 
 /// A month "YYYY-MM" (absent or empty: none); anything else is a 400 naming `field`.
@@ -271,73 +308,98 @@ async fn lines(app: &App, caller: &Caller, entries: &[&LedgerEntry]) -> std::res
     Ok(out)
 }
 
-/// `?from=&to=&limit=`: a period of days (YYYY-MM-DD) or months (YYYY-MM).
+/// `?from=&to=&offset=&limit=&sort=&order=`: a period of days (YYYY-MM-DD)
+/// or months (YYYY-MM), one page of it.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query `Range` reads
-struct PeriodQuery {
+#[allow(dead_code)] // documents the query `Range` and `ListQuery` read
+struct LedgerParams {
     /// First day (YYYY-MM-DD) or month (YYYY-MM), China Standard Time.
     #[param(pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")]
     from: Option<String>,
     /// Last day or month (included).
     #[param(pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")]
     to: Option<String>,
-    /// How many, default 100, at most 1000 (exports: all, at most 10 000).
+    /// `at` (default, newest first), `amount_minor`, `units` or `channel` (another is a 422 `unknown_sort` naming `sort`).
+    sort: Option<String>,
+    /// `asc` or `desc` (default `asc` with `sort`, else newest first).
+    #[param(inline)]
+    order: Option<crate::web::SortOrder>,
+    /// Entries to skip.
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+    /// Page size, default 50, at most 200 (exports: ignored, the whole period).
     #[param(minimum = 0)]
     limit: Option<i64>,
 }
 
-/// The ledger entries of the period of `r` that `keep` keeps, newest first,
-/// with the balance after each (from the current balance backwards).
-async fn ledger_lines(
-    app: &App,
-    caller: &Caller,
-    r: &Range,
-    keep: fn(&LedgerEntry) -> bool,
-    max: usize,
-) -> std::result::Result<Vec<LedgerLine>, ApiError> {
-    caller.require(Permission::CostView)?;
+/// Ledger lists sort by these (`sort`); default newest first.
+const LEDGER_SORTS: Sortable = &[("at", "at"), ("amount_minor", "amount_minor"), ("units", "units"), ("channel", "channel")];
+
+/// The store query of a ledger list: the period of `r`, the sort and page of `q`.
+fn ledger_query(r: &Range, q: &ListQuery, top_ups: bool) -> std::result::Result<LedgerQuery, ApiError> {
     let (start, end) = period(r.from.as_deref(), r.to.as_deref())?;
-    let entries = app.deps.backends.store.ledger(&caller.tenant, LEDGER_WINDOW).await?;
-    let mut balance = app.deps.backends.store.balance(&caller.tenant).await?;
-    let mut after = Vec::with_capacity(entries.len());
-    for e in &entries {
-        after.push(balance);
-        balance = balance.saturating_sub(e.kind.signed(e.amount_minor));
-    }
-    let picked: Vec<(&LedgerEntry, i64)> = entries
-        .iter()
-        .zip(after)
-        .filter(|(e, _)| e.at >= start && e.at < end && keep(e))
-        .take(r.limit.map_or(100, |l| usize::try_from(l).unwrap_or(max)).clamp(1, max))
-        .collect();
-    let mut out = lines(app, caller, &picked.iter().map(|(e, _)| *e).collect::<Vec<_>>()).await?;
-    for (line, (_, b)) in out.iter_mut().zip(&picked) {
-        line.balance_minor = Some(*b);
+    let page = q.docs(LEDGER_SORTS, ("at", true), vec![])?;
+    let sort = match page.sort.as_deref() {
+        Some("amount_minor") => LedgerSort::AmountMinor,
+        Some("units") => LedgerSort::Units,
+        Some("channel") => LedgerSort::Channel,
+        _ => LedgerSort::At,
+    };
+    Ok(LedgerQuery { start, end, top_ups, sort, descending: page.descending, offset: page.offset, limit: page.limit })
+}
+
+/// The lines of one store page, each with the balance right after it.
+async fn page_lines(app: &App, caller: &Caller, page: &herald_core::store_query::LedgerPage) -> std::result::Result<Vec<LedgerLine>, ApiError> {
+    let entries: Vec<&LedgerEntry> = page.lines.iter().map(|l| &l.entry).collect();
+    let mut out = lines(app, caller, &entries).await?;
+    for (line, l) in out.iter_mut().zip(&page.lines) {
+        line.balance_minor = Some(l.balance_minor);
     }
     Ok(out)
 }
 
-fn spending(e: &LedgerEntry) -> bool {
-    e.kind != LedgerKind::TopUp
+/// One page of a ledger list (`top_ups`: transactions, else cost details).
+async fn ledger_list(app: &App, caller: &Caller, r: &Range, q: &ListQuery, top_ups: bool) -> Result<Response> {
+    caller.require(Permission::CostView)?;
+    let query = ledger_query(r, q, top_ups)?;
+    let page = app.deps.backends.store.ledger_page(&caller.tenant, &query).await?;
+    let items = page_lines(app, caller, &page).await?;
+    Ok(axum::Json(Page { items, total: usize::try_from(page.total).unwrap_or(usize::MAX) }).into_response())
 }
 
-fn everything(_: &LedgerEntry) -> bool {
-    true
+/// The whole period of a ledger list in its order, at most `EXPORT_ROWS`,
+/// and how many there are.
+async fn export_lines(app: &App, caller: &Caller, r: &Range, q: &ListQuery, top_ups: bool) -> Result<(Vec<LedgerLine>, u64)> {
+    caller.require(Permission::CostView)?;
+    let query = ledger_query(r, q, top_ups)?;
+    let mut pages = vec![];
+    let total = each_page(app, caller, query, EXPORT_ROWS, |p| pages.push(p)).await?;
+    let mut out = Vec::new();
+    for p in &pages {
+        out.extend(page_lines(app, caller, p).await?);
+    }
+    Ok((out, total))
 }
 
 #[utoipa::path(get, path = "/cost/details", tag = "cost", summary = "Cost details: debits and refunds, newest first",
-    description = "Needs `cost.view`. Each names the push or action that sent it and the recipient.", params(PeriodQuery),
-    responses((status = 200, description = "Entries", body = Items<LedgerLine>), (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody)))]
-async fn details(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
-    Ok(axum::Json(Items { items: ledger_lines(&app, &caller, &r, spending, 1000).await? }).into_response())
+    description = "Needs `cost.view`. Each names the push or action that sent it and the recipient. Paged by the store: `total` counts the period's entries.",
+    params(LedgerParams),
+    responses((status = 200, description = "One page of entries", body = Page<LedgerLine>),
+              (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody),
+              (status = 422, description = "`unknown_sort` (`sort`)", body = ErrorBody)))]
+async fn details(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>, Query(q): Query<ListQuery>) -> Result<Response> {
+    ledger_list(&app, &caller, &r, &q, false).await
 }
 
 #[utoipa::path(get, path = "/cost/transactions", tag = "cost", summary = "Income and expenditure (收支明细): every debit, refund and top-up, newest first",
-    description = "Needs `cost.view`. Each with the balance right after it.", params(PeriodQuery),
-    responses((status = 200, description = "Entries, newest first", body = Items<LedgerLine>), (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody)))]
-async fn transactions(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>) -> Result<Response> {
-    Ok(axum::Json(Items { items: ledger_lines(&app, &caller, &r, everything, 1000).await? }).into_response())
+    description = "Needs `cost.view`. Each with the balance right after it. Paged by the store: `total` counts the period's entries.",
+    params(LedgerParams),
+    responses((status = 200, description = "One page of entries", body = Page<LedgerLine>),
+              (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody),
+              (status = 422, description = "`unknown_sort` (`sort`)", body = ErrorBody)))]
+async fn transactions(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Range>, Query(q): Query<ListQuery>) -> Result<Response> {
+    ledger_list(&app, &caller, &r, &q, true).await
 }
 
 /// A channel as people call it (as the console names it).
@@ -416,9 +478,12 @@ async fn export_bills(State(app): State<Arc<App>>, caller: Caller, headers: Head
     sheet(if zh { "账单" } else { "Bills" }, head, &rows, "bills.xlsx")
 }
 
-/// The rows of an exported ledger: time, kind, product, push/action, recipient, units, amount, balance.
-fn ledger_sheet(lines: Vec<LedgerLine>, zh: bool, name: (&str, &str), file: &str) -> Result<Response> {
-    let rows: Vec<Vec<Out>> = lines
+/// The rows of an exported ledger: time, kind, product, push/action,
+/// recipient, units, amount, balance; when the period holds more than
+/// `EXPORT_ROWS` (`total`), a last row says so.
+fn ledger_sheet((lines, total): (Vec<LedgerLine>, u64), zh: bool, name: (&str, &str), file: &str) -> Result<Response> {
+    let shown = lines.len() as u64;
+    let mut rows: Vec<Vec<Out>> = lines
         .into_iter()
         .map(|l| {
             let source = l.source.map(|s| format!("{} {}", s.number, s.title)).unwrap_or_default();
@@ -436,6 +501,13 @@ fn ledger_sheet(lines: Vec<LedgerLine>, zh: bool, name: (&str, &str), file: &str
             ]
         })
         .collect();
+    if total > shown {
+        rows.push(vec![Out::Text(if zh {
+            format!("仅导出前 {shown} 条，共 {total} 条：请缩小时间范围分次导出")
+        } else {
+            format!("Only the first {shown} of {total} entries: export a shorter period at a time")
+        })]);
+    }
     let head: &[&str] = if zh {
         &["时间", "类型", "产品", "推送/动作", "接收人", "账户/备注", "计费单位", "金额", "余额", "币种"]
     } else {
@@ -445,22 +517,38 @@ fn ledger_sheet(lines: Vec<LedgerLine>, zh: bool, name: (&str, &str), file: &str
 }
 
 #[utoipa::path(get, path = "/cost/details/export", tag = "cost", summary = "Download the cost details (.xlsx)",
-    description = "Needs `cost.view`. The period's debits and refunds (at most 10 000), newest first.", params(PeriodQuery),
+    description = "Needs `cost.view`. The period's debits and refunds in the list's order (`sort`, `order`; newest first), read from the store page by page: \
+        at most 100 000 rows, and when the period holds more the sheet's last row says how many there are.",
+    params(LedgerParams),
     responses((status = 200, description = "The details", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = schema::Xlsx),
-              (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody)))]
-async fn export_details(State(app): State<Arc<App>>, caller: Caller, headers: HeaderMap, Query(mut r): Query<Range>) -> Result<Response> {
-    r.limit = Some(r.limit.unwrap_or(LEDGER_WINDOW as u64));
-    let lines = ledger_lines(&app, &caller, &r, spending, LEDGER_WINDOW).await?;
+              (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody),
+              (status = 422, description = "`unknown_sort` (`sort`)", body = ErrorBody)))]
+async fn export_details(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(r): Query<Range>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let lines = export_lines(&app, &caller, &r, &q, false).await?;
     ledger_sheet(lines, crate::web::prefers_chinese(&headers), ("费用明细", "Cost details"), "cost-details.xlsx")
 }
 
 #[utoipa::path(get, path = "/cost/transactions/export", tag = "cost", summary = "Download the income and expenditure (.xlsx)",
-    description = "Needs `cost.view`. The period's debits, refunds and top-ups (at most 10 000), newest first.", params(PeriodQuery),
+    description = "Needs `cost.view`. The period's debits, refunds and top-ups in the list's order (newest first), read from the store page by page: \
+        at most 100 000 rows, and when the period holds more the sheet's last row says how many there are.",
+    params(LedgerParams),
     responses((status = 200, description = "The transactions", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = schema::Xlsx),
-              (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody)))]
-async fn export_transactions(State(app): State<Arc<App>>, caller: Caller, headers: HeaderMap, Query(mut r): Query<Range>) -> Result<Response> {
-    r.limit = Some(r.limit.unwrap_or(LEDGER_WINDOW as u64));
-    let lines = ledger_lines(&app, &caller, &r, everything, LEDGER_WINDOW).await?;
+              (status = 400, description = "`invalid` (`from`, `to`)", body = ErrorBody),
+              (status = 422, description = "`unknown_sort` (`sort`)", body = ErrorBody)))]
+async fn export_transactions(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(r): Query<Range>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let lines = export_lines(&app, &caller, &r, &q, true).await?;
     ledger_sheet(lines, crate::web::prefers_chinese(&headers), ("收支明细", "Transactions"), "transactions.xlsx")
 }
 

@@ -12,6 +12,7 @@ use herald_core::error::{ApiError, ErrorBody, ErrorKind};
 use herald_core::model::{Content, DeliveryStatus};
 use herald_core::provider_template::ProviderTemplate;
 use herald_core::rbac::{Permission, Reach};
+use herald_core::store_query::{DeliveryQuery, DeliverySort};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -387,8 +388,7 @@ struct Deliveries {
     message_id: Option<String>,
     /// The messages of the send shown (`send`, default the latest).
     message_ids: Vec<String>,
-    #[schema(value_type = Vec<DeliveryView>)]
-    deliveries: Vec<serde_json::Value>,
+    deliveries: Vec<DeliveryView>,
     /// Deliveries in all pages.
     total: usize,
 }
@@ -398,38 +398,50 @@ const DELIVERY_SORTS: Sortable =
     &[("recipient", "recipient"), ("status", "status"), ("attempts", "attempts"), ("cost_minor", "cost_minor"), ("updated_at", "updated_at")];
 
 #[utoipa::path(get, path = "/pushes/{id}/deliveries", tag = "pushes", summary = "Per-recipient delivery status",
-    description = "Needs `push.view`. `offset`/`limit` page the deliveries (default 500, at most 5000), in sending order or by `sort`: \
-        recipient, status, attempts, cost_minor or updated_at.",
+    description = "Needs `push.view`. `offset`/`limit` page the deliveries in the store (default 500, at most 5000; `total` counts them all), in sending order or by `sort`: \
+        recipient (Chinese names in pinyin order), status, attempts, cost_minor or updated_at.",
     params(("id" = String, Path, description = "Push id"), ListQuery),
     responses((status = 200, description = "The deliveries", body = Deliveries)))]
 async fn push_deliveries(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Result<Response> {
-    let (push, messages, items) = send_deliveries(&app, &caller, &id, q.send).await?;
-    let page = q.page_values(items, DELIVERY_SORTS, ("", false), (500, 5000))?;
-    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries: page.items, total: page.total })
-        .into_response())
+    let (push, messages) = send_messages(&app, &caller, &id, q.send).await?;
+    let mut query = delivery_query(&q)?;
+    query.limit = q.take(500, 5000) as u64;
+    let page = app.deps.backends.store.deliveries_page(&caller.tenant, &messages, &query).await?;
+    let deliveries = page.deliveries.into_iter().map(|(_, d)| delivery_view(d)).collect();
+    let total = usize::try_from(page.total).unwrap_or(usize::MAX);
+    Ok(axum::Json(Deliveries { message_id: push.message_id.clone(), message_ids: messages, deliveries, total }).into_response())
 }
 
-/// A visible push (needs `push.view`), the messages of its send `send`
-/// (default the latest) and all their deliveries.
-async fn send_deliveries(app: &App, caller: &Caller, id: &str, send: Option<u64>) -> Result<(Push, Vec<String>, Vec<DeliveryView>)> {
+/// The store's delivery query of `q`: its sort (one of `DELIVERY_SORTS`, else 422 naming `sort`), order and offset.
+fn delivery_query(q: &ListQuery) -> std::result::Result<DeliveryQuery, ApiError> {
+    let page = q.docs(DELIVERY_SORTS, ("", false), vec![])?;
+    Ok(DeliveryQuery {
+        sort: page.sort.as_deref().and_then(DeliverySort::parse),
+        descending: page.descending,
+        offset: page.offset,
+        limit: page.limit,
+    })
+}
+
+fn delivery_view(d: herald_core::model::DeliveryRecord) -> DeliveryView {
+    DeliveryView {
+        recipient: d.recipient,
+        status: d.status,
+        attempts: d.attempts,
+        detail: d.detail,
+        cost_minor: d.cost_minor,
+        updated_at: d.updated_at,
+    }
+}
+
+/// A visible push (needs `push.view`) and the messages of its send `send`
+/// (default the latest).
+async fn send_messages(app: &App, caller: &Caller, id: &str, send: Option<u64>) -> Result<(Push, Vec<String>)> {
     let scope = caller.require(Permission::PushView)?;
     let push = visible(app, caller, scope, id).await?;
     let send = send.map(|i| usize::try_from(i).unwrap_or(usize::MAX));
     let messages = push.messages(send).ok_or_else(|| ApiError::not_found("send", "send"))?;
-    let mut items = vec![];
-    for mid in &messages {
-        if let Some(view) = app.deps.backends.store.message(&caller.tenant, mid).await? {
-            items.extend(view.deliveries.into_iter().map(|d| DeliveryView {
-                recipient: d.recipient,
-                status: d.status,
-                attempts: d.attempts,
-                detail: d.detail,
-                cost_minor: d.cost_minor,
-                updated_at: d.updated_at,
-            }));
-        }
-    }
-    Ok((push, messages, items))
+    Ok((push, messages))
 }
 
 /// A delivery status as a person reads it.
@@ -469,7 +481,21 @@ async fn export_deliveries(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     use crate::excel::Out;
-    let (push, _, items) = send_deliveries(&app, &caller, &id, q.send).await?;
+    let (push, messages) = send_messages(&app, &caller, &id, q.send).await?;
+    // Every delivery of the send, read from the store a page at a time.
+    let mut query = delivery_query(&q)?;
+    query.offset = 0;
+    query.limit = 5_000;
+    let mut items = vec![];
+    loop {
+        let page = app.deps.backends.store.deliveries_page(&caller.tenant, &messages, &query).await?;
+        let n = page.deliveries.len() as u64;
+        items.extend(page.deliveries.into_iter().map(|(_, d)| delivery_view(d)));
+        query.offset += n;
+        if n == 0 || query.offset >= page.total {
+            break;
+        }
+    }
     let zh = crate::web::prefers_chinese(&headers);
     let head: &[&str] = if zh {
         &["推送编号", "接收人", "状态", "尝试次数", "详情", "费用", "更新时间"]

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::pushes::{PUSH, Push};
 use crate::state::App;
-use crate::web::{BILL_OFFSET_MINUTES, LEDGER_WINDOW, Query, Range, Result, Routes};
+use crate::web::{BILL_OFFSET_MINUTES, Query, Range, Result, Routes};
 
 pub fn routes(r: Routes<Arc<App>>) -> Routes<Arc<App>> {
     r.routes(routes!(summary))
@@ -194,14 +194,19 @@ async fn summary(State(app): State<Arc<App>>, caller: Caller, Query(r): Query<Ra
         .collect();
 
     // Spend from the ledger (every billed send, whatever its source).
+    // The period's debits and refunds, read from the store page by page (all of them, no window).
     let mut spend: BTreeMap<(String, String), (u64, i64)> = BTreeMap::new();
-    for e in app.deps.backends.store.ledger(&caller.tenant, LEDGER_WINDOW).await?.iter().filter(|e| e.at >= since && e.kind != LedgerKind::TopUp) {
-        let slot = spend.entry((day(e.at), e.channel.clone())).or_default();
-        if e.kind == LedgerKind::Debit {
-            slot.0 += u64::from(e.units);
+    let query = herald_core::store_query::LedgerQuery { start: since, top_ups: false, ..Default::default() };
+    crate::api::cost::each_page(&app, &caller, query, u64::MAX, |page| {
+        for e in page.lines.iter().map(|l| &l.entry) {
+            let slot = spend.entry((day(e.at), e.channel.clone())).or_default();
+            if e.kind == LedgerKind::Debit {
+                slot.0 += u64::from(e.units);
+            }
+            slot.1 += e.kind.signed(e.amount_minor).saturating_neg();
         }
-        slot.1 += e.kind.signed(e.amount_minor).saturating_neg();
-    }
+    })
+    .await?;
     let by_day = tally.by_day.into_iter().map(|((day, channel), counts)| DayRow { day, channel, counts }).collect();
     let by_channel = tally.by_channel.into_iter().map(|(channel, counts)| ChannelRow { channel, counts }).collect();
     let spend_by_day = spend.into_iter().map(|((day, channel), (units, cost_minor))| SpendRow { day, channel, units, cost_minor }).collect();
