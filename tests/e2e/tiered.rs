@@ -291,6 +291,21 @@ async fn a_keyed_trigger_and_a_repeated_ack_count_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_that_disabled_tiered_push_triggers_nothing_until_it_enables_it_again() {
+    let w = World::start().await;
+    let app = |verb: &str| format!("/apps/tiered-push/{verb}");
+    assert_eq!(w.admin.call("POST", &app("disable"), Some(&w.token), None).await.status, 204);
+    let (status, body) = w.trigger("urgent", "off").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("app_disabled")), "{body}");
+    quiet_for(2).await;
+    assert!(w.mails_to("ann@acme.test").is_empty(), "nothing sent while the app is off");
+    assert_eq!(w.admin.call("POST", &app("enable"), Some(&w.token), None).await.status, 201);
+    let (status, body) = w.trigger("urgent", "on").await;
+    assert_eq!(status, 202, "{body}");
+    eventually(Duration::from_secs(20), "the e-mail step", || w.mails_to("ann@acme.test").len() == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_ack_by_link_or_by_read_receipt_stops_the_escalation() {
     let w = World::start().await;
     // Ack by the link in the e-mail.

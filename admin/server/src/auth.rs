@@ -20,7 +20,7 @@ use herald_core::rbac::{APP, APPS, Access, Enablement, Grant, Permission, ROLE, 
 
 pub const COOKIE: &str = "herald_session";
 /// Platform-wide documents (logins, sessions) live under this tenant.
-pub const PLATFORM: &str = "*";
+pub const PLATFORM: &str = herald_core::rbac::PLATFORM;
 pub const LOGIN: &str = "login";
 pub const SESSION: &str = "session";
 
@@ -502,14 +502,14 @@ pub async fn grant_new_permissions(app: &App) -> Result<(), ApiError> {
 /// registered before keeps the whole market enabled (once; a marker records it).
 pub async fn enable_apps_of_earlier_tenants(app: &App) -> Result<(), ApiError> {
     let platform = Repo::new(app.deps.backends.config.as_ref(), PLATFORM);
-    let marker = "apps.gate";
-    if platform.get::<serde_json::Value>("migration", marker).await?.is_some() {
+    let (kind, marker) = herald_core::rbac::APPS_GATE;
+    if platform.get::<serde_json::Value>(kind, marker).await?.is_some() {
         return Ok(());
     }
     for tenant in app.deps.backends.config.tenants().await? {
         enable_apps(&Repo::new(app.deps.backends.config.as_ref(), &tenant.id), "upgrade").await?;
     }
-    platform.put("migration", marker, &serde_json::json!({"at": herald_core::now_ms()})).await?;
+    platform.put(kind, marker, &serde_json::json!({"at": herald_core::now_ms()})).await?;
     Ok(())
 }
 

@@ -140,6 +140,12 @@ pub const APPS: [&str; 3] = ["messaging", "tiered-push", "reports"];
 pub const BASE_APP: &str = "base";
 /// Documents of this kind (id = the app) record the tenant's enabled apps.
 pub const APP: &str = "app";
+/// The config store's platform-wide documents (the tenant `*`).
+pub const PLATFORM: &str = "*";
+/// The platform's migration marker (kind `migration`) the admin writes once
+/// every earlier tenant has its apps recorded: from then on a tenant without
+/// an app's record has it disabled, and the gateway refuses its features too.
+pub const APPS_GATE: (&str, &str) = ("migration", "apps.gate");
 
 /// The record of an enabled app.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -42,6 +42,7 @@ impl From<IncidentError> for ApiError {
         match e {
             IncidentError::UnknownAction => ApiError::not_found("action", "id"),
             IncidentError::ActionDisabled { .. } => ApiError::new(ErrorKind::Conflict, "action_disabled", message),
+            IncidentError::AppDisabled => ApiError::new(ErrorKind::Forbidden, "app_disabled", message),
             IncidentError::UnknownLevel => ApiError::invalid("level", message),
             IncidentError::NoRules { .. } => ApiError::unknown("no_rules", "level", message),
             IncidentError::DedupKeyTooLong => ApiError::invalid("dedup_key", message),

@@ -45,6 +45,8 @@ pub enum IncidentError {
     UnknownAction,
     #[error("action {number} is disabled; enable it in the console first")]
     ActionDisabled { number: String },
+    #[error("the tiered-push app is not enabled for this tenant; enable it in the console's app market")]
+    AppDisabled,
     #[error("one of {}", herald_core::tiered::LEVELS.join(", "))]
     UnknownLevel,
     #[error("action {number} has no rule for level {level}")]
@@ -119,6 +121,17 @@ impl Incidents {
         Incidents { deps, intake, billing, public_url }
     }
 
+    /// Whether `tenant` has `app` enabled. Until the admin gates apps (its
+    /// migration marker), every app is on, so a gateway upgraded first keeps triggering.
+    async fn app_enabled(&self, tenant: &str, app: &str) -> Result<bool, IncidentError> {
+        let c = self.deps.backends.config.as_ref();
+        let (kind, marker) = herald_core::rbac::APPS_GATE;
+        if Repo::new(c, herald_core::rbac::PLATFORM).get::<serde_json::Value>(kind, marker).await?.is_none() {
+            return Ok(true);
+        }
+        Ok(Repo::new(c, tenant).get::<herald_core::rbac::Enablement>(herald_core::rbac::APP, app).await?.is_some())
+    }
+
     fn event(&self, kind: &str, step: Option<u32>) -> TimelineEvent {
         event(self.deps.clock.now_ms(), kind, step)
     }
@@ -133,6 +146,9 @@ impl Incidents {
             return Ok((d.body["incident"].as_str().unwrap_or_default().to_string(), true));
         }
         let action: Action = Repo::new(c, tenant).get(ACTION, action_id).await?.ok_or(IncidentError::UnknownAction)?;
+        if !self.app_enabled(tenant, "tiered-push").await? {
+            return Err(IncidentError::AppDisabled);
+        }
         if !action.enabled {
             return Err(IncidentError::ActionDisabled { number: action.number });
         }

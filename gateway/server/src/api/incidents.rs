@@ -101,6 +101,7 @@ pub struct AckResult {
         (status = 400, description = "Malformed body, unknown level, a `dedup_key` over 200 bytes (`invalid_json`, `invalid_field`).", body = ErrorBody),
         (status = 401, response = request::Unauthenticated),
         (status = 402, description = "A prepaid balance too low for a paid step (`insufficient_balance`).", body = ErrorBody),
+        (status = 403, description = "The tenant has disabled the tiered-push app in the console's app market (`app_disabled`).", body = ErrorBody),
         (status = 404, description = "No such action (`not_found`).", body = ErrorBody),
         (status = 409, description = "The action is disabled (`action_disabled`), or the `Idempotency-Key` was used with another request (`idempotency_key_reused`).", body = ErrorBody),
         (status = 413, description = "The body is larger than `limits.max_body_bytes` (`too_large`).", body = ErrorBody),
