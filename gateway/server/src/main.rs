@@ -6,12 +6,6 @@ use clap::{Parser, Subcommand};
 use herald_gateway::{app, check, config};
 use tokio_util::sync::CancellationToken;
 
-// Every request allocates and frees many small buffers across threads; glibc's
-// allocator spent a fifth of the gateway's CPU on it at one recipient per request
-// (bench/results, 2026-12-07 session 13).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs the Herald gateway: the ingest API and the dispatch role.
 ///
 /// Without --config (or HERALD_CONFIG) it runs on the embedded defaults

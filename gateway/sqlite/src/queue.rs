@@ -227,35 +227,43 @@ impl SqliteQueue {
             }
             rows.push((i.key, i.not_before, raw, leased_until));
         }
-        let seqs = self
-            .db
-            .write(move |c| {
-                let fresh = match &message {
-                    Some(m) => crate::store::insert_message(c, m)?,
-                    None => false,
-                };
-                let mut st = c.prepare_cached("INSERT INTO queue (key, not_before, work, leased_until) VALUES (?1, ?2, ?3, ?4)").map_err(backend)?;
-                let mut seqs = Vec::with_capacity(rows.len());
-                for (key, nb, work, leased_until) in &rows {
-                    // A repeated publish (its rows were there) is leased as usual:
-                    // some of its deliveries may be done.
-                    let leased_until = if fresh { *leased_until } else { 0 };
-                    st.execute(params![key, nb, work, leased_until]).map_err(backend)?;
-                    seqs.push((leased_until > 0).then(|| c.last_insert_rowid()));
-                }
-                Ok(seqs)
-            })
-            .await?;
-        for (index, permit, work) in handed {
-            if let Some(seq) = seqs[index] {
-                permit.send(Leased { token: LeaseToken(seq.to_string()), work, redeliveries: 0 });
+        let job = move |c: &Connection| {
+            let fresh = match &message {
+                Some(m) => crate::store::insert_message(c, m)?,
+                None => false,
+            };
+            let mut st = c.prepare_cached("INSERT INTO queue (key, not_before, work, leased_until) VALUES (?1, ?2, ?3, ?4)").map_err(backend)?;
+            let mut seqs = Vec::with_capacity(rows.len());
+            for (key, nb, work, leased_until) in &rows {
+                // A repeated publish (its rows were there) is leased as usual:
+                // some of its deliveries may be done.
+                let leased_until = if fresh { *leased_until } else { 0 };
+                st.execute(params![key, nb, work, leased_until]).map_err(backend)?;
+                seqs.push((leased_until > 0).then(|| c.last_insert_rowid()));
             }
+            Ok(seqs)
+        };
+        let (db, published) = (self.db.clone(), self.published.clone());
+        let finish = async move {
+            let seqs = db.write(job).await?;
+            for (index, permit, work) in handed {
+                if let Some(seq) = seqs[index] {
+                    permit.send(Leased { token: LeaseToken(seq.to_string()), work, redeliveries: 0 });
+                }
+            }
+            // Something for the next lease.
+            if seqs.iter().any(Option::is_none) {
+                published.notify_one();
+            }
+            Ok(())
+        };
+        // A caller that goes away (a client that hung up) must not strand a
+        // row written leased until its lease runs out: the handover finishes
+        // on its own task.
+        match tokio::spawn(finish).await {
+            Ok(done) => done,
+            Err(e) => Err(backend(e)),
         }
-        // Something for the next lease.
-        if seqs.iter().any(Option::is_none) {
-            self.published.notify_one();
-        }
-        Ok(())
     }
 }
 

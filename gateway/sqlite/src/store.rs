@@ -72,9 +72,9 @@ fn delivery_order(q: &DeliveryQuery) -> String {
 pub(crate) fn insert_message(c: &Connection, m: &Message) -> Result<bool> {
     let fresh = c
         .prepare_cached(
-        "INSERT OR IGNORE INTO messages (tenant, id, channel, account, template, accepted_at, send_at)
+            "INSERT OR IGNORE INTO messages (tenant, id, channel, account, template, accepted_at, send_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
+        )
         .and_then(|mut st| st.execute(params![m.tenant, m.id, m.channel, m.account, m.template, m.accepted_at, m.send_at]))
         .map_err(backend)?
         == 1;

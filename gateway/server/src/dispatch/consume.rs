@@ -49,10 +49,8 @@ pub(super) async fn consume_loop(
         // lease was full, when something went into it unleased (a refused
         // handoff, a retry: the queue's `idle` is ready at once then), and
         // at least once per poll interval (scheduled items come due).
-        let ask = handed_n == 0
-            || full
-            || last_lease.is_none_or(|t| t.elapsed() >= idle)
-            || d.deps.backends.queue.idle(idle).now_or_never().is_some();
+        let ask =
+            handed_n == 0 || full || last_lease.is_none_or(|t| t.elapsed() >= idle) || d.deps.backends.queue.idle(idle).now_or_never().is_some();
         if ask && handed_n < d.cfg.lease_batch {
             let room = d.cfg.lease_batch - handed_n;
             // A tenant with a full backlog here gets no more leased until it
