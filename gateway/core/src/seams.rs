@@ -34,6 +34,20 @@ pub struct Leased {
     pub redeliveries: u32,
 }
 
+/// Where a queue hands the items it publishes to its own process's
+/// dispatcher (see [`Queue::hand_off`]). Every item sent on `tx` is a message
+/// published a moment ago for the first time: all its deliveries are queued.
+#[derive(Clone)]
+pub struct Handoff {
+    pub tx: tokio::sync::mpsc::Sender<Leased>,
+    /// How long a handed item stays leased: if the dispatcher loses it, it
+    /// comes back from the queue after this.
+    pub lease_ms: i64,
+    /// Whether the dispatcher takes a queue key's (tenant's) items now; one
+    /// it refuses waits in the queue for a lease (its backlog is full).
+    pub admits: std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
 /// Opaque handle used to acknowledge a leased item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LeaseToken(pub String);
@@ -66,6 +80,17 @@ pub trait Queue: Send + Sync + 'static {
     /// store's own database does both in one write.
     async fn publish_message(&self, store: &dyn Store, message: &Message, items: Vec<Enqueue>) -> Result<()> {
         record_and_publish(self, store, message, items).await
+    }
+    /// Offer this process's dispatcher the items it is about to publish, so
+    /// that they need no lease: the embedded queue writes such an item already
+    /// leased (for `handoff.lease_ms`) and sends it on `handoff.tx` once it is
+    /// durable. An item goes into the queue as usual when the channel is full
+    /// or `handoff.admits` refuses its key, and always when it is not due yet
+    /// or its message was recorded before (a repeated publish). Returns
+    /// whether this queue hands items off; a queue shared by several
+    /// processes (Kafka) does not.
+    fn hand_off(&self, _handoff: Handoff) -> bool {
+        false
     }
     /// After a lease that found nothing: wait at most `timeout` before the
     /// next. A queue that sees items arrive (the embedded one, for what this

@@ -20,6 +20,8 @@ pub struct Db {
 struct Inner {
     /// Wait for the writer on a blocking-pool thread (see [`Db::hold_paused_clock`]).
     hold_clock: std::sync::atomic::AtomicBool,
+    /// Dropped with the handle: the checkpoint thread ends.
+    _checkpoints: mpsc::Sender<()>,
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
@@ -56,11 +58,24 @@ impl Db {
         }
         let mut conn = connect(path).map_err(backend)?;
         crate::schema::migrate(&mut conn).map_err(backend)?;
+        // The writer's commits only write the WAL; the syncer makes them
+        // durable (see `sync_loop`) while the writer goes on with the next group.
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        // Checkpoints run beside the writer (see `checkpoint_loop`); the
+        // writer's own only as a backstop, should the WAL grow past ~80 MB.
+        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_BACKSTOP_PAGES).map_err(backend)?;
+        let checkpointer = connect(path).map_err(backend)?;
+        let (open_tx, open_rx) = mpsc::channel::<()>();
+        std::thread::Builder::new().name("herald-sqlite-ckpt".into()).spawn(move || checkpoint_loop(checkpointer, open_rx)).map_err(backend)?;
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("herald-sqlite-writer".into()).spawn(move || writer_loop(conn, rx)).map_err(backend)?;
+        let (synced_tx, synced_rx) = mpsc::channel::<Vec<Done>>();
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        std::thread::Builder::new().name("herald-sqlite-sync".into()).spawn(move || sync_loop(&wal, synced_rx)).map_err(backend)?;
+        std::thread::Builder::new().name("herald-sqlite-writer".into()).spawn(move || writer_loop(conn, rx, synced_tx)).map_err(backend)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 hold_clock: Default::default(),
+                _checkpoints: open_tx,
                 path: path.to_path_buf(),
                 writer: tx,
                 readers: Mutex::new(Vec::new()),
@@ -131,7 +146,7 @@ impl Db {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, synced: mpsc::Sender<Vec<Done>>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -151,12 +166,80 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         };
         let dones: Vec<Done> = jobs.into_iter().map(|job| job(&mut txn)).collect();
-        let committed = txn.commit().map_err(|e| e.to_string());
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "sqlite: group commit failed");
-        }
-        for done in dones {
-            done(committed.clone());
+        match txn.commit() {
+            // Answered once the syncer has made the commit durable.
+            Ok(()) => {
+                if let Err(mpsc::SendError(dones)) = synced.send(dones) {
+                    answer(dones, Err("sqlite syncer stopped".into()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sqlite: group commit failed");
+                answer(dones, Err(e.to_string()));
+            }
         }
     }
+}
+
+fn answer(dones: Vec<Done>, result: Result<(), String>) {
+    for done in dones {
+        done(result.clone());
+    }
+}
+
+/// Makes the writer's commits durable and only then answers their callers:
+/// each `fdatasync` of the WAL covers every group committed before it began
+/// (the groups waiting here), so one sync serves all that queued up during
+/// the previous one, and the writer never waits for the disk. This is what
+/// `synchronous = FULL` does on every commit, moved off the writer thread.
+/// A caller is answered only after its commit is on disk, so nothing is
+/// acknowledged (a 202, a queue item's ack) that a power loss could take back.
+fn sync_loop(wal: &Path, rx: mpsc::Receiver<Vec<Done>>) {
+    let mut file: Option<std::fs::File> = None;
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            groups.push(more);
+        }
+        let synced = sync_wal(wal, &mut file).map_err(|e| {
+            tracing::error!(error = %e, wal = %wal.display(), "sqlite: cannot sync the WAL; commits are not acknowledged");
+            format!("sync {}: {e}", wal.display())
+        });
+        if synced.is_err() {
+            file = None; // opened afresh next time
+        }
+        for dones in groups {
+            answer(dones, synced.clone());
+        }
+    }
+}
+
+/// WAL pages after which the writer checkpoints itself (`wal_autocheckpoint`).
+const CHECKPOINT_BACKSTOP_PAGES: i64 = 20_000;
+
+/// How often the WAL is copied back into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Copies the WAL back into the database on its own connection, so that the
+/// writer never stops for it (a PASSIVE checkpoint takes no lock a writer
+/// needs; the WAL starts over once everything in it is copied). It ends when
+/// the database handle is dropped.
+fn checkpoint_loop(conn: Connection, open: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = open.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "sqlite: checkpoint failed");
+        }
+    }
+}
+
+/// `fdatasync` the WAL; the first time also its directory (the WAL file may be new).
+fn sync_wal(wal: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()> {
+    if file.is_none() {
+        let opened = std::fs::File::open(wal)?;
+        if let Some(dir) = wal.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        *file = Some(opened);
+    }
+    file.as_ref().expect("opened above").sync_data()
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use herald_core::model::{DeadLetter, Message, Work};
-use herald_core::seams::{DeadToken, Enqueue, LeaseToken, Leased, Queue, Result, Store};
+use herald_core::seams::{DeadToken, Enqueue, Handoff, LeaseToken, Leased, Queue, Result, Store};
 use herald_core::{Clock, StoreError};
 use rusqlite::{Connection, params};
 
@@ -191,11 +191,14 @@ pub struct SqliteQueue {
     /// The store is this database too: a message's rows and its work are
     /// written together (see [`SqliteQueue::beside_store`]).
     beside_store: bool,
+    /// This process's dispatcher, when it takes items as they are published
+    /// (see [`Queue::hand_off`]).
+    handoff: Arc<std::sync::OnceLock<Handoff>>,
 }
 
 impl SqliteQueue {
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock, cursor: Default::default(), published: Default::default(), beside_store: false }
+        Self { db, clock, cursor: Default::default(), published: Default::default(), beside_store: false, handoff: Default::default() }
     }
 
     /// The message store is the same database: `publish_message` writes a
@@ -204,27 +207,63 @@ impl SqliteQueue {
         Self { beside_store: true, ..self }
     }
 
-    /// Insert the items' rows and, first, the message's (when given), in one write.
+    /// Insert the items' rows and, first, the message's (when given), in one
+    /// write. With a message, a due item goes to the dispatcher at once when
+    /// it takes it (see [`Queue::hand_off`]): its row is written leased, and
+    /// it is sent once durable, unless the message's rows were there before.
     async fn insert(&self, message: Option<Message>, items: Vec<Enqueue>) -> Result<()> {
-        let rows = items
-            .into_iter()
-            .map(|i| serde_json::to_string(&i.work).map(|w| (i.key, i.not_before, w)))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        self.db
-            .write(move |c| {
-                if let Some(m) = &message {
-                    crate::store::insert_message(c, m)?;
+        let now = self.clock.now_ms();
+        let handoff = self.handoff.get().filter(|_| message.is_some());
+        let mut rows = Vec::with_capacity(items.len());
+        let mut handed = Vec::new();
+        for i in items {
+            let raw = serde_json::to_string(&i.work).map_err(backend)?;
+            let permit = handoff
+                .filter(|h| i.not_before <= now && matches!(i.work, Work::Message(_)) && (h.admits)(&i.key))
+                .and_then(|h| h.tx.clone().try_reserve_owned().ok().map(|p| (p, now + h.lease_ms)));
+            let leased_until = permit.as_ref().map_or(0, |(_, until)| *until);
+            if let Some((permit, _)) = permit {
+                handed.push((rows.len(), permit, i.work));
+            }
+            rows.push((i.key, i.not_before, raw, leased_until));
+        }
+        let job = move |c: &Connection| {
+            let fresh = match &message {
+                Some(m) => crate::store::insert_message(c, m)?,
+                None => false,
+            };
+            let mut st = c.prepare_cached("INSERT INTO queue (key, not_before, work, leased_until) VALUES (?1, ?2, ?3, ?4)").map_err(backend)?;
+            let mut seqs = Vec::with_capacity(rows.len());
+            for (key, nb, work, leased_until) in &rows {
+                // A repeated publish (its rows were there) is leased as usual:
+                // some of its deliveries may be done.
+                let leased_until = if fresh { *leased_until } else { 0 };
+                st.execute(params![key, nb, work, leased_until]).map_err(backend)?;
+                seqs.push((leased_until > 0).then(|| c.last_insert_rowid()));
+            }
+            Ok(seqs)
+        };
+        let (db, published) = (self.db.clone(), self.published.clone());
+        let finish = async move {
+            let seqs = db.write(job).await?;
+            for (index, permit, work) in handed {
+                if let Some(seq) = seqs[index] {
+                    permit.send(Leased { token: LeaseToken(seq.to_string()), work, redeliveries: 0 });
                 }
-                let mut st = c.prepare_cached("INSERT INTO queue (key, not_before, work) VALUES (?1, ?2, ?3)").map_err(backend)?;
-                for (key, nb, work) in &rows {
-                    st.execute(params![key, nb, work]).map_err(backend)?;
-                }
-                Ok(())
-            })
-            .await?;
-        self.published.notify_one();
-        Ok(())
+            }
+            // Something for the next lease.
+            if seqs.iter().any(Option::is_none) {
+                published.notify_one();
+            }
+            Ok(())
+        };
+        // A caller that goes away (a client that hung up) must not strand a
+        // row written leased until its lease runs out: the handover finishes
+        // on its own task.
+        match tokio::spawn(finish).await {
+            Ok(done) => done,
+            Err(e) => Err(backend(e)),
+        }
     }
 }
 
@@ -239,6 +278,11 @@ impl Queue for SqliteQueue {
             return self.insert(Some(message.clone()), items).await;
         }
         herald_core::seams::record_and_publish(self, store, message, items).await
+    }
+
+    fn hand_off(&self, handoff: Handoff) -> bool {
+        // Only a message's rows tell whether an item is a first publish.
+        self.beside_store && self.handoff.set(handoff).is_ok()
     }
 
     async fn idle(&self, timeout: std::time::Duration) {

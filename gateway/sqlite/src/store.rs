@@ -67,13 +67,17 @@ fn delivery_order(q: &DeliveryQuery) -> String {
     format!("{column} {dir}, m.key ASC, d.seq ASC")
 }
 
-pub(crate) fn insert_message(c: &Connection, m: &Message) -> Result<()> {
-    c.prepare_cached(
-        "INSERT OR IGNORE INTO messages (tenant, id, channel, account, template, accepted_at, send_at)
+/// Record a message and its deliveries (`queued`); a message recorded before
+/// is left as it is. Returns whether it is new.
+pub(crate) fn insert_message(c: &Connection, m: &Message) -> Result<bool> {
+    let fresh = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO messages (tenant, id, channel, account, template, accepted_at, send_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .and_then(|mut st| st.execute(params![m.tenant, m.id, m.channel, m.account, m.template, m.accepted_at, m.send_at]))
-    .map_err(backend)?;
+        )
+        .and_then(|mut st| st.execute(params![m.tenant, m.id, m.channel, m.account, m.template, m.accepted_at, m.send_at]))
+        .map_err(backend)?
+        == 1;
     let mut st = c
         .prepare_cached(
             "INSERT OR IGNORE INTO deliveries (tenant, id, message_id, seq, recipient, status, updated_at)
@@ -83,7 +87,7 @@ pub(crate) fn insert_message(c: &Connection, m: &Message) -> Result<()> {
     for (i, r) in m.recipients.iter().enumerate() {
         st.execute(params![m.tenant, m.delivery_id(i), m.id, i as i64, r.to, m.accepted_at]).map_err(backend)?;
     }
-    Ok(())
+    Ok(fresh)
 }
 
 fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> Result<()> {
@@ -122,7 +126,7 @@ fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> 
 impl Store for Db {
     async fn record_message(&self, message: &Message) -> Result<()> {
         let m = message.clone();
-        self.write(move |c| insert_message(c, &m)).await
+        self.write(move |c| insert_message(c, &m).map(drop)).await
     }
 
     async fn queued_deliveries(&self, tenant: &str, message_id: &str) -> Result<Vec<String>> {

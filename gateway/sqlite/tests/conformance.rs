@@ -67,3 +67,52 @@ async fn an_unreadable_queue_row_is_set_aside_not_blocking() {
         .unwrap();
     assert_eq!(dead, 1);
 }
+
+/// A message published beside the store goes straight to the dispatcher that
+/// took the handoff, already leased (no lease finds it; a restart's recovery
+/// hands it out again); a tenant the dispatcher refuses, a full channel and a
+/// repeated publish of the same message go into the queue unleased.
+#[tokio::test(flavor = "multi_thread")]
+async fn handed_off_items_are_leased_durable_and_only_first_publishes() {
+    use herald_core::model::Work;
+    use herald_core::seams::{Enqueue, Handoff, Queue};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let db = herald_sqlite::open(&path).unwrap();
+    let q = herald_sqlite::SqliteQueue::new(db.clone(), herald_core::Clock::system()).beside_store();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let admits = std::sync::Arc::new(|tenant: &str| tenant != "busy");
+    assert!(q.hand_off(Handoff { tx, lease_ms: 600_000, admits }));
+    let item = |m: &herald_core::model::Message| vec![Enqueue { key: m.tenant.clone(), not_before: 0, work: Work::Message(m.clone()) }];
+
+    let first = herald_conformance::message("t", 2);
+    q.publish_message(&db, &first, item(&first)).await.unwrap();
+    let handed = rx.try_recv().expect("handed over once durable");
+    assert_eq!(handed.work, Work::Message(first.clone()));
+    assert_eq!(handed.redeliveries, 0);
+    assert!(q.lease(10, 1000, &[]).await.unwrap().is_empty(), "a handed item is leased");
+
+    // The channel holds one: the second fills it, so the third goes into the queue.
+    let second = herald_conformance::message("t", 1);
+    q.publish_message(&db, &second, item(&second)).await.unwrap();
+    let third = herald_conformance::message("t", 1);
+    q.publish_message(&db, &third, item(&third)).await.unwrap();
+    let busy = herald_conformance::message("busy", 1);
+    q.publish_message(&db, &busy, item(&busy)).await.unwrap();
+    // A repeated publish (a keyed retry after a crash): some deliveries may be done.
+    q.publish_message(&db, &first, item(&first)).await.unwrap();
+    let mut leased: Vec<Work> = q.lease(10, 1000, &[]).await.unwrap().into_iter().map(|l| l.work).collect();
+    assert_eq!(leased.len(), 3, "the full channel's, the refused tenant's and the repeat");
+    assert!(leased.contains(&Work::Message(third.clone())) && leased.contains(&Work::Message(busy.clone())));
+    leased.retain(|w| *w == Work::Message(first.clone()));
+    assert_eq!(leased.len(), 1);
+    assert_eq!(rx.try_recv().expect("the second was handed over").work, Work::Message(second));
+    rx.try_recv().expect_err("nothing more was handed over");
+    drop(rx);
+
+    // A crash before the handed item was acknowledged: recovery frees it.
+    let q = herald_sqlite::SqliteQueue::new(db, herald_core::Clock::system());
+    assert!(q.recover().await.unwrap() >= 1);
+    let again = q.lease(10, 1000, &[]).await.unwrap();
+    assert!(again.iter().any(|l| l.work == Work::Message(first.clone())), "the handed item comes back after a restart");
+}

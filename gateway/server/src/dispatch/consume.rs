@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use herald_core::model::{Account, DeliveryId, Message, Outcome, OutcomeKind, Rendered, RetryJob, Work};
 use herald_core::render::Compiled;
 use herald_core::seams::{LeaseToken, Leased};
@@ -17,7 +17,7 @@ use super::{Dispatch, ItemTracker, Job, Settled};
 
 /// How many tenants' worth of backlog all lanes together may hold before
 /// nothing more is leased.
-const BACKLOG_TENANTS: usize = 4;
+pub(super) const BACKLOG_TENANTS: usize = 4;
 
 /// Leased items resolved at once.
 const RESOLVE_AT_ONCE: usize = 32;
@@ -27,41 +27,76 @@ pub(super) async fn consume_loop(
     shutdown: CancellationToken,
     settled: mpsc::Sender<Settled>,
     acks: mpsc::UnboundedSender<LeaseToken>,
+    mut handed: Option<mpsc::Receiver<Leased>>,
 ) {
     let idle = Duration::from_millis(d.cfg.poll_ms);
+    // When the queue was last asked, and whether it gave all that was asked.
+    let mut last_lease: Option<std::time::Instant> = None;
+    let mut full = true;
     while !shutdown.is_cancelled() {
-        // A tenant with a full backlog here gets no more leased until it
-        // drains; the others' work still does. Past a few tenants' worth in
-        // all, nothing is leased (memory stays bounded).
-        let leased = if d.lanes.len() >= BACKLOG_TENANTS * d.cfg.tenant_backlog {
-            Ok(Vec::new())
-        } else {
-            let skip = d.lanes.saturated(d.cfg.tenant_backlog);
-            d.deps.backends.queue.lease(d.cfg.lease_batch, d.cfg.lease_ms, &skip).await
-        };
-        let leased = match leased {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "lease failed; backing off");
-                Vec::new()
+        // Items the queue handed over as they were published: already leased.
+        let mut items = Vec::new();
+        if let Some(rx) = handed.as_mut() {
+            while items.len() < d.cfg.lease_batch {
+                match rx.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
             }
-        };
-        if leased.is_empty() {
+        }
+        let mut handed_n = items.len();
+        // With items handed over, the queue is still asked when its last
+        // lease was full, when something went into it unleased (a refused
+        // handoff, a retry: the queue's `idle` is ready at once then), and
+        // at least once per poll interval (scheduled items come due).
+        let ask =
+            handed_n == 0 || full || last_lease.is_none_or(|t| t.elapsed() >= idle) || d.deps.backends.queue.idle(idle).now_or_never().is_some();
+        if ask && handed_n < d.cfg.lease_batch {
+            let room = d.cfg.lease_batch - handed_n;
+            // A tenant with a full backlog here gets no more leased until it
+            // drains; the others' work still does. Past a few tenants' worth in
+            // all, nothing is leased (memory stays bounded).
+            let leased = if d.lanes.len() >= BACKLOG_TENANTS * d.cfg.tenant_backlog {
+                Ok(Vec::new())
+            } else {
+                let skip = d.lanes.saturated(d.cfg.tenant_backlog);
+                d.deps.backends.queue.lease(room, d.cfg.lease_ms, &skip).await
+            };
+            let leased = match leased {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lease failed; backing off");
+                    Vec::new()
+                }
+            };
+            full = leased.len() == room;
+            last_lease = Some(std::time::Instant::now());
+            items.extend(leased);
+        }
+        if items.is_empty() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = d.deps.backends.queue.idle(idle) => continue,
+                Some(item) = async { match handed.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    items.push(item);
+                    handed_n = 1;
+                }
             }
         }
         // A lease that ran out while this process still works on the item
         // (a long wait behind a rate limit) hands it back to us: skip it.
-        let fresh: Vec<Leased> = {
+        let mut queued = {
+            let mut q: Vec<Option<Vec<String>>> = items[..handed_n].iter().map(every_delivery).collect();
+            q.extend(queued_of(&d, &items[handed_n..]).await);
+            q.into_iter()
+        };
+        let fresh: Vec<(Leased, Option<Vec<String>>)> = {
             let mut inflight = d.inflight.lock().expect("inflight");
-            leased.into_iter().filter(|item| inflight.insert(item.token.clone())).collect()
+            items.into_iter().map(|item| (item, queued.next().flatten())).filter(|(item, _)| inflight.insert(item.token.clone())).collect()
         };
         // Resolved several at once: each waits on its own reads.
         let round = Round::default();
-        let queued = queued_of(&d, &fresh).await;
-        futures::stream::iter(fresh.into_iter().zip(queued))
+        futures::stream::iter(fresh)
             .for_each_concurrent(RESOLVE_AT_ONCE, |(item, queued)| {
                 let (d, round, settled, acks) = (&d, &round, &settled, &acks);
                 async move {
@@ -74,6 +109,15 @@ pub(super) async fn consume_loop(
                 }
             })
             .await;
+    }
+}
+
+/// A handed-over item is a message published for the first time: every one
+/// of its deliveries is queued.
+fn every_delivery(item: &Leased) -> Option<Vec<String>> {
+    match &item.work {
+        Work::Message(m) => Some((0..m.recipients.len()).map(|i| m.delivery_id(i)).collect()),
+        _ => None,
     }
 }
 

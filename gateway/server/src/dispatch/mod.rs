@@ -30,7 +30,7 @@ use herald_core::batch::{BatchKey, Bounds, Scheduler, Slots};
 use herald_core::model::AttemptRecord;
 use herald_core::model::{Account, Outcome, Rendered};
 use herald_core::retry::RetryPolicies;
-use herald_core::seams::LeaseToken;
+use herald_core::seams::{Handoff, LeaseToken};
 use herald_service::{Deps, Services};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -127,6 +127,14 @@ impl Lanes {
         }
         drop(s);
         self.queued.notify_one();
+    }
+
+    /// Whether more of `tenant`'s work may come in: it has fewer than `cap`
+    /// deliveries waiting, and all tenants together fewer than
+    /// [`consume::BACKLOG_TENANTS`] × `cap`.
+    fn admits(&self, tenant: &str, cap: usize) -> bool {
+        let s = self.lock();
+        s.len() < consume::BACKLOG_TENANTS * cap && s.queued(tenant) < cap
     }
 
     /// Tenants with `cap` or more deliveries waiting here.
@@ -294,7 +302,17 @@ impl Dispatch {
         let sender = tokio::spawn(send::send_loop(self.clone(), settled_tx.clone(), consumed.clone()));
         let depth = tokio::spawn(depth_loop(self.clone(), shutdown.clone()));
 
-        consume::consume_loop(self.clone(), shutdown.clone(), settled_tx, ack_tx).await;
+        // What this process publishes comes straight here when the queue can
+        // hand it over (the embedded one), and this tenant's backlog has room.
+        let (handed_tx, handed_rx) = mpsc::channel(self.cfg.lease_batch);
+        let me = Arc::downgrade(&self);
+        let handoff = Handoff {
+            tx: handed_tx,
+            lease_ms: self.cfg.lease_ms,
+            admits: Arc::new(move |tenant: &str| me.upgrade().is_some_and(|d| d.lanes.admits(tenant, d.cfg.tenant_backlog))),
+        };
+        let handed = self.deps.backends.queue.hand_off(handoff).then_some(handed_rx);
+        consume::consume_loop(self.clone(), shutdown.clone(), settled_tx, ack_tx, handed).await;
         consumed.cancel();
         // Each stage drains and closes the next.
         let drain = async {
