@@ -194,19 +194,28 @@ fn answer(dones: Vec<Done>, result: Result<(), String>) {
 /// `synchronous = FULL` does on every commit, moved off the writer thread.
 /// A caller is answered only after its commit is on disk, so nothing is
 /// acknowledged (a 202, a queue item's ack) that a power loss could take back.
+///
+/// A failed sync is final for this process: the kernel may have dropped the
+/// unwritten pages, so a later sync that succeeds proves nothing about the
+/// frames before it, and no commit is acknowledged again until a restart
+/// (whose recovery reads the WAL as it really is on disk).
 fn sync_loop(wal: &Path, rx: mpsc::Receiver<Vec<Done>>) {
     let mut file: Option<std::fs::File> = None;
+    let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut groups = vec![first];
         while let Ok(more) = rx.try_recv() {
             groups.push(more);
         }
-        let synced = sync_wal(wal, &mut file).map_err(|e| {
-            tracing::error!(error = %e, wal = %wal.display(), "sqlite: cannot sync the WAL; commits are not acknowledged");
-            format!("sync {}: {e}", wal.display())
-        });
-        if synced.is_err() {
-            file = None; // opened afresh next time
+        let synced = match &failed {
+            Some(e) => Err(e.clone()),
+            None => sync_wal(wal, &mut file).map_err(|e| {
+                tracing::error!(error = %e, wal = %wal.display(), "sqlite: cannot sync the WAL; no commit is acknowledged until a restart");
+                format!("sync {}: {e}", wal.display())
+            }),
+        };
+        if let Err(e) = &synced {
+            failed = Some(e.clone());
         }
         for dones in groups {
             answer(dones, synced.clone());

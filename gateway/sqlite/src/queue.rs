@@ -243,6 +243,7 @@ impl SqliteQueue {
             }
             Ok(seqs)
         };
+        let hand_over = !handed.is_empty();
         let (db, published) = (self.db.clone(), self.published.clone());
         let finish = async move {
             let seqs = db.write(job).await?;
@@ -257,6 +258,9 @@ impl SqliteQueue {
             }
             Ok(())
         };
+        if !hand_over {
+            return finish.await;
+        }
         // A caller that goes away (a client that hung up) must not strand a
         // row written leased until its lease runs out: the handover finishes
         // on its own task.
