@@ -12,13 +12,10 @@ here=$PWD
 repo=$(cd ../.. && pwd)
 target=${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}
 admin_bin=${HERALD_ADMIN_BIN:-$target/release/herald-admin}
-unset HERALD_ADMIN_BIN # the admin reads HERALD_ADMIN_* as its configuration
 gateway_bin=${HERALD_GATEWAY_BIN:-$target/release/herald-gateway}
 # The admin reads every HERALD_ADMIN_* variable as its configuration.
 unset HERALD_ADMIN_BIN
 plugin_dir=${HERALD_TEST_PLUGIN_DIR:-$target/herald-plugins}
-# The admin reads every HERALD_ADMIN_* variable as configuration: not this one.
-unset HERALD_ADMIN_BIN
 
 for f in "$admin_bin" "$gateway_bin" "$plugin_dir/email.wasm"; do
   [ -e "$f" ] || { echo "console tests: $f is missing (build with make test / make plugins)" >&2; exit 1; }
