@@ -6,6 +6,13 @@ use clap::{Parser, Subcommand};
 use herald_gateway::{app, check, config};
 use tokio_util::sync::CancellationToken;
 
+// Every request allocates and frees many small buffers across threads: glibc's
+// allocator took about a fifth of the gateway's CPU at one recipient per request
+// (bench/results/2026-12-07-log.md). jemalloc's per-thread caches take most of
+// that away without mimalloc's larger resident set at start.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Runs the Herald gateway: the ingest API and the dispatch role.
 ///
 /// Without --config (or HERALD_CONFIG) it runs on the embedded defaults
