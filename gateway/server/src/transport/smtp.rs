@@ -15,11 +15,18 @@
 //! checked, credentials, bound): at most `max_connections` open at once (the
 //! account's `smtp.max_connections`, default [`DEFAULT_MAX_CONNECTIONS`]),
 //! reused across messages and batches (a transaction that ended early is
-//! closed with `RSET`), dropped when broken or idle for [`IDLE_TTL`]. A
-//! reused connection that breaks before the server answered anything (the
-//! server closed it while idle) is replaced once by a fresh one.
+//! closed with `RSET`), dropped when broken or idle for [`IDLE_TTL`].
+//! Messages wait in their pool's line; a sender task per connection slot
+//! takes them in order and keeps its connection busy while any wait. On a
+//! pipelining server the next message's `MAIL`, `RCPT`s and `DATA` follow
+//! the previous content and its final dot in one write, so a message costs
+//! one round trip. A message whose connection breaks before its content went
+//! out (a reused connection the server closed while idle, or the group that
+//! followed a content the server did not answer) is sent once more on a
+//! fresh connection; one whose content went out is not (the server may have
+//! it): its sender gets the error, and the dispatcher's retry decides.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +43,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use lettre::transport::smtp::response::Response;
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::TransportError;
 
@@ -90,8 +97,11 @@ struct Pool {
     /// Certificate checks against `host` (STARTTLS or implicit TLS).
     tls_parameters: Option<TlsParameters>,
     credentials: Option<Credentials>,
+    /// One per connection: the sender tasks.
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Conn>>,
+    /// Messages waiting for a connection, oldest first.
+    waiting: Mutex<VecDeque<Job>>,
 }
 
 struct Conn {
@@ -109,11 +119,39 @@ enum ConnectError {
     Failed(String),
 }
 
-/// The connection broke mid-transaction (no usable reply).
+/// A transaction that ended without a usable reply.
 struct Broken {
     error: String,
-    /// Whether the server had answered anything in this transaction.
-    answered: bool,
+    /// Whether the message content was (perhaps) on its way: then the server
+    /// may have taken it, and it is not sent again on another connection.
+    content_sent: bool,
+}
+
+/// A message waiting for one of its pool's connections.
+struct Job {
+    from: Address,
+    rcpts: Vec<Result<Address, String>>,
+    mime: Vec<u8>,
+    reply: oneshot::Sender<Result<SmtpSent, TransportError>>,
+    /// Sent once more already, on a fresh connection, after its first one broke
+    /// before the content went out.
+    retried: bool,
+}
+
+impl Job {
+    fn answer(self, r: Result<SmtpSent, TransportError>) {
+        let _ = self.reply.send(r);
+    }
+
+    /// Every recipient gets `reply` (a refusal at connect or AUTH).
+    fn answer_all(self, reply: SmtpReply) {
+        let n = self.rcpts.len();
+        self.answer(Ok(SmtpSent { recipients: vec![reply.clone(); n], reply }));
+    }
+
+    fn has_valid_recipient(&self) -> bool {
+        self.rcpts.iter().any(Result::is_ok)
+    }
 }
 
 fn code_number(s: &str) -> u16 {
@@ -133,10 +171,10 @@ fn refusal_of(e: &SmtpError) -> Option<SmtpReply> {
 }
 
 /// A reply (positive or not), or a broken connection.
-fn answer(r: Result<Response, SmtpError>, answered: bool) -> Result<SmtpReply, Broken> {
+fn answer(r: Result<Response, SmtpError>, content_sent: bool) -> Result<SmtpReply, Broken> {
     match r {
         Ok(resp) => Ok(reply_of(&resp)),
-        Err(e) => refusal_of(&e).ok_or_else(|| Broken { error: e.to_string(), answered }),
+        Err(e) => refusal_of(&e).ok_or_else(|| Broken { error: e.to_string(), content_sent }),
     }
 }
 
@@ -199,51 +237,228 @@ impl Pool {
         conn.idle_since = Instant::now();
         self.idle.lock().expect("smtp idle").push(conn);
     }
+
+    /// The next waiting message whose sender still waits for it. With
+    /// `pipelined`, only one that can go in a pipelined group (one with a
+    /// valid recipient); another stays first in line.
+    fn next_job(&self, pipelined: bool) -> Option<Job> {
+        let mut waiting = self.waiting.lock().expect("smtp waiting");
+        while let Some(job) = waiting.front() {
+            if job.reply.is_closed() {
+                waiting.pop_front();
+                continue;
+            }
+            if pipelined && !job.has_valid_recipient() {
+                return None;
+            }
+            return waiting.pop_front();
+        }
+        None
+    }
+
+    /// Back to the head of the line (its content never went out).
+    fn requeue(&self, job: Job) {
+        self.waiting.lock().expect("smtp waiting").push_front(job);
+    }
+
+    /// Start a sender task for the waiting messages if a connection slot is
+    /// free. A task ends when nothing waits; one that finds a message queued
+    /// after its last look (whose own sender found no free slot) takes it.
+    fn drive(self: &Arc<Self>, hello: &ClientId, timeout: Duration) {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else { return };
+        let (pool, hello) = (self.clone(), hello.clone());
+        tokio::spawn(async move {
+            let mut permit = permit;
+            loop {
+                pool.serve(&hello, timeout).await;
+                drop(permit);
+                if pool.waiting.lock().expect("smtp waiting").is_empty() {
+                    return;
+                }
+                match pool.permits.clone().try_acquire_owned() {
+                    Ok(p) => permit = p,
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    /// Send waiting messages, one connection at a time, until none waits.
+    async fn serve(&self, hello: &ClientId, timeout: Duration) {
+        let mut retry: Option<Job> = None;
+        loop {
+            let (job, fresh) = match retry.take() {
+                Some(j) => (j, true),
+                None => match self.next_job(false) {
+                    Some(j) => (j, false),
+                    None => return,
+                },
+            };
+            let idle = if fresh { None } else { self.take_idle() };
+            let conn = match idle {
+                Some(c) => c,
+                None => match tokio::time::timeout(timeout, self.connect(hello, timeout)).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(ConnectError::Reply(r))) => {
+                        job.answer_all(r);
+                        continue;
+                    }
+                    Ok(Err(ConnectError::Failed(e))) => {
+                        job.answer(Err(TransportError::Connect(format!("{}:{} ({}): {e}", self.host, self.port, self.addr))));
+                        continue;
+                    }
+                    Err(_) => {
+                        job.answer(Err(TransportError::Timeout(timeout)));
+                        continue;
+                    }
+                },
+            };
+            retry = self.run(conn, job, timeout).await;
+        }
+    }
+
+    /// Transactions on `conn`, starting with `job`, while messages wait; the
+    /// connection goes back to the pool after the last, unless it broke. On
+    /// a pipelining server the next message's `MAIL`, `RCPT`s and `DATA` go
+    /// in the same write as this one's content (RFC 2920 lets the content
+    /// start a group): one round trip per message. Returns a message to send
+    /// again on a fresh connection: one whose connection broke before its
+    /// content went out (a reused connection the server had closed while
+    /// idle, say), once.
+    async fn run(&self, mut conn: Conn, mut job: Job, timeout: Duration) -> Option<Job> {
+        let mut written = false;
+        loop {
+            // Taken (and its group written) during this transaction.
+            let mut next = None;
+            let step = tokio::time::timeout(timeout, transaction(&mut conn, &job, written, || self.next_job(true), &mut next)).await;
+            let step = step.unwrap_or_else(|_| Err(Broken { error: format!("timed out after {timeout:?}"), content_sent: true }));
+            match step {
+                Ok((sent, reusable)) => {
+                    job.answer(Ok(sent));
+                    if let Some(n) = next {
+                        (job, written) = (n, true);
+                        continue;
+                    }
+                    if !reusable {
+                        return None;
+                    }
+                    match self.next_job(false) {
+                        Some(n) => (job, written) = (n, false),
+                        None => {
+                            self.put_back(conn);
+                            return None;
+                        }
+                    }
+                }
+                Err(b) => {
+                    if let Some(n) = next {
+                        self.requeue(n);
+                    }
+                    if !b.content_sent && !job.retried {
+                        job.retried = true;
+                        tracing::debug!(relay = %self.host, error = %b.error, "SMTP connection broke before the message went out; sending it on a new one");
+                        return Some(job);
+                    }
+                    let e = if b.error.starts_with("timed out") { TransportError::Timeout(timeout) } else { TransportError::Connect(b.error) };
+                    job.answer(Err(e));
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// `MAIL FROM` for `job` on `conn`.
+fn mail_command(conn: &Conn, job: &Job) -> String {
+    let mut params = Vec::new();
+    if !job.mime.is_ascii() && conn.eight_bit {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    Mail::new(Some(job.from.clone()), params).to_string()
+}
+
+/// `MAIL`, the `RCPT`s and `DATA` as one pipelined group (RFC 2920).
+fn envelope_group(conn: &Conn, job: &Job) -> String {
+    let mut group = mail_command(conn, job);
+    for a in job.rcpts.iter().filter_map(|r| r.as_ref().ok()) {
+        group.push_str(&Rcpt::new(a.clone(), vec![]).to_string());
+    }
+    group.push_str(&Data.to_string());
+    group
+}
+
+/// The content as `DATA` carries it and the final dot, as lettre's
+/// `message` writes them (a dot starting a line gets another, RFC 5321
+/// §4.5.2), followed by `then` (the next transaction's group). `None` when
+/// the content is not UTF-8 (lettre writes that itself, with no group after it).
+fn content_and(mime: &[u8], then: &str) -> Option<String> {
+    let text = std::str::from_utf8(mime).ok()?;
+    let mut out = String::with_capacity(text.len() + 16 + then.len());
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    out.push_str(&text.replace("\r\n.", "\r\n.."));
+    out.push_str("\r\n.\r\n");
+    out.push_str(then);
+    Some(out)
 }
 
 /// One transaction on `conn`: the replies, and whether the connection can be
-/// reused. `rcpts[i]` is `None` when recipient `i` is not a valid address
-/// (it gets a 553 without being sent).
-async fn transaction(conn: &mut Conn, from: &Address, rcpts: &[Result<Address, String>], mime: &[u8]) -> Result<(SmtpSent, bool), Broken> {
-    let mut params = Vec::new();
-    if !mime.is_ascii() && conn.eight_bit {
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    let mail = Mail::new(Some(from.clone()), params).to_string();
-    let valid: Vec<String> = rcpts.iter().filter_map(|r| r.as_ref().ok()).map(|a| Rcpt::new(a.clone(), vec![]).to_string()).collect();
-    let c = &mut conn.c;
-    let mail_reply;
-    let mut rcpt_replies = Vec::with_capacity(valid.len());
+/// reused. `written`: the envelope group was already sent (behind the
+/// previous content). On a pipelining server, `take_next` may give the next
+/// message, whose group then follows this content; it is put in `next` (the
+/// caller's, so that it outlives a timeout).
+async fn transaction(
+    conn: &mut Conn,
+    job: &Job,
+    written: bool,
+    take_next: impl FnOnce() -> Option<Job>,
+    next: &mut Option<Job>,
+) -> Result<(SmtpSent, bool), Broken> {
+    let pipelined = conn.pipelining && job.has_valid_recipient();
+    let valid = job.rcpts.iter().filter(|r| r.is_ok()).count();
+    let mut rcpt_replies = Vec::with_capacity(valid);
     let mut data_reply = None;
-    if conn.pipelining && !valid.is_empty() {
-        // RFC 2920: MAIL, the RCPTs and DATA as one group, replies in order.
-        let mut group = String::with_capacity(mail.len() + valid.iter().map(String::len).sum::<usize>() + 6);
-        group.push_str(&mail);
-        for r in &valid {
-            group.push_str(r);
+    let mail_reply;
+    if pipelined {
+        mail_reply = if written {
+            answer(conn.c.read_response().await, false)?
+        } else {
+            let group = envelope_group(conn, job);
+            answer(conn.c.command(group).await, false)?
+        };
+        for _ in 0..valid {
+            rcpt_replies.push(answer(conn.c.read_response().await, false)?);
         }
-        group.push_str(&Data.to_string());
-        mail_reply = answer(c.command(group).await, false)?;
-        for _ in &valid {
-            rcpt_replies.push(answer(c.read_response().await, true)?);
-        }
-        data_reply = Some(answer(c.read_response().await, true)?);
+        data_reply = Some(answer(conn.c.read_response().await, false)?);
     } else {
-        mail_reply = answer(c.command(mail).await, false)?;
+        mail_reply = answer(conn.c.command(mail_command(conn, job)).await, false)?;
         if ok(&mail_reply) {
-            for r in &valid {
-                rcpt_replies.push(answer(c.command(r).await, true)?);
+            for a in job.rcpts.iter().filter_map(|r| r.as_ref().ok()) {
+                rcpt_replies.push(answer(conn.c.command(Rcpt::new(a.clone(), vec![])).await, false)?);
             }
             if rcpt_replies.iter().any(ok) {
-                data_reply = Some(answer(c.command(Data).await, true)?);
+                data_reply = Some(answer(conn.c.command(Data).await, false)?);
             }
         }
     }
+    let c = &mut conn.c;
     let accepted = ok(&mail_reply) && rcpt_replies.iter().any(ok);
     let go_ahead = data_reply.as_ref().is_some_and(|r| r.code / 100 == 3);
     // The reply to the message, and whether the transaction is closed.
     let (reply, done) = match (accepted, go_ahead) {
-        (true, true) => (answer(c.message(mime).await, true)?, true),
+        (true, true) => {
+            // The next message's group rides along when both are UTF-8 text.
+            let ahead = if pipelined && std::str::from_utf8(&job.mime).is_ok() { take_next() } else { None };
+            let group = ahead.as_ref().map(|n| envelope_group(conn, n)).unwrap_or_default();
+            *next = ahead;
+            let c = &mut conn.c;
+            let sent = match content_and(&job.mime, &group) {
+                Some(payload) => c.command(payload).await,
+                None => c.message(&job.mime).await,
+            };
+            (answer(sent, true)?, true)
+        }
         (false, true) => {
             // DATA accepted with no recipient (RFC 2920 says a server should
             // refuse it): end it empty, whatever it answers.
@@ -253,7 +468,8 @@ async fn transaction(conn: &mut Conn, from: &Address, rcpts: &[Result<Address, S
         _ => (first_refusal(&mail_reply, &rcpt_replies, data_reply.as_ref()), false),
     };
     let mut rcpt_replies = rcpt_replies.into_iter();
-    let recipients = rcpts
+    let recipients = job
+        .rcpts
         .iter()
         .map(|r| match r {
             Err(e) => SmtpReply { code: 553, message: format!("5.1.3 not a valid address: {e}") },
@@ -266,7 +482,7 @@ async fn transaction(conn: &mut Conn, from: &Address, rcpts: &[Result<Address, S
         })
         .collect();
     // A transaction that stopped half-way is reset, or the connection dropped.
-    let reusable = done || matches!(answer(c.command(Rset).await, true), Ok(r) if ok(&r));
+    let reusable = done || matches!(answer(conn.c.command(Rset).await, true), Ok(r) if ok(&r));
     Ok((SmtpSent { reply, recipients }, reusable))
 }
 
@@ -357,13 +573,16 @@ impl SmtpTransport {
             credentials: r.username.clone().map(|u| Credentials::new(u, r.password.clone().unwrap_or_default())),
             permits: Arc::new(Semaphore::new(max)),
             idle: Mutex::new(Vec::new()),
+            waiting: Mutex::new(VecDeque::new()),
         });
         let mut pools = self.pools.lock().expect("smtp pools");
         Ok(pools.entry(key).or_insert(pool).clone())
     }
 
     /// Send one message; `max_connections` bounds the relay's pool (`None`:
-    /// [`DEFAULT_MAX_CONNECTIONS`]).
+    /// [`DEFAULT_MAX_CONNECTIONS`]). The message waits in its pool's line
+    /// for a connection; a sender that stops waiting (timeout) takes it out
+    /// of the line unless it has already gone out.
     pub async fn send(&self, m: SmtpMessage, max_connections: Option<usize>) -> Result<SmtpSent, TransportError> {
         let bad = |what: &str, e: String| TransportError::Protocol(format!("{what}: {e}"));
         let from: Address = m.sender.parse().map_err(|e: lettre::address::AddressError| bad("sender", e.to_string()))?;
@@ -373,38 +592,211 @@ impl SmtpTransport {
         let rcpts: Vec<Result<Address, String>> = m.recipients.iter().map(|r| r.parse::<Address>().map_err(|e| e.to_string())).collect();
         let max = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).clamp(1, MAX_CONNECTIONS);
         let pool = self.pool(&m.relay, max).await?;
-        let _permit = pool.permits.clone().acquire_owned().await.expect("semaphore open");
-        let all = |reply: SmtpReply| SmtpSent { recipients: vec![reply.clone(); m.recipients.len()], reply };
-        let work = async {
-            let mut fresh_tried = false;
-            loop {
-                let idle = if fresh_tried { None } else { pool.take_idle() };
-                let (mut conn, reused) = match idle {
-                    Some(c) => (c, true),
-                    None => match pool.connect(&self.hello, self.timeout).await {
-                        Ok(c) => (c, false),
-                        Err(ConnectError::Reply(r)) => return Ok(all(r)),
-                        Err(ConnectError::Failed(e)) => {
-                            return Err(TransportError::Connect(format!("{}:{} ({}): {e}", pool.host, pool.port, pool.addr)));
+        let (reply, answered) = oneshot::channel();
+        pool.waiting.lock().expect("smtp waiting").push_back(Job { from, rcpts, mime: m.mime, reply, retried: false });
+        pool.drive(&self.hello, self.timeout);
+        match tokio::time::timeout(self.timeout, answered).await {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(_)) => Err(TransportError::Connect(format!("{}:{}: the SMTP sender stopped", pool.host, pool.port))),
+            Err(_) => Err(TransportError::Timeout(self.timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// What the test server saw of one message.
+    #[derive(Debug, Clone)]
+    struct Arrived {
+        rcpts: Vec<String>,
+        body: String,
+        /// The next `MAIL` was already there when the final dot was read:
+        /// it came in the same write as the content.
+        mail_behind_dot: bool,
+    }
+
+    #[derive(Default)]
+    struct Server {
+        arrived: Mutex<Vec<Arrived>>,
+        connections: AtomicUsize,
+    }
+
+    /// A pipelining SMTP server on 127.0.0.1:0 that refuses recipients whose
+    /// local part starts with `refuse`, answers a group in one write, and
+    /// closes a connection without a reply after reading the final dot of
+    /// its `drop_after`-th message (counted over all connections).
+    async fn server(drop_after: Option<usize>) -> (Arc<Server>, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Server::default());
+        let s = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                s.connections.fetch_add(1, Ordering::SeqCst);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut r = BufReader::new(r);
+                    w.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                    let (mut line, mut rcpts, mut out) = (String::new(), Vec::new(), Vec::<u8>::new());
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
                         }
-                    },
-                };
-                match transaction(&mut conn, &from, &rcpts, &m.mime).await {
-                    Ok((sent, reusable)) => {
-                        if reusable {
-                            pool.put_back(conn);
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        match verb.as_str() {
+                            "EHLO" => out.extend_from_slice(b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"),
+                            "MAIL" | "RSET" => {
+                                rcpts.clear();
+                                out.extend_from_slice(b"250 ok\r\n");
+                            }
+                            "RCPT" => {
+                                let a = line.split_once('<').and_then(|(_, a)| a.split_once('>')).map_or("", |(a, _)| a).to_string();
+                                if a.starts_with("refuse") {
+                                    out.extend_from_slice(b"550 5.1.1 no such user\r\n");
+                                } else {
+                                    rcpts.push(a);
+                                    out.extend_from_slice(b"250 ok\r\n");
+                                }
+                            }
+                            "DATA" if rcpts.is_empty() => out.extend_from_slice(b"554 no valid recipients\r\n"),
+                            "DATA" => {
+                                w.write_all(&out).await.unwrap();
+                                w.write_all(b"354 go ahead\r\n").await.unwrap();
+                                out.clear();
+                                let mut body = String::new();
+                                loop {
+                                    line.clear();
+                                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                        return;
+                                    }
+                                    if line == ".\r\n" {
+                                        break;
+                                    }
+                                    body.push_str(line.strip_prefix('.').unwrap_or(&line));
+                                }
+                                let n = {
+                                    let mut arrived = s.arrived.lock().unwrap();
+                                    let mail_behind_dot = r.buffer().starts_with(b"MAIL");
+                                    arrived.push(Arrived { rcpts: std::mem::take(&mut rcpts), body, mail_behind_dot });
+                                    arrived.len()
+                                };
+                                if drop_after == Some(n) {
+                                    return;
+                                }
+                                out.extend_from_slice(format!("250 queued as {n}\r\n").as_bytes());
+                            }
+                            "QUIT" => return,
+                            _ => out.extend_from_slice(b"502 not implemented\r\n"),
                         }
-                        return Ok(sent);
+                        if r.buffer().is_empty() {
+                            w.write_all(&out).await.unwrap();
+                            out.clear();
+                        }
                     }
-                    // Closed while idle: nothing was sent, try a new one.
-                    Err(b) if reused && !b.answered => {
-                        tracing::debug!(relay = %pool.host, error = %b.error, "idle SMTP connection was closed; reconnecting");
-                        fresh_tried = true;
-                    }
-                    Err(b) => return Err(TransportError::Connect(b.error)),
-                }
+                });
             }
-        };
-        tokio::time::timeout(self.timeout, work).await.map_err(|_| TransportError::Timeout(self.timeout))?
+        });
+        (seen, port)
+    }
+
+    fn transport() -> SmtpTransport {
+        SmtpTransport::new(Duration::from_secs(5), Guard::new(&["127.0.0.1".to_string()], "test").unwrap())
+    }
+
+    fn message(port: u16, rcpts: &[&str], body: &str) -> SmtpMessage {
+        SmtpMessage {
+            relay: SmtpRelay { host: "127.0.0.1".into(), port, tls: TlsMode::None, username: None, password: None },
+            sender: "from@example.test".into(),
+            recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+            mime: format!("Subject: t\r\n\r\n{body}\r\n").into_bytes(),
+        }
+    }
+
+    async fn send_all(t: &SmtpTransport, ms: Vec<SmtpMessage>) -> Vec<Result<SmtpSent, TransportError>> {
+        futures::future::join_all(ms.into_iter().map(|m| t.send(m, Some(1)))).await
+    }
+
+    #[tokio::test]
+    async fn messages_in_line_share_one_connection_each_behind_the_previous_content() {
+        let (seen, port) = server(None).await;
+        let t = transport();
+        let ms = (0..6).map(|i| message(port, &[&format!("r{i}@example.test")], &format!("hello {i}"))).collect();
+        let sent = send_all(&t, ms).await;
+        for (i, s) in sent.iter().enumerate() {
+            let s = s.as_ref().unwrap_or_else(|e| panic!("message {i}: {e}"));
+            assert_eq!(s.reply.code, 250, "message {i}");
+            assert_eq!(s.recipients.len(), 1);
+        }
+        let arrived = seen.arrived.lock().unwrap().clone();
+        assert_eq!(arrived.len(), 6);
+        let mut rcpts: Vec<_> = arrived.iter().map(|a| a.rcpts.join(",")).collect();
+        rcpts.sort();
+        assert_eq!(rcpts, (0..6).map(|i| format!("r{i}@example.test")).collect::<Vec<_>>());
+        for a in &arrived {
+            let k = a.rcpts[0].trim_start_matches('r').trim_end_matches("@example.test");
+            assert!(a.body.contains(&format!("hello {k}")), "{a:?}");
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1, "one connection (max_connections = 1)");
+        // All six were in line before the first went out: every message but the last had the next one's MAIL behind its dot.
+        assert!(arrived.iter().filter(|a| a.mail_behind_dot).count() >= 4, "{arrived:?}");
+        // And the connection is reused by a later send.
+        let later = t.send(message(port, &["late@example.test"], "later"), Some(1)).await.unwrap();
+        assert_eq!(later.reply.code, 250);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_in_a_pipelined_line_costs_only_itself() {
+        let (seen, port) = server(None).await;
+        let t = transport();
+        let ms = vec![
+            message(port, &["a@example.test"], "one"),
+            message(port, &["refuse@example.test", "b@example.test"], "two"),
+            message(port, &["refuse-too@example.test"], "three"),
+            message(port, &["not an address", "c@example.test"], "four"),
+            message(port, &["d@example.test"], ".five starts with a dot\r\n.\r\nand holds a lone dot"),
+        ];
+        let sent: Vec<SmtpSent> = send_all(&t, ms).await.into_iter().map(Result::unwrap).collect();
+        let codes = |s: &SmtpSent| s.recipients.iter().map(|r| r.code).collect::<Vec<_>>();
+        assert_eq!(codes(&sent[0]), [250]);
+        assert_eq!(codes(&sent[1]), [550, 250]);
+        assert_eq!(sent[1].reply.code, 250);
+        assert_eq!(codes(&sent[2]), [550]);
+        assert_eq!(sent[2].reply.code, 550);
+        assert_eq!(codes(&sent[3]), [553, 250]);
+        assert_eq!(codes(&sent[4]), [250]);
+        let arrived = seen.arrived.lock().unwrap().clone();
+        let got: Vec<_> = arrived.iter().map(|a| a.rcpts.join(",")).collect();
+        assert_eq!(got, ["a@example.test", "b@example.test", "c@example.test", "d@example.test"]);
+        // Dot-stuffed on the way, whole on arrival.
+        assert!(arrived[3].body.contains(".five starts with a dot\r\n.\r\nand holds a lone dot"), "{:?}", arrived[3].body);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_after_a_content_fails_that_message_and_the_next_goes_on_a_new_one() {
+        // The server takes the first message and closes without answering it.
+        let (seen, port) = server(Some(1)).await;
+        let t = transport();
+        let ms = (0..3).map(|i| message(port, &[&format!("r{i}@example.test")], &format!("hello {i}"))).collect();
+        let sent = send_all(&t, ms).await;
+        // The first one's fate is unknown to the gateway: an error, for the dispatcher to retry.
+        assert!(matches!(sent[0], Err(TransportError::Connect(_))), "{:?}", sent[0].as_ref().map(|s| s.reply.clone()));
+        // The second one's group had followed the first content: it goes again, on a new connection, once.
+        for s in &sent[1..] {
+            assert_eq!(s.as_ref().expect("delivered").reply.code, 250);
+        }
+        let arrived: Vec<_> = seen.arrived.lock().unwrap().iter().map(|a| a.rcpts.join(",")).collect();
+        assert_eq!(arrived, ["r0@example.test", "r1@example.test", "r2@example.test"]);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
     }
 }
