@@ -7,7 +7,8 @@
 #
 # Runs herald-bench (--gateway and --plugins default to $CARGO_TARGET_DIR, as
 # `make bench` does); as soon as the bench has started the gateway, `perf record`
-# attaches to it (the first herald-gateway child of the bench) until it exits.
+# attaches to it (the first herald-gateway child of the bench) from the bench's
+# first request (not the plugins' compilation at start) until it exits.
 # The samples are folded with inferno-collapse-perf and drawn with
 # inferno-flamegraph into bench/results/flame-NAME-<UTC time>.svg; the bench's
 # own report goes next to it (.txt and .json). Needs perf (perf_event_paranoid
@@ -56,6 +57,14 @@ if [ -z "$gw" ]; then
   echo "flamegraph.sh: the bench never started a gateway" >&2
   exit 1
 fi
+
+# The gateway compiles its plugins at start: sample from the first request on
+# (the bench says "sending" on stderr), or after a minute whatever it says.
+for _ in $(seq 1 600); do
+  grep -q "sending" "$work/bench.stderr" 2>/dev/null && break
+  kill -0 "$gw" 2>/dev/null || break
+  sleep 0.1
+done
 
 cg=${PERF_CALLGRAPH:-dwarf,16384}
 perf record -F "${PERF_FREQ:-499}" --call-graph "$cg" -p "$gw" -o "$work/perf.data" 2> "$work/perf.stderr" &

@@ -56,6 +56,8 @@ pub const IDLE_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 /// The most an account may ask for (the plugin's schema allows 1..=64).
 const MAX_CONNECTIONS: usize = 64;
+/// A pool's line is cleared of abandoned messages from this length on.
+const PRUNE_AT: usize = 256;
 
 /// What the server said to one message.
 #[derive(Debug, Clone)]
@@ -593,7 +595,15 @@ impl SmtpTransport {
         let max = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).clamp(1, MAX_CONNECTIONS);
         let pool = self.pool(&m.relay, max).await?;
         let (reply, answered) = oneshot::channel();
-        pool.waiting.lock().expect("smtp waiting").push_back(Job { from, rcpts, mime: m.mime, reply, retried: false });
+        {
+            let mut waiting = pool.waiting.lock().expect("smtp waiting");
+            // Behind connections that hang, the line keeps messages whose
+            // senders gave up: drop those before it grows.
+            if waiting.len() >= PRUNE_AT {
+                waiting.retain(|j| !j.reply.is_closed());
+            }
+            waiting.push_back(Job { from, rcpts, mime: m.mime, reply, retried: false });
+        }
         pool.drive(&self.hello, self.timeout);
         match tokio::time::timeout(self.timeout, answered).await {
             Ok(Ok(sent)) => sent,
