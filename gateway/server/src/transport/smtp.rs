@@ -333,7 +333,16 @@ impl Pool {
             // Taken (and its group written) during this transaction.
             let mut next = None;
             let step = tokio::time::timeout(timeout, transaction(&mut conn, &job, written, || self.next_job(true), &mut next)).await;
-            let step = step.unwrap_or_else(|_| Err(Broken { error: format!("timed out after {timeout:?}"), content_sent: true }));
+            let Ok(step) = step else {
+                // The server stopped answering: the connection is dropped, the
+                // message's fate is unknown, and a group written behind it never
+                // had its content sent.
+                if let Some(n) = next {
+                    self.requeue(n);
+                }
+                job.answer(Err(TransportError::Timeout(timeout)));
+                return None;
+            };
             match step {
                 Ok((sent, reusable)) => {
                     job.answer(Ok(sent));
@@ -361,8 +370,7 @@ impl Pool {
                         tracing::debug!(relay = %self.host, error = %b.error, "SMTP connection broke before the message went out; sending it on a new one");
                         return Some(job);
                     }
-                    let e = if b.error.starts_with("timed out") { TransportError::Timeout(timeout) } else { TransportError::Connect(b.error) };
-                    job.answer(Err(e));
+                    job.answer(Err(TransportError::Connect(b.error)));
                     return None;
                 }
             }
@@ -638,11 +646,17 @@ mod tests {
         connections: AtomicUsize,
     }
 
+    /// What the server does after reading the final dot of its n-th message
+    /// (counted over all connections) instead of answering it.
+    #[derive(Clone, Copy)]
+    enum Then {
+        Close(usize),
+        Hang(usize),
+    }
+
     /// A pipelining SMTP server on 127.0.0.1:0 that refuses recipients whose
-    /// local part starts with `refuse`, answers a group in one write, and
-    /// closes a connection without a reply after reading the final dot of
-    /// its `drop_after`-th message (counted over all connections).
-    async fn server(drop_after: Option<usize>) -> (Arc<Server>, u16) {
+    /// local part starts with `refuse` and answers a group in one write.
+    async fn server(then: Option<Then>) -> (Arc<Server>, u16) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Server::default());
@@ -654,6 +668,11 @@ mod tests {
                 tokio::spawn(async move {
                     let (r, mut w) = stream.into_split();
                     let mut r = BufReader::new(r);
+                    if matches!(then, Some(Then::Hang(_))) {
+                        // A slow greeting: the senders' own timeouts start
+                        // well before the transaction's.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     w.write_all(b"220 test ESMTP\r\n").await.unwrap();
                     let (mut line, mut rcpts, mut out) = (String::new(), Vec::new(), Vec::<u8>::new());
                     loop {
@@ -699,8 +718,13 @@ mod tests {
                                     arrived.push(Arrived { rcpts: std::mem::take(&mut rcpts), body, mail_behind_dot });
                                     arrived.len()
                                 };
-                                if drop_after == Some(n) {
-                                    return;
+                                match then {
+                                    Some(Then::Close(k)) if k == n => return,
+                                    Some(Then::Hang(k)) if k == n => {
+                                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                                        return;
+                                    }
+                                    _ => {}
                                 }
                                 out.extend_from_slice(format!("250 queued as {n}\r\n").as_bytes());
                             }
@@ -718,8 +742,12 @@ mod tests {
         (seen, port)
     }
 
+    fn transport_with(timeout: Duration) -> SmtpTransport {
+        SmtpTransport::new(timeout, Guard::new(&["127.0.0.1".to_string()], "test").unwrap())
+    }
+
     fn transport() -> SmtpTransport {
-        SmtpTransport::new(Duration::from_secs(5), Guard::new(&["127.0.0.1".to_string()], "test").unwrap())
+        transport_with(Duration::from_secs(5))
     }
 
     fn message(port: u16, rcpts: &[&str], body: &str) -> SmtpMessage {
@@ -795,7 +823,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_lost_after_a_content_fails_that_message_and_the_next_goes_on_a_new_one() {
         // The server takes the first message and closes without answering it.
-        let (seen, port) = server(Some(1)).await;
+        let (seen, port) = server(Some(Then::Close(1))).await;
         let t = transport();
         let ms = (0..3).map(|i| message(port, &[&format!("r{i}@example.test")], &format!("hello {i}"))).collect();
         let sent = send_all(&t, ms).await;
@@ -807,6 +835,30 @@ mod tests {
         }
         let arrived: Vec<_> = seen.arrived.lock().unwrap().iter().map(|a| a.rcpts.join(",")).collect();
         assert_eq!(arrived, ["r0@example.test", "r1@example.test", "r2@example.test"]);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_answering_times_out_and_a_message_given_up_on_is_not_sent_later() {
+        let (seen, port) = server(Some(Then::Hang(1))).await;
+        let t = transport_with(Duration::from_millis(400));
+        let ms = (0..2).map(|i| message(port, &[&format!("r{i}@example.test")], &format!("hello {i}"))).collect();
+        let started = Instant::now();
+        let sent = send_all(&t, ms).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "bounded by the timeout: {:?}", started.elapsed());
+        for s in &sent {
+            assert!(matches!(s, Err(TransportError::Timeout(_))), "{:?}", s.as_ref().map(|s| s.reply.clone()));
+        }
+        // The second message's sender gave up: it is not sent afterwards.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let arrived: Vec<_> = seen.arrived.lock().unwrap().iter().map(|a| a.rcpts.join(",")).collect();
+        assert_eq!(arrived, ["r0@example.test"]);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+        // The hung transaction gave its connection slot back (max_connections = 1).
+        let later = t.send(message(port, &["r3@example.test"], "later"), Some(1)).await.expect("sent on a new connection");
+        assert_eq!(later.reply.code, 250);
+        let arrived: Vec<_> = seen.arrived.lock().unwrap().iter().map(|a| a.rcpts.join(",")).collect();
+        assert_eq!(arrived, ["r0@example.test", "r3@example.test"]);
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
     }
 }
