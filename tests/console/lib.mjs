@@ -87,6 +87,14 @@ export async function freshTenant(prefix = 't') {
   return { api, login, password, enterprise, me };
 }
 
+/** Log out with the header's button, and wait until the console is logged out
+ * (its request ends before the page forgets the session: a login typed in
+ * meanwhile would be forgotten with it). */
+export async function uiLogout(page) {
+  await page.getByTestId('logout').click();
+  await page.getByTestId('nav').waitFor({ state: 'hidden' });
+}
+
 /** Log in through the console's login form. */
 export async function uiLogin(page, login, password) {
   await page.goto(`${ADMIN}/#/login`);

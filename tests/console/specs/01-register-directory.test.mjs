@@ -2,7 +2,7 @@
 // (child under the selected unit, rename, move, delete when empty, refusal when
 // not); create and search users.
 import { test, before, after } from 'node:test';
-import { ADMIN, Api, assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, errorToast, items } from '../lib.mjs';
+import { ADMIN, Api, assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, errorToast, items, uiLogout } from '../lib.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -68,7 +68,7 @@ test('register an enterprise in the console, then log in', { timeout: 60_000 }, 
     for (const m of ['directory', 'apps', 'roles', 'pushes', 'tiered', 'accounts', 'cost', 'reports']) {
       assert.ok(await page.getByTestId(`nav-${m}`).isVisible(), `menu ${m} visible`);
     }
-    await page.getByTestId('logout').click();
+    await uiLogout(page);
     await page.getByTestId('page-login').waitFor();
     // After logging out, the API refuses the session and the console shows the login page.
     await page.goto(`${ADMIN}/#/directory`);
@@ -326,7 +326,7 @@ test('passwords: 重置密码 by an administrator ends the sessions and asks the
     assert.equal((await new Api().req('POST', '/login', { login, password: 'First-password-1' })).status, 401);
 
     // The user logs in with the handed-over password and is asked to change it.
-    await page.getByTestId('logout').click();
+    await uiLogout(page);
     await uiLogin(page, login, 'Handed-over-pass-7');
     const banner = page.getByTestId('must-change-password');
     await banner.waitFor();

@@ -3,7 +3,7 @@
 // description, function permissions as app → menu → button, a data scope per
 // permission), and what a user with such a role sees and may call.
 import { test, before, after } from 'node:test';
-import { ADMIN, Api, assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, items, emailAccount } from '../lib.mjs';
+import { ADMIN, Api, assert, launch, uniq, withPage, uiLogin, freshTenant, clickAndConfirm, items, emailAccount, uiLogout } from '../lib.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -174,7 +174,7 @@ test('a role with a description, permissions picked as app → menu → button a
     await page.locator(`[data-testid=role-row][data-name="${roleName}"]`).waitFor();
 
     // Log in as the limited user.
-    await page.getByTestId('logout').click();
+    await uiLogout(page);
     await uiLogin(page, limitedLogin, 'Limited-pass-1');
     const nav = page.getByTestId('nav');
     assert.ok(await nav.getByTestId('nav-directory').isVisible());

@@ -1,7 +1,7 @@
 // Chinese by default; English by the switch; the choice survives a reload and
 // the login page; and back to Chinese.
 import { test, before, after } from 'node:test';
-import { ADMIN, assert, launch, withPage, uiLogin, freshTenant, items, clickAndConfirm, errorToast } from '../lib.mjs';
+import { ADMIN, assert, launch, withPage, uiLogin, freshTenant, items, clickAndConfirm, errorToast, uiLogout } from '../lib.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -29,7 +29,7 @@ test('language switch to English and back, persisted across reloads', { timeout:
     await page.reload();
     await page.getByTestId('nav-directory').filter({ hasText: 'Directory' }).waitFor();
     assert.equal(await page.getByTestId('lang-switch').inputValue(), 'en', 'persisted');
-    await page.getByTestId('logout').click();
+    await uiLogout(page);
     await page.getByTestId('login-submit').filter({ hasText: 'Log in' }).waitFor();
 
     await page.getByTestId('lang-switch').selectOption('zh');
@@ -83,7 +83,7 @@ test('server errors in Chinese, and in English after switching', { timeout: 60_0
     await page.getByTestId('settings-save').click();
     await page.getByTestId('toast').filter({ hasText: 'Saved' }).waitFor();
     assert.equal((await tn.api.get('/tenant/settings')).language, 'zh-CN');
-    await page.getByTestId('logout').click();
+    await uiLogout(page);
     assert.equal(await wrongLogin(), 'wrong login or password');
   });
 });
