@@ -399,10 +399,8 @@ fn envelope_group(conn: &Conn, job: &Job) -> String {
 
 /// The content as `DATA` carries it and the final dot, as lettre's
 /// `message` writes them (a dot starting a line gets another, RFC 5321
-/// §4.5.2), followed by `then` (the next transaction's group). `None` when
-/// the content is not UTF-8 (lettre writes that itself, with no group after it).
-fn content_and(mime: &[u8], then: &str) -> Option<String> {
-    let text = std::str::from_utf8(mime).ok()?;
+/// §4.5.2), followed by `then` (the next transaction's group).
+fn content_and(text: &str, then: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16 + then.len());
     if text.starts_with('.') {
         out.push('.');
@@ -410,7 +408,7 @@ fn content_and(mime: &[u8], then: &str) -> Option<String> {
     out.push_str(&text.replace("\r\n.", "\r\n.."));
     out.push_str("\r\n.\r\n");
     out.push_str(then);
-    Some(out)
+    out
 }
 
 /// One transaction on `conn`: the replies, and whether the connection can be
@@ -458,14 +456,16 @@ async fn transaction(
     // The reply to the message, and whether the transaction is closed.
     let (reply, done) = match (accepted, go_ahead) {
         (true, true) => {
-            // The next message's group rides along when both are UTF-8 text.
-            let ahead = if pipelined && std::str::from_utf8(&job.mime).is_ok() { take_next() } else { None };
-            let group = ahead.as_ref().map(|n| envelope_group(conn, n)).unwrap_or_default();
-            *next = ahead;
-            let c = &mut conn.c;
-            let sent = match content_and(&job.mime, &group) {
-                Some(payload) => c.command(payload).await,
-                None => c.message(&job.mime).await,
+            // The content goes in one write with its dot when it is UTF-8
+            // text, and then the next message's group may ride along.
+            let sent = match std::str::from_utf8(&job.mime) {
+                Ok(text) => {
+                    let ahead = if pipelined { take_next() } else { None };
+                    let group = ahead.as_ref().map(|n| envelope_group(conn, n)).unwrap_or_default();
+                    *next = ahead;
+                    conn.c.command(content_and(text, &group)).await
+                }
+                Err(_) => conn.c.message(&job.mime).await,
             };
             (answer(sent, true)?, true)
         }
