@@ -70,6 +70,13 @@ pub fn usage(price: Option<&Price>, b: &Billable<'_>, billed_minor: i64) -> Opti
     })
 }
 
+/// Whether `id` is the id of an entry of delivery `delivery_id`: every entry
+/// of a delivery is `<delivery id>:<kind>` ([`debit`], [`refund`], [`usage`]),
+/// which is how a store finds a delivery's entries by their key.
+pub fn of_delivery(id: &str, delivery_id: &str) -> bool {
+    id.strip_prefix(delivery_id).is_some_and(|rest| rest.starts_with(':'))
+}
+
 /// Net effect of entries on a balance (saturating).
 pub fn net<'a>(entries: impl IntoIterator<Item = &'a LedgerEntry>) -> i64 {
     entries.into_iter().fold(0i64, |sum, e| sum.saturating_add(e.kind.signed(e.amount_minor)))
@@ -114,6 +121,19 @@ mod tests {
         assert!(usage(Some(&price(20)), &billable(0), 20).is_none());
         assert!(usage(Some(&price(0)), &billable(5), 0).is_none());
         assert!(usage(None, &billable(5), 0).is_none());
+    }
+
+    #[test]
+    fn every_entry_of_a_delivery_is_named_by_it() {
+        let b = Billable { delivery_id: "m.1", ..billable(3) };
+        let entries = [debit(Some(&price(7)), &b).unwrap(), usage(Some(&price(7)), &b, 7).unwrap(), refund("m.1", "sms", "a", 7, "CNY", "t", 1)];
+        for e in &entries {
+            assert!(of_delivery(&e.id, e.delivery_id.as_deref().unwrap()), "{}", e.id);
+            // Not the entry of a delivery whose id is a prefix of this one, or the other way round.
+            assert!(!of_delivery(&e.id, "m."));
+            assert!(!of_delivery(&e.id, "m.10"));
+        }
+        assert!(!of_delivery("m.10:debit", "m.1"));
     }
 
     #[test]

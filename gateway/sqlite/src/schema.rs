@@ -151,6 +151,31 @@ CREATE INDEX docs_by_created ON docs (tenant, kind, json_extract(body, '$.create
     r#"
 DROP INDEX queue_due;
 "#,
+    // The ledger keyed by (tenant, id) in one B-tree: a billed delivery wrote
+    // four (the rowid table, the `id` key's index, `ledger_by_tenant`,
+    // `ledger_by_delivery`), now two. A delivery's entries are found by their
+    // ids, `<delivery id>:<kind>` (see `herald_core::ledger`), so the index
+    // on `delivery_id` goes.
+    r#"
+CREATE TABLE ledger_keyed (
+    tenant       TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    account      TEXT NOT NULL,
+    delivery_id  TEXT,
+    units        INTEGER NOT NULL,
+    amount_minor INTEGER NOT NULL CHECK (amount_minor >= 0),
+    currency     TEXT NOT NULL,
+    at           INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+INSERT INTO ledger_keyed (tenant, id, kind, channel, account, delivery_id, units, amount_minor, currency, at)
+    SELECT tenant, id, kind, channel, account, delivery_id, units, amount_minor, currency, at FROM ledger;
+DROP TABLE ledger;
+ALTER TABLE ledger_keyed RENAME TO ledger;
+CREATE INDEX ledger_by_tenant ON ledger (tenant, at);
+"#,
 ];
 
 /// Several processes may open one file (the gateway and the admin service):
@@ -168,4 +193,42 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before the keyed ledger keeps its entries, and a
+    /// delivery's cost is still found through them.
+    #[test]
+    fn the_keyed_ledger_keeps_older_entries() {
+        let mut c = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", before as i64).unwrap();
+        c.execute_batch(
+            "INSERT INTO deliveries (tenant, id, message_id, seq, recipient, status, updated_at) VALUES ('t', 'm.1', 'm', 1, 'r', 'sent', 1);
+             INSERT INTO deliveries (tenant, id, message_id, seq, recipient, status, updated_at) VALUES ('t', 'm.10', 'm', 10, 'r', 'sent', 1);
+             INSERT INTO ledger VALUES ('m.1:debit', 't', 'debit', 'sms', 'a', 'm.1', 1, 7, 'CNY', 5);
+             INSERT INTO ledger VALUES ('m.10:debit', 't', 'debit', 'sms', 'a', 'm.10', 1, 100, 'CNY', 5);
+             INSERT INTO ledger VALUES ('top', 't', 'top_up', '', '', NULL, 0, 1000, 'CNY', 6);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let cost = |id: &str| -> i64 {
+            c.query_row(&format!("SELECT {} FROM deliveries d WHERE d.tenant = 't' AND d.id = ?1", crate::store::DELIVERY_COLUMNS), [id], |r| {
+                r.get(7)
+            })
+            .unwrap()
+        };
+        assert_eq!((cost("m.1"), cost("m.10")), (7, 100));
+        let rows: i64 = c.query_row("SELECT COUNT(*) FROM ledger WHERE tenant = 't'", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 3);
+        // Keyed per tenant now: another tenant's entry of the same id is its own.
+        c.execute("INSERT INTO ledger VALUES ('u', 'm.1:debit', 'debit', 'sms', 'a', 'm.1', 1, 3, 'CNY', 5)", []).unwrap();
+        assert_eq!(cost("m.1"), 7);
+    }
 }

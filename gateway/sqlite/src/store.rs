@@ -18,9 +18,9 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
-const DELIVERY_COLUMNS: &str = "d.id, d.recipient, d.status, d.attempts, d.detail, d.provider_id, d.updated_at,
+pub(crate) const DELIVERY_COLUMNS: &str = "d.id, d.recipient, d.status, d.attempts, d.detail, d.provider_id, d.updated_at,
     COALESCE((SELECT SUM(CASE l.kind WHEN 'debit' THEN l.amount_minor ELSE -l.amount_minor END)
-              FROM ledger l WHERE l.tenant = d.tenant AND l.delivery_id = d.id), 0)";
+              FROM ledger l WHERE l.tenant = d.tenant AND l.id > d.id || ':' AND l.id < d.id || ';' AND l.delivery_id = d.id), 0)";
 
 fn to_record(row: DeliveryRow) -> Result<DeliveryRecord> {
     let (id, recipient, status, attempts, detail, provider_id, updated_at, cost_minor) = row;
@@ -93,12 +93,15 @@ pub(crate) fn insert_message(c: &Connection, m: &Message) -> Result<bool> {
 fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> Result<()> {
     // A late "sent" never overwrites a receipt that already arrived; a dead
     // delivery becomes `retrying` again only by a re-drive (attempts >= its own).
+    // Comparisons, not `IN` lists: SQLite builds a table for a list of more
+    // than two constants on every execution.
     let mut upd = c
         .prepare_cached(
             "UPDATE deliveries SET status = ?3, attempts = MAX(attempts, ?4), detail = ?5,
                  provider_id = COALESCE(?6, provider_id), updated_at = ?7
              WHERE tenant = ?1 AND id = ?2
-               AND NOT (?3 IN ('sent', 'retrying') AND status IN ('delivered', 'read', 'failed', 'dead')
+               AND NOT ((?3 = 'sent' OR ?3 = 'retrying')
+                        AND (status = 'delivered' OR status = 'read' OR status = 'failed' OR status = 'dead')
                         AND NOT (?3 = 'retrying' AND status = 'dead' AND ?4 >= attempts))
                AND NOT (?3 = 'delivered' AND status = 'read')",
         )
@@ -115,6 +118,9 @@ fn apply(c: &Connection, updates: &[DeliveryUpdate], ledger: &[LedgerEntry]) -> 
     for e in ledger {
         if e.amount_minor < 0 {
             return Err(StoreError::Backend(format!("ledger entry {}: negative amount", e.id)));
+        }
+        if e.delivery_id.as_deref().is_some_and(|d| !herald_core::ledger::of_delivery(&e.id, d)) {
+            return Err(StoreError::Backend(format!("ledger entry {}: its id does not name its delivery", e.id)));
         }
         ins.execute(params![e.id, e.tenant, e.kind.as_str(), e.channel, e.account, e.delivery_id, e.units, e.amount_minor, e.currency, e.at])
             .map_err(backend)?;
