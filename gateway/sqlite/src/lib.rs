@@ -5,6 +5,12 @@
 //! share one fsync. Each write runs in its own savepoint, so one failing write
 //! does not undo its neighbours. Reads use a small pool of connections (WAL
 //! lets them run beside the writer).
+//!
+//! A cached statement whose plan SQLite derived from a bound value is
+//! prepared again every time that value changes: a bare `LIMIT ?n`, and a
+//! bound value compared with a column a partial index is defined on
+//! (`leased_until <= ?1`). Those parameters are written `?n + 0`, an
+//! expression the planner does not look into (`tests/statements.rs`).
 
 mod config;
 mod db;

@@ -36,7 +36,7 @@ macro_rules! keys_from {
                 UNION ALL
                 SELECT (SELECT key FROM queue INDEXED BY queue_free WHERE key > k.key AND leased_until <= 1 ORDER BY key LIMIT 1)
                 FROM k WHERE k.key IS NOT NULL
-                LIMIT ?2
+                LIMIT ?2 + 0
             )
             SELECT key, EXISTS (SELECT 1 FROM queue AS q INDEXED BY queue_free WHERE q.key = k.key AND q.leased_until <= 1 AND q.not_before <= ?3)
             FROM k WHERE key IS NOT NULL"
@@ -52,11 +52,11 @@ const KEYS_ALL: &str = keys_from!(">=");
 /// `queue_free`.
 const DUE_OF_TENANT: &str = "SELECT seq, not_before, work, redeliveries, leased_until FROM queue INDEXED BY queue_free
     WHERE key = ?1 AND leased_until <= 1 AND not_before <= ?2 AND (not_before, seq) > (?3, ?4)
-    ORDER BY not_before, seq LIMIT ?5";
+    ORDER BY not_before, seq LIMIT ?5 + 0";
 
 /// Leases that ran out are free again, marked as held before (1), so the
 /// next lease counts a redelivery.
-const EXPIRE_LEASES: &str = "UPDATE queue SET leased_until = 1 WHERE leased_until > 1 AND leased_until <= ?1";
+const EXPIRE_LEASES: &str = "UPDATE queue SET leased_until = 1 WHERE leased_until > 1 AND leased_until <= ?1 + 0";
 
 /// A due row, read before it is leased.
 struct Due {
@@ -375,7 +375,7 @@ impl Queue for SqliteQueue {
     async fn dead_letters(&self, max: usize) -> Result<Vec<(DeadToken, DeadLetter)>> {
         self.db
             .read(move |c| {
-                let mut st = c.prepare_cached("SELECT seq, letter FROM dead_letters ORDER BY seq LIMIT ?1").map_err(backend)?;
+                let mut st = c.prepare_cached("SELECT seq, letter FROM dead_letters ORDER BY seq LIMIT ?1 + 0").map_err(backend)?;
                 let rows = st
                     .query_map([max as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
                     .map_err(backend)?

@@ -352,7 +352,7 @@ impl Store for Db {
             let mut st = c
                 .prepare_cached(
                     "SELECT id, tenant, kind, channel, account, delivery_id, units, amount_minor, currency, at
-                     FROM ledger WHERE tenant = ?1 ORDER BY at DESC, id LIMIT ?2",
+                     FROM ledger WHERE tenant = ?1 ORDER BY at DESC, id LIMIT ?2 + 0",
                 )
                 .map_err(backend)?;
             st.query_map(params![t, limit as i64], ledger_row)
