@@ -86,19 +86,33 @@ fn body_with_variables(first: u64, count: u64, shared_bytes: usize) -> Bytes {
 }
 
 /// Latency of each accepted single-recipient request of B: arrival of its
-/// delivery `<id>.0` minus its due time; and how many never arrived.
-fn arrival_latencies(accepted: &[Accepted], arrivals: &std::collections::HashMap<String, u64>) -> (Vec<u64>, u64) {
+/// delivery `<id>.0` minus its due time, with that due time; and how many
+/// never arrived.
+fn arrival_latencies(accepted: &[Accepted], arrivals: &std::collections::HashMap<String, u64>) -> (Vec<(u64, u64)>, u64) {
     let mut lat = Vec::with_capacity(accepted.len());
     let mut missing = 0;
     for a in accepted {
         for i in 0..a.count {
             match arrivals.get(&format!("{}.{i}", a.id)) {
-                Some(t) => lat.push(t.saturating_sub(a.send_ns)),
+                Some(t) => lat.push((a.send_ns, t.saturating_sub(a.send_ns))),
                 None => missing += 1,
             }
         }
     }
     (lat, missing)
+}
+
+/// How many of B's slowest deliveries the report lists.
+const SLOWEST: usize = 6;
+
+/// B's slowest deliveries: seconds from the condition's start to the due
+/// time, and the latency in ms. Whether a p99 comes from the first requests
+/// (a gateway warming up) or from the middle of the window tells a cold
+/// start from interference.
+fn slowest(lat: &[(u64, u64)], t0: u64) -> Vec<serde_json::Value> {
+    let mut worst: Vec<&(u64, u64)> = lat.iter().collect();
+    worst.sort_by_key(|(_, l)| std::cmp::Reverse(*l));
+    worst.into_iter().take(SLOWEST).map(|(due, l)| serde_json::json!({"due_s": due.saturating_sub(t0) as f64 / 1e9, "ms": *l as f64 / 1e6})).collect()
 }
 
 /// Status and error code of a refused request, from a failure sample (`"413: {json}"`).
@@ -224,7 +238,8 @@ async fn condition(p: &Params, env: &Env<'_>, cond: Option<&str>, a: &mut Side, 
     let log = gateway::digest_log(&stderr_path, 10);
     let (fa, fb) = (load_a.take_failures(), load_b.take_failures());
     let refused = (a_accepted.is_empty() && a_requests > 0).then(|| fa.samples.first().map(|s| refusal(s))).flatten();
-    let b_latency = Latency::from_ns(b_lat);
+    let b_slowest = slowest(&b_lat, t0);
+    let b_latency = Latency::from_ns(b_lat.into_iter().map(|(_, l)| l).collect());
     let killed = killed.load(Ordering::SeqCst);
     // A WARN "drain timed out" is expected when A still has work at the stop.
     if !killed && log.error == 0 && stopped.clean {
@@ -240,6 +255,7 @@ async fn condition(p: &Params, env: &Env<'_>, cond: Option<&str>, a: &mut Side, 
             "non_202": fb.statuses.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "transport_errors": fb.errors,
             "latency_to_receiver": b_latency.json(),
+            "slowest": b_slowest,
             "ingest_latency": Latency::from_ns(b_ingest).json(),
         },
         "a": {
@@ -347,6 +363,16 @@ fn print_table(p: &Params, rows: &[serde_json::Value]) {
             r["b"]["missing"],
             fmt_opt(r["other_processes_cpu_s"].as_f64(), 1),
         );
+        let worst: Vec<String> = r["b"]["slowest"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|w| w["ms"].as_f64().unwrap_or(0.0) > 2.0 * bl["p50_ms"].as_f64().unwrap_or(f64::MAX))
+            .map(|w| format!("{:.0} ms at {:.1} s", w["ms"].as_f64().unwrap_or(0.0), w["due_s"].as_f64().unwrap_or(0.0)))
+            .collect();
+        if !worst.is_empty() {
+            println!("    B's slowest (over twice its p50), due at s into the condition: {}", worst.join(", "));
+        }
     }
     println!("(B latencies in ms, from the POST's due time to the arrival at B's receiver; \"other s\": CPU-s used by neither the gateway nor the");
     println!(" bench during the condition, > ~1 s means it was disturbed; peak RSS and logs per condition in the JSON)");
@@ -355,6 +381,15 @@ fn print_table(p: &Params, rows: &[serde_json::Value]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slowest_are_listed_worst_first_with_their_due_time() {
+        let lat = [(1_000_000_000, 5_000_000), (3_500_000_000, 90_000_000), (2_000_000_000, 7_000_000)];
+        let w = slowest(&lat, 500_000_000);
+        assert_eq!(w.len(), 3);
+        assert_eq!((w[0]["due_s"].as_f64(), w[0]["ms"].as_f64()), (Some(3.0), Some(90.0)));
+        assert_eq!(w[2]["ms"].as_f64(), Some(5.0));
+    }
 
     #[test]
     fn shared_variables_are_spliced_into_valid_json() {
