@@ -84,6 +84,15 @@ pid_alive() {
   tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$match"
 }
 
+# pid_exists PIDFILE -> 0 when the pidfile's process exists, whatever it runs yet (a process
+# spawned a moment ago may still be the forked shell, before its exec).
+pid_exists() {
+  local pid
+  [[ -f "$1" ]] || return 1
+  pid=$(<"$1")
+  [[ "$pid" =~ ^[0-9]+$ && -d "/proc/$pid" ]]
+}
+
 # spawn PIDFILE LOGFILE CMD... : start CMD detached (own session), stdin from /dev/null,
 # stdout+stderr to LOGFILE (previous log kept as LOGFILE.prev), PID into PIDFILE.
 spawn() {
