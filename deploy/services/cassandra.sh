@@ -192,7 +192,7 @@ cmd_wait() {
   t0=$(now_ms)
   deadline=$(( t0 + CASSANDRA_WAIT_TIMEOUT * 1000 ))
   while :; do
-    if ! pid_alive "$PIDFILE" "$MAIN" && ! pid_exists "$PIDFILE"; then
+    if ! pid_exists "$PIDFILE"; then
       tail_log "$LOGFILE"
       die "wait: the Cassandra process is not running"
     fi

@@ -159,7 +159,7 @@ cmd_wait() {
   t0=$(now_ms)
   deadline=$(( t0 + KAFKA_WAIT_TIMEOUT * 1000 ))
   while :; do
-    if ! pid_alive "$PIDFILE" "$MAIN" && ! pid_exists "$PIDFILE"; then
+    if ! pid_exists "$PIDFILE"; then
       tail_log "$LOGFILE"
       die "wait: the broker process is not running"
     fi

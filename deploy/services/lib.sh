@@ -76,12 +76,11 @@ require_fetched() {
 
 # pid_alive PIDFILE MATCH -> 0 when the pidfile's process is running and its cmdline contains MATCH
 pid_alive() {
-  local pidfile="$1" match="$2" pid
-  [[ -f "$pidfile" ]] || return 1
-  pid=$(<"$pidfile")
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  pid_exists "$1" || return 1
+  local pid
+  pid=$(<"$1")
   [[ -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$match"
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$2"
 }
 
 # pid_exists PIDFILE -> 0 when the pidfile's process exists, whatever it runs yet (a process
